@@ -1,0 +1,196 @@
+"""Image input and atomic output, shared by every command.
+
+``load_image`` is the only way photo3d reads a photo: it decodes fully (so truncated files
+fail), applies the EXIF orientation, converts any mode to RGB uint8, refuses decompression bombs
+and turns every failure into a one-line :class:`~photo3d.errors.InputFileError`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
+
+from .errors import InputFileError, OutputError
+
+DEFAULT_MAX_MEGAPIXELS = 100.0
+
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".tif", ".tiff", ".webp", ".bmp"}
+
+try:  # optional HEIC/HEIF support
+    import pillow_heif  # type: ignore
+
+    pillow_heif.register_heif_opener()
+    IMAGE_SUFFIXES |= {".heic", ".heif"}
+    HEIF_AVAILABLE = True
+except Exception:  # pragma: no cover - depends on the optional extra
+    HEIF_AVAILABLE = False
+
+_EXIF_IFD = 0x8769
+_FOCAL_35MM = 0xA405  # FocalLengthIn35mmFilm
+
+
+@dataclass
+class Photo:
+    """A decoded photo: RGB uint8 pixels (H, W, 3) after EXIF orientation."""
+
+    rgb: np.ndarray
+    path: Path | None = None
+    focal_35mm: float | None = None  # EXIF 35 mm equivalent focal length, when present
+    original_size: tuple[int, int] | None = None  # (width, height) before any reduction
+
+    @property
+    def width(self) -> int:
+        return int(self.rgb.shape[1])
+
+    @property
+    def height(self) -> int:
+        return int(self.rgb.shape[0])
+
+
+def is_image_path(path: Path) -> bool:
+    return path.suffix.lower() in IMAGE_SUFFIXES
+
+
+def _to_rgb8(im: Image.Image) -> np.ndarray:
+    mode = im.mode
+    if mode in ("I;16", "I;16B", "I;16L", "I;16N", "I"):
+        a = np.asarray(im).astype(np.float64)
+        top = 65535.0 if mode.startswith("I;16") or a.max() > 255 else 255.0
+        g = np.clip(np.round(a * (255.0 / top)), 0, 255).astype(np.uint8)
+        return np.ascontiguousarray(np.repeat(g[:, :, None], 3, axis=2))
+    if mode == "F":
+        a = np.asarray(im, dtype=np.float64)
+        top = 1.0 if a.max() <= 1.0 else 255.0
+        g = np.clip(np.round(a * (255.0 / top)), 0, 255).astype(np.uint8)
+        return np.ascontiguousarray(np.repeat(g[:, :, None], 3, axis=2))
+    if mode == "P" and "transparency" in im.info:
+        im = im.convert("RGBA")
+        mode = "RGBA"
+    if mode in ("RGBA", "LA", "PA", "RGBa", "La"):
+        rgba = im.convert("RGBA")
+        bg = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        im = Image.alpha_composite(bg, rgba)
+    if im.mode != "RGB":
+        im = im.convert("RGB")
+    return np.ascontiguousarray(np.asarray(im, dtype=np.uint8))
+
+
+def _focal_35mm(im: Image.Image) -> float | None:
+    try:
+        exif = im.getexif()
+        value = exif.get_ifd(_EXIF_IFD).get(_FOCAL_35MM) or exif.get(_FOCAL_35MM)
+        value = float(value) if value else None
+        return value if value and 1.0 <= value <= 5000.0 else None
+    except Exception:
+        return None
+
+
+def load_image(
+    path: str | Path,
+    max_megapixels: float | None = DEFAULT_MAX_MEGAPIXELS,
+    max_side: int | None = None,
+) -> Photo:
+    """Decode ``path`` to an RGB uint8 :class:`Photo`.
+
+    ``max_megapixels`` refuses larger images before decoding them (decompression bombs).
+    ``max_side`` allows a reduced decode (JPEG draft mode, then INTER_AREA) where the caller
+    never needs more than that many pixels on the longer side.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise InputFileError("no such file", path)
+    if path.is_dir():
+        raise InputFileError("is a folder, not an image", path)
+    try:
+        size = path.stat().st_size
+    except OSError as e:
+        raise InputFileError(f"unreadable ({e.strerror or e})", path) from e
+    if size == 0:
+        raise InputFileError("not an image (empty file)", path)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            saved_limit = Image.MAX_IMAGE_PIXELS
+            Image.MAX_IMAGE_PIXELS = None  # we apply our own, clearer limit below
+            try:
+                im = Image.open(path)
+            finally:
+                Image.MAX_IMAGE_PIXELS = saved_limit
+            with im:
+                w, h = im.size
+                if max_megapixels is not None and w * h > max_megapixels * 1e6:
+                    raise InputFileError(
+                        f"too large ({w}x{h} = {w * h / 1e6:.1f} MP exceeds the "
+                        f"--max-megapixels limit of {max_megapixels:g} MP)",
+                        path,
+                    )
+                if max_side is not None and im.format == "JPEG" and max(w, h) > max_side:
+                    im.draft("RGB", (max_side, max_side))
+                focal = _focal_35mm(im)
+                try:
+                    swap = im.getexif().get(0x0112) in (5, 6, 7, 8)  # EXIF orientation
+                except Exception:
+                    swap = False
+                osize = (h, w) if swap else (w, h)
+                if getattr(ImageFile, "LOAD_TRUNCATED_IMAGES", False):
+                    ImageFile.LOAD_TRUNCATED_IMAGES = False
+                im.load()
+                im = ImageOps.exif_transpose(im)
+                rgb = _to_rgb8(im)
+    except InputFileError:
+        raise
+    except UnidentifiedImageError as e:
+        raise InputFileError("not an image (unknown or unsupported format)", path) from e
+    except PermissionError as e:
+        raise InputFileError("unreadable (permission denied)", path) from e
+    except (OSError, SyntaxError, ValueError, EOFError) as e:
+        text = str(e)
+        if "truncated" in text.lower() or isinstance(e, EOFError):
+            raise InputFileError("truncated image file", path) from e
+        raise InputFileError(f"unreadable image ({text or type(e).__name__})", path) from e
+    except Exception as e:  # any other decoder failure is still one clean line
+        raise InputFileError(f"unreadable image ({type(e).__name__}: {e})", path) from e
+    if max_side is not None and max(rgb.shape[:2]) > max_side:
+        import cv2
+
+        s = max_side / max(rgb.shape[:2])
+        nw, nh = max(1, round(rgb.shape[1] * s)), max(1, round(rgb.shape[0] * s))
+        rgb = cv2.resize(rgb, (nw, nh), interpolation=cv2.INTER_AREA)
+    return Photo(rgb=rgb, path=path, focal_35mm=focal, original_size=osize)
+
+
+@contextlib.contextmanager
+def atomic_output(path: str | Path) -> Iterator[Path]:
+    """Yield a temporary path beside ``path``; on success rename it over ``path``.
+
+    A crash, Ctrl-C or ``kill -9`` leaves at most a hidden ``.*.tmp`` file, never a partial
+    output under the final name.
+    """
+    path = Path(path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        os.close(fd)
+    except OSError as e:
+        raise OutputError(f"cannot write ({e.strerror or e})", path) from e
+    tmp_path = Path(tmp)
+    try:
+        yield tmp_path
+        os.replace(tmp_path, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            tmp_path.unlink()
+        raise
+
+
+def write_bytes_atomic(path: str | Path, data: bytes) -> None:
+    with atomic_output(path) as tmp:
+        tmp.write_bytes(data)
