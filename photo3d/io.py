@@ -143,7 +143,10 @@ def load_image(
                 if getattr(ImageFile, "LOAD_TRUNCATED_IMAGES", False):
                     ImageFile.LOAD_TRUNCATED_IMAGES = False
                 im.load()
-                im = ImageOps.exif_transpose(im)
+                try:
+                    im = ImageOps.exif_transpose(im)
+                except Exception:  # malformed EXIF: keep the stored orientation, not fail
+                    pass
                 rgb = _to_rgb8(im)
     except InputFileError:
         raise
@@ -167,6 +170,15 @@ def load_image(
     return Photo(rgb=rgb, path=path, focal_35mm=focal, original_size=osize)
 
 
+def _current_umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+_UMASK = _current_umask()  # read once at import (os.umask can only be read by setting it)
+
+
 @contextlib.contextmanager
 def atomic_output(path: str | Path) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; on success rename it over ``path``.
@@ -179,6 +191,7 @@ def atomic_output(path: str | Path) -> Iterator[Path]:
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
         os.close(fd)
+        os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600; outputs get the usual permissions
     except OSError as e:
         raise OutputError(f"cannot write ({e.strerror or e})", path) from e
     tmp_path = Path(tmp)

@@ -15,3 +15,48 @@ def shared_dir() -> Path:
 
 
 needs_shared = pytest.mark.skipif(not (SHARED / "data").is_dir(), reason="../shared is absent")
+
+
+# --- depth models (helper DEPTH) ------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def tiefenrausch_dir(shared_dir: Path) -> Path:
+    """../shared/data/tiefenrausch (Caffe2 .pb files, golden images); skips when absent."""
+    d = shared_dir / "data" / "tiefenrausch"
+    if not (d / "tiefenrausch.pb").is_file():
+        pytest.skip("../shared/data/tiefenrausch is absent")
+    return d
+
+
+@pytest.fixture(scope="session")
+def tiefenrausch_pt(tiefenrausch_dir: Path, tmp_path_factory) -> Path:
+    """Tiefenrausch converted once per session to a TorchScript file in a temp folder."""
+    from photo3d.depth.tiefenrausch import import_tiefenrausch_file
+
+    out = tmp_path_factory.mktemp("models") / "tiefenrausch.pt"
+    import_tiefenrausch_file(tiefenrausch_dir, out)
+    return out
+
+
+@pytest.fixture(scope="session")
+def tiny_depth_model(tmp_path_factory) -> Path:
+    """A trivial TorchScript model that follows the model contract (no ../shared needed):
+    log-disparity = 2 × (row position) + brightness, so lower rows are nearer."""
+    import json
+    import warnings
+
+    import torch
+
+    class Tiny(torch.nn.Module):
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            h = x.shape[2]
+            rows = torch.linspace(0.0, 1.0, h).view(1, 1, h, 1)
+            return 2.0 * rows + x.mean(dim=1, keepdim=True)
+
+    out = tmp_path_factory.mktemp("models") / "tiny.pt"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.jit.save(torch.jit.script(Tiny()), str(out),
+                       _extra_files={"photo3d.json": json.dumps({"name": "tiny", "input_size": 128})})
+    return out

@@ -1,0 +1,209 @@
+"""Depth runtime: load a TorchScript depth model once per process and predict disparity.
+
+Model file contract (Tiefenrausch import and photo3d's own net alike): a TorchScript module
+taking float32 (1, 3, H, W) RGB in [0, 1] with H, W multiples of 32 and returning (1, 1, H, W)
+log-disparity; optional TorchScript extra file ``photo3d.json`` with metadata such as
+``{"name": ..., "input_size": 384}``.  INT8 models run on the QNNPACK engine.
+
+:meth:`DepthModel.predict` returns normalized disparity in [0, 1] (LARGER = NEARER) at the
+photo's full resolution, upsampled edge-aware with a colour guided filter
+(:mod:`photo3d.depth.upsample`), or at the network's resolution with ``raw=True``.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+
+from ..errors import ModelError
+from . import tiefenrausch
+from .upsample import bilinear_upsample, guided_upsample
+
+DEFAULT_INPUT_SIZE = 384
+NORM_PERCENTILES = (0.1, 99.9)  # robust range for [0, 1] normalization
+
+_cache: dict[str, "DepthModel"] = {}
+_lock = threading.Lock()
+
+
+@dataclass
+class DepthResult:
+    disparity: np.ndarray  # float32 H×W in [0, 1], larger = nearer
+    disparity_min: float  # network disparity (exp of its output) mapped to 0 …
+    disparity_max: float  # … and to 1
+    network_size: tuple[int, int]  # (width, height) the network ran at
+    raw: bool = False
+    meta: dict = field(default_factory=dict)
+
+
+def network_size(width: int, height: int, input_size: int) -> tuple[int, int]:
+    """(w, h) for the network: longer side ``input_size``, each side floored to a multiple of 32."""
+    s = input_size / max(width, height)
+    w = max(32, int(width * s) // 32 * 32)
+    h = max(32, int(height * s) // 32 * 32)
+    return w, h
+
+
+def preprocess(rgb: np.ndarray, input_size: int) -> torch.Tensor:
+    """The reference preprocessing: INTER_AREA resize to the network size, /255, NCHW float32."""
+    H, W = rgb.shape[:2]
+    w, h = network_size(W, H, input_size)
+    interp = cv2.INTER_AREA if w <= W and h <= H else cv2.INTER_LINEAR
+    small = cv2.resize(np.ascontiguousarray(rgb), (w, h), interpolation=interp)
+    x = torch.from_numpy(small).permute(2, 0, 1).float().div_(255.0)
+    return x.unsqueeze(0).contiguous()
+
+
+def normalize(disp: np.ndarray, lo: float | None = None, hi: float | None = None) -> tuple[np.ndarray, float, float]:
+    """Map disparity to [0, 1] with robust percentiles (or the given lo/hi)."""
+    if lo is None or hi is None:
+        flat = disp.reshape(-1)
+        step = max(1, flat.size // 2_000_000)  # percentiles of a regular subsample on huge maps
+        lo, hi = (float(v) for v in np.percentile(flat[::step], NORM_PERCENTILES))
+    if not hi > lo:
+        return np.zeros_like(disp, dtype=np.float32), lo, hi
+    out = disp.astype(np.float32, copy=True)
+    out -= np.float32(lo)
+    out *= np.float32(1.0 / (hi - lo))
+    np.clip(out, 0.0, 1.0, out=out)
+    return out, lo, hi
+
+
+class DepthModel:
+    """A loaded depth network plus its metadata."""
+
+    def __init__(self, module: torch.nn.Module, meta: dict | None = None, path: Path | None = None):
+        self.module = module
+        self.meta = dict(meta or {})
+        self.path = path
+        self.input_size = int(self.meta.get("input_size", DEFAULT_INPUT_SIZE))
+        self.name = str(self.meta.get("name", path.stem if path else "model"))
+
+    def predict_log(self, rgb: np.ndarray) -> np.ndarray:
+        """The network's log-disparity at its own resolution (float32 h×w)."""
+        if rgb.ndim != 3 or rgb.shape[2] != 3 or rgb.dtype != np.uint8:
+            raise ValueError(f"expected an H×W×3 uint8 image, got {rgb.dtype} {rgb.shape}")
+        x = preprocess(rgb, self.input_size)
+        tiefenrausch.set_qnnpack()
+        try:
+            with torch.inference_mode(), warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                y = self.module(x)
+        except Exception as e:  # a model that does not follow the contract
+            where = self.path if self.path is not None else None
+            raise ModelError(f"depth model failed to run ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''})", where) from e
+        if not isinstance(y, torch.Tensor) or y.dim() != 4 or tuple(y.shape[:2]) != (1, 1) or tuple(y.shape[2:]) != tuple(x.shape[2:]):
+            shape = tuple(y.shape) if isinstance(y, torch.Tensor) else type(y).__name__
+            raise ModelError(f"depth model returned {shape}, expected (1, 1, {x.shape[2]}, {x.shape[3]}) log-disparity", self.path)
+        if y.is_quantized:
+            y = y.dequantize()
+        return y[0, 0].float().numpy().astype(np.float32, copy=False)
+
+    def predict_result(self, rgb: np.ndarray, raw: bool = False, upsample: str = "guided") -> DepthResult:
+        """``upsample``: "guided" (edge-aware, default) or "bilinear" (the plain baseline)."""
+        log = self.predict_log(rgb)
+        size = (log.shape[1], log.shape[0])
+        if not raw:
+            if upsample == "guided":
+                log = guided_upsample(log, rgb)
+            elif upsample == "bilinear":
+                log = bilinear_upsample(log, (rgb.shape[1], rgb.shape[0]))
+            else:
+                raise ValueError(f"unknown upsampling {upsample!r}")
+        log = log.astype(np.float32, copy=False)
+        disp = np.exp(log, out=log)  # in place: full-resolution maps can be large
+        norm, lo, hi = normalize(disp)
+        del disp, log
+        return DepthResult(norm, lo, hi, size, raw, dict(self.meta))
+
+    def predict(self, rgb: np.ndarray, raw: bool = False) -> np.ndarray:
+        """Normalized disparity in [0, 1] (larger = nearer), full resolution unless ``raw``."""
+        return self.predict_result(rgb, raw).disparity
+
+
+def _read_torchscript(path: Path) -> tuple[torch.nn.Module, dict]:
+    tiefenrausch.set_qnnpack()
+    extra = {tiefenrausch.METADATA_FILE: ""}
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            module = torch.jit.load(str(path), map_location="cpu", _extra_files=extra)
+    except Exception as e:
+        msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise ModelError(f"not a TorchScript depth model ({msg[:200]})", path) from e
+    meta: dict = {}
+    text = extra.get(tiefenrausch.METADATA_FILE) or ""
+    if text:
+        try:
+            meta = json.loads(text)
+        except ValueError:
+            raise ModelError(f"malformed {tiefenrausch.METADATA_FILE} metadata in the model", path) from None
+        if not isinstance(meta, dict):
+            meta = {}
+    module.eval()
+    return module, meta
+
+
+def default_model_path() -> Path:
+    """The bundled model (``models/manifest.json``); ModelError with a how-to when absent."""
+    from . import net
+
+    models_dir = net.MODELS_DIR  # looked up at call time (tests point it elsewhere)
+    try:
+        path = net.bundled_model_path(models_dir)
+    except ModelError:
+        if (models_dir / net.MANIFEST).exists():
+            raise  # a malformed manifest says so itself
+        path = None
+    if path is None or not path.is_file():
+        raise ModelError(
+            "no bundled depth model yet; pass --model /path/to/tiefenrausch (the folder holding "
+            "tiefenrausch.pb and tiefenrausch_init.pb) or --model FILE.pt (a TorchScript model, "
+            "e.g. from `photo3d model import`)",
+            path or models_dir,
+        )
+    return path
+
+
+def _load_uncached(path: Path | None) -> DepthModel:
+    if path is None:
+        from . import net
+
+        path = default_model_path()
+        net.verify_bundled(path, net.MODELS_DIR)
+    path = Path(path)
+    if not path.exists():
+        raise ModelError("no such model file or folder", path)
+    if path.is_dir():
+        if not tiefenrausch.is_tiefenrausch_folder(path):
+            raise ModelError(
+                "folder holds no tiefenrausch.pb + tiefenrausch_init.pb; pass a TorchScript .pt file or the Tiefenrausch folder",
+                path,
+            )
+        module = tiefenrausch.import_tiefenrausch(path)
+        return DepthModel(module, tiefenrausch.metadata(), path)
+    module, meta = _read_torchscript(path)
+    return DepthModel(module, meta, path)
+
+
+def load_model(path: str | Path | None = None) -> DepthModel:
+    """Load (once per process and path) a TorchScript file, a Tiefenrausch folder, or the default."""
+    key = "<default>" if path is None else str(Path(path).resolve())
+    with _lock:
+        model = _cache.get(key)
+        if model is None:
+            model = _load_uncached(None if path is None else Path(path))
+            _cache[key] = model
+        return model
+
+
+def clear_cache() -> None:
+    with _lock:
+        _cache.clear()

@@ -1,0 +1,569 @@
+"""Import Facebook's Tiefenrausch depth net (Caffe2 NetDef protobufs) into PyTorch.
+
+The two files ``tiefenrausch.pb`` (predict net) and ``tiefenrausch_init.pb`` (init net: uint8
+weights, int32 biases) are decoded with a small hand-written protobuf wire-format reader, so no
+generated Caffe2 proto code is needed.  The graph is rebuilt op by op:
+
+========================  =================================================================
+Caffe2 op                 PyTorch
+========================  =================================================================
+NCHW2NHWC                 nothing (PyTorch quantized ops take NCHW tensors)
+Int8Quantize              ``torch.quantize_per_tensor`` (quint8)
+Int8Conv                  ``torch.ao.nn.quantized.Conv2d``: weights [out, kh, kw, in/group]
+                          uint8 → NCHW qint8 (value − 128, zero point − 128); int32 bias ×
+                          bias scale → float bias; output scale/zero point (zero point 0 is
+                          the implicit ReLU: uint8 saturates at 0)
+Int8Add                   ``torch.ops.quantized.add`` with the output scale/zero point
+Int8ResizeNearest         nearest 2× upsampling (same quantization parameters)
+Int8Dequantize            ``Tensor.dequantize``
+========================  =================================================================
+
+:func:`import_tiefenrausch` returns a TorchScript module following the photo3d model contract
+(float32 (1, 3, H, W) RGB in [0, 1], H and W multiples of 32 → (1, 1, H, W) log-disparity);
+:func:`teacher_float_module` returns the same network with dequantized float weights (for
+distillation on a GPU).
+"""
+
+from __future__ import annotations
+
+import json
+import struct
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+import torch
+from torch import nn
+
+from ..errors import ModelError
+
+PREDICT_NET = "tiefenrausch.pb"
+INIT_NET = "tiefenrausch_init.pb"
+INPUT_SIZE = 384  # longer side used by the reference runtime
+METADATA_FILE = "photo3d.json"
+
+# --------------------------------------------------------------------------------------------
+# Protobuf wire format (just what NetDef / OperatorDef / Argument need)
+# NetDef: op=2, external_input=7, external_output=8
+# OperatorDef: input=1, output=2, name=3, type=4, arg=5
+# Argument: name=1, f=2, i=3, s=4, floats=5, ints=6, strings=7
+# --------------------------------------------------------------------------------------------
+
+
+class _WireError(ValueError):
+    pass
+
+
+def _varint(buf: bytes, i: int) -> tuple[int, int]:
+    result = shift = 0
+    while True:
+        if i >= len(buf):
+            raise _WireError("truncated varint")
+        c = buf[i]
+        i += 1
+        result |= (c & 0x7F) << shift
+        if c < 0x80:
+            return result, i
+        shift += 7
+        if shift > 70:
+            raise _WireError("varint too long")
+
+
+def _fields(buf: bytes) -> Iterator[tuple[int, int, object]]:
+    """Yield (field number, wire type, value) for one message; value is int or bytes."""
+    i, n = 0, len(buf)
+    while i < n:
+        key, i = _varint(buf, i)
+        num, wt = key >> 3, key & 7
+        if wt == 0:
+            v, i = _varint(buf, i)
+        elif wt == 1:
+            v, i = buf[i : i + 8], i + 8
+        elif wt == 2:
+            ln, i = _varint(buf, i)
+            v, i = buf[i : i + ln], i + ln
+        elif wt == 5:
+            v, i = buf[i : i + 4], i + 4
+        else:
+            raise _WireError(f"unsupported wire type {wt}")
+        if i > n:
+            raise _WireError("truncated message")
+        yield num, wt, v
+
+
+def _signed64(v: int) -> int:
+    return v - (1 << 64) if v >= 1 << 63 else v
+
+
+def _packed_varints(buf: bytes) -> list[int]:
+    out, i = [], 0
+    while i < len(buf):
+        v, i = _varint(buf, i)
+        out.append(_signed64(v))
+    return out
+
+
+@dataclass
+class Arg:
+    name: str = ""
+    f: float | None = None
+    i: int | None = None
+    s: bytes | None = None
+    floats: list[float] = field(default_factory=list)
+    ints: list[int] = field(default_factory=list)
+
+
+@dataclass
+class Op:
+    type: str
+    inputs: list[str]
+    outputs: list[str]
+    args: dict[str, Arg]
+
+    def f(self, name: str) -> float:
+        return float(self.args[name].f)  # type: ignore[arg-type]
+
+    def i(self, name: str, default: int | None = None) -> int:
+        a = self.args.get(name)
+        if a is None or a.i is None:
+            if default is None:
+                raise KeyError(name)
+            return default
+        return int(a.i)
+
+    def ints(self, name: str) -> list[int]:
+        return list(self.args[name].ints)
+
+
+def _parse_arg(buf: bytes) -> Arg:
+    a = Arg()
+    for num, wt, v in _fields(buf):
+        if num == 1:
+            a.name = bytes(v).decode()
+        elif num == 2:
+            a.f = struct.unpack("<f", v)[0] if wt == 5 else float(v)
+        elif num == 3:
+            a.i = _signed64(v) if wt == 0 else None
+        elif num == 4:
+            a.s = bytes(v)
+        elif num == 5:
+            if wt == 2:
+                a.floats.extend(struct.unpack(f"<{len(v) // 4}f", v))
+            else:
+                a.floats.append(struct.unpack("<f", v)[0])
+        elif num == 6:
+            if wt == 2:
+                a.ints.extend(_packed_varints(v))
+            else:
+                a.ints.append(_signed64(v))
+    return a
+
+
+def _parse_op(buf: bytes) -> Op:
+    op = Op("", [], [], {})
+    for num, _wt, v in _fields(buf):
+        if num == 1:
+            op.inputs.append(bytes(v).decode())
+        elif num == 2:
+            op.outputs.append(bytes(v).decode())
+        elif num == 4:
+            op.type = bytes(v).decode()
+        elif num == 5:
+            a = _parse_arg(v)
+            op.args[a.name] = a
+    return op
+
+
+def parse_netdef(data: bytes) -> tuple[list[Op], list[str], list[str]]:
+    """Decode a Caffe2 NetDef: (ops, external inputs, external outputs)."""
+    ops, ext_in, ext_out = [], [], []
+    for num, _wt, v in _fields(data):
+        if num == 2:
+            ops.append(_parse_op(v))
+        elif num == 7:
+            ext_in.append(bytes(v).decode())
+        elif num == 8:
+            ext_out.append(bytes(v).decode())
+    return ops, ext_in, ext_out
+
+
+# --------------------------------------------------------------------------------------------
+# Graph: the decoded net as a list of steps with register slots
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Tensor8:
+    """A quantized tensor from the init net (uint8 weights or int32 biases)."""
+
+    values: np.ndarray
+    scale: float
+    zero_point: int
+
+
+@dataclass
+class Step:
+    kind: str  # "quantize" | "conv" | "add" | "resize" | "dequantize"
+    inputs: list[str]
+    output: str
+    scale: float = 1.0
+    zero_point: int = 0
+    weight: Tensor8 | None = None
+    bias: Tensor8 | None = None
+    stride: int = 1
+    pad: int = 0
+    groups: int = 1
+    factor: int = 2
+
+
+@dataclass
+class Graph:
+    input: str
+    output: str
+    steps: list[Step]
+    in_scale: dict[str, float]
+
+
+def _load_init(data: bytes) -> dict[str, Tensor8]:
+    ops, _, _ = parse_netdef(data)
+    blobs: dict[str, Tensor8] = {}
+    for op in ops:
+        shape = op.ints("shape")
+        vals = op.args["values"]
+        if op.type == "Int8GivenTensorFill":
+            arr = np.frombuffer(vals.s or b"", dtype=np.uint8)
+        elif op.type == "Int8GivenIntTensorFill":
+            arr = np.asarray(vals.ints, dtype=np.int64).astype(np.int32)
+        else:
+            raise _WireError(f"unexpected init op {op.type}")
+        if arr.size != int(np.prod(shape)):
+            raise _WireError(f"{op.outputs[0]}: {arr.size} values for shape {shape}")
+        blobs[op.outputs[0]] = Tensor8(arr.reshape(shape).copy(), op.f("Y_scale"), op.i("Y_zero_point"))
+    return blobs
+
+
+def read_graph(folder: str | Path) -> Graph:
+    """Decode the two NetDef files in ``folder`` into a :class:`Graph`; ModelError if unusable."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise ModelError("not a folder with tiefenrausch.pb and tiefenrausch_init.pb", folder)
+    for name in (PREDICT_NET, INIT_NET):
+        if not (folder / name).is_file():
+            raise ModelError(f"missing {name} (expected Tiefenrausch's Caffe2 files here)", folder)
+    try:
+        ops, ext_in, ext_out = parse_netdef((folder / PREDICT_NET).read_bytes())
+        blobs = _load_init((folder / INIT_NET).read_bytes())
+    except (_WireError, struct.error, UnicodeDecodeError, KeyError, ValueError) as e:
+        raise ModelError(f"corrupt Caffe2 NetDef ({e})", folder) from e
+    except OSError as e:
+        raise ModelError(f"unreadable ({e.strerror or e})", folder) from e
+    if not ops or not ext_out:
+        raise ModelError(f"{PREDICT_NET} holds no network", folder)
+
+    alias: dict[str, str] = {}  # layout-only ops
+    qscale: dict[str, float] = {}
+    steps: list[Step] = []
+
+    def src(name: str) -> str:
+        return alias.get(name, name)
+
+    try:
+        for op in ops:
+            t = op.type
+            if t in ("NCHW2NHWC", "NHWC2NCHW"):
+                alias[op.outputs[0]] = src(op.inputs[0])
+                continue
+            out = op.outputs[0]
+            if t == "Int8Quantize":
+                s = Step("quantize", [src(op.inputs[0])], out, op.f("Y_scale"), op.i("Y_zero_point"))
+            elif t == "Int8Conv":
+                x, w, b = op.inputs
+                k = op.ints("kernels") if "kernels" in op.args else [op.i("kernel")] * 2
+                strides = op.ints("strides") if "strides" in op.args else [op.i("stride", 1)] * 2
+                pads = op.ints("pads") if "pads" in op.args else [op.i("pad", 0)] * 4
+                dil = op.ints("dilations") if "dilations" in op.args else [1, 1]
+                if len(set(k)) != 1 or len(set(strides)) != 1 or len(set(pads)) != 1 or set(dil) != {1}:
+                    raise _WireError(f"unsupported conv geometry in {out}")
+                if op.args.get("order") and op.args["order"].s not in (b"NHWC",):
+                    raise _WireError(f"unsupported order in {out}")
+                s = Step(
+                    "conv", [src(x)], out, op.f("Y_scale"), op.i("Y_zero_point"),
+                    weight=blobs[w], bias=blobs[b], stride=strides[0], pad=pads[0], groups=op.i("group", 1),
+                )
+            elif t == "Int8Add":
+                s = Step("add", [src(i) for i in op.inputs], out, op.f("Y_scale"), op.i("Y_zero_point"))
+            elif t == "Int8ResizeNearest":
+                ws, hs = op.f("width_scale"), op.f("height_scale")
+                if ws != hs or ws != int(ws):
+                    raise _WireError(f"unsupported resize scale {ws}x{hs}")
+                s = Step("resize", [src(op.inputs[0])], out, op.f("Y_scale"), op.i("Y_zero_point"), factor=int(ws))
+            elif t == "Int8Dequantize":
+                s = Step("dequantize", [src(op.inputs[0])], out)
+            else:
+                raise _WireError(f"unsupported op {t}")
+            if s.kind not in ("dequantize",):
+                qscale[out] = s.scale
+            steps.append(s)
+    except KeyError as e:
+        raise ModelError(f"corrupt Caffe2 NetDef (missing blob or argument {e})", folder) from e
+    except _WireError as e:
+        raise ModelError(str(e), folder) from e
+    net_in = ext_in[0] if ext_in else steps[0].inputs[0]
+    return Graph(net_in, src(ext_out[0]), steps, qscale)
+
+
+def _slots(graph: Graph) -> tuple[dict[str, int], int]:
+    """Register allocation: map each blob to a slot, reusing slots of dead blobs."""
+    last_use: dict[str, int] = {}
+    for k, s in enumerate(graph.steps):
+        for name in s.inputs:
+            last_use[name] = k
+    slot_of = {graph.input: 0}
+    free: list[int] = []
+    n = 1
+    for k, s in enumerate(graph.steps):
+        for name in set(s.inputs):
+            if last_use.get(name) == k and name in slot_of:
+                free.append(slot_of[name])
+        if free:
+            slot_of[s.output] = free.pop()
+        else:
+            slot_of[s.output] = n
+            n += 1
+    return slot_of, n
+
+
+# --------------------------------------------------------------------------------------------
+# PyTorch modules: one small module per step, all with the same (a, b) -> out signature
+# --------------------------------------------------------------------------------------------
+
+
+class _Quantize(nn.Module):
+    def __init__(self, scale: float, zero_point: int):
+        super().__init__()
+        self.scale = scale
+        self.zero_point = zero_point
+
+    def forward(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        return torch.quantize_per_tensor(a, self.scale, self.zero_point, torch.quint8)
+
+
+class _QAdd(nn.Module):
+    def __init__(self, scale: float, zero_point: int):
+        super().__init__()
+        self.scale = scale
+        self.zero_point = zero_point
+
+    def forward(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        return torch.ops.quantized.add(a, b, self.scale, self.zero_point)
+
+
+class _Resize(nn.Module):
+    def __init__(self, factor: int):
+        super().__init__()
+        self.factor = float(factor)
+
+    def forward(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        return torch.nn.functional.interpolate(a, scale_factor=self.factor, mode="nearest")
+
+
+class _Dequantize(nn.Module):
+    def forward(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        return a.dequantize()
+
+
+class _QConv(nn.Module):
+    def __init__(self, step: Step):
+        super().__init__()
+        from torch.ao.nn.quantized import Conv2d as QConv2d
+
+        w8, b32 = step.weight, step.bias
+        assert w8 is not None and b32 is not None
+        out_c, kh, kw, in_g = w8.values.shape
+        w = torch.from_numpy(w8.values.astype(np.int16) - 128).to(torch.int8).permute(0, 3, 1, 2).contiguous()
+        qw = torch._make_per_tensor_quantized_tensor(w, w8.scale, w8.zero_point - 128)
+        bias = torch.from_numpy(b32.values.astype(np.float64) * b32.scale).float()
+        conv = QConv2d(in_g * step.groups, out_c, (kh, kw), stride=step.stride, padding=step.pad, groups=step.groups)
+        conv.set_weight_bias(qw, bias)
+        conv.scale = float(step.scale)
+        conv.zero_point = int(step.zero_point)
+        self.conv = conv
+
+    def forward(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        return self.conv(a)
+
+
+class _FConv(nn.Module):
+    """Float conv with dequantized weights; clamps to the int8 output range (zero point 0 = ReLU)."""
+
+    def __init__(self, step: Step):
+        super().__init__()
+        w8, b32 = step.weight, step.bias
+        assert w8 is not None and b32 is not None
+        out_c, kh, kw, in_g = w8.values.shape
+        w = (w8.values.astype(np.float32) - w8.zero_point) * w8.scale
+        self.conv = nn.Conv2d(in_g * step.groups, out_c, (kh, kw), step.stride, step.pad, groups=step.groups)
+        with torch.no_grad():
+            self.conv.weight.copy_(torch.from_numpy(w).permute(0, 3, 1, 2))
+            self.conv.bias.copy_(torch.from_numpy(b32.values.astype(np.float64) * b32.scale).float())
+        self.lo = float(-step.zero_point * step.scale)
+        self.hi = float((255 - step.zero_point) * step.scale)
+
+    def forward(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        return torch.clamp(self.conv(a), self.lo, self.hi)
+
+
+class _FAdd(nn.Module):
+    def __init__(self, scale: float, zero_point: int):
+        super().__init__()
+        self.lo = float(-zero_point * scale)
+        self.hi = float((255 - zero_point) * scale)
+
+    def forward(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        return torch.clamp(a + b, self.lo, self.hi)
+
+
+class _FQuantize(nn.Module):
+    """Float stand-in for Int8Quantize: clamp to the representable range."""
+
+    def __init__(self, scale: float, zero_point: int):
+        super().__init__()
+        self.lo = float(-zero_point * scale)
+        self.hi = float((255 - zero_point) * scale)
+
+    def forward(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        return torch.clamp(a, self.lo, self.hi)
+
+
+class _Identity(nn.Module):
+    def forward(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        return a
+
+
+class _Program(nn.Module):
+    """Run the steps in order over a list of register slots (scriptable: the loop unrolls)."""
+
+    def __init__(self, graph: Graph, modules: list[nn.Module]):
+        super().__init__()
+        slot_of, n = _slots(graph)
+        self.n_slots = n
+        self.steps = nn.ModuleList(modules)
+        self.ins_a = [slot_of[s.inputs[0]] for s in graph.steps]
+        self.ins_b = [slot_of[s.inputs[-1]] for s in graph.steps]
+        self.outs = [slot_of[s.output] for s in graph.steps]
+        self.result = slot_of[graph.output]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        regs = [x for _ in range(self.n_slots)]
+        k = 0
+        for step in self.steps:
+            regs[self.outs[k]] = step(regs[self.ins_a[k]], regs[self.ins_b[k]])
+            k += 1
+        return regs[self.result]
+
+
+class TiefenrauschFloat(nn.Module):
+    """Tiefenrausch with dequantized float weights: (N,3,H,W) RGB [0,1] → (N,1,H,W) log-disparity."""
+
+    def __init__(self, graph: Graph):
+        super().__init__()
+        mods: list[nn.Module] = []
+        for s in graph.steps:
+            if s.kind == "quantize":
+                mods.append(_FQuantize(s.scale, s.zero_point))
+            elif s.kind == "conv":
+                mods.append(_FConv(s))
+            elif s.kind == "add":
+                mods.append(_FAdd(s.scale, s.zero_point))
+            elif s.kind == "resize":
+                mods.append(_Resize(s.factor))
+            else:
+                mods.append(_Identity())
+        self.program = _Program(graph, mods)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.program(x)
+
+
+_warned = False
+
+
+def set_qnnpack() -> None:
+    """Select the QNNPACK engine (before packing or loading INT8 weights).
+
+    Also consumes torch 2.13's once-per-process C++ deprecation warning about quantized tensor
+    creation here, under a local warnings filter: raised later inside the TorchScript
+    interpreter it would bypass Python's filters and print to stderr.
+    """
+    global _warned
+    if "qnnpack" in torch.backends.quantized.supported_engines:
+        torch.backends.quantized.engine = "qnnpack"
+    if not _warned:
+        _warned = True
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            torch.quantize_per_tensor(torch.zeros(1), 1.0, 0, torch.quint8)
+
+
+def build_int8_module(graph: Graph) -> nn.Module:
+    """The quantized network as an eager nn.Module (QNNPACK packed weights)."""
+    set_qnnpack()
+    mods: list[nn.Module] = []
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for s in graph.steps:
+            if s.kind == "quantize":
+                mods.append(_Quantize(s.scale, s.zero_point))
+            elif s.kind == "conv":
+                mods.append(_QConv(s))
+            elif s.kind == "add":
+                mods.append(_QAdd(s.scale, s.zero_point))
+            elif s.kind == "resize":
+                mods.append(_Resize(s.factor))
+            else:
+                mods.append(_Dequantize())
+    return _Program(graph, mods).eval()
+
+
+def metadata() -> dict:
+    return {
+        "name": "tiefenrausch",
+        "input_size": INPUT_SIZE,
+        "output": "log-disparity",
+        "source": "Facebook Tiefenrausch (One Shot 3D Photography, Kopf et al. 2020), MIT licence",
+    }
+
+
+def import_tiefenrausch(folder: str | Path) -> torch.jit.ScriptModule:
+    """Read the Caffe2 files in ``folder`` and return the INT8 network as TorchScript."""
+    graph = read_graph(folder)
+    module = build_int8_module(graph)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        scripted = torch.jit.script(module)
+    return scripted
+
+
+def import_tiefenrausch_file(folder: str | Path, out_path: str | Path) -> Path:
+    """Convert ``folder`` and save the TorchScript model (with photo3d.json metadata) atomically."""
+    from ..io import atomic_output
+
+    scripted = import_tiefenrausch(folder)
+    out_path = Path(out_path)
+    extra = {METADATA_FILE: json.dumps(metadata())}
+    with atomic_output(out_path) as tmp, warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.jit.save(scripted, str(tmp), _extra_files=extra)
+    return out_path
+
+
+def teacher_float_module(folder: str | Path) -> nn.Module:
+    """The Tiefenrausch network with dequantized float weights, for distillation."""
+    return TiefenrauschFloat(read_graph(folder)).eval()
+
+
+def is_tiefenrausch_folder(path: str | Path) -> bool:
+    p = Path(path)
+    return p.is_dir() and (p / PREDICT_NET).is_file() and (p / INIT_NET).is_file()

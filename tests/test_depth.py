@@ -1,0 +1,228 @@
+"""`photo3d depth`: 16-bit PNG and .npy outputs, convention metadata, folders, --raw, --preview,
+the edge-aware upsampling, the default-model message and the metrics."""
+
+from __future__ import annotations
+
+import shutil
+
+import numpy as np
+import pytest
+from PIL import Image
+from typer.testing import CliRunner
+
+from photo3d.cli import app
+from photo3d.depth import DepthOptions, depth_file
+from photo3d.depth.maps import CONVENTION, load_depth_map, preview_path, read_png_metadata, save_depth_map
+from photo3d.depth.runtime import load_model, network_size, normalize
+from photo3d.depth.upsample import guided_upsample
+from photo3d.errors import ExitCode, InputFileError, ModelError, UsageError
+from photo3d.eval import abs_rel_delta1, edge_order_accuracy, evaluate, lower_rows_prior
+
+runner = CliRunner()
+
+
+def _cli(*args):
+    return runner.invoke(app, [str(a) for a in args])
+
+
+# --------------------------------------------------------------------------------------------
+# without ../shared
+
+
+def test_network_size():
+    assert network_size(1024, 768, 384) == (384, 288)
+    assert network_size(768, 1024, 384) == (288, 384)
+    assert network_size(413, 370, 384) == (384, 320)
+    w, h = network_size(4000, 100, 384)
+    assert (w, h) == (384, 32)
+
+
+def test_normalize_robust():
+    d = np.linspace(1.0, 2.0, 10000, dtype=np.float32)
+    d[0] = 1000.0  # an outlier must not squash the rest
+    n, lo, hi = normalize(d)
+    assert n.dtype == np.float32 and n.min() == 0.0 and n.max() == 1.0
+    assert 0.4 < float(np.median(n)) < 0.6
+    assert np.all(normalize(np.ones((4, 4), np.float32))[0] == 0)
+
+
+def test_guided_upsample_snaps_to_colour_edge():
+    # photo: left half dark, right half bright, edge at column 100; low-res depth: blurry step
+    H, W = 120, 200
+    rgb = np.zeros((H, W, 3), np.uint8)
+    rgb[:, 100:] = 230
+    x = np.linspace(0, 1, 50, dtype=np.float32)
+    low = np.tile(1.0 / (1.0 + np.exp(-(x - 0.5) * 12)), (30, 1)).astype(np.float32)  # soft ramp
+    up = guided_upsample(low, rgb)
+    assert up.shape == (H, W)
+    row = up[60]
+    assert row[:100].max() < row[100:].min()  # a step exactly at the colour edge
+    jump = row[100] - row[99]
+    bil = np.interp(np.arange(W), (np.arange(50) + 0.5) * W / 50 - 0.5, low[15])
+    assert jump > 5 * (bil[100] - bil[99])  # much sharper than bilinear
+    # flat regions stay smooth and inside the input range
+    assert low.min() - 1e-3 <= up.min() and up.max() <= low.max() + 1e-3
+
+
+def test_metrics_definitions():
+    gt = np.zeros((20, 20), np.float32)
+    gt[:, :10] = 10.0
+    gt[:, 10:] = 20.0
+    assert edge_order_accuracy(gt, gt) == 1.0
+    assert edge_order_accuracy(-gt, gt) == 0.0
+    assert edge_order_accuracy(np.ones_like(gt), gt) == 0.0  # ties are wrong
+    ar, d1 = abs_rel_delta1(3 * gt + 7, gt)  # scale + shift invariant
+    assert ar == pytest.approx(0.0, abs=1e-9) and d1 == 1.0
+    gt[0, 0] = 0  # unknown pixels are ignored
+    s = evaluate(gt * 2, gt)
+    assert s.abs_rel == pytest.approx(0.0, abs=1e-9) and s.edge_order == 1.0 and s.edge_pairs > 0
+    assert lower_rows_prior((3, 2)).tolist() == [[0, 0], [1, 1], [2, 2]]
+
+
+def test_tiny_model_outputs(tmp_path, tiny_depth_model):
+    rgb = np.random.default_rng(0).integers(0, 256, (90, 130, 3), dtype=np.uint8)
+    Image.fromarray(rgb).save(tmp_path / "a.png")
+    info = depth_file(tmp_path / "a.png", tmp_path / "a.npy", DepthOptions(model=tiny_depth_model))
+    d = np.load(tmp_path / "a.npy")
+    assert d.dtype == np.float32 and d.shape == (90, 130)
+    assert 0.0 <= d.min() and d.max() <= 1.0
+    assert d[-5:].mean() > d[:5].mean()  # tiny model: lower rows nearer = larger
+    assert info["network_size"] == [128, 64] and info["photo_size"] == [130, 90]
+    assert load_model(tiny_depth_model).input_size == 128
+
+
+def test_wrong_output_suffix(tmp_path, tiny_depth_model):
+    Image.new("RGB", (40, 30)).save(tmp_path / "a.png")
+    with pytest.raises(UsageError):
+        depth_file(tmp_path / "a.png", tmp_path / "a.jpg", DepthOptions(model=tiny_depth_model))
+
+
+def test_save_and_load_maps(tmp_path):
+    d = np.linspace(0, 1, 12 * 7, dtype=np.float32).reshape(7, 12)
+    written = save_depth_map(tmp_path / "m.png", d, preview=True, meta={"model": "x"})
+    assert written == [tmp_path / "m.png", tmp_path / "m.preview.png"]
+    with Image.open(tmp_path / "m.png") as im:
+        assert im.mode == "I;16" and im.size == (12, 7)
+        raw = np.asarray(im)
+    assert raw.min() == 0 and raw.max() == 65535
+    meta = read_png_metadata(tmp_path / "m.png")
+    assert meta["photo3d:convention"] == CONVENTION and meta["model"] == "x"
+    assert np.abs(load_depth_map(tmp_path / "m.png") - d).max() < 1e-4
+    save_depth_map(tmp_path / "m.npy", d)
+    assert np.array_equal(load_depth_map(tmp_path / "m.npy"), d)
+    with Image.open(tmp_path / "m.preview.png") as im:
+        assert im.mode == "RGB" and im.size == (12, 7)
+        pv = np.asarray(im).astype(int)
+    assert pv[-1, -1, 0] > pv[-1, -1, 2] and pv[0, 0, 2] > pv[0, 0, 0]  # turbo: near red, far blue
+    (tmp_path / "bad.npy").write_bytes(b"junk")
+    with pytest.raises(InputFileError):
+        load_depth_map(tmp_path / "bad.npy")
+    assert not list(tmp_path.glob(".*.tmp"))
+
+
+def test_missing_default_model_says_how(tmp_path, monkeypatch):
+    from photo3d.depth import net
+
+    monkeypatch.setattr(net, "MODELS_DIR", tmp_path / "no_models")
+    with pytest.raises(ModelError) as e:
+        load_model(None)
+    assert "--model" in str(e.value) and "tiefenrausch" in str(e.value)
+    Image.new("RGB", (40, 30)).save(tmp_path / "a.png")
+    r = _cli("depth", tmp_path / "a.png", "-o", tmp_path / "a.depth.png")
+    assert r.exit_code == ExitCode.failed
+    assert "--model" in r.output
+
+
+# --------------------------------------------------------------------------------------------
+# with the Tiefenrausch model (../shared)
+
+
+@pytest.fixture(scope="module")
+def photos(tiefenrausch_dir, tmp_path_factory):
+    d = tmp_path_factory.mktemp("photos")
+    for n in ("pumpkin.jpg", "columns.jpg"):
+        shutil.copy(tiefenrausch_dir / n, d / n)
+    return d
+
+
+def test_png_output(tmp_path, photos, tiefenrausch_pt):
+    r = _cli("depth", photos / "pumpkin.jpg", "-o", tmp_path / "p.png", "--model", tiefenrausch_pt)
+    assert r.exit_code == 0, r.output
+    with Image.open(photos / "pumpkin.jpg") as im:
+        size = im.size
+    with Image.open(tmp_path / "p.png") as im:
+        assert im.mode == "I;16" and im.size == size
+        a = np.asarray(im)
+    assert a.dtype == np.uint16 and a.min() == 0 and a.max() == 65535
+    meta = read_png_metadata(tmp_path / "p.png")
+    assert meta["photo3d:convention"] == "normalized disparity, larger = nearer"
+    assert "65535" in meta["photo3d:scale"]
+    assert meta["raw"] is False and meta["network_size"] == [288, 384]
+    assert meta["disparity_max"] > meta["disparity_min"] > 0
+    # larger = nearer: the ground at the bottom is nearer than the sky at the top
+    assert a[-50:].mean() > 3 * a[:50].mean()
+    assert not preview_path(tmp_path / "p.png").exists()
+
+
+def test_npy_output_raw_and_preview(tmp_path, photos, tiefenrausch_pt):
+    r = _cli("depth", photos / "columns.jpg", "-o", tmp_path / "c.npy", "--model", tiefenrausch_pt, "--preview")
+    assert r.exit_code == 0, r.output
+    d = np.load(tmp_path / "c.npy")
+    with Image.open(photos / "columns.jpg") as im:
+        w, h = im.size
+    assert d.dtype == np.float32 and d.shape == (h, w)
+    assert d.min() == 0.0 and d.max() == 1.0
+    with Image.open(tmp_path / "c.preview.png") as im:
+        assert im.mode == "RGB" and im.size == (w, h)
+    r = _cli("depth", photos / "columns.jpg", "-o", tmp_path / "raw.npy", "--model", tiefenrausch_pt, "--raw")
+    assert r.exit_code == 0, r.output
+    raw = np.load(tmp_path / "raw.npy")
+    nw, nh = network_size(w, h, 384)
+    assert raw.shape == (nh, nw)
+    # the full-resolution map is the raw map upsampled: they agree at low resolution
+    import cv2
+
+    small = cv2.resize(d, (nw, nh), interpolation=cv2.INTER_AREA)
+    assert np.corrcoef(small.ravel(), raw.ravel())[0, 1] > 0.98
+
+
+def test_folder_input(tmp_path, photos, tiefenrausch_pt):
+    r = _cli("depth", photos, "-o", tmp_path / "out", "--model", tiefenrausch_pt, "--format", "npy")
+    assert r.exit_code == 0, r.output
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["columns.npy", "pumpkin.npy"]
+    r = _cli("depth", photos, "-o", tmp_path / "out16", "--model", tiefenrausch_pt)
+    assert r.exit_code == 0, r.output
+    assert sorted(p.name for p in (tmp_path / "out16").iterdir()) == ["columns.png", "pumpkin.png"]
+    assert sorted(p.name for p in photos.iterdir()) == ["columns.jpg", "pumpkin.jpg"]  # inputs untouched
+
+
+def test_tiefenrausch_folder_as_model(tmp_path, photos, tiefenrausch_dir):
+    info = depth_file(photos / "pumpkin.jpg", tmp_path / "p.npy", DepthOptions(model=tiefenrausch_dir))
+    assert info["model"] == "tiefenrausch" and (tmp_path / "p.npy").is_file()
+
+
+def test_model_import_command(tmp_path, tiefenrausch_dir):
+    r = _cli("model", "import", tiefenrausch_dir, "-o", tmp_path / "t.pt")
+    assert r.exit_code == 0, r.output
+    assert load_model(tmp_path / "t.pt").meta["name"] == "tiefenrausch"
+    r = _cli("model", "import", tmp_path, "-o", tmp_path / "u.pt")
+    assert r.exit_code == ExitCode.failed and "tiefenrausch.pb" in r.output
+
+
+def test_model_breaking_the_contract(tmp_path):
+    import warnings
+
+    import torch
+
+    class ThreeChannels(torch.nn.Module):
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return x
+
+    path = tmp_path / "bad.pt"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.jit.save(torch.jit.script(ThreeChannels()), str(path))
+    model = load_model(path)
+    with pytest.raises(ModelError) as e:
+        model.predict(np.zeros((40, 60, 3), np.uint8))
+    assert "bad.pt" in str(e.value) and "(1, 1," in str(e.value)

@@ -1,0 +1,339 @@
+"""Image input: every mode to RGB uint8, EXIF orientation, bad files, bombs, CLI exit codes."""
+
+from __future__ import annotations
+
+import os
+import stat
+import struct
+import zlib
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+from PIL import Image
+from typer.testing import CliRunner
+
+from photo3d.cli import app
+from photo3d.errors import ExitCode, InputFileError
+from photo3d.io import atomic_output, load_image, write_bytes_atomic
+
+
+def _one_line_about(err: InputFileError, path: Path, *words: str) -> None:
+    text = str(err)
+    assert "\n" not in text
+    assert str(path) in text
+    for w in words:
+        assert w in text.lower(), text
+
+
+# --------------------------------------------------------------------------------------------
+# modes
+
+
+def test_rgb_png_exact(tmp_path):
+    rng = np.random.default_rng(1)
+    a = rng.integers(0, 256, size=(17, 23, 3), dtype=np.uint8)
+    Image.fromarray(a).save(tmp_path / "a.png")
+    p = load_image(tmp_path / "a.png")
+    assert p.rgb.dtype == np.uint8 and p.rgb.shape == (17, 23, 3)
+    assert np.array_equal(p.rgb, a)
+    assert (p.width, p.height) == (23, 17)
+
+
+def test_grayscale_l(tmp_path):
+    Image.new("L", (5, 4), 77).save(tmp_path / "g.png")
+    p = load_image(tmp_path / "g.png")
+    assert p.rgb.shape == (4, 5, 3)
+    assert np.all(p.rgb == 77)
+
+
+def test_bilevel_1(tmp_path):
+    Image.new("1", (4, 4), 1).save(tmp_path / "b.png")
+    assert np.all(load_image(tmp_path / "b.png").rgb == 255)
+
+
+def test_rgba_composited_on_white(tmp_path):
+    a = np.zeros((4, 4, 4), np.uint8)
+    a[..., 0] = 200  # red
+    a[:2, :, 3] = 255  # opaque top half
+    a[2:, :, 3] = 0  # transparent bottom half
+    Image.fromarray(a, "RGBA").save(tmp_path / "a.png")
+    rgb = load_image(tmp_path / "a.png").rgb
+    assert rgb.shape == (4, 4, 3)
+    assert tuple(rgb[0, 0]) == (200, 0, 0)
+    assert tuple(rgb[3, 3]) == (255, 255, 255)
+
+
+def test_la(tmp_path):
+    Image.new("LA", (4, 4), (100, 255)).save(tmp_path / "opaque.png")
+    Image.new("LA", (4, 4), (100, 0)).save(tmp_path / "clear.png")
+    assert np.all(load_image(tmp_path / "opaque.png").rgb == 100)
+    assert np.all(load_image(tmp_path / "clear.png").rgb == 255)
+
+
+def test_palette_with_and_without_transparency(tmp_path):
+    pal = [0, 0, 0, 10, 20, 30, 40, 50, 60, 200, 100, 50] + [0] * (252 * 3)
+    p = Image.new("P", (4, 4), 3)
+    p.putpalette(pal)
+    p.save(tmp_path / "p.png")
+    p.save(tmp_path / "pt.png", transparency=3)
+    assert Image.open(tmp_path / "p.png").mode == "P"
+    assert tuple(load_image(tmp_path / "p.png").rgb[0, 0]) == (200, 100, 50)
+    assert tuple(load_image(tmp_path / "pt.png").rgb[0, 0]) == (255, 255, 255)
+
+
+def test_cmyk_jpeg(tmp_path):
+    Image.new("CMYK", (16, 16), (0, 255, 255, 0)).save(tmp_path / "c.jpg", quality=95)  # pure red
+    assert Image.open(tmp_path / "c.jpg").mode == "CMYK"
+    rgb = load_image(tmp_path / "c.jpg").rgb
+    assert rgb.shape == (16, 16, 3) and rgb.dtype == np.uint8
+    r, g, b = (int(v) for v in rgb[8, 8])
+    assert r > 240 and g < 15 and b < 15
+
+
+def test_i16_png(tmp_path):
+    a = np.array([[0, 257 * 100, 65535]] * 3, dtype=np.uint16)
+    Image.fromarray(a).save(tmp_path / "d.png")
+    assert Image.open(tmp_path / "d.png").mode.startswith("I")
+    rgb = load_image(tmp_path / "d.png").rgb
+    assert rgb.dtype == np.uint8 and rgb.shape == (3, 3, 3)
+    assert list(rgb[0, :, 0]) == [0, 100, 255]
+    assert np.all(rgb[..., 0] == rgb[..., 2])
+
+
+def test_rgb_16bit_png(tmp_path):
+    a = np.zeros((5, 6, 3), np.uint16)
+    a[..., 0] = 65535
+    a[..., 1] = 257 * 128
+    a[..., 2] = 0
+    cv2.imwrite(str(tmp_path / "c16.png"), a[..., ::-1])  # OpenCV writes BGR
+    rgb = load_image(tmp_path / "c16.png").rgb
+    assert rgb.dtype == np.uint8 and rgb.shape == (5, 6, 3)
+    assert tuple(rgb[2, 3]) == (255, 128, 0)
+
+
+def test_float_and_int32_tiff(tmp_path):
+    Image.new("F", (4, 4), 0.5).save(tmp_path / "f.tif")
+    assert np.all(load_image(tmp_path / "f.tif").rgb == 128)
+    Image.new("I", (4, 4), 200).save(tmp_path / "i.tif")
+    assert np.all(load_image(tmp_path / "i.tif").rgb == 200)
+
+
+# --------------------------------------------------------------------------------------------
+# EXIF
+
+
+def _red_left_blue_right(w=40, h=20) -> np.ndarray:
+    im = np.zeros((h, w, 3), np.uint8)
+    im[:, : w // 2] = (255, 0, 0)
+    im[:, w // 2 :] = (0, 0, 255)
+    return im
+
+
+@pytest.mark.parametrize(
+    "orientation, shape, top_left, bottom_right",
+    [
+        (1, (20, 40), "red", "blue"),
+        (3, (20, 40), "blue", "red"),  # 180°
+        (6, (40, 20), "red", "blue"),  # 90° clockwise to display: stored left half goes to the top
+        (8, (40, 20), "blue", "red"),  # 90° counter-clockwise: stored right half goes to the top
+    ],
+)
+def test_exif_orientation(tmp_path, orientation, shape, top_left, bottom_right):
+    im = Image.fromarray(_red_left_blue_right())
+    exif = im.getexif()
+    exif[0x0112] = orientation
+    path = tmp_path / f"o{orientation}.jpg"
+    im.save(path, exif=exif.tobytes(), quality=95)
+    p = load_image(path)
+    assert p.rgb.shape[:2] == shape
+    assert p.original_size == (shape[1], shape[0])  # (width, height) as displayed
+    colour = {"red": 0, "blue": 2}
+    assert p.rgb[2, 2, colour[top_left]] > 200
+    assert p.rgb[-3, -3, colour[bottom_right]] > 200
+
+
+def test_focal_length_from_exif(tmp_path):
+    im = Image.fromarray(_red_left_blue_right())
+    exif = im.getexif()
+    exif.get_ifd(0x8769)[0xA405] = 28
+    im.save(tmp_path / "f.jpg", exif=exif.tobytes())
+    assert load_image(tmp_path / "f.jpg").focal_35mm == 28.0
+    im.save(tmp_path / "nof.jpg")
+    assert load_image(tmp_path / "nof.jpg").focal_35mm is None
+
+
+def test_reduced_decode(tmp_path):
+    rng = np.random.default_rng(0)
+    Image.fromarray(rng.integers(0, 256, (600, 800, 3), dtype=np.uint8)).save(tmp_path / "big.jpg")
+    p = load_image(tmp_path / "big.jpg", max_side=200)
+    assert max(p.rgb.shape[:2]) == 200 and p.rgb.shape[:2] == (150, 200)
+    assert p.original_size == (800, 600)
+
+
+# --------------------------------------------------------------------------------------------
+# bad inputs: one line naming the file and the reason
+
+
+def _jpeg_bytes() -> bytes:
+    import io
+
+    rng = np.random.default_rng(0)
+    buf = io.BytesIO()
+    Image.fromarray(rng.integers(0, 256, (120, 160, 3), dtype=np.uint8)).save(buf, "JPEG", quality=90)
+    return buf.getvalue()
+
+
+@pytest.mark.parametrize("fraction", [0.05, 0.5, 0.98])
+def test_truncated_jpeg(tmp_path, fraction):
+    data = _jpeg_bytes()
+    path = tmp_path / "cut.jpg"
+    path.write_bytes(data[: int(len(data) * fraction)])
+    with pytest.raises(InputFileError) as e:
+        load_image(path)
+    _one_line_about(e.value, path, "truncated")
+
+
+def test_truncated_png(tmp_path):
+    rng = np.random.default_rng(0)
+    Image.fromarray(rng.integers(0, 256, (100, 100, 3), dtype=np.uint8)).save(tmp_path / "full.png")
+    data = (tmp_path / "full.png").read_bytes()
+    path = tmp_path / "cut.png"
+    path.write_bytes(data[: len(data) // 2])
+    with pytest.raises(InputFileError) as e:
+        load_image(path)
+    _one_line_about(e.value, path, "truncated")
+
+
+def test_text_file_named_jpg(tmp_path):
+    path = tmp_path / "notes.jpg"
+    path.write_text("these are not pixels\n" * 20)
+    with pytest.raises(InputFileError) as e:
+        load_image(path)
+    _one_line_about(e.value, path, "not an image")
+
+
+def test_empty_file(tmp_path):
+    path = tmp_path / "empty.png"
+    path.write_bytes(b"")
+    with pytest.raises(InputFileError) as e:
+        load_image(path)
+    _one_line_about(e.value, path, "empty")
+
+
+def test_missing_file_and_folder(tmp_path):
+    with pytest.raises(InputFileError) as e:
+        load_image(tmp_path / "nope.jpg")
+    _one_line_about(e.value, tmp_path / "nope.jpg", "no such file")
+    with pytest.raises(InputFileError) as e:
+        load_image(tmp_path)
+    _one_line_about(e.value, tmp_path, "folder")
+
+
+def _png_chunk(kind: bytes, body: bytes) -> bytes:
+    return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body) & 0xFFFFFFFF)
+
+
+def _bomb_png(width: int, height: int) -> bytes:
+    """A tiny PNG whose header claims width × height RGB pixels."""
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    idat = zlib.compress(b"\0" * 1000)
+    return b"\x89PNG\r\n\x1a\n" + _png_chunk(b"IHDR", ihdr) + _png_chunk(b"IDAT", idat) + _png_chunk(b"IEND", b"")
+
+
+def test_decompression_bomb_header(tmp_path):
+    path = tmp_path / "bomb.png"
+    path.write_bytes(_bomb_png(100_000, 100_000))
+    assert path.stat().st_size < 2000
+    with pytest.raises(InputFileError) as e:
+        load_image(path)
+    _one_line_about(e.value, path, "too large", "max-megapixels")
+
+
+def test_max_megapixels_small_limit(tmp_path):
+    Image.new("RGB", (300, 200)).save(tmp_path / "a.png")
+    with pytest.raises(InputFileError) as e:
+        load_image(tmp_path / "a.png", max_megapixels=0.05)
+    _one_line_about(e.value, tmp_path / "a.png", "too large")
+    assert load_image(tmp_path / "a.png", max_megapixels=0.1).rgb.shape == (200, 300, 3)
+
+
+# --------------------------------------------------------------------------------------------
+# atomic output
+
+
+def test_atomic_output_leaves_nothing_on_failure(tmp_path):
+    dst = tmp_path / "sub" / "out.bin"
+    with pytest.raises(RuntimeError):
+        with atomic_output(dst) as tmp:
+            tmp.write_bytes(b"partial")
+            raise RuntimeError("boom")
+    assert not dst.exists()
+    assert list((tmp_path / "sub").iterdir()) == []
+    write_bytes_atomic(dst, b"done")
+    assert dst.read_bytes() == b"done"
+    umask = os.umask(0o022)
+    os.umask(umask)
+    assert stat.S_IMODE(dst.stat().st_mode) == 0o666 & ~umask  # not mkstemp's 0600
+    assert [p.name for p in (tmp_path / "sub").iterdir()] == ["out.bin"]
+
+
+# --------------------------------------------------------------------------------------------
+# CLI exit codes (a tiny TorchScript model: no ../shared needed)
+
+runner = CliRunner()
+
+
+def _cli(*args: str):
+    return runner.invoke(app, [str(a) for a in args])
+
+
+def test_cli_bad_inputs_exit_1(tmp_path, tiny_depth_model):
+    good = tmp_path / "in" / "good.png"
+    good.parent.mkdir()
+    Image.fromarray(_red_left_blue_right()).save(good)
+    bad = tmp_path / "in" / "bad.jpg"
+    bad.write_text("not an image")
+    # one bad file
+    r = _cli("depth", bad, "-o", tmp_path / "bad.png", "--model", tiny_depth_model)
+    assert r.exit_code == ExitCode.failed, r.output
+    assert "bad.jpg" in r.output and "not an image" in r.output
+    assert not (tmp_path / "bad.png").exists()
+    # a folder with one good and one bad file: the good one is written, exit 1
+    r = _cli("depth", tmp_path / "in", "-o", tmp_path / "out", "--model", tiny_depth_model)
+    assert r.exit_code == ExitCode.failed, r.output
+    assert (tmp_path / "out" / "good.png").is_file()
+    assert "bad.jpg" in r.output
+    # truncated and bomb inputs
+    data = _jpeg_bytes()
+    (tmp_path / "cut.jpg").write_bytes(data[: len(data) // 2])
+    r = _cli("depth", tmp_path / "cut.jpg", "-o", tmp_path / "cut.png", "--model", tiny_depth_model)
+    assert r.exit_code == ExitCode.failed and "truncated" in r.output
+    (tmp_path / "bomb.png").write_bytes(_bomb_png(50_000, 50_000))
+    r = _cli("depth", tmp_path / "bomb.png", "-o", tmp_path / "b.png", "--model", tiny_depth_model)
+    assert r.exit_code == ExitCode.failed and "too large" in r.output
+    r = _cli("depth", good, "-o", tmp_path / "g.png", "--model", tiny_depth_model, "--max-megapixels", "0.0001")
+    assert r.exit_code == ExitCode.failed and "too large" in r.output
+    # missing input
+    r = _cli("depth", tmp_path / "missing.jpg", "-o", tmp_path / "m.png", "--model", tiny_depth_model)
+    assert r.exit_code == ExitCode.failed and "missing.jpg" in r.output
+
+
+def test_cli_good_input_exit_0(tmp_path, tiny_depth_model):
+    good = tmp_path / "good.png"
+    Image.fromarray(_red_left_blue_right()).save(good)
+    r = _cli("depth", good, "-o", tmp_path / "d.png", "--model", tiny_depth_model)
+    assert r.exit_code == ExitCode.ok, r.output
+    assert (tmp_path / "d.png").is_file()
+
+
+def test_cli_usage_errors_exit_2(tmp_path, tiny_depth_model):
+    good = tmp_path / "good.png"
+    Image.fromarray(_red_left_blue_right()).save(good)
+    assert _cli("depth", good).exit_code == ExitCode.usage  # no -o
+    assert _cli("depth", good, "-o", tmp_path / "x.png", "--no-such-option").exit_code == ExitCode.usage
+    assert _cli("depth", "-o", tmp_path / "x.png").exit_code == ExitCode.usage  # no INPUT
+    r = _cli("depth", good, "-o", tmp_path / "out", "--format", "tiff", "--model", tiny_depth_model)
+    assert r.exit_code == ExitCode.usage
+    assert _cli("frobnicate").exit_code == ExitCode.usage

@@ -1,0 +1,171 @@
+"""Tiefenrausch importer: NetDef decoding, golden outputs, TorchScript round trip, float teacher."""
+
+from __future__ import annotations
+
+import struct
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+import torch
+
+from photo3d.depth import tiefenrausch as tr
+from photo3d.depth.runtime import load_model
+from photo3d.errors import ModelError
+
+# --------------------------------------------------------------------------------------------
+# protobuf wire format (no ../shared needed)
+
+
+def _varint(v: int) -> bytes:
+    v &= (1 << 64) - 1
+    out = bytearray()
+    while True:
+        b = v & 0x7F
+        v >>= 7
+        if v:
+            out.append(b | 0x80)
+        else:
+            out.append(b)
+            return bytes(out)
+
+
+def _ld(num: int, payload: bytes) -> bytes:
+    return _varint(num << 3 | 2) + _varint(len(payload)) + payload
+
+
+def _vi(num: int, v: int) -> bytes:
+    return _varint(num << 3) + _varint(v)
+
+
+def test_parse_netdef_handcrafted():
+    arg_f = _ld(1, b"Y_scale") + _varint(2 << 3 | 5) + struct.pack("<f", 0.25)
+    arg_i = _ld(1, b"Y_zero_point") + _vi(3, 128)
+    arg_ints = _ld(1, b"values") + _vi(6, 7) + _vi(6, -5)  # negative int64 = 10-byte varint
+    arg_packed = _ld(1, b"shape") + _ld(6, _varint(2) + _varint(3))
+    op = _ld(1, b"x") + _ld(2, b"y") + _ld(4, b"Int8Quantize")
+    op += _ld(5, arg_f) + _ld(5, arg_i) + _ld(5, arg_ints) + _ld(5, arg_packed)
+    net = _ld(1, b"net") + _ld(2, op) + _ld(7, b"x") + _ld(8, b"y")
+    ops, ext_in, ext_out = tr.parse_netdef(net)
+    assert ext_in == ["x"] and ext_out == ["y"]
+    (o,) = ops
+    assert o.type == "Int8Quantize" and o.inputs == ["x"] and o.outputs == ["y"]
+    assert o.f("Y_scale") == 0.25 and o.i("Y_zero_point") == 128
+    assert o.ints("values") == [7, -5]
+    assert o.ints("shape") == [2, 3]
+
+
+def test_missing_and_corrupt_folders(tmp_path):
+    with pytest.raises(ModelError) as e:
+        tr.import_tiefenrausch(tmp_path / "nope")
+    assert "nope" in str(e.value) and "\n" not in str(e.value)
+    with pytest.raises(ModelError) as e:
+        tr.import_tiefenrausch(tmp_path)
+    assert "tiefenrausch.pb" in str(e.value)
+    (tmp_path / "tiefenrausch.pb").write_bytes(b"\xff" * 100)
+    (tmp_path / "tiefenrausch_init.pb").write_bytes(b"\x0a\x05abc")
+    with pytest.raises(ModelError) as e:
+        tr.import_tiefenrausch_file(tmp_path, tmp_path / "out.pt")
+    assert "corrupt" in str(e.value) or "truncated" in str(e.value)
+    assert not (tmp_path / "out.pt").exists()
+    with pytest.raises(ModelError):
+        load_model(tmp_path)
+
+
+def test_load_model_errors(tmp_path):
+    (tmp_path / "junk.pt").write_bytes(b"not a zip archive")
+    with pytest.raises(ModelError) as e:
+        load_model(tmp_path / "junk.pt")
+    assert "junk.pt" in str(e.value) and "TorchScript" in str(e.value)
+    with pytest.raises(ModelError) as e:
+        load_model(tmp_path / "missing.pt")
+    assert "missing.pt" in str(e.value)
+    empty = tmp_path / "empty_dir"
+    empty.mkdir()
+    with pytest.raises(ModelError) as e:
+        load_model(empty)
+    assert "tiefenrausch.pb" in str(e.value)
+
+
+# --------------------------------------------------------------------------------------------
+# golden test against the reference runtime's outputs (needs ../shared)
+
+
+def reference_input(path: Path) -> torch.Tensor:
+    """The reference preprocessing: OpenCV read, BGR→RGB, INTER_AREA to longer side 384,
+    sides floored to multiples of 32, /255."""
+    im = cv2.cvtColor(cv2.imread(str(path)), cv2.COLOR_BGR2RGB)
+    h, w = im.shape[:2]
+    s = 384 / max(h, w)
+    im = cv2.resize(im, (round(w * s), round(h * s)), interpolation=cv2.INTER_AREA)
+    h, w = im.shape[:2]
+    im = im[: h // 32 * 32, : w // 32 * 32]
+    return torch.from_numpy(im.astype(np.float32) / 255.0).permute(2, 0, 1)[None].contiguous()
+
+
+def golden_errors(log_disp: np.ndarray, ref: np.ndarray) -> tuple[float, float]:
+    d = np.exp(log_disp.astype(np.float64))
+    rel = float(np.mean(np.abs(d - ref) / ref))
+    corr = float(np.corrcoef(np.log(d).ravel(), np.log(ref.astype(np.float64)).ravel())[0, 1])
+    return rel, corr
+
+
+@pytest.fixture(scope="module")
+def int8_model(tiefenrausch_pt):
+    return load_model(tiefenrausch_pt)
+
+
+@pytest.mark.parametrize("name", ["pumpkin", "columns"])
+def test_golden(int8_model, tiefenrausch_dir, name):
+    x = reference_input(tiefenrausch_dir / f"{name}.jpg")
+    ref = np.load(tiefenrausch_dir / f"{name}.npy")
+    with torch.inference_mode():
+        y = int8_model.module(x)
+    assert tuple(y.shape) == (1, 1) + ref.shape
+    rel, corr = golden_errors(y[0, 0].numpy(), ref)
+    print(f"{name}: mean relative error {rel:.4f}, Pearson r of log-disparity {corr:.5f}")
+    assert rel <= 0.05
+    assert corr >= 0.998
+
+
+def test_saved_model_matches_in_memory(int8_model, tiefenrausch_dir):
+    assert int8_model.meta["input_size"] == 384 and int8_model.meta["name"] == "tiefenrausch"
+    x = reference_input(tiefenrausch_dir / "pumpkin.jpg")
+    fresh = tr.import_tiefenrausch(tiefenrausch_dir)
+    with torch.inference_mode():
+        a = int8_model.module(x)
+        b = fresh(x)
+    assert torch.equal(a, b)
+    # the folder itself is accepted as --model too (imported on the fly)
+    assert load_model(tiefenrausch_dir).meta["input_size"] == 384
+
+
+def test_other_sizes_run(int8_model):
+    x = torch.rand(1, 3, 96, 160)
+    with torch.inference_mode():
+        y = int8_model.module(x)
+    assert tuple(y.shape) == (1, 1, 96, 160)
+    assert torch.isfinite(y).all()
+
+
+def test_float_teacher_agrees(tiefenrausch_dir, int8_model):
+    teacher = tr.teacher_float_module(tiefenrausch_dir)
+    assert isinstance(teacher, torch.nn.Module)
+    assert not any(p.is_quantized for p in teacher.parameters())
+    n_params = sum(p.numel() for p in teacher.parameters())
+    assert n_params == 3_550_841  # as documented in ../shared/README.md
+    for name in ("pumpkin", "columns"):
+        x = reference_input(tiefenrausch_dir / f"{name}.jpg")
+        ref = np.load(tiefenrausch_dir / f"{name}.npy")
+        with torch.no_grad():
+            yf = teacher(x)[0, 0].numpy()
+        with torch.inference_mode():
+            yq = int8_model.module(x)[0, 0].numpy()
+        rel, corr = golden_errors(yf, ref)
+        assert rel <= 0.05 and corr >= 0.998
+        assert np.corrcoef(yf.ravel(), yq.ravel())[0, 1] >= 0.998
+    # differentiable (distillation needs gradients)
+    x = torch.rand(1, 3, 64, 64, requires_grad=True)
+    teacher(x).mean().backward()
+    assert x.grad is not None and torch.isfinite(x.grad).all()
