@@ -1,0 +1,282 @@
+"""Novel-view check on real data: 3D photo from Middlebury view1, rendered at view5, vs the real view5.
+
+For each scene of ``../shared/data/middlebury2006``: predict depth for view1.png with a model
+(default: the Tiefenrausch folder, or the bundled model once it exists), align it to the GT
+disparity (disp1.png / 3) by least squares (scale + shift), build the 3D photo with photo3d's
+own pipeline, **write and re-read the GLB**, rasterize it (numpy, perspective-correct, z-buffer,
+alpha mask, bilinear texture) at view5's camera -- a pure horizontal shift by the stereo
+baseline: pixel (x, y) of view1 lands at (x - d, y) -- and compare with view5.png:
+
+- ``all``: PSNR over view5 pixels with known GT disparity that lie inside view1's frame;
+- ``disocc``: PSNR over the ones hidden in view1 (disoccluded: the GT disparity of view1 at the
+  corresponding position says something nearer covered it).
+
+Baseline in the same run: one stretched single-layer mesh (no cuts, no background layer).
+
+    python benchmarks/novel_view.py [--model PATH] [--gt] [--scenes Baby1,Wood2]
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import sys
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+from PIL import Image
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from photo3d.export import camera_for, read_glb  # noqa: E402
+from photo3d.io import Photo  # noqa: E402
+from photo3d.pipeline import ConvertOptions, Geometry, build_from_geometry, working_shape  # noqa: E402
+
+_NP = {5126: np.float32, 5125: np.uint32, 5123: np.uint16, 5121: np.uint8}
+_N = {"SCALAR": 1, "VEC2": 2, "VEC3": 3, "VEC4": 4}
+
+
+def shared_dir() -> Path:
+    import os
+
+    return Path(os.environ.get("PHOTO3D_SHARED", REPO.parent / "shared"))
+
+
+# ------------------------------------------------------------------ GLB reading + rasterizing
+
+
+def load_glb_meshes(glb: bytes) -> tuple[list[dict], np.ndarray, dict]:
+    """Primitives (positions, uv, alpha, faces) in world space, the texture, and the JSON."""
+    tree, binary = read_glb(glb)
+
+    def accessor(i):
+        a = tree["accessors"][i]
+        v = tree["bufferViews"][a["bufferView"]]
+        n = _N[a["type"]]
+        off = v.get("byteOffset", 0) + a.get("byteOffset", 0)
+        arr = np.frombuffer(binary, _NP[a["componentType"]], a["count"] * n, off).reshape(a["count"], n)
+        if a.get("normalized"):
+            arr = arr.astype(np.float32) / np.iinfo(arr.dtype).max
+        return arr
+
+    img = tree["images"][0]
+    v = tree["bufferViews"][img["bufferView"]]
+    off = v.get("byteOffset", 0)
+    texture = np.asarray(Image.open(io.BytesIO(binary[off : off + v["byteLength"]])).convert("RGB"))
+    out = []
+    for node in tree["nodes"]:
+        if "mesh" not in node:
+            continue
+        m = np.eye(4)
+        if "matrix" in node:
+            m = np.asarray(node["matrix"], float).reshape(4, 4).T
+        for prim in tree["meshes"][node["mesh"]]["primitives"]:
+            at = prim["attributes"]
+            pos = accessor(at["POSITION"]).astype(np.float64)
+            pos = pos @ m[:3, :3].T + m[:3, 3]
+            alpha = accessor(at["COLOR_0"])[:, 3] if "COLOR_0" in at else np.ones(len(pos))
+            out.append({"pos": pos, "uv": accessor(at["TEXCOORD_0"]).astype(np.float64), "alpha": alpha,
+                        "faces": accessor(prim["indices"]).reshape(-1, 3).astype(np.int64)})
+    return out, texture, tree
+
+
+def rasterize(meshes: list[dict], texture: np.ndarray, focal: float, size: tuple[int, int], eye: np.ndarray,
+              cutoff: float = 0.5) -> tuple[np.ndarray, np.ndarray]:
+    """Render from ``eye`` looking down -Z (pinhole ``focal`` px, ``size`` = (W, H)).
+
+    Returns (rgb float32 HxWx3, covered bool HxW).
+    """
+    W, H = size
+    cand_pix, cand_depth, cand_uv = [], [], []
+    for m in meshes:
+        p = m["pos"] - eye
+        w = -p[:, 2]  # distance along the view axis
+        sx = focal * p[:, 0] / w + W / 2  # continuous image coords, pixel centres at +0.5
+        sy = -focal * p[:, 1] / w + H / 2
+        f = m["faces"]
+        f = f[(w[f] > 1e-6).all(1)]
+        X, Y = sx[f], sy[f]  # (m, 3)
+        bx0 = np.clip(np.floor(X.min(1) - 0.5), 0, W - 1).astype(np.int64)
+        bx1 = np.clip(np.ceil(X.max(1) - 0.5), 0, W - 1).astype(np.int64)
+        by0 = np.clip(np.floor(Y.min(1) - 0.5), 0, H - 1).astype(np.int64)
+        by1 = np.clip(np.ceil(Y.max(1) - 0.5), 0, H - 1).astype(np.int64)
+        nx, ny = bx1 - bx0 + 1, by1 - by0 + 1
+        keep = (X.max(1) >= 0) & (X.min(1) <= W) & (Y.max(1) >= 0) & (Y.min(1) <= H)
+        f, X, Y, bx0, by0, nx, ny = f[keep], X[keep], Y[keep], bx0[keep], by0[keep], nx[keep], ny[keep]
+        cnt = nx * ny
+        tri = np.repeat(np.arange(len(f)), cnt)
+        local = np.arange(cnt.sum()) - np.repeat(np.cumsum(cnt) - cnt, cnt)
+        px = bx0[tri] + local % nx[tri]
+        py = by0[tri] + local // nx[tri]
+        cx, cy = px + 0.5, py + 0.5
+        ax, ay, bx, by, qx, qy = X[tri, 0], Y[tri, 0], X[tri, 1], Y[tri, 1], X[tri, 2], Y[tri, 2]
+        den = (by - qy) * (ax - qx) + (qx - bx) * (ay - qy)
+        ok = np.abs(den) > 1e-12
+        den = np.where(ok, den, 1.0)
+        l0 = ((by - qy) * (cx - qx) + (qx - bx) * (cy - qy)) / den
+        l1 = ((qy - ay) * (cx - qx) + (ax - qx) * (cy - qy)) / den
+        l2 = 1 - l0 - l1
+        eps = -1e-9
+        inside = ok & (l0 >= eps) & (l1 >= eps) & (l2 >= eps)
+        tri, px, py, l0, l1, l2 = tri[inside], px[inside], py[inside], l0[inside], l1[inside], l2[inside]
+        ft = f[tri]
+        iw = 1.0 / w[ft]  # perspective-correct weights
+        b = np.stack([l0, l1, l2], 1) * iw
+        inv_depth = b.sum(1)
+        b /= inv_depth[:, None]
+        alpha = (b * m["alpha"][ft]).sum(1)
+        vis = alpha >= cutoff
+        uv = np.einsum("ni,nij->nj", b[vis], m["uv"][ft[vis]])
+        cand_pix.append(py[vis] * W + px[vis])
+        cand_depth.append(inv_depth[vis])
+        cand_uv.append(uv)
+    pix = np.concatenate(cand_pix)
+    depth = np.concatenate(cand_depth)
+    uv = np.concatenate(cand_uv)
+    order = np.lexsort((-depth, pix))  # per pixel, nearest first
+    pix, uv = pix[order], uv[order]
+    first = np.ones(len(pix), bool)
+    first[1:] = pix[1:] != pix[:-1]
+    pix, uv = pix[first], uv[first]
+    th, tw = texture.shape[:2]
+    n = len(uv)
+    pad = (-n) % 1024  # cv2.remap wants maps shorter than 32767 per side
+    mx = np.pad(uv[:, 0] * tw - 0.5, (0, pad)).astype(np.float32).reshape(-1, 1024)
+    my = np.pad(uv[:, 1] * th - 0.5, (0, pad)).astype(np.float32).reshape(-1, 1024)
+    col = cv2.remap(texture, mx, my, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE).reshape(-1, 3)[:n]
+    out = np.zeros((H * W, 3), np.float32)
+    out[pix] = col
+    covered = np.zeros(H * W, bool)
+    covered[pix] = True
+    return out.reshape(H, W, 3), covered.reshape(H, W)
+
+
+# ------------------------------------------------------------------ evaluation
+
+
+def psnr(a: np.ndarray, b: np.ndarray, mask: np.ndarray) -> float:
+    if not mask.any():
+        return float("nan")
+    mse = np.mean((a[mask].astype(np.float64) - b[mask].astype(np.float64)) ** 2)
+    return float(10 * np.log10(255.0**2 / max(mse, 1e-10)))
+
+
+def eval_masks(disp1: np.ndarray, disp5: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(valid, disoccluded) masks over view5, from the GT disparities (pixels)."""
+    H, W = disp5.shape
+    xs = np.arange(W)[None, :] + np.round(disp5).astype(int)
+    valid = (disp5 > 0) & (xs < W)
+    ys = np.repeat(np.arange(H)[:, None], W, 1)
+    d1 = disp1[ys, np.clip(xs, 0, W - 1)]
+    disocc = valid & ((d1 == 0) | (d1 > disp5 + 1.0))
+    return valid, disocc
+
+
+def align(pred: np.ndarray, gt: np.ndarray) -> np.ndarray:
+    """Least-squares scale + shift of ``pred`` to ``gt`` on valid pixels; clipped at half min GT."""
+    v = gt > 0
+    A = np.stack([pred[v], np.ones(v.sum())], 1)
+    (a, b), *_ = np.linalg.lstsq(A, gt[v], rcond=None)
+    return np.maximum(a * pred + b, 0.5 * gt[v].min()).astype(np.float32)
+
+
+def build_and_render(rgb: np.ndarray, disp_px: np.ndarray, layered: bool, snap: bool = False,
+                     mirror: bool = True) -> tuple[np.ndarray, np.ndarray, dict]:
+    """3D photo from view1 with disparity ``disp_px`` (pixels), rendered one baseline to the right."""
+    H, W = disp_px.shape
+    camera = camera_for(W, H, None)
+    h, w = working_shape(W, H, 1024)
+    # Z = focal * B / d with baseline B = 1  =>  inverse depth = d / focal
+    inv = cv2.resize(disp_px, (w, h), interpolation=cv2.INTER_AREA) / camera.focal_px
+    geo = Geometry(inv.astype(np.float32), camera, max_offset=1.0)
+    opts = ConvertOptions(layered=layered, mirror=mirror, snap_edges=snap)
+    timings: dict = {}
+    glb, report = build_from_geometry(Photo(rgb=rgb), geo, opts, timings, {})
+    meshes, texture, _ = load_glb_meshes(glb)
+    img, covered = rasterize(meshes, texture, camera.focal_px, (W, H), np.array([1.0, 0.0, 0.0]))
+    report["seconds"] = timings
+    return img, covered, report
+
+
+def model_disparity(model_path: Path | None, rgb: np.ndarray, upsample: str = "bilinear") -> tuple[np.ndarray, str]:
+    """The model's normalized disparity, upsampled as ``photo3d convert`` does (bilinear; the
+    layering stage snaps edges to the photo)."""
+    from photo3d.depth.runtime import load_model
+
+    model = load_model(model_path)
+    return model.predict_result(rgb, upsample=upsample).disparity, model.name
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--model", type=Path, default=None, help="depth model (default: the Tiefenrausch folder in ../shared)")
+    ap.add_argument("--gt", action="store_true", help="also run with the GT disparity as depth (upper bound)")
+    ap.add_argument("--scenes", default="", help="comma-separated subset")
+    ap.add_argument("--save", type=Path, default=None, help="write renders as PNGs into this folder")
+    ap.add_argument("--smooth-fill", action="store_true", help="inpaint holes with the smooth fill only (no mirroring)")
+    ap.add_argument("--upsample", default="bilinear", choices=["bilinear", "guided"], help="depth upsampling")
+    args = ap.parse_args(argv)
+    root = shared_dir() / "data" / "middlebury2006"
+    if not root.is_dir():
+        print(f"no data at {root}")
+        return 1
+    model_path = args.model or shared_dir() / "data" / "tiefenrausch"
+    scenes = sorted(p.name for p in root.iterdir() if p.is_dir())
+    if args.scenes:
+        scenes = [s for s in scenes if s in args.scenes.split(",")]
+    sources = ["model"] + (["gt"] if args.gt else [])
+    rows = []
+    name = "?"
+    for scene in scenes:
+        d = root / scene
+        rgb = np.asarray(Image.open(d / "view1.png").convert("RGB"))
+        view5 = np.asarray(Image.open(d / "view5.png").convert("RGB"))
+        disp1 = np.asarray(Image.open(d / "disp1.png")).astype(np.float32) / 3.0
+        disp5 = np.asarray(Image.open(d / "disp5.png")).astype(np.float32) / 3.0
+        valid, disocc = eval_masks(disp1, disp5)
+        for src in sources:
+            if src == "model":
+                pred, name = model_disparity(model_path, rgb, args.upsample)
+                disp = align(pred, disp1)
+            else:
+                disp = align(disp1, disp1)
+                disp[disp1 == 0] = cv2.inpaint(disp, (disp1 == 0).astype(np.uint8), 3, cv2.INPAINT_NS)[disp1 == 0]
+            row = {"scene": scene, "depth": src}
+            for method, layered in (("layered", True), ("stretched", False)):
+                t = time.perf_counter()
+                # network depth is blurry: snap its edges to the photo's (as `convert` does)
+                img, covered, rep = build_and_render(rgb, disp, layered, snap=src == "model", mirror=not args.smooth_fill)
+                row[f"{method}_all"] = psnr(img, view5, valid)
+                row[f"{method}_disocc"] = psnr(img, view5, disocc)
+                row[f"{method}_holes"] = float((~covered & valid).mean())
+                row[f"{method}_vertices"] = rep["vertices"]
+                row[f"{method}_seconds"] = time.perf_counter() - t
+                if args.save:
+                    args.save.mkdir(parents=True, exist_ok=True)
+                    Image.fromarray(np.clip(img, 0, 255).astype(np.uint8)).save(args.save / f"{scene}_{src}_{method}.png")
+            row["disocc_share"] = float(disocc.sum() / max(valid.sum(), 1))
+            rows.append(row)
+            print(f"{scene:11s} {src:5s} layered {row['layered_all']:6.2f} / {row['layered_disocc']:6.2f} dB   "
+                  f"stretched {row['stretched_all']:6.2f} / {row['stretched_disocc']:6.2f} dB   "
+                  f"holes {row['layered_holes']:.4f}/{row['stretched_holes']:.4f}  verts {row['layered_vertices']} vs {row['stretched_vertices']}", flush=True)
+    print()
+    print(f"depth model: {name} (aligned to GT by least-squares scale+shift); PSNR in dB, mean over scenes")
+    print("| depth | layered (all) | stretched (all) | layered (disoccluded) | stretched (disoccluded) | layered wins disocc |")
+    print("|---|---|---|---|---|---|")
+    for src in sources:
+        rs = [r for r in rows if r["depth"] == src]
+        m = {k: float(np.nanmean([r[k] for r in rs])) for k in rs[0] if k not in ("scene", "depth")}
+        wins = sum(r["layered_disocc"] > r["stretched_disocc"] for r in rs)
+        print(f"| {src} | {m['layered_all']:.2f} | {m['stretched_all']:.2f} | {m['layered_disocc']:.2f} | "
+              f"{m['stretched_disocc']:.2f} | {wins}/{len(rs)} |")
+    ok = all(np.nanmean([r["layered_disocc"] for r in rows if r["depth"] == s]) >
+             np.nanmean([r["stretched_disocc"] for r in rows if r["depth"] == s]) for s in sources)
+    print("layered beats stretched on disoccluded pixels:", "yes" if ok else "NO")
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,109 @@
+// photo3d offline viewer: loads the inlined GLB and moves the camera for parallax.
+// Built into viewer.bundle.js with esbuild (see README.md in this folder).
+// URL hash options (for tests and embedding):
+//   #offset=X,Y   fix the camera offset (unit disc, 1 = the file's full parallax); no motion
+//   #clear=RRGGBB  clear colour (default 000000)
+import { WebGLRenderer, Scene, PerspectiveCamera, Color, Vector3, MathUtils } from "three";
+import { GLTFLoader } from "three/examples/jsm/loaders/GLTFLoader.js";
+
+function decodeBase64(text) {
+  const bin = atob(text.replace(/\s+/g, ""));
+  const out = new Uint8Array(bin.length);
+  for (let i = 0; i < bin.length; i++) out[i] = bin.charCodeAt(i);
+  return out.buffer;
+}
+
+function hashOptions() {
+  const p = new URLSearchParams(location.hash.replace(/^#/, ""));
+  const opts = { fixed: null, clear: "000000" };
+  if (p.has("offset")) {
+    const [x, y] = p.get("offset").split(",").map(Number);
+    opts.fixed = { x: x || 0, y: y || 0 };
+  }
+  if (/^[0-9a-fA-F]{6}$/.test(p.get("clear") || "")) opts.clear = p.get("clear");
+  return opts;
+}
+
+export function start(base64, container = document.body) {
+  const opts = hashOptions();
+  const renderer = new WebGLRenderer({ antialias: true, preserveDrawingBuffer: true });
+  renderer.setPixelRatio(Math.min(window.devicePixelRatio || 1, 2));
+  renderer.setClearColor(new Color("#" + opts.clear), 1);
+  container.appendChild(renderer.domElement);
+  const scene = new Scene();
+  const camera = new PerspectiveCamera(50, 1, 0.05, 1000);
+  const state = { meta: null, target: { x: 0, y: 0 }, cur: { x: 0, y: 0 }, lastInput: -1e9, gyro0: null };
+
+  function layout() {
+    const w = window.innerWidth, h = window.innerHeight;
+    renderer.setSize(w, h);
+    camera.aspect = w / h;
+    const m = state.meta;
+    if (m) {
+      // "cover" the window with the photo, zoomed in just enough that the parallax never
+      // shows what lies beyond the photo's border
+      const tx = Math.tan(MathUtils.degToRad(m.fov_x_deg) / 2), ty = Math.tan(MathUtils.degToRad(m.fov_y_deg) / 2);
+      const [lo, hi] = m.parallax.inverse_depth_range;
+      const margin = m.parallax.max_offset * (hi - lo) / 2 * 1.15;
+      const k = Math.max(tx / Math.max(tx - margin, 1e-3), ty / Math.max(ty - margin, 1e-3)) * 1.02;
+      let halfY = ty / k;
+      if (camera.aspect > tx / ty) halfY = tx / k / camera.aspect;
+      camera.fov = MathUtils.radToDeg(2 * Math.atan(halfY));
+    }
+    camera.updateProjectionMatrix();
+  }
+
+  function place(o) {
+    const m = state.meta;
+    let { x, y } = o;
+    const r = Math.hypot(x, y);
+    if (r > 1) { x /= r; y /= r; }
+    const t = m.parallax.max_offset;
+    camera.position.set(x * t, y * t, 0);
+    camera.lookAt(new Vector3(0, 0, -m.parallax.focus_depth));
+  }
+
+  function frame(now) {
+    if (opts.fixed) {
+      place(opts.fixed);
+    } else {
+      if (now - state.lastInput > 2500) {
+        const s = now / 1000;
+        state.target = { x: 0.35 * Math.sin(s * 0.6), y: 0.15 * Math.sin(s * 0.9) };
+      }
+      state.cur.x += (state.target.x - state.cur.x) * 0.08;
+      state.cur.y += (state.target.y - state.cur.y) * 0.08;
+      place(state.cur);
+      requestAnimationFrame(frame);
+    }
+    renderer.render(scene, camera);
+    if (opts.fixed) document.body.dataset.rendered = "1";
+  }
+
+  window.addEventListener("resize", () => { layout(); if (opts.fixed) frame(0); });
+  window.addEventListener("pointermove", (e) => {
+    state.target = { x: (e.clientX / window.innerWidth) * 2 - 1, y: 1 - (e.clientY / window.innerHeight) * 2 };
+    state.lastInput = performance.now();
+  });
+  window.addEventListener("deviceorientation", (e) => {
+    if (e.beta == null || e.gamma == null) return;
+    if (!state.gyro0) state.gyro0 = { b: e.beta, g: e.gamma };
+    state.target = { x: MathUtils.clamp((e.gamma - state.gyro0.g) / 20, -1, 1), y: MathUtils.clamp((state.gyro0.b - e.beta) / 20, -1, 1) };
+    state.lastInput = performance.now();
+  });
+  window.addEventListener("click", () => {
+    const D = window.DeviceOrientationEvent;
+    if (D && typeof D.requestPermission === "function") D.requestPermission().catch(() => {});
+  }, { once: true });
+
+  new GLTFLoader().parse(decodeBase64(base64), "", (gltf) => {
+    const extras = (gltf.parser.json.extras || {}).photo3d;
+    state.meta = extras;
+    scene.add(gltf.scene);
+    layout();
+    requestAnimationFrame(frame);
+  }, (err) => {
+    document.body.dataset.error = String(err && err.message || err);
+    console.error(err);
+  });
+}

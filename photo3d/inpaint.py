@@ -1,0 +1,94 @@
+"""Colour + depth inpainting of the background hidden behind foreground edges.
+
+Only background-side context is read: every foreground pixel near an edge is inside the
+inpainting mask (see :func:`photo3d.layers.build_layers`), so the fast-marching fill (Telea)
+reaches the hole from the background side first.  The hole is then re-textured by mirroring the
+background across the discontinuity (keeps its grain; a smooth fill alone blurs visibly), with
+the smooth fill as the fallback where the mirror would read the foreground.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+from .layers import LayeredDepth, nearest_values
+
+BG_PUSH = 0.995  # the background layer sits this factor behind (in inverse depth) the visible one
+
+
+@dataclass
+class Background:
+    rgb: np.ndarray  # (h, w, 3) uint8: background colour, meaningful where ``mask``
+    inv: np.ndarray  # (h, w) float32: background inverse depth, meaningful where ``mask``
+    mask: np.ndarray  # (h, w) bool: vertices of the background layer (hole + a seam rim)
+
+
+def _crop_box(mask: np.ndarray, pad: int) -> tuple[slice, slice]:
+    ys, xs = np.nonzero(mask.any(axis=1))[0], np.nonzero(mask.any(axis=0))[0]
+    h, w = mask.shape
+    return (
+        slice(max(0, ys[0] - pad), min(h, ys[-1] + pad + 1)),
+        slice(max(0, xs[0] - pad), min(w, xs[-1] + pad + 1)),
+    )
+
+
+def _mirror_fill(rgb: np.ndarray, known: np.ndarray, hole: np.ndarray, inv: np.ndarray, rel: float) -> tuple[np.ndarray, np.ndarray]:
+    """Colour of the background pixel mirrored across the nearest known pixel, and where it exists
+    (inside the image, known, and at the same depth as that nearest pixel)."""
+    h, w = known.shape
+    _, lbl = cv2.distanceTransformWithLabels((~known).astype(np.uint8), cv2.DIST_L2, 5, labelType=cv2.DIST_LABEL_PIXEL)
+    ky, kx = np.nonzero(known)
+    ty = np.zeros(int(lbl.max()) + 1, np.int32)
+    tx = np.zeros_like(ty)
+    ty[lbl[ky, kx]], tx[lbl[ky, kx]] = ky, kx
+    hy, hx = np.nonzero(hole)
+    ny, nx = ty[lbl[hy, hx]], tx[lbl[hy, hx]]
+    my, mx = 2 * ny - hy, 2 * nx - hx
+    ok = (my >= 0) & (my < h) & (mx >= 0) & (mx < w)
+    my, mx = np.clip(my, 0, h - 1), np.clip(mx, 0, w - 1)
+    ok &= known[my, mx] & (np.abs(inv[my, mx] - inv[ny, nx]) <= rel * inv[ny, nx])
+    out = np.zeros((len(hy), 3), np.uint8)
+    out[ok] = rgb[my[ok], mx[ok]]
+    return out, ok
+
+
+def inpaint_background(rgb: np.ndarray, ldi: LayeredDepth, radius: int = 4, mirror: bool = True, rel: float = 0.06) -> Background:
+    """Synthesize colour and inverse depth of the background layer from background pixels only.
+
+    ``rgb`` is the photo at the working resolution of ``ldi``.
+    """
+    h, w = ldi.inv.shape
+    if not ldi.hole.any():
+        return Background(np.zeros((h, w, 3), np.uint8), ldi.inv.copy(), np.zeros((h, w), bool))
+    k = np.ones((3, 3), np.uint8)
+    # the background layer: the hole plus a rim under the visible layer's far-side edge pixels
+    layer = cv2.dilate(ldi.hole.astype(np.uint8), k, iterations=2).astype(bool)
+    # far-side edge pixels mix foreground and background colours: re-synthesize them too
+    far_band = ldi.far & layer
+    mask = ldi.inpaint_mask | ldi.hole | far_band
+    ys, xs = _crop_box(mask | layer, 2 * radius + 2)
+    m8 = mask[ys, xs].astype(np.uint8)
+    crop = np.ascontiguousarray(rgb[ys, xs])
+    colour = cv2.inpaint(crop, m8, radius, cv2.INPAINT_TELEA)
+    # depth: the background seed of each hole pixel (Telea overshoots on float maps), smoothed
+    _, inv_fill = nearest_values(~mask[ys, xs], np.ascontiguousarray(ldi.inv[ys, xs]))
+    inv_fill = np.where(ldi.hole[ys, xs], ldi.bg_seed[ys, xs], inv_fill)
+    inv_fill = np.where(mask[ys, xs], cv2.GaussianBlur(inv_fill, (0, 0), 1.5), inv_fill)
+    if mirror:
+        # whole image: the mirror may reach far
+        mirrored, ok = _mirror_fill(rgb, ~mask, ldi.hole, ldi.inv, rel)
+        hy, hx = np.nonzero(ldi.hole)
+        colour[hy[ok] - ys.start, hx[ok] - xs.start] = mirrored[ok]
+    out_rgb = np.zeros((h, w, 3), np.uint8)
+    out_rgb[ys, xs] = colour
+    out_inv = ldi.inv.copy()
+    out_inv[ys, xs] = inv_fill
+    # never in front of the visible layer where the background hides behind it
+    behind = ldi.inpaint_mask | ldi.hole
+    out_inv[behind] = np.minimum(out_inv[behind], ldi.inv[behind] * 0.98)
+    out_inv[layer] *= BG_PUSH
+    return Background(out_rgb, out_inv.astype(np.float32), layer)
+

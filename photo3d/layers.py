@@ -1,0 +1,253 @@
+"""Depth discontinuities -> layered depth image (LDI).
+
+Works on *inverse depth* ``inv = 1/Z`` at the working resolution.  A neighbouring pixel pair is
+cut where the inverse-depth jump is large relative to the nearer side (``rel_jump``) and opens a
+hole of at least ``min_jump_px`` pixels at the viewer's full parallax.  Cut segments shorter than
+``min_edge_len`` pixels are dropped (speckles).
+
+The LDI has two layers: the visible layer (the whole photo, cut at the discontinuities) and a
+background layer that extends the far side of every discontinuity behind the foreground, as far
+as the parallax can reveal (``hole``).  ``inpaint_mask`` is the region :mod:`photo3d.inpaint`
+must synthesize without reading foreground pixels (the hole plus enough foreground around it).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+
+@dataclass(frozen=True)
+class LayerParams:
+    rel_jump: float = 0.06  # cut where |inv jump| > rel_jump * nearer inv ...
+    min_jump_px: float = 2.0  # ... and the jump opens at least this many pixels at full parallax
+    min_edge_len: int = 20  # drop discontinuity segments with fewer pixels than this
+    margin_px: int = 3  # background band beyond the largest parallax
+    smooth_sigma: float = 1.5  # edge-preserving smoothing before edge detection (working pixels)
+    sharpen_iters: int = 2  # snap blurred depth edges to steps (toggle filter) this many times
+    min_edge_contrast: float = 12.0  # with the photo: mean CIELAB contrast a kept segment needs
+    snap_radius: int = 4  # colour-guided edge snapping window (0 = off), working pixels
+    snap_iters: int = 3
+
+
+@dataclass
+class Cuts:
+    """Cut flags of the grid edges between neighbouring pixels (True = do not connect)."""
+
+    h: np.ndarray  # (h, w-1): (y, x) - (y, x+1)
+    v: np.ndarray  # (h-1, w): (y, x) - (y+1, x)
+    d1: np.ndarray  # (h-1, w-1): (y, x) - (y+1, x+1)
+    d2: np.ndarray  # (h-1, w-1): (y, x+1) - (y+1, x)
+
+    def count(self) -> int:
+        return int(self.h.sum() + self.v.sum())
+
+
+@dataclass
+class LayeredDepth:
+    inv: np.ndarray  # (h, w) float32 cleaned inverse depth of the visible layer
+    cuts: Cuts  # discontinuities of the visible layer
+    near: np.ndarray  # (h, w) bool: near side of a kept discontinuity
+    far: np.ndarray  # (h, w) bool: far side of a kept discontinuity
+    hole: np.ndarray  # (h, w) bool: hidden background the background layer must cover
+    inpaint_mask: np.ndarray  # (h, w) bool: hole + foreground context that inpainting must not read
+    bg_seed: np.ndarray  # (h, w) float32: inverse depth of the background behind each pixel
+
+    @property
+    def num_layers(self) -> int:
+        return 2 if self.hole.any() else 1
+
+
+def sanitize_inverse_depth(inv: np.ndarray) -> np.ndarray:
+    """Replace NaN/inf/non-positive values by their neighbours' (all finite, > 0 afterwards)."""
+    inv = np.asarray(inv, dtype=np.float32)
+    bad = ~np.isfinite(inv) | (inv <= 0)
+    if not bad.any():
+        return inv.copy()
+    good = ~bad
+    if not good.any():
+        return np.ones_like(inv)
+    out = inv.copy()
+    out[bad] = 0
+    # nearest valid neighbour (vectorized via distance-transform labels)
+    _, lbl = cv2.distanceTransformWithLabels(bad.astype(np.uint8), cv2.DIST_L2, 3, labelType=cv2.DIST_LABEL_PIXEL)
+    src = np.zeros(lbl.max() + 1, np.float32)
+    src[lbl[good]] = inv[good]
+    out[bad] = src[lbl[bad]]
+    return out
+
+
+def clean_inverse_depth(inv: np.ndarray, params: LayerParams = LayerParams()) -> np.ndarray:
+    """Median-filter speckles, smooth small steps away (e.g. the terraces of an 8-bit network
+    output), then snap the remaining blurred steps to sharp ones where the local range is large."""
+    inv = cv2.medianBlur(inv.astype(np.float32), 5)
+    if params.smooth_sigma > 0:  # edge-preserving, on log inverse depth (jumps are relative)
+        log = np.log(np.maximum(inv, 1e-6))
+        d = 2 * int(round(2 * params.smooth_sigma)) + 1
+        inv = np.exp(cv2.bilateralFilter(log, d, 2 * params.rel_jump, params.smooth_sigma)).astype(np.float32)
+    k = np.ones((3, 3), np.uint8)
+    for _ in range(params.sharpen_iters):
+        lo, hi = cv2.erode(inv, k), cv2.dilate(inv, k)
+        edge = (hi - lo) > params.rel_jump * hi
+        snapped = np.where(inv - lo < hi - inv, lo, hi)
+        inv = np.where(edge, snapped, inv).astype(np.float32)
+    return inv
+
+
+def snap_edges(inv: np.ndarray, rgb: np.ndarray, params: LayerParams = LayerParams()) -> np.ndarray:
+    """Move blurred depth edges onto the photo's colour edges (a colour-guided min/max snap).
+
+    Where the local inverse-depth range is a discontinuity, each pixel takes the near or the far
+    value of its window, whichever side's mean colour it resembles more.  Depth networks blur
+    edges into halos; without this the cut lands beside the object and drags background along.
+    """
+    if rgb is None or params.snap_radius <= 0:
+        return inv
+    lab = cv2.cvtColor(rgb, cv2.COLOR_RGB2LAB).astype(np.float32)
+    k = 2 * params.snap_radius + 1
+    se = cv2.getStructuringElement(cv2.MORPH_RECT, (k, k))
+    for _ in range(params.snap_iters):
+        lo, hi = cv2.erode(inv, se), cv2.dilate(inv, se)
+        band = (hi - lo) > params.rel_jump * hi
+        if not band.any():
+            break
+        near = (inv > 0.5 * (lo + hi)).astype(np.float32)
+        n_near = cv2.boxFilter(near, -1, (k, k), normalize=False)
+        n_far = k * k - n_near
+        sum_near = cv2.boxFilter(lab * near[:, :, None], -1, (k, k), normalize=False)
+        sum_all = cv2.boxFilter(lab, -1, (k, k), normalize=False)
+        mean_near = sum_near / np.maximum(n_near, 1)[:, :, None]
+        mean_far = (sum_all - sum_near) / np.maximum(n_far, 1)[:, :, None]
+        d_near = ((lab - mean_near) ** 2).sum(2)
+        d_far = ((lab - mean_far) ** 2).sum(2)
+        sure = np.minimum(d_near, d_far) < 0.5 * np.maximum(d_near, d_far)  # a clear colour winner
+        inv = np.where(band & sure, np.where(d_near < d_far, hi, lo), inv).astype(np.float32)
+    return inv
+
+
+def find_cuts(inv: np.ndarray, shift_px_per_inv: float, params: LayerParams = LayerParams()) -> Cuts:
+    """Cut flags for every pair of 8-neighbours of ``inv``."""
+
+    def cut(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+        jump = np.abs(a - b)
+        return (jump > params.rel_jump * np.maximum(a, b)) & (jump * shift_px_per_inv > params.min_jump_px)
+
+    return Cuts(
+        h=cut(inv[:, :-1], inv[:, 1:]),
+        v=cut(inv[:-1, :], inv[1:, :]),
+        d1=cut(inv[:-1, :-1], inv[1:, 1:]),
+        d2=cut(inv[:-1, 1:], inv[1:, :-1]),
+    )
+
+
+def _sides(inv: np.ndarray, cuts: Cuts) -> tuple[np.ndarray, np.ndarray]:
+    near = np.zeros(inv.shape, bool)
+    far = np.zeros(inv.shape, bool)
+    pairs = [
+        (cuts.h, (slice(None), slice(None, -1)), (slice(None), slice(1, None))),
+        (cuts.v, (slice(None, -1), slice(None)), (slice(1, None), slice(None))),
+    ]
+    for c, sa, sb in pairs:
+        a_near = inv[sa] > inv[sb]
+        near[sa] |= c & a_near
+        far[sb] |= c & a_near
+        far[sa] |= c & ~a_near
+        near[sb] |= c & ~a_near
+    return near, far
+
+
+def colour_contrast(rgb: np.ndarray) -> np.ndarray:
+    """Local colour contrast (CIELAB distance between the extremes of a 5x5 window)."""
+    lab = cv2.cvtColor(rgb.astype(np.float32) / 255.0, cv2.COLOR_RGB2LAB)
+    k = np.ones((5, 5), np.uint8)
+    return np.sqrt(((cv2.dilate(lab, k) - cv2.erode(lab, k)) ** 2).sum(axis=2))
+
+
+def _drop_short_edges(inv: np.ndarray, cuts: Cuts, min_len: int, contrast: np.ndarray | None = None,
+                      min_contrast: float = 0.0) -> Cuts:
+    """Drop discontinuity segments shorter than ``min_len`` pixels, and (with ``contrast``) those
+    along which the photo shows no colour edge on average: a real occlusion boundary almost
+    always does, while the terraces of a quantized depth map cross smooth surfaces."""
+    near, far = _sides(inv, cuts)
+    n, lbl, stats, _ = cv2.connectedComponentsWithStats((near | far).astype(np.uint8), connectivity=8)
+    keep_lbl = stats[:, cv2.CC_STAT_AREA] >= 2 * min_len
+    if contrast is not None and n > 1:
+        on = lbl > 0
+        mean = np.bincount(lbl[on], contrast[on], minlength=n) / np.maximum(stats[:, cv2.CC_STAT_AREA], 1)
+        keep_lbl &= mean >= min_contrast
+    keep_lbl[0] = False
+    keep = keep_lbl[lbl]
+    return Cuts(
+        h=cuts.h & keep[:, :-1] & keep[:, 1:],
+        v=cuts.v & keep[:-1, :] & keep[1:, :],
+        d1=cuts.d1 & keep[:-1, :-1] & keep[1:, 1:],
+        d2=cuts.d2 & keep[:-1, 1:] & keep[1:, :-1],
+    )
+
+
+def nearest_values(mask: np.ndarray, values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """For every pixel: distance to the nearest ``mask`` pixel and that pixel's value."""
+    dist, lbl = cv2.distanceTransformWithLabels(
+        (~mask).astype(np.uint8), cv2.DIST_L2, 5, labelType=cv2.DIST_LABEL_PIXEL
+    )
+    table = np.zeros(int(lbl.max()) + 1, values.dtype)
+    table[lbl[mask]] = values[mask]
+    return dist, table[lbl]
+
+
+def build_layers(
+    inv: np.ndarray, shift_px_per_inv: float, params: LayerParams = LayerParams(), rgb: np.ndarray | None = None
+) -> LayeredDepth:
+    """Split an inverse-depth map into the visible layer and the background behind its edges.
+
+    ``shift_px_per_inv``: how many working pixels a unit of inverse depth moves at the viewer's
+    largest camera offset (sets how far the background must extend behind each edge).
+    ``rgb`` (same size): the photo, to snap blurred depth edges onto colour edges (for network
+    depth; sharp depth maps, e.g. from stereo or a renderer, are better used as they are).
+    """
+    raw = sanitize_inverse_depth(inv)
+    inv = clean_inverse_depth(raw, params)
+    contrast = None
+    if rgb is not None:
+        inv = clean_inverse_depth(snap_edges(inv, rgb, params), params)
+        contrast = colour_contrast(rgb)
+    cuts = _drop_short_edges(inv, find_cuts(inv, shift_px_per_inv, params), params.min_edge_len,
+                             contrast, params.min_edge_contrast)
+    near, far = _sides(inv, cuts)
+    if params.smooth_sigma > 0:
+        # sharpened steps only where a discontinuity was kept; elsewhere a smooth surface (a step
+        # that is not cut would stretch its texture row into a visible line in novel views)
+        smooth = cv2.GaussianBlur(cv2.medianBlur(raw, 5), (0, 0), 2 * params.smooth_sigma)
+        band = cv2.dilate((near | far).astype(np.uint8), np.ones((3, 3), np.uint8), iterations=4).astype(bool)
+        inv = np.where(band, inv, smooth).astype(np.float32)
+    if not far.any():
+        empty = np.zeros(inv.shape, bool)
+        return LayeredDepth(inv, cuts, near, far, empty, empty.copy(), inv.copy())
+    dist = cv2.distanceTransform((~far).astype(np.uint8), cv2.DIST_L2, 5)
+    hole = np.zeros(inv.shape, bool)
+    bg = inv.copy()
+    # Multi-scale: at scale r the background is the farthest point within r pixels (so stair-
+    # stepped edges and thin intermediate strips still reveal the real background behind them).
+    max_need = float(inv.max() - inv.min()) * shift_px_per_inv + params.margin_px
+    r = 1
+    while r <= max(1.0, max_need) * 2:
+        bg_r = cv2.erode(inv, cv2.getStructuringElement(cv2.MORPH_RECT, (2 * r + 1, 2 * r + 1)))
+        jump = inv - bg_r
+        need = jump * shift_px_per_inv + params.margin_px
+        fg = (jump > params.rel_jump * inv) & (jump * shift_px_per_inv > params.min_jump_px) & (2 * need >= r)
+        hole |= fg & (dist <= need)
+        r *= 2
+    # the background behind a hole pixel: the nearest far-side pixel that is not itself hidden
+    # (thin intermediate strips at a stair-stepped edge are skipped; real inner edges are kept)
+    seeds = far & ~hole
+    if seeds.any():
+        _, bg = nearest_values(seeds, inv)
+    # foreground beyond the hole is masked too, so inpainting reaches the hole from the back only
+    inpaint_mask = hole.copy()
+    if hole.any():
+        d_hole, bg_near = nearest_values(hole, bg)
+        in_front = inv > bg_near * (1 + params.rel_jump)
+        inpaint_mask |= in_front & (d_hole <= 2 * max_need + 8)
+    return LayeredDepth(inv, cuts, near, far, hole, inpaint_mask, bg.astype(np.float32))

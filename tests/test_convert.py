@@ -1,0 +1,123 @@
+import re
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from gltf_validate import assert_valid_glb
+from PIL import Image
+from typer.testing import CliRunner
+
+from conftest import REPO, needs_shared
+from photo3d.cli import app
+from photo3d.export import read_glb
+from photo3d.pipeline import ConvertOptions, convert_file
+
+runner = CliRunner()
+
+
+def photo_and_depth(tmp_path, w=320, h=240):
+    rgb = np.zeros((h, w, 3), np.uint8)
+    rgb[:] = (40, 90, 200)
+    rgb[h // 4 : 3 * h // 4, w // 3 : 2 * w // 3] = (220, 30, 30)
+    src = tmp_path / "in" / "photo.png"
+    src.parent.mkdir()
+    Image.fromarray(rgb).save(src)
+    depth = np.full((h, w), 0.1, np.float32)
+    depth[h // 4 : 3 * h // 4, w // 3 : 2 * w // 3] = 0.9
+    np.save(tmp_path / "depth.npy", depth)
+    return src, tmp_path / "depth.npy"
+
+
+def test_convert_with_depth_file_writes_glb_and_viewer(tmp_path):
+    src, depth = photo_and_depth(tmp_path)
+    before = src.read_bytes()
+    out = tmp_path / "out" / "photo.glb"
+    res = runner.invoke(app, ["convert", str(src), "-o", str(out), "--depth", str(depth), "--html", "--timings"])
+    assert res.exit_code == 0, res.output
+    assert src.read_bytes() == before  # input untouched
+    assert_valid_glb(out)
+    assert "2 layer(s)" in res.output and "vertices" in res.output and "MB" in res.output
+    assert "layers" in res.output and "export" in res.output  # stage timings
+    html = out.with_suffix(".html").read_text()
+    assert "Photo3D.start" in html and "three.js" in html and "MIT" in html
+    # offline: nothing is fetched (no external scripts, styles or imports)
+    assert not re.search(r"<(script|link|img)[^>]+(src|href)=", html)
+    assert "import(" not in html.split('id="photo3d-glb"')[0]
+    assert not list(out.parent.glob(".*.tmp"))
+
+
+def test_convert_report_counts(tmp_path):
+    src, depth = photo_and_depth(tmp_path)
+    dst = tmp_path / "r.glb"
+    rep = convert_file(src, dst, ConvertOptions(depth=depth))
+    assert rep["layers"] == 2 and 0 < rep["hole_area"] < 0.2
+    assert rep["glb_bytes"] == dst.stat().st_size
+    assert rep["vertices"] < 0.25 * 320 * 240  # adaptive, not one vertex per pixel
+    assert set(rep["seconds"]) >= {"read", "depth", "layers", "inpaint", "mesh", "export"}
+
+
+def test_stretched_baseline_is_one_layer(tmp_path):
+    src, depth = photo_and_depth(tmp_path)
+    rep = convert_file(src, tmp_path / "s.glb", ConvertOptions(depth=depth, layered=False))
+    assert rep["layers"] == 1 and rep["hole_area"] == 0
+    assert_valid_glb(tmp_path / "s.glb")
+
+
+def test_convert_usage_and_input_errors(tmp_path):
+    src, depth = photo_and_depth(tmp_path)
+    res = runner.invoke(app, ["convert", str(src), "-o", str(tmp_path / "x.glb"), "--depth", str(depth), "--model", str(depth)])
+    assert res.exit_code == 2 and "either --depth or --model" in res.output
+    bad = tmp_path / "bad.npy"
+    np.save(bad, np.zeros((10, 40), np.float32))  # wrong aspect ratio
+    res = runner.invoke(app, ["convert", str(src), "-o", str(tmp_path / "y.glb"), "--depth", str(bad)])
+    assert res.exit_code == 1 and "aspect ratio" in res.output
+    assert not (tmp_path / "y.glb").exists()
+    broken = tmp_path / "broken.jpg"
+    broken.write_bytes(b"not a jpeg")
+    res = runner.invoke(app, ["convert", str(broken), "-o", str(tmp_path / "z.glb"), "--depth", str(depth)])
+    assert res.exit_code == 1 and "broken.jpg" in res.output
+
+
+def test_convert_folder_with_a_model(tmp_path, tiny_depth_model):
+    src, _ = photo_and_depth(tmp_path)
+    Image.fromarray(np.full((100, 150, 3), 120, np.uint8)).save(src.parent / "flat.jpg")
+    out = tmp_path / "glbs"
+    res = runner.invoke(app, ["convert", str(src.parent), "-o", str(out), "--model", str(tiny_depth_model)])
+    assert res.exit_code == 0, res.output
+    for name in ("photo.glb", "flat.glb"):
+        assert_valid_glb(out / name)
+
+
+@needs_shared
+def test_convert_real_photo_with_tiefenrausch(tmp_path, tiefenrausch_pt, shared_dir):
+    src = shared_dir / "data" / "tiefenrausch" / "pumpkin.jpg"
+    dst = tmp_path / "pumpkin.glb"
+    rep = convert_file(src, dst, ConvertOptions(model=tiefenrausch_pt, html=True))
+    assert_valid_glb(dst)
+    tree, _ = read_glb(dst.read_bytes())
+    assert rep["vertices"] < 0.2 * rep["grid"][0] * rep["grid"][1]
+    assert tree["extras"]["photo3d"]["depth"] == "tiefenrausch" or tree["extras"]["photo3d"]["depth"]
+    assert dst.with_suffix(".html").stat().st_size > dst.stat().st_size
+
+
+@needs_shared
+def test_layered_beats_stretched_on_disoccluded_pixels(shared_dir):
+    """Middlebury Midd1 with GT depth: the background layer fills what the stretched mesh smears."""
+    sys.path.insert(0, str(REPO / "benchmarks"))
+    from novel_view import align, build_and_render, eval_masks, psnr
+
+    d = shared_dir / "data" / "middlebury2006" / "Midd1"
+    rgb = np.asarray(Image.open(d / "view1.png").convert("RGB"))
+    view5 = np.asarray(Image.open(d / "view5.png").convert("RGB"))
+    disp1 = np.asarray(Image.open(d / "disp1.png")).astype(np.float32) / 3
+    disp5 = np.asarray(Image.open(d / "disp5.png")).astype(np.float32) / 3
+    valid, disocc = eval_masks(disp1, disp5)
+    import cv2
+
+    disp = align(disp1, disp1)
+    disp[disp1 == 0] = cv2.inpaint(disp, (disp1 == 0).astype(np.uint8), 3, cv2.INPAINT_NS)[disp1 == 0]
+    layered, _, _ = build_and_render(rgb, disp, True)
+    stretched, _, _ = build_and_render(rgb, disp, False)
+    assert psnr(layered, view5, disocc) > psnr(stretched, view5, disocc) + 1.0
+    assert psnr(layered, view5, valid) > 24.0

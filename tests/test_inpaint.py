@@ -1,0 +1,66 @@
+import numpy as np
+import pytest
+from synthetic import FAR, H, NEAR, SHIFT, W, constant, sphere, step_edge
+
+from photo3d.inpaint import inpaint_background
+from photo3d.layers import build_layers
+
+BG, FG = np.array([30, 80, 200]), np.array([220, 30, 30])
+
+
+def scene(inv, fg_mask, textured=False):
+    rgb = np.empty((H, W, 3), np.uint8)
+    rgb[:] = BG
+    if textured:  # vertical stripes in the background, two shades of blue
+        rgb[:, ::6] = (60, 110, 230)
+    rgb[fg_mask] = FG
+    return rgb
+
+
+@pytest.mark.parametrize("mirror", [True, False], ids=["mirror", "smooth"])
+@pytest.mark.parametrize("textured", [False, True], ids=["flat", "striped"])
+def test_step_edge_hole_is_filled_from_the_background_side(mirror, textured):
+    inv = step_edge(80)
+    rgb = scene(inv, inv > 0.5, textured)
+    ldi = build_layers(inv, SHIFT)
+    bg = inpaint_background(rgb, ldi, mirror=mirror)
+    filled = bg.rgb[ldi.hole].astype(int)
+    assert len(filled) > 0
+    # every synthesized pixel is background blue, none carries the red foreground
+    assert (filled[:, 2] > 150).all() and (filled[:, 0] < 100).all()
+    assert np.abs(filled - BG).max(axis=1).max() <= 40
+    if textured and mirror:  # the stripes continue into the hole (no smear)
+        assert filled[:, 0].std() > 5
+    # depth of the background layer is the background's, not the foreground's
+    assert np.allclose(bg.inv[ldi.hole], FAR, rtol=0.02)
+    assert bg.mask[ldi.hole].all()
+
+
+def test_sphere_hole_takes_plane_colours_only():
+    inv, disk = sphere()
+    rgb = scene(inv, disk)
+    ldi = build_layers(inv, SHIFT)
+    bg = inpaint_background(rgb, ldi)
+    filled = bg.rgb[ldi.hole].astype(int)
+    dist_bg = np.abs(filled - BG).max(axis=1)
+    dist_fg = np.abs(filled - FG).max(axis=1)
+    assert (dist_bg < dist_fg).all()
+    assert np.percentile(dist_bg, 99) <= 30
+    assert (bg.inv[ldi.hole] < inv[ldi.hole]).all()  # behind the sphere
+
+
+def test_background_layer_joins_the_visible_layer_without_a_seam():
+    inv = step_edge(80)
+    rgb = scene(inv, inv > 0.5)
+    ldi = build_layers(inv, SHIFT)
+    bg = inpaint_background(rgb, ldi)
+    rim = bg.mask & ~ldi.hole & ~(inv > 0.5)  # background-layer vertices under the visible plane
+    assert rim.any()
+    assert np.allclose(bg.inv[rim], inv[rim], rtol=0.01)  # same depth (a hair behind)
+    assert (bg.inv[rim] <= inv[rim]).all()
+
+
+def test_no_discontinuity_no_background_layer():
+    ldi = build_layers(constant(), SHIFT)
+    bg = inpaint_background(np.zeros((H, W, 3), np.uint8), ldi)
+    assert not bg.mask.any()
