@@ -10,7 +10,7 @@ import typer
 from rich.console import Console
 
 from . import __version__
-from .errors import ExitCode, Photo3DError
+from .errors import Photo3DError
 
 app = typer.Typer(
     add_completion=False,
@@ -28,18 +28,48 @@ MODEL_HELP = (
 )
 
 
+# Options of every INPUT... command (photo3d.batch runs them all the same way).
+JOBS_OPT = typer.Option(
+    1, "--jobs", "-j", min=0, help="Worker processes, each loading the model once; 0 = one per CPU (ray: per cluster CPU)."
+)
+ENGINE_OPT = typer.Option("local", "--engine", help="local, or ray to run on a Ray cluster (pip install 'photo3d\\[ray]').")
+ADDRESS_OPT = typer.Option(
+    None, "--address", help="Ray cluster to join (e.g. auto, ray://head:10001). Default: start a local Ray."
+)
+OVERWRITE_OPT = typer.Option(
+    None,
+    "--overwrite/--skip-existing",
+    help="Rewrite outputs that exist. Default: skip them for folders and several inputs (a re-run resumes), "
+    "rewrite them for one input file.",
+)
+GLOB_OPT = typer.Option(
+    None, "--glob", help="Only files whose name or path below the input folder matches (repeatable; e.g. '*.jpg', '2019/*')."
+)
+SUMMARY_OPT = typer.Option(None, "--summary", help="Write a JSON report: one record per input (status, output, seconds, bytes, error).")
+
+
+def _batch(task: str, options, inputs, output: Path, suffix: str, jobs: int, engine: str, address, overwrite, globs, summary,
+           on_result=None) -> None:
+    """Run one per-file task over INPUT... and exit with the batch's exit code (0, 1, 2, 130).
+    ``on_result(result)`` is called as each file finishes (e.g. to print a line about it)."""
+    from .batch import TaskSpec, batch_command
+
+    try:
+        code = batch_command(
+            TaskSpec(task, options), inputs, output, suffix, jobs=jobs, engine=engine, address=address,
+            overwrite=overwrite, globs=globs or (), summary=summary, console=err,
+            command=" ".join(["photo3d", *sys.argv[1:]]), on_result=on_result,
+        )
+    except Photo3DError as e:
+        _fail(e)
+    raise typer.Exit(code)
+
+
 def _fail(e: Photo3DError) -> None:
-    err.print(f"[red]error:[/red] {e}", markup=True)
+    from rich.markup import escape
+
+    err.print(f"[red]error:[/red] {escape(str(e))}", markup=True, soft_wrap=True)  # one line, [names] kept
     raise typer.Exit(int(e.exit_code))
-
-
-def _finish(results) -> None:
-    failed = [r for r in results if r.status == "failed"]
-    if failed and len(results) > 1:
-        err.print(f"[red]{len(failed)} of {len(results)} input(s) failed:[/red]", markup=True)
-        for r in failed:
-            err.print(f"  {r.error}")
-    raise typer.Exit(int(ExitCode.failed if failed else ExitCode.ok))
 
 
 def _version(value: bool) -> None:
@@ -64,23 +94,70 @@ def depth(
     preview: bool = typer.Option(False, "--preview", help="Also write a colour-mapped preview PNG."),
     fmt: str = typer.Option("png", "--format", help="Output format in folder mode: png or npy."),
     max_megapixels: float = typer.Option(100.0, "--max-megapixels", help="Refuse larger images."),
-    overwrite: bool = typer.Option(True, "--overwrite/--skip-existing", help="Rewrite outputs that exist."),
+    overwrite: Optional[bool] = OVERWRITE_OPT,
+    jobs: int = JOBS_OPT,
+    engine: str = ENGINE_OPT,
+    address: Optional[str] = ADDRESS_OPT,
+    globs: Optional[list[str]] = GLOB_OPT,
+    summary: Optional[Path] = SUMMARY_OPT,
 ) -> None:
     """Predict per-pixel depth (normalized disparity: larger = nearer)."""
-    from .batch import plan_jobs, run_batch
-    from .depth import DepthOptions, depth_file
+    from .depth import DepthOptions
 
+    if fmt not in ("png", "npy"):
+        from .errors import UsageError
+
+        _fail(UsageError(f"--format must be png or npy, not {fmt!r}"))
     opts = DepthOptions(model=model, raw=raw, preview=preview, max_megapixels=max_megapixels)
-    try:
-        if fmt not in ("png", "npy"):
-            from .errors import UsageError
+    _batch("depth", opts, inputs, output, "." + fmt, jobs, engine, address, overwrite, globs, summary)
 
-            raise UsageError(f"--format must be png or npy, not {fmt!r}")
-        jobs = plan_jobs(inputs, output, "." + fmt)
-        results = run_batch(jobs, lambda s, d: depth_file(s, d, opts), console=err, overwrite=overwrite)
-    except Photo3DError as e:
-        _fail(e)
-    _finish(results)
+
+def _convert_line(r, timings: bool) -> str:
+    """One line per converted photo: layers, hole area, vertices, GLB size (+ stage timings)."""
+    i = r.info
+    line = (f"{r.src} -> {r.dst}: {i.get('layers', '?')} layer(s), hole {100 * i.get('hole_area', 0):.1f} %, "
+            f"{i.get('vertices', 0):,} vertices, {i.get('glb_bytes', 0) / 1e6:.2f} MB, {r.seconds:.2f} s")
+    if timings and i.get("seconds"):
+        line += "\n  " + ", ".join(f"{k} {v:.3f}" for k, v in i["seconds"].items())
+    return line
+
+
+@app.command()
+def convert(
+    inputs: list[Path] = typer.Argument(..., help="Image files or folders."),
+    output: Path = typer.Option(..., "-o", "--output", help="Output .glb for one input, else a folder."),
+    model: Optional[Path] = typer.Option(None, "--model", help=MODEL_HELP),
+    depth_map: Optional[Path] = typer.Option(
+        None, "--depth", help="Use this depth map (16-bit PNG or .npy, larger = nearer) instead of a model; one input only."
+    ),
+    html: bool = typer.Option(False, "--html", help="Also write NAME.html: a self-contained offline viewer."),
+    timings: bool = typer.Option(False, "--timings", help="Print the time of each stage."),
+    quality: int = typer.Option(80, "--quality", min=1, max=100, help="JPEG quality of the texture."),
+    max_texture: int = typer.Option(4096, "--max-texture", min=256, help="Longest side of the texture atlas."),
+    max_megapixels: float = typer.Option(100.0, "--max-megapixels", help="Refuse larger images."),
+    overwrite: Optional[bool] = OVERWRITE_OPT,
+    jobs: int = JOBS_OPT,
+    engine: str = ENGINE_OPT,
+    address: Optional[str] = ADDRESS_OPT,
+    globs: Optional[list[str]] = GLOB_OPT,
+    summary: Optional[Path] = SUMMARY_OPT,
+) -> None:
+    """Build 3D photos: layered depth mesh with inpainted occlusions, as GLB (+ HTML viewer)."""
+    from .errors import UsageError
+    from .pipeline import ConvertOptions
+
+    if depth_map is not None and model is not None:
+        _fail(UsageError("give either --depth or --model, not both"))
+    if depth_map is not None and (len(inputs) != 1 or inputs[0].is_dir()):
+        _fail(UsageError("--depth needs exactly one input photo"))
+    opts = ConvertOptions(model=model, depth=depth_map, html=html, jpeg_quality=quality,
+                          max_texture_side=max_texture, max_megapixels=max_megapixels)
+
+    def said(r) -> None:  # one line per photo as soon as it is done
+        if r.status == "ok":
+            err.print(_convert_line(r, timings), markup=False, highlight=False, soft_wrap=True)
+
+    _batch("convert", opts, inputs, output, ".glb", jobs, engine, address, overwrite, globs, summary, on_result=said)
 
 
 @model_app.command("import")

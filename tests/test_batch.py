@@ -1,0 +1,516 @@
+"""Batch runs over photo folders: discovery, mirrored outputs, bad files, summary, resume.
+
+The fast tests use a model-free task (``batch_task_thumb`` below: decode with
+``photo3d.io.load_image`` and write a grey thumbnail atomically) so they exercise the real
+decoder on real good and bad files without a depth model.  The end-to-end tests run the real
+``photo3d depth`` / ``photo3d convert`` commands in subprocesses with the Tiefenrausch model from
+``../shared`` and skip when it is absent.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import signal
+import struct
+import subprocess
+import sys
+import time
+import zlib
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from photo3d.batch import (
+    STATUS_FAILED,
+    STATUS_OK,
+    STATUS_SKIPPED,
+    PoolExecutor,
+    SequentialExecutor,
+    TaskSpec,
+    batch_command,
+    plan_jobs,
+    run_batch,
+)
+from photo3d.io import HEIF_AVAILABLE, atomic_output, load_image
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = Path(os.environ.get("PHOTO3D_SHARED", REPO.parent / "shared"))
+TIEFENRAUSCH = SHARED / "data" / "tiefenrausch"
+
+
+# --------------------------------------------------------------------------------------------
+# A model-free per-file task (importable by worker processes as "test_batch:batch_task_thumb")
+
+
+@dataclass(frozen=True)
+class ThumbOptions:
+    size: int = 32
+    max_megapixels: float = 100.0
+
+
+def batch_task_thumb(src: Path, dst: Path, opts: ThumbOptions) -> dict:
+    photo = load_image(src, max_megapixels=opts.max_megapixels)
+    g = photo.rgb.mean(axis=2).astype(np.uint8)
+    im = Image.fromarray(g).resize((opts.size, opts.size), Image.BILINEAR)
+    with atomic_output(dst) as tmp:
+        im.save(tmp, format="PNG")
+    return {"width": photo.width, "height": photo.height}
+
+
+THUMB = TaskSpec("test_batch:batch_task_thumb", ThumbOptions())
+
+
+def batch_task_crashy(src: Path, dst: Path, opts: ThumbOptions) -> dict:
+    """Like batch_task_thumb, but a file named *crash* kills its worker (as the OOM killer would)."""
+    if "crash" in src.name:
+        os.kill(os.getpid(), signal.SIGKILL)
+    return batch_task_thumb(src, dst, opts)
+
+
+def _dies_outside(pid: int):
+    if os.getpid() != pid:
+        os._exit(3)  # a worker that cannot even start (say, a broken install)
+    return DiesInWorkers(pid)
+
+
+@dataclass(frozen=True)
+class DiesInWorkers:
+    pid: int
+
+    def __reduce__(self):
+        return (_dies_outside, (self.pid,))
+
+
+def batch_task_broken_model(src: Path, dst: Path, opts) -> dict:
+    from photo3d.errors import ModelError
+
+    raise ModelError("not a TorchScript file", "/models/broken.pt")
+
+
+# --------------------------------------------------------------------------------------------
+# Test photos: good ones of every awkward kind, bad ones of every kind
+
+
+def _photo(w: int = 200, h: int = 150, seed: int = 0) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    y, x = np.mgrid[0:h, 0:w]
+    rgb = np.stack([x * 255 // w, y * 255 // h, (x + y) * 255 // (w + h)], axis=2).astype(np.uint8)
+    return np.clip(rgb.astype(int) + rng.integers(-20, 20, rgb.shape), 0, 255).astype(np.uint8)
+
+
+def _bomb_png(path: Path, w: int = 40000, h: int = 40000) -> None:
+    """A tiny PNG whose header claims 1.6 gigapixels (a decompression bomb)."""
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+
+    ihdr = struct.pack(">IIBBBBB", w, h, 1, 0, 0, 0, 0)  # 1-bit greyscale
+    idat = zlib.compress(b"\0" * (w // 8 + 1) * 64)
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", idat) + chunk(b"IEND", b""))
+
+
+GOOD = [
+    "plain.jpg",
+    "sub/sixteen bit.png",
+    "sub/deeper/cmyk.jpg",
+    "rotated.jpg",
+    "grey.jpeg",
+    "ünïcødé ñame 写真.JPG",
+    "sub/scan.tiff",
+    "web.webp",
+    "old.bmp",
+] + (["sub/phone.HEIC"] if HEIF_AVAILABLE else [])  # with photo3d[heif] (the test extra)
+BAD = {
+    "bad/truncated.jpg": "truncated",
+    "bad/text.jpg": "not an image",
+    "bad/empty.jpg": "empty",
+    "bad/bomb.png": "too large",
+}
+
+
+def make_album(root: Path) -> Path:
+    (root / "sub" / "deeper").mkdir(parents=True)
+    (root / "bad").mkdir()
+    rgb = _photo()
+    Image.fromarray(rgb).save(root / "plain.jpg", quality=90)
+    g16 = (rgb[:, :, 0].astype(np.uint16) * 257).astype(np.uint16)
+    Image.fromarray(g16).save(root / "sub" / "sixteen bit.png")
+    assert Image.open(root / "sub" / "sixteen bit.png").mode.startswith("I")
+    Image.fromarray(rgb).convert("CMYK").save(root / "sub" / "deeper" / "cmyk.jpg")
+    exif = Image.Exif()
+    exif[0x0112] = 6  # rotate 90° on display
+    Image.fromarray(_photo(200, 120, 1)).save(root / "rotated.jpg", exif=exif)
+    Image.fromarray(rgb).convert("L").save(root / "grey.jpeg")
+    Image.fromarray(_photo(180, 160, 2)).save(root / "ünïcødé ñame 写真.JPG")
+    Image.fromarray(rgb).save(root / "sub" / "scan.tiff")
+    Image.fromarray(rgb).save(root / "web.webp")
+    Image.fromarray(rgb).save(root / "old.bmp")
+    if HEIF_AVAILABLE:
+        Image.fromarray(rgb).save(root / "sub" / "phone.HEIC", format="HEIF")
+    # bad files
+    buf = io.BytesIO()
+    Image.fromarray(_photo(400, 300, 3)).save(buf, format="JPEG", quality=95)
+    (root / "bad" / "truncated.jpg").write_bytes(buf.getvalue()[: len(buf.getvalue()) // 3])
+    (root / "bad" / "text.jpg").write_text("this is not a photo\n")
+    (root / "bad" / "empty.jpg").write_bytes(b"")
+    _bomb_png(root / "bad" / "bomb.png")
+    # ignored: hidden files and folders, non-images, a symlink loop
+    Image.fromarray(rgb).save(root / ".hidden.jpg")
+    (root / ".cache").mkdir()
+    Image.fromarray(rgb).save(root / ".cache" / "thumb.jpg")
+    (root / "notes.txt").write_text("not an image type\n")
+    os.symlink("..", root / "sub" / "loop")
+    return root
+
+
+@pytest.fixture()
+def album(tmp_path: Path) -> Path:
+    return make_album(tmp_path / "album")
+
+
+def _snapshot(root: Path) -> dict[str, tuple[int, int, bytes]]:
+    """(inode, mtime_ns, bytes) of every file under root, links not followed."""
+    out = {}
+    for dirpath, _, files in os.walk(root):
+        for f in files:
+            p = Path(dirpath) / f
+            st = p.lstat()
+            out[str(p.relative_to(root))] = (st.st_ino, st.st_mtime_ns, p.read_bytes() if p.is_file() else b"")
+    return out
+
+
+# --------------------------------------------------------------------------------------------
+# Discovery and output paths
+
+
+def test_discovery_mirrors_tree_skips_hidden_output_and_link_loops(album: Path) -> None:
+    out = album / "out"  # output inside the input: must be skipped on the next run
+    (out / "sub").mkdir(parents=True)
+    Image.fromarray(_photo()).save(out / "plain.png")
+    jobs = plan_jobs([album], out, ".png")
+    rel = sorted(str(j.src.relative_to(album)) for j in jobs)
+    assert rel == sorted(GOOD + list(BAD))  # once each: the loop sub/loop -> .. is not walked twice
+    for j in jobs:
+        assert j.error is None
+        assert j.dst == out / j.src.relative_to(album).with_suffix(".png")
+
+
+def test_glob_filters_case_insensitively(album: Path, tmp_path: Path) -> None:
+    jobs = plan_jobs([album], tmp_path / "o", ".png", globs=["*.jpg"])
+    names = sorted(j.src.name for j in jobs)
+    assert names == sorted(["plain.jpg", "cmyk.jpg", "rotated.jpg", "ünïcødé ñame 写真.JPG",
+                            "truncated.jpg", "text.jpg", "empty.jpg"])
+    jobs = plan_jobs([album], tmp_path / "o", ".png", globs=["sub/*"])
+    want = ["cmyk.jpg", "scan.tiff", "sixteen bit.png"] + (["phone.HEIC"] if HEIF_AVAILABLE else [])
+    assert sorted(j.src.name for j in jobs) == sorted(want)
+
+
+def test_output_names_never_clash_or_hit_inputs(tmp_path: Path) -> None:
+    src = tmp_path / "in"
+    src.mkdir()
+    for name in ("a.jpg", "a.png", "b.png"):
+        Image.fromarray(_photo(20, 20)).save(src / name)
+    jobs = plan_jobs([src], tmp_path / "out", ".png")
+    assert sorted(j.dst.name for j in jobs) == ["a.jpg.png", "a.png.png", "b.png"]
+    # several inputs: each folder goes into OUTDIR/<name>, files into OUTDIR
+    other = tmp_path / "other"
+    other.mkdir()
+    Image.fromarray(_photo(20, 20)).save(other / "b.png")
+    Image.fromarray(_photo(20, 20)).save(tmp_path / "c.png")
+    jobs = plan_jobs([src, other, src / "b.png", tmp_path / "c.png"], tmp_path / "out", ".glb")
+    dsts = sorted(str(j.dst.relative_to(tmp_path / "out")) for j in jobs)  # in/b.png given twice: once
+    assert dsts == ["c.glb", "in/a.jpg.glb", "in/a.png.glb", "in/b.glb", "other/b.glb"]
+    # writing into the input folder itself is refused; an output equal to the input file fails
+    with pytest.raises(Exception, match="must differ"):
+        plan_jobs([src], src, ".png")
+    (job,) = plan_jobs([src / "b.png"], src / "b.png", ".png")
+    assert "overwrite the input" in job.error
+    # a missing input is a failed job, not a crash
+    missing, ok = plan_jobs([tmp_path / "nope.jpg", src / "b.png"], tmp_path / "out", ".png")
+    assert missing.error == f"{tmp_path / 'nope.jpg'}: no such file or folder" and ok.error is None
+
+
+# --------------------------------------------------------------------------------------------
+# Batches with the model-free task
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_good_files_convert_bad_files_are_named(album: Path, tmp_path: Path, workers: int) -> None:
+    before = _snapshot(album)
+    out = tmp_path / "out"
+    summary = tmp_path / "report" / "summary.json"
+    code = batch_command(THUMB, [album], out, ".png", jobs=workers, summary=summary)
+    assert code == 1
+    assert _snapshot(album) == before  # inputs untouched, nothing written into the input tree
+    written = sorted(str(p.relative_to(out)) for p in out.rglob("*") if p.is_file())
+    assert written == sorted(str(Path(g).with_suffix(".png")) for g in GOOD)
+    for g in GOOD:
+        assert Image.open(out / Path(g).with_suffix(".png")).size == (32, 32)
+    data = json.loads(summary.read_text(encoding="utf-8"))
+    assert data["counts"] == {"ok": len(GOOD), "skipped": 0, "failed": len(BAD), "not run": 0}
+    recs = {Path(r["input"]).relative_to(album).as_posix(): r for r in data["results"]}
+    assert set(recs) == set(GOOD) | set(BAD)
+    for g in GOOD:
+        r = recs[g]
+        assert r["status"] == "ok" and r["error"] is None
+        assert r["bytes"] == (out / Path(g).with_suffix(".png")).stat().st_size > 0
+        assert r["output"] == str(out / Path(g).with_suffix(".png"))
+    assert recs["rotated.jpg"]["report"] == {"width": 120, "height": 200}  # EXIF orientation applied
+    for b, reason in BAD.items():
+        r = recs[b]
+        assert r["status"] == "failed"
+        assert r["error"].startswith(str(album / b) + ": ") and reason in r["error"], r["error"]
+        assert "\n" not in r["error"]
+    # a re-run skips everything that exists, rewrites nothing and still reports the bad ones
+    snap = _snapshot(out)
+    code = batch_command(THUMB, [album], out, ".png", jobs=workers, summary=summary)
+    assert code == 1
+    assert _snapshot(out) == snap
+    data = json.loads(summary.read_text(encoding="utf-8"))
+    assert data["counts"]["skipped"] == len(GOOD) and data["counts"]["failed"] == len(BAD)
+
+
+def test_overwrite_rewrites_and_stale_temps_are_cleaned(album: Path, tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    jobs = plan_jobs([album], out, ".png", globs=["plain.jpg"])
+    (out).mkdir()
+    stale = out / ".plain.png.abc123xy.tmp"  # what a kill -9 inside atomic_output leaves
+    stale.write_bytes(b"partial")
+    rep = run_batch(jobs, THUMB, SequentialExecutor(), progress=False)
+    assert [r.status for r in rep.results] == [STATUS_OK] and not stale.exists()
+    ino = (out / "plain.png").stat().st_ino
+    rep = run_batch(jobs, THUMB, SequentialExecutor(), progress=False)
+    assert [r.status for r in rep.results] == [STATUS_SKIPPED]
+    rep = run_batch(jobs, THUMB, SequentialExecutor(), overwrite=True, progress=False)
+    assert [r.status for r in rep.results] == [STATUS_OK]
+    assert (out / "plain.png").stat().st_ino != ino  # replaced by rename, never written in place
+
+
+def test_pool_results_keep_planned_order_and_report_workers(album: Path, tmp_path: Path) -> None:
+    jobs = plan_jobs([album], tmp_path / "out", ".png")
+    rep = run_batch(jobs, THUMB, PoolExecutor(2), progress=False)
+    assert [r.src for r in rep.results] == [j.src for j in jobs]
+    assert rep.count(STATUS_OK) == len(GOOD) and rep.count(STATUS_FAILED) == len(BAD)
+    workers = rep.summary()["peak_rss_mb_per_worker"]
+    assert 1 <= len(workers) <= 2 and all(v > 10 for v in workers.values())
+
+
+def test_single_file_and_usage_errors(tmp_path: Path) -> None:
+    src = tmp_path / "one photo.jpg"
+    Image.fromarray(_photo()).save(src)
+    dst = tmp_path / "o" / "result.png"
+    assert batch_command(THUMB, [src], dst, ".png") == 0 and dst.is_file()
+    # an explicit single file is rewritten by default (you asked for that file)
+    ino = dst.stat().st_ino
+    assert batch_command(THUMB, [src], dst, ".png") == 0 and dst.stat().st_ino != ino
+    ino = dst.stat().st_ino
+    assert batch_command(THUMB, [src], dst, ".png", overwrite=False) == 0 and dst.stat().st_ino == ino
+    from photo3d.errors import UsageError
+
+    with pytest.raises(UsageError):
+        batch_command(THUMB, [src], dst, ".png", engine="spark")
+    with pytest.raises(UsageError):
+        batch_command(THUMB, [src, src], dst, ".png")  # several inputs need a folder
+
+
+# --------------------------------------------------------------------------------------------
+# End to end: the real CLI with a real model (skipped without ../shared)
+
+
+def _cli(*args: str, **kw) -> list[str]:
+    return [sys.executable, "-c", "from photo3d.cli import app; app(prog_name='photo3d')", *args]
+
+
+def _have(module: str, name: str) -> bool:
+    try:
+        mod = __import__(module, fromlist=[name])
+        return hasattr(mod, name)
+    except Exception:
+        return False
+
+
+needs_model = pytest.mark.skipif(not (TIEFENRAUSCH / "tiefenrausch.pb").is_file(), reason="../shared is absent")
+needs_depth = pytest.mark.skipif(not _have("photo3d.depth", "depth_file"), reason="photo3d.depth.depth_file missing")
+
+
+@needs_model
+@needs_depth
+def test_cli_depth_folder_with_bad_files(album: Path, tmp_path: Path) -> None:
+    out = tmp_path / "depth out"
+    summary = tmp_path / "s.json"
+    p = subprocess.run(
+        _cli("depth", str(album), "-o", str(out), "--model", str(TIEFENRAUSCH), "--jobs", "2", "--summary", str(summary)),
+        capture_output=True, text=True, timeout=600,
+    )
+    assert p.returncode == 1, p.stderr
+    for b in BAD:
+        assert str(album / b) in p.stderr
+    assert f"{len(BAD)} of {len(GOOD) + len(BAD)} input(s) failed" in p.stderr
+    for g in GOOD:
+        d = out / Path(g).with_suffix(".png")
+        im = Image.open(d)
+        src = load_image(album / g)
+        assert im.size == (src.width, src.height)
+    data = json.loads(summary.read_text(encoding="utf-8"))
+    assert data["counts"] == {"ok": len(GOOD), "skipped": 0, "failed": len(BAD), "not run": 0}
+
+
+def _outputs(root: Path) -> list[Path]:
+    return sorted(p for p in root.rglob("*") if p.is_file() and not p.name.startswith("."))
+
+
+def _children(pid: int) -> list[int]:
+    kids = []
+    for d in Path("/proc").iterdir():
+        if d.name.isdigit():
+            try:
+                if int((d / "stat").read_text().rsplit(")", 1)[1].split()[1]) == pid:
+                    kids.append(int(d.name))
+            except (OSError, IndexError, ValueError):
+                pass
+    return kids
+
+
+def _alive(pid: int) -> bool:
+    try:
+        return (Path("/proc") / str(pid) / "stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+def _resume_after_kill(tmp_path: Path, command: list[str], suffix: str, check, n: int = 12,
+                       sig: int = signal.SIGKILL) -> None:
+    src = tmp_path / "many photos"
+    for i in range(n):
+        sub = src / f"roll {i % 3}"
+        sub.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(_photo(224, 168, seed=i)).save(sub / f"photo {i:02d}.jpg", quality=90)
+    out = tmp_path / "out"
+    args = _cli(*command, str(src), "-o", str(out))
+    proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline and proc.poll() is None and len(_outputs(out) if out.exists() else []) < 2:
+        time.sleep(0.02)
+    assert proc.poll() is None, "the batch finished before it could be killed: " + proc.stderr.read().decode()
+    workers = _children(proc.pid)
+    proc.send_signal(sig)
+    code = proc.wait(60)
+    stderr = proc.stderr.read().decode()
+    proc.stderr.close()
+    if sig == signal.SIGINT:  # Ctrl-C: a clean stop, exit 130, told how to resume
+        assert code == 130, stderr
+        assert "run the same command again" in stderr
+    deadline = time.monotonic() + 30  # worker processes do not outlive the batch
+    while time.monotonic() < deadline and any(_alive(w) for w in workers):
+        time.sleep(0.1)
+    assert not [w for w in workers if _alive(w)], "orphaned worker processes"
+    done_before = {p: (p.stat().st_ino, p.stat().st_mtime_ns) for p in _outputs(out)}
+    assert 0 < len(done_before) < n
+    for p in done_before:  # whatever exists under a final name is complete
+        check(p)
+    p = subprocess.run(args, capture_output=True, text=True, timeout=600)
+    assert p.returncode == 0, p.stderr
+    final = _outputs(out)
+    assert len(final) == n
+    assert [q for q in out.rglob(".*")] == []  # stale temp files are gone
+    for q in final:
+        check(q)
+    for q, stamp in done_before.items():  # finished files were not rewritten
+        assert (q.stat().st_ino, q.stat().st_mtime_ns) == stamp, q
+
+
+def _check_depth_png(path: Path) -> None:
+    im = Image.open(path)
+    im.load()
+    assert im.size == (224, 168) and im.mode.startswith("I")
+
+
+@needs_model
+@needs_depth
+@pytest.mark.parametrize("jobs,sig", [("1", signal.SIGKILL), ("2", signal.SIGKILL), ("2", signal.SIGINT)],
+                         ids=["jobs1-kill9", "jobs2-kill9", "jobs2-ctrl-c"])
+def test_depth_resume_after_kill(tmp_path: Path, jobs: str, sig: int) -> None:
+    _resume_after_kill(tmp_path, ["depth", "--model", str(TIEFENRAUSCH), "--jobs", jobs], ".png", _check_depth_png,
+                       sig=sig)
+
+
+def test_a_broken_model_stops_the_batch_without_blaming_files(album: Path, tmp_path: Path) -> None:
+    jobs = plan_jobs([album], tmp_path / "out", ".png", globs=["*.jpg"])
+    task = TaskSpec("test_batch:batch_task_broken_model")
+    for executor in (SequentialExecutor(), PoolExecutor(2)):
+        rep = run_batch(jobs, task, executor, progress=False)
+        assert rep.fatal == "/models/broken.pt: not a TorchScript file"
+        assert rep.exit_code == 1 and rep.failed == []
+        assert {r.status for r in rep.results} == {"not run"}
+    assert not (tmp_path / "out").exists()
+
+
+needs_convert = pytest.mark.skipif(not _have("photo3d.pipeline", "convert_file"), reason="photo3d.pipeline missing")
+
+
+def _check_glb(path: Path) -> None:
+    from gltf_validate import assert_valid_glb
+
+    assert path.suffix == ".glb"
+    assert_valid_glb(path)
+
+
+@needs_model
+@needs_convert
+def test_convert_resume_after_kill_9_gives_valid_glbs(tmp_path: Path) -> None:
+    _resume_after_kill(tmp_path, ["convert", "--model", str(TIEFENRAUSCH), "--jobs", "2"], ".glb", _check_glb, n=8)
+
+
+@needs_model
+@needs_convert
+def test_cli_convert_folder_with_bad_files(album: Path, tmp_path: Path) -> None:
+    out = tmp_path / "3d"
+    summary = tmp_path / "s.json"
+    p = subprocess.run(
+        _cli("convert", str(album), "-o", str(out), "--model", str(TIEFENRAUSCH), "--summary", str(summary)),
+        capture_output=True, text=True, timeout=600,
+    )
+    assert p.returncode == 1, p.stderr
+    for b, reason in BAD.items():
+        line = next(x for x in p.stderr.splitlines() if x.startswith(f"error: {album / b}: "))
+        assert reason in line
+    written = sorted(str(q.relative_to(out)) for q in out.rglob("*") if q.is_file())
+    assert written == sorted(str(Path(g).with_suffix(".glb")) for g in GOOD)
+    _check_glb(out / "ünïcødé ñame 写真.glb")
+    _check_glb(out / "sub" / "sixteen bit.glb")
+    data = json.loads(summary.read_text(encoding="utf-8"))
+    assert data["counts"] == {"ok": len(GOOD), "skipped": 0, "failed": len(BAD), "not run": 0}
+    for r in data["results"]:
+        if r["status"] == "ok":
+            assert r["bytes"] == Path(r["output"]).stat().st_size == r["report"]["glb_bytes"]
+
+
+def test_a_worker_killed_by_one_file_fails_only_that_file(tmp_path: Path) -> None:
+    src = tmp_path / "in"
+    src.mkdir()
+    names = [f"p{i}.jpg" for i in range(6)] + ["crash.jpg"]
+    for n in names:
+        Image.fromarray(_photo(40, 30)).save(src / n)
+    jobs = plan_jobs([src], tmp_path / "out", ".png")
+    rep = run_batch(jobs, TaskSpec("test_batch:batch_task_crashy", ThumbOptions()), PoolExecutor(2), progress=False)
+    status = {r.src.name: (r.status, r.error) for r in rep.results}
+    assert status.pop("crash.jpg") == ("failed", f"{src / 'crash.jpg'}: worker process died (out of memory or a crash)")
+    assert all(v == ("ok", None) for v in status.values()), status
+    assert rep.fatal is None and rep.exit_code == 1
+
+
+def test_workers_that_cannot_start_stop_the_batch(tmp_path: Path) -> None:
+    src = tmp_path / "in"
+    src.mkdir()
+    for i in range(5):
+        Image.fromarray(_photo(40, 30)).save(src / f"p{i}.jpg")
+    jobs = plan_jobs([src], tmp_path / "out", ".png")
+    rep = run_batch(jobs, TaskSpec("test_batch:batch_task_thumb", DiesInWorkers(os.getpid())), PoolExecutor(2),
+                    progress=False)
+    assert rep.fatal and "keep dying" in rep.fatal and rep.exit_code == 1
+    assert rep.count("ok") == 0
