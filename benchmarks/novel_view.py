@@ -49,7 +49,7 @@ def shared_dir() -> Path:
 
 
 def load_glb_meshes(glb: bytes) -> tuple[list[dict], np.ndarray, dict]:
-    """Primitives (positions, uv, alpha, faces) in world space, the texture, and the JSON."""
+    """Primitives (positions, uv, alpha, faces, texture) in world space, the first texture, and the JSON."""
     tree, binary = read_glb(glb)
 
     def accessor(i):
@@ -62,10 +62,13 @@ def load_glb_meshes(glb: bytes) -> tuple[list[dict], np.ndarray, dict]:
             arr = arr.astype(np.float32) / np.iinfo(arr.dtype).max
         return arr
 
-    img = tree["images"][0]
-    v = tree["bufferViews"][img["bufferView"]]
-    off = v.get("byteOffset", 0)
-    texture = np.asarray(Image.open(io.BytesIO(binary[off : off + v["byteLength"]])).convert("RGB"))
+    def image(i):
+        v = tree["bufferViews"][tree["images"][i]["bufferView"]]
+        off = v.get("byteOffset", 0)
+        return np.asarray(Image.open(io.BytesIO(binary[off : off + v["byteLength"]])).convert("RGB"))
+
+    images = [image(i) for i in range(len(tree.get("images", [])))]
+    texture = images[0]
     out = []
     for node in tree["nodes"]:
         if "mesh" not in node:
@@ -78,8 +81,10 @@ def load_glb_meshes(glb: bytes) -> tuple[list[dict], np.ndarray, dict]:
             pos = accessor(at["POSITION"]).astype(np.float64)
             pos = pos @ m[:3, :3].T + m[:3, 3]
             alpha = accessor(at["COLOR_0"])[:, 3] if "COLOR_0" in at else np.ones(len(pos))
+            mat = tree["materials"][prim.get("material", 0)]
+            tex = tree["textures"][mat["pbrMetallicRoughness"]["baseColorTexture"]["index"]]["source"]
             out.append({"pos": pos, "uv": accessor(at["TEXCOORD_0"]).astype(np.float64), "alpha": alpha,
-                        "faces": accessor(prim["indices"]).reshape(-1, 3).astype(np.int64)})
+                        "faces": accessor(prim["indices"]).reshape(-1, 3).astype(np.int64), "texture": images[tex]})
     return out, texture, tree
 
 
@@ -90,8 +95,8 @@ def rasterize(meshes: list[dict], texture: np.ndarray, focal: float, size: tuple
     Returns (rgb float32 HxWx3, covered bool HxW).
     """
     W, H = size
-    cand_pix, cand_depth, cand_uv = [], [], []
-    for m in meshes:
+    cand_pix, cand_depth, cand_uv, cand_mesh = [], [], [], []
+    for k, m in enumerate(meshes):
         p = m["pos"] - eye
         w = -p[:, 2]  # distance along the view axis
         sx = focal * p[:, 0] / w + W / 2  # continuous image coords, pixel centres at +0.5
@@ -133,22 +138,29 @@ def rasterize(meshes: list[dict], texture: np.ndarray, focal: float, size: tuple
         cand_pix.append(py[vis] * W + px[vis])
         cand_depth.append(inv_depth[vis])
         cand_uv.append(uv)
+        cand_mesh.append(np.full(len(uv), k))
     pix = np.concatenate(cand_pix)
     depth = np.concatenate(cand_depth)
     uv = np.concatenate(cand_uv)
+    mesh_id = np.concatenate(cand_mesh)
     order = np.lexsort((-depth, pix))  # per pixel, nearest first
-    pix, uv = pix[order], uv[order]
+    pix, uv, mesh_id = pix[order], uv[order], mesh_id[order]
     first = np.ones(len(pix), bool)
     first[1:] = pix[1:] != pix[:-1]
-    pix, uv = pix[first], uv[first]
-    th, tw = texture.shape[:2]
-    n = len(uv)
-    pad = (-n) % 1024  # cv2.remap wants maps shorter than 32767 per side
-    mx = np.pad(uv[:, 0] * tw - 0.5, (0, pad)).astype(np.float32).reshape(-1, 1024)
-    my = np.pad(uv[:, 1] * th - 0.5, (0, pad)).astype(np.float32).reshape(-1, 1024)
-    col = cv2.remap(texture, mx, my, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE).reshape(-1, 3)[:n]
+    pix, uv, mesh_id = pix[first], uv[first], mesh_id[first]
     out = np.zeros((H * W, 3), np.float32)
-    out[pix] = col
+    for k, m in enumerate(meshes):  # each primitive samples its own texture
+        tex = m.get("texture", texture)
+        sel = mesh_id == k
+        th, tw = tex.shape[:2]
+        n = int(sel.sum())
+        if n == 0:
+            continue
+        pad = (-n) % 1024  # cv2.remap wants maps shorter than 32767 per side
+        mx = np.pad(uv[sel, 0] * tw - 0.5, (0, pad)).astype(np.float32).reshape(-1, 1024)
+        my = np.pad(uv[sel, 1] * th - 0.5, (0, pad)).astype(np.float32).reshape(-1, 1024)
+        col = cv2.remap(tex, mx, my, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+        out[pix[sel]] = col.reshape(-1, tex.shape[2])[:n, :3]
     covered = np.zeros(H * W, bool)
     covered[pix] = True
     return out.reshape(H, W, 3), covered.reshape(H, W)

@@ -1,18 +1,20 @@
-"""Layer meshes + texture atlas -> GLB (via trimesh, then a small pass over the glTF JSON).
+"""Layer meshes + JPEG textures -> GLB, written directly (a small, dependency-free glTF 2.0 writer:
+importing trimesh and its scipy/networkx dependencies alone took ~1.1 s of CPU, a quarter of the
+time budget of a whole conversion; tests read the files back with trimesh and the Khronos validator).
 
 Conventions of every file photo3d writes:
 
 - camera at the origin looking down -Z, +Y up (glTF's own camera frame), as a perspective
   camera node with the photo's field of view;
-- one unlit material (``KHR_materials_unlit``), double-sided, ``alphaMode: MASK`` with the
-  silhouette softness in the vertex colour's alpha (``COLOR_0``);
-- one JPEG texture atlas with clamp-to-edge, mipmapped samplers;
+- one unlit material (``KHR_materials_unlit``) per JPEG texture (the photo; the inpainted
+  background layer), double-sided, ``alphaMode: MASK`` with the silhouette softness in the
+  vertex colour's alpha (``COLOR_0``);
+- clamp-to-edge, mipmapped samplers;
 - ``extras.photo3d``: depth convention, field of view, source size, parallax range, version.
 """
 
 from __future__ import annotations
 
-import io
 import json
 import math
 import struct
@@ -20,7 +22,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-from PIL import Image
 
 from . import __version__
 
@@ -66,8 +67,9 @@ class MeshData:
     name: str
     vertices: np.ndarray  # (n, 3) float32
     faces: np.ndarray  # (m, 3) int32
-    uv: np.ndarray  # (n, 2) float32, glTF convention (origin top-left)
+    uv: np.ndarray  # (n, 2) float32 in [0, 1], glTF convention (origin top-left)
     alpha: np.ndarray  # (n,) uint8
+    texture: int = 0  # which of the GLB's textures (one material per texture)
 
 
 @dataclass
@@ -86,90 +88,127 @@ def encode_jpeg(rgb: np.ndarray, quality: int) -> bytes:
     return data.tobytes()
 
 
-def _placeholder_jpeg() -> Image.Image:
-    im = Image.open(io.BytesIO(encode_jpeg(np.zeros((8, 8, 3), np.uint8), 50)))
-    im.load()
-    return im
+def vertex_bytes(with_alpha: bool) -> int:
+    """GLB bytes per vertex: float32 position, normalized uint16 UV, (uint8 RGBA colour)."""
+    return 12 + 4 + (4 if with_alpha else 0)
 
 
-def preload() -> None:
-    """Import trimesh's glTF writer (about 0.7 s of imports): called from a background thread
-    while the depth network runs, so the export stage does not pay for it."""
-    import trimesh.exchange.gltf  # noqa: F401
-    from trimesh.visual.material import PBRMaterial  # noqa: F401
-    from trimesh.visual.texture import TextureVisuals  # noqa: F401
+def index_bytes(num_vertices: int) -> int:
+    return 2 if num_vertices < 65535 else 4
 
 
-def to_glb(meshes: list[MeshData], atlas_jpeg: bytes, camera: Camera, opts: ExportOptions) -> bytes:
-    """GLB bytes of ``meshes`` sharing one material textured with ``atlas_jpeg``."""
-    import trimesh
-    from trimesh.visual.material import PBRMaterial
-    from trimesh.visual.texture import TextureVisuals
+def mesh_bytes(m: MeshData) -> int:
+    """Bytes ``m`` takes in a GLB written by :func:`to_glb` (for size budgets)."""
+    n = len(m.vertices)
+    tri = 3 * len(m.faces) * index_bytes(n)
+    return n * vertex_bytes(bool((m.alpha < 255).any())) + tri + (-tri % 4)
 
-    material = PBRMaterial(
-        name="photo",
-        baseColorTexture=_placeholder_jpeg(),  # replaced by ``atlas_jpeg`` below (no re-encode)
-        baseColorFactor=[255, 255, 255, 255],
-        metallicFactor=0.0,
-        roughnessFactor=1.0,
-        alphaMode="MASK",
-        alphaCutoff=0.5,
-        doubleSided=True,
-    )
-    scene = trimesh.Scene()
+
+class _Bin:
+    """The GLB's binary chunk: 4-byte aligned buffer views."""
+
+    def __init__(self) -> None:
+        self.parts: list[bytes] = []
+        self.size = 0
+        self.views: list[dict] = []
+
+    def add(self, data: bytes, target: int | None = None) -> int:
+        view = {"buffer": 0, "byteOffset": self.size, "byteLength": len(data)}
+        if target is not None:
+            view["target"] = target
+        self.views.append(view)
+        pad = -len(data) % 4
+        self.parts.append(data + b"\x00" * pad)
+        self.size += len(data) + pad
+        return len(self.views) - 1
+
+
+def to_glb(meshes: list[MeshData], textures: bytes | list[bytes], camera: Camera, opts: ExportOptions) -> bytes:
+    """GLB bytes of ``meshes``; ``textures``: JPEG bytes (one or a list), one unlit material each.
+
+    Attributes are stored compactly (core glTF 2.0, no extension needed): float32 positions,
+    normalized uint16 texture coordinates, normalized uint8 RGBA vertex colours (white, carrying
+    the silhouette alpha) only on meshes with soft edges, 16-bit indices where they fit.
+    """
+    if isinstance(textures, (bytes, bytearray)):
+        textures = [bytes(textures)]
+    binary = _Bin()
+    accessors: list[dict] = []
+
+    def accessor(arr: np.ndarray, ctype: int, kind: str, target: int | None, normalized: bool = False,
+                 bounds: bool = False) -> int:
+        view = binary.add(np.ascontiguousarray(arr).tobytes(), target)
+        acc = {"bufferView": view, "componentType": ctype, "count": int(arr.shape[0]), "type": kind}
+        if normalized:
+            acc["normalized"] = True
+        if bounds:
+            acc["min"] = [float(v) for v in arr.min(axis=0)]
+            acc["max"] = [float(v) for v in arr.max(axis=0)]
+        accessors.append(acc)
+        return len(accessors) - 1
+
+    gl_meshes, nodes = [], []
     for m in meshes:
         if len(m.faces) == 0:
             continue
-        uv = m.uv.astype(np.float64).copy()
-        uv[:, 1] = 1.0 - uv[:, 1]  # trimesh flips V back on export
-        colors = np.full((len(m.vertices), 4), 255, np.uint8)
-        colors[:, 3] = m.alpha
-        visual = TextureVisuals(uv=uv, material=material)
+        n = len(m.vertices)
+        faces = m.faces.reshape(-1)
+        if n < 65535:
+            idx = accessor(faces.astype("<u2"), 5123, "SCALAR", _ELEMENT_ARRAY_BUFFER)
+        else:
+            idx = accessor(faces.astype("<u4"), 5125, "SCALAR", _ELEMENT_ARRAY_BUFFER)
+        accessors[idx]["min"], accessors[idx]["max"] = [int(faces.min())], [int(faces.max())]
+        attrs = {"POSITION": accessor(m.vertices.astype("<f4"), 5126, "VEC3", _ARRAY_BUFFER, bounds=True)}
+        uv = np.round(np.clip(m.uv, 0.0, 1.0) * 65535.0).astype("<u2")
+        attrs["TEXCOORD_0"] = accessor(uv, 5123, "VEC2", _ARRAY_BUFFER, normalized=True)
         if (m.alpha < 255).any():  # COLOR_0 only carries the silhouette alpha
-            visual.vertex_attributes["color"] = colors
-        tm = trimesh.Trimesh(m.vertices, m.faces, visual=visual, process=False, validate=False)
-        scene.add_geometry(tm, geom_name=m.name, node_name=m.name)
+            colors = np.full((n, 4), 255, np.uint8)
+            colors[:, 3] = m.alpha
+            attrs["COLOR_0"] = accessor(colors, 5121, "VEC4", _ARRAY_BUFFER, normalized=True)
+        prim = {"attributes": attrs, "indices": idx, "mode": 4, "material": int(m.texture)}
+        gl_meshes.append({"name": m.name, "primitives": [prim]})
+        nodes.append({"name": m.name, "mesh": len(gl_meshes) - 1})
+    images = [{"bufferView": binary.add(jpeg), "mimeType": "image/jpeg"} for jpeg in textures]
+    materials = [
+        {
+            "name": "photo" if i == 0 else f"layer{i}",
+            "pbrMetallicRoughness": {"baseColorTexture": {"index": i}, "metallicFactor": 0.0, "roughnessFactor": 1.0},
+            "alphaMode": "MASK",
+            "doubleSided": True,
+            "extensions": {"KHR_materials_unlit": {}},
+        }
+        for i in range(len(textures))
+    ]
+    tree: dict[str, Any] = {
+        "asset": {"version": "2.0"},
+        "scene": 0,
+        "scenes": [{"nodes": list(range(len(nodes)))}],
+        "nodes": nodes,
+        "meshes": gl_meshes,
+        "materials": materials,
+        "textures": [{"sampler": 0, "source": i} for i in range(len(textures))],
+        "images": images,
+        "accessors": accessors,
+        "bufferViews": binary.views,
+        "buffers": [{"byteLength": binary.size}],
+    }
+    _finish_tree(tree, camera, opts)
+    return _pack_glb(tree, b"".join(binary.parts))
 
-    def buffers(buffer_items, tree):
-        keys = list(buffer_items.keys())
-        accessors = tree["accessors"]
-        accessors = list(accessors.values()) if hasattr(accessors, "values") else accessors
-        for mesh in tree["meshes"]:
-            for prim in mesh["primitives"]:
-                acc = accessors[prim["indices"]]
-                if acc["componentType"] == 5125 and acc.get("max", [0])[0] < 65535:
-                    # 16-bit indices where they fit: a third less geometry to download
-                    data = np.frombuffer(buffer_items[keys[acc["bufferView"]]], "<u4", acc["count"])
-                    raw = data.astype("<u2").tobytes()
-                    buffer_items[keys[acc["bufferView"]]] = raw + b"\x00" * ((4 - len(raw) % 4) % 4)
-                    acc["componentType"] = 5123
-        if tree.get("images"):
-            view = tree["images"][0]["bufferView"]
-            key = list(buffer_items.keys())[view]
-            pad = (4 - len(atlas_jpeg) % 4) % 4
-            buffer_items[key] = atlas_jpeg + b"\x00" * pad
-            tree["images"][0]["mimeType"] = "image/jpeg"
 
-    def finish(tree):
-        _finish_tree(tree, camera, opts)
-
-    data = trimesh.exchange.gltf.export_glb(
-        scene, include_normals=False, buffer_postprocessor=buffers, tree_postprocessor=finish
-    )
-    return data
+def _pack_glb(tree: dict, binary: bytes) -> bytes:
+    js = json.dumps(tree, separators=(",", ":"), allow_nan=False).encode("utf-8")
+    js += b" " * (-len(js) % 4)
+    binary += b"\x00" * (-len(binary) % 4)
+    total = 12 + 8 + len(js) + (8 + len(binary) if binary else 0)
+    out = [struct.pack("<4sII", b"glTF", 2, total), struct.pack("<I4s", len(js), b"JSON"), js]
+    if binary:
+        out += [struct.pack("<I4s", len(binary), b"BIN\x00"), binary]
+    return b"".join(out)
 
 
 def _finish_tree(tree: dict, camera: Camera, opts: ExportOptions) -> None:
-    tree["asset"]["generator"] = f"photo3d {__version__} (trimesh)"
-    views = tree.get("bufferViews", [])
-    for mesh in tree.get("meshes", []):
-        for prim in mesh["primitives"]:
-            targets = [(a, _ARRAY_BUFFER) for a in prim["attributes"].values()]
-            targets += [(prim["indices"], _ELEMENT_ARRAY_BUFFER)] if "indices" in prim else []
-            for acc, target in targets:
-                view = tree["accessors"][acc].get("bufferView")
-                if view is not None:
-                    views[view]["target"] = target
+    tree["asset"]["generator"] = f"photo3d {__version__}"
     for mat in tree.get("materials", []):
         mat.setdefault("extensions", {})["KHR_materials_unlit"] = {}
     tree["samplers"] = [{"magFilter": _LINEAR, "minFilter": _LINEAR_MIPMAP_LINEAR, "wrapS": _CLAMP, "wrapT": _CLAMP}]

@@ -55,6 +55,26 @@ def _mirror_fill(rgb: np.ndarray, known: np.ndarray, hole: np.ndarray, inv: np.n
     return out, ok
 
 
+def _telea(crop: np.ndarray, m8: np.ndarray, radius: int, half: bool) -> np.ndarray:
+    """Telea fill of ``m8`` in ``crop``; with ``half``, solved at half resolution (4x faster;
+    it is the smooth fallback under the mirrored texture).  A half-resolution pixel counts as
+    known only when all four of its pixels are, so the foreground never leaks in."""
+    if not half:
+        return cv2.inpaint(crop, m8, radius, cv2.INPAINT_TELEA)
+    h, w = m8.shape
+    ph, pw = h % 2, w % 2
+    c = cv2.copyMakeBorder(crop, 0, ph, 0, pw, cv2.BORDER_REPLICATE)
+    m = cv2.copyMakeBorder(m8, 0, ph, 0, pw, cv2.BORDER_REPLICATE)
+    small = cv2.resize(c, (c.shape[1] // 2, c.shape[0] // 2), interpolation=cv2.INTER_AREA)
+    m_small = m.reshape(m.shape[0] // 2, 2, m.shape[1] // 2, 2).max(axis=(1, 3))
+    filled = cv2.inpaint(small, m_small, max(1, radius // 2), cv2.INPAINT_TELEA)
+    up = cv2.resize(filled, (c.shape[1], c.shape[0]), interpolation=cv2.INTER_LINEAR)[:h, :w]
+    return np.where(m8[:, :, None] > 0, up, crop)
+
+
+HALF_RES_PIXELS = 200_000  # crops larger than this are Telea-filled at half resolution
+
+
 def inpaint_background(rgb: np.ndarray, ldi: LayeredDepth, radius: int = 4, mirror: bool = True, rel: float = 0.06) -> Background:
     """Synthesize colour and inverse depth of the background layer from background pixels only.
 
@@ -72,7 +92,7 @@ def inpaint_background(rgb: np.ndarray, ldi: LayeredDepth, radius: int = 4, mirr
     ys, xs = _crop_box(mask | layer, 2 * radius + 2)
     m8 = mask[ys, xs].astype(np.uint8)
     crop = np.ascontiguousarray(rgb[ys, xs])
-    colour = cv2.inpaint(crop, m8, radius, cv2.INPAINT_TELEA)
+    colour = _telea(crop, m8, radius, half=crop.shape[0] * crop.shape[1] > HALF_RES_PIXELS)
     # depth: the background seed of each hole pixel (Telea overshoots on float maps), smoothed
     _, inv_fill = nearest_values(~mask[ys, xs], np.ascontiguousarray(ldi.inv[ys, xs]))
     inv_fill = np.where(ldi.hole[ys, xs], ldi.bg_seed[ys, xs], inv_fill)

@@ -4,6 +4,11 @@ Each stage is a named function over a small artifact; :func:`convert_file` chain
 times each one.  Geometry is built at a *working resolution* (``working_side`` pixels on the
 longer side; the depth network sees far less anyway) while the texture keeps the photo's own
 resolution (up to ``max_texture_side``).
+
+Speed (a 12 MP JPEG in ~3 s on 2 cores): the depth model is imported, loaded and warmed up in a
+background thread (:func:`warm_up`) while the photo is decoded, and the photo's JPEG texture is
+encoded in another while the depth network runs.  Size: ``max_glb_bytes`` (2 MB by default)
+bounds the GLB; the texture gets at most 60 % of it, the mesh tolerance grows to fit the rest.
 """
 
 from __future__ import annotations
@@ -18,13 +23,15 @@ import cv2
 import numpy as np
 
 from .errors import InputFileError, UsageError
-from .export import Camera, ExportOptions, MeshData, camera_for, encode_jpeg, preload, to_glb
+from .export import Camera, ExportOptions, MeshData, camera_for, encode_jpeg, mesh_bytes, to_glb
 from .inpaint import Background, inpaint_background
 from .io import DEFAULT_MAX_MEGAPIXELS, Photo, load_image, write_bytes_atomic
 from .layers import LayeredDepth, LayerParams, build_layers, find_cuts, sanitize_inverse_depth
 from .mesh import LayerMesh, grid_to_image, triangulate, unproject
 
-ATLAS_GAP = 16  # pixels between atlas regions (mipmaps must not bleed across)
+BG_TEXTURE_MARGIN = 8  # working pixels of real colour kept around the background layer (mipmaps)
+MIN_TEXTURE_SIDE = 1024  # the size budget never shrinks the photo's texture below this
+MAX_TOL_SCALE = 8.0  # ... nor coarsens the mesh beyond this many times ``tol_px``
 
 
 @dataclass
@@ -35,6 +42,7 @@ class ConvertOptions:
     working_side: int = 768  # geometry resolution (longer side)
     max_texture_side: int = 4096
     jpeg_quality: int = 80
+    max_glb_bytes: int | None = 2_000_000  # size budget: texture, then mesh tolerance adapt to it
     parallax: float = 0.04  # nearest vs farthest point move by this share of the width at full offset
     depth_ratio: float = 10.0  # farthest / nearest depth when the depth is only known up to an affine map
     tol_px: float = 1.0  # largest geometric error of the simplified mesh, working pixels at full parallax
@@ -130,8 +138,9 @@ def inpaint(photo_small: np.ndarray, ldi: LayeredDepth, opts: ConvertOptions) ->
     return inpaint_background(photo_small, ldi, mirror=opts.mirror, rel=opts.layer_params.rel_jump)
 
 
-def build_meshes(geo: Geometry, ldi: LayeredDepth, bg: Background, opts: ConvertOptions) -> Meshes:
-    tol = opts.tol_px / max(geo.shift_px_per_inv, 1e-9)
+def build_meshes(geo: Geometry, ldi: LayeredDepth, bg: Background, opts: ConvertOptions, scale: float = 1.0) -> Meshes:
+    """Triangulate the layers; ``scale`` multiplies the geometric tolerance (size budget)."""
+    tol = scale * opts.tol_px / max(geo.shift_px_per_inv, 1e-9)
     shape = ldi.inv.shape
     front = triangulate(ldi.inv, np.ones(shape, bool), ldi.cuts, tol, soft_edge=ldi.near if opts.layered else None)
     out = [("visible", front, ldi.inv[front.grid_yx[:, 0], front.grid_yx[:, 1]])]
@@ -144,70 +153,126 @@ def build_meshes(geo: Geometry, ldi: LayeredDepth, bg: Background, opts: Convert
 
 
 @dataclass
-class Atlas:
-    rgb: np.ndarray  # (H, W, 3) uint8
-    photo_rect: tuple[int, int, int, int]  # x, y, w, h of the photo region
-    bg_rect: tuple[int, int, int, int]  # x, y, w, h of the background-layer region
+class Texture:
+    jpeg: bytes
+    size: tuple[int, int]  # (width, height) of the encoded image
+    rect: tuple[int, int, int, int] = (0, 0, 0, 0)  # x, y, w, h it covers, in working pixels (background)
 
 
-def build_atlas(photo: Photo, bg: Background, max_side: int) -> Atlas:
-    """The photo at up to ``max_side`` plus the background layer's colours below (or beside) it."""
+def photo_texture(photo: Photo, max_side: int, quality: int, max_bytes: int | None = None) -> Texture:
+    """The photo as a JPEG texture (longer side <= ``max_side``); with ``max_bytes``, smaller
+    (down to ``MIN_TEXTURE_SIDE``), then at a lower quality (down to 50), until it fits: a busy
+    12 MP photo can take 4 MB at quality 80."""
     H, W = photo.height, photo.width
-    gh, gw = bg.rgb.shape[:2]
-    below = W >= H
-    # background region: working resolution, no larger than the photo's side it sits along
-    bs = min(1.0, (W if below else H) / (gw if below else gh))
-    bw, bh = max(1, round(gw * bs)), max(1, round(gh * bs))
-    total_w = W if below else W + ATLAS_GAP + bw
-    total_h = H + ATLAS_GAP + bh if below else H
-    s = min(1.0, max_side / max(total_w, total_h))
-    tw, th = max(1, round(W * s)), max(1, round(H * s))
-    bw, bh = max(1, round(bw * s)), max(1, round(bh * s))
-    gap = round(ATLAS_GAP * s) or 1
-    if below:  # rounding must not push the atlas past max_side
-        bh = max(1, min(bh, max_side - th - gap))
-    else:
-        bw = max(1, min(bw, max_side - tw - gap))
-    aw, ah = (max(tw, bw), th + gap + bh) if below else (tw + gap + bw, max(th, bh))
-    atlas = np.full((ah, aw, 3), 128, np.uint8)
-    atlas[:th, :tw] = photo.rgb if (tw, th) == (W, H) else cv2.resize(photo.rgb, (tw, th), interpolation=cv2.INTER_AREA)
-    bx, by = (0, th + gap) if below else (tw + gap, 0)
-    if bg.mask.any():
-        keep = cv2.dilate(bg.mask.astype(np.uint8), np.ones((3, 3), np.uint8), iterations=6).astype(bool)
-        col = np.where(keep[:, :, None], bg.rgb, np.uint8(128))
-        atlas[by : by + bh, bx : bx + bw] = cv2.resize(col, (bw, bh), interpolation=cv2.INTER_LINEAR)
-    return Atlas(atlas, (0, 0, tw, th), (bx, by, bw, bh))
+    s = min(1.0, max_side / max(W, H))
+    floor = min(s, MIN_TEXTURE_SIDE / max(W, H))
+    q = quality
+    for _ in range(8):
+        tw, th = max(1, round(W * s)), max(1, round(H * s))
+        img = photo.rgb if (tw, th) == (W, H) else cv2.resize(photo.rgb, (tw, th), interpolation=cv2.INTER_AREA)
+        jpeg = encode_jpeg(img, q)
+        if max_bytes is None or len(jpeg) <= max_bytes:
+            break
+        if s > floor:
+            s = max(floor, s * 0.95 * (max_bytes / len(jpeg)) ** 0.5)  # bytes ~ pixels
+        elif q > 50:
+            q = max(50, q - 10)
+        else:
+            break
+    return Texture(jpeg, (tw, th))
 
 
-def mesh_data(meshes: Meshes, geo: Geometry, atlas: Atlas) -> list[MeshData]:
-    ah, aw = atlas.rgb.shape[:2]
+def background_texture(bg: Background, quality: int) -> Texture | None:
+    """The inpainted background around its layer (working resolution, cropped, with a margin of
+    real colour so mipmapping never blends in anything else)."""
+    if not bg.mask.any():
+        return None
+    h, w = bg.mask.shape
+    ys, xs = np.nonzero(bg.mask.any(axis=1))[0], np.nonzero(bg.mask.any(axis=0))[0]
+    m = BG_TEXTURE_MARGIN
+    y0, y1 = max(0, ys[0] - m), min(h, ys[-1] + m + 1)
+    x0, x1 = max(0, xs[0] - m), min(w, xs[-1] + m + 1)
+    crop = np.ascontiguousarray(bg.rgb[y0:y1, x0:x1])
+    return Texture(encode_jpeg(crop, quality), (x1 - x0, y1 - y0), (x0, y0, x1 - x0, y1 - y0))
+
+
+def mesh_data(meshes: Meshes, geo: Geometry, bg_tex: Texture | None) -> list[MeshData]:
+    gh, gw = meshes.grid_shape
     out = []
     for name, m, inv in meshes.layers:
         st = grid_to_image(m.grid_yx, meshes.grid_shape)
-        x, y, w, h = atlas.bg_rect if name == "background" else atlas.photo_rect
-        uv = np.stack([(x + st[:, 0] * w) / aw, (y + st[:, 1] * h) / ah], 1).astype(np.float32)
+        if name == "background" and bg_tex is not None:
+            x, y, w, h = bg_tex.rect
+            uv = np.stack([(st[:, 0] * gw - x) / w, (st[:, 1] * gh - y) / h], 1).astype(np.float32)
+            texture = 1
+        else:
+            uv, texture = st.astype(np.float32), 0
         verts = unproject(st, inv, geo.camera.focal_px, (geo.camera.width, geo.camera.height))
-        out.append(MeshData(name, verts, m.faces, uv, m.alpha))
+        out.append(MeshData(name, verts, m.faces, uv, m.alpha, texture))
     return out
 
 
-def export_glb(data: list[MeshData], atlas: Atlas, geo: Geometry, opts: ConvertOptions, extras: dict) -> bytes:
-    jpeg = encode_jpeg(atlas.rgb, opts.jpeg_quality)
+def fit_meshes(geo: Geometry, ldi: LayeredDepth, bg: Background, opts: ConvertOptions, budget: int | None,
+               bg_tex: Texture | None) -> tuple[list[MeshData], float]:
+    """Mesh data within ``budget`` bytes: the tolerance grows (from ``opts.tol_px``) until it fits.
+    Returns (data, tolerance scale used)."""
+    scale = 1.0
+    while True:
+        data = mesh_data(build_meshes(geo, ldi, bg, opts, scale), geo, bg_tex)
+        size = sum(mesh_bytes(d) for d in data)
+        if budget is None or size <= budget or scale >= MAX_TOL_SCALE:
+            return data, scale
+        # vertices ~ 1 / tolerance on smooth surfaces; edges and cuts keep theirs
+        scale = min(MAX_TOL_SCALE, scale * min(4.0, max(1.25, 1.2 * size / max(budget, 1))))
+
+
+def export_glb(data: list[MeshData], textures: list[Texture], geo: Geometry, opts: ConvertOptions, extras: dict) -> bytes:
     lo, hi = float(np.percentile(geo.inv, 1)), float(np.percentile(geo.inv, 99))
     extras = {
         "parallax": {"max_offset": geo.max_offset, "inverse_depth_range": [lo, hi], "focus_depth": 2.0 / (lo + hi)},
         **extras,
     }
-    return to_glb(data, jpeg, geo.camera, ExportOptions(opts.jpeg_quality, extras))
+    return to_glb(data, [t.jpeg for t in textures], geo.camera, ExportOptions(opts.jpeg_quality, extras))
+
+
+class _Background(threading.Thread):
+    """A worker thread whose result (or exception) :meth:`result` hands back."""
+
+    def __init__(self, fn, *args):
+        super().__init__(daemon=False)
+        self._fn, self._args, self._out, self._err = fn, args, None, None
+        self.start()
+
+    def run(self) -> None:
+        try:
+            self._out = self._fn(*self._args)
+        except BaseException as e:  # re-raised in the caller
+            self._err = e
+
+    def result(self):
+        self.join()
+        if self._err is not None:
+            raise self._err
+        return self._out
 
 
 # ---------------------------------------------------------------- driver
 
+_JSON_SLACK = 16_000  # bytes of GLB header, JSON and padding the budget keeps free
+
+
+def texture_budget(opts: ConvertOptions) -> int | None:
+    """Bytes the photo's texture may take: 60 % of the GLB budget (the rest is geometry)."""
+    return None if not opts.max_glb_bytes else int(0.6 * opts.max_glb_bytes)
+
 
 def build_from_geometry(
-    photo: Photo, geo: Geometry, opts: ConvertOptions, timings: dict, extras: dict, small: np.ndarray | None = None
+    photo: Photo, geo: Geometry, opts: ConvertOptions, timings: dict, extras: dict, small: np.ndarray | None = None,
+    texture: Texture | _Background | None = None,
 ) -> tuple[bytes, dict]:
-    """Stages after depth: layers, inpainting, meshes, atlas, GLB.  Returns (glb, report)."""
+    """Stages after depth: layers, inpainting, meshes, textures, GLB.  Returns (glb, report).
+
+    ``texture``: the photo's texture when already made (or being made in a thread)."""
 
     def timed(name, fn, *a):
         t = time.perf_counter()
@@ -218,23 +283,60 @@ def build_from_geometry(
     h, w = geo.inv.shape
     if small is None:
         small = timed("resize", working_photo, photo, (h, w))
+    if texture is None:  # encoded while the layers are built (OpenCV releases the GIL)
+        texture = _Background(photo_texture, photo, opts.max_texture_side, opts.jpeg_quality, texture_budget(opts))
     ldi = timed("layers", layer_depth, geo, opts, small)
     bg = timed("inpaint", inpaint, small, ldi, opts)
-    meshes = timed("mesh", build_meshes, geo, ldi, bg, opts)
-    atlas = timed("atlas", build_atlas, photo, bg, opts.max_texture_side)
-    data = timed("mesh", mesh_data, meshes, geo, atlas)
-    glb = timed("export", export_glb, data, atlas, geo, opts, {"layers": len(meshes.layers), **extras})
+    bg_tex = timed("texture", background_texture, bg, opts.jpeg_quality)
+    if isinstance(texture, _Background):
+        texture = timed("texture", texture.result)
+    textures = [texture] + ([bg_tex] if bg_tex is not None else [])
+    budget = None
+    if opts.max_glb_bytes:
+        budget = opts.max_glb_bytes - sum(len(t.jpeg) for t in textures) - _JSON_SLACK
+    data, scale = timed("mesh", fit_meshes, geo, ldi, bg, opts, budget, bg_tex)
+    if not any(d.texture == 1 and len(d.faces) for d in data):
+        textures = textures[:1]  # no background mesh after all: no unused texture either
+    if budget is not None and sum(mesh_bytes(d) for d in data) > budget:
+        # the mesh cannot get any coarser: the photo's texture gives up the difference
+        rest = opts.max_glb_bytes - sum(mesh_bytes(d) for d in data) - sum(len(t.jpeg) for t in textures[1:]) - _JSON_SLACK
+        texture = timed("texture", photo_texture, photo, opts.max_texture_side, opts.jpeg_quality, max(rest, 1))
+        textures[0] = texture
+    glb = timed("export", export_glb, data, textures, geo, opts, {"layers": len(data), **extras})
     report = {
-        "layers": len(meshes.layers),
+        "layers": len(data),
         "hole_area": float(ldi.hole.mean()),
         "discontinuity_px": int(ldi.near.sum()),
         "vertices": int(sum(len(d.vertices) for d in data)),
         "faces": int(sum(len(d.faces) for d in data)),
         "grid": [w, h],
-        "texture": [int(atlas.rgb.shape[1]), int(atlas.rgb.shape[0])],
+        "texture": list(texture.size),
+        "tolerance_px": round(opts.tol_px * scale, 3),
         "glb_bytes": len(glb),
     }
     return glb, report
+
+
+_model_threads: dict[str, _Background] = {}
+
+
+def warm_up(opts: ConvertOptions | None) -> _Background | None:
+    """Start loading the depth model in the background (import torch, read the model, pack its
+    INT8 weights): about 3 s of a one-photo conversion, done while the photo is decoded.  Also
+    the batch runner's per-worker hook."""
+    if opts is None or opts.depth is not None:
+        return None
+    key = str(opts.model)
+    th = _model_threads.get(key)
+    if th is None:
+
+        def load():
+            from .depth.runtime import load_model
+
+            load_model(opts.model).warmup()
+
+        th = _model_threads[key] = _Background(load)
+    return th
 
 
 def convert_file(src: str | Path, dst: str | Path, opts: ConvertOptions | None = None) -> dict[str, Any]:
@@ -246,22 +348,27 @@ def convert_file(src: str | Path, dst: str | Path, opts: ConvertOptions | None =
     if dst.suffix.lower() != ".glb":
         raise UsageError("convert writes .glb files", dst)
     timings: dict[str, float] = {}
-    threading.Thread(target=preload, daemon=True).start()  # overlap trimesh's imports with depth
+    loading = warm_up(opts)  # started by the batch runner already, or now
     t = time.perf_counter()
     photo = load_image(src, max_megapixels=opts.max_megapixels)
     timings["read"] = time.perf_counter() - t
+    texture = _Background(photo_texture, photo, opts.max_texture_side, opts.jpeg_quality, texture_budget(opts))
     shape = working_shape(photo.width, photo.height, opts.working_side)
     camera = camera_for(photo.width, photo.height, photo.focal_35mm)
     t = time.perf_counter()
     small = working_photo(photo, shape)
     timings["resize"] = time.perf_counter() - t
+    if loading is not None:  # the rest of torch's import + model load, not overlapped with the above
+        t = time.perf_counter()
+        loading.join()  # (its errors, if any, are raised again by estimate_depth, with the file name)
+        timings["model"] = time.perf_counter() - t
     t = time.perf_counter()
     disparity, info = estimate_depth(photo, small, opts)
     timings["depth"] = time.perf_counter() - t
     geo = to_geometry(disparity, camera, opts)
     if photo.original_size:
         info["source_size"] = list(photo.original_size)
-    glb, report = build_from_geometry(photo, geo, opts, timings, info, small)
+    glb, report = build_from_geometry(photo, geo, opts, timings, info, small, texture)
     t = time.perf_counter()
     write_bytes_atomic(dst, glb)
     outputs = [str(dst)]

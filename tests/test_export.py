@@ -50,18 +50,24 @@ def test_glb_conventions(glb_file):
     tree, binary = read_glb(path.read_bytes())
     assert "KHR_materials_unlit" in tree["extensionsUsed"]
     assert "extensionsRequired" not in tree
-    (mat,) = tree["materials"]
-    assert "KHR_materials_unlit" in mat["extensions"]
-    assert mat["alphaMode"] == "MASK" and mat["doubleSided"] is True
+    # one unlit material per texture: the photo, and the inpainted background layer's colours
+    assert len(tree["materials"]) == len(tree["textures"]) == len(tree["images"]) == 2
+    for mat in tree["materials"]:
+        assert "KHR_materials_unlit" in mat["extensions"]
+        assert mat["alphaMode"] == "MASK" and mat["doubleSided"] is True
     (sampler,) = tree["samplers"]
     assert sampler["wrapS"] == sampler["wrapT"] == 33071  # CLAMP_TO_EDGE
     assert all(t["sampler"] == 0 for t in tree["textures"])
-    (img,) = tree["images"]
-    assert img["mimeType"] == "image/jpeg"
-    view = tree["bufferViews"][img["bufferView"]]
-    off = view.get("byteOffset", 0)
-    atlas = Image.open(io.BytesIO(binary[off : off + view["byteLength"]]))
-    assert atlas.format == "JPEG" and max(atlas.size) <= 4096
+    sizes = []
+    for img in tree["images"]:
+        assert img["mimeType"] == "image/jpeg"
+        view = tree["bufferViews"][img["bufferView"]]
+        off = view.get("byteOffset", 0)
+        im = Image.open(io.BytesIO(binary[off : off + view["byteLength"]]))
+        assert im.format == "JPEG" and max(im.size) <= 4096
+        sizes.append(im.size)
+    assert sizes[0] == (320, 240)  # the photo at its own resolution
+    assert sizes[1][0] * sizes[1][1] < 0.5 * 320 * 240  # the background only around its layer
     # camera node at the origin looking down -Z (no transform), FOV from EXIF 50 mm
     cam_nodes = [n for n in tree["nodes"] if "camera" in n]
     assert len(cam_nodes) == 1 and not any(k in cam_nodes[0] for k in ("matrix", "rotation", "translation"))
@@ -114,3 +120,41 @@ def test_to_glb_minimal_mesh(tmp_path):
     path = tmp_path / "tri.glb"
     path.write_bytes(data)
     assert_valid_glb(path)
+
+
+def test_glb_reads_back_with_trimesh(glb_file):
+    """Other tools read our directly written GLB: trimesh loads both layers with their textures."""
+    trimesh = pytest.importorskip("trimesh")
+    path, report = glb_file
+    scene = trimesh.load(path, force="scene")
+    assert len(scene.geometry) == 2
+    assert sum(len(g.vertices) for g in scene.geometry.values()) == report["vertices"]
+    for g in scene.geometry.values():
+        # (trimesh 5.2 ignores ``normalized`` on uint16 TEXCOORD_0, which core glTF 2.0 allows and
+        # three.js, Babylon and the Khronos validator honour: only check that UVs are there)
+        assert g.visual.uv is not None and len(g.visual.uv) == len(g.vertices)
+        assert g.visual.material.baseColorTexture is not None
+        assert np.isfinite(g.vertices).all() and (g.vertices[:, 2] < 0).all()
+
+
+def test_glb_size_budget_shrinks_texture_and_geometry(tmp_path):
+    """``max_glb_bytes`` holds: a noisy photo's texture shrinks, the mesh tolerance grows."""
+    w, h = 1600, 1200
+    rng = np.random.default_rng(0)
+    yy, xx = np.mgrid[:h, :w]
+    rgb = np.stack([128 + 60 * np.sin(xx / 5.0), 128 + 60 * np.cos(yy / 7.0), 128 + 0 * xx], -1)
+    rgb = np.clip(rgb + rng.normal(0, 12, rgb.shape), 0, 255).astype(np.uint8)  # busy: a big JPEG
+    src = tmp_path / "busy.png"
+    Image.fromarray(rgb).save(src)
+    depth = (0.5 + 0.04 * np.sin(xx / 15.0) * np.cos(yy / 11.0)).astype(np.float32)  # curved all over
+    depth[400:800, 500:1100] += 0.4  # and a foreground block (two layers)
+    np.save(tmp_path / "busy.npy", depth)
+    opts = dict(depth=tmp_path / "busy.npy")
+    free = convert_file(src, tmp_path / "free.glb", ConvertOptions(**opts, max_glb_bytes=None))
+    budget = 700_000
+    rep = convert_file(src, tmp_path / "fit.glb", ConvertOptions(**opts, max_glb_bytes=budget))
+    assert free["glb_bytes"] > 1.5 * budget
+    assert rep["glb_bytes"] <= budget and rep["glb_bytes"] == (tmp_path / "fit.glb").stat().st_size
+    assert rep["texture"][0] < free["texture"][0] and rep["tolerance_px"] > free["tolerance_px"]
+    assert rep["layers"] == free["layers"] == 2
+    assert_valid_glb(tmp_path / "fit.glb")
