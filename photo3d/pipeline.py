@@ -370,14 +370,15 @@ def convert_file(src: str | Path, dst: str | Path, opts: ConvertOptions | None =
         info["source_size"] = list(photo.original_size)
     glb, report = build_from_geometry(photo, geo, opts, timings, info, small, texture)
     t = time.perf_counter()
-    write_bytes_atomic(dst, glb)
-    outputs = [str(dst)]
-    if opts.html:
+    outputs = []
+    if opts.html:  # side files first: the GLB is what a resumed batch looks for, so it comes last
         from .viewer import write_viewer
 
         html = dst.with_suffix(".html")
         write_viewer(html, glb, title=src.stem)
         outputs.append(str(html))
+    write_bytes_atomic(dst, glb)
+    outputs.insert(0, str(dst))
     timings["write"] = time.perf_counter() - t
     report.update(info)
     report["outputs"] = outputs
