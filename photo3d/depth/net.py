@@ -1,0 +1,275 @@
+"""photo3d's own depth network: a U-Net of FBNet blocks (the Facebook 3D Photos design).
+
+Runtime-independent of training: this file only defines the architecture, its named
+configurations, a MAC counter and the bundled-model checksum check. Training lives in
+``photo3d/train/``.
+
+    input (1,3,H,W) RGB in [0,1], H and W multiples of 32
+      stem      3x3 conv                           full res  ─────────────── skip0 ─┐
+      enc1..5   FBNet stages, first block stride 2  1/2 .. 1/32  (enc1..enc4 ── skip1..4)
+      pos       + 1x1 conv of a vertical coordinate ramp at 1/32 (where in the picture)
+      dec5..1   first block: 1x1 expand → nearest 2x upsample → KxK depthwise → 1x1 linear,
+                + skip block output (element-wise add), then more blocks      1/16 .. full res
+      head      3x3 conv → 1 channel: log-disparity (1,1,H,W)  (exp() = disparity, larger = nearer)
+
+Quantization-ready in eager mode: QuantStub/DeQuantStub, FloatFunctional adds, fusable
+conv-bn(-relu) triples (:meth:`DepthNet.fuse_model`), QNNPACK qconfig.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+from torch import nn
+from torch.ao.nn.quantized import FloatFunctional
+from torch.ao.quantization import DeQuantStub, QuantStub, fuse_modules, fuse_modules_qat
+
+from ..errors import ModelError
+
+
+@dataclass(frozen=True)
+class NetConfig:
+    """Every width, expansion, kernel and block count of the network. Index 0 = the finest stage."""
+
+    name: str = "p3d-s"
+    stem: int = 16  # channels of the full-resolution stem (and of the full-res skip)
+    enc_widths: tuple[int, ...] = (24, 32, 56, 96, 160)  # 1/2 .. 1/32
+    enc_blocks: tuple[int, ...] = (1, 2, 3, 3, 3)
+    enc_expansion: tuple[float, ...] = (2, 4, 4, 5, 5)
+    enc_kernels: tuple[int, ...] = (3, 3, 3, 3, 3)
+    dec_widths: tuple[int, ...] = (16, 24, 32, 56, 96)  # output width of the decoder stage at 1/1 .. 1/16
+    dec_blocks: tuple[int, ...] = (1, 1, 2, 2, 2)
+    dec_expansion: tuple[float, ...] = (2, 2, 3, 4, 4)
+    dec_kernels: tuple[int, ...] = (3, 3, 3, 3, 3)
+    skip_expansion: tuple[float, ...] = (1, 1, 2, 2, 2)  # one FBNet block on each skip path
+    skip_kernels: tuple[int, ...] = (3, 3, 3, 3, 3)
+
+
+CONFIGS: dict[str, NetConfig] = {
+    # the bundled operating point: 1.44 M parameters, 1.33 GMAC at 288x384
+    "p3d-s": NetConfig(),
+    # half the compute, for slow machines and CPU training experiments
+    "p3d-xs": NetConfig(
+        name="p3d-xs",
+        stem=12,
+        enc_widths=(16, 24, 40, 56, 80),
+        enc_blocks=(1, 2, 2, 2, 2),
+        enc_expansion=(3, 3, 4, 4, 4),
+        dec_widths=(12, 16, 24, 40, 56),
+        dec_blocks=(1, 1, 2, 2, 2),
+        dec_expansion=(2, 3, 3, 3, 3),
+    ),
+    # a toy for tests
+    "p3d-tiny": NetConfig(
+        name="p3d-tiny",
+        stem=8,
+        enc_widths=(8, 8, 16, 16, 16),
+        enc_blocks=(1, 1, 1, 1, 1),
+        enc_expansion=(2, 2, 2, 2, 2),
+        dec_widths=(8, 8, 8, 16, 16),
+        dec_blocks=(1, 1, 1, 1, 1),
+        dec_expansion=(2, 2, 2, 2, 2),
+        skip_expansion=(1, 1, 1, 1, 1),
+    ),
+}
+
+
+def conv_bn(cin: int, cout: int, k: int, stride: int = 1, groups: int = 1, relu: bool = True) -> nn.Sequential:
+    layers: list[nn.Module] = [
+        nn.Conv2d(cin, cout, k, stride, k // 2, groups=groups, bias=False),
+        nn.BatchNorm2d(cout),
+    ]
+    if relu:
+        layers.append(nn.ReLU(inplace=True))
+    return nn.Sequential(*layers)
+
+
+class FBBlock(nn.Module):
+    """1x1 expand (+BN+ReLU) → optional nearest 2x upsample → KxK depthwise (+BN+ReLU) → 1x1 linear (+BN).
+
+    A residual add joins input and output when shapes allow (stride 1, no upsample, cin == cout).
+    """
+
+    def __init__(self, cin: int, cout: int, expansion: float, kernel: int, stride: int = 1, upsample: bool = False):
+        super().__init__()
+        if expansion == 1:
+            hidden, self.expand = cin, nn.Identity()
+        else:
+            hidden = max(8, int(round(cin * expansion)))
+            self.expand = conv_bn(cin, hidden, 1)
+        self.up = nn.Upsample(scale_factor=2.0, mode="nearest") if upsample else nn.Identity()
+        self.dw = conv_bn(hidden, hidden, kernel, stride, groups=hidden)
+        self.project = conv_bn(hidden, cout, 1, relu=False)
+        self.residual = stride == 1 and not upsample and cin == cout
+        self.add = FloatFunctional()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.project(self.dw(self.up(self.expand(x))))
+        if self.residual:
+            y = self.add.add(y, x)
+        return y
+
+
+def stage(cin: int, cout: int, n: int, expansion: float, kernel: int, stride: int = 1, upsample: bool = False) -> nn.Sequential:
+    blocks = [FBBlock(cin, cout, expansion, kernel, stride, upsample)]
+    blocks += [FBBlock(cout, cout, expansion, kernel) for _ in range(n - 1)]
+    return nn.Sequential(*blocks)
+
+
+class DecoderStage(nn.Module):
+    """Upsampling block, element-wise add of the skip path, then refining blocks."""
+
+    def __init__(self, cin: int, cskip: int, cout: int, n: int, expansion: float, kernel: int,
+                 skip_expansion: float, skip_kernel: int):
+        super().__init__()
+        self.up = FBBlock(cin, cout, expansion, kernel, upsample=True)
+        self.skip = FBBlock(cskip, cout, skip_expansion, skip_kernel)
+        self.merge = FloatFunctional()
+        self.refine = nn.Sequential(*[FBBlock(cout, cout, expansion, kernel) for _ in range(n - 1)])
+
+    def forward(self, x: torch.Tensor, skip: torch.Tensor) -> torch.Tensor:
+        return self.refine(self.merge.add(self.up(x), self.skip(skip)))
+
+
+class DepthNet(nn.Module):
+    """(1,3,H,W) RGB in [0,1], H and W multiples of 32 → (1,1,H,W) log-disparity."""
+
+    def __init__(self, cfg: NetConfig | str = "p3d-s"):
+        super().__init__()
+        cfg = CONFIGS[cfg] if isinstance(cfg, str) else cfg
+        self.cfg = cfg
+        self.quant = QuantStub()
+        self.stem = conv_bn(3, cfg.stem, 3)
+        widths = (cfg.stem,) + tuple(cfg.enc_widths)
+        self.encoder = nn.ModuleList(
+            stage(widths[i], widths[i + 1], cfg.enc_blocks[i], cfg.enc_expansion[i], cfg.enc_kernels[i], stride=2)
+            for i in range(5)
+        )
+        # decoder stage i produces scale 1/2**i; its input is the coarser stage's output (or enc5)
+        dec_in = tuple(cfg.dec_widths[1:]) + (cfg.enc_widths[4],)
+        self.decoder = nn.ModuleList(
+            DecoderStage(dec_in[i], widths[i], cfg.dec_widths[i], cfg.dec_blocks[i], cfg.dec_expansion[i],
+                         cfg.dec_kernels[i], cfg.skip_expansion[i], cfg.skip_kernels[i])
+            for i in range(5)
+        )
+        # where in the picture: a vertical coordinate ramp (CoordConv-style) added to the bottleneck,
+        # so "lower rows nearer" layouts are easy to express at any input size
+        self.pos_quant = QuantStub()
+        self.pos = nn.Conv2d(1, cfg.enc_widths[4], 1)
+        self.pos_add = FloatFunctional()
+        self.head = nn.Conv2d(cfg.dec_widths[0], 1, 3, padding=1)
+        self.dequant = DeQuantStub()
+        for m in self.modules():
+            if isinstance(m, nn.Conv2d):
+                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+        nn.init.zeros_(self.pos.weight)  # starts neutral (also when added to a trained net)
+        nn.init.zeros_(self.pos.bias)
+        nn.init.normal_(self.head.weight, std=1e-3)  # start from a flat prediction
+        nn.init.zeros_(self.head.bias)
+        # residual-friendly init: each block's last BN starts small
+        for m in self.modules():
+            if isinstance(m, FBBlock) and m.residual:
+                nn.init.constant_(m.project[1].weight, 0.1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.quant(x)
+        feats = [self.stem(x)]
+        for enc in self.encoder:
+            feats.append(enc(feats[-1]))
+        bottom = feats[5]
+        ramp = torch.linspace(-1.0, 1.0, bottom.shape[2], device=x.device).view(1, 1, -1, 1)
+        ramp = ramp.expand(bottom.shape[0], 1, bottom.shape[2], bottom.shape[3]).contiguous()
+        bottom = self.pos_add.add(bottom, self.pos(self.pos_quant(ramp)))
+        # decoder[i] works at scale 1/2**i (literal indices: TorchScript needs them)
+        y = self.decoder[4](bottom, feats[4])
+        y = self.decoder[3](y, feats[3])
+        y = self.decoder[2](y, feats[2])
+        y = self.decoder[1](y, feats[1])
+        y = self.decoder[0](y, feats[0])
+        return self.dequant(self.head(y))
+
+    def fuse_model(self, qat: bool = False) -> None:
+        """Fuse every conv-bn(-relu) triple in place (``qat=True`` keeps BN for QAT training)."""
+        fuse = fuse_modules_qat if qat else fuse_modules
+        groups = [m for m in self.modules() if type(m) is nn.Sequential and len(m) in (2, 3)
+                  and type(m[0]) is nn.Conv2d and type(m[1]) is nn.BatchNorm2d]
+        for m in groups:
+            fuse(m, [str(i) for i in range(len(m))], inplace=True)
+
+    def metadata(self) -> dict:
+        return {"architecture": "photo3d-fbnet-unet", "config": asdict(self.cfg)}
+
+
+def count_params(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())
+
+
+def count_macs(model: nn.Module, height: int = 288, width: int = 384) -> int:
+    """Multiply-accumulates of one float forward pass (convolutions only; adds and BN are noise)."""
+    total = 0
+
+    def hook(m: nn.Conv2d, inp, out):
+        nonlocal total
+        total += out.numel() * (m.in_channels // m.groups) * m.kernel_size[0] * m.kernel_size[1]
+
+    handles = [m.register_forward_hook(hook) for m in model.modules() if isinstance(m, nn.Conv2d)]
+    was_training = model.training
+    model.eval()
+    with torch.no_grad():
+        model(torch.zeros(1, 3, height, width))
+    model.train(was_training)
+    for h in handles:
+        h.remove()
+    return total
+
+
+# --- bundled model checksum ------------------------------------------------------------------
+
+MODELS_DIR = Path(__file__).resolve().parents[2] / "models"
+MANIFEST = "manifest.json"
+
+
+def sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def bundled_model_path(models_dir: Path = MODELS_DIR) -> Path:
+    """The default model file named by ``models/manifest.json`` (``{"default": file, "sha256": hex}``)."""
+    manifest = models_dir / MANIFEST
+    try:
+        info = json.loads(manifest.read_text())
+        return models_dir / info["default"]
+    except FileNotFoundError:
+        raise ModelError("no bundled depth model (models/manifest.json is missing); pass --model FILE "
+                         "or train one: python -m photo3d.train.qat", manifest) from None
+    except (ValueError, KeyError, TypeError):
+        raise ModelError("models/manifest.json is malformed (expected {\"default\": file, \"sha256\": hex})",
+                         manifest) from None
+
+
+def verify_bundled(path: Path, models_dir: Path = MODELS_DIR) -> None:
+    """Raise :class:`ModelError` unless ``path``'s sha256 is the one the manifest lists for it.
+
+    Files the manifest does not describe (user models given with --model) are not checked.
+    """
+    path = Path(path)
+    try:
+        info = json.loads((models_dir / MANIFEST).read_text())
+    except (FileNotFoundError, ValueError):
+        return
+    if not isinstance(info, dict) or (models_dir / str(info.get("default", ""))).resolve() != path.resolve():
+        return
+    if not path.is_file():
+        raise ModelError("bundled depth model is missing (reinstall photo3d or pass --model FILE)", path)
+    digest = sha256_file(path)
+    if digest != info.get("sha256"):
+        raise ModelError(f"bundled depth model is corrupt or the wrong file: sha256 {digest[:12]}… "
+                         f"does not match models/manifest.json ({str(info.get('sha256'))[:12]}…)", path)

@@ -1,0 +1,9 @@
+"""Training recipe of photo3d's own depth network (distillation from Tiefenrausch), apart from the runtime.
+
+Entry points (each ``python -m photo3d.train.<name> --help``):
+
+- ``pack``     build a data bundle (≤ 64 MiB): training photos + precomputed teacher log-disparity
+- ``fit``      time-boxed, resumable training from a bundle (CUDA when available)
+- ``qat``      quantization-aware fine-tune, convert to INT8, script, write ``models/<name>.pt``
+- ``evaluate`` hold-out photos: Pearson correlation of log-disparity with the teacher
+"""

@@ -1,0 +1,119 @@
+"""Hold-out check: does the student agree with the teacher in the large?
+
+    python -m photo3d.train.evaluate MODEL [--photos ../shared/data/photos] [--limit N]
+
+MODEL is a TorchScript file (e.g. ``models/p3d-s.pt``) or a checkpoint from
+``photo3d.train.fit`` (``runs/x/last.pt``, evaluated in float). For every photo in
+``holdout.txt`` (never trained on), both networks run on the runtime's preprocessing (longer
+side 384, sides multiples of 32) and the Pearson correlation of their log-disparities is taken;
+the median over photos is the figure of merit (issue 3 asks ≥ 0.85). Teacher outputs are cached
+in ``runs/holdout_teacher.npz``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import warnings
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+
+from photo3d.depth.runtime import load_model, preprocess
+from photo3d.train.qat import INPUT_SIZE, pearson
+
+REPO = Path(__file__).resolve().parents[2]
+SHARED = Path(os.environ.get("PHOTO3D_SHARED", REPO.parent / "shared"))
+
+
+def holdout_photos(photos: Path, limit: int = 0) -> list[Path]:
+    names = (photos / "holdout.txt").read_text().split()
+    if limit:
+        names = names[:: max(1, len(names) // limit)][:limit]
+    return [photos / n for n in names]
+
+
+def load_student(path: Path):
+    """(callable (1,3,H,W) → (1,1,H,W) log-disparity, metadata) from a TorchScript file or a training checkpoint."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # a TorchScript archive is tried as a checkpoint first
+            ckpt = torch.load(path, map_location="cpu", weights_only=False)
+    except Exception:
+        ckpt = None
+    if isinstance(ckpt, dict) and "model" in ckpt and "config" in ckpt:
+        from photo3d.train.fit import model_from_checkpoint
+
+        return model_from_checkpoint(ckpt, strict=False).eval(), {}
+    dm = load_model(path)
+    return dm.module, dm.meta
+
+
+def teacher_outputs(files: list[Path], teacher: Path, cache: Path) -> dict[str, np.ndarray]:
+    out: dict[str, np.ndarray] = {}
+    if cache.is_file():
+        with np.load(cache) as z:
+            out = {k: z[k] for k in z.files}
+    todo = [f for f in files if f.name not in out]
+    if todo:
+        net = load_model(teacher).module
+        for f in todo:
+            rgb = cv2.imread(str(f), cv2.IMREAD_COLOR)[:, :, ::-1]
+            with torch.no_grad(), warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                out[f.name] = net(preprocess(rgb, INPUT_SIZE))[0, 0].dequantize().numpy().astype(np.float16)
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        tmp = cache.with_suffix(".tmp.npz")
+        np.savez_compressed(tmp, **out)
+        tmp.replace(cache)
+    return out
+
+
+def evaluate(student_path: Path, photos: Path, teacher: Path, limit: int = 0,
+             cache: Path = REPO / "runs" / "holdout_teacher.npz", input_size: int = 0) -> dict:
+    """``input_size``: the student's input (longer side; 0 = its metadata's or 384); its output is
+    resized to the teacher's 384-px grid before correlating."""
+    files = holdout_photos(photos, limit)
+    ref = teacher_outputs(files, teacher, cache)
+    student, meta = load_student(student_path)
+    if not input_size:
+        input_size = int(meta.get("input_size", INPUT_SIZE))
+    torch.backends.quantized.engine = "qnnpack"
+    rs = []
+    for f in files:
+        rgb = cv2.imread(str(f), cv2.IMREAD_COLOR)[:, :, ::-1]
+        with torch.no_grad(), warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            y = student(preprocess(rgb, input_size))[0, 0]
+        y = (y.dequantize() if y.is_quantized else y).numpy()
+        t = ref[f.name].astype(np.float32)
+        if y.shape != t.shape:
+            y = cv2.resize(y, (t.shape[1], t.shape[0]), interpolation=cv2.INTER_LINEAR)
+        rs.append(pearson(y, t))
+    rs_a = np.array(rs)
+    return {"model": str(student_path), "input_size": input_size, "photos": len(rs), "median_r": float(np.median(rs_a)),
+            "mean_r": float(rs_a.mean()), "p10_r": float(np.percentile(rs_a, 10)),
+            "share_ge_0.85": float((rs_a >= 0.85).mean())}
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m photo3d.train.evaluate", description=__doc__.split("\n\n")[0])
+    ap.add_argument("model", type=Path)
+    ap.add_argument("--photos", type=Path, default=SHARED / "data" / "photos")
+    ap.add_argument("--teacher", type=Path, default=SHARED / "data" / "tiefenrausch")
+    ap.add_argument("--limit", type=int, default=0, help="evaluate an even sample of N hold-out photos")
+    ap.add_argument("--input-size", type=int, default=0, help="student input size (0: from its metadata, else 384)")
+    ap.add_argument("--threads", type=int, default=0)
+    args = ap.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    res = evaluate(args.model, args.photos, args.teacher, args.limit, input_size=args.input_size)
+    print(json.dumps(res, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

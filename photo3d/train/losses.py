@@ -1,0 +1,87 @@
+"""Distillation losses on log-disparity predictions (MiDaS-style, Ranftl et al. 2020).
+
+All take ``pred`` and ``target`` log-disparity (N,1,H,W) and a validity ``mask`` (N,1,H,W, 0/1)
+and are invariant to what the runtime throws away anyway (the scale of disparity, and for
+:func:`ssi_disparity` its shift too).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+
+def _masked_median(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Per-sample (lower) median of x over mask → (N,1,1,1): invalid pixels sort to the end."""
+    n = x.shape[0]
+    flat, m = x.reshape(n, -1), mask.reshape(n, -1) > 0.5
+    vals = torch.where(m, flat, torch.full_like(flat, torch.finfo(x.dtype).max))
+    idx = ((m.sum(1) - 1).clamp(min=0) // 2)[:, None]
+    return vals.sort(1).values.gather(1, idx).reshape(n, 1, 1, 1)
+
+
+def normalize_ssi(d: torch.Tensor, mask: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
+    """MiDaS normalization: (d − median) / mean |d − median| over valid pixels (per sample)."""
+    med = _masked_median(d, mask)
+    c = (d - med) * mask
+    s = c.abs().sum((1, 2, 3), keepdim=True) / mask.sum((1, 2, 3), keepdim=True).clamp(min=1)
+    return c / (s + eps)
+
+
+def ssi_disparity(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Scale-and-shift-invariant L1 on disparity exp(log-disparity). Returns (loss, residual map)."""
+    dp = torch.exp(pred.clamp(-12, 12))
+    dt = torch.exp(target)
+    r = (normalize_ssi(dp, mask) - normalize_ssi(dt, mask)) * mask
+    return r.abs().sum() / mask.sum().clamp(min=1), r
+
+
+def shift_invariant_log(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """L1 of log-disparity after removing the per-sample mean offset (= scale-invariant on disparity)."""
+    diff = (pred - target) * mask
+    off = diff.sum((1, 2, 3), keepdim=True) / mask.sum((1, 2, 3), keepdim=True).clamp(min=1)
+    r = (diff - off) * mask
+    return r.abs().sum() / mask.sum().clamp(min=1), r
+
+
+def gradient_matching(residual: torch.Tensor, mask: torch.Tensor, scales: int = 4,
+                      weight: torch.Tensor | None = None) -> torch.Tensor:
+    """Multi-scale gradient matching on a residual map (MiDaS): penalises wrong or missing edges.
+
+    ``weight`` (N,1,H,W) optionally up-weights pixels (the edge-aware term uses image edges).
+    """
+    total = residual.new_zeros(())
+    r, m = residual, mask
+    w = weight if weight is not None else torch.ones_like(mask)
+    for k in range(scales):
+        if k:
+            r, m, w = r[:, :, ::2, ::2], m[:, :, ::2, ::2], w[:, :, ::2, ::2]
+        mx = m[:, :, :, 1:] * m[:, :, :, :-1]
+        my = m[:, :, 1:, :] * m[:, :, :-1, :]
+        gx = (r[:, :, :, 1:] - r[:, :, :, :-1]).abs() * mx * w[:, :, :, 1:]
+        gy = (r[:, :, 1:, :] - r[:, :, :-1, :]).abs() * my * w[:, :, 1:, :]
+        total = total + (gx.sum() + gy.sum()) / (mx.sum() + my.sum()).clamp(min=1)
+    return total / scales
+
+
+def image_edge_weight(rgb: torch.Tensor, strength: float = 2.0) -> torch.Tensor:
+    """1 + strength × normalised luminance gradient magnitude (N,1,H,W): weight for the edge-aware term."""
+    lum = rgb.mean(1, keepdim=True)
+    gx = F.pad((lum[:, :, :, 1:] - lum[:, :, :, :-1]).abs(), (0, 1, 0, 0))
+    gy = F.pad((lum[:, :, 1:, :] - lum[:, :, :-1, :]).abs(), (0, 0, 0, 1))
+    g = gx + gy
+    g = g / (g.mean((2, 3), keepdim=True) * 4 + 1e-6)
+    return 1.0 + strength * g.clamp(max=1.0)
+
+
+def distill_loss(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor, rgb: torch.Tensor | None = None,
+                 w_ssi: float = 1.0, w_log: float = 0.5, w_grad: float = 0.5, edge_aware: float = 0.0
+                 ) -> tuple[torch.Tensor, dict[str, float]]:
+    """SSI disparity + shift-invariant log + multi-scale gradient matching (on the log residual,
+    optionally edge-weighted). Returns (loss, parts for logging)."""
+    l_ssi, _ = ssi_disparity(pred, target, mask)
+    l_log, r_log = shift_invariant_log(pred, target, mask)
+    weight = image_edge_weight(rgb, edge_aware) if (edge_aware > 0 and rgb is not None) else None
+    l_grad = gradient_matching(r_log, mask, weight=weight)
+    loss = w_ssi * l_ssi + w_log * l_log + w_grad * l_grad
+    return loss, {"ssi": l_ssi.item(), "log": l_log.item(), "grad": l_grad.item()}

@@ -1,0 +1,184 @@
+"""Quantization-aware fine-tune, INT8 conversion and TorchScript export of a trained checkpoint.
+
+    python -m photo3d.train.qat --ckpt runs/x/last.pt --bundle bundle/ --name p3d-s [--steps 150]
+        [--models-dir models/] [--no-default]
+
+Steps: fuse conv-bn(-relu) (QAT flavour), QNNPACK QAT qconfig, fine-tune ``--steps`` steps with
+the distillation loss (BN statistics frozen; observers frozen for the last 30 %), convert to
+INT8, script, and check INT8-vs-float agreement on bundle photos at the runtime's input size
+(Pearson correlation of log-disparity; fails below ``--min-agreement``). Writes
+``<models-dir>/<name>.pt`` (with ``photo3d.json`` metadata) and, unless ``--no-default``,
+``<models-dir>/manifest.json`` naming it as the default with its sha256.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import sys
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.ao.nn.intrinsic import qat as nniqat
+from torch.ao.quantization import convert, disable_observer, get_default_qat_qconfig, prepare_qat
+
+from photo3d.depth.net import MODELS_DIR, MANIFEST, DepthNet, count_macs, count_params, sha256_file
+from photo3d.depth.runtime import preprocess
+from photo3d.train.data import AugmentConfig, Bundle, Sampler
+from photo3d.train.fit import load_checkpoint, model_from_checkpoint, pick_device
+from photo3d.train.losses import distill_loss
+
+INPUT_SIZE = 384
+
+
+def pearson(a: np.ndarray, b: np.ndarray) -> float:
+    a, b = a.ravel().astype(np.float64), b.ravel().astype(np.float64)
+    a, b = a - a.mean(), b - b.mean()
+    den = np.sqrt((a * a).sum() * (b * b).sum())
+    return float((a * b).sum() / den) if den > 0 else 0.0
+
+
+def prepare_qat_model(model: DepthNet) -> DepthNet:
+    """Float model → fused, fake-quantized QAT model (QNNPACK qconfig), BN statistics frozen."""
+    torch.backends.quantized.engine = "qnnpack"
+    model = copy.deepcopy(model).cpu().to(memory_format=torch.contiguous_format)
+    model.train()
+    model.fuse_model(qat=True)
+    model.qconfig = get_default_qat_qconfig("qnnpack")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        prepare_qat(model, inplace=True)
+    model.apply(nniqat.freeze_bn_stats)
+    return model
+
+
+def convert_and_script(qat_model: DepthNet, meta: dict) -> tuple[torch.jit.ScriptModule, dict]:
+    torch.backends.quantized.engine = "qnnpack"
+    m = copy.deepcopy(qat_model).cpu().to(memory_format=torch.contiguous_format).eval()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        q = convert(m, inplace=False)
+        scripted = torch.jit.script(q)
+    return scripted, {"photo3d.json": json.dumps(meta)}
+
+
+def agreement(float_model: DepthNet, scripted: torch.jit.ScriptModule, images: list[np.ndarray]) -> dict:
+    """INT8 vs float on whole photos at the runtime's preprocessing: median Pearson r and mean |Δ| of log-disparity."""
+    torch.backends.quantized.engine = "qnnpack"
+    float_model = float_model.cpu().eval()
+    rs, diffs = [], []
+    with torch.no_grad(), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for rgb in images:
+            x = preprocess(rgb, INPUT_SIZE)
+            a = float_model(x)[0, 0].numpy()
+            b = scripted(x)[0, 0].numpy()
+            rs.append(pearson(a, b))
+            diffs.append(float(np.abs((a - a.mean()) - (b - b.mean())).mean()))
+    return {"median_r": float(np.median(rs)), "min_r": float(np.min(rs)), "mean_abs_diff": float(np.mean(diffs)),
+            "photos": len(images)}
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m photo3d.train.qat", description=__doc__.split("\n\n")[0])
+    ap.add_argument("--ckpt", type=Path, required=True, help="checkpoint written by photo3d.train.fit")
+    ap.add_argument("--bundle", type=Path, required=True)
+    ap.add_argument("--name", default="p3d-s", help="model name; the file is <models-dir>/<name>.pt")
+    ap.add_argument("--models-dir", type=Path, default=MODELS_DIR)
+    ap.add_argument("--no-default", action="store_true", help="do not write manifest.json")
+    ap.add_argument("--steps", type=int, default=150, help="QAT fine-tuning steps (0: calibration only)")
+    ap.add_argument("--calib", type=int, default=8, help="calibration batches before fine-tuning")
+    ap.add_argument("--lr", type=float, default=5e-5)
+    ap.add_argument("--batch", type=int, default=8)
+    ap.add_argument("--size", type=int, default=160)
+    ap.add_argument("--check-photos", type=int, default=16)
+    ap.add_argument("--min-agreement", type=float, default=0.95, help="minimum median INT8-vs-float Pearson r")
+    ap.add_argument("--threads", type=int, default=0)
+    ap.add_argument("--device", default="cpu", help="QAT device (cpu is enough for a few hundred steps)")
+    ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--limit", type=int, default=0)
+    args = ap.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    device = pick_device(args.device)
+    t0 = time.time()
+
+    ckpt = load_checkpoint(args.ckpt)
+    float_model = model_from_checkpoint(ckpt).eval()
+    bundle = Bundle(args.bundle, seed=args.seed, limit=args.limit)
+    sampler = Sampler(bundle, args.batch, AugmentConfig(size=args.size), seed=args.seed)
+
+    model = prepare_qat_model(float_model).to(device)
+    with torch.no_grad():  # calibrate the observers before any weight moves
+        for _ in range(args.calib):
+            rgb, _, _ = sampler.next()
+            model(rgb.to(device))
+    opt = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=0.0)
+    for step in range(args.steps):
+        if step == int(args.steps * 0.7):
+            model.apply(disable_observer)
+        rgb, target, mask = sampler.next()
+        rgb, target, mask = rgb.to(device), target.to(device), mask.to(device)
+        pred = model(rgb)
+        hp = ckpt["args"]
+        loss, parts = distill_loss(pred, target, mask, rgb, w_ssi=hp.get("w_ssi", 1.0), w_log=hp.get("w_log", 0.5),
+                                   w_grad=hp.get("w_grad", 0.5), edge_aware=hp.get("edge_aware", 0.0))
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        if (step + 1) % 25 == 0:
+            print(f"qat step {step + 1}/{args.steps} loss {loss.item():.4f} | {(time.time() - t0) / 60:.1f} min", flush=True)
+
+    cfg = ckpt["config"]
+    meta = {
+        "name": args.name,
+        "input_size": INPUT_SIZE,
+        "output": "log-disparity",
+        "architecture": "photo3d-fbnet-unet",
+        "config": cfg,
+        "params": count_params(float_model),
+        "gmac_288x384": round(count_macs(float_model, 288, 384) / 1e9, 3),
+        "quantization": "INT8 QAT, qnnpack, per-tensor",
+        "trained_steps": ckpt["step"],
+        "train_minutes": round(ckpt.get("train_seconds", 0.0) / 60, 1),
+        "teacher": "Tiefenrausch (distilled)",
+    }
+    scripted, extra = convert_and_script(model, meta)
+
+    idx = np.linspace(0, len(bundle) - 1, min(args.check_photos, len(bundle))).astype(int)
+    photos = [bundle.images[i].permute(1, 2, 0).cpu().numpy() for i in idx]
+    agree = agreement(float_model, scripted, photos)
+    print(f"INT8 vs float: median r {agree['median_r']:.4f}, min r {agree['min_r']:.4f}, "
+          f"mean |Δlog| {agree['mean_abs_diff']:.4f} on {agree['photos']} photos", flush=True)
+    if agree["median_r"] < args.min_agreement:
+        print(f"error: INT8 model disagrees with the float model (median r {agree['median_r']:.3f} < "
+              f"{args.min_agreement}); not written", file=sys.stderr)
+        return 1
+
+    args.models_dir.mkdir(parents=True, exist_ok=True)
+    out = args.models_dir / f"{args.name}.pt"
+    tmp = out.with_suffix(".pt.tmp")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.jit.save(scripted, str(tmp), _extra_files=extra)
+    tmp.replace(out)
+    digest = sha256_file(out)
+    (args.models_dir / f"{args.name}.pt.sha256").write_text(f"{digest}  {out.name}\n")
+    if not args.no_default:
+        man = args.models_dir / MANIFEST
+        man_tmp = man.with_suffix(".tmp")
+        man_tmp.write_text(json.dumps({"default": out.name, "sha256": digest}, indent=1) + "\n")
+        man_tmp.replace(man)
+    print(f"wrote {out} ({out.stat().st_size / 1e6:.2f} MB, sha256 {digest})"
+          f"{'' if args.no_default else ' as the default model'} in {(time.time() - t0) / 60:.1f} min", flush=True)
+    print(json.dumps({"int8_vs_float": agree, "meta": meta}), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,132 @@
+"""photo3d's own depth network: shapes, budget, fusion, QAT → INT8 → TorchScript round trip, checksum."""
+
+from __future__ import annotations
+
+import json
+import warnings
+
+import numpy as np
+import pytest
+import torch
+
+from photo3d.depth import net
+from photo3d.depth.net import CONFIGS, DepthNet, count_macs, count_params
+from photo3d.errors import ModelError
+
+
+def _smooth_input(h: int, w: int, seed: int = 0) -> torch.Tensor:
+    g = torch.Generator().manual_seed(seed)
+    x = torch.rand(1, 3, h // 8, w // 8, generator=g)
+    return torch.nn.functional.interpolate(x, size=(h, w), mode="bilinear", align_corners=False)
+
+
+def _tiny(seed: int = 0) -> DepthNet:
+    torch.manual_seed(seed)
+    m = DepthNet("p3d-tiny")
+    torch.nn.init.normal_(m.head.weight, std=0.3)  # a visibly varying output for agreement checks
+    # BN statistics as if trained, so fused and unfused nets are not trivially equal
+    for mod in m.modules():
+        if isinstance(mod, torch.nn.BatchNorm2d):
+            mod.running_mean.uniform_(-0.1, 0.1)
+            mod.running_var.uniform_(0.5, 1.5)
+    return m.eval()
+
+
+@pytest.mark.parametrize("h,w", [(32, 32), (64, 96), (96, 64), (288, 384)])
+def test_output_is_log_disparity_at_input_resolution(h, w):
+    m = _tiny()
+    with torch.no_grad():
+        y = m(torch.rand(1, 3, h, w))
+    assert y.shape == (1, 1, h, w)
+    assert torch.isfinite(y).all()
+
+
+def test_named_configs_and_budget():
+    assert {"p3d-s", "p3d-xs", "p3d-tiny"} <= set(CONFIGS)
+    m = DepthNet("p3d-s")
+    params, macs = count_params(m), count_macs(m, 288, 384)
+    assert 1.0e6 <= params <= 1.5e6  # ≤ 4 MB as INT8 with room to spare
+    assert macs <= 1.5e9  # the teacher needs ≈ 6.8 GMAC at 288×384
+    assert count_macs(DepthNet("p3d-xs"), 288, 384) < macs
+
+
+def test_config_changes_the_operating_point():
+    cfg = net.NetConfig(name="wide", enc_widths=(32, 40, 64, 112, 192))
+    assert count_params(DepthNet(cfg)) > count_params(DepthNet("p3d-s"))
+
+
+def test_fuse_model_keeps_the_function():
+    m = _tiny()
+    x = _smooth_input(64, 96)
+    with torch.no_grad():
+        ref = m(x)
+        m.fuse_model()
+        fused = m(x)
+    assert not any(isinstance(mod, torch.nn.BatchNorm2d) for mod in m.modules())
+    torch.testing.assert_close(fused, ref, rtol=1e-4, atol=1e-4)
+
+
+def test_qat_convert_script_round_trip(tmp_path):
+    from photo3d.depth.runtime import load_model
+    from photo3d.train.qat import convert_and_script, pearson, prepare_qat_model
+
+    float_model = _tiny()
+    qat = prepare_qat_model(float_model)
+    with torch.no_grad():
+        for s in range(4):
+            qat(_smooth_input(64, 64, seed=s))  # observers calibrate
+    scripted, extra = convert_and_script(qat, {"name": "tiny", "input_size": 64})
+    path = tmp_path / "tiny.pt"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.jit.save(scripted, str(path), _extra_files=extra)
+
+    model = load_model(path)
+    assert model.meta["name"] == "tiny" and model.input_size == 64
+    x = _smooth_input(64, 96, seed=9)
+    with torch.no_grad(), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        y_int8 = model.module(x)
+        y_float = float_model(x)
+    assert y_int8.shape == (1, 1, 64, 96) and not y_int8.is_quantized
+    assert pearson(y_int8.numpy(), y_float.numpy()) > 0.9
+
+    rgb = (np.random.default_rng(0).random((50, 70, 3)) * 255).astype(np.uint8)
+    d = model.predict(rgb)
+    assert d.shape == (50, 70) and d.dtype == np.float32 and 0 <= d.min() <= d.max() <= 1
+
+
+def test_bundled_checksum_is_checked(tmp_path, monkeypatch):
+    from photo3d.depth import runtime
+
+    good = tmp_path / "good.pt"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        scripted = torch.jit.script(_tiny())
+        torch.jit.save(scripted, str(good), _extra_files={"photo3d.json": json.dumps({"name": "t", "input_size": 64})})
+    (tmp_path / "manifest.json").write_text(json.dumps({"default": "good.pt", "sha256": net.sha256_file(good)}))
+    monkeypatch.setattr(net, "MODELS_DIR", tmp_path)
+    runtime.clear_cache()
+    assert net.bundled_model_path(tmp_path) == tmp_path / "good.pt"
+    net.verify_bundled(good, tmp_path)
+    assert runtime.load_model().name == "t"
+
+    runtime.clear_cache()
+    good.write_bytes(good.read_bytes()[:-10] + b"corrupted!")
+    with pytest.raises(ModelError) as e:
+        runtime.load_model()
+    msg = str(e.value)
+    assert "good.pt" in msg and "sha256" in msg and "\n" not in msg
+    # a file the manifest does not describe (a user's --model) is not checked
+    other = tmp_path / "other.pt"
+    other.write_bytes(b"x")
+    net.verify_bundled(other, tmp_path)
+    runtime.clear_cache()
+
+
+def test_missing_or_malformed_manifest(tmp_path):
+    with pytest.raises(ModelError, match="manifest.json is missing"):
+        net.bundled_model_path(tmp_path)
+    (tmp_path / "manifest.json").write_text("{not json")
+    with pytest.raises(ModelError, match="malformed"):
+        net.bundled_model_path(tmp_path)

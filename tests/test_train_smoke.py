@@ -1,0 +1,110 @@
+"""Tiny CPU smoke run of the training recipe: pack → fit → resume → QAT → a loadable bundled model.
+
+Uses the real Tiefenrausch teacher when ../shared is present, else the stand-in prior teacher.
+Real training never runs in CI.
+"""
+
+from __future__ import annotations
+
+import json
+
+import cv2
+import numpy as np
+import pytest
+import torch
+
+from conftest import SHARED
+from photo3d.depth import net
+from photo3d.train import fit, pack, qat
+from photo3d.train.losses import distill_loss, gradient_matching, shift_invariant_log, ssi_disparity
+
+
+def _photos(folder, n=5):
+    rng = np.random.default_rng(0)
+    sets = folder / "osie"
+    sets.mkdir(parents=True)
+    for i in range(n):
+        h, w = (90, 120) if i % 2 else (120, 90)
+        img = np.zeros((h, w, 3), np.uint8)
+        img[: h // 2] = rng.integers(120, 255, 3)  # "sky"
+        img[h // 2:] = rng.integers(0, 120, 3)  # "ground"
+        cv2.circle(img, (w // 2, int(h * 0.7)), h // 6, tuple(int(c) for c in rng.integers(0, 255, 3)), -1)
+        img = (img + rng.normal(0, 8, img.shape)).clip(0, 255).astype(np.uint8)
+        cv2.imwrite(str(sets / f"osie_{i:04d}.jpg"), img)
+    (folder / "holdout.txt").write_text("osie/osie_0004.jpg\n")
+
+
+def test_losses_have_the_right_invariances():
+    g = torch.Generator().manual_seed(0)
+    t = torch.randn(2, 1, 32, 32, generator=g) * 0.5
+    mask = torch.ones_like(t)
+    mask[:, :, :4] = 0
+    # scale and shift of disparity: ssi is blind to both
+    pred_disp = 3.0 * torch.exp(t) + 0.7
+    assert ssi_disparity(torch.log(pred_disp), t, mask)[0] < 1e-4
+    # scale of disparity = shift of log-disparity: the log term and gradient matching are blind to it
+    l, r = shift_invariant_log(t + 1.3, t, mask)
+    assert l < 1e-5 and gradient_matching(r, mask) < 1e-5
+    # but a wrong layout is penalised, and masked pixels are ignored
+    assert distill_loss(-t, t, mask)[0] > 0.5
+    garbage = t.clone()
+    garbage[:, :, :4] = 100.0
+    assert distill_loss(garbage, t, mask)[0] < 1e-4
+
+
+@pytest.mark.slow
+def test_pack_fit_resume_qat(tmp_path):
+    photos = tmp_path / "photos"
+    _photos(photos)
+    teacher = str(SHARED / "data" / "tiefenrausch") if (SHARED / "data" / "tiefenrausch").is_dir() else "prior"
+    bundle = tmp_path / "bundle"
+    assert pack.main(["--out", str(bundle), "--photos", str(photos), "--teacher", teacher, "--size", "96"]) == 0
+    index = json.loads((bundle / "index.json").read_text())
+    names = [it["name"] for it in index["items"]]
+    assert len(names) == 4 and "osie__osie_0004" not in names  # the hold-out photo is never packed
+    for it in index["items"]:
+        img = cv2.imread(str(bundle / it["image"]))
+        tgt = cv2.imread(str(bundle / it["target"]), cv2.IMREAD_UNCHANGED)
+        assert img.shape[:2] == tgt.shape[:2] and img.shape[0] % 32 == 0 and img.shape[1] % 32 == 0
+        assert tgt.dtype == np.uint8 and tgt.std() > 0
+    # resumable: a second run adds nothing
+    assert pack.main(["--out", str(bundle), "--photos", str(photos), "--teacher", "prior", "--size", "96"]) == 0
+    assert len(json.loads((bundle / "index.json").read_text())["items"]) == 4
+
+    run = tmp_path / "run"
+    common = ["--bundle", str(bundle), "--out", str(run), "--config", "p3d-tiny", "--batch", "2", "--size", "64",
+              "--warmup", "2", "--log-every", "1", "--threads", "1"]
+    assert fit.main(common + ["--max-steps", "2"]) == 0
+    ck = fit.load_checkpoint(run / "last.pt")
+    assert ck["step"] == 2
+    assert fit.main(common + ["--max-steps", "4", "--resume"]) == 0
+    ck2 = fit.load_checkpoint(run / "last.pt")
+    assert ck2["step"] == 4
+    assert any(not torch.equal(ck["model"][k], ck2["model"][k]) for k in ck["model"])
+    log = (run / "log.txt").read_text()
+    assert "# resume step 2" in log
+    # the shipped weights are the moving average, distinct from the raw ones
+    assert set(ck2["ema"]) == set(ck2["model"])
+    ema_model, raw_model = fit.model_from_checkpoint(ck2), fit.model_from_checkpoint(ck2, ema=False)
+    assert not torch.equal(ema_model.head.weight, raw_model.head.weight)
+    # a checkpoint of an older, smaller architecture warm-starts the current one
+    old = {k: v for k, v in ck2["model"].items() if not k.startswith("pos.")}
+    grown = fit.model_from_checkpoint({**ck2, "model": old, "ema": None}, strict=False)
+    assert grown.grown and torch.count_nonzero(grown.pos.weight) == 0
+
+    models = tmp_path / "models"
+    assert qat.main(["--ckpt", str(run / "last.pt"), "--bundle", str(bundle), "--name", "smoke",
+                     "--models-dir", str(models), "--steps", "2", "--calib", "1", "--batch", "2", "--size", "64",
+                     "--check-photos", "2", "--min-agreement", "0", "--threads", "1"]) == 0
+    path = models / "smoke.pt"
+    manifest = json.loads((models / "manifest.json").read_text())
+    assert manifest == {"default": "smoke.pt", "sha256": net.sha256_file(path)}
+    net.verify_bundled(path, models)
+
+    from photo3d.depth.runtime import load_model
+
+    model = load_model(path)
+    assert model.meta["name"] == "smoke" and model.meta["output"] == "log-disparity"
+    rgb = cv2.imread(str(photos / "osie" / "osie_0000.jpg"))[:, :, ::-1].copy()
+    d = model.predict(rgb)
+    assert d.shape == rgb.shape[:2] and np.isfinite(d).all()
