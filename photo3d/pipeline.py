@@ -32,6 +32,7 @@ from .mesh import LayerMesh, grid_to_image, triangulate, unproject
 BG_TEXTURE_MARGIN = 8  # working pixels of real colour kept around the background layer (mipmaps)
 MIN_TEXTURE_SIDE = 1024  # the size budget never shrinks the photo's texture below this
 MAX_TOL_SCALE = 8.0  # ... nor coarsens the mesh beyond this many times ``tol_px``
+MIN_WORKING_SIDE = 384  # ... before that, the geometry grid itself gets coarser, down to this side
 
 
 @dataclass
@@ -216,12 +217,13 @@ def fit_meshes(geo: Geometry, ldi: LayeredDepth, bg: Background, opts: ConvertOp
                bg_tex: Texture | None) -> tuple[list[MeshData], float]:
     """Mesh data within ``budget`` bytes: the tolerance grows (from ``opts.tol_px``) until it fits.
     Returns (data, tolerance scale used)."""
-    scale = 1.0
+    scale, last = 1.0, None
     while True:
         data = mesh_data(build_meshes(geo, ldi, bg, opts, scale), geo, bg_tex)
         size = sum(mesh_bytes(d) for d in data)
-        if budget is None or size <= budget or scale >= MAX_TOL_SCALE:
-            return data, scale
+        if budget is None or size <= budget or scale >= MAX_TOL_SCALE or (last and size > 0.9 * last):
+            return data, scale  # (the last test: depth edges hold the vertices, coarsening can't help)
+        last = size
         # vertices ~ 1 / tolerance on smooth surfaces; edges and cuts keep theirs
         scale = min(MAX_TOL_SCALE, scale * min(4.0, max(1.25, 1.2 * size / max(budget, 1))))
 
@@ -268,11 +270,14 @@ def texture_budget(opts: ConvertOptions) -> int | None:
 
 def build_from_geometry(
     photo: Photo, geo: Geometry, opts: ConvertOptions, timings: dict, extras: dict, small: np.ndarray | None = None,
-    texture: Texture | _Background | None = None,
-) -> tuple[bytes, dict]:
+    texture: Texture | _Background | None = None, shrink_texture: bool = True,
+) -> tuple[bytes, dict] | float:
     """Stages after depth: layers, inpainting, meshes, textures, GLB.  Returns (glb, report).
 
-    ``texture``: the photo's texture when already made (or being made in a thread)."""
+    ``texture``: the photo's texture when already made (or being made in a thread).
+    When even the coarsest mesh exceeds the size budget, the photo's texture is shrunk to make
+    room, or, with ``shrink_texture=False``, the ratio mesh bytes / budget is returned instead (the caller
+    retries on a coarser grid)."""
 
     def timed(name, fn, *a):
         t = time.perf_counter()
@@ -298,6 +303,8 @@ def build_from_geometry(
     if not any(d.texture == 1 and len(d.faces) for d in data):
         textures = textures[:1]  # no background mesh after all: no unused texture either
     if budget is not None and sum(mesh_bytes(d) for d in data) > budget:
+        if not shrink_texture:
+            return sum(mesh_bytes(d) for d in data) / max(budget, 1)
         # the mesh cannot get any coarser: the photo's texture gives up the difference
         rest = opts.max_glb_bytes - sum(mesh_bytes(d) for d in data) - sum(len(t.jpeg) for t in textures[1:]) - _JSON_SLACK
         texture = timed("texture", photo_texture, photo, opts.max_texture_side, opts.jpeg_quality, max(rest, 1))
@@ -365,10 +372,20 @@ def convert_file(src: str | Path, dst: str | Path, opts: ConvertOptions | None =
     t = time.perf_counter()
     disparity, info = estimate_depth(photo, small, opts)
     timings["depth"] = time.perf_counter() - t
-    geo = to_geometry(disparity, camera, opts)
     if photo.original_size:
         info["source_size"] = list(photo.original_size)
-    glb, report = build_from_geometry(photo, geo, opts, timings, info, small, texture)
+    side = max(shape)
+    while True:  # a mesh over the size budget even at its coarsest: a coarser grid (dense depth edges)
+        geo = to_geometry(disparity, camera, opts)
+        built = build_from_geometry(photo, geo, opts, timings, info, small, texture, side <= MIN_WORKING_SIDE)
+        if not isinstance(built, float):
+            break
+        # vertices along depth edges grow with the grid's side: shrink it by the overshoot, and some
+        side = max(MIN_WORKING_SIDE, int(side * min(0.8, 0.9 / built)))
+        shape = working_shape(photo.width, photo.height, side)
+        small = working_photo(photo, shape)
+        disparity = cv2.resize(disparity, shape[::-1], interpolation=cv2.INTER_AREA)
+    glb, report = built
     t = time.perf_counter()
     outputs = []
     if opts.html:  # side files first: the GLB is what a resumed batch looks for, so it comes last

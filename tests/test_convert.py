@@ -195,3 +195,24 @@ def test_busy_12_megapixel_photo_stays_under_2_mb(tmp_path, tiefenrausch_pt, sha
     assert dst.stat().st_size == rep["glb_bytes"] <= 2_000_000
     assert min(rep["texture"]) >= 1536 and rep["tolerance_px"] <= 4  # still sharp
     assert_valid_glb(dst)
+
+
+def test_dense_depth_edges_coarsen_the_grid_not_the_texture(tmp_path):
+    """A depth map full of steps holds its vertices along the edges, where a larger mesh
+    tolerance can't remove them: the size budget is met with a coarser geometry grid, and the
+    photo's texture keeps its full size."""
+    w, h, b = 1600, 1200, 100
+    rng = np.random.default_rng(1)
+    rgb = rng.integers(0, 255, (h // b, w // b, 3), dtype=np.uint8).repeat(b, 0).repeat(b, 1)
+    src = tmp_path / "busy.png"
+    Image.fromarray(rgb).save(src)
+    depth = rng.random((h // b, w // b)).astype(np.float32).repeat(b, 0).repeat(b, 1)
+    np.save(tmp_path / "depth.npy", depth)
+    budget = 2_500_000
+    free = convert_file(src, tmp_path / "free.glb", ConvertOptions(depth=tmp_path / "depth.npy", max_glb_bytes=None))
+    assert free["glb_bytes"] > 2 * budget  # the case under test: far too big without a budget
+    rep = convert_file(src, tmp_path / "fit.glb", ConvertOptions(depth=tmp_path / "depth.npy", max_glb_bytes=budget))
+    assert rep["glb_bytes"] <= budget
+    assert max(rep["grid"]) < max(free["grid"])  # coarser geometry ...
+    assert rep["texture"] == [w, h]  # ... and the texture keeps its size
+    assert_valid_glb(tmp_path / "fit.glb")
