@@ -124,15 +124,13 @@ def main() -> None:
     ap.add_argument("--megapixels", type=float, default=3.0)
     ap.add_argument("--jobs", type=int, nargs="+", default=[1, 2])
     ap.add_argument("--model", default=None,
-                    help="depth model (default: the Tiefenrausch folder in ../shared if present, else the bundled one)")
+                    help="depth model (default: the bundled one)")
     ap.add_argument("--json", type=Path, help="also write the figures here")
     ap.add_argument("--threads-alternative", type=int, default=0, metavar="N",
                     help="also time one process sharing one model between N threads (the design not taken)")
     ap.add_argument("extra", nargs="*", help="more options for the command (after --)")
     args = ap.parse_args()
-    model = args.model
-    if model is None and (SHARED / "data" / "tiefenrausch" / "tiefenrausch.pb").is_file():
-        model = str(SHARED / "data" / "tiefenrausch")
+    model = args.model  # None: the bundled model
     tmp = Path(tempfile.mkdtemp(prefix="photo3d-bench-"))
     try:
         photos = tmp / "photos"

@@ -10,8 +10,8 @@ same run, a floor baseline: a process that only imports torch, decodes the JPEG 
     python benchmarks/convert_speed.py [--model PATH] [--photo IN.jpg] [--runs 3]
 
 Without --photo, a 12 MP test photo is made in a temp folder by upscaling a shared photo (with
-a little sensor-like grain, so its JPEG size is realistic).  Without --model, Tiefenrausch from
-../shared is converted once to TorchScript in the temp folder (the conversion is not timed).
+a little sensor-like grain, so its JPEG size is realistic).  Without --model, the bundled model is used (Tiefenrausch: convert it once with
+``photo3d model import ../shared/data/tiefenrausch -o tr.pt`` and pass ``--model tr.pt``).
 """
 
 from __future__ import annotations
@@ -83,12 +83,9 @@ def main(argv: list[str] | None = None) -> int:
     photo = args.photo or tmp / "photo12mp.jpg"
     if args.photo is None:
         make_photo(photo)
-    model = args.model
-    if model is None:
-        from photo3d.depth.tiefenrausch import import_tiefenrausch_file
-
-        model = tmp / "tiefenrausch.pt"
-        import_tiefenrausch_file(SHARED / "data" / "tiefenrausch", model)
+    if args.model is None:
+        from photo3d.depth.net import bundled_model_path
+    model = args.model or bundled_model_path()
     from PIL import Image
 
     w, h = Image.open(photo).size

@@ -1,7 +1,7 @@
 """Novel-view check on real data: 3D photo from Middlebury view1, rendered at view5, vs the real view5.
 
 For each scene of ``../shared/data/middlebury2006``: predict depth for view1.png with a model
-(default: the Tiefenrausch folder, or the bundled model once it exists), align it to the GT
+(default: the bundled model; `--model ../shared/data/tiefenrausch` for the teacher), align it to the GT
 disparity (disp1.png / 3) by least squares (scale + shift), build the 3D photo with photo3d's
 own pipeline, **write and re-read the GLB**, rasterize it (numpy, perspective-correct, z-buffer,
 alpha mask, bilinear texture) at view5's camera -- a pure horizontal shift by the stereo
@@ -224,7 +224,7 @@ def model_disparity(model_path: Path | None, rgb: np.ndarray, upsample: str = "b
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--model", type=Path, default=None, help="depth model (default: the Tiefenrausch folder in ../shared)")
+    ap.add_argument("--model", type=Path, default=None, help="depth model (default: the bundled one)")
     ap.add_argument("--gt", action="store_true", help="also run with the GT disparity as depth (upper bound)")
     ap.add_argument("--scenes", default="", help="comma-separated subset")
     ap.add_argument("--save", type=Path, default=None, help="write renders as PNGs into this folder")
@@ -235,7 +235,7 @@ def main(argv: list[str] | None = None) -> int:
     if not root.is_dir():
         print(f"no data at {root}")
         return 1
-    model_path = args.model or shared_dir() / "data" / "tiefenrausch"
+    model_path = args.model  # None: the bundled model
     scenes = sorted(p.name for p in root.iterdir() if p.is_dir())
     if args.scenes:
         scenes = [s for s in scenes if s in args.scenes.split(",")]
