@@ -326,20 +326,10 @@ def _cli(*args: str, **kw) -> list[str]:
     return [sys.executable, "-c", "from photo3d.cli import app; app(prog_name='photo3d')", *args]
 
 
-def _have(module: str, name: str) -> bool:
-    try:
-        mod = __import__(module, fromlist=[name])
-        return hasattr(mod, name)
-    except Exception:
-        return False
-
-
 needs_model = pytest.mark.skipif(not (TIEFENRAUSCH / "tiefenrausch.pb").is_file(), reason="../shared is absent")
-needs_depth = pytest.mark.skipif(not _have("photo3d.depth", "depth_file"), reason="photo3d.depth.depth_file missing")
 
 
 @needs_model
-@needs_depth
 def test_cli_depth_folder_with_bad_files(album: Path, tmp_path: Path) -> None:
     out = tmp_path / "depth out"
     summary = tmp_path / "s.json"
@@ -431,7 +421,6 @@ def _check_depth_png(path: Path) -> None:
 
 
 @needs_model
-@needs_depth
 @pytest.mark.parametrize("jobs,sig", [("1", signal.SIGKILL), ("2", signal.SIGKILL), ("2", signal.SIGINT)],
                          ids=["jobs1-kill9", "jobs2-kill9", "jobs2-ctrl-c"])
 def test_depth_resume_after_kill(tmp_path: Path, jobs: str, sig: int) -> None:
@@ -450,9 +439,6 @@ def test_a_broken_model_stops_the_batch_without_blaming_files(album: Path, tmp_p
     assert not (tmp_path / "out").exists()
 
 
-needs_convert = pytest.mark.skipif(not _have("photo3d.pipeline", "convert_file"), reason="photo3d.pipeline missing")
-
-
 def _check_glb(path: Path) -> None:
     from gltf_validate import assert_valid_glb
 
@@ -461,13 +447,11 @@ def _check_glb(path: Path) -> None:
 
 
 @needs_model
-@needs_convert
 def test_convert_resume_after_kill_9_gives_valid_glbs(tmp_path: Path) -> None:
     _resume_after_kill(tmp_path, ["convert", "--model", str(TIEFENRAUSCH), "--jobs", "2"], ".glb", _check_glb, n=8)
 
 
 @needs_model
-@needs_convert
 def test_cli_convert_folder_with_bad_files(album: Path, tmp_path: Path) -> None:
     out = tmp_path / "3d"
     summary = tmp_path / "s.json"

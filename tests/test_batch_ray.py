@@ -17,7 +17,7 @@ ray = pytest.importorskip("ray")
 
 from photo3d.batch import STATUS_FAILED, STATUS_OK, RayExecutor, SequentialExecutor, plan_jobs, run_batch  # noqa: E402
 
-from test_batch import BAD, GOOD, THUMB, TIEFENRAUSCH, _cli, make_album, needs_depth, needs_model  # noqa: E402
+from test_batch import BAD, GOOD, THUMB, TIEFENRAUSCH, _cli, make_album, needs_model  # noqa: E402
 
 TESTS = Path(__file__).resolve().parent
 REPO = TESTS.parent
@@ -73,7 +73,6 @@ def test_ray_engine_matches_local(ray_cluster, tmp_path: Path) -> None:
 
 
 @needs_model
-@needs_depth
 @pytest.mark.parametrize("command", ["depth", "convert"])
 def test_cli_on_ray_cluster_matches_local(ray_cluster, tmp_path: Path, command: str) -> None:
     suffix = ".png" if command == "depth" else ".glb"
