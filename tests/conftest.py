@@ -14,6 +14,14 @@ def shared_dir() -> Path:
     return SHARED
 
 
+def missing_tool(reason: str) -> None:
+    """A test tool is absent: fail in CI (scripts/install-test-deps.sh must have installed it), skip elsewhere."""
+    hint = f"{reason}; install it with scripts/install-test-deps.sh"
+    if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
+        pytest.fail(f"in CI: {hint}")
+    pytest.skip(hint)
+
+
 needs_shared = pytest.mark.skipif(not (SHARED / "data").is_dir(), reason="../shared is absent")
 
 

@@ -14,16 +14,14 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from conftest import missing_tool
 
 REPO = Path(__file__).resolve().parents[1]
 SCRIPT = REPO / "tests" / "validate_gltf.mjs"
-INSTALL = "npm install --prefix .cache/node gltf-validator"
 
 
 def _missing(reason: str) -> None:
-    if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
-        pytest.fail(f"glTF validator unavailable in CI ({reason}); install it with: {INSTALL}")
-    pytest.skip(f"glTF validator unavailable ({reason}); install it with: {INSTALL}")
+    missing_tool(f"glTF validator unavailable ({reason})")
 
 
 def validator_report(path: str | Path) -> dict:

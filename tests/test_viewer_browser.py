@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from conftest import missing_tool
 from photo3d.pipeline import ConvertOptions, convert_file
 
 W, H = 480, 360
@@ -21,9 +22,7 @@ CLEAR = (255, 0, 255)  # the viewer's clear colour in this test: must never show
 def chromium() -> str:
     exe = shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
     if exe is None:
-        if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
-            pytest.fail("chromium missing in CI (apt-get install chromium)")
-        pytest.skip("chromium not installed")
+        missing_tool("chromium not installed")
     return exe
 
 
