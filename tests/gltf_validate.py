@@ -13,7 +13,6 @@ import shutil
 import subprocess
 from pathlib import Path
 
-import pytest
 from conftest import missing_tool
 
 REPO = Path(__file__).resolve().parents[1]
