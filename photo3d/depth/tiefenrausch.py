@@ -464,24 +464,32 @@ class _Program(nn.Module):
         return regs[self.result]
 
 
+# op kind -> module, for the float (training) and the INT8 (runtime) build of the same graph
+_FLOAT_OPS = {
+    "quantize": lambda s: _FQuantize(s.scale, s.zero_point),
+    "conv": _FConv,
+    "add": lambda s: _FAdd(s.scale, s.zero_point),
+    "resize": lambda s: _Resize(s.factor),
+}
+_INT8_OPS = {
+    "quantize": lambda s: _Quantize(s.scale, s.zero_point),
+    "conv": _QConv,
+    "add": lambda s: _QAdd(s.scale, s.zero_point),
+    "resize": lambda s: _Resize(s.factor),
+}
+
+
+def _modules(graph: Graph, ops: dict, other) -> list[nn.Module]:
+    """One module per step; kinds not in ``ops`` (dequantize) become ``other()``."""
+    return [ops[s.kind](s) if s.kind in ops else other() for s in graph.steps]
+
+
 class TiefenrauschFloat(nn.Module):
     """Tiefenrausch with dequantized float weights: (N,3,H,W) RGB [0,1] → (N,1,H,W) log-disparity."""
 
     def __init__(self, graph: Graph):
         super().__init__()
-        mods: list[nn.Module] = []
-        for s in graph.steps:
-            if s.kind == "quantize":
-                mods.append(_FQuantize(s.scale, s.zero_point))
-            elif s.kind == "conv":
-                mods.append(_FConv(s))
-            elif s.kind == "add":
-                mods.append(_FAdd(s.scale, s.zero_point))
-            elif s.kind == "resize":
-                mods.append(_Resize(s.factor))
-            else:
-                mods.append(_Identity())
-        self.program = _Program(graph, mods)
+        self.program = _Program(graph, _modules(graph, _FLOAT_OPS, _Identity))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.program(x)
@@ -510,20 +518,9 @@ def set_qnnpack() -> None:
 def build_int8_module(graph: Graph) -> nn.Module:
     """The quantized network as an eager nn.Module (QNNPACK packed weights)."""
     set_qnnpack()
-    mods: list[nn.Module] = []
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        for s in graph.steps:
-            if s.kind == "quantize":
-                mods.append(_Quantize(s.scale, s.zero_point))
-            elif s.kind == "conv":
-                mods.append(_QConv(s))
-            elif s.kind == "add":
-                mods.append(_QAdd(s.scale, s.zero_point))
-            elif s.kind == "resize":
-                mods.append(_Resize(s.factor))
-            else:
-                mods.append(_Dequantize())
+        mods = _modules(graph, _INT8_OPS, _Dequantize)
     return _Program(graph, mods).eval()
 
 
