@@ -48,12 +48,6 @@ def guided_coefficients(guide: np.ndarray, src: np.ndarray, radius: int, eps: fl
     return mean_a, _box(b, r)
 
 
-def guided_filter(guide: np.ndarray, src: np.ndarray, radius: int, eps: float) -> np.ndarray:
-    """Colour guided filter of ``src`` (H×W float) with ``guide`` (H×W×3 float in [0, 1])."""
-    a, b = guided_coefficients(guide, src, radius, eps)
-    return np.einsum("hwc,hwc->hw", a, guide.astype(np.float32)) + b
-
-
 def _resize(x: np.ndarray, size_wh: tuple[int, int], area: bool = False) -> np.ndarray:
     if (x.shape[1], x.shape[0]) == tuple(size_wh):
         return x

@@ -28,6 +28,7 @@ from torch.ao.quantization import convert, disable_observer, get_default_qat_qco
 
 from photo3d.depth.net import MODELS_DIR, MANIFEST, DepthNet, count_macs, count_params, sha256_file
 from photo3d.depth.runtime import preprocess
+from photo3d.io import atomic_output, write_bytes_atomic
 from photo3d.train.data import AugmentConfig, Bundle, Sampler
 from photo3d.train.fit import load_checkpoint, model_from_checkpoint, pick_device
 from photo3d.train.losses import distill_loss
@@ -162,18 +163,13 @@ def main(argv: list[str] | None = None) -> int:
 
     args.models_dir.mkdir(parents=True, exist_ok=True)
     out = args.models_dir / f"{args.name}.pt"
-    tmp = out.with_suffix(".pt.tmp")
-    with warnings.catch_warnings():
+    with atomic_output(out) as tmp, warnings.catch_warnings():
         warnings.simplefilter("ignore")
         torch.jit.save(scripted, str(tmp), _extra_files=extra)
-    tmp.replace(out)
     digest = sha256_file(out)
-    (args.models_dir / f"{args.name}.pt.sha256").write_text(f"{digest}  {out.name}\n")
     if not args.no_default:
-        man = args.models_dir / MANIFEST
-        man_tmp = man.with_suffix(".tmp")
-        man_tmp.write_text(json.dumps({"default": out.name, "sha256": digest}, indent=1) + "\n")
-        man_tmp.replace(man)
+        info = {"default": out.name, "sha256": digest}
+        write_bytes_atomic(args.models_dir / MANIFEST, (json.dumps(info, indent=1) + "\n").encode())
     print(f"wrote {out} ({out.stat().st_size / 1e6:.2f} MB, sha256 {digest})"
           f"{'' if args.no_default else ' as the default model'} in {(time.time() - t0) / 60:.1f} min", flush=True)
     print(json.dumps({"int8_vs_float": agree, "meta": meta}), flush=True)
