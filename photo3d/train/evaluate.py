@@ -23,6 +23,7 @@ import numpy as np
 import torch
 
 from photo3d.depth.runtime import load_model, preprocess
+from photo3d.io import atomic_output
 from photo3d.train.qat import INPUT_SIZE, pearson
 
 REPO = Path(__file__).resolve().parents[2]
@@ -65,10 +66,8 @@ def teacher_outputs(files: list[Path], teacher: Path, cache: Path) -> dict[str, 
             with torch.no_grad(), warnings.catch_warnings():
                 warnings.simplefilter("ignore")
                 out[f.name] = net(preprocess(rgb, INPUT_SIZE))[0, 0].dequantize().numpy().astype(np.float16)
-        cache.parent.mkdir(parents=True, exist_ok=True)
-        tmp = cache.with_suffix(".tmp.npz")
-        np.savez_compressed(tmp, **out)
-        tmp.replace(cache)
+        with atomic_output(cache) as tmp, open(tmp, "wb") as f:
+            np.savez_compressed(f, **out)
     return out
 
 

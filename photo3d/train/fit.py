@@ -18,7 +18,6 @@ import argparse
 import copy
 import json
 import math
-import os
 import signal
 import sys
 import time
@@ -28,6 +27,7 @@ import torch
 
 from photo3d.depth.net import CONFIGS, DepthNet, NetConfig
 from photo3d.train.data import AugmentConfig, Bundle, Sampler
+from photo3d.io import atomic_output
 from photo3d.train.losses import distill_loss
 
 
@@ -48,9 +48,8 @@ def lr_at(step: int, base: float, total: int, warmup: int, floor: float = 0.03, 
 
 
 def save_checkpoint(path: Path, **state) -> None:
-    tmp = path.with_suffix(".tmp")
-    torch.save(state, tmp)
-    os.replace(tmp, path)
+    with atomic_output(path) as tmp:
+        torch.save(state, tmp)
 
 
 def load_checkpoint(path: Path, map_location="cpu") -> dict:

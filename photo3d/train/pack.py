@@ -29,6 +29,8 @@ import cv2
 import numpy as np
 import torch
 
+from photo3d.io import write_bytes_atomic
+
 REPO = Path(__file__).resolve().parents[2]
 SHARED = Path(os.environ.get("PHOTO3D_SHARED", REPO.parent / "shared"))
 SET_ORDER = ["osie", "bsds500", "urban100", "sun_hays80", "kodak24", "mcmaster", "imagenet_det", "imagenet_sample"]
@@ -121,9 +123,7 @@ def main(argv: list[str] | None = None) -> int:
     def write_index() -> None:
         info = {"version": 1, "size": args.size, "teacher": "prior" if args.teacher == "prior" else "tiefenrausch-int8",
                 "photos": str(args.photos), "items": items}
-        tmp = index_path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(info, indent=0))
-        tmp.replace(index_path)
+        write_bytes_atomic(index_path, json.dumps(info, indent=0).encode())
 
     files = list_photos(args.photos)
     t0, n_new = time.time(), 0
