@@ -41,7 +41,7 @@ from ..errors import ModelError
 
 PREDICT_NET = "tiefenrausch.pb"
 INIT_NET = "tiefenrausch_init.pb"
-INPUT_SIZE = 384  # longer side used by the reference runtime
+INPUT_SIZE = 384  # longer side used by the reference runtime (= runtime.DEFAULT_INPUT_SIZE)
 METADATA_FILE = "photo3d.json"
 
 # --------------------------------------------------------------------------------------------

@@ -27,13 +27,13 @@ from torch.ao.nn.intrinsic import qat as nniqat
 from torch.ao.quantization import convert, disable_observer, get_default_qat_qconfig, prepare_qat
 
 from photo3d.depth.net import MODELS_DIR, MANIFEST, DepthNet, count_macs, count_params, sha256_file
-from photo3d.depth.runtime import preprocess
+from photo3d.depth.runtime import DEFAULT_INPUT_SIZE, preprocess
 from photo3d.io import atomic_output, write_bytes_atomic
 from photo3d.train.data import AugmentConfig, Bundle, Sampler
 from photo3d.train.fit import load_checkpoint, model_from_checkpoint, pick_device
 from photo3d.train.losses import distill_loss
 
-INPUT_SIZE = 384
+INPUT_SIZE = DEFAULT_INPUT_SIZE  # the runtime's model input (longer side)
 
 
 def pearson(a: np.ndarray, b: np.ndarray) -> float:
