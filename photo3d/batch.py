@@ -330,19 +330,14 @@ def _worker_id() -> str:
 def warm_up(task: TaskSpec) -> None:
     """Load what the task needs once per worker (the depth model), so files don't pay for it.
 
-    A task module may define ``warm_up(options)``; otherwise options with a ``model`` field load
-    that model through :func:`photo3d.depth.runtime.load_model` (cached per process).  Failures
-    are ignored here: they surface, with the file name, when the first file runs.
+    The hook is the task module's own ``warm_up(options)``, if it has one.  Failures are ignored
+    here: they surface, with the file name, when the first file runs.
     """
     try:
         func = resolve_task(task.name)
         hook = getattr(sys.modules.get(func.__module__), "warm_up", None)
         if callable(hook):
             hook(task.options)
-        elif task.options is not None and hasattr(task.options, "model"):
-            from .depth.runtime import load_model
-
-            load_model(task.options.model)
     except Exception:
         pass
 
