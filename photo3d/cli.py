@@ -179,7 +179,3 @@ def model_import(
     except Photo3DError as e:
         _fail(e)
     err.print(f"wrote {output}")
-
-
-def run() -> None:  # pragma: no cover
-    sys.exit(app())
