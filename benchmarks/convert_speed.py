@@ -84,7 +84,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.photo is None:
         make_photo(photo)
     if args.model is None:
-        from photo3d.depth.net import bundled_model_path
+        from photo3d.depth.modelfile import bundled_model_path
     model = args.model or bundled_model_path()
     from PIL import Image
 

@@ -1,7 +1,7 @@
 """Depth model latency at 384×288 and peak memory (RSS high-water mark) on this machine.
 
     python benchmarks/depth_latency.py --model ../shared/data/tiefenrausch
-    python benchmarks/depth_latency.py --model models/X.pt --baseline ../shared/data/tiefenrausch
+    python benchmarks/depth_latency.py --model photo3d/models/X.pt --baseline ../shared/data/tiefenrausch
 
 Latency: median wall time (and process CPU time) over ``--runs`` forward passes of the network on a 1×3×288×384 input after
 ``--warmup`` passes; with ``--baseline`` the two models run interleaved in the same process and

@@ -121,9 +121,10 @@ def test_save_and_load_maps(tmp_path):
 
 
 def test_missing_default_model_says_how(tmp_path, monkeypatch):
-    from photo3d.depth import net
+    from photo3d.depth import modelfile, runtime
 
-    monkeypatch.setattr(net, "MODELS_DIR", tmp_path / "no_models")
+    monkeypatch.setattr(modelfile, "MODELS_DIR", tmp_path / "no_models")
+    runtime.clear_cache()  # an earlier test may have loaded the real default
     with pytest.raises(ModelError) as e:
         load_model(None)
     assert "--model" in str(e.value) and "tiefenrausch" in str(e.value)

@@ -11,7 +11,7 @@ from typer.testing import CliRunner
 
 from conftest import REPO
 from photo3d.cli import app
-from photo3d.depth.net import bundled_model_path, verify_bundled
+from photo3d.depth.modelfile import bundled_model_path, verify_bundled
 
 EXAMPLE = REPO / "examples" / "coffee.jpg"
 runner = CliRunner()

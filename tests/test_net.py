@@ -1,8 +1,7 @@
-"""photo3d's own depth network: shapes, budget, fusion, QAT → INT8 → TorchScript round trip, checksum."""
+"""photo3d's own depth network: shapes, budget, fusion, QAT → INT8 → TorchScript round trip."""
 
 from __future__ import annotations
 
-import json
 import warnings
 
 import numpy as np
@@ -11,7 +10,6 @@ import torch
 
 from photo3d.depth import net
 from photo3d.depth.net import CONFIGS, DepthNet, count_macs, count_params
-from photo3d.errors import ModelError
 
 
 def _smooth_input(h: int, w: int, seed: int = 0) -> torch.Tensor:
@@ -94,39 +92,3 @@ def test_qat_convert_script_round_trip(tmp_path):
     rgb = (np.random.default_rng(0).random((50, 70, 3)) * 255).astype(np.uint8)
     d = model.predict(rgb)
     assert d.shape == (50, 70) and d.dtype == np.float32 and 0 <= d.min() <= d.max() <= 1
-
-
-def test_bundled_checksum_is_checked(tmp_path, monkeypatch):
-    from photo3d.depth import runtime
-
-    good = tmp_path / "good.pt"
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        scripted = torch.jit.script(_tiny())
-        torch.jit.save(scripted, str(good), _extra_files={"photo3d.json": json.dumps({"name": "t", "input_size": 64})})
-    (tmp_path / "manifest.json").write_text(json.dumps({"default": "good.pt", "sha256": net.sha256_file(good)}))
-    monkeypatch.setattr(net, "MODELS_DIR", tmp_path)
-    runtime.clear_cache()
-    assert net.bundled_model_path(tmp_path) == tmp_path / "good.pt"
-    net.verify_bundled(good, tmp_path)
-    assert runtime.load_model().name == "t"
-
-    runtime.clear_cache()
-    good.write_bytes(good.read_bytes()[:-10] + b"corrupted!")
-    with pytest.raises(ModelError) as e:
-        runtime.load_model()
-    msg = str(e.value)
-    assert "good.pt" in msg and "sha256" in msg and "\n" not in msg
-    # a file the manifest does not describe (a user's --model) is not checked
-    other = tmp_path / "other.pt"
-    other.write_bytes(b"x")
-    net.verify_bundled(other, tmp_path)
-    runtime.clear_cache()
-
-
-def test_missing_or_malformed_manifest(tmp_path):
-    with pytest.raises(ModelError, match="manifest.json is missing"):
-        net.bundled_model_path(tmp_path)
-    (tmp_path / "manifest.json").write_text("{not json")
-    with pytest.raises(ModelError, match="malformed"):
-        net.bundled_model_path(tmp_path)

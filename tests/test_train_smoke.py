@@ -14,7 +14,7 @@ import pytest
 import torch
 
 from conftest import SHARED
-from photo3d.depth import net
+from photo3d.depth import modelfile
 from photo3d.train import fit, pack, qat
 from photo3d.train.losses import distill_loss, gradient_matching, shift_invariant_log, ssi_disparity
 
@@ -98,8 +98,8 @@ def test_pack_fit_resume_qat(tmp_path):
                      "--check-photos", "2", "--min-agreement", "0", "--threads", "1"]) == 0
     path = models / "smoke.pt"
     manifest = json.loads((models / "manifest.json").read_text())
-    assert manifest == {"default": "smoke.pt", "sha256": net.sha256_file(path)}
-    net.verify_bundled(path, models)
+    assert manifest == {"default": "smoke.pt", "sha256": modelfile.sha256_file(path)}
+    modelfile.verify_bundled(path, models)
 
     from photo3d.depth.runtime import load_model
 

@@ -1,8 +1,8 @@
 """photo3d's own depth network: a U-Net of FBNet blocks (the Facebook 3D Photos design).
 
-Runtime-independent of training: this file only defines the architecture, its named
-configurations, a MAC counter and the bundled-model checksum check. Training lives in
-``photo3d/train/``.
+Pure architecture: this file only defines the network, its named configurations and a MAC
+counter. What a model file is (metadata, the bundled model, its checksum) lives in
+:mod:`photo3d.depth.modelfile`; training in ``photo3d/train/``.
 
     input (1,3,H,W) RGB in [0,1], H and W multiples of 32
       stem      3x3 conv                           full res  ─────────────── skip0 ─┐
@@ -18,17 +18,12 @@ conv-bn(-relu) triples (:meth:`DepthNet.fuse_model`), QNNPACK qconfig.
 
 from __future__ import annotations
 
-import hashlib
-import json
 from dataclasses import asdict, dataclass
-from pathlib import Path
 
 import torch
 from torch import nn
 from torch.ao.nn.quantized import FloatFunctional
 from torch.ao.quantization import DeQuantStub, QuantStub, fuse_modules, fuse_modules_qat
-
-from ..errors import ModelError
 
 
 @dataclass(frozen=True)
@@ -225,51 +220,3 @@ def count_macs(model: nn.Module, height: int = 288, width: int = 384) -> int:
     for h in handles:
         h.remove()
     return total
-
-
-# --- bundled model checksum ------------------------------------------------------------------
-
-MODELS_DIR = Path(__file__).resolve().parents[2] / "models"
-MANIFEST = "manifest.json"
-
-
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
-def bundled_model_path(models_dir: Path = MODELS_DIR) -> Path:
-    """The default model file named by ``models/manifest.json`` (``{"default": file, "sha256": hex}``)."""
-    manifest = models_dir / MANIFEST
-    try:
-        info = json.loads(manifest.read_text())
-        return models_dir / info["default"]
-    except FileNotFoundError:
-        raise ModelError("no bundled depth model (models/manifest.json is missing); pass --model FILE "
-                         "or train one: python -m photo3d.train.qat", manifest) from None
-    except (ValueError, KeyError, TypeError):
-        raise ModelError("models/manifest.json is malformed (expected {\"default\": file, \"sha256\": hex})",
-                         manifest) from None
-
-
-def verify_bundled(path: Path, models_dir: Path = MODELS_DIR) -> None:
-    """Raise :class:`ModelError` unless ``path``'s sha256 is the one the manifest lists for it.
-
-    Files the manifest does not describe (user models given with --model) are not checked.
-    """
-    path = Path(path)
-    try:
-        info = json.loads((models_dir / MANIFEST).read_text())
-    except (FileNotFoundError, ValueError):
-        return
-    if not isinstance(info, dict) or (models_dir / str(info.get("default", ""))).resolve() != path.resolve():
-        return
-    if not path.is_file():
-        raise ModelError("bundled depth model is missing (reinstall photo3d or pass --model FILE)", path)
-    digest = sha256_file(path)
-    if digest != info.get("sha256"):
-        raise ModelError(f"bundled depth model is corrupt or the wrong file: sha256 {digest[:12]}… "
-                         f"does not match models/manifest.json ({str(info.get('sha256'))[:12]}…)", path)

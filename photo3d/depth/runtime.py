@@ -1,9 +1,8 @@
 """Depth runtime: load a TorchScript depth model once per process and predict disparity.
 
-Model file contract (Tiefenrausch import and photo3d's own net alike): a TorchScript module
-taking float32 (1, 3, H, W) RGB in [0, 1] with H, W multiples of 32 and returning (1, 1, H, W)
-log-disparity; optional TorchScript extra file ``photo3d.json`` with metadata such as
-``{"name": ..., "input_size": 384}``.  INT8 models run on the QNNPACK engine.
+What a model file is (the contract, its metadata, the bundled model and its checksum) is
+:mod:`photo3d.depth.modelfile`; a Tiefenrausch folder is imported by
+:mod:`photo3d.depth.tiefenrausch`.
 
 :meth:`DepthModel.predict` returns normalized disparity in [0, 1] (LARGER = NEARER) at the
 photo's full resolution, upsampled edge-aware with a colour guided filter
@@ -13,10 +12,9 @@ photo's full resolution, upsampled edge-aware with a colour guided filter
 from __future__ import annotations
 
 import contextlib
-import json
 import threading
 import warnings
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import cv2
@@ -24,10 +22,9 @@ import numpy as np
 import torch
 
 from ..errors import ModelError
-from . import tiefenrausch
+from . import modelfile, tiefenrausch
 from .upsample import bilinear_upsample, guided_upsample
 
-DEFAULT_INPUT_SIZE = 384
 NORM_PERCENTILES = (0.1, 99.9)  # robust range for [0, 1] normalization
 
 _cache: dict[str, "DepthModel"] = {}
@@ -40,8 +37,6 @@ class DepthResult:
     disparity_min: float  # network disparity (exp of its output) mapped to 0 …
     disparity_max: float  # … and to 1
     network_size: tuple[int, int]  # (width, height) the network ran at
-    raw: bool = False
-    meta: dict = field(default_factory=dict)
 
 
 def network_size(width: int, height: int, input_size: int) -> tuple[int, int]:
@@ -84,13 +79,13 @@ class DepthModel:
         self.module = module
         self.meta = dict(meta or {})
         self.path = path
-        self.input_size = int(self.meta.get("input_size", DEFAULT_INPUT_SIZE))
+        self.input_size = int(self.meta.get("input_size", modelfile.DEFAULT_INPUT_SIZE))
         self.name = str(self.meta.get("name", path.stem if path else "model"))
         self._run_lock = threading.Lock()  # one inference at a time (QNNPACK packs lazily)
         self._warm = False
 
     def _run(self, x: torch.Tensor, locked: bool = False):
-        tiefenrausch.set_qnnpack()
+        modelfile.set_qnnpack()
         # no JIT graph optimization: the profiling executor instruments the first call and
         # re-optimizes on the second (~0.4 s of CPU each) for the same quantized kernels in the
         # end; a net run once or a few times per process never earns that back (thread-local)
@@ -151,63 +146,16 @@ class DepthModel:
         disp = np.exp(log, out=log)  # in place: full-resolution maps can be large
         norm, lo, hi = normalize(disp)
         del disp, log
-        return DepthResult(norm, lo, hi, size, raw, dict(self.meta))
+        return DepthResult(norm, lo, hi, size)
 
     def predict(self, rgb: np.ndarray, raw: bool = False) -> np.ndarray:
         """Normalized disparity in [0, 1] (larger = nearer), full resolution unless ``raw``."""
         return self.predict_result(rgb, raw).disparity
 
 
-def _read_torchscript(path: Path) -> tuple[torch.nn.Module, dict]:
-    tiefenrausch.set_qnnpack()
-    extra = {tiefenrausch.METADATA_FILE: ""}
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            module = torch.jit.load(str(path), map_location="cpu", _extra_files=extra)
-    except Exception as e:
-        msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise ModelError(f"not a TorchScript depth model ({msg[:200]})", path) from e
-    meta: dict = {}
-    text = extra.get(tiefenrausch.METADATA_FILE) or ""
-    if text:
-        try:
-            meta = json.loads(text)
-        except ValueError:
-            raise ModelError(f"malformed {tiefenrausch.METADATA_FILE} metadata in the model", path) from None
-        if not isinstance(meta, dict):
-            meta = {}
-    module.eval()
-    return module, meta
-
-
-def default_model_path() -> Path:
-    """The bundled model (``models/manifest.json``); ModelError with a how-to when absent."""
-    from . import net
-
-    models_dir = net.MODELS_DIR  # looked up at call time (tests point it elsewhere)
-    try:
-        path = net.bundled_model_path(models_dir)
-    except ModelError:
-        if (models_dir / net.MANIFEST).exists():
-            raise  # a malformed manifest says so itself
-        path = None
-    if path is None or not path.is_file():
-        raise ModelError(
-            "no bundled depth model yet; pass --model /path/to/tiefenrausch (the folder holding "
-            "tiefenrausch.pb and tiefenrausch_init.pb) or --model FILE.pt (a TorchScript model, "
-            "e.g. from `photo3d model import`)",
-            path or models_dir,
-        )
-    return path
-
-
 def _load_uncached(path: Path | None) -> DepthModel:
     if path is None:
-        from . import net
-
-        path = default_model_path()
-        net.verify_bundled(path, net.MODELS_DIR)
+        path = modelfile.default_model_path()
     path = Path(path)
     if not path.exists():
         raise ModelError("no such model file or folder", path)
@@ -219,7 +167,8 @@ def _load_uncached(path: Path | None) -> DepthModel:
             )
         module = tiefenrausch.import_tiefenrausch(path)
         return DepthModel(module, tiefenrausch.metadata(), path)
-    module, meta = _read_torchscript(path)
+    modelfile.verify_bundled(path)
+    module, meta = modelfile.read_model(path)
     return DepthModel(module, meta, path)
 
 

@@ -26,7 +26,6 @@ distillation on a GPU).
 
 from __future__ import annotations
 
-import json
 import struct
 import warnings
 from dataclasses import dataclass, field
@@ -38,11 +37,10 @@ import torch
 from torch import nn
 
 from ..errors import ModelError
+from . import modelfile
 
 PREDICT_NET = "tiefenrausch.pb"
 INIT_NET = "tiefenrausch_init.pb"
-INPUT_SIZE = 384  # longer side used by the reference runtime (= runtime.DEFAULT_INPUT_SIZE)
-METADATA_FILE = "photo3d.json"
 
 # --------------------------------------------------------------------------------------------
 # Protobuf wire format (just what NetDef / OperatorDef / Argument need)
@@ -495,29 +493,9 @@ class TiefenrauschFloat(nn.Module):
         return self.program(x)
 
 
-_warned = False
-
-
-def set_qnnpack() -> None:
-    """Select the QNNPACK engine (before packing or loading INT8 weights).
-
-    Also consumes torch 2.13's once-per-process C++ deprecation warning about quantized tensor
-    creation here, under a local warnings filter: raised later inside the TorchScript
-    interpreter it would bypass Python's filters and print to stderr.
-    """
-    global _warned
-    if "qnnpack" in torch.backends.quantized.supported_engines:
-        torch.backends.quantized.engine = "qnnpack"
-    if not _warned:
-        _warned = True
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            torch.quantize_per_tensor(torch.zeros(1), 1.0, 0, torch.quint8)
-
-
 def build_int8_module(graph: Graph) -> nn.Module:
     """The quantized network as an eager nn.Module (QNNPACK packed weights)."""
-    set_qnnpack()
+    modelfile.set_qnnpack()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         mods = _modules(graph, _INT8_OPS, _Dequantize)
@@ -527,7 +505,7 @@ def build_int8_module(graph: Graph) -> nn.Module:
 def metadata() -> dict:
     return {
         "name": "tiefenrausch",
-        "input_size": INPUT_SIZE,
+        "input_size": modelfile.DEFAULT_INPUT_SIZE,  # the reference runtime's longer side
         "output": "log-disparity",
         "source": "Facebook Tiefenrausch (One Shot 3D Photography, Kopf et al. 2020), MIT licence",
     }
@@ -545,15 +523,7 @@ def import_tiefenrausch(folder: str | Path) -> torch.jit.ScriptModule:
 
 def import_tiefenrausch_file(folder: str | Path, out_path: str | Path) -> Path:
     """Convert ``folder`` and save the TorchScript model (with photo3d.json metadata) atomically."""
-    from ..io import atomic_output
-
-    scripted = import_tiefenrausch(folder)
-    out_path = Path(out_path)
-    extra = {METADATA_FILE: json.dumps(metadata())}
-    with atomic_output(out_path) as tmp, warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        torch.jit.save(scripted, str(tmp), _extra_files=extra)
-    return out_path
+    return modelfile.save_model(import_tiefenrausch(folder), out_path, metadata())
 
 
 def teacher_float_module(folder: str | Path) -> nn.Module:

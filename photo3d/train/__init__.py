@@ -4,6 +4,6 @@ Entry points (each ``python -m photo3d.train.<name> --help``):
 
 - ``pack``     build a data bundle (≤ 64 MiB): training photos + precomputed teacher log-disparity
 - ``fit``      time-boxed, resumable training from a bundle (CUDA when available)
-- ``qat``      quantization-aware fine-tune, convert to INT8, script, write ``models/<name>.pt``
+- ``qat``      quantization-aware fine-tune, convert to INT8, script, write ``photo3d/models/<name>.pt``
 - ``evaluate`` hold-out photos: Pearson correlation of log-disparity with the teacher
 """

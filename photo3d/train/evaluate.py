@@ -2,7 +2,7 @@
 
     python -m photo3d.train.evaluate MODEL [--photos ../shared/data/photos] [--limit N]
 
-MODEL is a TorchScript file (e.g. ``models/p3d-s.pt``) or a checkpoint from
+MODEL is a TorchScript file (e.g. ``photo3d/models/p3d-s.pt``) or a checkpoint from
 ``photo3d.train.fit`` (``runs/x/last.pt``, evaluated in float). For every photo in
 ``holdout.txt`` (never trained on), both networks run on the runtime's preprocessing (longer
 side 384, sides multiples of 32) and the Pearson correlation of their log-disparities is taken;

@@ -1,7 +1,7 @@
 """Quantization-aware fine-tune, INT8 conversion and TorchScript export of a trained checkpoint.
 
     python -m photo3d.train.qat --ckpt runs/x/last.pt --bundle bundle/ --name p3d-s [--steps 150]
-        [--models-dir models/] [--no-default]
+        [--models-dir photo3d/models/] [--no-default]
 
 Steps: fuse conv-bn(-relu) (QAT flavour), QNNPACK QAT qconfig, fine-tune ``--steps`` steps with
 the distillation loss (BN statistics frozen; observers frozen for the last 30 %), convert to
@@ -26,9 +26,9 @@ import torch
 from torch.ao.nn.intrinsic import qat as nniqat
 from torch.ao.quantization import convert, disable_observer, get_default_qat_qconfig, prepare_qat
 
-from photo3d.depth.net import MODELS_DIR, MANIFEST, DepthNet, count_macs, count_params, sha256_file
-from photo3d.depth.runtime import DEFAULT_INPUT_SIZE, preprocess
-from photo3d.io import atomic_output, write_bytes_atomic
+from photo3d.depth.modelfile import DEFAULT_INPUT_SIZE, METADATA_FILE, MODELS_DIR, save_model, sha256_file, write_manifest
+from photo3d.depth.net import DepthNet, count_macs, count_params
+from photo3d.depth.runtime import preprocess
 from photo3d.train.data import AugmentConfig, Bundle, Sampler
 from photo3d.train.fit import load_checkpoint, model_from_checkpoint, pick_device
 from photo3d.train.losses import distill_loss
@@ -64,7 +64,7 @@ def convert_and_script(qat_model: DepthNet, meta: dict) -> tuple[torch.jit.Scrip
         warnings.simplefilter("ignore")
         q = convert(m, inplace=False)
         scripted = torch.jit.script(q)
-    return scripted, {"photo3d.json": json.dumps(meta)}
+    return scripted, {METADATA_FILE: json.dumps(meta)}
 
 
 def agreement(float_model: DepthNet, scripted: torch.jit.ScriptModule, images: list[np.ndarray]) -> dict:
@@ -149,7 +149,7 @@ def main(argv: list[str] | None = None) -> int:
         "train_minutes": round(ckpt.get("train_seconds", 0.0) / 60, 1),
         "teacher": "Tiefenrausch (distilled)",
     }
-    scripted, extra = convert_and_script(model, meta)
+    scripted, _ = convert_and_script(model, meta)
 
     idx = np.linspace(0, len(bundle) - 1, min(args.check_photos, len(bundle))).astype(int)
     photos = [bundle.images[i].permute(1, 2, 0).cpu().numpy() for i in idx]
@@ -163,13 +163,8 @@ def main(argv: list[str] | None = None) -> int:
 
     args.models_dir.mkdir(parents=True, exist_ok=True)
     out = args.models_dir / f"{args.name}.pt"
-    with atomic_output(out) as tmp, warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        torch.jit.save(scripted, str(tmp), _extra_files=extra)
-    digest = sha256_file(out)
-    if not args.no_default:
-        info = {"default": out.name, "sha256": digest}
-        write_bytes_atomic(args.models_dir / MANIFEST, (json.dumps(info, indent=1) + "\n").encode())
+    save_model(scripted, out, meta)
+    digest = sha256_file(out) if args.no_default else write_manifest(out, args.models_dir)
     print(f"wrote {out} ({out.stat().st_size / 1e6:.2f} MB, sha256 {digest})"
           f"{'' if args.no_default else ' as the default model'} in {(time.time() - t0) / 60:.1f} min", flush=True)
     print(json.dumps({"int8_vs_float": agree, "meta": meta}), flush=True)
