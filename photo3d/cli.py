@@ -51,6 +51,11 @@ OVERWRITE_OPT = typer.Option(
 GLOB_OPT = typer.Option(
     None, "--glob", help="Only files whose name or path below the input folder matches (repeatable; e.g. '*.jpg', '2019/*')."
 )
+DEPTH_SOURCE_OPT = typer.Option(
+    "auto", "--depth-source",
+    help="Where depth comes from: auto (the photo's own depth map, else its stereo pair, else the model), "
+    "embedded, stereo or model.",
+)
 SUMMARY_OPT = typer.Option(None, "--summary", help="Write a JSON report: one record per input (status, output, seconds, bytes, error).")
 
 
@@ -99,6 +104,7 @@ def depth(
     raw: bool = typer.Option(False, "--raw", help="Write the network's own output (no upsampling)."),
     preview: bool = typer.Option(False, "--preview", help="Also write a colour-mapped preview PNG."),
     fmt: str = typer.Option("png", "--format", help="Output format in folder mode: png or npy."),
+    depth_source: str = DEPTH_SOURCE_OPT,
     max_megapixels: float = typer.Option(100.0, "--max-megapixels", help="Refuse larger images."),
     overwrite: Optional[bool] = OVERWRITE_OPT,
     jobs: int = JOBS_OPT,
@@ -114,14 +120,46 @@ def depth(
         from .errors import UsageError
 
         _fail(UsageError(f"--format must be png or npy, not {fmt!r}"))
-    opts = DepthOptions(model=model, raw=raw, preview=preview, max_megapixels=max_megapixels)
-    _batch("depth", opts, inputs, output, "." + fmt, jobs, engine, address, overwrite, globs, summary)
+    _check_source(depth_source)
+    opts = DepthOptions(model=model, raw=raw, preview=preview, max_megapixels=max_megapixels, depth_source=depth_source)
+
+    def said(r) -> None:
+        if r.status == "ok":
+            _warn(r)
+            i = r.info
+            err.print(f"{r.src} -> {r.dst}: depth from {_source(i)}, {i.get('width')}x{i.get('height')}",
+                      markup=False, highlight=False, soft_wrap=True)
+
+    _batch("depth", opts, inputs, output, "." + fmt, jobs, engine, address, overwrite, globs, summary, on_result=said)
+
+
+def _check_source(source: str) -> None:
+    from .depth.embedded import SOURCES
+    from .errors import UsageError
+
+    if source not in SOURCES:
+        _fail(UsageError(f"--depth-source must be one of {', '.join(SOURCES)}, not {source!r}"))
+
+
+def _source(info: dict) -> str:
+    """Where a photo's depth came from, for its result line."""
+    src = info.get("depth_source", "model")
+    if src in ("embedded", "stereo"):
+        return f"{src} ({info.get('depth_kind')})"
+    if src == "file":
+        return str(info.get("depth"))
+    return f"model ({info.get('model') or info.get('depth')})"
+
+
+def _warn(r) -> None:
+    for w in r.info.get("warnings") or ():
+        err.print(f"warning: {r.src}: {w}", markup=False, highlight=False, soft_wrap=True)
 
 
 def _convert_line(r, timings: bool) -> str:
     """One line per converted photo: layers, hole area, vertices, GLB size (+ stage timings)."""
     i = r.info
-    line = (f"{r.src} -> {r.dst}: {i.get('layers', '?')} layer(s), hole {100 * i.get('hole_area', 0):.1f} %, "
+    line = (f"{r.src} -> {r.dst}: depth from {_source(i)}, {i.get('layers', '?')} layer(s), hole {100 * i.get('hole_area', 0):.1f} %, "
             f"{i.get('vertices', 0):,} vertices, {i.get('glb_bytes', 0) / 1e6:.2f} MB, {r.seconds:.2f} s")
     if timings and i.get("seconds"):
         line += "\n  " + ", ".join(f"{k} {v:.3f}" for k, v in i["seconds"].items())
@@ -140,6 +178,7 @@ def convert(
     timings: bool = typer.Option(False, "--timings", help="Print the time of each stage."),
     quality: int = typer.Option(80, "--quality", min=1, max=100, help="JPEG quality of the texture."),
     max_texture: int = typer.Option(4096, "--max-texture", min=256, help="Longest side of the photo's texture."),
+    depth_source: str = DEPTH_SOURCE_OPT,
     max_megapixels: float = typer.Option(100.0, "--max-megapixels", help="Refuse larger images."),
     overwrite: Optional[bool] = OVERWRITE_OPT,
     jobs: int = JOBS_OPT,
@@ -156,11 +195,13 @@ def convert(
         _fail(UsageError("give either --depth or --model, not both"))
     if depth_map is not None and (len(inputs) != 1 or inputs[0].is_dir()):
         _fail(UsageError("--depth needs exactly one input photo"))
+    _check_source(depth_source)
     opts = ConvertOptions(model=model, depth=depth_map, html=html, jpeg_quality=quality,
-                          max_texture_side=max_texture, max_megapixels=max_megapixels)
+                          max_texture_side=max_texture, max_megapixels=max_megapixels, depth_source=depth_source)
 
     def said(r) -> None:  # one line per photo as soon as it is done
         if r.status == "ok":
+            _warn(r)
             err.print(_convert_line(r, timings), markup=False, highlight=False, soft_wrap=True)
 
     _batch("convert", opts, inputs, output, ".glb", jobs, engine, address, overwrite, globs, summary, on_result=said)

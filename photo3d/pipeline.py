@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -39,6 +39,7 @@ MIN_WORKING_SIDE = 384  # ... before that, the geometry grid itself gets coarser
 class ConvertOptions:
     model: Path | None = None  # TorchScript file or Tiefenrausch folder; None = bundled model
     depth: Path | None = None  # bring your own depth map (.png 16-bit / .npy, larger = nearer)
+    depth_source: str = "auto"  # auto | embedded | stereo | model: depth the photo carries first
     html: bool = False  # also write NAME.html, the offline viewer
     working_side: int = 768  # geometry resolution (longer side)
     max_texture_side: int = 4096
@@ -103,17 +104,28 @@ def working_photo(photo: Photo, shape: tuple[int, int]) -> np.ndarray:
     return cv2.resize(photo.rgb, (w, h), interpolation=cv2.INTER_AREA)
 
 
-def estimate_depth(photo: Photo, small: np.ndarray, opts: ConvertOptions) -> tuple[np.ndarray, dict]:
-    """Normalized disparity in [0, 1] (larger = nearer) at the working size of ``small``."""
+def estimate_depth(photo: Photo, small: np.ndarray, opts: ConvertOptions, found=None) -> tuple[np.ndarray, dict]:
+    """Normalized disparity in [0, 1] (larger = nearer) at the working size of ``small``;
+    ``found``: what :func:`photo3d.depth.embedded.find_depth` found in the input (None: the model)."""
     h, w = small.shape[:2]
     if opts.depth is not None:
         d = load_depth_file(Path(opts.depth), photo)
-        return cv2.resize(d, (w, h), interpolation=cv2.INTER_AREA), {"depth": str(opts.depth)}
+        return cv2.resize(d, (w, h), interpolation=cv2.INTER_AREA), {"depth": str(opts.depth), "depth_source": "file"}
+    if found is not None and found.source != "model":
+        from .depth.embedded import depth_for, network_disparity
+
+        def predict(rgb):  # torch is imported only when the found depth has holes to fill
+            from .depth.runtime import load_model
+
+            return network_disparity(load_model(opts.model), rgb)
+
+        out = depth_for(found, small, predict)
+        return out.disparity, {"depth": f"{found.source} ({found.kind})", **out.info}
     from .depth.runtime import load_model
 
     model = load_model(opts.model)
     res = model.predict_result(small, upsample="bilinear")  # edges are snapped to the photo in layers
-    return res.disparity, {"depth": model.name}
+    return res.disparity, {"depth": model.name, "depth_source": "model"}
 
 
 def to_geometry(disparity: np.ndarray, camera: Camera, opts: ConvertOptions) -> Geometry:
@@ -358,6 +370,12 @@ def convert_file(src: str | Path, dst: str | Path, opts: ConvertOptions | None =
     loading = warm_up(opts)  # started by the batch runner already, or now
     t = time.perf_counter()
     photo = load_image(src, max_megapixels=opts.max_megapixels)
+    found = None
+    if opts.depth is None:  # depth the photo carries (the left view is the photo of a stereo pair)
+        from .depth.embedded import find_depth
+
+        found = find_depth(src, photo, opts.depth_source)
+        photo = found.photo
     timings["read"] = time.perf_counter() - t
     texture = _Background(photo_texture, photo, opts.max_texture_side, opts.jpeg_quality, texture_budget(opts))
     shape = working_shape(photo.width, photo.height, opts.working_side)
@@ -365,13 +383,19 @@ def convert_file(src: str | Path, dst: str | Path, opts: ConvertOptions | None =
     t = time.perf_counter()
     small = working_photo(photo, shape)
     timings["resize"] = time.perf_counter() - t
-    if loading is not None:  # the rest of torch's import + model load, not overlapped with the above
+    # the rest of torch's import + model load, not overlapped with the above (embedded depth needs
+    # no model unless it has holes to fuse, and then load_model waits for the loading thread)
+    if loading is not None and (found is None or found.source != "embedded"):
         t = time.perf_counter()
         loading.join()  # (its errors, if any, are raised again by estimate_depth, with the file name)
         timings["model"] = time.perf_counter() - t
     t = time.perf_counter()
-    disparity, info = estimate_depth(photo, small, opts)
+    disparity, info = estimate_depth(photo, small, opts, found)
     timings["depth"] = time.perf_counter() - t
+    if found is not None and found.warnings:
+        info["warnings"] = found.warnings
+    if info.get("depth_ratio"):  # measured depth: its own far / near ratio, not the default guess
+        opts = replace(opts, depth_ratio=min(100.0, max(1.25, float(info["depth_ratio"]))))
     if photo.original_size:
         info["source_size"] = list(photo.original_size)
     side = max(shape)

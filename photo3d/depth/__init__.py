@@ -1,7 +1,8 @@
 """Depth stage: one photo → normalized disparity map (larger = nearer).
 
 ``depth_file`` is what ``photo3d depth`` runs per input; the runtime (model loading, inference,
-edge-aware upsampling) is in :mod:`photo3d.depth.runtime`, the file formats in
+edge-aware upsampling) is in :mod:`photo3d.depth.runtime`, depth the photo already carries
+(embedded maps, stereo pairs) in :mod:`photo3d.depth.embedded`, the file formats in
 :mod:`photo3d.depth.maps`.
 """
 
@@ -23,10 +24,12 @@ class DepthOptions:
     raw: bool = False  # write the network's own output (no upsampling)
     preview: bool = False  # also write NAME.preview.png (turbo colour map)
     max_megapixels: float | None = DEFAULT_MAX_MEGAPIXELS
+    depth_source: str = "auto"  # auto | embedded | stereo | model (see photo3d.depth.embedded)
 
 
 def depth_file(src: str | Path, dst: str | Path, opts: DepthOptions | None = None) -> dict[str, Any]:
     """Predict the depth of photo ``src`` and write it to ``dst`` (.png 16-bit or .npy float32)."""
+    from .embedded import depth_for, find_depth, network_disparity
     from .maps import check_format, save_depth_map
     from .runtime import load_model
 
@@ -34,30 +37,37 @@ def depth_file(src: str | Path, dst: str | Path, opts: DepthOptions | None = Non
     src, dst = Path(src), Path(dst)
     check_format(dst)
     t0 = time.perf_counter()
-    model = load_model(opts.model)
-    t1 = time.perf_counter()
     photo = load_image(src, max_megapixels=opts.max_megapixels)
+    found = find_depth(src, photo, opts.depth_source)
+    photo = found.photo
+    t1 = time.perf_counter()
+    if found.source == "model":
+        model = load_model(opts.model)
+        res = model.predict_result(photo.rgb, raw=opts.raw)
+        disparity, lo, hi = res.disparity, res.disparity_min, res.disparity_max
+        meta = {"depth_source": "model", "model": model.name, "network_size": list(res.network_size)}
+    else:
+        out = depth_for(found, photo.rgb, lambda rgb: network_disparity(load_model(opts.model), rgb), raw=opts.raw)
+        disparity, lo, hi, meta = out.disparity, out.disparity_min, out.disparity_max, out.info
     t2 = time.perf_counter()
-    res = model.predict_result(photo.rgb, raw=opts.raw)
-    t3 = time.perf_counter()
     meta = {
-        "model": model.name,
+        **meta,
         "raw": opts.raw,
-        "network_size": list(res.network_size),
         "photo_size": [photo.width, photo.height],
-        # normalized value v ↔ network disparity: disparity_min + v · (disparity_max − disparity_min)
-        "disparity_min": res.disparity_min,
-        "disparity_max": res.disparity_max,
+        # normalized value v ↔ source disparity: disparity_min + v · (disparity_max − disparity_min)
+        "disparity_min": lo,
+        "disparity_max": hi,
     }
-    written = save_depth_map(dst, res.disparity, preview=opts.preview, meta=meta)
-    t4 = time.perf_counter()
-    h, w = res.disparity.shape
+    written = save_depth_map(dst, disparity, preview=opts.preview, meta=meta)
+    t3 = time.perf_counter()
+    h, w = disparity.shape
     return {
         "width": w,
         "height": h,
         **meta,
+        **({"warnings": found.warnings} if found.warnings else {}),
         "files": [str(p) for p in written],
-        "seconds": {"load_model": t1 - t0, "read": t2 - t1, "predict": t3 - t2, "write": t4 - t3},
+        "seconds": {"read": t1 - t0, "predict": t2 - t1, "write": t3 - t2},
     }
 
 

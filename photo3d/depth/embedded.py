@@ -1,0 +1,782 @@
+"""Depth a photo already carries: embedded depth maps and stereo pairs (a depth source beside the network).
+
+:func:`find_depth` looks inside an input, in this order (``--depth-source auto``):
+
+1. **embedded** depth maps
+   - HEIF/HEIC auxiliary depth images (iPhone portrait photos), read with pillow-heif; the
+     ``representation_type`` of the HEIF depth representation info decides the conversion:
+     0 uniform inverse Z, 1 uniform disparity (``d_min`` … ``d_max``), 2 uniform Z
+     (``z_near`` … ``z_far``), 3 non-uniform disparity (used as monotone disparity);
+   - GDepth XMP in a JPEG (Google Camera "Lens Blur"/portrait): ``GDepth:Format`` RangeInverse or
+     RangeLinear, ``Near``, ``Far``, ``Mime``, base64 ``Data`` (PNG or JPEG), an optional
+     ``Confidence`` map; the data usually sits in Extended XMP, split over several APP1 segments;
+   - Android Dynamic Depth 1.0: the XMP's ``Device:Container`` directory lists the items appended
+     after the primary JPEG (``Item:Mime``, ``Item:Semantic``, ``Item:Length``, ``Item:Padding``;
+     newer files name items by ``Item:DataURI``), ``DepthMap:`` gives Format/Near/Far and the
+     semantic (or URI) of the depth and confidence items;
+2. **stereo** pairs: a HEIF stereo pair (entity group ``ster``: left view, right view), an MPO
+   whose images are of MP type "Disparity" (CIPA DC-007, stereo cameras), or a side-by-side JPEG
+   (left half, right half; taken when asked for, or when a 2:1 photo's halves match as a
+   rectified pair).  Disparity from the two views with OpenCV's SGBM, a left-right consistency
+   check, occlusions filled from the background side and smoothed along the left view's colour
+   edges, and a confidence that drops where texture is weak; the left view is the photo.
+
+MPF (CIPA DC-007) defines no depth image type, so depth in vendor-specific MPF images is not read
+(MPF stereo pairs are).
+
+Every map is turned into disparity (LARGER = NEARER; proportional to 1/Z where the format says
+so, ``metric``).  :func:`depth_for` brings it to the photo: where it has holes or low confidence
+it is fused with the network's prediction (aligned to it by a weighted least-squares scale and
+shift), and it is upsampled edge-aware with the same colour guided filter as the network's output
+(:func:`photo3d.depth.upsample.guided_upsample`, on log-disparity).
+
+Malformed embedded data (bad base64, undecodable or wrongly sized images, NaN parameters, a map
+of another aspect ratio) never stops a conversion: the next source is used and one warning is
+recorded in ``Found.warnings``.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import io
+import math
+import re
+import struct
+import xml.etree.ElementTree as ET
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Callable
+
+import cv2
+import numpy as np
+
+from ..io import Photo
+
+SOURCES = ("auto", "embedded", "stereo", "model")
+
+NS_GDEPTH = "http://ns.google.com/photos/1.0/depthmap/"
+NS_XMPNOTE = "http://ns.adobe.com/xmp/note/"
+NS_DD_DEPTHMAP = "http://ns.google.com/photos/dd/1.0/depthmap/"
+NS_DD_ITEM = "http://ns.google.com/photos/dd/1.0/item/"
+XMP_HEADER = b"http://ns.adobe.com/xap/1.0/\x00"
+XMP_EXT_HEADER = b"http://ns.adobe.com/xmp/extension/\x00"
+MP_TYPE_DISPARITY = 0x020002  # CIPA DC-007 MP type of the images of a stereo pair
+
+ASPECT_TOLERANCE = 0.02  # a depth map's width/height may differ from the photo's by 2 %
+MIN_MAP_SIDE = 8
+LOW_CONFIDENCE = 0.5  # pixels below this are fused with the network
+FUSE_MIN_SHARE = 0.002  # ... when they cover more than this share of the map (else: filled)
+STEREO_SIDE = 1024  # longer side the stereo matcher works at
+
+
+class EmbeddedDepthError(ValueError):
+    """Embedded depth that is there but unusable (the caller falls back, with a warning)."""
+
+
+@dataclass
+class SourceDepth:
+    """A depth map found in (or computed from) the input, at its own resolution."""
+
+    disparity: np.ndarray  # float32 h×w, larger = nearer; NaN = no value
+    kind: str  # heif-depth, gdepth, dynamic-depth, heif-stereo, mpo-stereo, sbs-stereo
+    confidence: np.ndarray | None = None  # float32 h×w in [0, 1]
+    metric: bool = False  # disparity ∝ 1/Z (ratios are real), not just monotone
+    meta: dict = field(default_factory=dict)
+
+
+@dataclass
+class Found:
+    """What :func:`find_depth` found: the photo to use (the left view for stereo) and its depth."""
+
+    photo: Photo
+    source: str = "model"  # embedded | stereo | model
+    depth: SourceDepth | None = None  # embedded map (stereo: computed by :func:`depth_for`)
+    right: np.ndarray | None = None  # stereo: the right view (RGB uint8)
+    kind: str | None = None
+    warnings: list[str] = field(default_factory=list)
+
+
+# ============================================================================ JPEG / XMP
+
+
+def jpeg_segments(data: bytes) -> list[tuple[int, bytes]]:
+    """(marker, payload) of the JPEG's segments before the image data (SOS)."""
+    if data[:2] != b"\xff\xd8":
+        return []
+    out, i, n = [], 2, len(data)
+    while i + 4 <= n:
+        if data[i] != 0xFF:
+            break
+        marker = data[i + 1]
+        if marker == 0xFF:  # fill byte
+            i += 1
+            continue
+        if marker in (0xD8, 0x01) or 0xD0 <= marker <= 0xD7:
+            i += 2
+            continue
+        (length,) = struct.unpack(">H", data[i + 2:i + 4])
+        if length < 2 or i + 2 + length > n:
+            break
+        out.append((marker, data[i + 4:i + 2 + length]))
+        if marker == 0xDA:  # start of scan: no more metadata
+            break
+        i += 2 + length
+    return out
+
+
+def read_xmp(data: bytes) -> tuple[bytes | None, bytes | None]:
+    """The JPEG's standard XMP packet and its Extended XMP (reassembled), as raw XML bytes.
+
+    Extended XMP (XMP spec part 3, 1.1.3.1): APP1 segments with the extension header, a 32-byte
+    GUID (the MD5 of the full extension, named by ``xmpNote:HasExtendedXMP`` in the standard
+    packet), the full length and this chunk's offset (big-endian uint32), then the chunk."""
+    main, chunks = None, {}
+    for marker, payload in jpeg_segments(data):
+        if marker != 0xE1:
+            continue
+        if payload.startswith(XMP_HEADER) and main is None:
+            main = payload[len(XMP_HEADER):]
+        elif payload.startswith(XMP_EXT_HEADER):
+            body = payload[len(XMP_EXT_HEADER):]
+            if len(body) < 40:
+                raise EmbeddedDepthError("truncated Extended XMP segment")
+            guid = body[:32].decode("ascii", "replace")
+            total, offset = struct.unpack(">II", body[32:40])
+            chunks.setdefault(guid, []).append((offset, total, body[40:]))
+    if main is None:
+        return None, None
+    ext = None
+    if chunks:
+        m = re.search(rb'HasExtendedXMP\s*(?:=\s*["\']|>)\s*([0-9A-Fa-f]{32})', main)
+        guid = m.group(1).decode() if m else next(iter(chunks))
+        parts = chunks.get(guid) or chunks.get(guid.upper())
+        if parts is None:
+            raise EmbeddedDepthError(f"Extended XMP {guid} named but not present")
+        total = parts[0][1]
+        buf = bytearray(total)
+        got = 0
+        for offset, t, chunk in sorted(parts, key=lambda p: p[0]):
+            if t != total or offset + len(chunk) > total:
+                raise EmbeddedDepthError("Extended XMP chunks of inconsistent size")
+            buf[offset:offset + len(chunk)] = chunk
+            got += len(chunk)
+        if got != total:
+            raise EmbeddedDepthError(f"Extended XMP incomplete ({got} of {total} bytes)")
+        ext = bytes(buf)
+    return main, ext
+
+
+def _parse_xml(xml: bytes) -> ET.Element:
+    xml = xml.strip(b"\x00 \t\r\n")
+    # drop the <?xpacket ...?> wrappers
+    xml = re.sub(rb"<\?xpacket[^>]*\?>", b"", xml).strip(b"\x00 \t\r\n")
+    try:
+        return ET.fromstring(xml)
+    except ET.ParseError as e:
+        raise EmbeddedDepthError(f"malformed XMP ({e})") from None
+
+
+def xmp_properties(root: ET.Element, ns: str) -> dict[str, str]:
+    """The properties of namespace ``ns`` anywhere in the XMP tree, as attributes or as simple
+    elements (``<ns:Name>value</ns:Name>``); the first occurrence wins."""
+    out: dict[str, str] = {}
+    pre = "{" + ns + "}"
+    for el in root.iter():
+        for k, v in el.attrib.items():
+            if k.startswith(pre):
+                out.setdefault(k[len(pre):], v)
+        if el.tag.startswith(pre) and len(el) == 0 and el.text and el.text.strip():
+            out.setdefault(el.tag[len(pre):], el.text.strip())
+    return out
+
+
+def _container_items(root: ET.Element) -> list[dict[str, str]]:
+    """The Dynamic Depth container directory: one dict of ``Item:`` properties per entry, in order."""
+    pre = "{" + NS_DD_ITEM + "}"
+    items = []
+    for li in root.iter("{http://www.w3.org/1999/02/22-rdf-syntax-ns#}li"):
+        props: dict[str, str] = {}
+        for el in li.iter():
+            for k, v in el.attrib.items():
+                if k.startswith(pre):
+                    props[k[len(pre):]] = v
+            if el.tag.startswith(pre) and len(el) == 0 and el.text:
+                props[el.tag[len(pre):]] = el.text.strip()
+        if props:
+            items.append(props)
+    return items
+
+
+# ============================================================================ decoding helpers
+
+
+def _float(props: dict[str, str], key: str, what: str) -> float:
+    if key not in props:
+        raise EmbeddedDepthError(f"{what}: no {key}")
+    try:
+        v = float(props[key])
+    except ValueError:
+        raise EmbeddedDepthError(f"{what}: {key} is not a number ({props[key][:20]!r})") from None
+    if not math.isfinite(v):
+        raise EmbeddedDepthError(f"{what}: {key} is {v}")
+    return v
+
+
+def decode_map_image(blob: bytes, what: str) -> np.ndarray:
+    """A PNG/JPEG depth or confidence image as float32 in [0, 1] (8- or 16-bit grey)."""
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(io.BytesIO(blob)) as im:
+            im.load()
+            mode = im.mode
+            a = np.asarray(im)
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, EOFError) as e:
+        raise EmbeddedDepthError(f"{what}: undecodable image ({type(e).__name__})") from None
+    if a.ndim == 3:
+        a = a[..., 0]
+    if a.ndim != 2 or min(a.shape) < MIN_MAP_SIDE:
+        raise EmbeddedDepthError(f"{what}: image of size {a.shape[::-1]}")
+    if a.dtype == np.uint16 or mode.startswith("I;16") or (mode == "I" and a.max() > 255):
+        top = 65535.0
+    elif mode == "F":
+        top = 1.0
+    else:
+        top = 255.0
+    out = a.astype(np.float32) / np.float32(top)
+    if not np.all(np.isfinite(out)):
+        raise EmbeddedDepthError(f"{what}: NaN or infinite values")
+    return out
+
+
+def range_to_disparity(v: np.ndarray, fmt: str, near: float, far: float, what: str) -> np.ndarray:
+    """Normalized GDepth / Dynamic Depth values (0 = Near) -> disparity 1/d.
+
+    RangeLinear: d = Near + v (Far − Near); RangeInverse: d = Far·Near / (Far − v (Far − Near))."""
+    if not (near > 0 and far > near):
+        raise EmbeddedDepthError(f"{what}: Near {near:g} / Far {far:g} are not 0 < Near < Far")
+    if fmt == "RangeLinear":
+        d = near + v * (far - near)
+    elif fmt == "RangeInverse":
+        d = far * near / (far - v * (far - near))
+    else:
+        raise EmbeddedDepthError(f"{what}: unknown Format {fmt!r}")
+    return (1.0 / d).astype(np.float32)
+
+
+def _b64(text: str, what: str) -> bytes:
+    try:
+        return base64.b64decode("".join(text.split()), validate=True)
+    except (binascii.Error, ValueError):
+        raise EmbeddedDepthError(f"{what}: bad base64 data") from None
+
+
+# ============================================================================ readers
+
+
+def read_gdepth(root: ET.Element) -> SourceDepth | None:
+    p = xmp_properties(root, NS_GDEPTH)
+    if "Data" not in p and "Format" not in p:
+        return None
+    what = "GDepth"
+    if "Data" not in p:
+        raise EmbeddedDepthError(f"{what}: no Data")
+    v = decode_map_image(_b64(p["Data"], what), what)
+    disp = range_to_disparity(v, p.get("Format", ""), _float(p, "Near", what), _float(p, "Far", what), what)
+    conf = None
+    if p.get("Confidence"):
+        conf = decode_map_image(_b64(p["Confidence"], what + " confidence"), what + " confidence")
+    meta = {k: p[k] for k in ("Format", "Near", "Far", "Units", "MeasureType", "Mime") if k in p}
+    return SourceDepth(disp, "gdepth", _same_size(conf, disp.shape, what), True, meta)
+
+
+def read_dynamic_depth(root: ET.Element, data: bytes) -> SourceDepth | None:
+    """Android Dynamic Depth 1.0: items appended after the primary image, in directory order."""
+    p = xmp_properties(root, NS_DD_DEPTHMAP)
+    if not p:
+        return None
+    what = "Dynamic Depth"
+    items = _container_items(root)
+    if not items:
+        raise EmbeddedDepthError(f"{what}: no container directory")
+    # byte ranges: the primary is the file's start; the others end at the end of the file
+    sizes = []
+    for it in items[1:]:
+        try:
+            length, pad = int(it.get("Length", "")), int(it.get("Padding", "0") or 0)
+        except ValueError:
+            raise EmbeddedDepthError(f"{what}: item without a valid Length") from None
+        if length <= 0 or pad < 0:
+            raise EmbeddedDepthError(f"{what}: item Length {length}")
+        sizes.append((length, pad))
+    pos = len(data) - sum(a + b for a, b in sizes)
+    if pos < 2:
+        raise EmbeddedDepthError(f"{what}: items ({len(data) - pos} bytes) larger than the file")
+    blobs: dict[str, bytes] = {}
+    for it, (length, pad) in zip(items[1:], sizes):
+        blob = data[pos:pos + length]
+        pos += length + pad
+        for key in ("Semantic", "DataURI"):
+            if it.get(key):
+                blobs.setdefault(it[key], blob)
+
+    def item(sem_key: str, uri_key: str) -> bytes | None:
+        for key in (p.get(sem_key), p.get(uri_key)):
+            if key and key in blobs:
+                return blobs[key]
+        return None
+
+    blob = item("ItemSemantic", "DepthURI") or blobs.get("Depth")
+    if blob is None:
+        raise EmbeddedDepthError(f"{what}: no depth item in the container")
+    v = decode_map_image(blob, what)
+    disp = range_to_disparity(v, p.get("Format", ""), _float(p, "Near", what), _float(p, "Far", what), what)
+    cblob = item("ConfidenceItemSemantic", "ConfidenceURI")
+    conf = decode_map_image(cblob, what + " confidence") if cblob else None
+    meta = {k: p[k] for k in ("Format", "Near", "Far", "Units", "MeasureType") if k in p}
+    return SourceDepth(disp, "dynamic-depth", _same_size(conf, disp.shape, what), True, meta)
+
+
+def _same_size(conf: np.ndarray | None, shape: tuple[int, ...], what: str) -> np.ndarray | None:
+    if conf is None:
+        return None
+    if conf.shape != shape:
+        raise EmbeddedDepthError(f"{what}: confidence map {conf.shape[::-1]} differs from the depth map {shape[::-1]}")
+    return conf
+
+
+def heif_depth_to_disparity(v: np.ndarray, meta: dict) -> tuple[np.ndarray, bool]:
+    """HEIF depth representation info (ISO/IEC 23008-12 / the depth SEI of ITU-T H.265 I.6):
+    normalized samples ``v`` in [0, 1] -> (disparity, metric)."""
+    what = "HEIF depth"
+    rtype = meta.get("representation_type", 1)
+    try:
+        rtype = int(rtype)
+    except (TypeError, ValueError):
+        raise EmbeddedDepthError(f"{what}: representation_type {rtype!r}") from None
+
+    def num(key):
+        if meta.get(key) is None:
+            return None
+        x = float(meta[key])
+        if not math.isfinite(x):
+            raise EmbeddedDepthError(f"{what}: {key} is {x}")
+        return x
+
+    if rtype == 0:  # uniform inverse Z: 1/Z from 1/z_far (v = 0) to 1/z_near (v = 1)
+        zn, zf = num("z_near"), num("z_far")
+        if zn and zf and zf > zn > 0:
+            return (1.0 / zf + v * (1.0 / zn - 1.0 / zf)).astype(np.float32), True
+        return v.astype(np.float32), False
+    if rtype in (1, 3):  # uniform (3: non-uniform, used as monotone) disparity d_min … d_max
+        dmin, dmax = num("d_min"), num("d_max")
+        if dmin is not None and dmax is not None:
+            if not dmax > dmin:
+                raise EmbeddedDepthError(f"{what}: d_min {dmin:g} >= d_max {dmax:g}")
+            return (dmin + v * (dmax - dmin)).astype(np.float32), rtype == 1 and dmin >= 0
+        return v.astype(np.float32), False
+    if rtype == 2:  # uniform Z: z_near (v = 0) … z_far (v = 1)
+        zn, zf = num("z_near"), num("z_far")
+        if zn is None or zf is None or not zf > zn > 0:
+            zn, zf = 1.0, 10.0  # an assumed range: only the order is known
+        return (1.0 / (zn + v * (zf - zn))).astype(np.float32), bool(meta.get("z_near"))
+    raise EmbeddedDepthError(f"{what}: unknown representation_type {rtype}")
+
+
+def read_heif(path: Path) -> tuple[SourceDepth | None, tuple[np.ndarray, np.ndarray] | None]:
+    """(auxiliary depth of the primary image, (left, right) views of a stereo pair), either may be None."""
+    import pillow_heif  # type: ignore
+
+    try:
+        heif = pillow_heif.open_heif(str(path), convert_hdr_to_8bit=True)
+    except Exception:
+        return None, None
+    primary = heif.primary_index if hasattr(heif, "primary_index") else 0
+    depth = None
+    im = heif[primary]
+    depth_images = im.info.get("depth_images") or []
+    if depth_images:
+        what = "HEIF depth"
+        d = depth_images[0]
+        meta = dict(d.info.get("metadata") or {})
+        try:
+            a = np.asarray(d.to_pillow())
+        except Exception as e:
+            raise EmbeddedDepthError(f"{what}: undecodable ({type(e).__name__})") from None
+        if a.ndim == 3:
+            a = a[..., 0]
+        if a.ndim != 2 or min(a.shape) < MIN_MAP_SIDE:
+            raise EmbeddedDepthError(f"{what}: image of size {a.shape[::-1]}")
+        top = 65535.0 if a.dtype == np.uint16 else float((1 << int(getattr(d, "bit_depth", 8) or 8)) - 1)
+        if a.dtype == np.uint16 and a.max() < 1024 and (getattr(d, "bit_depth", 16) or 16) <= 10:
+            top = float((1 << d.bit_depth) - 1)
+        disp, metric = heif_depth_to_disparity(a.astype(np.float32) / np.float32(top), meta)
+        depth = SourceDepth(disp, "heif-depth", None, metric, {k: v for k, v in meta.items() if v is not None})
+    pair = None
+    for group in heif.info.get("entity_groups") or []:
+        if group.get("type") == "ster" and len(group.get("images") or []) >= 2:
+            i, j = group["images"][:2]
+            try:
+                pair = (np.asarray(heif[i].to_pillow().convert("RGB")), np.asarray(heif[j].to_pillow().convert("RGB")))
+            except Exception:
+                pair = None
+            break
+    return depth, pair
+
+
+def read_jpeg_depth(data: bytes) -> SourceDepth | None:
+    main, ext = read_xmp(data)
+    if main is None:
+        return None
+    roots = [_parse_xml(main)]
+    if ext is not None:
+        roots.append(_parse_xml(ext))
+    merged = ET.Element("merged")
+    merged.extend(roots)
+    return read_gdepth(merged) or read_dynamic_depth(merged, data)
+
+
+def read_mpo_pair(path: Path) -> tuple[np.ndarray, np.ndarray] | None:
+    """The two views of an MPO stereo pair (MP type Disparity), or None."""
+    from PIL import Image
+
+    try:
+        with Image.open(path) as im:
+            if getattr(im, "format", None) != "MPO" or getattr(im, "n_frames", 1) < 2:
+                return None
+            entries = (getattr(im, "mpinfo", None) or {}).get(0xB002) or []
+            types = [e.get("Attribute", {}).get("MPType") for e in entries[:2]]
+            if types != [MP_TYPE_DISPARITY, MP_TYPE_DISPARITY]:
+                return None
+            views = []
+            for k in (0, 1):
+                im.seek(k)
+                views.append(np.asarray(im.convert("RGB")))
+            return views[0], views[1]
+    except Exception:
+        return None
+
+
+# ============================================================================ stereo
+
+
+def _gray(rgb: np.ndarray) -> np.ndarray:
+    return cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY)
+
+
+def match_range(left: np.ndarray, right: np.ndarray) -> tuple[float, float, float, int] | None:
+    """Sparse ORB matches of a (roughly) rectified pair: (median vertical offset, 1st and 99th
+    percentile of the horizontal disparity, number of row-consistent matches), or None."""
+    orb = cv2.ORB_create(3000)
+    kl, dl = orb.detectAndCompute(_gray(left), None)
+    kr, dr = orb.detectAndCompute(_gray(right), None)
+    if dl is None or dr is None or len(kl) < 20 or len(kr) < 20:
+        return None
+    matches = cv2.BFMatcher(cv2.NORM_HAMMING, crossCheck=True).match(dl, dr)
+    if len(matches) < 20:
+        return None
+    pl = np.array([kl[m.queryIdx].pt for m in matches])
+    pr = np.array([kr[m.trainIdx].pt for m in matches])
+    dy = pl[:, 1] - pr[:, 1]
+    dy0 = float(np.median(dy))
+    ok = np.abs(dy - dy0) <= 2.0
+    if ok.sum() < 20 or ok.mean() < 0.3:
+        return None
+    dx = pl[ok, 0] - pr[ok, 0]
+    lo, hi = (float(x) for x in np.percentile(dx, (1, 99)))
+    return dy0, lo, hi, int(ok.sum())
+
+
+def is_stereo_pair(left: np.ndarray, right: np.ndarray) -> bool:
+    """Do two images look like a rectified stereo pair (rows agree, disparities in a narrow band)?"""
+    s = min(1.0, 768 / max(left.shape[:2]))
+    l = cv2.resize(left, None, fx=s, fy=s, interpolation=cv2.INTER_AREA) if s < 1 else left
+    r = cv2.resize(right, None, fx=s, fy=s, interpolation=cv2.INTER_AREA) if s < 1 else right
+    m = match_range(l, r)
+    return m is not None and m[3] >= 40 and abs(m[0]) < 0.02 * l.shape[0] and m[2] - m[1] < 0.25 * l.shape[1]
+
+
+def _fill_rows_background(d: np.ndarray, valid: np.ndarray) -> np.ndarray:
+    """Fill invalid pixels with the smaller (farther) of the nearest valid values to their left
+    and right on the same row: occluded pixels belong to the background."""
+    h, w = d.shape
+    idx = np.where(valid, np.arange(w)[None, :], -1)
+    left = np.maximum.accumulate(idx, axis=1)
+    idx_r = np.where(valid, np.arange(w)[None, :], w)
+    right = np.minimum.accumulate(idx_r[:, ::-1], axis=1)[:, ::-1]
+    rows = np.arange(h)[:, None]
+    big = np.float32(np.inf)
+    vl = np.where(left >= 0, d[rows, np.clip(left, 0, w - 1)], big)
+    vr = np.where(right < w, d[rows, np.clip(right, 0, w - 1)], big)
+    fill = np.minimum(vl, vr)
+    out = np.where(valid, d, fill)
+    out[~np.isfinite(out)] = np.nan
+    return out.astype(np.float32)
+
+
+def stereo_disparity(left: np.ndarray, right: np.ndarray, max_side: int = STEREO_SIDE) -> SourceDepth:
+    """Disparity (pixels of the working resolution, larger = nearer) of the left view of a
+    rectified pair, with holes filled and a confidence map; raises EmbeddedDepthError when the
+    two views do not match as a stereo pair."""
+    if left.shape != right.shape:
+        right = cv2.resize(right, (left.shape[1], left.shape[0]), interpolation=cv2.INTER_AREA)
+    s = min(1.0, max_side / max(left.shape[:2]))
+    if s < 1:
+        left = cv2.resize(left, None, fx=s, fy=s, interpolation=cv2.INTER_AREA)
+        right = cv2.resize(right, None, fx=s, fy=s, interpolation=cv2.INTER_AREA)
+    h, w = left.shape[:2]
+    m = match_range(left, right)
+    if m is None:
+        raise EmbeddedDepthError("stereo: the two views do not match")
+    dy0, dlo, dhi, n = m
+    if abs(dy0) > 0.5:  # vertical offset between the views: shift the right one onto the left's rows
+        right = cv2.warpAffine(right, np.float32([[1, 0, 0], [0, 1, dy0]]), (w, h), borderMode=cv2.BORDER_REPLICATE)
+    margin = max(4.0, 0.15 * (dhi - dlo))
+    min_d = int(math.floor(dlo - margin))
+    num = int(math.ceil((dhi + margin - min_d) / 16.0)) * 16
+    num = max(16, min(num, 16 * (w // 32)))
+    block = 5
+    sgbm = cv2.StereoSGBM_create(
+        minDisparity=min_d, numDisparities=num, blockSize=block, P1=8 * 3 * block * block, P2=32 * 3 * block * block,
+        disp12MaxDiff=-1, uniquenessRatio=10, speckleWindowSize=100, speckleRange=2, preFilterCap=63,
+        mode=cv2.STEREO_SGBM_MODE_SGBM_3WAY,
+    )
+    gl, gr = _gray(left), _gray(right)
+    dl = sgbm.compute(gl, gr).astype(np.float32) / 16.0
+    # right view's disparity: the same matcher on the mirrored pair (right becomes "left")
+    dr = sgbm.compute(np.ascontiguousarray(gr[:, ::-1]), np.ascontiguousarray(gl[:, ::-1]))[:, ::-1].astype(np.float32) / 16.0
+    inval = min_d - 0.5
+    valid = dl > inval
+    xs = np.arange(w, dtype=np.float32)[None, :] - np.where(valid, dl, 0)
+    xi = np.clip(np.round(xs).astype(np.int32), 0, w - 1)
+    d_back = dr[np.arange(h)[:, None], xi]
+    lr = valid & (d_back > inval) & (np.abs(dl - d_back) <= 1.0) & (xs >= 0)
+    if lr.mean() < 0.2:
+        raise EmbeddedDepthError(f"stereo: only {100 * lr.mean():.0f} % of the pixels match consistently")
+    filled = _fill_rows_background(dl, lr)
+    filled = np.where(np.isfinite(filled), filled, np.nanmedian(dl[lr])).astype(np.float32)
+    # edge-aware smoothing of the filled map along the left view's colour edges (the holes and
+    # SGBM's streaks); consistent pixels keep their own value
+    guide = left.astype(np.float32) / 255.0
+    from .upsample import guided_coefficients
+
+    a, b = guided_coefficients(guide, filled, 4, 1e-3)
+    smooth = np.einsum("hwc,hwc->hw", a, guide) + b
+    smooth = cv2.medianBlur(smooth.astype(np.float32), 5)
+    disp = np.where(lr, dl, smooth).astype(np.float32)
+    # confidence: consistent matches, scaled down where the left view has little texture
+    std = np.sqrt(np.maximum(cv2.blur(gl.astype(np.float32) ** 2, (7, 7)) - cv2.blur(gl.astype(np.float32), (7, 7)) ** 2, 0))
+    texture = np.clip(std / 4.0, 0.0, 1.0)
+    conf = (lr.astype(np.float32) * (0.6 + 0.4 * texture)).astype(np.float32)
+    conf = cv2.erode(conf, np.ones((3, 3), np.uint8))  # the pixels right at a hole's edge are suspect too
+    meta = {"working_size": [w, h], "disparity_range_px": [round(dlo, 2), round(dhi, 2)], "matches": n,
+            "vertical_offset_px": round(dy0, 2), "consistent": round(float(lr.mean()), 4)}
+    return SourceDepth(disp, "stereo", conf, metric=dlo > 0, meta=meta)
+
+
+# ============================================================================ finding
+
+
+def find_depth(path: str | Path, photo: Photo, source: str = "auto") -> Found:
+    """Look for depth in ``path`` (already decoded as ``photo``) per ``source``
+    (auto | embedded | stereo | model).  Never raises for malformed data: it is skipped with a
+    warning in ``Found.warnings``."""
+    if source not in SOURCES:
+        from ..errors import UsageError
+
+        raise UsageError(f"--depth-source must be one of {', '.join(SOURCES)}, not {source!r}")
+    found = Found(photo)
+    if source == "model":
+        return found
+    path = Path(path)
+    try:
+        head = path.read_bytes()
+    except OSError:
+        return found
+    is_heif = head[4:8] == b"ftyp"
+    is_jpeg = head[:2] == b"\xff\xd8"
+    pair = None
+    if source in ("auto", "embedded"):
+        try:
+            if is_heif:
+                depth, pair = read_heif(path)
+            elif is_jpeg:
+                depth = read_jpeg_depth(head)
+            else:
+                depth = None
+            if depth is not None:
+                check_aspect(depth.disparity, photo)
+                found.source, found.depth, found.kind = "embedded", depth, depth.kind
+                return found
+        except EmbeddedDepthError as e:
+            found.warnings.append(f"malformed embedded depth ({e})")
+        except Exception as e:  # a reader's bug or a decoder's surprise: still never fatal
+            found.warnings.append(f"unreadable embedded depth ({type(e).__name__}: {e})")
+        if source == "embedded":
+            if not found.warnings:
+                found.warnings.append("no embedded depth")
+            found.warnings[-1] += "; using the depth model"
+            return found
+    # stereo
+    try:
+        kind = None
+        if pair is None and is_heif and source == "stereo":
+            _, pair = read_heif(path)
+        if pair is not None:
+            kind = "heif-stereo"
+        elif is_jpeg:
+            pair = read_mpo_pair(path)
+            kind = "mpo-stereo" if pair is not None else None
+        if pair is None and photo.width >= 1.8 * photo.height and (source == "stereo" or photo.width <= 2.2 * photo.height):
+            half = photo.width // 2
+            l, r = photo.rgb[:, :half], photo.rgb[:, half:2 * half]
+            if source == "stereo" or is_stereo_pair(l, r):
+                pair, kind = (np.ascontiguousarray(l), np.ascontiguousarray(r)), "sbs-stereo"
+        if pair is not None:
+            left, right = pair
+            if left.shape[:2] != (photo.height, photo.width):
+                photo = replace(photo, rgb=left, original_size=(left.shape[1], left.shape[0]))
+            found.photo, found.right, found.source, found.kind = photo, right, "stereo", kind
+            return found
+    except Exception as e:
+        found.warnings.append(f"unreadable stereo pair ({type(e).__name__}: {e})")
+    if source == "stereo":
+        found.warnings.append("no stereo pair found; using the depth model")
+    elif found.warnings:
+        found.warnings[-1] += "; using the depth model"
+    return found
+
+
+def check_aspect(disp: np.ndarray, photo: Photo) -> None:
+    h, w = disp.shape
+    if not np.isfinite(disp).any():
+        raise EmbeddedDepthError("depth map holds no finite value")
+    if abs(w / h - photo.width / photo.height) > ASPECT_TOLERANCE * photo.width / photo.height:
+        raise EmbeddedDepthError(f"depth map is {w}x{h}, not the photo's aspect ratio ({photo.width}x{photo.height})")
+
+
+# ============================================================================ to the photo
+
+
+def network_disparity(model, rgb: np.ndarray) -> np.ndarray:
+    """The depth network's disparity (exp of its log-disparity) at its own resolution."""
+    return np.exp(model.predict_log(rgb))
+
+
+@dataclass
+class DepthOut:
+    disparity: np.ndarray  # float32 H×W in [0, 1], larger = nearer
+    disparity_min: float  # source disparity mapped to 0 …
+    disparity_max: float  # … and to 1
+    info: dict
+
+
+def _align(src: np.ndarray, ref: np.ndarray, w: np.ndarray) -> tuple[float, float]:
+    """Weighted least squares a, b with a·src + b ≈ ref."""
+    sw = float(w.sum())
+    ms, mr = float((w * src).sum() / sw), float((w * ref).sum() / sw)
+    var = float((w * (src - ms) ** 2).sum() / sw)
+    cov = float((w * (src - ms) * (ref - mr)).sum() / sw)
+    a = cov / var if var > 0 else 0.0
+    return a, mr - a * ms
+
+
+def _spread(values: np.ndarray, weight: np.ndarray) -> np.ndarray:
+    """Normalized convolution: ``values`` known with ``weight`` (0 = unknown) spread into the
+    unknown pixels, coarse to fine, so every pixel gets the weighted mean of its nearest
+    known neighbourhood."""
+    h, w = values.shape
+    out = np.zeros_like(values)
+    r = max(h, w) // 4
+    while r >= 2:
+        k = (2 * r + 1, 2 * r + 1)
+        num = cv2.blur(values * weight, k, borderType=cv2.BORDER_REFLECT)
+        den = cv2.blur(weight, k, borderType=cv2.BORDER_REFLECT)
+        ok = den > 1e-3
+        out = np.where(ok, num / np.maximum(den, 1e-6), out)
+        r //= 2
+    return out.astype(np.float32)
+
+
+def fuse_with_network(sd: SourceDepth, net_disp: np.ndarray | None) -> tuple[np.ndarray, dict]:
+    """``sd``'s disparity with its holes / low-confidence pixels taken from the network's
+    disparity, blended by confidence.  The network is aligned to the found map by a weighted
+    least-squares scale and shift over the confident pixels, and its remaining local offset
+    from the found map (interpolated from the confident pixels around) is added back, so a
+    hole continues the depth of its surroundings with the network's shape."""
+    d = sd.disparity
+    conf = np.ones_like(d) if sd.confidence is None else np.clip(np.nan_to_num(sd.confidence), 0, 1)
+    conf = np.where(np.isfinite(d), conf, 0.0).astype(np.float32)
+    d0 = np.nan_to_num(d, nan=0.0).astype(np.float32)
+    info: dict = {"low_confidence": round(float((conf < LOW_CONFIDENCE).mean()), 4)}
+    if net_disp is None:
+        return d0, info
+    net = cv2.resize(net_disp.astype(np.float32), (d.shape[1], d.shape[0]), interpolation=cv2.INTER_AREA)
+    good = conf >= LOW_CONFIDENCE
+    a, b = _align(net[good], d0[good], conf[good]) if good.sum() >= 100 else (0.0, 0.0)
+    if not a > 0:  # the network disagrees with the measured depth altogether: keep the map
+        info["fused"] = False
+        return _fill_small_holes(np.where(good, d0, np.nan).astype(np.float32)), info
+    aligned = (a * net + b).astype(np.float32)
+    w = np.where(good, conf, 0.0).astype(np.float32)
+    aligned += _spread(d0 - aligned, w)
+    out = conf * d0 + (1.0 - conf) * aligned
+    info.update({"fused": True, "network_scale": round(a, 6), "network_shift": round(b, 6)})
+    return out.astype(np.float32), info
+
+
+def _fill_small_holes(d: np.ndarray) -> np.ndarray:
+    """A few missing values: filled from the background side along their row (as stereo occlusions)."""
+    valid = np.isfinite(d)
+    out = _fill_rows_background(np.where(valid, d, 0).astype(np.float32), valid)
+    return np.where(np.isfinite(out), out, float(np.median(d[valid]))).astype(np.float32)
+
+
+def depth_for(found: Found, rgb: np.ndarray, predict: Callable[[np.ndarray], np.ndarray] | None = None,
+              raw: bool = False) -> DepthOut:
+    """Normalized disparity at ``rgb``'s size (the photo, or its working-size copy) from what
+    :func:`find_depth` found.  ``predict(rgb)`` returns the network's disparity (any size); it is
+    called only when the found map has holes or low-confidence pixels worth fusing."""
+    info: dict = {"depth_source": found.source, "depth_kind": found.kind}
+    if found.source == "stereo" and found.depth is None:
+        found.depth = stereo_disparity(found.photo.rgb, found.right)
+        found.depth.kind = found.kind or "stereo"
+    sd = found.depth
+    assert sd is not None
+    info.update({"depth_map_size": [sd.disparity.shape[1], sd.disparity.shape[0]], **{f"depth_{k}": v for k, v in sd.meta.items()}})
+    conf = sd.confidence
+    low = ~np.isfinite(sd.disparity)
+    if conf is not None:
+        low |= conf < LOW_CONFIDENCE
+    if low.mean() > FUSE_MIN_SHARE and predict is not None:
+        small = cv2.resize(rgb, (sd.disparity.shape[1], sd.disparity.shape[0]), interpolation=cv2.INTER_AREA)
+        disp, finfo = fuse_with_network(sd, predict(small))
+    elif low.any():
+        disp, finfo = fuse_with_network(replace(sd, disparity=_fill_small_holes(sd.disparity)), None)
+    else:
+        disp, finfo = sd.disparity.astype(np.float32), {"low_confidence": 0.0}
+    info.update(finfo)
+    floor = max(float(np.percentile(disp, 0.01)), 1e-6) if sd.metric else None
+    if sd.metric:
+        disp = np.maximum(disp, floor)
+    else:  # only monotone: shift to positive before taking logs
+        lo = float(disp.min())
+        disp = disp - lo + max(1e-3, 0.01 * (float(disp.max()) - lo))
+    log = np.log(disp.astype(np.float32))
+    if not raw:
+        from .upsample import guided_upsample
+
+        log = guided_upsample(log, rgb)
+    out = np.exp(log.astype(np.float32))
+    np.clip(out, float(disp.min()), float(disp.max()), out=out)  # no overshoot of the guided filter
+    if found.source == "embedded":  # measured and quantized: its whole range
+        lo, hi = float(out.min()), float(out.max())
+    else:  # computed: a robust range, as for the network
+        step = max(1, out.size // 2_000_000)
+        lo, hi = (float(v) for v in np.percentile(out.reshape(-1)[::step], (0.1, 99.9)))
+    if sd.metric and lo > 0:
+        info["depth_ratio"] = round(hi / lo, 4)  # farthest / nearest depth: the real ratio
+    norm = ((out - lo) / (hi - lo) if hi > lo else np.zeros_like(out)).astype(np.float32)
+    np.clip(norm, 0.0, 1.0, out=norm)
+    return DepthOut(norm, lo, hi, info)
