@@ -16,7 +16,7 @@
      semantic (or URI) of the depth and confidence items;
 2. **stereo** pairs: a HEIF stereo pair (entity group ``ster``: left view, right view), an MPO
    whose images are of MP type "Disparity" (CIPA DC-007, stereo cameras), or a side-by-side JPEG
-   (left half, right half; taken when asked for, or when a 2:1 photo's halves match as a
+   (left half, right half; taken when asked for, or when a wide photo's halves match as a
    rectified pair).  Disparity from the two views with OpenCV's SGBM, a left-right consistency
    check, occlusions filled from the background side and smoothed along the left view's colour
    edges, and a confidence that drops where texture is weak; the left view is the photo.
@@ -628,7 +628,7 @@ def find_depth(path: str | Path, photo: Photo, source: str = "auto") -> Found:
         elif is_jpeg:
             pair = read_mpo_pair(path)
             kind = "mpo-stereo" if pair is not None else None
-        if pair is None and photo.width >= 1.8 * photo.height and (source == "stereo" or photo.width <= 2.2 * photo.height):
+        if pair is None and photo.width >= 1.8 * photo.height:  # side by side: two views of >= 0.9:1
             half = photo.width // 2
             l, r = photo.rgb[:, :half], photo.rgb[:, half:2 * half]
             if source == "stereo" or is_stereo_pair(l, r):

@@ -1,0 +1,459 @@
+"""Depth a photo already carries (photo3d/depth/embedded.py).
+
+Files built here (always run): GDepth XMP (PNG and JPEG data, Extended XMP split over several
+APP1 segments), Android Dynamic Depth 1.0, side-by-side stereo, each with a known depth in and
+the same depth expected out, plus malformed variants (bad base64, wrong sizes, NaN, another
+aspect ratio) that must fall back to the model with one warning.  Real files from
+../shared/data/embedded (skipped without it): an iPhone portrait HEIC with its depth image and an
+Apple spatial photo (HEIF stereo pair).
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import io
+import json
+import struct
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+from PIL import Image
+from typer.testing import CliRunner
+
+from gltf_validate import assert_valid_glb
+from photo3d.cli import app
+from photo3d.depth import DepthOptions, depth_file
+from photo3d.depth import embedded as E
+from photo3d.depth.maps import load_depth_map, read_png_metadata
+from photo3d.io import load_image
+
+runner = CliRunner()
+
+W, H = 320, 240  # the photos built here (4:3)
+MW, MH = 160, 120  # their depth maps (a coarse map, as phones store them)
+NEAR, FAR = 0.8, 6.0  # metres
+
+
+# ------------------------------------------------------------------ building files
+
+
+def scene() -> tuple[np.ndarray, np.ndarray]:
+    """A textured photo (H×W RGB) and its true depth in metres at the map's size: a slanted
+    floor-to-wall ramp with a box in front of it."""
+    rng = np.random.default_rng(7)
+    depth = np.tile(np.linspace(FAR, 2.0, MH, dtype=np.float64)[:, None], (1, MW))
+    depth[40:90, 50:110] = NEAR + 0.3 * np.linspace(0, 1, 60)[None, :]
+    photo = np.clip(rng.normal(128, 40, (H, W, 3)), 0, 255).astype(np.uint8)
+    photo = cv2.GaussianBlur(photo, (3, 3), 0)
+    photo[80:180, 100:220] = (photo[80:180, 100:220] * 0.5 + np.array([200, 60, 40]) * 0.5).astype(np.uint8)
+    return photo, depth
+
+
+def encode_range(depth: np.ndarray, fmt: str, near: float, far: float, bits: int = 16) -> np.ndarray:
+    """The GDepth / Dynamic Depth encoding (0 = Near): RangeLinear dn = (d − n)/(f − n),
+    RangeInverse dn = f (d − n) / (d (f − n))."""
+    if fmt == "RangeLinear":
+        dn = (depth - near) / (far - near)
+    else:
+        dn = far * (depth - near) / (depth * (far - near))
+    top = 65535 if bits == 16 else 255
+    return np.round(np.clip(dn, 0, 1) * top).astype(np.uint16 if bits == 16 else np.uint8)
+
+
+def image_bytes(a: np.ndarray, fmt: str = "PNG") -> bytes:
+    buf = io.BytesIO()
+    Image.fromarray(a).save(buf, format=fmt, **({"quality": 95} if fmt == "JPEG" else {}))
+    return buf.getvalue()
+
+
+def app1(payload: bytes) -> bytes:
+    assert len(payload) + 2 <= 0xFFFF
+    return b"\xff\xe1" + struct.pack(">H", len(payload) + 2) + payload
+
+
+def jpeg_with_segments(photo: np.ndarray, segments: list[bytes]) -> bytes:
+    base = image_bytes(photo, "JPEG")
+    return base[:2] + b"".join(segments) + base[2:]
+
+
+def xmp_packet(body: str, namespaces: dict[str, str]) -> bytes:
+    ns = " ".join(f'xmlns:{k}="{v}"' for k, v in namespaces.items())
+    return (f'<x:xmpmeta xmlns:x="adobe:ns:meta/"><rdf:RDF xmlns:rdf="http://www.w3.org/1999/02/22-rdf-syntax-ns#">'
+            f'<rdf:Description rdf:about="" {ns}>{body}</rdf:Description></rdf:RDF></x:xmpmeta>').encode()
+
+
+def gdepth_jpeg(photo: np.ndarray, depth: np.ndarray, fmt: str = "RangeInverse", mime: str = "image/png",
+                extended_chunk: int | None = 30_000, data: str | None = None, near: str | None = None,
+                map_bits: int = 16, drop_chunk: bool = False) -> bytes:
+    """A JPEG with a GDepth depth map: the standard XMP names the format, the base64 data sits in
+    Extended XMP split into APP1 chunks of ``extended_chunk`` bytes (None: all in the main packet)."""
+    q = encode_range(depth, fmt, NEAR, FAR, 16 if mime == "image/png" and map_bits == 16 else 8)
+    blob = image_bytes(q, "PNG" if mime == "image/png" else "JPEG")
+    b64 = data if data is not None else base64.b64encode(blob).decode()
+    ns = {"GDepth": E.NS_GDEPTH, "xmpNote": E.NS_XMPNOTE}
+    props = (f'GDepth:Format="{fmt}" GDepth:Near="{near or NEAR}" GDepth:Far="{FAR}" GDepth:Mime="{mime}" '
+             'GDepth:Units="m" GDepth:MeasureType="OpticalAxis"')
+    if extended_chunk is None:
+        main = xmp_packet(f'<rdf:Description {props} GDepth:Data="{b64}"/>', ns)
+        return jpeg_with_segments(photo, [app1(E.XMP_HEADER + main)])
+    ext = xmp_packet(f'<rdf:Description GDepth:Data="{b64}"/>', ns)
+    guid = hashlib.md5(ext).hexdigest().upper().encode()
+    main = xmp_packet(f'<rdf:Description {props} xmpNote:HasExtendedXMP="{guid.decode()}"/>', ns)
+    segs = [app1(E.XMP_HEADER + main)]
+    chunks = [(off, ext[off:off + extended_chunk]) for off in range(0, len(ext), extended_chunk)]
+    if drop_chunk:
+        chunks = chunks[:-1]
+    for off, chunk in chunks:
+        segs.append(app1(E.XMP_EXT_HEADER + guid + struct.pack(">II", len(ext), off) + chunk))
+    return jpeg_with_segments(photo, segs)
+
+
+def dynamic_depth_jpeg(photo: np.ndarray, depth: np.ndarray, confidence: np.ndarray | None = None,
+                       length_delta: int = 0, by_uri: bool = False) -> bytes:
+    """Dynamic Depth 1.0: Device:Container directory (Primary, Depth[, Confidence]) in the XMP,
+    the items appended after the primary JPEG in that order."""
+    depth_png = image_bytes(encode_range(depth, "RangeInverse", NEAR, FAR))
+    items = [("image/png", "Depth", depth_png)]
+    if confidence is not None:
+        items.append(("image/png", "Confidence", image_bytes(np.round(confidence * 255).astype(np.uint8))))
+    key = "Item:DataURI" if by_uri else "Item:Semantic"
+    lis = '<rdf:li rdf:parseType="Resource"><Container:Item Item:Mime="image/jpeg" Item:Semantic="Primary" Item:Length="0" Item:Padding="0"/></rdf:li>'
+    for mime, sem, blob in items:
+        n = len(blob) + (length_delta if sem == "Depth" else 0)
+        lis += f'<rdf:li rdf:parseType="Resource"><Container:Item Item:Mime="{mime}" {key}="{sem}" Item:Length="{n}" Item:Padding="0"/></rdf:li>'
+    depth_ref = 'DepthMap:DepthURI="Depth"' if by_uri else 'DepthMap:ItemSemantic="Depth"'
+    conf_ref = ('DepthMap:ConfidenceURI="Confidence"' if by_uri else 'DepthMap:ConfidenceItemSemantic="Confidence"') if confidence is not None else ""
+    body = (f'<Device:Container><Container:Directory><rdf:Seq>{lis}</rdf:Seq></Container:Directory></Device:Container>'
+            f'<Device:Cameras><rdf:Seq><rdf:li rdf:parseType="Resource"><Device:Camera rdf:parseType="Resource">'
+            f'<Camera:DepthMap rdf:parseType="Resource"><rdf:Description DepthMap:Format="RangeInverse" DepthMap:Near="{NEAR}" '
+            f'DepthMap:Far="{FAR}" DepthMap:Units="Meters" {depth_ref} {conf_ref}/></Camera:DepthMap>'
+            f'</Device:Camera></rdf:li></rdf:Seq></Device:Cameras>')
+    ns = {"Device": "http://ns.google.com/photos/dd/1.0/device/", "Container": "http://ns.google.com/photos/dd/1.0/container/",
+          "Item": E.NS_DD_ITEM, "Camera": "http://ns.google.com/photos/dd/1.0/camera/", "DepthMap": E.NS_DD_DEPTHMAP}
+    primary = jpeg_with_segments(photo, [app1(E.XMP_HEADER + xmp_packet(body, ns))])
+    return primary + b"".join(blob for _, _, blob in items)
+
+
+def write(tmp_path: Path, name: str, data: bytes) -> Path:
+    p = tmp_path / name
+    p.write_bytes(data)
+    return p
+
+
+def found_in(path: Path, source: str = "auto") -> E.Found:
+    return E.find_depth(path, load_image(path), source)
+
+
+def assert_same_disparity(got: np.ndarray, depth: np.ndarray, rel: float) -> None:
+    want = 1.0 / depth
+    assert got.shape == want.shape
+    err = np.abs(got - want) / want
+    assert float(err.max()) < rel, f"max relative error {err.max():.2e}"
+
+
+# ------------------------------------------------------------------ constructed files: readers
+
+
+@pytest.mark.parametrize("fmt", ["RangeInverse", "RangeLinear"])
+def test_gdepth_extended_xmp_png_round_trip(tmp_path, fmt):
+    photo, depth = scene()
+    data = gdepth_jpeg(photo, depth, fmt, extended_chunk=400)
+    assert data.count(E.XMP_EXT_HEADER) >= 3  # really split over several APP1 segments
+    f = found_in(write(tmp_path, "g.jpg", data))
+    assert (f.source, f.kind, f.warnings) == ("embedded", "gdepth", [])
+    assert f.depth.metric
+    # 16-bit PNG: the depth comes back to quantization precision
+    assert_same_disparity(f.depth.disparity, depth, 2e-3 if fmt == "RangeLinear" else 2e-4)
+
+
+def test_gdepth_in_main_packet_jpeg_data(tmp_path):
+    photo, depth = scene()
+    f = found_in(write(tmp_path, "g.jpg", gdepth_jpeg(photo, depth, "RangeLinear", mime="image/jpeg", extended_chunk=None)))
+    assert (f.source, f.kind) == ("embedded", "gdepth")
+    got, want = np.log(f.depth.disparity), np.log(1.0 / depth)
+    assert np.corrcoef(got.ravel(), want.ravel())[0, 1] > 0.99  # 8-bit JPEG data: lossy
+
+
+@pytest.mark.parametrize("by_uri", [False, True])
+def test_dynamic_depth_round_trip(tmp_path, by_uri):
+    photo, depth = scene()
+    f = found_in(write(tmp_path, "dd.jpg", dynamic_depth_jpeg(photo, depth, by_uri=by_uri)))
+    assert (f.source, f.kind, f.warnings) == ("embedded", "dynamic-depth", [])
+    assert_same_disparity(f.depth.disparity, depth, 2e-4)
+
+
+def test_depth_command_writes_the_embedded_depth_at_the_photo_size(tmp_path):
+    """`photo3d depth` on a GDepth JPEG: the PNG is at the photo's size, and its metadata maps it
+    back to the embedded disparity (same depth out, up to the edge-aware upsampling)."""
+    photo, depth = scene()
+    src = write(tmp_path, "g.jpg", gdepth_jpeg(photo, depth))
+    out = tmp_path / "g.png"
+    r = runner.invoke(app, ["depth", str(src), "-o", str(out), "--summary", str(tmp_path / "s.json")])
+    assert r.exit_code == 0, r.output
+    assert "depth from embedded (gdepth)" in r.output and "warning" not in r.output
+    d = load_depth_map(out)
+    assert d.shape == (H, W)
+    meta = read_png_metadata(out)
+    assert meta["depth_source"] == "embedded"
+    disp = meta["disparity_min"] + d * (meta["disparity_max"] - meta["disparity_min"])
+    small = cv2.resize(disp, (MW, MH), interpolation=cv2.INTER_AREA)
+    r_log = np.corrcoef(np.log(small).ravel(), np.log(1.0 / depth).ravel())[0, 1]
+    assert r_log > 0.99, r_log
+    rec = json.loads((tmp_path / "s.json").read_text())["results"][0]["report"]
+    assert (rec["depth_source"], rec["depth_kind"]) == ("embedded", "gdepth")
+
+
+def test_raw_writes_the_map_at_its_own_size(tmp_path):
+    photo, depth = scene()
+    src = write(tmp_path, "dd.jpg", dynamic_depth_jpeg(photo, depth))
+    info = depth_file(src, tmp_path / "d.npy", DepthOptions(raw=True))
+    d = np.load(tmp_path / "d.npy")
+    assert d.shape == (MH, MW) and info["depth_source"] == "embedded"
+    disp = info["disparity_min"] + d * (info["disparity_max"] - info["disparity_min"])
+    np.testing.assert_allclose(disp, 1.0 / depth, rtol=2e-3)
+
+
+def test_low_confidence_is_fused_with_the_network(tmp_path, tiny_depth_model):
+    """Pixels the confidence map rejects take the (aligned) network's depth; confident ones keep
+    the measured depth."""
+    photo, depth = scene()
+    conf = np.ones_like(depth)
+    conf[:, :40] = 0.0  # a quarter of the map without confidence
+    src = write(tmp_path, "dd.jpg", dynamic_depth_jpeg(photo, depth, confidence=conf))
+    info = depth_file(src, tmp_path / "d.npy", DepthOptions(model=tiny_depth_model, raw=True))
+    assert info["fused"] is True and info["low_confidence"] == pytest.approx(0.25, abs=0.01)
+    d = np.load(tmp_path / "d.npy")
+    disp = info["disparity_min"] + d * (info["disparity_max"] - info["disparity_min"])
+    np.testing.assert_allclose(disp[:, 40:], 1.0 / depth[:, 40:], rtol=2e-3)
+    assert np.all(np.isfinite(disp)) and np.all(disp[:, :40] > 0)
+
+
+# ------------------------------------------------------------------ malformed: the model, one warning
+
+
+def malformed_variants():
+    photo, depth = scene()
+    good = base64.b64encode(image_bytes(encode_range(depth, "RangeInverse", NEAR, FAR))).decode()
+    other_aspect = scene()[1][:, :60]  # 60×120: not 4:3
+    return {
+        "bad base64": lambda: gdepth_jpeg(photo, depth, data=good[:-7] + "!!*@" + good[-3:]),
+        "not an image": lambda: gdepth_jpeg(photo, depth, data=base64.b64encode(b"\x89PNG\r\n\x1a\n garbage").decode()),
+        "NaN near": lambda: gdepth_jpeg(photo, depth, near="NaN"),
+        "other aspect ratio": lambda: gdepth_jpeg(photo, other_aspect),
+        "extended XMP incomplete": lambda: gdepth_jpeg(photo, depth, extended_chunk=400, drop_chunk=True),
+        "item longer than the file": lambda: dynamic_depth_jpeg(photo, depth, length_delta=10_000_000),
+        "item of the wrong size": lambda: dynamic_depth_jpeg(photo, depth, length_delta=-40),
+        "confidence of another size": lambda: dynamic_depth_jpeg(photo, depth, confidence=np.ones((30, 40))),
+    }
+
+
+@pytest.mark.parametrize("case", list(malformed_variants()))
+def test_malformed_embedded_depth_falls_back_to_the_model(tmp_path, case):
+    src = write(tmp_path, "bad.jpg", malformed_variants()[case]())
+    f = found_in(src)
+    assert f.source == "model" and f.depth is None
+    assert len(f.warnings) == 1 and "using the depth model" in f.warnings[0], f.warnings
+
+
+def test_malformed_depth_cli_warns_once_and_converts(tmp_path, tiny_depth_model):
+    photo, depth = scene()
+    src = write(tmp_path, "bad.jpg", gdepth_jpeg(photo, depth, near="nan"))
+    out = tmp_path / "bad.glb"
+    r = runner.invoke(app, ["convert", str(src), "-o", str(out), "--model", str(tiny_depth_model),
+                            "--summary", str(tmp_path / "s.json")])
+    assert r.exit_code == 0, r.output
+    assert r.output.count("warning:") == 1 and "malformed embedded depth" in r.output
+    assert "depth from model (tiny)" in r.output
+    rec = json.loads((tmp_path / "s.json").read_text())["results"][0]["report"]
+    assert rec["depth_source"] == "model" and len(rec["warnings"]) == 1
+    assert_valid_glb(out)
+
+
+def test_depth_source_model_ignores_embedded_depth(tmp_path):
+    photo, depth = scene()
+    src = write(tmp_path, "g.jpg", gdepth_jpeg(photo, depth))
+    f = found_in(src, "model")
+    assert f.source == "model" and not f.warnings
+    f = found_in(src, "stereo")  # asked for stereo: none here (4:3 photo)
+    assert f.source == "model" and len(f.warnings) == 1
+
+
+def test_plain_jpeg_has_no_depth(tmp_path):
+    photo, _ = scene()
+    f = found_in(write(tmp_path, "p.jpg", image_bytes(photo, "JPEG")))
+    assert f.source == "model" and f.warnings == []
+    f = found_in(write(tmp_path, "p.jpg", image_bytes(photo, "JPEG")), "embedded")
+    assert f.source == "model" and len(f.warnings) == 1
+
+
+def test_bad_depth_source_is_a_usage_error(tmp_path):
+    photo, _ = scene()
+    src = write(tmp_path, "p.jpg", image_bytes(photo, "JPEG"))
+    r = runner.invoke(app, ["depth", str(src), "-o", str(tmp_path / "d.png"), "--depth-source", "lidar"])
+    assert r.exit_code == 2 and "--depth-source" in r.output
+
+
+# ------------------------------------------------------------------ stereo (constructed)
+
+
+def stereo_pair(w: int = 400, h: int = 300) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """A rectified pair of a random-textured scene: a far wall (disparity 6 px), a ramp of a
+    floor (6 → 20 px, bottom rows nearer) and a near box (30 px).  Returns (left, right, true
+    disparity of the left view)."""
+    rng = np.random.default_rng(3)
+    tex = cv2.GaussianBlur(rng.integers(0, 255, (h, w + 64, 3), dtype=np.uint8), (3, 3), 0)
+    disp = np.full((h, w), 6.0)
+    floor = np.arange(h) >= 150
+    disp[floor] = np.linspace(6, 20, h)[floor][:, None]
+    disp[90:200, 150:260] = 30.0
+    box_tex = cv2.GaussianBlur(rng.integers(0, 255, (h, w + 64, 3), dtype=np.uint8), (3, 3), 0)
+    left = np.empty((h, w, 3), np.uint8)
+    right = np.empty((h, w, 3), np.uint8)
+    xs = np.arange(w)
+    for y in range(h):
+        # the right view sees the scene point of left-x at x - d: sample the scene texture by scene coordinate
+        left[y] = np.where((disp[y] == 30)[:, None], box_tex[y, xs], tex[y, xs])
+    for y in range(h):
+        # render the right view by painting far-to-near
+        row = np.zeros((w, 3), np.uint8)
+        order = np.argsort(disp[y], kind="stable")
+        for x in order:
+            xr = int(round(x - disp[y, x]))
+            if 0 <= xr < w:
+                row[xr] = left[y, x]
+        holes = (row == 0).all(axis=1)
+        row[holes] = tex[y, xs[holes]]  # what the left view does not see: some wall texture
+        right[y] = row
+    return left, right, disp
+
+
+def test_side_by_side_stereo(tmp_path):
+    left, right, true = stereo_pair()
+    sbs = np.hstack([left, right])
+    src = write(tmp_path, "sbs.png", image_bytes(sbs))
+    f = found_in(src, "stereo")
+    assert (f.source, f.kind) == ("stereo", "sbs-stereo")
+    assert f.photo.width == left.shape[1]  # the left view is the photo
+    np.testing.assert_array_equal(f.photo.rgb, left)
+    out = E.depth_for(f, f.photo.rgb)
+    d = out.disparity
+    wall, floor_far, floor_near, box = d[20:80, 20:120], d[160:180, 20:120], d[270:295, 20:120], d[110:180, 170:240]
+    assert np.median(box) > np.median(floor_near) > np.median(floor_far) > np.median(wall)
+    # the measured disparity itself (working pixels = photo pixels here) is right where consistent
+    sd = f.depth
+    ok = sd.confidence > 0.5
+    assert ok.mean() > 0.6
+    assert np.median(np.abs(sd.disparity - true)[ok]) < 0.5
+    # auto: a 2:1 photo whose halves match as a pair is taken as stereo, a random one is not
+    assert found_in(src).source == "stereo"
+    rng = np.random.default_rng(0)
+    noise = write(tmp_path, "pano.png", image_bytes(rng.integers(0, 255, (300, 800, 3), dtype=np.uint8)))
+    assert found_in(noise).source == "model"
+
+
+# ------------------------------------------------------------------ real photos (../shared)
+
+
+@pytest.fixture(scope="module")
+def embedded_dir(shared_dir) -> Path:
+    d = shared_dir / "data" / "embedded"
+    if not (d / "pug.heic").is_file():
+        pytest.skip("../shared/data/embedded is absent")
+    return d
+
+
+def pug_disparity(embedded_dir: Path) -> np.ndarray:
+    """pug_depth.png converted to disparity with the depth image's own metadata (uniform
+    disparity, d_min … d_max)."""
+    v = np.asarray(Image.open(embedded_dir / "pug_depth.png")).astype(np.float64) / 255.0
+    return 1.498046875 + v * (4.3828125 - 1.498046875)
+
+
+def log_r(a: np.ndarray, b: np.ndarray) -> float:
+    return float(np.corrcoef(np.log(a).ravel(), np.log(b).ravel())[0, 1])
+
+
+def test_pug_convert_uses_the_embedded_depth(tmp_path, embedded_dir):
+    from photo3d.pipeline import ConvertOptions, convert_file, estimate_depth, working_photo, working_shape
+
+    src = embedded_dir / "pug.heic"
+    out = tmp_path / "pug.glb"
+    r = runner.invoke(app, ["convert", str(src), "-o", str(out)])
+    assert r.exit_code == 0, r.output
+    assert "depth from embedded (heif-depth)" in r.output and "warning" not in r.output
+    assert_valid_glb(out)
+    # the depth convert builds on (its working resolution), back at the depth image's resolution
+    opts = ConvertOptions()
+    photo = load_image(src)
+    found = E.find_depth(src, photo)
+    small = working_photo(photo, working_shape(photo.width, photo.height, opts.working_side))
+    d, info = estimate_depth(photo, small, opts, found)
+    assert info["depth_source"] == "embedded" and info["depth_kind"] == "heif-depth"
+    lo = 1.0 / info["depth_ratio"]  # what convert turns it into: inverse depth, far / near = depth_ratio
+    inv = cv2.resize(lo + d * (1.0 - lo), (768, 576), interpolation=cv2.INTER_AREA)
+    r_log = log_r(inv, pug_disparity(embedded_dir))
+    assert r_log >= 0.99, r_log
+    report = convert_file(src, tmp_path / "again.glb", opts)
+    assert report["depth_source"] == "embedded" and report["depth_ratio"] == pytest.approx(2.9, abs=0.1)
+
+
+def test_pug_depth_at_the_photo_size(tmp_path, embedded_dir):
+    out = tmp_path / "d.png"
+    r = runner.invoke(app, ["depth", str(embedded_dir / "pug.heic"), "-o", str(out)])
+    assert r.exit_code == 0, r.output
+    d = load_depth_map(out)
+    assert d.shape == (3024, 4032)
+    meta = read_png_metadata(out)
+    disp = meta["disparity_min"] + d * (meta["disparity_max"] - meta["disparity_min"])
+    r_log = log_r(cv2.resize(disp, (768, 576), interpolation=cv2.INTER_AREA), pug_disparity(embedded_dir))
+    assert r_log >= 0.99, r_log
+
+
+# Regions marked by hand on the left view of spatial_photo.heic (fractions of width / height:
+# x0, y0, x1, y1).  Their disparities, measured by hand with NCC template matching at full
+# resolution, are plant leaves ~180 px, pot ~96 px, deck between the pot and the house ~40 px,
+# house wall right of the door ~31 px: the canopy hangs nearer to the viewer than the pot.
+SPATIAL_REGIONS = {
+    "plant": (0.39, 0.29, 0.62, 0.59),  # the canopy of the potted tree
+    "pot": (0.43, 0.70, 0.60, 0.86),  # red pot rim and soil
+    "deck": (0.70, 0.32, 0.94, 0.44),  # deck boards right of the tree, between pot and house
+    "wall": (0.45, 0.10, 0.62, 0.21),  # beige house wall right of the door
+}
+
+
+def test_spatial_photo_uses_stereo_and_orders_the_scene(tmp_path, embedded_dir):
+    from photo3d.pipeline import ConvertOptions, estimate_depth, working_photo, working_shape
+
+    src = embedded_dir / "spatial_photo.heic"
+    out = tmp_path / "s.glb"
+    r = runner.invoke(app, ["convert", str(src), "-o", str(out), "--summary", str(tmp_path / "s.json")])
+    assert r.exit_code == 0, r.output
+    assert "depth from stereo (heif-stereo)" in r.output
+    assert_valid_glb(out)
+    rec = json.loads((tmp_path / "s.json").read_text())["results"][0]["report"]
+    assert rec["depth_source"] == "stereo"
+
+    opts = ConvertOptions()
+    photo = load_image(src)
+    found = E.find_depth(src, photo)
+    small = working_photo(found.photo, working_shape(photo.width, photo.height, opts.working_side))
+    d, _ = estimate_depth(found.photo, small, opts, found)
+    h, w = d.shape
+
+    def med(name):
+        x0, y0, x1, y1 = SPATIAL_REGIONS[name]
+        return float(np.median(d[int(y0 * h):int(y1 * h), int(x0 * w):int(x1 * w)]))
+
+    m = {k: med(k) for k in SPATIAL_REGIONS}
+    assert m["plant"] > m["pot"] > m["deck"] > m["wall"], m
+    # and the measured stereo disparity agrees with the hand-measured values (full-res pixels)
+    sd = found.depth
+    s = photo.width / sd.disparity.shape[1]
+    hh, ww = sd.disparity.shape
+    for name, want in (("pot", 96), ("deck", 40), ("wall", 31)):
+        x0, y0, x1, y1 = SPATIAL_REGIONS[name]
+        got = float(np.median(sd.disparity[int(y0 * hh):int(y1 * hh), int(x0 * ww):int(x1 * ww)])) * s
+        assert got == pytest.approx(want, rel=0.15), (name, got)
