@@ -231,6 +231,26 @@ def test_low_confidence_is_fused_with_the_network(tmp_path, tiny_depth_model):
     assert np.all(np.isfinite(disp)) and np.all(disp[:, :40] > 0)
 
 
+def test_heif_depth_representation_types():
+    """HEIF depth representation info: every type to disparity (larger = nearer)."""
+    v = np.linspace(0, 1, 11, dtype=np.float32)[None, :]
+    d, metric = E.heif_depth_to_disparity(v, {"representation_type": 1, "d_min": 1.5, "d_max": 4.5})
+    np.testing.assert_allclose(d, 1.5 + 3.0 * v, rtol=1e-6)
+    assert metric
+    d, metric = E.heif_depth_to_disparity(v, {"representation_type": 0, "z_near": 0.5, "z_far": 5.0})
+    np.testing.assert_allclose(d, 0.2 + v * (2.0 - 0.2), rtol=1e-6)
+    assert metric
+    d, metric = E.heif_depth_to_disparity(v, {"representation_type": 2, "z_near": 0.5, "z_far": 5.0})
+    np.testing.assert_allclose(1.0 / d, 0.5 + 4.5 * v, rtol=1e-5)  # uniform Z: v = 0 is nearest
+    assert metric and np.all(np.diff(d[0]) < 0)
+    d, metric = E.heif_depth_to_disparity(v, {"representation_type": 3, "d_min": 1.0, "d_max": 2.0})
+    assert not metric and np.all(np.diff(d[0]) > 0)
+    for bad in ({"representation_type": 1, "d_min": 2.0, "d_max": 1.0}, {"representation_type": 1, "d_min": float("nan"), "d_max": 1.0},
+                {"representation_type": 7}):
+        with pytest.raises(E.EmbeddedDepthError):
+            E.heif_depth_to_disparity(v, bad)
+
+
 # ------------------------------------------------------------------ malformed: the model, one warning
 
 
@@ -354,11 +374,37 @@ def test_side_by_side_stereo(tmp_path):
     assert found_in(noise).source == "model"
 
 
+def test_mpo_stereo_pair(tmp_path):
+    """An MPO whose two images are of MP type Disparity (CIPA DC-007): a stereo pair, the first
+    image the left view; a plain two-image MPO (Pillow's default types) is not."""
+    left, right, _ = stereo_pair()
+    buf = io.BytesIO()
+    Image.fromarray(left).save(buf, format="MPO", save_all=True, append_images=[Image.fromarray(right)], quality=95)
+    plain = buf.getvalue()
+    base = plain.find(b"MPF\x00") + 4  # the MP index IFD (little-endian TIFF structure)
+    assert plain[base:base + 2] == b"II"
+    (ifd,) = struct.unpack("<L", plain[base + 4:base + 8])
+    (n,) = struct.unpack("<H", plain[base + ifd:base + ifd + 2])
+    tags = [struct.unpack("<HHLL", plain[base + ifd + 2 + 12 * i:base + ifd + 14 + 12 * i]) for i in range(n)]
+    entry = base + next(t[3] for t in tags if t[0] == 0xB002)  # the MP entries: 16 bytes each
+    assert struct.unpack("<L", plain[entry:entry + 4])[0] == 0x030000
+    data = bytearray(plain)
+    data[entry:entry + 4] = struct.pack("<L", E.MP_TYPE_DISPARITY)
+    data[entry + 16:entry + 20] = struct.pack("<L", E.MP_TYPE_DISPARITY)
+    f = found_in(write(tmp_path, "pair.mpo.jpg", bytes(data)))
+    assert (f.source, f.kind) == ("stereo", "mpo-stereo")
+    out = E.depth_for(f, f.photo.rgb)
+    d = out.disparity
+    assert np.median(d[110:180, 170:240]) > np.median(d[270:295, 20:120]) > np.median(d[20:80, 20:120])
+    assert found_in(write(tmp_path, "plain.jpg", plain)).source == "model"
+
+
 # ------------------------------------------------------------------ real photos (../shared)
 
 
 @pytest.fixture(scope="module")
 def embedded_dir(shared_dir) -> Path:
+    pytest.importorskip("pillow_heif")
     d = shared_dir / "data" / "embedded"
     if not (d / "pug.heic").is_file():
         pytest.skip("../shared/data/embedded is absent")
@@ -435,6 +481,14 @@ def test_spatial_photo_uses_stereo_and_orders_the_scene(tmp_path, embedded_dir):
     assert_valid_glb(out)
     rec = json.loads((tmp_path / "s.json").read_text())["results"][0]["report"]
     assert rec["depth_source"] == "stereo"
+    assert rec["depth_working_size"] == [1024, 1024]
+
+    # the camera of the 3D photo: the left camera's focal length from the HEIF intrinsics (1525 px)
+    from photo3d.export import read_glb
+
+    tree, _ = read_glb(out.read_bytes())
+    yfov = tree["cameras"][0]["perspective"]["yfov"]
+    assert yfov == pytest.approx(2 * np.arctan(1280 / 1525.44), rel=0.01)
 
     opts = ConvertOptions()
     photo = load_image(src)

@@ -51,6 +51,7 @@ from typing import Callable
 import cv2
 import numpy as np
 
+from ..export import DIAGONAL_35MM
 from ..io import Photo
 
 SOURCES = ("auto", "embedded", "stereo", "model")
@@ -384,8 +385,9 @@ def heif_depth_to_disparity(v: np.ndarray, meta: dict) -> tuple[np.ndarray, bool
     raise EmbeddedDepthError(f"{what}: unknown representation_type {rtype}")
 
 
-def read_heif(path: Path) -> tuple[SourceDepth | None, tuple[np.ndarray, np.ndarray] | None]:
-    """(auxiliary depth of the primary image, (left, right) views of a stereo pair), either may be None."""
+def read_heif(path: Path) -> tuple[SourceDepth | None, tuple | None]:
+    """(auxiliary depth of the primary image, (left, right[, focal_35mm]) views of a stereo
+    pair), either may be None."""
     import pillow_heif  # type: ignore
 
     try:
@@ -421,6 +423,12 @@ def read_heif(path: Path) -> tuple[SourceDepth | None, tuple[np.ndarray, np.ndar
                 pair = (np.asarray(heif[i].to_pillow().convert("RGB")), np.asarray(heif[j].to_pillow().convert("RGB")))
             except Exception:
                 pair = None
+                break
+            # the left camera's focal length (HEIF camera intrinsics), as a 35 mm equivalent
+            fx = ((heif[i].info.get("heif") or {}).get("camera_intrinsic_matrix") or {}).get("focal_length_x")
+            if fx and math.isfinite(float(fx)) and float(fx) > 0:
+                h, w = pair[0].shape[:2]
+                pair = (*pair, float(fx) * DIAGONAL_35MM / math.hypot(w, h))
             break
     return depth, pair
 
@@ -447,7 +455,9 @@ def read_mpo_pair(path: Path) -> tuple[np.ndarray, np.ndarray] | None:
                 return None
             entries = (getattr(im, "mpinfo", None) or {}).get(0xB002) or []
             types = [e.get("Attribute", {}).get("MPType") for e in entries[:2]]
-            if types != [MP_TYPE_DISPARITY, MP_TYPE_DISPARITY]:
+            # Pillow names the types ("Multi-Frame Image: (Disparity)"); the MPF order of a
+            # disparity set is left to right
+            if not any(t == MP_TYPE_DISPARITY or "Disparity" in str(t) for t in types):
                 return None
             views = []
             for k in (0, 1):
@@ -634,9 +644,11 @@ def find_depth(path: str | Path, photo: Photo, source: str = "auto") -> Found:
             if source == "stereo" or is_stereo_pair(l, r):
                 pair, kind = (np.ascontiguousarray(l), np.ascontiguousarray(r)), "sbs-stereo"
         if pair is not None:
-            left, right = pair
-            if left.shape[:2] != (photo.height, photo.width):
+            left, right = pair[:2]
+            if left.shape[:2] != (photo.height, photo.width) or kind == "heif-stereo":
                 photo = replace(photo, rgb=left, original_size=(left.shape[1], left.shape[0]))
+            if len(pair) > 2 and not photo.focal_35mm:
+                photo = replace(photo, focal_35mm=pair[2])
             found.photo, found.right, found.source, found.kind = photo, right, "stereo", kind
             return found
     except Exception as e:
