@@ -1,12 +1,14 @@
 """What a model file is (photo3d/depth/modelfile.py): the bundled model as package data, its
-manifest and checksum."""
+manifest and checksum, and the operator allowlist that keeps a model file from touching files."""
 
 from __future__ import annotations
 
 import json
 import shutil
+import warnings
 
 import pytest
+import torch
 
 from photo3d.depth import modelfile, runtime
 from photo3d.errors import ModelError
@@ -51,3 +53,131 @@ def test_missing_or_malformed_manifest(tmp_path):
     (tmp_path / "manifest.json").write_text("{not json")
     with pytest.raises(ModelError, match="malformed"):
         modelfile.bundled_model_path(tmp_path)
+
+
+# --- a model file is code: only the operators a depth network needs may run --------------------
+
+
+def _script(module: torch.nn.Module, path, name: str = "evil"):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        scripted = torch.jit.script(module)
+        torch.jit.save(scripted, str(path), _extra_files={"photo3d.json": json.dumps({"name": name})})
+    return scripted
+
+
+class WritesFile(torch.nn.Module):
+    """forward() creates (or overwrites) a file through a shared memory map."""
+
+    def __init__(self, target: str):
+        super().__init__()
+        self.target = target
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        t = torch.from_file(self.target, True, 16, dtype=torch.uint8)
+        t.copy_(torch.full([16], 65, dtype=torch.uint8))
+        return x[:, :1] + t.sum().float() * 0.0
+
+
+class ReadsFile(torch.nn.Module):
+    """forward() reads any file (its bytes become the "depth")."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        t = torch.from_file("/etc/passwd", False, 16, dtype=torch.uint8)
+        return x[:, :1] + t.float().mean()
+
+
+class WritesFileAtLoad(torch.nn.Module):
+    """__setstate__ runs inside torch.jit.load, before any forward()."""
+
+    def __init__(self, target: str):
+        super().__init__()
+        self.target = target
+        self.n = 0
+
+    @torch.jit.export
+    def __getstate__(self) -> tuple[str, int, bool]:
+        return (self.target, self.n, self.training)
+
+    @torch.jit.export
+    def __setstate__(self, state: tuple[str, int, bool]) -> None:
+        self.target = state[0]
+        self.training = state[2]
+        t = torch.from_file(self.target, True, 16, dtype=torch.uint8)
+        t.fill_(65)
+        self.n = int(t.sum())
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x[:, :1]
+
+
+@pytest.mark.parametrize("make", ["writes", "reads", "writes_at_load"])
+def test_model_touching_files_is_refused(tmp_path, make):
+    from PIL import Image
+    from typer.testing import CliRunner
+
+    from photo3d.cli import app
+
+    target = tmp_path / "created_by_model"
+    module = {"writes": lambda: WritesFile(str(target)), "reads": ReadsFile,
+              "writes_at_load": lambda: WritesFileAtLoad(str(target))}[make]()
+    path = tmp_path / "evil.pt"
+    scripted = _script(module, path)
+    assert not target.exists()
+    # the compiled graph itself is refused (the check that runs before the first inference) …
+    with pytest.raises(ModelError, match="aten::from_file"):
+        modelfile.check_graphs(scripted, path)
+    # … and the file, before torch.jit.load could run any of it
+    runtime.clear_cache()
+    with pytest.raises(ModelError) as e:
+        runtime.load_model(path)
+    assert "aten::from_file" in str(e.value) and "evil.pt" in str(e.value) and "\n" not in str(e.value)
+    assert not target.exists()
+
+    Image.new("RGB", (64, 48), (90, 120, 150)).save(tmp_path / "a.png")
+    res = CliRunner().invoke(app, ["depth", str(tmp_path / "a.png"), "-o", str(tmp_path / "a.depth.png"),
+                                   "--model", str(path)])
+    assert res.exit_code == 1, res.output
+    lines = [ln for ln in res.output.splitlines() if "from_file" in ln]
+    assert lines and "evil.pt" in lines[0]
+    assert not target.exists() and not (tmp_path / "a.depth.png").exists()
+
+
+def test_our_models_pass_the_operator_check(tiny_depth_model, tmp_path):
+    from photo3d.depth.net import DepthNet
+
+    for path in (modelfile.bundled_model_path(), tiny_depth_model):
+        modelfile.check_archive(path)
+        module, _ = modelfile.read_model(path)  # checks the graphs too
+    # photo3d's own architecture, scripted in float (INT8 after QAT: tests/test_net.py, test_train_smoke.py)
+    float_net = _script(DepthNet("p3d-tiny").eval(), tmp_path / "float.pt", "float")
+    modelfile.check_graphs(float_net)
+    modelfile.read_model(tmp_path / "float.pt")
+
+
+def test_imported_tiefenrausch_passes_the_operator_check(tiefenrausch_dir, tiefenrausch_pt):
+    from photo3d.depth.tiefenrausch import import_tiefenrausch
+
+    modelfile.check_graphs(import_tiefenrausch(tiefenrausch_dir))
+    modelfile.read_model(tiefenrausch_pt)
+
+
+def test_copies_claiming_to_be_the_bundled_model_are_checked(tmp_path):
+    bundled = modelfile.bundled_model_path()
+    data = bytearray(bundled.read_bytes())
+    data[len(data) // 2] ^= 0x01  # one flipped bit in the middle (weights)
+    runtime.clear_cache()
+    (tmp_path / "models").mkdir()
+    same_name = tmp_path / "models" / bundled.name
+    same_name.write_bytes(bytes(data))
+    renamed = tmp_path / "mine.pt"  # the name inside its metadata still says p3d-s
+    renamed.write_bytes(bytes(data))
+    for path in (same_name, renamed):
+        with pytest.raises(ModelError, match="sha256") as e:
+            runtime.load_model(path)
+        assert str(path) in str(e.value) and "\n" not in str(e.value)
+    intact = tmp_path / "intact" / bundled.name
+    intact.parent.mkdir()
+    shutil.copy(bundled, intact)
+    assert runtime.load_model(intact).name == runtime.load_model(bundled).name
+    runtime.clear_cache()

@@ -8,13 +8,23 @@ The bundled model ships inside the package, in ``photo3d/models/`` (package data
 :mod:`importlib.resources`): ``manifest.json`` = ``{"default": FILE, "sha256": HEX}`` names it
 and holds its checksum, checked whenever that file is loaded.  ``python -m photo3d.train.qat``
 writes a new model and manifest there (:func:`save_model`, :func:`write_manifest`).
+
+A model file is code: TorchScript can call any operator, including ones that read or write
+files (``torch.from_file``), and a module's ``__setstate__`` runs while it is loaded.  So before
+a file is loaded, the TorchScript source in the archive is checked statically, and after
+loading, before the first run, the compiled graphs of every method of every submodule (calls
+inlined) are checked: only the operators a depth network needs (:data:`ALLOWED_OPS`) pass,
+anything else is refused naming the first offending operator.  This is a safety net, not a
+sandbox: ``--model`` files must still come from someone you trust.
 """
 
 from __future__ import annotations
 
+import ast
 import hashlib
 import json
 import warnings
+import zipfile
 from importlib import resources
 from pathlib import Path
 
@@ -55,6 +65,191 @@ def sha256_file(path: Path) -> str:
     return h.hexdigest()
 
 
+# --- what a model file may do ------------------------------------------------------------------
+
+# Everything a depth network needs: quantized and float convolutions, adds, upsampling, concat,
+# (de)quantization, elementwise float ops, and the structural ops TorchScript emits for module
+# code (attributes, lists, tuples, control flow, shape arithmetic, error messages).
+ALLOWED_OPS = frozenset(
+    [f"quantized::{n}" for n in (
+        "conv2d", "conv2d_relu", "conv2d_prepack", "conv2d_unpack", "add", "add_relu", "add_scalar",
+        "add_scalar_relu", "mul", "mul_relu", "mul_scalar", "cat", "cat_relu", "relu6", "leaky_relu",
+        "hardswish", "sigmoid", "linear", "linear_prepack", "linear_relu", "batch_norm2d", "batch_norm2d_relu",
+        "upsample_nearest2d", "upsample_bilinear2d", "conv_transpose2d", "conv_transpose2d_prepack")]
+    + [f"aten::{n}" for n in (
+        # tensors: (de)quantization, convolution, normalization, activations, resampling, shape
+        "quantize_per_tensor", "quantize_per_channel", "dequantize", "q_scale", "q_zero_point",
+        "int_repr", "conv2d", "_convolution", "conv_transpose2d", "batch_norm", "instance_norm",
+        "layer_norm", "group_norm", "relu", "relu_", "relu6", "hardtanh", "hardtanh_", "leaky_relu",
+        "leaky_relu_", "sigmoid", "sigmoid_", "tanh", "tanh_", "elu", "gelu", "silu", "hardswish",
+        "hardsigmoid", "softplus", "clamp", "clamp_", "clamp_min", "clamp_max", "exp", "log", "sqrt",
+        "rsqrt", "abs", "neg", "reciprocal", "add", "add_", "sub", "sub_", "mul", "mul_", "div", "div_",
+        "pow", "mean", "sum", "amax", "amin", "max", "min", "maximum", "minimum", "where",
+        "upsample_nearest1d", "upsample_nearest2d", "upsample_nearest3d", "_upsample_nearest_exact1d",
+        "_upsample_nearest_exact2d", "_upsample_nearest_exact3d", "upsample_linear1d",
+        "upsample_bilinear2d", "_upsample_bilinear2d_aa", "upsample_bicubic2d", "_upsample_bicubic2d_aa",
+        "_upsample_lanczos2d_aa", "upsample_trilinear3d", "adaptive_avg_pool1d", "adaptive_avg_pool2d",
+        "adaptive_avg_pool3d", "avg_pool2d", "max_pool2d", "pixel_shuffle", "pixel_unshuffle", "pad",
+        "constant_pad_nd", "reflection_pad2d", "replication_pad2d", "cat", "stack", "view", "reshape",
+        "flatten", "permute", "transpose", "squeeze", "unsqueeze", "expand", "expand_as", "contiguous",
+        "slice", "select", "narrow", "chunk", "split", "linspace", "arange", "zeros", "ones", "zeros_like",
+        "ones_like", "full", "to", "type_as", "detach", "clone", "size", "dim", "numel",
+        # scalars, lists, strings (shape arithmetic and error messages)
+        "__getitem__", "_set_item", "append", "extend", "len", "Int", "Float", "Bool", "ScalarImplicit",
+        "eq", "ne", "lt", "le", "gt", "ge", "__is__", "__isnot__", "__not__", "__and__", "__or__",
+        "__contains__", "floor", "ceil", "floordiv", "remainder", "format", "list", "str",
+        "dict", "keys", "values", "items", "__range_length", "__derive_index")]
+    + [f"prim::{n}" for n in (
+        "Constant", "GetAttr", "SetAttr", "If", "Loop", "ListConstruct", "ListUnpack", "TupleConstruct",
+        "TupleIndex", "TupleUnpack", "TupleSlice", "DictConstruct", "Uninitialized", "unchecked_cast",
+        "unchecked_unwrap_optional", "RaiseException", "device", "dtype", "layout", "is_quantized",
+        "NumToTensor", "min", "max", "abs", "isinstance", "CallMethod", "shape")]
+)
+# methods of TorchScript's own C++ classes for packed quantized weights
+_PACKED_PARAMS = "__torch__.torch.classes.quantized."
+_PACKED_METHODS = frozenset({"unpack", "__getstate__", "__setstate__", "stride", "padding", "dilation",
+                             "groups", "transpose", "output_padding"})
+# plain-name calls TorchScript source may contain (each compiles to one of the ops above or to
+# nothing: annotations, casts)
+_BUILTIN_CALLS = frozenset({"annotate", "unchecked_cast", "uninitialized", "isinstance", "range", "len", "int",
+                            "float", "bool", "str", "getattr", "hasattr", "min", "max", "abs", "enumerate",
+                            "zip", "list", "tuple", "dict"})
+
+
+def _refuse(what: str, path: Path | None) -> None:
+    raise ModelError(f"model uses {what}, which a depth model does not need; refused "
+                     "(a model file is code: only run models from a source you trust)", path)
+
+
+def _all_op_names() -> frozenset[str]:
+    return frozenset(s.name.split("::", 1)[-1] for s in torch._C._jit_get_all_schemas())
+
+
+def check_archive(path: Path) -> None:
+    """Static check of the TorchScript source in the archive, before anything of it runs.
+
+    ``torch.jit.load`` runs ``__setstate__`` methods while it loads, so the source is checked
+    first: every reference to ``torch.X`` / ``ops.NS.X`` must be an allowed operator, every
+    method call an allowed operator or a method the archive defines (and not the name of a
+    forbidden operator), every plain call a TorchScript builtin or a name the archive binds.
+    """
+    try:
+        with zipfile.ZipFile(path) as z:
+            infos = z.infolist()
+            names = [i.filename for i in infos]
+            if len(set(names)) != len(names):
+                raise ModelError("not a TorchScript depth model (archive holds duplicate entries)", path)
+            sources = [z.read(i).decode("utf-8") for i in infos if i.filename.endswith(".py")]
+    except (zipfile.BadZipFile, OSError, UnicodeDecodeError, EOFError) as e:
+        raise ModelError(f"not a TorchScript depth model ({type(e).__name__}: {e})", path) from None
+    try:
+        trees = [ast.parse(src) for src in sources]
+    except (SyntaxError, ValueError):
+        raise ModelError("not a TorchScript depth model (its code cannot be read)", path) from None
+
+    walks = [list(ast.walk(tree)) for tree in trees]
+    defined: set[str] = set()  # functions, methods, classes and variables the archive defines
+    for nodes in walks:
+        for node in nodes:
+            if isinstance(node, (ast.FunctionDef, ast.ClassDef)):
+                defined.add(node.name)
+            elif isinstance(node, ast.Name) and isinstance(node.ctx, ast.Store):
+                defined.add(node.id)
+            elif isinstance(node, ast.arg):
+                defined.add(node.arg)
+    op_names: frozenset[str] | None = None  # every operator's name, computed when first needed
+
+    for nodes in walks:
+        inner = {id(n.value) for n in nodes if isinstance(n, ast.Attribute)}  # not the end of a chain
+        for node in nodes:
+            if isinstance(node, ast.Name) and node.id in ("torch", "ops") and id(node) not in inner:
+                _refuse(f"{node.id} as a value", path)
+            if isinstance(node, ast.Attribute) and id(node) not in inner:
+                parts = _chain(node)
+                if parts and parts[0] in ("torch", "ops"):
+                    if parts[0] == "torch" and len(parts) == 2:
+                        op = f"aten::{parts[1]}"
+                    elif parts[0] == "ops" and len(parts) == 3:
+                        op = f"{parts[1]}::{parts[2]}"
+                    elif parts[:2] == ["torch", "ops"] and len(parts) == 4:
+                        op = f"{parts[2]}::{parts[3]}"
+                    else:
+                        op = ".".join(parts)
+                    if op not in ALLOWED_OPS:
+                        _refuse(op, path)
+            if isinstance(node, ast.Call):
+                f = node.func
+                if isinstance(f, ast.Attribute):
+                    parts = _chain(f)
+                    if parts and parts[0] in ("torch", "ops", "__torch__"):
+                        continue  # an operator (checked above) or the archive's own code
+                    name = f.attr
+                    if f"aten::{name}" in ALLOWED_OPS or name in _PACKED_METHODS:
+                        continue
+                    op_names = op_names or _all_op_names()
+                    if name not in defined or name in op_names:
+                        _refuse(f"the method {name}()", path)
+                elif isinstance(f, ast.Name):
+                    if f.id not in _BUILTIN_CALLS and f.id not in defined:
+                        _refuse(f"{f.id}()", path)
+                else:
+                    _refuse("a computed call", path)
+
+
+def _chain(node: ast.AST) -> list[str] | None:
+    """``a.b.c`` → ["a", "b", "c"]; None when the chain does not start at a name."""
+    parts = []
+    while isinstance(node, ast.Attribute):
+        parts.append(node.attr)
+        node = node.value
+    return [node.id] + parts[::-1] if isinstance(node, ast.Name) else None
+
+
+def check_graphs(module: torch.jit.ScriptModule, path: Path | None = None) -> None:
+    """Refuse a loaded model whose compiled code calls anything outside :data:`ALLOWED_OPS`.
+
+    Every method of every submodule is checked.  A method that calls functions, or methods of
+    objects that are not submodules, is checked with those calls inlined; what stays a call must
+    be a submodule's method (checked in its own right) or a method of packed quantized weights."""
+    types: dict[str, torch.jit.ScriptModule] = {}
+    for _, sub in module.named_modules():
+        if not isinstance(sub, torch.jit.ScriptModule):
+            _refuse(f"a module that is not TorchScript ({type(sub).__name__})", path)
+        types.setdefault(str(sub._c._type().qualified_name()), sub)
+
+    def owner(node) -> str:
+        return str(next(iter(node.inputs())).type())
+
+    def calls_outside(block) -> bool:
+        for node in block.nodes():
+            kind = node.kind()
+            if kind == "prim::CallFunction" or (kind == "prim::CallMethod" and owner(node) not in types):
+                return True
+            if any(calls_outside(sub) for sub in node.blocks()):
+                return True
+        return False
+
+    def visit(block) -> None:
+        for node in block.nodes():
+            kind = node.kind()
+            if kind not in ALLOWED_OPS:
+                _refuse(kind, path)
+            if kind == "prim::CallMethod":
+                cls = owner(node)
+                if not (cls in types or (cls.startswith(_PACKED_PARAMS) and node.s("name") in _PACKED_METHODS)):
+                    _refuse(f"a call of {cls}.{node.s('name')}", path)
+            for sub in node.blocks():
+                visit(sub)
+
+    for sub in types.values():
+        for name in sub._c._method_names():
+            method = sub._c._get_method(name)
+            graph = method.graph
+            if calls_outside(graph.block()):
+                graph = method.inlined_graph  # kept referenced while its nodes are visited
+            visit(graph.block())
+
+
 # --- reading and writing model files ---------------------------------------------------------
 
 
@@ -70,7 +265,13 @@ def save_model(scripted: torch.jit.ScriptModule, path: str | Path, meta: dict) -
 
 
 def read_model(path: Path) -> tuple[torch.jit.ScriptModule, dict]:
-    """Load a TorchScript model file: (module in eval mode, metadata dict)."""
+    """Load a TorchScript model file: (module in eval mode, metadata dict).
+
+    The file's code is checked before it is loaded (:func:`check_archive`) and its compiled
+    graphs after (:func:`check_graphs`); a file that claims to be the bundled model must match
+    the manifest's checksum (:func:`verify_bundled`)."""
+    verify_bundled(path)
+    check_archive(path)
     set_qnnpack()
     extra = {METADATA_FILE: ""}
     try:
@@ -80,6 +281,7 @@ def read_model(path: Path) -> tuple[torch.jit.ScriptModule, dict]:
     except Exception as e:
         msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise ModelError(f"not a TorchScript depth model ({msg[:200]})", path) from e
+    check_graphs(module, path)
     meta: dict = {}
     text = extra.get(METADATA_FILE) or ""
     if text:
@@ -130,24 +332,42 @@ def default_model_path() -> Path:
     return path
 
 
-def verify_bundled(path: Path, models_dir: Path | None = None) -> None:
-    """Raise :class:`ModelError` unless ``path``'s sha256 is the one the manifest lists for it.
+def _archive_name(path: Path) -> str | None:
+    """The ``name`` in a model file's metadata, read from the archive without loading it."""
+    try:
+        with zipfile.ZipFile(path) as z:
+            entry = next((n for n in z.namelist() if n.endswith(f"/extra/{METADATA_FILE}")), None)
+            meta = json.loads(z.read(entry)) if entry else None
+    except (zipfile.BadZipFile, OSError, ValueError, EOFError):
+        return None
+    return str(meta.get("name")) if isinstance(meta, dict) else None
 
-    Files the manifest does not describe (user models given with --model) are not checked.
+
+def verify_bundled(path: Path, models_dir: Path | None = None) -> None:
+    """Raise :class:`ModelError` unless a file that is or claims to be the bundled model (the
+    manifest's file itself, a file of the same name, or one whose metadata carries its name) has
+    the sha256 the manifest lists.  Other files (user models given with --model) are not checked.
     """
     models_dir = MODELS_DIR if models_dir is None else models_dir
     path = Path(path)
     try:
         info = json.loads((models_dir / MANIFEST).read_text())
-    except (FileNotFoundError, ValueError):
+        bundled = models_dir / str(info["default"])
+    except (FileNotFoundError, ValueError, KeyError, TypeError):
         return
-    if not isinstance(info, dict) or (models_dir / str(info.get("default", ""))).resolve() != path.resolve():
+    if bundled.resolve() == path.resolve():
+        claim = "bundled depth model"
+        if not path.is_file():
+            raise ModelError("bundled depth model is missing (reinstall photo3d or pass --model FILE)", path)
+    elif path.name == bundled.name:
+        claim = f"file named like the bundled model {bundled.name}"
+    elif path.is_file() and _archive_name(path) == bundled.stem:
+        claim = f"model named like the bundled model {bundled.stem!r}"
+    else:
         return
-    if not path.is_file():
-        raise ModelError("bundled depth model is missing (reinstall photo3d or pass --model FILE)", path)
     digest = sha256_file(path)
     if digest != info.get("sha256"):
-        raise ModelError(f"bundled depth model is corrupt or the wrong file: sha256 {digest[:12]}… "
+        raise ModelError(f"{claim} is corrupt or not the bundled model: sha256 {digest[:12]}… "
                          f"does not match photo3d/models/manifest.json ({str(info.get('sha256'))[:12]}…)", path)
 
 

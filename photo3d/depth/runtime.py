@@ -166,8 +166,8 @@ def _load_uncached(path: Path | None) -> DepthModel:
                 path,
             )
         module = tiefenrausch.import_tiefenrausch(path)
+        modelfile.check_graphs(module, path)
         return DepthModel(module, tiefenrausch.metadata(), path)
-    modelfile.verify_bundled(path)
     module, meta = modelfile.read_model(path)
     return DepthModel(module, meta, path)
 
