@@ -196,6 +196,8 @@ def convert(
     if depth_map is not None and (len(inputs) != 1 or inputs[0].is_dir()):
         _fail(UsageError("--depth needs exactly one input photo"))
     _check_source(depth_source)
+    if depth_map is not None and depth_source != "auto":
+        _fail(UsageError("give either --depth or --depth-source, not both"))
     opts = ConvertOptions(model=model, depth=depth_map, html=html, jpeg_quality=quality,
                           max_texture_side=max_texture, max_megapixels=max_megapixels, depth_source=depth_source)
 

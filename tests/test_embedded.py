@@ -177,6 +177,26 @@ def test_gdepth_in_main_packet_jpeg_data(tmp_path):
     assert np.corrcoef(got.ravel(), want.ravel())[0, 1] > 0.99  # 8-bit JPEG data: lossy
 
 
+def test_exif_orientation_turns_the_map_with_the_photo(tmp_path):
+    """A portrait taken with the phone turned: the JPEG's pixels and its depth map are stored
+    landscape, EXIF orientation 6 shows both upright."""
+    photo, depth = scene()
+    data = gdepth_jpeg(photo, depth, extended_chunk=None)
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    with Image.open(io.BytesIO(data)) as im:  # the same JPEG with an EXIF block, the XMP segment added again
+        buf = io.BytesIO()
+        im.save(buf, format="JPEG", quality=95, exif=exif.tobytes())
+    base = buf.getvalue()
+    xmp_seg = next(seg for m, seg in E.jpeg_segments(data) if m == 0xE1 and seg.startswith(E.XMP_HEADER))
+    src = write(tmp_path, "turned.jpg", base[:2] + app1(xmp_seg) + base[2:])
+    f = found_in(src)
+    assert f.photo.rgb.shape[:2] == (W, H)  # upright: portrait
+    assert f.source == "embedded", f.warnings
+    want = np.rot90(1.0 / depth, k=-1)  # orientation 6: turn 90° clockwise to show upright
+    np.testing.assert_allclose(f.depth.disparity, want, rtol=2e-4)
+
+
 @pytest.mark.parametrize("by_uri", [False, True])
 def test_dynamic_depth_round_trip(tmp_path, by_uri):
     photo, depth = scene()
@@ -313,6 +333,8 @@ def test_bad_depth_source_is_a_usage_error(tmp_path):
     photo, _ = scene()
     src = write(tmp_path, "p.jpg", image_bytes(photo, "JPEG"))
     r = runner.invoke(app, ["depth", str(src), "-o", str(tmp_path / "d.png"), "--depth-source", "lidar"])
+    assert r.exit_code == 2 and "--depth-source" in r.output
+    r = runner.invoke(app, ["convert", str(src), "-o", str(tmp_path / "p.glb"), "--depth", str(src), "--depth-source", "stereo"])
     assert r.exit_code == 2 and "--depth-source" in r.output
 
 

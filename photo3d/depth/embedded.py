@@ -613,6 +613,8 @@ def find_depth(path: str | Path, photo: Photo, source: str = "auto") -> Found:
                 depth, pair = read_heif(path)
             elif is_jpeg:
                 depth = read_jpeg_depth(head)
+                if depth is not None:
+                    depth = oriented(depth, path)
             else:
                 depth = None
             if depth is not None:
@@ -658,6 +660,31 @@ def find_depth(path: str | Path, photo: Photo, source: str = "auto") -> Found:
     elif found.warnings:
         found.warnings[-1] += "; using the depth model"
     return found
+
+
+_TRANSPOSE = {2: "FLIP_LEFT_RIGHT", 3: "ROTATE_180", 4: "FLIP_TOP_BOTTOM", 5: "TRANSPOSE", 6: "ROTATE_270",
+              7: "TRANSVERSE", 8: "ROTATE_90"}  # EXIF orientation -> the transform that shows it upright
+
+
+def oriented(sd: SourceDepth, path: Path) -> SourceDepth:
+    """A JPEG's depth map turned like the photo (:func:`photo3d.io.load_image` applies the EXIF
+    orientation to the photo; the map is stored in the sensor's orientation, as the image data)."""
+    from PIL import Image
+
+    try:
+        with Image.open(path) as im:
+            orientation = im.getexif().get(0x0112)
+    except Exception:
+        return sd
+    method = _TRANSPOSE.get(orientation)
+    if method is None:
+        return sd
+    op = getattr(Image.Transpose, method)
+
+    def turn(a):
+        return None if a is None else np.asarray(Image.fromarray(a.astype(np.float32), mode="F").transpose(op))
+
+    return replace(sd, disparity=turn(sd.disparity), confidence=turn(sd.confidence))
 
 
 def check_aspect(disp: np.ndarray, photo: Photo) -> None:
