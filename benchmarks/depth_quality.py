@@ -1,4 +1,4 @@
-"""Depth quality on Middlebury-style scenes: AbsRel, δ1, edge-order accuracy (photo3d.eval).
+"""Depth quality on Middlebury-style scenes: AbsRel, δ1, edge-order accuracy (photo3d.train.metrics).
 
     python benchmarks/depth_quality.py ../shared/data/middlebury2006 --model ../shared/data/tiefenrausch
     python benchmarks/depth_quality.py DATA --model A.pt --model B.pt --per-scene
@@ -17,7 +17,7 @@ import sys
 import time
 from pathlib import Path
 
-from photo3d.eval import Scores, evaluate, load_scenes, lower_rows_prior, mean_scores
+from photo3d.train.metrics import Scores, evaluate, load_scenes, lower_rows_prior, mean_scores
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -16,7 +16,7 @@ from photo3d.depth.maps import CONVENTION, load_depth_map, preview_path, read_pn
 from photo3d.depth.runtime import load_model, network_size, normalize
 from photo3d.depth.upsample import guided_upsample
 from photo3d.errors import ExitCode, InputFileError, ModelError, UsageError
-from photo3d.eval import abs_rel_delta1, edge_order_accuracy, evaluate, lower_rows_prior
+from photo3d.train.metrics import abs_rel_delta1, edge_order_accuracy, evaluate, lower_rows_prior
 
 runner = CliRunner()
 

@@ -66,7 +66,8 @@ def test_fuse_model_keeps_the_function():
 
 def test_qat_convert_script_round_trip(tmp_path):
     from photo3d.depth.runtime import load_model
-    from photo3d.train.qat import convert_and_script, pearson, prepare_qat_model
+    from photo3d.train.metrics import pearson
+    from photo3d.train.qat import convert_and_script, prepare_qat_model
 
     float_model = _tiny()
     qat = prepare_qat_model(float_model)

@@ -150,7 +150,9 @@ def test_other_sizes_run(int8_model):
 
 
 def test_float_teacher_agrees(tiefenrausch_dir, int8_model):
-    teacher = tr.teacher_float_module(tiefenrausch_dir)
+    from photo3d.train.tiefenrausch_float import teacher_float_module
+
+    teacher = teacher_float_module(tiefenrausch_dir)
     assert isinstance(teacher, torch.nn.Module)
     assert not any(p.is_quantized for p in teacher.parameters())
     n_params = sum(p.numel() for p in teacher.parameters())

@@ -20,8 +20,8 @@ Int8Dequantize            ``Tensor.dequantize``
 
 :func:`import_tiefenrausch` returns a TorchScript module following the photo3d model contract
 (float32 (1, 3, H, W) RGB in [0, 1], H and W multiples of 32 → (1, 1, H, W) log-disparity);
-:func:`teacher_float_module` returns the same network with dequantized float weights (for
-distillation on a GPU).
+The same network with dequantized float weights (for distillation) is built by
+:mod:`photo3d.train.tiefenrausch_float`.
 """
 
 from __future__ import annotations
@@ -393,53 +393,6 @@ class _QConv(nn.Module):
         return self.conv(a)
 
 
-class _FConv(nn.Module):
-    """Float conv with dequantized weights; clamps to the int8 output range (zero point 0 = ReLU)."""
-
-    def __init__(self, step: Step):
-        super().__init__()
-        w8, b32 = step.weight, step.bias
-        assert w8 is not None and b32 is not None
-        out_c, kh, kw, in_g = w8.values.shape
-        w = (w8.values.astype(np.float32) - w8.zero_point) * w8.scale
-        self.conv = nn.Conv2d(in_g * step.groups, out_c, (kh, kw), step.stride, step.pad, groups=step.groups)
-        with torch.no_grad():
-            self.conv.weight.copy_(torch.from_numpy(w).permute(0, 3, 1, 2))
-            self.conv.bias.copy_(torch.from_numpy(b32.values.astype(np.float64) * b32.scale).float())
-        self.lo = float(-step.zero_point * step.scale)
-        self.hi = float((255 - step.zero_point) * step.scale)
-
-    def forward(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-        return torch.clamp(self.conv(a), self.lo, self.hi)
-
-
-class _FAdd(nn.Module):
-    def __init__(self, scale: float, zero_point: int):
-        super().__init__()
-        self.lo = float(-zero_point * scale)
-        self.hi = float((255 - zero_point) * scale)
-
-    def forward(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-        return torch.clamp(a + b, self.lo, self.hi)
-
-
-class _FQuantize(nn.Module):
-    """Float stand-in for Int8Quantize: clamp to the representable range."""
-
-    def __init__(self, scale: float, zero_point: int):
-        super().__init__()
-        self.lo = float(-zero_point * scale)
-        self.hi = float((255 - zero_point) * scale)
-
-    def forward(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-        return torch.clamp(a, self.lo, self.hi)
-
-
-class _Identity(nn.Module):
-    def forward(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-        return a
-
-
 class _Program(nn.Module):
     """Run the steps in order over a list of register slots (scriptable: the loop unrolls)."""
 
@@ -462,13 +415,7 @@ class _Program(nn.Module):
         return regs[self.result]
 
 
-# op kind -> module, for the float (training) and the INT8 (runtime) build of the same graph
-_FLOAT_OPS = {
-    "quantize": lambda s: _FQuantize(s.scale, s.zero_point),
-    "conv": _FConv,
-    "add": lambda s: _FAdd(s.scale, s.zero_point),
-    "resize": lambda s: _Resize(s.factor),
-}
+# op kind -> module for the INT8 build (the float build for training: photo3d/train/tiefenrausch_float.py)
 _INT8_OPS = {
     "quantize": lambda s: _Quantize(s.scale, s.zero_point),
     "conv": _QConv,
@@ -480,17 +427,6 @@ _INT8_OPS = {
 def _modules(graph: Graph, ops: dict, other) -> list[nn.Module]:
     """One module per step; kinds not in ``ops`` (dequantize) become ``other()``."""
     return [ops[s.kind](s) if s.kind in ops else other() for s in graph.steps]
-
-
-class TiefenrauschFloat(nn.Module):
-    """Tiefenrausch with dequantized float weights: (N,3,H,W) RGB [0,1] → (N,1,H,W) log-disparity."""
-
-    def __init__(self, graph: Graph):
-        super().__init__()
-        self.program = _Program(graph, _modules(graph, _FLOAT_OPS, _Identity))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.program(x)
 
 
 def build_int8_module(graph: Graph) -> nn.Module:
@@ -524,11 +460,6 @@ def import_tiefenrausch(folder: str | Path) -> torch.jit.ScriptModule:
 def import_tiefenrausch_file(folder: str | Path, out_path: str | Path) -> Path:
     """Convert ``folder`` and save the TorchScript model (with photo3d.json metadata) atomically."""
     return modelfile.save_model(import_tiefenrausch(folder), out_path, metadata())
-
-
-def teacher_float_module(folder: str | Path) -> nn.Module:
-    """The Tiefenrausch network with dequantized float weights, for distillation."""
-    return TiefenrauschFloat(read_graph(folder)).eval()
 
 
 def is_tiefenrausch_folder(path: str | Path) -> bool:

@@ -24,7 +24,8 @@ import torch
 
 from photo3d.depth.runtime import load_model, preprocess
 from photo3d.io import atomic_output
-from photo3d.train.qat import INPUT_SIZE, pearson
+from photo3d.depth.modelfile import DEFAULT_INPUT_SIZE as INPUT_SIZE
+from photo3d.train.metrics import pearson
 
 REPO = Path(__file__).resolve().parents[2]
 SHARED = Path(os.environ.get("PHOTO3D_SHARED", REPO.parent / "shared"))

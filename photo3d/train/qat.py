@@ -32,15 +32,9 @@ from photo3d.depth.runtime import preprocess
 from photo3d.train.data import AugmentConfig, Bundle, Sampler
 from photo3d.train.fit import load_checkpoint, model_from_checkpoint, pick_device
 from photo3d.train.losses import distill_loss
+from photo3d.train.metrics import pearson
 
 INPUT_SIZE = DEFAULT_INPUT_SIZE  # the runtime's model input (longer side)
-
-
-def pearson(a: np.ndarray, b: np.ndarray) -> float:
-    a, b = a.ravel().astype(np.float64), b.ravel().astype(np.float64)
-    a, b = a - a.mean(), b - b.mean()
-    den = np.sqrt((a * a).sum() * (b * b).sum())
-    return float((a * b).sum() / den) if den > 0 else 0.0
 
 
 def prepare_qat_model(model: DepthNet) -> DepthNet:

@@ -1,4 +1,4 @@
-"""Depth metrics shared by the benchmarks and the training code (definitions: ../shared/README.md).
+"""Depth metrics of the benchmarks and the training code (definitions: the data README, ``../shared/README.md``).
 
 - AbsRel and δ1: least-squares scale + shift of the predicted disparity to the ground-truth
   disparity on valid pixels; the aligned disparity is clipped below at half the smallest valid
@@ -7,6 +7,7 @@
 - Edge-order accuracy: over all pixel pairs 6 px apart horizontally or vertically, both valid,
   whose GT disparities differ by more than 15 % of the smaller one, the share the prediction
   orders the same way (sign of the difference).
+- Pearson r: correlation of two maps (e.g. student vs teacher log-disparity).
 
 All functions take disparity-like maps (larger = nearer) of the same shape; ``valid`` defaults to
 ``gt > 0``.
@@ -22,6 +23,14 @@ import numpy as np
 EDGE_STEP = 6
 EDGE_REL = 0.15
 DELTA1 = 1.25
+
+
+def pearson(a: np.ndarray, b: np.ndarray) -> float:
+    """Pearson correlation of two maps of the same size (0 when either is constant)."""
+    a, b = a.ravel().astype(np.float64), b.ravel().astype(np.float64)
+    a, b = a - a.mean(), b - b.mean()
+    den = np.sqrt((a * a).sum() * (b * b).sum())
+    return float((a * b).sum() / den) if den > 0 else 0.0
 
 
 def align_scale_shift(pred: np.ndarray, gt: np.ndarray, valid: np.ndarray) -> np.ndarray:
