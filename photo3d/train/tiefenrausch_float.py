@@ -37,18 +37,8 @@ class _FConv(nn.Module):
         return torch.clamp(self.conv(a), self.lo, self.hi)
 
 
-class _FAdd(nn.Module):
-    def __init__(self, scale: float, zero_point: int):
-        super().__init__()
-        self.lo = float(-zero_point * scale)
-        self.hi = float((255 - zero_point) * scale)
-
-    def forward(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-        return torch.clamp(a + b, self.lo, self.hi)
-
-
 class _FQuantize(nn.Module):
-    """Float stand-in for Int8Quantize: clamp to the representable range."""
+    """Float stand-in for Int8Quantize: clamp to the range the int8 output can represent."""
 
     def __init__(self, scale: float, zero_point: int):
         super().__init__()
@@ -57,6 +47,11 @@ class _FQuantize(nn.Module):
 
     def forward(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
         return torch.clamp(a, self.lo, self.hi)
+
+
+class _FAdd(_FQuantize):
+    def forward(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        return torch.clamp(a + b, self.lo, self.hi)
 
 
 class _Identity(nn.Module):
