@@ -23,10 +23,16 @@ import torch.nn.functional as F
 class Bundle:
     """All photos (uint8 3xHxW) and teacher log-disparities (float32 1xHxW) of a packed bundle."""
 
-    def __init__(self, folder: Path, jpeg_share: float = 0.3, seed: int = 0, limit: int = 0):
+    def __init__(self, folder: Path, jpeg_share: float = 0.3, seed: int = 0, limit: int = 0, label: str = "split"):
+        """``label``: how the two teachers are combined where the bundle holds both
+        (:func:`photo3d.train.teachers.combine`); a one-teacher bundle uses its teacher as is."""
+        from photo3d.train.teachers import combine
+
         folder = Path(folder)
-        info = json.loads((folder / "index.json").read_text())
-        items = info["items"][:limit] if limit else info["items"]
+        indexes = [folder / "index.json"] if (folder / "index.json").is_file() else sorted(folder.glob("index.*.json"))
+        items = [it for f in indexes for it in json.loads(f.read_text())["items"]]
+        items.sort(key=lambda it: it["name"])
+        items = items[:limit] if limit else items
         rng = np.random.default_rng(seed)
         self.names: list[str] = []
         self.images: list[torch.Tensor] = []
@@ -38,6 +44,12 @@ class Bundle:
             if bgr is None or code is None or bgr.shape[:2] != code.shape[:2]:
                 continue
             logd = (code.astype(np.float32) - it["zero_point"]) * it["scale"]
+            if "fd" in it and label != "tr":
+                c16 = cv2.imread(str(folder / it["fd"]), cv2.IMREAD_UNCHANGED)
+                if c16 is None or c16.shape != logd.shape:
+                    continue
+                fd = it["fd_lo"] + c16.astype(np.float32) / 65535.0 * (it["fd_hi"] - it["fd_lo"])
+                logd = combine(logd, fd, label)
             self.names.append(it["name"])
             self.images.append(torch.from_numpy(np.ascontiguousarray(bgr[:, :, ::-1])).permute(2, 0, 1).contiguous())
             self.targets.append(torch.from_numpy(logd)[None])
@@ -66,6 +78,7 @@ class Bundle:
 class AugmentConfig:
     size: int = 160  # output pixels per side (square); other shapes keep about the same area
     min_crop: float = 0.45  # smallest crop side as a share of the photo's shorter side
+    max_crop: float = 1.0  # largest
     p_rotate: float = 0.3
     max_degrees: float = 6.0
     p_jpeg: float = 0.5  # use the low-quality JPEG copy where one exists
@@ -82,7 +95,7 @@ def crop_theta(h: int, w: int, out_h: int, out_w: int, g: torch.Generator, cfg: 
     """A 2x3 affine (output → input normalized coords): random scale crop, position, h-flip, rotation."""
     r = lambda: float(torch.rand((), generator=g))  # noqa: E731
     aspect = out_w / out_h * math.exp((r() - 0.5) * 0.3)  # crop aspect with ±15 % jitter
-    side = (cfg.min_crop + (1 - cfg.min_crop) * r()) * min(h, w)
+    side = (cfg.min_crop + (cfg.max_crop - cfg.min_crop) * r()) * min(h, w)
     cw, ch = side * math.sqrt(aspect), side / math.sqrt(aspect)
     s = min(1.0, w / cw, h / ch)  # a crop never exceeds the photo
     cw, ch = cw * s, ch * s
@@ -182,8 +195,10 @@ class Sampler:
 
     SHAPES = ((1.0, 1.0), (0.866, 1.155), (1.155, 0.866))  # (h, w) factors of cfg.size, ~equal area
 
-    def __init__(self, bundle: Bundle, batch: int, cfg: AugmentConfig, seed: int = 0, device: str | torch.device = "cpu"):
-        self.bundle, self.batch, self.cfg = bundle, batch, cfg
+    def __init__(self, bundle: Bundle, batch: int, cfg: AugmentConfig, seed: int = 0, device: str | torch.device = "cpu",
+                 landscape: bool = False):
+        """``landscape``: every batch 4:3 landscape (whole-image batches at the runtime's aspect)."""
+        self.bundle, self.batch, self.cfg, self.landscape = bundle, batch, cfg, landscape
         self.device = torch.device(device)
         self.g = torch.Generator().manual_seed(seed)
 
@@ -195,7 +210,7 @@ class Sampler:
 
     def next(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         cfg, g = self.cfg, self.g
-        fh, fw = self.SHAPES[int(torch.randint(len(self.SHAPES), (), generator=g))]
+        fh, fw = self.SHAPES[1 if self.landscape else int(torch.randint(len(self.SHAPES), (), generator=g))]
         oh, ow = int(round(cfg.size * fh / 32)) * 32, int(round(cfg.size * fw / 32)) * 32
         idx = torch.randint(len(self.bundle), (self.batch,), generator=g).tolist()
         rgbs, tgts, masks = [], [], []

@@ -18,6 +18,7 @@ import argparse
 import copy
 import json
 import math
+import shutil
 import signal
 import sys
 import time
@@ -67,6 +68,58 @@ def model_from_checkpoint(ckpt: dict, strict: bool = True, ema: bool = True) -> 
     return model
 
 
+def warm_start(model: DepthNet, scripted_path: Path, calib: torch.Tensor) -> None:
+    """Initialise ``model`` (float, BN in training mode) from an INT8 TorchScript model of the same
+    architecture (e.g. the bundled ``p3d-s.pt``): each quantized conv's weight and bias (BN folded in)
+    are dequantized into the conv, and its BN is set so that, on the batch ``calib``, it passes the
+    conv output through unchanged plus the folded bias (gamma = batch std, beta = batch mean + bias;
+    running statistics alike). So training starts from the shipped network's function."""
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        q = torch.jit.load(str(scripted_path), map_location="cpu")
+    qmods = dict(q.named_modules())
+    fmods = dict(model.named_modules())
+    bias_of: dict[str, torch.Tensor] = {}
+    n = 0
+    for name, qm in qmods.items():
+        if qm.original_name not in ("ConvReLU2d", "Conv2d") or name not in fmods:
+            continue
+        w, b = qm._c._weight_bias()
+        fm = fmods[name]
+        with torch.no_grad():
+            fm.weight.copy_(w.dequantize())
+            parent = name.rsplit(".", 1)[0] if "." in name else ""
+            bn = fmods.get(parent + ".1") if name.endswith(".0") else None
+            if isinstance(bn, torch.nn.BatchNorm2d):
+                bias_of[parent + ".1"] = b.detach().clone() if b is not None else torch.zeros(fm.out_channels)
+            elif fm.bias is not None and b is not None:
+                fm.bias.copy_(b)
+        n += 1
+    if n == 0:
+        raise ValueError(f"{scripted_path}: no quantized convolution matches the architecture")
+
+    def pre_hook(name):
+        def hook(bn, inputs):
+            x = inputs[0]
+            with torch.no_grad():
+                mu = x.mean((0, 2, 3))
+                var = x.var((0, 2, 3), unbiased=False)
+                bn.weight.copy_(torch.sqrt(var + bn.eps))
+                bn.bias.copy_(mu + bias_of[name])
+                bn.running_mean.copy_(mu)
+                bn.running_var.copy_(var)
+        return hook
+
+    handles = [fmods[nm].register_forward_pre_hook(pre_hook(nm)) for nm in bias_of]
+    model.train()
+    with torch.no_grad():
+        model(calib)
+    for h in handles:
+        h.remove()
+
+
 def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="python -m photo3d.train.fit", description=__doc__.split("\n\n")[0])
     ap.add_argument("--bundle", type=Path, required=True)
@@ -94,6 +147,16 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--device", default="auto")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--limit", type=int, default=0, help="use only the first N bundle photos")
+    ap.add_argument("--label", default="split", help="how to combine two teachers (photo3d.train.teachers.combine)")
+    ap.add_argument("--init-from", type=Path, default=None,
+                    help="without a checkpoint: warm-start from this INT8 TorchScript model (e.g. the bundled one)")
+    ap.add_argument("--whole-share", type=float, default=0.0,
+                    help="share of steps on (nearly) whole photos at --whole-size, 4:3 landscape (layout)")
+    ap.add_argument("--whole-size", type=int, default=277, help="whole-photo batches: output side factor (277: 320x240)")
+    ap.add_argument("--whole-batch", type=int, default=6)
+    ap.add_argument("--min-crop", type=float, default=0.45, help="crop batches: smallest crop (share of shorter side)")
+    ap.add_argument("--max-crop", type=float, default=1.0, help="crop batches: largest crop")
+    ap.add_argument("--snapshot-minutes", type=float, default=0.0, help="also keep snap-<step>.pt this often (learning curve)")
     return ap
 
 
@@ -116,7 +179,8 @@ def main(argv: list[str] | None = None) -> int:
         # the schedule and data settings of the run being resumed, unless given again explicitly
         hp = ckpt["args"]
         for k in ("config", "batch", "size", "lr", "weight_decay", "total_steps", "schedule_minutes", "warmup",
-                  "edge_aware", "w_ssi", "w_log", "w_grad", "seed"):
+                  "edge_aware", "w_ssi", "w_log", "w_grad", "seed", "label", "whole_share", "whole_size", "whole_batch",
+                  "min_crop", "max_crop"):
             if k not in given and k in hp:
                 setattr(args, k, hp[k])
     else:
@@ -133,8 +197,15 @@ def main(argv: list[str] | None = None) -> int:
     if ckpt is not None and ckpt.get("ema") is not None and not model.grown:
         ema.load_state_dict(ckpt["ema"])
 
-    bundle = Bundle(args.bundle, seed=args.seed, limit=args.limit).to(device)
-    sampler = Sampler(bundle, args.batch, AugmentConfig(size=args.size), seed=args.seed, device=device)
+    bundle = Bundle(args.bundle, seed=args.seed, limit=args.limit, label=args.label).to(device)
+    sampler = Sampler(bundle, args.batch, AugmentConfig(size=args.size, min_crop=args.min_crop, max_crop=args.max_crop),
+                      seed=args.seed, device=device)
+    whole = Sampler(bundle, args.whole_batch, AugmentConfig(size=args.whole_size, min_crop=0.95, max_crop=1.16, p_rotate=0.1),
+                    seed=args.seed + 1, device=device, landscape=True)
+    if ckpt is None and args.init_from is not None:
+        calib = whole.next()[0] if args.whole_share > 0 else sampler.next()[0]
+        warm_start(model, args.init_from, calib.contiguous(memory_format=torch.channels_last))
+        ema.load_state_dict(model.state_dict())
     opt = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=args.weight_decay)
     step, seconds = 0, 0.0
     rewarm_from = -1
@@ -145,6 +216,8 @@ def main(argv: list[str] | None = None) -> int:
         else:
             opt.load_state_dict(ckpt["optimizer"])
         sampler.load_state_dict(ckpt["sampler"])
+        if "whole" in ckpt:
+            whole.load_state_dict(ckpt["whole"])
 
     log = open(out / "log.txt", "a")
 
@@ -160,7 +233,7 @@ def main(argv: list[str] | None = None) -> int:
 
     def checkpoint() -> None:
         save_checkpoint(ckpt_path, model=model.state_dict(), ema=ema.state_dict(), optimizer=opt.state_dict(),
-                        sampler=sampler.state_dict(),
+                        sampler=sampler.state_dict(), whole=whole.state_dict(),
                         step=step, train_seconds=seconds + (time.time() - t_run), config=model.metadata()["config"],
                         args={k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()})
 
@@ -170,7 +243,7 @@ def main(argv: list[str] | None = None) -> int:
         stop["now"] = True
 
     previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGTERM, signal.SIGINT)}
-    t_run = t_last_ckpt = time.time()
+    t_run = t_last_ckpt = t_last_snap = time.time()
     deadline = t_start + args.minutes * 60
     acc: dict[str, float] = {}
     n_acc = 0
@@ -182,7 +255,8 @@ def main(argv: list[str] | None = None) -> int:
             lr *= min(1.0, (step - rewarm_from + 1) / 50)
         for gr in opt.param_groups:
             gr["lr"] = lr
-        rgb, target, mask = sampler.next()
+        use_whole = int((step + 1) * args.whole_share) > int(step * args.whole_share)
+        rgb, target, mask = (whole if use_whole else sampler).next()
         pred = model(rgb.contiguous(memory_format=torch.channels_last))
         loss, parts = distill_loss(pred, target, mask, rgb, w_ssi=args.w_ssi, w_log=args.w_log, w_grad=args.w_grad,
                                    edge_aware=args.edge_aware)
@@ -210,6 +284,10 @@ def main(argv: list[str] | None = None) -> int:
         if time.time() - t_last_ckpt > args.ckpt_minutes * 60:
             checkpoint()
             t_last_ckpt = time.time()
+        if args.snapshot_minutes and time.time() - t_last_snap > args.snapshot_minutes * 60:
+            checkpoint()
+            shutil.copyfile(ckpt_path, out / f"snap-{step:06d}.pt")
+            t_last_snap = t_last_ckpt = time.time()
     checkpoint()
     for sig, handler in previous.items():
         signal.signal(sig, handler)

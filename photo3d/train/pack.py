@@ -1,15 +1,20 @@
-"""Pack a training bundle: photos (JPEG) + the teacher's log-disparity at the same size.
+"""Pack a training bundle: photos (JPEG) + both teachers' log-disparity at the same size.
 
-    python -m photo3d.train.pack --out bundle/ [--photos ../shared/data/photos]
-        [--teacher ../shared/data/tiefenrausch | --teacher prior] [--size 320] [--max-mib 63]
+    python -m photo3d.train.pack --out bundle/ [--photos ../shared/data/photos] [--shard 0/2]
+        [--teacher ../shared/data/tiefenrausch | --teacher prior] [--fastdepth FILE.onnx | --fastdepth none]
+        [--size 384] [--max-mib 0]
 
 Photos listed in ``holdout.txt`` are never packed. Scene sets come first (osie, bsds500,
 urban100, sun_hays80, kodak24, mcmaster), then object photos, until the size cap is reached.
-Each photo is resized (INTER_AREA) so its longer side is ``--size`` and centre-cropped so both
-sides are multiples of 32; the teacher runs on exactly that image. Tiefenrausch's output is
-itself 8-bit quantized, so its codes are stored losslessly as an 8-bit PNG (value =
-(code − zero_point) × scale), which is 5–10× smaller than float16. Resumable: existing entries
-are kept; ``index.json`` is rewritten every 50 photos.
+Each photo is resized (INTER_AREA) so its longer side is ``--size`` (the runtime's input) and
+centre-cropped so both sides are multiples of 32; the teachers run on exactly that image.
+Tiefenrausch's output is itself 8-bit quantized, so its codes are stored losslessly as an 8-bit
+PNG (value = (code − zero_point) × scale). FastDepth's log-disparity is stored as a 16-bit PNG
+over its own range (``fd_lo``, ``fd_hi`` in the index). The label both are combined into is
+chosen at training time (:func:`photo3d.train.teachers.combine`). Resumable: existing entries
+are kept; the index is rewritten every 50 photos. ``--shard K/N`` packs every N-th photo into
+``index.K.json`` so N processes can label in parallel; :class:`photo3d.train.data.Bundle` reads
+all index files of a folder.
 
 ``--teacher prior`` is a stand-in teacher ("lower rows nearer" + a little image structure) for
 tests and machines without the Tiefenrausch files.
@@ -22,7 +27,6 @@ import json
 import os
 import sys
 import time
-import warnings
 from pathlib import Path
 
 import cv2
@@ -30,11 +34,11 @@ import numpy as np
 import torch
 
 from photo3d.io import write_bytes_atomic
+from photo3d.train.teachers import FastDepthTeacher, PriorTeacher, TiefenrauschTeacher
 
 REPO = Path(__file__).resolve().parents[2]
 SHARED = Path(os.environ.get("PHOTO3D_SHARED", REPO.parent / "shared"))
 SET_ORDER = ["osie", "bsds500", "urban100", "sun_hays80", "kodak24", "mcmaster", "imagenet_det", "imagenet_sample"]
-PRIOR_SCALE, PRIOR_ZERO = 0.0187, 128
 
 
 def list_photos(photos: Path) -> list[Path]:
@@ -62,39 +66,14 @@ def prepare(bgr: np.ndarray, size: int) -> np.ndarray:
     return np.ascontiguousarray(img[y0:y0 + ch, x0:x0 + cw, ::-1])
 
 
-def to_tensor(rgb: np.ndarray) -> torch.Tensor:
-    return torch.from_numpy(rgb.astype(np.float32) / 255.0).permute(2, 0, 1)[None]
-
-
-class PriorTeacher:
-    """Stand-in teacher: lower rows nearer, plus blurred luminance (no real depth knowledge)."""
-
-    scale, zero_point = PRIOR_SCALE, PRIOR_ZERO
-
-    def __call__(self, rgb: np.ndarray) -> np.ndarray:
-        h, w = rgb.shape[:2]
-        ramp = np.linspace(-1.0, 1.0, h, dtype=np.float32)[:, None].repeat(w, 1)
-        lum = cv2.GaussianBlur(rgb.mean(2).astype(np.float32) / 255.0, (0, 0), 3)
-        return ramp + 0.5 * (lum - lum.mean())
-
-
-class TiefenrauschTeacher:
-    def __init__(self, folder: Path):
-        from photo3d.depth.tiefenrausch import import_tiefenrausch, read_graph
-
-        graph = read_graph(folder)
-        last = [s for s in graph.steps if s.kind == "conv"][-1]
-        self.scale, self.zero_point = float(last.scale), int(last.zero_point)
-        self.net = import_tiefenrausch(folder)
-
-    def __call__(self, rgb: np.ndarray) -> np.ndarray:
-        with torch.no_grad(), warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            return self.net(to_tensor(rgb))[0, 0].numpy()
-
-
 def encode(logd: np.ndarray, scale: float, zero: int) -> np.ndarray:
     return np.clip(np.round(logd / scale) + zero, 0, 255).astype(np.uint8)
+
+
+def encode16(logd: np.ndarray) -> tuple[np.ndarray, float, float]:
+    lo, hi = float(logd.min()), float(logd.max())
+    code = np.round((logd - lo) / max(hi - lo, 1e-6) * 65535).astype(np.uint16)
+    return code, lo, hi
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -103,34 +82,39 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--photos", type=Path, default=SHARED / "data" / "photos")
     ap.add_argument("--teacher", default=str(SHARED / "data" / "tiefenrausch"),
                     help="Tiefenrausch folder, or 'prior' for the stand-in teacher")
-    ap.add_argument("--size", type=int, default=320, help="longer side of packed photos")
-    ap.add_argument("--max-mib", type=float, default=63.0, help="stop when the bundle reaches this size")
+    ap.add_argument("--fastdepth", default=str(SHARED / "data" / "fastdepth" / "fastdepth_7.onnx"),
+                    help="FastDepth ONNX file (second teacher), or 'none'")
+    ap.add_argument("--size", type=int, default=384, help="longer side of packed photos")
+    ap.add_argument("--max-mib", type=float, default=0.0, help="stop when the bundle reaches this size (0: no cap)")
     ap.add_argument("--limit", type=int, default=0, help="at most this many photos (0 = no limit)")
-    ap.add_argument("--quality", type=int, default=90, help="JPEG quality")
+    ap.add_argument("--quality", type=int, default=92, help="JPEG quality")
+    ap.add_argument("--shard", default="0/1", help="K/N: pack every N-th photo starting at K into index.K.json")
     ap.add_argument("--threads", type=int, default=1)
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
+    k, n = (int(v) for v in args.shard.split("/"))
 
     teacher = PriorTeacher() if args.teacher == "prior" else TiefenrauschTeacher(Path(args.teacher))
+    fd = None if args.fastdepth == "none" else FastDepthTeacher(Path(args.fastdepth), threads=args.threads)
     out: Path = args.out
-    (out / "img").mkdir(parents=True, exist_ok=True)
-    (out / "tgt").mkdir(parents=True, exist_ok=True)
-    index_path = out / "index.json"
+    for sub in ("img", "tgt", "fd"):
+        (out / sub).mkdir(parents=True, exist_ok=True)
+    index_path = out / ("index.json" if n == 1 else f"index.{k}.json")
     items: list[dict] = json.loads(index_path.read_text())["items"] if index_path.is_file() else []
     done = {it["name"] for it in items}
     total = sum((out / it["image"]).stat().st_size + (out / it["target"]).stat().st_size for it in items)
 
     def write_index() -> None:
-        info = {"version": 1, "size": args.size, "teacher": "prior" if args.teacher == "prior" else "tiefenrausch-int8",
+        info = {"version": 2, "size": args.size, "teacher": teacher.name, "second_teacher": fd.name if fd else None,
                 "photos": str(args.photos), "items": items}
         write_bytes_atomic(index_path, json.dumps(info, indent=0).encode())
 
-    files = list_photos(args.photos)
+    files = list_photos(args.photos)[k::n]
     t0, n_new = time.time(), 0
     for p in files:
         if args.limit and len(items) >= args.limit:
             break
-        if total > args.max_mib * 2**20:
+        if args.max_mib and total > args.max_mib * 2**20:
             break
         name = p.relative_to(args.photos).with_suffix("").as_posix().replace("/", "__")
         if name in done:
@@ -144,11 +128,19 @@ def main(argv: list[str] | None = None) -> int:
         ok1, jpg = cv2.imencode(".jpg", rgb[:, :, ::-1], [cv2.IMWRITE_JPEG_QUALITY, args.quality])
         ok2, png = cv2.imencode(".png", code, [cv2.IMWRITE_PNG_COMPRESSION, 9])
         assert ok1 and ok2
+        item = {"name": name, "image": f"img/{name}.jpg", "target": f"tgt/{name}.png",
+                "scale": teacher.scale, "zero_point": teacher.zero_point}
+        if fd is not None:
+            c16, lo, hi = encode16(fd(rgb))
+            ok3, png16 = cv2.imencode(".png", c16, [cv2.IMWRITE_PNG_COMPRESSION, 9])
+            assert ok3
+            (out / "fd" / f"{name}.png").write_bytes(png16.tobytes())
+            item.update(fd=f"fd/{name}.png", fd_lo=lo, fd_hi=hi)
+            total += len(png16)
         (out / "img" / f"{name}.jpg").write_bytes(jpg.tobytes())
         (out / "tgt" / f"{name}.png").write_bytes(png.tobytes())
         total += len(jpg) + len(png)
-        items.append({"name": name, "image": f"img/{name}.jpg", "target": f"tgt/{name}.png",
-                      "scale": teacher.scale, "zero_point": teacher.zero_point})
+        items.append(item)
         n_new += 1
         if n_new % 50 == 0:
             write_index()
