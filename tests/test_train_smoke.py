@@ -67,6 +67,11 @@ def test_pack_fit_resume_qat(tmp_path):
         tgt = cv2.imread(str(bundle / it["target"]), cv2.IMREAD_UNCHANGED)
         assert img.shape[:2] == tgt.shape[:2] and img.shape[0] % 32 == 0 and img.shape[1] % 32 == 0
         assert tgt.dtype == np.uint8 and tgt.std() > 0
+    if (SHARED / "data" / "fastdepth" / "fastdepth_7.onnx").is_file():  # the second teacher, 16-bit
+        for it in index["items"]:
+            fd = cv2.imread(str(bundle / it["fd"]), cv2.IMREAD_UNCHANGED)
+            tgt = cv2.imread(str(bundle / it["target"]), cv2.IMREAD_UNCHANGED)
+            assert fd.dtype == np.uint16 and fd.shape == tgt.shape and it["fd_hi"] > it["fd_lo"]
     # resumable: a second run adds nothing
     assert pack.main(["--out", str(bundle), "--photos", str(photos), "--teacher", "prior", "--size", "96"]) == 0
     assert len(json.loads((bundle / "index.json").read_text())["items"]) == 4
@@ -108,3 +113,24 @@ def test_pack_fit_resume_qat(tmp_path):
     rgb = cv2.imread(str(photos / "osie" / "osie_0000.jpg"))[:, :, ::-1].copy()
     d = model.predict(rgb)
     assert d.shape == rgb.shape[:2] and np.isfinite(d).all()
+
+
+def test_warm_start_reproduces_the_bundled_model():
+    """Training without a checkpoint starts from the shipped INT8 network's function."""
+    import warnings
+
+    from photo3d.depth.runtime import default_model_path
+
+    path = default_model_path()
+    model = net.DepthNet("p3d-s")
+    x = torch.rand(2, 3, 96, 128, generator=torch.Generator().manual_seed(0))
+    x = torch.nn.functional.avg_pool2d(x, 5, 1, 2)  # some image-like smoothness
+    fit.warm_start(model, path, x)
+    model.eval()
+    torch.backends.quantized.engine = "qnnpack"
+    with torch.no_grad(), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        q = torch.jit.load(str(path))
+        a, b = model(x[:1]).flatten(), q(x[:1]).flatten()
+    r = torch.corrcoef(torch.stack([a, b]))[0, 1]
+    assert r > 0.98, r

@@ -95,7 +95,14 @@ def main(argv: list[str] | None = None) -> int:
     k, n = (int(v) for v in args.shard.split("/"))
 
     teacher = PriorTeacher() if args.teacher == "prior" else TiefenrauschTeacher(Path(args.teacher))
-    fd = None if args.fastdepth == "none" else FastDepthTeacher(Path(args.fastdepth), threads=args.threads)
+    fd = None
+    if args.fastdepth != "none":
+        if Path(args.fastdepth).is_file():
+            fd = FastDepthTeacher(Path(args.fastdepth), threads=args.threads)
+        elif args.fastdepth != ap.get_default("fastdepth"):
+            ap.error(f"{args.fastdepth}: no such FastDepth ONNX file")
+        else:
+            print(f"note: {args.fastdepth} absent: packing with one teacher", file=sys.stderr)
     out: Path = args.out
     for sub in ("img", "tgt", "fd"):
         (out / sub).mkdir(parents=True, exist_ok=True)
