@@ -95,6 +95,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--threads", type=int, default=0)
     ap.add_argument("--device", default="cpu", help="QAT device (cpu is enough for a few hundred steps)")
     ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--tta", default="none", choices=["none", "flip"],
+                    help="test-time augmentation the runtime applies (recorded in the metadata)")
     ap.add_argument("--limit", type=int, default=0)
     args = ap.parse_args(argv)
     if args.threads:
@@ -104,7 +106,8 @@ def main(argv: list[str] | None = None) -> int:
 
     ckpt = load_checkpoint(args.ckpt)
     float_model = model_from_checkpoint(ckpt).eval()
-    bundle = Bundle(args.bundle, seed=args.seed, limit=args.limit)
+    label = ckpt["args"].get("label", "tr")
+    bundle = Bundle(args.bundle, seed=args.seed, limit=args.limit, label=label)
     sampler = Sampler(bundle, args.batch, AugmentConfig(size=args.size), seed=args.seed)
 
     model = prepare_qat_model(float_model).to(device)
@@ -141,8 +144,10 @@ def main(argv: list[str] | None = None) -> int:
         "quantization": "INT8 QAT, qnnpack, per-tensor",
         "trained_steps": ckpt["step"],
         "train_minutes": round(ckpt.get("train_seconds", 0.0) / 60, 1),
-        "teacher": "Tiefenrausch (distilled)",
+        "teacher": "Tiefenrausch (distilled)" if label == "tr" else f"Tiefenrausch + FastDepth ({label} label, distilled)",
     }
+    if args.tta != "none":
+        meta["tta"] = args.tta
     scripted, _ = convert_and_script(model, meta)
 
     idx = np.linspace(0, len(bundle) - 1, min(args.check_photos, len(bundle))).astype(int)
