@@ -227,3 +227,32 @@ def test_model_breaking_the_contract(tmp_path):
     with pytest.raises(ModelError) as e:
         model.predict(np.zeros((40, 60, 3), np.uint8))
     assert "bad.pt" in str(e.value) and "(1, 1," in str(e.value)
+
+
+def test_flip_tta_from_metadata(tmp_path):
+    """A model whose metadata asks for flip test-time augmentation gets the mean of the photo and
+    its mirror image (the operating point travels with the model file)."""
+    import json
+    import warnings
+
+    import torch
+
+    from photo3d.depth.runtime import load_model
+
+    class LeftNear(torch.nn.Module):  # not mirror-symmetric: log-disparity = column position
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            w = x.shape[3]
+            return torch.linspace(1.0, 0.0, w).view(1, 1, 1, w).expand(1, 1, x.shape[2], w).contiguous()
+
+    paths = {}
+    for tta in ("none", "flip"):
+        paths[tta] = tmp_path / f"{tta}.pt"
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            torch.jit.save(torch.jit.script(LeftNear()), str(paths[tta]),
+                           _extra_files={"photo3d.json": json.dumps({"name": tta, "input_size": 64, "tta": tta})})
+    rgb = np.random.default_rng(0).integers(0, 255, (48, 64, 3), dtype=np.uint8)
+    plain = load_model(paths["none"]).predict_log(rgb)
+    flipped = load_model(paths["flip"]).predict_log(rgb)
+    assert plain[0, 0] > plain[0, -1] + 0.9  # left nearer
+    np.testing.assert_allclose(flipped, 0.5, atol=1e-6)  # the mirrored ramp cancels it

@@ -129,6 +129,9 @@ class DepthModel:
             raise ModelError(f"depth model returned {shape}, expected (1, 1, {x.shape[2]}, {x.shape[3]}) log-disparity", self.path)
         if y.is_quantized:
             y = y.dequantize()
+        if self.meta.get("tta") == "flip":  # the model's own operating point: average with the mirrored view
+            y2 = self._run(x.flip(-1))
+            y = 0.5 * (y + (y2.dequantize() if y2.is_quantized else y2).flip(-1))
         return y[0, 0].float().numpy().astype(np.float32, copy=False)
 
     def predict_result(self, rgb: np.ndarray, raw: bool = False, upsample: str = "guided") -> DepthResult:
