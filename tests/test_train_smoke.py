@@ -119,7 +119,7 @@ def test_warm_start_reproduces_the_bundled_model():
     """Training without a checkpoint starts from the shipped INT8 network's function."""
     import warnings
 
-    from photo3d.depth.runtime import default_model_path
+    from photo3d.depth.modelfile import default_model_path
 
     path = default_model_path()
     model = net.DepthNet("p3d-s")
