@@ -1,9 +1,7 @@
 import re
 import sys
-from pathlib import Path
 
 import numpy as np
-import pytest
 from gltf_validate import assert_valid_glb
 from PIL import Image
 from typer.testing import CliRunner

@@ -9,7 +9,6 @@ import shutil
 import subprocess
 
 import numpy as np
-import pytest
 from PIL import Image
 
 from conftest import missing_tool
