@@ -9,11 +9,16 @@ baseline: pixel (x, y) of view1 lands at (x - d, y) -- and compare with view5.pn
 
 - ``all``: PSNR over view5 pixels with known GT disparity that lie inside view1's frame;
 - ``disocc``: PSNR over the ones hidden in view1 (disoccluded: the GT disparity of view1 at the
-  corresponding position says something nearer covered it).
+  corresponding position says something nearer covered it);
+- SSIM (luma, over ``all``);
+- false-tear rate: the share of view5 pixels that see no disocclusion (not within 1 px of one,
+  by ``disp5``) but that the 3D photo shows from its background layer or leaves empty;
+- speckles: fragments of the rendered view smaller than ``SPECKLE_PX`` pixels (one layer, or
+  nothing, showing in a tiny patch inside another).
 
 Baseline in the same run: one stretched single-layer mesh (no cuts, no background layer).
 
-    python benchmarks/novel_view.py [--model PATH] [--gt] [--scenes Baby1,Wood2]
+    python benchmarks/novel_view.py [--model PATH] [--gt] [--scenes Baby1,Wood2] [--json rows.json]
 """
 
 from __future__ import annotations
@@ -89,15 +94,19 @@ def load_glb_meshes(glb: bytes) -> tuple[list[dict], np.ndarray, dict]:
 
 
 def rasterize(meshes: list[dict], texture: np.ndarray, focal: float, size: tuple[int, int], eye: np.ndarray,
-              cutoff: float = 0.5) -> tuple[np.ndarray, np.ndarray]:
-    """Render from ``eye`` looking down -Z (pinhole ``focal`` px, ``size`` = (W, H)).
+              cutoff: float = 0.5, rot: np.ndarray | None = None, with_layer: bool = False):
+    """Render from ``eye`` looking down -Z (pinhole ``focal`` px, ``size`` = (W, H)); ``rot``: the
+    world-to-camera rotation (None = the axes of the photo's camera).
 
-    Returns (rgb float32 HxWx3, covered bool HxW).
+    Returns (rgb float32 HxWx3, covered bool HxW), and with ``with_layer`` the index of the
+    primitive each pixel shows (-1 = empty) as a third element.
     """
     W, H = size
     cand_pix, cand_depth, cand_uv, cand_mesh = [], [], [], []
     for k, m in enumerate(meshes):
         p = m["pos"] - eye
+        if rot is not None:
+            p = p @ np.asarray(rot, float).T
         w = -p[:, 2]  # distance along the view axis
         sx = focal * p[:, 0] / w + W / 2  # continuous image coords, pixel centres at +0.5
         sy = -focal * p[:, 1] / w + H / 2
@@ -163,7 +172,21 @@ def rasterize(meshes: list[dict], texture: np.ndarray, focal: float, size: tuple
         out[pix[sel]] = col.reshape(-1, tex.shape[2])[:n, :3]
     covered = np.zeros(H * W, bool)
     covered[pix] = True
+    if with_layer:
+        layer = np.full(H * W, -1, np.int32)
+        layer[pix] = mesh_id
+        return out.reshape(H, W, 3), covered.reshape(H, W), layer.reshape(H, W)
     return out.reshape(H, W, 3), covered.reshape(H, W)
+
+
+def look_at(eye: np.ndarray, target: np.ndarray) -> np.ndarray:
+    """World-to-camera rotation of a camera at ``eye`` whose -Z looks at ``target`` (+Y up), as
+    three.js's ``Camera.lookAt`` (the viewer aims at the focus point from every offset)."""
+    z = np.asarray(eye, float) - np.asarray(target, float)
+    z /= np.linalg.norm(z)
+    x = np.cross([0.0, 1.0, 0.0], z)
+    x /= np.linalg.norm(x)
+    return np.stack([x, np.cross(z, x), z])
 
 
 # ------------------------------------------------------------------ evaluation
@@ -174,6 +197,43 @@ def psnr(a: np.ndarray, b: np.ndarray, mask: np.ndarray) -> float:
         return float("nan")
     mse = np.mean((a[mask].astype(np.float64) - b[mask].astype(np.float64)) ** 2)
     return float(10 * np.log10(255.0**2 / max(mse, 1e-10)))
+
+
+def ssim(a: np.ndarray, b: np.ndarray, mask: np.ndarray) -> float:
+    """Mean SSIM (Wang et al. 2004: Gaussian window sigma 1.5, K1 0.01, K2 0.03) of the luma of
+    ``a`` and ``b`` over ``mask``."""
+    if not mask.any():
+        return float("nan")
+    luma = np.array([0.299, 0.587, 0.114])
+    x, y = (np.asarray(a, np.float64) @ luma), (np.asarray(b, np.float64) @ luma)
+    blur = lambda z: cv2.GaussianBlur(z, (11, 11), 1.5)  # noqa: E731
+    mx, my = blur(x), blur(y)
+    sxx, syy, sxy = blur(x * x) - mx * mx, blur(y * y) - my * my, blur(x * y) - mx * my
+    c1, c2 = (0.01 * 255) ** 2, (0.03 * 255) ** 2
+    s = ((2 * mx * my + c1) * (2 * sxy + c2)) / ((mx * mx + my * my + c1) * (sxx + syy + c2))
+    return float(s[mask].mean())
+
+
+def false_tear_rate(layer: np.ndarray, valid: np.ndarray, disocc: np.ndarray) -> float:
+    """Share of the view's pixels that see no disocclusion (``valid`` and not within 1 px of
+    ``disocc``) but that the 3D photo shows from its background layer (primitive index > 0) or
+    leaves empty: tears the layering opened where the real scene has none."""
+    solid = valid & ~cv2.dilate(disocc.astype(np.uint8), np.ones((3, 3), np.uint8)).astype(bool)
+    return float(((layer != 0) & solid).sum() / max(int(solid.sum()), 1))
+
+
+SPECKLE_PX = 25  # fragments smaller than this many pixels of the rendered view count as speckles
+
+
+def speckle_count(layer: np.ndarray, min_area: int = SPECKLE_PX) -> int:
+    """Fragments of the rendered view smaller than ``min_area`` pixels: 8-connected regions
+    showing one layer (or nothing) inside another (flecks of foreground floating on the
+    background, background or emptiness showing through a foreground, torn-off slivers)."""
+    n = 0
+    for k in np.unique(layer):
+        cnt, _, stats, _ = cv2.connectedComponentsWithStats((layer == k).astype(np.uint8), connectivity=8)
+        n += int((stats[1:, cv2.CC_STAT_AREA] < min_area).sum())
+    return n
 
 
 def eval_masks(disp1: np.ndarray, disp5: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -208,8 +268,10 @@ def build_and_render(rgb: np.ndarray, disp_px: np.ndarray, layered: bool, snap: 
     timings: dict = {}
     glb, report = build_from_geometry(Photo(rgb=rgb), geo, opts, timings, {})
     meshes, texture, _ = load_glb_meshes(glb)
-    img, covered = rasterize(meshes, texture, camera.focal_px, (W, H), np.array([1.0, 0.0, 0.0]))
+    img, covered, layer = rasterize(meshes, texture, camera.focal_px, (W, H), np.array([1.0, 0.0, 0.0]),
+                                    with_layer=True)
     report["seconds"] = timings
+    report["layer_map"] = layer
     return img, covered, report
 
 
@@ -228,6 +290,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--gt", action="store_true", help="also run with the GT disparity as depth (upper bound)")
     ap.add_argument("--scenes", default="", help="comma-separated subset")
     ap.add_argument("--save", type=Path, default=None, help="write renders as PNGs into this folder")
+    ap.add_argument("--json", type=Path, default=None, help="write the per-scene rows to this JSON file")
     ap.add_argument("--smooth-fill", action="store_true", help="inpaint holes with the smooth fill only (no mirroring)")
     ap.add_argument("--upsample", default="bilinear", choices=["bilinear", "guided"], help="depth upsampling")
     args = ap.parse_args(argv)
@@ -263,6 +326,9 @@ def main(argv: list[str] | None = None) -> int:
                 img, covered, rep = build_and_render(rgb, disp, layered, snap=src == "model", mirror=not args.smooth_fill)
                 row[f"{method}_all"] = psnr(img, view5, valid)
                 row[f"{method}_disocc"] = psnr(img, view5, disocc)
+                row[f"{method}_ssim"] = ssim(img, view5, valid)
+                row[f"{method}_tears"] = false_tear_rate(rep["layer_map"], valid, disocc)
+                row[f"{method}_speckles"] = speckle_count(rep["layer_map"])
                 row[f"{method}_holes"] = float((~covered & valid).mean())
                 row[f"{method}_vertices"] = rep["vertices"]
                 row[f"{method}_seconds"] = time.perf_counter() - t
@@ -273,17 +339,27 @@ def main(argv: list[str] | None = None) -> int:
             rows.append(row)
             print(f"{scene:11s} {src:5s} layered {row['layered_all']:6.2f} / {row['layered_disocc']:6.2f} dB   "
                   f"stretched {row['stretched_all']:6.2f} / {row['stretched_disocc']:6.2f} dB   "
-                  f"holes {row['layered_holes']:.4f}/{row['stretched_holes']:.4f}  verts {row['layered_vertices']} vs {row['stretched_vertices']}", flush=True)
+                  f"SSIM {row['layered_ssim']:.3f}/{row['stretched_ssim']:.3f}  tears {row['layered_tears']:.4f}  "
+                  f"speckles {row['layered_speckles']}/{row['stretched_speckles']}  "
+                  f"verts {row['layered_vertices']} vs {row['stretched_vertices']}", flush=True)
+    if args.json:
+        import json
+
+        args.json.write_text(json.dumps(rows, indent=1))
     print()
     print(f"depth model: {name} (aligned to GT by least-squares scale+shift); PSNR in dB, mean over scenes")
-    print("| depth | layered (all) | stretched (all) | layered (disoccluded) | stretched (disoccluded) | layered wins disocc |")
-    print("|---|---|---|---|---|---|")
+    print("| depth | layered (all) | stretched (all) | layered (disoccluded) | stretched (disoccluded) | layered wins disocc "
+          "| layered ≥ stretched − 0.1 dB (all) | SSIM layered / stretched | false tears (layered) | speckles (layered / stretched) |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
     for src in sources:
         rs = [r for r in rows if r["depth"] == src]
         m = {k: float(np.nanmean([r[k] for r in rs])) for k in rs[0] if k not in ("scene", "depth")}
         wins = sum(r["layered_disocc"] > r["stretched_disocc"] for r in rs)
+        ge = sum(r["layered_all"] >= r["stretched_all"] - 0.1 for r in rs)
         print(f"| {src} | {m['layered_all']:.2f} | {m['stretched_all']:.2f} | {m['layered_disocc']:.2f} | "
-              f"{m['stretched_disocc']:.2f} | {wins}/{len(rs)} |")
+              f"{m['stretched_disocc']:.2f} | {wins}/{len(rs)} | {ge}/{len(rs)} | {m['layered_ssim']:.4f} / "
+              f"{m['stretched_ssim']:.4f} | {100 * m['layered_tears']:.2f} % | {m['layered_speckles']:.1f} / "
+              f"{m['stretched_speckles']:.1f} |")
     ok = all(np.nanmean([r["layered_disocc"] for r in rows if r["depth"] == s]) >
              np.nanmean([r["stretched_disocc"] for r in rows if r["depth"] == s]) for s in sources)
     print("layered beats stretched on disoccluded pixels:", "yes" if ok else "NO")
