@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from .layers import LayeredDepth, nearest_values
+from .layers import LayeredDepth, far_band, nearest_values
 
 BG_PUSH = 0.995  # the background layer sits this factor behind (in inverse depth) the visible one
 
@@ -24,6 +24,7 @@ class Background:
     rgb: np.ndarray  # (h, w, 3) uint8: background colour, meaningful where ``mask``
     inv: np.ndarray  # (h, w) float32: background inverse depth, meaningful where ``mask``
     mask: np.ndarray  # (h, w) bool: vertices of the background layer (hole + a seam rim)
+    band: np.ndarray | None = None  # (h, w) bool: far-side edge pixels the visible layer leaves to it
 
 
 def _crop_box(mask: np.ndarray, pad: int) -> tuple[slice, slice]:
@@ -75,20 +76,22 @@ def _telea(crop: np.ndarray, m8: np.ndarray, radius: int, half: bool) -> np.ndar
 HALF_RES_PIXELS = 200_000  # crops larger than this are Telea-filled at half resolution
 
 
-def inpaint_background(rgb: np.ndarray, ldi: LayeredDepth, radius: int = 4, mirror: bool = True, rel: float = 0.06) -> Background:
+def inpaint_background(rgb: np.ndarray, ldi: LayeredDepth, radius: int = 4, mirror: bool = True, rel: float = 0.06,
+                       band_px: int = 1) -> Background:
     """Synthesize colour and inverse depth of the background layer from background pixels only.
 
-    ``rgb`` is the photo at the working resolution of ``ldi``.
+    ``rgb`` is the photo at the working resolution of ``ldi``.  The layer also covers the
+    far-side pixels within ``band_px`` of each cut (``Background.band``), whose colour mixes in
+    the foreground's: the visible layer leaves them out and they are re-synthesized here.
     """
     h, w = ldi.inv.shape
     if not ldi.hole.any():
-        return Background(np.zeros((h, w, 3), np.uint8), ldi.inv.copy(), np.zeros((h, w), bool))
+        return Background(np.zeros((h, w, 3), np.uint8), ldi.inv.copy(), np.zeros((h, w), bool), np.zeros((h, w), bool))
     k = np.ones((3, 3), np.uint8)
-    # the background layer: the hole plus a rim under the visible layer's far-side edge pixels
-    layer = cv2.dilate(ldi.hole.astype(np.uint8), k, iterations=2).astype(bool)
-    # far-side edge pixels mix foreground and background colours: re-synthesize them too
-    far_band = ldi.far & layer
-    mask = ldi.inpaint_mask | ldi.hole | far_band
+    band = far_band(ldi, band_px, rgb)
+    # the background layer: the hole and the far band plus a rim under the visible layer's edge
+    layer = cv2.dilate((ldi.hole | band).astype(np.uint8), k, iterations=2).astype(bool)
+    mask = ldi.inpaint_mask | ldi.hole | band
     ys, xs = _crop_box(mask | layer, 2 * radius + 2)
     m8 = mask[ys, xs].astype(np.uint8)
     crop = np.ascontiguousarray(rgb[ys, xs])
@@ -110,5 +113,5 @@ def inpaint_background(rgb: np.ndarray, ldi: LayeredDepth, radius: int = 4, mirr
     behind = ldi.inpaint_mask | ldi.hole
     out_inv[behind] = np.minimum(out_inv[behind], ldi.inv[behind] * 0.98)
     out_inv[layer] *= BG_PUSH
-    return Background(out_rgb, out_inv.astype(np.float32), layer)
+    return Background(out_rgb, out_inv.astype(np.float32), layer, band)
 

@@ -2,8 +2,12 @@
 
 Works on *inverse depth* ``inv = 1/Z`` at the working resolution.  A neighbouring pixel pair is
 cut where the inverse-depth jump is large relative to the nearer side (``rel_jump``) and opens a
-hole of at least ``min_jump_px`` pixels at the viewer's full parallax.  Cut segments shorter than
-``min_edge_len`` pixels are dropped (speckles).
+hole of at least ``min_jump_px`` pixels at the viewer's full parallax.  A cut segment is kept only
+where the step is real: at least ``min_edge_len`` pixels long, opening ``min_segment_px`` pixels on
+average, and (with the photo) following a colour edge along most of its length.  Fragments of the
+visible layer that the cuts would cut out but that are small (``min_island``) or thin
+(``min_width_px``) are merged into their surroundings (their depth takes the nearest surrounding
+value), so an object's visible layer has no holes and no flecks float in front of anything.
 
 The LDI has two layers: the visible layer (the whole photo, cut at the discontinuities) and a
 background layer that extends the far side of every discontinuity behind the foreground, as far
@@ -27,7 +31,12 @@ class LayerParams:
     margin_px: int = 3  # background band beyond the largest parallax
     smooth_sigma: float = 1.5  # edge-preserving smoothing before edge detection (working pixels)
     sharpen_iters: int = 2  # snap blurred depth edges to steps (toggle filter) this many times
-    min_edge_contrast: float = 12.0  # with the photo: mean CIELAB contrast a kept segment needs
+    min_edge_contrast: float = 12.0  # with the photo: mean CIELAB contrast a kept segment needs ...
+    min_supported: float = 0.6  # ... and the share of its pixels that see at least half of it
+    min_segment_px: float = 6.0  # a kept segment opens at least this many pixels on average
+    min_island: float = 0.0015  # fragments of the visible layer smaller than this share of the image merge
+    min_width_px: float = 2.0  # ... and those with no pixel this far inside them (slivers)
+    far_band_px: int = 1  # far-side pixels of a cut whose colour the background layer may re-synthesize
     snap_radius: int = 4  # colour-guided edge snapping window (0 = off), working pixels
     snap_iters: int = 3
 
@@ -165,26 +174,108 @@ def colour_contrast(rgb: np.ndarray) -> np.ndarray:
     return np.sqrt(((cv2.dilate(lab, k) - cv2.erode(lab, k)) ** 2).sum(axis=2))
 
 
+def _step_px(inv: np.ndarray, cuts: Cuts, shift_px_per_inv: float) -> np.ndarray:
+    """Per pixel: the largest hole (working pixels at full parallax) a cut beside it opens."""
+    out = np.zeros(inv.shape, np.float32)
+    jh = np.where(cuts.h, np.abs(inv[:, :-1] - inv[:, 1:]), 0) * shift_px_per_inv
+    jv = np.where(cuts.v, np.abs(inv[:-1] - inv[1:]), 0) * shift_px_per_inv
+    out[:, :-1] = np.maximum(out[:, :-1], jh)
+    out[:, 1:] = np.maximum(out[:, 1:], jh)
+    out[:-1] = np.maximum(out[:-1], jv)
+    out[1:] = np.maximum(out[1:], jv)
+    return out
+
+
 def _drop_short_edges(inv: np.ndarray, cuts: Cuts, min_len: int, contrast: np.ndarray | None = None,
-                      min_contrast: float = 0.0) -> Cuts:
-    """Drop discontinuity segments shorter than ``min_len`` pixels, and (with ``contrast``) those
-    along which the photo shows no colour edge on average: a real occlusion boundary almost
-    always does, while the terraces of a quantized depth map cross smooth surfaces."""
+                      min_contrast: float = 0.0, shift_px_per_inv: float = 0.0,
+                      params: LayerParams = LayerParams()) -> Cuts:
+    """Keep only the discontinuity segments that are real steps: at least ``min_len`` pixels
+    long, opening ``params.min_segment_px`` on average (with ``shift_px_per_inv``), and (with
+    ``contrast``) along which the photo shows a colour edge, on average and along most of the
+    segment: a real occlusion boundary almost always does, while the terraces and noise of a
+    network's depth cross smooth surfaces and textures."""
     near, far = _sides(inv, cuts)
     n, lbl, stats, _ = cv2.connectedComponentsWithStats((near | far).astype(np.uint8), connectivity=8)
     keep_lbl = stats[:, cv2.CC_STAT_AREA] >= 2 * min_len
+    on = lbl > 0
+    area = np.maximum(stats[:, cv2.CC_STAT_AREA], 1)
+    if shift_px_per_inv > 0 and n > 1:
+        step = _step_px(inv, cuts, shift_px_per_inv)
+        keep_lbl &= np.bincount(lbl[on], step[on], minlength=n) / area >= params.min_segment_px
     if contrast is not None and n > 1:
-        on = lbl > 0
-        mean = np.bincount(lbl[on], contrast[on], minlength=n) / np.maximum(stats[:, cv2.CC_STAT_AREA], 1)
+        mean = np.bincount(lbl[on], contrast[on], minlength=n) / area
         keep_lbl &= mean >= min_contrast
+        supported = np.bincount(lbl[on], contrast[on] >= 0.5 * min_contrast, minlength=n) / area
+        keep_lbl &= supported >= params.min_supported
     keep_lbl[0] = False
-    keep = keep_lbl[lbl]
+    return _without(cuts, ~keep_lbl[lbl])
+
+
+def _without(cuts: Cuts, px: np.ndarray) -> Cuts:
+    """``cuts`` less those touching a pixel of ``px``."""
     return Cuts(
-        h=cuts.h & keep[:, :-1] & keep[:, 1:],
-        v=cuts.v & keep[:-1, :] & keep[1:, :],
-        d1=cuts.d1 & keep[:-1, :-1] & keep[1:, 1:],
-        d2=cuts.d2 & keep[:-1, 1:] & keep[1:, :-1],
+        h=cuts.h & ~px[:, :-1] & ~px[:, 1:],
+        v=cuts.v & ~px[:-1, :] & ~px[1:, :],
+        d1=cuts.d1 & ~px[:-1, :-1] & ~px[1:, 1:],
+        d2=cuts.d2 & ~px[:-1, 1:] & ~px[1:, :-1],
     )
+
+
+def small_fragments(cuts: Cuts, min_area: float, min_width: float) -> np.ndarray:
+    """Pixels of the fragments the cuts cut out of the visible layer (4-connected pieces) that
+    have fewer than ``min_area`` pixels or no pixel ``min_width`` inside their border (slivers).
+    The largest fragment and those the image's frame cuts never count."""
+    h, w = cuts.v.shape[0] + 1, cuts.h.shape[1] + 1
+    # a doubled grid: pixels at even positions, the grid edges between them in between
+    g = np.zeros((2 * h - 1, 2 * w - 1), np.uint8)
+    g[::2, ::2] = 1
+    g[::2, 1::2] = ~cuts.h
+    g[1::2, ::2] = ~cuts.v
+    corner = cuts.h[:-1] | cuts.h[1:] | cuts.v[:, :-1] | cuts.v[:, 1:]
+    g[1::2, 1::2] = ~corner
+    n, lbl = cv2.connectedComponents(g, connectivity=4)
+    if n <= 2:
+        return np.zeros((h, w), bool)
+    dist = cv2.distanceTransform(g, cv2.DIST_L2, 5) / 2.0
+    area = np.bincount(lbl[::2, ::2].ravel(), minlength=n)
+    wide = np.bincount(lbl.ravel(), (dist > min_width).ravel(), minlength=n)
+    small = (area < min_area) | (wide == 0)
+    px = lbl[::2, ::2]
+    small[np.concatenate([px[0], px[-1], px[:, 0], px[:, -1]])] = False  # cut by the frame, not an island
+    small[0] = False
+    small[int(np.argmax(area))] = False
+    return small[lbl[::2, ::2]]
+
+
+def far_band(ldi: "LayeredDepth", width: int, rgb: np.ndarray | None = None) -> np.ndarray:
+    """Far-side pixels within ``width`` pixels of a cut (not behind the foreground) whose colour
+    is the foreground's more than the background's (a blurred or mixed edge; without ``rgb``:
+    all of them).  The visible layer leaves them to the background layer, which re-synthesizes
+    them from background pixels only: no ghost outline of a moved object stays behind."""
+    band = ldi.far.copy() if width > 0 else np.zeros(ldi.far.shape, bool)
+    if not band.any():
+        return band
+    k = np.ones((3, 3), np.uint8)
+    if width > 1:
+        grown = cv2.dilate(band.astype(np.uint8), k, iterations=width - 1).astype(bool)
+        band |= grown & ~ldi.hole & ~ldi.near
+    if rgb is None:
+        return band
+    lab = cv2.cvtColor(rgb, cv2.COLOR_RGB2LAB).astype(np.float32)
+    near_grown = cv2.dilate(ldi.near.astype(np.uint8), k, iterations=3).astype(bool)
+    fg = (near_grown & ldi.hole & ~ldi.near).astype(np.float32)  # the object, 1-3 px inside its edge
+    far_grown = cv2.dilate(ldi.far.astype(np.uint8), k, iterations=width + 3).astype(bool)
+    bgm = (far_grown & ~band & ~ldi.hole & ~ldi.near).astype(np.float32)  # the background beyond the band
+    win = (2 * width + 7,) * 2
+
+    def mean(m):
+        return cv2.boxFilter(lab * m[:, :, None], -1, win, normalize=False) / np.maximum(
+            cv2.boxFilter(m, -1, win, normalize=False), 1e-6)[:, :, None]
+
+    d_fg = ((lab - mean(fg)) ** 2).sum(2)
+    d_bg = ((lab - mean(bgm)) ** 2).sum(2)
+    has = (cv2.boxFilter(fg, -1, win) > 0) & (cv2.boxFilter(bgm, -1, win) > 0)
+    return band & (~has | (d_fg < d_bg))
 
 
 def nearest_values(mask: np.ndarray, values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -213,8 +304,24 @@ def build_layers(
     if rgb is not None:
         inv = clean_inverse_depth(snap_edges(inv, rgb, params), params)
         contrast = colour_contrast(rgb)
-    cuts = _drop_short_edges(inv, find_cuts(inv, shift_px_per_inv, params), params.min_edge_len,
-                             contrast, params.min_edge_contrast)
+    min_area = params.min_island * inv.size
+    # merge small and thin fragments into their surroundings, then cut again: a pocket the
+    # surroundings are in front of (a dark eye read as farther than its face, a stair step's
+    # middle strip) takes their depth; a fleck in front of its surroundings keeps its depth
+    # but is no longer cut out (it stretches, as a single-layer mesh would)
+    uncut = np.zeros(inv.shape, bool)
+    for it in range(4):
+        cuts = _drop_short_edges(inv, find_cuts(inv, shift_px_per_inv, params), params.min_edge_len,
+                                 contrast, params.min_edge_contrast, shift_px_per_inv, params)
+        cuts = _without(cuts, uncut)
+        small = small_fragments(cuts, min_area, params.min_width_px) if it < 3 else None
+        if small is None or not small.any() or small.all():
+            break
+        _, fill = nearest_values(~small, inv)
+        pocket = small & (fill >= inv)
+        inv = np.where(pocket, fill, inv).astype(np.float32)
+        raw = np.where(pocket, fill, raw).astype(np.float32)
+        uncut |= small & ~pocket
     near, far = _sides(inv, cuts)
     if params.smooth_sigma > 0:
         # sharpened steps only where a discontinuity was kept; elsewhere a smooth surface (a step
@@ -228,6 +335,7 @@ def build_layers(
     dist = cv2.distanceTransform((~far).astype(np.uint8), cv2.DIST_L2, 5)
     hole = np.zeros(inv.shape, bool)
     bg = inv.copy()
+    floor = inv.copy()
     # Multi-scale: at scale r the background is the farthest point within r pixels (so stair-
     # stepped edges and thin intermediate strips still reveal the real background behind them).
     max_need = float(inv.max() - inv.min()) * shift_px_per_inv + params.margin_px
@@ -237,13 +345,18 @@ def build_layers(
         jump = inv - bg_r
         need = jump * shift_px_per_inv + params.margin_px
         fg = (jump > params.rel_jump * inv) & (jump * shift_px_per_inv > params.min_jump_px) & (2 * need >= r)
-        hole |= fg & (dist <= need)
+        fg &= dist <= need
+        floor = np.where(fg, np.minimum(floor, bg_r), floor)
+        hole |= fg
         r *= 2
     # the background behind a hole pixel: the nearest far-side pixel that is not itself hidden
-    # (thin intermediate strips at a stair-stepped edge are skipped; real inner edges are kept)
+    # (thin intermediate strips at a stair-stepped edge are skipped; real inner edges are kept),
+    # never nearer than the farthest point within the parallax that revealed it (a far pixel in
+    # a narrow groove between two nearer surfaces is hidden itself, its seed must lie behind it)
     seeds = far & ~hole
     if seeds.any():
         _, bg = nearest_values(seeds, inv)
+    bg = np.where(hole, np.minimum(bg, floor), bg)
     # foreground beyond the hole is masked too, so inpainting reaches the hole from the back only
     inpaint_mask = hole.copy()
     if hole.any():

@@ -19,7 +19,7 @@ import numpy as np
 from .layers import Cuts
 
 MAX_LEVEL = 5  # largest cells: 32 x 32 pixels
-SOFT_ALPHA = 96  # silhouette vertices: with alphaCutoff 0.5 the edge runs 1/5 of a cell inside them
+SOFT_ALPHA = 128  # silhouette vertices: with alphaCutoff 0.5 the edge runs through them (the far side is the background layer's)
 
 
 @dataclass

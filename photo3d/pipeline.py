@@ -148,14 +148,17 @@ def layer_depth(geo: Geometry, opts: ConvertOptions, photo_small: np.ndarray | N
 
 
 def inpaint(photo_small: np.ndarray, ldi: LayeredDepth, opts: ConvertOptions) -> Background:
-    return inpaint_background(photo_small, ldi, mirror=opts.mirror, rel=opts.layer_params.rel_jump)
+    return inpaint_background(photo_small, ldi, mirror=opts.mirror, rel=opts.layer_params.rel_jump,
+                              band_px=opts.layer_params.far_band_px)
 
 
 def build_meshes(geo: Geometry, ldi: LayeredDepth, bg: Background, opts: ConvertOptions, scale: float = 1.0) -> Meshes:
     """Triangulate the layers; ``scale`` multiplies the geometric tolerance (size budget)."""
     tol = scale * opts.tol_px / max(geo.shift_px_per_inv, 1e-9)
     shape = ldi.inv.shape
-    front = triangulate(ldi.inv, np.ones(shape, bool), ldi.cuts, tol, soft_edge=ldi.near if opts.layered else None)
+    # the far-side edge pixels (foreground colour mixed in) are left to the background layer
+    front_valid = ~bg.band if bg.band is not None and bg.mask.any() else np.ones(shape, bool)
+    front = triangulate(ldi.inv, front_valid, ldi.cuts, tol, soft_edge=ldi.near if opts.layered else None)
     out = [("visible", front, ldi.inv[front.grid_yx[:, 0], front.grid_yx[:, 1]])]
     if bg.mask.any():
         cuts = find_cuts(bg.inv, geo.shift_px_per_inv, opts.layer_params)

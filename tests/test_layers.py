@@ -1,6 +1,6 @@
 import numpy as np
 import pytest
-from synthetic import FAR, NEAR, SHIFT, constant, ramp, sphere, step_edge, with_bad_values
+from synthetic import FAR, NEAR, SHIFT, H, W, constant, ramp, sphere, step_edge, with_bad_values
 
 from photo3d.layers import LayerParams, build_layers, sanitize_inverse_depth
 
@@ -78,3 +78,47 @@ def test_nan_and_inf_depth_are_sanitized():
     assert np.isfinite(ldi.inv).all() and np.isfinite(ldi.bg_seed).all()
     assert ldi.cuts.h[:, 79].mean() > 0.9  # the real edge survives
     assert sanitize_inverse_depth(np.full((4, 4), np.nan)).tolist() == np.ones((4, 4)).tolist()
+
+
+def test_a_far_pocket_inside_an_object_is_closed_not_cut_out():
+    """A dark eye that a network reads as farther than its face: the face's visible layer keeps
+    no hole (no cut, no hidden background) inside it; its silhouette is still cut."""
+    inv, disk = sphere()
+    inv[60:66, 76:84] = FAR  # a 6x8 pocket in the middle of the sphere
+    ldi = build_layers(inv, SHIFT)
+    assert ldi.near.any()
+    inner = np.zeros_like(disk)
+    inner[50:78, 66:94] = True
+    assert not (ldi.near | ldi.far)[inner].any()
+    assert ldi.inv[60:66, 76:84].min() > 0.5 * (NEAR + FAR)  # the pocket took the face's depth
+
+
+def test_a_small_fleck_in_front_is_not_cut_out():
+    inv = constant(FAR)
+    inv[40:46, 40:46] = NEAR  # a 6x6 fleck: below min_island of the image, too big for the median
+    ldi = build_layers(inv, SHIFT)
+    assert ldi.cuts.count() == 0 and not ldi.hole.any()
+
+
+def test_steps_too_small_for_the_parallax_are_not_cut():
+    inv = step_edge(80)
+    # a 25 % jump (above rel_jump) that opens fewer pixels than min_segment_px at full parallax
+    inv[:, 80:] = FAR * 1.25
+    assert (inv[0, 80] - inv[0, 79]) * SHIFT < LayerParams().min_segment_px
+    assert build_layers(inv, SHIFT).cuts.count() == 0
+
+
+def test_far_band_takes_only_foreground_coloured_pixels():
+    from photo3d.layers import far_band
+
+    inv = step_edge(80)
+    rgb = np.zeros((H, W, 3), np.uint8)
+    rgb[:] = (30, 80, 200)  # background blue
+    rgb[:, 80:] = (220, 30, 30)  # foreground red
+    rgb[:, 79] = (200, 40, 50)  # the far-side edge column has the foreground's (blurred) colour
+    ldi = build_layers(inv, SHIFT)
+    band = far_band(ldi, 2, rgb)
+    assert np.nonzero(band.any(axis=0))[0].tolist() == [79]
+    assert band[:, 79].all()
+    rgb[:, 79] = (40, 85, 195)  # a clean edge: nothing to re-synthesize
+    assert not far_band(ldi, 2, rgb).any()
