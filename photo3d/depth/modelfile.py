@@ -84,7 +84,8 @@ ALLOWED_OPS = frozenset(
         "leaky_relu_", "sigmoid", "sigmoid_", "tanh", "tanh_", "elu", "gelu", "silu", "hardswish",
         "hardsigmoid", "softplus", "clamp", "clamp_", "clamp_min", "clamp_max", "exp", "log", "sqrt",
         "rsqrt", "abs", "neg", "reciprocal", "add", "add_", "sub", "sub_", "mul", "mul_", "div", "div_",
-        "pow", "mean", "sum", "amax", "amin", "max", "min", "maximum", "minimum", "where",
+        "pow", "mean", "sum", "amax", "amin", "max", "min", "maximum", "minimum", "where", "matmul", "linear",
+        "softmax",
         "upsample_nearest1d", "upsample_nearest2d", "upsample_nearest3d", "_upsample_nearest_exact1d",
         "_upsample_nearest_exact2d", "_upsample_nearest_exact3d", "upsample_linear1d",
         "upsample_bilinear2d", "_upsample_bilinear2d_aa", "upsample_bicubic2d", "_upsample_bicubic2d_aa",
@@ -367,8 +368,9 @@ def verify_bundled(path: Path, models_dir: Path | None = None) -> None:
         return
     digest = sha256_file(path)
     if digest != info.get("sha256"):
+        hint = "" if claim == "bundled depth model" else "; a model of your own needs another name"
         raise ModelError(f"{claim} is corrupt or not the bundled model: sha256 {digest[:12]}… "
-                         f"does not match photo3d/models/manifest.json ({str(info.get('sha256'))[:12]}…)", path)
+                         f"does not match photo3d/models/manifest.json ({str(info.get('sha256'))[:12]}…){hint}", path)
 
 
 def write_manifest(model: Path, models_dir: Path | None = None) -> str:
