@@ -480,6 +480,27 @@ def test_pug_depth_at_the_photo_size(tmp_path, embedded_dir):
     assert r_log >= 0.99, r_log
 
 
+@pytest.mark.parametrize("defect", ["NaN d_min", "other aspect ratio"])
+def test_pug_with_malformed_depth_falls_back(tmp_path, embedded_dir, monkeypatch, tiny_depth_model, defect):
+    """The real HEIC with its depth metadata or map spoiled: the model, one warning, a valid GLB."""
+    real_convert, real_read = E.heif_depth_to_disparity, E._heif_depth
+    if defect == "NaN d_min":
+        monkeypatch.setattr(E, "heif_depth_to_disparity", lambda v, meta: real_convert(v, {**meta, "d_min": float("nan")}))
+    else:
+        def cropped(heif):
+            sd = real_read(heif)
+            sd.disparity = sd.disparity[:, :400]
+            return sd
+
+        monkeypatch.setattr(E, "_heif_depth", cropped)
+    from photo3d.pipeline import ConvertOptions, convert_file
+
+    report = convert_file(embedded_dir / "pug.heic", tmp_path / "pug.glb", ConvertOptions(model=tiny_depth_model))
+    assert report["depth_source"] == "model"
+    assert len(report["warnings"]) == 1 and "malformed embedded depth" in report["warnings"][0]
+    assert_valid_glb(tmp_path / "pug.glb")
+
+
 # Regions marked by hand on the left view of spatial_photo.heic (fractions of width / height:
 # x0, y0, x1, y1).  Their disparities, measured by hand with NCC template matching at full
 # resolution, are plant leaves ~180 px, pot ~96 px, deck between the pot and the house ~40 px,

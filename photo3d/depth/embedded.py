@@ -385,52 +385,61 @@ def heif_depth_to_disparity(v: np.ndarray, meta: dict) -> tuple[np.ndarray, bool
     raise EmbeddedDepthError(f"{what}: unknown representation_type {rtype}")
 
 
-def read_heif(path: Path) -> tuple[SourceDepth | None, tuple | None]:
-    """(auxiliary depth of the primary image, (left, right[, focal_35mm]) views of a stereo
-    pair), either may be None."""
+def read_heif(path: Path) -> tuple[SourceDepth | EmbeddedDepthError | None, tuple | None]:
+    """(auxiliary depth of the primary image, or the reason it is unusable; (left, right[,
+    focal_35mm]) views of a stereo pair), either may be None."""
     import pillow_heif  # type: ignore
 
     try:
         heif = pillow_heif.open_heif(str(path), convert_hdr_to_8bit=True)
     except Exception:
         return None, None
+    try:
+        depth = _heif_depth(heif)
+    except EmbeddedDepthError as e:
+        depth = e
+    return depth, _heif_pair(heif)
+
+
+def _heif_depth(heif) -> SourceDepth | None:
     primary = heif.primary_index if hasattr(heif, "primary_index") else 0
-    depth = None
     im = heif[primary]
     depth_images = im.info.get("depth_images") or []
-    if depth_images:
-        what = "HEIF depth"
-        d = depth_images[0]
-        meta = dict(d.info.get("metadata") or {})
-        try:
-            a = np.asarray(d.to_pillow())
-        except Exception as e:
-            raise EmbeddedDepthError(f"{what}: undecodable ({type(e).__name__})") from None
-        if a.ndim == 3:
-            a = a[..., 0]
-        if a.ndim != 2 or min(a.shape) < MIN_MAP_SIDE:
-            raise EmbeddedDepthError(f"{what}: image of size {a.shape[::-1]}")
-        top = 65535.0 if a.dtype == np.uint16 else float((1 << int(getattr(d, "bit_depth", 8) or 8)) - 1)
-        if a.dtype == np.uint16 and a.max() < 1024 and (getattr(d, "bit_depth", 16) or 16) <= 10:
-            top = float((1 << d.bit_depth) - 1)
-        disp, metric = heif_depth_to_disparity(a.astype(np.float32) / np.float32(top), meta)
-        depth = SourceDepth(disp, "heif-depth", None, metric, {k: v for k, v in meta.items() if v is not None})
-    pair = None
+    if not depth_images:
+        return None
+    what = "HEIF depth"
+    d = depth_images[0]
+    meta = dict(d.info.get("metadata") or {})
+    try:
+        a = np.asarray(d.to_pillow())
+    except Exception as e:
+        raise EmbeddedDepthError(f"{what}: undecodable ({type(e).__name__})") from None
+    if a.ndim == 3:
+        a = a[..., 0]
+    if a.ndim != 2 or min(a.shape) < MIN_MAP_SIDE:
+        raise EmbeddedDepthError(f"{what}: image of size {a.shape[::-1]}")
+    bits = int(getattr(d, "bit_depth", 0) or (16 if a.dtype == np.uint16 else 8))
+    top = float((1 << bits) - 1) if a.dtype == np.uint16 and bits < 16 and a.max() <= (1 << bits) - 1 else (
+        65535.0 if a.dtype == np.uint16 else 255.0)
+    disp, metric = heif_depth_to_disparity(a.astype(np.float32) / np.float32(top), meta)
+    return SourceDepth(disp, "heif-depth", None, metric, {k: v for k, v in meta.items() if v is not None})
+
+
+def _heif_pair(heif) -> tuple | None:
     for group in heif.info.get("entity_groups") or []:
         if group.get("type") == "ster" and len(group.get("images") or []) >= 2:
             i, j = group["images"][:2]
             try:
                 pair = (np.asarray(heif[i].to_pillow().convert("RGB")), np.asarray(heif[j].to_pillow().convert("RGB")))
             except Exception:
-                pair = None
-                break
+                return None
             # the left camera's focal length (HEIF camera intrinsics), as a 35 mm equivalent
             fx = ((heif[i].info.get("heif") or {}).get("camera_intrinsic_matrix") or {}).get("focal_length_x")
             if fx and math.isfinite(float(fx)) and float(fx) > 0:
                 h, w = pair[0].shape[:2]
                 pair = (*pair, float(fx) * DIAGONAL_35MM / math.hypot(w, h))
-            break
-    return depth, pair
+            return pair
+    return None
 
 
 def read_jpeg_depth(data: bytes) -> SourceDepth | None:
@@ -611,6 +620,8 @@ def find_depth(path: str | Path, photo: Photo, source: str = "auto") -> Found:
         try:
             if is_heif:
                 depth, pair = read_heif(path)
+                if isinstance(depth, EmbeddedDepthError):
+                    raise depth
             elif is_jpeg:
                 depth = read_jpeg_depth(head)
                 if depth is not None:
@@ -633,7 +644,7 @@ def find_depth(path: str | Path, photo: Photo, source: str = "auto") -> Found:
     # stereo
     try:
         kind = None
-        if pair is None and is_heif and source == "stereo":
+        if pair is None and is_heif and source == "stereo":  # (auto and embedded read it above)
             _, pair = read_heif(path)
         if pair is not None:
             kind = "heif-stereo"
