@@ -22,6 +22,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from photo3d.train.metrics import pearson
+
 
 def _ranks(a: np.ndarray) -> np.ndarray:
     r = np.empty(a.size)
@@ -32,9 +34,7 @@ def _ranks(a: np.ndarray) -> np.ndarray:
 def scores(pred: np.ndarray, ref: np.ndarray) -> tuple[float, float]:
     p = cv2.resize(pred.astype(np.float32), (ref.shape[1], ref.shape[0]), interpolation=cv2.INTER_AREA)
     p = np.maximum(p, 1e-6)
-    pearson = float(np.corrcoef(np.log(p).ravel(), np.log(ref).ravel())[0, 1])
-    spearman = float(np.corrcoef(_ranks(p), _ranks(ref))[0, 1])
-    return pearson, spearman
+    return pearson(np.log(p), np.log(ref)), pearson(_ranks(p), _ranks(ref))
 
 
 def main(argv: list[str] | None = None) -> int:
