@@ -214,11 +214,15 @@ def ssim(a: np.ndarray, b: np.ndarray, mask: np.ndarray) -> float:
     return float(s[mask].mean())
 
 
-def false_tear_rate(layer: np.ndarray, valid: np.ndarray, disocc: np.ndarray) -> float:
+def false_tear_rate(layer: np.ndarray, valid: np.ndarray, disocc: np.ndarray, framed: np.ndarray | None = None) -> float:
     """Share of the view's pixels that see no disocclusion (``valid`` and not within 1 px of
     ``disocc``) but that the 3D photo shows from its background layer (primitive index > 0) or
-    leaves empty: tears the layering opened where the real scene has none."""
+    leaves empty: tears the layering opened where the real scene has none.  ``framed``: the
+    pixels a single-layer mesh of the same depth covers (the others lie beyond the photo's
+    frame at this view, whatever the layering; they do not count)."""
     solid = valid & ~cv2.dilate(disocc.astype(np.uint8), np.ones((3, 3), np.uint8)).astype(bool)
+    if framed is not None:
+        solid &= framed
     return float(((layer != 0) & solid).sum() / max(int(solid.sum()), 1))
 
 
@@ -320,14 +324,16 @@ def main(argv: list[str] | None = None) -> int:
                 disp = align(disp1, disp1)
                 disp[disp1 == 0] = cv2.inpaint(disp, (disp1 == 0).astype(np.uint8), 3, cv2.INPAINT_NS)[disp1 == 0]
             row = {"scene": scene, "depth": src}
-            for method, layered in (("layered", True), ("stretched", False)):
+            framed = None
+            for method, layered in (("stretched", False), ("layered", True)):
                 t = time.perf_counter()
                 # network depth is blurry: snap its edges to the photo's (as `convert` does)
                 img, covered, rep = build_and_render(rgb, disp, layered, snap=src == "model", mirror=not args.smooth_fill)
                 row[f"{method}_all"] = psnr(img, view5, valid)
                 row[f"{method}_disocc"] = psnr(img, view5, disocc)
                 row[f"{method}_ssim"] = ssim(img, view5, valid)
-                row[f"{method}_tears"] = false_tear_rate(rep["layer_map"], valid, disocc)
+                row[f"{method}_tears"] = false_tear_rate(rep["layer_map"], valid, disocc, framed)
+                framed = covered if framed is None else framed
                 row[f"{method}_speckles"] = speckle_count(rep["layer_map"])
                 row[f"{method}_holes"] = float((~covered & valid).mean())
                 row[f"{method}_vertices"] = rep["vertices"]

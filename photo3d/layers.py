@@ -33,7 +33,8 @@ class LayerParams:
     sharpen_iters: int = 2  # snap blurred depth edges to steps (toggle filter) this many times
     min_edge_contrast: float = 12.0  # with the photo: mean CIELAB contrast a kept segment needs ...
     min_supported: float = 0.6  # ... and the share of its pixels that see at least half of it
-    min_segment_px: float = 6.0  # a kept segment opens at least this many pixels on average
+    min_segment_px: float = 6.0  # a kept segment opens at least this many pixels on average ...
+    support_px: int = 7  # ... judged over every stretch of 2 * support_px + 1 pixels along it
     min_island: float = 0.0015  # fragments of the visible layer smaller than this share of the image merge
     min_width_px: float = 2.0  # ... and those with no pixel this far inside them (slivers)
     far_band_px: int = 1  # far-side pixels of a cut whose colour the background layer may re-synthesize
@@ -189,24 +190,31 @@ def _step_px(inv: np.ndarray, cuts: Cuts, shift_px_per_inv: float) -> np.ndarray
 def _drop_short_edges(inv: np.ndarray, cuts: Cuts, min_len: int, contrast: np.ndarray | None = None,
                       min_contrast: float = 0.0, shift_px_per_inv: float = 0.0,
                       params: LayerParams = LayerParams()) -> Cuts:
-    """Keep only the discontinuity segments that are real steps: at least ``min_len`` pixels
-    long, opening ``params.min_segment_px`` on average (with ``shift_px_per_inv``), and (with
-    ``contrast``) along which the photo shows a colour edge, on average and along most of the
-    segment: a real occlusion boundary almost always does, while the terraces and noise of a
-    network's depth cross smooth surfaces and textures."""
+    """Keep only the discontinuities that are real steps all along: every stretch of
+    ``2 * params.support_px + 1`` pixels opens ``params.min_segment_px`` on average (with
+    ``shift_px_per_inv``) and (with ``contrast``) follows a colour edge (mean contrast and the
+    share of pixels that see half of it), and what is left of a segment is at least ``min_len``
+    pixels long.  A real occlusion boundary almost always shows in the photo, while the terraces
+    and noise of a network's depth cross smooth surfaces and textures; judged locally, a spurious
+    cut inside an object does not borrow the support of the silhouette it branches off."""
     near, far = _sides(inv, cuts)
-    n, lbl, stats, _ = cv2.connectedComponentsWithStats((near | far).astype(np.uint8), connectivity=8)
+    edge = near | far
+    keep = edge.copy()
+    if edge.any() and (shift_px_per_inv > 0 or contrast is not None):
+        e = edge.astype(np.float32)
+        win = (2 * params.support_px + 1,) * 2
+        count = np.maximum(cv2.boxFilter(e, -1, win, normalize=False), 1.0)
+
+        def along(v: np.ndarray) -> np.ndarray:
+            return cv2.boxFilter(v.astype(np.float32) * e, -1, win, normalize=False) / count
+
+        if shift_px_per_inv > 0:
+            keep &= along(_step_px(inv, cuts, shift_px_per_inv)) >= params.min_segment_px
+        if contrast is not None:
+            keep &= along(contrast) >= min_contrast
+            keep &= along(contrast >= 0.5 * min_contrast) >= params.min_supported
+    n, lbl, stats, _ = cv2.connectedComponentsWithStats(keep.astype(np.uint8), connectivity=8)
     keep_lbl = stats[:, cv2.CC_STAT_AREA] >= 2 * min_len
-    on = lbl > 0
-    area = np.maximum(stats[:, cv2.CC_STAT_AREA], 1)
-    if shift_px_per_inv > 0 and n > 1:
-        step = _step_px(inv, cuts, shift_px_per_inv)
-        keep_lbl &= np.bincount(lbl[on], step[on], minlength=n) / area >= params.min_segment_px
-    if contrast is not None and n > 1:
-        mean = np.bincount(lbl[on], contrast[on], minlength=n) / area
-        keep_lbl &= mean >= min_contrast
-        supported = np.bincount(lbl[on], contrast[on] >= 0.5 * min_contrast, minlength=n) / area
-        keep_lbl &= supported >= params.min_supported
     keep_lbl[0] = False
     return _without(cuts, ~keep_lbl[lbl])
 
