@@ -258,6 +258,19 @@ def plan_jobs(
     return jobs
 
 
+def plan_outputs(inputs: Sequence[Path], output: Path, suffixes: Sequence[str], globs: Sequence[str] = ()) -> list[Job]:
+    """:func:`plan_jobs` for each of ``suffixes``, the outputs of each input next to each other."""
+    plans = [plan_jobs(inputs, output, s, globs) for s in dict.fromkeys(suffixes)]
+    seen: set[str] = set()
+    jobs = []
+    for group in zip(*plans):
+        for j in group:
+            if str(j.dst) not in seen:  # one input file and -o FILE: the same job for every suffix
+                seen.add(str(j.dst))
+                jobs.append(j)
+    return jobs
+
+
 def remove_stale_temps(jobs: Sequence[Job]) -> int:
     """Delete the hidden ``.NAME.XXXX.tmp`` files that an interrupted run left beside planned
     outputs and their side files (``NAME.html``, ``NAME.preview.png``; see
@@ -949,7 +962,7 @@ def batch_command(
     task: TaskSpec,
     inputs: Sequence[Path],
     output: Path,
-    suffix: str,
+    suffix: str | Sequence[str],
     *,
     jobs: int = 1,
     engine: str = "local",
@@ -965,9 +978,10 @@ def batch_command(
     plan, run, report, write the summary; returns the exit code.
 
     ``overwrite=None`` (the default) rewrites the output of a single explicit file (you asked for
-    that file), and skips existing outputs for folders and several inputs (resume)."""
+    that file), and skips existing outputs for folders and several inputs (resume).
+    Several ``suffix`` values: one job per input and suffix (each output resumes on its own)."""
     console = console or Console(stderr=True, highlight=False, soft_wrap=True)
-    plan = plan_jobs(inputs, output, suffix, globs)
+    plan = plan_outputs(inputs, output, [suffix] if isinstance(suffix, str) else suffix, globs)
     if overwrite is None:
         overwrite = len(inputs) == 1 and not Path(inputs[0]).is_dir()
     if not plan:

@@ -59,7 +59,7 @@ DEPTH_SOURCE_OPT = typer.Option(
 SUMMARY_OPT = typer.Option(None, "--summary", help="Write a JSON report: one record per input (status, output, seconds, bytes, error).")
 
 
-def _batch(task: str, options, inputs, output: Path, suffix: str, jobs: int, engine: str, address, overwrite, globs, summary,
+def _batch(task: str, options, inputs, output: Path, suffix: str | list[str], jobs: int, engine: str, address, overwrite, globs, summary,
            on_result=None) -> None:
     """Run one per-file task over INPUT... and exit with the batch's exit code (0, 1, 2, 130).
     ``on_result(result)`` is called as each file finishes (e.g. to print a line about it)."""
@@ -156,11 +156,17 @@ def _warn(r) -> None:
         err.print(f"warning: {r.src}: {w}", markup=False, highlight=False, soft_wrap=True)
 
 
+FORMATS = (".glb", ".mp4", ".gif", ".webp", ".html")  # --format (folder outputs)
+
+
 def _convert_line(r, timings: bool) -> str:
     """One line per converted photo: layers, hole area, vertices, GLB size (+ stage timings)."""
     i = r.info
     line = (f"{r.src} -> {r.dst}: depth from {_source(i)}, {i.get('layers', '?')} layer(s), hole {100 * i.get('hole_area', 0):.1f} %, "
             f"{i.get('vertices', 0):,} vertices, {i.get('glb_bytes', 0) / 1e6:.2f} MB, {r.seconds:.2f} s")
+    if i.get("share"):
+        s = i["share"]
+        line += f"; {s['frames']} frame(s) {s['size'][0]}x{s['size'][1]}, {r.bytes / 1e6:.2f} MB"
     if timings and i.get("seconds"):
         line += "\n  " + ", ".join(f"{k} {v:.3f}" for k, v in i["seconds"].items())
     return line
@@ -169,12 +175,29 @@ def _convert_line(r, timings: bool) -> str:
 @app.command()
 def convert(
     inputs: list[Path] = typer.Argument(..., help="Image files or folders."),
-    output: Path = typer.Option(..., "-o", "--output", help="Output .glb for one input, else a folder."),
+    output: Path = typer.Option(
+        ..., "-o", "--output",
+        help="Output file for one input (.glb; .html; .mp4, .gif or .webp video; .jpg/.png with --stereo), else a folder.",
+    ),
     model: Optional[Path] = typer.Option(None, "--model", help=MODEL_HELP),
     depth_map: Optional[Path] = typer.Option(
         None, "--depth", help="Use this depth map (16-bit PNG or .npy, larger = nearer) instead of a model; one input only."
     ),
+    formats: Optional[list[str]] = typer.Option(
+        None, "--format", help="Folder output: glb, mp4, gif, webp or html; repeatable (each output resumes on its own). Default glb."
+    ),
     html: bool = typer.Option(False, "--html", help="Also write NAME.html: a self-contained offline viewer."),
+    parallax: float = typer.Option(
+        0.04, "--parallax", min=0.001, max=0.2,
+        help="Strength: near vs far shift at full offset, as a share of the width (viewer range and video motion).",
+    ),
+    path: str = typer.Option("circle", "--path", help="Video camera path: circle, swing, zoom or dolly-zoom (a seamless loop)."),
+    seconds: float = typer.Option(4.0, "--seconds", min=0.05, help="Video length."),
+    fps: float = typer.Option(30.0, "--fps", min=1.0, max=120.0, help="Video frames per second."),
+    size: Optional[int] = typer.Option(None, "--size", help="Video / still longer side in pixels. Default 1080 (MP4), 480 (GIF, WebP)."),
+    stereo: Optional[str] = typer.Option(
+        None, "--stereo", help="sbs: left|right eye side by side at full width (2x wide); sbs-half: squeezed into the normal width."
+    ),
     timings: bool = typer.Option(False, "--timings", help="Print the time of each stage."),
     quality: int = typer.Option(80, "--quality", min=1, max=100, help="JPEG quality of the texture."),
     max_texture: int = typer.Option(4096, "--max-texture", min=256, help="Longest side of the photo's texture."),
@@ -198,15 +221,30 @@ def convert(
     _check_source(depth_source)
     if depth_map is not None and depth_source != "auto":
         _fail(UsageError("give either --depth or --depth-source, not both"))
-    opts = ConvertOptions(model=model, depth=depth_map, html=html, jpeg_quality=quality,
-                          max_texture_side=max_texture, max_megapixels=max_megapixels, depth_source=depth_source)
+    from .video import ShareOptions, check_share
+
+    single = len(inputs) == 1 and not inputs[0].is_dir()
+    suffixes = ["." + f.lower().lstrip(".") for f in (formats or ["glb"])]
+    try:
+        share = ShareOptions(path=path, seconds=seconds, fps=fps, size=size, stereo=stereo, progress=single and jobs == 1)
+        check_share(share)
+        if formats and single and output.suffix and not output.is_dir():
+            raise UsageError("--format is for folder outputs; for one photo the suffix of -o chooses the format")
+        for s in suffixes:
+            if s not in FORMATS:
+                raise UsageError(f"--format must be one of {', '.join(f[1:] for f in FORMATS)}, not {s[1:]!r}")
+    except UsageError as e:
+        _fail(e)
+    opts = ConvertOptions(model=model, depth=depth_map, html=html, jpeg_quality=quality, parallax=parallax,
+                          max_texture_side=max_texture, max_megapixels=max_megapixels, depth_source=depth_source,
+                          share=share)
 
     def said(r) -> None:  # one line per photo as soon as it is done
         if r.status == "ok":
             _warn(r)
             err.print(_convert_line(r, timings), markup=False, highlight=False, soft_wrap=True)
 
-    _batch("convert", opts, inputs, output, ".glb", jobs, engine, address, overwrite, globs, summary, on_result=said)
+    _batch("convert", opts, inputs, output, suffixes, jobs, engine, address, overwrite, globs, summary, on_result=said)
 
 
 @model_app.command("import")

@@ -28,6 +28,7 @@ from .inpaint import Background, inpaint_background
 from .io import DEFAULT_MAX_MEGAPIXELS, Photo, load_image, write_bytes_atomic
 from .layers import LayeredDepth, LayerParams, build_layers, find_cuts, sanitize_inverse_depth
 from .mesh import LayerMesh, grid_to_image, triangulate, unproject
+from .video import STILL_SUFFIXES, VIDEO_SUFFIXES, ShareOptions
 
 BG_TEXTURE_MARGIN = 8  # working pixels of real colour kept around the background layer (mipmaps)
 MIN_TEXTURE_SIDE = 1024  # the size budget never shrinks the photo's texture below this
@@ -53,6 +54,7 @@ class ConvertOptions:
     snap_edges: bool | None = None  # snap depth edges to colour edges; None = for model depth only
     max_megapixels: float | None = DEFAULT_MAX_MEGAPIXELS
     layer_params: LayerParams = field(default_factory=LayerParams)
+    share: ShareOptions = field(default_factory=ShareOptions)  # .mp4/.gif/.webp/stereo outputs
 
 
 @dataclass
@@ -361,14 +363,24 @@ def warm_up(opts: ConvertOptions | None) -> _Background | None:
     return th
 
 
+OUTPUT_SUFFIXES = (".glb", ".html") + VIDEO_SUFFIXES + STILL_SUFFIXES
+
+
 def convert_file(src: str | Path, dst: str | Path, opts: ConvertOptions | None = None) -> dict[str, Any]:
-    """Build the 3D photo of ``src`` and write it to ``dst`` (.glb); returns a per-photo report."""
+    """Build the 3D photo of ``src`` and write it to ``dst``: the GLB (.glb), the offline viewer
+    alone (.html), or a video / stereo still rendered from the GLB's scene (.mp4, .gif, .webp,
+    .jpg, .png; see :mod:`photo3d.video`).  Returns a per-photo report."""
     opts = opts or ConvertOptions()
     src, dst = Path(src), Path(dst)
     if opts.depth is not None and opts.model is not None:
         raise UsageError("give either --depth or --model, not both")
-    if dst.suffix.lower() != ".glb":
-        raise UsageError("convert writes .glb files", dst)
+    suffix = dst.suffix.lower()
+    if suffix not in OUTPUT_SUFFIXES:
+        raise UsageError(f"convert writes {', '.join(OUTPUT_SUFFIXES[:5])} (or a stereo .jpg/.png), not {suffix or 'no suffix'}", dst)
+    if suffix not in (".glb", ".html"):
+        from .video import check
+
+        check(dst, opts.share)
     timings: dict[str, float] = {}
     loading = warm_up(opts)  # started by the batch runner already, or now
     t = time.perf_counter()
@@ -415,15 +427,24 @@ def convert_file(src: str | Path, dst: str | Path, opts: ConvertOptions | None =
     glb, report = built
     t = time.perf_counter()
     outputs = []
-    if opts.html:  # side files first: the GLB is what a resumed batch looks for, so it comes last
+    if opts.html and suffix != ".html":  # side files first: a resumed batch looks for ``dst``, so it comes last
         from .viewer import write_viewer
 
         html = dst.with_suffix(".html")
         write_viewer(html, glb, title=src.stem)
         outputs.append(str(html))
-    write_bytes_atomic(dst, glb)
+    if suffix == ".glb":
+        write_bytes_atomic(dst, glb)
+    elif suffix == ".html":
+        from .viewer import write_viewer
+
+        write_viewer(dst, glb, title=src.stem)
+    else:
+        from .video import write_share
+
+        report["share"] = write_share(dst, glb, opts.share, timings)
     outputs.insert(0, str(dst))
-    timings["write"] = time.perf_counter() - t
+    timings["write"] = time.perf_counter() - t - sum(timings.get(k, 0.0) for k in ("render", "encode"))
     report.update(info)
     report["outputs"] = outputs
     report["seconds"] = {k: round(v, 4) for k, v in timings.items()}

@@ -1,0 +1,404 @@
+"""Render stage: the GLB's scene seen from a moving camera, on the CPU.
+
+The renderer reads the very bytes :mod:`photo3d.export` writes (meshes, vertex alpha, the photo's
+and the inpainted background's JPEG textures, the camera and ``extras.photo3d.parallax``) and
+draws them the way the HTML viewer (``assets/viewer.src.js``, three.js) does:
+
+- camera at ``offset * parallax.max_offset`` (offset in the unit disc), looking at the point
+  ``focus_depth`` straight ahead, +Y up; the field of view zoomed in by the viewer's *cover*
+  factor (:func:`cover_zoom`, ~1.05-1.15) so that no frame shows past the photo's edge;
+- unlit textures, bilinear sampling from a texture pre-filtered to the frame's scale (what the
+  viewer's mipmaps do), alpha test at 0.5 on the interpolated vertex alpha (``alphaMode: MASK``),
+  no back-face culling, z-buffer.
+
+It is a software triangle rasteriser: vertices are transformed with numpy, the triangle loop
+(bounding box, row spans from the barycentric planes, z-buffer, alpha test, perspective-correct
+texture coordinates) is compiled by numba, and one ``cv2.remap`` over a texture atlas colours
+the frame.  Anti-aliasing: supersampling (``supersample`` x ``supersample`` samples per pixel,
+box-filtered).  Why not a torch/numpy-vectorised rasteriser or forward splatting: see
+``benchmarks/render_speed.py`` and the README (about 10x slower per frame on two cores).
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+from dataclasses import dataclass
+from typing import Iterator
+
+import cv2
+import numba
+import numpy as np
+
+from .export import read_glb
+
+PATHS = ("circle", "swing", "zoom", "dolly-zoom")
+ALPHA_CUTOFF = 0.5  # glTF's default alphaCutoff for alphaMode MASK
+ZNEAR, ZFAR = 0.05, 1000.0  # the viewer's camera planes
+# forward travel of `zoom` and `dolly-zoom`, in max_offset (the sideways range): about what the
+# inpainted background covers; the nearest things grow ~15 %, the dolly-zoom widens the view ~10 %
+ZOOM_TRAVEL = 3.0
+_COMPONENTS = {5120: np.int8, 5121: np.uint8, 5122: np.int16, 5123: np.uint16, 5125: np.uint32, 5126: np.float32}
+_WIDTH = {"SCALAR": 1, "VEC2": 2, "VEC3": 3, "VEC4": 4}
+
+
+# ---------------------------------------------------------------- the scene of a GLB
+
+
+@dataclass
+class SceneMesh:
+    positions: np.ndarray  # (n, 3) float32, camera space
+    uv: np.ndarray  # (n, 2) float32, glTF convention (origin top-left)
+    alpha: np.ndarray | None  # (n,) float32 in [0, 1], None = opaque
+    faces: np.ndarray  # (m, 3) int64
+    texture: int
+
+
+@dataclass
+class Scene:
+    meshes: list[SceneMesh]
+    textures: list[np.ndarray]  # RGB uint8
+    meta: dict  # extras.photo3d
+
+    @property
+    def aspect(self) -> float:
+        w, h = self.meta["source_size"]
+        return w / h
+
+
+def _accessor(tree: dict, binary: bytes, index: int) -> np.ndarray:
+    acc = tree["accessors"][index]
+    view = tree["bufferViews"][acc["bufferView"]]
+    dtype = np.dtype(_COMPONENTS[acc["componentType"]]).newbyteorder("<")
+    width = _WIDTH[acc["type"]]
+    start = view.get("byteOffset", 0) + acc.get("byteOffset", 0)
+    a = np.frombuffer(binary, dtype, acc["count"] * width, start).reshape(acc["count"], width)
+    if acc.get("normalized"):
+        a = a.astype(np.float32) / float(np.iinfo(dtype).max)
+    return a
+
+
+def scene_from_glb(glb: bytes) -> Scene:
+    """The meshes, textures and viewer metadata of a GLB written by :func:`photo3d.export.to_glb`."""
+    tree, binary = read_glb(glb)
+    textures = []
+    for tex in tree.get("textures", []):
+        img = tree["images"][tex["source"]]
+        view = tree["bufferViews"][img["bufferView"]]
+        off = view.get("byteOffset", 0)
+        bgr = cv2.imdecode(np.frombuffer(binary, np.uint8, view["byteLength"], off), cv2.IMREAD_COLOR)
+        textures.append(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB))
+    meshes = []
+    for node in tree["nodes"]:
+        if "mesh" not in node:
+            continue
+        for prim in tree["meshes"][node["mesh"]]["primitives"]:
+            attrs = prim["attributes"]
+            alpha = None
+            if "COLOR_0" in attrs:
+                col = _accessor(tree, binary, attrs["COLOR_0"])
+                alpha = col[:, 3].astype(np.float32) if col.shape[1] == 4 else None
+            material = tree["materials"][prim.get("material", 0)]
+            tex = material["pbrMetallicRoughness"]["baseColorTexture"]["index"]
+            meshes.append(SceneMesh(
+                positions=_accessor(tree, binary, attrs["POSITION"]).astype(np.float32),
+                uv=_accessor(tree, binary, attrs["TEXCOORD_0"]).astype(np.float32),
+                alpha=alpha,
+                faces=_accessor(tree, binary, prim["indices"]).reshape(-1, 3).astype(np.int64),
+                texture=int(tex),
+            ))
+    return Scene(meshes, textures, tree["extras"]["photo3d"])
+
+
+# ---------------------------------------------------------------- camera (as the viewer places it)
+
+
+@dataclass(frozen=True)
+class View:
+    """A camera pose: ``x, y`` offset in the viewer's unit disc (1 = the file's full parallax),
+    ``forward`` in scene units toward the scene, ``fov_scale`` multiplies tan(fov / 2)."""
+
+    x: float = 0.0
+    y: float = 0.0
+    forward: float = 0.0
+    fov_scale: float = 1.0
+
+
+def cover_zoom(meta: dict) -> float:
+    """The viewer's zoom (``layout()`` in viewer.src.js): tan(fov / 2) of the photo divided by
+    this, so that the parallax at full offset never shows what lies beyond the photo's border."""
+    tx, ty = math.tan(math.radians(meta["fov_x_deg"]) / 2), math.tan(math.radians(meta["fov_y_deg"]) / 2)
+    lo, hi = meta["parallax"]["inverse_depth_range"]
+    margin = meta["parallax"]["max_offset"] * (hi - lo) / 2 * 1.15
+    return max(tx / max(tx - margin, 1e-3), ty / max(ty - margin, 1e-3)) * 1.02
+
+
+def dolly_zoom_extra(scene: "Scene") -> float:
+    """Further zoom the dolly-zoom path needs: moving in with a wider field of view shrinks
+    whatever lies behind the focus plane; the farthest point shrinks by this factor at most."""
+    focus = scene.meta["parallax"]["focus_depth"]
+    far = max(float(-m.positions[:, 2].min()) for m in scene.meshes)
+    d = ZOOM_TRAVEL * scene.meta["parallax"]["max_offset"]
+    shrink = (focus - d) / focus * far / (far - d)
+    return 1.0 / shrink
+
+
+def _look_at(eye: np.ndarray, target: np.ndarray) -> np.ndarray:
+    """World -> camera matrix of a camera at ``eye`` looking at ``target``, +Y up (three.js)."""
+    z = eye - target
+    z /= np.linalg.norm(z)
+    x = np.cross([0.0, 1.0, 0.0], z)
+    x /= np.linalg.norm(x)
+    y = np.cross(z, x)
+    m = np.eye(4)
+    m[:3, :3] = np.stack([x, y, z])
+    m[:3, 3] = -m[:3, :3] @ eye
+    return m
+
+
+def view_projection(meta: dict, view: View, width: int, height: int, zoom: float = 1.0) -> np.ndarray:
+    """4 x 4 clip-from-scene matrix of ``view`` for a ``width`` x ``height`` frame, the viewer's
+    framing (``place()`` and ``layout()`` in viewer.src.js) further zoomed by ``zoom``."""
+    p = meta["parallax"]
+    x, y = view.x, view.y
+    r = math.hypot(x, y)
+    if r > 1:
+        x, y = x / r, y / r
+    t = p["max_offset"]
+    eye = np.array([x * t, y * t, -view.forward])
+    vm = _look_at(eye, np.array([0.0, 0.0, -p["focus_depth"]]))
+    tx, ty = math.tan(math.radians(meta["fov_x_deg"]) / 2), math.tan(math.radians(meta["fov_y_deg"]) / 2)
+    k = cover_zoom(meta) * zoom
+    aspect = width / height
+    half_y = ty / k if aspect <= tx / ty else tx / k / aspect
+    half_y *= view.fov_scale
+    f = 1.0 / half_y
+    pm = np.zeros((4, 4))
+    pm[0, 0], pm[1, 1] = f / aspect, f
+    pm[2, 2], pm[2, 3] = (ZFAR + ZNEAR) / (ZNEAR - ZFAR), 2 * ZFAR * ZNEAR / (ZNEAR - ZFAR)
+    pm[3, 2] = -1.0
+    return pm @ vm
+
+
+# ---------------------------------------------------------------- camera paths
+
+
+def path_views(path: str, frames: int, meta: dict | None = None) -> list[View]:
+    """``frames`` camera poses along ``path``, a seamless loop (frame ``frames`` would be frame 0
+    again) that starts at the photo's own viewpoint (frame 0 reproduces the photo):
+
+    - ``circle``: round an ellipse through the centre, (0.9 sin t, 0.3 (1 - cos t)) of the full
+      offset (sideways over most of the range, up and back down);
+    - ``swing``: side to side, sin t;
+    - ``zoom``: in and out, forward (1 - cos t) / 2 x ``ZOOM_TRAVEL`` max_offset;
+    - ``dolly-zoom``: the same travel while the field of view widens to keep the focus plane's
+      size (the "vertigo" effect).
+    """
+    if path not in PATHS:
+        raise ValueError(f"unknown camera path {path!r} (choose {', '.join(PATHS)})")
+    out = []
+    for i in range(frames):
+        t = 2 * math.pi * i / frames
+        c = (1 - math.cos(t)) / 2  # 0 -> 1 -> 0
+        travel = c * ZOOM_TRAVEL * (meta or {}).get("parallax", {}).get("max_offset", 0.05)
+        if path == "circle":
+            out.append(View(0.9 * math.sin(t), 0.6 * c))
+        elif path == "swing":
+            out.append(View(math.sin(t), 0.0))
+        elif path == "zoom":
+            out.append(View(forward=travel))
+        else:
+            focus = (meta or {}).get("parallax", {}).get("focus_depth", 2.0)
+            out.append(View(forward=travel, fov_scale=focus / (focus - travel)))
+    return out
+
+
+# ---------------------------------------------------------------- the rasteriser
+
+
+@numba.njit(cache=True, inline="always")
+def _clip_span(a: float, r: float, lo: float, hi: float) -> tuple[float, float]:
+    """[lo, hi] cut to where a x + r >= 0 (a little tolerance: no cracks between neighbours)."""
+    if a > 0.0:
+        return max(lo, (-r - 1e-7) / a), hi
+    if a < 0.0:
+        return lo, min(hi, (-r + 1e-7) / a)
+    return (lo, hi) if r >= -1e-7 else (lo, lo - 1.0)
+
+
+@numba.njit(cache=True, nogil=True, fastmath=True)
+def raster(sx, sy, iw, alpha, u, v, faces, face_tex, face_soft, tex_box, W, H, zbuf, mx, my):
+    """Draw every face into the z-buffer ``zbuf`` and the atlas coordinates ``mx``, ``my`` (flat
+    H x W arrays); compiled by numba on first use and cached on disk."""
+    # zbuf holds 1/w (larger = nearer); 1/w, u/w, v/w and alpha/w are linear in screen space
+    for f in range(faces.shape[0]):
+        i0, i1, i2 = faces[f, 0], faces[f, 1], faces[f, 2]
+        w0, w1, w2 = iw[i0], iw[i1], iw[i2]
+        if w0 <= 0.0 or w1 <= 0.0 or w2 <= 0.0:
+            continue
+        x0, y0, x1, y1, x2, y2 = sx[i0], sy[i0], sx[i1], sy[i1], sx[i2], sy[i2]
+        d = (x1 - x0) * (y2 - y0) - (x2 - x0) * (y1 - y0)
+        if abs(d) < 1e-12:
+            continue
+        xa = max(0, int(np.ceil(min(x0, x1, x2) - 0.5)))
+        xb = min(W - 1, int(np.floor(max(x0, x1, x2) - 0.5)))
+        ya = max(0, int(np.ceil(min(y0, y1, y2) - 0.5)))
+        yb = min(H - 1, int(np.floor(max(y0, y1, y2) - 0.5)))
+        if xa > xb or ya > yb:
+            continue
+        # barycentric planes l_i = a_i x + b_i y + c_i (x, y: pixel centres)
+        a1, b1 = (y2 - y0) / d, -(x2 - x0) / d
+        a2, b2 = -(y1 - y0) / d, (x1 - x0) / d
+        c1, c2 = -(a1 * x0 + b1 * y0), -(a2 * x0 + b2 * y0)
+        a0, b0, c0 = -a1 - a2, -b1 - b2, 1.0 - c1 - c2
+        # screen-linear planes of 1/w, u/w, v/w (and alpha/w)
+        t = face_tex[f]
+        ox, oy, sw, sh = tex_box[t, 0], tex_box[t, 1], tex_box[t, 2], tex_box[t, 3]
+        g0, g1, g2 = w0, w1, w2
+        sX, sY, sC = a1 * (g1 - g0) + a2 * (g2 - g0), b1 * (g1 - g0) + b2 * (g2 - g0), g0 + c1 * (g1 - g0) + c2 * (g2 - g0)
+        g0, g1, g2 = w0 * (u[i0] * sw + ox - 0.5), w1 * (u[i1] * sw + ox - 0.5), w2 * (u[i2] * sw + ox - 0.5)
+        uX, uY, uC = a1 * (g1 - g0) + a2 * (g2 - g0), b1 * (g1 - g0) + b2 * (g2 - g0), g0 + c1 * (g1 - g0) + c2 * (g2 - g0)
+        g0, g1, g2 = w0 * (v[i0] * sh + oy - 0.5), w1 * (v[i1] * sh + oy - 0.5), w2 * (v[i2] * sh + oy - 0.5)
+        vX, vY, vC = a1 * (g1 - g0) + a2 * (g2 - g0), b1 * (g1 - g0) + b2 * (g2 - g0), g0 + c1 * (g1 - g0) + c2 * (g2 - g0)
+        soft = face_soft[f]
+        g0, g1, g2 = w0 * (alpha[i0] - 0.5), w1 * (alpha[i1] - 0.5), w2 * (alpha[i2] - 0.5)
+        aX, aY, aC = a1 * (g1 - g0) + a2 * (g2 - g0), b1 * (g1 - g0) + b2 * (g2 - g0), g0 + c1 * (g1 - g0) + c2 * (g2 - g0)
+        for y in range(ya, yb + 1):
+            cy = y + 0.5
+            # the span of x where all three l_i >= 0 on this row
+            lo, hi = _clip_span(a0, b0 * cy + c0, xa + 0.5, xb + 0.5)
+            lo, hi = _clip_span(a1, b1 * cy + c1, lo, hi)
+            lo, hi = _clip_span(a2, b2 * cy + c2, lo, hi)
+            if hi < lo:
+                continue
+            xs, xe = max(xa, int(np.ceil(lo - 0.5))), min(xb, int(np.floor(hi - 0.5)))
+            if xs > xe:
+                continue
+            cx = xs + 0.5
+            s = sX * cx + sY * cy + sC
+            qu = uX * cx + uY * cy + uC
+            qv = vX * cx + vY * cy + vC
+            qa = aX * cx + aY * cy + aC
+            k = y * W + xs
+            for _ in range(xs, xe + 1):
+                if s > zbuf[k] and (not soft or qa >= 0.0):  # z test; alphaMode MASK, cutoff 0.5
+                    zbuf[k] = s
+                    inv = 1.0 / s
+                    mx[k] = qu * inv
+                    my[k] = qv * inv
+                s += sX
+                qu += uX
+                qv += vX
+                qa += aX
+                k += 1
+
+
+class Renderer:
+    """Renders ``scene`` into ``width`` x ``height`` RGB frames (see the module docstring)."""
+
+    def __init__(self, scene: Scene, width: int, height: int, supersample: int = 2, zoom: float = 1.0,
+                 clear: tuple[int, int, int] = (0, 0, 0)):
+        self.scene, self.width, self.height = scene, int(width), int(height)
+        self.ss, self.zoom, self.clear = int(supersample), float(zoom), np.array(clear, np.uint8)
+        self.W, self.H = self.width * self.ss, self.height * self.ss
+        pos, uv, alpha, faces, tex, soft = [], [], [], [], [], []
+        base = 0
+        for m in scene.meshes:
+            a = m.alpha if m.alpha is not None else np.ones(len(m.positions), np.float32)
+            pos.append(m.positions)
+            uv.append(m.uv)
+            alpha.append(a)
+            faces.append(m.faces + base)
+            tex.append(np.full(len(m.faces), m.texture, np.int8))
+            soft.append((a[m.faces] < 1.0).any(1))  # only these need the alpha test
+            base += len(m.positions)
+        self.pos = np.concatenate(pos).astype(np.float64)
+        uv = np.concatenate(uv).astype(np.float64)
+        self.u, self.v = np.ascontiguousarray(uv[:, 0]), np.ascontiguousarray(uv[:, 1])
+        self.alpha = np.concatenate(alpha).astype(np.float64)
+        self.faces = np.ascontiguousarray(np.concatenate(faces).astype(np.int32))
+        self.face_tex = np.concatenate(tex)
+        self.face_soft = np.concatenate(soft)
+        # the photo's texture pre-filtered to about one texel per sample at the viewer's framing
+        # (what the viewer's mipmaps do); the background's is at the geometry's working
+        # resolution (<= 768 px), already coarser than the frames
+        samples = self.W * cover_zoom(scene.meta) * self.zoom  # samples across the photo's width
+        textures = []
+        for i, t in enumerate(scene.textures):
+            s = samples / t.shape[1]
+            if i == 0 and s < 0.999:
+                t = cv2.resize(t, (max(1, round(t.shape[1] * s)), max(1, round(t.shape[0] * s))), interpolation=cv2.INTER_AREA)
+            textures.append(t)
+        # one atlas for a single cv2.remap per frame: the textures stacked, each with a 1-texel
+        # border of its own edge (clamp-to-edge), and a patch of the clear colour
+        boxes, y = [], 0
+        for t in textures:
+            boxes.append((1, y + 1, t.shape[1], t.shape[0]))
+            y += t.shape[0] + 2
+        atlas = np.zeros((y + 3, max([t.shape[1] for t in textures] + [1]) + 2, 3), np.uint8)
+        for t, (bx, by, bw, bh) in zip(textures, boxes):
+            atlas[by - 1 : by + bh + 1, bx - 1 : bx + bw + 1] = cv2.copyMakeBorder(t, 1, 1, 1, 1, cv2.BORDER_REPLICATE)
+        atlas[y:, :3] = self.clear
+        self.atlas = atlas
+        self.clear_xy = (1.0, y + 1.0)
+        self.tex_box = np.array(boxes, np.float64).reshape(-1, 4)
+        self._local = threading.local()  # per-thread frame buffers: frames may render in parallel
+
+    def render(self, view: View, depth: bool = False) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
+        """One RGB frame (uint8, height x width x 3) seen from ``view``; with ``depth``, also the
+        inverse depth 1/w of each pixel (float32, 0 where nothing was drawn)."""
+        W, H = self.W, self.H
+        mvp = view_projection(self.scene.meta, view, self.width, self.height, self.zoom)
+        p = self.pos @ mvp[:, :3].T + mvp[:, 3]
+        w = p[:, 3]
+        ok = w > ZNEAR
+        iw = np.where(ok, 1.0 / np.where(ok, w, 1.0), -1.0)
+        sx = (p[:, 0] * iw + 1) * 0.5 * W  # pixel (i, j) covers [i, i+1) x [j, j+1), centre at +0.5
+        sy = (1 - p[:, 1] * iw) * 0.5 * H
+        bufs = getattr(self._local, "buffers", None)
+        if bufs is None:
+            bufs = self._local.buffers = tuple(np.empty(W * H, np.float32) for _ in range(3))
+        zbuf, mx, my = bufs
+        zbuf.fill(0.0)
+        mx.fill(self.clear_xy[0])
+        my.fill(self.clear_xy[1])
+        raster(sx, sy, iw, self.alpha, self.u, self.v, self.faces, self.face_tex, self.face_soft,
+               self.tex_box, W, H, zbuf, mx, my)
+        out = cv2.remap(self.atlas, mx.reshape(H, W), my.reshape(H, W), cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+        if self.ss > 1:
+            out = cv2.resize(out, (self.width, self.height), interpolation=cv2.INTER_AREA)
+        if not depth:
+            return out
+        inv = zbuf.reshape(H, W)
+        if self.ss > 1:
+            inv = cv2.resize(inv, (self.width, self.height), interpolation=cv2.INTER_AREA)
+        return out, inv.copy()
+
+    def frames(self, views: list[View], threads: int = 2, ahead: int = 4) -> Iterator[np.ndarray]:
+        """The frames of ``views`` in order, rendered by ``threads`` threads (the triangle loop
+        and OpenCV release the GIL), at most ``ahead`` frames in advance."""
+        if threads <= 1:
+            yield from (self.render(v) for v in views)
+            return
+        from collections import deque
+        from concurrent.futures import ThreadPoolExecutor
+
+        with ThreadPoolExecutor(threads) as pool:
+            pending: deque = deque()
+            for v in views:
+                pending.append(pool.submit(self.render, v))
+                if len(pending) >= ahead:
+                    yield pending.popleft().result()
+            while pending:
+                yield pending.popleft().result()
+
+
+def frame_size(scene: Scene, longer_side: int, even: bool = True) -> tuple[int, int]:
+    """(width, height) of frames with the photo's aspect ratio and the given longer side
+    (even numbers: what H.264 in yuv420p needs)."""
+    w, h = scene.meta["source_size"]
+    s = longer_side / max(w, h)
+    fw, fh = max(2, round(w * s)), max(2, round(h * s))
+    if even:
+        fw, fh = fw - fw % 2, fh - fh % 2
+    return fw, fh
