@@ -5,6 +5,7 @@ skips without it; in CI (``CI=true``) it fails instead.
 """
 
 import os
+import re
 import shutil
 import subprocess
 
@@ -25,12 +26,12 @@ def chromium() -> str:
     return exe
 
 
-def screenshot(exe, html, offset, out, profile):
+def screenshot(exe, html, offset, out, profile, size=(W, H)):
     url = f"file://{html}#offset={offset[0]},{offset[1]}&clear=ff00ff"
     cmd = [exe, "--headless", "--no-sandbox", "--disable-gpu", "--use-gl=angle", "--use-angle=swiftshader",
            "--enable-unsafe-swiftshader", "--disable-background-networking", "--disable-component-update",
            "--disable-sync", "--no-first-run", "--hide-scrollbars", f"--user-data-dir={profile}",
-           f"--window-size={W},{H}", "--virtual-time-budget=20000", f"--screenshot={out}", url]
+           f"--window-size={size[0]},{size[1]}", "--virtual-time-budget=20000", f"--screenshot={out}", url]
     subprocess.run(cmd, capture_output=True, timeout=120, check=False)
     assert out.is_file(), "chromium wrote no screenshot"
     return np.asarray(Image.open(out).convert("RGB")).astype(int)
@@ -74,3 +75,29 @@ def test_viewer_parallax_in_headless_chromium(tmp_path):
     if os.environ.get("PHOTO3D_KEEP_SHOTS"):
         for name in shots:
             shutil.copy(tmp_path / f"{name}.png", os.environ["PHOTO3D_KEEP_SHOTS"] + f"/viewer_{name}.png")
+
+
+def _dom(exe, html, profile, *flags):
+    cmd = [exe, "--headless", "--no-sandbox", "--disable-gpu", "--use-gl=angle", "--use-angle=swiftshader",
+           "--enable-unsafe-swiftshader", "--no-first-run", f"--user-data-dir={profile}", *flags,
+           "--virtual-time-budget=1500", "--dump-dom", f"file://{html}"]
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=120, check=False).stdout
+
+
+def test_viewer_says_when_webgl_is_missing_and_hints_otherwise(tmp_path):
+    exe = chromium()
+    rgb = np.zeros((64, 96, 3), np.uint8)
+    rgb[16:48, 32:64] = 200
+    src = tmp_path / "flat.png"
+    Image.fromarray(rgb).save(src)
+    convert_file(src, tmp_path / "flat.html", ConvertOptions(depth=None))
+    html = tmp_path / "flat.html"
+    def shown(dom, element_id):  # an element in the page (the inlined script names them too)
+        return re.search(r'<div[^>]*id="%s"[^>]*>[^<]+</div>' % element_id, dom)
+
+    no_gl = _dom(exe, html, tmp_path / "p1", "--disable-3d-apis")
+    assert shown(no_gl, "photo3d-no-webgl") and not shown(no_gl, "photo3d-hint")
+    with_gl = _dom(exe, html, tmp_path / "p2")
+    assert not shown(with_gl, "photo3d-no-webgl")
+    hint = shown(with_gl, "photo3d-hint")
+    assert hint and "to look around" in hint.group(0)

@@ -3,6 +3,9 @@
 // URL hash options (for tests and embedding):
 //   #offset=X,Y   fix the camera offset (unit disc, 1 = the file's full parallax); no motion
 //   #clear=RRGGBB  clear colour (default 000000)
+// Without WebGL the page shows a message instead of staying black; otherwise a one-line hint
+// ("move the mouse / tilt the phone") fades out after a few seconds (not with #offset).
+// The parallax range is the file's (extras.photo3d.parallax.max_offset, set by --parallax).
 import { WebGLRenderer, Scene, PerspectiveCamera, Color, Vector3, MathUtils } from "three";
 import { GLTFLoader } from "three/examples/jsm/loaders/GLTFLoader.js";
 
@@ -24,9 +27,44 @@ function hashOptions() {
   return opts;
 }
 
+const NOTE_STYLE = "position:fixed;left:5%;right:5%;margin:0 auto;width:fit-content;padding:.5em 1em;" +
+  "border-radius:1em;background:rgba(0,0,0,.55);color:#fff;font:15px/1.4 system-ui,sans-serif;text-align:center;";
+
+function note(text, css) {
+  const el = document.createElement("div");
+  el.setAttribute("role", "status");
+  el.style.cssText = NOTE_STYLE + css;
+  el.textContent = text;
+  document.body.appendChild(el);
+  return el;
+}
+
+function hasWebGL() {
+  try {
+    const c = document.createElement("canvas");
+    return !!(window.WebGLRenderingContext && (c.getContext("webgl2") || c.getContext("webgl")));
+  } catch (e) {
+    return false;
+  }
+}
+
+function noWebGL(reason) {
+  document.body.dataset.error = "webgl: " + reason;
+  const el = note("This 3D photo needs WebGL, which this browser does not offer. " +
+    "Try a current Chrome, Firefox, Safari or Edge, or turn on hardware acceleration.",
+    "top:40%;font-size:17px;");
+  el.id = "photo3d-no-webgl";
+}
+
 export function start(base64, container = document.body) {
   const opts = hashOptions();
-  const renderer = new WebGLRenderer({ antialias: true, preserveDrawingBuffer: true });
+  if (!hasWebGL()) return noWebGL("no WebGL context");
+  let renderer;
+  try {
+    renderer = new WebGLRenderer({ antialias: true, preserveDrawingBuffer: true });
+  } catch (e) {
+    return noWebGL(String(e && e.message || e));
+  }
   renderer.setPixelRatio(Math.min(window.devicePixelRatio || 1, 2));
   renderer.setClearColor(new Color("#" + opts.clear), 1);
   container.appendChild(renderer.domElement);
@@ -102,6 +140,14 @@ export function start(base64, container = document.body) {
     scene.add(gltf.scene);
     layout();
     requestAnimationFrame(frame);
+    if (!opts.fixed) {
+      const touch = matchMedia("(pointer: coarse)").matches;
+      const hint = note(touch ? "Tilt the phone to look around" : "Move the mouse to look around",
+        "bottom:1.5em;transition:opacity 1.5s;opacity:1;pointer-events:none;");
+      hint.id = "photo3d-hint";
+      setTimeout(() => { hint.style.opacity = "0"; }, 3500);
+      setTimeout(() => hint.remove(), 5500);
+    }
   }, (err) => {
     document.body.dataset.error = String(err && err.message || err);
     console.error(err);
