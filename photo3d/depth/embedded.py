@@ -69,6 +69,12 @@ MIN_MAP_SIDE = 8
 LOW_CONFIDENCE = 0.5  # pixels below this are fused with the network
 FUSE_MIN_SHARE = 0.002  # ... when they cover more than this share of the map (else: filled)
 STEREO_SIDE = 1024  # longer side the stereo matcher works at
+# Stereo holes (occlusions, the margin only one view sees) keep their background-side fill with
+# this weight in the fusion with the network: on the constructed pair of tests/test_embedded.py,
+# with a blurred true disparity as the "network", the mean error in the holes drops from
+# 0.76 / 1.09 px (fill weight 0; blur sigma 8 / 20 px) to 0.54 / 0.71 px.  Below LOW_CONFIDENCE, so
+# holes are still fused and never used to align the network.
+FILLED_CONFIDENCE = 0.45
 
 
 class EmbeddedDepthError(ValueError):
@@ -589,6 +595,7 @@ def stereo_disparity(left: np.ndarray, right: np.ndarray, max_side: int = STEREO
     texture = np.clip(std / 4.0, 0.0, 1.0)
     conf = (lr.astype(np.float32) * (0.6 + 0.4 * texture)).astype(np.float32)
     conf = cv2.erode(conf, np.ones((3, 3), np.uint8))  # the pixels right at a hole's edge are suspect too
+    conf[conf == 0] = FILLED_CONFIDENCE
     meta = {"working_size": [w, h], "disparity_range_px": [round(dlo, 2), round(dhi, 2)], "matches": n,
             "vertical_offset_px": round(dy0, 2), "consistent": round(float(lr.mean()), 4)}
     return SourceDepth(disp, "stereo", conf, metric=dlo > 0, meta=meta)
