@@ -5,6 +5,7 @@ from __future__ import annotations
 import atexit
 import gc
 import sys
+import time
 from pathlib import Path
 from typing import Optional
 
@@ -162,6 +163,10 @@ FORMATS = (".glb", ".mp4", ".gif", ".webp", ".html")  # --format (folder outputs
 def _convert_line(r, timings: bool) -> str:
     """One line per converted photo: layers, hole area, vertices, GLB size (+ stage timings)."""
     i = r.info
+    if i.get("from_glb"):  # rendered from the GLB this batch wrote (or found) beside it
+        s = i["share"] if i.get("share") else None
+        what = f"{s['frames']} frame(s) {s['size'][0]}x{s['size'][1]}, " if s else ""
+        return f"{r.src} -> {r.dst}: from {i['from_glb']}, {what}{r.bytes / 1e6:.2f} MB, {r.seconds:.2f} s"
     line = (f"{r.src} -> {r.dst}: depth from {_source(i)}, {i.get('layers', '?')} layer(s), hole {100 * i.get('hole_area', 0):.1f} %, "
             f"{i.get('vertices', 0):,} vertices, {i.get('glb_bytes', 0) / 1e6:.2f} MB, {r.seconds:.2f} s")
     if i.get("share"):
@@ -235,9 +240,13 @@ def convert(
                 raise UsageError(f"--format must be one of {', '.join(f[1:] for f in FORMATS)}, not {s[1:]!r}")
     except UsageError as e:
         _fail(e)
+    reuse = None
+    if ".glb" in suffixes and len(set(suffixes)) > 1:  # the GLB job runs first; the others render its file
+        suffixes.sort(key=lambda x: x != ".glb")
+        reuse = time.time() if overwrite else 0.0  # resuming: an existing GLB is this photo's 3D photo
     opts = ConvertOptions(model=model, depth=depth_map, html=html, jpeg_quality=quality, parallax=parallax,
                           max_texture_side=max_texture, max_megapixels=max_megapixels, depth_source=depth_source,
-                          share=share)
+                          share=share, reuse_glb_since=reuse)
 
     def said(r) -> None:  # one line per photo as soon as it is done
         if r.status == "ok":

@@ -55,6 +55,9 @@ class ConvertOptions:
     max_megapixels: float | None = DEFAULT_MAX_MEGAPIXELS
     layer_params: LayerParams = field(default_factory=LayerParams)
     share: ShareOptions = field(default_factory=ShareOptions)  # .mp4/.gif/.webp/stereo outputs
+    # folder mode with several formats: a video / HTML job renders the photo's NAME.glb beside it
+    # when that was written at or after this time (0 = any existing one) instead of converting again
+    reuse_glb_since: float | None = None
 
 
 @dataclass
@@ -382,6 +385,11 @@ def convert_file(src: str | Path, dst: str | Path, opts: ConvertOptions | None =
 
         check(dst, opts.share)
     timings: dict[str, float] = {}
+    sibling = dst.with_suffix(".glb")
+    if suffix != ".glb" and opts.reuse_glb_since is not None and sibling.is_file():
+        if sibling.stat().st_mtime >= opts.reuse_glb_since:  # this batch's GLB of the same photo: render that
+            glb = sibling.read_bytes()
+            return write_outputs(src, dst, glb, {"glb_bytes": len(glb), "from_glb": str(sibling)}, opts, timings)
     loading = warm_up(opts)  # started by the batch runner already, or now
     t = time.perf_counter()
     photo = load_image(src, max_megapixels=opts.max_megapixels)
@@ -425,6 +433,13 @@ def convert_file(src: str | Path, dst: str | Path, opts: ConvertOptions | None =
         small = working_photo(photo, shape)
         disparity = cv2.resize(disparity, shape[::-1], interpolation=cv2.INTER_AREA)
     glb, report = built
+    report.update(info)
+    return write_outputs(src, dst, glb, report, opts, timings)
+
+
+def write_outputs(src: Path, dst: Path, glb: bytes, report: dict, opts: ConvertOptions, timings: dict) -> dict[str, Any]:
+    """Write what ``dst`` asks for from the 3D photo ``glb`` (and NAME.html with ``opts.html``)."""
+    suffix = dst.suffix.lower()
     t = time.perf_counter()
     outputs = []
     if opts.html and suffix != ".html":  # side files first: a resumed batch looks for ``dst``, so it comes last
@@ -445,7 +460,6 @@ def convert_file(src: str | Path, dst: str | Path, opts: ConvertOptions | None =
         report["share"] = write_share(dst, glb, opts.share, timings)
     outputs.insert(0, str(dst))
     timings["write"] = time.perf_counter() - t - sum(timings.get(k, 0.0) for k in ("render", "encode"))
-    report.update(info)
     report["outputs"] = outputs
     report["seconds"] = {k: round(v, 4) for k, v in timings.items()}
     return report

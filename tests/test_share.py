@@ -1,8 +1,10 @@
 """Shareable outputs: the example as an MP4 (the issue's "done when"), GIF / WebP / stereo, the
 renderer against the photo and against the HTML viewer in headless Chromium, folder formats."""
 
+import json
 import re
 import subprocess
+from pathlib import Path
 
 import cv2
 import imageio_ffmpeg
@@ -188,13 +190,19 @@ def test_folder_formats_resume_each_output(tmp_path):
     src.mkdir()
     (src / "coffee.jpg").write_bytes(EXAMPLE.read_bytes())
     out = tmp_path / "out"
-    args = ["convert", str(src), "-o", str(out), "--format", "glb", "--format", "gif", "--format", "html",
-            "--size", "96", "--seconds", "0.5", "--fps", "8"]
+    summary = tmp_path / "summary.json"
+    args = ["convert", str(src), "-o", str(out), "--format", "gif", "--format", "glb", "--format", "html",
+            "--size", "96", "--seconds", "0.5", "--fps", "8", "--summary", str(summary)]
     res = runner.invoke(app, args)
     assert res.exit_code == 0, res.output
     names = sorted(p.name for p in out.iterdir())
     assert names == ["coffee.gif", "coffee.glb", "coffee.html"]
     assert_valid_glb(out / "coffee.glb")
+    records = {Path(r["output"]).suffix: r for r in json.loads(summary.read_text())["results"]}
+    # the GLB is made first; the GIF and the HTML render that very file instead of converting again
+    assert "vertices" in records[".glb"]["report"]
+    assert records[".gif"]["report"]["from_glb"] == str(out / "coffee.glb")
+    assert records[".html"]["report"]["from_glb"] == str(out / "coffee.glb")
     glb_time = (out / "coffee.glb").stat().st_mtime_ns
     (out / "coffee.gif").unlink()
     res = runner.invoke(app, args)
