@@ -179,16 +179,6 @@ def rasterize(meshes: list[dict], texture: np.ndarray, focal: float, size: tuple
     return out.reshape(H, W, 3), covered.reshape(H, W)
 
 
-def look_at(eye: np.ndarray, target: np.ndarray) -> np.ndarray:
-    """World-to-camera rotation of a camera at ``eye`` whose -Z looks at ``target`` (+Y up), as
-    three.js's ``Camera.lookAt`` (the viewer aims at the focus point from every offset)."""
-    z = np.asarray(eye, float) - np.asarray(target, float)
-    z /= np.linalg.norm(z)
-    x = np.cross([0.0, 1.0, 0.0], z)
-    x /= np.linalg.norm(x)
-    return np.stack([x, np.cross(z, x), z])
-
-
 # ------------------------------------------------------------------ evaluation
 
 

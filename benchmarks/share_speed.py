@@ -114,9 +114,9 @@ def _splat_points(scene, w: int, h: int):
 def compare_renderers() -> None:
     import torch
 
-    from novel_view import load_glb_meshes, look_at, rasterize
+    from novel_view import load_glb_meshes, rasterize
     from photo3d.pipeline import convert_file
-    from photo3d.render import Renderer, View, frame_size, path_views, scene_from_glb, view_projection
+    from photo3d.render import Renderer, View, frame_size, look_at, path_views, scene_from_glb, view_projection
 
     torch.set_num_threads(2)
     with tempfile.TemporaryDirectory() as d:

@@ -143,17 +143,14 @@ def dolly_zoom_extra(scene: "Scene") -> float:
     return 1.0 / shrink
 
 
-def _look_at(eye: np.ndarray, target: np.ndarray) -> np.ndarray:
-    """World -> camera matrix of a camera at ``eye`` looking at ``target``, +Y up (three.js)."""
-    z = eye - target
+def look_at(eye: np.ndarray, target: np.ndarray) -> np.ndarray:
+    """World-to-camera rotation (3 x 3) of a camera at ``eye`` whose -Z looks at ``target``, +Y up,
+    as three.js's ``Camera.lookAt`` (the viewer aims at the focus point from every offset)."""
+    z = np.asarray(eye, float) - np.asarray(target, float)
     z /= np.linalg.norm(z)
     x = np.cross([0.0, 1.0, 0.0], z)
     x /= np.linalg.norm(x)
-    y = np.cross(z, x)
-    m = np.eye(4)
-    m[:3, :3] = np.stack([x, y, z])
-    m[:3, 3] = -m[:3, :3] @ eye
-    return m
+    return np.stack([x, np.cross(z, x), z])
 
 
 def view_projection(meta: dict, view: View, width: int, height: int, zoom: float = 1.0) -> np.ndarray:
@@ -166,7 +163,9 @@ def view_projection(meta: dict, view: View, width: int, height: int, zoom: float
         x, y = x / r, y / r
     t = p["max_offset"]
     eye = np.array([x * t, y * t, -view.forward])
-    vm = _look_at(eye, np.array([0.0, 0.0, -p["focus_depth"]]))
+    vm = np.eye(4)
+    vm[:3, :3] = look_at(eye, np.array([0.0, 0.0, -p["focus_depth"]]))
+    vm[:3, 3] = -vm[:3, :3] @ eye
     tx, ty = math.tan(math.radians(meta["fov_x_deg"]) / 2), math.tan(math.radians(meta["fov_y_deg"]) / 2)
     k = cover_zoom(meta) * zoom
     aspect = width / height

@@ -29,9 +29,10 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "benchmarks"))
 
-from novel_view import load_glb_meshes, look_at, rasterize, speckle_count  # noqa: E402
+from novel_view import load_glb_meshes, rasterize, speckle_count  # noqa: E402
 
 from photo3d.io import write_bytes_atomic  # noqa: E402
+from photo3d.render import cover_zoom, look_at  # noqa: E402
 from photo3d.pipeline import ConvertOptions, convert_file  # noqa: E402
 
 
@@ -40,10 +41,8 @@ def viewer_views(glb: bytes, width: int, offsets=((-1.0, 0.0), (1.0, 0.0))) -> l
     meshes, texture, tree = load_glb_meshes(glb)
     ex = tree["extras"]["photo3d"]
     tx, ty = math.tan(math.radians(ex["fov_x_deg"]) / 2), math.tan(math.radians(ex["fov_y_deg"]) / 2)
-    lo, hi = ex["parallax"]["inverse_depth_range"]
     t = ex["parallax"]["max_offset"]
-    margin = t * (hi - lo) / 2 * 1.15  # viewer.src.js: layout()
-    k = max(tx / max(tx - margin, 1e-3), ty / max(ty - margin, 1e-3)) * 1.02
+    k = cover_zoom(ex)  # the viewer's framing (viewer.src.js: layout())
     height = max(1, round(width * ty / tx))
     focal = (height / 2) / (ty / k)
     target = np.array([0.0, 0.0, -ex["parallax"]["focus_depth"]])
