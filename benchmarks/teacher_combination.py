@@ -20,7 +20,7 @@ import numpy as np
 
 from photo3d.depth.runtime import load_model
 from photo3d.depth.upsample import bilinear_upsample, guided_upsample
-from photo3d.eval import evaluate, load_scenes, lower_rows_prior, mean_scores
+from photo3d.train.metrics import evaluate, load_scenes, lower_rows_prior, mean_scores
 from photo3d.train.teachers import FastDepthTeacher, combine
 
 REPO = Path(__file__).resolve().parents[1]
