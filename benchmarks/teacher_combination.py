@@ -5,7 +5,7 @@
 Tiefenrausch runs at the runtime's 384-px input, FastDepth at ``FD_SIZE`` with flip averaging
 (as when packing labels); each combination (``photo3d.train.teachers.combine``) is upsampled to
 full resolution bilinearly and with the runtime's guided filter, then scored (AbsRel, δ1,
-edge-order; ``photo3d.eval``). Needs ``../shared`` and onnxruntime (training extra).
+edge-order; ``photo3d.train.metrics``). Needs ``../shared`` and onnxruntime (training extra).
 """
 
 from __future__ import annotations
