@@ -29,6 +29,7 @@ import sys
 import tempfile
 import threading
 import time
+import warnings
 from dataclasses import asdict, dataclass, field, is_dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -40,17 +41,21 @@ from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
     Progress,
+    SpinnerColumn,
     TextColumn,
     TimeElapsedColumn,
     TimeRemainingColumn,
 )
 
-from .errors import ExitCode, ModelError, Photo3DError, UsageError
-from .io import is_image_path, write_bytes_atomic
+from .errors import ExitCode, ModelError, Photo3DError, UsageError, install_one_line_warnings, one_line, printable, summarize
+from .io import IMAGE_SUFFIXES, is_image_path, stale_temp_target, write_bytes_atomic
 
 #: Task names -> "module:function".  Every task is ``func(src: Path, dst: Path, options) -> dict``
 #: and writes ``dst`` (and any side files beside it) atomically.  A "module:function" string
-#: not in this table is accepted too (used by the tests).
+#: not in this table is accepted too (used by the tests).  Optional hooks in the task's module:
+#: ``warm_up(options)`` (load the model once per worker), ``outputs(dst, options) -> [dst, side
+#: files...]`` (planned together, so no two outputs collide) and ``finish(src, dst, options) ->
+#: dict`` (write the missing side files of an existing ``dst``: each output resumes on its own).
 TASKS: dict[str, str] = {
     "depth": "photo3d.depth:depth_file",
     "convert": "photo3d.pipeline:convert_file",
@@ -73,6 +78,16 @@ class Job:
     src: Path
     dst: Path
     error: str | None = None  # known to fail before running (unreadable folder, output = input)
+    sides: tuple[Path, ...] = ()  # side outputs written with dst (NAME.html, NAME.preview.png)
+
+    @property
+    def outputs(self) -> list[Path]:
+        return [self.dst, *self.sides]
+
+
+def _msg(path: Path | str, reason: str) -> str:
+    """"PATH: reason" as one printable line (control characters in names escaped)."""
+    return f"{printable(path)}: {printable(reason)}"
 
 
 @dataclass
@@ -92,6 +107,7 @@ class Result:
         return {
             "input": str(self.src),
             "output": str(self.dst),
+            "outputs": [str(p) for p in self.info.get("outputs", [self.dst] if self.status == STATUS_OK else [])],
             "status": self.status,
             "seconds": round(self.seconds, 3),
             "bytes": self.bytes,
@@ -184,38 +200,52 @@ def _same_file(a: Path, b: Path) -> bool:
         return False
 
 
+#: Output names that mean a file, not a folder: ``-o x.glb`` with a folder input is a mistake.
+FILE_SUFFIXES = IMAGE_SUFFIXES | {".glb", ".gltf", ".npy", ".html", ".json", ".mp4", ".gif", ".webp"}
+
+
 def plan_jobs(
     inputs: Sequence[Path],
     output: Path,
     suffix: str,
     globs: Sequence[str] = (),
+    outputs: Callable[[Path], Sequence[Path]] | None = None,
 ) -> list[Job]:
     """Map INPUT... to output paths.
 
     * One input file and an OUTPUT with a file suffix (that is not an existing folder): OUTPUT
       is that file.
-    * Otherwise OUTPUT is a folder.  A single input folder's tree is mirrored directly into it;
-      with several inputs each folder goes into ``OUTPUT/<folder name>/`` and each file into
-      ``OUTPUT/``.  Outputs get ``suffix`` in place of the input's suffix; inputs that would
-      share an output name (``a.jpg`` and ``a.png``) keep their full name (``a.jpg.glb``).
+    * Otherwise OUTPUT is a folder (a usage error when it is named like a file, ``-o x.glb``).  A
+      single input folder's tree is mirrored directly into it; with several inputs each folder goes
+      into ``OUTPUT/<folder name>/`` and each file into ``OUTPUT/``.  Outputs get ``suffix`` in
+      place of the input's suffix.
+    * ``outputs(dst)`` lists every file a job writes (``dst`` first, then side files such as
+      ``NAME.preview.png``); they are planned together: inputs whose outputs would collide
+      (``a.jpg`` and ``a.png``; ``b.tif``'s preview and ``b.preview.jpg``) keep their full name
+      (``a.jpg.glb``), then get numbered.  An output that would overwrite an input fails its job.
     * Inputs that are missing, or folders that cannot be listed, become jobs that fail.
     """
     if not inputs:
         raise UsageError("no INPUT given")
     inputs = [Path(p) for p in inputs]
     output = Path(output)
+
+    def sides(dst: Path) -> tuple[Path, ...]:
+        return tuple(outputs(dst))[1:] if outputs is not None else ()
+
     single = len(inputs) == 1 and not inputs[0].is_dir()
     if single and not output.is_dir() and output.suffix and not str(output).endswith(os.sep):
-        src = inputs[0]
-        err = None
-        if _same_file(src, output):
-            err = f"{src}: output {output} would overwrite the input; choose another -o"
-        return [Job(src, output, err)]
+        jobs = [Job(inputs[0], output, sides=sides(output))]
+        _refuse_overwriting_inputs(jobs)
+        return jobs
+    if not output.is_dir() and output.suffix.lower() in FILE_SUFFIXES | {suffix.lower()}:
+        what = "a folder input" if any(p.is_dir() for p in inputs) else "several inputs"
+        raise UsageError(f"-o {printable(output)}: {what} needs an output folder (e.g. -o {printable(output.with_suffix(''))}/)")
     if output.exists() and not output.is_dir():
-        raise UsageError(f"-o {output}: exists and is not a folder (several outputs need a folder)")
+        raise UsageError(f"-o {printable(output)}: exists and is not a folder (several outputs need a folder)")
     for p in inputs:
         if p.is_dir() and _same_file(p, output):
-            raise UsageError(f"-o {output}: the output folder must differ from the input folder {p}")
+            raise UsageError(f"-o {printable(output)}: the output folder must differ from the input folder {printable(p)}")
 
     jobs: list[Job] = []
     seen: set[Path] = set()
@@ -230,37 +260,46 @@ def plan_jobs(
                 rel = p.relative_to(inp)
                 jobs.append(Job(p, base / rel.with_suffix(suffix)))
             for p, reason in walk_errors:
-                jobs.append(Job(p, base / p.relative_to(inp) if p != inp else base, f"{p}: {reason}"))
+                jobs.append(Job(p, base / p.relative_to(inp) if p != inp else base, _msg(p, reason)))
         else:
             if inp in seen:
                 continue
             seen.add(inp)
-            err = None if inp.exists() else f"{inp}: no such file or folder"
+            err = None if inp.exists() else _msg(inp, "no such file or folder")
             jobs.append(Job(inp, output / (inp.stem + suffix), err))
 
-    # outputs that two inputs would share: keep the full input name, then number them
-    by_dst: dict[str, list[Job]] = {}
+    def keys(j: Job) -> list[str]:
+        return [str(p).casefold() for p in j.outputs]
+
     for j in jobs:
-        by_dst.setdefault(str(j.dst).casefold(), []).append(j)
-    for group in by_dst.values():
-        if len(group) > 1:
-            for j in group:
-                j.dst = j.dst.with_name(j.src.name + suffix)
-    by_dst = {}
+        j.sides = sides(j.dst)
+    # outputs that two inputs would share (main or side files): keep the full input name ...
+    owners: dict[str, set[int]] = {}
+    for n, j in enumerate(jobs):
+        for k in keys(j):
+            owners.setdefault(k, set()).add(n)
+    clashing = {n for group in owners.values() if len(group) > 1 for n in group}
+    for n in sorted(clashing):
+        j = jobs[n]
+        j.dst = j.dst.with_name(j.src.name + suffix)
+        j.sides = sides(j.dst)
+    # ... then number what still clashes
+    taken: set[str] = set()
     for j in jobs:
-        by_dst.setdefault(str(j.dst).casefold(), []).append(j)
-    for group in by_dst.values():
-        for n, j in enumerate(group[1:], start=2):
+        n = 2
+        while any(k in taken for k in keys(j)):
             j.dst = j.dst.with_name(f"{j.src.stem}-{n}{j.src.suffix}{suffix}")
-    for j in jobs:
-        if j.error is None and j.dst.exists() and _same_file(j.src, j.dst):
-            j.error = f"{j.src}: output {j.dst} would overwrite the input; choose another -o"
+            j.sides = sides(j.dst)
+            n += 1
+        taken.update(keys(j))
+    _refuse_overwriting_inputs(jobs)
     return jobs
 
 
-def plan_outputs(inputs: Sequence[Path], output: Path, suffixes: Sequence[str], globs: Sequence[str] = ()) -> list[Job]:
+def plan_outputs(inputs: Sequence[Path], output: Path, suffixes: Sequence[str], globs: Sequence[str] = (),
+                 outputs: Callable[[Path], Sequence[Path]] | None = None) -> list[Job]:
     """:func:`plan_jobs` for each of ``suffixes``, the outputs of each input next to each other."""
-    plans = [plan_jobs(inputs, output, s, globs) for s in dict.fromkeys(suffixes)]
+    plans = [plan_jobs(inputs, output, s, globs, outputs) for s in dict.fromkeys(suffixes)]
     seen: set[str] = set()
     jobs = []
     for group in zip(*plans):
@@ -271,26 +310,63 @@ def plan_outputs(inputs: Sequence[Path], output: Path, suffixes: Sequence[str], 
     return jobs
 
 
-def remove_stale_temps(jobs: Sequence[Job]) -> int:
-    """Delete the hidden ``.NAME.XXXX.tmp`` files that an interrupted run left beside planned
-    outputs and their side files (``NAME.html``, ``NAME.preview.png``; see
-    :func:`photo3d.io.atomic_output`).  Only touches the output folders."""
-    stems: dict[Path, set[str]] = {}
+def _file_id(path: Path) -> tuple[int, int] | None:
+    try:
+        st = os.stat(path)
+    except (OSError, ValueError):
+        return None
+    return st.st_dev, st.st_ino
+
+
+def _refuse_overwriting_inputs(jobs: Sequence[Job]) -> None:
+    """Fail the jobs whose output (or side file) is an existing input of this run.  Only outputs
+    that exist are checked, and the inputs are looked up only when one does."""
+    inputs: dict[tuple[int, int], Path] | None = None
     for j in jobs:
-        stems.setdefault(j.dst.parent, set()).add(j.dst.stem)
+        if j.error:
+            continue
+        for o in j.outputs:
+            oid = _file_id(o)
+            if oid is None:
+                continue
+            if inputs is None:
+                inputs = {i: x.src for x in jobs if (i := _file_id(x.src)) is not None}
+            if oid in inputs:
+                src = inputs[oid]
+                whose = "the input" if src == j.src else f"the input {printable(src)}"
+                j.error = _msg(j.src, f"output {o} would overwrite {whose}; choose another -o")
+                break
+
+
+def check_summary_path(summary: Path, jobs: Sequence[Job]) -> None:
+    """``--summary FILE`` must not be an input or a planned output (the same guard as ``-o``)."""
+    sid = _file_id(summary)
+    if sid is not None and any(_file_id(j.src) == sid for j in jobs):
+        raise UsageError(f"--summary {printable(summary)}: would overwrite an input; choose another file")
+    target = os.path.abspath(summary).casefold()
+    if any(os.path.abspath(o).casefold() == target for j in jobs for o in j.outputs):
+        raise UsageError(f"--summary {printable(summary)}: is one of the outputs; choose another file")
+
+
+def remove_stale_temps(jobs: Sequence[Job]) -> int:
+    """Delete the hidden temp files that an interrupted run left beside planned outputs and their
+    side files (see :func:`photo3d.io.atomic_output`).  Only provably stale ones: written on this
+    machine by a process that is gone; the live temp files of a run still writing into the same
+    folder are left alone.  Only touches the output folders."""
+    names: dict[Path, set[str]] = {}
+    for j in jobs:
+        for o in j.outputs:
+            names.setdefault(o.parent, set()).add(o.name)
     removed = 0
-    for parent, wanted in stems.items():
+    for parent, wanted in names.items():
         try:
             entries = list(os.scandir(parent))
         except OSError:
             continue
         for e in entries:
-            n = e.name
-            if not (n.startswith(".") and n.endswith(".tmp")):
+            if not (e.name.startswith(".") and e.name.endswith(".tmp")):
                 continue
-            target = n[1:-4].rsplit(".", 1)[0]  # ".a.glb.k3j9x0_q.tmp" -> "a.glb"
-            prefixes = {target[:i] for i, c in enumerate(target) if c == "."}  # "a.preview.png" -> a, a.preview
-            if prefixes & wanted:
+            if stale_temp_target(e) in wanted:
                 with contextlib.suppress(OSError):
                     if e.is_file(follow_symlinks=False):
                         os.unlink(e.path)
@@ -340,6 +416,19 @@ def _worker_id() -> str:
     return _WORKER_ID
 
 
+def task_hook(task: TaskSpec, name: str) -> Callable | None:
+    """The task module's optional hook ``name`` (see :data:`TASKS`), or None."""
+    func = resolve_task(task.name)
+    hook = getattr(sys.modules.get(func.__module__), name, None)
+    return hook if callable(hook) else None
+
+
+def task_outputs(task: TaskSpec) -> Callable[[Path], list[Path]] | None:
+    """``dst -> [dst, side files...]`` for this task and its options (None: dst only)."""
+    hook = task_hook(task, "outputs")
+    return None if hook is None else (lambda dst: list(hook(dst, task.options)))
+
+
 def warm_up(task: TaskSpec) -> None:
     """Load what the task needs once per worker (the depth model), so files don't pay for it.
 
@@ -347,26 +436,42 @@ def warm_up(task: TaskSpec) -> None:
     here: they surface, with the file name, when the first file runs.
     """
     try:
-        func = resolve_task(task.name)
-        hook = getattr(sys.modules.get(func.__module__), "warm_up", None)
-        if callable(hook):
+        hook = task_hook(task, "warm_up")
+        if hook is not None:
             hook(task.options)
     except Exception:
         pass
 
 
-def execute(task: TaskSpec, src: Path, dst: Path) -> Result:
+def _warning_lines(caught: Sequence[warnings.WarningMessage]) -> list[str]:
+    """Library warnings (PIL, numpy, ...) raised while a file ran, one short line each."""
+    lines: list[str] = []
+    for w in caught:
+        line = one_line(f"{w.category.__name__}: {w.message}")
+        if line not in lines:
+            lines.append(line)
+    return lines[:5]
+
+
+def execute(task: TaskSpec, src: Path, dst: Path, finish: bool = False) -> Result:
     """Run ``task`` on one file and describe the outcome; never raises for a bad file.
+    ``finish``: run the task's ``finish`` hook instead (write the missing side files of ``dst``).
 
     A :class:`ModelError` is returned with ``info["fatal"] = True``: it is not about the file,
-    every other file would fail the same way.
+    every other file would fail the same way.  Library warnings are kept in ``info["warnings"]``
+    (one line each), not printed as multi-line blocks.
     """
     t0 = time.perf_counter()
+    caught: list[warnings.WarningMessage] = []
     try:
-        func = resolve_task(task.name)
-        info = func(src, dst, task.options) or {}
+        func = task_hook(task, "finish") if finish else resolve_task(task.name)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            info = dict(func(src, dst, task.options) or {})
+        if caught:  # (after the task's own warnings, if any)
+            info["warnings"] = list(dict.fromkeys([*info.get("warnings", ()), *_warning_lines(caught)]))
         size = dst.stat().st_size if dst.exists() else 0
-        return Result(src, dst, STATUS_OK, time.perf_counter() - t0, size, info=dict(info),
+        return Result(src, dst, STATUS_OK, time.perf_counter() - t0, size, info=info,
                       worker=_worker_id(), peak_rss_mb=_peak_rss_mb())
     except Photo3DError as e:
         if e.path is None:
@@ -376,14 +481,14 @@ def execute(task: TaskSpec, src: Path, dst: Path) -> Result:
                       worker=_worker_id(), peak_rss_mb=_peak_rss_mb())
     except MemoryError:
         return Result(src, dst, STATUS_FAILED, time.perf_counter() - t0,
-                      error=f"{src}: out of memory (try a lower --max-megapixels)", worker=_worker_id())
+                      error=_msg(src, "out of memory (try a lower --max-megapixels)"), worker=_worker_id())
     except Exception as e:  # a bug must not stop the batch either; say what it was in one line
-        msg = " ".join(f"{type(e).__name__}: {e}".split())
         if os.environ.get("PHOTO3D_DEBUG"):
             import traceback
 
             traceback.print_exc()
-        return Result(src, dst, STATUS_FAILED, time.perf_counter() - t0, error=f"{src}: internal error ({msg})",
+        return Result(src, dst, STATUS_FAILED, time.perf_counter() - t0,
+                      error=_msg(src, f"internal error ({one_line(f'{type(e).__name__}: {e}')})"),
                       worker=_worker_id(), peak_rss_mb=_peak_rss_mb())
 
 
@@ -473,6 +578,7 @@ def _pool_execute(task: TaskSpec, src: Path, dst: Path) -> Result:
 def _init_pool_worker(task: TaskSpec, threads: int | None) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent handles Ctrl-C and stops us
     signal.signal(signal.SIGTERM, _worker_sigterm)
+    install_one_line_warnings()
     _die_with_parent()
     _set_threads(threads)
     warm_up(task)
@@ -554,7 +660,7 @@ class PoolExecutor(Executor):
                 if alone and len(lost) == 1:
                     job = lost[0]
                     yield Result(job.src, job.dst, STATUS_FAILED,
-                                 error=f"{job.src}: worker process died (out of memory or a crash)")
+                                 error=_msg(job.src, "worker process died (out of memory or a crash)"))
                 else:
                     suspects.extend(reversed(lost))
                 self._restart(task)
@@ -709,7 +815,7 @@ class RayExecutor(Executor):
                 except OSError as e:
                     reason = "unreadable (permission denied)" if isinstance(e, PermissionError) else (
                         "no such file" if isinstance(e, FileNotFoundError) else f"unreadable ({e.strerror or e})")
-                    yield Result(job.src, job.dst, STATUS_FAILED, error=f"{job.src}: {reason}")
+                    yield Result(job.src, job.dst, STATUS_FAILED, error=_msg(job.src, reason))
                     continue
                 actor = idle.pop()
                 inflight[actor.run.remote(str(job.src), data, str(job.dst))] = (actor, job)
@@ -722,8 +828,7 @@ class RayExecutor(Executor):
                 try:
                     r, files = ray.get(ref)
                 except Exception as e:  # the actor died or the cluster lost the node
-                    msg = " ".join(str(e).split())[:200]
-                    yield Result(job.src, job.dst, STATUS_FAILED, error=f"{job.src}: Ray worker failed ({msg})")
+                    yield Result(job.src, job.dst, STATUS_FAILED, error=_msg(job.src, f"Ray worker failed ({summarize(e, 200)})"))
                     continue
                 if r.status == STATUS_OK:
                     try:
@@ -848,6 +953,13 @@ def _sigterm_as_interrupt() -> Iterator[None]:
         signal.signal(signal.SIGTERM, old)
 
 
+def say(console: Console, text: str, kind: str = "error") -> None:
+    """Print one message line: ``error: ...`` / ``warning: ...`` (control characters escaped)."""
+    colour = {"error": "red", "warning": "yellow"}.get(kind)
+    head = f"[{colour}]{kind}:[/{colour}] " if colour else ""
+    console.print(head + escape(printable(text)), markup=True, highlight=False, soft_wrap=True)
+
+
 def run_batch(
     jobs: Sequence[Job],
     task: TaskSpec,
@@ -859,19 +971,26 @@ def run_batch(
 ) -> BatchReport:
     """Run ``task`` over ``jobs``: skip existing outputs (unless ``overwrite``), print each
     failure as it happens, stop early only for a fatal (model) error or an interrupt.
+    An existing output whose side files are missing (``--html`` added on a re-run) gets just
+    those written, by the task's ``finish`` hook, here.
     Results come back in the planned order whatever order the workers finished in;
-    ``on_result`` sees each file's Result as soon as it is done (e.g. to print a line)."""
+    ``on_result`` sees each file's Result as soon as it is done (e.g. to print a line).
+    On a terminal a progress bar (or, for one file, a spinner) shows; in a pipe nothing does."""
     console = console or Console(stderr=True, highlight=False, soft_wrap=True)
     executor = executor or SequentialExecutor()
     t_start = time.perf_counter()
     results: dict[int, Result] = {}
     todo: list[Job] = []
+    finish: list[int] = []
     index: dict[tuple[str, str], int] = {}
     for i, job in enumerate(jobs):
         if job.error:
             results[i] = Result(job.src, job.dst, STATUS_FAILED, error=job.error)
-            console.print(f"[red]error:[/red] {escape(job.error)}", markup=True, highlight=False, soft_wrap=True)
+            say(console, job.error)
         elif not overwrite and job.dst.exists():
+            if any(not p.exists() for p in job.sides):
+                finish.append(i)
+                continue
             size = job.dst.stat().st_size if job.dst.is_file() else 0
             results[i] = Result(job.src, job.dst, STATUS_SKIPPED, bytes=size)
         else:
@@ -884,34 +1003,53 @@ def run_batch(
     fatal_code = ExitCode.failed
     counts = {STATUS_OK: 0, STATUS_FAILED: sum(1 for r in results.values() if r.status == STATUS_FAILED)}
 
-    columns = [
-        TextColumn("[progress.description]{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TextColumn("[green]{task.fields[ok]} ok[/] [yellow]{task.fields[skipped]} skipped[/] "
-                   "[red]{task.fields[failed]} failed[/]"),
-        TimeElapsedColumn(),
-        TextColumn("eta"),
-        TimeRemainingColumn(),
-    ]
-    show = progress and len(todo) > 1 and console.is_terminal
-    with Progress(*columns, console=console, transient=False, disable=not show) as bar_ui, _sigterm_as_interrupt():
-        bar = bar_ui.add_task(task.name, total=len(todo), ok=0, skipped=skipped, failed=counts[STATUS_FAILED])
+    show = progress and console.is_terminal and len(todo) + len(finish) > 0
+    if len(todo) + len(finish) > 1:
+        columns = [
+            TextColumn("[progress.description]{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("[green]{task.fields[ok]} ok[/] [yellow]{task.fields[skipped]} skipped[/] "
+                       "[red]{task.fields[failed]} failed[/]"),
+            TimeElapsedColumn(),
+            TextColumn("eta"),
+            TimeRemainingColumn(),
+        ]
+        description = task.name
+    else:  # one file: a spinner with its name and the time so far, gone when it is done
+        columns = [SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn()]
+        one = jobs[finish[0]] if finish else (todo[0] if todo else None)
+        description = escape(printable(f"{task.name} {one.src.name}")) if one else task.name
+
+    def done(r: Result, bar_ui: Progress, bar) -> None:
+        if r.status == STATUS_FAILED:
+            say(bar_ui.console, r.error or _msg(r.src, "failed"))
+        for w in r.info.get("warnings", ()):
+            say(bar_ui.console, _msg(r.src, w), "warning")
+        counts[r.status] = counts.get(r.status, 0) + 1
+        bar_ui.update(bar, advance=1, ok=counts[STATUS_OK], failed=counts[STATUS_FAILED])
+        if on_result is not None:
+            on_result(r)
+
+    with Progress(*columns, console=console, transient=len(todo) + len(finish) <= 1, disable=not show) as bar_ui, \
+            _sigterm_as_interrupt():
+        bar = bar_ui.add_task(description, total=len(todo) + len(finish), ok=0, skipped=skipped,
+                              failed=counts[STATUS_FAILED])
         stream = executor.run(task, todo)
         try:
+            for i in finish:  # quick (from the existing output), so here in the driver
+                job = jobs[i]
+                results[i] = r = execute(task, job.src, job.dst, finish=True)
+                done(r, bar_ui, bar)
             for r in stream:
                 i = index[(str(r.src), str(r.dst))]
                 results[i] = r
-                if r.status == STATUS_FAILED:
-                    if r.info.get("fatal"):  # not this file's fault: stop, the file was not really tried
-                        fatal, fatal_code = r.error, ExitCode(r.info["fatal"])
-                        del results[i]
-                        break
-                    bar_ui.console.print(f"[red]error:[/red] {escape(r.error)}", markup=True, highlight=False, soft_wrap=True)
-                counts[r.status] = counts.get(r.status, 0) + 1
-                bar_ui.update(bar, advance=1, ok=counts[STATUS_OK], failed=counts[STATUS_FAILED])
-                if on_result is not None:
-                    on_result(r)
+                if r.status == STATUS_FAILED and r.info.get("fatal"):
+                    # not this file's fault: stop, the file was not really tried
+                    fatal, fatal_code = r.error, ExitCode(r.info["fatal"])
+                    del results[i]
+                    break
+                done(r, bar_ui, bar)
         except KeyboardInterrupt:
             interrupted = True
         finally:
@@ -939,21 +1077,24 @@ def run_batch(
 def print_report(report: BatchReport, console: Console) -> None:
     """Close a batch: the fatal error, the failed files again, and the counts."""
     if report.fatal:
-        console.print(f"[red]error:[/red] {escape(report.fatal)}", markup=True, highlight=False, soft_wrap=True)
+        say(console, report.fatal)
     failed = report.failed
     n = len(report.results)
     if n > 1 or report.interrupted:
         if failed:
             console.print(f"[red]{len(failed)} of {n} input(s) failed:[/red]", markup=True, highlight=False, soft_wrap=True)
             for r in failed:
-                console.print(f"  {r.error}", markup=False, highlight=False, soft_wrap=True)
-        parts = [f"{report.count(STATUS_OK)} converted", f"{report.count(STATUS_SKIPPED)} skipped (output exists)",
+                say(console, f"  {r.error}", kind="")
+        completed = sum(1 for r in report.results if r.status == STATUS_OK and "finished" in r.info)
+        parts = [f"{report.count(STATUS_OK) - completed} converted", f"{report.count(STATUS_SKIPPED)} skipped (output exists)",
                  f"{len(failed)} failed"]
+        if completed:
+            parts.insert(1, f"{completed} completed (missing outputs added)")
         if report.count(STATUS_NOT_RUN):
             parts.append(f"{report.count(STATUS_NOT_RUN)} not run")
         console.print(", ".join(parts) + f" in {report.seconds:.1f} s", highlight=False, soft_wrap=True)
-    elif failed and not report.fatal:
-        pass  # already printed as it happened
+    elif n == 1 and report.count(STATUS_SKIPPED):
+        say(console, f"{report.results[0].dst} exists, kept (--overwrite rewrites it)", kind="")
     if report.interrupted:
         console.print("interrupted: run the same command again to continue where it stopped", highlight=False, soft_wrap=True)
 
@@ -981,19 +1122,23 @@ def batch_command(
     that file), and skips existing outputs for folders and several inputs (resume).
     Several ``suffix`` values: one job per input and suffix (each output resumes on its own)."""
     console = console or Console(stderr=True, highlight=False, soft_wrap=True)
-    plan = plan_outputs(inputs, output, [suffix] if isinstance(suffix, str) else suffix, globs)
+    plan = plan_outputs(inputs, output, [suffix] if isinstance(suffix, str) else suffix, globs, task_outputs(task))
+    if summary is not None:
+        check_summary_path(Path(summary), plan)
     if overwrite is None:
         overwrite = len(inputs) == 1 and not Path(inputs[0]).is_dir()
-    if not plan:
-        console.print(f"[yellow]warning:[/yellow] no images found in {', '.join(map(str, inputs))}"
-                      + (f" matching {', '.join(globs)}" if globs else ""), markup=True, highlight=False, soft_wrap=True)
     executor = make_executor(engine, jobs, address)
-    report = run_batch(plan, task, executor, console=console, overwrite=overwrite, on_result=on_result)
-    print_report(report, console)
+    if not plan:  # nothing to do is a failure: a wrong folder or --glob, not a success
+        say(console, f"no images found in {', '.join(map(str, inputs))}"
+            + (f" matching {' or '.join(globs)}" if globs else ""))
+        report = BatchReport([], fatal="no images found")
+    else:
+        report = run_batch(plan, task, executor, console=console, overwrite=overwrite, on_result=on_result)
+        print_report(report, console)
     if summary is not None:
         try:
             report.write_summary(summary, command)
         except Photo3DError as e:
-            console.print(f"[red]error:[/red] {escape(str(e))}", markup=True, highlight=False, soft_wrap=True)
+            say(console, str(e))
             return int(ExitCode.failed)
     return int(report.exit_code)

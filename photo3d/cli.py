@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import atexit
 import gc
+import math
 import sys
 import time
 from pathlib import Path
@@ -13,14 +14,36 @@ import typer
 from rich.console import Console
 
 from . import __version__
-from .errors import Photo3DError
+from .errors import Photo3DError, UsageError, install_one_line_warnings, printable
+
+
+class _Command(typer.core.TyperCommand):
+    """Plain click help that reads well at 80 columns: a usual usage line (``INPUT...``, not
+    ``{inputs}``) and arguments listed by name, without type labels."""
+
+    def _arguments(self, ctx):
+        return [p for p in self.get_params(ctx) if p.param_type_name == "argument"]
+
+    def collect_usage_pieces(self, ctx):
+        return ([self.options_metavar] if self.options_metavar else []) + [
+            p.metavar or p.name.upper() for p in self._arguments(ctx)]
+
+    def format_options(self, ctx, formatter):
+        args = [(p.metavar or p.name.upper(), getattr(p, "help", "") or "") for p in self._arguments(ctx)]
+        opts = [rv for p in self.get_params(ctx) if p.param_type_name == "option" and (rv := p.get_help_record(ctx))]
+        for title, rows in (("Arguments", args), ("Options", opts)):
+            if rows:
+                with formatter.section(title):
+                    formatter.write_dl(rows)
+
 
 app = typer.Typer(
     add_completion=False,
+    rich_markup_mode=None,
     no_args_is_help=True,
     help="Turn a single 2D photo into a 3D photo (layered depth mesh as glTF).",
 )
-model_app = typer.Typer(no_args_is_help=True, help="Manage depth models.")
+model_app = typer.Typer(no_args_is_help=True, rich_markup_mode=None, help="Manage depth models.")
 app.add_typer(model_app, name="model")
 
 err = Console(stderr=True, highlight=False)
@@ -29,35 +52,29 @@ err = Console(stderr=True, highlight=False)
 # `photo3d depth` / `convert` run (outputs are written and closed before; atexit callbacks still run).
 atexit.register(gc.freeze)
 
-MODEL_HELP = (
-    "Depth model: an INT8 TorchScript file, or a folder holding Tiefenrausch's "
-    "tiefenrausch.pb + tiefenrausch_init.pb. Default: the bundled model."
-)
-
-
-# Options of every INPUT... command (photo3d.batch runs them all the same way).
-JOBS_OPT = typer.Option(
-    1, "--jobs", "-j", min=0, help="Worker processes, each loading the model once; 0 = one per CPU (ray: per cluster CPU)."
-)
-ENGINE_OPT = typer.Option("local", "--engine", help="local, or ray to run on a Ray cluster (pip install 'photo3d\\[ray]').")
-ADDRESS_OPT = typer.Option(
-    None, "--address", help="Ray cluster to join (e.g. auto, ray://head:10001). Default: start a local Ray."
-)
+# Help texts stay short (details in the README); plain click help: reads well at 80 columns.
+# Paths are not checked by click (readable=False): an unreadable input is one failed file, not a usage error.
+INPUTS_ARG = typer.Argument(..., metavar="INPUT...", readable=False, show_default=False, help="Photos or folders.")
+MODEL_OPT = typer.Option(None, "--model", metavar="MODEL", readable=False,
+                         help="Depth model: a TorchScript .pt or a Tiefenrausch folder (default: the bundled one).")
+MP_OPT = typer.Option(100.0, "--max-megapixels", metavar="MP", help="Refuse larger images.")
+JOBS_OPT = typer.Option(1, "--jobs", "-j", min=0, metavar="N", help="Worker processes (0 = one per CPU).")
+ENGINE_OPT = typer.Option("local", "--engine", metavar="local|ray", help="Where to run: here, or on a Ray cluster.")
+ADDRESS_OPT = typer.Option(None, "--address", metavar="ADDR", help="Ray cluster to join (default: start a local one).")
 OVERWRITE_OPT = typer.Option(
-    None,
-    "--overwrite/--skip-existing",
-    help="Rewrite outputs that exist. Default: skip them for folders and several inputs (a re-run resumes), "
-    "rewrite them for one input file.",
+    None, "--overwrite/--skip-existing", show_default=False,
+    help="Rewrite existing outputs (default: only for a single input file).",
 )
-GLOB_OPT = typer.Option(
-    None, "--glob", help="Only files whose name or path below the input folder matches (repeatable; e.g. '*.jpg', '2019/*')."
-)
-DEPTH_SOURCE_OPT = typer.Option(
-    "auto", "--depth-source",
-    help="Where depth comes from: auto (the photo's own depth map, else its stereo pair, else the model), "
-    "embedded, stereo or model.",
-)
-SUMMARY_OPT = typer.Option(None, "--summary", help="Write a JSON report: one record per input (status, output, seconds, bytes, error).")
+GLOB_OPT = typer.Option(None, "--glob", metavar="PATTERN", help="Only matching files in folders (repeatable).")
+DEPTH_SOURCE_OPT = typer.Option("auto", "--depth-source", metavar="SOURCE",
+                                help="auto, embedded, stereo or model (auto: the photo's own depth if any).")
+SUMMARY_OPT = typer.Option(None, "--summary", metavar="FILE.json", readable=False,
+                           help="Write a JSON report, one record per input.")
+
+
+def _check_megapixels(value: float) -> None:
+    if not (math.isfinite(value) and value > 0):
+        _fail(UsageError(f"--max-megapixels must be a positive number, not {value!r}"))
 
 
 def _batch(task: str, options, inputs, output: Path, suffix: str | list[str], jobs: int, engine: str, address, overwrite, globs, summary,
@@ -80,7 +97,7 @@ def _batch(task: str, options, inputs, output: Path, suffix: str | list[str], jo
 def _fail(e: Photo3DError) -> None:
     from rich.markup import escape
 
-    err.print(f"[red]error:[/red] {escape(str(e))}", markup=True, soft_wrap=True)  # one line, [names] kept
+    err.print(f"[red]error:[/red] {escape(printable(e))}", markup=True, soft_wrap=True)  # one line, [names] kept
     raise typer.Exit(int(e.exit_code))
 
 
@@ -94,19 +111,31 @@ def _version(value: bool) -> None:
 def main(
     version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Print the version."),
 ) -> None:
-    pass
+    install_one_line_warnings()
 
 
-@app.command()
+def _outputs_line(r) -> str:
+    """"SRC -> OUT, OUT.html (open in a browser)": every file this input wrote."""
+    outs = [str(p) for p in r.info.get("outputs", [r.dst])]
+    names = ", ".join(f"{o} (open in a browser)" if o.endswith(".html") else o for o in outs)
+    return f"{r.src} -> {names}"
+
+
+def _say_result(r, details: str) -> None:
+    err.print(printable(f"{_outputs_line(r)}: {details}"), markup=False, highlight=False, soft_wrap=True)
+
+
+@app.command(cls=_Command)
 def depth(
-    inputs: list[Path] = typer.Argument(..., help="Image files or folders."),
-    output: Path = typer.Option(..., "-o", "--output", help="Output file (.png 16-bit or .npy) for one input, else a folder."),
-    model: Optional[Path] = typer.Option(None, "--model", help=MODEL_HELP),
+    inputs: list[Path] = INPUTS_ARG,
+    output: Path = typer.Option(..., "-o", "--output", metavar="OUT", show_default=False,
+                                help="A .png (16-bit) or .npy file for one photo, else a folder."),
+    model: Optional[Path] = MODEL_OPT,
     raw: bool = typer.Option(False, "--raw", help="Write the network's own output (no upsampling)."),
-    preview: bool = typer.Option(False, "--preview", help="Also write a colour-mapped preview PNG."),
-    fmt: str = typer.Option("png", "--format", help="Output format in folder mode: png or npy."),
+    preview: bool = typer.Option(False, "--preview", help="Also write NAME.preview.png (red = near)."),
+    fmt: str = typer.Option("png", "--format", metavar="png|npy", help="Output format for folders."),
     depth_source: str = DEPTH_SOURCE_OPT,
-    max_megapixels: float = typer.Option(100.0, "--max-megapixels", help="Refuse larger images."),
+    max_megapixels: float = MP_OPT,
     overwrite: Optional[bool] = OVERWRITE_OPT,
     jobs: int = JOBS_OPT,
     engine: str = ENGINE_OPT,
@@ -114,29 +143,26 @@ def depth(
     globs: Optional[list[str]] = GLOB_OPT,
     summary: Optional[Path] = SUMMARY_OPT,
 ) -> None:
-    """Predict per-pixel depth (normalized disparity: larger = nearer)."""
+    """Predict depth maps (normalized disparity: larger = nearer)."""
     from .depth import DepthOptions
 
     if fmt not in ("png", "npy"):
-        from .errors import UsageError
-
         _fail(UsageError(f"--format must be png or npy, not {fmt!r}"))
     _check_source(depth_source)
+    _check_megapixels(max_megapixels)
     opts = DepthOptions(model=model, raw=raw, preview=preview, max_megapixels=max_megapixels, depth_source=depth_source)
 
-    def said(r) -> None:
+    def said(r) -> None:  # one line per photo as soon as it is done
         if r.status == "ok":
-            _warn(r)
             i = r.info
-            err.print(f"{r.src} -> {r.dst}: depth from {_source(i)}, {i.get('width')}x{i.get('height')}",
-                      markup=False, highlight=False, soft_wrap=True)
+            _say_result(r, i["finished"] if "finished" in i else f"depth from {_source(i)}, {i.get('width', '?')}x"
+                        f"{i.get('height', '?')} depth map (larger = nearer), {r.seconds:.2f} s")
 
     _batch("depth", opts, inputs, output, "." + fmt, jobs, engine, address, overwrite, globs, summary, on_result=said)
 
 
 def _check_source(source: str) -> None:
     from .depth.embedded import SOURCES
-    from .errors import UsageError
 
     if source not in SOURCES:
         _fail(UsageError(f"--depth-source must be one of {', '.join(SOURCES)}, not {source!r}"))
@@ -152,62 +178,54 @@ def _source(info: dict) -> str:
     return f"model ({info.get('model') or info.get('depth')})"
 
 
-def _warn(r) -> None:
-    for w in r.info.get("warnings") or ():
-        err.print(f"warning: {r.src}: {w}", markup=False, highlight=False, soft_wrap=True)
-
-
 FORMATS = (".glb", ".mp4", ".gif", ".webp", ".html")  # --format (folder outputs)
 
 
-def _convert_line(r, timings: bool) -> str:
-    """One line per converted photo: layers, hole area, vertices, GLB size (+ stage timings)."""
+def _convert_details(r, timings: bool) -> str:
+    """What a converted photo holds: depth source, layers, vertices, GLB size, time (+ stage timings)."""
     i = r.info
+    if "finished" in i:
+        return i["finished"]
     if i.get("from_glb"):  # rendered from the GLB this batch wrote (or found) beside it
         s = i["share"] if i.get("share") else None
         what = f"{s['frames']} frame(s) {s['size'][0]}x{s['size'][1]}, " if s else ""
-        return f"{r.src} -> {r.dst}: from {i['from_glb']}, {what}{r.bytes / 1e6:.2f} MB, {r.seconds:.2f} s"
-    line = (f"{r.src} -> {r.dst}: depth from {_source(i)}, {i.get('layers', '?')} layer(s), hole {100 * i.get('hole_area', 0):.1f} %, "
-            f"{i.get('vertices', 0):,} vertices, {i.get('glb_bytes', 0) / 1e6:.2f} MB, {r.seconds:.2f} s")
+        return f"from {i['from_glb']}, {what}{r.bytes / 1e6:.2f} MB, {r.seconds:.2f} s"
+    line = (f"depth from {_source(i)}, {i.get('layers', '?')} layer(s), {i.get('vertices', 0):,} vertices, "
+            f"{i.get('glb_bytes', 0) / 1e6:.2f} MB, {r.seconds:.2f} s")
     if i.get("share"):
         s = i["share"]
         line += f"; {s['frames']} frame(s) {s['size'][0]}x{s['size'][1]}, {r.bytes / 1e6:.2f} MB"
     if timings and i.get("seconds"):
-        line += "\n  " + ", ".join(f"{k} {v:.3f}" for k, v in i["seconds"].items())
+        line += " (" + ", ".join(f"{k} {v:.2f}" for k, v in i["seconds"].items()) + ")"
     return line
 
 
-@app.command()
+@app.command(cls=_Command)
 def convert(
-    inputs: list[Path] = typer.Argument(..., help="Image files or folders."),
-    output: Path = typer.Option(
-        ..., "-o", "--output",
-        help="Output file for one input (.glb; .html; .mp4, .gif or .webp video; .jpg/.png with --stereo), else a folder.",
-    ),
-    model: Optional[Path] = typer.Option(None, "--model", help=MODEL_HELP),
-    depth_map: Optional[Path] = typer.Option(
-        None, "--depth", help="Use this depth map (16-bit PNG or .npy, larger = nearer) instead of a model; one input only."
-    ),
+    inputs: list[Path] = INPUTS_ARG,
+    output: Path = typer.Option(..., "-o", "--output", metavar="OUT", show_default=False,
+                                help="A file for one photo (.glb, .html, .mp4, .gif, .webp), else a folder."),
+    model: Optional[Path] = MODEL_OPT,
+    depth_map: Optional[Path] = typer.Option(None, "--depth", metavar="MAP", readable=False,
+                                             help="Use this depth map (.png/.npy, larger = nearer); one photo only."),
     formats: Optional[list[str]] = typer.Option(
-        None, "--format", help="Folder output: glb, mp4, gif, webp or html; repeatable (each output resumes on its own). Default glb."
+        None, "--format", metavar="FORMAT", help="Folder outputs: glb, mp4, gif, webp or html (repeatable; default glb)."
     ),
-    html: bool = typer.Option(False, "--html", help="Also write NAME.html: a self-contained offline viewer."),
-    parallax: float = typer.Option(
-        0.04, "--parallax", min=0.001, max=0.2,
-        help="Strength: near vs far shift at full offset, as a share of the width (viewer range and video motion).",
-    ),
-    path: str = typer.Option("circle", "--path", help="Video camera path: circle, swing, zoom or dolly-zoom (a seamless loop)."),
-    seconds: float = typer.Option(4.0, "--seconds", min=0.05, help="Video length."),
-    fps: float = typer.Option(30.0, "--fps", min=1.0, max=120.0, help="Video frames per second."),
-    size: Optional[int] = typer.Option(None, "--size", help="Video / still longer side in pixels. Default 1080 (MP4), 480 (GIF, WebP)."),
-    stereo: Optional[str] = typer.Option(
-        None, "--stereo", help="sbs: left|right eye side by side at full width (2x wide); sbs-half: squeezed into the normal width."
-    ),
+    html: bool = typer.Option(False, "--html", help="Also write NAME.html, an offline viewer."),
+    parallax: float = typer.Option(0.04, "--parallax", min=0.001, max=0.2, metavar="SHARE",
+                                   help="Near vs far shift, as a share of the width."),
+    path: str = typer.Option("circle", "--path", metavar="PATH", help="Video camera path: circle, swing, zoom or dolly-zoom."),
+    seconds: float = typer.Option(4.0, "--seconds", min=0.05, metavar="S", help="Video length."),
+    fps: float = typer.Option(30.0, "--fps", min=1.0, max=120.0, metavar="FPS", help="Video frames per second."),
+    size: Optional[int] = typer.Option(None, "--size", metavar="PX",
+                                       help="Video / still longer side (default: 1080 MP4, 480 GIF/WebP)."),
+    stereo: Optional[str] = typer.Option(None, "--stereo", metavar="sbs|sbs-half",
+                                         help="Side-by-side stereo still (.jpg/.png), full or half width."),
     timings: bool = typer.Option(False, "--timings", help="Print the time of each stage."),
-    quality: int = typer.Option(80, "--quality", min=1, max=100, help="JPEG quality of the texture."),
-    max_texture: int = typer.Option(4096, "--max-texture", min=256, help="Longest side of the photo's texture."),
+    quality: int = typer.Option(80, "--quality", min=1, max=100, metavar="1-100", help="JPEG quality of the texture."),
+    max_texture: int = typer.Option(4096, "--max-texture", min=256, metavar="PX", help="Longest side of the texture."),
     depth_source: str = DEPTH_SOURCE_OPT,
-    max_megapixels: float = typer.Option(100.0, "--max-megapixels", help="Refuse larger images."),
+    max_megapixels: float = MP_OPT,
     overwrite: Optional[bool] = OVERWRITE_OPT,
     jobs: int = JOBS_OPT,
     engine: str = ENGINE_OPT,
@@ -215,10 +233,12 @@ def convert(
     globs: Optional[list[str]] = GLOB_OPT,
     summary: Optional[Path] = SUMMARY_OPT,
 ) -> None:
-    """Build 3D photos: layered depth mesh with inpainted occlusions, as GLB (+ HTML viewer)."""
-    from .errors import UsageError
+    """Build 3D photos (.glb, and an offline viewer page with --html).
+
+    Layered depth mesh with the hidden background inpainted."""
     from .pipeline import ConvertOptions
 
+    _check_megapixels(max_megapixels)
     if depth_map is not None and model is not None:
         _fail(UsageError("give either --depth or --model, not both"))
     if depth_map is not None and (len(inputs) != 1 or inputs[0].is_dir()):
@@ -250,22 +270,21 @@ def convert(
 
     def said(r) -> None:  # one line per photo as soon as it is done
         if r.status == "ok":
-            _warn(r)
-            err.print(_convert_line(r, timings), markup=False, highlight=False, soft_wrap=True)
+            _say_result(r, _convert_details(r, timings))
 
     _batch("convert", opts, inputs, output, suffixes, jobs, engine, address, overwrite, globs, summary, on_result=said)
 
 
-@model_app.command("import")
+@model_app.command("import", cls=_Command)
 def model_import(
-    folder: Path = typer.Argument(..., help="Folder with tiefenrausch.pb and tiefenrausch_init.pb."),
-    output: Path = typer.Option(..., "-o", "--output", help="TorchScript file to write (.pt)."),
+    folder: Path = typer.Argument(..., metavar="DIR", readable=False, help="Folder with tiefenrausch.pb + tiefenrausch_init.pb."),
+    output: Path = typer.Option(..., "-o", "--output", metavar="FILE.pt", help="TorchScript file to write."),
 ) -> None:
-    """Convert Facebook's Tiefenrausch Caffe2 net to an INT8 TorchScript file."""
+    """Convert Tiefenrausch (Caffe2) to an INT8 TorchScript file."""
     from .depth.tiefenrausch import import_tiefenrausch_file
 
     try:
         import_tiefenrausch_file(folder, output)
     except Photo3DError as e:
         _fail(e)
-    err.print(f"wrote {output}")
+    err.print(printable(f"wrote {output}"), markup=False, highlight=False, soft_wrap=True)

@@ -6,8 +6,65 @@ line and exits with ``err.exit_code``.
 
 from __future__ import annotations
 
+import unicodedata
 from enum import IntEnum
 from pathlib import Path
+
+_KEEP_CF = {"\u200c", "\u200d"}  # zero-width (non-)joiners: part of ordinary names and emoji
+
+
+def printable(text: object) -> str:
+    """``text`` with every control character escaped, so a message stays one visible line: a file
+    name holding a newline, a terminal escape or a bidi override prints as ``\\n``, ``\\x1b``,
+    ``\\u202e``; undecodable bytes of a file name (surrogate escapes) as ``\\xNN``."""
+    s = str(text)
+    if s.isprintable():
+        return s
+    out = []
+    for c in s:
+        cat = unicodedata.category(c)
+        if cat in ("Cc", "Zl", "Zp") or (cat == "Cf" and c not in _KEEP_CF):
+            out.append(repr(c)[1:-1] if c in "\n\r\t" else f"\\x{ord(c):02x}" if ord(c) < 256 else f"\\u{ord(c):04x}")
+        elif cat == "Cs":  # a byte of a non-UTF-8 file name (os.fsdecode's surrogateescape)
+            out.append(f"\\x{ord(c) - 0xDC00:02x}" if 0xDC80 <= ord(c) <= 0xDCFF else f"\\u{ord(c):04x}")
+        else:
+            out.append(c)
+    return "".join(out)
+
+
+def one_line(text: object) -> str:
+    """A library's message as one line: whitespace runs (newlines included) become one space,
+    other control characters are escaped."""
+    return printable(" ".join(str(text).split()))
+
+
+def summarize(e: BaseException, limit: int = 160) -> str:
+    """A readable one-line summary of an exception from a library (torch, PIL, numpy): the first
+    meaningful line, without C++ stack frames, cut at a word boundary (never mid-word)."""
+    lines = [ln.strip() for ln in str(e).splitlines() if ln.strip()]
+    lines = [ln for ln in lines if not ln.startswith(("Exception raised from", "frame #", "Traceback"))]
+    text = one_line(lines[0]) if lines else type(e).__name__
+    if len(text) > limit:
+        cut = text[:limit].rsplit(" ", 1)[0].rstrip(" ,;:(")
+        text = cut + " …"
+    return text
+
+
+def install_one_line_warnings() -> None:
+    """Print any warning that reaches the top (a library's, not caught where it is raised) as one
+    line ``warning: Category: message`` instead of Python's two-line block with a source line."""
+    import sys
+    import warnings
+
+    def show(message, category, filename, lineno, file=None, line=None):  # noqa: ARG001
+        stream = file or sys.stderr
+        if stream is not None:
+            try:
+                stream.write(f"warning: {one_line(f'{category.__name__}: {message}')}\n")
+            except (OSError, ValueError):
+                pass
+
+    warnings.showwarning = show
 
 
 class ExitCode(IntEnum):
@@ -28,8 +85,8 @@ class Photo3DError(Exception):
         self.path = None if path is None else Path(path)
 
     def __str__(self) -> str:
-        msg = " ".join(str(self.reason).split())  # always one line
-        return f"{self.path}: {msg}" if self.path is not None else msg
+        msg = one_line(self.reason)  # always one line
+        return f"{printable(self.path)}: {msg}" if self.path is not None else msg
 
 
 class InputFileError(Photo3DError):

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import tempfile
 import warnings
 from dataclasses import dataclass
@@ -179,17 +180,68 @@ def _current_umask() -> int:
 _UMASK = _current_umask()  # read once at import (os.umask can only be read by setting it)
 
 
+def _host_tag() -> str:
+    import hashlib
+    import socket
+
+    return hashlib.sha1(socket.gethostname().encode("utf-8", "surrogateescape")).hexdigest()[:8]
+
+
+_HOST = _host_tag()
+# ".NAME.<pid>-<host>-<random>.tmp": the owner of a temp file is in its name, so a later run can tell a
+# stale temp (its process is gone) from the live temp of a run still going on the same output folder
+_TEMP_NAME = re.compile(r"\.(?P<target>.+)\.(?P<pid>\d+)-(?P<host>[0-9a-f]{8})-[a-z0-9_]+\.tmp")
+
+
+def _process_started_after(pid: int, mtime: float) -> bool | None:
+    """Whether process ``pid`` (alive) started after ``mtime`` (then it cannot own a file last
+    written at ``mtime``: its pid was reused); None when that cannot be told (no /proc)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        if fields[0] == "Z":  # a zombie owns nothing any more
+            return True
+        btime = next(int(ln.split()[1]) for ln in Path("/proc/stat").read_text().splitlines() if ln.startswith("btime "))
+        started = btime + int(fields[19]) / os.sysconf("SC_CLK_TCK")
+        return started > mtime + 2.0  # (btime has a one-second resolution)
+    except (OSError, ValueError, IndexError, StopIteration):
+        return None
+
+
+def stale_temp_target(entry: os.DirEntry | Path) -> str | None:
+    """The output name that the temp file ``entry`` (as written by :func:`atomic_output`) was for,
+    when it is provably stale: written on this machine by a process that is gone.  None for any
+    other file, and for the temp of a live run."""
+    m = _TEMP_NAME.fullmatch(entry.name)
+    if not m or m["host"] != _HOST:
+        return None
+    pid = int(m["pid"])
+    if pid == os.getpid():
+        return None
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return m["target"]
+    except OSError:  # alive (another user's), or cannot tell
+        return None
+    try:
+        mtime = entry.stat(follow_symlinks=False).st_mtime
+    except OSError:
+        return None
+    return m["target"] if _process_started_after(pid, mtime) else None
+
+
 @contextlib.contextmanager
 def atomic_output(path: str | Path) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; on success rename it over ``path``.
 
-    A crash, Ctrl-C or ``kill -9`` leaves at most a hidden ``.*.tmp`` file, never a partial
-    output under the final name.
+    A crash, Ctrl-C or ``kill -9`` leaves at most a hidden ``.NAME.<pid>-<host>-XXXX.tmp`` file,
+    never a partial output under the final name (see :func:`stale_temp_target`).  Any OS error
+    while writing (a full disk, a read-only folder) is an :class:`OutputError` naming ``path``.
     """
     path = Path(path)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.{os.getpid()}-{_HOST}-", suffix=".tmp", dir=path.parent)
         os.close(fd)
         os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600; outputs get the usual permissions
     except OSError as e:
@@ -198,9 +250,11 @@ def atomic_output(path: str | Path) -> Iterator[Path]:
     try:
         yield tmp_path
         os.replace(tmp_path, path)
-    except BaseException:
+    except BaseException as e:
         with contextlib.suppress(OSError):
             tmp_path.unlink()
+        if isinstance(e, OSError):
+            raise OutputError(f"cannot write ({e.strerror or e})", path) from e
         raise
 
 

@@ -93,15 +93,17 @@ def working_shape(width: int, height: int, side: int) -> tuple[int, int]:
     return h, w
 
 
-def load_depth_file(path: Path, photo: Photo) -> np.ndarray:
+def load_depth_file(path: Path, photo: Photo, opts: ConvertOptions) -> np.ndarray:
     from .depth.maps import load_depth_map
 
-    d = np.nan_to_num(load_depth_map(path).astype(np.float32), nan=0.0, posinf=1.0, neginf=0.0)
+    d = load_depth_map(path, max_megapixels=opts.max_megapixels)
     dh, dw = d.shape
     if abs(dw / dh - photo.width / photo.height) > 0.02 * photo.width / photo.height:
         raise InputFileError(f"depth map is {dw}x{dh}, not the photo's aspect ratio ({photo.width}x{photo.height})", path)
     lo, hi = float(d.min()), float(d.max())
-    return ((d - lo) / (hi - lo) if hi > lo else np.zeros_like(d)).astype(np.float32)
+    if not hi > lo:
+        return np.zeros_like(d)
+    return ((d.astype(np.float64) - lo) / (hi - lo)).astype(np.float32)  # float64: no overflow on any finite map
 
 
 def working_photo(photo: Photo, shape: tuple[int, int]) -> np.ndarray:
@@ -114,7 +116,7 @@ def estimate_depth(photo: Photo, small: np.ndarray, opts: ConvertOptions, found=
     ``found``: what :func:`photo3d.depth.embedded.find_depth` found in the input (None: the model)."""
     h, w = small.shape[:2]
     if opts.depth is not None:
-        d = load_depth_file(Path(opts.depth), photo)
+        d = load_depth_file(Path(opts.depth), photo, opts)
         return cv2.resize(d, (w, h), interpolation=cv2.INTER_AREA), {"depth": str(opts.depth), "depth_source": "file"}
     if found is not None and found.source != "model":
         from .depth.embedded import depth_for, network_disparity
@@ -369,6 +371,33 @@ def warm_up(opts: ConvertOptions | None) -> _Background | None:
 OUTPUT_SUFFIXES = (".glb", ".html") + VIDEO_SUFFIXES + STILL_SUFFIXES
 
 
+def outputs(dst: str | Path, opts: ConvertOptions | None = None) -> list[Path]:
+    """Every file :func:`convert_file` writes for ``dst``: ``dst``, then NAME.html (``--html``)."""
+    dst = Path(dst)
+    html = (opts or ConvertOptions()).html and dst.suffix.lower() != ".html"
+    return [dst, dst.with_suffix(".html")] if html else [dst]
+
+
+def finish(src: str | Path, dst: str | Path, opts: ConvertOptions | None = None) -> dict[str, Any]:
+    """Write the missing viewer page of an existing output ``dst`` (a re-run that adds ``--html``)
+    from the GLB (``dst`` itself, or the GLB beside a video): nothing is converted again.  Without
+    a GLB to show, the photo is converted again."""
+    from .viewer import write_viewer
+
+    src, dst = Path(src), Path(dst)
+    glb_path = dst if dst.suffix.lower() == ".glb" else dst.with_suffix(".glb")
+    try:
+        glb = glb_path.read_bytes()
+    except OSError:
+        return convert_file(src, dst, opts)
+    written = []
+    for p in outputs(dst, opts)[1:]:
+        if not p.exists():
+            write_viewer(p, glb, title=src.stem)
+            written.append(str(p))
+    return {"outputs": written, "finished": "missing outputs written from the existing " + glb_path.name}
+
+
 def convert_file(src: str | Path, dst: str | Path, opts: ConvertOptions | None = None) -> dict[str, Any]:
     """Build the 3D photo of ``src`` and write it to ``dst``: the GLB (.glb), the offline viewer
     alone (.html), or a video / stereo still rendered from the GLB's scene (.mp4, .gif, .webp,
@@ -441,25 +470,20 @@ def write_outputs(src: Path, dst: Path, glb: bytes, report: dict, opts: ConvertO
     """Write what ``dst`` asks for from the 3D photo ``glb`` (and NAME.html with ``opts.html``)."""
     suffix = dst.suffix.lower()
     t = time.perf_counter()
-    outputs = []
-    if opts.html and suffix != ".html":  # side files first: a resumed batch looks for ``dst``, so it comes last
-        from .viewer import write_viewer
+    from .viewer import write_viewer
 
-        html = dst.with_suffix(".html")
-        write_viewer(html, glb, title=src.stem)
-        outputs.append(str(html))
+    written = outputs(dst, opts)
+    for side in written[1:]:  # side files first: a resumed batch looks for ``dst``, so it comes last
+        write_viewer(side, glb, title=src.stem)
     if suffix == ".glb":
         write_bytes_atomic(dst, glb)
     elif suffix == ".html":
-        from .viewer import write_viewer
-
         write_viewer(dst, glb, title=src.stem)
     else:
         from .video import write_share
 
         report["share"] = write_share(dst, glb, opts.share, timings)
-    outputs.insert(0, str(dst))
     timings["write"] = time.perf_counter() - t - sum(timings.get(k, 0.0) for k in ("render", "encode"))
-    report["outputs"] = outputs
+    report["outputs"] = [str(p) for p in written]
     report["seconds"] = {k: round(v, 4) for k, v in timings.items()}
     return report

@@ -279,8 +279,11 @@ def test_overwrite_rewrites_and_stale_temps_are_cleaned(album: Path, tmp_path: P
     out = tmp_path / "out"
     jobs = plan_jobs([album], out, ".png", globs=["plain.jpg"])
     (out).mkdir()
-    stale = out / ".plain.png.abc123xy.tmp"  # what a kill -9 inside atomic_output leaves
-    stale.write_bytes(b"partial")
+    # what a kill -9 inside atomic_output leaves: the temp file of a process that is gone
+    code = "import os, sys; from photo3d.io import atomic_output\n" \
+           "with atomic_output(sys.argv[1]) as t:\n t.write_bytes(b'partial'); os.kill(os.getpid(), 9)"
+    subprocess.run([sys.executable, "-c", code, str(out / "plain.png")], env=_env(), timeout=60)
+    (stale,) = out.glob(".plain.png.*.tmp")
     rep = run_batch(jobs, THUMB, SequentialExecutor(), progress=False)
     assert [r.status for r in rep.results] == [STATUS_OK] and not stale.exists()
     ino = (out / "plain.png").stat().st_ino
@@ -320,6 +323,10 @@ def test_single_file_and_usage_errors(tmp_path: Path) -> None:
 
 # --------------------------------------------------------------------------------------------
 # End to end: the real CLI with a real model (skipped without ../shared)
+
+
+def _env() -> dict[str, str]:
+    return {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), str(REPO / "tests"), os.environ.get("PYTHONPATH", "")])}
 
 
 def _cli(*args: str, **kw) -> list[str]:

@@ -49,6 +49,7 @@ def _records(summary: dict, root_in: Path, root_out: Path) -> list[dict]:
         r = dict(r, seconds=None)
         r["input"] = str(Path(r["input"]).relative_to(root_in))
         r["output"] = str(Path(r["output"]).relative_to(root_out))
+        r["outputs"] = [str(Path(o).relative_to(root_out)) for o in r["outputs"]]
         if r["error"]:
             r["error"] = r["error"].replace(str(root_in), "IN")
         out.append(r)

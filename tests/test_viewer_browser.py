@@ -16,13 +16,14 @@ from conftest import missing_tool
 from photo3d.pipeline import ConvertOptions, convert_file
 
 W, H = 480, 360
+CHROMIUM_MISSING = "chromium is not installed (installing it with apt-get needs root: sudo apt-get install chromium)"
 CLEAR = (255, 0, 255)  # the viewer's clear colour in this test: must never show
 
 
 def chromium() -> str:
     exe = shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
     if exe is None:
-        missing_tool("chromium not installed")
+        missing_tool(CHROMIUM_MISSING)
     return exe
 
 

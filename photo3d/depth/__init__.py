@@ -15,7 +15,7 @@ from typing import Any
 
 from ..io import DEFAULT_MAX_MEGAPIXELS, load_image
 
-__all__ = ["DepthOptions", "depth_file", "warm_up"]
+__all__ = ["DepthOptions", "depth_file", "finish", "outputs", "warm_up"]
 
 
 @dataclass
@@ -66,9 +66,29 @@ def depth_file(src: str | Path, dst: str | Path, opts: DepthOptions | None = Non
         "height": h,
         **meta,
         **({"warnings": found.warnings} if found.warnings else {}),
-        "files": [str(p) for p in written],
+        "outputs": [str(p) for p in written],
         "seconds": {"read": t1 - t0, "predict": t2 - t1, "write": t3 - t2},
     }
+
+
+def outputs(dst: str | Path, opts: DepthOptions | None = None) -> list[Path]:
+    """Every file :func:`depth_file` writes for ``dst``: the map, then its preview (``--preview``)."""
+    from .maps import preview_path
+
+    dst = Path(dst)
+    return [dst, preview_path(dst)] if (opts or DepthOptions()).preview else [dst]
+
+
+def finish(src: str | Path, dst: str | Path, opts: DepthOptions | None = None) -> dict[str, Any]:
+    """Write the missing preview of an existing depth map ``dst`` (a re-run that adds ``--preview``)."""
+    from .maps import load_depth_map, save_preview
+
+    written = []
+    for p in outputs(dst, opts)[1:]:
+        if not p.exists():
+            save_preview(p, load_depth_map(dst, max_megapixels=(opts or DepthOptions()).max_megapixels))
+            written.append(str(p))
+    return {"outputs": written, "finished": "missing outputs written from the existing " + Path(dst).name}
 
 
 def warm_up(opts: DepthOptions | None = None) -> None:

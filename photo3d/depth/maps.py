@@ -5,7 +5,7 @@
   JSON ``photo3d`` chunk with e.g. the network disparity range that 0 and 65535 stand for).
 - ``.npy``: float32 H×W normalized disparity in [0, 1].
 - ``preview=True`` adds ``NAME.preview.png``: the map colour-coded with the turbo colour map
-  (red = near, blue = far).
+  (red = near, blue = far), with a colour bar labelled "far" and "near" below it.
 """
 
 from __future__ import annotations
@@ -15,8 +15,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import InputFileError, OutputError, UsageError
-from ..io import atomic_output
+from ..errors import InputFileError, UsageError, summarize
+from ..io import DEFAULT_MAX_MEGAPIXELS, atomic_output
 
 CONVENTION = "normalized disparity, larger = nearer"
 PNG_SCALE = "value / 65535 = normalized disparity in [0, 1]"
@@ -43,12 +43,39 @@ def colorize(disparity: np.ndarray) -> np.ndarray:
     return cv2.cvtColor(cv2.applyColorMap(u8, cv2.COLORMAP_TURBO), cv2.COLOR_BGR2RGB)
 
 
+def with_legend(rgb: np.ndarray) -> np.ndarray:
+    """``rgb`` (a colorized map) with a legend strip below: the colour bar from far (left) to near
+    (right), labelled "far" and "near" where the image is wide enough for the words."""
+    import cv2
+
+    h, w = rgb.shape[:2]
+    lh = int(np.clip(round(max(w, h) * 0.04), 12, 48))  # legend height
+    strip = np.full((lh, w, 3), 24, np.uint8)
+    font, scale = cv2.FONT_HERSHEY_SIMPLEX, lh / 40.0
+    thick = max(1, round(lh / 20))
+    (tw, th), _ = cv2.getTextSize("near", font, scale, thick)
+    pad = max(2, lh // 6)
+    labels = w >= 2 * tw + 6 * pad + 16
+    x0, x1 = (tw + 2 * pad, w - tw - 2 * pad) if labels else (0, w)
+    ramp = colorize(np.linspace(0.0, 1.0, max(1, x1 - x0), dtype=np.float32)[None, :])
+    strip[pad:lh - pad, x0:x1] = ramp
+    if labels:
+        y = (lh + th) // 2
+        cv2.putText(strip, "far", (pad, y), font, scale, (255, 255, 255), thick, cv2.LINE_AA)
+        cv2.putText(strip, "near", (w - tw - pad, y), font, scale, (255, 255, 255), thick, cv2.LINE_AA)
+    return np.concatenate([rgb, strip], axis=0)
+
+
 def _save_png(path: Path, image, pnginfo=None, compress_level: int = 6) -> None:
-    try:
-        with atomic_output(path) as tmp:
-            image.save(tmp, format="PNG", pnginfo=pnginfo, compress_level=compress_level)
-    except OSError as e:
-        raise OutputError(f"cannot write ({e.strerror or e})", path) from e
+    with atomic_output(path) as tmp:
+        image.save(tmp, format="PNG", pnginfo=pnginfo, compress_level=compress_level)
+
+
+def save_preview(path: str | Path, disparity: np.ndarray) -> None:
+    """The colour preview of a [0, 1] map (turbo: red = near, blue = far) with its legend."""
+    from PIL import Image
+
+    _save_png(Path(path), Image.fromarray(with_legend(colorize(disparity))))
 
 
 def save_depth_map(path: str | Path, disparity: np.ndarray, preview: bool = False, meta: dict | None = None) -> list[Path]:
@@ -72,14 +99,11 @@ def save_depth_map(path: str | Path, disparity: np.ndarray, preview: bool = Fals
         # zlib level 1: 4x faster than the default on 16-bit maps, files ~8 % larger
         _save_png(path, im, info, compress_level=1)
     else:
-        try:
-            with atomic_output(path) as tmp, open(tmp, "wb") as f:
-                np.save(f, d.astype(np.float32), allow_pickle=False)
-        except OSError as e:
-            raise OutputError(f"cannot write ({e.strerror or e})", path) from e
+        with atomic_output(path) as tmp, open(tmp, "wb") as f:
+            np.save(f, d.astype(np.float32), allow_pickle=False)
     if preview:
         pv = preview_path(path)
-        _save_png(pv, Image.fromarray(colorize(d)))
+        save_preview(pv, d)
         written.append(pv)
     return written
 
@@ -99,36 +123,59 @@ def read_png_metadata(path: str | Path) -> dict:
     return out
 
 
-def load_depth_map(path: str | Path) -> np.ndarray:
+def load_depth_map(path: str | Path, max_megapixels: float | None = DEFAULT_MAX_MEGAPIXELS) -> np.ndarray:
     """Read a depth map written by photo3d (or any grayscale PNG / 2-D .npy) as float32 H×W.
 
     PNGs are scaled to [0, 1] by their bit depth; ``.npy`` values are returned as stored.
-    Larger must mean nearer (normalized disparity).
+    Larger must mean nearer (normalized disparity).  Maps larger than ``max_megapixels`` are
+    refused before they are decoded (as photos are); every failure is an :class:`InputFileError`
+    naming the map.
     """
     from PIL import Image, UnidentifiedImageError
 
     path = Path(path)
     if not path.is_file():
         raise InputFileError("no such depth map file", path)
+
+    def check_size(w: int, h: int) -> None:
+        if w * h == 0:
+            raise InputFileError(f"empty depth map ({w}x{h})", path)
+        if max_megapixels is not None and w * h > max_megapixels * 1e6:
+            raise InputFileError(f"depth map too large ({w}x{h} = {w * h / 1e6:.1f} MP exceeds the "
+                                 f"--max-megapixels limit of {max_megapixels:g} MP)", path)
+
     if path.suffix.lower() == ".npy":
         try:
-            a = np.load(path, allow_pickle=False)
+            a = np.load(path, mmap_mode="r", allow_pickle=False)  # the header only, so far
         except (ValueError, OSError, EOFError) as e:
-            raise InputFileError(f"not a readable .npy depth map ({e})", path) from e
-        a = np.squeeze(np.asarray(a))
-        if a.ndim != 2 or not np.issubdtype(a.dtype, np.number):
-            raise InputFileError(f"depth map must be a 2-D numeric array, got {a.dtype} {a.shape}", path)
-        a = a.astype(np.float32)
+            raise InputFileError(f"not a readable .npy depth map ({summarize(e)})", path) from e
+        shape = tuple(s for s in a.shape if s != 1) if a.size else a.shape
+        if len(shape) != 2 or a.dtype.kind not in "uif":
+            raise InputFileError(f"depth map must be a 2-D array of real numbers, got {a.dtype} {a.shape}", path)
+        check_size(shape[1], shape[0])
+        try:
+            a = np.asarray(a, dtype=np.float32).reshape(shape)
+        except (ValueError, OSError) as e:
+            raise InputFileError(f"not a readable .npy depth map ({summarize(e)})", path) from e
         if not np.all(np.isfinite(a)):
             raise InputFileError("depth map holds NaN or infinite values", path)
         return a
+    saved_limit = Image.MAX_IMAGE_PIXELS
     try:
-        with Image.open(path) as im:
+        Image.MAX_IMAGE_PIXELS = None  # our own, clearer limit below
+        try:
+            im = Image.open(path)
+        finally:
+            Image.MAX_IMAGE_PIXELS = saved_limit
+        with im:
+            check_size(*im.size)
             im.load()
             mode = im.mode
             a = np.asarray(im)
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
-        raise InputFileError(f"not a readable depth map image ({e})", path) from e
+    except InputFileError:
+        raise
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, EOFError) as e:
+        raise InputFileError(f"not a readable depth map image ({summarize(e)})", path) from e
     if a.ndim == 3:
         a = a[..., 0]
     if mode.startswith("I;16") or a.dtype == np.uint16:
@@ -137,5 +184,8 @@ def load_depth_map(path: str | Path) -> np.ndarray:
         top = 65535.0 if a.max() > 255 else 255.0
         return (a.astype(np.float32) / top).astype(np.float32)
     if mode == "F":
-        return a.astype(np.float32)
+        a = a.astype(np.float32)
+        if not np.all(np.isfinite(a)):
+            raise InputFileError("depth map holds NaN or infinite values", path)
+        return a
     return (a.astype(np.float32) / 255.0).astype(np.float32)

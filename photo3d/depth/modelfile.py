@@ -30,7 +30,7 @@ from pathlib import Path
 
 import torch
 
-from ..errors import ModelError
+from ..errors import ModelError, summarize
 
 METADATA_FILE = "photo3d.json"  # TorchScript extra file holding the model's metadata
 DEFAULT_INPUT_SIZE = 384  # the network's input (longer side) when the metadata names none
@@ -126,6 +126,16 @@ def _all_op_names() -> frozenset[str]:
     return frozenset(s.name.split("::", 1)[-1] for s in torch._C._jit_get_all_schemas())
 
 
+def _load_error_reason(e: Exception) -> str:
+    """torch.jit.load's error as a readable reason (its messages run on into C++ internals)."""
+    text = str(e)
+    if "constants.pkl" in text:
+        return "a PyTorch file, but not TorchScript: save it with torch.jit.save"
+    if 'hasRecord("version")' in text or "zip archive" in text:
+        return "not a TorchScript archive"
+    return summarize(e)
+
+
 def check_archive(path: Path) -> None:
     """Static check of the TorchScript source in the archive, before anything of it runs.
 
@@ -141,8 +151,10 @@ def check_archive(path: Path) -> None:
             if len(set(names)) != len(names):
                 raise ModelError("not a TorchScript depth model (archive holds duplicate entries)", path)
             sources = [z.read(i).decode("utf-8") for i in infos if i.filename.endswith(".py")]
-    except (zipfile.BadZipFile, OSError, UnicodeDecodeError, EOFError) as e:
-        raise ModelError(f"not a TorchScript depth model ({type(e).__name__}: {e})", path) from None
+    except zipfile.BadZipFile:
+        raise ModelError("not a TorchScript depth model (not a TorchScript archive)", path) from None
+    except (OSError, UnicodeDecodeError, EOFError) as e:
+        raise ModelError(f"not a TorchScript depth model ({type(e).__name__}: {summarize(e)})", path) from None
     try:
         trees = [ast.parse(src) for src in sources]
     except (SyntaxError, ValueError):
@@ -280,8 +292,7 @@ def read_model(path: Path) -> tuple[torch.jit.ScriptModule, dict]:
             warnings.simplefilter("ignore")
             module = torch.jit.load(str(path), map_location="cpu", _extra_files=extra)
     except Exception as e:
-        msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise ModelError(f"not a TorchScript depth model ({msg[:200]})", path) from e
+        raise ModelError(f"not a TorchScript depth model ({_load_error_reason(e)})", path) from e
     check_graphs(module, path)
     meta: dict = {}
     text = extra.get(METADATA_FILE) or ""

@@ -12,6 +12,7 @@ photo's full resolution, upsampled edge-aware with a colour guided filter
 from __future__ import annotations
 
 import contextlib
+import json
 import threading
 import warnings
 from dataclasses import dataclass
@@ -21,7 +22,7 @@ import cv2
 import numpy as np
 import torch
 
-from ..errors import ModelError
+from ..errors import ModelError, summarize
 from . import modelfile, tiefenrausch
 from .upsample import bilinear_upsample, guided_upsample
 
@@ -79,7 +80,11 @@ class DepthModel:
         self.module = module
         self.meta = dict(meta or {})
         self.path = path
-        self.input_size = int(self.meta.get("input_size", modelfile.DEFAULT_INPUT_SIZE))
+        size = self.meta.get("input_size", modelfile.DEFAULT_INPUT_SIZE)
+        if isinstance(size, bool) or not isinstance(size, int) or not 32 <= size <= 8192:
+            raise ModelError(f"bad {modelfile.METADATA_FILE} metadata: input_size must be a whole number of "
+                             f"pixels from 32 to 8192, not {json.dumps(size)[:40]}", path)
+        self.input_size = size
         self.name = str(self.meta.get("name", path.stem if path else "model"))
         self._run_lock = threading.Lock()  # one inference at a time (QNNPACK packs lazily)
         self._warm = False
@@ -123,7 +128,7 @@ class DepthModel:
             y = self._run(x)
         except Exception as e:  # a model that does not follow the contract
             where = self.path if self.path is not None else None
-            raise ModelError(f"depth model failed to run ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''})", where) from e
+            raise ModelError(f"depth model failed to run ({type(e).__name__}: {summarize(e)})", where) from e
         if not isinstance(y, torch.Tensor) or y.dim() != 4 or tuple(y.shape[:2]) != (1, 1) or tuple(y.shape[2:]) != tuple(x.shape[2:]):
             shape = tuple(y.shape) if isinstance(y, torch.Tensor) else type(y).__name__
             raise ModelError(f"depth model returned {shape}, expected (1, 1, {x.shape[2]}, {x.shape[3]}) log-disparity", self.path)
@@ -132,7 +137,10 @@ class DepthModel:
         if self.meta.get("tta") == "flip":  # the model's own operating point: average with the mirrored view
             y2 = self._run(x.flip(-1))
             y = 0.5 * (y + (y2.dequantize() if y2.is_quantized else y2).flip(-1))
-        return y[0, 0].float().numpy().astype(np.float32, copy=False)
+        y = y[0, 0].float().numpy().astype(np.float32, copy=False)
+        if not np.isfinite(y).all():
+            raise ModelError("depth model output holds NaN or infinite values (a broken model)", self.path)
+        return y
 
     def predict_result(self, rgb: np.ndarray, raw: bool = False, upsample: str = "guided") -> DepthResult:
         """``upsample``: "guided" (edge-aware, default) or "bilinear" (the plain baseline)."""
@@ -146,6 +154,8 @@ class DepthModel:
             else:
                 raise ValueError(f"unknown upsampling {upsample!r}")
         log = log.astype(np.float32, copy=False)
+        if float(log.max()) > 80.0 or float(log.min()) < -80.0:  # exp() would over- or underflow float32
+            raise ModelError("depth model output is out of range for log-disparity (|value| > 80)", self.path)
         disp = np.exp(log, out=log)  # in place: full-resolution maps can be large
         norm, lo, hi = normalize(disp)
         del disp, log

@@ -1,0 +1,472 @@
+"""The README's "Promises": output safety, one-line errors, and the first run of a new user.
+
+One test (or a few) per promise, each through the real command line (typer's CliRunner in-process,
+or a subprocess where the process itself matters: warnings, permissions, file size limits).  The
+depth model is the ``tiny_depth_model`` fixture or a ``--depth`` map, so nothing needs ../shared.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import re
+import shutil
+import signal
+import struct
+import subprocess
+import sys
+import time
+import zlib
+from pathlib import Path
+
+import numpy as np
+import pytest
+from gltf_validate import assert_valid_glb
+from PIL import Image
+from rich.console import Console
+from typer.testing import CliRunner
+
+from conftest import REPO
+from photo3d.cli import app
+
+runner = CliRunner()
+
+
+def cli(*args, width: int = 200):
+    return runner.invoke(app, [str(a) for a in args], terminal_width=width, env={"COLUMNS": str(width)},
+                         prog_name="photo3d")
+
+
+def env() -> dict[str, str]:
+    return {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), str(REPO / "tests"), os.environ.get("PYTHONPATH", "")])}
+
+
+def cli_process(*args, preexec_fn=None, timeout: int = 300) -> subprocess.CompletedProcess:
+    """The command as a user runs it: its own process, stderr as it reaches the terminal."""
+    cmd = [sys.executable, "-c", "from photo3d.cli import app; app(prog_name='photo3d')", *map(str, args)]
+    return subprocess.run(cmd, capture_output=True, text=True, env=env(), timeout=timeout, preexec_fn=preexec_fn)
+
+
+def photo(path: Path, w: int = 96, h: int = 72, seed: int = 0) -> Path:
+    rng = np.random.default_rng(seed)
+    y, x = np.mgrid[0:h, 0:w]
+    rgb = np.stack([x * 255 // w, y * 255 // h, (x + y) * 255 // (w + h)], axis=2)
+    rgb = np.clip(rgb + rng.integers(-15, 15, rgb.shape), 0, 255).astype(np.uint8)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(rgb).save(path)
+    return path
+
+
+def depth_npy(path: Path, w: int = 96, h: int = 72) -> Path:
+    d = np.full((h, w), 0.2, np.float32)
+    d[h // 4: 3 * h // 4, w // 3: 2 * w // 3] = 0.9
+    np.save(path, d)
+    return path
+
+
+def lines(text: str) -> list[str]:
+    return [ln for ln in text.splitlines() if ln.strip()]
+
+
+# ------------------------------------------------------------------------------------------
+# Output safety
+
+
+def test_summary_never_overwrites_an_input(tmp_path):
+    src = photo(tmp_path / "photo.png")
+    before = src.read_bytes()
+    r = cli("convert", src, "-o", tmp_path / "o.glb", "--depth", depth_npy(tmp_path / "d.npy"), "--summary", src)
+    assert r.exit_code == 2, r.output
+    assert src.read_bytes() == before
+    assert lines(r.output) == [f"error: --summary {src}: would overwrite an input; choose another file"]
+    assert not (tmp_path / "o.glb").exists()
+
+
+def test_depth_previews_are_planned_with_the_outputs(tmp_path, tiny_depth_model):
+    """b.tif's preview (b.preview.png) and b.preview.jpg's map (b.preview.png) would collide:
+    both inputs keep their full names, and every preview is the preview of its own map."""
+    src = tmp_path / "in"
+    photo(src / "b.tif", seed=1)
+    photo(src / "b.preview.jpg", 80, 80, seed=2)
+    out = tmp_path / "out"
+    r = cli("depth", src, "-o", out, "--preview", "--model", tiny_depth_model, "--summary", tmp_path / "s.json")
+    assert r.exit_code == 0, r.output
+    assert sorted(p.name for p in out.iterdir()) == [
+        "b.preview.jpg.png", "b.preview.jpg.preview.png", "b.tif.png", "b.tif.preview.png"]
+    from photo3d.depth.maps import colorize, load_depth_map
+
+    for name in ("b.tif", "b.preview.jpg"):
+        d = load_depth_map(out / f"{name}.png")
+        pv = np.asarray(Image.open(out / f"{name}.preview.png").convert("RGB"))
+        assert pv.shape[1] == d.shape[1] and pv.shape[0] > d.shape[0]  # the map, then the legend
+        assert np.abs(pv[: d.shape[0]].astype(int) - colorize(d)).max() <= 1
+    records = json.loads((tmp_path / "s.json").read_text())["results"]
+    assert sorted(Path(o).name for rec in records for o in rec["outputs"]) == sorted(p.name for p in out.iterdir())
+
+
+def _no_read_override():
+    """In a child process run as root: give up root's right to read any file (the capabilities
+    CAP_DAC_OVERRIDE and CAP_DAC_READ_SEARCH leave the bounding set, so the exec'd program lacks them)."""
+    if os.getuid() == 0:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        for cap in (1, 2):
+            libc.prctl(24, cap, 0, 0, 0)  # PR_CAPBSET_DROP
+
+
+def test_an_unreadable_file_on_the_command_line_is_one_failed_input(tmp_path, tiny_depth_model):
+    good = photo(tmp_path / "good.png")
+    bad = photo(tmp_path / "secret.png")
+    bad.chmod(0)
+    probe = subprocess.run([sys.executable, "-c", "import sys; open(sys.argv[1], 'rb')", str(bad)],
+                           capture_output=True, preexec_fn=_no_read_override)
+    if probe.returncode == 0:
+        pytest.skip("cannot make a file unreadable for a child process here")
+    p = cli_process("depth", bad, good, "-o", tmp_path / "out", "--model", tiny_depth_model,
+                    preexec_fn=_no_read_override)
+    assert p.returncode == 1, p.stderr
+    assert f"error: {bad}: unreadable (permission denied)" in p.stderr
+    assert "Usage:" not in p.stderr
+    assert (tmp_path / "out" / "good.png").is_file() and not (tmp_path / "out" / "secret.png").exists()
+
+
+def test_a_second_run_leaves_the_live_temp_file_of_the_first_alone(tmp_path):
+    """Two runs on the same OUT: the second may only remove temp files whose writer is gone."""
+    from photo3d.batch import SequentialExecutor, TaskSpec, plan_jobs, run_batch
+
+    src = tmp_path / "in"
+    photo(src / "a.png")
+    out = tmp_path / "out"
+    first = subprocess.Popen(
+        [sys.executable, "-c", "import sys; from photo3d.io import atomic_output\n"
+         "with atomic_output(sys.argv[1]) as t:\n t.write_bytes(b'first'); print('ready', flush=True); sys.stdin.readline()",
+         str(out / "a.png")], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env())
+    try:
+        assert first.stdout.readline().strip() == "ready"
+        (live,) = out.glob(".a.png.*.tmp")
+        jobs = plan_jobs([src], out, ".png")
+        rep = run_batch(jobs, TaskSpec("test_batch:batch_task_thumb", _thumb()), SequentialExecutor(), progress=False)
+        assert [r.status for r in rep.results] == ["ok"]
+        assert live.is_file()  # still there: its writer is alive
+    finally:
+        first.communicate("\n", timeout=60)
+    assert first.returncode == 0  # the first run could still finish its file
+    assert (out / "a.png").read_bytes() == b"first" and not list(out.glob(".*.tmp"))
+
+
+def _thumb():
+    from test_batch import ThumbOptions
+
+    return ThumbOptions()
+
+
+def _model_with_metadata(path: Path, meta: dict) -> Path:
+    import warnings
+
+    import torch
+
+    class Flat(torch.nn.Module):
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return x.mean(dim=1, keepdim=True)
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.jit.save(torch.jit.script(Flat()), str(path), _extra_files={"photo3d.json": json.dumps(meta)})
+    return path
+
+
+@pytest.mark.parametrize("size", ["abc", None, 0])
+def test_bad_model_metadata_stops_the_batch_as_a_broken_model(tmp_path, size):
+    model = _model_with_metadata(tmp_path / "m.pt", {"name": "m", "input_size": size})
+    for i in range(3):
+        photo(tmp_path / "in" / f"p{i}.png", seed=i)
+    r = cli("depth", tmp_path / "in", "-o", tmp_path / "out", "--model", model, "--summary", tmp_path / "s.json")
+    assert r.exit_code == 1, r.output
+    assert lines(r.output)[0] == (f"error: {model}: bad photo3d.json metadata: input_size must be a whole number "
+                                  f"of pixels from 32 to 8192, not {json.dumps(size)}")
+    assert "internal error" not in r.output
+    assert json.loads((tmp_path / "s.json").read_text())["counts"] == {"ok": 0, "skipped": 0, "failed": 0, "not run": 3}
+
+
+def _png_header_only(path: Path, w: int, h: int) -> Path:
+    """A small PNG whose header claims w x h 16-bit grey pixels (only a few rows of data)."""
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+
+    ihdr = struct.pack(">IIBBBBB", w, h, 16, 0, 0, 0, 0)
+    idat = zlib.compress(b"\0" * (2 * w + 1) * 4)
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", idat) + chunk(b"IEND", b""))
+    return path
+
+
+def test_depth_maps_get_the_megapixel_guard_and_their_own_errors(tmp_path):
+    src = photo(tmp_path / "photo.png", 60, 40)
+    out = tmp_path / "o.glb"
+
+    def run(depth, *extra):
+        r = cli("convert", src, "-o", out, "--depth", depth, *extra)
+        assert r.exit_code == 1, r.output
+        assert "internal error" not in r.output and not out.exists()
+        (line,) = lines(r.output)
+        assert line.startswith(f"error: {depth}: "), line  # the map is named, not the photo
+        return line
+
+    bomb = _png_header_only(tmp_path / "bomb.png", 30000, 30000)  # 900 MP
+    assert "depth map too large (30000x30000 = 900.0 MP exceeds the --max-megapixels limit of 100 MP)" in run(bomb)
+    np.save(tmp_path / "big.npy", np.zeros((300, 450), np.float32))  # 0.135 MP
+    assert "depth map too large" in run(tmp_path / "big.npy", "--max-megapixels", "0.1")
+    np.save(tmp_path / "empty.npy", np.zeros((0, 0), np.float32))
+    assert run(tmp_path / "empty.npy").endswith("empty depth map (0x0)")
+    np.save(tmp_path / "complex.npy", np.ones((40, 60), np.complex64))
+    assert "2-D array of real numbers" in run(tmp_path / "complex.npy")
+    np.save(tmp_path / "nan.npy", np.full((40, 60), np.nan, np.float32))
+    assert run(tmp_path / "nan.npy").endswith("depth map holds NaN or infinite values")
+
+
+def _file_size_limit():
+    import resource
+
+    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a write past the limit fails (EFBIG), as on a full disk
+    resource.setrlimit(resource.RLIMIT_FSIZE, (20_000, 20_000))
+
+
+def test_a_failed_glb_write_says_cannot_write_naming_the_output(tmp_path):
+    src = photo(tmp_path / "photo.png")
+    out = tmp_path / "out" / "photo.glb"
+    p = cli_process("convert", src, "-o", out, "--depth", depth_npy(tmp_path / "d.npy"),
+                    preexec_fn=_file_size_limit)
+    assert p.returncode == 1, p.stderr
+    assert lines(p.stderr) == [f"error: {out}: cannot write (File too large)"]
+    assert not out.exists() and not list(out.parent.glob(".*"))
+
+
+@pytest.mark.parametrize("value", ["nan", "inf", "0", "-5"])
+def test_max_megapixels_must_be_a_positive_number(tmp_path, value):
+    src = photo(tmp_path / "photo.png")
+    r = cli("convert", src, "-o", tmp_path / "o.glb", "--depth", depth_npy(tmp_path / "d.npy"), "--max-megapixels", value)
+    assert r.exit_code == 2, r.output
+    (line,) = lines(r.output)
+    assert line.startswith("error: --max-megapixels must be a positive number")
+    assert not (tmp_path / "o.glb").exists()
+
+
+def _exif_with_a_bad_tag(path: Path) -> Path:
+    """A JPEG whose EXIF block has a tag pointing past its end (PIL warns while reading it)."""
+    ifd = (struct.pack("<2sHI", b"II", 42, 8) + struct.pack("<H", 1)
+           + struct.pack("<HHII", 0x010E, 2, 1000, 9999) + struct.pack("<I", 0))
+    Image.fromarray(np.full((72, 96, 3), 128, np.uint8)).save(path, exif=b"Exif\x00\x00" + ifd)
+    return path
+
+
+def test_every_message_is_one_line(tmp_path):
+    folder = tmp_path / "in"
+    folder.mkdir()
+    (folder / "two\nlines.jpg").write_text("not a photo")
+    (folder / "esc\x1b[31mape.jpg").write_text("not a photo")
+    (folder / "bidi\u202egpj.jpg").write_text("not a photo")
+    _exif_with_a_bad_tag(folder / "exif.jpg")
+    p = cli_process("convert", folder, "-o", tmp_path / "out", "--summary", tmp_path / "s.json")
+    # (no model needed to fail the bad files; the good one converts with the bundled model)
+    assert p.returncode == 1, p.stderr
+    got = lines(p.stderr)
+    assert f"error: {folder}/two\\nlines.jpg: not an image (unknown or unsupported format)" in got
+    assert f"error: {folder}/esc\\x1b[31mape.jpg: not an image (unknown or unsupported format)" in got
+    assert f"error: {folder}/bidi\\u202egpj.jpg: not an image (unknown or unsupported format)" in got
+    for ln in got:  # no raw control character, no Python warning block
+        assert ln.isprintable(), ln
+        assert not ln.lstrip().startswith("warnings.warn") and "UserWarning" not in ln.split(":")[0], ln
+    assert any(ln.startswith(f"warning: {folder}/exif.jpg: UserWarning: Tag data larger than file") for ln in got)
+    assert (tmp_path / "out" / "exif.glb").is_file()
+
+
+def _model_returning(path: Path, value: float) -> Path:
+    import warnings
+
+    import torch
+
+    class Broken(torch.nn.Module):
+        def __init__(self, v: float):
+            super().__init__()
+            self.v = v
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return x.mean(dim=1, keepdim=True) * 0.0 + self.v
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.jit.save(torch.jit.script(Broken(value)), str(path))
+    return path
+
+
+@pytest.mark.parametrize("value", [float("nan"), float("inf")])
+def test_a_model_giving_nan_or_inf_is_an_error_not_a_flat_map(tmp_path, value):
+    model = _model_returning(tmp_path / "broken.pt", value)
+    src = photo(tmp_path / "photo.png")
+    r = cli("depth", src, "-o", tmp_path / "d.png", "--model", model)
+    assert r.exit_code == 1, r.output
+    assert lines(r.output) == [f"error: {model}: depth model output holds NaN or infinite values (a broken model)"]
+    assert not (tmp_path / "d.png").exists()
+
+
+def test_a_torch_load_error_is_a_readable_sentence(tmp_path):
+    import torch
+
+    torch.save({"weights": torch.zeros(3)}, tmp_path / "state_dict.pt")  # not TorchScript
+    (tmp_path / "random.pt").write_bytes(np.random.default_rng(0).bytes(5000))
+    src = photo(tmp_path / "photo.png")
+    for name, reason in (("state_dict.pt", "a PyTorch file, but not TorchScript: save it with torch.jit.save"),
+                         ("random.pt", "not a TorchScript archive")):
+        r = cli("depth", src, "-o", tmp_path / "d.png", "--model", tmp_path / name)
+        assert r.exit_code == 1, r.output
+        assert lines(r.output) == [f"error: {tmp_path / name}: not a TorchScript depth model ({reason})"]
+
+
+def test_summarize_cuts_long_messages_at_a_word():
+    from photo3d.errors import summarize
+
+    e = RuntimeError("first line is " + "long " * 60 + "\nException raised from foo at bar.cpp:12")
+    s = summarize(e, limit=80)
+    assert len(s) <= 82 and s.endswith(" …") and s[:-2].endswith("long") and "\n" not in s
+
+
+# ------------------------------------------------------------------------------------------
+# First run
+
+
+def test_a_folder_input_with_a_file_output_is_a_usage_error(tmp_path):
+    photo(tmp_path / "in" / "a.png")
+    r = cli("convert", tmp_path / "in", "-o", tmp_path / "x.glb")
+    assert r.exit_code == 2, r.output
+    assert lines(r.output) == [f"error: -o {tmp_path / 'x.glb'}: a folder input needs an output folder (e.g. -o {tmp_path / 'x'}/)"]
+    assert not (tmp_path / "x.glb").exists()
+    r = cli("convert", tmp_path / "in" / "a.png", tmp_path / "in" / "a.png", "-o", tmp_path / "y.glb")
+    assert r.exit_code == 2 and "several inputs needs an output folder" in r.output
+
+
+def test_rerun_with_html_writes_the_missing_page_and_keeps_the_glb(tmp_path):
+    src, depth = photo(tmp_path / "in" / "photo.png"), depth_npy(tmp_path / "d.npy")
+    out = tmp_path / "out.glb"
+    assert cli("convert", src, "-o", out, "--depth", depth).exit_code == 0
+    stamp = (out.stat().st_ino, out.stat().st_mtime_ns)
+    r = cli("convert", src, "-o", out, "--depth", depth, "--html", "--skip-existing")
+    assert r.exit_code == 0, r.output
+    assert (out.stat().st_ino, out.stat().st_mtime_ns) == stamp  # the GLB was kept, not rebuilt
+    page = out.with_suffix(".html").read_text()
+    assert "Photo3D.start" in page
+    import base64
+
+    b64 = re.search(r'id="photo3d-glb" type="application/octet-stream">([^<]*)<', page)[1]
+    assert base64.b64decode(b64) == out.read_bytes()  # the page shows that very GLB
+    assert lines(r.output) == [f"{src} -> {out.with_suffix('.html')} (open in a browser): "
+                               f"missing outputs written from the existing out.glb"]
+    assert_valid_glb(out)
+
+
+def test_rerun_of_a_folder_with_preview_adds_only_the_previews(tmp_path, tiny_depth_model):
+    for i in range(2):
+        photo(tmp_path / "in" / f"p{i}.png", seed=i)
+    out = tmp_path / "out"
+    assert cli("depth", tmp_path / "in", "-o", out, "--model", tiny_depth_model).exit_code == 0
+    stamps = {p.name: p.stat().st_mtime_ns for p in out.iterdir()}
+    r = cli("depth", tmp_path / "in", "-o", out, "--model", tiny_depth_model, "--preview")
+    assert r.exit_code == 0, r.output
+    assert sorted(p.name for p in out.iterdir()) == ["p0.png", "p0.preview.png", "p1.png", "p1.preview.png"]
+    assert {n: (out / n).stat().st_mtime_ns for n in stamps} == stamps
+    assert "0 converted, 2 completed (missing outputs added), 0 skipped (output exists), 0 failed" in r.output
+
+
+def test_the_result_line_names_every_output(tmp_path, tiny_depth_model):
+    src = photo(tmp_path / "photo.png")
+    out = tmp_path / "coffee.glb"
+    r = cli("convert", src, "-o", out, "--model", tiny_depth_model, "--html")
+    assert r.exit_code == 0, r.output
+    (line,) = lines(r.output)
+    assert line.startswith(f"{src} -> {out}, {tmp_path / 'coffee.html'} (open in a browser): ")
+    assert "hole" not in line and re.search(r"layer\(s\), [\d,]+ vertices, \d+\.\d\d MB, \d+\.\d\d s$", line)
+    assert_valid_glb(out)
+    # single-file depth says what it wrote, too
+    r = cli("depth", src, "-o", tmp_path / "d.png", "--model", tiny_depth_model, "--preview")
+    assert r.exit_code == 0, r.output
+    assert lines(r.output) == [line for line in lines(r.output) if line.startswith(
+        f"{src} -> {tmp_path / 'd.png'}, {tmp_path / 'd.preview.png'}: 96x72 depth map (larger = nearer), ")]
+    assert len(lines(r.output)) == 1
+
+
+def test_one_file_shows_progress_on_a_terminal_and_nothing_in_a_pipe(tmp_path):
+    from photo3d.batch import TaskSpec, batch_command
+
+    src = photo(tmp_path / "a photo.png")
+    task = TaskSpec("test_batch:batch_task_thumb", _thumb())
+    for terminal in (True, False):
+        buf = io.StringIO()
+        console = Console(file=buf, force_terminal=terminal, width=100, highlight=False)
+        assert batch_command(task, [src], tmp_path / f"{terminal}.png", ".png", console=console) == 0
+        shown = "a photo.png" in buf.getvalue()
+        assert shown is terminal, buf.getvalue()
+
+
+def test_an_empty_folder_or_a_glob_matching_nothing_fails(tmp_path):
+    (tmp_path / "empty").mkdir()
+    r = cli("convert", tmp_path / "empty", "-o", tmp_path / "out")
+    assert r.exit_code == 1 and lines(r.output) == [f"error: no images found in {tmp_path / 'empty'}"]
+    photo(tmp_path / "in" / "a.png")
+    r = cli("convert", tmp_path / "in", "-o", tmp_path / "out", "--glob", "*.jpg")
+    assert r.exit_code == 1 and lines(r.output) == [f"error: no images found in {tmp_path / 'in'} matching *.jpg"]
+
+
+@pytest.mark.parametrize("command", [[], ["convert"], ["depth"], ["model"], ["model", "import"]])
+def test_help_reads_well_at_80_columns(command):
+    r = cli(*command, "--help", width=80)
+    assert r.exit_code == 0, r.output
+    text = r.output
+    assert all(len(ln) <= 80 for ln in text.splitlines()), text
+    assert "<bool>" not in text and "<path>" not in text and "…" not in text and "..." not in text.replace("INPUT...", "").replace("[ARGS]...", "")
+    assert "{" not in text.splitlines()[0]
+    if command in (["convert"], ["depth"]):
+        assert text.splitlines()[0] == f"Usage: photo3d {command[0]} [OPTIONS] INPUT..."
+
+
+def test_the_preview_has_a_near_far_legend(tmp_path):
+    from photo3d.depth.maps import save_depth_map
+
+    d = np.tile(np.linspace(0, 1, 400, dtype=np.float32), (300, 1))
+    save_depth_map(tmp_path / "m.png", d, preview=True)
+    pv = np.asarray(Image.open(tmp_path / "m.preview.png").convert("RGB")).astype(int)
+    assert pv.shape[1] == 400 and 300 + 12 <= pv.shape[0] <= 300 + 48
+    strip = pv[300:]
+    mid = strip.shape[0] // 2
+    bar = strip[mid, 60:340]  # the colour bar: far (blue) on the left, near (red) on the right
+    assert bar[0, 2] > bar[0, 0] + 60 and bar[-1, 0] > bar[-1, 2] + 60
+    white = (strip.min(axis=2) > 200)
+    assert white[:, :40].sum() > 10 and white[:, -50:].sum() > 10  # the words "far" and "near"
+    readme = (REPO / "README.md").read_text()
+    assert "red = near" in readme
+
+
+def test_the_quick_start_writes_nothing_git_would_pick_up(tmp_path):
+    readme = (REPO / "README.md").read_text()
+    quick = readme.split("## Quick start", 1)[1].split("##", 1)[0]
+    outs = re.findall(r"photo3d convert \S+ -o (\S+)", quick)
+    assert outs, quick
+    if shutil.which("git") is None or not (REPO / ".git").exists():
+        pytest.skip("not a git checkout")
+    for o in outs:
+        for path in (o, str(Path(o).with_suffix(".html"))):
+            p = subprocess.run(["git", "-C", str(REPO), "check-ignore", "-q", path], capture_output=True)
+            assert p.returncode == 0, f"{path} is not ignored by git"
+
+
+def test_the_test_setup_says_that_chromium_needs_root(monkeypatch):
+    readme = (REPO / "README.md").read_text()
+    tests = readme.split("Run the tests", 1)[1].split("##", 1)[0]
+    assert "root" in tests and "apt-get" in tests
+    from conftest import missing_tool
+
+    monkeypatch.delenv("CI", raising=False)
+    from test_viewer_browser import CHROMIUM_MISSING
+
+    with pytest.raises(pytest.skip.Exception, match="needs root"):
+        missing_tool(CHROMIUM_MISSING)
