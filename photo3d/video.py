@@ -206,7 +206,7 @@ def _write_animation(path: Path, frames: Iterator[np.ndarray], suffix: str, fps:
     frames = list(frames)
     # one palette for all frames (median cut over a mosaic of a few of them), no dithering;
     # a pixel whose colour stays within GIF_SAME of what is on screen becomes transparent
-    # (frames are not disposed): long transparent runs compress well.  GIF delays are in 1/100 s.
+    # (frames are not disposed): long transparent runs compress well.
     mosaic = Image.fromarray(np.concatenate(frames[:: max(1, len(frames) // 8)], axis=0))
     pal = mosaic.quantize(255, method=Image.Quantize.MEDIANCUT, dither=Image.Dither.NONE)
     colours = np.array(pal.getpalette()[:768], np.int16).reshape(-1, 3)
@@ -223,7 +223,10 @@ def _write_animation(path: Path, frames: Iterator[np.ndarray], suffix: str, fps:
         im = Image.fromarray(np.ascontiguousarray(out, np.uint8), "P")
         im.putpalette(pal.getpalette()[:768])
         images.append(im)
-    images[0].save(path, format="GIF", save_all=True, append_images=images[1:], duration=max(20, round(ms / 10) * 10),
+    # delays in whole 1/100 s that add up to the right length (30 fps: 30, 30, 40 ms, ...)
+    ends = [max(2 * (i + 1), round((i + 1) * ms / 10)) for i in range(len(images))]
+    delays = [10 * (e - b) for b, e in zip([0] + ends[:-1], ends)]
+    images[0].save(path, format="GIF", save_all=True, append_images=images[1:], duration=delays,
                    loop=0, optimize=False, disposal=1, transparency=255)
 
 

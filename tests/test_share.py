@@ -158,6 +158,11 @@ def test_gif_webp_and_stereo(coffee_glb, tmp_path):
     gif = Image.open(tmp_path / "a.gif")
     assert gif.n_frames == 10 and gif.size == (160, 106) and info["size"] == [160, 106]
     assert gif.info.get("loop") == 0
+    delays = []
+    for i in range(gif.n_frames):
+        gif.seek(i)
+        delays.append(gif.info["duration"])
+    assert sum(delays) == 1000  # the loop lasts --seconds
     write_share(tmp_path / "a.webp", coffee_glb, share)
     webp = Image.open(tmp_path / "a.webp")
     assert webp.n_frames == 10 and webp.size == (160, 106)
