@@ -256,3 +256,21 @@ def test_flip_tta_from_metadata(tmp_path):
     flipped = load_model(paths["flip"]).predict_log(rgb)
     assert plain[0, 0] > plain[0, -1] + 0.9  # left nearer
     np.testing.assert_allclose(flipped, 0.5, atol=1e-6)  # the mirrored ramp cancels it
+
+
+def test_load_scene_reads_a_middlebury_folder(tmp_path):
+    """benchmarks/depth_quality.py and novel_view.py read scenes with train.metrics.load_scenes."""
+    import cv2
+
+    from photo3d.train.metrics import load_scenes
+
+    scene = tmp_path / "Toy1"
+    scene.mkdir()
+    rgb = np.random.default_rng(0).integers(0, 255, (40, 50, 3), dtype=np.uint8)
+    disp = np.full((40, 50), 60, np.uint8)
+    disp[:, :10] = 0  # unknown
+    cv2.imwrite(str(scene / "view1.png"), rgb)
+    cv2.imwrite(str(scene / "disp1.png"), disp)
+    (s,) = load_scenes(tmp_path)
+    assert s.rgb.shape == (40, 50, 3) and s.disparity.shape == (40, 50)
+    assert np.isclose(s.disparity[0, 20], 20.0) and s.disparity[0, 0] == 0  # value / 3 px, 0 = unknown

@@ -149,7 +149,7 @@ def scene_folders(root: str | Path) -> list[Path]:
 def load_scene(folder: str | Path, disp_scale: float = MIDDLEBURY_DISP_SCALE) -> Scene:
     from PIL import Image
 
-    from .io import load_image
+    from photo3d.io import load_image
 
     folder = Path(folder)
     rgb = load_image(folder / "view1.png").rgb
