@@ -85,19 +85,18 @@ THREADS_ALT = r"""
 import sys, time, torch, cv2
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from photo3d.batch import TaskSpec, plan_jobs, resolve_task, warm_up
+from photo3d.batch import plan_jobs, warm_up
 task_name, src, out, n, model = sys.argv[1], Path(sys.argv[2]), Path(sys.argv[3]), int(sys.argv[4]), sys.argv[5] or None
 if task_name == "convert":
-    from photo3d.pipeline import ConvertOptions as O
+    from photo3d.pipeline import ConvertOptions as O, convert_task as make_task
 else:
-    from photo3d.depth import DepthOptions as O
-task = TaskSpec(task_name, O(model=Path(model) if model else None))
+    from photo3d.depth import DepthOptions as O, depth_task as make_task
+task = make_task(O(model=Path(model) if model else None))
 torch.set_num_threads(1); cv2.setNumThreads(1)
 warm_up(task)  # one model, shared by the threads
-func = resolve_task(task_name)
 jobs = plan_jobs([src], out, ".glb" if task_name == "convert" else ".png")
 with ThreadPoolExecutor(n) as pool:
-    list(pool.map(lambda j: func(j.src, j.dst, task.options), jobs))
+    list(pool.map(lambda j: task.run(j.src, j.dst, task.options), jobs))
 """
 
 

@@ -77,15 +77,15 @@ def _check_megapixels(value: float) -> None:
         _fail(UsageError(f"--max-megapixels must be a positive number, not {value!r}"))
 
 
-def _batch(task: str, options, inputs, output: Path, suffix: str | list[str], jobs: int, engine: str, address, overwrite, globs, summary,
+def _batch(task, inputs, output: Path, suffix: str | list[str], jobs: int, engine: str, address, overwrite, globs, summary,
            on_result=None) -> None:
     """Run one per-file task over INPUT... and exit with the batch's exit code (0, 1, 2, 130).
     ``on_result(result)`` is called as each file finishes (e.g. to print a line about it)."""
-    from .batch import TaskSpec, batch_command
+    from .batch import batch_command
 
     try:
         code = batch_command(
-            TaskSpec(task, options), inputs, output, suffix, jobs=jobs, engine=engine, address=address,
+            task, inputs, output, suffix, jobs=jobs, engine=engine, address=address,
             overwrite=overwrite, globs=globs or (), summary=summary, console=err,
             command=" ".join(["photo3d", *sys.argv[1:]]), on_result=on_result,
         )
@@ -116,7 +116,7 @@ def main(
 
 def _outputs_line(r) -> str:
     """"SRC -> OUT, OUT.html (open in a browser)": every file this input wrote."""
-    outs = [str(p) for p in r.info.get("outputs", [r.dst])]
+    outs = [str(p) for p in r.report.get("outputs", [r.dst])]
     names = ", ".join(f"{o} (open in a browser)" if o.endswith(".html") else o for o in outs)
     return f"{r.src} -> {names}"
 
@@ -154,11 +154,13 @@ def depth(
 
     def said(r) -> None:  # one line per photo as soon as it is done
         if r.status == "ok":
-            i = r.info
+            i = r.report
             _say_result(r, i["finished"] if "finished" in i else f"depth from {_source(i)}, {i.get('width', '?')}x"
                         f"{i.get('height', '?')} depth map (larger = nearer), {r.seconds:.2f} s")
 
-    _batch("depth", opts, inputs, output, "." + fmt, jobs, engine, address, overwrite, globs, summary, on_result=said)
+    from .depth import depth_task
+
+    _batch(depth_task(opts), inputs, output, "." + fmt, jobs, engine, address, overwrite, globs, summary, on_result=said)
 
 
 def _check_source(source: str) -> None:
@@ -183,7 +185,7 @@ FORMATS = (".glb", ".mp4", ".gif", ".webp", ".html")  # --format (folder outputs
 
 def _convert_details(r, timings: bool) -> str:
     """What a converted photo holds: depth source, layers, vertices, GLB size, time (+ stage timings)."""
-    i = r.info
+    i = r.report
     if "finished" in i:
         return i["finished"]
     if i.get("from_glb"):  # rendered from the GLB this batch wrote (or found) beside it
@@ -272,7 +274,9 @@ def convert(
         if r.status == "ok":
             _say_result(r, _convert_details(r, timings))
 
-    _batch("convert", opts, inputs, output, suffixes, jobs, engine, address, overwrite, globs, summary, on_result=said)
+    from .pipeline import convert_task
+
+    _batch(convert_task(opts), inputs, output, suffixes, jobs, engine, address, overwrite, globs, summary, on_result=said)
 
 
 @model_app.command("import", cls=_Command)

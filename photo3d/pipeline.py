@@ -487,3 +487,10 @@ def write_outputs(src: Path, dst: Path, glb: bytes, report: dict, opts: ConvertO
     report["outputs"] = [str(p) for p in written]
     report["seconds"] = {k: round(v, 4) for k, v in timings.items()}
     return report
+
+
+def convert_task(opts: ConvertOptions | None = None):
+    """``photo3d convert``'s per-file task for the batch runner (:class:`photo3d.batch.Task`)."""
+    from .batch.task import Task
+
+    return Task("convert", convert_file, opts, warm_up=warm_up, outputs=outputs, finish=finish)

@@ -26,12 +26,10 @@ import pytest
 from PIL import Image
 
 from photo3d.batch import (
-    STATUS_FAILED,
-    STATUS_OK,
-    STATUS_SKIPPED,
     PoolExecutor,
     SequentialExecutor,
-    TaskSpec,
+    Status,
+    Task,
     batch_command,
     plan_jobs,
     run_batch,
@@ -44,7 +42,7 @@ TIEFENRAUSCH = SHARED / "data" / "tiefenrausch"
 
 
 # --------------------------------------------------------------------------------------------
-# A model-free per-file task (importable by worker processes as "test_batch:batch_task_thumb")
+# A model-free per-file task (pickled by reference: worker processes import test_batch)
 
 
 @dataclass(frozen=True)
@@ -62,7 +60,7 @@ def batch_task_thumb(src: Path, dst: Path, opts: ThumbOptions) -> dict:
     return {"width": photo.width, "height": photo.height}
 
 
-THUMB = TaskSpec("test_batch:batch_task_thumb", ThumbOptions())
+THUMB = Task("batch_task_thumb", batch_task_thumb, ThumbOptions())
 
 
 def batch_task_crashy(src: Path, dst: Path, opts: ThumbOptions) -> dict:
@@ -285,12 +283,12 @@ def test_overwrite_rewrites_and_stale_temps_are_cleaned(album: Path, tmp_path: P
     subprocess.run([sys.executable, "-c", code, str(out / "plain.png")], env=_env(), timeout=60)
     (stale,) = out.glob(".plain.png.*.tmp")
     rep = run_batch(jobs, THUMB, SequentialExecutor(), progress=False)
-    assert [r.status for r in rep.results] == [STATUS_OK] and not stale.exists()
+    assert [r.status for r in rep.results] == [Status.ok] and not stale.exists()
     ino = (out / "plain.png").stat().st_ino
     rep = run_batch(jobs, THUMB, SequentialExecutor(), progress=False)
-    assert [r.status for r in rep.results] == [STATUS_SKIPPED]
+    assert [r.status for r in rep.results] == [Status.skipped]
     rep = run_batch(jobs, THUMB, SequentialExecutor(), overwrite=True, progress=False)
-    assert [r.status for r in rep.results] == [STATUS_OK]
+    assert [r.status for r in rep.results] == [Status.ok]
     assert (out / "plain.png").stat().st_ino != ino  # replaced by rename, never written in place
 
 
@@ -298,7 +296,7 @@ def test_pool_results_keep_planned_order_and_report_workers(album: Path, tmp_pat
     jobs = plan_jobs([album], tmp_path / "out", ".png")
     rep = run_batch(jobs, THUMB, PoolExecutor(2), progress=False)
     assert [r.src for r in rep.results] == [j.src for j in jobs]
-    assert rep.count(STATUS_OK) == len(GOOD) and rep.count(STATUS_FAILED) == len(BAD)
+    assert rep.count(Status.ok) == len(GOOD) and rep.count(Status.failed) == len(BAD)
     workers = rep.summary()["peak_rss_mb_per_worker"]
     assert 1 <= len(workers) <= 2 and all(v > 10 for v in workers.values())
 
@@ -437,7 +435,7 @@ def test_depth_resume_after_kill(tmp_path: Path, jobs: str, sig: int) -> None:
 
 def test_a_broken_model_stops_the_batch_without_blaming_files(album: Path, tmp_path: Path) -> None:
     jobs = plan_jobs([album], tmp_path / "out", ".png", globs=["*.jpg"])
-    task = TaskSpec("test_batch:batch_task_broken_model")
+    task = Task("batch_task_broken_model", batch_task_broken_model)
     for executor in (SequentialExecutor(), PoolExecutor(2)):
         rep = run_batch(jobs, task, executor, progress=False)
         assert rep.fatal == "/models/broken.pt: not a TorchScript file"
@@ -488,7 +486,7 @@ def test_a_worker_killed_by_one_file_fails_only_that_file(tmp_path: Path) -> Non
     for n in names:
         Image.fromarray(_photo(40, 30)).save(src / n)
     jobs = plan_jobs([src], tmp_path / "out", ".png")
-    rep = run_batch(jobs, TaskSpec("test_batch:batch_task_crashy", ThumbOptions()), PoolExecutor(2), progress=False)
+    rep = run_batch(jobs, Task("batch_task_crashy", batch_task_crashy, ThumbOptions()), PoolExecutor(2), progress=False)
     status = {r.src.name: (r.status, r.error) for r in rep.results}
     assert status.pop("crash.jpg") == ("failed", f"{src / 'crash.jpg'}: worker process died (out of memory or a crash)")
     assert all(v == ("ok", None) for v in status.values()), status
@@ -501,7 +499,7 @@ def test_workers_that_cannot_start_stop_the_batch(tmp_path: Path) -> None:
     for i in range(5):
         Image.fromarray(_photo(40, 30)).save(src / f"p{i}.jpg")
     jobs = plan_jobs([src], tmp_path / "out", ".png")
-    rep = run_batch(jobs, TaskSpec("test_batch:batch_task_thumb", DiesInWorkers(os.getpid())), PoolExecutor(2),
+    rep = run_batch(jobs, Task("batch_task_thumb", batch_task_thumb, DiesInWorkers(os.getpid())), PoolExecutor(2),
                     progress=False)
     assert rep.fatal and "keep dying" in rep.fatal and rep.exit_code == 1
     assert rep.count("ok") == 0

@@ -15,7 +15,7 @@ from PIL import Image
 
 ray = pytest.importorskip("ray")
 
-from photo3d.batch import STATUS_FAILED, STATUS_OK, RayExecutor, SequentialExecutor, plan_jobs, run_batch  # noqa: E402
+from photo3d.batch import RayExecutor, SequentialExecutor, Status, plan_jobs, run_batch  # noqa: E402
 
 from test_batch import BAD, GOOD, THUMB, TIEFENRAUSCH, _cli, make_album, needs_model  # noqa: E402
 
@@ -63,7 +63,7 @@ def test_ray_engine_matches_local(ray_cluster, tmp_path: Path) -> None:
     local = run_batch(jobs_local, THUMB, SequentialExecutor(), progress=False)
     remote = run_batch(jobs_ray, THUMB, RayExecutor(workers=2), progress=False)
     assert remote.engine == "ray" and remote.workers == 2
-    assert remote.count(STATUS_OK) == len(GOOD) and remote.count(STATUS_FAILED) == len(BAD)
+    assert remote.count(Status.ok) == len(GOOD) and remote.count(Status.failed) == len(BAD)
     assert _files(tmp_path / "ray") == _files(tmp_path / "local")
     assert _records(remote.summary(), album, tmp_path / "ray") == _records(local.summary(), album, tmp_path / "local")
     # error messages name the real input, not the worker's temporary copy

@@ -133,7 +133,7 @@ def test_an_unreadable_file_on_the_command_line_is_one_failed_input(tmp_path, ti
 
 def test_a_second_run_leaves_the_live_temp_file_of_the_first_alone(tmp_path):
     """Two runs on the same OUT: the second may only remove temp files whose writer is gone."""
-    from photo3d.batch import SequentialExecutor, TaskSpec, plan_jobs, run_batch
+    from photo3d.batch import SequentialExecutor, plan_jobs, run_batch
 
     src = tmp_path / "in"
     photo(src / "a.png")
@@ -146,7 +146,7 @@ def test_a_second_run_leaves_the_live_temp_file_of_the_first_alone(tmp_path):
         assert first.stdout.readline().strip() == "ready"
         (live,) = out.glob(".a.png.*.tmp")
         jobs = plan_jobs([src], out, ".png")
-        rep = run_batch(jobs, TaskSpec("test_batch:batch_task_thumb", _thumb()), SequentialExecutor(), progress=False)
+        rep = run_batch(jobs, _thumb(), SequentialExecutor(), progress=False)
         assert [r.status for r in rep.results] == ["ok"]
         assert live.is_file()  # still there: its writer is alive
     finally:
@@ -156,9 +156,9 @@ def test_a_second_run_leaves_the_live_temp_file_of_the_first_alone(tmp_path):
 
 
 def _thumb():
-    from test_batch import ThumbOptions
+    from test_batch import THUMB
 
-    return ThumbOptions()
+    return THUMB
 
 
 def _model_with_metadata(path: Path, meta: dict) -> Path:
@@ -395,10 +395,10 @@ def test_the_result_line_names_every_output(tmp_path, tiny_depth_model):
 
 
 def test_one_file_shows_progress_on_a_terminal_and_nothing_in_a_pipe(tmp_path):
-    from photo3d.batch import TaskSpec, batch_command
+    from photo3d.batch import batch_command
 
     src = photo(tmp_path / "a photo.png")
-    task = TaskSpec("test_batch:batch_task_thumb", _thumb())
+    task = _thumb()
     for terminal in (True, False):
         buf = io.StringIO()
         console = Console(file=buf, force_terminal=terminal, width=100, highlight=False)

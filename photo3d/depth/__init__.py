@@ -96,3 +96,10 @@ def warm_up(opts: DepthOptions | None = None) -> None:
     from .runtime import load_model
 
     load_model((opts or DepthOptions()).model)
+
+
+def depth_task(opts: DepthOptions | None = None):
+    """``photo3d depth``'s per-file task for the batch runner (:class:`photo3d.batch.Task`)."""
+    from ..batch.task import Task
+
+    return Task("depth", depth_file, opts, warm_up=warm_up, outputs=outputs, finish=finish)

@@ -1,0 +1,195 @@
+"""Local executors: the same task in this process or in a pool of worker processes, and the
+signal handling that lets a pool stop cleanly (Ctrl-C, ``kill``, a dead parent)."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+from pathlib import Path
+from typing import Any, Iterator, Sequence
+
+from ..errors import ExitCode, install_one_line_warnings
+from .plan import Job
+from .result import Result, Status, msg
+from .task import Task, execute, set_threads, warm_up
+
+
+class Executor:
+    """Runs ``execute(task, src, dst)`` for jobs and yields the Results as they complete."""
+
+    name = "local"
+    workers = 1
+
+    def run(self, task: Task, jobs: Sequence[Job]) -> Iterator[Result]:  # pragma: no cover
+        raise NotImplementedError
+
+    def stop(self) -> None:
+        """Stop as fast as possible (interrupt): running files are abandoned."""
+
+    def close(self) -> None:
+        """Release workers after a normal end."""
+
+
+class SequentialExecutor(Executor):
+    """One file after the other in this process (``--jobs 1``): no start-up cost."""
+
+    def __init__(self, threads: int | None = None):
+        self.threads = threads
+
+    def run(self, task: Task, jobs: Sequence[Job]) -> Iterator[Result]:
+        set_threads(self.threads)
+        if jobs:
+            warm_up(task)
+        for job in jobs:
+            yield execute(task, job.src, job.dst)
+
+
+def _die_with_parent() -> None:
+    """Linux: get SIGTERM when the parent dies (even by ``kill -9``), so no orphan keeps working."""
+    with contextlib.suppress(Exception):
+        import ctypes
+
+        libc = ctypes.CDLL("libc.so.6", use_errno=True)
+        libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+        if os.getppid() == 1:  # parent already gone
+            os._exit(1)
+
+
+_IN_TASK = False
+
+
+def _worker_sigterm(signum, frame):  # noqa: ARG001
+    """Stop a pool worker: inside a task, unwind first (atomic_output removes its temp file)."""
+    if _IN_TASK:
+        raise KeyboardInterrupt
+    os._exit(128 + signum)
+
+
+def _pool_execute(task: Task, src: Path, dst: Path) -> Result:
+    global _IN_TASK
+    _IN_TASK = True
+    try:
+        return execute(task, src, dst)
+    except KeyboardInterrupt:  # stopped by the parent, or the parent died: leave now
+        os._exit(128 + signal.SIGTERM)
+    finally:
+        _IN_TASK = False
+
+
+def _init_pool_worker(task: Task, threads: int | None) -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent handles Ctrl-C and stops us
+    signal.signal(signal.SIGTERM, _worker_sigterm)
+    install_one_line_warnings()
+    _die_with_parent()
+    set_threads(threads)
+    warm_up(task)
+
+
+class PoolExecutor(Executor):
+    """``--jobs N``: N worker processes on this machine, each loading the model once (in the
+    pool initializer) and running files one at a time with ``cpu_count // N`` threads.
+
+    Processes are started with "spawn" (torch and fork do not mix).  At most ``2 N`` files are
+    in flight, so millions of inputs cost no memory up front.  When a worker dies (out of
+    memory, a crashing decoder) the pool is restarted and the files that were in flight are rerun
+    one at a time: the one that kills its worker again fails, the others convert.  Workers that
+    die three times in a row without finishing a file (a broken install) stop the batch.
+    """
+
+    def __init__(self, workers: int, threads: int | None = None):
+        self.workers = max(1, workers)
+        self.threads = threads or max(1, (os.cpu_count() or 1) // self.workers)
+        self._pool = None
+
+    def _new_pool(self, task: Task):
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor
+
+        return ProcessPoolExecutor(
+            max_workers=self.workers,
+            mp_context=multiprocessing.get_context("spawn"),
+            initializer=_init_pool_worker,
+            initargs=(task, self.threads),
+        )
+
+    def run(self, task: Task, jobs: Sequence[Job]) -> Iterator[Result]:
+        from concurrent.futures import FIRST_COMPLETED, wait
+        from concurrent.futures.process import BrokenProcessPool
+
+        pending = list(reversed(jobs))  # pop() from the end keeps the planned order
+        suspects: list[Job] = []  # in flight when a worker died: rerun one at a time to find the culprit
+        inflight: dict[Any, Job] = {}
+        alone = False  # the one job in flight is a suspect running alone
+        dead_pools = 0  # pools in a row that died without finishing a file
+        self._pool = self._new_pool(task)
+        try:
+            while pending or suspects or inflight:
+                lost: list[Job] = []
+                try:
+                    if suspects:
+                        if not inflight:
+                            job = suspects.pop()
+                            alone = True
+                            inflight[self._pool.submit(_pool_execute, task, job.src, job.dst)] = job
+                    else:
+                        alone = False
+                        while pending and len(inflight) < 2 * self.workers:
+                            job = pending.pop()
+                            inflight[self._pool.submit(_pool_execute, task, job.src, job.dst)] = job
+                except BrokenProcessPool:
+                    lost.append(job)
+                if inflight and not lost:
+                    done, _ = wait(list(inflight), return_when=FIRST_COMPLETED)
+                    for fut in done:
+                        job = inflight.pop(fut)
+                        try:
+                            r = fut.result()
+                        except BrokenProcessPool:
+                            lost.append(job)
+                            continue
+                        dead_pools = 0
+                        yield r
+                if not lost:
+                    continue
+                lost += list(inflight.values())  # everything in flight went down with the pool
+                inflight.clear()
+                dead_pools += 1
+                if dead_pools >= 3:
+                    yield Result(lost[0].src, lost[0].dst, Status.failed, fatal=ExitCode.failed,
+                                 error="worker processes keep dying before finishing any file (see the messages above)")
+                    return
+                if alone and len(lost) == 1:
+                    job = lost[0]
+                    yield Result(job.src, job.dst, Status.failed,
+                                 error=msg(job.src, "worker process died (out of memory or a crash)"))
+                else:
+                    suspects.extend(reversed(lost))
+                self._restart(task)
+        except BaseException:  # interrupt, fatal error (generator closed): don't wait for workers
+            self.stop()
+            raise
+        else:
+            if self._pool is not None:
+                self._pool.shutdown(wait=True, cancel_futures=True)
+                self._pool = None
+
+    def _restart(self, task: Task) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=False, cancel_futures=True)
+        self._pool = self._new_pool(task)
+
+    def stop(self) -> None:
+        pool, self._pool = self._pool, None
+        if pool is None:
+            return
+        procs = list(getattr(pool, "_processes", {}).values())
+        pool.shutdown(wait=False, cancel_futures=True)
+        for p in procs:
+            with contextlib.suppress(Exception):
+                p.terminate()
+        for p in procs:
+            with contextlib.suppress(Exception):
+                p.join(5)
+                if p.is_alive():
+                    p.kill()

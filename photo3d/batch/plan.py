@@ -1,0 +1,288 @@
+"""Plan a batch: INPUT... -> (input, output paths) jobs.
+
+:func:`plan_jobs` walks the inputs (recursive, hidden entries and the output folder skipped,
+symlink loops visited once) and maps every image to an output path that mirrors the input tree.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fnmatch
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Iterable, Iterator, Sequence
+
+from ..errors import UsageError, printable
+from ..io import IMAGE_SUFFIXES, is_image_path, stale_temp_target
+from .result import msg
+
+
+@dataclass
+class Job:
+    src: Path
+    dst: Path
+    error: str | None = None  # known to fail before running (unreadable folder, output = input)
+    sides: tuple[Path, ...] = ()  # side outputs written with dst (NAME.html, NAME.preview.png)
+
+    @property
+    def outputs(self) -> list[Path]:
+        return [self.dst, *self.sides]
+
+
+def _is_hidden(name: str) -> bool:
+    return name.startswith(".")
+
+
+def _matches(rel: str, globs: Sequence[str]) -> bool:
+    if not globs:
+        return True
+    rel_l = rel.lower()
+    name_l = rel_l.rsplit("/", 1)[-1]
+    return any(fnmatch.fnmatchcase(rel_l, g.lower()) or fnmatch.fnmatchcase(name_l, g.lower()) for g in globs)
+
+
+def discover(
+    folder: Path,
+    globs: Sequence[str] = (),
+    exclude: Iterable[Path] = (),
+    errors: list[tuple[Path, str]] | None = None,
+) -> Iterator[Path]:
+    """Yield the image files under ``folder``, sorted, depth first.
+
+    Hidden files and folders (name starting with ".") are skipped, and so are the folders in
+    ``exclude`` (the output folder when it lies inside the input).  Symbolic links to folders are
+    followed, but every real folder is visited once, so link loops end.  ``globs`` filter on the
+    path relative to ``folder`` or on the file name (case-insensitive; ``*`` crosses folders).
+    Folders that cannot be listed are appended to ``errors`` as (path, reason).
+    """
+    excluded = set()
+    for p in exclude:
+        with contextlib.suppress(OSError):
+            st = os.stat(p)
+            excluded.add((st.st_dev, st.st_ino))
+    visited: set[tuple[int, int]] = set()
+
+    def onerror(e: OSError) -> None:
+        if errors is not None:
+            reason = "unreadable folder (permission denied)" if isinstance(e, PermissionError) else (
+                f"unreadable folder ({e.strerror or e})"
+            )
+            errors.append((Path(e.filename) if e.filename else folder, reason))
+
+    for dirpath, dirnames, filenames in os.walk(folder, followlinks=True, onerror=onerror):
+        try:
+            st = os.stat(dirpath)
+            key = (st.st_dev, st.st_ino)
+        except OSError:
+            dirnames[:] = []
+            continue
+        if key in visited or key in excluded:
+            dirnames[:] = []
+            continue
+        visited.add(key)
+        keep = []
+        for d in sorted(dirnames):
+            if _is_hidden(d):
+                continue
+            try:
+                st = os.stat(os.path.join(dirpath, d))
+            except OSError:  # dangling link
+                continue
+            if (st.st_dev, st.st_ino) in visited or (st.st_dev, st.st_ino) in excluded:
+                continue
+            keep.append(d)
+        dirnames[:] = keep
+        base = Path(dirpath)
+        for name in sorted(filenames):
+            if _is_hidden(name):
+                continue
+            p = base / name
+            if not is_image_path(p):
+                continue
+            if not _matches(p.relative_to(folder).as_posix(), globs):
+                continue
+            if not p.is_file():  # dangling link, fifo, ...
+                continue
+            yield p
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    try:
+        return os.path.samefile(a, b)
+    except OSError:
+        return False
+
+
+#: Output names that mean a file, not a folder: ``-o x.glb`` with a folder input is a mistake.
+FILE_SUFFIXES = IMAGE_SUFFIXES | {".glb", ".gltf", ".npy", ".html", ".json", ".mp4", ".gif", ".webp"}
+
+
+def plan_jobs(
+    inputs: Sequence[Path],
+    output: Path,
+    suffix: str,
+    globs: Sequence[str] = (),
+    outputs: Callable[[Path], Sequence[Path]] | None = None,
+) -> list[Job]:
+    """Map INPUT... to output paths.
+
+    * One input file and an OUTPUT with a file suffix (that is not an existing folder): OUTPUT
+      is that file.
+    * Otherwise OUTPUT is a folder (a usage error when it is named like a file, ``-o x.glb``).  A
+      single input folder's tree is mirrored directly into it; with several inputs each folder goes
+      into ``OUTPUT/<folder name>/`` and each file into ``OUTPUT/``.  Outputs get ``suffix`` in
+      place of the input's suffix.
+    * ``outputs(dst)`` lists every file a job writes (``dst`` first, then side files such as
+      ``NAME.preview.png``); they are planned together: inputs whose outputs would collide
+      (``a.jpg`` and ``a.png``; ``b.tif``'s preview and ``b.preview.jpg``) keep their full name
+      (``a.jpg.glb``), then get numbered.  An output that would overwrite an input fails its job.
+    * Inputs that are missing, or folders that cannot be listed, become jobs that fail.
+    """
+    if not inputs:
+        raise UsageError("no INPUT given")
+    inputs = [Path(p) for p in inputs]
+    output = Path(output)
+
+    def sides(dst: Path) -> tuple[Path, ...]:
+        return tuple(outputs(dst))[1:] if outputs is not None else ()
+
+    single = len(inputs) == 1 and not inputs[0].is_dir()
+    if single and not output.is_dir() and output.suffix and not str(output).endswith(os.sep):
+        jobs = [Job(inputs[0], output, sides=sides(output))]
+        _refuse_overwriting_inputs(jobs)
+        return jobs
+    if not output.is_dir() and output.suffix.lower() in FILE_SUFFIXES | {suffix.lower()}:
+        what = "a folder input" if any(p.is_dir() for p in inputs) else "several inputs"
+        raise UsageError(f"-o {printable(output)}: {what} needs an output folder (e.g. -o {printable(output.with_suffix(''))}/)")
+    if output.exists() and not output.is_dir():
+        raise UsageError(f"-o {printable(output)}: exists and is not a folder (several outputs need a folder)")
+    for p in inputs:
+        if p.is_dir() and _same_file(p, output):
+            raise UsageError(f"-o {printable(output)}: the output folder must differ from the input folder {printable(p)}")
+
+    jobs: list[Job] = []
+    seen: set[Path] = set()
+    for inp in inputs:
+        if inp.is_dir():
+            base = output if len(inputs) == 1 else output / (inp.resolve().name or "root")
+            walk_errors: list[tuple[Path, str]] = []
+            for p in discover(inp, globs, exclude=[output], errors=walk_errors):
+                if p in seen:
+                    continue
+                seen.add(p)
+                rel = p.relative_to(inp)
+                jobs.append(Job(p, base / rel.with_suffix(suffix)))
+            for p, reason in walk_errors:
+                jobs.append(Job(p, base / p.relative_to(inp) if p != inp else base, msg(p, reason)))
+        else:
+            if inp in seen:
+                continue
+            seen.add(inp)
+            err = None if inp.exists() else msg(inp, "no such file or folder")
+            jobs.append(Job(inp, output / (inp.stem + suffix), err))
+
+    def keys(j: Job) -> list[str]:
+        return [str(p).casefold() for p in j.outputs]
+
+    for j in jobs:
+        j.sides = sides(j.dst)
+    # outputs that two inputs would share (main or side files): keep the full input name ...
+    owners: dict[str, set[int]] = {}
+    for n, j in enumerate(jobs):
+        for k in keys(j):
+            owners.setdefault(k, set()).add(n)
+    clashing = {n for group in owners.values() if len(group) > 1 for n in group}
+    for n in sorted(clashing):
+        j = jobs[n]
+        j.dst = j.dst.with_name(j.src.name + suffix)
+        j.sides = sides(j.dst)
+    # ... then number what still clashes
+    taken: set[str] = set()
+    for j in jobs:
+        n = 2
+        while any(k in taken for k in keys(j)):
+            j.dst = j.dst.with_name(f"{j.src.stem}-{n}{j.src.suffix}{suffix}")
+            j.sides = sides(j.dst)
+            n += 1
+        taken.update(keys(j))
+    _refuse_overwriting_inputs(jobs)
+    return jobs
+
+
+def plan_outputs(inputs: Sequence[Path], output: Path, suffixes: Sequence[str], globs: Sequence[str] = (),
+                 outputs: Callable[[Path], Sequence[Path]] | None = None) -> list[Job]:
+    """:func:`plan_jobs` for each of ``suffixes``, the outputs of each input next to each other."""
+    plans = [plan_jobs(inputs, output, s, globs, outputs) for s in dict.fromkeys(suffixes)]
+    seen: set[str] = set()
+    jobs = []
+    for group in zip(*plans):
+        for j in group:
+            if str(j.dst) not in seen:  # one input file and -o FILE: the same job for every suffix
+                seen.add(str(j.dst))
+                jobs.append(j)
+    return jobs
+
+
+def _file_id(path: Path) -> tuple[int, int] | None:
+    try:
+        st = os.stat(path)
+    except (OSError, ValueError):
+        return None
+    return st.st_dev, st.st_ino
+
+
+def _refuse_overwriting_inputs(jobs: Sequence[Job]) -> None:
+    """Fail the jobs whose output (or side file) is an existing input of this run.  Only outputs
+    that exist are checked, and the inputs are looked up only when one does."""
+    inputs: dict[tuple[int, int], Path] | None = None
+    for j in jobs:
+        if j.error:
+            continue
+        for o in j.outputs:
+            oid = _file_id(o)
+            if oid is None:
+                continue
+            if inputs is None:
+                inputs = {i: x.src for x in jobs if (i := _file_id(x.src)) is not None}
+            if oid in inputs:
+                src = inputs[oid]
+                whose = "the input" if src == j.src else f"the input {printable(src)}"
+                j.error = msg(j.src, f"output {o} would overwrite {whose}; choose another -o")
+                break
+
+
+def check_summary_path(summary: Path, jobs: Sequence[Job]) -> None:
+    """``--summary FILE`` must not be an input or a planned output (the same guard as ``-o``)."""
+    sid = _file_id(summary)
+    if sid is not None and any(_file_id(j.src) == sid for j in jobs):
+        raise UsageError(f"--summary {printable(summary)}: would overwrite an input; choose another file")
+    target = os.path.abspath(summary).casefold()
+    if any(os.path.abspath(o).casefold() == target for j in jobs for o in j.outputs):
+        raise UsageError(f"--summary {printable(summary)}: is one of the outputs; choose another file")
+
+
+def remove_stale_temps(jobs: Sequence[Job]) -> int:
+    """Delete the hidden temp files that an interrupted run left beside planned outputs and their
+    side files (see :func:`photo3d.io.atomic_output`).  Only provably stale ones: written on this
+    machine by a process that is gone; the live temp files of a run still writing into the same
+    folder are left alone.  Only touches the output folders."""
+    names: dict[Path, set[str]] = {}
+    for j in jobs:
+        for o in j.outputs:
+            names.setdefault(o.parent, set()).add(o.name)
+    removed = 0
+    for parent, wanted in names.items():
+        try:
+            entries = list(os.scandir(parent))
+        except OSError:
+            continue
+        for e in entries:
+            if not (e.name.startswith(".") and e.name.endswith(".tmp")):
+                continue
+            if stale_temp_target(e) in wanted:
+                with contextlib.suppress(OSError):
+                    if e.is_file(follow_symlinks=False):
+                        os.unlink(e.path)
+                        removed += 1
+    return removed

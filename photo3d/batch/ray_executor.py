@@ -1,0 +1,180 @@
+"""``--engine ray``: the same task on a Ray cluster, files travelling as bytes."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any, Iterator, Sequence
+
+from ..errors import Photo3DError, UsageError, summarize
+from ..io import write_bytes_atomic
+from .local import Executor
+from .plan import Job
+from .result import Result, Status, msg
+from .task import Task, execute, set_threads, warm_up
+
+
+class _RayWorker:
+    """A Ray actor: loads the model once, then converts files sent to it as bytes.
+
+    Files travel as bytes (input in, outputs back) so the cluster's machines need no shared
+    filesystem; the driver writes the outputs atomically, so nothing is written outside OUTDIR
+    and results are the same as local runs.
+    """
+
+    def __init__(self, task: Task, threads: int | None):
+        self.task = task
+        set_threads(threads)
+        warm_up(task)
+
+    def run(self, src: str, data: bytes, dst: str) -> tuple[Result, dict[str, bytes]]:
+        src_p, dst_p = Path(src), Path(dst)
+        with tempfile.TemporaryDirectory(prefix="photo3d-ray-") as tmp:
+            tmp_in = Path(tmp) / "in" / src_p.name
+            tmp_out = Path(tmp) / "out" / dst_p.name
+            tmp_in.parent.mkdir()
+            tmp_out.parent.mkdir()
+            tmp_in.write_bytes(data)
+            r = execute(self.task, tmp_in, tmp_out)
+            files: dict[str, bytes] = {}
+            if r.status == Status.ok:
+                for f in sorted(tmp_out.parent.iterdir()):
+                    if f.is_file() and not f.name.startswith("."):
+                        files[f.name] = f.read_bytes()
+            r.src, r.dst = src_p, dst_p
+            mapping = {str(tmp_in): str(src_p), str(tmp_out): str(dst_p), str(tmp_out.parent): str(dst_p.parent)}
+            r.error = _replace_paths(r.error, mapping)
+            r.report = _replace_paths(r.report, mapping)
+            return r, files
+
+
+def _replace_paths(obj: Any, mapping: dict[str, str]) -> Any:
+    if isinstance(obj, str):
+        for a, b in mapping.items():
+            obj = obj.replace(a, b)
+        return obj
+    if isinstance(obj, dict):
+        return {k: _replace_paths(v, mapping) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return type(obj)(_replace_paths(v, mapping) for v in obj)
+    return obj
+
+
+class RayExecutor(Executor):
+    """``--engine ray``: one actor per worker on a Ray cluster (``address`` as for
+    ``ray.init``: "auto", "ray://host:10001", or None for a local instance started here).
+    ``workers`` defaults to the cluster's CPU count; each actor takes ``threads`` CPUs."""
+
+    name = "ray"
+
+    def __init__(self, address: str | None = None, workers: int | None = None, threads: int = 1,
+                 init_kwargs: dict[str, Any] | None = None):
+        try:
+            import ray  # noqa: F401
+        except ImportError as e:
+            raise UsageError('--engine ray needs Ray: pip install "photo3d[ray]"') from e
+        self.address = address
+        self.threads = max(1, threads)
+        self._requested = workers
+        self.workers = workers or 0
+        self._init_kwargs = init_kwargs or {}
+        self._started = False
+        self._actors: list[Any] = []
+
+    def _check_reachable(self) -> None:
+        """Fail fast on a wrong host:port (ray.init would retry for minutes)."""
+        import socket
+
+        addr = self.address or ""
+        hostport = addr.split("://", 1)[-1]
+        if addr == "auto" or ":" not in hostport:
+            return
+        host, _, port = hostport.rpartition(":")
+        try:
+            socket.create_connection((host.strip("[]"), int(port)), timeout=10).close()
+        except (OSError, ValueError) as e:
+            raise UsageError(f"--address {addr}: no Ray cluster answers there ({e})") from e
+
+    def _connect(self):
+        import ray
+
+        if not ray.is_initialized():
+            self._check_reachable()
+            kwargs = dict(self._init_kwargs)
+            kwargs.setdefault("include_dashboard", False)
+            kwargs.setdefault("log_to_driver", False)
+            if self.address:  # a cluster: its machines must have photo3d installed
+                kwargs.pop("num_cpus", None)
+            else:  # a local instance: its workers import photo3d the same way as this process
+                kwargs.setdefault("runtime_env", {"env_vars": {"PYTHONPATH": os.pathsep.join(
+                    p for p in sys.path if p and os.path.isdir(p))}})
+            try:
+                ray.init(address=self.address, **kwargs)
+            except Exception as e:
+                raise UsageError(f"--engine ray: cannot connect to {self.address or 'a local Ray'} ({e})") from e
+            self._started = True
+        if not self._requested:
+            cpus = int(ray.cluster_resources().get("CPU", 1))
+            self.workers = max(1, cpus // self.threads)
+        return ray
+
+    def run(self, task: Task, jobs: Sequence[Job]) -> Iterator[Result]:
+        if not jobs:
+            return
+        ray = self._connect()
+        actor_cls = ray.remote(num_cpus=self.threads, max_restarts=1)(_RayWorker)
+        n = min(self.workers, len(jobs))
+        self._actors = [actor_cls.remote(task, self.threads) for _ in range(n)]
+        idle = list(self._actors)
+        pending = list(reversed(jobs))
+        inflight: dict[Any, tuple[Any, Job]] = {}
+        while pending or inflight:
+            while pending and idle:
+                job = pending.pop()
+                try:
+                    data = job.src.read_bytes()
+                except OSError as e:
+                    reason = "unreadable (permission denied)" if isinstance(e, PermissionError) else (
+                        "no such file" if isinstance(e, FileNotFoundError) else f"unreadable ({e.strerror or e})")
+                    yield Result(job.src, job.dst, Status.failed, error=msg(job.src, reason))
+                    continue
+                actor = idle.pop()
+                inflight[actor.run.remote(str(job.src), data, str(job.dst))] = (actor, job)
+            if not inflight:
+                continue
+            ready, _ = ray.wait(list(inflight), num_returns=1)
+            for ref in ready:
+                actor, job = inflight.pop(ref)
+                idle.append(actor)
+                try:
+                    r, files = ray.get(ref)
+                except Exception as e:  # the actor died or the cluster lost the node
+                    yield Result(job.src, job.dst, Status.failed, error=msg(job.src, f"Ray worker failed ({summarize(e, 200)})"))
+                    continue
+                if r.status == Status.ok:
+                    try:
+                        main = files.pop(job.dst.name, None)
+                        for name, data in files.items():  # side files first, the main output last
+                            write_bytes_atomic(job.dst.parent / name, data)
+                        if main is not None:
+                            write_bytes_atomic(job.dst, main)
+                    except Photo3DError as e:
+                        r.status, r.error = Status.failed, str(e)
+                yield r
+
+    def stop(self) -> None:
+        self.close()
+
+    def close(self) -> None:
+        with contextlib.suppress(Exception):
+            import ray
+
+            for a in self._actors:
+                ray.kill(a)
+            self._actors = []
+            if self._started:
+                ray.shutdown()
+                self._started = False

@@ -1,0 +1,315 @@
+"""Run a batch: skip what exists, run the rest on an executor, show progress, report, summary."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import threading
+import time
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from enum import StrEnum
+from pathlib import Path
+from typing import Any, Callable, Iterator, Sequence
+
+from rich.console import Console
+from rich.markup import escape
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    SpinnerColumn,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+
+from ..errors import ExitCode, Photo3DError, UsageError, printable
+from ..io import write_bytes_atomic
+from .local import Executor, PoolExecutor, SequentialExecutor
+from .plan import Job, check_summary_path, plan_outputs, remove_stale_temps
+from .result import Result, Status, msg
+from .task import Task, execute
+
+
+class Engine(StrEnum):
+    local = "local"  # this machine: in-process or a process pool
+    ray = "ray"  # a Ray cluster
+
+
+def _sigterm_to_interrupt(signum, frame):  # noqa: ARG001
+    raise KeyboardInterrupt
+
+
+def make_executor(engine: Engine | str = Engine.local, jobs: int = 1, address: str | None = None) -> Executor:
+    """``jobs``: worker count; 0 = one per CPU (local) or per cluster CPU (ray)."""
+    if engine not in set(Engine):
+        raise UsageError(f"--engine must be one of {', '.join(Engine)}, not {engine!r}")
+    if jobs < 0:
+        raise UsageError(f"--jobs must be 0 (all CPUs) or more, not {jobs}")
+    if engine == Engine.ray:
+        from .ray_executor import RayExecutor
+
+        return RayExecutor(address, jobs or None)
+    if address:
+        raise UsageError("--address needs --engine ray")
+    jobs = jobs or (os.cpu_count() or 1)
+    return SequentialExecutor() if jobs == 1 else PoolExecutor(jobs)
+
+
+
+@dataclass
+class BatchReport:
+    results: list[Result]
+    engine: str = "local"
+    workers: int = 1
+    seconds: float = 0.0
+    interrupted: bool = False
+    fatal: str | None = None  # the error that stopped the batch (a broken model, a bad option)
+    fatal_code: ExitCode = ExitCode.failed
+
+    def count(self, status: str) -> int:
+        return sum(1 for r in self.results if r.status == status)
+
+    @property
+    def failed(self) -> list[Result]:
+        return [r for r in self.results if r.status == Status.failed]
+
+    @property
+    def exit_code(self) -> ExitCode:
+        if self.interrupted:
+            return ExitCode.interrupted
+        if self.fatal:
+            return self.fatal_code
+        return ExitCode.failed if self.failed else ExitCode.ok
+
+    def summary(self, command: str | None = None) -> dict[str, Any]:
+        from .. import __version__
+
+        workers: dict[str, float] = {}
+        for r in self.results:
+            if r.worker and r.peak_rss_mb is not None:
+                workers[r.worker] = max(workers.get(r.worker, 0.0), r.peak_rss_mb)
+        return {
+            "photo3d": __version__,
+            "command": command,
+            "engine": self.engine,
+            "workers": self.workers,
+            "finished": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "seconds": round(self.seconds, 3),
+            "interrupted": self.interrupted,
+            "fatal": self.fatal,
+            "counts": {s.value: self.count(s) for s in Status},
+            "peak_rss_mb_per_worker": {k: round(v, 1) for k, v in sorted(workers.items())},
+            "results": [r.record() for r in self.results],
+        }
+
+    def write_summary(self, path: Path, command: str | None = None) -> None:
+        text = json.dumps(self.summary(command), indent=2, ensure_ascii=False) + "\n"
+        write_bytes_atomic(path, text.encode("utf-8", "backslashreplace"))
+
+
+
+@contextlib.contextmanager
+def _sigterm_as_interrupt() -> Iterator[None]:
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    old = signal.signal(signal.SIGTERM, _sigterm_to_interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, old)
+
+
+def say(console: Console, text: str, kind: str = "error") -> None:
+    """Print one message line: ``error: ...`` / ``warning: ...`` (control characters escaped)."""
+    colour = {"error": "red", "warning": "yellow"}.get(kind)
+    head = f"[{colour}]{kind}:[/{colour}] " if colour else ""
+    console.print(head + escape(printable(text)), markup=True, highlight=False, soft_wrap=True)
+
+
+def run_batch(
+    jobs: Sequence[Job],
+    task: Task,
+    executor: Executor | None = None,
+    console: Console | None = None,
+    overwrite: bool = False,
+    progress: bool = True,
+    on_result: Callable[[Result], None] | None = None,
+) -> BatchReport:
+    """Run ``task`` over ``jobs``: skip existing outputs (unless ``overwrite``), print each
+    failure as it happens, stop early only for a fatal (model) error or an interrupt.
+    An existing output whose side files are missing (``--html`` added on a re-run) gets just
+    those written, by the task's ``finish`` hook, here.
+    Results come back in the planned order whatever order the workers finished in;
+    ``on_result`` sees each file's Result as soon as it is done (e.g. to print a line).
+    On a terminal a progress bar (or, for one file, a spinner) shows; in a pipe nothing does."""
+    console = console or Console(stderr=True, highlight=False, soft_wrap=True)
+    executor = executor or SequentialExecutor()
+    t_start = time.perf_counter()
+    results: dict[int, Result] = {}
+    todo: list[Job] = []
+    finish: list[int] = []
+    index: dict[tuple[str, str], int] = {}
+    for i, job in enumerate(jobs):
+        if job.error:
+            results[i] = Result(job.src, job.dst, Status.failed, error=job.error)
+            say(console, job.error)
+        elif not overwrite and job.dst.exists():
+            if any(not p.exists() for p in job.sides):
+                finish.append(i)
+                continue
+            size = job.dst.stat().st_size if job.dst.is_file() else 0
+            results[i] = Result(job.src, job.dst, Status.skipped, bytes=size)
+        else:
+            todo.append(job)
+            index[(str(job.src), str(job.dst))] = i
+    remove_stale_temps(jobs)
+    skipped = sum(1 for r in results.values() if r.status == Status.skipped)
+    interrupted = False
+    fatal: str | None = None
+    fatal_code = ExitCode.failed
+    counts = {Status.ok: 0, Status.failed: sum(1 for r in results.values() if r.status == Status.failed)}
+
+    show = progress and console.is_terminal and len(todo) + len(finish) > 0
+    if len(todo) + len(finish) > 1:
+        columns = [
+            TextColumn("[progress.description]{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("[green]{task.fields[ok]} ok[/] [yellow]{task.fields[skipped]} skipped[/] "
+                       "[red]{task.fields[failed]} failed[/]"),
+            TimeElapsedColumn(),
+            TextColumn("eta"),
+            TimeRemainingColumn(),
+        ]
+        description = task.name
+    else:  # one file: a spinner with its name and the time so far, gone when it is done
+        columns = [SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn()]
+        one = jobs[finish[0]] if finish else (todo[0] if todo else None)
+        description = escape(printable(f"{task.name} {one.src.name}")) if one else task.name
+
+    def done(r: Result, bar_ui: Progress, bar) -> None:
+        if r.status == Status.failed:
+            say(bar_ui.console, r.error or msg(r.src, "failed"))
+        for w in r.report.get("warnings", ()):
+            say(bar_ui.console, msg(r.src, w), "warning")
+        counts[r.status] = counts.get(r.status, 0) + 1
+        bar_ui.update(bar, advance=1, ok=counts[Status.ok], failed=counts[Status.failed])
+        if on_result is not None:
+            on_result(r)
+
+    with Progress(*columns, console=console, transient=len(todo) + len(finish) <= 1, disable=not show) as bar_ui, \
+            _sigterm_as_interrupt():
+        bar = bar_ui.add_task(description, total=len(todo) + len(finish), ok=0, skipped=skipped,
+                              failed=counts[Status.failed])
+        stream = executor.run(task, todo)
+        try:
+            for i in finish:  # quick (from the existing output), so here in the driver
+                job = jobs[i]
+                results[i] = r = execute(task, job.src, job.dst, finish=True)
+                done(r, bar_ui, bar)
+            for r in stream:
+                i = index[(str(r.src), str(r.dst))]
+                results[i] = r
+                if r.status == Status.failed and r.fatal is not None:
+                    # not this file's fault: stop, the file was not really tried
+                    fatal, fatal_code = r.error, r.fatal
+                    del results[i]
+                    break
+                done(r, bar_ui, bar)
+        except KeyboardInterrupt:
+            interrupted = True
+        finally:
+            if interrupted or fatal:
+                executor.stop()
+                with contextlib.suppress(BaseException):
+                    stream.close()
+            else:
+                stream.close()
+                executor.close()
+    for i, job in enumerate(jobs):
+        if i not in results:
+            results[i] = Result(job.src, job.dst, Status.not_run)
+    return BatchReport(
+        results=[results[i] for i in range(len(jobs))],
+        engine=executor.name,
+        workers=executor.workers,
+        seconds=time.perf_counter() - t_start,
+        interrupted=interrupted,
+        fatal=fatal,
+        fatal_code=fatal_code,
+    )
+
+
+def print_report(report: BatchReport, console: Console) -> None:
+    """Close a batch: the fatal error, the failed files again, and the counts."""
+    if report.fatal:
+        say(console, report.fatal)
+    failed = report.failed
+    n = len(report.results)
+    if n > 1 or report.interrupted:
+        if failed:
+            console.print(f"[red]{len(failed)} of {n} input(s) failed:[/red]", markup=True, highlight=False, soft_wrap=True)
+            for r in failed:
+                say(console, f"  {r.error}", kind="")
+        completed = sum(1 for r in report.results if r.status == Status.ok and "finished" in r.report)
+        parts = [f"{report.count(Status.ok) - completed} converted", f"{report.count(Status.skipped)} skipped (output exists)",
+                 f"{len(failed)} failed"]
+        if completed:
+            parts.insert(1, f"{completed} completed (missing outputs added)")
+        if report.count(Status.not_run):
+            parts.append(f"{report.count(Status.not_run)} not run")
+        console.print(", ".join(parts) + f" in {report.seconds:.1f} s", highlight=False, soft_wrap=True)
+    elif n == 1 and report.count(Status.skipped):
+        say(console, f"{report.results[0].dst} exists, kept (--overwrite rewrites it)", kind="")
+    if report.interrupted:
+        console.print("interrupted: run the same command again to continue where it stopped", highlight=False, soft_wrap=True)
+
+
+def batch_command(
+    task: Task,
+    inputs: Sequence[Path],
+    output: Path,
+    suffix: str | Sequence[str],
+    *,
+    jobs: int = 1,
+    engine: Engine | str = Engine.local,
+    address: str | None = None,
+    overwrite: bool | None = None,
+    globs: Sequence[str] = (),
+    summary: Path | None = None,
+    console: Console | None = None,
+    command: str | None = None,
+    on_result: Callable[[Result], None] | None = None,
+) -> int:
+    """The whole INPUT... command, shared by ``photo3d depth`` and ``photo3d convert``:
+    plan, run, report, write the summary; returns the exit code.
+
+    ``overwrite=None`` (the default) rewrites the output of a single explicit file (you asked for
+    that file), and skips existing outputs for folders and several inputs (resume).
+    Several ``suffix`` values: one job per input and suffix (each output resumes on its own)."""
+    console = console or Console(stderr=True, highlight=False, soft_wrap=True)
+    plan = plan_outputs(inputs, output, [suffix] if isinstance(suffix, str) else suffix, globs, task.planned_outputs())
+    if summary is not None:
+        check_summary_path(Path(summary), plan)
+    if overwrite is None:
+        overwrite = len(inputs) == 1 and not Path(inputs[0]).is_dir()
+    executor = make_executor(engine, jobs, address)
+    if not plan:  # nothing to do is a failure: a wrong folder or --glob, not a success
+        say(console, f"no images found in {', '.join(map(str, inputs))}"
+            + (f" matching {' or '.join(globs)}" if globs else ""))
+        report = BatchReport([], fatal="no images found")
+    else:
+        report = run_batch(plan, task, executor, console=console, overwrite=overwrite, on_result=on_result)
+        print_report(report, console)
+    if summary is not None:
+        try:
+            report.write_summary(summary, command)
+        except Photo3DError as e:
+            say(console, str(e))
+            return int(ExitCode.failed)
+    return int(report.exit_code)

@@ -1,0 +1,143 @@
+"""The per-file task and how it runs in a worker.
+
+A :class:`Task` is a frozen, picklable object: the functions are module-level, so they travel to
+worker processes and Ray actors by reference, and each worker calls ``warm_up(options)`` once
+(load the model) before its first file.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import os
+import time
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+from ..errors import ModelError, Photo3DError, UsageError, one_line
+from .result import Result, Status, msg
+
+
+@dataclass(frozen=True)
+class Task:
+    """What to run on each file, and with which options.
+
+    * ``run(src, dst, options) -> report dict``: writes ``dst`` (and any side files beside it)
+      atomically; raises :class:`~photo3d.errors.InputFileError` for a bad file and
+      :class:`~photo3d.errors.ModelError` when every file would fail (stops the batch).
+    * ``warm_up(options)``: load what files need once per worker (the depth model).
+    * ``outputs(dst, options) -> [dst, side files...]``: planned together, so no two collide.
+    * ``finish(src, dst, options) -> report dict``: write the missing side files of an existing
+      ``dst`` (each output resumes on its own).
+    """
+
+    name: str
+    run: Callable[[Path, Path, Any], dict[str, Any] | None]
+    options: Any = None
+    warm_up: Callable[[Any], Any] | None = None
+    outputs: Callable[[Path, Any], Sequence[Path]] | None = None
+    finish: Callable[[Path, Path, Any], dict[str, Any] | None] | None = None
+
+    def with_options(self, options: Any) -> Task:
+        return dataclasses.replace(self, options=options)
+
+    def planned_outputs(self) -> Callable[[Path], list[Path]] | None:
+        """``dst -> [dst, side files...]`` with these options (None: dst only)."""
+        hook = self.outputs
+        return None if hook is None else (lambda dst: list(hook(dst, self.options)))
+
+
+def _peak_rss_mb() -> float | None:
+    try:
+        import resource
+
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # KiB on Linux
+    except Exception:  # pragma: no cover - not on Linux
+        return None
+
+
+_WORKER_ID = None
+
+
+def _worker_id() -> str:
+    global _WORKER_ID
+    if _WORKER_ID is None:
+        import socket
+
+        _WORKER_ID = f"{os.getpid()}@{socket.gethostname()}"
+    return _WORKER_ID
+
+
+def warm_up(task: Task) -> None:
+    """Load what the task needs once per worker (the depth model), so files don't pay for it.
+    Failures are ignored here: they surface, with the file name, when the first file runs."""
+    if task.warm_up is None:
+        return
+    with contextlib.suppress(Exception):
+        task.warm_up(task.options)
+
+
+def _warning_lines(caught: Sequence[warnings.WarningMessage]) -> list[str]:
+    """Library warnings (PIL, numpy, ...) raised while a file ran, one short line each."""
+    lines: list[str] = []
+    for w in caught:
+        line = one_line(f"{w.category.__name__}: {w.message}")
+        if line not in lines:
+            lines.append(line)
+    return lines[:5]
+
+
+def execute(task: Task, src: Path, dst: Path, finish: bool = False) -> Result:
+    """Run ``task`` on one file and describe the outcome; never raises for a bad file.
+    ``finish``: run the task's ``finish`` hook instead (write the missing side files of ``dst``).
+
+    A :class:`ModelError` (or a bad option) comes back with ``fatal`` set: it is not about the
+    file, every other file would fail the same way.  Library warnings are kept in
+    ``report["warnings"]`` (one line each), not printed as multi-line blocks.
+    """
+    t0 = time.perf_counter()
+    caught: list[warnings.WarningMessage] = []
+    try:
+        func = task.finish if finish else task.run
+        if func is None:
+            raise UsageError(f"task {task.name!r} cannot add missing side outputs")
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            report = dict(func(src, dst, task.options) or {})
+        if caught:  # (after the task's own warnings, if any)
+            report["warnings"] = list(dict.fromkeys([*report.get("warnings", ()), *_warning_lines(caught)]))
+        size = dst.stat().st_size if dst.exists() else 0
+        return Result(src, dst, Status.ok, time.perf_counter() - t0, size, report=report,
+                      worker=_worker_id(), peak_rss_mb=_peak_rss_mb())
+    except Photo3DError as e:
+        if e.path is None:
+            e.path = src
+        fatal = e.exit_code if isinstance(e, (ModelError, UsageError)) else None
+        return Result(src, dst, Status.failed, time.perf_counter() - t0, error=str(e), fatal=fatal,
+                      worker=_worker_id(), peak_rss_mb=_peak_rss_mb())
+    except MemoryError:
+        return Result(src, dst, Status.failed, time.perf_counter() - t0,
+                      error=msg(src, "out of memory (try a lower --max-megapixels)"), worker=_worker_id())
+    except Exception as e:  # a bug must not stop the batch either; say what it was in one line
+        if os.environ.get("PHOTO3D_DEBUG"):
+            import traceback
+
+            traceback.print_exc()
+        return Result(src, dst, Status.failed, time.perf_counter() - t0,
+                      error=msg(src, f"internal error ({one_line(f'{type(e).__name__}: {e}')})"),
+                      worker=_worker_id(), peak_rss_mb=_peak_rss_mb())
+
+
+def set_threads(threads: int | None) -> None:
+    if not threads:
+        return
+    with contextlib.suppress(Exception):
+        import torch
+
+        torch.set_num_threads(threads)
+    with contextlib.suppress(Exception):
+        import cv2
+
+        cv2.setNumThreads(threads)
