@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import atexit
+import functools
 import gc
 import math
 import sys
@@ -17,9 +18,38 @@ from . import __version__
 from .errors import Photo3DError, UsageError, install_one_line_warnings, printable
 
 
+def _show_one_line(e, file=None) -> None:
+    """Show a command-line mistake as one line (click prints the usage, a hint and the error)."""
+    ctx = getattr(e, "ctx", None)
+    where = f" (see: {ctx.command_path} --help)" if ctx is not None else ""
+    print(f"error: {printable(e.format_message())}{where}", file=file or sys.stderr)
+
+
+def _one_line_usage_errors(method):
+    def wrapped(*args, **kwargs):
+        try:
+            return method(*args, **kwargs)
+        except Exception as e:  # click's UsageError (typer may bundle its own click)
+            if (getattr(e, "exit_code", None) == 2 and hasattr(e, "format_message")
+                    and type(e).__name__ != "NoArgsIsHelpError"):  # (that one shows the help)
+                e.show = functools.partial(_show_one_line, e)
+            raise
+
+    return wrapped
+
+
+class _Group(typer.core.TyperGroup):
+    """The top level: an unknown command is one line too."""
+
+    parse_args = _one_line_usage_errors(typer.core.TyperGroup.parse_args)
+    resolve_command = _one_line_usage_errors(typer.core.TyperGroup.resolve_command)
+
+
 class _Command(typer.core.TyperCommand):
     """Plain click help that reads well at 80 columns: a usual usage line (``INPUT...``, not
-    ``{inputs}``) and arguments listed by name, without type labels."""
+    ``{inputs}``) and arguments listed by name, without type labels; mistakes are one line."""
+
+    parse_args = _one_line_usage_errors(typer.core.TyperCommand.parse_args)
 
     def _arguments(self, ctx):
         return [p for p in self.get_params(ctx) if p.param_type_name == "argument"]
@@ -38,12 +68,13 @@ class _Command(typer.core.TyperCommand):
 
 
 app = typer.Typer(
+    cls=_Group,
     add_completion=False,
     rich_markup_mode=None,
     no_args_is_help=True,
     help="Turn a single 2D photo into a 3D photo (layered depth mesh as glTF).",
 )
-model_app = typer.Typer(no_args_is_help=True, rich_markup_mode=None, help="Manage depth models.")
+model_app = typer.Typer(cls=_Group, no_args_is_help=True, rich_markup_mode=None, help="Manage depth models.")
 app.add_typer(model_app, name="model")
 
 err = Console(stderr=True, highlight=False)

@@ -416,6 +416,20 @@ def test_an_empty_folder_or_a_glob_matching_nothing_fails(tmp_path):
     assert r.exit_code == 1 and lines(r.output) == [f"error: no images found in {tmp_path / 'in'} matching *.jpg"]
 
 
+@pytest.mark.parametrize("args,message", [
+    (["convert", "x.jpg", "--bogus"], "error: No such option: --bogus"),
+    (["convert"], "error: Missing argument 'INPUT...'."),
+    (["depth", "x.jpg"], "error: Missing option '-o' / '--output'."),
+    (["convert", "x.jpg", "-o", "x.glb", "--quality", "500"], "error: Invalid value for '--quality'"),
+    (["bogus"], "error: No such command 'bogus'."),
+])
+def test_command_line_mistakes_are_one_line(args, message):
+    r = cli(*args)
+    assert r.exit_code == 2, r.output
+    (line,) = lines(r.output)
+    assert line.startswith(message) and line.endswith("--help)"), line
+
+
 @pytest.mark.parametrize("command", [[], ["convert"], ["depth"], ["model"], ["model", "import"]])
 def test_help_reads_well_at_80_columns(command):
     r = cli(*command, "--help", width=80)
