@@ -27,7 +27,6 @@ from . import __version__
 
 DEFAULT_FOCAL_35MM = 28.0  # a phone's main camera (~65 deg horizontal on a 4:3 photo), when EXIF has none
 DIAGONAL_35MM = math.hypot(36.0, 24.0)
-MAX_TEXTURE_SIDE = 4096
 DEPTH_CONVENTION = (
     "positions in camera space: camera at the origin looking down -Z, +Y up; "
     "depth = -z; inverse depth 1/depth is what the depth model predicts (larger = nearer)"
@@ -74,7 +73,6 @@ class MeshData:
 
 @dataclass
 class ExportOptions:
-    jpeg_quality: int = 80
     extras: dict[str, Any] = field(default_factory=dict)
 
 
@@ -209,14 +207,8 @@ def _pack_glb(tree: dict, binary: bytes) -> bytes:
 
 def _finish_tree(tree: dict, camera: Camera, opts: ExportOptions) -> None:
     tree["asset"]["generator"] = f"photo3d {__version__}"
-    for mat in tree.get("materials", []):
-        mat.setdefault("extensions", {})["KHR_materials_unlit"] = {}
     tree["samplers"] = [{"magFilter": _LINEAR, "minFilter": _LINEAR_MIPMAP_LINEAR, "wrapS": _CLAMP, "wrapT": _CLAMP}]
-    for tex in tree.get("textures", []):
-        tex["sampler"] = 0
-    used = set(tree.get("extensionsUsed", []))
-    used.add("KHR_materials_unlit")
-    tree["extensionsUsed"] = sorted(used)
+    tree["extensionsUsed"] = ["KHR_materials_unlit"]
     tree["cameras"] = [
         {
             "name": "photo",

@@ -256,7 +256,7 @@ def export_glb(data: list[MeshData], textures: list[Texture], geo: Geometry, opt
         "parallax": {"max_offset": geo.max_offset, "inverse_depth_range": [lo, hi], "focus_depth": 2.0 / (lo + hi)},
         **extras,
     }
-    return to_glb(data, [t.jpeg for t in textures], geo.camera, ExportOptions(opts.jpeg_quality, extras))
+    return to_glb(data, [t.jpeg for t in textures], geo.camera, ExportOptions(extras))
 
 
 class _Background(threading.Thread):

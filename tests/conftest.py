@@ -1,10 +1,10 @@
-import os
+"""Fixtures.  Plain helpers (paths, CLI runners, test photos, tools) live in ``tests/helpers/``."""
+
 from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[1]
-SHARED = Path(os.environ.get("PHOTO3D_SHARED", REPO.parent / "shared"))
+from helpers.paths import SHARED
 
 
 @pytest.fixture(scope="session")
@@ -12,17 +12,6 @@ def shared_dir() -> Path:
     if not (SHARED / "data").is_dir():
         pytest.skip("../shared is absent")
     return SHARED
-
-
-def missing_tool(reason: str) -> None:
-    """A test tool is absent: fail in CI (scripts/install-test-deps.sh must have installed it), skip elsewhere."""
-    hint = f"{reason}; install it with scripts/install-test-deps.sh"
-    if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
-        pytest.fail(f"in CI: {hint}")
-    pytest.skip(hint)
-
-
-needs_shared = pytest.mark.skipif(not (SHARED / "data").is_dir(), reason="../shared is absent")
 
 
 # --- depth models (helper DEPTH) ------------------------------------------------------------

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 
-from conftest import REPO
+from helpers.paths import REPO
 from photo3d.viewer import BUNDLE_BANNER, viewer_html
 
 ASSETS = REPO / "photo3d" / "assets"

@@ -1,30 +1,26 @@
 """Batch runs over photo folders: discovery, mirrored outputs, bad files, summary, resume.
 
-The fast tests use a model-free task (``batch_task_thumb`` below: decode with
+The fast tests use a model-free task (``helpers.batch_tasks``: decode with
 ``photo3d.io.load_image`` and write a grey thumbnail atomically) so they exercise the real
-decoder on real good and bad files without a depth model.  The end-to-end tests run the real
-``photo3d depth`` / ``photo3d convert`` commands in subprocesses with the Tiefenrausch model from
-``../shared`` and skip when it is absent.
+decoder on real good and bad files without a depth model.  The end-to-end tests (marked
+``slow``) run the real ``photo3d depth`` / ``photo3d convert`` commands in subprocesses with the
+bundled model, so they need no ``../shared``.
 """
 
 from __future__ import annotations
 
-import io
 import json
 import os
 import signal
-import struct
 import subprocess
 import sys
 import time
-import zlib
-from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import pytest
 from PIL import Image
 
+from helpers.gltf import assert_valid_glb
 from photo3d.batch import (
     PoolExecutor,
     SequentialExecutor,
@@ -34,136 +30,11 @@ from photo3d.batch import (
     plan_jobs,
     run_batch,
 )
-from photo3d.io import HEIF_AVAILABLE, atomic_output, load_image
+from photo3d.io import HEIF_AVAILABLE, load_image
 
-REPO = Path(__file__).resolve().parents[1]
-SHARED = Path(os.environ.get("PHOTO3D_SHARED", REPO.parent / "shared"))
-TIEFENRAUSCH = SHARED / "data" / "tiefenrausch"
-
-
-# --------------------------------------------------------------------------------------------
-# A model-free per-file task (pickled by reference: worker processes import test_batch)
-
-
-@dataclass(frozen=True)
-class ThumbOptions:
-    size: int = 32
-    max_megapixels: float = 100.0
-
-
-def batch_task_thumb(src: Path, dst: Path, opts: ThumbOptions) -> dict:
-    photo = load_image(src, max_megapixels=opts.max_megapixels)
-    g = photo.rgb.mean(axis=2).astype(np.uint8)
-    im = Image.fromarray(g).resize((opts.size, opts.size), Image.BILINEAR)
-    with atomic_output(dst) as tmp:
-        im.save(tmp, format="PNG")
-    return {"width": photo.width, "height": photo.height}
-
-
-THUMB = Task("batch_task_thumb", batch_task_thumb, ThumbOptions())
-
-
-def batch_task_crashy(src: Path, dst: Path, opts: ThumbOptions) -> dict:
-    """Like batch_task_thumb, but a file named *crash* kills its worker (as the OOM killer would)."""
-    if "crash" in src.name:
-        os.kill(os.getpid(), signal.SIGKILL)
-    return batch_task_thumb(src, dst, opts)
-
-
-def _dies_outside(pid: int):
-    if os.getpid() != pid:
-        os._exit(3)  # a worker that cannot even start (say, a broken install)
-    return DiesInWorkers(pid)
-
-
-@dataclass(frozen=True)
-class DiesInWorkers:
-    pid: int
-
-    def __reduce__(self):
-        return (_dies_outside, (self.pid,))
-
-
-def batch_task_broken_model(src: Path, dst: Path, opts) -> dict:
-    from photo3d.errors import ModelError
-
-    raise ModelError("not a TorchScript file", "/models/broken.pt")
-
-
-# --------------------------------------------------------------------------------------------
-# Test photos: good ones of every awkward kind, bad ones of every kind
-
-
-def _photo(w: int = 200, h: int = 150, seed: int = 0) -> np.ndarray:
-    rng = np.random.default_rng(seed)
-    y, x = np.mgrid[0:h, 0:w]
-    rgb = np.stack([x * 255 // w, y * 255 // h, (x + y) * 255 // (w + h)], axis=2).astype(np.uint8)
-    return np.clip(rgb.astype(int) + rng.integers(-20, 20, rgb.shape), 0, 255).astype(np.uint8)
-
-
-def _bomb_png(path: Path, w: int = 40000, h: int = 40000) -> None:
-    """A tiny PNG whose header claims 1.6 gigapixels (a decompression bomb)."""
-
-    def chunk(kind: bytes, data: bytes) -> bytes:
-        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
-
-    ihdr = struct.pack(">IIBBBBB", w, h, 1, 0, 0, 0, 0)  # 1-bit greyscale
-    idat = zlib.compress(b"\0" * (w // 8 + 1) * 64)
-    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", idat) + chunk(b"IEND", b""))
-
-
-GOOD = [
-    "plain.jpg",
-    "sub/sixteen bit.png",
-    "sub/deeper/cmyk.jpg",
-    "rotated.jpg",
-    "grey.jpeg",
-    "ünïcødé ñame 写真.JPG",
-    "sub/scan.tiff",
-    "web.webp",
-    "old.bmp",
-] + (["sub/phone.HEIC"] if HEIF_AVAILABLE else [])  # with photo3d[heif] (the test extra)
-BAD = {
-    "bad/truncated.jpg": "truncated",
-    "bad/text.jpg": "not an image",
-    "bad/empty.jpg": "empty",
-    "bad/bomb.png": "too large",
-}
-
-
-def make_album(root: Path) -> Path:
-    (root / "sub" / "deeper").mkdir(parents=True)
-    (root / "bad").mkdir()
-    rgb = _photo()
-    Image.fromarray(rgb).save(root / "plain.jpg", quality=90)
-    g16 = (rgb[:, :, 0].astype(np.uint16) * 257).astype(np.uint16)
-    Image.fromarray(g16).save(root / "sub" / "sixteen bit.png")
-    assert Image.open(root / "sub" / "sixteen bit.png").mode.startswith("I")
-    Image.fromarray(rgb).convert("CMYK").save(root / "sub" / "deeper" / "cmyk.jpg")
-    exif = Image.Exif()
-    exif[0x0112] = 6  # rotate 90° on display
-    Image.fromarray(_photo(200, 120, 1)).save(root / "rotated.jpg", exif=exif)
-    Image.fromarray(rgb).convert("L").save(root / "grey.jpeg")
-    Image.fromarray(_photo(180, 160, 2)).save(root / "ünïcødé ñame 写真.JPG")
-    Image.fromarray(rgb).save(root / "sub" / "scan.tiff")
-    Image.fromarray(rgb).save(root / "web.webp")
-    Image.fromarray(rgb).save(root / "old.bmp")
-    if HEIF_AVAILABLE:
-        Image.fromarray(rgb).save(root / "sub" / "phone.HEIC", format="HEIF")
-    # bad files
-    buf = io.BytesIO()
-    Image.fromarray(_photo(400, 300, 3)).save(buf, format="JPEG", quality=95)
-    (root / "bad" / "truncated.jpg").write_bytes(buf.getvalue()[: len(buf.getvalue()) // 3])
-    (root / "bad" / "text.jpg").write_text("this is not a photo\n")
-    (root / "bad" / "empty.jpg").write_bytes(b"")
-    _bomb_png(root / "bad" / "bomb.png")
-    # ignored: hidden files and folders, non-images, a symlink loop
-    Image.fromarray(rgb).save(root / ".hidden.jpg")
-    (root / ".cache").mkdir()
-    Image.fromarray(rgb).save(root / ".cache" / "thumb.jpg")
-    (root / "notes.txt").write_text("not an image type\n")
-    os.symlink("..", root / "sub" / "loop")
-    return root
+from helpers.batch_tasks import THUMB, DiesInWorkers, ThumbOptions, batch_task_broken_model, batch_task_crashy, batch_task_thumb
+from helpers.cli import cli_command, env
+from helpers.photos import BAD, GOOD, make_album, photo_rgb
 
 
 @pytest.fixture()
@@ -189,7 +60,7 @@ def _snapshot(root: Path) -> dict[str, tuple[int, int, bytes]]:
 def test_discovery_mirrors_tree_skips_hidden_output_and_link_loops(album: Path) -> None:
     out = album / "out"  # output inside the input: must be skipped on the next run
     (out / "sub").mkdir(parents=True)
-    Image.fromarray(_photo()).save(out / "plain.png")
+    Image.fromarray(photo_rgb()).save(out / "plain.png")
     jobs = plan_jobs([album], out, ".png")
     rel = sorted(str(j.src.relative_to(album)) for j in jobs)
     assert rel == sorted(GOOD + list(BAD))  # once each: the loop sub/loop -> .. is not walked twice
@@ -212,14 +83,14 @@ def test_output_names_never_clash_or_hit_inputs(tmp_path: Path) -> None:
     src = tmp_path / "in"
     src.mkdir()
     for name in ("a.jpg", "a.png", "b.png"):
-        Image.fromarray(_photo(20, 20)).save(src / name)
+        Image.fromarray(photo_rgb(20, 20)).save(src / name)
     jobs = plan_jobs([src], tmp_path / "out", ".png")
     assert sorted(j.dst.name for j in jobs) == ["a.jpg.png", "a.png.png", "b.png"]
     # several inputs: each folder goes into OUTDIR/<name>, files into OUTDIR
     other = tmp_path / "other"
     other.mkdir()
-    Image.fromarray(_photo(20, 20)).save(other / "b.png")
-    Image.fromarray(_photo(20, 20)).save(tmp_path / "c.png")
+    Image.fromarray(photo_rgb(20, 20)).save(other / "b.png")
+    Image.fromarray(photo_rgb(20, 20)).save(tmp_path / "c.png")
     jobs = plan_jobs([src, other, src / "b.png", tmp_path / "c.png"], tmp_path / "out", ".glb")
     dsts = sorted(str(j.dst.relative_to(tmp_path / "out")) for j in jobs)  # in/b.png given twice: once
     assert dsts == ["c.glb", "in/a.jpg.glb", "in/a.png.glb", "in/b.glb", "other/b.glb"]
@@ -280,7 +151,7 @@ def test_overwrite_rewrites_and_stale_temps_are_cleaned(album: Path, tmp_path: P
     # what a kill -9 inside atomic_output leaves: the temp file of a process that is gone
     code = "import os, sys; from photo3d.io import atomic_output\n" \
            "with atomic_output(sys.argv[1]) as t:\n t.write_bytes(b'partial'); os.kill(os.getpid(), 9)"
-    subprocess.run([sys.executable, "-c", code, str(out / "plain.png")], env=_env(), timeout=60)
+    subprocess.run([sys.executable, "-c", code, str(out / "plain.png")], env=env(), timeout=60)
     (stale,) = out.glob(".plain.png.*.tmp")
     rep = run_batch(jobs, THUMB, SequentialExecutor(), progress=False)
     assert [r.status for r in rep.results] == [Status.ok] and not stale.exists()
@@ -303,7 +174,7 @@ def test_pool_results_keep_planned_order_and_report_workers(album: Path, tmp_pat
 
 def test_single_file_and_usage_errors(tmp_path: Path) -> None:
     src = tmp_path / "one photo.jpg"
-    Image.fromarray(_photo()).save(src)
+    Image.fromarray(photo_rgb()).save(src)
     dst = tmp_path / "o" / "result.png"
     assert batch_command(THUMB, [src], dst, ".png") == 0 and dst.is_file()
     # an explicit single file is rewritten by default (you asked for that file)
@@ -323,23 +194,13 @@ def test_single_file_and_usage_errors(tmp_path: Path) -> None:
 # End to end: the real CLI with a real model (skipped without ../shared)
 
 
-def _env() -> dict[str, str]:
-    return {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), str(REPO / "tests"), os.environ.get("PYTHONPATH", "")])}
 
-
-def _cli(*args: str, **kw) -> list[str]:
-    return [sys.executable, "-c", "from photo3d.cli import app; app(prog_name='photo3d')", *args]
-
-
-needs_model = pytest.mark.skipif(not (TIEFENRAUSCH / "tiefenrausch.pb").is_file(), reason="../shared is absent")
-
-
-@needs_model
+@pytest.mark.slow
 def test_cli_depth_folder_with_bad_files(album: Path, tmp_path: Path) -> None:
     out = tmp_path / "depth out"
     summary = tmp_path / "s.json"
     p = subprocess.run(
-        _cli("depth", str(album), "-o", str(out), "--model", str(TIEFENRAUSCH), "--jobs", "2", "--summary", str(summary)),
+        cli_command("depth", str(album), "-o", str(out), "--jobs", "2", "--summary", str(summary)),
         capture_output=True, text=True, timeout=600,
     )
     assert p.returncode == 1, p.stderr
@@ -384,9 +245,9 @@ def _resume_after_kill(tmp_path: Path, command: list[str], suffix: str, check, n
     for i in range(n):
         sub = src / f"roll {i % 3}"
         sub.mkdir(parents=True, exist_ok=True)
-        Image.fromarray(_photo(224, 168, seed=i)).save(sub / f"photo {i:02d}.jpg", quality=90)
+        Image.fromarray(photo_rgb(224, 168, seed=i)).save(sub / f"photo {i:02d}.jpg", quality=90)
     out = tmp_path / "out"
-    args = _cli(*command, str(src), "-o", str(out))
+    args = cli_command(*command, str(src), "-o", str(out))
     proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     deadline = time.monotonic() + 300
     while time.monotonic() < deadline and proc.poll() is None and len(_outputs(out) if out.exists() else []) < 2:
@@ -425,11 +286,11 @@ def _check_depth_png(path: Path) -> None:
     assert im.size == (224, 168) and im.mode.startswith("I")
 
 
-@needs_model
+@pytest.mark.slow
 @pytest.mark.parametrize("jobs,sig", [("1", signal.SIGKILL), ("2", signal.SIGKILL), ("2", signal.SIGINT)],
                          ids=["jobs1-kill9", "jobs2-kill9", "jobs2-ctrl-c"])
 def test_depth_resume_after_kill(tmp_path: Path, jobs: str, sig: int) -> None:
-    _resume_after_kill(tmp_path, ["depth", "--model", str(TIEFENRAUSCH), "--jobs", jobs], ".png", _check_depth_png,
+    _resume_after_kill(tmp_path, ["depth", "--jobs", jobs], ".png", _check_depth_png,
                        sig=sig)
 
 
@@ -445,23 +306,21 @@ def test_a_broken_model_stops_the_batch_without_blaming_files(album: Path, tmp_p
 
 
 def _check_glb(path: Path) -> None:
-    from gltf_validate import assert_valid_glb
-
     assert path.suffix == ".glb"
     assert_valid_glb(path)
 
 
-@needs_model
+@pytest.mark.slow
 def test_convert_resume_after_kill_9_gives_valid_glbs(tmp_path: Path) -> None:
-    _resume_after_kill(tmp_path, ["convert", "--model", str(TIEFENRAUSCH), "--jobs", "2"], ".glb", _check_glb, n=8)
+    _resume_after_kill(tmp_path, ["convert", "--jobs", "2"], ".glb", _check_glb, n=8)
 
 
-@needs_model
+@pytest.mark.slow
 def test_cli_convert_folder_with_bad_files(album: Path, tmp_path: Path) -> None:
     out = tmp_path / "3d"
     summary = tmp_path / "s.json"
     p = subprocess.run(
-        _cli("convert", str(album), "-o", str(out), "--model", str(TIEFENRAUSCH), "--summary", str(summary)),
+        cli_command("convert", str(album), "-o", str(out), "--summary", str(summary)),
         capture_output=True, text=True, timeout=600,
     )
     assert p.returncode == 1, p.stderr
@@ -484,7 +343,7 @@ def test_a_worker_killed_by_one_file_fails_only_that_file(tmp_path: Path) -> Non
     src.mkdir()
     names = [f"p{i}.jpg" for i in range(6)] + ["crash.jpg"]
     for n in names:
-        Image.fromarray(_photo(40, 30)).save(src / n)
+        Image.fromarray(photo_rgb(40, 30)).save(src / n)
     jobs = plan_jobs([src], tmp_path / "out", ".png")
     rep = run_batch(jobs, Task("batch_task_crashy", batch_task_crashy, ThumbOptions()), PoolExecutor(2), progress=False)
     status = {r.src.name: (r.status, r.error) for r in rep.results}
@@ -497,7 +356,7 @@ def test_workers_that_cannot_start_stop_the_batch(tmp_path: Path) -> None:
     src = tmp_path / "in"
     src.mkdir()
     for i in range(5):
-        Image.fromarray(_photo(40, 30)).save(src / f"p{i}.jpg")
+        Image.fromarray(photo_rgb(40, 30)).save(src / f"p{i}.jpg")
     jobs = plan_jobs([src], tmp_path / "out", ".png")
     rep = run_batch(jobs, Task("batch_task_thumb", batch_task_thumb, DiesInWorkers(os.getpid())), PoolExecutor(2),
                     progress=False)

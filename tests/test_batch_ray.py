@@ -17,10 +17,12 @@ ray = pytest.importorskip("ray")
 
 from photo3d.batch import RayExecutor, SequentialExecutor, Status, plan_jobs, run_batch  # noqa: E402
 
-from test_batch import BAD, GOOD, THUMB, TIEFENRAUSCH, _cli, make_album, needs_model  # noqa: E402
+from helpers.batch_tasks import THUMB  # noqa: E402
+from helpers.cli import cli_command  # noqa: E402
+from helpers.paths import REPO, TESTS  # noqa: E402
+from helpers.photos import BAD, GOOD, make_album  # noqa: E402
 
-TESTS = Path(__file__).resolve().parent
-REPO = TESTS.parent
+pytestmark = pytest.mark.slow  # end to end: a Ray cluster
 
 
 @pytest.fixture(scope="module")
@@ -73,7 +75,7 @@ def test_ray_engine_matches_local(ray_cluster, tmp_path: Path) -> None:
     assert len(remote.summary()["peak_rss_mb_per_worker"]) == 2
 
 
-@needs_model
+@pytest.mark.slow
 @pytest.mark.parametrize("command", ["depth", "convert"])
 def test_cli_on_ray_cluster_matches_local(ray_cluster, tmp_path: Path, command: str) -> None:
     suffix = ".png" if command == "depth" else ".glb"
@@ -89,7 +91,7 @@ def test_cli_on_ray_cluster_matches_local(ray_cluster, tmp_path: Path, command: 
     for name, extra in (("local", ["--jobs", "2"]), ("ray", ["--engine", "ray", "--address", ray_cluster, "--jobs", "2"])):
         out = tmp_path / name
         p = subprocess.run(
-            _cli(command, str(src), "-o", str(out), "--model", str(TIEFENRAUSCH), "--summary", str(tmp_path / f"{name}.json"),
+            cli_command(command, str(src), "-o", str(out), "--summary", str(tmp_path / f"{name}.json"),
                  *extra),
             capture_output=True, text=True, timeout=600,
         )

@@ -1,12 +1,11 @@
 import re
-import sys
 
 import numpy as np
-from gltf_validate import assert_valid_glb
 from PIL import Image
 from typer.testing import CliRunner
 
-from conftest import REPO, needs_shared
+from helpers.gltf import assert_valid_glb
+from helpers.paths import benchmark, needs_shared
 from photo3d.cli import app
 from photo3d.export import read_glb
 from photo3d.pipeline import ConvertOptions, convert_file
@@ -106,8 +105,8 @@ def test_convert_real_photo_with_tiefenrausch(tmp_path, tiefenrausch_pt, shared_
 @needs_shared
 def test_layered_beats_stretched_on_disoccluded_pixels(shared_dir):
     """Middlebury Midd1 with GT depth: the background layer fills what the stretched mesh smears."""
-    sys.path.insert(0, str(REPO / "benchmarks"))
-    from novel_view import align, build_and_render, eval_masks, psnr
+    nv = benchmark("novel_view")
+    align, build_and_render, eval_masks, psnr = nv.align, nv.build_and_render, nv.eval_masks, nv.psnr
 
     d = shared_dir / "data" / "middlebury2006" / "Midd1"
     rgb = np.asarray(Image.open(d / "view1.png").convert("RGB"))
@@ -135,8 +134,8 @@ def test_novel_views_show_no_line_or_crack_across_the_foreground(tmp_path):
 
     import cv2
 
-    sys.path.insert(0, str(REPO / "benchmarks"))
-    from novel_view import load_glb_meshes, rasterize
+    nv = benchmark("novel_view")
+    load_glb_meshes, rasterize = nv.load_glb_meshes, nv.rasterize
 
     w, h = 480, 360
     yy, xx = np.mgrid[:h, :w]

@@ -23,7 +23,7 @@ import pytest
 from PIL import Image
 from typer.testing import CliRunner
 
-from gltf_validate import assert_valid_glb
+from helpers.gltf import assert_valid_glb
 from photo3d.cli import app
 from photo3d.depth import DepthOptions, depth_file
 from photo3d.depth import embedded as E

@@ -3,9 +3,9 @@ import math
 
 import numpy as np
 import pytest
-from gltf_validate import assert_valid_glb
 from PIL import Image
 
+from helpers.gltf import assert_valid_glb
 from photo3d.export import DEFAULT_FOCAL_35MM, MeshData, camera_for, encode_jpeg, read_glb, to_glb, ExportOptions
 from photo3d.pipeline import ConvertOptions, convert_file
 

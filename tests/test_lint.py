@@ -6,7 +6,7 @@ import importlib.util
 import subprocess
 import sys
 
-from conftest import REPO, missing_tool
+from helpers.paths import REPO, missing_tool
 
 
 def test_ruff_is_clean():

@@ -5,11 +5,11 @@ import json
 import struct
 
 import numpy as np
-from gltf_validate import assert_valid_glb
 from PIL import Image
 from typer.testing import CliRunner
 
-from conftest import REPO
+from helpers.gltf import assert_valid_glb
+from helpers.paths import REPO
 from photo3d.cli import app
 from photo3d.depth.modelfile import bundled_model_path, verify_bundled
 

@@ -21,40 +21,14 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from gltf_validate import assert_valid_glb
 from PIL import Image
 from rich.console import Console
-from typer.testing import CliRunner
 
-from conftest import REPO
-from photo3d.cli import app
-
-runner = CliRunner()
-
-
-def cli(*args, width: int = 200):
-    return runner.invoke(app, [str(a) for a in args], terminal_width=width, env={"COLUMNS": str(width)},
-                         prog_name="photo3d")
-
-
-def env() -> dict[str, str]:
-    return {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), str(REPO / "tests"), os.environ.get("PYTHONPATH", "")])}
-
-
-def cli_process(*args, preexec_fn=None, timeout: int = 300) -> subprocess.CompletedProcess:
-    """The command as a user runs it: its own process, stderr as it reaches the terminal."""
-    cmd = [sys.executable, "-c", "from photo3d.cli import app; app(prog_name='photo3d')", *map(str, args)]
-    return subprocess.run(cmd, capture_output=True, text=True, env=env(), timeout=timeout, preexec_fn=preexec_fn)
-
-
-def photo(path: Path, w: int = 96, h: int = 72, seed: int = 0) -> Path:
-    rng = np.random.default_rng(seed)
-    y, x = np.mgrid[0:h, 0:w]
-    rgb = np.stack([x * 255 // w, y * 255 // h, (x + y) * 255 // (w + h)], axis=2)
-    rgb = np.clip(rgb + rng.integers(-15, 15, rgb.shape), 0, 255).astype(np.uint8)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    Image.fromarray(rgb).save(path)
-    return path
+from helpers.gltf import assert_valid_glb
+from helpers.batch_tasks import THUMB
+from helpers.cli import cli, cli_process, env
+from helpers.paths import REPO
+from helpers.photos import photo
 
 
 def depth_npy(path: Path, w: int = 96, h: int = 72) -> Path:
@@ -115,6 +89,7 @@ def _no_read_override():
             libc.prctl(24, cap, 0, 0, 0)  # PR_CAPBSET_DROP
 
 
+@pytest.mark.slow
 def test_an_unreadable_file_on_the_command_line_is_one_failed_input(tmp_path, tiny_depth_model):
     good = photo(tmp_path / "good.png")
     bad = photo(tmp_path / "secret.png")
@@ -156,8 +131,6 @@ def test_a_second_run_leaves_the_live_temp_file_of_the_first_alone(tmp_path):
 
 
 def _thumb():
-    from test_batch import THUMB
-
     return THUMB
 
 
@@ -232,6 +205,7 @@ def _file_size_limit():
     resource.setrlimit(resource.RLIMIT_FSIZE, (2_000, 2_000))
 
 
+@pytest.mark.slow
 def test_a_failed_glb_write_says_cannot_write_naming_the_output(tmp_path):
     src = photo(tmp_path / "photo.png")
     out = tmp_path / "out" / "photo.glb"
@@ -260,6 +234,7 @@ def _exif_with_a_bad_tag(path: Path) -> Path:
     return path
 
 
+@pytest.mark.slow
 def test_every_message_is_one_line(tmp_path):
     folder = tmp_path / "in"
     folder.mkdir()
@@ -476,10 +451,10 @@ def test_the_test_setup_says_that_chromium_needs_root(monkeypatch):
     readme = (REPO / "README.md").read_text()
     tests = readme.split("Run the tests", 1)[1].split("##", 1)[0]
     assert "root" in tests and "apt-get" in tests
-    from conftest import missing_tool
+    from helpers.paths import missing_tool
 
     monkeypatch.delenv("CI", raising=False)
-    from test_viewer_browser import CHROMIUM_MISSING
+    from helpers.browser import CHROMIUM_MISSING
 
     with pytest.raises(pytest.skip.Exception, match="needs root"):
         missing_tool(CHROMIUM_MISSING)

@@ -10,11 +10,11 @@ import cv2
 import imageio_ffmpeg
 import numpy as np
 import pytest
-from gltf_validate import assert_valid_glb
 from PIL import Image
 from typer.testing import CliRunner
 
-from conftest import REPO
+from helpers.gltf import assert_valid_glb
+from helpers.paths import REPO
 from photo3d.cli import app
 from photo3d.pipeline import ConvertOptions, convert_file
 from photo3d.render import PATHS, Renderer, View, cover_zoom, dolly_zoom_extra, frame_size, path_views, scene_from_glb
@@ -62,6 +62,7 @@ def coffee_mp4(tmp_path_factory):
     return out
 
 
+@pytest.mark.slow
 def test_example_mp4_is_h264_yuv420p_120_frames_1080(coffee_mp4):
     # what ffprobe would say, from the FFmpeg binary that wrote it
     p = subprocess.run([imageio_ffmpeg.get_ffmpeg_exe(), "-hide_banner", "-i", str(coffee_mp4)],
@@ -76,6 +77,7 @@ def test_example_mp4_is_h264_yuv420p_120_frames_1080(coffee_mp4):
     assert head.find(b"moov") != -1 and (head.find(b"mdat") == -1 or head.find(b"moov") < head.find(b"mdat"))
 
 
+@pytest.mark.slow
 def test_example_mp4_frame0_is_the_photo_and_near_moves_more(coffee_mp4, coffee_glb):
     meta, frames = mp4_frames(coffee_mp4)
     scene = scene_from_glb(coffee_glb)
@@ -130,8 +132,9 @@ def test_paths_loop_seamlessly_from_the_photo():
         assert max(max(abs(v.x), abs(v.y)) for v in views) <= 1.0
 
 
+@pytest.mark.slow
 def test_render_matches_the_viewer_in_headless_chromium(coffee_glb, tmp_path):
-    from test_viewer_browser import chromium, screenshot
+    from helpers.browser import chromium, screenshot
 
     exe = chromium()
     html = tmp_path / "coffee.html"

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import SHARED
+from helpers.paths import SHARED
 from photo3d.depth import modelfile
 from photo3d.train import fit, pack, qat
 from photo3d.train.losses import distill_loss, gradient_matching, shift_invariant_log, ssi_disparity

@@ -10,32 +10,17 @@ import shutil
 import subprocess
 
 import numpy as np
+import pytest
 from PIL import Image
 
-from conftest import missing_tool
+from helpers.browser import chromium, screenshot
 from photo3d.pipeline import ConvertOptions, convert_file
 
+pytestmark = pytest.mark.slow  # end to end: headless Chromium
+
 W, H = 480, 360
-CHROMIUM_MISSING = "chromium is not installed (installing it with apt-get needs root: sudo apt-get install chromium)"
 CLEAR = (255, 0, 255)  # the viewer's clear colour in this test: must never show
 
-
-def chromium() -> str:
-    exe = shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
-    if exe is None:
-        missing_tool(CHROMIUM_MISSING)
-    return exe
-
-
-def screenshot(exe, html, offset, out, profile, size=(W, H)):
-    url = f"file://{html}#offset={offset[0]},{offset[1]}&clear=ff00ff"
-    cmd = [exe, "--headless", "--no-sandbox", "--disable-gpu", "--use-gl=angle", "--use-angle=swiftshader",
-           "--enable-unsafe-swiftshader", "--disable-background-networking", "--disable-component-update",
-           "--disable-sync", "--no-first-run", "--hide-scrollbars", f"--user-data-dir={profile}",
-           f"--window-size={size[0]},{size[1]}", "--virtual-time-budget=20000", f"--screenshot={out}", url]
-    subprocess.run(cmd, capture_output=True, timeout=120, check=False)
-    assert out.is_file(), "chromium wrote no screenshot"
-    return np.asarray(Image.open(out).convert("RGB")).astype(int)
 
 
 def centroid_x(mask):

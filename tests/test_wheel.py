@@ -11,9 +11,9 @@ import sys
 from pathlib import Path
 
 import pytest
-from gltf_validate import assert_valid_glb
 
-from conftest import REPO
+from helpers.gltf import assert_valid_glb
+from helpers.paths import REPO
 
 pytestmark = pytest.mark.slow
 

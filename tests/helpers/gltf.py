@@ -13,9 +13,8 @@ import shutil
 import subprocess
 from pathlib import Path
 
-from conftest import missing_tool
+from .paths import REPO, missing_tool
 
-REPO = Path(__file__).resolve().parents[1]
 SCRIPT = REPO / "tests" / "validate_gltf.mjs"
 
 

@@ -1,0 +1,61 @@
+"""Model-free per-file batch tasks: decode with ``photo3d.io.load_image`` and write a grey thumbnail
+atomically, so batch tests exercise the real decoder on real good and bad files without a depth
+model.  Pickled by reference: worker processes import ``helpers.batch_tasks`` (tests/ is on their path)."""
+
+from __future__ import annotations
+
+import os
+import signal
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from photo3d.batch import Task
+from photo3d.io import atomic_output, load_image
+
+
+@dataclass(frozen=True)
+class ThumbOptions:
+    size: int = 32
+    max_megapixels: float = 100.0
+
+
+def batch_task_thumb(src: Path, dst: Path, opts: ThumbOptions) -> dict:
+    photo = load_image(src, max_megapixels=opts.max_megapixels)
+    g = photo.rgb.mean(axis=2).astype(np.uint8)
+    im = Image.fromarray(g).resize((opts.size, opts.size), Image.BILINEAR)
+    with atomic_output(dst) as tmp:
+        im.save(tmp, format="PNG")
+    return {"width": photo.width, "height": photo.height}
+
+
+THUMB = Task("batch_task_thumb", batch_task_thumb, ThumbOptions())
+
+
+def batch_task_crashy(src: Path, dst: Path, opts: ThumbOptions) -> dict:
+    """Like batch_task_thumb, but a file named *crash* kills its worker (as the OOM killer would)."""
+    if "crash" in src.name:
+        os.kill(os.getpid(), signal.SIGKILL)
+    return batch_task_thumb(src, dst, opts)
+
+
+def _dies_outside(pid: int):
+    if os.getpid() != pid:
+        os._exit(3)  # a worker that cannot even start (say, a broken install)
+    return DiesInWorkers(pid)
+
+
+@dataclass(frozen=True)
+class DiesInWorkers:
+    pid: int
+
+    def __reduce__(self):
+        return (_dies_outside, (self.pid,))
+
+
+def batch_task_broken_model(src: Path, dst: Path, opts) -> dict:
+    from photo3d.errors import ModelError
+
+    raise ModelError("not a TorchScript file", "/models/broken.pt")

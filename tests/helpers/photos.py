@@ -1,0 +1,95 @@
+"""Test photos: a stand-in photo, and an album of good files of every awkward kind and bad files of
+every kind (``make_album``; ``GOOD`` and ``BAD`` list them)."""
+
+from __future__ import annotations
+
+import io
+import os
+import struct
+import zlib
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from photo3d.io import HEIF_AVAILABLE
+
+
+def photo_rgb(w: int = 200, h: int = 150, seed: int = 0, noise: int = 20) -> np.ndarray:
+    """A smooth colour ramp with noise (a stand-in photo)."""
+    rng = np.random.default_rng(seed)
+    y, x = np.mgrid[0:h, 0:w]
+    rgb = np.stack([x * 255 // w, y * 255 // h, (x + y) * 255 // (w + h)], axis=2).astype(np.uint8)
+    return np.clip(rgb.astype(int) + rng.integers(-noise, noise, rgb.shape), 0, 255).astype(np.uint8)
+
+
+def bomb_png(path: Path, w: int = 40000, h: int = 40000) -> None:
+    """A tiny PNG whose header claims 1.6 gigapixels (a decompression bomb)."""
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+
+    ihdr = struct.pack(">IIBBBBB", w, h, 1, 0, 0, 0, 0)  # 1-bit greyscale
+    idat = zlib.compress(b"\0" * (w // 8 + 1) * 64)
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", idat) + chunk(b"IEND", b""))
+
+
+GOOD = [
+    "plain.jpg",
+    "sub/sixteen bit.png",
+    "sub/deeper/cmyk.jpg",
+    "rotated.jpg",
+    "grey.jpeg",
+    "ünïcødé ñame 写真.JPG",
+    "sub/scan.tiff",
+    "web.webp",
+    "old.bmp",
+] + (["sub/phone.HEIC"] if HEIF_AVAILABLE else [])  # with photo3d[heif] (the test extra)
+BAD = {
+    "bad/truncated.jpg": "truncated",
+    "bad/text.jpg": "not an image",
+    "bad/empty.jpg": "empty",
+    "bad/bomb.png": "too large",
+}
+
+
+def make_album(root: Path) -> Path:
+    (root / "sub" / "deeper").mkdir(parents=True)
+    (root / "bad").mkdir()
+    rgb = photo_rgb()
+    Image.fromarray(rgb).save(root / "plain.jpg", quality=90)
+    g16 = (rgb[:, :, 0].astype(np.uint16) * 257).astype(np.uint16)
+    Image.fromarray(g16).save(root / "sub" / "sixteen bit.png")
+    assert Image.open(root / "sub" / "sixteen bit.png").mode.startswith("I")
+    Image.fromarray(rgb).convert("CMYK").save(root / "sub" / "deeper" / "cmyk.jpg")
+    exif = Image.Exif()
+    exif[0x0112] = 6  # rotate 90° on display
+    Image.fromarray(photo_rgb(200, 120, 1)).save(root / "rotated.jpg", exif=exif)
+    Image.fromarray(rgb).convert("L").save(root / "grey.jpeg")
+    Image.fromarray(photo_rgb(180, 160, 2)).save(root / "ünïcødé ñame 写真.JPG")
+    Image.fromarray(rgb).save(root / "sub" / "scan.tiff")
+    Image.fromarray(rgb).save(root / "web.webp")
+    Image.fromarray(rgb).save(root / "old.bmp")
+    if HEIF_AVAILABLE:
+        Image.fromarray(rgb).save(root / "sub" / "phone.HEIC", format="HEIF")
+    # bad files
+    buf = io.BytesIO()
+    Image.fromarray(photo_rgb(400, 300, 3)).save(buf, format="JPEG", quality=95)
+    (root / "bad" / "truncated.jpg").write_bytes(buf.getvalue()[: len(buf.getvalue()) // 3])
+    (root / "bad" / "text.jpg").write_text("this is not a photo\n")
+    (root / "bad" / "empty.jpg").write_bytes(b"")
+    bomb_png(root / "bad" / "bomb.png")
+    # ignored: hidden files and folders, non-images, a symlink loop
+    Image.fromarray(rgb).save(root / ".hidden.jpg")
+    (root / ".cache").mkdir()
+    Image.fromarray(rgb).save(root / ".cache" / "thumb.jpg")
+    (root / "notes.txt").write_text("not an image type\n")
+    os.symlink("..", root / "sub" / "loop")
+    return root
+
+
+def photo(path: Path, w: int = 96, h: int = 72, seed: int = 0) -> Path:
+    """Write a small stand-in photo to ``path`` (format from its suffix)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(photo_rgb(w, h, seed, noise=15)).save(path)
+    return path
