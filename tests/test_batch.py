@@ -108,7 +108,7 @@ def test_output_names_never_clash_or_hit_inputs(tmp_path: Path) -> None:
 # Batches with the model-free task
 
 
-@pytest.mark.parametrize("workers", [1, 2])
+@pytest.mark.parametrize("workers", [1, pytest.param(2, marks=pytest.mark.slow)])  # slow: a process pool
 def test_good_files_convert_bad_files_are_named(album: Path, tmp_path: Path, workers: int) -> None:
     before = _snapshot(album)
     out = tmp_path / "out"
@@ -163,6 +163,7 @@ def test_overwrite_rewrites_and_stale_temps_are_cleaned(album: Path, tmp_path: P
     assert (out / "plain.png").stat().st_ino != ino  # replaced by rename, never written in place
 
 
+@pytest.mark.slow  # a process pool
 def test_pool_results_keep_planned_order_and_report_workers(album: Path, tmp_path: Path) -> None:
     jobs = plan_jobs([album], tmp_path / "out", ".png")
     rep = run_batch(jobs, THUMB, PoolExecutor(2), progress=False)
@@ -294,14 +295,15 @@ def test_depth_resume_after_kill(tmp_path: Path, jobs: str, sig: int) -> None:
                        sig=sig)
 
 
-def test_a_broken_model_stops_the_batch_without_blaming_files(album: Path, tmp_path: Path) -> None:
+@pytest.mark.parametrize("workers", [1, pytest.param(2, marks=pytest.mark.slow)])  # slow: a process pool
+def test_a_broken_model_stops_the_batch_without_blaming_files(album: Path, tmp_path: Path, workers: int) -> None:
     jobs = plan_jobs([album], tmp_path / "out", ".png", globs=["*.jpg"])
     task = Task("batch_task_broken_model", batch_task_broken_model)
-    for executor in (SequentialExecutor(), PoolExecutor(2)):
-        rep = run_batch(jobs, task, executor, progress=False)
-        assert rep.fatal == "/models/broken.pt: not a TorchScript file"
-        assert rep.exit_code == 1 and rep.failed == []
-        assert {r.status for r in rep.results} == {"not run"}
+    executor = SequentialExecutor() if workers == 1 else PoolExecutor(workers)
+    rep = run_batch(jobs, task, executor, progress=False)
+    assert rep.fatal == "/models/broken.pt: not a TorchScript file"
+    assert rep.exit_code == 1 and rep.failed == []
+    assert {r.status for r in rep.results} == {"not run"}
     assert not (tmp_path / "out").exists()
 
 
@@ -338,6 +340,7 @@ def test_cli_convert_folder_with_bad_files(album: Path, tmp_path: Path) -> None:
             assert r["bytes"] == Path(r["output"]).stat().st_size == r["report"]["glb_bytes"]
 
 
+@pytest.mark.slow  # a process pool
 def test_a_worker_killed_by_one_file_fails_only_that_file(tmp_path: Path) -> None:
     src = tmp_path / "in"
     src.mkdir()
@@ -352,6 +355,7 @@ def test_a_worker_killed_by_one_file_fails_only_that_file(tmp_path: Path) -> Non
     assert rep.fatal is None and rep.exit_code == 1
 
 
+@pytest.mark.slow  # a process pool
 def test_workers_that_cannot_start_stop_the_batch(tmp_path: Path) -> None:
     src = tmp_path / "in"
     src.mkdir()

@@ -8,9 +8,8 @@ import shutil
 import numpy as np
 import pytest
 from PIL import Image
-from typer.testing import CliRunner
 
-from photo3d.cli import app
+from helpers.cli import cli as _cli
 from photo3d.depth import DepthOptions, depth_file
 from photo3d.depth.maps import CONVENTION, load_depth_map, preview_path, read_png_metadata, save_depth_map
 from photo3d.depth.runtime import load_model, network_size, normalize
@@ -18,11 +17,7 @@ from photo3d.depth.upsample import guided_upsample
 from photo3d.errors import ExitCode, InputFileError, ModelError, UsageError
 from photo3d.train.metrics import abs_rel_delta1, edge_order_accuracy, evaluate, lower_rows_prior
 
-runner = CliRunner()
 
-
-def _cli(*args):
-    return runner.invoke(app, [str(a) for a in args])
 
 
 # --------------------------------------------------------------------------------------------

@@ -1,6 +1,6 @@
 import numpy as np
 import pytest
-from synthetic import FAR, H, SHIFT, W, constant, sphere, step_edge
+from helpers.synthetic import FAR, H, SHIFT, W, constant, sphere, step_edge
 
 from photo3d.inpaint import inpaint_background
 from photo3d.layers import build_layers

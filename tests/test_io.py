@@ -12,9 +12,8 @@ import cv2
 import numpy as np
 import pytest
 from PIL import Image
-from typer.testing import CliRunner
 
-from photo3d.cli import app
+from helpers.cli import cli as _cli
 from photo3d.errors import ExitCode, InputFileError
 from photo3d.io import atomic_output, load_image, write_bytes_atomic
 
@@ -282,11 +281,7 @@ def test_atomic_output_leaves_nothing_on_failure(tmp_path):
 # --------------------------------------------------------------------------------------------
 # CLI exit codes (a tiny TorchScript model: no ../shared needed)
 
-runner = CliRunner()
 
-
-def _cli(*args: str):
-    return runner.invoke(app, [str(a) for a in args])
 
 
 def test_cli_bad_inputs_exit_1(tmp_path, tiny_depth_model):

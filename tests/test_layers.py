@@ -1,6 +1,6 @@
 import numpy as np
 import pytest
-from synthetic import FAR, NEAR, SHIFT, H, W, constant, ramp, sphere, step_edge, with_bad_values
+from helpers.synthetic import FAR, NEAR, SHIFT, H, W, constant, ramp, sphere, step_edge, with_bad_values
 
 from photo3d.layers import LayerParams, build_layers, sanitize_inverse_depth
 

@@ -1,6 +1,6 @@
 import numpy as np
 import pytest
-from synthetic import H, SHIFT, W, constant, ramp, sphere, step_edge, with_bad_values
+from helpers.synthetic import H, SHIFT, W, constant, ramp, sphere, step_edge, with_bad_values
 
 from photo3d.inpaint import inpaint_background
 from photo3d.layers import build_layers, find_cuts

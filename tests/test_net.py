@@ -64,6 +64,7 @@ def test_fuse_model_keeps_the_function():
     torch.testing.assert_close(fused, ref, rtol=1e-4, atol=1e-4)
 
 
+@pytest.mark.slow
 def test_qat_convert_script_round_trip(tmp_path):
     from photo3d.depth.runtime import load_model
     from photo3d.train.metrics import pearson

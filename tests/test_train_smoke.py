@@ -115,6 +115,7 @@ def test_pack_fit_resume_qat(tmp_path):
     assert d.shape == rgb.shape[:2] and np.isfinite(d).all()
 
 
+@pytest.mark.slow
 def test_warm_start_reproduces_the_bundled_model():
     """Training without a checkpoint starts from the shipped INT8 network's function."""
     import warnings
