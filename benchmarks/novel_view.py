@@ -38,7 +38,7 @@ sys.path.insert(0, str(REPO))
 
 from photo3d.export import camera_for, read_glb  # noqa: E402
 from photo3d.io import Photo  # noqa: E402
-from photo3d.pipeline import ConvertOptions, Geometry, build_from_geometry, working_shape  # noqa: E402
+from photo3d.pipeline import ConvertOptions, Geometry, fit_to_budget, pack_glb, working_shape  # noqa: E402
 
 _NP = {5126: np.float32, 5125: np.uint32, 5123: np.uint16, 5121: np.uint8}
 _N = {"SCALAR": 1, "VEC2": 2, "VEC3": 3, "VEC4": 4}
@@ -260,7 +260,7 @@ def build_and_render(rgb: np.ndarray, disp_px: np.ndarray, layered: bool, snap: 
     geo = Geometry(inv.astype(np.float32), camera, max_offset=1.0)
     opts = ConvertOptions(layered=layered, mirror=mirror, snap_edges=snap)
     timings: dict = {}
-    glb, report = build_from_geometry(Photo(rgb=rgb), geo, opts, timings, {})
+    glb, report = pack_glb(fit_to_budget(Photo(rgb=rgb), geo, opts, timings), opts, timings, {})
     meshes, texture, _ = load_glb_meshes(glb)
     img, covered, layer = rasterize(meshes, texture, camera.focal_px, (W, H), np.array([1.0, 0.0, 0.0]),
                                     with_layer=True)

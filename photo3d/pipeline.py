@@ -8,16 +8,18 @@ resolution (up to ``max_texture_side``).
 Speed (a 12 MP JPEG in ~3 s on 2 cores): the depth model is imported, loaded and warmed up in a
 background thread (:func:`warm_up`) while the photo is decoded, and the photo's JPEG texture is
 encoded in another while the depth network runs.  Size: ``max_glb_bytes`` (2 MB by default)
-bounds the GLB; the texture gets at most 60 % of it, the mesh tolerance grows to fit the rest.
+bounds the GLB; the texture gets at most 60 % of it, and :func:`fit_to_budget` fits the rest
+(mesh tolerance, then grid, then texture).
 """
 
 from __future__ import annotations
 
-import threading
+import contextlib
 import time
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import cv2
 import numpy as np
@@ -250,7 +252,7 @@ def fit_meshes(geo: Geometry, ldi: LayeredDepth, bg: Background, opts: ConvertOp
         scale = min(MAX_TOL_SCALE, scale * min(4.0, max(1.25, 1.2 * size / max(budget, 1))))
 
 
-def export_glb(data: list[MeshData], textures: list[Texture], geo: Geometry, opts: ConvertOptions, extras: dict) -> bytes:
+def export_glb(data: list[MeshData], textures: list[Texture], geo: Geometry, extras: dict) -> bytes:
     lo, hi = float(np.percentile(geo.inv, 1)), float(np.percentile(geo.inv, 99))
     extras = {
         "parallax": {"max_offset": geo.max_offset, "inverse_depth_range": [lo, hi], "focus_depth": 2.0 / (lo + hi)},
@@ -259,25 +261,19 @@ def export_glb(data: list[MeshData], textures: list[Texture], geo: Geometry, opt
     return to_glb(data, [t.jpeg for t in textures], geo.camera, ExportOptions(extras))
 
 
-class _Background(threading.Thread):
-    """A worker thread whose result (or exception) :meth:`result` hands back."""
+#: Threads for work that overlaps the main thread's (model loading, texture encoding: torch and
+#: OpenCV release the GIL).
+_THREADS = ThreadPoolExecutor(thread_name_prefix="photo3d")
 
-    def __init__(self, fn, *args):
-        super().__init__(daemon=False)
-        self._fn, self._args, self._out, self._err = fn, args, None, None
-        self.start()
 
-    def run(self) -> None:
-        try:
-            self._out = self._fn(*self._args)
-        except BaseException as e:  # re-raised in the caller
-            self._err = e
-
-    def result(self):
-        self.join()
-        if self._err is not None:
-            raise self._err
-        return self._out
+@contextlib.contextmanager
+def timed(timings: dict[str, float], name: str) -> Iterator[None]:
+    """Add the seconds the block takes to ``timings[name]`` (a photo's per-stage times)."""
+    t = time.perf_counter()
+    try:
+        yield
+    finally:
+        timings[name] = timings.get(name, 0.0) + time.perf_counter() - t
 
 
 # ---------------------------------------------------------------- driver
@@ -290,82 +286,130 @@ def texture_budget(opts: ConvertOptions) -> int | None:
     return None if not opts.max_glb_bytes else int(0.6 * opts.max_glb_bytes)
 
 
-def build_from_geometry(
-    photo: Photo, geo: Geometry, opts: ConvertOptions, timings: dict, extras: dict, small: np.ndarray | None = None,
-    texture: Texture | _Background | None = None, shrink_texture: bool = True,
-) -> tuple[bytes, dict] | float:
-    """Stages after depth: layers, inpainting, meshes, textures, GLB.  Returns (glb, report).
+def start_photo_texture(photo: Photo, opts: ConvertOptions) -> Future:
+    """The photo's texture (within its share of the budget), encoded in a background thread."""
+    return _THREADS.submit(photo_texture, photo, opts.max_texture_side, opts.jpeg_quality, texture_budget(opts))
 
-    ``texture``: the photo's texture when already made (or being made in a thread).
-    When even the coarsest mesh exceeds the size budget, the photo's texture is shrunk to make
-    room, or, with ``shrink_texture=False``, the ratio mesh bytes / budget is returned instead (the caller
-    retries on a coarser grid)."""
 
-    def timed(name, fn, *a):
-        t = time.perf_counter()
-        r = fn(*a)
-        timings[name] = timings.get(name, 0.0) + time.perf_counter() - t
-        return r
+@dataclass
+class Built:
+    """A 3D photo at one grid, before packing: meshes, textures and the budget they were fit to."""
 
+    geo: Geometry
+    ldi: LayeredDepth
+    data: list[MeshData]
+    textures: list[Texture]  # the photo's, then the background layer's (if it has a mesh)
+    scale: float  # mesh tolerance used, in units of ``opts.tol_px``
+    budget: int | None  # bytes the meshes may take (None: no size budget)
+
+    @property
+    def mesh_bytes(self) -> int:
+        return sum(mesh_bytes(d) for d in self.data)
+
+    @property
+    def overshoot(self) -> float:
+        """Mesh bytes / budget (> 1: over the budget)."""
+        return 0.0 if self.budget is None else self.mesh_bytes / max(self.budget, 1)
+
+
+def build_from_geometry(photo: Photo, geo: Geometry, opts: ConvertOptions, timings: dict, small: np.ndarray | None = None,
+                        texture: Texture | Future | None = None) -> Built:
+    """Stages after depth at one grid: layers, inpainting, textures, meshes (their tolerance
+    coarsened to fit what the textures leave of the budget, :func:`fit_meshes`).
+
+    ``texture``: the photo's texture when already made (or being made in a thread)."""
     h, w = geo.inv.shape
     if small is None:
-        small = timed("resize", working_photo, photo, (h, w))
+        with timed(timings, "resize"):
+            small = working_photo(photo, (h, w))
     if texture is None:  # encoded while the layers are built (OpenCV releases the GIL)
-        texture = _Background(photo_texture, photo, opts.max_texture_side, opts.jpeg_quality, texture_budget(opts))
-    ldi = timed("layers", layer_depth, geo, opts, small)
-    bg = timed("inpaint", inpaint, small, ldi, opts)
-    bg_tex = timed("texture", background_texture, bg, opts.jpeg_quality)
-    if isinstance(texture, _Background):
-        texture = timed("texture", texture.result)
+        texture = start_photo_texture(photo, opts)
+    with timed(timings, "layers"):
+        ldi = layer_depth(geo, opts, small)
+    with timed(timings, "inpaint"):
+        bg = inpaint(small, ldi, opts)
+    with timed(timings, "texture"):
+        bg_tex = background_texture(bg, opts.jpeg_quality)
+    if isinstance(texture, Future):
+        with timed(timings, "texture"):
+            texture = texture.result()
     textures = [texture] + ([bg_tex] if bg_tex is not None else [])
     budget = None
     if opts.max_glb_bytes:
         budget = opts.max_glb_bytes - sum(len(t.jpeg) for t in textures) - _JSON_SLACK
-    data, scale = timed("mesh", fit_meshes, geo, ldi, bg, opts, budget, bg_tex)
+    with timed(timings, "mesh"):
+        data, scale = fit_meshes(geo, ldi, bg, opts, budget, bg_tex)
     if not any(d.texture == 1 and len(d.faces) for d in data):
         textures = textures[:1]  # no background mesh after all: no unused texture either
-    if budget is not None and sum(mesh_bytes(d) for d in data) > budget:
-        if not shrink_texture:
-            return sum(mesh_bytes(d) for d in data) / max(budget, 1)
-        # the mesh cannot get any coarser: the photo's texture gives up the difference
-        rest = opts.max_glb_bytes - sum(mesh_bytes(d) for d in data) - sum(len(t.jpeg) for t in textures[1:]) - _JSON_SLACK
-        texture = timed("texture", photo_texture, photo, opts.max_texture_side, opts.jpeg_quality, max(rest, 1))
-        textures[0] = texture
-    glb = timed("export", export_glb, data, textures, geo, opts, {"layers": len(data), **extras})
+    return Built(geo, ldi, data, textures, scale, budget)
+
+
+def fit_to_budget(photo: Photo, geo: Geometry, opts: ConvertOptions, timings: dict, small: np.ndarray | None = None,
+                  texture: Texture | Future | None = None, disparity: np.ndarray | None = None) -> Built:
+    """The 3D photo within the GLB's size budget (``opts.max_glb_bytes``), giving up, in this order:
+
+    1. mesh detail: a coarser tolerance (:func:`build_from_geometry`, up to ``MAX_TOL_SCALE``);
+    2. grid resolution, when depth edges hold the vertices: a coarser working grid, down to
+       ``MIN_WORKING_SIDE`` (only with ``disparity``, from which the grid is rebuilt);
+    3. texture resolution, then quality: the photo's texture takes what the meshes leave.
+    """
+    side = max(geo.inv.shape)
+    while True:
+        built = build_from_geometry(photo, geo, opts, timings, small, texture)
+        if built.overshoot <= 1.0 or disparity is None or side <= MIN_WORKING_SIDE:
+            break
+        # vertices along depth edges grow with the grid's side: shrink it by the overshoot, and some
+        side = max(MIN_WORKING_SIDE, int(side * min(0.8, 0.9 / built.overshoot)))
+        shape = working_shape(photo.width, photo.height, side)
+        small = working_photo(photo, shape)
+        disparity = cv2.resize(disparity, shape[::-1], interpolation=cv2.INTER_AREA)
+        geo = to_geometry(disparity, geo.camera, opts)
+    if built.overshoot > 1.0:  # the mesh cannot get any coarser: the photo's texture gives up the difference
+        rest = opts.max_glb_bytes - built.mesh_bytes - sum(len(t.jpeg) for t in built.textures[1:]) - _JSON_SLACK
+        with timed(timings, "texture"):
+            built.textures[0] = photo_texture(photo, opts.max_texture_side, opts.jpeg_quality, max(rest, 1))
+    return built
+
+
+def pack_glb(built: Built, opts: ConvertOptions, timings: dict, extras: dict) -> tuple[bytes, dict]:
+    """The GLB of ``built`` and the per-photo report (with ``extras``, also stored in the GLB)."""
+    data = built.data
+    with timed(timings, "export"):
+        glb = export_glb(data, built.textures, built.geo, {"layers": len(data), **extras})
+    h, w = built.geo.inv.shape
     report = {
         "layers": len(data),
-        "hole_area": float(ldi.hole.mean()),
-        "discontinuity_px": int(ldi.near.sum()),
+        "hole_area": float(built.ldi.hole.mean()),
+        "discontinuity_px": int(built.ldi.near.sum()),
         "vertices": int(sum(len(d.vertices) for d in data)),
         "faces": int(sum(len(d.faces) for d in data)),
         "grid": [w, h],
-        "texture": list(texture.size),
-        "tolerance_px": round(opts.tol_px * scale, 3),
+        "texture": list(built.textures[0].size),
+        "tolerance_px": round(opts.tol_px * built.scale, 3),
         "glb_bytes": len(glb),
     }
     return glb, report
 
 
-_model_threads: dict[str, _Background] = {}
+_model_loads: dict[str, Future] = {}
 
 
-def warm_up(opts: ConvertOptions | None) -> _Background | None:
+def warm_up(opts: ConvertOptions | None) -> Future | None:
     """Start loading the depth model in the background (import torch, read the model, pack its
     INT8 weights): about 3 s of a one-photo conversion, done while the photo is decoded.  Also
     the batch runner's per-worker hook."""
     if opts is None or opts.depth is not None:
         return None
     key = str(opts.model)
-    th = _model_threads.get(key)
-    if th is None:
+    if key not in _model_loads:
 
         def load():
             from .depth.runtime import load_model
 
             load_model(opts.model).warmup()
 
-        th = _model_threads[key] = _Background(load)
-    return th
+        _model_loads[key] = _THREADS.submit(load)
+    return _model_loads[key]
 
 
 OUTPUT_SUFFIXES = (".glb", ".html") + VIDEO_SUFFIXES + STILL_SUFFIXES
@@ -420,48 +464,34 @@ def convert_file(src: str | Path, dst: str | Path, opts: ConvertOptions | None =
             glb = sibling.read_bytes()
             return write_outputs(src, dst, glb, {"glb_bytes": len(glb), "from_glb": str(sibling)}, opts, timings)
     loading = warm_up(opts)  # started by the batch runner already, or now
-    t = time.perf_counter()
-    photo = load_image(src, max_megapixels=opts.max_megapixels)
-    found = None
-    if opts.depth is None:  # depth the photo carries (the left view is the photo of a stereo pair)
-        from .depth.embedded import find_depth
+    with timed(timings, "read"):
+        photo = load_image(src, max_megapixels=opts.max_megapixels)
+        found = None
+        if opts.depth is None:  # depth the photo carries (the left view is the photo of a stereo pair)
+            from .depth.embedded import find_depth
 
-        found = find_depth(src, photo, opts.depth_source)
-        photo = found.photo
-    timings["read"] = time.perf_counter() - t
-    texture = _Background(photo_texture, photo, opts.max_texture_side, opts.jpeg_quality, texture_budget(opts))
+            found = find_depth(src, photo, opts.depth_source)
+            photo = found.photo
+    texture = start_photo_texture(photo, opts)
     shape = working_shape(photo.width, photo.height, opts.working_side)
     camera = camera_for(photo.width, photo.height, photo.focal_35mm)
-    t = time.perf_counter()
-    small = working_photo(photo, shape)
-    timings["resize"] = time.perf_counter() - t
+    with timed(timings, "resize"):
+        small = working_photo(photo, shape)
     # the rest of torch's import + model load, not overlapped with the above (embedded depth needs
     # no model unless it has holes to fuse, and then load_model waits for the loading thread)
     if loading is not None and (found is None or found.source != "embedded"):
-        t = time.perf_counter()
-        loading.join()  # (its errors, if any, are raised again by estimate_depth, with the file name)
-        timings["model"] = time.perf_counter() - t
-    t = time.perf_counter()
-    disparity, info = estimate_depth(photo, small, opts, found)
-    timings["depth"] = time.perf_counter() - t
+        with timed(timings, "model"):
+            wait([loading])  # (its errors, if any, are raised again by estimate_depth, with the file name)
+    with timed(timings, "depth"):
+        disparity, info = estimate_depth(photo, small, opts, found)
     if found is not None and found.warnings:
         info["warnings"] = found.warnings
     if info.get("depth_ratio"):  # measured depth: its own far / near ratio, not the default guess
         opts = replace(opts, depth_ratio=min(100.0, max(1.25, float(info["depth_ratio"]))))
     if photo.original_size:
         info["source_size"] = list(photo.original_size)
-    side = max(shape)
-    while True:  # a mesh over the size budget even at its coarsest: a coarser grid (dense depth edges)
-        geo = to_geometry(disparity, camera, opts)
-        built = build_from_geometry(photo, geo, opts, timings, info, small, texture, side <= MIN_WORKING_SIDE)
-        if not isinstance(built, float):
-            break
-        # vertices along depth edges grow with the grid's side: shrink it by the overshoot, and some
-        side = max(MIN_WORKING_SIDE, int(side * min(0.8, 0.9 / built)))
-        shape = working_shape(photo.width, photo.height, side)
-        small = working_photo(photo, shape)
-        disparity = cv2.resize(disparity, shape[::-1], interpolation=cv2.INTER_AREA)
-    glb, report = built
+    built = fit_to_budget(photo, to_geometry(disparity, camera, opts), opts, timings, small, texture, disparity)
+    glb, report = pack_glb(built, opts, timings, info)
     report.update(info)
     return write_outputs(src, dst, glb, report, opts, timings)
 
@@ -469,21 +499,21 @@ def convert_file(src: str | Path, dst: str | Path, opts: ConvertOptions | None =
 def write_outputs(src: Path, dst: Path, glb: bytes, report: dict, opts: ConvertOptions, timings: dict) -> dict[str, Any]:
     """Write what ``dst`` asks for from the 3D photo ``glb`` (and NAME.html with ``opts.html``)."""
     suffix = dst.suffix.lower()
-    t = time.perf_counter()
     from .viewer import write_viewer
 
     written = outputs(dst, opts)
-    for side in written[1:]:  # side files first: a resumed batch looks for ``dst``, so it comes last
-        write_viewer(side, glb, title=src.stem)
-    if suffix == ".glb":
-        write_bytes_atomic(dst, glb)
-    elif suffix == ".html":
-        write_viewer(dst, glb, title=src.stem)
-    else:
-        from .video import write_share
+    with timed(timings, "write"):
+        for side in written[1:]:  # side files first: a resumed batch looks for ``dst``, so it comes last
+            write_viewer(side, glb, title=src.stem)
+        if suffix == ".glb":
+            write_bytes_atomic(dst, glb)
+        elif suffix == ".html":
+            write_viewer(dst, glb, title=src.stem)
+        else:
+            from .video import write_share
 
-        report["share"] = write_share(dst, glb, opts.share, timings)
-    timings["write"] = time.perf_counter() - t - sum(timings.get(k, 0.0) for k in ("render", "encode"))
+            report["share"] = write_share(dst, glb, opts.share, timings)
+    timings["write"] -= sum(timings.get(k, 0.0) for k in ("render", "encode"))  # (timed on their own)
     report["outputs"] = [str(p) for p in written]
     report["seconds"] = {k: round(v, 4) for k, v in timings.items()}
     return report
