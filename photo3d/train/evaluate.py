@@ -56,42 +56,49 @@ def load_student(path: Path):
     return dm.module, dm.meta
 
 
-def teacher_outputs(files: list[Path], teacher: Path, cache: Path) -> dict[str, np.ndarray]:
+def _cached_outputs(files: list[Path], cache: Path, compute) -> dict[str, np.ndarray]:
+    """Per-photo outputs by file name, from the ``cache`` .npz; ``compute(rgb)`` makes the missing
+    ones (float16), and the cache is rewritten with them."""
     out: dict[str, np.ndarray] = {}
     if cache.is_file():
         with np.load(cache) as z:
             out = {k: z[k] for k in z.files}
     todo = [f for f in files if f.name not in out]
     if todo:
-        net = load_model(teacher).module
         for f in todo:
             rgb = cv2.imread(str(f), cv2.IMREAD_COLOR)[:, :, ::-1]
-            with torch.no_grad(), warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                out[f.name] = net(preprocess(rgb, INPUT_SIZE))[0, 0].dequantize().numpy().astype(np.float16)
-        with atomic_output(cache) as tmp, open(tmp, "wb") as f:
-            np.savez_compressed(f, **out)
+            out[f.name] = compute(rgb).astype(np.float16)
+        with atomic_output(cache) as tmp, open(tmp, "wb") as fh:
+            np.savez_compressed(fh, **out)
     return out
+
+
+def teacher_outputs(files: list[Path], teacher: Path, cache: Path) -> dict[str, np.ndarray]:
+    net = None
+
+    def compute(rgb: np.ndarray) -> np.ndarray:
+        nonlocal net
+        net = net or load_model(teacher).module
+        with torch.no_grad(), warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return net(preprocess(rgb, INPUT_SIZE))[0, 0].dequantize().numpy()
+
+    return _cached_outputs(files, cache, compute)
 
 
 def fastdepth_outputs(files: list[Path], onnx_file: Path, ref: dict[str, np.ndarray], cache: Path) -> dict[str, np.ndarray]:
     """FastDepth's log-disparity on the same 384-px grid as the Tiefenrausch reference."""
-    out: dict[str, np.ndarray] = {}
-    if cache.is_file():
-        with np.load(cache) as z:
-            out = {k: z[k] for k in z.files}
-    todo = [f for f in files if f.name not in out]
-    if todo:
-        from photo3d.train.teachers import FastDepthTeacher
+    fd = None
 
-        fd = FastDepthTeacher(onnx_file)
-        for f in todo:
-            rgb = cv2.imread(str(f), cv2.IMREAD_COLOR)[:, :, ::-1]
-            x = preprocess(rgb, INPUT_SIZE)[0].permute(1, 2, 0).mul(255).round().byte().numpy()
-            out[f.name] = fd(x).astype(np.float16)
-        with atomic_output(cache) as tmp, open(tmp, "wb") as fh:
-            np.savez_compressed(fh, **out)
-    return out
+    def compute(rgb: np.ndarray) -> np.ndarray:
+        nonlocal fd
+        if fd is None:
+            from photo3d.train.teachers import FastDepthTeacher
+
+            fd = FastDepthTeacher(onnx_file)
+        return fd(preprocess(rgb, INPUT_SIZE)[0].permute(1, 2, 0).mul(255).round().byte().numpy())
+
+    return _cached_outputs(files, cache, compute)
 
 
 def summary(rs: list[float], prefix: str = "") -> dict:
