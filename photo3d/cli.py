@@ -14,7 +14,7 @@ from typing import Optional
 import typer
 from rich.console import Console
 
-from . import __version__
+from . import __version__, defaults
 from .errors import Photo3DError, UsageError, install_one_line_warnings, printable
 
 
@@ -88,7 +88,7 @@ atexit.register(gc.freeze)
 INPUTS_ARG = typer.Argument(..., metavar="INPUT...", readable=False, show_default=False, help="Photos or folders.")
 MODEL_OPT = typer.Option(None, "--model", metavar="MODEL", readable=False,
                          help="Depth model: a TorchScript .pt or a Tiefenrausch folder (default: the bundled one).")
-MP_OPT = typer.Option(100.0, "--max-megapixels", metavar="MP", help="Refuse larger images.")
+MP_OPT = typer.Option(defaults.MAX_MEGAPIXELS, "--max-megapixels", metavar="MP", help="Refuse larger images.")
 JOBS_OPT = typer.Option(1, "--jobs", "-j", min=0, metavar="N", help="Worker processes (0 = one per CPU).")
 ENGINE_OPT = typer.Option("local", "--engine", metavar="local|ray", help="Where to run: here, or on a Ray cluster.")
 ADDRESS_OPT = typer.Option(None, "--address", metavar="ADDR", help="Ray cluster to join (default: start a local one).")
@@ -97,7 +97,7 @@ OVERWRITE_OPT = typer.Option(
     help="Rewrite existing outputs (default: only for a single input file).",
 )
 GLOB_OPT = typer.Option(None, "--glob", metavar="PATTERN", help="Only matching files in folders (repeatable).")
-DEPTH_SOURCE_OPT = typer.Option("auto", "--depth-source", metavar="SOURCE",
+DEPTH_SOURCE_OPT = typer.Option(defaults.DEPTH_SOURCE, "--depth-source", metavar="SOURCE",
                                 help="auto, embedded, stereo or model (auto: the photo's own depth if any).")
 SUMMARY_OPT = typer.Option(None, "--summary", metavar="FILE.json", readable=False,
                            help="Write a JSON report, one record per input.")
@@ -245,7 +245,7 @@ def convert(
         None, "--format", metavar="FORMAT", help="Folder outputs: glb, mp4, gif, webp or html (repeatable; default glb)."
     ),
     html: bool = typer.Option(False, "--html", help="Also write NAME.html, an offline viewer."),
-    parallax: float = typer.Option(0.04, "--parallax", min=0.001, max=0.2, metavar="SHARE",
+    parallax: float = typer.Option(defaults.PARALLAX, "--parallax", min=0.001, max=0.2, metavar="SHARE",
                                    help="Near vs far shift, share of the width (viewer and video)."),
     path: str = typer.Option("circle", "--path", metavar="PATH", help="Video camera path: circle, swing, zoom or dolly-zoom."),
     seconds: float = typer.Option(4.0, "--seconds", min=0.05, metavar="S", help="Video length."),
@@ -255,8 +255,8 @@ def convert(
     stereo: Optional[str] = typer.Option(None, "--stereo", metavar="sbs|sbs-half",
                                          help="Side-by-side stereo video or still (.jpg/.png): full or half width."),
     timings: bool = typer.Option(False, "--timings", help="Print the time of each stage."),
-    quality: int = typer.Option(80, "--quality", min=1, max=100, metavar="1-100", help="JPEG quality of the texture."),
-    max_texture: int = typer.Option(4096, "--max-texture", min=256, metavar="PX", help="Longest side of the texture."),
+    quality: int = typer.Option(defaults.JPEG_QUALITY, "--quality", min=1, max=100, metavar="1-100", help="JPEG quality of the texture."),
+    max_texture: int = typer.Option(defaults.MAX_TEXTURE_SIDE, "--max-texture", min=256, metavar="PX", help="Longest side of the texture."),
     depth_source: str = DEPTH_SOURCE_OPT,
     max_megapixels: float = MP_OPT,
     overwrite: Optional[bool] = OVERWRITE_OPT,
@@ -277,7 +277,7 @@ def convert(
     if depth_map is not None and (len(inputs) != 1 or inputs[0].is_dir()):
         _fail(UsageError("--depth needs exactly one input photo"))
     _check_source(depth_source)
-    if depth_map is not None and depth_source != "auto":
+    if depth_map is not None and depth_source != defaults.DEPTH_SOURCE:
         _fail(UsageError("give either --depth or --depth-source, not both"))
     from .video import ShareOptions, check_share
 

@@ -19,9 +19,8 @@ from typing import Iterator
 import numpy as np
 from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
 
+from .defaults import MAX_MEGAPIXELS as DEFAULT_MAX_MEGAPIXELS  # noqa: F401  (re-exported)
 from .errors import InputFileError, OutputError
-
-DEFAULT_MAX_MEGAPIXELS = 100.0
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".tif", ".tiff", ".webp", ".bmp"}
 

@@ -24,6 +24,7 @@ from typing import Any, Iterator
 import cv2
 import numpy as np
 
+from . import defaults
 from .errors import InputFileError, UsageError
 from .export import Camera, ExportOptions, MeshData, camera_for, encode_jpeg, mesh_bytes, to_glb
 from .inpaint import Background, inpaint_background
@@ -42,13 +43,13 @@ MIN_WORKING_SIDE = 384  # ... before that, the geometry grid itself gets coarser
 class ConvertOptions:
     model: Path | None = None  # TorchScript file or Tiefenrausch folder; None = bundled model
     depth: Path | None = None  # bring your own depth map (.png 16-bit / .npy, larger = nearer)
-    depth_source: str = "auto"  # auto | embedded | stereo | model: depth the photo carries first
+    depth_source: str = defaults.DEPTH_SOURCE  # auto | embedded | stereo | model: depth the photo carries first
     html: bool = False  # also write NAME.html, the offline viewer
     working_side: int = 768  # geometry resolution (longer side)
-    max_texture_side: int = 4096
-    jpeg_quality: int = 80
+    max_texture_side: int = defaults.MAX_TEXTURE_SIDE
+    jpeg_quality: int = defaults.JPEG_QUALITY
     max_glb_bytes: int | None = 2_000_000  # size budget: texture, then mesh tolerance adapt to it
-    parallax: float = 0.04  # nearest vs farthest point move by this share of the width at full offset
+    parallax: float = defaults.PARALLAX  # nearest vs farthest point move by this share of the width at full offset
     depth_ratio: float = 10.0  # farthest / nearest depth when the depth is only known up to an affine map
     tol_px: float = 1.0  # largest geometric error of the simplified mesh, working pixels at full parallax
     layered: bool = True  # False: one stretched single-layer mesh (the classic baseline)

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from .. import defaults
 from ..io import DEFAULT_MAX_MEGAPIXELS, load_image
 
 __all__ = ["DepthOptions", "depth_file", "finish", "outputs", "warm_up"]
@@ -24,7 +25,7 @@ class DepthOptions:
     raw: bool = False  # write the network's own output (no upsampling)
     preview: bool = False  # also write NAME.preview.png (turbo colour map)
     max_megapixels: float | None = DEFAULT_MAX_MEGAPIXELS
-    depth_source: str = "auto"  # auto | embedded | stereo | model (see photo3d.depth.embedded)
+    depth_source: str = defaults.DEPTH_SOURCE  # auto | embedded | stereo | model (see photo3d.depth.embedded)
 
 
 def depth_file(src: str | Path, dst: str | Path, opts: DepthOptions | None = None) -> dict[str, Any]:
