@@ -328,13 +328,17 @@ def build_layers(
         _, fill = nearest_values(~small, inv)
         pocket = small & (fill >= inv)
         inv = np.where(pocket, fill, inv).astype(np.float32)
-        raw = np.where(pocket, fill, raw).astype(np.float32)
+        # the uncleaned depth too, over the pocket as it was before the median shrank it
+        grown = cv2.dilate(pocket.astype(np.uint8), np.ones((5, 5), np.uint8)).astype(bool)
+        _, fill = nearest_values(~grown, inv)
+        raw = np.where(grown & (raw < fill), fill, raw).astype(np.float32)
         uncut |= small & ~pocket
     near, far = _sides(inv, cuts)
     if params.smooth_sigma > 0:
-        # sharpened steps only where a discontinuity was kept; elsewhere a smooth surface (a step
-        # that is not cut would stretch its texture row into a visible line in novel views)
-        smooth = cv2.GaussianBlur(cv2.medianBlur(raw, 5), (0, 0), 2 * params.smooth_sigma)
+        # sharpened steps only where a discontinuity was kept; elsewhere, for network depth, a
+        # smooth surface (a step that is not cut would stretch its texture row into a visible
+        # line in novel views); a sharp depth map (no photo given) is used there as it is
+        smooth = raw if rgb is None else cv2.GaussianBlur(cv2.medianBlur(raw, 5), (0, 0), 2 * params.smooth_sigma)
         band = cv2.dilate((near | far).astype(np.uint8), np.ones((3, 3), np.uint8), iterations=4).astype(bool)
         inv = np.where(band, inv, smooth).astype(np.float32)
     if not far.any():

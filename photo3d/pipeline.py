@@ -153,13 +153,19 @@ def layer_depth(geo: Geometry, opts: ConvertOptions, photo_small: np.ndarray | N
         z = np.zeros(inv.shape, bool)
         cuts = find_cuts(inv, 0.0, opts.layer_params)  # threshold 0 px => jump test never passes
         return LayeredDepth(inv, cuts, z, z.copy(), z.copy(), z.copy(), inv.copy())
-    snap = opts.snap_edges if opts.snap_edges is not None else opts.depth is None
-    return build_layers(geo.inv, geo.shift_px_per_inv, opts.layer_params, rgb=photo_small if snap else None)
+    return build_layers(geo.inv, geo.shift_px_per_inv, opts.layer_params, rgb=photo_small if snaps(opts) else None)
+
+
+def snaps(opts: ConvertOptions) -> bool:
+    """Whether depth edges are uncertain (network depth): snapped to the photo's colour edges, and
+    their far-side pixels of foreground colour re-synthesized.  A sharp depth map (a file) is
+    used as it is: its edges lie where it says, their far-side pixels are the background's."""
+    return opts.snap_edges if opts.snap_edges is not None else opts.depth is None
 
 
 def inpaint(photo_small: np.ndarray, ldi: LayeredDepth, opts: ConvertOptions) -> Background:
     return inpaint_background(photo_small, ldi, mirror=opts.mirror, rel=opts.layer_params.rel_jump,
-                              band_px=opts.layer_params.far_band_px)
+                              band_px=opts.layer_params.far_band_px if snaps(opts) else 0)
 
 
 def build_meshes(geo: Geometry, ldi: LayeredDepth, bg: Background, opts: ConvertOptions, scale: float = 1.0) -> Meshes:

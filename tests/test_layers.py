@@ -1,3 +1,4 @@
+import cv2
 import numpy as np
 import pytest
 from helpers.synthetic import FAR, NEAR, SHIFT, H, W, constant, ramp, sphere, step_edge, with_bad_values
@@ -82,15 +83,21 @@ def test_nan_and_inf_depth_are_sanitized():
 
 def test_a_far_pocket_inside_an_object_is_closed_not_cut_out():
     """A dark eye that a network reads as farther than its face: the face's visible layer keeps
-    no hole (no cut, no hidden background) inside it; its silhouette is still cut."""
+    no hole (no cut) inside it, the pocket takes the face's depth; its silhouette is still cut."""
     inv, disk = sphere()
-    inv[60:66, 76:84] = FAR  # a 6x8 pocket in the middle of the sphere
-    ldi = build_layers(inv, SHIFT)
-    assert ldi.near.any()
-    inner = np.zeros_like(disk)
-    inner[50:78, 66:94] = True
-    assert not (ldi.near | ldi.far)[inner].any()
-    assert ldi.inv[60:66, 76:84].min() > 0.5 * (NEAR + FAR)  # the pocket took the face's depth
+    inv[58:68, 75:85] = FAR  # a 10x10 pocket in the middle of the sphere (1 % of this small image)
+    rgb = np.zeros((H, W, 3), np.uint8)
+    rgb[:] = (30, 80, 200)
+    rgb[disk] = (220, 30, 30)
+    rgb[58:68, 75:85] = (20, 20, 20)  # the eye is dark: its edge is supported by the photo
+    params = LayerParams(min_island=0.01)
+    for photo in (None, rgb):
+        ldi = build_layers(inv, SHIFT, params, rgb=photo)
+        assert ldi.near.any()
+        inner = np.zeros_like(disk)
+        inner[50:78, 66:94] = True
+        assert not (ldi.near | ldi.far)[inner].any()
+        assert ldi.inv[58:68, 75:85].min() > 0.5 * (NEAR + FAR)  # the pocket took the face's depth
 
 
 def test_a_small_fleck_in_front_is_not_cut_out():
@@ -122,3 +129,26 @@ def test_far_band_takes_only_foreground_coloured_pixels():
     assert band[:, 79].all()
     rgb[:, 79] = (40, 85, 195)  # a clean edge: nothing to re-synthesize
     assert not far_band(ldi, 2, rgb).any()
+
+
+def test_a_step_inside_an_object_without_a_colour_edge_is_not_cut():
+    """Network depth often steps inside a uniformly coloured object (a duck's body): with the
+    photo, that branch is dropped even though it joins the object's real, colour-supported
+    silhouette; the silhouette itself stays cut all round."""
+    inv, disk = sphere()
+    inv[disk] = 0.6
+    lower = disk & (np.arange(H)[:, None] >= 64)
+    inv[lower] = 0.9  # the lower half of the object steps nearer: no colour edge there
+    rgb = np.zeros((H, W, 3), np.uint8)
+    rgb[:] = (30, 80, 200)
+    rgb[disk] = (220, 30, 30)
+    with_photo = build_layers(inv, SHIFT, rgb=rgb)
+    without = build_layers(inv, SHIFT)
+    inner = np.zeros_like(disk)
+    inner[58:70, 56:104] = True  # across the object's middle, away from its silhouette
+    inner &= cv2.erode(disk.astype(np.uint8), np.ones((9, 9), np.uint8)).astype(bool)
+    assert (without.near | without.far)[inner].any()  # depth alone would cut there
+    assert not (with_photo.near | with_photo.far)[inner].any()
+    ys, xs = np.nonzero(with_photo.near)
+    ang = np.degrees(np.arctan2(ys - 64, xs - 80)) % 360
+    assert len(np.unique((ang // 30).astype(int))) == 12
