@@ -17,7 +17,7 @@ must synthesize without reading foreground pixels (the hole plus enough foregrou
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 import cv2
 import numpy as np
@@ -303,14 +303,11 @@ def build_layers(
 
     ``shift_px_per_inv``: how many working pixels a unit of inverse depth moves at the viewer's
     largest camera offset (sets how far the background must extend behind each edge).
-    ``rgb`` (same size): the photo, to snap blurred depth edges onto colour edges and to keep
-    only cuts along colour edges (for network depth).  Without it the depth is taken as sharp
-    (from stereo, a renderer, a file): not sharpened, and used as it is away from its cuts.
+    ``rgb`` (same size): the photo, to snap blurred depth edges onto colour edges (for network
+    depth; sharp depth maps, e.g. from stereo or a renderer, are better used as they are).
     """
     raw = sanitize_inverse_depth(inv)
-    # a sharp depth map's steps are steps already: sharpening would only turn steep continuous
-    # surfaces (a fold of cloth) into terraces that then get cut
-    inv = clean_inverse_depth(raw, params if rgb is not None else replace(params, sharpen_iters=0))
+    inv = clean_inverse_depth(raw, params)
     contrast = None
     if rgb is not None:
         inv = clean_inverse_depth(snap_edges(inv, rgb, params), params)
