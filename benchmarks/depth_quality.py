@@ -67,10 +67,6 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    from photo3d.errors import Photo3DError
+    from photo3d.errors import run_script
 
-    try:
-        sys.exit(main())
-    except Photo3DError as e:
-        print(f"error: {e}", file=sys.stderr)
-        sys.exit(int(e.exit_code))
+    run_script(main)

@@ -105,3 +105,15 @@ class UsageError(Photo3DError):
     """The command line asks for something impossible."""
 
     exit_code = ExitCode.usage
+
+
+def run_script(main) -> None:
+    """``sys.exit(main())`` for a script (the benchmarks): a :class:`Photo3DError` ends it as one
+    line ``error: ...`` on stderr, with its exit code."""
+    import sys
+
+    try:
+        sys.exit(main())
+    except Photo3DError as e:
+        print(f"error: {e}", file=sys.stderr)
+        sys.exit(int(e.exit_code))
