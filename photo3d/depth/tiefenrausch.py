@@ -30,7 +30,7 @@ import struct
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator
+from typing import Any, Iterator
 
 import numpy as np
 import torch
@@ -372,18 +372,27 @@ class _Dequantize(nn.Module):
         return a.dequantize()
 
 
+def conv_params(step: Step) -> tuple[Any, torch.Tensor, dict[str, Any]]:
+    """A conv step's uint8 weights (values OHWI, scale, zero point), its bias in float, and the
+    conv module's arguments (the INT8 build here and the float build in ``train/`` share them)."""
+    w8, b32 = step.weight, step.bias
+    assert w8 is not None and b32 is not None
+    out_c, kh, kw, in_g = w8.values.shape
+    bias = torch.from_numpy(b32.values.astype(np.float64) * b32.scale).float()
+    args = dict(in_channels=in_g * step.groups, out_channels=out_c, kernel_size=(kh, kw), stride=step.stride,
+                padding=step.pad, groups=step.groups)
+    return w8, bias, args
+
+
 class _QConv(nn.Module):
     def __init__(self, step: Step):
         super().__init__()
         from torch.ao.nn.quantized import Conv2d as QConv2d
 
-        w8, b32 = step.weight, step.bias
-        assert w8 is not None and b32 is not None
-        out_c, kh, kw, in_g = w8.values.shape
+        w8, bias, args = conv_params(step)
         w = torch.from_numpy(w8.values.astype(np.int16) - 128).to(torch.int8).permute(0, 3, 1, 2).contiguous()
         qw = torch._make_per_tensor_quantized_tensor(w, w8.scale, w8.zero_point - 128)
-        bias = torch.from_numpy(b32.values.astype(np.float64) * b32.scale).float()
-        conv = QConv2d(in_g * step.groups, out_c, (kh, kw), stride=step.stride, padding=step.pad, groups=step.groups)
+        conv = QConv2d(**args)
         conv.set_weight_bias(qw, bias)
         conv.scale = float(step.scale)
         conv.zero_point = int(step.zero_point)

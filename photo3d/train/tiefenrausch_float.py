@@ -14,7 +14,7 @@ import torch
 from torch import nn
 
 # the INT8 import's graph reader and step machinery, shared so both builds run the same program
-from photo3d.depth.tiefenrausch import Graph, Step, _modules, _Program, _Resize, read_graph
+from photo3d.depth.tiefenrausch import Graph, Step, _modules, _Program, _Resize, conv_params, read_graph
 
 
 class _FConv(nn.Module):
@@ -22,14 +22,12 @@ class _FConv(nn.Module):
 
     def __init__(self, step: Step):
         super().__init__()
-        w8, b32 = step.weight, step.bias
-        assert w8 is not None and b32 is not None
-        out_c, kh, kw, in_g = w8.values.shape
+        w8, bias, args = conv_params(step)
         w = (w8.values.astype(np.float32) - w8.zero_point) * w8.scale
-        self.conv = nn.Conv2d(in_g * step.groups, out_c, (kh, kw), step.stride, step.pad, groups=step.groups)
+        self.conv = nn.Conv2d(**args)
         with torch.no_grad():
             self.conv.weight.copy_(torch.from_numpy(w).permute(0, 3, 1, 2))
-            self.conv.bias.copy_(torch.from_numpy(b32.values.astype(np.float64) * b32.scale).float())
+            self.conv.bias.copy_(bias)
         self.lo = float(-step.zero_point * step.scale)
         self.hi = float((255 - step.zero_point) * step.scale)
 
