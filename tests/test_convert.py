@@ -2,15 +2,13 @@ import re
 
 import numpy as np
 from PIL import Image
-from typer.testing import CliRunner
 
+from helpers.cli import cli
 from helpers.gltf import assert_valid_glb
 from helpers.paths import benchmark, needs_shared
-from photo3d.cli import app
 from photo3d.export import read_glb
 from photo3d.pipeline import ConvertOptions, convert_file
 
-runner = CliRunner()
 
 
 def photo_and_depth(tmp_path, w=320, h=240):
@@ -30,7 +28,7 @@ def test_convert_with_depth_file_writes_glb_and_viewer(tmp_path):
     src, depth = photo_and_depth(tmp_path)
     before = src.read_bytes()
     out = tmp_path / "out" / "photo.glb"
-    res = runner.invoke(app, ["convert", str(src), "-o", str(out), "--depth", str(depth), "--html", "--timings"])
+    res = cli("convert", str(src), "-o", str(out), "--depth", str(depth), "--html", "--timings")
     assert res.exit_code == 0, res.output
     assert src.read_bytes() == before  # input untouched
     assert_valid_glb(out)
@@ -63,16 +61,16 @@ def test_stretched_baseline_is_one_layer(tmp_path):
 
 def test_convert_usage_and_input_errors(tmp_path):
     src, depth = photo_and_depth(tmp_path)
-    res = runner.invoke(app, ["convert", str(src), "-o", str(tmp_path / "x.glb"), "--depth", str(depth), "--model", str(depth)])
+    res = cli("convert", str(src), "-o", str(tmp_path / "x.glb"), "--depth", str(depth), "--model", str(depth))
     assert res.exit_code == 2 and "either --depth or --model" in res.output
     bad = tmp_path / "bad.npy"
     np.save(bad, np.zeros((10, 40), np.float32))  # wrong aspect ratio
-    res = runner.invoke(app, ["convert", str(src), "-o", str(tmp_path / "y.glb"), "--depth", str(bad)])
+    res = cli("convert", str(src), "-o", str(tmp_path / "y.glb"), "--depth", str(bad))
     assert res.exit_code == 1 and "aspect ratio" in res.output
     assert not (tmp_path / "y.glb").exists()
     broken = tmp_path / "broken.jpg"
     broken.write_bytes(b"not a jpeg")
-    res = runner.invoke(app, ["convert", str(broken), "-o", str(tmp_path / "z.glb"), "--depth", str(depth)])
+    res = cli("convert", str(broken), "-o", str(tmp_path / "z.glb"), "--depth", str(depth))
     assert res.exit_code == 1 and "broken.jpg" in res.output
 
 
@@ -83,7 +81,7 @@ def test_convert_folder_with_a_model(tmp_path, tiny_depth_model):
     import torch
 
     threads = torch.get_num_threads()
-    res = runner.invoke(app, ["convert", str(src.parent), "-o", str(out), "--model", str(tiny_depth_model)])
+    res = cli("convert", str(src.parent), "-o", str(out), "--model", str(tiny_depth_model))
     assert res.exit_code == 0, res.output
     assert torch.get_num_threads() == threads  # the one-thread warm-up restores the net's threads
     for name in ("photo.glb", "flat.glb"):

@@ -21,16 +21,14 @@ import cv2
 import numpy as np
 import pytest
 from PIL import Image
-from typer.testing import CliRunner
 
+from helpers.cli import cli
 from helpers.gltf import assert_valid_glb
-from photo3d.cli import app
 from photo3d.depth import DepthOptions, depth_file
 from photo3d.depth import embedded as E
 from photo3d.depth.maps import load_depth_map, read_png_metadata
 from photo3d.io import load_image
 
-runner = CliRunner()
 
 W, H = 320, 240  # the photos built here (4:3)
 MW, MH = 160, 120  # their depth maps (a coarse map, as phones store them)
@@ -211,7 +209,7 @@ def test_depth_command_writes_the_embedded_depth_at_the_photo_size(tmp_path):
     photo, depth = scene()
     src = write(tmp_path, "g.jpg", gdepth_jpeg(photo, depth))
     out = tmp_path / "g.png"
-    r = runner.invoke(app, ["depth", str(src), "-o", str(out), "--summary", str(tmp_path / "s.json")])
+    r = cli("depth", str(src), "-o", str(out), "--summary", str(tmp_path / "s.json"))
     assert r.exit_code == 0, r.output
     assert "depth from embedded (gdepth)" in r.output and "warning" not in r.output
     d = load_depth_map(out)
@@ -302,8 +300,7 @@ def test_malformed_depth_cli_warns_once_and_converts(tmp_path, tiny_depth_model)
     photo, depth = scene()
     src = write(tmp_path, "bad.jpg", gdepth_jpeg(photo, depth, near="nan"))
     out = tmp_path / "bad.glb"
-    r = runner.invoke(app, ["convert", str(src), "-o", str(out), "--model", str(tiny_depth_model),
-                            "--summary", str(tmp_path / "s.json")])
+    r = cli("convert", src, "-o", out, "--model", tiny_depth_model, "--summary", tmp_path / "s.json")
     assert r.exit_code == 0, r.output
     assert r.output.count("warning:") == 1 and "malformed embedded depth" in r.output
     assert "depth from model (tiny)" in r.output
@@ -332,9 +329,9 @@ def test_plain_jpeg_has_no_depth(tmp_path):
 def test_bad_depth_source_is_a_usage_error(tmp_path):
     photo, _ = scene()
     src = write(tmp_path, "p.jpg", image_bytes(photo, "JPEG"))
-    r = runner.invoke(app, ["depth", str(src), "-o", str(tmp_path / "d.png"), "--depth-source", "lidar"])
+    r = cli("depth", str(src), "-o", str(tmp_path / "d.png"), "--depth-source", "lidar")
     assert r.exit_code == 2 and "--depth-source" in r.output
-    r = runner.invoke(app, ["convert", str(src), "-o", str(tmp_path / "p.glb"), "--depth", str(src), "--depth-source", "stereo"])
+    r = cli("convert", str(src), "-o", str(tmp_path / "p.glb"), "--depth", str(src), "--depth-source", "stereo")
     assert r.exit_code == 2 and "--depth-source" in r.output
 
 
@@ -449,7 +446,7 @@ def test_pug_convert_uses_the_embedded_depth(tmp_path, embedded_dir):
 
     src = embedded_dir / "pug.heic"
     out = tmp_path / "pug.glb"
-    r = runner.invoke(app, ["convert", str(src), "-o", str(out)])
+    r = cli("convert", str(src), "-o", str(out))
     assert r.exit_code == 0, r.output
     assert "depth from embedded (heif-depth)" in r.output and "warning" not in r.output
     assert_valid_glb(out)
@@ -470,7 +467,7 @@ def test_pug_convert_uses_the_embedded_depth(tmp_path, embedded_dir):
 
 def test_pug_depth_at_the_photo_size(tmp_path, embedded_dir):
     out = tmp_path / "d.png"
-    r = runner.invoke(app, ["depth", str(embedded_dir / "pug.heic"), "-o", str(out)])
+    r = cli("depth", str(embedded_dir / "pug.heic"), "-o", str(out))
     assert r.exit_code == 0, r.output
     d = load_depth_map(out)
     assert d.shape == (3024, 4032)
@@ -518,7 +515,7 @@ def test_spatial_photo_uses_stereo_and_orders_the_scene(tmp_path, embedded_dir):
 
     src = embedded_dir / "spatial_photo.heic"
     out = tmp_path / "s.glb"
-    r = runner.invoke(app, ["convert", str(src), "-o", str(out), "--summary", str(tmp_path / "s.json")])
+    r = cli("convert", str(src), "-o", str(out), "--summary", str(tmp_path / "s.json"))
     assert r.exit_code == 0, r.output
     assert "depth from stereo (heif-stereo)" in r.output
     assert_valid_glb(out)

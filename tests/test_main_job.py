@@ -1,20 +1,16 @@
 """The README's main job on a fresh clone: the bundled model and the bundled example photo,
 no --model and no ../shared needed."""
 
-import json
-import struct
-
 import numpy as np
 from PIL import Image
-from typer.testing import CliRunner
 
+from helpers.cli import cli
 from helpers.gltf import assert_valid_glb
 from helpers.paths import REPO
-from photo3d.cli import app
 from photo3d.depth.modelfile import bundled_model_path, verify_bundled
+from photo3d.export import read_glb
 
 EXAMPLE = REPO / "examples" / "coffee.jpg"
-runner = CliRunner()
 
 
 def test_bundled_model_is_present_and_intact():
@@ -25,13 +21,12 @@ def test_bundled_model_is_present_and_intact():
 
 def test_convert_example_with_bundled_model(tmp_path):
     out = tmp_path / "coffee.glb"
-    res = runner.invoke(app, ["convert", str(EXAMPLE), "-o", str(out), "--html"])
+    res = cli("convert", EXAMPLE, "-o", out, "--html")
     assert res.exit_code == 0, res.output
     assert_valid_glb(out)
     data = out.read_bytes()
     assert len(data) <= 2_000_000
-    n = struct.unpack_from("<I", data, 12)[0]
-    gltf = json.loads(data[20 : 20 + n])
+    gltf, _ = read_glb(data)
     extras = gltf["asset"].get("extras") or gltf.get("extras") or gltf["scenes"][0].get("extras")
     assert "KHR_materials_unlit" in gltf["extensionsUsed"]
     assert any("perspective" in c for c in gltf["cameras"])
@@ -42,7 +37,7 @@ def test_convert_example_with_bundled_model(tmp_path):
 
 def test_depth_example_with_bundled_model(tmp_path):
     out = tmp_path / "coffee.png"
-    res = runner.invoke(app, ["depth", str(EXAMPLE), "-o", str(out)])
+    res = cli("depth", EXAMPLE, "-o", out)
     assert res.exit_code == 0, res.output
     d = np.asarray(Image.open(out))
     assert d.dtype == np.uint16 and d.shape == (400, 600)

@@ -10,6 +10,7 @@ import warnings
 import pytest
 import torch
 
+from helpers.cli import cli
 from photo3d.depth import modelfile, runtime
 from photo3d.errors import ModelError
 
@@ -114,9 +115,6 @@ class WritesFileAtLoad(torch.nn.Module):
 @pytest.mark.parametrize("make", ["writes", "reads", "writes_at_load"])
 def test_model_touching_files_is_refused(tmp_path, make):
     from PIL import Image
-    from typer.testing import CliRunner
-
-    from photo3d.cli import app
 
     target = tmp_path / "created_by_model"
     module = {"writes": lambda: WritesFile(str(target)), "reads": ReadsFile,
@@ -135,8 +133,7 @@ def test_model_touching_files_is_refused(tmp_path, make):
     assert not target.exists()
 
     Image.new("RGB", (64, 48), (90, 120, 150)).save(tmp_path / "a.png")
-    res = CliRunner().invoke(app, ["depth", str(tmp_path / "a.png"), "-o", str(tmp_path / "a.depth.png"),
-                                   "--model", str(path)])
+    res = cli("depth", tmp_path / "a.png", "-o", tmp_path / "a.depth.png", "--model", path)
     assert res.exit_code == 1, res.output
     lines = [ln for ln in res.output.splitlines() if "from_file" in ln]
     assert lines and "evil.pt" in lines[0]

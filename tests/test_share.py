@@ -11,11 +11,10 @@ import imageio_ffmpeg
 import numpy as np
 import pytest
 from PIL import Image
-from typer.testing import CliRunner
 
+from helpers.cli import cli
 from helpers.gltf import assert_valid_glb
 from helpers.paths import REPO
-from photo3d.cli import app
 from photo3d.pipeline import ConvertOptions, convert_file
 from photo3d.render import PATHS, Renderer, View, cover_zoom, dolly_zoom_extra, frame_size, path_views, scene_from_glb
 from photo3d.video import STEREO_EYE, ShareOptions
@@ -23,7 +22,6 @@ from photo3d.viewer import write_viewer
 
 EXAMPLE = REPO / "examples" / "coffee.jpg"
 MAGENTA = (255, 0, 255)  # clear colour of the tests' renders: must never show
-runner = CliRunner()
 
 
 def clear_pixels(img: np.ndarray, colour=MAGENTA) -> int:
@@ -57,7 +55,7 @@ def coffee_glb(tmp_path_factory) -> bytes:
 @pytest.fixture(scope="module")
 def coffee_mp4(tmp_path_factory):
     out = tmp_path_factory.mktemp("mp4") / "coffee.mp4"
-    res = runner.invoke(app, ["convert", str(EXAMPLE), "-o", str(out)])
+    res = cli("convert", str(EXAMPLE), "-o", str(out))
     assert res.exit_code == 0, res.output
     return out
 
@@ -184,11 +182,11 @@ def test_gif_webp_and_stereo(coffee_glb, tmp_path):
 
 
 def test_cli_still_needs_stereo_and_bad_formats_are_usage_errors(tmp_path):
-    res = runner.invoke(app, ["convert", str(EXAMPLE), "-o", str(tmp_path / "a.png")])
+    res = cli("convert", str(EXAMPLE), "-o", str(tmp_path / "a.png"))
     assert res.exit_code == 2 and "--stereo" in res.output
-    res = runner.invoke(app, ["convert", str(EXAMPLE), "-o", str(tmp_path / "out"), "--format", "avi"])
+    res = cli("convert", str(EXAMPLE), "-o", str(tmp_path / "out"), "--format", "avi")
     assert res.exit_code == 2 and "--format" in res.output
-    res = runner.invoke(app, ["convert", str(EXAMPLE), "-o", str(tmp_path / "a.mp4"), "--path", "spiral"])
+    res = cli("convert", str(EXAMPLE), "-o", str(tmp_path / "a.mp4"), "--path", "spiral")
     assert res.exit_code == 2 and "--path" in res.output
     assert not list(tmp_path.iterdir())
 
@@ -201,7 +199,7 @@ def test_folder_formats_resume_each_output(tmp_path):
     summary = tmp_path / "summary.json"
     args = ["convert", str(src), "-o", str(out), "--format", "gif", "--format", "glb", "--format", "html",
             "--size", "96", "--seconds", "0.5", "--fps", "8", "--summary", str(summary)]
-    res = runner.invoke(app, args)
+    res = cli(*args)
     assert res.exit_code == 0, res.output
     names = sorted(p.name for p in out.iterdir())
     assert names == ["coffee.gif", "coffee.glb", "coffee.html"]
@@ -213,7 +211,7 @@ def test_folder_formats_resume_each_output(tmp_path):
     assert records[".html"]["report"]["from_glb"] == str(out / "coffee.glb")
     glb_time = (out / "coffee.glb").stat().st_mtime_ns
     (out / "coffee.gif").unlink()
-    res = runner.invoke(app, args)
+    res = cli(*args)
     assert res.exit_code == 0, res.output
     assert "1 converted, 2 skipped" in res.output
     assert (out / "coffee.gif").is_file() and (out / "coffee.glb").stat().st_mtime_ns == glb_time
