@@ -149,6 +149,7 @@ def test_other_sizes_run(int8_model):
     assert torch.isfinite(y).all()
 
 
+@pytest.mark.slow  # the float build is training-side
 def test_float_teacher_agrees(tiefenrausch_dir, int8_model):
     from photo3d.train.tiefenrausch_float import teacher_float_module
 
