@@ -88,6 +88,12 @@ def test_pack_fit_resume_qat(tmp_path):
     assert any(not torch.equal(ck["model"][k], ck2["model"][k]) for k in ck["model"])
     log = (run / "log.txt").read_text()
     assert "# resume step 2" in log
+    # --freeze-bn: batch-norm statistics stay as they are while the weights still learn
+    assert fit.main(common + ["--max-steps", "5", "--resume", "--freeze-bn"]) == 0
+    ck3 = fit.load_checkpoint(run / "last.pt")
+    stats = [k for k in ck2["model"] if k.endswith("running_mean")]
+    assert stats and all(torch.equal(ck2["model"][k], ck3["model"][k]) for k in stats)
+    assert any(not torch.equal(ck2["model"][k], ck3["model"][k]) for k in ck3["model"] if k.endswith(".weight"))
     # the shipped weights are the moving average, distinct from the raw ones
     assert set(ck2["ema"]) == set(ck2["model"])
     ema_model, raw_model = fit.model_from_checkpoint(ck2), fit.model_from_checkpoint(ck2, ema=False)

@@ -156,6 +156,8 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--whole-batch", type=int, default=6)
     ap.add_argument("--min-crop", type=float, default=0.45, help="crop batches: smallest crop (share of shorter side)")
     ap.add_argument("--max-crop", type=float, default=1.0, help="crop batches: largest crop")
+    ap.add_argument("--freeze-bn", action="store_true",
+                    help="batch norm in inference mode (running statistics fixed; affine terms still learn)")
     ap.add_argument("--snapshot-minutes", type=float, default=0.0, help="also keep snap-<step>.pt this often (learning curve)")
     return ap
 
@@ -180,7 +182,7 @@ def main(argv: list[str] | None = None) -> int:
         hp = ckpt["args"]
         for k in ("config", "batch", "size", "lr", "weight_decay", "total_steps", "schedule_minutes", "warmup",
                   "edge_aware", "w_ssi", "w_log", "w_grad", "seed", "label", "whole_share", "whole_size", "whole_batch",
-                  "min_crop", "max_crop"):
+                  "min_crop", "max_crop", "freeze_bn"):
             if k not in given and k in hp:
                 setattr(args, k, hp[k])
     else:
@@ -237,6 +239,10 @@ def main(argv: list[str] | None = None) -> int:
                         step=step, train_seconds=seconds + (time.time() - t_run), config=model.metadata()["config"],
                         args={k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()})
 
+    if args.freeze_bn:  # after any warm start, which calibrates in training mode
+        for m in model.modules():
+            if isinstance(m, torch.nn.BatchNorm2d):
+                m.eval()
     stop = {"now": False}  # SIGTERM / Ctrl-C: finish the step, checkpoint, exit
 
     def on_signal(signum, frame):
