@@ -23,6 +23,7 @@ import torch
 from photo3d.depth.maps import colorize
 from photo3d.depth.runtime import load_model, normalize, preprocess
 from photo3d.depth.upsample import guided_upsample
+from photo3d.train.teachers import combine
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("PHOTO3D_SHARED", REPO.parent / "shared"))
@@ -72,7 +73,7 @@ def main(argv: list[str] | None = None) -> int:
     for i, m in enumerate(args.model or [None]):
         title = args.label[i] if i < len(args.label) else ("bundled p3d-s" if m is None else m.stem)
         columns.append((title, _student(m) if m is not None else load_model(None).predict_log))
-    tr = fd = None
+    tr = None
     if not args.no_teachers and (SHARED / "data" / "tiefenrausch").is_dir():
         tr = load_model(SHARED / "data" / "tiefenrausch").predict_log
         columns.append(("Tiefenrausch", tr))
@@ -82,14 +83,8 @@ def main(argv: list[str] | None = None) -> int:
 
             fdt = FastDepthTeacher(onnx_file)
 
-            def fd(rgb: np.ndarray) -> np.ndarray:
-                x = preprocess(rgb, 384)[0].permute(1, 2, 0).mul(255).round().byte().numpy()
-                return fdt(x)
-
-            columns.append(("FastDepth", fd))
-            from photo3d.train.teachers import combine
-
-            columns.append(("label (both teachers)", lambda rgb: combine(tr(rgb), fd(rgb))))
+            columns.append(("FastDepth", lambda rgb: fdt.on_network_grid(rgb, 384)))
+            columns.append(("label (both teachers)", None))  # combined from the two columns before it
 
     rows = []
     h = args.height
@@ -102,7 +97,10 @@ def main(argv: list[str] | None = None) -> int:
         s = min(h / bgr.shape[0], cell_w / bgr.shape[1])
         bgr = cv2.resize(bgr, (max(32, round(bgr.shape[1] * s)), max(32, round(bgr.shape[0] * s))), interpolation=cv2.INTER_AREA)
         rgb = np.ascontiguousarray(bgr[:, :, ::-1])
-        cells = [rgb] + [_panel(fn(rgb), rgb) for _, fn in columns]
+        logs = []
+        for _, fn in columns:  # each network runs once per photo; the label reuses both teachers' maps
+            logs.append(fn(rgb) if fn is not None else combine(logs[-2], logs[-1]))
+        cells = [rgb] + [_panel(log, rgb) for log in logs]
         rows.append(np.hstack([np.pad(c, ((0, h + 4 - c.shape[0]), (0, cell_w + 4 - c.shape[1]), (0, 0)),
                                       constant_values=255) for c in cells]))
     sheet = np.vstack(rows)

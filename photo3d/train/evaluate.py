@@ -96,7 +96,7 @@ def fastdepth_outputs(files: list[Path], onnx_file: Path, ref: dict[str, np.ndar
             from photo3d.train.teachers import FastDepthTeacher
 
             fd = FastDepthTeacher(onnx_file)
-        return fd(preprocess(rgb, INPUT_SIZE)[0].permute(1, 2, 0).mul(255).round().byte().numpy())
+        return fd.on_network_grid(rgb, INPUT_SIZE)
 
     return _cached_outputs(files, cache, compute)
 

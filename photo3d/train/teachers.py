@@ -98,6 +98,12 @@ class FastDepthTeacher:
             return 0.5 * (y[0, 0] + y[1, 0, :, ::-1])
         return self.sess.run(None, {self.inp: x})[0][0, 0]
 
+    def on_network_grid(self, rgb: np.ndarray, input_size: int) -> np.ndarray:
+        """Log-disparity on the grid the runtime's network sees for a photo of any size."""
+        from photo3d.depth.runtime import preprocess
+
+        return self(preprocess(rgb, input_size)[0].permute(1, 2, 0).mul(255).round().byte().numpy())
+
     def __call__(self, rgb: np.ndarray) -> np.ndarray:
         h, w = rgb.shape[:2]
         s = self.size / max(h, w)
