@@ -149,7 +149,7 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--limit", type=int, default=0, help="use only the first N bundle photos")
     ap.add_argument("--label", default="split", help="how to combine two teachers (photo3d.train.teachers.combine)")
     ap.add_argument("--init-from", type=Path, default=None,
-                    help="without a checkpoint: warm-start from this INT8 TorchScript model (e.g. the bundled one)")
+                    help="without a checkpoint: warm-start from this INT8 TorchScript model (e.g. the bundled one) or float checkpoint of ours (its EMA weights)")
     ap.add_argument("--whole-share", type=float, default=0.0,
                     help="share of steps on (nearly) whole photos at --whole-size, 4:3 landscape (layout)")
     ap.add_argument("--whole-size", type=int, default=277, help="whole-photo batches: output side factor (277: 320x240)")
@@ -205,8 +205,15 @@ def main(argv: list[str] | None = None) -> int:
     whole = Sampler(bundle, args.whole_batch, AugmentConfig(size=args.whole_size, min_crop=0.95, max_crop=1.16, p_rotate=0.1),
                     seed=args.seed + 1, device=device, landscape=True)
     if ckpt is None and args.init_from is not None:
-        calib = whole.next()[0] if args.whole_share > 0 else sampler.next()[0]
-        warm_start(model, args.init_from, calib.contiguous(memory_format=torch.channels_last))
+        try:  # a float training checkpoint of ours: continue from its EMA weights
+            start = load_checkpoint(args.init_from)
+        except Exception:  # an INT8 TorchScript model (e.g. the bundled one)
+            start = None
+        if isinstance(start, dict) and "model" in start:
+            model.load_state_dict(model_from_checkpoint(start).state_dict())
+        else:
+            calib = whole.next()[0] if args.whole_share > 0 else sampler.next()[0]
+            warm_start(model, args.init_from, calib.contiguous(memory_format=torch.channels_last))
         ema.load_state_dict(model.state_dict())
     opt = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=args.weight_decay)
     step, seconds = 0, 0.0
