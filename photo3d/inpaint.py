@@ -112,6 +112,12 @@ def inpaint_background(rgb: np.ndarray, ldi: LayeredDepth, radius: int = 4, mirr
     # never in front of the visible layer where the background hides behind it
     behind = ldi.inpaint_mask | ldi.hole
     out_inv[behind] = np.minimum(out_inv[behind], ldi.inv[behind] * 0.98)
+    # the layer's outer edge over visible pixels that never move away (not hole, not band) is
+    # stitched to the visible layer (its depth, a little behind, and colour): no gap opens
+    # between the two layers at any view
+    edge = layer & ~cv2.erode(layer.astype(np.uint8), k).astype(bool) & ~ldi.hole & ~band
+    out_inv[edge] = ldi.inv[edge] * 0.98
+    out_rgb[edge] = rgb[edge]
     out_inv[layer] *= BG_PUSH
     return Background(out_rgb, out_inv.astype(np.float32), layer, band)
 

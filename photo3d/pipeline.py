@@ -177,8 +177,9 @@ def build_meshes(geo: Geometry, ldi: LayeredDepth, bg: Background, opts: Convert
     front = triangulate(ldi.inv, front_valid, ldi.cuts, tol, soft_edge=ldi.near if opts.layered else None)
     out = [("visible", front, ldi.inv[front.grid_yx[:, 0], front.grid_yx[:, 1]])]
     if bg.mask.any():
-        cuts = find_cuts(bg.inv, geo.shift_px_per_inv, opts.layer_params)
-        back = triangulate(bg.inv, bg.mask, cuts, tol)
+        # never cut: nothing lies behind the background layer, so a cut in it would open a hole
+        # at some view (a step inside it stretches instead)
+        back = triangulate(bg.inv, bg.mask, None, tol)
         if len(back.faces):
             out.append(("background", back, bg.inv[back.grid_yx[:, 0], back.grid_yx[:, 1]]))
     return Meshes(out, shape)

@@ -221,7 +221,7 @@ def _clip_span(a: float, r: float, lo: float, hi: float) -> tuple[float, float]:
     if a > 0.0:
         return max(lo, (-r - 1e-7) / a), hi
     if a < 0.0:
-        return lo, min(hi, (-r + 1e-7) / a)
+        return lo, min(hi, (-r - 1e-7) / a)
     return (lo, hi) if r >= -1e-7 else (lo, lo - 1.0)
 
 

@@ -1,6 +1,7 @@
 import re
 
 import numpy as np
+import pytest
 from PIL import Image
 
 from helpers.cli import cli
@@ -211,3 +212,31 @@ def test_dense_depth_edges_coarsen_the_grid_not_the_texture(tmp_path):
     assert max(rep["grid"]) < max(free["grid"])  # coarser geometry ...
     assert rep["texture"] == [w, h]  # ... and the texture keeps its size
     assert_valid_glb(tmp_path / "fit.glb")
+
+
+@pytest.mark.parametrize("width", [3, 6])
+def test_thin_near_bar_over_a_step_leaves_no_hole_at_any_view(tmp_path, width):
+    """A bar a few pixels wide, cut from the far plane on its left and sloping down to a middle
+    strip on its right (three depths, as on a cup's rim in front of a saucer): no view of the
+    camera path shows the clear colour (the background layer once ended short of the strip)."""
+    from photo3d.render import Renderer, frame_size, path_views, scene_from_glb
+
+    h, w = 240, 320
+    rgb = np.random.default_rng(0).integers(40, 200, (h, w, 3), dtype=np.uint8)
+    d = np.zeros(w, np.float32)
+    d[100:100 + width] = 1.0
+    d[100 + width:104 + width] = np.linspace(1.0, 0.35, 5)[1:]
+    d[104 + width:] = 0.35
+    disp = np.tile(d, (h, 1))
+    disp[:60] = 0.0
+    np.save(tmp_path / "d.npy", disp)
+    Image.fromarray(rgb).save(tmp_path / "p.png")
+    convert_file(tmp_path / "p.png", tmp_path / "p.glb", ConvertOptions(depth=tmp_path / "d.npy"))
+    assert_valid_glb(tmp_path / "p.glb")
+    scene = scene_from_glb((tmp_path / "p.glb").read_bytes())
+    clear = (255, 0, 255)
+    for side in (240, 960):
+        r = Renderer(scene, *frame_size(scene, side), supersample=1, clear=clear)
+        for i, v in enumerate(path_views("circle", 60, scene.meta)):
+            img = r.render(v).astype(int)
+            assert not ((np.abs(img - np.array(clear)).sum(axis=2) < 30).any()), (side, i)

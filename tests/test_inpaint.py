@@ -56,7 +56,7 @@ def test_background_layer_joins_the_visible_layer_without_a_seam():
     bg = inpaint_background(rgb, ldi)
     rim = bg.mask & ~ldi.hole & ~(inv > 0.5)  # background-layer vertices under the visible plane
     assert rim.any()
-    assert np.allclose(bg.inv[rim], inv[rim], rtol=0.01)  # same depth (a hair behind)
+    assert np.allclose(bg.inv[rim], inv[rim], rtol=0.025)  # same depth (at most 2 % behind)
     assert (bg.inv[rim] <= inv[rim]).all()
 
 
