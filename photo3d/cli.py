@@ -5,10 +5,12 @@ from __future__ import annotations
 import atexit
 import functools
 import gc
+import inspect
 import math
 import sys
 import time
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Optional
 
 import typer
@@ -88,19 +90,11 @@ atexit.register(gc.freeze)
 INPUTS_ARG = typer.Argument(..., metavar="INPUT...", readable=False, show_default=False, help="Photos or folders.")
 MODEL_OPT = typer.Option(None, "--model", metavar="MODEL", readable=False,
                          help="Depth model: a TorchScript .pt or a Tiefenrausch folder (default: the bundled one).")
-MP_OPT = typer.Option(defaults.MAX_MEGAPIXELS, "--max-megapixels", metavar="MP", help="Refuse larger images.")
-JOBS_OPT = typer.Option(1, "--jobs", "-j", min=0, metavar="N", help="Worker processes (0 = one per CPU).")
-ENGINE_OPT = typer.Option("local", "--engine", metavar="local|ray", help="Where to run: here, or on a Ray cluster.")
-ADDRESS_OPT = typer.Option(None, "--address", metavar="ADDR", help="Ray cluster to join (default: start a local one).")
-OVERWRITE_OPT = typer.Option(
-    None, "--overwrite/--skip-existing", show_default=False,
-    help="Rewrite existing outputs (default: only for a single input file).",
-)
-GLOB_OPT = typer.Option(None, "--glob", metavar="PATTERN", help="Only matching files in folders (repeatable).")
-DEPTH_SOURCE_OPT = typer.Option(defaults.DEPTH_SOURCE, "--depth-source", metavar="SOURCE",
-                                help="auto, embedded, stereo or model (auto: the photo's own depth if any).")
-SUMMARY_OPT = typer.Option(None, "--summary", metavar="FILE.json", readable=False,
-                           help="Write a JSON report, one record per input.")
+
+
+def _output_opt(text: str):
+    """``-o OUT``: a file for one photo, else a folder (``text`` says which files)."""
+    return typer.Option(..., "-o", "--output", metavar="OUT", show_default=False, help=text)
 
 
 def _check_megapixels(value: float) -> None:
@@ -108,16 +102,56 @@ def _check_megapixels(value: float) -> None:
         _fail(UsageError(f"--max-megapixels must be a positive number, not {value!r}"))
 
 
-def _batch(task, inputs, output: Path, suffix: str | list[str], jobs: int, engine: str, address, overwrite, globs, summary,
-           on_result=None) -> None:
+def _batch_options(
+    depth_source: str = typer.Option(defaults.DEPTH_SOURCE, "--depth-source", metavar="SOURCE",
+                                     help="auto, embedded, stereo or model (auto: the photo's own depth if any)."),
+    max_megapixels: float = typer.Option(defaults.MAX_MEGAPIXELS, "--max-megapixels", metavar="MP",
+                                         help="Refuse larger images."),
+    overwrite: Optional[bool] = typer.Option(None, "--overwrite/--skip-existing", show_default=False,
+                                             help="Rewrite existing outputs (default: only for a single input file)."),
+    jobs: int = typer.Option(1, "--jobs", "-j", min=0, metavar="N", help="Worker processes (0 = one per CPU)."),
+    engine: defaults.Engine = typer.Option(defaults.Engine.local, "--engine", metavar="local|ray",
+                                           help="Where to run: here, or on a Ray cluster."),
+    address: Optional[str] = typer.Option(None, "--address", metavar="ADDR",
+                                          help="Ray cluster to join (default: start a local one)."),
+    globs: Optional[list[str]] = typer.Option(None, "--glob", metavar="PATTERN",
+                                              help="Only matching files in folders (repeatable)."),
+    summary: Optional[Path] = typer.Option(None, "--summary", metavar="FILE.json", readable=False,
+                                           help="Write a JSON report, one record per input."),
+) -> SimpleNamespace:
+    """The options of every INPUT... command, declared once: :func:`_batch_command` adds them to a
+    command (after its own) and hands them over, checked, as one ``batch`` argument."""
+    _check_source(depth_source)
+    _check_megapixels(max_megapixels)
+    return SimpleNamespace(depth_source=depth_source, max_megapixels=max_megapixels, overwrite=overwrite, jobs=jobs,
+                           engine=engine, address=address, globs=globs or (), summary=summary)
+
+
+def _batch_command(command):
+    """Register ``command(INPUT..., -o OUT, ..., batch)`` as a command taking the options of
+    :func:`_batch_options` (after its own) and getting them as ``batch``."""
+    shared = inspect.signature(_batch_options, eval_str=True).parameters
+    own = [p for p in inspect.signature(command, eval_str=True).parameters.values() if p.name != "batch"]
+
+    @functools.wraps(command)
+    def run(**kwargs):
+        batch = _batch_options(**{name: kwargs.pop(name) for name in shared})
+        return command(**kwargs, batch=batch)
+
+    run.__signature__ = inspect.Signature([*own, *shared.values()])
+    run.__annotations__ = {p.name: p.annotation for p in run.__signature__.parameters.values()}
+    return app.command(cls=_Command)(run)
+
+
+def _batch(task, inputs, output: Path, suffix: str | list[str], batch: SimpleNamespace, on_result=None) -> None:
     """Run one per-file task over INPUT... and exit with the batch's exit code (0, 1, 2, 130).
     ``on_result(result)`` is called as each file finishes (e.g. to print a line about it)."""
     from .batch import batch_command
 
     try:
         code = batch_command(
-            task, inputs, output, suffix, jobs=jobs, engine=engine, address=address,
-            overwrite=overwrite, globs=globs or (), summary=summary, console=err,
+            task, inputs, output, suffix, jobs=batch.jobs, engine=batch.engine, address=batch.address,
+            overwrite=batch.overwrite, globs=batch.globs, summary=batch.summary, console=err,
             command=" ".join(["photo3d", *sys.argv[1:]]), on_result=on_result,
         )
     except Photo3DError as e:
@@ -156,32 +190,23 @@ def _say_result(r, details: str) -> None:
     err.print(printable(f"{_outputs_line(r)}: {details}"), markup=False, highlight=False, soft_wrap=True)
 
 
-@app.command(cls=_Command)
+@_batch_command
 def depth(
     inputs: list[Path] = INPUTS_ARG,
-    output: Path = typer.Option(..., "-o", "--output", metavar="OUT", show_default=False,
-                                help="A .png (16-bit) or .npy file for one photo, else a folder."),
+    output: Path = _output_opt("A .png (16-bit) or .npy file for one photo, else a folder."),
     model: Optional[Path] = MODEL_OPT,
     raw: bool = typer.Option(False, "--raw", help="Write the network's own output (no upsampling)."),
     preview: bool = typer.Option(False, "--preview", help="Also write NAME.preview.png (red = near)."),
     fmt: str = typer.Option("png", "--format", metavar="png|npy", help="Output format for folders."),
-    depth_source: str = DEPTH_SOURCE_OPT,
-    max_megapixels: float = MP_OPT,
-    overwrite: Optional[bool] = OVERWRITE_OPT,
-    jobs: int = JOBS_OPT,
-    engine: str = ENGINE_OPT,
-    address: Optional[str] = ADDRESS_OPT,
-    globs: Optional[list[str]] = GLOB_OPT,
-    summary: Optional[Path] = SUMMARY_OPT,
+    batch: SimpleNamespace = None,  # the batch options (see _batch_options)
 ) -> None:
     """Predict depth maps (normalized disparity: larger = nearer)."""
     from .depth import DepthOptions
 
     if fmt not in ("png", "npy"):
         _fail(UsageError(f"--format must be png or npy, not {fmt!r}"))
-    _check_source(depth_source)
-    _check_megapixels(max_megapixels)
-    opts = DepthOptions(model=model, raw=raw, preview=preview, max_megapixels=max_megapixels, depth_source=depth_source)
+    opts = DepthOptions(model=model, raw=raw, preview=preview, max_megapixels=batch.max_megapixels,
+                        depth_source=batch.depth_source)
 
     def said(r) -> None:  # one line per photo as soon as it is done
         if r.status == "ok":
@@ -191,7 +216,7 @@ def depth(
 
     from .depth import depth_task
 
-    _batch(depth_task(opts), inputs, output, "." + fmt, jobs, engine, address, overwrite, globs, summary, on_result=said)
+    _batch(depth_task(opts), inputs, output, "." + fmt, batch, on_result=said)
 
 
 def _check_source(source: str) -> None:
@@ -233,11 +258,10 @@ def _convert_details(r, timings: bool) -> str:
     return line
 
 
-@app.command(cls=_Command)
+@_batch_command
 def convert(
     inputs: list[Path] = INPUTS_ARG,
-    output: Path = typer.Option(..., "-o", "--output", metavar="OUT", show_default=False,
-                                help="A file for one photo (.glb .html .mp4 .gif .webp), else a folder."),
+    output: Path = _output_opt("A file for one photo (.glb .html .mp4 .gif .webp), else a folder."),
     model: Optional[Path] = MODEL_OPT,
     depth_map: Optional[Path] = typer.Option(None, "--depth", metavar="MAP", readable=False,
                                              help="Use this depth map (.png/.npy, larger = nearer); one photo only."),
@@ -247,9 +271,9 @@ def convert(
     html: bool = typer.Option(False, "--html", help="Also write NAME.html, an offline viewer."),
     parallax: float = typer.Option(defaults.PARALLAX, "--parallax", min=0.001, max=0.2, metavar="SHARE",
                                    help="Near vs far shift, share of the width (viewer and video)."),
-    path: str = typer.Option("circle", "--path", metavar="PATH", help="Video camera path: circle, swing, zoom or dolly-zoom."),
-    seconds: float = typer.Option(4.0, "--seconds", min=0.05, metavar="S", help="Video length."),
-    fps: float = typer.Option(30.0, "--fps", min=1.0, max=120.0, metavar="FPS", help="Video frames per second."),
+    path: str = typer.Option(defaults.VIDEO_PATH, "--path", metavar="PATH", help="Video camera path: circle, swing, zoom or dolly-zoom."),
+    seconds: float = typer.Option(defaults.VIDEO_SECONDS, "--seconds", min=0.05, metavar="S", help="Video length."),
+    fps: float = typer.Option(defaults.VIDEO_FPS, "--fps", min=1.0, max=120.0, metavar="FPS", help="Video frames per second."),
     size: Optional[int] = typer.Option(None, "--size", metavar="PX",
                                        help="Video / still longer side (default: 1080 MP4, 480 GIF/WebP)."),
     stereo: Optional[str] = typer.Option(None, "--stereo", metavar="sbs|sbs-half",
@@ -257,34 +281,25 @@ def convert(
     timings: bool = typer.Option(False, "--timings", help="Print the time of each stage."),
     quality: int = typer.Option(defaults.JPEG_QUALITY, "--quality", min=1, max=100, metavar="1-100", help="JPEG quality of the texture."),
     max_texture: int = typer.Option(defaults.MAX_TEXTURE_SIDE, "--max-texture", min=256, metavar="PX", help="Longest side of the texture."),
-    depth_source: str = DEPTH_SOURCE_OPT,
-    max_megapixels: float = MP_OPT,
-    overwrite: Optional[bool] = OVERWRITE_OPT,
-    jobs: int = JOBS_OPT,
-    engine: str = ENGINE_OPT,
-    address: Optional[str] = ADDRESS_OPT,
-    globs: Optional[list[str]] = GLOB_OPT,
-    summary: Optional[Path] = SUMMARY_OPT,
+    batch: SimpleNamespace = None,  # the batch options (see _batch_options)
 ) -> None:
     """Build 3D photos (.glb, and an offline viewer page with --html).
 
     Layered depth mesh with the hidden background inpainted."""
     from .pipeline import ConvertOptions
 
-    _check_megapixels(max_megapixels)
     if depth_map is not None and model is not None:
         _fail(UsageError("give either --depth or --model, not both"))
     if depth_map is not None and (len(inputs) != 1 or inputs[0].is_dir()):
         _fail(UsageError("--depth needs exactly one input photo"))
-    _check_source(depth_source)
-    if depth_map is not None and depth_source != defaults.DEPTH_SOURCE:
+    if depth_map is not None and batch.depth_source != defaults.DEPTH_SOURCE:
         _fail(UsageError("give either --depth or --depth-source, not both"))
     from .video import ShareOptions, check_share
 
     single = len(inputs) == 1 and not inputs[0].is_dir()
     suffixes = ["." + f.lower().lstrip(".") for f in (formats or ["glb"])]
     try:
-        share = ShareOptions(path=path, seconds=seconds, fps=fps, size=size, stereo=stereo, progress=single and jobs == 1)
+        share = ShareOptions(path=path, seconds=seconds, fps=fps, size=size, stereo=stereo, progress=single and batch.jobs == 1)
         check_share(share)
         if formats and single and output.suffix and not output.is_dir():
             raise UsageError("--format is for folder outputs; for one photo the suffix of -o chooses the format")
@@ -296,9 +311,9 @@ def convert(
     reuse = None
     if ".glb" in suffixes and len(set(suffixes)) > 1:  # the GLB job runs first; the others render its file
         suffixes.sort(key=lambda x: x != ".glb")
-        reuse = time.time() if overwrite else 0.0  # resuming: an existing GLB is this photo's 3D photo
+        reuse = time.time() if batch.overwrite else 0.0  # resuming: an existing GLB is this photo's 3D photo
     opts = ConvertOptions(model=model, depth=depth_map, html=html, jpeg_quality=quality, parallax=parallax,
-                          max_texture_side=max_texture, max_megapixels=max_megapixels, depth_source=depth_source,
+                          max_texture_side=max_texture, max_megapixels=batch.max_megapixels, depth_source=batch.depth_source,
                           share=share, reuse_glb_since=reuse)
 
     def said(r) -> None:  # one line per photo as soon as it is done
@@ -307,7 +322,7 @@ def convert(
 
     from .pipeline import convert_task
 
-    _batch(convert_task(opts), inputs, output, suffixes, jobs, engine, address, overwrite, globs, summary, on_result=said)
+    _batch(convert_task(opts), inputs, output, suffixes, batch, on_result=said)
 
 
 @model_app.command("import", cls=_Command)

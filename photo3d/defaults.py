@@ -1,10 +1,23 @@
-"""Defaults that the options dataclasses and the command line share (``--help`` shows them).
+"""Defaults and choices that the options dataclasses and the command line share (``--help`` shows them).
 
 A light module: ``photo3d --help`` imports it without numpy, OpenCV or torch.
 """
+
+from enum import StrEnum
+
+
+class Engine(StrEnum):
+    """Where a batch runs (``--engine``)."""
+
+    local = "local"  # this machine: in-process or a process pool
+    ray = "ray"  # a Ray cluster
+
 
 MAX_MEGAPIXELS = 100.0  # larger images are refused (decompression bombs, memory)
 DEPTH_SOURCE = "auto"  # auto | embedded | stereo | model: the photo's own depth first
 JPEG_QUALITY = 80  # the GLB's textures
 MAX_TEXTURE_SIDE = 4096  # the photo's texture, longer side
 PARALLAX = 0.04  # nearest vs farthest point move by this share of the width at full offset
+VIDEO_PATH = "circle"  # video camera path: circle | swing | zoom | dolly-zoom
+VIDEO_SECONDS = 4.0
+VIDEO_FPS = 30.0

@@ -25,6 +25,7 @@ from typing import Iterator
 
 import numpy as np
 
+from . import defaults
 from .errors import OutputError, UsageError
 from .io import atomic_output
 
@@ -39,9 +40,9 @@ GIF_SAME = 24  # sum of |RGB| differences under which a GIF pixel keeps the prev
 
 @dataclass
 class ShareOptions:
-    path: str = "circle"  # camera path: circle | swing | zoom | dolly-zoom
-    seconds: float = 4.0
-    fps: float = 30.0
+    path: str = defaults.VIDEO_PATH  # camera path: circle | swing | zoom | dolly-zoom
+    seconds: float = defaults.VIDEO_SECONDS
+    fps: float = defaults.VIDEO_FPS
     size: int | None = None  # longer side; None = 1080 (MP4, stills) or 480 (GIF, WebP)
     stereo: str | None = None  # None | "sbs" | "sbs-half"
     supersample: int = 2  # anti-aliasing: samples per pixel along each axis

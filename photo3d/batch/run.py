@@ -10,7 +10,6 @@ import threading
 import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from enum import StrEnum
 from pathlib import Path
 from typing import Any, Callable, Iterator, Sequence
 
@@ -26,17 +25,13 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
+from ..defaults import Engine
 from ..errors import ExitCode, Photo3DError, UsageError, printable
 from ..io import write_bytes_atomic
 from .local import Executor, PoolExecutor, SequentialExecutor
 from .plan import Job, check_summary_path, plan_outputs, remove_stale_temps
 from .result import Result, Status, msg
 from .task import Task, execute
-
-
-class Engine(StrEnum):
-    local = "local"  # this machine: in-process or a process pool
-    ray = "ray"  # a Ray cluster
 
 
 def _sigterm_to_interrupt(signum, frame):  # noqa: ARG001
