@@ -338,22 +338,21 @@ def _slots(graph: Graph) -> tuple[dict[str, int], int]:
 # --------------------------------------------------------------------------------------------
 
 
-class _Quantize(nn.Module):
-    def __init__(self, scale: float, zero_point: int):
-        super().__init__()
-        self.scale = scale
-        self.zero_point = zero_point
+class _QOut(nn.Module):
+    """A step that writes a new quantized tensor, with the step's scale and zero point."""
 
+    def __init__(self, step: Step):
+        super().__init__()
+        self.scale = step.scale
+        self.zero_point = step.zero_point
+
+
+class _Quantize(_QOut):
     def forward(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
         return torch.quantize_per_tensor(a, self.scale, self.zero_point, torch.quint8)
 
 
-class _QAdd(nn.Module):
-    def __init__(self, scale: float, zero_point: int):
-        super().__init__()
-        self.scale = scale
-        self.zero_point = zero_point
-
+class _QAdd(_QOut):
     def forward(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
         return torch.ops.quantized.add(a, b, self.scale, self.zero_point)
 
@@ -426,9 +425,9 @@ class _Program(nn.Module):
 
 # op kind -> module for the INT8 build (the float build for training: photo3d/train/tiefenrausch_float.py)
 _INT8_OPS = {
-    "quantize": lambda s: _Quantize(s.scale, s.zero_point),
+    "quantize": _Quantize,
     "conv": _QConv,
-    "add": lambda s: _QAdd(s.scale, s.zero_point),
+    "add": _QAdd,
     "resize": lambda s: _Resize(s.factor),
 }
 
