@@ -3,8 +3,8 @@
 Only background-side context is read: every foreground pixel near an edge is inside the
 inpainting mask (see :func:`photo3d.layers.build_layers`), so the fast-marching fill (Telea)
 reaches the hole from the background side first.  The hole is then re-textured by mirroring the
-background across the discontinuity (keeps its grain; a smooth fill alone blurs visibly), with
-the smooth fill as the fallback where the mirror would read the foreground.
+background across the discontinuity (keeps its grain; a smooth fill alone blurs visibly) near the
+seam, fading into the smooth fill deeper in and where the mirror would read the foreground.
 """
 
 from __future__ import annotations
@@ -73,6 +73,7 @@ def _telea(crop: np.ndarray, m8: np.ndarray, radius: int, half: bool) -> np.ndar
     return np.where(m8[:, :, None] > 0, up, crop)
 
 
+MIRROR_FADE_PX = 8.0  # the mirrored texture fades into the smooth fill over this many pixels from the seam
 HALF_RES_PIXELS = 200_000  # crops larger than this are Telea-filled at half resolution
 
 
@@ -104,7 +105,12 @@ def inpaint_background(rgb: np.ndarray, ldi: LayeredDepth, radius: int = 4, mirr
         # whole image: the mirror may reach far
         mirrored, ok = _mirror_fill(rgb, ~mask, ldi.hole, ldi.inv, rel)
         hy, hx = np.nonzero(ldi.hole)
-        colour[hy[ok] - ys.start, hx[ok] - xs.start] = mirrored[ok]
+        # the grain near the seam, fading into the smooth fill deeper in (a mirror read far from
+        # the seam lands on other structure more often than not)
+        dist = cv2.distanceTransform(mask.astype(np.uint8), cv2.DIST_L2, 3)[hy[ok], hx[ok]]
+        fade = np.clip(1.0 - (dist - 1.0) / MIRROR_FADE_PX, 0.0, 1.0)[:, None]
+        py, px = hy[ok] - ys.start, hx[ok] - xs.start
+        colour[py, px] = np.clip(fade * mirrored[ok] + (1.0 - fade) * colour[py, px] + 0.5, 0, 255).astype(np.uint8)
     out_rgb = np.zeros((h, w, 3), np.uint8)
     out_rgb[ys, xs] = colour
     out_inv = ldi.inv.copy()
