@@ -40,13 +40,9 @@ def _mirror_fill(rgb: np.ndarray, known: np.ndarray, hole: np.ndarray, inv: np.n
     """Colour of the background pixel mirrored across the nearest known pixel, and where it exists
     (inside the image, known, and at the same depth as that nearest pixel)."""
     h, w = known.shape
-    _, lbl = cv2.distanceTransformWithLabels((~known).astype(np.uint8), cv2.DIST_L2, 5, labelType=cv2.DIST_LABEL_PIXEL)
-    ky, kx = np.nonzero(known)
-    ty = np.zeros(int(lbl.max()) + 1, np.int32)
-    tx = np.zeros_like(ty)
-    ty[lbl[ky, kx]], tx[lbl[ky, kx]] = ky, kx
+    _, nearest = nearest_values(known, np.arange(h * w, dtype=np.int32).reshape(h, w))  # its index
     hy, hx = np.nonzero(hole)
-    ny, nx = ty[lbl[hy, hx]], tx[lbl[hy, hx]]
+    ny, nx = np.divmod(nearest[hy, hx], w)
     my, mx = 2 * ny - hy, 2 * nx - hx
     ok = (my >= 0) & (my < h) & (mx >= 0) & (mx < w)
     my, mx = np.clip(my, 0, h - 1), np.clip(mx, 0, w - 1)

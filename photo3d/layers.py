@@ -79,13 +79,7 @@ def sanitize_inverse_depth(inv: np.ndarray) -> np.ndarray:
     good = ~bad
     if not good.any():
         return np.ones_like(inv)
-    out = inv.copy()
-    out[bad] = 0
-    # nearest valid neighbour (vectorized via distance-transform labels)
-    _, lbl = cv2.distanceTransformWithLabels(bad.astype(np.uint8), cv2.DIST_L2, 3, labelType=cv2.DIST_LABEL_PIXEL)
-    src = np.zeros(lbl.max() + 1, np.float32)
-    src[lbl[good]] = inv[good]
-    out[bad] = src[lbl[bad]]
+    _, out = nearest_values(good, inv, mask_size=3)  # each bad pixel: its nearest good neighbour's value
     return out
 
 
@@ -286,10 +280,12 @@ def far_band(ldi: "LayeredDepth", width: int, rgb: np.ndarray | None = None) -> 
     return band & (~has | (d_fg < d_bg))
 
 
-def nearest_values(mask: np.ndarray, values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """For every pixel: distance to the nearest ``mask`` pixel and that pixel's value."""
+def nearest_values(mask: np.ndarray, values: np.ndarray, mask_size: int = 5) -> tuple[np.ndarray, np.ndarray]:
+    """For every pixel: distance to the nearest ``mask`` pixel and that pixel's value (a ``mask``
+    pixel is its own nearest).  For the nearest pixel's position, pass the flat indices
+    ``np.arange(h * w).reshape(h, w)``.  ``mask_size``: OpenCV's distance mask (3 is coarser)."""
     dist, lbl = cv2.distanceTransformWithLabels(
-        (~mask).astype(np.uint8), cv2.DIST_L2, 5, labelType=cv2.DIST_LABEL_PIXEL
+        (~mask).astype(np.uint8), cv2.DIST_L2, mask_size, labelType=cv2.DIST_LABEL_PIXEL
     )
     table = np.zeros(int(lbl.max()) + 1, values.dtype)
     table[lbl[mask]] = values[mask]
