@@ -174,6 +174,7 @@ def test_novel_views_show_no_line_or_crack_across_the_foreground(tmp_path):
                                  f"(worst row {rows.argmax()}: {rows.max():.0%}, worst column {cols.argmax()}: {cols.max():.0%})"
 
 
+@pytest.mark.slow
 @needs_shared
 def test_busy_12_megapixel_photo_stays_under_2_mb(tmp_path, tiefenrausch_pt, shared_dir):
     """At defaults the GLB fits 2 MB even for a busy full-size photo (a 12 MP JPEG of foliage and
@@ -214,7 +215,7 @@ def test_dense_depth_edges_coarsen_the_grid_not_the_texture(tmp_path):
     assert_valid_glb(tmp_path / "fit.glb")
 
 
-@pytest.mark.parametrize("width", [3, 6])
+@pytest.mark.parametrize("width", [3, pytest.param(6, marks=pytest.mark.slow)])
 def test_thin_near_bar_over_a_step_leaves_no_hole_at_any_view(tmp_path, width):
     """A bar a few pixels wide, cut from the far plane on its left and sloping down to a middle
     strip on its right (three depths, as on a cup's rim in front of a saucer): no view of the

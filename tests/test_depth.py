@@ -182,6 +182,7 @@ def test_npy_output_raw_and_preview(tmp_path, photos, tiefenrausch_pt):
     assert np.corrcoef(small.ravel(), raw.ravel())[0, 1] > 0.98
 
 
+@pytest.mark.slow
 def test_folder_input(tmp_path, photos, tiefenrausch_pt):
     r = _cli("depth", photos, "-o", tmp_path / "out", "--model", tiefenrausch_pt, "--format", "npy")
     assert r.exit_code == 0, r.output

@@ -441,6 +441,7 @@ def log_r(a: np.ndarray, b: np.ndarray) -> float:
     return float(np.corrcoef(np.log(a).ravel(), np.log(b).ravel())[0, 1])
 
 
+@pytest.mark.slow
 def test_pug_convert_uses_the_embedded_depth(tmp_path, embedded_dir):
     from photo3d.pipeline import ConvertOptions, convert_file, estimate_depth, working_photo, working_shape
 
@@ -465,6 +466,7 @@ def test_pug_convert_uses_the_embedded_depth(tmp_path, embedded_dir):
     assert report["depth_source"] == "embedded" and report["depth_ratio"] == pytest.approx(2.9, abs=0.1)
 
 
+@pytest.mark.slow
 def test_pug_depth_at_the_photo_size(tmp_path, embedded_dir):
     out = tmp_path / "d.png"
     r = cli("depth", str(embedded_dir / "pug.heic"), "-o", str(out))
@@ -510,6 +512,7 @@ SPATIAL_REGIONS = {
 }
 
 
+@pytest.mark.slow
 def test_spatial_photo_uses_stereo_and_orders_the_scene(tmp_path, embedded_dir):
     from photo3d.pipeline import ConvertOptions, estimate_depth, working_photo, working_shape
 

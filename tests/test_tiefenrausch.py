@@ -129,6 +129,7 @@ def test_golden(int8_model, tiefenrausch_dir, name):
     assert corr >= 0.998
 
 
+@pytest.mark.slow
 def test_saved_model_matches_in_memory(int8_model, tiefenrausch_dir):
     assert int8_model.meta["input_size"] == 384 and int8_model.meta["name"] == "tiefenrausch"
     x = reference_input(tiefenrausch_dir / "pumpkin.jpg")
