@@ -280,6 +280,34 @@ def far_band(ldi: "LayeredDepth", width: int, rgb: np.ndarray | None = None) -> 
     return band & (~has | (d_fg < d_bg))
 
 
+def band_to_foreground(ldi: "LayeredDepth", band: np.ndarray) -> tuple[np.ndarray, Cuts, np.ndarray]:
+    """The visible layer with the far band (far-side edge pixels of foreground colour, see
+    :func:`far_band`) joined to the foreground's edge: the band takes the nearest near-side depth,
+    is connected to the near side and to itself and cut from the rest of the far side.  So the
+    view from the photo's own viewpoint shows the band's own colour (no line of re-synthesized
+    background along a cut), and as the foreground moves the band moves with it (no ghost outline
+    left behind).  Returns the inverse depth, the cuts and the soft-edge vertices (near side and band)."""
+    if not band.any() or not ldi.near.any():
+        return ldi.inv, ldi.cuts, ldi.near
+    _, near_inv = nearest_values(ldi.near, ldi.inv)
+    inv = np.where(band, np.maximum(near_inv, ldi.inv), ldi.inv).astype(np.float32)
+    c = ldi.cuts
+
+    def moved(cut: np.ndarray, a: tuple, b: tuple) -> np.ndarray:
+        ba, bb, na, nb = band[a], band[b], ldi.near[a], ldi.near[b]
+        join = (ba & (bb | nb)) | (bb & na)
+        split = (ba & ~bb & ~nb) | (bb & ~ba & ~na)
+        return (cut & ~join) | split
+
+    s_ = slice(None)
+    return inv, Cuts(
+        h=moved(c.h, (s_, slice(None, -1)), (s_, slice(1, None))),
+        v=moved(c.v, (slice(None, -1), s_), (slice(1, None), s_)),
+        d1=moved(c.d1, (slice(None, -1), slice(None, -1)), (slice(1, None), slice(1, None))),
+        d2=moved(c.d2, (slice(None, -1), slice(1, None)), (slice(1, None), slice(None, -1))),
+    ), ldi.near | band
+
+
 def nearest_values(mask: np.ndarray, values: np.ndarray, mask_size: int = 5) -> tuple[np.ndarray, np.ndarray]:
     """For every pixel: distance to the nearest ``mask`` pixel and that pixel's value (a ``mask``
     pixel is its own nearest).  For the nearest pixel's position, pass the flat indices

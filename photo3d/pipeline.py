@@ -29,7 +29,7 @@ from .errors import InputFileError, UsageError
 from .export import Camera, ExportOptions, MeshData, camera_for, encode_jpeg, mesh_bytes, to_glb
 from .inpaint import Background, inpaint_background
 from .io import DEFAULT_MAX_MEGAPIXELS, Photo, load_image, write_bytes_atomic
-from .layers import LayeredDepth, LayerParams, build_layers, find_cuts, sanitize_inverse_depth
+from .layers import LayeredDepth, LayerParams, band_to_foreground, build_layers, find_cuts, sanitize_inverse_depth
 from .mesh import LayerMesh, grid_to_image, triangulate, unproject
 from .video import STILL_SUFFIXES, VIDEO_SUFFIXES, ShareOptions
 
@@ -172,10 +172,13 @@ def build_meshes(geo: Geometry, ldi: LayeredDepth, bg: Background, opts: Convert
     """Triangulate the layers; ``scale`` multiplies the geometric tolerance (size budget)."""
     tol = scale * opts.tol_px / max(geo.shift_px_per_inv, 1e-9)
     shape = ldi.inv.shape
-    # the far-side edge pixels (foreground colour mixed in) are left to the background layer
-    front_valid = ~bg.band if bg.band is not None and bg.mask.any() else np.ones(shape, bool)
-    front = triangulate(ldi.inv, front_valid, ldi.cuts, tol, soft_edge=ldi.near if opts.layered else None)
-    out = [("visible", front, ldi.inv[front.grid_yx[:, 0], front.grid_yx[:, 1]])]
+    inv, cuts, soft = ldi.inv, ldi.cuts, ldi.near
+    if bg.band is not None and bg.band.any() and bg.mask.any():
+        # the far-side edge pixels (foreground colour mixed in) join the foreground's soft edge;
+        # the background layer re-synthesizes what lies behind them
+        inv, cuts, soft = band_to_foreground(ldi, bg.band)
+    front = triangulate(inv, np.ones(shape, bool), cuts, tol, soft_edge=soft if opts.layered else None)
+    out = [("visible", front, inv[front.grid_yx[:, 0], front.grid_yx[:, 1]])]
     if bg.mask.any():
         # never cut: nothing lies behind the background layer, so a cut in it would open a hole
         # at some view (a step inside it stretches instead)
