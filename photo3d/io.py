@@ -134,15 +134,17 @@ def load_image(
                     )
                 if max_side is not None and im.format == "JPEG" and max(w, h) > max_side:
                     im.draft("RGB", (max_side, max_side))
+                if getattr(ImageFile, "LOAD_TRUNCATED_IMAGES", False):
+                    ImageFile.LOAD_TRUNCATED_IMAGES = False
+                # decode first: reading a PNG's EXIF decodes it too, and the metadata readers below
+                # swallow their errors (a damaged file must fail here, not come out half black)
+                im.load()
                 focal = _focal_35mm(im)
                 try:
                     swap = im.getexif().get(0x0112) in (5, 6, 7, 8)  # EXIF orientation
                 except Exception:
                     swap = False
                 osize = (h, w) if swap else (w, h)
-                if getattr(ImageFile, "LOAD_TRUNCATED_IMAGES", False):
-                    ImageFile.LOAD_TRUNCATED_IMAGES = False
-                im.load()
                 try:
                     im = ImageOps.exif_transpose(im)
                 except Exception:  # malformed EXIF: keep the stored orientation, not fail

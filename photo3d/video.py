@@ -69,7 +69,7 @@ def check_share(opts: ShareOptions) -> None:
         raise UsageError(f"--stereo must be {' or '.join(STEREO_MODES)}, not {opts.stereo!r}")
     if opts.path not in PATHS:
         raise UsageError(f"--path must be one of {', '.join(PATHS)}, not {opts.path!r}")
-    if not (opts.seconds > 0 and opts.fps > 0) or opts.frames() > 100_000:
+    if not (0 < opts.seconds < 1e6 and 0 < opts.fps < 1e6) or opts.frames() > 100_000:
         raise UsageError("--seconds and --fps must be positive (and give at most 100000 frames)")
     if opts.size is not None and not 16 <= opts.size <= 8192:
         raise UsageError("--size must be between 16 and 8192 pixels")

@@ -205,6 +205,21 @@ def test_truncated_png(tmp_path):
     _one_line_about(e.value, path, "truncated")
 
 
+@pytest.mark.parametrize("offset", ["middle", 60])
+def test_damaged_png_is_an_error_not_a_black_photo(tmp_path, offset):
+    """One flipped byte in the compressed data (or a chunk's CRC): the decoder fails, and so must
+    we (reading a PNG's EXIF decodes it too; that error was once swallowed and the half-decoded,
+    partly black image went on as a photo)."""
+    rgb = np.random.default_rng(0).integers(0, 256, (300, 400, 3), dtype=np.uint8)
+    src = tmp_path / "rot.png"
+    Image.fromarray(rgb).save(src)
+    data = bytearray(src.read_bytes())
+    data[len(data) // 2 if offset == "middle" else offset] ^= 0xFF
+    src.write_bytes(bytes(data))
+    with pytest.raises(InputFileError, match="rot.png: unreadable image"):
+        load_image(src)
+
+
 def test_text_file_named_jpg(tmp_path):
     path = tmp_path / "notes.jpg"
     path.write_text("these are not pixels\n" * 20)

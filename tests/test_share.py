@@ -188,6 +188,9 @@ def test_cli_still_needs_stereo_and_bad_formats_are_usage_errors(tmp_path):
     assert res.exit_code == 2 and "--format" in res.output
     res = cli("convert", str(EXAMPLE), "-o", str(tmp_path / "a.mp4"), "--path", "spiral")
     assert res.exit_code == 2 and "--path" in res.output
+    for out in ("a.gif", "a.glb"):  # not a traceback (int(inf) frames), whatever the output
+        res = cli("convert", str(EXAMPLE), "-o", str(tmp_path / out), "--seconds", "inf")
+        assert res.exit_code == 2 and "--seconds" in res.output and "Traceback" not in res.output
     assert not list(tmp_path.iterdir())
 
 
