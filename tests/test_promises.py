@@ -462,8 +462,5 @@ def test_the_test_setup_says_that_chromium_needs_root(monkeypatch):
 
 @pytest.mark.slow
 def test_python_dash_m_photo3d_is_the_same_command():
-    import subprocess
-    import sys
-
     out = subprocess.run([sys.executable, "-m", "photo3d", "--version"], capture_output=True, text=True, timeout=60)
     assert out.returncode == 0 and out.stdout.startswith("photo3d "), out
