@@ -191,6 +191,18 @@ def test_single_file_and_usage_errors(tmp_path: Path) -> None:
         batch_command(THUMB, [src, src], dst, ".png")  # several inputs need a folder
 
 
+def test_unwritable_output_or_summary_fails_once_before_any_work(album: Path, tmp_path: Path) -> None:
+    from photo3d.errors import OutputError, UsageError
+
+    blocker = tmp_path / "a file"
+    blocker.write_text("not a folder")
+    with pytest.raises(OutputError, match="cannot write into .*a file"):
+        batch_command(THUMB, [album], blocker / "out", ".png")
+    with pytest.raises(UsageError, match="--summary .* is a folder"):
+        batch_command(THUMB, [album], tmp_path / "out", ".png", summary=tmp_path)
+    assert not (tmp_path / "out").exists()  # nothing was converted first
+
+
 # --------------------------------------------------------------------------------------------
 # End to end: the real CLI with a real model (skipped without ../shared)
 

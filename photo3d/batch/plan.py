@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterable, Iterator, Sequence
 
-from ..errors import UsageError, printable
+from ..errors import OutputError, UsageError, printable
 from ..io import IMAGE_SUFFIXES, is_image_path, stale_temp_target
 from .result import msg
 
@@ -260,6 +260,33 @@ def check_summary_path(summary: Path, jobs: Sequence[Job]) -> None:
     target = os.path.abspath(summary).casefold()
     if any(os.path.abspath(o).casefold() == target for j in jobs for o in j.outputs):
         raise UsageError(f"--summary {printable(summary)}: is one of the outputs; choose another file")
+
+
+def check_writable(jobs: Sequence[Job], summary: Path | None = None) -> None:
+    """Fail once, before any work, when an output folder (or the summary's) cannot be written:
+    a probe file is created and removed in the nearest existing folder above each of them (so a
+    read-only or immutable folder is found even by root, for whom permission bits say yes)."""
+    import tempfile
+
+    if summary is not None and Path(summary).is_dir():
+        raise UsageError(f"--summary {printable(summary)}: is a folder; give a file name")
+    folders = {o.parent for j in jobs for o in j.outputs} | ({Path(summary).parent} if summary is not None else set())
+    probed: set[Path] = set()
+    for folder in sorted(folders):
+        d = Path(os.path.abspath(folder))
+        while not d.exists() and d.parent != d:
+            d = d.parent
+        if d in probed:
+            continue
+        probed.add(d)
+        if not d.is_dir():
+            raise OutputError(f"cannot write into {printable(folder)} ({printable(d)} is a file)")
+        try:
+            fd, name = tempfile.mkstemp(prefix=".photo3d-probe-", dir=d)
+            os.close(fd)
+            os.unlink(name)
+        except OSError as e:
+            raise OutputError(f"cannot write into {printable(folder)} ({e.strerror or e})") from e
 
 
 def remove_stale_temps(jobs: Sequence[Job]) -> int:

@@ -29,7 +29,7 @@ from ..defaults import Engine
 from ..errors import ExitCode, Photo3DError, UsageError, printable
 from ..io import write_bytes_atomic
 from .local import Executor, PoolExecutor, SequentialExecutor
-from .plan import Job, check_summary_path, plan_outputs, remove_stale_temps
+from .plan import Job, check_summary_path, check_writable, plan_outputs, remove_stale_temps
 from .result import Result, Status, msg
 from .task import Task, execute
 
@@ -291,6 +291,7 @@ def batch_command(
     plan = plan_outputs(inputs, output, [suffix] if isinstance(suffix, str) else suffix, globs, task.planned_outputs())
     if summary is not None:
         check_summary_path(Path(summary), plan)
+    check_writable(plan, None if summary is None else Path(summary))
     if overwrite is None:
         overwrite = len(inputs) == 1 and not Path(inputs[0]).is_dir()
     executor = make_executor(engine, jobs, address)
