@@ -115,7 +115,7 @@ def _batch_options(
     address: Optional[str] = typer.Option(None, "--address", metavar="ADDR",
                                           help="Ray cluster to join (default: start a local one)."),
     globs: Optional[list[str]] = typer.Option(None, "--glob", metavar="PATTERN",
-                                              help="Only matching files in folders (repeatable)."),
+                                              help="Only files in folders whose name or path below the folder matches (case-insensitive, repeatable)."),
     summary: Optional[Path] = typer.Option(None, "--summary", metavar="FILE.json", readable=False,
                                            help="Write a JSON report, one record per input."),
 ) -> SimpleNamespace:
@@ -197,14 +197,17 @@ def depth(
     model: Optional[Path] = MODEL_OPT,
     raw: bool = typer.Option(False, "--raw", help="Write the network's own output (no upsampling)."),
     preview: bool = typer.Option(False, "--preview", help="Also write NAME.preview.png (red = near)."),
-    fmt: str = typer.Option("png", "--format", metavar="png|npy", help="Output format for folders."),
+    fmt: Optional[str] = typer.Option(None, "--format", metavar="png|npy", help="Output format for folders (default png)."),
     batch: SimpleNamespace = None,  # the batch options (see _batch_options)
 ) -> None:
     """Predict depth maps (normalized disparity: larger = nearer)."""
     from .depth import DepthOptions
 
-    if fmt not in ("png", "npy"):
+    if fmt is not None and fmt not in ("png", "npy"):
         _fail(UsageError(f"--format must be png or npy, not {fmt!r}"))
+    if fmt is not None and len(inputs) == 1 and not inputs[0].is_dir() and output.suffix and not output.is_dir():
+        _fail(UsageError("--format is for folder outputs; for one photo the suffix of -o chooses the format"))
+    fmt = fmt or "png"
     opts = DepthOptions(model=model, raw=raw, preview=preview, max_megapixels=batch.max_megapixels,
                         depth_source=batch.depth_source)
 

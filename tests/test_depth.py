@@ -270,3 +270,11 @@ def test_load_scene_reads_a_middlebury_folder(tmp_path):
     (s,) = load_scenes(tmp_path)
     assert s.rgb.shape == (40, 50, 3) and s.disparity.shape == (40, 50)
     assert np.isclose(s.disparity[0, 20], 20.0) and s.disparity[0, 0] == 0  # value / 3 px, 0 = unknown
+
+
+def test_format_with_a_single_file_output_is_a_usage_error(tmp_path):
+    from helpers.paths import REPO
+
+    res = _cli("depth", str(REPO / "examples" / "coffee.jpg"), "-o", str(tmp_path / "d.png"), "--format", "npy")
+    assert res.exit_code == 2 and "--format is for folder outputs" in res.output
+    assert not list(tmp_path.iterdir())

@@ -39,7 +39,9 @@ def _matches(rel: str, globs: Sequence[str]) -> bool:
         return True
     rel_l = rel.lower()
     name_l = rel_l.rsplit("/", 1)[-1]
-    return any(fnmatch.fnmatchcase(rel_l, g.lower()) or fnmatch.fnmatchcase(name_l, g.lower()) for g in globs)
+    # `**/` also matches no folder at all (as in shell globstar): '**/*.jpg' takes top-level files too
+    pats = [g.lower() for g in globs] + [g.lower()[3:] for g in globs if g.startswith("**/")]
+    return any(fnmatch.fnmatchcase(rel_l, g) or fnmatch.fnmatchcase(name_l, g) for g in pats)
 
 
 def discover(
