@@ -317,7 +317,7 @@ def test_a_folder_input_with_a_file_output_is_a_usage_error(tmp_path):
     assert lines(r.output) == [f"error: -o {tmp_path / 'x.glb'}: a folder input needs an output folder (e.g. -o {tmp_path / 'x'}/)"]
     assert not (tmp_path / "x.glb").exists()
     r = cli("convert", tmp_path / "in" / "a.png", tmp_path / "in" / "a.png", "-o", tmp_path / "y.glb")
-    assert r.exit_code == 2 and "several inputs needs an output folder" in r.output
+    assert r.exit_code == 2 and "several inputs need an output folder" in r.output
 
 
 def test_rerun_with_html_writes_the_missing_page_and_keeps_the_glb(tmp_path):

@@ -155,8 +155,8 @@ def plan_jobs(
         _refuse_overwriting_inputs(jobs)
         return jobs
     if not output.is_dir() and output.suffix.lower() in FILE_SUFFIXES | {suffix.lower()}:
-        what = "a folder input" if any(p.is_dir() for p in inputs) else "several inputs"
-        raise UsageError(f"-o {printable(output)}: {what} needs an output folder (e.g. -o {printable(output.with_suffix(''))}/)")
+        what = "a folder input needs" if any(p.is_dir() for p in inputs) else "several inputs need"
+        raise UsageError(f"-o {printable(output)}: {what} an output folder (e.g. -o {printable(output.with_suffix(''))}/)")
     if output.exists() and not output.is_dir():
         raise UsageError(f"-o {printable(output)}: exists and is not a folder (several outputs need a folder)")
     for p in inputs:
