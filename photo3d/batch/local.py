@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
+import threading
 from pathlib import Path
 from typing import Any, Iterator, Sequence
 
@@ -77,6 +78,22 @@ def _pool_execute(task: Task, src: Path, dst: Path) -> Result:
         _IN_TASK = False
 
 
+@contextlib.contextmanager
+def _sigint_deferred():
+    """SIGINT blocked in this thread while worker processes may be started: they inherit the
+    blocked mask across exec, so a Ctrl-C during their start-up (before their initializer ignores
+    it) cannot print a KeyboardInterrupt traceback from each of them; this process gets the
+    Ctrl-C as soon as the block ends (the parent stops the workers itself)."""
+    if not hasattr(signal, "pthread_sigmask") or threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    old = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, old)
+
+
 def _init_pool_worker(task: Task, threads: int | None) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent handles Ctrl-C and stops us
     signal.signal(signal.SIGTERM, _worker_sigterm)
@@ -127,16 +144,17 @@ class PoolExecutor(Executor):
             while pending or suspects or inflight:
                 lost: list[Job] = []
                 try:
-                    if suspects:
-                        if not inflight:
-                            job = suspects.pop()
-                            alone = True
-                            inflight[self._pool.submit(_pool_execute, task, job.src, job.dst)] = job
-                    else:
-                        alone = False
-                        while pending and len(inflight) < 2 * self.workers:
-                            job = pending.pop()
-                            inflight[self._pool.submit(_pool_execute, task, job.src, job.dst)] = job
+                    with _sigint_deferred():  # submit() may start workers: they must not see Ctrl-C
+                        if suspects:
+                            if not inflight:
+                                job = suspects.pop()
+                                alone = True
+                                inflight[self._pool.submit(_pool_execute, task, job.src, job.dst)] = job
+                        else:
+                            alone = False
+                            while pending and len(inflight) < 2 * self.workers:
+                                job = pending.pop()
+                                inflight[self._pool.submit(_pool_execute, task, job.src, job.dst)] = job
                 except BrokenProcessPool:
                     lost.append(job)
                 if inflight and not lost:
