@@ -317,7 +317,8 @@ def convert(
         reuse = time.time() if batch.overwrite else 0.0  # resuming: an existing GLB is this photo's 3D photo
     opts = ConvertOptions(model=model, depth=depth_map, html=html, jpeg_quality=quality, parallax=parallax,
                           max_texture_side=max_texture, max_megapixels=batch.max_megapixels, depth_source=batch.depth_source,
-                          share=share, reuse_glb_since=reuse)
+                          share=share, reuse_glb_since=reuse,
+                          html_beside=None if len(set(suffixes)) == 1 else suffixes[0])
 
     def said(r) -> None:  # one line per photo as soon as it is done
         if r.status == "ok":

@@ -45,6 +45,7 @@ class ConvertOptions:
     depth: Path | None = None  # bring your own depth map (.png 16-bit / .npy, larger = nearer)
     depth_source: str = defaults.DEPTH_SOURCE  # auto | embedded | stereo | model: depth the photo carries first
     html: bool = False  # also write NAME.html, the offline viewer
+    html_beside: str | None = None  # several formats: only the output with this suffix writes NAME.html
     working_side: int = 768  # geometry resolution (longer side)
     max_texture_side: int = defaults.MAX_TEXTURE_SIDE
     jpeg_quality: int = defaults.JPEG_QUALITY
@@ -428,8 +429,8 @@ OUTPUT_SUFFIXES = (".glb", ".html") + VIDEO_SUFFIXES + STILL_SUFFIXES
 
 def outputs(dst: str | Path, opts: ConvertOptions | None = None) -> list[Path]:
     """Every file :func:`convert_file` writes for ``dst``: ``dst``, then NAME.html (``--html``)."""
-    dst = Path(dst)
-    html = (opts or ConvertOptions()).html and dst.suffix.lower() != ".html"
+    dst, opts = Path(dst), opts or ConvertOptions()
+    html = opts.html and dst.suffix.lower() != ".html" and opts.html_beside in (None, dst.suffix.lower())
     return [dst, dst.with_suffix(".html")] if html else [dst]
 
 

@@ -219,6 +219,16 @@ def test_folder_formats_resume_each_output(tmp_path):
     assert "1 converted, 2 skipped" in res.output
     assert (out / "coffee.gif").is_file() and (out / "coffee.glb").stat().st_mtime_ns == glb_time
     assert Image.open(out / "coffee.gif").n_frames == 4
+    # --html with several formats: NAME.html goes with the first (the GLB) only, so a re-run that
+    # adds a format leaves the existing page alone
+    (out / "coffee.html").unlink()
+    res = cli("convert", str(src), "-o", str(out), "--format", "glb", "--html")
+    assert res.exit_code == 0 and (out / "coffee.html").is_file(), res.output
+    html_time = (out / "coffee.html").stat().st_mtime_ns
+    res = cli("convert", str(src), "-o", str(out), "--format", "glb", "--format", "webp", "--html",
+              "--size", "96", "--seconds", "0.5", "--fps", "8")
+    assert res.exit_code == 0 and (out / "coffee.webp").is_file(), res.output
+    assert (out / "coffee.html").stat().st_mtime_ns == html_time
 
 
 def test_parallax_option_scales_the_viewer_range(tmp_path):
