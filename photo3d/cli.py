@@ -143,7 +143,8 @@ def _batch_command(command):
     return app.command(cls=_Command)(run)
 
 
-def _batch(task, inputs, output: Path, suffix: str | list[str], batch: SimpleNamespace, on_result=None) -> None:
+def _batch(task, inputs, output: Path, suffix: str | list[str], batch: SimpleNamespace, on_result=None,
+           progress: bool = True) -> None:
     """Run one per-file task over INPUT... and exit with the batch's exit code (0, 1, 2, 130).
     ``on_result(result)`` is called as each file finishes (e.g. to print a line about it)."""
     from .batch import batch_command
@@ -152,7 +153,7 @@ def _batch(task, inputs, output: Path, suffix: str | list[str], batch: SimpleNam
         code = batch_command(
             task, inputs, output, suffix, jobs=batch.jobs, engine=batch.engine, address=batch.address,
             overwrite=batch.overwrite, globs=batch.globs, summary=batch.summary, console=err,
-            command=" ".join(["photo3d", *sys.argv[1:]]), on_result=on_result,
+            command=" ".join(["photo3d", *sys.argv[1:]]), on_result=on_result, progress=progress,
         )
     except Photo3DError as e:
         _fail(e)
@@ -326,7 +327,10 @@ def convert(
 
     from .pipeline import convert_task
 
-    _batch(convert_task(opts), inputs, output, suffixes, batch, on_result=said)
+    # one video: its rendering bar is the progress display (a second one, the batch's spinner,
+    # would fight it for the same terminal line)
+    one_video = share.progress and output.suffix.lower() not in ("", ".glb", ".html") and not output.is_dir()
+    _batch(convert_task(opts), inputs, output, suffixes, batch, on_result=said, progress=not one_video)
 
 
 @model_app.command("import", cls=_Command)

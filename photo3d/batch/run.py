@@ -280,6 +280,7 @@ def batch_command(
     console: Console | None = None,
     command: str | None = None,
     on_result: Callable[[Result], None] | None = None,
+    progress: bool = True,
 ) -> int:
     """The whole INPUT... command, shared by ``photo3d depth`` and ``photo3d convert``:
     plan, run, report, write the summary; returns the exit code.
@@ -300,7 +301,7 @@ def batch_command(
             + (f" matching {' or '.join(globs)}" if globs else ""))
         report = BatchReport([], fatal="no images found")
     else:
-        report = run_batch(plan, task, executor, console=console, overwrite=overwrite, on_result=on_result)
+        report = run_batch(plan, task, executor, console=console, overwrite=overwrite, on_result=on_result, progress=progress)
         print_report(report, console)
     if summary is not None:
         try:
