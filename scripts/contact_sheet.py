@@ -11,7 +11,8 @@ of view zoomed just enough that the parallax never shows beyond the photo's bord
 ``--model`` may be given more than once (``bundled`` = the bundled model): one row per photo and model.
 
 ``--layers`` adds a third column per photo: the right view with the background layer tinted
-magenta and empty pixels red (where the layering tears or speckles).
+magenta and empty pixels red (where the layering tears or speckles).  ``--depth`` puts the photo
+and the depth preview (``photo3d depth --preview``: red = near, blue = far) before the views.
 """
 
 from __future__ import annotations
@@ -79,6 +80,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--width", type=int, default=400, help="width of each view in pixels")
     ap.add_argument("--offset", type=float, default=1.0, help="horizontal offset (1 = the viewer's extreme)")
     ap.add_argument("--layers", action="store_true", help="add the right view with the layers shown")
+    ap.add_argument("--depth", action="store_true", help="start each row with the photo and its depth preview")
     args = ap.parse_args(argv)
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
@@ -89,6 +91,20 @@ def main(argv: list[str] | None = None) -> int:
             n = speckle_count(layer)
             name = "" if args.model is None else f" ({Path(model).stem})"
             cells = [label(left, f"{src.stem}{name}  left"), label(right, f"right  {rep['layers']} layers, {n} speckles")]
+            if args.depth:
+                from photo3d.depth import DepthOptions, depth_file
+                from photo3d.depth.maps import preview_path
+                from photo3d.io import load_image
+
+                d = Path(tmp) / (src.stem + ".png")
+                depth_file(src, d, DepthOptions(model=None if model == "bundled" else Path(model), preview=True))
+                def fit(a: np.ndarray, h: int = left.shape[0]) -> np.ndarray:  # the whole picture at the views' height
+                    return cv2.resize(a, (max(1, round(a.shape[1] * h / a.shape[0])), h), interpolation=cv2.INTER_AREA)
+
+                photo = load_image(src).rgb
+                prev = cv2.cvtColor(cv2.imread(str(preview_path(d))), cv2.COLOR_BGR2RGB)
+                prev = prev[: round(prev.shape[1] * photo.shape[0] / photo.shape[1])]  # without the colour bar
+                cells = [label(fit(photo), src.stem), label(fit(prev), "depth (red = near)")] + cells
             if args.layers:
                 cells.append(label(tint_layers(right, layer), "background layer / empty"))
             rows.append(np.concatenate([np.pad(c, ((2, 2), (2, 2), (0, 0)), constant_values=255) for c in cells], 1))
