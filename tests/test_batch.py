@@ -191,6 +191,8 @@ def test_single_file_and_usage_errors(tmp_path: Path) -> None:
         batch_command(THUMB, [src], dst, ".png", engine="spark")
     with pytest.raises(UsageError):
         batch_command(THUMB, [src, src], dst, ".png")  # several inputs need a folder
+    with pytest.raises(UsageError, match="standard output"):
+        batch_command(THUMB, [src], Path("-"), ".png")
 
 
 def test_unwritable_output_or_summary_fails_once_before_any_work(album: Path, tmp_path: Path) -> None:

@@ -143,6 +143,8 @@ def plan_jobs(
     """
     if not inputs:
         raise UsageError("no INPUT given")
+    if str(output) == "-":
+        raise UsageError("-o -: cannot write to standard output; give a file or a folder")
     inputs = [Path(p) for p in inputs]
     output = Path(output)
 
