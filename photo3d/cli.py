@@ -97,6 +97,14 @@ def _output_opt(text: str):
     return typer.Option(..., "-o", "--output", metavar="OUT", show_default=False, help=text)
 
 
+def _one_file_out(inputs: list[Path], output: Path) -> bool:
+    """One photo to one named file (not a folder): then -o's suffix chooses the format."""
+    return len(inputs) == 1 and not inputs[0].is_dir() and bool(output.suffix) and not output.is_dir()
+
+
+FORMAT_FOR_FOLDERS = "--format is for folder outputs; for one photo the suffix of -o chooses the format"
+
+
 def _check_megapixels(value: float) -> None:
     if not (math.isfinite(value) and value > 0):
         _fail(UsageError(f"--max-megapixels must be a positive number, not {value!r}"))
@@ -206,8 +214,8 @@ def depth(
 
     if fmt is not None and fmt not in ("png", "npy"):
         _fail(UsageError(f"--format must be png or npy, not {fmt!r}"))
-    if fmt is not None and len(inputs) == 1 and not inputs[0].is_dir() and output.suffix and not output.is_dir():
-        _fail(UsageError("--format is for folder outputs; for one photo the suffix of -o chooses the format"))
+    if fmt is not None and _one_file_out(inputs, output):
+        _fail(UsageError(FORMAT_FOR_FOLDERS))
     fmt = fmt or "png"
     opts = DepthOptions(model=model, raw=raw, preview=preview, max_megapixels=batch.max_megapixels,
                         depth_source=batch.depth_source)
@@ -305,8 +313,8 @@ def convert(
     try:
         share = ShareOptions(path=path, seconds=seconds, fps=fps, size=size, stereo=stereo, progress=single and batch.jobs == 1)
         check_share(share)
-        if formats and single and output.suffix and not output.is_dir():
-            raise UsageError("--format is for folder outputs; for one photo the suffix of -o chooses the format")
+        if formats and _one_file_out(inputs, output):
+            raise UsageError(FORMAT_FOR_FOLDERS)
         for s in suffixes:
             if s not in FORMATS:
                 raise UsageError(f"--format must be one of {', '.join(f[1:] for f in FORMATS)}, not {s[1:]!r}")
@@ -329,7 +337,7 @@ def convert(
 
     # one video: its rendering bar is the progress display (a second one, the batch's spinner,
     # would fight it for the same terminal line)
-    one_video = share.progress and output.suffix.lower() not in ("", ".glb", ".html") and not output.is_dir()
+    one_video = share.progress and _one_file_out(inputs, output) and output.suffix.lower() not in (".glb", ".html")
     _batch(convert_task(opts), inputs, output, suffixes, batch, on_result=said, progress=not one_video)
 
 

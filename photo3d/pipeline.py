@@ -29,7 +29,7 @@ from .errors import InputFileError, UsageError
 from .export import Camera, ExportOptions, MeshData, camera_for, encode_jpeg, mesh_bytes, to_glb
 from .inpaint import Background, inpaint_background
 from .io import DEFAULT_MAX_MEGAPIXELS, Photo, load_image, write_bytes_atomic
-from .layers import LayeredDepth, LayerParams, band_to_foreground, build_layers, find_cuts, sanitize_inverse_depth
+from .layers import Cuts, LayeredDepth, LayerParams, band_to_foreground, build_layers, find_cuts, sanitize_inverse_depth
 from .mesh import LayerMesh, grid_to_image, triangulate, unproject
 from .video import STILL_SUFFIXES, VIDEO_SUFFIXES, ShareOptions
 
@@ -169,15 +169,22 @@ def inpaint(photo_small: np.ndarray, ldi: LayeredDepth, opts: ConvertOptions) ->
                               band_px=opts.layer_params.far_band_px if snaps(opts) else 0)
 
 
-def build_meshes(geo: Geometry, ldi: LayeredDepth, bg: Background, opts: ConvertOptions, scale: float = 1.0) -> Meshes:
-    """Triangulate the layers; ``scale`` multiplies the geometric tolerance (size budget)."""
+def visible_layer(ldi: LayeredDepth, bg: Background) -> tuple[np.ndarray, Cuts, np.ndarray]:
+    """Inverse depth, cuts and soft-edge pixels of the visible layer: the far-side edge pixels of
+    foreground colour (``bg.band``) join the foreground's soft edge; the background layer
+    re-synthesizes what lies behind them."""
+    if bg.band is None:
+        return ldi.inv, ldi.cuts, ldi.near
+    return band_to_foreground(ldi, bg.band)
+
+
+def build_meshes(geo: Geometry, visible: tuple[np.ndarray, Cuts, np.ndarray], bg: Background, opts: ConvertOptions,
+                 scale: float = 1.0) -> Meshes:
+    """Triangulate the layers (``visible``: :func:`visible_layer`); ``scale`` multiplies the
+    geometric tolerance (size budget)."""
     tol = scale * opts.tol_px / max(geo.shift_px_per_inv, 1e-9)
-    shape = ldi.inv.shape
-    inv, cuts, soft = ldi.inv, ldi.cuts, ldi.near
-    if bg.band is not None and bg.band.any() and bg.mask.any():
-        # the far-side edge pixels (foreground colour mixed in) join the foreground's soft edge;
-        # the background layer re-synthesizes what lies behind them
-        inv, cuts, soft = band_to_foreground(ldi, bg.band)
+    inv, cuts, soft = visible
+    shape = inv.shape
     front = triangulate(inv, np.ones(shape, bool), cuts, tol, soft_edge=soft if opts.layered else None)
     out = [("visible", front, inv[front.grid_yx[:, 0], front.grid_yx[:, 1]])]
     if bg.mask.any():
@@ -254,8 +261,9 @@ def fit_meshes(geo: Geometry, ldi: LayeredDepth, bg: Background, opts: ConvertOp
     """Mesh data within ``budget`` bytes: the tolerance grows (from ``opts.tol_px``) until it fits.
     Returns (data, tolerance scale used)."""
     scale, last = 1.0, None
+    visible = visible_layer(ldi, bg)  # (the same at every tolerance)
     while True:
-        data = mesh_data(build_meshes(geo, ldi, bg, opts, scale), geo, bg_tex)
+        data = mesh_data(build_meshes(geo, visible, bg, opts, scale), geo, bg_tex)
         size = sum(mesh_bytes(d) for d in data)
         if budget is None or size <= budget or scale >= MAX_TOL_SCALE or (last and size > 0.9 * last):
             return data, scale  # (the last test: depth edges hold the vertices, coarsening can't help)

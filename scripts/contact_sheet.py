@@ -91,20 +91,19 @@ def main(argv: list[str] | None = None) -> int:
             n = speckle_count(layer)
             name = "" if args.model is None else f" ({Path(model).stem})"
             cells = [label(left, f"{src.stem}{name}  left"), label(right, f"right  {rep['layers']} layers, {n} speckles")]
-            if args.depth:
+            if args.depth:  # the photo and `photo3d depth`'s map, in the preview's colours
                 from photo3d.depth import DepthOptions, depth_file
-                from photo3d.depth.maps import preview_path
+                from photo3d.depth.maps import colorize, load_depth_map
                 from photo3d.io import load_image
 
                 d = Path(tmp) / (src.stem + ".png")
-                depth_file(src, d, DepthOptions(model=None if model == "bundled" else Path(model), preview=True))
+                depth_file(src, d, DepthOptions(model=None if model == "bundled" else Path(model)))
+
                 def fit(a: np.ndarray, h: int = left.shape[0]) -> np.ndarray:  # the whole picture at the views' height
                     return cv2.resize(a, (max(1, round(a.shape[1] * h / a.shape[0])), h), interpolation=cv2.INTER_AREA)
 
-                photo = load_image(src).rgb
-                prev = cv2.cvtColor(cv2.imread(str(preview_path(d))), cv2.COLOR_BGR2RGB)
-                prev = prev[: round(prev.shape[1] * photo.shape[0] / photo.shape[1])]  # without the colour bar
-                cells = [label(fit(photo), src.stem), label(fit(prev), "depth (red = near)")] + cells
+                cells = [label(fit(load_image(src).rgb), src.stem),
+                         label(fit(colorize(load_depth_map(d))), "depth (red = near)")] + cells
             if args.layers:
                 cells.append(label(tint_layers(right, layer), "background layer / empty"))
             rows.append(np.concatenate([np.pad(c, ((2, 2), (2, 2), (0, 0)), constant_values=255) for c in cells], 1))
