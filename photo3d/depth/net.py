@@ -42,11 +42,14 @@ class NetConfig:
     dec_kernels: tuple[int, ...] = (3, 3, 3, 3, 3)
     skip_expansion: tuple[float, ...] = (1, 1, 2, 2, 2)  # one FBNet block on each skip path
     skip_kernels: tuple[int, ...] = (3, 3, 3, 3, 3)
+    context: tuple[int, ...] = ()  # pyramid pooling at 1/32: grid sizes of the whole-picture context (() = none)
 
 
 CONFIGS: dict[str, NetConfig] = {
     # the bundled operating point: 1.44 M parameters, 1.33 GMAC at 288x384
     "p3d-s": NetConfig(),
+    # p3d-s with whole-picture context (pyramid pooling at 1/32 over 1x1, 2x2 and 4x4 grids)
+    "p3d-sc": NetConfig(name="p3d-sc", context=(1, 2, 4)),
     # half the compute, for slow machines and CPU training experiments
     "p3d-xs": NetConfig(
         name="p3d-xs",
@@ -130,6 +133,35 @@ class DecoderStage(nn.Module):
         return self.refine(self.merge.add(self.up(x), self.skip(skip)))
 
 
+class PyramidContext(nn.Module):
+    """Whole-picture context at the bottleneck (PSPNet-style): for each grid size g, average-pool to
+    g x g, 1x1 conv + ReLU, 1x1 conv, bilinear back to the bottleneck's size, added to it. The last
+    conv starts at zero, so adding the module to a trained network leaves its output unchanged."""
+
+    def __init__(self, channels: int, grids: tuple[int, ...]):
+        super().__init__()
+        hidden = max(8, channels // 4)
+        self.levels = nn.ModuleList(
+            nn.Sequential(nn.AdaptiveAvgPool2d(g), nn.Conv2d(channels, hidden, 1), nn.ReLU(inplace=True),
+                          nn.Conv2d(hidden, channels, 1))
+            for g in grids
+        )
+        self.adds = nn.ModuleList(FloatFunctional() for _ in grids)
+        self.start_neutral()
+
+    def start_neutral(self) -> None:
+        for level in self.levels:
+            nn.init.zeros_(level[3].weight)
+            nn.init.zeros_(level[3].bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        size = [x.shape[2], x.shape[3]]
+        y = x
+        for level, add in zip(self.levels, self.adds):
+            y = add.add(y, nn.functional.interpolate(level(x), size=size, mode="bilinear", align_corners=False))
+        return y
+
+
 class DepthNet(nn.Module):
     """(1,3,H,W) RGB in [0,1], H and W multiples of 32 → (1,1,H,W) log-disparity."""
 
@@ -156,6 +188,7 @@ class DepthNet(nn.Module):
         self.pos_quant = QuantStub()
         self.pos = nn.Conv2d(1, cfg.enc_widths[4], 1)
         self.pos_add = FloatFunctional()
+        self.context = PyramidContext(cfg.enc_widths[4], cfg.context) if cfg.context else nn.Identity()
         self.head = nn.Conv2d(cfg.dec_widths[0], 1, 3, padding=1)
         self.dequant = DeQuantStub()
         for m in self.modules():
@@ -163,6 +196,8 @@ class DepthNet(nn.Module):
                 nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
         nn.init.zeros_(self.pos.weight)  # starts neutral (also when added to a trained net)
         nn.init.zeros_(self.pos.bias)
+        if isinstance(self.context, PyramidContext):
+            self.context.start_neutral()
         nn.init.normal_(self.head.weight, std=1e-3)  # start from a flat prediction
         nn.init.zeros_(self.head.bias)
         # residual-friendly init: each block's last BN starts small
@@ -179,6 +214,7 @@ class DepthNet(nn.Module):
         ramp = torch.linspace(-1.0, 1.0, bottom.shape[2], device=x.device).view(1, 1, -1, 1)
         ramp = ramp.expand(bottom.shape[0], 1, bottom.shape[2], bottom.shape[3]).contiguous()
         bottom = self.pos_add.add(bottom, self.pos(self.pos_quant(ramp)))
+        bottom = self.context(bottom)
         # decoder[i] works at scale 1/2**i (literal indices: TorchScript needs them)
         y = self.decoder[4](bottom, feats[4])
         y = self.decoder[3](y, feats[3])

@@ -209,8 +209,11 @@ def main(argv: list[str] | None = None) -> int:
             start = load_checkpoint(args.init_from)
         except Exception:  # an INT8 TorchScript model (e.g. the bundled one)
             start = None
-        if isinstance(start, dict) and "model" in start:
-            model.load_state_dict(model_from_checkpoint(start).state_dict())
+        if isinstance(start, dict) and "model" in start:  # a grown architecture keeps its new layers neutral
+            missing, unexpected = model.load_state_dict(model_from_checkpoint(start).state_dict(), strict=False)
+            if unexpected or any(not k.startswith("context.") for k in missing):
+                raise SystemExit(f"{args.init_from}: checkpoint does not fit config {args.config} "
+                                 f"(missing {missing[:3]}, unexpected {unexpected[:3]})")
         else:
             calib = whole.next()[0] if args.whole_share > 0 else sampler.next()[0]
             warm_start(model, args.init_from, calib.contiguous(memory_format=torch.channels_last))
