@@ -29,7 +29,8 @@ from .errors import InputFileError, UsageError
 from .export import Camera, ExportOptions, MeshData, camera_for, encode_jpeg, mesh_bytes, to_glb
 from .inpaint import Background, inpaint_background
 from .io import DEFAULT_MAX_MEGAPIXELS, Photo, load_image, write_bytes_atomic
-from .layers import Cuts, LayeredDepth, LayerParams, band_to_foreground, build_layers, find_cuts, sanitize_inverse_depth
+from .layers import (Cuts, LayeredDepth, LayerParams, band_to_foreground, build_layers, find_cuts, is_sharp_map,
+                     sanitize_inverse_depth)
 from .mesh import LayerMesh, grid_to_image, triangulate, unproject
 from .video import STILL_SUFFIXES, VIDEO_SUFFIXES, ShareOptions
 
@@ -55,7 +56,7 @@ class ConvertOptions:
     tol_px: float = 1.0  # largest geometric error of the simplified mesh, working pixels at full parallax
     layered: bool = True  # False: one stretched single-layer mesh (the classic baseline)
     mirror: bool = True  # re-texture holes by mirroring the background across the edge
-    snap_edges: bool | None = None  # snap depth edges to colour edges; None = for model depth only
+    snap_edges: bool | None = None  # snap depth edges to colour edges; None = for model depth and blurred depth files
     max_megapixels: float | None = DEFAULT_MAX_MEGAPIXELS
     layer_params: LayerParams = field(default_factory=LayerParams)
     share: ShareOptions = field(default_factory=ShareOptions)  # .mp4/.gif/.webp/stereo outputs
@@ -158,9 +159,10 @@ def layer_depth(geo: Geometry, opts: ConvertOptions, photo_small: np.ndarray | N
 
 
 def snaps(opts: ConvertOptions) -> bool:
-    """Whether depth edges are uncertain (network depth): snapped to the photo's colour edges, and
-    their far-side pixels of foreground colour re-synthesized.  A sharp depth map (a file) is
-    used as it is: its edges lie where it says, their far-side pixels are the background's."""
+    """Whether depth edges are uncertain (network depth, or a depth file whose edges are blurred,
+    see :func:`photo3d.layers.is_sharp_map`): sharpened, snapped to the photo's colour edges, and
+    their far-side pixels of foreground colour re-synthesized.  A sharp depth map is used as it
+    is: its edges lie where it says, their far-side pixels are the background's."""
     return opts.snap_edges if opts.snap_edges is not None else opts.depth is None
 
 
@@ -506,6 +508,10 @@ def convert_file(src: str | Path, dst: str | Path, opts: ConvertOptions | None =
         disparity, info = estimate_depth(photo, small, opts, found)
     if found is not None and found.warnings:
         info["warnings"] = found.warnings
+    if opts.depth is not None and opts.snap_edges is None:  # a depth file: sharp, or blurred like a network's?
+        sharp = is_sharp_map(disparity)
+        opts = replace(opts, snap_edges=not sharp)
+        info["depth_edges"] = "sharp (used as they are)" if sharp else "blurred (snapped to the photo)"
     if info.get("depth_ratio"):  # measured depth: its own far / near ratio, not the default guess
         opts = replace(opts, depth_ratio=min(100.0, max(1.25, float(info["depth_ratio"]))))
     if photo.original_size:

@@ -53,6 +53,22 @@ def test_convert_report_counts(tmp_path):
     assert set(rep["seconds"]) >= {"read", "depth", "layers", "inpaint", "mesh", "export"}
 
 
+def test_a_blurred_depth_file_is_snapped_to_the_photo_and_a_sharp_one_used_as_it_is(tmp_path):
+    """A depth file blurred like a network's output gets the network treatment: its step is
+    snapped onto the photo's edge (the red box) and cut there; a sharp one is used as it is."""
+    import cv2
+
+    src, depth = photo_and_depth(tmp_path)
+    sharp = convert_file(src, tmp_path / "sharp.glb", ConvertOptions(depth=depth))
+    assert sharp["depth_edges"].startswith("sharp") and sharp["layers"] == 2
+    blurred = tmp_path / "blurred.npy"
+    np.save(blurred, cv2.GaussianBlur(np.load(depth), (0, 0), 4.0))
+    soft = convert_file(src, tmp_path / "soft.glb", ConvertOptions(depth=blurred))
+    assert soft["depth_edges"].startswith("blurred") and soft["layers"] == 2
+    assert abs(soft["hole_area"] - sharp["hole_area"]) < 0.25 * sharp["hole_area"]
+    assert_valid_glb(tmp_path / "soft.glb")
+
+
 def test_stretched_baseline_is_one_layer(tmp_path):
     src, depth = photo_and_depth(tmp_path)
     rep = convert_file(src, tmp_path / "s.glb", ConvertOptions(depth=depth, layered=False))

@@ -152,3 +152,34 @@ def test_a_step_inside_an_object_without_a_colour_edge_is_not_cut():
     ys, xs = np.nonzero(with_photo.near)
     ang = np.degrees(np.arctan2(ys - 64, xs - 80)) % 360
     assert len(np.unique((ang // 30).astype(int))) == 12
+
+
+def test_sharp_and_blurred_depth_maps_are_told_apart(shared_dir):
+    """Middlebury's measured disparity is a sharp map; the same map blurred like a network's
+    output is not (it gets the network treatment: sharpened and snapped to the photo)."""
+    from photo3d.layers import is_sharp_map
+
+    for scene in ("Baby1", "Cloth3", "Midd2", "Wood2"):
+        disp = cv2.imread(str(shared_dir / "data/middlebury2006" / scene / "disp1.png"), cv2.IMREAD_GRAYSCALE)
+        disp = cv2.resize(disp.astype(np.float32), (640, 480), interpolation=cv2.INTER_AREA)
+        assert is_sharp_map(disp), scene
+        assert not is_sharp_map(cv2.GaussianBlur(disp, (0, 0), 2.0)), scene
+    assert is_sharp_map(constant())
+
+
+def test_a_steep_fold_in_a_sharp_map_stretches_but_its_anti_aliased_step_is_cut_cleanly():
+    """Sharp map: a steep ramp (a fold, 15 px wide, each pixel's jump below a cut's) is a surface,
+    not cut; a step anti-aliased over one pixel is cut once, with no one-pixel sliver of
+    intermediate depth cut out of it."""
+    inv = np.full((H, W), FAR, np.float32)
+    x = np.arange(W, dtype=np.float32)
+    # left half: a fold rising from FAR to NEAR over 15 px; right half: a step with one mid pixel
+    fold = np.clip((x - 30) / 15.0, 0, 1)
+    inv[:, :] = FAR + (NEAR - FAR) * fold
+    inv[:, 100:] = FAR
+    inv[:, 120] = 0.5 * (FAR + NEAR)  # anti-aliased pixel
+    inv[:, 121:] = NEAR
+    ldi = build_layers(inv, SHIFT)
+    cols = np.nonzero(ldi.cuts.h.any(axis=0))[0].tolist()
+    assert all(c >= 99 for c in cols), cols  # the fold (columns 30-45) is not cut
+    assert len([c for c in cols if c >= 110]) == 1, cols  # the step: one cut, no sliver
