@@ -30,6 +30,7 @@ from photo3d.batch import (
     plan_jobs,
     run_batch,
 )
+from photo3d.errors import UsageError
 from photo3d.io import HEIF_AVAILABLE, load_image
 
 from helpers.batch_tasks import THUMB, DiesInWorkers, ThumbOptions, batch_task_broken_model, batch_task_crashy, batch_task_thumb
@@ -96,11 +97,20 @@ def test_output_names_never_clash_or_hit_inputs(tmp_path: Path) -> None:
     jobs = plan_jobs([src, other, src / "b.png", tmp_path / "c.png"], tmp_path / "out", ".glb")
     dsts = sorted(str(j.dst.relative_to(tmp_path / "out")) for j in jobs)  # in/b.png given twice: once
     assert dsts == ["c.glb", "in/a.jpg.glb", "in/a.png.glb", "in/b.glb", "other/b.glb"]
-    # writing into the input folder itself is refused; an output equal to the input file fails
+    # writing into the input folder itself, or over an input's own file, is refused (a usage
+    # error); an output that is another input of the run fails that job
     with pytest.raises(Exception, match="must differ"):
         plan_jobs([src], src, ".png")
-    (job,) = plan_jobs([src / "b.png"], src / "b.png", ".png")
-    assert "overwrite the input" in job.error
+    with pytest.raises(UsageError, match="would overwrite the input"):
+        plan_jobs([src / "b.png"], src / "b.png", ".png")
+    with pytest.raises(UsageError, match="would overwrite the input"):
+        plan_jobs([tmp_path / "c.png", other / "b.png"], tmp_path, ".png")  # c.png -> tmp_path/c.png
+    given = tmp_path / "out" / "in" / "b.png"  # in/b.png's output, and also given as an input
+    given.parent.mkdir(parents=True)
+    Image.fromarray(photo_rgb(20, 20)).save(given)
+    jobs = {j.src: j for j in plan_jobs([src, given], tmp_path / "out", ".png")}
+    assert jobs[src / "b.png"].error == f"{src / 'b.png'}: output {given} would overwrite the input {given}; choose another -o"
+    assert jobs[given].error is None and jobs[given].dst == tmp_path / "out" / "b.png"
     # a missing input is a failed job, not a crash
     missing, ok = plan_jobs([tmp_path / "nope.jpg", src / "b.png"], tmp_path / "out", ".png")
     assert missing.error == f"{tmp_path / 'nope.jpg'}: no such file or folder" and ok.error is None

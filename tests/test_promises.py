@@ -56,6 +56,26 @@ def test_summary_never_overwrites_an_input(tmp_path):
     assert not (tmp_path / "o.glb").exists()
 
 
+def test_an_output_over_its_own_input_is_a_usage_error(tmp_path):
+    """``-o`` naming the input itself (or a side file landing on it) is refused before any work."""
+    src = photo(tmp_path / "a.png")
+    pv = photo(tmp_path / "b.preview.png")
+    before = src.read_bytes(), pv.read_bytes()
+    d = depth_npy(tmp_path / "d.npy")
+    link = tmp_path / "link.png"
+    link.symlink_to(src)  # another name of the input
+    for args, name, out in [(("convert", src, "-o", src, "--depth", d), src, src),
+                            (("convert", src, "-o", link, "--depth", d), src, link),
+                            (("depth", src, "-o", src), src, src),
+                            (("depth", pv, "-o", tmp_path / "b.png", "--preview"), pv, pv),
+                            (("depth", src, pv, "-o", tmp_path), src, src)]:
+        r = cli(*args)
+        assert r.exit_code == 2, (args, r.output)
+        assert lines(r.output) == [f"error: {name}: output {out} would overwrite the input; choose another -o"]
+    assert (src.read_bytes(), pv.read_bytes()) == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.png", "b.preview.png", "d.npy", "link.png"]
+
+
 def test_depth_previews_are_planned_with_the_outputs(tmp_path, tiny_depth_model):
     """b.tif's preview (b.preview.png) and b.preview.jpg's map (b.preview.png) would collide:
     both inputs keep their full names, and every preview is the preview of its own map."""

@@ -237,8 +237,10 @@ def _file_id(path: Path) -> tuple[int, int] | None:
 
 
 def _refuse_overwriting_inputs(jobs: Sequence[Job]) -> None:
-    """Fail the jobs whose output (or side file) is an existing input of this run.  Only outputs
-    that exist are checked, and the inputs are looked up only when one does."""
+    """Fail the jobs whose output (or side file) is an existing input of this run; an output that
+    is its own job's input (``convert a.jpg -o a.jpg``) is a mistake of the command line: a
+    :class:`UsageError`.  Only outputs that exist are checked, and the inputs are looked up only
+    when one does."""
     inputs: dict[tuple[int, int], Path] | None = None
     for j in jobs:
         if j.error:
@@ -251,8 +253,9 @@ def _refuse_overwriting_inputs(jobs: Sequence[Job]) -> None:
                 inputs = {i: x.src for x in jobs if (i := _file_id(x.src)) is not None}
             if oid in inputs:
                 src = inputs[oid]
-                whose = "the input" if src == j.src else f"the input {printable(src)}"
-                j.error = msg(j.src, f"output {o} would overwrite {whose}; choose another -o")
+                if _file_id(j.src) == oid:
+                    raise UsageError(f"output {printable(o)} would overwrite the input; choose another -o", j.src)
+                j.error = msg(j.src, f"output {o} would overwrite the input {printable(src)}; choose another -o")
                 break
 
 
