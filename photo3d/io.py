@@ -231,29 +231,67 @@ def stale_temp_target(entry: os.DirEntry | Path) -> str | None:
     return m["target"] if _process_started_after(pid, mtime) else None
 
 
+def _make_folders(folder: Path) -> list[Path]:
+    """Create ``folder`` and its missing parents; returns the ones this call created, deepest first."""
+    missing = []
+    d = folder
+    while not d.is_dir() and d.parent != d:
+        missing.append(d)
+        d = d.parent
+    created = []
+    for d in reversed(missing):
+        try:
+            d.mkdir()
+            created.append(d)
+        except FileExistsError:  # made meanwhile by another run (or a file: mkstemp says so below)
+            pass
+    return created[::-1]
+
+
+def _remove_empty(folders: list[Path]) -> None:
+    """Remove the folders (deepest first) that a failed write created, as long as they are empty."""
+    for d in folders:
+        try:
+            d.rmdir()
+        except OSError:  # not empty (another output, another run's temp file), or gone
+            return
+
+
 @contextlib.contextmanager
 def atomic_output(path: str | Path) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; on success rename it over ``path``.
 
     A crash, Ctrl-C or ``kill -9`` leaves at most a hidden ``.NAME.<pid>-<host>-XXXX.tmp`` file,
-    never a partial output under the final name (see :func:`stale_temp_target`).  Any OS error
-    while writing (a full disk, a read-only folder) is an :class:`OutputError` naming ``path``.
+    never a partial output under the final name (see :func:`stale_temp_target`); a failure or
+    Ctrl-C also removes the folders this call created for ``path`` while they are empty.  Any OS
+    error while writing (a full disk, a read-only folder) is an :class:`OutputError` naming ``path``.
     """
     path = Path(path)
+    created: list[Path] = []
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.{os.getpid()}-{_HOST}-", suffix=".tmp", dir=path.parent)
+        for attempt in range(3):
+            created = _make_folders(path.parent)
+            try:
+                fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.{os.getpid()}-{_HOST}-", suffix=".tmp", dir=path.parent)
+                break
+            except FileNotFoundError:  # the folder was removed by a parallel write that failed: again
+                if attempt == 2:
+                    raise
         os.close(fd)
-        os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600; outputs get the usual permissions
-    except OSError as e:
-        raise OutputError(f"cannot write ({e.strerror or e})", path) from e
+    except BaseException as e:
+        _remove_empty(created)
+        if isinstance(e, OSError):
+            raise OutputError(f"cannot write ({e.strerror or e})", path) from e
+        raise
     tmp_path = Path(tmp)
     try:
+        os.chmod(tmp_path, 0o666 & ~_UMASK)  # mkstemp makes 0600; outputs get the usual permissions
         yield tmp_path
         os.replace(tmp_path, path)
     except BaseException as e:
         with contextlib.suppress(OSError):
             tmp_path.unlink()
+        _remove_empty(created)
         if isinstance(e, OSError):
             raise OutputError(f"cannot write ({e.strerror or e})", path) from e
         raise

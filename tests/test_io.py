@@ -14,7 +14,7 @@ import pytest
 from PIL import Image
 
 from helpers.cli import cli as _cli
-from photo3d.errors import ExitCode, InputFileError
+from photo3d.errors import ExitCode, InputFileError, OutputError
 from photo3d.io import atomic_output, load_image, write_bytes_atomic
 
 
@@ -284,13 +284,32 @@ def test_atomic_output_leaves_nothing_on_failure(tmp_path):
             tmp.write_bytes(b"partial")
             raise RuntimeError("boom")
     assert not dst.exists()
-    assert list((tmp_path / "sub").iterdir()) == []
+    assert list(tmp_path.iterdir()) == []  # nor the folder made for it
     write_bytes_atomic(dst, b"done")
     assert dst.read_bytes() == b"done"
     umask = os.umask(0o022)
     os.umask(umask)
     assert stat.S_IMODE(dst.stat().st_mode) == 0o666 & ~umask  # not mkstemp's 0600
     assert [p.name for p in (tmp_path / "sub").iterdir()] == ["out.bin"]
+
+
+def test_a_failed_atomic_write_removes_only_the_empty_folders_it_made(tmp_path):
+    deep = tmp_path / "a" / "b" / "c" / "out.bin"
+    with pytest.raises(KeyboardInterrupt):
+        with atomic_output(deep) as tmp:
+            tmp.write_bytes(b"partial")
+            raise KeyboardInterrupt
+    assert list(tmp_path.iterdir()) == []
+    (tmp_path / "a").mkdir()
+    (tmp_path / "a" / "kept.txt").write_text("x")
+    with pytest.raises(OutputError, match="out.bin: cannot write"):
+        with atomic_output(deep) as tmp:
+            raise OSError(28, "No space left on device")
+    assert sorted(p.name for p in tmp_path.rglob("*")) == ["a", "kept.txt"]  # b/c went, a (not made) stays
+    with pytest.raises(RuntimeError), atomic_output(deep) as tmp:
+        write_bytes_atomic(deep.with_name("other.bin"), b"x")  # another output in c meanwhile
+        raise RuntimeError("boom")
+    assert sorted(p.name for p in tmp_path.rglob("*")) == ["a", "b", "c", "kept.txt", "other.bin"]
 
 
 # --------------------------------------------------------------------------------------------

@@ -76,6 +76,37 @@ def test_an_output_over_its_own_input_is_a_usage_error(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a.png", "b.preview.png", "d.npy", "link.png"]
 
 
+# Ctrl-C (a real SIGINT, raised in the process) just as the GLB would be renamed into place
+_CTRL_C_AT_THE_GLB = """import os, signal
+rename = os.replace
+def replace(src, dst, *args, **kwargs):
+    if str(dst).endswith(".glb"):
+        signal.raise_signal(signal.SIGINT)
+    return rename(src, dst, *args, **kwargs)
+os.replace = replace
+from photo3d.cli import app
+app(prog_name="photo3d")
+"""
+
+
+def test_a_failed_or_interrupted_single_file_run_leaves_no_new_folder(tmp_path):
+    src, d = photo(tmp_path / "photo.png"), depth_npy(tmp_path / "d.npy")
+    bad = tmp_path / "bad.jpg"
+    bad.write_bytes(b"not a jpeg")
+    r = cli("convert", bad, "-o", tmp_path / "new" / "sub" / "out.glb", "--depth", d)
+    assert r.exit_code == 1 and lines(r.output) == [f"error: {bad}: not an image (unknown or unsupported format)"]
+    out = tmp_path / "new" / "sub" / "out.glb"
+    p = subprocess.run([sys.executable, "-c", _CTRL_C_AT_THE_GLB, "convert", str(src), "-o", str(out), "--depth", str(d)],
+                       capture_output=True, text=True, env=env(), timeout=300)
+    assert p.returncode == 130, p.stderr
+    assert "interrupted" in p.stderr
+    assert sorted(x.name for x in tmp_path.iterdir()) == ["bad.jpg", "d.npy", "photo.png"]  # no new/, no temp file
+    # the same run without Ctrl-C writes the file, folders and all
+    r = cli("convert", src, "-o", out, "--depth", d)
+    assert r.exit_code == 0 and [x.name for x in out.parent.iterdir()] == ["out.glb"]
+    assert_valid_glb(out)
+
+
 def test_depth_previews_are_planned_with_the_outputs(tmp_path, tiny_depth_model):
     """b.tif's preview (b.preview.png) and b.preview.jpg's map (b.preview.png) would collide:
     both inputs keep their full names, and every preview is the preview of its own map."""
@@ -233,7 +264,7 @@ def test_a_failed_glb_write_says_cannot_write_naming_the_output(tmp_path):
                     preexec_fn=_file_size_limit)
     assert p.returncode == 1, p.stderr
     assert lines(p.stderr) == [f"error: {out}: cannot write (File too large)"]
-    assert not out.exists() and not list(out.parent.glob(".*"))
+    assert not out.exists() and not out.parent.exists()  # nor the folder made for it
 
 
 @pytest.mark.parametrize("value", ["nan", "inf", "0", "-5"])
