@@ -185,6 +185,33 @@ def test_pool_results_keep_planned_order_and_report_workers(album: Path, tmp_pat
     assert 1 <= len(workers) <= 2 and all(v > 10 for v in workers.values())
 
 
+@pytest.mark.slow  # a process pool
+def test_the_summary_counts_the_workers_really_used(tmp_path: Path) -> None:
+    """``--jobs 50`` on two files starts two worker processes, and the summary says 2, not 50."""
+    srcs = [tmp_path / "in" / f"{n}.png" for n in "ab"]
+    for i, p in enumerate(srcs):
+        p.parent.mkdir(exist_ok=True)
+        Image.fromarray(photo_rgb(40, 30, seed=i)).save(p)
+    summary = tmp_path / "s.json"
+    assert batch_command(THUMB, srcs, tmp_path / "out", ".png", jobs=50, summary=summary) == 0
+    data = json.loads(summary.read_text())
+    assert data["workers"] == 2 and data["counts"]["ok"] == 2
+    assert 1 <= len(data["peak_rss_mb_per_worker"]) <= 2  # the processes that converted a file
+    # a re-run has nothing to do (both outputs exist): no worker is started
+    assert batch_command(THUMB, srcs, tmp_path / "out", ".png", jobs=50, summary=summary) == 0
+    data = json.loads(summary.read_text())
+    assert data["workers"] == 0 and data["counts"]["skipped"] == 2
+
+
+def test_sequential_summary_says_one_worker_or_none(tmp_path: Path) -> None:
+    src = tmp_path / "a.png"
+    Image.fromarray(photo_rgb(40, 30)).save(src)
+    summary = tmp_path / "s.json"
+    for workers, overwrite in ((1, None), (0, False)):  # converted; then skipped (the output exists)
+        assert batch_command(THUMB, [src], tmp_path / "out", ".png", overwrite=overwrite, summary=summary) == 0
+        assert json.loads(summary.read_text())["workers"] == workers
+
+
 def test_single_file_and_usage_errors(tmp_path: Path) -> None:
     src = tmp_path / "one photo.jpg"
     Image.fromarray(photo_rgb()).save(src)

@@ -20,7 +20,7 @@ class Executor:
     """Runs ``execute(task, src, dst)`` for jobs and yields the Results as they complete."""
 
     name = "local"
-    workers = 1
+    workers = 1  # after run(): the workers it really used (never more than there were files)
 
     def run(self, task: Task, jobs: Sequence[Job]) -> Iterator[Result]:  # pragma: no cover
         raise NotImplementedError
@@ -39,6 +39,7 @@ class SequentialExecutor(Executor):
         self.threads = threads
 
     def run(self, task: Task, jobs: Sequence[Job]) -> Iterator[Result]:
+        self.workers = 1 if jobs else 0
         set_threads(self.threads)
         if jobs:
             warm_up(task)
@@ -115,7 +116,8 @@ class PoolExecutor(Executor):
     """
 
     def __init__(self, workers: int, threads: int | None = None):
-        self.workers = max(1, workers)
+        self.max_workers = self.workers = max(1, workers)
+        self._threads = threads
         self.threads = threads or max(1, (os.cpu_count() or 1) // self.workers)
         self._pool = None
 
@@ -139,6 +141,10 @@ class PoolExecutor(Executor):
         inflight: dict[Any, Job] = {}
         alone = False  # the one job in flight is a suspect running alone
         dead_pools = 0  # pools in a row that died without finishing a file
+        self.workers = min(self.max_workers, len(jobs))  # never more processes than files
+        if not jobs:
+            return
+        self.threads = self._threads or max(1, (os.cpu_count() or 1) // self.workers)
         self._pool = self._new_pool(task)
         try:
             while pending or suspects or inflight:

@@ -123,10 +123,11 @@ class RayExecutor(Executor):
 
     def run(self, task: Task, jobs: Sequence[Job]) -> Iterator[Result]:
         if not jobs:
+            self.workers = 0
             return
         ray = self._connect()
         actor_cls = ray.remote(num_cpus=self.threads, max_restarts=1)(_RayWorker)
-        n = min(self.workers, len(jobs))
+        self.workers = n = min(self._requested or self.workers, len(jobs))  # never more actors than files
         self._actors = [actor_cls.remote(task, self.threads) for _ in range(n)]
         idle = list(self._actors)
         pending = list(reversed(jobs))
