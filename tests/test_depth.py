@@ -92,6 +92,26 @@ def test_wrong_output_suffix(tmp_path, tiny_depth_model):
         depth_file(tmp_path / "a.png", tmp_path / "a.jpg", DepthOptions(model=tiny_depth_model))
 
 
+def test_a_colour_depth_map_is_refused_and_grey_in_any_mode_is_read(tmp_path):
+    g = np.tile(np.linspace(0, 255, 40).astype(np.uint8), (30, 1))
+    grey = {"L.png": Image.fromarray(g), "rgb.png": Image.fromarray(np.dstack([g] * 3)),
+            "rgb.jpg": Image.fromarray(np.dstack([g] * 3)), "rgba.png": Image.fromarray(np.dstack([g] * 3 + [g * 0 + 255])),
+            "la.png": Image.fromarray(g).convert("LA"), "palette.png": Image.fromarray(np.dstack([g] * 3)).quantize(256)}
+    for name, im in grey.items():
+        im.save(tmp_path / name)
+        d = load_depth_map(tmp_path / name)
+        assert d.shape == (30, 40) and d.dtype == np.float32, name
+        assert np.abs(d * 255 - g).max() <= (4 if name in ("rgb.jpg", "palette.png") else 0), name
+    rgb = np.dstack([g, g[:, ::-1], g])  # red and green differ: colour
+    colour = {"rgb.png": Image.fromarray(rgb), "rgb.jpg": Image.fromarray(rgb),
+              "palette.png": Image.fromarray(rgb).quantize(64), "rgba.png": Image.fromarray(rgb).convert("RGBA")}
+    for name, im in colour.items():
+        im.save(tmp_path / f"colour-{name}")
+        with pytest.raises(InputFileError) as e:
+            load_depth_map(tmp_path / f"colour-{name}")
+        assert str(e.value) == f"{tmp_path / f'colour-{name}'}: depth map is a colour image; give a single-channel (grey) depth map"
+
+
 def test_save_and_load_maps(tmp_path):
     d = np.linspace(0, 1, 12 * 7, dtype=np.float32).reshape(7, 12)
     written = save_depth_map(tmp_path / "m.png", d, preview=True, meta={"model": "x"})

@@ -247,6 +247,8 @@ def test_depth_maps_get_the_megapixel_guard_and_their_own_errors(tmp_path):
     assert "2-D array of real numbers" in run(tmp_path / "complex.npy")
     np.save(tmp_path / "nan.npy", np.full((40, 60), np.nan, np.float32))
     assert run(tmp_path / "nan.npy").endswith("depth map holds NaN or infinite values")
+    colour = photo(tmp_path / "colour.jpg", 60, 40)  # a photo given as the map by mistake
+    assert run(colour).endswith("depth map is a colour image; give a single-channel (grey) depth map")
 
 
 def _file_size_limit():

@@ -123,10 +123,24 @@ def read_png_metadata(path: str | Path) -> dict:
     return out
 
 
+GREY_TOLERANCE = 2  # 8-bit levels by which the channels of a grey image stored as RGB may differ (lossy coding)
+
+
+def _is_colour(a: np.ndarray) -> bool:
+    """Whether the RGB(A) pixels ``a`` (H×W×C, uint8) hold colour, not grey stored as three channels."""
+    r = a[..., 0]
+    for c in (1, 2):
+        x = a[..., c]
+        if (np.maximum(x, r) - np.minimum(x, r)).max() > GREY_TOLERANCE:
+            return True
+    return False
+
+
 def load_depth_map(path: str | Path, max_megapixels: float | None = DEFAULT_MAX_MEGAPIXELS) -> np.ndarray:
     """Read a depth map written by photo3d (or any grayscale PNG / 2-D .npy) as float32 H×W.
 
-    PNGs are scaled to [0, 1] by their bit depth; ``.npy`` values are returned as stored.
+    PNGs are scaled to [0, 1] by their bit depth; ``.npy`` values are returned as stored.  A colour
+    image is refused (its channels would be mixed into a depth); grey stored as RGB is read.
     Larger must mean nearer (normalized disparity).  Maps larger than ``max_megapixels`` are
     refused before they are decoded (as photos are); every failure is an :class:`InputFileError`
     naming the map.
@@ -170,6 +184,8 @@ def load_depth_map(path: str | Path, max_megapixels: float | None = DEFAULT_MAX_
         with im:
             check_size(*im.size)
             im.load()
+            if im.mode not in ("1", "L", "LA", "La", "I", "F", "RGB", "RGBA", "RGBa") and not im.mode.startswith("I;16"):
+                im = im.convert("RGB")  # a palette (or CMYK, ...) image: its colours, not its indices
             mode = im.mode
             a = np.asarray(im)
     except InputFileError:
@@ -177,7 +193,9 @@ def load_depth_map(path: str | Path, max_megapixels: float | None = DEFAULT_MAX_
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError, EOFError) as e:
         raise InputFileError(f"not a readable depth map image ({summarize(e)})", path) from e
     if a.ndim == 3:
-        a = a[..., 0]
+        if a.shape[2] >= 3 and _is_colour(a):
+            raise InputFileError("depth map is a colour image; give a single-channel (grey) depth map", path)
+        a = a[..., 0]  # grey (a grey image stored as RGB, or grey + alpha)
     if mode.startswith("I;16") or a.dtype == np.uint16:
         return (a.astype(np.float32) / 65535.0).astype(np.float32)
     if mode in ("I",):
