@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import os
 import re
+import sys
 import tempfile
 import warnings
 from dataclasses import dataclass
@@ -83,6 +84,35 @@ def _to_rgb8(im: Image.Image) -> np.ndarray:
     return np.ascontiguousarray(np.asarray(im, dtype=np.uint8))
 
 
+@contextlib.contextmanager
+def _library_stderr(lines: list[str]) -> Iterator[None]:
+    """Capture into ``lines`` what C libraries write straight to the process's stderr (fd 2)
+    meanwhile: libtiff prints its warnings and errors there ("ZIPDecode: Decoding error at
+    scanline 0, ...") besides the exception Pillow raises."""
+    try:
+        sys.stderr.flush()
+        sink = tempfile.TemporaryFile()
+    except (OSError, ValueError, AttributeError):  # no stderr, or nowhere to capture it
+        yield
+        return
+    with sink:
+        try:
+            saved = os.dup(2)
+        except OSError:
+            yield
+            return
+        os.dup2(sink.fileno(), 2)
+        try:
+            yield
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+            sink.seek(0)
+            text = sink.read(65536).decode("utf-8", "replace")
+            # ("tempfile.tif" is what Pillow calls the file when it hands it to libtiff)
+            lines.extend(ln.strip().removeprefix("tempfile.tif: ") for ln in text.splitlines() if ln.strip())
+
+
 def _focal_35mm(im: Image.Image) -> float | None:
     try:
         exif = im.getexif()
@@ -138,7 +168,14 @@ def load_image(
                     ImageFile.LOAD_TRUNCATED_IMAGES = False
                 # decode first: reading a PNG's EXIF decodes it too, and the metadata readers below
                 # swallow their errors (a damaged file must fail here, not come out half black)
-                im.load()
+                noise: list[str] = []
+                try:
+                    with _library_stderr(noise):
+                        im.load()
+                except OSError as e:  # Pillow says "decoder error -2": libtiff said why
+                    if noise and "decoder error" in str(e):
+                        raise OSError(noise[-1].rstrip(".")) from e
+                    raise
                 focal = _focal_35mm(im)
                 try:
                     swap = im.getexif().get(0x0112) in (5, 6, 7, 8)  # EXIF orientation

@@ -220,6 +220,24 @@ def test_damaged_png_is_an_error_not_a_black_photo(tmp_path, offset):
         load_image(src)
 
 
+@pytest.mark.parametrize("compression,reason", [("tiff_deflate", "zipdecode: decoding error"),
+                                                 ("tiff_lzw", "using code not yet in table")])
+def test_damaged_tiff_is_one_line_without_libtiff_noise(tmp_path, capfd, compression, reason):
+    """libtiff prints its own complaint straight to stderr (fd 2): it becomes the reason of our one
+    line instead of a second line (and of Pillow's bare "decoder error -2")."""
+    a = np.random.default_rng(0).integers(0, 256, size=(200, 300, 3), dtype=np.uint8)
+    Image.fromarray(a).save(tmp_path / "a.tif", compression=compression)
+    data = bytearray((tmp_path / "a.tif").read_bytes())
+    n = len(data) // 3
+    data[n: n + 2000] = bytes(b ^ 0x5A for b in data[n: n + 2000])  # the image data, not the header
+    (tmp_path / "a.tif").write_bytes(bytes(data))
+    capfd.readouterr()
+    with pytest.raises(InputFileError) as e:
+        load_image(tmp_path / "a.tif")
+    _one_line_about(e.value, tmp_path / "a.tif", "unreadable image", reason)
+    assert capfd.readouterr() == ("", "")
+
+
 def test_text_file_named_jpg(tmp_path):
     path = tmp_path / "notes.jpg"
     path.write_text("these are not pixels\n" * 20)
