@@ -8,6 +8,9 @@ average, and (with the photo) following a colour edge along most of its length. 
 visible layer that the cuts would cut out but that are small (``min_island``) or thin
 (``min_width_px``) are merged into their surroundings (their depth takes the nearest surrounding
 value), so an object's visible layer has no holes and no flecks float in front of anything.
+For network depth, far grooves narrower than ``close_px`` (dark wood grain, cracks, seams that a
+network reads as farther) first take the depth around them (a morphological closing), so they
+never tear the surface they lie in.
 
 The LDI has two layers: the visible layer (the whole photo, cut at the discontinuities) and a
 background layer that extends the far side of every discontinuity behind the foreground, as far
@@ -43,6 +46,7 @@ class LayerParams:
     far_band_px: int = 1  # far-side pixels of a cut whose colour the background layer may re-synthesize
     snap_radius: int = 4  # colour-guided edge snapping window (0 = off), working pixels
     snap_iters: int = 3
+    close_px: int = 7  # network depth: far gaps narrower than this (working pixels) take the depth around them
 
 
 @dataclass
@@ -366,6 +370,9 @@ def build_layers(
     if rgb is not None:
         inv = clean_inverse_depth(snap_edges(inv, rgb, params), params)
         contrast = colour_contrast(rgb)
+        if params.close_px > 1:  # narrow far grooves (dark grain, cracks): the surface around them
+            se = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (params.close_px, params.close_px))
+            inv = cv2.morphologyEx(inv, cv2.MORPH_CLOSE, se)
     min_area = params.min_island * inv.size
     # merge small and thin fragments into their surroundings, then cut again: a pocket the
     # surroundings are in front of (a dark eye read as farther than its face, a stair step's

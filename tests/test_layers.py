@@ -183,3 +183,23 @@ def test_a_steep_fold_in_a_sharp_map_stretches_but_its_anti_aliased_step_is_cut_
     cols = np.nonzero(ldi.cuts.h.any(axis=0))[0].tolist()
     assert all(c >= 99 for c in cols), cols  # the fold (columns 30-45) is not cut
     assert len([c for c in cols if c >= 110]) == 1, cols  # the step: one cut, no sliver
+
+
+def test_a_narrow_dark_groove_read_as_farther_does_not_tear_the_surface_but_a_wide_gap_is_cut():
+    """Network depth reads dark grain or a crack as farther: a 4-px groove across a board (with a
+    colour edge on both sides, so the colour test would keep its cuts) takes the board's depth and
+    is not cut; a 16-px gap through to the far wall is a real gap and stays cut."""
+    inv = np.full((H, W), FAR, np.float32)
+    inv[20:110, 20:140] = NEAR  # the board
+    rgb = np.zeros((H, W, 3), np.uint8)
+    rgb[:] = (40, 90, 200)
+    rgb[20:110, 20:140] = (200, 140, 60)
+    inv[20:110, 50:54] = FAR  # a dark groove, 4 px
+    rgb[20:110, 50:54] = (40, 25, 10)
+    inv[20:110, 100:116] = FAR  # a gap, 16 px, showing the wall
+    rgb[20:110, 100:116] = (40, 90, 200)
+    ldi = build_layers(inv, SHIFT, rgb=rgb)
+    cut = ldi.near | ldi.far
+    assert not cut[30:100, 46:58].any()  # the groove: no cut
+    assert cut[30:100, 97:101].any(axis=1).all() and cut[30:100, 114:118].any(axis=1).all()
+    assert build_layers(inv, SHIFT, rgb=rgb, params=LayerParams(close_px=0)).far[30:100, 46:58].any()
