@@ -18,6 +18,7 @@ process, so the two cores both work.
 
 from __future__ import annotations
 
+import contextlib
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -176,6 +177,10 @@ def ffmpeg_exe() -> str:
     return imageio_ffmpeg.get_ffmpeg_exe()
 
 
+class _StopFFmpeg(BaseException):
+    """Thrown into imageio-ffmpeg's writer: a BaseException makes it kill FFmpeg, quietly."""
+
+
 def _write_mp4(path: Path, frames: Iterator[np.ndarray], size: tuple[int, int], fps: float) -> None:
     import imageio_ffmpeg
 
@@ -190,9 +195,16 @@ def _write_mp4(path: Path, frames: Iterator[np.ndarray], size: tuple[int, int], 
         for f in frames:
             writer.send(np.ascontiguousarray(f))
     except OSError as e:
-        raise OutputError(f"FFmpeg failed ({e})", path) from e
-    finally:
         writer.close()
+        raise OutputError(f"FFmpeg failed ({e})", path) from e
+    except BaseException:
+        # interrupted (Ctrl-C) or failed while rendering: kill FFmpeg now (close() would wait for it
+        # to encode what it has, and log "No frames have been written ..." when that is nothing)
+        with contextlib.suppress(_StopFFmpeg):
+            writer.throw(_StopFFmpeg())
+        raise
+    writer.close()
+
 
 
 def _write_animation(path: Path, frames: Iterator[np.ndarray], suffix: str, fps: float) -> None:

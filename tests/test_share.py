@@ -4,6 +4,7 @@ renderer against the photo and against the HTML viewer in headless Chromium, fol
 import json
 import re
 import subprocess
+import sys
 from pathlib import Path
 
 import cv2
@@ -12,7 +13,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from helpers.cli import cli
+from helpers.cli import cli, env
 from helpers.gltf import assert_valid_glb
 from helpers.paths import REPO
 from photo3d.pipeline import ConvertOptions, convert_file
@@ -179,6 +180,42 @@ def test_gif_webp_and_stereo(coffee_glb, tmp_path):
     write_share(tmp_path / "s.mp4", coffee_glb, ShareOptions(stereo="sbs", size=160, seconds=0.5, fps=10))
     meta, frames = mp4_frames(tmp_path / "s.mp4")
     assert len(frames) == 5 and frames[0].shape == (106, 320, 3)
+
+
+# Ctrl-C (a real SIGINT, raised in the process) while frame N+1 of the video is being rendered
+_CTRL_C_AT_FRAME = """import signal, sys
+import photo3d.video as video
+after, compose = int(sys.argv.pop(1)), video._compose
+def _compose(*args, **kwargs):
+    global after
+    if after == 0:
+        signal.raise_signal(signal.SIGINT)
+    after -= 1
+    return compose(*args, **kwargs)
+video._compose = _compose
+from photo3d.cli import app
+app(prog_name="photo3d")
+"""
+
+
+@pytest.mark.parametrize("frames", [0, 3])
+def test_ctrl_c_during_an_mp4_prints_only_our_lines_and_leaves_nothing(tmp_path, frames):
+    """Before the first frame (imageio-ffmpeg would log "No frames have been written ...") and
+    after a few: exit 130, our summary and "interrupted" lines only, no file or folder left."""
+    rgb = np.random.default_rng(0).integers(0, 256, (72, 96, 3), dtype=np.uint8)
+    Image.fromarray(rgb).save(tmp_path / "p.png")
+    d = np.full((72, 96), 0.2, np.float32)
+    d[18:54, 32:64] = 0.9
+    np.save(tmp_path / "d.npy", d)
+    out = tmp_path / "new" / "sub" / "o.mp4"
+    p = subprocess.run([sys.executable, "-c", _CTRL_C_AT_FRAME, str(frames), "convert", str(tmp_path / "p.png"),
+                        "-o", str(out), "--depth", str(tmp_path / "d.npy"), "--size", "64"],
+                       capture_output=True, text=True, env=env(), timeout=300)
+    assert p.returncode == 130, p.stderr
+    lines = p.stderr.splitlines()
+    assert lines[-1] == "interrupted: run the same command again to continue where it stopped", p.stderr
+    assert len(lines) == 2 and re.fullmatch(r"0 converted, .*, 1 not run in [0-9.]+ s", lines[0]), p.stderr
+    assert sorted(x.name for x in tmp_path.iterdir()) == ["d.npy", "p.png"]  # no new/, no temp file
 
 
 def test_cli_still_needs_stereo_and_bad_formats_are_usage_errors(tmp_path):
