@@ -251,20 +251,24 @@ def _source(info: dict) -> str:
 FORMATS = (".glb", ".mp4", ".gif", ".webp", ".html")  # --format (folder outputs)
 
 
+def _share_details(s: dict, nbytes: int) -> str:
+    """A video's (or stereo still's) part of the result line: frames, size, MB, and any notes."""
+    notes = f" ({'; '.join(s['notes'])})" if s.get("notes") else ""
+    return f"{s['frames']} frame(s) {s['size'][0]}x{s['size'][1]}, {nbytes / 1e6:.2f} MB{notes}"
+
+
 def _convert_details(r, timings: bool) -> str:
     """What a converted photo holds: depth source, layers, vertices, GLB size, time (+ stage timings)."""
     i = r.report
     if "finished" in i:
         return i["finished"]
     if i.get("from_glb"):  # rendered from the GLB this batch wrote (or found) beside it
-        s = i["share"] if i.get("share") else None
-        what = f"{s['frames']} frame(s) {s['size'][0]}x{s['size'][1]}, " if s else ""
-        return f"from {i['from_glb']}, {what}{r.bytes / 1e6:.2f} MB, {r.seconds:.2f} s"
+        what = _share_details(i["share"], r.bytes) if i.get("share") else f"{r.bytes / 1e6:.2f} MB"
+        return f"from {i['from_glb']}, {what}, {r.seconds:.2f} s"
     line = (f"depth from {_source(i)}, {i.get('layers', '?')} layer(s), {i.get('vertices', 0):,} vertices, "
             f"{i.get('glb_bytes', 0) / 1e6:.2f} MB, {r.seconds:.2f} s")
     if i.get("share"):
-        s = i["share"]
-        line += f"; {s['frames']} frame(s) {s['size'][0]}x{s['size'][1]}, {r.bytes / 1e6:.2f} MB"
+        line += "; " + _share_details(i["share"], r.bytes)
     if timings and i.get("seconds"):
         line += " (" + ", ".join(f"{k} {v:.2f}" for k, v in i["seconds"].items()) + ")"
     return line
@@ -287,7 +291,7 @@ def convert(
     seconds: float = typer.Option(defaults.VIDEO_SECONDS, "--seconds", min=0.05, metavar="S", help="Video length."),
     fps: float = typer.Option(defaults.VIDEO_FPS, "--fps", min=1.0, max=120.0, metavar="FPS", help="Video frames per second."),
     size: Optional[int] = typer.Option(None, "--size", metavar="PX",
-                                       help="Video / still longer side, 16-8192 (default: 1080 MP4, 480 GIF/WebP)."),
+                                       help="Video / still longer side, 16-8192 (default: 1080 MP4, 480 GIF/WebP; at most the photo's)."),
     stereo: Optional[str] = typer.Option(None, "--stereo", metavar="sbs|sbs-half",
                                          help="Side-by-side stereo video or still (.jpg/.png): full or half width."),
     timings: bool = typer.Option(False, "--timings", help="Print the time of each stage."),

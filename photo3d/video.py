@@ -44,7 +44,7 @@ class ShareOptions:
     path: str = defaults.VIDEO_PATH  # camera path: circle | swing | zoom | dolly-zoom
     seconds: float = defaults.VIDEO_SECONDS
     fps: float = defaults.VIDEO_FPS
-    size: int | None = None  # longer side; None = 1080 (MP4, stills) or 480 (GIF, WebP)
+    size: int | None = None  # longer side; None = 1080 (MP4, stills) or 480 (GIF, WebP), or the photo's if smaller
     stereo: str | None = None  # None | "sbs" | "sbs-half"
     supersample: int = 2  # anti-aliasing: samples per pixel along each axis
     progress: bool = False  # a progress bar on stderr (when it is a terminal)
@@ -100,12 +100,24 @@ def _compose(eyes: list[np.ndarray], stereo: str | None) -> np.ndarray:
     return np.ascontiguousarray(np.concatenate(eyes, axis=1))
 
 
-def render_frames(glb: bytes, suffix: str, opts: ShareOptions, timings: dict | None = None) -> tuple[Iterator[np.ndarray], int, tuple[int, int]]:
-    """(frames, count, (width, height)) of the share output; frames are rendered lazily."""
+def output_side(photo_side: int, suffix: str, size: int | None) -> tuple[int, str | None]:
+    """The frames' longer side (one eye's), and a note for the result line when it is not the
+    usual one: by default a smaller photo is not upscaled (its own size, made even); an
+    explicit ``--size`` larger than the photo is what it asks, said as an upscale."""
+    if size is not None:
+        return size, f"upscaled: the photo is {photo_side} px" if size > photo_side else None
+    side = default_side(suffix)
+    if photo_side < side:
+        return photo_side, f"the photo's own size, not upscaled to {side} px"
+    return side, None
+
+
+def render_frames(glb: bytes, suffix: str, opts: ShareOptions, timings: dict | None = None) -> tuple[Iterator[np.ndarray], int, tuple[int, int], list[str]]:
+    """(frames, count, (width, height), notes) of the share output; frames are rendered lazily."""
     from .render import Renderer, dolly_zoom_extra, frame_size, path_views, scene_from_glb
 
     scene = scene_from_glb(glb)
-    side = opts.size or default_side(suffix)
+    side, note = output_side(max(scene.meta["source_size"]), suffix, opts.size)
     w, h = frame_size(scene, side)
     if opts.stereo == "sbs-half":
         w -= w % 4  # each eye gets an even half
@@ -128,7 +140,7 @@ def render_frames(glb: bytes, suffix: str, opts: ShareOptions, timings: dict | N
             yield frame
             t = time.perf_counter()
 
-    return gen(), len(views), (out_w, h)
+    return gen(), len(views), (out_w, h), [note] if note else []
 
 
 def _progress(total: int, enabled: bool, label: str):
@@ -147,7 +159,7 @@ def write_share(dst: str | Path, glb: bytes, opts: ShareOptions, timings: dict |
     check(dst, opts)
     suffix = dst.suffix.lower()
     timings = timings if timings is not None else {}
-    frames, count, (w, h) = render_frames(glb, suffix, opts, timings)
+    frames, count, (w, h), notes = render_frames(glb, suffix, opts, timings)
     with _progress(count, opts.progress and count > 1, f"rendering {dst.name}") as bar:
         task = bar.add_task("render", total=count)
 
@@ -166,7 +178,7 @@ def write_share(dst: str | Path, glb: bytes, opts: ShareOptions, timings: dict |
                 _write_still(tmp, next(ticking()), suffix)
     timings["encode"] = max(0.0, time.perf_counter() - t0 - timings.get("render", 0.0))
     return {"frames": count, "size": [w, h], "bytes": dst.stat().st_size, "path": opts.path,
-            "stereo": opts.stereo, "fps": opts.fps}
+            "stereo": opts.stereo, "fps": opts.fps, "notes": notes}
 
 
 def ffmpeg_exe() -> str:

@@ -56,8 +56,9 @@ def coffee_glb(tmp_path_factory) -> bytes:
 @pytest.fixture(scope="module")
 def coffee_mp4(tmp_path_factory):
     out = tmp_path_factory.mktemp("mp4") / "coffee.mp4"
-    res = cli("convert", str(EXAMPLE), "-o", str(out))
+    res = cli("convert", str(EXAMPLE), "-o", str(out), "--size", "1080")  # (the photo is 600 px: asked for)
     assert res.exit_code == 0, res.output
+    assert "120 frame(s) 1080x720" in res.output and "(upscaled: the photo is 600 px)" in res.output, res.output
     return out
 
 
@@ -216,6 +217,24 @@ def test_ctrl_c_during_an_mp4_prints_only_our_lines_and_leaves_nothing(tmp_path,
     assert lines[-1] == "interrupted: run the same command again to continue where it stopped", p.stderr
     assert len(lines) == 2 and re.fullmatch(r"0 converted, .*, 1 not run in [0-9.]+ s", lines[0]), p.stderr
     assert sorted(x.name for x in tmp_path.iterdir()) == ["d.npy", "p.png"]  # no new/, no temp file
+
+
+def test_a_small_photo_is_not_upscaled_unless_asked(coffee_glb, tmp_path):
+    """The example is 600x400: by default an MP4 (1080 px) or a stereo still keeps the photo's
+    size, and says so; a GIF (480 px) is smaller anyway; an explicit larger --size is an upscale."""
+    from photo3d.video import write_share
+
+    short = dict(seconds=0.2, fps=10)
+    mp4 = write_share(tmp_path / "a.mp4", coffee_glb, ShareOptions(**short))
+    meta, frames = mp4_frames(tmp_path / "a.mp4")
+    assert meta["size"] == (600, 400) and mp4["size"] == [600, 400] and len(frames) == 2
+    assert mp4["notes"] == ["the photo's own size, not upscaled to 1080 px"]
+    gif = write_share(tmp_path / "a.gif", coffee_glb, ShareOptions(**short))
+    assert Image.open(tmp_path / "a.gif").size == (480, 320) and gif["notes"] == []
+    sbs = write_share(tmp_path / "s.jpg", coffee_glb, ShareOptions(stereo="sbs"))
+    assert Image.open(tmp_path / "s.jpg").size == (1200, 400) and sbs["notes"]
+    big = write_share(tmp_path / "b.webp", coffee_glb, ShareOptions(size=800, **short))
+    assert Image.open(tmp_path / "b.webp").size == (800, 532) and big["notes"] == ["upscaled: the photo is 600 px"]
 
 
 def test_cli_still_needs_stereo_and_bad_formats_are_usage_errors(tmp_path):
