@@ -21,3 +21,4 @@ PARALLAX = 0.04  # nearest vs farthest point move by this share of the width at 
 VIDEO_PATH = "circle"  # video camera path: circle | swing | zoom | dolly-zoom
 VIDEO_SECONDS = 4.0
 VIDEO_FPS = 30.0
+SHARE_MAX_BYTES = 4_000_000  # GIF / animated WebP size budget: frame rate, colours, then size give way

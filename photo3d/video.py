@@ -5,6 +5,7 @@
 - ``.gif``: Pillow, one shared palette, no dithering (no crawling noise), unchanged pixels
   transparent (about 2 MB for 4 s of the example at 480 px instead of 12 MB);
 - ``.webp``: Pillow, lossy animated WebP;
+- GIF and WebP stay within ``ShareOptions.max_bytes`` (4 MB by default): :func:`fit_animation`;
 - ``.jpg`` / ``.png``: a still, only with ``stereo``.
 
 ``stereo="sbs"`` puts the left and the right eye's frames side by side at full width (the frame
@@ -37,6 +38,10 @@ STEREO_EYE = 0.3  # each eye's offset (unit disc): left/right disparity ~ 0.6 x 
 VIDEO_SIDE, SMALL_SIDE = 1080, 480  # default longer side: MP4 (and stills); GIF and WebP
 MP4_CRF = 20
 GIF_SAME = 24  # sum of |RGB| differences under which a GIF pixel keeps the previous frame's colour
+GIF_COLOURS, WEBP_QUALITY = 255, 80  # (index 255 of the GIF's palette is the transparent one)
+# over the size budget (ShareOptions.max_bytes), GIF / WebP give up (see fit_animation):
+BUDGET_MIN_FPS = 12  # frame rate, halved while it stays at least this,
+BUDGET_COLOURS, BUDGET_QUALITY = 128, 60  # then colours (WebP: quality) down to this, then size
 
 
 @dataclass
@@ -48,6 +53,7 @@ class ShareOptions:
     stereo: str | None = None  # None | "sbs" | "sbs-half"
     supersample: int = 2  # anti-aliasing: samples per pixel along each axis
     progress: bool = False  # a progress bar on stderr (when it is a terminal)
+    max_bytes: int | None = defaults.SHARE_MAX_BYTES  # GIF / WebP size budget (None: none); see fit_animation
 
     def frames(self) -> int:
         return max(1, round(self.seconds * self.fps))
@@ -169,16 +175,19 @@ def write_share(dst: str | Path, glb: bytes, opts: ShareOptions, timings: dict |
                 bar.advance(task)
 
         t0 = time.perf_counter()
+        report = {"frames": count, "size": [w, h], "fps": opts.fps}
         with atomic_output(dst) as tmp:
             if suffix == ".mp4":
                 _write_mp4(tmp, ticking(), (w, h), opts.fps)
             elif suffix in (".gif", ".webp"):
-                _write_animation(tmp, ticking(), suffix, opts.fps)
+                data, report = fit_animation(list(ticking()), suffix, opts.fps, opts.max_bytes)
+                tmp.write_bytes(data)
+                if report["reduced"]:
+                    notes.append(f"reduced to fit {opts.max_bytes / 1e6:g} MB: {', '.join(report['reduced'])}")
             else:
                 _write_still(tmp, next(ticking()), suffix)
     timings["encode"] = max(0.0, time.perf_counter() - t0 - timings.get("render", 0.0))
-    return {"frames": count, "size": [w, h], "bytes": dst.stat().st_size, "path": opts.path,
-            "stereo": opts.stereo, "fps": opts.fps, "notes": notes}
+    return {**report, "bytes": dst.stat().st_size, "path": opts.path, "stereo": opts.stereo, "notes": notes}
 
 
 def ffmpeg_exe() -> str:
@@ -218,31 +227,38 @@ def _write_mp4(path: Path, frames: Iterator[np.ndarray], size: tuple[int, int], 
     writer.close()
 
 
+def _encode_webp(frames: list[np.ndarray], fps: float, quality: int) -> bytes:
+    import io
 
-def _write_animation(path: Path, frames: Iterator[np.ndarray], suffix: str, fps: float) -> None:
+    from PIL import Image
+
+    images = [Image.fromarray(f) for f in frames]
+    buf = io.BytesIO()
+    images[0].save(buf, format="WEBP", save_all=True, append_images=images[1:], duration=round(1000.0 / fps), loop=0,
+                   quality=quality, method=4)
+    return buf.getvalue()
+
+
+def _encode_gif(frames: list[np.ndarray], fps: float, colours: int) -> bytes:
+    import io
+
     from PIL import Image
 
     ms = 1000.0 / fps
-    if suffix == ".webp":
-        images = [Image.fromarray(f) for f in frames]
-        images[0].save(path, format="WEBP", save_all=True, append_images=images[1:], duration=round(ms), loop=0,
-                       quality=80, method=4)
-        return
-    frames = list(frames)
     # one palette for all frames (median cut over a mosaic of a few of them), no dithering;
     # a pixel whose colour stays within GIF_SAME of what is on screen becomes transparent
     # (frames are not disposed): long transparent runs compress well.
     mosaic = Image.fromarray(np.concatenate(frames[:: max(1, len(frames) // 8)], axis=0))
-    pal = mosaic.quantize(255, method=Image.Quantize.MEDIANCUT, dither=Image.Dither.NONE)
-    colours = np.array(pal.getpalette()[:768], np.int16).reshape(-1, 3)
-    colours = np.concatenate([colours, np.zeros((256 - len(colours), 3), np.int16)])
+    pal = mosaic.quantize(colours, method=Image.Quantize.MEDIANCUT, dither=Image.Dither.NONE)
+    palette = np.array(pal.getpalette()[:768], np.int16).reshape(-1, 3)
+    palette = np.concatenate([palette, np.zeros((256 - len(palette), 3), np.int16)])
     images, screen = [], None
     for f in frames:
         idx = np.asarray(Image.fromarray(f).quantize(palette=pal, dither=Image.Dither.NONE))
         if screen is None:
             screen, out = idx.copy(), idx
         else:
-            same = np.abs(colours[idx] - colours[screen]).sum(axis=2) <= GIF_SAME
+            same = np.abs(palette[idx] - palette[screen]).sum(axis=2) <= GIF_SAME
             out = np.where(same, np.uint8(255), idx)
             screen = np.where(same, screen, idx)
         im = Image.fromarray(np.ascontiguousarray(out, np.uint8), "P")
@@ -251,8 +267,55 @@ def _write_animation(path: Path, frames: Iterator[np.ndarray], suffix: str, fps:
     # delays in whole 1/100 s that add up to the right length (30 fps: 30, 30, 40 ms, ...)
     ends = [max(2 * (i + 1), round((i + 1) * ms / 10)) for i in range(len(images))]
     delays = [10 * (e - b) for b, e in zip([0] + ends[:-1], ends)]
-    images[0].save(path, format="GIF", save_all=True, append_images=images[1:], duration=delays,
+    buf = io.BytesIO()
+    images[0].save(buf, format="GIF", save_all=True, append_images=images[1:], duration=delays,
                    loop=0, optimize=False, disposal=1, transparency=255)
+    return buf.getvalue()
+
+
+def fit_animation(frames: list[np.ndarray], suffix: str, fps: float, max_bytes: int | None) -> tuple[bytes, dict]:
+    """The GIF / animated WebP of ``frames`` within ``max_bytes`` (None: no budget), and what it
+    is (frames, size, fps, ``reduced``: what was given up).  Over the budget it gives up, in order:
+
+    1. frame rate: every other frame, while the rate stays at least ``BUDGET_MIN_FPS`` (the loop
+       keeps its length and stays seamless: the paths' frames at half the count are every other one);
+    2. colours: the GIF's palette to ``BUDGET_COLOURS`` (the WebP's quality to ``BUDGET_QUALITY``);
+    3. size: the frames shrink (INTER_AREA) by the square root of the overshoot, and 5 % more,
+       until it fits (down to 16 pixels on the longer side).
+    """
+    import cv2
+
+    gif = suffix == ".gif"
+    encode = _encode_gif if gif else _encode_webp
+    level, low = (GIF_COLOURS, BUDGET_COLOURS) if gif else (WEBP_QUALITY, BUDGET_QUALITY)
+    base, shown, fps0 = frames, frames, fps
+    h0, w0 = frames[0].shape[:2]
+    reduced: list[str] = []
+    data = encode(shown, fps, level)
+    while max_bytes and len(data) > max_bytes:
+        h, w = shown[0].shape[:2]
+        if len(base) % 2 == 0 and fps / 2 >= BUDGET_MIN_FPS:
+            base, fps = base[::2], fps / 2
+            shown = base if (w, h) == (w0, h0) else [cv2.resize(f, (w, h), interpolation=cv2.INTER_AREA) for f in base]
+        elif level != low:
+            level = low
+        else:
+            s = min(0.9, (0.95 * max_bytes / len(data)) ** 0.5)
+            if max(w, h) <= 16:
+                break  # cannot get any smaller: the budget is not met (said below)
+            w, h = max(2, round(w * s)), max(2, round(h * s))
+            shown = [cv2.resize(f, (w, h), interpolation=cv2.INTER_AREA) for f in base]
+        data = encode(shown, fps, level)
+    h, w = shown[0].shape[:2]
+    if fps != fps0:
+        reduced.append(f"{fps0:g} → {fps:g} fps")
+    if level != (GIF_COLOURS if gif else WEBP_QUALITY):
+        reduced.append(f"{GIF_COLOURS} → {level} colours" if gif else f"quality {WEBP_QUALITY} → {level}")
+    if (w, h) != (w0, h0):
+        reduced.append(f"{w0}x{h0} → {w}x{h}")
+    if max_bytes and len(data) > max_bytes:
+        reduced.append(f"still over {max_bytes / 1e6:g} MB")
+    return data, {"frames": len(shown), "size": [w, h], "fps": fps, "reduced": reduced}
 
 
 def _write_still(path: Path, frame: np.ndarray, suffix: str) -> None:

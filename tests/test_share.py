@@ -237,6 +237,40 @@ def test_a_small_photo_is_not_upscaled_unless_asked(coffee_glb, tmp_path):
     assert Image.open(tmp_path / "b.webp").size == (800, 532) and big["notes"] == ["upscaled: the photo is 600 px"]
 
 
+def test_gif_and_webp_fit_their_size_budget(coffee_glb, tmp_path):
+    """Over ``max_bytes`` a GIF / WebP gives up frame rate first, then colours (quality), then
+    size, just as far as needed; the loop keeps its length, and the report says what went."""
+    from photo3d.video import write_share
+
+    opts = dict(seconds=1, fps=30, size=240)
+    for suffix in (".gif", ".webp"):
+        free = write_share(tmp_path / f"free{suffix}", coffee_glb, ShareOptions(**opts, max_bytes=None))
+        assert free["frames"] == 30 and free["notes"] == []
+        # a little over: every other frame goes, nothing else
+        budget = int(0.9 * free["bytes"])
+        half = write_share(tmp_path / f"half{suffix}", coffee_glb, ShareOptions(**opts, max_bytes=budget))
+        assert half["bytes"] == (tmp_path / f"half{suffix}").stat().st_size <= budget
+        assert half["frames"] == 15 and half["fps"] == 15 and half["size"] == free["size"]
+        assert half["notes"] == [f"reduced to fit {budget / 1e6:g} MB: 30 → 15 fps"]
+        # far over: colours (quality), then size, too
+        budget = free["bytes"] // 6
+        tight = write_share(tmp_path / f"tight{suffix}", coffee_glb, ShareOptions(**opts, max_bytes=budget))
+        assert tight["bytes"] == (tmp_path / f"tight{suffix}").stat().st_size <= budget
+        w, h = tight["size"]
+        assert w < 240 and abs(w / h - 240 / 160) < 0.05 and tight["frames"] == 15
+        assert tight["notes"][0].startswith(f"reduced to fit {budget / 1e6:g} MB: 30 → 15 fps, ")
+        assert ("255 → 128 colours" if suffix == ".gif" else "quality 80 → 60") in tight["notes"][0]
+        assert tight["notes"][0].endswith(f"240x160 → {w}x{h}")
+        anim = Image.open(tmp_path / f"tight{suffix}")
+        assert anim.n_frames == 15 and anim.size == (w, h)
+        if suffix == ".gif":
+            delays = []
+            for i in range(anim.n_frames):
+                anim.seek(i)
+                delays.append(anim.info["duration"])
+            assert sum(delays) == 1000  # still a 1 s loop
+
+
 def test_cli_still_needs_stereo_and_bad_formats_are_usage_errors(tmp_path):
     res = cli("convert", str(EXAMPLE), "-o", str(tmp_path / "a.png"))
     assert res.exit_code == 2 and "--stereo" in res.output
