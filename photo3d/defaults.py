@@ -16,6 +16,7 @@ class Engine(StrEnum):
 MAX_MEGAPIXELS = 100.0  # larger images are refused (decompression bombs, memory)
 DEPTH_SOURCE = "auto"  # auto | embedded | stereo | model: the photo's own depth first
 JPEG_QUALITY = 80  # the GLB's textures
+GLB_MAX_BYTES = 2_000_000  # GLB size budget: the texture shrinks first, then the mesh coarsens
 MAX_TEXTURE_SIDE = 4096  # the photo's texture, longer side
 PARALLAX = 0.04  # nearest vs farthest point move by this share of the width at full offset
 VIDEO_PATH = "circle"  # video camera path: circle | swing | zoom | dolly-zoom

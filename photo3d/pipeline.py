@@ -50,7 +50,7 @@ class ConvertOptions:
     working_side: int = 768  # geometry resolution (longer side)
     max_texture_side: int = defaults.MAX_TEXTURE_SIDE
     jpeg_quality: int = defaults.JPEG_QUALITY
-    max_glb_bytes: int | None = 2_000_000  # size budget: texture, then mesh tolerance adapt to it
+    max_glb_bytes: int | None = defaults.GLB_MAX_BYTES  # size budget: texture, then mesh tolerance adapt to it
     parallax: float = defaults.PARALLAX  # nearest vs farthest point move by this share of the width at full offset
     depth_ratio: float = 10.0  # farthest / nearest depth when the depth is only known up to an affine map
     tol_px: float = 1.0  # largest geometric error of the simplified mesh, working pixels at full parallax
