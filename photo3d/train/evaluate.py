@@ -129,8 +129,13 @@ def evaluate(student_path: Path, photos: Path, teacher: Path, limit: int = 0,
         rgb = cv2.imread(str(f), cv2.IMREAD_COLOR)[:, :, ::-1]
         with torch.no_grad(), warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            y = student(preprocess(rgb, input_size))[0, 0]
-        y = (y.dequantize() if y.is_quantized else y).numpy()
+            x = preprocess(rgb, input_size)
+            y = student(x)
+            y = y.dequantize() if y.is_quantized else y
+            if meta.get("tta") == "flip":  # the model's own operating point, as the runtime runs it
+                y2 = student(x.flip(-1))
+                y = 0.5 * (y + (y2.dequantize() if y2.is_quantized else y2).flip(-1))
+        y = y[0, 0].numpy()
         t = ref[f.name].astype(np.float32)
         if y.shape != t.shape:
             y = cv2.resize(y, (t.shape[1], t.shape[0]), interpolation=cv2.INTER_LINEAR)
