@@ -169,8 +169,11 @@ def load_image(
                 # decode first: reading a PNG's EXIF decodes it too, and the metadata readers below
                 # swallow their errors (a damaged file must fail here, not come out half black)
                 noise: list[str] = []
+                # only libtiff writes to stderr itself: other formats decode without the capture
+                # (a temp file and two dup2 per photo, and a process-wide redirect, for nothing)
+                capture = _library_stderr(noise) if im.format == "TIFF" else contextlib.nullcontext()
                 try:
-                    with _library_stderr(noise):
+                    with capture:
                         im.load()
                 except OSError as e:  # Pillow says "decoder error -2": libtiff said why
                     if noise and "decoder error" in str(e):

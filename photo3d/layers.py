@@ -108,9 +108,7 @@ def clean_inverse_depth(inv: np.ndarray, params: LayerParams = LayerParams(), sh
         lo, hi = cv2.erode(inv, k), cv2.dilate(inv, k)
         edge = (hi - lo) > params.rel_jump * hi
         if not sharpen:  # only the anti-aliased pixels of a step: a cut-sized jump to both sides
-            up, down = hi - inv, inv - lo
-            edge &= (up > params.rel_jump * hi) & (down > params.rel_jump * inv)
-            edge &= (np.minimum(up, down) * shift_px_per_inv > params.min_jump_px)
+            edge &= _is_cut(inv, hi, shift_px_per_inv, params) & _is_cut(inv, lo, shift_px_per_inv, params)
         snapped = np.where(inv - lo < hi - inv, lo, hi)
         inv = np.where(edge, snapped, inv).astype(np.float32)
     return inv
@@ -165,12 +163,18 @@ def snap_edges(inv: np.ndarray, rgb: np.ndarray, params: LayerParams = LayerPara
     return inv
 
 
+def _is_cut(a: np.ndarray, b: np.ndarray, shift_px_per_inv: float, params: LayerParams) -> np.ndarray:
+    """Whether the step between inverse depths ``a`` and ``b`` is cut: large relative to the nearer
+    side and opening at least ``min_jump_px`` at the viewer's full parallax."""
+    jump = np.abs(a - b)
+    return (jump > params.rel_jump * np.maximum(a, b)) & (jump * shift_px_per_inv > params.min_jump_px)
+
+
 def find_cuts(inv: np.ndarray, shift_px_per_inv: float, params: LayerParams = LayerParams()) -> Cuts:
     """Cut flags for every pair of 8-neighbours of ``inv``."""
 
     def cut(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-        jump = np.abs(a - b)
-        return (jump > params.rel_jump * np.maximum(a, b)) & (jump * shift_px_per_inv > params.min_jump_px)
+        return _is_cut(a, b, shift_px_per_inv, params)
 
     return Cuts(
         h=cut(inv[:, :-1], inv[:, 1:]),

@@ -115,10 +115,14 @@ class PoolExecutor(Executor):
     die three times in a row without finishing a file (a broken install) stop the batch.
     """
 
+    def _threads_each(self) -> int:
+        """Torch threads per worker: as asked, else the cores shared among the workers."""
+        return self._threads or max(1, (os.cpu_count() or 1) // self.workers)
+
     def __init__(self, workers: int, threads: int | None = None):
         self.max_workers = self.workers = max(1, workers)
         self._threads = threads
-        self.threads = threads or max(1, (os.cpu_count() or 1) // self.workers)
+        self.threads = self._threads_each()
         self._pool = None
 
     def _new_pool(self, task: Task):
@@ -144,7 +148,7 @@ class PoolExecutor(Executor):
         self.workers = min(self.max_workers, len(jobs))  # never more processes than files
         if not jobs:
             return
-        self.threads = self._threads or max(1, (os.cpu_count() or 1) // self.workers)
+        self.threads = self._threads_each()
         self._pool = self._new_pool(task)
         try:
             while pending or suspects or inflight:

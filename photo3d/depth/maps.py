@@ -128,12 +128,7 @@ GREY_TOLERANCE = 2  # 8-bit levels by which the channels of a grey image stored 
 
 def _is_colour(a: np.ndarray) -> bool:
     """Whether the RGB(A) pixels ``a`` (H×W×C, uint8) hold colour, not grey stored as three channels."""
-    r = a[..., 0]
-    for c in (1, 2):
-        x = a[..., c]
-        if (np.maximum(x, r) - np.minimum(x, r)).max() > GREY_TOLERANCE:
-            return True
-    return False
+    return int(np.ptp(a[..., :3], axis=2).max()) > GREY_TOLERANCE
 
 
 def load_depth_map(path: str | Path, max_megapixels: float | None = DEFAULT_MAX_MEGAPIXELS) -> np.ndarray:

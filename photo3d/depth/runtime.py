@@ -48,6 +48,16 @@ def network_size(width: int, height: int, input_size: int) -> tuple[int, int]:
     return w, h
 
 
+def with_tta(run, x: torch.Tensor, y: torch.Tensor, tta: str | None) -> torch.Tensor:
+    """The network's float output ``y = run(x)`` at the model's operating point: with ``tta``
+    "flip", averaged with the output for the mirrored input (mirrored back)."""
+    y = y.dequantize() if y.is_quantized else y
+    if tta == "flip":
+        y2 = run(x.flip(-1))
+        y = 0.5 * (y + (y2.dequantize() if y2.is_quantized else y2).flip(-1))
+    return y
+
+
 def preprocess(rgb: np.ndarray, input_size: int) -> torch.Tensor:
     """The reference preprocessing: INTER_AREA resize to the network size, /255, NCHW float32."""
     H, W = rgb.shape[:2]
@@ -132,11 +142,7 @@ class DepthModel:
         if not isinstance(y, torch.Tensor) or y.dim() != 4 or tuple(y.shape[:2]) != (1, 1) or tuple(y.shape[2:]) != tuple(x.shape[2:]):
             shape = tuple(y.shape) if isinstance(y, torch.Tensor) else type(y).__name__
             raise ModelError(f"depth model returned {shape}, expected (1, 1, {x.shape[2]}, {x.shape[3]}) log-disparity", self.path)
-        if y.is_quantized:
-            y = y.dequantize()
-        if self.meta.get("tta") == "flip":  # the model's own operating point: average with the mirrored view
-            y2 = self._run(x.flip(-1))
-            y = 0.5 * (y + (y2.dequantize() if y2.is_quantized else y2).flip(-1))
+        y = with_tta(self._run, x, y, self.meta.get("tta"))
         y = y[0, 0].float().numpy().astype(np.float32, copy=False)
         if not np.isfinite(y).all():
             raise ModelError("depth model output holds NaN or infinite values (a broken model)", self.path)

@@ -24,7 +24,7 @@ import cv2
 import numpy as np
 import torch
 
-from photo3d.depth.runtime import load_model, preprocess
+from photo3d.depth.runtime import load_model, preprocess, with_tta
 from photo3d.io import atomic_output
 from photo3d.depth.modelfile import DEFAULT_INPUT_SIZE as INPUT_SIZE
 from photo3d.train.metrics import pearson
@@ -130,11 +130,7 @@ def evaluate(student_path: Path, photos: Path, teacher: Path, limit: int = 0,
         with torch.no_grad(), warnings.catch_warnings():
             warnings.simplefilter("ignore")
             x = preprocess(rgb, input_size)
-            y = student(x)
-            y = y.dequantize() if y.is_quantized else y
-            if meta.get("tta") == "flip":  # the model's own operating point, as the runtime runs it
-                y2 = student(x.flip(-1))
-                y = 0.5 * (y + (y2.dequantize() if y2.is_quantized else y2).flip(-1))
+            y = with_tta(student, x, student(x), meta.get("tta"))  # as the runtime runs it
         y = y[0, 0].numpy()
         t = ref[f.name].astype(np.float32)
         if y.shape != t.shape:
