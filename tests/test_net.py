@@ -40,12 +40,14 @@ def test_output_is_log_disparity_at_input_resolution(h, w):
 
 
 def test_named_configs_and_budget():
-    assert {"p3d-s", "p3d-xs", "p3d-tiny"} <= set(CONFIGS)
+    assert {"p3d-s", "p3d-m", "p3d-xs", "p3d-tiny"} <= set(CONFIGS)
     m = DepthNet("p3d-s")
     params, macs = count_params(m), count_macs(m, 288, 384)
     assert 1.0e6 <= params <= 1.5e6  # ≤ 4 MB as INT8 with room to spare
     assert macs <= 1.5e9  # the teacher needs ≈ 6.8 GMAC at 288×384
     assert count_macs(DepthNet("p3d-xs"), 288, 384) < macs
+    m = DepthNet("p3d-m")  # the larger operating point: still ≤ 4 MB as INT8, ≤ 1.5x the compute
+    assert params < count_params(m) <= 3.2e6 and macs < count_macs(m, 288, 384) <= 1.5 * macs
 
 
 def test_config_changes_the_operating_point():
@@ -94,3 +96,28 @@ def test_qat_convert_script_round_trip(tmp_path):
     rgb = (np.random.default_rng(0).random((50, 70, 3)) * 255).astype(np.uint8)
     d = model.predict(rgb)
     assert d.shape == (50, 70) and d.dtype == np.float32 and 0 <= d.min() <= d.max() <= 1
+
+
+def test_a_small_net_grows_into_a_larger_config_unchanged():
+    """Net2Net growth (photo3d.train.grow): wider blocks, an extra residual block and the context
+    module start neutral, so the grown net computes what the small one did, and its new channels
+    are live (they get gradients)."""
+    import dataclasses
+
+    from photo3d.train.grow import grow_into
+
+    small = _tiny()
+    cfg = dataclasses.replace(small.cfg, name="tiny-grown", enc_expansion=(2, 4, 4, 3, 3),
+                              dec_expansion=(2, 2, 3, 3, 3), enc_blocks=(1, 1, 1, 2, 1), context=(1, 2))
+    big = DepthNet(cfg)
+    x = _smooth_input(64, 96)
+    changed = grow_into(big, small, x)
+    assert any(k.startswith("encoder.3.1.") for k in changed) and any(k.startswith("context.") for k in changed)
+    y = _smooth_input(96, 64, seed=1)
+    with torch.no_grad():
+        assert torch.allclose(big.eval()(y), small(y), atol=1e-5)
+    big.train()
+    big(y).square().mean().backward()
+    assert big.encoder[3][0].project[0].weight.grad[:, 16:].abs().sum() > 0  # inputs from new channels learn
+    with pytest.raises(ValueError, match="missing from the larger"):
+        grow_into(_tiny(), DepthNet(cfg).eval(), x)

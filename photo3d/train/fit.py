@@ -28,6 +28,7 @@ import torch
 
 from photo3d.depth.net import CONFIGS, DepthNet, NetConfig
 from photo3d.train.data import AugmentConfig, Bundle, Sampler
+from photo3d.train.grow import grow_into
 from photo3d.io import atomic_output
 from photo3d.train.losses import distill_loss
 
@@ -209,11 +210,14 @@ def main(argv: list[str] | None = None) -> int:
             start = load_checkpoint(args.init_from)
         except Exception:  # an INT8 TorchScript model (e.g. the bundled one)
             start = None
-        if isinstance(start, dict) and "model" in start:  # a grown architecture keeps its new layers neutral
-            missing, unexpected = model.load_state_dict(model_from_checkpoint(start).state_dict(), strict=False)
-            if unexpected or any(not k.startswith("context.") for k in missing):
-                raise SystemExit(f"{args.init_from}: checkpoint does not fit config {args.config} "
-                                 f"(missing {missing[:3]}, unexpected {unexpected[:3]})")
+        if isinstance(start, dict) and "model" in start:  # a larger architecture grows from it, same function
+            calib = whole.next()[0] if args.whole_share > 0 else sampler.next()[0]
+            try:
+                grown = grow_into(model, model_from_checkpoint(start), calib)
+            except ValueError as e:
+                raise SystemExit(f"{args.init_from}: checkpoint does not fit config {args.config} ({e})")
+            if grown:
+                print(f"# grown from {args.init_from}: {len(grown)} tensors new or wider, output unchanged", flush=True)
         else:
             calib = whole.next()[0] if args.whole_share > 0 else sampler.next()[0]
             warm_start(model, args.init_from, calib.contiguous(memory_format=torch.channels_last))
