@@ -215,7 +215,7 @@ def main(argv: list[str] | None = None) -> int:
             try:
                 grown = grow_into(model, model_from_checkpoint(start), calib)
             except ValueError as e:
-                raise SystemExit(f"{args.init_from}: checkpoint does not fit config {args.config} ({e})")
+                raise SystemExit(f"{args.init_from}: checkpoint does not fit config {args.config} ({e})") from None
             if grown:
                 print(f"# grown from {args.init_from}: {len(grown)} tensors new or wider, output unchanged", flush=True)
         else:
