@@ -33,7 +33,7 @@ from photo3d.batch import (
 from photo3d.errors import UsageError
 from photo3d.io import HEIF_AVAILABLE, load_image
 
-from helpers.batch_tasks import THUMB, DiesInWorkers, ThumbOptions, batch_task_broken_model, batch_task_crashy, batch_task_thumb
+from helpers.batch_tasks import AFTER_FIRST, THUMB, DiesInWorkers, ThumbOptions, batch_task_broken_model, batch_task_crashy, batch_task_thumb
 from helpers.cli import cli_command, env
 from helpers.photos import BAD, GOOD, make_album, photo_rgb
 
@@ -183,6 +183,22 @@ def test_pool_results_keep_planned_order_and_report_workers(album: Path, tmp_pat
     assert rep.count(Status.ok) == len(GOOD) and rep.count(Status.failed) == len(BAD)
     workers = rep.summary()["peak_rss_mb_per_worker"]
     assert 1 <= len(workers) <= 2 and all(v > 10 for v in workers.values())
+
+
+@pytest.mark.slow  # a process pool
+def test_pool_starts_an_inputs_other_outputs_after_its_first(tmp_path: Path) -> None:
+    """``--format glb --format mp4 --jobs 2``: each photo's video is made from its finished GLB,
+    never while the GLB is still being made by the other worker (a second conversion)."""
+    srcs = [tmp_path / "in" / f"{n}.png" for n in "abc"]
+    for i, p in enumerate(srcs):
+        p.parent.mkdir(exist_ok=True)
+        Image.fromarray(photo_rgb(40, 30, seed=i)).save(p)
+    summary = tmp_path / "s.json"
+    assert batch_command(AFTER_FIRST, [tmp_path / "in"], tmp_path / "out", [".png", ".txt"], jobs=2, summary=summary) == 0
+    records = json.loads(summary.read_text())["results"]
+    assert sorted(r["output"] for r in records) == sorted(str(tmp_path / "out" / f"{n}{s}") for n in "abc" for s in (".png", ".txt"))
+    assert all(r["status"] == "ok" for r in records)
+    assert [r["report"]["first_done"] for r in records if r["output"].endswith(".txt")] == [True] * 3
 
 
 @pytest.mark.slow  # a process pool

@@ -104,12 +104,25 @@ def _init_pool_worker(task: Task, threads: int | None) -> None:
     warm_up(task)
 
 
+def _next_ready(pending: list[Job], inflight: dict[Any, Job], first: dict[Path, Job], window: int = 64) -> Job | None:
+    """Take the next job in planned order (``pending`` is reversed) that may start now: not one
+    whose input's first output is still in flight (that one is started first: it comes first)."""
+    running = {id(j) for j in inflight.values()}
+    for k in range(len(pending) - 1, max(-1, len(pending) - 1 - window), -1):
+        job = pending[k]
+        if first[job.src] is job or id(first[job.src]) not in running:
+            return pending.pop(k)
+    return None
+
+
 class PoolExecutor(Executor):
     """``--jobs N``: N worker processes on this machine, each loading the model once (in the
     pool initializer) and running files one at a time with ``cpu_count // N`` threads.
 
     Processes are started with "spawn" (torch and fork do not mix).  At most ``2 N`` files are
-    in flight, so millions of inputs cost no memory up front.  When a worker dies (out of
+    in flight, so millions of inputs cost no memory up front.  An input's first planned output is
+    finished before its other outputs start (``--format glb --format mp4``: the video is rendered
+    from the GLB, not converted a second time in parallel).  When a worker dies (out of
     memory, a crashing decoder) the pool is restarted and the files that were in flight are rerun
     one at a time: the one that kills its worker again fails, the others convert.  Workers that
     die three times in a row without finishing a file (a broken install) stop the batch.
@@ -141,6 +154,9 @@ class PoolExecutor(Executor):
         from concurrent.futures.process import BrokenProcessPool
 
         pending = list(reversed(jobs))  # pop() from the end keeps the planned order
+        first: dict[Path, Job] = {}  # each input's first output, which its other outputs wait for
+        for job in jobs:
+            first.setdefault(job.src, job)
         suspects: list[Job] = []  # in flight when a worker died: rerun one at a time to find the culprit
         inflight: dict[Any, Job] = {}
         alone = False  # the one job in flight is a suspect running alone
@@ -162,8 +178,7 @@ class PoolExecutor(Executor):
                                 inflight[self._pool.submit(_pool_execute, task, job.src, job.dst)] = job
                         else:
                             alone = False
-                            while pending and len(inflight) < 2 * self.workers:
-                                job = pending.pop()
+                            while len(inflight) < 2 * self.workers and (job := _next_ready(pending, inflight, first)):
                                 inflight[self._pool.submit(_pool_execute, task, job.src, job.dst)] = job
                 except BrokenProcessPool:
                     lost.append(job)

@@ -59,3 +59,20 @@ def batch_task_broken_model(src: Path, dst: Path, opts) -> dict:
     from photo3d.errors import ModelError
 
     raise ModelError("not a TorchScript file", "/models/broken.pt")
+
+
+def batch_task_after_first(src: Path, dst: Path, opts: ThumbOptions) -> dict:
+    """Like batch_task_thumb for ``.png``; any other output says whether the input's ``.png`` was
+    already there when it started (as a video rendered from the GLB beside it needs)."""
+    if dst.suffix == ".png":
+        import time
+
+        time.sleep(0.3)  # a conversion that takes a while (the other worker is idle meanwhile)
+        return batch_task_thumb(src, dst, opts)
+    first_done = dst.with_suffix(".png").is_file()
+    with atomic_output(dst) as tmp:
+        tmp.write_text(str(first_done))
+    return {"first_done": first_done}
+
+
+AFTER_FIRST = Task("batch_task_after_first", batch_task_after_first, ThumbOptions())
