@@ -12,6 +12,7 @@ import html
 from importlib import resources
 from pathlib import Path
 
+from .errors import printable
 from .io import write_bytes_atomic
 
 _PAGE = """<!doctype html>
@@ -46,7 +47,7 @@ def viewer_html(glb: bytes, title: str = "3D photo") -> str:
     license_text = " ".join(_asset("three.LICENSE").split()).replace("*/", "* /")
     return _PAGE.format(
         version=__version__,
-        title=html.escape(title),
+        title=html.escape(printable(title)),  # (a file name's undecodable bytes as \xNN)
         glb=base64.b64encode(glb).decode("ascii"),
         license=license_text,
         bundle=bundle,

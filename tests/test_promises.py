@@ -309,6 +309,18 @@ def test_every_message_is_one_line(tmp_path):
     assert (tmp_path / "out" / "exif.glb").is_file()
 
 
+def test_a_file_name_that_is_not_utf8_gets_its_viewer_page(tmp_path):
+    """A photo whose name is not UTF-8 (Latin-1 bytes from an old camera card or archive): the
+    ``--html`` page is written, its title shows the byte escaped as in the messages."""
+    src = photo(tmp_path / os.fsdecode(b"caf\xe9.png"))
+    r = cli("convert", src, "-o", tmp_path / "out", "--depth", depth_npy(tmp_path / "d.npy"), "--html")
+    assert r.exit_code == 0, r.output
+    page = (tmp_path / "out" / os.fsdecode(b"caf\xe9.html")).read_text(encoding="utf-8")
+    assert "<title>caf\\xe9</title>" in page
+    glb = shutil.copy(tmp_path / "out" / os.fsdecode(b"caf\xe9.glb"), tmp_path / "cafe.glb")  # (the validator takes UTF-8 paths)
+    assert_valid_glb(glb)
+
+
 def _model_returning(path: Path, value: float) -> Path:
     import warnings
 
