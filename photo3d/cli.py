@@ -93,13 +93,16 @@ MODEL_OPT = typer.Option(None, "--model", metavar="MODEL", readable=False,
 
 
 def _output_opt(text: str):
-    """``-o OUT``: a file for one photo, else a folder (``text`` says which files)."""
+    """``-o OUT``: a file for one photo, else a folder (``text`` says which files).  Taken as a
+    ``str``: a trailing ``/`` (``-o out.d/``) says "a folder" and a Path would drop it."""
     return typer.Option(..., "-o", "--output", metavar="OUT", show_default=False, help=text)
 
 
-def _one_file_out(inputs: list[Path], output: Path) -> bool:
-    """One photo to one named file (not a folder): then -o's suffix chooses the format."""
-    return len(inputs) == 1 and not inputs[0].is_dir() and bool(output.suffix) and not output.is_dir()
+def _one_file_out(inputs: list[Path], output: str) -> bool:
+    """One photo to one named file (not a folder, not ``-o out.d/``): then -o's suffix chooses the format."""
+    from .batch import one_file_output
+
+    return one_file_output(inputs, output)
 
 
 FORMAT_FOR_FOLDERS = "--format is for folder outputs; for one photo the suffix of -o chooses the format"
@@ -151,7 +154,7 @@ def _batch_command(command):
     return app.command(cls=_Command)(run)
 
 
-def _batch(task, inputs, output: Path, suffix: str | list[str], batch: SimpleNamespace, on_result=None,
+def _batch(task, inputs, output: str, suffix: str | list[str], batch: SimpleNamespace, on_result=None,
            progress: bool = True) -> None:
     """Run one per-file task over INPUT... and exit with the batch's exit code (0, 1, 2, 130).
     ``on_result(result)`` is called as each file finishes (e.g. to print a line about it)."""
@@ -202,7 +205,7 @@ def _say_result(r, details: str) -> None:
 @_batch_command
 def depth(
     inputs: list[Path] = INPUTS_ARG,
-    output: Path = _output_opt("A .png (16-bit) or .npy file for one photo, else a folder."),
+    output: str = _output_opt("A .png (16-bit) or .npy file for one photo, else a folder."),
     model: Optional[Path] = MODEL_OPT,
     raw: bool = typer.Option(False, "--raw", help="Write the network's own output (no upsampling)."),
     preview: bool = typer.Option(False, "--preview", help="Also write NAME.preview.png (red = near)."),
@@ -277,7 +280,7 @@ def _convert_details(r, timings: bool) -> str:
 @_batch_command
 def convert(
     inputs: list[Path] = INPUTS_ARG,
-    output: Path = _output_opt("A file for one photo (.glb .html .mp4 .gif .webp), else a folder."),
+    output: str = _output_opt("A file for one photo (.glb .html .mp4 .gif .webp), else a folder."),
     model: Optional[Path] = MODEL_OPT,
     depth_map: Optional[Path] = typer.Option(None, "--depth", metavar="MAP", readable=False,
                                              help="Use this depth map (.png/.npy, larger = nearer); one photo only."),
@@ -341,19 +344,22 @@ def convert(
 
     # one video: its rendering bar is the progress display (a second one, the batch's spinner,
     # would fight it for the same terminal line)
-    one_video = share.progress and _one_file_out(inputs, output) and output.suffix.lower() not in (".glb", ".html")
+    one_video = share.progress and _one_file_out(inputs, output) and Path(output).suffix.lower() not in (".glb", ".html")
     _batch(convert_task(opts), inputs, output, suffixes, batch, on_result=said, progress=not one_video)
 
 
 @model_app.command("import", cls=_Command)
 def model_import(
     folder: Path = typer.Argument(..., metavar="DIR", readable=False, help="Folder with tiefenrausch.pb + tiefenrausch_init.pb."),
-    output: Path = typer.Option(..., "-o", "--output", metavar="FILE.pt", help="TorchScript file to write."),
+    output: str = typer.Option(..., "-o", "--output", metavar="FILE.pt", help="TorchScript file to write."),
 ) -> None:
     """Convert Tiefenrausch (Caffe2) to an INT8 TorchScript file."""
+    from .batch import names_a_folder
     from .depth.tiefenrausch import import_tiefenrausch_file
 
     try:
+        if names_a_folder(output):  # (checked before the conversion's seconds, not after)
+            raise UsageError(f"-o {output}: names a folder; give the file to write (e.g. -o {Path(output) / 'tiefenrausch.pt'})")
         import_tiefenrausch_file(folder, output)
     except Photo3DError as e:
         _fail(e)

@@ -434,6 +434,24 @@ def test_the_result_line_names_every_output(tmp_path, tiny_depth_model):
                            f"depth from model (tiny), 96x72 depth map (larger = nearer), "), line
 
 
+def test_an_output_written_as_a_folder_is_a_folder(tmp_path, tiny_depth_model):
+    """``-o NAME/`` is a folder even when NAME has a suffix (``v1.0/``, ``clips.mp4/``): the outputs
+    go into it, never into a file called NAME; ``model import -o DIR/`` is refused before any work."""
+    src = photo(tmp_path / "a.png")
+    r = cli("depth", src, "-o", f"{tmp_path / 'v1.0'}/", "--model", tiny_depth_model)
+    assert r.exit_code == 0, r.output
+    assert (tmp_path / "v1.0" / "a.png").is_file()
+    r = cli("convert", src, "-o", f"{tmp_path / 'clips.glb'}/", "--depth", depth_npy(tmp_path / "d.npy"))
+    assert r.exit_code == 0, r.output
+    assert_valid_glb(tmp_path / "clips.glb" / "a.glb")
+    r = cli("convert", src, "-o", tmp_path / "one.glb", "--depth", tmp_path / "d.npy")  # (no slash: the file)
+    assert r.exit_code == 0 and (tmp_path / "one.glb").is_file(), r.output
+    r = cli("model", "import", tmp_path, "-o", f"{tmp_path / 'models'}/")
+    assert r.exit_code == 2 and not (tmp_path / "models").exists()
+    assert lines(r.output) == [f"error: -o {tmp_path / 'models'}/: names a folder; give the file to write "
+                               f"(e.g. -o {tmp_path / 'models' / 'tiefenrausch.pt'})"]
+
+
 def test_one_file_shows_progress_on_a_terminal_and_nothing_in_a_pipe(tmp_path):
     from photo3d.batch import batch_command
 

@@ -120,6 +120,16 @@ def _same_file(a: Path, b: Path) -> bool:
 FILE_SUFFIXES = IMAGE_SUFFIXES | {".glb", ".gltf", ".npy", ".html", ".json", ".mp4", ".gif", ".webp"}
 
 
+def names_a_folder(output: str | Path) -> bool:
+    """``-o`` written as a folder: it ends with a separator (``out/``, ``clips.mp4/``) or is one."""
+    return str(output).endswith(("/", os.sep)) or Path(output).is_dir()
+
+
+def one_file_output(inputs: Sequence[str | Path], output: str | Path) -> bool:
+    """One input file to one named file: ``-o`` has a suffix (the format) and does not name a folder."""
+    return len(inputs) == 1 and not Path(inputs[0]).is_dir() and bool(Path(output).suffix) and not names_a_folder(output)
+
+
 def plan_jobs(
     inputs: Sequence[Path],
     output: Path,
@@ -129,8 +139,8 @@ def plan_jobs(
 ) -> list[Job]:
     """Map INPUT... to output paths.
 
-    * One input file and an OUTPUT with a file suffix (that is not an existing folder): OUTPUT
-      is that file.
+    * One input file and an OUTPUT with a file suffix (that is not an existing folder nor written
+      as one, ``out.d/``; pass OUTPUT as a ``str`` to keep its trailing separator): OUTPUT is that file.
     * Otherwise OUTPUT is a folder (a usage error when it is named like a file, ``-o x.glb``).  A
       single input folder's tree is mirrored directly into it; with several inputs each folder goes
       into ``OUTPUT/<folder name>/`` and each file into ``OUTPUT/``.  Outputs get ``suffix`` in
@@ -146,17 +156,18 @@ def plan_jobs(
     if str(output) == "-":
         raise UsageError("-o -: cannot write to standard output; give a file or a folder")
     inputs = [Path(p) for p in inputs]
+    as_folder = names_a_folder(output)
+    single_file = one_file_output(inputs, output)
     output = Path(output)
 
     def sides(dst: Path) -> tuple[Path, ...]:
         return tuple(outputs(dst))[1:] if outputs is not None else ()
 
-    single = len(inputs) == 1 and not inputs[0].is_dir()
-    if single and not output.is_dir() and output.suffix and not str(output).endswith(os.sep):
+    if single_file:
         jobs = [Job(inputs[0], output, sides=sides(output))]
         _refuse_overwriting_inputs(jobs)
         return jobs
-    if not output.is_dir() and output.suffix.lower() in FILE_SUFFIXES | {suffix.lower()}:
+    if not as_folder and output.suffix.lower() in FILE_SUFFIXES | {suffix.lower()}:
         what = "a folder input needs" if any(p.is_dir() for p in inputs) else "several inputs need"
         raise UsageError(f"-o {printable(output)}: {what} an output folder (e.g. -o {printable(output.with_suffix(''))}/)")
     if output.exists() and not output.is_dir():

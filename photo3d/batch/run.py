@@ -268,7 +268,7 @@ def print_report(report: BatchReport, console: Console) -> None:
 def batch_command(
     task: Task,
     inputs: Sequence[Path],
-    output: Path,
+    output: Path | str,
     suffix: str | Sequence[str],
     *,
     jobs: int = 1,
