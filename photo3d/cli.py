@@ -277,8 +277,21 @@ def _convert_details(r, timings: bool) -> str:
     return line
 
 
+def _check_video_options_apply(ctx, suffixes: list[str]) -> None:
+    """A video option given for a run that writes no video nor stereo still (``-o x.glb --stereo sbs``)
+    is a usage error, not silently ignored."""
+    from .video import STILL_SUFFIXES, VIDEO_SUFFIXES
+
+    given = [f"--{n}" for n in ("path", "seconds", "fps", "size", "stereo")
+             if getattr(ctx.get_parameter_source(n), "name", "") == "COMMANDLINE"]
+    if given and not set(suffixes) & {*VIDEO_SUFFIXES, *STILL_SUFFIXES}:
+        raise UsageError(f"{', '.join(given)}: only for videos and stereo stills (.mp4 .gif .webp, or .jpg/.png with "
+                         f"--stereo); this run writes {', '.join(s for s in suffixes)}")
+
+
 @_batch_command
 def convert(
+    ctx: typer.Context,
     inputs: list[Path] = INPUTS_ARG,
     output: str = _output_opt("A file for one photo (.glb .html .mp4 .gif .webp), else a folder."),
     model: Optional[Path] = MODEL_OPT,
@@ -325,6 +338,7 @@ def convert(
         for s in suffixes:
             if s not in FORMATS:
                 raise UsageError(f"--format must be one of {', '.join(f[1:] for f in FORMATS)}, not {s[1:]!r}")
+        _check_video_options_apply(ctx, [Path(output).suffix.lower()] if _one_file_out(inputs, output) else suffixes)
     except UsageError as e:
         _fail(e)
     reuse = None

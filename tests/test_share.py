@@ -284,6 +284,18 @@ def test_cli_still_needs_stereo_and_bad_formats_are_usage_errors(tmp_path):
     assert not list(tmp_path.iterdir())
 
 
+def test_cli_video_options_without_a_video_output_are_usage_errors(tmp_path):
+    """``-o x.glb --stereo sbs`` would write a plain GLB and say nothing: refused, naming the options."""
+    res = cli("convert", str(EXAMPLE), "-o", str(tmp_path / "a.glb"), "--stereo", "sbs", "--size", "300")
+    assert res.exit_code == 2, res.output
+    assert res.output.startswith("error: --size, --stereo: only for videos and stereo stills") and res.output.count("\n") == 1
+    assert res.output.rstrip().endswith("this run writes .glb")
+    (tmp_path / "in").mkdir()
+    res = cli("convert", str(tmp_path / "in"), "-o", str(tmp_path / "out"), "--format", "glb", "--format", "html", "--fps", "8")
+    assert res.exit_code == 2 and "error: --fps: only for videos" in res.output and "writes .glb, .html" in res.output
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in"]
+
+
 def test_folder_formats_resume_each_output(tmp_path):
     src = tmp_path / "in"
     src.mkdir()
