@@ -119,6 +119,13 @@ def test_pack_fit_resume_qat(tmp_path):
     rgb = cv2.imread(str(photos / "osie" / "osie_0000.jpg"))[:, :, ::-1].copy()
     d = model.predict(rgb)
     assert d.shape == rgb.shape[:2] and np.isfinite(d).all()
+    # post-training quantization (--steps 0): per-channel weights, calibrated on whole photos
+    assert qat.main(["--ckpt", str(run / "last.pt"), "--bundle", str(bundle), "--name", "smoke-ptq",
+                     "--models-dir", str(models), "--no-default", "--steps", "0", "--calib", "2",
+                     "--check-photos", "2", "--min-agreement", "0.9", "--threads", "1"]) == 0
+    ptq = load_model(models / "smoke-ptq.pt")
+    assert "per-channel" in ptq.meta["quantization"]
+    assert np.corrcoef(ptq.predict(rgb).ravel(), d.ravel())[0, 1] > 0.9  # the same network, quantized twice
 
 
 @pytest.mark.slow

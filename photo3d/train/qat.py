@@ -5,8 +5,10 @@
 
 Steps: fuse conv-bn(-relu) (QAT flavour), QNNPACK QAT qconfig, fine-tune ``--steps`` steps with
 the distillation loss (BN statistics frozen; observers frozen for the last 30 %), convert to
-INT8, script, and check INT8-vs-float agreement on bundle photos at the runtime's input size
-(Pearson correlation of log-disparity; fails below ``--min-agreement``). Writes
+INT8, script. ``--steps 0`` is post-training quantization instead: per-channel symmetric weights,
+activation ranges from histograms over ``--calib`` whole photos at the runtime's input (closer to
+the float model than the QAT qconfig calibrated on crops). Then check INT8-vs-float agreement on
+bundle photos at the runtime's input size (Pearson correlation of log-disparity; fails below ``--min-agreement``). Writes
 ``<models-dir>/<name>.pt`` (with ``photo3d.json`` metadata) and, unless ``--no-default``,
 ``<models-dir>/manifest.json`` naming it as the default with its sha256.
 """
@@ -24,7 +26,8 @@ from pathlib import Path
 import numpy as np
 import torch
 from torch.ao.nn.intrinsic import qat as nniqat
-from torch.ao.quantization import convert, disable_observer, get_default_qat_qconfig, prepare_qat
+from torch.ao.quantization import QConfig, convert, disable_observer, get_default_qat_qconfig, prepare, prepare_qat
+from torch.ao.quantization.observer import HistogramObserver, PerChannelMinMaxObserver
 
 from photo3d.depth.modelfile import DEFAULT_INPUT_SIZE, METADATA_FILE, MODELS_DIR, save_model, sha256_file, write_manifest
 from photo3d.depth.net import DepthNet, count_macs, count_params
@@ -48,6 +51,26 @@ def prepare_qat_model(model: DepthNet) -> DepthNet:
         warnings.simplefilter("ignore")
         prepare_qat(model, inplace=True)
     model.apply(nniqat.freeze_bn_stats)
+    return model
+
+
+def ptq_model(model: DepthNet, photos: list[np.ndarray]) -> DepthNet:
+    """Float model → fused, observed model for post-training INT8 (QNNPACK): per-channel symmetric
+    weights, histogram-calibrated activations on ``photos`` (whole, at the runtime's input size)."""
+    torch.backends.quantized.engine = "qnnpack"
+    model = copy.deepcopy(model).cpu().to(memory_format=torch.contiguous_format).eval()
+    model.fuse_model()
+    model.qconfig = QConfig(
+        activation=HistogramObserver.with_args(dtype=torch.quint8, quant_min=0, quant_max=255),
+        weight=PerChannelMinMaxObserver.with_args(dtype=torch.qint8, qscheme=torch.per_channel_symmetric,
+                                                  quant_min=-127, quant_max=127),
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        prepare(model, inplace=True)
+    with torch.no_grad():
+        for rgb in photos:
+            model(preprocess(rgb, INPUT_SIZE))
     return model
 
 
@@ -86,7 +109,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--models-dir", type=Path, default=MODELS_DIR)
     ap.add_argument("--no-default", action="store_true", help="do not write manifest.json")
     ap.add_argument("--steps", type=int, default=150, help="QAT fine-tuning steps (0: calibration only)")
-    ap.add_argument("--calib", type=int, default=8, help="calibration batches before fine-tuning")
+    ap.add_argument("--calib", type=int, default=0,
+                    help="calibration: batches before fine-tuning (default 8), or with --steps 0 whole photos (default 16)")
     ap.add_argument("--lr", type=float, default=5e-5)
     ap.add_argument("--batch", type=int, default=8)
     ap.add_argument("--size", type=int, default=160)
@@ -110,11 +134,20 @@ def main(argv: list[str] | None = None) -> int:
     bundle = Bundle(args.bundle, seed=args.seed, limit=args.limit, label=label)
     sampler = Sampler(bundle, args.batch, AugmentConfig(size=args.size), seed=args.seed)
 
-    model = prepare_qat_model(float_model).to(device)
-    with torch.no_grad():  # calibrate the observers before any weight moves
-        for _ in range(args.calib):
-            rgb, _, _ = sampler.next()
-            model(rgb.to(device))
+    # evenly spread bundle photos: those that check INT8 against float, and others between them that calibrate
+    n_check = min(args.check_photos, len(bundle))
+    idx = np.linspace(0, len(bundle) - 1, n_check).astype(int)
+    photos = [bundle.images[i].permute(1, 2, 0).cpu().numpy() for i in idx]
+    if args.steps == 0:  # post-training quantization
+        n_calib = min(args.calib or 16, len(bundle))
+        cidx = (np.linspace(0, len(bundle) - 1, n_calib) + 0.5 * len(bundle) / max(n_check, 1)).astype(int) % len(bundle)
+        model = ptq_model(float_model, [bundle.images[i].permute(1, 2, 0).cpu().numpy() for i in cidx])
+    else:
+        model = prepare_qat_model(float_model).to(device)
+        with torch.no_grad():  # calibrate the observers before any weight moves
+            for _ in range(args.calib or 8):
+                rgb, _, _ = sampler.next()
+                model(rgb.to(device))
     opt = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=0.0)
     for step in range(args.steps):
         if step == int(args.steps * 0.7):
@@ -141,7 +174,8 @@ def main(argv: list[str] | None = None) -> int:
         "config": cfg,
         "params": count_params(float_model),
         "gmac_288x384": round(count_macs(float_model, 288, 384) / 1e9, 3),
-        "quantization": "INT8 QAT, qnnpack, per-tensor",
+        "quantization": ("INT8 post-training, qnnpack, per-channel weights, histogram-calibrated activations"
+                         if args.steps == 0 else "INT8 QAT, qnnpack, per-tensor"),
         "trained_steps": ckpt["step"],
         "train_minutes": round(ckpt.get("train_seconds", 0.0) / 60, 1),
         "teacher": "Tiefenrausch (distilled)" if label == "tr" else f"Tiefenrausch + FastDepth ({label} label, distilled)",
@@ -150,8 +184,6 @@ def main(argv: list[str] | None = None) -> int:
         meta["tta"] = args.tta
     scripted, _ = convert_and_script(model, meta)
 
-    idx = np.linspace(0, len(bundle) - 1, min(args.check_photos, len(bundle))).astype(int)
-    photos = [bundle.images[i].permute(1, 2, 0).cpu().numpy() for i in idx]
     agree = agreement(float_model, scripted, photos)
     print(f"INT8 vs float: median r {agree['median_r']:.4f}, min r {agree['min_r']:.4f}, "
           f"mean |Δlog| {agree['mean_abs_diff']:.4f} on {agree['photos']} photos", flush=True)
