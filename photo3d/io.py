@@ -23,13 +23,15 @@ from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
 from .defaults import MAX_MEGAPIXELS as DEFAULT_MAX_MEGAPIXELS  # noqa: F401  (re-exported)
 from .errors import InputFileError, OutputError
 
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".tif", ".tiff", ".webp", ".bmp"}
+HEIF_SUFFIXES = {".heic", ".heif"}
+# (HEIC/HEIF files are photos with or without the optional reader: without it each one is a failed
+# input that says how to install it, not a file a folder walk skips without a word)
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".tif", ".tiff", ".webp", ".bmp"} | HEIF_SUFFIXES
 
 try:  # optional HEIC/HEIF support
     import pillow_heif  # type: ignore
 
     pillow_heif.register_heif_opener()
-    IMAGE_SUFFIXES |= {".heic", ".heif"}
     HEIF_AVAILABLE = True
 except Exception:  # pragma: no cover - depends on the optional extra
     HEIF_AVAILABLE = False
@@ -193,6 +195,8 @@ def load_image(
     except InputFileError:
         raise
     except UnidentifiedImageError as e:
+        if path.suffix.lower() in HEIF_SUFFIXES and not HEIF_AVAILABLE:
+            raise InputFileError('reading HEIC/HEIF needs pillow-heif: pip install "photo3d[heif]"', path) from e
         raise InputFileError("not an image (unknown or unsupported format)", path) from e
     except PermissionError as e:
         raise InputFileError("unreadable (permission denied)", path) from e

@@ -5,6 +5,8 @@ from __future__ import annotations
 import os
 import stat
 import struct
+import subprocess
+import sys
 import zlib
 from pathlib import Path
 
@@ -244,6 +246,24 @@ def test_text_file_named_jpg(tmp_path):
     with pytest.raises(InputFileError) as e:
         load_image(path)
     _one_line_about(e.value, path, "not an image")
+
+
+def test_heic_without_the_heif_extra_says_how_to_read_it(tmp_path):
+    """Without pillow-heif (``photo3d[heif]``), an iPhone's HEIC is one failed input that says
+    what to install, in a folder too (not "not an image", not silently left out of the batch)."""
+    pytest.importorskip("pillow_heif")  # (to write the test file)
+    Image.fromarray(np.full((30, 40, 3), 90, np.uint8)).save(tmp_path / "IMG_0001.HEIC", format="HEIF")
+    code = ("import sys; sys.modules['pillow_heif'] = None\n"  # as if the extra were not installed
+            "from photo3d.batch import discover\nfrom photo3d.io import load_image\n"
+            "print([p.name for p in discover(sys.argv[1])])\n"
+            "try:\n    load_image(sys.argv[1] + '/IMG_0001.HEIC')\nexcept Exception as e:\n    print(e)")
+    from helpers.cli import env
+
+    p = subprocess.run([sys.executable, "-c", code, str(tmp_path)], capture_output=True, text=True, env=env(), timeout=120)
+    assert p.returncode == 0, p.stderr
+    assert p.stdout.splitlines() == ["['IMG_0001.HEIC']",
+                                     f'{tmp_path}/IMG_0001.HEIC: reading HEIC/HEIF needs pillow-heif: pip install "photo3d[heif]"']
+    assert load_image(tmp_path / "IMG_0001.HEIC").rgb.shape == (30, 40, 3)  # (with it: read)
 
 
 def test_empty_file(tmp_path):
