@@ -115,6 +115,34 @@ def _library_stderr(lines: list[str]) -> Iterator[None]:
             lines.extend(ln.strip().removeprefix("tempfile.tif: ") for ln in text.splitlines() if ln.strip())
 
 
+def _iso_media_truncated(path: Path) -> bool:
+    """Whether ``path`` is an ISO media file (HEIC/HEIF: boxes after an ``ftyp``) that ends before
+    its last box does.  libheif decodes the missing tiles of a cut-off iPhone photo as flat green
+    instead of failing, so this is checked before decoding."""
+    try:
+        with open(path, "rb") as f:
+            end = os.fstat(f.fileno()).st_size
+            pos = 0
+            while pos + 8 <= end:
+                f.seek(pos)
+                head = f.read(16)
+                if pos == 0 and head[4:8] != b"ftyp":
+                    return False
+                size = int.from_bytes(head[:4], "big")
+                if size == 1:  # a 64-bit size follows the type
+                    if len(head) < 16:
+                        return True
+                    size = int.from_bytes(head[8:16], "big")
+                if size == 0:  # the last box, to the end of the file
+                    return False
+                if size < 8:  # not a box: left to the decoder to refuse
+                    return False
+                pos += size
+            return pos > end
+    except OSError:  # unreadable: the decoder says so
+        return False
+
+
 def _focal_35mm(im: Image.Image) -> float | None:
     try:
         exif = im.getexif()
@@ -147,6 +175,8 @@ def load_image(
         raise InputFileError(f"unreadable ({e.strerror or e})", path) from e
     if size == 0:
         raise InputFileError("not an image (empty file)", path)
+    if _iso_media_truncated(path):
+        raise InputFileError("truncated image file", path)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)

@@ -207,6 +207,23 @@ def test_truncated_png(tmp_path):
     _one_line_about(e.value, path, "truncated")
 
 
+@pytest.mark.parametrize("fraction", [0.02, 0.6, 0.999])
+def test_truncated_heic_is_an_error_not_green_tiles(tmp_path, monkeypatch, fraction):
+    """An iPhone HEIC is a grid of tiles; libheif decodes the tiles missing from a cut-off file as
+    flat green (0, 136, 0) without an error.  A truncated HEIC is a truncated file."""
+    pillow_heif = pytest.importorskip("pillow_heif")
+    monkeypatch.setattr(pillow_heif.options, "GRID_TILE_SIZE", 128)  # a grid, as an iPhone writes
+    rgb = np.random.default_rng(0).integers(0, 256, (384, 512, 3), dtype=np.uint8)
+    Image.fromarray(rgb).save(tmp_path / "full.heic", format="HEIF", quality=90)
+    data = (tmp_path / "full.heic").read_bytes()
+    assert load_image(tmp_path / "full.heic").rgb.shape == (384, 512, 3)
+    path = tmp_path / "IMG_0001.HEIC"
+    path.write_bytes(data[: int(len(data) * fraction)])
+    with pytest.raises(InputFileError) as e:
+        load_image(path)
+    _one_line_about(e.value, path, "truncated")
+
+
 @pytest.mark.parametrize("offset", ["middle", 60])
 def test_damaged_png_is_an_error_not_a_black_photo(tmp_path, offset):
     """One flipped byte in the compressed data (or a chunk's CRC): the decoder fails, and so must
