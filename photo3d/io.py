@@ -115,10 +115,28 @@ def _library_stderr(lines: list[str]) -> Iterator[None]:
             lines.extend(ln.strip().removeprefix("tempfile.tif: ") for ln in text.splitlines() if ln.strip())
 
 
-def _iso_media_truncated(path: Path) -> bool:
-    """Whether ``path`` is an ISO media file (HEIC/HEIF: boxes after an ``ftyp``) that ends before
-    its last box does.  libheif decodes the missing tiles of a cut-off iPhone photo as flat green
-    instead of failing, so this is checked before decoding."""
+_MAGIC = ((b"\xff\xd8\xff", "JPEG"), (b"\x89PNG\r\n\x1a\n", "PNG"), (b"II*\x00", "TIFF"), (b"MM\x00*", "TIFF"),
+          (b"GIF8", "GIF"))
+
+
+def _announced_format(path: Path) -> str | None:
+    """The image format a file's first bytes announce (said when no decoder can open it)."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(12)
+    except OSError:
+        return None
+    if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
+        return "WebP"
+    if head[4:8] == b"ftyp":
+        return "HEIF"
+    return next((name for magic, name in _MAGIC if head.startswith(magic)), None)
+
+
+def _container_truncated(path: Path) -> bool:
+    """Whether ``path`` is an ISO media file (HEIC/HEIF: boxes after an ``ftyp``) or a WebP (RIFF)
+    that ends before its boxes (its chunk) do.  libheif decodes the missing tiles of a cut-off
+    iPhone photo as flat green instead of failing, so this is checked before decoding."""
     try:
         with open(path, "rb") as f:
             end = os.fstat(f.fileno()).st_size
@@ -126,6 +144,8 @@ def _iso_media_truncated(path: Path) -> bool:
             while pos + 8 <= end:
                 f.seek(pos)
                 head = f.read(16)
+                if pos == 0 and head[:4] == b"RIFF" and head[8:12] == b"WEBP":
+                    return int.from_bytes(head[4:8], "little") + 8 > end
                 if pos == 0 and head[4:8] != b"ftyp":
                     return False
                 size = int.from_bytes(head[:4], "big")
@@ -175,7 +195,7 @@ def load_image(
         raise InputFileError(f"unreadable ({e.strerror or e})", path) from e
     if size == 0:
         raise InputFileError("not an image (empty file)", path)
-    if _iso_media_truncated(path):
+    if _container_truncated(path):
         raise InputFileError("truncated image file", path)
     try:
         with warnings.catch_warnings():
@@ -227,6 +247,8 @@ def load_image(
     except UnidentifiedImageError as e:
         if path.suffix.lower() in HEIF_SUFFIXES and not HEIF_AVAILABLE:
             raise InputFileError('reading HEIC/HEIF needs pillow-heif: pip install "photo3d[heif]"', path) from e
+        if fmt := _announced_format(path):  # e.g. a TIFF cut off before its directory (at its end)
+            raise InputFileError(f"damaged or truncated {fmt} file (its header cannot be read)", path) from e
         raise InputFileError("not an image (unknown or unsupported format)", path) from e
     except PermissionError as e:
         raise InputFileError("unreadable (permission denied)", path) from e

@@ -207,6 +207,23 @@ def test_truncated_png(tmp_path):
     _one_line_about(e.value, path, "truncated")
 
 
+@pytest.mark.parametrize("suffix,options,reason", [
+    (".webp", {}, "truncated image file"),  # (was "could not create decoder object")
+    (".tif", {"compression": "tiff_lzw"}, "damaged or truncated TIFF file (its header cannot be read)"),  # (was "not an image")
+])
+@pytest.mark.filterwarnings("ignore:Corrupt EXIF data")  # (Pillow, reading the cut TIFF's tags)
+def test_a_cut_off_webp_or_tiff_says_so(tmp_path, suffix, options, reason):
+    rgb = np.random.default_rng(0).integers(0, 256, (100, 120, 3), dtype=np.uint8)
+    Image.fromarray(rgb).save(tmp_path / f"full{suffix}", **options)
+    data = (tmp_path / f"full{suffix}").read_bytes()
+    for fraction in (0.01, 0.5, 0.95):
+        path = tmp_path / f"cut{suffix}"
+        path.write_bytes(data[: int(len(data) * fraction)])
+        with pytest.raises(InputFileError) as e:
+            load_image(path)
+        assert str(e.value) == f"{path}: {reason}"
+
+
 @pytest.mark.parametrize("fraction", [0.02, 0.6, 0.999])
 def test_truncated_heic_is_an_error_not_green_tiles(tmp_path, monkeypatch, fraction):
     """An iPhone HEIC is a grid of tiles; libheif decodes the tiles missing from a cut-off file as
