@@ -293,7 +293,7 @@ def _check_video_options_apply(ctx, suffixes: list[str]) -> None:
 def convert(
     ctx: typer.Context,
     inputs: list[Path] = INPUTS_ARG,
-    output: str = _output_opt("A file for one photo (.glb .html .mp4 .gif .webp), else a folder."),
+    output: str = _output_opt("A file for one photo (.glb .html .mp4 .gif .webp; .jpg .png with --stereo), else a folder."),
     model: Optional[Path] = MODEL_OPT,
     depth_map: Optional[Path] = typer.Option(None, "--depth", metavar="MAP", readable=False,
                                              help="Use this depth map (.png/.npy, larger = nearer); one photo only."),

@@ -19,7 +19,8 @@ process, so the two cores both work.
 
 from __future__ import annotations
 
-import contextlib
+import re
+import signal
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,7 +29,7 @@ from typing import Iterator
 import numpy as np
 
 from . import defaults
-from .errors import OutputError, UsageError
+from .errors import UsageError
 from .io import atomic_output
 
 VIDEO_SUFFIXES = (".mp4", ".gif", ".webp")
@@ -198,33 +199,44 @@ def ffmpeg_exe() -> str:
     return imageio_ffmpeg.get_ffmpeg_exe()
 
 
-class _StopFFmpeg(BaseException):
-    """Thrown into imageio-ffmpeg's writer: a BaseException makes it kill FFmpeg, quietly."""
-
-
 def _write_mp4(path: Path, frames: Iterator[np.ndarray], size: tuple[int, int], fps: float) -> None:
-    import imageio_ffmpeg
+    """Encode ``frames`` (RGB uint8, ``size`` = (w, h)) to H.264 in ``path`` with FFmpeg, fed raw
+    frames on its stdin.  FFmpeg's exit code is checked: when it cannot write (a full disk) this
+    raises an OSError with FFmpeg's reason (``atomic_output`` makes it the output's one line), and its messages are not shown.  Interrupted
+    (Ctrl-C) or failed while rendering: FFmpeg is killed at once (in its own process group, the
+    terminal's Ctrl-C is not its to see), silently."""
+    import subprocess
+    import tempfile
 
-    ffmpeg_exe()
-    writer = imageio_ffmpeg.write_frames(
-        str(path), size, fps=fps, codec="libx264", pix_fmt_in="rgb24", pix_fmt_out="yuv420p", quality=None,
-        macro_block_size=2, ffmpeg_log_level="error",
-        output_params=["-crf", str(MP4_CRF), "-preset", "veryfast", "-movflags", "+faststart", "-f", "mp4"],
-    )
-    writer.send(None)
-    try:
-        for f in frames:
-            writer.send(np.ascontiguousarray(f))
-    except OSError as e:
-        writer.close()
-        raise OutputError(f"FFmpeg failed ({e})", path) from e
-    except BaseException:
-        # interrupted (Ctrl-C) or failed while rendering: kill FFmpeg now (close() would wait for it
-        # to encode what it has, and log "No frames have been written ..." when that is nothing)
-        with contextlib.suppress(_StopFFmpeg):
-            writer.throw(_StopFFmpeg())
-        raise
-    writer.close()
+    w, h = size
+    cmd = [ffmpeg_exe(), "-y", "-v", "error", "-f", "rawvideo", "-vcodec", "rawvideo", "-s", f"{w}x{h}",
+           "-pix_fmt", "rgb24", "-r", f"{fps:.02f}", "-i", "-", "-an", "-vcodec", "libx264", "-pix_fmt", "yuv420p",
+           "-crf", str(MP4_CRF), "-preset", "veryfast", "-movflags", "+faststart", "-f", "mp4", str(path)]
+    with tempfile.TemporaryFile() as log:
+        p = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=log, start_new_session=True)
+        try:
+            try:
+                for f in frames:
+                    p.stdin.write(np.ascontiguousarray(f, dtype=np.uint8).data)
+                p.stdin.close()
+            except BrokenPipeError:  # FFmpeg stopped early: its exit code and log say why
+                try:
+                    p.stdin.close()
+                except OSError:
+                    pass
+            code = p.wait()
+        except BaseException:
+            p.kill()
+            p.wait()
+            raise
+        if code != 0:  # (atomic_output names the output: "OUT: cannot write (FFmpeg: ...)")
+            log.seek(0)
+            said = [ln.strip() for ln in log.read(65536).decode("utf-8", "replace").splitlines() if ln.strip()]
+            if said:  # its last word, without the "[out#0/mp4 @ 0x...]" prefix
+                reason = re.sub(r"^(\[[^\]]*\]\s*)+", "", said[-1])
+            else:
+                reason = (signal.strsignal(-code) or f"signal {-code}") if code < 0 else f"exit code {code}"
+            raise OSError(f"FFmpeg: {reason.rstrip('.')}")
 
 
 def _encode_webp(frames: list[np.ndarray], fps: float, quality: int) -> bytes:

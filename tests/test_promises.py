@@ -269,6 +269,19 @@ def test_a_failed_glb_write_says_cannot_write_naming_the_output(tmp_path):
     assert not out.exists() and not out.parent.exists()  # nor the folder made for it
 
 
+@pytest.mark.slow
+def test_a_failed_mp4_write_says_cannot_write_and_leaves_nothing(tmp_path):
+    """FFmpeg writes the MP4: when it cannot (a full disk), photo3d says so in one line and exits 1,
+    and no partial video is left under the final name (FFmpeg's own lines are not shown)."""
+    src = photo(tmp_path / "photo.png", 320, 240)
+    out = tmp_path / "out" / "photo.mp4"
+    p = cli_process("convert", src, "-o", out, "--depth", depth_npy(tmp_path / "d.npy", 320, 240), "--seconds", "1",
+                    preexec_fn=_file_size_limit)
+    assert p.returncode == 1, p.stderr
+    assert lines(p.stderr) == [f"error: {out}: cannot write (FFmpeg: File size limit exceeded)"], p.stderr
+    assert not out.exists() and not out.parent.exists()
+
+
 @pytest.mark.parametrize("value", ["nan", "inf", "0", "-5"])
 def test_max_megapixels_must_be_a_positive_number(tmp_path, value):
     src = photo(tmp_path / "photo.png")
