@@ -362,6 +362,17 @@ def convert(
     _batch(convert_task(opts), inputs, output, suffixes, batch, on_result=said, progress=not one_video)
 
 
+def _spinner(text: str):
+    """A spinner with ``text`` and the time so far on a terminal (gone when done); nothing in a pipe."""
+    from rich.markup import escape
+    from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+    bar = Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(), console=err,
+                   transient=True, disable=not err.is_terminal)
+    bar.add_task(escape(printable(text)), total=None)
+    return bar
+
+
 @model_app.command("import", cls=_Command)
 def model_import(
     folder: Path = typer.Argument(..., metavar="DIR", readable=False, help="Folder with tiefenrausch.pb + tiefenrausch_init.pb."),
@@ -374,7 +385,8 @@ def model_import(
     try:
         if names_a_folder(output):  # (checked before the conversion's seconds, not after)
             raise UsageError(f"-o {output}: names a folder; give the file to write (e.g. -o {Path(output) / 'tiefenrausch.pt'})")
-        import_tiefenrausch_file(folder, output)
+        with _spinner(f"importing {folder}"):  # (several seconds)
+            import_tiefenrausch_file(folder, output)
     except Photo3DError as e:
         _fail(e)
     err.print(printable(f"wrote {output}"), markup=False, highlight=False, soft_wrap=True)

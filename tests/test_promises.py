@@ -478,6 +478,22 @@ def test_one_file_shows_progress_on_a_terminal_and_nothing_in_a_pipe(tmp_path):
         assert shown is terminal, buf.getvalue()
 
 
+def test_model_import_shows_a_spinner_on_a_terminal_and_nothing_in_a_pipe(tmp_path, monkeypatch):
+    """``photo3d model import`` works for several seconds: on a terminal a spinner says so."""
+    import photo3d.cli
+    import photo3d.depth.tiefenrausch
+
+    monkeypatch.setattr(photo3d.depth.tiefenrausch, "import_tiefenrausch_file", lambda folder, out: Path(out).write_bytes(b"pt"))
+    for terminal in (True, False):
+        buf = io.StringIO()
+        monkeypatch.setattr(photo3d.cli, "err", Console(file=buf, force_terminal=terminal, width=100, highlight=False))
+        out = tmp_path / f"{terminal}.pt"
+        r = cli("model", "import", tmp_path / "tiefenrausch", "-o", out)
+        assert r.exit_code == 0 and out.is_file(), r.output
+        assert ("importing " + str(tmp_path / "tiefenrausch") in buf.getvalue()) is terminal, buf.getvalue()
+        assert buf.getvalue().rstrip().endswith(f"wrote {out}")
+
+
 def test_an_empty_folder_or_a_glob_matching_nothing_fails(tmp_path):
     (tmp_path / "empty").mkdir()
     r = cli("convert", tmp_path / "empty", "-o", tmp_path / "out")
