@@ -9,6 +9,7 @@ bundled model, so they need no ``../shared``.
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import signal
@@ -258,6 +259,18 @@ def test_unwritable_output_or_summary_fails_once_before_any_work(album: Path, tm
     with pytest.raises(UsageError, match="--summary .* is a folder"):
         batch_command(THUMB, [album], tmp_path / "out", ".png", summary=tmp_path)
     assert not (tmp_path / "out").exists()  # nothing was converted first
+
+
+def test_the_closing_count_says_outputs_when_there_are_several_per_input(album: Path, tmp_path: Path) -> None:
+    """Two formats: each bad photo fails twice, and the closing line counts outputs, not inputs."""
+    from rich.console import Console
+
+    for suffixes, what in ((".png", "input(s)"), ([".png", ".txt"], "outputs")):
+        buf = io.StringIO()
+        console = Console(file=buf, force_terminal=False, width=300, highlight=False)
+        assert batch_command(THUMB, [album], tmp_path / str(len(suffixes)), suffixes, console=console) == 1
+        n = 1 if isinstance(suffixes, str) else 2
+        assert f"{n * len(BAD)} of {n * (len(GOOD) + len(BAD))} {what} failed:" in buf.getvalue()
 
 
 # --------------------------------------------------------------------------------------------

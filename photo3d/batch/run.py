@@ -248,7 +248,8 @@ def print_report(report: BatchReport, console: Console) -> None:
     n = len(report.results)
     if n > 1 or report.interrupted:
         if failed:
-            console.print(f"[red]{len(failed)} of {n} input(s) failed:[/red]", markup=True, highlight=False, soft_wrap=True)
+            what = "input(s)" if len({r.src for r in report.results}) == n else "outputs"  # (several formats)
+            console.print(f"[red]{len(failed)} of {n} {what} failed:[/red]", markup=True, highlight=False, soft_wrap=True)
             for r in failed:
                 say(console, f"  {r.error}", kind="")
         completed = sum(1 for r in report.results if r.status == Status.ok and "finished" in r.report)
