@@ -494,6 +494,16 @@ def test_model_import_shows_a_spinner_on_a_terminal_and_nothing_in_a_pipe(tmp_pa
         assert buf.getvalue().rstrip().endswith(f"wrote {out}")
 
 
+def test_standard_input_and_output_are_usage_errors(tmp_path):
+    """``-`` is not a file: as INPUT or as -o it is one line, exit 2 (not "-: no such file", exit 1)."""
+    r = cli("depth", "-", "-o", tmp_path / "d.png")
+    assert r.exit_code == 2 and lines(r.output) == [
+        "error: INPUT -: cannot read a photo from standard input; give a file or a folder"], r.output
+    r = cli("depth", photo(tmp_path / "a.png"), "-o", "-")
+    assert r.exit_code == 2 and lines(r.output) == ["error: -o -: cannot write to standard output; give a file or a folder"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.png"]
+
+
 def test_an_empty_folder_or_a_glob_matching_nothing_fails(tmp_path):
     (tmp_path / "empty").mkdir()
     r = cli("convert", tmp_path / "empty", "-o", tmp_path / "out")

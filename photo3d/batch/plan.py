@@ -155,6 +155,8 @@ def plan_jobs(
         raise UsageError("no INPUT given")
     if str(output) == "-":
         raise UsageError("-o -: cannot write to standard output; give a file or a folder")
+    if any(str(p) == "-" for p in inputs):
+        raise UsageError("INPUT -: cannot read a photo from standard input; give a file or a folder")
     inputs = [Path(p) for p in inputs]
     as_folder = names_a_folder(output)
     single_file = one_file_output(inputs, output)
