@@ -133,10 +133,11 @@ def test_warm_start_reproduces_the_bundled_model():
     """Training without a checkpoint starts from the shipped INT8 network's function."""
     import warnings
 
-    from photo3d.depth.net import DepthNet
+    from photo3d.depth.net import DepthNet, NetConfig
 
     path = modelfile.default_model_path()
-    model = DepthNet("p3d-s")
+    _, meta = modelfile.read_model(path)
+    model = DepthNet(NetConfig.from_dict(meta["config"]))
     x = torch.rand(2, 3, 96, 128, generator=torch.Generator().manual_seed(0))
     x = torch.nn.functional.avg_pool2d(x, 5, 1, 2)  # some image-like smoothness
     fit.warm_start(model, path, x)

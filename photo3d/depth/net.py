@@ -44,6 +44,11 @@ class NetConfig:
     skip_kernels: tuple[int, ...] = (3, 3, 3, 3, 3)
     context: tuple[int, ...] = ()  # pyramid pooling at 1/32: grid sizes of the whole-picture context (() = none)
 
+    @classmethod
+    def from_dict(cls, d: dict) -> "NetConfig":
+        """The config recorded in a checkpoint or a model file's metadata (JSON lists back to tuples)."""
+        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in d.items()})
+
 
 CONFIGS: dict[str, NetConfig] = {
     # the bundled operating point: 1.44 M parameters, 1.33 GMAC at 288x384

@@ -62,7 +62,7 @@ def model_from_checkpoint(ckpt: dict, strict: bool = True, ema: bool = True) -> 
     """The float network of a checkpoint: its EMA weights when it has them (``ema=True``), else the
     raw weights. ``strict=False`` warm-starts a grown architecture: layers the checkpoint lacks keep
     their (neutral) initialisation."""
-    model = DepthNet(NetConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in ckpt["config"].items()}))
+    model = DepthNet(NetConfig.from_dict(ckpt["config"]))
     state = ckpt["ema"] if ema and ckpt.get("ema") is not None else ckpt["model"]
     missing, unexpected = model.load_state_dict(state, strict=strict)
     model.grown = bool(missing or unexpected)
