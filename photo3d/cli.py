@@ -14,10 +14,9 @@ from types import SimpleNamespace
 from typing import Optional
 
 import typer
-from rich.console import Console
 
 from . import __version__, defaults
-from .errors import Photo3DError, UsageError, install_one_line_warnings, printable
+from .errors import Photo3DError, UsageError, install_one_line_warnings, printable, stderr_console
 
 
 def _show_one_line(e, file=None) -> None:
@@ -79,7 +78,7 @@ app = typer.Typer(
 model_app = typer.Typer(cls=_Group, no_args_is_help=True, rich_markup_mode=None, help="Manage depth models.")
 app.add_typer(model_app, name="model")
 
-err = Console(stderr=True, highlight=False)
+err = stderr_console()
 
 # Skip the interpreter's exit-time garbage collection over torch's object graph: ~0.6 s of every
 # `photo3d depth` / `convert` run (outputs are written and closed before; atexit callbacks still run).
@@ -356,10 +355,8 @@ def convert(
 
     from .pipeline import convert_task
 
-    # one video: its rendering bar is the progress display (a second one, the batch's spinner,
-    # would fight it for the same terminal line)
-    one_video = share.progress and _one_file_out(inputs, output) and Path(output).suffix.lower() not in (".glb", ".html")
-    _batch(convert_task(opts), inputs, output, suffixes, batch, on_result=said, progress=not one_video)
+    # (one video: the batch's spinner shows while the photo converts, the rendering bar below it)
+    _batch(convert_task(opts), inputs, output, suffixes, batch, on_result=said)
 
 
 def _spinner(text: str):

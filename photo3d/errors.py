@@ -50,6 +50,21 @@ def summarize(e: BaseException, limit: int = 160) -> str:
     return text
 
 
+_console = None
+
+
+def stderr_console():
+    """The one rich Console on stderr of this process: the messages, the batch's progress and a
+    video's rendering bar all use it, so their live displays nest (a spinner above a bar) instead
+    of overwriting each other's line."""
+    global _console
+    if _console is None:
+        from rich.console import Console
+
+        _console = Console(stderr=True, highlight=False)
+    return _console
+
+
 def install_one_line_warnings() -> None:
     """Print any warning that reaches the top (a library's, not caught where it is raised) as one
     line ``warning: Category: message`` instead of Python's two-line block with a source line."""

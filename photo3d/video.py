@@ -29,7 +29,7 @@ from typing import Iterator
 import numpy as np
 
 from . import defaults
-from .errors import UsageError
+from .errors import UsageError, stderr_console
 from .io import atomic_output
 
 VIDEO_SUFFIXES = (".mp4", ".gif", ".webp")
@@ -151,10 +151,9 @@ def render_frames(glb: bytes, suffix: str, opts: ShareOptions, timings: dict | N
 
 
 def _progress(total: int, enabled: bool, label: str):
-    from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-    console = Console(stderr=True)
+    console = stderr_console()  # (the batch's: this bar shows below its spinner)
     return Progress(TextColumn(label), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(), console=console,
                     transient=True, disable=not (enabled and console.is_terminal))
 

@@ -296,6 +296,34 @@ def test_cli_video_options_without_a_video_output_are_usage_errors(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["in"]
 
 
+def test_one_video_shows_a_spinner_while_converting_and_a_bar_while_rendering(tmp_path, monkeypatch):
+    """On a terminal, ``convert photo.jpg -o v.mp4`` shows the batch's spinner from the start (the
+    conversion takes seconds on a large photo) and the rendering bar below it, on one console."""
+    import io
+
+    from rich.console import Console
+
+    import photo3d.cli
+    import photo3d.errors
+
+    Image.fromarray(np.random.default_rng(0).integers(0, 256, (72, 96, 3), dtype=np.uint8)).save(tmp_path / "p.png")
+    np.save(tmp_path / "d.npy", np.tile(np.linspace(0.2, 0.9, 96, dtype=np.float32), (72, 1)))
+    # (numba compiles the renderer on its first use and then points colorama at sys.stdout: let that be the
+    # real one, not the runner's, which is closed before colorama writes to it at exit)
+    convert_file(tmp_path / "p.png", tmp_path / "warm.mp4", ConvertOptions(depth=tmp_path / "d.npy", share=ShareOptions(seconds=0.25)))
+    buf = io.StringIO()
+    console = Console(file=buf, force_terminal=True, width=200, highlight=False)
+    monkeypatch.setattr(photo3d.errors, "_console", console)
+    monkeypatch.setattr(photo3d.cli, "err", console)
+    res = cli("convert", str(tmp_path / "p.png"), "-o", str(tmp_path / "v.mp4"), "--depth", str(tmp_path / "d.npy"),
+              "--seconds", "0.5", "--fps", "8")
+    assert res.exit_code == 0, res.output
+    shown = buf.getvalue()
+    assert "convert p.png" in shown and "rendering v.mp4" in shown, shown
+    assert shown.index("convert p.png") < shown.index("rendering v.mp4")
+    assert mp4_frames(tmp_path / "v.mp4")[1][0].shape == (72, 96, 3)
+
+
 def test_folder_formats_resume_each_output(tmp_path):
     src = tmp_path / "in"
     src.mkdir()
