@@ -111,3 +111,29 @@ def test_cli_on_ray_cluster_matches_local(ray_cluster, tmp_path: Path, command: 
         return recs
 
     assert norm(rs, ro) == norm(ls, lo)
+
+
+@pytest.mark.slow
+def test_ray_renders_the_other_formats_from_the_batchs_glb(ray_cluster, tmp_path: Path) -> None:
+    """``--format glb --format gif`` on Ray: each GIF is rendered from the GLB the batch just wrote
+    for the same photo (as on the local pool), not from a second conversion of the photo."""
+    src = tmp_path / "photos"
+    src.mkdir()
+    rng = np.random.default_rng(1)
+    for i in range(2):
+        rgb = rng.integers(0, 255, (120, 160, 3), dtype=np.uint8)
+        rgb[:, : 60 + 30 * i] //= 3
+        Image.fromarray(rgb).save(src / f"p{i}.jpg")
+    p = subprocess.run(
+        cli_command("convert", str(src), "-o", str(tmp_path / "out"), "--format", "glb", "--format", "gif",
+                    "--engine", "ray", "--address", ray_cluster, "--jobs", "2", "--summary", str(tmp_path / "s.json")),
+        capture_output=True, text=True, timeout=600,
+    )
+    assert p.returncode == 0, p.stderr
+    records = json.loads((tmp_path / "s.json").read_text())["results"]
+    gifs = [r for r in records if r["output"].endswith(".gif")]
+    assert len(gifs) == 2 and all(r["status"] == "ok" for r in records)
+    for r in gifs:
+        assert r["report"]["from_glb"] == str(Path(r["output"]).with_suffix(".glb"))
+        assert Path(r["output"]).stat().st_size > 0
+    assert sorted(f.name for f in (tmp_path / "out").iterdir()) == ["p0.gif", "p0.glb", "p1.gif", "p1.glb"]

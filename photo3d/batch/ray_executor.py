@@ -6,12 +6,13 @@ import contextlib
 import os
 import sys
 import tempfile
+import time
 from pathlib import Path
 from typing import Any, Iterator, Sequence
 
 from ..errors import Photo3DError, UsageError, summarize
 from ..io import write_bytes_atomic
-from .local import Executor
+from .local import Executor, _next_ready
 from .plan import Job
 from .result import Result, Status, msg
 from .task import Task, execute, set_threads, warm_up
@@ -30,7 +31,9 @@ class _RayWorker:
         set_threads(threads)
         warm_up(task)
 
-    def run(self, src: str, data: bytes, dst: str) -> tuple[Result, dict[str, bytes]]:
+    def run(self, src: str, data: bytes, dst: str, glb: bytes | None = None) -> tuple[Result, dict[str, bytes]]:
+        """``glb``: the GLB this batch already wrote for the same photo, for the other formats to
+        be rendered from (as on the local pool) instead of converting the photo again."""
         src_p, dst_p = Path(src), Path(dst)
         with tempfile.TemporaryDirectory(prefix="photo3d-ray-") as tmp:
             tmp_in = Path(tmp) / "in" / src_p.name
@@ -38,11 +41,17 @@ class _RayWorker:
             tmp_in.parent.mkdir()
             tmp_out.parent.mkdir()
             tmp_in.write_bytes(data)
+            given = tmp_out.with_suffix(".glb") if glb is not None and tmp_out.suffix.lower() != ".glb" else None
+            if given is not None:
+                given.write_bytes(glb)
+                since = getattr(self.task.options, "reuse_glb_since", None) or 0.0
+                t = max(time.time(), since)  # counts as this batch's GLB whatever this machine's clock says
+                os.utime(given, (t, t))
             r = execute(self.task, tmp_in, tmp_out)
             files: dict[str, bytes] = {}
             if r.status == Status.ok:
                 for f in sorted(tmp_out.parent.iterdir()):
-                    if f.is_file() and not f.name.startswith("."):
+                    if f.is_file() and not f.name.startswith(".") and f != given:
                         files[f.name] = f.read_bytes()
             r.src, r.dst = src_p, dst_p
             mapping = {str(tmp_in): str(src_p), str(tmp_out): str(dst_p), str(tmp_out.parent): str(dst_p.parent)}
@@ -132,9 +141,12 @@ class RayExecutor(Executor):
         idle = list(self._actors)
         pending = list(reversed(jobs))
         inflight: dict[Any, tuple[Any, Job]] = {}
+        first: dict[Path, Job] = {}  # each input's first output, which its other outputs wait for
+        for job in jobs:
+            first.setdefault(job.src, job)
+        since = getattr(task.options, "reuse_glb_since", None)
         while pending or inflight:
-            while pending and idle:
-                job = pending.pop()
+            while pending and idle and (job := _next_ready(pending, {k: j for k, (_, j) in inflight.items()}, first)):
                 try:
                     data = job.src.read_bytes()
                 except OSError as e:
@@ -142,8 +154,14 @@ class RayExecutor(Executor):
                         "no such file" if isinstance(e, FileNotFoundError) else f"unreadable ({e.strerror or e})")
                     yield Result(job.src, job.dst, Status.failed, error=msg(job.src, reason))
                     continue
+                glb = None
+                sibling = job.dst.with_suffix(".glb")
+                if first[job.src] is not job and since is not None and sibling != job.dst:
+                    with contextlib.suppress(OSError):
+                        if sibling.stat().st_mtime >= since:  # this batch's GLB of the same photo
+                            glb = sibling.read_bytes()
                 actor = idle.pop()
-                inflight[actor.run.remote(str(job.src), data, str(job.dst))] = (actor, job)
+                inflight[actor.run.remote(str(job.src), data, str(job.dst), glb)] = (actor, job)
             if not inflight:
                 continue
             ready, _ = ray.wait(list(inflight), num_returns=1)
