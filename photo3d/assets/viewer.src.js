@@ -118,7 +118,8 @@ export function start(base64, container = document.body) {
     if (opts.fixed) document.body.dataset.rendered = "1";
   }
 
-  window.addEventListener("resize", () => { layout(); if (opts.fixed) frame(0); });
+  // a resize before the GLB is parsed only lays out: there is nothing to place or draw yet
+  window.addEventListener("resize", () => { layout(); if (opts.fixed && state.meta) frame(0); });
   window.addEventListener("pointermove", (e) => {
     state.target = { x: (e.clientX / window.innerWidth) * 2 - 1, y: 1 - (e.clientY / window.innerHeight) * 2 };
     state.lastInput = performance.now();
