@@ -50,6 +50,13 @@ def test_losses_have_the_right_invariances():
     garbage = t.clone()
     garbage[:, :, :4] = 100.0
     assert distill_loss(garbage, t, mask)[0] < 1e-4
+    # the coarse layout's correlation ignores scale and shift, and sees a flipped layout
+    from photo3d.train.losses import layout_correlation
+
+    lay = torch.randn(2, 1, 64, 96).cumsum(2)
+    full = torch.ones_like(lay, dtype=torch.bool)
+    assert layout_correlation(3 * lay + 1, lay, full).item() < 1e-5
+    assert layout_correlation(-lay, lay, full).item() > 1.99
 
 
 @pytest.mark.slow

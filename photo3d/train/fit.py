@@ -141,6 +141,8 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--w-ssi", type=float, default=1.0, help="weight of the scale-and-shift-invariant disparity loss")
     ap.add_argument("--w-log", type=float, default=1.0, help="weight of the shift-invariant log-disparity loss")
     ap.add_argument("--w-grad", type=float, default=0.5, help="weight of multi-scale gradient matching")
+    ap.add_argument("--w-layout", type=float, default=0.0,
+                    help="weight of the coarse layout's correlation (1 - r over 8x8 cells; 0: off)")
     ap.add_argument("--ema", type=float, default=0.998, help="decay of the weight moving average")
     ap.add_argument("--ckpt-minutes", type=float, default=5.0)
     ap.add_argument("--log-every", type=int, default=25)
@@ -182,7 +184,7 @@ def main(argv: list[str] | None = None) -> int:
         # the schedule and data settings of the run being resumed, unless given again explicitly
         hp = ckpt["args"]
         for k in ("config", "batch", "size", "lr", "weight_decay", "total_steps", "schedule_minutes", "warmup",
-                  "edge_aware", "w_ssi", "w_log", "w_grad", "seed", "label", "whole_share", "whole_size", "whole_batch",
+                  "edge_aware", "w_ssi", "w_log", "w_grad", "w_layout", "seed", "label", "whole_share", "whole_size", "whole_batch",
                   "min_crop", "max_crop", "freeze_bn"):
             if k not in given and k in hp:
                 setattr(args, k, hp[k])
@@ -279,7 +281,7 @@ def main(argv: list[str] | None = None) -> int:
         rgb, target, mask = (whole if use_whole else sampler).next()
         pred = model(rgb.contiguous(memory_format=torch.channels_last))
         loss, parts = distill_loss(pred, target, mask, rgb, w_ssi=args.w_ssi, w_log=args.w_log, w_grad=args.w_grad,
-                                   edge_aware=args.edge_aware)
+                                   edge_aware=args.edge_aware, w_layout=args.w_layout)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)

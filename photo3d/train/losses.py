@@ -74,14 +74,36 @@ def image_edge_weight(rgb: torch.Tensor, strength: float = 2.0) -> torch.Tensor:
     return 1.0 + strength * g.clamp(max=1.0)
 
 
+def layout_correlation(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor, factor: int = 8) -> torch.Tensor:
+    """1 - Pearson r between prediction and target log-disparity averaged over ``factor`` x
+    ``factor`` cells (the picture's coarse layout), per sample, over cells mostly inside ``mask``."""
+    m = mask.float()
+    w = F.avg_pool2d(m, factor, ceil_mode=True)
+    p = F.avg_pool2d(pred * m, factor, ceil_mode=True) / w.clamp_min(1e-6)
+    t = F.avg_pool2d(target * m, factor, ceil_mode=True) / w.clamp_min(1e-6)
+    keep = (w > 0.5).float()
+    n = keep.sum(dim=(1, 2, 3)).clamp_min(2.0)
+    pm = (p * keep).sum(dim=(1, 2, 3), keepdim=True) / n.view(-1, 1, 1, 1)
+    tm = (t * keep).sum(dim=(1, 2, 3), keepdim=True) / n.view(-1, 1, 1, 1)
+    pc, tc = (p - pm) * keep, (t - tm) * keep
+    r = (pc * tc).sum(dim=(1, 2, 3)) / ((pc.square().sum(dim=(1, 2, 3)) * tc.square().sum(dim=(1, 2, 3))).sqrt() + 1e-8)
+    return (1.0 - r).mean()
+
+
 def distill_loss(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor, rgb: torch.Tensor | None = None,
-                 w_ssi: float = 1.0, w_log: float = 0.5, w_grad: float = 0.5, edge_aware: float = 0.0
-                 ) -> tuple[torch.Tensor, dict[str, float]]:
+                 w_ssi: float = 1.0, w_log: float = 0.5, w_grad: float = 0.5, edge_aware: float = 0.0,
+                 w_layout: float = 0.0) -> tuple[torch.Tensor, dict[str, float]]:
     """SSI disparity + shift-invariant log + multi-scale gradient matching (on the log residual,
-    optionally edge-weighted). Returns (loss, parts for logging)."""
+    optionally edge-weighted) + optionally the coarse layout's correlation (:func:`layout_correlation`).
+    Returns (loss, parts for logging)."""
     l_ssi, _ = ssi_disparity(pred, target, mask)
     l_log, r_log = shift_invariant_log(pred, target, mask)
     weight = image_edge_weight(rgb, edge_aware) if (edge_aware > 0 and rgb is not None) else None
     l_grad = gradient_matching(r_log, mask, weight=weight)
     loss = w_ssi * l_ssi + w_log * l_log + w_grad * l_grad
-    return loss, {"ssi": l_ssi.item(), "log": l_log.item(), "grad": l_grad.item()}
+    parts = {"ssi": l_ssi.item(), "log": l_log.item(), "grad": l_grad.item()}
+    if w_layout > 0:
+        l_layout = layout_correlation(pred, target, mask)
+        loss = loss + w_layout * l_layout
+        parts["layout"] = l_layout.item()
+    return loss, parts
