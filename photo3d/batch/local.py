@@ -8,7 +8,7 @@ import os
 import signal
 import threading
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import Any, Iterable, Iterator, Sequence
 
 from ..errors import ExitCode, install_one_line_warnings
 from .plan import Job
@@ -104,10 +104,18 @@ def _init_pool_worker(task: Task, threads: int | None) -> None:
     warm_up(task)
 
 
-def _next_ready(pending: list[Job], inflight: dict[Any, Job], first: dict[Path, Job], window: int = 64) -> Job | None:
+def _first_outputs(jobs: Sequence[Job]) -> dict[Path, Job]:
+    """Each input's first planned output, which its other outputs wait for (they are rendered from it)."""
+    first: dict[Path, Job] = {}
+    for job in jobs:
+        first.setdefault(job.src, job)
+    return first
+
+
+def _next_ready(pending: list[Job], running: Iterable[Job], first: dict[Path, Job], window: int = 64) -> Job | None:
     """Take the next job in planned order (``pending`` is reversed) that may start now: not one
-    whose input's first output is still in flight (that one is started first: it comes first)."""
-    running = {id(j) for j in inflight.values()}
+    whose input's first output is still ``running`` (that one is started first: it comes first)."""
+    running = {id(j) for j in running}
     for k in range(len(pending) - 1, max(-1, len(pending) - 1 - window), -1):
         job = pending[k]
         if first[job.src] is job or id(first[job.src]) not in running:
@@ -154,9 +162,7 @@ class PoolExecutor(Executor):
         from concurrent.futures.process import BrokenProcessPool
 
         pending = list(reversed(jobs))  # pop() from the end keeps the planned order
-        first: dict[Path, Job] = {}  # each input's first output, which its other outputs wait for
-        for job in jobs:
-            first.setdefault(job.src, job)
+        first = _first_outputs(jobs)
         suspects: list[Job] = []  # in flight when a worker died: rerun one at a time to find the culprit
         inflight: dict[Any, Job] = {}
         alone = False  # the one job in flight is a suspect running alone
@@ -178,7 +184,7 @@ class PoolExecutor(Executor):
                                 inflight[self._pool.submit(_pool_execute, task, job.src, job.dst)] = job
                         else:
                             alone = False
-                            while len(inflight) < 2 * self.workers and (job := _next_ready(pending, inflight, first)):
+                            while len(inflight) < 2 * self.workers and (job := _next_ready(pending, inflight.values(), first)):
                                 inflight[self._pool.submit(_pool_execute, task, job.src, job.dst)] = job
                 except BrokenProcessPool:
                     lost.append(job)

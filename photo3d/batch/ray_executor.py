@@ -12,7 +12,7 @@ from typing import Any, Iterator, Sequence
 
 from ..errors import Photo3DError, UsageError, summarize
 from ..io import write_bytes_atomic
-from .local import Executor, _next_ready
+from .local import Executor, _first_outputs, _next_ready
 from .plan import Job
 from .result import Result, Status, msg
 from .task import Task, execute, set_threads, warm_up
@@ -141,12 +141,10 @@ class RayExecutor(Executor):
         idle = list(self._actors)
         pending = list(reversed(jobs))
         inflight: dict[Any, tuple[Any, Job]] = {}
-        first: dict[Path, Job] = {}  # each input's first output, which its other outputs wait for
-        for job in jobs:
-            first.setdefault(job.src, job)
+        first = _first_outputs(jobs)
         since = getattr(task.options, "reuse_glb_since", None)
         while pending or inflight:
-            while pending and idle and (job := _next_ready(pending, {k: j for k, (_, j) in inflight.items()}, first)):
+            while pending and idle and (job := _next_ready(pending, (j for _, j in inflight.values()), first)):
                 try:
                     data = job.src.read_bytes()
                 except OSError as e:
