@@ -81,6 +81,8 @@ class AugmentConfig:
     max_crop: float = 1.0  # largest
     p_rotate: float = 0.3
     max_degrees: float = 6.0
+    p_flip: float = 0.5  # horizontal flip (the teachers are not flip-equivariant: r 0.94 median)
+    aspect_jitter: float = 0.3  # crop aspect varies by exp(±jitter / 2)
     p_jpeg: float = 0.5  # use the low-quality JPEG copy where one exists
     p_gray: float = 0.12
     p_sepia: float = 0.08
@@ -94,7 +96,7 @@ class AugmentConfig:
 def crop_theta(h: int, w: int, out_h: int, out_w: int, g: torch.Generator, cfg: AugmentConfig) -> torch.Tensor:
     """A 2x3 affine (output → input normalized coords): random scale crop, position, h-flip, rotation."""
     r = lambda: float(torch.rand((), generator=g))  # noqa: E731
-    aspect = out_w / out_h * math.exp((r() - 0.5) * 0.3)  # crop aspect with ±15 % jitter
+    aspect = out_w / out_h * math.exp((r() - 0.5) * cfg.aspect_jitter)  # crop aspect jitter
     side = (cfg.min_crop + (cfg.max_crop - cfg.min_crop) * r()) * min(h, w)
     cw, ch = side * math.sqrt(aspect), side / math.sqrt(aspect)
     s = min(1.0, w / cw, h / ch)  # a crop never exceeds the photo
@@ -109,7 +111,7 @@ def crop_theta(h: int, w: int, out_h: int, out_w: int, g: torch.Generator, cfg: 
         bw, bh = cw, ch
     cx = bw / 2 + (w - bw) * r()
     cy = bh / 2 + (h - bh) * r()
-    flip = -1.0 if r() < 0.5 else 1.0
+    flip = -1.0 if r() < cfg.p_flip else 1.0
     ca, sa = math.cos(angle), math.sin(angle)
     return torch.tensor([
         [flip * ca * cw / w, -sa * ch / w, 2 * cx / w - 1],

@@ -157,6 +157,8 @@ def build_parser() -> argparse.ArgumentParser:
                     help="share of steps on (nearly) whole photos at --whole-size, 4:3 landscape (layout)")
     ap.add_argument("--whole-size", type=int, default=277, help="whole-photo batches: output side factor (277: 320x240)")
     ap.add_argument("--whole-batch", type=int, default=6)
+    ap.add_argument("--whole-exact", action="store_true",
+                    help="whole-photo batches show each photo exactly as the teachers saw it (no flip, rotation, crop jitter)")
     ap.add_argument("--min-crop", type=float, default=0.45, help="crop batches: smallest crop (share of shorter side)")
     ap.add_argument("--max-crop", type=float, default=1.0, help="crop batches: largest crop")
     ap.add_argument("--freeze-bn", action="store_true",
@@ -184,7 +186,7 @@ def main(argv: list[str] | None = None) -> int:
         # the schedule and data settings of the run being resumed, unless given again explicitly
         hp = ckpt["args"]
         for k in ("config", "batch", "size", "lr", "weight_decay", "total_steps", "schedule_minutes", "warmup",
-                  "edge_aware", "w_ssi", "w_log", "w_grad", "w_layout", "seed", "label", "whole_share", "whole_size", "whole_batch",
+                  "edge_aware", "w_ssi", "w_log", "w_grad", "w_layout", "seed", "label", "whole_share", "whole_size", "whole_batch", "whole_exact",
                   "min_crop", "max_crop", "freeze_bn"):
             if k not in given and k in hp:
                 setattr(args, k, hp[k])
@@ -205,7 +207,11 @@ def main(argv: list[str] | None = None) -> int:
     bundle = Bundle(args.bundle, seed=args.seed, limit=args.limit, label=args.label).to(device)
     sampler = Sampler(bundle, args.batch, AugmentConfig(size=args.size, min_crop=args.min_crop, max_crop=args.max_crop),
                       seed=args.seed, device=device)
-    whole = Sampler(bundle, args.whole_batch, AugmentConfig(size=args.whole_size, min_crop=0.95, max_crop=1.16, p_rotate=0.1),
+    # whole photos: nearly the frame the teachers saw; --whole-exact: exactly it (no flip, rotation or
+    # crop jitter: the teacher's layout changes under those, r 0.93-0.94 median, so they blur the target)
+    exact = dict(min_crop=1.16, aspect_jitter=0.0, p_rotate=0.0, p_flip=0.0) if args.whole_exact else {}
+    whole = Sampler(bundle, args.whole_batch,
+                    AugmentConfig(size=args.whole_size, **{**dict(min_crop=0.95, max_crop=1.16, p_rotate=0.1), **exact}),
                     seed=args.seed + 1, device=device, landscape=True)
     if ckpt is None and args.init_from is not None:
         try:  # a float training checkpoint of ours: continue from its EMA weights
