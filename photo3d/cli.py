@@ -119,7 +119,7 @@ def _batch_options(
                                          help="Refuse larger images."),
     overwrite: Optional[bool] = typer.Option(None, "--overwrite/--skip-existing", show_default=False,
                                              help="Rewrite existing outputs (default: only for a single input file)."),
-    jobs: int = typer.Option(1, "--jobs", "-j", min=0, metavar="N", help="Worker processes (0 = one per CPU)."),
+    jobs: int = typer.Option(1, "--jobs", "-j", metavar="N", help="Worker processes (0 = one per CPU)."),
     engine: defaults.Engine = typer.Option(defaults.Engine.local, "--engine", metavar="local|ray",
                                            help="Where to run: here, or on a Ray cluster."),
     address: Optional[str] = typer.Option(None, "--address", metavar="ADDR",
@@ -131,8 +131,14 @@ def _batch_options(
 ) -> SimpleNamespace:
     """The options of every INPUT... command, declared once: :func:`_batch_command` adds them to a
     command (after its own) and hands them over, checked, as one ``batch`` argument."""
+    from .batch.run import check_jobs
+
     _check_source(depth_source)
     _check_megapixels(max_megapixels)
+    try:
+        check_jobs(jobs)
+    except UsageError as e:
+        _fail(e)
     return SimpleNamespace(depth_source=depth_source, max_megapixels=max_megapixels, overwrite=overwrite, jobs=jobs,
                            engine=engine, address=address, globs=globs or (), summary=summary)
 

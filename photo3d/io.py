@@ -8,8 +8,10 @@ and turns every failure into a one-line :class:`~photo3d.errors.InputFileError`.
 from __future__ import annotations
 
 import contextlib
+import io
 import os
 import re
+import stat
 import sys
 import tempfile
 import warnings
@@ -163,6 +165,78 @@ def _container_truncated(path: Path) -> bool:
         return False
 
 
+# a JPEG marker: 0xFF then a code (FF00 is a stuffed 0xFF byte in entropy-coded data, FFD0-FFD7 are
+# restart markers inside it, FFFF is fill)
+_JPEG_MARKER = re.compile(rb"\xff[^\x00\xd0-\xd7\xff]")
+# stand-ins for what could follow the data (entropy-coded bits, no 0xFF): ..0101.., ..1010.., and mixed
+_JPEG_TAILS = (b"\x55" * 64, b"\xaa" * 64, bytes((i * 73 + 41) % 255 for i in range(256)))
+
+
+def _jpeg_scans_complete(data: bytes) -> bool:
+    """Whether the scans in the JPEG ``data`` (which ends inside its last scan) are all its frame
+    needs: each component's 64 coefficients down to their last bit (a baseline file: one scan for
+    all components, or one each; a progressive one: every band and refinement).  Whether the last
+    scan's own data is all there, only decoding tells."""
+    progressive, components, done = None, [], {}
+    pos = 2  # (after SOI)
+    try:
+        while (m := _JPEG_MARKER.search(data, pos)) is not None:
+            kind, seg = data[m.start() + 1], m.start() + 2
+            if kind in (0xD8, 0xD9):  # an end (cut elsewhere), or a second image
+                return False
+            if 0xC0 <= kind <= 0xCF and kind not in (0xC4, 0xC8, 0xCC):  # a frame header (SOFn)
+                if kind not in (0xC0, 0xC1, 0xC2):  # lossless, hierarchical, arithmetic: not ours to mend
+                    return False
+                progressive = kind == 0xC2
+                components = [data[seg + 8 + 3 * i] for i in range(data[seg + 7])]
+            elif kind == 0xDA and progressive is not None:  # a scan: its components, band and bit
+                n = data[seg + 2]
+                ss, se, al = data[seg + 3 + 2 * n], data[seg + 4 + 2 * n], data[seg + 5 + 2 * n] & 15
+                for c in data[seg + 3 : seg + 3 + 2 * n : 2]:
+                    if not progressive:
+                        done[c] = set(range(64))
+                    elif al == 0:
+                        done.setdefault(c, set()).update(range(ss, min(se, 63) + 1))
+            pos = seg + int.from_bytes(data[seg : seg + 2], "big")
+    except IndexError:  # cut inside a header
+        return False
+    return bool(components) and all(len(done.get(c, ())) == 64 for c in components)
+
+
+def _jpeg_without_eoi(path: Path, draft: tuple[str, tuple[int, int]] | None) -> Image.Image | None:
+    """The image of a JPEG whose only defect is a missing end marker (EOI: some cameras write
+    none; a download cut 2 bytes short), fully decoded; None when more is missing.  After its
+    last scan's data the decoder reads nothing but the EOI: the file is whole when its scans are
+    all there and the pixels do not depend on what follows the data (a scan cut short decodes the
+    EOI's zero padding, or stand-in data, as its missing blocks: grey, or noise)."""
+    data = path.read_bytes()
+    body = data[:-1] if data.endswith(b"\xff") else data  # (the EOI's first byte)
+    if not _jpeg_scans_complete(body):
+        return None
+
+    def decode(tail: bytes) -> Image.Image:
+        im = Image.open(io.BytesIO(body + tail))
+        if draft is not None:
+            im.draft(*draft)
+        im.load()
+        return im
+
+    try:
+        ended = decode(b"\xff\xd9")
+        pixels = np.asarray(ended)
+        if all(np.array_equal(pixels, np.asarray(decode(tail + b"\xff\xd9"))) for tail in _JPEG_TAILS):
+            return ended
+    except Exception:
+        pass
+    return None
+
+
+def _file_kind(mode: int) -> str:
+    kinds = ((stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"), (stat.S_ISFIFO, "a named pipe"),
+             (stat.S_ISSOCK, "a socket"))
+    return next((name for test, name in kinds if test(mode)), "a special file")
+
+
 def _focal_35mm(im: Image.Image) -> float | None:
     try:
         exif = im.getexif()
@@ -190,10 +264,12 @@ def load_image(
     if path.is_dir():
         raise InputFileError("is a folder, not an image", path)
     try:
-        size = path.stat().st_size
+        st = path.stat()
     except OSError as e:
         raise InputFileError(f"unreadable ({e.strerror or e})", path) from e
-    if size == 0:
+    if not stat.S_ISREG(st.st_mode):  # /dev/zero, a named pipe: no size to check, maybe no end
+        raise InputFileError(f"not an image ({_file_kind(st.st_mode)}, not a regular file)", path)
+    if st.st_size == 0:
         raise InputFileError("not an image (empty file)", path)
     if _container_truncated(path):
         raise InputFileError("truncated image file", path)
@@ -214,8 +290,10 @@ def load_image(
                         f"--max-megapixels limit of {max_megapixels:g} MP)",
                         path,
                     )
+                draft = None
                 if max_side is not None and im.format == "JPEG" and max(w, h) > max_side:
-                    im.draft("RGB", (max_side, max_side))
+                    draft = ("RGB", (max_side, max_side))
+                    im.draft(*draft)
                 if getattr(ImageFile, "LOAD_TRUNCATED_IMAGES", False):
                     ImageFile.LOAD_TRUNCATED_IMAGES = False
                 # decode first: reading a PNG's EXIF decodes it too, and the metadata readers below
@@ -230,7 +308,10 @@ def load_image(
                 except OSError as e:  # Pillow says "decoder error -2": libtiff said why
                     if noise and "decoder error" in str(e):
                         raise OSError(noise[-1].rstrip(".")) from e
-                    raise
+                    whole = _jpeg_without_eoi(path, draft) if im.format == "JPEG" and "truncated" in str(e) else None
+                    if whole is None:
+                        raise
+                    im = whole
                 focal = _focal_35mm(im)
                 try:
                     swap = im.getexif().get(0x0112) in (5, 6, 7, 8)  # EXIF orientation

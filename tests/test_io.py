@@ -177,13 +177,56 @@ def test_reduced_decode(tmp_path):
 # bad inputs: one line naming the file and the reason
 
 
-def _jpeg_bytes() -> bytes:
+def _jpeg_bytes(**options) -> bytes:
     import io
 
     rng = np.random.default_rng(0)
     buf = io.BytesIO()
-    Image.fromarray(rng.integers(0, 256, (120, 160, 3), dtype=np.uint8)).save(buf, "JPEG", quality=90)
+    Image.fromarray(rng.integers(0, 256, (120, 160, 3), dtype=np.uint8)).save(buf, "JPEG", quality=90, **options)
     return buf.getvalue()
+
+
+JPEG_KINDS = {"baseline 4:2:0": {}, "baseline 4:4:4": {"subsampling": 0},
+              "progressive": {"progressive": True}, "restart markers": {"restart_marker_rows": 1}}
+
+
+@pytest.mark.parametrize("kind", JPEG_KINDS)
+def test_a_jpeg_missing_only_its_end_marker_is_read_whole(tmp_path, kind):
+    """No EOI (some cameras; a download 2 bytes short): read, every pixel as the whole file's."""
+    data = _jpeg_bytes(**JPEG_KINDS[kind])
+    assert data.endswith(b"\xff\xd9")
+    (tmp_path / "whole.jpg").write_bytes(data)
+    whole, reduced = load_image(tmp_path / "whole.jpg").rgb, load_image(tmp_path / "whole.jpg", max_side=60).rgb
+    for cut in (2, 1):  # no EOI; or its first byte only
+        path = tmp_path / f"no-eoi-{cut}.jpg"
+        path.write_bytes(data[:-cut])
+        assert np.array_equal(load_image(path).rgb, whole)
+        assert np.array_equal(load_image(path, max_side=60).rgb, reduced)  # (the reduced decode too)
+
+
+def test_a_jpeg_missing_its_end_marker_keeps_its_exif(tmp_path):
+    im = Image.fromarray(_red_left_blue_right())
+    exif = im.getexif()
+    exif[0x0112] = 6  # 90° clockwise
+    exif.get_ifd(0x8769)[0xA405] = 28
+    path = tmp_path / "o6.jpg"
+    im.save(path, exif=exif.tobytes(), quality=95, subsampling=0)
+    path.write_bytes(path.read_bytes()[:-2])
+    p = load_image(path)
+    assert p.rgb.shape[:2] == (40, 20) and p.focal_35mm == 28.0
+    assert p.rgb[2, 2, 0] > 200 and p.rgb[-3, -3, 2] > 200
+
+
+@pytest.mark.parametrize("kind", JPEG_KINDS)
+def test_a_jpeg_cut_inside_its_scan_data_is_still_refused(tmp_path, kind):
+    """A byte or more of the image data missing (the rest would decode grey): refused, whichever."""
+    data = _jpeg_bytes(**JPEG_KINDS[kind])
+    for cut in [*range(3, 40), 100, len(data) // 3]:
+        path = tmp_path / f"cut-{cut}.jpg"
+        path.write_bytes(data[:-cut])
+        with pytest.raises(InputFileError) as e:
+            load_image(path)
+        _one_line_about(e.value, path, "truncated")
 
 
 @pytest.mark.parametrize("fraction", [0.05, 0.5, 0.98])
@@ -308,6 +351,19 @@ def test_empty_file(tmp_path):
     _one_line_about(e.value, path, "empty")
 
 
+def test_not_a_regular_file_says_so(tmp_path):
+    """/dev/zero (no size, no end) or a named pipe: "not a regular file", not "empty file", at once."""
+    fifo = tmp_path / "pipe.jpg"
+    os.mkfifo(fifo)
+    for path, kind in ((Path("/dev/zero"), "character device"), (fifo, "named pipe")):
+        if not path.exists():
+            continue
+        with pytest.raises(InputFileError) as e:
+            load_image(path)
+        _one_line_about(e.value, path, "not an image", kind, "not a regular file")
+        assert "empty" not in str(e.value)
+
+
 def test_missing_file_and_folder(tmp_path):
     with pytest.raises(InputFileError) as e:
         load_image(tmp_path / "nope.jpg")
@@ -406,6 +462,9 @@ def test_cli_bad_inputs_exit_1(tmp_path, tiny_depth_model):
     assert r.exit_code == ExitCode.failed, r.output
     assert (tmp_path / "out" / "good.png").is_file()
     assert "bad.jpg" in r.output
+    # the closing line says what was written: depth maps, not conversions
+    last = r.output.strip().splitlines()[-1]
+    assert last.startswith("1 depth map(s) written, 0 skipped (output exists), 1 failed in "), r.output
     # truncated and bomb inputs
     data = _jpeg_bytes()
     (tmp_path / "cut.jpg").write_bytes(data[: len(data) // 2])
@@ -438,3 +497,9 @@ def test_cli_usage_errors_exit_2(tmp_path, tiny_depth_model):
     r = _cli("depth", good, "-o", tmp_path / "out", "--format", "tiff", "--model", tiny_depth_model)
     assert r.exit_code == ExitCode.usage
     assert _cli("frobnicate").exit_code == ExitCode.usage
+    for jobs in ("-1", "-8"):  # one line that says which values there are
+        r = _cli("depth", good, "-o", tmp_path / "x.png", "--jobs", jobs, "--model", tiny_depth_model)
+        assert r.exit_code == ExitCode.usage, r.output
+        assert r.output.strip() == (f"error: --jobs must be a number of worker processes (1 or more), or 0 for one "
+                                    f"per CPU; not {jobs}"), r.output
+    assert not (tmp_path / "x.png").exists()

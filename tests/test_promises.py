@@ -427,7 +427,7 @@ def test_rerun_of_a_folder_with_preview_adds_only_the_previews(tmp_path, tiny_de
     assert r.exit_code == 0, r.output
     assert sorted(p.name for p in out.iterdir()) == ["p0.png", "p0.preview.png", "p1.png", "p1.preview.png"]
     assert {n: (out / n).stat().st_mtime_ns for n in stamps} == stamps
-    assert "0 converted, 2 completed (missing outputs added), 0 skipped (output exists), 0 failed" in r.output
+    assert "0 depth map(s) written, 2 completed (missing outputs added), 0 skipped (output exists), 0 failed" in r.output
 
 
 def test_the_result_line_names_every_output(tmp_path, tiny_depth_model):

@@ -38,12 +38,17 @@ def _sigterm_to_interrupt(signum, frame):  # noqa: ARG001
     raise KeyboardInterrupt
 
 
+def check_jobs(jobs: int) -> None:
+    """``--jobs``: a worker count, or 0 for one per CPU."""
+    if jobs < 0:
+        raise UsageError(f"--jobs must be a number of worker processes (1 or more), or 0 for one per CPU; not {jobs}")
+
+
 def make_executor(engine: Engine | str = Engine.local, jobs: int = 1, address: str | None = None) -> Executor:
     """``jobs``: worker count; 0 = one per CPU (local) or per cluster CPU (ray)."""
     if engine not in set(Engine):
         raise UsageError(f"--engine must be one of {', '.join(Engine)}, not {engine!r}")
-    if jobs < 0:
-        raise UsageError(f"--jobs must be 0 (all CPUs) or more, not {jobs}")
+    check_jobs(jobs)
     if engine == Engine.ray:
         from .ray_executor import RayExecutor
 
@@ -240,8 +245,9 @@ def run_batch(
     )
 
 
-def print_report(report: BatchReport, console: Console) -> None:
-    """Close a batch: the fatal error, the failed files again, and the counts."""
+def print_report(report: BatchReport, console: Console, done: str = "converted") -> None:
+    """Close a batch: the fatal error, the failed files again, and the counts (``done``: what
+    the outputs written are called, :attr:`Task.done`)."""
     if report.fatal:
         say(console, report.fatal)
     failed = report.failed
@@ -253,7 +259,7 @@ def print_report(report: BatchReport, console: Console) -> None:
             for r in failed:
                 say(console, f"  {r.error}", kind="")
         completed = sum(1 for r in report.results if r.status == Status.ok and "finished" in r.report)
-        parts = [f"{report.count(Status.ok) - completed} converted", f"{report.count(Status.skipped)} skipped (output exists)",
+        parts = [f"{report.count(Status.ok) - completed} {done}", f"{report.count(Status.skipped)} skipped (output exists)",
                  f"{len(failed)} failed"]
         if completed:
             parts.insert(1, f"{completed} completed (missing outputs added)")
@@ -303,7 +309,7 @@ def batch_command(
         report = BatchReport([], fatal="no images found")
     else:
         report = run_batch(plan, task, executor, console=console, overwrite=overwrite, on_result=on_result, progress=progress)
-        print_report(report, console)
+        print_report(report, console, task.done)
     if summary is not None:
         try:
             report.write_summary(summary, command)

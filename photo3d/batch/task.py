@@ -31,6 +31,7 @@ class Task:
     * ``outputs(dst, options) -> [dst, side files...]``: planned together, so no two collide.
     * ``finish(src, dst, options) -> report dict``: write the missing side files of an existing
       ``dst`` (each output resumes on its own).
+    * ``done``: the closing line's word for the outputs written ("3 converted", "3 depth map(s) written").
     """
 
     name: str
@@ -39,6 +40,7 @@ class Task:
     warm_up: Callable[[Any], Any] | None = None
     outputs: Callable[[Path, Any], Sequence[Path]] | None = None
     finish: Callable[[Path, Path, Any], dict[str, Any] | None] | None = None
+    done: str = "converted"  # what the batch's closing line says of the outputs it wrote ("3 converted")
 
     def with_options(self, options: Any) -> Task:
         return dataclasses.replace(self, options=options)

@@ -103,4 +103,4 @@ def depth_task(opts: DepthOptions | None = None):
     """``photo3d depth``'s per-file task for the batch runner (:class:`photo3d.batch.Task`)."""
     from ..batch.task import Task
 
-    return Task("depth", depth_file, opts, warm_up=warm_up, outputs=outputs, finish=finish)
+    return Task("depth", depth_file, opts, warm_up=warm_up, outputs=outputs, finish=finish, done="depth map(s) written")
