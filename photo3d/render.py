@@ -321,7 +321,11 @@ class Renderer:
         # the photo's texture pre-filtered to about one texel per sample at the viewer's framing
         # (what the viewer's mipmaps do); the background's is at the geometry's working
         # resolution (<= 768 px), already coarser than the frames
-        samples = self.W * cover_zoom(scene.meta) * self.zoom  # samples across the photo's width
+        # (a frame narrower than the photo, beyond frame_size's rounding, shows the centre of its
+        # full height: a panorama's video, see video.MAX_ASPECT)
+        aspect = scene.meta["source_size"][0] / scene.meta["source_size"][1]
+        cropped = self.height * aspect > self.width + 1.5 * (1 + aspect)
+        samples = (self.H * aspect if cropped else self.W) * cover_zoom(scene.meta) * self.zoom  # across the photo's width
         textures = []
         for i, t in enumerate(scene.textures):
             s = samples / t.shape[1]
@@ -392,10 +396,21 @@ class Renderer:
                 yield pending.popleft().result()
 
 
-def frame_size(scene: Scene, longer_side: int, even: bool = True) -> tuple[int, int]:
-    """(width, height) of frames with the photo's aspect ratio and the given longer side
-    (even numbers: what H.264 in yuv420p needs)."""
-    w, h = scene.meta["source_size"]
+def shown_size(size: tuple[int, int], max_aspect: float | None = None) -> tuple[float, float]:
+    """The part of a ``size`` = (width, height) photo that frames show: all of it, or when it is
+    wider than ``max_aspect`` (a panorama), or taller than its inverse, its centre at that aspect
+    ratio (the renderer's framing crops the rest: :func:`view_projection`)."""
+    w, h = size
+    if max_aspect is None:
+        return float(w), float(h)
+    a = min(max(w / h, 1.0 / max_aspect), max_aspect)
+    return min(w, h * a), min(h, w / a)
+
+
+def frame_size(scene: Scene, longer_side: int, even: bool = True, max_aspect: float | None = None) -> tuple[int, int]:
+    """(width, height) of frames with the photo's aspect ratio (at most ``max_aspect``: see
+    :func:`shown_size`) and the given longer side (even numbers: what H.264 in yuv420p needs)."""
+    w, h = shown_size(scene.meta["source_size"], max_aspect)
     s = longer_side / max(w, h)
     fw, fh = max(2, round(w * s)), max(2, round(h * s))
     if even:

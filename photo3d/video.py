@@ -8,6 +8,9 @@
 - GIF and WebP stay within ``ShareOptions.max_bytes`` (4 MB by default): :func:`fit_animation`;
 - ``.jpg`` / ``.png``: a still, only with ``stereo``.
 
+Frames have the photo's aspect ratio, up to ``MAX_ASPECT`` (21:9, or 9:21): of a panorama they
+show the centre, at full height, rather than a 1080 x 134 sliver.
+
 ``stereo="sbs"`` puts the left and the right eye's frames side by side at full width (the frame
 is twice as wide); ``"sbs-half"`` squeezes each eye to half the width (the frame keeps its
 size; what 3D TVs expect).  The eyes are ``STEREO_EYE`` of the viewer's offset range left and
@@ -37,6 +40,7 @@ STILL_SUFFIXES = (".jpg", ".jpeg", ".png")
 STEREO_MODES = ("sbs", "sbs-half")
 STEREO_EYE = 0.3  # each eye's offset (unit disc): left/right disparity ~ 0.6 x the full parallax
 VIDEO_SIDE, SMALL_SIDE = 1080, 480  # default longer side: MP4 (and stills); GIF and WebP
+MAX_ASPECT = 21 / 9  # a panorama's frames show its centre at 21:9 (a tall photo's at 9:21), not a sliver
 MP4_CRF = 20
 GIF_SAME = 24  # sum of |RGB| differences under which a GIF pixel keeps the previous frame's colour
 GIF_COLOURS, WEBP_QUALITY = 255, 80  # (index 255 of the GIF's palette is the transparent one)
@@ -121,11 +125,11 @@ def output_side(photo_side: int, suffix: str, size: int | None) -> tuple[int, st
 
 def render_frames(glb: bytes, suffix: str, opts: ShareOptions, timings: dict | None = None) -> tuple[Iterator[np.ndarray], int, tuple[int, int], list[str]]:
     """(frames, count, (width, height), notes) of the share output; frames are rendered lazily."""
-    from .render import Renderer, dolly_zoom_extra, frame_size, path_views, scene_from_glb
+    from .render import Renderer, dolly_zoom_extra, frame_size, path_views, scene_from_glb, shown_size
 
     scene = scene_from_glb(glb)
-    side, note = output_side(max(scene.meta["source_size"]), suffix, opts.size)
-    w, h = frame_size(scene, side)
+    side, note = output_side(round(max(shown_size(scene.meta["source_size"], MAX_ASPECT))), suffix, opts.size)
+    w, h = frame_size(scene, side, max_aspect=MAX_ASPECT)
     if opts.stereo == "sbs-half":
         w -= w % 4  # each eye gets an even half
     still = suffix.lower() in STILL_SUFFIXES

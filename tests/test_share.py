@@ -237,6 +237,44 @@ def test_a_small_photo_is_not_upscaled_unless_asked(coffee_glb, tmp_path):
     assert Image.open(tmp_path / "b.webp").size == (800, 532) and big["notes"] == ["upscaled: the photo is 600 px"]
 
 
+@pytest.mark.parametrize("tall", [False, True])
+def test_a_panorama_video_shows_its_centre_at_21_9_not_a_sliver(tmp_path, tall):
+    """A 1800x200 panorama (9:1): its video shows the centre at 21:9, its full height, at the
+    part's own size (467x200, not upscaled), and frame 0 is that part of the photo; a tall one 9:21."""
+    from photo3d.video import write_share
+
+    tile = np.asarray(Image.open(EXAMPLE).convert("RGB").resize((300, 200), Image.Resampling.LANCZOS))
+    rgb = np.concatenate([tile, tile[:, ::-1]] * 3, axis=1)  # 1800x200, seamless
+    rgb = rgb.transpose(1, 0, 2).copy() if tall else rgb
+    Image.fromarray(rgb).save(tmp_path / "pano.png")
+    convert_file(tmp_path / "pano.png", tmp_path / "pano.glb")
+    glb = (tmp_path / "pano.glb").read_bytes()
+    scene = scene_from_glb(glb)
+    short = dict(seconds=0.2, fps=10)
+
+    def sized(w, h):
+        return (h, w) if tall else (w, h)
+
+    mp4 = write_share(tmp_path / "p.mp4", glb, ShareOptions(**short))
+    meta, frames = mp4_frames(tmp_path / "p.mp4")
+    assert meta["size"] == sized(466, 200) and mp4["size"] == list(sized(466, 200))
+    assert mp4["notes"] == ["the photo's own size, not upscaled to 1080 px"]
+    gif = write_share(tmp_path / "p.gif", glb, ShareOptions(**short))
+    assert Image.open(tmp_path / "p.gif").size == sized(466, 200) and gif["size"] == list(sized(466, 200))
+    still = write_share(tmp_path / "p.jpg", glb, ShareOptions(stereo="sbs", size=140))  # an explicit size: 140x60 each eye
+    assert Image.open(tmp_path / "p.jpg").size == (sized(140, 60)[0] * 2, sized(140, 60)[1]) and still["notes"] == []
+    # frame 0: the centre 467x200 of the photo, as the viewer frames it (zoomed by the cover factor)
+    k = cover_zoom(scene.meta)
+    crop = rgb.transpose(1, 0, 2) if tall else rgb
+    cw, ch = 200 * 21 / 9 / k, 200 / k
+    x0, y0 = (1800 - cw) / 2, (200 - ch) / 2
+    m = np.array([[466 / cw, 0, -x0 * 466 / cw], [0, 200 / ch, -y0 * 200 / ch]])
+    want = cv2.warpAffine(np.ascontiguousarray(crop), m, (466, 200), flags=cv2.INTER_AREA).astype(int)
+    f0 = frames[0].transpose(1, 0, 2) if tall else frames[0]
+    d = np.abs(f0.astype(int) - want).mean(axis=2)
+    assert d.mean() < 8.0, d.mean()
+
+
 def test_gif_and_webp_fit_their_size_budget(coffee_glb, tmp_path):
     """Over ``max_bytes`` a GIF / WebP gives up frame rate first, then colours (quality), then
     size, just as far as needed; the loop keeps its length, and the report says what went."""
