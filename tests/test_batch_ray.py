@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 from pathlib import Path
 
@@ -39,6 +40,35 @@ def ray_cluster():
     )
     yield ctx.address_info["gcs_address"]
     ray.shutdown()
+
+
+def _ray_lines(text: str) -> list[str]:
+    """Lines of Ray's own logging ("2026-... INFO worker.py:2038 -- Started a local Ray instance.")."""
+    return [ln for ln in text.splitlines() if re.search(r"\b(DEBUG|INFO|WARNING|ERROR)\b.*\.py:\d+ -- |\bRay\b", ln)]
+
+
+def test_a_ray_batch_shows_only_our_lines(tmp_path: Path) -> None:
+    """``--engine ray`` starting its own local Ray: the terminal gets our result lines and closing
+    line, none of Ray's ("Started a local Ray instance", its token notice, usage stats)."""
+    if ray.is_initialized():
+        ray.shutdown()
+    src = tmp_path / "in"
+    src.mkdir()
+    rng = np.random.default_rng(2)
+    for i in range(2):
+        Image.fromarray(rng.integers(0, 255, (60, 80, 3), dtype=np.uint8)).save(src / f"p{i}.jpg")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), str(TESTS)])}
+    for k in ("RAY_ADDRESS", "RAY_USAGE_STATS_ENABLED"):
+        env.pop(k, None)
+    p = subprocess.run(cli_command("depth", str(src), "-o", str(tmp_path / "out"), "--engine", "ray", "--jobs", "1"),
+                       capture_output=True, text=True, timeout=600, env=env)
+    assert p.returncode == 0, p.stderr
+    assert sorted(f.name for f in (tmp_path / "out").iterdir()) == ["p0.png", "p1.png"]
+    assert p.stdout == "" and _ray_lines(p.stderr) == [], p.stderr
+    lines = p.stderr.splitlines()
+    assert len(lines) == 3, p.stderr  # one per photo, and the closing line
+    assert all(ln.startswith(f"{src / f'p{i}.jpg'} -> ") for i, ln in enumerate(lines[:2])), p.stderr
+    assert re.fullmatch(r"2 depth map\(s\) written, 0 skipped \(output exists\), 0 failed in [0-9.]+ s", lines[2]), p.stderr
 
 
 def _files(root: Path) -> dict[str, bytes]:
@@ -97,6 +127,7 @@ def test_cli_on_ray_cluster_matches_local(ray_cluster, tmp_path: Path, command: 
         )
         assert p.returncode == 1, p.stderr
         assert f"{src / 'broken.jpg'}: not an image" in p.stderr
+        assert _ray_lines(p.stderr + p.stdout) == [], p.stderr  # (joining a cluster: no "Connecting to ...")
         runs[name] = (out, json.loads((tmp_path / f"{name}.json").read_text()))
     (lo, ls), (ro, rs) = runs["local"], runs["ray"]
     assert rs["engine"] == "ray" and ls["engine"] == "local"

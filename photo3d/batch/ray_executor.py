@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import sys
 import tempfile
@@ -113,8 +114,12 @@ class RayExecutor(Executor):
         if not ray.is_initialized():
             self._check_reachable()
             kwargs = dict(self._init_kwargs)
+            # Ray's own lines ("Started a local Ray instance", its token and usage notices, the
+            # workers' output) stay out of the user's terminal: our bar and our lines say it all
             kwargs.setdefault("include_dashboard", False)
             kwargs.setdefault("log_to_driver", False)
+            kwargs.setdefault("logging_level", logging.ERROR)
+            os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")  # (and no usage report sent home)
             if self.address:  # a cluster: its machines must have photo3d installed
                 kwargs.pop("num_cpus", None)
             else:  # a local instance: its workers import photo3d the same way as this process
