@@ -261,16 +261,29 @@ def test_unwritable_output_or_summary_fails_once_before_any_work(album: Path, tm
     assert not (tmp_path / "out").exists()  # nothing was converted first
 
 
-def test_the_closing_count_says_outputs_when_there_are_several_per_input(album: Path, tmp_path: Path) -> None:
-    """Two formats: each bad photo fails twice, and the closing line counts outputs, not inputs."""
+def test_a_bad_input_with_several_formats_is_one_failure(album: Path, tmp_path: Path) -> None:
+    """Two formats: each bad photo is one error line, one failed summary record (listing the
+    outputs it did not make) and counted once, as one failed input."""
     from rich.console import Console
 
-    for suffixes, what in ((".png", "input(s)"), ([".png", ".txt"], "outputs")):
+    for suffixes in (".png", [".png", ".txt"]):
         buf = io.StringIO()
         console = Console(file=buf, force_terminal=False, width=300, highlight=False)
-        assert batch_command(THUMB, [album], tmp_path / str(len(suffixes)), suffixes, console=console) == 1
+        summary = tmp_path / f"s{len(suffixes)}.json"
+        out = tmp_path / str(len(suffixes))
+        assert batch_command(THUMB, [album], out, suffixes, console=console, summary=summary) == 1
+        text = buf.getvalue()
+        assert f"{len(BAD)} of {len(GOOD) + len(BAD)} input(s) failed:" in text, text
+        for b in BAD:
+            assert text.count(f"error: {album / b}:") == 1, text  # said once as it happened ...
+            assert text.count(f"  {album / b}:") == 1, text  # ... and once in the closing list
+        data = json.loads(summary.read_text(encoding="utf-8"))
+        failed = [r for r in data["results"] if r["status"] == "failed"]
+        assert sorted(r["input"] for r in failed) == sorted(str(album / b) for b in BAD)
+        assert data["counts"]["failed"] == len(BAD)
         n = 1 if isinstance(suffixes, str) else 2
-        assert f"{n * len(BAD)} of {n * (len(GOOD) + len(BAD))} {what} failed:" in buf.getvalue()
+        for r in failed:
+            assert len(r["not_made"]) == n and all(Path(x).parent.is_relative_to(out) for x in r["not_made"])
 
 
 # --------------------------------------------------------------------------------------------

@@ -35,6 +35,7 @@ class Result:
     worker: str | None = None  # which worker ran it ("pid@host")
     peak_rss_mb: float | None = None  # that worker's peak resident memory so far
     fatal: ExitCode | None = None  # not this file's fault (a broken model): stop the batch with this code
+    not_made: list[Path] = field(default_factory=list)  # failed: the outputs of this input not written
 
     def record(self) -> dict[str, Any]:
         """The summary record: the same for every engine (timings aside)."""
@@ -46,6 +47,7 @@ class Result:
             "seconds": round(self.seconds, 3),
             "bytes": self.bytes,
             "error": self.error,
+            **({"not_made": [str(p) for p in self.not_made]} if self.status == Status.failed else {}),
             "report": jsonable(self.report),
         }
 

@@ -154,10 +154,17 @@ def run_batch(
     todo: list[Job] = []
     finish: list[int] = []
     index: dict[tuple[str, str], int] = {}
+    failed_srcs: set[str] = set()  # inputs whose failure was said (several formats: one line per input)
+
+    def say_failed(r: Result, ui_console: Console) -> None:
+        if str(r.src) not in failed_srcs:
+            failed_srcs.add(str(r.src))
+            say(ui_console, r.error or msg(r.src, "failed"))
+
     for i, job in enumerate(jobs):
         if job.error:
             results[i] = Result(job.src, job.dst, Status.failed, error=job.error)
-            say(console, job.error)
+            say_failed(results[i], console)
         elif not overwrite and job.dst.exists():
             if any(not p.exists() for p in job.sides):
                 finish.append(i)
@@ -194,7 +201,7 @@ def run_batch(
 
     def done(r: Result, bar_ui: Progress, bar) -> None:
         if r.status == Status.failed:
-            say(bar_ui.console, r.error or msg(r.src, "failed"))
+            say_failed(r, bar_ui.console)
         for w in r.report.get("warnings", ()):
             say(bar_ui.console, msg(r.src, w), "warning")
         counts[r.status] = counts.get(r.status, 0) + 1
@@ -235,7 +242,7 @@ def run_batch(
         if i not in results:
             results[i] = Result(job.src, job.dst, Status.not_run)
     return BatchReport(
-        results=[results[i] for i in range(len(jobs))],
+        results=one_failure_per_input([results[i] for i in range(len(jobs))]),
         engine=executor.name,
         workers=executor.workers,
         seconds=time.perf_counter() - t_start,
@@ -245,17 +252,34 @@ def run_batch(
     )
 
 
+def one_failure_per_input(results: list[Result]) -> list[Result]:
+    """Several outputs per input (``--format glb --format mp4``): the failed results of one input
+    become one, at the place of its first, listing in ``not_made`` every output it did not make."""
+    first: dict[str, Result] = {}
+    out: list[Result] = []
+    for r in results:
+        if r.status != Status.failed:
+            out.append(r)
+        elif (seen := first.get(str(r.src))) is None:
+            first[str(r.src)] = r
+            r.not_made = [r.dst]
+            out.append(r)
+        else:
+            seen.not_made.append(r.dst)
+    return out
+
+
 def print_report(report: BatchReport, console: Console, done: str = "converted") -> None:
     """Close a batch: the fatal error, the failed files again, and the counts (``done``: what
     the outputs written are called, :attr:`Task.done`)."""
     if report.fatal:
         say(console, report.fatal)
-    failed = report.failed
+    failed = report.failed  # (one per input: :func:`one_failure_per_input`)
     n = len(report.results)
-    if n > 1 or report.interrupted:
+    inputs = len({str(r.src) for r in report.results})
+    if inputs > 1:  # (one input: its own lines say it all)
         if failed:
-            what = "input(s)" if len({r.src for r in report.results}) == n else "outputs"  # (several formats)
-            console.print(f"[red]{len(failed)} of {n} {what} failed:[/red]", markup=True, highlight=False, soft_wrap=True)
+            console.print(f"[red]{len(failed)} of {inputs} input(s) failed:[/red]", markup=True, highlight=False, soft_wrap=True)
             for r in failed:
                 say(console, f"  {r.error}", kind="")
         completed = sum(1 for r in report.results if r.status == Status.ok and "finished" in r.report)
