@@ -117,8 +117,10 @@ def _batch_options(
                                      help="auto, embedded, stereo or model (auto: the photo's own depth if any)."),
     max_megapixels: float = typer.Option(defaults.MAX_MEGAPIXELS, "--max-megapixels", metavar="MP",
                                          help="Refuse larger images."),
-    overwrite: Optional[bool] = typer.Option(None, "--overwrite/--skip-existing", show_default=False,
-                                             help="Rewrite existing outputs (default: only for a single input file)."),
+    overwrite: bool = typer.Option(False, "--overwrite", show_default=False,
+                                   help="Rewrite existing outputs (default: only for a single input file)."),
+    skip_existing: bool = typer.Option(False, "--skip-existing", show_default=False,
+                                       help="Keep existing outputs (default for folders and several inputs)."),
     jobs: int = typer.Option(1, "--jobs", "-j", metavar="N", help="Worker processes (0 = one per CPU)."),
     engine: defaults.Engine = typer.Option(defaults.Engine.local, "--engine", metavar="local|ray",
                                            help="Where to run: here, or on a Ray cluster."),
@@ -135,10 +137,13 @@ def _batch_options(
 
     _check_source(depth_source)
     _check_megapixels(max_megapixels)
+    if overwrite and skip_existing:
+        _fail(UsageError("give either --overwrite or --skip-existing, not both"))
     try:
         check_jobs(jobs)
     except UsageError as e:
         _fail(e)
+    overwrite = True if overwrite else False if skip_existing else None  # None: per the inputs (batch_command)
     return SimpleNamespace(depth_source=depth_source, max_megapixels=max_megapixels, overwrite=overwrite, jobs=jobs,
                            engine=engine, address=address, globs=globs or (), summary=summary)
 

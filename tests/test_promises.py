@@ -586,3 +586,12 @@ def test_the_test_setup_says_that_chromium_needs_root(monkeypatch):
 def test_python_dash_m_photo3d_is_the_same_command():
     out = subprocess.run([sys.executable, "-m", "photo3d", "--version"], capture_output=True, text=True, timeout=60)
     assert out.returncode == 0 and out.stdout.startswith("photo3d "), out
+
+
+def test_overwrite_and_skip_existing_together_is_a_usage_error(tmp_path):
+    """They contradict each other: one usage line, exit 2, nothing written."""
+    src = photo(tmp_path / "p.png")
+    for cmd, out in (("convert", "p.glb"), ("depth", "d.png")):
+        r = cli(cmd, src, "-o", tmp_path / out, "--overwrite", "--skip-existing")
+        assert r.exit_code == 2 and r.output == "error: give either --overwrite or --skip-existing, not both\n", r.output
+        assert not (tmp_path / out).exists()
