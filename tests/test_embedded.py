@@ -27,6 +27,7 @@ from helpers.gltf import assert_valid_glb
 from photo3d.depth import DepthOptions, depth_file
 from photo3d.depth import embedded as E
 from photo3d.depth.maps import load_depth_map, read_png_metadata
+from photo3d.errors import InputFileError
 from photo3d.io import load_image
 
 
@@ -314,16 +315,42 @@ def test_depth_source_model_ignores_embedded_depth(tmp_path):
     src = write(tmp_path, "g.jpg", gdepth_jpeg(photo, depth))
     f = found_in(src, "model")
     assert f.source == "model" and not f.warnings
-    f = found_in(src, "stereo")  # asked for stereo: none here (4:3 photo)
-    assert f.source == "model" and len(f.warnings) == 1
+    with pytest.raises(InputFileError, match="--depth-source stereo: no stereo pair found"):  # 4:3 photo: none here
+        found_in(src, "stereo")
 
 
 def test_plain_jpeg_has_no_depth(tmp_path):
     photo, _ = scene()
     f = found_in(write(tmp_path, "p.jpg", image_bytes(photo, "JPEG")))
     assert f.source == "model" and f.warnings == []
-    f = found_in(write(tmp_path, "p.jpg", image_bytes(photo, "JPEG")), "embedded")
-    assert f.source == "model" and len(f.warnings) == 1
+    with pytest.raises(InputFileError, match="--depth-source embedded: no embedded depth map"):
+        found_in(write(tmp_path, "p.jpg", image_bytes(photo, "JPEG")), "embedded")
+
+
+@pytest.mark.parametrize("source", ["embedded", "stereo"])
+def test_a_forced_depth_source_the_photo_lacks_fails_that_input(tmp_path, tiny_depth_model, source):
+    """--depth-source embedded/stereo is asked for by name: a photo without it fails (one line: the
+    file and the reason, no model fallback), the batch carries on with the photos that have it;
+    auto falls back to the model."""
+    photo, depth = scene()
+    left, right, _ = stereo_pair()
+    good = {"embedded": ("g.jpg", gdepth_jpeg(photo, depth)), "stereo": ("s.png", image_bytes(np.hstack([left, right])))}[source]
+    (tmp_path / "in").mkdir()
+    plain = write(tmp_path / "in", "plain.jpg", image_bytes(photo, "JPEG"))
+    write(tmp_path / "in", *good)
+    r = cli("convert", tmp_path / "in", "-o", tmp_path / "out", "--model", tiny_depth_model, "--depth-source", source)
+    assert r.exit_code == 1, r.output
+    errors = [ln for ln in r.output.splitlines() if ln.startswith("error:")]
+    assert errors == [f"error: {plain}: --depth-source {source}: no {'embedded depth map' if source == 'embedded' else 'stereo pair found'}"
+                      f"{'' if source == 'embedded' else ' (a HEIF stereo pair, an MPO, or a full-width side-by-side image)'}"
+                      " (--depth-source auto uses the depth model then)"], r.output
+    assert "warning:" not in r.output
+    assert not (tmp_path / "out" / "plain.glb").exists()
+    assert_valid_glb(tmp_path / "out" / Path(good[0]).with_suffix(".glb"))
+    one = cli("convert", plain, "-o", tmp_path / "p.glb", "--model", tiny_depth_model, "--depth-source", source)
+    assert one.exit_code == 1 and one.output.count("\n") == 1 and not (tmp_path / "p.glb").exists(), one.output
+    auto = cli("convert", plain, "-o", tmp_path / "p.glb", "--model", tiny_depth_model)
+    assert auto.exit_code == 0 and "depth from model (tiny)" in auto.output, auto.output
 
 
 def test_bad_depth_source_is_a_usage_error(tmp_path):

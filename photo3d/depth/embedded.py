@@ -31,8 +31,9 @@ shift), and it is upsampled edge-aware with the same colour guided filter as the
 (:func:`photo3d.depth.upsample.guided_upsample`, on log-disparity).
 
 Malformed embedded data (bad base64, undecodable or wrongly sized images, NaN parameters, a map
-of another aspect ratio) never stops a conversion: the next source is used and one warning is
-recorded in ``Found.warnings``.
+of another aspect ratio) never stops an ``auto`` conversion: the next source is used and one
+warning is recorded in ``Found.warnings``.  A source asked for by name (``embedded``, ``stereo``)
+that the photo lacks fails that input (one line: the file and the reason).
 """
 
 from __future__ import annotations
@@ -52,6 +53,7 @@ import cv2
 import numpy as np
 
 from ..export import DIAGONAL_35MM
+from ..errors import InputFileError
 from ..io import Photo
 
 SOURCES = ("auto", "embedded", "stereo", "model")
@@ -606,8 +608,9 @@ def stereo_disparity(left: np.ndarray, right: np.ndarray, max_side: int = STEREO
 
 def find_depth(path: str | Path, photo: Photo, source: str = "auto") -> Found:
     """Look for depth in ``path`` (already decoded as ``photo``) per ``source``
-    (auto | embedded | stereo | model).  Never raises for malformed data: it is skipped with a
-    warning in ``Found.warnings``."""
+    (auto | embedded | stereo | model).  ``auto`` never raises for malformed data: it is skipped
+    with a warning in ``Found.warnings`` and the next source used.  A source asked for by name
+    that the photo lacks (or holds malformed) raises :class:`InputFileError` (the input fails)."""
     if source not in SOURCES:
         from ..errors import UsageError
 
@@ -643,11 +646,9 @@ def find_depth(path: str | Path, photo: Photo, source: str = "auto") -> Found:
             found.warnings.append(f"malformed embedded depth ({e})")
         except Exception as e:  # a reader's bug or a decoder's surprise: still never fatal
             found.warnings.append(f"unreadable embedded depth ({type(e).__name__}: {e})")
-        if source == "embedded":
-            if not found.warnings:
-                found.warnings.append("no embedded depth")
-            found.warnings[-1] += "; using the depth model"
-            return found
+        if source == "embedded":  # asked for: the photo lacks it, the input fails
+            raise InputFileError(f"--depth-source embedded: {found.warnings[-1] if found.warnings else 'no embedded depth map'}"
+                                 " (--depth-source auto uses the depth model then)", path)
     # stereo
     try:
         kind = None
@@ -673,9 +674,11 @@ def find_depth(path: str | Path, photo: Photo, source: str = "auto") -> Found:
             return found
     except Exception as e:
         found.warnings.append(f"unreadable stereo pair ({type(e).__name__}: {e})")
-    if source == "stereo":
-        found.warnings.append("no stereo pair found; using the depth model")
-    elif found.warnings:
+    if source == "stereo":  # asked for: the photo lacks it, the input fails
+        why = found.warnings[-1] if found.warnings else (
+            "no stereo pair found (a HEIF stereo pair, an MPO, or a full-width side-by-side image)")
+        raise InputFileError(f"--depth-source stereo: {why} (--depth-source auto uses the depth model then)", path)
+    if found.warnings:
         found.warnings[-1] += "; using the depth model"
     return found
 
@@ -797,7 +800,10 @@ def depth_for(found: Found, rgb: np.ndarray, predict: Callable[[np.ndarray], np.
     called only when the found map has holes or low-confidence pixels worth fusing."""
     info: dict = {"depth_source": found.source, "depth_kind": found.kind}
     if found.source == "stereo" and found.depth is None:
-        found.depth = stereo_disparity(found.photo.rgb, found.right)
+        try:
+            found.depth = stereo_disparity(found.photo.rgb, found.right)
+        except EmbeddedDepthError as e:
+            raise InputFileError(f"unusable stereo pair ({e})") from e
         found.depth.kind = found.kind or "stereo"
     sd = found.depth
     assert sd is not None
