@@ -267,11 +267,13 @@ FORMATS = (".glb", ".mp4", ".gif", ".webp", ".html")  # --format (folder outputs
 def _share_details(s: dict, nbytes: int) -> str:
     """A video's (or stereo still's) part of the result line: frames, size, MB, and any notes."""
     notes = f" ({'; '.join(s['notes'])})" if s.get("notes") else ""
-    return f"{s['frames']} frame(s) {s['size'][0]}x{s['size'][1]}, {nbytes / 1e6:.2f} MB{notes}"
+    what = "image" if s.get("still") else f"{s['frames']} frame(s)"
+    return f"{what} {s['size'][0]}x{s['size'][1]}, {nbytes / 1e6:.2f} MB{notes}"
 
 
 def _convert_details(r, timings: bool) -> str:
-    """What a converted photo holds: depth source, layers, vertices, GLB size, time (+ stage timings)."""
+    """What a converted photo holds: depth source, layers, vertices, the size of the file written
+    (a video's or still's with its frames; the GLB in memory is not a file), time (+ stage timings)."""
     i = r.report
     if "finished" in i:
         return i["finished"]
@@ -279,7 +281,7 @@ def _convert_details(r, timings: bool) -> str:
         what = _share_details(i["share"], r.bytes) if i.get("share") else f"{r.bytes / 1e6:.2f} MB"
         return f"from {i['from_glb']}, {what}, {r.seconds:.2f} s"
     line = (f"depth from {_source(i)}, {i.get('layers', '?')} layer(s), {i.get('vertices', 0):,} vertices, "
-            f"{i.get('glb_bytes', 0) / 1e6:.2f} MB, {r.seconds:.2f} s")
+            + ("" if i.get("share") else f"{r.bytes / 1e6:.2f} MB, ") + f"{r.seconds:.2f} s")
     if i.get("share"):
         line += "; " + _share_details(i["share"], r.bytes)
     if timings and i.get("seconds"):

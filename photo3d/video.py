@@ -41,6 +41,7 @@ STEREO_MODES = ("sbs", "sbs-half")
 STEREO_EYE = 0.3  # each eye's offset (unit disc): left/right disparity ~ 0.6 x the full parallax
 VIDEO_SIDE, SMALL_SIDE = 1080, 480  # default longer side: MP4 (and stills); GIF and WebP
 MAX_ASPECT = 21 / 9  # a panorama's frames show its centre at 21:9 (a tall photo's at 9:21), not a sliver
+MAX_ASPECT_TEXT = "21:9"  # (the same, for the result line)
 MP4_CRF = 20
 GIF_SAME = 24  # sum of |RGB| differences under which a GIF pixel keeps the previous frame's colour
 GIF_COLOURS, WEBP_QUALITY = 255, 80  # (index 255 of the GIF's palette is the transparent one)
@@ -111,24 +112,36 @@ def _compose(eyes: list[np.ndarray], stereo: str | None) -> np.ndarray:
     return np.ascontiguousarray(np.concatenate(eyes, axis=1))
 
 
-def output_side(photo_side: int, suffix: str, size: int | None) -> tuple[int, str | None]:
-    """The frames' longer side (one eye's), and a note for the result line when it is not the
-    usual one: by default a smaller photo is not upscaled (its own size, made even); an
-    explicit ``--size`` larger than the photo is what it asks, said as an upscale."""
+def output_side(photo_size: tuple[int, int], suffix: str, size: int | None) -> tuple[int, str | None]:
+    """The frames' longer side (one eye's) for a ``photo_size`` = (width, height) photo, and a note
+    for the result line when it is not the usual one: by default a smaller photo is not upscaled
+    (its own size, made even); an explicit ``--size`` larger than the photo is what it asks, said
+    as an upscale.  A panorama's frames show its centre at 21:9 (:data:`MAX_ASPECT`): said too."""
+    from .render import shown_size
+
+    w, h = (int(round(v)) for v in photo_size)
+    sw, sh = shown_size((w, h), MAX_ASPECT)
+    shown = round(max(sw, sh))
+    part = None
+    if round(sw) < w or round(sh) < h:  # the frames show the centre of a panorama (tall: 9:21)
+        part = f"the centre {MAX_ASPECT_TEXT if w > h else ':'.join(reversed(MAX_ASPECT_TEXT.split(':')))} of the {w}x{h} photo"
     if size is not None:
-        return size, f"upscaled: the photo is {photo_side} px" if size > photo_side else None
+        if size > shown:
+            return size, f"upscaled: {part} is {round(sw)}x{round(sh)} px" if part else f"upscaled: the photo is {shown} px"
+        return size, part
     side = default_side(suffix)
-    if photo_side < side:
-        return photo_side, f"the photo's own size, not upscaled to {side} px"
-    return side, None
+    if shown < side:
+        return shown, (f"{part}, at its own size, not upscaled to {side} px" if part
+                       else f"the photo's own size, not upscaled to {side} px")
+    return side, part
 
 
 def render_frames(glb: bytes, suffix: str, opts: ShareOptions, timings: dict | None = None) -> tuple[Iterator[np.ndarray], int, tuple[int, int], list[str]]:
     """(frames, count, (width, height), notes) of the share output; frames are rendered lazily."""
-    from .render import Renderer, dolly_zoom_extra, frame_size, path_views, scene_from_glb, shown_size
+    from .render import Renderer, dolly_zoom_extra, frame_size, path_views, scene_from_glb
 
     scene = scene_from_glb(glb)
-    side, note = output_side(round(max(shown_size(scene.meta["source_size"], MAX_ASPECT))), suffix, opts.size)
+    side, note = output_side(scene.meta["source_size"], suffix, opts.size)
     w, h = frame_size(scene, side, max_aspect=MAX_ASPECT)
     if opts.stereo == "sbs-half":
         w -= w % 4  # each eye gets an even half
@@ -191,7 +204,8 @@ def write_share(dst: str | Path, glb: bytes, opts: ShareOptions, timings: dict |
             else:
                 _write_still(tmp, next(ticking()), suffix)
     timings["encode"] = max(0.0, time.perf_counter() - t0 - timings.get("render", 0.0))
-    return {**report, "bytes": dst.stat().st_size, "path": opts.path, "stereo": opts.stereo, "notes": notes}
+    return {**report, "bytes": dst.stat().st_size, "path": opts.path, "stereo": opts.stereo, "notes": notes,
+            "still": suffix in STILL_SUFFIXES}
 
 
 def ffmpeg_exe() -> str:

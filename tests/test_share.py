@@ -258,11 +258,13 @@ def test_a_panorama_video_shows_its_centre_at_21_9_not_a_sliver(tmp_path, tall):
     mp4 = write_share(tmp_path / "p.mp4", glb, ShareOptions(**short))
     meta, frames = mp4_frames(tmp_path / "p.mp4")
     assert meta["size"] == sized(466, 200) and mp4["size"] == list(sized(466, 200))
-    assert mp4["notes"] == ["the photo's own size, not upscaled to 1080 px"]
+    assert mp4["notes"] == [f"the centre {'9:21' if tall else '21:9'} of the {'200x1800' if tall else '1800x200'} photo, "
+                            "at its own size, not upscaled to 1080 px"]
     gif = write_share(tmp_path / "p.gif", glb, ShareOptions(**short))
     assert Image.open(tmp_path / "p.gif").size == sized(466, 200) and gif["size"] == list(sized(466, 200))
     still = write_share(tmp_path / "p.jpg", glb, ShareOptions(stereo="sbs", size=140))  # an explicit size: 140x60 each eye
-    assert Image.open(tmp_path / "p.jpg").size == (sized(140, 60)[0] * 2, sized(140, 60)[1]) and still["notes"] == []
+    assert Image.open(tmp_path / "p.jpg").size == (sized(140, 60)[0] * 2, sized(140, 60)[1])
+    assert still["notes"] == [f"the centre {'9:21' if tall else '21:9'} of the {'200x1800' if tall else '1800x200'} photo"]
     # frame 0: the centre 467x200 of the photo, as the viewer frames it (zoomed by the cover factor)
     k = cover_zoom(scene.meta)
     crop = rgb.transpose(1, 0, 2) if tall else rgb
@@ -409,3 +411,31 @@ def test_parallax_option_scales_the_viewer_range(tmp_path):
         assert_valid_glb(out)
         offsets.append(read_glb(out.read_bytes())[0]["extras"]["photo3d"]["parallax"]["max_offset"])
     assert offsets[1] == pytest.approx(2 * offsets[0])
+
+
+def test_video_and_still_result_lines_say_what_was_written(tmp_path):
+    """The result line of a video or still gives the size of that file only (the GLB in memory is
+    not written), calls a still an image, and says truthfully what part of a panorama is shown and
+    whether it was upscaled."""
+    rgb = np.asarray(Image.open(EXAMPLE).convert("RGB").resize((800, 120), Image.Resampling.LANCZOS))
+    Image.fromarray(rgb).save(tmp_path / "pano.png")
+    d = np.full((120, 800), 0.2, np.float32)
+    d[30:90, 300:500] = 0.9
+    np.save(tmp_path / "d.npy", d)
+    base = ["convert", tmp_path / "pano.png", "--depth", tmp_path / "d.npy"]
+    r = cli(*base, "-o", tmp_path / "p.mp4", "--seconds", "0.2", "--fps", "10")
+    assert r.exit_code == 0, r.output
+    line = r.output.strip()
+    assert re.search(r"vertices, \d+\.\d\d s; 2 frame\(s\) 280x120, \d+\.\d\d MB \(the centre 21:9 of the 800x120 "
+                     r"photo, at its own size, not upscaled to 1080 px\)$", line), line
+    assert line.count("MB") == 1, line
+    r = cli(*base, "-o", tmp_path / "p2.mp4", "--seconds", "0.2", "--fps", "10", "--size", "1080")
+    assert r.exit_code == 0 and r.output.strip().endswith("(upscaled: the centre 21:9 of the 800x120 photo is 280x120 px)"), r.output
+    r = cli(*base, "-o", tmp_path / "s.png", "--stereo", "sbs")
+    assert r.exit_code == 0, r.output
+    line = r.output.strip()
+    assert re.search(r"vertices, \d+\.\d\d s; image 560x120, \d+\.\d\d MB \(the centre 21:9", line), line
+    assert "frame" not in line and line.count("MB") == 1 and Image.open(tmp_path / "s.png").size == (560, 120)
+    r = cli(*base, "-o", tmp_path / "p.glb")
+    size = (tmp_path / "p.glb").stat().st_size
+    assert r.exit_code == 0 and f"vertices, {size / 1e6:.2f} MB, " in r.output, r.output
