@@ -313,8 +313,9 @@ def convert(
         None, "--format", metavar="FORMAT", help="Folder outputs: glb, mp4, gif, webp or html (repeatable; default glb)."
     ),
     html: bool = typer.Option(False, "--html", help="Also write NAME.html, an offline viewer."),
-    parallax: float = typer.Option(defaults.PARALLAX, "--parallax", min=0.001, max=0.2, metavar="SHARE",
-                                   help="Near vs far shift, share of the width (viewer and video)."),
+    parallax: float = typer.Option(defaults.PARALLAX, "--parallax", min=defaults.PARALLAX_RANGE[0],
+                                   max=defaults.PARALLAX_RANGE[1], metavar="SHARE",
+                                   help="Near vs far shift, share of the width (viewer and video), 0.001-0.2."),
     path: str = typer.Option(defaults.VIDEO_PATH, "--path", metavar="PATH", help="Video camera path: circle, swing, zoom or dolly-zoom."),
     seconds: float = typer.Option(defaults.VIDEO_SECONDS, "--seconds", min=0.05, metavar="S", help="Video length."),
     fps: float = typer.Option(defaults.VIDEO_FPS, "--fps", min=1.0, max=120.0, metavar="FPS", help="Video frames per second."),

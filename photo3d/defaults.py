@@ -19,6 +19,7 @@ JPEG_QUALITY = 80  # the GLB's textures
 GLB_MAX_BYTES = 2_000_000  # GLB size budget: the texture shrinks first, then the mesh coarsens
 MAX_TEXTURE_SIDE = 4096  # the photo's texture, longer side
 PARALLAX = 0.04  # nearest vs farthest point move by this share of the width at full offset
+PARALLAX_RANGE = (0.001, 0.2)  # what --parallax accepts (stronger than PARALLAX: layers are cut where PARALLAX cuts)
 VIDEO_PATH = "circle"  # video camera path: circle | swing | zoom | dolly-zoom
 VIDEO_SECONDS = 4.0
 VIDEO_FPS = 30.0

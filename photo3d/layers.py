@@ -359,7 +359,8 @@ def nearest_values(mask: np.ndarray, values: np.ndarray, mask_size: int = 5) -> 
 
 
 def build_layers(
-    inv: np.ndarray, shift_px_per_inv: float, params: LayerParams = LayerParams(), rgb: np.ndarray | None = None
+    inv: np.ndarray, shift_px_per_inv: float, params: LayerParams = LayerParams(), rgb: np.ndarray | None = None,
+    cut_shift_px_per_inv: float | None = None,
 ) -> LayeredDepth:
     """Split an inverse-depth map into the visible layer and the background behind its edges.
 
@@ -367,9 +368,16 @@ def build_layers(
     largest camera offset (sets how far the background must extend behind each edge).
     ``rgb`` (same size): the photo, to snap blurred depth edges onto colour edges (for network
     depth; sharp depth maps, e.g. from stereo or a renderer, are better used as they are).
+    ``cut_shift_px_per_inv`` (default ``shift_px_per_inv``): the shift at which *where* to cut is
+    judged (``min_jump_px``, ``min_segment_px``); ``shift_px_per_inv`` still sets how far the
+    background extends.  A stronger parallax than the default judges cuts at the default's: a
+    small step inside an object then stretches instead of being cut (a cut there opens a hole the
+    background layer can only fill with re-synthesized colour, torn fragments at the strong
+    parallax and a line of that colour along the cut even from the photo's own viewpoint).
     """
+    cut_shift = shift_px_per_inv if cut_shift_px_per_inv is None else min(cut_shift_px_per_inv, shift_px_per_inv)
     raw = sanitize_inverse_depth(inv)
-    inv = clean_inverse_depth(raw, params, sharpen=rgb is not None, shift_px_per_inv=shift_px_per_inv)
+    inv = clean_inverse_depth(raw, params, sharpen=rgb is not None, shift_px_per_inv=cut_shift)
     contrast = None
     if rgb is not None:
         inv = clean_inverse_depth(snap_edges(inv, rgb, params), params)
@@ -384,8 +392,8 @@ def build_layers(
     # but is no longer cut out (it stretches, as a single-layer mesh would)
     uncut = np.zeros(inv.shape, bool)
     for it in range(4):
-        cuts = _drop_short_edges(inv, find_cuts(inv, shift_px_per_inv, params), params.min_edge_len,
-                                 contrast, params.min_edge_contrast, shift_px_per_inv, params)
+        cuts = _drop_short_edges(inv, find_cuts(inv, cut_shift, params), params.min_edge_len,
+                                 contrast, params.min_edge_contrast, cut_shift, params)
         cuts = _without(cuts, uncut)
         small = small_fragments(cuts, min_area, params.min_width_px) if it < 3 else None
         if small is None or not small.any() or small.all():
@@ -421,7 +429,7 @@ def build_layers(
         bg_r = cv2.erode(inv, cv2.getStructuringElement(cv2.MORPH_RECT, (2 * r + 1, 2 * r + 1)))
         jump = inv - bg_r
         need = jump * shift_px_per_inv + params.margin_px
-        fg = (jump > params.rel_jump * inv) & (jump * shift_px_per_inv > params.min_jump_px) & (2 * need >= r)
+        fg = (jump > params.rel_jump * inv) & (jump * cut_shift > params.min_jump_px) & (2 * need >= r)
         fg &= dist <= need
         floor = np.where(fg, np.minimum(floor, bg_r), floor)
         hole |= fg
