@@ -331,6 +331,7 @@ def convert(
     """Build 3D photos (.glb, and an offline viewer page with --html).
 
     Layered depth mesh with the hidden background inpainted."""
+    from .batch import rewrites
     from .pipeline import ConvertOptions
 
     if depth_map is not None and model is not None:
@@ -360,7 +361,7 @@ def convert(
         reuse = time.time() if batch.overwrite else 0.0  # resuming: an existing GLB is this photo's 3D photo
     opts = ConvertOptions(model=model, depth=depth_map, html=html, jpeg_quality=quality, parallax=parallax,
                           max_texture_side=max_texture, max_megapixels=batch.max_megapixels, depth_source=batch.depth_source,
-                          share=share, reuse_glb_since=reuse,
+                          share=share, reuse_glb_since=reuse, keep_existing=not rewrites(inputs, batch.overwrite),
                           html_beside=None if len(set(suffixes)) == 1 else suffixes[0])
 
     def said(r) -> None:  # one line per photo as soon as it is done

@@ -47,6 +47,7 @@ class ConvertOptions:
     depth_source: str = defaults.DEPTH_SOURCE  # auto | embedded | stereo | model: depth the photo carries first
     html: bool = False  # also write NAME.html, the offline viewer
     html_beside: str | None = None  # several formats: only the output with this suffix writes NAME.html
+    keep_existing: bool = False  # a side file (NAME.html) that exists is kept (a batch without --overwrite)
     working_side: int = 768  # geometry resolution (longer side)
     max_texture_side: int = defaults.MAX_TEXTURE_SIDE
     jpeg_quality: int = defaults.JPEG_QUALITY
@@ -530,7 +531,7 @@ def write_outputs(src: Path, dst: Path, glb: bytes, report: dict, opts: ConvertO
     suffix = dst.suffix.lower()
     from .viewer import write_viewer
 
-    written = outputs(dst, opts)
+    written = [p for i, p in enumerate(outputs(dst, opts)) if i == 0 or not (opts.keep_existing and p.exists())]
     with timed(timings, "write"):
         for side in written[1:]:  # side files first: a resumed batch looks for ``dst``, so it comes last
             write_viewer(side, glb, title=src.stem)

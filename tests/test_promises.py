@@ -595,3 +595,25 @@ def test_overwrite_and_skip_existing_together_is_a_usage_error(tmp_path):
         r = cli(cmd, src, "-o", tmp_path / out, "--overwrite", "--skip-existing")
         assert r.exit_code == 2 and r.output == "error: give either --overwrite or --skip-existing, not both\n", r.output
         assert not (tmp_path / out).exists()
+
+
+def test_a_later_run_with_html_keeps_an_existing_page(tmp_path, tiny_depth_model):
+    """A folder run is a resume: NAME.html written by `--format html` is kept (not rewritten, not
+    named in the result line) when a later run adds `--format glb --html`; --overwrite rewrites it."""
+    photo(tmp_path / "in" / "p.png")
+    out = tmp_path / "out"
+    r = cli("convert", tmp_path / "in", "-o", out, "--format", "html", "--model", tiny_depth_model)
+    assert r.exit_code == 0, r.output
+    page = out / "p.html"
+    os.utime(page, ns=(1_000_000_000, 1_000_000_000))
+    before = page.read_bytes()
+    r = cli("convert", tmp_path / "in", "-o", out, "--format", "webp", "--format", "glb", "--html",
+            "--seconds", "0.2", "--fps", "5", "--model", tiny_depth_model)
+    assert r.exit_code == 0, r.output
+    assert page.stat().st_mtime_ns == 1_000_000_000 and page.read_bytes() == before
+    assert f"-> {out / 'p.glb'}:" in r.output and "p.html" not in r.output, r.output
+    assert_valid_glb(out / "p.glb")
+    assert (out / "p.webp").is_file()
+    (out / "p.glb").unlink()
+    r = cli("convert", tmp_path / "in", "-o", out, "--format", "glb", "--html", "--overwrite", "--model", tiny_depth_model)
+    assert r.exit_code == 0 and page.stat().st_mtime_ns != 1_000_000_000, r.output

@@ -22,13 +22,14 @@ from .local import Executor, PoolExecutor, SequentialExecutor
 from .plan import (FILE_SUFFIXES, Job, check_summary_path, discover, names_a_folder, one_file_output, plan_jobs, plan_outputs,
                    remove_stale_temps)
 from .result import Result, Status
-from .run import BatchReport, Engine, batch_command, make_executor, print_report, run_batch, say
+from .run import BatchReport, Engine, batch_command, make_executor, print_report, rewrites, run_batch, say
 from .task import Task, execute, warm_up
 
 __all__ = [
     "FILE_SUFFIXES", "BatchReport", "Engine", "Executor", "Job", "PoolExecutor", "Result", "SequentialExecutor",
     "Status", "Task", "batch_command", "check_summary_path", "discover", "execute", "make_executor", "names_a_folder",
-    "one_file_output", "plan_jobs", "plan_outputs", "print_report", "remove_stale_temps", "run_batch", "say", "warm_up",
+    "one_file_output", "plan_jobs", "plan_outputs", "print_report", "remove_stale_temps", "rewrites", "run_batch", "say",
+    "warm_up",
 ]
 
 

@@ -296,6 +296,12 @@ def print_report(report: BatchReport, console: Console, done: str = "converted")
         console.print("interrupted: run the same command again to continue where it stopped", highlight=False, soft_wrap=True)
 
 
+def rewrites(inputs: Sequence[Path], overwrite: bool | None) -> bool:
+    """Whether existing outputs are rewritten: ``--overwrite`` / ``--skip-existing`` as given, else
+    (``None``) only the output of a single input file (you asked for that file)."""
+    return overwrite if overwrite is not None else len(inputs) == 1 and not Path(inputs[0]).is_dir()
+
+
 def batch_command(
     task: Task,
     inputs: Sequence[Path],
@@ -324,8 +330,7 @@ def batch_command(
     if summary is not None:
         check_summary_path(Path(summary), plan)
     check_writable(plan, None if summary is None else Path(summary))
-    if overwrite is None:
-        overwrite = len(inputs) == 1 and not Path(inputs[0]).is_dir()
+    overwrite = rewrites(inputs, overwrite)
     executor = make_executor(engine, jobs, address)
     if not plan:  # nothing to do is a failure: a wrong folder or --glob, not a success
         say(console, f"no images found in {', '.join(map(str, inputs))}"
