@@ -478,7 +478,10 @@ def convert_file(src: str | Path, dst: str | Path, opts: ConvertOptions | None =
         raise UsageError("give either --depth or --model, not both")
     suffix = dst.suffix.lower()
     if suffix not in OUTPUT_SUFFIXES:
-        raise UsageError(f"convert writes {', '.join(OUTPUT_SUFFIXES[:5])} (or a stereo .jpg/.png), not {suffix or 'no suffix'}", dst)
+        from .batch.plan import folder_hint
+
+        raise UsageError(f"convert writes {', '.join(OUTPUT_SUFFIXES[:5])} (or a stereo .jpg/.png), not {suffix or 'no suffix'}"
+                         + (folder_hint(dst) if suffix else ""), dst)
     if suffix not in (".glb", ".html"):
         from .video import check
 

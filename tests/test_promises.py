@@ -617,3 +617,24 @@ def test_a_later_run_with_html_keeps_an_existing_page(tmp_path, tiny_depth_model
     (out / "p.glb").unlink()
     r = cli("convert", tmp_path / "in", "-o", out, "--format", "glb", "--html", "--overwrite", "--model", tiny_depth_model)
     assert r.exit_code == 0 and page.stat().st_mtime_ns != 1_000_000_000, r.output
+
+
+def test_output_errors_name_the_option_and_the_true_reason(tmp_path):
+    """An output folder that cannot be written names -o, the summary's names --summary; /proc (a
+    folder that exists, where no file can be made) is not "No such file or directory"; a
+    suffix that is no format hints that a trailing / makes -o a folder."""
+    src = photo(tmp_path / "p.png")
+    depth = depth_npy(tmp_path / "d.npy")
+    r = cli("convert", src, "-o", "/proc/k.glb", "--depth", depth)
+    assert r.exit_code == 1 and r.output.startswith("error: -o /proc/k.glb: cannot write into /proc ("), r.output
+    assert "No such file" not in r.output and r.output.count("\n") == 1, r.output
+    if os.geteuid() == 0:  # (others are refused by the permission bits first)
+        assert r.output == "error: -o /proc/k.glb: cannot write into /proc (it accepts no new files)\n", r.output
+    r = cli("convert", src, "-o", tmp_path / "k.glb", "--depth", depth, "--summary", "/proc/s.json")
+    assert r.exit_code == 1 and r.output.startswith("error: --summary /proc/s.json: cannot write into /proc ("), r.output
+    assert not (tmp_path / "k.glb").exists()
+    for cmd, extra in (("convert", ["--depth", depth]), ("depth", [])):
+        r = cli(cmd, src, "-o", tmp_path / "v1.0", *extra)
+        assert r.exit_code == 2 and r.output.rstrip().endswith(
+            f"not {'.0' if cmd == 'convert' else repr('.0')}; to write into a folder of that name, end it with /: "
+            f"-o {tmp_path / 'v1.0'}/"), r.output

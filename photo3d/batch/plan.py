@@ -282,17 +282,21 @@ def check_summary_path(summary: Path, jobs: Sequence[Job]) -> None:
         raise UsageError(f"--summary {printable(summary)}: is one of the outputs; choose another file")
 
 
-def check_writable(jobs: Sequence[Job], summary: Path | None = None) -> None:
+def check_writable(jobs: Sequence[Job], summary: Path | None = None, output: str | Path | None = None) -> None:
     """Fail once, before any work, when an output folder (or the summary's) cannot be written:
     a probe file is created and removed in the nearest existing folder above each of them (so a
-    read-only or immutable folder is found even by root, for whom permission bits say yes)."""
+    read-only or immutable folder is found even by root, for whom permission bits say yes).
+    The message names the option (``-o OUTPUT``, ``--summary FILE``) and the true reason."""
+    import errno
     import tempfile
 
     if summary is not None and Path(summary).is_dir():
         raise UsageError(f"--summary {printable(summary)}: is a folder; give a file name")
-    folders = {o.parent for j in jobs for o in j.outputs} | ({Path(summary).parent} if summary is not None else set())
+    folders = [(o.parent, f"-o {printable(output)}: " if output is not None else "") for j in jobs for o in j.outputs]
+    if summary is not None:
+        folders.append((Path(summary).parent, f"--summary {printable(summary)}: "))
     probed: set[Path] = set()
-    for folder in sorted(folders):
+    for folder, option in sorted(dict.fromkeys(folders), key=lambda f: (f[1].startswith("--"), str(f[0]))):
         d = Path(os.path.abspath(folder))
         while not d.exists() and d.parent != d:
             d = d.parent
@@ -300,13 +304,24 @@ def check_writable(jobs: Sequence[Job], summary: Path | None = None) -> None:
             continue
         probed.add(d)
         if not d.is_dir():
-            raise OutputError(f"cannot write into {printable(folder)} ({printable(d)} is a file)")
+            raise OutputError(f"{option}cannot write into {printable(folder)} ({printable(d)} is a file)")
         try:
             fd, name = tempfile.mkstemp(prefix=".photo3d-probe-", dir=d)
             os.close(fd)
             os.unlink(name)
         except OSError as e:
-            raise OutputError(f"cannot write into {printable(folder)} ({e.strerror or e})") from e
+            reason = e.strerror or str(e)
+            where = None if d == Path(os.path.abspath(folder)) else printable(d)  # (the nearest existing folder above)
+            if e.errno == errno.ENOENT and d.is_dir():  # the folder is there: its filesystem makes no files (/proc)
+                reason = f"{where or 'it'} accepts no new files"
+            elif where:
+                reason = f"{where}: {reason}"
+            raise OutputError(f"{option}cannot write into {printable(folder)} ({reason})") from e
+
+
+def folder_hint(output: str | Path) -> str:
+    """For a suffix error: ``-o v1.0`` may have been meant as a folder (a trailing / says so)."""
+    return f"; to write into a folder of that name, end it with /: -o {printable(output)}/"
 
 
 def remove_stale_temps(jobs: Sequence[Job]) -> int:

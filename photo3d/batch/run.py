@@ -329,7 +329,7 @@ def batch_command(
     plan = plan_outputs(inputs, output, [suffix] if isinstance(suffix, str) else suffix, globs, task.planned_outputs())
     if summary is not None:
         check_summary_path(Path(summary), plan)
-    check_writable(plan, None if summary is None else Path(summary))
+    check_writable(plan, None if summary is None else Path(summary), output)
     overwrite = rewrites(inputs, overwrite)
     executor = make_executor(engine, jobs, address)
     if not plan:  # nothing to do is a failure: a wrong folder or --glob, not a success

@@ -31,7 +31,10 @@ def preview_path(path: str | Path) -> Path:
 def check_format(path: str | Path) -> str:
     suffix = Path(path).suffix.lower()
     if suffix not in FORMATS:
-        raise UsageError(f"depth output must end in .png (16-bit) or .npy (float32), not {suffix or 'no extension'!r}", path)
+        from ..batch.plan import folder_hint
+
+        raise UsageError(f"depth output must end in .png (16-bit) or .npy (float32), not {suffix or 'no extension'!r}"
+                         + (folder_hint(path) if suffix else ""), path)
     return suffix
 
 
