@@ -25,7 +25,7 @@ import cv2
 import numpy as np
 
 from . import defaults
-from .errors import InputFileError, UsageError
+from .errors import InputFileError, OutputError, UsageError
 from .export import Camera, ExportOptions, MeshData, camera_for, encode_jpeg, mesh_bytes, to_glb
 from .inpaint import Background, inpaint_background
 from .io import DEFAULT_MAX_MEGAPIXELS, Photo, load_image, write_bytes_atomic
@@ -535,17 +535,24 @@ def write_outputs(src: Path, dst: Path, glb: bytes, report: dict, opts: ConvertO
     from .viewer import write_viewer
 
     written = [p for i, p in enumerate(outputs(dst, opts)) if i == 0 or not (opts.keep_existing and p.exists())]
-    with timed(timings, "write"):
-        for side in written[1:]:  # side files first: a resumed batch looks for ``dst``, so it comes last
-            write_viewer(side, glb, title=src.stem)
-        if suffix == ".glb":
-            write_bytes_atomic(dst, glb)
-        elif suffix == ".html":
-            write_viewer(dst, glb, title=src.stem)
-        else:
-            from .video import write_share
+    made: list[Path] = []
+    try:
+        with timed(timings, "write"):
+            for side in written[1:]:  # side files first: a resumed batch looks for ``dst``, so it comes last
+                write_viewer(side, glb, title=src.stem)
+                made.append(side)
+            if suffix == ".glb":
+                write_bytes_atomic(dst, glb)
+            elif suffix == ".html":
+                write_viewer(dst, glb, title=src.stem)
+            else:
+                from .video import write_share
 
-            report["share"] = write_share(dst, glb, opts.share, timings)
+                report["share"] = write_share(dst, glb, opts.share, timings)
+    except OutputError as e:  # (each file is atomic: the one that failed is not there)
+        if len(written) > 1:  # say what became of this photo's other outputs
+            e.reason += f"; kept: {', '.join(map(str, made))}" if made else f"; {dst} not written either (nothing kept)"
+        raise
     timings["write"] -= sum(timings.get(k, 0.0) for k in ("render", "encode"))  # (timed on their own)
     report["outputs"] = [str(p) for p in written]
     report["seconds"] = {k: round(v, 4) for k, v in timings.items()}

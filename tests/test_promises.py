@@ -638,3 +638,17 @@ def test_output_errors_name_the_option_and_the_true_reason(tmp_path):
         assert r.exit_code == 2 and r.output.rstrip().endswith(
             f"not {'.0' if cmd == 'convert' else repr('.0')}; to write into a folder of that name, end it with /: "
             f"-o {tmp_path / 'v1.0'}/"), r.output
+
+
+@pytest.mark.slow
+def test_a_failed_side_page_says_the_glb_was_not_kept_either(tmp_path):
+    """-o X.glb --html on a full disk: the page fails first, the GLB is then not written: the one
+    line says both, and neither file (nor the folder made for them) is left."""
+    src = photo(tmp_path / "photo.png")
+    out = tmp_path / "out" / "photo.glb"
+    p = cli_process("convert", src, "-o", out, "--html", "--depth", depth_npy(tmp_path / "d.npy"),
+                    preexec_fn=_file_size_limit)
+    assert p.returncode == 1, p.stderr
+    assert lines(p.stderr) == [f"error: {out.with_suffix('.html')}: cannot write (File too large); "
+                               f"{out} not written either (nothing kept)"], p.stderr
+    assert not out.parent.exists()
