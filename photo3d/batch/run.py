@@ -277,7 +277,7 @@ def print_report(report: BatchReport, console: Console, done: str = "converted")
     failed = report.failed  # (one per input: :func:`one_failure_per_input`)
     n = len(report.results)
     inputs = len({str(r.src) for r in report.results})
-    if inputs > 1:  # (one input: its own lines say it all)
+    if n > 1:  # (one output: its own lines say it all, also when interrupted)
         if failed:
             console.print(f"[red]{len(failed)} of {inputs} input(s) failed:[/red]", markup=True, highlight=False, soft_wrap=True)
             for r in failed:
