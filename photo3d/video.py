@@ -38,6 +38,7 @@ from .io import atomic_output
 VIDEO_SUFFIXES = (".mp4", ".gif", ".webp")
 STILL_SUFFIXES = (".jpg", ".jpeg", ".png")
 STEREO_MODES = ("sbs", "sbs-half")
+STEREO_TAG = "photo3d-stereo"  # a stereo still's layout, in its PNG text / JPEG comment (see photo3d.depth.embedded)
 STEREO_EYE = 0.3  # each eye's offset (unit disc): left/right disparity ~ 0.6 x the full parallax
 VIDEO_SIDE, SMALL_SIDE = 1080, 480  # default longer side: MP4 (and stills); GIF and WebP
 MAX_ASPECT = 21 / 9  # a panorama's frames show its centre at 21:9 (a tall photo's at 9:21), not a sliver
@@ -202,7 +203,7 @@ def write_share(dst: str | Path, glb: bytes, opts: ShareOptions, timings: dict |
                 if report["reduced"]:
                     notes.append(f"reduced to fit {opts.max_bytes / 1e6:g} MB: {', '.join(report['reduced'])}")
             else:
-                _write_still(tmp, next(ticking()), suffix)
+                _write_still(tmp, next(ticking()), suffix, opts.stereo)
     timings["encode"] = max(0.0, time.perf_counter() - t0 - timings.get("render", 0.0))
     return {**report, "bytes": dst.stat().st_size, "path": opts.path, "stereo": opts.stereo, "notes": notes,
             "still": suffix in STILL_SUFFIXES}
@@ -347,11 +348,16 @@ def fit_animation(frames: list[np.ndarray], suffix: str, fps: float, max_bytes: 
     return data, {"frames": len(shown), "size": [w, h], "fps": fps, "reduced": reduced}
 
 
-def _write_still(path: Path, frame: np.ndarray, suffix: str) -> None:
-    from PIL import Image
+def _write_still(path: Path, frame: np.ndarray, suffix: str, stereo: str | None = None) -> None:
+    """A stereo still, tagged with its layout (:data:`STEREO_TAG`: a PNG text chunk, a JPEG
+    comment), so ``--depth-source`` finds the pair in photo3d's own ``sbs-half`` stills too."""
+    from PIL import Image, PngImagePlugin
 
     img = Image.fromarray(frame)
     if suffix == ".png":
-        img.save(path, format="PNG")
+        info = PngImagePlugin.PngInfo()
+        if stereo:
+            info.add_text(STEREO_TAG, stereo)
+        img.save(path, format="PNG", pnginfo=info)
     else:
-        img.save(path, format="JPEG", quality=92)
+        img.save(path, format="JPEG", quality=92, **({"comment": f"{STEREO_TAG}={stereo}".encode()} if stereo else {}))

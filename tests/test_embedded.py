@@ -342,7 +342,7 @@ def test_a_forced_depth_source_the_photo_lacks_fails_that_input(tmp_path, tiny_d
     assert r.exit_code == 1, r.output
     errors = [ln for ln in r.output.splitlines() if ln.startswith("error:")]
     assert errors == [f"error: {plain}: --depth-source {source}: no {'embedded depth map' if source == 'embedded' else 'stereo pair found'}"
-                      f"{'' if source == 'embedded' else ' (a HEIF stereo pair, an MPO, or a full-width side-by-side image)'}"
+                      f"{'' if source == 'embedded' else ' (a HEIF stereo pair, an MPO, or a side-by-side image whose halves match)'}"
                       " (--depth-source auto uses the depth model then)"], r.output
     assert "warning:" not in r.output
     assert not (tmp_path / "out" / "plain.glb").exists()
@@ -363,6 +363,45 @@ def test_bad_depth_source_is_a_usage_error(tmp_path):
 
 
 # ------------------------------------------------------------------ stereo (constructed)
+
+
+def test_half_width_side_by_side_stereo(tmp_path):
+    """Each view squeezed to half the width (3D TVs; photo3d's --stereo sbs-half): asked for with
+    --depth-source stereo, the halves are matched and stretched back (the left view, full width, is
+    the photo); auto takes it only when photo3d's own still says so (a normal photo's halves are
+    two pictures); halves that do not match are no pair."""
+    left, right, _ = stereo_pair()  # 400x300 views: a 4:3 image of two squeezed 200x300 halves
+    squeeze = [cv2.resize(v, (200, 300), interpolation=cv2.INTER_AREA) for v in (left, right)]
+    src = write(tmp_path, "half.png", image_bytes(np.hstack(squeeze)))
+    f = found_in(src, "stereo")
+    assert (f.source, f.kind) == ("stereo", "sbs-half-stereo") and (f.photo.width, f.photo.height) == (400, 300)
+    d = E.depth_for(f, f.photo.rgb).disparity
+    wall, floor_near, box = d[20:80, 20:120], d[270:295, 20:120], d[110:180, 170:240]
+    assert np.median(box) > np.median(floor_near) > np.median(wall)
+    assert found_in(src).source == "model"  # auto: untagged, not guessed
+    with pytest.raises(InputFileError, match="no stereo pair found"):  # a normal photo: its halves do not match
+        found_in(write(tmp_path, "plain.png", image_bytes(left)), "stereo")
+    from photo3d.video import _write_still
+
+    _write_still(tmp_path / "tagged.png", np.hstack(squeeze), ".png", "sbs-half")
+    _write_still(tmp_path / "tagged.jpg", np.hstack(squeeze), ".jpg", "sbs-half")
+    for name in ("tagged.png", "tagged.jpg"):
+        f = found_in(tmp_path / name)
+        assert (f.source, f.kind, f.photo.width) == ("stereo", "sbs-half-stereo", 400), name
+
+
+def test_photo3d_reads_its_own_sbs_half_still(tmp_path):
+    """`convert --stereo sbs-half` then `depth` of that still (auto): the pair is found (the
+    tester's "no stereo pair found", then a depth map of both squeezed halves, is gone)."""
+    photo, depth = scene()
+    Image.fromarray(photo).save(tmp_path / "p.png")
+    np.save(tmp_path / "d.npy", 1.0 / depth)
+    r = cli("convert", tmp_path / "p.png", "-o", tmp_path / "s.png", "--stereo", "sbs-half", "--depth", tmp_path / "d.npy")
+    assert r.exit_code == 0, r.output
+    for source in ("auto", "stereo"):
+        r = cli("depth", tmp_path / "s.png", "-o", tmp_path / f"{source}.png", "--depth-source", source)
+        assert r.exit_code == 0 and "depth from stereo (sbs-half-stereo)" in r.output and "warning" not in r.output, r.output
+        assert Image.open(tmp_path / f"{source}.png").size == Image.open(tmp_path / "s.png").size
 
 
 def stereo_pair(w: int = 400, h: int = 300) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

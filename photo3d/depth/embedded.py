@@ -17,7 +17,8 @@
 2. **stereo** pairs: a HEIF stereo pair (entity group ``ster``: left view, right view), an MPO
    whose images are of MP type "Disparity" (CIPA DC-007, stereo cameras), or a side-by-side JPEG
    (left half, right half; taken when asked for, or when a wide photo's halves match as a
-   rectified pair).  Disparity from the two views with OpenCV's SGBM, a left-right consistency
+   rectified pair; half-width side by side, each view squeezed, when photo3d's own still says so or,
+   asked for, when the halves match: :func:`side_by_side`).  Disparity from the two views with OpenCV's SGBM, a left-right consistency
    check, occlusions filled from the background side and smoothed along the left view's colour
    edges, and a confidence that drops where texture is weak; the left view is the photo.
 
@@ -88,7 +89,7 @@ class SourceDepth:
     """A depth map found in (or computed from) the input, at its own resolution."""
 
     disparity: np.ndarray  # float32 h×w, larger = nearer; NaN = no value
-    kind: str  # heif-depth, gdepth, dynamic-depth, heif-stereo, mpo-stereo, sbs-stereo
+    kind: str  # heif-depth, gdepth, dynamic-depth, heif-stereo, mpo-stereo, sbs-stereo, sbs-half-stereo
     confidence: np.ndarray | None = None  # float32 h×w in [0, 1]
     metric: bool = False  # disparity ∝ 1/Z (ratios are real), not just monotone
     meta: dict = field(default_factory=dict)
@@ -606,6 +607,47 @@ def stereo_disparity(left: np.ndarray, right: np.ndarray, max_side: int = STEREO
 # ============================================================================ finding
 
 
+def stereo_layout(path: Path) -> str | None:
+    """The layout photo3d wrote into its own stereo still ("sbs" / "sbs-half"), or None."""
+    from PIL import Image
+
+    from ..video import STEREO_MODES, STEREO_TAG
+
+    try:
+        with Image.open(path) as im:
+            text = getattr(im, "text", None) if im.format == "PNG" else None
+            value = (text or {}).get(STEREO_TAG)
+            if value is None and isinstance(im.info.get("comment"), bytes):
+                key, _, value = im.info["comment"].decode("latin-1").partition("=")
+                value = value if key == STEREO_TAG else None
+    except Exception:
+        return None
+    return value if value in STEREO_MODES else None
+
+
+def side_by_side(photo: Photo, source: str, layout: str | None = None) -> tuple[tuple[np.ndarray, np.ndarray] | None, str | None]:
+    """((left, right), kind) of a side-by-side image ("sbs-stereo", "sbs-half-stereo"), or (None, None).  Full width (a photo of >= 1.8:1,
+    two views of >= 0.9:1): taken when ``source`` is "stereo", or when the halves match as a
+    rectified pair (:func:`is_stereo_pair`).  Half width (each view squeezed to half the width, what
+    3D TVs take; photo3d's own ``--stereo sbs-half``): taken when ``layout`` says so (photo3d's tag),
+    or, asked for by ``source`` "stereo", when the halves of a narrower photo match as a pair;
+    the views are stretched back to the full width.  ``auto`` never guesses half width (a normal
+    photo's halves are two pictures)."""
+    w, h = photo.width, photo.height
+    half = w // 2
+    if half < MIN_MAP_SIDE:
+        return None, None
+    l, r = photo.rgb[:, :half], photo.rgb[:, half:2 * half]
+    tagged, layout = layout is not None, layout or ("sbs" if w >= 1.8 * h else None)
+    if layout == "sbs":
+        if tagged or source == "stereo" or is_stereo_pair(l, r):
+            return (np.ascontiguousarray(l), np.ascontiguousarray(r)), "sbs-stereo"
+        return None, None
+    if layout != "sbs-half" and not (source == "stereo" and is_stereo_pair(l, r)):
+        return None, None
+    return tuple(cv2.resize(v, (2 * half, h), interpolation=cv2.INTER_CUBIC) for v in (l, r)), "sbs-half-stereo"
+
+
 def find_depth(path: str | Path, photo: Photo, source: str = "auto") -> Found:
     """Look for depth in ``path`` (already decoded as ``photo``) per ``source``
     (auto | embedded | stereo | model).  ``auto`` never raises for malformed data: it is skipped
@@ -659,14 +701,11 @@ def find_depth(path: str | Path, photo: Photo, source: str = "auto") -> Found:
         elif is_jpeg:
             pair = read_mpo_pair(path)
             kind = "mpo-stereo" if pair is not None else None
-        if pair is None and photo.width >= 1.8 * photo.height:  # side by side: two views of >= 0.9:1
-            half = photo.width // 2
-            l, r = photo.rgb[:, :half], photo.rgb[:, half:2 * half]
-            if source == "stereo" or is_stereo_pair(l, r):
-                pair, kind = (np.ascontiguousarray(l), np.ascontiguousarray(r)), "sbs-stereo"
+        if pair is None:
+            pair, kind = side_by_side(photo, source, stereo_layout(path))
         if pair is not None:
             left, right = pair[:2]
-            if left.shape[:2] != (photo.height, photo.width) or kind == "heif-stereo":
+            if left.shape[:2] != (photo.height, photo.width) or kind in ("heif-stereo", "sbs-half-stereo"):
                 photo = replace(photo, rgb=left, original_size=(left.shape[1], left.shape[0]))
             if len(pair) > 2 and not photo.focal_35mm:
                 photo = replace(photo, focal_35mm=pair[2])
@@ -676,7 +715,7 @@ def find_depth(path: str | Path, photo: Photo, source: str = "auto") -> Found:
         found.warnings.append(f"unreadable stereo pair ({type(e).__name__}: {e})")
     if source == "stereo":  # asked for: the photo lacks it, the input fails
         why = found.warnings[-1] if found.warnings else (
-            "no stereo pair found (a HEIF stereo pair, an MPO, or a full-width side-by-side image)")
+            "no stereo pair found (a HEIF stereo pair, an MPO, or a side-by-side image whose halves match)")
         raise InputFileError(f"--depth-source stereo: {why} (--depth-source auto uses the depth model then)", path)
     if found.warnings:
         found.warnings[-1] += "; using the depth model"
