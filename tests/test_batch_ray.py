@@ -168,3 +168,24 @@ def test_ray_renders_the_other_formats_from_the_batchs_glb(ray_cluster, tmp_path
         assert r["report"]["from_glb"] == str(Path(r["output"]).with_suffix(".glb"))
         assert Path(r["output"]).stat().st_size > 0
     assert sorted(f.name for f in (tmp_path / "out").iterdir()) == ["p0.gif", "p0.glb", "p1.gif", "p1.glb"]
+
+
+@pytest.mark.slow
+def test_ray_keeps_an_existing_side_page(ray_cluster, tmp_path: Path) -> None:
+    """A folder run without --overwrite keeps an existing NAME.html on Ray too (the worker has no
+    copy of it: the driver does not write the page it sent back, nor name it)."""
+    src = tmp_path / "photos"
+    src.mkdir()
+    Image.fromarray(np.random.default_rng(2).integers(0, 255, (120, 160, 3), dtype=np.uint8)).save(src / "p.jpg")
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "p.html").write_text("my page")
+    p = subprocess.run(
+        cli_command("convert", str(src), "-o", str(out), "--html", "--engine", "ray", "--address", ray_cluster,
+                    "--summary", str(tmp_path / "s.json")),
+        capture_output=True, text=True, timeout=600,
+    )
+    assert p.returncode == 0, p.stderr
+    assert (out / "p.html").read_text() == "my page" and (out / "p.glb").is_file()
+    assert "p.html" not in p.stderr, p.stderr
+    assert json.loads((tmp_path / "s.json").read_text())["results"][0]["outputs"] == [str(out / "p.glb")]

@@ -179,8 +179,13 @@ class RayExecutor(Executor):
                 if r.status == Status.ok:
                     try:
                         main = files.pop(job.dst.name, None)
+                        keep = getattr(task.options, "keep_existing", False)  # (as the task does locally)
                         for name, data in files.items():  # side files first, the main output last
-                            write_bytes_atomic(job.dst.parent / name, data)
+                            side = job.dst.parent / name
+                            if keep and side.exists():  # an existing side page is kept, and not listed
+                                r.report["outputs"] = [o for o in r.report.get("outputs", []) if o != str(side)]
+                                continue
+                            write_bytes_atomic(side, data)
                         if main is not None:
                             write_bytes_atomic(job.dst, main)
                     except Photo3DError as e:
