@@ -82,6 +82,8 @@ def _records(summary: dict, root_in: Path, root_out: Path) -> list[dict]:
         r["input"] = str(Path(r["input"]).relative_to(root_in))
         r["output"] = str(Path(r["output"]).relative_to(root_out))
         r["outputs"] = [str(Path(o).relative_to(root_out)) for o in r["outputs"]]
+        if "not_made" in r:
+            r["not_made"] = [str(Path(o).relative_to(root_out)) for o in r["not_made"]]
         if r["error"]:
             r["error"] = r["error"].replace(str(root_in), "IN")
         out.append(r)
