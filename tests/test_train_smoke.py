@@ -156,3 +156,19 @@ def test_warm_start_reproduces_the_bundled_model():
         a, b = model(x[:1]).flatten(), q(x[:1]).flatten()
     r = torch.corrcoef(torch.stack([a, b]))[0, 1]
     assert r > 0.98, r
+
+
+def test_exact_whole_photo_batches_show_the_photo_as_the_teacher_saw_it():
+    """fit --whole-exact: no flip, rotation or crop jitter, so a 4:3 photo and its label come back
+    pixel for pixel at the runtime's 384x288 (colour augmentation apart); the default jitters them."""
+    from photo3d.train.data import AugmentConfig, crop_theta
+
+    g = torch.Generator().manual_seed(0)
+    exact = AugmentConfig(size=332, min_crop=1.16, max_crop=1.16, aspect_jitter=0.0, p_rotate=0.0, p_flip=0.0)
+    for _ in range(20):
+        theta = crop_theta(288, 384, 288, 384, g, exact)
+        assert torch.allclose(theta, torch.tensor([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]]), atol=1e-6)
+    jittered = [crop_theta(288, 384, 288, 384, g, AugmentConfig(size=332, min_crop=0.95, max_crop=1.16, p_rotate=0.1))
+                for _ in range(20)]
+    assert any(t[0, 0] < 0 for t in jittered)  # some flipped
+    assert any(not torch.allclose(t.abs(), torch.tensor([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]]), atol=1e-3) for t in jittered)
