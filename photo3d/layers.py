@@ -27,6 +27,7 @@ import numpy as np
 
 
 SHARP_MAP = 0.6  # a depth map whose steps are this crisp (see is_sharp_map) is used as it is
+MIXED_FG = 9.0  # a far-band pixel at least a quarter foreground colour (squared distances 0.75² : 0.25²) goes with it
 
 
 @dataclass(frozen=True)
@@ -43,7 +44,7 @@ class LayerParams:
     support_px: int = 7  # ... judged over every stretch of 2 * support_px + 1 pixels along it
     min_island: float = 0.0015  # fragments of the visible layer smaller than this share of the image merge
     min_width_px: float = 2.0  # ... and those with no pixel this far inside them (slivers)
-    far_band_px: int = 1  # far-side pixels of a cut whose colour the background layer may re-synthesize
+    far_band_px: int = 2  # far-side pixels of a cut whose colour the background layer may re-synthesize
     snap_radius: int = 4  # colour-guided edge snapping window (0 = off), working pixels
     snap_iters: int = 3
     close_px: int = 7  # network depth: far gaps narrower than this (working pixels) take the depth around them
@@ -289,8 +290,8 @@ def small_fragments(cuts: Cuts, min_area: float, min_width: float) -> np.ndarray
 
 def far_band(ldi: "LayeredDepth", width: int, rgb: np.ndarray | None = None) -> np.ndarray:
     """Far-side pixels within ``width`` pixels of a cut (not behind the foreground) whose colour
-    is the foreground's more than the background's (a blurred or mixed edge; without ``rgb``:
-    all of them).  The visible layer leaves them to the background layer, which re-synthesizes
+    is at least a quarter the foreground's (``MIXED_FG``: a blurred or mixed edge, fur, tree tips
+    beyond a depth edge that lies a little outside the object; without ``rgb``: all of them).  The visible layer leaves them to the background layer, which re-synthesizes
     them from background pixels only: no ghost outline of a moved object stays behind."""
     band = ldi.far.copy() if width > 0 else np.zeros(ldi.far.shape, bool)
     if not band.any():
@@ -315,7 +316,7 @@ def far_band(ldi: "LayeredDepth", width: int, rgb: np.ndarray | None = None) -> 
     d_fg = ((lab - mean(fg)) ** 2).sum(2)
     d_bg = ((lab - mean(bgm)) ** 2).sum(2)
     has = (cv2.boxFilter(fg, -1, win) > 0) & (cv2.boxFilter(bgm, -1, win) > 0)
-    return band & (~has | (d_fg < d_bg))
+    return band & (~has | (d_fg < MIXED_FG * d_bg))
 
 
 def band_to_foreground(ldi: "LayeredDepth", band: np.ndarray) -> tuple[np.ndarray, Cuts, np.ndarray]:
