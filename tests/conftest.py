@@ -1,10 +1,17 @@
 """Fixtures.  Plain helpers (paths, CLI runners, test photos, tools) live in ``tests/helpers/``."""
 
+import signal
 from pathlib import Path
 
 import pytest
 
 from helpers.paths import SHARED
+
+# A shell that starts the suite in the background (`cmd &` without job control) hands it SIGINT
+# ignored, and the CLI subprocesses the Ctrl-C tests interrupt would inherit that. Catch it here:
+# a caught signal is reset to the default at exec, so every child gets Python's own Ctrl-C.
+if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 @pytest.fixture(scope="session")
