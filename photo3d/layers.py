@@ -27,6 +27,7 @@ import numpy as np
 
 
 SHARP_MAP = 0.6  # a depth map whose steps are this crisp (see is_sharp_map) is used as it is
+COARSE_MAP = 1.5  # ... unless it is upsampled by more than this to the working grid: then snapped like a network's
 MIXED_FG = 9.0  # a far-band pixel at least a quarter foreground colour (squared distances 0.75² : 0.25²) goes with it
 
 

@@ -29,8 +29,8 @@ from .errors import InputFileError, OutputError, UsageError
 from .export import Camera, ExportOptions, MeshData, camera_for, encode_jpeg, mesh_bytes, to_glb
 from .inpaint import Background, inpaint_background
 from .io import DEFAULT_MAX_MEGAPIXELS, Photo, load_image, write_bytes_atomic
-from .layers import (Cuts, LayeredDepth, LayerParams, band_to_foreground, build_layers, find_cuts, is_sharp_map,
-                     sanitize_inverse_depth)
+from .layers import (COARSE_MAP, Cuts, LayeredDepth, LayerParams, band_to_foreground, build_layers, find_cuts,
+                     is_sharp_map, sanitize_inverse_depth)
 from .mesh import LayerMesh, grid_to_image, triangulate, unproject
 from .video import STILL_SUFFIXES, VIDEO_SUFFIXES, ShareOptions
 
@@ -123,7 +123,8 @@ def estimate_depth(photo: Photo, small: np.ndarray, opts: ConvertOptions, found=
     h, w = small.shape[:2]
     if opts.depth is not None:
         d = load_depth_file(Path(opts.depth), photo, opts)
-        return cv2.resize(d, (w, h), interpolation=cv2.INTER_AREA), {"depth": str(opts.depth), "depth_source": "file"}
+        info = {"depth": str(opts.depth), "depth_source": "file", "depth_size": [d.shape[1], d.shape[0]]}
+        return cv2.resize(d, (w, h), interpolation=cv2.INTER_AREA), info
     if found is not None and found.source != "model":
         from .depth.embedded import depth_for, network_disparity
 
@@ -164,7 +165,7 @@ def layer_depth(geo: Geometry, opts: ConvertOptions, photo_small: np.ndarray | N
 
 def snaps(opts: ConvertOptions) -> bool:
     """Whether depth edges are uncertain (network depth, or a depth file whose edges are blurred,
-    see :func:`photo3d.layers.is_sharp_map`): sharpened, snapped to the photo's colour edges, and
+    see :func:`photo3d.layers.is_sharp_map`, or coarser than the working grid, see ``COARSE_MAP``): sharpened, snapped to the photo's colour edges, and
     their far-side pixels of foreground colour re-synthesized.  A sharp depth map is used as it
     is: its edges lie where it says, their far-side pixels are the background's."""
     return opts.snap_edges if opts.snap_edges is not None else opts.depth is None
@@ -517,8 +518,10 @@ def convert_file(src: str | Path, dst: str | Path, opts: ConvertOptions | None =
         info["warnings"] = found.warnings
     if opts.depth is not None and opts.snap_edges is None:  # a depth file: sharp, or blurred like a network's?
         sharp = is_sharp_map(disparity)
-        opts = replace(opts, snap_edges=not sharp)
-        info["depth_edges"] = "sharp (used as they are)" if sharp else "blurred (snapped to the photo)"
+        coarse = disparity.shape[1] > COARSE_MAP * info["depth_size"][0]  # upsampled: its edges miss the photo's
+        opts = replace(opts, snap_edges=not sharp or coarse)
+        info["depth_edges"] = ("sharp (used as they are)" if sharp and not coarse else
+                               "coarse (snapped to the photo)" if sharp else "blurred (snapped to the photo)")
     if info.get("depth_ratio"):  # measured depth: its own far / near ratio, not the default guess
         opts = replace(opts, depth_ratio=min(100.0, max(1.25, float(info["depth_ratio"]))))
     if photo.original_size:
