@@ -13,9 +13,7 @@ which bounds what the student can agree with.
 from __future__ import annotations
 
 import argparse
-import os
 import warnings
-from pathlib import Path
 
 import cv2
 import numpy as np
@@ -23,10 +21,8 @@ import torch
 
 from photo3d.depth.runtime import load_model, preprocess
 from photo3d.train.data import AugmentConfig, photometric
-from photo3d.train.evaluate import holdout_photos
+from photo3d.train.evaluate import SHARED, holdout_photos
 from photo3d.train.metrics import pearson
-
-SHARED = Path(os.environ.get("PHOTO3D_SHARED", Path(__file__).resolve().parents[2] / "shared"))
 
 
 def main(argv: list[str] | None = None) -> int:

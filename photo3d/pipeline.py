@@ -157,10 +157,10 @@ def layer_depth(geo: Geometry, opts: ConvertOptions, photo_small: np.ndarray | N
         z = np.zeros(inv.shape, bool)
         cuts = find_cuts(inv, 0.0, opts.layer_params)  # threshold 0 px => jump test never passes
         return LayeredDepth(inv, cuts, z, z.copy(), z.copy(), z.copy(), inv.copy())
-    # a parallax stronger than the default cuts where the default does (see build_layers)
-    cut_shift = geo.shift_px_per_inv * min(1.0, defaults.PARALLAX / opts.parallax)
+    # where to cut is judged at the default parallax's shift when this one is stronger (build_layers
+    # takes the smaller of the two)
     return build_layers(geo.inv, geo.shift_px_per_inv, opts.layer_params, rgb=photo_small if snaps(opts) else None,
-                        cut_shift_px_per_inv=cut_shift)
+                        cut_shift_px_per_inv=geo.shift_px_per_inv * defaults.PARALLAX / opts.parallax)
 
 
 def snaps(opts: ConvertOptions) -> bool:

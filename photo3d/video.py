@@ -42,7 +42,7 @@ STEREO_TAG = "photo3d-stereo"  # a stereo still's layout, in its PNG text / JPEG
 STEREO_EYE = 0.3  # each eye's offset (unit disc): left/right disparity ~ 0.6 x the full parallax
 VIDEO_SIDE, SMALL_SIDE = 1080, 480  # default longer side: MP4 (and stills); GIF and WebP
 MAX_ASPECT = 21 / 9  # a panorama's frames show its centre at 21:9 (a tall photo's at 9:21), not a sliver
-MAX_ASPECT_TEXT = "21:9"  # (the same, for the result line)
+MAX_ASPECT_TEXT = {True: "21:9", False: "9:21"}  # (the same, for the result line: a wide photo, a tall one)
 MP4_CRF = 20
 GIF_SAME = 24  # sum of |RGB| differences under which a GIF pixel keeps the previous frame's colour
 GIF_COLOURS, WEBP_QUALITY = 255, 80  # (index 255 of the GIF's palette is the transparent one)
@@ -125,7 +125,7 @@ def output_side(photo_size: tuple[int, int], suffix: str, size: int | None) -> t
     shown = round(max(sw, sh))
     part = None
     if round(sw) < w or round(sh) < h:  # the frames show the centre of a panorama (tall: 9:21)
-        part = f"the centre {MAX_ASPECT_TEXT if w > h else ':'.join(reversed(MAX_ASPECT_TEXT.split(':')))} of the {w}x{h} photo"
+        part = f"the centre {MAX_ASPECT_TEXT[w > h]} of the {w}x{h} photo"
     if size is not None:
         if size > shown:
             return size, f"upscaled: {part} is {round(sw)}x{round(sh)} px" if part else f"upscaled: the photo is {shown} px"

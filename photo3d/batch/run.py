@@ -26,7 +26,7 @@ from rich.progress import (
 )
 
 from ..defaults import Engine
-from ..errors import ExitCode, Photo3DError, UsageError, printable
+from ..errors import ExitCode, Photo3DError, UsageError, printable, stderr_console
 from ..io import write_bytes_atomic
 from .local import Executor, PoolExecutor, SequentialExecutor
 from .plan import Job, check_summary_path, check_writable, plan_outputs, remove_stale_temps
@@ -147,7 +147,7 @@ def run_batch(
     Results come back in the planned order whatever order the workers finished in;
     ``on_result`` sees each file's Result as soon as it is done (e.g. to print a line).
     On a terminal a progress bar (or, for one file, a spinner) shows; in a pipe nothing does."""
-    console = console or Console(stderr=True, highlight=False, soft_wrap=True)
+    console = console or stderr_console()  # (the process's one: a video's bar nests under the batch's)
     executor = executor or SequentialExecutor()
     t_start = time.perf_counter()
     results: dict[int, Result] = {}
@@ -325,7 +325,7 @@ def batch_command(
     ``overwrite=None`` (the default) rewrites the output of a single explicit file (you asked for
     that file), and skips existing outputs for folders and several inputs (resume).
     Several ``suffix`` values: one job per input and suffix (each output resumes on its own)."""
-    console = console or Console(stderr=True, highlight=False, soft_wrap=True)
+    console = console or stderr_console()  # (the process's one: a video's bar nests under the batch's)
     plan = plan_outputs(inputs, output, [suffix] if isinstance(suffix, str) else suffix, globs, task.planned_outputs())
     if summary is not None:
         check_summary_path(Path(summary), plan)

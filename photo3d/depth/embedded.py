@@ -607,14 +607,15 @@ def stereo_disparity(left: np.ndarray, right: np.ndarray, max_side: int = STEREO
 # ============================================================================ finding
 
 
-def stereo_layout(path: Path) -> str | None:
-    """The layout photo3d wrote into its own stereo still ("sbs" / "sbs-half"), or None."""
+def stereo_layout(data: bytes) -> str | None:
+    """The layout photo3d wrote into its own stereo still ("sbs" / "sbs-half"), or None; ``data``:
+    the file's bytes (:func:`find_depth` holds them already)."""
     from PIL import Image
 
     from ..video import STEREO_MODES, STEREO_TAG
 
     try:
-        with Image.open(path) as im:
+        with Image.open(io.BytesIO(data)) as im:
             text = getattr(im, "text", None) if im.format == "PNG" else None
             value = (text or {}).get(STEREO_TAG)
             if value is None and isinstance(im.info.get("comment"), bytes):
@@ -702,7 +703,7 @@ def find_depth(path: str | Path, photo: Photo, source: str = "auto") -> Found:
             pair = read_mpo_pair(path)
             kind = "mpo-stereo" if pair is not None else None
         if pair is None:
-            pair, kind = side_by_side(photo, source, stereo_layout(path))
+            pair, kind = side_by_side(photo, source, stereo_layout(head))
         if pair is not None:
             left, right = pair[:2]
             if left.shape[:2] != (photo.height, photo.width) or kind in ("heif-stereo", "sbs-half-stereo"):

@@ -22,6 +22,7 @@ import shutil
 import signal
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import torch
@@ -209,10 +210,10 @@ def main(argv: list[str] | None = None) -> int:
                       seed=args.seed, device=device)
     # whole photos: nearly the frame the teachers saw; --whole-exact: exactly it (no flip, rotation or
     # crop jitter: the teacher's layout changes under those, r 0.93-0.94 median, so they blur the target)
-    exact = dict(min_crop=1.16, aspect_jitter=0.0, p_rotate=0.0, p_flip=0.0) if args.whole_exact else {}
-    whole = Sampler(bundle, args.whole_batch,
-                    AugmentConfig(size=args.whole_size, **{**dict(min_crop=0.95, max_crop=1.16, p_rotate=0.1), **exact}),
-                    seed=args.seed + 1, device=device, landscape=True)
+    whole_aug = AugmentConfig(size=args.whole_size, min_crop=0.95, max_crop=1.16, p_rotate=0.1)
+    if args.whole_exact:
+        whole_aug = replace(whole_aug, min_crop=1.16, aspect_jitter=0.0, p_rotate=0.0, p_flip=0.0)
+    whole = Sampler(bundle, args.whole_batch, whole_aug, seed=args.seed + 1, device=device, landscape=True)
     if ckpt is None and args.init_from is not None:
         try:  # a float training checkpoint of ours: continue from its EMA weights
             start = load_checkpoint(args.init_from)
