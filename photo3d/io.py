@@ -23,7 +23,7 @@ import numpy as np
 from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
 
 from .defaults import MAX_MEGAPIXELS as DEFAULT_MAX_MEGAPIXELS  # noqa: F401  (re-exported)
-from .errors import InputFileError, OutputError
+from .errors import InputFileError, OutputError, Photo3DError
 
 HEIF_SUFFIXES = {".heic", ".heif"}
 # (HEIC/HEIF files are photos with or without the optional reader: without it each one is a failed
@@ -237,6 +237,29 @@ def _file_kind(mode: int) -> str:
     return next((name for test, name in kinds if test(mode)), "a special file")
 
 
+def input_file(path: Path, what: str, missing: str = "no such file", error: type[Photo3DError] = InputFileError,
+               folder_ok: bool = False) -> os.stat_result:
+    """The ``stat`` of the input ``path`` (``what``: "an image", "a depth map", ...), or a one-line
+    ``error`` naming it: ``missing``, a folder (unless ``folder_ok``), unreadable, or not a regular
+    file (/dev/zero, a named pipe, a device: no size and maybe no end, so reading it would hang or
+    fill the memory).  Every option that reads a file checks it here first."""
+    try:
+        st = path.stat()
+    except (FileNotFoundError, NotADirectoryError):
+        raise error(missing, path) from None
+    except PermissionError:
+        raise error("unreadable (permission denied)", path) from None
+    except OSError as e:
+        raise error(f"unreadable ({e.strerror or e})", path) from None
+    if stat.S_ISDIR(st.st_mode):
+        if folder_ok:
+            return st
+        raise error(f"is a folder, not {what}", path)
+    if not stat.S_ISREG(st.st_mode):
+        raise error(f"not {what} ({_file_kind(st.st_mode)}, not a regular file)", path)
+    return st
+
+
 def _focal_35mm(im: Image.Image) -> float | None:
     try:
         exif = im.getexif()
@@ -259,16 +282,7 @@ def load_image(
     never needs more than that many pixels on the longer side.
     """
     path = Path(path)
-    if not path.exists():
-        raise InputFileError("no such file", path)
-    if path.is_dir():
-        raise InputFileError("is a folder, not an image", path)
-    try:
-        st = path.stat()
-    except OSError as e:
-        raise InputFileError(f"unreadable ({e.strerror or e})", path) from e
-    if not stat.S_ISREG(st.st_mode):  # /dev/zero, a named pipe: no size to check, maybe no end
-        raise InputFileError(f"not an image ({_file_kind(st.st_mode)}, not a regular file)", path)
+    st = input_file(path, "an image")
     if st.st_size == 0:
         raise InputFileError("not an image (empty file)", path)
     if _container_truncated(path):

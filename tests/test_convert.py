@@ -127,6 +127,49 @@ def test_convert_usage_and_input_errors(tmp_path):
     assert res.exit_code == 1 and "broken.jpg" in res.output
 
 
+def _unblock_later(fifo, seconds: float = 10.0) -> None:
+    """Open ``fifo`` for writing (and close it) after ``seconds``, so that a reader stuck in its open()
+    gets an end of file: a check that fails reads it instead of hanging the suite."""
+    import os
+    import threading
+
+    def unblock():
+        try:
+            os.close(os.open(fifo, os.O_WRONLY | os.O_NONBLOCK))
+        except OSError:  # no reader waits (the expected case)
+            pass
+
+    timer = threading.Timer(seconds, unblock)
+    timer.daemon = True
+    timer.start()
+
+
+def test_depth_and_model_options_refuse_what_is_not_a_regular_file(tmp_path):
+    """--depth and --model given /dev/zero, a named pipe or a folder: one line naming the path and
+    saying why (as a photo input does), at once; not "no such file", not a hang or a read to the end
+    of /dev/zero."""
+    import os
+
+    src, _ = photo_and_depth(tmp_path)
+    fifo = tmp_path / "pipe.npy"
+    os.mkfifo(fifo)
+    _unblock_later(fifo)
+    cases = [("--depth", "/dev/zero", "not a depth map (a character device, not a regular file)"),
+             ("--depth", fifo, "not a depth map (a named pipe, not a regular file)"),
+             ("--depth", tmp_path / "in", "is a folder, not a depth map"),
+             ("--depth", tmp_path / "nope.npy", "no such depth map file"),
+             ("--model", "/dev/zero", "not a depth model (a character device, not a regular file)"),
+             ("--model", fifo, "not a depth model (a named pipe, not a regular file)"),
+             ("--model", tmp_path / "nope.pt", "no such model file or folder")]
+    for option, path, reason in cases:
+        out = tmp_path / "out.glb"
+        res = cli("convert", src, "-o", out, option, path)
+        assert res.exit_code == 1 and f"{path}: {reason}" in res.output, (option, path, res.output)
+        assert not out.exists()
+    res = cli("depth", src, "-o", tmp_path / "d.png", "--model", fifo)
+    assert res.exit_code == 1 and f"{fifo}: not a depth model (a named pipe" in res.output, res.output
+
+
 def test_convert_folder_with_a_model(tmp_path, tiny_depth_model):
     src, _ = photo_and_depth(tmp_path)
     Image.fromarray(np.full((100, 150, 3), 120, np.uint8)).save(src.parent / "flat.jpg")

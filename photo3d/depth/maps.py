@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import InputFileError, UsageError, summarize
-from ..io import DEFAULT_MAX_MEGAPIXELS, atomic_output
+from ..io import DEFAULT_MAX_MEGAPIXELS, atomic_output, input_file
 
 CONVENTION = "normalized disparity, larger = nearer"
 PNG_SCALE = "value / 65535 = normalized disparity in [0, 1]"
@@ -146,8 +146,7 @@ def load_depth_map(path: str | Path, max_megapixels: float | None = DEFAULT_MAX_
     from PIL import Image, UnidentifiedImageError
 
     path = Path(path)
-    if not path.is_file():
-        raise InputFileError("no such depth map file", path)
+    input_file(path, "a depth map", "no such depth map file")
 
     def check_size(w: int, h: int) -> None:
         if w * h == 0:

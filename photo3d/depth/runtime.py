@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import stat
 import threading
 import warnings
 from dataclasses import dataclass
@@ -23,6 +24,7 @@ import numpy as np
 import torch
 
 from ..errors import ModelError, summarize
+from ..io import input_file
 from . import modelfile, tiefenrausch
 from .upsample import bilinear_upsample, guided_upsample
 
@@ -176,9 +178,8 @@ def _load_uncached(path: Path | None) -> DepthModel:
     if path is None:
         path = modelfile.default_model_path()
     path = Path(path)
-    if not path.exists():
-        raise ModelError("no such model file or folder", path)
-    if path.is_dir():
+    st = input_file(path, "a depth model", "no such model file or folder", ModelError, folder_ok=True)
+    if stat.S_ISDIR(st.st_mode):
         if not tiefenrausch.is_tiefenrausch_folder(path):
             raise ModelError(
                 "folder holds no tiefenrausch.pb + tiefenrausch_init.pb; pass a TorchScript .pt file or the Tiefenrausch folder",
