@@ -29,6 +29,7 @@ import numpy as np
 SHARP_MAP = 0.6  # a depth map whose steps are this crisp (see is_sharp_map) is used as it is
 COARSE_MAP = 1.5  # ... unless it is upsampled by more than this to the working grid: then snapped like a network's
 MIXED_FG = 9.0  # a far-band pixel at least a quarter foreground colour (squared distances 0.75² : 0.25²) goes with it
+MIXED_TINT = 10.0  # ... or tinted toward the foreground by this much (8-bit CIELAB, ~4 ΔE: a visible line once moved)
 
 
 @dataclass(frozen=True)
@@ -292,8 +293,12 @@ def small_fragments(cuts: Cuts, min_area: float, min_width: float) -> np.ndarray
 def far_band(ldi: "LayeredDepth", width: int, rgb: np.ndarray | None = None) -> np.ndarray:
     """Far-side pixels within ``width`` pixels of a cut (not behind the foreground) whose colour
     is at least a quarter the foreground's (``MIXED_FG``: a blurred or mixed edge, fur, tree tips
-    beyond a depth edge that lies a little outside the object; without ``rgb``: all of them).  The visible layer leaves them to the background layer, which re-synthesizes
-    them from background pixels only: no ghost outline of a moved object stays behind."""
+    beyond a depth edge that lies a little outside the object; without ``rgb``: all of them), or
+    that the foreground tints visibly (``MIXED_TINT`` along the background-to-foreground colour
+    direction: the faint halo of a dark object on a bright wall, a tenth of its colour, reads as
+    a line once the object has moved off it).  The visible layer leaves them to the background
+    layer, which re-synthesizes them from background pixels only: no ghost outline of a moved
+    object stays behind."""
     band = ldi.far.copy() if width > 0 else np.zeros(ldi.far.shape, bool)
     if not band.any():
         return band
@@ -314,10 +319,13 @@ def far_band(ldi: "LayeredDepth", width: int, rgb: np.ndarray | None = None) -> 
         return cv2.boxFilter(lab * m[:, :, None], -1, win, normalize=False) / np.maximum(
             cv2.boxFilter(m, -1, win, normalize=False), 1e-6)[:, :, None]
 
-    d_fg = ((lab - mean(fg)) ** 2).sum(2)
-    d_bg = ((lab - mean(bgm)) ** 2).sum(2)
+    m_fg, m_bg = mean(fg), mean(bgm)
+    d_fg = ((lab - m_fg) ** 2).sum(2)
+    d_bg = ((lab - m_bg) ** 2).sum(2)
+    axis = m_fg - m_bg
+    tint = ((lab - m_bg) * axis).sum(2) / np.maximum(np.sqrt((axis ** 2).sum(2)), 1e-6)
     has = (cv2.boxFilter(fg, -1, win) > 0) & (cv2.boxFilter(bgm, -1, win) > 0)
-    return band & (~has | (d_fg < MIXED_FG * d_bg))
+    return band & (~has | (d_fg < MIXED_FG * d_bg) | (tint > MIXED_TINT))
 
 
 def band_to_foreground(ldi: "LayeredDepth", band: np.ndarray) -> tuple[np.ndarray, Cuts, np.ndarray]:

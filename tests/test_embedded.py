@@ -532,15 +532,15 @@ def test_pug_convert_uses_the_embedded_depth(tmp_path, embedded_dir):
     assert report["depth_source"] == "embedded" and report["depth_ratio"] == pytest.approx(2.9, abs=0.1)
 
 
-def dark_ghost_pixels(img: np.ndarray, inv: np.ndarray) -> int:
-    """Pixels of the far scene within 20 px of the near object that are much darker (25 levels)
+def dark_ghost_pixels(img: np.ndarray, inv: np.ndarray, levels: int = 25) -> int:
+    """Pixels of the far scene within 20 px of the near object that are much darker (``levels``)
     than their 21-px neighbourhood: a dark outline of the object left behind on the wall."""
     lo, hi = np.percentile(inv[inv > 0], (5, 95))
     k = lambda n: np.ones((n, n), np.uint8)  # noqa: E731
     near = cv2.morphologyEx((inv > lo + 0.5 * (hi - lo)).astype(np.uint8), cv2.MORPH_OPEN, k(5))
     ring = cv2.dilate(near, k(41)).astype(bool) & ~cv2.dilate(near, k(5)).astype(bool) & (inv < lo + 0.2 * (hi - lo))
     gray = lambda a: cv2.cvtColor(a, cv2.COLOR_RGB2GRAY).astype(int)  # noqa: E731
-    return int((ring & (gray(img) < gray(cv2.medianBlur(img, 21)) - 25)).sum())
+    return int((ring & (gray(img) < gray(cv2.medianBlur(img, 21)) - levels)).sum())
 
 
 @pytest.mark.slow
@@ -557,8 +557,15 @@ def test_pug_leaves_no_dark_outline_on_the_wall(tmp_path, embedded_dir):
     assert_valid_glb(out)
     scene = scene_from_glb(out.read_bytes())
     r = Renderer(scene, *frame_size(scene, 960), supersample=2)
-    counts = [dark_ghost_pixels(*r.render(View(x, y), depth=True)) for x, y in ((0, 1), (0.9, 0.3), (-0.9, 0.3))]
+    views = [r.render(View(x, y), depth=True) for x, y in ((0, 1), (0.9, 0.3), (-0.9, 0.3))]
+    counts = [dark_ghost_pixels(*v) for v in views]
     assert max(counts) < 100 and sum(counts) < 160, counts
+    # the faint line: the wall's last pixels before the cut carry a tenth of the fur's colour (a
+    # halo 10-20 levels darker than the wall), too little for MIXED_FG; left on the wall they
+    # drew a thin line along the head and back in the videos (355, 116 and 255 pixels 10 levels
+    # darker than their neighbourhood; with MIXED_TINT they go with the pug: 139, 3, 100)
+    faint = [dark_ghost_pixels(*v, levels=10) for v in views]
+    assert max(faint) < 200 and sum(faint) < 400, faint
 
 
 @pytest.mark.slow
