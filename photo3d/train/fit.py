@@ -144,6 +144,12 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--w-grad", type=float, default=0.5, help="weight of multi-scale gradient matching")
     ap.add_argument("--w-layout", type=float, default=0.0,
                     help="weight of the coarse layout's correlation (1 - r over 8x8 cells; 0: off)")
+    ap.add_argument("--w-hint", type=float, default=0.0,
+                    help="weight of feature hints: the student's encoder at 1/16 and 1/32 predicts Tiefenrausch's (photo3d.train.hints; 0: off)")
+    ap.add_argument("--hint-warmup", type=int, default=100,
+                    help="first steps of a hinted run: only the hint projections learn from the hint loss")
+    ap.add_argument("--teacher", type=Path, default=None,
+                    help="Tiefenrausch's Caffe2 folder for --w-hint (default: ../shared/data/tiefenrausch)")
     ap.add_argument("--ema", type=float, default=0.998, help="decay of the weight moving average")
     ap.add_argument("--ckpt-minutes", type=float, default=5.0)
     ap.add_argument("--log-every", type=int, default=25)
@@ -187,7 +193,7 @@ def main(argv: list[str] | None = None) -> int:
         # the schedule and data settings of the run being resumed, unless given again explicitly
         hp = ckpt["args"]
         for k in ("config", "batch", "size", "lr", "weight_decay", "total_steps", "schedule_minutes", "warmup",
-                  "edge_aware", "w_ssi", "w_log", "w_grad", "w_layout", "seed", "label", "whole_share", "whole_size", "whole_batch", "whole_exact",
+                  "edge_aware", "w_ssi", "w_log", "w_grad", "w_layout", "w_hint", "hint_warmup", "seed", "label", "whole_share", "whole_size", "whole_batch", "whole_exact",
                   "min_crop", "max_crop", "freeze_bn"):
             if k not in given and k in hp:
                 setattr(args, k, hp[k])
@@ -231,14 +237,27 @@ def main(argv: list[str] | None = None) -> int:
             calib = whole.next()[0] if args.whole_share > 0 else sampler.next()[0]
             warm_start(model, args.init_from, calib.contiguous(memory_format=torch.channels_last))
         ema.load_state_dict(model.state_dict())
-    opt = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=args.weight_decay)
+    hints = teacher_enc = None
+    if args.w_hint > 0:
+        from photo3d.train.evaluate import SHARED
+        from photo3d.train.hints import StudentHints, TeacherEncoder
+
+        teacher_enc = TeacherEncoder(args.teacher or SHARED / "data" / "tiefenrausch")
+        hints = StudentHints(model, teacher_enc.channels).to(device)
+        if ckpt is not None and ckpt.get("hints") is not None:
+            hints.load_state_dict(ckpt["hints"])
+    groups = [{"params": list(model.parameters()), "lr_scale": 1.0}]
+    if hints is not None:  # the fresh 1x1 projections learn 10x faster than the warm-started network
+        groups.append({"params": list(hints.parameters()), "lr_scale": 10.0})
+    params = [p for g in groups for p in g["params"]]
+    opt = torch.optim.AdamW(groups, lr=args.lr, weight_decay=args.weight_decay)
     step, seconds = 0, 0.0
     rewarm_from = -1
     if ckpt is not None:
         step, seconds = ckpt["step"], ckpt.get("train_seconds", 0.0)
         if model.grown:  # new layers: fresh optimizer state, re-warm the learning rate
             rewarm_from = step
-        else:
+        elif (ckpt.get("hints") is not None) == (hints is not None):  # same parameter list as saved
             opt.load_state_dict(ckpt["optimizer"])
         sampler.load_state_dict(ckpt["sampler"])
         if "whole" in ckpt:
@@ -259,6 +278,7 @@ def main(argv: list[str] | None = None) -> int:
     def checkpoint() -> None:
         save_checkpoint(ckpt_path, model=model.state_dict(), ema=ema.state_dict(), optimizer=opt.state_dict(),
                         sampler=sampler.state_dict(), whole=whole.state_dict(),
+                        hints=hints.state_dict() if hints is not None else None,
                         step=step, train_seconds=seconds + (time.time() - t_run), config=model.metadata()["config"],
                         args={k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()})
 
@@ -283,15 +303,19 @@ def main(argv: list[str] | None = None) -> int:
         if rewarm_from >= 0:
             lr *= min(1.0, (step - rewarm_from + 1) / 50)
         for gr in opt.param_groups:
-            gr["lr"] = lr
+            gr["lr"] = lr * gr.get("lr_scale", 1.0)
         use_whole = int((step + 1) * args.whole_share) > int(step * args.whole_share)
         rgb, target, mask = (whole if use_whole else sampler).next()
         pred = model(rgb.contiguous(memory_format=torch.channels_last))
         loss, parts = distill_loss(pred, target, mask, rgb, w_ssi=args.w_ssi, w_log=args.w_log, w_grad=args.w_grad,
                                    edge_aware=args.edge_aware, w_layout=args.w_layout)
+        if hints is not None:
+            l_hint = hints.loss(teacher_enc(rgb), detach_student=step < args.hint_warmup)
+            loss = loss + args.w_hint * l_hint
+            parts["hint"] = l_hint.item()
         opt.zero_grad(set_to_none=True)
         loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        torch.nn.utils.clip_grad_norm_(params, 1.0)
         opt.step()
         step += 1
         with torch.no_grad():
