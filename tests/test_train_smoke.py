@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import torch
 
-from helpers.paths import SHARED
+from helpers.paths import SHARED, needs_shared
 from photo3d.depth import modelfile
 from photo3d.train import fit, pack, qat
 from photo3d.train.losses import distill_loss, gradient_matching, shift_invariant_log, ssi_disparity
@@ -172,3 +172,48 @@ def test_exact_whole_photo_batches_show_the_photo_as_the_teacher_saw_it():
                 for _ in range(20)]
     assert any(t[0, 0] < 0 for t in jittered)  # some flipped
     assert any(not torch.allclose(t.abs(), torch.tensor([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]]), atol=1e-3) for t in jittered)
+
+
+@needs_shared
+def test_feature_hints_learn_the_teachers_encoder(tmp_path):
+    """fit --w-hint: Tiefenrausch's encoder features at 1/16 and 1/32 on the very batch the student sees;
+    the 1x1 projections learn them (the hint loss falls below the zero predictor's 1.0), they live only in
+    the checkpoint (the shipped network's tensors are those of a run without hints), and a hinted run resumes."""
+    from photo3d.depth.net import DepthNet
+    from photo3d.train.hints import StudentHints, TeacherEncoder
+
+    teacher = TeacherEncoder(SHARED / "data" / "tiefenrausch")
+    assert teacher.channels == [64, 96]
+    rgb = cv2.imread(str(SHARED / "data" / "tiefenrausch" / "pumpkin.jpg"))[:, :, ::-1]
+    x = torch.from_numpy(cv2.resize(rgb, (384, 288), interpolation=cv2.INTER_AREA).copy()).permute(2, 0, 1)[None] / 255.0
+    feats = teacher(x)
+    assert [tuple(f.shape) for f in feats] == [(1, 64, 18, 24), (1, 96, 9, 12)]
+    assert all(torch.isfinite(f).all() and f.std() > 0 for f in feats)
+
+    torch.manual_seed(0)
+    model = DepthNet("p3d-tiny").eval()
+    hints = StudentHints(model, teacher.channels)
+    opt = torch.optim.Adam(hints.parameters(), lr=1e-2)
+    losses = []
+    for _ in range(40):
+        with torch.no_grad():
+            model(x)
+        loss = hints.loss(feats, detach_student=True)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        losses.append(loss.item())
+    assert losses[-1] < 0.9 < losses[0]
+
+    photos, bundle, run = tmp_path / "photos", tmp_path / "bundle", tmp_path / "run"
+    _photos(photos)
+    assert pack.main(["--out", str(bundle), "--photos", str(photos), "--teacher", "prior", "--size", "96"]) == 0
+    common = ["--bundle", str(bundle), "--out", str(run), "--config", "p3d-tiny", "--batch", "2", "--size", "64",
+              "--warmup", "2", "--log-every", "1", "--threads", "1", "--w-hint", "1", "--hint-warmup", "1"]
+    assert fit.main(common + ["--max-steps", "2"]) == 0
+    ck = fit.load_checkpoint(run / "last.pt")
+    assert set(ck["model"]) == set(DepthNet("p3d-tiny").state_dict()) and ck["hints"]
+    assert fit.main(common + ["--max-steps", "3", "--resume"]) == 0
+    ck2 = fit.load_checkpoint(run / "last.pt")
+    assert ck2["step"] == 3 and any(not torch.equal(ck["hints"][k], ck2["hints"][k]) for k in ck["hints"])
+    assert " hint " in (run / "log.txt").read_text()
