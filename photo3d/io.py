@@ -1,7 +1,8 @@
 """Image input and atomic output, shared by every command.
 
 ``load_image`` is the only way photo3d reads a photo: it decodes fully (so truncated files
-fail), applies the EXIF orientation, converts any mode to RGB uint8, refuses decompression bombs
+fail; a JPEG that ends after a complete scan is read when that is enough, see
+:func:`_jpeg_cut_after_a_scan`), applies the EXIF orientation, converts any mode to RGB uint8, refuses decompression bombs
 and turns every failure into a one-line :class:`~photo3d.errors.InputFileError`.
 """
 
@@ -15,7 +16,7 @@ import stat
 import sys
 import tempfile
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator
 
@@ -50,6 +51,7 @@ class Photo:
     path: Path | None = None
     focal_35mm: float | None = None  # EXIF 35 mm equivalent focal length, when present
     original_size: tuple[int, int] | None = None  # (width, height) before any reduction
+    warnings: list[str] = field(default_factory=list)  # read, but not as it should be (a truncated progressive JPEG)
 
     @property
     def width(self) -> int:
@@ -172,63 +174,105 @@ _JPEG_MARKER = re.compile(rb"\xff[^\x00\xd0-\xd7\xff]")
 _JPEG_TAILS = (b"\x55" * 64, b"\xaa" * 64, bytes((i * 73 + 41) % 255 for i in range(256)))
 
 
-def _jpeg_scans_complete(data: bytes) -> bool:
-    """Whether the scans in the JPEG ``data`` (which ends inside its last scan) are all its frame
-    needs: each component's 64 coefficients down to their last bit (a baseline file: one scan for
-    all components, or one each; a progressive one: every band and refinement).  Whether the last
-    scan's own data is all there, only decoding tells."""
-    progressive, components, done = None, [], {}
-    pos = 2  # (after SOI)
+@dataclass
+class _Scans:
+    """What a JPEG that ends without its EOI holds: ``body``, the file up to the end of its last
+    scan's data (a marker segment cut off after it dropped); ``count`` scans; ``complete``: every
+    component's 64 coefficients down to their last bit (a baseline file: one scan for all components,
+    or one each; a progressive one: every band and refinement); ``detailed``: every component's 64
+    coefficients at some precision (a progressive file missing only refinement bits)."""
+
+    body: bytes
+    progressive: bool
+    count: int
+    complete: bool
+    detailed: bool
+
+
+def _jpeg_scans(data: bytes) -> _Scans | None:
+    """The scans of the JPEG ``data`` (which ends without its EOI); None when it ends before its
+    first scan's data, or is a kind not ours to mend.  Whether the last scan's own data is all
+    there, only decoding tells."""
+    data = data.rstrip(b"\xff")  # (the first byte of the next marker, or fill: never entropy-coded data)
+    progressive, components, scans = None, [], []  # scans: (header start, data start, components, Ss, Se, Al)
+    pos, end = 2, len(data)  # (after SOI)
     try:
         while (m := _JPEG_MARKER.search(data, pos)) is not None:
             kind, seg = data[m.start() + 1], m.start() + 2
             if kind in (0xD8, 0xD9):  # an end (cut elsewhere), or a second image
-                return False
+                return None
+            after = seg + int.from_bytes(data[seg : seg + 2], "big")  # (the segment's length counts its own 2 bytes)
+            if seg + 2 > end or after > end:  # cut inside this segment
+                end = m.start()
+                break
             if 0xC0 <= kind <= 0xCF and kind not in (0xC4, 0xC8, 0xCC):  # a frame header (SOFn)
                 if kind not in (0xC0, 0xC1, 0xC2):  # lossless, hierarchical, arithmetic: not ours to mend
-                    return False
+                    return None
                 progressive = kind == 0xC2
                 components = [data[seg + 8 + 3 * i] for i in range(data[seg + 7])]
             elif kind == 0xDA and progressive is not None:  # a scan: its components, band and bit
                 n = data[seg + 2]
                 ss, se, al = data[seg + 3 + 2 * n], data[seg + 4 + 2 * n], data[seg + 5 + 2 * n] & 15
-                for c in data[seg + 3 : seg + 3 + 2 * n : 2]:
-                    if not progressive:
-                        done[c] = set(range(64))
-                    elif al == 0:
-                        done.setdefault(c, set()).update(range(ss, min(se, 63) + 1))
-            pos = seg + int.from_bytes(data[seg : seg + 2], "big")
-    except IndexError:  # cut inside a header
-        return False
-    return bool(components) and all(len(done.get(c, ())) == 64 for c in components)
-
-
-def _jpeg_without_eoi(path: Path, draft: tuple[str, tuple[int, int]] | None) -> Image.Image | None:
-    """The image of a JPEG whose only defect is a missing end marker (EOI: some cameras write
-    none; a download cut 2 bytes short), fully decoded; None when more is missing.  After its
-    last scan's data the decoder reads nothing but the EOI: the file is whole when its scans are
-    all there and the pixels do not depend on what follows the data (a scan cut short decodes the
-    EOI's zero padding, or stand-in data, as its missing blocks: grey, or noise)."""
-    data = path.read_bytes()
-    body = data[:-1] if data.endswith(b"\xff") else data  # (the EOI's first byte)
-    if not _jpeg_scans_complete(body):
+                scans.append((m.start(), after, data[seg + 3 : seg + 3 + 2 * n : 2], ss, se, al))
+            pos = after
+    except IndexError:  # a malformed header
         return None
+    if scans and scans[-1][1] >= end:  # cut right after a scan's header: that scan has not started
+        end = scans.pop()[0]
+    if not scans or not components:
+        return None
+    bit: dict[int, list[int | None]] = {c: [None] * 64 for c in components}  # the last bit each coefficient has
+    for _, _, comps, ss, se, al in scans:
+        for c in comps:
+            for k in (range(64) if not progressive else range(ss, min(se, 63) + 1)):
+                if c in bit:
+                    bit[c][k] = al if progressive else 0
+    got = [b for c in components for b in bit[c]]
+    return _Scans(data[:end], bool(progressive), len(scans), all(b == 0 for b in got), all(b is not None for b in got))
 
-    def decode(tail: bytes) -> Image.Image:
-        im = Image.open(io.BytesIO(body + tail))
-        if draft is not None:
-            im.draft(*draft)
+
+def _jpeg_cut_after_a_scan(path: Path, draft: tuple[str, tuple[int, int]] | None) -> tuple[Image.Image, str | None]:
+    """The image of a JPEG that ends after a complete scan, without its end marker (EOI), and a
+    warning when it is not the whole image; :class:`InputFileError` when it cannot be used.
+
+    - Only the EOI missing (some cameras write none; a download cut 2 bytes short): the whole image.
+    - A progressive JPEG cut between scans once every component has all its coefficients at some
+      precision (only refinement bits missing): read at reduced quality, with a warning; cut
+      earlier (a blurred or blocky preview; a baseline one missing a colour's scan): refused.
+    - Cut inside a scan's data (its missing blocks would decode grey, or as noise): refused.
+
+    A scan's data is all there when the pixels do not depend on what follows it: decoded with the
+    EOI right after it, and with stand-in data before that EOI (a scan cut short decodes the
+    EOI's zero padding, or the stand-ins, as its missing blocks), at full size."""
+    scans = _jpeg_scans(path.read_bytes())
+    if scans is None:
+        raise InputFileError("truncated image file", path)
+
+    def decode(tail: bytes, reduced: tuple[str, tuple[int, int]] | None = None) -> Image.Image:
+        im = Image.open(io.BytesIO(scans.body + tail + b"\xff\xd9"))
+        if reduced is not None:
+            im.draft(*reduced)
         im.load()
         return im
 
     try:
-        ended = decode(b"\xff\xd9")
+        ended = decode(b"")
         pixels = np.asarray(ended)
-        if all(np.array_equal(pixels, np.asarray(decode(tail + b"\xff\xd9"))) for tail in _JPEG_TAILS):
-            return ended
+        ok = all(np.array_equal(pixels, np.asarray(decode(tail))) for tail in _JPEG_TAILS)
+        if ok and draft is not None:
+            ended = decode(b"", draft)
     except Exception:
-        pass
-    return None
+        ok = False
+    if not ok:  # cut inside a scan's data
+        raise InputFileError("truncated image file", path)
+    if scans.complete:
+        return ended, None
+    what = f"truncated {'progressive ' if scans.progressive else ''}JPEG (ends after {scans.count} complete " \
+        f"scan{'s' if scans.count > 1 else ''}"
+    if not scans.detailed:
+        missing = "before its full detail: only a blurred preview" if scans.progressive else "a colour component missing"
+        raise InputFileError(f"{what}, {missing})", path)
+    return ended, f"{what}): read at reduced quality"
 
 
 def _file_kind(mode: int) -> str:
@@ -313,6 +357,7 @@ def load_image(
                 # decode first: reading a PNG's EXIF decodes it too, and the metadata readers below
                 # swallow their errors (a damaged file must fail here, not come out half black)
                 noise: list[str] = []
+                warning = None
                 # only libtiff writes to stderr itself: other formats decode without the capture
                 # (a temp file and two dup2 per photo, and a process-wide redirect, for nothing)
                 capture = _library_stderr(noise) if im.format == "TIFF" else contextlib.nullcontext()
@@ -322,10 +367,9 @@ def load_image(
                 except OSError as e:  # Pillow says "decoder error -2": libtiff said why
                     if noise and "decoder error" in str(e):
                         raise OSError(noise[-1].rstrip(".")) from e
-                    whole = _jpeg_without_eoi(path, draft) if im.format == "JPEG" and "truncated" in str(e) else None
-                    if whole is None:
+                    if im.format != "JPEG" or "truncated" not in str(e):
                         raise
-                    im = whole
+                    im, warning = _jpeg_cut_after_a_scan(path, draft)  # (InputFileError when it cannot be used)
                 focal = _focal_35mm(im)
                 try:
                     swap = im.getexif().get(0x0112) in (5, 6, 7, 8)  # EXIF orientation
@@ -360,7 +404,7 @@ def load_image(
         s = max_side / max(rgb.shape[:2])
         nw, nh = max(1, round(rgb.shape[1] * s)), max(1, round(rgb.shape[0] * s))
         rgb = cv2.resize(rgb, (nw, nh), interpolation=cv2.INTER_AREA)
-    return Photo(rgb=rgb, path=path, focal_35mm=focal, original_size=osize)
+    return Photo(rgb=rgb, path=path, focal_35mm=focal, original_size=osize, warnings=[warning] if warning else [])
 
 
 def _current_umask() -> int:

@@ -495,7 +495,7 @@ def convert_file(src: str | Path, dst: str | Path, opts: ConvertOptions | None =
             return write_outputs(src, dst, glb, {"glb_bytes": len(glb), "from_glb": str(sibling)}, opts, timings)
     loading = warm_up(opts)  # started by the batch runner already, or now
     with timed(timings, "read"):
-        photo = load_image(src, max_megapixels=opts.max_megapixels)
+        photo = loaded = load_image(src, max_megapixels=opts.max_megapixels)
         found = None
         if opts.depth is None:  # depth the photo carries (the left view is the photo of a stereo pair)
             from .depth.embedded import find_depth
@@ -514,8 +514,8 @@ def convert_file(src: str | Path, dst: str | Path, opts: ConvertOptions | None =
             wait([loading])  # (its errors, if any, are raised again by estimate_depth, with the file name)
     with timed(timings, "depth"):
         disparity, info = estimate_depth(photo, small, opts, found)
-    if found is not None and found.warnings:
-        info["warnings"] = found.warnings
+    if said := [*loaded.warnings, *(found.warnings if found is not None else ())]:
+        info["warnings"] = said
     if opts.depth is not None and opts.snap_edges is None:  # a depth file: sharp, or blurred like a network's?
         sharp = is_sharp_map(disparity)
         coarse = disparity.shape[1] > COARSE_MAP * info["depth_size"][0]  # upsampled: its edges miss the photo's

@@ -229,6 +229,87 @@ def test_a_jpeg_cut_inside_its_scan_data_is_still_refused(tmp_path, kind):
         _one_line_about(e.value, path, "truncated")
 
 
+def _scans(data: bytes) -> list[tuple[int, int, int]]:
+    """(header start, data start, data end) of each scan of the whole JPEG ``data``."""
+    import re
+
+    out, pos = [], 2
+    while (at := data.find(b"\xff\xda", pos)) >= 0:  # (0xFFDA is never in entropy-coded data)
+        start = at + 2 + int.from_bytes(data[at + 2 : at + 4], "big")
+        pos = re.compile(rb"\xff[^\x00\xd0-\xd7]").search(data, start).start()  # the next marker (tables, a scan, EOI)
+        out.append((at, start, pos))
+    return out
+
+
+PROGRESSIVE = {"4:2:0": ({}, "RGB", 5), "4:4:4": ({"subsampling": 0}, "RGB", 5), "grey": ({}, "L", 3)}
+
+
+@pytest.mark.parametrize("kind", PROGRESSIVE)
+def test_a_progressive_jpeg_cut_between_scans(tmp_path, kind):
+    """Cut after a complete scan (or in the headers before the next one's data): read, with a warning,
+    once every component has all its detail at some precision (libjpeg's script: after scan 5 of 10,
+    3 of 6 for grey; only refinement bits missing); refused before, saying why (a blurred, blocky
+    preview); cut inside a scan's data: refused as ever.  Pillow's global LOAD_TRUNCATED_IMAGES stays off."""
+    import io
+
+    from PIL import ImageFile
+
+    from helpers.photos import photo_rgb
+
+    options, mode, first = PROGRESSIVE[kind]
+    buf = io.BytesIO()
+    Image.fromarray(photo_rgb(160, 120)).convert(mode).save(buf, "JPEG", quality=90, progressive=True, **options)
+    data = buf.getvalue()
+    (tmp_path / "whole.jpg").write_bytes(data)
+    whole = load_image(tmp_path / "whole.jpg").rgb.astype(float)
+    scans = _scans(data)
+    assert len(scans) == (10 if mode == "RGB" else 6)
+    for n in range(1, len(scans)):  # the file ends after scan n's data: before, in or after the next headers
+        _, begin, end = scans[n - 1]
+        start = scans[n][1]  # (scan n + 1's data, after its tables and header)
+        for cut in (end, end + 1, (end + start) // 2, start):
+            path = tmp_path / f"after-{n}-{cut}.jpg"
+            path.write_bytes(data[:cut])
+            if n < first:
+                with pytest.raises(InputFileError) as e:
+                    load_image(path)
+                _one_line_about(e.value, path, f"truncated progressive jpeg (ends after {n} complete scan",
+                                "before its full detail: only a blurred preview")
+                continue
+            p = load_image(path)
+            assert p.warnings == [f"truncated progressive JPEG (ends after {n} complete scans): read at reduced quality"]
+            assert np.array_equal(p.rgb, np.asarray(Image.open(io.BytesIO(data[:end] + b"\xff\xd9")).convert("RGB")))
+            psnr = 10 * np.log10(255**2 / np.mean((p.rgb - whole) ** 2))
+            assert psnr > 25, (n, psnr)  # (the whole photo's detail, a little noisier)
+            assert load_image(path, max_side=60).warnings == p.warnings  # (the reduced decode too)
+        for cut in (begin + 1, (begin + end) // 2, end - 1):  # inside scan n's data: refused
+            path = tmp_path / f"inside-{n}-{cut}.jpg"
+            path.write_bytes(data[:cut])
+            with pytest.raises(InputFileError) as e:
+                load_image(path)
+            _one_line_about(e.value, path, "truncated image file")
+    assert not ImageFile.LOAD_TRUNCATED_IMAGES
+
+
+def test_a_progressive_jpeg_cut_between_scans_says_so_on_the_command_line(tmp_path):
+    """The warning reaches the user as one line naming the photo; the 3D photo is made."""
+    import io
+
+    from helpers.photos import photo_rgb
+
+    buf = io.BytesIO()
+    Image.fromarray(photo_rgb(160, 120)).save(buf, "JPEG", quality=90, progressive=True)
+    data = buf.getvalue()
+    path = tmp_path / "cut.jpg"
+    path.write_bytes(data[: _scans(data)[5][2]])  # after 6 scans of 10
+    np.save(tmp_path / "d.npy", np.linspace(0, 1, 160 * 120, dtype=np.float32).reshape(120, 160))
+    r = _cli("convert", path, "-o", tmp_path / "out.glb", "--depth", tmp_path / "d.npy")
+    assert r.exit_code == 0, r.output
+    assert f"warning: {path}: truncated progressive JPEG (ends after 6 complete scans): read at reduced quality" \
+        in r.output.splitlines()
+    assert (tmp_path / "out.glb").stat().st_size > 0
+
+
 @pytest.mark.parametrize("fraction", [0.05, 0.5, 0.98])
 def test_truncated_jpeg(tmp_path, fraction):
     data = _jpeg_bytes()

@@ -38,7 +38,7 @@ def depth_file(src: str | Path, dst: str | Path, opts: DepthOptions | None = Non
     src, dst = Path(src), Path(dst)
     check_format(dst)
     t0 = time.perf_counter()
-    photo = load_image(src, max_megapixels=opts.max_megapixels)
+    photo = loaded = load_image(src, max_megapixels=opts.max_megapixels)
     found = find_depth(src, photo, opts.depth_source)
     photo = found.photo
     t1 = time.perf_counter()
@@ -66,7 +66,7 @@ def depth_file(src: str | Path, dst: str | Path, opts: DepthOptions | None = Non
         "width": w,
         "height": h,
         **meta,
-        **({"warnings": found.warnings} if found.warnings else {}),
+        **({"warnings": said} if (said := [*loaded.warnings, *found.warnings]) else {}),
         "outputs": [str(p) for p in written],
         "seconds": {"read": t1 - t0, "predict": t2 - t1, "write": t3 - t2},
     }
