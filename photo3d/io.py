@@ -52,6 +52,8 @@ class Photo:
     focal_35mm: float | None = None  # EXIF 35 mm equivalent focal length, when present
     original_size: tuple[int, int] | None = None  # (width, height) before any reduction
     warnings: list[str] = field(default_factory=list)  # read, but not as it should be (a truncated progressive JPEG)
+    # a cut-out's opacity (H, W) uint8 (an image with transparent parts; ``rgb`` is composited on white), else None
+    alpha: np.ndarray | None = None
 
     @property
     def width(self) -> int:
@@ -78,7 +80,7 @@ def _to_rgb8(im: Image.Image) -> np.ndarray:
         top = 1.0 if a.max() <= 1.0 else 255.0
         g = np.clip(np.round(a * (255.0 / top)), 0, 255).astype(np.uint8)
         return np.ascontiguousarray(np.repeat(g[:, :, None], 3, axis=2))
-    if mode == "P" and "transparency" in im.info:
+    if mode in ("P", "L", "RGB") and "transparency" in im.info:  # a palette entry or colour that is transparent
         im = im.convert("RGBA")
         mode = "RGBA"
     if mode in ("RGBA", "LA", "PA", "RGBa", "La"):
@@ -88,6 +90,15 @@ def _to_rgb8(im: Image.Image) -> np.ndarray:
     if im.mode != "RGB":
         im = im.convert("RGB")
     return np.ascontiguousarray(np.asarray(im, dtype=np.uint8))
+
+
+def _cut_out_alpha(im: Image.Image) -> np.ndarray | None:
+    """The alpha channel (H, W uint8) of a cut-out: an image with transparent parts (below half
+    opacity, hidden by glTF's alpha test) and visible ones; None for any other image."""
+    if im.mode not in ("RGBA", "LA", "PA", "RGBa", "La") and "transparency" not in im.info:
+        return None
+    alpha = np.asarray(im.convert("RGBA").getchannel("A"), dtype=np.uint8)
+    return np.ascontiguousarray(alpha) if alpha.min() < 128 <= alpha.max() else None
 
 
 @contextlib.contextmanager
@@ -380,7 +391,7 @@ def load_image(
                     im = ImageOps.exif_transpose(im)
                 except Exception:  # malformed EXIF: keep the stored orientation, not fail
                     pass
-                rgb = _to_rgb8(im)
+                rgb, alpha = _to_rgb8(im), _cut_out_alpha(im)
     except InputFileError:
         raise
     except UnidentifiedImageError as e:
@@ -404,7 +415,9 @@ def load_image(
         s = max_side / max(rgb.shape[:2])
         nw, nh = max(1, round(rgb.shape[1] * s)), max(1, round(rgb.shape[0] * s))
         rgb = cv2.resize(rgb, (nw, nh), interpolation=cv2.INTER_AREA)
-    return Photo(rgb=rgb, path=path, focal_35mm=focal, original_size=osize, warnings=[warning] if warning else [])
+        alpha = None if alpha is None else cv2.resize(alpha, (nw, nh), interpolation=cv2.INTER_AREA)
+    return Photo(rgb=rgb, path=path, focal_35mm=focal, original_size=osize, warnings=[warning] if warning else [],
+                 alpha=alpha)
 
 
 def _current_umask() -> int:

@@ -30,7 +30,7 @@ from .export import Camera, ExportOptions, MeshData, camera_for, encode_jpeg, me
 from .inpaint import Background, inpaint_background
 from .io import DEFAULT_MAX_MEGAPIXELS, Photo, load_image, write_bytes_atomic
 from .layers import (COARSE_MAP, Cuts, LayeredDepth, LayerParams, band_to_foreground, build_layers, find_cuts,
-                     is_sharp_map, sanitize_inverse_depth)
+                     is_sharp_map, nearest_values, sanitize_inverse_depth)
 from .mesh import LayerMesh, grid_to_image, triangulate, unproject
 from .video import STILL_SUFFIXES, VIDEO_SUFFIXES, ShareOptions
 
@@ -38,6 +38,7 @@ BG_TEXTURE_MARGIN = 8  # working pixels of real colour kept around the backgroun
 MIN_TEXTURE_SIDE = 1024  # the size budget never shrinks the photo's texture below this
 MAX_TOL_SCALE = 8.0  # ... nor coarsens the mesh beyond this many times ``tol_px``
 MIN_WORKING_SIDE = 384  # ... before that, the geometry grid itself gets coarser, down to this side
+SHOWN = 128  # alpha from which a pixel of a cut-out is shown (glTF's alpha test at 0.5); below, it is left out
 
 
 @dataclass
@@ -117,6 +118,28 @@ def working_photo(photo: Photo, shape: tuple[int, int]) -> np.ndarray:
     return cv2.resize(photo.rgb, (w, h), interpolation=cv2.INTER_AREA)
 
 
+def working_alpha(photo: Photo, shape: tuple[int, int]) -> np.ndarray | None:
+    """A cut-out's alpha at the working grid (None: not a cut-out)."""
+    h, w = shape
+    return None if photo.alpha is None else cv2.resize(photo.alpha, (w, h), interpolation=cv2.INTER_AREA)
+
+
+def cut_out_colours(photo: Photo) -> Photo:
+    """A cut-out (``photo.alpha``, see :func:`photo3d.io.load_image`) in its own colours instead of
+    composited on white: its shown pixels un-composited, the hidden ones (alpha < ``SHOWN``) in the
+    colour of the nearest shown pixel.  The texture's filtering at the silhouette, the inpainting
+    and the edge snapping then never see the white.  Any other photo as it is."""
+    if photo.alpha is None:
+        return photo
+    shown = photo.alpha >= SHOWN
+    a = np.maximum(photo.alpha, SHOWN).astype(np.float32)[..., None] / 255.0
+    own = 255.5 - (255.0 - photo.rgb.astype(np.float32)) / a  # (composite = a·own + (1 − a)·white, rounded)
+    own = np.clip(own, 0, 255, out=own).astype(np.uint8)
+    h, w = shown.shape
+    _, nearest = nearest_values(shown, np.arange(h * w, dtype=np.int32).reshape(h, w))
+    return replace(photo, rgb=own.reshape(-1, 3)[nearest])
+
+
 def estimate_depth(photo: Photo, small: np.ndarray, opts: ConvertOptions, found=None) -> tuple[np.ndarray, dict]:
     """Normalized disparity in [0, 1] (larger = nearer) at the working size of ``small``;
     ``found``: what :func:`photo3d.depth.embedded.find_depth` found in the input (None: the model)."""
@@ -186,18 +209,23 @@ def visible_layer(ldi: LayeredDepth, bg: Background) -> tuple[np.ndarray, Cuts, 
 
 
 def build_meshes(geo: Geometry, visible: tuple[np.ndarray, Cuts, np.ndarray], bg: Background, opts: ConvertOptions,
-                 scale: float = 1.0) -> Meshes:
+                 scale: float = 1.0, alpha: np.ndarray | None = None) -> Meshes:
     """Triangulate the layers (``visible``: :func:`visible_layer`); ``scale`` multiplies the
-    geometric tolerance (size budget)."""
+    geometric tolerance (size budget).  ``alpha``: a cut-out's (:func:`working_alpha`): its
+    hidden pixels are in no mesh, but for a ring around the shown ones whose vertex alpha puts the
+    silhouette where the photo's alpha crosses one half."""
     tol = scale * opts.tol_px / max(geo.shift_px_per_inv, 1e-9)
     inv, cuts, soft = visible
     shape = inv.shape
-    front = triangulate(inv, np.ones(shape, bool), cuts, tol, soft_edge=soft if opts.layered else None)
+    valid = np.ones(shape, bool) if alpha is None else cv2.dilate((alpha >= SHOWN).astype(np.uint8), np.ones((3, 3))) > 0
+    front = triangulate(inv, valid, cuts, tol, soft_edge=soft if opts.layered else None)
+    if alpha is not None:
+        np.minimum(front.alpha, alpha[front.grid_yx[:, 0], front.grid_yx[:, 1]], out=front.alpha)
     out = [("visible", front, inv[front.grid_yx[:, 0], front.grid_yx[:, 1]])]
-    if bg.mask.any():
+    if (bg.mask & valid).any():
         # never cut: nothing lies behind the background layer, so a cut in it would open a hole
         # at some view (a step inside it stretches instead)
-        back = triangulate(bg.inv, bg.mask, None, tol)
+        back = triangulate(bg.inv, bg.mask & valid, None, tol)
         if len(back.faces):
             out.append(("background", back, bg.inv[back.grid_yx[:, 0], back.grid_yx[:, 1]]))
     return Meshes(out, shape)
@@ -264,13 +292,13 @@ def mesh_data(meshes: Meshes, geo: Geometry, bg_tex: Texture | None) -> list[Mes
 
 
 def fit_meshes(geo: Geometry, ldi: LayeredDepth, bg: Background, opts: ConvertOptions, budget: int | None,
-               bg_tex: Texture | None) -> tuple[list[MeshData], float]:
+               bg_tex: Texture | None, alpha: np.ndarray | None = None) -> tuple[list[MeshData], float]:
     """Mesh data within ``budget`` bytes: the tolerance grows (from ``opts.tol_px``) until it fits.
-    Returns (data, tolerance scale used)."""
+    Returns (data, tolerance scale used).  ``alpha``: a cut-out's (:func:`build_meshes`)."""
     scale, last = 1.0, None
     visible = visible_layer(ldi, bg)  # (the same at every tolerance)
     while True:
-        data = mesh_data(build_meshes(geo, visible, bg, opts, scale), geo, bg_tex)
+        data = mesh_data(build_meshes(geo, visible, bg, opts, scale, alpha), geo, bg_tex)
         size = sum(mesh_bytes(d) for d in data)
         if budget is None or size <= budget or scale >= MAX_TOL_SCALE or (last and size > 0.9 * last):
             return data, scale  # (the last test: depth edges hold the vertices, coarsening can't help)
@@ -344,8 +372,14 @@ def build_from_geometry(photo: Photo, geo: Geometry, opts: ConvertOptions, timin
     """Stages after depth at one grid: layers, inpainting, textures, meshes (their tolerance
     coarsened to fit what the textures leave of the budget, :func:`fit_meshes`).
 
-    ``texture``: the photo's texture when already made (or being made in a thread)."""
+    ``texture``: the photo's texture when already made (or being made in a thread).  A cut-out
+    (``photo.alpha``; ``photo`` and ``small`` in its own colours, :func:`cut_out_colours`): its
+    hidden parts take the depth of the nearest shown pixel (no depth edge, so no cut, no background
+    layer at its silhouette) and are left out of the meshes."""
     h, w = geo.inv.shape
+    alpha = working_alpha(photo, (h, w))
+    if alpha is not None:
+        geo = replace(geo, inv=nearest_values(alpha >= SHOWN, geo.inv)[1])
     if small is None:
         with timed(timings, "resize"):
             small = working_photo(photo, (h, w))
@@ -365,7 +399,7 @@ def build_from_geometry(photo: Photo, geo: Geometry, opts: ConvertOptions, timin
     if opts.max_glb_bytes:
         budget = opts.max_glb_bytes - sum(len(t.jpeg) for t in textures) - _JSON_SLACK
     with timed(timings, "mesh"):
-        data, scale = fit_meshes(geo, ldi, bg, opts, budget, bg_tex)
+        data, scale = fit_meshes(geo, ldi, bg, opts, budget, bg_tex, alpha)
     if not any(d.texture == 1 and len(d.faces) for d in data):
         textures = textures[:1]  # no background mesh after all: no unused texture either
     return Built(geo, ldi, data, textures, scale, budget)
@@ -502,7 +536,8 @@ def convert_file(src: str | Path, dst: str | Path, opts: ConvertOptions | None =
 
             found = find_depth(src, photo, opts.depth_source)
             photo = found.photo
-    texture = start_photo_texture(photo, opts)
+    shown = cut_out_colours(photo)  # a cut-out in its own colours (the depth is still estimated on white)
+    texture = start_photo_texture(shown, opts)
     shape = working_shape(photo.width, photo.height, opts.working_side)
     camera = camera_for(photo.width, photo.height, photo.focal_35mm)
     with timed(timings, "resize"):
@@ -526,6 +561,9 @@ def convert_file(src: str | Path, dst: str | Path, opts: ConvertOptions | None =
         opts = replace(opts, depth_ratio=min(100.0, max(1.25, float(info["depth_ratio"]))))
     if photo.original_size:
         info["source_size"] = list(photo.original_size)
+    if shown is not photo:  # a cut-out: the rest sees its own colours, and leaves its hidden parts out
+        info["hidden_area"] = round(float((working_alpha(photo, shape) < SHOWN).mean()), 4)
+        photo, small = shown, working_photo(shown, shape)
     built = fit_to_budget(photo, to_geometry(disparity, camera, opts), opts, timings, small, texture, disparity)
     glb, report = pack_glb(built, opts, timings, info)
     report.update(info)

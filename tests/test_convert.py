@@ -105,6 +105,41 @@ def test_a_sharp_but_coarse_depth_file_is_snapped_and_leaves_no_object_on_the_ba
     assert max(counts) < 2000 and sum(counts) < 3000, counts
 
 
+def test_a_cut_out_png_leaves_its_transparent_parts_out(tmp_path):
+    """An RGBA PNG (a red disc, anti-aliased, on a transparent background stored black, as editors
+    do) with a depth map that puts the background far: the transparent parts are in no mesh and
+    make no layer (no white slab at their own depth, no background layer behind the disc's edge);
+    at every offset the render shows the red disc and nothing around it, without a white fringe."""
+    from photo3d.render import Renderer, View, frame_size, scene_from_glb
+
+    H, W, R = 240, 320, 80
+    yy, xx = np.mgrid[:H, :W]
+    dist = np.hypot(xx - 150, yy - 120) - R  # < 0 inside the disc
+    rgba = np.zeros((H, W, 4), np.uint8)
+    rgba[dist < 1] = (210, 40, 30, 0)
+    rgba[..., 3] = np.round(255 * np.clip(0.5 - dist, 0, 1))
+    src = tmp_path / "disc.png"
+    Image.fromarray(rgba, "RGBA").save(src)
+    depth = np.where(dist < 0, 0.9 - 0.3 * np.clip(dist / -R, 0, 1), 0.1).astype(np.float32)  # a cone, the rim nearest
+    np.save(tmp_path / "d.npy", depth)
+    out = tmp_path / "disc.glb"
+    rep = convert_file(src, out, ConvertOptions(depth=tmp_path / "d.npy"))
+    assert rep["layers"] == 1 and rep["hidden_area"] == pytest.approx(1 - np.pi * R**2 / (W * H), abs=0.01)
+    assert_valid_glb(out)
+    scene = scene_from_glb(out.read_bytes())
+    (mesh,) = scene.meshes
+    shown = mesh.alpha >= 0.5  # (below: hidden by the alpha test, on the ring that places the silhouette)
+    x, y = mesh.uv[:, 0] * W, mesh.uv[:, 1] * H
+    assert np.hypot(x - 150, y - 120)[shown].max() < R + 1.5
+    assert np.hypot(x - 150, y - 120).max() < R + 3  # (the ring: one working pixel out)
+    r = Renderer(scene, *frame_size(scene, 320), supersample=2)
+    for view in (View(0, 0), View(1, 0), View(-1, 0), View(0, 1)):
+        img, inv = r.render(view, depth=True)
+        drawn = (inv > 0).mean()
+        assert 0.2 < drawn < 0.35, drawn  # the disc (a quarter of the photo, a little zoomed), nothing else
+        assert img[..., 1].max() < 80 and img[..., 2].max() < 70  # red, or red fading to the black clear colour
+
+
 def test_stretched_baseline_is_one_layer(tmp_path):
     src, depth = photo_and_depth(tmp_path)
     rep = convert_file(src, tmp_path / "s.glb", ConvertOptions(depth=depth, layered=False))

@@ -60,10 +60,15 @@ def test_rgba_composited_on_white(tmp_path):
     a[:2, :, 3] = 255  # opaque top half
     a[2:, :, 3] = 0  # transparent bottom half
     Image.fromarray(a, "RGBA").save(tmp_path / "a.png")
-    rgb = load_image(tmp_path / "a.png").rgb
+    p = load_image(tmp_path / "a.png")
+    rgb = p.rgb
     assert rgb.shape == (4, 4, 3)
     assert tuple(rgb[0, 0]) == (200, 0, 0)
     assert tuple(rgb[3, 3]) == (255, 255, 255)
+    assert np.array_equal(p.alpha, a[..., 3])  # a cut-out: its alpha is kept (convert leaves the clear half out)
+    a[..., 3] = 255
+    Image.fromarray(a, "RGBA").save(tmp_path / "opaque.png")
+    assert load_image(tmp_path / "opaque.png").alpha is None  # nothing transparent: an ordinary photo
 
 
 def test_la(tmp_path):
@@ -82,6 +87,9 @@ def test_palette_with_and_without_transparency(tmp_path):
     assert Image.open(tmp_path / "p.png").mode == "P"
     assert tuple(load_image(tmp_path / "p.png").rgb[0, 0]) == (200, 100, 50)
     assert tuple(load_image(tmp_path / "pt.png").rgb[0, 0]) == (255, 255, 255)
+    p.putpixel((0, 0), 2)  # one pixel of another colour: a cut-out with that one pixel shown
+    p.save(tmp_path / "pt1.png", transparency=3)
+    assert load_image(tmp_path / "pt1.png").alpha.tolist() == [[255, 0, 0, 0]] + [[0] * 4] * 3
 
 
 def test_cmyk_jpeg(tmp_path):

@@ -707,7 +707,7 @@ def find_depth(path: str | Path, photo: Photo, source: str = "auto") -> Found:
         if pair is not None:
             left, right = pair[:2]
             if left.shape[:2] != (photo.height, photo.width) or kind in ("heif-stereo", "sbs-half-stereo"):
-                photo = replace(photo, rgb=left, original_size=(left.shape[1], left.shape[0]))
+                photo = replace(photo, rgb=left, original_size=(left.shape[1], left.shape[0]), alpha=None)
             if len(pair) > 2 and not photo.focal_35mm:
                 photo = replace(photo, focal_35mm=pair[2])
             found.photo, found.right, found.source, found.kind = photo, right, "stereo", kind
