@@ -50,6 +50,7 @@ class LayerParams:
     snap_radius: int = 4  # colour-guided edge snapping window (0 = off), working pixels
     snap_iters: int = 3
     close_px: int = 7  # network depth: far gaps narrower than this (working pixels) take the depth around them
+    strip_px: int = 3  # an intermediate strip at an edge this narrow is skipped: the background lies behind it
 
 
 @dataclass
@@ -430,7 +431,6 @@ def build_layers(
     dist = cv2.distanceTransform((~far).astype(np.uint8), cv2.DIST_L2, 5)
     hole = np.zeros(inv.shape, bool)
     bg = inv.copy()
-    floor = inv.copy()
     # Multi-scale: at scale r the background is the farthest point within r pixels (so stair-
     # stepped edges and thin intermediate strips still reveal the real background behind them).
     max_need = float(inv.max() - inv.min()) * shift_px_per_inv + params.margin_px
@@ -441,16 +441,19 @@ def build_layers(
         need = jump * shift_px_per_inv + params.margin_px
         fg = (jump > params.rel_jump * inv) & (jump * cut_shift > params.min_jump_px) & (2 * need >= r)
         fg &= dist <= need
-        floor = np.where(fg, np.minimum(floor, bg_r), floor)
         hole |= fg
         r *= 2
     # the background behind a hole pixel: the nearest far-side pixel that is not itself hidden
     # (thin intermediate strips at a stair-stepped edge are skipped; real inner edges are kept),
-    # never nearer than the farthest point within the parallax that revealed it (a far pixel in
-    # a narrow groove between two nearer surfaces is hidden itself, its seed must lie behind it)
+    # never nearer than the farthest point within ``strip_px`` of the cut's far side there (a
+    # far pixel in a narrow groove or an anti-aliased step is hidden itself, its seed must lie
+    # behind it; a wider strip at an intermediate depth is a surface of its own, the one that
+    # continues behind the edge: not the wall beyond it)
     seeds = far & ~hole
     if seeds.any():
         _, bg = nearest_values(seeds, inv)
+    strip = cv2.getStructuringElement(cv2.MORPH_RECT, (2 * params.strip_px + 1,) * 2)
+    _, floor = nearest_values(far, cv2.erode(inv, strip))
     bg = np.where(hole, np.minimum(bg, floor), bg)
     # foreground beyond the hole is masked too, so inpainting reaches the hole from the back only
     inpaint_mask = hole.copy()

@@ -203,3 +203,23 @@ def test_a_narrow_dark_groove_read_as_farther_does_not_tear_the_surface_but_a_wi
     assert not cut[30:100, 46:58].any()  # the groove: no cut
     assert cut[30:100, 97:101].any(axis=1).all() and cut[30:100, 114:118].any(axis=1).all()
     assert build_layers(inv, SHIFT, rgb=rgb, params=LayerParams(close_px=0)).far[30:100, 46:58].any()
+
+
+@pytest.mark.parametrize("width", [2, 12])
+def test_the_background_behind_an_edge_is_the_strip_beside_it_unless_the_strip_is_thin(width):
+    """Near object, an intermediate strip, the far wall (a shelf's edge between a box and the
+    wall, a snapped network edge's terrace).  A 12-px strip is a surface of its own: what the
+    object hides is more of it (before, the hole took the wall's depth, and the inpainting
+    masked the strip as in front of it and read the wall's colour: a white fleck on a blue tape
+    roll, white lines along the cut even at zero offset).  A 2-px strip (an anti-aliased step)
+    is skipped."""
+    mid = 0.35  # the strip-to-wall step opens 6 px + margin: a 12-px strip is not all hidden itself
+    inv = step_edge(80)
+    inv[:, 80 - width:80] = mid
+    ldi = build_layers(inv, SHIFT)
+    assert ldi.hole[:, 80:].any()
+    seed = ldi.bg_seed[ldi.hole & (np.arange(W) >= 80)[None, :]]
+    if width > LayerParams().strip_px:
+        assert np.allclose(seed, mid, atol=0.01), np.unique(seed.round(3))
+    else:
+        assert np.allclose(seed, FAR, atol=0.01), np.unique(seed.round(3))
