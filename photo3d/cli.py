@@ -392,11 +392,13 @@ def model_import(
 ) -> None:
     """Convert Tiefenrausch (Caffe2) to an INT8 TorchScript file."""
     from .batch import names_a_folder
+    from .depth.modelfile import check_output_name
     from .depth.tiefenrausch import import_tiefenrausch_file
 
-    try:
-        if names_a_folder(output):  # (checked before the conversion's seconds, not after)
+    try:  # (-o is checked before the conversion's seconds, not after)
+        if names_a_folder(output):
             raise UsageError(f"-o {output}: names a folder; give the file to write (e.g. -o {Path(output) / 'tiefenrausch.pt'})")
+        check_output_name(output)
         with _spinner(f"importing {folder}"):  # (several seconds)
             import_tiefenrausch_file(folder, output)
     except Photo3DError as e:

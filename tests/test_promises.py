@@ -465,6 +465,26 @@ def test_an_output_written_as_a_folder_is_a_folder(tmp_path, tiny_depth_model):
                                f"(e.g. -o {tmp_path / 'models' / 'tiefenrausch.pt'})"]
 
 
+def test_model_import_writes_only_a_model_file_that_model_loads(tmp_path):
+    """``model import DIR -o FILE``: FILE must be a ``.pt`` not named like the bundled model, checked
+    before any work (``-o DIR/tiefenrausch_init.pb`` replaced the Caffe2 weights it was reading;
+    ``-o p3d-s.pt`` wrote a file that ``--model`` then refuses)."""
+    folder = tmp_path / "tr"
+    folder.mkdir()
+    for name in ("tiefenrausch.pb", "tiefenrausch_init.pb"):
+        (folder / name).write_bytes(b"caffe2 " + name.encode())
+    for out, reason in (
+        (folder / "tiefenrausch_init.pb", f"a depth model is a TorchScript .pt file, not .pb (e.g. -o {folder / 'tiefenrausch_init.pt'})"),
+        (tmp_path / "tr.glb", f"a depth model is a TorchScript .pt file, not .glb (e.g. -o {tmp_path / 'tr.pt'})"),
+        (tmp_path / "p3d-s.pt", "p3d-s.pt is the bundled model's name and --model refuses any other file by that name; "
+                                f"choose another (e.g. -o {tmp_path / 'tiefenrausch.pt'})"),
+    ):
+        r = cli("model", "import", folder, "-o", out)
+        assert r.exit_code == 2 and lines(r.output) == [f"error: -o {out}: {reason}"], r.output
+    assert sorted(p.name for p in tmp_path.rglob("*")) == ["tiefenrausch.pb", "tiefenrausch_init.pb", "tr"]
+    assert (folder / "tiefenrausch_init.pb").read_bytes() == b"caffe2 tiefenrausch_init.pb"
+
+
 def test_one_file_shows_progress_on_a_terminal_and_nothing_in_a_pipe(tmp_path):
     from photo3d.batch import batch_command
 

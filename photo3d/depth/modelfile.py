@@ -30,7 +30,7 @@ from pathlib import Path
 
 import torch
 
-from ..errors import ModelError, summarize
+from ..errors import ModelError, UsageError, printable, summarize
 
 METADATA_FILE = "photo3d.json"  # TorchScript extra file holding the model's metadata
 DEFAULT_INPUT_SIZE = 384  # the network's input (longer side) when the metadata names none
@@ -382,6 +382,25 @@ def verify_bundled(path: Path, models_dir: Path | None = None) -> None:
         hint = "" if claim == "bundled depth model" else "; a model of your own needs another name"
         raise ModelError(f"{claim} is corrupt or not the bundled model: sha256 {digest[:12]}… "
                          f"does not match photo3d/models/manifest.json ({str(info.get('sha256'))[:12]}…){hint}", path)
+
+
+def check_output_name(path: str | Path, option: str = "-o", models_dir: Path | None = None) -> None:
+    """Raise :class:`UsageError` unless ``path`` names a model file that ``--model`` will load: a
+    TorchScript ``.pt`` (any other suffix is a mistake: ``-o DIR/tiefenrausch_init.pb`` would
+    replace the very weights being read), not named like the bundled model (which
+    :func:`verify_bundled` refuses unless it is that file)."""
+    models_dir = MODELS_DIR if models_dir is None else models_dir
+    path = Path(path)
+    if path.suffix.lower() != ".pt":
+        raise UsageError(f"{option} {printable(path)}: a depth model is a TorchScript .pt file, not "
+                         f"{printable(path.suffix) or 'a name without suffix'} (e.g. -o {printable(path.with_suffix('.pt'))})")
+    try:
+        bundled = str(json.loads((models_dir / MANIFEST).read_text())["default"])
+    except (FileNotFoundError, ValueError, KeyError, TypeError):
+        return
+    if path.name == bundled:
+        raise UsageError(f"{option} {printable(path)}: {bundled} is the bundled model's name and --model refuses "
+                         f"any other file by that name; choose another (e.g. -o {printable(path.with_name('tiefenrausch.pt'))})")
 
 
 def write_manifest(model: Path, models_dir: Path | None = None) -> str:
