@@ -114,7 +114,7 @@ def _check_megapixels(value: float) -> None:
 
 def _batch_options(
     depth_source: str = typer.Option(defaults.DEPTH_SOURCE, "--depth-source", metavar="SOURCE",
-                                     help="auto, embedded, stereo or model (auto: the photo's own depth, else the model; embedded, stereo: a photo without it fails)."),
+                                     help="auto, embedded, stereo or model (auto: the photo's own depth map, else its stereo pair, else the model; embedded, stereo: a photo without it fails)."),
     max_megapixels: float = typer.Option(defaults.MAX_MEGAPIXELS, "--max-megapixels", metavar="MP",
                                          help="Refuse larger images."),
     overwrite: bool = typer.Option(False, "--overwrite", show_default=False,

@@ -557,6 +557,8 @@ def test_help_reads_well_at_80_columns(command):
     assert "{" not in text.splitlines()[0]
     if command in (["convert"], ["depth"]):
         assert text.splitlines()[0] == f"Usage: photo3d {command[0]} [OPTIONS] INPUT..."
+        # --depth-source auto as the README says: the photo's own depth map, else its stereo pair, else the model
+        assert "(auto: the photo's own depth map, else its stereo pair, else the model;" in " ".join(text.split())
 
 
 def test_the_preview_has_a_near_far_legend(tmp_path):
