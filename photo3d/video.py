@@ -257,6 +257,14 @@ def _write_mp4(path: Path, frames: Iterator[np.ndarray], size: tuple[int, int], 
             raise OSError(f"FFmpeg: {reason.rstrip('.')}")
 
 
+def frame_delays(count: int, fps: float, unit_ms: int, min_units: int = 1) -> list[int]:
+    """Per-frame delays in ms, whole multiples of ``unit_ms`` (GIF: 10, WebP: 1), that add up to the
+    loop's length (``count / fps``), each at least ``min_units`` units: 30 fps in 1/100 s is 30,
+    30, 40 ms, ...; in ms 33, 33, 34, ... (one fixed 33 ms made a 4 s loop 3.96 s, 8 ms at 120 fps 3.84 s)."""
+    ends = [max(min_units * (i + 1), round((i + 1) * 1000.0 / fps / unit_ms)) for i in range(count)]
+    return [unit_ms * (e - b) for b, e in zip([0] + ends[:-1], ends)]
+
+
 def _encode_webp(frames: list[np.ndarray], fps: float, quality: int) -> bytes:
     import io
 
@@ -264,7 +272,7 @@ def _encode_webp(frames: list[np.ndarray], fps: float, quality: int) -> bytes:
 
     images = [Image.fromarray(f) for f in frames]
     buf = io.BytesIO()
-    images[0].save(buf, format="WEBP", save_all=True, append_images=images[1:], duration=round(1000.0 / fps), loop=0,
+    images[0].save(buf, format="WEBP", save_all=True, append_images=images[1:], duration=frame_delays(len(images), fps, 1), loop=0,
                    quality=quality, method=4)
     return buf.getvalue()
 
@@ -274,7 +282,6 @@ def _encode_gif(frames: list[np.ndarray], fps: float, colours: int) -> bytes:
 
     from PIL import Image
 
-    ms = 1000.0 / fps
     # one palette for all frames (median cut over a mosaic of a few of them), no dithering;
     # a pixel whose colour stays within GIF_SAME of what is on screen becomes transparent
     # (frames are not disposed): long transparent runs compress well.
@@ -294,11 +301,8 @@ def _encode_gif(frames: list[np.ndarray], fps: float, colours: int) -> bytes:
         im = Image.fromarray(np.ascontiguousarray(out, np.uint8), "P")
         im.putpalette(pal.getpalette()[:768])
         images.append(im)
-    # delays in whole 1/100 s that add up to the right length (30 fps: 30, 30, 40 ms, ...)
-    ends = [max(2 * (i + 1), round((i + 1) * ms / 10)) for i in range(len(images))]
-    delays = [10 * (e - b) for b, e in zip([0] + ends[:-1], ends)]
-    buf = io.BytesIO()
-    images[0].save(buf, format="GIF", save_all=True, append_images=images[1:], duration=delays,
+    buf = io.BytesIO()  # (delays of at least 2/100 s: browsers slow down shorter ones)
+    images[0].save(buf, format="GIF", save_all=True, append_images=images[1:], duration=frame_delays(len(images), fps, 10, 2),
                    loop=0, optimize=False, disposal=1, transparency=255)
     return buf.getvalue()
 
