@@ -145,7 +145,7 @@ def render_frames(glb: bytes, suffix: str, opts: ShareOptions, timings: dict | N
     side, note = output_side(scene.meta["source_size"], suffix, opts.size)
     w, h = frame_size(scene, side, max_aspect=MAX_ASPECT)
     if opts.stereo == "sbs-half":
-        w -= w % 4  # each eye gets an even half
+        w = max(4, w - w % 4)  # each eye gets an even half (2 px of a 1- or 2-px wide photo, not 0)
     still = suffix.lower() in STILL_SUFFIXES
     views = path_views(opts.path, 1 if still else opts.frames(), scene.meta)
     zoom = dolly_zoom_extra(scene) if opts.path == "dolly-zoom" and not still else 1.0

@@ -19,7 +19,7 @@ from helpers.gltf import assert_valid_glb
 from helpers.paths import REPO
 from photo3d.pipeline import ConvertOptions, convert_file
 from photo3d.render import PATHS, Renderer, View, cover_zoom, dolly_zoom_extra, frame_size, path_views, scene_from_glb
-from photo3d.video import STEREO_EYE, ShareOptions
+from photo3d.video import STEREO_EYE, ShareOptions, write_share
 from photo3d.viewer import write_viewer
 
 EXAMPLE = REPO / "examples" / "coffee.jpg"
@@ -193,6 +193,24 @@ def test_an_animation_loop_lasts_its_seconds(suffix, fps):
         anim.load()
         delays.append(anim.info["duration"])
     assert anim.n_frames == 12 and sum(delays) == round(12 * 1000 / fps) and max(delays) - min(delays) <= (10 if suffix == ".gif" else 1), delays
+
+
+@pytest.mark.parametrize("stereo", ["sbs", "sbs-half"])
+def test_stereo_of_a_photo_one_or_two_pixels_wide(tmp_path, stereo):
+    """A 1x1 or 2x2 photo gives a stereo still and GIF (sbs-half: each eye 2 px wide, as a
+    2-px frame cannot be halved into even eyes); sbs-half was 'internal error (ZeroDivisionError)'."""
+    for side in (1, 2):
+        src = tmp_path / f"p{side}.png"
+        Image.new("RGB", (side, side), (200, 30, 30)).save(src)
+        glb = convert_file(src, tmp_path / f"p{side}.glb")["outputs"][0]
+        assert_valid_glb(glb)
+        for suffix in (".png", ".gif"):
+            out = tmp_path / f"p{side}-{stereo}{suffix}"
+            info = write_share(out, Path(glb).read_bytes(), ShareOptions(stereo=stereo, seconds=0.1))
+            img = Image.open(out)
+            assert img.size == tuple(info["size"]) == (4, 2), (out, img.size)
+            rgb = np.asarray(img.convert("RGB")).astype(int)
+            assert np.abs(rgb - (200, 30, 30)).max() <= 12, rgb  # both eyes show the photo
 
 
 def test_gif_webp_and_stereo(coffee_glb, tmp_path):
