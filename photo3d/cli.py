@@ -279,11 +279,12 @@ def _convert_details(r, timings: bool) -> str:
         return i["finished"]
     if i.get("from_glb"):  # rendered from the GLB this batch wrote (or found) beside it
         what = _share_details(i["share"], r.bytes) if i.get("share") else f"{r.bytes / 1e6:.2f} MB"
-        return f"from {i['from_glb']}, {what}, {r.seconds:.2f} s"
-    line = (f"depth from {_source(i)}, {i.get('layers', '?')} layer(s), {i.get('vertices', 0):,} vertices, "
-            + ("" if i.get("share") else f"{r.bytes / 1e6:.2f} MB, ") + f"{r.seconds:.2f} s")
-    if i.get("share"):
-        line += "; " + _share_details(i["share"], r.bytes)
+        line = f"from {i['from_glb']}, {what}, {r.seconds:.2f} s"
+    else:
+        line = (f"depth from {_source(i)}, {i.get('layers', '?')} layer(s), {i.get('vertices', 0):,} vertices, "
+                + ("" if i.get("share") else f"{r.bytes / 1e6:.2f} MB, ") + f"{r.seconds:.2f} s")
+        if i.get("share"):
+            line += "; " + _share_details(i["share"], r.bytes)
     if timings and i.get("seconds"):
         line += " (" + ", ".join(f"{k} {v:.2f}" for k, v in i["seconds"].items()) + ")"
     return line

@@ -456,8 +456,11 @@ def test_folder_formats_resume_each_output(tmp_path):
     assert res.exit_code == 0 and (out / "coffee.html").is_file(), res.output
     html_time = (out / "coffee.html").stat().st_mtime_ns
     res = cli("convert", str(src), "-o", str(out), "--format", "glb", "--format", "webp", "--html",
-              "--size", "96", "--seconds", "0.5", "--fps", "8")
+              "--size", "96", "--seconds", "0.5", "--fps", "8", "--timings")
     assert res.exit_code == 0 and (out / "coffee.webp").is_file(), res.output
+    # --timings: the stages of an output rendered from the GLB too (they were left out)
+    (webp_line,) = [ln for ln in res.output.splitlines() if "coffee.webp" in ln]
+    assert re.search(r", \d+\.\d\d s \(render \d+\.\d\d, encode \d+\.\d\d, write \d+\.\d\d\)$", webp_line), webp_line
     assert (out / "coffee.html").stat().st_mtime_ns == html_time
 
 
