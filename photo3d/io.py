@@ -2,7 +2,8 @@
 
 ``load_image`` is the only way photo3d reads a photo: it decodes fully (so truncated files
 fail; a JPEG that ends after a complete scan is read when that is enough, see
-:func:`_jpeg_cut_after_a_scan`), applies the EXIF orientation, converts any mode to RGB uint8, refuses decompression bombs
+:func:`_jpeg_cut_after_a_scan`), applies the EXIF orientation and an embedded colour profile
+(:func:`to_srgb`), converts any mode to RGB uint8, refuses decompression bombs
 and turns every failure into a one-line :class:`~photo3d.errors.InputFileError`.
 """
 
@@ -24,7 +25,7 @@ import numpy as np
 from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
 
 from .defaults import MAX_MEGAPIXELS as DEFAULT_MAX_MEGAPIXELS  # noqa: F401  (re-exported)
-from .errors import InputFileError, OutputError, Photo3DError
+from .errors import InputFileError, OutputError, Photo3DError, one_line
 
 HEIF_SUFFIXES = {".heic", ".heif"}
 # (HEIC/HEIF files are photos with or without the optional reader: without it each one is a failed
@@ -90,6 +91,44 @@ def _to_rgb8(im: Image.Image) -> np.ndarray:
     if im.mode != "RGB":
         im = im.convert("RGB")
     return np.ascontiguousarray(np.asarray(im, dtype=np.uint8))
+
+
+_SRGB = None  # the sRGB profile (LittleCMS's built-in), made once
+_ICC_MODES = {"RGB": ("RGB", "RGB"), "RGBA": ("RGB", "RGBA"), "CMYK": ("CMYK", "RGB")}  # mode: (profile space, out)
+
+
+def to_srgb(im: Image.Image, icc: bytes | None = None) -> tuple[Image.Image, str | None]:
+    """``im`` with its embedded ICC colour profile (``icc``, default ``im.info``) applied: pixels in
+    sRGB, which the GLB's JPEG texture, the viewer, the videos and the depth network all assume.
+    Read as they are, a Display P3 photo (every iPhone HEIC) or an Adobe RGB one comes out washed
+    out.  Returns (image, warning); a profile that maps colours like sRGB (within one level) leaves
+    the image as it is, and one that cannot be used leaves it as it is with a warning."""
+    global _SRGB
+    icc = im.info.get("icc_profile") if icc is None else icc
+    if not icc or im.mode not in _ICC_MODES:
+        return im, None
+    from PIL import ImageCms
+
+    space, out = _ICC_MODES[im.mode]
+    try:
+        src = ImageCms.ImageCmsProfile(io.BytesIO(icc))
+        if src.profile.xcolor_space.strip() != space:
+            return im, f"colour profile ignored ({src.profile.xcolor_space.strip() or 'unknown'} profile on a {im.mode} image): colours taken as sRGB"
+        if _SRGB is None:
+            _SRGB = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB"))
+        transform = ImageCms.buildTransform(src, _SRGB, im.mode, out, ImageCms.Intent.RELATIVE_COLORIMETRIC)
+        if space == "RGB":  # an sRGB profile (many cameras and phones embed one) changes nothing
+            levels = np.arange(0, 256, 17, dtype=np.uint8)
+            grid = np.stack(np.meshgrid(levels, levels, levels), -1).reshape(1, -1, 3)
+            probe = Image.fromarray(grid, "RGB")
+            if im.mode == "RGBA":
+                probe = probe.convert("RGBA")
+            mapped = np.asarray(ImageCms.applyTransform(probe, transform))[..., :3]
+            if np.abs(mapped.astype(int) - grid).max() <= 1:
+                return im, None
+        return ImageCms.applyTransform(im, transform), None
+    except (ImageCms.PyCMSError, OSError, ValueError, TypeError) as e:
+        return im, f"colour profile unusable ({one_line(e) or type(e).__name__}): colours taken as sRGB"
 
 
 def _cut_out_alpha(im: Image.Image) -> np.ndarray | None:
@@ -387,10 +426,12 @@ def load_image(
                 except Exception:
                     swap = False
                 osize = (h, w) if swap else (w, h)
+                icc = im.info.get("icc_profile")
                 try:
                     im = ImageOps.exif_transpose(im)
                 except Exception:  # malformed EXIF: keep the stored orientation, not fail
                     pass
+                im, colour_warning = to_srgb(im, icc)
                 rgb, alpha = _to_rgb8(im), _cut_out_alpha(im)
     except InputFileError:
         raise
@@ -416,8 +457,8 @@ def load_image(
         nw, nh = max(1, round(rgb.shape[1] * s)), max(1, round(rgb.shape[0] * s))
         rgb = cv2.resize(rgb, (nw, nh), interpolation=cv2.INTER_AREA)
         alpha = None if alpha is None else cv2.resize(alpha, (nw, nh), interpolation=cv2.INTER_AREA)
-    return Photo(rgb=rgb, path=path, focal_35mm=focal, original_size=osize, warnings=[warning] if warning else [],
-                 alpha=alpha)
+    return Photo(rgb=rgb, path=path, focal_35mm=focal, original_size=osize,
+                 warnings=[w for w in (warning, colour_warning) if w], alpha=alpha)
 
 
 def _current_umask() -> int:

@@ -656,3 +656,38 @@ def test_spatial_photo_uses_stereo_and_orders_the_scene(tmp_path, embedded_dir):
         x0, y0, x1, y1 = SPATIAL_REGIONS[name]
         got = float(np.median(sd.disparity[int(y0 * hh):int(y1 * hh), int(x0 * ww):int(x1 * ww)])) * s
         assert got == pytest.approx(want, rel=0.15), (name, got)
+
+
+def test_display_p3_photos_are_read_in_srgb(embedded_dir):
+    """iPhone HEICs are Display P3 (their ICC profile): the photo and a spatial photo's views are
+    converted to sRGB (what the texture and viewer assume), as the published P3 -> sRGB matrix
+    (same D65 white and transfer curve) predicts from the stored pixels; read as stored, saturated
+    colours came out washed out (up to 28 levels on the spatial photo's garden, 5 on the pug)."""
+    import pillow_heif
+    from PIL import ImageCms
+
+    def srgb_from_p3(p3: np.ndarray) -> np.ndarray:
+        c = p3.astype(np.float64) / 255
+        lin = np.where(c <= 0.04045, c / 12.92, ((c + 0.055) / 1.055) ** 2.4)
+        m = np.array([[1.2249, -0.2247, 0.0], [-0.0420, 1.0419, 0.0], [-0.0197, -0.0786, 1.0979]])
+        out = np.clip(lin @ m.T, 0, 1)
+        return 255 * np.where(out <= 0.0031308, 12.92 * out, 1.055 * out ** (1 / 2.4) - 0.055)
+
+    for name in ("pug.heic", "spatial_photo.heic"):
+        src = embedded_dir / name
+        heif = pillow_heif.open_heif(str(src), convert_hdr_to_8bit=True)
+        stored = heif[heif.primary_index if hasattr(heif, "primary_index") else 0].to_pillow()
+        profile = ImageCms.ImageCmsProfile(io.BytesIO(stored.info["icc_profile"]))
+        assert ImageCms.getProfileDescription(profile).strip() == "Display P3"
+        stored = np.asarray(stored.convert("RGB"))[::4, ::4]
+        got = load_image(src).rgb[::4, ::4].astype(np.float64)
+        if got.shape != stored.shape:  # (an EXIF-rotated primary: compare what load_image shows)
+            continue
+        err = np.abs(got - srgb_from_p3(stored))
+        assert err.mean() < 1.0 and np.percentile(err, 99.9) <= 3, (name, err.mean())
+        assert np.abs(got - stored).max() >= 5  # (and not the stored pixels: up to 5 / 28 levels apart here)
+    # the left view of the spatial photo (the 3D photo's texture) is in sRGB too
+    _, pair = E.read_heif(embedded_dir / "spatial_photo.heic")
+    left_stored = np.asarray(pillow_heif.open_heif(str(embedded_dir / "spatial_photo.heic"))[0].to_pillow().convert("RGB"))
+    err = np.abs(pair[0][::4, ::4].astype(np.float64) - srgb_from_p3(left_stored[::4, ::4]))
+    assert err.mean() < 1.0, err.mean()

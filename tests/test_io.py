@@ -101,6 +101,62 @@ def test_cmyk_jpeg(tmp_path):
     assert r > 240 and g < 15 and b < 15
 
 
+def _swapped_srgb_profile() -> bytes:
+    """An ICC profile that is sRGB with its red and blue colorants swapped: a pixel stored as
+    (0, 0, 255) is red in it (a stand-in for Display P3 / Adobe RGB that no reading can hide)."""
+    import struct
+
+    from PIL import ImageCms
+
+    b = bytearray(ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes())
+    count = struct.unpack(">I", b[128:132])[0]
+    tags = {bytes(b[132 + 12 * i: 136 + 12 * i]): 132 + 12 * i for i in range(count)}
+    r, bl = tags[b"rXYZ"], tags[b"bXYZ"]
+    b[r + 4: r + 12], b[bl + 4: bl + 12] = b[bl + 4: bl + 12], b[r + 4: r + 12]
+    b[84:100] = bytes(16)  # (no profile ID)
+    return bytes(b)
+
+
+@pytest.mark.parametrize("fmt,suffix", [("PNG", ".png"), ("JPEG", ".jpg"), ("TIFF", ".tif"), ("WEBP", ".webp")])
+def test_an_embedded_colour_profile_is_applied(tmp_path, fmt, suffix):
+    """Pixels come out in sRGB (what the texture, viewer, videos and network assume): a Display P3
+    iPhone photo read as stored looked washed out.  An sRGB profile changes nothing (byte-identical),
+    an unusable one leaves the pixels as stored and says so."""
+    from PIL import ImageCms
+
+    from helpers.photos import photo_rgb
+
+    opts = {"quality": 100} if fmt in ("JPEG", "WEBP") else {}
+    if fmt == "WEBP":
+        opts["lossless"] = True
+    im = Image.new("RGB", (32, 16), (0, 0, 255))
+    im.paste((128, 128, 128), (16, 0, 32, 16))
+    im.save(tmp_path / f"swapped{suffix}", fmt, icc_profile=_swapped_srgb_profile(), **opts)
+    photo = load_image(tmp_path / f"swapped{suffix}")
+    assert photo.warnings == []
+    assert np.abs(photo.rgb[8, 4].astype(int) - (255, 0, 0)).max() <= 3, photo.rgb[8, 4]  # red, as the profile says
+    assert np.abs(photo.rgb[8, 28].astype(int) - 128).max() <= 2, photo.rgb[8, 28]  # grey stays grey
+    rgb = photo_rgb(32, 16)  # (a colour ramp with noise)
+    srgb = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
+    Image.fromarray(rgb).save(tmp_path / f"plain{suffix}", fmt, **opts)
+    Image.fromarray(rgb).save(tmp_path / f"srgb{suffix}", fmt, icc_profile=srgb, **opts)
+    assert np.array_equal(load_image(tmp_path / f"srgb{suffix}").rgb, load_image(tmp_path / f"plain{suffix}").rgb)
+    Image.fromarray(rgb).save(tmp_path / f"broken{suffix}", fmt, icc_profile=b"not a profile" * 20, **opts)
+    broken = load_image(tmp_path / f"broken{suffix}")
+    assert np.array_equal(broken.rgb, load_image(tmp_path / f"plain{suffix}").rgb)
+    (warning,) = broken.warnings
+    assert warning.startswith("colour profile unusable (") and warning.endswith("): colours taken as sRGB"), warning
+
+
+def test_a_colour_profile_warning_is_one_line_naming_the_photo(tmp_path):
+    Image.new("RGB", (64, 48), (90, 120, 200)).save(tmp_path / "p.png", icc_profile=b"junk" * 40)
+    np.save(tmp_path / "d.npy", np.linspace(0, 1, 64 * 48, dtype=np.float32).reshape(48, 64))
+    r = _cli("convert", tmp_path / "p.png", "-o", tmp_path / "out.glb", "--depth", tmp_path / "d.npy")
+    assert r.exit_code == 0 and (tmp_path / "out.glb").stat().st_size > 0, r.output
+    (line,) = [ln for ln in r.output.splitlines() if ln.startswith("warning:")]
+    assert line.startswith(f"warning: {tmp_path / 'p.png'}: colour profile unusable (") and line.endswith("colours taken as sRGB")
+
+
 def test_i16_png(tmp_path):
     a = np.array([[0, 257 * 100, 65535]] * 3, dtype=np.uint16)
     Image.fromarray(a).save(tmp_path / "d.png")

@@ -55,7 +55,7 @@ import numpy as np
 
 from ..export import DIAGONAL_35MM
 from ..errors import InputFileError
-from ..io import Photo
+from ..io import Photo, to_srgb
 
 SOURCES = ("auto", "embedded", "stereo", "model")
 
@@ -439,7 +439,7 @@ def _heif_pair(heif) -> tuple | None:
         if group.get("type") == "ster" and len(group.get("images") or []) >= 2:
             i, j = group["images"][:2]
             try:
-                pair = (np.asarray(heif[i].to_pillow().convert("RGB")), np.asarray(heif[j].to_pillow().convert("RGB")))
+                pair = tuple(np.asarray(to_srgb(heif[k].to_pillow())[0].convert("RGB")) for k in (i, j))  # (in sRGB, as the photo)
             except Exception:
                 return None
             # the left camera's focal length (HEIF camera intrinsics), as a 35 mm equivalent
@@ -480,7 +480,7 @@ def read_mpo_pair(path: Path) -> tuple[np.ndarray, np.ndarray] | None:
             views = []
             for k in (0, 1):
                 im.seek(k)
-                views.append(np.asarray(im.convert("RGB")))
+                views.append(np.asarray(to_srgb(im.convert("RGB"), im.info.get("icc_profile"))[0]))  # (in sRGB, as the photo)
             return views[0], views[1]
     except Exception:
         return None
