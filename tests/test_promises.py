@@ -514,8 +514,13 @@ def test_model_import_shows_a_spinner_on_a_terminal_and_nothing_in_a_pipe(tmp_pa
         assert buf.getvalue().rstrip().endswith(f"wrote {out}")
 
 
-def test_standard_input_and_output_are_usage_errors(tmp_path):
-    """``-`` is not a file: as INPUT or as -o it is one line, exit 2 (not "-: no such file", exit 1)."""
+def test_standard_input_and_output_are_usage_errors(tmp_path, monkeypatch):
+    """``-`` is not a file: as INPUT, -o or --summary it is one line, exit 2 (not "-: no such file",
+    exit 1; --summary - wrote a file called ``-``)."""
+    monkeypatch.chdir(tmp_path)
+    r = cli("depth", photo(tmp_path / "a.png"), "-o", tmp_path / "d.png", "--summary", "-")
+    assert r.exit_code == 2 and lines(r.output) == [
+        "error: --summary -: cannot write to standard output; give a file name"], r.output
     r = cli("depth", "-", "-o", tmp_path / "d.png")
     assert r.exit_code == 2 and lines(r.output) == [
         "error: INPUT -: cannot read a photo from standard input; give a file or a folder"], r.output

@@ -273,7 +273,9 @@ def _refuse_overwriting_inputs(jobs: Sequence[Job]) -> None:
 
 
 def check_summary_path(summary: Path, jobs: Sequence[Job]) -> None:
-    """``--summary FILE`` must not be an input or a planned output (the same guard as ``-o``)."""
+    """``--summary FILE`` must not be ``-`` (as ``-o -``), an input or a planned output (the same guard as ``-o``)."""
+    if str(summary) == "-":
+        raise UsageError("--summary -: cannot write to standard output; give a file name")
     sid = _file_id(summary)
     if sid is not None and any(_file_id(j.src) == sid for j in jobs):
         raise UsageError(f"--summary {printable(summary)}: would overwrite an input; choose another file")
