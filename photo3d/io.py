@@ -340,6 +340,10 @@ def input_file(path: Path, what: str, missing: str = "no such file", error: type
     try:
         st = path.stat()
     except (FileNotFoundError, NotADirectoryError):
+        try:  # a link whose target is gone (a photo on an unmounted drive): say so, `ls` shows it
+            missing = f"{missing} (a broken symbolic link to {os.readlink(path)})" if path.is_symlink() else missing
+        except OSError:
+            pass
         raise error(missing, path) from None
     except PermissionError:
         raise error("unreadable (permission denied)", path) from None

@@ -75,7 +75,7 @@ def test_glob_filters_case_insensitively(album: Path, tmp_path: Path) -> None:
     jobs = plan_jobs([album], tmp_path / "o", ".png", globs=["*.jpg"])
     names = sorted(j.src.name for j in jobs)
     assert names == sorted(["plain.jpg", "cmyk.jpg", "rotated.jpg", "ünïcødé ñame 写真.JPG",
-                            "truncated.jpg", "text.jpg", "empty.jpg"])
+                            "truncated.jpg", "text.jpg", "empty.jpg", "gone.jpg", "pipe.jpg"])
     # '**/' also matches no folder: the same files as '*.jpg' (top level included)
     assert sorted(j.src.name for j in plan_jobs([album], tmp_path / "o", ".png", globs=["**/*.jpg"])) == names
     jobs = plan_jobs([album], tmp_path / "o", ".png", globs=["sub/*"])

@@ -104,9 +104,7 @@ def discover(
                 continue
             if not _matches(p.relative_to(folder).as_posix(), globs):
                 continue
-            if not p.is_file():  # dangling link, fifo, ...
-                continue
-            yield p
+            yield p  # (a broken link, a named pipe, ...: a failed input that says so, not skipped without a word)
 
 
 def _same_file(a: Path, b: Path) -> bool:

@@ -11,12 +11,25 @@ import time
 from pathlib import Path
 from typing import Any, Iterator, Sequence
 
-from ..errors import Photo3DError, UsageError, summarize
-from ..io import write_bytes_atomic
+from ..errors import InputFileError, Photo3DError, UsageError, summarize
+from ..io import input_file, write_bytes_atomic
 from .local import Executor, _first_outputs, _next_ready
 from .plan import Job
 from .result import Result, Status, msg
 from .task import Task, execute, set_threads, warm_up
+
+
+def _input_bytes(src: Path) -> bytes:
+    """A photo's bytes for a worker, checked as a local run checks it (:func:`photo3d.io.input_file`):
+    a named pipe or device is refused without reading it (the read would hang), a missing file or a
+    broken link says so."""
+    input_file(src, "an image")
+    try:
+        return src.read_bytes()
+    except PermissionError:
+        raise InputFileError("unreadable (permission denied)", src) from None
+    except OSError as e:
+        raise InputFileError(f"unreadable ({e.strerror or e})", src) from None
 
 
 class _RayWorker:
@@ -151,11 +164,9 @@ class RayExecutor(Executor):
         while pending or inflight:
             while pending and idle and (job := _next_ready(pending, (j for _, j in inflight.values()), first)):
                 try:
-                    data = job.src.read_bytes()
-                except OSError as e:
-                    reason = "unreadable (permission denied)" if isinstance(e, PermissionError) else (
-                        "no such file" if isinstance(e, FileNotFoundError) else f"unreadable ({e.strerror or e})")
-                    yield Result(job.src, job.dst, Status.failed, error=msg(job.src, reason))
+                    data = _input_bytes(job.src)
+                except Photo3DError as e:
+                    yield Result(job.src, job.dst, Status.failed, error=str(e))
                     continue
                 glb = None
                 sibling = job.dst.with_suffix(".glb")

@@ -50,6 +50,8 @@ BAD = {
     "bad/text.jpg": "not an image",
     "bad/empty.jpg": "empty",
     "bad/bomb.png": "too large",
+    "bad/gone.jpg": "no such file (a broken symbolic link to ../nowhere/gone.jpg)",  # (was skipped without a word)
+    "bad/pipe.jpg": "not an image (a named pipe, not a regular file)",  # (refused unread: no hang)
 }
 
 
@@ -79,6 +81,8 @@ def make_album(root: Path) -> Path:
     (root / "bad" / "text.jpg").write_text("this is not a photo\n")
     (root / "bad" / "empty.jpg").write_bytes(b"")
     bomb_png(root / "bad" / "bomb.png")
+    os.symlink("../nowhere/gone.jpg", root / "bad" / "gone.jpg")  # a photo on a drive that is gone
+    os.mkfifo(root / "bad" / "pipe.jpg")
     # ignored: hidden files and folders, non-images, a symlink loop
     Image.fromarray(rgb).save(root / ".hidden.jpg")
     (root / ".cache").mkdir()
