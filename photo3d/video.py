@@ -49,6 +49,9 @@ GIF_COLOURS, WEBP_QUALITY = 255, 80  # (index 255 of the GIF's palette is the tr
 # over the size budget (ShareOptions.max_bytes), GIF / WebP give up (see fit_animation):
 BUDGET_MIN_FPS = 12  # frame rate, halved while it stays at least this,
 BUDGET_COLOURS, BUDGET_QUALITY = 128, 60  # then colours (WebP: quality) down to this, then size
+# GIF / WebP hold all their frames in memory (one palette, the size budget), the encoders ~1.6x more:
+# larger frames are rendered smaller (--size 8192 -o x.gif: 120 frames of 8192x6144 are 18 GB)
+ANIMATION_MAX_BYTES = 500_000_000
 
 
 @dataclass
@@ -143,14 +146,25 @@ def render_frames(glb: bytes, suffix: str, opts: ShareOptions, timings: dict | N
 
     scene = scene_from_glb(glb)
     side, note = output_side(scene.meta["source_size"], suffix, opts.size)
-    w, h = frame_size(scene, side, max_aspect=MAX_ASPECT)
-    if opts.stereo == "sbs-half":
-        w = max(4, w - w % 4)  # each eye gets an even half (2 px of a 1- or 2-px wide photo, not 0)
+    notes = [note] if note else []
+
+    def frame(side: int) -> tuple[int, int, int]:  # (one eye's width, height, the frame's width)
+        w, h = frame_size(scene, side, max_aspect=MAX_ASPECT)
+        if opts.stereo == "sbs-half":
+            w = max(4, w - w % 4)  # each eye gets an even half (2 px of a 1- or 2-px wide photo, not 0)
+        return w, h, w * (2 if opts.stereo == "sbs" else 1)
+
+    w, h, out_w = frame(side)
     still = suffix.lower() in STILL_SUFFIXES
     views = path_views(opts.path, 1 if still else opts.frames(), scene.meta)
+    held = len(views) * out_w * h * 3
+    if suffix.lower() in (".gif", ".webp") and held > ANIMATION_MAX_BYTES:
+        w0, h0 = out_w, h
+        w, h, out_w = frame(max(16, int(side * (ANIMATION_MAX_BYTES / held) ** 0.5)))
+        notes.append(f"rendered at {out_w}x{h}: {len(views)} frames of {w0}x{h0} would take "
+                     + (f"{held / 1e9:.1f} GB" if held >= 1e9 else f"{held / 1e6:.0f} MB") + " of memory")
     zoom = dolly_zoom_extra(scene) if opts.path == "dolly-zoom" and not still else 1.0
     renderer = Renderer(scene, w, h, supersample=opts.supersample, zoom=zoom)
-    out_w = w * (2 if opts.stereo == "sbs" else 1)
 
     eyes = [e for v in views for e in _eyes(v, opts.stereo)]
     n = 2 if opts.stereo else 1
@@ -165,7 +179,7 @@ def render_frames(glb: bytes, suffix: str, opts: ShareOptions, timings: dict | N
             yield frame
             t = time.perf_counter()
 
-    return gen(), len(views), (out_w, h), [note] if note else []
+    return gen(), len(views), (out_w, h), notes
 
 
 def _progress(total: int, enabled: bool, label: str):

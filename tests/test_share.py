@@ -213,6 +213,24 @@ def test_stereo_of_a_photo_one_or_two_pixels_wide(tmp_path, stereo):
             assert np.abs(rgb - (200, 30, 30)).max() <= 12, rgb  # both eyes show the photo
 
 
+def test_an_animation_too_large_for_memory_is_rendered_smaller(coffee_glb, tmp_path, monkeypatch):
+    """GIF and WebP hold every frame in memory: frames over video.ANIMATION_MAX_BYTES are rendered
+    smaller, and the result line says so (--size 8192 -o x.gif asked for 18 GB of frames); an MP4
+    streams its frames and keeps its size."""
+    import photo3d.video as video
+
+    opts = ShareOptions(size=480, seconds=0.5, fps=8)  # 4 frames of 480x320: 1.8 MB
+    monkeypatch.setattr(video, "ANIMATION_MAX_BYTES", 500_000)
+    for suffix in (".gif", ".webp"):
+        info = write_share(tmp_path / f"a{suffix}", coffee_glb, opts)
+        w, h = info["size"]
+        assert 4 * w * h * 3 <= 500_000 and w > 200 and abs(w / h - 1.5) < 0.02, info
+        assert Image.open(tmp_path / f"a{suffix}").size == (w, h)
+        assert info["notes"] == [f"rendered at {w}x{h}: 4 frames of 480x320 would take 2 MB of memory"], info["notes"]
+    info = write_share(tmp_path / "a.mp4", coffee_glb, opts)
+    assert info["size"] == [480, 320] and info["notes"] == []
+
+
 def test_gif_webp_and_stereo(coffee_glb, tmp_path):
     from photo3d.video import write_share
 
