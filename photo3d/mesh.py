@@ -19,6 +19,9 @@ import numpy as np
 from .layers import Cuts
 
 MAX_LEVEL = 5  # largest cells: 32 x 32 pixels
+# largest texture shift (grid pixels) a merged cell may make: a flat 3D triangle carries its texture
+# linearly, while the photo is its projection (benchmarks/texture_swim.py)
+TEXTURE_SHIFT_PX = 0.5
 SOFT_ALPHA = 128  # silhouette vertices: with alphaCutoff 0.5 the edge runs through them (the far side is the background layer's)
 
 
@@ -57,6 +60,19 @@ def _bilinear_error(inv: np.ndarray, s: int) -> np.ndarray:
     e[:, :-1] = np.maximum(e[:, :-1], e[:, 1:])
     e = e[:-1, :-1]
     return e.reshape(H // s, s, W // s, s).max(axis=(1, 3))
+
+
+def _texture_shift(inv: np.ndarray, s: int) -> np.ndarray:
+    """Largest texture shift (grid pixels) inside each s x s cell drawn as flat 3D triangles.
+
+    Along a line of L pixels whose ends have inverse depths i_lo <= i_hi, texture interpolated
+    linearly on the 3D triangle lands up to L (1 - sqrt(r)) / (1 + sqrt(r)) pixels off the photo's
+    projection, r = i_lo / i_hi; L is the cell's diagonal."""
+    c = inv[::s, ::s]
+    corners = np.stack([c[:-1, :-1], c[:-1, 1:], c[1:, :-1], c[1:, 1:]])
+    lo, hi = corners.min(axis=0), corners.max(axis=0)
+    r = np.sqrt(np.clip(lo / np.maximum(hi, 1e-12), 0.0, 1.0))
+    return s * np.sqrt(2.0) * (1.0 - r) / (1.0 + r)
 
 
 def _pad(a: np.ndarray, shape: tuple[int, int], value) -> np.ndarray:
@@ -131,11 +147,13 @@ def triangulate(
     tol_inv: float,
     soft_edge: np.ndarray | None = None,
     max_level: int | None = None,
+    shift_px: float = TEXTURE_SHIFT_PX,
 ) -> LayerMesh:
     """Adaptive triangulation of the vertex grid ``inv`` (h, w) restricted to ``valid`` vertices.
 
     ``cuts``: grid edges not to connect (None = none).  ``tol_inv``: largest inverse-depth error a
-    merged cell may make.  ``soft_edge``: vertices whose alpha is 0 (soft silhouettes).
+    merged cell may make.  ``soft_edge``: vertices whose alpha is 0 (soft silhouettes).  ``shift_px``:
+    largest texture shift (grid pixels) a merged cell may make (:func:`_texture_shift`).
     """
     h, w = inv.shape
     if max_level is None:  # the largest cells that tile the grid exactly (at least 8 px, padding if needed)
@@ -163,7 +181,7 @@ def triangulate(
     d = dirty
     for lvl in range(1, max_level + 1):
         d = _pool_any(d)
-        sp = d | (_bilinear_error(inv_p, 2**lvl) > tol_inv)
+        sp = d | (_bilinear_error(inv_p, 2**lvl) > tol_inv) | (_texture_shift(inv_p, 2**lvl) > shift_px)
         if lvl > 1:
             sp |= _pool_any(split[lvl - 1])
         split.append(sp)

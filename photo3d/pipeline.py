@@ -31,7 +31,7 @@ from .inpaint import Background, inpaint_background
 from .io import DEFAULT_MAX_MEGAPIXELS, Photo, load_image, write_bytes_atomic
 from .layers import (COARSE_MAP, Cuts, LayeredDepth, LayerParams, band_to_foreground, build_layers, find_cuts,
                      is_sharp_map, nearest_values, sanitize_inverse_depth)
-from .mesh import LayerMesh, grid_to_image, triangulate, unproject
+from .mesh import TEXTURE_SHIFT_PX, LayerMesh, grid_to_image, triangulate, unproject
 from .video import STILL_SUFFIXES, VIDEO_SUFFIXES, ShareOptions
 
 BG_TEXTURE_MARGIN = 8  # working pixels of real colour kept around the background layer (mipmaps)
@@ -218,14 +218,15 @@ def build_meshes(geo: Geometry, visible: tuple[np.ndarray, Cuts, np.ndarray], bg
     inv, cuts, soft = visible
     shape = inv.shape
     valid = np.ones(shape, bool) if alpha is None else cv2.dilate((alpha >= SHOWN).astype(np.uint8), np.ones((3, 3))) > 0
-    front = triangulate(inv, valid, cuts, tol, soft_edge=soft if opts.layered else None)
+    shift = scale * TEXTURE_SHIFT_PX  # the size budget coarsens both
+    front = triangulate(inv, valid, cuts, tol, soft_edge=soft if opts.layered else None, shift_px=shift)
     if alpha is not None:
         np.minimum(front.alpha, alpha[front.grid_yx[:, 0], front.grid_yx[:, 1]], out=front.alpha)
     out = [("visible", front, inv[front.grid_yx[:, 0], front.grid_yx[:, 1]])]
     if (bg.mask & valid).any():
         # never cut: nothing lies behind the background layer, so a cut in it would open a hole
         # at some view (a step inside it stretches instead)
-        back = triangulate(bg.inv, bg.mask & valid, None, tol)
+        back = triangulate(bg.inv, bg.mask & valid, None, tol, shift_px=shift)
         if len(back.faces):
             out.append(("background", back, bg.inv[back.grid_yx[:, 0], back.grid_yx[:, 1]]))
     return Meshes(out, shape)
