@@ -538,6 +538,47 @@ def test_an_empty_folder_or_a_glob_matching_nothing_fails(tmp_path):
     assert r.exit_code == 1 and lines(r.output) == [f"error: no images found in {tmp_path / 'in'} matching *.jpg"]
 
 
+def test_an_empty_folder_beside_other_inputs_is_a_warning(tmp_path, tiny_depth_model):
+    """``photo3d depth a.png empty/ -o out/``: one warning line for the folder, the rest runs."""
+    a = photo(tmp_path / "a.png")
+    (tmp_path / "empty").mkdir()
+    photo(tmp_path / "pngs" / "b.png")
+    r = cli("depth", a, tmp_path / "empty", tmp_path / "pngs", "-o", tmp_path / "out", "--model", tiny_depth_model,
+            "--glob", "*.png")
+    assert r.exit_code == 0, r.output
+    assert [ln for ln in lines(r.output) if ln.startswith(("warning", "error"))] == [
+        f"warning: {tmp_path / 'empty'}: holds no photos matching *.png; skipped"]
+    assert (tmp_path / "out" / "a.png").is_file() and (tmp_path / "out" / "pngs" / "b.png").is_file()
+    r = cli("convert", a, tmp_path / "empty", "-o", tmp_path / "glbs", "--model", tiny_depth_model)
+    assert r.exit_code == 0, r.output
+    assert f"warning: {tmp_path / 'empty'}: holds no photos; skipped" in lines(r.output)
+    assert_valid_glb(tmp_path / "glbs" / "a.glb")
+
+
+def test_a_walk_skips_the_depth_maps_photo3d_wrote(tmp_path, tiny_depth_model):
+    """Depth maps written into the input folder are not photos of a later run over that folder:
+    they are skipped, with one line for all of them; a grey 16-bit PNG from elsewhere is a photo."""
+    src = tmp_path / "in"
+    photo(src / "a.png")
+    photo(src / "b.jpg", seed=3)
+    Image.fromarray((np.arange(64 * 48, dtype=np.uint16).reshape(48, 64) * 20)).save(src / "grey16.png")
+    r = cli("depth", src, "-o", src / "depth", "--preview", "--model", tiny_depth_model)
+    assert r.exit_code == 0, r.output
+    assert sorted(p.name for p in (src / "depth").iterdir()) == [
+        "a.png", "a.preview.png", "b.png", "b.preview.png", "grey16.png", "grey16.preview.png"]
+    r = cli("depth", src, "-o", tmp_path / "again", "--model", tiny_depth_model)
+    assert r.exit_code == 0, r.output
+    assert sorted(p.name for p in (tmp_path / "again").iterdir()) == ["a.png", "b.png", "grey16.png"]
+    warned = [ln for ln in lines(r.output) if ln.startswith("warning")]
+    assert warned == [f"warning: skipped 6 depth maps photo3d wrote, not photos (such as {src / 'depth' / 'a.png'})"]
+    r = cli("convert", src / "depth", "-o", tmp_path / "glbs", "--glob", "a.png", "--model", tiny_depth_model)
+    assert r.exit_code == 1 and lines(r.output) == [
+        f"warning: {src / 'depth' / 'a.png'}: skipped: a depth map photo3d wrote, not a photo",
+        f"error: no images found in {src / 'depth'} matching a.png"]
+    r = cli("depth", src / "depth" / "a.png", "-o", tmp_path / "named.png", "--model", tiny_depth_model)
+    assert r.exit_code == 0 and (tmp_path / "named.png").is_file()  # named on the command line: taken
+
+
 @pytest.mark.parametrize("args,message", [
     (["convert", "x.jpg", "--bogus"], "error: No such option: --bogus"),
     (["convert"], "error: Missing argument 'INPUT...'."),

@@ -1,7 +1,7 @@
 """Plan a batch: INPUT... -> (input, output paths) jobs.
 
-:func:`plan_jobs` walks the inputs (recursive, hidden entries and the output folder skipped,
-symlink loops visited once) and maps every image to an output path that mirrors the input tree.
+:func:`plan_jobs` walks the inputs (recursive, hidden entries, the output folder and the depth
+map PNGs photo3d wrote skipped, symlink loops visited once) and maps every image to an output path that mirrors the input tree.
 """
 
 from __future__ import annotations
@@ -9,11 +9,12 @@ from __future__ import annotations
 import contextlib
 import fnmatch
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterable, Iterator, Sequence
 
 from ..errors import OutputError, UsageError, printable
+from ..depth.maps import written_by_photo3d
 from ..io import IMAGE_SUFFIXES, is_image_path, stale_temp_target
 from .result import msg
 
@@ -28,6 +29,25 @@ class Job:
     @property
     def outputs(self) -> list[Path]:
         return [self.dst, *self.sides]
+
+
+@dataclass
+class PlanNotes:
+    """What a walk passed over, for warnings: input folders without photos, and photo3d's own
+    depth maps (and previews) found in a walk, which are not photos."""
+
+    empty: list[Path] = field(default_factory=list)
+    own: list[Path] = field(default_factory=list)
+
+    def warnings(self, globs: Sequence[str] = ()) -> list[str]:
+        """One line per empty folder, one line for all the skipped depth maps."""
+        match = f" matching {' or '.join(globs)}" if globs else ""
+        out = [msg(p, f"holds no photos{match}; skipped") for p in self.empty]
+        if len(self.own) == 1:
+            out.append(msg(self.own[0], "skipped: a depth map photo3d wrote, not a photo"))
+        elif self.own:
+            out.append(f"skipped {len(self.own)} depth maps photo3d wrote, not photos (such as {printable(self.own[0])})")
+        return out
 
 
 def _is_hidden(name: str) -> bool:
@@ -49,6 +69,7 @@ def discover(
     globs: Sequence[str] = (),
     exclude: Iterable[Path] = (),
     errors: list[tuple[Path, str]] | None = None,
+    own: list[Path] | None = None,
 ) -> Iterator[Path]:
     """Yield the image files under ``folder``, sorted, depth first.
 
@@ -56,7 +77,9 @@ def discover(
     ``exclude`` (the output folder when it lies inside the input).  Symbolic links to folders are
     followed, but every real folder is visited once, so link loops end.  ``globs`` filter on the
     path relative to ``folder`` or on the file name (case-insensitive; ``*`` crosses folders).
-    Folders that cannot be listed are appended to ``errors`` as (path, reason).
+    Folders that cannot be listed are appended to ``errors`` as (path, reason).  Depth map PNGs
+    that photo3d wrote (:func:`~photo3d.depth.maps.written_by_photo3d`) are not photos: they are
+    skipped, and appended to ``own``.
     """
     excluded = set()
     for p in exclude:
@@ -104,6 +127,10 @@ def discover(
                 continue
             if not _matches(p.relative_to(folder).as_posix(), globs):
                 continue
+            if written_by_photo3d(p):
+                if own is not None:
+                    own.append(p)
+                continue
             yield p  # (a broken link, a named pipe, ...: a failed input that says so, not skipped without a word)
 
 
@@ -134,6 +161,7 @@ def plan_jobs(
     suffix: str,
     globs: Sequence[str] = (),
     outputs: Callable[[Path], Sequence[Path]] | None = None,
+    notes: PlanNotes | None = None,
 ) -> list[Job]:
     """Map INPUT... to output paths.
 
@@ -147,7 +175,8 @@ def plan_jobs(
       ``NAME.preview.png``); they are planned together: inputs whose outputs would collide
       (``a.jpg`` and ``a.png``; ``b.tif``'s preview and ``b.preview.jpg``) keep their full name
       (``a.jpg.glb``), then get numbered.  An output that would overwrite an input fails its job.
-    * Inputs that are missing, or folders that cannot be listed, become jobs that fail.
+    * Inputs that are missing, or folders that cannot be listed, become jobs that fail.  Input
+      folders without photos, and photo3d's own depth maps met in a walk, go into ``notes``.
     """
     if not inputs:
         raise UsageError("no INPUT given")
@@ -182,7 +211,10 @@ def plan_jobs(
         if inp.is_dir():
             base = output if len(inputs) == 1 else output / (inp.resolve().name or "root")
             walk_errors: list[tuple[Path, str]] = []
-            for p in discover(inp, globs, exclude=[output], errors=walk_errors):
+            own: list[Path] = []
+            found = False
+            for p in discover(inp, globs, exclude=[output], errors=walk_errors, own=own):
+                found = True
                 if p in seen:
                     continue
                 seen.add(p)
@@ -190,6 +222,10 @@ def plan_jobs(
                 jobs.append(Job(p, base / rel.with_suffix(suffix)))
             for p, reason in walk_errors:
                 jobs.append(Job(p, base / p.relative_to(inp) if p != inp else base, msg(p, reason)))
+            if notes is not None:
+                notes.own += own
+                if not (found or own or walk_errors):
+                    notes.empty.append(inp)
         else:
             if inp in seen:
                 continue
@@ -226,9 +262,10 @@ def plan_jobs(
 
 
 def plan_outputs(inputs: Sequence[Path], output: Path, suffixes: Sequence[str], globs: Sequence[str] = (),
-                 outputs: Callable[[Path], Sequence[Path]] | None = None) -> list[Job]:
+                 outputs: Callable[[Path], Sequence[Path]] | None = None, notes: PlanNotes | None = None) -> list[Job]:
     """:func:`plan_jobs` for each of ``suffixes``, the outputs of each input next to each other."""
-    plans = [plan_jobs(inputs, output, s, globs, outputs) for s in dict.fromkeys(suffixes)]
+    plans = [plan_jobs(inputs, output, s, globs, outputs, notes if n == 0 else None)
+             for n, s in enumerate(dict.fromkeys(suffixes))]
     seen: set[str] = set()
     jobs = []
     for group in zip(*plans):

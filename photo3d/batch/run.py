@@ -29,7 +29,7 @@ from ..defaults import Engine
 from ..errors import ExitCode, Photo3DError, UsageError, printable, stderr_console
 from ..io import write_bytes_atomic
 from .local import Executor, PoolExecutor, SequentialExecutor
-from .plan import Job, check_summary_path, check_writable, plan_outputs, remove_stale_temps
+from .plan import Job, PlanNotes, check_summary_path, check_writable, plan_outputs, remove_stale_temps
 from .result import Result, Status, msg
 from .task import Task, execute
 
@@ -326,17 +326,23 @@ def batch_command(
     that file), and skips existing outputs for folders and several inputs (resume).
     Several ``suffix`` values: one job per input and suffix (each output resumes on its own)."""
     console = console or stderr_console()  # (the process's one: a video's bar nests under the batch's)
-    plan = plan_outputs(inputs, output, [suffix] if isinstance(suffix, str) else suffix, globs, task.planned_outputs())
+    notes = PlanNotes()
+    plan = plan_outputs(inputs, output, [suffix] if isinstance(suffix, str) else suffix, globs, task.planned_outputs(), notes)
     if summary is not None:
         check_summary_path(Path(summary), plan)
     check_writable(plan, None if summary is None else Path(summary), output)
     overwrite = rewrites(inputs, overwrite)
     executor = make_executor(engine, jobs, address)
     if not plan:  # nothing to do is a failure: a wrong folder or --glob, not a success
+        notes.empty = []  # (the error says it)
+        for line in notes.warnings(globs):
+            say(console, line, "warning")
         say(console, f"no images found in {', '.join(map(str, inputs))}"
             + (f" matching {' or '.join(globs)}" if globs else ""))
         report = BatchReport([], fatal="no images found")
     else:
+        for line in notes.warnings(globs):
+            say(console, line, "warning")
         report = run_batch(plan, task, executor, console=console, overwrite=overwrite, on_result=on_result, progress=progress)
         print_report(report, console, task.done)
     if summary is not None:

@@ -5,7 +5,8 @@
   JSON ``photo3d`` chunk with e.g. the network disparity range that 0 and 65535 stand for).
 - ``.npy``: float32 H×W normalized disparity in [0, 1].
 - ``preview=True`` adds ``NAME.preview.png``: the map colour-coded with the turbo colour map
-  (red = near, blue = far), with a colour bar labelled "far" and "near" below it.
+  (red = near, blue = far), with a colour bar labelled "far" and "near" below it (and a
+  ``photo3d:preview`` text chunk: a folder walk knows both files as photo3d's, not photos).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from ..io import DEFAULT_MAX_MEGAPIXELS, atomic_output, input_file
 CONVENTION = "normalized disparity, larger = nearer"
 PNG_SCALE = "value / 65535 = normalized disparity in [0, 1]"
 FORMATS = (".png", ".npy")
+PREVIEW_TAG = "photo3d:preview"  # text chunk of a preview PNG (depth map PNGs carry photo3d:convention)
 
 
 def preview_path(path: str | Path) -> Path:
@@ -78,7 +80,11 @@ def save_preview(path: str | Path, disparity: np.ndarray) -> None:
     """The colour preview of a [0, 1] map (turbo: red = near, blue = far) with its legend."""
     from PIL import Image
 
-    _save_png(Path(path), Image.fromarray(with_legend(colorize(disparity))))
+    from PIL import PngImagePlugin
+
+    info = PngImagePlugin.PngInfo()
+    info.add_text(PREVIEW_TAG, "depth map preview (turbo: red = near, blue = far)")
+    _save_png(Path(path), Image.fromarray(with_legend(colorize(disparity))), info)
 
 
 def save_depth_map(path: str | Path, disparity: np.ndarray, preview: bool = False, meta: dict | None = None) -> list[Path]:
@@ -124,6 +130,20 @@ def read_png_metadata(path: str | Path) -> dict:
         except ValueError:
             pass
     return out
+
+
+def written_by_photo3d(path: str | Path) -> bool:
+    """Whether ``path`` is a depth map or preview PNG that photo3d wrote (its ``photo3d...`` text
+    chunks, read from the header only): a folder walk skips these, they are not photos."""
+    from PIL import Image
+
+    if Path(path).suffix.lower() != ".png":
+        return False
+    try:
+        with Image.open(path) as im:  # (lazy: info holds the text chunks before the pixels, where we write them)
+            return any(str(k).startswith("photo3d") for k in im.info)
+    except Exception:  # not a readable PNG: a photo that fails with its own message later
+        return False
 
 
 GREY_TOLERANCE = 2  # 8-bit levels by which the channels of a grey image stored as RGB may differ (lossy coding)
