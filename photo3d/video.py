@@ -52,6 +52,7 @@ BUDGET_COLOURS, BUDGET_QUALITY = 128, 60  # then colours (WebP: quality) down to
 # GIF / WebP hold all their frames in memory (one palette, the size budget), the encoders ~1.6x more:
 # larger frames are rendered smaller (--size 8192 -o x.gif: 120 frames of 8192x6144 are 18 GB)
 ANIMATION_MAX_BYTES = 500_000_000
+# (MP4 and stills stream their frames: no cap; --size 8192 peaks at 6-8 GB per job, see README --size)
 
 
 @dataclass
