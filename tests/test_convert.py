@@ -373,6 +373,27 @@ def test_thin_near_bar_over_a_step_leaves_no_hole_at_any_view(tmp_path, width):
             assert not ((np.abs(img - np.array(clear)).sum(axis=2) < 30).any()), (side, i)
 
 
+def _converted_view(src, folder, offset):
+    """Convert ``src`` (bundled model, validated GLB) and render it as the viewer does at ``offset``
+    (-1 .. 1 of the full parallax, horizontal): (photo, view uint8, layer index per pixel)."""
+    import math
+
+    from photo3d.io import load_image
+
+    nv = benchmark("novel_view")
+    dst = folder / (src.stem + ".glb")
+    convert_file(src, dst)
+    assert_valid_glb(dst)
+    meshes, texture, tree = nv.load_glb_meshes(dst.read_bytes())
+    ex = tree["extras"]["photo3d"]
+    photo = load_image(src).rgb
+    h, w = photo.shape[:2]
+    focal = h / 2 / math.tan(math.radians(ex["fov_y_deg"]) / 2)
+    eye = np.array([offset * ex["parallax"]["max_offset"], 0.0, 0.0])
+    img, _, layer = nv.rasterize(meshes, texture, focal, (w, h), eye, with_layer=True)
+    return photo, np.clip(img, 0, 255).astype(np.uint8), layer
+
+
 @pytest.mark.slow
 @needs_shared
 def test_a_terrace_of_network_depth_is_the_background_behind_its_edge_not_the_wall_beyond(tmp_path, shared_dir):
@@ -385,26 +406,11 @@ def test_a_terrace_of_network_depth_is_the_background_behind_its_edge_not_the_wa
     even at zero offset.  Counts, before -> after: white background-layer pixels on the tape's
     rim at the left offset 106 -> 4; pixels of the zero-offset view off the photo by > 60 on the
     print 32 -> 10."""
-    import math
-
-    from photo3d.io import load_image
-
-    nv = benchmark("novel_view")
     photos = shared_dir / "data" / "photos"
     counts = {}
     for name, offset in (("osie/osie_0103.jpg", -1.0), ("imagenet_det/imagenet_det_0532.jpg", 0.0)):
-        src = photos / name
-        dst = tmp_path / (src.stem + ".glb")
-        convert_file(src, dst)
-        assert_valid_glb(dst)
-        meshes, texture, tree = nv.load_glb_meshes(dst.read_bytes())
-        ex = tree["extras"]["photo3d"]
-        photo = load_image(src).rgb
+        photo, img, layer = _converted_view(photos / name, tmp_path, offset)
         h, w = photo.shape[:2]
-        focal = h / 2 / math.tan(math.radians(ex["fov_y_deg"]) / 2)
-        eye = np.array([offset * ex["parallax"]["max_offset"], 0.0, 0.0])
-        img, _, layer = nv.rasterize(meshes, texture, focal, (w, h), eye, with_layer=True)
-        img = np.clip(img, 0, 255).astype(np.uint8)
         if offset:  # the tape roll's rim, right of where its top edge meets the wall
             box = np.zeros((h, w), bool)
             box[int(0.45 * h):int(0.6 * h), int(0.15 * w):int(0.3 * w)] = True
@@ -421,20 +427,6 @@ def test_a_facade_seen_from_the_photos_viewpoint_is_the_photo(tmp_path, shared_d
     receding facade (urban100_0010) came out wavy even at offset zero.  Cells are now also split
     while that shift exceeds half a grid pixel (``mesh.TEXTURE_SHIFT_PX``).  The view at offset zero,
     mean absolute difference from the photo: 12.7 levels before, 2.5 after."""
-    import math
-
-    from photo3d.io import load_image
-
-    nv = benchmark("novel_view")
-    src = shared_dir / "data" / "photos" / "urban100" / "urban100_0010.jpg"
-    dst = tmp_path / "facade.glb"
-    convert_file(src, dst)
-    assert_valid_glb(dst)
-    meshes, texture, tree = nv.load_glb_meshes(dst.read_bytes())
-    ex = tree["extras"]["photo3d"]
-    photo = load_image(src).rgb
-    h, w = photo.shape[:2]
-    focal = h / 2 / math.tan(math.radians(ex["fov_y_deg"]) / 2)
-    img, _, _ = nv.rasterize(meshes, texture, focal, (w, h), np.zeros(3), with_layer=True)
-    diff = np.abs(np.clip(img, 0, 255).astype(np.uint8).astype(int) - photo.astype(int)).mean()
+    photo, img, _ = _converted_view(shared_dir / "data" / "photos" / "urban100" / "urban100_0010.jpg", tmp_path, 0.0)
+    diff = np.abs(img.astype(int) - photo.astype(int)).mean()
     assert diff < 5.0, diff
