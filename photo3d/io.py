@@ -10,6 +10,7 @@ and turns every failure into a one-line :class:`~photo3d.errors.InputFileError`.
 from __future__ import annotations
 
 import contextlib
+import functools
 import io
 import os
 import re
@@ -93,8 +94,35 @@ def _to_rgb8(im: Image.Image) -> np.ndarray:
     return np.ascontiguousarray(np.asarray(im, dtype=np.uint8))
 
 
-_SRGB = None  # the sRGB profile (LittleCMS's built-in), made once
 _ICC_MODES = {"RGB": ("RGB", "RGB"), "RGBA": ("RGB", "RGBA"), "CMYK": ("CMYK", "RGB")}  # mode: (profile space, out)
+
+
+@functools.lru_cache(maxsize=16)
+def _srgb_transform(icc: bytes, mode: str):
+    """(transform to sRGB, or None when the profile maps colours like sRGB (within one level) or
+    cannot be used; a warning for the latter).  Made once per profile: a folder of photos from one
+    camera embeds the same one."""
+    from PIL import ImageCms
+
+    space, out = _ICC_MODES[mode]
+    try:
+        src = ImageCms.ImageCmsProfile(io.BytesIO(icc))
+        if src.profile.xcolor_space.strip() != space:
+            return None, f"colour profile ignored ({src.profile.xcolor_space.strip() or 'unknown'} profile on a {mode} image): colours taken as sRGB"
+        srgb = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB"))
+        transform = ImageCms.buildTransform(src, srgb, mode, out, ImageCms.Intent.RELATIVE_COLORIMETRIC)
+        if space == "RGB":  # an sRGB profile (many cameras and phones embed one) changes nothing
+            levels = np.arange(0, 256, 17, dtype=np.uint8)
+            grid = np.stack(np.meshgrid(levels, levels, levels), -1).reshape(1, -1, 3)
+            probe = Image.fromarray(grid, "RGB")
+            if mode == "RGBA":
+                probe = probe.convert("RGBA")
+            mapped = np.asarray(ImageCms.applyTransform(probe, transform))[..., :3]
+            if np.abs(mapped.astype(int) - grid).max() <= 1:
+                return None, None
+        return transform, None
+    except (ImageCms.PyCMSError, OSError, ValueError, TypeError) as e:
+        return None, f"colour profile unusable ({one_line(e) or type(e).__name__}): colours taken as sRGB"
 
 
 def to_srgb(im: Image.Image, icc: bytes | None = None) -> tuple[Image.Image, str | None]:
@@ -103,29 +131,15 @@ def to_srgb(im: Image.Image, icc: bytes | None = None) -> tuple[Image.Image, str
     Read as they are, a Display P3 photo (every iPhone HEIC) or an Adobe RGB one comes out washed
     out.  Returns (image, warning); a profile that maps colours like sRGB (within one level) leaves
     the image as it is, and one that cannot be used leaves it as it is with a warning."""
-    global _SRGB
     icc = im.info.get("icc_profile") if icc is None else icc
     if not icc or im.mode not in _ICC_MODES:
         return im, None
+    transform, warning = _srgb_transform(bytes(icc), im.mode)
+    if transform is None:
+        return im, warning
     from PIL import ImageCms
 
-    space, out = _ICC_MODES[im.mode]
     try:
-        src = ImageCms.ImageCmsProfile(io.BytesIO(icc))
-        if src.profile.xcolor_space.strip() != space:
-            return im, f"colour profile ignored ({src.profile.xcolor_space.strip() or 'unknown'} profile on a {im.mode} image): colours taken as sRGB"
-        if _SRGB is None:
-            _SRGB = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB"))
-        transform = ImageCms.buildTransform(src, _SRGB, im.mode, out, ImageCms.Intent.RELATIVE_COLORIMETRIC)
-        if space == "RGB":  # an sRGB profile (many cameras and phones embed one) changes nothing
-            levels = np.arange(0, 256, 17, dtype=np.uint8)
-            grid = np.stack(np.meshgrid(levels, levels, levels), -1).reshape(1, -1, 3)
-            probe = Image.fromarray(grid, "RGB")
-            if im.mode == "RGBA":
-                probe = probe.convert("RGBA")
-            mapped = np.asarray(ImageCms.applyTransform(probe, transform))[..., :3]
-            if np.abs(mapped.astype(int) - grid).max() <= 1:
-                return im, None
         return ImageCms.applyTransform(im, transform), None
     except (ImageCms.PyCMSError, OSError, ValueError, TypeError) as e:
         return im, f"colour profile unusable ({one_line(e) or type(e).__name__}): colours taken as sRGB"

@@ -333,16 +333,15 @@ def batch_command(
     check_writable(plan, None if summary is None else Path(summary), output)
     overwrite = rewrites(inputs, overwrite)
     executor = make_executor(engine, jobs, address)
+    if not plan:
+        notes.empty = []  # (the error below says it)
+    for line in notes.warnings(globs):
+        say(console, line, "warning")
     if not plan:  # nothing to do is a failure: a wrong folder or --glob, not a success
-        notes.empty = []  # (the error says it)
-        for line in notes.warnings(globs):
-            say(console, line, "warning")
         say(console, f"no images found in {', '.join(map(str, inputs))}"
             + (f" matching {' or '.join(globs)}" if globs else ""))
         report = BatchReport([], fatal="no images found")
     else:
-        for line in notes.warnings(globs):
-            say(console, line, "warning")
         report = run_batch(plan, task, executor, console=console, overwrite=overwrite, on_result=on_result, progress=progress)
         print_report(report, console, task.done)
     if summary is not None:

@@ -78,9 +78,7 @@ def _save_png(path: Path, image, pnginfo=None, compress_level: int = 6) -> None:
 
 def save_preview(path: str | Path, disparity: np.ndarray) -> None:
     """The colour preview of a [0, 1] map (turbo: red = near, blue = far) with its legend."""
-    from PIL import Image
-
-    from PIL import PngImagePlugin
+    from PIL import Image, PngImagePlugin
 
     info = PngImagePlugin.PngInfo()
     info.add_text(PREVIEW_TAG, "depth map preview (turbo: red = near, blue = far)")
