@@ -720,3 +720,17 @@ def test_a_failed_side_page_says_the_glb_was_not_kept_either(tmp_path):
     assert lines(p.stderr) == [f"error: {out.with_suffix('.html')}: cannot write (File too large); "
                                f"{out} not written either (nothing kept)"], p.stderr
     assert not out.parent.exists()
+
+
+def test_a_walk_takes_photo3ds_own_stereo_stills_as_photos(tmp_path, tiny_depth_model):
+    """A stereo still photo3d wrote (tagged with its layout so its pair gives depth) is a photo of a
+    later folder run, not "a depth map photo3d wrote": the walk skipped every PNG whose text chunks
+    began with "photo3d", the still's "photo3d-stereo" too."""
+    src = tmp_path / "in"
+    photo(src / "a.png")
+    r = cli("convert", src / "a.png", "-o", src / "a.sbs.png", "--stereo", "sbs", "--model", tiny_depth_model)
+    assert r.exit_code == 0, r.output
+    r = cli("depth", src, "-o", tmp_path / "out", "--model", tiny_depth_model, "--depth-source", "model")
+    assert r.exit_code == 0, r.output
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["a.png", "a.sbs.png"]
+    assert not [ln for ln in lines(r.output) if ln.startswith("warning")]

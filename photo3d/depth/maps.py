@@ -23,6 +23,7 @@ CONVENTION = "normalized disparity, larger = nearer"
 PNG_SCALE = "value / 65535 = normalized disparity in [0, 1]"
 FORMATS = (".png", ".npy")
 PREVIEW_TAG = "photo3d:preview"  # text chunk of a preview PNG (depth map PNGs carry photo3d:convention)
+MAP_TAG = "photo3d:convention"  # text chunk of a depth map PNG (with photo3d:scale and the JSON photo3d)
 
 
 def preview_path(path: str | Path) -> Path:
@@ -100,7 +101,7 @@ def save_depth_map(path: str | Path, disparity: np.ndarray, preview: bool = Fals
         u16 = np.round(d * 65535.0).astype(np.uint16)
         im = Image.fromarray(u16)  # mode I;16
         info = PngImagePlugin.PngInfo()
-        info.add_text("photo3d:convention", CONVENTION)
+        info.add_text(MAP_TAG, CONVENTION)
         info.add_text("photo3d:scale", PNG_SCALE)
         info.add_text("photo3d", json.dumps({"convention": CONVENTION, "scale": PNG_SCALE, **(meta or {})}, default=str))
         # zlib level 1: 4x faster than the default on 16-bit maps, files ~8 % larger
@@ -131,15 +132,16 @@ def read_png_metadata(path: str | Path) -> dict:
 
 
 def written_by_photo3d(path: str | Path) -> bool:
-    """Whether ``path`` is a depth map or preview PNG that photo3d wrote (its ``photo3d...`` text
-    chunks, read from the header only): a folder walk skips these, they are not photos."""
+    """Whether ``path`` is a depth map or preview PNG that photo3d wrote (its :data:`MAP_TAG` or
+    :data:`PREVIEW_TAG` text chunk, read from the header only): a folder walk skips these, they are
+    not photos.  photo3d's stereo stills (``photo3d-stereo``) are photos: their pair gives depth."""
     from PIL import Image
 
     if Path(path).suffix.lower() != ".png":
         return False
     try:
         with Image.open(path) as im:  # (lazy: info holds the text chunks before the pixels, where we write them)
-            return any(str(k).startswith("photo3d") for k in im.info)
+            return MAP_TAG in im.info or PREVIEW_TAG in im.info
     except Exception:  # not a readable PNG: a photo that fails with its own message later
         return False
 
