@@ -459,6 +459,22 @@ def test_side_by_side_stereo(tmp_path):
     assert found_in(noise).source == "model"
 
 
+@pytest.mark.parametrize("size", [(1, 20000), (1, 600)])
+def test_a_strip_is_no_stereo_pair_and_says_so(tmp_path, tiny_depth_model, size):
+    """A photo a few pixels tall and thousands wide is 'wide' enough to be looked at as a
+    side-by-side pair; its views shrank to 0 rows (or were too small for ORB's scale pyramid) and
+    OpenCV's assertion text became the message: a 'warning: ... unreadable stereo pair (error:
+    OpenCV(...) (-215:Assertion failed) ...)' line under auto, 'internal error (...)' with
+    --depth-source stereo.  Now: no warning under auto, the usual reason with stereo."""
+    h, w = size
+    rng = np.random.default_rng(0)
+    src = write(tmp_path, "strip.png", image_bytes(rng.integers(0, 255, (h, w, 3), dtype=np.uint8)))
+    r = cli("depth", src, "-o", tmp_path / "auto.png", "--model", tiny_depth_model)
+    assert r.exit_code == 0 and "warning" not in r.output and "OpenCV" not in r.output, r.output
+    r = cli("depth", src, "-o", tmp_path / "stereo.png", "--model", tiny_depth_model, "--depth-source", "stereo")
+    assert r.exit_code == 1 and r.output == f"error: {src}: unusable stereo pair (stereo: the two views do not match)\n", r.output
+
+
 def test_mpo_stereo_pair(tmp_path):
     """An MPO whose two images are of MP type Disparity (CIPA DC-007): a stereo pair, the first
     image the left view; a plain two-image MPO (Pillow's default types) is not."""

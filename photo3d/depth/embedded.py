@@ -493,9 +493,14 @@ def _gray(rgb: np.ndarray) -> np.ndarray:
     return cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY)
 
 
+ORB_MIN_SIDE = 63  # ORB finds features at least its edge threshold (31 px) inside the image
+
+
 def match_range(left: np.ndarray, right: np.ndarray) -> tuple[float, float, float, int] | None:
     """Sparse ORB matches of a (roughly) rectified pair: (median vertical offset, 1st and 99th
     percentile of the horizontal disparity, number of row-consistent matches), or None."""
+    if min(*left.shape[:2], *right.shape[:2]) < ORB_MIN_SIDE:  # no room for a feature (ORB's scale pyramid
+        return None  # of a view 1 px tall fails an OpenCV assertion instead)
     orb = cv2.ORB_create(3000)
     kl, dl = orb.detectAndCompute(_gray(left), None)
     kr, dr = orb.detectAndCompute(_gray(right), None)
@@ -516,11 +521,19 @@ def match_range(left: np.ndarray, right: np.ndarray) -> tuple[float, float, floa
     return dy0, lo, hi, int(ok.sum())
 
 
+def _shrunk(view: np.ndarray, s: float) -> np.ndarray:
+    """``view`` scaled by ``s`` (< 1), at least one pixel on each side: a view a few pixels tall
+    and thousands wide (a 1x20000 strip's halves) would shrink to 0 rows, which OpenCV refuses
+    with an assertion instead of a reason."""
+    h, w = view.shape[:2]
+    return cv2.resize(view, (max(1, round(w * s)), max(1, round(h * s))), interpolation=cv2.INTER_AREA)
+
+
 def is_stereo_pair(left: np.ndarray, right: np.ndarray) -> bool:
     """Do two images look like a rectified stereo pair (rows agree, disparities in a narrow band)?"""
     s = min(1.0, 768 / max(left.shape[:2]))
-    l = cv2.resize(left, None, fx=s, fy=s, interpolation=cv2.INTER_AREA) if s < 1 else left
-    r = cv2.resize(right, None, fx=s, fy=s, interpolation=cv2.INTER_AREA) if s < 1 else right
+    l = _shrunk(left, s) if s < 1 else left
+    r = _shrunk(right, s) if s < 1 else right
     m = match_range(l, r)
     return m is not None and m[3] >= 40 and abs(m[0]) < 0.02 * l.shape[0] and m[2] - m[1] < 0.25 * l.shape[1]
 
@@ -551,8 +564,7 @@ def stereo_disparity(left: np.ndarray, right: np.ndarray, max_side: int = STEREO
         right = cv2.resize(right, (left.shape[1], left.shape[0]), interpolation=cv2.INTER_AREA)
     s = min(1.0, max_side / max(left.shape[:2]))
     if s < 1:
-        left = cv2.resize(left, None, fx=s, fy=s, interpolation=cv2.INTER_AREA)
-        right = cv2.resize(right, None, fx=s, fy=s, interpolation=cv2.INTER_AREA)
+        left, right = _shrunk(left, s), _shrunk(right, s)
     h, w = left.shape[:2]
     m = match_range(left, right)
     if m is None:
