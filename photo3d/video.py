@@ -52,7 +52,13 @@ BUDGET_COLOURS, BUDGET_QUALITY = 128, 60  # then colours (WebP: quality) down to
 # GIF / WebP hold all their frames in memory (one palette, the size budget), the encoders ~1.6x more:
 # larger frames are rendered smaller (--size 8192 -o x.gif: 120 frames of 8192x6144 are 18 GB)
 ANIMATION_MAX_BYTES = 500_000_000
-# (MP4 and stills stream their frames: no cap; --size 8192 peaks at 6-8 GB per job, see README --size)
+# The renderer's buffers (per frame in flight: depth, texture coordinates, the remapped colours;
+# RENDER_SAMPLE_BYTES per sample, 2x2 samples per pixel) over RENDER_MAX_BYTES: one sample per
+# pixel, then one frame at a time (MP4 and stills keep the size asked; --size 8192 with 2x2 samples
+# on two threads needed 5.7 GB of buffers at 8192x5460, the job peaked at 5.8-6.6 GB; README --size)
+RENDER_MAX_BYTES = 1_500_000_000
+RENDER_SAMPLE_BYTES = 16
+RENDER_THREADS = 2
 
 
 @dataclass
@@ -162,17 +168,22 @@ def render_frames(glb: bytes, suffix: str, opts: ShareOptions, timings: dict | N
     if suffix.lower() in (".gif", ".webp") and held > ANIMATION_MAX_BYTES:
         w0, h0 = out_w, h
         w, h, out_w = frame(max(16, int(side * (ANIMATION_MAX_BYTES / held) ** 0.5)))
-        notes.append(f"rendered at {out_w}x{h}: {len(views)} frames of {w0}x{h0} would take "
-                     + (f"{held / 1e9:.1f} GB" if held >= 1e9 else f"{held / 1e6:.0f} MB") + " of memory")
+        notes.append(f"rendered at {out_w}x{h}: {len(views)} frames of {w0}x{h0} would take {_amount(held)} of memory")
     zoom = dolly_zoom_extra(scene) if opts.path == "dolly-zoom" and not still else 1.0
-    renderer = Renderer(scene, w, h, supersample=opts.supersample, zoom=zoom)
-
     eyes = [e for v in views for e in _eyes(v, opts.stereo)]
     n = 2 if opts.stereo else 1
+    parallel = min(RENDER_THREADS, len(eyes))
+    ss, threads = render_budget(w, h, opts.supersample, parallel)
+    if ss < opts.supersample:  # (the result line says so, as it says a GIF's smaller frames)
+        need = parallel * w * h * opts.supersample ** 2 * RENDER_SAMPLE_BYTES
+        one = "" if threads == parallel else ", one eye at a time" if still else ", one frame at a time"
+        notes.append(f"rendered with 1 sample per pixel{one}: {opts.supersample}x{opts.supersample} samples "
+                     f"at {w}x{h} would take {_amount(need)} of memory")
+    renderer = Renderer(scene, w, h, supersample=ss, zoom=zoom)
 
     def gen() -> Iterator[np.ndarray]:
         t = time.perf_counter()
-        rendered = renderer.frames(eyes)
+        rendered = renderer.frames(eyes, threads=threads)
         for _ in views:
             frame = _compose([next(rendered) for _ in range(n)], opts.stereo)
             if timings is not None:  # time spent waiting for frames (the encoder works meanwhile)
@@ -181,6 +192,23 @@ def render_frames(glb: bytes, suffix: str, opts: ShareOptions, timings: dict | N
             t = time.perf_counter()
 
     return gen(), len(views), (out_w, h), notes
+
+
+def _amount(nbytes: int) -> str:
+    return f"{nbytes / 1e9:.1f} GB" if nbytes >= 1e9 else f"{nbytes / 1e6:.0f} MB"
+
+
+def render_budget(w: int, h: int, supersample: int, threads: int) -> tuple[int, int]:
+    """(samples per pixel along each axis, frames rendered at once) for frames of ``w`` x ``h``
+    within :data:`RENDER_MAX_BYTES`: the asked ``supersample`` and ``threads`` when they fit, else
+    one sample per pixel (at such sizes a pixel is small), else also one frame at a time.  The size
+    stays: at most 8192 x 8192 (--size's limit) on one thread is 1.1 GB."""
+    def need(ss: int, threads: int) -> int:
+        return threads * w * h * ss * ss * RENDER_SAMPLE_BYTES
+
+    if need(supersample, threads) <= RENDER_MAX_BYTES:
+        return supersample, threads
+    return 1, (threads if need(1, threads) <= RENDER_MAX_BYTES else 1)
 
 
 def _progress(total: int, enabled: bool, label: str):

@@ -231,6 +231,41 @@ def test_an_animation_too_large_for_memory_is_rendered_smaller(coffee_glb, tmp_p
     assert info["size"] == [480, 320] and info["notes"] == []
 
 
+def test_frames_too_large_for_the_renderers_memory_keep_their_size_with_one_sample(coffee_glb, tmp_path, monkeypatch):
+    """MP4s and stills keep the size asked, but the renderer's buffers (2x2 samples per pixel, two
+    frames at once: --size 8192 took 6.4 GB) stay within video.RENDER_MAX_BYTES: one sample per
+    pixel, then one frame (eye) at a time; the result line says so."""
+    import photo3d.render as render
+    import photo3d.video as video
+
+    used = []
+
+    class Spy(render.Renderer):
+        def __init__(self, *a, **k):
+            super().__init__(*a, **k)
+            used.append(self.ss)
+
+        def frames(self, views, threads=2, ahead=4):
+            used.append(threads)
+            return super().frames(views, threads, ahead)
+
+    monkeypatch.setattr(render, "Renderer", Spy)
+    opts = ShareOptions(size=480, seconds=0.2, fps=10)  # 2 frames of 480x320: 2 x 4 x 153,600 samples x 16 B = 19.7 MB
+    write_share(tmp_path / "a.mp4", coffee_glb, opts)
+    assert used == [2, 2]  # under the cap: as before
+    monkeypatch.setattr(video, "RENDER_MAX_BYTES", 6_000_000)
+    used.clear()
+    info = write_share(tmp_path / "b.mp4", coffee_glb, opts)
+    assert used == [1, 2] and info["size"] == [480, 320], (used, info)
+    assert info["notes"] == ["rendered with 1 sample per pixel: 2x2 samples at 480x320 would take 20 MB of memory"]
+    assert mp4_frames(tmp_path / "b.mp4")[0]["size"] == (480, 320)
+    monkeypatch.setattr(video, "RENDER_MAX_BYTES", 3_000_000)
+    used.clear()
+    info = write_share(tmp_path / "s.png", coffee_glb, ShareOptions(size=480, stereo="sbs"))
+    assert used == [1, 1] and Image.open(tmp_path / "s.png").size == (960, 320), used
+    assert info["notes"] == ["rendered with 1 sample per pixel, one eye at a time: 2x2 samples at 480x320 would take 20 MB of memory"]
+
+
 def test_gif_webp_and_stereo(coffee_glb, tmp_path):
     from photo3d.video import write_share
 
