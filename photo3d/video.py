@@ -25,7 +25,7 @@ from __future__ import annotations
 import re
 import signal
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Iterator
 
@@ -45,6 +45,7 @@ MAX_ASPECT = 21 / 9  # a panorama's frames show its centre at 21:9 (a tall photo
 MAX_ASPECT_TEXT = {True: "21:9", False: "9:21"}  # (the same, for the result line: a wide photo, a tall one)
 MP4_CRF = 20
 GIF_SAME = 24  # sum of |RGB| differences under which a GIF pixel keeps the previous frame's colour
+GIF_MAX_FPS = 50  # a GIF frame lasts whole 1/100 s, at least 2 (browsers slow shorter ones to 1/10 s)
 GIF_COLOURS, WEBP_QUALITY = 255, 80  # (index 255 of the GIF's palette is the transparent one)
 # over the size budget (ShareOptions.max_bytes), GIF / WebP give up (see fit_animation):
 BUDGET_MIN_FPS = 12  # frame rate, halved while it stays at least this,
@@ -226,7 +227,12 @@ def write_share(dst: str | Path, glb: bytes, opts: ShareOptions, timings: dict |
     check(dst, opts)
     suffix = dst.suffix.lower()
     timings = timings if timings is not None else {}
+    asked = opts.fps
+    if suffix == ".gif" and opts.fps > GIF_MAX_FPS:  # (at 120 fps a 1 s loop lasted 2.4 s)
+        opts = replace(opts, fps=GIF_MAX_FPS)
     frames, count, (w, h), notes = render_frames(glb, suffix, opts, timings)
+    if opts.fps != asked:
+        notes.insert(0, f"{asked:g} → {opts.fps:g} fps: a GIF frame lasts at least 1/{GIF_MAX_FPS} s")
     with _progress(count, opts.progress and count > 1, f"rendering {dst.name}") as bar:
         task = bar.add_task("render", total=count)
 

@@ -195,6 +195,23 @@ def test_an_animation_loop_lasts_its_seconds(suffix, fps):
     assert anim.n_frames == 12 and sum(delays) == round(12 * 1000 / fps) and max(delays) - min(delays) <= (10 if suffix == ".gif" else 1), delays
 
 
+@pytest.mark.parametrize("fps", [60, 120])
+def test_a_gif_faster_than_it_can_play_keeps_its_seconds(coffee_glb, tmp_path, fps):
+    """A GIF frame lasts at least 2/100 s: --fps 120 gave 120 frames of 20 ms, a 1 s loop that
+    lasted 2.4 s (60 fps: 1.2 s), without a word.  It is rendered at 50 fps, lasts --seconds, and
+    the result line says so; WebP (1 ms delays) keeps the rate."""
+    info = write_share(tmp_path / "a.gif", coffee_glb, ShareOptions(fps=fps, seconds=1, size=64))
+    gif = Image.open(tmp_path / "a.gif")
+    delays = []
+    for i in range(gif.n_frames):
+        gif.seek(i)
+        delays.append(gif.info["duration"])
+    assert gif.n_frames == info["frames"] == 50 and sum(delays) == 1000 and set(delays) == {20}, delays
+    assert info["fps"] == 50 and info["notes"] == [f"{fps} → 50 fps: a GIF frame lasts at least 1/50 s"], info
+    webp = write_share(tmp_path / "a.webp", coffee_glb, ShareOptions(fps=fps, seconds=1, size=64))
+    assert webp["frames"] == fps and webp["notes"] == [], webp
+
+
 @pytest.mark.parametrize("stereo", ["sbs", "sbs-half"])
 def test_stereo_of_a_photo_one_or_two_pixels_wide(tmp_path, stereo):
     """A 1x1 or 2x2 photo gives a stereo still and GIF (sbs-half: each eye 2 px wide, as a
