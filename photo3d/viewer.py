@@ -20,7 +20,7 @@ _PAGE = """<!doctype html>
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <meta name="generator" content="photo3d {version}">
 <title>{title}</title>
-<style>html,body{{margin:0;height:100%;overflow:hidden;background:#000}}canvas{{display:block;touch-action:none}}</style>
+<style>html,body{{margin:0;height:100%;overflow:hidden;background:#000}}body{{display:flex;align-items:center;justify-content:center;touch-action:none}}canvas{{display:block;flex:none;touch-action:none}}</style>
 </head><body>
 <script id="photo3d-glb" type="application/octet-stream">{glb}</script>
 <script>/*! three.js (bundled with GLTFLoader) — {license} */

@@ -22,7 +22,6 @@ W, H = 480, 360
 CLEAR = (255, 0, 255)  # the viewer's clear colour in this test: must never show
 
 
-
 def centroid_x(mask):
     ys, xs = np.nonzero(mask)
     assert len(xs) > 50, "object not visible"
@@ -87,3 +86,42 @@ def test_viewer_says_when_webgl_is_missing_and_hints_otherwise(tmp_path):
     assert not shown(with_gl, "photo3d-no-webgl")
     hint = shown(with_gl, "photo3d-hint")
     assert hint and "to look around" in hint.group(0)
+
+
+@pytest.mark.parametrize("photo, window, frame", [
+    ((200, 400), (480, 360), (180, 360)),  # a portrait photo in a landscape window: all of it, not a band
+    ((400, 200), (240, 480), (240, 120)),  # a landscape photo on a phone held upright
+    ((600, 200), (480, 360), (480, 206)),  # a panorama: its centre at 21:9, as in the videos
+])
+def test_viewer_shows_the_photos_whole_frame_in_any_window(tmp_path, photo, window, frame):
+    """The page shows the photo's frame (its aspect ratio up to 21:9 / 9:21), as large as the
+    window allows, centred on black; it used to fill the window, so of a portrait photo on a
+    landscape screen only a band across its middle was shown (a third of it here)."""
+    exe = chromium()
+    pw, ph = photo
+    rgb = np.full((ph, pw, 3), 128, np.uint8)
+    tall = ph > pw
+    band = (ph if tall else pw) * 3 // 20  # 15 % at each end of the longer side
+    if tall:
+        rgb[:band], rgb[-band:] = (220, 30, 30), (30, 30, 220)
+    else:
+        rgb[:, :band], rgb[:, -band:] = (220, 30, 30), (30, 30, 220)
+    depth = np.zeros((ph, pw), np.float32)
+    depth[ph // 3: 2 * ph // 3, pw // 3: 2 * pw // 3] = 1.0  # a near card: some parallax to zoom for
+    Image.fromarray(rgb).save(tmp_path / "p.png")
+    np.save(tmp_path / "p.npy", depth)
+    convert_file(tmp_path / "p.png", tmp_path / "p.html", ConvertOptions(depth=tmp_path / "p.npy"))
+    for offset in ((0, 0), (1, 0), (0, -1)):
+        img = screenshot(exe, tmp_path / "p.html", offset, tmp_path / f"s{offset}.png", tmp_path / "profile", size=window)
+        shown = img.sum(2) > 60  # the page around the photo's frame is black
+        ys, xs = np.nonzero(shown)
+        box = (xs.max() - xs.min() + 1, ys.max() - ys.min() + 1)
+        assert abs(box[0] - frame[0]) <= 2 and abs(box[1] - frame[1]) <= 2, (offset, box, frame)
+        centre = ((xs.max() + xs.min()) / 2, (ys.max() + ys.min()) / 2)
+        assert abs(centre[0] - window[0] / 2) <= 1.5 and abs(centre[1] - window[1] / 2) <= 1.5, centre
+        empty = (np.abs(img - np.array(CLEAR)).sum(2) < 30).sum()
+        assert empty == 0, f"{offset}: {empty} clear-colour pixels inside the photo's frame"
+        if photo[0] / photo[1] <= 21 / 9:  # both ends of the photo are in view (not of a panorama)
+            red = (img[:, :, 0] > 170) & (img[:, :, 1] < 80) & (img[:, :, 2] < 80)
+            blue = (img[:, :, 2] > 170) & (img[:, :, 0] < 80) & (img[:, :, 1] < 80)
+            assert red.sum() > 0.05 * shown.sum() and blue.sum() > 0.05 * shown.sum(), offset

@@ -1,5 +1,8 @@
 // photo3d offline viewer: loads the inlined GLB and moves the camera for parallax.
 // Built into viewer.bundle.js with esbuild (see README.md in this folder).
+// The page shows the photo's whole frame (its aspect ratio, up to 21:9 or 9:21 like the videos:
+// of a wider panorama the centre), as large as the window allows, centred on black; the view is
+// zoomed in just enough that the parallax never shows past the photo's border.
 // URL hash options (for tests and embedding):
 //   #offset=X,Y   fix the camera offset (unit disc, 1 = the file's full parallax); no motion
 //   #clear=RRGGBB  clear colour (default 000000)
@@ -8,6 +11,8 @@
 // The parallax range is the file's (extras.photo3d.parallax.max_offset, set by --parallax).
 import { WebGLRenderer, Scene, PerspectiveCamera, Color, Vector3, MathUtils } from "three";
 import { GLTFLoader } from "three/examples/jsm/loaders/GLTFLoader.js";
+
+const MAX_ASPECT = 21 / 9; // the videos' frames (photo3d/video.py MAX_ASPECT)
 
 function decodeBase64(text) {
   const bin = atob(text.replace(/\s+/g, ""));
@@ -73,21 +78,26 @@ export function start(base64, container = document.body) {
   const state = { meta: null, target: { x: 0, y: 0 }, cur: { x: 0, y: 0 }, lastInput: -1e9, gyro0: null };
 
   function layout() {
-    const w = window.innerWidth, h = window.innerHeight;
-    renderer.setSize(w, h);
-    camera.aspect = w / h;
+    const W = window.innerWidth, H = window.innerHeight;
     const m = state.meta;
+    let w = W, h = H;
     if (m) {
-      // "cover" the window with the photo, zoomed in just enough that the parallax never
-      // shows what lies beyond the photo's border
+      // the photo's frame, as large as the window allows
       const tx = Math.tan(MathUtils.degToRad(m.fov_x_deg) / 2), ty = Math.tan(MathUtils.degToRad(m.fov_y_deg) / 2);
+      const a = MathUtils.clamp(tx / ty, 1 / MAX_ASPECT, MAX_ASPECT);
+      if (W / H > a) w = Math.max(1, Math.round(H * a));
+      else h = Math.max(1, Math.round(W / a));
+      // "cover" that frame with the photo, zoomed in just enough that the parallax never
+      // shows what lies beyond the photo's border
       const [lo, hi] = m.parallax.inverse_depth_range;
       const margin = m.parallax.max_offset * (hi - lo) / 2 * 1.15;
       const k = Math.max(tx / Math.max(tx - margin, 1e-3), ty / Math.max(ty - margin, 1e-3)) * 1.02;
       let halfY = ty / k;
-      if (camera.aspect > tx / ty) halfY = tx / k / camera.aspect;
+      if (w / h > tx / ty) halfY = tx / k / (w / h);
       camera.fov = MathUtils.radToDeg(2 * Math.atan(halfY));
     }
+    renderer.setSize(w, h);
+    camera.aspect = w / h;
     camera.updateProjectionMatrix();
   }
 
