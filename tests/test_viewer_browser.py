@@ -13,8 +13,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from helpers.browser import chromium, screenshot
+from helpers.browser import chromium, drive, screenshot
 from photo3d.pipeline import ConvertOptions, convert_file
+from photo3d.viewer import viewer_html
 
 pytestmark = pytest.mark.slow  # end to end: headless Chromium
 
@@ -125,3 +126,84 @@ def test_viewer_shows_the_photos_whole_frame_in_any_window(tmp_path, photo, wind
             red = (img[:, :, 0] > 170) & (img[:, :, 1] < 80) & (img[:, :, 2] < 80)
             blue = (img[:, :, 2] > 170) & (img[:, :, 0] < 80) & (img[:, :, 1] < 80)
             assert red.sum() > 0.05 * shown.sum() and blue.sum() > 0.05 * shown.sum(), offset
+
+
+@pytest.fixture(scope="module")
+def card_page(tmp_path_factory):
+    """A viewer page of a red card in front of a striped wall, with a strong parallax."""
+    d = tmp_path_factory.mktemp("card")
+    rgb = np.zeros((240, 320, 3), np.uint8)
+    rgb[:] = (40, 70, 160)
+    rgb[::16] = (90, 120, 200)
+    rgb[80:160, 120:200] = (220, 30, 30)
+    depth = np.zeros((240, 320), np.float32)
+    depth[80:160, 120:200] = 1.0
+    Image.fromarray(rgb).save(d / "card.png")
+    np.save(d / "card.npy", depth)
+    convert_file(d / "card.png", d / "card.glb", ConvertOptions(depth=d / "card.npy", parallax=0.12))
+    return viewer_html((d / "card.glb").read_bytes(), "card")
+
+
+@pytest.fixture(scope="module")
+def card_at(card_page, tmp_path_factory):
+    """Where the card is drawn (red centroid, shares of the canvas) at a fixed offset."""
+    exe, d = chromium(), tmp_path_factory.mktemp("card-at")
+    def at(x, y):
+        got = drive(exe, card_page, "ms(300, () => { measure('fixed'); done(); });", d / "page.html", d / "profile",
+                    fragment=f"#offset={x},{y}")
+        assert len(got) == 1 and got[0]["n"] > 500, got
+        return np.array([got[0]["x"], got[0]["y"]])
+    return {(0, 0): at(0, 0), (1, 0): at(1, 0)}
+
+
+# each control, then no input for 5.5 s (longer than the idle motion waits for)
+_MOUSE = "ms(500, () => dispatchEvent(new PointerEvent('pointermove', {clientX: innerWidth - 1, " \
+         "clientY: innerHeight / 2, pointerType: 'mouse'})));"
+_KEYS = "ms(500, () => { for (const key of ['Home', 'ArrowRight', 'ArrowRight', 'ArrowRight', 'ArrowRight']) " \
+        "dispatchEvent(new KeyboardEvent('keydown', {key})); });"
+# a phone in landscape (turned counter-clockwise: screen.orientation.angle 90) whose left edge is
+# tilted 20 degrees toward the viewer: the sideways tilt is beta there (gamma in portrait)
+_TILT = """Object.defineProperty(screen.orientation, 'angle', {get: () => 90});
+const tilt = (beta) => dispatchEvent(new DeviceOrientationEvent('deviceorientation', {alpha: 0, beta, gamma: 0}));
+ms(400, () => tilt(30)); for (let t = 500; t < 6000; t += 100) ms(t, () => tilt(50));"""
+
+
+@pytest.mark.parametrize("control", ["mouse", "keys", "tilt"])
+def test_viewer_controls_move_the_view_and_hold_it(card_page, card_at, tmp_path, control):
+    """The mouse at the window's right edge, Home and four presses of the right arrow key, or a phone in
+    landscape tilted sideways all take the view to the right end of its range, and it stays there:
+    the idle motion does not pull it away from a mouse resting on the page (it did after 2.5 s),
+    the arrow keys did nothing, and a phone held in landscape moved the view up and down."""
+    exe = chromium()
+    script = {"mouse": _MOUSE, "keys": _KEYS, "tilt": _TILT}[control]
+    script += "ms(6000, () => measure('held'));"
+    if control == "mouse":  # the mouse leaves the window: the idle motion takes over again
+        script += "ms(6100, () => document.dispatchEvent(new MouseEvent('mouseout', {relatedTarget: null})));"
+        script += "ms(11000, () => measure('left'));"
+    script += "ms(11100, done);"
+    got = drive(exe, card_page, script, tmp_path / "page.html", tmp_path / "profile")
+    assert got and all(g["n"] > 500 for g in got), got
+    full = card_at[(1, 0)] - card_at[(0, 0)]
+    assert full[0] < -0.05, full  # the camera moves right: the near card slides left, by a lot
+    held = np.array([got[0]["x"], got[0]["y"]])
+    assert np.abs(held - card_at[(1, 0)]).max() < 0.1 * abs(full[0]), (held, card_at)
+    if control == "mouse":
+        left = np.array([got[1]["x"], got[1]["y"]])
+        assert np.abs(left - card_at[(1, 0)]).max() > 0.4 * abs(full[0]), (left, card_at)
+
+
+@pytest.mark.parametrize("reduced", [False, True])
+def test_viewer_idle_motion_respects_reduced_motion(card_page, card_at, tmp_path, reduced):
+    """Without input the view drifts gently, unless the system asks for reduced motion
+    (prefers-reduced-motion: reduce): then it stays at the photo's own viewpoint."""
+    exe = chromium()
+    script = "ms(3500, () => measure('a')); ms(5000, () => measure('b')); ms(6500, () => measure('c')); ms(6600, done);"
+    flags = ["--force-prefers-reduced-motion"] if reduced else []
+    got = drive(exe, card_page, script, tmp_path / "page.html", tmp_path / "profile", flags=flags)
+    assert len(got) == 3 and all(g["n"] > 500 for g in got), got
+    full = abs((card_at[(1, 0)] - card_at[(0, 0)])[0])
+    off = max(np.abs(np.array([g["x"], g["y"]]) - card_at[(0, 0)]).max() for g in got)
+    if reduced:
+        assert off < 0.02 * full, (got, card_at)
+    else:
+        assert off > 0.1 * full, (got, card_at)

@@ -3,6 +3,11 @@
 // The page shows the photo's whole frame (its aspect ratio, up to 21:9 or 9:21 like the videos:
 // of a wider panorama the centre), as large as the window allows, centred on black; the view is
 // zoomed in just enough that the parallax never shows past the photo's border.
+// Controls: the mouse over the page (the view stays where the mouse leaves it; the idle motion
+// resumes when the mouse leaves the page), a finger dragged across it, the phone's tilt
+// (deviceorientation, in portrait and landscape), the arrow keys (a quarter of the range a press;
+// 0 or Home re-centres). Without input for a few seconds the view drifts gently, unless the
+// system asks for reduced motion (prefers-reduced-motion): then it moves only with input.
 // URL hash options (for tests and embedding):
 //   #offset=X,Y   fix the camera offset (unit disc, 1 = the file's full parallax); no motion
 //   #clear=RRGGBB  clear colour (default 000000)
@@ -13,6 +18,8 @@ import { WebGLRenderer, Scene, PerspectiveCamera, Color, Vector3, MathUtils } fr
 import { GLTFLoader } from "three/examples/jsm/loaders/GLTFLoader.js";
 
 const MAX_ASPECT = 21 / 9; // the videos' frames (photo3d/video.py MAX_ASPECT)
+const IDLE_MS = 2500; // no input this long (and no mouse over the page): the idle motion
+const KEY_STEP = 0.25; // one arrow-key press, in the unit disc
 
 function decodeBase64(text) {
   const bin = atob(text.replace(/\s+/g, ""));
@@ -61,6 +68,17 @@ function noWebGL(reason) {
   el.id = "photo3d-no-webgl";
 }
 
+function inDisc(o) {
+  const r = Math.hypot(o.x, o.y);
+  return r > 1 ? { x: o.x / r, y: o.y / r } : o;
+}
+
+// the screen's rotation from the device's natural orientation, in degrees (0, 90, 180, 270)
+function screenAngle() {
+  const a = screen.orientation && typeof screen.orientation.angle === "number" ? screen.orientation.angle : window.orientation;
+  return ((Number(a) || 0) % 360 + 360) % 360;
+}
+
 export function start(base64, container = document.body) {
   const opts = hashOptions();
   if (!hasWebGL()) return noWebGL("no WebGL context");
@@ -72,10 +90,12 @@ export function start(base64, container = document.body) {
   }
   renderer.setPixelRatio(Math.min(window.devicePixelRatio || 1, 2));
   renderer.setClearColor(new Color("#" + opts.clear), 1);
-  container.appendChild(renderer.domElement);
+  const canvas = renderer.domElement;
+  container.appendChild(canvas);
   const scene = new Scene();
   const camera = new PerspectiveCamera(50, 1, 0.05, 1000);
-  const state = { meta: null, target: { x: 0, y: 0 }, cur: { x: 0, y: 0 }, lastInput: -1e9, gyro0: null };
+  const reduceMotion = matchMedia("(prefers-reduced-motion: reduce)");
+  const state = { meta: null, target: { x: 0, y: 0 }, cur: { x: 0, y: 0 }, lastInput: -1e9, gyro0: null, held: false };
 
   function layout() {
     const W = window.innerWidth, H = window.innerHeight;
@@ -103,9 +123,7 @@ export function start(base64, container = document.body) {
 
   function place(o) {
     const m = state.meta;
-    let { x, y } = o;
-    const r = Math.hypot(x, y);
-    if (r > 1) { x /= r; y /= r; }
+    const { x, y } = inDisc(o);
     const t = m.parallax.max_offset;
     camera.position.set(x * t, y * t, 0);
     camera.lookAt(new Vector3(0, 0, -m.parallax.focus_depth));
@@ -115,9 +133,13 @@ export function start(base64, container = document.body) {
     if (opts.fixed) {
       place(opts.fixed);
     } else {
-      if (now - state.lastInput > 2500) {
-        const s = now / 1000;
-        state.target = { x: 0.35 * Math.sin(s * 0.6), y: 0.15 * Math.sin(s * 0.9) };
+      if (now - state.lastInput > IDLE_MS && !state.held) {
+        if (reduceMotion.matches) {
+          state.target = { x: state.cur.x, y: state.cur.y }; // no motion without input
+        } else {
+          const s = now / 1000;
+          state.target = { x: 0.35 * Math.sin(s * 0.6), y: 0.15 * Math.sin(s * 0.9) };
+        }
       }
       state.cur.x += (state.target.x - state.cur.x) * 0.08;
       state.cur.y += (state.target.y - state.cur.y) * 0.08;
@@ -128,17 +150,39 @@ export function start(base64, container = document.body) {
     if (opts.fixed) document.body.dataset.rendered = "1";
   }
 
+  function input(target, hold) {
+    state.target = inDisc(target);
+    state.lastInput = performance.now();
+    if (hold !== undefined) state.held = hold;
+  }
+
   // a resize before the GLB is parsed only lays out: there is nothing to place or draw yet
   window.addEventListener("resize", () => { layout(); if (opts.fixed && state.meta) frame(0); });
   window.addEventListener("pointermove", (e) => {
-    state.target = { x: (e.clientX / window.innerWidth) * 2 - 1, y: 1 - (e.clientY / window.innerHeight) * 2 };
-    state.lastInput = performance.now();
+    // a mouse holds the view where it is; a finger (or pen) lets go when it lifts
+    input({ x: (e.clientX / window.innerWidth) * 2 - 1, y: 1 - (e.clientY / window.innerHeight) * 2 },
+      e.pointerType === "mouse");
+  });
+  document.addEventListener("mouseout", (e) => { if (!e.relatedTarget) { state.held = false; state.lastInput = performance.now(); } });
+  window.addEventListener("blur", () => { state.held = false; });
+  window.addEventListener("keydown", (e) => {
+    if (e.altKey || e.ctrlKey || e.metaKey) return;
+    const step = { ArrowLeft: [-1, 0], ArrowRight: [1, 0], ArrowUp: [0, 1], ArrowDown: [0, -1] }[e.key];
+    const from = state.held ? state.target : state.cur; // (not where the idle motion is heading)
+    if (step) input({ x: from.x + step[0] * KEY_STEP, y: from.y + step[1] * KEY_STEP }, true);
+    else if (e.key === "0" || e.key === "Home") input({ x: 0, y: 0 }, true);
+    else return;
+    e.preventDefault();
   });
   window.addEventListener("deviceorientation", (e) => {
     if (e.beta == null || e.gamma == null) return;
-    if (!state.gyro0) state.gyro0 = { b: e.beta, g: e.gamma };
-    state.target = { x: MathUtils.clamp((e.gamma - state.gyro0.g) / 20, -1, 1), y: MathUtils.clamp((state.gyro0.b - e.beta) / 20, -1, 1) };
-    state.lastInput = performance.now();
+    const angle = screenAngle();
+    if (!state.gyro0 || state.gyro0.angle !== angle) state.gyro0 = { b: e.beta, g: e.gamma, angle };
+    const db = e.beta - state.gyro0.b, dg = e.gamma - state.gyro0.g;
+    // tilt about the screen's up axis moves the view sideways, about its right axis up and down;
+    // beta turns about the device's x axis, gamma about its y axis, which the screen rotates
+    const [sx, sy] = { 0: [dg, -db], 90: [db, dg], 180: [-dg, db], 270: [-db, -dg] }[Math.round(angle / 90) % 4 * 90];
+    input({ x: MathUtils.clamp(sx / 20, -1, 1), y: MathUtils.clamp(sy / 20, -1, 1) });
   });
   window.addEventListener("click", () => {
     const D = window.DeviceOrientationEvent;
@@ -153,7 +197,8 @@ export function start(base64, container = document.body) {
     requestAnimationFrame(frame);
     if (!opts.fixed) {
       const touch = matchMedia("(pointer: coarse)").matches;
-      const hint = note(touch ? "Tilt the phone to look around" : "Move the mouse to look around",
+      const hint = note(touch ? "Tilt the phone or drag a finger to look around" :
+        "Move the mouse or press the arrow keys to look around",
         "bottom:1.5em;transition:opacity 1.5s;opacity:1;pointer-events:none;");
       hint.id = "photo3d-hint";
       setTimeout(() => { hint.style.opacity = "0"; }, 3500);
