@@ -20,8 +20,9 @@ _PAGE = """<!doctype html>
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <meta name="generator" content="photo3d {version}">
 <title>{title}</title>
-<style>html,body{{margin:0;height:100%;overflow:hidden;background:#000}}body{{display:flex;align-items:center;justify-content:center;touch-action:none}}canvas{{display:block;flex:none;touch-action:none}}</style>
+<style>html,body{{margin:0;height:100%;overflow:hidden;background:#000}}body{{display:flex;align-items:center;justify-content:center;touch-action:none}}canvas{{display:block;flex:none;touch-action:none}}noscript{{color:#fff;font:17px/1.4 system-ui,sans-serif;padding:2em;text-align:center}}</style>
 </head><body>
+<noscript>This 3D photo needs JavaScript (and WebGL) to show.</noscript>
 <script id="photo3d-glb" type="application/octet-stream">{glb}</script>
 <script>/*! three.js (bundled with GLTFLoader) — {license} */
 {bundle}</script>

@@ -71,6 +71,7 @@ def _dom(exe, html, profile, *flags):
 
 
 def test_viewer_says_when_webgl_is_missing_and_hints_otherwise(tmp_path):
+    """A message without WebGL (or JavaScript), a hint otherwise, and the canvas is labelled."""
     exe = chromium()
     rgb = np.zeros((64, 96, 3), np.uint8)
     rgb[16:48, 32:64] = 200
@@ -87,6 +88,9 @@ def test_viewer_says_when_webgl_is_missing_and_hints_otherwise(tmp_path):
     assert not shown(with_gl, "photo3d-no-webgl")
     hint = shown(with_gl, "photo3d-hint")
     assert hint and "to look around" in hint.group(0)
+    # what the canvas shows, for screen readers; a line for a browser without JavaScript
+    assert re.search(r'<canvas[^>]*role="img"[^>]*aria-label="3D photo: flat"', with_gl)
+    assert "<noscript>This 3D photo needs JavaScript" in html.read_text(encoding="utf-8")
 
 
 @pytest.mark.parametrize("photo, window, frame", [

@@ -91,6 +91,8 @@ export function start(base64, container = document.body) {
   renderer.setPixelRatio(Math.min(window.devicePixelRatio || 1, 2));
   renderer.setClearColor(new Color("#" + opts.clear), 1);
   const canvas = renderer.domElement;
+  canvas.setAttribute("role", "img"); // for screen readers: what the canvas shows
+  canvas.setAttribute("aria-label", "3D photo" + (document.title ? ": " + document.title : ""));
   container.appendChild(canvas);
   const scene = new Scene();
   const camera = new PerspectiveCamera(50, 1, 0.05, 1000);
