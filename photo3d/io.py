@@ -201,6 +201,46 @@ def _announced_format(path: Path) -> str | None:
     return next((name for magic, name in _MAGIC if head.startswith(magic)), None)
 
 
+_TIFF_TYPES = {1: 1, 2: 1, 3: 2, 4: 4, 5: 8, 6: 1, 7: 1, 8: 2, 9: 4, 10: 8, 11: 4, 12: 8}  # field type: bytes per value
+_TIFF_SAMPLE_KINDS = {1: "unsigned integer", 2: "signed integer", 3: "floating-point", 4: "undefined", 5: "complex integer",
+                      6: "complex floating-point"}
+
+
+def _complete_tiff(path: Path) -> str | None:
+    """What a classic TIFF holds ("3 samples of 32-bit floating-point per pixel") when its first
+    directory and the strips or tiles it points to are all in the file: a TIFF no decoder here
+    reads is then of a kind it does not support, not damaged.  None when it is cut short, or
+    cannot be told."""
+    try:
+        with open(path, "rb") as f:
+            data = f.read(64 << 20)  # (a directory at the end of a larger file: not told)
+            size = os.fstat(f.fileno()).st_size
+        order = {b"II": "little", b"MM": "big"}[data[:2]]
+        if int.from_bytes(data[2:4], order) != 42:  # (BigTIFF: not told)
+            return None
+        ifd = int.from_bytes(data[4:8], order)
+        count = int.from_bytes(data[ifd : ifd + 2], order)
+        if ifd < 8 or ifd + 2 + 12 * count + 4 > len(data):
+            return None
+        tags: dict[int, list[int]] = {}
+        for e in range(ifd + 2, ifd + 2 + 12 * count, 12):
+            tag, kind, n = (int.from_bytes(data[e + a : e + b], order) for a, b in ((0, 2), (2, 4), (4, 8)))
+            width = _TIFF_TYPES.get(kind, 1)
+            at = e + 8 if width * n <= 4 else int.from_bytes(data[e + 8 : e + 12], order)
+            if at + width * n > len(data):
+                return None
+            if width in (2, 4):
+                tags[tag] = [int.from_bytes(data[at + width * i : at + width * (i + 1)], order) for i in range(min(n, 1 << 16))]
+        offsets, counts = tags.get(273) or tags.get(324), tags.get(279) or tags.get(325)  # strips, or tiles
+        if not offsets or not counts or max(o + c for o, c in zip(offsets, counts)) > size:
+            return None
+        bits, samples = (tags.get(258) or [1])[0], (tags.get(277) or [1])[0]
+        kind = _TIFF_SAMPLE_KINDS.get((tags.get(339) or [1])[0], "unknown")
+        return f"{samples} sample{'s' if samples != 1 else ''} of {bits}-bit {kind} per pixel"
+    except (OSError, KeyError, ValueError):
+        return None
+
+
 def _container_truncated(path: Path) -> bool:
     """Whether ``path`` is an ISO media file (HEIC/HEIF: boxes after an ``ftyp``) or a WebP (RIFF)
     that ends before its boxes (its chunk) do.  libheif decodes the missing tiles of a cut-off
@@ -456,7 +496,10 @@ def load_image(
     except UnidentifiedImageError as e:
         if path.suffix.lower() in HEIF_SUFFIXES and not HEIF_AVAILABLE:
             raise InputFileError('reading HEIC/HEIF needs pillow-heif: pip install "photo3d[heif]"', path) from e
-        if fmt := _announced_format(path):  # e.g. a TIFF cut off before its directory (at its end)
+        fmt = _announced_format(path)
+        if fmt == "TIFF" and (held := _complete_tiff(path)):  # whole, of a kind Pillow does not read
+            raise InputFileError(f"unsupported TIFF ({held}): save it as 8- or 16-bit RGB", path) from e
+        if fmt:  # e.g. a TIFF cut off before its directory (at its end)
             raise InputFileError(f"damaged or truncated {fmt} file (its header cannot be read)", path) from e
         raise InputFileError("not an image (unknown or unsupported format)", path) from e
     except PermissionError as e:

@@ -412,6 +412,28 @@ def test_a_cut_off_webp_or_tiff_says_so(tmp_path, suffix, options, reason):
         assert str(e.value) == f"{path}: {reason}"
 
 
+@pytest.mark.parametrize("dtype,held", [(np.float32, "3 samples of 32-bit floating-point"), (np.int32, "3 samples of 32-bit signed integer")])
+def test_a_whole_tiff_of_a_kind_pillow_does_not_read_is_not_called_damaged(tmp_path, dtype, held):
+    """A float or 32-bit integer RGB TIFF (HDR and scientific tools write them) that is all there
+    was 'damaged or truncated TIFF file (its header cannot be read)': the user went looking for a
+    broken copy.  Now it says what it holds; the same file cut short is still truncated."""
+    import cv2
+
+    rgb = np.random.default_rng(0).integers(0, 256, (60, 80, 3), dtype=np.uint8)
+    path = tmp_path / "hdr.tif"
+    assert cv2.imwrite(str(path), rgb.astype(np.float32) / 255 if dtype == np.float32 else rgb.astype(dtype))
+    with pytest.raises(InputFileError) as e:
+        load_image(path)
+    assert str(e.value) == f"{path}: unsupported TIFF ({held} per pixel): save it as 8- or 16-bit RGB"
+    data = path.read_bytes()
+    for fraction in (0.3, 0.9):
+        cut = tmp_path / "cut.tif"
+        cut.write_bytes(data[: int(len(data) * fraction)])
+        with pytest.raises(InputFileError) as e:
+            load_image(cut)
+        assert str(e.value) == f"{cut}: damaged or truncated TIFF file (its header cannot be read)"
+
+
 @pytest.mark.parametrize("fraction", [0.02, 0.6, 0.999])
 def test_truncated_heic_is_an_error_not_green_tiles(tmp_path, monkeypatch, fraction):
     """An iPhone HEIC is a grid of tiles; libheif decodes the tiles missing from a cut-off file as
