@@ -44,6 +44,11 @@ VIDEO_SIDE, SMALL_SIDE = 1080, 480  # default longer side: MP4 (and stills); GIF
 MAX_ASPECT = 21 / 9  # a panorama's frames show its centre at 21:9 (a tall photo's at 9:21), not a sliver
 MAX_ASPECT_TEXT = {True: "21:9", False: "9:21"}  # (the same, for the result line: a wide photo, a tall one)
 MP4_CRF = 20
+# the MP4's colours: RGB -> YUV with the BT.709 matrix, limited range, and the stream says so (and
+# that the frames are sRGB); FFmpeg's default is BT.601 without a word, which browsers and players
+# read as BT.709 at HD sizes (Chromium showed red 220, 30, 30 as 236, 49, 31)
+MP4_COLOUR = ["-vf", "scale=out_color_matrix=bt709:out_range=tv,"
+              "setparams=range=tv:color_primaries=bt709:color_trc=iec61966-2-1:colorspace=bt709"]
 GIF_SAME = 24  # sum of |RGB| differences under which a GIF pixel keeps the previous frame's colour
 GIF_MAX_FPS = 50  # a GIF frame lasts whole 1/100 s, at least 2 (browsers slow shorter ones to 1/10 s)
 GIF_COLOURS, WEBP_QUALITY = 255, 80  # (index 255 of the GIF's palette is the transparent one)
@@ -277,7 +282,7 @@ def _write_mp4(path: Path, frames: Iterator[np.ndarray], size: tuple[int, int], 
 
     w, h = size
     cmd = [ffmpeg_exe(), "-y", "-v", "error", "-f", "rawvideo", "-vcodec", "rawvideo", "-s", f"{w}x{h}",
-           "-pix_fmt", "rgb24", "-r", f"{fps:.02f}", "-i", "-", "-an", "-vcodec", "libx264", "-pix_fmt", "yuv420p",
+           "-pix_fmt", "rgb24", "-r", f"{fps:.02f}", "-i", "-", "-an", *MP4_COLOUR, "-vcodec", "libx264", "-pix_fmt", "yuv420p",
            "-crf", str(MP4_CRF), "-preset", "veryfast", "-movflags", "+faststart", "-f", "mp4", str(path)]
     with tempfile.TemporaryFile() as log:
         p = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=log, start_new_session=True)

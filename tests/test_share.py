@@ -572,3 +572,53 @@ def test_video_and_still_result_lines_say_what_was_written(tmp_path):
     r = cli(*base, "-o", tmp_path / "p.glb")
     size = (tmp_path / "p.glb").stat().st_size
     assert r.exit_code == 0 and f"vertices, {size / 1e6:.2f} MB, " in r.output, r.output
+
+
+PATCHES = [(220, 30, 30), (30, 180, 40), (30, 40, 200), (230, 140, 30), (225, 180, 150), (128, 128, 128)]
+
+
+@pytest.mark.slow  # headless Chromium
+def test_an_hd_mp4_shows_its_colours_in_a_browser(tmp_path):
+    """A browser plays an HD MP4 with the photo's colours: the frames are converted with the
+    BT.709 matrix and the stream says so (bt709, limited range, sRGB transfer). Untagged BT.601
+    (FFmpeg's default) is read as BT.709 at HD sizes: Chromium showed red (220, 30, 30) as
+    (236, 49, 31) and green (30, 180, 40) as (18, 157, 41)."""
+    from helpers.browser import chromium
+
+    exe = chromium()
+    rgb = np.zeros((720, 1080, 3), np.uint8)
+    for i, c in enumerate(PATCHES):
+        rgb[:, i * 180:(i + 1) * 180] = c
+    depth = np.tile(np.linspace(0.4, 0.6, 1080, dtype=np.float32), (720, 1))
+    Image.fromarray(rgb).save(tmp_path / "p.png")
+    np.save(tmp_path / "p.npy", depth)
+    glb = tmp_path / "p.glb"
+    convert_file(tmp_path / "p.png", glb, ConvertOptions(depth=tmp_path / "p.npy"))
+    info = write_share(tmp_path / "p.mp4", glb.read_bytes(), ShareOptions(seconds=0.2, fps=10))
+    assert info["size"] == [1080, 720]
+    page = tmp_path / "play.html"
+    page.write_text("""<video id="v" src="p.mp4" muted preload="auto"></video><script>
+const v = document.getElementById("v");
+v.addEventListener("loadeddata", () => {
+  const c = document.createElement("canvas"), g = c.getContext("2d");
+  c.width = v.videoWidth; c.height = v.videoHeight; g.drawImage(v, 0, 0);
+  const d = g.getImageData(0, 0, c.width, c.height).data, out = [];
+  for (let i = 0; i < %d; i++) {
+    const k = 4 * (360 * c.width + i * 180 + 90);
+    out.push([d[k], d[k + 1], d[k + 2]]);
+  }
+  const p = document.createElement("pre"); p.id = "out"; p.textContent = JSON.stringify(out);
+  document.body.appendChild(p);
+});
+v.addEventListener("error", () => { document.title = "error " + (v.error && v.error.code); });
+// virtual time runs ahead while nothing is due; a timer until the frame is there lets it decode
+(function wait() { if (!document.getElementById("out") && !document.title) setTimeout(wait, 20); })();
+</script>""" % len(PATCHES))
+    cmd = [exe, "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", f"--user-data-dir={tmp_path / 'profile'}",
+           "--allow-file-access-from-files", "--virtual-time-budget=600000", "--dump-dom", f"file://{page}"]
+    dom = subprocess.run(cmd, capture_output=True, text=True, timeout=120, check=False).stdout
+    m = re.search(r'<pre id="out">(.*?)</pre>', dom)
+    assert m, "Chromium did not play the MP4: " + (re.findall(r"<title>(.*?)</title>", dom) or ["no frame"])[0]
+    shown = np.array(json.loads(m.group(1)), float)
+    err = np.abs(shown - np.array(PATCHES, float))
+    assert err.max() <= 12 and err.mean() <= 3, (shown.astype(int).tolist(), err.mean())
