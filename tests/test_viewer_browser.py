@@ -157,7 +157,7 @@ def card_at(card_page, tmp_path_factory):
                     fragment=f"#offset={x},{y}")
         assert len(got) == 1 and got[0]["n"] > 500, got
         return np.array([got[0]["x"], got[0]["y"]])
-    return {(0, 0): at(0, 0), (1, 0): at(1, 0)}
+    return {(0, 0): at(0, 0), (1, 0): at(1, 0), (0, -0.5): at(0, -0.5)}
 
 
 # each control, then no input for 5.5 s (longer than the idle motion waits for)
@@ -170,6 +170,27 @@ _KEYS = "ms(500, () => { for (const key of ['Home', 'ArrowRight', 'ArrowRight', 
 _TILT = """Object.defineProperty(screen.orientation, 'angle', {get: () => 90});
 const tilt = (beta) => dispatchEvent(new DeviceOrientationEvent('deviceorientation', {alpha: 0, beta, gamma: 0}));
 ms(400, () => tilt(30)); for (let t = 500; t < 6000; t += 100) ms(t, () => tilt(50));"""
+
+
+# a phone lying flat when the page opens, picked up (tilted 60 degrees toward the viewer), then
+# tilted back by 10 degrees: half way down the range (it stayed at the bottom end until 40 back)
+_PICKED_UP = """const tilt = (beta) => dispatchEvent(new DeviceOrientationEvent('deviceorientation', {alpha: 0, beta, gamma: 0}));
+ms(400, () => tilt(0)); for (let b = 5; b <= 60; b += 5) ms(400 + 20 * b, () => tilt(b));
+for (let t = 2000; t < 6000; t += 100) ms(t, () => tilt(50));"""
+
+
+def test_viewer_tilt_follows_a_phone_picked_up(card_page, card_at, tmp_path):
+    """The phone's rest position follows a tilt beyond the range (20 degrees): the view answers
+    the next tilt instead of staying at the end of the range."""
+    exe = chromium()
+    got = drive(exe, card_page, _PICKED_UP + "ms(6000, () => { measure('tilted back'); done(); });",
+                tmp_path / "page.html", tmp_path / "profile")
+    assert len(got) == 1 and got[0]["n"] > 500, got
+    full = abs((card_at[(1, 0)] - card_at[(0, 0)])[0])
+    half_down = card_at[(0, -0.5)]
+    assert abs(half_down[1] - card_at[(0, 0)][1]) > 0.2 * full  # (the card moves up and down too)
+    seen = np.array([got[0]["x"], got[0]["y"]])
+    assert np.abs(seen - half_down).max() < 0.1 * full, (seen, card_at)
 
 
 @pytest.mark.parametrize("control", ["mouse", "keys", "tilt"])

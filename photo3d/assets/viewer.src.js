@@ -5,7 +5,8 @@
 // zoomed in just enough that the parallax never shows past the photo's border.
 // Controls: the mouse over the page (the view stays where the mouse leaves it; the idle motion
 // resumes when the mouse leaves the page), a finger dragged across it, the phone's tilt
-// (deviceorientation, in portrait and landscape), the arrow keys (a quarter of the range a press;
+// (deviceorientation, in portrait and landscape, 20 degrees from where it rests to the end of the
+// range; tilted further, the rest position follows), the arrow keys (a quarter of the range a press;
 // 0 or Home re-centres). Without input for a few seconds the view drifts gently, unless the
 // system asks for reduced motion (prefers-reduced-motion): then it moves only with input.
 // URL hash options (for tests and embedding):
@@ -20,6 +21,7 @@ import { GLTFLoader } from "three/examples/jsm/loaders/GLTFLoader.js";
 const MAX_ASPECT = 21 / 9; // the videos' frames (photo3d/video.py MAX_ASPECT)
 const IDLE_MS = 2500; // no input this long (and no mouse over the page): the idle motion
 const KEY_STEP = 0.25; // one arrow-key press, in the unit disc
+const TILT_DEG = 20; // tilting the phone this far from where it rests: the end of the range
 
 function decodeBase64(text) {
   const bin = atob(text.replace(/\s+/g, ""));
@@ -180,11 +182,16 @@ export function start(base64, container = document.body) {
     if (e.beta == null || e.gamma == null) return;
     const angle = screenAngle();
     if (!state.gyro0 || state.gyro0.angle !== angle) state.gyro0 = { b: e.beta, g: e.gamma, angle };
-    const db = e.beta - state.gyro0.b, dg = e.gamma - state.gyro0.g;
+    const g0 = state.gyro0;
+    // the rest position follows a tilt beyond the range (a phone picked up from a table, held
+    // another way): the view stays at the range's end and comes back with the first tilt back
+    g0.b = MathUtils.clamp(g0.b, e.beta - TILT_DEG, e.beta + TILT_DEG);
+    g0.g = MathUtils.clamp(g0.g, e.gamma - TILT_DEG, e.gamma + TILT_DEG);
+    const db = e.beta - g0.b, dg = e.gamma - g0.g;
     // tilt about the screen's up axis moves the view sideways, about its right axis up and down;
     // beta turns about the device's x axis, gamma about its y axis, which the screen rotates
     const [sx, sy] = { 0: [dg, -db], 90: [db, dg], 180: [-dg, db], 270: [-db, -dg] }[Math.round(angle / 90) % 4 * 90];
-    input({ x: MathUtils.clamp(sx / 20, -1, 1), y: MathUtils.clamp(sy / 20, -1, 1) });
+    input({ x: sx / TILT_DEG, y: sy / TILT_DEG });
   });
   window.addEventListener("click", () => {
     const D = window.DeviceOrientationEvent;
