@@ -601,8 +601,16 @@ def write_outputs(src: Path, dst: Path, glb: bytes, report: dict, opts: ConvertO
     return report
 
 
+def reads(opts: ConvertOptions | None = None) -> list[tuple[str, Path]]:
+    """The files besides the photos that :func:`convert_file` reads: the ``--depth`` map, the model's."""
+    from .depth import model_reads
+
+    opts = opts or ConvertOptions()
+    return ([("the --depth map", Path(opts.depth))] if opts.depth is not None else []) + model_reads(opts.model)
+
+
 def convert_task(opts: ConvertOptions | None = None):
     """``photo3d convert``'s per-file task for the batch runner (:class:`photo3d.batch.Task`)."""
     from .batch.task import Task
 
-    return Task("convert", convert_file, opts, warm_up=warm_up, outputs=outputs, finish=finish)
+    return Task("convert", convert_file, opts, warm_up=warm_up, outputs=outputs, finish=finish, reads=reads)

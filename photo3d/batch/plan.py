@@ -307,13 +307,30 @@ def _refuse_overwriting_inputs(jobs: Sequence[Job]) -> None:
                 break
 
 
-def check_summary_path(summary: Path, jobs: Sequence[Job]) -> None:
-    """``--summary FILE`` must not be ``-`` (as ``-o -``), an input or a planned output (the same guard as ``-o``)."""
+def check_reads(jobs: Sequence[Job], reads: Sequence[tuple[str, Path]]) -> None:
+    """A usage error when an output (or side file) would replace a file the task reads besides the
+    photos (``reads``: (what, path), e.g. the ``--depth`` map: ``-o d.png --stereo sbs --depth
+    d.png`` wrote the stereo still over the map)."""
+    ids = {i: (what, path) for what, path in reads if (i := _file_id(path)) is not None}
+    if not ids:
+        return
+    for j in jobs:
+        for o in j.outputs:
+            if (oid := _file_id(o)) in ids:
+                what, path = ids[oid]
+                raise UsageError(f"output {printable(o)} would overwrite {what} {printable(path)}; choose another -o", j.src)
+
+
+def check_summary_path(summary: Path, jobs: Sequence[Job], reads: Sequence[tuple[str, Path]] = ()) -> None:
+    """``--summary FILE`` must not be ``-`` (as ``-o -``), an input (a photo, or a file the task
+    reads: ``reads``), or a planned output (the same guard as ``-o``)."""
     if str(summary) == "-":
         raise UsageError("--summary -: cannot write to standard output; give a file name")
     sid = _file_id(summary)
     if sid is not None and any(_file_id(j.src) == sid for j in jobs):
         raise UsageError(f"--summary {printable(summary)}: would overwrite an input; choose another file")
+    if sid is not None and (what := next((w for w, p in reads if _file_id(p) == sid), None)):
+        raise UsageError(f"--summary {printable(summary)}: would overwrite {what}; choose another file")
     target = os.path.abspath(summary).casefold()
     if any(os.path.abspath(o).casefold() == target for j in jobs for o in j.outputs):
         raise UsageError(f"--summary {printable(summary)}: is one of the outputs; choose another file")

@@ -29,7 +29,7 @@ from ..defaults import Engine
 from ..errors import ExitCode, Photo3DError, UsageError, printable, stderr_console
 from ..io import write_bytes_atomic
 from .local import Executor, PoolExecutor, SequentialExecutor
-from .plan import Job, PlanNotes, check_summary_path, check_writable, plan_outputs, remove_stale_temps
+from .plan import Job, PlanNotes, check_reads, check_summary_path, check_writable, plan_outputs, remove_stale_temps
 from .result import Result, Status, msg
 from .task import Task, execute
 
@@ -328,8 +328,10 @@ def batch_command(
     console = console or stderr_console()  # (the process's one: a video's bar nests under the batch's)
     notes = PlanNotes()
     plan = plan_outputs(inputs, output, [suffix] if isinstance(suffix, str) else suffix, globs, task.planned_outputs(), notes)
+    reads = task.read_files()
+    check_reads(plan, reads)
     if summary is not None:
-        check_summary_path(Path(summary), plan)
+        check_summary_path(Path(summary), plan, reads)
     check_writable(plan, None if summary is None else Path(summary), output)
     overwrite = rewrites(inputs, overwrite)
     executor = make_executor(engine, jobs, address)

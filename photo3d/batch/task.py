@@ -31,6 +31,8 @@ class Task:
     * ``outputs(dst, options) -> [dst, side files...]``: planned together, so no two collide.
     * ``finish(src, dst, options) -> report dict``: write the missing side files of an existing
       ``dst`` (each output resumes on its own).
+    * ``reads(options) -> [(what, path)...]``: the files besides the photos it reads (a ``--depth``
+      map, the model's): no output and no ``--summary`` may replace them.
     * ``done``: the closing line's word for the outputs written ("3 converted", "3 depth map(s) written").
     """
 
@@ -41,9 +43,14 @@ class Task:
     outputs: Callable[[Path, Any], Sequence[Path]] | None = None
     finish: Callable[[Path, Path, Any], dict[str, Any] | None] | None = None
     done: str = "converted"  # what the batch's closing line says of the outputs it wrote ("3 converted")
+    reads: Callable[[Any], Sequence[tuple[str, Path]]] | None = None
 
     def with_options(self, options: Any) -> Task:
         return dataclasses.replace(self, options=options)
+
+    def read_files(self) -> list[tuple[str, Path]]:
+        """(what, path) of each file besides the photos that it reads with these options."""
+        return [] if self.reads is None else list(self.reads(self.options))
 
     def planned_outputs(self) -> Callable[[Path], list[Path]] | None:
         """``dst -> [dst, side files...]`` with these options (None: dst only)."""

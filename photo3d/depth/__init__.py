@@ -16,7 +16,7 @@ from typing import Any
 from .. import defaults
 from ..io import DEFAULT_MAX_MEGAPIXELS, load_image
 
-__all__ = ["DepthOptions", "depth_file", "finish", "outputs", "warm_up"]
+__all__ = ["DepthOptions", "depth_file", "finish", "model_reads", "outputs", "reads", "warm_up"]
 
 
 @dataclass
@@ -92,6 +92,26 @@ def finish(src: str | Path, dst: str | Path, opts: DepthOptions | None = None) -
     return {"outputs": written, "finished": "missing outputs written from the existing " + Path(dst).name}
 
 
+def model_reads(model: Path | None) -> list[tuple[str, Path]]:
+    """The files a ``--model`` reads, each with what to call it: a TorchScript file, a Tiefenrausch
+    folder's two protobufs, or (None) the bundled model and its manifest.  No output may replace
+    them (``--summary p3d-s.pt`` overwrote the bundled model: every later run failed its checksum)."""
+    if model is not None:
+        model = Path(model)
+        if model.is_dir():
+            return [("the --model file", model / name) for name in ("tiefenrausch.pb", "tiefenrausch_init.pb")]
+        return [("the --model file", model)]
+    from importlib import resources
+
+    models = Path(str(resources.files("photo3d").joinpath("models")))
+    return [("the bundled model", p) for p in sorted(models.glob("*")) if p.suffix in (".pt", ".json")]
+
+
+def reads(opts: DepthOptions | None = None) -> list[tuple[str, Path]]:
+    """The files besides the photos that :func:`depth_file` reads (the model's)."""
+    return model_reads((opts or DepthOptions()).model)
+
+
 def warm_up(opts: DepthOptions | None = None) -> None:
     """Load the model once per process before the first file (called by the batch runner)."""
     from .runtime import load_model
@@ -103,4 +123,5 @@ def depth_task(opts: DepthOptions | None = None):
     """``photo3d depth``'s per-file task for the batch runner (:class:`photo3d.batch.Task`)."""
     from ..batch.task import Task
 
-    return Task("depth", depth_file, opts, warm_up=warm_up, outputs=outputs, finish=finish, done="depth map(s) written")
+    return Task("depth", depth_file, opts, warm_up=warm_up, outputs=outputs, finish=finish, reads=reads,
+                done="depth map(s) written")
