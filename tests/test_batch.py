@@ -117,6 +117,25 @@ def test_output_names_never_clash_or_hit_inputs(tmp_path: Path) -> None:
     assert missing.error == f"{tmp_path / 'nope.jpg'}: no such file or folder" and ok.error is None
 
 
+def test_input_folders_of_one_name_keep_apart_in_any_order(tmp_path: Path) -> None:
+    """Two input folders of one name (2019/DCIM, 2020/DCIM) shared OUT/DCIM, their photos of one
+    name numbered (IMG_1.png.png, IMG_1-2.png.png) in the order given: given in the other order on
+    a re-run, each photo was 'skipped (output exists)' on the other's depth map or 3D photo.  Now
+    each goes into OUT/<its path below where they part>, whatever the order."""
+    ins = []
+    for year, seed in (("2019", 0), ("2020", 1)):
+        d = tmp_path / year / "DCIM"
+        d.mkdir(parents=True)
+        Image.fromarray(photo_rgb(20, 20, seed=seed)).save(d / "IMG_1.png")
+        ins.append(d)
+    want = {i / "IMG_1.png": tmp_path / "out" / i.parent.name / "DCIM" / "IMG_1.png" for i in ins}
+    for order in (ins, ins[::-1]):
+        assert {j.src: j.dst for j in plan_jobs(order, tmp_path / "out", ".png")} == want
+    # one folder given twice, or with a folder of another name: OUT/<name> as before
+    jobs = plan_jobs([ins[0], ins[0], tmp_path / "2020"], tmp_path / "out", ".png")
+    assert sorted(str(j.dst.relative_to(tmp_path / "out")) for j in jobs) == ["2020/DCIM/IMG_1.png", "DCIM/IMG_1.png"]
+
+
 # --------------------------------------------------------------------------------------------
 # Batches with the model-free task
 

@@ -207,9 +207,10 @@ def plan_jobs(
 
     jobs: list[Job] = []
     seen: set[Path] = set()
+    bases = _folder_bases(inputs, output)
     for inp in inputs:
         if inp.is_dir():
-            base = output if len(inputs) == 1 else output / (inp.resolve().name or "root")
+            base = bases[inp]
             walk_errors: list[tuple[Path, str]] = []
             own: list[Path] = []
             found = False
@@ -259,6 +260,31 @@ def plan_jobs(
         taken.update(keys(j))
     _refuse_overwriting_inputs(jobs)
     return jobs
+
+
+def _folder_bases(inputs: Sequence[Path], output: Path) -> dict[Path, Path]:
+    """The output folder of each input folder: OUT itself for a single input, else
+    ``OUT/<folder name>``; folders that share a name (``2019/DCIM``, ``2020/DCIM``) go into
+    ``OUT/<their paths below where they part>`` (``OUT/2019/DCIM``, ``OUT/2020/DCIM``), whatever
+    their order.  (They once shared ``OUT/DCIM``, with numbered names for photos of one name:
+    given in the other order on a re-run, each folder's photos were skipped as done by the
+    other's outputs.)"""
+    folders = [p for p in inputs if p.is_dir()]
+    if len(inputs) == 1:
+        return {p: output for p in folders}
+    groups: dict[str, list[Path]] = {}
+    for p in folders:
+        groups.setdefault((p.resolve().name or "root").casefold(), []).append(p)
+    bases = {}
+    for group in groups.values():
+        real = [p.resolve() for p in group]
+        if len(set(real)) == 1:  # one folder (given twice): its name
+            bases.update((p, output / (r.name or "root")) for p, r in zip(group, real))
+            continue
+        common = Path(os.path.commonpath(real))
+        for p, r in zip(group, real):  # (a folder that holds the others: its own name)
+            bases[p] = output / (r.relative_to(common) if r != common else (r.name or "root"))
+    return bases
 
 
 def plan_outputs(inputs: Sequence[Path], output: Path, suffixes: Sequence[str], globs: Sequence[str] = (),
