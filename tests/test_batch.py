@@ -131,6 +131,11 @@ def test_input_folders_of_one_name_keep_apart_in_any_order(tmp_path: Path) -> No
     want = {i / "IMG_1.png": tmp_path / "out" / i.parent.name / "DCIM" / "IMG_1.png" for i in ins}
     for order in (ins, ins[::-1]):
         assert {j.src: j.dst for j in plan_jobs(order, tmp_path / "out", ".png")} == want
+    # photos of one name given as files: numbered by their paths, not by the order given
+    files = [i / "IMG_1.png" for i in ins]
+    want = {files[0]: tmp_path / "out" / "IMG_1.png.png", files[1]: tmp_path / "out" / "IMG_1-2.png.png"}
+    for order in (files, files[::-1]):
+        assert {j.src: j.dst for j in plan_jobs(order, tmp_path / "out", ".png")} == want
     # one folder given twice, or with a folder of another name: OUT/<name> as before
     jobs = plan_jobs([ins[0], ins[0], tmp_path / "2020"], tmp_path / "out", ".png")
     assert sorted(str(j.dst.relative_to(tmp_path / "out")) for j in jobs) == ["2020/DCIM/IMG_1.png", "DCIM/IMG_1.png"]

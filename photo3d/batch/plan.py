@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import fnmatch
 import os
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterable, Iterator, Sequence
@@ -249,9 +250,12 @@ def plan_jobs(
         j = jobs[n]
         j.dst = j.dst.with_name(j.src.name + suffix)
         j.sides = sides(j.dst)
-    # ... then number what still clashes
-    taken: set[str] = set()
-    for j in jobs:
+    # ... then number what still clashes, in the order of the inputs' paths, not the order given
+    # (a re-run with `b/x.jpg a/x.jpg` must not take a/x.jpg's x.jpg.glb for b/x.jpg's)
+    counts = Counter(k for j in jobs for k in keys(j))
+    clash = [j for j in jobs if any(counts[k] > 1 for k in keys(j))]
+    taken = {k for j in jobs for k in keys(j)} - {k for j in clash for k in keys(j)}
+    for j in sorted(clash, key=lambda j: str(j.src)):
         n = 2
         while any(k in taken for k in keys(j)):
             j.dst = j.dst.with_name(f"{j.src.stem}-{n}{j.src.suffix}{suffix}")
