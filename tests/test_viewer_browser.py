@@ -91,6 +91,18 @@ def test_viewer_says_when_webgl_is_missing_and_hints_otherwise(tmp_path):
     # what the canvas shows, for screen readers; a line for a browser without JavaScript
     assert re.search(r'<canvas[^>]*role="img"[^>]*aria-label="3D photo: flat"', with_gl)
     assert "<noscript>This 3D photo needs JavaScript" in html.read_text(encoding="utf-8")
+    # a phone whose browser asks before it reports the tilt (Safari on iOS): tap first, says the hint
+    phone = tmp_path / "phone.html"
+    phone.write_text(html.read_text(encoding="utf-8").replace("</head>", _IPHONE + "</head>", 1), encoding="utf-8")
+    hint = shown(_dom(exe, phone, tmp_path / "p3"), "photo3d-hint")
+    assert hint and "Tap, then tilt the phone" in hint.group(0)
+
+
+_IPHONE = """<script>
+const matchMedia0 = window.matchMedia.bind(window);
+window.matchMedia = (q) => q.includes("pointer: coarse") ? {matches: true, media: q, addEventListener() {}} : matchMedia0(q);
+DeviceOrientationEvent.requestPermission = () => Promise.resolve("granted");
+</script>"""
 
 
 @pytest.mark.parametrize("photo, window, frame", [

@@ -206,8 +206,10 @@ export function start(base64, container = document.body) {
     requestAnimationFrame(frame);
     if (!opts.fixed) {
       const touch = matchMedia("(pointer: coarse)").matches;
-      const hint = note(touch ? "Tilt the phone or drag a finger to look around" :
-        "Move the mouse or press the arrow keys to look around",
+      // Safari on iOS reports the tilt only once the page has asked, on a tap (the click above)
+      const D = window.DeviceOrientationEvent, ask = !!D && typeof D.requestPermission === "function";
+      const hint = note(touch ? (ask ? "Tap, then tilt the phone, or drag a finger to look around" :
+        "Tilt the phone or drag a finger to look around") : "Move the mouse or press the arrow keys to look around",
         "bottom:1.5em;transition:opacity 1.5s;opacity:1;pointer-events:none;");
       hint.id = "photo3d-hint";
       setTimeout(() => { hint.style.opacity = "0"; }, 3500);
