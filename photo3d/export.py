@@ -238,12 +238,23 @@ def _finish_tree(tree: dict, camera: Camera, opts: ExportOptions) -> None:
 
 
 def read_glb(data: bytes) -> tuple[dict, bytes]:
-    """(glTF JSON, binary chunk) of a GLB."""
+    """(glTF JSON, binary chunk) of a GLB; ValueError saying why for anything else (not a GLB 2.0,
+    cut short, a JSON chunk that does not parse)."""
+    if len(data) < 20 or data[:4] != b"glTF":
+        raise ValueError("not a GLB file")
     magic, version, length = struct.unpack_from("<4sII", data, 0)
-    if magic != b"glTF" or version != 2:
-        raise ValueError("not a GLB 2.0 file")
+    if version != 2:
+        raise ValueError(f"a GLB of version {version}, not 2.0")
+    if length != len(data):
+        raise ValueError(f"cut short: {len(data):,} of its {length:,} bytes" if length > len(data)
+                         else f"{len(data):,} bytes where its header says {length:,}")
     jlen, jtype = struct.unpack_from("<II", data, 12)
-    tree = json.loads(data[20 : 20 + jlen])
+    if jtype != 0x4E4F534A or 20 + jlen > len(data):
+        raise ValueError("no JSON chunk")
+    try:
+        tree = json.loads(data[20 : 20 + jlen])
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise ValueError(f"its JSON does not parse ({e})") from None
     off = 20 + jlen
     binary = b""
     if off < len(data):

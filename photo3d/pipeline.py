@@ -15,6 +15,7 @@ bounds the GLB; the texture gets at most 60 % of it, and :func:`fit_to_budget` f
 from __future__ import annotations
 
 import contextlib
+import struct
 import time
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field, replace
@@ -25,7 +26,7 @@ import cv2
 import numpy as np
 
 from . import defaults
-from .errors import InputFileError, OutputError, UsageError
+from .errors import InputFileError, OutputError, UsageError, printable
 from .export import Camera, ExportOptions, MeshData, camera_for, encode_jpeg, mesh_bytes, to_glb
 from .inpaint import Background, inpaint_background
 from .io import DEFAULT_MAX_MEGAPIXELS, Photo, load_image, write_bytes_atomic
@@ -484,6 +485,22 @@ def outputs(dst: str | Path, opts: ConvertOptions | None = None) -> list[Path]:
     return [dst, dst.with_suffix(".html")] if html else [dst]
 
 
+def check_existing_glb(src: Path, path: Path, glb: bytes) -> None:
+    """A GLB found beside the outputs (a re-run adds ``--html`` or renders ``--format mp4`` from it)
+    must be a whole 3D photo photo3d wrote: a file cut short (an interrupted copy) or another
+    tool's GLB went into the viewer page as it was (a page that shows nothing) or failed the video
+    with 'internal error (error: unpack_from requires a buffer ...)'.  The input fails, saying so."""
+    from .export import read_glb
+
+    try:
+        tree, _ = read_glb(glb)
+        if "photo3d" not in (tree.get("extras") or {}):
+            raise ValueError("not a 3D photo photo3d wrote")
+    except (ValueError, struct.error) as e:
+        raise InputFileError(f"the existing {printable(path)} is not a whole 3D photo ({e}); remove it, "
+                             "or run again with --overwrite", src) from None
+
+
 def finish(src: str | Path, dst: str | Path, opts: ConvertOptions | None = None) -> dict[str, Any]:
     """Write the missing viewer page of an existing output ``dst`` (a re-run that adds ``--html``)
     from the GLB (``dst`` itself, or the GLB beside a video): nothing is converted again.  Without
@@ -496,6 +513,7 @@ def finish(src: str | Path, dst: str | Path, opts: ConvertOptions | None = None)
         glb = glb_path.read_bytes()
     except OSError:
         return convert_file(src, dst, opts)
+    check_existing_glb(src, glb_path, glb)
     written = []
     for p in outputs(dst, opts)[1:]:
         if not p.exists():
@@ -527,6 +545,7 @@ def convert_file(src: str | Path, dst: str | Path, opts: ConvertOptions | None =
     if suffix != ".glb" and opts.reuse_glb_since is not None and sibling.is_file():
         if sibling.stat().st_mtime >= opts.reuse_glb_since:  # this batch's GLB of the same photo: render that
             glb = sibling.read_bytes()
+            check_existing_glb(src, sibling, glb)
             return write_outputs(src, dst, glb, {"glb_bytes": len(glb), "from_glb": str(sibling)}, opts, timings)
     loading = warm_up(opts)  # started by the batch runner already, or now
     with timed(timings, "read"):

@@ -449,6 +449,33 @@ def test_rerun_with_html_writes_the_missing_page_and_keeps_the_glb(tmp_path):
     assert_valid_glb(out)
 
 
+def test_a_rerun_does_not_build_on_a_broken_existing_glb(tmp_path, tiny_depth_model):
+    """A re-run adding --html (or --format mp4 beside the GLB) uses the existing GLB: one cut short
+    (an interrupted copy) or not a GLB at all went into the page as it was (a viewer that shows
+    nothing, exit 0), or failed the video with 'internal error (error: unpack_from requires a
+    buffer ...)'.  Now the input fails, naming the GLB and what to do; --overwrite rebuilds it."""
+    (tmp_path / "in").mkdir()
+    for name in ("a", "b"):
+        photo(tmp_path / "in" / f"{name}.png", seed=ord(name))
+    out = tmp_path / "out"
+    assert cli("convert", tmp_path / "in", "-o", out, "--model", tiny_depth_model).exit_code == 0
+    whole = (out / "a.glb").read_bytes()
+    (out / "a.glb").write_bytes(whole[: len(whole) // 2])
+    (out / "b.glb").write_bytes(b"not a 3D photo at all")
+    why = {"a": f"cut short: {len(whole) // 2:,} of its {len(whole):,} bytes", "b": "not a GLB file"}
+    want = [f"error: {tmp_path / 'in' / f'{n}.png'}: the existing {out / f'{n}.glb'} is not a whole 3D photo ({why[n]}); "
+            "remove it, or run again with --overwrite" for n in "ab"]
+    for args in (("--html",), ("--format", "glb", "--format", "mp4", "--seconds", "0.1")):
+        r = cli("convert", tmp_path / "in", "-o", out, "--model", tiny_depth_model, *args)
+        assert r.exit_code == 1 and [ln for ln in lines(r.output) if ln.startswith("error:")] == want, r.output
+        assert sorted(p.name for p in out.iterdir()) == ["a.glb", "b.glb"]
+    r = cli("convert", tmp_path / "in", "-o", out, "--model", tiny_depth_model, "--html", "--overwrite")
+    assert r.exit_code == 0, r.output
+    for n in "ab":
+        assert_valid_glb(out / f"{n}.glb")
+        assert (out / f"{n}.html").exists()
+
+
 def test_rerun_of_a_folder_with_preview_adds_only_the_previews(tmp_path, tiny_depth_model):
     for i in range(2):
         photo(tmp_path / "in" / f"p{i}.png", seed=i)
