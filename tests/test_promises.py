@@ -420,6 +420,20 @@ def test_summarize_cuts_long_messages_at_a_word():
 # First run
 
 
+def test_one_photo_to_an_existing_file_without_a_suffix_says_why(tmp_path):
+    """``-o /dev/null`` (or any existing file without a suffix) for one photo: the reason was
+    'several outputs need a folder', of a run with one input."""
+    src, target = photo(tmp_path / "p.png"), tmp_path / "notes"
+    target.write_text("mine")
+    for command, suffix in (("convert", ".glb"), ("depth", ".png")):
+        r = cli(command, src, "-o", target)
+        assert r.exit_code == 2 and lines(r.output) == [
+            f"error: -o {target}: exists and is not a folder (an -o without a file suffix ({suffix}) names a folder)"], r.output
+    r = cli("depth", src, src, "-o", target)
+    assert lines(r.output) == [f"error: -o {target}: exists and is not a folder (several outputs need a folder)"]
+    assert target.read_text() == "mine"
+
+
 def test_a_folder_input_with_a_file_output_is_a_usage_error(tmp_path):
     photo(tmp_path / "in" / "a.png")
     r = cli("convert", tmp_path / "in", "-o", tmp_path / "x.glb")

@@ -201,7 +201,9 @@ def plan_jobs(
         what = "a folder input needs" if any(p.is_dir() for p in inputs) else "several inputs need"
         raise UsageError(f"-o {printable(output)}: {what} an output folder (e.g. -o {printable(output.with_suffix(''))}/)")
     if output.exists() and not output.is_dir():
-        raise UsageError(f"-o {printable(output)}: exists and is not a folder (several outputs need a folder)")
+        why = ("several outputs need a folder" if len(inputs) > 1 or inputs[0].is_dir() else
+               f"an -o without a file suffix ({suffix}) names a folder")
+        raise UsageError(f"-o {printable(output)}: exists and is not a folder ({why})")
     for p in inputs:
         if p.is_dir() and _same_file(p, output):
             raise UsageError(f"-o {printable(output)}: the output folder must differ from the input folder {printable(p)}")
