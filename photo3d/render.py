@@ -215,7 +215,21 @@ def path_views(path: str, frames: int, meta: dict | None = None) -> list[View]:
 # ---------------------------------------------------------------- the rasteriser
 
 
-@numba.njit(cache=True, inline="always")
+def _njit(**options):
+    """``numba.njit`` with its on-disk cache (compiled once, ~3-8 s), or without it where there is
+    nowhere to keep one: photo3d installed read-only (a system site-packages, a container image)
+    and no writable home or NUMBA_CACHE_DIR.  numba refuses such a function with a RuntimeError when
+    it is defined, which was every share command's crash (a 100-line traceback, 'cannot cache
+    function '_clip_span': no locator available'); now it compiles on each run instead."""
+    def wrap(f):
+        try:
+            return numba.njit(cache=True, **options)(f)
+        except RuntimeError:
+            return numba.njit(cache=False, **options)(f)
+    return wrap
+
+
+@_njit(inline="always")
 def _clip_span(a: float, r: float, lo: float, hi: float) -> tuple[float, float]:
     """[lo, hi] cut to where a x + r >= 0 (a little tolerance: no cracks between neighbours)."""
     if a > 0.0:
@@ -225,7 +239,7 @@ def _clip_span(a: float, r: float, lo: float, hi: float) -> tuple[float, float]:
     return (lo, hi) if r >= -1e-7 else (lo, lo - 1.0)
 
 
-@numba.njit(cache=True, nogil=True, fastmath=True)
+@_njit(nogil=True, fastmath=True)
 def raster(sx, sy, iw, alpha, u, v, faces, face_tex, face_soft, tex_box, W, H, zbuf, mx, my):
     """Draw every face into the z-buffer ``zbuf`` and the atlas coordinates ``mx``, ``my`` (flat
     H x W arrays); compiled by numba on first use and cached on disk."""

@@ -195,6 +195,27 @@ def test_an_animation_loop_lasts_its_seconds(suffix, fps):
     assert anim.n_frames == 12 and sum(delays) == round(12 * 1000 / fps) and max(delays) - min(delays) <= (10 if suffix == ".gif" else 1), delays
 
 
+@pytest.mark.slow  # a subprocess that compiles the rasteriser
+def test_the_renderer_works_where_numba_cannot_cache(coffee_glb, tmp_path):
+    """photo3d installed read-only with no writable home (a container image, a system
+    site-packages): numba finds nowhere to cache the rasteriser and refused its definition, so
+    every share command crashed with a 100-line traceback ('cannot cache function '_clip_span': no
+    locator available').  It now compiles without the cache and renders."""
+    (tmp_path / "a.glb").write_bytes(coffee_glb)
+    code = (
+        "import numba.core.caching as c\n"
+        "c.CacheImpl._locator_classes = []  # as with a read-only package and home\n"
+        "from pathlib import Path\n"
+        "from photo3d.video import ShareOptions, write_share\n"
+        f"info = write_share({str(tmp_path / 's.png')!r}, Path({str(tmp_path / 'a.glb')!r}).read_bytes(), "
+        "ShareOptions(stereo='sbs', size=64))\n"
+        "print(info['size'])\n"
+    )
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env(), timeout=300)
+    assert r.returncode == 0 and r.stdout.strip() == "[128, 42]", r.stderr[-2000:]
+    assert Image.open(tmp_path / "s.png").size == (128, 42)
+
+
 @pytest.mark.parametrize("fps", [60, 120])
 def test_a_gif_faster_than_it_can_play_keeps_its_seconds(coffee_glb, tmp_path, fps):
     """A GIF frame lasts at least 2/100 s: --fps 120 gave 120 frames of 20 ms, a 1 s loop that
