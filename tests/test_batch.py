@@ -20,6 +20,7 @@ from pathlib import Path
 
 import pytest
 from PIL import Image
+from rich.console import Console
 
 from helpers.gltf import assert_valid_glb
 from photo3d.batch import (
@@ -242,6 +243,26 @@ def test_the_summary_counts_the_workers_really_used(tmp_path: Path) -> None:
     assert batch_command(THUMB, srcs, tmp_path / "out", ".png", jobs=50, summary=summary) == 0
     data = json.loads(summary.read_text())
     assert data["workers"] == 0 and data["counts"]["skipped"] == 2
+
+
+def test_jobs_beyond_the_cpus_are_lowered_and_said(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``--jobs 1000`` on a process that may use one CPU starts one worker (not one per file, each
+    with its own model), and one warning line says why."""
+    srcs = [tmp_path / "in" / f"{n}.png" for n in "abcde"]
+    for i, p in enumerate(srcs):
+        p.parent.mkdir(exist_ok=True)
+        Image.fromarray(photo_rgb(40, 30, seed=i)).save(p)
+    monkeypatch.setattr(os, "cpu_count", lambda: 1)
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0}, raising=False)
+    monkeypatch.setattr(os, "process_cpu_count", lambda: 1, raising=False)
+    summary = tmp_path / "s.json"
+    console = Console(file=io.StringIO(), width=200)
+    assert batch_command(THUMB, srcs, tmp_path / "out", ".png", jobs=1000, summary=summary, console=console) == 0
+    data = json.loads(summary.read_text())
+    assert data["workers"] == 1 and data["counts"]["ok"] == 5
+    lines = [x for x in console.file.getvalue().splitlines() if x.startswith("warning:")]
+    assert lines == ["warning: --jobs 1000 lowered to 1: this process can use 1 CPU, and more workers would only "
+                     "share them, each taking its own memory (about 0.45 GB)"]
 
 
 def test_sequential_summary_says_one_worker_or_none(tmp_path: Path) -> None:

@@ -16,6 +16,17 @@ from .result import Result, Status, msg
 from .task import Task, execute, set_threads, warm_up
 
 
+def available_cpus() -> int:
+    """The CPUs this process may run on (its affinity mask, e.g. ``taskset`` or a container's
+    cpuset), not all the machine's."""
+    count = getattr(os, "process_cpu_count", None)  # Python 3.13
+    if count is not None:
+        return count() or 1
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0)) or 1
+    return os.cpu_count() or 1
+
+
 class Executor:
     """Runs ``execute(task, src, dst)`` for jobs and yields the Results as they complete."""
 
@@ -125,7 +136,7 @@ def _next_ready(pending: list[Job], running: Iterable[Job], first: dict[Path, Jo
 
 class PoolExecutor(Executor):
     """``--jobs N``: N worker processes on this machine, each loading the model once (in the
-    pool initializer) and running files one at a time with ``cpu_count // N`` threads.
+    pool initializer) and running files one at a time with ``available_cpus() // N`` threads.
 
     Processes are started with "spawn" (torch and fork do not mix).  At most ``2 N`` files are
     in flight, so millions of inputs cost no memory up front.  An input's first planned output is
@@ -138,7 +149,7 @@ class PoolExecutor(Executor):
 
     def _threads_each(self) -> int:
         """Torch threads per worker: as asked, else the cores shared among the workers."""
-        return self._threads or max(1, (os.cpu_count() or 1) // self.workers)
+        return self._threads or max(1, available_cpus() // self.workers)
 
     def __init__(self, workers: int, threads: int | None = None):
         self.max_workers = self.workers = max(1, workers)

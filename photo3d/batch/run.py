@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 import signal
 import threading
 import time
@@ -28,7 +27,7 @@ from rich.progress import (
 from ..defaults import Engine
 from ..errors import ExitCode, Photo3DError, UsageError, printable, stderr_console
 from ..io import write_bytes_atomic
-from .local import Executor, PoolExecutor, SequentialExecutor
+from .local import Executor, PoolExecutor, SequentialExecutor, available_cpus
 from .plan import Job, PlanNotes, check_reads, check_summary_path, check_writable, plan_outputs, remove_stale_temps
 from .result import Result, Status, msg
 from .task import Task, execute
@@ -44,8 +43,12 @@ def check_jobs(jobs: int) -> None:
         raise UsageError(f"--jobs must be a number of worker processes (1 or more), or 0 for one per CPU; not {jobs}")
 
 
-def make_executor(engine: Engine | str = Engine.local, jobs: int = 1, address: str | None = None) -> Executor:
-    """``jobs``: worker count; 0 = one per CPU (local) or per cluster CPU (ray)."""
+def make_executor(engine: Engine | str = Engine.local, jobs: int = 1, address: str | None = None,
+                  warn: Callable[[str], None] | None = None) -> Executor:
+    """``jobs``: worker count; 0 = one per CPU (local) or per cluster CPU (ray).
+    Locally never more workers than the CPUs this process may use: each worker is a process
+    with its own model (about 0.45 GB), and more than one per CPU only share the CPUs;
+    ``warn`` gets one line when the asked ``jobs`` is lowered."""
     if engine not in set(Engine):
         raise UsageError(f"--engine must be one of {', '.join(Engine)}, not {engine!r}")
     check_jobs(jobs)
@@ -55,7 +58,11 @@ def make_executor(engine: Engine | str = Engine.local, jobs: int = 1, address: s
         return RayExecutor(address, jobs or None)
     if address:
         raise UsageError("--address needs --engine ray")
-    jobs = jobs or (os.cpu_count() or 1)
+    cpus = available_cpus()
+    if jobs > cpus and warn is not None:
+        warn(f"--jobs {jobs} lowered to {cpus}: this process can use {cpus} CPU{'s' if cpus != 1 else ''}, "
+             "and more workers would only share them, each taking its own memory (about 0.45 GB)")
+    jobs = min(jobs or cpus, cpus)
     return SequentialExecutor() if jobs == 1 else PoolExecutor(jobs)
 
 
@@ -334,7 +341,7 @@ def batch_command(
         check_summary_path(Path(summary), plan, reads)
     check_writable(plan, None if summary is None else Path(summary), output)
     overwrite = rewrites(inputs, overwrite)
-    executor = make_executor(engine, jobs, address)
+    executor = make_executor(engine, jobs, address, warn=lambda line: say(console, line, "warning"))
     if not plan:
         notes.empty = []  # (the error below says it)
     for line in notes.warnings(globs):
