@@ -109,7 +109,8 @@ FORMAT_FOR_FOLDERS = "--format is for folder outputs; for one photo the suffix o
 
 def _check_megapixels(value: float) -> None:
     if not (math.isfinite(value) and value > 0):
-        _fail(UsageError(f"--max-megapixels must be a positive number, not {value!r}"))
+        _fail(UsageError(f"--max-megapixels must be a finite positive number (there is no 'no limit': "
+                         f"it guards against decompression bombs; for larger photos give a larger number), not {value!r}"))
 
 
 def _batch_options(

@@ -320,7 +320,8 @@ def test_max_megapixels_must_be_a_positive_number(tmp_path, value):
     r = cli("convert", src, "-o", tmp_path / "o.glb", "--depth", depth_npy(tmp_path / "d.npy"), "--max-megapixels", value)
     assert r.exit_code == 2, r.output
     (line,) = lines(r.output)
-    assert line.startswith("error: --max-megapixels must be a positive number")
+    assert line.startswith("error: --max-megapixels must be a finite positive number")
+    assert line.endswith(f"not {float(value)!r}")
     assert not (tmp_path / "o.glb").exists()
 
 
