@@ -241,6 +241,42 @@ def _complete_tiff(path: Path) -> str | None:
         return None
 
 
+_JPEG_LOSSLESS, _JPEG_HIERARCHICAL = (0xC3, 0xC7, 0xCB, 0xCF), (0xC5, 0xC6, 0xC7, 0xCD, 0xCE, 0xCF)
+
+
+def _unsupported_jpeg(path: Path) -> str | None:
+    """What makes a JPEG whose frame header (SOFn) is all there one Pillow does not open
+    ("12-bit samples": 8 bits only; "2 components per pixel": 1, 3 or 4 only), so that it is
+    not called damaged; None when its header is cut, malformed, or of a kind Pillow opens."""
+    try:
+        with open(path, "rb") as f:
+            data = f.read(16 << 20)  # (APPn segments before the frame header: 64 KB each at most)
+    except OSError:
+        return None
+    pos = 2  # after SOI
+    while pos + 4 <= len(data) and data[pos] == 0xFF:
+        kind = data[pos + 1]
+        if kind == 0xFF:  # fill before a marker
+            pos += 1
+            continue
+        seg = pos + 2
+        if kind in (0xD9, 0xDA):  # the end, or a scan, before any frame header
+            return None
+        if 0xC0 <= kind <= 0xCF and kind not in (0xC4, 0xC8, 0xCC):  # the frame header
+            if seg + 8 > len(data):
+                return None
+            bits, components = data[seg + 2], data[seg + 7]
+            held = [name for name, kinds in (("lossless", _JPEG_LOSSLESS), ("hierarchical", _JPEG_HIERARCHICAL))
+                    if kind in kinds]
+            if bits != 8:
+                held.append(f"{bits}-bit samples")
+            if components not in (1, 3, 4):
+                held.append(f"{components} components per pixel")
+            return ", ".join(held) if bits != 8 or components not in (1, 3, 4) else None
+        pos = seg + int.from_bytes(data[seg : seg + 2], "big")
+    return None
+
+
 def _container_truncated(path: Path) -> bool:
     """Whether ``path`` is an ISO media file (HEIC/HEIF: boxes after an ``ftyp``) or a WebP (RIFF)
     that ends before its boxes (its chunk) do.  libheif decodes the missing tiles of a cut-off
@@ -499,6 +535,8 @@ def load_image(
         fmt = _announced_format(path)
         if fmt == "TIFF" and (held := _complete_tiff(path)):  # whole, of a kind Pillow does not read
             raise InputFileError(f"unsupported TIFF ({held}): save it as 8- or 16-bit RGB", path) from e
+        if fmt == "JPEG" and (held := _unsupported_jpeg(path)):  # Pillow reads 8-bit JPEGs only
+            raise InputFileError(f"unsupported JPEG ({held}): save it as an 8-bit JPEG, or as PNG or TIFF", path) from e
         if fmt:  # e.g. a TIFF cut off before its directory (at its end)
             raise InputFileError(f"damaged or truncated {fmt} file (its header cannot be read)", path) from e
         raise InputFileError("not an image (unknown or unsupported format)", path) from e

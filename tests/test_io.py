@@ -16,6 +16,7 @@ import pytest
 from PIL import Image
 
 from helpers.cli import cli as _cli
+from helpers.photos import jpeg_12bit
 from photo3d.errors import ExitCode, InputFileError, OutputError
 from photo3d.io import atomic_output, load_image, write_bytes_atomic
 
@@ -432,6 +433,27 @@ def test_a_whole_tiff_of_a_kind_pillow_does_not_read_is_not_called_damaged(tmp_p
         with pytest.raises(InputFileError) as e:
             load_image(cut)
         assert str(e.value) == f"{cut}: damaged or truncated TIFF file (its header cannot be read)"
+
+
+@pytest.mark.parametrize("sof,held", [(0xC1, "12-bit samples"), (0xC3, "lossless, 12-bit samples")])
+def test_a_12_bit_jpeg_is_unsupported_not_damaged(tmp_path, sof, held):
+    """A 12-bit JPEG (extended or lossless: some cameras, scanners and medical tools write them)
+    was 'damaged or truncated JPEG file (its header cannot be read)'; Pillow reads 8-bit JPEGs
+    only.  Now it says what it holds, in one line, in a batch too; cut inside its frame header it is
+    still truncated."""
+    path = jpeg_12bit(tmp_path / "scan.jpg", sof)
+    with pytest.raises(InputFileError) as e:
+        load_image(path)
+    assert str(e.value) == f"{path}: unsupported JPEG ({held}): save it as an 8-bit JPEG, or as PNG or TIFF"
+    r = _cli("depth", path, "-o", tmp_path / "d.png")
+    assert r.exit_code == 1 and not (tmp_path / "d.png").exists()
+    assert f"unsupported JPEG ({held})" in r.output and "damaged" not in r.output
+    data = path.read_bytes()
+    cut = tmp_path / "cut.jpg"
+    cut.write_bytes(data[: data.index(bytes([0xFF, sof])) + 6])  # the marker, its length and precision
+    with pytest.raises(InputFileError) as e:
+        load_image(cut)
+    assert str(e.value) == f"{cut}: truncated image file"
 
 
 @pytest.mark.parametrize("fraction", [0.02, 0.6, 0.999])

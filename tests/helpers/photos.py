@@ -97,3 +97,18 @@ def photo(path: Path, w: int = 96, h: int = 72, seed: int = 0) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     Image.fromarray(photo_rgb(w, h, seed, noise=15)).save(path)
     return path
+
+
+def jpeg_12bit(path: Path, sof: int = 0xC1, w: int = 64, h: int = 48) -> Path:
+    """A JPEG whose frame header says 12-bit samples (``sof`` 0xC1: extended sequential, 0xC3:
+    lossless), the rest a baseline JPEG's: what a 12-bit camera or medical file looks like to a
+    reader that stops at the header (Pillow reads 8-bit JPEGs only)."""
+    buf = io.BytesIO()
+    Image.fromarray(photo_rgb(w, h)).save(buf, "JPEG", quality=90)
+    data = bytearray(buf.getvalue())
+    pos = 2  # walk the segments after SOI to the frame header (SOF0)
+    while data[pos + 1] != 0xC0:
+        pos += 2 + int.from_bytes(data[pos + 2 : pos + 4], "big")
+    data[pos + 1], data[pos + 4] = sof, 12  # the marker, and the sample precision after the length
+    path.write_bytes(bytes(data))
+    return path
