@@ -32,6 +32,7 @@ from photo3d.batch import (
     plan_jobs,
     run_batch,
 )
+from photo3d.batch.plan import PlanNotes
 from photo3d.errors import UsageError
 from photo3d.io import HEIF_AVAILABLE, load_image
 
@@ -140,6 +141,39 @@ def test_input_folders_of_one_name_keep_apart_in_any_order(tmp_path: Path) -> No
     # one folder given twice, or with a folder of another name: OUT/<name> as before
     jobs = plan_jobs([ins[0], ins[0], tmp_path / "2020"], tmp_path / "out", ".png")
     assert sorted(str(j.dst.relative_to(tmp_path / "out")) for j in jobs) == ["2020/DCIM/IMG_1.png", "DCIM/IMG_1.png"]
+
+
+def test_one_real_file_reached_twice_is_converted_once(tmp_path: Path) -> None:
+    """A folder given under two names (`loop/self loop`, self -> .; `a a/../a`) converted each
+    photo twice (one.png.png and one-2.png.png), and so did a link in a walked folder to a photo
+    walked already.  Now each real file is converted once, under the first name met that is not
+    reached through a link, and one warning line says so."""
+    loop = tmp_path / "loop"
+    loop.mkdir()
+    Image.fromarray(photo_rgb(20, 20)).save(loop / "one.png")
+    (loop / "self").symlink_to(".")
+    (loop / "fav.png").symlink_to("one.png")  # a link beside the photo it names
+    for inputs in ([loop / "self", loop], [loop, loop / ".." / "loop"]):
+        out = tmp_path / "out"
+        text = io.StringIO()
+        code = batch_command(THUMB, inputs, out, ".png", console=Console(file=text, width=300), progress=False)
+        assert code == 0, text.getvalue()
+        made = sorted(str(p.relative_to(out)) for p in out.rglob("*") if p.is_file())
+        assert made == ["loop/one.png"], (inputs, made)  # (not fav.png, met first but a link)
+        warnings = [line for line in text.getvalue().splitlines() if line.startswith("warning:")]
+        assert len(warnings) == 1 and "paths to photos met already" in warnings[0], warnings
+        for p in out.rglob("*"):
+            if p.is_file():
+                p.unlink()
+    # one input folder, one photo and a link to it: one output, one line naming both
+    notes = PlanNotes()
+    jobs = plan_jobs([loop], tmp_path / "o2", ".png", notes=notes)
+    assert [j.src for j in jobs] == [loop / "one.png"]
+    assert notes.warnings() == [f"{loop / 'fav.png'}: skipped: the same file as {loop / 'one.png'} (reached through a link, or an input given twice)"]
+    # the same path given twice stays silent, as before
+    notes = PlanNotes()
+    assert len(plan_jobs([loop / "one.png", loop / "one.png"], tmp_path / "o3", ".png", notes=notes)) == 1
+    assert notes.warnings() == []
 
 
 # --------------------------------------------------------------------------------------------

@@ -34,11 +34,14 @@ class Job:
 
 @dataclass
 class PlanNotes:
-    """What a walk passed over, for warnings: input folders without photos, and photo3d's own
-    depth maps (and previews) found in a walk, which are not photos."""
+    """What a walk passed over, for warnings: input folders without photos, photo3d's own
+    depth maps (and previews) found in a walk, which are not photos, and other paths to photos
+    met already."""
 
     empty: list[Path] = field(default_factory=list)
     own: list[Path] = field(default_factory=list)
+    # a photo met twice (a folder given under two names, a link to a photo met already): converted once
+    twice: list[tuple[Path, Path]] = field(default_factory=list)  # (skipped path, the path converted)
 
     def warnings(self, globs: Sequence[str] = ()) -> list[str]:
         """One line per empty folder, one line for all the skipped depth maps."""
@@ -48,6 +51,13 @@ class PlanNotes:
             out.append(msg(self.own[0], "skipped: a depth map photo3d wrote, not a photo"))
         elif self.own:
             out.append(f"skipped {len(self.own)} depth maps photo3d wrote, not photos (such as {printable(self.own[0])})")
+        if len(self.twice) == 1:
+            (p, kept), = self.twice
+            out.append(msg(p, f"skipped: the same file as {printable(kept)} (reached through a link, or an input given twice)"))
+        elif self.twice:
+            p, kept = self.twice[0]
+            out.append(f"skipped {len(self.twice)} paths to photos met already (through links, or inputs given twice), "
+                       f"such as {printable(p)}, the same file as {printable(kept)}")
         return out
 
 
@@ -135,6 +145,11 @@ def discover(
             yield p  # (a broken link, a named pipe, ...: a failed input that says so, not skipped without a word)
 
 
+def _through_link(p: Path) -> bool:
+    """``p`` names its file through a symbolic link (itself, or a folder on its way)."""
+    return os.path.realpath(p) != os.path.abspath(p)
+
+
 def _same_file(a: Path, b: Path) -> bool:
     try:
         return os.path.samefile(a, b)
@@ -209,7 +224,25 @@ def plan_jobs(
             raise UsageError(f"-o {printable(output)}: the output folder must differ from the input folder {printable(p)}")
 
     jobs: list[Job] = []
-    seen: set[Path] = set()
+    # one job per real file (a folder given under two names, `a a/../a`; a link to a photo met
+    # already): its (device, inode), else its path.  The path kept is the first met that is not
+    # reached through a link (else the first met); the others go into notes.twice
+    kept: dict[object, int] = {}  # key -> index in jobs
+    met: dict[object, list[Path]] = {}
+
+    def add(job: Job) -> None:
+        key = _file_id(job.src) or job.src
+        if key not in kept:
+            kept[key] = len(jobs)
+            met[key] = [job.src]
+            jobs.append(job)
+            return
+        if job.src not in met[key]:
+            met[key].append(job.src)
+        n = kept[key]
+        if _through_link(jobs[n].src) and not _through_link(job.src):
+            jobs[n] = job
+
     bases = _folder_bases(inputs, output)
     for inp in inputs:
         if inp.is_dir():
@@ -219,11 +252,7 @@ def plan_jobs(
             found = False
             for p in discover(inp, globs, exclude=[output], errors=walk_errors, own=own):
                 found = True
-                if p in seen:
-                    continue
-                seen.add(p)
-                rel = p.relative_to(inp)
-                jobs.append(Job(p, base / rel.with_suffix(suffix)))
+                add(Job(p, base / p.relative_to(inp).with_suffix(suffix)))
             for p, reason in walk_errors:
                 jobs.append(Job(p, base / p.relative_to(inp) if p != inp else base, msg(p, reason)))
             if notes is not None:
@@ -231,11 +260,11 @@ def plan_jobs(
                 if not (found or own or walk_errors):
                     notes.empty.append(inp)
         else:
-            if inp in seen:
-                continue
-            seen.add(inp)
             err = None if inp.exists() else msg(inp, "no such file or folder")
-            jobs.append(Job(inp, output / (inp.stem + suffix), err))
+            add(Job(inp, output / (inp.stem + suffix), err))
+    if notes is not None:
+        for key, paths in met.items():
+            notes.twice += [(p, jobs[kept[key]].src) for p in paths if p != jobs[kept[key]].src]
 
     def keys(j: Job) -> list[str]:
         return [str(p).casefold() for p in j.outputs]
