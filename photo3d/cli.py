@@ -86,7 +86,8 @@ atexit.register(gc.freeze)
 
 # Help texts stay short (details in the README); plain click help: reads well at 80 columns.
 # Paths are not checked by click (readable=False): an unreadable input is one failed file, not a usage error.
-INPUTS_ARG = typer.Argument(..., metavar="INPUT...", readable=False, show_default=False, help="Photos or folders.")
+# (taken as str: a trailing / says "a folder", and `photo.jpg/`, a file, is a failed input; a Path would drop it)
+INPUTS_ARG = typer.Argument(..., metavar="INPUT...", show_default=False, help="Photos or folders.")
 MODEL_OPT = typer.Option(None, "--model", metavar="MODEL", readable=False,
                          help="Depth model: a TorchScript .pt or a Tiefenrausch folder (default: the bundled one).")
 
@@ -97,7 +98,7 @@ def _output_opt(text: str):
     return typer.Option(..., "-o", "--output", metavar="OUT", show_default=False, help=text)
 
 
-def _one_file_out(inputs: list[Path], output: str) -> bool:
+def _one_file_out(inputs: list[str], output: str) -> bool:
     """One photo to one named file (not a folder, not ``-o out.d/``): then -o's suffix chooses the format."""
     from .batch import one_file_output
 
@@ -215,7 +216,7 @@ def _say_result(r, details: str) -> None:
 
 @_batch_command
 def depth(
-    inputs: list[Path] = INPUTS_ARG,
+    inputs: list[str] = INPUTS_ARG,
     output: str = _output_opt("A .png (16-bit) or .npy file for one photo, else a folder."),
     model: Optional[Path] = MODEL_OPT,
     raw: bool = typer.Option(False, "--raw", help="Write the network's own output (no upsampling)."),
@@ -306,7 +307,7 @@ def _check_video_options_apply(ctx, suffixes: list[str]) -> None:
 @_batch_command
 def convert(
     ctx: typer.Context,
-    inputs: list[Path] = INPUTS_ARG,
+    inputs: list[str] = INPUTS_ARG,
     output: str = _output_opt("A file for one photo (.glb .html .mp4 .gif .webp; .jpg .png with --stereo), else a folder."),
     model: Optional[Path] = MODEL_OPT,
     depth_map: Optional[Path] = typer.Option(None, "--depth", metavar="MAP", readable=False,
@@ -338,13 +339,13 @@ def convert(
 
     if depth_map is not None and model is not None:
         _fail(UsageError("give either --depth or --model, not both"))
-    if depth_map is not None and (len(inputs) != 1 or inputs[0].is_dir()):
+    if depth_map is not None and (len(inputs) != 1 or Path(inputs[0]).is_dir()):
         _fail(UsageError("--depth needs exactly one input photo"))
     if depth_map is not None and batch.depth_source != defaults.DEPTH_SOURCE:
         _fail(UsageError("give either --depth or --depth-source, not both"))
     from .video import ShareOptions, check_share
 
-    single = len(inputs) == 1 and not inputs[0].is_dir()
+    single = len(inputs) == 1 and not Path(inputs[0]).is_dir()
     suffixes = ["." + f.lower().lstrip(".") for f in (formats or ["glb"])]
     try:
         share = ShareOptions(path=path, seconds=seconds, fps=fps, size=size, stereo=stereo, progress=single and batch.jobs == 1)

@@ -189,6 +189,24 @@ def test_an_unreadable_file_on_the_command_line_is_one_failed_input(tmp_path, ti
     assert (tmp_path / "out" / "good.png").is_file() and not (tmp_path / "out" / "secret.png").exists()
 
 
+def test_a_photo_written_as_a_folder_is_a_failed_input(tmp_path, tiny_depth_model):
+    """`photo.jpg/` names a folder (open('photo.jpg/') fails: not a directory), but a Path drops
+    the / and the photo was converted as if it were `photo.jpg`.  Now: one line naming the input as
+    written, exit 1 (a bad input, as a missing one), and nothing written for it."""
+    src = photo(tmp_path / "photo.png")
+    for target in (tmp_path / "d.png", tmp_path / "out"):
+        r = cli("depth", f"{src}/", "-o", target, "--model", tiny_depth_model)
+        assert r.exit_code == 1, r.output
+        assert lines(r.output)[0] == f"error: {src}/: not a folder ({src} is a file; leave out the trailing /)"
+        assert not target.exists()
+    # beside a good input: that one is converted, the batch exits 1 naming the bad one
+    good = photo(tmp_path / "good.png")
+    r = cli("depth", f"{src}/.", good, "-o", tmp_path / "out", "--model", tiny_depth_model)
+    assert r.exit_code == 1, r.output
+    assert f"error: {src}/.: not a folder ({src} is a file)" in lines(r.output)
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["good.png"]
+
+
 def test_a_second_run_leaves_the_live_temp_file_of_the_first_alone(tmp_path):
     """Two runs on the same OUT: the second may only remove temp files whose writer is gone."""
     from photo3d.batch import SequentialExecutor, plan_jobs, run_batch

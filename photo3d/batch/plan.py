@@ -145,6 +145,23 @@ def discover(
             yield p  # (a broken link, a named pipe, ...: a failed input that says so, not skipped without a word)
 
 
+def _not_a_folder(name: str | Path) -> str | None:
+    """The error of an input written as a folder (``photo.jpg/``, ``photo.jpg/.``) that names a
+    file: the system says "not a directory" (open('photo.jpg/') fails), a Path drops the ``/``
+    and would read the photo.  None for any other input."""
+    name = str(name)
+    try:
+        os.stat(name)
+    except NotADirectoryError:
+        if not Path(name).exists():  # (a/photo.jpg/x.jpg: no such file, said as usual)
+            return None
+        slash = "; leave out the trailing /" if name.endswith(("/", os.sep)) else ""
+        return msg(name, f"not a folder ({printable(Path(name))} is a file{slash})")
+    except (OSError, ValueError):
+        return None
+    return None
+
+
 def _through_link(p: Path) -> bool:
     """``p`` names its file through a symbolic link (itself, or a folder on its way)."""
     return os.path.realpath(p) != os.path.abspath(p)
@@ -200,6 +217,8 @@ def plan_jobs(
         raise UsageError("-o -: cannot write to standard output; give a file or a folder")
     if any(str(p) == "-" for p in inputs):
         raise UsageError("INPUT -: cannot read a photo from standard input; give a file or a folder")
+    # a Path drops a trailing / (`photo.jpg/` became photo.jpg); for the system it names a folder
+    not_folders = {n: e for n, p in enumerate(inputs) if (e := _not_a_folder(p))}
     inputs = [Path(p) for p in inputs]
     as_folder = names_a_folder(output)
     single_file = one_file_output(inputs, output)
@@ -209,7 +228,7 @@ def plan_jobs(
         return tuple(outputs(dst))[1:] if outputs is not None else ()
 
     if single_file:
-        jobs = [Job(inputs[0], output, sides=sides(output))]
+        jobs = [Job(inputs[0], output, not_folders.get(0), sides=sides(output))]
         _refuse_overwriting_inputs(jobs)
         return jobs
     if not as_folder and output.suffix.lower() in FILE_SUFFIXES | {suffix.lower()}:
@@ -244,8 +263,10 @@ def plan_jobs(
             jobs[n] = job
 
     bases = _folder_bases(inputs, output)
-    for inp in inputs:
-        if inp.is_dir():
+    for n, inp in enumerate(inputs):
+        if n in not_folders:
+            jobs.append(Job(inp, output / (inp.stem + suffix), not_folders[n]))
+        elif inp.is_dir():
             base = bases[inp]
             walk_errors: list[tuple[Path, str]] = []
             own: list[Path] = []
