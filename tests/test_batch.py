@@ -473,6 +473,43 @@ def test_depth_resume_after_kill(tmp_path: Path, jobs: str, sig: int) -> None:
                        sig=sig)
 
 
+@pytest.mark.parametrize("jobs", ["1", pytest.param("2", marks=pytest.mark.slow)])  # slow: a process pool
+def test_a_closed_terminal_stops_the_batch_as_ctrl_c_does(tmp_path: Path, jobs: str) -> None:
+    """Closing the terminal sends SIGHUP to the batch's process group (workers too): it killed the
+    batch at once, without the 'interrupted' line, leaving the temp files being written for the
+    next run to remove.  Now SIGHUP stops it as SIGTERM and Ctrl-C do: exit 130, the line, no
+    temp file, every output under its final name whole, no worker left."""
+    src = tmp_path / "many photos"
+    src.mkdir()
+    n = 12
+    for i in range(n):
+        Image.fromarray(photo_rgb(224, 168, seed=i)).save(src / f"photo {i:02d}.jpg", quality=90)
+    out = tmp_path / "out"
+    proc = subprocess.Popen(cli_command("depth", "--jobs", jobs, src, "-o", out), stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE, env=env(), start_new_session=True)  # its own group, as under a terminal
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline and proc.poll() is None and len(_outputs(out) if out.exists() else []) < 2:
+        time.sleep(0.02)
+    assert proc.poll() is None, "the batch finished before the hang-up: " + proc.stderr.read().decode()
+    workers = _children(proc.pid)
+    os.killpg(proc.pid, signal.SIGHUP)  # what the terminal does when it closes
+    code = proc.wait(60)
+    stderr = proc.stderr.read().decode()
+    proc.stderr.close()
+    assert code == 130, (code, stderr)
+    assert stderr.splitlines()[-1] == "interrupted: run the same command again to continue where it stopped", stderr
+    assert "Traceback" not in stderr and "warning" not in stderr, stderr  # (a killed helper: resource_tracker ...)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and any(_alive(w) for w in workers):
+        time.sleep(0.1)
+    assert not [w for w in workers if _alive(w)], "orphaned worker processes"
+    assert [q.name for q in out.rglob(".*")] == []  # no temp file left for the next run to remove
+    done = _outputs(out)
+    assert 0 < len(done) < n
+    for q in done:
+        _check_depth_png(q)
+
+
 @pytest.mark.parametrize("workers", [1, pytest.param(2, marks=pytest.mark.slow)])  # slow: a process pool
 def test_a_broken_model_stops_the_batch_without_blaming_files(album: Path, tmp_path: Path, workers: int) -> None:
     jobs = plan_jobs([album], tmp_path / "out", ".png", globs=["*.jpg"])

@@ -69,6 +69,11 @@ def _die_with_parent() -> None:
             os._exit(1)
 
 
+#: Signals that stop a batch as Ctrl-C does (the 'interrupted' line, temp files removed, exit 130):
+#: ``kill`` (SIGTERM) and a closed terminal (SIGHUP, sent to the whole process group, workers too).
+STOP_SIGNALS = tuple(getattr(signal, name) for name in ("SIGTERM", "SIGHUP") if hasattr(signal, name))
+
+
 _IN_TASK = False
 
 
@@ -106,9 +111,26 @@ def _sigint_deferred():
         signal.pthread_sigmask(signal.SIG_SETMASK, old)
 
 
+def _start_resource_tracker() -> None:
+    """Start multiprocessing's resource tracker (a helper process the pool needs) with SIGHUP
+    blocked, a mask it keeps: it ignores SIGINT and SIGTERM, but a closed terminal (SIGHUP to the
+    process group) killed it, and the pool's end then said 'resource_tracker: process died
+    unexpectedly' with a KeyError traceback per semaphore.  It still ends with this process."""
+    if not hasattr(signal, "SIGHUP") or threading.current_thread() is not threading.main_thread():
+        return
+    from multiprocessing import resource_tracker
+
+    old = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGHUP})
+    try:
+        resource_tracker.ensure_running()
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, old)
+
+
 def _init_pool_worker(task: Task, threads: int | None) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent handles Ctrl-C and stops us
-    signal.signal(signal.SIGTERM, _worker_sigterm)
+    for sig in STOP_SIGNALS:  # kill, or the terminal closed (SIGHUP reaches the workers too)
+        signal.signal(sig, _worker_sigterm)
     install_one_line_warnings()
     _die_with_parent()
     set_threads(threads)
@@ -182,6 +204,7 @@ class PoolExecutor(Executor):
         if not jobs:
             return
         self.threads = self._threads_each()
+        _start_resource_tracker()
         self._pool = self._new_pool(task)
         try:
             while pending or suspects or inflight:

@@ -27,7 +27,7 @@ from rich.progress import (
 from ..defaults import Engine
 from ..errors import ExitCode, Photo3DError, UsageError, printable, stderr_console
 from ..io import write_bytes_atomic
-from .local import Executor, PoolExecutor, SequentialExecutor, available_cpus
+from .local import STOP_SIGNALS, Executor, PoolExecutor, SequentialExecutor, available_cpus
 from .plan import Job, PlanNotes, check_reads, check_summary_path, check_writable, plan_outputs, remove_stale_temps
 from .result import Result, Status, msg
 from .task import Task, execute
@@ -124,11 +124,12 @@ def _sigterm_as_interrupt() -> Iterator[None]:
     if threading.current_thread() is not threading.main_thread():
         yield
         return
-    old = signal.signal(signal.SIGTERM, _sigterm_to_interrupt)
+    old = {sig: signal.signal(sig, _sigterm_to_interrupt) for sig in STOP_SIGNALS}
     try:
         yield
     finally:
-        signal.signal(signal.SIGTERM, old)
+        for sig, handler in old.items():
+            signal.signal(sig, handler)
 
 
 def say(console: Console, text: str, kind: str = "error") -> None:
