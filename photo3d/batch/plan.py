@@ -195,6 +195,7 @@ def plan_jobs(
     globs: Sequence[str] = (),
     outputs: Callable[[Path], Sequence[Path]] | None = None,
     notes: PlanNotes | None = None,
+    walks: dict[Path, tuple[list[Path], list[tuple[Path, str]], list[Path]]] | None = None,
 ) -> list[Job]:
     """Map INPUT... to output paths.
 
@@ -210,6 +211,8 @@ def plan_jobs(
       (``a.jpg.glb``), then get numbered.  An output that would overwrite an input fails its job.
     * Inputs that are missing, or folders that cannot be listed, become jobs that fail.  Input
       folders without photos, and photo3d's own depth maps met in a walk, go into ``notes``.
+    * ``walks``: input folder -> its walk (photos, walk errors, photo3d's own maps), filled and
+      reused, so that planning several output formats walks (and reads) each folder once.
     """
     if not inputs:
         raise UsageError("no INPUT given")
@@ -268,11 +271,15 @@ def plan_jobs(
             jobs.append(Job(inp, output / (inp.stem + suffix), not_folders[n]))
         elif inp.is_dir():
             base = bases[inp]
-            walk_errors: list[tuple[Path, str]] = []
-            own: list[Path] = []
-            found = False
-            for p in discover(inp, globs, exclude=[output], errors=walk_errors, own=own):
-                found = True
+            walk = None if walks is None else walks.get(inp)
+            if walk is None:
+                walk_errors: list[tuple[Path, str]] = []
+                own: list[Path] = []
+                walk = list(discover(inp, globs, exclude=[output], errors=walk_errors, own=own)), walk_errors, own
+                if walks is not None:
+                    walks[inp] = walk
+            found, walk_errors, own = walk
+            for p in found:
                 add(Job(p, base / p.relative_to(inp).with_suffix(suffix)))
             for p, reason in walk_errors:
                 jobs.append(Job(p, base / p.relative_to(inp) if p != inp else base, msg(p, reason)))
@@ -345,8 +352,10 @@ def _folder_bases(inputs: Sequence[Path], output: Path) -> dict[Path, Path]:
 
 def plan_outputs(inputs: Sequence[Path], output: Path, suffixes: Sequence[str], globs: Sequence[str] = (),
                  outputs: Callable[[Path], Sequence[Path]] | None = None, notes: PlanNotes | None = None) -> list[Job]:
-    """:func:`plan_jobs` for each of ``suffixes``, the outputs of each input next to each other."""
-    plans = [plan_jobs(inputs, output, s, globs, outputs, notes if n == 0 else None)
+    """:func:`plan_jobs` for each of ``suffixes``, the outputs of each input next to each other
+    (each input folder walked once for all of them)."""
+    walks: dict = {}
+    plans = [plan_jobs(inputs, output, s, globs, outputs, notes if n == 0 else None, walks)
              for n, s in enumerate(dict.fromkeys(suffixes))]
     seen: set[str] = set()
     jobs = []
