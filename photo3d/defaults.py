@@ -4,6 +4,8 @@ A light module: ``photo3d --help`` imports it without numpy, OpenCV or torch.
 """
 
 from enum import StrEnum
+from importlib import resources
+from pathlib import Path
 
 
 class Engine(StrEnum):
@@ -13,6 +15,7 @@ class Engine(StrEnum):
     ray = "ray"  # a Ray cluster
 
 
+MODELS_DIR = Path(str(resources.files("photo3d").joinpath("models")))  # the bundled models and their manifest
 MAX_MEGAPIXELS = 100.0  # larger images are refused (decompression bombs, memory)
 DEPTH_SOURCE = "auto"  # auto | embedded | stereo | model: the photo's own depth first
 JPEG_QUALITY = 80  # the GLB's textures

@@ -101,10 +101,7 @@ def model_reads(model: Path | None) -> list[tuple[str, Path]]:
         if model.is_dir():
             return [("the --model file", model / name) for name in ("tiefenrausch.pb", "tiefenrausch_init.pb")]
         return [("the --model file", model)]
-    from importlib import resources
-
-    models = Path(str(resources.files("photo3d").joinpath("models")))
-    return [("the bundled model", p) for p in sorted(models.glob("*")) if p.suffix in (".pt", ".json")]
+    return [("the bundled model", p) for p in sorted(defaults.MODELS_DIR.glob("*")) if p.suffix in (".pt", ".json")]
 
 
 def reads(opts: DepthOptions | None = None) -> list[tuple[str, Path]]:

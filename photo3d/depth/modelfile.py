@@ -25,17 +25,16 @@ import hashlib
 import json
 import warnings
 import zipfile
-from importlib import resources
 from pathlib import Path
 
 import torch
 
+from ..defaults import MODELS_DIR
 from ..errors import ModelError, UsageError, printable, summarize
 
 METADATA_FILE = "photo3d.json"  # TorchScript extra file holding the model's metadata
 DEFAULT_INPUT_SIZE = 384  # the network's input (longer side) when the metadata names none
 MANIFEST = "manifest.json"
-MODELS_DIR = Path(str(resources.files("photo3d").joinpath("models")))  # the bundled models
 
 _warned = False
 
