@@ -150,7 +150,7 @@ def _cut_out_alpha(im: Image.Image) -> np.ndarray | None:
     opacity, hidden by glTF's alpha test) and visible ones; None for any other image."""
     if im.mode not in ("RGBA", "LA", "PA", "RGBa", "La") and "transparency" not in im.info:
         return None
-    alpha = np.asarray(im.convert("RGBA").getchannel("A"), dtype=np.uint8)
+    alpha = np.asarray((im if im.mode == "RGBA" else im.convert("RGBA")).getchannel("A"), dtype=np.uint8)
     return np.ascontiguousarray(alpha) if alpha.min() < 128 <= alpha.max() else None
 
 
@@ -241,6 +241,11 @@ def _complete_tiff(path: Path) -> str | None:
         return None
 
 
+def _is_frame_header(kind: int) -> bool:
+    """Whether the JPEG marker ``0xFF kind`` starts a frame header (SOF0-SOF15; C4, C8, CC are others)."""
+    return 0xC0 <= kind <= 0xCF and kind not in (0xC4, 0xC8, 0xCC)
+
+
 _JPEG_LOSSLESS, _JPEG_HIERARCHICAL = (0xC3, 0xC7, 0xCB, 0xCF), (0xC5, 0xC6, 0xC7, 0xCD, 0xCE, 0xCF)
 
 
@@ -262,7 +267,7 @@ def _unsupported_jpeg(path: Path) -> str | None:
         seg = pos + 2
         if kind in (0xD9, 0xDA):  # the end, or a scan, before any frame header
             return None
-        if 0xC0 <= kind <= 0xCF and kind not in (0xC4, 0xC8, 0xCC):  # the frame header
+        if _is_frame_header(kind):  # the frame header
             if seg + 8 > len(data):
                 return None
             bits, components = data[seg + 2], data[seg + 7]
@@ -345,7 +350,7 @@ def _jpeg_scans(data: bytes) -> _Scans | None:
             if seg + 2 > end or after > end:  # cut inside this segment
                 end = m.start()
                 break
-            if 0xC0 <= kind <= 0xCF and kind not in (0xC4, 0xC8, 0xCC):  # a frame header (SOFn)
+            if _is_frame_header(kind):  # a frame header (SOFn)
                 if kind not in (0xC0, 0xC1, 0xC2):  # lossless, hierarchical, arithmetic: not ours to mend
                     return None
                 progressive = kind == 0xC2

@@ -181,7 +181,7 @@ def render_frames(glb: bytes, suffix: str, opts: ShareOptions, timings: dict | N
     parallel = min(RENDER_THREADS, len(eyes))
     ss, threads = render_budget(w, h, opts.supersample, parallel)
     if ss < opts.supersample:  # (the result line says so, as it says a GIF's smaller frames)
-        need = parallel * w * h * opts.supersample ** 2 * RENDER_SAMPLE_BYTES
+        need = render_bytes(w, h, opts.supersample, parallel)
         one = "" if threads == parallel else ", one eye at a time" if still else ", one frame at a time"
         notes.append(f"rendered with 1 sample per pixel{one}: {opts.supersample}x{opts.supersample} samples "
                      f"at {w}x{h} would take {_amount(need)} of memory")
@@ -209,12 +209,15 @@ def render_budget(w: int, h: int, supersample: int, threads: int) -> tuple[int, 
     within :data:`RENDER_MAX_BYTES`: the asked ``supersample`` and ``threads`` when they fit, else
     one sample per pixel (at such sizes a pixel is small), else also one frame at a time.  The size
     stays: at most 8192 x 8192 (--size's limit) on one thread is 1.1 GB."""
-    def need(ss: int, threads: int) -> int:
-        return threads * w * h * ss * ss * RENDER_SAMPLE_BYTES
-
-    if need(supersample, threads) <= RENDER_MAX_BYTES:
+    if render_bytes(w, h, supersample, threads) <= RENDER_MAX_BYTES:
         return supersample, threads
-    return 1, (threads if need(1, threads) <= RENDER_MAX_BYTES else 1)
+    return 1, (threads if render_bytes(w, h, 1, threads) <= RENDER_MAX_BYTES else 1)
+
+
+def render_bytes(w: int, h: int, supersample: int, threads: int) -> int:
+    """The renderer's buffers for ``threads`` frames of ``w`` x ``h`` in flight at ``supersample`` x
+    ``supersample`` samples per pixel."""
+    return threads * w * h * supersample * supersample * RENDER_SAMPLE_BYTES
 
 
 def _progress(total: int, enabled: bool, label: str):
