@@ -244,3 +244,41 @@ def test_viewer_idle_motion_respects_reduced_motion(card_page, card_at, tmp_path
         assert off < 0.02 * full, (got, card_at)
     else:
         assert off > 0.1 * full, (got, card_at)
+
+
+# the browser takes the page's WebGL context away (a GPU reset, a driver update, too many pages
+# with WebGL) and later gives it back: WEBGL_lose_context does both on demand
+_LOSE_AND_RESTORE = """const lose = () => { const c = document.querySelector("canvas");
+  return (c.getContext("webgl2") || c.getContext("webgl")).getExtension("WEBGL_lose_context"); };
+function notes(label) {  // the page's visible notes, as a measure() result
+  const r = document.createElement("pre");
+  r.className = "photo3d-test";
+  r.textContent = JSON.stringify({ label, notes: [...document.querySelectorAll("div[role=status]")]
+    .filter((e) => e.style.opacity !== "0").map((e) => [e.id, e.textContent]) });
+  document.body.appendChild(r);
+}
+let ext;
+ms(300, () => { ext = lose(); measure("before"); });
+ms(400, () => ext.loseContext());
+ms(1000, () => { measure("lost"); notes("lost"); });
+ms(1100, () => ext.restoreContext());
+ms(2000, () => { measure("restored"); notes("restored"); done(); });"""
+
+
+@pytest.mark.parametrize("fragment", ["", "#offset=1,0"])
+def test_viewer_says_when_the_webgl_context_is_lost_and_draws_again(card_page, card_at, tmp_path, fragment):
+    """While the browser has taken the WebGL context away the page says so (it went blank without
+    a word), and when the context comes back the photo is drawn again: a page with a fixed
+    #offset, drawn once, stayed blank."""
+    exe = chromium()
+    got = drive(exe, card_page, _LOSE_AND_RESTORE, tmp_path / "page.html", tmp_path / "profile", fragment=fragment)
+    got = {(g["label"], "notes" in g): g for g in got}
+    assert got["before", False]["n"] > 500 and got["lost", False]["n"] == 0, got  # (the canvas is blank)
+    lost = dict(got["lost", True]["notes"])
+    assert "photo3d-context-lost" in lost and "reload the page" in lost["photo3d-context-lost"], got
+    assert "photo3d-context-lost" not in dict(got["restored", True]["notes"]), got
+    restored = got["restored", False]
+    assert restored["n"] > 500, got
+    if fragment:  # drawn again where it was
+        full = abs((card_at[(1, 0)] - card_at[(0, 0)])[0])
+        assert np.abs(np.array([restored["x"], restored["y"]]) - card_at[(1, 0)]).max() < 0.05 * full, (got, card_at)

@@ -13,7 +13,8 @@
 //   #offset=X,Y   fix the camera offset (unit disc, 1 = the file's full parallax); no motion
 //   #clear=RRGGBB  clear colour (default 000000)
 // Without WebGL the page shows a message instead of staying black; otherwise a one-line hint
-// ("move the mouse / tilt the phone") fades out after a few seconds (not with #offset).
+// ("move the mouse / tilt the phone") fades out after a few seconds (not with #offset). While the
+// browser has taken the WebGL context away a message says so; the view comes back with the context.
 // The parallax range is the file's (extras.photo3d.parallax.max_offset, set by --parallax).
 import { WebGLRenderer, Scene, PerspectiveCamera, Color, Vector3, MathUtils } from "three";
 import { GLTFLoader } from "three/examples/jsm/loaders/GLTFLoader.js";
@@ -159,6 +160,26 @@ export function start(base64, container = document.body) {
     state.lastInput = performance.now();
     if (hold !== undefined) state.held = hold;
   }
+
+  // The browser may take the WebGL context away (a GPU reset or driver update, too many pages
+  // with WebGL) and give it back later. three.js claims it back (preventDefault on the loss) and
+  // rebuilds its GPU state on the restore; the page says what happened meanwhile (the canvas is
+  // blank), and draws again once the context is back (the animation loop does; a fixed offset,
+  // drawn once, is drawn here).
+  let lostNote = null;
+  canvas.addEventListener("webglcontextlost", (e) => {
+    e.preventDefault();
+    if (!lostNote) {
+      lostNote = note("The 3D view was interrupted by the browser's graphics. " +
+        "It comes back by itself; if it does not, reload the page.", "top:40%;font-size:17px;");
+      lostNote.id = "photo3d-context-lost";
+    }
+  });
+  canvas.addEventListener("webglcontextrestored", () => {
+    if (lostNote) lostNote.remove();
+    lostNote = null;
+    if (state.meta) { layout(); if (opts.fixed) frame(0); }
+  });
 
   // a resize before the GLB is parsed only lays out: there is nothing to place or draw yet
   window.addEventListener("resize", () => { layout(); if (opts.fixed && state.meta) frame(0); });
