@@ -282,3 +282,22 @@ def test_viewer_says_when_the_webgl_context_is_lost_and_draws_again(card_page, c
     if fragment:  # drawn again where it was
         full = abs((card_at[(1, 0)] - card_at[(0, 0)])[0])
         assert np.abs(np.array([restored["x"], restored["y"]]) - card_at[(1, 0)]).max() < 0.05 * full, (got, card_at)
+
+
+def test_viewer_eases_alike_at_any_refresh_rate(card_page, card_at, tmp_path):
+    """The view eases toward where the controls send it at the same pace on a 30, 60 or 120 Hz
+    display: the easing was a fixed share per frame (tuned for 60 Hz), so at 120 Hz it ran twice
+    as fast and at 30 Hz half as fast. Reduced motion: no idle drift before the keys."""
+    exe = chromium()
+    script = _KEYS + "ms(650, () => measure('easing')); ms(2500, () => { measure('there'); done(); });"
+    x0, x1 = card_at[(0, 0)][0], card_at[(1, 0)][0]
+    way = {}  # how far along the way (0: the centre, 1: the right end) at 150 ms, and at 2 s
+    for hz in (30, 60, 120):
+        got = drive(exe, card_page, script, tmp_path / f"page{hz}.html", tmp_path / f"profile{hz}",
+                    flags=["--force-prefers-reduced-motion"], frame_ms=round(1000 / hz, 2))
+        assert len(got) == 2 and all(g["n"] > 500 for g in got), (hz, got)
+        way[hz] = [(g["x"] - x0) / (x1 - x0) for g in got]
+    assert all(abs(w[1] - 1) < 0.05 for w in way.values()), way
+    easing = [w[0] for w in way.values()]
+    assert 0.3 < min(easing) and max(easing) < 0.8, way  # (part of the way: 1 - exp(-150 / 200) = 0.53)
+    assert max(easing) - min(easing) < 0.1, way

@@ -31,12 +31,12 @@ def screenshot(exe, html, offset, out, profile, size=(480, 360)):
     return np.asarray(Image.open(out).convert("RGB")).astype(int)
 
 
-# The viewer page driven by a test script: requestAnimationFrame becomes a 50-ms timer (headless
-# Chromium's virtual time runs timers, not animation frames); the script runs once the viewer
-# has laid out its canvas (``ms(t, fn)``: fn at t ms after that), and ``measure()`` reads the
+# The viewer page driven by a test script: requestAnimationFrame becomes a 50-ms timer, or one of
+# ``frame_ms`` (headless Chromium's virtual time runs timers, not animation frames); the script runs
+# once the viewer has laid out its canvas (``ms(t, fn)``: fn at t ms after that), and ``measure()`` reads the
 # canvas' pixels: where the red pixels' centroid is (x right, y up, as shares of the canvas).
 _RAF = ("<script>window.requestAnimationFrame = (cb) => "
-        "window.photo3dStop ? 0 : setTimeout(() => cb(performance.now()), 50);</script>")
+        "window.photo3dStop ? 0 : setTimeout(() => cb(performance.now()), %s);</script>")
 _DRIVER = """<script>
 function measure(label) {
   const c = document.querySelector("canvas"), gl = c.getContext("webgl2") || c.getContext("webgl");
@@ -62,7 +62,7 @@ function ms(t, fn) { setTimeout(fn, t); }
 </script>"""
 
 
-def drive(exe, page_html, script, path, profile, flags=(), size=(480, 400), fragment=""):
+def drive(exe, page_html, script, path, profile, flags=(), size=(480, 400), fragment="", frame_ms=50):
     """Open ``page_html`` (a viewer page) with ``script`` run in it (see ``_DRIVER``); the
     ``measure(label)`` results, in order.  (In this mode Chromium's viewport is ``size`` less 143 px
     of height.)"""
@@ -70,7 +70,7 @@ def drive(exe, page_html, script, path, profile, flags=(), size=(480, 400), frag
     import json
     import re
 
-    page = page_html.replace("</head>", _RAF + "</head>", 1)
+    page = page_html.replace("</head>", (_RAF % frame_ms) + "</head>", 1)
     page = page.replace("</body>", (_DRIVER % script) + "</body>", 1)
     path.write_text(page, encoding="utf-8")
     cmd = [exe, "--headless", "--no-sandbox", "--disable-gpu", "--use-gl=angle", "--use-angle=swiftshader",
