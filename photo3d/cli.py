@@ -118,7 +118,7 @@ def _batch_options(
     depth_source: str = typer.Option(defaults.DEPTH_SOURCE, "--depth-source", metavar="SOURCE",
                                      help="auto, embedded, stereo or model (auto: the photo's own depth map, else its stereo pair, else the model; embedded, stereo: a photo without it fails)."),
     max_megapixels: float = typer.Option(defaults.MAX_MEGAPIXELS, "--max-megapixels", metavar="MP",
-                                         help="Refuse larger images."),
+                                         help="Refuse larger images (any finite number > 0)."),
     overwrite: bool = typer.Option(False, "--overwrite", show_default=False,
                                    help="Rewrite existing outputs (default: only for a single input file)."),
     skip_existing: bool = typer.Option(False, "--skip-existing", show_default=False,
@@ -264,6 +264,7 @@ def _source(info: dict) -> str:
 
 
 FORMATS = (".glb", ".mp4", ".gif", ".webp", ".html")  # --format (folder outputs)
+_SIZES = defaults.VIDEO_SIZE_RANGE  # --size
 
 
 def _share_details(s: dict, nbytes: int) -> str:
@@ -318,12 +319,13 @@ def convert(
     html: bool = typer.Option(False, "--html", help="Also write NAME.html, an offline viewer."),
     parallax: float = typer.Option(defaults.PARALLAX, "--parallax", min=defaults.PARALLAX_RANGE[0],
                                    max=defaults.PARALLAX_RANGE[1], metavar="SHARE",
-                                   help="Near vs far shift, share of the width (viewer and video), 0.001-0.2."),
+                                   help="Near vs far shift, share of the width (viewer and video)."),
     path: str = typer.Option(defaults.VIDEO_PATH, "--path", metavar="PATH", help="Video camera path: circle, swing, zoom or dolly-zoom."),
-    seconds: float = typer.Option(defaults.VIDEO_SECONDS, "--seconds", min=0.05, metavar="S", help="Video length."),
+    seconds: float = typer.Option(defaults.VIDEO_SECONDS, "--seconds", min=0.05, metavar="S", help="Video length in seconds."),
     fps: float = typer.Option(defaults.VIDEO_FPS, "--fps", min=1.0, max=120.0, metavar="FPS", help="Video frames per second."),
     size: Optional[int] = typer.Option(None, "--size", metavar="PX",
-                                       help="Video / still longer side, 16-8192 (default: 1080 MP4, 480 GIF/WebP; at most the photo's)."),
+                                       help=f"Video / still longer side, {_SIZES[0]}-{_SIZES[1]} (default: 1080 MP4 and "
+                                            "stills, 480 GIF/WebP; not above the photo's own)."),
     stereo: Optional[str] = typer.Option(None, "--stereo", metavar="sbs|sbs-half",
                                          help="Side-by-side stereo video or still (.jpg/.png): full or half width."),
     timings: bool = typer.Option(False, "--timings", help="Print the time of each stage."),

@@ -19,11 +19,12 @@ MODELS_DIR = Path(str(resources.files("photo3d").joinpath("models")))  # the bun
 MAX_MEGAPIXELS = 100.0  # larger images are refused (decompression bombs, memory)
 DEPTH_SOURCE = "auto"  # auto | embedded | stereo | model: the photo's own depth first
 JPEG_QUALITY = 80  # the GLB's textures
-GLB_MAX_BYTES = 2_000_000  # GLB size budget: the texture shrinks first, then the mesh coarsens
+GLB_MAX_BYTES = 2_000_000  # GLB size budget: the texture takes <= 60 %, the mesh the rest (pipeline.fit_to_budget)
 MAX_TEXTURE_SIDE = 4096  # the photo's texture, longer side
 PARALLAX = 0.04  # nearest vs farthest point move by this share of the width at full offset
 PARALLAX_RANGE = (0.001, 0.2)  # what --parallax accepts (stronger than PARALLAX: layers are cut where PARALLAX cuts)
 VIDEO_PATH = "circle"  # video camera path: circle | swing | zoom | dolly-zoom
 VIDEO_SECONDS = 4.0
 VIDEO_FPS = 30.0
+VIDEO_SIZE_RANGE = (16, 8192)  # what --size accepts (a video's or stereo still's longer side, pixels)
 SHARE_MAX_BYTES = 4_000_000  # GIF / animated WebP size budget: frame rate, colours, then size give way

@@ -101,8 +101,9 @@ def check_share(opts: ShareOptions) -> None:
         raise UsageError(f"--path must be one of {', '.join(PATHS)}, not {opts.path!r}")
     if not (0 < opts.seconds < 1e6 and 0 < opts.fps < 1e6) or opts.frames() > 100_000:
         raise UsageError("--seconds and --fps must be positive (and give at most 100000 frames)")
-    if opts.size is not None and not 16 <= opts.size <= 8192:
-        raise UsageError("--size must be between 16 and 8192 pixels")
+    lo, hi = defaults.VIDEO_SIZE_RANGE
+    if opts.size is not None and not lo <= opts.size <= hi:
+        raise UsageError(f"--size must be between {lo} and {hi} pixels")
 
 
 def default_side(suffix: str) -> int:
