@@ -25,7 +25,7 @@ import numpy as np
 
 from . import __version__
 
-DEFAULT_FOCAL_35MM = 28.0  # a phone's main camera (~65 deg horizontal on a 4:3 photo), when EXIF has none
+DEFAULT_FOCAL_35MM = 28.0  # a phone's main camera (63 deg horizontal on a 4:3 photo, diagonal-matched), when EXIF has none
 DIAGONAL_35MM = math.hypot(36.0, 24.0)
 DEPTH_CONVENTION = (
     "positions in camera space: camera at the origin looking down -Z, +Y up; "
