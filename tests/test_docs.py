@@ -137,3 +137,12 @@ def test_the_default_field_of_view_is_the_cameras():
     said = re.search(rf"{DEFAULT_FOCAL_35MM:g} mm equivalent \(a phone's main camera, ~(\d+)° horizontal on 4:3\)", README)
     assert said, "the README no longer says the default focal length and its field of view"
     assert int(said.group(1)) == round(math.degrees(camera_for(4000, 3000, None).xfov))
+
+
+def test_the_commands_table_names_every_output_convert_writes():
+    from photo3d.cli import FORMATS
+    from photo3d.video import STILL_SUFFIXES
+
+    row = next(ln for ln in README.splitlines() if ln.startswith("| `photo3d convert INPUT... -o OUT` |"))
+    missing = [s for s in (*FORMATS, *STILL_SUFFIXES) if s != ".jpeg" and f"`{s}`" not in row]
+    assert not missing, missing
