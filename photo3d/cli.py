@@ -333,9 +333,10 @@ def convert(
     max_texture: int = typer.Option(defaults.MAX_TEXTURE_SIDE, "--max-texture", min=256, metavar="PX", help="Longest side of the texture."),
     batch: SimpleNamespace = None,  # the batch options (see _batch_options)
 ) -> None:
-    """Build 3D photos (.glb, and an offline viewer page with --html).
+    """Build 3D photos (.glb .html) and their videos (.mp4 .gif .webp).
 
-    Layered depth mesh with the hidden background inpainted."""
+    Layered depth mesh with the hidden background inpainted; -o's suffix chooses what is
+    written (--format for folders), --html adds the offline viewer page beside a .glb."""
     from .batch import rewrites
     from .pipeline import ConvertOptions
 

@@ -146,3 +146,11 @@ def test_the_commands_table_names_every_output_convert_writes():
     row = next(ln for ln in README.splitlines() if ln.startswith("| `photo3d convert INPUT... -o OUT` |"))
     missing = [s for s in (*FORMATS, *STILL_SUFFIXES) if s != ".jpeg" and f"`{s}`" not in row]
     assert not missing, missing
+
+
+def test_the_command_list_says_convert_makes_videos_too():
+    """``photo3d --help`` is where a new user looks first: convert's line names its videos, whole
+    (click cuts a long line with "..." in an 80-column terminal)."""
+    line = next(ln for ln in cli("--help", width=80).output.splitlines() if ln.strip().startswith("convert"))
+    assert all(s in line for s in (".glb", ".html", ".mp4", ".gif", ".webp")), line
+    assert len(line) <= 78 and "..." not in line, line
