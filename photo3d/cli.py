@@ -123,7 +123,7 @@ def _batch_options(
                                    help="Rewrite existing outputs (default: only for a single input file)."),
     skip_existing: bool = typer.Option(False, "--skip-existing", show_default=False,
                                        help="Keep existing outputs (default for folders and several inputs)."),
-    jobs: int = typer.Option(1, "--jobs", "-j", metavar="N", help="Worker processes (0 = one per CPU)."),
+    jobs: int = typer.Option(1, "--jobs", "-j", metavar="N", help="Worker processes, or Ray actors (0 = one per CPU)."),
     engine: defaults.Engine = typer.Option(defaults.Engine.local, "--engine", metavar="local|ray",
                                            help="Where to run: here, or on a Ray cluster."),
     address: Optional[str] = typer.Option(None, "--address", metavar="ADDR",

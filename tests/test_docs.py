@@ -154,3 +154,15 @@ def test_the_command_list_says_convert_makes_videos_too():
     line = next(ln for ln in cli("--help", width=80).output.splitlines() if ln.strip().startswith("convert"))
     assert all(s in line for s in (".glb", ".html", ".mp4", ".gif", ".webp")), line
     assert len(line) <= 78 and "..." not in line, line
+
+
+def test_ray_jobs_default_is_what_help_and_readme_say():
+    """``--engine ray`` without ``--jobs`` asks for 1 actor (the option's default), ``--jobs 0`` for
+    one per cluster CPU: the README said "default one per cluster CPU"."""
+    pytest.importorskip("ray")
+    from photo3d.batch.run import make_executor
+
+    jobs = _options(_commands()["convert"])["--jobs"]
+    assert jobs.default == 1 and "Ray actors" in jobs.help
+    assert make_executor("ray", jobs.default)._requested == 1 and make_executor("ray", 0)._requested is None
+    assert "`--jobs` = actors: 1 by default, as locally; `--jobs 0` = one per cluster CPU" in README
