@@ -58,6 +58,9 @@ BUDGET_COLOURS, BUDGET_QUALITY = 128, 60  # then colours (WebP: quality) down to
 # GIF / WebP hold all their frames in memory (one palette, the size budget), the encoders ~1.6x more:
 # larger frames are rendered smaller (--size 8192 -o x.gif: 120 frames of 8192x6144 are 18 GB)
 ANIMATION_MAX_BYTES = 500_000_000
+# a WebP image is at most 16383 px a side (the format's 14-bit sizes): larger frames (--stereo sbs
+# --size 8192: 16384 px wide) are rendered smaller; the encoder failed ('encoding error 5')
+WEBP_MAX_SIDE = 16383
 # The renderer's buffers (per frame in flight: depth, texture coordinates, the remapped colours;
 # RENDER_SAMPLE_BYTES per sample, 2x2 samples per pixel) over RENDER_MAX_BYTES: one sample per
 # pixel, then one frame at a time (MP4 and stills keep the size asked; --size 8192 with 2x2 samples
@@ -168,14 +171,23 @@ def render_frames(glb: bytes, suffix: str, opts: ShareOptions, timings: dict | N
             w = max(4, w - w % 4)  # each eye gets an even half (2 px of a 1- or 2-px wide photo, not 0)
         return w, h, w * (2 if opts.stereo == "sbs" else 1)
 
-    w, h, out_w = frame(side)
+    at = side  # the longer side rendered (one eye's)
+    w, h, out_w = frame(at)
     still = suffix.lower() in STILL_SUFFIXES
     views = path_views(opts.path, 1 if still else opts.frames(), scene.meta)
     held = len(views) * out_w * h * 3
     if suffix.lower() in (".gif", ".webp") and held > ANIMATION_MAX_BYTES:
         w0, h0 = out_w, h
-        w, h, out_w = frame(max(16, int(side * (ANIMATION_MAX_BYTES / held) ** 0.5)))
+        at = max(16, int(side * (ANIMATION_MAX_BYTES / held) ** 0.5))
+        w, h, out_w = frame(at)
         notes.append(f"rendered at {out_w}x{h}: {len(views)} frames of {w0}x{h0} would take {_amount(held)} of memory")
+    if suffix.lower() == ".webp" and max(out_w, h) > WEBP_MAX_SIDE:
+        w0, h0 = out_w, h
+        at = at * WEBP_MAX_SIDE // max(out_w, h)
+        while at > 16 and max(frame(at)[1:]) > WEBP_MAX_SIDE:  # (frame_size rounds)
+            at -= 2
+        w, h, out_w = frame(at)
+        notes.append(f"rendered at {out_w}x{h}: a WebP frame is at most {WEBP_MAX_SIDE} px a side, not {w0}x{h0}")
     zoom = dolly_zoom_extra(scene) if opts.path == "dolly-zoom" and not still else 1.0
     eyes = [e for v in views for e in _eyes(v, opts.stereo)]
     n = 2 if opts.stereo else 1

@@ -304,6 +304,28 @@ def test_frames_too_large_for_the_renderers_memory_keep_their_size_with_one_samp
     assert info["notes"] == ["rendered with 1 sample per pixel, one eye at a time: 2x2 samples at 480x320 would take 20 MB of memory"]
 
 
+
+@pytest.mark.slow  # two 8190x3510 eyes (~10 s, 1.2 GB)
+def test_a_stereo_webp_wider_than_webp_allows_is_rendered_narrower(tmp_path):
+    """A WebP image is at most 16383 px a side: --stereo sbs --size 8192 (16384 px wide) is
+    rendered just narrower, and the result line says so; it failed in the encoder ('internal
+    error (ValueError: encoding error 5: Image size exceeds WebP limit of 16383 pixels)')."""
+    rgb = np.zeros((30, 70, 3), np.uint8)  # a panorama: its centre at 21:9, 8192x3510 an eye
+    rgb[:] = (40, 70, 160)
+    rgb[10:20, 30:40] = (220, 30, 30)
+    depth = np.zeros((30, 70), np.float32)
+    depth[10:20, 30:40] = 1.0
+    Image.fromarray(rgb).save(tmp_path / "p.png")
+    np.save(tmp_path / "p.npy", depth)
+    convert_file(tmp_path / "p.png", tmp_path / "p.glb", ConvertOptions(depth=tmp_path / "p.npy"))
+    glb = (tmp_path / "p.glb").read_bytes()
+    info = write_share(tmp_path / "p.webp", glb, ShareOptions(size=8192, stereo="sbs", seconds=0.05, fps=20))
+    assert info["size"] == [16380, 3510] and Image.open(tmp_path / "p.webp").size == (16380, 3510), info
+    assert "rendered at 16380x3510: a WebP frame is at most 16383 px a side, not 16384x3510" in info["notes"], info
+    # the other formats take 16384 px
+    info = write_share(tmp_path / "sbs.png", glb, ShareOptions(size=8192, stereo="sbs"))
+    assert Image.open(tmp_path / "sbs.png").size == (16384, 3510) and not any("at most" in n for n in info["notes"]), info
+
 def test_gif_webp_and_stereo(coffee_glb, tmp_path):
     from photo3d.video import write_share
 
