@@ -166,3 +166,11 @@ def test_ray_jobs_default_is_what_help_and_readme_say():
     assert jobs.default == 1 and "Ray actors" in jobs.help
     assert make_executor("ray", jobs.default)._requested == 1 and make_executor("ray", 0)._requested is None
     assert "`--jobs` = actors: 1 by default, as locally; `--jobs 0` = one per cluster CPU" in README
+
+
+def test_architecture_names_every_module():
+    arch = (REPO / "ARCHITECTURE.md").read_text()
+    pkg = REPO / "photo3d"
+    modules = [p for d in (pkg, pkg / "depth", pkg / "batch") for p in d.glob("*.py") if not p.name.startswith("__")]
+    missing = [str(p.relative_to(REPO)) for p in modules if not re.search(rf"\b{p.stem}(\.py)?\b", arch)]
+    assert not missing, missing
