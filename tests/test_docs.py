@@ -174,3 +174,17 @@ def test_architecture_names_every_module():
     modules = [p for d in (pkg, pkg / "depth", pkg / "batch") for p in d.glob("*.py") if not p.name.startswith("__")]
     missing = [str(p.relative_to(REPO)) for p in modules if not re.search(rf"\b{p.stem}(\.py)?\b", arch)]
     assert not missing, missing
+
+
+def test_the_glb_budget_is_described_in_the_codes_order():
+    """The README said "the texture shrinks first, then the mesh coarsens"; the code gives the photo's
+    texture a share of the budget, fits the meshes to the rest, then the grid, then the texture."""
+    from photo3d.pipeline import MIN_TEXTURE_SIDE, ConvertOptions, fit_to_budget, texture_budget
+
+    share = texture_budget(ConvertOptions()) / defaults.GLB_MAX_BYTES
+    said = " ".join(README.split("The GLB's size is budgeted", 1)[1].split("\n\n")[0].split())
+    assert f"at most {share:.0%}".replace("%", " %") in said, said
+    assert said.index("meshes coarsen") < said.index("geometry grid") < said.index("texture give up more")
+    order = fit_to_budget.__doc__
+    assert order.index("mesh detail") < order.index("grid resolution") < order.index("texture resolution")
+    assert f"never below {MIN_TEXTURE_SIDE} px" in README
