@@ -394,7 +394,7 @@ def _spinner(text: str):
 @model_app.command("import", cls=_Command)
 def model_import(
     folder: Path = typer.Argument(..., metavar="DIR", readable=False, help="Folder with tiefenrausch.pb + tiefenrausch_init.pb."),
-    output: str = typer.Option(..., "-o", "--output", metavar="FILE.pt", help="TorchScript file to write."),
+    output: str = typer.Option(..., "-o", "--output", metavar="FILE.pt", help="TorchScript file to write (.pt; not named like the bundled model)."),
 ) -> None:
     """Convert Tiefenrausch (Caffe2) to an INT8 TorchScript file."""
     from .batch import names_a_folder

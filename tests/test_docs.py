@@ -188,3 +188,12 @@ def test_the_glb_budget_is_described_in_the_codes_order():
     order = fit_to_budget.__doc__
     assert order.index("mesh detail") < order.index("grid resolution") < order.index("texture resolution")
     assert f"never below {MIN_TEXTURE_SIDE} px" in README
+
+
+def test_model_import_help_says_which_names_it_refuses(tmp_path):
+    help_text = " ".join(cli("model", "import", "--help", width=200).output.split())
+    assert "(.pt; not named like the bundled model)" in help_text
+    manifest = json.loads((REPO / "photo3d" / "models" / "manifest.json").read_text())
+    for name in (manifest["default"], "tiefenrausch.onnx"):
+        r = cli("model", "import", tmp_path, "-o", tmp_path / name)
+        assert r.exit_code == 2 and not (tmp_path / name).exists(), r.output
