@@ -221,7 +221,7 @@ def depth(
     model: Optional[Path] = MODEL_OPT,
     raw: bool = typer.Option(False, "--raw", help="Write the network's own output (no upsampling)."),
     preview: bool = typer.Option(False, "--preview", help="Also write NAME.preview.png (red = near)."),
-    fmt: Optional[str] = typer.Option(None, "--format", metavar="png|npy", help="Output format for folders (default png)."),
+    fmt: Optional[str] = typer.Option(None, "--format", metavar="png|npy", help="Folder outputs: png (16-bit, default) or npy (float32)."),
     batch: SimpleNamespace = None,  # the batch options (see _batch_options)
 ) -> None:
     """Predict depth maps (normalized disparity: larger = nearer)."""

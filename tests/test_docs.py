@@ -197,3 +197,12 @@ def test_model_import_help_says_which_names_it_refuses(tmp_path):
     for name in (manifest["default"], "tiefenrausch.onnx"):
         r = cli("model", "import", tmp_path, "-o", tmp_path / name)
         assert r.exit_code == 2 and not (tmp_path / name).exists(), r.output
+
+
+def test_both_format_options_read_alike():
+    """``depth --format`` and ``convert --format`` say the same thing the same way, with the
+    depth map's kinds as the README names them (16-bit PNG, float32 npy)."""
+    helps = {name: _options(_commands()[name])["--format"].help for name in ("depth", "convert")}
+    assert all(h.startswith("Folder outputs: ") for h in helps.values()), helps
+    assert "png (16-bit" in helps["depth"] and "npy (float32)" in helps["depth"]
+    assert "`.png` 16-bit or `.npy` float32" in README
