@@ -206,3 +206,13 @@ def test_both_format_options_read_alike():
     assert all(h.startswith("Folder outputs: ") for h in helps.values()), helps
     assert "png (16-bit" in helps["depth"] and "npy (float32)" in helps["depth"]
     assert "`.png` 16-bit or `.npy` float32" in README
+
+
+def test_every_test_the_docs_cite_exists():
+    """``tests/x.py::test_y`` (or ``::test_y`` after it) in the README names a test that exists."""
+    tests = {p.name: p.read_text() for p in (REPO / "tests").glob("test_*.py")}
+    cited = re.findall(r"(?:tests/(test_\w+\.py))?::(test_\w+)", README)
+    assert cited
+    missing = [(f, t) for f, t in cited
+               if not (re.search(rf"def {t}\(", tests.get(f, "")) if f else any(f"def {t}(" in s for s in tests.values()))]
+    assert not missing, missing
