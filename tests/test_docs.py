@@ -197,6 +197,13 @@ def test_model_import_help_says_which_names_it_refuses(tmp_path):
     for name in (manifest["default"], "tiefenrausch.onnx"):
         r = cli("model", "import", tmp_path, "-o", tmp_path / name)
         assert r.exit_code == 2 and not (tmp_path / name).exists(), r.output
+    # and what the README says --model does with such a file: refused, exit 1 (a model error)
+    fake = tmp_path / "fake" / manifest["default"]
+    fake.parent.mkdir()
+    fake.write_bytes(b"not the bundled model")
+    r = cli("depth", REPO / "examples" / "coffee.jpg", "-o", tmp_path / "d.png", "--model", fake)
+    assert r.exit_code == 1 and "does not match" in r.output and not (tmp_path / "d.png").exists(), r.output
+    assert "which `--model` would refuse (exit 1); either mistake in `-o` is a usage error, exit 2" in README
 
 
 def test_both_format_options_read_alike():
