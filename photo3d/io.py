@@ -249,10 +249,21 @@ def _is_frame_header(kind: int) -> bool:
 _JPEG_LOSSLESS, _JPEG_HIERARCHICAL = (0xC3, 0xC7, 0xCB, 0xCF), (0xC5, 0xC6, 0xC7, 0xCD, 0xCE, 0xCF)
 
 
+def _reads_lossless_jpeg() -> bool:
+    """Whether Pillow's JPEG library decodes lossless (SOF3) JPEGs: libjpeg-turbo does from 3.0
+    on (Pillow 13's wheels: 3.2); with 2.x (Pillow 10.0's wheels: 2.1.5.1) or IJG libjpeg, Pillow
+    opens one and its decoding fails ('broken data stream when reading image file')."""
+    from PIL import features
+
+    version = features.version_feature("libjpeg_turbo") or ""
+    return version.split(".")[0].isdigit() and int(version.split(".")[0]) >= 3
+
+
 def _unsupported_jpeg(path: Path) -> str | None:
-    """What makes a JPEG whose frame header (SOFn) is all there one Pillow does not open
-    ("12-bit samples": 8 bits only; "2 components per pixel": 1, 3 or 4 only), so that it is
-    not called damaged; None when its header is cut, malformed, or of a kind Pillow opens."""
+    """What makes a JPEG whose frame header (SOFn) is all there one Pillow does not read
+    ("12-bit samples": 8 bits only; "2 components per pixel": 1, 3 or 4 only; "hierarchical":
+    no libjpeg reads it; "lossless": libjpeg-turbo 3.0 and later only), so that it is not called
+    damaged; None when its header is cut, malformed, or of a kind Pillow reads."""
     try:
         with open(path, "rb") as f:
             data = f.read(16 << 20)  # (APPn segments before the frame header: 64 KB each at most)
@@ -277,9 +288,24 @@ def _unsupported_jpeg(path: Path) -> str | None:
                 held.append(f"{bits}-bit samples")
             if components not in (1, 3, 4):
                 held.append(f"{components} components per pixel")
-            return ", ".join(held) if bits != 8 or components not in (1, 3, 4) else None
+            unread = (bits != 8 or components not in (1, 3, 4) or kind in _JPEG_HIERARCHICAL
+                      or (kind in _JPEG_LOSSLESS and not _reads_lossless_jpeg()))
+            return ", ".join(held) if unread else None
         pos = seg + int.from_bytes(data[seg : seg + 2], "big")
     return None
+
+
+def _unsupported_jpeg_text(held: str) -> str:
+    if held == "lossless":  # 8-bit: a newer JPEG library reads it
+        from PIL import features
+
+        turbo = features.version_feature("libjpeg_turbo")
+        lib = f"libjpeg-turbo {turbo}" if turbo else "JPEG library"
+        return (f"unsupported JPEG (lossless): this Pillow's {lib} does not read it (libjpeg-turbo 3.0 and later "
+                "do: pip install -U pillow), or save it as PNG or TIFF")
+    if held == "hierarchical":  # 8-bit too
+        return "unsupported JPEG (hierarchical): save it as a baseline JPEG, or as PNG or TIFF"
+    return f"unsupported JPEG ({held}): save it as an 8-bit JPEG, or as PNG or TIFF"
 
 
 def _container_truncated(path: Path) -> bool:
@@ -516,6 +542,8 @@ def load_image(
                 except OSError as e:  # Pillow says "decoder error -2": libtiff said why
                     if noise and "decoder error" in str(e):
                         raise OSError(noise[-1].rstrip(".")) from e
+                    if im.format == "JPEG" and (held := _unsupported_jpeg(path)):  # opened, not decoded
+                        raise InputFileError(_unsupported_jpeg_text(held), path) from e
                     if im.format != "JPEG" or "truncated" not in str(e):
                         raise
                     im, warning = _jpeg_cut_after_a_scan(path, draft)  # (InputFileError when it cannot be used)
@@ -541,7 +569,7 @@ def load_image(
         if fmt == "TIFF" and (held := _complete_tiff(path)):  # whole, of a kind Pillow does not read
             raise InputFileError(f"unsupported TIFF ({held}): save it as 8- or 16-bit RGB", path) from e
         if fmt == "JPEG" and (held := _unsupported_jpeg(path)):  # Pillow reads 8-bit JPEGs only
-            raise InputFileError(f"unsupported JPEG ({held}): save it as an 8-bit JPEG, or as PNG or TIFF", path) from e
+            raise InputFileError(_unsupported_jpeg_text(held), path) from e
         if fmt:  # e.g. a TIFF cut off before its directory (at its end)
             raise InputFileError(f"damaged or truncated {fmt} file (its header cannot be read)", path) from e
         raise InputFileError("not an image (unknown or unsupported format)", path) from e

@@ -16,7 +16,7 @@ import pytest
 from PIL import Image
 
 from helpers.cli import cli as _cli
-from helpers.photos import jpeg_12bit
+from helpers.photos import jpeg_12bit, lossless_jpeg, photo_rgb
 from photo3d.errors import ExitCode, InputFileError, OutputError
 from photo3d.io import atomic_output, load_image, write_bytes_atomic
 
@@ -454,6 +454,44 @@ def test_a_12_bit_jpeg_is_unsupported_not_damaged(tmp_path, sof, held):
     with pytest.raises(InputFileError) as e:
         load_image(cut)
     assert str(e.value) == f"{cut}: truncated image file"
+
+
+def test_an_8_bit_lossless_jpeg_is_read_or_said_unsupported(tmp_path, monkeypatch):
+    """An 8-bit lossless (SOF3) JPEG is read exactly where Pillow's libjpeg-turbo is 3.0 or later
+    (Pillow 13's wheels: 3.2).  With an older one (Pillow 10.0's wheels, which pyproject allows:
+    libjpeg-turbo 2.1.5.1) Pillow opens it and fails to decode it: that said 'unreadable image
+    (broken data stream when reading image file)'; now it says it is an unsupported kind and why."""
+    import PIL.features
+    from PIL import JpegImagePlugin
+
+    rgb = photo_rgb(40, 24, noise=60)
+    path = lossless_jpeg(tmp_path / "scan.jpg", rgb)
+    if int((PIL.features.version_feature("libjpeg_turbo") or "0").split(".")[0]) >= 3:
+        assert np.array_equal(load_image(path).rgb, rgb)
+    # Pillow with libjpeg-turbo 2.1.5.1, as Pillow 10.0.0 behaves (measured): it opens, not decodes
+    version = PIL.features.version_feature
+    monkeypatch.setattr(PIL.features, "version_feature", lambda f: "2.1.5.1" if f == "libjpeg_turbo" else version(f))
+
+    def load(self):
+        raise OSError("broken data stream when reading image file")
+
+    monkeypatch.setattr(JpegImagePlugin.JpegImageFile, "load", load)
+    with pytest.raises(InputFileError) as e:
+        load_image(path)
+    assert str(e.value) == (f"{path}: unsupported JPEG (lossless): this Pillow's libjpeg-turbo 2.1.5.1 does not read "
+                            "it (libjpeg-turbo 3.0 and later do: pip install -U pillow), or save it as PNG or TIFF")
+    r = _cli("depth", path, "-o", tmp_path / "d.png")
+    assert r.exit_code == 1 and not (tmp_path / "d.png").exists()
+    assert "unsupported JPEG (lossless)" in r.output and "broken data stream" not in r.output, r.output
+
+
+def test_a_hierarchical_jpeg_is_unsupported_not_broken(tmp_path):
+    """No libjpeg reads a hierarchical JPEG (SOF5-7, 13-15), 8-bit too: it said 'unreadable image
+    (broken data stream when reading image file)'."""
+    path = jpeg_12bit(tmp_path / "h.jpg", 0xC5, bits=8)
+    with pytest.raises(InputFileError) as e:
+        load_image(path)
+    assert str(e.value) == f"{path}: unsupported JPEG (hierarchical): save it as a baseline JPEG, or as PNG or TIFF"
 
 
 @pytest.mark.parametrize("fraction", [0.02, 0.6, 0.999])

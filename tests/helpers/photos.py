@@ -99,16 +99,49 @@ def photo(path: Path, w: int = 96, h: int = 72, seed: int = 0) -> Path:
     return path
 
 
-def jpeg_12bit(path: Path, sof: int = 0xC1, w: int = 64, h: int = 48) -> Path:
+def jpeg_12bit(path: Path, sof: int = 0xC1, w: int = 64, h: int = 48, bits: int = 12) -> Path:
     """A JPEG whose frame header says 12-bit samples (``sof`` 0xC1: extended sequential, 0xC3:
-    lossless), the rest a baseline JPEG's: what a 12-bit camera or medical file looks like to a
-    reader that stops at the header (Pillow reads 8-bit JPEGs only)."""
+    lossless; 0xC5: hierarchical), the rest a baseline JPEG's: what a 12-bit camera or medical file
+    looks like to a reader that stops at the header (Pillow reads 8-bit JPEGs only); ``bits``: another
+    sample precision."""
     buf = io.BytesIO()
     Image.fromarray(photo_rgb(w, h)).save(buf, "JPEG", quality=90)
     data = bytearray(buf.getvalue())
     pos = 2  # walk the segments after SOI to the frame header (SOF0)
     while data[pos + 1] != 0xC0:
         pos += 2 + int.from_bytes(data[pos + 2 : pos + 4], "big")
-    data[pos + 1], data[pos + 4] = sof, 12  # the marker, and the sample precision after the length
+    data[pos + 1], data[pos + 4] = sof, bits  # the marker, and the sample precision after the length
     path.write_bytes(bytes(data))
+    return path
+
+
+def lossless_jpeg(path: Path, rgb: np.ndarray) -> Path:
+    """A lossless (SOF3) 8-bit JPEG of ``rgb`` (H x W x 3 uint8), written here byte by byte (no
+    library writes one): predictor 1 (the pixel to the left; above at a row's start; 128 first),
+    one Huffman table coding the differences' bit counts 0-8 in 4 bits each.  FFmpeg decodes it
+    to ``rgb`` exactly."""
+    h, w, comps = rgb.shape
+
+    def segment(marker: int, body: bytes) -> bytes:
+        return bytes([0xFF, marker]) + (len(body) + 2).to_bytes(2, "big") + body
+
+    ids = range(1, comps + 1)
+    sof = bytes([8]) + h.to_bytes(2, "big") + w.to_bytes(2, "big") + bytes([comps]) + b"".join(bytes([i, 0x11, 0]) for i in ids)
+    dht = bytes([0x00]) + bytes([0, 0, 0, 9] + [0] * 12) + bytes(range(9))  # DC table 0: 9 codes of 4 bits
+    sos = bytes([comps]) + b"".join(bytes([i, 0x00]) for i in ids) + bytes([1, 0, 0])  # predictor 1, Se 0, Al 0
+    x = rgb.astype(int)
+    pred = np.empty_like(x)
+    pred[:, 1:], pred[1:, 0], pred[0, 0] = x[:, :-1], x[:-1, 0], 128
+    bits = []
+    for d in (x - pred).reshape(-1):  # row by row, the components of a pixel in turn
+        n = int(abs(d)).bit_length()
+        bits += [(n >> k) & 1 for k in (3, 2, 1, 0)]
+        v = d if d > 0 else d + (1 << n) - 1  # (a negative difference: its bits minus one)
+        bits += [(v >> k) & 1 for k in range(n - 1, -1, -1)]
+    bits += [1] * (-len(bits) % 8)
+    scan = bytearray()
+    for k in range(0, len(bits), 8):
+        byte = int("".join(map(str, bits[k : k + 8])), 2)
+        scan += bytes([0xFF, 0x00]) if byte == 0xFF else bytes([byte])  # (a 0xFF byte is stuffed)
+    path.write_bytes(b"\xff\xd8" + segment(0xC3, sof) + segment(0xC4, dht) + segment(0xDA, sos) + bytes(scan) + b"\xff\xd9")
     return path
