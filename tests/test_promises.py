@@ -207,6 +207,35 @@ def test_a_photo_written_as_a_folder_is_a_failed_input(tmp_path, tiny_depth_mode
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["good.png"]
 
 
+@pytest.mark.parametrize("order", ["slash first", "slash last"])
+def test_a_photo_given_as_a_folder_and_as_itself_counts_as_two_inputs(tmp_path, tiny_depth_model, order):
+    """`photo.png/ photo.png`: the first fails, the second is converted, under the name it has when
+    given alone; the lines count two inputs. It said '1 of 1 input(s) failed' (both are the Path
+    photo.png) and wrote out/photo-2.png.png (the failed input took photo.png's name); a second
+    failure of the same photo was not said at all."""
+    src = photo(tmp_path / "photo.png")
+    args = [f"{src}/", str(src)] if order == "slash first" else [str(src), f"{src}/"]
+    out, summary = tmp_path / "out", tmp_path / "summary.json"
+    r = cli("depth", *args, "-o", out, "--model", tiny_depth_model, "--summary", summary)
+    assert r.exit_code == 1, r.output
+    said = lines(r.output)
+    assert f"error: {src}/: not a folder ({src} is a file; leave out the trailing /)" in said, said
+    assert "1 of 2 input(s) failed:" in said and said[-1].startswith("1 depth map(s) written, 0 skipped (output exists), 1 failed"), said
+    assert sorted(p.name for p in out.iterdir()) == ["photo.png"]
+    records = {rec["input"]: rec for rec in json.loads(summary.read_text())["results"]}
+    assert records[str(src)]["status"] == "ok" and records[str(src)]["output"] == str(out / "photo.png"), records
+    assert records[f"{src}/"]["status"] == "failed" and records[f"{src}/"]["not_made"] != [str(out / "photo.png")], records
+    # a photo that cannot be read, given both ways: two failures, each said
+    bad = tmp_path / "bad.png"
+    bad.write_bytes(b"\x89PNG\r\n\x1a\n not really")
+    args = [f"{bad}/", str(bad)] if order == "slash first" else [str(bad), f"{bad}/"]
+    r = cli("depth", *args, "-o", tmp_path / "out2", "--model", tiny_depth_model)
+    said = lines(r.output)
+    assert r.exit_code == 1 and "2 of 2 input(s) failed:" in said, said
+    assert f"error: {bad}/: not a folder ({bad} is a file; leave out the trailing /)" in said, said
+    assert any(line.startswith(f"error: {bad}: ") for line in said), said
+
+
 def test_a_second_run_leaves_the_live_temp_file_of_the_first_alone(tmp_path):
     """Two runs on the same OUT: the second may only remove temp files whose writer is gone."""
     from photo3d.batch import SequentialExecutor, plan_jobs, run_batch

@@ -26,6 +26,7 @@ class Job:
     dst: Path
     error: str | None = None  # known to fail before running (unreadable folder, output = input)
     sides: tuple[Path, ...] = ()  # side outputs written with dst (NAME.html, NAME.preview.png)
+    given: str | None = None  # the input as written where its Path drops part of it ('photo.jpg/')
 
     @property
     def outputs(self) -> list[Path]:
@@ -221,7 +222,7 @@ def plan_jobs(
     if any(str(p) == "-" for p in inputs):
         raise UsageError("INPUT -: cannot read a photo from standard input; give a file or a folder")
     # a Path drops a trailing / (`photo.jpg/` became photo.jpg); for the system it names a folder
-    not_folders = {n: e for n, p in enumerate(inputs) if (e := _not_a_folder(p))}
+    not_folders = {n: (str(p), e) for n, p in enumerate(inputs) if (e := _not_a_folder(p))}
     inputs = [Path(p) for p in inputs]
     as_folder = names_a_folder(output)
     single_file = one_file_output(inputs, output)
@@ -231,7 +232,8 @@ def plan_jobs(
         return tuple(outputs(dst))[1:] if outputs is not None else ()
 
     if single_file:
-        jobs = [Job(inputs[0], output, not_folders.get(0), sides=sides(output))]
+        given, error = not_folders.get(0, (None, None))
+        jobs = [Job(inputs[0], output, error, sides=sides(output), given=given)]
         _refuse_overwriting_inputs(jobs)
         return jobs
     if not as_folder and output.suffix.lower() in FILE_SUFFIXES | {suffix.lower()}:
@@ -268,7 +270,8 @@ def plan_jobs(
     bases = _folder_bases(inputs, output)
     for n, inp in enumerate(inputs):
         if n in not_folders:
-            jobs.append(Job(inp, output / (inp.stem + suffix), not_folders[n]))
+            given, error = not_folders[n]
+            jobs.append(Job(inp, output / (inp.stem + suffix), error, given=given))
         elif inp.is_dir():
             base = bases[inp]
             walk = None if walks is None else walks.get(inp)
@@ -299,22 +302,26 @@ def plan_jobs(
 
     for j in jobs:
         j.sides = sides(j.dst)
+    # an input written as a folder that names a file (`photo.jpg/ photo.jpg`) is never converted
+    # under that name: it claims no output name (the photo given as it is keeps its own: it was
+    # numbered photo-2.jpg.glb); the output its record names is numbered past the others' below
+    named = [j for j in jobs if j.given is None]
     # outputs that two inputs would share (main or side files): keep the full input name ...
     owners: dict[str, set[int]] = {}
-    for n, j in enumerate(jobs):
+    for n, j in enumerate(named):
         for k in keys(j):
             owners.setdefault(k, set()).add(n)
     clashing = {n for group in owners.values() if len(group) > 1 for n in group}
     for n in sorted(clashing):
-        j = jobs[n]
+        j = named[n]
         j.dst = j.dst.with_name(j.src.name + suffix)
         j.sides = sides(j.dst)
     # ... then number what still clashes, in the order of the inputs' paths, not the order given
     # (a re-run with `b/x.jpg a/x.jpg` must not take a/x.jpg's x.jpg.glb for b/x.jpg's)
-    counts = Counter(k for j in jobs for k in keys(j))
-    clash = [j for j in jobs if any(counts[k] > 1 for k in keys(j))]
-    taken = {k for j in jobs for k in keys(j)} - {k for j in clash for k in keys(j)}
-    for j in sorted(clash, key=lambda j: str(j.src)):
+    counts = Counter(k for j in named for k in keys(j))
+    clash = [j for j in named if any(counts[k] > 1 for k in keys(j))]
+    taken = {k for j in named for k in keys(j)} - {k for j in clash for k in keys(j)}
+    for j in sorted(clash, key=lambda j: str(j.src)) + [j for j in jobs if j.given is not None]:
         n = 2
         while any(k in taken for k in keys(j)):
             j.dst = j.dst.with_name(f"{j.src.stem}-{n}{j.src.suffix}{suffix}")

@@ -36,11 +36,18 @@ class Result:
     peak_rss_mb: float | None = None  # that worker's peak resident memory so far
     fatal: ExitCode | None = None  # not this file's fault (a broken model): stop the batch with this code
     not_made: list[Path] = field(default_factory=list)  # failed: the outputs of this input not written
+    given: str | None = None  # the input as written where src drops part of it ('photo.jpg/': Job.given)
+
+    @property
+    def input(self) -> str:
+        """The input as given: one per input on the command line or met in a walk (a photo given
+        as 'photo.jpg/' and as 'photo.jpg' are two inputs; their src is the same Path)."""
+        return self.given if self.given is not None else str(self.src)
 
     def record(self) -> dict[str, Any]:
         """The summary record: the same for every engine (timings aside)."""
         return {
-            "input": str(self.src),
+            "input": self.input,
             "output": str(self.dst),
             "outputs": [str(p) for p in self.report.get("outputs", [self.dst] if self.status == Status.ok else [])],
             "status": self.status.value,

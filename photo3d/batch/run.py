@@ -165,13 +165,13 @@ def run_batch(
     failed_srcs: set[str] = set()  # inputs whose failure was said (several formats: one line per input)
 
     def say_failed(r: Result, ui_console: Console) -> None:
-        if str(r.src) not in failed_srcs:
-            failed_srcs.add(str(r.src))
+        if r.input not in failed_srcs:
+            failed_srcs.add(r.input)
             say(ui_console, r.error or msg(r.src, "failed"))
 
     for i, job in enumerate(jobs):
         if job.error:
-            results[i] = Result(job.src, job.dst, Status.failed, error=job.error)
+            results[i] = Result(job.src, job.dst, Status.failed, error=job.error, given=job.given)
             say_failed(results[i], console)
         elif not overwrite and job.dst.exists():
             if any(not p.exists() for p in job.sides):
@@ -268,8 +268,8 @@ def one_failure_per_input(results: list[Result]) -> list[Result]:
     for r in results:
         if r.status != Status.failed:
             out.append(r)
-        elif (seen := first.get(str(r.src))) is None:
-            first[str(r.src)] = r
+        elif (seen := first.get(r.input)) is None:
+            first[r.input] = r
             r.not_made = [r.dst]
             out.append(r)
         else:
@@ -284,7 +284,7 @@ def print_report(report: BatchReport, console: Console, done: str = "converted")
         say(console, report.fatal)
     failed = report.failed  # (one per input: :func:`one_failure_per_input`)
     n = len(report.results)
-    inputs = len({str(r.src) for r in report.results})
+    inputs = len({r.input for r in report.results})
     if n > 1:  # (one output: its own lines say it all, also when interrupted)
         if failed:
             console.print(f"[red]{len(failed)} of {inputs} input(s) failed:[/red]", markup=True, highlight=False, soft_wrap=True)
