@@ -613,6 +613,38 @@ _HOST = _host_tag()
 # ".NAME.<pid>-<host>-<random>.tmp": the owner of a temp file is in its name, so a later run can tell a
 # stale temp (its process is gone) from the live temp of a run still going on the same output folder
 _TEMP_NAME = re.compile(r"\.(?P<target>.+)\.(?P<pid>\d+)-(?P<host>[0-9a-f]{8})-[a-z0-9_]+\.tmp")
+# what a temp name adds to its output's: two dots, a pid (at most 7 digits: Linux's pid_max is at most
+# 2**22), "-", the host tag, "-", mkstemp's 8 random characters and ".tmp"
+_TEMP_EXTRA = 2 + 7 + 1 + 8 + 1 + 8 + 4
+
+
+def name_max(folder: str | Path) -> int:
+    """The longest file name (bytes) that ``folder``'s filesystem takes: NAME_MAX, 255 on most."""
+    try:
+        return int(os.pathconf(folder, "PC_NAME_MAX"))
+    except (OSError, ValueError, AttributeError):
+        return 255
+
+
+def temp_stem(name: str, longest: int = 255) -> str:
+    """The part of a temp file's name that names its output (see :func:`atomic_output`): ``name``
+    itself, or, when the temp's name would pass ``longest`` bytes (an output name near NAME_MAX is
+    legal, its temp's name was not: "File name too long" after the whole conversion), the start of
+    ``name`` and a hash of all of it.  The same for the same name, so a later run still finds a
+    stale temp's output."""
+    room = longest - _TEMP_EXTRA
+    if len(os.fsencode(name)) <= room:
+        return name
+    import hashlib
+
+    tag = "~" + hashlib.sha1(os.fsencode(name)).hexdigest()[:8]
+    head, size = [], 0
+    for ch in name:  # whole characters (an undecodable byte is one)
+        size += len(os.fsencode(ch))
+        if size > room - len(tag):
+            break
+        head.append(ch)
+    return "".join(head) + tag
 
 
 def _process_started_after(pid: int, mtime: float) -> bool | None:
@@ -631,8 +663,9 @@ def _process_started_after(pid: int, mtime: float) -> bool | None:
 
 def stale_temp_target(entry: os.DirEntry | Path) -> str | None:
     """The output name that the temp file ``entry`` (as written by :func:`atomic_output`) was for,
-    when it is provably stale: written on this machine by a process that is gone.  None for any
-    other file, and for the temp of a live run."""
+    as :func:`temp_stem` gives it (cut short and hashed when very long), when it is provably stale:
+    written on this machine by a process that is gone.  None for any other file, and for the temp
+    of a live run."""
     m = _TEMP_NAME.fullmatch(entry.name)
     if not m or m["host"] != _HOST:
         return None
@@ -693,7 +726,8 @@ def atomic_output(path: str | Path) -> Iterator[Path]:
         for attempt in range(3):
             created = _make_folders(path.parent)
             try:
-                fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.{os.getpid()}-{_HOST}-", suffix=".tmp", dir=path.parent)
+                stem = temp_stem(path.name, name_max(path.parent))
+                fd, tmp = tempfile.mkstemp(prefix=f".{stem}.{os.getpid()}-{_HOST}-", suffix=".tmp", dir=path.parent)
                 break
             except FileNotFoundError:  # the folder was removed by a parallel write that failed: again
                 if attempt == 2:

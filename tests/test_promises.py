@@ -361,6 +361,25 @@ def test_a_failed_mp4_write_says_cannot_write_and_leaves_nothing(tmp_path):
     assert not out.exists() and not out.parent.exists()
 
 
+@pytest.mark.parametrize("name", ["L" * 251 + ".png", "\u00e9" * 120 + ".png"])
+def test_an_output_name_near_the_longest_a_folder_takes_is_written(tmp_path, tiny_depth_model, name):
+    """An output name near NAME_MAX (255 bytes) fits, but its temp file's name (".NAME.<pid>-<host>-
+    <random>.tmp", 30 bytes more) did not: each such photo failed after its whole conversion with
+    'cannot write (File name too long)'.  Now the temp's name is cut short (with a hash of the
+    name), and the stale temp that a kill -9 leaves is still found and removed by the next run."""
+    src = photo(tmp_path / "in" / name)
+    out = tmp_path / "out"
+    code = "import os, sys; from photo3d.io import atomic_output\n" \
+           "with atomic_output(sys.argv[1]) as t:\n t.write_bytes(b'partial'); os.kill(os.getpid(), 9)"
+    subprocess.run([sys.executable, "-c", code, str(out / name)], env=env(), timeout=60)
+    (stale,) = out.glob(".*.tmp")
+    assert len(os.fsencode(stale.name)) <= 255
+    r = cli("depth", src.parent, "-o", out, "--model", tiny_depth_model)
+    assert r.exit_code == 0, r.output
+    assert [p.name for p in out.iterdir()] == [name]
+    assert Image.open(out / name).size == Image.open(src).size
+
+
 @pytest.mark.parametrize("value", ["nan", "inf", "0", "-5"])
 def test_max_megapixels_must_be_a_positive_number(tmp_path, value):
     src = photo(tmp_path / "photo.png")

@@ -16,7 +16,7 @@ from typing import Callable, Iterable, Iterator, Sequence
 
 from ..errors import OutputError, UsageError, printable
 from ..depth.maps import written_by_photo3d
-from ..io import IMAGE_SUFFIXES, is_image_path, stale_temp_target
+from ..io import IMAGE_SUFFIXES, is_image_path, name_max, stale_temp_target, temp_stem
 from .result import msg
 
 
@@ -486,11 +486,13 @@ def remove_stale_temps(jobs: Sequence[Job]) -> int:
         for o in j.outputs:
             names.setdefault(o.parent, set()).add(o.name)
     removed = 0
-    for parent, wanted in names.items():
+    for parent, outputs in names.items():
         try:
             entries = list(os.scandir(parent))
         except OSError:
             continue
+        longest = name_max(parent)
+        wanted = {temp_stem(name, longest) for name in outputs}  # (as atomic_output names the temps)
         for e in entries:
             if not (e.name.startswith(".") and e.name.endswith(".tmp")):
                 continue
