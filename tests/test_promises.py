@@ -380,6 +380,23 @@ def test_an_output_name_near_the_longest_a_folder_takes_is_written(tmp_path, tin
     assert Image.open(out / name).size == Image.open(src).size
 
 
+def test_an_output_name_longer_than_a_folder_takes_fails_before_any_work(tmp_path):
+    """A 251-byte photo name gives a 255-byte NAME.glb but a 256-byte NAME.html: that input fails
+    at once with one line naming the file and why (after the whole conversion it said 'cannot write
+    (File name too long)', or, into an existing folder, 'internal error (OSError: [Errno 36] File
+    name too long ...)'); the other inputs go on."""
+    src = photo(tmp_path / ("L" * 251 + ".png"))
+    other = photo(tmp_path / "other.png")
+    out = tmp_path / "out"
+    out.mkdir()
+    r = cli("convert", src, other, "-o", out, "--html")
+    assert r.exit_code == 1, r.output
+    glb, page = out / ("L" * 251 + ".glb"), out / ("L" * 251 + ".html")
+    assert lines(r.output)[0] == (f"error: {page}: cannot write (file name too long: 256 bytes, the folder takes at "
+                                  f"most 255); {glb} not written either"), r.output
+    assert sorted(p.name for p in out.iterdir()) == ["other.glb", "other.html"]
+
+
 @pytest.mark.parametrize("value", ["nan", "inf", "0", "-5"])
 def test_max_megapixels_must_be_a_positive_number(tmp_path, value):
     src = photo(tmp_path / "photo.png")

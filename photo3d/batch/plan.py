@@ -371,7 +371,35 @@ def plan_outputs(inputs: Sequence[Path], output: Path, suffixes: Sequence[str], 
             if str(j.dst) not in seen:  # one input file and -o FILE: the same job for every suffix
                 seen.add(str(j.dst))
                 jobs.append(j)
+    _refuse_names_too_long(jobs)
     return jobs
+
+
+def _refuse_names_too_long(jobs: Sequence[Job]) -> None:
+    """Fail, before any work, the jobs with an output (or side file) whose name is longer than its
+    folder's filesystem takes (NAME_MAX, 255 bytes on most: ``NAME.html`` of a 251-byte name, a
+    clash's ``NAME.jpg.glb``): it could never be written (a side file's name stopped the batch
+    with an 'internal error' line from a check whether it existed)."""
+    limits: dict[Path, int] = {}
+
+    def limit(folder: Path) -> int:
+        if folder not in limits:
+            d = Path(os.path.abspath(folder))
+            while not d.is_dir() and d.parent != d:
+                d = d.parent
+            limits[folder] = name_max(d)
+        return limits[folder]
+
+    for j in jobs:
+        if j.error:
+            continue
+        for o in j.outputs:
+            size = len(os.fsencode(o.name))
+            if size > 255 or size > limit(o.parent):
+                also = "" if o == j.dst else f"; {printable(j.dst)} not written either"
+                j.error = msg(o, f"cannot write (file name too long: {size} bytes, the folder takes at most "
+                                 f"{min(255, limit(o.parent))}){also}")
+                break
 
 
 def _file_id(path: Path) -> tuple[int, int] | None:
