@@ -61,6 +61,11 @@ ANIMATION_MAX_BYTES = 500_000_000
 # a WebP image is at most 16383 px a side (the format's 14-bit sizes): larger frames (--stereo sbs
 # --size 8192: 16384 px wide) are rendered smaller; the encoder failed ('encoding error 5')
 WEBP_MAX_SIDE = 16383
+# H.264's largest level (6.2) allows frames of at most 139,264 macroblocks of 16x16 px (8192x4352);
+# libx264 writes larger ones (marked 6.2) without a word: FFmpeg decodes them, hardware decoders
+# (phones, TVs, headsets) may not. An MP4 keeps the size asked; the result line says so, and which
+# --size keeps within (--size 8192: 8192x5460, --stereo sbs 16384x5460)
+H264_MAX_MACROBLOCKS = 139_264
 # The renderer's buffers (per frame in flight: depth, texture coordinates, the remapped colours;
 # RENDER_SAMPLE_BYTES per sample, 2x2 samples per pixel) over RENDER_MAX_BYTES: one sample per
 # pixel, then one frame at a time (MP4 and stills keep the size asked; --size 8192 with 2x2 samples
@@ -188,6 +193,12 @@ def render_frames(glb: bytes, suffix: str, opts: ShareOptions, timings: dict | N
             at -= 2
         w, h, out_w = frame(at)
         notes.append(f"rendered at {out_w}x{h}: a WebP frame is at most {WEBP_MAX_SIDE} px a side, not {w0}x{h0}")
+    if suffix.lower() == ".mp4" and _macroblocks(out_w, h) > H264_MAX_MACROBLOCKS:
+        fit = min(at, int(at * (H264_MAX_MACROBLOCKS / _macroblocks(out_w, h)) ** 0.5) + 16) // 2 * 2
+        while fit > 16 and _macroblocks(*frame(fit)[:0:-1]) > H264_MAX_MACROBLOCKS:  # (the largest that fits)
+            fit -= 2
+        notes.append(f"{out_w}x{h} is beyond H.264's largest level (6.2: {H264_MAX_MACROBLOCKS:,} macroblocks, "
+                     f"e.g. 8192x4352): players that decode in hardware may refuse it; --size {fit} keeps within")
     zoom = dolly_zoom_extra(scene) if opts.path == "dolly-zoom" and not still else 1.0
     eyes = [e for v in views for e in _eyes(v, opts.stereo)]
     n = 2 if opts.stereo else 1
@@ -211,6 +222,10 @@ def render_frames(glb: bytes, suffix: str, opts: ShareOptions, timings: dict | N
             t = time.perf_counter()
 
     return gen(), len(views), (out_w, h), notes
+
+
+def _macroblocks(w: int, h: int) -> int:
+    return -(-w // 16) * -(-h // 16)
 
 
 def _amount(nbytes: int) -> str:

@@ -326,6 +326,29 @@ def test_a_stereo_webp_wider_than_webp_allows_is_rendered_narrower(tmp_path):
     info = write_share(tmp_path / "sbs.png", glb, ShareOptions(size=8192, stereo="sbs"))
     assert Image.open(tmp_path / "sbs.png").size == (16384, 3510) and not any("at most" in n for n in info["notes"]), info
 
+
+def test_an_mp4_beyond_h264s_largest_level_says_so(coffee_glb):
+    """H.264's largest level (6.2) allows 139,264 macroblocks a frame (8192x4352); libx264 writes
+    larger frames without a word (--size 8192: 8192x5460; --stereo sbs: 16384x5460), which
+    hardware decoders may refuse. The MP4 keeps the size asked, and the result line says so and
+    which --size keeps within (the largest). Nothing is rendered here: the plan says it."""
+    from photo3d.video import render_frames
+
+    def planned(size, stereo=None):
+        _, _, (w, h), notes = render_frames(coffee_glb, ".mp4", ShareOptions(size=size, stereo=stereo, seconds=0.1))
+        return (w, h), [n for n in notes if "H.264" in n]
+
+    for stereo, size, frame in ((None, 8192, (8192, 5460)), ("sbs", 8192, (16384, 5460)), ("sbs-half", 8192, (8192, 5460))):
+        got, said = planned(size, stereo)
+        assert got == frame and len(said) == 1, (got, said)
+        within = int(said[0].rsplit("--size ", 1)[1].split()[0])
+        assert said[0] == (f"{frame[0]}x{frame[1]} is beyond H.264's largest level (6.2: 139,264 macroblocks, "
+                           f"e.g. 8192x4352): players that decode in hardware may refuse it; --size {within} keeps within")
+        (w, h), none = planned(within, stereo)
+        assert none == [] and -(-w // 16) * -(-h // 16) <= 139_264, (w, h)
+        assert planned(within + 2, stereo)[1], within  # (the largest)
+    assert planned(4096, "sbs") == ((8192, 2730), []) and planned(1080)[1] == []
+
 def test_gif_webp_and_stereo(coffee_glb, tmp_path):
     from photo3d.video import write_share
 
