@@ -38,7 +38,7 @@ from photo3d.io import HEIF_AVAILABLE, load_image
 
 from helpers.batch_tasks import AFTER_FIRST, THUMB, DiesInWorkers, ThumbOptions, batch_task_broken_model, batch_task_crashy, batch_task_thumb
 from helpers.cli import cli_command, env
-from helpers.photos import BAD, GOOD, make_album, photo_rgb
+from helpers.photos import BAD, GOOD, make_album, photo, photo_rgb
 
 
 @pytest.fixture()
@@ -233,6 +233,32 @@ def test_overwrite_rewrites_and_stale_temps_are_cleaned(album: Path, tmp_path: P
     rep = run_batch(jobs, THUMB, SequentialExecutor(), overwrite=True, progress=False)
     assert [r.status for r in rep.results] == [Status.ok]
     assert (out / "plain.png").stat().st_ino != ino  # replaced by rename, never written in place
+
+
+def _peek_summary(src: Path, dst: Path, summary: Path) -> dict:
+    """A task that reads the --summary file while the batch runs: what a kill -9 would leave."""
+    seen = json.loads(summary.read_text(encoding="utf-8")) if summary.exists() else None
+    batch_task_thumb(src, dst, ThumbOptions())
+    return {"seen": seen}
+
+
+def test_a_killed_run_leaves_no_earlier_summary_to_be_read_as_its_own(tmp_path: Path) -> None:
+    """The summary is written when a batch ends (also on Ctrl-C, kill and hang-up, then with
+    "interrupted": true).  A run killed outright (kill -9, the out-of-memory killer) writes none,
+    and the previous run's summary stayed, read as this run's outcome ("finished", all ok).  Now a
+    run first replaces it with one saying it has not finished: "finished" null, every input not run,
+    no records; the end of the run replaces that (a re-run too: its records, skipped ones included)."""
+    srcs = [photo(tmp_path / "in" / f"p{i}.png") for i in range(3)]
+    out, summary = tmp_path / "out", tmp_path / "s.json"
+    assert batch_command(THUMB, srcs[:1], out, ".png", summary=summary) == 0
+    assert json.loads(summary.read_text())["finished"] is not None  # an earlier run's summary
+    peek = Task("peek_summary", _peek_summary, summary)
+    assert batch_command(peek, srcs, out, ".png", summary=summary, command="photo3d depth in -o out") == 0
+    data = json.loads(summary.read_text())
+    seen = data["results"][1]["report"]["seen"]  # (while the first file to convert ran)
+    assert seen["finished"] is None and seen["interrupted"] is None and seen["results"] == [], seen
+    assert seen["counts"] == {"ok": 0, "skipped": 0, "failed": 0, "not run": 3} and seen["command"] == "photo3d depth in -o out"
+    assert data["finished"] is not None and data["counts"] == {"ok": 2, "skipped": 1, "failed": 0, "not run": 0}
 
 
 @pytest.mark.slow  # a process pool

@@ -114,8 +114,26 @@ class BatchReport:
         }
 
     def write_summary(self, path: Path, command: str | None = None) -> None:
-        text = json.dumps(self.summary(command), indent=2, ensure_ascii=False) + "\n"
-        write_bytes_atomic(path, text.encode("utf-8", "backslashreplace"))
+        write_summary(path, self.summary(command))
+
+
+def write_summary(path: Path, summary: dict[str, Any]) -> None:
+    """Replace the ``--summary`` file at once (a temp file renamed): never half written."""
+    text = json.dumps(summary, indent=2, ensure_ascii=False) + "\n"
+    write_bytes_atomic(path, text.encode("utf-8", "backslashreplace"))
+
+
+def unfinished_summary(inputs: int, engine: str, command: str | None = None) -> dict[str, Any]:
+    """The summary a run writes before it starts: ``finished`` null, every input not run yet, no
+    records.  A run that is killed outright (``kill -9``, the out-of-memory killer) cannot write its
+    own, and must not leave an earlier run's summary to be read as its outcome."""
+    from .. import __version__
+
+    counts = {s.value: 0 for s in Status}
+    counts[Status.not_run.value] = inputs
+    return {"photo3d": __version__, "command": command, "engine": engine, "workers": 0, "finished": None,
+            "seconds": None, "interrupted": None, "fatal": None, "counts": counts, "peak_rss_mb_per_worker": {},
+            "results": []}
 
 
 
@@ -352,6 +370,12 @@ def batch_command(
             + (f" matching {' or '.join(globs)}" if globs else ""))
         report = BatchReport([], fatal="no images found")
     else:
+        if summary is not None:  # (the one from an earlier run goes now: a killed run leaves "finished": null)
+            try:
+                write_summary(Path(summary), unfinished_summary(len(plan), executor.name, command))
+            except Photo3DError as e:
+                say(console, str(e))
+                return int(ExitCode.failed)
         report = run_batch(plan, task, executor, console=console, overwrite=overwrite, on_result=on_result, progress=progress)
         print_report(report, console, task.done)
     if summary is not None:
