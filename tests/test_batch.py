@@ -36,7 +36,8 @@ from photo3d.batch.plan import PlanNotes
 from photo3d.errors import UsageError
 from photo3d.io import HEIF_AVAILABLE, load_image
 
-from helpers.batch_tasks import AFTER_FIRST, THUMB, DiesInWorkers, ThumbOptions, batch_task_broken_model, batch_task_crashy, batch_task_thumb
+from helpers.batch_tasks import (AFTER_FIRST, THUMB, DiesInWorkers, ThumbOptions, batch_task_broken_model, batch_task_crashy,
+                                 batch_task_crashy_writing, batch_task_thumb)
 from helpers.cli import cli_command, env
 from helpers.photos import BAD, GOOD, make_album, photo, photo_rgb
 
@@ -594,6 +595,23 @@ def test_a_worker_killed_by_one_file_fails_only_that_file(tmp_path: Path) -> Non
     assert status.pop("crash.jpg") == ("failed", f"{src / 'crash.jpg'}: worker process died (out of memory or a crash)")
     assert all(v == ("ok", None) for v in status.values()), status
     assert rep.fatal is None and rep.exit_code == 1
+
+
+@pytest.mark.slow  # a process pool
+def test_a_worker_killed_while_writing_leaves_no_temp_file(tmp_path: Path) -> None:
+    """A worker killed (kill -9, the out-of-memory killer) while it wrote an output leaves its
+    hidden temp file: it stayed in OUT after the batch (for the next run to remove), partial data
+    that a copy of OUT takes along.  Now the batch removes the temp files of its dead workers."""
+    src = tmp_path / "in"
+    src.mkdir()
+    for n in ["p0.jpg", "p1.jpg", "crash.jpg"]:
+        Image.fromarray(photo_rgb(40, 30)).save(src / n)
+    out = tmp_path / "out"
+    jobs = plan_jobs([src], out, ".png")
+    rep = run_batch(jobs, Task("batch_task_crashy_writing", batch_task_crashy_writing, ThumbOptions()), PoolExecutor(2),
+                    progress=False)
+    assert {r.src.name: r.status for r in rep.results} == {"crash.jpg": "failed", "p0.jpg": "ok", "p1.jpg": "ok"}
+    assert sorted(p.name for p in out.iterdir()) == ["p0.png", "p1.png"]
 
 
 @pytest.mark.slow  # a process pool

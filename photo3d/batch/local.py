@@ -32,6 +32,7 @@ class Executor:
 
     name = "local"
     workers = 1  # after run(): the workers it really used (never more than there were files)
+    worker_deaths = 0  # after run(): workers that died (kill -9, out of memory) and may have left temp files
 
     def run(self, task: Task, jobs: Sequence[Job]) -> Iterator[Result]:  # pragma: no cover
         raise NotImplementedError
@@ -238,6 +239,7 @@ class PoolExecutor(Executor):
                 lost += list(inflight.values())  # everything in flight went down with the pool
                 inflight.clear()
                 dead_pools += 1
+                self.worker_deaths += 1
                 if dead_pools >= 3:
                     yield Result(lost[0].src, lost[0].dst, Status.failed, fatal=ExitCode.failed,
                                  error="worker processes keep dying before finishing any file (see the messages above)")

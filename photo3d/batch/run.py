@@ -264,6 +264,8 @@ def run_batch(
             else:
                 stream.close()
                 executor.close()
+    if executor.worker_deaths:  # a worker killed while writing left its temp file: not for the next run to find
+        remove_stale_temps(jobs)
     for i, job in enumerate(jobs):
         if i not in results:
             results[i] = Result(job.src, job.dst, Status.not_run)

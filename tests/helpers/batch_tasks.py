@@ -41,6 +41,15 @@ def batch_task_crashy(src: Path, dst: Path, opts: ThumbOptions) -> dict:
     return batch_task_thumb(src, dst, opts)
 
 
+def batch_task_crashy_writing(src: Path, dst: Path, opts: ThumbOptions) -> dict:
+    """Like batch_task_crashy, but the worker is killed while it writes the output's temp file."""
+    if "crash" in src.name:
+        with atomic_output(dst) as tmp:
+            tmp.write_bytes(b"partial")
+            os.kill(os.getpid(), signal.SIGKILL)
+    return batch_task_thumb(src, dst, opts)
+
+
 def _dies_outside(pid: int):
     if os.getpid() != pid:
         os._exit(3)  # a worker that cannot even start (say, a broken install)
