@@ -397,6 +397,24 @@ def test_an_output_name_longer_than_a_folder_takes_fails_before_any_work(tmp_pat
     assert sorted(p.name for p in out.iterdir()) == ["other.glb", "other.html"]
 
 
+@pytest.mark.parametrize("overwrite", [[], ["--overwrite"]])
+def test_a_folder_in_the_place_of_an_output_fails_its_input(tmp_path, tiny_depth_model, overwrite):
+    """OUT/b.png is a folder: b.png was 'skipped (output exists)' and the batch said all done
+    (exit 0); with --overwrite it was converted first, then failed with 'cannot write (Is a
+    directory)'.  Now it fails at once, one line naming the folder and the way out; a re-run says
+    so again (it is never taken for a finished output)."""
+    src = tmp_path / "in"
+    photo(src / "a.png"), photo(src / "b.png")
+    out = tmp_path / "out"
+    (out / "b.png").mkdir(parents=True)
+    for _ in range(2):
+        r = cli("depth", src, "-o", out, "--model", tiny_depth_model, *overwrite)
+        assert r.exit_code == 1, r.output
+        assert lines(r.output)[0] == (f"error: {out / 'b.png'}: cannot write (a folder of that name is in the way; "
+                                      "move it, or choose another -o)"), r.output
+        assert (out / "a.png").is_file() and (out / "b.png").is_dir()
+
+
 @pytest.mark.parametrize("value", ["nan", "inf", "0", "-5"])
 def test_max_megapixels_must_be_a_positive_number(tmp_path, value):
     src = photo(tmp_path / "photo.png")

@@ -191,6 +191,10 @@ def run_batch(
         if job.error:
             results[i] = Result(job.src, job.dst, Status.failed, error=job.error, given=job.given)
             say_failed(results[i], console)
+        elif job.dst.is_dir():  # not an output that exists (it was skipped as one, exit 0): in the way
+            results[i] = Result(job.src, job.dst, Status.failed, given=job.given,
+                                error=msg(job.dst, "cannot write (a folder of that name is in the way; move it, or choose another -o)"))
+            say_failed(results[i], console)
         elif not overwrite and job.dst.exists():
             if any(not p.exists() for p in job.sides):
                 finish.append(i)
