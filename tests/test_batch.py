@@ -37,7 +37,7 @@ from photo3d.errors import UsageError
 from photo3d.io import HEIF_AVAILABLE, load_image
 
 from helpers.batch_tasks import (AFTER_FIRST, THUMB, DiesInWorkers, ThumbOptions, batch_task_broken_model, batch_task_crashy,
-                                 batch_task_crashy_writing, batch_task_thumb)
+                                 batch_task_crashy_writing, batch_task_disk_full, batch_task_thumb)
 from helpers.cli import cli_command, env
 from helpers.photos import BAD, GOOD, make_album, photo, photo_rgb
 
@@ -612,6 +612,33 @@ def test_a_worker_killed_while_writing_leaves_no_temp_file(tmp_path: Path) -> No
                     progress=False)
     assert {r.src.name: r.status for r in rep.results} == {"crash.jpg": "failed", "p0.jpg": "ok", "p1.jpg": "ok"}
     assert sorted(p.name for p in out.iterdir()) == ["p0.png", "p1.png"]
+
+
+@pytest.mark.skipif(not Path("/dev/full").exists(), reason="needs /dev/full (Linux)")
+@pytest.mark.parametrize("workers", [1, pytest.param(2, marks=pytest.mark.slow)])  # slow: a process pool
+def test_a_full_disk_stops_the_batch(tmp_path: Path, workers: int) -> None:
+    """A full disk fails every output after it: the batch converted each remaining photo only to
+    fail to write it (a line each, hours on an archive).  Now the first 'No space left on device'
+    stops the batch with one line saying how to go on; the files not reached are 'not run', exit 1,
+    nothing partial is left, and a re-run (space freed) continues where it stopped."""
+    src = tmp_path / "in"
+    src.mkdir()
+    for n in ["a0.jpg", "a1.jpg", "b full.jpg", "c0.jpg", "c1.jpg", "c2.jpg"]:
+        Image.fromarray(photo_rgb(40, 30)).save(src / n)
+    out = tmp_path / "out"
+    jobs = plan_jobs([src], out, ".png")
+    task = Task("batch_task_disk_full", batch_task_disk_full, ThumbOptions())
+    executor = SequentialExecutor() if workers == 1 else PoolExecutor(workers)
+    rep = run_batch(jobs, task, executor, progress=False)
+    assert rep.fatal == (f"{out / 'b full.png'}: cannot write (No space left on device); stopped: free some space, "
+                         "then run the same command again to continue")
+    assert rep.exit_code == 1 and rep.failed == []
+    status = {r.src.name: r.status for r in rep.results}
+    assert status["b full.jpg"] == "not run" and list(status.values()).count("not run") >= 4 - workers, status
+    assert not [p for p in out.iterdir() if p.name.startswith(".")]
+    rep = run_batch(jobs, THUMB, SequentialExecutor(), progress=False)  # space freed
+    assert rep.exit_code == 0 and sorted(p.name for p in out.iterdir()) == [f"{n}.png" for n in
+                                                                           ["a0", "a1", "b full", "c0", "c1", "c2"]]
 
 
 @pytest.mark.slow  # a process pool

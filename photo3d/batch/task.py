@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import errno
 import os
 import time
 import warnings
@@ -16,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
-from ..errors import ModelError, Photo3DError, UsageError, one_line
+from ..errors import ExitCode, ModelError, OutputError, Photo3DError, UsageError, one_line
 from .result import Result, Status, msg
 
 
@@ -98,6 +99,24 @@ def _warning_lines(caught: Sequence[warnings.WarningMessage]) -> list[str]:
     return lines[:5]
 
 
+#: A write that failed for these reasons fails every output after it: a full disk, an exceeded quota, a
+#: filesystem that became read-only (the system does that after a disk error)
+_WHOLE_DISK = (errno.ENOSPC, errno.EDQUOT, errno.EROFS)
+
+
+def _disk_refuses(e: BaseException | None) -> int | None:
+    """The errno by which ``e`` (or its cause) says the disk takes no more files (the batch stops
+    rather than convert every remaining photo only to fail to write it), else None.  FFmpeg's
+    reason is a sentence: matched by its text."""
+    while e is not None:
+        if isinstance(e, OSError):
+            for code in _WHOLE_DISK:
+                if e.errno == code or os.strerror(code) in str(e):
+                    return code
+        e = e.__cause__
+    return None
+
+
 def execute(task: Task, src: Path, dst: Path, finish: bool = False) -> Result:
     """Run ``task`` on one file and describe the outcome; never raises for a bad file.
     ``finish``: run the task's ``finish`` hook instead (write the missing side files of ``dst``).
@@ -124,7 +143,12 @@ def execute(task: Task, src: Path, dst: Path, finish: bool = False) -> Result:
         if e.path is None:
             e.path = src
         fatal = e.exit_code if isinstance(e, (ModelError, UsageError)) else None
-        return Result(src, dst, Status.failed, time.perf_counter() - t0, error=str(e), fatal=fatal,
+        error = str(e)
+        if isinstance(e, OutputError) and (code := _disk_refuses(e)):  # every other output would fail the same way
+            fatal = ExitCode.failed
+            error += ("; stopped: make the disk writable again" if code == errno.EROFS else "; stopped: free some space")
+            error += ", then run the same command again to continue"
+        return Result(src, dst, Status.failed, time.perf_counter() - t0, error=error, fatal=fatal,
                       worker=_worker_id(), peak_rss_mb=_peak_rss_mb())
     except MemoryError:
         return Result(src, dst, Status.failed, time.perf_counter() - t0,

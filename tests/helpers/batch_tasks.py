@@ -50,6 +50,17 @@ def batch_task_crashy_writing(src: Path, dst: Path, opts: ThumbOptions) -> dict:
     return batch_task_thumb(src, dst, opts)
 
 
+def batch_task_disk_full(src: Path, dst: Path, opts: ThumbOptions) -> dict:
+    """Like batch_task_thumb, but writing the output of a file named *full* meets a full disk
+    (the system's own ENOSPC: /dev/full)."""
+    if "full" in src.name:
+        with atomic_output(dst) as tmp, open("/dev/full", "wb") as disk:
+            tmp.write_bytes(b"partial")
+            disk.write(b"x")
+            disk.flush()
+    return batch_task_thumb(src, dst, opts)
+
+
 def _dies_outside(pid: int):
     if os.getpid() != pid:
         os._exit(3)  # a worker that cannot even start (say, a broken install)
