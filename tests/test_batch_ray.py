@@ -191,3 +191,30 @@ def test_ray_keeps_an_existing_side_page(ray_cluster, tmp_path: Path) -> None:
     assert (out / "p.html").read_text() == "my page" and (out / "p.glb").is_file()
     assert "p.html" not in p.stderr, p.stderr
     assert json.loads((tmp_path / "s.json").read_text())["results"][0]["outputs"] == [str(out / "p.glb")]
+
+
+def test_ray_stops_at_a_full_disk_as_a_local_run_does(ray_cluster, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The driver writes what the workers send back: a full disk there failed each remaining photo
+    in turn (a local run stops at the first); now it stops the batch with the same line."""
+    import photo3d.batch.ray_executor as rx
+    from photo3d.io import atomic_output
+
+    def write(path, data):  # the system's own ENOSPC (/dev/full) for the photo named *full*
+        with atomic_output(path) as tmp:
+            tmp.write_bytes(data)
+            if "full" in Path(path).name:
+                with open("/dev/full", "wb") as disk:
+                    disk.write(b"x")
+                    disk.flush()
+
+    monkeypatch.setattr(rx, "write_bytes_atomic", write)
+    src = tmp_path / "in"
+    src.mkdir()
+    for n in ["a0.jpg", "b full.jpg", "c0.jpg", "c1.jpg", "c2.jpg", "c3.jpg"]:
+        Image.fromarray(np.random.default_rng(1).integers(0, 255, (30, 40, 3), dtype=np.uint8)).save(src / n)
+    out = tmp_path / "out"
+    rep = run_batch(plan_jobs([src], out, ".png"), THUMB, RayExecutor(workers=1), progress=False)
+    assert rep.fatal == (f"{out / 'b full.png'}: cannot write (No space left on device); stopped: free some space, "
+                         "then run the same command again to continue")
+    assert rep.exit_code == 1 and rep.failed == [] and rep.count(Status.not_run) >= 4
+    assert not [p for p in out.iterdir() if p.name.startswith(".")]

@@ -11,12 +11,12 @@ import time
 from pathlib import Path
 from typing import Any, Iterator, Sequence
 
-from ..errors import InputFileError, Photo3DError, UsageError, summarize
+from ..errors import ExitCode, InputFileError, Photo3DError, UsageError, summarize
 from ..io import input_file, write_bytes_atomic
 from .local import Executor, _first_outputs, _next_ready
 from .plan import Job
 from .result import Result, Status, msg
-from .task import Task, execute, set_threads, warm_up
+from .task import Task, disk_stop, execute, set_threads, warm_up
 
 
 def _input_bytes(src: Path) -> bytes:
@@ -201,6 +201,8 @@ class RayExecutor(Executor):
                             write_bytes_atomic(job.dst, main)
                     except Photo3DError as e:
                         r.status, r.error = Status.failed, str(e)
+                        if (stop := disk_stop(e)) is not None:  # a full disk here: stop as a local run does
+                            r.error, r.fatal = r.error + stop, ExitCode.failed
                 yield r
 
     def stop(self) -> None:

@@ -117,6 +117,16 @@ def _disk_refuses(e: BaseException | None) -> int | None:
     return None
 
 
+def disk_stop(e: BaseException) -> str | None:
+    """For a failed write (:class:`OutputError`) because the disk takes no more files: what the
+    line that stops the batch adds ("; stopped: free some space, then ..."); else None."""
+    code = _disk_refuses(e) if isinstance(e, OutputError) else None
+    if code is None:
+        return None
+    what = "make the disk writable again" if code == errno.EROFS else "free some space"
+    return f"; stopped: {what}, then run the same command again to continue"
+
+
 def execute(task: Task, src: Path, dst: Path, finish: bool = False) -> Result:
     """Run ``task`` on one file and describe the outcome; never raises for a bad file.
     ``finish``: run the task's ``finish`` hook instead (write the missing side files of ``dst``).
@@ -144,10 +154,8 @@ def execute(task: Task, src: Path, dst: Path, finish: bool = False) -> Result:
             e.path = src
         fatal = e.exit_code if isinstance(e, (ModelError, UsageError)) else None
         error = str(e)
-        if isinstance(e, OutputError) and (code := _disk_refuses(e)):  # every other output would fail the same way
-            fatal = ExitCode.failed
-            error += ("; stopped: make the disk writable again" if code == errno.EROFS else "; stopped: free some space")
-            error += ", then run the same command again to continue"
+        if (stop := disk_stop(e)) is not None:  # every other output would fail the same way
+            error, fatal = error + stop, ExitCode.failed
         return Result(src, dst, Status.failed, time.perf_counter() - t0, error=error, fatal=fatal,
                       worker=_worker_id(), peak_rss_mb=_peak_rss_mb())
     except MemoryError:
