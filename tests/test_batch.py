@@ -236,6 +236,21 @@ def test_overwrite_rewrites_and_stale_temps_are_cleaned(album: Path, tmp_path: P
     assert (out / "plain.png").stat().st_ino != ino  # replaced by rename, never written in place
 
 
+def test_a_name_that_is_not_utf8_survives_the_summary(tmp_path: Path) -> None:
+    """The summary is UTF-8 JSON; a file name that is not UTF-8 keeps each undecodable byte as a
+    \\udcXX escape, from which os.fsencode gives the name back (as the README says)."""
+    src = tmp_path / "in"
+    src.mkdir()
+    raw = os.fsencode(src) + b"/caf\xe9 \xff.jpg"
+    Image.fromarray(photo_rgb(40, 30)).save(os.fsdecode(raw))
+    summary = tmp_path / "s.json"
+    assert batch_command(THUMB, [src], tmp_path / "out", ".png", summary=summary) == 0
+    text = summary.read_bytes().decode("utf-8")  # (strict: all UTF-8)
+    assert "\\udce9 \\udcff" in text
+    (rec,) = json.loads(text)["results"]
+    assert os.fsencode(rec["input"]) == raw and os.path.isfile(os.fsencode(rec["output"]))
+
+
 def _peek_summary(src: Path, dst: Path, summary: Path) -> dict:
     """A task that reads the --summary file while the batch runs: what a kill -9 would leave."""
     seen = json.loads(summary.read_text(encoding="utf-8")) if summary.exists() else None
