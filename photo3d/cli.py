@@ -158,12 +158,30 @@ def _batch_command(command):
 
     @functools.wraps(command)
     def run(**kwargs):
+        _check_path_names(kwargs)
         batch = _batch_options(**{name: kwargs.pop(name) for name in shared})
         return command(**kwargs, batch=batch)
 
     run.__signature__ = inspect.Signature([*own, *shared.values()])
     run.__annotations__ = {p.name: p.annotation for p in run.__signature__.parameters.values()}
     return app.command(cls=_Command)(run)
+
+
+#: The arguments of the INPUT... commands that name files or folders, and how the command line says them
+_PATH_ARGS = {"inputs": "INPUT", "output": "-o", "summary": "--summary", "depth_map": "--depth", "model": "--model"}
+
+
+def _check_path_names(kwargs: dict) -> None:
+    """A usage error, before anything else, for a path the system refuses as a name at all (a part
+    longer than NAME_MAX, the whole longer than PATH_MAX): every check of it raised, and the command
+    ended in a traceback."""
+    from .io import path_too_long
+
+    for name, option in _PATH_ARGS.items():
+        value = kwargs.get(name)
+        for v in value if isinstance(value, list) else [value]:
+            if v is not None and (why := path_too_long(v)):
+                _fail(UsageError(f"{option} {printable(v)}: {why}"))
 
 
 def _batch(task, inputs, output: str, suffix: str | list[str], batch: SimpleNamespace, on_result=None,

@@ -618,6 +618,10 @@ _TEMP_NAME = re.compile(r"\.(?P<target>.+)\.(?P<pid>\d+)-(?P<host>[0-9a-f]{8})-[
 _TEMP_EXTRA = 2 + 7 + 1 + 8 + 1 + 8 + 4
 
 
+#: The longest path the system takes, terminating NUL included (Linux's PATH_MAX)
+PATH_MAX = 4096
+
+
 def name_max(folder: str | Path) -> int:
     """The longest file name (bytes) that ``folder``'s filesystem takes: NAME_MAX, 255 on most."""
     try:
@@ -645,6 +649,39 @@ def temp_stem(name: str, longest: int = 255) -> str:
             break
         head.append(ch)
     return "".join(head) + tag
+
+
+def path_too_long(path: str | Path) -> str | None:
+    """Why the system refuses ``path`` as a name at all (ENAMETOOLONG: a part longer than a file
+    name may be, the whole longer than a path may be), else None."""
+    import errno
+
+    try:
+        os.stat(path)
+    except OSError as e:
+        if e.errno != errno.ENAMETOOLONG:
+            return None
+        raw = os.fsencode(path)
+        longest = max(len(part) for part in raw.split(b"/"))
+        if longest > name_max(existing_folder(path)):
+            return f"file name too long ({longest} bytes in one name; the most is {name_max(existing_folder(path))})"
+        return f"path too long ({len(raw)} bytes)"
+    except ValueError:  # (a NUL byte: the command line cannot pass one)
+        return None
+    return None
+
+
+def existing_folder(path: str | Path) -> Path:
+    """The nearest folder above ``path`` that exists (for its filesystem's limits)."""
+    d = Path(os.path.abspath(path)).parent
+    while d.parent != d:
+        try:
+            if d.is_dir():
+                return d
+        except OSError:
+            pass
+        d = d.parent
+    return d
 
 
 def _process_started_after(pid: int, mtime: float) -> bool | None:

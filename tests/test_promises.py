@@ -415,6 +415,38 @@ def test_a_folder_in_the_place_of_an_output_fails_its_input(tmp_path, tiny_depth
         assert (out / "a.png").is_file() and (out / "b.png").is_dir()
 
 
+@pytest.mark.parametrize("where", ["INPUT", "-o", "--summary", "INPUT among others"])
+def test_a_path_the_system_refuses_as_a_name_is_a_usage_error(tmp_path, tiny_depth_model, where):
+    """A name longer than NAME_MAX (a typo, a pasted line) on the command line: every check of it
+    raised ENAMETOOLONG and the command ended in a traceback.  Now one line, exit 2, nothing written."""
+    good = photo(tmp_path / "good.png")
+    long = tmp_path / ("q" * 300 + ".png")
+    args = {"INPUT": [long, "-o", tmp_path / "out"], "-o": [good, "-o", long],
+            "--summary": [good, "-o", tmp_path / "out", "--summary", long],
+            "INPUT among others": [good, long, "-o", tmp_path / "out"]}[where]
+    r = cli("depth", *args, "--model", tiny_depth_model)
+    assert r.exit_code == 2, (r.output, r.exception)
+    assert lines(r.output) == [f"error: {where.split()[0]} {long}: file name too long (304 bytes in one name; the most is 255)"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["good.png"]
+
+
+def test_an_output_path_longer_than_the_system_takes_fails_its_input(tmp_path, tiny_depth_model):
+    """A deep input tree mirrored under a long -o: the outputs whose path passes PATH_MAX (4096
+    bytes) fail at once, one line each, the others are written (the command ended in a traceback)."""
+    deep = tmp_path / "in"
+    for i in range(16):
+        deep = deep / (f"d{i:02d}" + "x" * 240)
+    photo(deep / "photo.png")
+    photo(tmp_path / "in" / "short.png")
+    out = tmp_path / ("o" * 200)
+    far = out / deep.relative_to(tmp_path / "in") / "photo.png"
+    assert len(str(tmp_path / "in" / "x")) < 4096 <= len(str(far))
+    r = cli("depth", tmp_path / "in", "-o", out, "--model", tiny_depth_model)
+    assert r.exit_code == 1, (r.output, r.exception)
+    assert lines(r.output)[0] == f"error: {far}: cannot write (path too long: {len(str(far))} bytes, the most is 4095)"
+    assert [p.name for p in out.iterdir()] == ["short.png"]
+
+
 @pytest.mark.parametrize("value", ["nan", "inf", "0", "-5"])
 def test_max_megapixels_must_be_a_positive_number(tmp_path, value):
     src = photo(tmp_path / "photo.png")

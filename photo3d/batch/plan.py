@@ -16,7 +16,7 @@ from typing import Callable, Iterable, Iterator, Sequence
 
 from ..errors import OutputError, UsageError, printable
 from ..depth.maps import written_by_photo3d
-from ..io import IMAGE_SUFFIXES, is_image_path, name_max, stale_temp_target, temp_stem
+from ..io import PATH_MAX, IMAGE_SUFFIXES, existing_folder, is_image_path, name_max, stale_temp_target, temp_stem
 from .result import msg
 
 
@@ -378,28 +378,30 @@ def plan_outputs(inputs: Sequence[Path], output: Path, suffixes: Sequence[str], 
 def _refuse_names_too_long(jobs: Sequence[Job]) -> None:
     """Fail, before any work, the jobs with an output (or side file) whose name is longer than its
     folder's filesystem takes (NAME_MAX, 255 bytes on most: ``NAME.html`` of a 251-byte name, a
-    clash's ``NAME.jpg.glb``): it could never be written (a side file's name stopped the batch
-    with an 'internal error' line from a check whether it existed)."""
+    clash's ``NAME.jpg.glb``), or whose path is longer than the system takes (PATH_MAX): it could
+    never be written (a side file's name failed its input with an 'internal error' line, a path
+    too long ended the command in a traceback)."""
     limits: dict[Path, int] = {}
 
     def limit(folder: Path) -> int:
         if folder not in limits:
-            d = Path(os.path.abspath(folder))
-            while not d.is_dir() and d.parent != d:
-                d = d.parent
-            limits[folder] = name_max(d)
+            limits[folder] = name_max(existing_folder(folder))
         return limits[folder]
 
     for j in jobs:
         if j.error:
             continue
         for o in j.outputs:
-            size = len(os.fsencode(o.name))
-            if size > 255 or size > limit(o.parent):
-                also = "" if o == j.dst else f"; {printable(j.dst)} not written either"
-                j.error = msg(o, f"cannot write (file name too long: {size} bytes, the folder takes at most "
-                                 f"{min(255, limit(o.parent))}){also}")
-                break
+            size, whole = len(os.fsencode(o.name)), len(os.fsencode(str(o)))
+            if whole >= PATH_MAX:  # (a deep input tree mirrored under a long -o)
+                reason = f"path too long: {whole} bytes, the most is {PATH_MAX - 1}"
+            elif size > limit(o.parent):
+                reason = f"file name too long: {size} bytes, the folder takes at most {limit(o.parent)}"
+            else:
+                continue
+            also = "" if o == j.dst else f"; {printable(j.dst)} not written either"
+            j.error = msg(o, f"cannot write ({reason}){also}")
+            break
 
 
 def _file_id(path: Path) -> tuple[int, int] | None:
@@ -472,7 +474,8 @@ def check_writable(jobs: Sequence[Job], summary: Path | None = None, output: str
 
     if summary is not None and Path(summary).is_dir():
         raise UsageError(f"--summary {printable(summary)}: is a folder; give a file name")
-    folders = [(o.parent, f"-o {printable(output)}: " if output is not None else "") for j in jobs for o in j.outputs]
+    folders = [(o.parent, f"-o {printable(output)}: " if output is not None else "")
+               for j in jobs if not j.error for o in j.outputs]  # (a failed job writes nothing)
     if summary is not None:
         folders.append((Path(summary).parent, f"--summary {printable(summary)}: "))
     probed: set[Path] = set()
