@@ -748,12 +748,26 @@ def _remove_empty(folders: list[Path]) -> None:
             return
 
 
+def _to_disk(path: Path) -> None:
+    """Wait until ``path``'s data is on the disk (whoever wrote it: Pillow, FFmpeg).  Without it a
+    rename can reach the disk before the data does, and a power cut leaves the final name on an
+    empty file; a write error that a network filesystem reports late (NFS: a full disk) is raised
+    here, while the output can still be refused."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
 @contextlib.contextmanager
 def atomic_output(path: str | Path) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; on success rename it over ``path``.
 
     A crash, Ctrl-C or ``kill -9`` leaves at most a hidden ``.NAME.<pid>-<host>-XXXX.tmp`` file,
-    never a partial output under the final name (see :func:`stale_temp_target`); a failure or
+    never a partial output under the final name (see :func:`stale_temp_target`); the data is on
+    the disk (fsync) before the rename, so a power cut or a kernel crash cannot leave an empty or
+    partial file under the final name either, for a re-run to skip as done; a failure or
     Ctrl-C also removes the folders this call created for ``path`` while they are empty.  Any OS
     error while writing (a full disk, a read-only folder) is an :class:`OutputError` naming ``path``.
     """
@@ -779,6 +793,7 @@ def atomic_output(path: str | Path) -> Iterator[Path]:
     try:
         os.chmod(tmp_path, 0o666 & ~_UMASK)  # mkstemp makes 0600; outputs get the usual permissions
         yield tmp_path
+        _to_disk(tmp_path)
         os.replace(tmp_path, path)
     except BaseException as e:
         with contextlib.suppress(OSError):

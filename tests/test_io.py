@@ -730,3 +730,26 @@ def test_cli_usage_errors_exit_2(tmp_path, tiny_depth_model):
         assert r.output.strip() == (f"error: --jobs must be a number of worker processes (1 or more), or 0 for one "
                                     f"per CPU; not {jobs}"), r.output
     assert not (tmp_path / "x.png").exists()
+
+
+def test_an_output_is_on_the_disk_before_it_gets_its_name(tmp_path, monkeypatch):
+    """The temp file is fsync'ed before the rename: without it the rename can reach the disk first,
+    and a power cut left an empty or partial file under the final name (that a re-run skips as
+    done).  Whoever wrote the temp (Pillow, FFmpeg), its data is synced."""
+    events = []
+    real_fsync, real_replace = os.fsync, os.replace
+
+    def fsync(fd):
+        events.append(("fsync", os.path.basename(os.readlink(f"/proc/self/fd/{fd}"))))
+        return real_fsync(fd)
+
+    def replace(a, b):
+        events.append(("replace", os.path.basename(a)))
+        return real_replace(a, b)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    monkeypatch.setattr(os, "replace", replace)
+    write_bytes_atomic(tmp_path / "a.glb", b"whole")
+    (synced,), (renamed,) = [n for e, n in events if e == "fsync"], [n for e, n in events if e == "replace"]
+    assert events.index(("fsync", synced)) < events.index(("replace", renamed)) and synced == renamed
+    assert (tmp_path / "a.glb").read_bytes() == b"whole"
