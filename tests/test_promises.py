@@ -447,6 +447,23 @@ def test_an_output_path_longer_than_the_system_takes_fails_its_input(tmp_path, t
     assert [p.name for p in out.iterdir()] == ["short.png"]
 
 
+def test_an_empty_output_is_written_again_not_skipped(tmp_path, tiny_depth_model):
+    """An empty file under an output's name is never a finished output (what a crash left, before
+    outputs were synced to the disk, or another program): a re-run skipped it as done ('1 skipped
+    (output exists)', exit 0).  Now it is written again, with a warning line saying so."""
+    src = tmp_path / "in"
+    photo(src / "a.png"), photo(src / "b.png")
+    out = tmp_path / "out"
+    assert cli("depth", src, "-o", out, "--model", tiny_depth_model).exit_code == 0
+    (out / "b.png").write_bytes(b"")
+    kept = (out / "a.png").stat().st_mtime_ns
+    r = cli("depth", src, "-o", out, "--model", tiny_depth_model)
+    assert r.exit_code == 0, r.output
+    assert lines(r.output)[0] == f"warning: {out / 'b.png'}: exists but is empty (cut short by a crash?); written again"
+    assert Image.open(out / "b.png").size == Image.open(src / "b.png").size
+    assert (out / "a.png").stat().st_mtime_ns == kept and "1 skipped (output exists)" in r.output
+
+
 @pytest.mark.parametrize("value", ["nan", "inf", "0", "-5"])
 def test_max_megapixels_must_be_a_positive_number(tmp_path, value):
     src = photo(tmp_path / "photo.png")

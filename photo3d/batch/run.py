@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import signal
+import stat
 import threading
 import time
 from dataclasses import dataclass
@@ -35,6 +37,13 @@ from .task import Task, execute
 
 def _sigterm_to_interrupt(signum, frame):  # noqa: ARG001
     raise KeyboardInterrupt
+
+
+def _stat(path: Path) -> os.stat_result | None:
+    try:
+        return os.stat(path)
+    except (OSError, ValueError):
+        return None
 
 
 def check_jobs(jobs: int) -> None:
@@ -191,17 +200,20 @@ def run_batch(
         if job.error:
             results[i] = Result(job.src, job.dst, Status.failed, error=job.error, given=job.given)
             say_failed(results[i], console)
-        elif job.dst.is_dir():  # not an output that exists (it was skipped as one, exit 0): in the way
+        elif (st := _stat(job.dst)) is not None and stat.S_ISDIR(st.st_mode):  # not an output that exists (it
+            # was skipped as one, exit 0): in the way
             results[i] = Result(job.src, job.dst, Status.failed, given=job.given,
                                 error=msg(job.dst, "cannot write (a folder of that name is in the way; move it, or choose another -o)"))
             say_failed(results[i], console)
-        elif not overwrite and job.dst.exists():
+        elif not overwrite and st is not None and not (stat.S_ISREG(st.st_mode) and st.st_size == 0):
             if any(not p.exists() for p in job.sides):
                 finish.append(i)
                 continue
-            size = job.dst.stat().st_size if job.dst.is_file() else 0
-            results[i] = Result(job.src, job.dst, Status.skipped, bytes=size)
+            results[i] = Result(job.src, job.dst, Status.skipped, bytes=st.st_size if stat.S_ISREG(st.st_mode) else 0)
         else:
+            if not overwrite and st is not None:  # never a finished output: what a crash left (an older photo3d's,
+                # or another program's), once skipped as done
+                say(console, msg(job.dst, "exists but is empty (cut short by a crash?); written again"), "warning")
             todo.append(job)
             index[(str(job.src), str(job.dst))] = i
     remove_stale_temps(jobs)
