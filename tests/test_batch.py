@@ -251,6 +251,41 @@ def test_a_name_that_is_not_utf8_survives_the_summary(tmp_path: Path) -> None:
     assert os.fsencode(rec["input"]) == raw and os.path.isfile(os.fsencode(rec["output"]))
 
 
+class _SecondCtrlC(SequentialExecutor):
+    """Ctrl-C pressed again while the batch stops its workers (an impatient double press)."""
+
+    def stop(self) -> None:
+        os.kill(os.getpid(), signal.SIGINT)
+        super().stop()
+
+
+def test_a_second_ctrl_c_while_stopping_still_says_so_and_writes_the_summary(tmp_path: Path,
+                                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    """Ctrl-C twice: the second came while the workers were being stopped, and the command ended
+    there (exit 130, or killed by SIGINT) without the 'interrupted' line, without the lines of the
+    files done, and without writing the summary.  Now a batch that is stopping finishes its stop."""
+    import photo3d.batch.run as run_module
+
+    srcs = [photo(tmp_path / "in" / f"p{i}.png") for i in range(3)]
+    monkeypatch.setattr(run_module, "make_executor", lambda *a, **k: _SecondCtrlC())
+    text = io.StringIO()
+    summary = tmp_path / "s.json"
+
+    def first_ctrl_c(r) -> None:  # pressed once the first photo is done
+        raise KeyboardInterrupt
+
+    try:
+        code = batch_command(THUMB, srcs, tmp_path / "out", ".png", summary=summary, on_result=first_ctrl_c,
+                             console=Console(file=text, width=200), progress=False)
+    except KeyboardInterrupt:
+        pytest.fail("the second Ctrl-C ended the batch before it said so and wrote the summary")
+    assert code == 130
+    assert text.getvalue().splitlines()[-1] == "interrupted: run the same command again to continue where it stopped"
+    data = json.loads(summary.read_text())
+    assert data["interrupted"] is True and data["counts"] == {"ok": 1, "skipped": 0, "failed": 0, "not run": 2}
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # (Ctrl-C works again afterwards)
+
+
 def _peek_summary(src: Path, dst: Path, summary: Path) -> dict:
     """A task that reads the --summary file while the batch runs: what a kill -9 would leave."""
     seen = json.loads(summary.read_text(encoding="utf-8")) if summary.exists() else None

@@ -75,6 +75,23 @@ def _die_with_parent() -> None:
 STOP_SIGNALS = tuple(getattr(signal, name) for name in ("SIGTERM", "SIGHUP") if hasattr(signal, name))
 
 
+@contextlib.contextmanager
+def stop_signals_ignored() -> Iterator[None]:
+    """Ctrl-C, ``kill`` and a hang-up ignored meanwhile (in the main thread): a batch that is
+    already stopping ends its workers, removes their temp files, says so and writes its summary
+    whatever is pressed again (a second Ctrl-C while the workers were stopped ended the command
+    without a word, the summary not written)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    old = {sig: signal.signal(sig, signal.SIG_IGN) for sig in (signal.SIGINT, *STOP_SIGNALS)}
+    try:
+        yield
+    finally:
+        for sig, handler in old.items():
+            signal.signal(sig, handler)
+
+
 _IN_TASK = False
 
 

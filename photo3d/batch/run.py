@@ -29,7 +29,7 @@ from rich.progress import (
 from ..defaults import Engine
 from ..errors import ExitCode, Photo3DError, UsageError, printable, stderr_console
 from ..io import write_bytes_atomic
-from .local import STOP_SIGNALS, Executor, PoolExecutor, SequentialExecutor, available_cpus
+from .local import STOP_SIGNALS, Executor, PoolExecutor, SequentialExecutor, available_cpus, stop_signals_ignored
 from .plan import Job, PlanNotes, check_reads, check_summary_path, check_writable, plan_outputs, remove_stale_temps
 from .result import Result, Status, msg
 from .task import Task, execute
@@ -274,9 +274,10 @@ def run_batch(
             interrupted = True
         finally:
             if interrupted or fatal:
-                executor.stop()
-                with contextlib.suppress(BaseException):
-                    stream.close()
+                with stop_signals_ignored():  # (a second Ctrl-C here left no line and no summary)
+                    executor.stop()
+                    with contextlib.suppress(BaseException):
+                        stream.close()
             else:
                 stream.close()
                 executor.close()
@@ -395,11 +396,14 @@ def batch_command(
                 say(console, str(e))
                 return int(ExitCode.failed)
         report = run_batch(plan, task, executor, console=console, overwrite=overwrite, on_result=on_result, progress=progress)
-        print_report(report, console, task.done)
-    if summary is not None:
-        try:
-            report.write_summary(summary, command)
-        except Photo3DError as e:
-            say(console, str(e))
-            return int(ExitCode.failed)
+    # a batch that was stopped says so and writes its summary whatever is pressed again meanwhile
+    with stop_signals_ignored() if report.interrupted else contextlib.nullcontext():
+        if plan:
+            print_report(report, console, task.done)
+        if summary is not None:
+            try:
+                report.write_summary(summary, command)
+            except Photo3DError as e:
+                say(console, str(e))
+                return int(ExitCode.failed)
     return int(report.exit_code)
