@@ -286,6 +286,19 @@ def test_a_second_ctrl_c_while_stopping_still_says_so_and_writes_the_summary(tmp
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # (Ctrl-C works again afterwards)
 
 
+def test_the_temp_file_of_a_summary_cut_short_is_removed_by_the_next_run(tmp_path: Path) -> None:
+    """A run killed while it wrote its summary (seconds for millions of records) left the summary's
+    hidden temp file beside it for good: the stale temp files removed were those of the outputs."""
+    summary = tmp_path / "report" / "s.json"
+    summary.parent.mkdir()
+    code = "import os, sys; from photo3d.io import atomic_output\n" \
+           "with atomic_output(sys.argv[1]) as t:\n t.write_bytes(b'{\"photo3d\"'); os.kill(os.getpid(), 9)"
+    subprocess.run([sys.executable, "-c", code, str(summary)], env=env(), timeout=60)
+    (stale,) = summary.parent.glob(".s.json.*.tmp")
+    assert batch_command(THUMB, [photo(tmp_path / "in" / "a.png")], tmp_path / "out", ".png", summary=summary) == 0
+    assert sorted(p.name for p in summary.parent.iterdir()) == ["s.json"]
+
+
 def _peek_summary(src: Path, dst: Path, summary: Path) -> dict:
     """A task that reads the --summary file while the batch runs: what a kill -9 would leave."""
     seen = json.loads(summary.read_text(encoding="utf-8")) if summary.exists() else None

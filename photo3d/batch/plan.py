@@ -507,15 +507,15 @@ def folder_hint(output: str | Path) -> str:
     return f"; to write into a folder of that name, end it with /: -o {printable(output)}/"
 
 
-def remove_stale_temps(jobs: Sequence[Job]) -> int:
+def remove_stale_temps(jobs: Sequence[Job], also: Sequence[Path] = ()) -> int:
     """Delete the hidden temp files that an interrupted run left beside planned outputs and their
-    side files (see :func:`photo3d.io.atomic_output`).  Only provably stale ones: written on this
-    machine by a process that is gone; the live temp files of a run still writing into the same
-    folder are left alone.  Only touches the output folders."""
+    side files, and beside the files in ``also`` (the ``--summary`` file: one of millions of
+    records takes seconds to write) (see :func:`photo3d.io.atomic_output`).  Only provably stale
+    ones: written on this machine by a process that is gone; the live temp files of a run still
+    writing into the same folder are left alone.  Only touches the folders of those files."""
     names: dict[Path, set[str]] = {}
-    for j in jobs:
-        for o in j.outputs:
-            names.setdefault(o.parent, set()).add(o.name)
+    for o in [o for j in jobs for o in j.outputs] + [Path(p) for p in also]:
+        names.setdefault(o.parent, set()).add(o.name)
     removed = 0
     for parent, outputs in names.items():
         try:

@@ -390,6 +390,7 @@ def batch_command(
         report = BatchReport([], fatal="no images found")
     else:
         if summary is not None:  # (the one from an earlier run goes now: a killed run leaves "finished": null)
+            remove_stale_temps([], also=[Path(summary)])  # (a run killed while writing it left its temp file)
             try:
                 write_summary(Path(summary), unfinished_summary(len(plan), executor.name, command))
             except Photo3DError as e:
