@@ -76,20 +76,26 @@ STOP_SIGNALS = tuple(getattr(signal, name) for name in ("SIGTERM", "SIGHUP") if 
 
 
 @contextlib.contextmanager
-def stop_signals_ignored() -> Iterator[None]:
+def signals_handled(signals: Sequence[int], handler) -> Iterator[None]:
+    """``signals`` go to ``handler`` meanwhile, then back to what they were (only the main thread
+    may set handlers: elsewhere nothing changes)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    old = {sig: signal.signal(sig, handler) for sig in signals}
+    try:
+        yield
+    finally:
+        for sig, previous in old.items():
+            signal.signal(sig, previous)
+
+
+def stop_signals_ignored() -> contextlib.AbstractContextManager[None]:
     """Ctrl-C, ``kill`` and a hang-up ignored meanwhile (in the main thread): a batch that is
     already stopping ends its workers, removes their temp files, says so and writes its summary
     whatever is pressed again (a second Ctrl-C while the workers were stopped ended the command
     without a word, the summary not written)."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    old = {sig: signal.signal(sig, signal.SIG_IGN) for sig in (signal.SIGINT, *STOP_SIGNALS)}
-    try:
-        yield
-    finally:
-        for sig, handler in old.items():
-            signal.signal(sig, handler)
+    return signals_handled((signal.SIGINT, *STOP_SIGNALS), signal.SIG_IGN)
 
 
 _IN_TASK = False

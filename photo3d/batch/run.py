@@ -5,14 +5,12 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import signal
 import stat
-import threading
 import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Callable, Iterator, Sequence
+from typing import Any, Callable, Sequence
 
 from rich.console import Console
 from rich.markup import escape
@@ -29,7 +27,8 @@ from rich.progress import (
 from ..defaults import Engine
 from ..errors import ExitCode, Photo3DError, UsageError, printable, stderr_console
 from ..io import write_bytes_atomic
-from .local import STOP_SIGNALS, Executor, PoolExecutor, SequentialExecutor, available_cpus, stop_signals_ignored
+from .local import (STOP_SIGNALS, Executor, PoolExecutor, SequentialExecutor, available_cpus, signals_handled,
+                    stop_signals_ignored)
 from .plan import Job, PlanNotes, check_reads, check_summary_path, check_writable, plan_outputs, remove_stale_temps
 from .result import Result, Status, msg
 from .task import Task, execute
@@ -136,27 +135,15 @@ def unfinished_summary(inputs: int, engine: str, command: str | None = None) -> 
     """The summary a run writes before it starts: ``finished`` null, every input not run yet, no
     records.  A run that is killed outright (``kill -9``, the out-of-memory killer) cannot write its
     own, and must not leave an earlier run's summary to be read as its outcome."""
-    from .. import __version__
-
-    counts = {s.value: 0 for s in Status}
-    counts[Status.not_run.value] = inputs
-    return {"photo3d": __version__, "command": command, "engine": engine, "workers": 0, "finished": None,
-            "seconds": None, "interrupted": None, "fatal": None, "counts": counts, "peak_rss_mb_per_worker": {},
-            "results": []}
+    summary = BatchReport([], engine=engine, workers=0).summary(command)
+    summary.update(finished=None, seconds=None, interrupted=None)
+    summary["counts"][Status.not_run.value] = inputs
+    return summary
 
 
 
-@contextlib.contextmanager
-def _sigterm_as_interrupt() -> Iterator[None]:
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    old = {sig: signal.signal(sig, _sigterm_to_interrupt) for sig in STOP_SIGNALS}
-    try:
-        yield
-    finally:
-        for sig, handler in old.items():
-            signal.signal(sig, handler)
+def _sigterm_as_interrupt() -> contextlib.AbstractContextManager[None]:
+    return signals_handled(STOP_SIGNALS, _sigterm_to_interrupt)
 
 
 def say(console: Console, text: str, kind: str = "error") -> None:
