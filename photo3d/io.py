@@ -249,14 +249,19 @@ def _is_frame_header(kind: int) -> bool:
 _JPEG_LOSSLESS, _JPEG_HIERARCHICAL = (0xC3, 0xC7, 0xCB, 0xCF), (0xC5, 0xC6, 0xC7, 0xCD, 0xCE, 0xCF)
 
 
+def _libjpeg_turbo() -> str:
+    """The version of Pillow's libjpeg-turbo ("" for another JPEG library)."""
+    from PIL import features
+
+    return features.version_feature("libjpeg_turbo") or ""
+
+
 def _reads_lossless_jpeg() -> bool:
     """Whether Pillow's JPEG library decodes lossless (SOF3) JPEGs: libjpeg-turbo does from 3.0
     on (Pillow 13's wheels: 3.2); with 2.x (Pillow 10.0's wheels: 2.1.5.1) or IJG libjpeg, Pillow
     opens one and its decoding fails ('broken data stream when reading image file')."""
-    from PIL import features
-
-    version = features.version_feature("libjpeg_turbo") or ""
-    return version.split(".")[0].isdigit() and int(version.split(".")[0]) >= 3
+    major = _libjpeg_turbo().split(".")[0]
+    return major.isdigit() and int(major) >= 3
 
 
 def _unsupported_jpeg(path: Path) -> str | None:
@@ -297,9 +302,7 @@ def _unsupported_jpeg(path: Path) -> str | None:
 
 def _unsupported_jpeg_text(held: str) -> str:
     if held == "lossless":  # 8-bit: a newer JPEG library reads it
-        from PIL import features
-
-        turbo = features.version_feature("libjpeg_turbo")
+        turbo = _libjpeg_turbo()
         lib = f"libjpeg-turbo {turbo}" if turbo else "JPEG library"
         return (f"unsupported JPEG (lossless): this Pillow's {lib} does not read it (libjpeg-turbo 3.0 and later "
                 "do: pip install -U pillow), or save it as PNG or TIFF")
@@ -662,9 +665,9 @@ def path_too_long(path: str | Path) -> str | None:
         if e.errno != errno.ENAMETOOLONG:
             return None
         raw = os.fsencode(path)
-        longest = max(len(part) for part in raw.split(b"/"))
-        if longest > name_max(existing_folder(path)):
-            return f"file name too long ({longest} bytes in one name; the most is {name_max(existing_folder(path))})"
+        longest, most = max(len(part) for part in raw.split(b"/")), name_max(existing_folder(path))
+        if longest > most:
+            return f"file name too long ({longest} bytes in one name; the most is {most})"
         return f"path too long ({len(raw)} bytes)"
     except ValueError:  # (a NUL byte: the command line cannot pass one)
         return None

@@ -195,7 +195,10 @@ def render_frames(glb: bytes, suffix: str, opts: ShareOptions, timings: dict | N
         notes.append(f"rendered at {out_w}x{h}: a WebP frame is at most {WEBP_MAX_SIDE} px a side, not {w0}x{h0}")
     if suffix.lower() == ".mp4" and _macroblocks(out_w, h) > H264_MAX_MACROBLOCKS:
         fit = min(at, int(at * (H264_MAX_MACROBLOCKS / _macroblocks(out_w, h)) ** 0.5) + 16) // 2 * 2
-        while fit > 16 and _macroblocks(*frame(fit)[:0:-1]) > H264_MAX_MACROBLOCKS:  # (the largest that fits)
+        while fit > 16:  # the largest that fits
+            _, fit_h, fit_w = frame(fit)
+            if _macroblocks(fit_w, fit_h) <= H264_MAX_MACROBLOCKS:
+                break
             fit -= 2
         notes.append(f"{out_w}x{h} is beyond H.264's largest level (6.2: {H264_MAX_MACROBLOCKS:,} macroblocks, "
                      f"e.g. 8192x4352): players that decode in hardware may refuse it; --size {fit} keeps within")
