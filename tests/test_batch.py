@@ -715,3 +715,34 @@ def test_workers_that_cannot_start_stop_the_batch(tmp_path: Path) -> None:
                     progress=False)
     assert rep.fatal and "keep dying" in rep.fatal and rep.exit_code == 1
     assert rep.count("ok") == 0
+
+
+# a stop signal raised in the process while the inputs are walked (a huge tree: minutes), before any photo
+_STOPPED_IN_THE_SCAN = """import os, signal, sys
+walk, sig = os.walk, getattr(signal, sys.argv.pop(1))
+def walking(*args, **kwargs):
+    for i, step in enumerate(walk(*args, **kwargs)):
+        if i == 1:
+            signal.raise_signal(sig)
+        yield step
+os.walk = walking
+from photo3d.cli import app
+app(prog_name="photo3d")
+"""
+
+
+@pytest.mark.parametrize("sig", ["SIGINT", "SIGTERM"])
+def test_a_batch_stopped_while_it_looks_for_photos_says_so(tmp_path: Path, sig: str) -> None:
+    """Ctrl-C (or kill) during the walk of the input folders, before any photo was converted: the
+    command ended with exit 130 and not a word (kill: no 130 either).  Now it says it in one line,
+    and leaves nothing: no output folder, no probe or temp file, an earlier --summary untouched."""
+    src = make_album(tmp_path / "album")
+    summary = tmp_path / "s.json"
+    summary.write_text('{"earlier": true}\n')
+    out = tmp_path / "out"
+    p = subprocess.run([sys.executable, "-c", _STOPPED_IN_THE_SCAN, sig, "depth", str(src), "-o", str(out),
+                        "--summary", str(summary)], capture_output=True, text=True, env=env(), timeout=300)
+    assert p.returncode == 130, p.stderr
+    assert p.stderr.splitlines() == ["interrupted while looking for photos, before any was converted: nothing was written"]
+    assert sorted(x.name for x in tmp_path.iterdir()) == ["album", "s.json"]
+    assert summary.read_text() == '{"earlier": true}\n'

@@ -490,8 +490,10 @@ def check_writable(jobs: Sequence[Job], summary: Path | None = None, output: str
             raise OutputError(f"{option}cannot write into {printable(folder)} ({printable(d)} is a file)")
         try:
             fd, name = tempfile.mkstemp(prefix=".photo3d-probe-", dir=d)
-            os.close(fd)
-            os.unlink(name)
+            try:  # (gone also when Ctrl-C comes meanwhile)
+                os.close(fd)
+            finally:
+                os.unlink(name)
         except OSError as e:
             reason = e.strerror or str(e)
             where = None if d == Path(os.path.abspath(folder)) else printable(d)  # (the nearest existing folder above)

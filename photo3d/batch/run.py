@@ -146,6 +146,10 @@ def _sigterm_as_interrupt() -> contextlib.AbstractContextManager[None]:
     return signals_handled(STOP_SIGNALS, _sigterm_to_interrupt)
 
 
+#: Ctrl-C (kill, a hang-up) before a batch starts: while its inputs are walked, before anything is written
+INTERRUPTED_BEFORE = "interrupted while looking for photos, before any was converted: nothing was written"
+
+
 def say(console: Console, text: str, kind: str = "error") -> None:
     """Print one message line: ``error: ...`` / ``warning: ...`` (control characters escaped)."""
     colour = {"error": "red", "warning": "yellow"}.get(kind)
@@ -358,32 +362,52 @@ def batch_command(
     that file), and skips existing outputs for folders and several inputs (resume).
     Several ``suffix`` values: one job per input and suffix (each output resumes on its own)."""
     console = console or stderr_console()  # (the process's one: a video's bar nests under the batch's)
-    notes = PlanNotes()
-    plan = plan_outputs(inputs, output, [suffix] if isinstance(suffix, str) else suffix, globs, task.planned_outputs(), notes)
-    reads = task.read_files()
-    check_reads(plan, reads)
-    if summary is not None:
-        check_summary_path(Path(summary), plan, reads)
-    check_writable(plan, None if summary is None else Path(summary), output)
-    overwrite = rewrites(inputs, overwrite)
-    executor = make_executor(engine, jobs, address, warn=lambda line: say(console, line, "warning"))
-    if not plan:
-        notes.empty = []  # (the error below says it)
-    for line in notes.warnings(globs):
-        say(console, line, "warning")
+    executor: Executor | None = None
+    try:  # (Ctrl-C, kill or a hang-up while a huge tree is walked: one line, nothing written)
+        with _sigterm_as_interrupt():
+            notes = PlanNotes()
+            plan = plan_outputs(inputs, output, [suffix] if isinstance(suffix, str) else suffix, globs,
+                                task.planned_outputs(), notes)
+            reads = task.read_files()
+            check_reads(plan, reads)
+            if summary is not None:
+                check_summary_path(Path(summary), plan, reads)
+            check_writable(plan, None if summary is None else Path(summary), output)
+            overwrite = rewrites(inputs, overwrite)
+            executor = make_executor(engine, jobs, address, warn=lambda line: say(console, line, "warning"))
+            if not plan:
+                notes.empty = []  # (the error below says it)
+            for line in notes.warnings(globs):
+                say(console, line, "warning")
+    except KeyboardInterrupt:
+        with stop_signals_ignored():
+            if executor is not None:
+                with contextlib.suppress(BaseException):
+                    executor.stop()
+            console.print(INTERRUPTED_BEFORE, highlight=False, soft_wrap=True)
+        return int(ExitCode.interrupted)
     if not plan:  # nothing to do is a failure: a wrong folder or --glob, not a success
         say(console, f"no images found in {', '.join(map(str, inputs))}"
             + (f" matching {' or '.join(globs)}" if globs else ""))
         report = BatchReport([], fatal="no images found")
     else:
-        if summary is not None:  # (the one from an earlier run goes now: a killed run leaves "finished": null)
-            remove_stale_temps([], also=[Path(summary)])  # (a run killed while writing it left its temp file)
-            try:
-                write_summary(Path(summary), unfinished_summary(len(plan), executor.name, command))
-            except Photo3DError as e:
-                say(console, str(e))
-                return int(ExitCode.failed)
-        report = run_batch(plan, task, executor, console=console, overwrite=overwrite, on_result=on_result, progress=progress)
+        try:
+            with _sigterm_as_interrupt():
+                if summary is not None:  # (the one from an earlier run goes now: a killed run leaves "finished": null)
+                    remove_stale_temps([], also=[Path(summary)])  # (a run killed while writing it left its temp file)
+                    try:
+                        write_summary(Path(summary), unfinished_summary(len(plan), executor.name, command))
+                    except Photo3DError as e:
+                        say(console, str(e))
+                        return int(ExitCode.failed)
+                report = run_batch(plan, task, executor, console=console, overwrite=overwrite, on_result=on_result,
+                                   progress=progress)
+        except KeyboardInterrupt:  # before the batch's own stop could (the existing outputs were being looked up)
+            with stop_signals_ignored():
+                with contextlib.suppress(BaseException):
+                    executor.stop()
+            report = BatchReport([Result(j.src, j.dst, Status.not_run) for j in plan], engine=executor.name,
+                                 workers=0, interrupted=True)
     # a batch that was stopped says so and writes its summary whatever is pressed again meanwhile
     with stop_signals_ignored() if report.interrupted else contextlib.nullcontext():
         if plan:
