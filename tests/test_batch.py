@@ -38,13 +38,22 @@ from photo3d.io import HEIF_AVAILABLE, load_image
 
 from helpers.batch_tasks import (AFTER_FIRST, THUMB, DiesInWorkers, ThumbOptions, batch_task_broken_model, batch_task_crashy,
                                  batch_task_crashy_writing, batch_task_disk_full, batch_task_thumb)
-from helpers.cli import cli_command, env
+from helpers.cli import cli_command, env, pool_cli_command
 from helpers.photos import BAD, GOOD, make_album, photo, photo_rgb
 
 
 @pytest.fixture()
 def album(tmp_path: Path) -> Path:
     return make_album(tmp_path / "album")
+
+
+def _cpus_for(workers: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``jobs=workers`` starts that many worker processes on any machine: ``--jobs`` is lowered to the
+    CPUs this process may use, so on one CPU the pool tests ran one process and tested nothing."""
+    import photo3d.batch.run
+
+    cpus = photo3d.batch.run.available_cpus
+    monkeypatch.setattr(photo3d.batch.run, "available_cpus", lambda: max(cpus(), workers))
 
 
 def _snapshot(root: Path) -> dict[str, tuple[int, int, bytes]]:
@@ -182,7 +191,9 @@ def test_one_real_file_reached_twice_is_converted_once(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("workers", [1, pytest.param(2, marks=pytest.mark.slow)])  # slow: a process pool
-def test_good_files_convert_bad_files_are_named(album: Path, tmp_path: Path, workers: int) -> None:
+def test_good_files_convert_bad_files_are_named(album: Path, tmp_path: Path, workers: int,
+                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    _cpus_for(workers, monkeypatch)
     before = _snapshot(album)
     out = tmp_path / "out"
     summary = tmp_path / "report" / "summary.json"
@@ -195,6 +206,7 @@ def test_good_files_convert_bad_files_are_named(album: Path, tmp_path: Path, wor
         assert Image.open(out / Path(g).with_suffix(".png")).size == (32, 32)
     data = json.loads(summary.read_text(encoding="utf-8"))
     assert data["counts"] == {"ok": len(GOOD), "skipped": 0, "failed": len(BAD), "not run": 0}
+    first_run_workers = data["workers"]
     recs = {Path(r["input"]).relative_to(album).as_posix(): r for r in data["results"]}
     assert set(recs) == set(GOOD) | set(BAD)
     for g in GOOD:
@@ -215,6 +227,7 @@ def test_good_files_convert_bad_files_are_named(album: Path, tmp_path: Path, wor
     assert _snapshot(out) == snap
     data = json.loads(summary.read_text(encoding="utf-8"))
     assert data["counts"]["skipped"] == len(GOOD) and data["counts"]["failed"] == len(BAD)
+    assert first_run_workers == workers
 
 
 def test_overwrite_rewrites_and_stale_temps_are_cleaned(album: Path, tmp_path: Path) -> None:
@@ -336,7 +349,7 @@ def test_pool_results_keep_planned_order_and_report_workers(album: Path, tmp_pat
 
 
 @pytest.mark.slow  # a process pool
-def test_pool_starts_an_inputs_other_outputs_after_its_first(tmp_path: Path) -> None:
+def test_pool_starts_an_inputs_other_outputs_after_its_first(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """``--format glb --format mp4 --jobs 2``: each photo's video is made from its finished GLB,
     never while the GLB is still being made by the other worker (a second conversion)."""
     srcs = [tmp_path / "in" / f"{n}.png" for n in "abc"]
@@ -344,7 +357,9 @@ def test_pool_starts_an_inputs_other_outputs_after_its_first(tmp_path: Path) -> 
         p.parent.mkdir(exist_ok=True)
         Image.fromarray(photo_rgb(40, 30, seed=i)).save(p)
     summary = tmp_path / "s.json"
+    _cpus_for(2, monkeypatch)
     assert batch_command(AFTER_FIRST, [tmp_path / "in"], tmp_path / "out", [".png", ".txt"], jobs=2, summary=summary) == 0
+    assert json.loads(summary.read_text())["workers"] == 2
     records = json.loads(summary.read_text())["results"]
     assert sorted(r["output"] for r in records) == sorted(str(tmp_path / "out" / f"{n}{s}") for n in "abc" for s in (".png", ".txt"))
     assert all(r["status"] == "ok" for r in records)
@@ -469,7 +484,7 @@ def test_cli_depth_folder_with_bad_files(album: Path, tmp_path: Path) -> None:
     out = tmp_path / "depth out"
     summary = tmp_path / "s.json"
     p = subprocess.run(
-        cli_command("depth", str(album), "-o", str(out), "--jobs", "2", "--summary", str(summary)),
+        pool_cli_command(2, "depth", str(album), "-o", str(out), "--jobs", "2", "--summary", str(summary)),
         capture_output=True, text=True, timeout=600,
     )
     assert p.returncode == 1, p.stderr
@@ -483,6 +498,7 @@ def test_cli_depth_folder_with_bad_files(album: Path, tmp_path: Path) -> None:
         assert im.size == (src.width, src.height)
     data = json.loads(summary.read_text(encoding="utf-8"))
     assert data["counts"] == {"ok": len(GOOD), "skipped": 0, "failed": len(BAD), "not run": 0}
+    assert data["workers"] == 2
 
 
 def _outputs(root: Path) -> list[Path]:
@@ -516,7 +532,7 @@ def _resume_after_kill(tmp_path: Path, command: list[str], suffix: str, check, n
         sub.mkdir(parents=True, exist_ok=True)
         Image.fromarray(photo_rgb(224, 168, seed=i)).save(sub / f"photo {i:02d}.jpg", quality=90)
     out = tmp_path / "out"
-    args = cli_command(*command, str(src), "-o", str(out))
+    args = pool_cli_command(2, *command, str(src), "-o", str(out))
     proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     deadline = time.monotonic() + 300
     while time.monotonic() < deadline and proc.poll() is None and len(_outputs(out) if out.exists() else []) < 2:
@@ -575,7 +591,7 @@ def test_a_closed_terminal_stops_the_batch_as_ctrl_c_does(tmp_path: Path, jobs: 
     for i in range(n):
         Image.fromarray(photo_rgb(224, 168, seed=i)).save(src / f"photo {i:02d}.jpg", quality=90)
     out = tmp_path / "out"
-    proc = subprocess.Popen(cli_command("depth", "--jobs", jobs, src, "-o", out), stdout=subprocess.DEVNULL,
+    proc = subprocess.Popen(pool_cli_command(int(jobs), "depth", "--jobs", jobs, src, "-o", out), stdout=subprocess.DEVNULL,
                             stderr=subprocess.PIPE, env=env(), start_new_session=True)  # its own group, as under a terminal
     deadline = time.monotonic() + 300
     while time.monotonic() < deadline and proc.poll() is None and len(_outputs(out) if out.exists() else []) < 2:

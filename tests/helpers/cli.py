@@ -26,6 +26,16 @@ def cli_command(*args) -> list[str]:
     return [sys.executable, "-c", "from photo3d.cli import app; app(prog_name='photo3d')", *map(str, args)]
 
 
+def pool_cli_command(workers: int, *args) -> list[str]:
+    """``photo3d ARGS...`` as an argv for subprocess, on a machine taken to have at least ``workers``
+    CPUs: ``--jobs N`` is lowered to the CPUs the process may use (with a warning line), so a test of
+    N worker processes ran one process, or failed on its extra line, where fewer CPUs were free."""
+    code = ("import photo3d.batch.run as run; cpus = run.available_cpus; "
+            f"run.available_cpus = lambda: max(cpus(), {int(workers)}); "
+            "from photo3d.cli import app; app(prog_name='photo3d')")
+    return [sys.executable, "-c", code, *map(str, args)]
+
+
 def env() -> dict[str, str]:
     """The environment for subprocesses: this checkout and tests/ importable (batch tasks, helpers)."""
     return {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), str(TESTS), os.environ.get("PYTHONPATH", "")])}
