@@ -73,6 +73,13 @@ H264_MAX_MACROBLOCKS = 139_264
 RENDER_MAX_BYTES = 1_500_000_000
 RENDER_SAMPLE_BYTES = 16
 RENDER_THREADS = 2
+# libx264 encodes several frames at once, one per thread (its own count: 1.5 x the CPUs), each
+# holding about MP4_THREAD_BYTES per pixel (FFmpeg's peak at 8192x5460: 3.2 GB on 1 thread,
+# 4.6 GB on 6): so the memory grew with the machine's CPUs (--stereo sbs --size 8192, 16384x5460:
+# 5.7 GB on 1 thread, 6.7 GB on 3, 10.3 GB on 12 = an 8-CPU laptop's).  Frames that large get
+# fewer threads, as many as MP4_THREADS_MAX_BYTES takes (at least 1); smaller ones keep x264's count
+MP4_THREAD_BYTES = 6
+MP4_THREADS_MAX_BYTES = 1_000_000_000
 
 
 @dataclass
@@ -315,9 +322,11 @@ def _write_mp4(path: Path, frames: Iterator[np.ndarray], size: tuple[int, int], 
     import tempfile
 
     w, h = size
+    threads = mp4_threads(w, h)
     cmd = [ffmpeg_exe(), "-y", "-v", "error", "-f", "rawvideo", "-vcodec", "rawvideo", "-s", f"{w}x{h}",
            "-pix_fmt", "rgb24", "-r", f"{fps:.02f}", "-i", "-", "-an", *MP4_COLOUR, "-vcodec", "libx264", "-pix_fmt", "yuv420p",
-           "-crf", str(MP4_CRF), "-preset", "veryfast", "-movflags", "+faststart", "-f", "mp4", str(path)]
+           "-crf", str(MP4_CRF), "-preset", "veryfast", *(["-threads", str(threads)] if threads else []),
+           "-movflags", "+faststart", "-f", "mp4", str(path)]
     with tempfile.TemporaryFile() as log:
         p = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=log, start_new_session=True)
         try:
@@ -343,6 +352,15 @@ def _write_mp4(path: Path, frames: Iterator[np.ndarray], size: tuple[int, int], 
             else:
                 reason = (signal.strsignal(-code) or f"signal {-code}") if code < 0 else f"exit code {code}"
             raise OSError(f"FFmpeg: {reason.rstrip('.')}")
+
+
+def mp4_threads(w: int, h: int) -> int | None:
+    """libx264's threads for frames of ``w`` x ``h``: None (its own count, 1.5 x the CPUs) when that
+    many fit in :data:`MP4_THREADS_MAX_BYTES`, else as many as fit, at least 1 (see MP4_THREAD_BYTES)."""
+    from .batch.local import available_cpus
+
+    fit = max(1, MP4_THREADS_MAX_BYTES // (w * h * MP4_THREAD_BYTES))
+    return None if fit >= available_cpus() * 3 // 2 else fit
 
 
 def frame_delays(count: int, fps: float, unit_ms: int, min_units: int = 1) -> list[int]:

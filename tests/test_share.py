@@ -349,6 +349,32 @@ def test_an_mp4_beyond_h264s_largest_level_says_so(coffee_glb):
         assert planned(within + 2, stereo)[1], within  # (the largest)
     assert planned(4096, "sbs") == ((8192, 2730), []) and planned(1080)[1] == []
 
+def _x264_threads(path: Path) -> int:
+    """The frame threads libx264 encoded ``path`` on (its options, in the stream's first SEI)."""
+    return int(re.search(rb"x264 - core .*? threads=(\d+) ", path.read_bytes(), re.S).group(1))
+
+
+def test_an_mp4_of_huge_frames_is_encoded_on_few_threads(tmp_path, monkeypatch):
+    """libx264 encodes one frame per thread, 1.5 x the CPUs, each holding ~6 bytes per pixel: at
+    --stereo sbs --size 8192 (16384x5460) FFmpeg took 5.7 GB on 1 thread and 10.3 GB on the 12 of an
+    8-CPU laptop, so the memory grew with the machine.  Frames that large now get the threads that
+    fit in video.MP4_THREADS_MAX_BYTES (here two threads' worth of 640x480: a machine of 8 CPUs
+    would have had 12); smaller frames keep x264's own count."""
+    import photo3d.batch.local as local
+    import photo3d.video as video
+
+    monkeypatch.setattr(local, "available_cpus", lambda: 8)
+    budget = getattr(video, "MP4_THREADS_MAX_BYTES", None)
+    frames = [np.roll(np.tile(np.linspace(0, 255, 640, dtype=np.uint8)[None, :, None], (480, 1, 3)), 9 * i, axis=1)
+              for i in range(4)]
+    monkeypatch.setattr(video, "MP4_THREADS_MAX_BYTES", 2 * 640 * 480 * 6, raising=False)
+    video._write_mp4(tmp_path / "huge.mp4", iter(frames), (640, 480), 30)
+    assert _x264_threads(tmp_path / "huge.mp4") == 2
+    assert mp4_frames(tmp_path / "huge.mp4")[0]["size"] == (640, 480)
+    monkeypatch.setattr(video, "MP4_THREADS_MAX_BYTES", budget)
+    assert [video.mp4_threads(w, h) for w, h in ((640, 480), (3840, 2160), (8192, 5460), (16384, 5460))] == [None, None, 3, 1]
+
+
 def test_gif_webp_and_stereo(coffee_glb, tmp_path):
     from photo3d.video import write_share
 
