@@ -762,3 +762,41 @@ def test_a_batch_stopped_while_it_looks_for_photos_says_so(tmp_path: Path, sig: 
     assert p.stderr.splitlines() == ["interrupted while looking for photos, before any was converted: nothing was written"]
     assert sorted(x.name for x in tmp_path.iterdir()) == ["album", "s.json"]
     assert summary.read_text() == '{"earlier": true}\n'
+
+
+def test_a_disk_already_full_stops_the_batch_before_any_work(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A full disk was found only when the first output was written, after its photo's work
+    (minutes for a large video).  Now a disk with less than DISK_MIN_FREE (64 KB) left stops the
+    batch before the work, with the full disk's line; with room the same batch runs.  (The disk's
+    numbers are the system's, with the blocks and files left set to what a full disk reports.)"""
+    srcs = [photo(tmp_path / "in" / f"p{i}.png") for i in range(3)]
+    out = tmp_path / "out"
+    started = []
+
+    def thumb(src: Path, dst: Path, opts: ThumbOptions) -> dict:
+        started.append(src.name)
+        return batch_task_thumb(src, dst, opts)
+
+    counting = Task("thumb", thumb, ThumbOptions())
+    real = os.statvfs
+
+    def statvfs(path):
+        st = real(path)
+        if not Path(os.path.abspath(path)).is_relative_to(out.parent) or (left := disk["left"]) is None:
+            return st
+        return os.statvfs_result((st.f_bsize, st.f_frsize, st.f_blocks, left[0], left[0], st.f_files, left[1], left[1],
+                                  st.f_flag, st.f_namemax))
+
+    monkeypatch.setattr(os, "statvfs", statvfs)
+    frsize, disk = real(tmp_path).f_frsize, {}
+    for disk["left"], said in (((12288 // frsize, 100), "No space left on device: 12 KB free"),
+                               ((10_000_000 // frsize, 0), "No space left on device: no file can be made")):
+        console = Console(file=io.StringIO(), width=300)
+        assert batch_command(counting, srcs, out, ".png", console=console) == 1
+        assert started == [] and not out.exists()
+        assert console.file.getvalue().splitlines()[0] == (
+            f"error: {out / 'p0.png'}: cannot write ({said}); stopped: free some space, then run the same command again "
+            "to continue"), console.file.getvalue()
+    disk["left"] = None  # room again: the same command converts them all
+    assert batch_command(counting, srcs, out, ".png") == 0
+    assert started == ["p0.png", "p1.png", "p2.png"] and sorted(p.name for p in out.iterdir()) == ["p0.png", "p1.png", "p2.png"]

@@ -127,6 +127,35 @@ def disk_stop(e: BaseException) -> str | None:
     return f"; stopped: {what}, then run the same command again to continue"
 
 
+#: Free space under which the disk of an output counts as full before the work for it starts: far
+#: below any output (a GLB, a page, a depth map of a few pixels take more), so a disk is refused only
+#: when a write would fail; a full disk was found only on writing, after the photo's conversion
+DISK_MIN_FREE = 64 * 1024
+
+
+def disk_full(dst: Path) -> OutputError | None:
+    """The error (the batch stops: :func:`disk_stop`) when the disk that ``dst`` goes to has less
+    than :data:`DISK_MIN_FREE` left (or no file left to make), else None.  Root may write into the
+    blocks reserved for it; a filesystem that says nothing of its size (f_blocks 0) is not judged."""
+    d = Path(os.path.abspath(dst)).parent
+    while not d.exists() and d.parent != d:  # (the folders of an output are made when it is written)
+        d = d.parent
+    try:
+        st = os.statvfs(d)
+    except (OSError, AttributeError):  # (no statvfs: Windows)
+        return None
+    root = hasattr(os, "geteuid") and os.geteuid() == 0
+    free = (st.f_bfree if root else st.f_bavail) * st.f_frsize
+    files = st.f_ffree if root else st.f_favail
+    if st.f_blocks and free < DISK_MIN_FREE or st.f_files and files == 0:
+        cause = OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        left = f"{free // 1024} KB free" if free < DISK_MIN_FREE else "no file can be made"
+        error = OutputError(f"cannot write ({cause.strerror}: {left})", dst)
+        error.__cause__ = cause
+        return error
+    return None
+
+
 def execute(task: Task, src: Path, dst: Path, finish: bool = False) -> Result:
     """Run ``task`` on one file and describe the outcome; never raises for a bad file.
     ``finish``: run the task's ``finish`` hook instead (write the missing side files of ``dst``).
@@ -141,6 +170,8 @@ def execute(task: Task, src: Path, dst: Path, finish: bool = False) -> Result:
         func = task.finish if finish else task.run
         if func is None:
             raise UsageError(f"task {task.name!r} cannot add missing side outputs")
+        if (full := disk_full(dst)) is not None:  # (before the work, not after it)
+            raise full
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
             report = dict(func(src, dst, task.options) or {})
