@@ -32,7 +32,7 @@ from typing import Iterator
 import numpy as np
 
 from . import defaults
-from .errors import UsageError, stderr_console
+from .errors import OutputError, UsageError, stderr_console
 from .io import atomic_output
 
 VIDEO_SUFFIXES = (".mp4", ".gif", ".webp")
@@ -80,6 +80,13 @@ RENDER_THREADS = 2
 # fewer threads, as many as MP4_THREADS_MAX_BYTES takes (at least 1); smaller ones keep x264's count
 MP4_THREAD_BYTES = 6
 MP4_THREADS_MAX_BYTES = 1_000_000_000
+# FFmpeg's libx264 (veryfast) holds ~15-18 frames at once (look-ahead, B-frames, references, each
+# with its half-pel planes): FFmpeg took 8.2-8.8 GB for 30 frames of 16384x5460 (--stereo sbs
+# --size 8192), 91-98 bytes a pixel, beside the renderer's 2.7 GB: the out-of-memory killer ended a
+# laptop's job.  An MP4 whose encoder and renderer would need more than the memory available is not
+# started (one line, and the --size that fits); this is a low estimate, so only what clearly cannot fit
+MP4_ENCODER_BYTES = 80
+MP4_ENCODER_BASE = 50_000_000  # (FFmpeg and libx264 themselves)
 
 
 @dataclass
@@ -277,6 +284,8 @@ def write_share(dst: str | Path, glb: bytes, opts: ShareOptions, timings: dict |
     if suffix == ".gif" and opts.fps > GIF_MAX_FPS:  # (at 120 fps a 1 s loop lasted 2.4 s)
         opts = replace(opts, fps=GIF_MAX_FPS)
     frames, count, (w, h), notes = render_frames(glb, suffix, opts, timings)
+    if suffix == ".mp4":
+        _check_mp4_memory(dst, w, h, opts)
     if opts.fps != asked:
         notes.insert(0, f"{asked:g} → {opts.fps:g} fps: a GIF frame lasts at least 1/{GIF_MAX_FPS} s")
     with _progress(count, opts.progress and count > 1, f"rendering {dst.name}") as bar:
@@ -302,6 +311,46 @@ def write_share(dst: str | Path, glb: bytes, opts: ShareOptions, timings: dict |
     timings["encode"] = max(0.0, time.perf_counter() - t0 - timings.get("render", 0.0))
     return {**report, "bytes": dst.stat().st_size, "path": opts.path, "stereo": opts.stereo, "notes": notes,
             "still": suffix in STILL_SUFFIXES}
+
+
+def memory_available() -> int | None:
+    """Bytes of memory this process can still take: the system's available memory and free swap
+    (/proc/meminfo), within its cgroup's limit (a container's); None where the system does not say."""
+    try:
+        info = {k: int(v.split()[0]) * 1024 for k, v in
+                (ln.split(":", 1) for ln in Path("/proc/meminfo").read_text().splitlines() if ":" in ln)}
+        free = info["MemAvailable"] + info.get("SwapFree", 0)
+    except (OSError, KeyError, ValueError):
+        return None
+    try:
+        limit = Path("/sys/fs/cgroup/memory.max").read_text().strip()
+        if limit != "max":
+            free = min(free, int(limit) - int(Path("/sys/fs/cgroup/memory.current").read_text()))
+    except (OSError, ValueError):
+        pass
+    return max(0, free)
+
+
+def mp4_memory(w: int, h: int, opts: ShareOptions) -> int:
+    """What an MP4 of ``w`` x ``h`` frames takes beyond the process as it is: FFmpeg's encoder
+    (:data:`MP4_ENCODER_BYTES` a pixel, and its own MP4_ENCODER_BASE) and the renderer's buffers (within RENDER_MAX_BYTES)."""
+    eye_w = w // 2 if opts.stereo == "sbs" else w
+    return MP4_ENCODER_BASE + w * h * MP4_ENCODER_BYTES + min(RENDER_MAX_BYTES, render_bytes(eye_w, h, opts.supersample, RENDER_THREADS))
+
+
+def _check_mp4_memory(dst: Path, w: int, h: int, opts: ShareOptions) -> None:
+    """Refuse, before any frame, an MP4 that needs more memory than there is: the out-of-memory
+    killer would end it (and its batch) after minutes of work.  Says which --size fits."""
+    need, free = mp4_memory(w, h, opts), memory_available()
+    if free is None or need <= free:
+        return
+    side = max(w // 2 if opts.stereo == "sbs" else w, h)
+    fit = int(side * (free / need) ** 0.5) // 2 * 2
+    while fit >= defaults.VIDEO_SIZE_RANGE[0] and mp4_memory(-(-w * fit // side), -(-h * fit // side), opts) > free:
+        fit -= 2  # (the frames' sides scale with --size; the renderer's part does not quite)
+    hint = f"--size {fit} fits" if fit >= defaults.VIDEO_SIZE_RANGE[0] else "free some memory"
+    raise OutputError(f"not written: {w}x{h} frames need about {_amount(need)} of memory to encode, "
+                      f"{_amount(free)} is available; {hint}", dst)
 
 
 def ffmpeg_exe() -> str:

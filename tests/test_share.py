@@ -6,6 +6,7 @@ import json
 import re
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import cv2
@@ -373,6 +374,35 @@ def test_an_mp4_of_huge_frames_is_encoded_on_few_threads(tmp_path, monkeypatch):
     assert mp4_frames(tmp_path / "huge.mp4")[0]["size"] == (640, 480)
     monkeypatch.setattr(video, "MP4_THREADS_MAX_BYTES", budget)
     assert [video.mp4_threads(w, h) for w, h in ((640, 480), (3840, 2160), (8192, 5460), (16384, 5460))] == [None, None, 3, 1]
+
+
+def test_an_mp4_that_cannot_fit_in_memory_is_not_started(coffee_glb, tmp_path, monkeypatch):
+    """libx264 holds ~15-18 frames: --stereo sbs --size 8192 (16384x5460) took FFmpeg 8.2 GB beside
+    the renderer's 2.7 GB, and the out-of-memory killer ended the job (a laptop's batch with it)
+    after minutes of rendering.  Now an MP4 that needs more than the memory available is refused
+    before its first frame: one line with what it needs, what there is, and the --size that fits;
+    nothing is written.  (The memory available is set here; the estimate is the real one.)"""
+    import photo3d.video as video
+
+    opts = ShareOptions(size=480, seconds=0.2, fps=10)  # 2 frames of 480x320
+    need = video.mp4_memory(480, 320, opts)
+    assert 50_000_000 < need < 100_000_000, need  # (FFmpeg itself, 80 B a pixel, the renderer's 20 MB)
+    monkeypatch.setattr(video, "memory_available", lambda: need - 1_000_000, raising=False)
+    with pytest.raises(video.OutputError) as e:
+        write_share(tmp_path / "a.mp4", coffee_glb, opts)
+    fit = int(re.search(r"--size (\d+) fits$", str(e.value)).group(1))
+    assert str(e.value) == (f"{tmp_path / 'a.mp4'}: not written: 480x320 frames need about {need / 1e6:.0f} MB of memory "
+                            f"to encode, {(need - 1e6) / 1e6:.0f} MB is available; --size {fit} fits")
+    assert 400 < fit < 480 and list(tmp_path.iterdir()) == []
+    info = write_share(tmp_path / "b.mp4", coffee_glb, replace(opts, size=fit))  # what it says fits, fits
+    assert info["size"][0] == fit and mp4_frames(tmp_path / "b.mp4")[0]["size"] == tuple(info["size"])
+    monkeypatch.setattr(video, "memory_available", lambda: 10_000_000)
+    with pytest.raises(video.OutputError, match="10 MB is available; free some memory$"):
+        write_share(tmp_path / "c.mp4", coffee_glb, opts)
+    monkeypatch.setattr(video, "memory_available", lambda: None)  # (a system that does not say: as before)
+    assert write_share(tmp_path / "c.mp4", coffee_glb, opts)["size"] == [480, 320]
+    # the numbers of --size 8192 (the estimate is low: it refuses only what clearly cannot fit)
+    assert video.mp4_memory(16384, 5460, ShareOptions(size=8192, stereo="sbs")) / 1e9 == pytest.approx(8.7, abs=0.1)
 
 
 def test_gif_webp_and_stereo(coffee_glb, tmp_path):
