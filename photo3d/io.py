@@ -492,6 +492,11 @@ def _focal_35mm(im: Image.Image) -> float | None:
         return None
 
 
+#: Formats whose several frames are an animation: of an animated GIF, WebP or PNG the first frame
+#: is the photo, and a warning says so (it was taken without a word)
+ANIMATED_FORMATS = ("GIF", "WEBP", "PNG")
+
+
 def load_image(
     path: str | Path,
     max_megapixels: float | None = DEFAULT_MAX_MEGAPIXELS,
@@ -551,6 +556,9 @@ def load_image(
                         raise
                     im, warning = _jpeg_cut_after_a_scan(path, draft)  # (InputFileError when it cannot be used)
                 focal = _focal_35mm(im)
+                frames = getattr(im, "n_frames", 1) if im.format in ANIMATED_FORMATS else 1
+                if frames > 1:  # (a camera's MPO pair or a TIFF's pages are not an animation: not said)
+                    warning = warning or f"an animation ({frames} frames): its first frame is used"
                 try:
                     swap = im.getexif().get(0x0112) in (5, 6, 7, 8)  # EXIF orientation
                 except Exception:

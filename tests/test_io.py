@@ -158,6 +158,27 @@ def test_a_colour_profile_warning_is_one_line_naming_the_photo(tmp_path):
     assert line.startswith(f"warning: {tmp_path / 'p.png'}: colour profile unusable (") and line.endswith("colours taken as sRGB")
 
 
+@pytest.mark.parametrize("fmt,suffix", [("GIF", ".gif"), ("WEBP", ".webp"), ("PNG", ".png")])
+def test_an_animated_photo_says_its_first_frame_is_used(tmp_path, fmt, suffix):
+    """An animated GIF, WebP or PNG became a 3D photo of its first frame without a word.  Now a
+    warning line says so (the pixels are still the first frame's); a still of the same format, and
+    a TIFF's pages (scans, not an animation), say nothing."""
+    frames = [Image.fromarray(photo_rgb(64, 48, seed=i)) for i in range(3)]
+    frames[0].save(tmp_path / f"anim{suffix}", fmt, save_all=True, append_images=frames[1:], duration=100, loop=0)
+    frames[0].save(tmp_path / f"still{suffix}", fmt)
+    frames[0].save(tmp_path / "pages.tif", "TIFF", save_all=True, append_images=frames[1:])
+    anim = load_image(tmp_path / f"anim{suffix}")
+    assert anim.warnings == ["an animation (3 frames): its first frame is used"]
+    first = np.asarray(Image.open(tmp_path / f"anim{suffix}").convert("RGB"))
+    assert np.array_equal(anim.rgb, first)
+    assert load_image(tmp_path / f"still{suffix}").warnings == [] and load_image(tmp_path / "pages.tif").warnings == []
+    np.save(tmp_path / "d.npy", np.linspace(0, 1, 64 * 48, dtype=np.float32).reshape(48, 64))
+    r = _cli("convert", tmp_path / f"anim{suffix}", "-o", tmp_path / "out.glb", "--depth", tmp_path / "d.npy")
+    assert r.exit_code == 0, r.output
+    assert [ln for ln in r.output.splitlines() if ln.startswith("warning:")] == [
+        f"warning: {tmp_path / f'anim{suffix}'}: an animation (3 frames): its first frame is used"]
+
+
 def test_i16_png(tmp_path):
     a = np.array([[0, 257 * 100, 65535]] * 3, dtype=np.uint16)
     Image.fromarray(a).save(tmp_path / "d.png")
