@@ -369,6 +369,42 @@ def nearest_values(mask: np.ndarray, values: np.ndarray, mask_size: int = 5) -> 
     return dist, table[lbl]
 
 
+def _blur_by(a: np.ndarray, sigma: np.ndarray) -> np.ndarray:
+    """``a`` blurred per pixel by a Gaussian of standard deviation ``sigma`` (a pixel's own value
+    below 0.5, linear between the octaves 1, 2, 4, 8, 16)."""
+    a = a.astype(np.float32)
+    out, prev, lo = a.copy(), a, 0.5
+    for s in (1.0, 2.0, 4.0, 8.0, 16.0):
+        cur = cv2.GaussianBlur(a, (0, 0), s)
+        t = np.clip((sigma - lo) / (s - lo), 0.0, 1.0)
+        out = np.where(sigma > lo, (1 - t) * prev + t * cur, out)
+        prev, lo = cur, s
+    return out
+
+
+def _steps_into_surface(inv: np.ndarray, smooth: np.ndarray, near: np.ndarray, far: np.ndarray,
+                        shift_px_per_inv: float) -> np.ndarray:
+    """Network depth around the kept cuts: their steps, eased into the smooth surface with no
+    hard step that is not cut.  Every pixel takes the depth of the nearest cut-side pixel of its
+    side (near or far: the noisy blobs that sharpening leaves beside a cut are not kept) and
+    keeps it near the cut, blending into ``smooth`` over as many pixels as the difference opens
+    at full parallax (at least 4), about a pixel of stretch per pixel.  Beyond a cut's end the two
+    sides meet over a width that grows with the distance from the end.  (A hard switch between
+    the sharpened band and the smooth surface, and the sharpened step running on past a cut's
+    end, are steps that are not cut: in novel views they stretch into thin horizontal streaks.)"""
+    if not (near.any() and far.any()):
+        return smooth
+    d_n, v_n = nearest_values(near, inv)
+    d_f, v_f = nearest_values(far, inv)
+    d = np.minimum(d_n, d_f)
+    side = _blur_by((d_n <= d_f).astype(np.float32), 0.5 * d)  # 1 on the near side, soft past a cut's end
+    step = side * v_n + (1 - side) * v_f
+    reach = np.maximum(np.abs(step - smooth) * shift_px_per_inv, 4.0)
+    w = _blur_by(np.clip(1.0 - (d - 1.0) / reach, 0.0, 1.0), np.ones_like(d))
+    w = np.where(near | far, 1.0, w)
+    return (w * step + (1 - w) * smooth).astype(np.float32)
+
+
 def build_layers(
     inv: np.ndarray, shift_px_per_inv: float, params: LayerParams = LayerParams(), rgb: np.ndarray | None = None,
     cut_shift_px_per_inv: float | None = None,
@@ -421,10 +457,14 @@ def build_layers(
     if params.smooth_sigma > 0:
         # sharpened steps only where a discontinuity was kept; elsewhere, for network depth, a
         # smooth surface (a step that is not cut would stretch its texture row into a visible
-        # line in novel views); a sharp depth map (no photo given) is used there as it is
-        smooth = raw if rgb is None else cv2.GaussianBlur(cv2.medianBlur(raw, 5), (0, 0), 2 * params.smooth_sigma)
-        band = cv2.dilate((near | far).astype(np.uint8), np.ones((3, 3), np.uint8), iterations=4).astype(bool)
-        inv = np.where(band, inv, smooth).astype(np.float32)
+        # line in novel views), eased into the kept steps; a sharp depth map (no photo given)
+        # is used there as it is
+        if rgb is None:
+            band = cv2.dilate((near | far).astype(np.uint8), np.ones((3, 3), np.uint8), iterations=4).astype(bool)
+            inv = np.where(band, inv, raw).astype(np.float32)
+        else:
+            smooth = cv2.GaussianBlur(cv2.medianBlur(raw, 5), (0, 0), 2 * params.smooth_sigma)
+            inv = _steps_into_surface(inv, smooth, near, far, cut_shift)
     if not far.any():
         empty = np.zeros(inv.shape, bool)
         return LayeredDepth(inv, cuts, near, far, empty, empty.copy(), inv.copy())
