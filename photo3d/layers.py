@@ -383,12 +383,13 @@ def _blur_by(a: np.ndarray, sigma: np.ndarray) -> np.ndarray:
 
 
 def _steps_into_surface(inv: np.ndarray, smooth: np.ndarray, near: np.ndarray, far: np.ndarray,
-                        shift_px_per_inv: float) -> np.ndarray:
+                        shift_px_per_inv: float, hold_px: float) -> np.ndarray:
     """Network depth around the kept cuts: their steps, eased into the smooth surface with no
     hard step that is not cut.  Every pixel takes the depth of the nearest cut-side pixel of its
-    side (near or far: the noisy blobs that sharpening leaves beside a cut are not kept) and
-    keeps it near the cut, blending into ``smooth`` over as many pixels as the difference opens
-    at full parallax (at least 4), about a pixel of stretch per pixel.  Beyond a cut's end the two
+    side (near or far: the noisy blobs that sharpening leaves beside a cut are not kept), keeps
+    it over ``hold_px`` pixels (so a terrace beside the cut, the background behind it, keeps its
+    depth) and then blends into ``smooth`` over as many pixels as the difference opens at full
+    parallax (at least 4), about a pixel of stretch per pixel.  Beyond a cut's end the two
     sides meet over a width that grows with the distance from the end.  (A hard switch between
     the sharpened band and the smooth surface, and the sharpened step running on past a cut's
     end, are steps that are not cut: in novel views they stretch into thin horizontal streaks.)"""
@@ -400,7 +401,7 @@ def _steps_into_surface(inv: np.ndarray, smooth: np.ndarray, near: np.ndarray, f
     side = _blur_by((d_n <= d_f).astype(np.float32), 0.5 * d)  # 1 on the near side, soft past a cut's end
     step = side * v_n + (1 - side) * v_f
     reach = np.maximum(np.abs(step - smooth) * shift_px_per_inv, 4.0)
-    w = _blur_by(np.clip(1.0 - (d - 1.0) / reach, 0.0, 1.0), np.ones_like(d))
+    w = _blur_by(np.clip(1.0 - (d - hold_px) / reach, 0.0, 1.0), np.ones_like(d))
     w = np.where(near | far, 1.0, w)
     return (w * step + (1 - w) * smooth).astype(np.float32)
 
@@ -464,7 +465,7 @@ def build_layers(
             inv = np.where(band, inv, raw).astype(np.float32)
         else:
             smooth = cv2.GaussianBlur(cv2.medianBlur(raw, 5), (0, 0), 2 * params.smooth_sigma)
-            inv = _steps_into_surface(inv, smooth, near, far, cut_shift)
+            inv = _steps_into_surface(inv, smooth, near, far, cut_shift, params.strip_px + 1)
     if not far.any():
         empty = np.zeros(inv.shape, bool)
         return LayeredDepth(inv, cuts, near, far, empty, empty.copy(), inv.copy())
