@@ -281,7 +281,7 @@ def _source(info: dict) -> str:
     return f"model ({info.get('model') or info.get('depth')})"
 
 
-FORMATS = (".glb", ".mp4", ".gif", ".webp", ".html")  # --format (folder outputs)
+FORMATS = (".glb", ".mp4", ".gif", ".webp", ".html", ".jpg", ".jpeg", ".png")  # --format (folder outputs; .jpg .png: stereo stills)
 _SIZES = defaults.VIDEO_SIZE_RANGE  # --size
 
 
@@ -332,7 +332,7 @@ def convert(
     depth_map: Optional[Path] = typer.Option(None, "--depth", metavar="MAP", readable=False,
                                              help="Use this depth map (.png/.npy, larger = nearer); one photo only."),
     formats: Optional[list[str]] = typer.Option(
-        None, "--format", metavar="FORMAT", help="Folder outputs: glb, mp4, gif, webp or html (repeatable; default glb)."
+        None, "--format", metavar="FORMAT", help="Folder outputs: glb, mp4, gif, webp, html, or jpg/png with --stereo (repeatable; default glb)."
     ),
     html: bool = typer.Option(False, "--html", help="Also write NAME.html, an offline viewer."),
     parallax: float = typer.Option(defaults.PARALLAX, "--parallax", min=defaults.PARALLAX_RANGE[0],
@@ -375,7 +375,10 @@ def convert(
             raise UsageError(FORMAT_FOR_FOLDERS)
         for s in suffixes:
             if s not in FORMATS:
-                raise UsageError(f"--format must be one of {', '.join(f[1:] for f in FORMATS)}, not {s[1:]!r}")
+                raise UsageError(f"--format must be one of {', '.join(f[1:] for f in FORMATS[:5])}, or jpg/png with "
+                                 f"--stereo, not {s[1:]!r}")
+            if s in (".jpg", ".jpeg", ".png") and not stereo:
+                raise UsageError(f"--format {s[1:]}: a still image output needs --stereo sbs (or sbs-half)")
         _check_video_options_apply(ctx, [Path(output).suffix.lower()] if _one_file_out(inputs, output) else suffixes)
     except UsageError as e:
         _fail(e)

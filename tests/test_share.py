@@ -595,6 +595,28 @@ def test_cli_still_needs_stereo_and_bad_formats_are_usage_errors(tmp_path):
     assert not list(tmp_path.iterdir())
 
 
+def test_a_folder_makes_stereo_stills_with_format_jpg_or_png(tmp_path):
+    """``--format jpg --stereo sbs`` on a folder writes one side-by-side still per photo, as ``-o x.jpg
+    --stereo sbs`` does for one photo; it was refused (``--format must be one of glb, mp4, ...``), so a
+    folder could not be made into stereo stills at all. Without ``--stereo`` it is a usage error."""
+    src = tmp_path / "in"
+    (src / "sub").mkdir(parents=True)
+    (src / "coffee.jpg").write_bytes(EXAMPLE.read_bytes())
+    (src / "sub" / "cup.jpg").write_bytes(EXAMPLE.read_bytes())
+    res = cli("convert", src, "-o", tmp_path / "plain", "--format", "jpg")
+    assert res.exit_code == 2 and res.output.startswith("error: --format jpg: a still image output needs --stereo"), res.output
+    assert not (tmp_path / "plain").exists()
+    out = tmp_path / "out"
+    res = cli("convert", src, "-o", out, "--format", "jpg", "--format", "png", "--stereo", "sbs", "--size", "96")
+    assert res.exit_code == 0, res.output
+    assert "4 converted" in res.output
+    for name in ("coffee.jpg", "coffee.png", "sub/cup.jpg", "sub/cup.png"):
+        im = Image.open(out / name)
+        assert im.format == ("JPEG" if name.endswith(".jpg") else "PNG") and im.size == (192, 64), (name, im.size)
+        left, right = np.split(np.asarray(im.convert("RGB"), np.float32), 2, axis=1)
+        assert 0 < np.abs(left - right).mean() < 40  # two views of one photo, not one picture twice
+
+
 def test_cli_video_options_without_a_video_output_are_usage_errors(tmp_path):
     """``-o x.glb --stereo sbs`` would write a plain GLB and say nothing: refused, naming the options."""
     res = cli("convert", str(EXAMPLE), "-o", str(tmp_path / "a.glb"), "--stereo", "sbs", "--size", "300")
