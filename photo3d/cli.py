@@ -364,7 +364,7 @@ def convert(
         _fail(UsageError("--depth needs exactly one input photo"))
     if depth_map is not None and batch.depth_source != defaults.DEPTH_SOURCE:
         _fail(UsageError("give either --depth or --depth-source, not both"))
-    from .video import ShareOptions, check_share
+    from .video import ShareOptions, check_frames, check_share
 
     single = len(inputs) == 1 and not Path(inputs[0]).is_dir()
     suffixes = ["." + f.lower().lstrip(".") for f in (formats or ["glb"])]
@@ -379,7 +379,10 @@ def convert(
                                  f"--stereo, not {s[1:]!r}")
             if s in (".jpg", ".jpeg", ".png") and not stereo:
                 raise UsageError(f"--format {s[1:]}: a still image output needs --stereo sbs (or sbs-half)")
-        _check_video_options_apply(ctx, [Path(output).suffix.lower()] if _one_file_out(inputs, output) else suffixes)
+        writes = [Path(output).suffix.lower()] if _one_file_out(inputs, output) else suffixes
+        _check_video_options_apply(ctx, writes)
+        for s in writes:  # (before any work, not once per photo of a batch)
+            check_frames(s, share)
     except UsageError as e:
         _fail(e)
     reuse = None

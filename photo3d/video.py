@@ -114,6 +114,15 @@ def check(dst: Path, opts: ShareOptions) -> None:
     check_share(opts)
 
 
+def check_frames(suffix: str, opts: ShareOptions) -> None:
+    """A video of one frame does not move: the command refuses it before any work (``--seconds 0.5
+    --fps 1`` wrote a still MP4, GIF or WebP and said ``1 frame(s)``).  A still takes one frame
+    whatever the options.  (:func:`write_share` itself still writes one frame when asked.)"""
+    if suffix.lower() in VIDEO_SUFFIXES and opts.frames() < 2:
+        raise UsageError(f"--seconds {opts.seconds:g} at --fps {opts.fps:g} make 1 frame: a video needs at least 2 "
+                         f"(--seconds x --fps of 1.5 or more)")
+
+
 def check_share(opts: ShareOptions) -> None:
     from .render import PATHS
 

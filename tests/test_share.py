@@ -617,6 +617,24 @@ def test_a_folder_makes_stereo_stills_with_format_jpg_or_png(tmp_path):
         assert 0 < np.abs(left - right).mean() < 40  # two views of one photo, not one picture twice
 
 
+def test_a_video_of_one_frame_is_a_usage_error(tmp_path):
+    """``--seconds 0.5 --fps 1`` made a one-frame MP4, GIF or WebP (the photo, not moving) and said
+    ``1 frame(s)`` as if all was well; now it is refused before any work, for one photo or a folder.
+    A stereo still takes one frame whatever --seconds and --fps say."""
+    for out in ("a.mp4", "a.gif", "a.webp"):
+        res = cli("convert", EXAMPLE, "-o", tmp_path / out, "--seconds", "0.5", "--fps", "1")
+        assert res.exit_code == 2, res.output
+        assert res.output == "error: --seconds 0.5 at --fps 1 make 1 frame: a video needs at least 2 " \
+                             "(--seconds x --fps of 1.5 or more)\n"
+    (tmp_path / "in").mkdir()
+    (tmp_path / "in" / "coffee.jpg").write_bytes(EXAMPLE.read_bytes())
+    res = cli("convert", tmp_path / "in", "-o", tmp_path / "out", "--format", "glb", "--format", "gif", "--seconds", "0.05", "--fps", "10")
+    assert res.exit_code == 2 and "make 1 frame" in res.output, res.output
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in"]
+    res = cli("convert", EXAMPLE, "-o", tmp_path / "s.jpg", "--stereo", "sbs", "--size", "64", "--seconds", "0.5", "--fps", "1")
+    assert res.exit_code == 0 and (tmp_path / "s.jpg").is_file(), res.output
+
+
 def test_cli_video_options_without_a_video_output_are_usage_errors(tmp_path):
     """``-o x.glb --stereo sbs`` would write a plain GLB and say nothing: refused, naming the options."""
     res = cli("convert", str(EXAMPLE), "-o", str(tmp_path / "a.glb"), "--stereo", "sbs", "--size", "300")
