@@ -159,12 +159,32 @@ def _batch_command(command):
     @functools.wraps(command)
     def run(**kwargs):
         _check_path_names(kwargs)
+        kwargs["inputs"] = _once_each(kwargs["inputs"])
         batch = _batch_options(**{name: kwargs.pop(name) for name in shared})
         return command(**kwargs, batch=batch)
 
     run.__signature__ = inspect.Signature([*own, *shared.values()])
     run.__annotations__ = {p.name: p.annotation for p in run.__signature__.parameters.values()}
     return app.command(cls=_Command)(run)
+
+
+def _once_each(inputs: list[str]) -> list[str]:
+    """INPUT... with an input given again under the same name (``in in/``, ``x.jpg ./x.jpg``) kept
+    once, and one warning line for each repeat: the run is that of the input given once (a folder
+    repeated went into ``OUT/<folder>/`` as if it were two, and its photo3d maps were counted twice).
+    ``photo.jpg/`` is not ``photo.jpg`` (it asks for a folder, and fails)."""
+    from rich.markup import escape
+
+    kept, seen = [], set()
+    for v in inputs:
+        key = (Path(v), str(v).endswith("/") and not Path(v).is_dir())
+        if key in seen:
+            err.print(f"[yellow]warning:[/yellow] {escape(printable(v))}: given twice; used once", markup=True,
+                      highlight=False, soft_wrap=True)
+        else:
+            seen.add(key)
+            kept.append(v)
+    return kept
 
 
 #: The arguments of the INPUT... commands that name files or folders, and how the command line says them

@@ -783,6 +783,32 @@ def test_an_empty_folder_beside_other_inputs_is_a_warning(tmp_path, tiny_depth_m
     assert_valid_glb(tmp_path / "glbs" / "a.glb")
 
 
+def test_an_input_given_twice_under_one_name_is_one_input(tmp_path, tiny_depth_model):
+    """``photo3d depth in in/ -o out`` (a folder repeated, as shell completion writes it) is the run
+    of ``in`` alone: its tree mirrored into ``out``, the photos and photo3d's own maps counted once,
+    and one warning line.  It went into ``out/in/`` (as for two folders) and said ``skipped 4 depth
+    maps`` of 2, without a word about the repeat."""
+    src = tmp_path / "in"
+    photo(src / "a.png")
+    photo(src / "b.jpg", seed=3)
+    r = cli("depth", src, "-o", src / "depth", "--model", tiny_depth_model)
+    assert r.exit_code == 0, r.output
+    r = cli("depth", src, f"{src}/", "-o", tmp_path / "out", "--model", tiny_depth_model)
+    assert r.exit_code == 0, r.output
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["a.png", "b.png"]
+    warned = [ln for ln in lines(r.output) if ln.startswith("warning")]
+    assert warned == [f"warning: {src}/: given twice; used once",
+                      f"warning: skipped 2 depth maps photo3d wrote, not photos (such as {src / 'depth' / 'a.png'})"]
+    assert lines(r.output)[-1].startswith("2 depth map(s) written, 0 skipped (output exists), 0 failed")
+    # one photo given twice is one photo: -o may name its file
+    r = cli("depth", src / "a.png", src / "a.png", "-o", tmp_path / "a.npy", "--model", tiny_depth_model)
+    assert r.exit_code == 0 and (tmp_path / "a.npy").is_file(), r.output
+    assert lines(r.output)[0] == f"warning: {src / 'a.png'}: given twice; used once"
+    # a photo and the folder that holds it are two inputs, as before
+    r = cli("depth", src, src / "a.png", "-o", tmp_path / "two", "--model", tiny_depth_model)
+    assert r.exit_code == 0 and (tmp_path / "two" / "in" / "b.png").is_file(), r.output
+
+
 def test_a_walk_skips_the_depth_maps_photo3d_wrote(tmp_path, tiny_depth_model):
     """Depth maps written into the input folder are not photos of a later run over that folder:
     they are skipped, with one line for all of them; a grey 16-bit PNG from elsewhere is a photo."""
