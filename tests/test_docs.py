@@ -69,8 +69,9 @@ def test_every_option_the_readme_names_exists():
     scripts = "".join(p.read_text() for d in ("benchmarks", "scripts") for p in (REPO / d).glob("*.py"))
     theirs = set(re.findall(r"""["'](--[a-z][a-z0-9-]*)["']""", scripts))
     ffmpeg = {"--enable-gpl", "--enable-version3"}  # (how imageio-ffmpeg's binary is built)
+    pip = {"--index-url"}  # (the quick start's CPU build of torch)
     named = set(re.findall(r"(?<![\w-])(--[a-z][a-z0-9-]*)", "\n".join(re.findall(r"`([^`]+)`", README))))
-    assert not named - ours - theirs - ffmpeg
+    assert not named - ours - theirs - ffmpeg - pip
 
 
 def test_the_options_table_gives_the_codes_defaults_and_ranges():
