@@ -824,11 +824,15 @@ def test_a_walk_skips_the_depth_maps_photo3d_wrote(tmp_path, tiny_depth_model):
     assert r.exit_code == 0, r.output
     assert sorted(p.name for p in (tmp_path / "again").iterdir()) == ["a.png", "b.png", "grey16.png"]
     warned = [ln for ln in lines(r.output) if ln.startswith("warning")]
-    assert warned == [f"warning: skipped 6 depth maps photo3d wrote, not photos (such as {src / 'depth' / 'a.png'})"]
+    # (3 maps and their 3 previews: it said "skipped 6 depth maps")
+    assert warned == [f"warning: skipped 3 depth maps and 3 previews photo3d wrote, not photos (such as {src / 'depth' / 'a.png'})"]
     r = cli("convert", src / "depth", "-o", tmp_path / "glbs", "--glob", "a.png", "--model", tiny_depth_model)
     assert r.exit_code == 1 and lines(r.output) == [
         f"warning: {src / 'depth' / 'a.png'}: skipped: a depth map photo3d wrote, not a photo",
         f"error: no images found in {src / 'depth'} matching a.png"]
+    r = cli("convert", src / "depth", "-o", tmp_path / "glbs", "--glob", "a.preview.png", "--model", tiny_depth_model)
+    assert r.exit_code == 1 and lines(r.output)[0] == \
+        f"warning: {src / 'depth' / 'a.preview.png'}: skipped: a depth preview photo3d wrote, not a photo", r.output
     r = cli("depth", src / "depth" / "a.png", "-o", tmp_path / "named.png", "--model", tiny_depth_model)
     assert r.exit_code == 0 and (tmp_path / "named.png").is_file()  # named on the command line: taken
 

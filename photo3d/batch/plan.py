@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Callable, Iterable, Iterator, Sequence
 
 from ..errors import OutputError, UsageError, printable
-from ..depth.maps import written_by_photo3d
+from ..depth.maps import photo3d_kind, written_by_photo3d
 from ..io import PATH_MAX, IMAGE_SUFFIXES, existing_folder, is_image_path, name_max, stale_temp_target, temp_stem
 from .result import msg
 
@@ -49,9 +49,15 @@ class PlanNotes:
         match = f" matching {' or '.join(globs)}" if globs else ""
         out = [msg(p, f"holds no photos{match}; skipped") for p in self.empty]
         if len(self.own) == 1:
-            out.append(msg(self.own[0], "skipped: a depth map photo3d wrote, not a photo"))
-        elif self.own:
-            out.append(f"skipped {len(self.own)} depth maps photo3d wrote, not photos (such as {printable(self.own[0])})")
+            kind = photo3d_kind(self.own[0]) or "depth map"
+            out.append(msg(self.own[0], f"skipped: a {'depth ' if kind == 'preview' else ''}{kind} photo3d wrote, not a photo"))
+        elif self.own:  # (previews are not depth maps: "6 depth maps" were 3 maps and their 3 previews)
+            kinds = [photo3d_kind(p) or "depth map" for p in self.own]
+            n_maps, n_previews = kinds.count("depth map"), kinds.count("preview")
+            what = " and ".join([f"{n_maps} depth map{'s' if n_maps > 1 else ''}"] * bool(n_maps)
+                                + [f"{n_previews} {'depth ' if not n_maps else ''}preview{'s' if n_previews > 1 else ''}"]
+                                * bool(n_previews))
+            out.append(f"skipped {what} photo3d wrote, not photos (such as {printable(self.own[0])})")
         if len(self.twice) == 1:
             (p, kept), = self.twice
             out.append(msg(p, f"skipped: the same file as {printable(kept)} (reached through a link, or an input given twice)"))

@@ -135,15 +135,20 @@ def written_by_photo3d(path: str | Path) -> bool:
     """Whether ``path`` is a depth map or preview PNG that photo3d wrote (its :data:`MAP_TAG` or
     :data:`PREVIEW_TAG` text chunk, read from the header only): a folder walk skips these, they are
     not photos.  photo3d's stereo stills (``photo3d-stereo``) are photos: their pair gives depth."""
+    return photo3d_kind(path) is not None
+
+
+def photo3d_kind(path: str | Path) -> str | None:
+    """``"depth map"`` or ``"preview"`` for a PNG photo3d wrote as one (see :func:`written_by_photo3d`), else None."""
     from PIL import Image
 
     if Path(path).suffix.lower() != ".png":
-        return False
+        return None
     try:
         with Image.open(path) as im:  # (lazy: info holds the text chunks before the pixels, where we write them)
-            return MAP_TAG in im.info or PREVIEW_TAG in im.info
+            return "depth map" if MAP_TAG in im.info else "preview" if PREVIEW_TAG in im.info else None
     except Exception:  # not a readable PNG: a photo that fails with its own message later
-        return False
+        return None
 
 
 GREY_TOLERANCE = 2  # 8-bit levels by which the channels of a grey image stored as RGB may differ (lossy coding)
