@@ -305,11 +305,17 @@ FORMATS = (".glb", ".mp4", ".gif", ".webp", ".html", ".jpg", ".jpeg", ".png")  #
 _SIZES = defaults.VIDEO_SIZE_RANGE  # --size
 
 
+def _file_size(nbytes: int) -> str:
+    """A written file's size for the result line: MB with two decimals, kB under 0.01 MB (a small
+    GLB or video said "0.00 MB", as if nothing had been written)."""
+    return f"{nbytes / 1e6:.2f} MB" if nbytes >= 9_995 else f"{nbytes / 1e3:.1f} kB"
+
+
 def _share_details(s: dict, nbytes: int) -> str:
     """A video's (or stereo still's) part of the result line: frames, size, MB, and any notes."""
     notes = f" ({'; '.join(s['notes'])})" if s.get("notes") else ""
     what = "image" if s.get("still") else f"{s['frames']} frame(s)"
-    return f"{what} {s['size'][0]}x{s['size'][1]}, {nbytes / 1e6:.2f} MB{notes}"
+    return f"{what} {s['size'][0]}x{s['size'][1]}, {_file_size(nbytes)}{notes}"
 
 
 def _convert_details(r, timings: bool) -> str:
@@ -319,11 +325,11 @@ def _convert_details(r, timings: bool) -> str:
     if "finished" in i:
         return i["finished"]
     if i.get("from_glb"):  # rendered from the GLB this batch wrote (or found) beside it
-        what = _share_details(i["share"], r.bytes) if i.get("share") else f"{r.bytes / 1e6:.2f} MB"
+        what = _share_details(i["share"], r.bytes) if i.get("share") else _file_size(r.bytes)
         line = f"from {i['from_glb']}, {what}, {r.seconds:.2f} s"
     else:
         line = (f"depth from {_source(i)}, {i.get('layers', '?')} layer(s), {i.get('vertices', 0):,} vertices, "
-                + ("" if i.get("share") else f"{r.bytes / 1e6:.2f} MB, ") + f"{r.seconds:.2f} s")
+                + ("" if i.get("share") else f"{_file_size(r.bytes)}, ") + f"{r.seconds:.2f} s")
         if i.get("share"):
             line += "; " + _share_details(i["share"], r.bytes)
     if timings and i.get("seconds"):
