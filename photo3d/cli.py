@@ -260,6 +260,7 @@ def depth(
     raw: bool = typer.Option(False, "--raw", help="Write the network's own output (no upsampling)."),
     preview: bool = typer.Option(False, "--preview", help="Also write NAME.preview.png (red = near)."),
     fmt: Optional[str] = typer.Option(None, "--format", metavar="png|npy", help="Folder outputs: png (16-bit, default) or npy (float32)."),
+    timings: bool = typer.Option(False, "--timings", help="Print the time of each stage."),
     batch: SimpleNamespace = None,  # the batch options (see _batch_options)
 ) -> None:
     """Predict depth maps (normalized disparity: larger = nearer)."""
@@ -276,8 +277,11 @@ def depth(
     def said(r) -> None:  # one line per photo as soon as it is done
         if r.status == "ok":
             i = r.report
-            _say_result(r, i["finished"] if "finished" in i else f"depth from {_source(i)}, {i.get('width', '?')}x"
-                        f"{i.get('height', '?')} depth map (larger = nearer), {r.seconds:.2f} s")
+            line = i["finished"] if "finished" in i else (f"depth from {_source(i)}, {i.get('width', '?')}x"
+                                                          f"{i.get('height', '?')} depth map (larger = nearer), {r.seconds:.2f} s")
+            if timings and i.get("seconds"):  # (as convert's --timings; depth had none)
+                line += " (" + ", ".join(f"{k} {v:.2f}" for k, v in i["seconds"].items()) + ")"
+            _say_result(r, line)
 
     from .depth import depth_task
 

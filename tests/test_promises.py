@@ -783,6 +783,19 @@ def test_an_empty_folder_beside_other_inputs_is_a_warning(tmp_path, tiny_depth_m
     assert_valid_glb(tmp_path / "glbs" / "a.glb")
 
 
+def test_depth_prints_its_stage_times_with_timings(tmp_path, tiny_depth_model):
+    """``photo3d depth --timings``, as ``convert --timings``: the result line ends with the stages'
+    seconds (it was ``No such option: --timings``, exit 2)."""
+    src = photo(tmp_path / "a.png")
+    r = cli("depth", src, "-o", tmp_path / "a.npy", "--model", tiny_depth_model, "--timings")
+    assert r.exit_code == 0, r.output
+    (line,) = lines(r.output)
+    assert re.search(r" depth map \(larger = nearer\), \d+\.\d\d s \(read \d+\.\d\d, predict \d+\.\d\d, write \d+\.\d\d\)$",
+                     line), line
+    r = cli("depth", src, "-o", tmp_path / "b.npy", "--model", tiny_depth_model)
+    assert r.exit_code == 0 and lines(r.output)[0].endswith(" s"), r.output
+
+
 def test_an_input_given_twice_under_one_name_is_one_input(tmp_path, tiny_depth_model):
     """``photo3d depth in in/ -o out`` (a folder repeated, as shell completion writes it) is the run
     of ``in`` alone: its tree mirrored into ``out``, the photos and photo3d's own maps counted once,
