@@ -29,6 +29,7 @@ import numpy as np
 SHARP_MAP = 0.6  # a depth map whose steps are this crisp (see is_sharp_map) is used as it is
 COARSE_MAP = 1.5  # ... unless it is upsampled by more than this to the working grid: then snapped like a network's
 MIXED_FG = 9.0  # a far-band pixel at least a quarter foreground colour (squared distances 0.75² : 0.25²) goes with it
+MIN_SPLIT = 20.0  # near/far colour classes at a kept cut at least this far apart (8-bit CIELAB) to move pixels
 MIXED_TINT = 10.0  # ... or tinted toward the foreground by this much (8-bit CIELAB, ~4 ΔE: a visible line once moved)
 
 
@@ -51,6 +52,7 @@ class LayerParams:
     snap_iters: int = 3
     close_px: int = 7  # network depth: far gaps narrower than this (working pixels) take the depth around them
     strip_px: int = 3  # an intermediate strip at an edge this narrow is skipped: the background lies behind it
+    reach_px: int = 8  # with the photo: near-side pixels this close to a kept cut, of the far side's colour, go to it
 
 
 @dataclass
@@ -357,6 +359,70 @@ def band_to_foreground(ldi: "LayeredDepth", band: np.ndarray) -> tuple[np.ndarra
     ), ldi.near | band
 
 
+def far_coloured_near(inv: np.ndarray, rgb: np.ndarray, near: np.ndarray, far: np.ndarray, reach: int,
+                      rel_jump: float) -> tuple[np.ndarray, np.ndarray]:
+    """Pixels on the near side of a kept cut, within ``reach`` pixels of it, whose colour is
+    clearly the far side's, and the far side's depth there.  A cut that lies a few pixels out in
+    the background (beyond the colour snap's window) gives the near layer a strip of background
+    colour that moves with it (a wedge of dark room and a dark fleck at the coffee table's far
+    corner).  Two local colour classes along the cut: the far side (far pixels within ``reach``
+    of it) and the near side beyond the strip (``reach`` to ``2 * reach`` pixels in).  A pixel
+    goes if the classes differ visibly (``MIN_SPLIT``) and the far one is plain (its spread under
+    half the gap), it lies on the far side of their midpoint by a margin (at most a third of the
+    way to the near colour) and is at least twice as close to the far colour; and only as pieces
+    that are strips along the cut: touching the far side along at least ``1 / reach`` of their
+    area, with a new edge about as long as that contact, and at least ``reach`` pixels (a dark eye
+    inside a face, white letters near a shirt's edge, specks, stay).  Far-side pixels in front of
+    the far side's depth (a blob of in-between depth bridging a gap in the cut) count as near.
+    The far side's depth: the farthest within ``reach`` of its nearest far pixel."""
+    if reach <= 0 or not (near.any() and far.any()):
+        return np.zeros(near.shape, bool), inv
+    d_n, _ = nearest_values(near, np.zeros(near.shape, np.float32), 3)
+    se = cv2.getStructuringElement(cv2.MORPH_RECT, (2 * reach + 1,) * 2)
+    d_f, far_inv = nearest_values(far, cv2.erode(inv, se), 3)
+    near_side = d_n < d_f
+    cand = (near_side | (inv > (1 + rel_jump) * far_inv)) & (np.minimum(d_n, d_f) <= reach)
+    if not cand.any():
+        return cand, inv
+    lab = cv2.cvtColor(rgb, cv2.COLOR_RGB2LAB).astype(np.float32)
+    ref_n = (near_side & (d_n > reach) & (d_n <= 2 * reach)).astype(np.float32)
+    ref_f = (~near_side & (d_f <= reach)).astype(np.float32)
+    win = (4 * reach + 1,) * 2
+
+    def mean(m):
+        return cv2.boxFilter(lab * m[:, :, None], -1, win, normalize=False) / np.maximum(
+            cv2.boxFilter(m, -1, win, normalize=False), 1e-6)[:, :, None]
+
+    def spread2(m, mu):  # mean squared CIELAB distance from the class mean
+        return np.maximum(cv2.boxFilter((lab ** 2).sum(2) * m, -1, win, normalize=False) / np.maximum(
+            cv2.boxFilter(m, -1, win, normalize=False), 1e-6) - (mu ** 2).sum(2), 0.0)
+
+    m_n, m_f = mean(ref_n), mean(ref_f)
+    axis = m_n - m_f
+    gap2 = (axis ** 2).sum(2)
+    # (a pattern printed across a false step is not plain)
+    cand &= 4 * spread2(ref_f, m_f) < gap2
+    t = ((lab - m_f) * axis).sum(2) / np.maximum(gap2, 1e-6)  # 0 at the far colour, 1 at the near
+    d_near = ((lab - m_n) ** 2).sum(2)
+    d_far = ((lab - m_f) ** 2).sum(2)
+    has = (cv2.boxFilter(ref_n, -1, win) > 0) & (cv2.boxFilter(ref_f, -1, win) > 0)
+    cand &= has & (gap2 > MIN_SPLIT ** 2) & (t < 1 / 3) & (4 * d_far < d_near)
+    if not cand.any():
+        return cand, inv
+    # strips along the cut (a letter touches it at a point, its outline is long)
+    cross = np.array([[0, 1, 0], [1, 1, 1], [0, 1, 0]], np.uint8)
+    contact = cand & cv2.dilate(far.astype(np.uint8), cross).astype(bool)
+    rest = (near_side | near) & ~cand
+    inner = cand & cv2.dilate(rest.astype(np.uint8), cross).astype(bool)
+    n, lbl = cv2.connectedComponents(cand.astype(np.uint8), connectivity=4)
+    area = np.bincount(lbl[cand], minlength=n)
+    touch = np.bincount(lbl[contact], minlength=n)
+    edge = np.bincount(lbl[inner], minlength=n)
+    ok = (touch > 0) & (area <= reach * touch) & (edge <= 1.5 * touch + 2) & (area >= reach)
+    ok[0] = False
+    return cand & ok[lbl], far_inv
+
+
 def nearest_values(mask: np.ndarray, values: np.ndarray, mask_size: int = 5) -> tuple[np.ndarray, np.ndarray]:
     """For every pixel: distance to the nearest ``mask`` pixel and that pixel's value (a ``mask``
     pixel is its own nearest).  For the nearest pixel's position, pass the flat indices
@@ -455,6 +521,15 @@ def build_layers(
         raw = np.where(grown & (raw < fill), fill, raw).astype(np.float32)
         uncut |= small & ~pocket
     near, far = _sides(inv, cuts)
+    if rgb is not None:
+        # a kept cut that lies a few pixels out in the background: the strip of background colour
+        # on its near side goes to the far side, and the cut onto the colour edge
+        moved, far_inv = far_coloured_near(inv, rgb, near, far, params.reach_px, params.rel_jump)
+        if moved.any():
+            inv = np.where(moved, np.minimum(far_inv, inv), inv).astype(np.float32)
+            cuts = _without(_drop_short_edges(inv, find_cuts(inv, cut_shift, params), params.min_edge_len,
+                                              contrast, params.min_edge_contrast, cut_shift, params), uncut)
+            near, far = _sides(inv, cuts)
     if params.smooth_sigma > 0:
         # sharpened steps only where a discontinuity was kept; elsewhere, for network depth, a
         # smooth surface (a step that is not cut would stretch its texture row into a visible
