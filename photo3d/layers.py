@@ -359,8 +359,8 @@ def band_to_foreground(ldi: "LayeredDepth", band: np.ndarray) -> tuple[np.ndarra
     ), ldi.near | band
 
 
-def far_coloured_near(inv: np.ndarray, rgb: np.ndarray, near: np.ndarray, far: np.ndarray, reach: int,
-                      rel_jump: float) -> tuple[np.ndarray, np.ndarray]:
+def far_coloured_near(inv: np.ndarray, rgb: np.ndarray, near: np.ndarray, far: np.ndarray,
+                      reach: int) -> tuple[np.ndarray, np.ndarray]:
     """Pixels on the near side of a kept cut, within ``reach`` pixels of it, whose colour is
     clearly the far side's, and the far side's depth there.  A cut that lies a few pixels out in
     the background (beyond the colour snap's window) gives the near layer a strip of background
@@ -372,16 +372,16 @@ def far_coloured_near(inv: np.ndarray, rgb: np.ndarray, near: np.ndarray, far: n
     way to the near colour) and is at least twice as close to the far colour; and only as pieces
     that are strips along the cut: touching the far side along at least ``1 / reach`` of their
     area, with a new edge about as long as that contact, and at least ``reach`` pixels (a dark eye
-    inside a face, white letters near a shirt's edge, specks, stay).  Far-side pixels in front of
-    the far side's depth (a blob of in-between depth bridging a gap in the cut) count as near.
-    The far side's depth: the farthest within ``reach`` of its nearest far pixel."""
+    inside a face, white letters near a shirt's edge, specks, stay).  The far side's depth: the
+    farthest within ``reach`` of its nearest far pixel (a far side at an in-between depth, a
+    pocket between the object and the background, is skipped)."""
     if reach <= 0 or not (near.any() and far.any()):
         return np.zeros(near.shape, bool), inv
     d_n, _ = nearest_values(near, np.zeros(near.shape, np.float32), 3)
     se = cv2.getStructuringElement(cv2.MORPH_RECT, (2 * reach + 1,) * 2)
     d_f, far_inv = nearest_values(far, cv2.erode(inv, se), 3)
     near_side = d_n < d_f
-    cand = (near_side | (inv > (1 + rel_jump) * far_inv)) & (np.minimum(d_n, d_f) <= reach)
+    cand = near_side & (d_n <= reach)
     if not cand.any():
         return cand, inv
     lab = cv2.cvtColor(rgb, cv2.COLOR_RGB2LAB).astype(np.float32)
@@ -524,7 +524,7 @@ def build_layers(
     if rgb is not None:
         # a kept cut that lies a few pixels out in the background: the strip of background colour
         # on its near side goes to the far side, and the cut onto the colour edge
-        moved, far_inv = far_coloured_near(inv, rgb, near, far, params.reach_px, params.rel_jump)
+        moved, far_inv = far_coloured_near(inv, rgb, near, far, params.reach_px)
         if moved.any():
             inv = np.where(moved, np.minimum(far_inv, inv), inv).astype(np.float32)
             cuts = _without(_drop_short_edges(inv, find_cuts(inv, cut_shift, params), params.min_edge_len,
