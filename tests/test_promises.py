@@ -584,7 +584,7 @@ def test_one_photo_to_an_existing_file_without_a_suffix_says_why(tmp_path):
         r = cli(command, src, "-o", target)
         assert r.exit_code == 2 and lines(r.output) == [
             f"error: -o {target}: exists and is not a folder (an -o without a file suffix ({suffix}) names a folder)"], r.output
-    r = cli("depth", src, src, "-o", target)
+    r = cli("depth", src, photo(tmp_path / "q.png"), "-o", target)
     assert lines(r.output) == [f"error: -o {target}: exists and is not a folder (several outputs need a folder)"]
     assert target.read_text() == "mine"
 
@@ -595,7 +595,7 @@ def test_a_folder_input_with_a_file_output_is_a_usage_error(tmp_path):
     assert r.exit_code == 2, r.output
     assert lines(r.output) == [f"error: -o {tmp_path / 'x.glb'}: a folder input needs an output folder (e.g. -o {tmp_path / 'x'}/)"]
     assert not (tmp_path / "x.glb").exists()
-    r = cli("convert", tmp_path / "in" / "a.png", tmp_path / "in" / "a.png", "-o", tmp_path / "y.glb")
+    r = cli("convert", tmp_path / "in" / "a.png", photo(tmp_path / "in" / "b.png"), "-o", tmp_path / "y.glb")
     assert r.exit_code == 2 and "several inputs need an output folder" in r.output
 
 
@@ -947,7 +947,7 @@ def test_a_later_run_with_html_keeps_an_existing_page(tmp_path, tiny_depth_model
     os.utime(page, ns=(1_000_000_000, 1_000_000_000))
     before = page.read_bytes()
     r = cli("convert", tmp_path / "in", "-o", out, "--format", "webp", "--format", "glb", "--html",
-            "--seconds", "0.2", "--fps", "5", "--model", tiny_depth_model)
+            "--seconds", "0.4", "--fps", "5", "--model", tiny_depth_model)
     assert r.exit_code == 0, r.output
     assert page.stat().st_mtime_ns == 1_000_000_000 and page.read_bytes() == before
     assert f"-> {out / 'p.glb'}:" in r.output and "p.html" not in r.output, r.output
