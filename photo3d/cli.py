@@ -305,7 +305,7 @@ def _source(info: dict) -> str:
     return f"model ({info.get('model') or info.get('depth')})"
 
 
-FORMATS = (".glb", ".mp4", ".gif", ".webp", ".html", ".jpg", ".jpeg", ".png")  # --format (folder outputs; .jpg .png: stereo stills)
+FORMATS = (".glb", ".mp4", ".gif", ".webp", ".html")  # --format (folder outputs; with --stereo also video.STILL_SUFFIXES)
 _SIZES = defaults.VIDEO_SIZE_RANGE  # --size
 
 
@@ -394,7 +394,7 @@ def convert(
         _fail(UsageError("--depth needs exactly one input photo"))
     if depth_map is not None and batch.depth_source != defaults.DEPTH_SOURCE:
         _fail(UsageError("give either --depth or --depth-source, not both"))
-    from .video import ShareOptions, check_frames, check_share
+    from .video import STILL_SUFFIXES, ShareOptions, check_frames, check_share
 
     single = len(inputs) == 1 and not Path(inputs[0]).is_dir()
     suffixes = ["." + f.lower().lstrip(".") for f in (formats or ["glb"])]
@@ -404,10 +404,10 @@ def convert(
         if formats and _one_file_out(inputs, output):
             raise UsageError(FORMAT_FOR_FOLDERS)
         for s in suffixes:
-            if s not in FORMATS:
-                raise UsageError(f"--format must be one of {', '.join(f[1:] for f in FORMATS[:5])}, or jpg/png with "
+            if s not in FORMATS + STILL_SUFFIXES:
+                raise UsageError(f"--format must be one of {', '.join(f[1:] for f in FORMATS)}, or jpg/png with "
                                  f"--stereo, not {s[1:]!r}")
-            if s in (".jpg", ".jpeg", ".png") and not stereo:
+            if s in STILL_SUFFIXES and not stereo:
                 raise UsageError(f"--format {s[1:]}: a still image output needs --stereo sbs (or sbs-half)")
         writes = [Path(output).suffix.lower()] if _one_file_out(inputs, output) else suffixes
         _check_video_options_apply(ctx, writes)

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Callable, Iterable, Iterator, Sequence
 
 from ..errors import OutputError, UsageError, printable
-from ..depth.maps import photo3d_kind, written_by_photo3d
+from ..depth.maps import photo3d_kind
 from ..io import PATH_MAX, IMAGE_SUFFIXES, existing_folder, is_image_path, name_max, stale_temp_target, temp_stem
 from .result import msg
 
@@ -40,7 +40,7 @@ class PlanNotes:
     met already."""
 
     empty: list[Path] = field(default_factory=list)
-    own: list[Path] = field(default_factory=list)
+    own: list[tuple[Path, str]] = field(default_factory=list)  # (path, "depth map" or "preview")
     # a photo met twice (a folder given under two names, a link to a photo met already): converted once
     twice: list[tuple[Path, Path]] = field(default_factory=list)  # (skipped path, the path converted)
 
@@ -49,15 +49,17 @@ class PlanNotes:
         match = f" matching {' or '.join(globs)}" if globs else ""
         out = [msg(p, f"holds no photos{match}; skipped") for p in self.empty]
         if len(self.own) == 1:
-            kind = photo3d_kind(self.own[0]) or "depth map"
-            out.append(msg(self.own[0], f"skipped: a {'depth ' if kind == 'preview' else ''}{kind} photo3d wrote, not a photo"))
+            (p, kind), = self.own
+            out.append(msg(p, f"skipped: a {'depth ' if kind == 'preview' else ''}{kind} photo3d wrote, not a photo"))
         elif self.own:  # (previews are not depth maps: "6 depth maps" were 3 maps and their 3 previews)
-            kinds = [photo3d_kind(p) or "depth map" for p in self.own]
+            kinds = [kind for _, kind in self.own]
             n_maps, n_previews = kinds.count("depth map"), kinds.count("preview")
-            what = " and ".join([f"{n_maps} depth map{'s' if n_maps > 1 else ''}"] * bool(n_maps)
-                                + [f"{n_previews} {'depth ' if not n_maps else ''}preview{'s' if n_previews > 1 else ''}"]
-                                * bool(n_previews))
-            out.append(f"skipped {what} photo3d wrote, not photos (such as {printable(self.own[0])})")
+            parts = []
+            if n_maps:
+                parts.append(f"{n_maps} depth map{'s' if n_maps > 1 else ''}")
+            if n_previews:
+                parts.append(f"{n_previews} {'' if n_maps else 'depth '}preview{'s' if n_previews > 1 else ''}")
+            out.append(f"skipped {' and '.join(parts)} photo3d wrote, not photos (such as {printable(self.own[0][0])})")
         if len(self.twice) == 1:
             (p, kept), = self.twice
             out.append(msg(p, f"skipped: the same file as {printable(kept)} (reached through a link, or an input given twice)"))
@@ -87,7 +89,7 @@ def discover(
     globs: Sequence[str] = (),
     exclude: Iterable[Path] = (),
     errors: list[tuple[Path, str]] | None = None,
-    own: list[Path] | None = None,
+    own: list[tuple[Path, str]] | None = None,
 ) -> Iterator[Path]:
     """Yield the image files under ``folder``, sorted, depth first.
 
@@ -96,8 +98,8 @@ def discover(
     followed, but every real folder is visited once, so link loops end.  ``globs`` filter on the
     path relative to ``folder`` or on the file name (case-insensitive; ``*`` crosses folders).
     Folders that cannot be listed are appended to ``errors`` as (path, reason).  Depth map PNGs
-    that photo3d wrote (:func:`~photo3d.depth.maps.written_by_photo3d`) are not photos: they are
-    skipped, and appended to ``own``.
+    that photo3d wrote (:func:`~photo3d.depth.maps.photo3d_kind`) are not photos: they are
+    skipped, and appended to ``own`` with their kind.
     """
     excluded = set()
     for p in exclude:
@@ -145,9 +147,9 @@ def discover(
                 continue
             if not _matches(p.relative_to(folder).as_posix(), globs):
                 continue
-            if written_by_photo3d(p):
+            if kind := photo3d_kind(p):
                 if own is not None:
-                    own.append(p)
+                    own.append((p, kind))
                 continue
             yield p  # (a broken link, a named pipe, ...: a failed input that says so, not skipped without a word)
 
@@ -283,7 +285,7 @@ def plan_jobs(
             walk = None if walks is None else walks.get(inp)
             if walk is None:
                 walk_errors: list[tuple[Path, str]] = []
-                own: list[Path] = []
+                own: list[tuple[Path, str]] = []
                 walk = list(discover(inp, globs, exclude=[output], errors=walk_errors, own=own)), walk_errors, own
                 if walks is not None:
                     walks[inp] = walk

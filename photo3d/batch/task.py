@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from ..errors import ExitCode, ModelError, OutputError, Photo3DError, UsageError, one_line
+from ..io import existing_folder
 from .result import Result, Status, msg
 
 
@@ -137,11 +138,8 @@ def disk_full(dst: Path) -> OutputError | None:
     """The error (the batch stops: :func:`disk_stop`) when the disk that ``dst`` goes to has less
     than :data:`DISK_MIN_FREE` left (or no file left to make), else None.  Root may write into the
     blocks reserved for it; a filesystem that says nothing of its size (f_blocks 0) is not judged."""
-    d = Path(os.path.abspath(dst)).parent
-    while not d.exists() and d.parent != d:  # (the folders of an output are made when it is written)
-        d = d.parent
-    try:
-        st = os.statvfs(d)
+    try:  # (the folders of an output are made when it is written: the nearest one that exists)
+        st = os.statvfs(existing_folder(dst))
     except (OSError, AttributeError):  # (no statvfs: Windows)
         return None
     root = hasattr(os, "geteuid") and os.geteuid() == 0

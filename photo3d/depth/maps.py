@@ -131,15 +131,10 @@ def read_png_metadata(path: str | Path) -> dict:
     return out
 
 
-def written_by_photo3d(path: str | Path) -> bool:
-    """Whether ``path`` is a depth map or preview PNG that photo3d wrote (its :data:`MAP_TAG` or
-    :data:`PREVIEW_TAG` text chunk, read from the header only): a folder walk skips these, they are
-    not photos.  photo3d's stereo stills (``photo3d-stereo``) are photos: their pair gives depth."""
-    return photo3d_kind(path) is not None
-
-
 def photo3d_kind(path: str | Path) -> str | None:
-    """``"depth map"`` or ``"preview"`` for a PNG photo3d wrote as one (see :func:`written_by_photo3d`), else None."""
+    """``"depth map"`` or ``"preview"`` for a PNG that photo3d wrote as one (its :data:`MAP_TAG` or
+    :data:`PREVIEW_TAG` text chunk, read from the header only), else None: a folder walk skips these,
+    they are not photos.  photo3d's stereo stills (``photo3d-stereo``) are photos: their pair gives depth."""
     from PIL import Image
 
     if Path(path).suffix.lower() != ".png":
