@@ -388,24 +388,22 @@ def far_coloured_near(inv: np.ndarray, rgb: np.ndarray, near: np.ndarray, far: n
     ref_n = (near_side & (d_n > reach) & (d_n <= 2 * reach)).astype(np.float32)
     ref_f = (~near_side & (d_f <= reach)).astype(np.float32)
     win = (4 * reach + 1,) * 2
+    count_n, count_f = (cv2.boxFilter(m, -1, win, normalize=False) for m in (ref_n, ref_f))
 
-    def mean(m):
-        return cv2.boxFilter(lab * m[:, :, None], -1, win, normalize=False) / np.maximum(
-            cv2.boxFilter(m, -1, win, normalize=False), 1e-6)[:, :, None]
+    def mean(m, count):
+        return cv2.boxFilter(lab * m[:, :, None], -1, win, normalize=False) / np.maximum(count, 1e-6)[:, :, None]
 
-    def spread2(m, mu):  # mean squared CIELAB distance from the class mean
-        return np.maximum(cv2.boxFilter((lab ** 2).sum(2) * m, -1, win, normalize=False) / np.maximum(
-            cv2.boxFilter(m, -1, win, normalize=False), 1e-6) - (mu ** 2).sum(2), 0.0)
-
-    m_n, m_f = mean(ref_n), mean(ref_f)
+    m_n, m_f = mean(ref_n, count_n), mean(ref_f, count_f)
     axis = m_n - m_f
     gap2 = (axis ** 2).sum(2)
     # (a pattern printed across a false step is not plain)
-    cand &= 4 * spread2(ref_f, m_f) < gap2
+    spread2_f = np.maximum(cv2.boxFilter((lab ** 2).sum(2) * ref_f, -1, win, normalize=False)  # (mean squared
+                           / np.maximum(count_f, 1e-6) - (m_f ** 2).sum(2), 0.0)  # CIELAB distance from the mean)
+    cand &= 4 * spread2_f < gap2
     t = ((lab - m_f) * axis).sum(2) / np.maximum(gap2, 1e-6)  # 0 at the far colour, 1 at the near
     d_near = ((lab - m_n) ** 2).sum(2)
     d_far = ((lab - m_f) ** 2).sum(2)
-    has = (cv2.boxFilter(ref_n, -1, win) > 0) & (cv2.boxFilter(ref_f, -1, win) > 0)
+    has = (count_n > 0) & (count_f > 0)
     cand &= has & (gap2 > MIN_SPLIT ** 2) & (t < 1 / 3) & (4 * d_far < d_near)
     if not cand.any():
         return cand, inv
@@ -467,7 +465,7 @@ def _steps_into_surface(inv: np.ndarray, smooth: np.ndarray, near: np.ndarray, f
     side = _blur_by((d_n <= d_f).astype(np.float32), 0.5 * d)  # 1 on the near side, soft past a cut's end
     step = side * v_n + (1 - side) * v_f
     reach = np.maximum(np.abs(step - smooth) * shift_px_per_inv, 4.0)
-    w = _blur_by(np.clip(1.0 - (d - hold_px) / reach, 0.0, 1.0), np.ones_like(d))
+    w = cv2.GaussianBlur(np.clip(1.0 - (d - hold_px) / reach, 0.0, 1.0).astype(np.float32), (0, 0), 1.0)
     w = np.where(near | far, 1.0, w)
     return (w * step + (1 - w) * smooth).astype(np.float32)
 
@@ -505,10 +503,13 @@ def build_layers(
     # middle strip) takes their depth; a fleck in front of its surroundings keeps its depth
     # but is no longer cut out (it stretches, as a single-layer mesh would)
     uncut = np.zeros(inv.shape, bool)
+
+    def kept_cuts(inv: np.ndarray) -> np.ndarray:  # long and contrasted enough, not merged away
+        return _without(_drop_short_edges(inv, find_cuts(inv, cut_shift, params), params.min_edge_len,
+                                          contrast, params.min_edge_contrast, cut_shift, params), uncut)
+
     for it in range(4):
-        cuts = _drop_short_edges(inv, find_cuts(inv, cut_shift, params), params.min_edge_len,
-                                 contrast, params.min_edge_contrast, cut_shift, params)
-        cuts = _without(cuts, uncut)
+        cuts = kept_cuts(inv)
         small = small_fragments(cuts, min_area, params.min_width_px) if it < 3 else None
         if small is None or not small.any() or small.all():
             break
@@ -527,8 +528,7 @@ def build_layers(
         moved, far_inv = far_coloured_near(inv, rgb, near, far, params.reach_px)
         if moved.any():
             inv = np.where(moved, np.minimum(far_inv, inv), inv).astype(np.float32)
-            cuts = _without(_drop_short_edges(inv, find_cuts(inv, cut_shift, params), params.min_edge_len,
-                                              contrast, params.min_edge_contrast, cut_shift, params), uncut)
+            cuts = kept_cuts(inv)
             near, far = _sides(inv, cuts)
     if params.smooth_sigma > 0:
         # sharpened steps only where a discontinuity was kept; elsewhere, for network depth, a
