@@ -95,6 +95,25 @@ def load_glb_meshes(glb: bytes) -> tuple[list[dict], np.ndarray, dict]:
     return out, texture, tree
 
 
+def viewer_camera(tree: dict, width: int, offset: tuple[float, float] = (0.0, 0.0)):
+    """The HTML viewer's camera for a GLB (its JSON ``tree``) in a view ``width`` pixels wide, at
+    ``offset`` (-1 .. 1 of the parallax's largest offset, horizontal and vertical): placed to the
+    side, aimed at the focus depth, zoomed just enough that the parallax never shows beyond the
+    photo's border (``photo3d/assets/viewer.src.js``: layout()).  Returns (focal, (width, height),
+    eye, rot), the arguments of :func:`rasterize`."""
+    import math
+
+    from photo3d.render import cover_zoom, look_at
+
+    ex = tree["extras"]["photo3d"]
+    tx, ty = math.tan(math.radians(ex["fov_x_deg"]) / 2), math.tan(math.radians(ex["fov_y_deg"]) / 2)
+    height = max(1, round(width * ty / tx))
+    focal = (height / 2) / (ty / cover_zoom(ex))
+    target = np.array([0.0, 0.0, -ex["parallax"]["focus_depth"]])
+    eye = np.array([offset[0], offset[1], 0.0]) * ex["parallax"]["max_offset"]
+    return focal, (width, height), eye, look_at(eye, target)
+
+
 def rasterize(meshes: list[dict], texture: np.ndarray, focal: float, size: tuple[int, int], eye: np.ndarray,
               cutoff: float = 0.5, rot: np.ndarray | None = None, with_layer: bool = False):
     """Render from ``eye`` looking down -Z (pinhole ``focal`` px, ``size`` = (W, H)); ``rot``: the

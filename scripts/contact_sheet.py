@@ -18,7 +18,6 @@ and the depth preview (``photo3d depth --preview``: red = near, blue = far) befo
 from __future__ import annotations
 
 import argparse
-import math
 import sys
 import tempfile
 from pathlib import Path
@@ -30,28 +29,19 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "benchmarks"))
 
-from novel_view import load_glb_meshes, rasterize, speckle_count  # noqa: E402
+from novel_view import load_glb_meshes, rasterize, speckle_count, viewer_camera  # noqa: E402
 
 from photo3d.io import write_bytes_atomic  # noqa: E402
-from photo3d.render import cover_zoom, look_at  # noqa: E402
 from photo3d.pipeline import ConvertOptions, convert_file  # noqa: E402
 
 
 def viewer_views(glb: bytes, width: int, offsets=((-1.0, 0.0), (1.0, 0.0))) -> list[tuple[np.ndarray, np.ndarray]]:
     """(rgb uint8, layer index per pixel) of the GLB as the viewer shows it at each offset."""
     meshes, texture, tree = load_glb_meshes(glb)
-    ex = tree["extras"]["photo3d"]
-    tx, ty = math.tan(math.radians(ex["fov_x_deg"]) / 2), math.tan(math.radians(ex["fov_y_deg"]) / 2)
-    t = ex["parallax"]["max_offset"]
-    k = cover_zoom(ex)  # the viewer's framing (viewer.src.js: layout())
-    height = max(1, round(width * ty / tx))
-    focal = (height / 2) / (ty / k)
-    target = np.array([0.0, 0.0, -ex["parallax"]["focus_depth"]])
     out = []
-    for ox, oy in offsets:
-        eye = np.array([ox * t, oy * t, 0.0])
-        img, _, layer = rasterize(meshes, texture, focal, (width, height), eye, rot=look_at(eye, target),
-                                  with_layer=True)
+    for offset in offsets:
+        focal, size, eye, rot = viewer_camera(tree, width, offset)
+        img, _, layer = rasterize(meshes, texture, focal, size, eye, rot=rot, with_layer=True)
         out.append((np.clip(img, 0, 255).astype(np.uint8), layer))
     return out
 

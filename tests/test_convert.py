@@ -432,23 +432,26 @@ def test_a_facade_seen_from_the_photos_viewpoint_is_the_photo(tmp_path, shared_d
     assert diff < 5.0, diff
 
 
+def _flagged(vis: dict, flags: np.ndarray) -> dict:
+    """The visible layer ``vis`` drawn again with each triangle's own vertices, textured white
+    where ``flags`` (one per triangle) and black elsewhere."""
+    f = vis["faces"]
+    return dict(vis, pos=vis["pos"][f.ravel()], alpha=vis["alpha"][f.ravel()], faces=np.arange(f.size).reshape(-1, 3),
+                uv=np.stack([np.repeat(np.where(flags, 0.75, 0.25), 3), np.full(f.size, 0.5)], 1),
+                texture=np.array([[[0, 0, 0], [255, 255, 255]]] * 2, np.uint8))
+
+
 def _streak_pixels(glb: bytes, width: int, offset_x: float) -> tuple[int, int]:
     """(pixels of the visible layer that lie on a streak, pixels of the visible layer) in the
     view at the viewer's horizontal ``offset_x`` (its framing, as scripts/contact_sheet.py): a
     streak is a triangle of the visible layer whose area on screen grows more than four times
     from the photo's viewpoint to this one (a hard step that is not cut, stretched sideways)."""
-    import math
-
-    from photo3d.render import cover_zoom, look_at
+    from photo3d.render import look_at
 
     nv = benchmark("novel_view")
     meshes, texture, tree = nv.load_glb_meshes(glb)
-    ex = tree["extras"]["photo3d"]
-    tx, ty = math.tan(math.radians(ex["fov_x_deg"]) / 2), math.tan(math.radians(ex["fov_y_deg"]) / 2)
-    height = round(width * ty / tx)
-    focal = height / 2 / (ty / cover_zoom(ex))
-    target = np.array([0.0, 0.0, -ex["parallax"]["focus_depth"]])
-    eye = np.array([offset_x * ex["parallax"]["max_offset"], 0.0, 0.0])
+    focal, size, eye, rot = nv.viewer_camera(tree, width, (offset_x, 0.0))
+    target = np.array([0.0, 0.0, -tree["extras"]["photo3d"]["parallax"]["focus_depth"]])
     vis = meshes[0]
     f = vis["faces"]
 
@@ -459,13 +462,8 @@ def _streak_pixels(glb: bytes, width: int, offset_x: float) -> tuple[int, int]:
         return np.abs((X[:, 1] - X[:, 0]) * (Y[:, 2] - Y[:, 0]) - (Y[:, 1] - Y[:, 0]) * (X[:, 2] - X[:, 0]))
 
     streak = area(eye) > 4 * np.maximum(area(np.zeros(3)), 1e-12)
-    # the visible layer drawn again with each triangle's own vertices, textured white on streaks
-    flag = dict(vis, pos=vis["pos"][f.ravel()], alpha=vis["alpha"][f.ravel()], faces=np.arange(f.size).reshape(-1, 3),
-                uv=np.stack([np.repeat(np.where(streak, 0.75, 0.25), 3), np.full(f.size, 0.5)], 1),
-                texture=np.array([[[0, 0, 0], [255, 255, 255]]] * 2, np.uint8))
-    _, _, layer = nv.rasterize(meshes, texture, focal, (width, height), eye, rot=look_at(eye, target), with_layer=True)
-    img, _, _ = nv.rasterize([flag] + meshes[1:], texture, focal, (width, height), eye, rot=look_at(eye, target),
-                             with_layer=True)
+    _, _, layer = nv.rasterize(meshes, texture, focal, size, eye, rot=rot, with_layer=True)
+    img, _ = nv.rasterize([_flagged(vis, streak)] + meshes[1:], texture, focal, size, eye, rot=rot)
     front = layer == 0
     return int((front & (img[..., 0] > 127)).sum()), int(front.sum())
 
@@ -474,29 +472,14 @@ def _dark_on_near_layer(glb: bytes, width: int, offset_x: float, nearer: float) 
     """Pixels of the view at the viewer's horizontal ``offset_x`` (its framing, as
     scripts/contact_sheet.py) that the visible layer shows from triangles nearer than ``nearer``
     times the nearest depth, in a dark colour (every channel below 60)."""
-    import math
-
-    from photo3d.render import cover_zoom, look_at
-
     nv = benchmark("novel_view")
     meshes, texture, tree = nv.load_glb_meshes(glb)
-    ex = tree["extras"]["photo3d"]
-    tx, ty = math.tan(math.radians(ex["fov_x_deg"]) / 2), math.tan(math.radians(ex["fov_y_deg"]) / 2)
-    height = round(width * ty / tx)
-    focal = height / 2 / (ty / cover_zoom(ex))
-    target = np.array([0.0, 0.0, -ex["parallax"]["focus_depth"]])
-    eye = np.array([offset_x * ex["parallax"]["max_offset"], 0.0, 0.0])
-    rot = look_at(eye, target)
+    focal, size, eye, rot = nv.viewer_camera(tree, width, (offset_x, 0.0))
     vis = meshes[0]
-    f = vis["faces"]
     z = -vis["pos"][:, 2]
-    near = z[f].max(axis=1) < nearer * z.min()
-    # the visible layer drawn again with each triangle's own vertices, textured white where near
-    flag = dict(vis, pos=vis["pos"][f.ravel()], alpha=vis["alpha"][f.ravel()], faces=np.arange(f.size).reshape(-1, 3),
-                uv=np.stack([np.repeat(np.where(near, 0.75, 0.25), 3), np.full(f.size, 0.5)], 1),
-                texture=np.array([[[0, 0, 0], [255, 255, 255]]] * 2, np.uint8))
-    img, _, layer = nv.rasterize(meshes, texture, focal, (width, height), eye, rot=rot, with_layer=True)
-    on_near, _ = nv.rasterize([flag] + meshes[1:], texture, focal, (width, height), eye, rot=rot)
+    near = z[vis["faces"]].max(axis=1) < nearer * z.min()
+    img, _, layer = nv.rasterize(meshes, texture, focal, size, eye, rot=rot, with_layer=True)
+    on_near, _ = nv.rasterize([_flagged(vis, near)] + meshes[1:], texture, focal, size, eye, rot=rot)
     return (layer == 0) & (on_near[..., 0] > 127) & (np.clip(img, 0, 255).max(axis=2) < 60)
 
 
