@@ -236,6 +236,23 @@ def test_a_photo_given_as_a_folder_and_as_itself_counts_as_two_inputs(tmp_path, 
     assert any(line.startswith(f"error: {bad}: ") for line in said), said
 
 
+def test_a_broken_link_named_on_the_command_line_says_so(tmp_path, tiny_depth_model):
+    """A photo named on the command line that is a link whose target is gone (a photo on an
+    unmounted drive) says so, as it does when found in a folder: `ls` shows the name. It said
+    'no such file or folder'."""
+    src = photo(tmp_path / "photo.png")
+    gone = tmp_path / "gone.png"
+    gone.symlink_to("../nowhere/gone.png")
+    r = cli("depth", gone, src, "-o", tmp_path / "out", "--model", tiny_depth_model)
+    assert r.exit_code == 1, r.output
+    said = lines(r.output)
+    assert f"error: {gone}: no such file (a broken symbolic link to ../nowhere/gone.png)" in said, said
+    assert "1 of 2 input(s) failed:" in said, said
+    # a name that is not there at all is still 'no such file or folder'
+    r = cli("depth", tmp_path / "absent.png", "-o", tmp_path / "out2", "--model", tiny_depth_model)
+    assert r.exit_code == 1 and f"error: {tmp_path / 'absent.png'}: no such file or folder" in lines(r.output), r.output
+
+
 def test_a_second_run_leaves_the_live_temp_file_of_the_first_alone(tmp_path):
     """Two runs on the same OUT: the second may only remove temp files whose writer is gone."""
     from photo3d.batch import SequentialExecutor, plan_jobs, run_batch

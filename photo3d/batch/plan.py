@@ -197,6 +197,15 @@ def one_file_output(inputs: Sequence[str | Path], output: str | Path) -> bool:
     return len(inputs) == 1 and not Path(inputs[0]).is_dir() and bool(Path(output).suffix) and not names_a_folder(output)
 
 
+def _missing(inp: Path) -> str:
+    """Why an input named on the command line is not there: a link whose target is gone (a photo
+    on an unmounted drive) says so, as in a folder (`ls` shows the name)."""
+    with contextlib.suppress(OSError):
+        if inp.is_symlink():
+            return f"no such file (a broken symbolic link to {os.readlink(inp)})"
+    return "no such file or folder"
+
+
 def plan_jobs(
     inputs: Sequence[Path],
     output: Path,
@@ -299,7 +308,7 @@ def plan_jobs(
                 if not (found or own or walk_errors):
                     notes.empty.append(inp)
         else:
-            err = None if inp.exists() else msg(inp, "no such file or folder")
+            err = None if inp.exists() else msg(inp, _missing(inp))
             add(Job(inp, output / (inp.stem + suffix), err))
     if notes is not None:
         for key, paths in met.items():
