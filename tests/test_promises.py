@@ -29,6 +29,7 @@ from helpers.batch_tasks import THUMB
 from helpers.cli import cli, cli_process, env
 from helpers.paths import REPO
 from helpers.photos import photo
+from photo3d.export import read_glb
 
 
 def depth_npy(path: Path, w: int = 96, h: int = 72) -> Path:
@@ -345,6 +346,54 @@ def test_depth_maps_get_the_megapixel_guard_and_their_own_errors(tmp_path):
     assert run(tmp_path / "nan.npy").endswith("depth map holds NaN or infinite values")
     colour = photo(tmp_path / "colour.jpg", 60, 40)  # a photo given as the map by mistake
     assert run(colour).endswith("depth map is a colour image; give a single-channel (grey) depth map")
+
+
+def test_a_depth_map_is_read_by_what_it_holds_and_a_wrong_kind_says_what_it_is(tmp_path):
+    """A .npy array named .png (and a PNG named .npy) is read as what it is; an .npz archive, a .npy
+    cut short or holding pickled objects, and an empty file each fail with one line saying so (the
+    .npz was `internal error (AttributeError: 'NpzFile' object has no attribute 'size')`, the
+    renamed files `cannot identify image file` and `This file contains pickled (object) data`)."""
+    src = REPO / "examples" / "coffee.jpg"
+    with Image.open(src) as im:
+        w, h = im.size
+    ramp = np.tile(np.linspace(0.1, 0.9, h, dtype=np.float32)[:, None], (1, w))  # lower rows nearer
+    np.save(tmp_path / "d.npy", ramp)
+    Image.fromarray(np.round(ramp * 65535).astype(np.uint16)).save(tmp_path / "d.png")
+    shutil.copy(tmp_path / "d.npy", tmp_path / "npy-named.png")
+    shutil.copy(tmp_path / "d.png", tmp_path / "png-named.npy")
+    for depth, same_as in (("npy-named.png", "d.npy"), ("png-named.npy", "d.png")):
+        outs = []
+        for name in (depth, same_as):
+            out = tmp_path / f"{name}.glb"
+            r = cli("convert", src, "-o", out, "--depth", tmp_path / name)
+            assert r.exit_code == 0, r.output
+            assert f"depth from {tmp_path / name}," in r.output
+            tree, binary = read_glb(out.read_bytes())
+            tree["extras"]["photo3d"].pop("depth")  # the map's name
+            outs.append((tree, binary))
+        assert outs[0] == outs[1], depth  # the same 3D photo as from the same map under its own name
+    assert_valid_glb(tmp_path / "npy-named.png.glb")
+
+    np.savez(tmp_path / "maps.npz", depth=ramp)
+    shutil.copy(tmp_path / "maps.npz", tmp_path / "npz-named.npy")
+    data = (tmp_path / "d.npy").read_bytes()
+    (tmp_path / "cut.npy").write_bytes(data[: len(data) // 2])
+    np.save(tmp_path / "objects.npy", np.array([{"depth": 1}], dtype=object), allow_pickle=True)
+    (tmp_path / "empty.npy").write_bytes(b"")
+    expected = {
+        "maps.npz": "a zip archive (NumPy's .npz?), not a depth map: save one 2-D array with numpy.save (.npy), or a grey PNG",
+        "npz-named.npy": "a zip archive (NumPy's .npz?), not a depth map: save one 2-D array with numpy.save (.npy), or a grey PNG",
+        "cut.npy": f"not a readable .npy depth map (cut short: {len(data) // 2:,} of its {len(data):,} bytes)",
+        "objects.npy": "not a readable .npy depth map (an array of Python objects (pickled data, not loaded): "
+                       "save a 2-D array of numbers)",
+        "empty.npy": "not a depth map (empty file)",
+    }
+    for name, reason in expected.items():
+        out = tmp_path / "bad.glb"
+        r = cli("convert", src, "-o", out, "--depth", tmp_path / name)
+        assert r.exit_code == 1, r.output
+        assert lines(r.output) == [f"error: {tmp_path / name}: {reason}"], name
+        assert not out.exists()
 
 
 def _file_size_limit():

@@ -23,6 +23,8 @@ CONVENTION = "normalized disparity, larger = nearer"
 PNG_SCALE = "value / 65535 = normalized disparity in [0, 1]"
 FORMATS = (".png", ".npy")
 PREVIEW_TAG = "photo3d:preview"  # text chunk of a preview PNG (depth map PNGs carry photo3d:convention)
+NPY_MAGIC = b"\x93NUMPY"
+ZIP_MAGIC = b"PK\x03\x04"
 MAP_TAG = "photo3d:convention"  # text chunk of a depth map PNG (with photo3d:scale and the JSON photo3d)
 
 
@@ -154,10 +156,44 @@ def _is_colour(a: np.ndarray) -> bool:
     return int(np.ptp(a[..., :3], axis=2).max()) > GREY_TOLERANCE
 
 
+def _npy_problem(path: Path) -> str | None:
+    """What is wrong with the .npy file ``path`` that np.load says in its own terms: an array of
+    Python objects (pickled data, never loaded), or a file that ends before the array its header
+    describes.  None when its header cannot be read (np.load's reason says why)."""
+    try:
+        with open(path, "rb") as f:
+            fmt = np.lib.format
+            version = fmt.read_magic(f)
+            shape, _, dtype = (fmt.read_array_header_1_0 if version == (1, 0) else fmt.read_array_header_2_0)(f)
+            start = f.tell()
+        size = path.stat().st_size
+    except Exception:  # noqa: BLE001 - a header numpy cannot read: np.load's own reason says why
+        return None
+    if dtype.hasobject:
+        return "an array of Python objects (pickled data, not loaded): save a 2-D array of numbers"
+    need = start + int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+    return f"cut short: {size:,} of its {need:,} bytes" if size < need else None
+
+
+def _is_image(path: Path) -> bool:
+    """Whether Pillow knows ``path``'s format (its header only; a damaged or huge image is one too)."""
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path):
+            return True
+    except UnidentifiedImageError:
+        return False
+    except Exception:  # noqa: BLE001 - recognised, but refused (too large, damaged): load_depth_map says why
+        return True
+
+
 def load_depth_map(path: str | Path, max_megapixels: float | None = DEFAULT_MAX_MEGAPIXELS) -> np.ndarray:
     """Read a depth map written by photo3d (or any grayscale PNG / 2-D .npy) as float32 H×W.
 
-    PNGs are scaled to [0, 1] by their bit depth; ``.npy`` values are returned as stored.  A colour
+    The file is read by what it holds, not by its suffix (a ``.npy`` array named ``.png`` is read
+    as an array, a PNG named ``.npy`` as an image); an ``.npz`` archive is refused with what to give
+    instead.  PNGs are scaled to [0, 1] by their bit depth; ``.npy`` values are returned as stored.  A colour
     image is refused (its channels would be mixed into a depth); grey stored as RGB is read.
     Larger must mean nearer (normalized disparity).  Maps larger than ``max_megapixels`` are
     refused before they are decoded (as photos are); every failure is an :class:`InputFileError`
@@ -175,11 +211,21 @@ def load_depth_map(path: str | Path, max_megapixels: float | None = DEFAULT_MAX_
             raise InputFileError(f"depth map too large ({w}x{h} = {w * h / 1e6:.1f} MP exceeds the "
                                  f"--max-megapixels limit of {max_megapixels:g} MP)", path)
 
-    if path.suffix.lower() == ".npy":
+    try:
+        with open(path, "rb") as f:
+            head = f.read(len(NPY_MAGIC))
+    except OSError as e:
+        raise InputFileError(f"unreadable ({e.strerror or e})", path) from None
+    if not head:
+        raise InputFileError("not a depth map (empty file)", path)
+    if head.startswith(ZIP_MAGIC):  # np.savez's archive (any name), not one array
+        raise InputFileError("a zip archive (NumPy's .npz?), not a depth map: save one 2-D array with "
+                             "numpy.save (.npy), or a grey PNG", path)
+    if head == NPY_MAGIC:  # read by what it holds: a .npy array named .png (or without a suffix) too
         try:
             a = np.load(path, mmap_mode="r", allow_pickle=False)  # the header only, so far
         except (ValueError, OSError, EOFError) as e:
-            raise InputFileError(f"not a readable .npy depth map ({summarize(e)})", path) from e
+            raise InputFileError(f"not a readable .npy depth map ({_npy_problem(path) or summarize(e)})", path) from e
         shape = tuple(s for s in a.shape if s != 1) if a.size else a.shape
         if len(shape) != 2 or a.dtype.kind not in "uif":
             raise InputFileError(f"depth map must be a 2-D array of real numbers, got {a.dtype} {a.shape}", path)
@@ -191,6 +237,8 @@ def load_depth_map(path: str | Path, max_megapixels: float | None = DEFAULT_MAX_
         if not np.all(np.isfinite(a)):
             raise InputFileError("depth map holds NaN or infinite values", path)
         return a
+    if path.suffix.lower() == ".npy" and not _is_image(path):
+        raise InputFileError("not a readable .npy depth map (no NumPy header)", path)
     saved_limit = Image.MAX_IMAGE_PIXELS
     try:
         Image.MAX_IMAGE_PIXELS = None  # our own, clearer limit below
