@@ -435,8 +435,12 @@ def fit_to_budget(photo: Photo, geo: Geometry, opts: ConvertOptions, timings: di
 
 
 def pack_glb(built: Built, opts: ConvertOptions, timings: dict, extras: dict) -> tuple[bytes, dict]:
-    """The GLB of ``built`` and the per-photo report (with ``extras``, also stored in the GLB)."""
+    """The GLB of ``built`` and the per-photo report (with ``extras``, also stored in the GLB; of a
+    ``--depth`` file the GLB keeps the name only: a 3D photo is made to be shared, and the path of
+    the map, ``/home/NAME/...``, is the user's own business)."""
     data = built.data
+    if extras.get("depth_source") == "file":
+        extras = {**extras, "depth": Path(extras["depth"]).name}
     with timed(timings, "export"):
         glb = export_glb(data, built.textures, built.geo, {"layers": len(data), **extras})
     h, w = built.geo.inv.shape

@@ -43,6 +43,32 @@ def test_convert_with_depth_file_writes_glb_and_viewer(tmp_path):
     assert not list(out.parent.glob(".*.tmp"))
 
 
+def test_a_shared_3d_photo_names_its_depth_file_but_not_the_folder_it_came_from(tmp_path):
+    """The GLB (and the page that carries it) kept the --depth map's path as given, e.g.
+    ``/home/ada/private/d.npy``: a 3D photo is made to be sent and posted. Now the file's name."""
+    src = REPO / "examples" / "coffee.jpg"
+    with Image.open(src) as im:
+        w, h = im.size
+    private = tmp_path / "home-of-ada" / "private"
+    private.mkdir(parents=True)
+    np.save(private / "d.npy", np.tile(np.linspace(0.1, 0.9, h, dtype=np.float32)[:, None], (1, w)))
+    out = tmp_path / "out" / "coffee.glb"
+    res = cli("convert", src, "-o", out, "--depth", private / "d.npy", "--html", "--summary", tmp_path / "s.json")
+    assert res.exit_code == 0, res.output
+    assert f"depth from {private / 'd.npy'}," in res.output  # the terminal says which file it was
+    assert_valid_glb(out)
+    tree, _ = read_glb(out.read_bytes())
+    assert tree["extras"]["photo3d"]["depth"] == "d.npy" and tree["extras"]["photo3d"]["depth_source"] == "file"
+    for shared in (out, out.with_suffix(".html")):
+        assert b"home-of-ada" not in shared.read_bytes(), shared.name
+    import base64
+
+    page = out.with_suffix(".html").read_text()
+    glb64 = re.search(r'id="photo3d-glb"[^>]*>([^<]*)<', page).group(1)
+    assert b"home-of-ada" not in base64.b64decode(glb64)  # nor in the page's GLB
+    assert str(private / "d.npy") in (tmp_path / "s.json").read_text()  # the user's own record keeps it
+
+
 def test_convert_report_counts(tmp_path):
     src, depth = photo_and_depth(tmp_path)
     dst = tmp_path / "r.glb"
