@@ -50,6 +50,23 @@ def summarize(e: BaseException, limit: int = 160) -> str:
     return text
 
 
+_TORCHSCRIPT_WRAPPER = "The following operation failed in the TorchScript interpreter."
+
+
+def describe(e: BaseException, limit: int = 160) -> str:
+    """``Type: summary`` of an exception from a library.  An error inside a TorchScript model
+    reaches Python as "The following operation failed in the TorchScript interpreter." and two
+    tracebacks of the model's code; what went wrong is the last line of that, ``RuntimeError:
+    mat1 and mat2 shapes cannot be multiplied (1152x384 and 3x3)``: that line is the description."""
+    text = str(e)
+    if text.lstrip().startswith(_TORCHSCRIPT_WRAPPER):
+        for line in reversed(text.splitlines()):
+            kind, sep, message = line.strip().partition(": ")
+            if sep and kind.isidentifier() and kind.endswith(("Error", "Exception")) and message:
+                return f"{kind}: {summarize(Exception(message), limit)}"
+    return f"{type(e).__name__}: {summarize(e, limit)}"
+
+
 _console = None
 
 

@@ -11,6 +11,7 @@ import pytest
 import torch
 
 from helpers.cli import cli
+from helpers.paths import REPO
 from photo3d.depth import modelfile, runtime
 from photo3d.errors import ModelError
 
@@ -177,4 +178,40 @@ def test_copies_claiming_to_be_the_bundled_model_are_checked(tmp_path):
     intact.parent.mkdir()
     shutil.copy(bundled, intact)
     assert runtime.load_model(intact).name == runtime.load_model(bundled).name
+    runtime.clear_cache()
+
+
+def test_a_wrong_model_file_says_what_it_is_and_a_model_of_another_kind_why_it_fails(tmp_path):
+    """`--model` given a copy of the bundled model cut short, an empty file, an ONNX model or one of
+    Tiefenrausch's Caffe2 files said `not a TorchScript archive`; a TorchScript model of another
+    kind (here: one that takes a grey image) said `depth model failed to run (RuntimeError: The
+    following operation failed in the TorchScript interpreter.)`. One line each, naming the file,
+    exit 1 (README: a bad input), and why."""
+    src = REPO / "examples" / "coffee.jpg"
+    data = modelfile.bundled_model_path().read_bytes()
+    (tmp_path / "cut.pt").write_bytes(data[: len(data) // 2])
+    (tmp_path / "empty.pt").write_bytes(b"")
+    (tmp_path / "depth.onnx").write_bytes(b"\x08\x07\x12\x07pytorch")  # an ONNX ModelProto's first fields
+    (tmp_path / "tiefenrausch.pb").write_bytes(b"\n\x04name")
+    _script(torch.nn.Conv2d(1, 1, 3, padding=1), tmp_path / "grey.pt", "grey")
+    expected = {
+        "cut.pt": f"not a TorchScript depth model (cut short: a zip archive that ends after {len(data) // 2:,} "
+                  "bytes, before its directory; copy or download it again)",
+        "empty.pt": "not a TorchScript depth model (empty file)",
+        "depth.onnx": "not a TorchScript depth model (an ONNX model; photo3d runs TorchScript: save the model "
+                      "with torch.jit.save)",
+        "tiefenrausch.pb": "not a TorchScript depth model (a Caffe2 file; --model takes the folder holding "
+                           "tiefenrausch.pb and tiefenrausch_init.pb, or convert it once: photo3d model import "
+                           "FOLDER -o tiefenrausch.pt)",
+        "grey.pt": "depth model failed to run on a (1, 3, 256, 384) RGB image (RuntimeError: Given groups=1, "
+                   "weight of size [1, 1, 3, 3], expected input[1, 3, 256, 384] to have 1 channels, but got 3 "
+                   "channels instead)",
+    }
+    for name, reason in expected.items():
+        runtime.clear_cache()
+        out = tmp_path / "d.png"
+        r = cli("depth", src, "-o", out, "--model", tmp_path / name)
+        assert r.exit_code == 1, r.output
+        assert [ln for ln in r.output.splitlines() if ln.strip()] == [f"error: {tmp_path / name}: {reason}"], name
+        assert not out.exists()
     runtime.clear_cache()

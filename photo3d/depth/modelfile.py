@@ -135,6 +135,29 @@ def _load_error_reason(e: Exception) -> str:
     return summarize(e)
 
 
+def _not_an_archive(path: Path) -> str:
+    """Why ``path``, which zipfile cannot open, is no TorchScript archive, in the user's terms: an
+    empty file, a zip cut short (a download or copy that stopped: its directory, at the end, is
+    missing), another kind of model given by mistake, or simply not one."""
+    try:
+        size = path.stat().st_size
+        with open(path, "rb") as f:
+            head = f.read(4)
+    except OSError as e:
+        return f"unreadable: {e.strerror or e}"
+    if size == 0:
+        return "empty file"
+    if head == b"PK\x03\x04":
+        return f"cut short: a zip archive that ends after {size:,} bytes, before its directory; copy or download it again"
+    suffix = path.suffix.lower()
+    if suffix == ".onnx":
+        return "an ONNX model; photo3d runs TorchScript: save the model with torch.jit.save"
+    if suffix in (".pb", ".pbtxt"):
+        return ("a Caffe2 file; --model takes the folder holding tiefenrausch.pb and tiefenrausch_init.pb, "
+                "or convert it once: photo3d model import FOLDER -o tiefenrausch.pt")
+    return "not a TorchScript archive"
+
+
 def check_archive(path: Path) -> None:
     """Static check of the TorchScript source in the archive, before anything of it runs.
 
@@ -151,7 +174,7 @@ def check_archive(path: Path) -> None:
                 raise ModelError("not a TorchScript depth model (archive holds duplicate entries)", path)
             sources = [z.read(i).decode("utf-8") for i in infos if i.filename.endswith(".py")]
     except zipfile.BadZipFile:
-        raise ModelError("not a TorchScript depth model (not a TorchScript archive)", path) from None
+        raise ModelError(f"not a TorchScript depth model ({_not_an_archive(path)})", path) from None
     except (OSError, UnicodeDecodeError, EOFError) as e:
         raise ModelError(f"not a TorchScript depth model ({type(e).__name__}: {summarize(e)})", path) from None
     try:

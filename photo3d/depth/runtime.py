@@ -23,7 +23,7 @@ import cv2
 import numpy as np
 import torch
 
-from ..errors import ModelError, summarize
+from ..errors import ModelError, describe
 from ..io import input_file
 from . import modelfile, tiefenrausch
 from .upsample import bilinear_upsample, guided_upsample
@@ -140,7 +140,7 @@ class DepthModel:
             y = self._run(x)
         except Exception as e:  # a model that does not follow the contract
             where = self.path if self.path is not None else None
-            raise ModelError(f"depth model failed to run ({type(e).__name__}: {summarize(e)})", where) from e
+            raise ModelError(f"depth model failed to run on a {tuple(x.shape)} RGB image ({describe(e)})", where) from e
         if not isinstance(y, torch.Tensor) or y.dim() != 4 or tuple(y.shape[:2]) != (1, 1) or tuple(y.shape[2:]) != tuple(x.shape[2:]):
             shape = tuple(y.shape) if isinstance(y, torch.Tensor) else type(y).__name__
             raise ModelError(f"depth model returned {shape}, expected (1, 1, {x.shape[2]}, {x.shape[3]}) log-disparity", self.path)
