@@ -73,6 +73,36 @@ def test_missing_and_corrupt_folders(tmp_path):
         load_model(tmp_path)
 
 
+def test_import_names_the_file_at_fault_and_says_when_the_two_are_swapped(tmp_path):
+    """`photo3d model import` of a folder whose two files are swapped said `corrupt Caffe2 NetDef
+    ('shape')` about the folder; a damaged file was named by its folder, not which of the two."""
+    from helpers.cli import cli
+
+    fill = _ld(2, _ld(2, b"w") + _ld(4, b"Int8GivenTensorFill") + _ld(5, _ld(1, b"shape") + _ld(6, _varint(1)))
+                  + _ld(5, _ld(1, b"values") + _ld(4, b"\x07")))
+    init = _ld(1, b"init") + fill  # weights: what tiefenrausch_init.pb holds
+    predict = _ld(1, b"net") + _ld(2, _ld(1, b"0") + _ld(2, b"x") + _ld(4, b"NCHW2NHWC")) + _ld(7, b"0") + _ld(8, b"x")
+    cases = {
+        "swapped": (init, predict, "tiefenrausch.pb: holds weights (an init net), not the network: are "
+                                   "tiefenrausch.pb and tiefenrausch_init.pb swapped?"),
+        "two-nets": (predict, predict, "tiefenrausch_init.pb: holds a network (NCHW2NHWC ops), not its weights: "
+                                       "are tiefenrausch.pb and tiefenrausch_init.pb swapped?"),
+        "cut-init": (predict, init[:-3], "tiefenrausch_init.pb: corrupt Caffe2 NetDef (truncated message)"),
+        "empty": (b"", init, "tiefenrausch.pb: empty file (expected a Caffe2 NetDef)"),
+    }
+    for name, (pb, init_pb, reason) in cases.items():
+        folder = tmp_path / name
+        folder.mkdir()
+        (folder / "tiefenrausch.pb").write_bytes(pb)
+        (folder / "tiefenrausch_init.pb").write_bytes(init_pb)
+        r = cli("model", "import", folder, "-o", tmp_path / "t.pt")
+        assert r.exit_code == 1, r.output
+        assert [ln for ln in r.output.splitlines() if ln.strip()] == [f"error: {folder}/{reason}"], name
+        assert not (tmp_path / "t.pt").exists()
+    with pytest.raises(ModelError, match="swapped"):  # --model FOLDER reads it the same way
+        load_model(tmp_path / "swapped")
+
+
 def test_load_model_errors(tmp_path):
     (tmp_path / "junk.pt").write_bytes(b"not a zip archive")
     with pytest.raises(ModelError) as e:

@@ -224,10 +224,15 @@ class Graph:
     in_scale: dict[str, float]
 
 
+_FILLS = ("Int8GivenTensorFill", "Int8GivenIntTensorFill")
+
+
 def _load_init(data: bytes) -> dict[str, Tensor8]:
     ops, _, _ = parse_netdef(data)
     blobs: dict[str, Tensor8] = {}
     for op in ops:
+        if op.type not in _FILLS:
+            raise _WireError(f"unexpected init op {op.type}")
         shape = op.ints("shape")
         vals = op.args["values"]
         if op.type == "Int8GivenTensorFill":
@@ -242,6 +247,26 @@ def _load_init(data: bytes) -> dict[str, Tensor8]:
     return blobs
 
 
+def _read_netdef(path: Path, parse):
+    """``parse`` of the bytes of the NetDef file ``path``; a ModelError naming the file if unusable
+    (an init net's first op that is not a weight is a predict net's: the two files swapped)."""
+    try:
+        data = path.read_bytes()
+    except OSError as e:
+        raise ModelError(f"unreadable ({e.strerror or e})", path) from e
+    if not data:
+        raise ModelError("empty file (expected a Caffe2 NetDef)", path)
+    try:
+        return parse(data)
+    except _WireError as e:
+        if str(e).startswith("unexpected init op") and path.name == INIT_NET:
+            raise ModelError(f"holds a network ({str(e).rsplit(' ', 1)[-1]} ops), not its weights: are "
+                             f"{PREDICT_NET} and {INIT_NET} swapped?", path) from e
+        raise ModelError(f"corrupt Caffe2 NetDef ({e})", path) from e
+    except (struct.error, UnicodeDecodeError, KeyError, ValueError) as e:
+        raise ModelError(f"corrupt Caffe2 NetDef ({type(e).__name__}: {e})", path) from e
+
+
 def read_graph(folder: str | Path) -> Graph:
     """Decode the two NetDef files in ``folder`` into a :class:`Graph`; ModelError if unusable."""
     folder = Path(folder)
@@ -250,15 +275,13 @@ def read_graph(folder: str | Path) -> Graph:
     for name in (PREDICT_NET, INIT_NET):
         if not (folder / name).is_file():
             raise ModelError(f"missing {name} (expected Tiefenrausch's Caffe2 files here)", folder)
-    try:
-        ops, ext_in, ext_out = parse_netdef((folder / PREDICT_NET).read_bytes())
-        blobs = _load_init((folder / INIT_NET).read_bytes())
-    except (_WireError, struct.error, UnicodeDecodeError, KeyError, ValueError) as e:
-        raise ModelError(f"corrupt Caffe2 NetDef ({e})", folder) from e
-    except OSError as e:
-        raise ModelError(f"unreadable ({e.strerror or e})", folder) from e
+    ops, ext_in, ext_out = _read_netdef(folder / PREDICT_NET, parse_netdef)
+    if ops and all(op.type in _FILLS for op in ops):
+        raise ModelError(f"holds weights (an init net), not the network: are {PREDICT_NET} and {INIT_NET} "
+                         "swapped?", folder / PREDICT_NET)
     if not ops or not ext_out:
-        raise ModelError(f"{PREDICT_NET} holds no network", folder)
+        raise ModelError("holds no network", folder / PREDICT_NET)
+    blobs = _read_netdef(folder / INIT_NET, _load_init)
 
     alias: dict[str, str] = {}  # layout-only ops
     qscale: dict[str, float] = {}
