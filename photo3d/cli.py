@@ -257,7 +257,7 @@ def depth(
     inputs: list[str] = INPUTS_ARG,
     output: str = _output_opt("A .png (16-bit) or .npy file for one photo, else a folder."),
     model: Optional[Path] = MODEL_OPT,
-    raw: bool = typer.Option(False, "--raw", help="Write the network's own output (no upsampling)."),
+    raw: bool = typer.Option(False, "--raw", help="Write the depth at its own size, not upsampled to the photo's: the network's output, or a photo's own depth or stereo map."),
     preview: bool = typer.Option(False, "--preview", help="Also write NAME.preview.png (red = near)."),
     fmt: Optional[str] = typer.Option(None, "--format", metavar="png|npy", help="Folder outputs: png (16-bit, default) or npy (float32)."),
     timings: bool = typer.Option(False, "--timings", help="Print the time of each stage."),

@@ -216,6 +216,15 @@ def test_both_format_options_read_alike():
     assert "`.png` 16-bit or `.npy` float32" in README
 
 
+def test_depth_raw_help_says_what_raw_does_to_a_photos_own_depth():
+    """``depth --raw`` writes any depth at its own size (the network's output, or a photo's own depth
+    or stereo map: tests/test_embedded.py::test_raw_writes_the_map_at_its_own_size); its help said
+    "the network's own output" only, as if a phone's depth map were replaced by the network's."""
+    help_text = _options(_commands()["depth"])["--raw"].help
+    assert "the network's output, or a photo's own depth or stereo map" in help_text, help_text
+    assert "(`--raw`: at the map's own size)" in README
+
+
 def test_every_test_the_docs_cite_exists():
     """``tests/x.py::test_y`` (or ``::test_y`` after it) in the README names a test that exists."""
     tests = {p.name: p.read_text() for p in (REPO / "tests").glob("test_*.py")}
