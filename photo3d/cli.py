@@ -336,6 +336,8 @@ def _convert_details(r, timings: bool) -> str:
                 + ("" if i.get("share") else f"{_file_size(r.bytes)}, ") + f"{r.seconds:.2f} s")
         if i.get("share"):
             line += "; " + _share_details(i["share"], r.bytes)
+    if i.get("page_note"):
+        line += "; " + i["page_note"]
     if timings and i.get("seconds"):
         line += " (" + ", ".join(f"{k} {v:.2f}" for k, v in i["seconds"].items()) + ")"
     return line

@@ -509,7 +509,7 @@ def finish(src: str | Path, dst: str | Path, opts: ConvertOptions | None = None)
     """Write the missing viewer page of an existing output ``dst`` (a re-run that adds ``--html``)
     from the GLB (``dst`` itself, or the GLB beside a video): nothing is converted again.  Without
     a GLB to show, the photo is converted again."""
-    from .viewer import write_viewer
+    from .viewer import page_note, write_viewer
 
     src, dst = Path(src), Path(dst)
     glb_path = dst if dst.suffix.lower() == ".glb" else dst.with_suffix(".glb")
@@ -523,7 +523,9 @@ def finish(src: str | Path, dst: str | Path, opts: ConvertOptions | None = None)
         if not p.exists():
             write_viewer(p, glb, title=src.stem)
             written.append(str(p))
-    return {"outputs": written, "finished": "missing outputs written from the existing " + glb_path.name}
+    note = page_note(glb) if written else None
+    return {"outputs": written, "finished": "missing outputs written from the existing " + glb_path.name
+            + (f"; {note}" if note else "")}
 
 
 def convert_file(src: str | Path, dst: str | Path, opts: ConvertOptions | None = None) -> dict[str, Any]:
@@ -597,9 +599,11 @@ def convert_file(src: str | Path, dst: str | Path, opts: ConvertOptions | None =
 def write_outputs(src: Path, dst: Path, glb: bytes, report: dict, opts: ConvertOptions, timings: dict) -> dict[str, Any]:
     """Write what ``dst`` asks for from the 3D photo ``glb`` (and NAME.html with ``opts.html``)."""
     suffix = dst.suffix.lower()
-    from .viewer import write_viewer
+    from .viewer import page_note, write_viewer
 
     written = [p for i, p in enumerate(outputs(dst, opts)) if i == 0 or not (opts.keep_existing and p.exists())]
+    if any(p.suffix.lower() == ".html" for p in written) and (note := page_note(glb)):
+        report["page_note"] = note  # a panorama's page shows its centre: said on the result line
     made: list[Path] = []
     try:
         with timed(timings, "write"):

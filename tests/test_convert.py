@@ -69,6 +69,32 @@ def test_a_shared_3d_photo_names_its_depth_file_but_not_the_folder_it_came_from(
     assert str(private / "d.npy") in (tmp_path / "s.json").read_text()  # the user's own record keeps it
 
 
+def test_a_panoramas_page_says_it_shows_the_centre_as_its_video_does(tmp_path):
+    """The viewer page shows a panorama's centre 21:9 (a tall photo's 9:21), as the videos do; the
+    video's result line said so, the page's did not: a 5:1 strip of the coffee photo showed less
+    than half its width without a word. Said now, also when a re-run adds the page to a GLB."""
+    with Image.open(REPO / "examples" / "coffee.jpg") as im:
+        strip = im.crop((0, 140, 600, 260))  # 600x120: a real photo's 5:1 strip
+        strip.save(tmp_path / "wide.png")
+        strip.transpose(Image.Transpose.ROTATE_90).save(tmp_path / "tall.png")
+        im.save(tmp_path / "coffee.png")
+    expected = {"wide": "; the page shows the centre 21:9 of the 600x120 photo",
+                "tall": "; the page shows the centre 9:21 of the 120x600 photo", "coffee": None}
+    for name, note in expected.items():
+        out = tmp_path / "out" / f"{name}.glb"
+        r = cli("convert", tmp_path / f"{name}.png", "-o", out, "--html")
+        assert r.exit_code == 0, r.output
+        (line,) = [ln for ln in r.output.splitlines() if ln.strip()]
+        assert (line.endswith(note) if note else "the page shows" not in line), line
+        assert_valid_glb(out)
+        out.with_suffix(".html").unlink()  # a re-run that adds the page to the GLB says it too
+        r = cli("convert", tmp_path / f"{name}.png", "-o", out, "--html", "--skip-existing")
+        assert r.exit_code == 0 and "missing outputs written from the existing" in r.output, r.output
+        assert (r.output.rstrip().endswith(note) if note else "the page shows" not in r.output), r.output
+    r = cli("convert", tmp_path / "wide.png", "-o", tmp_path / "wide.glb")  # no page, no note
+    assert r.exit_code == 0 and "the page shows" not in r.output, r.output
+
+
 def test_convert_report_counts(tmp_path):
     src, depth = photo_and_depth(tmp_path)
     dst = tmp_path / "r.glb"
