@@ -145,13 +145,31 @@ def to_srgb(im: Image.Image, icc: bytes | None = None) -> tuple[Image.Image, str
         return im, f"colour profile unusable ({one_line(e) or type(e).__name__}): colours taken as sRGB"
 
 
-def _cut_out_alpha(im: Image.Image) -> np.ndarray | None:
-    """The alpha channel (H, W uint8) of a cut-out: an image with transparent parts (below half
-    opacity, hidden by glTF's alpha test) and visible ones; None for any other image."""
+INVISIBLE = ("transparent all over (every pixel under half opacity, which a 3D photo leaves out): "
+             "its colours are used as if it were opaque")
+
+
+def _alpha(im: Image.Image) -> np.ndarray | None:
+    """The alpha channel (H, W uint8) of an image that has one (or a transparent palette entry or
+    colour), else None."""
     if im.mode not in ("RGBA", "LA", "PA", "RGBa", "La") and "transparency" not in im.info:
         return None
-    alpha = np.asarray((im if im.mode == "RGBA" else im.convert("RGBA")).getchannel("A"), dtype=np.uint8)
-    return np.ascontiguousarray(alpha) if alpha.min() < 128 <= alpha.max() else None
+    return np.ascontiguousarray(np.asarray((im if im.mode == "RGBA" else im.convert("RGBA")).getchannel("A"), dtype=np.uint8))
+
+
+def _rgb8_and_alpha(im: Image.Image) -> tuple[np.ndarray, np.ndarray | None, str | None]:
+    """(RGB uint8 composited on white, a cut-out's alpha, a warning).  A cut-out has transparent
+    parts (below half opacity, hidden by glTF's alpha test) and visible ones; any other image has
+    no alpha.  An image transparent all over would show nothing, and composited on white it came
+    out a blank white 3D photo: its stored colours are used, with a warning saying so."""
+    alpha = _alpha(im)
+    if alpha is not None and alpha.max() < 128:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # (Pillow's note on palette transparency)
+            opaque = im.convert("RGBA").convert("RGB") if im.mode not in ("LA", "La") else im.convert("L")
+        opaque.info.pop("transparency", None)
+        return _to_rgb8(opaque), None, INVISIBLE
+    return _to_rgb8(im), (alpha if alpha is not None and alpha.min() < 128 else None), None
 
 
 @contextlib.contextmanager
@@ -570,7 +588,7 @@ def load_image(
                 except Exception:  # malformed EXIF: keep the stored orientation, not fail
                     pass
                 im, colour_warning = to_srgb(im, icc)
-                rgb, alpha = _to_rgb8(im), _cut_out_alpha(im)
+                rgb, alpha, clear_warning = _rgb8_and_alpha(im)
     except InputFileError:
         raise
     except UnidentifiedImageError as e:
@@ -601,7 +619,7 @@ def load_image(
         rgb = cv2.resize(rgb, (nw, nh), interpolation=cv2.INTER_AREA)
         alpha = None if alpha is None else cv2.resize(alpha, (nw, nh), interpolation=cv2.INTER_AREA)
     return Photo(rgb=rgb, path=path, focal_35mm=focal, original_size=osize,
-                 warnings=[w for w in (warning, colour_warning) if w], alpha=alpha)
+                 warnings=[w for w in (warning, colour_warning, clear_warning) if w], alpha=alpha)
 
 
 def _current_umask() -> int:

@@ -18,7 +18,7 @@ from PIL import Image
 from helpers.cli import cli as _cli
 from helpers.photos import jpeg_12bit, lossless_jpeg, photo_rgb
 from photo3d.errors import ExitCode, InputFileError, OutputError
-from photo3d.io import atomic_output, load_image, write_bytes_atomic
+from photo3d.io import INVISIBLE, atomic_output, load_image, write_bytes_atomic
 
 
 def _one_line_about(err: InputFileError, path: Path, *words: str) -> None:
@@ -76,7 +76,41 @@ def test_la(tmp_path):
     Image.new("LA", (4, 4), (100, 255)).save(tmp_path / "opaque.png")
     Image.new("LA", (4, 4), (100, 0)).save(tmp_path / "clear.png")
     assert np.all(load_image(tmp_path / "opaque.png").rgb == 100)
-    assert np.all(load_image(tmp_path / "clear.png").rgb == 255)
+    clear = load_image(tmp_path / "clear.png")  # transparent all over: its grey, not a blank white
+    assert np.all(clear.rgb == 100) and clear.alpha is None and clear.warnings == [INVISIBLE]
+
+
+def test_an_image_transparent_all_over_is_its_colours_with_a_warning(tmp_path):
+    """A real photo whose alpha is under half everywhere (an export that lost its alpha, a faint
+    overlay) was composited on white: a blank white depth input and a white 3D photo, without a
+    word. Now its colours are used, as if opaque, and a warning says so; the depth map is the
+    opaque photo's. A cut-out (some pixels shown) is unchanged."""
+    from helpers.cli import cli
+    from helpers.gltf import assert_valid_glb
+    from helpers.paths import REPO
+
+    rgb = np.asarray(Image.open(REPO / "examples" / "coffee.jpg").convert("RGB"))
+    Image.fromarray(rgb).save(tmp_path / "opaque.png")
+    for name, a in (("clear.png", 0), ("faint.png", 100)):
+        Image.fromarray(np.dstack([rgb, np.full(rgb.shape[:2], a, np.uint8)])).save(tmp_path / name)
+        p = load_image(tmp_path / name)
+        assert np.array_equal(p.rgb, rgb) and p.alpha is None and p.warnings == [INVISIBLE], name
+    cut = np.dstack([rgb, np.full(rgb.shape[:2], 255, np.uint8)])
+    cut[:, :100, 3] = 0
+    Image.fromarray(cut).save(tmp_path / "cut.png")
+    assert load_image(tmp_path / "cut.png").alpha is not None and not load_image(tmp_path / "cut.png").warnings
+
+    maps = {}
+    for name in ("opaque.png", "clear.png"):
+        r = cli("depth", tmp_path / name, "-o", tmp_path / f"{name}.depth.npy")
+        assert r.exit_code == 0, r.output
+        maps[name] = np.load(tmp_path / f"{name}.depth.npy")
+        assert ("warning:" in r.output) == (name == "clear.png"), r.output
+    assert np.array_equal(maps["clear.png"], maps["opaque.png"])
+    r = cli("convert", tmp_path / "clear.png", "-o", tmp_path / "clear.glb")
+    assert r.exit_code == 0, r.output
+    assert f"warning: {tmp_path / 'clear.png'}: {INVISIBLE}" in r.output
+    assert_valid_glb(tmp_path / "clear.glb")
 
 
 def test_palette_with_and_without_transparency(tmp_path):
@@ -87,10 +121,13 @@ def test_palette_with_and_without_transparency(tmp_path):
     p.save(tmp_path / "pt.png", transparency=3)
     assert Image.open(tmp_path / "p.png").mode == "P"
     assert tuple(load_image(tmp_path / "p.png").rgb[0, 0]) == (200, 100, 50)
-    assert tuple(load_image(tmp_path / "pt.png").rgb[0, 0]) == (255, 255, 255)
+    clear = load_image(tmp_path / "pt.png")  # transparent all over: its colour, said (it was a blank white)
+    assert tuple(clear.rgb[0, 0]) == (200, 100, 50) and clear.alpha is None and clear.warnings == [INVISIBLE]
     p.putpixel((0, 0), 2)  # one pixel of another colour: a cut-out with that one pixel shown
     p.save(tmp_path / "pt1.png", transparency=3)
-    assert load_image(tmp_path / "pt1.png").alpha.tolist() == [[255, 0, 0, 0]] + [[0] * 4] * 3
+    cut = load_image(tmp_path / "pt1.png")
+    assert cut.alpha.tolist() == [[255, 0, 0, 0]] + [[0] * 4] * 3
+    assert tuple(cut.rgb[0, 0]) == (40, 50, 60) and tuple(cut.rgb[1, 1]) == (255, 255, 255)  # composited on white
 
 
 def test_cmyk_jpeg(tmp_path):
