@@ -161,6 +161,15 @@ def _compose(eyes: list[np.ndarray], stereo: str | None) -> np.ndarray:
     return np.ascontiguousarray(np.concatenate(eyes, axis=1))
 
 
+def centre_part(w: int, h: int) -> str | None:
+    """What frames (and the viewer page) show of a ``w`` x ``h`` panorama: its centre at 21:9
+    (:data:`MAX_ASPECT`; a tall photo's 9:21), said on the result line; None for any other photo."""
+    from .render import shown_size
+
+    sw, sh = shown_size((w, h), MAX_ASPECT)
+    return f"the centre {MAX_ASPECT_TEXT[w > h]} of the {w}x{h} photo" if round(sw) < w or round(sh) < h else None
+
+
 def output_side(photo_size: tuple[int, int], suffix: str, size: int | None) -> tuple[int, str | None]:
     """The frames' longer side (one eye's) for a ``photo_size`` = (width, height) photo, and a note
     for the result line when it is not the usual one: by default a smaller photo is not upscaled
@@ -171,9 +180,7 @@ def output_side(photo_size: tuple[int, int], suffix: str, size: int | None) -> t
     w, h = (int(round(v)) for v in photo_size)
     sw, sh = shown_size((w, h), MAX_ASPECT)
     shown = round(max(sw, sh))
-    part = None
-    if round(sw) < w or round(sh) < h:  # the frames show the centre of a panorama (tall: 9:21)
-        part = f"the centre {MAX_ASPECT_TEXT[w > h]} of the {w}x{h} photo"
+    part = centre_part(w, h)
     if size is not None:
         if size > shown:
             return size, f"upscaled: {part} is {round(sw)}x{round(sh)} px" if part else f"upscaled: the photo is {shown} px"

@@ -59,15 +59,14 @@ def page_note(glb: bytes) -> str | None:
     """The result line's note for the page of a panorama: like the videos, the viewer shows the
     centre 21:9 of a wider photo (9:21 of a taller one), which the line says (None: all of it)."""
     from .export import read_glb
-    from .video import MAX_ASPECT, MAX_ASPECT_TEXT
+    from .video import centre_part
 
     try:
         w, h = (int(v) for v in read_glb(glb)[0]["extras"]["photo3d"]["source_size"])
     except (KeyError, TypeError, ValueError):
         return None
-    if h <= 0 or w <= 0 or 1.0 / MAX_ASPECT <= w / h <= MAX_ASPECT:
-        return None
-    return f"the page shows the centre {MAX_ASPECT_TEXT[w > h]} of the {w}x{h} photo"
+    part = centre_part(w, h) if w > 0 and h > 0 else None
+    return f"the page shows {part}" if part else None
 
 
 def write_viewer(path: str | Path, glb: bytes, title: str = "3D photo") -> None:
