@@ -284,7 +284,14 @@ class PoolExecutor(Executor):
 
     def _restart(self, task: Task) -> None:
         if self._pool is not None:
+            procs = list((getattr(self._pool, "_processes", None) or {}).values())
             self._pool.shutdown(wait=False, cancel_futures=True)
+            # Wait until the broken pool's workers are gone (the pool kills the survivors): a worker
+            # killed while writing is seen dead (its pipe closed) while the kernel still tears it down,
+            # and its temp file only counts as stale once its process has exited.
+            for proc in procs:
+                with contextlib.suppress(Exception):
+                    proc.join(timeout=10)
         self._pool = self._new_pool(task)
 
     def stop(self) -> None:
