@@ -66,6 +66,17 @@ class Photo:
         return int(self.rgb.shape[0])
 
 
+def over_pixel_limit(w: int, h: int, max_megapixels: float | None) -> str | None:
+    """``"WxH = N MP exceeds the --max-megapixels limit of L MP"`` when a ``w`` x ``h`` image is over the
+    limit, else None; N has as many decimals as it takes to show that it is over (``0.0012 MP`` over
+    ``0.001 MP``, not ``0.0 MP``)."""
+    if max_megapixels is None or w * h <= max_megapixels * 1e6:
+        return None
+    mp = w * h / 1e6
+    shown = next((f"{mp:.{d}f}" for d in range(1, 10) if float(f"{mp:.{d}f}") > max_megapixels), f"{mp:g}")
+    return f"{w}x{h} = {shown} MP exceeds the --max-megapixels limit of {max_megapixels:g} MP"
+
+
 def is_image_path(path: Path) -> bool:
     return path.suffix.lower() in IMAGE_SUFFIXES
 
@@ -543,12 +554,8 @@ def load_image(
                 Image.MAX_IMAGE_PIXELS = saved_limit
             with im:
                 w, h = im.size
-                if max_megapixels is not None and w * h > max_megapixels * 1e6:
-                    raise InputFileError(
-                        f"too large ({w}x{h} = {w * h / 1e6:.1f} MP exceeds the "
-                        f"--max-megapixels limit of {max_megapixels:g} MP)",
-                        path,
-                    )
+                if over := over_pixel_limit(w, h, max_megapixels):
+                    raise InputFileError(f"too large ({over})", path)
                 draft = None
                 if max_side is not None and im.format == "JPEG" and max(w, h) > max_side:
                     draft = ("RGB", (max_side, max_side))

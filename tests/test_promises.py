@@ -1071,3 +1071,14 @@ def test_a_walk_takes_photo3ds_own_stereo_stills_as_photos(tmp_path, tiny_depth_
     assert r.exit_code == 0, r.output
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["a.png", "a.sbs.png"]
     assert not [ln for ln in lines(r.output) if ln.startswith("warning")]
+
+
+def test_a_tiny_megapixel_limit_shows_a_size_over_it(tmp_path):
+    """``--max-megapixels 0.001`` on a 40x30 photo said "40x30 = 0.0 MP exceeds the --max-megapixels
+    limit of 0.001 MP": a size that reads as under the limit.  Now as many decimals as it takes."""
+    src = tmp_path / "small.png"
+    Image.fromarray(np.zeros((30, 40, 3), np.uint8)).save(src)
+    r = cli("convert", src, "-o", tmp_path / "o.glb", "--depth", depth_npy(tmp_path / "d.npy"), "--max-megapixels", "0.001")
+    assert r.exit_code == 1, r.output
+    assert f"error: {src}: too large (40x30 = 0.0012 MP exceeds the --max-megapixels limit of 0.001 MP)" in lines(r.output)
+    assert not (tmp_path / "o.glb").exists()

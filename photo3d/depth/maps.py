@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import InputFileError, UsageError, summarize
-from ..io import DEFAULT_MAX_MEGAPIXELS, atomic_output, input_file
+from ..io import DEFAULT_MAX_MEGAPIXELS, atomic_output, input_file, over_pixel_limit
 
 CONVENTION = "normalized disparity, larger = nearer"
 PNG_SCALE = "value / 65535 = normalized disparity in [0, 1]"
@@ -207,9 +207,8 @@ def load_depth_map(path: str | Path, max_megapixels: float | None = DEFAULT_MAX_
     def check_size(w: int, h: int) -> None:
         if w * h == 0:
             raise InputFileError(f"empty depth map ({w}x{h})", path)
-        if max_megapixels is not None and w * h > max_megapixels * 1e6:
-            raise InputFileError(f"depth map too large ({w}x{h} = {w * h / 1e6:.1f} MP exceeds the "
-                                 f"--max-megapixels limit of {max_megapixels:g} MP)", path)
+        if over := over_pixel_limit(w, h, max_megapixels):
+            raise InputFileError(f"depth map too large ({over})", path)
 
     try:
         with open(path, "rb") as f:
