@@ -163,7 +163,8 @@ def estimate_depth(photo: Photo, small: np.ndarray, opts: ConvertOptions, found=
 
     model = load_model(opts.model)
     res = model.predict_result(small, upsample="bilinear")  # edges are snapped to the photo in layers
-    return res.disparity, {"depth": model.name, "depth_source": "model"}
+    flat = res.flat_warning(model.name)
+    return res.disparity, {"depth": model.name, "depth_source": "model", **({"warnings": flat} if flat else {})}
 
 
 def to_geometry(disparity: np.ndarray, camera: Camera, opts: ConvertOptions) -> Geometry:
@@ -575,7 +576,7 @@ def convert_file(src: str | Path, dst: str | Path, opts: ConvertOptions | None =
             wait([loading])  # (its errors, if any, are raised again by estimate_depth, with the file name)
     with timed(timings, "depth"):
         disparity, info = estimate_depth(photo, small, opts, found)
-    if said := [*loaded.warnings, *(found.warnings if found is not None else ())]:
+    if said := [*loaded.warnings, *(found.warnings if found is not None else ()), *info.get("warnings", ())]:
         info["warnings"] = said
     if opts.depth is not None and opts.snap_edges is None:  # a depth file: sharp, or blurred like a network's?
         sharp = is_sharp_map(disparity)

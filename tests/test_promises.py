@@ -1082,3 +1082,29 @@ def test_a_tiny_megapixel_limit_shows_a_size_over_it(tmp_path):
     assert r.exit_code == 1, r.output
     assert f"error: {src}: too large (40x30 = 0.0012 MP exceeds the --max-megapixels limit of 0.001 MP)" in lines(r.output)
     assert not (tmp_path / "o.glb").exists()
+
+
+@pytest.mark.parametrize("command, out", [("convert", "o.glb"), ("depth", "o.png")])
+def test_a_model_that_gives_one_depth_everywhere_says_so(tmp_path, command, out):
+    """A --model whose output is the same at every pixel (a broken export, an untrained net) made a
+    flat depth map and a flat 3D photo without a word.  Now a warning names the model and the photo."""
+    import json
+    import warnings
+
+    import torch
+
+    class Constant(torch.nn.Module):
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return torch.zeros_like(x[:, :1])
+
+    model = tmp_path / "constant.pt"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.jit.save(torch.jit.script(Constant()), str(model),
+                       _extra_files={"photo3d.json": json.dumps({"name": "constant", "input_size": 128})})
+    src = photo(tmp_path / "photo.png")
+    r = cli(command, src, "-o", tmp_path / out, "--model", model)
+    assert r.exit_code == 0, r.output
+    assert (f"warning: {src}: the depth model constant gave the same depth at nearly every pixel: the depth is flat "
+            "(a photo of one even colour, or a broken model)") in lines(r.output)
+    assert (tmp_path / out).is_file()

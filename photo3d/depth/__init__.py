@@ -47,9 +47,11 @@ def depth_file(src: str | Path, dst: str | Path, opts: DepthOptions | None = Non
         res = model.predict_result(photo.rgb, raw=opts.raw)
         disparity, lo, hi = res.disparity, res.disparity_min, res.disparity_max
         meta = {"depth_source": "model", "model": model.name, "network_size": list(res.network_size)}
+        flat = res.flat_warning(model.name)
     else:
         out = depth_for(found, photo.rgb, lambda rgb: network_disparity(load_model(opts.model), rgb), raw=opts.raw)
         disparity, lo, hi, meta = out.disparity, out.disparity_min, out.disparity_max, out.info
+        flat = []
     t2 = time.perf_counter()
     meta = {
         **meta,
@@ -66,7 +68,7 @@ def depth_file(src: str | Path, dst: str | Path, opts: DepthOptions | None = Non
         "width": w,
         "height": h,
         **meta,
-        **({"warnings": said} if (said := [*loaded.warnings, *found.warnings]) else {}),
+        **({"warnings": said} if (said := [*loaded.warnings, *found.warnings, *flat]) else {}),
         "outputs": [str(p) for p in written],
         "seconds": {"read": t1 - t0, "predict": t2 - t1, "write": t3 - t2},
     }

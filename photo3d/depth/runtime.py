@@ -41,6 +41,14 @@ class DepthResult:
     disparity_max: float  # … and to 1
     network_size: tuple[int, int]  # (width, height) the network ran at
 
+    def flat_warning(self, model_name: str) -> list[str]:
+        """A warning line (in a list, empty if none) when the model gave one depth nearly everywhere:
+        the normalized map is then all 0, and a 3D photo of it flat."""
+        if self.disparity_max > self.disparity_min:
+            return []
+        return [f"the depth model {model_name} gave the same depth at nearly every pixel: the depth is flat "
+                "(a photo of one even colour, or a broken model)"]
+
 
 def network_size(width: int, height: int, input_size: int) -> tuple[int, int]:
     """(w, h) for the network: longer side ``input_size``, each side floored to a multiple of 32."""
