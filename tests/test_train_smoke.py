@@ -133,6 +133,17 @@ def test_pack_fit_resume_qat(tmp_path):
     ptq = load_model(models / "smoke-ptq.pt")
     assert "per-channel" in ptq.meta["quantization"]
     assert np.corrcoef(ptq.predict(rgb).ravel(), d.ravel())[0, 1] > 0.9  # the same network, quantized twice
+    # --float-head: the last convolution stays in float (no 256-level output); the runtime runs it,
+    # and a warm start reads its float weights as it reads the quantized ones
+    assert qat.main(["--ckpt", str(run / "last.pt"), "--bundle", str(bundle), "--name", "smoke-fh",
+                     "--models-dir", str(models), "--no-default", "--steps", "0", "--calib", "2", "--float-head",
+                     "--check-photos", "2", "--min-agreement", "0.9", "--threads", "1"]) == 0
+    fh = load_model(models / "smoke-fh.pt")
+    assert fh.meta["quantization"].endswith("float head") and fh.module.head.original_name == "Conv2d"
+    assert np.corrcoef(fh.predict(rgb).ravel(), ptq.predict(rgb).ravel())[0, 1] > 0.9
+    warm = fit.model_from_checkpoint(ck2)
+    fit.warm_start(warm, models / "smoke-fh.pt", torch.rand(2, 3, 64, 64))
+    assert torch.allclose(warm.head.weight, fh.module.head.weight)
 
 
 @pytest.mark.slow

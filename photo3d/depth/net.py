@@ -200,6 +200,7 @@ class DepthNet(nn.Module):
         self.context = PyramidContext(cfg.enc_widths[4], cfg.context) if cfg.context else nn.Identity()
         self.head = nn.Conv2d(cfg.dec_widths[0], 1, 3, padding=1)
         self.dequant = DeQuantStub()
+        self.float_head = False  # INT8 export: the head runs in float on the dequantized features
         for m in self.modules():
             if isinstance(m, nn.Conv2d):
                 nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
@@ -230,6 +231,8 @@ class DepthNet(nn.Module):
         y = self.decoder[2](y, feats[2])
         y = self.decoder[1](y, feats[1])
         y = self.decoder[0](y, feats[0])
+        if self.float_head:
+            return self.head(self.dequant(y))
         return self.dequant(self.head(y))
 
     def fuse_model(self, qat: bool = False) -> None:

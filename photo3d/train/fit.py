@@ -88,10 +88,14 @@ def warm_start(model: DepthNet, scripted_path: Path, calib: torch.Tensor) -> Non
     for name, qm in qmods.items():
         if qm.original_name not in ("ConvReLU2d", "Conv2d") or name not in fmods:
             continue
-        w, b = qm._c._weight_bias()
+        if qm._c._has_method("_weight_bias"):  # a quantized convolution
+            w, b = qm._c._weight_bias()
+            w = w.dequantize()
+        else:  # one kept in float (the head of a model exported with --float-head)
+            w, b = qm.weight, qm.bias
         fm = fmods[name]
         with torch.no_grad():
-            fm.weight.copy_(w.dequantize())
+            fm.weight.copy_(w)
             parent = name.rsplit(".", 1)[0] if "." in name else ""
             bn = fmods.get(parent + ".1") if name.endswith(".0") else None
             if isinstance(bn, torch.nn.BatchNorm2d):

@@ -54,7 +54,7 @@ def prepare_qat_model(model: DepthNet) -> DepthNet:
     return model
 
 
-def ptq_model(model: DepthNet, photos: list[np.ndarray]) -> DepthNet:
+def ptq_model(model: DepthNet, photos: list[np.ndarray], float_head: bool = False) -> DepthNet:
     """Float model → fused, observed model for post-training INT8 (QNNPACK): per-channel symmetric
     weights, histogram-calibrated activations on ``photos`` (whole, at the runtime's input size)."""
     torch.backends.quantized.engine = "qnnpack"
@@ -65,6 +65,9 @@ def ptq_model(model: DepthNet, photos: list[np.ndarray]) -> DepthNet:
         weight=PerChannelMinMaxObserver.with_args(dtype=torch.qint8, qscheme=torch.per_channel_symmetric,
                                                   quant_min=-127, quant_max=127),
     )
+    if float_head:  # the last convolution in float: no 8-bit steps in the output
+        model.float_head = True
+        model.head.qconfig = None
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         prepare(model, inplace=True)
@@ -122,6 +125,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--tta", default="none", choices=["none", "flip"],
                     help="test-time augmentation the runtime applies (recorded in the metadata)")
     ap.add_argument("--limit", type=int, default=0)
+    ap.add_argument("--float-head", action="store_true", help="with --steps 0: keep the last convolution in float")
     args = ap.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -141,7 +145,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.steps == 0:  # post-training quantization
         n_calib = min(args.calib or 16, len(bundle))
         cidx = (np.linspace(0, len(bundle) - 1, n_calib) + 0.5 * len(bundle) / max(n_check, 1)).astype(int) % len(bundle)
-        model = ptq_model(float_model, [bundle.images[i].permute(1, 2, 0).cpu().numpy() for i in cidx])
+        model = ptq_model(float_model, [bundle.images[i].permute(1, 2, 0).cpu().numpy() for i in cidx], args.float_head)
     else:
         model = prepare_qat_model(float_model).to(device)
         with torch.no_grad():  # calibrate the observers before any weight moves
@@ -175,6 +179,7 @@ def main(argv: list[str] | None = None) -> int:
         "params": count_params(float_model),
         "gmac_288x384": round(count_macs(float_model, 288, 384) / 1e9, 3),
         "quantization": ("INT8 post-training, qnnpack, per-channel weights, histogram-calibrated activations"
+                         + (", float head" if args.float_head else "")
                          if args.steps == 0 else "INT8 QAT, qnnpack, per-tensor"),
         "trained_steps": ckpt["step"],
         "train_minutes": round(ckpt.get("train_seconds", 0.0) / 60, 1),
