@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
 import warnings
 from pathlib import Path
 
@@ -74,6 +75,8 @@ def main(argv: list[str] | None = None) -> int:
         title = args.label[i] if i < len(args.label) else ("bundled p3d-s" if m is None else m.stem)
         columns.append((title, _student(m) if m is not None else load_model(None).predict_log))
     tr = None
+    if not args.no_teachers and not (SHARED / "data" / "tiefenrausch").is_dir():
+        print(f"warning: no teachers' columns: {SHARED / 'data' / 'tiefenrausch'} not found", file=sys.stderr)
     if not args.no_teachers and (SHARED / "data" / "tiefenrausch").is_dir():
         tr = load_model(SHARED / "data" / "tiefenrausch").predict_log
         columns.append(("Tiefenrausch", tr))
@@ -103,6 +106,9 @@ def main(argv: list[str] | None = None) -> int:
         cells = [rgb] + [_panel(log, rgb) for log in logs]
         rows.append(np.hstack([np.pad(c, ((0, h + 4 - c.shape[0]), (0, cell_w + 4 - c.shape[1]), (0, 0)),
                                       constant_values=255) for c in cells]))
+    if not rows:
+        print(f"error: none of the {len(args.names)} photos could be read under {args.photos} (--photos)", file=sys.stderr)
+        return 1
     sheet = np.vstack(rows)
     width = sheet.shape[1]
     header = np.full((22, width, 3), 255, np.uint8)
