@@ -7,7 +7,8 @@ Steps: fuse conv-bn(-relu) (QAT flavour), QNNPACK QAT qconfig, fine-tune ``--ste
 the distillation loss (BN statistics frozen; observers frozen for the last 30 %), convert to
 INT8, script. ``--steps 0`` is post-training quantization instead: per-channel symmetric weights,
 activation ranges from histograms over ``--calib`` whole photos at the runtime's input (closer to
-the float model than the QAT qconfig calibrated on crops). Then check INT8-vs-float agreement on
+the float model than the QAT qconfig calibrated on crops; ``--float-head`` keeps the last convolution in
+float, which removes most of the INT8 error: its 8-bit output had only 256 levels). Then check INT8-vs-float agreement on
 bundle photos at the runtime's input size (Pearson correlation of log-disparity; fails below ``--min-agreement``). Writes
 ``<models-dir>/<name>.pt`` (with ``photo3d.json`` metadata) and, unless ``--no-default``,
 ``<models-dir>/manifest.json`` naming it as the default with its sha256.
