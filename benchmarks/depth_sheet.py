@@ -75,9 +75,11 @@ def main(argv: list[str] | None = None) -> int:
         title = args.label[i] if i < len(args.label) else ("bundled p3d-s" if m is None else m.stem)
         columns.append((title, _student(m) if m is not None else load_model(None).predict_log))
     tr = None
-    if not args.no_teachers and not (SHARED / "data" / "tiefenrausch").is_dir():
+    if args.no_teachers:
+        pass
+    elif not (SHARED / "data" / "tiefenrausch").is_dir():
         print(f"warning: no teachers' columns: {SHARED / 'data' / 'tiefenrausch'} not found", file=sys.stderr)
-    if not args.no_teachers and (SHARED / "data" / "tiefenrausch").is_dir():
+    else:
         tr = load_model(SHARED / "data" / "tiefenrausch").predict_log
         columns.append(("Tiefenrausch", tr))
         onnx_file = SHARED / "data" / "fastdepth" / "fastdepth_7.onnx"

@@ -63,6 +63,11 @@ def test_viewer_parallax_in_headless_chromium(tmp_path):
             shutil.copy(tmp_path / f"{name}.png", os.environ["PHOTO3D_KEEP_SHOTS"] + f"/viewer_{name}.png")
 
 
+def _shown(dom, element_id):
+    """The element ``element_id`` as the page shows it (a div with text; the inlined script names it too)."""
+    return re.search(r'<div[^>]*id="%s"[^>]*>[^<]+</div>' % element_id, dom)
+
+
 def _dom(exe, html, profile, *flags, wait_for=None):
     """The page's DOM after 1.5 s of virtual time.  ``wait_for``: an element id the page adds once its
     GLB is parsed; parsing (the texture's decoding) runs in real time beside the virtual clock, so on
@@ -72,7 +77,7 @@ def _dom(exe, html, profile, *flags, wait_for=None):
                "--enable-unsafe-swiftshader", "--no-first-run", f"--user-data-dir={profile}-{attempt}", *flags,
                "--virtual-time-budget=1500", "--dump-dom", f"file://{html}"]
         dom = subprocess.run(cmd, capture_output=True, text=True, timeout=120, check=False).stdout
-        if wait_for is None or re.search(r'<div[^>]*id="%s"' % wait_for, dom):  # (the script names it too)
+        if wait_for is None or _shown(dom, wait_for):
             break
     return dom
 
@@ -86,14 +91,11 @@ def test_viewer_says_when_webgl_is_missing_and_hints_otherwise(tmp_path):
     Image.fromarray(rgb).save(src)
     convert_file(src, tmp_path / "flat.html", ConvertOptions(depth=None))
     html = tmp_path / "flat.html"
-    def shown(dom, element_id):  # an element in the page (the inlined script names them too)
-        return re.search(r'<div[^>]*id="%s"[^>]*>[^<]+</div>' % element_id, dom)
-
     no_gl = _dom(exe, html, tmp_path / "p1", "--disable-3d-apis")
-    assert shown(no_gl, "photo3d-no-webgl") and not shown(no_gl, "photo3d-hint")
+    assert _shown(no_gl, "photo3d-no-webgl") and not _shown(no_gl, "photo3d-hint")
     with_gl = _dom(exe, html, tmp_path / "p2", wait_for="photo3d-hint")
-    assert not shown(with_gl, "photo3d-no-webgl")
-    hint = shown(with_gl, "photo3d-hint")
+    assert not _shown(with_gl, "photo3d-no-webgl")
+    hint = _shown(with_gl, "photo3d-hint")
     assert hint and "to look around" in hint.group(0)
     # what the canvas shows, for screen readers; a line for a browser without JavaScript
     assert re.search(r'<canvas[^>]*role="img"[^>]*aria-label="3D photo: flat"', with_gl)
@@ -101,7 +103,7 @@ def test_viewer_says_when_webgl_is_missing_and_hints_otherwise(tmp_path):
     # a phone whose browser asks before it reports the tilt (Safari on iOS): tap first, says the hint
     phone = tmp_path / "phone.html"
     phone.write_text(html.read_text(encoding="utf-8").replace("</head>", _IPHONE + "</head>", 1), encoding="utf-8")
-    hint = shown(_dom(exe, phone, tmp_path / "p3", wait_for="photo3d-hint"), "photo3d-hint")
+    hint = _shown(_dom(exe, phone, tmp_path / "p3", wait_for="photo3d-hint"), "photo3d-hint")
     assert hint and "Tap, then tilt the phone" in hint.group(0)
 
 
