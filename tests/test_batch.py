@@ -699,10 +699,11 @@ def test_a_full_disk_stops_the_batch(tmp_path: Path, workers: int) -> None:
     """A full disk fails every output after it: the batch converted each remaining photo only to
     fail to write it (a line each, hours on an archive).  Now the first 'No space left on device'
     stops the batch with one line saying how to go on; the files not reached are 'not run', exit 1,
-    nothing partial is left, and a re-run (space freed) continues where it stopped."""
+    nothing partial is left (not even the temp file of another worker stopped while it wrote), and a
+    re-run (space freed) continues where it stopped."""
     src = tmp_path / "in"
     src.mkdir()
-    for n in ["a0.jpg", "a1.jpg", "b full.jpg", "c0.jpg", "c1.jpg", "c2.jpg"]:
+    for n in ["a0.jpg", "a1.jpg", "b full.jpg", "c0 slow.jpg", "c1.jpg", "c2.jpg"]:
         Image.fromarray(photo_rgb(40, 30)).save(src / n)
     out = tmp_path / "out"
     jobs = plan_jobs([src], out, ".png")
@@ -714,10 +715,11 @@ def test_a_full_disk_stops_the_batch(tmp_path: Path, workers: int) -> None:
     assert rep.exit_code == 1 and rep.failed == []
     status = {r.src.name: r.status for r in rep.results}
     assert status["b full.jpg"] == "not run" and list(status.values()).count("not run") >= 4 - workers, status
+    print(status, list(out.iterdir()))
     assert not [p for p in out.iterdir() if p.name.startswith(".")]
     rep = run_batch(jobs, THUMB, SequentialExecutor(), progress=False)  # space freed
     assert rep.exit_code == 0 and sorted(p.name for p in out.iterdir()) == [f"{n}.png" for n in
-                                                                           ["a0", "a1", "b full", "c0", "c1", "c2"]]
+                                                                           ["a0", "a1", "b full", "c0 slow", "c1", "c2"]]
 
 
 @pytest.mark.slow  # a process pool

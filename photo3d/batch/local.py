@@ -306,5 +306,6 @@ class PoolExecutor(Executor):
         for p in procs:
             with contextlib.suppress(Exception):
                 p.join(5)
-                if p.is_alive():
-                    p.kill()
+                if p.is_alive():  # deaf to SIGTERM (a long system call): kill, and wait until it is
+                    p.kill()      # gone, so its temp file counts as stale (run_batch removes it)
+                    p.join(5)

@@ -272,7 +272,9 @@ def run_batch(
             else:
                 stream.close()
                 executor.close()
-    if executor.worker_deaths:  # a worker killed while writing left its temp file: not for the next run to find
+    if executor.worker_deaths or interrupted or fatal:
+        # a worker killed while writing (by the system, or by stop() above while another file was being
+        # written) left its temp file: not for the next run to find
         remove_stale_temps(jobs)
     for i, job in enumerate(jobs):
         if i not in results:
