@@ -22,6 +22,7 @@ import shutil
 import signal
 import sys
 import time
+import warnings
 from dataclasses import replace
 from pathlib import Path
 
@@ -76,8 +77,6 @@ def warm_start(model: DepthNet, scripted_path: Path, calib: torch.Tensor) -> Non
     are dequantized into the conv, and its BN is set so that, on the batch ``calib``, it passes the
     conv output through unchanged plus the folded bias (gamma = batch std, beta = batch mean + bias;
     running statistics alike). So training starts from the shipped network's function."""
-    import warnings
-
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         q = torch.jit.load(str(scripted_path), map_location="cpu")
@@ -226,7 +225,9 @@ def main(argv: list[str] | None = None) -> int:
     whole = Sampler(bundle, args.whole_batch, whole_aug, seed=args.seed + 1, device=device, landscape=True)
     if ckpt is None and args.init_from is not None:
         try:  # a float training checkpoint of ours: continue from its EMA weights
-            start = load_checkpoint(args.init_from)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # (torch.load of a TorchScript archive says so)
+                start = load_checkpoint(args.init_from)
         except Exception:  # an INT8 TorchScript model (e.g. the bundled one)
             start = None
         if isinstance(start, dict) and "model" in start:  # a larger architecture grows from it, same function
