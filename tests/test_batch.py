@@ -449,6 +449,46 @@ def test_unwritable_output_or_summary_fails_once_before_any_work(album: Path, tm
     assert not (tmp_path / "out").exists()  # nothing was converted first
 
 
+def test_a_run_stopped_before_any_work_replaces_the_last_runs_summary(tmp_path: Path) -> None:
+    """An output folder that cannot be written stops a run before any work; the summary of an
+    earlier, successful run stayed beside it, to be read by a script as this run's outcome
+    ("ok": 4 after exit 1).  Now it says this run: its error, every input not run."""
+    from photo3d.errors import OutputError
+
+    srcs = [photo(tmp_path / "in" / f"p{i}.png") for i in range(2)]
+    summary = tmp_path / "s.json"
+    assert batch_command(THUMB, srcs, tmp_path / "out", ".png", summary=summary, command="first") == 0
+    blocker = tmp_path / "a file"
+    blocker.write_text("not a folder")
+    with pytest.raises(OutputError, match="cannot write into") as e:
+        batch_command(THUMB, srcs, blocker / "out", ".png", summary=summary, command="second")
+    data = json.loads(summary.read_text())
+    assert data["command"] == "second" and data["fatal"] == str(e.value), data
+    assert data["counts"] == {"ok": 0, "skipped": 0, "failed": 0, "not run": 2}, data
+
+
+def test_a_subfolder_that_cannot_be_written_fails_only_its_photos(tmp_path: Path) -> None:
+    """A mirrored tree whose output has one subfolder that cannot be written (here a file of
+    that name is in the way; a read-only folder alike): the whole batch stopped before any work.
+    Now the photos that go there fail, each with one line naming its output and the reason, and
+    the others are converted (exit 1); only when no output can be written does the run stop at once."""
+    src = tmp_path / "in"
+    for rel in ["a/p.png", "c/q.png", "c/r.png"]:
+        photo(src / rel)
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "a").write_text("in the way")
+    buf = io.StringIO()
+    console = Console(file=buf, force_terminal=False, width=300, highlight=False)
+    summary = tmp_path / "s.json"
+    assert batch_command(THUMB, [src], out, ".png", console=console, summary=summary) == 1
+    assert sorted(p.name for p in (out / "c").iterdir()) == ["q.png", "r.png"]
+    line = f"{out / 'a' / 'p.png'}: cannot write ({out / 'a'} is a file)"
+    assert buf.getvalue().count(line) == 2, buf.getvalue()  # as it happened, and in the closing list
+    assert json.loads(summary.read_text())["counts"] == {"ok": 2, "skipped": 0, "failed": 1, "not run": 0}
+    assert (out / "a").read_text() == "in the way"
+
+
 def test_a_bad_input_with_several_formats_is_one_failure(album: Path, tmp_path: Path) -> None:
     """Two formats: each bad photo is one error line, one failed summary record (listing the
     outputs it did not make) and counted once, as one failed input."""

@@ -10,7 +10,7 @@ import contextlib
 import fnmatch
 import os
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Callable, Iterable, Iterator, Sequence
 
@@ -481,44 +481,62 @@ def check_summary_path(summary: Path, jobs: Sequence[Job], reads: Sequence[tuple
         raise UsageError(f"--summary {printable(summary)}: is one of the outputs; choose another file")
 
 
-def check_writable(jobs: Sequence[Job], summary: Path | None = None, output: str | Path | None = None) -> None:
-    """Fail once, before any work, when an output folder (or the summary's) cannot be written:
+def check_writable(jobs: Sequence[Job], summary: Path | None = None, output: str | Path | None = None) -> list[Job]:
+    """Fail once, before any work, when the output folders (or the summary's) cannot be written:
     a probe file is created and removed in the nearest existing folder above each of them (so a
     read-only or immutable folder is found even by root, for whom permission bits say yes).
-    The message names the option (``-o OUTPUT``, ``--summary FILE``) and the true reason."""
+    The message names the option (``-o OUTPUT``, ``--summary FILE``) and the true reason.  Where
+    only some output folders cannot be written (a read-only subfolder of a mirrored tree), the
+    batch goes on: the jobs that write there come back failed with that reason, the others as
+    they were."""
     import errno
     import tempfile
 
     if summary is not None and Path(summary).is_dir():
         raise UsageError(f"--summary {printable(summary)}: is a folder; give a file name")
-    folders = [(o.parent, f"-o {printable(output)}: " if output is not None else "")
-               for j in jobs if not j.error for o in j.outputs]  # (a failed job writes nothing)
+    prefix = f"-o {printable(output)}: " if output is not None else ""
+    folders = [(o.parent, prefix) for j in jobs if not j.error for o in j.outputs]  # (a failed job writes nothing)
     if summary is not None:
         folders.append((Path(summary).parent, f"--summary {printable(summary)}: "))
-    probed: set[Path] = set()
+    probed: dict[Path, str | None] = {}  # nearest existing folder -> why it cannot be written (None: it can)
+    failed: dict[Path, str] = {}  # output folder -> why it cannot be written
     for folder, option in sorted(dict.fromkeys(folders), key=lambda f: (f[1].startswith("--"), str(f[0]))):
         d = Path(os.path.abspath(folder))
         while not d.exists() and d.parent != d:
             d = d.parent
-        if d in probed:
-            continue
-        probed.add(d)
-        if not d.is_dir():
-            raise OutputError(f"{option}cannot write into {printable(folder)} ({printable(d)} is a file)")
-        try:
-            fd, name = tempfile.mkstemp(prefix=".photo3d-probe-", dir=d)
-            try:  # (gone also when Ctrl-C comes meanwhile)
-                os.close(fd)
-            finally:
-                os.unlink(name)
-        except OSError as e:
-            reason = e.strerror or str(e)
-            where = None if d == Path(os.path.abspath(folder)) else printable(d)  # (the nearest existing folder above)
-            if e.errno == errno.ENOENT and d.is_dir():  # the folder is there: its filesystem makes no files (/proc)
-                reason = f"{where or 'it'} accepts no new files"
-            elif where:
-                reason = f"{where}: {reason}"
-            raise OutputError(f"{option}cannot write into {printable(folder)} ({reason})") from e
+        if d not in probed:
+            probed[d] = None
+            if not d.is_dir():
+                probed[d] = f"{printable(d)} is a file"
+            else:
+                try:
+                    fd, name = tempfile.mkstemp(prefix=".photo3d-probe-", dir=d)
+                    try:  # (gone also when Ctrl-C comes meanwhile)
+                        os.close(fd)
+                    finally:
+                        os.unlink(name)
+                except OSError as e:
+                    reason = e.strerror or str(e)
+                    where = None if d == Path(os.path.abspath(folder)) else printable(d)  # (the nearest existing folder above)
+                    if e.errno == errno.ENOENT and d.is_dir():  # the folder is there: its filesystem makes no files (/proc)
+                        reason = f"{where or 'it'} accepts no new files"
+                    elif where:
+                        reason = f"{where}: {reason}"
+                    probed[d] = reason
+        if probed[d] is not None:
+            if option.startswith("--"):  # the summary's folder
+                raise OutputError(f"{option}cannot write into {printable(folder)} ({probed[d]})")
+            failed.setdefault(folder, probed[d])
+    if not failed:
+        return list(jobs)
+    if all(j.error or any(o.parent in failed for o in j.outputs) for j in jobs):
+        folder, reason = next(iter(failed.items()))  # nothing could be written: one line, not one per file
+        raise OutputError(f"{prefix}cannot write into {printable(folder)} ({reason})")
+    out = []
+    for j in jobs:
+        bad = None if j.error else next((o for o in j.outputs if o.parent in failed), None)
+        out.append(j if bad is None else replace(j, error=msg(bad, f"cannot write ({failed[bad.parent]})")))
+    return out
 
 
 def folder_hint(output: str | Path) -> str:

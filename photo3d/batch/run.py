@@ -365,6 +365,8 @@ def batch_command(
     Several ``suffix`` values: one job per input and suffix (each output resumes on its own)."""
     console = console or stderr_console()  # (the process's one: a video's bar nests under the batch's)
     executor: Executor | None = None
+    summary_safe = False  # the --summary path is not one of the run's inputs or outputs
+    plan: list[Job] = []
     try:  # (Ctrl-C, kill or a hang-up while a huge tree is walked: one line, nothing written)
         with _sigterm_as_interrupt():
             notes = PlanNotes()
@@ -374,7 +376,8 @@ def batch_command(
             check_reads(plan, reads)
             if summary is not None:
                 check_summary_path(Path(summary), plan, reads)
-            check_writable(plan, None if summary is None else Path(summary), output)
+                summary_safe = True
+            plan = check_writable(plan, None if summary is None else Path(summary), output)
             overwrite = rewrites(inputs, overwrite)
             executor = make_executor(engine, jobs, address, warn=lambda line: say(console, line, "warning"))
             if not plan:
@@ -388,6 +391,13 @@ def batch_command(
                     executor.stop()
             console.print(INTERRUPTED_BEFORE, highlight=False, soft_wrap=True)
         return int(ExitCode.interrupted)
+    except Photo3DError as e:  # stopped before any work: an earlier run's summary must not be read as this one's
+        if summary_safe:
+            report = BatchReport([Result(j.src, j.dst, Status.not_run) for j in plan], engine=str(engine), workers=0,
+                                 fatal=str(e), fatal_code=e.exit_code)
+            with contextlib.suppress(Photo3DError, OSError):
+                report.write_summary(Path(summary), command)
+        raise
     if not plan:  # nothing to do is a failure: a wrong folder or --glob, not a success
         say(console, f"no images found in {', '.join(map(str, inputs))}"
             + (f" matching {' or '.join(globs)}" if globs else ""))
