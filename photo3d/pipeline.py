@@ -310,10 +310,13 @@ def fit_meshes(geo: Geometry, ldi: LayeredDepth, bg: Background, opts: ConvertOp
         scale = min(MAX_TOL_SCALE, scale * min(4.0, max(1.25, 1.2 * size / max(budget, 1))))
 
 
-def export_glb(data: list[MeshData], textures: list[Texture], geo: Geometry, extras: dict) -> bytes:
+def export_glb(data: list[MeshData], textures: list[Texture], geo: Geometry, extras: dict,
+               strength: float = defaults.PARALLAX) -> bytes:
+    """``strength``: the ``--parallax`` it was built with (outputs made later from it say so when asked for another)."""
     lo, hi = float(np.percentile(geo.inv, 1)), float(np.percentile(geo.inv, 99))
     extras = {
-        "parallax": {"max_offset": geo.max_offset, "inverse_depth_range": [lo, hi], "focus_depth": 2.0 / (lo + hi)},
+        "parallax": {"max_offset": geo.max_offset, "inverse_depth_range": [lo, hi], "focus_depth": 2.0 / (lo + hi),
+                     "strength": strength},
         **extras,
     }
     return to_glb(data, [t.jpeg for t in textures], geo.camera, ExportOptions(extras))
@@ -443,7 +446,7 @@ def pack_glb(built: Built, opts: ConvertOptions, timings: dict, extras: dict) ->
     if extras.get("depth_source") == "file":
         extras = {**extras, "depth": Path(extras["depth"]).name}
     with timed(timings, "export"):
-        glb = export_glb(data, built.textures, built.geo, {"layers": len(data), **extras})
+        glb = export_glb(data, built.textures, built.geo, {"layers": len(data), **extras}, opts.parallax)
     h, w = built.geo.inv.shape
     report = {
         "layers": len(data),
@@ -506,6 +509,22 @@ def check_existing_glb(src: Path, path: Path, glb: bytes) -> None:
                              "or run again with --overwrite", src) from None
 
 
+def parallax_kept(glb_path: Path, glb: bytes, opts: ConvertOptions) -> list[str]:
+    """A warning when outputs made from an existing GLB keep another ``--parallax`` than this run's
+    (the depth steps, and so the layers, were built for the GLB's)."""
+    from .export import read_glb
+
+    tree, _ = read_glb(glb)
+    built = ((tree.get("extras") or {}).get("photo3d") or {}).get("parallax", {}).get("strength")
+    if built is None and opts.parallax == defaults.PARALLAX:
+        return []
+    if built is not None and abs(float(built) - opts.parallax) < 1e-9:
+        return []
+    was = f"--parallax {float(built):g}" if built is not None else "another --parallax"
+    return [f"{printable(glb_path)} was built with {was}: what is made from it keeps that; for --parallax "
+            f"{opts.parallax:g} convert again with --overwrite"]
+
+
 def finish(src: str | Path, dst: str | Path, opts: ConvertOptions | None = None) -> dict[str, Any]:
     """Write the missing viewer page of an existing output ``dst`` (a re-run that adds ``--html``)
     from the GLB (``dst`` itself, or the GLB beside a video): nothing is converted again.  Without
@@ -525,8 +544,9 @@ def finish(src: str | Path, dst: str | Path, opts: ConvertOptions | None = None)
             write_viewer(p, glb, title=src.stem)
             written.append(str(p))
     note = page_note(glb) if written else None
+    kept = parallax_kept(glb_path, glb, opts) if written else []
     return {"outputs": written, "finished": "missing outputs written from the existing " + glb_path.name
-            + (f"; {note}" if note else "")}
+            + (f"; {note}" if note else ""), **({"warnings": kept} if kept else {})}
 
 
 def convert_file(src: str | Path, dst: str | Path, opts: ConvertOptions | None = None) -> dict[str, Any]:
@@ -553,7 +573,9 @@ def convert_file(src: str | Path, dst: str | Path, opts: ConvertOptions | None =
         if sibling.stat().st_mtime >= opts.reuse_glb_since:  # this batch's GLB of the same photo: render that
             glb = sibling.read_bytes()
             check_existing_glb(src, sibling, glb)
-            return write_outputs(src, dst, glb, {"glb_bytes": len(glb), "from_glb": str(sibling)}, opts, timings)
+            kept = parallax_kept(sibling, glb, opts)
+            return write_outputs(src, dst, glb, {"glb_bytes": len(glb), "from_glb": str(sibling),
+                                                 **({"warnings": kept} if kept else {})}, opts, timings)
     loading = warm_up(opts)  # started by the batch runner already, or now
     with timed(timings, "read"):
         photo = loaded = load_image(src, max_megapixels=opts.max_megapixels)

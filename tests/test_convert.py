@@ -1,4 +1,5 @@
 import re
+import shutil
 
 import numpy as np
 import pytest
@@ -7,6 +8,7 @@ from PIL import Image
 from helpers.cli import cli
 from helpers.gltf import assert_valid_glb
 from helpers.paths import REPO, SHARED, benchmark, needs_shared
+from photo3d import defaults
 from photo3d.export import read_glb
 from photo3d.pipeline import ConvertOptions, convert_file
 
@@ -93,6 +95,32 @@ def test_a_panoramas_page_says_it_shows_the_centre_as_its_video_does(tmp_path):
         assert (r.output.rstrip().endswith(note) if note else "the page shows" not in r.output), r.output
     r = cli("convert", tmp_path / "wide.png", "-o", tmp_path / "wide.glb")  # no page, no note
     assert r.exit_code == 0 and "the page shows" not in r.output, r.output
+
+
+def glb_extras(path):
+    return read_glb(path.read_bytes())[0]["extras"]["photo3d"]
+
+
+def test_outputs_made_from_an_existing_glb_say_it_keeps_its_parallax(tmp_path):
+    """A re-run that adds a page or a GIF to an existing GLB makes them from it: asked for with
+    another --parallax, they silently kept the GLB's (a GIF byte for byte the default's).  The GLB
+    records its --parallax now, and such a run warns, saying how to get the new one."""
+    src = tmp_path / "in"
+    src.mkdir()
+    shutil.copy(REPO / "examples" / "coffee.jpg", src / "c.jpg")
+    out = tmp_path / "out"
+    assert cli("convert", src, "-o", out).exit_code == 0
+    assert glb_extras(out / "c.glb")["parallax"]["strength"] == defaults.PARALLAX
+    warning = (f"warning: {src / 'c.jpg'}: {out / 'c.glb'} was built with --parallax {defaults.PARALLAX:g}: what is made "
+               "from it keeps that; for --parallax 0.2 convert again with --overwrite")
+    for extra in (["--html"], ["--format", "glb", "--format", "gif", "--seconds", "0.3"]):
+        r = cli("convert", src, "-o", out, "--parallax", "0.2", *extra)
+        assert r.exit_code == 0 and warning in r.output.splitlines(), r.output
+    (out / "c.html").unlink()
+    r = cli("convert", src, "-o", out, "--html")  # the GLB's own parallax: nothing to say
+    assert r.exit_code == 0 and "warning" not in r.output, r.output
+    r = cli("convert", src, "-o", out, "--parallax", "0.2", "--overwrite")
+    assert r.exit_code == 0 and "warning" not in r.output and glb_extras(out / "c.glb")["parallax"]["strength"] == 0.2
 
 
 def test_convert_report_counts(tmp_path):
