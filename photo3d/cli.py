@@ -371,7 +371,7 @@ def convert(
                                    max=defaults.PARALLAX_RANGE[1], metavar="SHARE",
                                    help="Near vs far shift, share of the width (viewer and video)."),
     path: str = typer.Option(defaults.VIDEO_PATH, "--path", metavar="PATH", help="Video camera path: circle, swing, zoom or dolly-zoom."),
-    seconds: float = typer.Option(defaults.VIDEO_SECONDS, "--seconds", min=0.05, metavar="S", help="Video length in seconds."),
+    seconds: float = typer.Option(defaults.VIDEO_SECONDS, "--seconds", min=0.05, metavar="S", help="Video length in seconds (at most 100,000 frames at --fps)."),
     fps: float = typer.Option(defaults.VIDEO_FPS, "--fps", min=1.0, max=120.0, metavar="FPS", help="Video frames per second."),
     size: Optional[int] = typer.Option(None, "--size", metavar="PX",
                                        help=f"Video / still longer side, {_SIZES[0]}-{_SIZES[1]} (default: 1080 MP4 and "

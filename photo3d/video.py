@@ -123,6 +123,9 @@ def check_frames(suffix: str, opts: ShareOptions) -> None:
                          f"(--seconds x --fps of 1.5 or more)")
 
 
+MAX_FRAMES = 100_000  # (over 55 minutes at 30 fps: more is a typo, not a loop to share)
+
+
 def check_share(opts: ShareOptions) -> None:
     from .render import PATHS
 
@@ -130,8 +133,11 @@ def check_share(opts: ShareOptions) -> None:
         raise UsageError(f"--stereo must be {' or '.join(STEREO_MODES)}, not {opts.stereo!r}")
     if opts.path not in PATHS:
         raise UsageError(f"--path must be one of {', '.join(PATHS)}, not {opts.path!r}")
-    if not (0 < opts.seconds < 1e6 and 0 < opts.fps < 1e6) or opts.frames() > 100_000:
-        raise UsageError("--seconds and --fps must be positive (and give at most 100000 frames)")
+    if not (0 < opts.seconds < 1e6 and 0 < opts.fps < 1e6):
+        raise UsageError("--seconds and --fps must be positive")
+    if opts.frames() > MAX_FRAMES:
+        raise UsageError(f"--seconds {opts.seconds:g} at --fps {opts.fps:g} make {opts.frames():,} frames; "
+                         f"at most {MAX_FRAMES:,} (a loop of {MAX_FRAMES / opts.fps:g} s at this --fps)")
     lo, hi = defaults.VIDEO_SIZE_RANGE
     if opts.size is not None and not lo <= opts.size <= hi:
         raise UsageError(f"--size must be between {lo} and {hi} pixels")

@@ -10,6 +10,7 @@ import pytest
 from PIL import Image
 
 from helpers.cli import cli as _cli
+from helpers.paths import REPO
 from photo3d.depth import DepthOptions, depth_file
 from photo3d.depth.maps import CONVENTION, load_depth_map, preview_path, read_png_metadata, save_depth_map
 from photo3d.depth.runtime import load_model, network_size, normalize
@@ -178,6 +179,24 @@ def test_png_output(tmp_path, photos, tiefenrausch_pt):
     # larger = nearer: the ground at the bottom is nearer than the sky at the top
     assert a[-50:].mean() > 3 * a[:50].mean()
     assert not preview_path(tmp_path / "p.png").exists()
+
+
+def test_a_preview_added_to_a_damaged_map_says_how_to_go_on(tmp_path):
+    """A re-run that adds --preview reads the existing maps; a damaged one said only "out/X.png: not
+    a readable depth map image", naming the output as if it were the input, with no way on.  Now it
+    says it as convert says it of a damaged GLB: the photo, the map, and what to do."""
+    src = tmp_path / "in"
+    src.mkdir()
+    shutil.copy(REPO / "examples" / "coffee.jpg", src / "X.jpg")
+    out = tmp_path / "out"
+    assert _cli("depth", src, "-o", out).exit_code == 0
+    (out / "X.png").write_bytes(b"garbage")
+    r = _cli("depth", src, "-o", out, "--preview")
+    assert r.exit_code == 1 and r.output.startswith(
+        f"error: {src / 'X.jpg'}: the existing {out / 'X.png'} is not a whole depth map (not a readable depth map "
+        "image (cannot identify image file"), r.output
+    assert r.output.rstrip().endswith("remove it, or run again with --overwrite"), r.output
+    assert (out / "X.png").read_bytes() == b"garbage" and not preview_path(out / "X.png").exists()
 
 
 def test_npy_output_raw_and_preview(tmp_path, photos, tiefenrausch_pt):

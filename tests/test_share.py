@@ -592,6 +592,10 @@ def test_cli_still_needs_stereo_and_bad_formats_are_usage_errors(tmp_path):
     for out in ("a.gif", "a.glb"):  # not a traceback (int(inf) frames), whatever the output
         res = cli("convert", str(EXAMPLE), "-o", str(tmp_path / out), "--seconds", "inf")
         assert res.exit_code == 2 and "--seconds" in res.output and "Traceback" not in res.output
+    # a loop too long to make: it said "must be positive" of two positive numbers
+    res = cli("convert", str(EXAMPLE), "-o", str(tmp_path / "a.gif"), "--seconds", "100000")
+    assert res.exit_code == 2 and res.output == ("error: --seconds 100000 at --fps 30 make 3,000,000 frames; at most "
+                                                 "100,000 (a loop of 3333.33 s at this --fps)\n"), res.output
     assert not list(tmp_path.iterdir())
 
 

@@ -84,12 +84,18 @@ def outputs(dst: str | Path, opts: DepthOptions | None = None) -> list[Path]:
 
 def finish(src: str | Path, dst: str | Path, opts: DepthOptions | None = None) -> dict[str, Any]:
     """Write the missing preview of an existing depth map ``dst`` (a re-run that adds ``--preview``)."""
+    from ..errors import InputFileError, printable
     from .maps import load_depth_map, save_preview
 
     written = []
     for p in outputs(dst, opts)[1:]:
         if not p.exists():
-            save_preview(p, load_depth_map(dst, max_megapixels=(opts or DepthOptions()).max_megapixels))
+            try:
+                depth = load_depth_map(dst, max_megapixels=(opts or DepthOptions()).max_megapixels)
+            except InputFileError as e:  # (as convert says of a damaged GLB: the photo fails, naming the map)
+                raise InputFileError(f"the existing {printable(dst)} is not a whole depth map ({e.reason}); remove it, "
+                                     "or run again with --overwrite", src) from None
+            save_preview(p, depth)
             written.append(str(p))
     return {"outputs": written, "finished": "missing outputs written from the existing " + Path(dst).name}
 
