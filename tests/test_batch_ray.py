@@ -218,3 +218,27 @@ def test_ray_stops_at_a_full_disk_as_a_local_run_does(ray_cluster, tmp_path: Pat
                          "then run the same command again to continue")
     assert rep.exit_code == 1 and rep.failed == [] and rep.count(Status.not_run) >= 4
     assert not [p for p in out.iterdir() if p.name.startswith(".")]
+
+
+def test_an_address_where_a_web_server_answers_fails_at_once(tmp_path: Path) -> None:
+    """``--address`` at a port where something else listens (Ray's dashboard, 8265, is an easy
+    mistake): ray.init retried for minutes, printing Ray's raw log lines, before any word of ours.
+    Now one line at once: a Ray cluster answers the gRPC greeting, a web server does not."""
+    import http.server
+    import threading
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), http.server.SimpleHTTPRequestHandler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        src = tmp_path / "in"
+        src.mkdir()
+        Image.fromarray(np.zeros((30, 40, 3), np.uint8)).save(src / "p.jpg")
+        address = f"127.0.0.1:{server.server_address[1]}"
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), str(TESTS)])}
+        r = subprocess.run(cli_command("convert", str(src), "-o", str(tmp_path / "out"), "--engine", "ray",
+                                       "--address", address), capture_output=True, text=True, env=env, timeout=120)
+    finally:
+        server.shutdown()
+    assert r.returncode == 2 and r.stderr.startswith(f"error: --address {address}: "), r.stderr
+    assert "not as a Ray cluster does" in r.stderr or "a web server answers there" in r.stderr, r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1 and not (tmp_path / "out").exists(), r.stderr

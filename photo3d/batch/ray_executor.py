@@ -117,9 +117,29 @@ class RayExecutor(Executor):
             return
         host, _, port = hostport.rpartition(":")
         try:
-            socket.create_connection((host.strip("[]"), int(port)), timeout=10).close()
+            conn = socket.create_connection((host.strip("[]"), int(port)), timeout=10)
         except (OSError, ValueError) as e:
             raise UsageError(f"--address {addr}: no Ray cluster answers there ({e})") from e
+        # something listens: a Ray cluster (its GCS, or its client server) speaks gRPC, so it answers
+        # the HTTP/2 greeting with its settings; anything else (the dashboard, another web server)
+        # left ray.init retrying for minutes, printing Ray's raw log lines
+        with conn:
+            answer = b""
+            try:
+                conn.settimeout(5)
+                conn.sendall(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + bytes(9)[:3] + b"\x04" + bytes(5))
+                while len(answer) < 9:
+                    chunk = conn.recv(9 - len(answer))
+                    if not chunk:
+                        break
+                    answer += chunk
+            except OSError:
+                pass
+        if len(answer) < 9 or answer[3] != 0x04:  # (an HTTP/2 frame header of type SETTINGS)
+            what = ("a web server answers there" if answer.startswith(b"HTTP/") else
+                    "something answers there, but not as a Ray cluster does")
+            raise UsageError(f"--address {addr}: {what}; give the head node's address (port 6379 unless it was "
+                             "started with another --port; the dashboard's 8265 is not it)")
 
     def _connect(self):
         import ray
