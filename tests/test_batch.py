@@ -449,6 +449,18 @@ def test_unwritable_output_or_summary_fails_once_before_any_work(album: Path, tm
     assert not (tmp_path / "out").exists()  # nothing was converted first
 
 
+def test_one_photo_to_a_file_name_where_a_folder_is_in_the_way_is_refused(tmp_path: Path) -> None:
+    """``-o clip.png`` for one photo where ``clip.png`` is a folder: the output went into that folder
+    under another name (a GLB for ``-o v.mp4``), without a word.  Now refused in one line; written
+    as a folder (``-o clip.png/``) it is one."""
+    src = photo(tmp_path / "p.png")
+    (tmp_path / "clip.png").mkdir()
+    with pytest.raises(UsageError, match=r"-o .*clip.png: a folder of that name is in the way; to write into it, give -o .*clip.png/$"):
+        batch_command(THUMB, [src], tmp_path / "clip.png", ".png")
+    assert batch_command(THUMB, [src], f"{tmp_path / 'clip.png'}/", ".png") == 0
+    assert [p.name for p in (tmp_path / "clip.png").iterdir()] == ["p.png"]
+
+
 def test_a_run_stopped_before_any_work_replaces_the_last_runs_summary(tmp_path: Path) -> None:
     """An output folder that cannot be written stops a run before any work; the summary of an
     earlier, successful run stayed beside it, to be read by a script as this run's outcome

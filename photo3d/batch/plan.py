@@ -193,8 +193,15 @@ def names_a_folder(output: str | Path) -> bool:
 
 
 def one_file_output(inputs: Sequence[str | Path], output: str | Path) -> bool:
-    """One input file to one named file: ``-o`` has a suffix (the format) and does not name a folder."""
-    return len(inputs) == 1 and not Path(inputs[0]).is_dir() and bool(Path(output).suffix) and not names_a_folder(output)
+    """One input file to one named file: ``-o`` has a suffix (the format) and does not name a folder.
+    One photo to ``-o clip.mp4`` where a folder ``clip.mp4`` is in the way is refused (a GLB went
+    into that folder instead, without a word); ``-o clip.mp4/`` writes into it."""
+    one = len(inputs) == 1 and not Path(inputs[0]).is_dir() and bool(Path(output).suffix)
+    if (one and Path(output).suffix.lower() in FILE_SUFFIXES and not str(output).endswith(("/", os.sep))
+            and Path(output).is_dir()):
+        raise UsageError(f"-o {printable(output)}: a folder of that name is in the way; to write into it, "
+                         f"give -o {printable(str(output))}{os.sep}")
+    return one and not names_a_folder(output)
 
 
 def _missing(inp: Path) -> str:
