@@ -1088,6 +1088,8 @@ def test_a_tiny_megapixel_limit_shows_a_size_over_it(tmp_path):
 def test_a_model_that_gives_one_depth_everywhere_says_so(tmp_path, command, out):
     """A --model whose output is the same at every pixel (a broken export, an untrained net) made a
     flat depth map and a flat 3D photo without a word.  Now a warning names the model and the photo."""
+    import warnings
+
     import torch
 
     from photo3d.depth.modelfile import save_model
@@ -1096,7 +1098,10 @@ def test_a_model_that_gives_one_depth_everywhere_says_so(tmp_path, command, out)
         def forward(self, x: torch.Tensor) -> torch.Tensor:
             return torch.zeros_like(x[:, :1])
 
-    model = save_model(torch.jit.script(Constant()), tmp_path / "constant.pt", {"name": "constant", "input_size": 128})
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # (torch.jit is deprecated in torch 2.13)
+        scripted = torch.jit.script(Constant())
+    model = save_model(scripted, tmp_path / "constant.pt", {"name": "constant", "input_size": 128})
     src = photo(tmp_path / "photo.png")
     r = cli(command, src, "-o", tmp_path / out, "--model", model)
     assert r.exit_code == 0, r.output
