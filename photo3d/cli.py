@@ -99,10 +99,14 @@ def _output_opt(text: str):
 
 
 def _one_file_out(inputs: list[str], output: str) -> bool:
-    """One photo to one named file (not a folder, not ``-o out.d/``): then -o's suffix chooses the format."""
+    """One photo to one named file (not a folder, not ``-o out.d/``): then -o's suffix chooses the
+    format.  A usage error (a folder in the way of -o) ends the command in one line."""
     from .batch import one_file_output
 
-    return one_file_output(inputs, output)
+    try:
+        return one_file_output(inputs, output)
+    except UsageError as e:
+        _fail(e)
 
 
 FORMAT_FOR_FOLDERS = "--format is for folder outputs; for one photo the suffix of -o chooses the format"

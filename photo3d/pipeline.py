@@ -520,8 +520,8 @@ def parallax_kept(glb_path: Path, glb: bytes, opts: ConvertOptions) -> list[str]
         return []
     if built is not None and abs(float(built) - opts.parallax) < 1e-9:
         return []
-    was = f"--parallax {float(built):g}" if built is not None else "another --parallax"
-    return [f"{printable(glb_path)} was built with {was}: what is made from it keeps that; for --parallax "
+    was = f"with --parallax {float(built):g}" if built is not None else "by a photo3d that did not record its --parallax"
+    return [f"{printable(glb_path)} was built {was}: what is made from it keeps that; for --parallax "
             f"{opts.parallax:g} convert again with --overwrite"]
 
 

@@ -22,6 +22,7 @@ process, so the two cores both work.
 
 from __future__ import annotations
 
+import math
 import re
 import signal
 import time
@@ -133,8 +134,8 @@ def check_share(opts: ShareOptions) -> None:
         raise UsageError(f"--stereo must be {' or '.join(STEREO_MODES)}, not {opts.stereo!r}")
     if opts.path not in PATHS:
         raise UsageError(f"--path must be one of {', '.join(PATHS)}, not {opts.path!r}")
-    if not (0 < opts.seconds < 1e6 and 0 < opts.fps < 1e6):
-        raise UsageError("--seconds and --fps must be positive")
+    if not all(math.isfinite(v) and v > 0 for v in (opts.seconds, opts.fps)):
+        raise UsageError("--seconds and --fps must be finite positive numbers")
     if opts.frames() > MAX_FRAMES:
         raise UsageError(f"--seconds {opts.seconds:g} at --fps {opts.fps:g} make {opts.frames():,} frames; "
                          f"at most {MAX_FRAMES:,} (a loop of {MAX_FRAMES / opts.fps:g} s at this --fps)")

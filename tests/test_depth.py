@@ -197,6 +197,17 @@ def test_a_preview_added_to_a_damaged_map_says_how_to_go_on(tmp_path):
         "image (cannot identify image file"), r.output
     assert r.output.rstrip().endswith("remove it, or run again with --overwrite"), r.output
     assert (out / "X.png").read_bytes() == b"garbage" and not preview_path(out / "X.png").exists()
+    assert _cli("depth", src, "-o", out, "--overwrite").exit_code == 0  # a whole map over the limit is no damage
+    r = _cli("depth", src, "-o", out, "--preview", "--max-megapixels", "0.001")
+    assert r.exit_code == 1 and "depth map too large" in r.output and "not a whole" not in r.output, r.output
+
+
+def test_one_photo_to_a_map_name_where_a_folder_is_in_the_way_is_one_line(tmp_path):
+    (tmp_path / "d.png").mkdir()
+    for extra in ([], ["--format", "npy"]):  # (--format is checked against -o first: no traceback there either)
+        r = _cli("depth", REPO / "examples" / "coffee.jpg", "-o", tmp_path / "d.png", *extra)
+        assert r.exit_code == 2 and r.output == (f"error: -o {tmp_path / 'd.png'}: a folder of that name is in the way; "
+                                                 f"to write into it, give -o {tmp_path / 'd.png'}/\n"), r.output
 
 
 def test_npy_output_raw_and_preview(tmp_path, photos, tiefenrausch_pt):

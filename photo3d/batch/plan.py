@@ -536,12 +536,12 @@ def check_writable(jobs: Sequence[Job], summary: Path | None = None, output: str
             failed.setdefault(folder, probed[d])
     if not failed:
         return list(jobs)
-    if all(j.error or any(o.parent in failed for o in j.outputs) for j in jobs):
+    if all(j.error or any(o.parent in failed and not o.exists() for o in j.outputs) for j in jobs):
         folder, reason = next(iter(failed.items()))  # nothing could be written: one line, not one per file
         raise OutputError(f"{prefix}cannot write into {printable(folder)} ({reason})")
     out = []
-    for j in jobs:
-        bad = None if j.error else next((o for o in j.outputs if o.parent in failed), None)
+    for j in jobs:  # (outputs already there are not written again by a resumed run: not in the way)
+        bad = None if j.error else next((o for o in j.outputs if o.parent in failed and not o.exists()), None)
         out.append(j if bad is None else replace(j, error=msg(bad, f"cannot write ({failed[bad.parent]})")))
     return out
 

@@ -136,7 +136,7 @@ class RayExecutor(Executor):
             except OSError:
                 pass
         if len(answer) < 9 or answer[3] != 0x04:  # (an HTTP/2 frame header of type SETTINGS)
-            what = ("a web server answers there" if answer.startswith(b"HTTP/") else
+            what = ("a web server answers there" if answer.startswith((b"HTTP/", b"<")) else
                     "something answers there, but not as a Ray cluster does")
             raise UsageError(f"--address {addr}: {what}; give the head node's address (port 6379 unless it was "
                              "started with another --port; the dashboard's 8265 is not it)")

@@ -232,11 +232,15 @@ def run_batch(
         one = jobs[finish[0]] if finish else (todo[0] if todo else None)
         description = escape(printable(f"{task.name} {one.src.name}")) if one else task.name
 
+    warned: set[tuple[str, str]] = set()  # a photo's warning is said once, not once per output
+
     def done(r: Result, bar_ui: Progress, bar) -> None:
         if r.status == Status.failed:
             say_failed(r, bar_ui.console)
         for w in r.report.get("warnings", ()):
-            say(bar_ui.console, msg(r.src, w), "warning")
+            if (str(r.src), w) not in warned:
+                warned.add((str(r.src), w))
+                say(bar_ui.console, msg(r.src, w), "warning")
         counts[r.status] = counts.get(r.status, 0) + 1
         bar_ui.update(bar, advance=1, ok=counts[Status.ok], failed=counts[Status.failed])
         if on_result is not None:
@@ -275,7 +279,8 @@ def run_batch(
     if executor.worker_deaths or interrupted or fatal:
         # a worker killed while writing (by the system, or by stop() above while another file was being
         # written) left its temp file: not for the next run to find
-        remove_stale_temps(jobs)
+        with stop_signals_ignored() if interrupted else contextlib.nullcontext():
+            remove_stale_temps(jobs)
     for i, job in enumerate(jobs):
         if i not in results:
             results[i] = Result(job.src, job.dst, Status.not_run)

@@ -93,6 +93,8 @@ def finish(src: str | Path, dst: str | Path, opts: DepthOptions | None = None) -
             try:
                 depth = load_depth_map(dst, max_megapixels=(opts or DepthOptions()).max_megapixels)
             except InputFileError as e:  # (as convert says of a damaged GLB: the photo fails, naming the map)
+                if e.reason.startswith("depth map too large"):  # whole, but over --max-megapixels: as it is
+                    raise
                 raise InputFileError(f"the existing {printable(dst)} is not a whole depth map ({e.reason}); remove it, "
                                      "or run again with --overwrite", src) from None
             save_preview(p, depth)

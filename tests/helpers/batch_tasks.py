@@ -54,18 +54,20 @@ def batch_task_disk_full(src: Path, dst: Path, opts: ThumbOptions) -> dict:
     """Like batch_task_thumb, but writing the output of a file named *full* meets a full disk
     (the system's own ENOSPC: /dev/full); one named *slow* is still writing its temp file when the
     batch stops, deaf to SIGTERM (as in a long system call), so the batch has to kill its worker."""
-    if "slow" in src.name:
-        import time
+    import time
 
+    writing = src.parent / "slow one is writing.txt"  # (not a photo: a re-run does not see it)
+    if "slow" in src.name:
         with atomic_output(dst) as tmp:
             tmp.write_bytes(b"partial")
             signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})
+            writing.touch()
             time.sleep(8)
     if "full" in src.name:
-        if "slow" in "".join(p.name for p in src.parent.iterdir()):
-            import time
-
-            time.sleep(0.5)  # so that the slow one is writing by now
+        if any("slow" in p.name for p in src.parent.iterdir()):  # wait until the slow one is writing
+            deadline = time.monotonic() + 30
+            while not writing.exists() and time.monotonic() < deadline:
+                time.sleep(0.02)
         with atomic_output(dst) as tmp, open("/dev/full", "wb") as disk:
             tmp.write_bytes(b"partial")
             disk.write(b"x")
