@@ -120,6 +120,9 @@ class RayExecutor(Executor):
             conn = socket.create_connection((host.strip("[]"), int(port)), timeout=10)
         except (OSError, ValueError) as e:
             raise UsageError(f"--address {addr}: no Ray cluster answers there ({e})") from e
+        if os.environ.get("RAY_USE_TLS", "0").lower() in ("1", "true"):  # (a TLS cluster greets in TLS first)
+            conn.close()
+            return
         # something listens: a Ray cluster (its GCS, or its client server) speaks gRPC, so it answers
         # the HTTP/2 greeting with its settings; anything else (the dashboard, another web server)
         # left ray.init retrying for minutes, printing Ray's raw log lines
