@@ -235,10 +235,14 @@ def test_an_address_where_a_web_server_answers_fails_at_once(tmp_path: Path) -> 
         Image.fromarray(np.zeros((30, 40, 3), np.uint8)).save(src / "p.jpg")
         address = f"127.0.0.1:{server.server_address[1]}"
         env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), str(TESTS)])}
+        summary = tmp_path / "s.json"
         r = subprocess.run(cli_command("convert", str(src), "-o", str(tmp_path / "out"), "--engine", "ray",
-                                       "--address", address), capture_output=True, text=True, env=env, timeout=120)
+                                       "--address", address, "--summary", str(summary)),
+                           capture_output=True, text=True, env=env, timeout=120)
     finally:
         server.shutdown()
+    data = json.loads(summary.read_text())  # the run's own outcome, not "finished": null
+    assert data["fatal"] == r.stderr.strip().removeprefix("error: ") and data["counts"]["not run"] == 1, data
     assert r.returncode == 2 and r.stderr.startswith(f"error: --address {address}: "), r.stderr
     assert "a web server answers there" in r.stderr, r.stderr
     assert len(r.stderr.strip().splitlines()) == 1 and not (tmp_path / "out").exists(), r.stderr

@@ -345,6 +345,14 @@ def rewrites(inputs: Sequence[Path], overwrite: bool | None) -> bool:
     return overwrite if overwrite is not None else len(inputs) == 1 and not Path(inputs[0]).is_dir()
 
 
+def _write_fatal_summary(path: Path, plan: Sequence[Job], engine: str, e: Photo3DError, command: str | None) -> None:
+    """The summary of a run stopped before any work by ``e``: its error, every input not run."""
+    report = BatchReport([Result(j.src, j.dst, Status.not_run) for j in plan], engine=engine, workers=0,
+                         fatal=str(e), fatal_code=e.exit_code)
+    with contextlib.suppress(Photo3DError, OSError):
+        report.write_summary(path, command)
+
+
 def batch_command(
     task: Task,
     inputs: Sequence[Path],
@@ -398,10 +406,7 @@ def batch_command(
         return int(ExitCode.interrupted)
     except Photo3DError as e:  # stopped before any work: an earlier run's summary must not be read as this one's
         if summary_safe:
-            report = BatchReport([Result(j.src, j.dst, Status.not_run) for j in plan], engine=str(engine), workers=0,
-                                 fatal=str(e), fatal_code=e.exit_code)
-            with contextlib.suppress(Photo3DError, OSError):
-                report.write_summary(Path(summary), command)
+            _write_fatal_summary(Path(summary), plan, str(engine), e, command)
         raise
     if not plan:  # nothing to do is a failure: a wrong folder or --glob, not a success
         say(console, f"no images found in {', '.join(map(str, inputs))}"
@@ -425,6 +430,10 @@ def batch_command(
                     executor.stop()
             report = BatchReport([Result(j.src, j.dst, Status.not_run) for j in plan], engine=executor.name,
                                  workers=0, interrupted=True)
+        except Photo3DError as e:  # before any file: the engine could not start (a wrong --address)
+            if summary is not None:
+                _write_fatal_summary(Path(summary), plan, executor.name, e, command)
+            raise
     # a batch that was stopped says so and writes its summary whatever is pressed again meanwhile
     with stop_signals_ignored() if report.interrupted else contextlib.nullcontext():
         if plan:
