@@ -125,6 +125,16 @@ class InputFileError(Photo3DError):
     """An input file cannot be used: missing, unreadable, not an image, truncated, too large."""
 
 
+class TooLargeError(InputFileError):
+    """A whole file refused for its size (``--max-megapixels``), not for damage."""
+
+
+def damaged_existing(src: str | Path, existing: str | Path, kind: str, reason: object) -> InputFileError:
+    """The error of an input whose earlier output, which a re-run builds on, is not whole."""
+    return InputFileError(f"the existing {printable(existing)} is not a whole {kind} ({reason}); remove it, "
+                          "or run again with --overwrite", src)
+
+
 class ModelError(Photo3DError):
     """The depth model is missing, corrupt or of the wrong kind."""
 

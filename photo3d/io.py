@@ -26,7 +26,7 @@ import numpy as np
 from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
 
 from .defaults import MAX_MEGAPIXELS as DEFAULT_MAX_MEGAPIXELS  # noqa: F401  (re-exported)
-from .errors import InputFileError, OutputError, Photo3DError, one_line
+from .errors import InputFileError, OutputError, Photo3DError, TooLargeError, one_line
 
 HEIF_SUFFIXES = {".heic", ".heif"}
 # (HEIC/HEIF files are photos with or without the optional reader: without it each one is a failed
@@ -555,7 +555,7 @@ def load_image(
             with im:
                 w, h = im.size
                 if over := over_pixel_limit(w, h, max_megapixels):
-                    raise InputFileError(f"too large ({over})", path)
+                    raise TooLargeError(f"too large ({over})", path)
                 draft = None
                 if max_side is not None and im.format == "JPEG" and max(w, h) > max_side:
                     draft = ("RGB", (max_side, max_side))

@@ -26,7 +26,7 @@ import cv2
 import numpy as np
 
 from . import defaults
-from .errors import InputFileError, OutputError, UsageError, printable
+from .errors import InputFileError, OutputError, UsageError, damaged_existing, printable
 from .export import Camera, ExportOptions, MeshData, camera_for, encode_jpeg, mesh_bytes, to_glb
 from .inpaint import Background, inpaint_background
 from .io import DEFAULT_MAX_MEGAPIXELS, Photo, load_image, write_bytes_atomic
@@ -493,11 +493,12 @@ def outputs(dst: str | Path, opts: ConvertOptions | None = None) -> list[Path]:
     return [dst, dst.with_suffix(".html")] if html else [dst]
 
 
-def check_existing_glb(src: Path, path: Path, glb: bytes) -> None:
+def check_existing_glb(src: Path, path: Path, glb: bytes) -> dict:
     """A GLB found beside the outputs (a re-run adds ``--html`` or renders ``--format mp4`` from it)
     must be a whole 3D photo photo3d wrote: a file cut short (an interrupted copy) or another
     tool's GLB went into the viewer page as it was (a page that shows nothing) or failed the video
-    with 'internal error (error: unpack_from requires a buffer ...)'.  The input fails, saying so."""
+    with 'internal error (error: unpack_from requires a buffer ...)'.  The input fails, saying so.
+    Returns its photo3d metadata."""
     from .export import read_glb
 
     try:
@@ -505,17 +506,14 @@ def check_existing_glb(src: Path, path: Path, glb: bytes) -> None:
         if "photo3d" not in (tree.get("extras") or {}):
             raise ValueError("not a 3D photo photo3d wrote")
     except (ValueError, struct.error) as e:
-        raise InputFileError(f"the existing {printable(path)} is not a whole 3D photo ({e}); remove it, "
-                             "or run again with --overwrite", src) from None
+        raise damaged_existing(src, path, "3D photo", e) from None
+    return tree["extras"]["photo3d"]
 
 
-def parallax_kept(glb_path: Path, glb: bytes, opts: ConvertOptions) -> list[str]:
-    """A warning when outputs made from an existing GLB keep another ``--parallax`` than this run's
-    (the depth steps, and so the layers, were built for the GLB's)."""
-    from .export import read_glb
-
-    tree, _ = read_glb(glb)
-    built = ((tree.get("extras") or {}).get("photo3d") or {}).get("parallax", {}).get("strength")
+def parallax_kept(glb_path: Path, meta: dict, opts: ConvertOptions) -> list[str]:
+    """A warning when outputs made from an existing GLB (``meta``: its photo3d metadata) keep another
+    ``--parallax`` than this run's (the depth steps, and so the layers, were built for the GLB's)."""
+    built = (meta.get("parallax") or {}).get("strength")
     if built is None and opts.parallax == defaults.PARALLAX:
         return []
     if built is not None and abs(float(built) - opts.parallax) < 1e-9:
@@ -537,14 +535,14 @@ def finish(src: str | Path, dst: str | Path, opts: ConvertOptions | None = None)
         glb = glb_path.read_bytes()
     except OSError:
         return convert_file(src, dst, opts)
-    check_existing_glb(src, glb_path, glb)
+    meta = check_existing_glb(src, glb_path, glb)
     written = []
     for p in outputs(dst, opts)[1:]:
         if not p.exists():
             write_viewer(p, glb, title=src.stem)
             written.append(str(p))
     note = page_note(glb) if written else None
-    kept = parallax_kept(glb_path, glb, opts) if written else []
+    kept = parallax_kept(glb_path, meta, opts) if written else []
     return {"outputs": written, "finished": "missing outputs written from the existing " + glb_path.name
             + (f"; {note}" if note else ""), **({"warnings": kept} if kept else {})}
 
@@ -572,8 +570,7 @@ def convert_file(src: str | Path, dst: str | Path, opts: ConvertOptions | None =
     if suffix != ".glb" and opts.reuse_glb_since is not None and sibling.is_file():
         if sibling.stat().st_mtime >= opts.reuse_glb_since:  # this batch's GLB of the same photo: render that
             glb = sibling.read_bytes()
-            check_existing_glb(src, sibling, glb)
-            kept = parallax_kept(sibling, glb, opts)
+            kept = parallax_kept(sibling, check_existing_glb(src, sibling, glb), opts)
             return write_outputs(src, dst, glb, {"glb_bytes": len(glb), "from_glb": str(sibling),
                                                  **({"warnings": kept} if kept else {})}, opts, timings)
     loading = warm_up(opts)  # started by the batch runner already, or now

@@ -187,9 +187,13 @@ def _same_file(a: Path, b: Path) -> bool:
 FILE_SUFFIXES = IMAGE_SUFFIXES | {".glb", ".gltf", ".npy", ".html", ".json", ".mp4", ".gif", ".webp"}
 
 
+def _ends_with_separator(output: str | Path) -> bool:
+    return str(output).endswith(("/", os.sep))
+
+
 def names_a_folder(output: str | Path) -> bool:
     """``-o`` written as a folder: it ends with a separator (``out/``, ``clips.mp4/``) or is one."""
-    return str(output).endswith(("/", os.sep)) or Path(output).is_dir()
+    return _ends_with_separator(output) or Path(output).is_dir()
 
 
 def one_file_output(inputs: Sequence[str | Path], output: str | Path) -> bool:
@@ -197,8 +201,7 @@ def one_file_output(inputs: Sequence[str | Path], output: str | Path) -> bool:
     One photo to ``-o clip.mp4`` where a folder ``clip.mp4`` is in the way is refused (a GLB went
     into that folder instead, without a word); ``-o clip.mp4/`` writes into it."""
     one = len(inputs) == 1 and not Path(inputs[0]).is_dir() and bool(Path(output).suffix)
-    if (one and Path(output).suffix.lower() in FILE_SUFFIXES and not str(output).endswith(("/", os.sep))
-            and Path(output).is_dir()):
+    if one and Path(output).suffix.lower() in FILE_SUFFIXES and not _ends_with_separator(output) and Path(output).is_dir():
         raise UsageError(f"-o {printable(output)}: a folder of that name is in the way; to write into it, "
                          f"give -o {printable(str(output))}{os.sep}")
     return one and not names_a_folder(output)
@@ -496,9 +499,6 @@ def check_writable(jobs: Sequence[Job], summary: Path | None = None, output: str
     only some output folders cannot be written (a read-only subfolder of a mirrored tree), the
     batch goes on: the jobs that write there come back failed with that reason, the others as
     they were."""
-    import errno
-    import tempfile
-
     if summary is not None and Path(summary).is_dir():
         raise UsageError(f"--summary {printable(summary)}: is a folder; give a file name")
     prefix = f"-o {printable(output)}: " if output is not None else ""
@@ -512,38 +512,53 @@ def check_writable(jobs: Sequence[Job], summary: Path | None = None, output: str
         while not d.exists() and d.parent != d:
             d = d.parent
         if d not in probed:
-            probed[d] = None
-            if not d.is_dir():
-                probed[d] = f"{printable(d)} is a file"
-            else:
-                try:
-                    fd, name = tempfile.mkstemp(prefix=".photo3d-probe-", dir=d)
-                    try:  # (gone also when Ctrl-C comes meanwhile)
-                        os.close(fd)
-                    finally:
-                        os.unlink(name)
-                except OSError as e:
-                    reason = e.strerror or str(e)
-                    where = None if d == Path(os.path.abspath(folder)) else printable(d)  # (the nearest existing folder above)
-                    if e.errno == errno.ENOENT and d.is_dir():  # the folder is there: its filesystem makes no files (/proc)
-                        reason = f"{where or 'it'} accepts no new files"
-                    elif where:
-                        reason = f"{where}: {reason}"
-                    probed[d] = reason
+            probed[d] = _why_unwritable(d)
         if probed[d] is not None:
+            why = _said_of(probed[d], d, folder)
             if option.startswith("--"):  # the summary's folder
-                raise OutputError(f"{option}cannot write into {printable(folder)} ({probed[d]})")
-            failed.setdefault(folder, probed[d])
+                raise OutputError(f"{option}cannot write into {printable(folder)} ({why})")
+            failed.setdefault(folder, why)
     if not failed:
         return list(jobs)
-    if all(j.error or any(o.parent in failed and not o.exists() for o in j.outputs) for j in jobs):
+    # (outputs already there are not written again by a resumed run: not in the way)
+    blocked = [None if j.error else next((o for o in j.outputs if o.parent in failed and not o.exists()), None)
+               for j in jobs]
+    if all(j.error or bad is not None for j, bad in zip(jobs, blocked)):
         folder, reason = next(iter(failed.items()))  # nothing could be written: one line, not one per file
         raise OutputError(f"{prefix}cannot write into {printable(folder)} ({reason})")
-    out = []
-    for j in jobs:  # (outputs already there are not written again by a resumed run: not in the way)
-        bad = None if j.error else next((o for o in j.outputs if o.parent in failed and not o.exists()), None)
-        out.append(j if bad is None else replace(j, error=msg(bad, f"cannot write ({failed[bad.parent]})")))
-    return out
+    return [j if bad is None else replace(j, error=msg(bad, f"cannot write ({failed[bad.parent]})"))
+            for j, bad in zip(jobs, blocked)]
+
+
+_IS_A_FILE, _NO_FILES = "is a file", "accepts no new files"
+
+
+def _why_unwritable(d: Path) -> str | None:
+    """Why no file can be made in the existing ``d`` (a probe file created and removed), or None."""
+    import errno
+    import tempfile
+
+    if not d.is_dir():
+        return _IS_A_FILE
+    try:
+        fd, name = tempfile.mkstemp(prefix=".photo3d-probe-", dir=d)
+        try:  # (gone also when Ctrl-C comes meanwhile)
+            os.close(fd)
+        finally:
+            os.unlink(name)
+    except OSError as e:
+        if e.errno == errno.ENOENT:  # the folder is there: its filesystem makes no files (/proc)
+            return _NO_FILES
+        return e.strerror or str(e)
+    return None
+
+
+def _said_of(why: str, d: Path, folder: Path) -> str:
+    """:func:`_why_unwritable`'s ``why`` of ``d``, the nearest existing folder above (or at) ``folder``."""
+    where = None if d == Path(os.path.abspath(folder)) else printable(d)
+    if why in (_IS_A_FILE, _NO_FILES):
+        return f"{printable(d) if why == _IS_A_FILE else where or 'it'} {why}"
+    return f"{where}: {why}" if where else why
 
 
 def folder_hint(output: str | Path) -> str:

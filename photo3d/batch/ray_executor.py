@@ -86,6 +86,13 @@ def _replace_paths(obj: Any, mapping: dict[str, str]) -> Any:
     return obj
 
 
+# the HTTP/2 client greeting gRPC servers answer: the preface, then an empty SETTINGS frame
+# (length 0: 3 bytes, type 4, flags 0, stream 0: 4 bytes)
+_HTTP2_PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
+_HTTP2_SETTINGS = 0x04
+_HTTP2_EMPTY_SETTINGS = bytes(3) + bytes([_HTTP2_SETTINGS, 0]) + bytes(4)
+
+
 class RayExecutor(Executor):
     """``--engine ray``: one actor per worker on a Ray cluster (``address`` as for
     ``ray.init``: "auto", "ray://host:10001", or None for a local instance started here).
@@ -130,7 +137,7 @@ class RayExecutor(Executor):
             answer = b""
             try:
                 conn.settimeout(5)
-                conn.sendall(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + bytes(9)[:3] + b"\x04" + bytes(5))
+                conn.sendall(_HTTP2_PREFACE + _HTTP2_EMPTY_SETTINGS)
                 while len(answer) < 9:
                     chunk = conn.recv(9 - len(answer))
                     if not chunk:
@@ -138,7 +145,7 @@ class RayExecutor(Executor):
                     answer += chunk
             except OSError:
                 pass
-        if len(answer) < 9 or answer[3] != 0x04:  # (an HTTP/2 frame header of type SETTINGS)
+        if len(answer) < 9 or answer[3] != _HTTP2_SETTINGS:  # (the server's first frame: its SETTINGS)
             what = ("a web server answers there" if answer.startswith((b"HTTP/", b"<")) else
                     "something answers there, but not as a Ray cluster does")
             raise UsageError(f"--address {addr}: {what}; give the head node's address (port 6379 unless it was "

@@ -84,7 +84,7 @@ def outputs(dst: str | Path, opts: DepthOptions | None = None) -> list[Path]:
 
 def finish(src: str | Path, dst: str | Path, opts: DepthOptions | None = None) -> dict[str, Any]:
     """Write the missing preview of an existing depth map ``dst`` (a re-run that adds ``--preview``)."""
-    from ..errors import InputFileError, printable
+    from ..errors import InputFileError, TooLargeError, damaged_existing
     from .maps import load_depth_map, save_preview
 
     written = []
@@ -92,11 +92,10 @@ def finish(src: str | Path, dst: str | Path, opts: DepthOptions | None = None) -
         if not p.exists():
             try:
                 depth = load_depth_map(dst, max_megapixels=(opts or DepthOptions()).max_megapixels)
+            except TooLargeError:  # whole, but over --max-megapixels: said as it is
+                raise
             except InputFileError as e:  # (as convert says of a damaged GLB: the photo fails, naming the map)
-                if e.reason.startswith("depth map too large"):  # whole, but over --max-megapixels: as it is
-                    raise
-                raise InputFileError(f"the existing {printable(dst)} is not a whole depth map ({e.reason}); remove it, "
-                                     "or run again with --overwrite", src) from None
+                raise damaged_existing(src, dst, "depth map", e.reason) from None
             save_preview(p, depth)
             written.append(str(p))
     return {"outputs": written, "finished": "missing outputs written from the existing " + Path(dst).name}

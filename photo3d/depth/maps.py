@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import InputFileError, UsageError, summarize
+from ..errors import InputFileError, TooLargeError, UsageError, summarize
 from ..io import DEFAULT_MAX_MEGAPIXELS, atomic_output, input_file, over_pixel_limit
 
 CONVENTION = "normalized disparity, larger = nearer"
@@ -208,7 +208,7 @@ def load_depth_map(path: str | Path, max_megapixels: float | None = DEFAULT_MAX_
         if w * h == 0:
             raise InputFileError(f"empty depth map ({w}x{h})", path)
         if over := over_pixel_limit(w, h, max_megapixels):
-            raise InputFileError(f"depth map too large ({over})", path)
+            raise TooLargeError(f"depth map too large ({over})", path)
 
     try:
         with open(path, "rb") as f:
