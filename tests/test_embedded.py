@@ -15,6 +15,8 @@ import hashlib
 import io
 import json
 import struct
+import tracemalloc
+import zlib
 from pathlib import Path
 
 import cv2
@@ -111,10 +113,10 @@ def gdepth_jpeg(photo: np.ndarray, depth: np.ndarray, fmt: str = "RangeInverse",
 
 
 def dynamic_depth_jpeg(photo: np.ndarray, depth: np.ndarray, confidence: np.ndarray | None = None,
-                       length_delta: int = 0, by_uri: bool = False) -> bytes:
+                       length_delta: int = 0, by_uri: bool = False, depth_png: bytes | None = None) -> bytes:
     """Dynamic Depth 1.0: Device:Container directory (Primary, Depth[, Confidence]) in the XMP,
-    the items appended after the primary JPEG in that order."""
-    depth_png = image_bytes(encode_range(depth, "RangeInverse", NEAR, FAR))
+    the items appended after the primary JPEG in that order (``depth_png``: another depth item)."""
+    depth_png = depth_png or image_bytes(encode_range(depth, "RangeInverse", NEAR, FAR))
     items = [("image/png", "Depth", depth_png)]
     if confidence is not None:
         items.append(("image/png", "Confidence", image_bytes(np.round(confidence * 255).astype(np.uint8))))
@@ -472,13 +474,14 @@ def test_a_strip_is_no_stereo_pair_and_says_so(tmp_path, tiny_depth_model, size)
     r = cli("depth", src, "-o", tmp_path / "auto.png", "--model", tiny_depth_model)
     assert r.exit_code == 0 and "warning" not in r.output and "OpenCV" not in r.output, r.output
     r = cli("depth", src, "-o", tmp_path / "stereo.png", "--model", tiny_depth_model, "--depth-source", "stereo")
-    assert r.exit_code == 1 and r.output == f"error: {src}: unusable stereo pair (stereo: the two views do not match)\n", r.output
+    assert r.exit_code == 1 and r.output == (f"error: {src}: --depth-source stereo: unusable stereo pair (stereo: the two views"
+                                             " do not match) (--depth-source auto uses the depth model then)\n"), r.output
 
 
-def test_mpo_stereo_pair(tmp_path):
-    """An MPO whose two images are of MP type Disparity (CIPA DC-007): a stereo pair, the first
-    image the left view; a plain two-image MPO (Pillow's default types) is not."""
-    left, right, _ = stereo_pair()
+def mpo(left: np.ndarray, right: np.ndarray, disparity: bool = True, second_claims: tuple[int, int] | None = None) -> bytes:
+    """A two-image MPO; ``disparity``: both images of MP type Disparity (CIPA DC-007, a stereo
+    pair), else Pillow's default types; ``second_claims``: (w, h) the second image's frame header
+    claims (its data stays that of ``right``)."""
     buf = io.BytesIO()
     Image.fromarray(left).save(buf, format="MPO", save_all=True, append_images=[Image.fromarray(right)], quality=95)
     plain = buf.getvalue()
@@ -490,14 +493,105 @@ def test_mpo_stereo_pair(tmp_path):
     entry = base + next(t[3] for t in tags if t[0] == 0xB002)  # the MP entries: 16 bytes each
     assert struct.unpack("<L", plain[entry:entry + 4])[0] == 0x030000
     data = bytearray(plain)
-    data[entry:entry + 4] = struct.pack("<L", E.MP_TYPE_DISPARITY)
-    data[entry + 16:entry + 20] = struct.pack("<L", E.MP_TYPE_DISPARITY)
-    f = found_in(write(tmp_path, "pair.mpo.jpg", bytes(data)))
+    if disparity:
+        data[entry:entry + 4] = struct.pack("<L", E.MP_TYPE_DISPARITY)
+        data[entry + 16:entry + 20] = struct.pack("<L", E.MP_TYPE_DISPARITY)
+    if second_claims is not None:
+        (offset,) = struct.unpack("<L", plain[entry + 24:entry + 28])  # the second image, from the MPF base
+        sof = plain.find(b"\xff\xc0", base + offset)
+        data[sof + 5:sof + 9] = struct.pack(">HH", second_claims[1], second_claims[0])
+    return bytes(data)
+
+
+def test_mpo_stereo_pair(tmp_path):
+    """An MPO whose two images are of MP type Disparity (CIPA DC-007): a stereo pair, the first
+    image the left view; a plain two-image MPO (Pillow's default types) is not."""
+    left, right, _ = stereo_pair()
+    f = found_in(write(tmp_path, "pair.mpo.jpg", mpo(left, right)))
     assert (f.source, f.kind) == ("stereo", "mpo-stereo")
     out = E.depth_for(f, f.photo.rgb)
     d = out.disparity
     assert np.median(d[110:180, 170:240]) > np.median(d[270:295, 20:120]) > np.median(d[20:80, 20:120])
-    assert found_in(write(tmp_path, "plain.jpg", plain)).source == "model"
+    assert found_in(write(tmp_path, "plain.jpg", mpo(left, right, disparity=False))).source == "model"
+
+
+def test_views_that_do_not_match_fall_back_under_auto(tmp_path, tiny_depth_model):
+    """An MPO stereo pair whose views are two unrelated pictures failed the photo ('unusable stereo
+    pair') even under --depth-source auto, which promises the model then: now one warning and the
+    model; asked for by name, the photo still fails."""
+    rng = np.random.default_rng(3)
+    views = [cv2.GaussianBlur(rng.integers(0, 255, (240, 320, 3), dtype=np.uint8), (5, 5), 0) for _ in range(2)]
+    src = write(tmp_path, "unmatched.jpg", mpo(*views))
+    f = found_in(src)
+    assert f.source == "model" and f.warnings == [
+        "unusable stereo pair (stereo: the two views do not match); using the depth model"], f.warnings
+    r = cli("depth", src, "-o", tmp_path / "auto.png", "--model", tiny_depth_model)
+    assert r.exit_code == 0 and (tmp_path / "auto.png").is_file(), r.output
+    assert r.output.count("warning") == 1 and "using the depth model" in r.output, r.output
+    with pytest.raises(InputFileError, match="--depth-source stereo: unusable stereo pair"):
+        found_in(src, "stereo")
+
+
+def png_claiming(w: int, h: int) -> bytes:
+    """A PNG header claiming a 16-bit grey image of w×h, with a few bytes of image data."""
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 16, 0, 0, 0, 0))
+            + chunk(b"IDAT", zlib.compress(b"\x00" * 64)) + chunk(b"IEND", b""))
+
+
+def bombs():
+    photo, depth = scene()
+    xmp = gdepth_jpeg(photo, depth, extended_chunk=400)
+    at = xmp.find(E.XMP_EXT_HEADER) + len(E.XMP_EXT_HEADER) + 32  # the first chunk's full length
+    left, right, _ = stereo_pair()
+    return {
+        # 1 KB claiming 4 GB of Extended XMP: the buffer was made before the chunks were counted
+        "Extended XMP claiming 4 GB": (lambda: xmp[:at] + struct.pack(">I", 0xFFFFFFFF) + xmp[at + 4:],
+                                       "malformed embedded depth (Extended XMP chunks of inconsistent size)"),
+        # a Dynamic Depth map of 15,000 × 11,250 (169 MP) behind a 320×240 photo: decoded (3 GB)
+        "depth map claiming 169 MP": (lambda: dynamic_depth_jpeg(photo, depth, depth_png=png_claiming(15000, 11250)),
+                                      "an image of 15000×11250, larger than the photo"),
+        # an MPO whose second view claims 15,000 × 11,250
+        "second view claiming 169 MP": (lambda: mpo(left, right, second_claims=(15000, 11250)),
+                                        "unusable stereo pair (MPO stereo pair: an image of 15000×11250, larger than the photo)"),
+    }
+
+
+@pytest.mark.parametrize("case", list(bombs()))
+def test_a_few_kilobytes_claiming_gigapixels_are_not_decoded(tmp_path, case):
+    """Embedded data is sized before it is decoded: a map or second view larger than the photo
+    (beyond a floor of 4 MP), or Extended XMP whose chunks do not add up, is one warning and
+    the model, without the memory (--max-megapixels guards the photo, not what it carries)."""
+    make, reason = bombs()[case]
+    src = write(tmp_path, "bomb.jpg", make())
+    photo = load_image(src)
+    tracemalloc.start()
+    try:
+        f = E.find_depth(src, photo)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert f.source == "model" and len(f.warnings) == 1 and reason in f.warnings[0], f.warnings
+    assert peak < 64e6, f"{peak / 1e6:.0f} MB"
+
+
+def test_a_photo_padded_with_hundreds_of_megabytes_is_not_read_whole(tmp_path):
+    """The whole file was read to look for depth in it: a small JPEG padded to 2 GB (sparse,
+    4 KB on disk) took 2.4 GB of memory.  It is mapped now: only what is looked at is read."""
+    photo, depth = scene()
+    src = write(tmp_path, "padded.jpg", gdepth_jpeg(photo, depth))
+    with open(src, "r+b") as f:
+        f.truncate(256 << 20)
+    tracemalloc.start()
+    try:
+        f = found_in(src)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert f.source == "embedded" and f.kind == "gdepth"  # (the depth it carries is still read)
+    assert peak < 64e6, f"{peak / 1e6:.0f} MB"
 
 
 # ------------------------------------------------------------------ real photos (../shared)
@@ -604,8 +698,8 @@ def test_pug_with_malformed_depth_falls_back(tmp_path, embedded_dir, monkeypatch
     if defect == "NaN d_min":
         monkeypatch.setattr(E, "heif_depth_to_disparity", lambda v, meta: real_convert(v, {**meta, "d_min": float("nan")}))
     else:
-        def cropped(heif):
-            sd = real_read(heif)
+        def cropped(heif, max_px):
+            sd = real_read(heif, max_px)
             sd.disparity = sd.disparity[:, :400]
             return sd
 
@@ -703,7 +797,7 @@ def test_display_p3_photos_are_read_in_srgb(embedded_dir):
         assert err.mean() < 1.0 and np.percentile(err, 99.9) <= 3, (name, err.mean())
         assert np.abs(got - stored).max() >= 5  # (and not the stored pixels: up to 5 / 28 levels apart here)
     # the left view of the spatial photo (the 3D photo's texture) is in sRGB too
-    _, pair = E.read_heif(embedded_dir / "spatial_photo.heic")
+    _, pair = E.read_heif(embedded_dir / "spatial_photo.heic", 10**9)
     left_stored = np.asarray(pillow_heif.open_heif(str(embedded_dir / "spatial_photo.heic"))[0].to_pillow().convert("RGB"))
     err = np.abs(pair[0][::4, ::4].astype(np.float64) - srgb_from_p3(left_stored[::4, ::4]))
     assert err.mean() < 1.0, err.mean()

@@ -43,12 +43,13 @@ import base64
 import binascii
 import io
 import math
+import mmap
 import re
 import struct
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterator
 
 import cv2
 import numpy as np
@@ -72,6 +73,10 @@ MIN_MAP_SIDE = 8
 LOW_CONFIDENCE = 0.5  # pixels below this are fused with the network
 FUSE_MIN_SHARE = 0.002  # ... when they cover more than this share of the map (else: filled)
 STEREO_SIDE = 1024  # longer side the stereo matcher works at
+# A depth map, confidence map or second view larger than the photo (in pixels) is refused before it is
+# decoded (a few KB can claim gigapixels); small photos may carry maps up to this many pixels.
+MIN_MAP_LIMIT = 4_000_000
+MAX_ITEM_BYTES = 64 << 20  # an embedded map's bytes (Extended XMP, a Dynamic Depth item): far above any camera's
 # Stereo holes (occlusions, the margin only one view sees) keep their background-side fill with
 # this weight in the fusion with the network: on the constructed pair of tests/test_embedded.py,
 # with a blurred true disparity as the "network", the mean error in the holes drops from
@@ -110,11 +115,11 @@ class Found:
 # ============================================================================ JPEG / XMP
 
 
-def jpeg_segments(data: bytes) -> list[tuple[int, bytes]]:
-    """(marker, payload) of the JPEG's segments before the image data (SOS)."""
+def jpeg_segments(data: bytes) -> Iterator[tuple[int, bytes]]:
+    """(marker, payload) of the JPEG's segments before the image data (SOS), one at a time."""
     if data[:2] != b"\xff\xd8":
-        return []
-    out, i, n = [], 2, len(data)
+        return
+    i, n = 2, len(data)
     while i + 4 <= n:
         if data[i] != 0xFF:
             break
@@ -128,11 +133,10 @@ def jpeg_segments(data: bytes) -> list[tuple[int, bytes]]:
         (length,) = struct.unpack(">H", data[i + 2:i + 4])
         if length < 2 or i + 2 + length > n:
             break
-        out.append((marker, data[i + 4:i + 2 + length]))
+        yield marker, data[i + 4:i + 2 + length]
         if marker == 0xDA:  # start of scan: no more metadata
             break
         i += 2 + length
-    return out
 
 
 def read_xmp(data: bytes) -> tuple[bytes | None, bytes | None]:
@@ -141,13 +145,16 @@ def read_xmp(data: bytes) -> tuple[bytes | None, bytes | None]:
     Extended XMP (XMP spec part 3, 1.1.3.1): APP1 segments with the extension header, a 32-byte
     GUID (the MD5 of the full extension, named by ``xmpNote:HasExtendedXMP`` in the standard
     packet), the full length and this chunk's offset (big-endian uint32), then the chunk."""
-    main, chunks = None, {}
+    main, chunks, kept = None, {}, 0
     for marker, payload in jpeg_segments(data):
         if marker != 0xE1:
             continue
         if payload.startswith(XMP_HEADER) and main is None:
             main = payload[len(XMP_HEADER):]
         elif payload.startswith(XMP_EXT_HEADER):
+            kept += len(payload)
+            if kept > MAX_ITEM_BYTES:
+                raise EmbeddedDepthError(f"Extended XMP of more than {MAX_ITEM_BYTES >> 20} MiB")
             body = payload[len(XMP_EXT_HEADER):]
             if len(body) < 40:
                 raise EmbeddedDepthError("truncated Extended XMP segment")
@@ -164,15 +171,14 @@ def read_xmp(data: bytes) -> tuple[bytes | None, bytes | None]:
         if parts is None:
             raise EmbeddedDepthError(f"Extended XMP {guid} named but not present")
         total = parts[0][1]
-        buf = bytearray(total)
-        got = 0
-        for offset, t, chunk in sorted(parts, key=lambda p: p[0]):
-            if t != total or offset + len(chunk) > total:
-                raise EmbeddedDepthError("Extended XMP chunks of inconsistent size")
-            buf[offset:offset + len(chunk)] = chunk
-            got += len(chunk)
-        if got != total:
+        if any(t != total or offset + len(chunk) > total for offset, t, chunk in parts):
+            raise EmbeddedDepthError("Extended XMP chunks of inconsistent size")
+        got = sum(len(chunk) for _, _, chunk in parts)  # (checked before the buffer is made: the
+        if got != total:  # header's length is what the file claims, up to 4 GB)
             raise EmbeddedDepthError(f"Extended XMP incomplete ({got} of {total} bytes)")
+        buf = bytearray(total)
+        for offset, _, chunk in parts:
+            buf[offset:offset + len(chunk)] = chunk
         ext = bytes(buf)
     return main, ext
 
@@ -233,16 +239,35 @@ def _float(props: dict[str, str], key: str, what: str) -> float:
     return v
 
 
-def decode_map_image(blob: bytes, what: str) -> np.ndarray:
-    """A PNG/JPEG depth or confidence image as float32 in [0, 1] (8- or 16-bit grey)."""
+def map_limit(photo: Photo) -> int:
+    """The most pixels an embedded map or a second view of ``photo`` may have (checked before decoding)."""
+    w, h = photo.original_size or (photo.width, photo.height)
+    return max(w * h, MIN_MAP_LIMIT)
+
+
+def check_map_size(size: tuple[int, int], max_px: int, what: str) -> None:
+    if size[0] * size[1] > max_px:
+        raise EmbeddedDepthError(f"{what}: an image of {size[0]}×{size[1]}, larger than the photo")
+
+
+def decode_map_image(blob: bytes, what: str, max_px: int) -> np.ndarray:
+    """A PNG/JPEG depth or confidence image as float32 in [0, 1] (8- or 16-bit grey), of at most
+    ``max_px`` pixels (:func:`map_limit`)."""
+    import warnings
+
     from PIL import Image, UnidentifiedImageError
 
     try:
-        with Image.open(io.BytesIO(blob)) as im:
-            im.load()
-            mode = im.mode
-            a = np.asarray(im)
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, EOFError) as e:
+        with warnings.catch_warnings():  # (Pillow's own bomb warning: the size is checked here)
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(io.BytesIO(blob)) as im:
+                check_map_size(im.size, max_px, what)
+                im.load()
+                mode = im.mode
+                a = np.asarray(im)
+    except (UnidentifiedImageError, Image.DecompressionBombError, OSError, SyntaxError, ValueError, EOFError) as e:
+        if isinstance(e, EmbeddedDepthError):
+            raise
         raise EmbeddedDepthError(f"{what}: undecodable image ({type(e).__name__})") from None
     if a.ndim == 3:
         a = a[..., 0]
@@ -285,24 +310,25 @@ def _b64(text: str, what: str) -> bytes:
 # ============================================================================ readers
 
 
-def read_gdepth(root: ET.Element) -> SourceDepth | None:
+def read_gdepth(root: ET.Element, max_px: int) -> SourceDepth | None:
     p = xmp_properties(root, NS_GDEPTH)
     if "Data" not in p and "Format" not in p:
         return None
     what = "GDepth"
     if "Data" not in p:
         raise EmbeddedDepthError(f"{what}: no Data")
-    v = decode_map_image(_b64(p["Data"], what), what)
+    v = decode_map_image(_b64(p["Data"], what), what, max_px)
     disp = range_to_disparity(v, p.get("Format", ""), _float(p, "Near", what), _float(p, "Far", what), what)
     conf = None
     if p.get("Confidence"):
-        conf = decode_map_image(_b64(p["Confidence"], what + " confidence"), what + " confidence")
+        conf = decode_map_image(_b64(p["Confidence"], what + " confidence"), what + " confidence", max_px)
     meta = {k: p[k] for k in ("Format", "Near", "Far", "Units", "MeasureType", "Mime") if k in p}
     return SourceDepth(disp, "gdepth", _same_size(conf, disp.shape, what), True, meta)
 
 
-def read_dynamic_depth(root: ET.Element, data: bytes) -> SourceDepth | None:
-    """Android Dynamic Depth 1.0: items appended after the primary image, in directory order."""
+def read_dynamic_depth(root: ET.Element, data: bytes, max_px: int) -> SourceDepth | None:
+    """Android Dynamic Depth 1.0: items appended after the primary image, in directory order
+    (``data``: the file's bytes, or a map of the file: only the items used are read)."""
     p = xmp_properties(root, NS_DD_DEPTHMAP)
     if not p:
         return None
@@ -323,27 +349,29 @@ def read_dynamic_depth(root: ET.Element, data: bytes) -> SourceDepth | None:
     pos = len(data) - sum(a + b for a, b in sizes)
     if pos < 2:
         raise EmbeddedDepthError(f"{what}: items ({len(data) - pos} bytes) larger than the file")
-    blobs: dict[str, bytes] = {}
+    spans: dict[str, tuple[int, int]] = {}  # name -> (start, length) of its bytes
     for it, (length, pad) in zip(items[1:], sizes):
-        blob = data[pos:pos + length]
-        pos += length + pad
         for key in ("Semantic", "DataURI"):
             if it.get(key):
-                blobs.setdefault(it[key], blob)
+                spans.setdefault(it[key], (pos, length))
+        pos += length + pad
 
-    def item(sem_key: str, uri_key: str) -> bytes | None:
-        for key in (p.get(sem_key), p.get(uri_key)):
-            if key and key in blobs:
-                return blobs[key]
+    def item(*keys: str | None) -> bytes | None:
+        for key in keys:
+            if key and key in spans:
+                start, length = spans[key]
+                if length > MAX_ITEM_BYTES:
+                    raise EmbeddedDepthError(f"{what}: an item of {length} bytes")
+                return data[start:start + length]
         return None
 
-    blob = item("ItemSemantic", "DepthURI") or blobs.get("Depth")
+    blob = item(p.get("ItemSemantic"), p.get("DepthURI"), "Depth")
     if blob is None:
         raise EmbeddedDepthError(f"{what}: no depth item in the container")
-    v = decode_map_image(blob, what)
+    v = decode_map_image(blob, what, max_px)
     disp = range_to_disparity(v, p.get("Format", ""), _float(p, "Near", what), _float(p, "Far", what), what)
-    cblob = item("ConfidenceItemSemantic", "ConfidenceURI")
-    conf = decode_map_image(cblob, what + " confidence") if cblob else None
+    cblob = item(p.get("ConfidenceItemSemantic"), p.get("ConfidenceURI"))
+    conf = decode_map_image(cblob, what + " confidence", max_px) if cblob else None
     meta = {k: p[k] for k in ("Format", "Near", "Far", "Units", "MeasureType") if k in p}
     return SourceDepth(disp, "dynamic-depth", _same_size(conf, disp.shape, what), True, meta)
 
@@ -394,9 +422,10 @@ def heif_depth_to_disparity(v: np.ndarray, meta: dict) -> tuple[np.ndarray, bool
     raise EmbeddedDepthError(f"{what}: unknown representation_type {rtype}")
 
 
-def read_heif(path: Path) -> tuple[SourceDepth | EmbeddedDepthError | None, tuple | None]:
+def read_heif(path: Path, max_px: int) -> tuple[SourceDepth | EmbeddedDepthError | None, tuple | None]:
     """(auxiliary depth of the primary image, or the reason it is unusable; (left, right[,
-    focal_35mm]) views of a stereo pair), either may be None."""
+    focal_35mm]) views of a stereo pair, or ``(reason,)``), either may be None; images of more
+    than ``max_px`` pixels are not decoded."""
     import pillow_heif  # type: ignore
 
     try:
@@ -404,13 +433,16 @@ def read_heif(path: Path) -> tuple[SourceDepth | EmbeddedDepthError | None, tupl
     except Exception:
         return None, None
     try:
-        depth = _heif_depth(heif)
+        depth = _heif_depth(heif, max_px)
     except EmbeddedDepthError as e:
         depth = e
-    return depth, _heif_pair(heif)
+    try:
+        return depth, _heif_pair(heif, max_px)
+    except EmbeddedDepthError as e:  # (a view too large: the depth may still serve)
+        return depth, (e,)
 
 
-def _heif_depth(heif) -> SourceDepth | None:
+def _heif_depth(heif, max_px: int) -> SourceDepth | None:
     primary = heif.primary_index if hasattr(heif, "primary_index") else 0
     im = heif[primary]
     depth_images = im.info.get("depth_images") or []
@@ -419,6 +451,7 @@ def _heif_depth(heif) -> SourceDepth | None:
     what = "HEIF depth"
     d = depth_images[0]
     meta = dict(d.info.get("metadata") or {})
+    check_map_size(d.size, max_px, what)
     try:
         a = np.asarray(d.to_pillow())
     except Exception as e:
@@ -434,10 +467,12 @@ def _heif_depth(heif) -> SourceDepth | None:
     return SourceDepth(disp, "heif-depth", None, metric, {k: v for k, v in meta.items() if v is not None})
 
 
-def _heif_pair(heif) -> tuple | None:
+def _heif_pair(heif, max_px: int) -> tuple | None:
     for group in heif.info.get("entity_groups") or []:
         if group.get("type") == "ster" and len(group.get("images") or []) >= 2:
             i, j = group["images"][:2]
+            for k in (i, j):
+                check_map_size(heif[k].size, max_px, "HEIF stereo pair")
             try:
                 pair = tuple(np.asarray(to_srgb(heif[k].to_pillow())[0].convert("RGB")) for k in (i, j))  # (in sRGB, as the photo)
             except Exception:
@@ -451,7 +486,7 @@ def _heif_pair(heif) -> tuple | None:
     return None
 
 
-def read_jpeg_depth(data: bytes) -> SourceDepth | None:
+def read_jpeg_depth(data: bytes, max_px: int) -> SourceDepth | None:
     main, ext = read_xmp(data)
     if main is None:
         return None
@@ -460,15 +495,19 @@ def read_jpeg_depth(data: bytes) -> SourceDepth | None:
         roots.append(_parse_xml(ext))
     merged = ET.Element("merged")
     merged.extend(roots)
-    return read_gdepth(merged) or read_dynamic_depth(merged, data)
+    return read_gdepth(merged, max_px) or read_dynamic_depth(merged, data, max_px)
 
 
-def read_mpo_pair(path: Path) -> tuple[np.ndarray, np.ndarray] | None:
-    """The two views of an MPO stereo pair (MP type Disparity), or None."""
+def read_mpo_pair(path: Path, max_px: int) -> tuple[np.ndarray, np.ndarray] | None:
+    """The two views of an MPO stereo pair (MP type Disparity), or None; a view of more than
+    ``max_px`` pixels is refused before it is decoded."""
+    import warnings
+
     from PIL import Image
 
     try:
-        with Image.open(path) as im:
+        with warnings.catch_warnings(), Image.open(path) as im:
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
             if getattr(im, "format", None) != "MPO" or getattr(im, "n_frames", 1) < 2:
                 return None
             entries = (getattr(im, "mpinfo", None) or {}).get(0xB002) or []
@@ -480,8 +519,11 @@ def read_mpo_pair(path: Path) -> tuple[np.ndarray, np.ndarray] | None:
             views = []
             for k in (0, 1):
                 im.seek(k)
+                check_map_size(im.size, max_px, "MPO stereo pair")
                 views.append(np.asarray(to_srgb(im.convert("RGB"), im.info.get("icc_profile"))[0]))  # (in sRGB, as the photo)
             return views[0], views[1]
+    except EmbeddedDepthError:
+        raise
     except Exception:
         return None
 
@@ -619,15 +661,14 @@ def stereo_disparity(left: np.ndarray, right: np.ndarray, max_side: int = STEREO
 # ============================================================================ finding
 
 
-def stereo_layout(data: bytes) -> str | None:
-    """The layout photo3d wrote into its own stereo still ("sbs" / "sbs-half"), or None; ``data``:
-    the file's bytes (:func:`find_depth` holds them already)."""
+def stereo_layout(path: Path) -> str | None:
+    """The layout photo3d wrote into its own stereo still ("sbs" / "sbs-half"), or None."""
     from PIL import Image
 
     from ..video import STEREO_MODES, STEREO_TAG
 
     try:
-        with Image.open(io.BytesIO(data)) as im:
+        with Image.open(path) as im:
             text = getattr(im, "text", None) if im.format == "PNG" else None
             value = (text or {}).get(STEREO_TAG)
             if value is None and isinstance(im.info.get("comment"), bytes):
@@ -664,8 +705,11 @@ def side_by_side(photo: Photo, source: str, layout: str | None = None) -> tuple[
 def find_depth(path: str | Path, photo: Photo, source: str = "auto") -> Found:
     """Look for depth in ``path`` (already decoded as ``photo``) per ``source``
     (auto | embedded | stereo | model).  ``auto`` never raises for malformed data: it is skipped
-    with a warning in ``Found.warnings`` and the next source used.  A source asked for by name
-    that the photo lacks (or holds malformed) raises :class:`InputFileError` (the input fails)."""
+    with a warning in ``Found.warnings`` and the next source used (a stereo pair's disparity is
+    computed here, so that views that do not match fall back too).  A source asked for by name
+    that the photo lacks (or holds malformed) raises :class:`InputFileError` (the input fails).
+    The file is mapped, not read: only the metadata and the items used are (a photo may end in
+    gigabytes of anything)."""
     if source not in SOURCES:
         from ..errors import UsageError
 
@@ -675,20 +719,29 @@ def find_depth(path: str | Path, photo: Photo, source: str = "auto") -> Found:
         return found
     path = Path(path)
     try:
-        head = path.read_bytes()
-    except OSError:
+        with open(path, "rb") as f:
+            data = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
+    except (OSError, ValueError):  # (an empty file cannot be mapped)
         return found
-    is_heif = head[4:8] == b"ftyp"
-    is_jpeg = head[:2] == b"\xff\xd8"
+    try:
+        return _find_depth(path, photo, source, found, data)
+    finally:
+        data.close()
+
+
+def _find_depth(path: Path, photo: Photo, source: str, found: Found, data: mmap.mmap) -> Found:
+    max_px = map_limit(photo)
+    is_heif = data[4:8] == b"ftyp"
+    is_jpeg = data[:2] == b"\xff\xd8"
     pair = None
     if source in ("auto", "embedded"):
         try:
             if is_heif:
-                depth, pair = read_heif(path)
+                depth, pair = read_heif(path, max_px)
                 if isinstance(depth, EmbeddedDepthError):
                     raise depth
             elif is_jpeg:
-                depth = read_jpeg_depth(head)
+                depth = read_jpeg_depth(data, max_px)
                 if depth is not None:
                     depth = oriented(depth, path)
             else:
@@ -708,22 +761,28 @@ def find_depth(path: str | Path, photo: Photo, source: str = "auto") -> Found:
     try:
         kind = None
         if pair is None and is_heif and source == "stereo":  # (auto and embedded read it above)
-            _, pair = read_heif(path)
+            _, pair = read_heif(path, max_px)
+        if pair is not None and isinstance(pair[0], EmbeddedDepthError):
+            raise pair[0]
         if pair is not None:
             kind = "heif-stereo"
         elif is_jpeg:
-            pair = read_mpo_pair(path)
+            pair = read_mpo_pair(path, max_px)
             kind = "mpo-stereo" if pair is not None else None
         if pair is None:
-            pair, kind = side_by_side(photo, source, stereo_layout(head))
+            pair, kind = side_by_side(photo, source, stereo_layout(path))
         if pair is not None:
             left, right = pair[:2]
             if left.shape[:2] != (photo.height, photo.width) or kind in ("heif-stereo", "sbs-half-stereo"):
                 photo = replace(photo, rgb=left, original_size=(left.shape[1], left.shape[0]), alpha=None)
             if len(pair) > 2 and not photo.focal_35mm:
                 photo = replace(photo, focal_35mm=pair[2])
-            found.photo, found.right, found.source, found.kind = photo, right, "stereo", kind
+            depth = stereo_disparity(photo.rgb, right)
+            depth.kind = kind
+            found.photo, found.right, found.depth, found.source, found.kind = photo, right, depth, "stereo", kind
             return found
+    except EmbeddedDepthError as e:
+        found.warnings.append(f"unusable stereo pair ({e})")
     except Exception as e:
         found.warnings.append(f"unreadable stereo pair ({type(e).__name__}: {e})")
     if source == "stereo":  # asked for: the photo lacks it, the input fails
@@ -851,14 +910,8 @@ def depth_for(found: Found, rgb: np.ndarray, predict: Callable[[np.ndarray], np.
     :func:`find_depth` found.  ``predict(rgb)`` returns the network's disparity (any size); it is
     called only when the found map has holes or low-confidence pixels worth fusing."""
     info: dict = {"depth_source": found.source, "depth_kind": found.kind}
-    if found.source == "stereo" and found.depth is None:
-        try:
-            found.depth = stereo_disparity(found.photo.rgb, found.right)
-        except EmbeddedDepthError as e:
-            raise InputFileError(f"unusable stereo pair ({e})") from e
-        found.depth.kind = found.kind or "stereo"
     sd = found.depth
-    assert sd is not None
+    assert sd is not None, "find_depth gives an embedded or stereo source its depth"
     info.update({"depth_map_size": [sd.disparity.shape[1], sd.disparity.shape[0]], **{f"depth_{k}": v for k, v in sd.meta.items()}})
     conf = sd.confidence
     low = ~np.isfinite(sd.disparity)
