@@ -255,6 +255,10 @@ def read_glb(data: bytes) -> tuple[dict, bytes]:
         tree = json.loads(data[20 : 20 + jlen])
     except (UnicodeDecodeError, json.JSONDecodeError) as e:
         raise ValueError(f"its JSON does not parse ({e})") from None
+    except RecursionError:
+        raise ValueError("its JSON is nested too deep") from None
+    if not isinstance(tree, dict):
+        raise ValueError("its JSON is not an object")
     off = 20 + jlen
     binary = b""
     if off < len(data):

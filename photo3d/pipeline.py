@@ -15,6 +15,7 @@ bounds the GLB; the texture gets at most 60 % of it, and :func:`fit_to_budget` f
 from __future__ import annotations
 
 import contextlib
+import stat
 import struct
 import time
 from concurrent.futures import Future, ThreadPoolExecutor, wait
@@ -493,21 +494,50 @@ def outputs(dst: str | Path, opts: ConvertOptions | None = None) -> list[Path]:
     return [dst, dst.with_suffix(".html")] if html else [dst]
 
 
-def check_existing_glb(src: Path, path: Path, glb: bytes) -> dict:
+MAX_EXISTING_GLB = 256 << 20  # bytes: far above any 3D photo photo3d writes (2 MB by default)
+
+
+def read_existing_glb(src: Path, path: Path) -> bytes | None:
+    """The bytes of the GLB ``path`` that a re-run builds on (None: there is none).  A named pipe or
+    a device there (reading it would hang or fill the memory), or a file far larger than a 3D
+    photo, fails the input ``src``, saying so."""
+    try:
+        st = path.stat()
+    except OSError:
+        return None
+    if not stat.S_ISREG(st.st_mode):
+        raise damaged_existing(src, path, "3D photo", "not a regular file")
+    if st.st_size > MAX_EXISTING_GLB:
+        raise damaged_existing(src, path, "3D photo", f"{st.st_size:,} bytes, more than any 3D photo")
+    try:
+        return path.read_bytes()
+    except OSError:
+        return None
+
+
+def check_existing_glb(src: Path, path: Path, glb: bytes, max_megapixels: float | None = None) -> dict:
     """A GLB found beside the outputs (a re-run adds ``--html`` or renders ``--format mp4`` from it)
     must be a whole 3D photo photo3d wrote: a file cut short (an interrupted copy) or another
     tool's GLB went into the viewer page as it was (a page that shows nothing) or failed the video
-    with 'internal error (error: unpack_from requires a buffer ...)'.  The input fails, saying so.
-    Returns its photo3d metadata."""
+    with 'internal error (error: unpack_from requires a buffer ...)'; its textures, the photo's,
+    are within ``max_megapixels`` (a few KB of PNG can claim gigapixels).  The input fails,
+    saying so.  Returns its photo3d metadata."""
     from .export import read_glb
+    from .render import texture_sizes
 
     try:
-        tree, _ = read_glb(glb)
-        if "photo3d" not in (tree.get("extras") or {}):
+        tree, binary = read_glb(glb)
+        meta = (tree.get("extras") or {}).get("photo3d")
+        if not isinstance(meta, dict):
             raise ValueError("not a 3D photo photo3d wrote")
-    except (ValueError, struct.error) as e:
+        if max_megapixels is not None:
+            for size in texture_sizes(tree, binary):
+                if size is None or size[0] * size[1] > max_megapixels * 1e6:
+                    what = f"{size[0]}×{size[1]}" if size else "more pixels than any photo"
+                    raise ValueError(f"a texture of {what}, over --max-megapixels {max_megapixels:g}")
+    except (ValueError, struct.error, AttributeError) as e:
         raise damaged_existing(src, path, "3D photo", e) from None
-    return tree["extras"]["photo3d"]
+    return meta
 
 
 def parallax_kept(glb_path: Path, meta: dict, opts: ConvertOptions) -> list[str]:
@@ -531,9 +561,8 @@ def finish(src: str | Path, dst: str | Path, opts: ConvertOptions | None = None)
 
     src, dst = Path(src), Path(dst)
     glb_path = dst if dst.suffix.lower() == ".glb" else dst.with_suffix(".glb")
-    try:
-        glb = glb_path.read_bytes()
-    except OSError:
+    glb = read_existing_glb(src, glb_path)
+    if glb is None:
         return convert_file(src, dst, opts)
     meta = check_existing_glb(src, glb_path, glb)
     written = []
@@ -568,9 +597,9 @@ def convert_file(src: str | Path, dst: str | Path, opts: ConvertOptions | None =
     timings: dict[str, float] = {}
     sibling = dst.with_suffix(".glb")
     if suffix != ".glb" and opts.reuse_glb_since is not None and sibling.is_file():
-        if sibling.stat().st_mtime >= opts.reuse_glb_since:  # this batch's GLB of the same photo: render that
-            glb = sibling.read_bytes()
-            kept = parallax_kept(sibling, check_existing_glb(src, sibling, glb), opts)
+        if sibling.stat().st_mtime >= opts.reuse_glb_since and (glb := read_existing_glb(src, sibling)) is not None:
+            # this batch's GLB of the same photo: render that
+            kept = parallax_kept(sibling, check_existing_glb(src, sibling, glb, opts.max_megapixels), opts)
             return write_outputs(src, dst, glb, {"glb_bytes": len(glb), "from_glb": str(sibling),
                                                  **({"warnings": kept} if kept else {})}, opts, timings)
     loading = warm_up(opts)  # started by the batch runner already, or now

@@ -21,6 +21,7 @@ box-filtered).  Why not a torch/numpy-vectorised rasteriser or forward splatting
 
 from __future__ import annotations
 
+import io
 import math
 import threading
 from dataclasses import dataclass
@@ -78,15 +79,46 @@ def _accessor(tree: dict, binary: bytes, index: int) -> np.ndarray:
     return a
 
 
+def _texture_bytes(tree: dict, binary: bytes) -> Iterator[bytes]:
+    for tex in tree.get("textures", []):
+        view = tree["bufferViews"][tree["images"][tex["source"]]["bufferView"]]
+        off = view.get("byteOffset", 0)
+        yield binary[off:off + view["byteLength"]]
+
+
+def texture_sizes(tree: dict, binary: bytes) -> list[tuple[int, int] | None]:
+    """(width, height) of each texture of a GLB (``read_glb``'s parts), from the image headers
+    alone (None: more pixels than Pillow opens); ValueError when one is not an image."""
+    import warnings
+
+    from PIL import Image
+
+    sizes = []
+    try:
+        for data in _texture_bytes(tree, binary):
+            with warnings.catch_warnings():  # (sizes are what the caller checks)
+                warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+                try:
+                    with Image.open(io.BytesIO(data)) as im:
+                        sizes.append(im.size)
+                except Image.DecompressionBombError:
+                    sizes.append(None)
+    except (KeyError, IndexError, TypeError) as e:
+        raise ValueError(f"textures not as photo3d writes them ({type(e).__name__}: {e})") from None
+    except OSError as e:
+        raise ValueError(f"a texture that is not an image ({type(e).__name__})") from None
+    return sizes
+
+
 def scene_from_glb(glb: bytes) -> Scene:
-    """The meshes, textures and viewer metadata of a GLB written by :func:`photo3d.export.to_glb`."""
+    """The meshes, textures and viewer metadata of a GLB written by :func:`photo3d.export.to_glb`
+    (one from elsewhere: :func:`photo3d.pipeline.check_existing_glb` first)."""
     tree, binary = read_glb(glb)
     textures = []
-    for tex in tree.get("textures", []):
-        img = tree["images"][tex["source"]]
-        view = tree["bufferViews"][img["bufferView"]]
-        off = view.get("byteOffset", 0)
-        bgr = cv2.imdecode(np.frombuffer(binary, np.uint8, view["byteLength"], off), cv2.IMREAD_COLOR)
+    for data in _texture_bytes(tree, binary):
+        bgr = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
+        if bgr is None:
+            raise ValueError("a texture that does not decode")
         textures.append(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB))
     meshes = []
     for node in tree["nodes"]:
@@ -100,6 +132,8 @@ def scene_from_glb(glb: bytes) -> Scene:
                 alpha = col[:, 3].astype(np.float32) if col.shape[1] == 4 else None
             material = tree["materials"][prim.get("material", 0)]
             tex = material["pbrMetallicRoughness"]["baseColorTexture"]["index"]
+            if not 0 <= int(tex) < len(textures):  # (the rasterizer does not check it)
+                raise ValueError(f"a material names texture {tex} of {len(textures)}")
             meshes.append(SceneMesh(
                 positions=_accessor(tree, binary, attrs["POSITION"]).astype(np.float32),
                 uv=_accessor(tree, binary, attrs["TEXCOORD_0"]).astype(np.float32),

@@ -63,7 +63,7 @@ def page_note(glb: bytes) -> str | None:
 
     try:
         w, h = (int(v) for v in read_glb(glb)[0]["extras"]["photo3d"]["source_size"])
-    except (KeyError, TypeError, ValueError):
+    except (KeyError, TypeError, ValueError, OverflowError):
         return None
     part = centre_part(w, h) if w > 0 and h > 0 else None
     return f"the page shows {part}" if part else None

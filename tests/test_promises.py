@@ -711,6 +711,84 @@ def test_a_rerun_does_not_build_on_a_broken_existing_glb(tmp_path, tiny_depth_mo
         assert (out / f"{n}.html").exists()
 
 
+def _png_claiming(w: int, h: int, length: int) -> bytes:
+    """``length`` bytes of PNG whose header claims an RGB image of w×h (a text chunk pads it)."""
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+
+    head = b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 8, 2, 0, 0, 0))
+    data, end = chunk(b"IDAT", zlib.compress(b"\x00" * 64)), chunk(b"IEND", b"")
+    pad = length - len(head) - len(data) - len(end) - 12 - 4  # (a tEXt chunk: 12 bytes, keyword 4)
+    assert pad >= 0
+    return head + chunk(b"tEXt", b"pad\x00" + b" " * pad) + data + end
+
+
+def test_a_rerun_refuses_an_existing_glb_that_is_no_file_or_claims_gigapixels(tmp_path, tiny_depth_model):
+    """What a re-run builds on is read with care (a security review): an existing NAME.glb that is
+    a named pipe hung the run (a device such as /dev/zero filled the memory); one whose texture
+    (a few KB of PNG) claims 20,000 × 20,000 pixels was decoded to render a GIF (2.7 GB; here
+    12,000²: Pillow opens up to 179 MP); one whose
+    JSON is not an object was an 'internal error'.  Each fails its photo in one line now."""
+    (tmp_path / "in").mkdir()
+    for name in "cde":
+        photo(tmp_path / "in" / f"{name}.png", seed=ord(name))
+    out = tmp_path / "out"
+    assert cli("convert", tmp_path / "in", "-o", out, "--model", tiny_depth_model).exit_code == 0
+    (out / "c.glb").unlink()
+    os.mkfifo(out / "c.glb")
+    tree, binary = read_glb((out / "d.glb").read_bytes())
+    view = tree["bufferViews"][tree["images"][0]["bufferView"]]
+    start = view.get("byteOffset", 0)
+    bomb = _png_claiming(12000, 12000, view["byteLength"])
+    glb = bytearray((out / "d.glb").read_bytes())
+    at = glb.find(binary) + start
+    glb[at:at + len(bomb)] = bomb
+    (out / "d.glb").write_bytes(bytes(glb))
+    body = b"[]  "
+    (out / "e.glb").write_bytes(b"glTF" + struct.pack("<II", 2, 20 + len(body)) + struct.pack("<II", len(body), 0x4E4F534A) + body)
+    why = {"c": "not a regular file", "d": "a texture of 12000×12000, over --max-megapixels 100",
+           "e": "its JSON is not an object"}
+
+    def hung(*_):
+        raise TimeoutError("the run hung on the named pipe")
+
+    old = signal.signal(signal.SIGALRM, hung)
+    signal.alarm(60)
+    try:
+        for args, names in ((("--html",), "ce"), (("--format", "glb", "--format", "gif", "--seconds", "0.2"), "de")):
+            r = cli("convert", tmp_path / "in", "-o", out, "--model", tiny_depth_model, *args)
+            assert r.exit_code == 1, r.output
+            assert [ln for ln in lines(r.output) if ln.startswith("error:")] == [
+                f"error: {tmp_path / 'in' / f'{n}.png'}: the existing {out / f'{n}.glb'} is not a whole 3D photo ({why[n]}); "
+                "remove it, or run again with --overwrite" for n in names], r.output
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, old)
+    assert not (out / "d.gif").exists() and not (out / "c.html").exists()
+    assert (out / "c.gif").is_file()  # (the pipe is no GLB to render from: c.gif is made from the photo)
+
+
+def test_a_link_in_the_output_tree_does_not_lead_writes_outside_out(tmp_path, tiny_depth_model):
+    """A subfolder of OUT that is a symbolic link to a folder elsewhere took that subfolder's
+    outputs there, and --overwrite replaced a file outside OUT (a security review).  Those photos
+    fail now, naming the link; the others are written; a link that stays inside OUT is followed."""
+    for rel in ("sub/x.png", "ok/y.png", "top.png"):
+        photo(tmp_path / "in" / rel, seed=len(rel))
+    out, elsewhere = tmp_path / "out", tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (elsewhere / "x.png").write_bytes(b"not yours")
+    (out / "inside").mkdir(parents=True)
+    (out / "sub").symlink_to("../elsewhere")
+    (out / "ok").symlink_to("inside")
+    for extra in ((), ("--overwrite",)):
+        r = cli("depth", tmp_path / "in", "-o", out, "--model", tiny_depth_model, *extra)
+        assert r.exit_code == 1, r.output
+        assert [ln for ln in lines(r.output) if ln.startswith("error:")] == [
+            f"error: {out / 'sub' / 'x.png'}: cannot write ({out / 'sub'} is a link to {elsewhere}, outside {out})"], r.output
+        assert (elsewhere / "x.png").read_bytes() == b"not yours" and sorted(p.name for p in elsewhere.iterdir()) == ["x.png"]
+        assert (out / "top.png").is_file() and (out / "inside" / "y.png").is_file()
+
+
 def test_rerun_of_a_folder_with_preview_adds_only_the_previews(tmp_path, tiny_depth_model):
     for i in range(2):
         photo(tmp_path / "in" / f"p{i}.png", seed=i)

@@ -507,7 +507,12 @@ def check_writable(jobs: Sequence[Job], summary: Path | None = None, output: str
         folders.append((Path(summary).parent, f"--summary {printable(summary)}: "))
     probed: dict[Path, str | None] = {}  # nearest existing folder -> why it cannot be written (None: it can)
     failed: dict[Path, str] = {}  # output folder -> why it cannot be written
+    escaped: set[Path] = set()  # output folders that a link leads out of OUT (also for outputs there already)
     for folder, option in sorted(dict.fromkeys(folders), key=lambda f: (f[1].startswith("--"), str(f[0]))):
+        if output is not None and not option.startswith("--") and (link := _link_out_of(folder, Path(output))):
+            failed[folder] = f"{printable(link)} is a link to {printable(os.path.realpath(link))}, outside {printable(output)}"
+            escaped.add(folder)
+            continue
         d = Path(os.path.abspath(folder))
         while not d.exists() and d.parent != d:
             d = d.parent
@@ -521,8 +526,8 @@ def check_writable(jobs: Sequence[Job], summary: Path | None = None, output: str
     if not failed:
         return list(jobs)
     # (outputs already there are not written again by a resumed run: not in the way)
-    blocked = [None if j.error else next((o for o in j.outputs if o.parent in failed and not o.exists()), None)
-               for j in jobs]
+    blocked = [None if j.error else next((o for o in j.outputs if o.parent in escaped
+                                          or o.parent in failed and not o.exists()), None) for j in jobs]
     if all(j.error or bad is not None for j, bad in zip(jobs, blocked)):
         folder, reason = next(iter(failed.items()))  # nothing could be written: one line, not one per file
         raise OutputError(f"{prefix}cannot write into {printable(folder)} ({reason})")
@@ -531,6 +536,22 @@ def check_writable(jobs: Sequence[Job], summary: Path | None = None, output: str
 
 
 _IS_A_FILE, _NO_FILES = "is a file", "accepts no new files"
+
+
+def _link_out_of(folder: Path, output: Path) -> Path | None:
+    """The first folder below OUT (``output``) on the way to the output folder ``folder`` that is a
+    symbolic link leading outside OUT (an output written there would land elsewhere), or None."""
+    root = Path(os.path.abspath(output))
+    try:
+        rel = Path(os.path.abspath(folder)).relative_to(root)
+    except ValueError:  # (a one-file output: its folder is no OUT)
+        return None
+    real_root, d = Path(os.path.realpath(root)), Path(output)
+    for part in rel.parts:
+        d = d / part
+        if d.is_symlink() and not Path(os.path.realpath(d)).is_relative_to(real_root):
+            return d
+    return None
 
 
 def _why_unwritable(d: Path) -> str | None:

@@ -191,6 +191,8 @@ class RayExecutor(Executor):
         inflight: dict[Any, tuple[Any, Job]] = {}
         first = _first_outputs(jobs)
         since = getattr(task.options, "reuse_glb_since", None)
+        from ..pipeline import read_existing_glb
+
         while pending or inflight:
             while pending and idle and (job := _next_ready(pending, (j for _, j in inflight.values()), first)):
                 try:
@@ -201,9 +203,14 @@ class RayExecutor(Executor):
                 glb = None
                 sibling = job.dst.with_suffix(".glb")
                 if first[job.src] is not job and since is not None and sibling != job.dst:
-                    with contextlib.suppress(OSError):
+                    try:
                         if sibling.stat().st_mtime >= since:  # this batch's GLB of the same photo
-                            glb = sibling.read_bytes()
+                            glb = read_existing_glb(job.src, sibling)
+                    except OSError:
+                        pass
+                    except Photo3DError as e:
+                        yield Result(job.src, job.dst, Status.failed, error=str(e))
+                        continue
                 actor = idle.pop()
                 inflight[actor.run.remote(str(job.src), data, str(job.dst), glb)] = (actor, job)
             if not inflight:
