@@ -215,3 +215,40 @@ def test_a_wrong_model_file_says_what_it_is_and_a_model_of_another_kind_why_it_f
         assert [ln for ln in r.output.splitlines() if ln.strip()] == [f"error: {tmp_path / name}: {reason}"], name
         assert not out.exists()
     runtime.clear_cache()
+
+
+def test_a_model_archive_of_compressed_code_is_not_inflated(tmp_path):
+    """The static check read every code file of a --model archive whole: a zip bomb (a few KB
+    inflating to gigabytes) filled the memory, and an encrypted entry was an internal error.
+    The code's size is taken from the archive's directory first (p3d-s: 42 KB of code)."""
+    import zipfile
+
+    bomb, locked = tmp_path / "bomb.pt", tmp_path / "locked.pt"
+    with zipfile.ZipFile(bomb, "w", zipfile.ZIP_DEFLATED) as z:
+        z.writestr("bomb/code/__torch__.py", b" " * (64 << 20))
+    assert bomb.stat().st_size < 200_000
+    with zipfile.ZipFile(locked, "w") as z:
+        z.writestr("locked/code/__torch__.py", b"x = 1\n")
+    data = bytearray(locked.read_bytes())
+    data[6] |= 1  # the local header's flag: encrypted
+    at = data.find(b"PK\x01\x02")
+    data[at + 8] |= 1  # ... and the central directory's
+    locked.write_bytes(bytes(data))
+    import tracemalloc
+
+    tracemalloc.start()
+    try:
+        with pytest.raises(ModelError, match="more than 16 MiB of code"):
+            modelfile.check_archive(bomb)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 16e6, f"{peak / 1e6:.0f} MB"  # (64 MB of code inflated, and decoded, before)
+    src = REPO / "examples" / "coffee.jpg"
+    for path, reason in ((bomb, "more than 16 MiB of code"), (locked, "RuntimeError: File ")):
+        runtime.clear_cache()
+        r = cli("depth", src, "-o", tmp_path / "d.png", "--model", path)
+        assert r.exit_code == 1, r.output
+        lines = [ln for ln in r.output.splitlines() if ln.strip()]
+        assert len(lines) == 1 and lines[0].startswith(f"error: {path}: not a TorchScript depth model (") and reason in lines[0], r.output
+    runtime.clear_cache()

@@ -158,6 +158,9 @@ def _not_an_archive(path: Path) -> str:
     return "not a TorchScript archive"
 
 
+MAX_SOURCE_BYTES = 16 << 20  # a depth model's TorchScript code, all files (p3d-s: about 40 KB)
+
+
 def check_archive(path: Path) -> None:
     """Static check of the TorchScript source in the archive, before anything of it runs.
 
@@ -172,10 +175,13 @@ def check_archive(path: Path) -> None:
             names = [i.filename for i in infos]
             if len(set(names)) != len(names):
                 raise ModelError("not a TorchScript depth model (archive holds duplicate entries)", path)
-            sources = [z.read(i).decode("utf-8") for i in infos if i.filename.endswith(".py")]
+            code = [i for i in infos if i.filename.endswith(".py")]
+            if sum(i.file_size for i in code) > MAX_SOURCE_BYTES:  # (from the headers: a zip bomb is not inflated)
+                raise ModelError(f"not a TorchScript depth model (more than {MAX_SOURCE_BYTES >> 20} MiB of code)", path)
+            sources = [z.read(i).decode("utf-8") for i in code]
     except zipfile.BadZipFile:
         raise ModelError(f"not a TorchScript depth model ({_not_an_archive(path)})", path) from None
-    except (OSError, UnicodeDecodeError, EOFError) as e:
+    except (OSError, UnicodeDecodeError, EOFError, RuntimeError, NotImplementedError) as e:  # (encrypted, unknown compression)
         raise ModelError(f"not a TorchScript depth model ({type(e).__name__}: {summarize(e)})", path) from None
     try:
         trees = [ast.parse(src) for src in sources]
