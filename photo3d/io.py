@@ -184,7 +184,7 @@ def _rgb8_and_alpha(im: Image.Image) -> tuple[np.ndarray, np.ndarray | None, str
 
 
 @contextlib.contextmanager
-def _library_stderr(lines: list[str]) -> Iterator[None]:
+def library_stderr(lines: list[str]) -> Iterator[None]:
     """Capture into ``lines`` what C libraries write straight to the process's stderr (fd 2)
     meanwhile: libtiff prints its warnings and errors there ("ZIPDecode: Decoding error at
     scanline 0, ...") besides the exception Pillow raises."""
@@ -568,7 +568,7 @@ def load_image(
                 warning = None
                 # only libtiff writes to stderr itself: other formats decode without the capture
                 # (a temp file and two dup2 per photo, and a process-wide redirect, for nothing)
-                capture = _library_stderr(noise) if im.format == "TIFF" else contextlib.nullcontext()
+                capture = library_stderr(noise) if im.format == "TIFF" else contextlib.nullcontext()
                 try:
                     with capture:
                         im.load()

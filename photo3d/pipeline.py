@@ -543,12 +543,15 @@ def check_existing_glb(src: Path, path: Path, glb: bytes, max_megapixels: float 
 def parallax_kept(glb_path: Path, meta: dict, opts: ConvertOptions) -> list[str]:
     """A warning when outputs made from an existing GLB (``meta``: its photo3d metadata) keep another
     ``--parallax`` than this run's (the depth steps, and so the layers, were built for the GLB's)."""
-    built = (meta.get("parallax") or {}).get("strength")
+    try:
+        built = float((meta.get("parallax") or {})["strength"])
+    except (KeyError, TypeError, ValueError, AttributeError):
+        built = None  # (not recorded, or not a number)
     if built is None and opts.parallax == defaults.PARALLAX:
         return []
-    if built is not None and abs(float(built) - opts.parallax) < 1e-9:
+    if built is not None and abs(built - opts.parallax) < 1e-9:
         return []
-    was = f"with --parallax {float(built):g}" if built is not None else "by a photo3d that did not record its --parallax"
+    was = f"with --parallax {built:g}" if built is not None else "by a photo3d that did not record its --parallax"
     return [f"{printable(glb_path)} was built {was}: what is made from it keeps that; for --parallax "
             f"{opts.parallax:g} convert again with --overwrite"]
 
@@ -599,18 +602,24 @@ def convert_file(src: str | Path, dst: str | Path, opts: ConvertOptions | None =
     if suffix != ".glb" and opts.reuse_glb_since is not None and sibling.is_file():
         if sibling.stat().st_mtime >= opts.reuse_glb_since and (glb := read_existing_glb(src, sibling)) is not None:
             # this batch's GLB of the same photo: render that
+            from .render import SceneError
+
             kept = parallax_kept(sibling, check_existing_glb(src, sibling, glb, opts.max_megapixels), opts)
-            return write_outputs(src, dst, glb, {"glb_bytes": len(glb), "from_glb": str(sibling),
-                                                 **({"warnings": kept} if kept else {})}, opts, timings)
+            try:
+                return write_outputs(src, dst, glb, {"glb_bytes": len(glb), "from_glb": str(sibling),
+                                                     **({"warnings": kept} if kept else {})}, opts, timings)
+            except SceneError as e:  # (what only rendering finds: a texture that does not decode)
+                raise damaged_existing(src, sibling, "3D photo", e) from None
     loading = warm_up(opts)  # started by the batch runner already, or now
     with timed(timings, "read"):
         photo = loaded = load_image(src, max_megapixels=opts.max_megapixels)
-        found = None
-        if opts.depth is None:  # depth the photo carries (the left view is the photo of a stereo pair)
-            from .depth.embedded import find_depth
+    found = None
+    if opts.depth is None:  # depth the photo carries (the left view is the photo of a stereo pair)
+        from .depth.embedded import find_depth
 
+        with timed(timings, "depth"):  # (a stereo pair is matched here)
             found = find_depth(src, photo, opts.depth_source)
-            photo = found.photo
+        photo = found.photo
     shown = cut_out_colours(photo)  # a cut-out in its own colours (the depth is still estimated on white)
     texture = start_photo_texture(shown, opts)
     shape = working_shape(photo.width, photo.height, opts.working_side)

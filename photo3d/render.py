@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import io
 import math
+import struct
 import threading
 from dataclasses import dataclass
 from typing import Iterator
@@ -110,15 +111,33 @@ def texture_sizes(tree: dict, binary: bytes) -> list[tuple[int, int] | None]:
     return sizes
 
 
+class SceneError(ValueError):
+    """A GLB that is not a whole 3D photo as photo3d writes them (one kept from an earlier run)."""
+
+
 def scene_from_glb(glb: bytes) -> Scene:
     """The meshes, textures and viewer metadata of a GLB written by :func:`photo3d.export.to_glb`
-    (one from elsewhere: :func:`photo3d.pipeline.check_existing_glb` first)."""
+    (one from elsewhere: :func:`photo3d.pipeline.check_existing_glb` first); :class:`SceneError`
+    saying why for one that is not whole."""
+    try:
+        return _scene(glb)
+    except SceneError:
+        raise
+    except (KeyError, IndexError, TypeError, ValueError, struct.error) as e:
+        raise SceneError(f"not as photo3d writes it ({type(e).__name__}: {e})") from None
+
+
+def _scene(glb: bytes) -> Scene:
+    from .io import library_stderr
+
     tree, binary = read_glb(glb)
     textures = []
     for data in _texture_bytes(tree, binary):
-        bgr = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
+        noise: list[str] = []
+        with library_stderr(noise):  # (libpng / libjpeg print to stderr about damaged data)
+            bgr = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
         if bgr is None:
-            raise ValueError("a texture that does not decode")
+            raise SceneError("a texture that does not decode" + (f" ({noise[0]})" if noise else ""))
         textures.append(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB))
     meshes = []
     for node in tree["nodes"]:
@@ -133,7 +152,7 @@ def scene_from_glb(glb: bytes) -> Scene:
             material = tree["materials"][prim.get("material", 0)]
             tex = material["pbrMetallicRoughness"]["baseColorTexture"]["index"]
             if not 0 <= int(tex) < len(textures):  # (the rasterizer does not check it)
-                raise ValueError(f"a material names texture {tex} of {len(textures)}")
+                raise SceneError(f"a material names texture {tex} of {len(textures)}")
             meshes.append(SceneMesh(
                 positions=_accessor(tree, binary, attrs["POSITION"]).astype(np.float32),
                 uv=_accessor(tree, binary, attrs["TEXCOORD_0"]).astype(np.float32),

@@ -728,9 +728,10 @@ def test_a_rerun_refuses_an_existing_glb_that_is_no_file_or_claims_gigapixels(tm
     a named pipe hung the run (a device such as /dev/zero filled the memory); one whose texture
     (a few KB of PNG) claims 20,000 × 20,000 pixels was decoded to render a GIF (2.7 GB; here
     12,000²: Pillow opens up to 179 MP); one whose
-    JSON is not an object was an 'internal error'.  Each fails its photo in one line now."""
+    JSON is not an object, or whose material names a texture it lacks (read out of bounds), was an
+    'internal error' or rendered.  Each fails its photo in one line now."""
     (tmp_path / "in").mkdir()
-    for name in "cde":
+    for name in "cdef":
         photo(tmp_path / "in" / f"{name}.png", seed=ord(name))
     out = tmp_path / "out"
     assert cli("convert", tmp_path / "in", "-o", out, "--model", tiny_depth_model).exit_code == 0
@@ -746,8 +747,13 @@ def test_a_rerun_refuses_an_existing_glb_that_is_no_file_or_claims_gigapixels(tm
     (out / "d.glb").write_bytes(bytes(glb))
     body = b"[]  "
     (out / "e.glb").write_bytes(b"glTF" + struct.pack("<II", 2, 20 + len(body)) + struct.pack("<II", len(body), 0x4E4F534A) + body)
+    from photo3d.export import _pack_glb
+
+    tree, binary = read_glb((out / "f.glb").read_bytes())
+    tree["materials"][0]["pbrMetallicRoughness"]["baseColorTexture"]["index"] = 7  # (read out of bounds by the rasterizer)
+    (out / "f.glb").write_bytes(_pack_glb(tree, binary))
     why = {"c": "not a regular file", "d": "a texture of 12000×12000, over --max-megapixels 100",
-           "e": "its JSON is not an object"}
+           "e": "its JSON is not an object", "f": "a material names texture 7 of 1"}
 
     def hung(*_):
         raise TimeoutError("the run hung on the named pipe")
@@ -755,7 +761,7 @@ def test_a_rerun_refuses_an_existing_glb_that_is_no_file_or_claims_gigapixels(tm
     old = signal.signal(signal.SIGALRM, hung)
     signal.alarm(60)
     try:
-        for args, names in ((("--html",), "ce"), (("--format", "glb", "--format", "gif", "--seconds", "0.2"), "de")):
+        for args, names in ((("--html",), "ce"), (("--format", "glb", "--format", "gif", "--seconds", "0.2"), "def")):
             r = cli("convert", tmp_path / "in", "-o", out, "--model", tiny_depth_model, *args)
             assert r.exit_code == 1, r.output
             assert [ln for ln in lines(r.output) if ln.startswith("error:")] == [

@@ -39,9 +39,9 @@ def depth_file(src: str | Path, dst: str | Path, opts: DepthOptions | None = Non
     check_format(dst)
     t0 = time.perf_counter()
     photo = loaded = load_image(src, max_megapixels=opts.max_megapixels)
-    found = find_depth(src, photo, opts.depth_source)
-    photo = found.photo
     t1 = time.perf_counter()
+    found = find_depth(src, photo, opts.depth_source)  # (timed as predicting: a stereo pair is matched here)
+    photo = found.photo
     if found.source == "model":
         model = load_model(opts.model)
         res = model.predict_result(photo.rgb, raw=opts.raw)

@@ -43,7 +43,7 @@ import base64
 import binascii
 import io
 import math
-import mmap
+import os
 import re
 import struct
 import xml.etree.ElementTree as ET
@@ -77,6 +77,7 @@ STEREO_SIDE = 1024  # longer side the stereo matcher works at
 # decoded (a few KB can claim gigapixels); small photos may carry maps up to this many pixels.
 MIN_MAP_LIMIT = 4_000_000
 MAX_ITEM_BYTES = 64 << 20  # an embedded map's bytes (Extended XMP, a Dynamic Depth item): far above any camera's
+HEAD_BYTES = MAX_ITEM_BYTES + (1 << 20)  # a JPEG's metadata (its segments before the image data) is read from this much
 # Stereo holes (occlusions, the margin only one view sees) keep their background-side fill with
 # this weight in the fusion with the network: on the constructed pair of tests/test_embedded.py,
 # with a blurred true disparity as the "network", the mean error in the holes drops from
@@ -113,6 +114,30 @@ class Found:
 
 
 # ============================================================================ JPEG / XMP
+
+
+class FileBytes:
+    """An open file's bytes, read when sliced: the metadata at the start is read once (at most
+    ``HEAD_BYTES``), other ranges (Dynamic Depth items at the end) on demand.  Not a memory map: a
+    file cut short meanwhile reads short (malformed data), where a mapped one would crash the
+    process (SIGBUS)."""
+
+    def __init__(self, f):
+        self.f = f
+        self.size = os.fstat(f.fileno()).st_size
+        self.head = f.read(min(self.size, HEAD_BYTES))  # (read(n) makes a buffer of n bytes first)
+
+    def __len__(self) -> int:
+        return self.size
+
+    def __getitem__(self, k: slice) -> bytes:
+        start, stop, step = k.indices(self.size)
+        if step != 1:
+            raise ValueError("FileBytes takes plain slices")
+        if stop <= len(self.head):
+            return self.head[start:stop]
+        self.f.seek(start)
+        return self.f.read(max(0, stop - start))
 
 
 def jpeg_segments(data: bytes) -> Iterator[tuple[int, bytes]]:
@@ -326,9 +351,9 @@ def read_gdepth(root: ET.Element, max_px: int) -> SourceDepth | None:
     return SourceDepth(disp, "gdepth", _same_size(conf, disp.shape, what), True, meta)
 
 
-def read_dynamic_depth(root: ET.Element, data: bytes, max_px: int) -> SourceDepth | None:
+def read_dynamic_depth(root: ET.Element, data: bytes | FileBytes, max_px: int) -> SourceDepth | None:
     """Android Dynamic Depth 1.0: items appended after the primary image, in directory order
-    (``data``: the file's bytes, or a map of the file: only the items used are read)."""
+    (``data``: the file's bytes; of a :class:`FileBytes`, only the items used are read)."""
     p = xmp_properties(root, NS_DD_DEPTHMAP)
     if not p:
         return None
@@ -486,8 +511,8 @@ def _heif_pair(heif, max_px: int) -> tuple | None:
     return None
 
 
-def read_jpeg_depth(data: bytes, max_px: int) -> SourceDepth | None:
-    main, ext = read_xmp(data)
+def read_jpeg_depth(data: bytes | FileBytes, max_px: int) -> SourceDepth | None:
+    main, ext = read_xmp(data.head if isinstance(data, FileBytes) else data)
     if main is None:
         return None
     roots = [_parse_xml(main)]
@@ -708,8 +733,7 @@ def find_depth(path: str | Path, photo: Photo, source: str = "auto") -> Found:
     with a warning in ``Found.warnings`` and the next source used (a stereo pair's disparity is
     computed here, so that views that do not match fall back too).  A source asked for by name
     that the photo lacks (or holds malformed) raises :class:`InputFileError` (the input fails).
-    The file is mapped, not read: only the metadata and the items used are (a photo may end in
-    gigabytes of anything)."""
+    Only the file's metadata and the items used are read (a photo may end in gigabytes of anything)."""
     if source not in SOURCES:
         from ..errors import UsageError
 
@@ -719,17 +743,14 @@ def find_depth(path: str | Path, photo: Photo, source: str = "auto") -> Found:
         return found
     path = Path(path)
     try:
-        with open(path, "rb") as f:
-            data = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
-    except (OSError, ValueError):  # (an empty file cannot be mapped)
+        f = open(path, "rb")
+    except OSError:
         return found
-    try:
-        return _find_depth(path, photo, source, found, data)
-    finally:
-        data.close()
+    with f:
+        return _find_depth(path, photo, source, found, FileBytes(f))
 
 
-def _find_depth(path: Path, photo: Photo, source: str, found: Found, data: mmap.mmap) -> Found:
+def _find_depth(path: Path, photo: Photo, source: str, found: Found, data: FileBytes) -> Found:
     max_px = map_limit(photo)
     is_heif = data[4:8] == b"ftyp"
     is_jpeg = data[:2] == b"\xff\xd8"

@@ -176,9 +176,17 @@ def check_archive(path: Path) -> None:
             if len(set(names)) != len(names):
                 raise ModelError("not a TorchScript depth model (archive holds duplicate entries)", path)
             code = [i for i in infos if i.filename.endswith(".py")]
-            if sum(i.file_size for i in code) > MAX_SOURCE_BYTES:  # (from the headers: a zip bomb is not inflated)
-                raise ModelError(f"not a TorchScript depth model (more than {MAX_SOURCE_BYTES >> 20} MiB of code)", path)
-            sources = [z.read(i).decode("utf-8") for i in code]
+            budget = MAX_SOURCE_BYTES  # (counted as it inflates: a zip bomb's directory may lie about its sizes)
+            sources = []
+            for info in code:
+                parts = []
+                with z.open(info) as f:
+                    while chunk := f.read(min(1 << 16, budget + 1)):
+                        budget -= len(chunk)
+                        if budget < 0:
+                            raise ModelError(f"not a TorchScript depth model (more than {MAX_SOURCE_BYTES >> 20} MiB of code)", path)
+                        parts.append(chunk)
+                sources.append(b"".join(parts).decode("utf-8"))
     except zipfile.BadZipFile:
         raise ModelError(f"not a TorchScript depth model ({_not_an_archive(path)})", path) from None
     except (OSError, UnicodeDecodeError, EOFError, RuntimeError, NotImplementedError) as e:  # (encrypted, unknown compression)
