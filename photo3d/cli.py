@@ -348,15 +348,22 @@ def _convert_details(r, timings: bool) -> str:
 
 
 def _check_video_options_apply(ctx, suffixes: list[str]) -> None:
-    """A video option given for a run that writes no video nor stereo still (``-o x.glb --stereo sbs``)
-    is a usage error, not silently ignored."""
+    """A video option given for a run that writes no video nor stereo still (``-o x.glb --stereo sbs``),
+    or a motion option (--path, --seconds, --fps) for one that writes only stills, is a usage
+    error, not silently ignored."""
     from .video import STILL_SUFFIXES, VIDEO_SUFFIXES
 
     given = [f"--{n}" for n in ("path", "seconds", "fps", "size", "stereo")
              if getattr(ctx.get_parameter_source(n), "name", "") == "COMMANDLINE"]
-    if given and not set(suffixes) & {*VIDEO_SUFFIXES, *STILL_SUFFIXES}:
+    if not given or not set(suffixes) <= {".glb", ".html", *VIDEO_SUFFIXES, *STILL_SUFFIXES}:
+        return  # (an output of another suffix is the error: said when the outputs are planned)
+    writes = f"this run writes {', '.join(s for s in suffixes)}"
+    if not set(suffixes) & {*VIDEO_SUFFIXES, *STILL_SUFFIXES}:
         raise UsageError(f"{', '.join(given)}: only for videos and stereo stills (.mp4 .gif .webp, or .jpg/.png with "
-                         f"--stereo); this run writes {', '.join(s for s in suffixes)}")
+                         f"--stereo); {writes}")
+    motion = [n for n in given if n in ("--path", "--seconds", "--fps")]
+    if motion and not set(suffixes) & set(VIDEO_SUFFIXES):
+        raise UsageError(f"{', '.join(motion)}: only for videos (.mp4 .gif .webp): a stereo still is one frame; {writes}")
 
 
 @_batch_command

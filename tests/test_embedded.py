@@ -26,6 +26,7 @@ from PIL import Image
 
 from helpers.cli import cli
 from helpers.gltf import assert_valid_glb
+from helpers.paths import REPO
 from photo3d.depth import DepthOptions, depth_file
 from photo3d.depth import embedded as E
 from photo3d.depth.maps import load_depth_map, read_png_metadata
@@ -459,6 +460,23 @@ def test_side_by_side_stereo(tmp_path):
     rng = np.random.default_rng(0)
     noise = write(tmp_path, "pano.png", image_bytes(rng.integers(0, 255, (300, 800, 3), dtype=np.uint8)))
     assert found_in(noise).source == "model"
+
+
+@pytest.mark.parametrize("kind", ["copy", "before/after", "scaled copy"])
+def test_a_picture_beside_a_copy_of_itself_is_no_stereo_pair(tmp_path, kind):
+    """A 'before | after' image (the photo beside a recoloured copy), or the photo twice, matched
+    as a side-by-side pair under auto: half the image was dropped, and the 3D photo of a depth
+    of noise tore (a new-user trial).  Their disparities are all equal, or follow the position
+    as one plane's would; a real pair's spread with the scene's depth (the synthetic pair above
+    and the Apple spatial photo's views: 50 px, 18 px off the best plane)."""
+    photo = np.asarray(Image.open(REPO / "examples" / "coffee.jpg").convert("RGB"))
+    h, w = photo.shape[:2]
+    other = {"copy": photo,
+             "before/after": (0.2 * photo + 0.8 * photo.mean(axis=2, keepdims=True)).astype(np.uint8),
+             "scaled copy": cv2.resize(photo[10:h - 10, 12:w - 12], (w, h), interpolation=cv2.INTER_AREA)}[kind]
+    src = write(tmp_path, "side.jpg", image_bytes(np.concatenate([photo, other], axis=1), "JPEG"))
+    f = found_in(src)
+    assert f.source == "model" and not f.warnings and f.photo.width == 2 * w, (f.source, f.warnings)
 
 
 @pytest.mark.parametrize("size", [(1, 20000), (1, 600)])

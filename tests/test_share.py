@@ -626,7 +626,8 @@ def test_a_folder_makes_stereo_stills_with_format_jpg_or_png(tmp_path):
 def test_a_video_of_one_frame_is_a_usage_error(tmp_path):
     """``--seconds 0.5 --fps 1`` made a one-frame MP4, GIF or WebP (the photo, not moving) and said
     ``1 frame(s)`` as if all was well; now it is refused before any work, for one photo or a folder.
-    A stereo still takes one frame whatever --seconds and --fps say."""
+    A stereo still takes one frame whatever --seconds and --fps say (given for stills alone, they
+    are refused: see the next test)."""
     for out in ("a.mp4", "a.gif", "a.webp"):
         res = cli("convert", EXAMPLE, "-o", tmp_path / out, "--seconds", "0.5", "--fps", "1")
         assert res.exit_code == 2, res.output
@@ -637,12 +638,14 @@ def test_a_video_of_one_frame_is_a_usage_error(tmp_path):
     res = cli("convert", tmp_path / "in", "-o", tmp_path / "out", "--format", "glb", "--format", "gif", "--seconds", "0.05", "--fps", "10")
     assert res.exit_code == 2 and "make 1 frame" in res.output, res.output
     assert sorted(p.name for p in tmp_path.iterdir()) == ["in"]
-    res = cli("convert", EXAMPLE, "-o", tmp_path / "s.jpg", "--stereo", "sbs", "--size", "64", "--seconds", "0.5", "--fps", "1")
-    assert res.exit_code == 0 and (tmp_path / "s.jpg").is_file(), res.output
+    res = cli("convert", tmp_path / "in", "-o", tmp_path / "out", "--format", "jpg", "--format", "gif", "--stereo", "sbs",
+              "--size", "64", "--seconds", "0.1", "--fps", "20")  # (the still beside a video is one frame: no error of its own)
+    assert res.exit_code == 0 and (tmp_path / "out" / "coffee.jpg").is_file(), res.output
 
 
 def test_cli_video_options_without_a_video_output_are_usage_errors(tmp_path):
-    """``-o x.glb --stereo sbs`` would write a plain GLB and say nothing: refused, naming the options."""
+    """``-o x.glb --stereo sbs`` would write a plain GLB and say nothing: refused, naming the options;
+    so are --path, --seconds and --fps for a stereo still alone."""
     res = cli("convert", str(EXAMPLE), "-o", str(tmp_path / "a.glb"), "--stereo", "sbs", "--size", "300")
     assert res.exit_code == 2, res.output
     assert res.output.startswith("error: --size, --stereo: only for videos and stereo stills") and res.output.count("\n") == 1
@@ -650,6 +653,15 @@ def test_cli_video_options_without_a_video_output_are_usage_errors(tmp_path):
     (tmp_path / "in").mkdir()
     res = cli("convert", str(tmp_path / "in"), "-o", str(tmp_path / "out"), "--format", "glb", "--format", "html", "--fps", "8")
     assert res.exit_code == 2 and "error: --fps: only for videos" in res.output and "writes .glb, .html" in res.output
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in"]
+    # a stereo still is one frame: --path, --seconds, --fps did nothing to it (a new-user trial)
+    res = cli("convert", str(EXAMPLE), "-o", str(tmp_path / "s.jpg"), "--stereo", "sbs", "--path", "zoom", "--seconds", "3")
+    assert res.exit_code == 2 and res.output == ("error: --path, --seconds: only for videos (.mp4 .gif .webp): a stereo still "
+                                                 "is one frame; this run writes .jpg\n"), res.output
+    # an output of a suffix convert does not write is that error, not the option's ("only for videos ... writes .mov")
+    res = cli("convert", str(EXAMPLE), "-o", str(tmp_path / "clip.mov"), "--seconds", "0.3")
+    assert res.exit_code == 2 and res.output.startswith(f"error: {tmp_path / 'clip.mov'}: convert writes .glb, .html, .mp4") \
+        and "not .mov" in res.output, res.output
     assert sorted(p.name for p in tmp_path.iterdir()) == ["in"]
 
 

@@ -73,6 +73,10 @@ MIN_MAP_SIDE = 8
 LOW_CONFIDENCE = 0.5  # pixels below this are fused with the network
 FUSE_MIN_SHARE = 0.002  # ... when they cover more than this share of the map (else: filled)
 STEREO_SIDE = 1024  # longer side the stereo matcher works at
+# a side-by-side photo is taken for a stereo pair (auto) only when its disparities spread over this
+# share of a view's width, and 10 % of them lie this many pixels (at 768 px) off the best plane
+MIN_DEPTH_SPREAD = 0.01
+MIN_OFF_PLANE_PX = 1.5
 # A depth map, confidence map or second view larger than the photo (in pixels) is refused before it is
 # decoded (a few KB can claim gigapixels); small photos may carry maps up to this many pixels.
 MIN_MAP_LIMIT = 4_000_000
@@ -563,9 +567,9 @@ def _gray(rgb: np.ndarray) -> np.ndarray:
 ORB_MIN_SIDE = 63  # ORB finds features at least its edge threshold (31 px) inside the image
 
 
-def match_range(left: np.ndarray, right: np.ndarray) -> tuple[float, float, float, int] | None:
-    """Sparse ORB matches of a (roughly) rectified pair: (median vertical offset, 1st and 99th
-    percentile of the horizontal disparity, number of row-consistent matches), or None."""
+def _row_matches(left: np.ndarray, right: np.ndarray) -> tuple[np.ndarray, np.ndarray, float] | None:
+    """Sparse ORB matches of a (roughly) rectified pair that agree on the rows: (their points in
+    the left view, in the right view, the median vertical offset), or None."""
     if min(*left.shape[:2], *right.shape[:2]) < ORB_MIN_SIDE:  # no room for a feature (ORB's scale pyramid
         return None  # of a view 1 px tall fails an OpenCV assertion instead)
     orb = cv2.ORB_create(3000)
@@ -583,9 +587,18 @@ def match_range(left: np.ndarray, right: np.ndarray) -> tuple[float, float, floa
     ok = np.abs(dy - dy0) <= 2.0
     if ok.sum() < 20 or ok.mean() < 0.3:
         return None
-    dx = pl[ok, 0] - pr[ok, 0]
-    lo, hi = (float(x) for x in np.percentile(dx, (1, 99)))
-    return dy0, lo, hi, int(ok.sum())
+    return pl[ok], pr[ok], dy0
+
+
+def match_range(left: np.ndarray, right: np.ndarray) -> tuple[float, float, float, int] | None:
+    """Sparse ORB matches of a (roughly) rectified pair: (median vertical offset, 1st and 99th
+    percentile of the horizontal disparity, number of row-consistent matches), or None."""
+    m = _row_matches(left, right)
+    if m is None:
+        return None
+    pl, pr, dy0 = m
+    lo, hi = (float(x) for x in np.percentile(pl[:, 0] - pr[:, 0], (1, 99)))
+    return dy0, lo, hi, len(pl)
 
 
 def _shrunk(view: np.ndarray, s: float) -> np.ndarray:
@@ -597,12 +610,24 @@ def _shrunk(view: np.ndarray, s: float) -> np.ndarray:
 
 
 def is_stereo_pair(left: np.ndarray, right: np.ndarray) -> bool:
-    """Do two images look like a rectified stereo pair (rows agree, disparities in a narrow band)?"""
+    """Do two images look like a rectified stereo pair: rows agree, disparities in a narrow band
+    but spread by the scene's depth?  A picture beside a copy of itself (a before/after image,
+    recoloured, cropped or scaled) matches too, but its disparities are all equal, or follow the
+    position as one plane's would: that is no pair (``auto`` would show half the image, torn)."""
     s = min(1.0, 768 / max(left.shape[:2]))
     l = _shrunk(left, s) if s < 1 else left
     r = _shrunk(right, s) if s < 1 else right
-    m = match_range(l, r)
-    return m is not None and m[3] >= 40 and abs(m[0]) < 0.02 * l.shape[0] and m[2] - m[1] < 0.25 * l.shape[1]
+    m = _row_matches(l, r)
+    if m is None:
+        return False
+    pl, pr, dy0 = m
+    dx = pl[:, 0] - pr[:, 0]
+    lo, hi = np.percentile(dx, (1, 99))
+    if len(pl) < 40 or abs(dy0) >= 0.02 * l.shape[0] or hi - lo >= 0.25 * l.shape[1]:
+        return False
+    plane = np.c_[pl, np.ones(len(pl))]
+    off_plane = np.abs(dx - plane @ np.linalg.lstsq(plane, dx, rcond=None)[0])
+    return bool(hi - lo >= max(2.0, MIN_DEPTH_SPREAD * l.shape[1]) and np.percentile(off_plane, 90) >= MIN_OFF_PLANE_PX)
 
 
 def _fill_rows_background(d: np.ndarray, valid: np.ndarray) -> np.ndarray:
