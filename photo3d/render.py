@@ -160,7 +160,24 @@ def _scene(glb: bytes) -> Scene:
                 faces=_accessor(tree, binary, prim["indices"]).reshape(-1, 3).astype(np.int64),
                 texture=int(tex),
             ))
-    return Scene(meshes, textures, tree["extras"]["photo3d"])
+    for m in meshes:  # (the rasterizer indexes with them unchecked)
+        if m.faces.size and (m.faces.min() < 0 or m.faces.max() >= len(m.positions)):
+            raise SceneError(f"a face names vertex {int(m.faces.max())} of {len(m.positions)}")
+    meta = tree["extras"]["photo3d"]
+    _check_meta(meta)
+    return Scene(meshes, textures, meta)
+
+
+def _check_meta(meta: dict) -> None:
+    """The viewer metadata the renderer reads: finite positive numbers where it needs them."""
+    p = meta["parallax"]
+    numbers = [meta["fov_x_deg"], meta["fov_y_deg"], *meta["source_size"], p["max_offset"], p["focus_depth"],
+               *p["inverse_depth_range"]]
+    if len(meta["source_size"]) != 2 or len(p["inverse_depth_range"]) != 2:
+        raise SceneError("its metadata is not as photo3d writes it (sizes)")
+    if not all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) and v > 0 for v in numbers) \
+            or not 0 < meta["fov_x_deg"] < 180 or not 0 < meta["fov_y_deg"] < 180:
+        raise SceneError("its metadata is not as photo3d writes it (not a number where one belongs)")
 
 
 # ---------------------------------------------------------------- camera (as the viewer places it)

@@ -462,21 +462,33 @@ def test_side_by_side_stereo(tmp_path):
     assert found_in(noise).source == "model"
 
 
-@pytest.mark.parametrize("kind", ["copy", "before/after", "scaled copy"])
+@pytest.mark.parametrize("kind", ["copy", "before/after", "before/after, small"])
 def test_a_picture_beside_a_copy_of_itself_is_no_stereo_pair(tmp_path, kind):
     """A 'before | after' image (the photo beside a recoloured copy), or the photo twice, matched
     as a side-by-side pair under auto: half the image was dropped, and the 3D photo of a depth
-    of noise tore (a new-user trial).  Their disparities are all equal, or follow the position
-    as one plane's would; a real pair's spread with the scene's depth (the synthetic pair above
-    and the Apple spatial photo's views: 50 px, 18 px off the best plane)."""
+    of noise tore (a new-user trial).  Their disparities are all equal (5th to 95th percentile:
+    0 px); a real pair's spread with the scene's depth (the synthetic pair above; a Middlebury
+    pair at 256 px: 3.0 px)."""
     photo = np.asarray(Image.open(REPO / "examples" / "coffee.jpg").convert("RGB"))
-    h, w = photo.shape[:2]
-    other = {"copy": photo,
-             "before/after": (0.2 * photo + 0.8 * photo.mean(axis=2, keepdims=True)).astype(np.uint8),
-             "scaled copy": cv2.resize(photo[10:h - 10, 12:w - 12], (w, h), interpolation=cv2.INTER_AREA)}[kind]
+    if kind.endswith("small"):
+        photo = cv2.resize(photo, None, fx=0.3, fy=0.3, interpolation=cv2.INTER_AREA)
+    w = photo.shape[1]
+    other = photo if kind == "copy" else (0.2 * photo + 0.8 * photo.mean(axis=2, keepdims=True)).astype(np.uint8)
     src = write(tmp_path, "side.jpg", image_bytes(np.concatenate([photo, other], axis=1), "JPEG"))
     f = found_in(src)
     assert f.source == "model" and not f.warnings and f.photo.width == 2 * w, (f.source, f.warnings)
+
+
+@pytest.mark.parametrize("width", [256, 768])
+def test_a_small_real_stereo_pair_side_by_side_is_still_one(tmp_path, shared_dir, width):
+    """The check above must not refuse real pairs: Middlebury's Wood2 (views 1 and 5, a real
+    rectified pair, evaluation data) side by side at 256 px a view (disparity spread 3.0 px)
+    and at 768 px is taken as a stereo pair under auto."""
+    views = [Image.open(shared_dir / "data" / "middlebury2006" / "Wood2" / f"view{k}.png").convert("RGB") for k in (1, 5)]
+    h = round(views[0].height * width / views[0].width)
+    pair = np.concatenate([np.asarray(v.resize((width, h), Image.LANCZOS)) for v in views], axis=1)
+    f = found_in(write(tmp_path, "wood2.png", image_bytes(pair)))
+    assert (f.source, f.kind) == ("stereo", "sbs-stereo") and f.photo.width == width, (f.source, f.warnings)
 
 
 @pytest.mark.parametrize("size", [(1, 20000), (1, 600)])

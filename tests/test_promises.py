@@ -731,7 +731,7 @@ def test_a_rerun_refuses_an_existing_glb_that_is_no_file_or_claims_gigapixels(tm
     JSON is not an object, or whose material names a texture it lacks (read out of bounds), was an
     'internal error' or rendered.  Each fails its photo in one line now."""
     (tmp_path / "in").mkdir()
-    for name in "cdef":
+    for name in "cdefg":
         photo(tmp_path / "in" / f"{name}.png", seed=ord(name))
     out = tmp_path / "out"
     assert cli("convert", tmp_path / "in", "-o", out, "--model", tiny_depth_model).exit_code == 0
@@ -752,8 +752,12 @@ def test_a_rerun_refuses_an_existing_glb_that_is_no_file_or_claims_gigapixels(tm
     tree, binary = read_glb((out / "f.glb").read_bytes())
     tree["materials"][0]["pbrMetallicRoughness"]["baseColorTexture"]["index"] = 7  # (read out of bounds by the rasterizer)
     (out / "f.glb").write_bytes(_pack_glb(tree, binary))
+    tree, binary = read_glb((out / "g.glb").read_bytes())
+    del tree["extras"]["photo3d"]["fov_x_deg"]  # (the renderer's KeyError)
+    (out / "g.glb").write_bytes(_pack_glb(tree, binary))
     why = {"c": "not a regular file", "d": "a texture of 12000×12000, over --max-megapixels 100",
-           "e": "its JSON is not an object", "f": "a material names texture 7 of 1"}
+           "e": "its JSON is not an object", "f": "a material names texture 7 of 1",
+           "g": "not as photo3d writes it (KeyError: 'fov_x_deg')"}
 
     def hung(*_):
         raise TimeoutError("the run hung on the named pipe")
@@ -761,7 +765,7 @@ def test_a_rerun_refuses_an_existing_glb_that_is_no_file_or_claims_gigapixels(tm
     old = signal.signal(signal.SIGALRM, hung)
     signal.alarm(60)
     try:
-        for args, names in ((("--html",), "ce"), (("--format", "glb", "--format", "gif", "--seconds", "0.2"), "def")):
+        for args, names in ((("--html",), "ce"), (("--format", "glb", "--format", "gif", "--seconds", "0.2"), "defg")):
             r = cli("convert", tmp_path / "in", "-o", out, "--model", tiny_depth_model, *args)
             assert r.exit_code == 1, r.output
             assert [ln for ln in lines(r.output) if ln.startswith("error:")] == [

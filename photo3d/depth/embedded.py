@@ -74,9 +74,10 @@ LOW_CONFIDENCE = 0.5  # pixels below this are fused with the network
 FUSE_MIN_SHARE = 0.002  # ... when they cover more than this share of the map (else: filled)
 STEREO_SIDE = 1024  # longer side the stereo matcher works at
 # a side-by-side photo is taken for a stereo pair (auto) only when its disparities spread over this
-# share of a view's width, and 10 % of them lie this many pixels (at 768 px) off the best plane
-MIN_DEPTH_SPREAD = 0.01
-MIN_OFF_PLANE_PX = 1.5
+# many pixels (5th to 95th percentile, views at <= 768 px): a picture beside a copy of itself, or a
+# recoloured copy (before / after), spreads over 0 px at any size; real pairs: a Middlebury pair at
+# 256 px 3.0, the Apple spatial photo's views 39 (at 768 px) and 16 (at 256 px)
+MIN_SPREAD_PX = 1.5
 # A depth map, confidence map or second view larger than the photo (in pixels) is refused before it is
 # decoded (a few KB can claim gigapixels); small photos may carry maps up to this many pixels.
 MIN_MAP_LIMIT = 4_000_000
@@ -121,15 +122,24 @@ class Found:
 
 
 class FileBytes:
-    """An open file's bytes, read when sliced: the metadata at the start is read once (at most
-    ``HEAD_BYTES``), other ranges (Dynamic Depth items at the end) on demand.  Not a memory map: a
+    """An open file's bytes, read when sliced: its first 64 KB at once (what tells the format), a
+    JPEG's metadata at the start once asked for (at most ``HEAD_BYTES``), other ranges (Dynamic
+    Depth items at the end) on demand.  Not a memory map: a
     file cut short meanwhile reads short (malformed data), where a mapped one would crash the
     process (SIGBUS)."""
 
     def __init__(self, f):
         self.f = f
         self.size = os.fstat(f.fileno()).st_size
-        self.head = f.read(min(self.size, HEAD_BYTES))  # (read(n) makes a buffer of n bytes first)
+        self._head = f.read(min(self.size, 1 << 16))  # (read(n) makes a buffer of n bytes first)
+
+    @property
+    def head(self) -> bytes:
+        """The file's first ``HEAD_BYTES`` (all of it when smaller), read when first asked for (a JPEG's)."""
+        if len(self._head) < min(self.size, HEAD_BYTES):
+            self.f.seek(0)  # (read again whole: adding the rest would hold it twice)
+            self._head = self.f.read(min(self.size, HEAD_BYTES))
+        return self._head
 
     def __len__(self) -> int:
         return self.size
@@ -138,8 +148,8 @@ class FileBytes:
         start, stop, step = k.indices(self.size)
         if step != 1:
             raise ValueError("FileBytes takes plain slices")
-        if stop <= len(self.head):
-            return self.head[start:stop]
+        if stop <= len(self._head):
+            return self._head[start:stop]
         self.f.seek(start)
         return self.f.read(max(0, stop - start))
 
@@ -611,9 +621,10 @@ def _shrunk(view: np.ndarray, s: float) -> np.ndarray:
 
 def is_stereo_pair(left: np.ndarray, right: np.ndarray) -> bool:
     """Do two images look like a rectified stereo pair: rows agree, disparities in a narrow band
-    but spread by the scene's depth?  A picture beside a copy of itself (a before/after image,
-    recoloured, cropped or scaled) matches too, but its disparities are all equal, or follow the
-    position as one plane's would: that is no pair (``auto`` would show half the image, torn)."""
+    but spread by the scene's depth?  A picture beside a copy of itself (a before/after image, the
+    copy recoloured) matches too, but its disparities are all equal: that is no pair (``auto``
+    would show half the image, torn).  (A scaled copy's disparities follow the position as a
+    slanted plane's would: not told apart from a pair.)"""
     s = min(1.0, 768 / max(left.shape[:2]))
     l = _shrunk(left, s) if s < 1 else left
     r = _shrunk(right, s) if s < 1 else right
@@ -621,13 +632,8 @@ def is_stereo_pair(left: np.ndarray, right: np.ndarray) -> bool:
     if m is None:
         return False
     pl, pr, dy0 = m
-    dx = pl[:, 0] - pr[:, 0]
-    lo, hi = np.percentile(dx, (1, 99))
-    if len(pl) < 40 or abs(dy0) >= 0.02 * l.shape[0] or hi - lo >= 0.25 * l.shape[1]:
-        return False
-    plane = np.c_[pl, np.ones(len(pl))]
-    off_plane = np.abs(dx - plane @ np.linalg.lstsq(plane, dx, rcond=None)[0])
-    return bool(hi - lo >= max(2.0, MIN_DEPTH_SPREAD * l.shape[1]) and np.percentile(off_plane, 90) >= MIN_OFF_PLANE_PX)
+    lo, low, high, hi = np.percentile(pl[:, 0] - pr[:, 0], (1, 5, 95, 99))
+    return bool(len(pl) >= 40 and abs(dy0) < 0.02 * l.shape[0] and hi - lo < 0.25 * l.shape[1] and high - low >= MIN_SPREAD_PX)
 
 
 def _fill_rows_background(d: np.ndarray, valid: np.ndarray) -> np.ndarray:

@@ -180,12 +180,15 @@ def check_archive(path: Path) -> None:
             sources = []
             for info in code:
                 parts = []
-                with z.open(info) as f:
-                    while chunk := f.read(min(1 << 16, budget + 1)):
-                        budget -= len(chunk)
-                        if budget < 0:
-                            raise ModelError(f"not a TorchScript depth model (more than {MAX_SOURCE_BYTES >> 20} MiB of code)", path)
-                        parts.append(chunk)
+                try:
+                    with z.open(info) as f:
+                        while chunk := f.read(min(1 << 16, budget + 1)):
+                            budget -= len(chunk)
+                            if budget < 0:
+                                raise ModelError(f"not a TorchScript depth model (more than {MAX_SOURCE_BYTES >> 20} MiB of code)", path)
+                            parts.append(chunk)
+                except zipfile.BadZipFile as e:  # (the directory was read: an entry is damaged)
+                    raise ModelError(f"not a TorchScript depth model (a damaged entry: {e})", path) from None
                 sources.append(b"".join(parts).decode("utf-8"))
     except zipfile.BadZipFile:
         raise ModelError(f"not a TorchScript depth model ({_not_an_archive(path)})", path) from None
