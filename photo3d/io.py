@@ -77,6 +77,19 @@ def over_pixel_limit(w: int, h: int, max_megapixels: float | None) -> str | None
     return f"{w}x{h} = {shown} MP exceeds the --max-megapixels limit of {max_megapixels:g} MP"
 
 
+def open_unlimited(source) -> Image.Image:
+    """``Image.open`` without Pillow's own pixel limit and its warning, for a caller that checks the
+    size itself before decoding (with a clearer message, against --max-megapixels)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+        saved_limit = Image.MAX_IMAGE_PIXELS
+        Image.MAX_IMAGE_PIXELS = None
+        try:
+            return Image.open(source)
+        finally:
+            Image.MAX_IMAGE_PIXELS = saved_limit
+
+
 def is_image_path(path: Path) -> bool:
     return path.suffix.lower() in IMAGE_SUFFIXES
 
@@ -184,7 +197,7 @@ def _rgb8_and_alpha(im: Image.Image) -> tuple[np.ndarray, np.ndarray | None, str
 
 
 @contextlib.contextmanager
-def library_stderr(lines: list[str]) -> Iterator[None]:
+def _library_stderr(lines: list[str]) -> Iterator[None]:
     """Capture into ``lines`` what C libraries write straight to the process's stderr (fd 2)
     meanwhile: libtiff prints its warnings and errors there ("ZIPDecode: Decoding error at
     scanline 0, ...") besides the exception Pillow raises."""
@@ -546,13 +559,7 @@ def load_image(
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            saved_limit = Image.MAX_IMAGE_PIXELS
-            Image.MAX_IMAGE_PIXELS = None  # we apply our own, clearer limit below
-            try:
-                im = Image.open(path)
-            finally:
-                Image.MAX_IMAGE_PIXELS = saved_limit
-            with im:
+            with open_unlimited(path) as im:  # (our own, clearer limit below)
                 w, h = im.size
                 if over := over_pixel_limit(w, h, max_megapixels):
                     raise TooLargeError(f"too large ({over})", path)
@@ -568,7 +575,7 @@ def load_image(
                 warning = None
                 # only libtiff writes to stderr itself: other formats decode without the capture
                 # (a temp file and two dup2 per photo, and a process-wide redirect, for nothing)
-                capture = library_stderr(noise) if im.format == "TIFF" else contextlib.nullcontext()
+                capture = _library_stderr(noise) if im.format == "TIFF" else contextlib.nullcontext()
                 try:
                     with capture:
                         im.load()

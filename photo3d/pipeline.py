@@ -519,11 +519,11 @@ def check_existing_glb(src: Path, path: Path, glb: bytes, max_megapixels: float 
     """A GLB found beside the outputs (a re-run adds ``--html`` or renders ``--format mp4`` from it)
     must be a whole 3D photo photo3d wrote: a file cut short (an interrupted copy) or another
     tool's GLB went into the viewer page as it was (a page that shows nothing) or failed the video
-    with 'internal error (error: unpack_from requires a buffer ...)'; its textures, the photo's,
-    are within ``max_megapixels`` (a few KB of PNG can claim gigapixels).  The input fails,
-    saying so.  Returns its photo3d metadata."""
+    with 'internal error (error: unpack_from requires a buffer ...)'; with ``max_megapixels`` (it is
+    to be rendered), its textures are whole images within that size.  The input fails, saying so.
+    Returns its photo3d metadata."""
     from .export import read_glb
-    from .render import texture_sizes
+    from .render import check_textures
 
     try:
         tree, binary = read_glb(glb)
@@ -531,10 +531,7 @@ def check_existing_glb(src: Path, path: Path, glb: bytes, max_megapixels: float 
         if not isinstance(meta, dict):
             raise ValueError("not a 3D photo photo3d wrote")
         if max_megapixels is not None:
-            for size in texture_sizes(tree, binary):
-                if size is None or size[0] * size[1] > max_megapixels * 1e6:
-                    what = f"{size[0]}×{size[1]}" if size else "more pixels than any photo"
-                    raise ValueError(f"a texture of {what}, over --max-megapixels {max_megapixels:g}")
+            check_textures(tree, binary, max_megapixels)
     except (ValueError, struct.error, AttributeError) as e:
         raise damaged_existing(src, path, "3D photo", e) from None
     return meta
@@ -608,7 +605,7 @@ def convert_file(src: str | Path, dst: str | Path, opts: ConvertOptions | None =
             try:
                 return write_outputs(src, dst, glb, {"glb_bytes": len(glb), "from_glb": str(sibling),
                                                      **({"warnings": kept} if kept else {})}, opts, timings)
-            except SceneError as e:  # (what only rendering finds: a texture that does not decode)
+            except SceneError as e:  # (what only rendering finds: metadata or indices it cannot use)
                 raise damaged_existing(src, sibling, "3D photo", e) from None
     loading = warm_up(opts)  # started by the batch runner already, or now
     with timed(timings, "read"):

@@ -87,28 +87,27 @@ def _texture_bytes(tree: dict, binary: bytes) -> Iterator[bytes]:
         yield binary[off:off + view["byteLength"]]
 
 
-def texture_sizes(tree: dict, binary: bytes) -> list[tuple[int, int] | None]:
-    """(width, height) of each texture of a GLB (``read_glb``'s parts), from the image headers
-    alone (None: more pixels than Pillow opens); ValueError when one is not an image."""
-    import warnings
+def check_textures(tree: dict, binary: bytes, max_megapixels: float | None) -> None:
+    """ValueError saying why when a texture of a GLB (``read_glb``'s parts) kept from an earlier run
+    is not an image, is over ``max_megapixels`` (from its header, before decoding: a few KB of PNG
+    can claim gigapixels), or does not decode (found here, in Pillow, which prints nothing: the
+    renderer's OpenCV decoder prints libpng's complaints to stderr)."""
+    from .io import open_unlimited, over_pixel_limit
 
-    from PIL import Image
-
-    sizes = []
     try:
         for data in _texture_bytes(tree, binary):
-            with warnings.catch_warnings():  # (sizes are what the caller checks)
-                warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with open_unlimited(io.BytesIO(data)) as im:
+                w, h = im.size
+                if over_pixel_limit(w, h, max_megapixels):
+                    raise ValueError(f"a texture of {w}×{h}, over --max-megapixels {max_megapixels:g}")
                 try:
-                    with Image.open(io.BytesIO(data)) as im:
-                        sizes.append(im.size)
-                except Image.DecompressionBombError:
-                    sizes.append(None)
+                    im.load()
+                except (OSError, SyntaxError, EOFError):
+                    raise ValueError("a texture that does not decode") from None
     except (KeyError, IndexError, TypeError) as e:
         raise ValueError(f"textures not as photo3d writes them ({type(e).__name__}: {e})") from None
     except OSError as e:
         raise ValueError(f"a texture that is not an image ({type(e).__name__})") from None
-    return sizes
 
 
 class SceneError(ValueError):
@@ -128,16 +127,12 @@ def scene_from_glb(glb: bytes) -> Scene:
 
 
 def _scene(glb: bytes) -> Scene:
-    from .io import library_stderr
-
     tree, binary = read_glb(glb)
     textures = []
     for data in _texture_bytes(tree, binary):
-        noise: list[str] = []
-        with library_stderr(noise):  # (libpng / libjpeg print to stderr about damaged data)
-            bgr = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
+        bgr = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
         if bgr is None:
-            raise SceneError("a texture that does not decode" + (f" ({noise[0]})" if noise else ""))
+            raise SceneError("a texture that does not decode")
         textures.append(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB))
     meshes = []
     for node in tree["nodes"]:

@@ -112,8 +112,7 @@ class Found:
 
     photo: Photo
     source: str = "model"  # embedded | stereo | model
-    depth: SourceDepth | None = None  # embedded map (stereo: computed by :func:`depth_for`)
-    right: np.ndarray | None = None  # stereo: the right view (RGB uint8)
+    depth: SourceDepth | None = None  # the embedded map, or the stereo pair's disparity
     kind: str | None = None
     warnings: list[str] = field(default_factory=list)
 
@@ -292,21 +291,19 @@ def check_map_size(size: tuple[int, int], max_px: int, what: str) -> None:
 def decode_map_image(blob: bytes, what: str, max_px: int) -> np.ndarray:
     """A PNG/JPEG depth or confidence image as float32 in [0, 1] (8- or 16-bit grey), of at most
     ``max_px`` pixels (:func:`map_limit`)."""
-    import warnings
+    from PIL import UnidentifiedImageError
 
-    from PIL import Image, UnidentifiedImageError
+    from ..io import open_unlimited
 
     try:
-        with warnings.catch_warnings():  # (Pillow's own bomb warning: the size is checked here)
-            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            with Image.open(io.BytesIO(blob)) as im:
-                check_map_size(im.size, max_px, what)
-                im.load()
-                mode = im.mode
-                a = np.asarray(im)
-    except (UnidentifiedImageError, Image.DecompressionBombError, OSError, SyntaxError, ValueError, EOFError) as e:
-        if isinstance(e, EmbeddedDepthError):
-            raise
+        with open_unlimited(io.BytesIO(blob)) as im:  # (the size is checked here)
+            check_map_size(im.size, max_px, what)
+            im.load()
+            mode = im.mode
+            a = np.asarray(im)
+    except EmbeddedDepthError:
+        raise
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, EOFError) as e:
         raise EmbeddedDepthError(f"{what}: undecodable image ({type(e).__name__})") from None
     if a.ndim == 3:
         a = a[..., 0]
@@ -365,9 +362,9 @@ def read_gdepth(root: ET.Element, max_px: int) -> SourceDepth | None:
     return SourceDepth(disp, "gdepth", _same_size(conf, disp.shape, what), True, meta)
 
 
-def read_dynamic_depth(root: ET.Element, data: bytes | FileBytes, max_px: int) -> SourceDepth | None:
+def read_dynamic_depth(root: ET.Element, data: FileBytes, max_px: int) -> SourceDepth | None:
     """Android Dynamic Depth 1.0: items appended after the primary image, in directory order
-    (``data``: the file's bytes; of a :class:`FileBytes`, only the items used are read)."""
+    (only the items used are read)."""
     p = xmp_properties(root, NS_DD_DEPTHMAP)
     if not p:
         return None
@@ -461,10 +458,10 @@ def heif_depth_to_disparity(v: np.ndarray, meta: dict) -> tuple[np.ndarray, bool
     raise EmbeddedDepthError(f"{what}: unknown representation_type {rtype}")
 
 
-def read_heif(path: Path, max_px: int) -> tuple[SourceDepth | EmbeddedDepthError | None, tuple | None]:
-    """(auxiliary depth of the primary image, or the reason it is unusable; (left, right[,
-    focal_35mm]) views of a stereo pair, or ``(reason,)``), either may be None; images of more
-    than ``max_px`` pixels are not decoded."""
+def read_heif(path: Path, max_px: int) -> tuple[SourceDepth | EmbeddedDepthError | None, tuple | EmbeddedDepthError | None]:
+    """(auxiliary depth of the primary image, (left, right[, focal_35mm]) views of a stereo pair),
+    either may be None or the reason it is unusable; images of more than ``max_px`` pixels are
+    not decoded."""
     import pillow_heif  # type: ignore
 
     try:
@@ -478,7 +475,7 @@ def read_heif(path: Path, max_px: int) -> tuple[SourceDepth | EmbeddedDepthError
     try:
         return depth, _heif_pair(heif, max_px)
     except EmbeddedDepthError as e:  # (a view too large: the depth may still serve)
-        return depth, (e,)
+        return depth, e
 
 
 def _heif_depth(heif, max_px: int) -> SourceDepth | None:
@@ -525,8 +522,8 @@ def _heif_pair(heif, max_px: int) -> tuple | None:
     return None
 
 
-def read_jpeg_depth(data: bytes | FileBytes, max_px: int) -> SourceDepth | None:
-    main, ext = read_xmp(data.head if isinstance(data, FileBytes) else data)
+def read_jpeg_depth(data: FileBytes, max_px: int) -> SourceDepth | None:
+    main, ext = read_xmp(data.head)
     if main is None:
         return None
     roots = [_parse_xml(main)]
@@ -814,8 +811,8 @@ def _find_depth(path: Path, photo: Photo, source: str, found: Found, data: FileB
         kind = None
         if pair is None and is_heif and source == "stereo":  # (auto and embedded read it above)
             _, pair = read_heif(path, max_px)
-        if pair is not None and isinstance(pair[0], EmbeddedDepthError):
-            raise pair[0]
+        if isinstance(pair, EmbeddedDepthError):
+            raise pair
         if pair is not None:
             kind = "heif-stereo"
         elif is_jpeg:
@@ -831,7 +828,7 @@ def _find_depth(path: Path, photo: Photo, source: str, found: Found, data: FileB
                 photo = replace(photo, focal_35mm=pair[2])
             depth = stereo_disparity(photo.rgb, right)
             depth.kind = kind
-            found.photo, found.right, found.depth, found.source, found.kind = photo, right, depth, "stereo", kind
+            found.photo, found.depth, found.source, found.kind = photo, depth, "stereo", kind
             return found
     except EmbeddedDepthError as e:
         found.warnings.append(f"unusable stereo pair ({e})")

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import InputFileError, TooLargeError, UsageError, summarize
-from ..io import DEFAULT_MAX_MEGAPIXELS, atomic_output, input_file, over_pixel_limit
+from ..io import DEFAULT_MAX_MEGAPIXELS, atomic_output, input_file, open_unlimited, over_pixel_limit
 
 CONVENTION = "normalized disparity, larger = nearer"
 PNG_SCALE = "value / 65535 = normalized disparity in [0, 1]"
@@ -199,7 +199,7 @@ def load_depth_map(path: str | Path, max_megapixels: float | None = DEFAULT_MAX_
     refused before they are decoded (as photos are); every failure is an :class:`InputFileError`
     naming the map.
     """
-    from PIL import Image, UnidentifiedImageError
+    from PIL import UnidentifiedImageError
 
     path = Path(path)
     input_file(path, "a depth map", "no such depth map file")
@@ -238,14 +238,8 @@ def load_depth_map(path: str | Path, max_megapixels: float | None = DEFAULT_MAX_
         return a
     if path.suffix.lower() == ".npy" and not _is_image(path):
         raise InputFileError("not a readable .npy depth map (no NumPy header)", path)
-    saved_limit = Image.MAX_IMAGE_PIXELS
     try:
-        Image.MAX_IMAGE_PIXELS = None  # our own, clearer limit below
-        try:
-            im = Image.open(path)
-        finally:
-            Image.MAX_IMAGE_PIXELS = saved_limit
-        with im:
+        with open_unlimited(path) as im:  # (our own, clearer limit below)
             check_size(*im.size)
             im.load()
             if im.mode not in ("1", "L", "LA", "La", "I", "F", "RGB", "RGBA", "RGBa") and not im.mode.startswith("I;16"):
