@@ -801,17 +801,21 @@ def test_an_hd_mp4_shows_its_colours_in_a_browser(tmp_path):
     page = tmp_path / "play.html"
     page.write_text("""<video id="v" src="p.mp4" muted preload="auto"></video><script>
 const v = document.getElementById("v");
-v.addEventListener("loadeddata", () => {
+// "loadeddata" can come before a busy machine has the frame ready to draw: the canvas then
+// stays transparent (alpha 0, read as black), so draw again until the frame is there
+function grab(tries) {
   const c = document.createElement("canvas"), g = c.getContext("2d");
   c.width = v.videoWidth; c.height = v.videoHeight; g.drawImage(v, 0, 0);
   const d = g.getImageData(0, 0, c.width, c.height).data, out = [];
   for (let i = 0; i < %d; i++) {
     const k = 4 * (360 * c.width + i * 180 + 90);
+    if (d[k + 3] === 0 && tries > 0) { setTimeout(() => grab(tries - 1), 50); return; }
     out.push([d[k], d[k + 1], d[k + 2]]);
   }
   const p = document.createElement("pre"); p.id = "out"; p.textContent = JSON.stringify(out);
   document.body.appendChild(p);
-});
+}
+v.addEventListener("loadeddata", () => grab(200));
 v.addEventListener("error", () => { document.title = "error " + (v.error && v.error.code); });
 // virtual time runs ahead while nothing is due; a timer until the frame is there lets it decode
 (function wait() { if (!document.getElementById("out") && !document.title) setTimeout(wait, 20); })();
