@@ -293,6 +293,35 @@ def small_fragments(cuts: Cuts, min_area: float, min_width: float) -> np.ndarray
     return small[lbl[::2, ::2]]
 
 
+def far_pockets(inv: np.ndarray, cuts: Cuts, min_area: float, min_width: float) -> np.ndarray:
+    """Pixels of the small fragments that ``cuts`` (all cut-sized steps, before any is dropped as
+    too short or without colour support) cut out of the visible layer (:func:`small_fragments`)
+    and that lie behind their surroundings: the fragment's median inverse depth is at most that of
+    the pixels around it.  A network reads a bright or dark patch inside an object as a farther
+    pocket (the white top of a tape roll's rim as the white wall behind it); where part of its
+    border is kept as a cut and part is not, the pocket was not merged with the small fragments
+    of the kept cuts, the kept part opened a hole onto it and the background layer showed the
+    pocket's colour there (a white bite out of the rim at the left view, a blue blob above it at
+    the right), and the part not cut stretched into streaks.  A fragment at an object's edge that
+    lies in front of the background beyond it (a dark fleck between a table's edge and a dark
+    room) is not behind its surroundings and stays."""
+    small = small_fragments(cuts, min_area, min_width)
+    out = np.zeros_like(small)
+    if not small.any():
+        return out
+    n, lbl, stats, _ = cv2.connectedComponentsWithStats(small.astype(np.uint8), connectivity=4)
+    h, w = small.shape
+    k = np.ones((3, 3), np.uint8)
+    for i in range(1, n):
+        x, y, bw, bh = stats[i, :4]
+        box = (slice(max(0, y - 1), min(h, y + bh + 1)), slice(max(0, x - 1), min(w, x + bw + 1)))
+        piece = lbl[box] == i
+        ring = cv2.dilate(piece.astype(np.uint8), k).astype(bool) & ~small[box]
+        if ring.any() and np.median(inv[box][ring]) >= np.median(inv[box][piece]):
+            out[box] |= piece
+    return out
+
+
 def far_band(ldi: "LayeredDepth", width: int, rgb: np.ndarray | None = None) -> np.ndarray:
     """Far-side pixels within ``width`` pixels of a cut (not behind the foreground) whose colour
     is at least a quarter the foreground's (``MIXED_FG``: a blurred or mixed edge, fur, tree tips
@@ -508,6 +537,19 @@ def build_layers(
         return _without(_drop_short_edges(inv, find_cuts(inv, cut_shift, params), params.min_edge_len,
                                           contrast, params.min_edge_contrast, cut_shift, params), uncut)
 
+    def fill_pockets(pocket: np.ndarray, fill: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        new = np.where(pocket, fill, inv).astype(np.float32)
+        # the uncleaned depth too, over the pocket as it was before the median shrank it
+        grown = cv2.dilate(pocket.astype(np.uint8), np.ones((5, 5), np.uint8)).astype(bool)
+        _, around = nearest_values(~grown, new)
+        return new, np.where(grown & (raw < around), around, raw).astype(np.float32)
+
+    if rgb is not None:  # network depth: pockets behind their surroundings, cut or not (see far_pockets)
+        for _ in range(2):
+            pocket = far_pockets(inv, find_cuts(inv, cut_shift, params), min_area, params.min_width_px)
+            if not pocket.any():
+                break
+            inv, raw = fill_pockets(pocket, nearest_values(~pocket, inv)[1])
     for it in range(4):
         cuts = kept_cuts(inv)
         small = small_fragments(cuts, min_area, params.min_width_px) if it < 3 else None
@@ -515,11 +557,7 @@ def build_layers(
             break
         _, fill = nearest_values(~small, inv)
         pocket = small & (fill >= inv)
-        inv = np.where(pocket, fill, inv).astype(np.float32)
-        # the uncleaned depth too, over the pocket as it was before the median shrank it
-        grown = cv2.dilate(pocket.astype(np.uint8), np.ones((5, 5), np.uint8)).astype(bool)
-        _, fill = nearest_values(~grown, inv)
-        raw = np.where(grown & (raw < fill), fill, raw).astype(np.float32)
+        inv, raw = fill_pockets(pocket, fill)
         uncut |= small & ~pocket
     near, far = _sides(inv, cuts)
     if rgb is not None:
