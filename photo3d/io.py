@@ -847,6 +847,18 @@ def atomic_output(path: str | Path) -> Iterator[Path]:
         raise
 
 
+def output_state(path: str | Path) -> str:
+    """What stands under an output's name: "missing", "folder" (in the way: never a finished
+    output), "empty" (an empty file: what a crash left, written again) or "done"."""
+    try:
+        st = os.stat(path)
+    except (OSError, ValueError):
+        return "missing"
+    if stat.S_ISDIR(st.st_mode):
+        return "folder"
+    return "empty" if stat.S_ISREG(st.st_mode) and st.st_size == 0 else "done"
+
+
 def write_bytes_atomic(path: str | Path, data: bytes) -> None:
     with atomic_output(path) as tmp:
         tmp.write_bytes(data)

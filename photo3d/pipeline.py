@@ -30,7 +30,7 @@ from . import defaults
 from .errors import InputFileError, OutputError, UsageError, damaged_existing, printable
 from .export import Camera, ExportOptions, MeshData, camera_for, encode_jpeg, mesh_bytes, to_glb
 from .inpaint import Background, inpaint_background
-from .io import DEFAULT_MAX_MEGAPIXELS, Photo, load_image, write_bytes_atomic
+from .io import DEFAULT_MAX_MEGAPIXELS, Photo, load_image, output_state, write_bytes_atomic
 from .layers import (COARSE_MAP, Cuts, LayeredDepth, LayerParams, band_to_foreground, build_layers, find_cuts,
                      is_sharp_map, nearest_values, sanitize_inverse_depth)
 from .mesh import TEXTURE_SHIFT_PX, LayerMesh, grid_to_image, triangulate, unproject
@@ -567,7 +567,7 @@ def finish(src: str | Path, dst: str | Path, opts: ConvertOptions | None = None)
     meta = check_existing_glb(src, glb_path, glb)
     written = []
     for p in outputs(dst, opts)[1:]:
-        if not p.exists():
+        if output_state(p) != "done":
             write_viewer(p, glb, title=src.stem)
             written.append(str(p))
     note = page_note(glb) if written else None
@@ -656,7 +656,7 @@ def write_outputs(src: Path, dst: Path, glb: bytes, report: dict, opts: ConvertO
     suffix = dst.suffix.lower()
     from .viewer import page_note, write_viewer
 
-    written = [p for i, p in enumerate(outputs(dst, opts)) if i == 0 or not (opts.keep_existing and p.exists())]
+    written = [p for i, p in enumerate(outputs(dst, opts)) if i == 0 or not (opts.keep_existing and output_state(p) == "done")]
     if any(p.suffix.lower() == ".html" for p in written) and (note := page_note(glb)):
         report["page_note"] = note  # a panorama's page shows its centre: said on the result line
     made: list[Path] = []

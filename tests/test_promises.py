@@ -534,6 +534,50 @@ def test_an_empty_output_is_written_again_not_skipped(tmp_path, tiny_depth_model
     assert (out / "a.png").stat().st_mtime_ns == kept and "1 skipped (output exists)" in r.output
 
 
+def test_an_empty_page_or_preview_beside_an_output_is_written_again(tmp_path, tiny_depth_model):
+    """The same for the files written beside an output (NAME.html with --html, NAME.preview.png
+    with --preview): an empty one was taken as finished ('2 skipped (output exists)', exit 0) and
+    stayed empty.  Now it is written again from the existing output, with the warning line."""
+    src = tmp_path / "in"
+    photo(src / "a.png"), photo(src / "b.png")
+    out = tmp_path / "out"
+    assert cli("depth", src, "-o", out, "--model", tiny_depth_model, "--preview").exit_code == 0
+    (out / "b.preview.png").write_bytes(b"")
+    r = cli("depth", src, "-o", out, "--model", tiny_depth_model, "--preview")
+    assert r.exit_code == 0, r.output
+    assert lines(r.output)[0] == f"warning: {out / 'b.preview.png'}: exists but is empty (cut short by a crash?); written again"
+    assert Image.open(out / "b.preview.png").size[0] > 0 and "1 completed (missing outputs added)" in r.output
+    glbs = tmp_path / "glbs"
+    assert cli("convert", src, "-o", glbs, "--model", tiny_depth_model, "--html").exit_code == 0
+    (glbs / "a.html").write_bytes(b"")
+    r = cli("convert", src, "-o", glbs, "--model", tiny_depth_model, "--html")
+    assert r.exit_code == 0, r.output
+    assert lines(r.output)[0] == f"warning: {glbs / 'a.html'}: exists but is empty (cut short by a crash?); written again"
+    assert (glbs / "a.html").read_text().startswith("<!doctype html>")
+
+
+@pytest.mark.parametrize("command", ["convert", "depth"])
+def test_a_folder_in_the_place_of_a_page_or_preview_fails_its_photo(tmp_path, tiny_depth_model, command):
+    """A folder named like the page (NAME.html) or preview (NAME.preview.png) written beside an
+    output: a folder run wrote the output, said nothing of the page and ended '0 failed' (exit 0),
+    and every re-run skipped the photo as done; one photo failed only after the work, with 'Is a
+    directory'.  Now the photo fails at once, as with a folder in the place of the output itself."""
+    src = tmp_path / "in"
+    photo(src / "a.png"), photo(src / "b.png")
+    out = tmp_path / "out"
+    side = out / ("a.html" if command == "convert" else "a.preview.png")
+    side.mkdir(parents=True)
+    extra = ["--model", tiny_depth_model, "--html" if command == "convert" else "--preview"]
+    for _ in range(2):  # a re-run too
+        r = cli(command, src, "-o", out, *extra)
+        assert r.exit_code == 1, r.output
+        assert f"error: {side}: cannot write (a folder of that name is in the way; move it, or choose another -o)" in lines(r.output)
+        assert not (out / ("a.glb" if command == "convert" else "a.png")).exists() and side.is_dir()
+    r = cli(command, src / "a.png", "-o", out / ("a.glb" if command == "convert" else "a.png"), *extra)
+    assert r.exit_code == 1 and lines(r.output) == [f"error: {side}: cannot write (a folder of that name is in the way; "
+                                                    "move it, or choose another -o)"], r.output
+
+
 @pytest.mark.parametrize("value", ["nan", "inf", "0", "-5"])
 def test_max_megapixels_must_be_a_positive_number(tmp_path, value):
     src = photo(tmp_path / "photo.png")

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any, Iterator, Sequence
 
 from ..errors import ExitCode, InputFileError, Photo3DError, UsageError, summarize
-from ..io import input_file, write_bytes_atomic
+from ..io import input_file, output_state, write_bytes_atomic
 from .local import Executor, _first_outputs, _next_ready
 from .plan import Job
 from .result import Result, Status, msg
@@ -230,7 +230,7 @@ class RayExecutor(Executor):
                         keep = getattr(task.options, "keep_existing", False)  # (as the task does locally)
                         for name, data in files.items():  # side files first, the main output last
                             side = job.dst.parent / name
-                            if keep and side.exists():  # an existing side page is kept, and not listed
+                            if keep and output_state(side) == "done":  # an existing side page is kept, and not listed
                                 r.report["outputs"] = [o for o in r.report.get("outputs", []) if o != str(side)]
                                 continue
                             write_bytes_atomic(side, data)

@@ -26,7 +26,7 @@ from rich.progress import (
 
 from ..defaults import Engine
 from ..errors import ExitCode, Photo3DError, UsageError, printable, stderr_console
-from ..io import write_bytes_atomic
+from ..io import output_state, write_bytes_atomic
 from .local import (STOP_SIGNALS, Executor, PoolExecutor, SequentialExecutor, available_cpus, signals_handled,
                     stop_signals_ignored)
 from .plan import Job, PlanNotes, check_reads, check_summary_path, check_writable, plan_outputs, remove_stale_temps
@@ -188,25 +188,30 @@ def run_batch(
             say(ui_console, r.error or msg(r.src, "failed"))
 
     for i, job in enumerate(jobs):
+        states = {p: output_state(p) for p in job.outputs}
         if job.error:
             results[i] = Result(job.src, job.dst, Status.failed, error=job.error, given=job.given)
             say_failed(results[i], console)
-        elif (st := _stat(job.dst)) is not None and stat.S_ISDIR(st.st_mode):  # not an output that exists (it
-            # was skipped as one, exit 0): in the way
+        elif in_way := [p for p, s in states.items() if s == "folder"]:  # not an output that exists (it was
+            # skipped as one, exit 0; a page or preview beside it too): in the way
             results[i] = Result(job.src, job.dst, Status.failed, given=job.given,
-                                error=msg(job.dst, "cannot write (a folder of that name is in the way; move it, or choose another -o)"))
+                                error=msg(in_way[0], "cannot write (a folder of that name is in the way; move it, or choose another -o)"))
             say_failed(results[i], console)
-        elif not overwrite and st is not None and not (stat.S_ISREG(st.st_mode) and st.st_size == 0):
-            if any(not p.exists() for p in job.sides):
-                finish.append(i)
-                continue
-            results[i] = Result(job.src, job.dst, Status.skipped, bytes=st.st_size if stat.S_ISREG(st.st_mode) else 0)
         else:
-            if not overwrite and st is not None:  # never a finished output: what a crash left (an older photo3d's,
+            if not overwrite:  # an empty file is never a finished output: what a crash left (an older photo3d's,
                 # or another program's), once skipped as done
-                say(console, msg(job.dst, "exists but is empty (cut short by a crash?); written again"), "warning")
-            todo.append(job)
-            index[(str(job.src), str(job.dst))] = i
+                for p in (p for p, s in states.items() if s == "empty"):
+                    say(console, msg(p, "exists but is empty (cut short by a crash?); written again"), "warning")
+            if not overwrite and states[job.dst] == "done":
+                if any(states[p] != "done" for p in job.sides):
+                    finish.append(i)
+                    continue
+                st = _stat(job.dst)
+                results[i] = Result(job.src, job.dst, Status.skipped,
+                                    bytes=st.st_size if st is not None and stat.S_ISREG(st.st_mode) else 0)
+            else:
+                todo.append(job)
+                index[(str(job.src), str(job.dst))] = i
     remove_stale_temps(jobs)
     skipped = sum(1 for r in results.values() if r.status == Status.skipped)
     interrupted = False

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from .. import defaults
-from ..io import DEFAULT_MAX_MEGAPIXELS, load_image
+from ..io import DEFAULT_MAX_MEGAPIXELS, load_image, output_state
 
 __all__ = ["DepthOptions", "depth_file", "finish", "model_reads", "outputs", "reads", "warm_up"]
 
@@ -89,7 +89,7 @@ def finish(src: str | Path, dst: str | Path, opts: DepthOptions | None = None) -
 
     written = []
     for p in outputs(dst, opts)[1:]:
-        if not p.exists():
+        if output_state(p) != "done":
             try:
                 depth = load_depth_map(dst, max_megapixels=(opts or DepthOptions()).max_megapixels)
             except TooLargeError:  # whole, but over --max-megapixels: said as it is
