@@ -198,12 +198,15 @@ _PATH_ARGS = {"inputs": "INPUT", "output": "-o", "summary": "--summary", "depth_
 def _check_path_names(kwargs: dict) -> None:
     """A usage error, before anything else, for a path the system refuses as a name at all (a part
     longer than NAME_MAX, the whole longer than PATH_MAX): every check of it raised, and the command
-    ended in a traceback."""
+    ended in a traceback; and for an empty INPUT or -o (``-o "$OUT"`` with OUT unset), which was
+    read as the current folder: a photo's output overwrote ``./photo.glb``, a walk converted ``.``."""
     from .io import path_too_long
 
     for name, option in _PATH_ARGS.items():
         value = kwargs.get(name)
         for v in value if isinstance(value, list) else [value]:
+            if isinstance(v, str) and not v:  # (an unset shell variable: not the current folder)
+                _fail(UsageError(f"{option}: an empty path names no file or folder (write . for the current folder)"))
             if v is not None and (why := path_too_long(v)):
                 _fail(UsageError(f"{option} {printable(v)}: {why}"))
 
@@ -358,10 +361,14 @@ def _check_video_options_apply(ctx, suffixes: list[str]) -> None:
     if not given or not set(suffixes) <= {".glb", ".html", *VIDEO_SUFFIXES, *STILL_SUFFIXES}:
         return  # (an output of another suffix is the error: said when the outputs are planned)
     writes = f"this run writes {', '.join(s for s in suffixes)}"
+    motion = [n for n in given if n in ("--path", "--seconds", "--fps")]
     if not set(suffixes) & {*VIDEO_SUFFIXES, *STILL_SUFFIXES}:
+        if motion:  # (a stereo still takes none of them)
+            raise UsageError(f"{', '.join(given)}: only for videos (.mp4 .gif .webp); {writes}" if given == motion else
+                             f"{', '.join(given)}: only for videos (.mp4 .gif .webp; --size and --stereo also for "
+                             f".jpg/.png stereo stills); {writes}")
         raise UsageError(f"{', '.join(given)}: only for videos and stereo stills (.mp4 .gif .webp, or .jpg/.png with "
                          f"--stereo); {writes}")
-    motion = [n for n in given if n in ("--path", "--seconds", "--fps")]
     if motion and not set(suffixes) & set(VIDEO_SUFFIXES):
         raise UsageError(f"{', '.join(motion)}: only for videos (.mp4 .gif .webp): a stereo still is one frame; {writes}")
 

@@ -578,6 +578,22 @@ def test_a_folder_in_the_place_of_a_page_or_preview_fails_its_photo(tmp_path, ti
                                                     "move it, or choose another -o)"], r.output
 
 
+@pytest.mark.parametrize("command", ["convert", "depth"])
+def test_an_empty_path_is_a_usage_error_not_the_current_folder(tmp_path, monkeypatch, tiny_depth_model, command):
+    """``-o "$OUT"`` or ``"$IN"`` with the variable unset: an empty path was read as the current
+    folder, so one photo's output overwrote ./photo.glb (./photo.png) and an empty INPUT converted
+    every photo under the current folder.  Now either is a usage error (exit 2) and nothing is written."""
+    monkeypatch.chdir(tmp_path)
+    photo(tmp_path / "photo.png")
+    mine = tmp_path / ("photo.glb" if command == "convert" else "photo.npy")
+    mine.write_bytes(b"precious")
+    for args, option in ((["photo.png", "-o", ""], "-o"), (["", "-o", "out/"], "INPUT"), (["photo.png", "", "-o", "out/"], "INPUT")):
+        r = cli(command, *args, "--model", tiny_depth_model)
+        assert r.exit_code == 2, r.output
+        assert lines(r.output) == [f"error: {option}: an empty path names no file or folder (write . for the current folder)"]
+    assert mine.read_bytes() == b"precious" and sorted(p.name for p in tmp_path.iterdir()) == sorted(["photo.png", mine.name])
+
+
 @pytest.mark.parametrize("value", ["nan", "inf", "0", "-5"])
 def test_max_megapixels_must_be_a_positive_number(tmp_path, value):
     src = photo(tmp_path / "photo.png")

@@ -653,6 +653,9 @@ def test_cli_video_options_without_a_video_output_are_usage_errors(tmp_path):
     (tmp_path / "in").mkdir()
     res = cli("convert", str(tmp_path / "in"), "-o", str(tmp_path / "out"), "--format", "glb", "--format", "html", "--fps", "8")
     assert res.exit_code == 2 and "error: --fps: only for videos" in res.output and "writes .glb, .html" in res.output
+    # (a motion option is not for a stereo still either: the message does not point at one)
+    res = cli("convert", str(EXAMPLE), "-o", str(tmp_path / "a.glb"), "--path", "swing")
+    assert res.exit_code == 2 and res.output == "error: --path: only for videos (.mp4 .gif .webp); this run writes .glb\n", res.output
     assert sorted(p.name for p in tmp_path.iterdir()) == ["in"]
     # a stereo still is one frame: --path, --seconds, --fps did nothing to it (a new-user trial)
     res = cli("convert", str(EXAMPLE), "-o", str(tmp_path / "s.jpg"), "--stereo", "sbs", "--path", "zoom", "--seconds", "3")
