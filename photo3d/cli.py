@@ -251,7 +251,7 @@ def main(
 def _outputs_line(r) -> str:
     """"SRC -> OUT, OUT.html (open in a browser)": every file this input wrote."""
     outs = [str(p) for p in r.report.get("outputs", [r.dst])]
-    names = ", ".join(f"{o} (open in a browser)" if o.endswith(".html") else o for o in outs)
+    names = ", ".join(f"{o} (open in a browser)" if o.lower().endswith(".html") else o for o in outs)
     return f"{r.src} -> {names}"
 
 

@@ -632,8 +632,12 @@ def load_image(
         nw, nh = max(1, round(rgb.shape[1] * s)), max(1, round(rgb.shape[0] * s))
         rgb = cv2.resize(rgb, (nw, nh), interpolation=cv2.INTER_AREA)
         alpha = None if alpha is None else cv2.resize(alpha, (nw, nh), interpolation=cv2.INTER_AREA)
+    from .depth.maps import photo3d_kind
+
+    # a map photo3d wrote, given as the photo (a folder walk skips these; named, it is used as said)
+    own = f"a {'depth ' if kind == 'preview' else ''}{kind} photo3d wrote, used as a photo" if (kind := photo3d_kind(path)) else None
     return Photo(rgb=rgb, path=path, focal_35mm=focal, original_size=osize,
-                 warnings=[w for w in (warning, colour_warning, clear_warning) if w], alpha=alpha)
+                 warnings=[w for w in (own, warning, colour_warning, clear_warning) if w], alpha=alpha)
 
 
 def _current_umask() -> int:

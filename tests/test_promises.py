@@ -594,6 +594,16 @@ def test_an_empty_path_is_a_usage_error_not_the_current_folder(tmp_path, monkeyp
     assert mine.read_bytes() == b"precious" and sorted(p.name for p in tmp_path.iterdir()) == sorted(["photo.png", mine.name])
 
 
+def test_a_depth_map_given_as_the_photo_is_said(tmp_path, tiny_depth_model):
+    """A folder walk skips the maps and previews photo3d wrote; named as INPUT, one was converted as a
+    photo without a word (``photo3d convert depth.png`` meant as ``--depth``).  It still is, with a warning."""
+    assert cli("depth", photo(tmp_path / "p.png"), "-o", tmp_path / "d.png", "--preview", "--model", tiny_depth_model).exit_code == 0
+    for name, kind in (("d.png", "depth map"), ("d.preview.png", "depth preview")):
+        r = cli("convert", tmp_path / name, "-o", tmp_path / "x.glb", "--model", tiny_depth_model)
+        assert r.exit_code == 0, r.output
+        assert lines(r.output)[0] == f"warning: {tmp_path / name}: a {kind} photo3d wrote, used as a photo"
+
+
 @pytest.mark.parametrize("value", ["nan", "inf", "0", "-5"])
 def test_max_megapixels_must_be_a_positive_number(tmp_path, value):
     src = photo(tmp_path / "photo.png")
