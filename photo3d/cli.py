@@ -199,7 +199,8 @@ def _check_path_names(kwargs: dict) -> None:
     """A usage error, before anything else, for a path the system refuses as a name at all (a part
     longer than NAME_MAX, the whole longer than PATH_MAX): every check of it raised, and the command
     ended in a traceback; and for an empty INPUT or -o (``-o "$OUT"`` with OUT unset), which was
-    read as the current folder: a photo's output overwrote ``./photo.glb``, a walk converted ``.``."""
+    read as the current folder: a photo's output overwrote ``./photo.glb``, a walk converted ``.``.
+    (An empty --summary, --depth or --model is a path ``.`` by now: it fails as a folder, writing nothing.)"""
     from .io import path_too_long
 
     for name, option in _PATH_ARGS.items():

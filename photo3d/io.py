@@ -851,16 +851,23 @@ def atomic_output(path: str | Path) -> Iterator[Path]:
         raise
 
 
+OUTPUT_THERE = ("missing", "empty", "done")  # what output_state says of a name that is not in the way
+
+
 def output_state(path: str | Path) -> str:
-    """What stands under an output's name: "missing", "folder" (in the way: never a finished
-    output), "empty" (an empty file: what a crash left, written again) or "done"."""
+    """What stands under an output's name (links followed): "missing", "empty" (an empty file: what
+    a crash left, written again), "done" (a file with something in it), or what is in the way and
+    never a finished output: "a folder", "a named pipe", "a character device" ... (a pipe counted as
+    done was skipped on every re-run; writing one hung, reading it as a kept GLB too)."""
     try:
         st = os.stat(path)
     except (OSError, ValueError):
         return "missing"
     if stat.S_ISDIR(st.st_mode):
-        return "folder"
-    return "empty" if stat.S_ISREG(st.st_mode) and st.st_size == 0 else "done"
+        return "a folder"
+    if not stat.S_ISREG(st.st_mode):
+        return _file_kind(st.st_mode)
+    return "empty" if st.st_size == 0 else "done"
 
 
 def write_bytes_atomic(path: str | Path, data: bytes) -> None:

@@ -267,10 +267,9 @@ def _without(cuts: Cuts, px: np.ndarray) -> Cuts:
     )
 
 
-def small_fragments(cuts: Cuts, min_area: float, min_width: float) -> np.ndarray:
-    """Pixels of the fragments the cuts cut out of the visible layer (4-connected pieces) that
-    have fewer than ``min_area`` pixels or no pixel ``min_width`` inside their border (slivers).
-    The largest fragment and those the image's frame cuts never count."""
+def _fragments(cuts: Cuts, min_area: float, min_width: float) -> tuple[np.ndarray, np.ndarray]:
+    """The pieces the cuts cut the visible layer into (4-connected): a label per pixel, and per
+    label whether it is small (see :func:`small_fragments`)."""
     h, w = cuts.v.shape[0] + 1, cuts.h.shape[1] + 1
     # a doubled grid: pixels at even positions, the grid edges between them in between
     g = np.zeros((2 * h - 1, 2 * w - 1), np.uint8)
@@ -280,17 +279,25 @@ def small_fragments(cuts: Cuts, min_area: float, min_width: float) -> np.ndarray
     corner = cuts.h[:-1] | cuts.h[1:] | cuts.v[:, :-1] | cuts.v[:, 1:]
     g[1::2, 1::2] = ~corner
     n, lbl = cv2.connectedComponents(g, connectivity=4)
+    px = lbl[::2, ::2]
     if n <= 2:
-        return np.zeros((h, w), bool)
+        return px, np.zeros(n, bool)
     dist = cv2.distanceTransform(g, cv2.DIST_L2, 5) / 2.0
-    area = np.bincount(lbl[::2, ::2].ravel(), minlength=n)
+    area = np.bincount(px.ravel(), minlength=n)
     wide = np.bincount(lbl.ravel(), (dist > min_width).ravel(), minlength=n)
     small = (area < min_area) | (wide == 0)
-    px = lbl[::2, ::2]
     small[np.concatenate([px[0], px[-1], px[:, 0], px[:, -1]])] = False  # cut by the frame, not an island
     small[0] = False
     small[int(np.argmax(area))] = False
-    return small[lbl[::2, ::2]]
+    return px, small
+
+
+def small_fragments(cuts: Cuts, min_area: float, min_width: float) -> np.ndarray:
+    """Pixels of the fragments the cuts cut out of the visible layer (4-connected pieces) that
+    have fewer than ``min_area`` pixels or no pixel ``min_width`` inside their border (slivers).
+    The largest fragment and those the image's frame cuts never count."""
+    px, small = _fragments(cuts, min_area, min_width)
+    return small[px]
 
 
 def far_pockets(inv: np.ndarray, cuts: Cuts, min_area: float, min_width: float) -> np.ndarray:
@@ -304,19 +311,24 @@ def far_pockets(inv: np.ndarray, cuts: Cuts, min_area: float, min_width: float) 
     pocket's colour there (a white bite out of the rim at the left view, a blue blob above it at
     the right), and the part not cut stretched into streaks.  A fragment at an object's edge that
     lies in front of the background beyond it (a dark fleck between a table's edge and a dark
-    room) is not behind its surroundings and stays."""
-    small = small_fragments(cuts, min_area, min_width)
-    out = np.zeros_like(small)
-    if not small.any():
+    room), or a fleck in front of its surroundings, is not behind them and stays.  Each fragment
+    is judged on its own, against all the pixels around it (other fragments too)."""
+    px, small = _fragments(cuts, min_area, min_width)
+    out = np.zeros(inv.shape, bool)
+    ids = np.flatnonzero(small)
+    if not len(ids):
         return out
-    n, lbl, stats, _ = cv2.connectedComponentsWithStats(small.astype(np.uint8), connectivity=4)
-    h, w = small.shape
+    h, w = inv.shape
+    flat = px.ravel()
+    order = np.argsort(flat, kind="stable")
+    starts = np.searchsorted(flat[order], ids, "left")
+    ends = np.searchsorted(flat[order], ids, "right")
     k = np.ones((3, 3), np.uint8)
-    for i in range(1, n):
-        x, y, bw, bh = stats[i, :4]
-        box = (slice(max(0, y - 1), min(h, y + bh + 1)), slice(max(0, x - 1), min(w, x + bw + 1)))
-        piece = lbl[box] == i
-        ring = cv2.dilate(piece.astype(np.uint8), k).astype(bool) & ~small[box]
+    for i, a, b in zip(ids, starts, ends):
+        ys, xs = np.divmod(order[a:b], w)
+        box = (slice(max(0, ys.min() - 1), min(h, ys.max() + 2)), slice(max(0, xs.min() - 1), min(w, xs.max() + 2)))
+        piece = px[box] == i
+        ring = cv2.dilate(piece.astype(np.uint8), k).astype(bool) & ~piece
         if ring.any() and np.median(inv[box][ring]) >= np.median(inv[box][piece]):
             out[box] |= piece
     return out

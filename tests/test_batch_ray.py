@@ -191,6 +191,13 @@ def test_ray_keeps_an_existing_side_page(ray_cluster, tmp_path: Path) -> None:
     assert (out / "p.html").read_text() == "my page" and (out / "p.glb").is_file()
     assert "p.html" not in p.stderr, p.stderr
     assert json.loads((tmp_path / "s.json").read_text())["results"][0]["outputs"] == [str(out / "p.glb")]
+    # an empty page is no page (what a crash left): written, as locally
+    (out / "p.glb").unlink()
+    (out / "p.html").write_bytes(b"")
+    p = subprocess.run(cli_command("convert", str(src), "-o", str(out), "--html", "--engine", "ray", "--address", ray_cluster),
+                       capture_output=True, text=True, timeout=600)
+    assert p.returncode == 0, p.stderr
+    assert (out / "p.html").read_text().startswith("<!doctype html>") and (out / "p.glb").is_file()
 
 
 def test_ray_stops_at_a_full_disk_as_a_local_run_does(ray_cluster, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

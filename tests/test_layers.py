@@ -100,6 +100,21 @@ def test_a_far_pocket_inside_an_object_is_closed_not_cut_out():
         assert ldi.inv[58:68, 75:85].min() > 0.5 * (NEAR + FAR)  # the pocket took the face's depth
 
 
+def test_far_pockets_merges_a_pocket_behind_its_surroundings_not_a_fleck_in_front_beside_it():
+    """``layers.far_pockets`` judges each fragment the cut-sized steps cut out on its own, against all
+    the pixels around it: a far pocket beside a near fleck is behind its surroundings (merged), the
+    fleck is in front of them (kept), whichever is larger (judged as one piece, both or neither went)."""
+    from photo3d.layers import far_pockets, find_cuts
+
+    for far_rows, near_rows in ((6, 4), (4, 6)):
+        inv = constant(0.5)
+        inv[40:40 + far_rows, 40:48] = 0.2  # a far pocket ...
+        inv[40 + far_rows:40 + far_rows + near_rows, 40:48] = 0.9  # ... touching a near fleck below it
+        pocket = far_pockets(inv, find_cuts(inv, SHIFT), 200, 0.5)
+        assert pocket[40:40 + far_rows, 40:48].all(), (far_rows, near_rows)
+        assert pocket.sum() == far_rows * 8, (far_rows, near_rows)
+
+
 def test_a_small_fleck_in_front_is_not_cut_out():
     inv = constant(FAR)
     inv[40:46, 40:46] = NEAR  # a 6x6 fleck: below min_island of the image, too big for the median

@@ -554,6 +554,10 @@ def test_an_empty_page_or_preview_beside_an_output_is_written_again(tmp_path, ti
     assert r.exit_code == 0, r.output
     assert lines(r.output)[0] == f"warning: {glbs / 'a.html'}: exists but is empty (cut short by a crash?); written again"
     assert (glbs / "a.html").read_text().startswith("<!doctype html>")
+    (glbs / "b.glb").unlink()  # the photo converted again: its empty page is not kept either
+    (glbs / "b.html").write_bytes(b"")
+    r = cli("convert", src, "-o", glbs, "--model", tiny_depth_model, "--html")
+    assert r.exit_code == 0 and (glbs / "b.html").read_text().startswith("<!doctype html>"), r.output
 
 
 @pytest.mark.parametrize("command", ["convert", "depth"])
@@ -573,9 +577,15 @@ def test_a_folder_in_the_place_of_a_page_or_preview_fails_its_photo(tmp_path, ti
         assert r.exit_code == 1, r.output
         assert f"error: {side}: cannot write (a folder of that name is in the way; move it, or choose another -o)" in lines(r.output)
         assert not (out / ("a.glb" if command == "convert" else "a.png")).exists() and side.is_dir()
+        assert (out / ("b.glb" if command == "convert" else "b.png")).is_file()
     r = cli(command, src / "a.png", "-o", out / ("a.glb" if command == "convert" else "a.png"), *extra)
     assert r.exit_code == 1 and lines(r.output) == [f"error: {side}: cannot write (a folder of that name is in the way; "
                                                     "move it, or choose another -o)"], r.output
+    side.rmdir()  # a named pipe there: skipped as done on every run before, now in the way as well
+    os.mkfifo(side)
+    r = cli(command, src, "-o", out, *extra)
+    assert r.exit_code == 1 and f"error: {side}: cannot write (a named pipe of that name is in the way; " \
+        "move it, or choose another -o)" in lines(r.output), r.output
 
 
 @pytest.mark.parametrize("command", ["convert", "depth"])
@@ -795,7 +805,8 @@ def _png_claiming(w: int, h: int, length: int) -> bytes:
 
 def test_a_rerun_refuses_an_existing_glb_that_is_no_file_or_claims_gigapixels(tmp_path, tiny_depth_model):
     """What a re-run builds on is read with care (a security review): an existing NAME.glb that is
-    a named pipe hung the run (a device such as /dev/zero filled the memory); one whose texture
+    a named pipe hung the run (a device such as /dev/zero filled the memory; now it is in the way of
+    the output, as a folder is, and never read); one whose texture
     (a few KB of PNG) claims 20,000 × 20,000 pixels was decoded to render a GIF (2.7 GB; here
     12,000²: Pillow opens up to 179 MP); one whose
     JSON is not an object, or whose material names a texture it lacks (read out of bounds), was an
@@ -825,9 +836,15 @@ def test_a_rerun_refuses_an_existing_glb_that_is_no_file_or_claims_gigapixels(tm
     tree, binary = read_glb((out / "g.glb").read_bytes())
     del tree["extras"]["photo3d"]["fov_x_deg"]  # (the renderer's KeyError)
     (out / "g.glb").write_bytes(_pack_glb(tree, binary))
-    why = {"c": "not a regular file", "d": "a texture of 12000×12000, over --max-megapixels 100",
+    why = {"d": "a texture of 12000×12000, over --max-megapixels 100",
            "e": "its JSON is not an object", "f": "a material names texture 7 of 1",
            "g": "not as photo3d writes it (KeyError: 'fov_x_deg')"}
+
+    def said(n: str) -> str:  # (the pipe is no output at all: in the way, as a folder is)
+        if n == "c":
+            return f"error: {out / 'c.glb'}: cannot write (a named pipe of that name is in the way; move it, or choose another -o)"
+        return (f"error: {tmp_path / 'in' / f'{n}.png'}: the existing {out / f'{n}.glb'} is not a whole 3D photo ({why[n]}); "
+                "remove it, or run again with --overwrite")
 
     def hung(*_):
         raise TimeoutError("the run hung on the named pipe")
@@ -835,12 +852,10 @@ def test_a_rerun_refuses_an_existing_glb_that_is_no_file_or_claims_gigapixels(tm
     old = signal.signal(signal.SIGALRM, hung)
     signal.alarm(60)
     try:
-        for args, names in ((("--html",), "ce"), (("--format", "glb", "--format", "gif", "--seconds", "0.2"), "defg")):
+        for args, names in ((("--html",), "ce"), (("--format", "glb", "--format", "gif", "--seconds", "0.2"), "cdefg")):
             r = cli("convert", tmp_path / "in", "-o", out, "--model", tiny_depth_model, *args)
             assert r.exit_code == 1, r.output
-            assert [ln for ln in lines(r.output) if ln.startswith("error:")] == [
-                f"error: {tmp_path / 'in' / f'{n}.png'}: the existing {out / f'{n}.glb'} is not a whole 3D photo ({why[n]}); "
-                "remove it, or run again with --overwrite" for n in names], r.output
+            assert [ln for ln in lines(r.output) if ln.startswith("error:")] == [said(n) for n in names], r.output
     finally:
         signal.alarm(0)
         signal.signal(signal.SIGALRM, old)

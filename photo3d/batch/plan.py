@@ -16,7 +16,7 @@ from typing import Callable, Iterable, Iterator, Sequence
 
 from ..errors import OutputError, UsageError, printable
 from ..depth.maps import photo3d_kind
-from ..io import PATH_MAX, IMAGE_SUFFIXES, existing_folder, is_image_path, name_max, stale_temp_target, temp_stem
+from ..io import PATH_MAX, IMAGE_SUFFIXES, existing_folder, is_image_path, name_max, output_state, stale_temp_target, temp_stem
 from .result import msg
 
 
@@ -527,7 +527,7 @@ def check_writable(jobs: Sequence[Job], summary: Path | None = None, output: str
         return list(jobs)
     # (outputs already there are not written again by a resumed run: not in the way)
     blocked = [None if j.error else next((o for o in j.outputs if o.parent in escaped
-                                          or o.parent in failed and not o.exists()), None) for j in jobs]
+                                          or o.parent in failed and output_state(o) != "done"), None) for j in jobs]
     if all(j.error or bad is not None for j, bad in zip(jobs, blocked)):
         folder, reason = next(iter(failed.items()))  # nothing could be written: one line, not one per file
         raise OutputError(f"{prefix}cannot write into {printable(folder)} ({reason})")

@@ -26,7 +26,7 @@ from rich.progress import (
 
 from ..defaults import Engine
 from ..errors import ExitCode, Photo3DError, UsageError, printable, stderr_console
-from ..io import output_state, write_bytes_atomic
+from ..io import OUTPUT_THERE, output_state, write_bytes_atomic
 from .local import (STOP_SIGNALS, Executor, PoolExecutor, SequentialExecutor, available_cpus, signals_handled,
                     stop_signals_ignored)
 from .plan import Job, PlanNotes, check_reads, check_summary_path, check_writable, plan_outputs, remove_stale_temps
@@ -168,8 +168,8 @@ def run_batch(
 ) -> BatchReport:
     """Run ``task`` over ``jobs``: skip existing outputs (unless ``overwrite``), print each
     failure as it happens, stop early only for a fatal (model) error or an interrupt.
-    An existing output whose side files are missing (``--html`` added on a re-run) gets just
-    those written, by the task's ``finish`` hook, here.
+    An existing output whose side files are missing or empty (``--html`` added on a re-run) gets
+    just those written, by the task's ``finish`` hook, here.
     Results come back in the planned order whatever order the workers finished in;
     ``on_result`` sees each file's Result as soon as it is done (e.g. to print a line).
     On a terminal a progress bar (or, for one file, a spinner) shows; in a pipe nothing does."""
@@ -192,10 +192,11 @@ def run_batch(
         if job.error:
             results[i] = Result(job.src, job.dst, Status.failed, error=job.error, given=job.given)
             say_failed(results[i], console)
-        elif in_way := [p for p, s in states.items() if s == "folder"]:  # not an output that exists (it was
-            # skipped as one, exit 0; a page or preview beside it too): in the way
+        elif in_way := [(p, s) for p, s in states.items() if s not in OUTPUT_THERE]:  # not an output that exists
+            # (it was skipped as one, exit 0; a page or preview beside it too): in the way
+            path, kind = in_way[0]
             results[i] = Result(job.src, job.dst, Status.failed, given=job.given,
-                                error=msg(in_way[0], "cannot write (a folder of that name is in the way; move it, or choose another -o)"))
+                                error=msg(path, f"cannot write ({kind} of that name is in the way; move it, or choose another -o)"))
             say_failed(results[i], console)
         else:
             if not overwrite:  # an empty file is never a finished output: what a crash left (an older photo3d's,
