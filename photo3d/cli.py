@@ -477,8 +477,10 @@ def model_import(
     from .depth.tiefenrausch import import_tiefenrausch_file
 
     try:  # (-o is checked before the conversion's seconds, not after)
+        if not output:
+            raise UsageError("-o: an empty path names no file (e.g. -o tiefenrausch.pt)")
         if names_a_folder(output):
-            raise UsageError(f"-o {output}: names a folder; give the file to write (e.g. -o {Path(output) / 'tiefenrausch.pt'})")
+            raise UsageError(f"-o {printable(output)}: names a folder; give the file to write (e.g. -o {Path(output) / 'tiefenrausch.pt'})")
         check_output_name(output)
         with _spinner(f"importing {folder}"):  # (several seconds)
             import_tiefenrausch_file(folder, output)

@@ -930,6 +930,8 @@ def test_an_output_written_as_a_folder_is_a_folder(tmp_path, tiny_depth_model):
     assert r.exit_code == 2 and not (tmp_path / "models").exists()
     assert lines(r.output) == [f"error: -o {tmp_path / 'models'}/: names a folder; give the file to write "
                                f"(e.g. -o {tmp_path / 'models' / 'tiefenrausch.pt'})"]
+    r = cli("model", "import", tmp_path, "-o", "")  # (an unset variable: not the current folder)
+    assert r.exit_code == 2 and lines(r.output) == ["error: -o: an empty path names no file (e.g. -o tiefenrausch.pt)"]
 
 
 def test_model_import_writes_only_a_model_file_that_model_loads(tmp_path):
