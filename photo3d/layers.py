@@ -10,7 +10,8 @@ visible layer that the cuts would cut out but that are small (``min_island``) or
 value), so an object's visible layer has no holes and no flecks float in front of anything.
 For network depth, far grooves narrower than ``close_px`` (dark wood grain, cracks, seams that a
 network reads as farther) first take the depth around them (a morphological closing), so they
-never tear the surface they lie in.
+never tear the surface they lie in, and small pockets behind their surroundings are merged even where
+only part of their border would be kept as a cut (:func:`far_pockets`).
 
 The LDI has two layers: the visible layer (the whole photo, cut at the discontinuities) and a
 background layer that extends the far side of every discontinuity behind the foreground, as far
