@@ -363,13 +363,11 @@ def _check_video_options_apply(ctx, suffixes: list[str]) -> None:
         return  # (an output of another suffix is the error: said when the outputs are planned)
     writes = f"this run writes {', '.join(s for s in suffixes)}"
     motion = [n for n in given if n in ("--path", "--seconds", "--fps")]
-    if not set(suffixes) & {*VIDEO_SUFFIXES, *STILL_SUFFIXES}:
-        if motion:  # (a stereo still takes none of them)
-            raise UsageError(f"{', '.join(given)}: only for videos (.mp4 .gif .webp); {writes}" if given == motion else
-                             f"{', '.join(given)}: only for videos (.mp4 .gif .webp; --size and --stereo also for "
-                             f".jpg/.png stereo stills); {writes}")
-        raise UsageError(f"{', '.join(given)}: only for videos and stereo stills (.mp4 .gif .webp, or .jpg/.png with "
-                         f"--stereo); {writes}")
+    if not set(suffixes) & {*VIDEO_SUFFIXES, *STILL_SUFFIXES}:  # (a stereo still takes no motion option)
+        where = ("videos (.mp4 .gif .webp)" if given == motion else
+                 "videos (.mp4 .gif .webp; --size and --stereo also for .jpg/.png stereo stills)" if motion else
+                 "videos and stereo stills (.mp4 .gif .webp, or .jpg/.png with --stereo)")
+        raise UsageError(f"{', '.join(given)}: only for {where}; {writes}")
     if motion and not set(suffixes) & set(VIDEO_SUFFIXES):
         raise UsageError(f"{', '.join(motion)}: only for videos (.mp4 .gif .webp): a stereo still is one frame; {writes}")
 

@@ -550,6 +550,8 @@ def load_image(
     ``max_side`` allows a reduced decode (JPEG draft mode, then INTER_AREA) where the caller
     never needs more than that many pixels on the longer side.
     """
+    from .depth.maps import kind_of  # (lazy: photo3d.depth.maps imports this module)
+
     path = Path(path)
     st = input_file(path, "an image")
     if st.st_size == 0:
@@ -597,6 +599,7 @@ def load_image(
                     swap = False
                 osize = (h, w) if swap else (w, h)
                 icc = im.info.get("icc_profile")
+                own = kind_of(im.info) if im.format == "PNG" else None  # a map photo3d wrote?
                 try:
                     im = ImageOps.exif_transpose(im)
                 except Exception:  # malformed EXIF: keep the stored orientation, not fail
@@ -632,10 +635,8 @@ def load_image(
         nw, nh = max(1, round(rgb.shape[1] * s)), max(1, round(rgb.shape[0] * s))
         rgb = cv2.resize(rgb, (nw, nh), interpolation=cv2.INTER_AREA)
         alpha = None if alpha is None else cv2.resize(alpha, (nw, nh), interpolation=cv2.INTER_AREA)
-    from .depth.maps import photo3d_kind
-
-    # a map photo3d wrote, given as the photo (a folder walk skips these; named, it is used as said)
-    own = f"a {'depth ' if kind == 'preview' else ''}{kind} photo3d wrote, used as a photo" if (kind := photo3d_kind(path)) else None
+    if own:  # given as the photo (a folder walk skips these; named, it is used as said)
+        own = f"a {'depth ' if own == 'preview' else ''}{own} photo3d wrote, used as a photo"
     return Photo(rgb=rgb, path=path, focal_35mm=focal, original_size=osize,
                  warnings=[w for w in (own, warning, colour_warning, clear_warning) if w], alpha=alpha)
 

@@ -540,19 +540,20 @@ def test_an_empty_page_or_preview_beside_an_output_is_written_again(tmp_path, ti
     stayed empty.  Now it is written again from the existing output, with the warning line."""
     src = tmp_path / "in"
     photo(src / "a.png"), photo(src / "b.png")
+
+    def rerun_with_empty(command: str, flag: str, side: Path):  # (a first run, the side emptied, a re-run)
+        assert cli(command, src, "-o", side.parent, "--model", tiny_depth_model, flag).exit_code == 0
+        side.write_bytes(b"")
+        r = cli(command, src, "-o", side.parent, "--model", tiny_depth_model, flag)
+        assert r.exit_code == 0, r.output
+        assert lines(r.output)[0] == f"warning: {side}: exists but is empty (cut short by a crash?); written again"
+        return r
+
     out = tmp_path / "out"
-    assert cli("depth", src, "-o", out, "--model", tiny_depth_model, "--preview").exit_code == 0
-    (out / "b.preview.png").write_bytes(b"")
-    r = cli("depth", src, "-o", out, "--model", tiny_depth_model, "--preview")
-    assert r.exit_code == 0, r.output
-    assert lines(r.output)[0] == f"warning: {out / 'b.preview.png'}: exists but is empty (cut short by a crash?); written again"
+    r = rerun_with_empty("depth", "--preview", out / "b.preview.png")
     assert Image.open(out / "b.preview.png").size[0] > 0 and "1 completed (missing outputs added)" in r.output
     glbs = tmp_path / "glbs"
-    assert cli("convert", src, "-o", glbs, "--model", tiny_depth_model, "--html").exit_code == 0
-    (glbs / "a.html").write_bytes(b"")
-    r = cli("convert", src, "-o", glbs, "--model", tiny_depth_model, "--html")
-    assert r.exit_code == 0, r.output
-    assert lines(r.output)[0] == f"warning: {glbs / 'a.html'}: exists but is empty (cut short by a crash?); written again"
+    rerun_with_empty("convert", "--html", glbs / "a.html")
     assert (glbs / "a.html").read_text().startswith("<!doctype html>")
     (glbs / "b.glb").unlink()  # the photo converted again: its empty page is not kept either
     (glbs / "b.html").write_bytes(b"")

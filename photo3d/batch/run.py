@@ -5,7 +5,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import stat
 import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -38,11 +37,12 @@ def _sigterm_to_interrupt(signum, frame):  # noqa: ARG001
     raise KeyboardInterrupt
 
 
-def _stat(path: Path) -> os.stat_result | None:
+def _size(path: Path) -> int:
+    """The size of an output found done (0 if it went meanwhile)."""
     try:
-        return os.stat(path)
+        return os.stat(path).st_size
     except (OSError, ValueError):
-        return None
+        return 0
 
 
 def check_jobs(jobs: int) -> None:
@@ -207,9 +207,7 @@ def run_batch(
                 if any(states[p] != "done" for p in job.sides):
                     finish.append(i)
                     continue
-                st = _stat(job.dst)
-                results[i] = Result(job.src, job.dst, Status.skipped,
-                                    bytes=st.st_size if st is not None and stat.S_ISREG(st.st_mode) else 0)
+                results[i] = Result(job.src, job.dst, Status.skipped, bytes=_size(job.dst))
             else:
                 todo.append(job)
                 index[(str(job.src), str(job.dst))] = i

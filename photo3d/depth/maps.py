@@ -143,9 +143,14 @@ def photo3d_kind(path: str | Path) -> str | None:
         return None
     try:
         with Image.open(path) as im:  # (lazy: info holds the text chunks before the pixels, where we write them)
-            return "depth map" if MAP_TAG in im.info else "preview" if PREVIEW_TAG in im.info else None
+            return kind_of(im.info)
     except Exception:  # not a readable PNG: a photo that fails with its own message later
         return None
+
+
+def kind_of(info: dict) -> str | None:
+    """:func:`photo3d_kind` from the text chunks of a PNG already open (Pillow's ``im.info``)."""
+    return "depth map" if MAP_TAG in info else "preview" if PREVIEW_TAG in info else None
 
 
 GREY_TOLERANCE = 2  # 8-bit levels by which the channels of a grey image stored as RGB may differ (lossy coding)
