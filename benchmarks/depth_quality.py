@@ -2,11 +2,13 @@
 
     python benchmarks/depth_quality.py ../shared/data/middlebury2006 --model ../shared/data/tiefenrausch
     python benchmarks/depth_quality.py DATA --model A.pt --model B.pt --per-scene
+    python benchmarks/depth_quality.py DATA --radius 2 --radius 4 --radius 8 --radius 12
 
 DATA is a folder of scenes (or one scene) holding ``view1.png`` and ``disp1.png`` (disparity × 3,
 0 = unknown).  For every model it scores the full-resolution output of ``photo3d depth`` (the
 runtime's edge-aware upsampling) and, with ``--bilinear``, the same network with plain bilinear
-upsampling; the "lower rows are nearer" prior is always listed as the trivial baseline.
+upsampling, and with ``--radius R`` the guided filter at a window of R network pixels
+(``photo3d depth`` uses ``photo3d.depth.upsample.NETWORK_RADIUS``); the "lower rows are nearer" prior is always listed as the trivial baseline.
 Metrics are averaged over scenes.
 """
 
@@ -26,10 +28,15 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--model", action="append", type=Path, default=[],
                     help="TorchScript file or Tiefenrausch folder (repeatable); default: the bundled model")
     ap.add_argument("--bilinear", action="store_true", help="also score plain bilinear upsampling")
+    ap.add_argument("--radius", action="append", type=int, default=[],
+                    help="also score guided upsampling with this window, in network pixels (repeatable)")
     ap.add_argument("--per-scene", action="store_true", help="print every scene")
     args = ap.parse_args(argv)
 
-    from photo3d.depth.runtime import load_model
+    import numpy as np
+
+    from photo3d.depth.runtime import load_model, normalize
+    from photo3d.depth.upsample import guided_upsample
 
     scenes = load_scenes(args.data)
     if not scenes:
@@ -50,6 +57,14 @@ def main(argv: list[str] | None = None) -> int:
                 scores.append(evaluate(pred, s.disparity))
             name = f"{model.name} ({'plain bilinear' if mode == 'bilinear' else 'photo3d depth, guided'})"
             rows.append((name if args.model else f"{label} ({mode})", scores, t / len(scenes)))
+        for r in args.radius:
+            scores, t = [], 0.0
+            for s in scenes:
+                t0 = time.perf_counter()
+                pred = normalize(np.exp(guided_upsample(model.predict_log(s.rgb), s.rgb, radius=r)))[0]
+                t += time.perf_counter() - t0
+                scores.append(evaluate(pred, s.disparity))
+            rows.append((f"{model.name} (guided, radius {r})", scores, t / len(scenes)))
 
     print(f"{len(scenes)} scenes from {args.data}")
     if args.per_scene:

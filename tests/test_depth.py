@@ -322,6 +322,20 @@ def test_load_scene_reads_a_middlebury_folder(tmp_path):
     assert np.isclose(s.disparity[0, 20], 20.0) and s.disparity[0, 0] == 0  # value / 3 px, 0 = unknown
 
 
+def test_the_bundled_model_meets_the_dev_scene_bars(shared_dir):
+    """Issue 8's bars on the 14 Middlebury dev scenes, through ``photo3d depth``'s own path
+    (bundled model, full resolution, guided upsampling): AbsRel <= 0.200, delta1 >= 0.630,
+    edge-order >= 0.760 (v3: 0.1947 / 0.6505 / 0.7606; with the previous guided radius of 4 network
+    pixels its edge-order was 0.753)."""
+    from photo3d.train.metrics import load_scenes, mean_scores
+
+    scenes = load_scenes(shared_dir / "data" / "middlebury2006")
+    assert len(scenes) == 14
+    model = load_model(None)
+    m = mean_scores([evaluate(model.predict(s.rgb), s.disparity, s.valid) for s in scenes])
+    assert m.abs_rel <= 0.200 and m.delta1 >= 0.630 and m.edge_order >= 0.760, m
+
+
 def test_format_with_a_single_file_output_is_a_usage_error(tmp_path):
     from helpers.paths import REPO
 

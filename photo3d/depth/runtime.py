@@ -26,7 +26,7 @@ import torch
 from ..errors import ModelError, describe
 from ..io import input_file
 from . import modelfile, tiefenrausch
-from .upsample import bilinear_upsample, guided_upsample
+from .upsample import NETWORK_RADIUS, bilinear_upsample, guided_upsample
 
 NORM_PERCENTILES = (0.1, 99.9)  # robust range for [0, 1] normalization
 
@@ -164,7 +164,7 @@ class DepthModel:
         size = (log.shape[1], log.shape[0])
         if not raw:
             if upsample == "guided":
-                log = guided_upsample(log, rgb)
+                log = guided_upsample(log, rgb, radius=NETWORK_RADIUS)
             elif upsample == "bilinear":
                 log = bilinear_upsample(log, (rgb.shape[1], rgb.shape[0]))
             else:

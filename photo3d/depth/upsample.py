@@ -9,9 +9,14 @@ network outputs only 256 log-disparity levels, so plain bilinear upsampling leav
 between neighbouring pixels on either side of many depth edges.
 
 The filter runs on log-disparity (the network's own output), so its linear model is scale-free.
-Parameters are generic, not tuned per data set: radius 4 px at the network's resolution (scaled to
-the working resolution), eps = 1e-3 for colours in [0, 1] (edges with a contrast above ~3 %
-are kept).
+Radii are given in pixels of the low-resolution map (scaled to the working resolution); eps = 1e-3
+for colours in [0, 1] (edges with a contrast above ~3 % are kept).  A network blurs its depth edges
+over several of its own pixels, so its output is filtered with windows of ``NETWORK_RADIUS`` = 8: a
+window must reach past the blur to both flat sides for the colour edge to decide where the step
+goes.  On the 14 dev scenes the bundled model's edge-order is 0.745 / 0.753 / 0.756 / 0.761 / 0.762 /
+0.762 / 0.759 / 0.742 at radius 2 / 4 / 6 / 8 / 10 / 12 / 16 / 24 (8 is the smallest radius of the
+plateau: larger windows print more of the photo's texture into the map), and its hold-out agreement
+is unchanged.  Measured maps (depth a photo carries) have sharp edges and keep ``DEFAULT_RADIUS``.
 """
 
 from __future__ import annotations
@@ -21,7 +26,8 @@ import math
 import cv2
 import numpy as np
 
-DEFAULT_RADIUS = 4  # in pixels of the network's output
+DEFAULT_RADIUS = 4  # in pixels of the low-resolution map (a measured depth map's)
+NETWORK_RADIUS = 8  # ... of a network's output, whose edges are blurred (see above)
 DEFAULT_EPS = 1e-3  # regularisation, colour in [0, 1]
 
 
