@@ -477,10 +477,15 @@ def check_reads(jobs: Sequence[Job], reads: Sequence[tuple[str, Path]]) -> None:
 
 
 def check_summary_path(summary: Path, jobs: Sequence[Job], reads: Sequence[tuple[str, Path]] = ()) -> None:
-    """``--summary FILE`` must not be ``-`` (as ``-o -``), an input (a photo, or a file the task
-    reads: ``reads``), or a planned output (the same guard as ``-o``)."""
+    """``--summary FILE`` must not be ``-`` (as ``-o -``), anything but a file (a folder, a device,
+    a pipe), an input (a photo, or a file the task reads: ``reads``), or a planned output (the same
+    guard as ``-o``)."""
     if str(summary) == "-":
         raise UsageError("--summary -: cannot write to standard output; give a file name")
+    if (state := output_state(summary)) not in ("missing", "empty", "done"):
+        # a folder, or a device, pipe or socket (``--summary /dev/null``): the summary file replaces
+        # what is at its name, so what is not a file is never written over (links are followed)
+        raise UsageError(f"--summary {printable(summary)}: is {state}; give a file name")
     sid = _file_id(summary)
     if sid is not None and any(_file_id(j.src) == sid for j in jobs):
         raise UsageError(f"--summary {printable(summary)}: would overwrite an input; choose another file")
