@@ -103,6 +103,54 @@ def test_import_names_the_file_at_fault_and_says_when_the_two_are_swapped(tmp_pa
         load_model(tmp_path / "swapped")
 
 
+def test_a_network_whose_ops_do_not_fit_is_one_line_not_a_traceback(tmp_path):
+    """NetDefs that decode but whose ops have the wrong inputs, outputs or arguments ended in a
+    traceback from `photo3d model import` (ValueError, TypeError, IndexError, OverflowError), and
+    as ``--model FOLDER`` every photo of a batch failed with "internal error" instead of the model
+    stopping the batch.  Now one line naming the network file, as for any corrupt NetDef."""
+    from helpers.cli import cli
+
+    def arg(name: bytes, f: float | None = None, i: int | None = None) -> bytes:
+        a = _ld(1, name)
+        if f is not None:
+            a += _varint(2 << 3 | 5) + struct.pack("<f", f)
+        if i is not None:
+            a += _vi(3, i)
+        return _ld(5, a)
+
+    def op(kind: bytes, ins: list[bytes], outs: list[bytes], *args: bytes) -> bytes:
+        return _ld(2, b"".join(_ld(1, x) for x in ins) + b"".join(_ld(2, x) for x in outs) + _ld(4, kind) + b"".join(args))
+
+    q = arg(b"Y_scale", f=1.0) + arg(b"Y_zero_point", i=0)
+    io_ = _ld(7, b"x") + _ld(8, b"y")
+    init = _ld(1, b"init") + _ld(2, _ld(2, b"w") + _ld(4, b"Int8GivenTensorFill") + _ld(5, _ld(1, b"shape") + _ld(6, _varint(1)))
+                                + _ld(5, _ld(1, b"values") + _ld(4, b"\x00")) + q)
+    cases = {
+        "conv-two-inputs": (op(b"Int8Conv", [b"x", b"w"], [b"y"], arg(b"kernel", i=1), q) + io_, "corrupt Caffe2 NetDef (ValueError"),
+        "scale-an-int": (op(b"Int8Quantize", [b"x"], [b"y"], arg(b"Y_scale", i=3), arg(b"Y_zero_point", i=0)) + io_,
+                         "corrupt Caffe2 NetDef (TypeError"),
+        "no-output": (op(b"Int8Quantize", [b"x"], [], q) + io_, "corrupt Caffe2 NetDef (IndexError"),
+        "layout-only": (op(b"NCHW2NHWC", [b"x"], [b"y"]) + _ld(8, b"y"), "holds no network (layout ops only)"),
+        "infinite-resize": (op(b"Int8ResizeNearest", [b"x"], [b"y"], arg(b"width_scale", f=float("inf")),
+                               arg(b"height_scale", f=float("inf")), q) + io_, "corrupt Caffe2 NetDef (OverflowError"),
+    }
+    for name, (net, reason) in cases.items():
+        folder = tmp_path / name
+        folder.mkdir()
+        (folder / "tiefenrausch.pb").write_bytes(_ld(1, b"net") + net)
+        (folder / "tiefenrausch_init.pb").write_bytes(init)
+        r = cli("model", "import", folder, "-o", tmp_path / "t.pt")
+        out = [ln for ln in r.output.splitlines() if ln.strip()]
+        assert r.exit_code == 1 and len(out) == 1, (name, r.output)
+        assert out[0].startswith(f"error: {folder}/tiefenrausch.pb: {reason}"), (name, out)
+        assert not (tmp_path / "t.pt").exists()
+    photo = tmp_path / "p.png"  # as --model: the model stops the batch, no photo is blamed
+    cv2.imwrite(str(photo), np.full((48, 64, 3), 128, np.uint8))
+    r = cli("depth", photo, photo, "-o", tmp_path / "maps", "--model", tmp_path / "conv-two-inputs")
+    assert r.exit_code == 1 and "internal error" not in r.output and "tiefenrausch.pb: corrupt" in r.output, r.output
+    assert not (tmp_path / "maps").exists()
+
+
 def test_load_model_errors(tmp_path):
     (tmp_path / "junk.pt").write_bytes(b"not a zip archive")
     with pytest.raises(ModelError) as e:

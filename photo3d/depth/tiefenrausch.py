@@ -263,7 +263,7 @@ def _read_netdef(path: Path, parse):
             raise ModelError(f"holds a network ({str(e).rsplit(' ', 1)[-1]} ops), not its weights: are "
                              f"{PREDICT_NET} and {INIT_NET} swapped?", path) from e
         raise ModelError(f"corrupt Caffe2 NetDef ({e})", path) from e
-    except (struct.error, UnicodeDecodeError, KeyError, ValueError) as e:
+    except (struct.error, UnicodeDecodeError, KeyError, ValueError, TypeError, IndexError, OverflowError) as e:
         raise ModelError(f"corrupt Caffe2 NetDef ({type(e).__name__}: {e})", path) from e
 
 
@@ -331,6 +331,10 @@ def read_graph(folder: str | Path) -> Graph:
         raise ModelError(f"corrupt Caffe2 NetDef (missing blob or argument {e})", folder) from e
     except _WireError as e:
         raise ModelError(str(e), folder) from e
+    except (ValueError, TypeError, IndexError, OverflowError) as e:  # an op with the wrong inputs, outputs or arguments
+        raise ModelError(f"corrupt Caffe2 NetDef ({type(e).__name__}: {e})", folder / PREDICT_NET) from e
+    if not steps:
+        raise ModelError("holds no network (layout ops only)", folder / PREDICT_NET)
     net_in = ext_in[0] if ext_in else steps[0].inputs[0]
     return Graph(net_in, src(ext_out[0]), steps, qscale)
 
@@ -481,10 +485,13 @@ def metadata() -> dict:
 def import_tiefenrausch(folder: str | Path) -> torch.jit.ScriptModule:
     """Read the Caffe2 files in ``folder`` and return the INT8 network as TorchScript."""
     graph = read_graph(folder)
-    module = build_int8_module(graph)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        scripted = torch.jit.script(module)
+    try:  # a graph that decodes but does not fit together (unknown blobs, weights of the wrong shape)
+        module = build_int8_module(graph)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            scripted = torch.jit.script(module)
+    except (RuntimeError, ValueError, TypeError, IndexError, KeyError, OverflowError) as e:
+        raise ModelError(f"corrupt Caffe2 NetDef: cannot rebuild the network ({type(e).__name__}: {e})", folder) from e
     return scripted
 
 
