@@ -129,6 +129,18 @@ def test_output_names_never_clash_or_hit_inputs(tmp_path: Path) -> None:
     assert missing.error == f"{tmp_path / 'nope.jpg'}: no such file or folder" and ok.error is None
 
 
+def test_an_output_never_stands_where_a_folder_of_outputs_must_be(tmp_path: Path) -> None:
+    """An input folder named like another photo's output (``x.jpg`` beside the folder ``x.glb/``):
+    ``x.jpg`` became the file ``OUT/x.glb`` and ``x.glb/a.jpg`` failed ("Not a directory") on every
+    run.  The file output keeps its full name instead (``x.jpg.glb``), as for any clash."""
+    src = tmp_path / "in"
+    (src / "x.glb").mkdir(parents=True)
+    for p in (src / "x.jpg", src / "x.glb" / "a.jpg"):
+        Image.fromarray(photo_rgb(20, 20)).save(p)
+    jobs = plan_jobs([src], tmp_path / "out", ".glb")
+    assert sorted(str(j.dst.relative_to(tmp_path / "out")) for j in jobs) == ["x.glb/a.glb", "x.jpg.glb"]
+
+
 def test_input_folders_of_one_name_keep_apart_in_any_order(tmp_path: Path) -> None:
     """Two input folders of one name (2019/DCIM, 2020/DCIM) shared OUT/DCIM, their photos of one
     name numbered (IMG_1.png.png, IMG_1-2.png.png) in the order given: given in the other order on

@@ -338,7 +338,11 @@ def plan_jobs(
     for n, j in enumerate(named):
         for k in keys(j):
             owners.setdefault(k, set()).add(n)
+    # ... and outputs named like a folder that holds other outputs (`x.jpg` and `x.glb/a.jpg`: the
+    # file x.glb would stand where the folder x.glb must be, and a.jpg could never be converted)
+    folders = {str(d).casefold() for j in named for o in j.outputs for d in o.parents}
     clashing = {n for group in owners.values() if len(group) > 1 for n in group}
+    clashing |= {n for n, j in enumerate(named) if any(k in folders for k in keys(j))}
     for n in sorted(clashing):
         j = named[n]
         j.dst = j.dst.with_name(j.src.name + suffix)
@@ -346,8 +350,8 @@ def plan_jobs(
     # ... then number what still clashes, in the order of the inputs' paths, not the order given
     # (a re-run with `b/x.jpg a/x.jpg` must not take a/x.jpg's x.jpg.glb for b/x.jpg's)
     counts = Counter(k for j in named for k in keys(j))
-    clash = [j for j in named if any(counts[k] > 1 for k in keys(j))]
-    taken = {k for j in named for k in keys(j)} - {k for j in clash for k in keys(j)}
+    clash = [j for j in named if any(counts[k] > 1 or k in folders for k in keys(j))]
+    taken = ({k for j in named for k in keys(j)} - {k for j in clash for k in keys(j)}) | folders
     for j in sorted(clash, key=lambda j: str(j.src)) + [j for j in jobs if j.given is not None]:
         n = 2
         while any(k in taken for k in keys(j)):
