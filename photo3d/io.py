@@ -103,6 +103,11 @@ def _to_rgb8(im: Image.Image) -> np.ndarray:
         return np.ascontiguousarray(np.repeat(g[:, :, None], 3, axis=2))
     if mode == "F":
         a = np.asarray(im, dtype=np.float64)
+        finite = np.isfinite(a)
+        if not finite.all():  # NaN / infinite pixels are black; none finite is no picture
+            if not finite.any():
+                raise ValueError("a floating-point image without one finite pixel value")
+            a = np.where(finite, a, 0.0)
         top = 1.0 if a.max() <= 1.0 else 255.0
         g = np.clip(np.round(a * (255.0 / top)), 0, 255).astype(np.uint8)
         return np.ascontiguousarray(np.repeat(g[:, :, None], 3, axis=2))

@@ -89,14 +89,14 @@ def xmp_packet(body: str, namespaces: dict[str, str]) -> bytes:
 
 def gdepth_jpeg(photo: np.ndarray, depth: np.ndarray, fmt: str = "RangeInverse", mime: str = "image/png",
                 extended_chunk: int | None = 30_000, data: str | None = None, near: str | None = None,
-                map_bits: int = 16, drop_chunk: bool = False) -> bytes:
+                map_bits: int = 16, drop_chunk: bool = False, far: str | None = None) -> bytes:
     """A JPEG with a GDepth depth map: the standard XMP names the format, the base64 data sits in
     Extended XMP split into APP1 chunks of ``extended_chunk`` bytes (None: all in the main packet)."""
     q = encode_range(depth, fmt, NEAR, FAR, 16 if mime == "image/png" and map_bits == 16 else 8)
     blob = image_bytes(q, "PNG" if mime == "image/png" else "JPEG")
     b64 = data if data is not None else base64.b64encode(blob).decode()
     ns = {"GDepth": E.NS_GDEPTH, "xmpNote": E.NS_XMPNOTE}
-    props = (f'GDepth:Format="{fmt}" GDepth:Near="{near or NEAR}" GDepth:Far="{FAR}" GDepth:Mime="{mime}" '
+    props = (f'GDepth:Format="{fmt}" GDepth:Near="{near or NEAR}" GDepth:Far="{far or FAR}" GDepth:Mime="{mime}" '
              'GDepth:Units="m" GDepth:MeasureType="OpticalAxis"')
     if extended_chunk is None:
         main = xmp_packet(f'<rdf:Description {props} GDepth:Data="{b64}"/>', ns)
@@ -284,6 +284,10 @@ def malformed_variants():
         "bad base64": lambda: gdepth_jpeg(photo, depth, data=good[:-7] + "!!*@" + good[-3:]),
         "not an image": lambda: gdepth_jpeg(photo, depth, data=base64.b64encode(b"\x89PNG\r\n\x1a\n garbage").decode()),
         "NaN near": lambda: gdepth_jpeg(photo, depth, near="NaN"),
+        # (each was used as depth, with only a numpy RuntimeWarning: security review, helper-46)
+        "Near / Far beyond float": lambda: gdepth_jpeg(photo, depth, near="1e-300", far="1e300"),
+        "float map outside 0..1": lambda: gdepth_jpeg(photo, depth, data=base64.b64encode(
+            image_bytes(np.linspace(0.0, 1.5, depth.size, dtype=np.float32).reshape(depth.shape), "TIFF")).decode()),
         "other aspect ratio": lambda: gdepth_jpeg(photo, other_aspect),
         "extended XMP incomplete": lambda: gdepth_jpeg(photo, depth, extended_chunk=400, drop_chunk=True),
         "item longer than the file": lambda: dynamic_depth_jpeg(photo, depth, length_delta=10_000_000),

@@ -7,6 +7,7 @@ import stat
 import struct
 import subprocess
 import sys
+import warnings
 import zlib
 from pathlib import Path
 
@@ -242,6 +243,18 @@ def test_float_and_int32_tiff(tmp_path):
     assert np.all(load_image(tmp_path / "f.tif").rgb == 128)
     Image.new("I", (4, 4), 200).save(tmp_path / "i.tif")
     assert np.all(load_image(tmp_path / "i.tif").rgb == 200)
+    # NaN / infinite pixels (a numpy RuntimeWarning, then whatever the cast gave): black; an image
+    # with no finite pixel at all is no picture: one line
+    a = np.full((4, 4), 0.5, np.float32)
+    a[0, 0], a[1, 1] = np.nan, np.inf
+    Image.fromarray(a).save(tmp_path / "some_nan.tif")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        rgb = load_image(tmp_path / "some_nan.tif").rgb
+    assert tuple(rgb[0, 0]) == tuple(rgb[1, 1]) == (0, 0, 0) and tuple(rgb[2, 2]) == (128, 128, 128)
+    Image.fromarray(np.full((4, 4), np.nan, np.float32)).save(tmp_path / "nan.tif")
+    with pytest.raises(InputFileError, match="without one finite pixel value"):
+        load_image(tmp_path / "nan.tif")
 
 
 # --------------------------------------------------------------------------------------------

@@ -318,6 +318,9 @@ def decode_map_image(blob: bytes, what: str, max_px: int) -> np.ndarray:
     out = a.astype(np.float32) / np.float32(top)
     if not np.all(np.isfinite(out)):
         raise EmbeddedDepthError(f"{what}: NaN or infinite values")
+    lo, hi = float(out.min()), float(out.max())
+    if lo < 0.0 or hi > 1.0 + 1e-6:  # a float or 32-bit map: normalized values are 0..1
+        raise EmbeddedDepthError(f"{what}: values {lo:g}..{hi:g} outside the normalized range 0..1")
     return out
 
 
@@ -327,13 +330,18 @@ def range_to_disparity(v: np.ndarray, fmt: str, near: float, far: float, what: s
     RangeLinear: d = Near + v (Far − Near); RangeInverse: d = Far·Near / (Far − v (Far − Near))."""
     if not (near > 0 and far > near):
         raise EmbeddedDepthError(f"{what}: Near {near:g} / Far {far:g} are not 0 < Near < Far")
-    if fmt == "RangeLinear":
-        d = near + v * (far - near)
-    elif fmt == "RangeInverse":
-        d = far * near / (far - v * (far - near))
-    else:
-        raise EmbeddedDepthError(f"{what}: unknown Format {fmt!r}")
-    return (1.0 / d).astype(np.float32)
+    with np.errstate(all="ignore"):  # (extreme Near / Far: checked below, not a numpy warning)
+        v = v.astype(np.float64)
+        if fmt == "RangeLinear":
+            d = near + v * (far - near)
+        elif fmt == "RangeInverse":
+            d = far * near / (far - v * (far - near))
+        else:
+            raise EmbeddedDepthError(f"{what}: unknown Format {fmt!r}")
+        disp = (1.0 / d).astype(np.float32)
+    if not (np.all(np.isfinite(disp)) and float(disp.min()) > 0.0):
+        raise EmbeddedDepthError(f"{what}: Near {near:g} / Far {far:g} give depths that are not finite and positive")
+    return disp
 
 
 def _b64(text: str, what: str) -> bytes:
