@@ -362,7 +362,9 @@ def test_depth_maps_get_the_megapixel_guard_and_their_own_errors(tmp_path):
     np.save(tmp_path / "empty.npy", np.zeros((0, 0), np.float32))
     assert run(tmp_path / "empty.npy").endswith("empty depth map (0x0)")
     np.save(tmp_path / "complex.npy", np.ones((40, 60), np.complex64))
-    assert "2-D array of real numbers" in run(tmp_path / "complex.npy")
+    assert run(tmp_path / "complex.npy").endswith("2-D array of real numbers, got complex64 values")
+    np.save(tmp_path / "row.npy", np.ones((1, 5), np.float32))  # (it said "2-D ..., got float32 (1, 5)")
+    assert run(tmp_path / "row.npy").endswith("got shape (1, 5) (1-D: sides of 1 do not count)")
     np.save(tmp_path / "nan.npy", np.full((40, 60), np.nan, np.float32))
     assert run(tmp_path / "nan.npy").endswith("depth map holds NaN or infinite values")
     colour = photo(tmp_path / "colour.jpg", 60, 40)  # a photo given as the map by mistake

@@ -232,7 +232,9 @@ def load_depth_map(path: str | Path, max_megapixels: float | None = DEFAULT_MAX_
             raise InputFileError(f"not a readable .npy depth map ({_npy_problem(path) or summarize(e)})", path) from e
         shape = tuple(s for s in a.shape if s != 1) if a.size else a.shape
         if len(shape) != 2 or a.dtype.kind not in "uif":
-            raise InputFileError(f"depth map must be a 2-D array of real numbers, got {a.dtype} {a.shape}", path)
+            got = (f"{a.dtype} values" if a.dtype.kind not in "uif" else f"shape {a.shape}"
+                   + (f" ({len(shape)}-D: sides of 1 do not count)" if len(shape) != a.ndim else ""))
+            raise InputFileError(f"depth map must be a 2-D array of real numbers, got {got}", path)
         check_size(shape[1], shape[0])
         try:
             a = np.asarray(a, dtype=np.float32).reshape(shape)
