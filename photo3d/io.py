@@ -410,16 +410,19 @@ class _Scans:
     detailed: bool
 
 
-def _jpeg_scans(data: bytes) -> _Scans | None:
-    """The scans of the JPEG ``data`` (which ends without its EOI); None when it ends before its
-    first scan's data, or is a kind not ours to mend.  Whether the last scan's own data is all
-    there, only decoding tells."""
+def _jpeg_scans(data: bytes, to_eoi: bool = False) -> _Scans | None:
+    """The scans of the JPEG ``data`` (which ends without its EOI; with ``to_eoi``, the scans
+    before its first EOI); None when it ends before its first scan's data, or is a kind not ours
+    to mend.  Whether the last scan's own data is all there, only decoding tells."""
     data = data.rstrip(b"\xff")  # (the first byte of the next marker, or fill: never entropy-coded data)
     progressive, components, scans = None, [], []  # scans: (header start, data start, components, Ss, Se, Al)
     pos, end = 2, len(data)  # (after SOI)
     try:
         while (m := _JPEG_MARKER.search(data, pos)) is not None:
             kind, seg = data[m.start() + 1], m.start() + 2
+            if kind == 0xD9 and to_eoi:  # (what follows it is another image, or a trailer)
+                end = m.start()
+                break
             if kind in (0xD8, 0xD9):  # an end (cut elsewhere), or a second image
                 return None
             after = seg + int.from_bytes(data[seg : seg + 2], "big")  # (the segment's length counts its own 2 bytes)
@@ -494,6 +497,39 @@ def _jpeg_cut_after_a_scan(path: Path, draft: tuple[str, tuple[int, int]] | None
         missing = "before its full detail: only a blurred preview" if scans.progressive else "a colour component missing"
         raise InputFileError(f"{what}, {missing})", path)
     return ended, f"{what}): read at reduced quality"
+
+
+def _jpeg_cut_before_eoi(path: Path, size: tuple[int, int]) -> bool:
+    """Whether a JPEG that has its EOI was cut inside a scan's data before it (a download cut short
+    and "repaired", a forged header declaring a huge image over a few bytes): libjpeg decodes the
+    missing blocks as one flat colour, without an error.  Judged as :func:`_jpeg_cut_after_a_scan`
+    judges a file without its EOI (do the pixels depend on stand-in data put before the EOI?), at
+    1/8 scale (libjpeg's DCT scaling: each block's mean colour, a fraction of a full decode)."""
+    scans = _jpeg_scans(path.read_bytes(), to_eoi=True)
+    if scans is None:  # not a kind ours to judge: as decoded
+        return False
+    probe = ("RGB", (max(1, size[0] // 8), max(1, size[1] // 8)))
+
+    def decode(tail: bytes) -> np.ndarray:
+        with Image.open(io.BytesIO(scans.body + tail + b"\xff\xd9")) as im:
+            im.draft(*probe)
+            im.load()
+            return np.asarray(im)
+
+    try:
+        ended = decode(b"")
+        return not all(np.array_equal(ended, decode(tail)) for tail in _JPEG_TAILS)
+    except Exception:
+        return True
+
+
+def _flat_bottom(im: Image.Image, rows: int = 8) -> bool:
+    """Whether the last ``rows`` rows of a decoded image are all one colour: what libjpeg makes of
+    the blocks of a scan whose data ends early (a real photo's last rows are seldom exactly flat;
+    when they are, a few more decodes tell)."""
+    w, h = im.size
+    a = np.asarray(im.crop((0, max(0, h - rows), w, h)))
+    return a.size > 0 and bool((a == a.reshape(-1, *a.shape[2:])[0]).all())
 
 
 def _file_kind(mode: int) -> str:
@@ -594,6 +630,9 @@ def load_image(
                     if im.format != "JPEG" or "truncated" not in str(e):
                         raise
                     im, warning = _jpeg_cut_after_a_scan(path, draft)  # (InputFileError when it cannot be used)
+                else:  # a JPEG cut inside a scan with an EOI after it decodes, its missing blocks flat
+                    if im.format == "JPEG" and _flat_bottom(im) and _jpeg_cut_before_eoi(path, (w, h)):
+                        raise InputFileError("truncated image file (cut inside its image data)", path)
                 focal = _focal_35mm(im)
                 frames = getattr(im, "n_frames", 1) if im.format in ANIMATED_FORMATS else 1
                 if frames > 1:  # (a camera's MPO pair or a TIFF's pages are not an animation: not said)

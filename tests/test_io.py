@@ -365,6 +365,34 @@ def test_a_jpeg_cut_inside_its_scan_data_is_still_refused(tmp_path, kind):
         _one_line_about(e.value, path, "truncated")
 
 
+@pytest.mark.parametrize("kind", [k for k in JPEG_KINDS if k != "progressive"])
+def test_a_jpeg_cut_inside_its_scan_data_with_an_end_marker_after_it_is_refused(tmp_path, kind):
+    """Cut inside its image data with an EOI appended (a "repaired" download; a header forged to
+    declare a huge image over a few bytes: 1.45 GB of memory for a 3 kB file), libjpeg decoded
+    the missing blocks as flat grey without a word, and the photo was converted.  Refused now; a
+    whole JPEG whose last rows are flat (black bars) is read as it is.  (A progressive file cut so
+    decodes with blurred, not flat, blocks: not judged; nor a forged size over a file with restart
+    markers, whose missing intervals the stand-in data cannot reach.)"""
+    data = _jpeg_bytes(**JPEG_KINDS[kind])
+    for cut in (len(data) // 2, len(data) // 3, 2 * len(data) // 3):
+        path = tmp_path / f"cut-{cut}.jpg"
+        path.write_bytes(data[:cut] + b"\xff\xd9")
+        with pytest.raises(InputFileError) as e:
+            load_image(path)
+        _one_line_about(e.value, path, "truncated")
+    sof = data.index(b"\xff\xc0")  # the frame header: its height and width, declared 4x larger
+    big = bytearray(data)
+    big[sof + 5 : sof + 9] = struct.pack(">HH", 480, 640)
+    (tmp_path / "forged.jpg").write_bytes(bytes(big))
+    if kind != "restart markers":
+        with pytest.raises(InputFileError, match="truncated"):
+            load_image(tmp_path / "forged.jpg")
+    rgb = np.random.default_rng(1).integers(0, 256, (120, 160, 3), dtype=np.uint8)
+    rgb[100:] = 0
+    Image.fromarray(rgb).save(tmp_path / "bars.jpg", quality=90, **JPEG_KINDS[kind])
+    assert load_image(tmp_path / "bars.jpg").rgb.shape == (120, 160, 3)
+
+
 def _scans(data: bytes) -> list[tuple[int, int, int]]:
     """(header start, data start, data end) of each scan of the whole JPEG ``data``."""
     import re
