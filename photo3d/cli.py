@@ -397,7 +397,7 @@ def convert(
                                          help="Side-by-side stereo video or still (.jpg/.png): full or half width."),
     timings: bool = typer.Option(False, "--timings", help="Print the time of each stage."),
     quality: int = typer.Option(defaults.JPEG_QUALITY, "--quality", min=1, max=100, metavar="1-100", help="JPEG quality of the texture."),
-    max_texture: int = typer.Option(defaults.MAX_TEXTURE_SIDE, "--max-texture", min=256, metavar="PX", help="Longest side of the texture."),
+    max_texture: int = typer.Option(defaults.MAX_TEXTURE_SIDE, "--max-texture", min=256, max=defaults.MAX_TEXTURE_LIMIT, metavar="PX", help="Longest side of the texture (at most 16384: what WebGL viewers show)."),
     batch: SimpleNamespace = None,  # the batch options (see _batch_options)
 ) -> None:
     """Build 3D photos (.glb .html) and their videos (.mp4 .gif .webp).

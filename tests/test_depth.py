@@ -336,6 +336,27 @@ def test_the_bundled_model_meets_the_dev_scene_bars(shared_dir):
     assert m.abs_rel <= 0.200 and m.delta1 >= 0.630 and m.edge_order >= 0.760, m
 
 
+def test_a_panorama_wider_than_32767_px_gets_its_depth_map(tmp_path):
+    """The guided filter's last step (one cv2.remap over a band of rows) failed at 32,767 columns
+    and more (OpenCV's SHRT_MAX): `photo3d depth` of a stitched panorama under the 100 MP limit
+    (36000x2700) was an "internal error".  It now goes in tiles of columns, with the same result."""
+    import photo3d.depth.upsample as up
+
+    rng = np.random.default_rng(0)
+    rgb = rng.integers(0, 256, (8, 33000, 3), dtype=np.uint8)
+    low = rng.random((2, 384)).astype(np.float32)
+    whole = guided_upsample(low, rgb[:, :30000])
+    old, up.REMAP_COLUMNS = up.REMAP_COLUMNS, 7000  # tiles give what one pass gives
+    try:
+        assert np.array_equal(guided_upsample(low, rgb[:, :30000]), whole)
+    finally:
+        up.REMAP_COLUMNS = old
+    Image.fromarray(rgb).save(tmp_path / "pano.png")
+    r = _cli("depth", tmp_path / "pano.png", "-o", tmp_path / "pano.depth.png")
+    assert r.exit_code == 0, r.output
+    assert Image.open(tmp_path / "pano.depth.png").size == (33000, 8)
+
+
 def test_format_with_a_single_file_output_is_a_usage_error(tmp_path):
     from helpers.paths import REPO
 

@@ -110,6 +110,12 @@ def test_texture_quality_and_size_options(tmp_path):
     report = convert_file(src, dst, ConvertOptions(depth=src.with_suffix(".npy"), max_texture_side=300))
     assert max(report["texture"]) <= 300
     assert_valid_glb(dst)
+    # larger than WebGL shows (and than OpenCV encodes: over 65,500 px an "internal error" after
+    # two lines of OpenCV's own): a usage error before any work
+    from helpers.cli import cli
+
+    r = cli("convert", src, "-o", tmp_path / "huge.glb", "--max-texture", "100000")
+    assert r.exit_code == 2 and "--max-texture" in r.output and not (tmp_path / "huge.glb").exists(), r.output
 
 
 def test_to_glb_minimal_mesh(tmp_path):

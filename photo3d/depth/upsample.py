@@ -93,10 +93,14 @@ def guided_upsample(
     return _apply_upsampled(np.dstack([a, b]).astype(np.float32), rgb)
 
 
+REMAP_COLUMNS = 16384  # cv2.remap's output is narrower than 32,767 px (SHRT_MAX): wider photos go in tiles
+
+
 def _apply_upsampled(ab: np.ndarray, rgb: np.ndarray, band: int = 256) -> np.ndarray:
     """q = a·I + b at the photo's resolution, with a, b (``ab``: h×w×4) bilinearly upsampled.
 
-    Works in bands of rows so a 100 MP photo never needs a full-size float copy of itself.
+    Works in bands of rows (and tiles of ``REMAP_COLUMNS`` columns, for a panorama 32,767 px wide
+    or more) so a 100 MP photo never needs a full-size float copy of itself.
     Sampling positions are those of ``cv2.resize(..., INTER_LINEAR)`` (pixel centres aligned).
     """
     H, W = rgb.shape[:2]
@@ -107,14 +111,16 @@ def _apply_upsampled(ab: np.ndarray, rgb: np.ndarray, band: int = 256) -> np.nda
     for y0 in range(0, H, band):
         y1 = min(H, y0 + band)
         ys = ((np.arange(y0, y1, dtype=np.float64) + 0.5) * (h / H) - 0.5).astype(np.float32)
-        mx = np.ascontiguousarray(np.broadcast_to(map_x, (y1 - y0, W)))
-        my = np.ascontiguousarray(np.broadcast_to(ys[:, None], (y1 - y0, W)))
-        c = cv2.remap(ab, mx, my, interpolation=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
-        g = rgb[y0:y1].astype(np.float32)
-        q = c[..., 3]
-        for k in range(3):
-            q += c[..., k] * g[..., k] * inv
-        out[y0:y1] = q
+        for x0 in range(0, W, REMAP_COLUMNS):
+            x1 = min(W, x0 + REMAP_COLUMNS)
+            mx = np.ascontiguousarray(np.broadcast_to(map_x[x0:x1], (y1 - y0, x1 - x0)))
+            my = np.ascontiguousarray(np.broadcast_to(ys[:, None], (y1 - y0, x1 - x0)))
+            c = cv2.remap(ab, mx, my, interpolation=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+            g = rgb[y0:y1, x0:x1].astype(np.float32)
+            q = c[..., 3]
+            for k in range(3):
+                q += c[..., k] * g[..., k] * inv
+            out[y0:y1, x0:x1] = q
     return out
 
 
