@@ -597,7 +597,10 @@ def test_cli_still_needs_stereo_and_bad_formats_are_usage_errors(tmp_path):
     assert res.exit_code == 2 and res.output == ("error: --seconds 100000 at --fps 30 make 3,000,000 frames; at most "
                                                  "100,000 (a loop of 3333.33 s at this --fps)\n"), res.output
     res = cli("convert", str(EXAMPLE), "-o", str(tmp_path / "a.gif"), "--seconds", "1e300")
-    assert res.exit_code == 2 and "frames; at most 100,000" in res.output, res.output
+    assert res.exit_code == 2 and "make 3e+301 frames; at most 100,000" in res.output, res.output  # (not 302 digits)
+    # finite options whose product is not (it was a traceback: round(inf))
+    res = cli("convert", str(EXAMPLE), "-o", str(tmp_path / "a.glb"), "--seconds", "2e306", "--fps", "100")
+    assert res.exit_code == 2 and "make inf frames; at most 100,000" in res.output, res.output
     assert not list(tmp_path.iterdir())
 
 
