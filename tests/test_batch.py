@@ -141,6 +141,21 @@ def test_an_output_never_stands_where_a_folder_of_outputs_must_be(tmp_path: Path
     assert sorted(str(j.dst.relative_to(tmp_path / "out")) for j in jobs) == ["x.glb/a.glb", "x.jpg.glb"]
 
 
+def test_a_tree_a_thousand_folders_deep_is_walked(tmp_path: Path) -> None:
+    """Python 3.11's os.walk recursed once a level: a photo 1,000 folders down (a 2 kB path, well
+    under the system's limit) ended the whole run in a RecursionError traceback, nothing written."""
+    deep = tmp_path / "in"
+    deep.mkdir()
+    for _ in range(1000):  # (Path.mkdir(parents=True) recurses too)
+        deep = deep / "a"
+        os.mkdir(deep)
+    Image.fromarray(photo_rgb(20, 20)).save(deep / "p.jpg")
+    Image.fromarray(photo_rgb(20, 20)).save(tmp_path / "in" / "top.jpg")
+    jobs = plan_jobs([tmp_path / "in"], tmp_path / "out", ".png")
+    assert sorted(j.src.name for j in jobs) == ["p.jpg", "top.jpg"]
+    assert all(j.error is None for j in jobs)
+
+
 def test_input_folders_of_one_name_keep_apart_in_any_order(tmp_path: Path) -> None:
     """Two input folders of one name (2019/DCIM, 2020/DCIM) shared OUT/DCIM, their photos of one
     name numbered (IMG_1.png.png, IMG_1-2.png.png) in the order given: given in the other order on
@@ -824,14 +839,15 @@ def test_workers_that_cannot_start_stop_the_batch(tmp_path: Path) -> None:
 
 
 # a stop signal raised in the process while the inputs are walked (a huge tree: minutes), before any photo
-_STOPPED_IN_THE_SCAN = """import os, signal, sys
-walk, sig = os.walk, getattr(signal, sys.argv.pop(1))
+_STOPPED_IN_THE_SCAN = """import signal, sys
+import photo3d.batch.plan as plan
+walk, sig = plan._walk, getattr(signal, sys.argv.pop(1))
 def walking(*args, **kwargs):
     for i, step in enumerate(walk(*args, **kwargs)):
         if i == 1:
             signal.raise_signal(sig)
         yield step
-os.walk = walking
+plan._walk = walking
 from photo3d.cli import app
 app(prog_name="photo3d")
 """

@@ -115,7 +115,7 @@ def discover(
             )
             errors.append((Path(e.filename) if e.filename else folder, reason))
 
-    for dirpath, dirnames, filenames in os.walk(folder, followlinks=True, onerror=onerror):
+    for dirpath, dirnames, filenames in _walk(folder, onerror):
         try:
             st = os.stat(dirpath)
             key = (st.st_dev, st.st_ino)
@@ -152,6 +152,30 @@ def discover(
                     own.append((p, kind))
                 continue
             yield p  # (a broken link, a named pipe, ...: a failed input that says so, not skipped without a word)
+
+
+def _walk(top: str | Path, onerror: Callable[[OSError], None]) -> Iterator[tuple[str, list[str], list[str]]]:
+    """``os.walk(top, followlinks=True, onerror=onerror)`` (top-down; the caller may prune
+    ``dirnames``) with a stack instead of recursion: Python 3.11's os.walk recursed once a folder
+    level and a tree 1,000 folders deep (a 2 kB path) ended the whole run in a RecursionError."""
+    stack = [os.fspath(top)]
+    while stack:
+        here = stack.pop()
+        try:
+            with os.scandir(here) as it:
+                entries = list(it)
+        except OSError as e:
+            onerror(e)
+            continue
+        dirs, files = [], []
+        for entry in entries:
+            try:
+                is_dir = entry.is_dir()  # (links to folders too: followed)
+            except OSError:
+                is_dir = False
+            (dirs if is_dir else files).append(entry.name)
+        yield here, dirs, files
+        stack.extend(os.path.join(here, d) for d in reversed(dirs))
 
 
 def _not_a_folder(name: str | Path) -> str | None:
