@@ -77,6 +77,22 @@ def over_pixel_limit(w: int, h: int, max_megapixels: float | None) -> str | None
     return f"{w}x{h} = {shown} MP exceeds the --max-megapixels limit of {max_megapixels:g} MP"
 
 
+# Pillow refuses a PNG whose text or colour-profile chunk unpacks to more than 1 MB ("Decompressed
+# data too large"): the pixels were fine, the photo "unreadable".  Profiles of calibration tools
+# (LUT-based) reach a few MB; 16 MB a chunk, and Pillow's own 64 MB for all of a file's text, bound
+# what a chunk made to unpack large can take
+PNG_CHUNK_LIMIT = 16 * 2**20
+
+
+def _allow_large_png_chunks() -> None:
+    from PIL import PngImagePlugin
+
+    PngImagePlugin.MAX_TEXT_CHUNK = max(PngImagePlugin.MAX_TEXT_CHUNK, PNG_CHUNK_LIMIT)
+
+
+_allow_large_png_chunks()
+
+
 def open_unlimited(source) -> Image.Image:
     """``Image.open`` without Pillow's own pixel limit and its warning, for a caller that checks the
     size itself before decoding (with a clearer message, against --max-megapixels)."""

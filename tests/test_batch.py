@@ -151,9 +151,15 @@ def test_a_tree_a_thousand_folders_deep_is_walked(tmp_path: Path) -> None:
         os.mkdir(deep)
     Image.fromarray(photo_rgb(20, 20)).save(deep / "p.jpg")
     Image.fromarray(photo_rgb(20, 20)).save(tmp_path / "in" / "top.jpg")
-    jobs = plan_jobs([tmp_path / "in"], tmp_path / "out", ".png")
-    assert sorted(j.src.name for j in jobs) == ["p.jpg", "top.jpg"]
-    assert all(j.error is None for j in jobs)
+    try:
+        jobs = plan_jobs([tmp_path / "in"], tmp_path / "out", ".png")
+        assert sorted(j.src.name for j in jobs) == ["p.jpg", "top.jpg"]
+        assert all(j.error is None for j in jobs)
+    finally:  # (pytest's clean-up of old temp folders recurses too: left, it ended a later run in a RecursionError)
+        (deep / "p.jpg").unlink()
+        while deep != tmp_path / "in":
+            os.rmdir(deep)
+            deep = deep.parent
 
 
 def test_input_folders_of_one_name_keep_apart_in_any_order(tmp_path: Path) -> None:

@@ -238,6 +238,21 @@ def test_rgb_16bit_png(tmp_path):
     assert tuple(rgb[2, 3]) == (255, 128, 0)
 
 
+def test_a_png_with_a_large_metadata_chunk_is_read(tmp_path):
+    """A colour profile or compressed text chunk unpacking to more than 1 MB (Pillow's limit) made
+    the photo "unreadable image (Decompressed data too large ...)" though its pixels were fine."""
+    from PIL import PngImagePlugin
+
+    rgb = photo_rgb(40, 30)
+    Image.fromarray(rgb).save(tmp_path / "icc.png", icc_profile=b"\0" * 3_000_000)
+    p = load_image(tmp_path / "icc.png")
+    assert np.array_equal(p.rgb, rgb) and any("colour profile unusable" in w for w in p.warnings)
+    info = PngImagePlugin.PngInfo()
+    info.add_itxt("Comment", "y" * 5_000_000, zip=True)
+    Image.fromarray(rgb).save(tmp_path / "text.png", pnginfo=info)
+    assert np.array_equal(load_image(tmp_path / "text.png").rgb, rgb)
+
+
 def test_float_and_int32_tiff(tmp_path):
     Image.new("F", (4, 4), 0.5).save(tmp_path / "f.tif")
     assert np.all(load_image(tmp_path / "f.tif").rgb == 128)
