@@ -179,16 +179,15 @@ def _once_each(inputs: list[str]) -> list[str]:
     ``photo.jpg/`` is not ``photo.jpg`` (it asks for a folder, and fails)."""
     from rich.markup import escape
 
-    kept, seen = [], set()
+    kept: dict[tuple[Path, bool], list[str]] = {}  # key -> the names it was given under, in order
     for v in inputs:
-        key = (Path(v), str(v).endswith("/") and not Path(v).is_dir())
-        if key in seen:
-            err.print(f"[yellow]warning:[/yellow] {escape(printable(v))}: given twice; used once", markup=True,
+        kept.setdefault((Path(v), str(v).endswith("/") and not Path(v).is_dir()), []).append(v)
+    for names in kept.values():  # one line an input, however often it came (500 times: not 499 lines)
+        if len(names) > 1:
+            times = "twice" if len(names) == 2 else f"{len(names)} times"
+            err.print(f"[yellow]warning:[/yellow] {escape(printable(names[1]))}: given {times}; used once", markup=True,
                       highlight=False, soft_wrap=True)
-        else:
-            seen.add(key)
-            kept.append(v)
-    return kept
+    return [names[0] for names in kept.values()]
 
 
 #: The arguments of the INPUT... commands that name files or folders, and how the command line says them

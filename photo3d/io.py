@@ -615,11 +615,12 @@ def load_image(
         raise InputFileError("not an image (empty file)", path)
     if _container_truncated(path):
         raise InputFileError("truncated image file", path)
+    declared = None  # (w, h) as the file says, once it is open
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
             with open_unlimited(path) as im:  # (our own, clearer limit below)
-                w, h = im.size
+                w, h = declared = im.size
                 if over := over_pixel_limit(w, h, max_megapixels):
                     raise TooLargeError(f"too large ({over})", path)
                 draft = None
@@ -686,6 +687,9 @@ def load_image(
         if "truncated" in text.lower() or isinstance(e, EOFError):
             raise InputFileError("truncated image file", path) from e
         raise InputFileError(f"unreadable image ({text or type(e).__name__})", path) from e
+    except MemoryError as e:  # (the file may be fine: the machine, or a ulimit, has too little for it)
+        size = f" {declared[0]}x{declared[1]}" if declared else ""
+        raise InputFileError(f"not enough memory to decode this{size} image", path) from e
     except Exception as e:  # any other decoder failure is still one clean line
         raise InputFileError(f"unreadable image ({type(e).__name__}: {e})", path) from e
     if max_side is not None and max(rgb.shape[:2]) > max_side:

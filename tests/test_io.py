@@ -253,6 +253,21 @@ def test_a_png_with_a_large_metadata_chunk_is_read(tmp_path):
     assert np.array_equal(load_image(tmp_path / "text.png").rgb, rgb)
 
 
+def test_running_out_of_memory_while_decoding_says_so(tmp_path, monkeypatch):
+    """It said "unreadable image (MemoryError: )" of a file that was fine, for a machine (or a
+    ulimit) with too little memory for it."""
+    Image.fromarray(photo_rgb(40, 30)).save(tmp_path / "p.png")
+
+    def load(self):
+        raise MemoryError()
+
+    monkeypatch.setattr(Image.Image, "load", load)
+    monkeypatch.setattr("PIL.ImageFile.ImageFile.load", load)
+    with pytest.raises(InputFileError) as e:
+        load_image(tmp_path / "p.png")
+    _one_line_about(e.value, tmp_path / "p.png", "not enough memory to decode this 40x30 image")
+
+
 def test_float_and_int32_tiff(tmp_path):
     Image.new("F", (4, 4), 0.5).save(tmp_path / "f.tif")
     assert np.all(load_image(tmp_path / "f.tif").rgb == 128)

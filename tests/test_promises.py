@@ -1082,6 +1082,10 @@ def test_an_input_given_twice_under_one_name_is_one_input(tmp_path, tiny_depth_m
     r = cli("depth", src / "a.png", src / "a.png", "-o", tmp_path / "a.npy", "--model", tiny_depth_model)
     assert r.exit_code == 0 and (tmp_path / "a.npy").is_file(), r.output
     assert lines(r.output)[0] == f"warning: {src / 'a.png'}: given twice; used once"
+    # given 500 times: one line, not 499 of the same
+    r = cli("depth", *[src / "a.png"] * 500, "-o", tmp_path / "a.npy", "--model", tiny_depth_model)
+    assert r.exit_code == 0 and [ln for ln in lines(r.output) if ln.startswith("warning")] == [
+        f"warning: {src / 'a.png'}: given 500 times; used once"], r.output
     # a photo and the folder that holds it are two inputs, as before
     r = cli("depth", src, src / "a.png", "-o", tmp_path / "two", "--model", tiny_depth_model)
     assert r.exit_code == 0 and (tmp_path / "two" / "in" / "b.png").is_file(), r.output
