@@ -23,7 +23,7 @@ import torch
 
 from photo3d.depth.maps import colorize
 from photo3d.depth.runtime import load_model, normalize, preprocess
-from photo3d.depth.upsample import guided_upsample
+from photo3d.depth.upsample import NETWORK_RADIUS, guided_upsample
 from photo3d.train.teachers import combine
 
 REPO = Path(__file__).resolve().parents[1]
@@ -55,7 +55,7 @@ def _student(path: Path):
 
 
 def _panel(log: np.ndarray, rgb: np.ndarray) -> np.ndarray:
-    disp, _, _ = normalize(np.exp(guided_upsample(log, rgb)))
+    disp, _, _ = normalize(np.exp(guided_upsample(log, rgb, radius=NETWORK_RADIUS)))
     return colorize(disp)
 
 

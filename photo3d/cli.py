@@ -174,7 +174,8 @@ def _batch_command(command):
 
 def _once_each(inputs: list[str]) -> list[str]:
     """INPUT... with an input given again under the same name (``in in/``, ``x.jpg ./x.jpg``) kept
-    once, and one warning line for each repeat: the run is that of the input given once (a folder
+    once, and one warning line for each such input (naming its second spelling; "given N times"
+    however often it came): the run is that of the input given once (a folder
     repeated went into ``OUT/<folder>/`` as if it were two, and its photo3d maps were counted twice).
     ``photo.jpg/`` is not ``photo.jpg`` (it asks for a folder, and fails)."""
     from rich.markup import escape

@@ -247,7 +247,7 @@ def photo_texture(photo: Photo, max_side: int, quality: int, max_bytes: int | No
     (down to ``MIN_TEXTURE_SIDE``), then at a lower quality (down to 50), until it fits: a busy
     12 MP photo can take 4 MB at quality 80."""
     H, W = photo.height, photo.width
-    s = min(1.0, max_side / max(W, H))
+    s = min(1.0, min(max_side, defaults.MAX_TEXTURE_LIMIT) / max(W, H))  # (the CLI refuses more; the API clamps)
     floor = min(s, MIN_TEXTURE_SIDE / max(W, H))
     q = quality
     for _ in range(8):

@@ -136,7 +136,7 @@ def check_share(opts: ShareOptions) -> None:
         raise UsageError(f"--path must be one of {', '.join(PATHS)}, not {opts.path!r}")
     if not all(math.isfinite(v) and v > 0 for v in (opts.seconds, opts.fps)):
         raise UsageError("--seconds and --fps must be finite positive numbers")
-    if (n := opts.seconds * opts.fps) > MAX_FRAMES:  # (a float: 2e306 s at 100 fps is inf, not a count)
+    if not math.isfinite(n := opts.seconds * opts.fps) or round(n) > MAX_FRAMES:  # (2e306 s at 100 fps: inf, not a count)
         count = f"{round(n):,}" if n < 1e9 else f"{n:.3g}"
         raise UsageError(f"--seconds {opts.seconds:g} at --fps {opts.fps:g} make {count} frames; "
                          f"at most {MAX_FRAMES:,} (a loop of {MAX_FRAMES / opts.fps:g} s at this --fps)")

@@ -417,10 +417,18 @@ def test_a_jpeg_cut_inside_its_scan_data_with_an_end_marker_after_it_is_refused(
     if kind != "restart markers":
         with pytest.raises(InputFileError, match="truncated"):
             load_image(tmp_path / "forged.jpg")
+    from photo3d.io import _flat_bottom
+
     rgb = np.random.default_rng(1).integers(0, 256, (120, 160, 3), dtype=np.uint8)
-    rgb[100:] = 0
+    rgb[64:] = 0  # (whole MCU rows: 4:2:0 chroma of the rows above does not reach the last 8)
     Image.fromarray(rgb).save(tmp_path / "bars.jpg", quality=90, **JPEG_KINDS[kind])
+    with Image.open(tmp_path / "bars.jpg") as im:
+        im.load()
+        assert _flat_bottom(im)  # (so the check runs, and finds the file whole)
     assert load_image(tmp_path / "bars.jpg").rgb.shape == (120, 160, 3)
+    # fill bytes before the EOI are legal: whole too
+    (tmp_path / "fill.jpg").write_bytes((tmp_path / "bars.jpg").read_bytes()[:-2] + b"\xff\xff\xff\xd9")
+    assert load_image(tmp_path / "fill.jpg").rgb.shape == (120, 160, 3)
 
 
 def _scans(data: bytes) -> list[tuple[int, int, int]]:

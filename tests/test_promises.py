@@ -61,7 +61,8 @@ def test_summary_never_replaces_what_is_not_a_file(tmp_path):
     """``--summary`` replaces the file at its name: a named pipe there (or ``/dev/null``, a device)
     was replaced by a regular file, exit 0; run as root, ``--summary /dev/null`` would have put the
     JSON in place of the system's ``/dev/null``.  What is not a file is a usage error now, before any
-    work, and stays as it was; a link to a file is written through (the link stays)."""
+    work, and stays as it was; so is a symbolic link (``/dev/stdout`` is one; written through, a link
+    to the run's own output put the JSON over it, exit 0)."""
     src = photo(tmp_path / "photo.png")
     d = depth_npy(tmp_path / "d.npy")
     pipe = tmp_path / "pipe.json"
@@ -70,12 +71,11 @@ def test_summary_never_replaces_what_is_not_a_file(tmp_path):
     assert r.exit_code == 2, r.output
     assert lines(r.output) == [f"error: --summary {pipe}: is a named pipe; give a file name"]
     assert pipe.is_fifo() and not (tmp_path / "o.glb").exists()
-    (tmp_path / "real.json").write_text("{}")
-    (tmp_path / "link.json").symlink_to("real.json")
+    (tmp_path / "link.json").symlink_to("o.glb")
     r = cli("convert", src, "-o", tmp_path / "o.glb", "--depth", d, "--summary", tmp_path / "link.json")
-    assert r.exit_code == 0, r.output
-    assert (tmp_path / "link.json").is_symlink()
-    assert json.loads((tmp_path / "real.json").read_text())["counts"]["ok"] == 1
+    assert r.exit_code == 2, r.output
+    assert lines(r.output) == [f"error: --summary {tmp_path / 'link.json'}: is a symbolic link (to o.glb); give the file itself"]
+    assert (tmp_path / "link.json").is_symlink() and not (tmp_path / "o.glb").exists()
 
 
 def test_no_output_or_summary_replaces_the_depth_map_or_the_model(tmp_path, tiny_depth_model):

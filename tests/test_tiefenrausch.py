@@ -144,6 +144,22 @@ def test_a_network_whose_ops_do_not_fit_is_one_line_not_a_traceback(tmp_path):
         assert r.exit_code == 1 and len(out) == 1, (name, r.output)
         assert out[0].startswith(f"error: {folder}/tiefenrausch.pb: {reason}"), (name, out)
         assert not (tmp_path / "t.pt").exists()
+    # one that decodes whole but does not build: a convolution's weights of the wrong shape
+    weights = (_ld(1, b"init")
+               + _ld(2, _ld(2, b"w") + _ld(4, b"Int8GivenTensorFill") + _ld(5, _ld(1, b"shape") + _ld(6, _varint(1)))
+                     + _ld(5, _ld(1, b"values") + _ld(4, b"\x00")) + q)
+               + _ld(2, _ld(2, b"b") + _ld(4, b"Int8GivenIntTensorFill") + _ld(5, _ld(1, b"shape") + _ld(6, _varint(1)))
+                     + _ld(5, _ld(1, b"values") + _vi(6, 0)) + q))
+    net = (op(b"Int8Quantize", [b"x"], [b"q"], q) + op(b"Int8Conv", [b"q", b"w", b"b"], [b"y"], arg(b"kernel", i=1), q)
+           + op(b"Int8Dequantize", [b"y"], [b"z"]) + _ld(7, b"x") + _ld(8, b"z"))
+    folder = tmp_path / "wrong-shape"
+    folder.mkdir()
+    (folder / "tiefenrausch.pb").write_bytes(_ld(1, b"net") + net)
+    (folder / "tiefenrausch_init.pb").write_bytes(weights)
+    r = cli("model", "import", folder, "-o", tmp_path / "t.pt")
+    out = [ln for ln in r.output.splitlines() if ln.strip()]
+    assert r.exit_code == 1 and len(out) == 1, r.output
+    assert out[0].startswith(f"error: {folder}: corrupt Caffe2 NetDef: cannot rebuild the network ("), out
     photo = tmp_path / "p.png"  # as --model: the model stops the batch, no photo is blamed
     cv2.imwrite(str(photo), np.full((48, 64, 3), 128, np.uint8))
     r = cli("depth", photo, photo, "-o", tmp_path / "maps", "--model", tmp_path / "conv-two-inputs")

@@ -506,13 +506,16 @@ def check_reads(jobs: Sequence[Job], reads: Sequence[tuple[str, Path]]) -> None:
 
 def check_summary_path(summary: Path, jobs: Sequence[Job], reads: Sequence[tuple[str, Path]] = ()) -> None:
     """``--summary FILE`` must not be ``-`` (as ``-o -``), anything but a file (a folder, a device,
-    a pipe), an input (a photo, or a file the task reads: ``reads``), or a planned output (the same
-    guard as ``-o``)."""
+    a pipe, a symbolic link), an input (a photo, or a file the task reads: ``reads``), or a planned
+    output (the same guard as ``-o``)."""
     if str(summary) == "-":
         raise UsageError("--summary -: cannot write to standard output; give a file name")
+    if os.path.islink(summary):  # (/dev/stdout is one: replaced, or written through onto an output)
+        raise UsageError(f"--summary {printable(summary)}: is a symbolic link (to "
+                         f"{printable(os.readlink(summary))}); give the file itself")
     if (state := output_state(summary)) not in ("missing", "empty", "done"):
         # a folder, or a device, pipe or socket (``--summary /dev/null``): the summary file replaces
-        # what is at its name, so what is not a file is never written over (links are followed)
+        # what is at its name, so what is not a file is never written over
         raise UsageError(f"--summary {printable(summary)}: is {state}; give a file name")
     sid = _file_id(summary)
     if sid is not None and any(_file_id(j.src) == sid for j in jobs):
@@ -532,8 +535,6 @@ def check_writable(jobs: Sequence[Job], summary: Path | None = None, output: str
     only some output folders cannot be written (a read-only subfolder of a mirrored tree), the
     batch goes on: the jobs that write there come back failed with that reason, the others as
     they were."""
-    if summary is not None and Path(summary).is_dir():
-        raise UsageError(f"--summary {printable(summary)}: is a folder; give a file name")
     prefix = f"-o {printable(output)}: " if output is not None else ""
     folders = [(o.parent, prefix) for j in jobs if not j.error for o in j.outputs]  # (a failed job writes nothing)
     if summary is not None:

@@ -126,10 +126,9 @@ class BatchReport:
 
 
 def write_summary(path: Path, summary: dict[str, Any]) -> None:
-    """Replace the ``--summary`` file at once (a temp file renamed): never half written.  A link
-    at its name is written through (its file replaced, the link kept)."""
+    """Replace the ``--summary`` file at once (a temp file renamed): never half written."""
     text = json.dumps(summary, indent=2, ensure_ascii=False) + "\n"
-    write_bytes_atomic(os.path.realpath(path) if os.path.islink(path) else path, text.encode("utf-8", "backslashreplace"))
+    write_bytes_atomic(path, text.encode("utf-8", "backslashreplace"))
 
 
 def unfinished_summary(inputs: int, engine: str, command: str | None = None) -> dict[str, Any]:

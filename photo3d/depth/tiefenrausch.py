@@ -490,7 +490,7 @@ def import_tiefenrausch(folder: str | Path) -> torch.jit.ScriptModule:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             scripted = torch.jit.script(module)
-    except (RuntimeError, ValueError, TypeError, IndexError, KeyError, OverflowError) as e:
+    except (RuntimeError, ValueError, IndexError, KeyError, OverflowError) as e:  # (torch's shape errors, missing blobs)
         raise ModelError(f"corrupt Caffe2 NetDef: cannot rebuild the network ({type(e).__name__}: {e})", folder) from e
     return scripted
 
