@@ -33,10 +33,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--per-scene", action="store_true", help="print every scene")
     args = ap.parse_args(argv)
 
-    import numpy as np
-
-    from photo3d.depth.runtime import load_model, normalize
-    from photo3d.depth.upsample import guided_upsample
+    from photo3d.depth.runtime import load_model
 
     scenes = load_scenes(args.data)
     if not scenes:
@@ -61,7 +58,7 @@ def main(argv: list[str] | None = None) -> int:
             scores, t = [], 0.0
             for s in scenes:
                 t0 = time.perf_counter()
-                pred = normalize(np.exp(guided_upsample(model.predict_log(s.rgb), s.rgb, radius=r)))[0]
+                pred = model.predict_result(s.rgb, radius=r).disparity
                 t += time.perf_counter() - t0
                 scores.append(evaluate(pred, s.disparity))
             rows.append((f"{model.name} (guided, radius {r})", scores, t / len(scenes)))

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Iterator
 
 import numpy as np
-from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
+from PIL import Image, ImageFile, ImageOps, PngImagePlugin, UnidentifiedImageError
 
 from .defaults import MAX_MEGAPIXELS as DEFAULT_MAX_MEGAPIXELS  # noqa: F401  (re-exported)
 from .errors import InputFileError, OutputError, Photo3DError, TooLargeError, one_line
@@ -82,15 +82,7 @@ def over_pixel_limit(w: int, h: int, max_megapixels: float | None) -> str | None
 # (LUT-based) reach a few MB; 16 MB a chunk, and Pillow's own 64 MB for all of a file's text, bound
 # what a chunk made to unpack large can take
 PNG_CHUNK_LIMIT = 16 * 2**20
-
-
-def _allow_large_png_chunks() -> None:
-    from PIL import PngImagePlugin
-
-    PngImagePlugin.MAX_TEXT_CHUNK = max(PngImagePlugin.MAX_TEXT_CHUNK, PNG_CHUNK_LIMIT)
-
-
-_allow_large_png_chunks()
+PngImagePlugin.MAX_TEXT_CHUNK = max(PngImagePlugin.MAX_TEXT_CHUNK, PNG_CHUNK_LIMIT)
 
 
 def open_unlimited(source) -> Image.Image:
@@ -471,6 +463,16 @@ def _jpeg_scans(data: bytes, to_eoi: bool = False) -> _Scans | None:
     return _Scans(data[:end], bool(progressive), len(scans), all(b == 0 for b in got), all(b is not None for b in got))
 
 
+def _with_eoi(body: bytes, tail: bytes = b"", reduced: tuple[str, tuple[int, int]] | None = None) -> Image.Image:
+    """The JPEG ``body`` (its scans so far) decoded with ``tail`` and an EOI after it, in draft
+    mode ``reduced`` if given: how both judgements below tell whether a scan's data is all there."""
+    im = Image.open(io.BytesIO(body + tail + b"\xff\xd9"))
+    if reduced is not None:
+        im.draft(*reduced)
+    im.load()
+    return im
+
+
 def _jpeg_cut_after_a_scan(path: Path, draft: tuple[str, tuple[int, int]] | None) -> tuple[Image.Image, str | None]:
     """The image of a JPEG that ends after a complete scan, without its end marker (EOI), and a
     warning when it is not the whole image; :class:`InputFileError` when it cannot be used.
@@ -489,11 +491,7 @@ def _jpeg_cut_after_a_scan(path: Path, draft: tuple[str, tuple[int, int]] | None
         raise InputFileError("truncated image file", path)
 
     def decode(tail: bytes, reduced: tuple[str, tuple[int, int]] | None = None) -> Image.Image:
-        im = Image.open(io.BytesIO(scans.body + tail + b"\xff\xd9"))
-        if reduced is not None:
-            im.draft(*reduced)
-        im.load()
-        return im
+        return _with_eoi(scans.body, tail, reduced)
 
     try:
         ended = decode(b"")
@@ -525,15 +523,9 @@ def _jpeg_cut_before_eoi(path: Path, size: tuple[int, int]) -> bool:
     if scans is None:  # not a kind ours to judge: as decoded
         return False
     probe = ("RGB", (max(1, size[0] // 8), max(1, size[1] // 8)))
-
-    def decode(tail: bytes) -> np.ndarray:
-        with Image.open(io.BytesIO(scans.body + tail + b"\xff\xd9")) as im:
-            im.draft(*probe)
-            im.load()
-            return np.asarray(im)
-
     try:  # (one stand-in: a scan cut short decodes it as its missing blocks, not the flat fill)
-        return not np.array_equal(decode(b""), decode(_JPEG_TAILS[-1]))
+        return not np.array_equal(np.asarray(_with_eoi(scans.body, b"", probe)),
+                                  np.asarray(_with_eoi(scans.body, _JPEG_TAILS[-1], probe)))
     except MemoryError:
         raise
     except Exception:  # the body that decoded whole fails with its EOI moved: not whole after all

@@ -16,7 +16,8 @@ from typing import Callable, Iterable, Iterator, Sequence
 
 from ..errors import OutputError, UsageError, printable
 from ..depth.maps import photo3d_kind
-from ..io import PATH_MAX, IMAGE_SUFFIXES, existing_folder, is_image_path, name_max, output_state, stale_temp_target, temp_stem
+from ..io import (OUTPUT_THERE, PATH_MAX, IMAGE_SUFFIXES, existing_folder, is_image_path, name_max, output_state,
+                  stale_temp_target, temp_stem)
 from .result import msg
 
 
@@ -513,7 +514,7 @@ def check_summary_path(summary: Path, jobs: Sequence[Job], reads: Sequence[tuple
     if os.path.islink(summary):  # (/dev/stdout is one: replaced, or written through onto an output)
         raise UsageError(f"--summary {printable(summary)}: is a symbolic link (to "
                          f"{printable(os.readlink(summary))}); give the file itself")
-    if (state := output_state(summary)) not in ("missing", "empty", "done"):
+    if (state := output_state(summary)) not in OUTPUT_THERE:
         # a folder, or a device, pipe or socket (``--summary /dev/null``): the summary file replaces
         # what is at its name, so what is not a file is never written over
         raise UsageError(f"--summary {printable(summary)}: is {state}; give a file name")

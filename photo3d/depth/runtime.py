@@ -158,13 +158,15 @@ class DepthModel:
             raise ModelError("depth model output holds NaN or infinite values (a broken model)", self.path)
         return y
 
-    def predict_result(self, rgb: np.ndarray, raw: bool = False, upsample: str = "guided") -> DepthResult:
-        """``upsample``: "guided" (edge-aware, default) or "bilinear" (the plain baseline)."""
+    def predict_result(self, rgb: np.ndarray, raw: bool = False, upsample: str = "guided",
+                       radius: int = NETWORK_RADIUS) -> DepthResult:
+        """``upsample``: "guided" (edge-aware, default; its window ``radius`` in network pixels) or
+        "bilinear" (the plain baseline)."""
         log = self.predict_log(rgb)
         size = (log.shape[1], log.shape[0])
         if not raw:
             if upsample == "guided":
-                log = guided_upsample(log, rgb, radius=NETWORK_RADIUS)
+                log = guided_upsample(log, rgb, radius=radius)
             elif upsample == "bilinear":
                 log = bilinear_upsample(log, (rgb.shape[1], rgb.shape[0]))
             else:
