@@ -40,16 +40,23 @@ def guided_coefficients(guide: np.ndarray, src: np.ndarray, radius: int, eps: fl
     I = guide.astype(np.float32)
     p = src.astype(np.float32)
     r = int(radius)
-    mean_I = np.stack([_box(I[..., k], r) for k in range(3)], axis=-1)
+    mean_I = [_box(I[..., k], r) for k in range(3)]
     mean_p = _box(p, r)
-    cov_Ip = np.stack([_box(I[..., k] * p, r) for k in range(3)], axis=-1) - mean_I * mean_p[..., None]
-    sigma = np.empty(I.shape[:2] + (3, 3), np.float32)
-    for i in range(3):
-        for j in range(i, 3):
-            sigma[..., i, j] = sigma[..., j, i] = _box(I[..., i] * I[..., j], r) - mean_I[..., i] * mean_I[..., j]
-    sigma += np.float32(eps) * np.eye(3, dtype=np.float32)
-    a = np.linalg.solve(sigma.astype(np.float64), cov_Ip[..., None].astype(np.float64))[..., 0].astype(np.float32)
-    b = mean_p - np.einsum("hwc,hwc->hw", a, mean_I)
+    cov = [(_box(I[..., k] * p, r) - mean_I[k] * mean_p).astype(np.float64) for k in range(3)]
+
+    def var(i: int, j: int) -> np.ndarray:
+        v = (_box(I[..., i] * I[..., j], r) - mean_I[i] * mean_I[j]).astype(np.float64)
+        return v + eps if i == j else v
+
+    # the 3x3 covariance (+ eps) solved per pixel by its adjugate (symmetric; float64)
+    s00, s01, s02, s11, s12, s22 = var(0, 0), var(0, 1), var(0, 2), var(1, 1), var(1, 2), var(2, 2)
+    c00, c01, c02 = s11 * s22 - s12 * s12, s02 * s12 - s01 * s22, s01 * s12 - s02 * s11
+    c11, c12, c22 = s00 * s22 - s02 * s02, s01 * s02 - s00 * s12, s00 * s11 - s01 * s01
+    inv_det = 1.0 / (s00 * c00 + s01 * c01 + s02 * c02)
+    a = np.stack([(c00 * cov[0] + c01 * cov[1] + c02 * cov[2]) * inv_det,
+                  (c01 * cov[0] + c11 * cov[1] + c12 * cov[2]) * inv_det,
+                  (c02 * cov[0] + c12 * cov[1] + c22 * cov[2]) * inv_det], axis=-1).astype(np.float32)
+    b = mean_p - (a[..., 0] * mean_I[0] + a[..., 1] * mean_I[1] + a[..., 2] * mean_I[2])
     mean_a = np.stack([_box(a[..., k], r) for k in range(3)], axis=-1)
     return mean_a, _box(b, r)
 
