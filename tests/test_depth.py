@@ -302,6 +302,26 @@ def test_flip_tta_from_metadata(tmp_path):
     flipped = load_model(paths["flip"]).predict_log(rgb)
     assert plain[0, 0] > plain[0, -1] + 0.9  # left nearer
     np.testing.assert_allclose(flipped, 0.5, atol=1e-6)  # the mirrored ramp cancels it
+    # a caller may ask for one pass; `photo3d depth` runs the model's operating point, `convert`
+    # one pass (the builder is tuned to single-pass maps), and so does filling a measured map's holes
+    flip_model = load_model(paths["flip"])
+    np.testing.assert_array_equal(flip_model.predict_log(rgb, tta="none"), plain)
+    from PIL import Image
+
+    from photo3d.depth import DepthOptions, depth_file
+    from photo3d.depth.embedded import network_disparity
+    from photo3d.io import load_image
+    from photo3d.pipeline import ConvertOptions, estimate_depth
+
+    np.testing.assert_allclose(np.log(network_disparity(flip_model, rgb)), plain, atol=1e-6)
+    src = tmp_path / "p.png"
+    Image.fromarray(rgb).save(src)
+    photo = load_image(src)
+    disp, _ = estimate_depth(photo, rgb, ConvertOptions(model=paths["flip"]))
+    assert disp[:, 0].mean() > disp[:, -1].mean() + 0.5  # the ramp, not its cancelled mean
+    info = depth_file(src, tmp_path / "d.npy", DepthOptions(model=paths["flip"], raw=True))
+    d = np.load(tmp_path / "d.npy")
+    assert np.ptp(d) < 1e-3, info  # flat: the model's operating point (flip) cancels the ramp
 
 
 def test_load_scene_reads_a_middlebury_folder(tmp_path):

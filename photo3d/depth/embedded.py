@@ -888,8 +888,9 @@ def check_aspect(disp: np.ndarray, photo: Photo) -> None:
 
 
 def network_disparity(model, rgb: np.ndarray) -> np.ndarray:
-    """The depth network's disparity (exp of its log-disparity) at its own resolution."""
-    return np.exp(model.predict_log(rgb))
+    """The depth network's disparity (exp of its log-disparity) at its own resolution, one pass
+    (it fills the holes of a measured map)."""
+    return np.exp(model.predict_log(rgb, tta="none"))
 
 
 @dataclass

@@ -139,8 +139,9 @@ class DepthModel:
                 finally:
                     torch.set_num_threads(threads)
 
-    def predict_log(self, rgb: np.ndarray) -> np.ndarray:
-        """The network's log-disparity at its own resolution (float32 h×w)."""
+    def predict_log(self, rgb: np.ndarray, tta: str | None = None) -> np.ndarray:
+        """The network's log-disparity at its own resolution (float32 h×w).  ``tta``: "none" (one
+        pass) or "flip" (see :func:`with_tta`); None: the model's operating point (its metadata)."""
         if rgb.ndim != 3 or rgb.shape[2] != 3 or rgb.dtype != np.uint8:
             raise ValueError(f"expected an H×W×3 uint8 image, got {rgb.dtype} {rgb.shape}")
         x = preprocess(rgb, self.input_size)
@@ -152,17 +153,17 @@ class DepthModel:
         if not isinstance(y, torch.Tensor) or y.dim() != 4 or tuple(y.shape[:2]) != (1, 1) or tuple(y.shape[2:]) != tuple(x.shape[2:]):
             shape = tuple(y.shape) if isinstance(y, torch.Tensor) else type(y).__name__
             raise ModelError(f"depth model returned {shape}, expected (1, 1, {x.shape[2]}, {x.shape[3]}) log-disparity", self.path)
-        y = with_tta(self._run, x, y, self.meta.get("tta"))
+        y = with_tta(self._run, x, y, self.meta.get("tta") if tta is None else tta)
         y = y[0, 0].float().numpy().astype(np.float32, copy=False)
         if not np.isfinite(y).all():
             raise ModelError("depth model output holds NaN or infinite values (a broken model)", self.path)
         return y
 
     def predict_result(self, rgb: np.ndarray, raw: bool = False, upsample: str = "guided",
-                       radius: int = NETWORK_RADIUS) -> DepthResult:
+                       radius: int = NETWORK_RADIUS, tta: str | None = None) -> DepthResult:
         """``upsample``: "guided" (edge-aware, default; its window ``radius`` in network pixels) or
-        "bilinear" (the plain baseline)."""
-        log = self.predict_log(rgb)
+        "bilinear" (the plain baseline).  ``tta``: as :meth:`predict_log`."""
+        log = self.predict_log(rgb, tta)
         size = (log.shape[1], log.shape[0])
         if not raw:
             if upsample == "guided":
