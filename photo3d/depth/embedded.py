@@ -222,9 +222,18 @@ def read_xmp(data: bytes) -> tuple[bytes | None, bytes | None]:
 
 
 def _parse_xml(xml: bytes) -> ET.Element:
-    xml = xml.strip(b"\x00 \t\r\n")
-    # drop the <?xpacket ...?> wrappers
-    xml = re.sub(rb"<\?xpacket[^>]*\?>", b"", xml).strip(b"\x00 \t\r\n")
+    # drop the <?xpacket ...?> wrappers (by a scan: a regular expression retried the rest of the
+    # packet for each unclosed one, n² time)
+    parts, pos = [], 0
+    while True:
+        i = xml.find(b"<?xpacket", pos)
+        j = xml.find(b"?>", i) if i >= 0 else -1
+        if j < 0:
+            parts.append(xml[pos:])
+            break
+        parts.append(xml[pos:i])
+        pos = j + 2
+    xml = b"".join(parts).strip(b"\x00 \t\r\n")
     try:
         return ET.fromstring(xml)
     except ET.ParseError as e:
@@ -248,15 +257,19 @@ def xmp_properties(root: ET.Element, ns: str) -> dict[str, str]:
 def _container_items(root: ET.Element) -> list[dict[str, str]]:
     """The Dynamic Depth container directory: one dict of ``Item:`` properties per entry, in order."""
     pre = "{" + NS_DD_ITEM + "}"
+    li_tag = "{http://www.w3.org/1999/02/22-rdf-syntax-ns#}li"
     items = []
-    for li in root.iter("{http://www.w3.org/1999/02/22-rdf-syntax-ns#}li"):
+    for li in root.iter(li_tag):
         props: dict[str, str] = {}
-        for el in li.iter():
+        stack = [li]
+        while stack:  # the entry's own elements, not those of entries nested in it (each is its own
+            el = stack.pop()  # entry: walking them again for every enclosing one took n² time)
             for k, v in el.attrib.items():
                 if k.startswith(pre):
                     props[k[len(pre):]] = v
             if el.tag.startswith(pre) and len(el) == 0 and el.text:
                 props[el.tag[len(pre):]] = el.text.strip()
+            stack.extend(c for c in reversed(el) if c.tag != li_tag)
         if props:
             items.append(props)
     return items
@@ -299,6 +312,8 @@ def decode_map_image(blob: bytes, what: str, max_px: int) -> np.ndarray:
         with open_unlimited(io.BytesIO(blob)) as im:  # (the size is checked here)
             check_map_size(im.size, max_px, what)
             im.load()
+            if im.mode in ("P", "PA"):  # a palette's grey levels, not its indices
+                im = im.convert("L")
             mode = im.mode
             a = np.asarray(im)
     except EmbeddedDepthError:
@@ -673,6 +688,8 @@ def stereo_disparity(left: np.ndarray, right: np.ndarray, max_side: int = STEREO
     if m is None:
         raise EmbeddedDepthError("stereo: the two views do not match")
     dy0, dlo, dhi, n = m
+    if dhi - dlo < MIN_SPREAD_PX:  # (an MPO of one picture twice: matching noise is no depth)
+        raise EmbeddedDepthError(f"stereo: the two views show no disparity ({dlo:.2f}..{dhi:.2f} px; the same picture twice?)")
     if abs(dy0) > 0.5:  # vertical offset between the views: shift the right one onto the left's rows
         right = cv2.warpAffine(right, np.float32([[1, 0, 0], [0, 1, dy0]]), (w, h), borderMode=cv2.BORDER_REPLICATE)
     margin = max(4.0, 0.15 * (dhi - dlo))
@@ -805,6 +822,7 @@ def _find_depth(path: Path, photo: Photo, source: str, found: Found, data: FileB
                 depth = None
             if depth is not None:
                 check_aspect(depth.disparity, photo)
+                check_confident(depth)
                 found.source, found.depth, found.kind = "embedded", depth, depth.kind
                 return found
         except EmbeddedDepthError as e:
@@ -830,6 +848,14 @@ def _find_depth(path: Path, photo: Photo, source: str, found: Found, data: FileB
             pair, kind = side_by_side(photo, source, stereo_layout(path))
         if pair is not None:
             left, right = pair[:2]
+            if kind == "mpo-stereo" and _orientation(path) in _TRANSPOSE:
+                # the views as stored (the baseline along their rows), the disparity then turned
+                # like the photo, which load_image turned by the EXIF orientation
+                depth = oriented(stereo_disparity(left, right), path)
+                check_aspect(depth.disparity, photo)
+                depth.kind = kind
+                found.photo, found.depth, found.source, found.kind = photo, depth, "stereo", kind
+                return found
             if left.shape[:2] != (photo.height, photo.width) or kind in ("heif-stereo", "sbs-half-stereo"):
                 photo = replace(photo, rgb=left, original_size=(left.shape[1], left.shape[0]), alpha=None)
             if len(pair) > 2 and not photo.focal_35mm:
@@ -855,17 +881,23 @@ _TRANSPOSE = {2: "FLIP_LEFT_RIGHT", 3: "ROTATE_180", 4: "FLIP_TOP_BOTTOM", 5: "T
               7: "TRANSVERSE", 8: "ROTATE_90"}  # EXIF orientation -> the transform that shows it upright
 
 
+def _orientation(path: Path) -> int | None:
+    """A JPEG's EXIF orientation tag (None: none or unreadable)."""
+    from PIL import Image
+
+    try:
+        with Image.open(path) as im:
+            return im.getexif().get(0x0112)
+    except Exception:
+        return None
+
+
 def oriented(sd: SourceDepth, path: Path) -> SourceDepth:
     """A JPEG's depth map turned like the photo (:func:`photo3d.io.load_image` applies the EXIF
     orientation to the photo; the map is stored in the sensor's orientation, as the image data)."""
     from PIL import Image
 
-    try:
-        with Image.open(path) as im:
-            orientation = im.getexif().get(0x0112)
-    except Exception:
-        return sd
-    method = _TRANSPOSE.get(orientation)
+    method = _TRANSPOSE.get(_orientation(path))
     if method is None:
         return sd
     op = getattr(Image.Transpose, method)
@@ -874,6 +906,20 @@ def oriented(sd: SourceDepth, path: Path) -> SourceDepth:
         return None if a is None else np.asarray(Image.fromarray(a.astype(np.float32), mode="F").transpose(op))
 
     return replace(sd, disparity=turn(sd.disparity), confidence=turn(sd.confidence))
+
+
+MIN_CONFIDENT = 0.01  # a map needs this share of confident (>= LOW_CONFIDENCE), finite pixels to be used
+
+
+def check_confident(sd: SourceDepth) -> None:
+    """A map whose pixels are (nearly) all unknown or below ``LOW_CONFIDENCE`` is no depth: it would
+    be filled from a handful of pixels (flat) or not at all."""
+    ok = np.isfinite(sd.disparity)
+    if sd.confidence is not None:
+        ok &= np.nan_to_num(sd.confidence) >= LOW_CONFIDENCE
+    n = int(ok.sum())
+    if n < max(100, MIN_CONFIDENT * ok.size):
+        raise EmbeddedDepthError(f"depth map: {n} of its {ok.size} pixels are confident (confidence >= {LOW_CONFIDENCE})")
 
 
 def check_aspect(disp: np.ndarray, photo: Photo) -> None:
