@@ -22,7 +22,7 @@ import numpy as np
 import torch
 
 from photo3d.depth.maps import colorize
-from photo3d.depth.runtime import load_model, normalize, preprocess
+from photo3d.depth.runtime import load_model, normalize, preprocess, with_tta
 from photo3d.depth.upsample import NETWORK_RADIUS, guided_upsample
 from photo3d.train.teachers import combine
 
@@ -48,8 +48,9 @@ def _student(path: Path):
         torch.backends.quantized.engine = "qnnpack"
         with torch.no_grad(), warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            y = module(preprocess(rgb, size))[0, 0]
-        return (y.dequantize() if y.is_quantized else y).float().numpy()
+            x = preprocess(rgb, size)
+            y = with_tta(module, x, module(x), meta.get("tta"))[0, 0]  # (its operating point, as the runtime)
+        return y.float().numpy()
 
     return run
 
