@@ -466,7 +466,9 @@ def test_ctrl_c_during_an_mp4_prints_only_our_lines_and_leaves_nothing(tmp_path,
                        capture_output=True, text=True, env=env(), timeout=300)
     assert p.returncode == 130, p.stderr
     lines = p.stderr.splitlines()
-    assert lines[-1] == "interrupted: run the same command again to continue where it stopped", p.stderr
+    # (one photo: nothing to continue, a new run starts it over; it said "run the same command again
+    # to continue where it stopped": new-user review, helper-51)
+    assert lines[-1] == "interrupted: nothing written", p.stderr
     assert len(lines) == 1, p.stderr
     assert sorted(x.name for x in tmp_path.iterdir()) == ["d.npy", "p.png"]  # no new/, no temp file
 
@@ -624,6 +626,10 @@ def test_a_folder_makes_stereo_stills_with_format_jpg_or_png(tmp_path):
         assert im.format == ("JPEG" if name.endswith(".jpg") else "PNG") and im.size == (192, 64), (name, im.size)
         left, right = np.split(np.asarray(im.convert("RGB"), np.float32), 2, axis=1)
         assert 0 < np.abs(left - right).mean() < 40  # two views of one photo, not one picture twice
+    # jpeg is jpg: the run skips what the jpg run wrote (it wrote a second set, .jpeg: new-user review, helper-51)
+    res = cli("convert", src, "-o", out, "--format", "jpeg", "--stereo", "sbs", "--size", "96")
+    assert res.exit_code == 0 and "2 skipped" in res.output, res.output
+    assert sorted(p.name for p in out.rglob("*.jp*g")) == ["coffee.jpg", "cup.jpg"]
 
 
 def test_a_video_of_one_frame_is_a_usage_error(tmp_path):

@@ -339,8 +339,10 @@ def print_report(report: BatchReport, console: Console, done: str = "converted")
         console.print(", ".join(parts) + f" in {report.seconds:.1f} s", highlight=False, soft_wrap=True)
     elif n == 1 and report.count(Status.skipped):
         say(console, f"{report.results[0].dst} exists, kept (--overwrite rewrites it)", kind="")
-    if report.interrupted:
-        console.print("interrupted: run the same command again to continue where it stopped", highlight=False, soft_wrap=True)
+    if report.interrupted:  # (one output: a new run starts it over, there is nothing to continue)
+        said = ("interrupted: run the same command again to continue where it stopped" if n > 1 else
+                "interrupted" if report.count(Status.ok) else "interrupted: nothing written")
+        console.print(said, highlight=False, soft_wrap=True)
 
 
 def rewrites(inputs: Sequence[Path], overwrite: bool | None) -> bool:
