@@ -336,7 +336,9 @@ def print_report(report: BatchReport, console: Console, done: str = "converted")
             parts.insert(1, f"{completed} completed (missing outputs added)")
         if report.count(Status.not_run):
             parts.append(f"{report.count(Status.not_run)} not run")
-        console.print(", ".join(parts) + f" in {report.seconds:.1f} s", highlight=False, soft_wrap=True)
+        # (several formats: the counts are of outputs, and the line says of how many inputs)
+        whose = f"{n} outputs of {inputs} inputs: " if inputs != n else ""
+        console.print(whose + ", ".join(parts) + f" in {report.seconds:.1f} s", highlight=False, soft_wrap=True)
     elif n == 1 and report.count(Status.skipped):
         say(console, f"{report.results[0].dst} exists, kept (--overwrite rewrites it)", kind="")
     if report.interrupted:  # (one output: a new run starts it over, there is nothing to continue)
