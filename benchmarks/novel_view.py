@@ -304,12 +304,13 @@ def build_and_render(rgb: np.ndarray, disp_px: np.ndarray, layered: bool, snap: 
 
 
 def model_disparity(model_path: Path | None, rgb: np.ndarray, upsample: str = "bilinear") -> tuple[np.ndarray, str]:
-    """The model's normalized disparity, upsampled as ``photo3d convert`` does (bilinear; the
-    layering stage snaps edges to the photo)."""
+    """The model's normalized disparity as ``photo3d convert`` computes it: one pass (whatever the
+    model's operating point for ``photo3d depth``), upsampled bilinearly (the layering stage snaps
+    edges to the photo)."""
     from photo3d.depth.runtime import load_model
 
     model = load_model(model_path)
-    return model.predict_result(rgb, upsample=upsample).disparity, model.name
+    return model.predict_result(rgb, upsample=upsample, tta="none").disparity, model.name
 
 
 def main(argv: list[str] | None = None) -> int:
