@@ -298,7 +298,24 @@ def malformed_variants():
         "no confident pixel": lambda: dynamic_depth_jpeg(photo, depth, confidence=np.zeros_like(depth)),
         "25 confident pixels": lambda: dynamic_depth_jpeg(photo, depth, confidence=np.pad(
             np.ones((5, 5)), ((0, depth.shape[0] - 5), (0, depth.shape[1] - 5)))),
+        # (a flipped byte in the image data decoded to other depth: Pillow skips those CRCs)
+        "PNG data corrupted": lambda: gdepth_jpeg(photo, depth, data=base64.b64encode(_flip_idat_byte(
+            image_bytes(encode_range(depth, "RangeInverse", NEAR, FAR)))).decode()),
     }
+
+
+def _flip_idat_byte(png: bytes) -> bytes:
+    """``png`` with one byte of its image data changed such that it still decodes (to other pixels)."""
+    start = png.index(b"IDAT") + 4
+    for at in range(start + 2, start + 400):
+        bad = png[:at] + bytes([png[at] ^ 0x01]) + png[at + 1:]
+        try:
+            with Image.open(io.BytesIO(bad)) as im:
+                if not np.array_equal(np.asarray(im), np.asarray(Image.open(io.BytesIO(png)))):
+                    return bad
+        except Exception:
+            continue
+    raise AssertionError("no silently decoding flip found")
 
 
 @pytest.mark.parametrize("case", list(malformed_variants()))

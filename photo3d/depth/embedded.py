@@ -47,6 +47,7 @@ import os
 import re
 import struct
 import xml.etree.ElementTree as ET
+import zlib
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Callable, Iterator
@@ -301,6 +302,24 @@ def check_map_size(size: tuple[int, int], max_px: int, what: str) -> None:
         raise EmbeddedDepthError(f"{what}: an image of {size[0]}×{size[1]}, larger than the photo")
 
 
+def _check_png_crcs(blob: bytes, what: str) -> None:
+    """A PNG's chunks must match their CRCs: Pillow does not check those of the image data, so a
+    flipped byte there decoded to other depth without a word (fuzzing, helper-50)."""
+    if not blob.startswith(b"\x89PNG\r\n\x1a\n"):
+        return
+    pos = 8
+    while pos + 12 <= len(blob):
+        (n,) = struct.unpack(">I", blob[pos:pos + 4])
+        end = pos + 8 + n
+        if end + 4 > len(blob):
+            return  # cut short: the decoder says so
+        if zlib.crc32(blob[pos + 4:end]) != struct.unpack(">I", blob[end:end + 4])[0]:
+            raise EmbeddedDepthError(f"{what}: corrupted PNG (the CRC of its {blob[pos + 4:pos + 8].decode('latin-1')!r} chunk does not match)")
+        if blob[pos + 4:pos + 8] == b"IEND":
+            return
+        pos = end + 4
+
+
 def decode_map_image(blob: bytes, what: str, max_px: int) -> np.ndarray:
     """A PNG/JPEG depth or confidence image as float32 in [0, 1] (8- or 16-bit grey), of at most
     ``max_px`` pixels (:func:`map_limit`)."""
@@ -308,6 +327,7 @@ def decode_map_image(blob: bytes, what: str, max_px: int) -> np.ndarray:
 
     from ..io import open_unlimited
 
+    _check_png_crcs(blob, what)
     try:
         with open_unlimited(io.BytesIO(blob)) as im:  # (the size is checked here)
             check_map_size(im.size, max_px, what)
