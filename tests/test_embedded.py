@@ -635,6 +635,18 @@ def _png(im: Image.Image) -> bytes:
     return buf.getvalue()
 
 
+def test_a_map_of_far_depths_keeps_its_shape(tmp_path):
+    """Near 1e7 (metres: a map in other units, or of a distant scene): every disparity was under the
+    absolute floor of 1e-6 and the map came out flat, without a word (fuzzing, helper-50); the floor
+    is now relative to the map's own scale."""
+    photo, depth = scene()
+    src = write(tmp_path, "far.jpg", gdepth_jpeg(photo, depth, near="1e7", far=str(FAR * 1e7 / NEAR)))
+    f = found_in(src)
+    out = E.depth_for(f, f.photo.rgb, raw=True)
+    assert out.info["depth_ratio"] == pytest.approx(FAR / NEAR, rel=1e-3)
+    assert np.corrcoef(out.disparity.ravel(), (1 / depth).ravel())[0, 1] > 0.999
+
+
 def test_xmp_that_took_minutes_to_walk_is_read_in_linear_time(tmp_path):
     """Two XMP shapes took time growing with the square of their size (fuzzing, helper-50: a 400 KB
     file ran a minute or more, Extended XMP may be 64 MB): Dynamic Depth directory entries nested in

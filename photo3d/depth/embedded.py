@@ -1049,7 +1049,8 @@ def depth_for(found: Found, rgb: np.ndarray, predict: Callable[[np.ndarray], np.
     else:
         disp, finfo = sd.disparity.astype(np.float32), {"low_confidence": 0.0}
     info.update(finfo)
-    floor = max(float(np.percentile(disp, 0.01)), 1e-6) if sd.metric else None
+    # (a floor relative to the map's own scale: an absolute 1e-6 flattened a map of far depths, Near 1e7)
+    floor = max(float(np.percentile(disp, 0.01)), 1e-6 * float(disp.max()), 1e-30) if sd.metric else None
     if sd.metric:
         disp = np.maximum(disp, floor)
     else:  # only monotone: shift to positive before taking logs
