@@ -601,8 +601,14 @@ def test_an_mpo_of_one_picture_twice_is_no_stereo_pair(tmp_path):
     left, _, _ = stereo_pair()
     f = found_in(write(tmp_path, "twice.jpg", mpo(left, left)))
     assert f.source == "model" and f.warnings == [
-        "unusable stereo pair (stereo: the two views show no disparity (0.00..0.00 px; the same picture twice?));"
+        "unusable stereo pair (stereo: the two views show no disparity (spread 0.00 px; the same picture twice?));"
         " using the depth model"], f.warnings
+    # the second view re-encoded (JPEG noise spread its matches' 1st..99th percentiles over 3 px: helper-52)
+    buf = io.BytesIO()
+    Image.fromarray(left).save(buf, format="JPEG", quality=40)
+    noisy = np.asarray(Image.open(buf).convert("RGB"))
+    f = found_in(write(tmp_path, "twice40.jpg", mpo(left, noisy)))
+    assert f.source == "model" and "show no disparity" in f.warnings[0], f.warnings
 
 
 def test_a_palette_depth_map_is_read_by_its_grey_levels(tmp_path):
@@ -640,11 +646,12 @@ def test_a_map_of_far_depths_keeps_its_shape(tmp_path):
     absolute floor of 1e-6 and the map came out flat, without a word (fuzzing, helper-50); the floor
     is now relative to the map's own scale."""
     photo, depth = scene()
-    src = write(tmp_path, "far.jpg", gdepth_jpeg(photo, depth, near="1e7", far=str(FAR * 1e7 / NEAR)))
-    f = found_in(src)
-    out = E.depth_for(f, f.photo.rgb, raw=True)
-    assert out.info["depth_ratio"] == pytest.approx(FAR / NEAR, rel=1e-3)
-    assert np.corrcoef(out.disparity.ravel(), (1 / depth).ravel())[0, 1] > 0.999
+    for near in ("1e7", "1e31"):  # (1e31: under an absolute 1e-30 too: helper-52)
+        src = write(tmp_path, "far.jpg", gdepth_jpeg(photo, depth, near=near, far=str(FAR * float(near) / NEAR)))
+        f = found_in(src)
+        out = E.depth_for(f, f.photo.rgb, raw=True)
+        assert out.info["depth_ratio"] == pytest.approx(FAR / NEAR, rel=1e-3), near
+        assert np.corrcoef(out.disparity.ravel(), (1 / depth).ravel())[0, 1] > 0.999
 
 
 def test_xmp_that_took_minutes_to_walk_is_read_in_linear_time(tmp_path):

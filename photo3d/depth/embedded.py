@@ -640,15 +640,16 @@ def _row_matches(left: np.ndarray, right: np.ndarray) -> tuple[np.ndarray, np.nd
     return pl[ok], pr[ok], dy0
 
 
-def match_range(left: np.ndarray, right: np.ndarray) -> tuple[float, float, float, int] | None:
+def match_range(left: np.ndarray, right: np.ndarray) -> tuple[float, float, float, int, float] | None:
     """Sparse ORB matches of a (roughly) rectified pair: (median vertical offset, 1st and 99th
-    percentile of the horizontal disparity, number of row-consistent matches), or None."""
+    percentile of the horizontal disparity, number of row-consistent matches, the spread between
+    its 5th and 95th percentiles), or None."""
     m = _row_matches(left, right)
     if m is None:
         return None
     pl, pr, dy0 = m
-    lo, hi = (float(x) for x in np.percentile(pl[:, 0] - pr[:, 0], (1, 99)))
-    return dy0, lo, hi, len(pl)
+    lo, low, high, hi = (float(x) for x in np.percentile(pl[:, 0] - pr[:, 0], (1, 5, 95, 99)))
+    return dy0, lo, hi, len(pl), high - low
 
 
 def _shrunk(view: np.ndarray, s: float) -> np.ndarray:
@@ -707,9 +708,9 @@ def stereo_disparity(left: np.ndarray, right: np.ndarray, max_side: int = STEREO
     m = match_range(left, right)
     if m is None:
         raise EmbeddedDepthError("stereo: the two views do not match")
-    dy0, dlo, dhi, n = m
-    if dhi - dlo < MIN_SPREAD_PX:  # (an MPO of one picture twice: matching noise is no depth)
-        raise EmbeddedDepthError(f"stereo: the two views show no disparity ({dlo:.2f}..{dhi:.2f} px; the same picture twice?)")
+    dy0, dlo, dhi, n, spread = m
+    if spread < MIN_SPREAD_PX:  # (an MPO of one picture twice, re-encoded or not: matching noise is no depth)
+        raise EmbeddedDepthError(f"stereo: the two views show no disparity (spread {spread:.2f} px; the same picture twice?)")
     if abs(dy0) > 0.5:  # vertical offset between the views: shift the right one onto the left's rows
         right = cv2.warpAffine(right, np.float32([[1, 0, 0], [0, 1, dy0]]), (w, h), borderMode=cv2.BORDER_REPLICATE)
     margin = max(4.0, 0.15 * (dhi - dlo))
@@ -1050,7 +1051,7 @@ def depth_for(found: Found, rgb: np.ndarray, predict: Callable[[np.ndarray], np.
         disp, finfo = sd.disparity.astype(np.float32), {"low_confidence": 0.0}
     info.update(finfo)
     # (a floor relative to the map's own scale: an absolute 1e-6 flattened a map of far depths, Near 1e7)
-    floor = max(float(np.percentile(disp, 0.01)), 1e-6 * float(disp.max()), 1e-30) if sd.metric else None
+    floor = max(float(np.percentile(disp, 0.01)), 1e-6 * float(disp.max()), float(np.finfo(np.float32).tiny)) if sd.metric else None
     if sd.metric:
         disp = np.maximum(disp, floor)
     else:  # only monotone: shift to positive before taking logs
