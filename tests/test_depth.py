@@ -306,6 +306,18 @@ def test_flip_tta_from_metadata(tmp_path):
     # one pass (the builder is tuned to single-pass maps), and so does filling a measured map's holes
     flip_model = load_model(paths["flip"])
     np.testing.assert_array_equal(flip_model.predict_log(rgb, tta="none"), plain)
+    with pytest.raises(ValueError, match="tta must be one of none, flip"):
+        flip_model.predict_log(rgb, tta="mirror")
+    # an unknown operating point in a model's metadata (a typo ran one pass without a word: helper-53)
+    from photo3d.errors import ModelError
+
+    typo = tmp_path / "typo.pt"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.jit.save(torch.jit.script(LeftNear()), str(typo),
+                       _extra_files={"photo3d.json": json.dumps({"name": "typo", "input_size": 64, "tta": "Flip"})})
+    with pytest.raises(ModelError, match='tta must be one of none, flip, not "Flip"'):
+        load_model(typo)
     from PIL import Image
 
     from photo3d.depth import DepthOptions, depth_file

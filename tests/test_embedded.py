@@ -641,6 +641,16 @@ def _png(im: Image.Image) -> bytes:
     return buf.getvalue()
 
 
+def test_a_tiny_map_all_confident_is_used(tmp_path):
+    """The confident-pixel check asks for 100 pixels, but a map of 11x8 (88), all of them known, is
+    still a depth map (the review of the change, helper-53, found it refused: "88 of its 88")."""
+    photo, depth = scene()
+    small_photo = cv2.resize(photo, (88, 64), interpolation=cv2.INTER_AREA)
+    small = cv2.resize(depth, (11, 8), interpolation=cv2.INTER_NEAREST)
+    f = found_in(write(tmp_path, "tiny.jpg", gdepth_jpeg(small_photo, small, extended_chunk=None)))
+    assert f.source == "embedded" and f.depth.disparity.shape == (8, 11), f.warnings
+
+
 def test_a_map_of_far_depths_keeps_its_shape(tmp_path):
     """Near 1e7 (metres: a map in other units, or of a distant scene): every disparity was under the
     absolute floor of 1e-6 and the map came out flat, without a word (fuzzing, helper-50); the floor

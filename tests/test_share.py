@@ -620,12 +620,17 @@ def test_a_folder_makes_stereo_stills_with_format_jpg_or_png(tmp_path):
     out = tmp_path / "out"
     res = cli("convert", src, "-o", out, "--format", "jpg", "--format", "png", "--stereo", "sbs", "--size", "96")
     assert res.exit_code == 0, res.output
-    assert "4 outputs of 2 inputs: 4 converted," in res.output  # (it said "4 converted" of 2 photos: helper-51)
+    assert "4 outputs of 2 input(s): 4 converted," in res.output  # (it said "4 converted" of 2 photos: helper-51)
     for name in ("coffee.jpg", "coffee.png", "sub/cup.jpg", "sub/cup.png"):
         im = Image.open(out / name)
         assert im.format == ("JPEG" if name.endswith(".jpg") else "PNG") and im.size == (192, 64), (name, im.size)
         left, right = np.split(np.asarray(im.convert("RGB"), np.float32), 2, axis=1)
         assert 0 < np.abs(left - right).mean() < 40  # two views of one photo, not one picture twice
+    # a broken photo beside them: its outputs count as outputs, its failure as an input's (helper-53)
+    (src / "broken.jpg").write_bytes(b"not a photo")
+    res = cli("convert", src, "-o", tmp_path / "out2", "--format", "jpg", "--format", "png", "--stereo", "sbs", "--size", "96")
+    assert res.exit_code == 1 and "6 outputs of 3 input(s): 4 converted, 0 skipped (output exists), 1 input(s) failed" in res.output, res.output
+    (src / "broken.jpg").unlink()
     # jpeg is jpg: the run skips what the jpg run wrote (it wrote a second set, .jpeg: new-user review, helper-51)
     res = cli("convert", src, "-o", out, "--format", "jpeg", "--stereo", "sbs", "--size", "96")
     assert res.exit_code == 0 and "2 skipped" in res.output, res.output

@@ -330,14 +330,16 @@ def print_report(report: BatchReport, console: Console, done: str = "converted")
             for r in failed:
                 say(console, f"  {r.error}", kind="")
         completed = sum(1 for r in report.results if r.status == Status.ok and "finished" in r.report)
+        # (several formats: the counts are of outputs, failures of inputs, and the line says so)
+        outputs = sum(len(r.not_made) if r.status == Status.failed else 1 for r in report.results)
+        several = outputs != inputs
         parts = [f"{report.count(Status.ok) - completed} {done}", f"{report.count(Status.skipped)} skipped (output exists)",
-                 f"{len(failed)} failed"]
+                 f"{len(failed)} {'input(s) ' if several else ''}failed"]
         if completed:
             parts.insert(1, f"{completed} completed (missing outputs added)")
         if report.count(Status.not_run):
             parts.append(f"{report.count(Status.not_run)} not run")
-        # (several formats: the counts are of outputs, and the line says of how many inputs)
-        whose = f"{n} outputs of {inputs} inputs: " if inputs != n else ""
+        whose = f"{outputs} outputs of {inputs} input(s): " if several else ""
         console.print(whose + ", ".join(parts) + f" in {report.seconds:.1f} s", highlight=False, soft_wrap=True)
     elif n == 1 and report.count(Status.skipped):
         say(console, f"{report.results[0].dst} exists, kept (--overwrite rewrites it)", kind="")

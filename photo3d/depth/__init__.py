@@ -46,7 +46,8 @@ def depth_file(src: str | Path, dst: str | Path, opts: DepthOptions | None = Non
     if found.source == "model":
         tm = time.perf_counter()
         model = load_model(opts.model)
-        model.warmup()  # (QNNPACK packs its weights on the first call: loading, not predicting)
+        model.warmup()  # (QNNPACK packs its weights on the first call: loading, not predicting; a batch
+        # loads the model before its first file, so there this times the packing alone)
         t_model = time.perf_counter() - tm
         res = model.predict_result(photo.rgb, raw=opts.raw)
         disparity, lo, hi = res.disparity, res.disparity_min, res.disparity_max

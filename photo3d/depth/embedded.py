@@ -224,16 +224,21 @@ def read_xmp(data: bytes) -> tuple[bytes | None, bytes | None]:
 
 def _parse_xml(xml: bytes) -> ET.Element:
     # drop the <?xpacket ...?> wrappers (by a scan: a regular expression retried the rest of the
-    # packet for each unclosed one, n² time)
-    parts, pos = [], 0
-    while True:
-        i = xml.find(b"<?xpacket", pos)
-        j = xml.find(b"?>", i) if i >= 0 else -1
-        if j < 0:
-            parts.append(xml[pos:])
+    # packet for each unclosed one, n² time): from each "<?xpacket" to the first ">" after it, when
+    # that ends "?>" (as the expression did); each stretch is scanned once
+    parts, pos, gt = [], 0, -1
+    while (i := xml.find(b"<?xpacket", pos)) >= 0:
+        if gt < i:
+            gt = xml.find(b">", i)
+        if gt < 0:
             break
-        parts.append(xml[pos:i])
-        pos = j + 2
+        if xml[gt - 1:gt] == b"?":
+            parts.append(xml[pos:i])
+            pos = gt + 1
+        else:
+            parts.append(xml[pos:i + 1])
+            pos = i + 1
+    parts.append(xml[pos:])
     xml = b"".join(parts).strip(b"\x00 \t\r\n")
     try:
         return ET.fromstring(xml)
@@ -939,7 +944,7 @@ def check_confident(sd: SourceDepth) -> None:
     if sd.confidence is not None:
         ok &= np.nan_to_num(sd.confidence) >= LOW_CONFIDENCE
     n = int(ok.sum())
-    if n < max(100, MIN_CONFIDENT * ok.size):
+    if n < min(ok.size, max(100, MIN_CONFIDENT * ok.size)):  # (a map of 8x8 pixels, all confident, is one)
         raise EmbeddedDepthError(f"depth map: {n} of its {ok.size} pixels are confident (confidence >= {LOW_CONFIDENCE})")
 
 

@@ -58,9 +58,14 @@ def network_size(width: int, height: int, input_size: int) -> tuple[int, int]:
     return w, h
 
 
+TTA = ("none", "flip")  # a model's operating points (metadata "tta"; absent: "none")
+
+
 def with_tta(run, x: torch.Tensor, y: torch.Tensor, tta: str | None) -> torch.Tensor:
     """The network's float output ``y = run(x)`` at the model's operating point: with ``tta``
     "flip", averaged with the output for the mirrored input (mirrored back)."""
+    if tta is not None and tta not in TTA:
+        raise ValueError(f"tta must be one of {', '.join(TTA)}, not {tta!r}")
     y = y.dequantize() if y.is_quantized else y
     if tta == "flip":
         y2 = run(x.flip(-1))
@@ -105,6 +110,10 @@ class DepthModel:
             raise ModelError(f"bad {modelfile.METADATA_FILE} metadata: input_size must be a whole number of "
                              f"pixels from 32 to 8192, not {json.dumps(size)[:40]}", path)
         self.input_size = size
+        tta = self.meta.get("tta")
+        if tta is not None and tta not in TTA:  # (a typo would change the operating point without a word)
+            raise ModelError(f"bad {modelfile.METADATA_FILE} metadata: tta must be one of {', '.join(TTA)}, "
+                             f"not {json.dumps(tta)[:40]}", path)
         self.name = str(self.meta.get("name", path.stem if path else "model"))
         self._run_lock = threading.Lock()  # one inference at a time (QNNPACK packs lazily)
         self._warm = False

@@ -37,6 +37,8 @@ def _box(x: np.ndarray, r: int) -> np.ndarray:
 
 def guided_coefficients(guide: np.ndarray, src: np.ndarray, radius: int, eps: float) -> tuple[np.ndarray, np.ndarray]:
     """Box-averaged coefficients (a: H×W×3, b: H×W) of the colour guided filter."""
+    if not eps > 0:  # (the per-pixel solve below needs a regular covariance: a flat guide has none)
+        raise ValueError(f"eps must be positive, not {eps}")
     I = guide.astype(np.float32)
     p = src.astype(np.float32)
     r = int(radius)
