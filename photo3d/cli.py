@@ -416,8 +416,9 @@ def convert(
     from .video import STILL_SUFFIXES, ShareOptions, check_frames, check_share
 
     single = len(inputs) == 1 and not Path(inputs[0]).is_dir()
+    suffixes = ["." + f.lower().lstrip(".") for f in (formats or ["glb"])]
     # (jpeg is jpg: one set of .jpg files, not a second set on a run that spells it the other way)
-    suffixes = list(dict.fromkeys(".jpg" if s == ".jpeg" else s for s in ("." + f.lower().lstrip(".") for f in (formats or ["glb"]))))
+    suffixes = list(dict.fromkeys(".jpg" if s == ".jpeg" else s for s in suffixes))
     try:
         share = ShareOptions(path=path, seconds=seconds, fps=fps, size=size, stereo=stereo, progress=single and batch.jobs == 1)
         check_share(share)

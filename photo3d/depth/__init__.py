@@ -75,8 +75,8 @@ def depth_file(src: str | Path, dst: str | Path, opts: DepthOptions | None = Non
         **meta,
         **({"warnings": said} if (said := [*loaded.warnings, *found.warnings, *flat]) else {}),
         "outputs": [str(p) for p in written],
-        "seconds": {"read": t1 - t0, **({"model": t_model} if t_model else {}), "predict": t2 - t1 - t_model,
-                    "write": t3 - t2},
+        "seconds": {"read": t1 - t0, **({"model": t_model} if found.source == "model" else {}),
+                    "predict": t2 - t1 - t_model, "write": t3 - t2},
     }
 
 

@@ -674,12 +674,11 @@ def is_stereo_pair(left: np.ndarray, right: np.ndarray) -> bool:
     s = min(1.0, 768 / max(left.shape[:2]))
     l = _shrunk(left, s) if s < 1 else left
     r = _shrunk(right, s) if s < 1 else right
-    m = _row_matches(l, r)
+    m = match_range(l, r)
     if m is None:
         return False
-    pl, pr, dy0 = m
-    lo, low, high, hi = np.percentile(pl[:, 0] - pr[:, 0], (1, 5, 95, 99))
-    return bool(len(pl) >= 40 and abs(dy0) < 0.02 * l.shape[0] and hi - lo < 0.25 * l.shape[1] and high - low >= MIN_SPREAD_PX)
+    dy0, lo, hi, n, spread = m
+    return bool(n >= 40 and abs(dy0) < 0.02 * l.shape[0] and hi - lo < 0.25 * l.shape[1] and spread >= MIN_SPREAD_PX)
 
 
 def _fill_rows_background(d: np.ndarray, valid: np.ndarray) -> np.ndarray:
@@ -843,7 +842,7 @@ def _find_depth(path: Path, photo: Photo, source: str, found: Found, data: FileB
             elif is_jpeg:
                 depth = read_jpeg_depth(data, max_px)
                 if depth is not None:
-                    depth = oriented(depth, path)
+                    depth = oriented(depth, _orientation(path))
             else:
                 depth = None
             if depth is not None:
@@ -874,19 +873,18 @@ def _find_depth(path: Path, photo: Photo, source: str, found: Found, data: FileB
             pair, kind = side_by_side(photo, source, stereo_layout(path))
         if pair is not None:
             left, right = pair[:2]
-            if kind == "mpo-stereo" and _orientation(path) in _TRANSPOSE:
+            orientation = _orientation(path) if kind == "mpo-stereo" else None
+            if orientation in _TRANSPOSE:
                 # the views as stored (the baseline along their rows), the disparity then turned
                 # like the photo, which load_image turned by the EXIF orientation
-                depth = oriented(stereo_disparity(left, right), path)
+                depth = oriented(stereo_disparity(left, right), orientation)
                 check_aspect(depth.disparity, photo)
-                depth.kind = kind
-                found.photo, found.depth, found.source, found.kind = photo, depth, "stereo", kind
-                return found
-            if left.shape[:2] != (photo.height, photo.width) or kind in ("heif-stereo", "sbs-half-stereo"):
-                photo = replace(photo, rgb=left, original_size=(left.shape[1], left.shape[0]), alpha=None)
-            if len(pair) > 2 and not photo.focal_35mm:
-                photo = replace(photo, focal_35mm=pair[2])
-            depth = stereo_disparity(photo.rgb, right)
+            else:
+                if left.shape[:2] != (photo.height, photo.width) or kind in ("heif-stereo", "sbs-half-stereo"):
+                    photo = replace(photo, rgb=left, original_size=(left.shape[1], left.shape[0]), alpha=None)
+                if len(pair) > 2 and not photo.focal_35mm:
+                    photo = replace(photo, focal_35mm=pair[2])
+                depth = stereo_disparity(photo.rgb, right)
             depth.kind = kind
             found.photo, found.depth, found.source, found.kind = photo, depth, "stereo", kind
             return found
@@ -918,12 +916,12 @@ def _orientation(path: Path) -> int | None:
         return None
 
 
-def oriented(sd: SourceDepth, path: Path) -> SourceDepth:
-    """A JPEG's depth map turned like the photo (:func:`photo3d.io.load_image` applies the EXIF
-    orientation to the photo; the map is stored in the sensor's orientation, as the image data)."""
+def oriented(sd: SourceDepth, orientation: int | None) -> SourceDepth:
+    """A JPEG's depth map turned like the photo by its EXIF ``orientation`` (:func:`photo3d.io.load_image`
+    applies it to the photo; the map is stored in the sensor's orientation, as the image data)."""
     from PIL import Image
 
-    method = _TRANSPOSE.get(_orientation(path))
+    method = _TRANSPOSE.get(orientation)
     if method is None:
         return sd
     op = getattr(Image.Transpose, method)
