@@ -95,6 +95,34 @@ def test_glob_filters_case_insensitively(album: Path, tmp_path: Path) -> None:
     assert sorted(j.src.name for j in jobs) == sorted(want)
 
 
+def test_a_named_pipe_with_a_png_name_does_not_hang_the_walk(tmp_path: Path) -> None:
+    """The walk opens each .png to see whether photo3d wrote it (a depth map or preview, skipped):
+    a named pipe called ``pipe.png`` blocked that open() until a writer came, so a folder batch hung
+    before its first photo, without a word (a ``.jpg`` pipe already failed by name).  Now it is an
+    input like any other, which fails with its own line."""
+    src = tmp_path / "in"
+    src.mkdir()
+    Image.fromarray(photo_rgb(20, 20)).save(src / "a.png")
+    os.mkfifo(src / "pipe.png")
+
+    def unblock():  # a hang reads an end of file after 10 s instead of stalling the suite
+        try:
+            os.close(os.open(src / "pipe.png", os.O_WRONLY | os.O_NONBLOCK))
+        except OSError:
+            pass
+
+    import threading
+    timer = threading.Timer(10.0, unblock)
+    timer.daemon = True
+    timer.start()
+    t0 = time.monotonic()
+    jobs = plan_jobs([src], tmp_path / "out", ".glb")
+    took = time.monotonic() - t0
+    timer.cancel()
+    assert sorted(j.src.name for j in jobs) == ["a.png", "pipe.png"]
+    assert took < 8, f"the walk waited {took:.1f} s on the named pipe"
+
+
 def test_output_names_never_clash_or_hit_inputs(tmp_path: Path) -> None:
     src = tmp_path / "in"
     src.mkdir()

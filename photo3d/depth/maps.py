@@ -12,6 +12,8 @@
 from __future__ import annotations
 
 import json
+import os
+import stat
 from pathlib import Path
 
 import numpy as np
@@ -141,11 +143,19 @@ def photo3d_kind(path: str | Path) -> str | None:
 
     if Path(path).suffix.lower() != ".png":
         return None
+    try:  # never blocks: a named pipe or a terminal under a .png name is not ours (it fails later, by name)
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+    except OSError:
+        return None
     try:
-        with Image.open(path) as im:  # (lazy: info holds the text chunks before the pixels, where we write them)
-            return kind_of(im.info)
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            return None
+        with os.fdopen(fd, "rb", closefd=False) as f, Image.open(f) as im:
+            return kind_of(im.info)  # (lazy: info holds the text chunks before the pixels, where we write them)
     except Exception:  # not a readable PNG: a photo that fails with its own message later
         return None
+    finally:
+        os.close(fd)
 
 
 def kind_of(info: dict) -> str | None:
