@@ -418,6 +418,15 @@ class _Scans:
     detailed: bool
 
 
+def _jpeg_prefix(path: Path, size: tuple[int, int]) -> bytes:
+    """The first bytes of a JPEG of ``size`` pixels, as many as its headers and image data can take
+    (64 MiB of metadata and 8 bytes a pixel, twice what quality 100 without subsampling writes for
+    noise): what follows is a trailer, and a file padded with gigabytes (a sparse file takes
+    kilobytes on disk) is not read whole into memory, nor copied."""
+    with open(path, "rb") as f:
+        return f.read((64 << 20) + 8 * size[0] * size[1])
+
+
 def _jpeg_scans(data: bytes, to_eoi: bool = False) -> _Scans | None:
     """The scans of the JPEG ``data`` (which ends without its EOI; with ``to_eoi``, the scans
     before its first EOI); None when it ends before its first scan's data, or is a kind not ours
@@ -473,7 +482,8 @@ def _with_eoi(body: bytes, tail: bytes = b"", reduced: tuple[str, tuple[int, int
     return im
 
 
-def _jpeg_cut_after_a_scan(path: Path, draft: tuple[str, tuple[int, int]] | None) -> tuple[Image.Image, str | None]:
+def _jpeg_cut_after_a_scan(path: Path, draft: tuple[str, tuple[int, int]] | None,
+                           size: tuple[int, int]) -> tuple[Image.Image, str | None]:
     """The image of a JPEG that ends after a complete scan, without its end marker (EOI), and a
     warning when it is not the whole image; :class:`InputFileError` when it cannot be used.
 
@@ -486,7 +496,7 @@ def _jpeg_cut_after_a_scan(path: Path, draft: tuple[str, tuple[int, int]] | None
     A scan's data is all there when the pixels do not depend on what follows it: decoded with the
     EOI right after it, and with stand-in data before that EOI (a scan cut short decodes the
     EOI's zero padding, or the stand-ins, as its missing blocks), at full size."""
-    scans = _jpeg_scans(path.read_bytes())
+    scans = _jpeg_scans(_jpeg_prefix(path, size))
     if scans is None:
         raise InputFileError("truncated image file", path)
 
@@ -519,7 +529,7 @@ def _jpeg_cut_before_eoi(path: Path, size: tuple[int, int]) -> bool:
     missing blocks as one flat colour, without an error.  Judged as :func:`_jpeg_cut_after_a_scan`
     judges a file without its EOI (do the pixels depend on stand-in data put before the EOI?), at
     1/8 scale (libjpeg's DCT scaling: each block's mean colour, a fraction of a full decode)."""
-    scans = _jpeg_scans(path.read_bytes(), to_eoi=True)
+    scans = _jpeg_scans(_jpeg_prefix(path, size), to_eoi=True)
     if scans is None:  # not a kind ours to judge: as decoded
         return False
     probe = ("RGB", (max(1, size[0] // 8), max(1, size[1] // 8)))
@@ -639,7 +649,7 @@ def load_image(
                         raise InputFileError(_unsupported_jpeg_text(held), path) from e
                     if im.format != "JPEG" or "truncated" not in str(e):
                         raise
-                    im, warning = _jpeg_cut_after_a_scan(path, draft)  # (InputFileError when it cannot be used)
+                    im, warning = _jpeg_cut_after_a_scan(path, draft, (w, h))  # (InputFileError when it cannot be used)
                 else:  # a JPEG cut inside a scan with an EOI after it decodes, its missing blocks flat
                     # (baseline files: a progressive one so cut decodes its missing detail blurred,
                     # seldom flat, and would pay for its slower decodes for nothing)

@@ -512,6 +512,31 @@ def test_a_progressive_jpeg_cut_between_scans_says_so_on_the_command_line(tmp_pa
     assert (tmp_path / "out.glb").stat().st_size > 0
 
 
+def test_a_jpeg_padded_with_hundreds_of_megabytes_is_not_read_whole(tmp_path):
+    """A baseline JPEG whose last rows are flat (a black border) is checked for a cut inside its
+    image data (libjpeg fills missing blocks with one flat colour): that check read the whole file,
+    so the photo padded to 3 GB (a sparse file: kilobytes on disk) took 3.4 GB of memory and 41 s,
+    and under a memory limit failed with "not enough memory to decode this 320x213 image" (helper-54).
+    Now it reads what a JPEG of its size can hold (64 MiB and 8 bytes a pixel); here padded to
+    512 MiB."""
+    import tracemalloc
+
+    rgb = photo_rgb(160, 120)
+    rgb[-24:] = 0
+    path = tmp_path / "padded.jpg"
+    Image.fromarray(rgb).save(path, quality=90)
+    with open(path, "r+b") as f:
+        f.truncate(512 << 20)
+    tracemalloc.start()
+    try:
+        p = load_image(path)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert p.rgb.shape == (120, 160, 3) and p.rgb[-1].max() < 20
+    assert peak < 150e6, f"{peak / 1e6:.0f} MB"
+
+
 @pytest.mark.parametrize("fraction", [0.05, 0.5, 0.98])
 def test_truncated_jpeg(tmp_path, fraction):
     data = _jpeg_bytes()
