@@ -253,3 +253,38 @@ def test_an_address_where_a_web_server_answers_fails_at_once(tmp_path: Path) -> 
     assert r.returncode == 2 and r.stderr.startswith(f"error: --address {address}: "), r.stderr
     assert "a web server answers there" in r.stderr, r.stderr
     assert len(r.stderr.strip().splitlines()) == 1 and not (tmp_path / "out").exists(), r.stderr
+
+
+def test_the_driver_reads_no_input_whole_before_its_header_is_checked(tmp_path: Path) -> None:
+    """The driver read each input whole to send it to a worker, before any check: a 2 GB file of
+    zeros named .jpg (sparse: kilobytes on disk) took 4.4 GB of memory and a minute to fail as "not
+    an image", which a local run says in under a second (helper-54).  Now its header is read first,
+    and a photo padded far beyond what its pixels take is refused by name, not read."""
+    import tracemalloc
+
+    from photo3d.batch.ray_executor import _input_bytes
+    from photo3d.errors import InputFileError
+
+    junk = tmp_path / "junk.jpg"
+    with open(junk, "wb") as f:
+        f.truncate(1 << 30)
+    padded = tmp_path / "padded.jpg"
+    Image.fromarray(np.full((120, 160, 3), 90, np.uint8)).save(padded)
+    size = padded.stat().st_size
+    with open(padded, "r+b") as f:
+        f.truncate(256 << 20)
+    ok = tmp_path / "ok.jpg"
+    Image.fromarray(np.full((120, 160, 3), 90, np.uint8)).save(ok)
+    tracemalloc.start()
+    try:
+        with pytest.raises(InputFileError) as e:
+            _input_bytes(junk)
+        assert str(e.value) == f"{junk}: not an image (unknown or unsupported format)"
+        with pytest.raises(InputFileError) as e:
+            _input_bytes(padded)
+        assert str(e.value) == f"{padded}: too large for a 160x120 image (268,435,456 bytes): not sent to the cluster"
+        assert len(_input_bytes(ok)) == size
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 20e6, f"{peak / 1e6:.0f} MB"

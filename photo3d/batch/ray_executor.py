@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any, Iterator, Sequence
 
 from ..errors import ExitCode, InputFileError, Photo3DError, UsageError, summarize
-from ..io import input_file, output_state, write_bytes_atomic
+from ..io import input_file, load_image, open_unlimited, output_state, write_bytes_atomic
 from .local import Executor, _first_outputs, _next_ready
 from .plan import Job
 from .result import Result, Status, msg
@@ -22,8 +22,19 @@ from .task import Task, disk_stop, execute, set_threads, warm_up
 def _input_bytes(src: Path) -> bytes:
     """A photo's bytes for a worker, checked as a local run checks it (:func:`photo3d.io.input_file`):
     a named pipe or device is refused without reading it (the read would hang), a missing file or a
-    broken link says so."""
-    input_file(src, "an image")
+    broken link says so.  Its header is read first: a file that is no image fails with the line a
+    local run gives, and one far larger than its pixels can take (64 MiB and 16 bytes a pixel: a
+    photo padded with gigabytes, a sparse file of kilobytes on disk) is refused, not read whole into
+    the driver's memory and the cluster's object store."""
+    st = input_file(src, "an image")
+    try:
+        with open_unlimited(src) as im:
+            w, h = im.size
+    except Exception:  # not an image Pillow opens: the local run's own line (read from its header)
+        load_image(src, max_megapixels=None, max_side=1)
+        w = h = 0
+    if w and st.st_size > (64 << 20) + 16 * w * h:
+        raise InputFileError(f"too large for a {w}x{h} image ({st.st_size:,} bytes): not sent to the cluster", src)
     try:
         return src.read_bytes()
     except PermissionError:
