@@ -185,6 +185,31 @@ def test_a_sharp_but_coarse_depth_file_is_snapped_and_leaves_no_object_on_the_ba
     assert max(counts) < 2000 and sum(counts) < 3000, counts
 
 
+def test_a_depth_png_of_measured_depth_keeps_its_own_relief(tmp_path):
+    """``photo3d depth pug.heic -o pug.png`` writes the phone's far / near ratio (2.93) into the PNG;
+    ``convert pug.heic --depth pug.png`` read only the pixels and built the relief for the default
+    guess of 10, much deeper than converting the photo itself (helper-55).  Now a depth PNG's own
+    ``depth_ratio`` is used; a map without one keeps the default."""
+    from photo3d.depth.maps import save_depth_map
+
+    nv = benchmark("novel_view")
+    H, W = 120, 160
+    src = tmp_path / "photo.png"
+    Image.fromarray(np.random.default_rng(0).integers(0, 255, (H, W, 3), dtype=np.uint8)).save(src)
+    ramp = np.tile(np.linspace(0, 1, W, dtype=np.float32), (H, 1))
+    ratios = []
+    for name, meta in (("measured", {"depth_ratio": 3.0}), ("plain", None)):
+        save_depth_map(tmp_path / f"{name}.png", ramp, meta=meta)
+        out = tmp_path / f"{name}.glb"
+        convert_file(src, out, ConvertOptions(depth=tmp_path / f"{name}.png"))
+        assert_valid_glb(out)
+        meshes, _, tree = nv.load_glb_meshes(out.read_bytes())
+        z = -meshes[0]["pos"][:, 2]
+        ratios.append(float(z.max() / z.min()))
+        assert tree["extras"]["photo3d"].get("depth_ratio") == (meta or {}).get("depth_ratio"), tree["extras"]
+    assert ratios[0] == pytest.approx(3.0, rel=0.05) and ratios[1] == pytest.approx(10.0, rel=0.05), ratios
+
+
 def test_a_cut_out_png_leaves_its_transparent_parts_out(tmp_path):
     """An RGBA PNG (a red disc, anti-aliased, on a transparent background stored black, as editors
     do) with a depth map that puts the background far: the transparent parts are in no mesh and

@@ -135,6 +135,22 @@ def read_png_metadata(path: str | Path) -> dict:
     return out
 
 
+def saved_depth_ratio(path: str | Path) -> float | None:
+    """The farthest / nearest depth that photo3d wrote into a depth PNG it made from measured depth
+    (``depth_ratio``: a phone's depth map, a stereo pair), read from the header; None for any other
+    file.  Given back as ``--depth``, the map then keeps its own relief instead of the default guess."""
+    from PIL import Image
+
+    if Path(path).suffix.lower() != ".png":
+        return None
+    try:
+        with Image.open(path) as im:  # (our text chunks stand before the pixels)
+            ratio = float(json.loads(im.info.get("photo3d", "{}")).get("depth_ratio"))
+    except Exception:  # no such chunk, not a number, not a PNG
+        return None
+    return ratio if np.isfinite(ratio) and ratio > 1 else None
+
+
 def photo3d_kind(path: str | Path) -> str | None:
     """``"depth map"`` or ``"preview"`` for a PNG that photo3d wrote as one (its :data:`MAP_TAG` or
     :data:`PREVIEW_TAG` text chunk, read from the header only), else None: a folder walk skips these,
