@@ -57,6 +57,20 @@ def test_summary_never_overwrites_an_input(tmp_path):
     assert not (tmp_path / "o.glb").exists()
 
 
+def test_summary_is_never_the_folder_the_outputs_go_into(tmp_path):
+    """``--summary sd`` with ``-o sd/`` (a folder not made yet): the summary, written before any
+    work, took the folder's name, the photo failed with a bare "Not a directory", and the same
+    command run again was refused as "-o sd: exists and is not a folder" (helper-55).  Now a usage
+    error before anything is written, as for a summary that is one of the outputs."""
+    src = photo(tmp_path / "photo.png")
+    d = depth_npy(tmp_path / "d.npy")
+    for out, summary in ((tmp_path / "sd", tmp_path / "sd"), (tmp_path / "deep" / "er", tmp_path / "deep")):
+        r = cli("convert", src, "-o", f"{out}{os.sep}", "--depth", d, "--summary", summary)
+        assert r.exit_code == 2, r.output
+        assert lines(r.output) == [f"error: --summary {summary}: is the folder the outputs go into; choose another file"]
+        assert not summary.exists()
+
+
 def test_summary_never_replaces_what_is_not_a_file(tmp_path):
     """``--summary`` replaces the file at its name: a named pipe there (or ``/dev/null``, a device)
     was replaced by a regular file, exit 0; run as root, ``--summary /dev/null`` would have put the

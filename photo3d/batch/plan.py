@@ -526,6 +526,10 @@ def check_summary_path(summary: Path, jobs: Sequence[Job], reads: Sequence[tuple
     target = os.path.abspath(summary).casefold()
     if any(os.path.abspath(o).casefold() == target for j in jobs for o in j.outputs):
         raise UsageError(f"--summary {printable(summary)}: is one of the outputs; choose another file")
+    # a folder the outputs go into, not made yet: the summary, written first, took its name, and
+    # every output failed with "Not a directory" (its re-run then refused -o as not a folder)
+    if any(target in (os.path.abspath(p).casefold() for p in o.parents) for j in jobs if not j.error for o in j.outputs):
+        raise UsageError(f"--summary {printable(summary)}: is the folder the outputs go into; choose another file")
 
 
 def check_writable(jobs: Sequence[Job], summary: Path | None = None, output: str | Path | None = None) -> list[Job]:
