@@ -267,13 +267,18 @@ def depth(
     model: Optional[Path] = MODEL_OPT,
     raw: bool = typer.Option(False, "--raw", help="Write the depth at its own size, not upsampled to the photo's: the network's output, or a photo's own depth or stereo map."),
     preview: bool = typer.Option(False, "--preview", help="Also write NAME.preview.png (red = near)."),
-    fmt: Optional[str] = typer.Option(None, "--format", metavar="png|npy", help="Folder outputs: png (16-bit, default) or npy (float32)."),
+    fmts: Optional[list[str]] = typer.Option(None, "--format", metavar="png|npy", help="Folder outputs: png (16-bit, default) or npy (float32)."),
     timings: bool = typer.Option(False, "--timings", help="Print the time of each stage."),
     batch: SimpleNamespace = None,  # the batch options (see _batch_options)
 ) -> None:
     """Predict depth maps (normalized disparity: larger = nearer)."""
     from .depth import DepthOptions
 
+    # (as convert's: any case, a leading dot; once: a map is written in one format)
+    given = list(dict.fromkeys(f.lower().lstrip(".") for f in fmts or ()))
+    if len(given) > 1:
+        _fail(UsageError(f"--format is given once for depth maps: png or npy, not {' and '.join(given)}"))
+    fmt = given[0] if given else None
     if fmt is not None and fmt not in ("png", "npy"):
         _fail(UsageError(f"--format must be png or npy, not {fmt!r}"))
     if fmt is not None and _one_file_out(inputs, output):

@@ -395,3 +395,21 @@ def test_format_with_a_single_file_output_is_a_usage_error(tmp_path):
     res = _cli("depth", str(REPO / "examples" / "coffee.jpg"), "-o", str(tmp_path / "d.png"), "--format", "npy")
     assert res.exit_code == 2 and "--format is for folder outputs" in res.output
     assert not list(tmp_path.iterdir())
+
+
+def test_depth_format_is_read_as_converts_and_given_once(tmp_path):
+    """``depth --format npy --format png`` wrote only .png, without a word, and ``--format PNG`` was
+    refused, where ``convert --format`` takes any case and each of several formats (helper-55).
+    Now any case (and a leading dot) is read as convert reads it, and a second, different format is
+    a usage error: a depth map is written in one format."""
+    from helpers.paths import REPO
+
+    src = tmp_path / "in"
+    src.mkdir()
+    Image.open(REPO / "examples" / "coffee.jpg").resize((64, 48)).save(src / "c.jpg")
+    r = _cli("depth", src, "-o", tmp_path / "o1", "--format", "npy", "--format", "png")
+    assert r.exit_code == 2 and "--format is given once for depth maps: png or npy, not npy and png" in r.output, r.output
+    assert not (tmp_path / "o1").exists()
+    r = _cli("depth", src, "-o", tmp_path / "o2", "--format", "NPY", "--format", ".npy")
+    assert r.exit_code == 0, r.output
+    assert sorted(p.name for p in (tmp_path / "o2").iterdir()) == ["c.npy"]
