@@ -10,6 +10,7 @@ and turns every failure into a one-line :class:`~photo3d.errors.InputFileError`.
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import functools
 import io
 import os
@@ -878,6 +879,46 @@ def _to_disk(path: Path) -> None:
         os.close(fd)
 
 
+def link_out_of(folder: Path, output: Path) -> Path | None:
+    """The first folder below OUT (``output``) on the way to the output folder ``folder`` that is a
+    symbolic link leading outside OUT (an output written there would land elsewhere), or None."""
+    root = Path(os.path.abspath(output))
+    try:
+        rel = Path(os.path.abspath(folder)).relative_to(root)
+    except ValueError:  # (a one-file output: its folder is no OUT)
+        return None
+    real_root, d = Path(os.path.realpath(root)), Path(output)
+    for part in rel.parts:
+        d = d / part
+        if d.is_symlink() and not Path(os.path.realpath(d)).is_relative_to(real_root):
+            return d
+    return None
+
+
+# the OUT folder of the batch whose outputs this context writes (None: one file, or not a batch)
+_CONFINED: contextvars.ContextVar[Path | None] = contextvars.ContextVar("photo3d_out", default=None)
+
+
+@contextlib.contextmanager
+def confined_to(output: str | Path | None) -> Iterator[None]:
+    """Within: :func:`atomic_output` refuses an output whose folder a link leads out of ``output``
+    (the batch's OUT), checked again at the write itself: a link made while the batch runs (a
+    shared output folder) would otherwise send the rest of its outputs elsewhere."""
+    token = _CONFINED.set(None if output is None else Path(output))
+    try:
+        yield
+    finally:
+        _CONFINED.reset(token)
+
+
+def _check_confined(path: Path) -> None:
+    if (root := _CONFINED.get()) is not None and (link := link_out_of(path.parent, root)) is not None:
+        from .errors import printable
+
+        raise OutputError(f"cannot write ({printable(link)} is a link to {printable(os.path.realpath(link))}, "
+                          f"outside {printable(root)})", path)
+
+
 @contextlib.contextmanager
 def atomic_output(path: str | Path) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; on success rename it over ``path``.
@@ -890,6 +931,7 @@ def atomic_output(path: str | Path) -> Iterator[Path]:
     error while writing (a full disk, a read-only folder) is an :class:`OutputError` naming ``path``.
     """
     path = Path(path)
+    _check_confined(path)
     created: list[Path] = []
     try:
         for attempt in range(3):
@@ -912,6 +954,7 @@ def atomic_output(path: str | Path) -> Iterator[Path]:
         os.chmod(tmp_path, 0o666 & ~_UMASK)  # mkstemp makes 0600; outputs get the usual permissions
         yield tmp_path
         _to_disk(tmp_path)
+        _check_confined(path)  # (again: a link may have been made while the output was written)
         os.replace(tmp_path, path)
     except BaseException as e:
         with contextlib.suppress(OSError):

@@ -123,6 +123,34 @@ def test_a_named_pipe_with_a_png_name_does_not_hang_the_walk(tmp_path: Path) -> 
     assert took < 8, f"the walk waited {took:.1f} s on the named pipe"
 
 
+def test_a_link_made_in_the_output_folder_mid_batch_sends_nothing_outside_it(tmp_path: Path) -> None:
+    """A subfolder of OUT that is a link to a folder elsewhere fails the photos that would be written
+    there, but it was checked only when the batch started: a link made while the batch ran (another
+    user of a shared output folder) sent the rest of the outputs through it, exit 0 (helper-54).
+    Now each write checks again, and the photo fails by name."""
+    from helpers.batch_tasks import ThumbOptions, batch_task_thumb_linking
+    from photo3d.batch import Task
+    from photo3d.io import confined_to, write_bytes_atomic
+
+    src, out, elsewhere = tmp_path / "in", tmp_path / "out", tmp_path / "elsewhere"
+    (src / "z").mkdir(parents=True)
+    (out / "z").mkdir(parents=True)
+    elsewhere.mkdir()
+    Image.fromarray(photo_rgb(20, 20)).save(src / "first.png")
+    Image.fromarray(photo_rgb(20, 20)).save(src / "z" / "later.png")
+    text = io.StringIO()
+    task = Task("batch_task_thumb_linking", batch_task_thumb_linking, ThumbOptions())
+    code = batch_command(task, [src], out, ".png", console=Console(file=text, width=300), progress=False)
+    assert code == 1, text.getvalue()
+    assert (out / "first.png").is_file() and not list(elsewhere.iterdir())
+    assert f"{out / 'z' / 'later.png'}: cannot write ({out / 'z'} is a link to {elsewhere}, outside {out})" \
+        in text.getvalue().replace("\n", ""), text.getvalue()
+    with confined_to(out):  # every write checks: the driver's of a Ray batch too
+        with pytest.raises(Exception, match="is a link to"):
+            write_bytes_atomic(out / "z" / "x.glb", b"x")
+    assert not list(elsewhere.iterdir())
+
+
 def test_output_names_never_clash_or_hit_inputs(tmp_path: Path) -> None:
     src = tmp_path / "in"
     src.mkdir()

@@ -16,7 +16,7 @@ from typing import Callable, Iterable, Iterator, Sequence
 
 from ..errors import OutputError, UsageError, printable
 from ..depth.maps import photo3d_kind
-from ..io import (OUTPUT_THERE, PATH_MAX, IMAGE_SUFFIXES, existing_folder, is_image_path, name_max, output_state,
+from ..io import (OUTPUT_THERE, link_out_of, PATH_MAX, IMAGE_SUFFIXES, existing_folder, is_image_path, name_max, output_state,
                   stale_temp_target, temp_stem)
 from .result import msg
 
@@ -548,7 +548,7 @@ def check_writable(jobs: Sequence[Job], summary: Path | None = None, output: str
     failed: dict[Path, str] = {}  # output folder -> why it cannot be written
     escaped: set[Path] = set()  # output folders that a link leads out of OUT (also for outputs there already)
     for folder, option in sorted(dict.fromkeys(folders), key=lambda f: (f[1].startswith("--"), str(f[0]))):
-        if output is not None and not option.startswith("--") and (link := _link_out_of(folder, Path(output))):
+        if output is not None and not option.startswith("--") and (link := link_out_of(folder, Path(output))):
             failed[folder] = f"{printable(link)} is a link to {printable(os.path.realpath(link))}, outside {printable(output)}"
             escaped.add(folder)
             continue
@@ -575,22 +575,6 @@ def check_writable(jobs: Sequence[Job], summary: Path | None = None, output: str
 
 
 _IS_A_FILE, _NO_FILES = "is a file", "accepts no new files"
-
-
-def _link_out_of(folder: Path, output: Path) -> Path | None:
-    """The first folder below OUT (``output``) on the way to the output folder ``folder`` that is a
-    symbolic link leading outside OUT (an output written there would land elsewhere), or None."""
-    root = Path(os.path.abspath(output))
-    try:
-        rel = Path(os.path.abspath(folder)).relative_to(root)
-    except ValueError:  # (a one-file output: its folder is no OUT)
-        return None
-    real_root, d = Path(os.path.realpath(root)), Path(output)
-    for part in rel.parts:
-        d = d / part
-        if d.is_symlink() and not Path(os.path.realpath(d)).is_relative_to(real_root):
-            return d
-    return None
 
 
 def _why_unwritable(d: Path) -> str | None:

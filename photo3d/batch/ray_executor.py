@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any, Iterator, Sequence
 
 from ..errors import ExitCode, InputFileError, Photo3DError, UsageError, summarize
-from ..io import input_file, load_image, open_unlimited, output_state, write_bytes_atomic
+from ..io import confined_to, input_file, load_image, open_unlimited, output_state, write_bytes_atomic
 from .local import Executor, _first_outputs, _next_ready
 from .plan import Job
 from .result import Result, Status, msg
@@ -237,16 +237,17 @@ class RayExecutor(Executor):
                     continue
                 if r.status == Status.ok:
                     try:
-                        main = files.pop(job.dst.name, None)
-                        keep = getattr(task.options, "keep_existing", False)  # (as the task does locally)
-                        for name, data in files.items():  # side files first, the main output last
-                            side = job.dst.parent / name
-                            if keep and output_state(side) == "done":  # an existing side page is kept, and not listed
-                                r.report["outputs"] = [o for o in r.report.get("outputs", []) if o != str(side)]
-                                continue
-                            write_bytes_atomic(side, data)
-                        if main is not None:
-                            write_bytes_atomic(job.dst, main)
+                        with confined_to(task.out):
+                            main = files.pop(job.dst.name, None)
+                            keep = getattr(task.options, "keep_existing", False)  # (as the task does locally)
+                            for name, data in files.items():  # side files first, the main output last
+                                side = job.dst.parent / name
+                                if keep and output_state(side) == "done":  # an existing side page is kept, and not listed
+                                    r.report["outputs"] = [o for o in r.report.get("outputs", []) if o != str(side)]
+                                    continue
+                                write_bytes_atomic(side, data)
+                            if main is not None:
+                                write_bytes_atomic(job.dst, main)
                     except Photo3DError as e:
                         r.status, r.error = Status.failed, str(e)
                         if (stop := disk_stop(e)) is not None:  # a full disk here: stop as a local run does

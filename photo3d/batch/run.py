@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import os
 import time
@@ -401,6 +402,7 @@ def batch_command(
                 check_summary_path(Path(summary), plan, reads)
                 summary_safe = True
             plan = check_writable(plan, None if summary is None else Path(summary), output)
+            task = dataclasses.replace(task, out=Path(output))  # (and still inside it at each write)
             overwrite = rewrites(inputs, overwrite)
             executor = make_executor(engine, jobs, address, warn=lambda line: say(console, line, "warning"))
             if not plan:

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from ..errors import ExitCode, ModelError, OutputError, Photo3DError, UsageError, one_line
-from ..io import existing_folder
+from ..io import confined_to, existing_folder
 from .result import Result, Status, msg
 
 
@@ -46,6 +46,7 @@ class Task:
     finish: Callable[[Path, Path, Any], dict[str, Any] | None] | None = None
     done: str = "converted"  # what the batch's closing line says of the outputs it wrote ("3 converted")
     reads: Callable[[Any], Sequence[tuple[str, Path]]] | None = None
+    out: Path | None = None  # the batch's OUT: outputs are written only inside it (``io.confined_to``)
 
     def with_options(self, options: Any) -> Task:
         return dataclasses.replace(self, options=options)
@@ -172,7 +173,8 @@ def execute(task: Task, src: Path, dst: Path, finish: bool = False) -> Result:
             raise full
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
-            report = dict(func(src, dst, task.options) or {})
+            with confined_to(task.out):
+                report = dict(func(src, dst, task.options) or {})
         if caught:  # (after the task's own warnings, if any)
             report["warnings"] = list(dict.fromkeys([*report.get("warnings", ()), *_warning_lines(caught)]))
         size = dst.stat().st_size if dst.exists() else 0

@@ -110,3 +110,14 @@ def batch_task_after_first(src: Path, dst: Path, opts: ThumbOptions) -> dict:
 
 
 AFTER_FIRST = Task("batch_task_after_first", batch_task_after_first, ThumbOptions())
+
+
+def batch_task_thumb_linking(src: Path, dst: Path, opts: ThumbOptions) -> dict:
+    """Like batch_task_thumb; the photo named *first* then turns the output folder ``z`` beside its
+    output into a link to ``../elsewhere`` (another user of a shared output folder, mid-batch)."""
+    out = batch_task_thumb(src, dst, opts)
+    if "first" in src.name:
+        z = dst.parent / "z"
+        z.rmdir()
+        z.symlink_to(dst.parent.parent / "elsewhere", target_is_directory=True)
+    return out
