@@ -536,6 +536,10 @@ def check_existing_glb(src: Path, path: Path, glb: bytes, max_megapixels: float 
         meta = (tree.get("extras") or {}).get("photo3d")
         if not isinstance(meta, dict):
             raise ValueError("not a 3D photo photo3d wrote")
+        # photo3d embeds everything: an image or buffer named by address would be fetched by the
+        # "offline" page when opened (a GLB edited in a shared OUT)
+        if any(isinstance(x, dict) and "uri" in x for x in [*(tree.get("images") or []), *(tree.get("buffers") or [])]):
+            raise ValueError("it refers to files or web addresses outside it, which photo3d never writes")
         if max_megapixels is not None:
             check_textures(tree, binary, max_megapixels)
     except (ValueError, struct.error, AttributeError) as e:

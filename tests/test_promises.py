@@ -802,6 +802,26 @@ def test_rerun_with_html_writes_the_missing_page_and_keeps_the_glb(tmp_path):
     assert_valid_glb(out)
 
 
+def test_a_rerun_does_not_put_a_glb_that_points_outside_itself_into_a_page(tmp_path, tiny_depth_model):
+    """A re-run adding --html embedded the existing GLB if it carried photo3d's metadata: one edited
+    (in a shared OUT) so that its texture is a web address made the "offline" page fetch it when
+    opened (helper-54).  photo3d embeds every image and buffer: such a GLB fails the input now."""
+    from photo3d.export import _pack_glb
+
+    (tmp_path / "in").mkdir()
+    photo(tmp_path / "in" / "a.png")
+    out = tmp_path / "out"
+    assert cli("convert", tmp_path / "in", "-o", out, "--model", tiny_depth_model).exit_code == 0
+    tree, binary = read_glb((out / "a.glb").read_bytes())
+    tree["images"][0] = {"uri": "https://tracker.example/pixel.jpg", "mimeType": "image/jpeg"}
+    (out / "a.glb").write_bytes(_pack_glb(tree, binary))
+    r = cli("convert", tmp_path / "in", "-o", out, "--model", tiny_depth_model, "--html")
+    assert r.exit_code == 1 and [ln for ln in lines(r.output) if ln.startswith("error:")] == [
+        f"error: {tmp_path / 'in' / 'a.png'}: the existing {out / 'a.glb'} is not a whole 3D photo (it refers to files "
+        "or web addresses outside it, which photo3d never writes); remove it, or run again with --overwrite"], r.output
+    assert not (out / "a.html").exists()
+
+
 def test_a_rerun_does_not_build_on_a_broken_existing_glb(tmp_path, tiny_depth_model):
     """A re-run adding --html (or --format mp4 beside the GLB) uses the existing GLB: one cut short
     (an interrupted copy) or not a GLB at all went into the page as it was (a viewer that shows
