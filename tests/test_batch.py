@@ -151,6 +151,21 @@ def test_a_link_made_in_the_output_folder_mid_batch_sends_nothing_outside_it(tmp
     assert not list(elsewhere.iterdir())
 
 
+def test_names_that_differ_only_in_unicode_form_get_outputs_of_their_own(tmp_path: Path) -> None:
+    """"café.jpg" typed (é one character) and as some cameras and macOS write it (e and a combining
+    accent) are two files here but one on macOS, SMB or ZFS shares: their outputs were two names
+    for the planner and one file there, so one photo's output was lost (helper-54).  They are
+    numbered now, as names that differ only in case are."""
+    src = tmp_path / "in"
+    src.mkdir()
+    for name in ("caf\u00e9.jpg", "cafe\u0301.jpg", "A.jpg", "a.jpg"):
+        Image.fromarray(photo_rgb(20, 20)).save(src / name)
+    jobs = plan_jobs([src], tmp_path / "out", ".png")
+    names = sorted(j.dst.name for j in jobs)
+    import unicodedata
+    assert len({unicodedata.normalize("NFC", n).casefold() for n in names}) == 4, names
+
+
 def test_output_names_never_clash_or_hit_inputs(tmp_path: Path) -> None:
     src = tmp_path / "in"
     src.mkdir()

@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import fnmatch
 import os
+import unicodedata
 from collections import Counter
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -350,7 +351,7 @@ def plan_jobs(
             notes.twice += [(p, jobs[kept[key]].src) for p in paths if p != jobs[kept[key]].src]
 
     def keys(j: Job) -> list[str]:
-        return [str(p).casefold() for p in j.outputs]
+        return [same_name_key(p) for p in j.outputs]
 
     for j in jobs:
         j.sides = sides(j.dst)
@@ -365,7 +366,7 @@ def plan_jobs(
             owners.setdefault(k, set()).add(n)
     # ... and outputs named like a folder that holds other outputs (`x.jpg` and `x.glb/a.jpg`: the
     # file x.glb would stand where the folder x.glb must be, and a.jpg could never be converted)
-    folders = {str(d).casefold() for j in named for o in j.outputs for d in o.parents}
+    folders = {same_name_key(d) for j in named for o in j.outputs for d in o.parents}
     clashing = {n for group in owners.values() if len(group) > 1 for n in group}
     clashing |= {n for n, j in enumerate(named) if any(k in folders for k in keys(j))}
     for n in sorted(clashing):
@@ -386,6 +387,13 @@ def plan_jobs(
         taken.update(keys(j))
     _refuse_overwriting_inputs(jobs)
     return jobs
+
+
+def same_name_key(path: str | Path) -> str:
+    """What two paths share when a filesystem may take them for one file: case (Windows, macOS) and
+    Unicode normalization (macOS, SMB and ZFS shares: "café" typed, or as a camera wrote it, with a
+    combining accent) left out (Unicode's canonical caseless match)."""
+    return unicodedata.normalize("NFD", unicodedata.normalize("NFD", str(path)).casefold())
 
 
 def _folder_bases(inputs: Sequence[Path], output: Path) -> dict[Path, Path]:
