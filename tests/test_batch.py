@@ -166,6 +166,21 @@ def test_names_that_differ_only_in_unicode_form_get_outputs_of_their_own(tmp_pat
     assert len({unicodedata.normalize("NFC", n).casefold() for n in names}) == 4, names
 
 
+def test_a_folder_run_ends_with_its_counts_also_for_one_photo(tmp_path: Path) -> None:
+    """"A folder run prints one such line per output and ends with counts" (README): not when the
+    folder (or its --glob) held one photo, so a script that reads the counts found none (helper-55)."""
+    src = tmp_path / "in"
+    src.mkdir()
+    Image.fromarray(photo_rgb(20, 20)).save(src / "a.png")
+    for want in ("1 converted, 0 skipped (output exists), 0 failed in ", "0 converted, 1 skipped (output exists), 0 failed in "):
+        text = io.StringIO()
+        code = batch_command(THUMB, [src], tmp_path / "out", ".png", console=Console(file=text, width=300), progress=False)
+        assert code == 0 and text.getvalue().splitlines()[-1].startswith(want), text.getvalue()
+    text = io.StringIO()  # one photo given by name: its own line says it all
+    batch_command(THUMB, [src / "a.png"], tmp_path / "one.png", ".png", console=Console(file=text, width=300), progress=False)
+    assert "converted" not in text.getvalue(), text.getvalue()
+
+
 def test_output_names_never_clash_or_hit_inputs(tmp_path: Path) -> None:
     src = tmp_path / "in"
     src.mkdir()

@@ -317,15 +317,16 @@ def one_failure_per_input(results: list[Result]) -> list[Result]:
     return out
 
 
-def print_report(report: BatchReport, console: Console, done: str = "converted") -> None:
+def print_report(report: BatchReport, console: Console, done: str = "converted", folder: bool = False) -> None:
     """Close a batch: the fatal error, the failed files again, and the counts (``done``: what
-    the outputs written are called, :attr:`Task.done`)."""
+    the outputs written are called, :attr:`Task.done`); ``folder``: an input was a folder, whose
+    run ends with the counts also when it made one output (a script reads that line)."""
     if report.fatal:
         say(console, report.fatal)
     failed = report.failed  # (one per input: :func:`one_failure_per_input`)
     n = len(report.results)
     inputs = len({r.input for r in report.results})
-    if n > 1:  # (one output: its own lines say it all, also when interrupted)
+    if n > 1 or (folder and n == 1):  # (one photo given: its own lines say it all, also when interrupted)
         if failed:
             console.print(f"[red]{len(failed)} of {inputs} input(s) failed:[/red]", markup=True, highlight=False, soft_wrap=True)
             for r in failed:
@@ -449,7 +450,7 @@ def batch_command(
     # a batch that was stopped says so and writes its summary whatever is pressed again meanwhile
     with stop_signals_ignored() if report.interrupted else contextlib.nullcontext():
         if plan:
-            print_report(report, console, task.done)
+            print_report(report, console, task.done, folder=any(Path(p).is_dir() for p in inputs))
         if summary is not None:
             try:
                 report.write_summary(summary, command)
