@@ -40,6 +40,7 @@ VIDEO_SUFFIXES = (".mp4", ".gif", ".webp")
 STILL_SUFFIXES = (".jpg", ".jpeg", ".png")
 STEREO_MODES = ("sbs", "sbs-half")
 STEREO_TAG = "photo3d-stereo"  # a stereo still's layout, in its PNG text / JPEG comment (see photo3d.depth.embedded)
+VIDEO_TAG = "photo3d-video"  # in an animated WebP's XMP: a folder walk knows it as photo3d's, not a photo
 STEREO_EYE = 0.3  # each eye's offset (unit disc): left/right disparity ~ 0.6 x the full parallax
 VIDEO_SIDE, SMALL_SIDE = 1080, 480  # default longer side: MP4 (and stills); GIF and WebP
 MAX_ASPECT = 21 / 9  # a panorama's frames show its centre at 21:9 (a tall photo's at 9:21), not a sliver
@@ -452,7 +453,7 @@ def _encode_webp(frames: list[np.ndarray], fps: float, quality: int) -> bytes:
     images = [Image.fromarray(f) for f in frames]
     buf = io.BytesIO()
     images[0].save(buf, format="WEBP", save_all=True, append_images=images[1:], duration=frame_delays(len(images), fps, 1), loop=0,
-                   quality=quality, method=4)
+                   quality=quality, method=4, xmp=f'<x:xmpmeta xmlns:x="adobe:ns:meta/">{VIDEO_TAG}</x:xmpmeta>'.encode())
     return buf.getvalue()
 
 

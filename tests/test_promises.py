@@ -1297,18 +1297,26 @@ def test_a_failed_side_page_says_the_glb_was_not_kept_either(tmp_path):
     assert not out.parent.exists()
 
 
-def test_a_walk_takes_photo3ds_own_stereo_stills_as_photos(tmp_path, tiny_depth_model):
-    """A stereo still photo3d wrote (tagged with its layout so its pair gives depth) is a photo of a
-    later folder run, not "a depth map photo3d wrote": the walk skipped every PNG whose text chunks
-    began with "photo3d", the still's "photo3d-stereo" too."""
+def test_a_walk_skips_photo3ds_own_stereo_stills_and_videos(tmp_path, tiny_depth_model):
+    """A stereo still photo3d wrote (tagged with its layout so its pair gives depth) was once skipped
+    by a walk as "a depth map photo3d wrote" (every PNG whose text chunks began with "photo3d"), then
+    taken as a photo: an earlier run's output folder inside the photos was converted again by the
+    next run with another -o, each still and each animated WebP (its first frame) as a 3D photo of
+    its own, with a warning that photo3d's own still was "an unusable stereo pair" (helper-55).  Now
+    a walk skips them, named in one warning as depth maps are; given by name, a still is used."""
     src = tmp_path / "in"
     photo(src / "a.png")
-    r = cli("convert", src / "a.png", "-o", src / "a.sbs.png", "--stereo", "sbs", "--model", tiny_depth_model)
-    assert r.exit_code == 0, r.output
+    for args in (("-o", src / "out" / "a.sbs.png", "--stereo", "sbs"), ("-o", src / "out" / "a.sbs.jpg", "--stereo", "sbs"),
+                 ("-o", src / "out" / "a.webp", "--seconds", "0.2", "--size", "64")):
+        r = cli("convert", src / "a.png", *args, "--model", tiny_depth_model)
+        assert r.exit_code == 0, r.output
     r = cli("depth", src, "-o", tmp_path / "out", "--model", tiny_depth_model, "--depth-source", "model")
     assert r.exit_code == 0, r.output
-    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["a.png", "a.sbs.png"]
-    assert not [ln for ln in lines(r.output) if ln.startswith("warning")]
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["a.png"]
+    assert [ln for ln in lines(r.output) if ln.startswith("warning")] == [
+        f"warning: skipped 2 stereo stills and 1 video photo3d wrote, not photos (such as {src / 'out' / 'a.sbs.jpg'})"]
+    r = cli("convert", src / "out" / "a.sbs.png", "-o", tmp_path / "still.glb", "--model", tiny_depth_model)
+    assert r.exit_code == 0 and f"{src / 'out' / 'a.sbs.png'} -> {tmp_path / 'still.glb'}" in r.output, r.output
 
 
 def test_a_tiny_megapixel_limit_shows_a_size_over_it(tmp_path):

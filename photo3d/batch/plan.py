@@ -54,14 +54,11 @@ class PlanNotes:
             (p, kind), = self.own
             out.append(msg(p, f"skipped: a {'depth ' if kind == 'preview' else ''}{kind} photo3d wrote, not a photo"))
         elif self.own:  # (previews are not depth maps: "6 depth maps" were 3 maps and their 3 previews)
-            kinds = [kind for _, kind in self.own]
-            n_maps, n_previews = kinds.count("depth map"), kinds.count("preview")
-            parts = []
-            if n_maps:
-                parts.append(f"{n_maps} depth map{'s' if n_maps > 1 else ''}")
-            if n_previews:
-                parts.append(f"{n_previews} {'' if n_maps else 'depth '}preview{'s' if n_previews > 1 else ''}")
-            out.append(f"skipped {' and '.join(parts)} photo3d wrote, not photos (such as {printable(self.own[0][0])})")
+            kinds = Counter(kind for _, kind in self.own)
+            parts = [f"{n} {'depth ' if kind == 'preview' and not kinds['depth map'] else ''}{kind}{'s' if n > 1 else ''}"
+                     for kind in ("depth map", "preview", "stereo still", "video") if (n := kinds[kind])]
+            listed = parts[0] if len(parts) == 1 else f"{', '.join(parts[:-1])} and {parts[-1]}"
+            out.append(f"skipped {listed} photo3d wrote, not photos (such as {printable(self.own[0][0])})")
         if len(self.twice) == 1:
             (p, kept), = self.twice
             out.append(msg(p, f"skipped: the same file as {printable(kept)} (reached through a link, or an input given twice)"))

@@ -152,14 +152,18 @@ def saved_depth_ratio(path: str | Path) -> float | None:
 
 
 def photo3d_kind(path: str | Path) -> str | None:
-    """``"depth map"`` or ``"preview"`` for a PNG that photo3d wrote as one (its :data:`MAP_TAG` or
-    :data:`PREVIEW_TAG` text chunk, read from the header only), else None: a folder walk skips these,
-    they are not photos.  photo3d's stereo stills (``photo3d-stereo``) are photos: their pair gives depth."""
+    """What photo3d wrote that a folder walk skips, as they are not photos (from the file's header):
+    ``"depth map"`` or ``"preview"`` (a PNG with :data:`MAP_TAG` or :data:`PREVIEW_TAG`),
+    ``"stereo still"`` (a JPEG or PNG tagged ``photo3d-stereo``: an earlier run's output folder
+    inside the photos was converted again, each still as a 3D photo of its stereo pair) or ``"video"``
+    (an animated WebP tagged ``photo3d-video``); else None.  Named as an input, each is used."""
     from PIL import Image
 
-    if Path(path).suffix.lower() != ".png":
+    from ..video import STEREO_TAG, VIDEO_TAG
+
+    if Path(path).suffix.lower() not in (".png", ".jpg", ".jpeg", ".webp"):
         return None
-    try:  # never blocks: a named pipe or a terminal under a .png name is not ours (it fails later, by name)
+    try:  # never blocks: a named pipe or a terminal under a photo's name is not ours (it fails later, by name)
         fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
     except OSError:
         return None
@@ -167,8 +171,16 @@ def photo3d_kind(path: str | Path) -> str | None:
         if not stat.S_ISREG(os.fstat(fd).st_mode):
             return None
         with os.fdopen(fd, "rb", closefd=False) as f, Image.open(f) as im:
-            return kind_of(im.info)  # (lazy: info holds the text chunks before the pixels, where we write them)
-    except Exception:  # not a readable PNG: a photo that fails with its own message later
+            info = im.info  # (lazy: the text chunks, comment or XMP before the pixels, where we write them)
+            if im.format == "PNG" and (kind := kind_of(info)):
+                return kind
+            if (STEREO_TAG in info if im.format == "PNG" else
+                    im.format == "JPEG" and bytes(info.get("comment") or b"").startswith(STEREO_TAG.encode())):
+                return "stereo still"
+            if im.format == "WEBP" and VIDEO_TAG.encode() in bytes(info.get("xmp") or b""):
+                return "video"
+            return None
+    except Exception:  # not a readable image: a photo that fails with its own message later
         return None
     finally:
         os.close(fd)
