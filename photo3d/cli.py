@@ -19,21 +19,48 @@ from . import __version__, defaults
 from .errors import Photo3DError, UsageError, install_one_line_warnings, printable, stderr_console
 
 
-def _show_one_line(e, file=None) -> None:
+def _given(opts: list[str], args: list[str]) -> str | None:
+    """The value given in ``args`` (the command's arguments) to the option ``opts`` (its last one), if any."""
+    value = None
+    for i, a in enumerate(args):
+        if a in opts and i + 1 < len(args):
+            value = args[i + 1]
+        elif any(a.startswith(o + "=") for o in opts if o.startswith("--")):
+            value = a.split("=", 1)[1]
+    return value
+
+
+def _usage_message(e, args: list[str]) -> str:
+    """click's message in photo3d's words: a number out of its range says the range and what was
+    given ("--parallax must be a number from 0.001 to 0.2, not nan": a nan was told it was over 0.2)."""
+    text = e.format_message().replace("Value error, ", "")
+    p = getattr(e, "param", None)
+    lo, hi = getattr(p, "min", None), getattr(p, "max", None)
+    if "Input should be" in text and (lo is not None or hi is not None) and getattr(p, "opts", None):
+        kind = "a whole number" if isinstance(lo if lo is not None else hi, int) else "a number"
+        bounds = (f"from {lo:g} to {hi:g}" if lo is not None and hi is not None else
+                  f"of at least {lo:g}" if lo is not None else f"of at most {hi:g}")
+        given = _given(p.opts, args)
+        text = f"{p.opts[-1]} must be {kind} {bounds}" + (f", not {given}" if given is not None else "")
+    return text
+
+
+def _show_one_line(e, file=None, args: list[str] = ()) -> None:
     """Show a command-line mistake as one line (click prints the usage, a hint and the error)."""
     ctx = getattr(e, "ctx", None)
     where = f" (see: {ctx.command_path} --help)" if ctx is not None else ""
-    print(f"error: {printable(e.format_message())}{where}", file=file or sys.stderr)
+    print(f"error: {printable(_usage_message(e, list(args)))}{where}", file=file or sys.stderr)
 
 
 def _one_line_usage_errors(method):
-    def wrapped(*args, **kwargs):
+    def wrapped(self, ctx, args, *rest, **kwargs):
+        given = list(args)  # (click's parser consumes the list)
         try:
-            return method(*args, **kwargs)
+            return method(self, ctx, args, *rest, **kwargs)
         except Exception as e:  # click's UsageError (typer may bundle its own click)
             if (getattr(e, "exit_code", None) == 2 and hasattr(e, "format_message")
                     and type(e).__name__ != "NoArgsIsHelpError"):  # (that one shows the help)
-                e.show = functools.partial(_show_one_line, e)
+                e.show = functools.partial(_show_one_line, e, args=given)
             raise
 
     return wrapped

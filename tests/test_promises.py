@@ -1158,7 +1158,11 @@ def test_a_walk_skips_the_depth_maps_photo3d_wrote(tmp_path, tiny_depth_model):
     (["convert", "x.jpg", "--bogus"], "error: No such option: --bogus"),
     (["convert"], "error: Missing argument 'INPUT...'."),
     (["depth", "x.jpg"], "error: Missing option '-o' / '--output'."),
-    (["convert", "x.jpg", "-o", "x.glb", "--quality", "500"], "error: Invalid value for '--quality'"),
+    (["convert", "x.jpg", "-o", "x.glb", "--quality", "500"], "error: --quality must be a whole number from 1 to 100, not 500"),
+    # (a nan was told "Input should be less than or equal to 0.2"; helper-55)
+    (["convert", "x.jpg", "-o", "x.mp4", "--parallax", "nan"], "error: --parallax must be a number from 0.001 to 0.2, not nan"),
+    (["convert", "x.jpg", "-o", "x.mp4", "--seconds=0"], "error: --seconds must be a number of at least 0.05, not 0"),
+    (["convert", "x.jpg", "-o", "x.glb", "--engine", "spark"], "error: Invalid value for '--engine': 'spark' is not one of"),
     (["bogus"], "error: No such command 'bogus'."),
 ])
 def test_command_line_mistakes_are_one_line(args, message):
