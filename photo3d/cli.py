@@ -303,11 +303,11 @@ def depth(
 
     # (as convert's: any case, a leading dot; once: a map is written in one format)
     given = list(dict.fromkeys(f.lower().lstrip(".") for f in fmts or ()))
+    if bad := next((f for f in given if f not in ("png", "npy")), None):
+        _fail(UsageError(f"--format must be png or npy, not {bad!r}"))
     if len(given) > 1:
         _fail(UsageError(f"--format is given once for depth maps: png or npy, not {' and '.join(given)}"))
     fmt = given[0] if given else None
-    if fmt is not None and fmt not in ("png", "npy"):
-        _fail(UsageError(f"--format must be png or npy, not {fmt!r}"))
     if fmt is not None and _one_file_out(inputs, output):
         _fail(UsageError(FORMAT_FOR_FOLDERS))
     fmt = fmt or "png"

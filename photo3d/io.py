@@ -953,8 +953,9 @@ def atomic_output(path: str | Path) -> Iterator[Path]:
     try:
         os.chmod(tmp_path, 0o666 & ~_UMASK)  # mkstemp makes 0600; outputs get the usual permissions
         yield tmp_path
+        _check_confined(path)  # (again: a link may have been made while the output was written ...
         _to_disk(tmp_path)
-        _check_confined(path)  # (again: a link may have been made while the output was written)
+        _check_confined(path)  # ... or while it went to the disk)
         os.replace(tmp_path, path)
     except BaseException as e:
         with contextlib.suppress(OSError):

@@ -542,7 +542,7 @@ def check_existing_glb(src: Path, path: Path, glb: bytes, max_megapixels: float 
             raise ValueError("it refers to files or web addresses outside it, which photo3d never writes")
         if max_megapixels is not None:
             check_textures(tree, binary, max_megapixels)
-    except (ValueError, struct.error, AttributeError) as e:
+    except (ValueError, struct.error, AttributeError, TypeError) as e:
         raise damaged_existing(src, path, "3D photo", e) from None
     return meta
 

@@ -130,7 +130,7 @@ def test_a_link_made_in_the_output_folder_mid_batch_sends_nothing_outside_it(tmp
     Now each write checks again, and the photo fails by name."""
     from helpers.batch_tasks import ThumbOptions, batch_task_thumb_linking
     from photo3d.batch import Task
-    from photo3d.io import confined_to, write_bytes_atomic
+    from photo3d.io import atomic_output, confined_to, write_bytes_atomic
 
     src, out, elsewhere = tmp_path / "in", tmp_path / "out", tmp_path / "elsewhere"
     (src / "z").mkdir(parents=True)
@@ -148,7 +148,13 @@ def test_a_link_made_in_the_output_folder_mid_batch_sends_nothing_outside_it(tmp
     with confined_to(out):  # every write checks: the driver's of a Ray batch too
         with pytest.raises(Exception, match="is a link to"):
             write_bytes_atomic(out / "z" / "x.glb", b"x")
-    assert not list(elsewhere.iterdir())
+        (out / "w").mkdir()  # ... and again before its rename: a link made while the output was written
+        with pytest.raises(Exception, match="is a link to"):
+            with atomic_output(out / "w" / "x.glb") as tmp:
+                tmp.write_bytes(b"x")
+                (out / "w").rename(out / "w-was")
+                (out / "w").symlink_to(elsewhere, target_is_directory=True)
+    assert not list(elsewhere.iterdir())  # (the temp file stays in the folder moved away: a stale temp of OUT)
 
 
 def test_names_that_differ_only_in_unicode_form_get_outputs_of_their_own(tmp_path: Path) -> None:

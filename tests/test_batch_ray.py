@@ -284,6 +284,10 @@ def test_the_driver_reads_no_input_whole_before_its_header_is_checked(tmp_path: 
             _input_bytes(padded)
         assert str(e.value) == f"{padded}: too large for a 160x120 image (268,435,456 bytes): not sent to the cluster"
         assert len(_input_bytes(ok)) == size
+        pages = tmp_path / "pages.tif"  # 30 uncompressed pages: far larger than its first page, and a photo
+        frames = [Image.fromarray(np.full((120, 160, 3), 8 * i, np.uint8)) for i in range(30)]
+        frames[0].save(pages, save_all=True, append_images=frames[1:])
+        assert len(_input_bytes(pages)) == pages.stat().st_size
         peak = tracemalloc.get_traced_memory()[1]
     finally:
         tracemalloc.stop()

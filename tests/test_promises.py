@@ -820,6 +820,10 @@ def test_a_rerun_does_not_put_a_glb_that_points_outside_itself_into_a_page(tmp_p
         f"error: {tmp_path / 'in' / 'a.png'}: the existing {out / 'a.glb'} is not a whole 3D photo (it refers to files "
         "or web addresses outside it, which photo3d never writes); remove it, or run again with --overwrite"], r.output
     assert not (out / "a.html").exists()
+    tree["images"] = 5  # (not a list: an internal error, once the images were looked at)
+    (out / "a.glb").write_bytes(_pack_glb(tree, binary))
+    r = cli("convert", tmp_path / "in", "-o", out, "--model", tiny_depth_model, "--html")
+    assert r.exit_code == 1 and "is not a whole 3D photo (" in r.output and "internal error" not in r.output, r.output
 
 
 def test_a_rerun_does_not_build_on_a_broken_existing_glb(tmp_path, tiny_depth_model):

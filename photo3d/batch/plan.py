@@ -533,7 +533,9 @@ def check_summary_path(summary: Path, jobs: Sequence[Job], reads: Sequence[tuple
         raise UsageError(f"--summary {printable(summary)}: is one of the outputs; choose another file")
     # a folder the outputs go into, not made yet: the summary, written first, took its name, and
     # every output failed with "Not a directory" (its re-run then refused -o as not a folder)
-    if any(target in (os.path.abspath(p).casefold() for p in o.parents) for j in jobs if not j.error for o in j.outputs):
+    inside = target.rstrip(os.sep) + os.sep
+    if any((d := os.path.abspath(o.parent).casefold()) == target or d.startswith(inside)
+           for j in jobs if not j.error for o in j.outputs):
         raise UsageError(f"--summary {printable(summary)}: is the folder the outputs go into; choose another file")
 
 

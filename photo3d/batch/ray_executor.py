@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any, Iterator, Sequence
 
 from ..errors import ExitCode, InputFileError, Photo3DError, UsageError, summarize
-from ..io import confined_to, input_file, load_image, open_unlimited, output_state, write_bytes_atomic
+from ..io import HEIF_AVAILABLE, HEIF_SUFFIXES, confined_to, input_file, load_image, open_unlimited, output_state, write_bytes_atomic
 from .local import Executor, _first_outputs, _next_ready
 from .plan import Job
 from .result import Result, Status, msg
@@ -30,10 +30,12 @@ def _input_bytes(src: Path) -> bytes:
     try:
         with open_unlimited(src) as im:
             w, h = im.size
-    except Exception:  # not an image Pillow opens: the local run's own line (read from its header)
-        load_image(src, max_megapixels=None, max_side=1)
-        w = h = 0
-    if w and st.st_size > (64 << 20) + 16 * w * h:
+            frames = max(1, int(getattr(im, "n_frames", 1) or 1))  # (a TIFF's pages, an animation's frames)
+    except Exception:  # not an image Pillow opens here: the local run's own line (read from its header) ...
+        w = h = frames = 0
+        if not (src.suffix.lower() in HEIF_SUFFIXES and not HEIF_AVAILABLE):  # (... but HEIC: the workers may read it)
+            load_image(src, max_megapixels=None, max_side=1)
+    if w and st.st_size > (64 << 20) + 16 * w * h * frames:
         raise InputFileError(f"too large for a {w}x{h} image ({st.st_size:,} bytes): not sent to the cluster", src)
     try:
         return src.read_bytes()

@@ -164,7 +164,7 @@ def photo3d_kind(path: str | Path) -> str | None:
     if Path(path).suffix.lower() not in (".png", ".jpg", ".jpeg", ".webp"):
         return None
     try:  # never blocks: a named pipe or a terminal under a photo's name is not ours (it fails later, by name)
-        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_NOCTTY", 0))
     except OSError:
         return None
     try:
