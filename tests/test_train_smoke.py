@@ -60,6 +60,22 @@ def test_losses_have_the_right_invariances():
 
 
 @pytest.mark.slow
+def test_flat_curvature_costs_ripples_on_plain_surfaces_only():
+    """``--w-flat``: a ramp (a floor) costs nothing, ripples on a plain surface (a teacher's noise on a
+    dark room) cost, the same ripples where the photo changes colour with them cost almost nothing."""
+    from photo3d.train.losses import flat_curvature
+
+    h, w = 32, 48
+    mask = torch.ones(1, 1, h, w)
+    plain = torch.full((1, 3, h, w), 0.1)
+    ramp = torch.linspace(0, 2, w).expand(1, 1, h, w).contiguous()
+    ripples = 0.05 * torch.sin(torch.arange(w) * 1.7).expand(1, 1, h, w).contiguous()
+    striped = plain + 0.5 * (ripples > 0).float()  # the photo's colour changes with the ripples
+    assert flat_curvature(ramp, plain, mask) < 1e-6
+    assert flat_curvature(ripples, plain, mask) > 0.02
+    assert flat_curvature(ripples, striped, mask) < 0.05 * flat_curvature(ripples, plain, mask)
+
+
 def test_pack_fit_resume_qat(tmp_path):
     photos = tmp_path / "photos"
     _photos(photos)

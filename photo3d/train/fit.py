@@ -147,6 +147,8 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--w-grad", type=float, default=0.5, help="weight of multi-scale gradient matching")
     ap.add_argument("--w-layout", type=float, default=0.0,
                     help="weight of the coarse layout's correlation (1 - r over 8x8 cells; 0: off)")
+    ap.add_argument("--w-flat", type=float, default=0.0,
+                    help="weight of the edge-aware second-order smoothness on plain surfaces (losses.flat_curvature; 0: off)")
     ap.add_argument("--w-hint", type=float, default=0.0,
                     help="weight of feature hints: the student's encoder at 1/16 and 1/32 predicts Tiefenrausch's (photo3d.train.hints; 0: off)")
     ap.add_argument("--hint-warmup", type=int, default=100,
@@ -196,7 +198,7 @@ def main(argv: list[str] | None = None) -> int:
         # the schedule and data settings of the run being resumed, unless given again explicitly
         hp = ckpt["args"]
         for k in ("config", "batch", "size", "lr", "weight_decay", "total_steps", "schedule_minutes", "warmup",
-                  "edge_aware", "w_ssi", "w_log", "w_grad", "w_layout", "w_hint", "hint_warmup", "seed", "label", "whole_share", "whole_size", "whole_batch", "whole_exact",
+                  "edge_aware", "w_ssi", "w_log", "w_grad", "w_layout", "w_flat", "w_hint", "hint_warmup", "seed", "label", "whole_share", "whole_size", "whole_batch", "whole_exact",
                   "min_crop", "max_crop", "freeze_bn"):
             if k not in given and k in hp:
                 setattr(args, k, hp[k])
@@ -313,7 +315,7 @@ def main(argv: list[str] | None = None) -> int:
         rgb, target, mask = (whole if use_whole else sampler).next()
         pred = model(rgb.contiguous(memory_format=torch.channels_last))
         loss, parts = distill_loss(pred, target, mask, rgb, w_ssi=args.w_ssi, w_log=args.w_log, w_grad=args.w_grad,
-                                   edge_aware=args.edge_aware, w_layout=args.w_layout)
+                                   edge_aware=args.edge_aware, w_layout=args.w_layout, w_flat=args.w_flat)
         if hints is not None:
             l_hint = hints.loss(teacher_enc(rgb), detach_student=step < args.hint_warmup)
             loss = loss + args.w_hint * l_hint

@@ -90,9 +90,35 @@ def layout_correlation(pred: torch.Tensor, target: torch.Tensor, mask: torch.Ten
     return (1.0 - r).mean()
 
 
+def flat_curvature(pred: torch.Tensor, rgb: torch.Tensor, mask: torch.Tensor, sharpness: float = 20.0) -> torch.Tensor:
+    """Edge-aware second-order smoothness of log-disparity: its second differences, weighted by
+    exp(-sharpness x the photo's colour difference) over the same pixels.  A plain or dark surface
+    (a dark room behind a table) keeps its slopes (a floor's ramp has none) but not the ripples a
+    teacher's noise teaches there, which the 3D photo builder sharpens into short false cuts; a
+    depth step at a colour edge costs nothing."""
+    def second(x: torch.Tensor, dim: int) -> torch.Tensor:
+        n = x.shape[dim]
+        return x.narrow(dim, 2, n - 2) - 2 * x.narrow(dim, 1, n - 2) + x.narrow(dim, 0, n - 2)
+
+    def span(x: torch.Tensor, dim: int) -> torch.Tensor:  # the photo's largest step over the same 3 pixels
+        n = x.shape[dim]
+        a = (x.narrow(dim, 1, n - 2) - x.narrow(dim, 0, n - 2)).abs().mean(1, keepdim=True)
+        b = (x.narrow(dim, 2, n - 2) - x.narrow(dim, 1, n - 2)).abs().mean(1, keepdim=True)
+        return torch.maximum(a, b)
+
+    total, count = pred.new_zeros(()), pred.new_zeros(())
+    for dim in (2, 3):
+        n = mask.shape[dim]
+        m = mask.narrow(dim, 0, n - 2) * mask.narrow(dim, 1, n - 2) * mask.narrow(dim, 2, n - 2)
+        w = torch.exp(-sharpness * span(rgb, dim)) * m
+        total = total + (second(pred, dim).abs() * w).sum()
+        count = count + m.sum()
+    return total / count.clamp(min=1)
+
+
 def distill_loss(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor, rgb: torch.Tensor | None = None,
                  w_ssi: float = 1.0, w_log: float = 0.5, w_grad: float = 0.5, edge_aware: float = 0.0,
-                 w_layout: float = 0.0) -> tuple[torch.Tensor, dict[str, float]]:
+                 w_layout: float = 0.0, w_flat: float = 0.0) -> tuple[torch.Tensor, dict[str, float]]:
     """SSI disparity + shift-invariant log + multi-scale gradient matching (on the log residual,
     optionally edge-weighted) + optionally the coarse layout's correlation (:func:`layout_correlation`).
     Returns (loss, parts for logging)."""
@@ -106,4 +132,8 @@ def distill_loss(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor, r
         l_layout = layout_correlation(pred, target, mask)
         loss = loss + w_layout * l_layout
         parts["layout"] = l_layout.item()
+    if w_flat > 0 and rgb is not None:
+        l_flat = flat_curvature(pred, rgb, mask)
+        loss = loss + w_flat * l_flat
+        parts["flat"] = l_flat.item()
     return loss, parts
