@@ -1150,12 +1150,15 @@ def test_a_walk_skips_the_depth_maps_photo3d_wrote(tmp_path, tiny_depth_model):
     r = cli("convert", src / "depth", "-o", tmp_path / "glbs", "--glob", "a.png", "--model", tiny_depth_model)
     assert r.exit_code == 1 and lines(r.output) == [
         f"warning: {src / 'depth' / 'a.png'}: skipped: a depth map photo3d wrote, not a photo",
-        f"error: no images found in {src / 'depth'} matching a.png"]
+        f"error: no images found in {src / 'depth'} matching a.png (only what photo3d wrote, skipped above)"]
     r = cli("convert", src / "depth", "-o", tmp_path / "glbs", "--glob", "a.preview.png", "--model", tiny_depth_model)
     assert r.exit_code == 1 and lines(r.output)[0] == \
         f"warning: {src / 'depth' / 'a.preview.png'}: skipped: a depth preview photo3d wrote, not a photo", r.output
     r = cli("depth", src / "depth" / "a.png", "-o", tmp_path / "named.png", "--model", tiny_depth_model)
     assert r.exit_code == 0 and (tmp_path / "named.png").is_file()  # named on the command line: taken
+    # (a --glob with photos given by name only was ignored without a word; helper-55)
+    r = cli("depth", src / "depth" / "a.png", "-o", tmp_path / "named.png", "--glob", "*.jpg", "--model", tiny_depth_model)
+    assert r.exit_code == 0 and lines(r.output)[0] == "warning: --glob *.jpg applies to folders; the photos given by name are used"
 
 
 @pytest.mark.parametrize("args,message", [

@@ -410,6 +410,8 @@ def batch_command(
                 notes.empty = []  # (the error below says it)
             for line in notes.warnings(globs):
                 say(console, line, "warning")
+            if globs and not any(Path(p).is_dir() for p in inputs):  # (it filters walks: named photos are taken)
+                say(console, f"--glob {' '.join(globs)} applies to folders; the photos given by name are used", "warning")
     except KeyboardInterrupt:
         with stop_signals_ignored():
             if executor is not None:
@@ -422,8 +424,9 @@ def batch_command(
             _write_fatal_summary(Path(summary), plan, str(engine), e, command)
         raise
     if not plan:  # nothing to do is a failure: a wrong folder or --glob, not a success
+        said = " (only what photo3d wrote, skipped above)" if notes.own else ""
         say(console, f"no images found in {', '.join(map(str, inputs))}"
-            + (f" matching {' or '.join(globs)}" if globs else ""))
+            + (f" matching {' or '.join(globs)}" if globs else "") + said)
         report = BatchReport([], fatal="no images found")
     else:
         try:
