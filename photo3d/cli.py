@@ -451,6 +451,8 @@ def convert(
     suffixes = ["." + f.lower().lstrip(".") for f in (formats or ["glb"])]
     # (jpeg is jpg: one set of .jpg files, not a second set on a run that spells it the other way)
     suffixes = list(dict.fromkeys(".jpg" if s == ".jpeg" else s for s in suffixes))
+    if html and ".glb" in suffixes and ".html" in suffixes:  # (the page is the GLB's side file: written once, one output)
+        suffixes.remove(".html")
     try:
         share = ShareOptions(path=path, seconds=seconds, fps=fps, size=size, stereo=stereo, progress=single and batch.jobs == 1)
         check_share(share)

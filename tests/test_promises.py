@@ -1251,6 +1251,18 @@ def test_overwrite_and_skip_existing_together_is_a_usage_error(tmp_path):
         assert not (tmp_path / out).exists()
 
 
+def test_html_as_a_format_and_as_the_glbs_page_is_one_output(tmp_path, tiny_depth_model):
+    """``--format glb --format html --html`` wrote the page twice (once beside the GLB, once as a format
+    of its own) and counted two outputs, where ``--format glb --html`` counts one (helper-55)."""
+    photo(tmp_path / "in" / "p.png")
+    for n, args in enumerate((("--format", "glb", "--html"), ("--format", "glb", "--format", "html", "--html"))):
+        out = tmp_path / f"out{n}"
+        r = cli("convert", tmp_path / "in", "-o", out, *args, "--model", tiny_depth_model)
+        assert r.exit_code == 0, r.output
+        assert sorted(p.name for p in out.iterdir()) == ["p.glb", "p.html"]
+        assert lines(r.output)[-1].startswith("1 converted, 0 skipped (output exists), 0 failed"), r.output
+
+
 def test_a_later_run_with_html_keeps_an_existing_page(tmp_path, tiny_depth_model):
     """A folder run is a resume: NAME.html written by `--format html` is kept (not rewritten, not
     named in the result line) when a later run adds `--format glb --html`; --overwrite rewrites it."""
