@@ -62,7 +62,8 @@ def test_losses_have_the_right_invariances():
 @pytest.mark.slow
 def test_flat_curvature_costs_ripples_on_plain_surfaces_only():
     """``--w-flat``: a ramp (a floor) costs nothing, ripples on a plain surface (a teacher's noise on a
-    dark room) cost, the same ripples where the photo changes colour with them cost almost nothing."""
+    dark room) cost, the same ripples where the photo changes colour with them cost a tenth as much
+    (measured at four scales: ripples a few pixels wide too)."""
     from photo3d.train.losses import flat_curvature
 
     h, w = 32, 48
@@ -73,7 +74,7 @@ def test_flat_curvature_costs_ripples_on_plain_surfaces_only():
     striped = plain + 0.5 * (ripples > 0).float()  # the photo's colour changes with the ripples
     assert flat_curvature(ramp, plain, mask) < 1e-6
     assert flat_curvature(ripples, plain, mask) > 0.02
-    assert flat_curvature(ripples, striped, mask) < 0.05 * flat_curvature(ripples, plain, mask)
+    assert flat_curvature(ripples, striped, mask) < 0.15 * flat_curvature(ripples, plain, mask)
 
 
 def test_pack_fit_resume_qat(tmp_path):

@@ -90,12 +90,22 @@ def layout_correlation(pred: torch.Tensor, target: torch.Tensor, mask: torch.Ten
     return (1.0 - r).mean()
 
 
-def flat_curvature(pred: torch.Tensor, rgb: torch.Tensor, mask: torch.Tensor, sharpness: float = 20.0) -> torch.Tensor:
+def flat_curvature(pred: torch.Tensor, rgb: torch.Tensor, mask: torch.Tensor, sharpness: float = 20.0,
+                   scales: int = 4) -> torch.Tensor:
     """Edge-aware second-order smoothness of log-disparity: its second differences, weighted by
-    exp(-sharpness x the photo's colour difference) over the same pixels.  A plain or dark surface
-    (a dark room behind a table) keeps its slopes (a floor's ramp has none) but not the ripples a
-    teacher's noise teaches there, which the 3D photo builder sharpens into short false cuts; a
-    depth step at a colour edge costs nothing."""
+    exp(-sharpness x the photo's colour difference) over the same pixels, at ``scales`` scales
+    (halved each time: ripples a few pixels wide too).  A plain or dark surface (a dark room behind
+    a table) keeps its slopes (a floor's ramp has none) but not the ripples a teacher's noise
+    teaches there, which the 3D photo builder sharpens into short false cuts; a depth step at a
+    colour edge costs nothing."""
+    if scales > 1:
+        out = flat_curvature(pred, rgb, mask, sharpness, 1)
+        for _ in range(scales - 1):
+            if min(pred.shape[2:]) < 6:
+                break
+            pred, rgb, mask = F.avg_pool2d(pred, 2), F.avg_pool2d(rgb, 2), (F.avg_pool2d(mask, 2) > 0.99).float()
+            out = out + flat_curvature(pred, rgb, mask, sharpness, 1)
+        return out / scales
     def second(x: torch.Tensor, dim: int) -> torch.Tensor:
         n = x.shape[dim]
         return x.narrow(dim, 2, n - 2) - 2 * x.narrow(dim, 1, n - 2) + x.narrow(dim, 0, n - 2)
