@@ -41,6 +41,16 @@ STILL_SUFFIXES = (".jpg", ".jpeg", ".png")
 STEREO_MODES = ("sbs", "sbs-half")
 STEREO_TAG = "photo3d-stereo"  # a stereo still's layout, in its PNG text / JPEG comment (see photo3d.depth.embedded)
 VIDEO_TAG = "photo3d-video"  # in an animated WebP's XMP: a folder walk knows it as photo3d's, not a photo
+
+
+def stereo_layout_of(fmt: str | None, info: dict) -> str | None:
+    """The layout ("sbs" / "sbs-half") that photo3d wrote into its own stereo still, from the open
+    image's format and text chunks (PNG) or comment (JPEG); None for any other image."""
+    value = info.get(STEREO_TAG) if fmt == "PNG" else None
+    if value is None and isinstance(info.get("comment"), bytes):
+        key, _, value = info["comment"].decode("latin-1").partition("=")
+        value = value if key == STEREO_TAG else None
+    return value if value in STEREO_MODES else None
 STEREO_EYE = 0.3  # each eye's offset (unit disc): left/right disparity ~ 0.6 x the full parallax
 VIDEO_SIDE, SMALL_SIDE = 1080, 480  # default longer side: MP4 (and stills); GIF and WebP
 MAX_ASPECT = 21 / 9  # a panorama's frames show its centre at 21:9 (a tall photo's at 9:21), not a sliver

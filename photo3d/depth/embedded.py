@@ -768,18 +768,14 @@ def stereo_layout(path: Path) -> str | None:
     """The layout photo3d wrote into its own stereo still ("sbs" / "sbs-half"), or None."""
     from PIL import Image
 
-    from ..video import STEREO_MODES, STEREO_TAG
+    from ..video import stereo_layout_of
 
     try:
         with Image.open(path) as im:
-            text = getattr(im, "text", None) if im.format == "PNG" else None
-            value = (text or {}).get(STEREO_TAG)
-            if value is None and isinstance(im.info.get("comment"), bytes):
-                key, _, value = im.info["comment"].decode("latin-1").partition("=")
-                value = value if key == STEREO_TAG else None
+            text = (getattr(im, "text", None) or {}) if im.format == "PNG" else {}
+            return stereo_layout_of(im.format, {**im.info, **text})
     except Exception:
         return None
-    return value if value in STEREO_MODES else None
 
 
 def side_by_side(photo: Photo, source: str, layout: str | None = None) -> tuple[tuple[np.ndarray, np.ndarray] | None, str | None]:

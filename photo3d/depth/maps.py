@@ -159,7 +159,7 @@ def photo3d_kind(path: str | Path) -> str | None:
     (an animated WebP tagged ``photo3d-video``); else None.  Named as an input, each is used."""
     from PIL import Image
 
-    from ..video import STEREO_TAG, VIDEO_TAG
+    from ..video import VIDEO_TAG, stereo_layout_of
 
     if Path(path).suffix.lower() not in (".png", ".jpg", ".jpeg", ".webp"):
         return None
@@ -174,8 +174,7 @@ def photo3d_kind(path: str | Path) -> str | None:
             info = im.info  # (lazy: the text chunks, comment or XMP before the pixels, where we write them)
             if im.format == "PNG" and (kind := kind_of(info)):
                 return kind
-            if (STEREO_TAG in info if im.format == "PNG" else
-                    im.format == "JPEG" and bytes(info.get("comment") or b"").startswith(STEREO_TAG.encode())):
+            if stereo_layout_of(im.format, info):
                 return "stereo still"
             if im.format == "WEBP" and VIDEO_TAG.encode() in bytes(info.get("xmp") or b""):
                 return "video"
