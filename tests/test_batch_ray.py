@@ -262,17 +262,16 @@ def test_the_driver_reads_no_input_whole_before_its_header_is_checked(tmp_path: 
     and a photo padded far beyond what its pixels take is refused by name, not read."""
     import tracemalloc
 
+    from helpers.memory import pad_to
     from photo3d.batch.ray_executor import _input_bytes
     from photo3d.errors import InputFileError
 
     junk = tmp_path / "junk.jpg"
-    with open(junk, "wb") as f:
-        f.truncate(1 << 30)
+    pad_to(junk, 1 << 30)
     padded = tmp_path / "padded.jpg"
     Image.fromarray(np.full((120, 160, 3), 90, np.uint8)).save(padded)
     size = padded.stat().st_size
-    with open(padded, "r+b") as f:
-        f.truncate(256 << 20)
+    pad_to(padded, 256 << 20)
     ok = tmp_path / "ok.jpg"
     Image.fromarray(np.full((120, 160, 3), 90, np.uint8)).save(ok)
     tracemalloc.start()

@@ -15,7 +15,6 @@ import hashlib
 import io
 import json
 import struct
-import tracemalloc
 import zlib
 from pathlib import Path
 
@@ -26,6 +25,7 @@ from PIL import Image
 
 from helpers.cli import cli
 from helpers.gltf import assert_valid_glb
+from helpers.memory import pad_to, peak_bytes
 from helpers.paths import REPO
 from photo3d.depth import DepthOptions, depth_file
 from photo3d.depth import embedded as E
@@ -746,12 +746,7 @@ def test_a_few_kilobytes_claiming_gigapixels_are_not_decoded(tmp_path, case):
     make, reason = bombs()[case]
     src = write(tmp_path, "bomb.jpg", make())
     photo = load_image(src)
-    tracemalloc.start()
-    try:
-        f = E.find_depth(src, photo)
-        peak = tracemalloc.get_traced_memory()[1]
-    finally:
-        tracemalloc.stop()
+    f, peak = peak_bytes(lambda: E.find_depth(src, photo))
     assert f.source == "model" and len(f.warnings) == 1 and reason in f.warnings[0], f.warnings
     assert peak < 64e6, f"{peak / 1e6:.0f} MB"
 
@@ -762,14 +757,7 @@ def test_a_photo_padded_with_hundreds_of_megabytes_is_not_read_whole(tmp_path):
     and items at the end by their offsets (here padded to 256 MiB: 256 MiB read before)."""
     photo, depth = scene()
     src = write(tmp_path, "padded.jpg", gdepth_jpeg(photo, depth))
-    with open(src, "r+b") as f:
-        f.truncate(256 << 20)
-    tracemalloc.start()
-    try:
-        f = found_in(src)
-        peak = tracemalloc.get_traced_memory()[1]
-    finally:
-        tracemalloc.stop()
+    f, peak = peak_bytes(lambda: found_in(pad_to(src, 256 << 20)))
     assert f.source == "embedded" and f.kind == "gdepth"  # (the depth it carries is still read)
     assert peak < 100e6, f"{peak / 1e6:.0f} MB"
 

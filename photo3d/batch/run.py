@@ -403,6 +403,7 @@ def batch_command(
                 check_summary_path(Path(summary), plan, reads)
                 summary_safe = True
             plan = check_writable(plan, None if summary is None else Path(summary), output)
+            folder_given = any(Path(p).is_dir() for p in inputs)
             task = dataclasses.replace(task, out=Path(output))  # (and still inside it at each write)
             overwrite = rewrites(inputs, overwrite)
             executor = make_executor(engine, jobs, address, warn=lambda line: say(console, line, "warning"))
@@ -410,7 +411,7 @@ def batch_command(
                 notes.empty = []  # (the error below says it)
             for line in notes.warnings(globs):
                 say(console, line, "warning")
-            if globs and not any(Path(p).is_dir() for p in inputs):  # (it filters walks: named photos are taken)
+            if globs and not folder_given:  # (it filters walks: named photos are taken)
                 say(console, f"--glob {' '.join(globs)} applies to folders; the photos given by name are used", "warning")
     except KeyboardInterrupt:
         with stop_signals_ignored():
@@ -453,7 +454,7 @@ def batch_command(
     # a batch that was stopped says so and writes its summary whatever is pressed again meanwhile
     with stop_signals_ignored() if report.interrupted else contextlib.nullcontext():
         if plan:
-            print_report(report, console, task.done, folder=any(Path(p).is_dir() for p in inputs))
+            print_report(report, console, task.done, folder=folder_given)
         if summary is not None:
             try:
                 report.write_summary(summary, command)
