@@ -24,7 +24,7 @@ import torch
 from photo3d.depth.maps import colorize
 from photo3d.depth.runtime import load_model, normalize, preprocess, with_tta
 from photo3d.depth.upsample import NETWORK_RADIUS, guided_upsample
-from photo3d.train.teachers import combine
+from photo3d.train.teachers import combine, mirror_average
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("PHOTO3D_SHARED", REPO.parent / "shared"))
@@ -92,6 +92,10 @@ def main(argv: list[str] | None = None) -> int:
             columns.append(("FastDepth", lambda rgb: fdt.on_network_grid(rgb, 384)))
             columns.append(("label (both teachers)", None))  # combined from the two columns before it
 
+    def label(rgb: np.ndarray, tr_log: np.ndarray, fd_log: np.ndarray) -> np.ndarray:
+        """The training label: Tiefenrausch mirror-averaged, with FastDepth (``teachers.combine``)."""
+        return combine(mirror_average(tr_log, tr(np.ascontiguousarray(rgb[:, ::-1]))[:, ::-1]), fd_log)
+
     rows = []
     h = args.height
     cell_w = round(h * 1.5)
@@ -105,7 +109,7 @@ def main(argv: list[str] | None = None) -> int:
         rgb = np.ascontiguousarray(bgr[:, :, ::-1])
         logs = []
         for _, fn in columns:  # each network runs once per photo; the label reuses both teachers' maps
-            logs.append(fn(rgb) if fn is not None else combine(logs[-2], logs[-1]))
+            logs.append(fn(rgb) if fn is not None else label(rgb, logs[-2], logs[-1]))
         cells = [rgb] + [_panel(log, rgb) for log in logs]
         rows.append(np.hstack([np.pad(c, ((0, h + 4 - c.shape[0]), (0, cell_w + 4 - c.shape[1]), (0, 0)),
                                       constant_values=255) for c in cells]))

@@ -33,6 +33,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--modes", nargs="+", default=["tr", "fd", "mean", "split", "split-fd"])
     ap.add_argument("--sigmas", nargs="+", type=float, default=[0.08])
     ap.add_argument("--per-scene", action="store_true")
+    ap.add_argument("--tr-flip", action="store_true",
+                    help="Tiefenrausch with flip averaging too (its output on the mirror image, mirrored back, averaged in)")
     args = ap.parse_args(argv)
     scenes = load_scenes(args.data)
     if not scenes:
@@ -43,6 +45,8 @@ def main(argv: list[str] | None = None) -> int:
     logs = []
     for s in scenes:
         a = tr.predict_log(s.rgb)
+        if args.tr_flip:
+            a = 0.5 * (a + tr.predict_log(np.ascontiguousarray(s.rgb[:, ::-1]))[:, ::-1])
         small = cv2.resize(s.rgb, (a.shape[1], a.shape[0]), interpolation=cv2.INTER_AREA)
         logs.append((a, fd(small)))
     print(f"{len(scenes)} scenes; AbsRel / δ1 / edge-order (mean)")

@@ -16,6 +16,7 @@ import torch
 from helpers.paths import SHARED, needs_shared
 from photo3d.depth import modelfile
 from photo3d.train import fit, pack, qat
+from photo3d.train.data import Bundle
 from photo3d.train.losses import distill_loss, gradient_matching, shift_invariant_log, ssi_disparity
 
 
@@ -96,16 +97,37 @@ def test_pack_fit_resume_qat(tmp_path):
             fd = cv2.imread(str(bundle / it["fd"]), cv2.IMREAD_UNCHANGED)
             tgt = cv2.imread(str(bundle / it["target"]), cv2.IMREAD_UNCHANGED)
             assert fd.dtype == np.uint16 and fd.shape == tgt.shape and it["fd_hi"] > it["fd_lo"]
+    # the teacher's map of the mirror image, mirrored back, beside it (the label averages the two)
+    for it in index["items"]:
+        tgt = cv2.imread(str(bundle / it["target"]), cv2.IMREAD_UNCHANGED)
+        mir = cv2.imread(str(bundle / it["target_flip"]), cv2.IMREAD_UNCHANGED)
+        assert mir.shape == tgt.shape and mir.dtype == np.uint8 and mir.std() > 0
     # resumable: a second run adds nothing
     assert pack.main(["--out", str(bundle), "--photos", str(photos), "--teacher", "prior", "--size", "96"]) == 0
     assert len(json.loads((bundle / "index.json").read_text())["items"]) == 4
+    # a bundle packed before the mirrored maps existed gets them on the next run, and only them
+    old = json.loads((bundle / "index.json").read_text())
+    first = old["items"][0]
+    kept = (bundle / first["target_flip"]).read_bytes()
+    (bundle / first["target_flip"]).unlink()
+    del first["target_flip"]
+    (bundle / "index.json").write_text(json.dumps(old))
+    with pytest.raises(ValueError, match="no mirrored label"):
+        Bundle(bundle, tr_flip=True)
+    assert pack.main(["--out", str(bundle), "--photos", str(photos), "--teacher", teacher, "--size", "96"]) == 0
+    again = json.loads((bundle / "index.json").read_text())["items"]
+    assert len(again) == 4 and (bundle / again[0]["target_flip"]).read_bytes() == kept
+    assert [it["target"] for it in again] == [it["target"] for it in old["items"]]
+    plain, mirrored = Bundle(bundle), Bundle(bundle, tr_flip=True)
+    assert all(torch.equal(a, b) for a, b in zip(plain.images, mirrored.images))
+    assert not all(torch.equal(a, b) for a, b in zip(plain.targets, mirrored.targets))
 
     run = tmp_path / "run"
     common = ["--bundle", str(bundle), "--out", str(run), "--config", "p3d-tiny", "--batch", "2", "--size", "64",
               "--warmup", "2", "--log-every", "1", "--threads", "1"]
-    assert fit.main(common + ["--max-steps", "2"]) == 0
+    assert fit.main(common + ["--max-steps", "2", "--tr-flip"]) == 0
     ck = fit.load_checkpoint(run / "last.pt")
-    assert ck["step"] == 2
+    assert ck["step"] == 2 and ck["args"]["tr_flip"]
     assert fit.main(common + ["--max-steps", "4", "--resume"]) == 0
     ck2 = fit.load_checkpoint(run / "last.pt")
     assert ck2["step"] == 4

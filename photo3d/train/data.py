@@ -23,10 +23,13 @@ import torch.nn.functional as F
 class Bundle:
     """All photos (uint8 3xHxW) and teacher log-disparities (float32 1xHxW) of a packed bundle."""
 
-    def __init__(self, folder: Path, jpeg_share: float = 0.3, seed: int = 0, limit: int = 0, label: str = "split"):
+    def __init__(self, folder: Path, jpeg_share: float = 0.3, seed: int = 0, limit: int = 0, label: str = "split",
+                 tr_flip: bool = False):
         """``label``: how the two teachers are combined where the bundle holds both
-        (:func:`photo3d.train.teachers.combine`); a one-teacher bundle uses its teacher as is."""
-        from photo3d.train.teachers import combine
+        (:func:`photo3d.train.teachers.combine`); a one-teacher bundle uses its teacher as is.
+        ``tr_flip``: Tiefenrausch's map is averaged with its map of the mirror image
+        (:func:`photo3d.train.teachers.mirror_average`; the bundle must hold those, ``target_flip``)."""
+        from photo3d.train.teachers import combine, mirror_average
 
         folder = Path(folder)
         indexes = [folder / "index.json"] if (folder / "index.json").is_file() else sorted(folder.glob("index.*.json"))
@@ -44,6 +47,13 @@ class Bundle:
             if bgr is None or code is None or bgr.shape[:2] != code.shape[:2]:
                 continue
             logd = (code.astype(np.float32) - it["zero_point"]) * it["scale"]
+            if tr_flip:
+                if "target_flip" not in it:
+                    raise ValueError(f"{folder}: {it['name']} has no mirrored label (pack the bundle again to add them)")
+                code_f = cv2.imread(str(folder / it["target_flip"]), cv2.IMREAD_UNCHANGED)
+                if code_f is None or code_f.shape != code.shape:
+                    continue
+                logd = mirror_average(logd, (code_f.astype(np.float32) - it["zero_point"]) * it["scale"])
             if "fd" in it and label != "tr":
                 c16 = cv2.imread(str(folder / it["fd"]), cv2.IMREAD_UNCHANGED)
                 if c16 is None or c16.shape != logd.shape:

@@ -9,7 +9,10 @@ side 384, sides multiples of 32) and the Pearson correlation of their log-dispar
 reported against the training label (both teachers combined as in training,
 ``photo3d.train.teachers.combine``) and against Tiefenrausch alone; the median over photos is the
 figure of merit (issue 8 asks ≥ 0.85 with the label, ≥ 0.80 with Tiefenrausch). Teacher outputs
-are cached in ``runs/holdout_teacher.npz`` and ``runs/holdout_fastdepth.npz``.
+are cached in ``runs/holdout_teacher.npz``, ``runs/holdout_teacher_mirrored.npz`` and
+``runs/holdout_fastdepth.npz``. Since session 18 the label's Tiefenrausch map is the average of its
+maps of the photo and of its mirror image (as in training); the agreement with the label made
+without that is reported beside it (``unmirrored_median_r``; ``--no-tr-flip`` makes it the label).
 """
 
 from __future__ import annotations
@@ -86,6 +89,21 @@ def teacher_outputs(files: list[Path], teacher: Path, cache: Path) -> dict[str, 
     return _cached_outputs(files, cache, compute)
 
 
+def mirrored_teacher_outputs(files: list[Path], teacher: Path, cache: Path) -> dict[str, np.ndarray]:
+    """Tiefenrausch on each photo's mirror image, mirrored back (for the mirror-averaged label)."""
+    net = None
+
+    def compute(rgb: np.ndarray) -> np.ndarray:
+        nonlocal net
+        net = net or load_model(teacher).module
+        with torch.no_grad(), warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            x = preprocess(np.ascontiguousarray(rgb[:, ::-1]), INPUT_SIZE)
+            return net(x)[0, 0].dequantize().numpy()[:, ::-1].copy()
+
+    return _cached_outputs(files, cache, compute)
+
+
 def fastdepth_outputs(files: list[Path], onnx_file: Path, ref: dict[str, np.ndarray], cache: Path) -> dict[str, np.ndarray]:
     """FastDepth's log-disparity on the same 384-px grid as the Tiefenrausch reference."""
     fd = None
@@ -109,22 +127,29 @@ def summary(rs: list[float], prefix: str = "") -> dict:
 
 def evaluate(student_path: Path, photos: Path, teacher: Path, limit: int = 0,
              cache: Path = REPO / "runs" / "holdout_teacher.npz", input_size: int = 0,
-             fastdepth: Path | None = None, label: str = "split") -> dict:
+             fastdepth: Path | None = None, label: str = "split", tr_flip: bool = True) -> dict:
     """``input_size``: the student's input (longer side; 0 = its metadata's or 384); its output is
-    resized to the teacher's 384-px grid before correlating."""
+    resized to the teacher's 384-px grid before correlating. ``tr_flip``: the label's Tiefenrausch
+    map is mirror-averaged (:func:`photo3d.train.teachers.mirror_average`, the training label since
+    session 18); the agreement with the label made without it is reported too (``unmirrored_``)."""
     files = holdout_photos(photos, limit)
     ref = teacher_outputs(files, teacher, cache)
-    labels = {}
+    labels, plain = {}, {}
     if fastdepth is not None and fastdepth.is_file():
-        from photo3d.train.teachers import combine
+        from photo3d.train.teachers import combine, mirror_average
 
         fd = fastdepth_outputs(files, fastdepth, ref, cache.with_name("holdout_fastdepth.npz"))
-        labels = {k: combine(ref[k].astype(np.float32), fd[k].astype(np.float32), label) for k in ref}
+        plain = {k: combine(ref[k].astype(np.float32), fd[k].astype(np.float32), label) for k in ref}
+        labels = plain
+        if tr_flip:
+            mir = mirrored_teacher_outputs(files, teacher, cache.with_name("holdout_teacher_mirrored.npz"))
+            labels = {k: combine(mirror_average(ref[k].astype(np.float32), mir[k].astype(np.float32)),
+                                 fd[k].astype(np.float32), label) for k in ref}
     student, meta = load_student(student_path)
     if not input_size:
         input_size = int(meta.get("input_size", INPUT_SIZE))
     torch.backends.quantized.engine = "qnnpack"
-    rs, rs_tr = [], []
+    rs, rs_tr, rs_plain = [], [], []
     for f in files:
         rgb = cv2.imread(str(f), cv2.IMREAD_COLOR)[:, :, ::-1]
         with torch.no_grad(), warnings.catch_warnings():
@@ -138,9 +163,12 @@ def evaluate(student_path: Path, photos: Path, teacher: Path, limit: int = 0,
         rs_tr.append(pearson(y, t))
         if labels:
             rs.append(pearson(y, labels[f.name]))
+            rs_plain.append(pearson(y, plain[f.name]))
     res = {"model": str(student_path), "input_size": input_size, "photos": len(rs_tr),
-           "label": label if labels else "tiefenrausch"}
+           "label": (label + (", Tiefenrausch mirror-averaged" if tr_flip else "")) if labels else "tiefenrausch"}
     res.update(summary(rs if labels else rs_tr))
+    if labels and tr_flip:
+        res.update(summary(rs_plain, "unmirrored_"))
     res.update(summary(rs_tr, "tr_"))
     return res
 
@@ -155,12 +183,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--fastdepth", type=Path, default=SHARED / "data" / "fastdepth" / "fastdepth_7.onnx",
                     help="second teacher: the label is both teachers combined (absent: Tiefenrausch alone)")
     ap.add_argument("--label", default="split", help="combination of the teachers (photo3d.train.teachers.combine)")
+    ap.add_argument("--no-tr-flip", dest="tr_flip", action="store_false",
+                    help="the label without mirror-averaging Tiefenrausch (the training label until session 18)")
     ap.add_argument("--threads", type=int, default=0)
     args = ap.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
     res = evaluate(args.model, args.photos, args.teacher, args.limit, input_size=args.input_size,
-                   fastdepth=args.fastdepth, label=args.label)
+                   fastdepth=args.fastdepth, label=args.label, tr_flip=args.tr_flip)
     print(json.dumps(res, indent=1))
     return 0
 

@@ -163,6 +163,8 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--limit", type=int, default=0, help="use only the first N bundle photos")
     ap.add_argument("--label", default="split", help="how to combine two teachers (photo3d.train.teachers.combine)")
+    ap.add_argument("--tr-flip", action="store_true",
+                    help="Tiefenrausch's label averaged with its map of the mirror image (teachers.mirror_average)")
     ap.add_argument("--init-from", type=Path, default=None,
                     help="without a checkpoint: warm-start from this INT8 TorchScript model (e.g. the bundled one) or float checkpoint of ours (its EMA weights)")
     ap.add_argument("--whole-share", type=float, default=0.0,
@@ -199,7 +201,7 @@ def main(argv: list[str] | None = None) -> int:
         hp = ckpt["args"]
         for k in ("config", "batch", "size", "lr", "weight_decay", "total_steps", "schedule_minutes", "warmup",
                   "edge_aware", "w_ssi", "w_log", "w_grad", "w_layout", "w_flat", "w_hint", "hint_warmup", "seed", "label", "whole_share", "whole_size", "whole_batch", "whole_exact",
-                  "min_crop", "max_crop", "freeze_bn"):
+                  "min_crop", "max_crop", "freeze_bn", "tr_flip"):
             if k not in given and k in hp:
                 setattr(args, k, hp[k])
     else:
@@ -216,7 +218,7 @@ def main(argv: list[str] | None = None) -> int:
     if ckpt is not None and ckpt.get("ema") is not None and not model.grown:
         ema.load_state_dict(ckpt["ema"])
 
-    bundle = Bundle(args.bundle, seed=args.seed, limit=args.limit, label=args.label).to(device)
+    bundle = Bundle(args.bundle, seed=args.seed, limit=args.limit, label=args.label, tr_flip=args.tr_flip).to(device)
     sampler = Sampler(bundle, args.batch, AugmentConfig(size=args.size, min_crop=args.min_crop, max_crop=args.max_crop),
                       seed=args.seed, device=device)
     # whole photos: nearly the frame the teachers saw; --whole-exact: exactly it (no flip, rotation or

@@ -9,7 +9,9 @@ urban100, sun_hays80, kodak24, mcmaster), then object photos, until the size cap
 Each photo is resized (INTER_AREA) so its longer side is ``--size`` (the runtime's input) and
 centre-cropped so both sides are multiples of 32; the teachers run on exactly that image.
 Tiefenrausch's output is itself 8-bit quantized, so its codes are stored losslessly as an 8-bit
-PNG (value = (code − zero_point) × scale). FastDepth's log-disparity is stored as a 16-bit PNG
+PNG (value = (code − zero_point) × scale); so are its codes on the mirror image, mirrored back
+(``target_flip``: the label averages the two, see :func:`photo3d.train.teachers.mirror_average`;
+a bundle packed before these existed gets them on the next run). FastDepth's log-disparity is stored as a 16-bit PNG
 over its own range (``fd_lo``, ``fd_hi`` in the index). The label both are combined into is
 chosen at training time (:func:`photo3d.train.teachers.combine`). Resumable: existing entries
 are kept; the index is rewritten every 50 photos. ``--shard K/N`` packs every N-th photo into
@@ -111,6 +113,11 @@ def main(argv: list[str] | None = None) -> int:
     done = {it["name"] for it in items}
     total = sum((out / it["image"]).stat().st_size + (out / it["target"]).stat().st_size for it in items)
 
+    (out / "tgt_flip").mkdir(exist_ok=True)
+
+    def mirrored_codes(rgb: np.ndarray) -> np.ndarray:
+        return encode(teacher(np.ascontiguousarray(rgb[:, ::-1]))[:, ::-1], teacher.scale, teacher.zero_point)
+
     def write_index() -> None:
         info = {"version": 2, "size": args.size, "teacher": teacher.name, "second_teacher": fd.name if fd else None,
                 "photos": str(args.photos), "items": items}
@@ -118,6 +125,25 @@ def main(argv: list[str] | None = None) -> int:
 
     files = list_photos(args.photos)[k::n]
     t0, n_new = time.time(), 0
+    by_name = {p.relative_to(args.photos).with_suffix("").as_posix().replace("/", "__"): p for p in files}
+    for it in items:  # entries packed before the mirrored codes existed
+        if "target_flip" in it or it["name"] not in by_name:
+            continue
+        bgr = cv2.imread(str(by_name[it["name"]]), cv2.IMREAD_COLOR)
+        if bgr is None:
+            continue
+        rgb = prepare(bgr, args.size)
+        ok, png = cv2.imencode(".png", mirrored_codes(rgb), [cv2.IMWRITE_PNG_COMPRESSION, 9])
+        assert ok
+        (out / "tgt_flip" / f"{it['name']}.png").write_bytes(png.tobytes())
+        it["target_flip"] = f"tgt_flip/{it['name']}.png"
+        n_new += 1
+        if n_new % 50 == 0:
+            write_index()
+            print(f"{n_new} mirrored labels added, {(time.time() - t0) / n_new:.2f} s/photo", flush=True)
+    if n_new:
+        write_index()
+        t0, n_new = time.time(), 0
     for p in files:
         if args.limit and len(items) >= args.limit:
             break
@@ -134,9 +160,12 @@ def main(argv: list[str] | None = None) -> int:
         code = encode(teacher(rgb), teacher.scale, teacher.zero_point)
         ok1, jpg = cv2.imencode(".jpg", rgb[:, :, ::-1], [cv2.IMWRITE_JPEG_QUALITY, args.quality])
         ok2, png = cv2.imencode(".png", code, [cv2.IMWRITE_PNG_COMPRESSION, 9])
-        assert ok1 and ok2
+        ok4, png_f = cv2.imencode(".png", mirrored_codes(rgb), [cv2.IMWRITE_PNG_COMPRESSION, 9])
+        assert ok1 and ok2 and ok4
         item = {"name": name, "image": f"img/{name}.jpg", "target": f"tgt/{name}.png",
-                "scale": teacher.scale, "zero_point": teacher.zero_point}
+                "target_flip": f"tgt_flip/{name}.png", "scale": teacher.scale, "zero_point": teacher.zero_point}
+        (out / "tgt_flip" / f"{name}.png").write_bytes(png_f.tobytes())
+        total += len(png_f)
         if fd is not None:
             c16, lo, hi = encode16(fd(rgb))
             ok3, png16 = cv2.imencode(".png", c16, [cv2.IMWRITE_PNG_COMPRESSION, 9])

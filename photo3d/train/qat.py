@@ -136,7 +136,8 @@ def main(argv: list[str] | None = None) -> int:
     ckpt = load_checkpoint(args.ckpt)
     float_model = model_from_checkpoint(ckpt).eval()
     label = ckpt["args"].get("label", "tr")
-    bundle = Bundle(args.bundle, seed=args.seed, limit=args.limit, label=label)
+    bundle = Bundle(args.bundle, seed=args.seed, limit=args.limit, label=label,
+                    tr_flip=bool(ckpt["args"].get("tr_flip", False)))
     sampler = Sampler(bundle, args.batch, AugmentConfig(size=args.size), seed=args.seed)
 
     # evenly spread bundle photos: those that check INT8 against float, and others between them that calibrate

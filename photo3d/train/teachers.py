@@ -126,6 +126,17 @@ def lowpass(x: np.ndarray, sigma_share: float = LOW_SIGMA) -> np.ndarray:
     return cv2.GaussianBlur(x, (0, 0), sigma, borderType=cv2.BORDER_REFLECT)
 
 
+def mirror_average(tr: np.ndarray, tr_mirrored: np.ndarray) -> np.ndarray:
+    """Tiefenrausch's log-disparity averaged with its output on the mirror image (mirrored back).
+
+    The teacher is not symmetric: on the hold-out photos its map of the mirror image, mirrored back,
+    agrees with its map of the photo at a median r of only 0.90. A student trained on mirrored
+    photos cannot learn that part, so the label (since session 18) is the average of the two, as
+    FastDepth's already was; on the dev scenes the label scores the same either way
+    (``benchmarks/teacher_combination.py --tr-flip``)."""
+    return 0.5 * (tr + tr_mirrored)
+
+
 def combine(tr: np.ndarray, fd: np.ndarray, mode: str = "split", sigma: float = LOW_SIGMA) -> np.ndarray:
     """The training label from both teachers' log-disparities (same grid), in Tiefenrausch's
     log-disparity units (its median and mean absolute deviation), so disparity keeps its range.
