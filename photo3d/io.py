@@ -32,7 +32,7 @@ from .errors import InputFileError, OutputError, Photo3DError, TooLargeError, on
 HEIF_SUFFIXES = {".heic", ".heif"}
 # (HEIC/HEIF files are photos with or without the optional reader: without it each one is a failed
 # input that says how to install it, not a file a folder walk skips without a word)
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".tif", ".tiff", ".webp", ".bmp"} | HEIF_SUFFIXES
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".tif", ".tiff", ".webp", ".bmp", ".mpo"} | HEIF_SUFFIXES
 
 try:  # optional HEIC/HEIF support
     import pillow_heif  # type: ignore

@@ -18,6 +18,7 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 from PIL import Image
 from rich.console import Console
@@ -219,6 +220,40 @@ def test_output_names_never_clash_or_hit_inputs(tmp_path: Path) -> None:
     # a missing input is a failed job, not a crash
     missing, ok = plan_jobs([tmp_path / "nope.jpg", src / "b.png"], tmp_path / "out", ".png")
     assert missing.error == f"{tmp_path / 'nope.jpg'}: no such file or folder" and ok.error is None
+
+
+def test_a_photo_beside_a_namesake_keeps_its_full_name_in_every_run(tmp_path: Path) -> None:
+    """a.jpg beside a.png, given one at a time (or picked by --glob): a.jpg took out/a.png when a.png
+    was not in the run, and a later run of a.png skipped that as its own output, done, exit 0."""
+    src = tmp_path / "in"
+    src.mkdir()
+    Image.new("RGB", (20, 20), (30, 30, 30)).save(src / "a.jpg")
+    Image.new("RGB", (20, 20), (220, 220, 220)).save(src / "A.png")  # (any case: one name on macOS and Windows)
+    Image.fromarray(photo_rgb(20, 20)).save(src / "c.jpg")
+    out = tmp_path / "out"
+    for inputs, globs, want in (([src / "a.jpg", src / "c.jpg"], (), ["a.jpg.png", "c.png"]),
+                                ([src / "A.png", src / "c.jpg"], (), ["A.png.png", "c.png"]),
+                                ([src], ("*.jpg",), ["a.jpg.png", "c.png"])):
+        assert sorted(j.dst.name for j in plan_jobs(inputs, out, ".png", globs=globs)) == want
+    text = io.StringIO()
+    batch_command(THUMB, [src / "a.jpg", src / "c.jpg"], out, ".png", console=Console(file=text, width=300), progress=False)
+    text = io.StringIO()
+    code = batch_command(THUMB, [src / "A.png", src / "c.jpg"], out, ".png", console=Console(file=text, width=300), progress=False)
+    assert code == 0 and "1 converted, 1 skipped" in text.getvalue(), text.getvalue()
+    assert np.asarray(Image.open(out / "A.png.png")).mean() > 200 > 40 > np.asarray(Image.open(out / "a.jpg.png")).mean()
+    # photo3d's own depth map beside its photo is no namesake: the photo keeps its short name
+    other = tmp_path / "other"
+    other.mkdir()
+    Image.fromarray(photo_rgb(20, 20)).save(other / "p.jpg")
+    subprocess.run(cli_command("depth", other / "p.jpg", "-o", other / "p.png"), check=True, env=env(), capture_output=True)
+    assert [j.dst.name for j in plan_jobs([other / "p.jpg"], out, ".glb")] == ["p.glb"]
+
+
+def test_a_folder_walk_finds_mpo_stereo_photos(tmp_path: Path) -> None:
+    """An MPO (a camera's stereo JPEG) named as input was used; in a folder it was never found."""
+    (tmp_path / "in").mkdir()
+    Image.fromarray(photo_rgb(20, 20)).save(tmp_path / "in" / "x.MPO", format="JPEG")
+    assert [j.dst.name for j in plan_jobs([tmp_path / "in"], tmp_path / "out", ".glb")] == ["x.glb"]
 
 
 def test_an_output_never_stands_where_a_folder_of_outputs_must_be(tmp_path: Path) -> None:

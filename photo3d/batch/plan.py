@@ -350,6 +350,13 @@ def plan_jobs(
     def keys(j: Job) -> list[str]:
         return [same_name_key(p) for p in j.outputs]
 
+    # a photo with a sibling photo of the same name (a.jpg beside a.png) keeps its full name whether
+    # or not the sibling is in this run: else `a.jpg` alone took out/a.png, and a later run of
+    # `a.png` skipped that as its own output, done
+    listed: dict[Path, dict[str, list[str]]] = {}
+    for j in jobs:
+        if j.error is None and j.given is None and _has_photo_sibling(j.src, listed):
+            j.dst = j.dst.with_name(j.src.name + suffix)
     for j in jobs:
         j.sides = sides(j.dst)
     # an input written as a folder that names a file (`photo.jpg/ photo.jpg`) is never converted
@@ -384,6 +391,21 @@ def plan_jobs(
         taken.update(keys(j))
     _refuse_overwriting_inputs(jobs)
     return jobs
+
+
+def _has_photo_sibling(src: Path, listed: dict[Path, dict[str, list[str]]]) -> bool:
+    """Whether ``src``'s folder holds another photo of the same name but for its suffix (photo3d's
+    own maps and stills, which a walk skips, do not count); ``listed`` caches each folder's names."""
+    folder = src.parent
+    if folder not in listed:
+        names: dict[str, list[str]] = {}
+        with contextlib.suppress(OSError):
+            for name in os.listdir(folder):
+                if not _is_hidden(name) and is_image_path(Path(name)):
+                    names.setdefault(same_name_key(Path(name).stem), []).append(name)
+        listed[folder] = names
+    return any(name != src.name and photo3d_kind(folder / name) is None
+               for name in listed[folder].get(same_name_key(src.stem), ()))
 
 
 def same_name_key(path: str | Path) -> str:
