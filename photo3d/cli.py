@@ -7,6 +7,7 @@ import functools
 import gc
 import inspect
 import math
+import re
 import sys
 import time
 from pathlib import Path
@@ -42,6 +43,9 @@ def _usage_message(e, args: list[str]) -> str:
                   f"of at least {lo:g}" if lo is not None else f"of at most {hi:g}")
         given = _given(p.opts, args)
         text = f"{p.opts[-1]} must be {kind} {bounds}" + (f", not {given}" if given is not None else "")
+    elif (m := re.fullmatch(r"Invalid value for '([^']+)': '(.*)' is not one of (.*)\.", text.strip(), re.S)):
+        choices = ", ".join(c.strip().strip("'") for c in m.group(3).split(","))
+        text = f"{m.group(1).split('/')[-1].strip()} must be one of {choices}, not {m.group(2)}"
     return text
 
 
@@ -160,9 +164,9 @@ def _batch_options(
     address: Optional[str] = typer.Option(None, "--address", metavar="ADDR",
                                           help="Ray cluster to join (default: start a local one)."),
     globs: Optional[list[str]] = typer.Option(None, "--glob", metavar="PATTERN",
-                                              help="Only files in folders whose name or path below the folder matches (case-insensitive, repeatable)."),
+                                              help="Folder inputs: keep only files whose name or path below the folder matches PATTERN (case-insensitive, repeatable)."),
     summary: Optional[Path] = typer.Option(None, "--summary", metavar="FILE.json", readable=False,
-                                           help="Write a JSON report, one record per input."),
+                                           help="Write a JSON report: one record per output written (a failed input: one)."),
 ) -> SimpleNamespace:
     """The options of every INPUT... command, declared once: :func:`_batch_command` adds them to a
     command (after its own) and hands them over, checked, as one ``batch`` argument."""
@@ -415,27 +419,27 @@ def convert(
     formats: Optional[list[str]] = typer.Option(
         None, "--format", metavar="FORMAT", help="Folder outputs: glb, mp4, gif, webp, html, or jpg/png with --stereo (repeatable; default glb)."
     ),
-    html: bool = typer.Option(False, "--html", help="Also write NAME.html, an offline viewer."),
+    html: bool = typer.Option(False, "--html", help="Also write NAME.html, an offline viewer (beside any output)."),
     parallax: float = typer.Option(defaults.PARALLAX, "--parallax", min=defaults.PARALLAX_RANGE[0],
                                    max=defaults.PARALLAX_RANGE[1], metavar="SHARE",
                                    help="Near vs far shift, share of the width (viewer and video)."),
-    path: str = typer.Option(defaults.VIDEO_PATH, "--path", metavar="PATH", help="Video camera path: circle, swing, zoom or dolly-zoom."),
+    path: str = typer.Option(defaults.VIDEO_PATH, "--path", metavar="circle|swing|zoom|dolly-zoom", help="Video camera path."),
     seconds: float = typer.Option(defaults.VIDEO_SECONDS, "--seconds", min=0.05, metavar="S", help="Video length in seconds (at most 100,000 frames at --fps)."),
     fps: float = typer.Option(defaults.VIDEO_FPS, "--fps", min=1.0, max=120.0, metavar="FPS", help="Video frames per second."),
     size: Optional[int] = typer.Option(None, "--size", metavar="PX",
-                                       help=f"Video / still longer side, {_SIZES[0]}-{_SIZES[1]} (default: 1080 MP4 and "
-                                            "stills, 480 GIF/WebP; not above the photo's own)."),
+                                       help=f"Video / still longer side of each view, {_SIZES[0]}-{_SIZES[1]} (--stereo sbs frames are twice as wide; "
+                                            "default: 1080 MP4 and stills, 480 GIF/WebP; not above the photo's own)."),
     stereo: Optional[str] = typer.Option(None, "--stereo", metavar="sbs|sbs-half",
                                          help="Side-by-side stereo video or still (.jpg/.png): full or half width."),
     timings: bool = typer.Option(False, "--timings", help="Print the time of each stage."),
-    quality: int = typer.Option(defaults.JPEG_QUALITY, "--quality", min=1, max=100, metavar="1-100", help="JPEG quality of the texture."),
+    quality: int = typer.Option(defaults.JPEG_QUALITY, "--quality", min=1, max=100, metavar="1-100", help="JPEG quality of the 3D photo's texture (stereo .jpg stills: 92)."),
     max_texture: int = typer.Option(defaults.MAX_TEXTURE_SIDE, "--max-texture", min=256, max=defaults.MAX_TEXTURE_LIMIT, metavar="PX", help="Longest side of the texture (at most 16384: what WebGL viewers show)."),
     batch: SimpleNamespace = None,  # the batch options (see _batch_options)
 ) -> None:
-    """Build 3D photos (.glb .html), videos (.mp4 .gif .webp) and stills.
+    """Build 3D photos (.glb .html), videos and stereo stills.
 
     Layered depth mesh with the hidden background inpainted; -o's suffix chooses what is
-    written (--format for folders), --html adds the offline viewer page beside a .glb."""
+    written (--format for folders), --html adds the offline viewer page beside it."""
     from .batch import rewrites
     from .pipeline import ConvertOptions
 

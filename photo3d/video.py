@@ -153,7 +153,7 @@ def check_share(opts: ShareOptions) -> None:
                          f"at most {MAX_FRAMES:,} (a loop of {MAX_FRAMES / opts.fps:g} s at this --fps)")
     lo, hi = defaults.VIDEO_SIZE_RANGE
     if opts.size is not None and not lo <= opts.size <= hi:
-        raise UsageError(f"--size must be between {lo} and {hi} pixels")
+        raise UsageError(f"--size must be a whole number from {lo} to {hi} (pixels), not {opts.size}")
 
 
 def default_side(suffix: str) -> int:

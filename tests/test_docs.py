@@ -95,7 +95,7 @@ def test_size_outside_its_range_is_refused_as_help_and_readme_say(tmp_path):
     assert f"{lo}-{hi}" in r.output
     for size in (lo - 1, hi + 1):
         r = cli("convert", REPO / "examples" / "coffee.jpg", "-o", tmp_path / "x.mp4", "--size", size)
-        assert r.exit_code == 2 and f"--size must be between {lo} and {hi} pixels" in r.output, r.output
+        assert r.exit_code == 2 and f"--size must be a whole number from {lo} to {hi} (pixels), not" in r.output, r.output
 
 
 def test_numeric_options_show_what_they_accept():

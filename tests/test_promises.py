@@ -1067,6 +1067,11 @@ def test_an_empty_folder_or_a_glob_matching_nothing_fails(tmp_path):
     photo(tmp_path / "in" / "a.png")
     r = cli("convert", tmp_path / "in", "-o", tmp_path / "out", "--glob", "*.jpg")
     assert r.exit_code == 1 and lines(r.output) == [f"error: no images found in {tmp_path / 'in'} matching *.jpg"]
+    (tmp_path / "gifs").mkdir()  # a folder of GIFs: they are used only when named, and it says so
+    Image.new("RGB", (20, 20)).save(tmp_path / "gifs" / "a.gif")
+    r = cli("convert", tmp_path / "gifs", "-o", tmp_path / "out")
+    assert r.exit_code == 1 and lines(r.output) == [
+        f"error: no images found in {tmp_path / 'gifs'} (GIFs are used only when named: their first frame)"]
 
 
 def test_an_empty_folder_beside_other_inputs_is_a_warning(tmp_path, tiny_depth_model):
@@ -1169,7 +1174,7 @@ def test_a_walk_skips_the_depth_maps_photo3d_wrote(tmp_path, tiny_depth_model):
     # (a nan was told "Input should be less than or equal to 0.2"; helper-55)
     (["convert", "x.jpg", "-o", "x.mp4", "--parallax", "nan"], "error: --parallax must be a number from 0.001 to 0.2, not nan"),
     (["convert", "x.jpg", "-o", "x.mp4", "--seconds=0"], "error: --seconds must be a number of at least 0.05, not 0"),
-    (["convert", "x.jpg", "-o", "x.glb", "--engine", "spark"], "error: Invalid value for '--engine': 'spark' is not one of"),
+    (["convert", "x.jpg", "-o", "x.glb", "--engine", "spark"], "error: --engine must be one of local, ray, not spark"),
     (["bogus"], "error: No such command 'bogus'."),
 ])
 def test_command_line_mistakes_are_one_line(args, message):

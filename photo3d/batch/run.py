@@ -426,6 +426,8 @@ def batch_command(
         raise
     if not plan:  # nothing to do is a failure: a wrong folder or --glob, not a success
         said = " (only what photo3d wrote, skipped above)" if notes.own else ""
+        if not said and any(Path(p).is_dir() and next(Path(p).rglob("*.[gG][iI][fF]"), None) for p in inputs):
+            said = " (GIFs are used only when named: their first frame)"
         say(console, f"no images found in {', '.join(map(str, inputs))}"
             + (f" matching {' or '.join(globs)}" if globs else "") + said)
         report = BatchReport([], fatal="no images found")
