@@ -9,12 +9,12 @@ seam, fading into the smooth fill deeper in and where the mirror would read the 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import cv2
 import numpy as np
 
-from .layers import LayeredDepth, far_band, nearest_values
+from .layers import Cuts, LayeredDepth, far_band, nearest_values
 
 BG_PUSH = 0.995  # the background layer sits this factor behind (in inverse depth) the visible one
 
@@ -123,3 +123,40 @@ def inpaint_background(rgb: np.ndarray, ldi: LayeredDepth, radius: int = 4, mirr
     out_inv[layer] *= BG_PUSH
     return Background(out_rgb, out_inv.astype(np.float32), layer, band)
 
+
+
+def stitch_seams(bg: Background, rgb: np.ndarray, inv: np.ndarray, cuts: Cuts) -> Background:
+    """The background layer's colour on both sides of each cut of the visible layer (``inv``,
+    ``cuts``: :func:`photo3d.pipeline.visible_layer`) is the photo's colour on the cut's far side.
+
+    The two sides of a cut are meshed apart, so from the photo's own viewpoint the background layer
+    shows through the one-cell seam between them; with its re-synthesized colour there (a fill from
+    elsewhere: the white of a bird's cheek inside a cut through its black cap) a thin light or dark
+    line ran along every cut at the rest view, the first one anyone sees.  With the far side's own
+    colour the seam reads as the far side (the edge at most half a cell nearer the foreground), and
+    as the foreground moves away the background starts with that colour, which is the background's
+    (a far-side pixel of foreground colour is in the visible layer's band, not the far side)."""
+    if bg.mask is None or not bg.mask.any():
+        return bg
+    out = bg.rgb.copy()
+    s_ = slice(None)
+    pairs = (
+        (cuts.h, (s_, slice(None, -1)), (s_, slice(1, None))),
+        (cuts.v, (slice(None, -1), s_), (slice(1, None), s_)),
+        (cuts.d1, (slice(None, -1), slice(None, -1)), (slice(1, None), slice(1, None))),
+        (cuts.d2, (slice(None, -1), slice(1, None)), (slice(1, None), slice(None, -1))),
+    )
+    for cut, a, b in pairs:
+        ya, xa = np.nonzero(cut)
+        if not len(ya):
+            continue
+        oa, ob = (a[0].start or 0, a[1].start or 0), (b[0].start or 0, b[1].start or 0)
+        pa, pb = (ya + oa[0], xa + oa[1]), (ya + ob[0], xa + ob[1])
+        a_far = inv[pa] < inv[pb]
+        far = (np.where(a_far, pa[0], pb[0]), np.where(a_far, pa[1], pb[1]))
+        near = (np.where(a_far, pb[0], pa[0]), np.where(a_far, pb[1], pa[1]))
+        colour = rgb[far]
+        for px in (near, far):
+            inside = bg.mask[px]
+            out[px[0][inside], px[1][inside]] = colour[inside]
+    return replace(bg, rgb=out)

@@ -29,7 +29,7 @@ import numpy as np
 from . import defaults
 from .errors import InputFileError, OutputError, UsageError, damaged_existing, printable
 from .export import Camera, ExportOptions, MeshData, camera_for, encode_jpeg, mesh_bytes, to_glb
-from .inpaint import Background, inpaint_background
+from .inpaint import Background, inpaint_background, stitch_seams
 from .io import DEFAULT_MAX_MEGAPIXELS, Photo, load_image, output_state, write_bytes_atomic
 from .layers import (COARSE_MAP, Cuts, LayeredDepth, LayerParams, band_to_foreground, build_layers, find_cuts,
                      is_sharp_map, nearest_values, sanitize_inverse_depth)
@@ -402,6 +402,7 @@ def build_from_geometry(photo: Photo, geo: Geometry, opts: ConvertOptions, timin
         ldi = layer_depth(geo, opts, small)
     with timed(timings, "inpaint"):
         bg = inpaint(small, ldi, opts)
+        bg = stitch_seams(bg, small, *visible_layer(ldi, bg)[:2])
     with timed(timings, "texture"):
         bg_tex = background_texture(bg, opts.jpeg_quality)
     if isinstance(texture, Future):
