@@ -53,6 +53,7 @@ def stereo_layout_of(fmt: str | None, info: dict) -> str | None:
     return value if value in STEREO_MODES else None
 STEREO_EYE = 0.3  # each eye's offset (unit disc): left/right disparity ~ 0.6 x the full parallax
 VIDEO_SIDE, SMALL_SIDE = 1080, 480  # default longer side: MP4 (and stills); GIF and WebP
+ZOOM_NOTE = 1.25  # a video or still zoomed more than this (a high --parallax) says so in its result line
 MAX_ASPECT = 21 / 9  # a panorama's frames show its centre at 21:9 (a tall photo's at 9:21), not a sliver
 MAX_ASPECT_TEXT = {True: "21:9", False: "9:21"}  # (the same, for the result line: a wide photo, a tall one)
 MP4_CRF = 20
@@ -213,7 +214,7 @@ def output_side(photo_size: tuple[int, int], suffix: str, size: int | None) -> t
 
 def render_frames(glb: bytes, suffix: str, opts: ShareOptions, timings: dict | None = None) -> tuple[Iterator[np.ndarray], int, tuple[int, int], list[str]]:
     """(frames, count, (width, height), notes) of the share output; frames are rendered lazily."""
-    from .render import Renderer, dolly_zoom_extra, frame_size, path_views, scene_from_glb
+    from .render import Renderer, cover_zoom, dolly_zoom_extra, frame_size, path_views, scene_from_glb
 
     scene = scene_from_glb(glb)
     side, note = output_side(scene.meta["source_size"], suffix, opts.size)
@@ -252,6 +253,9 @@ def render_frames(glb: bytes, suffix: str, opts: ShareOptions, timings: dict | N
         notes.append(f"{out_w}x{h} is beyond H.264's largest level (6.2: {H264_MAX_MACROBLOCKS:,} macroblocks, "
                      f"e.g. 8192x4352): players that decode in hardware may refuse it; --size {fit} keeps within")
     zoom = dolly_zoom_extra(scene) if opts.path == "dolly-zoom" and not still else 1.0
+    if (shown := cover_zoom(scene.meta) * zoom) > ZOOM_NOTE:  # (frame 0 is then the photo's middle, not all of it)
+        notes.append(f"zoomed {shown:.2f}x: the parallax never shows beyond the photo's border; "
+                     f"a smaller --parallax zooms less")
     eyes = [e for v in views for e in _eyes(v, opts.stereo)]
     n = 2 if opts.stereo else 1
     parallel = min(RENDER_THREADS, len(eyes))

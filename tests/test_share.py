@@ -143,6 +143,16 @@ def test_the_strongest_parallax_keeps_frame_0_the_photo_and_shows_no_empty_pixel
         assert clear_pixels(r.render(View(x, y))) == 0, (x, y)
 
 
+def test_a_strongly_zoomed_frame_0_says_so(tmp_path):
+    """At a high --parallax on the dolly-zoom path frame 0 showed the middle 40 % of the photo (a
+    parrot's beak) and the result line said nothing (helper-58); at the defaults it stays quiet."""
+    r = cli("convert", EXAMPLE, "-o", tmp_path / "z.gif", "--size", "120", "--seconds", "0.2", "--fps", "10",
+            "--parallax", "0.2", "--path", "dolly-zoom")
+    assert r.exit_code == 0 and re.search(r"zoomed \d\.\d\dx: the parallax never shows beyond", r.output), r.output
+    r = cli("convert", EXAMPLE, "-o", tmp_path / "d.gif", "--size", "120", "--seconds", "0.2", "--fps", "10")
+    assert r.exit_code == 0 and not re.search(r"zoomed \d", r.output), r.output
+
+
 def test_paths_loop_seamlessly_from_the_photo():
     meta = {"parallax": {"max_offset": 0.05, "focus_depth": 2.0}}
     for path in PATHS:
