@@ -436,7 +436,7 @@ def convert(
     max_texture: int = typer.Option(defaults.MAX_TEXTURE_SIDE, "--max-texture", min=256, max=defaults.MAX_TEXTURE_LIMIT, metavar="PX", help="Longest side of the texture (at most 16384: what WebGL viewers show)."),
     batch: SimpleNamespace = None,  # the batch options (see _batch_options)
 ) -> None:
-    """Build 3D photos (.glb .html), videos and stereo stills.
+    """Build 3D photos (.glb .html), videos (.mp4 .gif .webp), stills.
 
     Layered depth mesh with the hidden background inpainted; -o's suffix chooses what is
     written (--format for folders), --html adds the offline viewer page beside it."""

@@ -30,7 +30,7 @@ from . import defaults
 from .errors import InputFileError, OutputError, UsageError, damaged_existing, printable
 from .export import Camera, ExportOptions, MeshData, camera_for, encode_jpeg, mesh_bytes, to_glb
 from .inpaint import Background, inpaint_background, stitch_seams
-from .io import DEFAULT_MAX_MEGAPIXELS, Photo, load_image, output_state, write_bytes_atomic
+from .io import DEFAULT_MAX_MEGAPIXELS, Photo, input_file, load_image, output_state, write_bytes_atomic
 from .layers import (COARSE_MAP, Cuts, LayeredDepth, LayerParams, band_to_foreground, build_layers, find_cuts,
                      is_sharp_map, nearest_values, sanitize_inverse_depth)
 from .mesh import TEXTURE_SHIFT_PX, LayerMesh, grid_to_image, triangulate, unproject
@@ -618,6 +618,19 @@ def convert_file(src: str | Path, dst: str | Path, opts: ConvertOptions | None =
                                                      **({"warnings": kept} if kept else {})}, opts, timings)
             except SceneError as e:  # (what only rendering finds: metadata or indices it cannot use)
                 raise damaged_existing(src, sibling, "3D photo", e) from None
+    if src.suffix.lower() == ".glb":  # a 3D photo photo3d wrote, named as input: its page, video or stills
+        input_file(src, "a 3D photo")
+        glb = read_existing_glb(src, src)
+        if glb is None:
+            raise InputFileError("unreadable", src)
+        from .render import SceneError
+
+        kept = parallax_kept(src, check_existing_glb(src, src, glb, opts.max_megapixels), opts)
+        try:
+            return write_outputs(src, dst, glb, {"glb_bytes": len(glb), "from_glb": str(src),
+                                                 **({"warnings": kept} if kept else {})}, opts, timings)
+        except SceneError as e:
+            raise damaged_existing(src, src, "3D photo", e) from None
     loading = warm_up(opts)  # started by the batch runner already, or now
     with timed(timings, "read"):
         photo = loaded = load_image(src, max_megapixels=opts.max_megapixels)

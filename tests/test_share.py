@@ -153,6 +153,23 @@ def test_a_strongly_zoomed_frame_0_says_so(tmp_path):
     assert r.exit_code == 0 and not re.search(r"zoomed \d", r.output), r.output
 
 
+def test_a_3d_photo_named_as_input_gives_its_page_video_and_stills(coffee_glb, tmp_path):
+    """`photo3d convert x.glb -o x.mp4` said "not an image" although a batch renders videos from its
+    own GLBs (helper-58): a GLB photo3d wrote is now rendered as it is, nothing converted again;
+    anything else named .glb fails in one line that says what it is."""
+    glb = tmp_path / "in.glb"
+    glb.write_bytes(coffee_glb)
+    for name in ("v.gif", "p.html", "s.jpg"):
+        extra = ["--stereo", "sbs"] if name.endswith(".jpg") else ["--size", "120", "--seconds", "0.2"] if name.endswith(".gif") else []
+        r = cli("convert", glb, "-o", tmp_path / name, *extra)
+        assert r.exit_code == 0 and f"from {glb}" in r.output and (tmp_path / name).stat().st_size > 1000, r.output
+    assert glb.read_bytes() == coffee_glb
+    (tmp_path / "other.glb").write_bytes(b"glTF" + bytes(40))
+    r = cli("convert", tmp_path / "other.glb", "-o", tmp_path / "o.mp4")
+    assert r.exit_code == 1 and r.output.strip().startswith(f"error: {tmp_path / 'other.glb'}: not a whole 3D photo that photo3d wrote")
+    assert not (tmp_path / "o.mp4").exists()
+
+
 def test_paths_loop_seamlessly_from_the_photo():
     meta = {"parallax": {"max_offset": 0.05, "focus_depth": 2.0}}
     for path in PATHS:
