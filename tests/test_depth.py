@@ -29,8 +29,12 @@ def test_network_size():
     assert network_size(1024, 768, 384) == (384, 288)
     assert network_size(768, 1024, 384) == (288, 384)
     assert network_size(413, 370, 384) == (384, 320)
+    # a panorama keeps a third of the input size on its shorter side, within the 4:3 frame's pixels
+    # (a 4000 x 600 photo went in at 384 x 32: texture stamped into its depth, helper-58)
+    assert network_size(4000, 600, 384) == (832, 128) and network_size(600, 4000, 384) == (128, 832)
+    assert network_size(3000, 900, 384) == (416, 128) and network_size(1920, 1080, 384) == (384, 192)
     w, h = network_size(4000, 100, 384)
-    assert (w, h) == (384, 32)
+    assert (w, h) == (2080, 32) and w * h <= 384 * 288
 
 
 def test_normalize_robust():

@@ -51,8 +51,15 @@ class DepthResult:
 
 
 def network_size(width: int, height: int, input_size: int) -> tuple[int, int]:
-    """(w, h) for the network: longer side ``input_size``, each side floored to a multiple of 32."""
+    """(w, h) for the network: longer side ``input_size``, each side floored to a multiple of 32.
+
+    A panorama (more than 3:1) keeps its shorter side at a third of ``input_size`` (within the
+    pixels of the 4:3 frame): at 384 px a 4000 x 600 photo went in at 384 x 32, a strip too thin
+    for the network to see anything but texture, stamped into the depth by the guided upsampling."""
     s = input_size / max(width, height)
+    if min(width, height) * s < input_size / 3:
+        area = input_size * input_size * 3 / 4
+        s = min(input_size / 3 / min(width, height), (area / (width * height)) ** 0.5)
     w = max(32, int(width * s) // 32 * 32)
     h = max(32, int(height * s) // 32 * 32)
     return w, h
