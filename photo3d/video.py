@@ -253,7 +253,8 @@ def render_frames(glb: bytes, suffix: str, opts: ShareOptions, timings: dict | N
         notes.append(f"{out_w}x{h} is beyond H.264's largest level (6.2: {H264_MAX_MACROBLOCKS:,} macroblocks, "
                      f"e.g. 8192x4352): players that decode in hardware may refuse it; --size {fit} keeps within")
     zoom = dolly_zoom_extra(scene) if opts.path == "dolly-zoom" and not still else 1.0
-    if (shown := cover_zoom(scene.meta) * zoom) > ZOOM_NOTE:  # (frame 0 is then the photo's middle, not all of it)
+    panorama = centre_part(*(int(v) for v in scene.meta["source_size"])) is not None  # (its own note says what is shown)
+    if not panorama and (shown := cover_zoom(scene.meta) * zoom) > ZOOM_NOTE:  # (frame 0: the photo's middle, not all of it)
         notes.append(f"zoomed {shown:.2f}x: the parallax never shows beyond the photo's border; "
                      f"a smaller --parallax zooms less")
     eyes = [e for v in views for e in _eyes(v, opts.stereo)]
