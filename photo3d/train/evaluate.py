@@ -76,7 +76,9 @@ def _cached_outputs(files: list[Path], cache: Path, compute) -> dict[str, np.nda
     return out
 
 
-def teacher_outputs(files: list[Path], teacher: Path, cache: Path) -> dict[str, np.ndarray]:
+def teacher_outputs(files: list[Path], teacher: Path, cache: Path, mirrored: bool = False) -> dict[str, np.ndarray]:
+    """Tiefenrausch's log-disparity of each photo (``mirrored``: of its mirror image, mirrored back,
+    for the mirror-averaged label)."""
     net = None
 
     def compute(rgb: np.ndarray) -> np.ndarray:
@@ -84,22 +86,9 @@ def teacher_outputs(files: list[Path], teacher: Path, cache: Path) -> dict[str, 
         net = net or load_model(teacher).module
         with torch.no_grad(), warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            return net(preprocess(rgb, INPUT_SIZE))[0, 0].dequantize().numpy()
-
-    return _cached_outputs(files, cache, compute)
-
-
-def mirrored_teacher_outputs(files: list[Path], teacher: Path, cache: Path) -> dict[str, np.ndarray]:
-    """Tiefenrausch on each photo's mirror image, mirrored back (for the mirror-averaged label)."""
-    net = None
-
-    def compute(rgb: np.ndarray) -> np.ndarray:
-        nonlocal net
-        net = net or load_model(teacher).module
-        with torch.no_grad(), warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            x = preprocess(np.ascontiguousarray(rgb[:, ::-1]), INPUT_SIZE)
-            return net(x)[0, 0].dequantize().numpy()[:, ::-1].copy()
+            y = net(preprocess(np.ascontiguousarray(rgb[:, ::-1] if mirrored else rgb), INPUT_SIZE))
+            y = y[0, 0].dequantize().numpy()
+            return y[:, ::-1].copy() if mirrored else y
 
     return _cached_outputs(files, cache, compute)
 
@@ -142,7 +131,7 @@ def evaluate(student_path: Path, photos: Path, teacher: Path, limit: int = 0,
         plain = {k: combine(ref[k].astype(np.float32), fd[k].astype(np.float32), label) for k in ref}
         labels = plain
         if tr_flip:
-            mir = mirrored_teacher_outputs(files, teacher, cache.with_name("holdout_teacher_mirrored.npz"))
+            mir = teacher_outputs(files, teacher, cache.with_name("holdout_teacher_mirrored.npz"), mirrored=True)
             labels = {k: combine(mirror_average(ref[k].astype(np.float32), mir[k].astype(np.float32)),
                                  fd[k].astype(np.float32), label) for k in ref}
     student, meta = load_student(student_path)
