@@ -45,7 +45,7 @@ def _usage_message(e, args: list[str]) -> str:
         text = f"{p.opts[-1]} must be {kind} {bounds}" + (f", not {given}" if given is not None else "")
     elif (m := re.fullmatch(r"Invalid value for '([^']+)': '(.*)' is not one of (.*)\.", text.strip(), re.S)):
         choices = ", ".join(c.strip().strip("'") for c in m.group(3).split(","))
-        text = f"{m.group(1).split('/')[-1].strip()} must be one of {choices}, not {m.group(2)}"
+        text = f"{m.group(1).split('/')[-1].strip()} must be one of {choices}, not {m.group(2) or 'an empty value'}"
     return text
 
 

@@ -133,7 +133,8 @@ def damaged_existing(src: str | Path, existing: str | Path, kind: str, reason: o
     """The error of an input whose earlier output, which a re-run builds on, is not whole (or of a
     3D photo named as the input itself, which is not one)."""
     if Path(src) == Path(existing):
-        return InputFileError(f"not a whole {kind} that photo3d wrote ({reason})", src)
+        said = str(reason)
+        return InputFileError(said if said.startswith("not a") else f"not a whole {kind} that photo3d wrote ({said})", src)
     return InputFileError(f"the existing {printable(existing)} is not a whole {kind} ({reason}); remove it, "
                           "or run again with --overwrite", src)
 

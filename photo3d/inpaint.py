@@ -69,7 +69,8 @@ def _telea(crop: np.ndarray, m8: np.ndarray, radius: int, half: bool) -> np.ndar
     return np.where(m8[:, :, None] > 0, up, crop)
 
 
-SEAM_ALIKE = 16  # a seam's two sides within this many levels in every channel: no colour edge there
+SEAM_ALIKE = 16  # a seam's two sides within this many levels in every channel: no colour edge there ...
+SEAM_PLAIN = 6  # ... and the far side's next pixel out within this of it: no halo either
 MIRROR_FADE_PX = 8.0  # the mirrored texture fades into the smooth fill over this many pixels from the seam
 HALF_RES_PIXELS = 200_000  # crops larger than this are Telea-filled at half resolution
 
@@ -157,10 +158,15 @@ def stitch_seams(bg: Background, rgb: np.ndarray, inv: np.ndarray, cuts: Cuts) -
         far = (np.where(a_far, pa[0], pb[0]), np.where(a_far, pa[1], pb[1]))
         near = (np.where(a_far, pb[0], pa[0]), np.where(a_far, pb[1], pa[1]))
         colour = rgb[far]
-        # only across seams without a colour edge: where the far side's colour differs, the fill
-        # already is the background's, and a far-side pixel tinted by the foreground (a halo, fur)
-        # copied under the edge would stay behind as a dark outline at the extreme views
-        alike = np.abs(rgb[near].astype(np.int16) - colour.astype(np.int16)).max(axis=1) <= SEAM_ALIKE
+        # only across seams inside a plain region: the near pixel, the far one and the next one out
+        # alike.  Where the colours differ the fill already is the background's, and a far-side
+        # pixel tinted by the foreground (the halo beside a pug's fur, 10-20 levels darker than the
+        # wall) copied under the edge stayed behind as a faint outline at the extreme views
+        h, w = inv.shape
+        beyond = (np.clip(2 * far[0] - near[0], 0, h - 1), np.clip(2 * far[1] - near[1], 0, w - 1))
+        c = colour.astype(np.int16)
+        alike = ((np.abs(rgb[near].astype(np.int16) - c).max(axis=1) <= SEAM_ALIKE)
+                 & (np.abs(rgb[beyond].astype(np.int16) - c).max(axis=1) <= SEAM_PLAIN))
         for px in (near, far):
             inside = bg.mask[px] & alike
             out[px[0][inside], px[1][inside]] = colour[inside]

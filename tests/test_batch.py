@@ -33,7 +33,7 @@ from photo3d.batch import (
     plan_jobs,
     run_batch,
 )
-from photo3d.batch.plan import PlanNotes
+from photo3d.batch.plan import PlanNotes, _has_photo_sibling
 from photo3d.errors import UsageError
 from photo3d.io import HEIF_AVAILABLE, load_image
 
@@ -241,6 +241,10 @@ def test_a_photo_beside_a_namesake_keeps_its_full_name_in_every_run(tmp_path: Pa
     code = batch_command(THUMB, [src / "A.png", src / "c.jpg"], out, ".png", console=Console(file=text, width=300), progress=False)
     assert code == 0 and "1 converted, 1 skipped" in text.getvalue(), text.getvalue()
     assert np.asarray(Image.open(out / "A.png.png")).mean() > 200 > 40 > np.asarray(Image.open(out / "a.jpg.png")).mean()
+    # the photo itself typed in another case is no namesake (one file on macOS and Windows)
+    (tmp_path / "one").mkdir()
+    Image.new("RGB", (20, 20)).save(tmp_path / "one" / "b.jpg")
+    assert not _has_photo_sibling(tmp_path / "one" / "B.JPG", {})
     # photo3d's own depth map beside its photo is no namesake: the photo keeps its short name
     other = tmp_path / "other"
     other.mkdir()

@@ -546,13 +546,14 @@ def test_no_crack_along_the_cuts_at_the_photos_own_viewpoint(tmp_path, shared_di
     a white jagged line through a bird's black cap (osie_0040: a cut inside the cap, the fill
     under it from the cheek), white loops on the duck photo's toy (osie_0103): the first view
     anyone sees.  The seam now takes the far side's own colour (``inpaint.stitch_seams``).  Pixels
-    of the rest view that show the background layer off the photo by > 60: 71 and 73 before, 21 and 16.
-    (Only across seams without a colour edge: on the pug's fur against the wall the far side's
-    tinted pixel copied under the edge stayed behind as a dark outline, ``test_pug_leaves_no_dark_outline_on_the_wall``.)"""
+    of the rest view that show the background layer off the photo by > 60: 71 and 73 before, 35 and 34.
+    (Only across seams inside a plain region: on the pug's fur against the wall the far side's
+    tinted pixel copied under the edge stayed behind as a faint outline at the extreme views,
+    ``test_pug_leaves_no_dark_outline_on_the_wall``; copying across every seam gave 21 and 16 here.)"""
     for name in ("osie/osie_0040.jpg", "osie/osie_0103.jpg"):
         photo, img, layer = _converted_view(shared_dir / "data" / "photos" / name, tmp_path, 0.0)
         off = (np.abs(img.astype(int) - photo.astype(int)).max(axis=2) > 60) & (layer == 1)
-        assert off.sum() <= 30, f"{name}: {off.sum()} pixels of the background layer off the photo at rest"
+        assert off.sum() <= 45, f"{name}: {off.sum()} pixels of the background layer off the photo at rest"
 
 
 def _flagged(vis: dict, flags: np.ndarray) -> dict:

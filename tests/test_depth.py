@@ -35,6 +35,7 @@ def test_network_size():
     assert network_size(3000, 900, 384) == (416, 128) and network_size(1920, 1080, 384) == (384, 192)
     w, h = network_size(4000, 100, 384)
     assert (w, h) == (2080, 32) and w * h <= 384 * 288
+    assert network_size(65000, 2, 384) == (4608, 32) and network_size(2, 65000, 384) == (32, 4608)  # (59936 x 32)
 
 
 def test_normalize_robust():

@@ -837,13 +837,16 @@ def test_pug_leaves_no_dark_outline_on_the_wall(tmp_path, embedded_dir):
     r = Renderer(scene, *frame_size(scene, 960), supersample=2)
     views = [r.render(View(x, y), depth=True) for x, y in ((0, 1), (0.9, 0.3), (-0.9, 0.3))]
     counts = [dark_ghost_pixels(*v) for v in views]
-    assert max(counts) < 100 and sum(counts) < 160, counts
+    # (since session 18, 36 / 0 / 5: the seam stitch, ``inpaint.stitch_seams``, copies a few plain
+    # far-side pixels under the edge; it was 75 / 0 / 22 and 190 / 25 / 92 at 10 levels while it
+    # also copied the halo's, helper-59)
+    assert max(counts) < 50 and sum(counts) < 80, counts
     # the faint line: the wall's last pixels before the cut carry a tenth of the fur's colour (a
     # halo 10-20 levels darker than the wall), too little for MIXED_FG; left on the wall they
     # drew a thin line along the head and back in the videos (355, 116 and 255 pixels 10 levels
     # darker than their neighbourhood; with MIXED_TINT they go with the pug: 139, 3, 100)
     faint = [dark_ghost_pixels(*v, levels=10) for v in views]
-    assert max(faint) < 200 and sum(faint) < 400, faint
+    assert max(faint) < 120 and sum(faint) < 200, faint
 
 
 @pytest.mark.slow

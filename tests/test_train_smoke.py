@@ -102,9 +102,14 @@ def test_pack_fit_resume_qat(tmp_path):
         tgt = cv2.imread(str(bundle / it["target"]), cv2.IMREAD_UNCHANGED)
         mir = cv2.imread(str(bundle / it["target_flip"]), cv2.IMREAD_UNCHANGED)
         assert mir.shape == tgt.shape and mir.dtype == np.uint8 and mir.std() > 0
-    # resumable: a second run adds nothing
-    assert pack.main(["--out", str(bundle), "--photos", str(photos), "--teacher", "prior", "--size", "96"]) == 0
+    # resumable: a second run adds nothing; one with another size or teacher is refused (its labels
+    # would mix with the bundle's)
+    assert pack.main(["--out", str(bundle), "--photos", str(photos), "--teacher", teacher, "--size", "96"]) == 0
     assert len(json.loads((bundle / "index.json").read_text())["items"]) == 4
+    others = [["--teacher", teacher, "--size", "128"]] + ([["--teacher", "prior", "--size", "96"]] if teacher != "prior" else [])
+    for other in others:
+        with pytest.raises(SystemExit):
+            pack.main(["--out", str(bundle), "--photos", str(photos), *other])
     # a bundle packed before the mirrored maps existed gets them on the next run, and only them
     old = json.loads((bundle / "index.json").read_text())
     first = old["items"][0]

@@ -153,6 +153,16 @@ def discover(
             yield p  # (a broken link, a named pipe, ...: a failed input that says so, not skipped without a word)
 
 
+def gifs_in(folder: Path, globs: Sequence[str] = ()) -> Iterator[Path]:
+    """The GIFs a walk of ``folder`` passes over (it takes only photos; a GIF is used when named)."""
+    for dirpath, dirnames, filenames in _walk(folder, lambda e: None):
+        dirnames[:] = [d for d in dirnames if not _is_hidden(d)]
+        for name in filenames:
+            p = Path(dirpath) / name
+            if not _is_hidden(name) and p.suffix.lower() == ".gif" and _matches(p.relative_to(folder).as_posix(), globs):
+                yield p
+
+
 def _walk(top: str | Path, onerror: Callable[[OSError], None]) -> Iterator[tuple[str, list[str], list[str]]]:
     """``os.walk(top, followlinks=True, onerror=onerror)`` (top-down; the caller may prune
     ``dirnames``) with a stack instead of recursion: Python 3.11's os.walk recursed once a folder
@@ -404,7 +414,8 @@ def _has_photo_sibling(src: Path, listed: dict[Path, dict[str, list[str]]]) -> b
                 if not _is_hidden(name) and is_image_path(Path(name)):
                     names.setdefault(same_name_key(Path(name).stem), []).append(name)
         listed[folder] = names
-    return any(name != src.name and photo3d_kind(folder / name) is None
+    own = same_name_key(src.name)  # (the photo itself, typed in another case or Unicode form)
+    return any(same_name_key(name) != own and photo3d_kind(folder / name) is None
                for name in listed[folder].get(same_name_key(src.stem), ()))
 
 

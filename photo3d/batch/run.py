@@ -29,7 +29,8 @@ from ..errors import ExitCode, Photo3DError, UsageError, printable, stderr_conso
 from ..io import OUTPUT_THERE, output_state, write_bytes_atomic
 from .local import (STOP_SIGNALS, Executor, PoolExecutor, SequentialExecutor, available_cpus, signals_handled,
                     stop_signals_ignored)
-from .plan import Job, PlanNotes, check_reads, check_summary_path, check_writable, plan_outputs, remove_stale_temps
+from .plan import (Job, PlanNotes, check_reads, check_summary_path, check_writable, gifs_in, plan_outputs,
+                   remove_stale_temps)
 from .result import Result, Status, msg
 from .task import Task, execute
 
@@ -426,7 +427,7 @@ def batch_command(
         raise
     if not plan:  # nothing to do is a failure: a wrong folder or --glob, not a success
         said = " (only what photo3d wrote, skipped above)" if notes.own else ""
-        if not said and any(Path(p).is_dir() and next(Path(p).rglob("*.[gG][iI][fF]"), None) for p in inputs):
+        if not said and any(Path(p).is_dir() and next(gifs_in(Path(p), globs), None) for p in inputs):
             said = " (GIFs are used only when named: their first frame)"
         say(console, f"no images found in {', '.join(map(str, inputs))}"
             + (f" matching {' or '.join(globs)}" if globs else "") + said)

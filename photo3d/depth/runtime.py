@@ -62,6 +62,12 @@ def network_size(width: int, height: int, input_size: int) -> tuple[int, int]:
         s = min(input_size / 3 / min(width, height), (area / (width * height)) ** 0.5)
     w = max(32, int(width * s) // 32 * 32)
     h = max(32, int(height * s) // 32 * 32)
+    most = input_size * input_size  # a strip whose short side was rounded up to 32 (65000 x 2 went in at 59936 x 32)
+    if w * h > most:
+        if w > h:
+            w = max(32, most // h // 32 * 32)
+        else:
+            h = max(32, most // w // 32 * 32)
     return w, h
 
 

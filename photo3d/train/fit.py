@@ -163,8 +163,9 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--limit", type=int, default=0, help="use only the first N bundle photos")
     ap.add_argument("--label", default="split", help="how to combine two teachers (photo3d.train.teachers.combine)")
-    ap.add_argument("--tr-flip", action="store_true",
-                    help="Tiefenrausch's label averaged with its map of the mirror image (teachers.mirror_average)")
+    ap.add_argument("--tr-flip", action=argparse.BooleanOptionalAction, default=None,
+                    help="Tiefenrausch's label averaged with its map of the mirror image (teachers.mirror_average; "
+                         "the default since session 18; a resumed run keeps its own)")
     ap.add_argument("--init-from", type=Path, default=None,
                     help="without a checkpoint: warm-start from this INT8 TorchScript model (e.g. the bundled one) or float checkpoint of ours (its EMA weights)")
     ap.add_argument("--whole-share", type=float, default=0.0,
@@ -207,6 +208,8 @@ def main(argv: list[str] | None = None) -> int:
     else:
         torch.manual_seed(args.seed)
         model = DepthNet(args.config)
+    if args.tr_flip is None:  # a new run: the mirror-averaged label; a run from before it existed: its own
+        args.tr_flip = ckpt is None
     # channels-last is ~2x faster for depthwise convs on CPU, and fine on CUDA
     model.to(device).to(memory_format=torch.channels_last).train()
 

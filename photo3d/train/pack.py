@@ -109,7 +109,13 @@ def main(argv: list[str] | None = None) -> int:
     for sub in ("img", "tgt", "fd"):
         (out / sub).mkdir(parents=True, exist_ok=True)
     index_path = out / ("index.json" if n == 1 else f"index.{k}.json")
-    items: list[dict] = json.loads(index_path.read_text())["items"] if index_path.is_file() else []
+    packed = json.loads(index_path.read_text()) if index_path.is_file() else {}
+    items: list[dict] = packed.get("items", [])
+    # a re-run adds to the bundle as it was packed (the mirrored labels of older entries too): the
+    # same input size and teacher, or its labels would silently mix two of them
+    for key, ours in (("size", args.size), ("teacher", teacher.name)):
+        if items and packed.get(key, ours) != ours:
+            ap.error(f"{index_path}: packed with {key} {packed[key]}, not {ours}; pack into another --out")
     done = {it["name"] for it in items}
     total = sum((out / it["image"]).stat().st_size + (out / it["target"]).stat().st_size for it in items)
 
@@ -127,10 +133,12 @@ def main(argv: list[str] | None = None) -> int:
     t0, n_new = time.time(), 0
     by_name = {p.relative_to(args.photos).with_suffix("").as_posix().replace("/", "__"): p for p in files}
     for it in items:  # entries packed before the mirrored codes existed
-        if "target_flip" in it or it["name"] not in by_name:
+        if "target_flip" in it:
             continue
-        bgr = cv2.imread(str(by_name[it["name"]]), cv2.IMREAD_COLOR)
+        bgr = cv2.imread(str(by_name[it["name"]]), cv2.IMREAD_COLOR) if it["name"] in by_name else None
         if bgr is None:
+            print(f"{it['name']}: its photo is gone or unreadable: no mirrored label (training with --tr-flip "
+                  "leaves it out)", file=sys.stderr)
             continue
         rgb = prepare(bgr, args.size)
         ok, png = cv2.imencode(".png", mirrored_codes(rgb), [cv2.IMWRITE_PNG_COMPRESSION, 9])
