@@ -548,7 +548,7 @@ def check_existing_glb(src: Path, path: Path, glb: bytes, max_megapixels: float 
     return meta
 
 
-def parallax_kept(glb_path: Path, meta: dict, opts: ConvertOptions) -> list[str]:
+def parallax_kept(glb_path: Path, meta: dict, opts: ConvertOptions, again: str = "again with --overwrite") -> list[str]:
     """A warning when outputs made from an existing GLB (``meta``: its photo3d metadata) keep another
     ``--parallax`` than this run's (the depth steps, and so the layers, were built for the GLB's)."""
     try:
@@ -561,7 +561,7 @@ def parallax_kept(glb_path: Path, meta: dict, opts: ConvertOptions) -> list[str]
         return []
     was = f"with --parallax {built:g}" if built is not None else "by a photo3d that did not record its --parallax"
     return [f"{printable(glb_path)} was built {was}: what is made from it keeps that; for --parallax "
-            f"{opts.parallax:g} convert again with --overwrite"]
+            f"{opts.parallax:g} convert {again}"]
 
 
 def finish(src: str | Path, dst: str | Path, opts: ConvertOptions | None = None) -> dict[str, Any]:
@@ -619,13 +619,15 @@ def convert_file(src: str | Path, dst: str | Path, opts: ConvertOptions | None =
             except SceneError as e:  # (what only rendering finds: metadata or indices it cannot use)
                 raise damaged_existing(src, sibling, "3D photo", e) from None
     if src.suffix.lower() == ".glb":  # a 3D photo photo3d wrote, named as input: its page, video or stills
+        if opts.depth is not None or opts.model is not None:
+            raise UsageError("a 3D photo (.glb) given as input is rendered as it is: --depth and --model do not apply")
         input_file(src, "a 3D photo")
         glb = read_existing_glb(src, src)
         if glb is None:
             raise InputFileError("unreadable", src)
         from .render import SceneError
 
-        kept = parallax_kept(src, check_existing_glb(src, src, glb, opts.max_megapixels), opts)
+        kept = parallax_kept(src, check_existing_glb(src, src, glb, opts.max_megapixels), opts, again="its photo")
         try:
             return write_outputs(src, dst, glb, {"glb_bytes": len(glb), "from_glb": str(src),
                                                  **({"warnings": kept} if kept else {})}, opts, timings)

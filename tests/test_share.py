@@ -164,6 +164,8 @@ def test_a_3d_photo_named_as_input_gives_its_page_video_and_stills(coffee_glb, t
         r = cli("convert", glb, "-o", tmp_path / name, *extra)
         assert r.exit_code == 0 and f"from {glb}" in r.output and (tmp_path / name).stat().st_size > 1000, r.output
     assert glb.read_bytes() == coffee_glb
+    r = cli("convert", glb, "-o", tmp_path / "m.gif", "--model", REPO / "photo3d" / "models" / "p3d-s.pt")
+    assert r.exit_code == 2 and "rendered as it is: --depth and --model do not apply" in r.output, r.output
     (tmp_path / "other.glb").write_bytes(b"glTF" + bytes(40))
     r = cli("convert", tmp_path / "other.glb", "-o", tmp_path / "o.mp4")
     assert r.exit_code == 1 and r.output.strip().startswith(f"error: {tmp_path / 'other.glb'}: not a whole 3D photo that photo3d wrote")
