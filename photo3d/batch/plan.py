@@ -257,6 +257,7 @@ def plan_jobs(
     outputs: Callable[[Path], Sequence[Path]] | None = None,
     notes: PlanNotes | None = None,
     walks: dict[Path, tuple[list[Path], list[tuple[Path, str]], list[Path]]] | None = None,
+    namesakes: dict[Path, dict[str, list[str]]] | None = None,
 ) -> list[Job]:
     """Map INPUT... to output paths.
 
@@ -273,7 +274,8 @@ def plan_jobs(
     * Inputs that are missing, or folders that cannot be listed, become jobs that fail.  Input
       folders without photos, and photo3d's own depth maps met in a walk, go into ``notes``.
     * ``walks``: input folder -> its walk (photos, walk errors, photo3d's own maps), filled and
-      reused, so that planning several output formats walks (and reads) each folder once.
+      reused, so that planning several output formats walks (and reads) each folder once;
+      ``namesakes`` likewise caches each input's folder's photos by name (:func:`_has_photo_sibling`).
     """
     if not inputs:
         raise UsageError("no INPUT given")
@@ -363,9 +365,9 @@ def plan_jobs(
     # a photo with a sibling photo of the same name (a.jpg beside a.png) keeps its full name whether
     # or not the sibling is in this run: else `a.jpg` alone took out/a.png, and a later run of
     # `a.png` skipped that as its own output, done
-    listed: dict[Path, dict[str, list[str]]] = {}
+    namesakes = {} if namesakes is None else namesakes
     for j in jobs:
-        if j.error is None and j.given is None and _has_photo_sibling(j.src, listed):
+        if j.error is None and j.given is None and _has_photo_sibling(j.src, namesakes):
             j.dst = j.dst.with_name(j.src.name + suffix)
     for j in jobs:
         j.sides = sides(j.dst)
@@ -403,20 +405,21 @@ def plan_jobs(
     return jobs
 
 
-def _has_photo_sibling(src: Path, listed: dict[Path, dict[str, list[str]]]) -> bool:
+def _has_photo_sibling(src: Path, namesakes: dict[Path, dict[str, list[str]]]) -> bool:
     """Whether ``src``'s folder holds another photo of the same name but for its suffix (photo3d's
-    own maps and stills, which a walk skips, do not count); ``listed`` caches each folder's names."""
+    own maps and stills, which a walk skips, do not count).  ``namesakes`` caches, per folder, the
+    photos that share a name with another (listed once; only those headers are read)."""
     folder = src.parent
-    if folder not in listed:
+    if folder not in namesakes:
         names: dict[str, list[str]] = {}
         with contextlib.suppress(OSError):
             for name in os.listdir(folder):
                 if not _is_hidden(name) and is_image_path(Path(name)):
                     names.setdefault(same_name_key(Path(name).stem), []).append(name)
-        listed[folder] = names
+        namesakes[folder] = {k: [n for n in group if photo3d_kind(folder / n) is None]
+                             for k, group in names.items() if len(group) > 1}
     own = same_name_key(src.name)  # (the photo itself, typed in another case or Unicode form)
-    return any(same_name_key(name) != own and photo3d_kind(folder / name) is None
-               for name in listed[folder].get(same_name_key(src.stem), ()))
+    return any(same_name_key(name) != own for name in namesakes[folder].get(same_name_key(src.stem), ()))
 
 
 def same_name_key(path: str | Path) -> str:
@@ -456,7 +459,8 @@ def plan_outputs(inputs: Sequence[Path], output: Path, suffixes: Sequence[str], 
     """:func:`plan_jobs` for each of ``suffixes``, the outputs of each input next to each other
     (each input folder walked once for all of them)."""
     walks: dict = {}
-    plans = [plan_jobs(inputs, output, s, globs, outputs, notes if n == 0 else None, walks)
+    namesakes: dict = {}
+    plans = [plan_jobs(inputs, output, s, globs, outputs, notes if n == 0 else None, walks, namesakes)
              for n, s in enumerate(dict.fromkeys(suffixes))]
     seen: set[str] = set()
     jobs = []
