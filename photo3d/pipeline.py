@@ -301,12 +301,12 @@ def mesh_data(meshes: Meshes, geo: Geometry, bg_tex: Texture | None) -> list[Mes
     return out
 
 
-def fit_meshes(geo: Geometry, ldi: LayeredDepth, bg: Background, opts: ConvertOptions, budget: int | None,
-               bg_tex: Texture | None, alpha: np.ndarray | None = None) -> tuple[list[MeshData], float]:
+def fit_meshes(geo: Geometry, visible: tuple[np.ndarray, Cuts, np.ndarray], bg: Background, opts: ConvertOptions,
+               budget: int | None, bg_tex: Texture | None, alpha: np.ndarray | None = None) -> tuple[list[MeshData], float]:
     """Mesh data within ``budget`` bytes: the tolerance grows (from ``opts.tol_px``) until it fits.
-    Returns (data, tolerance scale used).  ``alpha``: a cut-out's (:func:`build_meshes`)."""
+    ``visible``: :func:`visible_layer` (the same at every tolerance).  Returns (data, tolerance scale
+    used).  ``alpha``: a cut-out's (:func:`build_meshes`)."""
     scale, last = 1.0, None
-    visible = visible_layer(ldi, bg)  # (the same at every tolerance)
     while True:
         data = mesh_data(build_meshes(geo, visible, bg, opts, scale, alpha), geo, bg_tex)
         size = sum(mesh_bytes(d) for d in data)
@@ -402,7 +402,8 @@ def build_from_geometry(photo: Photo, geo: Geometry, opts: ConvertOptions, timin
         ldi = layer_depth(geo, opts, small)
     with timed(timings, "inpaint"):
         bg = inpaint(small, ldi, opts)
-        bg = stitch_seams(bg, small, *visible_layer(ldi, bg)[:2])
+        visible = visible_layer(ldi, bg)
+        bg = stitch_seams(bg, small, *visible[:2])
     with timed(timings, "texture"):
         bg_tex = background_texture(bg, opts.jpeg_quality)
     if isinstance(texture, Future):
@@ -413,7 +414,7 @@ def build_from_geometry(photo: Photo, geo: Geometry, opts: ConvertOptions, timin
     if opts.max_glb_bytes:
         budget = opts.max_glb_bytes - sum(len(t.jpeg) for t in textures) - _JSON_SLACK
     with timed(timings, "mesh"):
-        data, scale = fit_meshes(geo, ldi, bg, opts, budget, bg_tex, alpha)
+        data, scale = fit_meshes(geo, visible, bg, opts, budget, bg_tex, alpha)
     if not any(d.texture == 1 and len(d.faces) for d in data):
         textures = textures[:1]  # no background mesh after all: no unused texture either
     return Built(geo, ldi, data, textures, scale, budget)
