@@ -24,7 +24,7 @@ import torch
 from photo3d.depth.maps import colorize
 from photo3d.depth.runtime import load_model, normalize, preprocess, with_tta
 from photo3d.depth.upsample import NETWORK_RADIUS, guided_upsample
-from photo3d.train.teachers import combine, mirror_average
+from photo3d.train.teachers import combine, mirror_average, on_mirror
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("PHOTO3D_SHARED", REPO.parent / "shared"))
@@ -94,7 +94,7 @@ def main(argv: list[str] | None = None) -> int:
 
     def label(rgb: np.ndarray, tr_log: np.ndarray, fd_log: np.ndarray) -> np.ndarray:
         """The training label: Tiefenrausch mirror-averaged, with FastDepth (``teachers.combine``)."""
-        return combine(mirror_average(tr_log, tr(np.ascontiguousarray(rgb[:, ::-1]))[:, ::-1]), fd_log)
+        return combine(mirror_average(tr_log, on_mirror(tr, rgb)), fd_log)
 
     rows = []
     h = args.height

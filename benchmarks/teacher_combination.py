@@ -21,7 +21,7 @@ import numpy as np
 from photo3d.depth.runtime import load_model
 from photo3d.depth.upsample import bilinear_upsample, guided_upsample
 from photo3d.train.metrics import evaluate, load_scenes, lower_rows_prior, mean_scores
-from photo3d.train.teachers import FastDepthTeacher, combine
+from photo3d.train.teachers import FastDepthTeacher, combine, mirror_average, on_mirror
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("PHOTO3D_SHARED", REPO.parent / "shared"))
@@ -46,7 +46,7 @@ def main(argv: list[str] | None = None) -> int:
     for s in scenes:
         a = tr.predict_log(s.rgb)
         if args.tr_flip:
-            a = 0.5 * (a + tr.predict_log(np.ascontiguousarray(s.rgb[:, ::-1]))[:, ::-1])
+            a = mirror_average(a, on_mirror(tr.predict_log, s.rgb))
         small = cv2.resize(s.rgb, (a.shape[1], a.shape[0]), interpolation=cv2.INTER_AREA)
         logs.append((a, fd(small)))
     print(f"{len(scenes)} scenes; AbsRel / δ1 / edge-order (mean)")

@@ -20,6 +20,11 @@ import torch
 import torch.nn.functional as F
 
 
+def _decoded(code: np.ndarray, item: dict) -> np.ndarray:
+    """A bundle entry's 8-bit teacher codes as log-disparity (value = (code − zero_point) × scale)."""
+    return (code.astype(np.float32) - item["zero_point"]) * item["scale"]
+
+
 class Bundle:
     """All photos (uint8 3xHxW) and teacher log-disparities (float32 1xHxW) of a packed bundle."""
 
@@ -46,14 +51,14 @@ class Bundle:
             code = cv2.imread(str(folder / it["target"]), cv2.IMREAD_UNCHANGED)
             if bgr is None or code is None or bgr.shape[:2] != code.shape[:2]:
                 continue
-            logd = (code.astype(np.float32) - it["zero_point"]) * it["scale"]
+            logd = _decoded(code, it)
             if tr_flip:
                 if "target_flip" not in it:
                     raise ValueError(f"{folder}: {it['name']} has no mirrored label (pack the bundle again to add them)")
                 code_f = cv2.imread(str(folder / it["target_flip"]), cv2.IMREAD_UNCHANGED)
                 if code_f is None or code_f.shape != code.shape:
                     continue
-                logd = mirror_average(logd, (code_f.astype(np.float32) - it["zero_point"]) * it["scale"])
+                logd = mirror_average(logd, _decoded(code_f, it))
             if "fd" in it and label != "tr":
                 c16 = cv2.imread(str(folder / it["fd"]), cv2.IMREAD_UNCHANGED)
                 if c16 is None or c16.shape != logd.shape:

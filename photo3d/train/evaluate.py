@@ -31,6 +31,7 @@ from photo3d.depth.runtime import load_model, preprocess, with_tta
 from photo3d.io import atomic_output
 from photo3d.depth.modelfile import DEFAULT_INPUT_SIZE as INPUT_SIZE
 from photo3d.train.metrics import pearson
+from photo3d.train.teachers import on_mirror
 
 REPO = Path(__file__).resolve().parents[2]
 SHARED = Path(os.environ.get("PHOTO3D_SHARED", REPO.parent / "shared"))
@@ -86,9 +87,10 @@ def teacher_outputs(files: list[Path], teacher: Path, cache: Path, mirrored: boo
         net = net or load_model(teacher).module
         with torch.no_grad(), warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            y = net(preprocess(np.ascontiguousarray(rgb[:, ::-1] if mirrored else rgb), INPUT_SIZE))
-            y = y[0, 0].dequantize().numpy()
-            return y[:, ::-1].copy() if mirrored else y
+            def run(x: np.ndarray) -> np.ndarray:
+                return net(preprocess(x, INPUT_SIZE))[0, 0].dequantize().numpy()
+
+            return on_mirror(run, rgb) if mirrored else run(rgb)
 
     return _cached_outputs(files, cache, compute)
 

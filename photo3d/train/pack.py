@@ -36,7 +36,7 @@ import numpy as np
 import torch
 
 from photo3d.io import write_bytes_atomic
-from photo3d.train.teachers import FastDepthTeacher, PriorTeacher, TiefenrauschTeacher
+from photo3d.train.teachers import FastDepthTeacher, PriorTeacher, TiefenrauschTeacher, on_mirror
 
 REPO = Path(__file__).resolve().parents[2]
 SHARED = Path(os.environ.get("PHOTO3D_SHARED", REPO.parent / "shared"))
@@ -121,8 +121,13 @@ def main(argv: list[str] | None = None) -> int:
 
     (out / "tgt_flip").mkdir(exist_ok=True)
 
-    def mirrored_codes(rgb: np.ndarray) -> np.ndarray:
-        return encode(teacher(np.ascontiguousarray(rgb[:, ::-1]))[:, ::-1], teacher.scale, teacher.zero_point)
+    def write_mirrored(name: str, rgb: np.ndarray) -> int:
+        """The teacher's codes of the mirror image, mirrored back, written beside ``name``'s; their bytes."""
+        ok, png = cv2.imencode(".png", encode(on_mirror(teacher, rgb), teacher.scale, teacher.zero_point),
+                               [cv2.IMWRITE_PNG_COMPRESSION, 9])
+        assert ok
+        (out / "tgt_flip" / f"{name}.png").write_bytes(png.tobytes())
+        return len(png)
 
     def write_index() -> None:
         info = {"version": 2, "size": args.size, "teacher": teacher.name, "second_teacher": fd.name if fd else None,
@@ -140,10 +145,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{it['name']}: its photo is gone or unreadable: no mirrored label (training with --tr-flip "
                   "leaves it out)", file=sys.stderr)
             continue
-        rgb = prepare(bgr, args.size)
-        ok, png = cv2.imencode(".png", mirrored_codes(rgb), [cv2.IMWRITE_PNG_COMPRESSION, 9])
-        assert ok
-        (out / "tgt_flip" / f"{it['name']}.png").write_bytes(png.tobytes())
+        write_mirrored(it["name"], prepare(bgr, args.size))
         it["target_flip"] = f"tgt_flip/{it['name']}.png"
         n_new += 1
         if n_new % 50 == 0:
@@ -168,12 +170,10 @@ def main(argv: list[str] | None = None) -> int:
         code = encode(teacher(rgb), teacher.scale, teacher.zero_point)
         ok1, jpg = cv2.imencode(".jpg", rgb[:, :, ::-1], [cv2.IMWRITE_JPEG_QUALITY, args.quality])
         ok2, png = cv2.imencode(".png", code, [cv2.IMWRITE_PNG_COMPRESSION, 9])
-        ok4, png_f = cv2.imencode(".png", mirrored_codes(rgb), [cv2.IMWRITE_PNG_COMPRESSION, 9])
-        assert ok1 and ok2 and ok4
+        assert ok1 and ok2
         item = {"name": name, "image": f"img/{name}.jpg", "target": f"tgt/{name}.png",
                 "target_flip": f"tgt_flip/{name}.png", "scale": teacher.scale, "zero_point": teacher.zero_point}
-        (out / "tgt_flip" / f"{name}.png").write_bytes(png_f.tobytes())
-        total += len(png_f)
+        total += write_mirrored(name, rgb)
         if fd is not None:
             c16, lo, hi = encode16(fd(rgb))
             ok3, png16 = cv2.imencode(".png", c16, [cv2.IMWRITE_PNG_COMPRESSION, 9])

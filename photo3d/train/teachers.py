@@ -126,6 +126,11 @@ def lowpass(x: np.ndarray, sigma_share: float = LOW_SIGMA) -> np.ndarray:
     return cv2.GaussianBlur(x, (0, 0), sigma, borderType=cv2.BORDER_REFLECT)
 
 
+def on_mirror(run, rgb: np.ndarray) -> np.ndarray:
+    """``run``'s map (H, W) of the mirror image of ``rgb``, mirrored back onto the photo."""
+    return np.ascontiguousarray(run(np.ascontiguousarray(rgb[:, ::-1]))[:, ::-1])
+
+
 def mirror_average(tr: np.ndarray, tr_mirrored: np.ndarray) -> np.ndarray:
     """Tiefenrausch's log-disparity averaged with its output on the mirror image (mirrored back).
 
