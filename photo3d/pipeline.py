@@ -718,8 +718,14 @@ def reads(opts: ConvertOptions | None = None) -> list[tuple[str, Path]]:
     return ([("the --depth map", Path(opts.depth))] if opts.depth is not None else []) + model_reads(opts.model)
 
 
+def needs_model(src: Path) -> bool:
+    """Whether converting ``src`` may run the depth model: not for a 3D photo (.glb) given as input."""
+    return Path(src).suffix.lower() != ".glb"
+
+
 def convert_task(opts: ConvertOptions | None = None):
     """``photo3d convert``'s per-file task for the batch runner (:class:`photo3d.batch.Task`)."""
     from .batch.task import Task
 
-    return Task("convert", convert_file, opts, warm_up=warm_up, outputs=outputs, finish=finish, reads=reads)
+    return Task("convert", convert_file, opts, warm_up=warm_up, outputs=outputs, finish=finish, reads=reads,
+                needs_warm_up=needs_model)

@@ -256,7 +256,7 @@ def run_batch(
             _sigterm_as_interrupt():
         bar = bar_ui.add_task(description, total=len(todo) + len(finish), ok=0, skipped=skipped,
                               failed=counts[Status.failed])
-        stream = executor.run(task, todo)
+        stream = executor.run(task.for_files(job.src for job in todo), todo)
         try:
             for i in finish:  # quick (from the existing output), so here in the driver
                 job = jobs[i]

@@ -15,7 +15,7 @@ import time
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Iterable, Sequence
 
 from ..errors import ExitCode, ModelError, OutputError, Photo3DError, UsageError, one_line
 from ..io import confined_to, existing_folder
@@ -30,6 +30,8 @@ class Task:
       atomically; raises :class:`~photo3d.errors.InputFileError` for a bad file and
       :class:`~photo3d.errors.ModelError` when every file would fail (stops the batch).
     * ``warm_up(options)``: load what files need once per worker (the depth model).
+    * ``needs_warm_up(src) -> bool``: whether that file needs it (None: every file); a batch of
+      files none of which needs it starts its workers without it (:meth:`for_files`).
     * ``outputs(dst, options) -> [dst, side files...]``: planned together, so no two collide.
     * ``finish(src, dst, options) -> report dict``: write the missing side files of an existing
       ``dst`` (each output resumes on its own).
@@ -47,9 +49,17 @@ class Task:
     done: str = "converted"  # what the batch's closing line says of the outputs it wrote ("3 converted")
     reads: Callable[[Any], Sequence[tuple[str, Path]]] | None = None
     out: Path | None = None  # the batch's OUT: outputs are written only inside it (``io.confined_to``)
+    needs_warm_up: Callable[[Path], bool] | None = None
 
     def with_options(self, options: Any) -> Task:
         return dataclasses.replace(self, options=options)
+
+    def for_files(self, srcs: Iterable[Path]) -> Task:
+        """This task for a batch of these inputs: without the warm-up when none of them needs it
+        (3D photos that photo3d wrote, rendered to a page or a video: no depth model, no torch)."""
+        if self.warm_up is None or self.needs_warm_up is None or any(map(self.needs_warm_up, srcs)):
+            return self
+        return dataclasses.replace(self, warm_up=None)
 
     def read_files(self) -> list[tuple[str, Path]]:
         """(what, path) of each file besides the photos that it reads with these options."""
