@@ -471,25 +471,14 @@ def pack_glb(built: Built, opts: ConvertOptions, timings: dict, extras: dict) ->
     return glb, report
 
 
-_model_loads: dict[str, Future] = {}
-
-
 def warm_up(opts: ConvertOptions | None) -> Future | None:
-    """Start loading the depth model in the background (import torch, read the model, pack its
-    INT8 weights): about 3 s of a one-photo conversion, done while the photo is decoded.  Also
-    the batch runner's per-worker hook."""
+    """Start loading the depth model in the background (:func:`photo3d.depth.start_loading`) unless
+    the depth comes from a file.  Also the batch runner's per-worker hook."""
     if opts is None or opts.depth is not None:
         return None
-    key = str(opts.model)
-    if key not in _model_loads:
+    from .depth import start_loading
 
-        def load():
-            from .depth.runtime import load_model
-
-            load_model(opts.model).warmup()
-
-        _model_loads[key] = _THREADS.submit(load)
-    return _model_loads[key]
+    return start_loading(opts.model)
 
 
 OUTPUT_SUFFIXES = (".glb", ".html") + VIDEO_SUFFIXES + STILL_SUFFIXES
@@ -565,6 +554,32 @@ def parallax_kept(glb_path: Path, meta: dict, opts: ConvertOptions, again: str =
             f"{opts.parallax:g} convert {again}"]
 
 
+def _build(glb: bytes | None) -> dict | None:
+    """What a 3D photo was built from and with (its photo3d metadata, less what varies between runs)."""
+    from .export import read_glb
+
+    try:
+        meta = read_glb(glb)[0]["extras"]["photo3d"]
+        par = meta.get("parallax") or {}
+        return {"parallax": par.get("strength"), "range": [round(float(v), 3) for v in par.get("inverse_depth_range") or ()],
+                **{k: meta.get(k) for k in ("source_size", "focal_35mm", "depth", "depth_source", "layers")}}
+    except (KeyError, TypeError, ValueError, AttributeError, struct.error):
+        return None
+
+
+def kept_page_warning(page: Path, glb: bytes) -> str | None:
+    """A run without --overwrite keeps a page that exists beside the 3D photo it writes (a folder
+    run resumes): the warning when that page shows another 3D photo (another --parallax, depth, photo)."""
+    from .viewer import page_glb
+
+    old, new = _build(page_glb(page)), _build(glb)
+    if old is None or new is None or old == new:
+        return None
+    how = (f"the 3D photo built with --parallax {old['parallax']:g} (this one: {new['parallax']:g})"
+           if old["parallax"] != new["parallax"] and isinstance(old["parallax"], (int, float)) else "an earlier 3D photo")
+    return f"{printable(page)} kept: it shows {how}; --overwrite rewrites it"
+
+
 def finish(src: str | Path, dst: str | Path, opts: ConvertOptions | None = None) -> dict[str, Any]:
     """Write the missing viewer page of an existing output ``dst`` (a re-run that adds ``--html``)
     from the GLB (``dst`` itself, or the GLB beside a video): nothing is converted again.  Without
@@ -622,6 +637,9 @@ def convert_file(src: str | Path, dst: str | Path, opts: ConvertOptions | None =
     if src.suffix.lower() == ".glb":  # a 3D photo photo3d wrote, named as input: its page, video or stills
         if opts.depth is not None or opts.model is not None:
             raise UsageError("a 3D photo (.glb) given as input is rendered as it is: --depth and --model do not apply")
+        if opts.jpeg_quality != defaults.JPEG_QUALITY or opts.max_texture_side != defaults.MAX_TEXTURE_SIDE:
+            raise UsageError("a 3D photo (.glb) given as input is rendered as it is: --quality and --max-texture "
+                             "(its texture's) do not apply")
         input_file(src, "a 3D photo")
         glb = read_existing_glb(src, src)
         if glb is None:
@@ -683,7 +701,10 @@ def write_outputs(src: Path, dst: Path, glb: bytes, report: dict, opts: ConvertO
     suffix = dst.suffix.lower()
     from .viewer import page_note, write_viewer
 
-    written = [p for i, p in enumerate(outputs(dst, opts)) if i == 0 or not (opts.keep_existing and output_state(p) == "done")]
+    planned = outputs(dst, opts)
+    written = [p for i, p in enumerate(planned) if i == 0 or not (opts.keep_existing and output_state(p) == "done")]
+    if stale := [w for p in planned if p not in written and (w := kept_page_warning(p, glb))]:
+        report["warnings"] = [*report.get("warnings", ()), *stale]
     if any(p.suffix.lower() == ".html" for p in written) and (note := page_note(glb)):
         report["page_note"] = note  # a panorama's page shows its centre: said on the result line
     made: list[Path] = []

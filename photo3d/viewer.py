@@ -69,5 +69,23 @@ def page_note(glb: bytes) -> str | None:
     return f"the page shows {part}" if part else None
 
 
+_GLB_OPEN = '<script id="photo3d-glb" type="application/octet-stream">'
+MAX_PAGE = 64 << 20  # bytes: far above any page photo3d writes (the viewer + a 2 MB GLB in base64)
+
+
+def page_glb(page: str | Path | bytes) -> bytes | None:
+    """The 3D photo inside a page photo3d wrote (its file, or its bytes; None: not such a page, or unreadable)."""
+    try:
+        if not isinstance(page, bytes):
+            with open(page, "rb") as f:
+                page = f.read(MAX_PAGE + 1)
+        if len(page) > MAX_PAGE:
+            return None
+        start = page.index(_GLB_OPEN.encode()) + len(_GLB_OPEN)
+        return base64.b64decode(page[start:page.index(b"</script>", start)], validate=True)
+    except (OSError, ValueError):
+        return None
+
+
 def write_viewer(path: str | Path, glb: bytes, title: str = "3D photo") -> None:
     write_bytes_atomic(path, viewer_html(glb, title).encode("utf-8"))

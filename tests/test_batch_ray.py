@@ -198,6 +198,13 @@ def test_ray_keeps_an_existing_side_page(ray_cluster, tmp_path: Path) -> None:
                        capture_output=True, text=True, timeout=600)
     assert p.returncode == 0, p.stderr
     assert (out / "p.html").read_text().startswith("<!doctype html>") and (out / "p.glb").is_file()
+    # the GLB rebuilt with another --parallax: the page kept says so, as locally
+    (out / "p.glb").unlink()
+    page = (out / "p.html").read_bytes()
+    p = subprocess.run(cli_command("convert", str(src), "-o", str(out), "--html", "--parallax", "0.08", "--engine", "ray",
+                                   "--address", ray_cluster), capture_output=True, text=True, timeout=600)
+    assert p.returncode == 0 and (out / "p.html").read_bytes() == page, p.stderr
+    assert f"{out / 'p.html'} kept: it shows the 3D photo built with --parallax 0.04 (this one: 0.08)" in p.stderr, p.stderr
 
 
 def test_ray_stops_at_a_full_disk_as_a_local_run_does(ray_cluster, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -166,6 +166,10 @@ def test_a_3d_photo_named_as_input_gives_its_page_video_and_stills(coffee_glb, t
     assert glb.read_bytes() == coffee_glb
     r = cli("convert", glb, "-o", tmp_path / "m.gif", "--model", REPO / "photo3d" / "models" / "p3d-s.pt")
     assert r.exit_code == 2 and "rendered as it is: --depth and --model do not apply" in r.output, r.output
+    for opt in (["--quality", "30"], ["--max-texture", "512"]):  # (the texture is the GLB's: silently ignored before, helper-61)
+        r = cli("convert", glb, "-o", tmp_path / "q.jpg", "--stereo", "sbs", *opt)
+        assert r.exit_code == 2 and "--quality and --max-texture (its texture's) do not apply" in r.output, r.output
+        assert not (tmp_path / "q.jpg").exists()
     (tmp_path / "other.glb").write_bytes(b"glTF" + bytes(40))
     r = cli("convert", tmp_path / "other.glb", "-o", tmp_path / "o.mp4")
     assert r.exit_code == 1 and r.output.strip().startswith(f"error: {tmp_path / 'other.glb'}: not a whole 3D photo that photo3d wrote")

@@ -246,6 +246,11 @@ class RayExecutor(Executor):
                                 side = job.dst.parent / name
                                 if keep and output_state(side) == "done":  # an existing side page is kept, and not listed
                                     r.report["outputs"] = [o for o in r.report.get("outputs", []) if o != str(side)]
+                                    from ..pipeline import kept_page_warning  # (the page a local run keeps warns alike)
+                                    from ..viewer import page_glb
+
+                                    if (glb := page_glb(data)) is not None and (w := kept_page_warning(side, glb)):
+                                        r.report["warnings"] = [*r.report.get("warnings", ()), w]
                                     continue
                                 write_bytes_atomic(side, data)
                             if main is not None:

@@ -8,7 +8,10 @@ edge-aware upsampling) is in :mod:`photo3d.depth.runtime`, depth the photo alrea
 
 from __future__ import annotations
 
+import contextlib
+import threading
 import time
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -16,7 +19,28 @@ from typing import Any
 from .. import defaults
 from ..io import DEFAULT_MAX_MEGAPIXELS, load_image, output_state
 
-__all__ = ["DepthOptions", "depth_file", "finish", "model_reads", "outputs", "reads", "warm_up"]
+__all__ = ["DepthOptions", "depth_file", "finish", "model_reads", "outputs", "reads", "start_loading", "warm_up"]
+
+_LOADER = ThreadPoolExecutor(max_workers=1, thread_name_prefix="photo3d-model")
+_loads: dict[str, Future] = {}
+_loads_lock = threading.Lock()
+
+
+def start_loading(model: Path | None) -> Future:
+    """Load the depth model in a background thread (import torch, read the file, pack its INT8
+    weights: about 3 s of a one-photo run, done while the photo is decoded), once per process and
+    model.  Its errors are raised again, naming the file, by the ``load_model`` that waits for it."""
+    key = str(model)
+    with _loads_lock:
+        if key not in _loads:
+
+            def load():
+                from .runtime import load_model
+
+                load_model(model).warmup()
+
+            _loads[key] = _LOADER.submit(load)
+        return _loads[key]
 
 
 @dataclass
@@ -32,12 +56,17 @@ def depth_file(src: str | Path, dst: str | Path, opts: DepthOptions | None = Non
     """Predict the depth of photo ``src`` and write it to ``dst`` (.png 16-bit or .npy float32)."""
     from .embedded import depth_for, find_depth, network_disparity
     from .maps import check_format, save_depth_map
-    from .runtime import load_model
+
+    def load_model(path):  # (torch is imported by the loading thread, not before the photo is read)
+        from .runtime import load_model
+
+        return load_model(path)
 
     opts = opts or DepthOptions()
     src, dst = Path(src), Path(dst)
     check_format(dst)
     t0 = time.perf_counter()
+    loading = start_loading(opts.model)  # (started by the batch runner already, or now)
     photo = loaded = load_image(src, max_megapixels=opts.max_megapixels)
     t1 = time.perf_counter()
     found = find_depth(src, photo, opts.depth_source)  # (timed as predicting: a stereo pair is matched here)
@@ -45,10 +74,11 @@ def depth_file(src: str | Path, dst: str | Path, opts: DepthOptions | None = Non
     t_model = 0.0
     if found.source == "model":
         tm = time.perf_counter()
+        with contextlib.suppress(Exception):  # (raised again below, naming the file)
+            loading.result()
         model = load_model(opts.model)
-        model.warmup()  # (QNNPACK packs its weights on the first call: loading, not predicting; a batch
-        # loads the model before its first file, so there this times the packing alone)
-        t_model = time.perf_counter() - tm
+        model.warmup()  # (done by the loading thread; QNNPACK packs its weights on the first call)
+        t_model = time.perf_counter() - tm  # what the loading had left when the photo was read
         res = model.predict_result(photo.rgb, raw=opts.raw)
         disparity, lo, hi = res.disparity, res.disparity_min, res.disparity_max
         meta = {"depth_source": "model", "model": model.name, "network_size": list(res.network_size)}
@@ -124,11 +154,9 @@ def reads(opts: DepthOptions | None = None) -> list[tuple[str, Path]]:
     return model_reads((opts or DepthOptions()).model)
 
 
-def warm_up(opts: DepthOptions | None = None) -> None:
-    """Load the model once per process before the first file (called by the batch runner)."""
-    from .runtime import load_model
-
-    load_model((opts or DepthOptions()).model)
+def warm_up(opts: DepthOptions | None = None) -> Future:
+    """Start loading the model once per process before the first file (the batch runner's per-worker hook)."""
+    return start_loading((opts or DepthOptions()).model)
 
 
 def depth_task(opts: DepthOptions | None = None):
