@@ -237,6 +237,9 @@ def _finish_tree(tree: dict, camera: Camera, opts: ExportOptions) -> None:
     tree["extras"] = {"photo3d": extras}
 
 
+MAX_JSON_BYTES = 1 << 20  # a 3D photo's JSON is a few KB
+
+
 def read_glb(data: bytes) -> tuple[dict, bytes]:
     """(glTF JSON, binary chunk) of a GLB; ValueError saying why for anything else (not a GLB 2.0,
     cut short, a JSON chunk that does not parse)."""
@@ -251,17 +254,23 @@ def read_glb(data: bytes) -> tuple[dict, bytes]:
     jlen, jtype = struct.unpack_from("<II", data, 12)
     if jtype != 0x4E4F534A or 20 + jlen > len(data):
         raise ValueError("no JSON chunk")
+    if jlen > MAX_JSON_BYTES:  # (parsed, 30 MB of "{}" took 26 times as much memory)
+        raise ValueError(f"a JSON chunk of {jlen:,} bytes, far more than a 3D photo's")
     try:
         tree = json.loads(data[20 : 20 + jlen])
-    except (UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise ValueError(f"its JSON does not parse ({e})") from None
     except RecursionError:
         raise ValueError("its JSON is nested too deep") from None
+    except ValueError as e:  # (not UTF-8, not JSON, a number of 5,000 digits)
+        raise ValueError(f"its JSON does not parse ({str(e)[:80]})") from None
     if not isinstance(tree, dict):
         raise ValueError("its JSON is not an object")
     off = 20 + jlen
     binary = b""
     if off < len(data):
-        blen, _ = struct.unpack_from("<II", data, off)
+        if off + 8 > len(data):
+            raise ValueError("cut short inside its binary chunk's header")
+        blen, btype = struct.unpack_from("<II", data, off)
+        if btype != 0x004E4942 or off + 8 + blen > len(data):
+            raise ValueError("its second chunk is not a binary chunk that fits in the file")
         binary = data[off + 8 : off + 8 + blen]
     return tree, binary

@@ -512,7 +512,7 @@ def read_existing_glb(src: Path, path: Path) -> bytes | None:
         return None
 
 
-def check_existing_glb(src: Path, path: Path, glb: bytes, max_megapixels: float | None = None) -> dict:
+def check_existing_glb(src: Path, path: Path, glb: bytes, max_megapixels: float | None = DEFAULT_MAX_MEGAPIXELS) -> dict:
     """A GLB found beside the outputs (a re-run adds ``--html`` or renders ``--format mp4`` from it)
     must be a whole 3D photo photo3d wrote: a file cut short (an interrupted copy) or another
     tool's GLB went into the viewer page as it was (a page that shows nothing) or failed the video
@@ -520,7 +520,7 @@ def check_existing_glb(src: Path, path: Path, glb: bytes, max_megapixels: float 
     to be rendered), its textures are whole images within that size.  The input fails, saying so.
     Returns its photo3d metadata."""
     from .export import read_glb
-    from .render import check_textures
+    from .render import check_textures, validate
 
     try:
         tree, binary = read_glb(glb)
@@ -531,11 +531,18 @@ def check_existing_glb(src: Path, path: Path, glb: bytes, max_megapixels: float 
         # "offline" page when opened (a GLB edited in a shared OUT)
         if any(isinstance(x, dict) and "uri" in x for x in [*(tree.get("images") or []), *(tree.get("buffers") or [])]):
             raise ValueError("it refers to files or web addresses outside it, which photo3d never writes")
-        if max_megapixels is not None:
-            check_textures(tree, binary, max_megapixels)
-    except (ValueError, struct.error, AttributeError, TypeError) as e:
-        raise damaged_existing(src, path, "3D photo", e) from None
+        validate(tree, binary)  # (whatever is made from it: a page, a copy, a video)
+        check_textures(tree, binary, max_megapixels)
+    except (ValueError, struct.error, AttributeError, TypeError, KeyError, IndexError) as e:
+        raise damaged_existing(src, path, "3D photo", _reason(e)) from None
     return meta
+
+
+def _reason(e: Exception) -> str:
+    """What is wrong with a GLB, in words: a missing part (``KeyError: 5130``) says which."""
+    if isinstance(e, (KeyError, IndexError)):
+        return f"not as photo3d writes it (no {e.args[0]!r})" if e.args else "not as photo3d writes it"
+    return str(e)
 
 
 def parallax_kept(glb_path: Path, meta: dict, opts: ConvertOptions, again: str = "again with --overwrite") -> list[str]:
@@ -591,7 +598,7 @@ def finish(src: str | Path, dst: str | Path, opts: ConvertOptions | None = None)
     glb = read_existing_glb(src, glb_path)
     if glb is None:
         return convert_file(src, dst, opts)
-    meta = check_existing_glb(src, glb_path, glb)
+    meta = check_existing_glb(src, glb_path, glb, (opts or ConvertOptions()).max_megapixels)
     written = []
     for p in outputs(dst, opts)[1:]:
         if output_state(p) != "done":

@@ -68,6 +68,88 @@ class Scene:
         return w / h
 
 
+def _index(v, n: int, what: str) -> int:
+    """``v`` as an index into ``n`` things (an int, 0 <= v < n: a negative one read another, 1.7 was cut to 1)."""
+    if type(v) is not int or not 0 <= v < n:
+        raise SceneError(f"{what} {v!r} of {n}")
+    return v
+
+
+MAX_MESHES = 8  # photo3d writes the visible layer and the background layer (a cut-out: the visible one alone)
+MAX_OVERDRAW = 6.0  # the meshes' triangles, seen from the photo's viewpoint, cover the frame at most this often
+_ATTRIBUTES = {"POSITION": ({5126}, "VEC3"), "TEXCOORD_0": ({5123}, "VEC2"), "COLOR_0": ({5121}, "VEC4")}
+
+
+def validate(tree: dict, binary: bytes) -> None:
+    """:class:`SceneError` saying why unless ``tree`` (and ``binary``) has the structure
+    :func:`photo3d.export.to_glb` writes, with no part used twice (a few KB naming one mesh 2,000
+    times took 3.6 GB to render), JPEG textures, geometry in front of the camera that covers the
+    frame about once (triangles that each span the frame took 30 s a still) and metadata in the
+    ranges photo3d writes.  Nothing is decoded here (see :func:`check_textures`)."""
+    _check_meta(tree["extras"]["photo3d"])
+    if tree.get("extensionsRequired"):
+        raise SceneError(f"it requires extensions {tree['extensionsRequired']!r}, which photo3d never writes")
+    accessors, views, meshes = tree["accessors"], tree["bufferViews"], tree["meshes"]
+    nodes, materials, textures, images = tree["nodes"], tree["materials"], tree["textures"], tree["images"]
+    if not all(isinstance(x, list) for x in (accessors, views, meshes, nodes, materials, textures, images)):
+        raise SceneError("its parts are not lists")
+    if not 1 <= len(meshes) <= MAX_MESHES or len(nodes) > len(meshes) + 1 or len(materials) > MAX_MESHES \
+            or len(textures) > MAX_MESHES or len(images) != len(textures):
+        raise SceneError(f"{len(nodes)} nodes, {len(meshes)} meshes, {len(textures)} textures: not as photo3d writes them")
+    if [n.get("mesh") for n in nodes if "mesh" in n] != list(range(len(meshes))):  # (each once, and then the camera's)
+        raise SceneError("nodes that do not show each mesh once")
+    for i, tex in enumerate(textures):
+        _index(tex["source"], len(images), "a texture names image")
+        if tex["source"] != i or images[i].get("mimeType") != "image/jpeg":
+            raise SceneError("textures not as photo3d writes them (one JPEG image each)")
+    if len({_index(im["bufferView"], len(views), "an image names buffer view") for im in images}) != len(images):
+        raise SceneError("images that share their bytes: not as photo3d writes them")
+    for m in materials:
+        _index(m["pbrMetallicRoughness"]["baseColorTexture"]["index"], len(textures), "a material names texture")
+    used: set[int] = set()
+
+    def acc(i, what: str, ctypes: set[int], kind: str) -> dict:
+        i = _index(i, len(accessors), f"{what} names accessor")
+        a = accessors[i]
+        if i in used or a.get("componentType") not in ctypes or a.get("type") != kind or a.get("sparse"):
+            raise SceneError(f"{what}: accessor {i} is not as photo3d writes it")
+        used.add(i)
+        return a
+
+    frame = 4.0 * math.tan(math.radians(tree["extras"]["photo3d"]["fov_x_deg"]) / 2) \
+        * math.tan(math.radians(tree["extras"]["photo3d"]["fov_y_deg"]) / 2)
+    covered, faces_total = 0.0, 0
+    for mesh in meshes:
+        prims = mesh["primitives"]
+        if not isinstance(prims, list) or len(prims) != 1 or prims[0].get("mode", 4) != 4:
+            raise SceneError("a mesh not as photo3d writes it (one primitive of triangles)")
+        prim = prims[0]
+        _index(prim.get("material", 0), len(materials), "a primitive names material")
+        attrs = prim["attributes"]
+        if set(attrs) - set(_ATTRIBUTES) or not {"POSITION", "TEXCOORD_0"} <= set(attrs):
+            raise SceneError(f"a mesh with attributes {sorted(attrs)}")
+        for name, (ctypes, kind) in _ATTRIBUTES.items():
+            if name in attrs:
+                acc(attrs[name], name, ctypes, kind)
+        acc(prim["indices"], "indices", {5123, 5125}, "SCALAR")
+        pos = _accessor(tree, binary, attrs["POSITION"])
+        if not np.isfinite(pos).all() or (pos[:, 2] >= 0).any():
+            raise SceneError("positions that are not numbers in front of the camera")
+        faces = _accessor(tree, binary, prim["indices"]).reshape(-1, 3).astype(np.int64)
+        if faces.size and (faces.max() >= len(pos)):
+            raise SceneError(f"a face names vertex {int(faces.max())} of {len(pos)}")
+        q = pos[:, :2] / -pos[:, 2:3]  # on the image plane at distance 1
+        if faces.size:
+            a, b, c = q[faces[:, 0]], q[faces[:, 1]], q[faces[:, 2]]
+            u, v = b - a, c - a
+            covered += float(np.abs(u[:, 0] * v[:, 1] - u[:, 1] * v[:, 0]).sum()) / 2.0
+            faces_total += len(faces)
+    if not faces_total:
+        raise SceneError("no triangles")
+    if covered > MAX_OVERDRAW * frame:
+        raise SceneError(f"triangles that cover the frame {covered / frame:.0f} times over")
+
+
 def _accessor(tree: dict, binary: bytes, index: int) -> np.ndarray:
     acc = tree["accessors"][index]
     view = tree["bufferViews"][acc["bufferView"]]
@@ -81,10 +163,14 @@ def _accessor(tree: dict, binary: bytes, index: int) -> np.ndarray:
 
 
 def _texture_bytes(tree: dict, binary: bytes) -> Iterator[bytes]:
+    images, views = tree["images"], tree["bufferViews"]
     for tex in tree.get("textures", []):
-        view = tree["bufferViews"][tree["images"][tex["source"]]["bufferView"]]
-        off = view.get("byteOffset", 0)
-        yield binary[off:off + view["byteLength"]]
+        view = views[_index(images[_index(tex["source"], len(images), "a texture names image")]["bufferView"],
+                            len(views), "an image names buffer view")]
+        off, n = view.get("byteOffset", 0), view["byteLength"]
+        if type(off) is not int or type(n) is not int or off < 0 or n <= 0 or off + n > len(binary):
+            raise SceneError("an image's bytes lie outside the file")
+        yield binary[off:off + n]
 
 
 def check_textures(tree: dict, binary: bytes, max_megapixels: float | None) -> None:
@@ -95,11 +181,17 @@ def check_textures(tree: dict, binary: bytes, max_megapixels: float | None) -> N
     from .io import open_unlimited, over_pixel_limit
 
     try:
+        total = 0
         for data in _texture_bytes(tree, binary):
             with open_unlimited(io.BytesIO(data)) as im:
                 w, h = im.size
+                total += w * h
                 if over_pixel_limit(w, h, max_megapixels):
                     raise ValueError(f"a texture of {w}×{h}, over --max-megapixels {max_megapixels:g}")
+                if im.format != "JPEG":
+                    raise ValueError(f"a {im.format} texture: photo3d writes JPEG")
+                if max_megapixels is not None and total > 2e6 * max_megapixels:  # (the photo's, and a smaller background)
+                    raise ValueError(f"textures of {total / 1e6:.0f} MP in all, over twice --max-megapixels {max_megapixels:g}")
                 try:
                     im.load()
                 except (OSError, SyntaxError, EOFError):
@@ -112,6 +204,18 @@ def check_textures(tree: dict, binary: bytes, max_megapixels: float | None) -> N
 
 class SceneError(ValueError):
     """A GLB that is not a whole 3D photo as photo3d writes them (one kept from an earlier run)."""
+
+
+def _decode(data: bytes) -> np.ndarray:
+    """A texture's RGB pixels, decoded by Pillow (silent: OpenCV's libjpeg printed "Corrupt JPEG
+    data" to the terminal); :class:`SceneError` when it does not decode whole."""
+    from PIL import Image
+
+    try:
+        with Image.open(io.BytesIO(data)) as im:
+            return np.asarray(im.convert("RGB"))
+    except (OSError, SyntaxError, EOFError, ValueError, Image.DecompressionBombError):
+        raise SceneError("a texture that does not decode") from None
 
 
 def scene_from_glb(glb: bytes) -> Scene:
@@ -128,51 +232,42 @@ def scene_from_glb(glb: bytes) -> Scene:
 
 def _scene(glb: bytes) -> Scene:
     tree, binary = read_glb(glb)
+    validate(tree, binary)
     textures = []
     for data in _texture_bytes(tree, binary):
-        bgr = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
-        if bgr is None:
-            raise SceneError("a texture that does not decode")
-        textures.append(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB))
+        textures.append(_decode(data))
     meshes = []
-    for node in tree["nodes"]:
-        if "mesh" not in node:
-            continue
-        for prim in tree["meshes"][node["mesh"]]["primitives"]:
-            attrs = prim["attributes"]
-            alpha = None
-            if "COLOR_0" in attrs:
-                col = _accessor(tree, binary, attrs["COLOR_0"])
-                alpha = col[:, 3].astype(np.float32) if col.shape[1] == 4 else None
-            material = tree["materials"][prim.get("material", 0)]
-            tex = material["pbrMetallicRoughness"]["baseColorTexture"]["index"]
-            if not 0 <= int(tex) < len(textures):  # (the rasterizer does not check it)
-                raise SceneError(f"a material names texture {tex} of {len(textures)}")
-            meshes.append(SceneMesh(
-                positions=_accessor(tree, binary, attrs["POSITION"]).astype(np.float32),
-                uv=_accessor(tree, binary, attrs["TEXCOORD_0"]).astype(np.float32),
-                alpha=alpha,
-                faces=_accessor(tree, binary, prim["indices"]).reshape(-1, 3).astype(np.int64),
-                texture=int(tex),
-            ))
-    for m in meshes:  # (the rasterizer indexes with them unchecked)
-        if m.faces.size and (m.faces.min() < 0 or m.faces.max() >= len(m.positions)):
-            raise SceneError(f"a face names vertex {int(m.faces.max())} of {len(m.positions)}")
-    meta = tree["extras"]["photo3d"]
-    _check_meta(meta)
-    return Scene(meshes, textures, meta)
+    for mesh in tree["meshes"]:  # (one primitive each, node i shows mesh i: see validate)
+        prim = mesh["primitives"][0]
+        attrs = prim["attributes"]
+        alpha = _accessor(tree, binary, attrs["COLOR_0"])[:, 3].astype(np.float32) if "COLOR_0" in attrs else None
+        tex = tree["materials"][prim.get("material", 0)]["pbrMetallicRoughness"]["baseColorTexture"]["index"]
+        meshes.append(SceneMesh(
+            positions=_accessor(tree, binary, attrs["POSITION"]).astype(np.float32),
+            uv=_accessor(tree, binary, attrs["TEXCOORD_0"]).astype(np.float32),
+            alpha=alpha,
+            faces=_accessor(tree, binary, prim["indices"]).reshape(-1, 3).astype(np.int64),
+            texture=tex,
+        ))
+    return Scene(meshes, textures, tree["extras"]["photo3d"])
 
 
 def _check_meta(meta: dict) -> None:
-    """The viewer metadata the renderer reads: finite positive numbers where it needs them."""
+    """The viewer metadata the renderer reads, in the ranges photo3d writes (1e308 x 1e-308 pixels
+    divided by zero, a focus at the dolly zoom's travel too, a depth range of [1e300, 1e301] zoomed 655x)."""
     p = meta["parallax"]
     numbers = [meta["fov_x_deg"], meta["fov_y_deg"], *meta["source_size"], p["max_offset"], p["focus_depth"],
-               *p["inverse_depth_range"]]
+               *p["inverse_depth_range"], p.get("strength", 0.04)]
     if len(meta["source_size"]) != 2 or len(p["inverse_depth_range"]) != 2:
         raise SceneError("its metadata is not as photo3d writes it (sizes)")
     if not all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) and v > 0 for v in numbers) \
             or not 0 < meta["fov_x_deg"] < 180 or not 0 < meta["fov_y_deg"] < 180:
         raise SceneError("its metadata is not as photo3d writes it (not a number where one belongs)")
+    w, h = meta["source_size"]
+    lo, hi = p["inverse_depth_range"]
+    if not (type(w) is int and type(h) is int and 1 <= w <= 1_000_000 and 1 <= h <= 1_000_000 and 1e-4 <= lo < hi <= 1.01
+            and p["max_offset"] <= 10 and ZOOM_TRAVEL * p["max_offset"] < p["focus_depth"] <= 1e4 and p.get("strength", 0.04) <= 1):
+        raise SceneError("its metadata is not as photo3d writes it (out of range)")
 
 
 # ---------------------------------------------------------------- camera (as the viewer places it)

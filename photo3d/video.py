@@ -33,7 +33,7 @@ from typing import Iterator
 import numpy as np
 
 from . import defaults
-from .errors import OutputError, UsageError, stderr_console
+from .errors import OutputError, UsageError, printable, stderr_console
 from .io import atomic_output
 
 VIDEO_SUFFIXES = (".mp4", ".gif", ".webp")
@@ -328,7 +328,10 @@ def write_share(dst: str | Path, glb: bytes, opts: ShareOptions, timings: dict |
         _check_mp4_memory(dst, w, h, opts)
     if opts.fps != asked:
         notes.insert(0, f"{asked:g} → {opts.fps:g} fps: a GIF frame lasts at least 1/{GIF_MAX_FPS} s")
-    with _progress(count, opts.progress and count > 1, f"rendering {dst.name}") as bar:
+    from rich.markup import escape
+
+    # (a name's escape codes and rich markup shown as text, as on the batch's bar)
+    with _progress(count, opts.progress and count > 1, f"rendering {escape(printable(dst.name))}") as bar:
         task = bar.add_task("render", total=count)
 
         def ticking() -> Iterator[np.ndarray]:

@@ -194,6 +194,71 @@ def test_a_3d_photo_named_as_input_is_rendered_without_the_depth_model(coffee_gl
     assert (tmp_path / "p.html").stat().st_size > 100_000
 
 
+def _crafted(glb: bytes, change) -> bytes:
+    """``glb`` with its glTF JSON changed by ``change(tree, binary) -> binary | None``."""
+    import copy
+
+    from photo3d.export import _pack_glb, read_glb
+
+    tree, binary = read_glb(glb)
+    tree = copy.deepcopy(tree)
+    return _pack_glb(tree, change(tree, binary) or binary)
+
+
+def _nodes_reused(t, b):  # one mesh named by 500 nodes: decoded and drawn 500 times (1 GB from 254 KB)
+    t["nodes"] = [t["nodes"][0]] * 500 + t["nodes"]
+
+
+def _big_triangles(t, b):  # every triangle spans the frame: 31 s for one still
+    pos = np.frombuffer(b, "<f4", 3 * t["accessors"][t["meshes"][0]["primitives"][0]["attributes"]["POSITION"]]["count"],
+                        t["bufferViews"][t["accessors"][t["meshes"][0]["primitives"][0]["attributes"]["POSITION"]]["bufferView"]]
+                        .get("byteOffset", 0)).reshape(-1, 3).copy()
+    pos[::2, :2] *= 50.0
+    view = t["bufferViews"][t["accessors"][t["meshes"][0]["primitives"][0]["attributes"]["POSITION"]]["bufferView"]]
+    off = view.get("byteOffset", 0)
+    return b[:off] + pos.astype("<f4").tobytes() + b[off + pos.nbytes:]
+
+
+def _face_out_of_range(t, b):  # a face naming a vertex that is not there: a page of it was written
+    acc = t["accessors"][t["meshes"][0]["primitives"][0]["indices"]]
+    view = t["bufferViews"][acc["bufferView"]]
+    dtype = "<u2" if acc["componentType"] == 5123 else "<u4"
+    off = view.get("byteOffset", 0)
+    return b[:off] + np.array([60000], dtype).tobytes() + b[off + np.dtype(dtype).itemsize:]
+
+
+def _size_extreme(t, b):  # 1e308 x 1e-308 pixels: ZeroDivisionError as an "internal error"
+    t["extras"]["photo3d"]["source_size"] = [1e308, 1e-308]
+
+
+def _json_bomb(t, b):  # 2 MB of empty objects in the JSON (30 MB took 931 MB to parse)
+    t["padding"] = [{}] * 1_000_000
+
+
+def _focus_at_travel(t, b):  # the dolly zoom's focus at its travel: a division by zero
+    t["extras"]["photo3d"]["parallax"]["focus_depth"] = 3.0 * t["extras"]["photo3d"]["parallax"]["max_offset"]
+
+
+def _indices_negative(t, b):  # "indices": -1 read another accessor
+    t["meshes"][0]["primitives"][0]["indices"] = -1
+
+
+@pytest.mark.parametrize("change", [_nodes_reused, _big_triangles, _face_out_of_range, _size_extreme, _json_bomb,
+                                    _focus_at_travel, _indices_negative], ids=lambda f: f.__name__.strip("_"))
+def test_a_hostile_3d_photo_named_as_input_is_refused_in_one_line_whatever_is_made_of_it(coffee_glb, tmp_path, change):
+    """helper-60 crafted GLBs from a real one: a page (or a copy) was written from any of them, as
+    only videos and stills looked inside; one mesh named by 500 nodes took 1 GB and 14 s to render,
+    triangles spanning the frame 31 s a still, odd metadata an "internal error".  Each is now refused
+    in one line before anything is written, for every output."""
+    bad = tmp_path / "bad.glb"
+    bad.write_bytes(_crafted(coffee_glb, change))
+    for name, extra in (("p.html", []), ("s.jpg", ["--stereo", "sbs", "--size", "160"]), ("c.glb", [])):
+        r = cli("convert", bad, "-o", tmp_path / name, *extra)
+        assert r.exit_code == 1, r.output
+        assert r.output.startswith(f"error: {bad}: not a whole 3D photo that photo3d wrote (") and r.output.count("\n") == 1, r.output
+        assert "internal error" not in r.output and not (tmp_path / name).exists()
+
+
 def test_paths_loop_seamlessly_from_the_photo():
     meta = {"parallax": {"max_offset": 0.05, "focus_depth": 2.0}}
     for path in PATHS:
