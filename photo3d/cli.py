@@ -408,6 +408,19 @@ def _check_video_options_apply(ctx, suffixes: list[str]) -> None:
         raise UsageError(f"{', '.join(motion)}: only for videos (.mp4 .gif .webp): a stereo still is one frame; {writes}")
 
 
+def _check_glb_inputs(ctx, inputs) -> None:
+    """A 3D photo (.glb) named as input is rendered as it is: an option that builds one (--model,
+    --depth, --quality, --max-texture) given with it is a usage error before any work (raised per file,
+    it stopped a batch of photos and GLBs after whichever came first)."""
+    given = [f"--{n.replace('_', '-')}" for n in ("model", "depth_map", "quality", "max_texture")
+             if getattr(ctx.get_parameter_source(n), "name", "") == "COMMANDLINE"]
+    given = ["--depth" if g == "--depth-map" else g for g in given]
+    glb = next((i for i in inputs if Path(i).suffix.lower() == ".glb" and not Path(i).is_dir()), None)
+    if given and glb is not None:
+        raise UsageError(f"{printable(glb)}: a 3D photo (.glb) given as input is rendered as it is: "
+                         f"{' and '.join(given)} {'does' if len(given) == 1 else 'do'} not apply")
+
+
 @_batch_command
 def convert(
     ctx: typer.Context,
@@ -470,6 +483,7 @@ def convert(
                 raise UsageError(f"--format {s[1:]}: a still image output needs --stereo sbs (or sbs-half)")
         writes = [Path(output).suffix.lower()] if _one_file_out(inputs, output) else suffixes
         _check_video_options_apply(ctx, writes)
+        _check_glb_inputs(ctx, inputs)
         for s in writes:  # (before any work, not once per photo of a batch)
             check_frames(s, share)
     except UsageError as e:

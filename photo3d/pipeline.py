@@ -642,11 +642,8 @@ def convert_file(src: str | Path, dst: str | Path, opts: ConvertOptions | None =
             except SceneError as e:  # (what only rendering finds: metadata or indices it cannot use)
                 raise damaged_existing(src, sibling, "3D photo", e) from None
     if src.suffix.lower() == ".glb":  # a 3D photo photo3d wrote, named as input: its page, video or stills
-        if opts.depth is not None or opts.model is not None:
+        if opts.depth is not None or opts.model is not None:  # (the command line says so before any work)
             raise UsageError("a 3D photo (.glb) given as input is rendered as it is: --depth and --model do not apply")
-        if opts.jpeg_quality != defaults.JPEG_QUALITY or opts.max_texture_side != defaults.MAX_TEXTURE_SIDE:
-            raise UsageError("a 3D photo (.glb) given as input is rendered as it is: --quality and --max-texture "
-                             "(its texture's) do not apply")
         input_file(src, "a 3D photo")
         glb = read_existing_glb(src, src)
         if glb is None:

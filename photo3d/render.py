@@ -32,6 +32,7 @@ import cv2
 import numba
 import numpy as np
 
+from . import defaults
 from .export import read_glb
 
 PATHS = ("circle", "swing", "zoom", "dolly-zoom")
@@ -40,6 +41,14 @@ ZNEAR, ZFAR = 0.05, 1000.0  # the viewer's camera planes
 # forward travel of `zoom` and `dolly-zoom`, in max_offset (the sideways range): about what the
 # inpainted background covers; the nearest things grow ~15 %, the dolly-zoom widens the view ~10 %
 ZOOM_TRAVEL = 3.0
+
+
+def zoom_travel(meta: dict | None) -> float:
+    """How far the zoom paths move in: ``ZOOM_TRAVEL`` x the offset range, at most half the way to
+    the focus plane (an ultra-wide photo at --parallax 0.2 moved the camera past it: the dolly zoom
+    divided by zero, or went dark mid-loop)."""
+    p = (meta or {}).get("parallax", {})
+    return min(ZOOM_TRAVEL * p.get("max_offset", 0.05), 0.5 * p.get("focus_depth", 2.0))
 _COMPONENTS = {5120: np.int8, 5121: np.uint8, 5122: np.int16, 5123: np.uint16, 5125: np.uint32, 5126: np.float32}
 _WIDTH = {"SCALAR": 1, "VEC2": 2, "VEC3": 3, "VEC4": 4}
 
@@ -76,19 +85,25 @@ def _index(v, n: int, what: str) -> int:
 
 
 MAX_MESHES = 8  # photo3d writes the visible layer and the background layer (a cut-out: the visible one alone)
-MAX_OVERDRAW = 6.0  # the meshes' triangles, seen from the photo's viewpoint, cover the frame at most this often
+MAX_OVERDRAW = 6.0  # the meshes' triangles, seen from the photo's viewpoint or an extreme one, cover the frame at most this often
+MAX_VERTICES = 4_000_000  # per mesh (a 2 MB 3D photo has far fewer than 200,000)
 _ATTRIBUTES = {"POSITION": ({5126}, "VEC3"), "TEXCOORD_0": ({5123}, "VEC2"), "COLOR_0": ({5121}, "VEC4")}
 
 
 def validate(tree: dict, binary: bytes) -> None:
     """:class:`SceneError` saying why unless ``tree`` (and ``binary``) has the structure
-    :func:`photo3d.export.to_glb` writes, with no part used twice (a few KB naming one mesh 2,000
-    times took 3.6 GB to render), JPEG textures, geometry in front of the camera that covers the
-    frame about once (triangles that each span the frame took 30 s a still) and metadata in the
-    ranges photo3d writes.  Nothing is decoded here (see :func:`check_textures`)."""
-    _check_meta(tree["extras"]["photo3d"])
-    if tree.get("extensionsRequired"):
-        raise SceneError(f"it requires extensions {tree['extensionsRequired']!r}, which photo3d never writes")
+    :func:`photo3d.export.to_glb` writes: every part used once and every byte read once (a few KB
+    naming one mesh 2,000 times took 3.6 GB to render, eight meshes reading one 10 MB buffer 1.3 GB),
+    JPEG textures, as many texture coordinates as positions (fewer crashed the rasteriser), finite
+    geometry in front of the camera whose triangles cover the frame a few times at most from the
+    photo's viewpoint and the viewer's extreme ones (triangles spanning the frame, or edge-on to the
+    photo's viewpoint, took 30 s a still), nothing the page would show otherwise (node transforms,
+    strides, extensions) and metadata in photo3d's ranges.  Nothing is decoded here (see
+    :func:`check_textures`)."""
+    meta = tree["extras"]["photo3d"]
+    _check_meta(meta)
+    if tree.get("extensionsRequired") or set(tree.get("extensionsUsed") or ()) - {"KHR_materials_unlit"}:
+        raise SceneError("it uses extensions photo3d never writes")
     accessors, views, meshes = tree["accessors"], tree["bufferViews"], tree["meshes"]
     nodes, materials, textures, images = tree["nodes"], tree["materials"], tree["textures"], tree["images"]
     if not all(isinstance(x, list) for x in (accessors, views, meshes, nodes, materials, textures, images)):
@@ -96,29 +111,52 @@ def validate(tree: dict, binary: bytes) -> None:
     if not 1 <= len(meshes) <= MAX_MESHES or len(nodes) > len(meshes) + 1 or len(materials) > MAX_MESHES \
             or len(textures) > MAX_MESHES or len(images) != len(textures):
         raise SceneError(f"{len(nodes)} nodes, {len(meshes)} meshes, {len(textures)} textures: not as photo3d writes them")
-    if [n.get("mesh") for n in nodes if "mesh" in n] != list(range(len(meshes))):  # (each once, and then the camera's)
-        raise SceneError("nodes that do not show each mesh once")
+    if [n.get("mesh") for n in nodes if "mesh" in n] != list(range(len(meshes))) \
+            or any(set(n) - {"name", "mesh", "camera"} for n in nodes) \
+            or tree.get("scenes") != [{"nodes": list(range(len(nodes)))}] or tree.get("scene", 0) != 0:
+        raise SceneError("nodes that do not show each mesh once, as it is")
+    spans = []  # (offset, length) of each buffer view, all inside the binary chunk
+    for v in views:
+        off, n = v.get("byteOffset", 0), v.get("byteLength")
+        if set(v) - {"buffer", "byteOffset", "byteLength", "target", "name"} or v.get("buffer") != 0 \
+                or type(off) is not int or type(n) is not int or off < 0 or n <= 0 or off + n > len(binary):
+            raise SceneError("a buffer view outside the file, or not as photo3d writes it")
+        spans.append((off, n))
+    ordered = sorted(spans)
+    if any(a[0] + a[1] > b[0] for a, b in zip(ordered, ordered[1:])):
+        raise SceneError("buffer views that overlap: not as photo3d writes them")
+    view_users: list[int] = []
     for i, tex in enumerate(textures):
         _index(tex["source"], len(images), "a texture names image")
-        if tex["source"] != i or images[i].get("mimeType") != "image/jpeg":
+        if tex["source"] != i or images[i].get("mimeType") != "image/jpeg" or set(tex) - {"sampler", "source"}:
             raise SceneError("textures not as photo3d writes them (one JPEG image each)")
-    if len({_index(im["bufferView"], len(views), "an image names buffer view") for im in images}) != len(images):
-        raise SceneError("images that share their bytes: not as photo3d writes them")
+        view_users.append(_index(images[i]["bufferView"], len(views), "an image names buffer view"))
     for m in materials:
-        _index(m["pbrMetallicRoughness"]["baseColorTexture"]["index"], len(textures), "a material names texture")
+        info = m["pbrMetallicRoughness"]["baseColorTexture"]
+        _index(info["index"], len(textures), "a material names texture")
+        if set(info) != {"index"} or set(m.get("extensions") or ()) - {"KHR_materials_unlit"}:
+            raise SceneError("a material not as photo3d writes it")
     used: set[int] = set()
 
     def acc(i, what: str, ctypes: set[int], kind: str) -> dict:
         i = _index(i, len(accessors), f"{what} names accessor")
         a = accessors[i]
-        if i in used or a.get("componentType") not in ctypes or a.get("type") != kind or a.get("sparse"):
+        if i in used or a.get("componentType") not in ctypes or a.get("type") != kind \
+                or set(a) - {"bufferView", "byteOffset", "componentType", "count", "type", "normalized", "min", "max", "name"}:
             raise SceneError(f"{what}: accessor {i} is not as photo3d writes it")
+        view = _index(a["bufferView"], len(views), f"{what}: accessor {i} names buffer view")
+        count, off = a["count"], a.get("byteOffset", 0)
+        need = count * _WIDTH[kind] * np.dtype(_COMPONENTS[a["componentType"]]).itemsize if type(count) is int else -1
+        if not 0 < count <= MAX_VERTICES * 3 or type(off) is not int or off < 0 or off + need > spans[view][1]:
+            raise SceneError(f"{what}: accessor {i} reads outside its buffer view")
         used.add(i)
+        view_users.append(view)
         return a
 
-    frame = 4.0 * math.tan(math.radians(tree["extras"]["photo3d"]["fov_x_deg"]) / 2) \
-        * math.tan(math.radians(tree["extras"]["photo3d"]["fov_y_deg"]) / 2)
-    covered, faces_total = 0.0, 0
+    eyes = [(0.0, 0.0)] + [(sx * meta["parallax"]["max_offset"], sy * meta["parallax"]["max_offset"])
+                           for sx, sy in ((1, 0), (-1, 0), (0, 1), (0, -1))]  # the photo's viewpoint and the extremes
+    frame = 4.0 * math.tan(math.radians(meta["fov_x_deg"]) / 2) * math.tan(math.radians(meta["fov_y_deg"]) / 2)
+    covered, faces_total = [0.0] * len(eyes), 0
     for mesh in meshes:
         prims = mesh["primitives"]
         if not isinstance(prims, list) or len(prims) != 1 or prims[0].get("mode", 4) != 4:
@@ -128,26 +166,28 @@ def validate(tree: dict, binary: bytes) -> None:
         attrs = prim["attributes"]
         if set(attrs) - set(_ATTRIBUTES) or not {"POSITION", "TEXCOORD_0"} <= set(attrs):
             raise SceneError(f"a mesh with attributes {sorted(attrs)}")
-        for name, (ctypes, kind) in _ATTRIBUTES.items():
-            if name in attrs:
-                acc(attrs[name], name, ctypes, kind)
+        counts = {acc(attrs[name], name, ctypes, kind)["count"] for name, (ctypes, kind) in _ATTRIBUTES.items() if name in attrs}
         acc(prim["indices"], "indices", {5123, 5125}, "SCALAR")
+        if len(counts) != 1 or counts.pop() > MAX_VERTICES:
+            raise SceneError("a mesh whose vertices have not one position, texture coordinate (and colour) each")
         pos = _accessor(tree, binary, attrs["POSITION"])
         if not np.isfinite(pos).all() or (pos[:, 2] >= 0).any():
             raise SceneError("positions that are not numbers in front of the camera")
         faces = _accessor(tree, binary, prim["indices"]).reshape(-1, 3).astype(np.int64)
         if faces.size and (faces.max() >= len(pos)):
             raise SceneError(f"a face names vertex {int(faces.max())} of {len(pos)}")
-        q = pos[:, :2] / -pos[:, 2:3]  # on the image plane at distance 1
-        if faces.size:
+        for k, (ex, ey) in enumerate(eyes):
+            q = (pos[:, :2] - np.array([ex, ey], np.float32)) / -pos[:, 2:3]  # on the image plane at distance 1
             a, b, c = q[faces[:, 0]], q[faces[:, 1]], q[faces[:, 2]]
             u, v = b - a, c - a
-            covered += float(np.abs(u[:, 0] * v[:, 1] - u[:, 1] * v[:, 0]).sum()) / 2.0
-            faces_total += len(faces)
+            covered[k] += float(np.abs(u[:, 0] * v[:, 1] - u[:, 1] * v[:, 0]).sum()) / 2.0
+        faces_total += len(faces)
+    if len(set(view_users)) != len(view_users):
+        raise SceneError("parts that read the same bytes: not as photo3d writes them")
     if not faces_total:
         raise SceneError("no triangles")
-    if covered > MAX_OVERDRAW * frame:
-        raise SceneError(f"triangles that cover the frame {covered / frame:.0f} times over")
+    if max(covered) > MAX_OVERDRAW * frame:
+        raise SceneError(f"triangles that cover the frame {max(covered) / frame:.0f} times over")
 
 
 def _accessor(tree: dict, binary: bytes, index: int) -> np.ndarray:
@@ -181,17 +221,20 @@ def check_textures(tree: dict, binary: bytes, max_megapixels: float | None) -> N
     from .io import open_unlimited, over_pixel_limit
 
     try:
-        total = 0
+        widest, tall = 0, 0
         for data in _texture_bytes(tree, binary):
             with open_unlimited(io.BytesIO(data)) as im:
                 w, h = im.size
-                total += w * h
+                widest, tall = max(widest, w), tall + h
                 if over_pixel_limit(w, h, max_megapixels):
                     raise ValueError(f"a texture of {w}×{h}, over --max-megapixels {max_megapixels:g}")
                 if im.format != "JPEG":
                     raise ValueError(f"a {im.format} texture: photo3d writes JPEG")
-                if max_megapixels is not None and total > 2e6 * max_megapixels:  # (the photo's, and a smaller background)
-                    raise ValueError(f"textures of {total / 1e6:.0f} MP in all, over twice --max-megapixels {max_megapixels:g}")
+                if max(w, h) > defaults.MAX_TEXTURE_LIMIT:
+                    raise ValueError(f"a texture of {w}×{h}: photo3d writes at most {defaults.MAX_TEXTURE_LIMIT} px a side")
+                # (the renderer stacks them into one atlas: 32000×8 over 8×32000 took 3.2 GB)
+                if max_megapixels is not None and widest * tall > 2e6 * max_megapixels:
+                    raise ValueError(f"textures that stack to {widest}×{tall}, over twice --max-megapixels {max_megapixels:g}")
                 try:
                     im.load()
                 except (OSError, SyntaxError, EOFError):
@@ -266,7 +309,7 @@ def _check_meta(meta: dict) -> None:
     w, h = meta["source_size"]
     lo, hi = p["inverse_depth_range"]
     if not (type(w) is int and type(h) is int and 1 <= w <= 1_000_000 and 1 <= h <= 1_000_000 and 1e-4 <= lo < hi <= 1.01
-            and p["max_offset"] <= 10 and ZOOM_TRAVEL * p["max_offset"] < p["focus_depth"] <= 1e4 and p.get("strength", 0.04) <= 1):
+            and p["max_offset"] <= 10 and p["focus_depth"] <= 1e4 and p.get("strength", 0.04) <= 1):
         raise SceneError("its metadata is not as photo3d writes it (out of range)")
 
 
@@ -297,8 +340,8 @@ def dolly_zoom_extra(scene: "Scene") -> float:
     """Further zoom the dolly-zoom path needs: moving in with a wider field of view shrinks
     whatever lies behind the focus plane; the farthest point shrinks by this factor at most."""
     focus = scene.meta["parallax"]["focus_depth"]
-    far = max(float(-m.positions[:, 2].min()) for m in scene.meshes)
-    d = ZOOM_TRAVEL * scene.meta["parallax"]["max_offset"]
+    far = max(focus, *(float(-m.positions[:, 2].min()) for m in scene.meshes))
+    d = zoom_travel(scene.meta)
     shrink = (focus - d) / focus * far / (far - d)
     return 1.0 / shrink
 
@@ -349,7 +392,7 @@ def path_views(path: str, frames: int, meta: dict | None = None) -> list[View]:
     - ``circle``: round an ellipse through the centre, (0.9 sin t, 0.3 (1 - cos t)) of the full
       offset (sideways over most of the range, up and back down);
     - ``swing``: side to side, sin t;
-    - ``zoom``: in and out, forward (1 - cos t) / 2 x ``ZOOM_TRAVEL`` max_offset;
+    - ``zoom``: in and out, forward (1 - cos t) / 2 x :func:`zoom_travel` (``ZOOM_TRAVEL`` max_offset);
     - ``dolly-zoom``: the same travel while the field of view widens to keep the focus plane's
       size (the "vertigo" effect).
     """
@@ -359,7 +402,7 @@ def path_views(path: str, frames: int, meta: dict | None = None) -> list[View]:
     for i in range(frames):
         t = 2 * math.pi * i / frames
         c = (1 - math.cos(t)) / 2  # 0 -> 1 -> 0
-        travel = c * ZOOM_TRAVEL * (meta or {}).get("parallax", {}).get("max_offset", 0.05)
+        travel = c * zoom_travel(meta)
         if path == "circle":
             out.append(View(0.9 * math.sin(t), 0.6 * c))
         elif path == "swing":

@@ -13,7 +13,7 @@ import cv2
 import imageio_ffmpeg
 import numpy as np
 import pytest
-from PIL import Image
+from PIL import Image, ImageSequence
 
 from helpers.cli import cli, env
 from helpers.gltf import assert_valid_glb
@@ -165,11 +165,16 @@ def test_a_3d_photo_named_as_input_gives_its_page_video_and_stills(coffee_glb, t
         assert r.exit_code == 0 and f"from {glb}" in r.output and (tmp_path / name).stat().st_size > 1000, r.output
     assert glb.read_bytes() == coffee_glb
     r = cli("convert", glb, "-o", tmp_path / "m.gif", "--model", REPO / "photo3d" / "models" / "p3d-s.pt")
-    assert r.exit_code == 2 and "rendered as it is: --depth and --model do not apply" in r.output, r.output
-    for opt in (["--quality", "30"], ["--max-texture", "512"]):  # (the texture is the GLB's: silently ignored before, helper-61)
+    assert r.exit_code == 2 and "rendered as it is: --model does not apply" in r.output, r.output
+    for opt in (["--quality", "80"], ["--max-texture", "512"]):  # (the texture is the GLB's: silently ignored before, helper-61)
         r = cli("convert", glb, "-o", tmp_path / "q.jpg", "--stereo", "sbs", *opt)
-        assert r.exit_code == 2 and "--quality and --max-texture (its texture's) do not apply" in r.output, r.output
+        assert r.exit_code == 2 and f"rendered as it is: {opt[0]} does not apply" in r.output, r.output
         assert not (tmp_path / "q.jpg").exists()
+    # with photos in the same run: before any work (raised per file, it stopped the batch after whichever came first)
+    r = cli("convert", EXAMPLE, glb, "-o", tmp_path / "mixed", "--quality", "30")
+    assert r.exit_code == 2 and r.output.startswith(f"error: {glb}: a 3D photo (.glb) given as input is rendered as it is: "
+                                                    "--quality does not apply"), r.output
+    assert not (tmp_path / "mixed").exists()
     (tmp_path / "other.glb").write_bytes(b"glTF" + bytes(40))
     r = cli("convert", tmp_path / "other.glb", "-o", tmp_path / "o.mp4")
     assert r.exit_code == 1 and r.output.strip().startswith(f"error: {tmp_path / 'other.glb'}: not a whole 3D photo that photo3d wrote")
@@ -235,16 +240,28 @@ def _json_bomb(t, b):  # 2 MB of empty objects in the JSON (30 MB took 931 MB to
     t["padding"] = [{}] * 1_000_000
 
 
-def _focus_at_travel(t, b):  # the dolly zoom's focus at its travel: a division by zero
-    t["extras"]["photo3d"]["parallax"]["focus_depth"] = 3.0 * t["extras"]["photo3d"]["parallax"]["max_offset"]
-
-
 def _indices_negative(t, b):  # "indices": -1 read another accessor
     t["meshes"][0]["primitives"][0]["indices"] = -1
 
 
+def _bytes_shared(t, b):  # the background mesh reads the visible one's positions (eight such: 1.3 GB from 10 MB)
+    prims = [m["primitives"][0] for m in t["meshes"]]
+    t["accessors"][prims[1]["attributes"]["POSITION"]]["bufferView"] = \
+        t["accessors"][prims[0]["attributes"]["POSITION"]]["bufferView"]
+
+
+def _uv_short(t, b):  # fewer texture coordinates than positions: the rasteriser read past them (a segfault)
+    acc = t["accessors"][t["meshes"][0]["primitives"][0]["attributes"]["TEXCOORD_0"]]
+    acc["count"] = acc["count"] // 2
+
+
+def _node_scaled(t, b):  # a node transform: stills ignore it, the page shows another scene
+    t["nodes"][0]["scale"] = [1.0, 1.0, 100.0]
+
+
 @pytest.mark.parametrize("change", [_nodes_reused, _big_triangles, _face_out_of_range, _size_extreme, _json_bomb,
-                                    _focus_at_travel, _indices_negative], ids=lambda f: f.__name__.strip("_"))
+                                    _indices_negative, _bytes_shared, _uv_short, _node_scaled],
+                         ids=lambda f: f.__name__.strip("_"))
 def test_a_hostile_3d_photo_named_as_input_is_refused_in_one_line_whatever_is_made_of_it(coffee_glb, tmp_path, change):
     """helper-60 crafted GLBs from a real one: a page (or a copy) was written from any of them, as
     only videos and stills looked inside; one mesh named by 500 nodes took 1 GB and 14 s to render,
@@ -257,6 +274,31 @@ def test_a_hostile_3d_photo_named_as_input_is_refused_in_one_line_whatever_is_ma
         assert r.exit_code == 1, r.output
         assert r.output.startswith(f"error: {bad}: not a whole 3D photo that photo3d wrote (") and r.output.count("\n") == 1, r.output
         assert "internal error" not in r.output and not (tmp_path / name).exists()
+
+
+def test_an_ultra_wide_photo_at_strong_parallax_renders_every_path(tmp_path):
+    """A 13 mm photo (an iPhone's 0.5x lens) at --parallax 0.2 puts the focus plane nearer than the
+    zoom paths' travel: helper-62 found its GLB refused by the first structural check (and the
+    dolly zoom of the earlier code went dark mid-loop).  The zoom now moves in at most half way
+    to the focus plane, and the GLB renders to stills, a page and every path."""
+    im = Image.open(EXAMPLE)
+    exif = im.getexif()
+    exif.get_ifd(0x8769)[0xA405] = 13  # FocalLengthIn35mmFilm
+    src = tmp_path / "wide.jpg"
+    im.save(src, exif=exif, quality=92)
+    glb = tmp_path / "wide.glb"
+    r = cli("convert", src, "-o", glb, "--parallax", "0.2")
+    assert r.exit_code == 0, r.output
+    from photo3d.export import read_glb
+
+    p = read_glb(glb.read_bytes())[0]["extras"]["photo3d"]["parallax"]
+    assert 3.0 * p["max_offset"] > p["focus_depth"]  # (the case: the travel reaches past the focus)
+    for name, extra in (("s.jpg", ["--stereo", "sbs", "--size", "160"]), ("p.html", []),
+                        ("d.gif", ["--path", "dolly-zoom", "--size", "120", "--seconds", "0.5", "--fps", "8"])):
+        r = cli("convert", glb, "-o", tmp_path / name, *extra)
+        assert r.exit_code == 0 and (tmp_path / name).stat().st_size > 1000, r.output
+    frames = [np.asarray(f.convert("RGB")) for f in ImageSequence.Iterator(Image.open(tmp_path / "d.gif"))]
+    assert min(f.mean() for f in frames) > 0.5 * frames[0].mean()  # (no frame goes dark mid-loop)
 
 
 def test_paths_loop_seamlessly_from_the_photo():

@@ -11,6 +11,7 @@ import contextlib
 import dataclasses
 import errno
 import os
+import sys
 import time
 import warnings
 from dataclasses import dataclass
@@ -213,12 +214,15 @@ def execute(task: Task, src: Path, dst: Path, finish: bool = False) -> Result:
 
 
 def set_threads(threads: int | None) -> None:
+    """Threads per worker, for torch and OpenCV; torch is not imported for it (a worker that renders
+    GLBs needs none): not loaded yet, it takes the count from the environment when it is."""
     if not threads:
         return
-    with contextlib.suppress(Exception):
-        import torch
-
-        torch.set_num_threads(threads)
+    if "torch" in sys.modules:
+        with contextlib.suppress(Exception):
+            sys.modules["torch"].set_num_threads(threads)
+    else:
+        os.environ["OMP_NUM_THREADS"] = str(threads)
     with contextlib.suppress(Exception):
         import cv2
 
