@@ -601,10 +601,17 @@ def read_mpo_pair(path: Path, max_px: int) -> tuple[np.ndarray, np.ndarray] | No
             if not any(t == MP_TYPE_DISPARITY or "Disparity" in str(t) for t in types):
                 return None
             views = []
-            for k in (0, 1):
-                im.seek(k)
-                check_map_size(im.size, max_px, "MPO stereo pair")
-                views.append(np.asarray(to_srgb(im.convert("RGB"), im.info.get("icc_profile"))[0]))  # (in sRGB, as the photo)
+            for k in (0, 1):  # (a stereo pair by its types: what fails now is said, not taken for no pair)
+                try:
+                    im.seek(k)
+                    check_map_size(im.size, max_px, "MPO stereo pair")
+                    views.append(np.asarray(to_srgb(im.convert("RGB"), im.info.get("icc_profile"))[0]))  # (in sRGB, as the photo)
+                except EmbeddedDepthError:
+                    raise
+                except Image.DecompressionBombError:
+                    raise EmbeddedDepthError(f"MPO stereo pair: view {k + 1} claims more pixels than any photo") from None
+                except Exception as e:
+                    raise EmbeddedDepthError(f"MPO stereo pair: view {k + 1} does not decode ({type(e).__name__})") from None
             return views[0], views[1]
     except EmbeddedDepthError:
         raise
