@@ -155,7 +155,8 @@ def validate(tree: dict, binary: bytes) -> None:
 
     eyes = [(0.0, 0.0)] + [(sx * meta["parallax"]["max_offset"], sy * meta["parallax"]["max_offset"])
                            for sx, sy in ((1, 0), (-1, 0), (0, 1), (0, -1))]  # the photo's viewpoint and the extremes
-    frame = 4.0 * math.tan(math.radians(meta["fov_x_deg"]) / 2) * math.tan(math.radians(meta["fov_y_deg"]) / 2)
+    half = np.array([math.tan(math.radians(meta["fov_x_deg"]) / 2), math.tan(math.radians(meta["fov_y_deg"]) / 2)])
+    frame = 16.0 * half[0] * half[1]  # (the box the coverage is clipped to)
     covered, faces_total = [0.0] * len(eyes), 0
     for mesh in meshes:
         prims = mesh["primitives"]
@@ -178,16 +179,20 @@ def validate(tree: dict, binary: bytes) -> None:
             raise SceneError(f"a face names vertex {int(faces.max())} of {len(pos)}")
         for k, (ex, ey) in enumerate(eyes):
             q = (pos[:, :2] - np.array([ex, ey], np.float32)) / -pos[:, 2:3]  # on the image plane at distance 1
-            a, b, c = q[faces[:, 0]], q[faces[:, 1]], q[faces[:, 2]]
-            u, v = b - a, c - a
-            covered[k] += float(np.abs(u[:, 0] * v[:, 1] - u[:, 1] * v[:, 0]).sum()) / 2.0
+            tri = q[faces]  # (m, 3, 2)
+            # what the rasteriser visits: each triangle's bounding box within the frame (twice the
+            # field of view each way: the dolly zoom widens it)
+            lo = np.maximum(tri.min(axis=1), -2 * half)
+            hi = np.minimum(tri.max(axis=1), 2 * half)
+            covered[k] += float(np.prod(np.clip(hi - lo, 0, None), axis=1).sum())
         faces_total += len(faces)
     if len(set(view_users)) != len(view_users):
         raise SceneError("parts that read the same bytes: not as photo3d writes them")
     if not faces_total:
         raise SceneError("no triangles")
     if max(covered) > MAX_OVERDRAW * frame:
-        raise SceneError(f"triangles that cover the frame {max(covered) / frame:.0f} times over")
+        raise SceneError(f"triangles that cover the frame {max(covered) / frame:.1f} times over")
+
 
 
 def _accessor(tree: dict, binary: bytes, index: int) -> np.ndarray:
@@ -308,7 +313,7 @@ def _check_meta(meta: dict) -> None:
         raise SceneError("its metadata is not as photo3d writes it (not a number where one belongs)")
     w, h = meta["source_size"]
     lo, hi = p["inverse_depth_range"]
-    if not (type(w) is int and type(h) is int and 1 <= w <= 1_000_000 and 1 <= h <= 1_000_000 and 1e-4 <= lo < hi <= 1.01
+    if not (type(w) is int and type(h) is int and 1 <= w <= 1_000_000 and 1 <= h <= 1_000_000 and 1e-4 <= lo <= hi <= 1.01
             and p["max_offset"] <= 10 and p["focus_depth"] <= 1e4 and p.get("strength", 0.04) <= 1):
         raise SceneError("its metadata is not as photo3d writes it (out of range)")
 

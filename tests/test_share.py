@@ -301,6 +301,16 @@ def test_an_ultra_wide_photo_at_strong_parallax_renders_every_path(tmp_path):
     assert min(f.mean() for f in frames) > 0.5 * frames[0].mean()  # (no frame goes dark mid-loop)
 
 
+def test_a_3d_photo_of_flat_depth_renders_from_its_glb(tmp_path):
+    """A flat depth map gives a 3D photo whose inverse-depth range is one value: the first structural
+    check (lo < hi) refused it, found on older outputs before this session ended."""
+    np.save(tmp_path / "flat.npy", np.full((40, 60), 0.5, np.float32))
+    glb = tmp_path / "flat.glb"
+    assert cli("convert", EXAMPLE, "-o", glb, "--depth", tmp_path / "flat.npy").exit_code == 0
+    r = cli("convert", glb, "-o", tmp_path / "s.jpg", "--stereo", "sbs", "--size", "160")
+    assert r.exit_code == 0 and (tmp_path / "s.jpg").is_file(), r.output
+
+
 def test_paths_loop_seamlessly_from_the_photo():
     meta = {"parallax": {"max_offset": 0.05, "focus_depth": 2.0}}
     for path in PATHS:
