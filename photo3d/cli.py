@@ -412,10 +412,11 @@ def _check_glb_inputs(ctx, inputs) -> None:
     """A 3D photo (.glb) named as input is rendered as it is: an option that builds one (--model,
     --depth, --quality, --max-texture) given with it is a usage error before any work (raised per file,
     it stopped a batch of photos and GLBs after whichever came first)."""
-    given = [f"--{n.replace('_', '-')}" for n in ("model", "depth_map", "quality", "max_texture")
-             if getattr(ctx.get_parameter_source(n), "name", "") == "COMMANDLINE"]
-    given = ["--depth" if g == "--depth-map" else g for g in given]
-    glb = next((i for i in inputs if Path(i).suffix.lower() == ".glb" and not Path(i).is_dir()), None)
+    from .pipeline import renders_as_is
+
+    builds = {"model": "--model", "depth_map": "--depth", "quality": "--quality", "max_texture": "--max-texture"}
+    given = [opt for name, opt in builds.items() if getattr(ctx.get_parameter_source(name), "name", "") == "COMMANDLINE"]
+    glb = next((i for i in inputs if renders_as_is(Path(i))), None)
     if given and glb is not None:
         raise UsageError(f"{printable(glb)}: a 3D photo (.glb) given as input is rendered as it is: "
                          f"{' and '.join(given)} {'does' if len(given) == 1 else 'do'} not apply")

@@ -641,7 +641,7 @@ def convert_file(src: str | Path, dst: str | Path, opts: ConvertOptions | None =
                                                      **({"warnings": kept} if kept else {})}, opts, timings)
             except SceneError as e:  # (what only rendering finds: metadata or indices it cannot use)
                 raise damaged_existing(src, sibling, "3D photo", e) from None
-    if src.suffix.lower() == ".glb":  # a 3D photo photo3d wrote, named as input: its page, video or stills
+    if renders_as_is(src):  # a 3D photo photo3d wrote, named as input: its page, video or stills
         if opts.depth is not None or opts.model is not None:  # (the command line says so before any work)
             raise UsageError("a 3D photo (.glb) given as input is rendered as it is: --depth and --model do not apply")
         input_file(src, "a 3D photo")
@@ -743,9 +743,15 @@ def reads(opts: ConvertOptions | None = None) -> list[tuple[str, Path]]:
     return ([("the --depth map", Path(opts.depth))] if opts.depth is not None else []) + model_reads(opts.model)
 
 
+def renders_as_is(src: Path) -> bool:
+    """Whether ``src`` is a 3D photo (.glb) named as input: rendered as it is (its page, video or
+    stills), no depth model."""
+    return src.suffix.lower() == ".glb" and not src.is_dir()
+
+
 def needs_model(src: Path) -> bool:
-    """Whether converting ``src`` may run the depth model: not for a 3D photo (.glb) given as input."""
-    return Path(src).suffix.lower() != ".glb"
+    """Whether converting ``src`` may run the depth model (the batch runner's ``needs_warm_up``)."""
+    return not renders_as_is(Path(src))
 
 
 def convert_task(opts: ConvertOptions | None = None):

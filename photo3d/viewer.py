@@ -15,6 +15,7 @@ from pathlib import Path
 from .errors import printable
 from .io import write_bytes_atomic
 
+_GLB_OPEN = '<script id="photo3d-glb" type="application/octet-stream">'  # the page's GLB, base64 (see page_glb)
 _PAGE = """<!doctype html>
 <html lang="en"><head><meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
@@ -23,7 +24,7 @@ _PAGE = """<!doctype html>
 <style>html,body{{margin:0;height:100%;overflow:hidden;background:#000}}body{{display:flex;align-items:center;justify-content:center;touch-action:none}}canvas{{display:block;flex:none;touch-action:none}}noscript{{color:#fff;font:17px/1.4 system-ui,sans-serif;padding:2em;text-align:center}}</style>
 </head><body>
 <noscript>This 3D photo needs JavaScript (and WebGL) to show.</noscript>
-<script id="photo3d-glb" type="application/octet-stream">{glb}</script>
+""" + _GLB_OPEN + """{glb}</script>
 <script>/*! three.js (bundled with GLTFLoader) — {license} */
 {bundle}</script>
 <script>Photo3D.start(document.getElementById("photo3d-glb").textContent);</script>
@@ -69,7 +70,6 @@ def page_note(glb: bytes) -> str | None:
     return f"the page shows {part}" if part else None
 
 
-_GLB_OPEN = '<script id="photo3d-glb" type="application/octet-stream">'
 MAX_PAGE = 64 << 20  # bytes: far above any page photo3d writes (the viewer + a 2 MB GLB in base64)
 
 

@@ -8,7 +8,6 @@ edge-aware upsampling) is in :mod:`photo3d.depth.runtime`, depth the photo alrea
 
 from __future__ import annotations
 
-import contextlib
 import threading
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -29,15 +28,19 @@ _loads_lock = threading.Lock()
 def start_loading(model: Path | None) -> Future:
     """Load the depth model in a background thread (import torch, read the file, pack its INT8
     weights: about 3 s of a one-photo run, done while the photo is decoded), once per process and
-    model.  Its errors are raised again, naming the file, by the ``load_model`` that waits for it."""
+    model.  The future's result is the loaded model (its error, naming the model file, if any; a
+    load that failed is tried again by the next call)."""
     key = str(model)
     with _loads_lock:
-        if key not in _loads:
+        earlier = _loads.get(key)
+        if earlier is None or (earlier.done() and earlier.exception() is not None):  # (a failed load is tried again)
 
             def load():
                 from .runtime import load_model
 
-                load_model(model).warmup()
+                loaded = load_model(model)
+                loaded.warmup()
+                return loaded
 
             _loads[key] = _LOADER.submit(load)
         return _loads[key]
@@ -57,11 +60,6 @@ def depth_file(src: str | Path, dst: str | Path, opts: DepthOptions | None = Non
     from .embedded import depth_for, find_depth, network_disparity
     from .maps import check_format, save_depth_map
 
-    def load_model(path):  # (torch is imported by the loading thread, not before the photo is read)
-        from .runtime import load_model
-
-        return load_model(path)
-
     opts = opts or DepthOptions()
     src, dst = Path(src), Path(dst)
     check_format(dst)
@@ -74,17 +72,14 @@ def depth_file(src: str | Path, dst: str | Path, opts: DepthOptions | None = Non
     t_model = 0.0
     if found.source == "model":
         tm = time.perf_counter()
-        with contextlib.suppress(Exception):  # (raised again below, naming the file)
-            loading.result()
-        model = load_model(opts.model)
-        model.warmup()  # (done by the loading thread; QNNPACK packs its weights on the first call)
+        model = loading.result()  # (loaded, and its weights packed, while the photo was read)
         t_model = time.perf_counter() - tm  # what the loading had left when the photo was read
         res = model.predict_result(photo.rgb, raw=opts.raw)
         disparity, lo, hi = res.disparity, res.disparity_min, res.disparity_max
         meta = {"depth_source": "model", "model": model.name, "network_size": list(res.network_size)}
         flat = res.flat_warning(model.name)
     else:
-        out = depth_for(found, photo.rgb, lambda rgb: network_disparity(load_model(opts.model), rgb), raw=opts.raw)
+        out = depth_for(found, photo.rgb, lambda rgb: network_disparity(loading.result(), rgb), raw=opts.raw)
         disparity, lo, hi, meta = out.disparity, out.disparity_min, out.disparity_max, out.info
         flat = []
     t2 = time.perf_counter()
