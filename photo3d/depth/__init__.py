@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import threading
 import time
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -28,19 +28,16 @@ _loads_lock = threading.Lock()
 def start_loading(model: Path | None) -> Future:
     """Load the depth model in a background thread (import torch, read the file, pack its INT8
     weights: about 3 s of a one-photo run, done while the photo is decoded), once per process and
-    model.  The future's result is the loaded model (its error, naming the model file, if any; a
-    load that failed is tried again by the next call)."""
+    model, into :func:`photo3d.depth.runtime.load_model`'s cache (the one place a loaded model is
+    kept).  Its errors are raised again, naming the file, by the ``load_model`` that waits for it."""
     key = str(model)
     with _loads_lock:
-        earlier = _loads.get(key)
-        if earlier is None or (earlier.done() and earlier.exception() is not None):  # (a failed load is tried again)
+        if key not in _loads:
 
             def load():
                 from .runtime import load_model
 
-                loaded = load_model(model)
-                loaded.warmup()
-                return loaded
+                load_model(model).warmup()
 
             _loads[key] = _LOADER.submit(load)
         return _loads[key]
@@ -71,15 +68,24 @@ def depth_file(src: str | Path, dst: str | Path, opts: DepthOptions | None = Non
     photo = found.photo
     t_model = 0.0
     if found.source == "model":
+        from .runtime import load_model  # (torch: imported by the loading thread while the photo was read)
+
         tm = time.perf_counter()
-        model = loading.result()  # (loaded, and its weights packed, while the photo was read)
+        wait([loading])  # (its errors, if any, are raised again by load_model, naming the file)
+        model = load_model(opts.model)
+        model.warmup()  # (done by the loading thread unless a cleared cache loads it again here)
         t_model = time.perf_counter() - tm  # what the loading had left when the photo was read
         res = model.predict_result(photo.rgb, raw=opts.raw)
         disparity, lo, hi = res.disparity, res.disparity_min, res.disparity_max
         meta = {"depth_source": "model", "model": model.name, "network_size": list(res.network_size)}
         flat = res.flat_warning(model.name)
     else:
-        out = depth_for(found, photo.rgb, lambda rgb: network_disparity(loading.result(), rgb), raw=opts.raw)
+        def fill(rgb):  # the model fills the found depth's holes (torch only then)
+            from .runtime import load_model
+
+            return network_disparity(load_model(opts.model), rgb)
+
+        out = depth_for(found, photo.rgb, fill, raw=opts.raw)
         disparity, lo, hi, meta = out.disparity, out.disparity_min, out.disparity_max, out.info
         flat = []
     t2 = time.perf_counter()
