@@ -86,17 +86,32 @@ PNG_CHUNK_LIMIT = 16 * 2**20
 PngImagePlugin.MAX_TEXT_CHUNK = max(PngImagePlugin.MAX_TEXT_CHUNK, PNG_CHUNK_LIMIT)
 
 
-def open_unlimited(source) -> Image.Image:
-    """``Image.open`` without Pillow's own pixel limit and its warning, for a caller that checks the
-    size itself before decoding (with a clearer message, against --max-megapixels)."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-        saved_limit = Image.MAX_IMAGE_PIXELS
-        Image.MAX_IMAGE_PIXELS = None
-        try:
-            return Image.open(source)
-        finally:
-            Image.MAX_IMAGE_PIXELS = saved_limit
+# The decoders photo3d opens files with.  Pillow chooses a decoder by a file's first bytes, whatever
+# its name, and has many more: its EPS plugin runs Ghostscript on the file, and others (ICNS, SGI,
+# SPIDER, TGA, ...) are little-used code; a ".jpg" (or a depth map inside a photo) holding one of
+# those is "not an image" here.  (An MPO opens as JPEG; GIF: a photo named as input, a folder walk
+# passes it by.)
+PHOTO_FORMATS = ("JPEG", "PNG", "TIFF", "WEBP", "BMP", "GIF") + (("HEIF",) if HEIF_AVAILABLE else ())
+
+
+def open_image(source, formats: tuple[str, ...] = PHOTO_FORMATS) -> Image.Image:
+    """``Image.open`` of the ``formats`` photo3d reads, without Pillow's own pixel limit and its
+    warning: the caller checks the size itself before decoding (with a clearer message, against
+    --max-megapixels), or reads the header only.  (The limit is lifted for the open alone, not in a
+    warnings filter: ``warnings.catch_warnings`` is not thread-safe, the model loads beside it.)"""
+    with no_pillow_pixel_limit():
+        return Image.open(source, formats=formats)
+
+
+@contextlib.contextmanager
+def no_pillow_pixel_limit() -> Iterator[None]:
+    """Pillow's pixel limit lifted (for an open, or a seek to another frame, that reads a header)."""
+    saved_limit = Image.MAX_IMAGE_PIXELS
+    Image.MAX_IMAGE_PIXELS = None
+    try:
+        yield
+    finally:
+        Image.MAX_IMAGE_PIXELS = saved_limit
 
 
 def is_image_path(path: Path) -> bool:
@@ -476,7 +491,7 @@ def _jpeg_scans(data: bytes, to_eoi: bool = False) -> _Scans | None:
 def _with_eoi(body: bytes, tail: bytes = b"", reduced: tuple[str, tuple[int, int]] | None = None) -> Image.Image:
     """The JPEG ``body`` (its scans so far) decoded with ``tail`` and an EOI after it, in draft
     mode ``reduced`` if given: how both judgements below tell whether a scan's data is all there."""
-    im = Image.open(io.BytesIO(body + tail + b"\xff\xd9"))
+    im = open_image(io.BytesIO(body + tail + b"\xff\xd9"), ("JPEG",))
     if reduced is not None:
         im.draft(*reduced)
     im.load()
@@ -621,59 +636,57 @@ def load_image(
         raise InputFileError("truncated image file", path)
     declared = None  # (w, h) as the file says, once it is open
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            with open_unlimited(path) as im:  # (our own, clearer limit below)
-                w, h = declared = im.size
-                if over := over_pixel_limit(w, h, max_megapixels):
-                    raise TooLargeError(f"too large ({over})", path)
-                draft = None
-                if max_side is not None and im.format == "JPEG" and max(w, h) > max_side:
-                    draft = ("RGB", (max_side, max_side))
-                    im.draft(*draft)
-                if getattr(ImageFile, "LOAD_TRUNCATED_IMAGES", False):
-                    ImageFile.LOAD_TRUNCATED_IMAGES = False
-                # decode first: reading a PNG's EXIF decodes it too, and the metadata readers below
-                # swallow their errors (a damaged file must fail here, not come out half black)
-                noise: list[str] = []
-                warning = None
-                # only libtiff writes to stderr itself: other formats decode without the capture
-                # (a temp file and two dup2 per photo, and a process-wide redirect, for nothing)
-                capture = _library_stderr(noise) if im.format == "TIFF" else contextlib.nullcontext()
-                try:
-                    with capture:
-                        im.load()
-                except OSError as e:  # Pillow says "decoder error -2": libtiff said why
-                    if noise and "decoder error" in str(e):
-                        raise OSError(noise[-1].rstrip(".")) from e
-                    if im.format == "JPEG" and (held := _unsupported_jpeg(path)):  # opened, not decoded
-                        raise InputFileError(_unsupported_jpeg_text(held), path) from e
-                    if im.format != "JPEG" or "truncated" not in str(e):
-                        raise
-                    im, warning = _jpeg_cut_after_a_scan(path, draft, (w, h))  # (InputFileError when it cannot be used)
-                else:  # a JPEG cut inside a scan with an EOI after it decodes, its missing blocks flat
-                    # (baseline files: a progressive one so cut decodes its missing detail blurred,
-                    # seldom flat, and would pay for its slower decodes for nothing)
-                    if (im.format == "JPEG" and not im.info.get("progressive") and _flat_bottom(im)
-                            and _jpeg_cut_before_eoi(path, (w, h))):
-                        raise InputFileError("truncated image file (cut inside its image data)", path)
-                focal = _focal_35mm(im)
-                frames = getattr(im, "n_frames", 1) if im.format in ANIMATED_FORMATS else 1
-                if frames > 1:  # (a camera's MPO pair or a TIFF's pages are not an animation: not said)
-                    warning = warning or f"an animation ({frames} frames): its first frame is used"
-                try:
-                    swap = im.getexif().get(0x0112) in (5, 6, 7, 8)  # EXIF orientation
-                except Exception:
-                    swap = False
-                osize = (h, w) if swap else (w, h)
-                icc = im.info.get("icc_profile")
-                own = kind_of(im.info) if im.format == "PNG" else None  # a map photo3d wrote?
-                try:
-                    im = ImageOps.exif_transpose(im)
-                except Exception:  # malformed EXIF: keep the stored orientation, not fail
-                    pass
-                im, colour_warning = to_srgb(im, icc)
-                rgb, alpha, clear_warning = _rgb8_and_alpha(im)
+        with open_image(path) as im:  # (our own, clearer limit below)
+            w, h = declared = im.size
+            if over := over_pixel_limit(w, h, max_megapixels):
+                raise TooLargeError(f"too large ({over})", path)
+            draft = None
+            if max_side is not None and im.format == "JPEG" and max(w, h) > max_side:
+                draft = ("RGB", (max_side, max_side))
+                im.draft(*draft)
+            if getattr(ImageFile, "LOAD_TRUNCATED_IMAGES", False):
+                ImageFile.LOAD_TRUNCATED_IMAGES = False
+            # decode first: reading a PNG's EXIF decodes it too, and the metadata readers below
+            # swallow their errors (a damaged file must fail here, not come out half black)
+            noise: list[str] = []
+            warning = None
+            # only libtiff writes to stderr itself: other formats decode without the capture
+            # (a temp file and two dup2 per photo, and a process-wide redirect, for nothing)
+            capture = _library_stderr(noise) if im.format == "TIFF" else contextlib.nullcontext()
+            try:
+                with capture:
+                    im.load()
+            except OSError as e:  # Pillow says "decoder error -2": libtiff said why
+                if noise and "decoder error" in str(e):
+                    raise OSError(noise[-1].rstrip(".")) from e
+                if im.format == "JPEG" and (held := _unsupported_jpeg(path)):  # opened, not decoded
+                    raise InputFileError(_unsupported_jpeg_text(held), path) from e
+                if im.format != "JPEG" or "truncated" not in str(e):
+                    raise
+                im, warning = _jpeg_cut_after_a_scan(path, draft, (w, h))  # (InputFileError when it cannot be used)
+            else:  # a JPEG cut inside a scan with an EOI after it decodes, its missing blocks flat
+                # (baseline files: a progressive one so cut decodes its missing detail blurred,
+                # seldom flat, and would pay for its slower decodes for nothing)
+                if (im.format == "JPEG" and not im.info.get("progressive") and _flat_bottom(im)
+                        and _jpeg_cut_before_eoi(path, (w, h))):
+                    raise InputFileError("truncated image file (cut inside its image data)", path)
+            focal = _focal_35mm(im)
+            frames = getattr(im, "n_frames", 1) if im.format in ANIMATED_FORMATS else 1
+            if frames > 1:  # (a camera's MPO pair or a TIFF's pages are not an animation: not said)
+                warning = warning or f"an animation ({frames} frames): its first frame is used"
+            try:
+                swap = im.getexif().get(0x0112) in (5, 6, 7, 8)  # EXIF orientation
+            except Exception:
+                swap = False
+            osize = (h, w) if swap else (w, h)
+            icc = im.info.get("icc_profile")
+            own = kind_of(im.info) if im.format == "PNG" else None  # a map photo3d wrote?
+            try:
+                im = ImageOps.exif_transpose(im)
+            except Exception:  # malformed EXIF: keep the stored orientation, not fail
+                pass
+            im, colour_warning = to_srgb(im, icc)
+            rgb, alpha, clear_warning = _rgb8_and_alpha(im)
     except InputFileError:
         raise
     except UnidentifiedImageError as e:

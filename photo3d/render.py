@@ -87,6 +87,7 @@ def _index(v, n: int, what: str) -> int:
 MAX_MESHES = 8  # photo3d writes the visible layer and the background layer (a cut-out: the visible one alone)
 MAX_OVERDRAW = 6.0  # the meshes' triangles, seen from the photo's viewpoint or an extreme one, cover the frame at most this often
 MAX_VERTICES = 4_000_000  # per mesh (a 2 MB 3D photo has far fewer than 200,000)
+GLTF_IMAGE_FORMATS = ("JPEG", "PNG")  # the image types glTF allows (photo3d writes JPEG; validate says so)
 _ATTRIBUTES = {"POSITION": ({5126}, "VEC3"), "TEXCOORD_0": ({5123}, "VEC2"), "COLOR_0": ({5121}, "VEC4")}
 
 
@@ -220,12 +221,12 @@ def check_textures(tree: dict, binary: bytes, max_megapixels: float | None) -> N
     is not an image, is over ``max_megapixels`` (from its header, before decoding: a few KB of PNG
     can claim gigapixels), or does not decode (found here, in Pillow, which prints nothing: the
     renderer's OpenCV decoder prints libpng's complaints to stderr)."""
-    from .io import open_unlimited, over_pixel_limit
+    from .io import open_image, over_pixel_limit
 
     try:
         widest, tall = 0, 0
         for data in _texture_bytes(tree, binary):
-            with open_unlimited(io.BytesIO(data)) as im:
+            with open_image(io.BytesIO(data), GLTF_IMAGE_FORMATS) as im:
                 w, h = im.size
                 widest, tall = max(widest, w), tall + h
                 if over_pixel_limit(w, h, max_megapixels):
@@ -254,12 +255,12 @@ class SceneError(ValueError):
 def _decode(data: bytes) -> np.ndarray:
     """A texture's RGB pixels, decoded by Pillow (silent: OpenCV's libjpeg printed "Corrupt JPEG
     data" to the terminal); :class:`SceneError` when it does not decode whole."""
-    from PIL import Image
+    from .io import open_image
 
     try:
-        with Image.open(io.BytesIO(data)) as im:
+        with open_image(io.BytesIO(data), GLTF_IMAGE_FORMATS) as im:
             return np.asarray(im.convert("RGB"))
-    except (OSError, SyntaxError, EOFError, ValueError, Image.DecompressionBombError):
+    except (OSError, SyntaxError, EOFError, ValueError):
         raise SceneError("a texture that does not decode") from None
 
 

@@ -737,7 +737,7 @@ def bombs():
                                         "unusable stereo pair (MPO stereo pair: an image of 15000×11250, larger than the photo)"),
         # ... 900 MP: Pillow refuses it on seeking, which was taken for "no stereo pair", without a word (helper-60)
         "second view claiming 900 MP": (lambda: mpo(left, right, second_claims=(30000, 30000)),
-                                        "unusable stereo pair (MPO stereo pair: view 2 claims more pixels than any photo)"),
+                                        "unusable stereo pair (MPO stereo pair: an image of 30000×30000, larger than the photo)"),
         # ... cut short inside its second view
         "second view cut short": (lambda: mpo(left, right)[:-2000],
                                   "unusable stereo pair (MPO stereo pair: view 2 does not decode"),

@@ -352,6 +352,52 @@ def _jpeg_bytes(**options) -> bytes:
     return buf.getvalue()
 
 
+EPS = b"%!PS-Adobe-3.0 EPSF-3.0\n%%BoundingBox: 0 0 60 40\n(hello) print\nshowpage\n"
+
+
+def _ghostscript_spy(tmp_path, monkeypatch) -> Path:
+    """A ``gs`` first on PATH that leaves a file behind when run (Pillow's EPS decoder runs it)."""
+    spy = tmp_path / "bin"
+    spy.mkdir()
+    (spy / "gs").write_text(f"#!/bin/sh\ntouch {tmp_path / 'gs-ran'}\nexit 1\n")
+    (spy / "gs").chmod(0o755)
+    monkeypatch.setenv("PATH", f"{spy}{os.pathsep}{os.environ['PATH']}")
+    return tmp_path / "gs-ran"
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="a shell script as gs")
+def test_only_photo_formats_are_decoded(tmp_path, monkeypatch):
+    """A file is opened with the decoders photo3d reads photos with, whatever Pillow knows: an EPS
+    named .jpg ran Ghostscript on it (as a photo, as a --depth map, as a photo's embedded depth
+    map); a PPM, TGA or ICO named .jpg reached Pillow's little-used decoders."""
+    from photo3d.depth.embedded import EmbeddedDepthError, decode_map_image
+    from photo3d.depth.maps import load_depth_map
+
+    ran = _ghostscript_spy(tmp_path, monkeypatch)
+    eps = tmp_path / "holiday.jpg"
+    eps.write_bytes(EPS)
+    with pytest.raises(InputFileError) as e:
+        load_image(eps)
+    _one_line_about(e.value, eps, "not an image")
+    with pytest.raises(InputFileError) as e:
+        load_depth_map(eps)
+    assert str(eps) in str(e.value)
+    with pytest.raises(EmbeddedDepthError):
+        decode_map_image(EPS, "GDepth", 10**6)
+    assert not ran.exists()
+    rgb = photo_rgb(40, 60)
+    for fmt in ("PPM", "TGA", "ICO", "SGI"):
+        path = tmp_path / f"as_{fmt.lower()}.jpg"
+        Image.fromarray(rgb).save(path, format=fmt)
+        with pytest.raises(InputFileError) as e:
+            load_image(path)
+        _one_line_about(e.value, path, "not an image")
+    for fmt in ("JPEG", "PNG", "TIFF", "WEBP", "BMP", "GIF"):  # what a photo is (under any name)
+        path = tmp_path / f"as_{fmt.lower()}.jpg"
+        Image.fromarray(rgb).save(path, format=fmt)
+        assert load_image(path).rgb.shape == rgb.shape
+
+
 JPEG_KINDS = {"baseline 4:2:0": {}, "baseline 4:4:4": {"subsampling": 0},
               "progressive": {"progressive": True}, "restart markers": {"restart_marker_rows": 1}}
 

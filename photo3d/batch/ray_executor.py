@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any, Iterator, Sequence
 
 from ..errors import ExitCode, InputFileError, Photo3DError, UsageError, summarize
-from ..io import HEIF_AVAILABLE, HEIF_SUFFIXES, confined_to, input_file, load_image, open_unlimited, output_state, write_bytes_atomic
+from ..io import HEIF_AVAILABLE, HEIF_SUFFIXES, confined_to, input_file, load_image, open_image, output_state, write_bytes_atomic
 from .local import Executor, _first_outputs, _next_ready
 from .plan import Job
 from .result import Result, Status, msg
@@ -28,7 +28,7 @@ def _input_bytes(src: Path) -> bytes:
     the driver's memory and the cluster's object store."""
     st = input_file(src, "an image")
     try:
-        with open_unlimited(src) as im:
+        with open_image(src) as im:
             w, h = im.size
             frames = max(1, int(getattr(im, "n_frames", 1) or 1))  # (a TIFF's pages, an animation's frames)
     except Exception:  # not an image Pillow opens here: the local run's own line (read from its header) ...

@@ -57,7 +57,7 @@ import numpy as np
 
 from ..export import DIAGONAL_35MM
 from ..errors import InputFileError
-from ..io import Photo, to_srgb
+from ..io import Photo, no_pillow_pixel_limit, open_image, to_srgb
 
 SOURCES = ("auto", "embedded", "stereo", "model")
 
@@ -330,11 +330,9 @@ def decode_map_image(blob: bytes, what: str, max_px: int) -> np.ndarray:
     ``max_px`` pixels (:func:`map_limit`)."""
     from PIL import UnidentifiedImageError
 
-    from ..io import open_unlimited
-
     _check_png_crcs(blob, what)
     try:
-        with open_unlimited(io.BytesIO(blob)) as im:  # (the size is checked here)
+        with open_image(io.BytesIO(blob), ("PNG", "JPEG")) as im:  # (the size is checked here)
             check_map_size(im.size, max_px, what)
             im.load()
             if im.mode in ("P", "PA"):  # a palette's grey levels, not its indices
@@ -585,13 +583,10 @@ def read_jpeg_depth(data: FileBytes, max_px: int) -> SourceDepth | None:
 def read_mpo_pair(path: Path, max_px: int) -> tuple[np.ndarray, np.ndarray] | None:
     """The two views of an MPO stereo pair (MP type Disparity), or None; a view of more than
     ``max_px`` pixels is refused before it is decoded."""
-    import warnings
 
-    from PIL import Image
 
     try:
-        with warnings.catch_warnings(), Image.open(path) as im:
-            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+        with open_image(path, ("JPEG",)) as im:
             if getattr(im, "format", None) != "MPO" or getattr(im, "n_frames", 1) < 2:
                 return None
             entries = (getattr(im, "mpinfo", None) or {}).get(0xB002) or []
@@ -603,13 +598,12 @@ def read_mpo_pair(path: Path, max_px: int) -> tuple[np.ndarray, np.ndarray] | No
             views = []
             for k in (0, 1):  # (a stereo pair by its types: what fails now is said, not taken for no pair)
                 try:
-                    im.seek(k)
+                    with no_pillow_pixel_limit():  # (its size is checked here, before it is decoded)
+                        im.seek(k)
                     check_map_size(im.size, max_px, "MPO stereo pair")
                     views.append(np.asarray(to_srgb(im.convert("RGB"), im.info.get("icc_profile"))[0]))  # (in sRGB, as the photo)
                 except EmbeddedDepthError:
                     raise
-                except Image.DecompressionBombError:
-                    raise EmbeddedDepthError(f"MPO stereo pair: view {k + 1} claims more pixels than any photo") from None
                 except Exception as e:
                     raise EmbeddedDepthError(f"MPO stereo pair: view {k + 1} does not decode ({type(e).__name__})") from None
             return views[0], views[1]
@@ -772,15 +766,14 @@ def stereo_disparity(left: np.ndarray, right: np.ndarray, max_side: int = STEREO
 
 
 def stereo_layout(path: Path) -> str | None:
-    """The layout photo3d wrote into its own stereo still ("sbs" / "sbs-half"), or None."""
-    from PIL import Image
-
+    """The layout photo3d wrote into its own stereo still ("sbs" / "sbs-half"), or None.  From the
+    header: photo3d writes the tag before the pixels (a PNG's text chunks after them would take a
+    second decode of the whole image to reach)."""
     from ..video import stereo_layout_of
 
     try:
-        with Image.open(path) as im:
-            text = (getattr(im, "text", None) or {}) if im.format == "PNG" else {}
-            return stereo_layout_of(im.format, {**im.info, **text})
+        with open_image(path) as im:
+            return stereo_layout_of(im.format, im.info)
     except Exception:
         return None
 
@@ -910,10 +903,9 @@ _TRANSPOSE = {2: "FLIP_LEFT_RIGHT", 3: "ROTATE_180", 4: "FLIP_TOP_BOTTOM", 5: "T
 
 def _orientation(path: Path) -> int | None:
     """A JPEG's EXIF orientation tag (None: none or unreadable)."""
-    from PIL import Image
 
     try:
-        with Image.open(path) as im:
+        with open_image(path, ("JPEG",)) as im:
             return im.getexif().get(0x0112)
     except Exception:
         return None

@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import InputFileError, TooLargeError, UsageError, summarize
-from ..io import DEFAULT_MAX_MEGAPIXELS, atomic_output, input_file, open_unlimited, over_pixel_limit
+from ..io import DEFAULT_MAX_MEGAPIXELS, atomic_output, input_file, open_image, over_pixel_limit
 
 CONVENTION = "normalized disparity, larger = nearer"
 PNG_SCALE = "value / 65535 = normalized disparity in [0, 1]"
@@ -122,9 +122,8 @@ def save_depth_map(path: str | Path, disparity: np.ndarray, preview: bool = Fals
 
 def read_png_metadata(path: str | Path) -> dict:
     """The photo3d text chunks of a depth PNG ({} when absent)."""
-    from PIL import Image
 
-    with Image.open(path) as im:
+    with open_image(path, ("PNG",)) as im:
         text = dict(getattr(im, "text", {}) or {})
     out = {k: v for k, v in text.items() if k.startswith("photo3d:")}
     if "photo3d" in text:
@@ -139,12 +138,11 @@ def saved_depth_ratio(path: str | Path) -> float | None:
     """The farthest / nearest depth that photo3d wrote into a depth PNG it made from measured depth
     (``depth_ratio``: a phone's depth map, a stereo pair), read from the header; None for any other
     file.  Given back as ``--depth``, the map then keeps its own relief instead of the default guess."""
-    from PIL import Image
 
     if Path(path).suffix.lower() != ".png":
         return None
     try:
-        with Image.open(path) as im:  # (our text chunks stand before the pixels)
+        with open_image(path, ("PNG",)) as im:  # (our text chunks stand before the pixels)
             ratio = float(json.loads(im.info.get("photo3d", "{}")).get("depth_ratio"))
     except Exception:  # no such chunk, not a number, not a PNG
         return None
@@ -157,7 +155,6 @@ def photo3d_kind(path: str | Path) -> str | None:
     ``"stereo still"`` (a JPEG or PNG tagged ``photo3d-stereo``: an earlier run's output folder
     inside the photos was converted again, each still as a 3D photo of its stereo pair) or ``"video"``
     (an animated WebP tagged ``photo3d-video``); else None.  Named as an input, each is used."""
-    from PIL import Image
 
     from ..video import VIDEO_TAG, stereo_layout_of
 
@@ -170,7 +167,7 @@ def photo3d_kind(path: str | Path) -> str | None:
     try:
         if not stat.S_ISREG(os.fstat(fd).st_mode):
             return None
-        with os.fdopen(fd, "rb", closefd=False) as f, Image.open(f) as im:
+        with os.fdopen(fd, "rb", closefd=False) as f, open_image(f) as im:
             info = im.info  # (lazy: the text chunks, comment or XMP before the pixels, where we write them)
             if im.format == "PNG" and (kind := kind_of(info)):
                 return kind
@@ -219,10 +216,10 @@ def _npy_problem(path: Path) -> str | None:
 
 def _is_image(path: Path) -> bool:
     """Whether Pillow knows ``path``'s format (its header only; a damaged or huge image is one too)."""
-    from PIL import Image, UnidentifiedImageError
+    from PIL import UnidentifiedImageError
 
     try:
-        with Image.open(path):
+        with open_image(path):
             return True
     except UnidentifiedImageError:
         return False
@@ -283,7 +280,7 @@ def load_depth_map(path: str | Path, max_megapixels: float | None = DEFAULT_MAX_
     if path.suffix.lower() == ".npy" and not _is_image(path):
         raise InputFileError("not a readable .npy depth map (no NumPy header)", path)
     try:
-        with open_unlimited(path) as im:  # (our own, clearer limit below)
+        with open_image(path) as im:  # (our own, clearer limit below)
             check_size(*im.size)
             im.load()
             if im.mode not in ("1", "L", "LA", "La", "I", "F", "RGB", "RGBA", "RGBa") and not im.mode.startswith("I;16"):
