@@ -17,7 +17,7 @@ import pytest
 from PIL import Image
 
 from helpers.cli import cli as _cli
-from helpers.photos import jpeg_12bit, lossless_jpeg, photo_rgb
+from helpers.photos import jpeg_12bit, jpeg_of_empty_scans, lossless_jpeg, photo_rgb
 from photo3d.errors import ExitCode, InputFileError, OutputError
 from photo3d.io import INVISIBLE, atomic_output, load_image, write_bytes_atomic
 
@@ -396,6 +396,22 @@ def test_only_photo_formats_are_decoded(tmp_path, monkeypatch):
         path = tmp_path / f"as_{fmt.lower()}.jpg"
         Image.fromarray(rgb).save(path, format=fmt)
         assert load_image(path).rgb.shape == rgb.shape
+
+
+def test_a_jpeg_of_thousands_of_scans_is_refused_before_decoding(tmp_path):
+    """Each scan of a progressive JPEG is decoded over the whole image: 5,000 empty scans (0.9 MB)
+    took 51 s at 100 MP (helper-63).  Counted before decoding; a file at the limit is read."""
+    from photo3d.depth.embedded import EmbeddedDepthError, decode_map_image
+    from photo3d.io import MAX_JPEG_SCANS
+
+    ok = jpeg_of_empty_scans(tmp_path / "ok.jpg", MAX_JPEG_SCANS - 1)  # (and its DC scan)
+    assert load_image(ok).rgb.shape == (48, 64, 3)
+    slow = jpeg_of_empty_scans(tmp_path / "slow.jpg", 5000)
+    with pytest.raises(InputFileError) as e:
+        load_image(slow)
+    _one_line_about(e.value, slow, "unsupported jpeg", "5,001 scans", f"at most {MAX_JPEG_SCANS:,}")
+    with pytest.raises(EmbeddedDepthError, match="5,001 scans"):  # (a depth map inside a photo)
+        decode_map_image(slow.read_bytes(), "GDepth", 10**6)
 
 
 JPEG_KINDS = {"baseline 4:2:0": {}, "baseline 4:4:4": {"subsampling": 0},

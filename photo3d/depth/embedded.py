@@ -57,7 +57,7 @@ import numpy as np
 
 from ..export import DIAGONAL_35MM
 from ..errors import InputFileError
-from ..io import Photo, no_pillow_pixel_limit, open_image, to_srgb
+from ..io import Photo, no_pillow_pixel_limit, open_image, to_srgb, too_many_scans
 
 SOURCES = ("auto", "embedded", "stereo", "model")
 
@@ -331,6 +331,8 @@ def decode_map_image(blob: bytes, what: str, max_px: int) -> np.ndarray:
     from PIL import UnidentifiedImageError
 
     _check_png_crcs(blob, what)
+    if blob[:2] == b"\xff\xd8" and (why := too_many_scans(blob)):
+        raise EmbeddedDepthError(f"{what}: a JPEG of {why}")
     try:
         with open_image(io.BytesIO(blob), ("PNG", "JPEG")) as im:  # (the size is checked here)
             check_map_size(im.size, max_px, what)

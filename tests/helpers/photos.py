@@ -115,6 +115,30 @@ def jpeg_12bit(path: Path, sof: int = 0xC1, w: int = 64, h: int = 48, bits: int 
     return path
 
 
+def jpeg_of_empty_scans(path: Path, scans: int, w: int = 64, h: int = 48) -> Path:
+    """A grey progressive JPEG (flat mid-grey) of a DC scan and ``scans`` AC scans that hold only
+    end-of-block codes: each scan a few bytes, each decoded over the whole image (thousands of them
+    take libjpeg minutes at 100 MP)."""
+
+    def segment(marker: int, body: bytes) -> bytes:
+        return bytes([0xFF, marker]) + (len(body) + 2).to_bytes(2, "big") + body
+
+    def bits(codes: str) -> bytes:  # a scan's data: the codes, padded with 1s
+        codes += "1" * (-len(codes) % 8)
+        data = bytes(int(codes[i : i + 8], 2) for i in range(0, len(codes), 8))
+        return data.replace(b"\xff", b"\xff\x00")
+
+    blocks = ((w + 7) // 8) * ((h + 7) // 8)
+    head = (b"\xff\xd8" + segment(0xDB, bytes([0] + [1] * 64))
+            + segment(0xC2, bytes([8]) + h.to_bytes(2, "big") + w.to_bytes(2, "big") + bytes([1, 1, 0x11, 0]))
+            + segment(0xC4, bytes([0x00, 1] + [0] * 15 + [0]))  # DC table: the one code "0", no difference
+            + segment(0xC4, bytes([0x10, 0, 1] + [0] * 14 + [0x00])))  # AC table: the one code "00", end of block
+    dc = segment(0xDA, bytes([1, 1, 0x00, 0, 0, 0])) + bits("0" * blocks)
+    ac = segment(0xDA, bytes([1, 1, 0x00, 1, 63, 0])) + bits("00" * blocks)
+    path.write_bytes(head + dc + ac * scans + b"\xff\xd9")
+    return path
+
+
 def lossless_jpeg(path: Path, rgb: np.ndarray) -> Path:
     """A lossless (SOF3) 8-bit JPEG of ``rgb`` (H x W x 3 uint8), written here byte by byte (no
     library writes one): predictor 1 (the pixel to the left; above at a row's start; 128 first),
