@@ -218,6 +218,26 @@ def test_a_wrong_model_file_says_what_it_is_and_a_model_of_another_kind_why_it_f
     runtime.clear_cache()
 
 
+def test_model_code_made_to_exhaust_the_parser_is_refused_naming_the_model(tmp_path):
+    """The code is parsed before the model loads: 360 bytes nested past the parser's depth were
+    "coffee.jpg: out of memory" (the photo blamed), 16 KB of dense code took 5 GB (helper-63)."""
+    import zipfile
+
+    deep, dense = tmp_path / "deep.pt", tmp_path / "dense.pt"
+    with zipfile.ZipFile(deep, "w") as z:
+        z.writestr("deep/code/__torch__.py", "x = " + "-" * 100_000 + "1\n")
+    with zipfile.ZipFile(dense, "w", zipfile.ZIP_DEFLATED) as z:
+        z.writestr("dense/code/__torch__.py", b"a=1\n" * (1 << 20))
+    assert dense.stat().st_size < 50_000
+    for path, reason in ((deep, "its code cannot be read"), (dense, "more than 256 KiB of code")):
+        with pytest.raises(ModelError, match=f"not a TorchScript depth model \\({reason}\\)"):
+            modelfile.check_archive(path)
+    runtime.clear_cache()
+    r = cli("depth", REPO / "examples" / "coffee.jpg", "-o", tmp_path / "d.png", "--model", deep)
+    assert r.exit_code == 1 and r.output == f"error: {deep}: not a TorchScript depth model (its code cannot be read)\n", r.output
+    runtime.clear_cache()
+
+
 def test_a_model_archive_of_compressed_code_is_not_inflated(tmp_path):
     """The static check read every code file of a --model archive whole: a zip bomb (a few KB
     inflating to gigabytes) filled the memory, and an encrypted entry was an internal error.
@@ -243,7 +263,7 @@ def test_a_model_archive_of_compressed_code_is_not_inflated(tmp_path):
     locked.write_bytes(bytes(data))
     import tracemalloc
 
-    for path, reason in ((bomb, "more than 16 MiB of code"), (liar, "a damaged entry: Bad CRC-32")):
+    for path, reason in ((bomb, "more than 256 KiB of code"), (liar, "a damaged entry: Bad CRC-32")):
         tracemalloc.start()
         try:
             with pytest.raises(ModelError, match=f"not a TorchScript depth model.*{reason}"):
@@ -253,7 +273,7 @@ def test_a_model_archive_of_compressed_code_is_not_inflated(tmp_path):
             tracemalloc.stop()
         assert peak < 32e6, f"{path.name}: {peak / 1e6:.0f} MB"  # (64 MB of code inflated, and decoded, before: 128 MB)
     src = REPO / "examples" / "coffee.jpg"
-    for path, reason in ((bomb, "more than 16 MiB of code"), (locked, "RuntimeError: File ")):
+    for path, reason in ((bomb, "more than 256 KiB of code"), (locked, "RuntimeError: File ")):
         runtime.clear_cache()
         r = cli("depth", src, "-o", tmp_path / "d.png", "--model", path)
         assert r.exit_code == 1, r.output
