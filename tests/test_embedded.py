@@ -89,9 +89,10 @@ def xmp_packet(body: str, namespaces: dict[str, str]) -> bytes:
 
 def gdepth_jpeg(photo: np.ndarray, depth: np.ndarray, fmt: str = "RangeInverse", mime: str = "image/png",
                 extended_chunk: int | None = 30_000, data: str | None = None, near: str | None = None,
-                map_bits: int = 16, drop_chunk: bool = False, far: str | None = None) -> bytes:
+                map_bits: int = 16, drop_chunk: bool = False, far: str | None = None, extra: str = "") -> bytes:
     """A JPEG with a GDepth depth map: the standard XMP names the format, the base64 data sits in
-    Extended XMP split into APP1 chunks of ``extended_chunk`` bytes (None: all in the main packet)."""
+    Extended XMP split into APP1 chunks of ``extended_chunk`` bytes (None: all in the main packet),
+    followed there by the XML ``extra``."""
     q = encode_range(depth, fmt, NEAR, FAR, 16 if mime == "image/png" and map_bits == 16 else 8)
     blob = image_bytes(q, "PNG" if mime == "image/png" else "JPEG")
     b64 = data if data is not None else base64.b64encode(blob).decode()
@@ -101,7 +102,7 @@ def gdepth_jpeg(photo: np.ndarray, depth: np.ndarray, fmt: str = "RangeInverse",
     if extended_chunk is None:
         main = xmp_packet(f'<rdf:Description {props} GDepth:Data="{b64}"/>', ns)
         return jpeg_with_segments(photo, [app1(E.XMP_HEADER + main)])
-    ext = xmp_packet(f'<rdf:Description GDepth:Data="{b64}"/>', ns)
+    ext = xmp_packet(f'<rdf:Description GDepth:Data="{b64}"/>{extra}', ns)
     guid = hashlib.md5(ext).hexdigest().upper().encode()
     main = xmp_packet(f'<rdf:Description {props} xmpNote:HasExtendedXMP="{guid.decode()}"/>', ns)
     segs = [app1(E.XMP_HEADER + main)]
@@ -301,6 +302,8 @@ def malformed_variants():
         # (a flipped byte in the image data decoded to other depth: Pillow skips those CRCs)
         "PNG data corrupted": lambda: gdepth_jpeg(photo, depth, data=base64.b64encode(_flip_idat_byte(
             image_bytes(encode_range(depth, "RangeInverse", NEAR, FAR)))).decode()),
+        # (63 MiB of "<a/>" in Extended XMP parsed into a 4 GB tree: helper-63)
+        "XMP of 250,000 elements": lambda: gdepth_jpeg(photo, depth, extra="<a/>" * 250_000),
     }
 
 

@@ -83,6 +83,10 @@ MIN_SPREAD_PX = 1.5
 # decoded (a few KB can claim gigapixels); small photos may carry maps up to this many pixels.
 MIN_MAP_LIMIT = 4_000_000
 MAX_ITEM_BYTES = 64 << 20  # an embedded map's bytes (Extended XMP, a Dynamic Depth item): far above any camera's
+# XMP's markup, counted before it is parsed (elements and attributes: each "<" and "="; a map's base64
+# data has neither but its padding): a camera writes tens, an editor's history thousands; 63 MiB of
+# "<a/>" parsed into 4 GB of tree (helper-63)
+MAX_XMP_MARKUP = 200_000
 HEAD_BYTES = MAX_ITEM_BYTES + (1 << 20)  # a JPEG's metadata (its segments before the image data) is read from this much
 # Stereo holes (occlusions, the margin only one view sees) keep their background-side fill with
 # this weight in the fusion with the network: on the constructed pair of tests/test_embedded.py,
@@ -240,6 +244,8 @@ def _parse_xml(xml: bytes) -> ET.Element:
             pos = i + 1
     parts.append(xml[pos:])
     xml = b"".join(parts).strip(b"\x00 \t\r\n")
+    if (markup := xml.count(b"<") + xml.count(b"=")) > MAX_XMP_MARKUP:
+        raise EmbeddedDepthError(f"XMP of {markup:,} elements and attributes, more than any photo's")
     try:
         return ET.fromstring(xml)
     except ET.ParseError as e:
