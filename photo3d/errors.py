@@ -82,6 +82,27 @@ def stderr_console():
     return _console
 
 
+# What torch 2.13 says of the machinery photo3d runs the depth models with (TorchScript, quantized
+# tensors): deprecation notes, not the user's to act on.  Filtered by message, process-wide, once:
+# a ``warnings.catch_warnings`` around each call is not thread-safe (it swaps the process's filters),
+# and the model loads in a thread beside the photo's work: a batch's per-photo record of warnings
+# caught them ("warning: photo.jpg: UserWarning: torch.quantize_per_tensor ... deprecated", helper-63)
+LIBRARY_NOISE = (
+    (r"`torch\.jit\.\w+` is deprecated", DeprecationWarning),
+    (r"torch\.quantize_per_tensor, torch\.quantize_per_channel and other quantized tensor creation", UserWarning),
+    (r"`isinstance\(treespec, LeafSpec\)` is deprecated", FutureWarning),
+)
+
+
+def ignore_library_noise() -> None:
+    """Filter :data:`LIBRARY_NOISE` out (first in the filters: also where everything else is
+    recorded); idempotent."""
+    import warnings
+
+    for message, category in LIBRARY_NOISE:
+        warnings.filterwarnings("ignore", message=message, category=category)
+
+
 def install_one_line_warnings() -> None:
     """Print any warning that reaches the top (a library's, not caught where it is raised) as one
     line ``warning: Category: message`` instead of Python's two-line block with a source line."""

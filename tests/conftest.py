@@ -14,6 +14,15 @@ if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
     signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
+def pytest_configure(config):
+    """pytest gives each test fresh warning filters: photo3d's process-wide filter of torch's
+    deprecation notes (``photo3d.errors.LIBRARY_NOISE``, set where torch is imported) as its own."""
+    from photo3d.errors import LIBRARY_NOISE
+
+    for message, category in LIBRARY_NOISE:
+        config.addinivalue_line("filterwarnings", f"ignore:{message}:{category.__name__}")
+
+
 @pytest.fixture(scope="session")
 def shared_dir() -> Path:
     if not (SHARED / "data").is_dir():

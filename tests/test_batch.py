@@ -1043,3 +1043,30 @@ def test_a_disk_already_full_stops_the_batch_before_any_work(tmp_path: Path, mon
     disk["left"] = None  # room again: the same command converts them all
     assert batch_command(counting, srcs, out, ".png") == 0
     assert started == ["p0.png", "p1.png", "p2.png"] and sorted(p.name for p in out.iterdir()) == ["p0.png", "p1.png", "p2.png"]
+
+
+def test_torch_deprecation_notes_from_the_model_loading_thread_are_not_a_photos_warnings(tmp_path):
+    """The depth model loads in a thread while a photo is worked on, whose warnings the batch
+    records (process-wide): torch's note on quantized tensors, raised in that thread, was shown as
+    the photo's ("warning: a.jpg: UserWarning: torch.quantize_per_tensor ... deprecated", now and
+    then; helper-63).  Filtered by message; the photo's own warnings are still recorded."""
+    import threading
+    import warnings
+
+    from photo3d.batch.task import Task, execute
+
+    def run(src, dst, options):
+        def loader():  # (what the model loader's first QNNPACK call says, once a process)
+            warnings.warn("torch.quantize_per_tensor, torch.quantize_per_channel and other quantized tensor creation "
+                          "functions that produce tensors with dtype torch.quint8 are deprecated", UserWarning)
+            warnings.warn("`torch.jit.load` is deprecated. Please switch to `torch.export`.", DeprecationWarning)
+
+        t = threading.Thread(target=loader)
+        t.start()
+        t.join()
+        warnings.warn("the photo's own", UserWarning)
+        dst.write_bytes(b"x")
+        return {}
+
+    r = execute(Task("noise", run), tmp_path / "a.jpg", tmp_path / "a.out")
+    assert r.report.get("warnings") == ["UserWarning: the photo's own"], r.report

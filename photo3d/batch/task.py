@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterable, Sequence
 
-from ..errors import ExitCode, ModelError, OutputError, Photo3DError, UsageError, one_line
+from ..errors import ExitCode, ModelError, OutputError, Photo3DError, UsageError, ignore_library_noise, one_line
 from ..io import confined_to, existing_folder
 from .result import Result, Status, msg
 
@@ -184,6 +184,7 @@ def execute(task: Task, src: Path, dst: Path, finish: bool = False) -> Result:
             raise full
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
+            ignore_library_noise()  # (before "always": the model may be loading in a thread meanwhile)
             with confined_to(task.out):
                 report = dict(func(src, dst, task.options) or {})
         if caught:  # (after the task's own warnings, if any)

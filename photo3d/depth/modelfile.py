@@ -23,14 +23,15 @@ from __future__ import annotations
 import ast
 import hashlib
 import json
-import warnings
 import zipfile
 from pathlib import Path
 
 import torch
 
 from ..defaults import MODELS_DIR
-from ..errors import ModelError, UsageError, printable, summarize
+from ..errors import ModelError, UsageError, ignore_library_noise, printable, summarize
+
+ignore_library_noise()  # (torch is here: its deprecation notes of TorchScript and quantized tensors)
 
 METADATA_FILE = "photo3d.json"  # TorchScript extra file holding the model's metadata
 DEFAULT_INPUT_SIZE = 384  # the network's input (longer side) when the metadata names none
@@ -43,7 +44,7 @@ def set_qnnpack() -> None:
     """Select the QNNPACK engine (before packing or loading INT8 weights).
 
     Also consumes torch 2.13's once-per-process C++ deprecation warning about quantized tensor
-    creation here, under a local warnings filter: raised later inside the TorchScript
+    creation here, its note filtered (:data:`photo3d.errors.LIBRARY_NOISE`): raised later inside the TorchScript
     interpreter it would bypass Python's filters and print to stderr.
     """
     global _warned
@@ -51,9 +52,7 @@ def set_qnnpack() -> None:
         torch.backends.quantized.engine = "qnnpack"
     if not _warned:
         _warned = True
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            torch.quantize_per_tensor(torch.zeros(1), 1.0, 0, torch.quint8)
+        torch.quantize_per_tensor(torch.zeros(1), 1.0, 0, torch.quint8)  # (its note filtered: LIBRARY_NOISE)
 
 
 def sha256_file(path: Path) -> str:
@@ -312,8 +311,7 @@ def save_model(scripted: torch.jit.ScriptModule, path: str | Path, meta: dict) -
     from ..io import atomic_output
 
     path = Path(path)
-    with atomic_output(path) as tmp, warnings.catch_warnings():
-        warnings.simplefilter("ignore")
+    with atomic_output(path) as tmp:
         torch.jit.save(scripted, str(tmp), _extra_files={METADATA_FILE: json.dumps(meta)})
     return path
 
@@ -329,9 +327,7 @@ def read_model(path: Path) -> tuple[torch.jit.ScriptModule, dict]:
     set_qnnpack()
     extra = {METADATA_FILE: ""}
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            module = torch.jit.load(str(path), map_location="cpu", _extra_files=extra)
+        module = torch.jit.load(str(path), map_location="cpu", _extra_files=extra)
     except Exception as e:
         raise ModelError(f"not a TorchScript depth model ({_load_error_reason(e)})", path) from e
     check_graphs(module, path)

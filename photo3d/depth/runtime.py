@@ -15,7 +15,6 @@ import contextlib
 import json
 import stat
 import threading
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -137,8 +136,7 @@ class DepthModel:
         # re-optimizes on the second (~0.4 s of CPU each) for the same quantized kernels in the
         # end; a net run once or a few times per process never earns that back (thread-local)
         with contextlib.nullcontext() if locked else self._run_lock, torch.inference_mode(), \
-                torch.jit.optimized_execution(False), warnings.catch_warnings():
-            warnings.simplefilter("ignore")
+                torch.jit.optimized_execution(False):
             y = self.module(x)
             self._warm = True
             return y

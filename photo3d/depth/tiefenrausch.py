@@ -27,7 +27,6 @@ The same network with dequantized float weights (for distillation) is built by
 from __future__ import annotations
 
 import struct
-import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator
@@ -467,9 +466,7 @@ def _modules(graph: Graph, ops: dict, other) -> list[nn.Module]:
 def build_int8_module(graph: Graph) -> nn.Module:
     """The quantized network as an eager nn.Module (QNNPACK packed weights)."""
     modelfile.set_qnnpack()
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        mods = _modules(graph, _INT8_OPS, _Dequantize)
+    mods = _modules(graph, _INT8_OPS, _Dequantize)
     return _Program(graph, mods).eval()
 
 
@@ -487,9 +484,7 @@ def import_tiefenrausch(folder: str | Path) -> torch.jit.ScriptModule:
     graph = read_graph(folder)
     try:  # a graph that decodes but does not fit together (unknown blobs, weights of the wrong shape)
         module = build_int8_module(graph)
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            scripted = torch.jit.script(module)
+        scripted = torch.jit.script(module)
     except (RuntimeError, ValueError, IndexError, KeyError, OverflowError) as e:  # (torch's shape errors, missing blobs)
         raise ModelError(f"corrupt Caffe2 NetDef: cannot rebuild the network ({type(e).__name__}: {e})", folder) from e
     return scripted
