@@ -1058,13 +1058,13 @@ def test_torch_deprecation_notes_from_the_model_loading_thread_are_not_a_photos_
     def run(src, dst, options):
         def loader():  # (what the model loader's first QNNPACK call says, once a process)
             warnings.warn("torch.quantize_per_tensor, torch.quantize_per_channel and other quantized tensor creation "
-                          "functions that produce tensors with dtype torch.quint8 are deprecated", UserWarning)
-            warnings.warn("`torch.jit.load` is deprecated. Please switch to `torch.export`.", DeprecationWarning)
+                          "functions that produce tensors with dtype torch.quint8 are deprecated", UserWarning, stacklevel=2)
+            warnings.warn("`torch.jit.load` is deprecated. Please switch to `torch.export`.", DeprecationWarning, stacklevel=2)
 
         t = threading.Thread(target=loader)
         t.start()
         t.join()
-        warnings.warn("the photo's own", UserWarning)
+        warnings.warn("the photo's own", UserWarning, stacklevel=2)
         dst.write_bytes(b"x")
         return {}
 
