@@ -28,7 +28,7 @@ from helpers.gltf import assert_valid_glb
 from helpers.batch_tasks import THUMB
 from helpers.cli import cli, cli_process, env
 from helpers.paths import REPO
-from helpers.photos import photo
+from helpers.photos import photo, photo_rgb
 from photo3d.export import read_glb
 
 
@@ -1409,3 +1409,22 @@ def test_a_model_that_gives_one_depth_everywhere_says_so(tmp_path, command, out)
     assert (f"warning: {src}: the depth model constant gave the same depth at nearly every pixel: the depth is flat "
             "(a photo of one even colour, or a broken model)") in lines(r.output)
     assert (tmp_path / out).is_file()
+
+
+def test_a_damaged_exif_in_a_folder_is_said_once_with_the_photos_name(tmp_path, tiny_depth_model):
+    """Pillow warns of a damaged EXIF block when it opens the file: the folder walk's look at each
+    header said it first, without a name ("warning: UserWarning: Tag data larger than file.
+    Skipping tag 274"), then the photo's read again with it (helper-63)."""
+    buf = io.BytesIO()
+    Image.fromarray(photo_rgb(64, 48)).save(buf, "JPEG")
+    ifd = struct.pack(">HHHII", 1, 0x0112, 3, 1000, 4096) + struct.pack(">I", 0)  # orientation: 1000 values past the end
+    exif = b"Exif\0\0" + b"MM\0*" + struct.pack(">I", 8) + ifd
+    data = buf.getvalue()
+    (tmp_path / "in").mkdir()
+    src = tmp_path / "in" / "a.jpg"
+    src.write_bytes(data[:2] + b"\xff\xe1" + struct.pack(">H", len(exif) + 2) + exif + data[2:])
+    r = cli("depth", tmp_path / "in", "-o", tmp_path / "out", "--model", tiny_depth_model)
+    assert r.exit_code == 0, r.output
+    said = [ln for ln in lines(r.output) if ln.startswith("warning")]
+    assert said and all(ln.startswith(f"warning: {src}: ") for ln in said), r.output
+    assert len(said) == len(set(said)), said

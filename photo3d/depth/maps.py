@@ -154,7 +154,10 @@ def photo3d_kind(path: str | Path) -> str | None:
     ``"depth map"`` or ``"preview"`` (a PNG with :data:`MAP_TAG` or :data:`PREVIEW_TAG`),
     ``"stereo still"`` (a JPEG or PNG tagged ``photo3d-stereo``: an earlier run's output folder
     inside the photos was converted again, each still as a 3D photo of its stereo pair) or ``"video"``
-    (an animated WebP tagged ``photo3d-video``); else None.  Named as an input, each is used."""
+    (an animated WebP tagged ``photo3d-video``); else None.  Named as an input, each is used.
+    Quiet: what Pillow says of a photo's header (its EXIF damaged) is said when the photo is read,
+    with its name (here, in the walk, it came without one)."""
+    import warnings
 
     from ..video import VIDEO_TAG, stereo_layout_of
 
@@ -167,15 +170,17 @@ def photo3d_kind(path: str | Path) -> str | None:
     try:
         if not stat.S_ISREG(os.fstat(fd).st_mode):
             return None
-        with os.fdopen(fd, "rb", closefd=False) as f, open_image(f) as im:
-            info = im.info  # (lazy: the text chunks, comment or XMP before the pixels, where we write them)
-            if im.format == "PNG" and (kind := kind_of(info)):
-                return kind
-            if stereo_layout_of(im.format, info):
-                return "stereo still"
-            if im.format == "WEBP" and VIDEO_TAG.encode() in bytes(info.get("xmp") or b""):
-                return "video"
-            return None
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # (the walk runs on the main thread: no other thread sets filters)
+            with os.fdopen(fd, "rb", closefd=False) as f, open_image(f) as im:
+                info = im.info  # (lazy: the text chunks, comment or XMP before the pixels, where we write them)
+                if im.format == "PNG" and (kind := kind_of(info)):
+                    return kind
+                if stereo_layout_of(im.format, info):
+                    return "stereo still"
+                if im.format == "WEBP" and VIDEO_TAG.encode() in bytes(info.get("xmp") or b""):
+                    return "video"
+                return None
     except Exception:  # not a readable image: a photo that fails with its own message later
         return None
     finally:
