@@ -652,7 +652,9 @@ def load_image(
         raise InputFileError("truncated image file", path)
     declared = None  # (w, h) as the file says, once it is open
     try:
-        with open_image(path) as im:  # (our own, clearer limit below)
+        # (our own, clearer limit below; Pillow's is lifted for the decode too: its TIFF reader
+        # checks it again there)
+        with no_pillow_pixel_limit(), open_image(path) as im:
             w, h = declared = im.size
             if over := over_pixel_limit(w, h, max_megapixels):
                 raise TooLargeError(f"too large ({over})", path)

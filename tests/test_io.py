@@ -970,3 +970,29 @@ def test_an_output_is_on_the_disk_before_it_gets_its_name(tmp_path, monkeypatch)
     (synced,), (renamed,) = [n for e, n in events if e == "fsync"], [n for e, n in events if e == "replace"]
     assert events.index(("fsync", synced)) < events.index(("replace", renamed)) and synced == renamed
     assert (tmp_path / "a.glb").read_bytes() == b"whole"
+
+
+def test_pillows_own_pixel_limit_plays_no_part(tmp_path, monkeypatch):
+    """photo3d checks sizes itself (--max-megapixels): Pillow's limit (89 MP: a warning; 179 MP: an
+    error) is lifted wherever a file is opened or decoded.  A 99 MP photo, within the default, was
+    "warning: DecompressionBombWarning" from the walk's and the stereo check's looks at its header,
+    and a TIFF's decode checks it again (helper-63).  Here at Pillow's limit of 1,000 pixels."""
+    from photo3d.depth.maps import load_depth_map, photo3d_kind
+
+    rgb = photo_rgb(64, 48)
+    frames = [Image.fromarray(rgb), Image.fromarray(255 - rgb)]
+    files = {}
+    for name, fmt in (("a.jpg", "JPEG"), ("a.png", "PNG"), ("a.tif", "TIFF"), ("a.gif", "GIF"), ("a.webp", "WEBP"),
+                      ("a.mpo", "MPO")):
+        files[name] = tmp_path / name
+        frames[0].save(files[name], format=fmt, **({} if fmt == "JPEG" else {"save_all": True, "append_images": frames[1:]}))
+    Image.fromarray(np.full((48, 64), 700, np.uint16)).save(tmp_path / "d.tif")
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 1000)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        for path in files.values():
+            assert load_image(path).rgb.shape == (48, 64, 3)
+            photo3d_kind(path)
+        assert load_depth_map(tmp_path / "d.tif").shape == (48, 64)
+    assert [str(w.message) for w in caught] == []
+    assert Image.MAX_IMAGE_PIXELS == 1000  # (lifted for the open and the decode only)

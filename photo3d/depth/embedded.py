@@ -340,7 +340,7 @@ def decode_map_image(blob: bytes, what: str, max_px: int) -> np.ndarray:
     if blob[:2] == b"\xff\xd8" and (why := too_many_scans(blob)):
         raise EmbeddedDepthError(f"{what}: a JPEG of {why}")
     try:
-        with open_image(io.BytesIO(blob), ("PNG", "JPEG")) as im:  # (the size is checked here)
+        with no_pillow_pixel_limit(), open_image(io.BytesIO(blob), ("PNG", "JPEG")) as im:  # (the size is checked here)
             check_map_size(im.size, max_px, what)
             im.load()
             if im.mode in ("P", "PA"):  # a palette's grey levels, not its indices
