@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Iterator
 
 import numpy as np
-from PIL import Image, ImageFile, ImageOps, PngImagePlugin, UnidentifiedImageError
+from PIL import Image, ImageFile, ImageOps, PngImagePlugin, TiffImagePlugin, UnidentifiedImageError
 
 from .defaults import MAX_MEGAPIXELS as DEFAULT_MAX_MEGAPIXELS  # noqa: F401  (re-exported)
 from .errors import InputFileError, OutputError, Photo3DError, TooLargeError, one_line
@@ -277,11 +277,15 @@ _TIFF_SAMPLE_KINDS = {1: "unsigned integer", 2: "signed integer", 3: "floating-p
                       6: "complex floating-point"}
 
 
-def _complete_tiff(path: Path) -> str | None:
-    """What a classic TIFF holds ("3 samples of 32-bit floating-point per pixel") when its first
-    directory and the strips or tiles it points to are all in the file: a TIFF no decoder here
-    reads is then of a kind it does not support, not damaged.  None when it is cut short, or
-    cannot be told."""
+# compressions of TIFFs that Pillow's libtiff does not decode, by name (others: by number)
+_TIFF_COMPRESSIONS = {33003: "JPEG 2000", 33005: "JPEG 2000", 34712: "JPEG 2000", 34887: "LERC", 50002: "JPEG XL"}
+
+
+def _unsupported_tiff(path: Path) -> str | None:
+    """Why a classic TIFF that Pillow does not open is not read ("unsupported TIFF (3 samples of
+    32-bit floating-point per pixel): ..."), when its first directory and the strips or tiles it
+    points to are all in the file: it is then of a kind not supported here, not damaged.  None when
+    it is cut short, or cannot be told."""
     try:
         with open(path, "rb") as f:
             data = f.read(64 << 20)  # (a directory at the end of a larger file: not told)
@@ -305,9 +309,12 @@ def _complete_tiff(path: Path) -> str | None:
         offsets, counts = tags.get(273) or tags.get(324), tags.get(279) or tags.get(325)  # strips, or tiles
         if not offsets or not counts or max(o + c for o, c in zip(offsets, counts)) > size:
             return None
+        if (compression := (tags.get(259) or [1])[0]) not in TiffImagePlugin.COMPRESSION_INFO:
+            name = _TIFF_COMPRESSIONS.get(compression, f"compression {compression}")
+            return f"unsupported TIFF ({name}, not read here): save it uncompressed, or with LZW or Deflate"
         bits, samples = (tags.get(258) or [1])[0], (tags.get(277) or [1])[0]
         kind = _TIFF_SAMPLE_KINDS.get((tags.get(339) or [1])[0], "unknown")
-        return f"{samples} sample{'s' if samples != 1 else ''} of {bits}-bit {kind} per pixel"
+        return f"unsupported TIFF ({samples} sample{'s' if samples != 1 else ''} of {bits}-bit {kind} per pixel): save it as 8- or 16-bit RGB"
     except (OSError, KeyError, ValueError):
         return None
 
@@ -713,8 +720,8 @@ def load_image(
         if path.suffix.lower() in HEIF_SUFFIXES and not HEIF_AVAILABLE:
             raise InputFileError('reading HEIC/HEIF needs pillow-heif: pip install "photo3d[heif]"', path) from e
         fmt = _announced_format(path)
-        if fmt == "TIFF" and (held := _complete_tiff(path)):  # whole, of a kind Pillow does not read
-            raise InputFileError(f"unsupported TIFF ({held}): save it as 8- or 16-bit RGB", path) from e
+        if fmt == "TIFF" and (why := _unsupported_tiff(path)):  # whole, of a kind Pillow does not read
+            raise InputFileError(why, path) from e
         if fmt == "JPEG" and (held := _unsupported_jpeg(path)):  # Pillow reads 8-bit JPEGs only
             raise InputFileError(_unsupported_jpeg_text(held), path) from e
         if fmt:  # e.g. a TIFF cut off before its directory (at its end)

@@ -630,6 +630,24 @@ def test_a_cut_off_webp_or_tiff_says_so(tmp_path, suffix, options, reason):
         assert str(e.value) == f"{path}: {reason}"
 
 
+@pytest.mark.parametrize("compression,name", [(34712, "JPEG 2000"), (12345, "compression 12345")])
+def test_a_tiff_in_a_compression_not_read_here_says_so(tmp_path, compression, name):
+    """A TIFF in JPEG 2000 (or LERC, JPEG XL, ...) compression was "unsupported TIFF (3 samples of
+    8-bit unsigned integer per pixel): save it as 8- or 16-bit RGB", which it was (helper-63)."""
+    path = tmp_path / "c.tif"
+    Image.fromarray(photo_rgb(64, 48)).save(path, compression="raw")
+    im = Image.open(path)
+    at = im.tag_v2  # (the Compression entry of the first directory: tag 259, SHORT, 1 value)
+    data = bytearray(path.read_bytes())
+    entry = data.find(struct.pack("<HHI", 259, 3, 1))
+    assert entry > 0 and at[259] == 1
+    data[entry + 8 : entry + 10] = struct.pack("<H", compression)
+    path.write_bytes(bytes(data))
+    with pytest.raises(InputFileError) as e:
+        load_image(path)
+    assert str(e.value) == f"{path}: unsupported TIFF ({name}, not read here): save it uncompressed, or with LZW or Deflate"
+
+
 @pytest.mark.parametrize("dtype,held", [(np.float32, "3 samples of 32-bit floating-point"), (np.int32, "3 samples of 32-bit signed integer")])
 def test_a_whole_tiff_of_a_kind_pillow_does_not_read_is_not_called_damaged(tmp_path, dtype, held):
     """A float or 32-bit integer RGB TIFF (HDR and scientific tools write them) that is all there
