@@ -1428,3 +1428,21 @@ def test_a_damaged_exif_in_a_folder_is_said_once_with_the_photos_name(tmp_path, 
     said = [ln for ln in lines(r.output) if ln.startswith("warning")]
     assert said and all(ln.startswith(f"warning: {src}: ") for ln in said), r.output
     assert len(said) == len(set(said)), said
+
+
+def test_photos_in_an_output_folder_inside_the_input_are_said(tmp_path, tiny_depth_model):
+    """``photo3d convert in/ -o in/sub/``: the output folder is not walked (its outputs are not
+    photos), but photos of the user's in it were left out without a word (helper-63)."""
+    photo(tmp_path / "in" / "a.png")
+    photo(tmp_path / "in" / "sub" / "b.png")
+    photo(tmp_path / "in" / "sub" / "deeper" / "c.png")
+    r = cli("convert", tmp_path / "in", "-o", tmp_path / "in" / "sub", "--model", tiny_depth_model)
+    assert r.exit_code == 0, r.output
+    said = [ln for ln in lines(r.output) if ln.startswith("warning")]
+    assert said == [f"warning: {tmp_path / 'in' / 'sub'}: skipped: the output folder, inside the input; its 2 photos "
+                    "are not converted"], r.output
+    assert (tmp_path / "in" / "sub" / "a.glb").is_file() and not (tmp_path / "in" / "sub" / "sub").exists()
+    (tmp_path / "in" / "sub" / "b.png").unlink()
+    (tmp_path / "in" / "sub" / "deeper" / "c.png").unlink()
+    r = cli("convert", tmp_path / "in", "-o", tmp_path / "in" / "sub", "--model", tiny_depth_model)
+    assert r.exit_code == 0 and not [ln for ln in lines(r.output) if ln.startswith("warning")], r.output  # (its GLBs: not said)

@@ -45,11 +45,14 @@ class PlanNotes:
     own: list[tuple[Path, str]] = field(default_factory=list)  # (path, "depth map" or "preview")
     # a photo met twice (a folder given under two names, a link to a photo met already): converted once
     twice: list[tuple[Path, Path]] = field(default_factory=list)  # (skipped path, the path converted)
+    inside: list[tuple[Path, int]] = field(default_factory=list)  # (the output folder inside an input, its photos)
 
     def warnings(self, globs: Sequence[str] = ()) -> list[str]:
         """One line per empty folder, one line for all the skipped depth maps."""
         match = f" matching {' or '.join(globs)}" if globs else ""
         out = [msg(p, f"holds no photos{match}; skipped") for p in self.empty]
+        out += [msg(p, f"skipped: the output folder, inside the input; its {n} photo{'s' if n > 1 else ''} "
+                       f"{'are' if n > 1 else 'is'} not converted") for p, n in self.inside]
         if len(self.own) == 1:
             (p, kind), = self.own
             out.append(msg(p, f"skipped: a {'depth ' if kind == 'preview' else ''}{kind} photo3d wrote, not a photo"))
@@ -89,6 +92,7 @@ def discover(
     exclude: Iterable[Path] = (),
     errors: list[tuple[Path, str]] | None = None,
     own: list[tuple[Path, str]] | None = None,
+    passed: list[Path] | None = None,
 ) -> Iterator[Path]:
     """Yield the image files under ``folder``, sorted, depth first.
 
@@ -98,7 +102,8 @@ def discover(
     path relative to ``folder`` or on the file name (case-insensitive; ``*`` crosses folders).
     Folders that cannot be listed are appended to ``errors`` as (path, reason).  Depth map PNGs
     that photo3d wrote (:func:`~photo3d.depth.maps.photo3d_kind`) are not photos: they are
-    skipped, and appended to ``own`` with their kind.
+    skipped, and appended to ``own`` with their kind.  The ``exclude`` folders met are appended
+    to ``passed``.
     """
     excluded = set()
     for p in exclude:
@@ -133,6 +138,8 @@ def discover(
                 st = os.stat(os.path.join(dirpath, d))
             except OSError:  # dangling link
                 continue
+            if (st.st_dev, st.st_ino) in excluded and passed is not None:
+                passed.append(Path(dirpath) / d)
             if (st.st_dev, st.st_ino) in visited or (st.st_dev, st.st_ino) in excluded:
                 continue
             keep.append(d)
@@ -256,7 +263,7 @@ def plan_jobs(
     globs: Sequence[str] = (),
     outputs: Callable[[Path], Sequence[Path]] | None = None,
     notes: PlanNotes | None = None,
-    walks: dict[Path, tuple[list[Path], list[tuple[Path, str]], list[Path]]] | None = None,
+    walks: dict[Path, tuple[list[Path], list[tuple[Path, str]], list[tuple[Path, str]], list[Path]]] | None = None,
     namesakes: dict[Path, dict[str, list[str]]] | None = None,
 ) -> list[Job]:
     """Map INPUT... to output paths.
@@ -272,8 +279,10 @@ def plan_jobs(
       (``a.jpg`` and ``a.png``; ``b.tif``'s preview and ``b.preview.jpg``) keep their full name
       (``a.jpg.glb``), then get numbered.  An output that would overwrite an input fails its job.
     * Inputs that are missing, or folders that cannot be listed, become jobs that fail.  Input
-      folders without photos, and photo3d's own depth maps met in a walk, go into ``notes``.
-    * ``walks``: input folder -> its walk (photos, walk errors, photo3d's own maps), filled and
+      folders without photos, photo3d's own depth maps met in a walk, and the output folder inside
+      an input when photos of the user's are in it, go into ``notes``.
+    * ``walks``: input folder -> its walk (photos, walk errors, photo3d's own maps, the output
+      folder met), filled and
       reused, so that planning several output formats walks (and reads) each folder once;
       ``namesakes`` likewise caches each input's folder's photos by name (:func:`_has_photo_sibling`).
     """
@@ -340,16 +349,20 @@ def plan_jobs(
             if walk is None:
                 walk_errors: list[tuple[Path, str]] = []
                 own: list[tuple[Path, str]] = []
-                walk = list(discover(inp, globs, exclude=[output], errors=walk_errors, own=own)), walk_errors, own
+                passed: list[Path] = []
+                found = list(discover(inp, globs, exclude=[output], errors=walk_errors, own=own, passed=passed))
+                walk = found, walk_errors, own, passed
                 if walks is not None:
                     walks[inp] = walk
-            found, walk_errors, own = walk
+            found, walk_errors, own, passed = walk
             for p in found:
                 add(Job(p, base / p.relative_to(inp).with_suffix(suffix)))
             for p, reason in walk_errors:
                 jobs.append(Job(p, base / p.relative_to(inp) if p != inp else base, msg(p, reason)))
             if notes is not None:
                 notes.own += own
+                # the output folder inside the input, with photos of the user's in it (not photo3d's)
+                notes.inside += [(d, n) for d in passed if (n := sum(1 for _ in discover(d, globs)))]
                 if not (found or own or walk_errors):
                     notes.empty.append(inp)
         else:
