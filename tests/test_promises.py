@@ -1446,3 +1446,20 @@ def test_photos_in_an_output_folder_inside_the_input_are_said(tmp_path, tiny_dep
     (tmp_path / "in" / "sub" / "deeper" / "c.png").unlink()
     r = cli("convert", tmp_path / "in", "-o", tmp_path / "in" / "sub", "--model", tiny_depth_model)
     assert r.exit_code == 0 and not [ln for ln in lines(r.output) if ln.startswith("warning")], r.output  # (its GLBs: not said)
+
+
+def test_summary_never_replaces_a_file_that_is_not_a_summary(tmp_path, tiny_depth_model):
+    """``--summary y.png`` over a photo of the user's that is no input of the run: replaced with
+    JSON, exit 0 (helper-63).  Refused, before any work; an earlier summary is replaced as always."""
+    src = photo(tmp_path / "in" / "a.png")
+    other = photo(tmp_path / "y.png")
+    before = other.read_bytes()
+    r = cli("convert", src.parent, "-o", tmp_path / "out", "--model", tiny_depth_model, "--summary", other)
+    assert r.exit_code == 2 and lines(r.output) == [
+        f"error: --summary {other}: is a file that is not a photo3d summary; choose another name (or remove that file)"], r.output
+    assert other.read_bytes() == before and not (tmp_path / "out").exists()
+    summary = tmp_path / "s.json"
+    for _ in range(2):  # (written, then replaced by the re-run)
+        r = cli("convert", src.parent, "-o", tmp_path / "out", "--model", tiny_depth_model, "--summary", summary)
+        assert r.exit_code == 0, r.output
+    assert json.loads(summary.read_text())["counts"]["skipped"] == 1

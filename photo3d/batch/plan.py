@@ -560,10 +560,21 @@ def check_reads(jobs: Sequence[Job], reads: Sequence[tuple[str, Path]]) -> None:
                 raise UsageError(f"output {printable(o)} would overwrite {what} {printable(path)}; choose another -o", j.src)
 
 
+def _is_summary(path: Path) -> bool:
+    """Whether ``path`` starts as the JSON of a photo3d ``--summary`` (``{"photo3d": VERSION, ...``)."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(256).lstrip()
+    except OSError:  # (unreadable: the write says why)
+        return True
+    return head.startswith(b"{") and head[1:].lstrip().startswith(b'"photo3d"')
+
+
 def check_summary_path(summary: Path, jobs: Sequence[Job], reads: Sequence[tuple[str, Path]] = ()) -> None:
     """``--summary FILE`` must not be ``-`` (as ``-o -``), anything but a file (a folder, a device,
-    a pipe, a symbolic link), an input (a photo, or a file the task reads: ``reads``), or a planned
-    output (the same guard as ``-o``)."""
+    a pipe, a symbolic link), an input (a photo, or a file the task reads: ``reads``), a planned
+    output (the same guard as ``-o``), or a file that is there and is not an earlier summary (a
+    photo, notes: it was replaced with JSON without a word)."""
     if str(summary) == "-":
         raise UsageError("--summary -: cannot write to standard output; give a file name")
     if os.path.islink(summary):  # (/dev/stdout is one: replaced, or written through onto an output)
@@ -587,6 +598,9 @@ def check_summary_path(summary: Path, jobs: Sequence[Job], reads: Sequence[tuple
     if any((d := os.path.abspath(o.parent).casefold()) == target or d.startswith(inside)
            for j in jobs if not j.error for o in j.outputs):
         raise UsageError(f"--summary {printable(summary)}: is the folder the outputs go into; choose another file")
+    if state == "done" and not _is_summary(summary):
+        raise UsageError(f"--summary {printable(summary)}: is a file that is not a photo3d summary; "
+                         "choose another name (or remove that file)")
 
 
 def check_writable(jobs: Sequence[Job], summary: Path | None = None, output: str | Path | None = None) -> list[Job]:
