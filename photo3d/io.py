@@ -13,6 +13,7 @@ import contextlib
 import contextvars
 import functools
 import io
+import mmap
 import os
 import re
 import stat
@@ -92,15 +93,95 @@ PngImagePlugin.MAX_TEXT_CHUNK = max(PngImagePlugin.MAX_TEXT_CHUNK, PNG_CHUNK_LIM
 # those is "not an image" here.  (An MPO opens as JPEG; GIF: a photo named as input, a folder walk
 # passes it by.)
 PHOTO_FORMATS = ("JPEG", "PNG", "TIFF", "WEBP", "BMP", "GIF") + (("HEIF",) if HEIF_AVAILABLE else ())
+READ_FORMATS = "JPEG, PNG, TIFF, WebP, BMP, GIF and HEIC"  # (as a message says it)
+
+
+class RefusedImage(ValueError):
+    """An image refused before it is decoded, of a kind made to be slow or to reach little-used
+    code (its message says why)."""
+
+
+# A progressive JPEG has about 10 scans (a camera's, an optimiser's); libjpeg decodes each scan
+# over the whole image, so a few hundred KB of empty scans took minutes (5,000 of 100 MP: 51 s,
+# 1.5 GB; helper-63).  Counted before decoding by walking the markers to the image's end (as
+# libjpeg-turbo's djpeg -maxscans guards): here at 100 MP at most ~10 s.
+MAX_JPEG_SCANS = 1000
+_ENTROPY_END = re.compile(rb"\xff[^\x00\xd0-\xd7\xff]")  # in scan data, 0xFF is followed by 0x00 or a restart marker
+# TIFF compressions decoded here (none, LZW, JPEG, Deflate, PackBits, CCITT for bilevel scans):
+# libtiff's others (ThunderScan, SGILog, old-style JPEG, LZMA, ...) are little-used code
+TIFF_COMPRESSIONS = {1, 2, 3, 4, 5, 7, 8, 32773, 32946}
+
+
+def jpeg_scan_count(buf, start: int = 0, limit: int = MAX_JPEG_SCANS) -> int:
+    """The scans of the JPEG image at ``start`` of ``buf`` (bytes, or an mmap), by its markers up
+    to its end (EOI, or where its structure ends); counting stops once past ``limit``.  Segments
+    are skipped by their length (a comment holding marker bytes is not a scan), scan data up to the
+    next marker."""
+    n, pos, end = 0, start + 2, len(buf)
+    while pos + 1 < end and n <= limit:
+        if buf[pos] != 0xFF:
+            break
+        kind = buf[pos + 1]
+        if kind == 0xFF:  # fill byte
+            pos += 1
+            continue
+        if kind == 0xD9:  # EOI
+            break
+        if kind == 0x01 or 0xD0 <= kind <= 0xD8:  # standalone markers
+            pos += 2
+            continue
+        if pos + 4 > end:
+            break
+        pos += 2 + int.from_bytes(buf[pos + 2 : pos + 4], "big")
+        if kind == 0xDA:
+            n += 1
+            m = _ENTROPY_END.search(buf, pos)
+            if m is None:
+                break
+            pos = m.start()
+    return n
+
+
+def _refuse_slow(im: Image.Image, source) -> None:
+    """:class:`RefusedImage` for a JPEG (or each image of an MPO) of more than
+    :data:`MAX_JPEG_SCANS` scans, and a TIFF in a compression not in :data:`TIFF_COMPRESSIONS`."""
+    if im.format == "TIFF":
+        c = im.tag_v2.get(259, 1)
+        if c not in TIFF_COMPRESSIONS:
+            name = _TIFF_COMPRESSION_NAMES.get(c, f"compression {c}")
+            raise RefusedImage(f"unsupported TIFF ({name}, not read here): save it uncompressed, or with LZW or Deflate")
+        return
+    if im.format not in ("JPEG", "MPO"):
+        return
+    starts = list(getattr(im, "_MpoImageFile__mpoffsets", None) or [0])  # (Pillow's offsets of an MPO's images)
+    with contextlib.ExitStack() as stack:
+        if isinstance(source, (bytes, bytearray, memoryview)):
+            buf = source
+        elif isinstance(source, io.BytesIO):
+            buf = source.getbuffer()
+            stack.callback(buf.release)
+        else:
+            f = stack.enter_context(open(source, "rb")) if isinstance(source, (str, os.PathLike)) else source
+            buf = stack.enter_context(mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ))
+        n = sum(jpeg_scan_count(buf, s) for s in starts if 0 <= s < len(buf))
+    if n > MAX_JPEG_SCANS:
+        raise RefusedImage(f"unsupported JPEG: more than {MAX_JPEG_SCANS:,} scans, where a progressive JPEG has about 10")
 
 
 def open_image(source, formats: tuple[str, ...] = PHOTO_FORMATS) -> Image.Image:
     """``Image.open`` of the ``formats`` photo3d reads, without Pillow's own pixel limit and its
     warning: the caller checks the size itself before decoding (with a clearer message, against
     --max-megapixels), or reads the header only.  (The limit is lifted for the open alone, not in a
-    warnings filter: ``warnings.catch_warnings`` is not thread-safe, the model loads beside it.)"""
+    warnings filter: ``warnings.catch_warnings`` is not thread-safe, the model loads beside it.)
+    :class:`RefusedImage` for a JPEG of thousands of scans or a TIFF in a rare compression."""
     with no_pillow_pixel_limit():
-        return Image.open(source, formats=formats)
+        im = Image.open(source, formats=formats)
+    try:
+        _refuse_slow(im, source)
+    except BaseException:
+        im.close()
+        raise
+    return im
 
 
 @contextlib.contextmanager
@@ -278,7 +359,9 @@ _TIFF_SAMPLE_KINDS = {1: "unsigned integer", 2: "signed integer", 3: "floating-p
 
 
 # compressions of TIFFs that Pillow's libtiff does not decode, by name (others: by number)
-_TIFF_COMPRESSIONS = {33003: "JPEG 2000", 33005: "JPEG 2000", 34712: "JPEG 2000", 34887: "LERC", 50002: "JPEG XL"}
+_TIFF_COMPRESSION_NAMES = {6: "old-style JPEG", 32809: "ThunderScan", 33003: "JPEG 2000", 33005: "JPEG 2000",
+                           34676: "SGILog", 34677: "SGILog24", 34712: "JPEG 2000", 34887: "LERC", 34925: "LZMA",
+                           50000: "Zstandard", 50001: "WebP", 50002: "JPEG XL"}
 
 
 def _unsupported_tiff(path: Path) -> str | None:
@@ -310,7 +393,7 @@ def _unsupported_tiff(path: Path) -> str | None:
         if not offsets or not counts or max(o + c for o, c in zip(offsets, counts)) > size:
             return None
         if (compression := (tags.get(259) or [1])[0]) not in TiffImagePlugin.COMPRESSION_INFO:
-            name = _TIFF_COMPRESSIONS.get(compression, f"compression {compression}")
+            name = _TIFF_COMPRESSION_NAMES.get(compression, f"compression {compression}")
             return f"unsupported TIFF ({name}, not read here): save it uncompressed, or with LZW or Deflate"
         bits, samples = (tags.get(258) or [1])[0], (tags.get(277) or [1])[0]
         kind = _TIFF_SAMPLE_KINDS.get((tags.get(339) or [1])[0], "unknown")
@@ -448,22 +531,6 @@ def _jpeg_prefix(path: Path, size: tuple[int, int]) -> bytes:
     kilobytes on disk) is not read whole into memory, nor copied."""
     with open(path, "rb") as f:
         return f.read((64 << 20) + 8 * size[0] * size[1])
-
-
-# A progressive JPEG has about 10 scans (a camera's, an optimiser's); libjpeg decodes each scan
-# over the whole image, so a few hundred KB of empty scans took minutes (5,000 of 100 MP: 51 s,
-# 1.5 GB).  Counted before decoding, as libjpeg-turbo's djpeg -maxscans does; here at 100 MP at most
-# ~10 s.  (The SOS marker cannot stand inside entropy-coded data: 0xFF there is followed by 0x00.)
-MAX_JPEG_SCANS = 1000
-
-
-def too_many_scans(data: bytes) -> str | None:
-    """Why the JPEG ``data`` is refused before it is decoded (more than :data:`MAX_JPEG_SCANS`
-    scans), else None."""
-    n = data.count(b"\xff\xda")
-    if n <= MAX_JPEG_SCANS:
-        return None
-    return f"{n:,} scans; photo3d reads at most {MAX_JPEG_SCANS:,} (a progressive JPEG has about 10)"
 
 
 def _jpeg_scans(data: bytes, to_eoi: bool = False) -> _Scans | None:
@@ -665,8 +732,6 @@ def load_image(
             w, h = declared = im.size
             if over := over_pixel_limit(w, h, max_megapixels):
                 raise TooLargeError(f"too large ({over})", path)
-            if im.format in ("JPEG", "MPO") and (why := too_many_scans(_jpeg_prefix(path, (w, h)))):
-                raise InputFileError(f"unsupported JPEG: {why}", path)
             draft = None
             if max_side is not None and im.format == "JPEG" and max(w, h) > max_side:
                 draft = ("RGB", (max_side, max_side))
@@ -716,6 +781,8 @@ def load_image(
             rgb, alpha, clear_warning = _rgb8_and_alpha(im)
     except InputFileError:
         raise
+    except RefusedImage as e:
+        raise InputFileError(str(e), path) from None
     except UnidentifiedImageError as e:
         if path.suffix.lower() in HEIF_SUFFIXES and not HEIF_AVAILABLE:
             raise InputFileError('reading HEIC/HEIF needs pillow-heif: pip install "photo3d[heif]"', path) from e
@@ -726,7 +793,7 @@ def load_image(
             raise InputFileError(_unsupported_jpeg_text(held), path) from e
         if fmt:  # e.g. a TIFF cut off before its directory (at its end)
             raise InputFileError(f"damaged or truncated {fmt} file (its header cannot be read)", path) from e
-        raise InputFileError("not an image (unknown or unsupported format)", path) from e
+        raise InputFileError(f"not an image (unknown or unsupported format; photo3d reads {READ_FORMATS})", path) from e
     except PermissionError as e:
         raise InputFileError("unreadable (permission denied)", path) from e
     except (OSError, SyntaxError, ValueError, EOFError) as e:

@@ -418,3 +418,17 @@ def test_depth_format_is_read_as_converts_and_given_once(tmp_path):
     r = _cli("depth", src, "-o", tmp_path / "o2", "--format", "NPY", "--format", ".npy")
     assert r.exit_code == 0, r.output
     assert sorted(p.name for p in (tmp_path / "o2").iterdir()) == ["c.npy"]
+
+
+def test_a_16_bit_pgm_depth_map_is_read(tmp_path):
+    """Depth maps of other tools are often 16-bit PGM: read (as PNG and TIFF); other formats that
+    are no photos (an EPS: Ghostscript) are not opened."""
+    from PIL import Image
+
+    a = (np.arange(48 * 64).reshape(48, 64) * 20).astype(np.uint16)
+    Image.fromarray(a).save(tmp_path / "d.pgm")
+    got = load_depth_map(tmp_path / "d.pgm")
+    assert np.allclose(got * 65535.0, a, atol=0.5)
+    (tmp_path / "d.eps").write_bytes(b"%!PS-Adobe-3.0 EPSF-3.0\n%%BoundingBox: 0 0 60 40\nshowpage\n")
+    with pytest.raises(InputFileError, match="not a readable depth map image"):
+        load_depth_map(tmp_path / "d.eps")

@@ -304,6 +304,9 @@ def malformed_variants():
             image_bytes(encode_range(depth, "RangeInverse", NEAR, FAR)))).decode()),
         # (63 MiB of "<a/>" in Extended XMP parsed into a 4 GB tree: helper-63)
         "XMP of 250,000 elements": lambda: gdepth_jpeg(photo, depth, extra="<a/>" * 250_000),
+        # (65 characters of markup declaring entities built 18 million elements: helper-64)
+        "XMP declaring entities": lambda: gdepth_jpeg(photo, depth).replace(
+            b"<x:xmpmeta", b'<!DOCTYPE x [<!ENTITY a "<b/><b/>">]><x:xmpmeta', 1),
     }
 
 

@@ -402,16 +402,37 @@ def test_a_jpeg_of_thousands_of_scans_is_refused_before_decoding(tmp_path):
     """Each scan of a progressive JPEG is decoded over the whole image: 5,000 empty scans (0.9 MB)
     took 51 s at 100 MP (helper-63).  Counted before decoding; a file at the limit is read."""
     from photo3d.depth.embedded import EmbeddedDepthError, decode_map_image
-    from photo3d.io import MAX_JPEG_SCANS
+    from photo3d.io import MAX_JPEG_SCANS, RefusedImage
+    from photo3d.render import check_textures
+
+    from photo3d.depth.maps import load_depth_map
 
     ok = jpeg_of_empty_scans(tmp_path / "ok.jpg", MAX_JPEG_SCANS - 1)  # (and its DC scan)
     assert load_image(ok).rgb.shape == (48, 64, 3)
     slow = jpeg_of_empty_scans(tmp_path / "slow.jpg", 5000)
-    with pytest.raises(InputFileError) as e:
-        load_image(slow)
-    _one_line_about(e.value, slow, "unsupported jpeg", "5,001 scans", f"at most {MAX_JPEG_SCANS:,}")
-    with pytest.raises(EmbeddedDepthError, match="5,001 scans"):  # (a depth map inside a photo)
-        decode_map_image(slow.read_bytes(), "GDepth", 10**6)
+    # the same scans, each after a comment segment: a count of the file's first 64 MiB missed them
+    # (here the comments hold SOS marker bytes instead: counted as scans by a plain byte count)
+    data = slow.read_bytes()
+    com = b"\xff\xfe" + (2 + 64).to_bytes(2, "big") + b"\xff\xda" * 32
+    padded = tmp_path / "padded.jpg"
+    padded.write_bytes(data[:2] + data[2:].replace(b"\xff\xda", com + b"\xff\xda"))
+    for path in (slow, padded):
+        with pytest.raises(InputFileError) as e:
+            load_image(path)
+        _one_line_about(e.value, path, "unsupported jpeg", f"more than {MAX_JPEG_SCANS:,} scans")
+    with pytest.raises(InputFileError, match=f"more than {MAX_JPEG_SCANS:,} scans"):  # (a --depth map)
+        load_depth_map(slow)
+    with pytest.raises(EmbeddedDepthError, match=f"more than {MAX_JPEG_SCANS:,} scans"):  # (a depth map inside a photo)
+        decode_map_image(data, "GDepth", 10**6)
+    with pytest.raises(RefusedImage):  # (a GLB's texture: 55 s of a 0.9 MB GLB, helper-64)
+        check_textures({"textures": [{"source": 0}], "images": [{"bufferView": 0}],
+                        "bufferViews": [{"buffer": 0, "byteLength": len(data)}]}, data, 100)
+    # marker bytes in comments or in a trailer (a motion photo's video after the image) are not scans
+    few = jpeg_of_empty_scans(tmp_path / "few.jpg", 10).read_bytes()
+    quoted = tmp_path / "quoted.jpg"
+    quoted.write_bytes(few[:2] + b"\xff\xfe" + (2 + 4000).to_bytes(2, "big") + b"\xff\xda" * 2000 + few[2:]
+                       + b"\xff\xda" * 2000)
+    assert load_image(quoted).rgb.shape == (48, 64, 3)
 
 
 JPEG_KINDS = {"baseline 4:2:0": {}, "baseline 4:4:4": {"subsampling": 0},
@@ -630,10 +651,13 @@ def test_a_cut_off_webp_or_tiff_says_so(tmp_path, suffix, options, reason):
         assert str(e.value) == f"{path}: {reason}"
 
 
-@pytest.mark.parametrize("compression,name", [(34712, "JPEG 2000"), (12345, "compression 12345")])
+@pytest.mark.parametrize("compression,name", [(34712, "JPEG 2000"), (12345, "compression 12345"), (32809, "ThunderScan"),
+                                              (34676, "SGILog")])
 def test_a_tiff_in_a_compression_not_read_here_says_so(tmp_path, compression, name):
     """A TIFF in JPEG 2000 (or LERC, JPEG XL, ...) compression was "unsupported TIFF (3 samples of
-    8-bit unsigned integer per pixel): save it as 8- or 16-bit RGB", which it was (helper-63)."""
+    8-bit unsigned integer per pixel): save it as 8- or 16-bit RGB", which it was (helper-63); one in
+    a compression libtiff reads but few files use (ThunderScan, SGILog, ...) reached that little-used
+    code (helper-64): refused before decoding."""
     path = tmp_path / "c.tif"
     Image.fromarray(photo_rgb(64, 48)).save(path, compression="raw")
     im = Image.open(path)

@@ -220,7 +220,8 @@ def test_a_wrong_model_file_says_what_it_is_and_a_model_of_another_kind_why_it_f
 
 def test_model_code_made_to_exhaust_the_parser_is_refused_naming_the_model(tmp_path):
     """The code is parsed before the model loads: 360 bytes nested past the parser's depth were
-    "coffee.jpg: out of memory" (the photo blamed), 16 KB of dense code took 5 GB (helper-63)."""
+    "coffee.jpg: out of memory" (the photo blamed), 16 KB of dense code took 5 GB (helper-63);
+    loops that the TorchScript compiler unrolls are refused too."""
     import zipfile
 
     deep, dense = tmp_path / "deep.pt", tmp_path / "dense.pt"
@@ -232,6 +233,13 @@ def test_model_code_made_to_exhaust_the_parser_is_refused_naming_the_model(tmp_p
     for path, reason in ((deep, "its code cannot be read"), (dense, "more than 256 KiB of code")):
         with pytest.raises(ModelError, match=f"not a TorchScript depth model \\({reason}\\)"):
             modelfile.check_archive(path)
+    # TorchScript unrolls loops over literal tuples as it compiles: six nested in 1.5 KB of code
+    # passed 8 minutes and 4 GB (helper-64)
+    unroll = tmp_path / "unroll.pt"
+    with zipfile.ZipFile(unroll, "w") as z:
+        z.writestr("unroll/code/__torch__.py", "def f(x: int) -> int:\n    for a in (1, 2, 3):\n        x = x + a\n    return x\n")
+    with pytest.raises(ModelError, match="model uses a loop over a literal tuple"):
+        modelfile.check_archive(unroll)
     runtime.clear_cache()
     r = cli("depth", REPO / "examples" / "coffee.jpg", "-o", tmp_path / "d.png", "--model", deep)
     assert r.exit_code == 1 and r.output == f"error: {deep}: not a TorchScript depth model (its code cannot be read)\n", r.output

@@ -57,7 +57,7 @@ import numpy as np
 
 from ..export import DIAGONAL_35MM
 from ..errors import InputFileError
-from ..io import Photo, no_pillow_pixel_limit, open_image, to_srgb, too_many_scans
+from ..io import Photo, RefusedImage, no_pillow_pixel_limit, open_image, to_srgb
 
 SOURCES = ("auto", "embedded", "stereo", "model")
 
@@ -246,6 +246,8 @@ def _parse_xml(xml: bytes) -> ET.Element:
     xml = b"".join(parts).strip(b"\x00 \t\r\n")
     if (markup := xml.count(b"<") + xml.count(b"=")) > MAX_XMP_MARKUP:
         raise EmbeddedDepthError(f"XMP of {markup:,} elements and attributes, more than any photo's")
+    if b"<!DOCTYPE" in xml or b"<!ENTITY" in xml:  # (XMP allows none; entities multiply a few bytes: helper-64)
+        raise EmbeddedDepthError("XMP with a document type or entity declarations, which XMP does not allow")
     try:
         return ET.fromstring(xml)
     except ET.ParseError as e:
@@ -337,8 +339,6 @@ def decode_map_image(blob: bytes, what: str, max_px: int) -> np.ndarray:
     from PIL import UnidentifiedImageError
 
     _check_png_crcs(blob, what)
-    if blob[:2] == b"\xff\xd8" and (why := too_many_scans(blob)):
-        raise EmbeddedDepthError(f"{what}: a JPEG of {why}")
     try:
         with no_pillow_pixel_limit(), open_image(io.BytesIO(blob), ("PNG", "JPEG")) as im:  # (the size is checked here)
             check_map_size(im.size, max_px, what)
@@ -349,6 +349,8 @@ def decode_map_image(blob: bytes, what: str, max_px: int) -> np.ndarray:
             a = np.asarray(im)
     except EmbeddedDepthError:
         raise
+    except RefusedImage as e:
+        raise EmbeddedDepthError(f"{what}: {e}") from None
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError, EOFError) as e:
         raise EmbeddedDepthError(f"{what}: undecodable image ({type(e).__name__})") from None
     if a.ndim == 3:

@@ -19,7 +19,8 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import InputFileError, TooLargeError, UsageError, summarize
-from ..io import DEFAULT_MAX_MEGAPIXELS, atomic_output, input_file, no_pillow_pixel_limit, open_image, over_pixel_limit
+from ..io import (DEFAULT_MAX_MEGAPIXELS, PHOTO_FORMATS, atomic_output, input_file, no_pillow_pixel_limit,
+                  open_image, over_pixel_limit)
 
 CONVENTION = "normalized disparity, larger = nearer"
 PNG_SCALE = "value / 65535 = normalized disparity in [0, 1]"
@@ -285,7 +286,8 @@ def load_depth_map(path: str | Path, max_megapixels: float | None = DEFAULT_MAX_
     if path.suffix.lower() == ".npy" and not _is_image(path):
         raise InputFileError("not a readable .npy depth map (no NumPy header)", path)
     try:
-        with no_pillow_pixel_limit(), open_image(path) as im:  # (our own, clearer limit below)
+        # (our own, clearer limit below; PGM too: other tools write 16-bit depth maps so)
+        with no_pillow_pixel_limit(), open_image(path, PHOTO_FORMATS + ("PPM",)) as im:
             check_size(*im.size)
             im.load()
             if im.mode not in ("1", "L", "LA", "La", "I", "F", "RGB", "RGBA", "RGBa") and not im.mode.startswith("I;16"):
