@@ -168,14 +168,18 @@ def _refuse_slow(im: Image.Image, source) -> None:
         raise RefusedImage(f"unsupported JPEG: more than {MAX_JPEG_SCANS:,} scans, where a progressive JPEG has about 10")
 
 
-def open_image(source, formats: tuple[str, ...] = PHOTO_FORMATS) -> Image.Image:
+def open_image(source, formats: tuple[str, ...] = PHOTO_FORMATS, header_only: bool = False) -> Image.Image:
     """``Image.open`` of the ``formats`` photo3d reads, without Pillow's own pixel limit and its
     warning: the caller checks the size itself before decoding (with a clearer message, against
     --max-megapixels), or reads the header only.  (The limit is lifted for the open alone, not in a
     warnings filter: ``warnings.catch_warnings`` is not thread-safe, the model loads beside it.)
-    :class:`RefusedImage` for a JPEG of thousands of scans or a TIFF in a rare compression."""
+    :class:`RefusedImage` for a JPEG of thousands of scans or a TIFF in a rare compression, unless
+    ``header_only`` (the caller reads the header, never the pixels: a JPEG's scans are then not
+    walked, which reads the whole file)."""
     with no_pillow_pixel_limit():
         im = Image.open(source, formats=formats)
+    if header_only:
+        return im
     try:
         _refuse_slow(im, source)
     except BaseException:

@@ -28,7 +28,7 @@ def _input_bytes(src: Path) -> bytes:
     the driver's memory and the cluster's object store."""
     st = input_file(src, "an image")
     try:
-        with open_image(src) as im:
+        with open_image(src, header_only=True) as im:
             w, h = im.size
             frames = max(1, int(getattr(im, "n_frames", 1) or 1))  # (a TIFF's pages, an animation's frames)
     except Exception:  # not an image Pillow opens here: the local run's own line (read from its header) ...

@@ -782,7 +782,7 @@ def stereo_layout(path: Path) -> str | None:
     from ..video import stereo_layout_of
 
     try:
-        with open_image(path) as im:
+        with open_image(path, header_only=True) as im:
             return stereo_layout_of(im.format, im.info)
     except Exception:
         return None
@@ -915,7 +915,7 @@ def _orientation(path: Path) -> int | None:
     """A JPEG's EXIF orientation tag (None: none or unreadable)."""
 
     try:
-        with open_image(path, ("JPEG",)) as im:
+        with open_image(path, ("JPEG",), header_only=True) as im:
             return im.getexif().get(0x0112)
     except Exception:
         return None

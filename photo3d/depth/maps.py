@@ -173,7 +173,7 @@ def photo3d_kind(path: str | Path) -> str | None:
             return None
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # (the walk runs on the main thread: no other thread sets filters)
-            with os.fdopen(fd, "rb", closefd=False) as f, open_image(f) as im:
+            with os.fdopen(fd, "rb", closefd=False) as f, open_image(f, header_only=True) as im:
                 info = im.info  # (lazy: the text chunks, comment or XMP before the pixels, where we write them)
                 if im.format == "PNG" and (kind := kind_of(info)):
                     return kind
@@ -225,7 +225,7 @@ def _is_image(path: Path) -> bool:
     from PIL import UnidentifiedImageError
 
     try:
-        with open_image(path):
+        with open_image(path, header_only=True):
             return True
     except UnidentifiedImageError:
         return False
