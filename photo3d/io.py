@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Iterator
 
 import numpy as np
-from PIL import Image, ImageFile, ImageOps, PngImagePlugin, TiffImagePlugin, UnidentifiedImageError
+from PIL import Image, ImageFile, ImageOps, PngImagePlugin, UnidentifiedImageError
 
 from .defaults import MAX_MEGAPIXELS as DEFAULT_MAX_MEGAPIXELS  # noqa: F401  (re-exported)
 from .errors import InputFileError, OutputError, Photo3DError, TooLargeError, one_line
@@ -112,13 +112,13 @@ _ENTROPY_END = re.compile(rb"\xff[^\x00\xd0-\xd7\xff]")  # in scan data, 0xFF is
 TIFF_COMPRESSIONS = {1, 2, 3, 4, 5, 7, 8, 32773, 32946}
 
 
-def jpeg_scan_count(buf, start: int = 0, limit: int = MAX_JPEG_SCANS) -> int:
-    """The scans of the JPEG image at ``start`` of ``buf`` (bytes, or an mmap), by its markers up
-    to its end (EOI, or where its structure ends); counting stops once past ``limit``.  Segments
-    are skipped by their length (a comment holding marker bytes is not a scan), scan data up to the
-    next marker."""
-    n, pos, end = 0, start + 2, len(buf)
-    while pos + 1 < end and n <= limit:
+def jpeg_markers(buf, start: int = 0) -> Iterator[tuple[int, int, int]]:
+    """(marker, payload start, payload end) of each segment of the JPEG image at ``start`` of
+    ``buf`` (bytes, or an mmap), up to its end (EOI, or where its structure ends).  Segments are
+    skipped by their length (a comment holding marker bytes is not a scan), a scan's data up to
+    the next marker."""
+    pos, end = start + 2, len(buf)
+    while pos + 4 <= end:
         if buf[pos] != 0xFF:
             break
         kind = buf[pos + 1]
@@ -130,15 +130,26 @@ def jpeg_scan_count(buf, start: int = 0, limit: int = MAX_JPEG_SCANS) -> int:
         if kind == 0x01 or 0xD0 <= kind <= 0xD8:  # standalone markers
             pos += 2
             continue
-        if pos + 4 > end:
+        length = int.from_bytes(buf[pos + 2 : pos + 4], "big")
+        if length < 2 or pos + 2 + length > end:
             break
-        pos += 2 + int.from_bytes(buf[pos + 2 : pos + 4], "big")
+        yield kind, pos + 4, pos + 2 + length
+        pos += 2 + length
         if kind == 0xDA:
-            n += 1
             m = _ENTROPY_END.search(buf, pos)
             if m is None:
                 break
             pos = m.start()
+
+
+def jpeg_scan_count(buf, start: int = 0, limit: int = MAX_JPEG_SCANS) -> int:
+    """The scans of the JPEG image at ``start`` of ``buf`` (:func:`jpeg_markers`); counting
+    stops once past ``limit``."""
+    n = 0
+    for kind, _, _ in jpeg_markers(buf, start):
+        n += kind == 0xDA
+        if n > limit:
+            break
     return n
 
 
@@ -146,10 +157,8 @@ def _refuse_slow(im: Image.Image, source) -> None:
     """:class:`RefusedImage` for a JPEG (or each image of an MPO) of more than
     :data:`MAX_JPEG_SCANS` scans, and a TIFF in a compression not in :data:`TIFF_COMPRESSIONS`."""
     if im.format == "TIFF":
-        c = im.tag_v2.get(259, 1)
-        if c not in TIFF_COMPRESSIONS:
-            name = _TIFF_COMPRESSION_NAMES.get(c, f"compression {c}")
-            raise RefusedImage(f"unsupported TIFF ({name}, not read here): save it uncompressed, or with LZW or Deflate")
+        if why := _tiff_compression_refused(im.tag_v2.get(259, 1)):
+            raise RefusedImage(why)
         return
     if im.format not in ("JPEG", "MPO"):
         return
@@ -362,10 +371,18 @@ _TIFF_SAMPLE_KINDS = {1: "unsigned integer", 2: "signed integer", 3: "floating-p
                       6: "complex floating-point"}
 
 
-# compressions of TIFFs that Pillow's libtiff does not decode, by name (others: by number)
+# compressions of TIFFs not read here, by name (others: by number)
 _TIFF_COMPRESSION_NAMES = {6: "old-style JPEG", 32809: "ThunderScan", 33003: "JPEG 2000", 33005: "JPEG 2000",
                            34676: "SGILog", 34677: "SGILog24", 34712: "JPEG 2000", 34887: "LERC", 34925: "LZMA",
                            50000: "Zstandard", 50001: "WebP", 50002: "JPEG XL"}
+
+
+def _tiff_compression_refused(compression: int) -> str | None:
+    """Why a TIFF in ``compression`` is not read (not in :data:`TIFF_COMPRESSIONS`), else None."""
+    if compression in TIFF_COMPRESSIONS:
+        return None
+    name = _TIFF_COMPRESSION_NAMES.get(compression, f"compression {compression}")
+    return f"unsupported TIFF ({name}, not read here): save it uncompressed, or with LZW or Deflate"
 
 
 def _unsupported_tiff(path: Path) -> str | None:
@@ -396,9 +413,8 @@ def _unsupported_tiff(path: Path) -> str | None:
         offsets, counts = tags.get(273) or tags.get(324), tags.get(279) or tags.get(325)  # strips, or tiles
         if not offsets or not counts or max(o + c for o, c in zip(offsets, counts)) > size:
             return None
-        if (compression := (tags.get(259) or [1])[0]) not in TiffImagePlugin.COMPRESSION_INFO:
-            name = _TIFF_COMPRESSION_NAMES.get(compression, f"compression {compression}")
-            return f"unsupported TIFF ({name}, not read here): save it uncompressed, or with LZW or Deflate"
+        if why := _tiff_compression_refused((tags.get(259) or [1])[0]):
+            return why
         bits, samples = (tags.get(258) or [1])[0], (tags.get(277) or [1])[0]
         kind = _TIFF_SAMPLE_KINDS.get((tags.get(339) or [1])[0], "unknown")
         return f"unsupported TIFF ({samples} sample{'s' if samples != 1 else ''} of {bits}-bit {kind} per pixel): save it as 8- or 16-bit RGB"

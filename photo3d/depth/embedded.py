@@ -57,7 +57,7 @@ import numpy as np
 
 from ..export import DIAGONAL_35MM
 from ..errors import InputFileError
-from ..io import Photo, RefusedImage, no_pillow_pixel_limit, open_image, to_srgb
+from ..io import Photo, RefusedImage, jpeg_markers, no_pillow_pixel_limit, open_image, to_srgb
 
 SOURCES = ("auto", "embedded", "stereo", "model")
 
@@ -162,24 +162,10 @@ def jpeg_segments(data: bytes) -> Iterator[tuple[int, bytes]]:
     """(marker, payload) of the JPEG's segments before the image data (SOS), one at a time."""
     if data[:2] != b"\xff\xd8":
         return
-    i, n = 2, len(data)
-    while i + 4 <= n:
-        if data[i] != 0xFF:
-            break
-        marker = data[i + 1]
-        if marker == 0xFF:  # fill byte
-            i += 1
-            continue
-        if marker in (0xD8, 0x01) or 0xD0 <= marker <= 0xD7:
-            i += 2
-            continue
-        (length,) = struct.unpack(">H", data[i + 2:i + 4])
-        if length < 2 or i + 2 + length > n:
-            break
-        yield marker, data[i + 4:i + 2 + length]
+    for marker, start, end in jpeg_markers(data):
+        yield marker, data[start:end]
         if marker == 0xDA:  # start of scan: no more metadata
             break
-        i += 2 + length
 
 
 def read_xmp(data: bytes) -> tuple[bytes | None, bytes | None]:

@@ -200,17 +200,14 @@ def check_archive(path: Path) -> None:
     except (SyntaxError, ValueError, RecursionError, MemoryError):  # (nested past the parser's depth)
         raise ModelError("not a TorchScript depth model (its code cannot be read)", path) from None
 
-    # TorchScript unrolls a loop over a literal tuple as it compiles: nested, a few lines of code
-    # took minutes and gigabytes to load (helper-64); the code it writes loops over range() only
-    for tree in trees:
-        for node in ast.walk(tree):
-            if isinstance(node, ast.For) and isinstance(node.iter, (ast.Tuple, ast.List)):
-                _refuse("a loop over a literal tuple", path)
-
     walks = [list(ast.walk(tree)) for tree in trees]
     defined: set[str] = set()  # functions, methods, classes and variables the archive defines
     for nodes in walks:
         for node in nodes:
+            # TorchScript unrolls a loop over a literal tuple as it compiles: nested, a few lines
+            # took minutes and gigabytes to load (helper-64); the code it writes loops over range()
+            if isinstance(node, ast.For) and isinstance(node.iter, (ast.Tuple, ast.List)):
+                _refuse("a loop over a literal tuple", path)
             if isinstance(node, (ast.FunctionDef, ast.ClassDef)):
                 defined.add(node.name)
             elif isinstance(node, ast.Name) and isinstance(node.ctx, ast.Store):
