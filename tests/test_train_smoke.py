@@ -126,6 +126,25 @@ def test_pack_fit_resume_qat(tmp_path):
     plain, mirrored = Bundle(bundle), Bundle(bundle, tr_flip=True)
     assert all(torch.equal(a, b) for a, b in zip(plain.images, mirrored.images))
     assert not all(torch.equal(a, b) for a, b in zip(plain.targets, mirrored.targets))
+    # zoomed views: a crop of each photo, labelled by the teachers on that crop, in an index of its own
+    zoom = ["--out", str(bundle), "--photos", str(photos), "--teacher", teacher, "--size", "96", "--zoom", "1"]
+    assert pack.main(zoom) == 0
+    views = json.loads((bundle / "index.z1.json").read_text())["items"]
+    assert [it["name"] for it in views] == [f"{n}~z1" for n in names]
+    for it, whole in zip(views, again):
+        a, b = (cv2.imread(str(bundle / x["image"])) for x in (it, whole))
+        assert a.shape[0] % 32 == 0 and a.shape[1] % 32 == 0 and (a.shape != b.shape or np.abs(a.astype(int) - b).mean() > 5)
+        assert (bundle / it["target_flip"]).is_file()
+    first_view = (bundle / views[0]["image"]).read_bytes()
+    (bundle / "index.z1.json").unlink()
+    assert pack.main(zoom) == 0  # the same views on every run
+    assert (bundle / views[0]["image"]).read_bytes() == first_view
+    assert len(Bundle(bundle, tr_flip=True)) == 8
+    with pytest.raises(SystemExit):
+        pack.main(zoom[:-1] + ["-1"])
+    for f in (bundle / "index.z1.json", *(bundle / d / f"{it['name']}.{e}" for it in views
+                                          for d, e in (("img", "jpg"), ("tgt", "png"), ("tgt_flip", "png"), ("fd", "png")))):
+        f.unlink(missing_ok=True)  # the run below trains on the whole photos
 
     run = tmp_path / "run"
     common = ["--bundle", str(bundle), "--out", str(run), "--config", "p3d-tiny", "--batch", "2", "--size", "64",

@@ -37,7 +37,7 @@ class Bundle:
         from photo3d.train.teachers import combine, mirror_average
 
         folder = Path(folder)
-        indexes = [folder / "index.json"] if (folder / "index.json").is_file() else sorted(folder.glob("index.*.json"))
+        indexes = sorted(folder.glob("index.json")) + sorted(folder.glob("index.*.json"))  # shards, zoomed views
         items = [it for f in indexes for it in json.loads(f.read_text())["items"]]
         items.sort(key=lambda it: it["name"])
         items = items[:limit] if limit else items

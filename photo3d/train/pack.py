@@ -4,6 +4,12 @@
         [--teacher ../shared/data/tiefenrausch | --teacher prior] [--fastdepth FILE.onnx | --fastdepth none]
         [--size 384] [--max-mib 0]
 
+``--zoom K`` packs the K-th zoomed view of each photo instead (entries ``NAME~zK``, index files
+``index.zK…json``): a crop of 55–85 % of each side at a position drawn from the photo's name and K,
+labelled by the teachers on exactly that crop. The student meets new framings with the teachers'
+own answers to them, not crops of their answer to the whole photo (which a small network can
+memorise): "consistent" distillation, more labelled views from the same photos.
+
 Photos listed in ``holdout.txt`` are never packed. Scene sets come first (osie, bsds500,
 urban100, sun_hays80, kodak24, mcmaster), then object photos, until the size cap is reached.
 Each photo is resized (INTER_AREA) so its longer side is ``--size`` (the runtime's input) and
@@ -29,6 +35,7 @@ import json
 import os
 import sys
 import time
+import zlib
 from pathlib import Path
 
 import cv2
@@ -68,6 +75,20 @@ def prepare(bgr: np.ndarray, size: int) -> np.ndarray:
     return np.ascontiguousarray(img[y0:y0 + ch, x0:x0 + cw, ::-1])
 
 
+ZOOM_RANGE = (0.55, 0.85)  # a zoomed view's share of each side
+
+
+def zoom_view(bgr: np.ndarray, name: str, k: int) -> np.ndarray:
+    """The ``k``-th zoomed view of a photo: the photo's aspect, 55–85 % of each side, a position
+    drawn from ``name`` and ``k`` (the same view on every run and machine)."""
+    rng = np.random.default_rng(zlib.crc32(f"{name}~z{k}".encode()))
+    h, w = bgr.shape[:2]
+    s = rng.uniform(*ZOOM_RANGE)
+    ch, cw = max(32, round(h * s)), max(32, round(w * s))
+    y0, x0 = int(rng.integers(0, h - ch + 1)), int(rng.integers(0, w - cw + 1))
+    return bgr[y0:y0 + ch, x0:x0 + cw]
+
+
 def encode(logd: np.ndarray, scale: float, zero: int) -> np.ndarray:
     return np.clip(np.round(logd / scale) + zero, 0, 255).astype(np.uint8)
 
@@ -91,6 +112,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--limit", type=int, default=0, help="at most this many photos (0 = no limit)")
     ap.add_argument("--quality", type=int, default=92, help="JPEG quality")
     ap.add_argument("--shard", default="0/1", help="K/N: pack every N-th photo starting at K into index.K.json")
+    ap.add_argument("--zoom", type=int, default=0,
+                    help="K > 0: pack each photo's K-th zoomed view (a crop the teachers label anew), not the photo")
     ap.add_argument("--threads", type=int, default=1)
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
@@ -108,7 +131,11 @@ def main(argv: list[str] | None = None) -> int:
     out: Path = args.out
     for sub in ("img", "tgt", "fd"):
         (out / sub).mkdir(parents=True, exist_ok=True)
-    index_path = out / ("index.json" if n == 1 else f"index.{k}.json")
+    if args.zoom < 0:
+        ap.error("--zoom must be 0 (whole photos) or a view number K > 0")
+    zoom = f"z{args.zoom}" if args.zoom else ""
+    index_path = out / (f"index.{zoom}.json" if n == 1 and zoom else "index.json" if n == 1
+                        else f"index.{zoom}{'-' if zoom else ''}{k}.json")
     packed = json.loads(index_path.read_text()) if index_path.is_file() else {}
     items: list[dict] = packed.get("items", [])
     # a re-run adds to the bundle as it was packed (the mirrored labels of older entries too): the
@@ -159,14 +186,15 @@ def main(argv: list[str] | None = None) -> int:
             break
         if args.max_mib and total > args.max_mib * 2**20:
             break
-        name = p.relative_to(args.photos).with_suffix("").as_posix().replace("/", "__")
+        base = p.relative_to(args.photos).with_suffix("").as_posix().replace("/", "__")
+        name = f"{base}~{zoom}" if zoom else base
         if name in done:
             continue
         bgr = cv2.imread(str(p), cv2.IMREAD_COLOR)
         if bgr is None:
             print(f"{p}: unreadable, skipped", file=sys.stderr)
             continue
-        rgb = prepare(bgr, args.size)
+        rgb = prepare(zoom_view(bgr, base, args.zoom) if zoom else bgr, args.size)
         code = encode(teacher(rgb), teacher.scale, teacher.zero_point)
         ok1, jpg = cv2.imencode(".jpg", rgb[:, :, ::-1], [cv2.IMWRITE_JPEG_QUALITY, args.quality])
         ok2, png = cv2.imencode(".png", code, [cv2.IMWRITE_PNG_COMPRESSION, 9])
