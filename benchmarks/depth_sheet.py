@@ -49,7 +49,7 @@ def _student(path: Path):
         with torch.no_grad(), warnings.catch_warnings():
             warnings.simplefilter("ignore")
             x = preprocess(rgb, size)
-            y = with_tta(module, x, module(x), meta.get("tta"))[0, 0]  # (its operating point, as the runtime)
+            y = with_tta(module, x, module(x), meta.get("tta"), rgb)[0, 0]  # (its operating point, as the runtime)
         return y.float().numpy()
 
     return run

@@ -321,8 +321,24 @@ def test_flip_tta_from_metadata(tmp_path):
         warnings.simplefilter("ignore")
         torch.jit.save(torch.jit.script(LeftNear()), str(typo),
                        _extra_files={"photo3d.json": json.dumps({"name": "typo", "input_size": 64, "tta": "Flip"})})
-    with pytest.raises(ModelError, match='tta must be one of none, flip, not "Flip"'):
+    with pytest.raises(ModelError, match='tta must be one of none, flip, flip-small, not "Flip"'):
         load_model(typo)
+    # "flip-small": the mirror image at 5/6 of the size (192 -> 160 px), brought back to the grid
+    small = tmp_path / "small.pt"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.jit.save(torch.jit.script(LeftNear()), str(small), _extra_files={
+            "photo3d.json": json.dumps({"name": "small", "input_size": 192, "tta": "flip-small"})})
+    big = np.random.default_rng(1).integers(0, 255, (144, 192, 3), dtype=np.uint8)
+    y = load_model(small).predict_log(big)
+    assert y.shape == (128, 192)
+    np.testing.assert_allclose(y[:, 3:-3], 0.5, atol=0.01)  # the ramp cancelled by its mirror at 160 px
+    from photo3d.depth.runtime import preprocess, with_tta
+
+    x = preprocess(big, 192)
+    run = torch.jit.script(LeftNear())
+    np.testing.assert_allclose(with_tta(run, x, run(x), "flip-small").numpy(),  # without the photo: from x
+                               with_tta(run, x, run(x), "flip-small", big).numpy(), atol=1e-6)
     from PIL import Image
 
     from photo3d.depth import DepthOptions, depth_file

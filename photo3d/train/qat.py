@@ -32,7 +32,7 @@ from torch.ao.quantization.observer import HistogramObserver, PerChannelMinMaxOb
 
 from photo3d.depth.modelfile import DEFAULT_INPUT_SIZE, METADATA_FILE, MODELS_DIR, save_model, sha256_file, write_manifest
 from photo3d.depth.net import DepthNet, count_macs, count_params
-from photo3d.depth.runtime import preprocess
+from photo3d.depth.runtime import TTA, preprocess
 from photo3d.train.data import AugmentConfig, Bundle, Sampler
 from photo3d.train.fit import load_checkpoint, model_from_checkpoint, pick_device
 from photo3d.train.losses import distill_loss
@@ -123,7 +123,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--threads", type=int, default=0)
     ap.add_argument("--device", default="cpu", help="QAT device (cpu is enough for a few hundred steps)")
     ap.add_argument("--seed", type=int, default=1)
-    ap.add_argument("--tta", default="none", choices=["none", "flip"],
+    ap.add_argument("--tta", default="none", choices=TTA,
                     help="test-time augmentation the runtime applies (recorded in the metadata)")
     ap.add_argument("--limit", type=int, default=0)
     ap.add_argument("--float-head", action="store_true", help="with --steps 0: keep the last convolution in float")
