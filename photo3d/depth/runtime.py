@@ -77,7 +77,7 @@ SMALL_SHARE = 5 / 6  # "flip-small": the mirrored pass's input, as a share of th
 def with_tta(run, x: torch.Tensor, y: torch.Tensor, tta: str | None, rgb: np.ndarray | None = None) -> torch.Tensor:
     """The network's float output ``y = run(x)`` at the model's operating point: with ``tta``
     "flip", averaged with the output for the mirrored input (mirrored back); with "flip-small",
-    the mirrored photo at ``SMALL_SHARE`` of the input size (from ``rgb``, the photo ``x`` was made
+    the mirrored photo with each side ``SMALL_SHARE`` of ``x``'s (from ``rgb``, the photo ``x`` was made
     from, else from ``x``), its output mirrored back and brought to ``y``'s grid (bilinear) before
     averaging: two views that differ in scale as well as in side agree with the teachers better than
     two mirror images, for 0.65 of the time of a second full pass."""
@@ -86,16 +86,10 @@ def with_tta(run, x: torch.Tensor, y: torch.Tensor, tta: str | None, rgb: np.nda
     y = y.dequantize() if y.is_quantized else y
     if tta in ("flip", "flip-small"):
         x2 = x.flip(-1)
-        if tta == "flip-small":
-            h, w = x.shape[2:]
-            size = round(max(w, h) * SMALL_SHARE)
-            if rgb is not None:
-                x2 = preprocess(rgb[:, ::-1], size)
-            else:
-                w2, h2 = network_size(w, h, size)
-                small = cv2.resize(np.ascontiguousarray(x2[0].permute(1, 2, 0).numpy()), (w2, h2),
-                                   interpolation=cv2.INTER_AREA)
-                x2 = torch.from_numpy(small).permute(2, 0, 1).unsqueeze(0).contiguous()
+        if tta == "flip-small":  # each side SMALL_SHARE of the first pass's, floored to a multiple of 32
+            w2, h2 = (max(32, int(n * SMALL_SHARE) // 32 * 32) for n in (x.shape[3], x.shape[2]))
+            x2 = _network_input(rgb[:, ::-1] if rgb is not None else x2[0].permute(1, 2, 0).numpy(), w2, h2,
+                                scale=255.0 if rgb is not None else 1.0)
         y2 = run(x2)
         y2 = (y2.dequantize() if y2.is_quantized else y2).flip(-1)
         if y2.shape[2:] != y.shape[2:]:
@@ -106,11 +100,15 @@ def with_tta(run, x: torch.Tensor, y: torch.Tensor, tta: str | None, rgb: np.nda
 
 def preprocess(rgb: np.ndarray, input_size: int) -> torch.Tensor:
     """The reference preprocessing: INTER_AREA resize to the network size, /255, NCHW float32."""
-    H, W = rgb.shape[:2]
-    w, h = network_size(W, H, input_size)
+    return _network_input(rgb, *network_size(rgb.shape[1], rgb.shape[0], input_size))
+
+
+def _network_input(img: np.ndarray, w: int, h: int, scale: float = 255.0) -> torch.Tensor:
+    """An H×W×3 image resized to w×h (INTER_AREA when shrinking), divided by ``scale``, as 1×3×h×w float32."""
+    H, W = img.shape[:2]
     interp = cv2.INTER_AREA if w <= W and h <= H else cv2.INTER_LINEAR
-    small = cv2.resize(np.ascontiguousarray(rgb), (w, h), interpolation=interp)
-    x = torch.from_numpy(small).permute(2, 0, 1).float().div_(255.0)
+    small = cv2.resize(np.ascontiguousarray(img), (w, h), interpolation=interp)
+    x = torch.from_numpy(small).permute(2, 0, 1).float().div_(scale)
     return x.unsqueeze(0).contiguous()
 
 
