@@ -106,7 +106,9 @@ class RefusedImage(ValueError):
 # 1.5 GB; helper-63).  Counted before decoding by walking the markers to the image's end (as
 # libjpeg-turbo's djpeg -maxscans guards): here at 100 MP at most ~10 s.
 MAX_JPEG_SCANS = 1000
-_ENTROPY_END = re.compile(rb"\xff[^\x00\xd0-\xd7\xff]")  # in scan data, 0xFF is followed by 0x00 or a restart marker
+# a JPEG marker: 0xFF then a code (FF00 is a stuffed 0xFF byte in entropy-coded data, FFD0-FFD7 are
+# restart markers inside it, FFFF is fill): where a scan's data ends
+_JPEG_MARKER = re.compile(rb"\xff[^\x00\xd0-\xd7\xff]")
 # TIFF compressions decoded here (none, LZW, JPEG, Deflate, PackBits, CCITT for bilevel scans):
 # libtiff's others (ThunderScan, SGILog, old-style JPEG, LZMA, ...) are little-used code
 TIFF_COMPRESSIONS = {1, 2, 3, 4, 5, 7, 8, 32773, 32946}
@@ -136,7 +138,7 @@ def jpeg_markers(buf, start: int = 0) -> Iterator[tuple[int, int, int]]:
         yield kind, pos + 4, pos + 2 + length
         pos += 2 + length
         if kind == 0xDA:
-            m = _ENTROPY_END.search(buf, pos)
+            m = _JPEG_MARKER.search(buf, pos)
             if m is None:
                 break
             pos = m.start()
@@ -522,9 +524,6 @@ def _container_truncated(path: Path) -> bool:
         return False
 
 
-# a JPEG marker: 0xFF then a code (FF00 is a stuffed 0xFF byte in entropy-coded data, FFD0-FFD7 are
-# restart markers inside it, FFFF is fill)
-_JPEG_MARKER = re.compile(rb"\xff[^\x00\xd0-\xd7\xff]")
 # stand-ins for what could follow the data (entropy-coded bits, no 0xFF): ..0101.., ..1010.., and mixed
 _JPEG_TAILS = (b"\x55" * 64, b"\xaa" * 64, bytes((i * 73 + 41) % 255 for i in range(256)))
 

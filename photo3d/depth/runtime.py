@@ -88,8 +88,8 @@ def with_tta(run, x: torch.Tensor, y: torch.Tensor, tta: str | None, rgb: np.nda
         x2 = x.flip(-1)
         if tta == "flip-small":  # each side SMALL_SHARE of the first pass's, floored to a multiple of 32
             w2, h2 = (max(32, int(n * SMALL_SHARE) // 32 * 32) for n in (x.shape[3], x.shape[2]))
-            x2 = _network_input(rgb[:, ::-1] if rgb is not None else x2[0].permute(1, 2, 0).numpy(), w2, h2,
-                                scale=255.0 if rgb is not None else 1.0)
+            src, scale = (rgb[:, ::-1], 255.0) if rgb is not None else (x2[0].permute(1, 2, 0).numpy(), 1.0)
+            x2 = _network_input(src, w2, h2, scale)
         y2 = run(x2)
         y2 = (y2.dequantize() if y2.is_quantized else y2).flip(-1)
         if y2.shape[2:] != y.shape[2:]:

@@ -134,8 +134,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.zoom < 0:
         ap.error("--zoom must be 0 (whole photos) or a view number K > 0")
     zoom = f"z{args.zoom}" if args.zoom else ""
-    index_path = out / (f"index.{zoom}.json" if n == 1 and zoom else "index.json" if n == 1
-                        else f"index.{zoom}{'-' if zoom else ''}{k}.json")
+    tag = "-".join(t for t in (zoom, f"{k}" if n > 1 else "") if t)  # index.json, index.K.json, index.zK[-K].json
+    index_path = out / (f"index.{tag}.json" if tag else "index.json")
     packed = json.loads(index_path.read_text()) if index_path.is_file() else {}
     items: list[dict] = packed.get("items", [])
     # a re-run adds to the bundle as it was packed (the mirrored labels of older entries too): the
