@@ -350,6 +350,35 @@ def test_one_real_file_reached_twice_is_converted_once(tmp_path: Path) -> None:
     assert notes.warnings() == []
 
 
+def test_a_link_to_a_folder_in_the_walk_gives_way_to_the_folders_own_path(tmp_path: Path) -> None:
+    """A link inside the walked tree to a folder the walk also reaches directly (``alias -> real``,
+    ``zz -> real``): the walk once took the folder under whichever name came first (``alias``,
+    sorting before ``real``), pruned the real one as visited, and said nothing.  Now the photo is
+    converted under the folder's own path and one warning names the skipped paths, whatever the
+    order; a loop back to a folder above (``real/up -> ..``) stays silent."""
+    top = tmp_path / "top"
+    (top / "real").mkdir(parents=True)
+    Image.fromarray(photo_rgb(20, 20)).save(top / "real" / "one.png")
+    (top / "alias").symlink_to("real", target_is_directory=True)
+    (top / "zz").symlink_to("real", target_is_directory=True)
+    (top / "real" / "up").symlink_to("..", target_is_directory=True)
+    notes = PlanNotes()
+    jobs = plan_jobs([top], tmp_path / "out", ".png", notes=notes)
+    assert [(j.src, j.dst) for j in jobs] == [(top / "real" / "one.png", tmp_path / "out" / "real" / "one.png")]
+    assert sorted(notes.twice) == [(top / "alias" / "one.png", top / "real" / "one.png"),
+                                   (top / "zz" / "one.png", top / "real" / "one.png")]
+    assert len(notes.warnings()) == 1 and "skipped 2 paths to photos met already" in notes.warnings()[0]
+    # a link to a folder outside the tree is followed as before (its photos are reached only so)
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    Image.fromarray(photo_rgb(20, 20)).save(elsewhere / "two.png")
+    (top / "ext").symlink_to(elsewhere, target_is_directory=True)
+    notes = PlanNotes()
+    jobs = plan_jobs([top], tmp_path / "out", ".png", notes=notes)
+    assert sorted(str(j.dst.relative_to(tmp_path / "out")) for j in jobs) == ["ext/two.png", "real/one.png"]
+    assert len(notes.twice) == 2
+
+
 # --------------------------------------------------------------------------------------------
 # Batches with the model-free task
 

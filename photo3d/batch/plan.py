@@ -93,12 +93,17 @@ def discover(
     errors: list[tuple[Path, str]] | None = None,
     own: list[tuple[Path, str]] | None = None,
     passed: list[Path] | None = None,
+    linked: list[tuple[Path, Path]] | None = None,
 ) -> Iterator[Path]:
     """Yield the image files under ``folder``, sorted, depth first.
 
     Hidden files and folders (name starting with ".") are skipped, and so are the folders in
     ``exclude`` (the output folder when it lies inside the input).  Symbolic links to folders are
-    followed, but every real folder is visited once, so link loops end.  ``globs`` filter on the
+    followed, but every real folder is visited once, so link loops end; a folder that the walk
+    also reaches without a link is visited under that path, never through the link (``alias ->
+    real`` beside ``real``: ``real/x.jpg``, whichever sorts first), and such a link and the
+    path it leads to go into ``linked`` (links that loop back to a folder above them do not:
+    a loop is not a second path to a photo).  ``globs`` filter on the
     path relative to ``folder`` or on the file name (case-insensitive; ``*`` crosses folders).
     Folders that cannot be listed are appended to ``errors`` as (path, reason).  Depth map PNGs
     that photo3d wrote (:func:`~photo3d.depth.maps.photo3d_kind`) are not photos: they are
@@ -111,6 +116,18 @@ def discover(
             st = os.stat(p)
             excluded.add((st.st_dev, st.st_ino))
     visited: set[tuple[int, int]] = set()
+    # the folders reached without a link (not hidden, not excluded): a link to one is not followed
+    direct: set[tuple[int, int]] = set()
+    for dirpath, dirnames, _ in _walk(folder, lambda e: None, follow_links=False):
+        with contextlib.suppress(OSError):
+            st = os.stat(dirpath)
+            if (st.st_dev, st.st_ino) in excluded:
+                dirnames[:] = []
+                continue
+            direct.add((st.st_dev, st.st_ino))
+        dirnames[:] = [d for d in dirnames if not _is_hidden(d)]
+    walked_at: dict[tuple[int, int], Path] = {}
+    links: list[tuple[Path, tuple[int, int]]] = []
 
     def onerror(e: OSError) -> None:
         if errors is not None:
@@ -130,13 +147,21 @@ def discover(
             dirnames[:] = []
             continue
         visited.add(key)
+        walked_at[key] = Path(dirpath)
         keep = []
         for d in sorted(dirnames):
             if _is_hidden(d):
                 continue
+            full = os.path.join(dirpath, d)
             try:
-                st = os.stat(os.path.join(dirpath, d))
+                st = os.stat(full)
             except OSError:  # dangling link
+                continue
+            target = (st.st_dev, st.st_ino)
+            if target in direct and os.path.islink(full):  # visited (or to be) under its own path
+                real, here = os.path.realpath(full), os.path.realpath(dirpath)
+                if not (here == real or here.startswith(real.rstrip(os.sep) + os.sep)):  # (not a loop)
+                    links.append((Path(full), target))
                 continue
             if (st.st_dev, st.st_ino) in excluded and passed is not None:
                 passed.append(Path(dirpath) / d)
@@ -158,6 +183,8 @@ def discover(
                     own.append((p, kind))
                 continue
             yield p  # (a broken link, a named pipe, ...: a failed input that says so, not skipped without a word)
+    if linked is not None:
+        linked += [(link, walked_at[t]) for link, t in links if t in walked_at]
 
 
 def gifs_in(folder: Path, globs: Sequence[str] = ()) -> Iterator[Path]:
@@ -170,8 +197,9 @@ def gifs_in(folder: Path, globs: Sequence[str] = ()) -> Iterator[Path]:
                 yield p
 
 
-def _walk(top: str | Path, onerror: Callable[[OSError], None]) -> Iterator[tuple[str, list[str], list[str]]]:
-    """``os.walk(top, followlinks=True, onerror=onerror)`` (top-down; the caller may prune
+def _walk(top: str | Path, onerror: Callable[[OSError], None],
+          follow_links: bool = True) -> Iterator[tuple[str, list[str], list[str]]]:
+    """``os.walk(top, followlinks=follow_links, onerror=onerror)`` (top-down; the caller may prune
     ``dirnames``) with a stack instead of recursion: Python 3.11's os.walk recursed once a folder
     level and a tree 1,000 folders deep (a 2 kB path) ended the whole run in a RecursionError."""
     stack = [os.fspath(top)]
@@ -186,7 +214,7 @@ def _walk(top: str | Path, onerror: Callable[[OSError], None]) -> Iterator[tuple
         dirs, files = [], []
         for entry in entries:
             try:
-                is_dir = entry.is_dir()  # (links to folders too: followed)
+                is_dir = entry.is_dir(follow_symlinks=follow_links)  # (links to folders too: followed)
             except OSError:
                 is_dir = False
             (dirs if is_dir else files).append(entry.name)
@@ -263,7 +291,8 @@ def plan_jobs(
     globs: Sequence[str] = (),
     outputs: Callable[[Path], Sequence[Path]] | None = None,
     notes: PlanNotes | None = None,
-    walks: dict[Path, tuple[list[Path], list[tuple[Path, str]], list[tuple[Path, str]], list[Path]]] | None = None,
+    walks: dict[Path, tuple[list[Path], list[tuple[Path, str]], list[tuple[Path, str]], list[Path],
+                         list[tuple[Path, Path]]]] | None = None,
     namesakes: dict[Path, dict[str, list[str]]] | None = None,
 ) -> list[Job]:
     """Map INPUT... to output paths.
@@ -282,7 +311,7 @@ def plan_jobs(
       folders without photos, photo3d's own depth maps met in a walk, and the output folder inside
       an input when photos of the user's are in it, go into ``notes``.
     * ``walks``: input folder -> its walk (photos, walk errors, photo3d's own maps, the output
-      folder met), filled and
+      folder met, links to folders walked under their own path), filled and
       reused, so that planning several output formats walks (and reads) each folder once;
       ``namesakes`` likewise caches each input's folder's photos by name (:func:`_has_photo_sibling`).
     """
@@ -350,13 +379,18 @@ def plan_jobs(
                 walk_errors: list[tuple[Path, str]] = []
                 own: list[tuple[Path, str]] = []
                 passed: list[Path] = []
-                found = list(discover(inp, globs, exclude=[output], errors=walk_errors, own=own, passed=passed))
-                walk = found, walk_errors, own, passed
+                linked: list[tuple[Path, Path]] = []
+                found = list(discover(inp, globs, exclude=[output], errors=walk_errors, own=own, passed=passed,
+                                      linked=linked))
+                walk = found, walk_errors, own, passed, linked
                 if walks is not None:
                     walks[inp] = walk
-            found, walk_errors, own, passed = walk
+            found, walk_errors, own, passed, linked = walk
             for p in found:
                 add(Job(p, base / p.relative_to(inp).with_suffix(suffix)))
+            if notes is not None:  # photos under a link to a folder the walk took under its own path
+                notes.twice += [(link / p.relative_to(real), p) for link, real in linked
+                                for p in found if p.is_relative_to(real)]
             for p, reason in walk_errors:
                 jobs.append(Job(p, base / p.relative_to(inp) if p != inp else base, msg(p, reason)))
             if notes is not None:
