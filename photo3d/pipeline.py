@@ -107,12 +107,22 @@ def load_depth_file(path: Path, photo: Photo, opts: ConvertOptions) -> np.ndarra
 
     d = load_depth_map(path, max_megapixels=opts.max_megapixels)
     dh, dw = d.shape
-    if abs(dw / dh - photo.width / photo.height) > 0.02 * photo.width / photo.height:
+    if abs(dw / dh - photo.width / photo.height) > 0.02 * photo.width / photo.height and not _network_grid(photo, dw, dh):
         raise InputFileError(f"depth map is {dw}x{dh}, not the photo's aspect ratio ({photo.width}x{photo.height})", path)
     lo, hi = float(d.min()), float(d.max())
     if not hi > lo:
         return np.zeros_like(d)
     return ((d.astype(np.float64) - lo) / (hi - lo)).astype(np.float32)  # float64: no overflow on any finite map
+
+
+def _network_grid(photo: Photo, w: int, h: int) -> bool:
+    """Whether w x h is a depth network's grid for this photo at some input size (each side floored
+    to a multiple of 32: a 16:9 photo's raw map from ``photo3d depth --raw`` is 384 x 192, 2:1)."""
+    from .depth.runtime import network_size
+
+    if w % 32 or h % 32:
+        return False
+    return any(network_size(photo.width, photo.height, size) == (w, h) for size in range(64, 4097, 32))
 
 
 def working_photo(photo: Photo, shape: tuple[int, int]) -> np.ndarray:

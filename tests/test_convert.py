@@ -267,6 +267,26 @@ def test_convert_usage_and_input_errors(tmp_path):
     assert res.exit_code == 1 and "broken.jpg" in res.output
 
 
+@pytest.mark.parametrize("size", [(800, 450), (1000, 50)], ids=["16:9", "panorama"])
+def test_a_raw_depth_map_of_photo3d_depth_is_taken_back_by_convert(tmp_path, size):
+    """``photo3d depth --raw`` writes the network's grid, each side floored to a multiple of 32: a
+    16:9 photo's map is 384 x 192 (2:1), a 1000 x 50 strip's 768 x 32.  Given back with ``convert
+    --depth`` it was refused as "not the photo's aspect ratio"; a map of another shape still is."""
+    photo = tmp_path / "wide.jpg"
+    Image.open(REPO / "examples" / "coffee.jpg").convert("RGB").resize(size).save(photo)
+    raw = tmp_path / "wide.png"
+    res = cli("depth", str(photo), "-o", str(raw), "--raw")
+    assert res.exit_code == 0, res.output
+    w, h = Image.open(raw).size
+    assert w % 32 == 0 and h % 32 == 0 and abs(w / h - size[0] / size[1]) > 0.02 * size[0] / size[1]
+    res = cli("convert", str(photo), "-o", str(tmp_path / "wide.glb"), "--depth", str(raw))
+    assert res.exit_code == 0, res.output
+    assert_valid_glb(tmp_path / "wide.glb")
+    Image.open(raw).resize((w, h + 32)).save(tmp_path / "other.png")
+    res = cli("convert", str(photo), "-o", str(tmp_path / "other.glb"), "--depth", str(tmp_path / "other.png"))
+    assert res.exit_code == 1 and "aspect ratio" in res.output
+
+
 def _unblock_later(fifo, seconds: float = 10.0) -> None:
     """Open ``fifo`` for writing (and close it) after ``seconds``, so that a reader stuck in its open()
     gets an end of file: a check that fails reads it instead of hanging the suite."""
