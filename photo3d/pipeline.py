@@ -281,9 +281,11 @@ def photo_texture(photo: Photo, max_side: int, quality: int, max_bytes: int | No
     return Texture(jpeg, (tw, th))
 
 
-def background_texture(bg: Background, quality: int) -> Texture | None:
+def background_texture(bg: Background, quality: int, max_side: int = defaults.MAX_TEXTURE_LIMIT) -> Texture | None:
     """The inpainted background around its layer (working resolution, cropped, with a margin of
-    real colour so mipmapping never blends in anything else)."""
+    real colour so mipmapping never blends in anything else), scaled as the photo's texture is
+    when the working grid's longer side is more than ``max_side`` (``--max-texture 256`` left a
+    769 x 312 background texture)."""
     if not bg.mask.any():
         return None
     h, w = bg.mask.shape
@@ -292,7 +294,11 @@ def background_texture(bg: Background, quality: int) -> Texture | None:
     y0, y1 = max(0, ys[0] - m), min(h, ys[-1] + m + 1)
     x0, x1 = max(0, xs[0] - m), min(w, xs[-1] + m + 1)
     crop = np.ascontiguousarray(bg.rgb[y0:y1, x0:x1])
-    return Texture(encode_jpeg(crop, quality), (x1 - x0, y1 - y0), (x0, y0, x1 - x0, y1 - y0))
+    s = min(1.0, max_side / max(h, w))
+    if s < 1.0:  # (the UVs span the crop's rect in working pixels, whatever its size in texels)
+        crop = cv2.resize(crop, (max(1, round(crop.shape[1] * s)), max(1, round(crop.shape[0] * s))),
+                          interpolation=cv2.INTER_AREA)
+    return Texture(encode_jpeg(crop, quality), (crop.shape[1], crop.shape[0]), (x0, y0, x1 - x0, y1 - y0))
 
 
 def mesh_data(meshes: Meshes, geo: Geometry, bg_tex: Texture | None) -> list[MeshData]:
@@ -415,7 +421,7 @@ def build_from_geometry(photo: Photo, geo: Geometry, opts: ConvertOptions, timin
         visible = visible_layer(ldi, bg)
         bg = stitch_seams(bg, small, *visible[:2])
     with timed(timings, "texture"):
-        bg_tex = background_texture(bg, opts.jpeg_quality)
+        bg_tex = background_texture(bg, opts.jpeg_quality, opts.max_texture_side)
     if isinstance(texture, Future):
         with timed(timings, "texture"):
             texture = texture.result()

@@ -110,6 +110,19 @@ def test_texture_quality_and_size_options(tmp_path):
     report = convert_file(src, dst, ConvertOptions(depth=src.with_suffix(".npy"), max_texture_side=300))
     assert max(report["texture"]) <= 300
     assert_valid_glb(dst)
+    # every texture, the background layer's too (it stayed at the working grid's resolution: a
+    # 230-px crop around the box here, helper-65)
+    from photo3d.export import read_glb
+
+    report = convert_file(src, dst, ConvertOptions(depth=src.with_suffix(".npy"), max_texture_side=200))
+    assert_valid_glb(dst)
+    tree, binary = read_glb(dst.read_bytes())
+    sides = []
+    for img in tree["images"]:
+        view = tree["bufferViews"][img["bufferView"]]
+        start = view.get("byteOffset", 0)
+        sides.append(max(Image.open(io.BytesIO(binary[start:start + view["byteLength"]])).size))
+    assert report["layers"] == 2 and len(sides) == 2 and max(sides) <= 200, sides
     # larger than WebGL shows (and than OpenCV encodes: over 65,500 px an "internal error" after
     # two lines of OpenCV's own): a usage error before any work
     from helpers.cli import cli
