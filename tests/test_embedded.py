@@ -378,7 +378,7 @@ def test_a_forced_depth_source_the_photo_lacks_fails_that_input(tmp_path, tiny_d
     errors = [ln for ln in r.output.splitlines() if ln.startswith("error:")]
     assert errors == [f"error: {plain}: --depth-source {source}: no {'embedded depth map' if source == 'embedded' else 'stereo pair found'}"
                       f"{'' if source == 'embedded' else ' (a HEIF stereo pair, an MPO, or a side-by-side image whose halves match)'}"
-                      " (--depth-source auto uses the depth model then)"], r.output
+                      " (--depth-source auto would use the depth model)"], r.output
     assert "warning:" not in r.output
     assert not (tmp_path / "out" / "plain.glb").exists()
     assert_valid_glb(tmp_path / "out" / Path(good[0]).with_suffix(".glb"))
@@ -386,6 +386,12 @@ def test_a_forced_depth_source_the_photo_lacks_fails_that_input(tmp_path, tiny_d
     assert one.exit_code == 1 and one.output.count("\n") == 1 and not (tmp_path / "p.glb").exists(), one.output
     auto = cli("convert", plain, "-o", tmp_path / "p.glb", "--model", tiny_depth_model)
     assert auto.exit_code == 0 and "depth from model (tiny)" in auto.output, auto.output
+    # the photo that has the other source: the hint names what auto takes (it said "the depth
+    # model" for a photo with an embedded map asked for its stereo pair, helper-65)
+    other = {"embedded": "stereo", "stereo": "embedded"}[source]
+    r = cli("depth", tmp_path / "in" / good[0], "-o", tmp_path / "o.png", "--model", tiny_depth_model, "--depth-source", other)
+    takes = {"embedded": "its embedded depth map", "stereo": "its stereo pair"}[source]
+    assert r.exit_code == 1 and r.output.endswith(f"(--depth-source auto would use {takes})\n"), r.output
 
 
 def test_bad_depth_source_is_a_usage_error(tmp_path):
@@ -537,7 +543,7 @@ def test_a_strip_is_no_stereo_pair_and_says_so(tmp_path, tiny_depth_model, size)
     assert r.exit_code == 0 and "warning" not in r.output and "OpenCV" not in r.output, r.output
     r = cli("depth", src, "-o", tmp_path / "stereo.png", "--model", tiny_depth_model, "--depth-source", "stereo")
     assert r.exit_code == 1 and r.output == (f"error: {src}: --depth-source stereo: unusable stereo pair (stereo: the two views"
-                                             " do not match) (--depth-source auto uses the depth model then)\n"), r.output
+                                             " do not match) (--depth-source auto would use the depth model)\n"), r.output
 
 
 def mpo(left: np.ndarray, right: np.ndarray, disparity: bool = True, second_claims: tuple[int, int] | None = None,

@@ -848,7 +848,7 @@ def _find_depth(path: Path, photo: Photo, source: str, found: Found, data: FileB
             found.warnings.append(f"unreadable embedded depth ({type(e).__name__}: {e})")
         if source == "embedded":  # asked for: the photo lacks it, the input fails
             raise InputFileError(f"--depth-source embedded: {found.warnings[-1] if found.warnings else 'no embedded depth map'}"
-                                 " (--depth-source auto uses the depth model then)", path)
+                                 f" ({_what_auto_uses(path, photo, data)})", path)
     # stereo
     try:
         kind = None
@@ -887,10 +887,18 @@ def _find_depth(path: Path, photo: Photo, source: str, found: Found, data: FileB
     if source == "stereo":  # asked for: the photo lacks it, the input fails
         why = found.warnings[-1] if found.warnings else (
             "no stereo pair found (a HEIF stereo pair, an MPO, or a side-by-side image whose halves match)")
-        raise InputFileError(f"--depth-source stereo: {why} (--depth-source auto uses the depth model then)", path)
+        raise InputFileError(f"--depth-source stereo: {why} ({_what_auto_uses(path, photo, data)})", path)
     if found.warnings:
         found.warnings[-1] += "; using the depth model"
     return found
+
+
+def _what_auto_uses(path: Path, photo: Photo, data: FileBytes) -> str:
+    """The hint of a source asked for by name that the photo lacks: what ``auto`` takes instead (a
+    HEIC with a depth map but no stereo pair: its depth map, not the model, as the hint once said)."""
+    used = _find_depth(path, photo, "auto", Found(photo), data).source
+    return "--depth-source auto would use " + {"embedded": "its embedded depth map", "stereo": "its stereo pair"}.get(
+        used, "the depth model")
 
 
 _TRANSPOSE = {2: "FLIP_LEFT_RIGHT", 3: "ROTATE_180", 4: "FLIP_TOP_BOTTOM", 5: "TRANSPOSE", 6: "ROTATE_270",
