@@ -771,6 +771,14 @@ def test_one_photo_to_an_existing_file_without_a_suffix_says_why(tmp_path):
     r = cli("depth", src, photo(tmp_path / "q.png"), "-o", target)
     assert lines(r.output) == [f"error: -o {target}: exists and is not a folder (several outputs need a folder)"]
     assert target.read_text() == "mine"
+    # a file with a suffix, written as a folder: the / kept, and it is what makes it a folder (the
+    # reason spoke of a missing suffix, helper-65)
+    glb = tmp_path / "p.glb"
+    glb.write_text("mine")
+    r = cli("convert", src, "-o", f"{glb}/")
+    assert r.exit_code == 2 and lines(r.output) == [
+        f"error: -o {glb}/: exists and is not a folder (the trailing / names a folder)"], r.output
+    assert glb.read_text() == "mine"
 
 
 def test_a_folder_input_with_a_file_output_is_a_usage_error(tmp_path):

@@ -326,6 +326,7 @@ def plan_jobs(
     inputs = [Path(p) for p in inputs]
     as_folder = names_a_folder(output)
     single_file = one_file_output(inputs, output)
+    slash = _ends_with_separator(output)
     output = Path(output)
 
     def sides(dst: Path) -> tuple[Path, ...]:
@@ -341,8 +342,8 @@ def plan_jobs(
         raise UsageError(f"-o {printable(output)}: {what} an output folder (e.g. -o {printable(output.with_suffix(''))}/)")
     if output.exists() and not output.is_dir():
         why = ("several outputs need a folder" if len(inputs) > 1 or inputs[0].is_dir() else
-               f"an -o without a file suffix ({suffix}) names a folder")
-        raise UsageError(f"-o {printable(output)}: exists and is not a folder ({why})")
+               "the trailing / names a folder" if slash else f"an -o without a file suffix ({suffix}) names a folder")
+        raise UsageError(f"-o {printable(output)}{os.sep if slash else ''}: exists and is not a folder ({why})")
     for p in inputs:
         if p.is_dir() and _same_file(p, output):
             raise UsageError(f"-o {printable(output)}: the output folder must differ from the input folder {printable(p)}")
