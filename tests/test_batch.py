@@ -631,12 +631,14 @@ def test_single_file_and_usage_errors(tmp_path: Path) -> None:
 
 
 def test_unwritable_output_or_summary_fails_once_before_any_work(album: Path, tmp_path: Path) -> None:
-    from photo3d.errors import OutputError, UsageError
+    from photo3d.errors import UsageError
 
     blocker = tmp_path / "a file"
     blocker.write_text("not a folder")
-    with pytest.raises(OutputError, match="cannot write into .*a file"):
+    with pytest.raises(UsageError, match="cannot write into .*a file"):  # (a mistake in -o, as -o FILE: exit 2)
         batch_command(THUMB, [album], blocker / "out", ".png")
+    with pytest.raises(UsageError, match="--summary .*cannot write into .*a file"):
+        batch_command(THUMB, [album], tmp_path / "out", ".png", summary=blocker / "s.json")
     with pytest.raises(UsageError, match="--summary .* is a folder"):
         batch_command(THUMB, [album], tmp_path / "out", ".png", summary=tmp_path)
     assert not (tmp_path / "out").exists()  # nothing was converted first
@@ -658,14 +660,14 @@ def test_a_run_stopped_before_any_work_replaces_the_last_runs_summary(tmp_path: 
     """An output folder that cannot be written stops a run before any work; the summary of an
     earlier, successful run stayed beside it, to be read by a script as this run's outcome
     ("ok": 4 after exit 1).  Now it says this run: its error, every input not run."""
-    from photo3d.errors import OutputError
+    from photo3d.errors import UsageError
 
     srcs = [photo(tmp_path / "in" / f"p{i}.png") for i in range(2)]
     summary = tmp_path / "s.json"
     assert batch_command(THUMB, srcs, tmp_path / "out", ".png", summary=summary, command="first") == 0
     blocker = tmp_path / "a file"
     blocker.write_text("not a folder")
-    with pytest.raises(OutputError, match="cannot write into") as e:
+    with pytest.raises(UsageError, match="cannot write into") as e:  # (a file in -o's way: exit 2)
         batch_command(THUMB, srcs, blocker / "out", ".png", summary=summary, command="second")
     data = json.loads(summary.read_text())
     assert data["command"] == "second" and data["fatal"] == str(e.value), data

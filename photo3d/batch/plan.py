@@ -653,6 +653,7 @@ def check_writable(jobs: Sequence[Job], summary: Path | None = None, output: str
     probed: dict[Path, str | None] = {}  # nearest existing folder -> why it cannot be written (None: it can)
     failed: dict[Path, str] = {}  # output folder -> why it cannot be written
     escaped: set[Path] = set()  # output folders that a link leads out of OUT (also for outputs there already)
+    in_way: set[Path] = set()  # output folders where a file is in the way
     for folder, option in sorted(dict.fromkeys(folders), key=lambda f: (f[1].startswith("--"), str(f[0]))):
         if output is not None and not option.startswith("--") and (link := link_out_of(folder, Path(output))):
             failed[folder] = f"{printable(link)} is a link to {printable(os.path.realpath(link))}, outside {printable(output)}"
@@ -665,9 +666,14 @@ def check_writable(jobs: Sequence[Job], summary: Path | None = None, output: str
             probed[d] = _why_unwritable(d)
         if probed[d] is not None:
             why = _said_of(probed[d], d, folder)
+            # a file where the path needs a folder (-o notes.txt/x.glb) is a mistake in the command
+            # line, as -o naming an existing file is (exit 2); a folder that refuses files, exit 1
+            error = UsageError if probed[d] == _IS_A_FILE else OutputError
             if option.startswith("--"):  # the summary's folder
-                raise OutputError(f"{option}cannot write into {printable(folder)} ({why})")
+                raise error(f"{option}cannot write into {printable(folder)} ({why})")
             failed.setdefault(folder, why)
+            if error is UsageError:
+                in_way.add(folder)
     if not failed:
         return list(jobs)
     # (outputs already there are not written again by a resumed run: not in the way)
@@ -675,7 +681,7 @@ def check_writable(jobs: Sequence[Job], summary: Path | None = None, output: str
                                           or o.parent in failed and output_state(o) != "done"), None) for j in jobs]
     if all(j.error or bad is not None for j, bad in zip(jobs, blocked)):
         folder, reason = next(iter(failed.items()))  # nothing could be written: one line, not one per file
-        raise OutputError(f"{prefix}cannot write into {printable(folder)} ({reason})")
+        raise (UsageError if folder in in_way else OutputError)(f"{prefix}cannot write into {printable(folder)} ({reason})")
     return [j if bad is None else replace(j, error=msg(bad, f"cannot write ({failed[bad.parent]})"))
             for j, bad in zip(jobs, blocked)]
 
