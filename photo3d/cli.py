@@ -410,11 +410,12 @@ def _check_video_options_apply(ctx, suffixes: list[str]) -> None:
 
 def _check_glb_inputs(ctx, inputs) -> None:
     """A 3D photo (.glb) named as input is rendered as it is: an option that builds one (--model,
-    --depth, --quality, --max-texture) given with it is a usage error before any work (raised per file,
+    --depth, --depth-source, --quality, --max-texture) given with it is a usage error before any work (raised per file,
     it stopped a batch of photos and GLBs after whichever came first)."""
     from .pipeline import renders_as_is
 
-    builds = {"model": "--model", "depth_map": "--depth", "quality": "--quality", "max_texture": "--max-texture"}
+    builds = {"model": "--model", "depth_map": "--depth", "depth_source": "--depth-source", "quality": "--quality",
+              "max_texture": "--max-texture"}
     given = [opt for name, opt in builds.items() if getattr(ctx.get_parameter_source(name), "name", "") == "COMMANDLINE"]
     glb = next((i for i in inputs if renders_as_is(Path(i))), None)
     if given and glb is not None:

@@ -166,7 +166,7 @@ def test_a_3d_photo_named_as_input_gives_its_page_video_and_stills(coffee_glb, t
     assert glb.read_bytes() == coffee_glb
     r = cli("convert", glb, "-o", tmp_path / "m.gif", "--model", REPO / "photo3d" / "models" / "p3d-s.pt")
     assert r.exit_code == 2 and "rendered as it is: --model does not apply" in r.output, r.output
-    for opt in (["--quality", "80"], ["--max-texture", "512"]):  # (the texture is the GLB's: silently ignored before, helper-61)
+    for opt in (["--quality", "80"], ["--max-texture", "512"], ["--depth-source", "embedded"]):  # (silently ignored before, helper-61, -65)
         r = cli("convert", glb, "-o", tmp_path / "q.jpg", "--stereo", "sbs", *opt)
         assert r.exit_code == 2 and f"rendered as it is: {opt[0]} does not apply" in r.output, r.output
         assert not (tmp_path / "q.jpg").exists()
