@@ -526,7 +526,7 @@ def model_import(
     output: str = typer.Option(..., "-o", "--output", metavar="FILE.pt", help="TorchScript file to write (.pt; not named like the bundled model)."),
 ) -> None:
     """Convert Tiefenrausch (Caffe2) to an INT8 TorchScript file."""
-    from .batch import names_a_folder
+    from .batch import check_output_file, names_a_folder
     from .depth.modelfile import check_output_name
     from .depth.tiefenrausch import import_tiefenrausch_file
 
@@ -536,6 +536,7 @@ def model_import(
         if names_a_folder(output):
             raise UsageError(f"-o {printable(output)}: names a folder; give the file to write (e.g. -o {Path(output) / 'tiefenrausch.pt'})")
         check_output_name(output)
+        check_output_file(output)
         with _spinner(f"importing {folder}"):  # (several seconds)
             import_tiefenrausch_file(folder, output)
     except Photo3DError as e:

@@ -1003,6 +1003,11 @@ def test_an_output_written_as_a_folder_is_a_folder(tmp_path, tiny_depth_model):
                                f"(e.g. -o {tmp_path / 'models' / 'tiefenrausch.pt'})"]
     r = cli("model", "import", tmp_path, "-o", "")  # (an unset variable: not the current folder)
     assert r.exit_code == 2 and lines(r.output) == ["error: -o: an empty path names no file (e.g. -o tiefenrausch.pt)"]
+    # a path through a file: said before the conversion (after it, as "cannot write (Not a directory)", helper-65)
+    (tmp_path / "notes.txt").write_text("mine")
+    r = cli("model", "import", tmp_path, "-o", tmp_path / "notes.txt" / "t.pt")  # (tmp_path holds no model: no work either way)
+    assert r.exit_code == 2 and lines(r.output) == [
+        f"error: -o {tmp_path / 'notes.txt' / 't.pt'}: cannot write into {tmp_path / 'notes.txt'} ({tmp_path / 'notes.txt'} is a file)"], r.output
 
 
 def test_model_import_writes_only_a_model_file_that_model_loads(tmp_path):

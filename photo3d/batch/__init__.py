@@ -19,7 +19,7 @@ continues where it stopped.  Stale hidden temp files of planned outputs are remo
 """
 
 from .local import Executor, PoolExecutor, SequentialExecutor
-from .plan import (FILE_SUFFIXES, Job, check_summary_path, discover, names_a_folder, one_file_output, plan_jobs, plan_outputs,
+from .plan import (FILE_SUFFIXES, Job, check_output_file, check_summary_path, discover, names_a_folder, one_file_output, plan_jobs, plan_outputs,
                    remove_stale_temps)
 from .result import Result, Status
 from .run import BatchReport, Engine, batch_command, make_executor, print_report, rewrites, run_batch, say
@@ -27,7 +27,7 @@ from .task import Task, execute, warm_up
 
 __all__ = [
     "FILE_SUFFIXES", "BatchReport", "Engine", "Executor", "Job", "PoolExecutor", "Result", "SequentialExecutor",
-    "Status", "Task", "batch_command", "check_summary_path", "discover", "execute", "make_executor", "names_a_folder",
+    "Status", "Task", "batch_command", "check_output_file", "check_summary_path", "discover", "execute", "make_executor", "names_a_folder",
     "one_file_output", "plan_jobs", "plan_outputs", "print_report", "remove_stale_temps", "rewrites", "run_batch", "say",
     "warm_up",
 ]

@@ -689,6 +689,18 @@ def check_writable(jobs: Sequence[Job], summary: Path | None = None, output: str
 _IS_A_FILE, _NO_FILES = "is a file", "accepts no new files"
 
 
+def check_output_file(path: str | Path, option: str = "-o") -> None:
+    """Before any work: the folder of the one file ``path`` can take it (as :func:`check_writable`
+    for a batch; ``model import`` converted for seconds, then failed on ``-o notes.txt/t.pt``)."""
+    folder = Path(os.path.abspath(path)).parent
+    d = folder
+    while not d.exists() and d.parent != d:
+        d = d.parent
+    if (why := _why_unwritable(d)) is not None:
+        error = UsageError if why == _IS_A_FILE else OutputError
+        raise error(f"{option} {printable(path)}: cannot write into {printable(folder)} ({_said_of(why, d, folder)})")
+
+
 def _why_unwritable(d: Path) -> str | None:
     """Why no file can be made in the existing ``d`` (a probe file created and removed), or None."""
     import errno
