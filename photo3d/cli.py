@@ -166,7 +166,7 @@ def _batch_options(
     globs: Optional[list[str]] = typer.Option(None, "--glob", metavar="PATTERN",
                                               help="Folder inputs: keep only files whose name or path below the folder matches PATTERN (case-insensitive, repeatable)."),
     summary: Optional[Path] = typer.Option(None, "--summary", metavar="FILE.json", readable=False,
-                                           help="Write a JSON report: one record per output written (a failed input: one)."),
+                                           help="Write a JSON report: one record per planned output (ok, skipped, failed or not run; a failed input: one)."),
 ) -> SimpleNamespace:
     """The options of every INPUT... command, declared once: :func:`_batch_command` adds them to a
     command (after its own) and hands them over, checked, as one ``batch`` argument."""
@@ -430,7 +430,7 @@ def convert(
     output: str = _output_opt("A file for one photo (.glb .html .mp4 .gif .webp; .jpg .png with --stereo), else a folder."),
     model: Optional[Path] = MODEL_OPT,
     depth_map: Optional[Path] = typer.Option(None, "--depth", metavar="MAP", readable=False,
-                                             help="Use this depth map (.png/.npy, larger = nearer); one photo only."),
+                                             help="Use this depth map (16-bit PNG, TIFF, PGM or .npy; larger = nearer); one photo only."),
     formats: Optional[list[str]] = typer.Option(
         None, "--format", metavar="FORMAT", help="Folder outputs: glb, mp4, gif, webp, html, or jpg/png with --stereo (repeatable; default glb)."
     ),

@@ -961,11 +961,17 @@ def test_rerun_of_a_folder_with_preview_adds_only_the_previews(tmp_path, tiny_de
     out = tmp_path / "out"
     assert cli("depth", tmp_path / "in", "-o", out, "--model", tiny_depth_model).exit_code == 0
     stamps = {p.name: p.stat().st_mtime_ns for p in out.iterdir()}
-    r = cli("depth", tmp_path / "in", "-o", out, "--model", tiny_depth_model, "--preview")
+    summary = tmp_path / "s.json"
+    r = cli("depth", tmp_path / "in", "-o", out, "--model", tiny_depth_model, "--preview", "--summary", summary)
     assert r.exit_code == 0, r.output
     assert sorted(p.name for p in out.iterdir()) == ["p0.png", "p0.preview.png", "p1.png", "p1.preview.png"]
     assert {n: (out / n).stat().st_mtime_ns for n in stamps} == stamps
     assert "0 depth map(s) written, 2 completed (missing outputs added), 0 skipped (output exists), 0 failed" in r.output
+    # the summary's records: the previews written, their bytes (they were the kept maps' bytes, helper-66)
+    for rec in json.loads(summary.read_text())["results"]:
+        preview = Path(rec["output"]).with_suffix(".preview.png")
+        assert rec["status"] == "ok" and rec["outputs"] == [str(preview)] and "finished" in rec["report"], rec
+        assert rec["bytes"] == preview.stat().st_size, rec
 
 
 def test_the_result_line_names_every_output(tmp_path, tiny_depth_model):

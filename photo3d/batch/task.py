@@ -189,7 +189,10 @@ def execute(task: Task, src: Path, dst: Path, finish: bool = False) -> Result:
                 report = dict(func(src, dst, task.options) or {})
         if caught:  # (after the task's own warnings, if any)
             report["warnings"] = list(dict.fromkeys([*report.get("warnings", ()), *_warning_lines(caught)]))
-        size = dst.stat().st_size if dst.exists() else 0
+        if finish:  # (dst was kept: the bytes are those of the side files written)
+            size = sum(Path(o).stat().st_size for o in report.get("outputs", ()) if Path(o).exists())
+        else:
+            size = dst.stat().st_size if dst.exists() else 0
         return Result(src, dst, Status.ok, time.perf_counter() - t0, size, report=report,
                       worker=_worker_id(), peak_rss_mb=_peak_rss_mb())
     except Photo3DError as e:
