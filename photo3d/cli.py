@@ -447,7 +447,7 @@ def convert(
     stereo: Optional[str] = typer.Option(None, "--stereo", metavar="sbs|sbs-half",
                                          help="Side-by-side stereo video or still (.jpg/.png): full or half width."),
     timings: bool = typer.Option(False, "--timings", help="Print the time of each stage."),
-    quality: int = typer.Option(defaults.JPEG_QUALITY, "--quality", min=1, max=100, metavar="1-100", help="JPEG quality of the 3D photo's texture (stereo .jpg stills are always 92)."),
+    quality: int = typer.Option(defaults.JPEG_QUALITY, "--quality", min=1, max=100, metavar="1-100", help="JPEG quality of the 3D photo's texture, which videos and stills are rendered from too (a stereo .jpg still itself is saved at 92)."),
     max_texture: int = typer.Option(defaults.MAX_TEXTURE_SIDE, "--max-texture", min=256, max=defaults.MAX_TEXTURE_LIMIT, metavar="PX", help="Longest side of the texture (at most 16384: what WebGL viewers show)."),
     batch: SimpleNamespace = None,  # the batch options (see _batch_options)
 ) -> None:
