@@ -347,6 +347,8 @@ def write_share(dst: str | Path, glb: bytes, opts: ShareOptions, timings: dict |
             elif suffix in (".gif", ".webp"):
                 data, report = fit_animation(list(ticking()), suffix, opts.fps, opts.max_bytes)
                 tmp.write_bytes(data)
+                if suffix == ".webp" and 0 < (held := _webp_frames(data)) < report["frames"]:
+                    notes.append(f"the file holds {held}: libwebp merges identical neighbouring frames into longer ones")
                 if report["reduced"]:
                     notes.append(f"reduced to fit {opts.max_bytes / 1e6:g} MB: {', '.join(report['reduced'])}")
             else:
@@ -473,6 +475,19 @@ def _encode_webp(frames: list[np.ndarray], fps: float, quality: int) -> bytes:
     images[0].save(buf, format="WEBP", save_all=True, append_images=images[1:], duration=frame_delays(len(images), fps, 1), loop=0,
                    quality=quality, method=4, xmp=f'<x:xmpmeta xmlns:x="adobe:ns:meta/">{VIDEO_TAG}</x:xmpmeta>'.encode())
     return buf.getvalue()
+
+
+def _webp_frames(data: bytes) -> int:
+    """Frames an animated WebP holds (its ANMF chunks; libwebp merges a frame identical to the one
+    before into that one, its delay added: 30 rendered can be 28 in the file, the loop as long)."""
+    import struct
+
+    count, at = 0, 12
+    while at + 8 <= len(data):
+        tag, size = data[at:at + 4], struct.unpack_from("<I", data, at + 4)[0]
+        count += tag == b"ANMF"
+        at += 8 + size + (size & 1)
+    return count
 
 
 def _encode_gif(frames: list[np.ndarray], fps: float, colours: int) -> bytes:
