@@ -437,7 +437,7 @@ def convert(
     html: bool = typer.Option(False, "--html", help="Also write NAME.html, an offline viewer (beside any output)."),
     parallax: float = typer.Option(defaults.PARALLAX, "--parallax", min=defaults.PARALLAX_RANGE[0],
                                    max=defaults.PARALLAX_RANGE[1], metavar="SHARE",
-                                   help="Near vs far shift, share of the width (viewer and video)."),
+                                   help="Near vs far shift, share of the width shown (viewer and video; a panorama's centre 21:9)."),
     path: str = typer.Option(defaults.VIDEO_PATH, "--path", metavar="circle|swing|zoom|dolly-zoom", help="Video camera path."),
     seconds: float = typer.Option(defaults.VIDEO_SECONDS, "--seconds", min=0.05, metavar="S", help="Video length in seconds (at most 100,000 frames at --fps)."),
     fps: float = typer.Option(defaults.VIDEO_FPS, "--fps", min=1.0, max=120.0, metavar="FPS", help="Video frames per second."),

@@ -55,7 +55,7 @@ class ConvertOptions:
     max_texture_side: int = defaults.MAX_TEXTURE_SIDE
     jpeg_quality: int = defaults.JPEG_QUALITY
     max_glb_bytes: int | None = defaults.GLB_MAX_BYTES  # size budget: texture, then mesh tolerance adapt to it
-    parallax: float = defaults.PARALLAX  # nearest vs farthest point move by this share of the width at full offset
+    parallax: float = defaults.PARALLAX  # nearest vs farthest point move by this share of the width shown at full offset
     depth_ratio: float = 10.0  # farthest / nearest depth when the depth is only known up to an affine map
     tol_px: float = 1.0  # largest geometric error of the simplified mesh, working pixels at full parallax
     layered: bool = True  # False: one stretched single-layer mesh (the classic baseline)
@@ -188,8 +188,11 @@ def to_geometry(disparity: np.ndarray, camera: Camera, opts: ConvertOptions) -> 
     """Normalized disparity -> inverse depth in [1/depth_ratio, 1] and the parallax range."""
     lo = 1.0 / opts.depth_ratio
     inv = (lo + np.clip(disparity, 0, 1) * (1.0 - lo)).astype(np.float32)
-    # nearest vs farthest shift = parallax * width  <=>  focal * offset * (1 - lo) = parallax * width
-    offset = opts.parallax * camera.width / (camera.focal_px * (1.0 - lo))
+    # nearest vs farthest shift = parallax * width  <=>  focal * offset * (1 - lo) = parallax * width,
+    # the width shown: a panorama's centre 21:9 (of a 8:1 strip the whole width made 3.4x the shift
+    # on screen, cut at every small step, and frame 0 showed re-synthesized background along the cuts)
+    shown = min(camera.width, defaults.MAX_ASPECT * camera.height)
+    offset = opts.parallax * shown / (camera.focal_px * (1.0 - lo))
     return Geometry(inv, camera, offset)
 
 

@@ -54,7 +54,7 @@ def stereo_layout_of(fmt: str | None, info: dict) -> str | None:
 STEREO_EYE = 0.3  # each eye's offset (unit disc): left/right disparity ~ 0.6 x the full parallax
 VIDEO_SIDE, SMALL_SIDE = 1080, 480  # default longer side: MP4 (and stills); GIF and WebP
 ZOOM_NOTE = 1.25  # a video or still zoomed more than this (a high --parallax) says so in its result line
-MAX_ASPECT = 21 / 9  # a panorama's frames show its centre at 21:9 (a tall photo's at 9:21), not a sliver
+MAX_ASPECT = defaults.MAX_ASPECT  # a panorama's frames show its centre at 21:9 (a tall photo's at 9:21), not a sliver
 MAX_ASPECT_TEXT = {True: "21:9", False: "9:21"}  # (the same, for the result line: a wide photo, a tall one)
 MP4_CRF = 20
 # the MP4's colours: RGB -> YUV with the BT.709 matrix, limited range, and the stream says so (and
