@@ -220,6 +220,10 @@ def test_output_names_never_clash_or_hit_inputs(tmp_path: Path) -> None:
     # a missing input is a failed job, not a crash
     missing, ok = plan_jobs([tmp_path / "nope.jpg", src / "b.png"], tmp_path / "out", ".png")
     assert missing.error == f"{tmp_path / 'nope.jpg'}: no such file or folder" and ok.error is None
+    # ... also alone, to one file: failed when planned, so nothing is run for it (it loaded the
+    # depth model first, ~2 s before its one-line error, helper-65)
+    (missing,) = plan_jobs([tmp_path / "nope.jpg"], tmp_path / "nope.glb", ".glb")
+    assert missing.error == f"{tmp_path / 'nope.jpg'}: no such file or folder"
 
 
 def test_a_photo_beside_a_namesake_keeps_its_full_name_in_every_run(tmp_path: Path) -> None:

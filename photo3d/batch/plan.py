@@ -334,6 +334,8 @@ def plan_jobs(
 
     if single_file:
         given, error = not_folders.get(0, (None, None))
+        if error is None and not os.path.lexists(inputs[0]):  # (said now: no model is loaded for it)
+            error = msg(inputs[0], _missing(inputs[0]))
         jobs = [Job(inputs[0], output, error, sides=sides(output), given=given)]
         _refuse_overwriting_inputs(jobs)
         return jobs
