@@ -1295,6 +1295,17 @@ def test_overwrite_and_skip_existing_together_is_a_usage_error(tmp_path):
         assert not (tmp_path / out).exists()
 
 
+def test_one_photo_kept_by_skip_existing_names_every_kept_output(tmp_path):
+    """``-o p.glb --html --skip-existing`` with both there said only "p.glb exists, kept" (helper-66)."""
+    src, depth = photo(tmp_path / "p.png"), depth_npy(tmp_path / "d.npy")
+    assert cli("convert", src, "-o", tmp_path / "p.glb", "--html", "--depth", depth).exit_code == 0
+    r = cli("convert", src, "-o", tmp_path / "p.glb", "--html", "--depth", depth, "--skip-existing")
+    assert r.exit_code == 0 and lines(r.output) == [
+        f"{tmp_path / 'p.glb'} and {tmp_path / 'p.html'} exist, kept (--overwrite rewrites them)"], r.output
+    r = cli("convert", src, "-o", tmp_path / "p.glb", "--depth", depth, "--skip-existing")
+    assert r.exit_code == 0 and lines(r.output) == [f"{tmp_path / 'p.glb'} exists, kept (--overwrite rewrites it)"], r.output
+
+
 def test_html_as_a_format_and_as_the_glbs_page_is_one_output(tmp_path, tiny_depth_model):
     """``--format glb --format html --html`` wrote the page twice (once beside the GLB, once as a format
     of its own) and counted two outputs, where ``--format glb --html`` counts one (helper-55)."""

@@ -209,7 +209,8 @@ def run_batch(
                 if any(states[p] != "done" for p in job.sides):
                     finish.append(i)
                     continue
-                results[i] = Result(job.src, job.dst, Status.skipped, bytes=_size(job.dst))
+                results[i] = Result(job.src, job.dst, Status.skipped, bytes=_size(job.dst),
+                                    report={"kept": [str(p) for p in job.outputs]})
             else:
                 todo.append(job)
                 index[(str(job.src), str(job.dst))] = i
@@ -345,7 +346,10 @@ def print_report(report: BatchReport, console: Console, done: str = "converted",
         whose = f"{outputs} outputs of {inputs} input(s): " if several else ""
         console.print(whose + ", ".join(parts) + f" in {report.seconds:.1f} s", highlight=False, soft_wrap=True)
     elif n == 1 and report.count(Status.skipped):
-        say(console, f"{report.results[0].dst} exists, kept (--overwrite rewrites it)", kind="")
+        kept = report.results[0].report.get("kept") or [str(report.results[0].dst)]
+        these = kept[0] if len(kept) == 1 else f"{', '.join(kept[:-1])} and {kept[-1]}"
+        say(console, f"{these} {'exists' if len(kept) == 1 else 'exist'}, kept (--overwrite rewrites "
+                     f"{'it' if len(kept) == 1 else 'them'})", kind="")
     if report.interrupted:  # (one output: a new run starts it over, there is nothing to continue)
         said = ("interrupted: run the same command again to continue where it stopped" if n > 1 else
                 "interrupted" if report.count(Status.ok) else "interrupted: nothing written")
