@@ -116,16 +116,21 @@ def discover(
             st = os.stat(p)
             excluded.add((st.st_dev, st.st_ino))
     visited: set[tuple[int, int]] = set()
-    # the folders reached without a link (not hidden, not excluded): a link to one is not followed
-    direct: set[tuple[int, int]] = set()
-    for dirpath, dirnames, _ in _walk(folder, lambda e: None, follow_links=False):
-        with contextlib.suppress(OSError):
-            st = os.stat(dirpath)
-            if (st.st_dev, st.st_ino) in excluded:
-                dirnames[:] = []
-                continue
-            direct.add((st.st_dev, st.st_ino))
-        dirnames[:] = [d for d in dirnames if not _is_hidden(d)]
+    direct: set[tuple[int, int]] | None = None  # listed when the walk meets its first link to a folder
+
+    def reached_directly() -> set[tuple[int, int]]:
+        """The folders reached without a link (not hidden, not excluded): a link to one is not followed."""
+        out: set[tuple[int, int]] = set()
+        for dirpath, dirnames, _ in _walk(folder, lambda e: None, follow_links=False):
+            with contextlib.suppress(OSError):
+                st = os.stat(dirpath)
+                if (st.st_dev, st.st_ino) in excluded:
+                    dirnames[:] = []
+                    continue
+                out.add((st.st_dev, st.st_ino))
+            dirnames[:] = [d for d in dirnames if not _is_hidden(d)]
+        return out
+
     walked_at: dict[tuple[int, int], Path] = {}
     links: list[tuple[Path, tuple[int, int]]] = []
 
@@ -158,7 +163,9 @@ def discover(
             except OSError:  # dangling link
                 continue
             target = (st.st_dev, st.st_ino)
-            if target in direct and os.path.islink(full):  # visited (or to be) under its own path
+            if os.path.islink(full) and direct is None:
+                direct = reached_directly()
+            if direct is not None and target in direct and os.path.islink(full):  # visited (or to be) under its own path
                 real, here = os.path.realpath(full), os.path.realpath(dirpath)
                 if not (here == real or here.startswith(real.rstrip(os.sep) + os.sep)):  # (not a loop)
                     links.append((Path(full), target))
