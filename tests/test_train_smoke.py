@@ -164,6 +164,10 @@ def test_pack_fit_resume_qat(tmp_path):
     stats = [k for k in ck2["model"] if k.endswith("running_mean")]
     assert stats and all(torch.equal(ck2["model"][k], ck3["model"][k]) for k in stats)
     assert any(not torch.equal(ck2["model"][k], ck3["model"][k]) for k in ck3["model"] if k.endswith(".weight"))
+    # --tta-train: whole-photo batches also fit the runtime's flip-small average (logged as "tta")
+    assert fit.main(common + ["--max-steps", "6", "--resume", "--whole-share", "1", "--whole-size", "64",
+                              "--whole-batch", "2", "--tta-train", "0.5"]) == 0
+    assert " tta " in (run / "log.txt").read_text().splitlines()[-2] + " "
     # the shipped weights are the moving average, distinct from the raw ones
     assert set(ck2["ema"]) == set(ck2["model"])
     ema_model, raw_model = fit.model_from_checkpoint(ck2), fit.model_from_checkpoint(ck2, ema=False)

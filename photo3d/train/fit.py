@@ -125,6 +125,19 @@ def warm_start(model: DepthNet, scripted_path: Path, calib: torch.Tensor) -> Non
         h.remove()
 
 
+def flip_small_average(model: DepthNet, rgb: torch.Tensor, pred: torch.Tensor) -> torch.Tensor:
+    """``pred = model(rgb)`` averaged with the model's output for the mirrored batch at
+    ``SMALL_SHARE`` of its size, mirrored back and brought to ``pred``'s grid: the runtime's
+    "flip-small" operating point (:func:`photo3d.depth.runtime.with_tta`), differentiable."""
+    from photo3d.depth.runtime import SMALL_SHARE
+
+    h2, w2 = (max(32, int(n * SMALL_SHARE) // 32 * 32) for n in rgb.shape[2:])
+    small = torch.nn.functional.interpolate(rgb.flip(-1), size=(h2, w2), mode="area")
+    other = model(small.contiguous(memory_format=torch.channels_last)).flip(-1)
+    other = torch.nn.functional.interpolate(other, size=tuple(pred.shape[2:]), mode="bilinear", align_corners=False)
+    return 0.5 * (pred + other)
+
+
 def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="python -m photo3d.train.fit", description=__doc__.split("\n\n")[0])
     ap.add_argument("--bundle", type=Path, required=True)
@@ -155,6 +168,9 @@ def build_parser() -> argparse.ArgumentParser:
                     help="first steps of a hinted run: only the hint projections learn from the hint loss")
     ap.add_argument("--teacher", type=Path, default=None,
                     help="Tiefenrausch's Caffe2 folder for --w-hint (default: ../shared/data/tiefenrausch)")
+    ap.add_argument("--tta-train", type=float, default=0.0, metavar="W",
+                    help="whole-photo batches: also fit the runtime's flip-small operating point (the output "
+                         "averaged with the mirrored 5/6-size pass), with this weight (the single pass keeps 1 - W)")
     ap.add_argument("--ema", type=float, default=0.998, help="decay of the weight moving average")
     ap.add_argument("--ckpt-minutes", type=float, default=5.0)
     ap.add_argument("--log-every", type=int, default=25)
@@ -321,6 +337,12 @@ def main(argv: list[str] | None = None) -> int:
         pred = model(rgb.contiguous(memory_format=torch.channels_last))
         loss, parts = distill_loss(pred, target, mask, rgb, w_ssi=args.w_ssi, w_log=args.w_log, w_grad=args.w_grad,
                                    edge_aware=args.edge_aware, w_layout=args.w_layout, w_flat=args.w_flat)
+        if use_whole and args.tta_train > 0:  # what `photo3d depth` runs: this pass and the mirrored small one
+            both = flip_small_average(model, rgb, pred)
+            l_tta, _ = distill_loss(both, target, mask, rgb, w_ssi=args.w_ssi, w_log=args.w_log, w_grad=args.w_grad,
+                                    edge_aware=args.edge_aware, w_layout=args.w_layout, w_flat=args.w_flat)
+            loss = (1 - args.tta_train) * loss + args.tta_train * l_tta
+            parts["tta"] = l_tta.item()
         if hints is not None:
             l_hint = hints.loss(teacher_enc(rgb), detach_student=step < args.hint_warmup)
             loss = loss + args.w_hint * l_hint
