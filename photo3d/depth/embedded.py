@@ -820,7 +820,8 @@ def find_depth(path: str | Path, photo: Photo, source: str = "auto") -> Found:
         return _find_depth(path, photo, source, found, FileBytes(f))
 
 
-def _find_depth(path: Path, photo: Photo, source: str, found: Found, data: FileBytes) -> Found:
+def _find_depth(path: Path, photo: Photo, source: str, found: Found, data: FileBytes, probe: bool = False) -> Found:
+    """``probe``: only which source ``auto`` takes (a stereo pair's views are found, not matched)."""
     max_px = map_limit(photo)
     is_heif = data[4:8] == b"ftyp"
     is_jpeg = data[:2] == b"\xff\xd8"
@@ -863,6 +864,9 @@ def _find_depth(path: Path, photo: Photo, source: str, found: Found, data: FileB
             kind = "mpo-stereo" if pair is not None else None
         if pair is None:
             pair, kind = side_by_side(photo, source, stereo_layout(path))
+        if pair is not None and probe:
+            found.source, found.kind = "stereo", kind
+            return found
         if pair is not None:
             left, right = pair[:2]
             orientation = _orientation(path) if kind == "mpo-stereo" else None
@@ -896,7 +900,7 @@ def _find_depth(path: Path, photo: Photo, source: str, found: Found, data: FileB
 def _what_auto_uses(path: Path, photo: Photo, data: FileBytes) -> str:
     """The hint of a source asked for by name that the photo lacks: what ``auto`` takes instead (a
     HEIC with a depth map but no stereo pair: its depth map, not the model, as the hint once said)."""
-    used = _find_depth(path, photo, "auto", Found(photo), data).source
+    used = _find_depth(path, photo, "auto", Found(photo), data, probe=True).source
     return "--depth-source auto would use " + {"embedded": "its embedded depth map", "stereo": "its stereo pair"}.get(
         used, "the depth model")
 
