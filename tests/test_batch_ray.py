@@ -234,6 +234,22 @@ def test_ray_stops_at_a_full_disk_as_a_local_run_does(ray_cluster, tmp_path: Pat
     assert not [p for p in out.iterdir() if p.name.startswith(".")]
 
 
+def test_a_ray_workers_errors_name_the_users_file_also_when_escaped(tmp_path: Path) -> None:
+    """The actor works on a copy in a temp folder and names the user's paths in its messages again;
+    a name with a tab or a byte that is not UTF-8 is escaped in a message ("tab\\tx.jpg"), so the
+    raw path was not found in it and "/tmp/photo3d-ray-.../in/tab\\tx.jpg" reached the user (helper-67).
+    (The actor's class, run here in this process.)"""
+    from photo3d.batch.ray_executor import _RayWorker
+    from photo3d.errors import printable
+
+    worker = _RayWorker(THUMB, 1)
+    for name in ("tab\tx.jpg", "lat\udce9.jpg", "plain.jpg"):
+        src, dst = tmp_path / name, tmp_path / "out" / (name[:-4] + ".png")
+        r, files = worker.run(str(src), b"\xff\xd8\xff\xe0 not a whole jpeg", str(dst))
+        assert r.status == Status.failed and files == {}, r
+        assert r.error.startswith(f"{printable(src)}: ") and "photo3d-ray-" not in r.error, r.error
+
+
 def test_an_address_where_a_web_server_answers_fails_at_once(tmp_path: Path) -> None:
     """``--address`` at a port where something else listens (Ray's dashboard, 8265, is an easy
     mistake): ray.init retried for minutes, printing Ray's raw log lines, before any word of ours.

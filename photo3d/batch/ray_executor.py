@@ -5,13 +5,14 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import signal
 import sys
 import tempfile
 import time
 from pathlib import Path
 from typing import Any, Iterator, Sequence
 
-from ..errors import ExitCode, InputFileError, Photo3DError, UsageError, summarize
+from ..errors import ExitCode, InputFileError, Photo3DError, UsageError, printable, summarize
 from ..io import HEIF_AVAILABLE, HEIF_SUFFIXES, confined_to, input_file, load_image, open_image, output_state, write_bytes_atomic
 from .local import Executor, _first_outputs, _next_ready
 from .plan import Job
@@ -82,6 +83,9 @@ class _RayWorker:
                         files[f.name] = f.read_bytes()
             r.src, r.dst = src_p, dst_p
             mapping = {str(tmp_in): str(src_p), str(tmp_out): str(dst_p), str(tmp_out.parent): str(dst_p.parent)}
+            # messages name paths escaped (a tab in a name is "\t"): their escaped forms too, else
+            # "/tmp/photo3d-ray-.../in/tab\tx.jpg" reached the user (helper-67)
+            mapping.update({printable(a): printable(b) for a, b in list(mapping.items())})
             r.error = _replace_paths(r.error, mapping)
             r.report = _replace_paths(r.report, mapping)
             return r, files
@@ -114,7 +118,7 @@ class RayExecutor(Executor):
     name = "ray"
 
     def __init__(self, address: str | None = None, workers: int | None = None, threads: int = 1,
-                 init_kwargs: dict[str, Any] | None = None):
+                 init_kwargs: dict[str, Any] | None = None, warn=None):
         try:
             import ray  # noqa: F401
         except ImportError as e:
@@ -126,6 +130,7 @@ class RayExecutor(Executor):
         self._init_kwargs = init_kwargs or {}
         self._started = False
         self._actors: list[Any] = []
+        self._warn = warn
 
     def _check_reachable(self) -> None:
         """Fail fast on a wrong host:port (ray.init would retry for minutes)."""
@@ -181,14 +186,24 @@ class RayExecutor(Executor):
             else:  # a local instance: its workers import photo3d the same way as this process
                 kwargs.setdefault("runtime_env", {"env_vars": {"PYTHONPATH": os.pathsep.join(
                     p for p in sys.path if p and os.path.isdir(p))}})
+            ours = signal.getsignal(signal.SIGTERM)
             try:
                 ray.init(address=self.address, **kwargs)
             except Exception as e:
                 raise UsageError(f"--engine ray: cannot connect to {self.address or 'a local Ray'} ({e})") from e
+            finally:  # Ray puts its own SIGTERM handler in (a stack dump, no summary): ours again
+                with contextlib.suppress(Exception):
+                    if ours is not None:
+                        signal.signal(signal.SIGTERM, ours)
             self._started = True
+        most = max(1, int(ray.cluster_resources().get("CPU", 1)) // self.threads)
         if not self._requested:
-            cpus = int(ray.cluster_resources().get("CPU", 1))
-            self.workers = max(1, cpus // self.threads)
+            self.workers = most
+        elif self._requested > most:  # an actor beyond the cluster's CPUs is never placed: its files waited forever
+            if self._warn is not None:
+                self._warn(f"--jobs {self._requested} lowered to {most}: the Ray cluster has {most} CPU"
+                           f"{'s' if most != 1 else ''} for photo3d's workers")
+            self._requested = self.workers = most
         return ray
 
     def run(self, task: Task, jobs: Sequence[Job]) -> Iterator[Result]:

@@ -65,7 +65,7 @@ def make_executor(engine: Engine | str = Engine.local, jobs: int = 1, address: s
     if engine == Engine.ray:
         from .ray_executor import RayExecutor
 
-        return RayExecutor(address, jobs or None)
+        return RayExecutor(address, jobs or None, warn=warn)
     if address:
         raise UsageError("--address needs --engine ray")
     cpus = available_cpus()
