@@ -234,6 +234,17 @@ def test_ray_stops_at_a_full_disk_as_a_local_run_does(ray_cluster, tmp_path: Pat
     assert not [p for p in out.iterdir() if p.name.startswith(".")]
 
 
+def test_more_jobs_than_the_clusters_cpus_are_lowered_not_left_waiting(ray_cluster, tmp_path: Path) -> None:
+    """``--jobs 3`` on a 2-CPU cluster: the third actor (1 CPU each) was never placed, and the files
+    sent to it waited for good (helper-67).  Lowered to 2 with a warning, as a local run is."""
+    album = make_album(tmp_path / "album")
+    said: list[str] = []
+    remote = run_batch(plan_jobs([album], tmp_path / "ray", ".png"), THUMB, RayExecutor(workers=3, warn=said.append),
+                       progress=False)
+    assert remote.workers == 2 and remote.count(Status.ok) == len(GOOD) and remote.count(Status.failed) == len(BAD)
+    assert said == ["--jobs 3 lowered to 2: the Ray cluster has 2 CPUs for photo3d's workers"], said
+
+
 def test_a_ray_workers_errors_name_the_users_file_also_when_escaped(tmp_path: Path) -> None:
     """The actor works on a copy in a temp folder and names the user's paths in its messages again;
     a name with a tab or a byte that is not UTF-8 is escaped in a message ("tab\\tx.jpg"), so the
