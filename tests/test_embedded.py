@@ -493,6 +493,14 @@ def test_side_by_side_stereo(tmp_path):
     ok = sd.confidence > 0.5
     assert ok.mean() > 0.6
     assert np.median(np.abs(sd.disparity - true)[ok]) < 0.5
+    # views larger than the matcher's size: the disparity is still in the views' pixels (it was in
+    # the working size's, a 2560-px spatial photo's 2.5x too small, helper-67)
+    big = [cv2.resize(v, (800, 600), interpolation=cv2.INTER_LINEAR) for v in (left, right)]
+    half = E.stereo_disparity(*big, max_side=400)
+    ok = cv2.resize(half.confidence, (400, 300), interpolation=cv2.INTER_AREA) > 0.5
+    small = cv2.resize(half.disparity, (400, 300), interpolation=cv2.INTER_AREA)
+    assert half.disparity.shape == (300, 400) and ok.mean() > 0.5
+    assert np.median(np.abs(small - 2 * true)[ok]) < 1.0, np.median(np.abs(small - 2 * true)[ok])
     # auto: a 2:1 photo whose halves match as a pair is taken as stereo, a random one is not
     assert found_in(src).source == "stereo"
     rng = np.random.default_rng(0)
@@ -947,13 +955,13 @@ def test_spatial_photo_uses_stereo_and_orders_the_scene(tmp_path, embedded_dir):
 
     m = {k: med(k) for k in SPATIAL_REGIONS}
     assert m["plant"] > m["pot"] > m["deck"] > m["wall"], m
-    # and the measured stereo disparity agrees with the hand-measured values (full-res pixels)
+    # and the measured stereo disparity agrees with the hand-measured values: in full-res pixels
+    # (the map is at the matcher's 1024 px, its values in the photo's pixels)
     sd = found.depth
-    s = photo.width / sd.disparity.shape[1]
     hh, ww = sd.disparity.shape
     for name, want in (("pot", 96), ("deck", 40), ("wall", 31)):
         x0, y0, x1, y1 = SPATIAL_REGIONS[name]
-        got = float(np.median(sd.disparity[int(y0 * hh):int(y1 * hh), int(x0 * ww):int(x1 * ww)])) * s
+        got = float(np.median(sd.disparity[int(y0 * hh):int(y1 * hh), int(x0 * ww):int(x1 * ww)]))
         assert got == pytest.approx(want, rel=0.15), (name, got)
 
 

@@ -697,9 +697,11 @@ def _fill_rows_background(d: np.ndarray, valid: np.ndarray) -> np.ndarray:
 
 
 def stereo_disparity(left: np.ndarray, right: np.ndarray, max_side: int = STEREO_SIDE) -> SourceDepth:
-    """Disparity (pixels of the working resolution, larger = nearer) of the left view of a
-    rectified pair, with holes filled and a confidence map; raises EmbeddedDepthError when the
-    two views do not match as a stereo pair."""
+    """Disparity (in pixels of the views as given, larger = nearer; matched at ``max_side`` at most)
+    of the left view of a rectified pair, with holes filled and a confidence map; raises
+    EmbeddedDepthError when the two views do not match as a stereo pair.  (It was in pixels of the
+    1024-px working size: the depth PNG's disparity_min / max of a 2560-px spatial photo were 2.5x
+    too small for Z = f B / d at the photo's resolution, helper-67.)"""
     if left.shape != right.shape:
         right = cv2.resize(right, (left.shape[1], left.shape[0]), interpolation=cv2.INTER_AREA)
     s = min(1.0, max_side / max(left.shape[:2]))
@@ -753,9 +755,9 @@ def stereo_disparity(left: np.ndarray, right: np.ndarray, max_side: int = STEREO
     conf = (lr.astype(np.float32) * (0.6 + 0.4 * texture)).astype(np.float32)
     conf = cv2.erode(conf, np.ones((3, 3), np.uint8))  # the pixels right at a hole's edge are suspect too
     conf[conf == 0] = FILLED_CONFIDENCE
-    meta = {"working_size": [w, h], "disparity_range_px": [round(dlo, 2), round(dhi, 2)], "matches": n,
-            "vertical_offset_px": round(dy0, 2), "consistent": round(float(lr.mean()), 4)}
-    return SourceDepth(disp, "stereo", conf, metric=dlo > 0, meta=meta)
+    meta = {"working_size": [w, h], "disparity_range_px": [round(dlo / s, 2), round(dhi / s, 2)], "matches": n,
+            "vertical_offset_px": round(dy0 / s, 2), "consistent": round(float(lr.mean()), 4)}
+    return SourceDepth(disp / s if s < 1 else disp, "stereo", conf, metric=dlo > 0, meta=meta)
 
 
 # ============================================================================ finding
