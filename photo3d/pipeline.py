@@ -191,7 +191,7 @@ def to_geometry(disparity: np.ndarray, camera: Camera, opts: ConvertOptions) -> 
     # nearest vs farthest shift = parallax * width  <=>  focal * offset * (1 - lo) = parallax * width,
     # the width shown: a panorama's centre 21:9 (of a 8:1 strip the whole width made 3.4x the shift
     # on screen, cut at every small step, and frame 0 showed re-synthesized background along the cuts)
-    shown = min(camera.width, defaults.MAX_ASPECT * camera.height)
+    shown = min(camera.width, defaults.MAX_ASPECT * camera.height)  # (render.shown_size's width, without loading the renderer)
     offset = opts.parallax * shown / (camera.focal_px * (1.0 - lo))
     return Geometry(inv, camera, offset)
 

@@ -541,7 +541,7 @@ class Renderer:
         # (what the viewer's mipmaps do); the background's is at the geometry's working
         # resolution (<= 768 px), already coarser than the frames
         # (a frame narrower than the photo, beyond frame_size's rounding, shows the centre of its
-        # full height: a panorama's video, see video.MAX_ASPECT)
+        # full height: a panorama's video, see defaults.MAX_ASPECT)
         aspect = scene.meta["source_size"][0] / scene.meta["source_size"][1]
         cropped = self.height * aspect > self.width + 1.5 * (1 + aspect)
         samples = (self.H * aspect if cropped else self.W) * cover_zoom(scene.meta) * self.zoom  # across the photo's width

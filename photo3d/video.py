@@ -8,7 +8,7 @@
 - GIF and WebP stay within ``ShareOptions.max_bytes`` (4 MB by default): :func:`fit_animation`;
 - ``.jpg`` / ``.png``: a still, only with ``stereo``.
 
-Frames have the photo's aspect ratio, up to ``MAX_ASPECT`` (21:9, or 9:21): of a panorama they
+Frames have the photo's aspect ratio, up to ``defaults.MAX_ASPECT`` (21:9, or 9:21): of a panorama they
 show the centre, at full height, rather than a 1080 x 134 sliver.
 
 ``stereo="sbs"`` puts the left and the right eye's frames side by side at full width (the frame
@@ -54,8 +54,7 @@ def stereo_layout_of(fmt: str | None, info: dict) -> str | None:
 STEREO_EYE = 0.3  # each eye's offset (unit disc): left/right disparity ~ 0.6 x the full parallax
 VIDEO_SIDE, SMALL_SIDE = 1080, 480  # default longer side: MP4 (and stills); GIF and WebP
 ZOOM_NOTE = 1.25  # a video or still zoomed more than this (a high --parallax) says so in its result line
-MAX_ASPECT = defaults.MAX_ASPECT  # a panorama's frames show its centre at 21:9 (a tall photo's at 9:21), not a sliver
-MAX_ASPECT_TEXT = {True: "21:9", False: "9:21"}  # (the same, for the result line: a wide photo, a tall one)
+MAX_ASPECT_TEXT = {True: "21:9", False: "9:21"}  # defaults.MAX_ASPECT for the result line: a wide photo, a tall one
 MP4_CRF = 20
 # the MP4's colours: RGB -> YUV with the BT.709 matrix, limited range, and the stream says so (and
 # that the frames are sRGB); FFmpeg's default is BT.601 without a word, which browsers and players
@@ -183,10 +182,10 @@ def _compose(eyes: list[np.ndarray], stereo: str | None) -> np.ndarray:
 
 def centre_part(w: int, h: int) -> str | None:
     """What frames (and the viewer page) show of a ``w`` x ``h`` panorama: its centre at 21:9
-    (:data:`MAX_ASPECT`; a tall photo's 9:21), said on the result line; None for any other photo."""
+    (:data:`photo3d.defaults.MAX_ASPECT`; a tall photo's 9:21), said on the result line; None for any other photo."""
     from .render import shown_size
 
-    sw, sh = shown_size((w, h), MAX_ASPECT)
+    sw, sh = shown_size((w, h), defaults.MAX_ASPECT)
     return f"the centre {MAX_ASPECT_TEXT[w > h]} of the {w}x{h} photo" if round(sw) < w or round(sh) < h else None
 
 
@@ -194,11 +193,11 @@ def output_side(photo_size: tuple[int, int], suffix: str, size: int | None) -> t
     """The frames' longer side (one eye's) for a ``photo_size`` = (width, height) photo, and a note
     for the result line when it is not the usual one: by default a smaller photo is not upscaled
     (its own size, made even); an explicit ``--size`` larger than the photo is what it asks, said
-    as an upscale.  A panorama's frames show its centre at 21:9 (:data:`MAX_ASPECT`): said too."""
+    as an upscale.  A panorama's frames show its centre at 21:9 (:data:`photo3d.defaults.MAX_ASPECT`): said too."""
     from .render import shown_size
 
     w, h = (int(round(v)) for v in photo_size)
-    sw, sh = shown_size((w, h), MAX_ASPECT)
+    sw, sh = shown_size((w, h), defaults.MAX_ASPECT)
     shown = round(max(sw, sh))
     part = centre_part(w, h)
     if size is not None:
@@ -221,7 +220,7 @@ def render_frames(glb: bytes, suffix: str, opts: ShareOptions, timings: dict | N
     notes = [note] if note else []
 
     def frame(side: int) -> tuple[int, int, int]:  # (one eye's width, height, the frame's width)
-        w, h = frame_size(scene, side, max_aspect=MAX_ASPECT)
+        w, h = frame_size(scene, side, max_aspect=defaults.MAX_ASPECT)
         if opts.stereo == "sbs-half":
             w = max(4, w - w % 4)  # each eye gets an even half (2 px of a 1- or 2-px wide photo, not 0)
         return w, h, w * (2 if opts.stereo == "sbs" else 1)
@@ -478,16 +477,14 @@ def _encode_webp(frames: list[np.ndarray], fps: float, quality: int) -> bytes:
 
 
 def _webp_frames(data: bytes) -> int:
-    """Frames an animated WebP holds (its ANMF chunks; libwebp merges a frame identical to the one
-    before into that one, its delay added: 30 rendered can be 28 in the file, the loop as long)."""
-    import struct
+    """Frames an animated WebP holds (libwebp merges a frame identical to the one before into that
+    one, its delay added: 30 rendered can be 28 in the file, the loop as long)."""
+    import io
 
-    count, at = 0, 12
-    while at + 8 <= len(data):
-        tag, size = data[at:at + 4], struct.unpack_from("<I", data, at + 4)[0]
-        count += tag == b"ANMF"
-        at += 8 + size + (size & 1)
-    return count
+    from PIL import Image
+
+    with Image.open(io.BytesIO(data)) as im:
+        return getattr(im, "n_frames", 1)
 
 
 def _encode_gif(frames: list[np.ndarray], fps: float, colours: int) -> bytes:

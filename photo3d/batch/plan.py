@@ -15,7 +15,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Callable, Iterable, Iterator, Sequence
 
-from ..errors import OutputError, UsageError, printable
+from ..errors import OutputError, Photo3DError, UsageError, printable
 from ..depth.maps import photo3d_kind
 from ..io import (OUTPUT_THERE, link_out_of, PATH_MAX, IMAGE_SUFFIXES, existing_folder, is_image_path, name_max, output_state,
                   stale_temp_target, temp_stem)
@@ -163,13 +163,13 @@ def discover(
             except OSError:  # dangling link
                 continue
             target = (st.st_dev, st.st_ino)
-            if os.path.islink(full) and direct is None:
-                direct = reached_directly()
-            if direct is not None and target in direct and os.path.islink(full):  # visited (or to be) under its own path
-                real, here = os.path.realpath(full), os.path.realpath(dirpath)
-                if not (here == real or here.startswith(real.rstrip(os.sep) + os.sep)):  # (not a loop)
-                    links.append((Path(full), target))
-                continue
+            if os.path.islink(full):
+                direct = reached_directly() if direct is None else direct
+                if target in direct:  # visited (or to be) under its own path
+                    real, here = os.path.realpath(full), os.path.realpath(dirpath)
+                    if not (here == real or here.startswith(real.rstrip(os.sep) + os.sep)):  # (not a loop)
+                        links.append((Path(full), target))
+                    continue
             if (st.st_dev, st.st_ino) in excluded and passed is not None:
                 passed.append(Path(dirpath) / d)
             if (st.st_dev, st.st_ino) in visited or (st.st_dev, st.st_ino) in excluded:
@@ -668,16 +668,12 @@ def check_writable(jobs: Sequence[Job], summary: Path | None = None, output: str
             failed[folder] = f"{printable(link)} is a link to {printable(os.path.realpath(link))}, outside {printable(output)}"
             escaped.add(folder)
             continue
-        d = Path(os.path.abspath(folder))
-        while not d.exists() and d.parent != d:
-            d = d.parent
+        d = _nearest_existing(folder)
         if d not in probed:
             probed[d] = _why_unwritable(d)
         if probed[d] is not None:
             why = _said_of(probed[d], d, folder)
-            # a file where the path needs a folder (-o notes.txt/x.glb) is a mistake in the command
-            # line, as -o naming an existing file is (exit 2); a folder that refuses files, exit 1
-            error = UsageError if probed[d] == _IS_A_FILE else OutputError
+            error = _unwritable_error(probed[d])
             if option.startswith("--"):  # the summary's folder
                 raise error(f"{option}cannot write into {printable(folder)} ({why})")
             failed.setdefault(folder, why)
@@ -702,12 +698,24 @@ def check_output_file(path: str | Path, option: str = "-o") -> None:
     """Before any work: the folder of the one file ``path`` can take it (as :func:`check_writable`
     for a batch; ``model import`` converted for seconds, then failed on ``-o notes.txt/t.pt``)."""
     folder = Path(os.path.abspath(path)).parent
-    d = folder
+    d = _nearest_existing(folder)
+    if (why := _why_unwritable(d)) is not None:
+        raise _unwritable_error(why)(f"{option} {printable(path)}: cannot write into {printable(folder)} "
+                                     f"({_said_of(why, d, folder)})")
+
+
+def _nearest_existing(folder: Path) -> Path:
+    """The nearest existing folder above (or at) ``folder`` (where a probe file can be tried)."""
+    d = Path(os.path.abspath(folder))
     while not d.exists() and d.parent != d:
         d = d.parent
-    if (why := _why_unwritable(d)) is not None:
-        error = UsageError if why == _IS_A_FILE else OutputError
-        raise error(f"{option} {printable(path)}: cannot write into {printable(folder)} ({_said_of(why, d, folder)})")
+    return d
+
+
+def _unwritable_error(why: str) -> type[Photo3DError]:
+    """A file where the path needs a folder (``-o notes.txt/x.glb``) is a mistake in the command
+    line, as ``-o`` naming an existing file is (exit 2); a folder that refuses files fails the run (exit 1)."""
+    return UsageError if why == _IS_A_FILE else OutputError
 
 
 def _why_unwritable(d: Path) -> str | None:

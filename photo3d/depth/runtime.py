@@ -74,6 +74,11 @@ TTA = ("none", "flip", "flip-small")  # a model's operating points (metadata "tt
 SMALL_SHARE = 5 / 6  # "flip-small": the mirrored pass's input, as a share of the first's (384 → 320 px)
 
 
+def small_pass_size(h: int, w: int) -> tuple[int, int]:
+    """(h, w) of "flip-small"'s second pass: each side ``SMALL_SHARE`` of the first pass's, floored to a multiple of 32."""
+    return max(32, int(h * SMALL_SHARE) // 32 * 32), max(32, int(w * SMALL_SHARE) // 32 * 32)
+
+
 def with_tta(run, x: torch.Tensor, y: torch.Tensor, tta: str | None, rgb: np.ndarray | None = None) -> torch.Tensor:
     """The network's float output ``y = run(x)`` at the model's operating point: with ``tta``
     "flip", averaged with the output for the mirrored input (mirrored back); with "flip-small",
@@ -86,8 +91,8 @@ def with_tta(run, x: torch.Tensor, y: torch.Tensor, tta: str | None, rgb: np.nda
     y = y.dequantize() if y.is_quantized else y
     if tta in ("flip", "flip-small"):
         x2 = x.flip(-1)
-        if tta == "flip-small":  # each side SMALL_SHARE of the first pass's, floored to a multiple of 32
-            w2, h2 = (max(32, int(n * SMALL_SHARE) // 32 * 32) for n in (x.shape[3], x.shape[2]))
+        if tta == "flip-small":
+            h2, w2 = small_pass_size(*x.shape[2:])
             src, scale = (rgb[:, ::-1], 255.0) if rgb is not None else (x2[0].permute(1, 2, 0).numpy(), 1.0)
             x2 = _network_input(src, w2, h2, scale)
         y2 = run(x2)

@@ -127,12 +127,11 @@ def warm_start(model: DepthNet, scripted_path: Path, calib: torch.Tensor) -> Non
 
 def flip_small_average(model: DepthNet, rgb: torch.Tensor, pred: torch.Tensor) -> torch.Tensor:
     """``pred = model(rgb)`` averaged with the model's output for the mirrored batch at
-    ``SMALL_SHARE`` of its size, mirrored back and brought to ``pred``'s grid: the runtime's
+    the second pass's size (:func:`~photo3d.depth.runtime.small_pass_size`), mirrored back and brought to ``pred``'s grid: the runtime's
     "flip-small" operating point (:func:`photo3d.depth.runtime.with_tta`), differentiable."""
-    from photo3d.depth.runtime import SMALL_SHARE
+    from photo3d.depth.runtime import small_pass_size
 
-    h2, w2 = (max(32, int(n * SMALL_SHARE) // 32 * 32) for n in rgb.shape[2:])
-    small = torch.nn.functional.interpolate(rgb.flip(-1), size=(h2, w2), mode="area")
+    small = torch.nn.functional.interpolate(rgb.flip(-1), size=small_pass_size(*rgb.shape[2:]), mode="area")
     other = model(small.contiguous(memory_format=torch.channels_last)).flip(-1)
     other = torch.nn.functional.interpolate(other, size=tuple(pred.shape[2:]), mode="bilinear", align_corners=False)
     return 0.5 * (pred + other)
