@@ -7,6 +7,7 @@ import functools
 import gc
 import inspect
 import math
+import os
 import re
 import sys
 import time
@@ -213,7 +214,7 @@ def _once_each(inputs: list[str]) -> list[str]:
 
     kept: dict[tuple[Path, bool], list[str]] = {}  # key -> the names it was given under, in order
     for v in inputs:
-        kept.setdefault((Path(v), str(v).endswith("/") and not Path(v).is_dir()), []).append(v)
+        kept.setdefault((Path(v), str(v).endswith("/") and not os.path.isdir(v)), []).append(v)
     for names in kept.values():  # one line an input, however often it came (500 times: not 499 lines)
         if len(names) > 1:
             times = "twice" if len(names) == 2 else f"{len(names)} times"
@@ -460,13 +461,13 @@ def convert(
 
     if depth_map is not None and model is not None:
         _fail(UsageError("give either --depth or --model, not both"))
-    if depth_map is not None and (len(inputs) != 1 or Path(inputs[0]).is_dir()):
+    if depth_map is not None and (len(inputs) != 1 or os.path.isdir(inputs[0])):
         _fail(UsageError("--depth needs exactly one input photo"))
     if depth_map is not None and batch.depth_source != defaults.DEPTH_SOURCE:
         _fail(UsageError("give either --depth or --depth-source, not both"))
     from .video import STILL_SUFFIXES, ShareOptions, check_frames, check_share
 
-    single = len(inputs) == 1 and not Path(inputs[0]).is_dir()
+    single = len(inputs) == 1 and not os.path.isdir(inputs[0])
     suffixes = ["." + f.lower().lstrip(".") for f in (formats or ["glb"])]
     # (jpeg is jpg: one set of .jpg files, not a second set on a run that spells it the other way)
     suffixes = list(dict.fromkeys(".jpg" if s == ".jpeg" else s for s in suffixes))

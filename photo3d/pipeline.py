@@ -117,12 +117,15 @@ def load_depth_file(path: Path, photo: Photo, opts: ConvertOptions) -> np.ndarra
 
 def _network_grid(photo: Photo, w: int, h: int) -> bool:
     """Whether w x h is a depth network's grid for this photo at some input size (each side floored
-    to a multiple of 32: a 16:9 photo's raw map from ``photo3d depth --raw`` is 384 x 192, 2:1)."""
-    from .depth.runtime import network_size
+    to a multiple of 32: a 16:9 photo's raw map from ``photo3d depth --raw`` is 384 x 192, 2:1).
+    Any size a model's metadata may give (32 to 8192 px, not only multiples of 32: at 400 a 16:9
+    photo's grid is 384 x 224)."""
+    from .depth.runtime import MAX_INPUT_SIZE, MIN_INPUT_SIZE, network_size
 
     if w % 32 or h % 32:
         return False
-    return any(network_size(photo.width, photo.height, size) == (w, h) for size in range(64, 4097, 32))
+    return any(network_size(photo.width, photo.height, size) == (w, h)
+               for size in range(MIN_INPUT_SIZE, MAX_INPUT_SIZE + 1))
 
 
 def working_photo(photo: Photo, shape: tuple[int, int]) -> np.ndarray:

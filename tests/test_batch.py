@@ -383,6 +383,39 @@ def test_a_link_to_a_folder_in_the_walk_gives_way_to_the_folders_own_path(tmp_pa
     assert len(notes.twice) == 2
 
 
+def test_a_glob_naming_a_link_to_a_walked_folder_still_finds_its_photos(tmp_path: Path) -> None:
+    """``--glob 'alias/*'`` where ``alias -> real`` and the walk takes ``real`` under its own path:
+    the photos matched nothing and the run said "no images found" (code review, session 23);
+    they match under the link's name too and are converted under the real path, as without a glob."""
+    top = tmp_path / "top"
+    (top / "real" / "sub").mkdir(parents=True)
+    Image.fromarray(photo_rgb(20, 20)).save(top / "real" / "one.png")
+    Image.fromarray(photo_rgb(20, 20)).save(top / "real" / "sub" / "two.png")
+    Image.fromarray(photo_rgb(20, 20)).save(top / "three.png")
+    (top / "alias").symlink_to("real", target_is_directory=True)
+    (top / "real" / "up").symlink_to("..", target_is_directory=True)  # a loop: not a name for top's photos
+    out = tmp_path / "out"
+    for globs, want in [(["alias/*"], ["real/one.png", "real/sub/two.png"]), (["alias/sub/*"], ["real/sub/two.png"]),
+                        (["real/up/*"], []), (["three.png"], ["three.png"])]:
+        jobs = plan_jobs([top], out, ".png", globs=globs, notes=PlanNotes())
+        assert sorted(str(j.dst.relative_to(out)) for j in jobs) == want, globs
+
+
+def test_a_folder_of_links_to_itself_without_photos_ends_at_once(tmp_path: Path) -> None:
+    """Two links to the folder itself (``a -> .``, ``b -> .``) and no photo: the search for GIFs
+    to mention in "no images found" walked 2^40 paths and never ended (code review, session 23)."""
+    from photo3d.batch.plan import gifs_in
+
+    top = tmp_path / "loopy"
+    top.mkdir()
+    for name in "abcdefgh":
+        (top / name).symlink_to(".", target_is_directory=True)
+    (top / "notes.txt").write_text("x")
+    assert list(gifs_in(top)) == []
+    (top / "x.gif").write_bytes(b"GIF89a")
+    assert list(gifs_in(top)) == [top / "x.gif"]
+
+
 # --------------------------------------------------------------------------------------------
 # Batches with the model-free task
 

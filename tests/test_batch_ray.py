@@ -4,6 +4,7 @@ with ``--address``.  Skipped when Ray is not installed (``pip install "photo3d[r
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import re
@@ -18,7 +19,7 @@ ray = pytest.importorskip("ray")
 
 from photo3d.batch import RayExecutor, SequentialExecutor, Status, plan_jobs, run_batch  # noqa: E402
 
-from helpers.batch_tasks import THUMB  # noqa: E402
+from helpers.batch_tasks import THUMB, THUMB_SAID  # noqa: E402
 from helpers.cli import cli_command  # noqa: E402
 from helpers.paths import REPO, TESTS  # noqa: E402
 from helpers.photos import BAD, GOOD, make_album  # noqa: E402
@@ -259,6 +260,16 @@ def test_a_ray_workers_errors_name_the_users_file_also_when_escaped(tmp_path: Pa
         r, files = worker.run(str(src), b"\xff\xd8\xff\xe0 not a whole jpeg", str(dst))
         assert r.status == Status.failed and files == {}, r
         assert r.error.startswith(f"{printable(src)}: ") and "photo3d-ray-" not in r.error, r.error
+    # a report's paths stay real paths, its messages name them escaped (an output folder with a tab
+    # in its name went into the summary's "outputs" as "out\\tdir/ok.png": code review, session 23)
+    worker = _RayWorker(THUMB_SAID, 1)
+    for folder in ("out\tdir", "plain"):
+        src, dst = tmp_path / "ok.png", tmp_path / folder / "ok.png"
+        buf = io.BytesIO()
+        Image.fromarray(np.zeros((30, 40, 3), np.uint8)).save(buf, "PNG")
+        r, files = worker.run(str(src), buf.getvalue(), str(dst))
+        assert r.status == Status.ok and list(files) == ["ok.png"], r
+        assert r.report["outputs"] == [str(dst)] and r.report["warnings"] == [f"{printable(dst)}: written"], r.report
 
 
 def test_an_address_where_a_web_server_answers_fails_at_once(tmp_path: Path) -> None:

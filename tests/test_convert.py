@@ -282,9 +282,24 @@ def test_a_raw_depth_map_of_photo3d_depth_is_taken_back_by_convert(tmp_path, siz
     res = cli("convert", str(photo), "-o", str(tmp_path / "wide.glb"), "--depth", str(raw))
     assert res.exit_code == 0, res.output
     assert_valid_glb(tmp_path / "wide.glb")
-    Image.open(raw).resize((w, h + 32)).save(tmp_path / "other.png")
+    Image.open(raw).resize((w, h + 64)).save(tmp_path / "other.png")  # (no input size's grid; + 32 is 400 px's)
     res = cli("convert", str(photo), "-o", str(tmp_path / "other.glb"), "--depth", str(tmp_path / "other.png"))
     assert res.exit_code == 1 and "aspect ratio" in res.output
+
+
+def test_a_raw_map_of_a_model_with_any_input_size_is_its_network_grid():
+    """A model's metadata may give any input size from 32 to 8192 px; only multiples of 32 from 64
+    to 4096 were tried, so a raw map of a model at 400 px (384 x 224 for 16:9) was refused by
+    ``convert --depth`` (code review, session 23)."""
+    from types import SimpleNamespace
+
+    from photo3d.depth.runtime import network_size
+    from photo3d.pipeline import _network_grid
+
+    photo = SimpleNamespace(width=1920, height=1080)
+    for size in (32, 48, 384, 400, 500, 5000, 8192):
+        assert _network_grid(photo, *network_size(1920, 1080, size)), size
+    assert not _network_grid(photo, 384, 256) and not _network_grid(photo, 390, 192)
 
 
 def _unblock_later(fifo, seconds: float = 10.0) -> None:

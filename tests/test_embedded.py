@@ -390,8 +390,13 @@ def test_a_forced_depth_source_the_photo_lacks_fails_that_input(tmp_path, tiny_d
     # model" for a photo with an embedded map asked for its stereo pair, helper-65)
     other = {"embedded": "stereo", "stereo": "embedded"}[source]
     r = cli("depth", tmp_path / "in" / good[0], "-o", tmp_path / "o.png", "--model", tiny_depth_model, "--depth-source", other)
-    takes = {"embedded": "its embedded depth map", "stereo": "its stereo pair"}[source]
-    assert r.exit_code == 1 and r.output.endswith(f"(--depth-source auto would use {takes})\n"), r.output
+    takes = {"embedded": "use its embedded depth map", "stereo": "try its stereo pair, then the depth model"}[source]
+    assert r.exit_code == 1 and r.output.endswith(f"(--depth-source auto would {takes})\n"), r.output
+    if source == "stereo":  # a pair whose views cannot be matched (the same picture twice): auto takes the model
+        twice = write(tmp_path, "twice.jpg", mpo(left, left))
+        r = cli("depth", twice, "-o", tmp_path / "t.png", "--model", tiny_depth_model, "--depth-source", "stereo")
+        assert r.exit_code == 1 and "unusable stereo pair" in r.output, r.output
+        assert r.output.endswith("(--depth-source auto would use the depth model)\n"), r.output
 
 
 def test_bad_depth_source_is_a_usage_error(tmp_path):

@@ -289,6 +289,34 @@ def test_a_broken_link_named_on_the_command_line_says_so(tmp_path, tiny_depth_mo
     assert r.exit_code == 1 and f"error: {tmp_path / 'absent.png'}: no such file or folder" in lines(r.output), r.output
 
 
+def test_a_folder_that_may_not_be_searched_is_one_line(tmp_path, tiny_depth_model, monkeypatch):
+    """A path through a folder the user may not search (``priv/`` mode 700, another user's):
+    pathlib's ``exists()`` / ``is_dir()`` raise PermissionError there, and a photo named in it, an
+    ``-o`` below it or a ``model import -o`` below it ended in a traceback (code review, session 23).
+    Here the system's refusal is played by ``os.stat`` (the tests may run as root, whom modes do
+    not stop); as user nobody the same commands say ``cannot write into ... Permission denied``."""
+    priv = tmp_path / "priv"
+    priv.mkdir()
+    src = photo(tmp_path / "photo.png")
+    real_stat = os.stat
+
+    def stat(path, *args, **kwargs):
+        if os.fspath(path).startswith(str(priv) + os.sep):
+            raise PermissionError(13, "Permission denied", os.fspath(path))
+        return real_stat(path, *args, **kwargs)
+
+    monkeypatch.setattr(os, "stat", stat)
+    r = cli("depth", priv / "x.png", src, "-o", tmp_path / "out", "--model", tiny_depth_model)
+    assert r.exit_code == 1 and r.exception is None or isinstance(r.exception, SystemExit), r.output
+    assert f"error: {priv / 'x.png'}: permission denied (a folder on its way may not be searched)" in lines(r.output)
+    assert "1 of 2 input(s) failed:" in lines(r.output) and (tmp_path / "out" / "photo.png").is_file()
+    for args in (["depth", src, "-o", priv / "sub" / "d.png"], ["depth", src, "-o", f"{priv / 'sub'}/"],
+                 ["model", "import", tmp_path, "-o", priv / "sub" / "t.pt"]):
+        r = cli(*args, *(["--model", tiny_depth_model] if args[0] == "depth" else []))
+        assert r.exception is None or isinstance(r.exception, SystemExit), (args, r.output)
+        assert "Traceback" not in r.output and all(not x.startswith(" ") for x in lines(r.output)[:1]), (args, r.output)
+
+
 def test_a_second_run_leaves_the_live_temp_file_of_the_first_alone(tmp_path):
     """Two runs on the same OUT: the second may only remove temp files whose writer is gone."""
     from photo3d.batch import SequentialExecutor, plan_jobs, run_batch

@@ -82,13 +82,18 @@ class _RayWorker:
                     if f.is_file() and not f.name.startswith(".") and f != given:
                         files[f.name] = f.read_bytes()
             r.src, r.dst = src_p, dst_p
-            mapping = {str(tmp_in): str(src_p), str(tmp_out): str(dst_p), str(tmp_out.parent): str(dst_p.parent)}
-            # messages name paths escaped (a tab in a name is "\t"): their escaped forms too, else
-            # "/tmp/photo3d-ray-.../in/tab\tx.jpg" reached the user (helper-67)
-            mapping.update({printable(a): printable(b) for a, b in list(mapping.items())})
-            r.error = _replace_paths(r.error, mapping)
-            r.report = _replace_paths(r.report, mapping)
+            raw = {str(tmp_in): str(src_p), str(tmp_out): str(dst_p), str(tmp_out.parent): str(dst_p.parent)}
+            # messages name paths escaped (a tab in a name is "\t"), and are mapped in that form, else
+            # "/tmp/photo3d-ray-.../in/tab\tx.jpg" reached the user (helper-67); the report's paths
+            # (outputs, from_glb) stay real paths (the summary's "outputs" got escaped ones)
+            said = {printable(a): printable(b) for a, b in raw.items()}
+            r.error = _replace_paths(r.error, said)
+            r.report = {k: _replace_paths(v, raw if k in _PATH_FIELDS else said) for k, v in (r.report or {}).items()}
             return r, files
+
+
+#: report fields that hold paths (the others are messages, which name paths escaped)
+_PATH_FIELDS = ("outputs", "from_glb")
 
 
 def _replace_paths(obj: Any, mapping: dict[str, str]) -> Any:

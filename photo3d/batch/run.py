@@ -359,7 +359,7 @@ def print_report(report: BatchReport, console: Console, done: str = "converted",
 def rewrites(inputs: Sequence[Path], overwrite: bool | None) -> bool:
     """Whether existing outputs are rewritten: ``--overwrite`` / ``--skip-existing`` as given, else
     (``None``) only the output of a single input file (you asked for that file)."""
-    return overwrite if overwrite is not None else len(inputs) == 1 and not Path(inputs[0]).is_dir()
+    return overwrite if overwrite is not None else len(inputs) == 1 and not os.path.isdir(inputs[0])
 
 
 def _write_fatal_summary(path: Path, plan: Sequence[Job], engine: str, e: Photo3DError, command: str | None) -> None:
@@ -408,7 +408,7 @@ def batch_command(
                 check_summary_path(Path(summary), plan, reads)
                 summary_safe = True
             plan = check_writable(plan, None if summary is None else Path(summary), output)
-            folder_given = any(Path(p).is_dir() for p in inputs)
+            folder_given = any(os.path.isdir(p) for p in inputs)
             task = dataclasses.replace(task, out=Path(output))  # (and still inside it at each write)
             overwrite = rewrites(inputs, overwrite)
             executor = make_executor(engine, jobs, address, warn=lambda line: say(console, line, "warning"))
@@ -431,7 +431,7 @@ def batch_command(
         raise
     if not plan:  # nothing to do is a failure: a wrong folder or --glob, not a success
         said = " (only what photo3d wrote, skipped above)" if notes.own else ""
-        if not said and any(Path(p).is_dir() and next(gifs_in(Path(p), globs), None) for p in inputs):
+        if not said and any(os.path.isdir(p) and next(gifs_in(Path(p), globs), None) for p in inputs):
             said = " (GIFs are used only when named: their first frame)"
         say(console, f"no images found in {', '.join(map(str, inputs))}"
             + (f" matching {' or '.join(globs)}" if globs else "") + said)

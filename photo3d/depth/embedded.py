@@ -893,18 +893,23 @@ def _find_depth(path: Path, photo: Photo, source: str, found: Found, data: FileB
     if source == "stereo":  # asked for: the photo lacks it, the input fails
         why = found.warnings[-1] if found.warnings else (
             "no stereo pair found (a HEIF stereo pair, an MPO, or a side-by-side image whose halves match)")
-        raise InputFileError(f"--depth-source stereo: {why} ({_what_auto_uses(path, photo, data)})", path)
+        raise InputFileError(f"--depth-source stereo: {why} ({_what_auto_uses(path, photo, data, stereo_failed=True)})", path)
     if found.warnings:
         found.warnings[-1] += "; using the depth model"
     return found
 
 
-def _what_auto_uses(path: Path, photo: Photo, data: FileBytes) -> str:
+def _what_auto_uses(path: Path, photo: Photo, data: FileBytes, stereo_failed: bool = False) -> str:
     """The hint of a source asked for by name that the photo lacks: what ``auto`` takes instead (a
-    HEIC with a depth map but no stereo pair: its depth map, not the model, as the hint once said)."""
+    HEIC with a depth map but no stereo pair: its depth map, not the model, as the hint once said).
+    The probe finds a stereo pair without matching its views (seconds): where that match is still
+    to come, auto "would try" the pair; where it has just failed (``stereo_failed``), auto takes
+    the model (a pair of the same picture twice was named as what auto would use)."""
     used = _find_depth(path, photo, "auto", Found(photo), data, probe=True).source
-    return "--depth-source auto would use " + {"embedded": "its embedded depth map", "stereo": "its stereo pair"}.get(
-        used, "the depth model")
+    if used == "stereo":
+        return ("--depth-source auto would use the depth model" if stereo_failed else
+                "--depth-source auto would try its stereo pair, then the depth model")
+    return "--depth-source auto would use " + ("its embedded depth map" if used == "embedded" else "the depth model")
 
 
 _TRANSPOSE = {2: "FLIP_LEFT_RIGHT", 3: "ROTATE_180", 4: "FLIP_TOP_BOTTOM", 5: "TRANSPOSE", 6: "ROTATE_270",

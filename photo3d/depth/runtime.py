@@ -49,6 +49,9 @@ class DepthResult:
                 "(a photo of one even colour, or a broken model)"]
 
 
+MIN_INPUT_SIZE, MAX_INPUT_SIZE = 32, 8192  # a model's input_size (metadata), pixels
+
+
 def network_size(width: int, height: int, input_size: int) -> tuple[int, int]:
     """(w, h) for the network: longer side ``input_size``, each side floored to a multiple of 32.
 
@@ -140,9 +143,9 @@ class DepthModel:
         self.meta = dict(meta or {})
         self.path = path
         size = self.meta.get("input_size", modelfile.DEFAULT_INPUT_SIZE)
-        if isinstance(size, bool) or not isinstance(size, int) or not 32 <= size <= 8192:
+        if isinstance(size, bool) or not isinstance(size, int) or not MIN_INPUT_SIZE <= size <= MAX_INPUT_SIZE:
             raise ModelError(f"bad {modelfile.METADATA_FILE} metadata: input_size must be a whole number of "
-                             f"pixels from 32 to 8192, not {json.dumps(size)[:40]}", path)
+                             f"pixels from {MIN_INPUT_SIZE} to {MAX_INPUT_SIZE}, not {json.dumps(size)[:40]}", path)
         self.input_size = size
         tta = self.meta.get("tta")
         if tta is not None and tta not in TTA:  # (a typo would change the operating point without a word)

@@ -34,6 +34,17 @@ def batch_task_thumb(src: Path, dst: Path, opts: ThumbOptions) -> dict:
 THUMB = Task("batch_task_thumb", batch_task_thumb, ThumbOptions())
 
 
+def batch_task_thumb_said(src: Path, dst: Path, opts: ThumbOptions) -> dict:
+    """Like batch_task_thumb, and its report names its output as the real tasks do: a path in
+    ``outputs``, a message that names it (escaped) in ``warnings``."""
+    from photo3d.errors import printable
+
+    return {**batch_task_thumb(src, dst, opts), "outputs": [str(dst)], "warnings": [f"{printable(dst)}: written"]}
+
+
+THUMB_SAID = Task("batch_task_thumb_said", batch_task_thumb_said, ThumbOptions())
+
+
 def batch_task_crashy(src: Path, dst: Path, opts: ThumbOptions) -> dict:
     """Like batch_task_thumb, but a file named *crash* kills its worker (as the OOM killer would)."""
     if "crash" in src.name:
