@@ -18,7 +18,7 @@ from typing import Optional
 import typer
 
 from . import __version__, defaults
-from .errors import Photo3DError, UsageError, install_one_line_warnings, printable, stderr_console
+from .errors import ExitCode, Photo3DError, UsageError, install_one_line_warnings, printable, stderr_console
 
 
 def _given(opts: list[str], args: list[str]) -> str | None:
@@ -258,7 +258,22 @@ def _batch(task, inputs, output: str, suffix: str | list[str], batch: SimpleName
         )
     except Photo3DError as e:
         _fail(e)
+    if code == ExitCode.interrupted:
+        _ignore_stop_signals()
     raise typer.Exit(code)
+
+
+def _ignore_stop_signals() -> None:
+    """A run that stopped (and said so) ends with 130: a Ctrl-C pressed again while the process
+    exits killed it by SIGINT instead (exit -2 to a caller; new-user trial, session 23)."""
+    import signal
+    import threading
+
+    from .batch.local import STOP_SIGNALS
+
+    if threading.current_thread() is threading.main_thread():
+        for sig in (signal.SIGINT, *STOP_SIGNALS):
+            signal.signal(sig, signal.SIG_IGN)
 
 
 def _fail(e: Photo3DError) -> None:

@@ -211,6 +211,23 @@ def output_side(photo_size: tuple[int, int], suffix: str, size: int | None) -> t
     return side, part
 
 
+def _upscale_undone(notes: list[str], glb: bytes, side: float) -> list[str]:
+    """The notes of an animation the size budget shrank to a longer side of ``side`` px: "upscaled"
+    goes when that is no more than the photo's own (``--size 768`` of a 500-px photo ended at 477 px,
+    said "upscaled: the photo is 500 px"); a panorama's note of the part shown stays."""
+    from .export import read_glb
+    from .render import shown_size
+
+    try:
+        w, h = (int(round(v)) for v in read_glb(glb)[0]["extras"]["photo3d"]["source_size"])
+    except (KeyError, TypeError, ValueError):
+        return notes
+    if round(side) > round(max(shown_size((w, h), defaults.MAX_ASPECT))):
+        return notes
+    part = centre_part(w, h)
+    return [(part if n.startswith("upscaled") else n) for n in notes if part or not n.startswith("upscaled")]
+
+
 def render_frames(glb: bytes, suffix: str, opts: ShareOptions, timings: dict | None = None) -> tuple[Iterator[np.ndarray], int, tuple[int, int], list[str]]:
     """(frames, count, (width, height), notes) of the share output; frames are rendered lazily."""
     from .render import Renderer, cover_zoom, dolly_zoom_extra, frame_size, path_views, scene_from_glb
@@ -350,6 +367,8 @@ def write_share(dst: str | Path, glb: bytes, opts: ShareOptions, timings: dict |
                     notes.append(f"the file holds {held}: libwebp merges identical neighbouring frames into longer ones")
                 if report["reduced"]:
                     notes.append(f"reduced to fit {opts.max_bytes / 1e6:g} MB: {', '.join(report['reduced'])}")
+                if report["size"][0] < w and opts.size and any(n.startswith("upscaled") for n in notes):
+                    notes = _upscale_undone(notes, glb, opts.size * report["size"][0] / w)
             else:
                 _write_still(tmp, next(ticking()), suffix, opts.stereo)
     timings["encode"] = max(0.0, time.perf_counter() - t0 - timings.get("render", 0.0))

@@ -317,6 +317,26 @@ def test_a_folder_that_may_not_be_searched_is_one_line(tmp_path, tiny_depth_mode
         assert "Traceback" not in r.output and all(not x.startswith(" ") for x in lines(r.output)[:1]), (args, r.output)
 
 
+def test_a_ctrl_c_after_a_stopped_run_has_said_so_does_not_change_its_exit_code():
+    """Ctrl-C twice 50 ms apart: the run stopped, said so, wrote its summary, and the second
+    signal reached the process while it was exiting: killed by SIGINT (-2 to a caller) instead of
+    exit 130 (new-user trial, session 23).  Played here: the batch ends interrupted, then SIGINT."""
+    script = (
+        "import os, signal, sys, time, types, typer\n"
+        "import photo3d.batch as b, photo3d.cli as c\n"
+        "b.batch_command = lambda *a, **k: 130\n"
+        "opts = types.SimpleNamespace(jobs=1, engine='local', address=None, overwrite=None, globs=(), summary=None)\n"
+        "try:\n"
+        "    c._batch(None, ['x.jpg'], 'x.glb', '.glb', opts)\n"
+        "except typer.Exit as e:\n"
+        "    os.kill(os.getpid(), signal.SIGINT)\n"
+        "    time.sleep(0.2)\n"
+        "    sys.exit(e.exit_code)\n"
+    )
+    p = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env(), timeout=120)
+    assert p.returncode == 130, (p.returncode, p.stderr)
+
+
 def test_a_second_run_leaves_the_live_temp_file_of_the_first_alone(tmp_path):
     """Two runs on the same OUT: the second may only remove temp files whose writer is gone."""
     from photo3d.batch import SequentialExecutor, plan_jobs, run_batch

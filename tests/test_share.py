@@ -788,6 +788,25 @@ def test_gif_and_webp_fit_their_size_budget(coffee_glb, tmp_path):
             assert sum(delays) == 1000  # still a 1 s loop
 
 
+def test_an_upscaled_animation_the_budget_shrinks_below_the_photo_is_not_called_upscaled(tmp_path):
+    """``--size 768`` of a 500-px photo: the size budget shrank the GIF to 477 px and the line still
+    said "upscaled: the photo is 500 px" (new-user trial, session 23).  The note stays only while
+    the frames are still larger than the photo."""
+    from photo3d.video import write_share
+
+    src = tmp_path / "small.png"
+    Image.open(EXAMPLE).convert("RGB").resize((90, 60)).save(src)
+    convert_file(src, tmp_path / "small.glb")
+    glb = (tmp_path / "small.glb").read_bytes()
+    opts = dict(seconds=1, fps=30, size=240)
+    free = write_share(tmp_path / "free.gif", glb, ShareOptions(**opts, max_bytes=None))
+    assert free["size"] == [240, 160] and free["notes"] == ["upscaled: the photo is 90 px"], free
+    for part, want_upscaled in ((0.45, True), (0.04, False)):  # (shrunk a little: still over 90 px; far: under it)
+        r = write_share(tmp_path / f"b{part}.gif", glb, ShareOptions(**opts, max_bytes=int(part * free["bytes"])))
+        assert r["notes"][-1].startswith("reduced to fit") and r["size"][0] < 240, r
+        assert (r["size"][0] > 90) == want_upscaled and ("upscaled: the photo is 90 px" in r["notes"]) == want_upscaled, r
+
+
 def test_cli_still_needs_stereo_and_bad_formats_are_usage_errors(tmp_path):
     res = cli("convert", str(EXAMPLE), "-o", str(tmp_path / "a.png"))
     assert res.exit_code == 2 and "--stereo" in res.output
