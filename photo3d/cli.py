@@ -513,7 +513,7 @@ def convert(
     opts = ConvertOptions(model=model, depth=depth_map, html=html, jpeg_quality=quality, parallax=parallax,
                           max_texture_side=max_texture, max_megapixels=batch.max_megapixels, depth_source=batch.depth_source,
                           share=share, reuse_glb_since=reuse, keep_existing=not rewrites(inputs, batch.overwrite),
-                          html_beside=None if len(set(suffixes)) == 1 else suffixes[0])
+                          html_beside=None if len(set(suffixes)) == 1 else suffixes[0], page_format=".html" in suffixes)
 
     def said(r) -> None:  # one line per photo as soon as it is done
         if r.status == "ok":

@@ -67,6 +67,7 @@ class ConvertOptions:
     # folder mode with several formats: a video / HTML job renders the photo's NAME.glb beside it
     # when that was written at or after this time (0 = any existing one) instead of converting again
     reuse_glb_since: float | None = None
+    page_format: bool = False  # NAME.html is one of this run's formats (written by a job of its own)
 
 
 @dataclass
@@ -604,9 +605,30 @@ def kept_page_warning(page: Path, glb: bytes) -> str | None:
     old, new = _build(page_glb(page)), _build(glb)
     if old is None or new is None or old == new:
         return None
-    how = (f"the 3D photo built with --parallax {old['parallax']:g} (this one: {new['parallax']:g})"
-           if old["parallax"] != new["parallax"] and isinstance(old["parallax"], (int, float)) else "an earlier 3D photo")
-    return f"{printable(page)} kept: it shows {how}; --overwrite rewrites it"
+    return f"{printable(page)} kept: it shows {_which(old, new)}; --overwrite rewrites it"
+
+
+def stale_page_warning(dst: Path, glb: bytes, opts: ConvertOptions) -> str | None:
+    """A GLB written where a page of an earlier one stays beside it (a run without ``--html``): the
+    warning when that page shows another 3D photo (``-o c.glb --parallax 0.08`` after ``-o c.glb
+    --html`` left ``c.html`` showing the old one, without a word; new-user trial, session 23)."""
+    if dst.suffix.lower() != ".glb" or opts.html or opts.page_format:
+        return None
+    page = dst.with_suffix(".html")
+    if output_state(page) != "done":
+        return None
+    from .viewer import page_glb
+
+    old, new = _build(page_glb(page)), _build(glb)
+    if old is None or new is None or old == new:
+        return None
+    return f"{printable(page)} beside it still shows {_which(old, new)}; --html rewrites it"
+
+
+def _which(old: dict, new: dict) -> str:
+    """The 3D photo a kept page shows (:func:`_build` of it, and of the one this run made)."""
+    return (f"the 3D photo built with --parallax {old['parallax']:g} (this one: {new['parallax']:g})"
+            if old["parallax"] != new["parallax"] and isinstance(old["parallax"], (int, float)) else "an earlier 3D photo")
 
 
 def finish(src: str | Path, dst: str | Path, opts: ConvertOptions | None = None) -> dict[str, Any]:
@@ -731,6 +753,8 @@ def write_outputs(src: Path, dst: Path, glb: bytes, report: dict, opts: ConvertO
     written = [p for i, p in enumerate(planned) if i == 0 or not (opts.keep_existing and output_state(p) == "done")]
     if stale := [w for p in planned if p not in written and (w := kept_page_warning(p, glb))]:
         report["warnings"] = [*report.get("warnings", ()), *stale]
+    if w := stale_page_warning(dst, glb, opts):
+        report["warnings"] = [*report.get("warnings", ()), w]
     if any(p.suffix.lower() == ".html" for p in written) and (note := page_note(glb)):
         report["page_note"] = note  # a panorama's page shows its centre: said on the result line
     made: list[Path] = []

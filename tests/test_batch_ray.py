@@ -206,6 +206,11 @@ def test_ray_keeps_an_existing_side_page(ray_cluster, tmp_path: Path) -> None:
                                    "--address", ray_cluster), capture_output=True, text=True, timeout=600)
     assert p.returncode == 0 and (out / "p.html").read_bytes() == page, p.stderr
     assert f"{out / 'p.html'} kept: it shows the 3D photo built with --parallax 0.04 (this one: 0.08)" in p.stderr, p.stderr
+    # rebuilt without --html: the page beside it is stale, said as locally (the worker's folder held no page)
+    p = subprocess.run(cli_command("convert", str(src), "-o", str(out), "--overwrite", "--parallax", "0.12", "--engine", "ray",
+                                   "--address", ray_cluster), capture_output=True, text=True, timeout=600)
+    assert p.returncode == 0, p.stderr
+    assert f"{out / 'p.html'} beside it still shows the 3D photo built with --parallax 0.04 (this one: 0.12)" in p.stderr, p.stderr
 
 
 def test_ray_stops_at_a_full_disk_as_a_local_run_does(ray_cluster, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

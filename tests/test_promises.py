@@ -1393,6 +1393,15 @@ def test_a_later_run_with_html_keeps_an_existing_page(tmp_path, tiny_depth_model
     (out / "p.glb").unlink()
     r = cli("convert", tmp_path / "in", "-o", out, "--format", "glb", "--html", "--overwrite", "--model", tiny_depth_model)
     assert r.exit_code == 0 and page.stat().st_mtime_ns != 1_000_000_000 and "warning" not in r.output, r.output
+    # a run without --html that rebuilds the GLB: the page beside it is stale and the run says so
+    # (it said nothing: new-user trial, session 23); a run that writes the page does not
+    r = cli("convert", tmp_path / "in", "-o", out, "--format", "glb", "--overwrite", "--parallax", "0.08", "--model", tiny_depth_model)
+    assert r.exit_code == 0, r.output
+    assert f"warning: {tmp_path / 'in' / 'p.png'}: {page} beside it still shows the 3D photo built with --parallax " \
+           "0.04 (this one: 0.08); --html rewrites it" in r.output, r.output
+    for extra in (["--html"], ["--format", "html"]):
+        r = cli("convert", tmp_path / "in", "-o", out, "--format", "glb", *extra, "--overwrite", "--model", tiny_depth_model)
+        assert r.exit_code == 0 and "warning" not in r.output, (extra, r.output)
 
 
 def test_output_errors_name_the_option_and_the_true_reason(tmp_path):

@@ -275,6 +275,10 @@ class RayExecutor(Executor):
                                 write_bytes_atomic(side, data)
                             if main is not None:
                                 write_bytes_atomic(job.dst, main)
+                                from ..pipeline import ConvertOptions, stale_page_warning  # (the worker's folder held no page)
+
+                                if isinstance(task.options, ConvertOptions) and (w := stale_page_warning(job.dst, main, task.options)):
+                                    r.report["warnings"] = [*r.report.get("warnings", ()), w]
                     except Photo3DError as e:
                         r.status, r.error = Status.failed, str(e)
                         if (stop := disk_stop(e)) is not None:  # a full disk here: stop as a local run does
