@@ -17,8 +17,10 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import struct
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -240,17 +242,37 @@ def _finish_tree(tree: dict, camera: Camera, opts: ExportOptions) -> None:
 MAX_JSON_BYTES = 1 << 20  # a 3D photo's JSON is a few KB
 
 
+def glb_file_problem(path: str | Path) -> str | None:
+    """Why the file at ``path`` is not a whole GLB 2.0 by its 12-byte header (magic, version, the
+    length it declares against the file's), or None; read when a re-run keeps an existing GLB
+    (a junk ``p.glb`` was kept as "skipped (output exists)")."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(12)
+            size = os.fstat(f.fileno()).st_size
+    except OSError as e:
+        return f"unreadable ({e.strerror or e})"
+    return _header_problem(head, size)
+
+
+def _header_problem(head: bytes, size: int) -> str | None:
+    """Why a file of ``size`` bytes that begins with ``head`` is not a whole GLB 2.0, or None."""
+    if len(head) < 12 or size < 20 or head[:4] != b"glTF":
+        return "not a GLB file"
+    _, version, length = struct.unpack_from("<4sII", head, 0)
+    if version != 2:
+        return f"a GLB of version {version}, not 2.0"
+    if length != size:
+        return (f"cut short: {size:,} of its {length:,} bytes" if length > size
+                else f"{size:,} bytes where its header says {length:,}")
+    return None
+
+
 def read_glb(data: bytes) -> tuple[dict, bytes]:
     """(glTF JSON, binary chunk) of a GLB; ValueError saying why for anything else (not a GLB 2.0,
     cut short, a JSON chunk that does not parse)."""
-    if len(data) < 20 or data[:4] != b"glTF":
-        raise ValueError("not a GLB file")
-    magic, version, length = struct.unpack_from("<4sII", data, 0)
-    if version != 2:
-        raise ValueError(f"a GLB of version {version}, not 2.0")
-    if length != len(data):
-        raise ValueError(f"cut short: {len(data):,} of its {length:,} bytes" if length > len(data)
-                         else f"{len(data):,} bytes where its header says {length:,}")
+    if problem := _header_problem(data[:12], len(data)):
+        raise ValueError(problem)
     jlen, jtype = struct.unpack_from("<II", data, 12)
     if jtype != 0x4E4F534A or 20 + jlen > len(data):
         raise ValueError("no JSON chunk")
