@@ -1254,6 +1254,12 @@ def test_a_walk_skips_the_depth_maps_photo3d_wrote(tmp_path, tiny_depth_model):
     # (a --glob with photos given by name only was ignored without a word; helper-55)
     r = cli("depth", src / "depth" / "a.png", "-o", tmp_path / "named.png", "--glob", "*.jpg", "--model", tiny_depth_model)
     assert r.exit_code == 0 and lines(r.output)[0] == "warning: --glob *.jpg applies to folders; the photos given by name are used"
+    # beside a folder too (it said nothing there: new-user trial, session 23); a named photo the glob matches is no news
+    r = cli("depth", src / "depth" / "a.png", tmp_path / "in", "-o", tmp_path / "mixed", "--glob", "*.jpg", "--model", tiny_depth_model)
+    assert "warning: --glob *.jpg applies to folders; the photos given by name are used (such as " \
+           f"{src / 'depth' / 'a.png'})" in lines(r.output), r.output
+    r = cli("depth", src / "depth" / "a.png", "-o", tmp_path / "named2.png", "--glob", "*.png", "--model", tiny_depth_model)
+    assert r.exit_code == 0 and "warning" not in r.output, r.output
 
 
 @pytest.mark.parametrize("args,message", [

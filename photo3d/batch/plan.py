@@ -76,7 +76,7 @@ def _is_hidden(name: str) -> bool:
     return name.startswith(".")
 
 
-def _matches(rel: str, globs: Sequence[str]) -> bool:
+def glob_matches(rel: str, globs: Sequence[str]) -> bool:
     if not globs:
         return True
     rel_l = rel.lower()
@@ -154,7 +154,7 @@ def discover(
         if not aliases:
             return False
         here = os.path.realpath(dirpath)
-        return any(_matches(link + here[len(real):].replace(os.sep, "/") + "/" + name, globs)
+        return any(glob_matches(link + here[len(real):].replace(os.sep, "/") + "/" + name, globs)
                    for real, link in aliases if here == real or here.startswith(real + os.sep))
 
     walked_at: dict[tuple[int, int], Path] = {}
@@ -209,7 +209,7 @@ def discover(
             p = base / name
             if not is_image_path(p):
                 continue
-            if not _matches(p.relative_to(folder).as_posix(), globs) and not alias_matches(dirpath, name):
+            if not glob_matches(p.relative_to(folder).as_posix(), globs) and not alias_matches(dirpath, name):
                 continue
             if kind := photo3d_kind(p):
                 if own is not None:
@@ -236,7 +236,7 @@ def gifs_in(folder: Path, globs: Sequence[str] = ()) -> Iterator[Path]:
         dirnames[:] = [d for d in dirnames if not _is_hidden(d)]
         for name in filenames:
             p = Path(dirpath) / name
-            if not _is_hidden(name) and p.suffix.lower() == ".gif" and _matches(p.relative_to(folder).as_posix(), globs):
+            if not _is_hidden(name) and p.suffix.lower() == ".gif" and glob_matches(p.relative_to(folder).as_posix(), globs):
                 yield p
 
 

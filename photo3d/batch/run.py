@@ -30,7 +30,7 @@ from ..export import glb_file_problem
 from ..io import OUTPUT_THERE, output_state, write_bytes_atomic
 from .local import (STOP_SIGNALS, Executor, PoolExecutor, SequentialExecutor, available_cpus, signals_handled,
                     stop_signals_ignored)
-from .plan import (Job, PlanNotes, check_reads, check_summary_path, check_writable, gifs_in, plan_outputs,
+from .plan import (Job, PlanNotes, check_reads, check_summary_path, check_writable, gifs_in, glob_matches, plan_outputs,
                    remove_stale_temps)
 from .result import Result, Status, msg
 from .task import Task, execute
@@ -423,8 +423,10 @@ def batch_command(
                 notes.empty = []  # (the error below says it)
             for line in notes.warnings(globs):
                 say(console, line, "warning")
-            if globs and not folder_given:  # (it filters walks: named photos are taken)
-                say(console, f"--glob {' '.join(globs)} applies to folders; the photos given by name are used", "warning")
+            # (it filters walks: named photos are taken, also beside a folder: that said nothing)
+            if globs and (named := [p for p in inputs if not os.path.isdir(p) and not glob_matches(Path(p).name, globs)]):
+                such = "" if not folder_given else f" (such as {printable(named[0])})"
+                say(console, f"--glob {' '.join(globs)} applies to folders; the photos given by name are used{such}", "warning")
     except KeyboardInterrupt:
         with stop_signals_ignored():
             if executor is not None:
