@@ -507,8 +507,10 @@ def convert(
     except UsageError as e:
         _fail(e)
     reuse = None
-    if ".glb" in suffixes and len(set(suffixes)) > 1:  # the GLB job runs first; the others render its file
-        suffixes.sort(key=lambda x: x != ".glb")
+    # the GLB job (else the page's: it holds the GLB) runs first; the others render its 3D photo
+    source = ".glb" if ".glb" in suffixes else ".html" if ".html" in suffixes else None
+    if source is not None and len(set(suffixes)) > 1:
+        suffixes.sort(key=lambda x: x != source)
         reuse = time.time() if batch.overwrite else 0.0  # resuming: an existing GLB is this photo's 3D photo
     opts = ConvertOptions(model=model, depth=depth_map, html=html, jpeg_quality=quality, parallax=parallax,
                           max_texture_side=max_texture, max_megapixels=batch.max_megapixels, depth_source=batch.depth_source,

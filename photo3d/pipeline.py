@@ -15,6 +15,7 @@ bounds the GLB; the texture gets at most 60 % of it, and :func:`fit_to_budget` f
 from __future__ import annotations
 
 import contextlib
+import os
 import stat
 import struct
 import time
@@ -535,6 +536,27 @@ def read_existing_glb(src: Path, path: Path) -> bytes | None:
         return None
 
 
+def batch_glb(src: Path, dst: Path, since: float) -> tuple[Path, bytes] | None:
+    """The 3D photo of ``src`` that this batch made before ``dst`` (several formats: the first
+    planned one), written at or after ``since``: ``NAME.glb``, else the GLB inside ``NAME.html``
+    (``--format html --format mp4`` built the layers twice); None when there is none."""
+    from .viewer import page_glb
+
+    for sibling in (dst.with_suffix(".glb"), dst.with_suffix(".html")):
+        if sibling == dst:
+            continue
+        try:
+            st = os.stat(sibling)
+        except OSError:
+            continue
+        if not stat.S_ISREG(st.st_mode) or st.st_mtime < since:
+            continue
+        glb = read_existing_glb(src, sibling) if sibling.suffix == ".glb" else page_glb(sibling)
+        if glb is not None:
+            return sibling, glb
+    return None
+
+
 def check_existing_glb(src: Path, path: Path, glb: bytes, max_megapixels: float | None = DEFAULT_MAX_MEGAPIXELS) -> dict:
     """A GLB found beside the outputs (a re-run adds ``--html`` or renders ``--format mp4`` from it)
     must be a whole 3D photo photo3d wrote: a file cut short (an interrupted copy) or another
@@ -673,18 +695,16 @@ def convert_file(src: str | Path, dst: str | Path, opts: ConvertOptions | None =
 
         check(dst, opts.share)
     timings: dict[str, float] = {}
-    sibling = dst.with_suffix(".glb")
-    if suffix != ".glb" and opts.reuse_glb_since is not None and sibling.is_file():
-        if sibling.stat().st_mtime >= opts.reuse_glb_since and (glb := read_existing_glb(src, sibling)) is not None:
-            # this batch's GLB of the same photo: render that
-            from .render import SceneError
+    if suffix != ".glb" and opts.reuse_glb_since is not None and (made := batch_glb(src, dst, opts.reuse_glb_since)):
+        sibling, glb = made  # this batch's 3D photo of the same photo: render that
+        from .render import SceneError
 
-            kept = parallax_kept(sibling, check_existing_glb(src, sibling, glb, opts.max_megapixels), opts)
-            try:
-                return write_outputs(src, dst, glb, {"glb_bytes": len(glb), "from_glb": str(sibling),
-                                                     **({"warnings": kept} if kept else {})}, opts, timings)
-            except SceneError as e:  # (what only rendering finds: metadata or indices it cannot use)
-                raise damaged_existing(src, sibling, "3D photo", e) from None
+        kept = parallax_kept(sibling, check_existing_glb(src, sibling, glb, opts.max_megapixels), opts)
+        try:
+            return write_outputs(src, dst, glb, {"glb_bytes": len(glb), "from_glb": str(sibling),
+                                                 **({"warnings": kept} if kept else {})}, opts, timings)
+        except SceneError as e:  # (what only rendering finds: metadata or indices it cannot use)
+            raise damaged_existing(src, sibling, "3D photo", e) from None
     if renders_as_is(src):  # a 3D photo photo3d wrote, named as input: its page, video or stills
         if opts.depth is not None or opts.model is not None:  # (the command line says so before any work)
             raise UsageError("a 3D photo (.glb) given as input is rendered as it is: --depth and --model do not apply")

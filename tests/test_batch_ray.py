@@ -171,6 +171,17 @@ def test_ray_renders_the_other_formats_from_the_batchs_glb(ray_cluster, tmp_path
         assert r["report"]["from_glb"] == str(Path(r["output"]).with_suffix(".glb"))
         assert Path(r["output"]).stat().st_size > 0
     assert sorted(f.name for f in (tmp_path / "out").iterdir()) == ["p0.gif", "p0.glb", "p1.gif", "p1.glb"]
+    # --format html --format gif: the page holds the GLB; the GIF is rendered from it (it converted again)
+    p = subprocess.run(
+        cli_command("convert", str(src), "-o", str(tmp_path / "pages"), "--format", "gif", "--format", "html",
+                    "--engine", "ray", "--address", ray_cluster, "--jobs", "2", "--summary", str(tmp_path / "s2.json")),
+        capture_output=True, text=True, timeout=600,
+    )
+    assert p.returncode == 0, p.stderr
+    records = json.loads((tmp_path / "s2.json").read_text())["results"]
+    assert [r["report"].get("from_glb") for r in records if r["output"].endswith(".gif")] == \
+        [str(tmp_path / "pages" / f"p{i}.html") for i in range(2)], records
+    assert sorted(f.name for f in (tmp_path / "pages").iterdir()) == ["p0.gif", "p0.html", "p1.gif", "p1.html"]
 
 
 @pytest.mark.slow

@@ -1259,7 +1259,7 @@ def test_a_walk_skips_the_depth_maps_photo3d_wrote(tmp_path, tiny_depth_model):
     assert "warning: --glob *.jpg applies to folders; the photos given by name are used (such as " \
            f"{src / 'depth' / 'a.png'})" in lines(r.output), r.output
     r = cli("depth", src / "depth" / "a.png", "-o", tmp_path / "named2.png", "--glob", "*.png", "--model", tiny_depth_model)
-    assert r.exit_code == 0 and "warning" not in r.output, r.output
+    assert r.exit_code == 0 and "--glob" not in r.output, r.output
 
 
 @pytest.mark.parametrize("args,message", [

@@ -971,6 +971,15 @@ def test_folder_formats_resume_each_output(tmp_path):
     (webp_line,) = [ln for ln in res.output.splitlines() if "coffee.webp" in ln]
     assert re.search(r", \d+\.\d\d s \(render \d+\.\d\d, encode \d+\.\d\d, write \d+\.\d\d\)$", webp_line), webp_line
     assert (out / "coffee.html").stat().st_mtime_ns == html_time
+    # --format html with other formats and no glb: the page is made first and the others render the
+    # GLB inside it (the layers were built once per format)
+    pages = tmp_path / "pages"
+    res = cli("convert", str(src), "-o", str(pages), "--format", "gif", "--format", "html", "--size", "96", "--seconds", "0.5",
+              "--fps", "8", "--summary", str(summary))
+    assert res.exit_code == 0, res.output
+    records = {Path(r["output"]).suffix: r for r in json.loads(summary.read_text())["results"]}
+    assert "vertices" in records[".html"]["report"] and records[".gif"]["report"]["from_glb"] == str(pages / "coffee.html")
+    assert sorted(p.name for p in pages.iterdir()) == ["coffee.gif", "coffee.html"]
 
 
 def test_parallax_option_scales_the_viewer_range(tmp_path):

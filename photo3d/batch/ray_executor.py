@@ -59,9 +59,11 @@ class _RayWorker:
         set_threads(threads)
         warm_up(task)
 
-    def run(self, src: str, data: bytes, dst: str, glb: bytes | None = None) -> tuple[Result, dict[str, bytes]]:
-        """``glb``: the GLB this batch already wrote for the same photo, for the other formats to
-        be rendered from (as on the local pool) instead of converting the photo again."""
+    def run(self, src: str, data: bytes, dst: str, glb: bytes | None = None,
+            glb_from: str | None = None) -> tuple[Result, dict[str, bytes]]:
+        """``glb``: the GLB this batch already wrote for the same photo (``glb_from``: its file, a GLB
+        or a page), for the other formats to be rendered from (as on the local pool) instead of
+        converting the photo again."""
         src_p, dst_p = Path(src), Path(dst)
         with tempfile.TemporaryDirectory(prefix="photo3d-ray-") as tmp:
             tmp_in = Path(tmp) / "in" / src_p.name
@@ -82,7 +84,10 @@ class _RayWorker:
                     if f.is_file() and not f.name.startswith(".") and f != given:
                         files[f.name] = f.read_bytes()
             r.src, r.dst = src_p, dst_p
-            raw = {str(tmp_in): str(src_p), str(tmp_out): str(dst_p), str(tmp_out.parent): str(dst_p.parent)}
+            raw = {str(tmp_in): str(src_p), str(tmp_out): str(dst_p)}
+            if given is not None and glb_from is not None:  # (a page's GLB came as NAME.glb: named as the page)
+                raw[str(given)] = glb_from
+            raw[str(tmp_out.parent)] = str(dst_p.parent)
             # messages name paths escaped (a tab in a name is "\t"), and are mapped in that form, else
             # "/tmp/photo3d-ray-.../in/tab\tx.jpg" reached the user (helper-67); the report's paths
             # (outputs, from_glb) stay real paths (the summary's "outputs" got escaped ones)
@@ -224,7 +229,7 @@ class RayExecutor(Executor):
         inflight: dict[Any, tuple[Any, Job]] = {}
         first = _first_outputs(jobs)
         since = getattr(task.options, "reuse_glb_since", None)
-        from ..pipeline import read_existing_glb
+        from ..pipeline import batch_glb
 
         while pending or inflight:
             while pending and idle and (job := _next_ready(pending, (j for _, j in inflight.values()), first)):
@@ -233,19 +238,16 @@ class RayExecutor(Executor):
                 except Photo3DError as e:
                     yield Result(job.src, job.dst, Status.failed, error=str(e))
                     continue
-                glb = None
-                sibling = job.dst.with_suffix(".glb")
-                if first[job.src] is not job and since is not None and sibling != job.dst:
+                made = None
+                if first[job.src] is not job and since is not None and job.dst.suffix.lower() != ".glb":
                     try:
-                        if sibling.stat().st_mtime >= since:  # this batch's GLB of the same photo
-                            glb = read_existing_glb(job.src, sibling)
-                    except OSError:
-                        pass
+                        made = batch_glb(job.src, job.dst, since)  # this batch's 3D photo of the same photo
                     except Photo3DError as e:
                         yield Result(job.src, job.dst, Status.failed, error=str(e))
                         continue
                 actor = idle.pop()
-                inflight[actor.run.remote(str(job.src), data, str(job.dst), glb)] = (actor, job)
+                glb, sibling = (made[1], str(made[0])) if made else (None, None)
+                inflight[actor.run.remote(str(job.src), data, str(job.dst), glb, sibling)] = (actor, job)
             if not inflight:
                 continue
             ready, _ = ray.wait(list(inflight), num_returns=1)

@@ -338,8 +338,10 @@ def print_report(report: BatchReport, console: Console, done: str = "converted",
     if n > 1 or (folder and n == 1):  # (one photo given: its own lines say it all, also when interrupted)
         if failed:
             console.print(f"[red]{len(failed)} of {inputs} input(s) failed:[/red]", markup=True, highlight=False, soft_wrap=True)
-            for r in failed:
-                say(console, f"  {r.error}", kind="")
+            for r in failed:  # (an error that names an output says whose it is: the input was named nowhere)
+                said = r.error or msg(r.src, "failed")
+                whose = "" if said.startswith(printable(r.input) + ":") else f" (the output of {printable(r.input)})"
+                say(console, f"  {said}{whose}", kind="")
         completed = sum(1 for r in report.results if r.status == Status.ok and "finished" in r.report)
         # (several formats: the counts are of outputs, failures of inputs, and the line says so)
         outputs = sum(len(r.not_made) if r.status == Status.failed else 1 for r in report.results)
