@@ -602,7 +602,8 @@ def parallax_kept(glb_path: Path, meta: dict, opts: ConvertOptions, again: str =
     if built is not None and abs(built - opts.parallax) < 1e-9:
         return []
     was = f"with --parallax {built:g}" if built is not None else "by a photo3d that did not record its --parallax"
-    return [f"{printable(glb_path)} was built {was}: what is made from it keeps that; for --parallax "
+    this = "the default --parallax" if opts.parallax == defaults.PARALLAX else "--parallax"  # (a run without the option)
+    return [f"{printable(glb_path)} was built {was}: what is made from it keeps that; for {this} "
             f"{opts.parallax:g} convert {again}"]
 
 

@@ -120,7 +120,13 @@ def test_outputs_made_from_an_existing_glb_say_it_keeps_its_parallax(tmp_path):
     r = cli("convert", src, "-o", out, "--html")  # the GLB's own parallax: nothing to say
     assert r.exit_code == 0 and "warning" not in r.output, r.output
     r = cli("convert", src, "-o", out, "--parallax", "0.2", "--overwrite")
-    assert r.exit_code == 0 and "warning" not in r.output and glb_extras(out / "c.glb")["parallax"]["strength"] == 0.2
+    assert r.exit_code == 0 and "was built" not in r.output and glb_extras(out / "c.glb")["parallax"]["strength"] == 0.2
+    assert f"{out / 'c.html'} beside it still shows the 3D photo built with --parallax 0.04 (this one: 0.2)" in r.output
+    # a run without --parallax asks for the default, and says so (it read as if --parallax had been given)
+    (out / "c.html").unlink()
+    r = cli("convert", src, "-o", out, "--html")
+    assert r.exit_code == 0 and f"{out / 'c.glb'} was built with --parallax 0.2: what is made from it keeps that; for the " \
+        f"default --parallax {defaults.PARALLAX:g} convert again with --overwrite" in r.output, r.output
 
 
 def test_convert_report_counts(tmp_path):
