@@ -265,7 +265,9 @@ def _batch(task, inputs, output: str, suffix: str | list[str], batch: SimpleName
 
 def _ignore_stop_signals() -> None:
     """A run that stopped (and said so) ends with 130: a Ctrl-C pressed again while the process
-    exits killed it by SIGINT instead (exit -2 to a caller; new-user trial, session 23)."""
+    exits killed it by SIGINT instead (exit -2 to a caller; new-user trial, session 23).  Now
+    such a signal ends it at once with 130 (its summary and outputs are written: nothing is left
+    to clean up), so an exit that waits (a model still loading) is never made deaf to Ctrl-C."""
     import signal
     import threading
 
@@ -273,7 +275,7 @@ def _ignore_stop_signals() -> None:
 
     if threading.current_thread() is threading.main_thread():
         for sig in (signal.SIGINT, *STOP_SIGNALS):
-            signal.signal(sig, signal.SIG_IGN)
+            signal.signal(sig, lambda *_: os._exit(int(ExitCode.interrupted)))
 
 
 def _fail(e: Photo3DError) -> None:
@@ -515,7 +517,8 @@ def convert(
     opts = ConvertOptions(model=model, depth=depth_map, html=html, jpeg_quality=quality, parallax=parallax,
                           max_texture_side=max_texture, max_megapixels=batch.max_megapixels, depth_source=batch.depth_source,
                           share=share, reuse_glb_since=reuse, keep_existing=not rewrites(inputs, batch.overwrite),
-                          html_beside=None if len(set(suffixes)) == 1 else suffixes[0], page_format=".html" in suffixes)
+                          html_beside=None if len(set(suffixes)) == 1 else suffixes[0], page_format=".html" in suffixes,
+                          reuse_suffix=source or ".glb")
 
     def said(r) -> None:  # one line per photo as soon as it is done
         if r.status == "ok":

@@ -69,6 +69,7 @@ class ConvertOptions:
     # when that was written at or after this time (0 = any existing one) instead of converting again
     reuse_glb_since: float | None = None
     page_format: bool = False  # NAME.html is one of this run's formats (written by a job of its own)
+    reuse_suffix: str = ".glb"  # several formats: the output the others are rendered from (.glb, else .html)
 
 
 @dataclass
@@ -120,14 +121,15 @@ def load_depth_file(path: Path, photo: Photo, opts: ConvertOptions) -> np.ndarra
 def _network_grid(photo: Photo, w: int, h: int) -> bool:
     """Whether w x h is a depth network's grid for this photo at some input size (each side floored
     to a multiple of 32: a 16:9 photo's raw map from ``photo3d depth --raw`` is 384 x 192, 2:1).
-    Any size a model's metadata may give (32 to 8192 px, not only multiples of 32: at 400 a 16:9
-    photo's grid is 384 x 224)."""
-    from .depth.runtime import MAX_INPUT_SIZE, MIN_INPUT_SIZE, network_size
+    Sizes a model's metadata may give (up to 8192 px, not only multiples of 32: at 400 a 16:9
+    photo's grid is 384 x 224), from 128 px (below, flooring makes any photo's grid nearly square:
+    a 64 x 64 map passed for a 4:3 photo), and the multiples of 32 from 64 as before."""
+    from .depth.runtime import MAX_INPUT_SIZE, network_size
 
     if w % 32 or h % 32:
         return False
     return any(network_size(photo.width, photo.height, size) == (w, h)
-               for size in range(MIN_INPUT_SIZE, MAX_INPUT_SIZE + 1))
+               for size in (64, 96, *range(128, MAX_INPUT_SIZE + 1)))
 
 
 def working_photo(photo: Photo, shape: tuple[int, int]) -> np.ndarray:
@@ -536,25 +538,28 @@ def read_existing_glb(src: Path, path: Path) -> bytes | None:
         return None
 
 
-def batch_glb(src: Path, dst: Path, since: float) -> tuple[Path, bytes] | None:
+def batch_glb(src: Path, dst: Path, since: float, source: str = ".glb") -> tuple[Path, bytes] | None:
     """The 3D photo of ``src`` that this batch made before ``dst`` (several formats: the first
-    planned one), written at or after ``since``: ``NAME.glb``, else the GLB inside ``NAME.html``
-    (``--format html --format mp4`` built the layers twice); None when there is none."""
-    from .viewer import page_glb
+    planned one, ``source``), written at or after ``since``: ``NAME.glb``, or with no glb among the
+    formats the GLB inside ``NAME.html`` (``--format html --format mp4`` built the layers twice);
+    None when there is none, or ``dst`` is that output itself.  Only the source format's file is
+    read: a ``NAME.glb`` left by another run is no page run's 3D photo, nor an old page a GLB run's."""
+    sibling = dst.with_suffix(source)
+    if sibling == dst:
+        return None
+    try:
+        st = os.stat(sibling)
+    except OSError:
+        return None
+    if not stat.S_ISREG(st.st_mode) or st.st_mtime < since:
+        return None
+    if source == ".glb":
+        glb = read_existing_glb(src, sibling)
+    else:
+        from .viewer import page_glb
 
-    for sibling in (dst.with_suffix(".glb"), dst.with_suffix(".html")):
-        if sibling == dst:
-            continue
-        try:
-            st = os.stat(sibling)
-        except OSError:
-            continue
-        if not stat.S_ISREG(st.st_mode) or st.st_mtime < since:
-            continue
-        glb = read_existing_glb(src, sibling) if sibling.suffix == ".glb" else page_glb(sibling)
-        if glb is not None:
-            return sibling, glb
-    return None
+        glb = page_glb(sibling)
+    return None if glb is None else (sibling, glb)
 
 
 def check_existing_glb(src: Path, path: Path, glb: bytes, max_megapixels: float | None = DEFAULT_MAX_MEGAPIXELS) -> dict:
@@ -635,8 +640,8 @@ def stale_page_warning(dst: Path, glb: bytes, opts: ConvertOptions) -> str | Non
     """A GLB written where a page of an earlier one stays beside it (a run without ``--html``): the
     warning when that page shows another 3D photo (``-o c.glb --parallax 0.08`` after ``-o c.glb
     --html`` left ``c.html`` showing the old one, without a word; new-user trial, session 23)."""
-    if dst.suffix.lower() != ".glb" or opts.html or opts.page_format:
-        return None
+    if dst.suffix.lower() != ".glb" or opts.html or (opts.page_format and not opts.keep_existing):
+        return None  # (a page job that resumes keeps the page: said below)
     page = dst.with_suffix(".html")
     if output_state(page) != "done":
         return None
@@ -645,7 +650,8 @@ def stale_page_warning(dst: Path, glb: bytes, opts: ConvertOptions) -> str | Non
     old, new = _build(page_glb(page)), _build(glb)
     if old is None or new is None or old == new:
         return None
-    return f"{printable(page)} beside it still shows {_which(old, new)}; --html rewrites it"
+    how = "--html --overwrite rewrites it" if opts.keep_existing else "--html rewrites it"  # (a folder run resumes)
+    return f"{printable(page)} beside it still shows {_which(old, new)}; {how}"
 
 
 def _which(old: dict, new: dict) -> str:
@@ -696,7 +702,7 @@ def convert_file(src: str | Path, dst: str | Path, opts: ConvertOptions | None =
 
         check(dst, opts.share)
     timings: dict[str, float] = {}
-    if suffix != ".glb" and opts.reuse_glb_since is not None and (made := batch_glb(src, dst, opts.reuse_glb_since)):
+    if opts.reuse_glb_since is not None and (made := batch_glb(src, dst, opts.reuse_glb_since, opts.reuse_suffix)):
         sibling, glb = made  # this batch's 3D photo of the same photo: render that
         from .render import SceneError
 

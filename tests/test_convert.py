@@ -294,7 +294,7 @@ def test_a_raw_depth_map_of_photo3d_depth_is_taken_back_by_convert(tmp_path, siz
 
 
 def test_a_raw_map_of_a_model_with_any_input_size_is_its_network_grid():
-    """A model's metadata may give any input size from 32 to 8192 px; only multiples of 32 from 64
+    """A model's metadata may give any input size up to 8192 px; only multiples of 32 from 64
     to 4096 were tried, so a raw map of a model at 400 px (384 x 224 for 16:9) was refused by
     ``convert --depth`` (code review, session 23)."""
     from types import SimpleNamespace
@@ -303,9 +303,12 @@ def test_a_raw_map_of_a_model_with_any_input_size_is_its_network_grid():
     from photo3d.pipeline import _network_grid
 
     photo = SimpleNamespace(width=1920, height=1080)
-    for size in (32, 48, 384, 400, 500, 5000, 8192):
+    for size in (64, 96, 128, 384, 400, 500, 5000, 8192):
         assert _network_grid(photo, *network_size(1920, 1080, size)), size
     assert not _network_grid(photo, 384, 256) and not _network_grid(photo, 390, 192)
+    # tiny sizes floor any photo's grid to a near square: not taken as a grid (a 64 x 64 map of a 4:3 photo passed)
+    assert not _network_grid(SimpleNamespace(width=64, height=48), 64, 64)
+    assert not _network_grid(photo, 32, 32) and not _network_grid(SimpleNamespace(width=640, height=480), 64, 64)
 
 
 def _unblock_later(fifo, seconds: float = 10.0) -> None:

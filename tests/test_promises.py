@@ -1411,6 +1411,13 @@ def test_a_later_run_with_html_keeps_an_existing_page(tmp_path, tiny_depth_model
     for extra in (["--html"], ["--format", "html"]):
         r = cli("convert", tmp_path / "in", "-o", out, "--format", "glb", *extra, "--overwrite", "--model", tiny_depth_model)
         assert r.exit_code == 0 and "warning" not in r.output, (extra, r.output)
+    # a folder run that resumes keeps the page (also as a format of its own): the advice says --overwrite
+    (out / "p.glb").unlink()
+    for extra in ([], ["--format", "html"]):
+        r = cli("convert", tmp_path / "in", "-o", out, "--format", "glb", *extra, "--parallax", "0.08", "--model", tiny_depth_model)
+        assert r.exit_code == 0 and f"{page} beside it still shows the 3D photo built with --parallax 0.04 (this one: 0.08); " \
+            "--html --overwrite rewrites it" in r.output, (extra, r.output)
+        (out / "p.glb").unlink()
 
 
 def test_output_errors_name_the_option_and_the_true_reason(tmp_path):

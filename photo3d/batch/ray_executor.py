@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 import os
 import signal
@@ -77,7 +78,10 @@ class _RayWorker:
                 since = getattr(self.task.options, "reuse_glb_since", None) or 0.0
                 t = max(time.time(), since)  # counts as this batch's GLB whatever this machine's clock says
                 os.utime(given, (t, t))
-            r = execute(self.task, tmp_in, tmp_out)
+            task = self.task
+            if given is not None and getattr(task.options, "reuse_suffix", ".glb") != ".glb":  # (a page's GLB: sent as one)
+                task = dataclasses.replace(task, options=dataclasses.replace(task.options, reuse_suffix=".glb"))
+            r = execute(task, tmp_in, tmp_out)
             files: dict[str, bytes] = {}
             if r.status == Status.ok:
                 for f in sorted(tmp_out.parent.iterdir()):
@@ -239,9 +243,9 @@ class RayExecutor(Executor):
                     yield Result(job.src, job.dst, Status.failed, error=str(e))
                     continue
                 made = None
-                if first[job.src] is not job and since is not None and job.dst.suffix.lower() != ".glb":
+                if first[job.src] is not job and since is not None:  # this batch's 3D photo of the same photo
                     try:
-                        made = batch_glb(job.src, job.dst, since)  # this batch's 3D photo of the same photo
+                        made = batch_glb(job.src, job.dst, since, getattr(task.options, "reuse_suffix", ".glb"))
                     except Photo3DError as e:
                         yield Result(job.src, job.dst, Status.failed, error=str(e))
                         continue
