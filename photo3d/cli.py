@@ -390,18 +390,19 @@ def _convert_details(r, timings: bool) -> str:
     i = r.report
     if "finished" in i:
         return i["finished"]
+    secs = f"{r.seconds:.2f} s"  # (the stages beside the time they add up to, not after a video's notes)
+    if timings and i.get("seconds"):
+        secs += " (" + ", ".join(f"{k} {v:.2f}" for k, v in i["seconds"].items()) + ")"
     if i.get("from_glb"):  # rendered from the GLB this batch wrote (or found) beside it
         what = _share_details(i["share"], r.bytes) if i.get("share") else _file_size(r.bytes)
-        line = f"from {i['from_glb']}, {what}, {r.seconds:.2f} s"
+        line = f"from {i['from_glb']}, {what}, {secs}"
     else:
         line = (f"depth from {_source(i)}, {i.get('layers', '?')} layer(s), {i.get('vertices', 0):,} vertices, "
-                + ("" if i.get("share") else f"{_file_size(r.bytes)}, ") + f"{r.seconds:.2f} s")
+                + ("" if i.get("share") else f"{_file_size(r.bytes)}, ") + secs)
         if i.get("share"):
             line += "; " + _share_details(i["share"], r.bytes)
     if i.get("page_note"):
         line += "; " + i["page_note"]
-    if timings and i.get("seconds"):
-        line += " (" + ", ".join(f"{k} {v:.2f}" for k, v in i["seconds"].items()) + ")"
     return line
 
 

@@ -971,6 +971,13 @@ def test_folder_formats_resume_each_output(tmp_path):
     (webp_line,) = [ln for ln in res.output.splitlines() if "coffee.webp" in ln]
     assert re.search(r", \d+\.\d\d s \(render \d+\.\d\d, encode \d+\.\d\d, write \d+\.\d\d\)$", webp_line), webp_line
     assert (out / "coffee.html").stat().st_mtime_ns == html_time
+    # a video converted from the photo: the stages follow its time, not its notes (two parentheses in a
+    # row, the time mid-line: new-user trial, session 23)
+    res = cli("convert", str(src / "coffee.jpg"), "-o", str(tmp_path / "one.gif"), "--size", "96", "--seconds", "0.5",
+              "--fps", "8", "--timings")
+    assert res.exit_code == 0, res.output
+    assert re.search(r"vertices, \d+\.\d\d s \(read \d+\.\d\d, [^()]*\); 4 frame\(s\) 96x64, [\d.]+ [kM]B( \([^()]*\))?$",
+                     res.output.strip()), res.output
     # --format html with other formats and no glb: the page is made first and the others render the
     # GLB inside it (the layers were built once per format)
     pages = tmp_path / "pages"
