@@ -44,6 +44,12 @@ def _usage_message(e, args: list[str]) -> str:
                   f"of at least {lo:g}" if lo is not None else f"of at most {hi:g}")
         given = _given(p.opts, args)
         text = f"{p.opts[-1]} must be {kind} {bounds}" + (f", not {given}" if given is not None else "")
+    elif (m := re.fullmatch(r"No such option: (\S+) \(Possible options: ([^)]*)\)", text.strip())):
+        # click's suggestions are loose ("--bogus (Possible options: --jobs)"): only a close one is offered
+        import difflib
+
+        close = difflib.get_close_matches(m.group(1), [o.strip() for o in m.group(2).split(",")], n=2, cutoff=0.7)
+        text = f"No such option: {m.group(1)}" + (f" (did you mean {' or '.join(close)}?)" if close else "")
     elif (m := re.fullmatch(r"Invalid value for '([^']+)': '(.*)' is not one of (.*)\.", text.strip(), re.S)):
         choices = ", ".join(c.strip().strip("'") for c in m.group(3).split(","))
         text = f"{m.group(1).split('/')[-1].strip()} must be one of {choices}, not {m.group(2) or 'an empty value'}"

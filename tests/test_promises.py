@@ -1263,7 +1263,8 @@ def test_a_walk_skips_the_depth_maps_photo3d_wrote(tmp_path, tiny_depth_model):
 
 
 @pytest.mark.parametrize("args,message", [
-    (["convert", "x.jpg", "--bogus"], "error: No such option: --bogus"),
+    (["convert", "x.jpg", "--bogus"], "error: No such option: --bogus (see:"),  # (click offered "--jobs")
+    (["convert", "x.jpg", "--parralax", "0.1"], "error: No such option: --parralax (did you mean --parallax?)"),
     (["convert"], "error: Missing argument 'INPUT...'."),
     (["depth", "x.jpg"], "error: Missing option '-o' / '--output'."),
     (["convert", "x.jpg", "-o", "x.glb", "--quality", "500"], "error: --quality must be a whole number from 1 to 100, not 500"),
