@@ -107,6 +107,48 @@ def test_viewer_says_when_webgl_is_missing_and_hints_otherwise(tmp_path):
     assert hint and "Tap, then tilt the phone" in hint.group(0)
 
 
+def _opening(dom):
+    """The page's own "opening" line, if it is still there."""
+    return re.search(r'<div id="photo3d-opening"[^>]*>(.*?)</div>', dom)
+
+
+def test_a_damaged_or_cut_page_says_so_instead_of_staying_black(tmp_path):
+    """A page whose 3D photo cannot be read (its base64 cut, a wrong character, its JSON broken) or
+    that is cut short (a partial download: the script never runs) showed a plain black page; one
+    cut near its end showed the photo with white where a texture failed, without a word (viewer
+    trial, session 23).  Now each says so; a whole page shows no such line once drawn."""
+    exe = chromium()
+    rgb = np.zeros((64, 96, 3), np.uint8)
+    rgb[16:48, 32:64] = 200
+    src = tmp_path / "flat.png"
+    Image.fromarray(rgb).save(src)
+    depth = np.zeros((64, 96), np.float32)
+    depth[16:48, 32:64] = 1.0
+    np.save(tmp_path / "d.npy", depth)
+    convert_file(src, tmp_path / "flat.html", ConvertOptions(depth=tmp_path / "d.npy"))
+    page = (tmp_path / "flat.html").read_text(encoding="utf-8")
+    whole = _dom(exe, tmp_path / "flat.html", tmp_path / "p0", wait_for="photo3d-hint")
+    assert not _opening(whole) and not _shown(whole, "photo3d-damaged"), whole[-2000:]
+    start = page.index('type="application/octet-stream">') + len('type="application/octet-stream">')
+    end = page.index("</script>", start)
+    b64 = page[start:end]
+    variants = {
+        "half": b64[: len(b64) // 8 * 4],  # (a whole number of base64 quads: atob decodes it)
+        "badchar": b64[:100] + "!" + b64[101:],
+        "tail": b64[: (len(b64) - 400) // 4 * 4],  # a texture's bytes missing: the photo shows in part
+    }
+    for name, text in variants.items():
+        (tmp_path / f"{name}.html").write_text(page[:start] + text + page[end:], encoding="utf-8")
+        dom = _dom(exe, tmp_path / f"{name}.html", tmp_path / f"p-{name}", wait_for="photo3d-damaged")
+        note = _shown(dom, "photo3d-damaged")
+        assert note and "damaged" in note.group(0) and not _opening(dom), (name, dom[-2000:])
+        assert ("Part of this 3D photo" in note.group(0)) == (name == "tail"), (name, note.group(0))
+    cut = tmp_path / "cut.html"  # a partial download: the bundle's script is cut, nothing of ours runs
+    cut.write_text(page[: int(0.6 * len(page))], encoding="utf-8")
+    opening = _opening(_dom(exe, cut, tmp_path / "p-cut"))
+    assert opening and "Still nothing? This page may be damaged or incomplete" in opening.group(1)
+
+
 _IPHONE = """<script>
 const matchMedia0 = window.matchMedia.bind(window);
 window.matchMedia = (q) => q.includes("pointer: coarse") ? {matches: true, media: q, addEventListener() {}} : matchMedia0(q);
@@ -236,6 +278,28 @@ def test_viewer_controls_move_the_view_and_hold_it(card_page, card_at, tmp_path,
     if control == "mouse":
         left = np.array([got[1]["x"], got[1]["y"]])
         assert np.abs(left - card_at[(1, 0)]).max() > 0.4 * abs(full[0]), (left, card_at)
+
+
+def test_viewer_idle_motion_takes_over_gently_and_a_finger_drags_the_view(card_page, card_at, tmp_path):
+    """When the mouse leaves, the idle drift took over with a lurch (0.98 -> 0.51 of the range in
+    0.14 s): it blends in over seconds now.  A finger put down anywhere threw the view to the finger's
+    place (a 30-px drag from x=300 of 480 went to 0.67 of the range): it moves the view by the drag."""
+    exe = chromium()
+    touch = ("const tp = (type, x) => dispatchEvent(new PointerEvent(type, {clientX: x, clientY: innerHeight / 2, "
+             "pointerType: 'touch'}));")
+    script = (_MOUSE + "ms(1000, () => document.dispatchEvent(new MouseEvent('mouseout', {relatedTarget: null})));"
+              "ms(3400, () => measure('idle starts')); ms(3900, () => measure('idle 0.4 s'));"
+              + touch + "ms(4000, () => { dispatchEvent(new KeyboardEvent('keydown', {key: 'Home'})); });"
+              "ms(4800, () => { tp('pointerdown', innerWidth * 0.8); tp('pointermove', innerWidth * 0.8 + innerWidth / 8); });"
+              "ms(5600, () => { measure('dragged'); done(); });")
+    got = {g["label"]: np.array([g["x"], g["y"]]) for g in drive(exe, card_page, script, tmp_path / "page.html",
+                                                                 tmp_path / "profile")}
+    full = card_at[(1, 0)] - card_at[(0, 0)]
+    assert np.abs(got["idle starts"] - card_at[(1, 0)]).max() < 0.1 * abs(full[0]), (got, card_at)
+    assert np.abs(got["idle 0.4 s"] - card_at[(1, 0)]).max() < 0.15 * abs(full[0]), (got, card_at)
+    # dragged by an eighth of the window from the centre view: a quarter of the range to the right
+    want = card_at[(0, 0)] + 0.25 * full
+    assert np.abs(got["dragged"] - want).max() < 0.08 * abs(full[0]), (got["dragged"], want, card_at)
 
 
 @pytest.mark.parametrize("reduced", [False, True])

@@ -4,23 +4,28 @@
 // of a wider panorama the centre), as large as the window allows, centred on black; the view is
 // zoomed in just enough that the parallax never shows past the photo's border.
 // Controls: the mouse over the page (the view stays where the mouse leaves it; the idle motion
-// resumes when the mouse leaves the page), a finger dragged across it, the phone's tilt
+// resumes when the mouse leaves the page), a finger dragged across it (from where the view is:
+// a drag moves it, a touch does not throw it to the finger's place), the phone's tilt
 // (deviceorientation, in portrait and landscape, 20 degrees from where it rests to the end of the
 // range; tilted further, the rest position follows), the arrow keys (a quarter of the range a press;
-// 0 or Home re-centres). Without input for a few seconds the view drifts gently, unless the
-// system asks for reduced motion (prefers-reduced-motion): then it moves only with input.
+// 0 or Home re-centres). Without input for a few seconds the view drifts gently (blending into the
+// drift from where it was, over IDLE_BLEND_MS), unless the system asks for reduced motion
+// (prefers-reduced-motion): then it moves only with input.
 // URL hash options (for tests and embedding):
 //   #offset=X,Y   fix the camera offset (unit disc, 1 = the file's full parallax); no motion
 //   #clear=RRGGBB  clear colour (default 000000)
-// Without WebGL the page shows a message instead of staying black; otherwise a one-line hint
+// Without WebGL the page shows a message instead of staying black; so does a page whose 3D photo
+// cannot be read (damaged, cut short: the page's own "opening" line stays, see photo3d/viewer.py),
+// or shows only in part (a texture that does not load); otherwise a one-line hint
 // ("move the mouse / tilt the phone") fades out after a few seconds (not with #offset). While the
 // browser has taken the WebGL context away a message says so; the view comes back with the context.
 // The parallax range is the file's (extras.photo3d.parallax.max_offset, set by --parallax).
 import { WebGLRenderer, Scene, PerspectiveCamera, Color, Vector3, MathUtils } from "three";
 import { GLTFLoader } from "three/examples/jsm/loaders/GLTFLoader.js";
 
-const MAX_ASPECT = 21 / 9; // the videos' frames (photo3d/video.py MAX_ASPECT)
+const MAX_ASPECT = 21 / 9; // the videos' frames (photo3d/defaults.py MAX_ASPECT)
 const IDLE_MS = 2500; // no input this long (and no mouse over the page): the idle motion
+const IDLE_BLEND_MS = 3000; // ... takes over this gradually (it lurched: 0.98 -> 0.51 of the range in 0.14 s)
 const KEY_STEP = 0.25; // one arrow-key press, in the unit disc
 const TILT_DEG = 20; // tilting the phone this far from where it rests: the end of the range
 // The view eases toward where the controls send it: each frame it closes 1 - exp(-dt / EASE_MS) of
@@ -60,6 +65,23 @@ function note(text, css) {
   return el;
 }
 
+const DAMAGED = "This 3D photo cannot be shown: the page is damaged or incomplete. Make it again with photo3d.";
+
+// the page's static "opening" line (photo3d/viewer.py) goes once the photo is drawn, or a note replaces it
+function opened() {
+  const el = document.getElementById("photo3d-opening");
+  if (el) el.remove();
+}
+
+function damaged(reason, partly) {
+  document.body.dataset.error = "damaged: " + reason;
+  opened();
+  const el = note(partly ? "Part of this 3D photo could not be read: the page is damaged. Make it again with photo3d." :
+    DAMAGED, partly ? "top:1.5em;" : "top:40%;font-size:17px;");
+  el.id = "photo3d-damaged";
+  console.error("photo3d: " + reason);
+}
+
 function hasWebGL() {
   try {
     const c = document.createElement("canvas");
@@ -71,6 +93,7 @@ function hasWebGL() {
 
 function noWebGL(reason) {
   document.body.dataset.error = "webgl: " + reason;
+  opened();
   const el = note("This 3D photo needs WebGL, which this browser does not offer. " +
     "Try a current Chrome, Firefox, Safari or Edge, or turn on hardware acceleration.",
     "top:40%;font-size:17px;");
@@ -107,7 +130,7 @@ export function start(base64, container = document.body) {
   const camera = new PerspectiveCamera(50, 1, 0.05, 1000);
   const reduceMotion = matchMedia("(prefers-reduced-motion: reduce)");
   const state = { meta: null, target: { x: 0, y: 0 }, cur: { x: 0, y: 0 }, lastInput: -1e9, gyro0: null, held: false,
-    lastFrame: null };
+    lastFrame: null, idleSince: null, drag: null };
 
   function layout() {
     const W = window.innerWidth, H = window.innerHeight;
@@ -149,9 +172,13 @@ export function start(base64, container = document.body) {
         if (reduceMotion.matches) {
           state.target = { x: state.cur.x, y: state.cur.y }; // no motion without input
         } else {
-          const s = now / 1000;
-          state.target = { x: 0.35 * Math.sin(s * 0.6), y: 0.15 * Math.sin(s * 0.9) };
+          if (state.idleSince === null) state.idleSince = { t: now, x: state.cur.x, y: state.cur.y };
+          const s = now / 1000, i = state.idleSince;
+          const r = MathUtils.clamp((now - i.t) / IDLE_BLEND_MS, 0, 1), w = r * r * (3 - 2 * r);
+          state.target = { x: i.x + (0.35 * Math.sin(s * 0.6) - i.x) * w, y: i.y + (0.15 * Math.sin(s * 0.9) - i.y) * w };
         }
+      } else {
+        state.idleSince = null;
       }
       const dt = state.lastFrame === null ? 1000 / 60 : MathUtils.clamp(now - state.lastFrame, 0, MAX_STEP_MS);
       state.lastFrame = now;
@@ -162,6 +189,7 @@ export function start(base64, container = document.body) {
       requestAnimationFrame(frame);
     }
     renderer.render(scene, camera);
+    opened();
     if (opts.fixed) document.body.dataset.rendered = "1";
   }
 
@@ -194,10 +222,19 @@ export function start(base64, container = document.body) {
   // a resize before the GLB is parsed only lays out: there is nothing to place or draw yet
   window.addEventListener("resize", () => { layout(); if (opts.fixed && state.meta) frame(0); });
   window.addEventListener("pointermove", (e) => {
-    // a mouse holds the view where it is; a finger (or pen) lets go when it lifts
-    input({ x: (e.clientX / window.innerWidth) * 2 - 1, y: 1 - (e.clientY / window.innerHeight) * 2 },
-      e.pointerType === "mouse");
+    // a mouse holds the view where it is (its place in the window is the view's); a finger (or pen)
+    // moves the view by how far it is dragged, and lets go when it lifts
+    if (e.pointerType === "mouse") {
+      input({ x: (e.clientX / window.innerWidth) * 2 - 1, y: 1 - (e.clientY / window.innerHeight) * 2 }, true);
+    } else if (state.drag) {
+      const d = state.drag;
+      input({ x: d.x + (e.clientX - d.cx) / window.innerWidth * 2, y: d.y - (e.clientY - d.cy) / window.innerHeight * 2 }, false);
+    }
   });
+  window.addEventListener("pointerdown", (e) => {
+    if (e.pointerType !== "mouse") state.drag = { cx: e.clientX, cy: e.clientY, x: state.cur.x, y: state.cur.y };
+  });
+  for (const ev of ["pointerup", "pointercancel"]) window.addEventListener(ev, () => { state.drag = null; });
   document.addEventListener("mouseout", (e) => { if (!e.relatedTarget) { state.held = false; state.lastInput = performance.now(); } });
   window.addEventListener("blur", () => { state.held = false; });
   window.addEventListener("keydown", (e) => {
@@ -229,10 +266,23 @@ export function start(base64, container = document.body) {
     if (D && typeof D.requestPermission === "function") D.requestPermission().catch(() => {});
   }, { once: true });
 
-  new GLTFLoader().parse(decodeBase64(base64), "", (gltf) => {
+  let data;
+  try {
+    data = decodeBase64(base64);
+  } catch (e) {
+    return damaged(String(e && e.message || e));
+  }
+  const loaded = (gltf) => {
     const extras = (gltf.parser.json.extras || {}).photo3d;
+    if (!extras || !extras.parallax) return damaged("no photo3d metadata in the 3D photo");
+    // a texture that did not decode (a page cut near its end) leaves its layer white: said
+    const want = (gltf.parser.json.materials || []).filter((m) => (m.pbrMetallicRoughness || {}).baseColorTexture).length;
+    const have = new Set();
+    gltf.scene.traverse((o) => { if (o.material && o.material.map && o.material.map.image) have.add(o.material); });
+    if (have.size < want) damaged(`${want - have.size} of ${want} textures did not load`, true);
     state.meta = extras;
     scene.add(gltf.scene);
+    opened();
     layout();
     requestAnimationFrame(frame);
     if (!opts.fixed) {
@@ -246,8 +296,16 @@ export function start(base64, container = document.body) {
       setTimeout(() => { hint.style.opacity = "0"; }, 3500);
       setTimeout(() => hint.remove(), 5500);
     }
-  }, (err) => {
-    document.body.dataset.error = String(err && err.message || err);
-    console.error(err);
-  });
+  };
+  try {
+    new GLTFLoader().parse(data, "", (gltf) => {
+      try {
+        loaded(gltf);
+      } catch (e) {
+        damaged(String(e && e.message || e));
+      }
+    }, (err) => damaged(String(err && err.message || err)));
+  } catch (e) {  // (a JSON chunk that does not parse throws here, not through the callback)
+    damaged(String(e && e.message || e));
+  }
 }
