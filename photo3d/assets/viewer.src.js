@@ -287,14 +287,23 @@ export function start(base64, container = document.body) {
     requestAnimationFrame(frame);
     if (!opts.fixed) {
       const touch = matchMedia("(pointer: coarse)").matches;
-      // Safari on iOS reports the tilt only once the page has asked, on a tap (the click above)
-      const D = window.DeviceOrientationEvent, ask = !!D && typeof D.requestPermission === "function";
-      const hint = note(touch ? (ask ? "Tap, then tilt the phone, or drag a finger to look around" :
-        "Tilt the phone or drag a finger to look around") : "Move the mouse or press the arrow keys to look around",
-        "bottom:1.5em;transition:opacity 1.5s;opacity:1;pointer-events:none;");
-      hint.id = "photo3d-hint";
-      setTimeout(() => { hint.style.opacity = "0"; }, 3500);
-      setTimeout(() => hint.remove(), 5500);
+      const show = (tap) => {
+        const hint = note(touch ? (tap ? "Tap, then tilt the phone, or drag a finger to look around" :
+          "Tilt the phone or drag a finger to look around") : "Move the mouse or press the arrow keys to look around",
+          "bottom:1.5em;transition:opacity 1.5s;opacity:1;pointer-events:none;");
+        hint.id = "photo3d-hint";
+        setTimeout(() => { hint.style.opacity = "0"; }, 3500);
+        setTimeout(() => hint.remove(), 5500);
+      };
+      // Safari on iOS reports the tilt only once the page has asked, on a tap (the click above): its
+      // request without a tap is refused. Chromium offers the same request and grants it at once: no
+      // tap to ask for there (its hint said "Tap, then tilt")
+      const D = window.DeviceOrientationEvent;
+      if (touch && D && typeof D.requestPermission === "function") {
+        Promise.resolve().then(() => D.requestPermission()).then((s) => show(s !== "granted"), () => show(true));
+      } else {
+        show(false);
+      }
     }
   };
   try {
