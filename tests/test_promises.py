@@ -1544,7 +1544,7 @@ def test_photos_in_an_output_folder_inside_the_input_are_said(tmp_path, tiny_dep
     assert r.exit_code == 0, r.output
     said = [ln for ln in lines(r.output) if ln.startswith("warning")]
     assert said == [f"warning: {tmp_path / 'in' / 'sub'}: skipped: the output folder, inside the input; its 2 photos "
-                    "are not converted"], r.output
+                    "are left out"], r.output
     assert (tmp_path / "in" / "sub" / "a.glb").is_file() and not (tmp_path / "in" / "sub" / "sub").exists()
     (tmp_path / "in" / "sub" / "b.png").unlink()
     (tmp_path / "in" / "sub" / "deeper" / "c.png").unlink()

@@ -52,7 +52,7 @@ class PlanNotes:
         match = f" matching {' or '.join(globs)}" if globs else ""
         out = [msg(p, f"holds no photos{match}; skipped") for p in self.empty]
         out += [msg(p, f"skipped: the output folder, inside the input; its {n} photo{'s' if n > 1 else ''} "
-                       f"{'are' if n > 1 else 'is'} not converted") for p, n in self.inside]
+                       f"{'are' if n > 1 else 'is'} left out") for p, n in self.inside]  # (not "converted": depth says it too)
         if len(self.own) == 1:
             (p, kind), = self.own
             out.append(msg(p, f"skipped: a {'depth ' if kind == 'preview' else ''}{kind} photo3d wrote, not a photo"))
