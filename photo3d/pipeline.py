@@ -628,12 +628,9 @@ def _build(glb: bytes | None) -> dict | None:
 def kept_page_warning(page: Path, glb: bytes) -> str | None:
     """A run without --overwrite keeps a page that exists beside the 3D photo it writes (a folder
     run resumes): the warning when that page shows another 3D photo (another --parallax, depth, photo)."""
-    from .viewer import page_glb
-
-    old, new = _build(page_glb(page)), _build(glb)
-    if old is None or new is None or old == new:
+    if (shows := _page_shows_other(page, glb)) is None:
         return None
-    return f"{printable(page)} kept: it shows {_which(old, new)}; --overwrite rewrites it"
+    return f"{printable(page)} kept: it shows {shows}; --overwrite rewrites it"
 
 
 def stale_page_warning(dst: Path, glb: bytes, opts: ConvertOptions) -> str | None:
@@ -643,19 +640,20 @@ def stale_page_warning(dst: Path, glb: bytes, opts: ConvertOptions) -> str | Non
     if dst.suffix.lower() != ".glb" or opts.html or (opts.page_format and not opts.keep_existing):
         return None  # (a page job that resumes keeps the page: said below)
     page = dst.with_suffix(".html")
-    if output_state(page) != "done":
+    if output_state(page) != "done" or (shows := _page_shows_other(page, glb)) is None:
         return None
+    how = "--html --overwrite rewrites it" if opts.keep_existing else "--html rewrites it"  # (a folder run resumes)
+    return f"{printable(page)} beside it still shows {shows}; {how}"
+
+
+def _page_shows_other(page: Path, glb: bytes) -> str | None:
+    """Which other 3D photo than ``glb`` the page photo3d wrote at ``page`` shows, in words; None
+    when it shows this one (or is no page of photo3d's)."""
     from .viewer import page_glb
 
     old, new = _build(page_glb(page)), _build(glb)
     if old is None or new is None or old == new:
         return None
-    how = "--html --overwrite rewrites it" if opts.keep_existing else "--html rewrites it"  # (a folder run resumes)
-    return f"{printable(page)} beside it still shows {_which(old, new)}; {how}"
-
-
-def _which(old: dict, new: dict) -> str:
-    """The 3D photo a kept page shows (:func:`_build` of it, and of the one this run made)."""
     return (f"the 3D photo built with --parallax {old['parallax']:g} (this one: {new['parallax']:g})"
             if old["parallax"] != new["parallax"] and isinstance(old["parallax"], (int, float)) else "an earlier 3D photo")
 

@@ -158,13 +158,17 @@ def test_ray_renders_the_other_formats_from_the_batchs_glb(ray_cluster, tmp_path
         rgb = rng.integers(0, 255, (120, 160, 3), dtype=np.uint8)
         rgb[:, : 60 + 30 * i] //= 3
         Image.fromarray(rgb).save(src / f"p{i}.jpg")
-    p = subprocess.run(
-        cli_command("convert", str(src), "-o", str(tmp_path / "out"), "--format", "glb", "--format", "gif",
-                    "--engine", "ray", "--address", ray_cluster, "--jobs", "2", "--summary", str(tmp_path / "s.json")),
-        capture_output=True, text=True, timeout=600,
-    )
-    assert p.returncode == 0, p.stderr
-    records = json.loads((tmp_path / "s.json").read_text())["results"]
+
+    def run(out: str, *formats: str) -> list[dict]:  # the summary's records of a Ray run writing these formats
+        p = subprocess.run(
+            cli_command("convert", str(src), "-o", str(tmp_path / out), *(a for f in formats for a in ("--format", f)),
+                        "--engine", "ray", "--address", ray_cluster, "--jobs", "2", "--summary", str(tmp_path / f"{out}.json")),
+            capture_output=True, text=True, timeout=600,
+        )
+        assert p.returncode == 0, p.stderr
+        return json.loads((tmp_path / f"{out}.json").read_text())["results"]
+
+    records = run("out", "glb", "gif")
     gifs = [r for r in records if r["output"].endswith(".gif")]
     assert len(gifs) == 2 and all(r["status"] == "ok" for r in records)
     for r in gifs:
@@ -172,13 +176,7 @@ def test_ray_renders_the_other_formats_from_the_batchs_glb(ray_cluster, tmp_path
         assert Path(r["output"]).stat().st_size > 0
     assert sorted(f.name for f in (tmp_path / "out").iterdir()) == ["p0.gif", "p0.glb", "p1.gif", "p1.glb"]
     # --format html --format gif: the page holds the GLB; the GIF is rendered from it (it converted again)
-    p = subprocess.run(
-        cli_command("convert", str(src), "-o", str(tmp_path / "pages"), "--format", "gif", "--format", "html",
-                    "--engine", "ray", "--address", ray_cluster, "--jobs", "2", "--summary", str(tmp_path / "s2.json")),
-        capture_output=True, text=True, timeout=600,
-    )
-    assert p.returncode == 0, p.stderr
-    records = json.loads((tmp_path / "s2.json").read_text())["results"]
+    records = run("pages", "gif", "html")
     assert [r["report"].get("from_glb") for r in records if r["output"].endswith(".gif")] == \
         [str(tmp_path / "pages" / f"p{i}.html") for i in range(2)], records
     assert sorted(f.name for f in (tmp_path / "pages").iterdir()) == ["p0.gif", "p0.html", "p1.gif", "p1.html"]

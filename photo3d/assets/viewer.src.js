@@ -67,18 +67,23 @@ function note(text, css) {
 
 const DAMAGED = "This 3D photo cannot be shown: the page is damaged or incomplete. Make it again with photo3d.";
 
-// the page's static "opening" line (photo3d/viewer.py) goes once the photo is drawn, or a note replaces it
+// the page's static "opening" line (photo3d/viewer.py) goes once the 3D photo is read, or a note replaces it
 function opened() {
   const el = document.getElementById("photo3d-opening");
   if (el) el.remove();
 }
 
-function damaged(reason, partly) {
-  document.body.dataset.error = "damaged: " + reason;
+// what went wrong, in the page's data-error (for tests) and in a note with this id
+function failed(error, id, text, css) {
+  document.body.dataset.error = error;
   opened();
-  const el = note(partly ? "Part of this 3D photo could not be read: the page is damaged. Make it again with photo3d." :
-    DAMAGED, partly ? "top:1.5em;" : "top:40%;font-size:17px;");
-  el.id = "photo3d-damaged";
+  note(text, css).id = id;
+}
+
+function damaged(reason, partly) {
+  failed("damaged: " + reason, "photo3d-damaged", partly ?
+    "Part of this 3D photo could not be read: the page is damaged. Make it again with photo3d." : DAMAGED,
+    partly ? "top:1.5em;" : "top:40%;font-size:17px;");
   console.error("photo3d: " + reason);
 }
 
@@ -92,12 +97,8 @@ function hasWebGL() {
 }
 
 function noWebGL(reason) {
-  document.body.dataset.error = "webgl: " + reason;
-  opened();
-  const el = note("This 3D photo needs WebGL, which this browser does not offer. " +
-    "Try a current Chrome, Firefox, Safari or Edge, or turn on hardware acceleration.",
-    "top:40%;font-size:17px;");
-  el.id = "photo3d-no-webgl";
+  failed("webgl: " + reason, "photo3d-no-webgl", "This 3D photo needs WebGL, which this browser does not offer. " +
+    "Try a current Chrome, Firefox, Safari or Edge, or turn on hardware acceleration.", "top:40%;font-size:17px;");
 }
 
 function inDisc(o) {
@@ -189,7 +190,6 @@ export function start(base64, container = document.body) {
       requestAnimationFrame(frame);
     }
     renderer.render(scene, camera);
-    opened();
     if (opts.fixed) document.body.dataset.rendered = "1";
   }
 
@@ -266,12 +266,6 @@ export function start(base64, container = document.body) {
     if (D && typeof D.requestPermission === "function") D.requestPermission().catch(() => {});
   }, { once: true });
 
-  let data;
-  try {
-    data = decodeBase64(base64);
-  } catch (e) {
-    return damaged(String(e && e.message || e));
-  }
   const loaded = (gltf) => {
     const extras = (gltf.parser.json.extras || {}).photo3d;
     if (!extras || !extras.parallax) return damaged("no photo3d metadata in the 3D photo");
@@ -306,15 +300,10 @@ export function start(base64, container = document.body) {
       }
     }
   };
-  try {
-    new GLTFLoader().parse(data, "", (gltf) => {
-      try {
-        loaded(gltf);
-      } catch (e) {
-        damaged(String(e && e.message || e));
-      }
-    }, (err) => damaged(String(err && err.message || err)));
-  } catch (e) {  // (a JSON chunk that does not parse throws here, not through the callback)
-    damaged(String(e && e.message || e));
+  const broken = (e) => damaged(String(e && e.message || e));
+  try {  // (base64 that does not decode, a JSON chunk that does not parse: thrown here, not through the callback)
+    new GLTFLoader().parse(decodeBase64(base64), "", (gltf) => { try { loaded(gltf); } catch (e) { broken(e); } }, broken);
+  } catch (e) {
+    broken(e);
   }
 }

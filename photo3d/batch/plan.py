@@ -148,9 +148,8 @@ def discover(
             for full in dir_links:
                 with contextlib.suppress(OSError, ValueError):
                     st = os.stat(full)
-                    real, here = os.path.realpath(full).rstrip(os.sep), os.path.realpath(os.path.dirname(full))
-                    if (st.st_dev, st.st_ino) in direct and not (here == real or here.startswith(real + os.sep)):
-                        aliases.append((real, Path(full).relative_to(folder).as_posix()))
+                    if (st.st_dev, st.st_ino) in direct and not _loops_back(full, os.path.dirname(full)):
+                        aliases.append((os.path.realpath(full).rstrip(os.sep), Path(full).relative_to(folder).as_posix()))
         if not aliases:
             return False
         here = os.path.realpath(dirpath)
@@ -192,8 +191,7 @@ def discover(
             if os.path.islink(full):
                 direct = reached_directly() if direct is None else direct
                 if target in direct:  # visited (or to be) under its own path
-                    real, here = os.path.realpath(full), os.path.realpath(dirpath)
-                    if not (here == real or here.startswith(real.rstrip(os.sep) + os.sep)):  # (not a loop)
+                    if not _loops_back(full, dirpath):
                         links.append((Path(full), target))
                     continue
             if (st.st_dev, st.st_ino) in excluded and passed is not None:
@@ -218,6 +216,13 @@ def discover(
             yield p  # (a broken link, a named pipe, ...: a failed input that says so, not skipped without a word)
     if linked is not None:
         linked += [(link, walked_at[t]) for link, t in links if t in walked_at]
+
+
+def _loops_back(link: str, here: str) -> bool:
+    """Whether the link ``link`` in the folder ``here`` leads to ``here`` or a folder above it (a
+    loop: not a second path to a photo)."""
+    real, at = os.path.realpath(link).rstrip(os.sep), os.path.realpath(here)
+    return at == real or at.startswith(real + os.sep)
 
 
 def gifs_in(folder: Path, globs: Sequence[str] = ()) -> Iterator[Path]:

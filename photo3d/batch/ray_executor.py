@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import logging
 import os
 import signal
@@ -60,11 +59,10 @@ class _RayWorker:
         set_threads(threads)
         warm_up(task)
 
-    def run(self, src: str, data: bytes, dst: str, glb: bytes | None = None,
-            glb_from: str | None = None) -> tuple[Result, dict[str, bytes]]:
-        """``glb``: the GLB this batch already wrote for the same photo (``glb_from``: its file, a GLB
-        or a page), for the other formats to be rendered from (as on the local pool) instead of
-        converting the photo again."""
+    def run(self, src: str, data: bytes, dst: str, glb: bytes | None = None) -> tuple[Result, dict[str, bytes]]:
+        """``glb``: the GLB this batch already wrote for the same photo (as NAME.glb, or inside
+        NAME.html: the task's ``reuse_suffix``), for the other formats to be rendered from (as on
+        the local pool) instead of converting the photo again."""
         src_p, dst_p = Path(src), Path(dst)
         with tempfile.TemporaryDirectory(prefix="photo3d-ray-") as tmp:
             tmp_in = Path(tmp) / "in" / src_p.name
@@ -72,26 +70,26 @@ class _RayWorker:
             tmp_in.parent.mkdir()
             tmp_out.parent.mkdir()
             tmp_in.write_bytes(data)
-            given = tmp_out.with_suffix(".glb") if glb is not None and tmp_out.suffix.lower() != ".glb" else None
-            if given is not None:
-                given.write_bytes(glb)
+            source = getattr(self.task.options, "reuse_suffix", ".glb")
+            given = tmp_out.with_suffix(source) if glb is not None and tmp_out.suffix.lower() != source else None
+            if given is not None:  # (under its own name, as the driver's folder has it)
+                if source == ".html":
+                    from ..viewer import write_viewer
+
+                    write_viewer(given, glb, title=src_p.stem)
+                else:
+                    given.write_bytes(glb)
                 since = getattr(self.task.options, "reuse_glb_since", None) or 0.0
                 t = max(time.time(), since)  # counts as this batch's GLB whatever this machine's clock says
                 os.utime(given, (t, t))
-            task = self.task
-            if given is not None and getattr(task.options, "reuse_suffix", ".glb") != ".glb":  # (a page's GLB: sent as one)
-                task = dataclasses.replace(task, options=dataclasses.replace(task.options, reuse_suffix=".glb"))
-            r = execute(task, tmp_in, tmp_out)
+            r = execute(self.task, tmp_in, tmp_out)
             files: dict[str, bytes] = {}
             if r.status == Status.ok:
                 for f in sorted(tmp_out.parent.iterdir()):
                     if f.is_file() and not f.name.startswith(".") and f != given:
                         files[f.name] = f.read_bytes()
             r.src, r.dst = src_p, dst_p
-            raw = {str(tmp_in): str(src_p), str(tmp_out): str(dst_p)}
-            if given is not None and glb_from is not None:  # (a page's GLB came as NAME.glb: named as the page)
-                raw[str(given)] = glb_from
-            raw[str(tmp_out.parent)] = str(dst_p.parent)
+            raw = {str(tmp_in): str(src_p), str(tmp_out): str(dst_p), str(tmp_out.parent): str(dst_p.parent)}
             # messages name paths escaped (a tab in a name is "\t"), and are mapped in that form, else
             # "/tmp/photo3d-ray-.../in/tab\tx.jpg" reached the user (helper-67); the report's paths
             # (outputs, from_glb) stay real paths (the summary's "outputs" got escaped ones)
@@ -250,8 +248,7 @@ class RayExecutor(Executor):
                         yield Result(job.src, job.dst, Status.failed, error=str(e))
                         continue
                 actor = idle.pop()
-                glb, sibling = (made[1], str(made[0])) if made else (None, None)
-                inflight[actor.run.remote(str(job.src), data, str(job.dst), glb, sibling)] = (actor, job)
+                inflight[actor.run.remote(str(job.src), data, str(job.dst), made[1] if made else None)] = (actor, job)
             if not inflight:
                 continue
             ready, _ = ray.wait(list(inflight), num_returns=1)

@@ -206,13 +206,13 @@ def run_batch(
                 # or another program's), once skipped as done
                 for p in (p for p, s in states.items() if s == "empty"):
                     say(console, msg(p, "exists but is empty (cut short by a crash?); written again"), "warning")
-            if not overwrite and states[job.dst] == "done" and job.dst.suffix.lower() == ".glb" and (
-                    problem := glb_file_problem(job.dst)):  # (a junk p.glb was kept as "skipped (output exists)")
-                results[i] = Result(job.src, job.dst, Status.failed, given=job.given,
-                                    error=str(damaged_existing(job.src, job.dst, "3D photo", problem)))
-                say_failed(results[i], console)
-                continue
             if not overwrite and states[job.dst] == "done":
+                if job.dst.suffix.lower() == ".glb" and (problem := glb_file_problem(job.dst)):
+                    # (a junk p.glb was kept as "skipped (output exists)")
+                    results[i] = Result(job.src, job.dst, Status.failed, given=job.given,
+                                        error=str(damaged_existing(job.src, job.dst, "3D photo", problem)))
+                    say_failed(results[i], console)
+                    continue
                 if any(states[p] != "done" for p in job.sides):
                     finish.append(i)
                     continue
