@@ -265,23 +265,20 @@ def _batch(task, inputs, output: str, suffix: str | list[str], batch: SimpleName
     except Photo3DError as e:
         _fail(e)
     if code == ExitCode.interrupted:
-        _ignore_stop_signals()
+        _exit_interrupted()
     raise typer.Exit(code)
 
 
-def _ignore_stop_signals() -> None:
-    """A run that stopped (and said so) ends with 130: a Ctrl-C pressed again while the process
-    exits killed it by SIGINT instead (exit -2 to a caller; new-user trial, session 23).  Now
-    such a signal ends it at once with 130 (its summary and outputs are written: nothing is left
-    to clean up), so an exit that waits (a model still loading) is never made deaf to Ctrl-C."""
-    import signal
-    import threading
-
-    from .batch.local import STOP_SIGNALS
-
-    if threading.current_thread() is threading.main_thread():
-        for sig in (signal.SIGINT, *STOP_SIGNALS):
-            signal.signal(sig, lambda *_: os._exit(int(ExitCode.interrupted)))
+def _exit_interrupted() -> None:
+    """A run that stopped (and said so: its summary and outputs are written, nothing is left to
+    clean up) ends at once with 130. Exiting the usual way waits for every thread, and a stop that
+    lands while a thread pool starts a worker leaves one waiting for good: one run in a dozen under
+    load said "interrupted" and then never exited (helper-72); a Ctrl-C pressed again meanwhile
+    killed it by SIGINT instead (exit -2 to a caller; session 23). Nor does a thread still loading
+    the model get to print its warnings after the run's last line."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(int(ExitCode.interrupted))
 
 
 def _fail(e: Photo3DError) -> None:
@@ -539,12 +536,11 @@ def convert(
 
 def _spinner(text: str):
     """A spinner with ``text`` and the time so far on a terminal (gone when done); nothing in a pipe."""
-    from rich.markup import escape
     from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
-    bar = Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(), console=err,
+    bar = Progress(SpinnerColumn(), TextColumn("{task.description}", markup=False), TimeElapsedColumn(), console=err,
                    transient=True, disable=not err.is_terminal)
-    bar.add_task(escape(printable(text)), total=None)
+    bar.add_task(printable(text), total=None)  # (plain text: no markup, no :emoji:)
     return bar
 
 

@@ -78,7 +78,7 @@ def stderr_console():
     if _console is None:
         from rich.console import Console
 
-        _console = Console(stderr=True, highlight=False)
+        _console = Console(stderr=True, highlight=False, emoji=False)  # (a file named :fire:.jpg is not 🔥.jpg, helper-72)
     return _console
 
 

@@ -296,3 +296,69 @@ def read_glb(data: bytes) -> tuple[dict, bytes]:
             raise ValueError("its second chunk is not a binary chunk that fits in the file")
         binary = data[off + 8 : off + 8 + blen]
     return tree, binary
+
+
+# ---------------------------------------------------------------- the viewer's framing (what the GLB tells it)
+
+
+def look_at(eye: np.ndarray, target: np.ndarray) -> np.ndarray:
+    """World-to-camera rotation (3 x 3) of a camera at ``eye`` whose -Z looks at ``target``, +Y up,
+    as three.js's ``Camera.lookAt`` (the viewer aims at the focus point from every offset)."""
+    z = np.asarray(eye, float) - np.asarray(target, float)
+    z /= np.linalg.norm(z)
+    x = np.cross([0.0, 1.0, 0.0], z)
+    x /= np.linalg.norm(x)
+    return np.stack([x, np.cross(z, x), z])
+
+
+def cover_zoom(meta: dict) -> float:
+    """The viewer's zoom (``layout()`` in viewer.src.js): tan(fov / 2) of the photo divided by
+    this, so that the parallax at full offset never shows what lies beyond the photo's border.
+    Written into the GLB by :func:`edge_cover_zoom` (``parallax.cover_zoom``); a file made before
+    that gets the old estimate, which missed the turn of a wide lens's edges (below)."""
+    p = meta["parallax"]
+    if "cover_zoom" in p:
+        return float(p["cover_zoom"])
+    tx, ty = math.tan(math.radians(meta["fov_x_deg"]) / 2), math.tan(math.radians(meta["fov_y_deg"]) / 2)
+    lo, hi = p["inverse_depth_range"]
+    margin = p["max_offset"] * (hi - lo) / 2 * 1.15
+    return max(tx / max(tx - margin, 1e-3), ty / max(ty - margin, 1e-3)) * 1.02
+
+
+#: the photo's border, seen from every offset on the rim of the viewer's disc (shifts are largest there)
+COVER_ANGLES, COVER_SLACK = 72, 1.02
+
+
+def border_points(meshes: list[MeshData], tx: float, ty: float, grid: tuple[int, int]) -> dict[str, np.ndarray]:
+    """Each border's vertices ("left", "right", "top", "bottom" -> (n, 3)): those of every layer
+    within half a cell of the ``grid`` (h, w) of the photo's border (tan(fov / 2) = ``tx``, ``ty``),
+    as the photo's camera sees them, that are drawn (alpha >= 0.5), for :func:`edge_cover_zoom`.
+    (A cut-out's transparent border has none: nothing there to keep in the frame.)"""
+    pts = np.concatenate([m.vertices[m.alpha >= 128] for m in meshes]).astype(np.float64).reshape(-1, 3)
+    z = np.maximum(-pts[:, 2], 1e-9)
+    u, v = pts[:, 0] / z, pts[:, 1] / z
+    du, dv = tx / max(grid[1] - 1, 1), ty / max(grid[0] - 1, 1)  # half a cell
+    return {"left": pts[u <= -tx + du], "right": pts[u >= tx - du], "top": pts[v >= ty - dv], "bottom": pts[v <= -ty + dv]}
+
+
+def edge_cover_zoom(tx: float, ty: float, max_offset: float, focus_depth: float, border: dict[str, np.ndarray]) -> float:
+    """The least zoom (tan(fov / 2) divided by it, ``COVER_SLACK`` more) at which no offset of the
+    viewer's disc shows past the photo's border: the border's vertices (:func:`border_points`)
+    projected from cameras on the disc's rim aimed at the focus point, as the viewer places them.
+    The camera's turn toward the focus moves a border at tan(fov / 2) = u by (1 + u^2) times what it
+    moves the middle: an 80-degree lens's edges 1.7x more than the old estimate (:func:`cover_zoom`)
+    allowed for, which showed a black line at the frame's edge."""
+    half_x = half_y = math.inf
+    target = np.array([0.0, 0.0, -focus_depth])
+    for a in np.linspace(0.0, 2.0 * math.pi, COVER_ANGLES, endpoint=False):
+        eye = np.array([math.cos(a) * max_offset, math.sin(a) * max_offset, 0.0])
+        rot = look_at(eye, target)
+        proj = {}
+        for side, p in border.items():
+            c = (p - eye) @ rot.T
+            proj[side] = c[:, :2] / np.maximum(-c[:, 2:3], 1e-9)
+        for side, axis, sign in (("left", 0, -1), ("right", 0, 1), ("top", 1, 1), ("bottom", 1, -1)):
+            if len(proj.get(side, ())):  # (how far in that border comes at worst)
+                reach = float((sign * proj[side][:, axis]).min())
+                half_x, half_y = (min(half_x, reach), half_y) if axis == 0 else (half_x, min(half_y, reach))
+    return max(tx / max(min(half_x, tx), 1e-3), ty / max(min(half_y, ty), 1e-3)) * COVER_SLACK

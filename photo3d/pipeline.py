@@ -346,10 +346,15 @@ def fit_meshes(geo: Geometry, visible: tuple[np.ndarray, Cuts, np.ndarray], bg: 
 def export_glb(data: list[MeshData], textures: list[Texture], geo: Geometry, extras: dict,
                strength: float = defaults.PARALLAX) -> bytes:
     """``strength``: the ``--parallax`` it was built with (outputs made later from it say so when asked for another)."""
+    from .export import border_points, edge_cover_zoom
+
     lo, hi = float(np.percentile(geo.inv, 1)), float(np.percentile(geo.inv, 99))
+    focus, cam = 2.0 / (lo + hi), geo.camera
+    tx, ty = cam.width / (2 * cam.focal_px), cam.height / (2 * cam.focal_px)
+    zoom = edge_cover_zoom(tx, ty, geo.max_offset, focus, border_points(data, tx, ty, geo.inv.shape))
     extras = {
-        "parallax": {"max_offset": geo.max_offset, "inverse_depth_range": [lo, hi], "focus_depth": 2.0 / (lo + hi),
-                     "strength": strength},
+        "parallax": {"max_offset": geo.max_offset, "inverse_depth_range": [lo, hi], "focus_depth": focus,
+                     "strength": strength, "cover_zoom": round(zoom, 5)},
         **extras,
     }
     return to_glb(data, [t.jpeg for t in textures], geo.camera, ExportOptions(extras))
@@ -595,9 +600,10 @@ def _reason(e: Exception) -> str:
     return str(e)
 
 
-def parallax_kept(glb_path: Path, meta: dict, opts: ConvertOptions, again: str = "again with --overwrite") -> list[str]:
+def parallax_kept(glb_path: Path | None, meta: dict, opts: ConvertOptions, again: str = "again with --overwrite") -> list[str]:
     """A warning when outputs made from an existing GLB (``meta``: its photo3d metadata) keep another
-    ``--parallax`` than this run's (the depth steps, and so the layers, were built for the GLB's)."""
+    ``--parallax`` than this run's (the depth steps, and so the layers, were built for the GLB's).
+    ``glb_path`` None: the GLB is the input, whose name leads the warning ("it was built ...")."""
     try:
         built = float((meta.get("parallax") or {})["strength"])
     except (KeyError, TypeError, ValueError, AttributeError):
@@ -608,8 +614,8 @@ def parallax_kept(glb_path: Path, meta: dict, opts: ConvertOptions, again: str =
         return []
     was = f"with --parallax {built:g}" if built is not None else "by a photo3d that did not record its --parallax"
     this = "the default --parallax" if opts.parallax == defaults.PARALLAX else "--parallax"  # (a run without the option)
-    return [f"{printable(glb_path)} was built {was}: what is made from it keeps that; for {this} "
-            f"{opts.parallax:g} convert {again}"]
+    name = "it" if glb_path is None else printable(glb_path)
+    return [f"{name} was built {was}: what is made from it keeps that; for {this} {opts.parallax:g} convert {again}"]
 
 
 def _build(glb: bytes | None) -> dict | None:
@@ -719,7 +725,7 @@ def convert_file(src: str | Path, dst: str | Path, opts: ConvertOptions | None =
             raise InputFileError("unreadable", src)
         from .render import SceneError
 
-        kept = parallax_kept(src, check_existing_glb(src, src, glb, opts.max_megapixels), opts, again="its photo")
+        kept = parallax_kept(None, check_existing_glb(src, src, glb, opts.max_megapixels), opts, again="its photo")
         try:
             return write_outputs(src, dst, glb, {"glb_bytes": len(glb), "from_glb": str(src),
                                                  **({"warnings": kept} if kept else {})}, opts, timings)

@@ -6,7 +6,8 @@ draws them the way the HTML viewer (``assets/viewer.src.js``, three.js) does:
 
 - camera at ``offset * parallax.max_offset`` (offset in the unit disc), looking at the point
   ``focus_depth`` straight ahead, +Y up; the field of view zoomed in by the viewer's *cover*
-  factor (:func:`cover_zoom`, ~1.05-1.15) so that no frame shows past the photo's edge;
+  factor (:func:`cover_zoom`, ~1.05-1.2, written into the GLB) so that no frame shows past the
+  photo's edge;
 - unlit textures, bilinear sampling from a texture pre-filtered to the frame's scale (what the
   viewer's mipmaps do), alpha test at 0.5 on the interpolated vertex alpha (``alphaMode: MASK``),
   no back-face culling, z-buffer.
@@ -33,7 +34,7 @@ import numba
 import numpy as np
 
 from . import defaults
-from .export import read_glb
+from .export import cover_zoom, look_at, read_glb
 
 PATHS = ("circle", "swing", "zoom", "dolly-zoom")
 ALPHA_CUTOFF = 0.5  # glTF's default alphaCutoff for alphaMode MASK
@@ -310,6 +311,9 @@ def _check_meta(meta: dict) -> None:
         raise SceneError("its metadata is not as photo3d writes it (not a number where one belongs)")
     w, h = meta["source_size"]
     lo, hi = p["inverse_depth_range"]
+    if "cover_zoom" in p and not (isinstance(p["cover_zoom"], (int, float)) and not isinstance(p["cover_zoom"], bool)
+                                  and 1 <= p["cover_zoom"] <= 20):
+        raise SceneError("its metadata is not as photo3d writes it (cover zoom)")
     if not (type(w) is int and type(h) is int and 1 <= w <= 1_000_000 and 1 <= h <= 1_000_000 and 1e-4 <= lo <= hi <= 1.01
             and p["max_offset"] <= 10 and p["focus_depth"] <= 1e4 and p.get("strength", 0.04) <= 1):
         raise SceneError("its metadata is not as photo3d writes it (out of range)")
@@ -329,15 +333,6 @@ class View:
     fov_scale: float = 1.0
 
 
-def cover_zoom(meta: dict) -> float:
-    """The viewer's zoom (``layout()`` in viewer.src.js): tan(fov / 2) of the photo divided by
-    this, so that the parallax at full offset never shows what lies beyond the photo's border."""
-    tx, ty = math.tan(math.radians(meta["fov_x_deg"]) / 2), math.tan(math.radians(meta["fov_y_deg"]) / 2)
-    lo, hi = meta["parallax"]["inverse_depth_range"]
-    margin = meta["parallax"]["max_offset"] * (hi - lo) / 2 * 1.15
-    return max(tx / max(tx - margin, 1e-3), ty / max(ty - margin, 1e-3)) * 1.02
-
-
 def dolly_zoom_extra(scene: "Scene") -> float:
     """Further zoom the dolly-zoom path needs: moving in with a wider field of view shrinks
     whatever lies behind the focus plane; the farthest point shrinks by this factor at most."""
@@ -346,16 +341,6 @@ def dolly_zoom_extra(scene: "Scene") -> float:
     d = zoom_travel(scene.meta)
     shrink = (focus - d) / focus * far / (far - d)
     return 1.0 / shrink
-
-
-def look_at(eye: np.ndarray, target: np.ndarray) -> np.ndarray:
-    """World-to-camera rotation (3 x 3) of a camera at ``eye`` whose -Z looks at ``target``, +Y up,
-    as three.js's ``Camera.lookAt`` (the viewer aims at the focus point from every offset)."""
-    z = np.asarray(eye, float) - np.asarray(target, float)
-    z /= np.linalg.norm(z)
-    x = np.cross([0.0, 1.0, 0.0], z)
-    x /= np.linalg.norm(x)
-    return np.stack([x, np.cross(z, x), z])
 
 
 def view_projection(meta: dict, view: View, width: int, height: int, zoom: float = 1.0) -> np.ndarray:

@@ -511,12 +511,13 @@ def _encode_gif(frames: list[np.ndarray], fps: float, colours: int) -> bytes:
 
     from PIL import Image
 
-    # one palette for all frames (median cut over a mosaic of a few of them), no dithering;
+    # one palette for all frames (an octree over a mosaic of a few of them: median cut gave a small
+    # saturated object a single washed-out colour), no dithering;
     # a pixel whose colour stays within GIF_SAME of what is on screen becomes transparent
     # (frames are not disposed): long transparent runs compress well; which colour stays on
     # screen, so that the loop's wrap is a step like any other: _gif_screens.
     mosaic = Image.fromarray(np.concatenate(frames[:: max(1, len(frames) // 8)], axis=0))
-    pal = mosaic.quantize(colours, method=Image.Quantize.MEDIANCUT, dither=Image.Dither.NONE)
+    pal = mosaic.quantize(colours, method=Image.Quantize.FASTOCTREE, dither=Image.Dither.NONE)
     palette = np.array(pal.getpalette()[:768], np.int16).reshape(-1, 3)
     palette = np.concatenate([palette, np.zeros((256 - len(palette), 3), np.int16)])
     quantized = [np.asarray(Image.fromarray(f).quantize(palette=pal, dither=Image.Dither.NONE)) for f in frames]

@@ -227,6 +227,8 @@ def test_depth_command_writes_the_embedded_depth_at_the_photo_size(tmp_path):
     assert r_log > 0.99, r_log
     rec = json.loads((tmp_path / "s.json").read_text())["results"][0]["report"]
     assert (rec["depth_source"], rec["depth_kind"]) == ("embedded", "gdepth")
+    # no network ran: the stage is "depth", not "predict" (helper-73)
+    assert set(rec["seconds"]) == {"read", "depth", "write"}, rec["seconds"]
 
 
 def test_raw_writes_the_map_at_its_own_size(tmp_path):

@@ -337,6 +337,22 @@ def test_a_ctrl_c_after_a_stopped_run_has_said_so_does_not_change_its_exit_code(
     assert p.returncode == 130, (p.returncode, p.stderr)
 
 
+def test_a_stopped_run_exits_although_a_thread_waits_for_good():
+    """One Ctrl-C in the first seconds under load: the run said "interrupted" and then never exited
+    (helper-72: 2 runs in 25): exiting waited for a thread pool's worker that the stop had left
+    waiting forever. A stopped run now ends at once with 130. Played here: a thread that never ends."""
+    script = (
+        "import queue, threading, types\n"
+        "import photo3d.batch as b, photo3d.cli as c\n"
+        "threading.Thread(target=queue.SimpleQueue().get).start()\n"
+        "b.batch_command = lambda *a, **k: 130\n"
+        "opts = types.SimpleNamespace(jobs=1, engine='local', address=None, overwrite=None, globs=(), summary=None)\n"
+        "c._batch(None, ['x.jpg'], 'x.glb', '.glb', opts)\n"
+    )
+    p = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env(), timeout=120)
+    assert p.returncode == 130, (p.returncode, p.stderr)
+
+
 def test_a_second_run_leaves_the_live_temp_file_of_the_first_alone(tmp_path):
     """Two runs on the same OUT: the second may only remove temp files whose writer is gone."""
     from photo3d.batch import SequentialExecutor, plan_jobs, run_batch
@@ -465,7 +481,13 @@ def test_a_depth_map_is_read_by_what_it_holds_and_a_wrong_kind_says_what_it_is(t
     (tmp_path / "cut.npy").write_bytes(data[: len(data) // 2])
     np.save(tmp_path / "objects.npy", np.array([{"depth": 1}], dtype=object), allow_pickle=True)
     (tmp_path / "empty.npy").write_bytes(b"")
+    np.save(tmp_path / "small.npy", np.zeros((4, 160), np.float32))  # a side of -1 (numpy: OverflowError), and
+    small = (tmp_path / "small.npy").read_bytes()  # a side written as an expression (helper-72)
+    for name, bad in (("negative.npy", b"(-1, 160)"), ("expression.npy", b"(10**10, 1)")):
+        (tmp_path / name).write_bytes(small.replace(b"(4, 160)", bad.ljust(8)))
     expected = {
+        "negative.npy": "not a readable .npy depth map (its header does not describe an array numpy can read)",
+        "expression.npy": "not a readable .npy depth map (its header does not describe an array numpy can read)",
         "maps.npz": "a zip archive (NumPy's .npz?), not a depth map: save one 2-D array with numpy.save (.npy), or a grey PNG",
         "npz-named.npy": "a zip archive (NumPy's .npz?), not a depth map: save one 2-D array with numpy.save (.npy), or a grey PNG",
         "cut.npy": f"not a readable .npy depth map (cut short: {len(data) // 2:,} of its {len(data):,} bytes)",
@@ -479,6 +501,36 @@ def test_a_depth_map_is_read_by_what_it_holds_and_a_wrong_kind_says_what_it_is(t
         assert r.exit_code == 1, r.output
         assert lines(r.output) == [f"error: {tmp_path / name}: {reason}"], name
         assert not out.exists()
+
+
+def test_a_depth_map_image_is_turned_by_its_exif_orientation_as_a_photo_is(tmp_path):
+    """A depth JPEG stored 120x160 with EXIF orientation 6 (shown 160x120) was read as stored: refused
+    as the wrong aspect for a 160x120 photo (a square map would have been used turned; helper-72)."""
+    src = photo(tmp_path / "photo.png", 160, 120)
+    ramp = np.tile(np.linspace(0, 255, 120).astype(np.uint8), (160, 1))  # stored: near at the right
+    im = Image.fromarray(ramp)
+    exif = im.getexif()
+    exif[0x0112] = 6  # turned 90 degrees clockwise to show: near at the bottom
+    im.save(tmp_path / "d.jpg", exif=exif, quality=95)
+    out = tmp_path / "o.glb"
+    r = cli("convert", src, "-o", out, "--depth", tmp_path / "d.jpg")
+    assert r.exit_code == 0, r.output
+    from photo3d.depth.maps import load_depth_map
+
+    d = load_depth_map(tmp_path / "d.jpg")
+    assert d.shape == (120, 160) and d[-10:].mean() > d[:10].mean() + 0.5  # near at the bottom, as shown
+
+
+def test_a_file_named_like_an_emoji_code_is_named_as_it_is(tmp_path):
+    """Rich turned ``:smile:`` in a file's name into an emoji in every message, naming files that do
+    not exist (helper-72)."""
+    bad = tmp_path / ":smile:.jpg"
+    bad.write_bytes(b"junk")
+    r = cli("convert", bad, "-o", tmp_path / ":x:.glb")
+    assert r.exit_code == 1 and r.output.startswith(f"error: {bad}: not an image"), r.output
+    good = photo(tmp_path / "in" / ":fire:.png")
+    r = cli("convert", good.parent, "-o", tmp_path / "out")
+    assert r.exit_code == 0 and f"{good} -> {tmp_path / 'out' / ':fire:.glb'}" in r.output, r.output
 
 
 def _file_size_limit():

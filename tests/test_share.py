@@ -301,6 +301,76 @@ def test_an_ultra_wide_photo_at_strong_parallax_renders_every_path(tmp_path):
     assert min(f.mean() for f in frames) > 0.5 * frames[0].mean()  # (no frame goes dark mid-loop)
 
 
+def test_a_wide_lens_shows_no_empty_edge_at_any_offset_of_the_viewer(tmp_path):
+    """The viewer's cover zoom allowed for the parallax's shift of the middle, but the camera turns
+    toward the focus point, and a wide lens's borders move (1 + tan^2(fov / 2)) times as much: an
+    Apple spatial photo (81 degrees) showed a black line down the frame's edge in videos (helper-73)
+    and at the page's extreme offsets. The GLB now carries the zoom its borders need
+    (``parallax.cover_zoom``), which the viewer and the renderer read."""
+    im = Image.open(EXAMPLE)
+    exif = im.getexif()
+    exif.get_ifd(0x8769)[0xA405] = 18  # FocalLengthIn35mmFilm: 90 degrees across
+    src = tmp_path / "wide.jpg"
+    im.save(src, exif=exif, quality=92)
+    glb = tmp_path / "wide.glb"
+    assert cli("convert", src, "-o", glb, "--parallax", "0.08").exit_code == 0
+    assert_valid_glb(glb)
+    rim = [View(np.cos(a), np.sin(a)) for a in np.linspace(0, 2 * np.pi, 36, endpoint=False)]
+
+    def empty_at_rim(scene) -> int:
+        w, h = frame_size(scene, 240)
+        r = Renderer(scene, w, h, supersample=1, clear=MAGENTA)
+        ring = np.ones((h, w, 1), bool)
+        ring[1:-1, 1:-1] = False  # the frame's outermost pixels (not a crack inside: the builder's tests count those)
+        return sum(clear_pixels(np.where(ring, r.render(v), 0)) for v in rim)
+
+    scene = scene_from_glb(glb.read_bytes())
+    assert 1.0 < scene.meta["parallax"]["cover_zoom"] < 1.4
+    assert empty_at_rim(scene) == 0
+    del scene.meta["parallax"]["cover_zoom"]  # the old estimate, as a file made before reads
+    assert empty_at_rim(scene) > 100  # (measured: thousands of pixels along the frame's edges)
+
+
+def test_a_3d_photo_given_another_parallax_names_itself_once(coffee_glb, tmp_path):
+    """`photo3d convert c.glb -o c.gif --parallax 0.08` warned "c.glb: c.glb was built with ..."
+    (helper-73): the input leads the line once."""
+    glb = tmp_path / "c.glb"
+    glb.write_bytes(coffee_glb)
+    r = cli("convert", glb, "-o", tmp_path / "c.jpg", "--stereo", "sbs", "--size", "120", "--parallax", "0.08")
+    assert r.exit_code == 0, r.output
+    assert f"warning: {glb}: it was built with --parallax 0.04: what is made from it keeps that; for --parallax 0.08 " \
+           "convert its photo" in r.output, r.output
+    assert [ln.count(str(glb)) for ln in r.output.splitlines() if ln.startswith("warning:")] == [1], r.output
+
+
+def test_a_gif_keeps_the_colour_of_a_small_saturated_object():
+    """The GIF's one palette came from a median cut, which gave a small bright object (an Apple
+    spatial photo's green watering can) a single washed-out colour: 25 levels off on average
+    (helper-73). Here a shaded green patch (0.7 % of the frame) on a noisy brown ground: 12 levels
+    off per channel with median cut, under 4 with the octree now."""
+    from photo3d.video import _encode_gif
+
+    rng = np.random.default_rng(0)
+    h, w = 240, 320
+    yy, xx = np.mgrid[0:h, 0:w]
+    ground = np.stack([90 + 60 * xx / w, 80 + 50 * yy / h, 70 + 40 * (xx + yy) / (w + h)], -1) + rng.normal(0, 12, (h, w, 3))
+    frames, patches = [], []
+    for i in range(10):
+        f = ground.copy()
+        patch = (np.abs(yy - 120) < 10) & (np.abs(xx - 100 - 3 * i) < 14)
+        shade = 0.5 + 0.5 * (xx - 86 - 3 * i) / 28
+        f[patch] = np.stack([160 * shade, 200 * shade, 60 * shade], -1)[patch]
+        frames.append(np.clip(f, 0, 255).astype(np.uint8))
+        patches.append(patch)
+    gif = Image.open(io.BytesIO(_encode_gif(frames, 10, 255)))
+    on, off = [], []
+    for i, shown in enumerate(ImageSequence.Iterator(gif)):
+        err = np.abs(np.asarray(shown.convert("RGB")).astype(int) - frames[i])
+        on.append(err[patches[i]].mean())
+        off.append(err[~patches[i]].mean())
+    assert max(on) < 6.0 and np.mean(on) < 4.0 and max(off) < 5.0, (on, off)
+
+
 def test_a_3d_photo_of_flat_depth_renders_from_its_glb(tmp_path):
     """A flat depth map gives a 3D photo whose inverse-depth range is one value: the first structural
     check (lo < hi) refused it, found on older outputs before this session ended."""

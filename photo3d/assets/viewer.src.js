@@ -144,10 +144,12 @@ export function start(base64, container = document.body) {
       if (W / H > a) w = Math.max(1, Math.round(H * a));
       else h = Math.max(1, Math.round(W / a));
       // "cover" that frame with the photo, zoomed in just enough that the parallax never
-      // shows what lies beyond the photo's border
+      // shows what lies beyond the photo's border: the file says how much (photo3d/export.py
+      // edge_cover_zoom); a file made before it did gets the old estimate (export.cover_zoom)
       const [lo, hi] = m.parallax.inverse_depth_range;
       const margin = m.parallax.max_offset * (hi - lo) / 2 * 1.15;
-      const k = Math.max(tx / Math.max(tx - margin, 1e-3), ty / Math.max(ty - margin, 1e-3)) * 1.02;
+      const k = m.parallax.cover_zoom > 0 ? m.parallax.cover_zoom :
+        Math.max(tx / Math.max(tx - margin, 1e-3), ty / Math.max(ty - margin, 1e-3)) * 1.02;
       let halfY = ty / k;
       if (w / h > tx / ty) halfY = tx / k / (w / h);
       camera.fov = MathUtils.radToDeg(2 * Math.atan(halfY));

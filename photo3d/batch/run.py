@@ -58,7 +58,7 @@ def make_executor(engine: Engine | str = Engine.local, jobs: int = 1, address: s
                   warn: Callable[[str], None] | None = None) -> Executor:
     """``jobs``: worker count; 0 = one per CPU (local) or per cluster CPU (ray).
     Locally never more workers than the CPUs this process may use: each worker is a process
-    with its own model (about 0.45 GB), and more than one per CPU only share the CPUs;
+    with its own model (about 0.5 GB, up to 1 GB with videos), and more than one per CPU only share the CPUs;
     ``warn`` gets one line when the asked ``jobs`` is lowered."""
     if engine not in set(Engine):
         raise UsageError(f"--engine must be one of {', '.join(Engine)}, not {engine!r}")
@@ -72,7 +72,7 @@ def make_executor(engine: Engine | str = Engine.local, jobs: int = 1, address: s
     cpus = available_cpus()
     if jobs > cpus and warn is not None:
         warn(f"--jobs {jobs} lowered to {cpus}: this process can use {cpus} CPU{'s' if cpus != 1 else ''}, "
-             "and more workers would only share them, each taking its own memory (about 0.45 GB)")
+             "and more workers would only share them, each taking its own memory (0.5 GB or more)")
     jobs = min(jobs or cpus, cpus)
     return SequentialExecutor() if jobs == 1 else PoolExecutor(jobs)
 
@@ -242,9 +242,9 @@ def run_batch(
         ]
         description = task.name
     else:  # one file: a spinner with its name and the time so far, gone when it is done
-        columns = [SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn()]
+        columns = [SpinnerColumn(), TextColumn("{task.description}", markup=False), TimeElapsedColumn()]
         one = jobs[finish[0]] if finish else (todo[0] if todo else None)
-        description = escape(printable(f"{task.name} {one.src.name}")) if one else task.name
+        description = printable(f"{task.name} {one.src.name}") if one else task.name  # (plain text: no markup, no :emoji:)
 
     warned: set[tuple[str, str]] = set()  # a photo's warning is said once, not once per output
 

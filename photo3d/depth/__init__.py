@@ -107,7 +107,8 @@ def depth_file(src: str | Path, dst: str | Path, opts: DepthOptions | None = Non
         **({"warnings": said} if (said := [*loaded.warnings, *found.warnings, *flat]) else {}),
         "outputs": [str(p) for p in written],
         "seconds": {"read": t1 - t0, **({"model": t_model} if found.source == "model" else {}),
-                    "predict": t2 - t1 - t_model, "write": t3 - t2},
+                    # (the network's time; a map the photo carries: decoded or matched, holes filled)
+                    ("predict" if found.source == "model" else "depth"): t2 - t1 - t_model, "write": t3 - t2},
     }
 
 

@@ -244,7 +244,7 @@ def load_depth_map(path: str | Path, max_megapixels: float | None = DEFAULT_MAX_
     refused before they are decoded (as photos are); every failure is an :class:`InputFileError`
     naming the map.
     """
-    from PIL import UnidentifiedImageError
+    from PIL import ImageOps, UnidentifiedImageError
 
     path = Path(path)
     input_file(path, "a depth map", "no such depth map file")
@@ -268,8 +268,10 @@ def load_depth_map(path: str | Path, max_megapixels: float | None = DEFAULT_MAX_
     if head == NPY_MAGIC:  # read by what it holds: a .npy array named .png (or without a suffix) too
         try:
             a = np.load(path, mmap_mode="r", allow_pickle=False)  # the header only, so far
-        except (ValueError, OSError, EOFError) as e:
-            raise InputFileError(f"not a readable .npy depth map ({_npy_problem(path) or summarize(e)})", path) from e
+        except (ValueError, OSError, EOFError, OverflowError) as e:  # (a side of -1: OverflowError, helper-72)
+            why = _npy_problem(path) or ("its header does not describe an array numpy can read"
+                                         if isinstance(e, OverflowError) or "<ast." in str(e) else summarize(e))
+            raise InputFileError(f"not a readable .npy depth map ({why})", path) from e
         shape = tuple(s for s in a.shape if s != 1) if a.size else a.shape
         if len(shape) != 2 or a.dtype.kind not in "uif":
             got = (f"{a.dtype} values" if a.dtype.kind not in "uif" else f"shape {a.shape}"
@@ -290,6 +292,8 @@ def load_depth_map(path: str | Path, max_megapixels: float | None = DEFAULT_MAX_
         with no_pillow_pixel_limit(), open_image(path, PHOTO_FORMATS + ("PPM",)) as im:
             check_size(*im.size)
             im.load()
+            if im.getexif().get(0x0112, 1) != 1:  # turned as a photo is (helper-72: used as stored, it was
+                im = ImageOps.exif_transpose(im)  # refused as the wrong aspect, or a square one used turned)
             if im.mode not in ("1", "L", "LA", "La", "I", "F", "RGB", "RGBA", "RGBa") and not im.mode.startswith("I;16"):
                 im = im.convert("RGB")  # a palette (or CMYK, ...) image: its colours, not its indices
             mode = im.mode
