@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import atexit
+import contextlib
 import functools
 import gc
 import inspect
@@ -276,8 +277,9 @@ def _exit_interrupted() -> None:
     load said "interrupted" and then never exited (helper-72); a Ctrl-C pressed again meanwhile
     killed it by SIGINT instead (exit -2 to a caller; session 23). Nor does a thread still loading
     the model get to print its warnings after the run's last line."""
-    sys.stdout.flush()
-    sys.stderr.flush()
+    for stream in (sys.stdout, sys.stderr):  # (None where the descriptor was closed: >&-)
+        with contextlib.suppress(Exception):
+            stream.flush()
     os._exit(int(ExitCode.interrupted))
 
 

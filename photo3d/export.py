@@ -327,6 +327,9 @@ def cover_zoom(meta: dict) -> float:
 
 #: the photo's border, seen from every offset on the rim of the viewer's disc (shifts are largest there)
 COVER_ANGLES, COVER_SLACK = 72, 1.02
+#: the most a GLB says (its readers refuse more: render._check_meta, viewer.src.js layout()); a border
+#: that crosses the middle (a 2 mm lens at --parallax 0.2) asked for 4,080x (helper-74)
+MAX_COVER_ZOOM = 20.0
 
 
 def border_points(meshes: list[MeshData], tx: float, ty: float, grid: tuple[int, int]) -> dict[str, np.ndarray]:
@@ -361,4 +364,5 @@ def edge_cover_zoom(tx: float, ty: float, max_offset: float, focus_depth: float,
             if len(proj.get(side, ())):  # (how far in that border comes at worst)
                 reach = float((sign * proj[side][:, axis]).min())
                 half_x, half_y = (min(half_x, reach), half_y) if axis == 0 else (half_x, min(half_y, reach))
-    return max(tx / max(min(half_x, tx), 1e-3), ty / max(min(half_y, ty), 1e-3)) * COVER_SLACK
+    zoom = max(tx / max(min(half_x, tx), 1e-9), ty / max(min(half_y, ty), 1e-9)) * COVER_SLACK
+    return min(zoom, MAX_COVER_ZOOM) if math.isfinite(zoom) else MAX_COVER_ZOOM

@@ -179,23 +179,34 @@ def _bytes_of(source) -> Iterator:
 
 
 def _metadata_segments(buf) -> tuple[str, int]:
-    """("JPEG" or "PNG", how many segments precede a JPEG's first scan / non-image chunks a PNG
-    holds), counting stopped past :data:`MAX_META_SEGMENTS`; ("", 0) for other formats."""
-    n = 0
+    """("JPEG" or "PNG", how many steps a reader takes through the file's metadata), counting
+    stopped past :data:`MAX_META_SEGMENTS`; ("", 0) for other formats. A JPEG's steps before its
+    first scan: each segment, standalone marker, fill byte and stray byte (Pillow steps over stray
+    bytes one by one: 16 MB of them took 18 s, helper-74); a PNG's: each chunk but its image data's,
+    and each image-data chunk under 1 KB (a million empty IDAT chunks took 7 s)."""
+    n, end = 0, len(buf)
     if buf[:2] == b"\xff\xd8":
-        for kind, _, _ in jpeg_markers(buf):
-            if kind == 0xDA or n > MAX_META_SEGMENTS:
-                break
+        pos = 2
+        while pos + 1 < end and n <= MAX_META_SEGMENTS:
             n += 1
+            kind = buf[pos + 1]
+            if buf[pos] != 0xFF or kind == 0xFF:  # a stray byte, a fill byte
+                pos += 1
+            elif kind == 0xDA or kind == 0xD9:  # the first scan (or the end): the metadata is over
+                break
+            elif kind == 0x01 or 0xD0 <= kind <= 0xD8:  # standalone markers
+                pos += 2
+            else:
+                pos += 2 + int.from_bytes(buf[pos + 2 : pos + 4], "big")
         return "JPEG", n
     if buf[:8] == b"\x89PNG\r\n\x1a\n":
-        pos, end = 8, len(buf)
+        pos = 8
         while pos + 8 <= end and n <= MAX_META_SEGMENTS:
             length = int.from_bytes(buf[pos : pos + 4], "big")
             kind = bytes(buf[pos + 4 : pos + 8])
             if kind == b"IEND":
                 break
-            n += kind not in (b"IDAT", b"fdAT")
+            n += kind not in (b"IDAT", b"fdAT") or length < 1024
             pos += 12 + length
         return "PNG", n
     return "", 0
@@ -214,7 +225,7 @@ def _refuse_padded(source) -> None:
     except (OSError, ValueError):
         return  # (unreadable: Image.open says why)
     if n > MAX_META_SEGMENTS:
-        what = "segments before its image data" if fmt == "JPEG" else "chunks besides its image data"
+        what = "segments or padding bytes before its image data" if fmt == "JPEG" else "chunks besides its image data"
         raise RefusedImage(f"unsupported {fmt}: more than {MAX_META_SEGMENTS:,} {what}, where a photo has a few dozen")
 
 

@@ -34,7 +34,7 @@ import numba
 import numpy as np
 
 from . import defaults
-from .export import cover_zoom, look_at, read_glb
+from .export import MAX_COVER_ZOOM, cover_zoom, look_at, read_glb
 
 PATHS = ("circle", "swing", "zoom", "dolly-zoom")
 ALPHA_CUTOFF = 0.5  # glTF's default alphaCutoff for alphaMode MASK
@@ -312,7 +312,7 @@ def _check_meta(meta: dict) -> None:
     w, h = meta["source_size"]
     lo, hi = p["inverse_depth_range"]
     if "cover_zoom" in p and not (isinstance(p["cover_zoom"], (int, float)) and not isinstance(p["cover_zoom"], bool)
-                                  and 1 <= p["cover_zoom"] <= 20):
+                                  and 1 <= p["cover_zoom"] <= MAX_COVER_ZOOM):
         raise SceneError("its metadata is not as photo3d writes it (cover zoom)")
     if not (type(w) is int and type(h) is int and 1 <= w <= 1_000_000 and 1 <= h <= 1_000_000 and 1e-4 <= lo <= hi <= 1.01
             and p["max_offset"] <= 10 and p["focus_depth"] <= 1e4 and p.get("strength", 0.04) <= 1):

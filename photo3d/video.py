@@ -325,7 +325,8 @@ def _progress(total: int, enabled: bool, label: str):
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
     console = stderr_console()  # (the batch's: this bar shows below its spinner)
-    return Progress(TextColumn(label), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(), console=console,
+    return Progress(TextColumn(label, markup=False), BarColumn(),  # (plain text: no markup, no :emoji:)
+                    MofNCompleteColumn(), TimeRemainingColumn(), console=console,
                     transient=True, disable=not (enabled and console.is_terminal))
 
 
@@ -344,10 +345,8 @@ def write_share(dst: str | Path, glb: bytes, opts: ShareOptions, timings: dict |
         _check_mp4_memory(dst, w, h, opts)
     if opts.fps != asked:
         notes.insert(0, f"{asked:g} → {opts.fps:g} fps: a GIF frame lasts at least 1/{GIF_MAX_FPS} s")
-    from rich.markup import escape
-
-    # (a name's escape codes and rich markup shown as text, as on the batch's bar)
-    with _progress(count, opts.progress and count > 1, f"rendering {escape(printable(dst.name))}") as bar:
+    # (a name's escape codes, rich markup and :emoji: codes shown as text, as on the batch's bar)
+    with _progress(count, opts.progress and count > 1, f"rendering {printable(dst.name)}") as bar:
         task = bar.add_task("render", total=count)
 
         def ticking() -> Iterator[np.ndarray]:
@@ -511,13 +510,11 @@ def _encode_gif(frames: list[np.ndarray], fps: float, colours: int) -> bytes:
 
     from PIL import Image
 
-    # one palette for all frames (an octree over a mosaic of a few of them: median cut gave a small
-    # saturated object a single washed-out colour), no dithering;
+    # one palette for all frames (_gif_palette), no dithering;
     # a pixel whose colour stays within GIF_SAME of what is on screen becomes transparent
     # (frames are not disposed): long transparent runs compress well; which colour stays on
     # screen, so that the loop's wrap is a step like any other: _gif_screens.
-    mosaic = Image.fromarray(np.concatenate(frames[:: max(1, len(frames) // 8)], axis=0))
-    pal = mosaic.quantize(colours, method=Image.Quantize.FASTOCTREE, dither=Image.Dither.NONE)
+    pal = _gif_palette(np.concatenate(frames[:: max(1, len(frames) // 8)], axis=0), colours)
     palette = np.array(pal.getpalette()[:768], np.int16).reshape(-1, 3)
     palette = np.concatenate([palette, np.zeros((256 - len(palette), 3), np.int16)])
     quantized = [np.asarray(Image.fromarray(f).quantize(palette=pal, dither=Image.Dither.NONE)) for f in frames]
@@ -532,6 +529,36 @@ def _encode_gif(frames: list[np.ndarray], fps: float, colours: int) -> bytes:
     images[0].save(buf, format="GIF", save_all=True, append_images=images[1:], duration=frame_delays(len(images), fps, 10, 2),
                    loop=0, optimize=False, disposal=1, transparency=255)
     return buf.getvalue()
+
+
+def _gif_palette(mosaic: np.ndarray, colours: int):
+    """A palette image of ``colours`` for the pixels ``mosaic`` (H x W x 3): three quarters from a
+    median cut of its pixels (smooth gradients: a sky in 45 steps), a quarter from a median cut of
+    the 2 % of pixels those serve worst, so that a small object of its own colour gets some. Median
+    cut alone gave an Apple spatial photo's green watering can one washed-out colour (25 levels off,
+    helper-73); an octree kept it but drew a sky in 12 bands (helper-74). 99.9th percentile of the
+    error (CIELAB) over the frames of three photos' videos (the spatial photo, the coffee, the pug),
+    median cut 32.6 / 18.6 / 31.8, this 17.8 / 13.8 / 11.0; mean 3.39 / 3.41 / 2.56, this 3.20 / 3.37 / 2.48."""
+    from PIL import Image
+
+    def as_image(pal: np.ndarray):
+        img = Image.new("P", (1, 1))
+        img.putpalette(np.pad(pal.ravel(), (0, 768 - pal.size)).tolist())
+        return img
+
+    def median_cut(pixels: np.ndarray, n: int) -> np.ndarray:
+        q = Image.fromarray(pixels).quantize(n, method=Image.Quantize.MEDIANCUT, dither=Image.Dither.NONE)
+        return np.array(q.getpalette()[: 3 * n], np.uint8).reshape(-1, 3)[np.unique(np.asarray(q))]
+
+    rare = colours // 4
+    pal = median_cut(mosaic, colours - rare)
+    image = Image.fromarray(mosaic)
+    shown = np.asarray(image.quantize(palette=as_image(pal), dither=Image.Dither.NONE).convert("RGB"))
+    err = np.abs(shown.astype(np.int16) - mosaic).sum(axis=2).ravel()
+    worst = mosaic.reshape(-1, 3)[err >= max(np.quantile(err, 0.98), 1)]
+    if len(worst) >= rare:
+        pal = np.unique(np.concatenate([pal, median_cut(worst[None], rare)]), axis=0)[:colours]
+    return as_image(pal)
 
 
 def _gif_screens(q: list[np.ndarray], palette: np.ndarray) -> Iterator[np.ndarray]:

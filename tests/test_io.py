@@ -452,13 +452,19 @@ def test_a_photo_padded_with_millions_of_empty_segments_is_refused_before_pillow
     app0, data = b"\xff\xe0\x00\x02", jpg.read_bytes()
     chunk = struct.pack(">I", 0) + b"prVt" + struct.pack(">I", zlib.crc32(b"prVt"))
     pdata = png.read_bytes()
-    cases = {"pj.jpg": data[:2] + app0 * 20_000 + data[2:], "pp.png": pdata[:33] + chunk * 20_000 + pdata[33:]}
+    idat = struct.pack(">I", 0) + b"IDAT" + struct.pack(">I", zlib.crc32(b"IDAT"))
+    cases = {"pj.jpg": data[:2] + app0 * 20_000 + data[2:], "pp.png": pdata[:33] + chunk * 20_000 + pdata[33:],
+             # the same done with what a walk of segments skips (helper-74): fill bytes, restart markers,
+             # a stray byte (Pillow steps over stray bytes one by one), empty image-data chunks
+             "fill.jpg": data[:2] + b"\xff" * 40_000 + data[2:], "rst.jpg": data[:2] + b"\xff\xd0" * 20_000 + data[2:],
+             "stray.jpg": data[:2] + b"\x00" + app0 * 20_000 + data[2:],
+             "idat.png": pdata[:33] + idat * 20_000 + pdata[33:]}
     for name, blob in cases.items():
         path = tmp_path / name
         path.write_bytes(blob)
         with pytest.raises(InputFileError) as e:
             load_image(path)
-        what = "segments before its image data" if name.endswith(".jpg") else "chunks besides its image data"
+        what = "segments or padding bytes before its image data" if name.endswith(".jpg") else "chunks besides its image data"
         _one_line_about(e.value, path, "unsupported " + ("jpeg" if name.endswith(".jpg") else "png"),
                         f"more than {MAX_META_SEGMENTS:,} {what}")
         with pytest.raises(InputFileError, match=f"more than {MAX_META_SEGMENTS:,}"):  # (a --depth map)

@@ -148,7 +148,8 @@ export function start(base64, container = document.body) {
       // edge_cover_zoom); a file made before it did gets the old estimate (export.cover_zoom)
       const [lo, hi] = m.parallax.inverse_depth_range;
       const margin = m.parallax.max_offset * (hi - lo) / 2 * 1.15;
-      const k = m.parallax.cover_zoom > 0 ? m.parallax.cover_zoom :
+      const cz = m.parallax.cover_zoom; // (1 to 20 as photo3d writes it: export.py MAX_COVER_ZOOM)
+      const k = typeof cz === "number" && cz >= 1 && cz <= 20 ? cz :
         Math.max(tx / Math.max(tx - margin, 1e-3), ty / Math.max(ty - margin, 1e-3)) * 1.02;
       let halfY = ty / k;
       if (w / h > tx / ty) halfY = tx / k / (w / h);
