@@ -270,17 +270,37 @@ def _batch(task, inputs, output: str, suffix: str | list[str], batch: SimpleName
     raise typer.Exit(code)
 
 
+#: A stopped run's exit may take this long (worker processes and their semaphores cleaned up, a
+#: model's import finished) before it is cut short with os._exit
+EXIT_GRACE_S = 5.0
+
+
 def _exit_interrupted() -> None:
-    """A run that stopped (and said so: its summary and outputs are written, nothing is left to
-    clean up) ends at once with 130. Exiting the usual way waits for every thread, and a stop that
-    lands while a thread pool starts a worker leaves one waiting for good: one run in a dozen under
-    load said "interrupted" and then never exited (helper-72); a Ctrl-C pressed again meanwhile
-    killed it by SIGINT instead (exit -2 to a caller; session 23). Nor does a thread still loading
-    the model get to print its warnings after the run's last line."""
-    for stream in (sys.stdout, sys.stderr):  # (None where the descriptor was closed: >&-)
-        with contextlib.suppress(Exception):
-            stream.flush()
-    os._exit(int(ExitCode.interrupted))
+    """A run that stopped (and said so: its summary and outputs are written) ends with 130, and
+    only 130. Exiting waits for every thread, and a stop that lands while a thread pool starts a
+    worker left one waiting for good: one run in a dozen under load said "interrupted" and never
+    exited (helper-72); a daemon timer now ends the process with 130 after EXIT_GRACE_S (an
+    os._exit at once skipped the cleanup of worker processes: multiprocessing's resource tracker
+    then printed a warning about leaked semaphores after the run's last line). A Ctrl-C pressed
+    again while it exits ends it at once with 130 (it killed it by SIGINT, exit -2 to a caller,
+    session 23)."""
+    import signal
+    import threading
+
+    from .batch.local import STOP_SIGNALS
+
+    def now(*_) -> None:
+        for stream in (sys.stdout, sys.stderr):  # (None where the descriptor was closed: >&-)
+            with contextlib.suppress(Exception):
+                stream.flush()
+        os._exit(int(ExitCode.interrupted))
+
+    if threading.current_thread() is threading.main_thread():
+        for sig in (signal.SIGINT, *STOP_SIGNALS):
+            signal.signal(sig, now)
+    timer = threading.Timer(EXIT_GRACE_S, now)
+    timer.daemon = True
+    timer.start()
 
 
 def _fail(e: Photo3DError) -> None:
