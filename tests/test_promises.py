@@ -317,23 +317,26 @@ def test_a_folder_that_may_not_be_searched_is_one_line(tmp_path, tiny_depth_mode
         assert "Traceback" not in r.output and all(not x.startswith(" ") for x in lines(r.output)[:1]), (args, r.output)
 
 
-def test_a_ctrl_c_after_a_stopped_run_has_said_so_does_not_change_its_exit_code():
-    """Ctrl-C twice 50 ms apart: the run stopped, said so, wrote its summary, and the second
-    signal reached the process while it was exiting: killed by SIGINT (-2 to a caller) instead of
-    exit 130 (new-user trial, session 23).  Played here: the batch ends interrupted, then SIGINT."""
+def _stopped_run(before: str = "", after: str = "") -> subprocess.CompletedProcess:
+    """A process whose batch ends interrupted (its code run ``before``; ``after`` where the command
+    would end, in an ``except typer.Exit as e``)."""
     script = (
-        "import os, signal, sys, time, types, typer\n"
+        "import os, queue, signal, sys, threading, time, types, typer\n" + before +
         "import photo3d.batch as b, photo3d.cli as c\n"
         "b.batch_command = lambda *a, **k: 130\n"
         "opts = types.SimpleNamespace(jobs=1, engine='local', address=None, overwrite=None, globs=(), summary=None)\n"
         "try:\n"
         "    c._batch(None, ['x.jpg'], 'x.glb', '.glb', opts)\n"
-        "except typer.Exit as e:\n"
-        "    os.kill(os.getpid(), signal.SIGINT)\n"
-        "    time.sleep(0.2)\n"
-        "    sys.exit(e.exit_code)\n"
+        "except typer.Exit as e:\n" + (after or "    raise\n")
     )
-    p = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env(), timeout=120)
+    return subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env(), timeout=120)
+
+
+def test_a_ctrl_c_after_a_stopped_run_has_said_so_does_not_change_its_exit_code():
+    """Ctrl-C twice 50 ms apart: the run stopped, said so, wrote its summary, and the second
+    signal reached the process while it was exiting: killed by SIGINT (-2 to a caller) instead of
+    exit 130 (new-user trial, session 23).  Played here: the batch ends interrupted, then SIGINT."""
+    p = _stopped_run(after="    os.kill(os.getpid(), signal.SIGINT)\n    time.sleep(0.2)\n    sys.exit(e.exit_code)\n")
     assert p.returncode == 130, (p.returncode, p.stderr)
 
 
@@ -342,16 +345,7 @@ def test_a_stopped_run_exits_although_a_thread_waits_for_good():
     (helper-72: 2 runs in 25): exiting waited for a thread pool's worker that the stop had left
     waiting forever. A stopped run now ends with 130 after cli.EXIT_GRACE_S at most, also with its
     stdout closed (``>&-``: sys.stdout is None, helper-74). Played here: a thread that never ends."""
-    script = (
-        "import os, queue, sys, threading, types\n"
-        "os.close(1); sys.stdout = None\n"
-        "import photo3d.batch as b, photo3d.cli as c\n"
-        "threading.Thread(target=queue.SimpleQueue().get).start()\n"
-        "b.batch_command = lambda *a, **k: 130\n"
-        "opts = types.SimpleNamespace(jobs=1, engine='local', address=None, overwrite=None, globs=(), summary=None)\n"
-        "c._batch(None, ['x.jpg'], 'x.glb', '.glb', opts)\n"
-    )
-    p = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env(), timeout=120)
+    p = _stopped_run(before="os.close(1); sys.stdout = None\nthreading.Thread(target=queue.SimpleQueue().get).start()\n")
     assert p.returncode == 130, (p.returncode, p.stderr)
 
 
