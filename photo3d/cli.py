@@ -19,7 +19,8 @@ from typing import Optional
 import typer
 
 from . import __version__, defaults
-from .errors import ExitCode, Photo3DError, UsageError, install_one_line_warnings, printable, stderr_console
+from .errors import (ExitCode, Photo3DError, UsageError, ignore_library_noise, install_one_line_warnings, printable,
+                     stderr_console)
 
 
 def _given(opts: list[str], args: list[str]) -> str | None:
@@ -321,6 +322,10 @@ def main(
     version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Print the version."),
 ) -> None:
     install_one_line_warnings()
+    # (in the process's own filters from the start: set only by the model's module, they were set inside
+    # a task's recording of warnings when the model loaded meanwhile, and undone with it; a run stopped
+    # then printed torch's note after its last line, helper-72)
+    ignore_library_noise()
 
 
 def _outputs_line(r) -> str:

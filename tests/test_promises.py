@@ -349,6 +349,26 @@ def test_a_stopped_run_exits_although_a_thread_waits_for_good():
     assert p.returncode == 130, (p.returncode, p.stderr)
 
 
+def test_torchs_notes_stay_filtered_after_a_task_that_recorded_warnings():
+    """The filter of torch's deprecation notes was set when the model's module was imported: in a
+    thread, while a task recorded warnings (catch_warnings), so it was undone with that record; a run
+    stopped then printed "warning: UserWarning: torch.quantize_per_tensor ..." after its last line
+    (helper-72). The command sets it in the process's own filters at its start."""
+    script = (
+        "import warnings\n"
+        "import photo3d.cli as c\n"
+        "from photo3d.errors import ignore_library_noise\n"
+        "c.main(version=False)\n"
+        "with warnings.catch_warnings(record=True):\n"
+        "    warnings.simplefilter('always')\n"
+        "    ignore_library_noise()  # (the model's module, imported meanwhile)\n"
+        "warnings.warn('torch.quantize_per_tensor, torch.quantize_per_channel and other quantized tensor creation "
+        "functions are deprecated', UserWarning)\n"
+    )
+    p = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env(), timeout=120)
+    assert p.returncode == 0 and p.stderr == "", p.stderr
+
+
 def test_a_second_run_leaves_the_live_temp_file_of_the_first_alone(tmp_path):
     """Two runs on the same OUT: the second may only remove temp files whose writer is gone."""
     from photo3d.batch import SequentialExecutor, plan_jobs, run_batch

@@ -10,7 +10,7 @@ import threading
 from pathlib import Path
 from typing import Any, Iterable, Iterator, Sequence
 
-from ..errors import ExitCode, install_one_line_warnings
+from ..errors import ExitCode, ignore_library_noise, install_one_line_warnings
 from .plan import Job
 from .result import Result, Status, msg
 from .task import Task, execute, set_threads, warm_up
@@ -156,6 +156,7 @@ def _init_pool_worker(task: Task, threads: int | None) -> None:
     for sig in STOP_SIGNALS:  # kill, or the terminal closed (SIGHUP reaches the workers too)
         signal.signal(sig, _worker_sigterm)
     install_one_line_warnings()
+    ignore_library_noise()  # (before any task records warnings: see cli.main)
     _die_with_parent()
     set_threads(threads)
     warm_up(task)
