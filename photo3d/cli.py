@@ -92,6 +92,15 @@ class _Command(typer.core.TyperCommand):
 
     parse_args = _one_line_usage_errors(typer.core.TyperCommand.parse_args)
 
+    def invoke(self, ctx):
+        """A Ctrl-C before the run's own handling begins (its imports, the checks of its options)
+        ended with 130 and no word (helper-72): it says so, as a stopped run does."""
+        try:
+            return super().invoke(ctx)
+        except KeyboardInterrupt:
+            err.print("interrupted: nothing written", markup=False, highlight=False)
+            raise typer.Exit(int(ExitCode.interrupted)) from None
+
     def _arguments(self, ctx):
         return [p for p in self.get_params(ctx) if p.param_type_name == "argument"]
 

@@ -369,6 +369,20 @@ def test_torchs_notes_stay_filtered_after_a_task_that_recorded_warnings():
     assert p.returncode == 0 and p.stderr == "", p.stderr
 
 
+def test_a_ctrl_c_before_the_run_begins_says_so(monkeypatch, tmp_path):
+    """Ctrl-C in the first half second (the command's imports and checks, before the run's own
+    handling) ended with 130 and not a word (helper-72)."""
+    import photo3d.cli as c
+
+    def pressed(kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(c, "_check_path_names", pressed)
+    r = cli("convert", photo(tmp_path / "p.png"), "-o", tmp_path / "p.glb")
+    assert r.exit_code == 130 and r.output == "interrupted: nothing written\n", r.output
+    assert not (tmp_path / "p.glb").exists()
+
+
 def test_a_second_run_leaves_the_live_temp_file_of_the_first_alone(tmp_path):
     """Two runs on the same OUT: the second may only remove temp files whose writer is gone."""
     from photo3d.batch import SequentialExecutor, plan_jobs, run_batch
