@@ -280,20 +280,23 @@ def _batch(task, inputs, output: str, suffix: str | list[str], batch: SimpleName
     raise typer.Exit(code)
 
 
-#: A stopped run's exit may take this long (worker processes and their semaphores cleaned up, a
-#: model's import finished) before it is cut short with os._exit
+#: A stopped run's cleanup may take this long (worker processes and their semaphores) before the
+#: process is ended anyway
 EXIT_GRACE_S = 5.0
 
 
 def _exit_interrupted() -> None:
     """A run that stopped (and said so: its summary and outputs are written) ends with 130, and
-    only 130. Exiting waits for every thread, and a stop that lands while a thread pool starts a
-    worker left one waiting for good: one run in a dozen under load said "interrupted" and never
-    exited (helper-72); a daemon timer now ends the process with 130 after EXIT_GRACE_S (an
-    os._exit at once skipped the cleanup of worker processes: multiprocessing's resource tracker
-    then printed a warning about leaked semaphores after the run's last line). A Ctrl-C pressed
-    again while it exits ends it at once with 130 (it killed it by SIGINT, exit -2 to a caller,
-    session 23)."""
+    only 130, with nothing printed after its last line. Python's own exit waits for every thread
+    (a stop that lands while a thread pool starts a worker left one waiting for good: one run in a
+    dozen under load said "interrupted" and never exited, helper-72) and wakes a process pool's
+    manager, which on Python 3.11 can race with its closing ("Exception ignored ... OSError: [Errno 9]
+    Bad file descriptor" after the last line, CI); skipping every cleanup (os._exit at once) left the
+    pool's semaphores to multiprocessing's resource tracker, which warned of them (CI). So the
+    ``atexit`` cleanups run (multiprocessing's among them), then the process ends; a daemon timer ends
+    it after EXIT_GRACE_S if they hang, and a Ctrl-C pressed again ends it at once (it killed it by
+    SIGINT, exit -2 to a caller, session 23)."""
+    import atexit
     import signal
     import threading
 
@@ -311,6 +314,9 @@ def _exit_interrupted() -> None:
     timer = threading.Timer(EXIT_GRACE_S, now)
     timer.daemon = True
     timer.start()
+    with contextlib.suppress(BaseException):
+        atexit._run_exitfuncs()
+    now()
 
 
 def _fail(e: Photo3DError) -> None:
