@@ -296,7 +296,6 @@ def _exit_interrupted() -> None:
     ``atexit`` cleanups run (multiprocessing's among them), then the process ends; a daemon timer ends
     it after EXIT_GRACE_S if they hang, and a Ctrl-C pressed again ends it at once (it killed it by
     SIGINT, exit -2 to a caller, session 23)."""
-    import atexit
     import signal
     import threading
 

@@ -330,6 +330,7 @@ COVER_ANGLES, COVER_SLACK = 72, 1.02
 #: the most a GLB says (its readers refuse more: render._check_meta, viewer.src.js layout()); a border
 #: that crosses the middle (a 2 mm lens at --parallax 0.2) asked for 4,080x (helper-74)
 MAX_COVER_ZOOM = 20.0
+_SIDES = {"left": (0, -1), "right": (0, 1), "top": (1, 1), "bottom": (1, -1)}  # (axis, outward sign)
 
 
 def border_points(meshes: list[MeshData], tx: float, ty: float, grid: tuple[int, int]) -> dict[str, np.ndarray]:
@@ -351,18 +352,15 @@ def edge_cover_zoom(tx: float, ty: float, max_offset: float, focus_depth: float,
     The camera's turn toward the focus moves a border at tan(fov / 2) = u by (1 + u^2) times what it
     moves the middle: an 80-degree lens's edges 1.7x more than the old estimate (:func:`cover_zoom`)
     allowed for, which showed a black line at the frame's edge."""
-    half_x = half_y = math.inf
+    half = [tx, ty]  # how far in from the middle the frame may reach, across and up (tan units)
     target = np.array([0.0, 0.0, -focus_depth])
     for a in np.linspace(0.0, 2.0 * math.pi, COVER_ANGLES, endpoint=False):
         eye = np.array([math.cos(a) * max_offset, math.sin(a) * max_offset, 0.0])
         rot = look_at(eye, target)
-        proj = {}
         for side, p in border.items():
-            c = (p - eye) @ rot.T
-            proj[side] = c[:, :2] / np.maximum(-c[:, 2:3], 1e-9)
-        for side, axis, sign in (("left", 0, -1), ("right", 0, 1), ("top", 1, 1), ("bottom", 1, -1)):
-            if len(proj.get(side, ())):  # (how far in that border comes at worst)
-                reach = float((sign * proj[side][:, axis]).min())
-                half_x, half_y = (min(half_x, reach), half_y) if axis == 0 else (half_x, min(half_y, reach))
-    zoom = max(tx / max(min(half_x, tx), 1e-9), ty / max(min(half_y, ty), 1e-9)) * COVER_SLACK
+            if len(p):  # (how far in that border comes at worst)
+                axis, sign = _SIDES[side]
+                c = (p - eye) @ rot.T
+                half[axis] = min(half[axis], float((sign * c[:, axis] / np.maximum(-c[:, 2], 1e-9)).min()))
+    zoom = max(tx / max(half[0], 1e-9), ty / max(half[1], 1e-9)) * COVER_SLACK
     return min(zoom, MAX_COVER_ZOOM) if math.isfinite(zoom) else MAX_COVER_ZOOM

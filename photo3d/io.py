@@ -178,12 +178,14 @@ def _bytes_of(source) -> Iterator:
         yield buf
 
 
-def _metadata_segments(buf) -> tuple[str, int]:
+def _metadata_segments(buf, header_only: bool = False) -> tuple[str, int]:
     """("JPEG" or "PNG", how many steps a reader takes through the file's metadata), counting
     stopped past :data:`MAX_META_SEGMENTS`; ("", 0) for other formats. A JPEG's steps before its
     first scan: each segment, standalone marker, fill byte and stray byte (Pillow steps over stray
     bytes one by one: 16 MB of them took 18 s, helper-74); a PNG's: each chunk but its image data's,
-    and each image-data chunk under 1 KB (a million empty IDAT chunks took 7 s)."""
+    and each image-data chunk under 1 KB (a million empty IDAT chunks took 7 s), or with
+    ``header_only`` those before its image data (what reading its header walks: not every chunk's
+    header across the whole file for each file a folder walk looks at)."""
     n, end = 0, len(buf)
     if buf[:2] == b"\xff\xd8":
         pos = 2
@@ -204,7 +206,7 @@ def _metadata_segments(buf) -> tuple[str, int]:
         while pos + 8 <= end and n <= MAX_META_SEGMENTS:
             length = int.from_bytes(buf[pos : pos + 4], "big")
             kind = bytes(buf[pos + 4 : pos + 8])
-            if kind == b"IEND":
+            if kind == b"IEND" or (header_only and kind in (b"IDAT", b"fdAT")):
                 break
             n += kind not in (b"IDAT", b"fdAT") or length < 1024
             pos += 12 + length
@@ -212,16 +214,14 @@ def _metadata_segments(buf) -> tuple[str, int]:
     return "", 0
 
 
-def _refuse_padded(source) -> None:
-    """:class:`RefusedImage` for a JPEG or PNG of more than :data:`MAX_META_SEGMENTS` metadata segments."""
+def _refuse_padded(source, header_only: bool = False) -> None:
+    """:class:`RefusedImage` for a JPEG or PNG of more than :data:`MAX_META_SEGMENTS` metadata segments
+    (:func:`_metadata_segments`; the file is mapped, its position left where it was)."""
     if isinstance(source, (str, os.PathLike)) and not os.path.isfile(source):
-        return  # (Image.open says what it is)
+        return  # (Image.open says what it is; a FIFO is not opened here)
     try:
-        pos = source.tell() if hasattr(source, "tell") and not isinstance(source, io.BytesIO) else None
         with _bytes_of(source) as buf:
-            fmt, n = _metadata_segments(buf)
-        if pos is not None:
-            source.seek(pos)
+            fmt, n = _metadata_segments(buf, header_only)
     except (OSError, ValueError):
         return  # (unreadable: Image.open says why)
     if n > MAX_META_SEGMENTS:
@@ -253,7 +253,7 @@ def open_image(source, formats: tuple[str, ...] = PHOTO_FORMATS, header_only: bo
     :class:`RefusedImage` for a JPEG of thousands of scans or a TIFF in a rare compression, unless
     ``header_only`` (the caller reads the header, never the pixels: a JPEG's scans are then not
     walked, which reads the whole file)."""
-    _refuse_padded(source)
+    _refuse_padded(source, header_only)
     with no_pillow_pixel_limit():
         im = Image.open(source, formats=formats)
     if header_only:
