@@ -339,6 +339,15 @@ def test_flip_tta_from_metadata(tmp_path):
     run = torch.jit.script(LeftNear())
     np.testing.assert_allclose(with_tta(run, x, run(x), "flip-small").numpy(),  # without the photo: from x
                                with_tta(run, x, run(x), "flip-small", big).numpy(), atol=1e-6)
+    from photo3d.depth.runtime import network_size, small_pass_size
+
+    # the second pass lays the photo out at 5/6 of the size: a 448x298 photo (first pass 384x224) goes in
+    # at 320x192, its own aspect, not the first grid scaled (320x160); never larger than the first pass
+    assert small_pass_size(224, 384, 298, 448) == (192, 320)
+    for W, H in ((768, 512), (4000, 600), (600, 4000), (65000, 2), (1000, 999)):
+        w1, h1 = network_size(W, H, 384)
+        h2, w2 = small_pass_size(h1, w1, H, W)
+        assert 32 <= h2 <= h1 and 32 <= w2 <= w1 and h2 % 32 == 0 and w2 % 32 == 0, (W, H)
     from PIL import Image
 
     from photo3d.depth import DepthOptions, depth_file
