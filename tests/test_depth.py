@@ -348,6 +348,33 @@ def test_flip_tta_from_metadata(tmp_path):
         w1, h1 = network_size(W, H, 384)
         h2, w2 = small_pass_size(h1, w1, H, W)
         assert 32 <= h2 <= h1 and 32 <= w2 <= w1 and h2 % 32 == 0 and w2 % 32 == 0, (W, H)
+
+    # a pair of networks in one file: `convert`'s one pass is the first's, flip's mirrored pass the second's
+    from photo3d.depth.modelfile import pair_models, save_model
+
+    class Flat(torch.nn.Module):
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return x[:, :1] * 0.0 + 0.25
+
+    pair = tmp_path / "pair.pt"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        scripted = pair_models(torch.jit.script(LeftNear()), torch.jit.script(Flat()))
+    save_model(scripted, pair, {"name": "pair", "input_size": 64, "tta": "flip", "second_net": True})
+    both = load_model(pair)
+    np.testing.assert_array_equal(both.predict_log(rgb, tta="none"), plain)
+    np.testing.assert_allclose(both.predict_log(rgb), 0.5 * (plain + 0.25), atol=1e-6)
+    both.warmup()
+    for bad in ({"tta": "none", "second_net": True}, {"tta": "flip", "second_net": 1}):
+        with pytest.raises(ModelError, match="second_net is true only for a pair of networks"):
+            save_model(scripted, tmp_path / "bad.pt", {"name": "bad", "input_size": 64, **bad})
+            load_model(tmp_path / "bad.pt")
+    with warnings.catch_warnings():  # metadata that claims a pair on a single network
+        warnings.simplefilter("ignore")
+        torch.jit.save(torch.jit.script(LeftNear()), str(tmp_path / "one.pt"), _extra_files={
+            "photo3d.json": json.dumps({"name": "one", "input_size": 64, "tta": "flip", "second_net": True})})
+    with pytest.raises(ModelError, match="second_net is true only for a pair of networks"):
+        load_model(tmp_path / "one.pt")
     from PIL import Image
 
     from photo3d.depth import DepthOptions, depth_file

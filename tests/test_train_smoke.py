@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import torch
 
-from helpers.paths import SHARED, needs_shared
+from helpers.paths import REPO, SHARED, needs_shared
 from photo3d.depth import modelfile
 from photo3d.train import fit, pack, qat
 from photo3d.train.data import Bundle
@@ -168,6 +168,11 @@ def test_pack_fit_resume_qat(tmp_path):
     assert fit.main(common + ["--max-steps", "6", "--resume", "--whole-share", "1", "--whole-size", "64",
                               "--whole-batch", "2", "--tta-train", "0.5"]) == 0
     assert " tta " in (run / "log.txt").read_text().splitlines()[-2] + " "
+    # --partner: the first pass is a frozen model's (the bundled one), the network learns the second
+    assert fit.main(common + ["--max-steps", "8", "--resume", "--whole-share", "1", "--whole-size", "64",
+                              "--whole-batch", "2", "--tta-train", "0.5", "--partner", str(REPO / "photo3d" / "models" / "p3d-s.pt")]) == 0
+    assert " tta " in (run / "log.txt").read_text().splitlines()[-2] + " "
+    assert json.loads((run / "args.json").read_text())["partner"].endswith("p3d-s.pt")
     # the shipped weights are the moving average, distinct from the raw ones
     assert set(ck2["ema"]) == set(ck2["model"])
     ema_model, raw_model = fit.model_from_checkpoint(ck2), fit.model_from_checkpoint(ck2, ema=False)
@@ -208,6 +213,18 @@ def test_pack_fit_resume_qat(tmp_path):
     fh = load_model(models / "smoke-fh.pt")
     assert fh.meta["quantization"].endswith("float head") and fh.module.head.original_name == "Conv2d"
     assert np.corrcoef(fh.predict(rgb).ravel(), ptq.predict(rgb).ravel())[0, 1] > 0.9
+    # --partner: a pair file, the bundled network's pass first (convert's one pass), this export the mirrored one
+    bundled = REPO / "photo3d" / "models" / "p3d-s.pt"
+    assert qat.main(["--ckpt", str(run / "last.pt"), "--bundle", str(bundle), "--name", "smoke-pair",
+                     "--models-dir", str(models), "--no-default", "--steps", "0", "--calib", "2", "--float-head",
+                     "--check-photos", "2", "--min-agreement", "0.9", "--threads", "1", "--tta", "flip-small",
+                     "--partner", str(bundled)]) == 0
+    pair, first = load_model(models / "smoke-pair.pt"), load_model(bundled)
+    assert pair.meta["second_net"] is True and pair.meta["second"]["trained_steps"] == fh.meta["trained_steps"]
+    np.testing.assert_array_equal(pair.predict_log(rgb, tta="none"), first.predict_log(rgb, tta="none"))
+    mirrored = fh.predict_log(rgb[:, ::-1].copy(), tta="none")  # (at 384, not flip-small's 320: only correlated)
+    second = 2 * pair.predict_log(rgb) - first.predict_log(rgb, tta="none")
+    assert np.corrcoef(second.ravel(), mirrored[:, ::-1].ravel())[0, 1] > 0.8
     warm = fit.model_from_checkpoint(ck2)
     fit.warm_start(warm, models / "smoke-fh.pt", torch.rand(2, 3, 64, 64))
     assert torch.allclose(warm.head.weight, fh.module.head.weight)

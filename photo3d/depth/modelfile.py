@@ -310,6 +310,29 @@ def check_graphs(module: torch.jit.ScriptModule, path: Path | None = None) -> No
 # --- reading and writing model files ---------------------------------------------------------
 
 
+class _Pair(torch.nn.Module):
+    """Two networks of the same contract in one file: ``forward`` runs the first (the one pass of
+    ``convert``, the first of ``photo3d depth``'s two), ``second_pass`` the second (the mirrored pass
+    of "flip" / "flip-small"). Metadata ``"second_net": true`` says the file is one."""
+
+    def __init__(self, first: torch.nn.Module, second: torch.nn.Module):
+        super().__init__()
+        self.first = first
+        self.second = second
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.first(x)
+
+    @torch.jit.export
+    def second_pass(self, x: torch.Tensor) -> torch.Tensor:
+        return self.second(x)
+
+
+def pair_models(first: torch.jit.ScriptModule, second: torch.jit.ScriptModule) -> torch.jit.ScriptModule:
+    """One TorchScript module of two networks (:class:`_Pair`); save it with ``"second_net": true``."""
+    return torch.jit.script(_Pair(first, second))
+
+
 def save_model(scripted: torch.jit.ScriptModule, path: str | Path, meta: dict) -> Path:
     """Write ``scripted`` with its ``photo3d.json`` metadata atomically."""
     from ..io import atomic_output

@@ -87,13 +87,24 @@ def small_pass_size(h: int, w: int, height: int | None = None, width: int | None
     return min(h2, h), min(w2, w)
 
 
-def with_tta(run, x: torch.Tensor, y: torch.Tensor, tta: str | None, rgb: np.ndarray | None = None) -> torch.Tensor:
+def second_net(module, meta: dict):
+    """The callable that runs the second pass of ``tta``: the file's own ``second_pass`` method
+    where its metadata says ``"second_net": true`` (a pair written by
+    :func:`photo3d.depth.modelfile.pair_models`), else None (the same network runs both passes)."""
+    if meta.get("second_net") is not True:
+        return None
+    return module.second_pass
+
+
+def with_tta(run, x: torch.Tensor, y: torch.Tensor, tta: str | None, rgb: np.ndarray | None = None,
+             second=None) -> torch.Tensor:
     """The network's float output ``y = run(x)`` at the model's operating point: with ``tta``
     "flip", averaged with the output for the mirrored input (mirrored back); with "flip-small",
     the mirrored photo with each side ``SMALL_SHARE`` of ``x``'s (from ``rgb``, the photo ``x`` was made
     from, else from ``x``), its output mirrored back and brought to ``y``'s grid (bilinear) before
     averaging: two views that differ in scale as well as in side agree with the teachers better than
-    two mirror images, for 0.65 of the time of a second full pass."""
+    two mirror images, for 0.65 of the time of a second full pass. ``second``: the network that runs
+    the second pass (:func:`second_net`; None: ``run``)."""
     if tta is not None and tta not in TTA:
         raise ValueError(f"tta must be one of {', '.join(TTA)}, not {tta!r}")
     y = y.dequantize() if y.is_quantized else y
@@ -103,7 +114,7 @@ def with_tta(run, x: torch.Tensor, y: torch.Tensor, tta: str | None, rgb: np.nda
             h2, w2 = small_pass_size(*x.shape[2:], *(rgb.shape[:2] if rgb is not None else ()))
             src, scale = (rgb[:, ::-1], 255.0) if rgb is not None else (x2[0].permute(1, 2, 0).numpy(), 1.0)
             x2 = _network_input(src, w2, h2, scale)
-        y2 = run(x2)
+        y2 = (second or run)(x2)
         y2 = (y2.dequantize() if y2.is_quantized else y2).flip(-1)
         if y2.shape[2:] != y.shape[2:]:
             y2 = torch.nn.functional.interpolate(y2.float(), size=tuple(y.shape[2:]), mode="bilinear", align_corners=False)
@@ -140,6 +151,11 @@ def normalize(disp: np.ndarray, lo: float | None = None, hi: float | None = None
     return out, lo, hi
 
 
+def _has_method(module, name: str) -> bool:
+    c = getattr(module, "_c", None)
+    return bool(c is not None and c._has_method(name)) or callable(getattr(module, name, None))
+
+
 class DepthModel:
     """A loaded depth network plus its metadata."""
 
@@ -157,17 +173,22 @@ class DepthModel:
             raise ModelError(f"bad {modelfile.METADATA_FILE} metadata: tta must be one of {', '.join(TTA)}, "
                              f"not {json.dumps(tta)[:40]}", path)
         self.name = str(self.meta.get("name", path.stem if path else "model"))
+        if "second_net" in self.meta and (self.meta["second_net"] is not True or tta not in ("flip", "flip-small")
+                                          or not _has_method(module, "second_pass")):
+            raise ModelError(f"bad {modelfile.METADATA_FILE} metadata: second_net is true only for a pair of networks "
+                             "(a second_pass method) with tta flip or flip-small", path)
+        self._second = self.meta.get("second_net") is True
         self._run_lock = threading.Lock()  # one inference at a time (QNNPACK packs lazily)
         self._warm = False
 
-    def _run(self, x: torch.Tensor, locked: bool = False):
+    def _run(self, x: torch.Tensor, locked: bool = False, second: bool = False):
         modelfile.set_qnnpack()
         # no JIT graph optimization: the profiling executor instruments the first call and
         # re-optimizes on the second (~0.4 s of CPU each) for the same quantized kernels in the
         # end; a net run once or a few times per process never earns that back (thread-local)
         with contextlib.nullcontext() if locked else self._run_lock, torch.inference_mode(), \
                 torch.jit.optimized_execution(False):
-            y = self.module(x)
+            y = self.module.second_pass(x) if second else self.module(x)
             self._warm = True
             return y
 
@@ -185,7 +206,8 @@ class DepthModel:
             with self._run_lock:  # nobody else may run (or change the thread count) meanwhile
                 torch.set_num_threads(1)
                 try:
-                    self._run(torch.rand(1, 3, 64, 64, generator=gen), locked=True)
+                    for second in (False, True) if self._second else (False,):
+                        self._run(torch.rand(1, 3, 64, 64, generator=gen), locked=True, second=second)
                 finally:
                     torch.set_num_threads(threads)
 
@@ -203,7 +225,8 @@ class DepthModel:
         if not isinstance(y, torch.Tensor) or y.dim() != 4 or tuple(y.shape[:2]) != (1, 1) or tuple(y.shape[2:]) != tuple(x.shape[2:]):
             shape = tuple(y.shape) if isinstance(y, torch.Tensor) else type(y).__name__
             raise ModelError(f"depth model returned {shape}, expected (1, 1, {x.shape[2]}, {x.shape[3]}) log-disparity", self.path)
-        y = with_tta(self._run, x, y, self.meta.get("tta") if tta is None else tta, rgb)
+        y = with_tta(self._run, x, y, self.meta.get("tta") if tta is None else tta, rgb,
+                     (lambda t: self._run(t, second=True)) if self._second else None)
         y = y[0, 0].float().numpy().astype(np.float32, copy=False)
         if not np.isfinite(y).all():
             raise ModelError("depth model output holds NaN or infinite values (a broken model)", self.path)

@@ -126,9 +126,9 @@ def warm_start(model: DepthNet, scripted_path: Path, calib: torch.Tensor) -> Non
 
 
 def flip_small_average(model: DepthNet, rgb: torch.Tensor, pred: torch.Tensor) -> torch.Tensor:
-    """``pred = model(rgb)`` averaged with the model's output for the mirrored batch at
+    """``pred`` (``model(rgb)``, or a partner network's output for ``rgb``) averaged with the model's output for the mirrored batch at
     the second pass's size (:func:`~photo3d.depth.runtime.small_pass_size`), mirrored back and brought to ``pred``'s grid: the runtime's
-    "flip-small" operating point (:func:`photo3d.depth.runtime.with_tta`), differentiable."""
+    "flip-small" operating point (:func:`photo3d.depth.runtime.with_tta`), differentiable in the model."""
     from photo3d.depth.runtime import small_pass_size
 
     small = torch.nn.functional.interpolate(rgb.flip(-1), size=small_pass_size(*rgb.shape[2:]), mode="area")
@@ -170,6 +170,9 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--tta-train", type=float, default=0.0, metavar="W",
                     help="whole-photo batches: also fit the runtime's flip-small operating point (the output "
                          "averaged with the mirrored 5/6-size pass), with this weight (the single pass keeps 1 - W)")
+    ap.add_argument("--partner", type=Path, default=None, metavar="MODEL",
+                    help="with --tta-train: the first pass is this frozen model's (an INT8 TorchScript file, e.g. the "
+                         "bundled one), the trained network is its second pass (qat --partner ships the pair)")
     ap.add_argument("--ema", type=float, default=0.998, help="decay of the weight moving average")
     ap.add_argument("--ckpt-minutes", type=float, default=5.0)
     ap.add_argument("--log-every", type=int, default=25)
@@ -217,9 +220,11 @@ def main(argv: list[str] | None = None) -> int:
         hp = ckpt["args"]
         for k in ("config", "batch", "size", "lr", "weight_decay", "total_steps", "schedule_minutes", "warmup",
                   "edge_aware", "w_ssi", "w_log", "w_grad", "w_layout", "w_flat", "w_hint", "hint_warmup", "seed", "label", "whole_share", "whole_size", "whole_batch", "whole_exact",
-                  "min_crop", "max_crop", "freeze_bn", "tr_flip"):
+                  "min_crop", "max_crop", "freeze_bn", "tr_flip", "tta_train", "partner"):
             if k not in given and k in hp:
                 setattr(args, k, hp[k])
+        if isinstance(args.partner, str):
+            args.partner = Path(args.partner)
     else:
         torch.manual_seed(args.seed)
         model = DepthNet(args.config)
@@ -264,6 +269,14 @@ def main(argv: list[str] | None = None) -> int:
             calib = whole.next()[0] if args.whole_share > 0 else sampler.next()[0]
             warm_start(model, args.init_from, calib.contiguous(memory_format=torch.channels_last))
         ema.load_state_dict(model.state_dict())
+    partner = None
+    if args.partner is not None:
+        if args.tta_train <= 0:
+            raise SystemExit("--partner trains the second pass of the flip-small average: give --tta-train too")
+        from photo3d.depth.runtime import load_model
+
+        torch.backends.quantized.engine = "qnnpack"
+        partner = load_model(args.partner).module
     hints = teacher_enc = None
     if args.w_hint > 0:
         from photo3d.train.evaluate import SHARED
@@ -337,7 +350,12 @@ def main(argv: list[str] | None = None) -> int:
         loss, parts = distill_loss(pred, target, mask, rgb, w_ssi=args.w_ssi, w_log=args.w_log, w_grad=args.w_grad,
                                    edge_aware=args.edge_aware, w_layout=args.w_layout, w_flat=args.w_flat)
         if use_whole and args.tta_train > 0:  # what `photo3d depth` runs: this pass and the mirrored small one
-            both = flip_small_average(model, rgb, pred)
+            first = pred
+            if partner is not None:  # the frozen first pass
+                with torch.no_grad():
+                    first = partner(rgb.contiguous())
+                    first = (first.dequantize() if first.is_quantized else first).float()
+            both = flip_small_average(model, rgb, first)
             l_tta, _ = distill_loss(both, target, mask, rgb, w_ssi=args.w_ssi, w_log=args.w_log, w_grad=args.w_grad,
                                     edge_aware=args.edge_aware, w_layout=args.w_layout, w_flat=args.w_flat)
             loss = (1 - args.tta_train) * loss + args.tta_train * l_tta

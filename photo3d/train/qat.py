@@ -30,7 +30,8 @@ from torch.ao.nn.intrinsic import qat as nniqat
 from torch.ao.quantization import QConfig, convert, disable_observer, get_default_qat_qconfig, prepare, prepare_qat
 from torch.ao.quantization.observer import HistogramObserver, PerChannelMinMaxObserver
 
-from photo3d.depth.modelfile import DEFAULT_INPUT_SIZE, METADATA_FILE, MODELS_DIR, save_model, sha256_file, write_manifest
+from photo3d.depth.modelfile import (DEFAULT_INPUT_SIZE, METADATA_FILE, MODELS_DIR, pair_models, save_model, sha256_file,
+                                     write_manifest)
 from photo3d.depth.net import DepthNet, count_macs, count_params
 from photo3d.depth.runtime import TTA, preprocess
 from photo3d.train.data import AugmentConfig, Bundle, Sampler
@@ -125,9 +126,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--tta", default="none", choices=TTA,
                     help="test-time augmentation the runtime applies (recorded in the metadata)")
+    ap.add_argument("--partner", type=Path, default=None, metavar="MODEL",
+                    help="write a pair (modelfile.pair_models): MODEL's network (e.g. the bundled one) runs the "
+                         "first pass, this export the mirrored second pass of --tta (fit --partner trains for that)")
     ap.add_argument("--limit", type=int, default=0)
     ap.add_argument("--float-head", action="store_true", help="with --steps 0: keep the last convolution in float")
     args = ap.parse_args(argv)
+    if args.partner is not None and args.tta not in ("flip", "flip-small"):
+        ap.error("--partner needs --tta flip or flip-small (the pair's second network runs the mirrored pass)")
     if args.threads:
         torch.set_num_threads(args.threads)
     device = pick_device(args.device)
@@ -199,6 +205,15 @@ def main(argv: list[str] | None = None) -> int:
               f"{args.min_agreement}); not written", file=sys.stderr)
         return 1
 
+    if args.partner is not None:  # the partner's (first) network runs the first pass, this one the second
+        from photo3d.depth.runtime import load_model
+
+        partner = load_model(args.partner)
+        first = partner.module.first if partner.meta.get("second_net") else partner.module
+        meta = {**{k: v for k, v in partner.meta.items() if k != "second"},
+                "name": meta["name"], "tta": args.tta, "second_net": True,
+                "second": {k: v for k, v in meta.items() if k != "tta"}}
+        scripted = pair_models(first, scripted)
     args.models_dir.mkdir(parents=True, exist_ok=True)
     out = args.models_dir / f"{args.name}.pt"
     save_model(scripted, out, meta)
