@@ -49,7 +49,7 @@ def _student(path: Path):
         with torch.no_grad(), warnings.catch_warnings():
             warnings.simplefilter("ignore")
             x = preprocess(rgb, size)
-            y = with_tta(module, x, module(x), meta.get("tta"), rgb, second_net(module, meta))[0, 0]  # (its operating point, as the runtime)
+            y = with_tta(module, x, module(x), meta.get("tta"), rgb, second_net(module, meta), size)[0, 0]  # (its operating point, as the runtime)
         return y.float().numpy()
 
     return run

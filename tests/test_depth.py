@@ -346,8 +346,9 @@ def test_flip_tta_from_metadata(tmp_path):
     assert small_pass_size(224, 384, 298, 448) == (192, 320)
     for W, H in ((768, 512), (4000, 600), (600, 4000), (65000, 2), (1000, 999)):
         w1, h1 = network_size(W, H, 384)
-        h2, w2 = small_pass_size(h1, w1, H, W)
+        h2, w2 = small_pass_size(h1, w1, H, W, 384)
         assert 32 <= h2 <= h1 and 32 <= w2 <= w1 and h2 % 32 == 0 and w2 % 32 == 0, (W, H)
+        assert h2 * w2 < 0.8 * h1 * w1 or h1 * w1 <= 32 * 32 * 4, (W, H)  # smaller (a panorama too: 704x96 after 832x128)
 
     # a pair of networks in one file: `convert`'s one pass is the first's, flip's mirrored pass the second's
     from photo3d.depth.modelfile import pair_models, save_model
@@ -365,16 +366,30 @@ def test_flip_tta_from_metadata(tmp_path):
     np.testing.assert_array_equal(both.predict_log(rgb, tta="none"), plain)
     np.testing.assert_allclose(both.predict_log(rgb), 0.5 * (plain + 0.25), atol=1e-6)
     both.warmup()
-    for bad in ({"tta": "none", "second_net": True}, {"tta": "flip", "second_net": 1}):
-        with pytest.raises(ModelError, match="second_net is true only for a pair of networks"):
-            save_model(scripted, tmp_path / "bad.pt", {"name": "bad", "input_size": 64, **bad})
+    for bad, why in (({"tta": "none", "second_net": True}, "tta is not flip or flip-small"),
+                     ({"tta": "flip", "second_net": 1}, "second_net must be true or false, not 1")):
+        save_model(scripted, tmp_path / "bad.pt", {"name": "bad", "input_size": 64, **bad})
+        with pytest.raises(ModelError, match=why):
             load_model(tmp_path / "bad.pt")
+    save_model(scripted, tmp_path / "first.pt", {"name": "first", "input_size": 64, "tta": "flip", "second_net": False})
+    np.testing.assert_allclose(load_model(tmp_path / "first.pt").predict_log(rgb), 0.5, atol=1e-6)  # its first net twice
     with warnings.catch_warnings():  # metadata that claims a pair on a single network
         warnings.simplefilter("ignore")
         torch.jit.save(torch.jit.script(LeftNear()), str(tmp_path / "one.pt"), _extra_files={
             "photo3d.json": json.dumps({"name": "one", "input_size": 64, "tta": "flip", "second_net": True})})
-    with pytest.raises(ModelError, match="second_net is true only for a pair of networks"):
+    with pytest.raises(ModelError, match="second_net is true, but the file holds one network"):
         load_model(tmp_path / "one.pt")
+
+    class Wrong(torch.nn.Module):  # a second network that breaks the contract: a one-line error naming the model
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return x
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        save_model(pair_models(torch.jit.script(LeftNear()), torch.jit.script(Wrong())), tmp_path / "wrong.pt",
+                   {"name": "wrong", "input_size": 64, "tta": "flip", "second_net": True})
+    with pytest.raises(ModelError, match=r"depth model's second network returned \(1, 3, 32, 64\), expected \(1, 1, 32, 64\)"):
+        load_model(tmp_path / "wrong.pt").predict_log(rgb)
     from PIL import Image
 
     from photo3d.depth import DepthOptions, depth_file

@@ -172,7 +172,10 @@ def test_pack_fit_resume_qat(tmp_path):
     assert fit.main(common + ["--max-steps", "8", "--resume", "--whole-share", "1", "--whole-size", "64",
                               "--whole-batch", "2", "--tta-train", "0.5", "--partner", str(REPO / "photo3d" / "models" / "p3d-s.pt")]) == 0
     assert " tta " in (run / "log.txt").read_text().splitlines()[-2] + " "
-    assert json.loads((run / "args.json").read_text())["partner"].endswith("p3d-s.pt")
+    # a resumed run keeps its partner (and its --tta-train), found from any folder
+    assert fit.main(common + ["--max-steps", "9", "--resume"]) == 0
+    assert json.loads((run / "args.json").read_text())["partner"] == str(REPO / "photo3d" / "models" / "p3d-s.pt")
+    assert " tta " in (run / "log.txt").read_text().splitlines()[-2] + " "
     # the shipped weights are the moving average, distinct from the raw ones
     assert set(ck2["ema"]) == set(ck2["model"])
     ema_model, raw_model = fit.model_from_checkpoint(ck2), fit.model_from_checkpoint(ck2, ema=False)
@@ -225,6 +228,13 @@ def test_pack_fit_resume_qat(tmp_path):
     mirrored = fh.predict_log(rgb[:, ::-1].copy(), tta="none")  # (at 384, not flip-small's 320: only correlated)
     second = 2 * pair.predict_log(rgb) - first.predict_log(rgb, tta="none")
     assert np.corrcoef(second.ravel(), mirrored[:, ::-1].ravel())[0, 1] > 0.8
+    # a pair as the partner: its first network runs the first pass
+    assert qat.main(["--ckpt", str(run / "last.pt"), "--bundle", str(bundle), "--name", "smoke-pair2",
+                     "--models-dir", str(models), "--no-default", "--steps", "0", "--calib", "2",
+                     "--check-photos", "2", "--min-agreement", "0.9", "--threads", "1", "--tta", "flip",
+                     "--partner", str(models / "smoke-pair.pt")]) == 0
+    pair2 = load_model(models / "smoke-pair2.pt")
+    np.testing.assert_array_equal(pair2.predict_log(rgb, tta="none"), first.predict_log(rgb, tta="none"))
     warm = fit.model_from_checkpoint(ck2)
     fit.warm_start(warm, models / "smoke-fh.pt", torch.rand(2, 3, 64, 64))
     assert torch.allclose(warm.head.weight, fh.module.head.weight)

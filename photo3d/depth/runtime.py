@@ -77,13 +77,16 @@ TTA = ("none", "flip", "flip-small")  # a model's operating points (metadata "tt
 SMALL_SHARE = 5 / 6  # "flip-small": the mirrored pass's input, as a share of the first's (384 → 320 px)
 
 
-def small_pass_size(h: int, w: int, height: int | None = None, width: int | None = None) -> tuple[int, int]:
+def small_pass_size(h: int, w: int, height: int | None = None, width: int | None = None,
+                    input_size: int | None = None) -> tuple[int, int]:
     """(h, w) of "flip-small"'s second pass after a first pass of h×w: the photo (``height`` ×
     ``width``; absent: h×w) laid out as :func:`network_size` lays it out for ``SMALL_SHARE`` of the
-    first pass's longer side, each side at most the first pass's. The photo's own aspect, not the first
-    grid's scaled (a 448×298 photo at 384×224 → 320×192, not 320×160): the point was chosen so (session 21),
-    and the scaled grid lost 0.0013 of the hold-out agreement (sessions 22-24)."""
-    w2, h2 = network_size(width or w, height or h, round(max(h, w) * SMALL_SHARE))
+    model's ``input_size`` (absent: the first pass's longer side), each side at most the first pass's.
+    The photo's own aspect, not the first grid's scaled (a 448×298 photo at 384×224 → 320×192, not
+    320×160): the point was chosen so (session 21), and the scaled grid lost 0.0013 of the hold-out
+    agreement (sessions 22-24). A panorama's first pass is longer than ``input_size``: its second is
+    laid out for 320 px as any photo's (4000×600: 704×96 after 832×128)."""
+    w2, h2 = network_size(width or w, height or h, round((input_size or max(h, w)) * SMALL_SHARE))
     return min(h2, h), min(w2, w)
 
 
@@ -97,21 +100,21 @@ def second_net(module, meta: dict):
 
 
 def with_tta(run, x: torch.Tensor, y: torch.Tensor, tta: str | None, rgb: np.ndarray | None = None,
-             second=None) -> torch.Tensor:
+             second=None, input_size: int | None = None) -> torch.Tensor:
     """The network's float output ``y = run(x)`` at the model's operating point: with ``tta``
     "flip", averaged with the output for the mirrored input (mirrored back); with "flip-small",
-    the mirrored photo with each side ``SMALL_SHARE`` of ``x``'s (from ``rgb``, the photo ``x`` was made
-    from, else from ``x``), its output mirrored back and brought to ``y``'s grid (bilinear) before
-    averaging: two views that differ in scale as well as in side agree with the teachers better than
-    two mirror images, for 0.65 of the time of a second full pass. ``second``: the network that runs
-    the second pass (:func:`second_net`; None: ``run``)."""
+    the mirrored photo (``rgb``, the photo ``x`` was made from, else ``x``) at the size
+    :func:`small_pass_size` gives for the model's ``input_size``, its output mirrored back and brought
+    to ``y``'s grid (bilinear) before averaging: two views that differ in scale as well as in side
+    agree with the teachers better than two mirror images, for 0.65 of the time of a second full pass.
+    ``second``: the network that runs the second pass (:func:`second_net`; None: ``run``)."""
     if tta is not None and tta not in TTA:
         raise ValueError(f"tta must be one of {', '.join(TTA)}, not {tta!r}")
     y = y.dequantize() if y.is_quantized else y
     if tta in ("flip", "flip-small"):
         x2 = x.flip(-1)
         if tta == "flip-small":
-            h2, w2 = small_pass_size(*x.shape[2:], *(rgb.shape[:2] if rgb is not None else ()))
+            h2, w2 = small_pass_size(*x.shape[2:], *(rgb.shape[:2] if rgb is not None else (None, None)), input_size)
             src, scale = (rgb[:, ::-1], 255.0) if rgb is not None else (x2[0].permute(1, 2, 0).numpy(), 1.0)
             x2 = _network_input(src, w2, h2, scale)
         y2 = (second or run)(x2)
@@ -173,11 +176,15 @@ class DepthModel:
             raise ModelError(f"bad {modelfile.METADATA_FILE} metadata: tta must be one of {', '.join(TTA)}, "
                              f"not {json.dumps(tta)[:40]}", path)
         self.name = str(self.meta.get("name", path.stem if path else "model"))
-        if "second_net" in self.meta and (self.meta["second_net"] is not True or tta not in ("flip", "flip-small")
-                                          or not _has_method(module, "second_pass")):
-            raise ModelError(f"bad {modelfile.METADATA_FILE} metadata: second_net is true only for a pair of networks "
-                             "(a second_pass method) with tta flip or flip-small", path)
-        self._second = self.meta.get("second_net") is True
+        pair = self.meta.get("second_net", False)
+        why = ("second_net must be true or false, not " + json.dumps(pair)[:40] if not isinstance(pair, bool)
+               else "second_net is true, but tta is not flip or flip-small (the second network runs the mirrored pass)"
+               if pair and tta not in ("flip", "flip-small")
+               else "second_net is true, but the file holds one network (no second_pass)"
+               if pair and not _has_method(module, "second_pass") else None)
+        if why:
+            raise ModelError(f"bad {modelfile.METADATA_FILE} metadata: {why}", path)
+        self._second = pair
         self._run_lock = threading.Lock()  # one inference at a time (QNNPACK packs lazily)
         self._warm = False
 
@@ -211,22 +218,26 @@ class DepthModel:
                 finally:
                     torch.set_num_threads(threads)
 
+    def _pass(self, x: torch.Tensor, second: bool = False) -> torch.Tensor:
+        """One pass of the network (of a pair's ``second``), held to the contract: (1, 1, h, w) for (1, 3, h, w)."""
+        which = "depth model" + ("'s second network" if second else "")
+        try:
+            y = self._run(x, second=second)
+        except Exception as e:  # a model that does not follow the contract
+            raise ModelError(f"{which} failed to run on a {tuple(x.shape)} RGB image ({describe(e)})", self.path) from e
+        if not isinstance(y, torch.Tensor) or y.dim() != 4 or tuple(y.shape[:2]) != (1, 1) or tuple(y.shape[2:]) != tuple(x.shape[2:]):
+            shape = tuple(y.shape) if isinstance(y, torch.Tensor) else type(y).__name__
+            raise ModelError(f"{which} returned {shape}, expected (1, 1, {x.shape[2]}, {x.shape[3]}) log-disparity", self.path)
+        return y
+
     def predict_log(self, rgb: np.ndarray, tta: str | None = None) -> np.ndarray:
         """The network's log-disparity at its own resolution (float32 h×w).  ``tta``: "none" (one
         pass), "flip" or "flip-small" (see :func:`with_tta`); None: the model's operating point (its metadata)."""
         if rgb.ndim != 3 or rgb.shape[2] != 3 or rgb.dtype != np.uint8:
             raise ValueError(f"expected an H×W×3 uint8 image, got {rgb.dtype} {rgb.shape}")
         x = preprocess(rgb, self.input_size)
-        try:
-            y = self._run(x)
-        except Exception as e:  # a model that does not follow the contract
-            where = self.path if self.path is not None else None
-            raise ModelError(f"depth model failed to run on a {tuple(x.shape)} RGB image ({describe(e)})", where) from e
-        if not isinstance(y, torch.Tensor) or y.dim() != 4 or tuple(y.shape[:2]) != (1, 1) or tuple(y.shape[2:]) != tuple(x.shape[2:]):
-            shape = tuple(y.shape) if isinstance(y, torch.Tensor) else type(y).__name__
-            raise ModelError(f"depth model returned {shape}, expected (1, 1, {x.shape[2]}, {x.shape[3]}) log-disparity", self.path)
-        y = with_tta(self._run, x, y, self.meta.get("tta") if tta is None else tta, rgb,
-                     (lambda t: self._run(t, second=True)) if self._second else None)
+        y = with_tta(self._pass, x, self._pass(x), self.meta.get("tta") if tta is None else tta, rgb,
+                     (lambda t: self._pass(t, second=True)) if self._second else None, self.input_size)
         y = y[0, 0].float().numpy().astype(np.float32, copy=False)
         if not np.isfinite(y).all():
             raise ModelError("depth model output holds NaN or infinite values (a broken model)", self.path)

@@ -146,7 +146,7 @@ def evaluate(student_path: Path, photos: Path, teacher: Path, limit: int = 0,
         with torch.no_grad(), warnings.catch_warnings():
             warnings.simplefilter("ignore")
             x = preprocess(rgb, input_size)
-            y = with_tta(student, x, student(x), meta.get("tta"), rgb, second_net(student, meta))  # as the runtime runs it
+            y = with_tta(student, x, student(x), meta.get("tta"), rgb, second_net(student, meta), input_size)  # as the runtime runs it
         y = y[0, 0].numpy()
         t = ref[f.name].astype(np.float32)
         if y.shape != t.shape:

@@ -80,6 +80,8 @@ def warm_start(model: DepthNet, scripted_path: Path, calib: torch.Tensor) -> Non
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         q = torch.jit.load(str(scripted_path), map_location="cpu")
+    if q._c._has_method("second_pass") and hasattr(q, "first"):  # a pair (modelfile.pair_models): its first network
+        q = q.first
     qmods = dict(q.named_modules())
     fmods = dict(model.named_modules())
     bias_of: dict[str, torch.Tensor] = {}
@@ -241,6 +243,15 @@ def main(argv: list[str] | None = None) -> int:
     if ckpt is not None and ckpt.get("ema") is not None and not model.grown:
         ema.load_state_dict(ckpt["ema"])
 
+    partner = None
+    if args.partner is not None:  # (loaded before the bundle: a wrong file fails at once)
+        if args.tta_train <= 0 or args.whole_share <= 0:
+            raise SystemExit("--partner trains the second pass of the flip-small average on whole-photo batches: "
+                             "give --tta-train and --whole-share too")
+        from photo3d.depth.runtime import load_model
+
+        args.partner = args.partner.resolve()  # (a resumed run finds it from any folder)
+        partner = load_model(args.partner).module  # INT8: runs on the CPU
     bundle = Bundle(args.bundle, seed=args.seed, limit=args.limit, label=args.label, tr_flip=args.tr_flip).to(device)
     sampler = Sampler(bundle, args.batch, AugmentConfig(size=args.size, min_crop=args.min_crop, max_crop=args.max_crop),
                       seed=args.seed, device=device)
@@ -269,14 +280,6 @@ def main(argv: list[str] | None = None) -> int:
             calib = whole.next()[0] if args.whole_share > 0 else sampler.next()[0]
             warm_start(model, args.init_from, calib.contiguous(memory_format=torch.channels_last))
         ema.load_state_dict(model.state_dict())
-    partner = None
-    if args.partner is not None:
-        if args.tta_train <= 0:
-            raise SystemExit("--partner trains the second pass of the flip-small average: give --tta-train too")
-        from photo3d.depth.runtime import load_model
-
-        torch.backends.quantized.engine = "qnnpack"
-        partner = load_model(args.partner).module
     hints = teacher_enc = None
     if args.w_hint > 0:
         from photo3d.train.evaluate import SHARED
@@ -352,9 +355,9 @@ def main(argv: list[str] | None = None) -> int:
         if use_whole and args.tta_train > 0:  # what `photo3d depth` runs: this pass and the mirrored small one
             first = pred
             if partner is not None:  # the frozen first pass
-                with torch.no_grad():
-                    first = partner(rgb.contiguous())
-                    first = (first.dequantize() if first.is_quantized else first).float()
+                with torch.no_grad():  # (quantized kernels run on the CPU only)
+                    first = partner(rgb.detach().cpu().contiguous())
+                    first = (first.dequantize() if first.is_quantized else first).float().to(rgb.device)
             both = flip_small_average(model, rgb, first)
             l_tta, _ = distill_loss(both, target, mask, rgb, w_ssi=args.w_ssi, w_log=args.w_log, w_grad=args.w_grad,
                                     edge_aware=args.edge_aware, w_layout=args.w_layout, w_flat=args.w_flat)

@@ -132,8 +132,20 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--limit", type=int, default=0)
     ap.add_argument("--float-head", action="store_true", help="with --steps 0: keep the last convolution in float")
     args = ap.parse_args(argv)
-    if args.partner is not None and args.tta not in ("flip", "flip-small"):
-        ap.error("--partner needs --tta flip or flip-small (the pair's second network runs the mirrored pass)")
+    first = None
+    if args.partner is not None:  # (loaded first: a wrong file fails before minutes of quantization)
+        if args.tta not in ("flip", "flip-small"):
+            ap.error("--partner needs --tta flip or flip-small (the pair's second network runs the mirrored pass)")
+        from photo3d.depth.runtime import load_model
+        from photo3d.errors import ModelError
+
+        try:
+            partner = load_model(args.partner)
+        except ModelError as e:
+            ap.error(f"--partner: {e}")
+        first = partner.module.first if partner.meta.get("second_net") and hasattr(partner.module, "first") \
+            else partner.module  # (a pair's forward is its first network's pass)
+        partner_meta = {k: v for k, v in partner.meta.items() if k != "second"}
     if args.threads:
         torch.set_num_threads(args.threads)
     device = pick_device(args.device)
@@ -205,13 +217,8 @@ def main(argv: list[str] | None = None) -> int:
               f"{args.min_agreement}); not written", file=sys.stderr)
         return 1
 
-    if args.partner is not None:  # the partner's (first) network runs the first pass, this one the second
-        from photo3d.depth.runtime import load_model
-
-        partner = load_model(args.partner)
-        first = partner.module.first if partner.meta.get("second_net") else partner.module
-        meta = {**{k: v for k, v in partner.meta.items() if k != "second"},
-                "name": meta["name"], "tta": args.tta, "second_net": True,
+    if first is not None:  # the partner's (first) network runs the first pass, this one the second
+        meta = {**partner_meta, "name": meta["name"], "tta": args.tta, "second_net": True,
                 "second": {k: v for k, v in meta.items() if k != "tta"}}
         scripted = pair_models(first, scripted)
     args.models_dir.mkdir(parents=True, exist_ok=True)
