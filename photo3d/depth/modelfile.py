@@ -2,7 +2,10 @@
 
 A model file is a TorchScript archive taking float32 (1, 3, H, W) RGB in [0, 1] (H, W multiples
 of 32) and returning (1, 1, H, W) log-disparity, with an optional extra file ``photo3d.json``
-holding metadata such as ``{"name": ..., "input_size": 384}``.  INT8 models run on QNNPACK.
+holding metadata such as ``{"name": ..., "input_size": 384, "tta": "flip-small"}``.  INT8 models run on QNNPACK.
+A file may hold a pair of networks (:func:`pair_models`, metadata ``"second_net": true``): its
+``forward`` is the first's (``convert``'s one pass, the first of ``photo3d depth``'s two), its
+``second_pass`` method the second's (the mirrored pass of ``"tta"``).
 
 The bundled model ships inside the package, in ``photo3d/models/`` (package data, found with
 :mod:`importlib.resources`): ``manifest.json`` = ``{"default": FILE, "sha256": HEX}`` names it
