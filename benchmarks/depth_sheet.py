@@ -22,7 +22,7 @@ import numpy as np
 import torch
 
 from photo3d.depth.maps import colorize
-from photo3d.depth.runtime import load_model, normalize, preprocess, second_net, with_tta
+from photo3d.depth.runtime import load_model, normalize, operating_point
 from photo3d.depth.upsample import NETWORK_RADIUS, guided_upsample
 from photo3d.train.teachers import combine, mirror_average, on_mirror
 
@@ -48,8 +48,7 @@ def _student(path: Path):
         torch.backends.quantized.engine = "qnnpack"
         with torch.no_grad(), warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            x = preprocess(rgb, size)
-            y = with_tta(module, x, module(x), meta.get("tta"), rgb, second_net(module, meta), size)[0, 0]  # (its operating point, as the runtime)
+            y = operating_point(module, meta, rgb, size)[0, 0]  # (as the runtime runs it)
         return y.float().numpy()
 
     return run

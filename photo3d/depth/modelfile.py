@@ -336,6 +336,17 @@ def pair_models(first: torch.jit.ScriptModule, second: torch.jit.ScriptModule) -
     return torch.jit.script(_Pair(first, second))
 
 
+def is_pair(module) -> bool:
+    """Whether ``module`` holds a pair of networks (:func:`pair_models`: a ``second_pass`` method)."""
+    c = getattr(module, "_c", None)
+    return bool(c is not None and c._has_method("second_pass")) or callable(getattr(module, "second_pass", None))
+
+
+def first_network(module):
+    """A pair's first network (the one its ``forward`` runs), else ``module`` itself."""
+    return module.first if is_pair(module) and hasattr(module, "first") else module
+
+
 def save_model(scripted: torch.jit.ScriptModule, path: str | Path, meta: dict) -> Path:
     """Write ``scripted`` with its ``photo3d.json`` metadata atomically."""
     from ..io import atomic_output

@@ -90,15 +90,6 @@ def small_pass_size(h: int, w: int, height: int | None = None, width: int | None
     return min(h2, h), min(w2, w)
 
 
-def second_net(module, meta: dict):
-    """The callable that runs the second pass of ``tta``: the file's own ``second_pass`` method
-    where its metadata says ``"second_net": true`` (a pair written by
-    :func:`photo3d.depth.modelfile.pair_models`), else None (the same network runs both passes)."""
-    if meta.get("second_net") is not True:
-        return None
-    return module.second_pass
-
-
 def with_tta(run, x: torch.Tensor, y: torch.Tensor, tta: str | None, rgb: np.ndarray | None = None,
              second=None, input_size: int | None = None) -> torch.Tensor:
     """The network's float output ``y = run(x)`` at the model's operating point: with ``tta``
@@ -107,7 +98,7 @@ def with_tta(run, x: torch.Tensor, y: torch.Tensor, tta: str | None, rgb: np.nda
     :func:`small_pass_size` gives for the model's ``input_size``, its output mirrored back and brought
     to ``y``'s grid (bilinear) before averaging: two views that differ in scale as well as in side
     agree with the teachers better than two mirror images, for 0.65 of the time of a second full pass.
-    ``second``: the network that runs the second pass (:func:`second_net`; None: ``run``)."""
+    ``second``: the network that runs the second pass (a pair's ``second_pass``; None: ``run``)."""
     if tta is not None and tta not in TTA:
         raise ValueError(f"tta must be one of {', '.join(TTA)}, not {tta!r}")
     y = y.dequantize() if y.is_quantized else y
@@ -123,6 +114,15 @@ def with_tta(run, x: torch.Tensor, y: torch.Tensor, tta: str | None, rgb: np.nda
             y2 = torch.nn.functional.interpolate(y2.float(), size=tuple(y.shape[2:]), mode="bilinear", align_corners=False)
         y = 0.5 * (y + y2)
     return y
+
+
+def operating_point(module, meta: dict, rgb: np.ndarray, input_size: int) -> torch.Tensor:
+    """``module``'s float output for the photo ``rgb`` at the operating point of its metadata ``meta``
+    (a pair's second network running the second pass), as ``photo3d depth`` runs it, without
+    :class:`DepthModel`'s contract checks: for the hold-out evaluation and the depth sheet."""
+    x = preprocess(rgb, input_size)
+    second = module.second_pass if meta.get("second_net") is True else None
+    return with_tta(module, x, module(x), meta.get("tta"), rgb, second, input_size)
 
 
 def preprocess(rgb: np.ndarray, input_size: int) -> torch.Tensor:
@@ -154,11 +154,6 @@ def normalize(disp: np.ndarray, lo: float | None = None, hi: float | None = None
     return out, lo, hi
 
 
-def _has_method(module, name: str) -> bool:
-    c = getattr(module, "_c", None)
-    return bool(c is not None and c._has_method(name)) or callable(getattr(module, name, None))
-
-
 class DepthModel:
     """A loaded depth network plus its metadata."""
 
@@ -177,11 +172,13 @@ class DepthModel:
                              f"not {json.dumps(tta)[:40]}", path)
         self.name = str(self.meta.get("name", path.stem if path else "model"))
         pair = self.meta.get("second_net", False)
-        why = ("second_net must be true or false, not " + json.dumps(pair)[:40] if not isinstance(pair, bool)
-               else "second_net is true, but tta is not flip or flip-small (the second network runs the mirrored pass)"
-               if pair and tta not in ("flip", "flip-small")
-               else "second_net is true, but the file holds one network (no second_pass)"
-               if pair and not _has_method(module, "second_pass") else None)
+        why = None
+        if not isinstance(pair, bool):
+            why = f"second_net must be true or false, not {json.dumps(pair)[:40]}"
+        elif pair and tta not in ("flip", "flip-small"):
+            why = "second_net is true, but tta is not flip or flip-small (the second network runs the mirrored pass)"
+        elif pair and not modelfile.is_pair(module):
+            why = "second_net is true, but the file holds one network (no second_pass)"
         if why:
             raise ModelError(f"bad {modelfile.METADATA_FILE} metadata: {why}", path)
         self._second = pair

@@ -27,7 +27,7 @@ import cv2
 import numpy as np
 import torch
 
-from photo3d.depth.runtime import load_model, preprocess, second_net, with_tta
+from photo3d.depth.runtime import load_model, operating_point, preprocess
 from photo3d.io import atomic_output
 from photo3d.depth.modelfile import DEFAULT_INPUT_SIZE as INPUT_SIZE
 from photo3d.train.metrics import pearson
@@ -145,8 +145,7 @@ def evaluate(student_path: Path, photos: Path, teacher: Path, limit: int = 0,
         rgb = cv2.imread(str(f), cv2.IMREAD_COLOR)[:, :, ::-1]
         with torch.no_grad(), warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            x = preprocess(rgb, input_size)
-            y = with_tta(student, x, student(x), meta.get("tta"), rgb, second_net(student, meta), input_size)  # as the runtime runs it
+            y = operating_point(student, meta, rgb, input_size)  # as the runtime runs it
         y = y[0, 0].numpy()
         t = ref[f.name].astype(np.float32)
         if y.shape != t.shape:

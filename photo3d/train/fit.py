@@ -28,6 +28,7 @@ from pathlib import Path
 
 import torch
 
+from photo3d.depth.modelfile import first_network
 from photo3d.depth.net import CONFIGS, DepthNet, NetConfig
 from photo3d.train.data import AugmentConfig, Bundle, Sampler
 from photo3d.train.grow import grow_into
@@ -80,8 +81,7 @@ def warm_start(model: DepthNet, scripted_path: Path, calib: torch.Tensor) -> Non
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         q = torch.jit.load(str(scripted_path), map_location="cpu")
-    if q._c._has_method("second_pass") and hasattr(q, "first"):  # a pair (modelfile.pair_models): its first network
-        q = q.first
+    q = first_network(q)  # (of a pair, its first network)
     qmods = dict(q.named_modules())
     fmods = dict(model.named_modules())
     bias_of: dict[str, torch.Tensor] = {}

@@ -30,8 +30,8 @@ from torch.ao.nn.intrinsic import qat as nniqat
 from torch.ao.quantization import QConfig, convert, disable_observer, get_default_qat_qconfig, prepare, prepare_qat
 from torch.ao.quantization.observer import HistogramObserver, PerChannelMinMaxObserver
 
-from photo3d.depth.modelfile import (DEFAULT_INPUT_SIZE, METADATA_FILE, MODELS_DIR, pair_models, save_model, sha256_file,
-                                     write_manifest)
+from photo3d.depth.modelfile import (DEFAULT_INPUT_SIZE, METADATA_FILE, MODELS_DIR, first_network, pair_models, save_model,
+                                     sha256_file, write_manifest)
 from photo3d.depth.net import DepthNet, count_macs, count_params
 from photo3d.depth.runtime import TTA, preprocess
 from photo3d.train.data import AugmentConfig, Bundle, Sampler
@@ -143,8 +143,7 @@ def main(argv: list[str] | None = None) -> int:
             partner = load_model(args.partner)
         except ModelError as e:
             ap.error(f"--partner: {e}")
-        first = partner.module.first if partner.meta.get("second_net") and hasattr(partner.module, "first") \
-            else partner.module  # (a pair's forward is its first network's pass)
+        first = first_network(partner.module)
         partner_meta = {k: v for k, v in partner.meta.items() if k != "second"}
     if args.threads:
         torch.set_num_threads(args.threads)
