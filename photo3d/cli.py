@@ -594,10 +594,12 @@ def model_import(
     from .batch import check_output_file, names_a_folder
     from .depth.modelfile import check_output_name
     from .depth.tiefenrausch import import_tiefenrausch_file
+    from .io import effective_path
 
     try:  # (-o is checked before the conversion's seconds, not after)
         if not output:
             raise UsageError("-o: an empty path names no file (e.g. -o tiefenrausch.pt)")
+        output = effective_path(output)
         if names_a_folder(output):
             raise UsageError(f"-o {printable(output)}: names a folder; give the file to write (e.g. -o {Path(output) / 'tiefenrausch.pt'})")
         check_output_name(output)

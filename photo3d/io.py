@@ -983,6 +983,30 @@ def path_too_long(path: str | Path) -> str | None:
     return None
 
 
+def effective_path(path: str | Path) -> str | Path:
+    """The name the system will open at ``path`` once the missing folders on its way are made:
+    ``..`` after a folder that is not there yet undoes it (``new/../photo.jpg`` is ``photo.jpg``).
+    Every check of an output (is it an input? is it there?) looked at the path as written, which
+    the system refuses while ``new`` is missing, so the output passed as new; its write then made
+    ``new`` and replaced the photo (``convert photo.png -o new/../photo.png`` lost the photo).
+    Paths without such a ``..`` come back unchanged (the same type; a trailing separator kept)."""
+    text = os.fspath(path)
+    kept: list[str] = []
+    changed = False
+    for part in Path(text).parts:
+        if part == ".." and kept and kept[-1] != ".." and not os.path.lexists(os.path.join(*kept)):
+            kept.pop()  # (a folder this run would make, and leave again at once)
+            changed = True
+        else:
+            kept.append(part)
+    if not changed:
+        return path
+    out = os.path.join(*kept) if kept else "."
+    if text.endswith(os.sep) and not out.endswith(os.sep):
+        out += os.sep
+    return Path(out) if isinstance(path, Path) else out
+
+
 def existing_folder(path: str | Path) -> Path:
     """The nearest folder above ``path`` that exists (for its filesystem's limits)."""
     d = Path(os.path.abspath(path)).parent

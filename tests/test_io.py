@@ -1077,3 +1077,19 @@ def test_pillows_own_pixel_limit_plays_no_part(tmp_path, monkeypatch):
         assert load_depth_map(tmp_path / "d.tif").shape == (48, 64)
     assert [str(w.message) for w in caught] == []
     assert Image.MAX_IMAGE_PIXELS == 1000  # (lifted for the open and the decode only)
+
+
+def test_effective_path_undoes_folders_not_made_yet(tmp_path):
+    """``..`` after a folder that is not there yet cancels it, as the system will once the folder is
+    made; ``..`` over existing folders, or paths without such a part, are left as written."""
+    from photo3d.io import effective_path
+
+    (tmp_path / "there").mkdir()
+    t = str(tmp_path)
+    assert effective_path(f"{t}/new/../a.png") == f"{t}/a.png"
+    assert effective_path(tmp_path / "new" / ".." / "a.png") == tmp_path / "a.png"  # (a Path stays a Path)
+    assert effective_path(f"{t}/new/x/../../there/../out/") == f"{t}/there/../out/"  # (a folder keeps its separator)
+    assert effective_path(f"{t}/new/../../a.png") == f"{t}/../a.png"
+    assert effective_path(f"{t}/there/../a.png") == f"{t}/there/../a.png"
+    assert effective_path(f"{t}/new/a.png") == f"{t}/new/a.png"
+    assert effective_path("new-folder-xyz/..") == "."

@@ -145,6 +145,43 @@ def test_an_output_over_its_own_input_is_a_usage_error(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a.png", "b.preview.png", "d.npy", "link.png"]
 
 
+def test_a_path_through_a_folder_not_made_yet_is_seen_as_the_file_it_names(tmp_path):
+    """``new/../a.png`` is ``a.png`` once ``new`` is made, but every check looked at the path as
+    written, which the system refuses while ``new`` is missing: the output passed as new, its write
+    made ``new`` and replaced the photo (found by a new-user trial: ``convert a.png -o
+    new/../a.png --stereo sbs`` exit 0, the photo gone; ``depth album -o new/../album`` wrote depth
+    maps over the album; ``--summary new/../a.png`` the JSON over the photo).  Each is refused as
+    the plain path is, nothing is written and no folder is left behind; a harmless such path
+    writes where it points."""
+    src = photo(tmp_path / "a.png")
+    album = tmp_path / "album"
+    album.mkdir()
+    shot = photo(album / "b.png")
+    d = depth_npy(tmp_path / "d.npy")
+    before = {p: p.read_bytes() for p in (src, shot, d)}
+    cases = [
+        (("convert", src, "-o", tmp_path / "new/../a.png", "--stereo", "sbs", "--depth", d),
+         f"error: {src}: output {src} would overwrite the input; choose another -o"),
+        (("depth", src, "-o", tmp_path / "new/deeper/../../a.png"),
+         f"error: {src}: output {src} would overwrite the input; choose another -o"),
+        (("depth", album, "-o", tmp_path / "new/../album"),
+         f"error: -o {album}: the output folder must differ from the input folder {album}"),
+        (("convert", src, "-o", tmp_path / "o.glb", "--depth", d, "--summary", tmp_path / "new/../a.png"),
+         f"error: --summary {src}: would overwrite an input; choose another file"),
+        (("convert", src, "-o", tmp_path / "new/../d.npy", "--depth", d),
+         f"error: {src}: output {d} would overwrite the --depth map {d}; choose another -o"),
+    ]
+    for args, message in cases:
+        r = cli(*args)
+        assert r.exit_code == 2 and lines(r.output) == [message], (args, r.output)
+    assert {p: p.read_bytes() for p in before} == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.png", "album", "d.npy"]
+    r = cli("convert", src, "-o", tmp_path / "new/../out/a.glb", "--depth", d)
+    assert r.exit_code == 0, r.output
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.png", "album", "d.npy", "out"]
+    assert_valid_glb(tmp_path / "out" / "a.glb")
+
+
 # Ctrl-C (a real SIGINT, raised in the process) just as the GLB would be renamed into place
 _CTRL_C_AT_THE_GLB = """import os, signal
 rename = os.replace

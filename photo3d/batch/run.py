@@ -27,7 +27,7 @@ from rich.progress import (
 from ..defaults import Engine
 from ..errors import ExitCode, Photo3DError, UsageError, damaged_existing, printable, stderr_console
 from ..export import glb_file_problem
-from ..io import OUTPUT_THERE, output_state, write_bytes_atomic
+from ..io import OUTPUT_THERE, effective_path, output_state, write_bytes_atomic
 from .local import (STOP_SIGNALS, Executor, PoolExecutor, SequentialExecutor, available_cpus, signals_handled,
                     stop_signals_ignored)
 from .plan import (Job, PlanNotes, check_reads, check_summary_path, check_writable, gifs_in, glob_matches, plan_outputs,
@@ -403,6 +403,8 @@ def batch_command(
     that file), and skips existing outputs for folders and several inputs (resume).
     Several ``suffix`` values: one job per input and suffix (each output resumes on its own)."""
     console = console or stderr_console()  # (the process's one: a video's bar nests under the batch's)
+    output = effective_path(output)  # (``-o new/../photo.png`` is the photo: the checks see it so)
+    summary = None if summary is None else effective_path(summary)
     executor: Executor | None = None
     summary_safe = False  # the --summary path is not one of the run's inputs or outputs
     plan: list[Job] = []
