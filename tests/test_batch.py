@@ -352,6 +352,12 @@ def test_one_real_file_reached_twice_is_converted_once(tmp_path: Path) -> None:
     notes = PlanNotes()
     assert len(plan_jobs([loop / "one.png", loop / "one.png"], tmp_path / "o3", ".png", notes=notes)) == 1
     assert notes.warnings() == []
+    # a broken link met under two names is one failed input, not two (a new-user trial: "3 of 6 failed")
+    (loop / "gone.jpg").symlink_to("nothere.jpg")
+    notes = PlanNotes()
+    jobs = plan_jobs([loop / "gone.jpg", loop / "self"], tmp_path / "o4", ".png", notes=notes)
+    assert [j.src for j in jobs if j.error] == [loop / "gone.jpg"]
+    assert notes.warnings() == [f"{loop / 'self' / 'gone.jpg'}: skipped: the same file as {loop / 'gone.jpg'} (reached through a link, or an input given twice)"]
 
 
 def test_a_link_to_a_folder_in_the_walk_gives_way_to_the_folders_own_path(tmp_path: Path) -> None:

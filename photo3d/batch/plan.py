@@ -413,7 +413,7 @@ def plan_jobs(
     met: dict[object, list[Path]] = {}
 
     def add(job: Job) -> None:
-        key = _file_id(job.src) or job.src
+        key = _file_id(job.src) or _link_id(job.src) or job.src
         if key not in kept:
             kept[key] = len(jobs)
             met[key] = [job.src]
@@ -614,6 +614,15 @@ def _file_id(path: Path) -> tuple[int, int] | None:
     except (OSError, ValueError):
         return None
     return st.st_dev, st.st_ino
+
+
+def _link_id(path: Path) -> tuple[str, int, int] | None:
+    """A broken link's own (device, inode): the same link met through two names is one input."""
+    try:
+        st = os.lstat(path)
+    except (OSError, ValueError):
+        return None
+    return ("link", st.st_dev, st.st_ino)
 
 
 def _refuse_overwriting_inputs(jobs: Sequence[Job]) -> None:
