@@ -122,9 +122,11 @@ app = typer.Typer(
     add_completion=False,
     rich_markup_mode=None,
     no_args_is_help=True,
+    context_settings={"help_option_names": ["-h", "--help"]},
     help="Turn a single 2D photo into a 3D photo (layered depth mesh as glTF).",
 )
-model_app = typer.Typer(cls=_Group, no_args_is_help=True, rich_markup_mode=None, help="Manage depth models.")
+model_app = typer.Typer(cls=_Group, no_args_is_help=True, rich_markup_mode=None, help="Manage depth models.",
+                        context_settings={"help_option_names": ["-h", "--help"]})
 app.add_typer(model_app, name="model")
 
 err = stderr_console()

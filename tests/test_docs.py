@@ -157,6 +157,13 @@ def test_the_command_list_says_convert_makes_videos_too():
     assert len(line) <= 78 and "..." not in line, line
 
 
+def test_h_is_help_everywhere():
+    """``-h`` is ``--help`` for photo3d and each command (it said "Error: No such option: -h")."""
+    for command in ((), ("convert",), ("depth",), ("model",), ("model", "import")):
+        r, long = cli(*command, "-h", width=120), cli(*command, "--help", width=120)
+        assert r.exit_code == 0 and r.output == long.output and r.output.startswith("Usage: photo3d"), (command, r.output)
+
+
 def test_ray_jobs_default_is_what_help_and_readme_say():
     """``--engine ray`` without ``--jobs`` asks for 1 actor (the option's default), ``--jobs 0`` for
     one per cluster CPU: the README said "default one per cluster CPU"."""
