@@ -312,6 +312,20 @@ def malformed_variants():
     }
 
 
+@pytest.mark.parametrize("encoding", ["utf-16", "utf-8"])
+def test_xmp_declaring_entities_is_refused_in_any_encoding(encoding):
+    """The declarations were looked for as UTF-8 bytes; an Extended XMP in UTF-16 (with its byte
+    order mark) passed, and expat expanded its entities up to 100-fold (1.6 GB for 16 MB: a security
+    review, helper-77).  A UTF-16 declaration, which the parser does not take, is malformed XMP."""
+    from photo3d.depth.embedded import EmbeddedDepthError, _parse_xml
+
+    with pytest.raises(EmbeddedDepthError, match="document type or entity declarations"):
+        _parse_xml('<!DOCTYPE x [<!ENTITY a "aaaa">]><x>&a;&a;</x>'.encode(encoding))
+    assert _parse_xml(b'<x a="1"><y/></x>').get("a") == "1"
+    with pytest.raises(EmbeddedDepthError, match="malformed XMP"):
+        _parse_xml('<?xml version="1.0" encoding="UTF-16"?><x/>'.encode("utf-16"))
+
+
 def _flip_idat_byte(png: bytes) -> bytes:
     """``png`` with one byte of its image data changed such that it still decodes (to other pixels)."""
     start = png.index(b"IDAT") + 4
