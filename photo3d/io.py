@@ -106,6 +106,10 @@ class RefusedImage(ValueError):
 # 1.5 GB; helper-63).  Counted before decoding by walking the markers to the image's end (as
 # libjpeg-turbo's djpeg -maxscans guards): here at 100 MP at most ~10 s.
 MAX_JPEG_SCANS = 1000
+# An MPO's images, each walked so: a camera's MPO has 2 or 3 (a multi-view one a few more); 4,000
+# entries in one 64 KB segment, each at another offset of 16 MB of image data, walked for ~12 min
+# (a security review, helper-77)
+MAX_MPO_IMAGES = 64
 # a JPEG marker: 0xFF then a code (FF00 is a stuffed 0xFF byte in entropy-coded data, FFD0-FFD7 are
 # restart markers inside it, FFFF is fill): where a scan's data ends
 _JPEG_MARKER = re.compile(rb"\xff[^\x00\xd0-\xd7\xff]")
@@ -238,9 +242,14 @@ def _refuse_slow(im: Image.Image, source) -> None:
         return
     if im.format not in ("JPEG", "MPO"):
         return
-    starts = list(getattr(im, "_MpoImageFile__mpoffsets", None) or [0])  # (Pillow's offsets of an MPO's images)
+    starts = sorted(set(getattr(im, "_MpoImageFile__mpoffsets", None) or [0]))  # (Pillow's offsets of an MPO's images)
+    if len(starts) > MAX_MPO_IMAGES:
+        raise RefusedImage(f"unsupported MPO: {len(starts):,} images, where a camera's has 2 or 3")
+    n = 0
     with _bytes_of(source) as buf:
-        n = sum(jpeg_scan_count(buf, s) for s in starts if 0 <= s < len(buf))
+        for s in starts:  # (each image once, and no further than the limit: the sum was taken over
+            if 0 <= s < len(buf) and n <= MAX_JPEG_SCANS:  # all, 300 entries of one image walked it 300 times)
+                n += jpeg_scan_count(buf, s, MAX_JPEG_SCANS - n)
     if n > MAX_JPEG_SCANS:
         raise RefusedImage(f"unsupported JPEG: more than {MAX_JPEG_SCANS:,} scans, where a progressive JPEG has about 10")
 
