@@ -288,3 +288,46 @@ def test_a_model_archive_of_compressed_code_is_not_inflated(tmp_path):
         lines = [ln for ln in r.output.splitlines() if ln.strip()]
         assert len(lines) == 1 and lines[0].startswith(f"error: {path}: not a TorchScript depth model (") and reason in lines[0], r.output
     runtime.clear_cache()
+
+
+def test_a_model_archive_whose_metadata_or_weights_inflate_hugely_is_refused(tmp_path):
+    """The metadata file was read whole twice (the bundled-name check, then the loader), and the
+    weights inflated by the loader: 1 GiB of spaces deflated into a 1 MB file took 14 s and 2.4 GB
+    before any message; metadata nested 200,000 deep was an internal error blamed on the photo (a
+    security review, helper-77).  Counted as they inflate: one line naming the model, little memory."""
+    import tracemalloc
+    import zipfile
+
+    bundled = modelfile.bundled_model_path()
+    src = zipfile.ZipFile(bundled)
+
+    def variant(name: str, meta: bytes | None = None, extra: tuple[str, bytes] | None = None):
+        path = tmp_path / name
+        with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as z:
+            for info in src.infolist():
+                meta_entry = info.filename.endswith(f"/extra/{modelfile.METADATA_FILE}")
+                z.writestr(info.filename, meta if meta is not None and meta_entry else src.read(info))
+            if extra:
+                z.writestr(*extra)
+        return path
+
+    prefix = src.namelist()[0].split("/")[0]
+    mine = json.dumps({**json.loads(src.read(f"{prefix}/extra/{modelfile.METADATA_FILE}")), "name": "mine"}).encode()
+    cases = [(variant("meta.pt", b" " * (64 << 20) + b"{}"), "its photo3d.json metadata holds more than 64 KiB"),
+             (variant("weights.pt", mine, extra=(f"{prefix}/data/999", bytes(600 << 20))), "it inflates to more than 512 MiB")]
+    for path, reason in cases:
+        assert path.stat().st_size < 2_000_000 + bundled.stat().st_size
+        tracemalloc.start()
+        try:
+            with pytest.raises(ModelError, match=reason):
+                modelfile.read_model(path)
+            peak = tracemalloc.get_traced_memory()[1]
+        finally:
+            tracemalloc.stop()
+        assert peak < 32e6, f"{path.name}: {peak / 1e6:.0f} MB"
+    deep = variant("deep.pt", b"[" * 50_000)
+    runtime.clear_cache()
+    r = cli("depth", REPO / "examples" / "coffee.jpg", "-o", tmp_path / "d.png", "--model", deep)
+    assert r.exit_code == 1 and r.output == f"error: {deep}: malformed photo3d.json metadata in the model\n", r.output
+    runtime.clear_cache()
+    assert modelfile.read_model(variant("copy.pt", mine))[1]["name"] == "mine"  # (the same entries, rewritten, load)

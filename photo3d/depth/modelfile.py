@@ -163,6 +163,32 @@ def _not_an_archive(path: Path) -> str:
 # a depth model's TorchScript code, all files (p3d-s: 44 KB, Tiefenrausch imported: 87 KB); parsed
 # before the model loads, at ~650 MB and 9 s a MiB of the densest code (16 MiB took 10 GB; helper-63)
 MAX_SOURCE_BYTES = 256 << 10
+# the metadata file (the bundled model's: 1.4 KB), and everything else the archive holds once inflated
+# (weights, constants: the bundled model 3.7 MB, Tiefenrausch imported ~10 MB): a deflate bomb's
+# entries were inflated whole by the loader, 1 GiB from a 1 MB file (a security review, helper-77)
+MAX_METADATA_BYTES = 64 << 10
+MAX_ARCHIVE_BYTES = 512 << 20
+
+
+def _check_inflated_sizes(z: zipfile.ZipFile, infos: list[zipfile.ZipInfo], path: Path) -> None:
+    """:class:`ModelError` when the metadata file inflates to more than :data:`MAX_METADATA_BYTES`
+    or the entries together to more than :data:`MAX_ARCHIVE_BYTES` (counted as they inflate: a
+    bomb's directory may lie about its sizes)."""
+    budget = MAX_ARCHIVE_BYTES
+    for info in infos:
+        most = MAX_METADATA_BYTES if info.filename.endswith(f"/extra/{METADATA_FILE}") else budget
+        size = 0
+        try:
+            with z.open(info) as f:
+                while chunk := f.read(min(1 << 20, most - size + 1)):
+                    size += len(chunk)
+                    if size > most:
+                        what = (f"its {METADATA_FILE} metadata holds more than {MAX_METADATA_BYTES >> 10} KiB"
+                                if most == MAX_METADATA_BYTES else f"it inflates to more than {MAX_ARCHIVE_BYTES >> 20} MiB")
+                        raise ModelError(f"not a TorchScript depth model ({what})", path)
+        except zipfile.BadZipFile as e:
+            raise ModelError(f"not a TorchScript depth model (a damaged entry: {e})", path) from None
+        budget -= size
 
 
 def check_archive(path: Path) -> None:
@@ -180,6 +206,7 @@ def check_archive(path: Path) -> None:
             if len(set(names)) != len(names):
                 raise ModelError("not a TorchScript depth model (archive holds duplicate entries)", path)
             code = [i for i in infos if i.filename.endswith(".py")]
+            _check_inflated_sizes(z, [i for i in infos if not i.filename.endswith(".py")], path)
             budget = MAX_SOURCE_BYTES  # (counted as it inflates: a zip bomb's directory may lie about its sizes)
             sources = []
             for info in code:
@@ -377,7 +404,7 @@ def read_model(path: Path) -> tuple[torch.jit.ScriptModule, dict]:
     if text:
         try:
             meta = json.loads(text)
-        except ValueError:
+        except (ValueError, RecursionError):
             raise ModelError(f"malformed {METADATA_FILE} metadata in the model", path) from None
         if not isinstance(meta, dict):
             meta = {}
@@ -427,8 +454,12 @@ def _archive_name(path: Path) -> str | None:
     try:
         with zipfile.ZipFile(path) as z:
             entry = next((n for n in z.namelist() if n.endswith(f"/extra/{METADATA_FILE}")), None)
-            meta = json.loads(z.read(entry)) if entry else None
-    except (zipfile.BadZipFile, OSError, ValueError, EOFError):
+            if entry is None:
+                return None
+            with z.open(entry) as f:  # (at most what metadata may be: 1 GiB of spaces, deflated
+                text = f.read(MAX_METADATA_BYTES + 1)  # to 1 MB, was inflated whole: security review)
+            meta = json.loads(text) if len(text) <= MAX_METADATA_BYTES else None
+    except (zipfile.BadZipFile, OSError, ValueError, EOFError, RecursionError, RuntimeError, NotImplementedError):
         return None
     return str(meta.get("name")) if isinstance(meta, dict) else None
 
