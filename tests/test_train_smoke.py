@@ -322,3 +322,33 @@ def test_feature_hints_learn_the_teachers_encoder(tmp_path):
     ck2 = fit.load_checkpoint(run / "last.pt")
     assert ck2["step"] == 3 and any(not torch.equal(ck["hints"][k], ck2["hints"][k]) for k in ck["hints"])
     assert " hint " in (run / "log.txt").read_text()
+
+
+class _Planted:
+    """Unpickling this creates the file ``path`` (a stand-in for any code a pickle may run)."""
+
+    def __init__(self, path):
+        self.path = str(path)
+
+    def __reduce__(self):
+        return (open, (self.path, "w"))
+
+
+def test_a_pickle_given_as_a_model_or_checkpoint_runs_nothing(tmp_path):
+    """``python -m photo3d.train.evaluate MODEL`` tried every file as a checkpoint with
+    ``torch.load(weights_only=False)`` before the model checks: a pickle given as a model ran its
+    code (a security review, helper-77).  Checkpoints load as weights only."""
+    import pickle
+
+    from photo3d.errors import ModelError
+    from photo3d.train.evaluate import load_student
+    from photo3d.train.fit import load_checkpoint
+
+    planted = tmp_path / "planted"
+    evil = tmp_path / "evil.pt"
+    torch.save({"model": _Planted(planted), "config": "p3d-s"}, evil)
+    with pytest.raises(ModelError, match="not TorchScript"):
+        load_student(evil)
+    with pytest.raises(pickle.UnpicklingError):
+        load_checkpoint(evil)
+    assert not planted.exists()

@@ -58,7 +58,9 @@ def save_checkpoint(path: Path, **state) -> None:
 
 
 def load_checkpoint(path: Path, map_location="cpu") -> dict:
-    return torch.load(path, map_location=map_location, weights_only=False)
+    """A checkpoint of :func:`save_checkpoint`: tensors, numbers, strings, lists and dicts only
+    (``weights_only``: a file given as a checkpoint runs no pickled code)."""
+    return torch.load(path, map_location=map_location, weights_only=True)
 
 
 def model_from_checkpoint(ckpt: dict, strict: bool = True, ema: bool = True) -> DepthNet:
