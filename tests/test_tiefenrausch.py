@@ -160,6 +160,26 @@ def test_a_network_whose_ops_do_not_fit_is_one_line_not_a_traceback(tmp_path):
     out = [ln for ln in r.output.splitlines() if ln.strip()]
     assert r.exit_code == 1 and len(out) == 1, r.output
     assert out[0].startswith(f"error: {folder}: corrupt Caffe2 NetDef: cannot rebuild the network ("), out
+    # geometry an INT8 kernel cannot take: stride 0 killed the process (SIGFPE) as --model, group 0
+    # was a ZeroDivisionError traceback, a resize by 0 (a security review, helper-77)
+    for name, conv_args, why in (("stride-zero", arg(b"stride", i=0), "kernel 1, stride 0, pad 0, group 1"),
+                                 ("group-zero", arg(b"group", i=0), "kernel 1, stride 1, pad 0, group 0")):
+        folder = tmp_path / name
+        folder.mkdir()
+        bad = (op(b"Int8Quantize", [b"x"], [b"q"], q) + op(b"Int8Conv", [b"q", b"w", b"b"], [b"y"], arg(b"kernel", i=1), conv_args, q)
+               + op(b"Int8Dequantize", [b"y"], [b"z"]) + _ld(7, b"x") + _ld(8, b"z"))
+        (folder / "tiefenrausch.pb").write_bytes(_ld(1, b"net") + bad)
+        (folder / "tiefenrausch_init.pb").write_bytes(weights)
+        r = cli("model", "import", folder, "-o", tmp_path / "t.pt")
+        assert r.exit_code == 1 and r.output == f"error: {folder}: unsupported conv geometry in y ({why})\n", r.output
+    folder = tmp_path / "resize-zero"
+    folder.mkdir()
+    (folder / "tiefenrausch.pb").write_bytes(_ld(1, b"net") + op(b"Int8ResizeNearest", [b"x"], [b"y"], arg(b"width_scale", f=0.0),
+                                                                  arg(b"height_scale", f=0.0), q) + io_)
+    (folder / "tiefenrausch_init.pb").write_bytes(init)
+    r = cli("model", "import", folder, "-o", tmp_path / "t.pt")
+    assert r.exit_code == 1 and r.output == f"error: {folder}: unsupported resize scale 0.0x0.0\n", r.output
+    assert not (tmp_path / "t.pt").exists()
     photo = tmp_path / "p.png"  # as --model: the model stops the batch, no photo is blamed
     cv2.imwrite(str(photo), np.full((48, 64, 3), 128, np.uint8))
     r = cli("depth", photo, photo, "-o", tmp_path / "maps", "--model", tmp_path / "conv-two-inputs")

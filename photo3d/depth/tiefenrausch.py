@@ -49,6 +49,9 @@ INIT_NET = "tiefenrausch_init.pb"
 # --------------------------------------------------------------------------------------------
 
 
+MAX_KERNEL, MAX_STRIDE = 15, 8  # conv geometry taken (Tiefenrausch's: kernels 1 and 3, strides 1 and 2, resize by 2)
+
+
 class _WireError(ValueError):
     pass
 
@@ -306,6 +309,11 @@ def read_graph(folder: str | Path) -> Graph:
                 dil = op.ints("dilations") if "dilations" in op.args else [1, 1]
                 if len(set(k)) != 1 or len(set(strides)) != 1 or len(set(pads)) != 1 or set(dil) != {1}:
                     raise _WireError(f"unsupported conv geometry in {out}")
+                # (stride 0 killed the process with SIGFPE in the INT8 kernel, group 0 was a
+                # ZeroDivisionError traceback: a security review, helper-77)
+                if not (1 <= k[0] <= MAX_KERNEL and 1 <= strides[0] <= MAX_STRIDE and 0 <= pads[0] < k[0] and op.i("group", 1) >= 1):
+                    raise _WireError(f"unsupported conv geometry in {out} (kernel {k[0]}, stride {strides[0]}, "
+                                     f"pad {pads[0]}, group {op.i('group', 1)})")
                 if op.args.get("order") and op.args["order"].s not in (b"NHWC",):
                     raise _WireError(f"unsupported order in {out}")
                 s = Step(
@@ -316,7 +324,7 @@ def read_graph(folder: str | Path) -> Graph:
                 s = Step("add", [src(i) for i in op.inputs], out, op.f("Y_scale"), op.i("Y_zero_point"))
             elif t == "Int8ResizeNearest":
                 ws, hs = op.f("width_scale"), op.f("height_scale")
-                if ws != hs or ws != int(ws):
+                if ws != hs or ws != int(ws) or not 1 <= ws <= MAX_STRIDE:
                     raise _WireError(f"unsupported resize scale {ws}x{hs}")
                 s = Step("resize", [src(op.inputs[0])], out, op.f("Y_scale"), op.i("Y_zero_point"), factor=int(ws))
             elif t == "Int8Dequantize":
