@@ -555,7 +555,11 @@ def test_a_depth_map_is_read_by_what_it_holds_and_a_wrong_kind_says_what_it_is(t
     small = (tmp_path / "small.npy").read_bytes()  # a side written as an expression (helper-72)
     for name, bad in (("negative.npy", b"(-1, 160)"), ("expression.npy", b"(10**10, 1)")):
         (tmp_path / name).write_bytes(small.replace(b"(4, 160)", bad.ljust(8)))
+    # a header cut inside a token ("... 'fortran_order': Fal"): tokenize's TokenError was an internal
+    # error blamed on the photo (a security review, helper-77)
+    (tmp_path / "token.npy").write_bytes(small.replace(b"False", b"Fal  ").replace(b"(4, 160)", b"(4, 160 "))
     expected = {
+        "token.npy": "not a readable .npy depth map (its header does not describe an array numpy can read)",
         "negative.npy": "not a readable .npy depth map (its header does not describe an array numpy can read)",
         "expression.npy": "not a readable .npy depth map (its header does not describe an array numpy can read)",
         "maps.npz": "a zip archive (NumPy's .npz?), not a depth map: save one 2-D array with numpy.save (.npy), or a grey PNG",

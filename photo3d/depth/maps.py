@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import os
 import stat
+import tokenize
 from pathlib import Path
 
 import numpy as np
@@ -268,9 +269,12 @@ def load_depth_map(path: str | Path, max_megapixels: float | None = DEFAULT_MAX_
     if head == NPY_MAGIC:  # read by what it holds: a .npy array named .png (or without a suffix) too
         try:
             a = np.load(path, mmap_mode="r", allow_pickle=False)  # the header only, so far
-        except (ValueError, OSError, EOFError, OverflowError) as e:  # (a side of -1: OverflowError, helper-72)
+        # (a side of -1: OverflowError, helper-72; a header cut inside a token: tokenize's TokenError,
+        # helper-77, which is no ValueError)
+        except (ValueError, OSError, EOFError, OverflowError, SyntaxError, RecursionError, tokenize.TokenError) as e:
             why = _npy_problem(path) or ("its header does not describe an array numpy can read"
-                                         if isinstance(e, OverflowError) or "<ast." in str(e) else summarize(e))
+                                         if isinstance(e, (OverflowError, SyntaxError, RecursionError, tokenize.TokenError)) or "<ast." in str(e)
+                                         else summarize(e))
             raise InputFileError(f"not a readable .npy depth map ({why})", path) from e
         shape = tuple(s for s in a.shape if s != 1) if a.size else a.shape
         if len(shape) != 2 or a.dtype.kind not in "uif":
