@@ -588,7 +588,7 @@ def check_existing_glb(src: Path, path: Path, glb: bytes, max_megapixels: float 
             raise ValueError("it refers to files or web addresses outside it, which photo3d never writes")
         validate(tree, binary)  # (whatever is made from it: a page, a copy, a video)
         check_textures(tree, binary, max_megapixels)
-    except (ValueError, struct.error, AttributeError, TypeError, KeyError, IndexError) as e:
+    except (ValueError, struct.error, AttributeError, TypeError, KeyError, IndexError, OverflowError) as e:
         raise damaged_existing(src, path, "3D photo", _reason(e)) from None
     return meta
 

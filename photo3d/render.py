@@ -306,7 +306,8 @@ def _check_meta(meta: dict) -> None:
                *p["inverse_depth_range"], p.get("strength", 0.04)]
     if len(meta["source_size"]) != 2 or len(p["inverse_depth_range"]) != 2:
         raise SceneError("its metadata is not as photo3d writes it (sizes)")
-    if not all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) and v > 0 for v in numbers) \
+    # (an int of 400 digits is no float: math.isfinite raised OverflowError, an internal error; helper-77)
+    if not all(isinstance(v, (int, float)) and not isinstance(v, bool) and 0 < v < 1e300 for v in numbers) \
             or not 0 < meta["fov_x_deg"] < 180 or not 0 < meta["fov_y_deg"] < 180:
         raise SceneError("its metadata is not as photo3d writes it (not a number where one belongs)")
     w, h = meta["source_size"]

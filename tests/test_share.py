@@ -236,6 +236,10 @@ def _size_extreme(t, b):  # 1e308 x 1e-308 pixels: ZeroDivisionError as an "inte
     t["extras"]["photo3d"]["source_size"] = [1e308, 1e-308]
 
 
+def _fov_huge_int(t, b):  # an int of 400 digits is no float: OverflowError, an "internal error" (helper-77)
+    t["extras"]["photo3d"]["fov_x_deg"] = 10**400
+
+
 def _json_bomb(t, b):  # 2 MB of empty objects in the JSON (30 MB took 931 MB to parse)
     t["padding"] = [{}] * 1_000_000
 
@@ -259,7 +263,7 @@ def _node_scaled(t, b):  # a node transform: stills ignore it, the page shows an
     t["nodes"][0]["scale"] = [1.0, 1.0, 100.0]
 
 
-@pytest.mark.parametrize("change", [_nodes_reused, _big_triangles, _face_out_of_range, _size_extreme, _json_bomb,
+@pytest.mark.parametrize("change", [_nodes_reused, _big_triangles, _face_out_of_range, _size_extreme, _fov_huge_int, _json_bomb,
                                     _indices_negative, _bytes_shared, _uv_short, _node_scaled],
                          ids=lambda f: f.__name__.strip("_"))
 def test_a_hostile_3d_photo_named_as_input_is_refused_in_one_line_whatever_is_made_of_it(coffee_glb, tmp_path, change):
