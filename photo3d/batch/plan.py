@@ -816,7 +816,9 @@ def remove_stale_temps(jobs: Sequence[Job], also: Sequence[Path] = ()) -> int:
     ones: written on this machine by a process that is gone; the live temp files of a run still
     writing into the same folder are left alone.  Only touches the folders of those files."""
     names: dict[Path, set[str]] = {}
-    for o in [o for j in jobs for o in j.outputs] + [Path(p) for p in also]:
+    # (not the folders of failed jobs, which write nothing: one a link leads out of OUT to had its
+    # temp-named files deleted there, the write itself refused: a security review, helper-77)
+    for o in [o for j in jobs if not j.error for o in j.outputs] + [Path(p) for p in also]:
         names.setdefault(o.parent, set()).add(o.name)
     removed = 0
     for parent, outputs in names.items():
