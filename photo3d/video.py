@@ -362,8 +362,9 @@ def write_share(dst: str | Path, glb: bytes, opts: ShareOptions, timings: dict |
             elif suffix in (".gif", ".webp"):
                 data, report = fit_animation(list(ticking()), suffix, opts.fps, opts.max_bytes)
                 tmp.write_bytes(data)
-                if suffix == ".webp" and 0 < (held := _webp_frames(data)) < report["frames"]:
-                    notes.append(f"the file holds {held}: libwebp merges identical neighbouring frames into longer ones")
+                if 0 < (held := _frames_held(data)) < report["frames"]:
+                    by = "libwebp merges" if suffix == ".webp" else "Pillow's GIF writer merges"
+                    notes.append(f"the file holds {held}: {by} identical neighbouring frames into longer ones")
                 if report["reduced"]:
                     notes.append(f"reduced to fit {opts.max_bytes / 1e6:g} MB: {', '.join(report['reduced'])}")
                 if report["size"][0] < w and opts.size and any(n.startswith("upscaled") for n in notes):
@@ -494,9 +495,10 @@ def _encode_webp(frames: list[np.ndarray], fps: float, quality: int) -> bytes:
     return buf.getvalue()
 
 
-def _webp_frames(data: bytes) -> int:
-    """Frames an animated WebP holds (libwebp merges a frame identical to the one before into that
-    one, its delay added: 30 rendered can be 28 in the file, the loop as long)."""
+def _frames_held(data: bytes) -> int:
+    """Frames an animated WebP or GIF holds (libwebp, and Pillow's GIF writer, merge a frame identical
+    to the one before into that one, its delay added: 30 rendered can be 28 in the file, the loop as
+    long; a flat photo's 15 GIF frames were 2, the line said 15: a new-user trial)."""
     import io
 
     from PIL import Image

@@ -512,6 +512,19 @@ def test_a_gif_faster_than_it_can_play_keeps_its_seconds(coffee_glb, tmp_path, f
     assert webp["notes"] == ([] if held == fps else merged), (webp, held)
 
 
+def test_a_gif_of_identical_frames_says_how_many_it_holds(tmp_path):
+    """Pillow's GIF writer merges identical neighbouring frames as libwebp does: a flat photo's GIF
+    said "15 frame(s)" and held 2 (a new-user trial); the line now says how many the file holds."""
+    src = tmp_path / "flat.png"
+    Image.new("RGB", (96, 64), (128, 128, 128)).save(src)
+    r = cli("convert", src, "-o", tmp_path / "flat.gif", "--seconds", "0.5")
+    assert r.exit_code == 0, r.output
+    with Image.open(tmp_path / "flat.gif") as gif:
+        held = gif.n_frames
+    assert held < 15 and f"15 frame(s) 96x64" in r.output, r.output
+    assert f"the file holds {held}: Pillow's GIF writer merges identical neighbouring frames into longer ones" in r.output, r.output
+
+
 @pytest.mark.parametrize("stereo", ["sbs", "sbs-half"])
 def test_stereo_of_a_photo_one_or_two_pixels_wide(tmp_path, stereo):
     """A 1x1 or 2x2 photo gives a stereo still and GIF (sbs-half: each eye 2 px wide, as a
