@@ -521,7 +521,7 @@ def test_a_gif_of_identical_frames_says_how_many_it_holds(tmp_path):
     assert r.exit_code == 0, r.output
     with Image.open(tmp_path / "flat.gif") as gif:
         held = gif.n_frames
-    assert held < 15 and f"15 frame(s) 96x64" in r.output, r.output
+    assert held < 15 and "15 frame(s) 96x64" in r.output, r.output
     assert f"the file holds {held}: Pillow's GIF writer merges identical neighbouring frames into longer ones" in r.output, r.output
 
 
