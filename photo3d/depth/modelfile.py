@@ -170,24 +170,36 @@ MAX_METADATA_BYTES = 64 << 10
 MAX_ARCHIVE_BYTES = 512 << 20
 
 
+def _inflate(z: zipfile.ZipFile, info: zipfile.ZipInfo, most: int, path: Path, keep: bool = True) -> tuple[int, bytes]:
+    """(bytes inflated, the bytes if ``keep``) of one archive entry, stopping once past ``most`` (counted
+    as it inflates: a bomb's directory may lie about its sizes); a damaged entry is a :class:`ModelError`."""
+    parts, size = [], 0
+    try:
+        with z.open(info) as f:
+            while size <= most and (chunk := f.read(min(1 << 20, most - size + 1))):
+                size += len(chunk)
+                if keep:
+                    parts.append(chunk)
+    except zipfile.BadZipFile as e:  # (the directory was read: an entry is damaged)
+        raise ModelError(f"not a TorchScript depth model (a damaged entry: {e})", path) from None
+    return size, b"".join(parts)
+
+
 def _check_inflated_sizes(z: zipfile.ZipFile, infos: list[zipfile.ZipInfo], path: Path) -> None:
     """:class:`ModelError` when the metadata file inflates to more than :data:`MAX_METADATA_BYTES`
-    or the entries together to more than :data:`MAX_ARCHIVE_BYTES` (counted as they inflate: a
-    bomb's directory may lie about its sizes)."""
+    or the compressed entries together to more than :data:`MAX_ARCHIVE_BYTES` (a stored entry, as
+    every entry of the files torch.jit.save writes, is no larger than its bytes on disk: not read)."""
     budget = MAX_ARCHIVE_BYTES
     for info in infos:
-        most = MAX_METADATA_BYTES if info.filename.endswith(f"/extra/{METADATA_FILE}") else budget
-        size = 0
-        try:
-            with z.open(info) as f:
-                while chunk := f.read(min(1 << 20, most - size + 1)):
-                    size += len(chunk)
-                    if size > most:
-                        what = (f"its {METADATA_FILE} metadata holds more than {MAX_METADATA_BYTES >> 10} KiB"
-                                if most == MAX_METADATA_BYTES else f"it inflates to more than {MAX_ARCHIVE_BYTES >> 20} MiB")
-                        raise ModelError(f"not a TorchScript depth model ({what})", path)
-        except zipfile.BadZipFile as e:
-            raise ModelError(f"not a TorchScript depth model (a damaged entry: {e})", path) from None
+        meta = info.filename.endswith(f"/extra/{METADATA_FILE}")
+        if info.compress_type == zipfile.ZIP_STORED and not meta:
+            continue
+        most = MAX_METADATA_BYTES if meta else budget
+        size, _ = _inflate(z, info, most, path, keep=False)
+        if size > most:
+            what = (f"its {METADATA_FILE} metadata holds more than {MAX_METADATA_BYTES >> 10} KiB" if meta
+                    else f"it inflates to more than {MAX_ARCHIVE_BYTES >> 20} MiB")
+            raise ModelError(f"not a TorchScript depth model ({what})", path)
         budget -= size
 
 
@@ -207,20 +219,14 @@ def check_archive(path: Path) -> None:
                 raise ModelError("not a TorchScript depth model (archive holds duplicate entries)", path)
             code = [i for i in infos if i.filename.endswith(".py")]
             _check_inflated_sizes(z, [i for i in infos if not i.filename.endswith(".py")], path)
-            budget = MAX_SOURCE_BYTES  # (counted as it inflates: a zip bomb's directory may lie about its sizes)
+            budget = MAX_SOURCE_BYTES
             sources = []
             for info in code:
-                parts = []
-                try:
-                    with z.open(info) as f:
-                        while chunk := f.read(min(1 << 16, budget + 1)):
-                            budget -= len(chunk)
-                            if budget < 0:
-                                raise ModelError(f"not a TorchScript depth model (more than {MAX_SOURCE_BYTES >> 10} KiB of code)", path)
-                            parts.append(chunk)
-                except zipfile.BadZipFile as e:  # (the directory was read: an entry is damaged)
-                    raise ModelError(f"not a TorchScript depth model (a damaged entry: {e})", path) from None
-                sources.append(b"".join(parts).decode("utf-8"))
+                size, data = _inflate(z, info, budget, path)
+                budget -= size
+                if budget < 0:
+                    raise ModelError(f"not a TorchScript depth model (more than {MAX_SOURCE_BYTES >> 10} KiB of code)", path)
+                sources.append(data.decode("utf-8"))
     except zipfile.BadZipFile:
         raise ModelError(f"not a TorchScript depth model ({_not_an_archive(path)})", path) from None
     except (OSError, UnicodeDecodeError, EOFError, RuntimeError, NotImplementedError) as e:  # (encrypted, unknown compression)
@@ -456,10 +462,10 @@ def _archive_name(path: Path) -> str | None:
             entry = next((n for n in z.namelist() if n.endswith(f"/extra/{METADATA_FILE}")), None)
             if entry is None:
                 return None
-            with z.open(entry) as f:  # (at most what metadata may be: 1 GiB of spaces, deflated
-                text = f.read(MAX_METADATA_BYTES + 1)  # to 1 MB, was inflated whole: security review)
-            meta = json.loads(text) if len(text) <= MAX_METADATA_BYTES else None
-    except (zipfile.BadZipFile, OSError, ValueError, EOFError, RecursionError, RuntimeError, NotImplementedError):
+            # (at most what metadata may be: 1 GiB of spaces, deflated to 1 MB, was inflated whole)
+            size, text = _inflate(z, z.getinfo(entry), MAX_METADATA_BYTES, path)
+            meta = json.loads(text) if size <= MAX_METADATA_BYTES else None
+    except (zipfile.BadZipFile, ModelError, OSError, ValueError, EOFError, RecursionError, RuntimeError, NotImplementedError):
         return None
     return str(meta.get("name")) if isinstance(meta, dict) else None
 
