@@ -413,7 +413,8 @@ def plan_jobs(
     met: dict[object, list[Path]] = {}
 
     def add(job: Job) -> None:
-        key = _file_id(job.src) or _link_id(job.src) or job.src
+        # (a broken link: its own inode, so that the same link met through two names is one input)
+        key = _file_id(job.src) or _file_id(job.src, follow_symlinks=False) or job.src
         if key not in kept:
             kept[key] = len(jobs)
             met[key] = [job.src]
@@ -608,21 +609,12 @@ def _refuse_names_too_long(jobs: Sequence[Job]) -> None:
             break
 
 
-def _file_id(path: Path) -> tuple[int, int] | None:
+def _file_id(path: Path, follow_symlinks: bool = True) -> tuple[int, int] | None:
     try:
-        st = os.stat(path)
+        st = os.stat(path, follow_symlinks=follow_symlinks)
     except (OSError, ValueError):
         return None
     return st.st_dev, st.st_ino
-
-
-def _link_id(path: Path) -> tuple[str, int, int] | None:
-    """A broken link's own (device, inode): the same link met through two names is one input."""
-    try:
-        st = os.lstat(path)
-    except (OSError, ValueError):
-        return None
-    return ("link", st.st_dev, st.st_ino)
 
 
 def _refuse_overwriting_inputs(jobs: Sequence[Job]) -> None:

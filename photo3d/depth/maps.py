@@ -234,6 +234,11 @@ def _is_image(path: Path) -> bool:
         return True
 
 
+# what numpy's header parser raises besides ValueError for a header that describes no array: a side
+# of -1 (OverflowError, helper-72), a header cut inside a token (tokenize's TokenError, helper-77)
+_BAD_NPY_HEADER = (OverflowError, SyntaxError, RecursionError, tokenize.TokenError)
+
+
 def load_depth_map(path: str | Path, max_megapixels: float | None = DEFAULT_MAX_MEGAPIXELS) -> np.ndarray:
     """Read a depth map written by photo3d (or any grayscale PNG / 2-D .npy) as float32 H×W.
 
@@ -269,11 +274,9 @@ def load_depth_map(path: str | Path, max_megapixels: float | None = DEFAULT_MAX_
     if head == NPY_MAGIC:  # read by what it holds: a .npy array named .png (or without a suffix) too
         try:
             a = np.load(path, mmap_mode="r", allow_pickle=False)  # the header only, so far
-        # (a side of -1: OverflowError, helper-72; a header cut inside a token: tokenize's TokenError,
-        # helper-77, which is no ValueError)
-        except (ValueError, OSError, EOFError, OverflowError, SyntaxError, RecursionError, tokenize.TokenError) as e:
+        except (ValueError, OSError, EOFError, *_BAD_NPY_HEADER) as e:
             why = _npy_problem(path) or ("its header does not describe an array numpy can read"
-                                         if isinstance(e, (OverflowError, SyntaxError, RecursionError, tokenize.TokenError)) or "<ast." in str(e)
+                                         if isinstance(e, _BAD_NPY_HEADER) or "<ast." in str(e)
                                          else summarize(e))
             raise InputFileError(f"not a readable .npy depth map ({why})", path) from e
         shape = tuple(s for s in a.shape if s != 1) if a.size else a.shape
