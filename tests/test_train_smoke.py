@@ -58,6 +58,12 @@ def test_losses_have_the_right_invariances():
     full = torch.ones_like(lay, dtype=torch.bool)
     assert layout_correlation(3 * lay + 1, lay, full).item() < 1e-5
     assert layout_correlation(-lay, lay, full).item() > 1.99
+    # the per-pixel correlation term (--w-corr) is the hold-out's figure of merit: blind to an affine
+    # change of log-disparity, and to masked pixels, not to a wrong map
+    base = distill_loss(t + 1.3, t, mask)[0]
+    assert distill_loss(2 * garbage + 1.3, t, mask, w_corr=1.0, w_ssi=0, w_log=0, w_grad=0)[1]["corr"] < 1e-5
+    assert abs(distill_loss(t + 1.3, t, mask, w_corr=5.0)[0] - base) < 1e-4
+    assert distill_loss(-t, t, mask, w_corr=1.0, w_ssi=0, w_log=0, w_grad=0)[0] > 1.99
 
 
 @pytest.mark.slow

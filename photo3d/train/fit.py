@@ -163,6 +163,8 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--w-grad", type=float, default=0.5, help="weight of multi-scale gradient matching")
     ap.add_argument("--w-layout", type=float, default=0.0,
                     help="weight of the coarse layout's correlation (1 - r over 8x8 cells; 0: off)")
+    ap.add_argument("--w-corr", type=float, default=0.0,
+                    help="weight of 1 - Pearson r of log-disparity per sample (what evaluate's median measures)")
     ap.add_argument("--w-flat", type=float, default=0.0,
                     help="weight of the edge-aware second-order smoothness on plain surfaces (losses.flat_curvature; 0: off)")
     ap.add_argument("--w-hint", type=float, default=0.0,
@@ -223,7 +225,7 @@ def main(argv: list[str] | None = None) -> int:
         # the schedule and data settings of the run being resumed, unless given again explicitly
         hp = ckpt["args"]
         for k in ("config", "batch", "size", "lr", "weight_decay", "total_steps", "schedule_minutes", "warmup",
-                  "edge_aware", "w_ssi", "w_log", "w_grad", "w_layout", "w_flat", "w_hint", "hint_warmup", "seed", "label", "whole_share", "whole_size", "whole_batch", "whole_exact",
+                  "edge_aware", "w_ssi", "w_log", "w_grad", "w_layout", "w_flat", "w_corr", "w_hint", "hint_warmup", "seed", "label", "whole_share", "whole_size", "whole_batch", "whole_exact",
                   "min_crop", "max_crop", "freeze_bn", "tr_flip", "tta_train", "partner"):
             if k not in given and k in hp:
                 setattr(args, k, hp[k])
@@ -353,7 +355,7 @@ def main(argv: list[str] | None = None) -> int:
         rgb, target, mask = (whole if use_whole else sampler).next()
         pred = model(rgb.contiguous(memory_format=torch.channels_last))
         loss, parts = distill_loss(pred, target, mask, rgb, w_ssi=args.w_ssi, w_log=args.w_log, w_grad=args.w_grad,
-                                   edge_aware=args.edge_aware, w_layout=args.w_layout, w_flat=args.w_flat)
+                                   edge_aware=args.edge_aware, w_layout=args.w_layout, w_flat=args.w_flat, w_corr=args.w_corr)
         if use_whole and args.tta_train > 0:  # what `photo3d depth` runs: this pass and the mirrored small one
             first = pred
             if partner is not None:  # the frozen first pass
@@ -362,7 +364,7 @@ def main(argv: list[str] | None = None) -> int:
                     first = (first.dequantize() if first.is_quantized else first).float().to(rgb.device)
             both = flip_small_average(model, rgb, first)
             l_tta, _ = distill_loss(both, target, mask, rgb, w_ssi=args.w_ssi, w_log=args.w_log, w_grad=args.w_grad,
-                                    edge_aware=args.edge_aware, w_layout=args.w_layout, w_flat=args.w_flat)
+                                    edge_aware=args.edge_aware, w_layout=args.w_layout, w_flat=args.w_flat, w_corr=args.w_corr)
             loss = (1 - args.tta_train) * loss + args.tta_train * l_tta
             parts["tta"] = l_tta.item()
         if hints is not None:

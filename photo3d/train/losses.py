@@ -128,9 +128,10 @@ def flat_curvature(pred: torch.Tensor, rgb: torch.Tensor, mask: torch.Tensor, sh
 
 def distill_loss(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor, rgb: torch.Tensor | None = None,
                  w_ssi: float = 1.0, w_log: float = 0.5, w_grad: float = 0.5, edge_aware: float = 0.0,
-                 w_layout: float = 0.0, w_flat: float = 0.0) -> tuple[torch.Tensor, dict[str, float]]:
+                 w_layout: float = 0.0, w_flat: float = 0.0, w_corr: float = 0.0) -> tuple[torch.Tensor, dict[str, float]]:
     """SSI disparity + shift-invariant log + multi-scale gradient matching (on the log residual,
-    optionally edge-weighted) + optionally the coarse layout's correlation (:func:`layout_correlation`).
+    optionally edge-weighted) + optionally the coarse layout's correlation (:func:`layout_correlation`)
+    and the per-pixel one (``w_corr``: 1 - Pearson r of log-disparity, the hold-out's figure of merit).
     Returns (loss, parts for logging)."""
     l_ssi, _ = ssi_disparity(pred, target, mask)
     l_log, r_log = shift_invariant_log(pred, target, mask)
@@ -142,6 +143,10 @@ def distill_loss(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor, r
         l_layout = layout_correlation(pred, target, mask)
         loss = loss + w_layout * l_layout
         parts["layout"] = l_layout.item()
+    if w_corr > 0:
+        l_corr = layout_correlation(pred, target, mask, factor=1)
+        loss = loss + w_corr * l_corr
+        parts["corr"] = l_corr.item()
     if w_flat > 0 and rgb is not None:
         l_flat = flat_curvature(pred, rgb, mask)
         loss = loss + w_flat * l_flat
