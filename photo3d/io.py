@@ -33,7 +33,7 @@ from .errors import InputFileError, OutputError, Photo3DError, TooLargeError, on
 HEIF_SUFFIXES = {".heic", ".heif"}
 # (HEIC/HEIF files are photos with or without the optional reader: without it each one is a failed
 # input that says how to install it, not a file a folder walk skips without a word)
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".tif", ".tiff", ".webp", ".bmp", ".mpo"} | HEIF_SUFFIXES
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".tif", ".tiff", ".webp", ".bmp", ".mpo", ".avif"} | HEIF_SUFFIXES
 
 try:  # optional HEIC/HEIF support
     import pillow_heif  # type: ignore
@@ -42,6 +42,12 @@ try:  # optional HEIC/HEIF support
     HEIF_AVAILABLE = True
 except Exception:  # pragma: no cover - depends on the optional extra
     HEIF_AVAILABLE = False
+try:  # AVIF: Pillow 11.3 and later, built with libavif (its wheels are)
+    from PIL import features as _features
+
+    AVIF_AVAILABLE = bool(_features.check("avif"))
+except Exception:  # pragma: no cover - depends on Pillow's build
+    AVIF_AVAILABLE = False
 
 _EXIF_IFD = 0x8769
 _FOCAL_35MM = 0xA405  # FocalLengthIn35mmFilm
@@ -92,8 +98,9 @@ PngImagePlugin.MAX_TEXT_CHUNK = max(PngImagePlugin.MAX_TEXT_CHUNK, PNG_CHUNK_LIM
 # SPIDER, TGA, ...) are little-used code; a ".jpg" (or a depth map inside a photo) holding one of
 # those is "not an image" here.  (An MPO opens as JPEG; GIF: a photo named as input, a folder walk
 # passes it by.)
-PHOTO_FORMATS = ("JPEG", "PNG", "TIFF", "WEBP", "BMP", "GIF") + (("HEIF",) if HEIF_AVAILABLE else ())
-READ_FORMATS = "JPEG, PNG, TIFF, WebP, BMP, GIF and HEIC"  # (as a message says it)
+PHOTO_FORMATS = (("JPEG", "PNG", "TIFF", "WEBP", "BMP", "GIF") + (("HEIF",) if HEIF_AVAILABLE else ())
+                 + (("AVIF",) if AVIF_AVAILABLE else ()))
+READ_FORMATS = "JPEG, PNG, TIFF, WebP, BMP, GIF, HEIC and AVIF"  # (as a message says it)
 
 
 class RefusedImage(ValueError):
@@ -290,9 +297,12 @@ def is_image_path(path: Path) -> bool:
     return path.suffix.lower() in IMAGE_SUFFIXES
 
 
+_WIDE_GREY = ("I;16", "I;16B", "I;16L", "I;16N", "I")  # 16- and 32-bit grey
+
+
 def _to_rgb8(im: Image.Image) -> np.ndarray:
     mode = im.mode
-    if mode in ("I;16", "I;16B", "I;16L", "I;16N", "I"):
+    if mode in _WIDE_GREY:
         a = np.asarray(im).astype(np.float64)
         top = 65535.0 if mode.startswith("I;16") or a.max() > 255 else 255.0
         g = np.clip(np.round(a * (255.0 / top)), 0, 255).astype(np.uint8)
@@ -319,7 +329,8 @@ def _to_rgb8(im: Image.Image) -> np.ndarray:
     return np.ascontiguousarray(np.asarray(im, dtype=np.uint8))
 
 
-_ICC_MODES = {"RGB": ("RGB", "RGB"), "RGBA": ("RGB", "RGBA"), "CMYK": ("CMYK", "RGB")}  # mode: (profile space, out)
+# mode: (profile space, out); a palette image is made RGB(A) and an LA one is its L channel and alpha first
+_ICC_MODES = {"RGB": ("RGB", "RGB"), "RGBA": ("RGB", "RGBA"), "CMYK": ("CMYK", "RGB"), "L": ("GRAY", "RGB")}
 
 
 @functools.lru_cache(maxsize=16)
@@ -336,10 +347,14 @@ def _srgb_transform(icc: bytes, mode: str):
             return None, f"colour profile ignored ({src.profile.xcolor_space.strip() or 'unknown'} profile on a {mode} image): colours taken as sRGB"
         srgb = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB"))
         transform = ImageCms.buildTransform(src, srgb, mode, out, ImageCms.Intent.RELATIVE_COLORIMETRIC)
-        if space == "RGB":  # an sRGB profile (many cameras and phones embed one) changes nothing
+        if space in ("RGB", "GRAY"):  # an sRGB profile (many cameras and phones embed one) changes nothing
             levels = np.arange(0, 256, 17, dtype=np.uint8)
-            grid = np.stack(np.meshgrid(levels, levels, levels), -1).reshape(1, -1, 3)
-            probe = Image.fromarray(grid, "RGB")
+            if space == "GRAY":  # (a grey with the sRGB curve: each level stays itself in R, G and B)
+                grid = np.repeat(np.arange(256, dtype=np.uint8)[None, :, None], 3, axis=2)
+                probe = Image.fromarray(np.ascontiguousarray(grid[..., 0]), "L")
+            else:
+                grid = np.stack(np.meshgrid(levels, levels, levels), -1).reshape(1, -1, 3)
+                probe = Image.fromarray(grid, "RGB")
             if mode == "RGBA":
                 probe = probe.convert("RGBA")
             mapped = np.asarray(ImageCms.applyTransform(probe, transform))[..., :3]
@@ -357,17 +372,87 @@ def to_srgb(im: Image.Image, icc: bytes | None = None) -> tuple[Image.Image, str
     out.  Returns (image, warning); a profile that maps colours like sRGB (within one level) leaves
     the image as it is, and one that cannot be used leaves it as it is with a warning."""
     icc = im.info.get("icc_profile") if icc is None else icc
-    if not icc or im.mode not in _ICC_MODES:
+    if not icc:
+        return _nclx_to_srgb(im, im.info.get("nclx_profile"))
+    if im.mode == "P":  # (a palette's colours are in the profile's space as much as an RGB image's)
+        im = im.convert("RGBA" if "transparency" in im.info else "RGB")
+    alpha = None
+    if im.mode == "LA":  # (the grey, then its opacity back)
+        im, alpha = im.getchannel("L"), im.getchannel("A")
+    if im.mode not in _ICC_MODES:
         return im, None
     transform, warning = _srgb_transform(bytes(icc), im.mode)
     if transform is None:
-        return im, warning
+        return (im if alpha is None else Image.merge("LA", (im, alpha))), warning
     from PIL import ImageCms
 
     try:
-        return ImageCms.applyTransform(im, transform), None
+        out = ImageCms.applyTransform(im, transform)
     except (ImageCms.PyCMSError, OSError, ValueError, TypeError) as e:
+        im = im if alpha is None else Image.merge("LA", (im, alpha))
         return im, f"colour profile unusable ({one_line(e) or type(e).__name__}): colours taken as sRGB"
+    if alpha is not None:
+        out.putalpha(alpha)
+    return out, None
+
+
+# HEIF colour given as code points (ITU-T H.273 "nclx": an iPhone's HEIC carries an ICC profile, other
+# cameras and converters these): primaries other than sRGB's are converted; transfer curves that are
+# sRGB's or close to it (BT.709, BT.601, BT.2020: display-referred photos) are read with sRGB's;
+# HDR curves (PQ, HLG) cannot be shown as sRGB without tone mapping: said in a warning
+_SRGB_PRIMARIES = (0.64, 0.33, 0.30, 0.60, 0.15, 0.06, 0.3127, 0.3290)
+_NCLX_SRGB_LIKE_CURVES = {1, 2, 6, 13, 14, 15}
+_NCLX_HDR_CURVES = {16: "PQ", 18: "HLG"}
+
+
+def _rgb_to_xyz(xr, yr, xg, yg, xb, yb, xw, yw) -> np.ndarray:
+    """The 3x3 linear RGB → XYZ matrix of primaries and white point given as CIE xy."""
+    cols = np.array([[x / y, 1.0, (1 - x - y) / y] for x, y in ((xr, yr), (xg, yg), (xb, yb))]).T
+    white = np.array([xw / yw, 1.0, (1 - xw - yw) / yw])
+    return cols * np.linalg.solve(cols, white)
+
+
+def _bradford(src_white: np.ndarray, dst_white: np.ndarray) -> np.ndarray:
+    b = np.array([[0.8951, 0.2664, -0.1614], [-0.7502, 1.7135, 0.0367], [0.0389, -0.0685, 1.0296]])
+    return np.linalg.inv(b) @ np.diag((b @ dst_white) / (b @ src_white)) @ b
+
+
+def _nclx_to_srgb(im: Image.Image, nclx: dict | None) -> tuple[Image.Image, str | None]:
+    """``im`` (8-bit RGB or RGBA, as pillow-heif gives it) converted to sRGB by its HEIF colour code
+    points (relative colorimetric: colours outside sRGB clipped), with a warning for what cannot be."""
+    if not isinstance(nclx, dict) or im.mode not in ("RGB", "RGBA"):
+        return im, None
+    curve = nclx.get("transfer_characteristics")
+    if curve in _NCLX_HDR_CURVES:
+        return im, f"HDR colours ({_NCLX_HDR_CURVES[curve]} curve) taken as sRGB: the photo looks flatter than on an HDR screen"
+    keys = ("red_x", "red_y", "green_x", "green_y", "blue_x", "blue_y", "white_x", "white_y")
+    try:
+        xy = tuple(float(nclx[f"color_primary_{k}"]) for k in keys)
+    except (KeyError, TypeError, ValueError):
+        return im, None
+    if nclx.get("color_primaries") in (1, 2) or np.allclose(xy, _SRGB_PRIMARIES, atol=2e-3):
+        return im, None
+    if not all(0.0 < v < 1.0 for v in xy) or (curve is not None and curve not in _NCLX_SRGB_LIKE_CURVES | {8}):
+        return im, f"colour code points not understood (primaries {nclx.get('color_primaries')}, curve {curve}): colours taken as sRGB"
+    try:
+        to_xyz = _rgb_to_xyz(*xy)
+        srgb = _rgb_to_xyz(*_SRGB_PRIMARIES)
+        m = np.linalg.inv(srgb) @ _bradford(to_xyz.sum(1), srgb.sum(1)) @ to_xyz
+    except np.linalg.LinAlgError:
+        return im, f"colour code points not understood (primaries {nclx.get('color_primaries')}): colours taken as sRGB"
+    levels = np.arange(256) / 255.0
+    lut = levels if curve == 8 else np.where(levels <= 0.04045, levels / 12.92, ((levels + 0.055) / 1.055) ** 2.4)
+    a = np.asarray(im)
+    lin = lut.astype(np.float32)[a[..., :3]] @ m.T.astype(np.float32)
+    np.clip(lin, 0.0, 1.0, out=lin)
+    enc = np.where(lin <= 0.0031308, lin * 12.92, 1.055 * np.power(lin, 1 / 2.4) - 0.055)
+    out = np.empty_like(a)
+    out[..., :3] = np.clip(np.round(enc * 255.0), 0, 255).astype(np.uint8)
+    if im.mode == "RGBA":
+        out[..., 3] = a[..., 3]
+    res = Image.fromarray(out, im.mode)
+    res.info = {k: v for k, v in im.info.items() if k != "nclx_profile"}
+    return res, None
 
 
 INVISIBLE = ("transparent all over (every pixel under half opacity, which a 3D photo leaves out): "
@@ -379,6 +464,9 @@ def _alpha(im: Image.Image) -> np.ndarray | None:
     colour), else None."""
     if im.mode not in ("RGBA", "LA", "PA", "RGBa", "La") and "transparency" not in im.info:
         return None
+    if im.mode in _WIDE_GREY:  # a 16-bit grey's transparent level (Pillow's RGBA of it clips to 8 bits)
+        key = im.info["transparency"]
+        return np.where(np.asarray(im) == key, 0, 255).astype(np.uint8) if isinstance(key, int) else None
     return np.ascontiguousarray(np.asarray((im if im.mode == "RGBA" else im.convert("RGBA")).getchannel("A"), dtype=np.uint8))
 
 
@@ -391,7 +479,8 @@ def _rgb8_and_alpha(im: Image.Image) -> tuple[np.ndarray, np.ndarray | None, str
     if alpha is not None and alpha.max() < 128:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # (Pillow's note on palette transparency)
-            opaque = im.convert("RGBA").convert("RGB") if im.mode not in ("LA", "La") else im.convert("L")
+            opaque = (im.copy() if im.mode in _WIDE_GREY else im.convert("L") if im.mode in ("LA", "La")
+                      else im.convert("RGBA").convert("RGB"))
         opaque.info.pop("transparency", None)
         return _to_rgb8(opaque), None, INVISIBLE
     return _to_rgb8(im), (alpha if alpha is not None and alpha.min() < 128 else None), None
@@ -439,9 +528,25 @@ def _announced_format(path: Path) -> str | None:
         return None
     if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
         return "WebP"
-    if head[4:8] == b"ftyp":
-        return "HEIF"
+    if head[4:8] == b"ftyp":  # ISO media: a HEIF or AVIF photo, or a video (.mov, .mp4: not an image)
+        return _iso_brand(path)
     return next((name for magic, name in _MAGIC if head.startswith(magic)), None)
+
+
+_HEIF_BRANDS = {b"heic", b"heix", b"heim", b"heis", b"hevc", b"hevx", b"mif1", b"mif2", b"msf1"}
+_AVIF_BRANDS = {b"avif", b"avis"}
+
+
+def _iso_brand(path: Path) -> str | None:
+    """"AVIF" or "HEIF" by the brands of an ISO media file's ``ftyp`` box, else None (a video)."""
+    try:
+        with open(path, "rb") as f:
+            size = int.from_bytes(f.read(4), "big")
+            box = f.read(min(max(size, 16), 4096))[4:]
+    except OSError:
+        return None
+    brands = {box[i:i + 4] for i in range(0, len(box) - 3, 4) if i != 4}  # (major brand, version, compatible ones)
+    return "AVIF" if brands & _AVIF_BRANDS else "HEIF" if brands & _HEIF_BRANDS else None
 
 
 _TIFF_TYPES = {1: 1, 2: 1, 3: 2, 4: 4, 5: 8, 6: 1, 7: 1, 8: 2, 9: 4, 10: 8, 11: 4, 12: 8}  # field type: bytes per value
@@ -887,6 +992,8 @@ def load_image(
         if path.suffix.lower() in HEIF_SUFFIXES and not HEIF_AVAILABLE:
             raise InputFileError('reading HEIC/HEIF needs pillow-heif: pip install "photo3d[heif]"', path) from e
         fmt = _announced_format(path)
+        if fmt == "AVIF" and not AVIF_AVAILABLE:
+            raise InputFileError("reading AVIF needs Pillow 11.3 or later built with AVIF (pip install -U pillow)", path) from e
         if fmt == "TIFF" and (why := _unsupported_tiff(path)):  # whole, of a kind Pillow does not read
             raise InputFileError(why, path) from e
         if fmt == "JPEG" and (held := _unsupported_jpeg(path)):  # Pillow reads 8-bit JPEGs only

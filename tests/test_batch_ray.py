@@ -337,7 +337,7 @@ def test_the_driver_reads_no_input_whole_before_its_header_is_checked(tmp_path: 
     try:
         with pytest.raises(InputFileError) as e:
             _input_bytes(junk)
-        assert str(e.value) == f"{junk}: not an image (unknown or unsupported format; photo3d reads JPEG, PNG, TIFF, WebP, BMP, GIF and HEIC)"
+        assert str(e.value) == f"{junk}: not an image (unknown or unsupported format; photo3d reads JPEG, PNG, TIFF, WebP, BMP, GIF, HEIC and AVIF)"
         with pytest.raises(InputFileError) as e:
             _input_bytes(padded)
         assert str(e.value) == f"{padded}: too large for a 160x120 image (268,435,456 bytes): not sent to the cluster"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import os
 import stat
 import struct
@@ -185,6 +186,169 @@ def test_an_embedded_colour_profile_is_applied(tmp_path, fmt, suffix):
     assert np.array_equal(broken.rgb, load_image(tmp_path / f"plain{suffix}").rgb)
     (warning,) = broken.warnings
     assert warning.startswith("colour profile unusable (") and warning.endswith("): colours taken as sRGB"), warning
+
+
+def _grey_profile(gamma: float) -> bytes:
+    """A minimal ICC v2 greyscale display profile (D50 white, a pure-gamma kTRC)."""
+    def s15(x):
+        return struct.pack(">i", round(x * 65536))
+
+    def pad(d):
+        return d + b"\0" * (-len(d) % 4)
+
+    text = b"grey\0"
+    tags = [(b"desc", pad(b"desc" + bytes(4) + struct.pack(">I", len(text)) + text + bytes(79))),
+            (b"cprt", pad(b"text" + bytes(4) + b"none\0")),
+            (b"wtpt", b"XYZ " + bytes(4) + s15(0.9642) + s15(1.0) + s15(0.8249)),
+            (b"kTRC", pad(b"curv" + bytes(4) + struct.pack(">IH", 1, round(gamma * 256))))]
+    off, table, data = 128 + 4 + 12 * len(tags), b"", b""
+    for sig, d in tags:
+        table += sig + struct.pack(">II", off + len(data), len(d))
+        data += d
+    body = struct.pack(">I", len(tags)) + table + data
+    head = (struct.pack(">I", 128 + len(body)) + b"none" + bytes([2, 0x10, 0, 0]) + b"mntrGRAYXYZ " + bytes(12) + b"acsp"
+            + bytes(24) + bytes(4) + s15(0.9642) + s15(1.0) + s15(0.8249) + bytes(48))
+    assert len(head) == 128
+    return head + body
+
+
+def test_a_colour_profile_is_applied_to_palette_and_grey_photos_too(tmp_path):
+    """A palette PNG's profile and a grey photo's (GRAY) profile were ignored without a word (helper-80):
+    the palette one kept its Display P3 colours as if sRGB, a Gamma 1.8 grey came out too dark."""
+    im = Image.new("RGB", (32, 16), (0, 0, 255))
+    im.paste((128, 128, 128), (16, 0, 32, 16))
+    im.quantize(4).save(tmp_path / "pal.png", icc_profile=_swapped_srgb_profile())
+    assert Image.open(tmp_path / "pal.png").mode == "P"
+    photo = load_image(tmp_path / "pal.png")
+    assert photo.warnings == [] and np.abs(photo.rgb[8, 4].astype(int) - (255, 0, 0)).max() <= 3, photo.rgb[8, 4]
+    ramp = np.tile(np.arange(0, 256, 4, dtype=np.uint8), (8, 1))
+    Image.fromarray(ramp, "L").save(tmp_path / "g18.png", icc_profile=_grey_profile(1.8))
+    Image.fromarray(ramp, "L").save(tmp_path / "g22.jpg", quality=100, icc_profile=_grey_profile(2.2))
+    for name, gamma in (("g18.png", 1.8), ("g22.jpg", 2.2)):
+        grey = load_image(tmp_path / name)
+        assert grey.warnings == []
+        lin = (ramp[4].astype(float) / 255) ** gamma  # what the profile says each level is, in sRGB
+        want = np.where(lin <= 0.0031308, lin * 12.92, 1.055 * lin ** (1 / 2.4) - 0.055) * 255
+        assert np.abs(grey.rgb[4, :, 0].astype(float) - want).max() <= 2.5, (name, grey.rgb[4, :, 0], want.round())
+        assert (grey.rgb[4, :, 0] == grey.rgb[4, :, 2]).all()
+    grey = load_image(tmp_path / "g18.png")
+    assert grey.rgb[4, 32, 0] > ramp[4, 32] + 10  # (gamma 1.8 is lighter than sRGB's curve: not left as stored)
+    la = np.dstack([ramp, np.full_like(ramp, 255)])
+    la[:, :8, 1] = 0
+    Image.fromarray(la, "LA").save(tmp_path / "g18a.png", icc_profile=_grey_profile(1.8))
+    cut = load_image(tmp_path / "g18a.png")
+    assert cut.alpha is not None and (cut.alpha[:, :8] == 0).all() and (cut.alpha[:, 8:] == 255).all()
+    assert np.array_equal(cut.rgb[:, 8:], grey.rgb[:, 8:])
+
+
+def test_a_heif_colour_space_given_as_code_points_is_applied(tmp_path):
+    """A HEIC that names its colours by code points (nclx: Display P3 primaries), not an ICC profile,
+    was read as sRGB without a word (helper-80): now converted, as its ICC twin is; HDR curves say so."""
+    pytest.importorskip("pillow_heif")
+    from PIL import ImageCms
+
+    from photo3d.io import _nclx_to_srgb
+
+    cols = [(230, 40, 40), (40, 200, 60), (40, 60, 220), (128, 128, 128)]
+    a = np.zeros((64, 256, 3), np.uint8)
+    for i, c in enumerate(cols):
+        a[:, 64 * i: 64 * i + 64] = c
+    Image.fromarray(a).save(tmp_path / "p3.heic", quality=100, color_primaries=12, transfer_characteristics=13,
+                            matrix_coefficients=6, full_range_flag=1)
+    Image.fromarray(a).save(tmp_path / "srgb.heic", quality=100, color_primaries=1, transfer_characteristics=13,
+                            matrix_coefficients=6, full_range_flag=1)
+    p3, plain = load_image(tmp_path / "p3.heic"), load_image(tmp_path / "srgb.heic")
+    assert p3.warnings == [] and plain.warnings == []
+    # the Display P3 profile's conversion of the same colours (LittleCMS), to within a level or two
+    p3_icc = _rgb_icc_from_primaries((0.680, 0.320, 0.265, 0.690, 0.150, 0.060, 0.3127, 0.3290))
+    want = np.asarray(ImageCms.profileToProfile(Image.fromarray(plain.rgb), ImageCms.ImageCmsProfile(io.BytesIO(p3_icc)),
+                                                ImageCms.createProfile("sRGB"), renderingIntent=1))
+    for i in range(4):
+        x = 64 * i + 32
+        assert np.abs(p3.rgb[32, x].astype(int) - want[32, x]).max() <= 3, (i, p3.rgb[32, x], want[32, x])
+    assert p3.rgb[32, 32, 0] > plain.rgb[32, 32, 0] + 10  # P3 red is redder than sRGB's
+    hdr = Image.fromarray(a)
+    _, warning = _nclx_to_srgb(hdr, {"color_primaries": 9, "transfer_characteristics": 16})
+    assert warning.startswith("HDR colours (PQ curve) taken as sRGB")
+
+
+def _rgb_icc_from_primaries(xy) -> bytes:
+    """An ICC v2 RGB profile with the sRGB curve and the primaries / white ``xy`` (Bradford-adapted to D50)."""
+    from photo3d.io import _bradford, _rgb_to_xyz
+
+    m = _rgb_to_xyz(*xy)
+    d50 = np.array([0.9642, 1.0, 0.8249])
+    m = _bradford(m.sum(1), d50) @ m
+
+    def s15(x):
+        return struct.pack(">i", round(float(x) * 65536))
+
+    def pad(d):
+        return d + b"\0" * (-len(d) % 4)
+
+    # the sRGB curve as ICC parametric curve type 3 (para): Y = (aX+b)^g for X >= d, else cX
+    para = pad(b"para" + bytes(4) + struct.pack(">HH", 3, 0) + b"".join(s15(v) for v in (2.4, 1 / 1.055, 0.055 / 1.055, 1 / 12.92, 0.04045)))
+    text = b"p3\0"
+    tags = [(b"desc", pad(b"desc" + bytes(4) + struct.pack(">I", len(text)) + text + bytes(79))),
+            (b"cprt", pad(b"text" + bytes(4) + b"none\0")),
+            (b"wtpt", b"XYZ " + bytes(4) + b"".join(s15(v) for v in d50))]
+    tags += [(sig, b"XYZ " + bytes(4) + b"".join(s15(v) for v in m[:, i])) for i, sig in enumerate((b"rXYZ", b"gXYZ", b"bXYZ"))]
+    tags += [(sig, para) for sig in (b"rTRC", b"gTRC", b"bTRC")]
+    off, table, data = 128 + 4 + 12 * len(tags), b"", b""
+    for sig, d in tags:
+        table += sig + struct.pack(">II", off + len(data), len(d))
+        data += d
+    body = struct.pack(">I", len(tags)) + table + data
+    head = (struct.pack(">I", 128 + len(body)) + b"none" + bytes([2, 0x40, 0, 0]) + b"mntrRGB XYZ " + bytes(12) + b"acsp"
+            + bytes(24) + bytes(4) + b"".join(s15(v) for v in d50) + bytes(48))
+    assert len(head) == 128
+    return head + body
+
+
+def test_a_16_bit_grey_png_keeps_its_transparent_level(tmp_path):
+    """A 16-bit grey PNG whose tRNS key is white came out a blank white 3D photo "transparent all over"
+    (Pillow's RGBA of a 16-bit grey clips to 8 bits, helper-80); keys of 256 or 1000 lost the transparency."""
+    g = (np.tile(np.linspace(2000, 60000, 48), (32, 1))).astype(np.uint16)
+    for key in (65535, 1000):
+        a = g.copy()
+        a[:6] = key
+        raw = b"".join(b"\0" + a.astype(">u2")[y].tobytes() for y in range(32))
+
+        def chunk(t, d):
+            return struct.pack(">I", len(d)) + t + d + struct.pack(">I", zlib.crc32(t + d) & 0xFFFFFFFF)
+
+        (tmp_path / "g.png").write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", 48, 32, 16, 0, 0, 0, 0))
+                                         + chunk(b"tRNS", struct.pack(">H", key)) + chunk(b"IDAT", zlib.compress(raw))
+                                         + chunk(b"IEND", b""))
+        p = load_image(tmp_path / "g.png")
+        assert p.warnings == [], (key, p.warnings)
+        assert (p.alpha[:6] == 0).all() and (p.alpha[6:] == 255).all(), key
+        assert np.abs(p.rgb[6:, :, 0].astype(int) - np.round(g[6:] / 257)).max() <= 1  # the grey as stored
+
+
+def test_avif_photos_are_read_and_videos_are_not_images(tmp_path):
+    """An AVIF photo (which Pillow reads) was "damaged or truncated HEIF", and so was a .mov or .mp4 (any
+    file with an ftyp box, helper-80)."""
+    from photo3d.io import AVIF_AVAILABLE
+
+    rgb = photo_rgb(64, 48)
+    (tmp_path / "clip.mov").write_bytes(struct.pack(">I", 20) + b"ftypqt  " + bytes(4) + b"qt  " + bytes(4000))
+    with pytest.raises(InputFileError) as e:
+        load_image(tmp_path / "clip.mov")
+    _one_line_about(e.value, tmp_path / "clip.mov", "not an image", "avif")
+    if not AVIF_AVAILABLE:
+        pytest.skip("this Pillow reads no AVIF")
+    Image.fromarray(rgb).save(tmp_path / "a.avif", quality=95)
+    (tmp_path / "named.jpg").write_bytes((tmp_path / "a.avif").read_bytes())
+    for name in ("a.avif", "named.jpg"):
+        p = load_image(tmp_path / name)
+        assert p.rgb.shape == (48, 64, 3) and np.abs(p.rgb.astype(int) - rgb).mean() < 8, name
+    r = _cli("depth", tmp_path, "-o", tmp_path / "maps")  # (a folder walk takes .avif files as photos)
+    assert r.exit_code == 0 and (tmp_path / "maps" / "a.png").is_file(), r.output
+    (tmp_path / "cut.avif").write_bytes((tmp_path / "a.avif").read_bytes()[:200])
+    with pytest.raises(InputFileError) as e:
+        load_image(tmp_path / "cut.avif")
+    _one_line_about(e.value, tmp_path / "cut.avif", "truncated")
 
 
 def test_a_colour_profile_warning_is_one_line_naming_the_photo(tmp_path):

@@ -200,7 +200,7 @@ def test_a_failed_or_interrupted_single_file_run_leaves_no_new_folder(tmp_path):
     bad = tmp_path / "bad.jpg"
     bad.write_bytes(b"not a jpeg")
     r = cli("convert", bad, "-o", tmp_path / "new" / "sub" / "out.glb", "--depth", d)
-    assert r.exit_code == 1 and lines(r.output) == [f"error: {bad}: not an image (unknown or unsupported format; photo3d reads JPEG, PNG, TIFF, WebP, BMP, GIF and HEIC)"]
+    assert r.exit_code == 1 and lines(r.output) == [f"error: {bad}: not an image (unknown or unsupported format; photo3d reads JPEG, PNG, TIFF, WebP, BMP, GIF, HEIC and AVIF)"]
     out = tmp_path / "new" / "sub" / "out.glb"
     p = subprocess.run([sys.executable, "-c", _CTRL_C_AT_THE_GLB, "convert", str(src), "-o", str(out), "--depth", str(d)],
                        capture_output=True, text=True, env=env(), timeout=300)
@@ -857,9 +857,9 @@ def test_every_message_is_one_line(tmp_path):
     # (no model needed to fail the bad files; the good one converts with the bundled model)
     assert p.returncode == 1, p.stderr
     got = lines(p.stderr)
-    assert f"error: {folder}/two\\nlines.jpg: not an image (unknown or unsupported format; photo3d reads JPEG, PNG, TIFF, WebP, BMP, GIF and HEIC)" in got
-    assert f"error: {folder}/esc\\x1b[31mape.jpg: not an image (unknown or unsupported format; photo3d reads JPEG, PNG, TIFF, WebP, BMP, GIF and HEIC)" in got
-    assert f"error: {folder}/bidi\\u202egpj.jpg: not an image (unknown or unsupported format; photo3d reads JPEG, PNG, TIFF, WebP, BMP, GIF and HEIC)" in got
+    assert f"error: {folder}/two\\nlines.jpg: not an image (unknown or unsupported format; photo3d reads JPEG, PNG, TIFF, WebP, BMP, GIF, HEIC and AVIF)" in got
+    assert f"error: {folder}/esc\\x1b[31mape.jpg: not an image (unknown or unsupported format; photo3d reads JPEG, PNG, TIFF, WebP, BMP, GIF, HEIC and AVIF)" in got
+    assert f"error: {folder}/bidi\\u202egpj.jpg: not an image (unknown or unsupported format; photo3d reads JPEG, PNG, TIFF, WebP, BMP, GIF, HEIC and AVIF)" in got
     for ln in got:  # no raw control character, no Python warning block
         assert ln.isprintable(), ln
         assert not ln.lstrip().startswith("warnings.warn") and "UserWarning" not in ln.split(":")[0], ln
