@@ -70,6 +70,51 @@ def describe(e: BaseException, limit: int = 160) -> str:
 _console = None
 
 
+def _silence_stderr() -> None:
+    """Point the process's stderr at the null device (what was buffered for it goes there too)."""
+    import os
+    import sys
+
+    try:
+        null = os.open(os.devnull, os.O_WRONLY)
+        try:
+            os.dup2(null, sys.stderr.fileno())
+        finally:
+            os.close(null)
+        sys.stderr.flush()
+    except (OSError, ValueError, AttributeError):
+        pass
+
+
+class _Stderr:
+    """``sys.stderr`` (whichever it is now) as the console writes to it, which a reader gone away
+    (``photo3d ... 2>&1 | head -1``, a pager quit early) or a full disk (``2>/dev/full``) cannot stop:
+    the messages are dropped from then on and the work goes on to its end, outputs and summary
+    written (rich raised SystemExit mid-batch and the summary said nothing was run, helper-79)."""
+
+    def __getattr__(self, name: str):
+        import sys
+
+        return getattr(sys.stderr, name)
+
+    def write(self, text: str) -> int:
+        import sys
+
+        try:
+            return sys.stderr.write(text)
+        except (OSError, ValueError, AttributeError):  # (a closed file: ValueError; none at all: None)
+            _silence_stderr()
+            return len(text)
+
+    def flush(self) -> None:
+        import sys
+
+        try:
+            sys.stderr.flush()
+        except (OSError, ValueError, AttributeError):
+            _silence_stderr()
+
+
 def stderr_console():
     """The one rich Console on stderr of this process: the messages, the batch's progress and a
     video's rendering bar all use it, so their live displays nest (a spinner above a bar) instead
@@ -78,7 +123,7 @@ def stderr_console():
     if _console is None:
         from rich.console import Console
 
-        _console = Console(stderr=True, highlight=False, emoji=False)  # (a file named :fire:.jpg is not 🔥.jpg, helper-72)
+        _console = Console(file=_Stderr(), highlight=False, emoji=False)  # (a file named :fire:.jpg is not 🔥.jpg, helper-72)
     return _console
 
 

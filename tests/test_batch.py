@@ -1038,6 +1038,87 @@ def test_a_full_disk_stops_the_batch(tmp_path: Path, workers: int) -> None:
                                                                            ["a0", "a1", "b full", c0, "c1", "c2"]]
 
 
+@pytest.mark.skipif(not Path("/dev/full").exists(), reason="needs /dev/full (Linux)")
+def test_a_dead_stderr_does_not_stop_the_batch(tmp_path: Path) -> None:
+    """Messages that cannot be written (``2>/dev/full``; ``2>&1 | head -1``: the reader gone) stopped a
+    batch after its first photo, without a word (rich raised SystemExit from the result line): the other
+    outputs never written and the summary left saying nothing was run (helper-79).  Now the messages
+    are dropped and the batch runs to its end: every output, the summary finished, the exit code the
+    outputs' own (the bad photo: 1)."""
+    src = make_album(tmp_path / "album")
+    ok = subprocess.run(cli_command("depth", src, "-o", tmp_path / "out-ok", "--summary", tmp_path / "ok.json"),
+                        capture_output=True, text=True, env=env(), timeout=300)
+    want = sorted(x.relative_to(tmp_path / "out-ok").as_posix() for x in (tmp_path / "out-ok").rglob("*.png"))
+    assert ok.returncode == 1 and len(want) >= 8 and len(ok.stderr.splitlines()) > 3, ok.stderr
+    for how in ("full", "pipe"):
+        out, summary = tmp_path / f"out-{how}", tmp_path / f"{how}.json"
+        argv = cli_command("depth", src, "-o", out, "--summary", summary)
+        if how == "full":
+            with open("/dev/full", "w") as full:
+                code = subprocess.run(argv, stdout=subprocess.DEVNULL, stderr=full, env=env(), timeout=300).returncode
+        else:  # the reader reads one line and goes away
+            p = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env())
+            p.stderr.readline()
+            p.stderr.close()
+            code = p.wait(timeout=300)
+        made = sorted(x.relative_to(out).as_posix() for x in out.rglob("*.png"))
+        assert made == want, (how, made)
+        record = json.loads(summary.read_text())
+        assert record["finished"] and record["counts"] == json.loads((tmp_path / "ok.json").read_text())["counts"], how
+        assert record["counts"]["not run"] == 0 and code == 1, (how, code)
+
+
+@pytest.mark.skipif(not Path("/dev/full").exists(), reason="needs /dev/full (Linux)")
+def test_a_full_disk_stops_the_batch_while_side_files_are_added(tmp_path: Path) -> None:
+    """A re-run that adds missing side files (``--html`` on a folder of GLBs) went on past a full disk:
+    each later page failed with "stopped: free some space" and the batch did not stop (helper-79).
+    Now it stops at the first, as the conversions do: the rest "not run", nothing failed, exit 1."""
+    from helpers.batch_tasks import batch_finish_side, batch_task_thumb, thumb_and_side
+
+    src = tmp_path / "in"
+    src.mkdir()
+    for n in ["a0.jpg", "b full.jpg", "c0.jpg", "c1.jpg"]:
+        Image.fromarray(photo_rgb(40, 30)).save(src / n)
+    out = tmp_path / "out"
+    run_batch(plan_jobs([src], out, ".png"), THUMB, SequentialExecutor(), progress=False)  # the thumbnails alone
+    task = Task("thumb+side", batch_task_thumb, ThumbOptions(), finish=batch_finish_side)
+    rep = run_batch(plan_jobs([src], out, ".png", outputs=thumb_and_side), task, SequentialExecutor(), progress=False)
+    assert rep.fatal and "No space left on device" in rep.fatal and "stopped: free some space" in rep.fatal
+    assert rep.exit_code == 1 and rep.failed == []
+    assert {r.src.name: r.status for r in rep.results} == {"a0.jpg": "ok", "b full.jpg": "not run", "c0.jpg": "not run",
+                                                           "c1.jpg": "not run"}
+    assert sorted(p.name for p in out.iterdir()) == ["a0.png", "a0.side.txt", "b full.png", "c0.png", "c1.png"]
+
+
+@pytest.mark.slow  # a process pool
+@pytest.mark.skipif(not Path("/dev/full").exists(), reason="needs /dev/full (Linux)")
+def test_outputs_finished_when_a_full_disk_stops_the_batch_count_as_written() -> None:
+    """When a full disk stops a batch of several workers, a file another worker had finished meanwhile
+    (written, complete) was counted "not run" in the summary and the counts (helper-79): the pool
+    threw its result away.  The pool's ``finished()`` gives it back."""
+    import tempfile
+
+    from helpers.batch_tasks import batch_task_full_at_once
+
+    with tempfile.TemporaryDirectory() as d:
+        src = Path(d) / "in"
+        src.mkdir()
+        for n in ["a full.jpg", "b0.jpg"]:
+            Image.fromarray(photo_rgb(40, 30)).save(src / n)
+        jobs = plan_jobs([src], Path(d) / "out", ".png")
+        pool = PoolExecutor(2)
+        stream = pool.run(Task("full at once", batch_task_full_at_once, ThumbOptions()), jobs)
+        first = next(stream)
+        assert first.src.name == "a full.jpg" and first.fatal is not None
+        time.sleep(4)  # b0 finishes meanwhile (it takes a second)
+        try:
+            (late,) = pool.finished()
+            assert late.src.name == "b0.jpg" and late.status == "ok" and late.dst.is_file()
+        finally:
+            pool.stop()
+            stream.close()
+
+
 @pytest.mark.slow  # a process pool
 def test_workers_that_cannot_start_stop_the_batch(tmp_path: Path) -> None:
     src = tmp_path / "in"

@@ -40,6 +40,11 @@ class Executor:
     def stop(self) -> None:
         """Stop as fast as possible (interrupt): running files are abandoned."""
 
+    def finished(self) -> list[Result]:
+        """Results of files that finished after the last one :meth:`run` yielded (the batch is
+        stopping: they are not lost as "not run"); none by default."""
+        return []
+
     def close(self) -> None:
         """Release workers after a normal end."""
 
@@ -223,6 +228,7 @@ class PoolExecutor(Executor):
         first = _first_outputs(jobs)
         suspects: list[Job] = []  # in flight when a worker died: rerun one at a time to find the culprit
         inflight: dict[Any, Job] = {}
+        self._inflight = inflight  # (for finished())
         alone = False  # the one job in flight is a suspect running alone
         dead_pools = 0  # pools in a row that died without finishing a file
         self.workers = min(self.max_workers, len(jobs))  # never more processes than files
@@ -294,6 +300,13 @@ class PoolExecutor(Executor):
                 with contextlib.suppress(Exception):
                     proc.join(timeout=10)
         self._pool = self._new_pool(task)
+
+    def finished(self) -> list[Result]:
+        out = []
+        for fut in list(getattr(self, "_inflight", {})):
+            if fut.done() and not fut.cancelled() and fut.exception() is None:
+                out.append(fut.result())
+        return out
 
     def stop(self) -> None:
         pool, self._pool = self._pool, None

@@ -268,17 +268,25 @@ def run_batch(
         try:
             for i in finish:  # quick (from the existing output), so here in the driver
                 job = jobs[i]
-                results[i] = r = execute(task, job.src, job.dst, finish=True)
-                done(r, bar_ui, bar)
-            for r in stream:
-                i = index[(str(r.src), str(r.dst))]
+                r = execute(task, job.src, job.dst, finish=True)
+                if r.status == Status.failed and r.fatal is not None:  # (a full disk: as below)
+                    fatal, fatal_code = r.error, r.fatal
+                    break
                 results[i] = r
+                done(r, bar_ui, bar)
+            for r in () if fatal else stream:
+                i = index[(str(r.src), str(r.dst))]
                 if r.status == Status.failed and r.fatal is not None:
                     # not this file's fault: stop, the file was not really tried
                     fatal, fatal_code = r.error, r.fatal
-                    del results[i]
                     break
+                results[i] = r
                 done(r, bar_ui, bar)
+            if fatal:  # what the other workers finished meanwhile is written: said so, not "not run"
+                for r in executor.finished():
+                    if (i := index.get((str(r.src), str(r.dst)))) is not None and i not in results and r.fatal is None:
+                        results[i] = r
+                        done(r, bar_ui, bar)
         except KeyboardInterrupt:
             interrupted = True
         finally:

@@ -132,3 +132,36 @@ def batch_task_thumb_linking(src: Path, dst: Path, opts: ThumbOptions) -> dict:
         z.rmdir()
         z.symlink_to(dst.parent.parent / "elsewhere", target_is_directory=True)
     return out
+
+
+def _meet_a_full_disk(dst: Path) -> None:
+    """Write ``dst`` to a full disk (the system's own ENOSPC: /dev/full)."""
+    with atomic_output(dst) as tmp, open("/dev/full", "wb") as disk:
+        tmp.write_bytes(b"partial")
+        disk.write(b"x")
+        disk.flush()
+
+
+def batch_task_full_at_once(src: Path, dst: Path, opts: ThumbOptions) -> dict:
+    """A file named *full* meets a full disk at once; the others are written after a second."""
+    import time
+
+    if "full" in src.name:
+        _meet_a_full_disk(dst)
+    time.sleep(1.0)
+    return batch_task_thumb(src, dst, opts)
+
+
+def thumb_and_side(dst: Path) -> list[Path]:
+    """The outputs of THUMB_WITH_SIDE: the thumbnail and its side file NAME.side.txt."""
+    return [dst, dst.with_name(dst.stem + ".side.txt")]
+
+
+def batch_finish_side(src: Path, dst: Path, opts: ThumbOptions) -> dict:
+    """The finish hook: write the missing side file of an existing thumbnail; *full*: a full disk."""
+    side = thumb_and_side(dst)[1]
+    if "full" in src.name:
+        _meet_a_full_disk(side)
+    with atomic_output(side) as tmp:
+        tmp.write_text("side\n")
+    return {"outputs": [str(side)]}
