@@ -1036,10 +1036,20 @@ _UMASK = _current_umask()  # read once at import (os.umask can only be read by s
 
 
 def _host_tag() -> str:
+    """Whose process ids a temp file's pid is: the host's name, its machine id and the pid namespace
+    (a container that shares the host's name, ``unshare -p``: its pid 12 is not the host's pid 12, and a
+    run there deleted a live temp of a run outside it as stale, helper-79).  A temp of another tag is
+    never deleted (one left by a container gone stays)."""
     import hashlib
     import socket
 
-    return hashlib.sha1(socket.gethostname().encode("utf-8", "surrogateescape")).hexdigest()[:8]
+    parts = [socket.gethostname()]
+    for path, read in (("/etc/machine-id", lambda p: Path(p).read_text().strip()), ("/proc/self/ns/pid", os.readlink)):
+        try:
+            parts.append(read(path))
+        except (OSError, ValueError):
+            parts.append("")
+    return hashlib.sha1("\0".join(parts).encode("utf-8", "surrogateescape")).hexdigest()[:8]
 
 
 _HOST = _host_tag()

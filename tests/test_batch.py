@@ -1038,6 +1038,27 @@ def test_a_full_disk_stops_the_batch(tmp_path: Path, workers: int) -> None:
                                                                            ["a0", "a1", "b full", c0, "c1", "c2"]]
 
 
+def test_an_output_through_a_broken_link_is_refused_before_any_work(tmp_path: Path) -> None:
+    """``-o`` a broken symbolic link (or a loop of links) ran the model over every photo, then each
+    output failed "No such file or directory" (a folder: hours of work for nothing, helper-79): the
+    check before the work probed the folder above the link.  Now one line at once, nothing written."""
+    from helpers.cli import cli
+
+    for n in ("a.jpg", "b.jpg"):
+        Image.fromarray(photo_rgb(40, 30)).save(tmp_path / n)
+    (tmp_path / "dead").symlink_to(tmp_path / "not-there")
+    (tmp_path / "loop").symlink_to("loop")
+    cases = [(["a.jpg", "b.jpg"], "dead", f"-o {tmp_path / 'dead'}: cannot write into {tmp_path / 'dead'} "
+                                           f"(a symbolic link to {tmp_path / 'not-there'}, which does not exist)"),
+             (["a.jpg"], "dead/x.png", f"-o {tmp_path / 'dead/x.png'}: cannot write into {tmp_path / 'dead'} "
+                                       f"(a symbolic link to {tmp_path / 'not-there'}, which does not exist)"),
+             (["a.jpg", "b.jpg"], "loop", f"-o {tmp_path / 'loop'}: cannot write into {tmp_path / 'loop'} (a loop of symbolic links)")]
+    for inputs, out, line in cases:
+        r = cli("depth", *[tmp_path / i for i in inputs], "-o", tmp_path / out)
+        assert r.exit_code == 1 and r.output.splitlines() == [f"error: {line}"], r.output
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.jpg", "b.jpg", "dead", "loop"]
+
+
 @pytest.mark.skipif(not Path("/dev/full").exists(), reason="needs /dev/full (Linux)")
 def test_a_dead_stderr_does_not_stop_the_batch(tmp_path: Path) -> None:
     """Messages that cannot be written (``2>/dev/full``; ``2>&1 | head -1``: the reader gone) stopped a

@@ -447,6 +447,29 @@ def test_a_second_run_leaves_the_live_temp_file_of_the_first_alone(tmp_path):
     assert (out / "a.png").read_bytes() == b"first" and not list(out.glob(".*.tmp"))
 
 
+def test_a_run_in_another_pid_namespace_leaves_a_live_temp_file_alone(tmp_path):
+    """A run in a container that shares the host's name (``unshare -p``) saw a live run's temp file
+    as stale (its pid is no process in there) and deleted it: the first run failed writing its MP4
+    (helper-79).  The owner tag of a temp name now holds the pid namespace too."""
+    import shutil
+
+    if shutil.which("unshare") is None or subprocess.run(["unshare", "-p", "-f", "--mount-proc", "true"],
+                                                         capture_output=True).returncode != 0:
+        pytest.skip("cannot make a pid namespace here (unshare, root)")
+    from photo3d.io import atomic_output, stale_temp_target
+
+    check = "import sys; from pathlib import Path; from photo3d.io import stale_temp_target; print(stale_temp_target(Path(sys.argv[1])))"
+    with atomic_output(tmp_path / "a.mp4") as tmp:
+        tmp.write_bytes(b"being written")
+        (live,) = tmp_path.glob(".a.mp4.*.tmp")
+        assert stale_temp_target(live) is None
+        there = subprocess.run(["unshare", "-p", "-f", "--mount-proc", sys.executable, "-c", check, str(live)],
+                               capture_output=True, text=True, env=env(), timeout=120)
+        assert there.returncode == 0 and there.stdout.strip() == "None", there.stdout + there.stderr
+        assert live.is_file()
+    assert (tmp_path / "a.mp4").read_bytes() == b"being written"
+
+
 def _thumb():
     return THUMB
 

@@ -757,7 +757,7 @@ def check_output_file(path: str | Path, option: str = "-o") -> None:
 def _nearest_existing(folder: Path) -> Path:
     """The nearest existing folder above (or at) ``folder`` (where a probe file can be tried)."""
     d = Path(os.path.abspath(folder))
-    while not os.path.exists(d) and d.parent != d:
+    while not os.path.lexists(d) and d.parent != d:  # (a link that leads nowhere is where the write fails)
         d = d.parent
     return d
 
@@ -773,6 +773,15 @@ def _why_unwritable(d: Path) -> str | None:
     import errno
     import tempfile
 
+    if os.path.islink(d) and not os.path.exists(d):  # (-o a broken link: each output failed after its work)
+        try:
+            os.stat(d)
+        except OSError as e:
+            if e.errno == errno.ELOOP:
+                return "a loop of symbolic links"
+        with contextlib.suppress(OSError):
+            return f"a symbolic link to {printable(os.readlink(d))}, which does not exist"
+        return "a symbolic link that leads nowhere"
     if not os.path.isdir(d):
         return _IS_A_FILE
     try:
