@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import errno
 import functools
 import gc
 import inspect
@@ -70,6 +71,13 @@ def _one_line_usage_errors(method):
         given = list(args)  # (click's parser consumes the list)
         try:
             return method(self, ctx, args, *rest, **kwargs)
+        except OSError as e:  # --help to a standard output that takes nothing (>/dev/full; a closed pipe): one line
+            if e.errno not in (errno.ENOSPC, errno.EPIPE, errno.EIO, errno.EBADF):
+                raise
+            _silence_stdout()
+            if e.errno != errno.EPIPE:  # (a reader gone away asked for nothing more: no word, as other tools)
+                print(f"error: cannot write to standard output ({e.strerror})", file=sys.stderr)
+            raise SystemExit(int(ExitCode.failed)) from None
         except Exception as e:  # click's UsageError (typer may bundle its own click)
             if (getattr(e, "exit_code", None) == 2 and hasattr(e, "format_message")
                     and type(e).__name__ != "NoArgsIsHelpError"):  # (that one shows the help)
@@ -77,6 +85,19 @@ def _one_line_usage_errors(method):
             raise
 
     return wrapped
+
+
+def _silence_stdout() -> None:
+    """Point the process's stdout at the null device (what is buffered for it goes there, so the
+    interpreter's last flush fails no more)."""
+    try:
+        null = os.open(os.devnull, os.O_WRONLY)
+        try:
+            os.dup2(null, sys.stdout.fileno())
+        finally:
+            os.close(null)
+    except (OSError, ValueError, AttributeError):
+        pass
 
 
 class _Group(typer.core.TyperGroup):

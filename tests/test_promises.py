@@ -27,7 +27,7 @@ from rich.console import Console
 
 from helpers.gltf import assert_valid_glb
 from helpers.batch_tasks import THUMB
-from helpers.cli import cli, cli_process, env
+from helpers.cli import cli, cli_command, cli_process, env
 from helpers.paths import REPO
 from helpers.photos import photo, photo_rgb
 from photo3d.export import read_glb
@@ -468,6 +468,15 @@ def test_a_run_in_another_pid_namespace_leaves_a_live_temp_file_alone(tmp_path):
         assert there.returncode == 0 and there.stdout.strip() == "None", there.stdout + there.stderr
         assert live.is_file()
     assert (tmp_path / "a.mp4").read_bytes() == b"being written"
+
+
+@pytest.mark.skipif(not Path("/dev/full").exists(), reason="needs /dev/full (Linux)")
+def test_help_to_a_full_standard_output_is_one_line(tmp_path):
+    """``photo3d convert --help >/dev/full`` printed a 60-line traceback box (helper-79): one line now."""
+    for args in (["convert", "--help"], ["--help"], ["--version"]):
+        with open("/dev/full", "w") as full:
+            p = subprocess.run(cli_command(*args), stdout=full, stderr=subprocess.PIPE, text=True, env=env(), timeout=120)
+        assert p.returncode == 1 and p.stderr == "error: cannot write to standard output (No space left on device)\n", (args, p.stderr)
 
 
 def _thumb():
