@@ -1141,6 +1141,23 @@ def test_outputs_finished_when_a_full_disk_stops_the_batch_count_as_written() ->
 
 
 @pytest.mark.slow  # a process pool
+@pytest.mark.skipif(not Path("/dev/full").exists(), reason="needs /dev/full (Linux)")
+def test_a_stopped_batch_leaves_no_empty_output_folder_of_its_own(tmp_path: Path) -> None:
+    """Stopped while two workers wrote into a folder it made (Ctrl-C, a full disk), a batch left that
+    folder behind empty now and then (helper-79): each worker removes the folders it made while they
+    are empty, and the one that made it found the other's temp file still in it."""
+    src = tmp_path / "in"
+    src.mkdir()
+    for n in ["b full.jpg", "c0 slow.jpg"]:
+        Image.fromarray(photo_rgb(40, 30)).save(src / n)
+    out = tmp_path / "out" / "deeper"
+    rep = run_batch(plan_jobs([src], out, ".png"), Task("batch_task_disk_full", batch_task_disk_full, ThumbOptions()),
+                    PoolExecutor(2), progress=False)
+    assert rep.fatal and rep.count("ok") == 0
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in"]
+
+
+@pytest.mark.slow  # a process pool
 def test_workers_that_cannot_start_stop_the_batch(tmp_path: Path) -> None:
     src = tmp_path / "in"
     src.mkdir()

@@ -222,6 +222,7 @@ def run_batch(
                 todo.append(job)
                 index[(str(job.src), str(job.dst))] = i
     remove_stale_temps(jobs)
+    missing = _missing_folders(todo)  # (made by this run: removed again where a stop leaves them empty)
     skipped = sum(1 for r in results.values() if r.status == Status.skipped)
     interrupted = False
     fatal: str | None = None
@@ -303,6 +304,11 @@ def run_batch(
         # written) left its temp file: not for the next run to find
         with stop_signals_ignored() if interrupted else contextlib.nullcontext():
             remove_stale_temps(jobs)
+            # (each worker removes the folders it made while empty, but not one that another worker's
+            # temp file was still in: Ctrl-C with --jobs 2 left an empty OUT now and then, helper-79)
+            for folder in sorted(missing, key=lambda f: len(f.parts), reverse=True):
+                with contextlib.suppress(OSError):
+                    os.rmdir(folder)
     for i, job in enumerate(jobs):
         if i not in results:
             results[i] = Result(job.src, job.dst, Status.not_run)
@@ -315,6 +321,20 @@ def run_batch(
         fatal=fatal,
         fatal_code=fatal_code,
     )
+
+
+def _missing_folders(jobs: Sequence[Job]) -> set[Path]:
+    """The folders the outputs of ``jobs`` go into that do not exist yet (with those above them)."""
+    missing: set[Path] = set()
+    seen: set[Path] = set()
+    for job in jobs:
+        for o in job.outputs:
+            d = Path(os.path.abspath(o.parent))
+            while d not in seen and d.parent != d and not os.path.lexists(d):
+                seen.add(d)
+                missing.add(d)
+                d = d.parent
+    return missing
 
 
 def one_failure_per_input(results: list[Result]) -> list[Result]:
