@@ -20,7 +20,7 @@ from typing import Optional
 import typer
 
 from . import __version__, defaults
-from .errors import (ExitCode, Photo3DError, UsageError, ignore_library_noise, install_one_line_warnings, printable,
+from .errors import (ExitCode, Photo3DError, UsageError, ignore_library_noise, install_one_line_warnings, printable, silence,
                      stderr_console)
 
 
@@ -74,7 +74,7 @@ def _one_line_usage_errors(method):
         except OSError as e:  # --help to a standard output that takes nothing (>/dev/full; a closed pipe): one line
             if e.errno not in (errno.ENOSPC, errno.EPIPE, errno.EIO, errno.EBADF):
                 raise
-            _silence_stdout()
+            silence("stdout")
             if e.errno != errno.EPIPE:  # (a reader gone away asked for nothing more: no word, as other tools)
                 print(f"error: cannot write to standard output ({e.strerror})", file=sys.stderr)
             raise SystemExit(int(ExitCode.failed)) from None
@@ -85,19 +85,6 @@ def _one_line_usage_errors(method):
             raise
 
     return wrapped
-
-
-def _silence_stdout() -> None:
-    """Point the process's stdout at the null device (what is buffered for it goes there, so the
-    interpreter's last flush fails no more)."""
-    try:
-        null = os.open(os.devnull, os.O_WRONLY)
-        try:
-            os.dup2(null, sys.stdout.fileno())
-        finally:
-            os.close(null)
-    except (OSError, ValueError, AttributeError):
-        pass
 
 
 class _Group(typer.core.TyperGroup):

@@ -70,18 +70,20 @@ def describe(e: BaseException, limit: int = 160) -> str:
 _console = None
 
 
-def _silence_stderr() -> None:
-    """Point the process's stderr at the null device (what was buffered for it goes there too)."""
+def silence(name: str) -> None:
+    """Point the process's ``sys.<name>`` ("stdout", "stderr") at the null device, once it cannot be
+    written (what is buffered for it goes there too, so the interpreter's last flush fails no more)."""
     import os
     import sys
 
+    stream = getattr(sys, name)
     try:
         null = os.open(os.devnull, os.O_WRONLY)
         try:
-            os.dup2(null, sys.stderr.fileno())
+            os.dup2(null, stream.fileno())
         finally:
             os.close(null)
-        sys.stderr.flush()
+        stream.flush()
     except (OSError, ValueError, AttributeError):
         pass
 
@@ -103,7 +105,7 @@ class _Stderr:
         try:
             return sys.stderr.write(text)
         except (OSError, ValueError, AttributeError):  # (a closed file: ValueError; none at all: None)
-            _silence_stderr()
+            silence("stderr")
             return len(text)
 
     def flush(self) -> None:
@@ -112,7 +114,7 @@ class _Stderr:
         try:
             sys.stderr.flush()
         except (OSError, ValueError, AttributeError):
-            _silence_stderr()
+            silence("stderr")
 
 
 def stderr_console():
