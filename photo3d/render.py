@@ -332,6 +332,10 @@ class View:
     y: float = 0.0
     forward: float = 0.0
     fov_scale: float = 1.0
+    # a stereo eye: moved this much (same unit as x) along the camera's own right axis, looking the
+    # same way, its image shifted so the focus point stays put (parallel cameras, off-axis frusta:
+    # no vertical disparity, which two cameras each aimed at the focus give in the corners)
+    eye: float = 0.0
 
 
 def dolly_zoom_extra(scene: "Scene") -> float:
@@ -353,10 +357,13 @@ def view_projection(meta: dict, view: View, width: int, height: int, zoom: float
     if r > 1:
         x, y = x / r, y / r
     t = p["max_offset"]
-    eye = np.array([x * t, y * t, -view.forward])
+    centre = np.array([x * t, y * t, -view.forward])
+    focus = np.array([0.0, 0.0, -p["focus_depth"]])
+    rot = look_at(centre, focus)
+    eye = centre + view.eye * t * rot[0]  # (rot's first row: the camera's right axis)
     vm = np.eye(4)
-    vm[:3, :3] = look_at(eye, np.array([0.0, 0.0, -p["focus_depth"]]))
-    vm[:3, 3] = -vm[:3, :3] @ eye
+    vm[:3, :3] = rot
+    vm[:3, 3] = -rot @ eye
     tx, ty = math.tan(math.radians(meta["fov_x_deg"]) / 2), math.tan(math.radians(meta["fov_y_deg"]) / 2)
     k = cover_zoom(meta) * zoom
     aspect = width / height
@@ -365,6 +372,8 @@ def view_projection(meta: dict, view: View, width: int, height: int, zoom: float
     f = 1.0 / half_y
     pm = np.zeros((4, 4))
     pm[0, 0], pm[1, 1] = f / aspect, f
+    if view.eye:  # the focus point, at (-eye t, 0, -distance) in this eye's frame, back to the centre
+        pm[0, 2] = -pm[0, 0] * view.eye * t / float(np.linalg.norm(focus - centre))
     pm[2, 2], pm[2, 3] = (ZFAR + ZNEAR) / (ZNEAR - ZFAR), 2 * ZFAR * ZNEAR / (ZNEAR - ZFAR)
     pm[3, 2] = -1.0
     return pm @ vm

@@ -14,7 +14,8 @@ show the centre, at full height, rather than a 1080 x 134 sliver.
 ``stereo="sbs"`` puts the left and the right eye's frames side by side at full width (the frame
 is twice as wide); ``"sbs-half"`` squeezes each eye to half the width (the frame keeps its
 size; what 3D TVs expect).  The eyes are ``STEREO_EYE`` of the viewer's offset range left and
-right of the path's camera, whose motion is scaled by ``1 - STEREO_EYE`` to stay in range.
+right of the path's camera, whose motion is scaled by ``1 - STEREO_EYE`` to stay in range: parallel
+cameras, their images shifted to put the focus point at zero disparity (``render.View.eye``).
 
 Frames are rendered (:mod:`photo3d.render`) while FFmpeg encodes the previous ones in its own
 process, so the two cores both work.
@@ -63,6 +64,10 @@ MP4_COLOUR = ["-vf", "scale=out_color_matrix=bt709:out_range=tv,"
               "setparams=range=tv:color_primaries=bt709:color_trc=iec61966-2-1:colorspace=bt709"]
 GIF_SAME = 24  # sum of |RGB| differences under which a GIF pixel keeps the previous frame's colour
 GIF_MAX_FPS = 50  # a GIF frame lasts whole 1/100 s, at least 2 (browsers slow shorter ones to 1/10 s)
+# browsers slow a WebP frame of 10 ms or less to 100 ms too (a 120 fps loop of 1 s played for ~11 s,
+# helper-81): at most 90 fps, every frame 11 ms or more
+WEBP_MAX_FPS = 90
+MAX_FPS = {".gif": GIF_MAX_FPS, ".webp": WEBP_MAX_FPS}
 GIF_COLOURS, WEBP_QUALITY = 255, 80  # (index 255 of the GIF's palette is the transparent one)
 # over the size budget (ShareOptions.max_bytes), GIF / WebP give up (see fit_animation):
 BUDGET_MIN_FPS = 12  # frame rate, halved while it stays at least this,
@@ -166,7 +171,7 @@ def _eyes(view, stereo: str | None):
     if not stereo:
         return [view]
     s = 1.0 - STEREO_EYE
-    return [View(view.x * s + e, view.y * s, view.forward, view.fov_scale) for e in (-STEREO_EYE, STEREO_EYE)]
+    return [View(view.x * s, view.y * s, view.forward, view.fov_scale, eye=e) for e in (-STEREO_EYE, STEREO_EYE)]
 
 
 def _compose(eyes: list[np.ndarray], stereo: str | None) -> np.ndarray:
@@ -338,13 +343,14 @@ def write_share(dst: str | Path, glb: bytes, opts: ShareOptions, timings: dict |
     suffix = dst.suffix.lower()
     timings = timings if timings is not None else {}
     asked = opts.fps
-    if suffix == ".gif" and opts.fps > GIF_MAX_FPS:  # (at 120 fps a 1 s loop lasted 2.4 s)
-        opts = replace(opts, fps=GIF_MAX_FPS)
+    if opts.fps > MAX_FPS.get(suffix, math.inf):  # (a GIF at 120 fps: a 1 s loop lasted 2.4 s)
+        opts = replace(opts, fps=MAX_FPS[suffix])
     frames, count, (w, h), notes = render_frames(glb, suffix, opts, timings)
     if suffix == ".mp4":
         _check_mp4_memory(dst, w, h, opts)
     if opts.fps != asked:
-        notes.insert(0, f"{asked:g} → {opts.fps:g} fps: a GIF frame lasts at least 1/{GIF_MAX_FPS} s")
+        kind = "GIF" if suffix == ".gif" else "WebP"
+        notes.insert(0, f"{asked:g} → {opts.fps:g} fps: browsers show a {kind} frame for at least 1/{MAX_FPS[suffix]} s")
     # (a name's escape codes, rich markup and :emoji: codes shown as text, as on the batch's bar)
     with _progress(count, opts.progress and count > 1, f"rendering {printable(dst.name)}") as bar:
         task = bar.add_task("render", total=count)
@@ -358,7 +364,7 @@ def write_share(dst: str | Path, glb: bytes, opts: ShareOptions, timings: dict |
         report = {"frames": count, "size": [w, h], "fps": opts.fps}
         with atomic_output(dst) as tmp:
             if suffix == ".mp4":
-                _write_mp4(tmp, ticking(), (w, h), opts.fps)
+                _write_mp4(tmp, ticking(), (w, h), opts.fps, opts.stereo)
             elif suffix in (".gif", ".webp"):
                 data, report = fit_animation(list(ticking()), suffix, opts.fps, opts.max_bytes)
                 tmp.write_bytes(data)
@@ -424,19 +430,35 @@ def ffmpeg_exe() -> str:
     return imageio_ffmpeg.get_ffmpeg_exe()
 
 
-def _write_mp4(path: Path, frames: Iterator[np.ndarray], size: tuple[int, int], fps: float) -> None:
+def ffmpeg_rate(fps: float) -> str:
+    """``fps`` as FFmpeg's exact rational: the NTSC rates typed as 23.976, 29.97, 59.94 ... are
+    24000/1001, 30000/1001, ...; others as typed (``f"{fps:.2f}"`` made 23.976 a rate of 23.98)."""
+    from fractions import Fraction
+
+    for base in (24, 30, 48, 60, 120):
+        if abs(fps - base * 1000 / 1001) < 0.0015:
+            return f"{base * 1000}/1001"
+    rate = Fraction(fps).limit_denominator(1000)
+    return f"{rate.numerator}/{rate.denominator}"
+
+
+def _write_mp4(path: Path, frames: Iterator[np.ndarray], size: tuple[int, int], fps: float,
+               stereo: str | None = None) -> None:
     """Encode ``frames`` (RGB uint8, ``size`` = (w, h)) to H.264 in ``path`` with FFmpeg, fed raw
     frames on its stdin.  FFmpeg's exit code is checked: when it cannot write (a full disk) this
     raises an OSError with FFmpeg's reason (``atomic_output`` makes it the output's one line), and its messages are not shown.  Interrupted
     (Ctrl-C) or failed while rendering: FFmpeg is killed at once (in its own process group, the
-    terminal's Ctrl-C is not its to see), silently."""
+    terminal's Ctrl-C is not its to see), silently.  A ``stereo`` video says it is side by side in
+    its stream (H.264's frame-packing SEI, type 3, which 3D TVs and players read); without it, it was
+    a wide flat video to them (helper-81)."""
     import subprocess
     import tempfile
 
     w, h = size
     threads = mp4_threads(w, h)
     cmd = [ffmpeg_exe(), "-y", "-v", "error", "-f", "rawvideo", "-vcodec", "rawvideo", "-s", f"{w}x{h}",
-           "-pix_fmt", "rgb24", "-r", f"{fps:.02f}", "-i", "-", "-an", *MP4_COLOUR, "-vcodec", "libx264", "-pix_fmt", "yuv420p",
+           "-pix_fmt", "rgb24", "-r", ffmpeg_rate(fps), "-i", "-", "-an", *MP4_COLOUR, "-vcodec", "libx264", "-pix_fmt", "yuv420p",
+           *(["-x264-params", "frame-packing=3"] if stereo else []),
            "-crf", str(MP4_CRF), "-preset", "veryfast", *(["-threads", str(threads)] if threads else []),
            "-movflags", "+faststart", "-f", "mp4", str(path)]
     with tempfile.TemporaryFile() as log:
@@ -490,7 +512,7 @@ def _encode_webp(frames: list[np.ndarray], fps: float, quality: int) -> bytes:
 
     images = [Image.fromarray(f) for f in frames]
     buf = io.BytesIO()
-    images[0].save(buf, format="WEBP", save_all=True, append_images=images[1:], duration=frame_delays(len(images), fps, 1), loop=0,
+    images[0].save(buf, format="WEBP", save_all=True, append_images=images[1:], duration=frame_delays(len(images), fps, 1, 11), loop=0,
                    quality=quality, method=4, xmp=f'<x:xmpmeta xmlns:x="adobe:ns:meta/">{VIDEO_TAG}</x:xmpmeta>'.encode())
     return buf.getvalue()
 
