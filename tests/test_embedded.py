@@ -1019,3 +1019,35 @@ def test_display_p3_photos_are_read_in_srgb(embedded_dir):
     left_stored = np.asarray(pillow_heif.open_heif(str(embedded_dir / "spatial_photo.heic"))[0].to_pillow().convert("RGB"))
     err = np.abs(pair[0][::4, ::4].astype(np.float64) - srgb_from_p3(left_stored[::4, ::4]))
     assert err.mean() < 1.0, err.mean()
+
+
+def test_a_cross_eyed_side_by_side_pair_is_not_inside_out(tmp_path, embedded_dir):
+    """A side-by-side photo laid out for cross-eyed viewing (the right view first, a common layout)
+    made near things far (helper-82: the spatial photo's plant behind its background).  The strips
+    one view sees and the other does not tell the order: such a pair is read the other way round,
+    with a warning; in order, or with its stereo window behind everything (every match to the left
+    as well), it is read as before.  (A pair whose strips do not say clearly stays as it is.)"""
+    import pillow_heif
+
+    h = pillow_heif.open_heif(str(embedded_dir / "spatial_photo.heic"))
+    left, right = (h[i].to_pillow().convert("RGB").resize((512, 512), Image.LANCZOS) for i in (0, 1))
+    maps = {}
+    for name, a, b in (("lr", left, right), ("rl", right, left)):
+        sbs = Image.new("RGB", (1024, 512))
+        sbs.paste(a, (0, 0))
+        sbs.paste(b, (512, 0))
+        sbs.save(tmp_path / f"{name}.png")
+        photo = load_image(tmp_path / f"{name}.png")
+        found = E.find_depth(tmp_path / f"{name}.png", photo)
+        assert found.source == "stereo" and found.kind == "sbs-stereo", name
+        assert found.warnings == ([] if name == "lr" else [
+            "a cross-eyed pair (the right view first, as the strips its views do not share tell): its depth is read so"]), found.warnings
+        maps[name] = cv2.resize(np.nan_to_num(found.depth.disparity), (64, 64), interpolation=cv2.INTER_AREA)
+    # (the two maps are of the left and of the right view: a few pixels apart at 64 px)
+    r = np.corrcoef(maps["lr"].ravel(), maps["rl"].ravel())[0, 1]
+    assert r > 0.8, r
+    shift = 60  # the right view moved right: every match to the left, the order as it was
+    a, b = np.asarray(left)[:, shift:], np.zeros_like(np.asarray(right))
+    b[:, shift:] = np.asarray(right)[:, :-shift]
+    depth = E.stereo_disparity(a, b[:, shift:])
+    assert depth.meta["disparity_range_px"][1] < 0 and not E._views_swapped(depth), depth.meta
