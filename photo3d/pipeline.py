@@ -111,7 +111,11 @@ def load_depth_file(path: Path, photo: Photo, opts: ConvertOptions) -> np.ndarra
     d = load_depth_map(path, max_megapixels=opts.max_megapixels)
     dh, dw = d.shape
     if abs(dw / dh - photo.width / photo.height) > 0.02 * photo.width / photo.height and not _network_grid(photo, dw, dh):
-        raise InputFileError(f"depth map is {dw}x{dh}, not the photo's aspect ratio ({photo.width}x{photo.height})", path)
+        hint = ""
+        if abs(2 * dw / dh - photo.width / photo.height) <= 0.02 * photo.width / photo.height:
+            hint = ("; a side-by-side stereo photo's map is of its left view: give that view as the photo, or leave "
+                    "--depth out and photo3d reads the pair's depth itself")
+        raise InputFileError(f"depth map is {dw}x{dh}, not the photo's aspect ratio ({photo.width}x{photo.height}){hint}", path)
     lo, hi = float(d.min()), float(d.max())
     if not hi > lo:
         return np.zeros_like(d)

@@ -293,6 +293,20 @@ def test_a_raw_depth_map_of_photo3d_depth_is_taken_back_by_convert(tmp_path, siz
     assert res.exit_code == 1 and "aspect ratio" in res.output
 
 
+def test_a_side_by_side_photos_own_map_given_back_says_why_it_does_not_fit(tmp_path):
+    """``photo3d depth`` of a side-by-side stereo photo maps its left view; that map given back with
+    ``--depth`` was refused only as "not the photo's aspect ratio" (helper-82): the line now says
+    what the map is of and what to do."""
+    pair = tmp_path / "pair.png"
+    Image.new("RGB", (640, 240), (90, 120, 150)).save(pair)
+    Image.fromarray(np.tile(np.linspace(0, 65535, 320).astype(np.uint16), (240, 1))).save(tmp_path / "left.png")
+    res = cli("convert", str(pair), "-o", str(tmp_path / "pair.glb"), "--depth", str(tmp_path / "left.png"))
+    assert res.exit_code == 1 and res.output.splitlines() == [
+        f"error: {tmp_path / 'left.png'}: depth map is 320x240, not the photo's aspect ratio (640x240); a side-by-side "
+        "stereo photo's map is of its left view: give that view as the photo, or leave --depth out and photo3d reads "
+        "the pair's depth itself"], res.output
+
+
 def test_a_raw_map_of_a_model_with_any_input_size_is_its_network_grid():
     """A model's metadata may give any input size up to 8192 px; only multiples of 32 from 64
     to 4096 were tried, so a raw map of a model at 400 px (384 x 224 for 16:9) was refused by

@@ -198,6 +198,14 @@ def test_exif_orientation_turns_the_map_with_the_photo(tmp_path):
     assert f.source == "embedded", f.warnings
     want = np.rot90(1.0 / depth, k=-1)  # orientation 6: turn 90° clockwise to show upright
     np.testing.assert_allclose(f.depth.disparity, want, rtol=2e-4)
+    # a writer that stored the map upright already (it fits the photo as shown only unturned): it was
+    # refused as "depth map is 320x240, not the photo's aspect ratio (240x320)", a size the file does
+    # not hold (helper-82); used as it is
+    upright = gdepth_jpeg(photo, np.ascontiguousarray(np.rot90(depth, k=-1)), extended_chunk=None)
+    xmp_seg = next(seg for m, seg in E.jpeg_segments(upright) if m == 0xE1 and seg.startswith(E.XMP_HEADER))
+    f = found_in(write(tmp_path, "upright.jpg", base[:2] + app1(xmp_seg) + base[2:]))
+    assert f.source == "embedded" and f.warnings == [], f.warnings
+    np.testing.assert_allclose(f.depth.disparity, want, rtol=2e-4)
 
 
 @pytest.mark.parametrize("by_uri", [False, True])

@@ -894,8 +894,9 @@ def _find_depth(path: Path, photo: Photo, source: str, found: Found, data: FileB
                     raise depth
             elif is_jpeg:
                 depth = read_jpeg_depth(data, max_px)
-                if depth is not None:
-                    depth = oriented(depth, _orientation(path))
+                if depth is not None:  # (turned with the photo; a map some writer stored upright already
+                    turned = oriented(depth, _orientation(path))  # fits only unturned: used so, helper-82)
+                    depth = turned if _fits(turned.disparity, photo) or not _fits(depth.disparity, photo) else depth
             else:
                 depth = None
             if depth is not None:
@@ -1020,11 +1021,16 @@ def check_confident(sd: SourceDepth) -> None:
         raise EmbeddedDepthError(f"depth map: {n} of its {ok.size} pixels are confident (confidence >= {LOW_CONFIDENCE})")
 
 
+def _fits(disp: np.ndarray, photo: Photo) -> bool:
+    h, w = disp.shape
+    return abs(w / h - photo.width / photo.height) <= ASPECT_TOLERANCE * photo.width / photo.height
+
+
 def check_aspect(disp: np.ndarray, photo: Photo) -> None:
     h, w = disp.shape
     if not np.isfinite(disp).any():
         raise EmbeddedDepthError("depth map holds no finite value")
-    if abs(w / h - photo.width / photo.height) > ASPECT_TOLERANCE * photo.width / photo.height:
+    if not _fits(disp, photo):
         raise EmbeddedDepthError(f"depth map is {w}x{h}, not the photo's aspect ratio ({photo.width}x{photo.height})")
 
 
