@@ -93,6 +93,9 @@ def test_viewer_says_when_webgl_is_missing_and_hints_otherwise(tmp_path):
     html = tmp_path / "flat.html"
     no_gl = _dom(exe, html, tmp_path / "p1", "--disable-3d-apis")
     assert _shown(no_gl, "photo3d-no-webgl") and not _shown(no_gl, "photo3d-hint")
+    # WebGL 1 without WebGL 2 (which three.js draws with): it was told it had no WebGL (helper-83)
+    gl1 = _dom(exe, html, tmp_path / "p0", "--disable-webgl2")
+    assert _shown(gl1, "photo3d-no-webgl") and "needs WebGL 2" in _shown(gl1, "photo3d-no-webgl").group(0)
     with_gl = _dom(exe, html, tmp_path / "p2", wait_for="photo3d-hint")
     assert not _shown(with_gl, "photo3d-no-webgl")
     hint = _shown(with_gl, "photo3d-hint")
@@ -309,6 +312,63 @@ def test_viewer_idle_motion_takes_over_gently_and_a_finger_drags_the_view(card_p
     # dragged by an eighth of the window from the centre view: a quarter of the range to the right
     want = card_at[(0, 0)] + 0.25 * full
     assert np.abs(got["dragged"] - want).max() < 0.08 * abs(full[0]), (got["dragged"], want, card_at)
+
+
+# a phone in the hand: its tilt reported every 50 ms, jittering by 0.3 degrees (held in portrait)
+_JITTER = """const tilt = (beta, gamma) => dispatchEvent(new DeviceOrientationEvent('deviceorientation', {alpha: 0, beta, gamma}));
+for (let t = 0, i = 0; t < 6000; t += 50, i++) ms(t, () => tilt(60 + 0.3 * Math.sin(i), 0.3 * Math.sin(i)));"""
+_TOUCH = ("const tp = (type, x, id) => dispatchEvent(new PointerEvent(type, {clientX: x, clientY: innerHeight / 2, "
+          "pointerType: 'touch', pointerId: id}));")
+
+
+def test_viewer_a_finger_drags_on_top_of_the_tilt_and_a_second_finger_does_not_throw_it(card_page, card_at, tmp_path):
+    """On a phone whose tilt sensor reports (every phone in the hand), each reading replaced where
+    the view was heading, so a drag was undone within a frame (helper-83); a second finger put down
+    was taken as the drag's start and the view jumped to the end of its range.  Now a drag moves the
+    view on top of the tilt, and only the first finger drags."""
+    exe = chromium()
+    script = (_JITTER + _TOUCH + "ms(1000, () => dispatchEvent(new KeyboardEvent('keydown', {key: 'Home'})));"
+              "ms(2000, () => { tp('pointerdown', innerWidth * 0.5, 1); tp('pointermove', innerWidth * 0.5 + innerWidth / 8, 1); });"
+              "ms(3200, () => measure('dragged'));"
+              "ms(3300, () => { tp('pointerdown', 20, 2); tp('pointermove', 40, 2); tp('pointermove', innerWidth * 0.5 + innerWidth / 8 + 2, 1); });"
+              "ms(4500, () => { measure('second finger'); done(); });")
+    got = {g["label"]: np.array([g["x"], g["y"]]) for g in drive(exe, card_page, script, tmp_path / "page.html",
+                                                                 tmp_path / "profile")}
+    full = card_at[(1, 0)] - card_at[(0, 0)]
+    want = card_at[(0, 0)] + 0.25 * full  # an eighth of the window: a quarter of the range
+    assert np.abs(got["dragged"] - want).max() < 0.08 * abs(full[0]), (got, want, card_at)
+    assert np.abs(got["second finger"] - want).max() < 0.08 * abs(full[0]), (got, want, card_at)
+
+
+# a phone held upright in landscape (screen.orientation.angle 90: its top to the left), leaning back
+# 10 degrees, then turned 20 degrees sideways about the screen's up axis: the angles W3C's frame gives
+# (helper-83); beta and gamma alone moved the view 0.17 of the range, the turn is mostly in alpha
+_LANDSCAPE_TURN = """Object.defineProperty(screen.orientation, 'angle', {get: () => 90});
+const pose = (alpha, beta, gamma) => dispatchEvent(new DeviceOrientationEvent('deviceorientation', {alpha, beta, gamma}));
+ms(400, () => pose(90.0, 0.0, -80.0)); for (let t = 500; t < 3000; t += 100) ms(t, () => pose(109.7, 3.4, -80.6));"""
+
+
+def test_viewer_a_phone_turned_sideways_in_landscape_reaches_the_end_of_the_range(card_page, card_at, tmp_path):
+    exe = chromium()
+    got = drive(exe, card_page, _LANDSCAPE_TURN + "ms(3000, () => { measure('turned'); done(); });",
+                tmp_path / "page.html", tmp_path / "profile")
+    full = card_at[(1, 0)] - card_at[(0, 0)]
+    seen = np.array([got[0]["x"], got[0]["y"]])
+    assert np.abs(seen - card_at[(1, 0)]).max() < 0.1 * abs(full[0]), (seen, card_at)
+
+
+def test_viewer_follows_a_new_pixel_ratio(card_page, tmp_path):
+    """A browser zoom or a move to another screen changes the pixel ratio: the picture was drawn at
+    the old one, blurred (helper-83).  The drawing buffer follows it (at most 2)."""
+    exe = chromium()
+    report = ("const c = document.querySelector('canvas'), r = document.createElement('pre'); r.className = 'photo3d-test';"
+              "r.textContent = JSON.stringify({label: L, n: 0, x: c.width, y: c.clientWidth}); document.body.appendChild(r);")
+    script = ("ms(300, () => { const L = 'before'; " + report + " });"
+              "ms(400, () => Object.defineProperty(window, 'devicePixelRatio', {get: () => 2, configurable: true}));"
+              "ms(1200, () => { const L = 'after'; " + report + " done(); });")
+    got = {g["label"]: (g["x"], g["y"]) for g in drive(exe, card_page, script, tmp_path / "page.html", tmp_path / "profile")}
+    (b_buf, b_css), (a_buf, a_css) = got["before"], got["after"]
+    assert b_buf == b_css and abs(a_buf - 2 * a_css) <= 1, got
 
 
 @pytest.mark.parametrize("reduced", [False, True])

@@ -90,14 +90,14 @@ function damaged(reason, partly) {
 function hasWebGL() {
   try {
     const c = document.createElement("canvas");
-    return !!(window.WebGLRenderingContext && (c.getContext("webgl2") || c.getContext("webgl")));
+    return !!(window.WebGL2RenderingContext && c.getContext("webgl2")); // (three.js draws with WebGL 2 only)
   } catch (e) {
     return false;
   }
 }
 
 function noWebGL(reason) {
-  failed("webgl: " + reason, "photo3d-no-webgl", "This 3D photo needs WebGL, which this browser does not offer. " +
+  failed("webgl: " + reason, "photo3d-no-webgl", "This 3D photo needs WebGL 2, which this browser does not offer. " +
     "Try a current Chrome, Firefox, Safari or Edge, or turn on hardware acceleration.", "top:40%;font-size:17px;");
 }
 
@@ -107,6 +107,35 @@ function inDisc(o) {
 }
 
 // the screen's rotation from the device's natural orientation, in degrees (0, 90, 180, 270)
+// The device's orientation as a rotation (device frame to the earth's): W3C's Rz(alpha) Rx(beta) Ry(gamma)
+function deviceRotation(alpha, beta, gamma) {
+  const r = MathUtils.DEG2RAD;
+  const ca = Math.cos(alpha * r), sa = Math.sin(alpha * r), cb = Math.cos(beta * r), sb = Math.sin(beta * r);
+  const cg = Math.cos(gamma * r), sg = Math.sin(gamma * r);
+  return [[ca * cg - sa * sb * sg, -sa * cb, ca * sg + sa * sb * cg],
+    [sa * cg + ca * sb * sg, ca * cb, sa * sg - ca * sb * cg],
+    [-cb * sg, sb, cb * cg]];
+}
+
+const transpose = (m) => m[0].map((_, j) => m.map((row) => row[j]));
+const mul = (a, b) => a.map((row) => b[0].map((_, j) => row[0] * b[0][j] + row[1] * b[1][j] + row[2] * b[2][j]));
+
+// the rotation vector (axis times angle, radians) of a rotation matrix, and back (Rodrigues)
+function rotationVector(m) {
+  const c = MathUtils.clamp((m[0][0] + m[1][1] + m[2][2] - 1) / 2, -1, 1), t = Math.acos(c);
+  const k = t < 1e-6 ? 0.5 : t / (2 * Math.sin(t));
+  return [(m[2][1] - m[1][2]) * k, (m[0][2] - m[2][0]) * k, (m[1][0] - m[0][1]) * k];
+}
+
+function rotationMatrix(v) {
+  const t = Math.hypot(v[0], v[1], v[2]);
+  if (t < 1e-9) return [[1, 0, 0], [0, 1, 0], [0, 0, 1]];
+  const [x, y, z] = v.map((c) => c / t), c = Math.cos(t), s = Math.sin(t), C = 1 - c;
+  return [[c + x * x * C, x * y * C - z * s, x * z * C + y * s],
+    [y * x * C + z * s, c + y * y * C, y * z * C - x * s],
+    [z * x * C - y * s, z * y * C + x * s, c + z * z * C]];
+}
+
 function screenAngle() {
   const a = screen.orientation && typeof screen.orientation.angle === "number" ? screen.orientation.angle : window.orientation;
   return ((Number(a) || 0) % 360 + 360) % 360;
@@ -121,7 +150,6 @@ export function start(base64, container = document.body) {
   } catch (e) {
     return noWebGL(String(e && e.message || e));
   }
-  renderer.setPixelRatio(Math.min(window.devicePixelRatio || 1, 2));
   renderer.setClearColor(new Color("#" + opts.clear), 1);
   const canvas = renderer.domElement;
   canvas.setAttribute("role", "img"); // for screen readers: what the canvas shows
@@ -130,8 +158,10 @@ export function start(base64, container = document.body) {
   const scene = new Scene();
   const camera = new PerspectiveCamera(50, 1, 0.05, 1000);
   const reduceMotion = matchMedia("(prefers-reduced-motion: reduce)");
-  const state = { meta: null, target: { x: 0, y: 0 }, cur: { x: 0, y: 0 }, lastInput: -1e9, gyro0: null, held: false,
-    lastFrame: null, idleSince: null, drag: null };
+  // target = base (where the mouse, a finger or the keys put the view) + tilt (the phone's, on top:
+  // a drag on a phone that reports its tilt 60 times a second was undone by every reading)
+  const state = { meta: null, target: { x: 0, y: 0 }, cur: { x: 0, y: 0 }, base: { x: 0, y: 0 }, tilt: { x: 0, y: 0 },
+    lastInput: -1e9, gyro0: null, held: false, lastFrame: null, idleSince: null, drag: null };
 
   function layout() {
     const W = window.innerWidth, H = window.innerHeight;
@@ -155,6 +185,9 @@ export function start(base64, container = document.body) {
       if (w / h > tx / ty) halfY = tx / k / (w / h);
       camera.fov = MathUtils.radToDeg(2 * Math.atan(halfY));
     }
+    // (each time: a browser zoom or a move to another screen changes the pixel ratio, and the
+    // picture was drawn at the old one, blurred)
+    renderer.setPixelRatio(Math.min(window.devicePixelRatio || 1, 2));
     renderer.setSize(w, h);
     camera.aspect = w / h;
     camera.updateProjectionMatrix();
@@ -169,6 +202,8 @@ export function start(base64, container = document.body) {
   }
 
   function frame(now) {
+    // (a move to a screen of another pixel ratio need not fire "resize": checked each frame)
+    if (renderer.getPixelRatio() !== Math.min(window.devicePixelRatio || 1, 2)) layout();
     if (opts.fixed) {
       place(opts.fixed);
     } else {
@@ -196,11 +231,19 @@ export function start(base64, container = document.body) {
     if (opts.fixed) document.body.dataset.rendered = "1";
   }
 
-  function input(target, hold) {
-    state.target = inDisc(target);
+  function aim() {
+    state.target = inDisc({ x: state.base.x + state.tilt.x, y: state.base.y + state.tilt.y });
     state.lastInput = performance.now();
+  }
+
+  function input(base, hold) {
+    state.base = inDisc(base);
+    aim();
     if (hold !== undefined) state.held = hold;
   }
+
+  // where the view is now, less the tilt: a drag or a key press goes on from there
+  const here = () => ({ x: state.cur.x - state.tilt.x, y: state.cur.y - state.tilt.y });
 
   // The browser may take the WebGL context away (a GPU reset or driver update, too many pages
   // with WebGL) and give it back later. three.js claims it back (preventDefault on the loss) and
@@ -229,21 +272,23 @@ export function start(base64, container = document.body) {
     // moves the view by how far it is dragged, and lets go when it lifts
     if (e.pointerType === "mouse") {
       input({ x: (e.clientX / window.innerWidth) * 2 - 1, y: 1 - (e.clientY / window.innerHeight) * 2 }, true);
-    } else if (state.drag) {
+    } else if (state.drag && state.drag.id === e.pointerId) {  // (the first finger's: a second one, a pinch, is not a drag)
       const d = state.drag;
       input({ x: d.x + (e.clientX - d.cx) / window.innerWidth * 2, y: d.y - (e.clientY - d.cy) / window.innerHeight * 2 }, false);
     }
   });
   window.addEventListener("pointerdown", (e) => {
-    if (e.pointerType !== "mouse") state.drag = { cx: e.clientX, cy: e.clientY, x: state.cur.x, y: state.cur.y };
+    if (e.pointerType !== "mouse" && !state.drag) state.drag = { id: e.pointerId, cx: e.clientX, cy: e.clientY, ...here() };
   });
-  for (const ev of ["pointerup", "pointercancel"]) window.addEventListener(ev, () => { state.drag = null; });
+  for (const ev of ["pointerup", "pointercancel"]) {
+    window.addEventListener(ev, (e) => { if (state.drag && state.drag.id === e.pointerId) state.drag = null; });
+  }
   document.addEventListener("mouseout", (e) => { if (!e.relatedTarget) { state.held = false; state.lastInput = performance.now(); } });
   window.addEventListener("blur", () => { state.held = false; });
   window.addEventListener("keydown", (e) => {
     if (e.altKey || e.ctrlKey || e.metaKey) return;
     const step = { ArrowLeft: [-1, 0], ArrowRight: [1, 0], ArrowUp: [0, 1], ArrowDown: [0, -1] }[e.key];
-    const from = state.held ? state.target : state.cur; // (not where the idle motion is heading)
+    const from = state.held ? state.base : here(); // (not where the idle motion is heading)
     if (step) input({ x: from.x + step[0] * KEY_STEP, y: from.y + step[1] * KEY_STEP }, true);
     else if (e.key === "0" || e.key === "Home") input({ x: 0, y: 0 }, true);
     else return;
@@ -252,17 +297,22 @@ export function start(base64, container = document.body) {
   window.addEventListener("deviceorientation", (e) => {
     if (e.beta == null || e.gamma == null) return;
     const angle = screenAngle();
-    if (!state.gyro0 || state.gyro0.angle !== angle) state.gyro0 = { b: e.beta, g: e.gamma, angle };
-    const g0 = state.gyro0;
-    // the rest position follows a tilt beyond the range (a phone picked up from a table, held
-    // another way): the view stays at the range's end and comes back with the first tilt back
-    g0.b = MathUtils.clamp(g0.b, e.beta - TILT_DEG, e.beta + TILT_DEG);
-    g0.g = MathUtils.clamp(g0.g, e.gamma - TILT_DEG, e.gamma + TILT_DEG);
-    const db = e.beta - g0.b, dg = e.gamma - g0.g;
-    // tilt about the screen's up axis moves the view sideways, about its right axis up and down;
-    // beta turns about the device's x axis, gamma about its y axis, which the screen rotates
+    // the turn since the rest position, from the whole orientation (alpha too: a phone held upright in
+    // landscape and turned sideways turns mostly in alpha, and beta and gamma alone saw a fifth of it)
+    const R = deviceRotation(e.alpha || 0, e.beta, e.gamma);
+    if (!state.gyro0 || state.gyro0.angle !== angle) state.gyro0 = { R, angle };
+    const w = rotationVector(mul(transpose(state.gyro0.R), R)); // about the device's x, y, z axes at rest
+    // the rest position follows a turn beyond the range (a phone picked up from a table, held
+    // another way): the view stays at the range's end and comes back with the first turn back
+    const lim = TILT_DEG * MathUtils.DEG2RAD;
+    const held = [MathUtils.clamp(w[0], -lim, lim), MathUtils.clamp(w[1], -lim, lim), w[2]];
+    if (held[0] !== w[0] || held[1] !== w[1]) state.gyro0.R = mul(R, transpose(rotationMatrix(held)));
+    const db = held[0] * MathUtils.RAD2DEG, dg = held[1] * MathUtils.RAD2DEG;
+    // a turn about the screen's up axis moves the view sideways, about its right axis up and down;
+    // the device's x axis (beta) and y axis (gamma) are the screen's as the screen is rotated
     const [sx, sy] = { 0: [dg, -db], 90: [db, dg], 180: [-dg, db], 270: [-db, -dg] }[Math.round(angle / 90) % 4 * 90];
-    input({ x: sx / TILT_DEG, y: sy / TILT_DEG });
+    state.tilt = { x: sx / TILT_DEG, y: sy / TILT_DEG };
+    aim();
   });
   window.addEventListener("click", () => {
     const D = window.DeviceOrientationEvent;
