@@ -188,28 +188,38 @@ def test_an_embedded_colour_profile_is_applied(tmp_path, fmt, suffix):
     assert warning.startswith("colour profile unusable (") and warning.endswith("): colours taken as sRGB"), warning
 
 
-def _grey_profile(gamma: float) -> bytes:
-    """A minimal ICC v2 greyscale display profile (D50 white, a pure-gamma kTRC)."""
-    def s15(x):
-        return struct.pack(">i", round(x * 65536))
+def _s15(x: float) -> bytes:
+    return struct.pack(">i", round(float(x) * 65536))
 
-    def pad(d):
-        return d + b"\0" * (-len(d) % 4)
 
-    text = b"grey\0"
-    tags = [(b"desc", pad(b"desc" + bytes(4) + struct.pack(">I", len(text)) + text + bytes(79))),
-            (b"cprt", pad(b"text" + bytes(4) + b"none\0")),
-            (b"wtpt", b"XYZ " + bytes(4) + s15(0.9642) + s15(1.0) + s15(0.8249)),
-            (b"kTRC", pad(b"curv" + bytes(4) + struct.pack(">IH", 1, round(gamma * 256))))]
+def _pad(d: bytes) -> bytes:
+    return d + b"\0" * (-len(d) % 4)
+
+
+_D50 = (0.9642, 1.0, 0.8249)
+
+
+def _icc(space: bytes, tags: list[tuple[bytes, bytes]]) -> bytes:
+    """A minimal ICC v2 display profile of colour ``space`` (b"GRAY", b"RGB ") with ``tags`` besides
+    its description, copyright and (D50) white point."""
+    text = b"test\0"
+    tags = [(b"desc", _pad(b"desc" + bytes(4) + struct.pack(">I", len(text)) + text + bytes(79))),
+            (b"cprt", _pad(b"text" + bytes(4) + b"none\0")),
+            (b"wtpt", b"XYZ " + bytes(4) + b"".join(_s15(v) for v in _D50))] + tags
     off, table, data = 128 + 4 + 12 * len(tags), b"", b""
     for sig, d in tags:
         table += sig + struct.pack(">II", off + len(data), len(d))
         data += d
     body = struct.pack(">I", len(tags)) + table + data
-    head = (struct.pack(">I", 128 + len(body)) + b"none" + bytes([2, 0x10, 0, 0]) + b"mntrGRAYXYZ " + bytes(12) + b"acsp"
-            + bytes(24) + bytes(4) + s15(0.9642) + s15(1.0) + s15(0.8249) + bytes(48))
+    head = (struct.pack(">I", 128 + len(body)) + b"none" + bytes([2, 0x40, 0, 0]) + b"mntr" + space + b"XYZ " + bytes(12)
+            + b"acsp" + bytes(24) + bytes(4) + b"".join(_s15(v) for v in _D50) + bytes(48))
     assert len(head) == 128
     return head + body
+
+
+def _grey_profile(gamma: float) -> bytes:
+    """A greyscale profile with a pure-gamma curve."""
+    return _icc(b"GRAY", [(b"kTRC", _pad(b"curv" + bytes(4) + struct.pack(">IH", 1, round(gamma * 256))))])
 
 
 def test_a_colour_profile_is_applied_to_palette_and_grey_photos_too(tmp_path):
@@ -273,36 +283,16 @@ def test_a_heif_colour_space_given_as_code_points_is_applied(tmp_path):
 
 
 def _rgb_icc_from_primaries(xy) -> bytes:
-    """An ICC v2 RGB profile with the sRGB curve and the primaries / white ``xy`` (Bradford-adapted to D50)."""
+    """An RGB profile with the sRGB curve and the primaries / white ``xy`` (Bradford-adapted to D50)."""
     from photo3d.io import _bradford, _rgb_to_xyz
 
     m = _rgb_to_xyz(*xy)
-    d50 = np.array([0.9642, 1.0, 0.8249])
-    m = _bradford(m.sum(1), d50) @ m
-
-    def s15(x):
-        return struct.pack(">i", round(float(x) * 65536))
-
-    def pad(d):
-        return d + b"\0" * (-len(d) % 4)
-
+    m = _bradford(m.sum(1), np.array(_D50)) @ m
     # the sRGB curve as ICC parametric curve type 3 (para): Y = (aX+b)^g for X >= d, else cX
-    para = pad(b"para" + bytes(4) + struct.pack(">HH", 3, 0) + b"".join(s15(v) for v in (2.4, 1 / 1.055, 0.055 / 1.055, 1 / 12.92, 0.04045)))
-    text = b"p3\0"
-    tags = [(b"desc", pad(b"desc" + bytes(4) + struct.pack(">I", len(text)) + text + bytes(79))),
-            (b"cprt", pad(b"text" + bytes(4) + b"none\0")),
-            (b"wtpt", b"XYZ " + bytes(4) + b"".join(s15(v) for v in d50))]
-    tags += [(sig, b"XYZ " + bytes(4) + b"".join(s15(v) for v in m[:, i])) for i, sig in enumerate((b"rXYZ", b"gXYZ", b"bXYZ"))]
-    tags += [(sig, para) for sig in (b"rTRC", b"gTRC", b"bTRC")]
-    off, table, data = 128 + 4 + 12 * len(tags), b"", b""
-    for sig, d in tags:
-        table += sig + struct.pack(">II", off + len(data), len(d))
-        data += d
-    body = struct.pack(">I", len(tags)) + table + data
-    head = (struct.pack(">I", 128 + len(body)) + b"none" + bytes([2, 0x40, 0, 0]) + b"mntrRGB XYZ " + bytes(12) + b"acsp"
-            + bytes(24) + bytes(4) + b"".join(s15(v) for v in d50) + bytes(48))
-    assert len(head) == 128
-    return head + body
+    para = _pad(b"para" + bytes(4) + struct.pack(">HH", 3, 0)
+                + b"".join(_s15(v) for v in (2.4, 1 / 1.055, 0.055 / 1.055, 1 / 12.92, 0.04045)))
+    tags = [(sig, b"XYZ " + bytes(4) + b"".join(_s15(v) for v in m[:, i])) for i, sig in enumerate((b"rXYZ", b"gXYZ", b"bXYZ"))]
+    return _icc(b"RGB ", tags + [(sig, para) for sig in (b"rTRC", b"gTRC", b"bTRC")])
 
 
 def test_a_16_bit_grey_png_keeps_its_transparent_level(tmp_path):
