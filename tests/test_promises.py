@@ -1297,8 +1297,11 @@ def test_standard_input_and_output_are_usage_errors(tmp_path, monkeypatch):
 
 def test_an_empty_folder_or_a_glob_matching_nothing_fails(tmp_path):
     (tmp_path / "empty").mkdir()
-    r = cli("convert", tmp_path / "empty", "-o", tmp_path / "out")
+    r = cli("convert", tmp_path / "empty", "-o", tmp_path / "out", "--summary", tmp_path / "s.json")
     assert r.exit_code == 1 and lines(r.output) == [f"error: no images found in {tmp_path / 'empty'}"]
+    record = json.loads((tmp_path / "s.json").read_text())  # (no worker started: it said 1, helper-79)
+    assert record["fatal"] == "no images found" and record["workers"] == 0
+    (tmp_path / "s.json").unlink()
     photo(tmp_path / "in" / "a.png")
     r = cli("convert", tmp_path / "in", "-o", tmp_path / "out", "--glob", "*.jpg")
     assert r.exit_code == 1 and lines(r.output) == [f"error: no images found in {tmp_path / 'in'} matching *.jpg"]

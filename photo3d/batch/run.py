@@ -476,7 +476,7 @@ def batch_command(
             said = " (GIFs are used only when named: their first frame)"
         say(console, f"no images found in {', '.join(map(str, inputs))}"
             + (f" matching {' or '.join(globs)}" if globs else "") + said)
-        report = BatchReport([], fatal="no images found")
+        report = BatchReport([], workers=0, fatal="no images found")  # (no worker started)
     else:
         try:
             with _sigterm_as_interrupt():
