@@ -745,6 +745,13 @@ def convert_file(src: str | Path, dst: str | Path, opts: ConvertOptions | None =
         with timed(timings, "depth"):  # (a stereo pair is matched here)
             found = find_depth(src, photo, opts.depth_source)
         photo = found.photo
+    else:  # photo3d's own stereo still: its left view is the photo, with --depth as without (a half-width
+        # still given its map was built with both squeezed views in one texture, helper-82)
+        from .depth.embedded import side_by_side, stereo_layout
+
+        if (layout := stereo_layout(src)) is not None and (pair := side_by_side(photo, "stereo", layout)[0]) is not None:
+            left = pair[0]
+            photo = replace(photo, rgb=left, original_size=(left.shape[1], left.shape[0]), alpha=None)
     shown = cut_out_colours(photo)  # a cut-out in its own colours (the depth is still estimated on white)
     texture = start_photo_texture(shown, opts)
     shape = working_shape(photo.width, photo.height, opts.working_side)

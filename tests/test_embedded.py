@@ -472,6 +472,13 @@ def test_photo3d_reads_its_own_sbs_half_still(tmp_path):
         r = cli("depth", tmp_path / "s.png", "-o", tmp_path / f"{source}.png", "--depth-source", source)
         assert r.exit_code == 0 and "depth from stereo (sbs-half-stereo)" in r.output and "warning" not in r.output, r.output
         assert Image.open(tmp_path / f"{source}.png").size == Image.open(tmp_path / "s.png").size
+    # that map given back with --depth: the 3D photo is of the left view as without it (it was of both
+    # squeezed views, the map spread over them: each eye of a stereo still showed both, helper-82)
+    for name, extra in (("auto", ()), ("given", ("--depth", tmp_path / "auto.png"))):
+        r = cli("convert", tmp_path / "s.png", "-o", tmp_path / f"{name}-sbs.png", "--stereo", "sbs", *extra)
+        assert r.exit_code == 0, r.output
+    a, b = (np.asarray(Image.open(tmp_path / f"{n}-sbs.png").convert("RGB")).astype(int) for n in ("auto", "given"))
+    assert a.shape == b.shape and np.abs(a - b).mean() < 6, np.abs(a - b).mean()
 
 
 def stereo_pair(w: int = 400, h: int = 300) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
