@@ -443,13 +443,13 @@ def _nclx_to_srgb(im: Image.Image, nclx: dict | None) -> tuple[Image.Image, str 
     levels = np.arange(256) / 255.0
     lut = levels if curve == 8 else np.where(levels <= 0.04045, levels / 12.92, ((levels + 0.055) / 1.055) ** 2.4)
     a = np.asarray(im)
-    lin = lut.astype(np.float32)[a[..., :3]] @ m.T.astype(np.float32)
-    np.clip(lin, 0.0, 1.0, out=lin)
-    enc = np.where(lin <= 0.0031308, lin * 12.92, 1.055 * np.power(lin, 1 / 2.4) - 0.055)
-    out = np.empty_like(a)
-    out[..., :3] = np.clip(np.round(enc * 255.0), 0, 255).astype(np.uint8)
-    if im.mode == "RGBA":
-        out[..., 3] = a[..., 3]
+    out = a.copy()
+    lut, mt = lut.astype(np.float32), m.T.astype(np.float32)
+    for y in range(0, a.shape[0], 256):  # (in bands: a 100 MP photo's floats at once took gigabytes)
+        lin = lut[a[y:y + 256, :, :3]] @ mt
+        np.clip(lin, 0.0, 1.0, out=lin)
+        enc = np.where(lin <= 0.0031308, lin * 12.92, 1.055 * np.power(lin, 1 / 2.4) - 0.055)
+        out[y:y + 256, :, :3] = np.clip(np.round(enc * 255.0), 0, 255).astype(np.uint8)
     res = Image.fromarray(out, im.mode)
     res.info = {k: v for k, v in im.info.items() if k != "nclx_profile"}
     return res, None
