@@ -537,6 +537,17 @@ def test_side_by_side_stereo(tmp_path):
     small = cv2.resize(half.disparity, (400, 300), interpolation=cv2.INTER_AREA)
     assert half.disparity.shape == (300, 400) and ok.mean() > 0.5
     assert np.median(np.abs(small - 2 * true)[ok]) < 1.0, np.median(np.abs(small - 2 * true)[ok])
+    # the map's range decodes to the measured disparities (photo pixels), also when some are below
+    # zero (a window-adjusted pair, photo3d's own stills): it was written shifted, 13 px off (helper-84)
+    shift = 16  # the right view moved 16 px right: disparities 6..30 become -10..14
+    moved = np.zeros_like(right)
+    moved[:, shift:] = right[:, :-shift]
+    g = found_in(write(tmp_path, "moved.png", image_bytes(np.hstack([left[:, shift:], moved[:, shift:]]))), "stereo")
+    back = E.depth_for(g, g.photo.rgb, raw=True)
+    decoded = back.disparity_min + back.disparity * (back.disparity_max - back.disparity_min)
+    ok = g.depth.confidence > 0.5
+    want = (true - shift)[:, shift:]
+    assert back.disparity_min < 0 and np.median(np.abs(decoded - want)[ok]) < 0.75, (back.disparity_min, back.disparity_max)
     # auto: a 2:1 photo whose halves match as a pair is taken as stereo, a random one is not
     assert found_in(src).source == "stereo"
     rng = np.random.default_rng(0)

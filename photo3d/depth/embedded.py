@@ -1135,11 +1135,13 @@ def depth_for(found: Found, rgb: np.ndarray, predict: Callable[[np.ndarray], np.
     info.update(finfo)
     # (a floor relative to the map's own scale: an absolute 1e-6 flattened a map of far depths, Near 1e7)
     floor = max(float(np.percentile(disp, 0.01)), 1e-6 * float(disp.max()), float(np.finfo(np.float32).tiny)) if sd.metric else None
+    shift = 0.0
     if sd.metric:
         disp = np.maximum(disp, floor)
-    else:  # only monotone: shift to positive before taking logs
+    else:  # only monotone (or a stereo pair's signed pixels): shifted to positive before taking logs
         lo = float(disp.min())
-        disp = disp - lo + max(1e-3, 0.01 * (float(disp.max()) - lo))
+        shift = -lo + max(1e-3, 0.01 * (float(disp.max()) - lo))
+        disp = disp + shift
     log = np.log(disp.astype(np.float32))
     if not raw:
         from .upsample import guided_upsample
@@ -1156,4 +1158,6 @@ def depth_for(found: Found, rgb: np.ndarray, predict: Callable[[np.ndarray], np.
         info["depth_ratio"] = round(hi / lo, 4)  # farthest / nearest depth: the real ratio
     norm = ((out - lo) / (hi - lo) if hi > lo else np.zeros_like(out)).astype(np.float32)
     np.clip(norm, 0.0, 1.0, out=norm)
-    return DepthOut(norm, lo, hi, info)
+    # (the range in the source's own values: a stereo pair's disparities reaching below zero, photo3d's
+    # own stills or a window-adjusted pair, were written shifted by the shift above, 13 px off, helper-84)
+    return DepthOut(norm, lo - shift, hi - shift, info)
