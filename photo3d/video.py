@@ -349,8 +349,9 @@ def write_share(dst: str | Path, glb: bytes, opts: ShareOptions, timings: dict |
     if suffix == ".mp4":
         _check_mp4_memory(dst, w, h, opts)
     if opts.fps != asked:
-        kind = "GIF" if suffix == ".gif" else "WebP"
-        notes.insert(0, f"{asked:g} → {opts.fps:g} fps: browsers show a {kind} frame for at least 1/{MAX_FPS[suffix]} s")
+        why = (f"a GIF frame lasts at least 1/{GIF_MAX_FPS} s" if suffix == ".gif" else
+               "browsers slow WebP frames of 10 ms or less to 100 ms")
+        notes.insert(0, f"{asked:g} → {opts.fps:g} fps: {why}")
     # (a name's escape codes, rich markup and :emoji: codes shown as text, as on the batch's bar)
     with _progress(count, opts.progress and count > 1, f"rendering {printable(dst.name)}") as bar:
         task = bar.add_task("render", total=count)
