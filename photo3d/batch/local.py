@@ -208,6 +208,7 @@ class PoolExecutor(Executor):
         self._threads = threads
         self.threads = self._threads_each()
         self._pool = None
+        self._inflight: dict[Any, Job] = {}  # futures submitted and not yet yielded (finished() reads it)
 
     def _new_pool(self, task: Task):
         import multiprocessing
@@ -227,8 +228,7 @@ class PoolExecutor(Executor):
         pending = list(reversed(jobs))  # pop() from the end keeps the planned order
         first = _first_outputs(jobs)
         suspects: list[Job] = []  # in flight when a worker died: rerun one at a time to find the culprit
-        inflight: dict[Any, Job] = {}
-        self._inflight = inflight  # (for finished())
+        inflight = self._inflight = {}
         alone = False  # the one job in flight is a suspect running alone
         dead_pools = 0  # pools in a row that died without finishing a file
         self.workers = min(self.max_workers, len(jobs))  # never more processes than files
@@ -303,7 +303,7 @@ class PoolExecutor(Executor):
 
     def finished(self) -> list[Result]:
         out = []
-        for fut in list(getattr(self, "_inflight", {})):
+        for fut in list(self._inflight):
             if fut.done() and not fut.cancelled() and fut.exception() is None:
                 out.append(fut.result())
         return out

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import itertools
 import json
 import os
 import time
@@ -215,6 +216,7 @@ def run_batch(
                     continue
                 if any(states[p] != "done" for p in job.sides):
                     finish.append(i)
+                    index[(str(job.src), str(job.dst))] = i
                     continue
                 results[i] = Result(job.src, job.dst, Status.skipped, bytes=_size(job.dst),
                                     report={"kept": [str(p) for p in job.outputs]})
@@ -267,15 +269,9 @@ def run_batch(
                               failed=counts[Status.failed])
         stream = executor.run(task.for_files(job.src for job in todo), todo)
         try:
-            for i in finish:  # quick (from the existing output), so here in the driver
-                job = jobs[i]
-                r = execute(task, job.src, job.dst, finish=True)
-                if r.status == Status.failed and r.fatal is not None:  # (a full disk: as below)
-                    fatal, fatal_code = r.error, r.fatal
-                    break
-                results[i] = r
-                done(r, bar_ui, bar)
-            for r in () if fatal else stream:
+            # the missing side files first: quick (from the existing output), so here in the driver
+            finishing = (execute(task, jobs[i].src, jobs[i].dst, finish=True) for i in finish)
+            for r in itertools.chain(finishing, stream):
                 i = index[(str(r.src), str(r.dst))]
                 if r.status == Status.failed and r.fatal is not None:
                     # not this file's fault: stop, the file was not really tried
@@ -324,16 +320,13 @@ def run_batch(
 
 
 def _missing_folders(jobs: Sequence[Job]) -> set[Path]:
-    """The folders the outputs of ``jobs`` go into that do not exist yet (with those above them)."""
+    """The folders the outputs of ``jobs`` go into that do not exist yet (with those above them);
+    each folder looked at once."""
     missing: set[Path] = set()
-    seen: set[Path] = set()
-    for job in jobs:
-        for o in job.outputs:
-            d = Path(os.path.abspath(o.parent))
-            while d not in seen and d.parent != d and not os.path.lexists(d):
-                seen.add(d)
-                missing.add(d)
-                d = d.parent
+    for d in {Path(os.path.abspath(o.parent)) for job in jobs for o in job.outputs}:
+        while d not in missing and d.parent != d and not os.path.lexists(d):
+            missing.add(d)
+            d = d.parent
     return missing
 
 

@@ -339,6 +339,7 @@ def main(argv: list[str] | None = None) -> int:
         stop["now"] = True
 
     previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGTERM, signal.SIGINT)}
+    weights = {k: getattr(args, k) for k in ("w_ssi", "w_log", "w_grad", "edge_aware", "w_layout", "w_flat", "w_corr")}
     t_run = t_last_ckpt = t_last_snap = time.time()
     deadline = t_start + args.minutes * 60
     acc: dict[str, float] = {}
@@ -354,8 +355,7 @@ def main(argv: list[str] | None = None) -> int:
         use_whole = int((step + 1) * args.whole_share) > int(step * args.whole_share)
         rgb, target, mask = (whole if use_whole else sampler).next()
         pred = model(rgb.contiguous(memory_format=torch.channels_last))
-        loss, parts = distill_loss(pred, target, mask, rgb, w_ssi=args.w_ssi, w_log=args.w_log, w_grad=args.w_grad,
-                                   edge_aware=args.edge_aware, w_layout=args.w_layout, w_flat=args.w_flat, w_corr=args.w_corr)
+        loss, parts = distill_loss(pred, target, mask, rgb, **weights)
         if use_whole and args.tta_train > 0:  # what `photo3d depth` runs: this pass and the mirrored small one
             first = pred
             if partner is not None:  # the frozen first pass
@@ -363,8 +363,7 @@ def main(argv: list[str] | None = None) -> int:
                     first = partner(rgb.detach().cpu().contiguous())
                     first = (first.dequantize() if first.is_quantized else first).float().to(rgb.device)
             both = flip_small_average(model, rgb, first)
-            l_tta, _ = distill_loss(both, target, mask, rgb, w_ssi=args.w_ssi, w_log=args.w_log, w_grad=args.w_grad,
-                                    edge_aware=args.edge_aware, w_layout=args.w_layout, w_flat=args.w_flat, w_corr=args.w_corr)
+            l_tta, _ = distill_loss(both, target, mask, rgb, **weights)
             loss = (1 - args.tta_train) * loss + args.tta_train * l_tta
             parts["tta"] = l_tta.item()
         if hints is not None:
