@@ -351,10 +351,10 @@ def _srgb_transform(icc: bytes, mode: str):
             levels = np.arange(0, 256, 17, dtype=np.uint8)
             if space == "GRAY":  # (a grey with the sRGB curve: each level stays itself in R, G and B)
                 grid = np.repeat(np.arange(256, dtype=np.uint8)[None, :, None], 3, axis=2)
-                probe = Image.fromarray(np.ascontiguousarray(grid[..., 0]), "L")
+                probe = Image.fromarray(np.ascontiguousarray(grid[..., 0]))  # (uint8 H x W: "L")
             else:
                 grid = np.stack(np.meshgrid(levels, levels, levels), -1).reshape(1, -1, 3)
-                probe = Image.fromarray(grid, "RGB")
+                probe = Image.fromarray(grid)  # (uint8 H x W x 3: "RGB")
             if mode == "RGBA":
                 probe = probe.convert("RGBA")
             mapped = np.asarray(ImageCms.applyTransform(probe, transform))[..., :3]
@@ -450,7 +450,7 @@ def _nclx_to_srgb(im: Image.Image, nclx: dict | None) -> tuple[Image.Image, str 
         np.clip(lin, 0.0, 1.0, out=lin)
         enc = np.where(lin <= 0.0031308, lin * 12.92, 1.055 * np.power(lin, 1 / 2.4) - 0.055)
         out[y:y + 256, :, :3] = np.clip(np.round(enc * 255.0), 0, 255).astype(np.uint8)
-    res = Image.fromarray(out, im.mode)
+    res = Image.fromarray(out)  # (uint8 RGB or RGBA as ``im``; Pillow 11.3 warns of a mode argument)
     res.info = {k: v for k, v in im.info.items() if k != "nclx_profile"}
     return res, None
 

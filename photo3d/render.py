@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import io
 import math
+import os
 import struct
 import threading
 from dataclasses import dataclass
@@ -413,6 +414,25 @@ def path_views(path: str, frames: int, meta: dict | None = None) -> list[View]:
 
 
 # ---------------------------------------------------------------- the rasteriser
+
+
+def _user_cache() -> None:
+    """Where numba keeps the compiled rasteriser: ``NUMBA_CACHE_DIR`` when set, else the user's cache
+    (``$XDG_CACHE_HOME/photo3d/numba``, ``~/.cache/photo3d/numba``).  numba's own default is the
+    package's ``__pycache__`` wherever that is writable: files no package owns, which ``pip uninstall``
+    left behind (after it, ``import photo3d`` found an empty namespace package), and, under sudo, files
+    in a system site-packages.  (numba's setting is per process: other code's cached functions in a
+    process that imports photo3d are kept there too.)"""
+    if numba.config.CACHE_DIR:
+        return
+    base = os.environ.get("XDG_CACHE_HOME", "")
+    if not os.path.isabs(base):
+        base = os.path.join(os.path.expanduser("~"), ".cache")
+    if os.path.isabs(base):  # (no home at all: numba's own choice)
+        numba.config.CACHE_DIR = os.path.join(base, "photo3d", "numba")
+
+
+_user_cache()
 
 
 def _njit(**options):

@@ -547,7 +547,7 @@ def _encode_gif(frames: list[np.ndarray], fps: float, colours: int) -> bytes:
     for shown in _gif_screens(quantized, palette):
         out = shown if screen is None else np.where(shown == screen, np.uint8(255), shown)
         screen = shown
-        im = Image.fromarray(np.ascontiguousarray(out, np.uint8), "P")
+        im = Image.frombytes("P", (out.shape[1], out.shape[0]), np.ascontiguousarray(out, np.uint8).tobytes())
         im.putpalette(pal.getpalette()[:768])
         images.append(im)
     buf = io.BytesIO()  # (delays of at least 2/100 s: browsers slow down shorter ones)

@@ -510,6 +510,27 @@ def test_the_renderer_works_where_numba_cannot_cache(coffee_glb, tmp_path):
     assert Image.open(tmp_path / "s.png").size == (128, 42)
 
 
+@pytest.mark.slow  # a subprocess that compiles the rasteriser
+def test_the_compiled_renderer_is_kept_in_the_users_cache(coffee_glb, tmp_path):
+    """numba kept the compiled rasteriser in the package's own ``__pycache__`` (files no package
+    owns: ``pip uninstall`` left them, and ``import photo3d`` then found an empty namespace package;
+    under sudo they landed in a system site-packages, helper-86).  It is kept in the user's cache
+    (``$XDG_CACHE_HOME/photo3d/numba``) unless ``NUMBA_CACHE_DIR`` says where."""
+    (tmp_path / "a.glb").write_bytes(coffee_glb)
+    code = (
+        "from pathlib import Path\n"
+        "from photo3d.video import ShareOptions, write_share\n"
+        f"write_share({str(tmp_path / 's.png')!r}, Path({str(tmp_path / 'a.glb')!r}).read_bytes(), "
+        "ShareOptions(stereo='sbs', size=64))\n"
+    )
+    e = {k: v for k, v in env().items() if k != "NUMBA_CACHE_DIR"}
+    e["XDG_CACHE_HOME"] = str(tmp_path / "cache")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=e, timeout=300)
+    assert r.returncode == 0, r.stderr[-2000:]
+    kept = sorted(p.name for p in (tmp_path / "cache" / "photo3d" / "numba").rglob("render.*.nbi"))
+    assert kept, list((tmp_path / "cache").rglob("*"))
+
+
 @pytest.mark.parametrize("fps", [60, 120])
 def test_a_gif_faster_than_it_can_play_keeps_its_seconds(coffee_glb, tmp_path, fps):
     """A GIF frame lasts at least 2/100 s: --fps 120 gave 120 frames of 20 ms, a 1 s loop that

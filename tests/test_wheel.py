@@ -3,11 +3,12 @@ fresh venv and run the README's main command with it, outside the source tree.""
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import shutil
 import subprocess
 import sys
+import tarfile
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -38,13 +39,14 @@ def _clone_files(dst: Path) -> None:
 
 
 def _backend_installed() -> bool:
-    """An installed setuptools that builds our wheel without downloads: >= 70.1, or >= 68 with `wheel`."""
+    """An installed setuptools that builds our wheel without downloads: >= 77 (the licence fields of
+    PEP 639 that pyproject.toml uses)."""
     try:
         import setuptools
     except ImportError:
         return False
     version = tuple(int(p) for p in setuptools.__version__.split(".")[:2] if p.isdigit())
-    return version >= (70, 1) or (version >= (68, 0) and importlib.util.find_spec("wheel") is not None)
+    return version >= (77, 0)
 
 
 def test_wheel_installs_and_runs_the_main_command(tmp_path):
@@ -56,6 +58,12 @@ def test_wheel_installs_and_runs_the_main_command(tmp_path):
     _run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", *isolation, "-w", dist, src], tmp_path, env)
     wheels = list(dist.glob("photo3d-*.whl"))
     assert len(wheels) == 1
+    with zipfile.ZipFile(wheels[0]) as z:  # the licences travel with the code (helper-86: ours did not)
+        names = z.namelist()
+        ours = [n for n in names if n.endswith(".dist-info/licenses/LICENSE")]
+        assert ours and b"MIT License" in z.read(ours[0]), names
+        assert "photo3d/assets/three.LICENSE" in names and "photo3d/models/README.md" in names
+        assert not [n for n in names if n.startswith(("tests/", "runs/")) or n.endswith((".nbi", ".nbc"))]
     # a fresh venv that sees the already installed dependencies (torch is not downloaded again)
     _run([sys.executable, "-m", "venv", "--system-site-packages", venv], tmp_path, env)
     py, exe = venv / "bin" / "python", venv / "bin" / "photo3d"
@@ -72,3 +80,21 @@ def test_wheel_installs_and_runs_the_main_command(tmp_path):
     assert "coffee.jpg" in res.stdout + res.stderr
     assert_valid_glb(work / "coffee.glb")
     assert (work / "coffee.html").stat().st_size > (work / "coffee.glb").stat().st_size
+
+
+def test_sdist_carries_the_test_suite_and_the_licence(tmp_path):
+    """A packager runs the tests from the unpacked sdist: setuptools alone took tests/test_*.py but not
+    conftest.py, tests/helpers/ or the example photo, and the suite could not start (helper-86)."""
+    if not _backend_installed():
+        pytest.skip("setuptools >= 77 is not installed (pip install 'setuptools>=77')")
+    src, dist = tmp_path / "src", tmp_path / "dist"
+    _clone_files(src)
+    code = "import sys; from setuptools import build_meta as b; print(b.build_sdist(sys.argv[1]))"
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONHOME")}
+    name = _run([sys.executable, "-c", code, dist], src, env).stdout.split()[-1]
+    with tarfile.open(dist / name) as t:
+        names = {n.split("/", 1)[1] for n in t.getnames() if "/" in n}
+    for needed in ("LICENSE", "tests/conftest.py", "tests/helpers/paths.py", "tests/validate_gltf.mjs",
+                   "examples/coffee.jpg", "scripts/install-test-deps.sh", ".ci/run", "photo3d/models/p3d-s.pt"):
+        assert needed in names, needed
+    assert not [n for n in names if "__pycache__" in n or n.startswith("runs/")]

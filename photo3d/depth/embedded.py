@@ -1002,7 +1002,7 @@ def oriented(sd: SourceDepth, orientation: int | None) -> SourceDepth:
     op = getattr(Image.Transpose, method)
 
     def turn(a):
-        return None if a is None else np.asarray(Image.fromarray(a.astype(np.float32), mode="F").transpose(op))
+        return None if a is None else np.asarray(Image.fromarray(a.astype(np.float32)).transpose(op))
 
     return replace(sd, disparity=turn(sd.disparity), confidence=turn(sd.confidence))
 
