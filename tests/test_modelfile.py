@@ -50,9 +50,14 @@ def test_bundled_checksum_is_checked(tmp_path, monkeypatch, tiny_depth_model):
     runtime.clear_cache()
 
 
-def test_missing_or_malformed_manifest(tmp_path):
-    with pytest.raises(ModelError, match="manifest.json is missing"):
+def test_missing_or_malformed_manifest(tmp_path, monkeypatch):
+    with pytest.raises(ModelError, match="manifest.json is missing: a damaged install, reinstall photo3d"):
         modelfile.bundled_model_path(tmp_path)
+    # the model file itself gone: the same advice, not "no bundled depth model yet" (helper-86)
+    (tmp_path / "manifest.json").write_text('{"default": "gone.pt", "sha256": "00"}')
+    monkeypatch.setattr(modelfile, "MODELS_DIR", tmp_path)
+    with pytest.raises(ModelError, match="bundled depth model is missing .a damaged install: reinstall photo3d"):
+        modelfile.default_model_path()
     (tmp_path / "manifest.json").write_text("{not json")
     with pytest.raises(ModelError, match="malformed"):
         modelfile.bundled_model_path(tmp_path)

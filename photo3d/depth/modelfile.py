@@ -429,8 +429,9 @@ def bundled_model_path(models_dir: Path | None = None) -> Path:
         info = json.loads(manifest.read_text())
         return models_dir / info["default"]
     except FileNotFoundError:
-        raise ModelError("no bundled depth model (photo3d/models/manifest.json is missing); pass --model FILE "
-                         "or train one: python -m photo3d.train.qat", manifest) from None
+        raise ModelError("no bundled depth model (photo3d/models/manifest.json is missing: a damaged install, "
+                         "reinstall photo3d); pass --model FILE, or train one: python -m photo3d.train.qat",
+                         manifest) from None
     except (ValueError, KeyError, TypeError):
         raise ModelError("photo3d/models/manifest.json is malformed (expected {\"default\": file, \"sha256\": hex})",
                          manifest) from None
@@ -447,9 +448,9 @@ def default_model_path() -> Path:
         path = None
     if path is None or not path.is_file():
         raise ModelError(
-            "no bundled depth model yet; pass --model /path/to/tiefenrausch (the folder holding "
-            "tiefenrausch.pb and tiefenrausch_init.pb) or --model FILE.pt (a TorchScript model, "
-            "e.g. from `photo3d model import`)",
+            "the bundled depth model is missing (a damaged install: reinstall photo3d), or pass --model "
+            "/path/to/tiefenrausch (the folder holding tiefenrausch.pb and tiefenrausch_init.pb) or --model "
+            "FILE.pt (a TorchScript model, e.g. from `photo3d model import`)",
             path or models_dir,
         )
     return path
