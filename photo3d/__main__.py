@@ -1,5 +1,5 @@
 """``python -m photo3d``: the same command line as ``photo3d``."""
 
-from .cli import app
+from . import main
 
-app(prog_name="photo3d")
+main()

@@ -15,7 +15,7 @@ import sys
 import time
 from pathlib import Path
 from types import SimpleNamespace
-from typing import Optional
+from typing import NoReturn, Optional
 
 import typer
 
@@ -71,6 +71,8 @@ def _one_line_usage_errors(method):
         given = list(args)  # (click's parser consumes the list)
         try:
             return method(self, ctx, args, *rest, **kwargs)
+        except KeyboardInterrupt:
+            _interrupted_before_run()
         except OSError as e:  # --help to a standard output that takes nothing (>/dev/full; a closed pipe): one line
             if e.errno not in (errno.ENOSPC, errno.EPIPE, errno.EIO, errno.EBADF):
                 raise
@@ -87,11 +89,25 @@ def _one_line_usage_errors(method):
     return wrapped
 
 
+def _interrupted_before_run() -> NoReturn:
+    """A Ctrl-C before the run's own handling begins (the command line parsed, its imports, the checks
+    of its options) ended with 130 and no word (helper-72; typer turns it into a silent exit 130): it
+    says so, as a stopped run does."""
+    err.print("interrupted: nothing written", markup=False, highlight=False)
+    raise typer.Exit(int(ExitCode.interrupted)) from None
+
+
 class _Group(typer.core.TyperGroup):
     """The top level: an unknown command is one line too."""
 
     parse_args = _one_line_usage_errors(typer.core.TyperGroup.parse_args)
     resolve_command = _one_line_usage_errors(typer.core.TyperGroup.resolve_command)
+
+    def invoke(self, ctx):
+        try:
+            return super().invoke(ctx)
+        except KeyboardInterrupt:
+            _interrupted_before_run()
 
 
 class _Command(typer.core.TyperCommand):
@@ -101,13 +117,10 @@ class _Command(typer.core.TyperCommand):
     parse_args = _one_line_usage_errors(typer.core.TyperCommand.parse_args)
 
     def invoke(self, ctx):
-        """A Ctrl-C before the run's own handling begins (its imports, the checks of its options)
-        ended with 130 and no word (helper-72): it says so, as a stopped run does."""
         try:
             return super().invoke(ctx)
         except KeyboardInterrupt:
-            err.print("interrupted: nothing written", markup=False, highlight=False)
-            raise typer.Exit(int(ExitCode.interrupted)) from None
+            _interrupted_before_run()
 
     def _arguments(self, ctx):
         return [p for p in self.get_params(ctx) if p.param_type_name == "argument"]

@@ -23,7 +23,7 @@ def cli(*args, width: int = 200):
 
 def cli_command(*args) -> list[str]:
     """``photo3d ARGS...`` as an argv for subprocess (this interpreter, this checkout)."""
-    return [sys.executable, "-c", "from photo3d.cli import app; app(prog_name='photo3d')", *map(str, args)]
+    return [sys.executable, "-c", "import photo3d; photo3d.main()", *map(str, args)]
 
 
 def pool_cli_command(workers: int, *args) -> list[str]:
@@ -32,7 +32,7 @@ def pool_cli_command(workers: int, *args) -> list[str]:
     N worker processes ran one process, or failed on its extra line, where fewer CPUs were free."""
     code = ("import photo3d.batch.run as run; cpus = run.available_cpus; "
             f"run.available_cpus = lambda: max(cpus(), {int(workers)}); "
-            "from photo3d.cli import app; app(prog_name='photo3d')")
+            "import photo3d; photo3d.main()")
     return [sys.executable, "-c", code, *map(str, args)]
 
 
