@@ -322,7 +322,7 @@ def _exit_interrupted() -> None:
     import signal
     import threading
 
-    from .batch.local import STOP_SIGNALS
+    from .batch.local import STOP_SIGNALS, ignored
 
     def now(*_) -> None:
         for stream in (sys.stdout, sys.stderr):  # (None where the descriptor was closed: >&-)
@@ -332,7 +332,8 @@ def _exit_interrupted() -> None:
 
     if threading.current_thread() is threading.main_thread():
         for sig in (signal.SIGINT, *STOP_SIGNALS):
-            signal.signal(sig, now)
+            if not ignored(sig):
+                signal.signal(sig, now)
     timer = threading.Timer(EXIT_GRACE_S, now)
     timer.daemon = True
     timer.start()

@@ -932,6 +932,35 @@ def test_a_closed_terminal_stops_the_batch_as_ctrl_c_does(tmp_path: Path, jobs: 
         _check_depth_png(q)
 
 
+@pytest.mark.parametrize("jobs", ["1", pytest.param("2", marks=pytest.mark.slow)])  # slow: a process pool
+def test_a_batch_under_nohup_outlives_its_terminal(tmp_path: Path, jobs: str) -> None:
+    """``nohup photo3d ...`` ignores SIGHUP, so that a long batch outlives the terminal it was started
+    from; the batch put its own handler in and stopped when the terminal closed (its workers too). A
+    signal ignored from the start stays ignored: the batch runs to its end."""
+    src = tmp_path / "many photos"
+    src.mkdir()
+    n = 8
+    for i in range(n):
+        Image.fromarray(photo_rgb(224, 168, seed=i)).save(src / f"photo {i:02d}.jpg", quality=90)
+    out = tmp_path / "out"
+    proc = subprocess.Popen(pool_cli_command(int(jobs), "depth", "--jobs", jobs, src, "-o", out), stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE, env=env(), start_new_session=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGHUP, signal.SIG_IGN))  # what nohup does
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline and proc.poll() is None and len(_outputs(out) if out.exists() else []) < 2:
+        time.sleep(0.02)
+    assert proc.poll() is None, "the batch finished before the hang-up: " + proc.stderr.read().decode()
+    os.killpg(proc.pid, signal.SIGHUP)  # the terminal closes
+    code = proc.wait(300)
+    stderr = proc.stderr.read().decode()
+    proc.stderr.close()
+    assert code == 0 and "interrupted" not in stderr, (code, stderr)
+    done = _outputs(out)
+    assert len(done) == n
+    for q in done:
+        _check_depth_png(q)
+
+
 @pytest.mark.parametrize("workers", [1, pytest.param(2, marks=pytest.mark.slow)])  # slow: a process pool
 def test_a_broken_model_stops_the_batch_without_blaming_files(album: Path, tmp_path: Path, workers: int) -> None:
     jobs = plan_jobs([album], tmp_path / "out", ".png", globs=["*.jpg"])
@@ -1090,6 +1119,29 @@ def test_a_dead_stderr_does_not_stop_the_batch(tmp_path: Path) -> None:
 
 
 @pytest.mark.skipif(not Path("/dev/full").exists(), reason="needs /dev/full (Linux)")
+def test_a_stop_that_unwinds_into_another_error_still_ends_the_worker(tmp_path: Path) -> None:
+    """A closed terminal sends SIGHUP to the workers, and the parent then SIGTERM: the second landed
+    while the first's KeyboardInterrupt unwound a lock's wait (the model loading), which made it
+    'RuntimeError: release unlocked lock', a failed result; the worker took the next photo and
+    wrote it after the batch had stopped, the summary calling it not run (helper-87, half of 20
+    tries). A worker that got a stop signal ends whatever its job raised."""
+    code = (
+        "import signal, sys\n"
+        "from pathlib import Path\n"
+        "import photo3d.batch.local as L\n"
+        "from photo3d.batch.task import Task\n"
+        "def run(src, dst, options):\n"
+        "    try:\n"
+        "        L._worker_sigterm(signal.SIGHUP, None)  # the signal, inside the task\n"
+        "    except KeyboardInterrupt:\n"
+        "        raise RuntimeError('release unlocked lock') from None  # what a second signal made of it\n"
+        f"r = L._pool_execute(Task('t', run), Path('a.png'), Path({str(tmp_path / 'a.glb')!r}))\n"
+        "print('returned', r.status, r.error)\n"
+    )
+    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env(), timeout=120)
+    assert p.returncode == 128 + signal.SIGTERM and "returned" not in p.stdout, (p.returncode, p.stdout, p.stderr[-2000:])
+
+
 def test_a_full_disk_stops_the_batch_while_side_files_are_added(tmp_path: Path) -> None:
     """A re-run that adds missing side files (``--html`` on a folder of GLBs) went on past a full disk:
     each later page failed with "stopped: free some space" and the batch did not stop (helper-79).

@@ -450,6 +450,13 @@ def test_a_ctrl_c_while_the_command_line_loads_says_so(tmp_path):
     for argv in (cli_command("convert", "a.jpg", "-o", "a.glb"), [sys.executable, "-m", "photo3d", "--help"]):
         r = subprocess.run(argv, capture_output=True, text=True, env=e, cwd=tmp_path, timeout=120)
         assert r.returncode == 130 and r.stderr == "interrupted: nothing written\n" and r.stdout == "", r.stderr[-2000:]
+    # kill (SIGTERM) or a closed terminal (SIGHUP) then: the same line (they ended it without a word,
+    # exit 143 / 129, helper-87)
+    for sig in ("SIGTERM", "SIGHUP"):
+        (stub / "__init__.py").write_text(f"import os, signal, time\nos.kill(os.getpid(), signal.{sig})\ntime.sleep(30)\n")
+        r = subprocess.run(cli_command("convert", "a.jpg", "-o", "a.glb"), capture_output=True, text=True, env=e,
+                           cwd=tmp_path, timeout=120)
+        assert r.returncode == 130 and r.stderr == "interrupted: nothing written\n", (sig, r.returncode, r.stderr[-2000:])
     import tomllib
 
     scripts = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["scripts"]

@@ -80,14 +80,23 @@ def _die_with_parent() -> None:
 STOP_SIGNALS = tuple(getattr(signal, name) for name in ("SIGTERM", "SIGHUP") if hasattr(signal, name))
 
 
+def ignored(sig: int) -> bool:
+    """Whether ``sig`` is ignored (``nohup`` ignores SIGHUP; a worker process inherits it)."""
+    try:
+        return signal.getsignal(sig) == signal.SIG_IGN
+    except (ValueError, OSError):
+        return False
+
+
 @contextlib.contextmanager
 def signals_handled(signals: Sequence[int], handler) -> Iterator[None]:
     """``signals`` go to ``handler`` meanwhile, then back to what they were (only the main thread
-    may set handlers: elsewhere nothing changes)."""
+    may set handlers: elsewhere nothing changes).  A signal the process was started ignoring stays
+    ignored: ``nohup photo3d ...`` (SIGHUP ignored) went on stopping when its terminal closed."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
-    old = {sig: signal.signal(sig, handler) for sig in signals}
+    old = {sig: signal.signal(sig, handler) for sig in signals if not ignored(sig)}
     try:
         yield
     finally:
@@ -104,24 +113,35 @@ def stop_signals_ignored() -> contextlib.AbstractContextManager[None]:
 
 
 _IN_TASK = False
+_STOPPED = False
 
 
 def _worker_sigterm(signum, frame):  # noqa: ARG001
     """Stop a pool worker: inside a task, unwind first (atomic_output removes its temp file)."""
+    global _STOPPED
+    _STOPPED = True
     if _IN_TASK:
         raise KeyboardInterrupt
     os._exit(128 + signum)
 
 
 def _pool_execute(task: Task, src: Path, dst: Path) -> Result:
+    """One job in a pool worker; a stop signal ends the worker (the parent counts the job not run).
+    The stop is kept as a flag, not only as the KeyboardInterrupt it raises: a second signal (a closed
+    terminal's SIGHUP, then the parent's SIGTERM) landing while the first unwinds a lock's wait turned
+    it into "RuntimeError: release unlocked lock", a failed result; the worker then took the next
+    photo and wrote it after the batch had said it stopped (helper-87)."""
     global _IN_TASK
     _IN_TASK = True
     try:
-        return execute(task, src, dst)
+        result = execute(task, src, dst)
     except KeyboardInterrupt:  # stopped by the parent, or the parent died: leave now
         os._exit(128 + signal.SIGTERM)
     finally:
         _IN_TASK = False
+    if _STOPPED:
+        os._exit(128 + signal.SIGTERM)
+    return result
 
 
 @contextlib.contextmanager
@@ -158,8 +178,9 @@ def _start_resource_tracker() -> None:
 
 def _init_pool_worker(task: Task, threads: int | None) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent handles Ctrl-C and stops us
-    for sig in STOP_SIGNALS:  # kill, or the terminal closed (SIGHUP reaches the workers too)
-        signal.signal(sig, _worker_sigterm)
+    for sig in STOP_SIGNALS:  # kill, or the terminal closed (SIGHUP reaches the workers too; not under nohup)
+        if not ignored(sig):
+            signal.signal(sig, _worker_sigterm)
     install_one_line_warnings()
     ignore_library_noise()  # (before any task records warnings: see cli.main)
     _die_with_parent()
