@@ -961,6 +961,29 @@ def test_a_batch_under_nohup_outlives_its_terminal(tmp_path: Path, jobs: str) ->
         _check_depth_png(q)
 
 
+@pytest.mark.slow  # a process pool
+def test_a_batch_killed_outright_leaves_no_python_warning(tmp_path: Path) -> None:
+    """``kill -9`` (the out-of-memory killer) of a batch with a process pool: multiprocessing's
+    resource tracker, left behind, printed a two-line Python warning about the pool's semaphores
+    (which it then cleans up) to the batch's terminal (helper-87, 4 of 4)."""
+    src = tmp_path / "in"
+    src.mkdir()
+    for i in range(8):
+        Image.fromarray(photo_rgb(224, 168, seed=i)).save(src / f"p{i}.jpg", quality=90)
+    out = tmp_path / "out"
+    proc = subprocess.Popen(pool_cli_command(2, "depth", "--jobs", "2", src, "-o", out), stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE, env=env(), start_new_session=True)
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline and proc.poll() is None and len(_outputs(out) if out.exists() else []) < 1:
+        time.sleep(0.02)
+    assert proc.poll() is None, "the batch finished before the kill"
+    os.kill(proc.pid, signal.SIGKILL)
+    stderr = proc.stderr.read().decode()  # (to its end: the tracker holds it until it has cleaned up)
+    proc.stderr.close()
+    proc.wait(60)
+    assert "resource_tracker" not in stderr and "warn" not in stderr, stderr
+
+
 @pytest.mark.parametrize("workers", [1, pytest.param(2, marks=pytest.mark.slow)])  # slow: a process pool
 def test_a_broken_model_stops_the_batch_without_blaming_files(album: Path, tmp_path: Path, workers: int) -> None:
     jobs = plan_jobs([album], tmp_path / "out", ".png", globs=["*.jpg"])
@@ -1014,11 +1037,17 @@ def test_a_worker_killed_by_one_file_fails_only_that_file(tmp_path: Path) -> Non
     for n in names:
         Image.fromarray(photo_rgb(40, 30)).save(src / n)
     jobs = plan_jobs([src], tmp_path / "out", ".png")
-    rep = run_batch(jobs, Task("batch_task_crashy", batch_task_crashy, ThumbOptions()), PoolExecutor(2), progress=False)
+    buf = io.StringIO()
+    rep = run_batch(jobs, Task("batch_task_crashy", batch_task_crashy, ThumbOptions()), PoolExecutor(2),
+                    console=Console(file=buf, width=300), progress=False)
     status = {r.src.name: (r.status, r.error) for r in rep.results}
     assert status.pop("crash.jpg") == ("failed", f"{src / 'crash.jpg'}: worker process died (out of memory or a crash)")
     assert all(v == ("ok", None) for v in status.values()), status
     assert rep.fatal is None and rep.exit_code == 1
+    # the deaths are said (the photos rerun beside it succeeded without a word: an out-of-memory kill of a
+    # worker whose photos then went through went unseen, helper-87), and counted in the summary
+    assert "warning: a worker process died" in buf.getvalue() and "run again" in buf.getvalue(), buf.getvalue()
+    assert rep.summary()["worker_deaths"] == rep.worker_deaths >= 1
 
 
 @pytest.mark.slow  # a process pool

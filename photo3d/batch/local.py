@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
+import sys
 import threading
 from pathlib import Path
 from typing import Any, Iterable, Iterator, Sequence
@@ -160,6 +161,9 @@ def _sigint_deferred():
         signal.pthread_sigmask(signal.SIG_SETMASK, old)
 
 
+TRACKER_NOTE = "ignore:resource_tracker:UserWarning"
+
+
 def _start_resource_tracker() -> None:
     """Start multiprocessing's resource tracker (a helper process the pool needs) with SIGHUP
     blocked, a mask it keeps: it ignores SIGINT and SIGTERM, but a closed terminal (SIGHUP to the
@@ -169,6 +173,11 @@ def _start_resource_tracker() -> None:
         return
     from multiprocessing import resource_tracker
 
+    # its note on the pool's semaphores after this process was killed outright (kill -9, the out-of-memory
+    # killer) was a two-line Python warning; it cleans them up as it says, so the note is left out (the
+    # tracker takes the interpreter's -W options)
+    if TRACKER_NOTE not in sys.warnoptions:
+        sys.warnoptions.append(TRACKER_NOTE)
     old = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGHUP})
     try:
         resource_tracker.ensure_running()

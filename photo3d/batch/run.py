@@ -88,6 +88,7 @@ class BatchReport:
     interrupted: bool = False
     fatal: str | None = None  # the error that stopped the batch (a broken model, a bad option)
     fatal_code: ExitCode = ExitCode.failed
+    worker_deaths: int = 0  # worker processes that died (killed, out of memory): their photos were run again
 
     def count(self, status: str) -> int:
         return sum(1 for r in self.results if r.status == status)
@@ -122,6 +123,7 @@ class BatchReport:
             "fatal": self.fatal,
             "counts": {s.value: self.count(s) for s in Status},
             "peak_rss_mb_per_worker": {k: round(v, 1) for k, v in sorted(workers.items())},
+            "worker_deaths": self.worker_deaths,
             "results": [r.record() for r in self.results],
         }
 
@@ -295,6 +297,10 @@ def run_batch(
             else:
                 stream.close()
                 executor.close()
+    if executor.worker_deaths and not interrupted:  # (the batch carried on: said, or an out-of-memory kill goes unseen)
+        n = executor.worker_deaths
+        say(console, f"a worker process died{f' {n} times' if n > 1 else ''} (killed, or out of memory?): "
+                     "the photos it had in hand were run again", "warning")
     if executor.worker_deaths or interrupted or fatal:
         # a worker killed while writing (by the system, or by stop() above while another file was being
         # written) left its temp file: not for the next run to find
@@ -316,6 +322,7 @@ def run_batch(
         interrupted=interrupted,
         fatal=fatal,
         fatal_code=fatal_code,
+        worker_deaths=executor.worker_deaths,
     )
 
 
