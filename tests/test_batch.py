@@ -37,7 +37,7 @@ from photo3d.batch.plan import PlanNotes, _has_photo_sibling
 from photo3d.errors import UsageError
 from photo3d.io import HEIF_AVAILABLE, load_image
 
-from helpers.batch_tasks import (AFTER_FIRST, THUMB, DiesInWorkers, ThumbOptions, batch_task_broken_model, batch_task_crashy,
+from helpers.batch_tasks import (AFTER_FIRST, THUMB, THUMB_SAID, DiesInWorkers, ThumbOptions, batch_task_broken_model, batch_task_crashy,
                                  batch_task_crashy_writing, batch_task_disk_full, batch_task_thumb)
 from helpers.cli import cli_command, env, pool_cli_command
 from helpers.photos import BAD, GOOD, make_album, photo, photo_rgb
@@ -1027,6 +1027,35 @@ def test_cli_convert_folder_with_bad_files(album: Path, tmp_path: Path) -> None:
     for r in data["results"]:
         if r["status"] == "ok":
             assert r["bytes"] == Path(r["output"]).stat().st_size == r["report"]["glb_bytes"]
+
+
+def test_a_batch_without_a_summary_keeps_no_reports(tmp_path: Path, monkeypatch) -> None:
+    """Every photo's report was kept until the batch ended (3-5 KB a photo in the parent, helper-87:
+    gigabytes for the "archive of millions" this README promises). Without --summary, nothing reads
+    them after each photo's line: each is dropped once said; with it, all are kept for the file."""
+    src = tmp_path / "in"
+    src.mkdir()
+    for i in range(4):
+        Image.fromarray(photo_rgb(40, 30)).save(src / f"p{i}.jpg")
+    said = []
+    for keep in (False, True):
+        jobs = plan_jobs([src], tmp_path / f"out{keep}", ".png")
+        rep = run_batch(jobs, THUMB_SAID, SequentialExecutor(), progress=False, keep_reports=keep,
+                        console=Console(file=io.StringIO()), on_result=lambda r: said.append(dict(r.report)))
+        assert rep.count("ok") == 4
+        assert all(bool(r.report) == keep for r in rep.results), [r.report for r in rep.results]
+    assert all(r and r["outputs"] for r in said)  # (each photo's line had its whole report)
+    # the command passes it: a run with --summary writes every report, one without keeps none
+    import photo3d.batch.run as run
+
+    kept, real = [], run.run_batch
+    monkeypatch.setattr(run, "run_batch", lambda *a, **k: kept.append(k["keep_reports"]) or real(*a, **k))
+    for i, summary in enumerate((tmp_path / "s.json", None)):
+        code = batch_command(THUMB_SAID, [src], tmp_path / f"cmd{i}", ".png", console=Console(file=io.StringIO()),
+                             summary=summary, progress=False)
+        assert code == 0
+    assert kept == [True, False]
+    assert all(r["report"]["outputs"] for r in json.loads((tmp_path / "s.json").read_text())["results"])
 
 
 @pytest.mark.slow  # a process pool
