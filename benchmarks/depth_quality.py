@@ -35,6 +35,8 @@ def main(argv: list[str] | None = None) -> int:
 
     from photo3d.depth.runtime import load_model
 
+    if not args.data.is_dir():
+        ap.error(f"{args.data}: no such folder")
     scenes = load_scenes(args.data)
     if not scenes:
         print(f"{args.data}: no scenes (folders with view1.png + disp1.png)", file=sys.stderr)

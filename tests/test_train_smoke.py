@@ -84,6 +84,78 @@ def test_flat_curvature_costs_ripples_on_plain_surfaces_only():
     assert flat_curvature(ripples, striped, mask) < 0.15 * flat_curvature(ripples, plain, mask)
 
 
+def test_pack_keeps_hold_out_photos_out_and_refuses_mistakes_in_one_line(tmp_path, capsys):
+    """helper-88: ``--photos`` a set's folder packed that set's hold-out photos (holdout.txt was looked
+    for in that folder only), under names a whole pack does not use; a missing --photos packed nothing
+    and exited 0; a bad --shard or --teacher was a traceback; a re-run with another second teacher
+    mixed one- and two-teacher labels."""
+    photos = tmp_path / "photos"
+    _photos(photos)
+    base = ["--teacher", "prior", "--size", "96", "--fastdepth", "none"]
+    sub = tmp_path / "sub"
+    assert pack.main(["--out", str(sub), "--photos", str(photos / "osie"), *base]) == 0
+    names = [it["name"] for it in json.loads((sub / "index.json").read_text())["items"]]
+    assert sorted(names) == [f"osie__osie_{i:04d}" for i in range(4)]  # no osie_0004; a whole pack's names
+    capsys.readouterr()
+    for args, says in ((["--photos", str(tmp_path / "nope")], "no such folder"), (["--shard", "2"], "--shard must be"),
+                       (["--shard", "0/0"], "--shard must be"), (["--teacher", str(tmp_path / "nope")], "--teacher")):
+        with pytest.raises(SystemExit) as e:
+            pack.main(["--out", str(tmp_path / "b"), "--photos", str(photos), *base, *args])
+        err = capsys.readouterr().err
+        assert e.value.code == 2 and says in err and "Traceback" not in err, err
+    assert not (tmp_path / "b").exists()  # (refused before anything is made)
+    index = json.loads((sub / "index.json").read_text())
+    (sub / "index.json").write_text(json.dumps({**index, "second_teacher": "fastdepth"}))
+    with pytest.raises(SystemExit):  # labels of one teacher added to a bundle of two
+        pack.main(["--out", str(sub), "--photos", str(photos), *base])
+
+
+def test_training_commands_refuse_mistakes_in_one_line(tmp_path, capsys):
+    """helper-88: fit --resume with nothing to resume started a new run without a word; fit, qat and
+    evaluate met a missing file, an empty bundle or a model given as a checkpoint with a traceback;
+    qat --no-default with the bundled model's name replaced the bundled file (its manifest's sha256 left
+    behind: the bundled model then failed to load)."""
+    from photo3d.train import evaluate
+
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    bundled = REPO / "photo3d" / "models" / "p3d-s.pt"
+    before = modelfile.sha256_file(bundled)
+    cases = [
+        (fit.main, ["--bundle", str(empty), "--out", str(tmp_path / "r"), "--resume"], "nothing to resume"),
+        (fit.main, ["--bundle", str(empty), "--out", str(tmp_path / "r"), "--init-from", str(tmp_path / "no.pt")], "no such file"),
+        (fit.main, ["--bundle", str(empty), "--out", str(tmp_path / "r")], "--bundle"),
+        (qat.main, ["--ckpt", str(tmp_path / "no.pt"), "--bundle", str(empty), "--name", "x"], "no such file"),
+        (qat.main, ["--ckpt", str(bundled), "--bundle", str(empty), "--name", "x"], "not a training checkpoint"),
+        (qat.main, ["--ckpt", str(bundled), "--bundle", str(empty), "--no-default"], "bundled model's"),
+        (qat.main, ["--ckpt", str(bundled), "--bundle", str(empty), "--models-dir", str(tmp_path / "m")], "bundled model's"),
+        (evaluate.main, [str(tmp_path / "no.pt")], "no such file"),
+        (evaluate.main, [str(REPO / "README.md"), "--photos", str(REPO / "examples")], "no holdout.txt"),
+    ]
+    for main, argv, says in cases:
+        capsys.readouterr()
+        with pytest.raises(SystemExit) as e:
+            main(argv)
+        err = capsys.readouterr().err + str(e.value.code)
+        assert e.value.code not in (0, None) and says in err and "Traceback" not in err, (argv, err)
+    assert not (tmp_path / "r").exists()  # (refused before the run's folder is made)
+    assert modelfile.sha256_file(bundled) == before
+
+
+def test_the_hold_out_cache_is_made_again_for_another_teacher(tmp_path):
+    """The hold-out teachers' cache was keyed by file name only: another --teacher or --photos read the
+    first one's outputs as its own (helper-88). The cache names its source."""
+    from photo3d.train.evaluate import _cached_outputs
+
+    files = [tmp_path / "a.jpg"]
+    cv2.imwrite(str(files[0]), np.zeros((8, 8, 3), np.uint8))
+    cache = tmp_path / "c" / "cache.npz"
+    one = _cached_outputs(files, cache, lambda rgb: np.ones((2, 2)), "teacher A on photos")
+    same = _cached_outputs(files, cache, lambda rgb: np.zeros((2, 2)), "teacher A on photos")
+    other = _cached_outputs(files, cache, lambda rgb: np.full((2, 2), 2.0), "teacher B on photos")
+    assert one["a.jpg"][0, 0] == 1 and same["a.jpg"][0, 0] == 1 and other["a.jpg"][0, 0] == 2
+
+
 def test_pack_fit_resume_qat(tmp_path):
     photos = tmp_path / "photos"
     _photos(photos)

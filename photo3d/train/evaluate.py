@@ -30,6 +30,7 @@ import torch
 from photo3d.depth.runtime import load_model, operating_point, preprocess
 from photo3d.io import atomic_output
 from photo3d.depth.modelfile import DEFAULT_INPUT_SIZE as INPUT_SIZE
+from photo3d.errors import Photo3DError
 from photo3d.train.metrics import pearson
 from photo3d.train.teachers import on_mirror
 
@@ -60,24 +61,38 @@ def load_student(path: Path):
     return dm.module, dm.meta
 
 
-def _cached_outputs(files: list[Path], cache: Path, compute) -> dict[str, np.ndarray]:
+SOURCE_KEY = "__source__"  # a cache's entry naming what made it (the teacher file and the photos folder)
+
+
+def _cached_outputs(files: list[Path], cache: Path, compute, source: str = "") -> dict[str, np.ndarray]:
     """Per-photo outputs by file name, from the ``cache`` .npz; ``compute(rgb)`` makes the missing
-    ones (float16), and the cache is rewritten with them."""
+    ones (float16), and the cache is rewritten with them. ``source`` (the teacher and the photos'
+    folder) is kept in the cache: one made from another teacher or other photos is made again, not
+    read as this one (it was keyed by file name only, helper-88); a cache from before it existed is
+    taken as the default teacher's."""
     out: dict[str, np.ndarray] = {}
     if cache.is_file():
         with np.load(cache) as z:
-            out = {k: z[k] for k in z.files}
+            made_by = str(z[SOURCE_KEY]) if SOURCE_KEY in z.files else None
+            if made_by in (None, source) or not source:
+                out = {k: z[k] for k in z.files if k != SOURCE_KEY}
     todo = [f for f in files if f.name not in out]
     if todo:
         for f in todo:
             rgb = cv2.imread(str(f), cv2.IMREAD_COLOR)[:, :, ::-1]
             out[f.name] = compute(rgb).astype(np.float16)
+        cache.parent.mkdir(parents=True, exist_ok=True)
         with atomic_output(cache) as tmp, open(tmp, "wb") as fh:
-            np.savez_compressed(fh, **out)
+            np.savez_compressed(fh, **out, **({SOURCE_KEY: np.array(source)} if source else {}))
     return out
 
 
-def teacher_outputs(files: list[Path], teacher: Path, cache: Path, mirrored: bool = False) -> dict[str, np.ndarray]:
+def _source(what: Path, photos: Path) -> str:
+    return f"{Path(what).resolve()} on {Path(photos).resolve()}"
+
+
+def teacher_outputs(files: list[Path], teacher: Path, cache: Path, mirrored: bool = False,
+                    photos: Path | None = None) -> dict[str, np.ndarray]:
     """Tiefenrausch's log-disparity of each photo (``mirrored``: of its mirror image, mirrored back,
     for the mirror-averaged label)."""
     net = None
@@ -92,10 +107,11 @@ def teacher_outputs(files: list[Path], teacher: Path, cache: Path, mirrored: boo
 
             return on_mirror(run, rgb) if mirrored else run(rgb)
 
-    return _cached_outputs(files, cache, compute)
+    return _cached_outputs(files, cache, compute, _source(teacher, photos) if photos else "")
 
 
-def fastdepth_outputs(files: list[Path], onnx_file: Path, ref: dict[str, np.ndarray], cache: Path) -> dict[str, np.ndarray]:
+def fastdepth_outputs(files: list[Path], onnx_file: Path, ref: dict[str, np.ndarray], cache: Path,
+                      photos: Path | None = None) -> dict[str, np.ndarray]:
     """FastDepth's log-disparity on the same 384-px grid as the Tiefenrausch reference."""
     fd = None
 
@@ -107,7 +123,7 @@ def fastdepth_outputs(files: list[Path], onnx_file: Path, ref: dict[str, np.ndar
             fd = FastDepthTeacher(onnx_file)
         return fd.on_network_grid(rgb, INPUT_SIZE)
 
-    return _cached_outputs(files, cache, compute)
+    return _cached_outputs(files, cache, compute, _source(onnx_file, photos) if photos else "")
 
 
 def summary(rs: list[float], prefix: str = "") -> dict:
@@ -124,16 +140,17 @@ def evaluate(student_path: Path, photos: Path, teacher: Path, limit: int = 0,
     map is mirror-averaged (:func:`photo3d.train.teachers.mirror_average`, the training label since
     session 18); the agreement with the label made without it is reported too (``unmirrored_``)."""
     files = holdout_photos(photos, limit)
-    ref = teacher_outputs(files, teacher, cache)
+    ref = teacher_outputs(files, teacher, cache, photos=photos)
     labels, plain = {}, {}
     if fastdepth is not None and fastdepth.is_file():
         from photo3d.train.teachers import combine, mirror_average
 
-        fd = fastdepth_outputs(files, fastdepth, ref, cache.with_name("holdout_fastdepth.npz"))
+        fd = fastdepth_outputs(files, fastdepth, ref, cache.with_name("holdout_fastdepth.npz"), photos=photos)
         plain = {k: combine(ref[k].astype(np.float32), fd[k].astype(np.float32), label) for k in ref}
         labels = plain
         if tr_flip:
-            mir = teacher_outputs(files, teacher, cache.with_name("holdout_teacher_mirrored.npz"), mirrored=True)
+            mir = teacher_outputs(files, teacher, cache.with_name("holdout_teacher_mirrored.npz"), mirrored=True,
+                                  photos=photos)
             labels = {k: combine(mirror_average(ref[k].astype(np.float32), mir[k].astype(np.float32)),
                                  fd[k].astype(np.float32), label) for k in ref}
     student, meta = load_student(student_path)
@@ -176,11 +193,21 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--no-tr-flip", dest="tr_flip", action="store_false",
                     help="the label without mirror-averaging Tiefenrausch (the training label until session 18)")
     ap.add_argument("--threads", type=int, default=0)
+    ap.add_argument("--cache-dir", type=Path, default=REPO / "runs",
+                    help="where the teachers' outputs on the hold-out photos are kept (default: runs/ in the repo)")
     args = ap.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
-    res = evaluate(args.model, args.photos, args.teacher, args.limit, input_size=args.input_size,
-                   fastdepth=args.fastdepth, label=args.label, tr_flip=args.tr_flip)
+    if not (args.photos / "holdout.txt").is_file():
+        ap.error(f"--photos {args.photos}: no holdout.txt there (the folder of the training photos)")
+    if not args.model.exists():
+        ap.error(f"{args.model}: no such file")
+    try:
+        res = evaluate(args.model, args.photos, args.teacher, args.limit, input_size=args.input_size,
+                       fastdepth=args.fastdepth, label=args.label, tr_flip=args.tr_flip,
+                       cache=args.cache_dir / "holdout_teacher.npz")
+    except Photo3DError as e:  # (a file that is not a model, a teacher folder without the teacher: one line)
+        ap.error(str(e))
     print(json.dumps(res, indent=1))
     return 0
 

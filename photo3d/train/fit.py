@@ -29,6 +29,7 @@ from pathlib import Path
 import torch
 
 from photo3d.depth.modelfile import first_network
+from photo3d.errors import Photo3DError
 from photo3d.depth.net import CONFIGS, DepthNet, NetConfig
 from photo3d.train.data import AugmentConfig, Bundle, Sampler
 from photo3d.train.grow import grow_into
@@ -216,15 +217,23 @@ def main(argv: list[str] | None = None) -> int:
         torch.set_num_threads(args.threads)
     device = pick_device(args.device)
     out: Path = args.out
-    out.mkdir(parents=True, exist_ok=True)
     ckpt_path = out / "last.pt"
+    # (mistakes in one line, before anything is made: they were tracebacks, or a silent new run, helper-88)
+    for flag, path in (("--init-from", args.init_from), ("--partner", args.partner)):
+        if path is not None and not Path(path).is_file():
+            raise SystemExit(f"{flag} {path}: no such file")
+    if args.resume and not ckpt_path.is_file():
+        if args.init_from is None:
+            raise SystemExit(f"--resume: {ckpt_path} does not exist: nothing to resume (leave out --resume for a new "
+                             "run, or give --init-from MODEL to warm-start one when the checkpoint is gone)")
+        print(f"# --resume: no {ckpt_path}: a new run from {args.init_from}", flush=True)
     ckpt = load_checkpoint(ckpt_path) if args.resume and ckpt_path.is_file() else None
 
     if ckpt is not None:
         model = model_from_checkpoint(ckpt, strict=False, ema=False)
         # the schedule and data settings of the run being resumed, unless given again explicitly
         hp = ckpt["args"]
-        for k in ("config", "batch", "size", "lr", "weight_decay", "total_steps", "schedule_minutes", "warmup",
+        for k in ("config", "batch", "size", "limit", "lr", "weight_decay", "total_steps", "schedule_minutes", "warmup",
                   "edge_aware", "w_ssi", "w_log", "w_grad", "w_layout", "w_flat", "w_corr", "w_hint", "hint_warmup", "seed", "label", "whole_share", "whole_size", "whole_batch", "whole_exact",
                   "min_crop", "max_crop", "freeze_bn", "tr_flip", "tta_train", "partner"):
             if k not in given and k in hp:
@@ -255,8 +264,15 @@ def main(argv: list[str] | None = None) -> int:
         from photo3d.depth.runtime import load_model
 
         args.partner = args.partner.resolve()  # (a resumed run finds it from any folder)
-        partner = load_model(args.partner).module  # INT8: runs on the CPU
-    bundle = Bundle(args.bundle, seed=args.seed, limit=args.limit, label=args.label, tr_flip=args.tr_flip).to(device)
+        try:
+            partner = load_model(args.partner).module  # INT8: runs on the CPU
+        except Photo3DError as e:
+            raise SystemExit(f"--partner: {e}") from None
+    try:
+        bundle = Bundle(args.bundle, seed=args.seed, limit=args.limit, label=args.label, tr_flip=args.tr_flip).to(device)
+    except (OSError, ValueError) as e:
+        raise SystemExit(f"--bundle {args.bundle}: {e}") from None
+    out.mkdir(parents=True, exist_ok=True)
     sampler = Sampler(bundle, args.batch, AugmentConfig(size=args.size, min_crop=args.min_crop, max_crop=args.max_crop),
                       seed=args.seed, device=device)
     # whole photos: nearly the frame the teachers saw; --whole-exact: exactly it (no flip, rotation or

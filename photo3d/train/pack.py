@@ -42,6 +42,7 @@ import cv2
 import numpy as np
 import torch
 
+from photo3d.errors import Photo3DError
 from photo3d.io import write_bytes_atomic
 from photo3d.train.teachers import FastDepthTeacher, PriorTeacher, TiefenrauschTeacher, on_mirror
 
@@ -50,14 +51,26 @@ SHARED = Path(os.environ.get("PHOTO3D_SHARED", REPO.parent / "shared"))
 SET_ORDER = ["osie", "bsds500", "urban100", "sun_hays80", "kodak24", "mcmaster", "imagenet_det", "imagenet_sample"]
 
 
+def photo_root(photos: Path) -> Path:
+    """The folder whose ``holdout.txt`` applies to ``photos``: ``photos`` itself or the nearest folder
+    above it that has one (``--photos ../shared/data/photos/osie`` packed that set's hold-out photos,
+    under names other than a whole pack's); ``photos`` when there is none. Entry names are relative to it."""
+    photos = photos.resolve()
+    for d in (photos, *photos.parents):
+        if (d / "holdout.txt").is_file():
+            return d
+    return photos
+
+
 def list_photos(photos: Path) -> list[Path]:
-    holdout_file = photos / "holdout.txt"
+    root = photo_root(photos)
+    holdout_file = root / "holdout.txt"
     holdout = set(holdout_file.read_text().split()) if holdout_file.is_file() else set()
-    files = sorted(p for p in photos.rglob("*") if p.suffix.lower() in (".jpg", ".jpeg", ".png"))
-    files = [p for p in files if p.relative_to(photos).as_posix() not in holdout]
+    files = sorted(p for p in photos.resolve().rglob("*") if p.suffix.lower() in (".jpg", ".jpeg", ".png"))
+    files = [p for p in files if p.relative_to(root).as_posix() not in holdout]
 
     def key(p: Path):
-        s = p.relative_to(photos).parts[0]
+        s = p.relative_to(root).parts[0]
         return (SET_ORDER.index(s) if s in SET_ORDER else len(SET_ORDER), p.name)
 
     # interleave within the priority order: scene sets first, then the rest
@@ -117,13 +130,29 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--threads", type=int, default=1)
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
-    k, n = (int(v) for v in args.shard.split("/"))
+    try:
+        k, n = (int(v) for v in args.shard.split("/"))
+        if not 0 <= k < n:
+            raise ValueError
+    except ValueError:
+        ap.error(f"--shard must be K/N with 0 <= K < N (e.g. 0/2), not {args.shard!r}")
+    if not args.photos.is_dir():
+        ap.error(f"--photos {args.photos}: no such folder")
+    root = photo_root(args.photos)
+    if not (root / "holdout.txt").is_file():
+        print(f"note: no holdout.txt in {args.photos} or above: every photo is packed", file=sys.stderr)
 
-    teacher = PriorTeacher() if args.teacher == "prior" else TiefenrauschTeacher(Path(args.teacher))
+    try:
+        teacher = PriorTeacher() if args.teacher == "prior" else TiefenrauschTeacher(Path(args.teacher))
+    except Photo3DError as e:
+        ap.error(f"--teacher: {e}")
     fd = None
     if args.fastdepth != "none":
         if Path(args.fastdepth).is_file():
-            fd = FastDepthTeacher(Path(args.fastdepth), threads=args.threads)
+            try:
+                fd = FastDepthTeacher(Path(args.fastdepth), threads=args.threads)
+            except ModuleNotFoundError as e:
+                ap.error(f"FastDepth needs {e.name} (pip install -e '.[train]'), or pack with --fastdepth none")
         elif args.fastdepth != ap.get_default("fastdepth"):
             ap.error(f"{args.fastdepth}: no such FastDepth ONNX file")
         else:
@@ -140,7 +169,7 @@ def main(argv: list[str] | None = None) -> int:
     items: list[dict] = packed.get("items", [])
     # a re-run adds to the bundle as it was packed (the mirrored labels of older entries too): the
     # same input size and teacher, or its labels would silently mix two of them
-    for key, ours in (("size", args.size), ("teacher", teacher.name)):
+    for key, ours in (("size", args.size), ("teacher", teacher.name), ("second_teacher", fd.name if fd else None)):
         if items and packed.get(key, ours) != ours:
             ap.error(f"{index_path}: packed with {key} {packed[key]}, not {ours}; pack into another --out")
     done = {it["name"] for it in items}
@@ -163,7 +192,7 @@ def main(argv: list[str] | None = None) -> int:
 
     files = list_photos(args.photos)[k::n]
     t0, n_new = time.time(), 0
-    by_name = {p.relative_to(args.photos).with_suffix("").as_posix().replace("/", "__"): p for p in files}
+    by_name = {p.relative_to(root).with_suffix("").as_posix().replace("/", "__"): p for p in files}
     for it in items:  # entries packed before the mirrored codes existed
         if "target_flip" in it:
             continue
@@ -186,7 +215,7 @@ def main(argv: list[str] | None = None) -> int:
             break
         if args.max_mib and total > args.max_mib * 2**20:
             break
-        base = p.relative_to(args.photos).with_suffix("").as_posix().replace("/", "__")
+        base = p.relative_to(root).with_suffix("").as_posix().replace("/", "__")
         name = f"{base}~{zoom}" if zoom else base
         if name in done:
             continue

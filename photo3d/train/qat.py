@@ -30,10 +30,11 @@ from torch.ao.nn.intrinsic import qat as nniqat
 from torch.ao.quantization import QConfig, convert, disable_observer, get_default_qat_qconfig, prepare, prepare_qat
 from torch.ao.quantization.observer import HistogramObserver, PerChannelMinMaxObserver
 
-from photo3d.depth.modelfile import (DEFAULT_INPUT_SIZE, METADATA_FILE, MODELS_DIR, first_network, pair_models, save_model,
-                                     sha256_file, write_manifest)
+from photo3d.depth.modelfile import (DEFAULT_INPUT_SIZE, METADATA_FILE, MODELS_DIR, bundled_model_path, first_network,
+                                     pair_models, save_model, sha256_file, write_manifest)
 from photo3d.depth.net import DepthNet, count_macs, count_params
 from photo3d.depth.runtime import TTA, preprocess
+from photo3d.errors import Photo3DError
 from photo3d.train.data import AugmentConfig, Bundle, Sampler
 from photo3d.train.fit import load_checkpoint, model_from_checkpoint, pick_device
 from photo3d.train.losses import distill_loss
@@ -132,6 +133,29 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--limit", type=int, default=0)
     ap.add_argument("--float-head", action="store_true", help="with --steps 0: keep the last convolution in float")
     args = ap.parse_args(argv)
+    # (mistakes in one line, before minutes of work: helper-88)
+    try:
+        bundled = bundled_model_path().stem
+    except Photo3DError:
+        bundled = None
+    replaces = args.models_dir.resolve() == MODELS_DIR.resolve() and not args.no_default  # (the documented way)
+    if args.name == bundled and not replaces:
+        ap.error(f"--name {bundled} is the bundled model's: here it would "
+                 + ("replace the bundled file and leave its manifest's sha256 behind (it then fails to load)"
+                    if args.models_dir.resolve() == MODELS_DIR.resolve() else
+                    "make a file the runtime refuses (no other file may be named like the bundled model)")
+                 + "; give the export a name of its own")
+    if not args.ckpt.is_file():
+        ap.error(f"--ckpt {args.ckpt}: no such file")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # (torch.load of a TorchScript archive says so)
+            ckpt = load_checkpoint(args.ckpt)
+        if not (isinstance(ckpt, dict) and "model" in ckpt and "config" in ckpt):
+            raise ValueError
+    except Exception:
+        ap.error(f"--ckpt {args.ckpt}: not a training checkpoint of photo3d.train.fit (a TorchScript model file? "
+                 "this exports a checkpoint such as RUN/last.pt)")
     first = None
     if args.partner is not None:  # (loaded first: a wrong file fails before minutes of quantization)
         if args.tta not in ("flip", "flip-small"):
@@ -150,11 +174,13 @@ def main(argv: list[str] | None = None) -> int:
     device = pick_device(args.device)
     t0 = time.time()
 
-    ckpt = load_checkpoint(args.ckpt)
     float_model = model_from_checkpoint(ckpt).eval()
     label = ckpt["args"].get("label", "tr")
-    bundle = Bundle(args.bundle, seed=args.seed, limit=args.limit, label=label,
-                    tr_flip=bool(ckpt["args"].get("tr_flip", False)))
+    try:
+        bundle = Bundle(args.bundle, seed=args.seed, limit=args.limit, label=label,
+                        tr_flip=bool(ckpt["args"].get("tr_flip", False)))
+    except (OSError, ValueError) as e:
+        ap.error(f"--bundle {args.bundle}: {e}")
     sampler = Sampler(bundle, args.batch, AugmentConfig(size=args.size), seed=args.seed)
 
     # evenly spread bundle photos: those that check INT8 against float, and others between them that calibrate
