@@ -55,7 +55,7 @@ def make_photos(folder: Path, n: int, megapixels: float, seed: int = 0) -> list[
 
 def run(task: str, photos: Path, out: Path, jobs: int, model: str | None, extra: list[str]) -> dict:
     summary = out.parent / f"{out.name}.json"
-    cmd = [sys.executable, "-c", "from photo3d.cli import app; app(prog_name='photo3d')", task, str(photos),
+    cmd = [sys.executable, "-c", "import photo3d; photo3d.main()", task, str(photos),
            "-o", str(out), "--jobs", str(jobs), "--summary", str(summary), *extra]
     if model:
         cmd += ["--model", model]

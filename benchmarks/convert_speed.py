@@ -79,7 +79,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--photo", type=Path)
     ap.add_argument("--runs", type=int, default=3)
     args = ap.parse_args(argv)
-    tmp = Path(tempfile.mkdtemp(prefix="photo3d-speed-"))
+    with tempfile.TemporaryDirectory(prefix="photo3d-speed-") as d:  # (removed afterwards: it was left behind)
+        return _measure(args, Path(d))
+
+
+def _measure(args, tmp: Path) -> int:
     photo = args.photo or tmp / "photo12mp.jpg"
     if args.photo is None:
         make_photo(photo)
@@ -92,7 +96,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"photo: {photo} ({w}x{h} = {w * h / 1e6:.1f} MP, {photo.stat().st_size / 1e6:.2f} MB JPEG)")
     print(f"model: {model}")
     out = tmp / "out.glb"
-    exe = [sys.executable, "-c", "from photo3d.cli import app; app(prog_name='photo3d')"]
+    exe = [sys.executable, "-c", "import photo3d; photo3d.main()"]
     convert = exe + ["convert", str(photo), "-o", str(out), "--model", str(model)]
     floor = [sys.executable, "-c", FLOOR, str(photo)]
     wall(floor)  # warm the file cache

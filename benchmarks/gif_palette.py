@@ -20,7 +20,7 @@ sys.path.insert(0, str(REPO))
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0].replace("\n", " "))
     ap.add_argument("photo", nargs="?", type=Path, default=REPO / "examples" / "coffee.jpg")
     ap.add_argument("--size", type=int, default=None, help="longer side (default: the GIF's, 480)")
     args = ap.parse_args()

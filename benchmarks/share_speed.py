@@ -38,7 +38,7 @@ sys.path.insert(0, str(REPO / "benchmarks"))
 from convert_speed import make_photo, wall  # noqa: E402
 
 EXAMPLE = REPO / "examples" / "coffee.jpg"
-CLI = [sys.executable, "-c", "from photo3d.cli import app; app(prog_name='photo3d')"]
+CLI = [sys.executable, "-c", "import photo3d; photo3d.main()"]
 
 
 def cpu() -> float:
