@@ -895,24 +895,30 @@ def test_depth_resume_after_kill(tmp_path: Path, jobs: str, sig: int) -> None:
                        sig=sig)
 
 
+def _depth_batch_under_way(tmp_path: Path, jobs: str, n: int, out: Path, preexec_fn=None) -> subprocess.Popen:
+    """``photo3d depth`` of ``n`` photos into ``out`` in a process group of its own (as under a terminal),
+    returned once 2 outputs are written (stderr piped)."""
+    src = tmp_path / "many photos"
+    src.mkdir()
+    for i in range(n):
+        Image.fromarray(photo_rgb(224, 168, seed=i)).save(src / f"photo {i:02d}.jpg", quality=90)
+    proc = subprocess.Popen(pool_cli_command(int(jobs), "depth", "--jobs", jobs, src, "-o", out), stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE, env=env(), start_new_session=True, preexec_fn=preexec_fn)
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline and proc.poll() is None and len(_outputs(out) if out.exists() else []) < 2:
+        time.sleep(0.02)
+    assert proc.poll() is None, "the batch finished before the hang-up: " + proc.stderr.read().decode()
+    return proc
+
+
 @pytest.mark.parametrize("jobs", ["1", pytest.param("2", marks=pytest.mark.slow)])  # slow: a process pool
 def test_a_closed_terminal_stops_the_batch_as_ctrl_c_does(tmp_path: Path, jobs: str) -> None:
     """Closing the terminal sends SIGHUP to the batch's process group (workers too): it killed the
     batch at once, without the 'interrupted' line, leaving the temp files being written for the
     next run to remove.  Now SIGHUP stops it as SIGTERM and Ctrl-C do: exit 130, the line, no
     temp file, every output under its final name whole, no worker left."""
-    src = tmp_path / "many photos"
-    src.mkdir()
-    n = 12
-    for i in range(n):
-        Image.fromarray(photo_rgb(224, 168, seed=i)).save(src / f"photo {i:02d}.jpg", quality=90)
-    out = tmp_path / "out"
-    proc = subprocess.Popen(pool_cli_command(int(jobs), "depth", "--jobs", jobs, src, "-o", out), stdout=subprocess.DEVNULL,
-                            stderr=subprocess.PIPE, env=env(), start_new_session=True)  # its own group, as under a terminal
-    deadline = time.monotonic() + 300
-    while time.monotonic() < deadline and proc.poll() is None and len(_outputs(out) if out.exists() else []) < 2:
-        time.sleep(0.02)
-    assert proc.poll() is None, "the batch finished before the hang-up: " + proc.stderr.read().decode()
+    n, out = 12, tmp_path / "out"
+    proc = _depth_batch_under_way(tmp_path, jobs, n, out)
     workers = _children(proc.pid)
     os.killpg(proc.pid, signal.SIGHUP)  # what the terminal does when it closes
     code = proc.wait(60)
@@ -937,19 +943,8 @@ def test_a_batch_under_nohup_outlives_its_terminal(tmp_path: Path, jobs: str) ->
     """``nohup photo3d ...`` ignores SIGHUP, so that a long batch outlives the terminal it was started
     from; the batch put its own handler in and stopped when the terminal closed (its workers too). A
     signal ignored from the start stays ignored: the batch runs to its end."""
-    src = tmp_path / "many photos"
-    src.mkdir()
-    n = 8
-    for i in range(n):
-        Image.fromarray(photo_rgb(224, 168, seed=i)).save(src / f"photo {i:02d}.jpg", quality=90)
-    out = tmp_path / "out"
-    proc = subprocess.Popen(pool_cli_command(int(jobs), "depth", "--jobs", jobs, src, "-o", out), stdout=subprocess.DEVNULL,
-                            stderr=subprocess.PIPE, env=env(), start_new_session=True,
-                            preexec_fn=lambda: signal.signal(signal.SIGHUP, signal.SIG_IGN))  # what nohup does
-    deadline = time.monotonic() + 300
-    while time.monotonic() < deadline and proc.poll() is None and len(_outputs(out) if out.exists() else []) < 2:
-        time.sleep(0.02)
-    assert proc.poll() is None, "the batch finished before the hang-up: " + proc.stderr.read().decode()
+    n, out = 8, tmp_path / "out"
+    proc = _depth_batch_under_way(tmp_path, jobs, n, out, lambda: signal.signal(signal.SIGHUP, signal.SIG_IGN))  # nohup
     os.killpg(proc.pid, signal.SIGHUP)  # the terminal closes
     code = proc.wait(300)
     stderr = proc.stderr.read().decode()
