@@ -1052,7 +1052,7 @@ def _host_tag() -> str:
     return hashlib.sha1("\0".join(parts).encode("utf-8", "surrogateescape")).hexdigest()[:8]
 
 
-_HOST = _host_tag()
+_HOST = HOST_TAG = _host_tag()
 # ".NAME.<pid>-<host>-<random>.tmp": the owner of a temp file is in its name, so a later run can tell a
 # stale temp (its process is gone) from the live temp of a run still going on the same output folder
 _TEMP_NAME = re.compile(r"\.(?P<target>.+)\.(?P<pid>\d+)-(?P<host>[0-9a-f]{8})-[a-z0-9_]+\.tmp")
@@ -1171,22 +1171,25 @@ def stale_temp_target(entry: os.DirEntry | Path) -> str | None:
     written on this machine by a process that is gone.  None for any other file, and for the temp
     of a live run."""
     m = _TEMP_NAME.fullmatch(entry.name)
-    if not m or m["host"] != _HOST:
-        return None
-    pid = int(m["pid"])
-    if pid == os.getpid():
-        return None
+    return m["target"] if m and owner_gone(int(m["pid"]), m["host"], entry) else None
+
+
+def owner_gone(pid: int, host: str, entry: os.DirEntry | Path) -> bool:
+    """Whether the process ``pid`` that made ``entry`` is provably gone: on this machine (``host``, the
+    tag of :data:`HOST_TAG`) and not running, or its pid taken by a process started after ``entry``."""
+    if host != _HOST or pid == os.getpid():
+        return False
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
-        return m["target"]
+        return True
     except OSError:  # alive (another user's), or cannot tell
-        return None
+        return False
     try:
         mtime = entry.stat(follow_symlinks=False).st_mtime
     except OSError:
-        return None
-    return m["target"] if _process_started_after(pid, mtime) else None
+        return False
+    return _process_started_after(pid, mtime)
 
 
 def _make_folders(folder: Path) -> list[Path]:

@@ -350,3 +350,72 @@ def test_the_driver_reads_no_input_whole_before_its_header_is_checked(tmp_path: 
     finally:
         tracemalloc.stop()
     assert peak < 20e6, f"{peak / 1e6:.0f} MB"
+
+
+def test_a_dead_ray_worker_is_replaced_and_its_photo_run_again(ray_cluster, tmp_path: Path) -> None:
+    """A Ray worker killed (kill -9, out of memory): its photo failed "Ray worker failed" without a rerun,
+    a warning or a count, and once its one restart was used every photo sent to it failed at once
+    (helper-90: 24 of 40). The dead worker is replaced, its photo run once more (failed if it dies
+    again), and the deaths are counted as a local pool counts them."""
+    from photo3d.batch import Task
+    from helpers.batch_tasks import ThumbOptions, batch_task_crashy
+
+    src = tmp_path / "in"
+    src.mkdir()
+    names = [f"p{i}.jpg" for i in range(6)] + ["crash.jpg"]
+    for n in names:
+        Image.fromarray(np.full((30, 40, 3), 128, np.uint8)).save(src / n)
+    jobs = plan_jobs([src], tmp_path / "out", ".png")
+    buf = io.StringIO()
+    from rich.console import Console
+
+    rep = run_batch(jobs, Task("batch_task_crashy", batch_task_crashy, ThumbOptions()), RayExecutor(workers=2),
+                    console=Console(file=buf, width=300), progress=False)
+    status = {r.src.name: (r.status, r.error) for r in rep.results}
+    crash = status.pop("crash.jpg")
+    assert crash[0] == Status.failed and "died twice" in crash[1], crash
+    assert all(v == (Status.ok, None) for v in status.values()), status
+    assert rep.fatal is None and rep.worker_deaths == 2 and rep.summary()["worker_deaths"] == 2
+    assert "warning: a worker process died 2 times" in buf.getvalue(), buf.getvalue()
+
+
+def test_ray_workers_sweep_the_scratch_folders_of_workers_gone(tmp_path: Path) -> None:
+    """A stopped or killed batch kills its workers with a photo in hand: each left a copy of it in
+    /tmp (photo3d-ray-*), never removed (helper-90: 17 after a few stops). A worker's scratch folder
+    names its process; a worker starting removes those whose process is gone, on this machine."""
+    from photo3d.batch.ray_executor import _sweep_scratch
+    from photo3d.io import HOST_TAG
+
+    gone = subprocess.Popen(["true"])
+    gone.wait()
+    dead, live, other = (tmp_path / f"photo3d-ray-{pid}-{tag}-abc123" for pid, tag in
+                         ((gone.pid, HOST_TAG), (os.getpid(), HOST_TAG), (gone.pid, "0" * 8 if HOST_TAG != "0" * 8 else "1" * 8)))
+    for d in (dead, live, other):
+        (d / "in").mkdir(parents=True)
+        (d / "in" / "photo.jpg").write_bytes(b"a private photo")
+    assert _sweep_scratch(str(tmp_path)) == 1
+    assert not dead.exists() and live.exists() and other.exists()
+
+
+def test_a_stop_while_ray_starts_waits_for_ray_to_be_up() -> None:
+    """A stop signal inside ``ray.init`` left Ray half started (the command hung in Ray's teardown, or
+    ended with exit 1 and orphaned workers), and Ray's own SIGTERM handler ended it with exit 15 or a
+    stack dump (helper-90). While Ray starts a stop is only noted, Ray's handlers stay out, and ours
+    are back afterwards; the batch then stops (and shuts Ray down) as it does later."""
+    import signal
+
+    from photo3d.batch.ray_executor import _stops_held
+
+    def ours(signum, frame):
+        raise KeyboardInterrupt
+
+    before = signal.signal(signal.SIGTERM, ours)
+    try:
+        with _stops_held() as noted:
+            os.kill(os.getpid(), signal.SIGTERM)  # (delivered here: no KeyboardInterrupt inside)
+            signal.signal(signal.SIGTERM, lambda *a: os._exit(15))  # what Ray's start does
+            os.kill(os.getpid(), signal.SIGTERM)
+        assert noted == [signal.SIGTERM, signal.SIGTERM]
+        assert signal.getsignal(signal.SIGTERM) is ours
+    finally:
+        signal.signal(signal.SIGTERM, before)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import re
 import signal
 import sys
 import tempfile
@@ -46,6 +47,63 @@ def _input_bytes(src: Path) -> bytes:
         raise InputFileError(f"unreadable ({e.strerror or e})", src) from None
 
 
+@contextlib.contextmanager
+def _stops_held() -> Iterator[list[int]]:
+    """While Ray starts, a stop signal (Ctrl-C, kill, a hang-up) is only noted, and Ray's own handlers
+    stay out; the caller stops once Ray is up. A KeyboardInterrupt inside ``ray.init`` left Ray half
+    started: the command hung for good in Ray's teardown, or ended with Ray's log line and exit 1 and
+    orphaned workers; Ray's SIGTERM handler ended it with exit 15 or a stack dump (helper-90). Yields
+    the list of signals noted. (Main thread only: elsewhere nothing changes.)"""
+    import threading
+
+    from .local import STOP_SIGNALS, ignored
+
+    noted: list[int] = []
+    if threading.current_thread() is not threading.main_thread():
+        yield noted
+        return
+
+    def note(signum, frame):  # noqa: ARG001
+        noted.append(signum)
+
+    real = signal.signal
+    held = {sig: real(sig, note) for sig in (signal.SIGINT, *STOP_SIGNALS) if not ignored(sig)}
+
+    def keep_ours(sig, handler):  # Ray's own handlers stay out while it starts
+        return note if sig in held else real(sig, handler)
+
+    signal.signal = keep_ours
+    try:
+        yield noted
+    finally:
+        signal.signal = real
+        for sig, previous in held.items():
+            with contextlib.suppress(Exception):
+                real(sig, previous)
+
+
+#: a worker's scratch folder: ``photo3d-ray-<pid>-<host tag>-<random>`` (its owner, for a later sweep)
+_SCRATCH = re.compile(r"photo3d-ray-(?P<pid>\d+)-(?P<host>[0-9a-f]{8})-[a-z0-9_]+")
+
+
+def _sweep_scratch(base: str | None = None) -> int:
+    """Remove the scratch folders of workers that are gone (a batch stopped or killed kills its workers
+    with the photo in hand: each left a copy of it in /tmp, helper-90); the number removed."""
+    import shutil
+
+    from ..io import owner_gone
+
+    base = base or tempfile.gettempdir()
+    n = 0
+    with contextlib.suppress(OSError), os.scandir(base) as it:
+        for entry in it:
+            m = _SCRATCH.fullmatch(entry.name)
+            if m and entry.is_dir(follow_symlinks=False) and owner_gone(int(m["pid"]), m["host"], entry):
+                shutil.rmtree(entry.path, ignore_errors=True)
+                n += 1
+    return n
+
+
 class _RayWorker:
     """A Ray actor: loads the model once, then converts files sent to it as bytes.
 
@@ -56,6 +114,7 @@ class _RayWorker:
 
     def __init__(self, task: Task, threads: int | None):
         self.task = task
+        _sweep_scratch()
         set_threads(threads)
         warm_up(task)
 
@@ -64,7 +123,9 @@ class _RayWorker:
         NAME.html: the task's ``reuse_suffix``), for the other formats to be rendered from (as on
         the local pool) instead of converting the photo again."""
         src_p, dst_p = Path(src), Path(dst)
-        with tempfile.TemporaryDirectory(prefix="photo3d-ray-") as tmp:
+        from ..io import HOST_TAG
+
+        with tempfile.TemporaryDirectory(prefix=f"photo3d-ray-{os.getpid()}-{HOST_TAG}-") as tmp:
             tmp_in = Path(tmp) / "in" / src_p.name
             tmp_out = Path(tmp) / "out" / dst_p.name
             tmp_in.parent.mkdir()
@@ -198,16 +259,14 @@ class RayExecutor(Executor):
             else:  # a local instance: its workers import photo3d the same way as this process
                 kwargs.setdefault("runtime_env", {"env_vars": {"PYTHONPATH": os.pathsep.join(
                     p for p in sys.path if p and os.path.isdir(p))}})
-            ours = signal.getsignal(signal.SIGTERM)
-            try:
-                ray.init(address=self.address, **kwargs)
-            except Exception as e:
-                raise UsageError(f"--engine ray: cannot connect to {self.address or 'a local Ray'} ({e})") from e
-            finally:  # Ray puts its own SIGTERM handler in (a stack dump, no summary): ours again
-                with contextlib.suppress(Exception):
-                    if ours is not None:
-                        signal.signal(signal.SIGTERM, ours)
+            with _stops_held() as stopped:
+                try:
+                    ray.init(address=self.address, **kwargs)
+                except Exception as e:
+                    raise UsageError(f"--engine ray: cannot connect to {self.address or 'a local Ray'} ({e})") from e
             self._started = True
+            if stopped:  # (Ray is up now: the batch's stop shuts it down cleanly)
+                raise KeyboardInterrupt
         most = max(1, int(ray.cluster_resources().get("CPU", 1)) // self.threads)
         if not self._requested:
             self.workers = most
@@ -223,7 +282,7 @@ class RayExecutor(Executor):
             self.workers = 0
             return
         ray = self._connect()
-        actor_cls = ray.remote(num_cpus=self.threads, max_restarts=1)(_RayWorker)
+        actor_cls = ray.remote(num_cpus=self.threads, max_restarts=0)(_RayWorker)  # (a dead one is replaced below)
         self.workers = n = min(self._requested or self.workers, len(jobs))  # never more actors than files
         self._actors = [actor_cls.remote(task, self.threads) for _ in range(n)]
         idle = list(self._actors)
@@ -232,6 +291,9 @@ class RayExecutor(Executor):
         first = _first_outputs(jobs)
         since = getattr(task.options, "reuse_glb_since", None)
         from ..pipeline import batch_glb
+
+        rerun: set[Path] = set()  # outputs whose worker died: run once more
+        dead_in_a_row = 0
 
         while pending or inflight:
             while pending and idle and (job := _next_ready(pending, (j for _, j in inflight.values()), first)):
@@ -257,9 +319,28 @@ class RayExecutor(Executor):
                 idle.append(actor)
                 try:
                     r, files = ray.get(ref)
-                except Exception as e:  # the actor died or the cluster lost the node
-                    yield Result(job.src, job.dst, Status.failed, error=msg(job.src, f"Ray worker failed ({summarize(e, 200)})"))
+                except Exception as e:  # the actor died (killed, out of memory) or the cluster lost the node
+                    # a fresh worker in its place (the dead one failed every photo sent to it after its one
+                    # restart), the photo run once more, and the death counted and said (helper-90)
+                    self.worker_deaths += 1
+                    dead_in_a_row += 1
+                    idle.remove(actor)
+                    with contextlib.suppress(Exception):
+                        ray.kill(actor)
+                    fresh = actor_cls.remote(task, self.threads)
+                    self._actors = [a for a in self._actors if a is not actor] + [fresh]
+                    idle.append(fresh)
+                    if dead_in_a_row >= 3 * n:
+                        yield Result(job.src, job.dst, Status.failed, fatal=ExitCode.failed,
+                                     error=f"Ray workers keep dying before finishing any file ({summarize(e, 200)})")
+                        return
+                    if job.dst not in rerun:
+                        rerun.add(job.dst)
+                        pending.append(job)
+                        continue
+                    yield Result(job.src, job.dst, Status.failed, error=msg(job.src, f"Ray worker died twice on it ({summarize(e, 200)})"))
                     continue
+                dead_in_a_row = 0
                 if r.status == Status.ok:
                     try:
                         with confined_to(task.out):

@@ -303,8 +303,13 @@ def run_batch(
                     with contextlib.suppress(BaseException):
                         stream.close()
             else:
-                stream.close()
-                executor.close()
+                try:  # (Ray's shutdown takes a second or more: a stop then keeps what was done)
+                    stream.close()
+                    executor.close()
+                except KeyboardInterrupt:  # every photo was done: the stop came while the workers closed
+                    interrupted = True
+                    with stop_signals_ignored():
+                        executor.stop()
     if executor.worker_deaths and not interrupted:  # (the batch carried on: said, or an out-of-memory kill goes unseen)
         n = executor.worker_deaths
         say(console, f"a worker process died{f' {n} times' if n > 1 else ''} (killed, or out of memory?): "
