@@ -263,6 +263,8 @@ class RayExecutor(Executor):
                 try:
                     ray.init(address=self.address, **kwargs)
                 except Exception as e:
+                    if stopped:  # (a closed terminal's hang-up reached Ray's own processes too: they never came up)
+                        raise KeyboardInterrupt from None
                     raise UsageError(f"--engine ray: cannot connect to {self.address or 'a local Ray'} ({e})") from e
             self._started = True
             if stopped:  # (Ray is up now: the batch's stop shuts it down cleanly)
