@@ -1052,7 +1052,7 @@ def _host_tag() -> str:
     return hashlib.sha1("\0".join(parts).encode("utf-8", "surrogateescape")).hexdigest()[:8]
 
 
-_HOST = HOST_TAG = _host_tag()
+HOST_TAG = _host_tag()
 # ".NAME.<pid>-<host>-<random>.tmp": the owner of a temp file is in its name, so a later run can tell a
 # stale temp (its process is gone) from the live temp of a run still going on the same output folder
 _TEMP_NAME = re.compile(r"\.(?P<target>.+)\.(?P<pid>\d+)-(?P<host>[0-9a-f]{8})-[a-z0-9_]+\.tmp")
@@ -1177,7 +1177,7 @@ def stale_temp_target(entry: os.DirEntry | Path) -> str | None:
 def owner_gone(pid: int, host: str, entry: os.DirEntry | Path) -> bool:
     """Whether the process ``pid`` that made ``entry`` is provably gone: on this machine (``host``, the
     tag of :data:`HOST_TAG`) and not running, or its pid taken by a process started after ``entry``."""
-    if host != _HOST or pid == os.getpid():
+    if host != HOST_TAG or pid == os.getpid():
         return False
     try:
         os.kill(pid, 0)
@@ -1289,7 +1289,7 @@ def atomic_output(path: str | Path) -> Iterator[Path]:
             created = _make_folders(path.parent)
             try:
                 stem = temp_stem(path.name, name_max(path.parent))
-                fd, tmp = tempfile.mkstemp(prefix=f".{stem}.{os.getpid()}-{_HOST}-", suffix=".tmp", dir=path.parent)
+                fd, tmp = tempfile.mkstemp(prefix=f".{stem}.{os.getpid()}-{HOST_TAG}-", suffix=".tmp", dir=path.parent)
                 break
             except FileNotFoundError:  # the folder was removed by a parallel write that failed: again
                 if attempt == 2:

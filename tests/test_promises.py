@@ -1195,18 +1195,18 @@ def test_a_link_in_the_output_tree_does_not_lead_writes_outside_out(tmp_path, ti
     (out / "inside").mkdir(parents=True)
     (out / "sub").symlink_to("../elsewhere")
     (out / "ok").symlink_to("inside")
-    from photo3d.io import _HOST
+    from photo3d.io import HOST_TAG
 
     # a file there named as photo3d's temp of x.png by a process that is gone: the stale temps'
     # cleanup deleted it through the link, although the write was refused (a security review, helper-77)
-    (elsewhere / f".x.png.999999-{_HOST}-abcdefgh.tmp").write_bytes(b"not yours either")
+    (elsewhere / f".x.png.999999-{HOST_TAG}-abcdefgh.tmp").write_bytes(b"not yours either")
     for extra in ((), ("--overwrite",)):
         r = cli("depth", tmp_path / "in", "-o", out, "--model", tiny_depth_model, *extra)
         assert r.exit_code == 1, r.output
         assert [ln for ln in lines(r.output) if ln.startswith("error:")] == [
             f"error: {out / 'sub' / 'x.png'}: cannot write ({out / 'sub'} is a link to {elsewhere}, outside {out})"], r.output
         assert (elsewhere / "x.png").read_bytes() == b"not yours"
-        assert sorted(p.name for p in elsewhere.iterdir()) == [f".x.png.999999-{_HOST}-abcdefgh.tmp", "x.png"]
+        assert sorted(p.name for p in elsewhere.iterdir()) == [f".x.png.999999-{HOST_TAG}-abcdefgh.tmp", "x.png"]
         assert (out / "top.png").is_file() and (out / "inside" / "y.png").is_file()
 
 

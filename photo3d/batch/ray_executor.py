@@ -53,33 +53,22 @@ def _stops_held() -> Iterator[list[int]]:
     stay out; the caller stops once Ray is up. A KeyboardInterrupt inside ``ray.init`` left Ray half
     started: the command hung for good in Ray's teardown, or ended with Ray's log line and exit 1 and
     orphaned workers; Ray's SIGTERM handler ended it with exit 15 or a stack dump (helper-90). Yields
-    the list of signals noted. (Main thread only: elsewhere nothing changes.)"""
-    import threading
+    the list of signals noted."""
+    from .local import STOP_SIGNALS, signals_handled
 
-    from .local import STOP_SIGNALS, ignored
-
+    stops = (signal.SIGINT, *STOP_SIGNALS)
     noted: list[int] = []
-    if threading.current_thread() is not threading.main_thread():
-        yield noted
-        return
-
-    def note(signum, frame):  # noqa: ARG001
-        noted.append(signum)
-
     real = signal.signal
-    held = {sig: real(sig, note) for sig in (signal.SIGINT, *STOP_SIGNALS) if not ignored(sig)}
 
-    def keep_ours(sig, handler):  # Ray's own handlers stay out while it starts
-        return note if sig in held else real(sig, handler)
+    def keep_ours(sig, handler):  # Ray's own handlers stay out while it starts (nohup's ignored one too)
+        return signal.getsignal(sig) if sig in stops else real(sig, handler)
 
-    signal.signal = keep_ours
-    try:
-        yield noted
-    finally:
-        signal.signal = real
-        for sig, previous in held.items():
-            with contextlib.suppress(Exception):
-                real(sig, previous)
+    with signals_handled(stops, lambda signum, frame: noted.append(signum)):
+        signal.signal = keep_ours
+        try:
+            yield noted
+        finally:
+            signal.signal = real
 
 
 #: a worker's scratch folder: ``photo3d-ray-<pid>-<host tag>-<random>`` (its owner, for a later sweep)
@@ -318,7 +307,6 @@ class RayExecutor(Executor):
             ready, _ = ray.wait(list(inflight), num_returns=1)
             for ref in ready:
                 actor, job = inflight.pop(ref)
-                idle.append(actor)
                 try:
                     r, files = ray.get(ref)
                 except Exception as e:  # the actor died (killed, out of memory) or the cluster lost the node
@@ -326,7 +314,6 @@ class RayExecutor(Executor):
                     # restart), the photo run once more, and the death counted and said (helper-90)
                     self.worker_deaths += 1
                     dead_in_a_row += 1
-                    idle.remove(actor)
                     with contextlib.suppress(Exception):
                         ray.kill(actor)
                     fresh = actor_cls.remote(task, self.threads)
@@ -342,6 +329,7 @@ class RayExecutor(Executor):
                         continue
                     yield Result(job.src, job.dst, Status.failed, error=msg(job.src, f"Ray worker died twice on it ({summarize(e, 200)})"))
                     continue
+                idle.append(actor)
                 dead_in_a_row = 0
                 if r.status == Status.ok:
                     try:

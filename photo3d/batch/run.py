@@ -257,7 +257,8 @@ def run_batch(
 
     warned: set[tuple[str, str]] = set()  # a photo's warning is said once, not once per output
 
-    def done(r: Result, bar_ui: Progress, bar) -> None:
+    def done(i: int, r: Result, bar_ui: Progress, bar) -> None:
+        results[i] = r  # (first: a stop while it is said keeps it)
         if r.status == Status.failed:
             say_failed(r, bar_ui.console)
         for w in r.report.get("warnings", ()):
@@ -268,6 +269,8 @@ def run_batch(
         bar_ui.update(bar, advance=1, ok=counts[Status.ok], failed=counts[Status.failed])
         if on_result is not None:
             on_result(r)
+        if not keep_reports:
+            results[i] = _lean(r)
 
     with Progress(*columns, console=console, transient=len(todo) + len(finish) <= 1, disable=not show) as bar_ui, \
             _sigterm_as_interrupt():
@@ -283,17 +286,11 @@ def run_batch(
                     # not this file's fault: stop, the file was not really tried
                     fatal, fatal_code = r.error, r.fatal
                     break
-                results[i] = r
-                done(r, bar_ui, bar)
-                if not keep_reports:
-                    results[i] = _lean(r)
+                done(i, r, bar_ui, bar)
             if fatal:  # what the other workers finished meanwhile is written: said so, not "not run"
                 for r in executor.finished():
                     if (i := index.get((str(r.src), str(r.dst)))) is not None and i not in results and r.fatal is None:
-                        results[i] = r
-                        done(r, bar_ui, bar)
-                        if not keep_reports:
-                            results[i] = _lean(r)
+                        done(i, r, bar_ui, bar)
         except KeyboardInterrupt:
             interrupted = True
         finally:

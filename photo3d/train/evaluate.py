@@ -49,13 +49,11 @@ def load_student(path: Path):
     """(callable (1,3,H,W) → (1,1,H,W) log-disparity, metadata) from a TorchScript file or a training checkpoint."""
     from photo3d.train.fit import load_checkpoint, model_from_checkpoint
 
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # a TorchScript archive is tried as a checkpoint first
-            ckpt = load_checkpoint(path)  # (weights only: a pickle given as a model runs nothing)
+    try:  # (a TorchScript archive is tried as a checkpoint first; weights only: a pickle runs nothing)
+        ckpt = load_checkpoint(path)
     except Exception:
         ckpt = None
-    if isinstance(ckpt, dict) and "model" in ckpt and "config" in ckpt:
+    if ckpt is not None:
         return model_from_checkpoint(ckpt, strict=False).eval(), {}
     dm = load_model(path)
     return dm.module, dm.meta

@@ -29,8 +29,8 @@ from pathlib import Path
 import torch
 
 from photo3d.depth.modelfile import first_network
-from photo3d.errors import Photo3DError
 from photo3d.depth.net import CONFIGS, DepthNet, NetConfig
+from photo3d.errors import Photo3DError
 from photo3d.train.data import AugmentConfig, Bundle, Sampler
 from photo3d.train.grow import grow_into
 from photo3d.io import atomic_output
@@ -60,8 +60,14 @@ def save_checkpoint(path: Path, **state) -> None:
 
 def load_checkpoint(path: Path, map_location="cpu") -> dict:
     """A checkpoint of :func:`save_checkpoint`: tensors, numbers, strings, lists and dicts only
-    (``weights_only``: a file given as a checkpoint runs no pickled code)."""
-    return torch.load(path, map_location=map_location, weights_only=True)
+    (``weights_only``: a file given as a checkpoint runs no pickled code). Any other file, a TorchScript
+    model among them (the bundled one), raises: ``ValueError`` when torch reads it as something else."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # (torch.load of a TorchScript archive says so, and loads it)
+        ckpt = torch.load(path, map_location=map_location, weights_only=True)
+    if not (isinstance(ckpt, dict) and "model" in ckpt and "config" in ckpt):
+        raise ValueError(f"{path}: not a training checkpoint of photo3d.train.fit")
+    return ckpt
 
 
 def model_from_checkpoint(ckpt: dict, strict: bool = True, ema: bool = True) -> DepthNet:
@@ -283,12 +289,10 @@ def main(argv: list[str] | None = None) -> int:
     whole = Sampler(bundle, args.whole_batch, whole_aug, seed=args.seed + 1, device=device, landscape=True)
     if ckpt is None and args.init_from is not None:
         try:  # a float training checkpoint of ours: continue from its EMA weights
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")  # (torch.load of a TorchScript archive says so)
-                start = load_checkpoint(args.init_from)
+            start = load_checkpoint(args.init_from)
         except Exception:  # an INT8 TorchScript model (e.g. the bundled one)
             start = None
-        if isinstance(start, dict) and "model" in start:  # a larger architecture grows from it, same function
+        if start is not None:  # a larger architecture grows from it, same function
             calib = whole.next()[0] if args.whole_share > 0 else sampler.next()[0]
             try:
                 grown = grow_into(model, model_from_checkpoint(start), calib)

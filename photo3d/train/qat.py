@@ -138,21 +138,16 @@ def main(argv: list[str] | None = None) -> int:
         bundled = bundled_model_path().stem
     except Photo3DError:
         bundled = None
-    replaces = args.models_dir.resolve() == MODELS_DIR.resolve() and not args.no_default  # (the documented way)
-    if args.name == bundled and not replaces:
+    in_bundled = args.models_dir.resolve() == MODELS_DIR.resolve()
+    if args.name == bundled and not (in_bundled and not args.no_default):  # (only the documented replace)
         ap.error(f"--name {bundled} is the bundled model's: here it would "
                  + ("replace the bundled file and leave its manifest's sha256 behind (it then fails to load)"
-                    if args.models_dir.resolve() == MODELS_DIR.resolve() else
-                    "make a file the runtime refuses (no other file may be named like the bundled model)")
+                    if in_bundled else "make a file the runtime refuses (no other file may be named like the bundled model)")
                  + "; give the export a name of its own")
     if not args.ckpt.is_file():
         ap.error(f"--ckpt {args.ckpt}: no such file")
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # (torch.load of a TorchScript archive says so)
-            ckpt = load_checkpoint(args.ckpt)
-        if not (isinstance(ckpt, dict) and "model" in ckpt and "config" in ckpt):
-            raise ValueError
+        ckpt = load_checkpoint(args.ckpt)
     except Exception:
         ap.error(f"--ckpt {args.ckpt}: not a training checkpoint of photo3d.train.fit (a TorchScript model file? "
                  "this exports a checkpoint such as RUN/last.pt)")
