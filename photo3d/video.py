@@ -75,6 +75,11 @@ BUDGET_COLOURS, BUDGET_QUALITY = 128, 60  # then colours (WebP: quality) down to
 # GIF / WebP hold all their frames in memory (one palette, the size budget), the encoders ~1.6x more:
 # larger frames are rendered smaller (--size 8192 -o x.gif: 120 frames of 8192x6144 are 18 GB)
 ANIMATION_MAX_BYTES = 500_000_000
+# ... and their encoders need ~60 B a pixel of one frame besides (palette, dithering, the GIF's
+# frame differences; measured 56-64 B): a short loop's few frames are capped too (two frames of
+# 15812x5270, --seconds 0.05 --stereo sbs --size 8192, took 5.3 GB as a GIF, 3.5 GB as a WebP)
+ANIMATION_ENCODER_BYTES = 60
+ANIMATION_FRAME_MAX_BYTES = 1_000_000_000  # one frame's encoding: ~16.7 MP
 # a WebP image is at most 16383 px a side (the format's 14-bit sizes): larger frames (--stereo sbs
 # --size 8192: 16384 px wide) are rendered smaller; the encoder failed ('encoding error 5')
 WEBP_MAX_SIDE = 16383
@@ -251,12 +256,15 @@ def render_frames(glb: bytes, suffix: str, opts: ShareOptions, timings: dict | N
     w, h, out_w = frame(at)
     still = suffix.lower() in STILL_SUFFIXES
     views = path_views(opts.path, 1 if still else opts.frames(), scene.meta)
-    held = len(views) * out_w * h * 3
-    if suffix.lower() in (".gif", ".webp") and held > ANIMATION_MAX_BYTES:
+    held, encoding = len(views) * out_w * h * 3, out_w * h * ANIMATION_ENCODER_BYTES
+    if suffix.lower() in (".gif", ".webp") and (held > ANIMATION_MAX_BYTES or encoding > ANIMATION_FRAME_MAX_BYTES):
         w0, h0 = out_w, h
-        at = max(16, int(side * (ANIMATION_MAX_BYTES / held) ** 0.5))
+        by_frames = ANIMATION_MAX_BYTES / held <= ANIMATION_FRAME_MAX_BYTES / encoding
+        at = max(16, int(side * min(ANIMATION_MAX_BYTES / held, ANIMATION_FRAME_MAX_BYTES / encoding) ** 0.5))
         w, h, out_w = frame(at)
-        notes.append(f"rendered at {out_w}x{h}: {len(views)} frames of {w0}x{h0} would take {_amount(held)} of memory")
+        notes.append(f"rendered at {out_w}x{h}: {len(views)} frames of {w0}x{h0} would take {_amount(held)} of memory"
+                     if by_frames else
+                     f"rendered at {out_w}x{h}: encoding frames of {w0}x{h0} would take about {_amount(encoding)} of memory")
     if suffix.lower() == ".webp" and max(out_w, h) > WEBP_MAX_SIDE:
         w0, h0 = out_w, h
         at = at * WEBP_MAX_SIDE // max(out_w, h)
@@ -635,8 +643,9 @@ def fit_animation(frames: list[np.ndarray], suffix: str, fps: float, max_bytes: 
     """The GIF / animated WebP of ``frames`` within ``max_bytes`` (None: no budget), and what it
     is (frames, size, fps, ``reduced``: what was given up).  Over the budget it gives up, in order:
 
-    1. frame rate: every other frame, while the rate stays at least ``BUDGET_MIN_FPS`` (the loop
-       keeps its length and stays seamless: the paths' frames at half the count are every other one);
+    1. frame rate: every other frame, while the rate stays at least ``BUDGET_MIN_FPS`` and at least
+       two frames are left (the loop keeps its length and stays seamless: the paths' frames at half
+       the count are every other one; a loop of one frame would be a still);
     2. colours: the GIF's palette to ``BUDGET_COLOURS`` (the WebP's quality to ``BUDGET_QUALITY``);
     3. size: the frames shrink (INTER_AREA) by the square root of the overshoot, and 5 % more,
        until it fits (down to 16 pixels on the longer side).
@@ -652,7 +661,7 @@ def fit_animation(frames: list[np.ndarray], suffix: str, fps: float, max_bytes: 
     data = encode(shown, fps, level)
     while max_bytes and len(data) > max_bytes:
         h, w = shown[0].shape[:2]
-        if len(base) % 2 == 0 and fps / 2 >= BUDGET_MIN_FPS:
+        if len(base) % 2 == 0 and len(base) >= 4 and fps / 2 >= BUDGET_MIN_FPS:  # (two frames stay two: helper-93)
             base, fps = base[::2], fps / 2
             shown = base if (w, h) == (w0, h0) else [cv2.resize(f, (w, h), interpolation=cv2.INTER_AREA) for f in base]
         elif level != low:

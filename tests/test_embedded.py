@@ -1077,3 +1077,24 @@ def test_a_cross_eyed_side_by_side_pair_is_not_inside_out(tmp_path, embedded_dir
     b[:, shift:] = np.asarray(right)[:, :-shift]
     depth = E.stereo_disparity(a, b[:, shift:])
     assert depth.meta["disparity_range_px"][1] < 0 and not E._views_swapped(depth), depth.meta
+
+
+def test_a_spatial_photo_whose_right_view_does_not_decode_says_so(tmp_path, embedded_dir):
+    """The spatial photo with its second view zeroed (its left view, the photo, intact): the pair was
+    taken for no pair at all, without a word under ``auto`` and with "no stereo pair found" under
+    ``--depth-source stereo`` (helper-93); now it is an unusable pair, said as an MPO's is."""
+    import pillow_heif
+
+    data = (embedded_dir / "spatial_photo.heic").read_bytes()
+    cut = 648389  # (where the right view's coded data begins in this file)
+    src = write(tmp_path, "spatial.heic", data[:cut] + bytes(len(data) - cut))
+    heif = pillow_heif.open_heif(str(src))
+    heif[0].to_pillow().load()  # (the premise: the left view decodes, the right one does not)
+    with pytest.raises(Exception):
+        heif[1].to_pillow().load()
+    photo = load_image(src)
+    found = E.find_depth(src, photo)
+    assert found.source == "model" and found.warnings == [
+        "unusable stereo pair (HEIF stereo pair: view 2 does not decode (ValueError)); using the depth model"], found.warnings
+    with pytest.raises(InputFileError, match=r"--depth-source stereo: unusable stereo pair \(HEIF stereo pair: view 2 does not decode"):
+        E.find_depth(src, photo, "stereo")

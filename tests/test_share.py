@@ -489,6 +489,21 @@ def test_an_animation_loop_lasts_its_seconds(suffix, fps):
     assert anim.n_frames == 12 and sum(delays) == round(12 * 1000 / fps) and max(delays) - min(delays) <= (10 if suffix == ".gif" else 1), delays
 
 
+@pytest.mark.parametrize("suffix", [".gif", ".webp"])
+def test_an_animation_fitted_to_its_budget_keeps_two_frames(suffix):
+    """Halving the frame rate to fit the budget turned a loop of two frames into one frame, a still
+    (helper-93: `--seconds 0.05 --size 2400`, 30 → 15 fps, 1 frame); it now stops at two frames and
+    gives up colours and size instead."""
+    from photo3d.video import fit_animation
+
+    rng = np.random.default_rng(0)
+    frames = [rng.integers(0, 256, (192, 256, 3), np.uint8) for _ in range(2)]  # noise: far over 20 kB
+    data, info = fit_animation(frames, suffix, 30, 20_000)
+    anim = Image.open(io.BytesIO(data))
+    assert info["frames"] == 2 and anim.n_frames == 2 and info["fps"] == 30, info
+    assert len(data) <= 20_000 and info["size"][0] < 256, info
+
+
 @pytest.mark.slow  # a subprocess that compiles the rasteriser
 def test_the_renderer_works_where_numba_cannot_cache(coffee_glb, tmp_path):
     """photo3d installed read-only with no writable home (a container image, a system
@@ -642,6 +657,25 @@ def test_an_animation_too_large_for_memory_is_rendered_smaller(coffee_glb, tmp_p
     info = write_share(tmp_path / "a.mp4", coffee_glb, opts)
     assert info["size"] == [480, 320] and info["notes"] == []
 
+
+
+def test_a_short_animation_of_large_frames_is_rendered_within_the_encoders_memory(coffee_glb, tmp_path, monkeypatch):
+    """A GIF or WebP's encoder needs ~60 B a pixel of one frame besides the frames held: a loop of
+    two frames at --stereo sbs --size 8192 was within video.ANIMATION_MAX_BYTES (2 x 250 MB) and
+    took 5.3 GB to encode as a GIF (helper-93). Frames whose encoding would take more than
+    video.ANIMATION_FRAME_MAX_BYTES are rendered smaller too, and the result line says so."""
+    import photo3d.video as video
+
+    opts = ShareOptions(size=480, seconds=0.25, fps=8)  # 2 frames of 480x320: 0.9 MB held, 9.2 MB to encode
+    monkeypatch.setattr(video, "ANIMATION_FRAME_MAX_BYTES", 4_000_000)
+    for suffix in (".gif", ".webp"):
+        info = write_share(tmp_path / f"a{suffix}", coffee_glb, opts)
+        w, h = info["size"]
+        assert w * h * video.ANIMATION_ENCODER_BYTES <= 4_000_000 and w > 200 and abs(w / h - 1.5) < 0.02, info
+        assert Image.open(tmp_path / f"a{suffix}").size == (w, h) and info["frames"] == 2
+        assert info["notes"] == [f"rendered at {w}x{h}: encoding frames of 480x320 would take about 9 MB of memory"], info["notes"]
+    info = write_share(tmp_path / "a.mp4", coffee_glb, opts)
+    assert info["size"] == [480, 320] and info["notes"] == []
 
 def test_frames_too_large_for_the_renderers_memory_keep_their_size_with_one_sample(coffee_glb, tmp_path, monkeypatch):
     """MP4s and stills keep the size asked, but the renderer's buffers (2x2 samples per pixel, two

@@ -560,10 +560,13 @@ def _heif_pair(heif, max_px: int) -> tuple | None:
             i, j = group["images"][:2]
             for k in (i, j):
                 check_map_size(heif[k].size, max_px, "HEIF stereo pair")
-            try:
-                pair = tuple(np.asarray(to_srgb(heif[k].to_pillow())[0].convert("RGB")) for k in (i, j))  # (in sRGB, as the photo)
-            except Exception:
-                return None
+            pair = []
+            for n, k in enumerate((i, j)):
+                try:
+                    pair.append(np.asarray(to_srgb(heif[k].to_pillow())[0].convert("RGB")))  # (in sRGB, as the photo)
+                except Exception as e:  # (a damaged view: said, as an MPO's is; it was taken for no pair, helper-93)
+                    raise EmbeddedDepthError(f"HEIF stereo pair: view {n + 1} does not decode ({type(e).__name__})") from None
+            pair = tuple(pair)
             # the left camera's focal length (HEIF camera intrinsics), as a 35 mm equivalent
             fx = ((heif[i].info.get("heif") or {}).get("camera_intrinsic_matrix") or {}).get("focal_length_x")
             if fx and math.isfinite(float(fx)) and float(fx) > 0:
