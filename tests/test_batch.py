@@ -1395,3 +1395,19 @@ def test_torch_deprecation_notes_from_the_model_loading_thread_are_not_a_photos_
 
     r = execute(Task("noise", run), tmp_path / "a.jpg", tmp_path / "a.out")
     assert r.report.get("warnings") == ["UserWarning: the photo's own"], r.report
+
+
+def test_a_photo_given_by_name_and_inside_a_folder_given_goes_with_the_folder(tmp_path: Path) -> None:
+    """`photo3d depth in/a.jpg in -o out` put a.jpg in out/, `in in/a.jpg` in out/in/, silently: a
+    re-run in the other order converted it again, and out held two maps of one photo (helper-94).
+    Now it goes where the folder's tree puts it, whatever the order, and one warning line says so."""
+    top = tmp_path / "in"
+    top.mkdir()
+    for name in ("a.png", "b.png"):
+        Image.fromarray(photo_rgb(20, 20)).save(top / name)
+    for inputs in ([top / "a.png", top], [top, top / "a.png"], [top / "." / "a.png", top]):
+        notes = PlanNotes()
+        jobs = plan_jobs(inputs, tmp_path / "out", ".png", notes=notes)
+        assert sorted(str(j.dst.relative_to(tmp_path / "out")) for j in jobs) == ["in/a.png", "in/b.png"], inputs
+        assert notes.warnings() == [f"{inputs[0] if inputs[0] != top else inputs[1]}: given by name and inside {top}, "
+                                    "also given: converted once, with that folder"], notes.warnings()

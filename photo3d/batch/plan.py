@@ -46,6 +46,8 @@ class PlanNotes:
     # a photo met twice (a folder given under two names, a link to a photo met already): converted once
     twice: list[tuple[Path, Path]] = field(default_factory=list)  # (skipped path, the path converted)
     inside: list[tuple[Path, int]] = field(default_factory=list)  # (the output folder inside an input, its photos)
+    # a photo given by name that a given folder holds too: converted once, in that folder's tree
+    named_in: list[tuple[Path, Path]] = field(default_factory=list)  # (the photo as given, the folder given)
 
     def warnings(self, globs: Sequence[str] = ()) -> list[str]:
         """One line per empty folder, one line for all the skipped depth maps."""
@@ -62,6 +64,13 @@ class PlanNotes:
                      for kind in ("depth map", "preview", "stereo still", "video") if (n := kinds[kind])]
             listed = parts[0] if len(parts) == 1 else f"{', '.join(parts[:-1])} and {parts[-1]}"
             out.append(f"skipped {listed} photo3d wrote, not photos (such as {printable(self.own[0][0])})")
+        if len(self.named_in) == 1:
+            (p, folder), = self.named_in
+            out.append(msg(p, f"given by name and inside {printable(folder)}, also given: converted once, with that folder"))
+        elif self.named_in:
+            p, folder = self.named_in[0]
+            out.append(f"{len(self.named_in)} photos given by name are inside folders also given: each converted once, "
+                       f"with its folder (such as {printable(p)}, inside {printable(folder)})")
         if len(self.twice) == 1:
             (p, kept), = self.twice
             out.append(msg(p, f"skipped: the same file as {printable(kept)} (reached through a link, or an input given twice)"))
@@ -411,20 +420,36 @@ def plan_jobs(
     # reached through a link (else the first met); the others go into notes.twice
     kept: dict[object, int] = {}  # key -> index in jobs
     met: dict[object, list[Path]] = {}
+    # a photo given by name that a folder given also holds goes where that folder's tree puts it,
+    # whichever comes first (it went to OUT/NAME or OUT/FOLDER/NAME by the order given, silently,
+    # and a re-run in the other order converted it again: helper-94): key -> the folder given
+    walked: dict[object, Path] = {}
+    named: dict[object, Path] = {}
+    origin: dict[object, Path | None] = {}  # key -> the folder whose walk gave the job kept (None: named)
 
-    def add(job: Job) -> None:
+    def add(job: Job, folder: Path | None = None) -> None:
         # (a broken link: its own inode, so that the same link met through two names is one input)
         key = _file_id(job.src) or _file_id(job.src, follow_symlinks=False) or job.src
+        if folder is None:
+            named.setdefault(key, job.src)
+        elif key not in walked:
+            walked[key] = folder
         if key not in kept:
             kept[key] = len(jobs)
             met[key] = [job.src]
             jobs.append(job)
+            origin[key] = folder
+            return
+        n = kept[key]
+        if folder is not None and key in named and walked[key] == folder and not _through_link(job.src):
+            jobs[n] = job  # (the folder's place, whatever the order given; said in notes.named_in)
+            met[key], origin[key] = [job.src], folder
             return
         if job.src not in met[key]:
             met[key].append(job.src)
-        n = kept[key]
         if _through_link(jobs[n].src) and not _through_link(job.src):
             jobs[n] = job
+            origin[key] = folder
 
     bases = _folder_bases(inputs, output)
     for n, inp in enumerate(inputs):
@@ -446,7 +471,7 @@ def plan_jobs(
                     walks[inp] = walk
             found, walk_errors, own, passed, linked = walk
             for p in found:
-                add(Job(p, base / p.relative_to(inp).with_suffix(suffix)))
+                add(Job(p, base / p.relative_to(inp).with_suffix(suffix)), inp)
             if notes is not None:  # photos under a link to a folder the walk took under its own path
                 for link, real in linked:  # (string prefixes: is_relative_to took 4.5 s for 10 links x 100k photos)
                     prefix = str(real).rstrip(os.sep) + os.sep
@@ -463,8 +488,11 @@ def plan_jobs(
             err = None if os.path.exists(inp) else msg(inp, _missing(inp))
             add(Job(inp, output / (inp.stem + suffix), err))
     if notes is not None:
+        inside = {key for key in named if origin.get(key) is not None}  # (said as such, not as "twice")
         for key, paths in met.items():
-            notes.twice += [(p, jobs[kept[key]].src) for p in paths if p != jobs[kept[key]].src]
+            notes.twice += [(p, jobs[kept[key]].src) for p in paths
+                            if p != jobs[kept[key]].src and not (key in inside and p == named[key])]
+        notes.named_in += [(named[key], origin[key]) for key in inside]
 
     def keys(j: Job) -> list[str]:
         return [same_name_key(p) for p in j.outputs]
