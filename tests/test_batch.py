@@ -642,7 +642,7 @@ def test_jobs_beyond_the_cpus_are_lowered_and_said(tmp_path: Path, monkeypatch: 
     data = json.loads(summary.read_text())
     assert data["workers"] == 1 and data["counts"]["ok"] == 5
     lines = [x for x in console.file.getvalue().splitlines() if x.startswith("warning:")]
-    assert lines == ["warning: --jobs 1000 lowered to 1: this process can use 1 CPU, and more workers would only "
+    assert lines == ["warning: --jobs 1000 lowered to at most 1: this process can use 1 CPU, and more workers would only "
                      "share them, each taking its own memory (0.5 GB or more)"]
 
 

@@ -72,7 +72,9 @@ def make_executor(engine: Engine | str = Engine.local, jobs: int = 1, address: s
         raise UsageError("--address needs --engine ray")
     cpus = available_cpus()
     if jobs > cpus and warn is not None:
-        warn(f"--jobs {jobs} lowered to {cpus}: this process can use {cpus} CPU{'s' if cpus != 1 else ''}, "
+        # ("at most": fewer files to convert than CPUs get fewer workers; "lowered to 2" was said
+        # of a run that then had 1 worker, or none, helper-94)
+        warn(f"--jobs {jobs} lowered to at most {cpus}: this process can use {cpus} CPU{'s' if cpus != 1 else ''}, "
              "and more workers would only share them, each taking its own memory (0.5 GB or more)")
     jobs = min(jobs or cpus, cpus)
     return SequentialExecutor() if jobs == 1 else PoolExecutor(jobs)
