@@ -468,6 +468,23 @@ def test_good_files_convert_bad_files_are_named(album: Path, tmp_path: Path, wor
     assert first_run_workers == workers
 
 
+def test_a_killed_runs_temp_of_another_output_is_cleaned_by_the_next_run_there(album: Path, tmp_path: Path) -> None:
+    """A run killed while it wrote out/plain.mp4 left its temp file; a later run writing other
+    outputs into out (GLBs, not MP4s) left it there for good, although the README promises that a
+    run removes the temp files of earlier runs when it starts (helper-94).  Any stale photo3d temp
+    in the folders a run writes into is removed; a live run's and another program's stay."""
+    out = tmp_path / "out"
+    out.mkdir()
+    code = "import os, sys; from photo3d.io import atomic_output\n" \
+           "with atomic_output(sys.argv[1]) as t:\n t.write_bytes(b'partial'); os.kill(os.getpid(), 9)"
+    subprocess.run([sys.executable, "-c", code, str(out / "plain.mp4")], env=env(), timeout=60)
+    (stale,) = out.glob(".plain.mp4.*.tmp")
+    other = out / ".notes.txt.tmp"  # (not photo3d's)
+    other.write_text("mine")
+    rep = run_batch(plan_jobs([album], out, ".png", globs=["plain.jpg"]), THUMB, SequentialExecutor(), progress=False)
+    assert [r.status for r in rep.results] == [Status.ok] and not stale.exists() and other.read_text() == "mine"
+
+
 def test_overwrite_rewrites_and_stale_temps_are_cleaned(album: Path, tmp_path: Path) -> None:
     out = tmp_path / "out"
     jobs = plan_jobs([album], out, ".png", globs=["plain.jpg"])

@@ -18,7 +18,7 @@ from typing import Callable, Iterable, Iterator, Sequence
 from ..errors import OutputError, Photo3DError, UsageError, printable
 from ..depth.maps import photo3d_kind
 from ..io import (OUTPUT_THERE, link_out_of, PATH_MAX, IMAGE_SUFFIXES, existing_folder, is_image_path, name_max, output_state,
-                  stale_temp_target, temp_stem)
+                  stale_temp_target)
 from .result import msg
 
 
@@ -839,28 +839,28 @@ def folder_hint(output: str | Path) -> str:
 
 
 def remove_stale_temps(jobs: Sequence[Job], also: Sequence[Path] = ()) -> int:
-    """Delete the hidden temp files that an interrupted run left beside planned outputs and their
-    side files, and beside the files in ``also`` (the ``--summary`` file: one of millions of
-    records takes seconds to write) (see :func:`photo3d.io.atomic_output`).  Only provably stale
-    ones: written on this machine by a process that is gone; the live temp files of a run still
-    writing into the same folder are left alone.  Only touches the folders of those files."""
-    names: dict[Path, set[str]] = {}
+    """Delete the hidden temp files that an interrupted run left in the folders of planned outputs
+    and their side files, and of the files in ``also`` (the ``--summary`` file: one of millions of
+    records takes seconds to write) (see :func:`photo3d.io.atomic_output`): of any output there,
+    not only of those planned now (a killed run's MP4 temp stayed when the next run wrote GLBs into
+    the same folder, helper-94).  Only provably stale ones: photo3d's, written on this machine by a
+    process that is gone; the live temp files of a run still writing into the same folder are left
+    alone.  Only touches the folders of those files."""
+    folders: set[Path] = set()
     # (not the folders of failed jobs, which write nothing: one a link leads out of OUT to had its
     # temp-named files deleted there, the write itself refused: a security review, helper-77)
     for o in [o for j in jobs if not j.error for o in j.outputs] + [Path(p) for p in also]:
-        names.setdefault(o.parent, set()).add(o.name)
+        folders.add(o.parent)
     removed = 0
-    for parent, outputs in names.items():
+    for parent in folders:
         try:
             entries = list(os.scandir(parent))
         except OSError:
             continue
-        longest = name_max(parent)
-        wanted = {temp_stem(name, longest) for name in outputs}  # (as atomic_output names the temps)
         for e in entries:
             if not (e.name.startswith(".") and e.name.endswith(".tmp")):
                 continue
-            if stale_temp_target(e) in wanted:
+            if stale_temp_target(e) is not None:
                 with contextlib.suppress(OSError):
                     if e.is_file(follow_symlinks=False):
                         os.unlink(e.path)
