@@ -187,7 +187,7 @@ FORMAT_FOR_FOLDERS = "--format is for folder outputs; for one photo the suffix o
 def _check_megapixels(value: float) -> None:
     if not (math.isfinite(value) and value > 0):
         _fail(UsageError(f"--max-megapixels must be a finite positive number (there is no 'no limit': "
-                         f"it guards against decompression bombs; for larger photos give a larger number), not {value!r}"))
+                         f"it guards against decompression bombs; for larger photos give a larger number), not {value:g}"))
 
 
 def _batch_options(
@@ -530,7 +530,7 @@ def convert(
     fps: float = typer.Option(defaults.VIDEO_FPS, "--fps", min=1.0, max=120.0, metavar="FPS", help="Video frames per second."),
     size: Optional[int] = typer.Option(None, "--size", metavar="PX",
                                        help=f"Video / still longer side of each view, {_SIZES[0]}-{_SIZES[1]} (--stereo sbs frames are twice as wide; "
-                                            "default: 1080 MP4 and stills, 480 GIF/WebP; not above the photo's own)."),
+                                            "default: 1080 MP4 and stills, 480 GIF/WebP, or the photo's own size when smaller; a --size above it upscales)."),
     stereo: Optional[str] = typer.Option(None, "--stereo", metavar="sbs|sbs-half",
                                          help="Side-by-side stereo video or still (.jpg/.png): full or half width."),
     timings: bool = typer.Option(False, "--timings", help="Print the time of each stage."),
@@ -548,7 +548,8 @@ def convert(
     if depth_map is not None and model is not None:
         _fail(UsageError("give either --depth or --model, not both"))
     if depth_map is not None and (len(inputs) != 1 or os.path.isdir(inputs[0])):
-        _fail(UsageError("--depth needs exactly one input photo"))
+        _fail(UsageError("--depth needs exactly one input photo" + (
+            f", not a folder ({printable(inputs[0])})" if len(inputs) == 1 else f", not {len(inputs)} inputs")))
     if depth_map is not None and batch.depth_source != defaults.DEPTH_SOURCE:
         _fail(UsageError("give either --depth or --depth-source, not both"))
     from .video import STILL_SUFFIXES, ShareOptions, check_frames, check_share

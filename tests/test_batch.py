@@ -1428,3 +1428,30 @@ def test_a_photo_given_by_name_and_inside_a_folder_given_goes_with_the_folder(tm
         assert sorted(str(j.dst.relative_to(tmp_path / "out")) for j in jobs) == ["in/a.png", "in/b.png"], inputs
         assert notes.warnings() == [f"{inputs[0] if inputs[0] != top else inputs[1]}: given by name and inside {top}, "
                                     "also given: converted once, with that folder"], notes.warnings()
+
+
+def test_an_output_named_only_by_its_suffix_is_refused(tmp_path: Path) -> None:
+    """`-o .glb` (a hidden name: Python sees no suffix) wrote a hidden folder .glb/ holding
+    photo.glb, which `ls` does not show (helper-94); it is a usage error naming the fix, and
+    `-o .glb/` still writes into such a folder."""
+    src = tmp_path / "photo.png"
+    Image.fromarray(photo_rgb(20, 20)).save(src)
+    for out, what in ((tmp_path / ".glb", ".glb"), (tmp_path / "sub" / ".PNG", ".png")):
+        with pytest.raises(UsageError, match=r"a name that is only a suffix; give the file a name \(-o .*photo\.(glb|PNG)\), "
+                                             r"or end it with / to write into a folder \.(glb|PNG)"):
+            plan_jobs([src], out, what)
+        assert not out.exists()
+    jobs = plan_jobs([src], str(tmp_path / ".glb") + "/", ".glb")
+    assert [j.dst for j in jobs] == [tmp_path / ".glb" / "photo.glb"]
+
+
+def test_a_named_pipe_in_the_way_of_an_output_is_not_called_a_file(tmp_path: Path) -> None:
+    """`-o bad/pipe.jpg/x.glb` with pipe.jpg a named pipe said "pipe.jpg is a file" (helper-94)."""
+    from photo3d.batch.plan import check_output_file
+
+    os.mkfifo(tmp_path / "pipe.jpg")
+    with pytest.raises(UsageError, match=r"cannot write into .*pipe\.jpg \(.*pipe\.jpg is not a folder\)"):
+        check_output_file(tmp_path / "pipe.jpg" / "x.glb")
+    (tmp_path / "notes.txt").write_text("mine")
+    with pytest.raises(UsageError, match=r"notes\.txt is a file\)"):
+        check_output_file(tmp_path / "notes.txt" / "x.glb")

@@ -905,8 +905,17 @@ def test_max_megapixels_must_be_a_positive_number(tmp_path, value):
     assert r.exit_code == 2, r.output
     (line,) = lines(r.output)
     assert line.startswith("error: --max-megapixels must be a finite positive number")
-    assert line.endswith(f"not {float(value)!r}")
+    assert line.endswith(f"not {float(value):g}")  # ("not 0", not "not 0.0": helper-94)
     assert not (tmp_path / "o.glb").exists()
+
+
+def test_depth_with_a_folder_says_it_needs_a_photo_not_a_folder(tmp_path):
+    """`--depth` with a folder holding one photo said "needs exactly one input photo", which did
+    not say what was wrong (helper-94)."""
+    photo(tmp_path / "in" / "photo.png")
+    r = cli("convert", tmp_path / "in", "-o", tmp_path / "o", "--depth", depth_npy(tmp_path / "d.npy"))
+    assert r.exit_code == 2 and lines(r.output) == [
+        f"error: --depth needs exactly one input photo, not a folder ({tmp_path / 'in'})"], r.output
 
 
 def _exif_with_a_bad_tag(path: Path) -> Path:

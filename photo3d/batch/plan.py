@@ -325,6 +325,12 @@ def one_file_output(inputs: Sequence[str | Path], output: str | Path) -> bool:
     """One input file to one named file: ``-o`` has a suffix (the format) and does not name a folder.
     One photo to ``-o clip.mp4`` where a folder ``clip.mp4`` is in the way is refused (a GLB went
     into that folder instead, without a word); ``-o clip.mp4/`` writes into it."""
+    name = Path(output).name
+    if (name.lower() in FILE_SUFFIXES and not _ends_with_separator(output) and not os.path.isdir(output)):
+        # `-o .glb` is a hidden name without a suffix: it made a hidden folder .glb/ (helper-94)
+        raise UsageError(f"-o {printable(output)}: a name that is only a suffix; give the file a name "
+                         f"(-o {printable(Path(output).with_name('photo' + name))}), or end it with / to write "
+                         f"into a folder {printable(name)}")
     one = len(inputs) == 1 and not os.path.isdir(inputs[0]) and bool(Path(output).suffix)
     if one and Path(output).suffix.lower() in FILE_SUFFIXES and not _ends_with_separator(output) and os.path.isdir(output):
         raise UsageError(f"-o {printable(output)}: a folder of that name is in the way; to write into it, "
@@ -770,6 +776,7 @@ def check_writable(jobs: Sequence[Job], summary: Path | None = None, output: str
 
 
 _IS_A_FILE, _NO_FILES = "is a file", "accepts no new files"
+_NOT_A_FOLDER = "is not a folder"  # (a named pipe, a device: it said "is a file", helper-94)
 
 
 def check_output_file(path: str | Path, option: str = "-o") -> None:
@@ -793,7 +800,7 @@ def _nearest_existing(folder: Path) -> Path:
 def _unwritable_error(why: str) -> type[Photo3DError]:
     """A file where the path needs a folder (``-o notes.txt/x.glb``) is a mistake in the command
     line, as ``-o`` naming an existing file is (exit 2); a folder that refuses files fails the run (exit 1)."""
-    return UsageError if why == _IS_A_FILE else OutputError
+    return UsageError if why in (_IS_A_FILE, _NOT_A_FOLDER) else OutputError
 
 
 def _why_unwritable(d: Path) -> str | None:
@@ -811,7 +818,7 @@ def _why_unwritable(d: Path) -> str | None:
             return f"a symbolic link to {printable(os.readlink(d))}, which does not exist"
         return "a symbolic link that leads nowhere"
     if not os.path.isdir(d):
-        return _IS_A_FILE
+        return _IS_A_FILE if os.path.isfile(d) else _NOT_A_FOLDER
     try:
         fd, name = tempfile.mkstemp(prefix=".photo3d-probe-", dir=d)
         try:  # (gone also when Ctrl-C comes meanwhile)
@@ -828,8 +835,8 @@ def _why_unwritable(d: Path) -> str | None:
 def _said_of(why: str, d: Path, folder: Path) -> str:
     """:func:`_why_unwritable`'s ``why`` of ``d``, the nearest existing folder above (or at) ``folder``."""
     where = None if d == Path(os.path.abspath(folder)) else printable(d)
-    if why in (_IS_A_FILE, _NO_FILES):
-        return f"{printable(d) if why == _IS_A_FILE else where or 'it'} {why}"
+    if why in (_IS_A_FILE, _NOT_A_FOLDER, _NO_FILES):
+        return f"{printable(d) if why != _NO_FILES else where or 'it'} {why}"
     return f"{where}: {why}" if where else why
 
 
