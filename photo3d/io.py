@@ -1336,6 +1336,55 @@ def output_state(path: str | Path) -> str:
     return "empty" if st.st_size == 0 else "done"
 
 
+_PNG_END = b"\x00\x00\x00\x00IEND\xaeB`\x82"
+
+
+def kept_file_problem(path: str | Path) -> tuple[str, str] | None:
+    """(what the file should be, why it is not whole) for an existing output that a re-run would
+    keep, by its container alone (its first and last bytes, a header: no decoding), or None: a GLB
+    (:func:`photo3d.export.glb_file_problem`), a PNG (its signature, its IEND chunk last), a NumPy
+    file (its header, and the bytes its array takes), a JPEG (SOI first, EOI last).  A junk depth
+    map was kept as "skipped (output exists)", and failed only a re-run that added its preview
+    (helper-94)."""
+    suffix = Path(path).suffix.lower()
+    if suffix == ".glb":
+        from .export import glb_file_problem
+
+        return ("3D photo", problem) if (problem := glb_file_problem(path)) else None
+    kinds = {".png": "PNG image", ".npy": "NumPy array", ".jpg": "JPEG image", ".jpeg": "JPEG image"}
+    if suffix not in kinds:
+        return None
+    try:
+        with open(path, "rb") as f:
+            size = os.fstat(f.fileno()).st_size
+            head = f.read(8)
+            if suffix == ".npy":
+                from numpy.lib import format as npformat
+
+                f.seek(0)
+                try:
+                    major, _ = npformat.read_magic(f)
+                    read = {1: npformat.read_array_header_1_0, 2: npformat.read_array_header_2_0}.get(major)
+                    if read is None:
+                        return kinds[suffix], f"a NumPy file of version {major}"
+                    shape, _, dtype = read(f)
+                except ValueError:
+                    return kinds[suffix], "not a NumPy file"
+                need = f.tell() + int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+                return None if size == need else (kinds[suffix], f"{size:,} bytes where its header needs {need:,}")
+            f.seek(max(0, size - 12))
+            tail = f.read(12)
+    except OSError as e:
+        return kinds[suffix], f"unreadable ({e.strerror or e})"
+    if suffix == ".png":
+        if head != b"\x89PNG\r\n\x1a\n":
+            return kinds[suffix], "not a PNG file"
+        return None if tail == _PNG_END else (kinds[suffix], "cut short: no end chunk")
+    if head[:2] != b"\xff\xd8":
+        return kinds[suffix], "not a JPEG file"
+    return None if tail[-2:] == b"\xff\xd9" else (kinds[suffix], "cut short: no end marker")
+
+
 def write_bytes_atomic(path: str | Path, data: bytes) -> None:
     with atomic_output(path) as tmp:
         tmp.write_bytes(data)

@@ -1455,3 +1455,34 @@ def test_a_named_pipe_in_the_way_of_an_output_is_not_called_a_file(tmp_path: Pat
     (tmp_path / "notes.txt").write_text("mine")
     with pytest.raises(UsageError, match=r"notes\.txt is a file\)"):
         check_output_file(tmp_path / "notes.txt" / "x.glb")
+
+
+def test_a_kept_output_that_is_not_whole_fails_its_photo(album: Path, tmp_path: Path) -> None:
+    """A junk or cut-off depth map (PNG, NumPy) or still was kept as "skipped (output exists)", and
+    failed only a re-run that added its preview, with Pillow's words nested in ours (helper-94).
+    Now every kept PNG, .npy and JPEG is checked by its container, as a GLB is."""
+    from photo3d.io import kept_file_problem
+
+    out = tmp_path / "out"
+    jobs = plan_jobs([album], out, ".png", globs=["plain.jpg"])
+    assert [r.status for r in run_batch(jobs, THUMB, SequentialExecutor(), progress=False).results] == [Status.ok]
+    whole = (out / "plain.png").read_bytes()
+    assert [r.status for r in run_batch(jobs, THUMB, SequentialExecutor(), progress=False).results] == [Status.skipped]
+    for data, why in ((b"junk\n", "not a PNG file"), (whole[:-20], "cut short: no end chunk")):
+        (out / "plain.png").write_bytes(data)
+        (r,) = run_batch(jobs, THUMB, SequentialExecutor(), progress=False).results
+        assert r.status == Status.failed and r.error == (
+            f"{album / 'plain.jpg'}: the existing {out / 'plain.png'} is not a whole PNG image ({why}); remove it, "
+            "or run again with --overwrite"), r.error
+        assert (out / "plain.png").read_bytes() == data  # (not touched)
+    np.save(tmp_path / "d.npy", np.zeros((4, 5), np.float32))
+    assert kept_file_problem(tmp_path / "d.npy") is None
+    data = (tmp_path / "d.npy").read_bytes()
+    (tmp_path / "d.npy").write_bytes(data[:-4])
+    assert kept_file_problem(tmp_path / "d.npy") == ("NumPy array", f"{len(data) - 4:,} bytes where its header needs {len(data):,}")
+    (tmp_path / "d.npy").write_bytes(b"junk")
+    assert kept_file_problem(tmp_path / "d.npy") == ("NumPy array", "not a NumPy file")
+    Image.fromarray(photo_rgb(20, 20)).save(tmp_path / "s.jpg")
+    assert kept_file_problem(tmp_path / "s.jpg") is None
+    (tmp_path / "s.jpg").write_bytes((tmp_path / "s.jpg").read_bytes()[:-2])
+    assert kept_file_problem(tmp_path / "s.jpg") == ("JPEG image", "cut short: no end marker")

@@ -27,8 +27,7 @@ from rich.progress import (
 
 from ..defaults import Engine
 from ..errors import ExitCode, Photo3DError, UsageError, damaged_existing, printable, stderr_console
-from ..export import glb_file_problem
-from ..io import OUTPUT_THERE, effective_path, output_state, write_bytes_atomic
+from ..io import OUTPUT_THERE, effective_path, kept_file_problem, output_state, write_bytes_atomic
 from .local import (STOP_SIGNALS, Executor, PoolExecutor, SequentialExecutor, available_cpus, signals_handled,
                     stop_signals_ignored)
 from .plan import (Job, PlanNotes, check_reads, check_summary_path, check_writable, gifs_in, glob_matches, plan_outputs,
@@ -216,10 +215,10 @@ def run_batch(
                 for p in (p for p, s in states.items() if s == "empty"):
                     say(console, msg(p, "exists but is empty (cut short by a crash?); written again"), "warning")
             if not overwrite and states[job.dst] == "done":
-                if job.dst.suffix.lower() == ".glb" and (problem := glb_file_problem(job.dst)):
-                    # (a junk p.glb was kept as "skipped (output exists)")
+                if problem := kept_file_problem(job.dst):
+                    # (a junk p.glb, or depth map, was kept as "skipped (output exists)")
                     results[i] = Result(job.src, job.dst, Status.failed, given=job.given,
-                                        error=str(damaged_existing(job.src, job.dst, "3D photo", problem)))
+                                        error=str(damaged_existing(job.src, job.dst, *problem)))
                     say_failed(results[i], console)
                     continue
                 if any(states[p] != "done" for p in job.sides):
