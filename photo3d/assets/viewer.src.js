@@ -56,8 +56,11 @@ function hashOptions() {
 const NOTE_STYLE = "position:fixed;left:5%;right:5%;margin:0 auto;width:fit-content;padding:.5em 1em;" +
   "border-radius:1em;background:rgba(0,0,0,.55);color:#fff;font:15px/1.4 system-ui,sans-serif;text-align:center;";
 
+const MINE = new WeakSet(); // the canvas and notes of this run (not of the run a saved copy holds)
+
 function note(text, css) {
   const el = document.createElement("div");
+  MINE.add(el);
   el.setAttribute("role", "status");
   el.style.cssText = NOTE_STYLE + css;
   el.textContent = text;
@@ -141,6 +144,20 @@ function screenAngle() {
   return ((Number(a) || 0) % 360 + 360) % 360;
 }
 
+// A copy of the page saved as the browser shows it ("Save Page As", complete) holds the canvas and
+// notes of the run that drew it: without these, the copy had two canvases side by side, the photo
+// half off the window (helper-92)
+// (they follow the page's script, so they are parsed only after it ran: removed once the page is)
+function clearEarlierRun() {
+  const clear = () => {
+    for (const el of document.querySelectorAll('canvas[aria-label^="3D photo"], div[id^="photo3d-"]:not(#photo3d-opening)')) {
+      if (!MINE.has(el)) el.remove();
+    }
+  };
+  if (document.readyState === "loading") document.addEventListener("DOMContentLoaded", clear, { once: true });
+  else clear();
+}
+
 export function start(base64, container = document.body) {
   const opts = hashOptions();
   if (!hasWebGL()) return noWebGL("no WebGL context");
@@ -155,6 +172,8 @@ export function start(base64, container = document.body) {
   canvas.setAttribute("role", "img"); // for screen readers: what the canvas shows
   canvas.setAttribute("aria-label", "3D photo" + (document.title ? ": " + document.title : ""));
   container.appendChild(canvas);
+  MINE.add(canvas);
+  clearEarlierRun();
   const scene = new Scene();
   const camera = new PerspectiveCamera(50, 1, 0.05, 1000);
   const reduceMotion = matchMedia("(prefers-reduced-motion: reduce)");
@@ -267,6 +286,13 @@ export function start(base64, container = document.body) {
 
   // a resize before the GLB is parsed only lays out: there is nothing to place or draw yet
   window.addEventListener("resize", () => { layout(); if (opts.fixed && state.meta) frame(0); });
+  // a fixed offset draws no frames of its own: a new pixel ratio (which need not fire "resize") is
+  // looked for four times a second (it stayed blurred, helper-92)
+  if (opts.fixed) {
+    setInterval(() => {
+      if (state.meta && renderer.getPixelRatio() !== Math.min(window.devicePixelRatio || 1, 2)) frame(0);
+    }, 250);
+  }
   window.addEventListener("pointermove", (e) => {
     // a mouse holds the view where it is (its place in the window is the view's); a finger (or pen)
     // moves the view by how far it is dragged, and lets go when it lifts
@@ -326,6 +352,8 @@ export function start(base64, container = document.body) {
     const want = (gltf.parser.json.materials || []).filter((m) => (m.pbrMetallicRoughness || {}).baseColorTexture).length;
     const have = new Set();
     gltf.scene.traverse((o) => { if (o.material && o.material.map && o.material.map.image) have.add(o.material); });
+    // (none at all: the photo cannot be shown, not "part of" it; a white frame said "Part of", helper-92)
+    if (want && !have.size) return damaged(`none of its ${want} textures loaded`);
     if (have.size < want) damaged(`${want - have.size} of ${want} textures did not load`, true);
     state.meta = extras;
     scene.add(gltf.scene);
