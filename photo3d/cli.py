@@ -110,6 +110,9 @@ class _Group(typer.core.TyperGroup):
             _interrupted_before_run()
 
 
+_COMMAND_PATH: str | None = None  # the command being run ("photo3d convert"), once parsed
+
+
 class _Command(typer.core.TyperCommand):
     """Plain click help that reads well at 80 columns: a usual usage line (``INPUT...``, not
     ``{inputs}``) and arguments listed by name, without type labels; mistakes are one line."""
@@ -117,6 +120,8 @@ class _Command(typer.core.TyperCommand):
     parse_args = _one_line_usage_errors(typer.core.TyperCommand.parse_args)
 
     def invoke(self, ctx):
+        global _COMMAND_PATH
+        _COMMAND_PATH = ctx.command_path  # (for _fail's pointer to --help)
         try:
             return super().invoke(ctx)
         except KeyboardInterrupt:
@@ -345,7 +350,12 @@ def _exit_interrupted() -> None:
 def _fail(e: Photo3DError) -> None:
     from rich.markup import escape
 
-    err.print(f"[red]error:[/red] {escape(printable(e))}", markup=True, soft_wrap=True)  # one line, [names] kept
+    # an option's value out of its range or choices, refused by our own checks, points to --help as
+    # click's range checks do (--parallax said "(see: photo3d convert --help)", --size and --path
+    # did not: helper-94)
+    where = (f" (see: {_COMMAND_PATH} --help)" if _COMMAND_PATH and isinstance(e, UsageError)
+             and re.match(r"--[a-z-]+ must be ", str(e)) and "--help" not in str(e) else "")
+    err.print(f"[red]error:[/red] {escape(printable(e))}{escape(where)}", markup=True, soft_wrap=True)  # one line, [names] kept
     raise typer.Exit(int(e.exit_code))
 
 

@@ -1250,7 +1250,7 @@ def test_cli_usage_errors_exit_2(tmp_path, tiny_depth_model):
         r = _cli("depth", good, "-o", tmp_path / "x.png", "--jobs", jobs, "--model", tiny_depth_model)
         assert r.exit_code == ExitCode.usage, r.output
         assert r.output.strip() == (f"error: --jobs must be a number of worker processes (1 or more), or 0 for one "
-                                    f"per CPU; not {jobs}"), r.output
+                                    f"per CPU; not {jobs} (see: photo3d depth --help)"), r.output
     assert not (tmp_path / "x.png").exists()
 
 
