@@ -54,6 +54,7 @@ class LayerParams:
     close_px: int = 7  # network depth: far gaps narrower than this (working pixels) take the depth around them
     strip_px: int = 3  # an intermediate strip at an edge this narrow is skipped: the background lies behind it
     reach_px: int = 8  # with the photo: near-side pixels this close to a kept cut, of the far side's colour, go to it
+    thin_px: int = 12  # with the photo: a cut whose far side is a strip this thin with the near side's colour beyond is not cut
 
 
 @dataclass
@@ -463,6 +464,55 @@ def far_coloured_near(inv: np.ndarray, rgb: np.ndarray, near: np.ndarray, far: n
     return cand & ok[lbl], far_inv
 
 
+SAME_COLOUR = 12.0  # 8-bit CIELAB: the near side's colour met again beyond a thin far strip
+
+
+def thin_far_strips(inv: np.ndarray, rgb: np.ndarray, cuts: Cuts, width: int) -> np.ndarray:
+    """Near-side pixels of the kept cuts whose far side is a thin strip: across the cut the far side
+    holds, within ``width`` pixels, a strip of another colour (``MIN_SPLIT``) and then the near
+    side's colour again (``SAME_COLOUR``), along at least half of the cut.  That is a thin thing
+    (a leg, a post, a rod) with one surface on both sides of it: it lies in front of that surface,
+    whatever a soft depth ramp across it says.  Cut, the near side's hole was filled with the
+    strip's colour, a copy of the thing beside it at the extreme views (a water tower's white leg
+    doubled: a by-eye review, helper-95); not cut, the ramp stretches there."""
+    lab = cv2.cvtColor(rgb, cv2.COLOR_RGB2LAB).astype(np.float32)
+    h, w = inv.shape
+    hit = np.zeros((h, w), bool)
+    near, far = _sides(inv, cuts)
+
+    def at(y: np.ndarray, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        ok = (y >= 0) & (y < h) & (x >= 0) & (x < w)
+        return ok, lab[np.clip(y, 0, h - 1), np.clip(x, 0, w - 1)]
+
+    for c, (dy, dx) in ((cuts.h, (0, 1)), (cuts.v, (1, 0))):
+        ys, xs = np.nonzero(c)  # the pair (ys, xs) - (ys + dy, xs + dx)
+        if not len(ys):
+            continue
+        first_near = inv[ys, xs] > inv[ys + dy, xs + dx]
+        for sign in (1, -1):  # the far side after the near one along (dy, dx), or before it
+            sel = first_near if sign == 1 else ~first_near
+            py, px = (ys, xs) if sign == 1 else (ys + dy, xs + dx)  # the near pixel
+            py, px = py[sel], px[sel]
+            sy, sx = dy * sign, dx * sign  # from the near side toward the far side
+            ok_n, c_n = at(py - sy, px - sx)  # the near colour one pixel in (past the edge's blend)
+            ok_s, c_s = at(py + 2 * sy, px + 2 * sx)  # the strip's, one pixel past the cut's far pixel
+            strip = ok_n & ok_s & (((c_s - c_n) ** 2).sum(1) > MIN_SPLIT ** 2)
+            again = np.zeros(len(py), bool)
+            for k in range(3, width + 2):
+                ok_k, c_k = at(py + k * sy, px + k * sx)
+                again |= ok_k & (((c_k - c_n) ** 2).sum(1) < SAME_COLOUR ** 2) & (((c_k - c_s) ** 2).sum(1) > MIN_SPLIT ** 2)
+            hit[py[strip & again], px[strip & again]] = True
+    if not hit.any():
+        return hit
+    # whole cuts: those whose near side is at least half such pixels
+    n, lbl = cv2.connectedComponents((near | far).astype(np.uint8), connectivity=8)
+    total = np.bincount(lbl[near], minlength=n)
+    thin = np.bincount(lbl[hit & near], minlength=n)
+    drop = 2 * thin >= np.maximum(total, 1)
+    drop[0] = False
+    return near & drop[lbl]
+
+
 def nearest_values(mask: np.ndarray, values: np.ndarray, mask_size: int = 5) -> tuple[np.ndarray, np.ndarray]:
     """For every pixel: distance to the nearest ``mask`` pixel and that pixel's value (a ``mask``
     pixel is its own nearest).  For the nearest pixel's position, pass the flat indices
@@ -573,6 +623,12 @@ def build_layers(
         inv, raw = fill_pockets(pocket, fill)
         uncut |= small & ~pocket
     near, far = _sides(inv, cuts)
+    if rgb is not None and params.thin_px > 0:  # a thin thing read as behind the surface around it: not cut
+        thin = thin_far_strips(inv, rgb, cuts, params.thin_px)
+        if thin.any():
+            uncut |= thin
+            cuts = kept_cuts(inv)
+            near, far = _sides(inv, cuts)
     if rgb is not None:
         # a kept cut that lies a few pixels out in the background: the strip of background colour
         # on its near side goes to the far side, and the cut onto the colour edge
