@@ -388,23 +388,12 @@ def test_viewer_a_phone_turned_sideways_in_landscape_reaches_the_end_of_the_rang
     assert np.abs(seen - card_at[(1, 0)]).max() < 0.1 * abs(full[0]), (seen, card_at)
 
 
-def test_viewer_follows_a_new_pixel_ratio(card_page, tmp_path):
+@pytest.mark.parametrize("fragment", ["", "#offset=0,0"])
+def test_viewer_follows_a_new_pixel_ratio(card_page, tmp_path, fragment):
     """A browser zoom or a move to another screen changes the pixel ratio: the picture was drawn at
-    the old one, blurred (helper-83).  The drawing buffer follows it (at most 2)."""
-    exe = chromium()
-    report = ("const c = document.querySelector('canvas'), r = document.createElement('pre'); r.className = 'photo3d-test';"
-              "r.textContent = JSON.stringify({label: L, n: 0, x: c.width, y: c.clientWidth}); document.body.appendChild(r);")
-    script = ("ms(300, () => { const L = 'before'; " + report + " });"
-              "ms(400, () => Object.defineProperty(window, 'devicePixelRatio', {get: () => 2, configurable: true}));"
-              "ms(1200, () => { const L = 'after'; " + report + " done(); });")
-    got = {g["label"]: (g["x"], g["y"]) for g in drive(exe, card_page, script, tmp_path / "page.html", tmp_path / "profile")}
-    (b_buf, b_css), (a_buf, a_css) = got["before"], got["after"]
-    assert b_buf == b_css and abs(a_buf - 2 * a_css) <= 1, got
-
-
-def test_viewer_at_a_fixed_offset_follows_a_new_pixel_ratio(card_page, tmp_path):
-    """A page opened with #offset (for embedding) draws no frames of its own, so the check of the
-    pixel ratio that runs each frame never ran: it stayed blurred (helper-92)."""
+    the old one, blurred (helper-83).  The drawing buffer follows it (at most 2), also on a page
+    opened with #offset (for embedding), which draws no frames of its own: the check that runs
+    each frame never ran there (helper-92)."""
     exe = chromium()
     report = ("const c = document.querySelector('canvas'), r = document.createElement('pre'); r.className = 'photo3d-test';"
               "r.textContent = JSON.stringify({label: L, n: 0, x: c.width, y: c.clientWidth}); document.body.appendChild(r);")
@@ -412,7 +401,7 @@ def test_viewer_at_a_fixed_offset_follows_a_new_pixel_ratio(card_page, tmp_path)
               "ms(400, () => Object.defineProperty(window, 'devicePixelRatio', {get: () => 2, configurable: true}));"
               "ms(1200, () => { const L = 'after'; " + report + " done(); });")
     got = {g["label"]: (g["x"], g["y"]) for g in drive(exe, card_page, script, tmp_path / "page.html", tmp_path / "profile",
-                                                       fragment="#offset=0,0")}
+                                                       fragment=fragment)}
     (b_buf, b_css), (a_buf, a_css) = got["before"], got["after"]
     assert b_buf == b_css and abs(a_buf - 2 * a_css) <= 1, got
 
