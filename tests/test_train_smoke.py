@@ -203,7 +203,8 @@ def test_pack_fit_resume_qat(tmp_path):
     assert [it["target"] for it in again] == [it["target"] for it in old["items"]]
     plain, mirrored = Bundle(bundle), Bundle(bundle, tr_flip=True)
     assert all(torch.equal(a, b) for a, b in zip(plain.images, mirrored.images))
-    assert not all(torch.equal(a, b) for a, b in zip(plain.targets, mirrored.targets))
+    if teacher != "prior":  # (the prior, a vertical ramp without ../shared, is its own mirror image)
+        assert not all(torch.equal(a, b) for a, b in zip(plain.targets, mirrored.targets))
     # zoomed views: a crop of each photo, labelled by the teachers on that crop, in an index of its own
     zoom = ["--out", str(bundle), "--photos", str(photos), "--teacher", teacher, "--size", "96", "--zoom", "1"]
     assert pack.main(zoom) == 0

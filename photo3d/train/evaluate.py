@@ -196,10 +196,10 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
+    if not args.model.exists():  # (the argument first: without ../shared a missing model was told of the photos)
+        ap.error(f"{args.model}: no such file")
     if not (args.photos / "holdout.txt").is_file():
         ap.error(f"--photos {args.photos}: no holdout.txt there (the folder of the training photos)")
-    if not args.model.exists():
-        ap.error(f"{args.model}: no such file")
     try:
         res = evaluate(args.model, args.photos, args.teacher, args.limit, input_size=args.input_size,
                        fastdepth=args.fastdepth, label=args.label, tr_flip=args.tr_flip,
