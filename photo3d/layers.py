@@ -55,6 +55,7 @@ class LayerParams:
     strip_px: int = 3  # an intermediate strip at an edge this narrow is skipped: the background lies behind it
     reach_px: int = 8  # with the photo: near-side pixels this close to a kept cut, of the far side's colour, go to it
     thin_px: int = 12  # with the photo: a cut whose far side is a strip this thin with the near side's colour beyond is not cut
+    excerpt: float = 0.15  # with the photo: a kept cut under this share of the step it lies on is not cut (0 = off)
 
 
 @dataclass
@@ -464,6 +465,21 @@ def far_coloured_near(inv: np.ndarray, rgb: np.ndarray, near: np.ndarray, far: n
     return cand & ok[lbl], far_inv
 
 
+def excerpts(inv: np.ndarray, cuts: Cuts, raw: Cuts, share: float, min_len: int) -> np.ndarray:
+    """Pixels of kept cuts that are a short excerpt of a longer step: in a component of the steps
+    that pass the jump test (``raw``) at least ``4 * min_len`` pixels long, the kept ones are under
+    ``share`` of it."""
+    near, far = _sides(inv, cuts)
+    rn, rf = _sides(inv, raw)
+    kept, steps = near | far, rn | rf
+    n, lbl = cv2.connectedComponents(steps.astype(np.uint8), connectivity=8)
+    total = np.bincount(lbl[steps], minlength=n)
+    have = np.bincount(lbl[kept & steps], minlength=n)
+    drop = (total >= 8 * min_len) & (have < share * total)
+    drop[0] = False
+    return kept & drop[lbl]
+
+
 SAME_COLOUR = 12.0  # 8-bit CIELAB: the near side's colour met again beyond a thin far strip
 
 
@@ -622,6 +638,11 @@ def build_layers(
         pocket = small & (fill >= inv)
         inv, raw = fill_pockets(pocket, fill)
         uncut |= small & ~pocket
+    if rgb is not None and params.excerpt > 0:  # a short excerpt of a long soft step: a notch where the rest stretches
+        short = excerpts(inv, cuts, find_cuts(inv, cut_shift, params), params.excerpt, params.min_edge_len)
+        if short.any():
+            uncut |= short
+            cuts = kept_cuts(inv)
     near, far = _sides(inv, cuts)
     if rgb is not None and params.thin_px > 0:  # a thin thing read as behind the surface around it: not cut
         thin = thin_far_strips(inv, rgb, cuts, params.thin_px)
