@@ -467,8 +467,10 @@ def far_coloured_near(inv: np.ndarray, rgb: np.ndarray, near: np.ndarray, far: n
 
 def excerpts(inv: np.ndarray, cuts: Cuts, raw: Cuts, share: float, min_len: int) -> np.ndarray:
     """Pixels of kept cuts that are a short excerpt of a longer step: in a component of the steps
-    that pass the jump test (``raw``) at least ``4 * min_len`` pixels long, the kept ones are under
-    ``share`` of it."""
+    that pass the jump test (``raw``) at least ``8 * min_len`` pixels long, the kept ones are under
+    ``share`` of it: a crisp notch where the rest of a soft edge stretches (a post out of focus whose
+    cut was kept only where a spider's thread crossed it; a desert's horizon cut along part of its
+    length: a by-eye review, helper-95)."""
     near, far = _sides(inv, cuts)
     rn, rf = _sides(inv, raw)
     kept, steps = near | far, rn | rf
