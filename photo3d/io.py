@@ -683,11 +683,15 @@ def _unsupported_jpeg_text(held: str) -> str:
 def _container_truncated(path: Path) -> bool:
     """Whether ``path`` is an ISO media file (HEIC/HEIF: boxes after an ``ftyp``) or a WebP (RIFF)
     that ends before its boxes (its chunk) do.  libheif decodes the missing tiles of a cut-off
-    iPhone photo as flat green instead of failing, so this is checked before decoding."""
+    iPhone photo as flat green instead of failing, so this is checked before decoding.  A HEIF cut
+    after all of its primary image's data (inside an item stored after it: the depth map, a
+    thumbnail) is not: the photo is whole, what it carries besides is said to be malformed when read
+    (it failed as a truncated photo, helper-93)."""
     try:
         with open(path, "rb") as f:
             end = os.fstat(f.fileno()).st_size
             pos = 0
+            meta = None
             while pos + 8 <= end:
                 f.seek(pos)
                 head = f.read(16)
@@ -695,19 +699,103 @@ def _container_truncated(path: Path) -> bool:
                     return int.from_bytes(head[4:8], "little") + 8 > end
                 if pos == 0 and head[4:8] != b"ftyp":
                     return False
-                size = int.from_bytes(head[:4], "big")
+                size, skip = int.from_bytes(head[:4], "big"), 8
                 if size == 1:  # a 64-bit size follows the type
                     if len(head) < 16:
                         return True
-                    size = int.from_bytes(head[8:16], "big")
+                    size, skip = int.from_bytes(head[8:16], "big"), 16
                 if size == 0:  # the last box, to the end of the file
                     return False
                 if size < 8:  # not a box: left to the decoder to refuse
                     return False
+                if head[4:8] == b"meta" and pos + size <= end and size <= _MAX_META:
+                    f.seek(pos + skip)
+                    meta = f.read(size - skip)
                 pos += size
-            return pos > end
+            if pos <= end:
+                return False
+            primary_end = _heif_primary_end(meta) if meta is not None else None
+            return primary_end is None or primary_end > end
     except OSError:  # unreadable: the decoder says so
         return False
+
+
+_MAX_META = 16 << 20  # a HEIF's meta box (item locations and properties) is a few KB to a few hundred
+
+
+def _boxes(data: bytes, start: int = 0) -> Iterator[tuple[bytes, bytes]]:
+    """(type, payload) of the ISO boxes laid end to end in ``data`` from ``start``."""
+    pos = start
+    while pos + 8 <= len(data):
+        size, kind, skip = int.from_bytes(data[pos:pos + 4], "big"), data[pos + 4:pos + 8], 8
+        if size == 1:
+            size, skip = int.from_bytes(data[pos + 8:pos + 16], "big"), 16
+        elif size == 0:
+            size = len(data) - pos
+        if size < skip or pos + size > len(data):
+            return
+        yield kind, data[pos + skip:pos + size]
+        pos += size
+
+
+def _heif_primary_end(meta: bytes) -> int | None:
+    """Where the data of a HEIF's primary image (and, for a grid, of its tiles) ends in the file, by
+    its ``meta`` box's payload (``pitm``, ``iref`` ``dimg``, ``iloc``); None where that cannot be
+    told (an extent to the file's end, data elsewhere, a box that does not parse)."""
+    def uint(b: bytes, at: int, n: int) -> int:
+        if at + n > len(b):
+            raise ValueError("short box")
+        return int.from_bytes(b[at:at + n], "big") if n else 0
+
+    try:
+        boxes = dict((k, v) for k, v in _boxes(meta, 4))  # (a full box: version and flags first)
+        pitm = boxes[b"pitm"]
+        primary = uint(pitm, 4, 2 if pitm[0] == 0 else 4)
+        wanted = {primary}
+        if b"iref" in boxes:
+            iref = boxes[b"iref"]
+            n = 2 if iref[0] == 0 else 4
+            for kind, ref in _boxes(iref, 4):
+                if kind == b"dimg" and uint(ref, 0, n) == primary:
+                    count = uint(ref, n, 2)
+                    wanted |= {uint(ref, n + 2 + i * n, n) for i in range(count)}
+        iloc = boxes[b"iloc"]
+        version = iloc[0]
+        sizes = uint(iloc, 4, 2)
+        off_n, len_n, base_n, idx_n = sizes >> 12, (sizes >> 8) & 15, (sizes >> 4) & 15, sizes & 15
+        if version == 0:
+            idx_n = 0
+        at = 6
+        count = uint(iloc, at, 2 if version < 2 else 4)
+        at += 2 if version < 2 else 4
+        last, found = 0, set()
+        for _ in range(count):
+            item = uint(iloc, at, 2 if version < 2 else 4)
+            at += 2 if version < 2 else 4
+            method = 0
+            if version in (1, 2):
+                method = uint(iloc, at, 2) & 15
+                at += 2
+            at += 2  # data_reference_index
+            base = uint(iloc, at, base_n)
+            at += base_n
+            extents = uint(iloc, at, 2)
+            at += 2
+            for _ in range(extents):
+                at += idx_n
+                offset, length = uint(iloc, at, off_n), uint(iloc, at + off_n, len_n)
+                at += off_n + len_n
+                if item in wanted:
+                    if method == 1:  # in the meta box's idat: read whole already
+                        continue
+                    if method != 0 or length == 0:
+                        return None
+                    last = max(last, base + offset + length)
+            if item in wanted:
+                found.add(item)
+        return last if found == wanted else None
+    except (KeyError, ValueError, IndexError):
+        return None
 
 
 # stand-ins for what could follow the data (entropy-coded bits, no 0xFF): ..0101.., ..1010.., and mixed

@@ -1098,3 +1098,24 @@ def test_a_spatial_photo_whose_right_view_does_not_decode_says_so(tmp_path, embe
         "unusable stereo pair (HEIF stereo pair: view 2 does not decode (ValueError)); using the depth model"], found.warnings
     with pytest.raises(InputFileError, match=r"--depth-source stereo: unusable stereo pair \(HEIF stereo pair: view 2 does not decode"):
         E.find_depth(src, photo, "stereo")
+
+
+def test_a_heic_cut_after_its_photo_keeps_the_photo_and_says_its_depth_is_malformed(tmp_path, embedded_dir):
+    """An iPhone HEIC cut short inside its depth map, stored after the photo's tiles, failed as a
+    truncated photo, though the photo is whole (helper-93); a Dynamic Depth JPEG so cut fell back to
+    the model.  Now only a cut inside the primary image's data (its tiles, by the meta box's item
+    locations) is a truncated photo; after it the photo is read as it is and the depth is malformed."""
+    from photo3d.io import _boxes, _heif_primary_end
+
+    data = (embedded_dir / "pug.heic").read_bytes()
+    meta = next(payload for kind, payload in _boxes(data) if kind == b"meta")
+    end = _heif_primary_end(meta)
+    assert end is not None and end < len(data) - 100_000  # (the depth map and more lie after the photo)
+    whole = load_image(embedded_dir / "pug.heic").rgb
+    cut = write(tmp_path, "cut.heic", data[: end + 50_000])
+    assert np.array_equal(load_image(cut).rgb, whole)  # (not a tile of libheif's flat green)
+    found = E.find_depth(cut, load_image(cut))
+    assert found.source == "model" and len(found.warnings) == 1 and "malformed embedded depth (HEIF depth" in found.warnings[0]
+    short = write(tmp_path, "short.heic", data[: end - 1])
+    with pytest.raises(InputFileError, match="truncated image file"):
+        load_image(short)
