@@ -1119,3 +1119,21 @@ def test_a_heic_cut_after_its_photo_keeps_the_photo_and_says_its_depth_is_malfor
     short = write(tmp_path, "short.heic", data[: end - 1])
     with pytest.raises(InputFileError, match="truncated image file"):
         load_image(short)
+
+
+def test_a_crafted_item_location_box_is_read_in_bounded_time():
+    """The item locations of a cut HEIF are read from the file: a box claiming 65,535 extents of no
+    bytes each per item would have looped for nothing; it is no answer (the photo stays truncated)."""
+    import time
+
+    from photo3d.io import _heif_primary_end
+
+    def box(kind: bytes, payload: bytes) -> bytes:
+        return (8 + len(payload)).to_bytes(4, "big") + kind + payload
+
+    items = b"".join(i.to_bytes(2, "big") + b"\x00\x00" + b"\xff\xff" for i in range(1, 60000))  # 65,535 extents each
+    meta = b"\x00" * 4 + box(b"pitm", b"\x00" * 4 + b"\x00\x01") + box(b"iloc", b"\x00" * 4 + b"\x00\x00"
+                                                                         + (59999).to_bytes(2, "big") + items)
+    t = time.perf_counter()
+    assert _heif_primary_end(meta) is None
+    assert time.perf_counter() - t < 1.0
