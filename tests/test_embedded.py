@@ -1132,7 +1132,7 @@ def test_a_crafted_item_location_box_is_read_in_bounded_time():
         return (8 + len(payload)).to_bytes(4, "big") + kind + payload
 
     items = b"".join(i.to_bytes(2, "big") + b"\x00\x00" + b"\xff\xff" for i in range(1, 60000))  # 65,535 extents each
-    meta = b"\x00" * 4 + box(b"pitm", b"\x00" * 4 + b"\x00\x01") + box(b"iloc", b"\x00" * 4 + b"\x00\x00"
+    meta = b"\x00" * 4 + box(b"pitm", b"\x00" * 4 + b"\xff\xff") + box(b"iloc", b"\x00" * 4 + b"\x00\x00"
                                                                          + (59999).to_bytes(2, "big") + items)
     t = time.perf_counter()
     assert _heif_primary_end(meta) is None
