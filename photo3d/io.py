@@ -1429,6 +1429,17 @@ def output_state(path: str | Path) -> str:
 _PNG_END = b"\x00\x00\x00\x00IEND\xaeB`\x82"
 
 
+def npy_layout(path: str | Path) -> tuple[tuple[int, ...], np.dtype, int, int]:
+    """(shape, dtype, the bytes its header and array take, the file's size) of a ``.npy`` file by its
+    header alone; numpy's errors (ValueError and others) for a header it cannot read."""
+    fmt = np.lib.format
+    with open(path, "rb") as f:
+        version = fmt.read_magic(f)
+        shape, _, dtype = (fmt.read_array_header_1_0 if version == (1, 0) else fmt.read_array_header_2_0)(f)
+        need = f.tell() + int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+        return shape, dtype, need, os.fstat(f.fileno()).st_size
+
+
 def kept_file_problem(path: str | Path) -> tuple[str, str] | None:
     """(what the file should be, why it is not whole) for an existing output that a re-run would
     keep, by its container alone (its first and last bytes, a header: no decoding), or None: a GLB
@@ -1445,27 +1456,18 @@ def kept_file_problem(path: str | Path) -> tuple[str, str] | None:
     if suffix not in kinds:
         return None
     try:
+        if suffix == ".npy":
+            _, _, need, size = npy_layout(path)
+            return None if size == need else (kinds[suffix], f"{size:,} bytes where its header needs {need:,}")
         with open(path, "rb") as f:
             size = os.fstat(f.fileno()).st_size
             head = f.read(8)
-            if suffix == ".npy":
-                from numpy.lib import format as npformat
-
-                f.seek(0)
-                try:
-                    major, _ = npformat.read_magic(f)
-                    read = {1: npformat.read_array_header_1_0, 2: npformat.read_array_header_2_0}.get(major)
-                    if read is None:
-                        return kinds[suffix], f"a NumPy file of version {major}"
-                    shape, _, dtype = read(f)
-                except ValueError:
-                    return kinds[suffix], "not a NumPy file"
-                need = f.tell() + int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
-                return None if size == need else (kinds[suffix], f"{size:,} bytes where its header needs {need:,}")
             f.seek(max(0, size - 12))
             tail = f.read(12)
     except OSError as e:
         return kinds[suffix], f"unreadable ({e.strerror or e})"
+    except Exception:  # noqa: BLE001 - numpy's errors for a header it cannot read
+        return kinds[suffix], "not a NumPy file"
     if suffix == ".png":
         if head != b"\x89PNG\r\n\x1a\n":
             return kinds[suffix], "not a PNG file"

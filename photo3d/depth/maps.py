@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import InputFileError, TooLargeError, UsageError, summarize
-from ..io import (DEFAULT_MAX_MEGAPIXELS, PHOTO_FORMATS, atomic_output, input_file, no_pillow_pixel_limit,
+from ..io import (DEFAULT_MAX_MEGAPIXELS, PHOTO_FORMATS, atomic_output, input_file, no_pillow_pixel_limit, npy_layout,
                   open_image, over_pixel_limit)
 
 CONVENTION = "normalized disparity, larger = nearer"
@@ -207,17 +207,11 @@ def _npy_problem(path: Path) -> str | None:
     Python objects (pickled data, never loaded), or a file that ends before the array its header
     describes.  None when its header cannot be read (np.load's reason says why)."""
     try:
-        with open(path, "rb") as f:
-            fmt = np.lib.format
-            version = fmt.read_magic(f)
-            shape, _, dtype = (fmt.read_array_header_1_0 if version == (1, 0) else fmt.read_array_header_2_0)(f)
-            start = f.tell()
-        size = path.stat().st_size
+        _, dtype, need, size = npy_layout(path)
     except Exception:  # noqa: BLE001 - a header numpy cannot read: np.load's own reason says why
         return None
     if dtype.hasobject:
         return "an array of Python objects (pickled data, not loaded): save a 2-D array of numbers"
-    need = start + int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
     return f"cut short: {size:,} of its {need:,} bytes" if size < need else None
 
 
