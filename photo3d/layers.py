@@ -150,7 +150,7 @@ def snap_edges(inv: np.ndarray, rgb: np.ndarray, params: LayerParams = LayerPara
     """
     if rgb is None or params.snap_radius <= 0:
         return inv
-    lab = cv2.cvtColor(rgb, cv2.COLOR_RGB2LAB).astype(np.float32)
+    lab = photo_lab(rgb)
     k = 2 * params.snap_radius + 1
     se = cv2.getStructuringElement(cv2.MORPH_RECT, (k, k))
     for _ in range(params.snap_iters):
@@ -207,6 +207,12 @@ def _sides(inv: np.ndarray, cuts: Cuts) -> tuple[np.ndarray, np.ndarray]:
         far[sa] |= c & ~a_near
         near[sb] |= c & ~a_near
     return near, far
+
+
+def photo_lab(rgb: np.ndarray) -> np.ndarray:
+    """The photo in 8-bit CIELAB (OpenCV's scale, float32): the scale of ``MIN_SPLIT``, ``MIXED_TINT``
+    and ``SAME_COLOUR``."""
+    return cv2.cvtColor(rgb, cv2.COLOR_RGB2LAB).astype(np.float32)
 
 
 def colour_contrast(rgb: np.ndarray) -> np.ndarray:
@@ -355,7 +361,7 @@ def far_band(ldi: "LayeredDepth", width: int, rgb: np.ndarray | None = None) -> 
         band |= grown & ~ldi.hole & ~ldi.near
     if rgb is None:
         return band
-    lab = cv2.cvtColor(rgb, cv2.COLOR_RGB2LAB).astype(np.float32)
+    lab = photo_lab(rgb)
     near_grown = cv2.dilate(ldi.near.astype(np.uint8), k, iterations=3).astype(bool)
     fg = (near_grown & ldi.hole & ~ldi.near).astype(np.float32)  # the object, 1-3 px inside its edge
     far_grown = cv2.dilate(ldi.far.astype(np.uint8), k, iterations=width + 3).astype(bool)
@@ -403,7 +409,7 @@ def band_to_foreground(ldi: "LayeredDepth", band: np.ndarray) -> tuple[np.ndarra
     ), ldi.near | band
 
 
-def far_coloured_near(inv: np.ndarray, rgb: np.ndarray, near: np.ndarray, far: np.ndarray,
+def far_coloured_near(inv: np.ndarray, lab: np.ndarray, near: np.ndarray, far: np.ndarray,
                       reach: int) -> tuple[np.ndarray, np.ndarray]:
     """Pixels on the near side of a kept cut, within ``reach`` pixels of it, whose colour is
     clearly the far side's, and the far side's depth there.  A cut that lies a few pixels out in
@@ -428,7 +434,6 @@ def far_coloured_near(inv: np.ndarray, rgb: np.ndarray, near: np.ndarray, far: n
     cand = near_side & (d_n <= reach)
     if not cand.any():
         return cand, inv
-    lab = cv2.cvtColor(rgb, cv2.COLOR_RGB2LAB).astype(np.float32)
     ref_n = (near_side & (d_n > reach) & (d_n <= 2 * reach)).astype(np.float32)
     ref_f = (~near_side & (d_f <= reach)).astype(np.float32)
     win = (4 * reach + 1,) * 2
@@ -485,18 +490,18 @@ def excerpts(inv: np.ndarray, cuts: Cuts, raw: Cuts, share: float, min_len: int)
 SAME_COLOUR = 12.0  # 8-bit CIELAB: the near side's colour met again beyond a thin far strip
 
 
-def thin_far_strips(inv: np.ndarray, rgb: np.ndarray, cuts: Cuts, width: int) -> np.ndarray:
+def thin_far_strips(inv: np.ndarray, lab: np.ndarray, cuts: Cuts, near: np.ndarray, far: np.ndarray,
+                    width: int) -> np.ndarray:
     """Near-side pixels of the kept cuts whose far side is a thin strip: across the cut the far side
     holds, within ``width`` pixels, a strip of another colour (``MIN_SPLIT``) and then the near
     side's colour again (``SAME_COLOUR``), along at least half of the cut.  That is a thin thing
     (a leg, a post, a rod) with one surface on both sides of it: it lies in front of that surface,
     whatever a soft depth ramp across it says.  Cut, the near side's hole was filled with the
     strip's colour, a copy of the thing beside it at the extreme views (a water tower's white leg
-    doubled: a by-eye review, helper-95); not cut, the ramp stretches there."""
-    lab = cv2.cvtColor(rgb, cv2.COLOR_RGB2LAB).astype(np.float32)
+    doubled: a by-eye review, helper-95); not cut, the ramp stretches there.  ``lab``: the photo in
+    8-bit CIELAB (:func:`photo_lab`); ``near``, ``far``: the sides of ``cuts``."""
     h, w = inv.shape
     hit = np.zeros((h, w), bool)
-    near, far = _sides(inv, cuts)
 
     def at(y: np.ndarray, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         ok = (y >= 0) & (y < h) & (x >= 0) & (x < w)
@@ -646,16 +651,17 @@ def build_layers(
             uncut |= short
             cuts = kept_cuts(inv)
     near, far = _sides(inv, cuts)
-    if rgb is not None and params.thin_px > 0:  # a thin thing read as behind the surface around it: not cut
-        thin = thin_far_strips(inv, rgb, cuts, params.thin_px)
+    lab = photo_lab(rgb) if rgb is not None else None
+    if lab is not None and params.thin_px > 0:  # a thin thing read as behind the surface around it: not cut
+        thin = thin_far_strips(inv, lab, cuts, near, far, params.thin_px)
         if thin.any():
             uncut |= thin
             cuts = kept_cuts(inv)
             near, far = _sides(inv, cuts)
-    if rgb is not None:
+    if lab is not None:
         # a kept cut that lies a few pixels out in the background: the strip of background colour
         # on its near side goes to the far side, and the cut onto the colour edge
-        moved, far_inv = far_coloured_near(inv, rgb, near, far, params.reach_px)
+        moved, far_inv = far_coloured_near(inv, lab, near, far, params.reach_px)
         if moved.any():
             inv = np.where(moved, np.minimum(far_inv, inv), inv).astype(np.float32)
             cuts = kept_cuts(inv)
