@@ -428,9 +428,8 @@ def plan_jobs(
     met: dict[object, list[Path]] = {}
     # a photo given by name that a folder given also holds goes where that folder's tree puts it,
     # whichever comes first (it went to OUT/NAME or OUT/FOLDER/NAME by the order given, silently,
-    # and a re-run in the other order converted it again: helper-94): key -> the folder given
-    walked: dict[object, Path] = {}
-    named: dict[object, Path] = {}
+    # and a re-run in the other order converted it again: helper-94)
+    named: dict[object, Path] = {}  # key -> the path given
     origin: dict[object, Path | None] = {}  # key -> the folder whose walk gave the job kept (None: named)
 
     def add(job: Job, folder: Path | None = None) -> None:
@@ -438,8 +437,6 @@ def plan_jobs(
         key = _file_id(job.src) or _file_id(job.src, follow_symlinks=False) or job.src
         if folder is None:
             named.setdefault(key, job.src)
-        elif key not in walked:
-            walked[key] = folder
         if key not in kept:
             kept[key] = len(jobs)
             met[key] = [job.src]
@@ -447,7 +444,7 @@ def plan_jobs(
             origin[key] = folder
             return
         n = kept[key]
-        if folder is not None and key in named and walked[key] == folder and not _through_link(job.src):
+        if folder is not None and origin[key] is None and not _through_link(job.src):
             jobs[n] = job  # (the folder's place, whatever the order given; said in notes.named_in)
             met[key], origin[key] = [job.src], folder
             return
