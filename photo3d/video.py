@@ -257,10 +257,12 @@ def render_frames(glb: bytes, suffix: str, opts: ShareOptions, timings: dict | N
     still = suffix.lower() in STILL_SUFFIXES
     views = path_views(opts.path, 1 if still else opts.frames(), scene.meta)
     held, encoding = len(views) * out_w * h * 3, out_w * h * ANIMATION_ENCODER_BYTES
-    if suffix.lower() in (".gif", ".webp") and (held > ANIMATION_MAX_BYTES or encoding > ANIMATION_FRAME_MAX_BYTES):
+    frames_room = ANIMATION_MAX_BYTES / held  # (under 1: the frames must shrink by that much in pixels)
+    room = min(frames_room, ANIMATION_FRAME_MAX_BYTES / encoding)
+    if suffix.lower() in (".gif", ".webp") and room < 1:
         w0, h0 = out_w, h
-        by_frames = ANIMATION_MAX_BYTES / held <= ANIMATION_FRAME_MAX_BYTES / encoding
-        at = max(16, int(side * min(ANIMATION_MAX_BYTES / held, ANIMATION_FRAME_MAX_BYTES / encoding) ** 0.5))
+        by_frames = frames_room == room
+        at = max(16, int(side * room ** 0.5))
         w, h, out_w = frame(at)
         notes.append(f"rendered at {out_w}x{h}: {len(views)} frames of {w0}x{h0} would take {_amount(held)} of memory"
                      if by_frames else
