@@ -709,12 +709,14 @@ def _container_truncated(path: Path) -> bool:
                 if size < 8:  # not a box: left to the decoder to refuse
                     return False
                 if head[4:8] == b"meta" and pos + size <= end and size <= _MAX_META:
-                    f.seek(pos + skip)
-                    meta = f.read(size - skip)
+                    meta = (pos + skip, size - skip)  # (read only for a file cut short)
                 pos += size
             if pos <= end:
                 return False
-            primary_end = _heif_primary_end(meta) if meta is not None else None
+            if meta is None:
+                return True
+            f.seek(meta[0])
+            primary_end = _heif_primary_end(f.read(meta[1]))
             return primary_end is None or primary_end > end
     except OSError:  # unreadable: the decoder says so
         return False
