@@ -14,7 +14,7 @@ from dataclasses import dataclass, replace
 import cv2
 import numpy as np
 
-from .layers import Cuts, LayeredDepth, far_band, nearest_values
+from .layers import Cuts, LayeredDepth, far_band, far_halo, nearest_values
 
 BG_PUSH = 0.995  # the background layer sits this factor behind (in inverse depth) the visible one
 
@@ -76,12 +76,14 @@ HALF_RES_PIXELS = 200_000  # crops larger than this are Telea-filled at half res
 
 
 def inpaint_background(rgb: np.ndarray, ldi: LayeredDepth, radius: int = 4, mirror: bool = True, rel: float = 0.06,
-                       band_px: int = 1) -> Background:
+                       band_px: int = 1, halo_px: int = 0) -> Background:
     """Synthesize colour and inverse depth of the background layer from background pixels only.
 
     ``rgb`` is the photo at the working resolution of ``ldi``.  The layer also covers the
     far-side pixels within ``band_px`` of each cut (``Background.band``), whose colour mixes in
-    the foreground's: the visible layer leaves them out and they are re-synthesized here.
+    the foreground's: the visible layer leaves them out and they are re-synthesized here.  A
+    sharpening halo beyond them, up to ``halo_px`` from the cut (:func:`photo3d.layers.far_halo`),
+    is re-synthesized too, never read.
     """
     h, w = ldi.inv.shape
     if not ldi.hole.any():
@@ -91,6 +93,8 @@ def inpaint_background(rgb: np.ndarray, ldi: LayeredDepth, radius: int = 4, mirr
     # the background layer: the hole and the far band plus a rim under the visible layer's edge
     layer = cv2.dilate((ldi.hole | band).astype(np.uint8), k, iterations=2).astype(bool)
     mask = ldi.inpaint_mask | ldi.hole | band
+    if rgb is not None and halo_px > band_px:
+        mask |= far_halo(ldi, band, rgb, halo_px)
     ys, xs = _crop_box(mask | layer, 2 * radius + 2)
     m8 = mask[ys, xs].astype(np.uint8)
     crop = np.ascontiguousarray(rgb[ys, xs])

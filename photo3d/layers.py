@@ -32,6 +32,8 @@ COARSE_MAP = 1.5  # ... unless it is upsampled by more than this to the working 
 MIXED_FG = 9.0  # a far-band pixel at least a quarter foreground colour (squared distances 0.75² : 0.25²) goes with it
 MIN_SPLIT = 20.0  # near/far colour classes at a kept cut at least this far apart (8-bit CIELAB) to move pixels
 MIXED_TINT = 10.0  # ... or tinted toward the foreground by this much (8-bit CIELAB, ~4 ΔE: a visible line once moved)
+HALO_TINT = 6.0  # a sharpening halo beyond the band differs this much from the background beyond (8-bit CIELAB) ...
+HALO_COS = 0.5  # ... within 60° of the direction away from the foreground's colour
 
 
 @dataclass(frozen=True)
@@ -49,6 +51,7 @@ class LayerParams:
     min_island: float = 0.0015  # fragments of the visible layer smaller than this share of the image merge
     min_width_px: float = 2.0  # ... and those with no pixel this far inside them (slivers)
     far_band_px: int = 2  # far-side pixels of a cut whose colour the background layer may re-synthesize
+    halo_px: int = 6  # ... and up to this far from the cut, a sharpening halo the inpainting does not read
     snap_radius: int = 4  # colour-guided edge snapping window (0 = off), working pixels
     snap_iters: int = 3
     close_px: int = 7  # network depth: far gaps narrower than this (working pixels) take the depth around them
@@ -361,12 +364,44 @@ def far_band(ldi: "LayeredDepth", width: int, rgb: np.ndarray | None = None) -> 
         band |= grown & ~ldi.hole & ~ldi.near
     if rgb is None:
         return band
-    lab = photo_lab(rgb)
+    mixed, tint, _ = _edge_colours(ldi, photo_lab(rgb), width)
+    return band & (mixed | tint)
+
+
+def far_halo(ldi: "LayeredDepth", band: np.ndarray, rgb: np.ndarray, reach: int) -> np.ndarray:
+    """A sharpening halo beyond the far band, up to ``reach`` pixels from the cut: far-side pixels
+    connected to the band (a front, not tendrils) that differ visibly from the background beyond
+    them (``HALO_TINT``) away from the foreground's colour (``HALO_COS``): a light rim round dark
+    hair or a wing against the sky, a dark one above a light branch.  They stay where they are,
+    part of the background surface, but the inpainting does not read them: it spread their colour
+    into the background layer's fill, a pale blob beside a gull's wing tip.  (A tint toward the
+    foreground is not taken: there the far side is as often the same surface, a glow round a
+    light or a dune's sand, and the fill then showed the background beyond through it.)"""
+    halo = np.zeros(band.shape, bool)
+    if reach <= 1 or not band.any():
+        return halo
+    candidates = _edge_colours(ldi, photo_lab(rgb), reach)[2] & ~ldi.hole & ~ldi.near & ~band
+    grown = band.copy()
+    for _ in range(reach - 1):
+        ring = (cv2.boxFilter(grown.astype(np.float32), -1, (3, 3), normalize=False) >= 3) & candidates & ~grown
+        if not ring.any():
+            break
+        grown |= ring
+    return grown & ~band
+
+
+def _edge_colours(ldi: "LayeredDepth", lab: np.ndarray, reach: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Pixels of ``lab`` (8-bit CIELAB) near the cuts compared with the foreground 1-3 px inside
+    its edge and the background ``reach`` .. ``reach`` + 3 px beyond the cut: (mixed: a quarter
+    foreground colour or more, or either side unknown; tinted toward the foreground by
+    ``MIXED_TINT``; off the background by ``HALO_TINT`` away from the foreground's colour)."""
+    k = np.ones((3, 3), np.uint8)
     near_grown = cv2.dilate(ldi.near.astype(np.uint8), k, iterations=3).astype(bool)
     fg = (near_grown & ldi.hole & ~ldi.near).astype(np.float32)  # the object, 1-3 px inside its edge
-    far_grown = cv2.dilate(ldi.far.astype(np.uint8), k, iterations=width + 3).astype(bool)
-    bgm = (far_grown & ~band & ~ldi.hole & ~ldi.near).astype(np.float32)  # the background beyond the band
-    win = (2 * width + 7,) * 2
+    inner = cv2.dilate(ldi.far.astype(np.uint8), k, iterations=reach - 1).astype(bool) if reach > 1 else ldi.far
+    outer = cv2.dilate(ldi.far.astype(np.uint8), k, iterations=reach + 3).astype(bool)
+    bgm = (outer & ~inner & ~ldi.hole & ~ldi.near).astype(np.float32)  # the background beyond
+    win = (2 * reach + 7,) * 2
 
     def mean(m):
         return cv2.boxFilter(lab * m[:, :, None], -1, win, normalize=False) / np.maximum(
@@ -378,7 +413,8 @@ def far_band(ldi: "LayeredDepth", width: int, rgb: np.ndarray | None = None) -> 
     axis = m_fg - m_bg
     tint = ((lab - m_bg) * axis).sum(2) / np.maximum(np.sqrt((axis ** 2).sum(2)), 1e-6)
     has = (cv2.boxFilter(fg, -1, win) > 0) & (cv2.boxFilter(bgm, -1, win) > 0)
-    return band & (~has | (d_fg < MIXED_FG * d_bg) | (tint > MIXED_TINT))
+    away = has & (d_bg > HALO_TINT ** 2) & (-tint > HALO_COS * np.sqrt(d_bg))
+    return ~has | (d_fg < MIXED_FG * d_bg), has & (tint > MIXED_TINT), away
 
 
 def band_to_foreground(ldi: "LayeredDepth", band: np.ndarray) -> tuple[np.ndarray, Cuts, np.ndarray]:

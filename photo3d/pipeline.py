@@ -229,7 +229,8 @@ def snaps(opts: ConvertOptions) -> bool:
 
 def inpaint(photo_small: np.ndarray, ldi: LayeredDepth, opts: ConvertOptions) -> Background:
     return inpaint_background(photo_small, ldi, mirror=opts.mirror, rel=opts.layer_params.rel_jump,
-                              band_px=opts.layer_params.far_band_px if snaps(opts) else 0)
+                              band_px=opts.layer_params.far_band_px if snaps(opts) else 0,
+                              halo_px=opts.layer_params.halo_px if snaps(opts) else 0)
 
 
 def visible_layer(ldi: LayeredDepth, bg: Background) -> tuple[np.ndarray, Cuts, np.ndarray]:

@@ -586,6 +586,20 @@ def test_a_terrace_of_network_depth_is_the_background_behind_its_edge_not_the_wa
 
 
 @needs_shared
+def test_the_fill_beside_a_wing_tip_does_not_read_its_sharpening_halo(tmp_path, shared_dir):
+    """A gull's dark wing tip against the sky (osie_0114) carries a light sharpening rim a few
+    pixels wide beyond the cut; the far band takes only pixels of the wing's colour, so the
+    inpainting read the rim, and at the right extreme a whitish blob filled the sky the wing had
+    covered (helper-97).  The rim is no longer read (``layers.far_halo``).  Background-layer pixels
+    by the wing tip redder than 140 (the sky: 98): 78 of 292 before, 0 of 294 after."""
+    photo, img, layer = _converted_view(shared_dir / "data" / "photos" / "osie" / "osie_0114.jpg", tmp_path, 1.0)
+    box = (slice(40, 90), slice(30, 80))
+    fill = layer[box] == 1
+    pale = fill & (img[box][..., 0] > 140)
+    assert fill.sum() > 200 and pale.sum() < 20, (int(fill.sum()), int(pale.sum()))
+
+
+@needs_shared
 def test_a_facade_seen_from_the_photos_viewpoint_is_the_photo(tmp_path, shared_dir):
     """A flat 3D triangle carries its texture linearly while the photo is its projection, so inside
     a large mesh cell whose corners differ in depth the texture slides: the straight bars of a

@@ -146,6 +146,34 @@ def test_far_band_takes_only_foreground_coloured_pixels():
     assert not far_band(ldi, 2, rgb).any()
 
 
+def test_a_sharpening_halo_beyond_the_far_band_is_found_up_to_halo_px():
+    """A sharpened photo rims a dark object with a light line a few pixels wide beyond the cut:
+    the 2-px band takes none of it (it is not the foreground's colour), and the inpainting read it,
+    a pale blob in the fill beside a gull's wing tip.  ``far_halo`` finds it beyond the band as far
+    as it differs from the background beyond, away from the foreground's colour (at most
+    ``halo_px`` from the cut); a column of the background's own colour stops it, and a tint toward
+    the foreground (a glow, an object out of focus) is not taken."""
+    from photo3d.layers import far_band, far_halo
+
+    inv = step_edge(80)
+    rgb = np.zeros((H, W, 3), np.uint8)
+    rgb[:] = (150, 150, 150)
+    rgb[:, 80:] = (20, 20, 20)
+    rgb[:, 79] = (90, 90, 90)  # the object's blurred edge on the far side: the band
+    rgb[:, 75:79] = (185, 185, 185)  # a light rim four columns wide
+    ldi = build_layers(inv, SHIFT)
+    cols = lambda m: np.nonzero(m.any(axis=0))[0].tolist()  # noqa: E731
+    band = far_band(ldi, 2, rgb)
+    assert cols(band) == [79]
+    halo = far_halo(ldi, band, rgb, LayerParams().halo_px)
+    assert cols(halo) == [75, 76, 77, 78] and halo[:, 75:79].all()
+    assert cols(far_halo(ldi, band, rgb, 4)) == [76, 77, 78]  # no farther than the reach (the band: 1)
+    rgb[:, 76] = (150, 150, 150)  # the background's own colour: the halo stops there
+    assert cols(far_halo(ldi, band, rgb, 6)) == [77, 78]
+    rgb[:, 75:79] = (120, 120, 120)  # darker: toward the object's colour, not a sharpening halo
+    assert not far_halo(ldi, band, rgb, 6).any()
+
+
 def test_a_step_inside_an_object_without_a_colour_edge_is_not_cut():
     """Network depth often steps inside a uniformly coloured object (a duck's body): with the
     photo, that branch is dropped even though it joins the object's real, colour-supported
