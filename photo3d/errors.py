@@ -203,8 +203,14 @@ def damaged_existing(src: str | Path, existing: str | Path, kind: str, reason: o
     if Path(src) == Path(existing):
         said = str(reason)
         return InputFileError(said if said.startswith("not a") else f"not a whole {kind} that photo3d wrote ({said})", src)
+    if str(reason) == FOREIGN:  # (a file of the user's under a page's or preview's name)
+        return InputFileError(f"the existing {printable(existing)} is not a {kind} photo3d wrote; move it, "
+                              "or run again with --overwrite", src)
     return InputFileError(f"the existing {printable(existing)} is not a whole {kind} ({reason}); remove it, "
                           "or run again with --overwrite", src)
+
+
+FOREIGN = "not one photo3d wrote"  # the reason of a side file (page, preview) that photo3d did not write
 
 
 class ModelError(Photo3DError):

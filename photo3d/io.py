@@ -1448,13 +1448,34 @@ def kept_file_problem(path: str | Path) -> tuple[str, str] | None:
     (:func:`photo3d.export.glb_file_problem`), a PNG (its signature, its IEND chunk last), a NumPy
     file (its header, and the bytes its array takes), a JPEG (SOI first, EOI last).  A junk depth
     map was kept as "skipped (output exists)", and failed only a re-run that added its preview
-    (helper-94)."""
-    suffix = Path(path).suffix.lower()
+    (helper-94).  A viewer page (``.html``) or a depth preview (``NAME.preview.png``) is also one
+    photo3d wrote (``errors.FOREIGN`` if not): a page cut short, or a file of the user's under that
+    name, was kept as done without a word, or (a preview whose map was missing) overwritten
+    (helper-98)."""
+    from .errors import FOREIGN
+
+    path = Path(path)
+    suffix = path.suffix.lower()
     if suffix == ".glb":
         from .export import glb_file_problem
 
         return ("3D photo", problem) if (problem := glb_file_problem(path)) else None
-    kinds = {".png": "PNG image", ".npy": "NumPy array", ".jpg": "JPEG image", ".jpeg": "JPEG image"}
+    if suffix == ".html":  # photo3d's page (its GLB near the start), and whole (its GLB, its end)
+        from .viewer import _GLB_OPEN, page_glb
+
+        try:
+            with open(path, "rb") as f:
+                ours = _GLB_OPEN.encode() in f.read(1 << 16)
+                f.seek(max(0, os.fstat(f.fileno()).st_size - 32))
+                whole = f.read().rstrip().endswith(b"</html>")
+        except OSError as e:
+            return "viewer page", f"unreadable ({e.strerror or e})"
+        if not ours:
+            return "viewer page", FOREIGN
+        return None if whole and page_glb(path) is not None else ("viewer page", "cut short")
+    preview = path.name.lower().endswith(".preview.png")
+    kinds = {".png": "depth preview" if preview else "PNG image", ".npy": "NumPy array", ".jpg": "JPEG image",
+             ".jpeg": "JPEG image"}
     if suffix not in kinds:
         return None
     try:
@@ -1473,7 +1494,13 @@ def kept_file_problem(path: str | Path) -> tuple[str, str] | None:
     if suffix == ".png":
         if head != b"\x89PNG\r\n\x1a\n":
             return kinds[suffix], "not a PNG file"
-        return None if tail == _PNG_END else (kinds[suffix], "cut short: no end chunk")
+        if tail != _PNG_END:
+            return kinds[suffix], "cut short: no end chunk"
+        if preview:
+            from .depth.maps import photo3d_kind
+
+            return None if photo3d_kind(path) == "preview" else (kinds[suffix], FOREIGN)
+        return None
     if head[:2] != b"\xff\xd8":
         return kinds[suffix], "not a JPEG file"
     return None if tail[-2:] == b"\xff\xd9" else (kinds[suffix], "cut short: no end marker")

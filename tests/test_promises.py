@@ -235,6 +235,51 @@ def test_depth_previews_are_planned_with_the_outputs(tmp_path, tiny_depth_model)
     assert sorted(Path(o).name for rec in records for o in rec["outputs"]) == sorted(p.name for p in out.iterdir())
 
 
+def test_a_page_or_preview_beside_an_output_that_photo3d_did_not_write_or_is_cut_short_fails_its_photo(
+        tmp_path, tiny_depth_model):
+    """The side files (NAME.preview.png with --preview, NAME.html with --html) were only checked
+    to exist (helper-98): a preview or page cut short, or junk, was kept as "skipped (output
+    exists)"; a page of the user's under NAME.html was kept and the asked-for page never written,
+    without a word; and a picture of the user's under NAME.preview.png was overwritten when the
+    map beside it was missing.  Each now fails its photo, naming the file, and nothing is
+    touched; --overwrite rewrites them."""
+    src = tmp_path / "in"
+    photo(src / "a.jpg", seed=1)
+    photo(src / "b.jpg", seed=2)
+    d, c = tmp_path / "d", tmp_path / "c"
+    assert cli("depth", src, "-o", d, "--preview", "--model", tiny_depth_model).exit_code == 0
+    assert cli("convert", src, "-o", c, "--html", "--model", tiny_depth_model).exit_code == 0
+    cut = {d / "a.preview.png": (d / "a.preview.png").read_bytes()[:-30], c / "a.html": (c / "a.html").read_bytes()[:-200]}
+    junk = {d / "b.preview.png": b"junk\n", c / "b.html": b"<html>my notes</html>\n"}
+    for path, data in {**cut, **junk}.items():
+        path.write_bytes(data)
+    why = {d / "a.preview.png": "is not a whole depth preview (cut short: no end chunk); remove it",
+           d / "b.preview.png": "is not a whole depth preview (not a PNG file); remove it",
+           c / "a.html": "is not a whole viewer page (cut short); remove it",
+           c / "b.html": "is not a viewer page photo3d wrote; move it"}
+    for cmd, out in ((("depth", src, "-o", d, "--preview"), d), (("convert", src, "-o", c, "--html"), c)):
+        r = cli(*cmd, "--model", tiny_depth_model)
+        assert r.exit_code == 1, r.output
+        for name in ("a", "b"):
+            side = next(p for p in why if p.parent == out and p.name.startswith(name + "."))
+            assert f"error: {src / (name + '.jpg')}: the existing {side} {why[side]}, or run again with --overwrite" in r.output, r.output
+    for path, data in {**cut, **junk}.items():
+        assert path.read_bytes() == data, path
+    # a picture of the user's under the preview's name, its map missing: not overwritten
+    Image.fromarray(np.full((8, 8, 3), 200, np.uint8)).save(d / "b.preview.png")
+    mine = (d / "b.preview.png").read_bytes()
+    (d / "b.png").unlink()
+    r = cli("depth", src / "b.jpg", src / "a.jpg", "-o", d, "--preview", "--model", tiny_depth_model)
+    assert r.exit_code == 1 and "the existing " + str(d / "b.preview.png") + " is not a depth preview photo3d wrote" in r.output, r.output
+    assert (d / "b.preview.png").read_bytes() == mine and not (d / "b.png").exists()
+    for cmd in (("depth", src, "-o", d, "--preview"), ("convert", src, "-o", c, "--html")):
+        r = cli(*cmd, "--model", tiny_depth_model, "--overwrite")
+        assert r.exit_code == 0, r.output
+    from photo3d.io import kept_file_problem
+
+    assert all(kept_file_problem(p) is None for p in why), [kept_file_problem(p) for p in why]
+
+
 def _no_read_override():
     """In a child process run as root: give up root's right to read any file (the capabilities
     CAP_DAC_OVERRIDE and CAP_DAC_READ_SEARCH leave the bounding set, so the exec'd program lacks them)."""

@@ -209,6 +209,13 @@ def run_batch(
             results[i] = Result(job.src, job.dst, Status.failed, given=job.given,
                                 error=msg(path, f"cannot write ({kind} of that name is in the way; move it, or choose another -o)"))
             say_failed(results[i], console)
+        elif not overwrite and (bad := next(((p, pr) for p in job.sides if states[p] == "done"
+                                              and (pr := kept_file_problem(p))), None)):
+            # a page or preview beside the output that photo3d did not write, or not whole: kept as done,
+            # or overwritten with the output (helper-98); neither, the input fails
+            results[i] = Result(job.src, job.dst, Status.failed, given=job.given,
+                                error=str(damaged_existing(job.src, bad[0], *bad[1])))
+            say_failed(results[i], console)
         else:
             if not overwrite:  # an empty file is never a finished output: what a crash left (an older photo3d's,
                 # or another program's), once skipped as done
