@@ -378,10 +378,10 @@ def far_halo(ldi: "LayeredDepth", band: np.ndarray, rgb: np.ndarray, reach: int)
     foreground is not taken: there the far side is as often the same surface, a glow round a
     light or a dune's sand, and the fill then showed the background beyond through it.)"""
     halo = np.zeros(band.shape, bool)
-    if reach <= 1 or not band.any():
+    if reach <= 1 or not ldi.far.any():
         return halo
     candidates = _edge_colours(ldi, photo_lab(rgb), reach)[2] & ~ldi.hole & ~ldi.near & ~band
-    grown = band.copy()
+    grown = band | (ldi.far & candidates)  # (the rim may start at the cut: no band there)
     for _ in range(reach - 1):
         ring = (cv2.boxFilter(grown.astype(np.float32), -1, (3, 3), normalize=False) >= 3) & candidates & ~grown
         if not ring.any():
@@ -414,6 +414,10 @@ def _edge_colours(ldi: "LayeredDepth", lab: np.ndarray, reach: int) -> tuple[np.
     tint = ((lab - m_bg) * axis).sum(2) / np.maximum(np.sqrt((axis ** 2).sum(2)), 1e-6)
     has = (cv2.boxFilter(fg, -1, win) > 0) & (cv2.boxFilter(bgm, -1, win) > 0)
     away = has & (d_bg > HALO_TINT ** 2) & (-tint > HALO_COS * np.sqrt(d_bg))
+    # ... or lighter than the background beyond where the object is darker (or darker where lighter):
+    # a sharpening overshoot is in the lightness; JPEG's coarser colour may tint it toward the object
+    dl, fl = lab[:, :, 0] - m_bg[:, :, 0], axis[:, :, 0]
+    away |= has & (np.abs(fl) > 2 * MIXED_TINT) & (-np.sign(fl) * dl > HALO_TINT)
     return ~has | (d_fg < MIXED_FG * d_bg), has & (tint > MIXED_TINT), away
 
 

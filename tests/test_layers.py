@@ -172,6 +172,15 @@ def test_a_sharpening_halo_beyond_the_far_band_is_found_up_to_halo_px():
     assert cols(far_halo(ldi, band, rgb, 6)) == [77, 78]
     rgb[:, 75:79] = (120, 120, 120)  # darker: toward the object's colour, not a sharpening halo
     assert not far_halo(ldi, band, rgb, 6).any()
+    # a leaf against the sky: the rim is lighter than the sky, and JPEG's coarse colour tints it
+    # toward the leaf's hue (along the sky-to-leaf direction it is no farther off than the sky)
+    rgb[:] = (192, 224, 248)
+    rgb[:, 80:] = (95, 100, 30)
+    rgb[:, 79] = (150, 165, 140)
+    rgb[:, 77:79] = (216, 232, 237)
+    band = far_band(ldi, 2, rgb)
+    assert cols(band) == [79]
+    assert cols(far_halo(ldi, band, rgb, 6)) == [77, 78]
 
 
 def test_a_step_inside_an_object_without_a_colour_edge_is_not_cut():
