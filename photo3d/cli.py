@@ -502,6 +502,8 @@ def _check_video_options_apply(ctx, suffixes: list[str]) -> None:
                  "videos and stereo stills (.mp4 .gif .webp, or .jpg/.png with --stereo)")
         raise UsageError(f"{', '.join(given)}: only for {where}; {writes}")
     if motion and not set(suffixes) & set(VIDEO_SUFFIXES):
+        if "--stereo" not in given:  # (-o s.jpg --path swing: no stereo still was asked for, the first thing to say)
+            raise UsageError(f"a still image output needs --stereo sbs (or sbs-half); {writes}")
         raise UsageError(f"{', '.join(motion)}: only for videos (.mp4 .gif .webp): a stereo still is one frame; {writes}")
 
 

@@ -1132,6 +1132,11 @@ def test_cli_video_options_without_a_video_output_are_usage_errors(tmp_path):
     res = cli("convert", str(EXAMPLE), "-o", str(tmp_path / "s.jpg"), "--stereo", "sbs", "--path", "zoom", "--seconds", "3")
     assert res.exit_code == 2 and res.output == ("error: --path, --seconds: only for videos (.mp4 .gif .webp): a stereo still "
                                                  "is one frame; this run writes .jpg\n"), res.output
+    # ... and without --stereo no stereo still was asked for: that is what is said first (helper-99: it said
+    # "a stereo still is one frame" to a user who had asked for none)
+    res = cli("convert", str(EXAMPLE), "-o", str(tmp_path / "s.jpg"), "--path", "swing")
+    assert res.exit_code == 2 and res.output == ("error: a still image output needs --stereo sbs (or sbs-half); this run "
+                                                 "writes .jpg\n"), res.output
     # an output of a suffix convert does not write is that error, not the option's ("only for videos ... writes .mov")
     res = cli("convert", str(EXAMPLE), "-o", str(tmp_path / "clip.mov"), "--seconds", "0.3")
     assert res.exit_code == 2 and res.output.startswith(f"error: {tmp_path / 'clip.mov'}: convert writes .glb, .html, .mp4") \
