@@ -59,11 +59,14 @@ def _usage_message(e, args: list[str]) -> str:
     return text
 
 
-def _show_one_line(e, file=None, args: list[str] = ()) -> None:
-    """Show a command-line mistake as one line (click prints the usage, a hint and the error)."""
-    ctx = getattr(e, "ctx", None)
+def _show_one_line(e, file=None, args: list[str] = (), parsing=None) -> None:
+    """Show a command-line mistake as one line (click prints the usage, a hint and the error).
+    ``parsing``: the context of the command whose arguments were being parsed (an option missing its
+    value comes without one: "--glob requires an argument" had no pointer to --help, helper-99)."""
+    ctx = getattr(e, "ctx", None) or parsing
     where = f" (see: {ctx.command_path} --help)" if ctx is not None else ""
-    print(f"error: {printable(_usage_message(e, list(args)))}{where}", file=file or sys.stderr)
+    text = _usage_message(e, list(args))
+    print(f"error: {printable(text.rstrip('.') if where else text)}{where}", file=file or sys.stderr)
 
 
 def _one_line_usage_errors(method):
@@ -83,7 +86,7 @@ def _one_line_usage_errors(method):
         except Exception as e:  # click's UsageError (typer may bundle its own click)
             if (getattr(e, "exit_code", None) == 2 and hasattr(e, "format_message")
                     and type(e).__name__ != "NoArgsIsHelpError"):  # (that one shows the help)
-                e.show = functools.partial(_show_one_line, e, args=given)
+                e.show = functools.partial(_show_one_line, e, args=given, parsing=ctx)
             raise
 
     return wrapped

@@ -1446,7 +1446,8 @@ def kept_file_problem(path: str | Path) -> tuple[str, str] | None:
     """(what the file should be, why it is not whole) for an existing output that a re-run would
     keep, by its container alone (its first and last bytes, a header: no decoding), or None: a GLB
     (:func:`photo3d.export.glb_file_problem`), a PNG (its signature, its IEND chunk last), a NumPy
-    file (its header, and the bytes its array takes), a JPEG (SOI first, EOI last).  A junk depth
+    file (its header, and the bytes its array takes), a JPEG (SOI first, EOI last), a video, GIF or
+    WebP (:func:`_animation_problem`).  A junk depth
     map was kept as "skipped (output exists)", and failed only a re-run that added its preview
     (helper-94).  A viewer page (``.html``) or a depth preview (``NAME.preview.png``) is also one
     photo3d wrote (``errors.FOREIGN`` if not): a page cut short, or a file of the user's under that
@@ -1473,6 +1474,8 @@ def kept_file_problem(path: str | Path) -> tuple[str, str] | None:
         if not ours:
             return "viewer page", FOREIGN
         return None if whole and page_glb(path) is not None else ("viewer page", "cut short")
+    if suffix in (".mp4", ".gif", ".webp"):
+        return _animation_problem(path, suffix)
     preview = path.name.lower().endswith(".preview.png")
     kinds = {".png": "depth preview" if preview else "PNG image", ".npy": "NumPy array", ".jpg": "JPEG image",
              ".jpeg": "JPEG image"}
@@ -1504,6 +1507,50 @@ def kept_file_problem(path: str | Path) -> tuple[str, str] | None:
     if head[:2] != b"\xff\xd8":
         return kinds[suffix], "not a JPEG file"
     return None if tail[-2:] == b"\xff\xd9" else (kinds[suffix], "cut short: no end marker")
+
+
+def _animation_problem(path: Path, suffix: str) -> tuple[str, str] | None:
+    """:func:`kept_file_problem` of a video (MP4: its top-level boxes, ``ftyp`` first, ``moov`` among
+    them, their sizes adding up to the file's), a GIF (its signature, its trailer byte last) or an
+    animated WebP (its RIFF header, the size it gives being the file's).  A video cut short, or a
+    text file under its name, was kept as done and counted as shared (helper-100)."""
+    kind = {".mp4": "MP4 video", ".gif": "GIF", ".webp": "WebP"}[suffix]
+    try:
+        with open(path, "rb") as f:
+            size = os.fstat(f.fileno()).st_size
+            head = f.read(12)
+            if suffix == ".gif":
+                f.seek(max(0, size - 1))
+                if head[:6] not in (b"GIF87a", b"GIF89a"):
+                    return kind, "not a GIF file"
+                return None if f.read(1) == b";" else (kind, "cut short: no trailer")
+            if suffix == ".webp":
+                if head[:4] != b"RIFF" or head[8:12] != b"WEBP":
+                    return kind, "not a WebP file"
+                said = int.from_bytes(head[4:8], "little") + 8
+                return None if said == size else (kind, f"{size:,} bytes where its header says {said:,}")
+            if head[4:8] != b"ftyp":
+                return kind, "not an MP4 file"
+            at, boxes = 0, set()
+            while at < size:
+                f.seek(at)
+                box = f.read(16)
+                if len(box) < 8:
+                    break
+                n, name = int.from_bytes(box[:4], "big"), box[4:8]
+                if n == 1 and len(box) == 16:
+                    n = int.from_bytes(box[8:16], "big")
+                elif n == 0:
+                    n = size - at
+                if n < 8:
+                    return kind, "not an MP4 file (a box of under 8 bytes)"
+                boxes.add(name)
+                at += n
+    except OSError as e:
+        return kind, f"unreadable ({e.strerror or e})"
+    if at != size:
+        return kind, "cut short: its last box ends past the file" if at > size else "cut short"
+    return None if b"moov" in boxes else (kind, "cut short: no moov box")
 
 
 def write_bytes_atomic(path: str | Path, data: bytes) -> None:

@@ -1486,3 +1486,19 @@ def test_a_kept_output_that_is_not_whole_fails_its_photo(album: Path, tmp_path: 
     assert kept_file_problem(tmp_path / "s.jpg") is None
     (tmp_path / "s.jpg").write_bytes((tmp_path / "s.jpg").read_bytes()[:-2])
     assert kept_file_problem(tmp_path / "s.jpg") == ("JPEG image", "cut short: no end marker")
+    # a video, GIF or WebP cut short, or a text file under its name, was kept as shared (helper-100)
+    frames = [Image.fromarray(photo_rgb(20, 20, seed=k)) for k in range(3)]
+    for name in ("a.gif", "a.webp"):
+        frames[0].save(tmp_path / name, save_all=True, append_images=frames[1:], duration=100, loop=0)
+    box = lambda name, body: (8 + len(body)).to_bytes(4, "big") + name + body  # noqa: E731
+    (tmp_path / "a.mp4").write_bytes(box(b"ftyp", b"isom" + bytes(4)) + box(b"moov", bytes(40)) + box(b"mdat", bytes(900)))
+    for name, kind in (("a.gif", "GIF"), ("a.webp", "WebP"), ("a.mp4", "MP4 video")):
+        whole = (tmp_path / name).read_bytes()
+        assert kept_file_problem(tmp_path / name) is None, name
+        (tmp_path / name).write_bytes(whole[:-30])
+        assert kept_file_problem(tmp_path / name)[0] == kind and "cut short" in kept_file_problem(tmp_path / name)[1] \
+            or kind == "WebP" and "bytes where its header says" in kept_file_problem(tmp_path / name)[1], name
+        (tmp_path / name).write_bytes(b"junk\n")
+        assert kept_file_problem(tmp_path / name) == (kind, f"not a{'n' if kind[0] == 'M' else ''} {kind.split()[0]} file"), name
+    (tmp_path / "a.mp4").write_bytes(box(b"ftyp", b"isom" + bytes(4)) + box(b"mdat", bytes(900)))
+    assert kept_file_problem(tmp_path / "a.mp4") == ("MP4 video", "cut short: no moov box")

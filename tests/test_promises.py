@@ -1527,14 +1527,16 @@ def test_a_walk_skips_the_depth_maps_photo3d_wrote(tmp_path, tiny_depth_model):
 @pytest.mark.parametrize("args,message", [
     (["convert", "x.jpg", "--bogus"], "error: No such option: --bogus (see:"),  # (click offered "--jobs")
     (["convert", "x.jpg", "--parralax", "0.1"], "error: No such option: --parralax (did you mean --parallax?)"),
-    (["convert"], "error: Missing argument 'INPUT...'."),
-    (["depth", "x.jpg"], "error: Missing option '-o' / '--output'."),
+    (["convert"], "error: Missing argument 'INPUT...' (see:"),
+    (["depth", "x.jpg"], "error: Missing option '-o' / '--output' (see:"),
+    # (an option missing its value came without the pointer to --help; helper-99)
+    (["depth", "x.jpg", "--glob"], "error: Option '--glob' requires an argument (see: photo3d depth --help)"),
     (["convert", "x.jpg", "-o", "x.glb", "--quality", "500"], "error: --quality must be a whole number from 1 to 100, not 500"),
     # (a nan was told "Input should be less than or equal to 0.2"; helper-55)
     (["convert", "x.jpg", "-o", "x.mp4", "--parallax", "nan"], "error: --parallax must be a number from 0.001 to 0.2, not nan"),
     (["convert", "x.jpg", "-o", "x.mp4", "--seconds=0"], "error: --seconds must be a number of at least 0.05, not 0"),
     (["convert", "x.jpg", "-o", "x.glb", "--engine", "spark"], "error: --engine must be one of local, ray, not spark"),
-    (["bogus"], "error: No such command 'bogus'."),
+    (["bogus"], "error: No such command 'bogus' (see:"),
 ])
 def test_command_line_mistakes_are_one_line(args, message):
     r = cli(*args)
