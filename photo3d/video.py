@@ -123,7 +123,18 @@ class ShareOptions:
     max_bytes: int | None = defaults.SHARE_MAX_BYTES  # GIF / WebP size budget (None: none); see fit_animation
 
     def frames(self) -> int:
-        return max(1, round(self.seconds * self.fps))
+        return frame_count(self.seconds, self.fps)
+
+
+def frame_count(seconds: float, fps: float) -> int:
+    """The whole frames of a loop of ``seconds`` at ``fps``, a half rounded up (Python's round() made
+    2.5 frames 2 and 3.5 frames 4, helper-100)."""
+    return max(1, math.floor(seconds * fps + 0.5))
+
+
+def play_fps(suffix: str, fps: float) -> float:
+    """The rate a ``suffix`` output is rendered at: ``fps``, or the format's most (``MAX_FPS``)."""
+    return min(fps, MAX_FPS.get(suffix.lower(), math.inf))
 
 
 def check(dst: Path, opts: ShareOptions) -> None:
@@ -134,14 +145,24 @@ def check(dst: Path, opts: ShareOptions) -> None:
     if suffix in STILL_SUFFIXES and not opts.stereo:
         raise UsageError("a still image output needs --stereo sbs (or sbs-half)", dst)
     check_share(opts)
+    check_frames(suffix, opts, moving=False)
 
 
-def check_frames(suffix: str, opts: ShareOptions) -> None:
+def check_frames(suffix: str, opts: ShareOptions, moving: bool = True) -> None:
     """A video of one frame does not move: the command refuses it before any work (``--seconds 0.5
     --fps 1`` wrote a still MP4, GIF or WebP and said ``1 frame(s)``).  A still takes one frame
-    whatever the options.  (:func:`write_share` itself still writes one frame when asked.)"""
-    if suffix.lower() in VIDEO_SUFFIXES and opts.frames() < 2:
-        raise UsageError(f"--seconds {opts.seconds:g} at --fps {opts.fps:g} make 1 frame: a video needs at least 2 "
+    whatever the options.  (:func:`write_share` itself still writes one frame when asked:
+    ``moving=False``.)  Nor more than ``MAX_FRAMES``, counted at the rate the format is rendered at
+    (a GIF asked for at 120 fps plays at 50: it was refused for the 120's count)."""
+    if suffix.lower() not in VIDEO_SUFFIXES:
+        return
+    fps = play_fps(suffix, opts.fps)
+    at = f"--fps {opts.fps:g}" + (f" ({suffix.lower()} plays at most {fps:g})" if fps != opts.fps else "")
+    if frame_count(opts.seconds, fps) > MAX_FRAMES:
+        raise UsageError(f"--seconds {opts.seconds:g} at {at} make {frame_count(opts.seconds, fps):,} frames; "
+                         f"at most {MAX_FRAMES:,} (a loop of {MAX_FRAMES / fps:g} s at this rate)")
+    if moving and frame_count(opts.seconds, fps) < 2:
+        raise UsageError(f"--seconds {opts.seconds:g} at {at} make 1 frame: a video needs at least 2 "
                          f"(--seconds x --fps of 1.5 or more)")
 
 
@@ -157,9 +178,9 @@ def check_share(opts: ShareOptions) -> None:
         raise UsageError(f"--path must be one of {', '.join(PATHS)}, not {opts.path!r}")
     if not all(math.isfinite(v) and v > 0 for v in (opts.seconds, opts.fps)):
         raise UsageError("--seconds and --fps must be finite positive numbers")
-    if not math.isfinite(n := opts.seconds * opts.fps) or round(n) > MAX_FRAMES:  # (2e306 s at 100 fps: inf, not a count)
-        count = f"{round(n):,}" if n < 1e9 else f"{n:.3g}"
-        raise UsageError(f"--seconds {opts.seconds:g} at --fps {opts.fps:g} make {count} frames; "
+    if not math.isfinite(n := opts.seconds * opts.fps) or n > 1e9:  # (2e306 s at 100 fps: inf, not a count;
+        # a count the format's rate brings under MAX_FRAMES is judged by check_frames, which knows the format)
+        raise UsageError(f"--seconds {opts.seconds:g} at --fps {opts.fps:g} make {n:.3g} frames; "
                          f"at most {MAX_FRAMES:,} (a loop of {MAX_FRAMES / opts.fps:g} s at this --fps)")
     lo, hi = defaults.VIDEO_SIZE_RANGE
     if opts.size is not None and not lo <= opts.size <= hi:
@@ -377,7 +398,7 @@ def write_share(dst: str | Path, glb: bytes, opts: ShareOptions, timings: dict |
             if suffix == ".mp4":
                 _write_mp4(tmp, ticking(), (w, h), opts.fps, opts.stereo)
             elif suffix in (".gif", ".webp"):
-                data, report = fit_animation(list(ticking()), suffix, opts.fps, opts.max_bytes)
+                data, report = fit_animation(list(ticking()), suffix, opts.fps, opts.max_bytes, opts.stereo)
                 tmp.write_bytes(data)
                 if 0 < (held := _frames_held(data)) < report["frames"]:
                     by = "libwebp merges" if suffix == ".webp" else "Pillow's GIF writer merges"
@@ -641,7 +662,28 @@ def _gif_screens(q: list[np.ndarray], palette: np.ndarray) -> Iterator[np.ndarra
         q[t] = back[t] = None  # (done with: the encoder holds the frames' images meanwhile)
 
 
-def fit_animation(frames: list[np.ndarray], suffix: str, fps: float, max_bytes: int | None) -> tuple[bytes, dict]:
+def _shrunk(frames: list[np.ndarray], w: int, h: int, stereo: str | None) -> list[np.ndarray]:
+    """``frames`` at ``w`` x ``h`` (INTER_AREA); a side-by-side pair eye by eye, ``w`` being a
+    whole number of eyes (see :func:`_pair_width`): resized whole, the seam's column mixed the two
+    eyes and a 301-px frame gave them 150.5 px each (helper-100)."""
+    import cv2
+
+    if stereo not in ("sbs", "sbs-half"):
+        return [cv2.resize(f, (w, h), interpolation=cv2.INTER_AREA) for f in frames]
+    half = frames[0].shape[1] // 2
+    return [np.concatenate([cv2.resize(f[:, :half], (w // 2, h), interpolation=cv2.INTER_AREA),
+                            cv2.resize(f[:, half:], (w // 2, h), interpolation=cv2.INTER_AREA)], axis=1) for f in frames]
+
+
+def _pair_width(w: int, stereo: str | None) -> int:
+    """A frame width the layout keeps: ``sbs`` two equal eyes (even), ``sbs-half`` two even eyes (a
+    multiple of 4, as the full-size frame); any width without stereo."""
+    step = {"sbs": 2, "sbs-half": 4}.get(stereo or "", 1)
+    return max(step, w - w % step)
+
+
+def fit_animation(frames: list[np.ndarray], suffix: str, fps: float, max_bytes: int | None,
+                  stereo: str | None = None) -> tuple[bytes, dict]:
     """The GIF / animated WebP of ``frames`` within ``max_bytes`` (None: no budget), and what it
     is (frames, size, fps, ``reduced``: what was given up).  Over the budget it gives up, in order:
 
@@ -650,10 +692,9 @@ def fit_animation(frames: list[np.ndarray], suffix: str, fps: float, max_bytes: 
        the count are every other one; a loop of one frame would be a still);
     2. colours: the GIF's palette to ``BUDGET_COLOURS`` (the WebP's quality to ``BUDGET_QUALITY``);
     3. size: the frames shrink (INTER_AREA) by the square root of the overshoot, and 5 % more,
-       until it fits (down to 16 pixels on the longer side).
+       until it fits (down to 16 pixels on the longer side); a ``stereo`` pair eye by eye, its width
+       kept whole for its layout.
     """
-    import cv2
-
     gif = suffix == ".gif"
     encode = _encode_gif if gif else _encode_webp
     level, low = (GIF_COLOURS, BUDGET_COLOURS) if gif else (WEBP_QUALITY, BUDGET_QUALITY)
@@ -665,15 +706,15 @@ def fit_animation(frames: list[np.ndarray], suffix: str, fps: float, max_bytes: 
         h, w = shown[0].shape[:2]
         if len(base) % 2 == 0 and len(base) >= 4 and fps / 2 >= BUDGET_MIN_FPS:  # (two frames stay two: helper-93)
             base, fps = base[::2], fps / 2
-            shown = base if (w, h) == (w0, h0) else [cv2.resize(f, (w, h), interpolation=cv2.INTER_AREA) for f in base]
+            shown = base if (w, h) == (w0, h0) else _shrunk(base, w, h, stereo)
         elif level != low:
             level = low
         else:
             s = min(0.9, (0.95 * max_bytes / len(data)) ** 0.5)
             if max(w, h) <= 16:
                 break  # cannot get any smaller: the budget is not met (said below)
-            w, h = max(2, round(w * s)), max(2, round(h * s))
-            shown = [cv2.resize(f, (w, h), interpolation=cv2.INTER_AREA) for f in base]
+            w, h = _pair_width(max(2, round(w * s)), stereo), max(2, round(h * s))
+            shown = _shrunk(base, w, h, stereo)
         data = encode(shown, fps, level)
     h, w = shown[0].shape[:2]
     if fps != fps0:

@@ -504,6 +504,25 @@ def test_an_animation_fitted_to_its_budget_keeps_two_frames(suffix):
     assert len(data) <= 20_000 and info["size"][0] < 256, info
 
 
+@pytest.mark.parametrize("stereo,step", [("sbs", 2), ("sbs-half", 4)])
+def test_a_stereo_animation_fitted_to_its_budget_shrinks_eye_by_eye(stereo, step):
+    """Shrunk whole to fit the budget, a side-by-side GIF came out 301 px wide (two eyes of 150.5 px)
+    with the seam's column mixing both eyes (helper-100); each eye now shrinks on its own and the
+    width stays whole for the layout (sbs-half: a multiple of 4, as unshrunk)."""
+    from photo3d.video import fit_animation
+
+    rng = np.random.default_rng(1)
+    frames = [np.concatenate([rng.integers(0, 90, (180, 240, 3), np.uint8),  # left eye dark, right eye light
+                              rng.integers(166, 256, (180, 240, 3), np.uint8)], axis=1) for _ in range(3)]
+    data, info = fit_animation(frames, ".gif", 30, 30_000, stereo)
+    w, h = info["size"]
+    assert w < 480 and w % step == 0 and len(data) <= 30_000, info
+    with Image.open(io.BytesIO(data)) as anim:
+        first = np.asarray(anim.convert("RGB"), np.int16)
+    assert first.shape[1] == w
+    assert first[:, : w // 2].max() <= 100 and first[:, w // 2:].min() >= 156, (first[:, w // 2 - 1].max(), first[:, w // 2].min())
+
+
 @pytest.mark.slow  # a subprocess that compiles the rasteriser
 def test_the_renderer_works_where_numba_cannot_cache(coffee_glb, tmp_path):
     """photo3d installed read-only with no writable home (a container image, a system
@@ -1054,7 +1073,20 @@ def test_cli_still_needs_stereo_and_bad_formats_are_usage_errors(tmp_path):
     # a loop too long to make: it said "must be positive" of two positive numbers
     res = cli("convert", str(EXAMPLE), "-o", str(tmp_path / "a.gif"), "--seconds", "100000")
     assert res.exit_code == 2 and res.output == ("error: --seconds 100000 at --fps 30 make 3,000,000 frames; at most "
-                                                 "100,000 (a loop of 3333.33 s at this --fps)\n"), res.output
+                                                 "100,000 (a loop of 3333.33 s at this rate)\n"), res.output
+    # counted at the rate the format plays: a GIF asked for at 120 fps is made at 50 (it was refused for
+    # 120,000 frames where it makes 50,000; helper-100)
+    res = cli("convert", str(EXAMPLE), "-o", str(tmp_path / "a.gif"), "--seconds", "3000", "--fps", "120")
+    assert res.exit_code == 2 and res.output == ("error: --seconds 3000 at --fps 120 (.gif plays at most 50) make 150,000 "
+                                                 "frames; at most 100,000 (a loop of 2000 s at this rate)\n"), res.output
+    from photo3d.errors import UsageError
+    from photo3d.video import ShareOptions, check_frames
+
+    check_frames(".gif", ShareOptions(seconds=1000, fps=120))  # (50,000 frames: allowed)
+    with pytest.raises(UsageError, match="make 120,000 frames"):
+        check_frames(".mp4", ShareOptions(seconds=1000, fps=120))
+    # a half frame rounds up, always (2.5 frames were 2 and 3.5 were 4: Python's round)
+    assert [ShareOptions(seconds=t, fps=10).frames() for t in (0.25, 0.35, 0.45)] == [3, 4, 5]
     res = cli("convert", str(EXAMPLE), "-o", str(tmp_path / "a.gif"), "--seconds", "1e300")
     assert res.exit_code == 2 and "make 3e+301 frames; at most 100,000" in res.output, res.output  # (not 302 digits)
     # finite options whose product is not (it was a traceback: round(inf))
