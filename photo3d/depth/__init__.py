@@ -68,9 +68,10 @@ def depth_file(src: str | Path, dst: str | Path, opts: DepthOptions | None = Non
     photo = found.photo
     t_model = 0.0
     if found.source == "model":
+        tm = time.perf_counter()  # (before the import: it waits for the loading thread's import of torch,
+        # which a first photo's `predict` carried, 1.3 s of the model's loading; helper-99)
         from .runtime import load_model  # (torch: imported by the loading thread while the photo was read)
 
-        tm = time.perf_counter()
         wait([loading])  # (its errors, if any, are raised again by load_model, naming the file)
         model = load_model(opts.model)
         model.warmup()  # (done by the loading thread unless a cleared cache loads it again here)
