@@ -532,7 +532,7 @@ def convert(
     output: str = _output_opt("A file for one photo (.glb .html .mp4 .gif .webp; .jpg .png with --stereo), else a folder."),
     model: Optional[Path] = MODEL_OPT,
     depth_map: Optional[Path] = typer.Option(None, "--depth", metavar="MAP", readable=False,
-                                             help="Use this depth map (16-bit PNG, TIFF, PGM or .npy; larger = nearer); one photo only."),
+                                             help="Use this depth map (16-bit PNG, TIFF, PGM or .npy; larger = nearer: invert distances); one photo only."),
     formats: Optional[list[str]] = typer.Option(
         None, "--format", metavar="FORMAT", help="Folder outputs: glb, mp4, gif, webp, html, or jpg/png with --stereo (repeatable; default glb)."
     ),

@@ -168,10 +168,12 @@ def estimate_depth(photo: Photo, small: np.ndarray, opts: ConvertOptions, found=
     ``found``: what :func:`photo3d.depth.embedded.find_depth` found in the input (None: the model)."""
     h, w = small.shape[:2]
     if opts.depth is not None:
-        from .depth.maps import saved_depth_ratio
+        from .depth.maps import distance_warning, saved_depth_ratio
 
         d = load_depth_file(Path(opts.depth), photo, opts)
         info = {"depth": str(opts.depth), "depth_source": "file", "depth_size": [d.shape[1], d.shape[0]]}
+        if said := distance_warning(opts.depth, d):
+            info["warnings"] = [f"{printable(Path(opts.depth).name)}: {said}"]
         if ratio := saved_depth_ratio(opts.depth):  # measured depth that `photo3d depth` saved: its own ratio
             info["depth_ratio"] = ratio
         return cv2.resize(d, (w, h), interpolation=cv2.INTER_AREA), info

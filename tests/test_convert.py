@@ -45,6 +45,32 @@ def test_convert_with_depth_file_writes_glb_and_viewer(tmp_path):
     assert not list(out.parent.glob(".*.tmp"))
 
 
+def test_a_depth_map_of_distances_is_warned_of(tmp_path):
+    """A depth camera's map in mm (smaller = nearer) given to --depth, which reads larger = nearer,
+    made the 3D photo inside out with exit 0 and no word (helper-102: Spearman -0.95 against the
+    truth).  Its values fall down the picture, as distances do where the ground is nearer at the
+    bottom: a warning line says so and what to give.  The same scene as disparity, and a map
+    photo3d wrote, are not questioned."""
+    from photo3d.depth.maps import save_depth_map
+
+    src, _ = photo_and_depth(tmp_path)
+    h, w = np.asarray(Image.open(src)).shape[:2]
+    distance = np.repeat(np.linspace(6000, 1500, h)[:, None], w, axis=1)  # mm: the floor nears at the bottom
+    distance[h // 4 : 3 * h // 4, w // 3 : 2 * w // 3] = 1000  # and a box in front
+    Image.fromarray(distance.round().astype(np.uint16)).save(tmp_path / "mm.png")
+    np.save(tmp_path / "disparity.npy", (1000 / distance).astype(np.float32))
+    said = ("mm.png: its values fall toward the bottom of the picture, as distances do (smaller = nearer); --depth "
+            "reads larger = nearer: if it holds distances (a depth camera's mm, a renderer's Z), give 1/distance")
+    res = cli("convert", src, "-o", tmp_path / "a.glb", "--depth", tmp_path / "mm.png")
+    assert res.exit_code == 0 and f"warning: {src}: {said}" in res.output, res.output
+    res = cli("convert", src, "-o", tmp_path / "b.glb", "--depth", tmp_path / "disparity.npy")
+    assert res.exit_code == 0 and "warning" not in res.output, res.output
+    # photo3d's own map of a scene whose bottom is farther (a ceiling, a view from below): its word is taken
+    save_depth_map(tmp_path / "own.png", (distance / distance.max()).astype(np.float32))
+    res = cli("convert", src, "-o", tmp_path / "c.glb", "--depth", tmp_path / "own.png")
+    assert res.exit_code == 0 and "warning" not in res.output, res.output
+
+
 def test_a_shared_3d_photo_names_its_depth_file_but_not_the_folder_it_came_from(tmp_path):
     """The GLB (and the page that carries it) kept the --depth map's path as given, e.g.
     ``/home/ada/private/d.npy``: a 3D photo is made to be sent and posted. Now the file's name."""
