@@ -529,22 +529,29 @@ def mp4_threads(w: int, h: int) -> int | None:
     return None if fit >= available_cpus() * 3 // 2 else fit
 
 
-def frame_delays(count: int, fps: float, unit_ms: int, min_units: int = 1) -> list[int]:
+def frame_delays(count: int, fps: float, unit_ms: int, min_units: int = 1, starts: list[int] | None = None,
+                 total: int | None = None) -> list[int]:
     """Per-frame delays in ms, whole multiples of ``unit_ms`` (GIF: 10, WebP: 1), that add up to the
     loop's length (``count / fps``), each at least ``min_units`` units: 30 fps in 1/100 s is 30,
-    30, 40 ms, ...; in ms 33, 33, 34, ... (one fixed 33 ms made a 4 s loop 3.96 s, 8 ms at 120 fps 3.84 s)."""
-    ends = [max(min_units * (i + 1), round((i + 1) * 1000.0 / fps / unit_ms)) for i in range(count)]
+    30, 40 ms, ...; in ms 33, 33, 34, ... (one fixed 33 ms made a 4 s loop 3.96 s, 8 ms at 120 fps 3.84 s).
+    ``starts``: the frames are these of a loop of ``total`` rendered at ``fps`` (every other one
+    of an odd count: the last lasts half as long, so the loop stays even and as long)."""
+    if starts is None:
+        starts, total = list(range(count)), count
+    stops = [*starts[1:], total]
+    ends = [max(min_units * (i + 1), round(e * 1000.0 / fps / unit_ms)) for i, e in enumerate(stops)]
     return [unit_ms * (e - b) for b, e in zip([0] + ends[:-1], ends)]
 
 
-def _encode_webp(frames: list[np.ndarray], fps: float, quality: int) -> bytes:
+def _encode_webp(frames: list[np.ndarray], fps: float, quality: int, starts: list[int] | None = None,
+                 total: int | None = None) -> bytes:
     import io
 
     from PIL import Image
 
     images = [Image.fromarray(f) for f in frames]
     buf = io.BytesIO()
-    images[0].save(buf, format="WEBP", save_all=True, append_images=images[1:], duration=frame_delays(len(images), fps, 1, 11), loop=0,
+    images[0].save(buf, format="WEBP", save_all=True, append_images=images[1:], duration=frame_delays(len(images), fps, 1, 11, starts, total), loop=0,
                    quality=quality, method=4, xmp=f'<x:xmpmeta xmlns:x="adobe:ns:meta/">{VIDEO_TAG}</x:xmpmeta>'.encode())
     return buf.getvalue()
 
@@ -561,7 +568,8 @@ def _frames_held(data: bytes) -> int:
         return getattr(im, "n_frames", 1)
 
 
-def _encode_gif(frames: list[np.ndarray], fps: float, colours: int) -> bytes:
+def _encode_gif(frames: list[np.ndarray], fps: float, colours: int, starts: list[int] | None = None,
+                total: int | None = None) -> bytes:
     import io
 
     from PIL import Image
@@ -582,7 +590,7 @@ def _encode_gif(frames: list[np.ndarray], fps: float, colours: int) -> bytes:
         im.putpalette(pal.getpalette()[:768])
         images.append(im)
     buf = io.BytesIO()  # (delays of at least 2/100 s: browsers slow down shorter ones)
-    images[0].save(buf, format="GIF", save_all=True, append_images=images[1:], duration=frame_delays(len(images), fps, 10, 2),
+    images[0].save(buf, format="GIF", save_all=True, append_images=images[1:], duration=frame_delays(len(images), fps, 10, 2, starts, total),
                    loop=0, optimize=False, disposal=1, transparency=255)
     return buf.getvalue()
 
@@ -689,7 +697,8 @@ def fit_animation(frames: list[np.ndarray], suffix: str, fps: float, max_bytes: 
 
     1. frame rate: every other frame, while the rate stays at least ``BUDGET_MIN_FPS`` and at least
        two frames are left (the loop keeps its length and stays seamless: the paths' frames at half
-       the count are every other one; a loop of one frame would be a still);
+       the count are every other one; of an odd count the last lasts half as long, see
+       :func:`frame_delays`; a loop of one frame would be a still);
     2. colours: the GIF's palette to ``BUDGET_COLOURS`` (the WebP's quality to ``BUDGET_QUALITY``);
     3. size: the frames shrink (INTER_AREA) by the square root of the overshoot, and 5 % more,
        until it fits (down to 16 pixels on the longer side); a ``stereo`` pair eye by eye, its width
@@ -699,13 +708,16 @@ def fit_animation(frames: list[np.ndarray], suffix: str, fps: float, max_bytes: 
     encode = _encode_gif if gif else _encode_webp
     level, low = (GIF_COLOURS, BUDGET_COLOURS) if gif else (WEBP_QUALITY, BUDGET_QUALITY)
     base, shown, fps0 = frames, frames, fps
+    starts, total = list(range(len(frames))), len(frames)  # (each shown frame's place in the rendered loop)
     h0, w0 = frames[0].shape[:2]
     reduced: list[str] = []
-    data = encode(shown, fps, level)
+    data = encode(shown, fps0, level, starts, total)
     while max_bytes and len(data) > max_bytes:
         h, w = shown[0].shape[:2]
-        if len(base) % 2 == 0 and len(base) >= 4 and fps / 2 >= BUDGET_MIN_FPS:  # (two frames stay two: helper-93)
-            base, fps = base[::2], fps / 2
+        # (two frames stay two: helper-93; an odd count too, its last frame half as long: it kept its
+        # rate and gave up more than half its pixels instead, helper-100)
+        if len(base) >= 4 and fps / 2 >= BUDGET_MIN_FPS:
+            base, starts, fps = base[::2], starts[::2], fps / 2
             shown = base if (w, h) == (w0, h0) else _shrunk(base, w, h, stereo)
         elif level != low:
             level = low
@@ -715,7 +727,7 @@ def fit_animation(frames: list[np.ndarray], suffix: str, fps: float, max_bytes: 
                 break  # cannot get any smaller: the budget is not met (said below)
             w, h = _pair_width(max(2, round(w * s)), stereo), max(2, round(h * s))
             shown = _shrunk(base, w, h, stereo)
-        data = encode(shown, fps, level)
+        data = encode(shown, fps0, level, starts, total)
     h, w = shown[0].shape[:2]
     if fps != fps0:
         reduced.append(f"{fps0:g} → {fps:g} fps")

@@ -504,6 +504,27 @@ def test_an_animation_fitted_to_its_budget_keeps_two_frames(suffix):
     assert len(data) <= 20_000 and info["size"][0] < 256, info
 
 
+@pytest.mark.parametrize("suffix", [".gif", ".webp"])
+def test_an_odd_count_of_frames_halves_too_its_last_frame_half_as_long(suffix):
+    """Halving the frame rate was skipped for an odd count (every other frame of 123 does not loop
+    evenly), so `--seconds 4.1` gave up more than half its pixels where `--seconds 4` halved its
+    rate (helper-100).  Now every other frame is taken from an odd count too, the last lasting half
+    as long: the loop keeps its length and its pace."""
+    from photo3d.video import fit_animation
+
+    rng = np.random.default_rng(2)
+    frames = [rng.integers(0, 256, (96, 128, 3), np.uint8) for _ in range(5)]  # 5 frames at 30 fps: 167 ms
+    data, info = fit_animation(frames, suffix, 30, 40_000)
+    assert info["frames"] == 3 and info["fps"] == 15 and "30 → 15 fps" in info["reduced"], info
+    with Image.open(io.BytesIO(data)) as anim:
+        delays = []
+        for k in range(anim.n_frames):
+            anim.seek(k)
+            anim.load()
+            delays.append(anim.info["duration"])
+    assert delays == ([70, 60, 40] if suffix == ".gif" else [67, 66, 34]), delays  # frames 0, 2, 4 of 5
+
+
 @pytest.mark.parametrize("stereo,step", [("sbs", 2), ("sbs-half", 4)])
 def test_a_stereo_animation_fitted_to_its_budget_shrinks_eye_by_eye(stereo, step):
     """Shrunk whole to fit the budget, a side-by-side GIF came out 301 px wide (two eyes of 150.5 px)
