@@ -185,7 +185,8 @@ def test_ray_renders_the_other_formats_from_the_batchs_glb(ray_cluster, tmp_path
 @pytest.mark.slow
 def test_ray_keeps_an_existing_side_page(ray_cluster, tmp_path: Path) -> None:
     """A folder run without --overwrite keeps an existing NAME.html on Ray too (the worker has no
-    copy of it: the driver does not write the page it sent back, nor name it)."""
+    copy of it: the driver does not write the page it sent back, nor name it); a page photo3d did
+    not write fails its photo, untouched, as locally (helper-98)."""
     src = tmp_path / "photos"
     src.mkdir()
     Image.fromarray(np.random.default_rng(2).integers(0, 255, (120, 160, 3), dtype=np.uint8)).save(src / "p.jpg")
@@ -197,12 +198,10 @@ def test_ray_keeps_an_existing_side_page(ray_cluster, tmp_path: Path) -> None:
                     "--summary", str(tmp_path / "s.json")),
         capture_output=True, text=True, timeout=600,
     )
-    assert p.returncode == 0, p.stderr
-    assert (out / "p.html").read_text() == "my page" and (out / "p.glb").is_file()
-    assert "p.html" not in p.stderr, p.stderr
-    assert json.loads((tmp_path / "s.json").read_text())["results"][0]["outputs"] == [str(out / "p.glb")]
+    assert p.returncode == 1 and f"the existing {out / 'p.html'} is not a viewer page photo3d wrote" in p.stderr, p.stderr
+    assert (out / "p.html").read_text() == "my page" and not (out / "p.glb").exists()
+    assert json.loads((tmp_path / "s.json").read_text())["results"][0]["status"] == "failed"
     # an empty page is no page (what a crash left): written, as locally
-    (out / "p.glb").unlink()
     (out / "p.html").write_bytes(b"")
     p = subprocess.run(cli_command("convert", str(src), "-o", str(out), "--html", "--engine", "ray", "--address", ray_cluster),
                        capture_output=True, text=True, timeout=600)
