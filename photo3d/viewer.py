@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import html
+import zlib
 from importlib import resources
 from pathlib import Path
 
@@ -29,7 +30,7 @@ _PAGE = """<!doctype html>
 """ + _GLB_OPEN + """{glb}</script>
 <script>/*! three.js (bundled with GLTFLoader) — {license} */
 {bundle}</script>
-<script>Photo3D.start(document.getElementById("photo3d-glb").textContent);</script>
+<script>Photo3D.start(document.getElementById("photo3d-glb").textContent, document.body, {crc});</script>
 </body></html>
 """
 
@@ -53,6 +54,7 @@ def viewer_html(glb: bytes, title: str = "3D photo") -> str:
         version=__version__,
         title=html.escape(printable(title)),  # (a file name's undecodable bytes as \xNN)
         glb=base64.b64encode(glb).decode("ascii"),
+        crc=zlib.crc32(glb) & 0xFFFFFFFF,  # (checked by the page before it draws: viewer.src.js crc32)
         license=license_text,
         bundle=bundle,
     )

@@ -175,6 +175,20 @@ def test_a_damaged_or_cut_page_says_so_instead_of_staying_black(tmp_path):
     dom = _dom(exe, tmp_path / "part.html", tmp_path / "p-part", wait_for="photo3d-damaged")
     note = _shown(dom, "photo3d-damaged")
     assert note and "Part of this 3D photo" in note.group(0) and 'data-error="damaged: 1 of 2 textures' in dom, dom[-2000:]
+    # a few bytes changed that still decode (an edit, a bad copy) drew a torn picture without a word; the
+    # photo's own texture gone (its first bytes changed) drew a white frame told "Part of" (helper-101)
+    order = sorted(range(2), key=lambda i: tree["bufferViews"][tree["images"][i]["bufferView"]]["byteOffset"])
+    photo_at = 20 + jlen + 8 + tree["bufferViews"][tree["images"][0]["bufferView"]]["byteOffset"]
+    middle = photo_at + tree["bufferViews"][tree["images"][0]["bufferView"]]["byteLength"] // 2
+    assert order == [0, 1]  # (the photo's texture first)
+    for name, data, error, partly in (
+            ("torn", glb[:middle] + bytes(48) + glb[middle + 48:], "its data do not match their checksum", True),
+            ("white", glb[:photo_at] + bytes(4) + glb[photo_at + 4:], "the photo's texture did not load", False)):
+        (tmp_path / f"{name}.html").write_text(page[:start] + b64mod.b64encode(data).decode() + page[end:], encoding="utf-8")
+        dom = _dom(exe, tmp_path / f"{name}.html", tmp_path / f"p-{name}", wait_for="photo3d-damaged")
+        note = _shown(dom, "photo3d-damaged")
+        assert note and f'data-error="damaged: {error}"' in dom, (name, dom[-2000:])
+        assert ("Part of this 3D photo" in note.group(0)) == partly, (name, note.group(0))
     # a copy saved as the browser shows it (its DOM) holds the canvas and hint of the run that drew
     # it: opened, it showed two canvases side by side, the photo half off the window (helper-92)
     (tmp_path / "saved.html").write_text(whole, encoding="utf-8")

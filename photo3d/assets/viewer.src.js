@@ -42,6 +42,21 @@ function decodeBase64(text) {
   return out.buffer;
 }
 
+// CRC-32 (as zlib's) of the page's 3D photo: base64 that still decodes after an edit or a bad copy
+// (a few characters changed) gave a torn picture with no word (helper-101); photo3d/viewer.py writes
+// the GLB's CRC-32 beside it
+function crc32(buffer) {
+  const table = crc32.table || (crc32.table = Int32Array.from({ length: 256 }, (_, n) => {
+    let c = n;
+    for (let k = 0; k < 8; k++) c = c & 1 ? 0xedb88320 ^ (c >>> 1) : c >>> 1;
+    return c;
+  }));
+  const bytes = new Uint8Array(buffer);
+  let c = -1;
+  for (let i = 0; i < bytes.length; i++) c = table[(c ^ bytes[i]) & 255] ^ (c >>> 8);
+  return (c ^ -1) >>> 0;
+}
+
 function hashOptions() {
   const p = new URLSearchParams(location.hash.replace(/^#/, ""));
   const opts = { fixed: null, clear: "000000" };
@@ -158,7 +173,7 @@ function clearEarlierRun() {
   else clear();
 }
 
-export function start(base64, container = document.body) {
+export function start(base64, container = document.body, crc = null) {
   const opts = hashOptions();
   if (!hasWebGL()) return noWebGL("no WebGL context");
   let renderer;
@@ -345,6 +360,7 @@ export function start(base64, container = document.body) {
     if (D && typeof D.requestPermission === "function") D.requestPermission().catch(() => {});
   }, { once: true });
 
+  let changed = false; // the 3D photo's bytes differ from what photo3d wrote (see crc32)
   const loaded = (gltf) => {
     const extras = (gltf.parser.json.extras || {}).photo3d;
     if (!extras || !extras.parallax) return damaged("no photo3d metadata in the 3D photo");
@@ -354,7 +370,12 @@ export function start(base64, container = document.body) {
     gltf.scene.traverse((o) => { if (o.material && o.material.map && o.material.map.image) have.add(o.material); });
     // (none at all: the photo cannot be shown, not "part of" it; a white frame said "Part of", helper-92)
     if (want && !have.size) return damaged(`none of its ${want} textures loaded`);
+    // (the photo's own texture, on the first layer, gone: a white frame said "Part of", helper-101)
+    let first = null;
+    gltf.scene.traverse((o) => { if (!first && o.isMesh) first = o; });
+    if (first && !have.has(first.material)) return damaged("the photo's texture did not load");
     if (have.size < want) damaged(`${want - have.size} of ${want} textures did not load`, true);
+    else if (changed) damaged("its data do not match their checksum", true);
     state.meta = extras;
     scene.add(gltf.scene);
     opened();
@@ -383,7 +404,9 @@ export function start(base64, container = document.body) {
   };
   const broken = (e) => damaged(String(e && e.message || e));
   try {  // (base64 that does not decode, a JSON chunk that does not parse: thrown here, not through the callback)
-    new GLTFLoader().parse(decodeBase64(base64), "", (gltf) => { try { loaded(gltf); } catch (e) { broken(e); } }, broken);
+    const glb = decodeBase64(base64);
+    changed = crc !== null && crc32(glb) !== crc;  // (said once drawn, unless a worse note came first)
+    new GLTFLoader().parse(glb, "", (gltf) => { try { loaded(gltf); } catch (e) { broken(e); } }, broken);
   } catch (e) {
     broken(e);
   }
