@@ -437,6 +437,46 @@ def test_viewer_idle_motion_respects_reduced_motion(card_page, card_at, tmp_path
         assert off > 0.1 * full, (got, card_at)
 
 
+_COUNT_FRAMES = """const raf = window.requestAnimationFrame;
+window.frames_asked = 0;
+window.requestAnimationFrame = (cb) => { window.frames_asked++; return raf(cb); };
+function count(label) {
+  const r = document.createElement("pre");
+  r.className = "photo3d-test";
+  r.textContent = JSON.stringify({ label, frames: window.frames_asked });
+  document.body.appendChild(r);
+}
+const mouse = (x) => window.dispatchEvent(new PointerEvent("pointermove", { pointerType: "mouse",
+  clientX: x * window.innerWidth, clientY: window.innerHeight / 2 }));
+"""
+
+
+@pytest.mark.parametrize("case", ["reduced", "mouse", "idle"])
+def test_viewer_draws_no_frames_while_the_view_stands_still(card_page, card_at, tmp_path, case):
+    """A view that has settled drew 60 frames a second of the same picture (reduced motion; a mouse
+    resting on the page holds the view): a laptop's fan and battery for nothing (helper-101).  It
+    now draws none until something moves, and a move wakes it; the idle drift (no input, no
+    reduced motion) runs on."""
+    exe = chromium()
+    script = _COUNT_FRAMES + {
+        "reduced": "ms(3000, () => count('a')); ms(4500, () => { count('b'); measure('rest'); done(); });",
+        "mouse": ("ms(100, () => mouse(0.99)); ms(3000, () => count('a')); ms(4500, () => { count('b'); measure('right'); "
+                  "mouse(0.01); }); ms(4600, () => count('c')); ms(6500, () => { measure('left'); done(); });"),
+        "idle": "ms(3000, () => count('a')); ms(4500, () => { count('b'); done(); });",
+    }[case]
+    flags = ["--force-prefers-reduced-motion"] if case == "reduced" else []
+    got = {g["label"]: g for g in drive(exe, card_page, script, tmp_path / "page.html", tmp_path / "profile", flags=flags)}
+    asked = got["b"]["frames"] - got["a"]["frames"]  # in 1.5 s, a frame asked for every 50 ms while it runs
+    if case == "idle":
+        assert asked > 20, got
+        return
+    assert asked == 0, got
+    if case == "reduced":
+        assert got["rest"]["n"] > 500 and abs(got["rest"]["x"] - card_at[(0, 0)][0]) < 0.02, (got, card_at)
+    else:  # the mouse moved to the left edge: the view follows (the near card shifts the other way)
+        assert got["left"]["x"] > got["right"]["x"] + abs((card_at[(1, 0)] - card_at[(0, 0)])[0]), (got, card_at)
+
+
 # the browser takes the page's WebGL context away (a GPU reset, a driver update, too many pages
 # with WebGL) and later gives it back: WEBGL_lose_context does both on demand
 _LOSE_AND_RESTORE = """const lose = () => { const c = document.querySelector("canvas");

@@ -259,15 +259,36 @@ export function start(base64, container = document.body, crc = null) {
       state.cur.x += (state.target.x - state.cur.x) * k;
       state.cur.y += (state.target.y - state.cur.y) * k;
       place(state.cur);
-      requestAnimationFrame(frame);
+      // settled and not drifting (a mouse resting on the page holds the view; reduced motion): no
+      // more frames until something moves (it drew 60 a second of the same view, helper-101); the
+      // idle drift is woken when it is due
+      const settled = Math.abs(state.target.x - state.cur.x) < 1e-4 && Math.abs(state.target.y - state.cur.y) < 1e-4;
+      if (settled && (state.held || reduceMotion.matches || now - state.lastInput <= IDLE_MS)) {
+        sleeping = true;
+        if (!state.held && !reduceMotion.matches) wakeTimer = setTimeout(wake, state.lastInput + IDLE_MS - now + 20);
+      } else {
+        requestAnimationFrame(frame);
+      }
     }
     renderer.render(scene, camera);
     if (opts.fixed) document.body.dataset.rendered = "1";
   }
 
+  let sleeping = false, wakeTimer = null; // (see frame: no frames while nothing moves)
+  function wake() {
+    clearTimeout(wakeTimer);
+    wakeTimer = null;
+    if (!sleeping || opts.fixed || !state.meta) return;
+    sleeping = false;
+    state.lastFrame = null; // (the pause is no step of the easing)
+    requestAnimationFrame(frame);
+  }
+  reduceMotion.addEventListener("change", wake);
+
   function aim() {
     state.target = inDisc({ x: state.base.x + state.tilt.x, y: state.base.y + state.tilt.y });
     state.lastInput = performance.now();
+    wake();
   }
 
   function input(base, hold) {
@@ -296,18 +317,19 @@ export function start(base64, container = document.body, crc = null) {
   canvas.addEventListener("webglcontextrestored", () => {
     if (lostNote) lostNote.remove();
     lostNote = null;
-    if (state.meta) { layout(); if (opts.fixed) frame(0); }
+    if (state.meta) { layout(); if (opts.fixed) frame(0); else wake(); }
   });
 
   // a resize before the GLB is parsed only lays out: there is nothing to place or draw yet
-  window.addEventListener("resize", () => { layout(); if (opts.fixed && state.meta) frame(0); });
-  // a fixed offset draws no frames of its own: a new pixel ratio (which need not fire "resize") is
-  // looked for four times a second (it stayed blurred, helper-92)
-  if (opts.fixed) {
-    setInterval(() => {
-      if (state.meta && renderer.getPixelRatio() !== Math.min(window.devicePixelRatio || 1, 2)) frame(0);
-    }, 250);
-  }
+  window.addEventListener("resize", () => { layout(); if (opts.fixed && state.meta) frame(0); else wake(); });
+  // a fixed offset, or a settled view, draws no frames of its own: a new pixel ratio (which need not
+  // fire "resize") is looked for four times a second (it stayed blurred, helper-92)
+  setInterval(() => {
+    if (state.meta && renderer.getPixelRatio() !== Math.min(window.devicePixelRatio || 1, 2)) {
+      if (opts.fixed) frame(0);
+      else wake();
+    }
+  }, 250);
   window.addEventListener("pointermove", (e) => {
     // a mouse holds the view where it is (its place in the window is the view's); a finger (or pen)
     // moves the view by how far it is dragged, and lets go when it lifts
@@ -324,8 +346,8 @@ export function start(base64, container = document.body, crc = null) {
   for (const ev of ["pointerup", "pointercancel"]) {
     window.addEventListener(ev, (e) => { if (state.drag && state.drag.id === e.pointerId) state.drag = null; });
   }
-  document.addEventListener("mouseout", (e) => { if (!e.relatedTarget) { state.held = false; state.lastInput = performance.now(); } });
-  window.addEventListener("blur", () => { state.held = false; });
+  document.addEventListener("mouseout", (e) => { if (!e.relatedTarget) { state.held = false; state.lastInput = performance.now(); wake(); } });
+  window.addEventListener("blur", () => { state.held = false; wake(); });
   window.addEventListener("keydown", (e) => {
     if (e.altKey || e.ctrlKey || e.metaKey) return;
     const step = { ArrowLeft: [-1, 0], ArrowRight: [1, 0], ArrowUp: [0, 1], ArrowDown: [0, -1] }[e.key];
