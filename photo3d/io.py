@@ -1442,17 +1442,18 @@ def npy_layout(path: str | Path) -> tuple[tuple[int, ...], np.dtype, int, int]:
         return shape, dtype, need, os.fstat(f.fileno()).st_size
 
 
-def kept_file_problem(path: str | Path) -> tuple[str, str] | None:
+def kept_file_problem(path: str | Path, side: bool = False) -> tuple[str, str] | None:
     """(what the file should be, why it is not whole) for an existing output that a re-run would
     keep, by its container alone (its first and last bytes, a header: no decoding), or None: a GLB
     (:func:`photo3d.export.glb_file_problem`), a PNG (its signature, its IEND chunk last), a NumPy
     file (its header, and the bytes its array takes), a JPEG (SOI first, EOI last), a video, GIF or
     WebP (:func:`_animation_problem`).  A junk depth
     map was kept as "skipped (output exists)", and failed only a re-run that added its preview
-    (helper-94).  A viewer page (``.html``) or a depth preview (``NAME.preview.png``) is also one
-    photo3d wrote (``errors.FOREIGN`` if not): a page cut short, or a file of the user's under that
-    name, was kept as done without a word, or (a preview whose map was missing) overwritten
-    (helper-98)."""
+    (helper-94).  A viewer page (``.html``: :func:`_page_problem`) or, ``side``, a depth preview
+    (``NAME.preview.png``) is also one photo3d wrote (``errors.FOREIGN`` if not): a page cut short,
+    or a file of the user's under that name, was kept as done without a word, or (a preview whose
+    map was missing) overwritten (helper-98).  (A main output named ``x.preview.png``, a map or a
+    still, is no preview: it failed every re-run, helper-103.)"""
     from .errors import FOREIGN
 
     path = Path(path)
@@ -1461,22 +1462,11 @@ def kept_file_problem(path: str | Path) -> tuple[str, str] | None:
         from .export import glb_file_problem
 
         return ("3D photo", problem) if (problem := glb_file_problem(path)) else None
-    if suffix == ".html":  # photo3d's page (its GLB near the start), and whole (its GLB, its end)
-        from .viewer import _GLB_OPEN, page_glb
-
-        try:
-            with open(path, "rb") as f:
-                ours = _GLB_OPEN.encode() in f.read(1 << 16)
-                f.seek(max(0, os.fstat(f.fileno()).st_size - 32))
-                whole = f.read().rstrip().endswith(b"</html>")
-        except OSError as e:
-            return "viewer page", f"unreadable ({e.strerror or e})"
-        if not ours:
-            return "viewer page", FOREIGN
-        return None if whole and page_glb(path) is not None else ("viewer page", "cut short")
+    if suffix == ".html":
+        return _page_problem(path)
     if suffix in (".mp4", ".gif", ".webp"):
         return _animation_problem(path, suffix)
-    preview = path.name.lower().endswith(".preview.png")
+    preview = side and path.name.lower().endswith(".preview.png")
     kinds = {".png": "depth preview" if preview else "PNG image", ".npy": "NumPy array", ".jpg": "JPEG image",
              ".jpeg": "JPEG image"}
     if suffix not in kinds:
@@ -1509,6 +1499,45 @@ def kept_file_problem(path: str | Path) -> tuple[str, str] | None:
     return None if tail[-2:] == b"\xff\xd9" else (kinds[suffix], "cut short: no end marker")
 
 
+def _page_problem(path: Path) -> tuple[str, str] | None:
+    """:func:`kept_file_problem` of a viewer page: photo3d's (its GLB's opening tag in the first
+    64 KiB), its GLB whole (the GLB header's length against the base64 before ``</script>``, read
+    where it should end: a kept page is not read whole, helper-103) and the page's end
+    (``</html>``, whitespace after it allowed).  Base64 wrapped by another tool, which the page
+    still shows, is decoded whole instead (:func:`photo3d.viewer.page_glb`)."""
+    import base64
+    import struct
+
+    from .errors import FOREIGN
+    from .viewer import _GLB_OPEN, page_glb
+
+    try:
+        with open(path, "rb") as f:
+            size = os.fstat(f.fileno()).st_size
+            head = f.read(1 << 16)
+            f.seek(max(0, size - 1024))
+            whole = f.read().rstrip().endswith(b"</html>")
+            at = head.find(_GLB_OPEN.encode())
+            if at < 0:
+                return "viewer page", FOREIGN
+            start = at + len(_GLB_OPEN)
+            try:
+                glb_head = base64.b64decode(head[start:start + 16], validate=True)
+            except ValueError:
+                glb_head = b""
+            if len(glb_head) == 12 and glb_head[:4] == b"glTF":
+                need = 4 * -(-struct.unpack_from("<I", glb_head, 8)[0] // 3)  # its base64 length
+                f.seek(start + need)
+                if f.read(9) == b"</script>":
+                    return None if whole else ("viewer page", "cut short")
+    except OSError as e:
+        return "viewer page", f"unreadable ({e.strerror or e})"
+    glb = page_glb(path) if whole else None
+    if glb is None or len(glb) < 12 or glb[:4] != b"glTF" or struct.unpack_from("<I", glb, 8)[0] != len(glb):
+        return "viewer page", "cut short"
+    return None
+
+
 def _animation_problem(path: Path, suffix: str) -> tuple[str, str] | None:
     """:func:`kept_file_problem` of a video (MP4: its top-level boxes, ``ftyp`` first, ``moov`` among
     them, their sizes adding up to the file's), a GIF (its signature, its trailer byte last) or an
@@ -1520,10 +1549,11 @@ def _animation_problem(path: Path, suffix: str) -> tuple[str, str] | None:
             size = os.fstat(f.fileno()).st_size
             head = f.read(12)
             if suffix == ".gif":
-                f.seek(max(0, size - 1))
+                f.seek(max(0, size - 2))
                 if head[:6] not in (b"GIF87a", b"GIF89a"):
                     return kind, "not a GIF file"
-                return None if f.read(1) == b";" else (kind, "cut short: no trailer")
+                # (a block terminator, then the trailer: a cut ending in ";" by chance passed, helper-103)
+                return None if f.read(2) == b"\x00;" else (kind, "cut short: no trailer")
             if suffix == ".webp":
                 if head[:4] != b"RIFF" or head[8:12] != b"WEBP":
                     return kind, "not a WebP file"
@@ -1538,7 +1568,9 @@ def _animation_problem(path: Path, suffix: str) -> tuple[str, str] | None:
                 if len(box) < 8:
                     break
                 n, name = int.from_bytes(box[:4], "big"), box[4:8]
-                if n == 1 and len(box) == 16:
+                if n == 1 and len(box) < 16:
+                    return kind, "cut short"
+                if n == 1:
                     n = int.from_bytes(box[8:16], "big")
                 elif n == 0:
                     n = size - at

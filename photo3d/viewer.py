@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import html
+import re
 import zlib
 from importlib import resources
 from pathlib import Path
@@ -86,7 +87,8 @@ def page_glb(page: str | Path | bytes) -> bytes | None:
         if len(page) > MAX_PAGE:
             return None
         start = page.index(_GLB_OPEN.encode()) + len(_GLB_OPEN)
-        return base64.b64decode(page[start:page.index(b"</script>", start)], validate=True)
+        # (whitespace skipped, as the page itself does: base64 wrapped by another tool still shows)
+        return base64.b64decode(re.sub(rb"\s+", b"", page[start:page.index(b"</script>", start)]), validate=True)
     except (OSError, ValueError):
         return None
 

@@ -1502,3 +1502,32 @@ def test_a_kept_output_that_is_not_whole_fails_its_photo(album: Path, tmp_path: 
         assert kept_file_problem(tmp_path / name) == (kind, f"not a{'n' if kind[0] == 'M' else ''} {kind.split()[0]} file"), name
     (tmp_path / "a.mp4").write_bytes(box(b"ftyp", b"isom" + bytes(4)) + box(b"mdat", bytes(900)))
     assert kept_file_problem(tmp_path / "a.mp4") == ("MP4 video", "cut short: no moov box")
+    # a GIF cut where a byte happens to be the trailer's ";" passed 1 time in 256 (helper-103)
+    whole = (tmp_path / "b.gif")
+    frames[0].save(whole, save_all=True, append_images=frames[1:], duration=100, loop=0)
+    data = whole.read_bytes()
+    cuts = [k for k in range(100, len(data) - 1) if data[k - 1:k] == b";"]
+    for k in cuts[:5]:
+        whole.write_bytes(data[:k])
+        assert kept_file_problem(whole) == ("GIF", "cut short: no trailer"), k
+    # a page: its GLB checked where it ends (not decoded whole), wrapped base64 and whitespace after
+    # </html> are whole still (the page shows them), a page cut inside its GLB is not (helper-103)
+    from photo3d.viewer import viewer_html
+
+    from photo3d.pipeline import ConvertOptions, convert_file
+
+    src = tmp_path / "p.png"
+    Image.fromarray(photo_rgb(40, 30)).save(src)
+    convert_file(src, tmp_path / "p.glb", ConvertOptions())
+    page = viewer_html((tmp_path / "p.glb").read_bytes(), "p")
+    at = page.index('type="application/octet-stream">') + len('type="application/octet-stream">')
+    end = page.index("</script>", at)
+    b64 = page[at:end]
+    for name, text, problem in (
+            ("whole", page, None),
+            ("spaced", page + " " * 40 + "\n", None),
+            ("wrapped", page[:at] + "\n".join(b64[i:i + 76] for i in range(0, len(b64), 76)) + page[end:], None),
+            ("cut", page[:at] + b64[: len(b64) // 2] + page[end:], ("viewer page", "cut short")),
+            ("mine", "<html>my notes</html>\n", ("viewer page", "not one photo3d wrote"))):
+        (tmp_path / f"{name}.html").write_text(text, encoding="utf-8")
+        assert kept_file_problem(tmp_path / f"{name}.html") == problem, name

@@ -277,7 +277,13 @@ def test_a_page_or_preview_beside_an_output_that_photo3d_did_not_write_or_is_cut
         assert r.exit_code == 0, r.output
     from photo3d.io import kept_file_problem
 
-    assert all(kept_file_problem(p) is None for p in why), [kept_file_problem(p) for p in why]
+    assert all(kept_file_problem(p, side=True) is None for p in why), [kept_file_problem(p, side=True) for p in why]
+    # a map (the main output) named like a preview is no preview: it failed every re-run (helper-103)
+    photo(tmp_path / "sea" / "view.preview.jpg", seed=3)
+    for _ in range(2):
+        r = cli("depth", tmp_path / "sea", "-o", tmp_path / "sea-out", "--model", tiny_depth_model)
+        assert r.exit_code == 0, r.output
+    assert "0 depth map(s) written, 1 skipped (output exists)" in r.output, r.output
 
 
 def _no_read_override():

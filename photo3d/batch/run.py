@@ -210,7 +210,7 @@ def run_batch(
                                 error=msg(path, f"cannot write ({kind} of that name is in the way; move it, or choose another -o)"))
             say_failed(results[i], console)
         elif not overwrite and (bad := next(((p, pr) for p in job.sides if states[p] == "done"
-                                              and (pr := kept_file_problem(p))), None)):
+                                              and (pr := kept_file_problem(p, side=True))), None)):
             # a page or preview beside the output that photo3d did not write, or not whole: kept as done,
             # or overwritten with the output (helper-98); neither, the input fails
             results[i] = Result(job.src, job.dst, Status.failed, given=job.given,

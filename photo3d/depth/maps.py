@@ -197,8 +197,8 @@ def distance_warning(path: str | Path, d: np.ndarray) -> str | None:
     export of a depth camera, in mm, or a renderer's Z) rather than the disparity photo3d reads
     (larger = nearer): its row means fall down the picture (Pearson r of row mean and row below
     ``DISTANCE_TREND``), where almost every photo's ground is nearer at the bottom.  Used as given,
-    such a map made a 3D photo inside out without a word (helper-102).  A map photo3d wrote is
-    never questioned.  Measured: Middlebury's 14 ground-truth disparities 0.30-1.00, their
+    such a map made a 3D photo inside out without a word (helper-102).  A PNG map photo3d wrote is
+    never questioned (a ``.npy`` says nothing of who wrote it).  Measured: Middlebury's 14 ground-truth disparities 0.30-1.00, their
     distances -0.06 to -0.99 (13 of 14 under -0.5); Tiefenrausch's maps of the 322 hold-out photos
     under -0.5 for 11 (3 %), their distances for 284 (88 %).  A warning, not a refusal."""
     if photo3d_kind(path) == "depth map":
