@@ -252,10 +252,10 @@ def glb_file_problem(path: str | Path) -> str | None:
             size = os.fstat(f.fileno()).st_size
     except OSError as e:
         return f"unreadable ({e.strerror or e})"
-    return _header_problem(head, size)
+    return glb_header_problem(head, size)
 
 
-def _header_problem(head: bytes, size: int) -> str | None:
+def glb_header_problem(head: bytes, size: int) -> str | None:
     """Why a file of ``size`` bytes that begins with ``head`` is not a whole GLB 2.0, or None."""
     if len(head) < 12 or size < 20 or head[:4] != b"glTF":
         return "not a GLB file"
@@ -271,7 +271,7 @@ def _header_problem(head: bytes, size: int) -> str | None:
 def read_glb(data: bytes) -> tuple[dict, bytes]:
     """(glTF JSON, binary chunk) of a GLB; ValueError saying why for anything else (not a GLB 2.0,
     cut short, a JSON chunk that does not parse)."""
-    if problem := _header_problem(data[:12], len(data)):
+    if problem := glb_header_problem(data[:12], len(data)):
         raise ValueError(problem)
     jlen, jtype = struct.unpack_from("<II", data, 12)
     if jtype != 0x4E4F534A or 20 + jlen > len(data):

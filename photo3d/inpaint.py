@@ -93,7 +93,7 @@ def inpaint_background(rgb: np.ndarray, ldi: LayeredDepth, radius: int = 4, mirr
     # the background layer: the hole and the far band plus a rim under the visible layer's edge
     layer = cv2.dilate((ldi.hole | band).astype(np.uint8), k, iterations=2).astype(bool)
     mask = ldi.inpaint_mask | ldi.hole | band
-    if rgb is not None and halo_px > band_px:
+    if halo_px > band_px:
         mask |= far_halo(ldi, band, rgb, halo_px)
     ys, xs = _crop_box(mask | layer, 2 * radius + 2)
     m8 = mask[ys, xs].astype(np.uint8)

@@ -1449,7 +1449,7 @@ def kept_file_problem(path: str | Path, side: bool = False) -> tuple[str, str] |
     file (its header, and the bytes its array takes), a JPEG (SOI first, EOI last), a video, GIF or
     WebP (:func:`_animation_problem`).  A junk depth
     map was kept as "skipped (output exists)", and failed only a re-run that added its preview
-    (helper-94).  A viewer page (``.html``: :func:`_page_problem`) or, ``side``, a depth preview
+    (helper-94).  A viewer page (``.html``: :func:`photo3d.viewer.page_problem`) or, ``side``, a depth preview
     (``NAME.preview.png``) is also one photo3d wrote (``errors.FOREIGN`` if not): a page cut short,
     or a file of the user's under that name, was kept as done without a word, or (a preview whose
     map was missing) overwritten (helper-98).  (A main output named ``x.preview.png``, a map or a
@@ -1463,7 +1463,9 @@ def kept_file_problem(path: str | Path, side: bool = False) -> tuple[str, str] |
 
         return ("3D photo", problem) if (problem := glb_file_problem(path)) else None
     if suffix == ".html":
-        return _page_problem(path)
+        from .viewer import page_problem
+
+        return page_problem(path)
     if suffix in (".mp4", ".gif", ".webp"):
         return _animation_problem(path, suffix)
     preview = side and path.name.lower().endswith(".preview.png")
@@ -1497,45 +1499,6 @@ def kept_file_problem(path: str | Path, side: bool = False) -> tuple[str, str] |
     if head[:2] != b"\xff\xd8":
         return kinds[suffix], "not a JPEG file"
     return None if tail[-2:] == b"\xff\xd9" else (kinds[suffix], "cut short: no end marker")
-
-
-def _page_problem(path: Path) -> tuple[str, str] | None:
-    """:func:`kept_file_problem` of a viewer page: photo3d's (its GLB's opening tag in the first
-    64 KiB), its GLB whole (the GLB header's length against the base64 before ``</script>``, read
-    where it should end: a kept page is not read whole, helper-103) and the page's end
-    (``</html>``, whitespace after it allowed).  Base64 wrapped by another tool, which the page
-    still shows, is decoded whole instead (:func:`photo3d.viewer.page_glb`)."""
-    import base64
-    import struct
-
-    from .errors import FOREIGN
-    from .viewer import _GLB_OPEN, page_glb
-
-    try:
-        with open(path, "rb") as f:
-            size = os.fstat(f.fileno()).st_size
-            head = f.read(1 << 16)
-            f.seek(max(0, size - 1024))
-            whole = f.read().rstrip().endswith(b"</html>")
-            at = head.find(_GLB_OPEN.encode())
-            if at < 0:
-                return "viewer page", FOREIGN
-            start = at + len(_GLB_OPEN)
-            try:
-                glb_head = base64.b64decode(head[start:start + 16], validate=True)
-            except ValueError:
-                glb_head = b""
-            if len(glb_head) == 12 and glb_head[:4] == b"glTF":
-                need = 4 * -(-struct.unpack_from("<I", glb_head, 8)[0] // 3)  # its base64 length
-                f.seek(start + need)
-                if f.read(9) == b"</script>":
-                    return None if whole else ("viewer page", "cut short")
-    except OSError as e:
-        return "viewer page", f"unreadable ({e.strerror or e})"
-    glb = page_glb(path) if whole else None
-    if glb is None or len(glb) < 12 or glb[:4] != b"glTF" or struct.unpack_from("<I", glb, 8)[0] != len(glb):
-        return "viewer page", "cut short"
-    return None
 
 
 def _animation_problem(path: Path, suffix: str) -> tuple[str, str] | None:

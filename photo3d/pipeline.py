@@ -230,9 +230,9 @@ def snaps(opts: ConvertOptions) -> bool:
 
 
 def inpaint(photo_small: np.ndarray, ldi: LayeredDepth, opts: ConvertOptions) -> Background:
-    return inpaint_background(photo_small, ldi, mirror=opts.mirror, rel=opts.layer_params.rel_jump,
-                              band_px=opts.layer_params.far_band_px if snaps(opts) else 0,
-                              halo_px=opts.layer_params.halo_px if snaps(opts) else 0)
+    lp = opts.layer_params
+    band_px, halo_px = (lp.far_band_px, lp.halo_px) if snaps(opts) else (0, 0)
+    return inpaint_background(photo_small, ldi, mirror=opts.mirror, rel=lp.rel_jump, band_px=band_px, halo_px=halo_px)
 
 
 def visible_layer(ldi: LayeredDepth, bg: Background) -> tuple[np.ndarray, Cuts, np.ndarray]:

@@ -158,10 +158,10 @@ def check_frames(suffix: str, opts: ShareOptions, moving: bool = True) -> None:
         return
     fps = play_fps(suffix, opts.fps)
     at = f"--fps {opts.fps:g}" + (f" ({suffix.lower()} plays at most {fps:g})" if fps != opts.fps else "")
-    if frame_count(opts.seconds, fps) > MAX_FRAMES:
-        raise UsageError(f"--seconds {opts.seconds:g} at {at} make {frame_count(opts.seconds, fps):,} frames; "
+    if (n := frame_count(opts.seconds, fps)) > MAX_FRAMES:
+        raise UsageError(f"--seconds {opts.seconds:g} at {at} make {n:,} frames; "
                          f"at most {MAX_FRAMES:,} (a loop of {MAX_FRAMES / fps:g} s at this rate)")
-    if moving and frame_count(opts.seconds, fps) < 2:
+    if moving and n < 2:
         raise UsageError(f"--seconds {opts.seconds:g} at {at} make 1 frame: a video needs at least 2 "
                          f"(--seconds x --fps of 1.5 or more)")
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import html
+import os
 import re
 import zlib
 from importlib import resources
@@ -91,6 +92,40 @@ def page_glb(page: str | Path | bytes) -> bytes | None:
         return base64.b64decode(re.sub(rb"\s+", b"", page[start:page.index(b"</script>", start)]), validate=True)
     except (OSError, ValueError):
         return None
+
+
+def page_problem(path: str | Path) -> tuple[str, str] | None:
+    """:func:`photo3d.io.kept_file_problem` of a viewer page: photo3d's (its GLB's opening tag in
+    the first 64 KiB, else ``errors.FOREIGN``), its GLB whole (the GLB header's length against the
+    base64 before ``</script>``, read where it should end: a kept page is not read whole,
+    helper-103) and the page's end (``</html>``, whitespace after it allowed).  Base64 wrapped by
+    another tool, which the page still shows, is decoded whole instead (:func:`page_glb`)."""
+    from .errors import FOREIGN
+    from .export import glb_header_problem
+
+    try:
+        with open(path, "rb") as f:
+            size = os.fstat(f.fileno()).st_size
+            head = f.read(1 << 16)
+            f.seek(max(0, size - 1024))
+            whole = f.read().rstrip().endswith(b"</html>")
+            at = head.find(_GLB_OPEN.encode())
+            if at < 0:
+                return "viewer page", FOREIGN
+            start = at + len(_GLB_OPEN)
+            try:
+                glb_head = base64.b64decode(head[start:start + 16], validate=True)
+            except ValueError:
+                glb_head = b""
+            if len(glb_head) == 12 and glb_head[:4] == b"glTF":
+                need = 4 * -(-int.from_bytes(glb_head[8:12], "little") // 3)  # its base64 length
+                f.seek(start + need)
+                if f.read(9) == b"</script>":
+                    return None if whole else ("viewer page", "cut short")
+    except OSError as e:
+        return "viewer page", f"unreadable ({e.strerror or e})"
+    glb = page_glb(path) if whole else None
+    return None if glb is not None and glb_header_problem(glb[:12], len(glb)) is None else ("viewer page", "cut short")
 
 
 def write_viewer(path: str | Path, glb: bytes, title: str = "3D photo") -> None:
