@@ -482,8 +482,9 @@ def _convert_details(r, timings: bool) -> str:
                 + ("" if i.get("share") else f"{_file_size(r.bytes)}, ") + secs)
         if i.get("share"):
             line += "; " + _share_details(i["share"], r.bytes)
-    if i.get("page_note"):
-        line += "; " + i["page_note"]
+    for key in ("texture_note", "page_note"):
+        if i.get(key):
+            line += "; " + i[key]
     return line
 
 

@@ -64,6 +64,7 @@ class Photo:
     warnings: list[str] = field(default_factory=list)  # read, but not as it should be (a truncated progressive JPEG)
     # a cut-out's opacity (H, W) uint8 (an image with transparent parts; ``rgb`` is composited on white), else None
     alpha: np.ndarray | None = None
+    orientation: int = 1  # the EXIF orientation applied to the stored pixels (1: none; 5-8 turn them a quarter)
 
     @property
     def width(self) -> int:
@@ -1064,16 +1065,17 @@ def load_image(
             if frames > 1:  # (a camera's MPO pair or a TIFF's pages are not an animation: not said)
                 warning = warning or f"an animation ({frames} frames): its first frame is used"
             try:
-                swap = im.getexif().get(0x0112) in (5, 6, 7, 8)  # EXIF orientation
+                orientation = int(im.getexif().get(0x0112) or 1)  # EXIF orientation
             except Exception:
-                swap = False
+                orientation = 1
+            swap = orientation in (5, 6, 7, 8)
             osize = (h, w) if swap else (w, h)
             icc = im.info.get("icc_profile")
             own = kind_of(im.info) if im.format == "PNG" else None  # a map photo3d wrote?
             try:
                 im = ImageOps.exif_transpose(im)
             except Exception:  # malformed EXIF: keep the stored orientation, not fail
-                pass
+                orientation = 1
             im, colour_warning = to_srgb(im, icc)
             rgb, alpha, clear_warning = _rgb8_and_alpha(im)
     except InputFileError:
@@ -1115,7 +1117,8 @@ def load_image(
     if own:  # given as the photo (a folder walk skips these; named, it is used as said)
         own = f"a {'depth ' if own == 'preview' else ''}{own} photo3d wrote, used as a photo"
     return Photo(rgb=rgb, path=path, focal_35mm=focal, original_size=osize,
-                 warnings=[w for w in (own, warning, colour_warning, clear_warning) if w], alpha=alpha)
+                 warnings=[w for w in (own, warning, colour_warning, clear_warning) if w], alpha=alpha,
+                 orientation=orientation if orientation in range(2, 9) else 1)
 
 
 def _current_umask() -> int:

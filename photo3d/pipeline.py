@@ -105,11 +105,26 @@ def working_shape(width: int, height: int, side: int) -> tuple[int, int]:
     return h, w
 
 
-def load_depth_file(path: Path, photo: Photo, opts: ConvertOptions) -> np.ndarray:
+# EXIF orientation -> the numpy steps that show stored pixels as the photo is seen (PIL's exif_transpose)
+_ORIENT = {2: lambda a: a[:, ::-1], 3: lambda a: a[::-1, ::-1], 4: lambda a: a[::-1], 5: lambda a: a.T,
+           6: lambda a: np.rot90(a, -1), 7: lambda a: a[::-1, ::-1].T, 8: lambda a: np.rot90(a, 1)}
+
+
+def load_depth_file(path: Path, photo: Photo, opts: ConvertOptions, said: list[str] | None = None) -> np.ndarray:
+    """A ``--depth`` map normalized to [0, 1].  A map of the photo's pixels as stored, where the
+    photo's EXIF orientation turns them a quarter to be shown (what a tool that ignores the tag
+    saves), is turned the same way, and ``said`` gets a line saying so."""
     from .depth.maps import load_depth_map
 
     d = load_depth_map(path, max_megapixels=opts.max_megapixels)
     dh, dw = d.shape
+    if photo.orientation in (5, 6, 7, 8) and dw != dh and photo.width != photo.height and (dh > dw) != (
+            photo.height > photo.width) and abs(dh / dw - photo.width / photo.height) <= 0.02 * photo.width / photo.height:
+        d = np.ascontiguousarray(_ORIENT[photo.orientation](d))
+        dh, dw = d.shape
+        if said is not None:
+            said.append(f"{printable(path.name)}: depth map of the photo as stored ({dh}x{dw}), turned as its EXIF "
+                        f"orientation turns the photo ({dw}x{dh})")
     if abs(dw / dh - photo.width / photo.height) > 0.02 * photo.width / photo.height and not _network_grid(photo, dw, dh):
         hint = ""
         if abs(2 * dw / dh - photo.width / photo.height) <= 0.02 * photo.width / photo.height:
@@ -170,10 +185,13 @@ def estimate_depth(photo: Photo, small: np.ndarray, opts: ConvertOptions, found=
     if opts.depth is not None:
         from .depth.maps import distance_warning, saved_depth_ratio
 
-        d = load_depth_file(Path(opts.depth), photo, opts)
+        warnings: list[str] = []
+        d = load_depth_file(Path(opts.depth), photo, opts, warnings)
         info = {"depth": str(opts.depth), "depth_source": "file", "depth_size": [d.shape[1], d.shape[0]]}
         if said := distance_warning(opts.depth, d):
-            info["warnings"] = [f"{printable(Path(opts.depth).name)}: {said}"]
+            warnings.append(f"{printable(Path(opts.depth).name)}: {said}")
+        if warnings:
+            info["warnings"] = warnings
         if ratio := saved_depth_ratio(opts.depth):  # measured depth that `photo3d depth` saved: its own ratio
             info["depth_ratio"] = ratio
         return cv2.resize(d, (w, h), interpolation=cv2.INTER_AREA), info
@@ -273,6 +291,7 @@ class Texture:
     jpeg: bytes
     size: tuple[int, int]  # (width, height) of the encoded image
     rect: tuple[int, int, int, int] = (0, 0, 0, 0)  # x, y, w, h it covers, in working pixels (background)
+    quality: int = 0  # the JPEG quality it was encoded at (the photo's: lowered to fit a size budget)
 
 
 def photo_texture(photo: Photo, max_side: int, quality: int, max_bytes: int | None = None) -> Texture:
@@ -295,7 +314,7 @@ def photo_texture(photo: Photo, max_side: int, quality: int, max_bytes: int | No
             q = max(50, q - 10)
         else:
             break
-    return Texture(jpeg, (tw, th))
+    return Texture(jpeg, (tw, th), quality=q)
 
 
 def background_texture(bg: Background, quality: int, max_side: int = defaults.MAX_TEXTURE_LIMIT) -> Texture | None:
@@ -495,6 +514,7 @@ def pack_glb(built: Built, opts: ConvertOptions, timings: dict, extras: dict) ->
     with timed(timings, "export"):
         glb = export_glb(data, built.textures, built.geo, {"layers": len(data), **extras}, opts.parallax)
     h, w = built.geo.inv.shape
+    note = texture_note(built.textures[0], built.geo.camera, opts)
     report = {
         "layers": len(data),
         "hole_area": float(built.ldi.hole.mean()),
@@ -506,7 +526,24 @@ def pack_glb(built: Built, opts: ConvertOptions, timings: dict, extras: dict) ->
         "tolerance_px": round(opts.tol_px * built.scale, 3),
         "glb_bytes": len(glb),
     }
+    if note:
+        report["texture_note"] = note
     return glb, report
+
+
+def texture_note(texture: Texture, camera: Camera, opts: ConvertOptions) -> str | None:
+    """What the size budget took from the photo's texture, for the result line: the side or the
+    quality asked for (``--max-texture``, ``--quality``) given up to fit the GLB's budget without a
+    word read as if the options had been ignored."""
+    if not opts.max_glb_bytes:
+        return None
+    asked = min(opts.max_texture_side, defaults.MAX_TEXTURE_LIMIT, max(camera.width, camera.height))
+    lost = []
+    if max(texture.size) < asked:
+        lost.append(f"{texture.size[0]}x{texture.size[1]}")
+    if texture.quality and texture.quality < opts.jpeg_quality:
+        lost.append(f"quality {texture.quality}")
+    return f"texture reduced to {', '.join(lost)} to fit {opts.max_glb_bytes / 1e6:g} MB" if lost else None
 
 
 def warm_up(opts: ConvertOptions | None) -> Future | None:

@@ -71,6 +71,41 @@ def test_a_depth_map_of_distances_is_warned_of(tmp_path):
     assert res.exit_code == 0 and "warning" not in res.output, res.output
 
 
+def test_a_depth_map_of_the_photo_as_stored_is_turned_as_its_exif_orientation_turns_the_photo(tmp_path):
+    """A phone photo stored 400x600 with EXIF orientation 6 is shown 600x400; a tool that ignores the
+    tag saves its depth map 400x600.  --depth refused it ("not the photo's aspect ratio") without a
+    hint (helper-106).  It is turned as the photo is, with a warning line, and the 3D photo is the
+    one made from the map turned by hand."""
+    from photo3d.pipeline import ConvertOptions, estimate_depth, load_image
+
+    h, w = 600, 400  # as stored
+    yy, xx = np.mgrid[:h, :w]
+    rgb = np.stack([xx * 255 // w, yy * 255 // h, 0 * xx + 90], -1).astype(np.uint8)
+    im = Image.fromarray(rgb)
+    exif = im.getexif()
+    exif[0x0112] = 6
+    im.save(tmp_path / "turned.jpg", exif=exif.tobytes())
+    stored = (0.2 + 0.6 * xx / w).astype(np.float32)  # nearer at the stored right: the shown bottom
+    stored[100:250, 50:150] = 1.0  # a box near the stored top left
+    np.save(tmp_path / "stored.npy", stored)
+    np.save(tmp_path / "shown.npy", np.ascontiguousarray(np.rot90(stored, -1)))  # turned by hand: 600x400
+    photo = load_image(tmp_path / "turned.jpg")
+    assert (photo.width, photo.height) == (600, 400)
+    small = np.zeros((97, 145, 3), np.uint8)
+    a, info = estimate_depth(photo, small, ConvertOptions(depth=tmp_path / "stored.npy"))
+    b, _ = estimate_depth(photo, small, ConvertOptions(depth=tmp_path / "shown.npy"))
+    assert np.array_equal(a, b)
+    assert info["warnings"] == ["stored.npy: depth map of the photo as stored (400x600), turned as its EXIF "
+                                "orientation turns the photo (600x400)"]
+    res = cli("convert", tmp_path / "turned.jpg", "-o", tmp_path / "t.glb", "--depth", tmp_path / "stored.npy")
+    assert res.exit_code == 0 and "turned as its EXIF orientation turns the photo" in res.output, res.output
+    assert_valid_glb(tmp_path / "t.glb")
+    # a map of another shape still fails, naming it
+    np.save(tmp_path / "square.npy", np.ones((300, 300), np.float32))
+    res = cli("convert", tmp_path / "turned.jpg", "-o", tmp_path / "s.glb", "--depth", tmp_path / "square.npy")
+    assert res.exit_code != 0 and "not the photo's aspect ratio (600x400)" in res.output, res.output
+
+
 def test_a_shared_3d_photo_names_its_depth_file_but_not_the_folder_it_came_from(tmp_path):
     """The GLB (and the page that carries it) kept the --depth map's path as given, e.g.
     ``/home/ada/private/d.npy``: a 3D photo is made to be sent and posted. Now the file's name."""

@@ -177,3 +177,7 @@ def test_glb_size_budget_shrinks_texture_and_geometry(tmp_path):
     assert rep["texture"][0] < free["texture"][0] and rep["tolerance_px"] > free["tolerance_px"]
     assert rep["layers"] == free["layers"] == 2
     assert_valid_glb(tmp_path / "fit.glb")
+    # ... and says so: the texture asked for (the photo's side, --max-texture, --quality) was given up
+    tw, th = rep["texture"]
+    assert rep["texture_note"] == f"texture reduced to {tw}x{th} to fit 0.7 MB"
+    assert "texture_note" not in free
