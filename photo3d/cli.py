@@ -414,8 +414,10 @@ def depth(
     if fmt is not None and _one_file_out(inputs, output):
         _fail(UsageError(FORMAT_FOR_FOLDERS))
     fmt = fmt or "png"
+    from .batch import rewrites
+
     opts = DepthOptions(model=model, raw=raw, preview=preview, max_megapixels=batch.max_megapixels,
-                        depth_source=batch.depth_source)
+                        depth_source=batch.depth_source, keep_existing=not rewrites(inputs, batch.overwrite))
 
     def said(r) -> None:  # one line per photo as soon as it is done
         if r.status == "ok":

@@ -1290,6 +1290,26 @@ def test_rerun_of_a_folder_with_preview_adds_only_the_previews(tmp_path, tiny_de
         assert rec["bytes"] == preview.stat().st_size, rec
 
 
+def test_a_folder_run_of_another_format_keeps_the_preview_beside_it(tmp_path, tiny_depth_model):
+    """``depth in -o out --preview``, then the same with ``--format npy``: the NPY map shares the
+    PNG's preview name, and the preview was rewritten without --overwrite (helper-106), as if a
+    kept output.  It is kept, with a warning line; --overwrite rewrites it."""
+    photo(tmp_path / "in" / "p.png")
+    out = tmp_path / "out"
+    assert cli("depth", tmp_path / "in", "-o", out, "--model", tiny_depth_model, "--preview").exit_code == 0
+    before = (out / "p.preview.png").read_bytes()
+    (out / "p.preview.png").touch()
+    stamp = (out / "p.preview.png").stat().st_mtime_ns
+    r = cli("depth", tmp_path / "in", "-o", out, "--model", tiny_depth_model, "--preview", "--format", "npy")
+    assert r.exit_code == 0, r.output
+    assert f"p.preview.png kept (it exists: an earlier run's); --overwrite rewrites it" in r.output, r.output
+    assert (out / "p.preview.png").stat().st_mtime_ns == stamp and (out / "p.npy").is_file()
+    assert f"-> {out / 'p.npy'}:" in r.output  # (the preview is not named as written)
+    r = cli("depth", tmp_path / "in", "-o", out, "--model", tiny_depth_model, "--preview", "--format", "npy", "--overwrite")
+    assert r.exit_code == 0 and "kept" not in r.output, r.output
+    assert (out / "p.preview.png").stat().st_mtime_ns != stamp and (out / "p.preview.png").read_bytes()[:8] == before[:8]
+
+
 def test_the_result_line_names_every_output(tmp_path, tiny_depth_model):
     src = photo(tmp_path / "photo.png")
     out = tmp_path / "coffee.glb"

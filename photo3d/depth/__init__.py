@@ -50,12 +50,14 @@ class DepthOptions:
     preview: bool = False  # also write NAME.preview.png (turbo colour map)
     max_megapixels: float | None = DEFAULT_MAX_MEGAPIXELS
     depth_source: str = defaults.DEPTH_SOURCE  # auto | embedded | stereo | model (see photo3d.depth.embedded)
+    keep_existing: bool = False  # a preview that exists is kept (a batch without --overwrite)
 
 
 def depth_file(src: str | Path, dst: str | Path, opts: DepthOptions | None = None) -> dict[str, Any]:
     """Predict the depth of photo ``src`` and write it to ``dst`` (.png 16-bit or .npy float32)."""
     from .embedded import depth_for, find_depth, network_disparity
-    from .maps import check_format, save_depth_map
+    from ..errors import printable
+    from .maps import check_format, preview_path, save_depth_map
 
     opts = opts or DepthOptions()
     src, dst = Path(src), Path(dst)
@@ -98,7 +100,12 @@ def depth_file(src: str | Path, dst: str | Path, opts: DepthOptions | None = Non
         "disparity_min": lo,
         "disparity_max": hi,
     }
-    written = save_depth_map(dst, disparity, preview=opts.preview, meta=meta)
+    # a preview photo3d wrote beside the map is kept in a run that keeps outputs: the map of another
+    # --format (a.png, then a.npy) shares it, and it was rewritten without --overwrite (helper-106)
+    kept = opts.preview and opts.keep_existing and output_state(preview_path(dst)) == "done"
+    written = save_depth_map(dst, disparity, preview=opts.preview and not kept, meta=meta)
+    if kept:
+        flat = [*flat, f"{printable(preview_path(dst).name)} kept (it exists: an earlier run's); --overwrite rewrites it"]
     t3 = time.perf_counter()
     h, w = disparity.shape
     return {
