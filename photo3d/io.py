@@ -14,6 +14,7 @@ import contextvars
 import functools
 import io
 import mmap
+import math
 import os
 import re
 import stat
@@ -28,7 +29,7 @@ import numpy as np
 from PIL import Image, ImageFile, ImageOps, PngImagePlugin, UnidentifiedImageError
 
 from .defaults import MAX_MEGAPIXELS as DEFAULT_MAX_MEGAPIXELS  # noqa: F401  (re-exported)
-from .errors import InputFileError, OutputError, Photo3DError, TooLargeError, one_line
+from .errors import InputFileError, OutputError, Photo3DError, TooLargeError, one_line, printable
 
 HEIF_SUFFIXES = {".heic", ".heif"}
 # (HEIC/HEIF files are photos with or without the optional reader: without it each one is a failed
@@ -84,6 +85,15 @@ def over_pixel_limit(w: int, h: int, max_megapixels: float | None) -> str | None
     mp = w * h / 1e6
     shown = next((f"{mp:.{d}f}" for d in range(1, 10) if float(f"{mp:.{d}f}") > max_megapixels), f"{mp:g}")
     return f"{w}x{h} = {shown} MP exceeds the --max-megapixels limit of {max_megapixels:g} MP"
+
+
+def pixel_limit_hint(w: int, h: int, max_megapixels: float) -> str:
+    """What to give to read a ``w`` x ``h`` image over the limit (the message said only what was
+    over: helper-106): ``"; --max-megapixels 0.3 reads it"``, with the decimals of the size shown."""
+    mp = w * h / 1e6
+    d = next((d for d in range(1, 10) if float(f"{mp:.{d}f}") > max_megapixels), 9)
+    need = math.ceil(round(mp * 10**d, 6)) / 10**d if mp < 10 else math.ceil(mp)
+    return f"; --max-megapixels {need:g} reads it"
 
 
 # Pillow refuses a PNG whose text or colour-profile chunk unpacks to more than 1 MB ("Decompressed
@@ -1029,7 +1039,7 @@ def load_image(
         with no_pillow_pixel_limit(), open_image(path) as im:
             w, h = declared = im.size
             if over := over_pixel_limit(w, h, max_megapixels):
-                raise TooLargeError(f"too large ({over})", path)
+                raise TooLargeError(f"too large ({over}){pixel_limit_hint(w, h, max_megapixels)}", path)
             draft = None
             if max_side is not None and im.format == "JPEG" and max(w, h) > max_side:
                 draft = ("RGB", (max_side, max_side))
@@ -1094,6 +1104,12 @@ def load_image(
             raise InputFileError(_unsupported_jpeg_text(held), path) from e
         if fmt:  # e.g. a TIFF cut off before its directory (at its end)
             raise InputFileError(f"damaged or truncated {fmt} file (its header cannot be read)", path) from e
+        if path.suffix.lower() in (".html", ".htm"):  # photo3d's own page: which file to give instead
+            from .viewer import page_glb
+
+            if page_glb(path) is not None:
+                raise InputFileError(f"a viewer page, not a photo: give the 3D photo it shows "
+                                     f"({printable(path.with_suffix('.glb').name)}), which is rendered as it is", path) from e
         raise InputFileError(f"not an image (unknown or unsupported format; photo3d reads {READ_FORMATS})", path) from e
     except PermissionError as e:
         raise InputFileError("unreadable (permission denied)", path) from e

@@ -1775,7 +1775,8 @@ def test_a_tiny_megapixel_limit_shows_a_size_over_it(tmp_path):
     Image.fromarray(np.zeros((30, 40, 3), np.uint8)).save(src)
     r = cli("convert", src, "-o", tmp_path / "o.glb", "--depth", depth_npy(tmp_path / "d.npy"), "--max-megapixels", "0.001")
     assert r.exit_code == 1, r.output
-    assert f"error: {src}: too large (40x30 = 0.0012 MP exceeds the --max-megapixels limit of 0.001 MP)" in lines(r.output)
+    assert (f"error: {src}: too large (40x30 = 0.0012 MP exceeds the --max-megapixels limit of 0.001 MP); "
+            "--max-megapixels 0.0012 reads it") in lines(r.output)
     assert not (tmp_path / "o.glb").exists()
 
 
@@ -1857,3 +1858,26 @@ def test_summary_never_replaces_a_file_that_is_not_a_summary(tmp_path, tiny_dept
         r = cli("convert", src.parent, "-o", tmp_path / "out", "--model", tiny_depth_model, "--summary", summary)
         assert r.exit_code == 0, r.output
     assert json.loads(summary.read_text())["counts"]["skipped"] == 1
+
+
+def test_a_file_photo3d_wrote_given_in_the_wrong_place_is_named_with_what_to_give(tmp_path, tiny_depth_model):
+    """helper-106: a map's colour preview given as --depth ("depth map is a colour image"), a viewer
+    page given as the photo ("not an image"), a folder of 3D photos given to render videos ("no
+    images found") and a photo over --max-megapixels: each message now says what to give."""
+    src = photo(tmp_path / "p.png")
+    assert cli("depth", src, "-o", tmp_path / "m.png", "--model", tiny_depth_model, "--preview").exit_code == 0
+    r = cli("convert", src, "-o", tmp_path / "a.glb", "--depth", tmp_path / "m.preview.png")
+    assert r.exit_code != 0 and lines(r.output) == [
+        f"error: {tmp_path / 'm.preview.png'}: a depth map's colour preview, not the map: give the map beside it "
+        "(m.png or .npy)"], r.output
+    out = tmp_path / "glbs"
+    assert cli("convert", src, "-o", out / "p.glb", "--model", tiny_depth_model, "--html").exit_code == 0
+    r = cli("convert", out / "p.html", "-o", tmp_path / "v.gif")
+    assert r.exit_code != 0 and lines(r.output) == [
+        f"error: {out / 'p.html'}: a viewer page, not a photo: give the 3D photo it shows (p.glb), which is rendered as it is"], r.output
+    r = cli("convert", out, "-o", tmp_path / "videos", "--format", "gif")
+    assert r.exit_code != 0 and f"no images found in {out} (3D photos are rendered only when named: {out / '*.glb'})" in r.output
+    r = cli("depth", out, "-o", tmp_path / "maps")  # (depth maps are of photos: no such hint)
+    assert r.exit_code != 0 and f"no images found in {out}" in r.output and "rendered" not in r.output
+    r = cli("convert", src, "-o", tmp_path / "b.glb", "--model", tiny_depth_model, "--max-megapixels", "0.001")
+    assert r.exit_code != 0 and "(96x72 = 0.01 MP exceeds the --max-megapixels limit of 0.001 MP); --max-megapixels 0.01 reads it" in r.output, r.output

@@ -234,9 +234,10 @@ def _loops_back(link: str, here: str) -> bool:
     return at == real or at.startswith(real + os.sep)
 
 
-def gifs_in(folder: Path, globs: Sequence[str] = ()) -> Iterator[Path]:
-    """The GIFs a walk of ``folder`` passes over (it takes only photos; a GIF is used when named).
-    Each real folder is listed once (two links ``a -> .`` and ``b -> .`` made 2^40 paths)."""
+def gifs_in(folder: Path, globs: Sequence[str] = (), suffixes: Sequence[str] = (".gif",)) -> Iterator[Path]:
+    """The GIFs (or other files of ``suffixes``: 3D photos) a walk of ``folder`` passes over (it
+    takes only photos; a GIF is used when named, a GLB rendered when named).  Each real folder is
+    listed once (two links ``a -> .`` and ``b -> .`` made 2^40 paths)."""
     seen: set[tuple[int, int]] = set()
     for dirpath, dirnames, filenames in _walk(folder, lambda e: None):
         try:
@@ -250,7 +251,7 @@ def gifs_in(folder: Path, globs: Sequence[str] = ()) -> Iterator[Path]:
         dirnames[:] = [d for d in dirnames if not _is_hidden(d)]
         for name in filenames:
             p = Path(dirpath) / name
-            if not _is_hidden(name) and p.suffix.lower() == ".gif" and glob_matches(p.relative_to(folder).as_posix(), globs):
+            if not _is_hidden(name) and p.suffix.lower() in suffixes and glob_matches(p.relative_to(folder).as_posix(), globs):
                 yield p
 
 

@@ -497,6 +497,10 @@ def batch_command(
         said = " (only what photo3d wrote, skipped above)" if notes.own else ""
         if not said and any(os.path.isdir(p) and next(gifs_in(Path(p), globs), None) for p in inputs):
             said = " (GIFs are used only when named: their first frame)"
+        if not said and task.name == "convert" and (glb := next((g for p in inputs if os.path.isdir(p)
+                                                                 for g in gifs_in(Path(p), globs, (".glb",))), None)):
+            # (a folder of 3D photos given to render videos from: said how, not only "no images")
+            said = f" (3D photos are rendered only when named: {glb.parent / '*.glb'})"
         say(console, f"no images found in {', '.join(map(str, inputs))}"
             + (f" matching {' or '.join(globs)}" if globs else "") + said)
         report = BatchReport([], workers=0, fatal="no images found")  # (no worker started)

@@ -19,9 +19,9 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import InputFileError, TooLargeError, UsageError, summarize
+from ..errors import InputFileError, TooLargeError, UsageError, printable, summarize
 from ..io import (DEFAULT_MAX_MEGAPIXELS, PHOTO_FORMATS, atomic_output, input_file, no_pillow_pixel_limit, npy_layout,
-                  open_image, over_pixel_limit)
+                  open_image, over_pixel_limit, pixel_limit_hint)
 
 CONVENTION = "normalized disparity, larger = nearer"
 PNG_SCALE = "value / 65535 = normalized disparity in [0, 1]"
@@ -276,7 +276,7 @@ def load_depth_map(path: str | Path, max_megapixels: float | None = DEFAULT_MAX_
         if w * h == 0:
             raise InputFileError(f"empty depth map ({w}x{h})", path)
         if over := over_pixel_limit(w, h, max_megapixels):
-            raise TooLargeError(f"depth map too large ({over})", path)
+            raise TooLargeError(f"depth map too large ({over}){pixel_limit_hint(w, h, max_megapixels)}", path)
 
     try:
         with open(path, "rb") as f:
@@ -321,6 +321,7 @@ def load_depth_map(path: str | Path, max_megapixels: float | None = DEFAULT_MAX_
             if im.mode not in ("1", "L", "LA", "La", "I", "F", "RGB", "RGBA", "RGBa") and not im.mode.startswith("I;16"):
                 im = im.convert("RGB")  # a palette (or CMYK, ...) image: its colours, not its indices
             mode = im.mode
+            own_preview = PREVIEW_TAG in getattr(im, "text", im.info)
             a = np.asarray(im)
     except InputFileError:
         raise
@@ -328,6 +329,10 @@ def load_depth_map(path: str | Path, max_megapixels: float | None = DEFAULT_MAX_
         raise InputFileError(f"not a readable depth map image ({summarize(e)})", path) from e
     if a.ndim == 3:
         if a.shape[2] >= 3 and _is_colour(a):
+            if own_preview:  # photo3d's colour preview of a map: the map is beside it
+                name = Path(path).name.removesuffix(".preview.png")
+                raise InputFileError(f"a depth map's colour preview, not the map: give the map beside it "
+                                     f"({printable(name)}.png or .npy)", path)
             raise InputFileError("depth map is a colour image; give a single-channel (grey) depth map", path)
         a = a[..., 0]  # grey (a grey image stored as RGB, or grey + alpha)
     if mode.startswith("I;16") or a.dtype == np.uint16:
