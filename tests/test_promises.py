@@ -1460,8 +1460,12 @@ def test_depth_prints_its_stage_times_with_timings(tmp_path, tiny_depth_model):
     # (model: loading and first-call weight packing apart from predicting, since session 16)
     assert re.search(r" depth map \(larger = nearer\), \d+\.\d\d s \(read \d+\.\d\d, model \d+\.\d\d, predict \d+\.\d\d, "
                      r"write \d+\.\d\d\)$", line), line
-    r = cli("depth", src, "-o", tmp_path / "b.npy", "--model", tiny_depth_model)
+    r = cli("depth", src, "-o", tmp_path / "b.npy", "--model", tiny_depth_model, "--summary", tmp_path / "s.json")
     assert r.exit_code == 0 and lines(r.output)[0].endswith(" s"), r.output
+    # the summary's stage seconds to 0.1 ms, as convert's (they had 17 digits: helper-106)
+    seconds = json.loads((tmp_path / "s.json").read_text())["results"][0]["report"]["seconds"]
+    assert set(seconds) == {"read", "model", "predict", "write"}
+    assert all(v == round(v, 4) for v in seconds.values()), seconds
 
 
 def test_depth_timings_count_the_model_loading_of_a_one_photo_run(tmp_path):

@@ -114,9 +114,10 @@ def depth_file(src: str | Path, dst: str | Path, opts: DepthOptions | None = Non
         **meta,
         **({"warnings": said} if (said := [*loaded.warnings, *found.warnings, *flat]) else {}),
         "outputs": [str(p) for p in written],
-        "seconds": {"read": t1 - t0, **({"model": t_model} if found.source == "model" else {}),
-                    # (the network's time; a map the photo carries: decoded or matched, holes filled)
-                    ("predict" if found.source == "model" else "depth"): t2 - t1 - t_model, "write": t3 - t2},
+        "seconds": {k: round(v, 4) for k, v in {  # (to 0.1 ms, as convert's: not 17 digits in the summary)
+            "read": t1 - t0, **({"model": t_model} if found.source == "model" else {}),
+            # (the network's time; a map the photo carries: decoded or matched, holes filled)
+            ("predict" if found.source == "model" else "depth"): t2 - t1 - t_model, "write": t3 - t2}.items()},
     }
 
 
