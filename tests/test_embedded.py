@@ -1137,3 +1137,15 @@ def test_a_crafted_item_location_box_is_read_in_bounded_time():
     t = time.perf_counter()
     assert _heif_primary_end(meta) is None
     assert time.perf_counter() - t < 1.0
+
+
+def test_a_heic_cut_short_inside_its_depth_says_so_and_uses_the_model(tmp_path, embedded_dir, tiny_depth_model):
+    """An iPhone portrait cut short inside its depth item said "HEIF depth: undecodable (ValueError)"
+    (helper-106): now that the depth image cannot be decoded, the file cut short or damaged."""
+    data = (embedded_dir / "pug.heic").read_bytes()
+    src = tmp_path / "cut.heic"
+    src.write_bytes(data[: int(len(data) * 0.96)])
+    r = cli("depth", str(src), "-o", str(tmp_path / "d.png"), "--model", str(tiny_depth_model))
+    assert r.exit_code == 0, r.output
+    assert (f"warning: {src}: malformed embedded depth (HEIF depth: its image cannot be decoded (cut short or "
+            "damaged: ") in r.output and "using the depth model" in r.output, r.output

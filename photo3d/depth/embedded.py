@@ -56,7 +56,7 @@ import cv2
 import numpy as np
 
 from ..export import DIAGONAL_35MM
-from ..errors import InputFileError
+from ..errors import InputFileError, summarize
 from ..io import Photo, RefusedImage, jpeg_markers, no_pillow_pixel_limit, open_image, to_srgb
 
 SOURCES = ("auto", "embedded", "stereo", "model")
@@ -347,7 +347,7 @@ def decode_map_image(blob: bytes, what: str, max_px: int) -> np.ndarray:
     except RefusedImage as e:
         raise EmbeddedDepthError(f"{what}: {e}") from None
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError, EOFError) as e:
-        raise EmbeddedDepthError(f"{what}: undecodable image ({type(e).__name__})") from None
+        raise EmbeddedDepthError(f"{what}: its image cannot be decoded (cut short or damaged: {summarize(e, 80)})") from None
     if a.ndim == 3:
         a = a[..., 0]
     if a.ndim != 2 or min(a.shape) < MIN_MAP_SIDE:
@@ -542,7 +542,7 @@ def _heif_depth(heif, max_px: int) -> SourceDepth | None:
     try:
         a = np.asarray(d.to_pillow())
     except Exception as e:
-        raise EmbeddedDepthError(f"{what}: undecodable ({type(e).__name__})") from None
+        raise EmbeddedDepthError(f"{what}: its image cannot be decoded (cut short or damaged: {summarize(e, 80)})") from None
     if a.ndim == 3:
         a = a[..., 0]
     if a.ndim != 2 or min(a.shape) < MIN_MAP_SIDE:
