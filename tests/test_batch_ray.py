@@ -418,3 +418,22 @@ def test_a_stop_while_ray_starts_waits_for_ray_to_be_up() -> None:
         assert signal.getsignal(signal.SIGTERM) is ours
     finally:
         signal.signal(signal.SIGTERM, before)
+
+
+def test_address_auto_without_a_cluster_says_what_to_do(monkeypatch) -> None:
+    """``--address auto`` on a machine where no Ray runs gave Ray's own text, "Please specify the one
+    to connect to by setting `--address` flag", to a user who had (helper-106).  Now what to do:
+    start one, or leave --address out.  (ray.init is stood in for: a real cluster of this module's
+    may be running, which auto would find.)"""
+    from photo3d.errors import UsageError
+
+    def no_cluster(*a, **k):
+        raise ConnectionError("Could not find any running Ray instance. Please specify the one to connect to by "
+                              "setting `--address` flag or `RAY_ADDRESS` environment variable.")
+
+    monkeypatch.setattr(ray, "is_initialized", lambda: False)
+    monkeypatch.setattr(ray, "init", no_cluster)
+    with pytest.raises(UsageError) as e:
+        RayExecutor(address="auto")._connect()
+    assert str(e.value) == ("--address auto: no Ray cluster runs on this machine (start one with `ray start --head`, "
+                            "or leave --address out for a Ray of this run's own)")

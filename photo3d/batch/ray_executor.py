@@ -254,6 +254,10 @@ class RayExecutor(Executor):
                 except Exception as e:
                     if stopped:  # (a closed terminal's hang-up reached Ray's own processes too: they never came up)
                         raise KeyboardInterrupt from None
+                    if self.address == "auto" and "Could not find any running Ray instance" in str(e):
+                        # (Ray's own text told the user to set --address, which they had)
+                        raise UsageError("--address auto: no Ray cluster runs on this machine (start one with `ray start "
+                                         "--head`, or leave --address out for a Ray of this run's own)") from e
                     raise UsageError(f"--engine ray: cannot connect to {self.address or 'a local Ray'} ({e})") from e
             self._started = True
             if stopped:  # (Ray is up now: the batch's stop shuts it down cleanly)
