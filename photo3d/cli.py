@@ -426,6 +426,8 @@ def depth(
                                                           f"{i.get('height', '?')} depth map (larger = nearer), {r.seconds:.2f} s")
             if timings and i.get("seconds"):  # (as convert's --timings; depth had none)
                 line += " (" + ", ".join(f"{k} {v:.2f}" for k, v in i["seconds"].items()) + ")"
+            elif timings and "finished" in i:  # (a preview added to a kept map: its time at least)
+                line += f", {r.seconds:.2f} s"
             _say_result(r, line)
 
     from .depth import depth_task
@@ -471,8 +473,8 @@ def _convert_details(r, timings: bool) -> str:
     """What a converted photo holds: depth source, layers, vertices, the size of the file written
     (a video's or still's with its frames; the GLB in memory is not a file), time (+ stage timings)."""
     i = r.report
-    if "finished" in i:
-        return i["finished"]
+    if "finished" in i:  # (a page or video added from a kept output: with --timings, its time)
+        return i["finished"] + (f", {r.seconds:.2f} s" if timings else "")
     secs = f"{r.seconds:.2f} s"  # (the stages beside the time they add up to, not after a video's notes)
     if timings and i.get("seconds"):
         secs += " (" + ", ".join(f"{k} {v:.2f}" for k, v in i["seconds"].items()) + ")"

@@ -1283,6 +1283,10 @@ def test_rerun_of_a_folder_with_preview_adds_only_the_previews(tmp_path, tiny_de
     assert sorted(p.name for p in out.iterdir()) == ["p0.png", "p0.preview.png", "p1.png", "p1.preview.png"]
     assert {n: (out / n).stat().st_mtime_ns for n in stamps} == stamps
     assert "0 depth map(s) written, 2 completed (missing outputs added), 0 skipped (output exists), 0 failed" in r.output
+    # with --timings such a line says its time too (it said nothing more: helper-106)
+    (out / "p0.preview.png").unlink()
+    r = cli("depth", tmp_path / "in", "-o", out, "--model", tiny_depth_model, "--preview", "--timings")
+    assert re.search(r"missing outputs written from the existing p0\.png, \d+\.\d\d s$", lines(r.output)[0]), r.output
     # the summary's records: the previews written, their bytes (they were the kept maps' bytes, helper-66)
     for rec in json.loads(summary.read_text())["results"]:
         preview = Path(rec["output"]).with_suffix(".preview.png")
