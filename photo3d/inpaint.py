@@ -83,7 +83,7 @@ def inpaint_background(rgb: np.ndarray, ldi: LayeredDepth, radius: int = 4, mirr
     far-side pixels within ``band_px`` of each cut (``Background.band``), whose colour mixes in
     the foreground's: the visible layer leaves them out and they are re-synthesized here.  A
     sharpening halo beyond them, up to ``halo_px`` from the cut (:func:`photo3d.layers.far_halo`),
-    is re-synthesized too, never read.
+    is re-synthesized too, never read; nor is any other far-side pixel within ``band_px`` read.
     """
     h, w = ldi.inv.shape
     if not ldi.hole.any():
@@ -95,6 +95,11 @@ def inpaint_background(rgb: np.ndarray, ldi: LayeredDepth, radius: int = 4, mirr
     mask = ldi.inpaint_mask | ldi.hole | band
     if halo_px > band_px:
         mask |= far_halo(ldi, band, rgb, halo_px)
+    if band_px > 0:
+        # nor does it read the rest of the far side within the band's width: a pixel beside the cut
+        # tinted below the band's bar (a shirt's dark red rim on a brown wall, a pepper's on grey
+        # sky) was the fill's nearest source all along the edge, and the whole fill took its tint
+        mask |= far_band(ldi, band_px)
     ys, xs = _crop_box(mask | layer, 2 * radius + 2)
     m8 = mask[ys, xs].astype(np.uint8)
     crop = np.ascontiguousarray(rgb[ys, xs])

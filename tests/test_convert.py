@@ -661,6 +661,23 @@ def test_the_fill_beside_a_wing_tip_does_not_read_its_sharpening_halo(tmp_path, 
 
 
 @needs_shared
+def test_the_fill_beside_a_shoulder_does_not_take_the_tint_of_its_rim(tmp_path, shared_dir):
+    """A pink shirt on a brown wall (osie_0554) has a thin dark-red rim just beyond the cut, tinted
+    too little for the far band; it was the fill's nearest source all along the shoulder, and at
+    the left extreme a maroon band 8-10 px wide doubled the shoulder (helper-104).  The fill no
+    longer reads the far side within the band's width (``inpaint_background``).  Background-layer
+    pixels by the shoulder redder than the wall (CIELAB a* + 8): 837 of 1,036 before, 427 of 1,057 after."""
+    from photo3d.layers import photo_lab
+
+    photo, img, layer = _converted_view(shared_dir / "data" / "photos" / "osie" / "osie_0554.jpg", tmp_path, -1.0)
+    box = (slice(100, 230), slice(110, 270))
+    fill = layer[box] == 1
+    wall = photo_lab(photo)[100:130, 120:200].reshape(-1, 3).mean(0)
+    red = fill & ((photo_lab(img)[box][..., 1] - wall[1]) > 8)
+    assert fill.sum() > 800 and red.sum() < 600, (int(fill.sum()), int(red.sum()))
+
+
+@needs_shared
 def test_a_facade_seen_from_the_photos_viewpoint_is_the_photo(tmp_path, shared_dir):
     """A flat 3D triangle carries its texture linearly while the photo is its projection, so inside
     a large mesh cell whose corners differ in depth the texture slides: the straight bars of a
