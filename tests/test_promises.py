@@ -1306,7 +1306,7 @@ def test_a_folder_run_of_another_format_keeps_the_preview_beside_it(tmp_path, ti
     stamp = (out / "p.preview.png").stat().st_mtime_ns
     r = cli("depth", tmp_path / "in", "-o", out, "--model", tiny_depth_model, "--preview", "--format", "npy")
     assert r.exit_code == 0, r.output
-    assert f"p.preview.png kept (it exists: an earlier run's); --overwrite rewrites it" in r.output, r.output
+    assert "p.preview.png kept (it exists: an earlier run's); --overwrite rewrites it" in r.output, r.output
     assert (out / "p.preview.png").stat().st_mtime_ns == stamp and (out / "p.npy").is_file()
     assert f"-> {out / 'p.npy'}:" in r.output  # (the preview is not named as written)
     r = cli("depth", tmp_path / "in", "-o", out, "--model", tiny_depth_model, "--preview", "--format", "npy", "--overwrite")
