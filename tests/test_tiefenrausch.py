@@ -103,6 +103,36 @@ def test_import_names_the_file_at_fault_and_says_when_the_two_are_swapped(tmp_pa
         load_model(tmp_path / "swapped")
 
 
+def test_a_network_of_too_many_operators_is_refused_before_it_is_built(tmp_path):
+    """A 1.3 MB NetDef of 20,000 chained additions kept `model import` busy for 15 minutes, deaf to
+    Ctrl-C and SIGTERM, inside torch's scripting; 3,000 of them made a model no --model takes
+    (more than 256 KiB of code; helper-105).  A predict net of more than ``MAX_OPS`` operators is
+    refused at once."""
+    from helpers.cli import cli
+    from photo3d.depth.tiefenrausch import MAX_OPS
+
+    q = _ld(5, _ld(1, b"Y_scale") + _varint(2 << 3 | 5) + struct.pack("<f", 1 / 255)) + _ld(5, _ld(1, b"Y_zero_point") + _vi(3, 0))
+
+    def op(kind: bytes, ins: list[bytes], outs: list[bytes], *args: bytes) -> bytes:
+        return _ld(2, b"".join(_ld(1, x) for x in ins) + b"".join(_ld(2, x) for x in outs) + _ld(4, kind) + b"".join(args))
+
+    n = MAX_OPS + 1
+    net = op(b"Int8Quantize", [b"x"], [b"q0"], q)
+    net += b"".join(op(b"Int8Add", [b"q%d" % k, b"q%d" % k], [b"q%d" % (k + 1)], q) for k in range(n))
+    net += op(b"Int8Dequantize", [b"q%d" % n], [b"z"]) + _ld(7, b"x") + _ld(8, b"z")
+    folder = tmp_path / "huge"
+    folder.mkdir()
+    (folder / "tiefenrausch.pb").write_bytes(_ld(1, b"net") + net)
+    (folder / "tiefenrausch_init.pb").write_bytes(
+        _ld(1, b"init") + _ld(2, _ld(2, b"w") + _ld(4, b"Int8GivenTensorFill") + _ld(5, _ld(1, b"shape") + _ld(6, _varint(1)))
+                               + _ld(5, _ld(1, b"values") + _ld(4, b"\x00")) + q))
+    r = cli("model", "import", folder, "-o", tmp_path / "t.pt")
+    assert r.exit_code == 1 and r.output.strip() == (
+        f"error: {folder}/tiefenrausch.pb: holds {n + 2:,} operators; photo3d imports networks of at most "
+        f"{MAX_OPS:,} (Tiefenrausch has 193)"), r.output
+    assert not (tmp_path / "t.pt").exists()
+
+
 def test_a_network_whose_ops_do_not_fit_is_one_line_not_a_traceback(tmp_path):
     """NetDefs that decode but whose ops have the wrong inputs, outputs or arguments ended in a
     traceback from `photo3d model import` (ValueError, TypeError, IndexError, OverflowError), and

@@ -269,6 +269,9 @@ def _read_netdef(path: Path, parse):
         raise ModelError(f"corrupt Caffe2 NetDef ({type(e).__name__}: {e})", path) from e
 
 
+MAX_OPS = 1000  # operators of a predict net the importer takes (Tiefenrausch: 193)
+
+
 def read_graph(folder: str | Path) -> Graph:
     """Decode the two NetDef files in ``folder`` into a :class:`Graph`; ModelError if unusable."""
     folder = Path(folder)
@@ -283,6 +286,10 @@ def read_graph(folder: str | Path) -> Graph:
                          "swapped?", folder / PREDICT_NET)
     if not ops or not ext_out:
         raise ModelError("holds no network", folder / PREDICT_NET)
+    if len(ops) > MAX_OPS:  # (scripting and saving grow faster than the graph: 20,000 ops ran for 15 minutes
+        # deaf to Ctrl-C, and what 3,000 made no --model takes: more than 256 KiB of code; helper-105)
+        raise ModelError(f"holds {len(ops):,} operators; photo3d imports networks of at most {MAX_OPS:,} "
+                         "(Tiefenrausch has 193)", folder / PREDICT_NET)
     blobs = _read_netdef(folder / INIT_NET, _load_init)
 
     alias: dict[str, str] = {}  # layout-only ops
