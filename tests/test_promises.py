@@ -1889,3 +1889,72 @@ def test_a_file_photo3d_wrote_given_in_the_wrong_place_is_named_with_what_to_giv
     assert r.exit_code != 0 and f"no images found in {out}" in r.output and "rendered" not in r.output
     r = cli("convert", src, "-o", tmp_path / "b.glb", "--model", tiny_depth_model, "--max-megapixels", "0.001")
     assert r.exit_code != 0 and "(96x72 = 0.01 MP exceeds the --max-megapixels limit of 0.001 MP); --max-megapixels 0.01 reads it" in r.output, r.output
+
+
+def test_two_photos_whose_outputs_are_one_file_through_a_link_in_out_do_not_share_it(tmp_path, tiny_depth_model):
+    """``OUT/sub -> .``: ``in/y.png`` and ``in/sub/y.png`` both wrote ``OUT/y.png``, both said ok, and
+    the first photo's map was gone (a re-run skipped both; helper-105).  Outputs are told apart by
+    the folders they resolve to: the second fails, naming the first, and --summary cannot take an
+    output's place through the link either."""
+    photo(tmp_path / "in" / "y.png", seed=1)
+    photo(tmp_path / "in" / "sub" / "y.png", seed=2)
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "sub").symlink_to(".")
+    r = cli("depth", tmp_path / "in", "-o", out, "--model", tiny_depth_model)
+    assert r.exit_code == 1, r.output
+    assert (f"{out / 'y.png'}: cannot write (the same file as {out / 'sub' / 'y.png'}, through a link in the output "
+            "folder; rename one of the photos, or remove the link)") in r.output, r.output
+    assert "1 depth map(s) written, 0 skipped (output exists), 1 failed" in r.output
+    r = cli("depth", tmp_path / "in", "-o", out, "--model", tiny_depth_model, "--summary", out / "sub" / "y.png")
+    assert r.exit_code == 2 and "is one of the outputs" in r.output, r.output
+
+
+def test_a_page_written_before_its_video_was_stopped_is_said(tmp_path, tiny_depth_model):
+    """A photo stopped while its video rendered said "interrupted: nothing written", with its
+    ``--html`` page (written first: the GLB is in memory only then) on disk, a page of the user's
+    replaced (helper-105).  The stop line names it, and the summary's record lists it.  (The video's
+    writer sends the Ctrl-C itself: a timed signal would land anywhere.)"""
+    src = photo(tmp_path / "p.png")
+    args = ["convert", str(src), "-o", str(tmp_path / "v.mp4"), "--html", "--model", str(tiny_depth_model),
+            "--summary", str(tmp_path / "s.json")]
+    code = ("import os, signal, sys, time\n"
+            "import photo3d.video as video\n"
+            "def stopped(*a, **k):\n"
+            "    os.kill(os.getpid(), signal.SIGINT)\n"
+            "    time.sleep(30)\n"
+            "video.write_share = stopped\n"
+            f"sys.argv = ['photo3d'] + {args!r}\n"
+            "import photo3d\n"
+            "photo3d.main()\n")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env(), cwd=tmp_path, timeout=300)
+    assert r.returncode == 130, r.stderr[-3000:]
+    assert r.stderr.splitlines()[-1] == f"interrupted (kept: {tmp_path / 'v.html'}, written before the stop)", r.stderr
+    assert (tmp_path / "v.html").is_file() and not (tmp_path / "v.mp4").exists()
+    (rec,) = json.loads((tmp_path / "s.json").read_text())["results"]
+    assert rec["status"] == "not run" and rec["outputs"] == [str(tmp_path / "v.html")], rec
+
+
+@pytest.mark.parametrize("case", ["columns", "numba", "cwd"])
+def test_an_odd_environment_gives_one_line_not_silence_or_a_traceback(tmp_path, case):
+    """helper-105: ``COLUMNS=0`` printed nothing at all, errors included (rich took the width as 0);
+    ``NUMBA_NUM_THREADS=0`` ended a GIF in a 60-line traceback; a working folder deleted under the
+    shell ended in torch's "Intel oneMKL FATAL ERROR" with the usage-error code 2."""
+    e = env()
+    argv = cli_command("convert", str(tmp_path / "missing.jpg"), "-o", str(tmp_path / "x.glb"))
+    cwd = tmp_path
+    if case == "columns":
+        e["COLUMNS"] = "0"
+    elif case == "numba":
+        e["NUMBA_NUM_THREADS"] = "0"
+    else:
+        gone = tmp_path / "gone"
+        gone.mkdir()
+        argv = [sys.executable, "-c", f"import os, sys; os.chdir({str(gone)!r}); os.rmdir({str(gone)!r}); "
+                f"sys.argv = ['photo3d'] + {argv[argv.index('convert'):]!r}; import photo3d; photo3d.main()"]
+    r = subprocess.run(argv, capture_output=True, text=True, env=e, cwd=cwd, timeout=120)
+    said = {"columns": [f"error: {tmp_path / 'missing.jpg'}: no such file or folder"],
+            "numba": ["warning: NUMBA_NUM_THREADS='0' is not a number of threads; ignored",
+                      f"error: {tmp_path / 'missing.jpg'}: no such file or folder"],
+            "cwd": ["error: the current folder no longer exists (deleted while the shell was in it); cd to another folder"]}
+    assert r.returncode == 1 and r.stderr.splitlines() == said[case] and r.stdout == "", r.stderr[-3000:]

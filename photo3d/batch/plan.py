@@ -608,8 +608,34 @@ def plan_outputs(inputs: Sequence[Path], output: Path, suffixes: Sequence[str], 
             if str(j.dst) not in seen:  # one input file and -o FILE: the same job for every suffix
                 seen.add(str(j.dst))
                 jobs.append(j)
+    _refuse_aliased_outputs(jobs)
     _refuse_names_too_long(jobs)
     return jobs
+
+
+def real_key(path: Path) -> str:
+    """:func:`same_name_key` of ``path`` with the links of its folder resolved (the folder need not
+    exist yet: what does is resolved)."""
+    return same_name_key(os.path.join(os.path.realpath(path.parent), path.name))
+
+
+def _refuse_aliased_outputs(jobs: Sequence[Job]) -> None:
+    """Fail the jobs with an output (or side file) that is the same file as another job's through a
+    link inside OUT (``OUT/sub -> .``: ``in/y.jpg`` and ``in/sub/y.jpg`` both wrote ``OUT/y.glb``,
+    both said ok, and the first photo's 3D photo was gone; helper-105).  The names were told apart,
+    the folders they resolve to were not.  The first job in the order of the inputs' paths keeps it."""
+    owner: dict[str, Path] = {}
+    for j in sorted((j for j in jobs if not j.error), key=lambda j: (str(j.src), str(j.dst))):
+        for o in j.outputs:
+            key = real_key(o)
+            if (first := owner.get(key)) is not None and same_name_key(first) != same_name_key(o):
+                also = "" if o == j.dst else f"; {printable(j.dst)} not written either"
+                j.error = msg(o, f"cannot write (the same file as {printable(first)}, through a link in the output "
+                                 f"folder; rename one of the photos, or remove the link){also}")
+                break
+        else:
+            for o in j.outputs:
+                owner.setdefault(real_key(o), o)
 
 
 def _refuse_names_too_long(jobs: Sequence[Job]) -> None:
@@ -716,7 +742,7 @@ def check_summary_path(summary: Path, jobs: Sequence[Job], reads: Sequence[tuple
     if sid is not None and (what := next((w for w, p in reads if _file_id(p) == sid), None)):
         raise UsageError(f"--summary {printable(summary)}: would overwrite {what}; choose another file")
     target = os.path.abspath(summary).casefold()
-    if any(os.path.abspath(o).casefold() == target for j in jobs for o in j.outputs):
+    if any(real_key(o) == real_key(summary) for j in jobs for o in j.outputs):  # (also through a link)
         raise UsageError(f"--summary {printable(summary)}: is one of the outputs; choose another file")
     # a folder the outputs go into, not made yet: the summary, written first, took its name, and
     # every output failed with "Not a directory" (its re-run then refused -o as not a folder)

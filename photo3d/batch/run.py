@@ -186,7 +186,7 @@ def run_batch(
     archive of millions)."""
     console = console or stderr_console()  # (the process's one: a video's bar nests under the batch's)
     executor = executor or SequentialExecutor()
-    t_start = time.perf_counter()
+    t_start, t_wall = time.perf_counter(), time.time()
     results: dict[int, Result] = {}
     todo: list[Job] = []
     finish: list[int] = []
@@ -330,8 +330,9 @@ def run_batch(
                 with contextlib.suppress(OSError):
                     os.rmdir(folder)
     for i, job in enumerate(jobs):
-        if i not in results:
-            results[i] = Result(job.src, job.dst, Status.not_run)
+        if i not in results:  # (a page written before its video was stopped stays: said, not "nothing written")
+            made = [str(p) for p in job.sides if _written_since(p, t_wall)]
+            results[i] = Result(job.src, job.dst, Status.not_run, report={"outputs": made} if made else {})
     return BatchReport(
         results=one_failure_per_input([results[i] for i in range(len(jobs))]),
         engine=executor.name,
@@ -377,6 +378,14 @@ def one_failure_per_input(results: list[Result]) -> list[Result]:
     return out
 
 
+def _written_since(path: Path, since: float) -> bool:
+    """Whether ``path`` is a whole output written at or after ``since`` (``time.time()``)."""
+    try:
+        return output_state(path) == "done" and os.stat(path).st_mtime >= since - 1.0
+    except OSError:
+        return False
+
+
 def print_report(report: BatchReport, console: Console, done: str = "converted", folder: bool = False) -> None:
     """Close a batch: the fatal error, the failed files again, and the counts (``done``: what
     the outputs written are called, :attr:`Task.done`); ``folder``: an input was a folder, whose
@@ -411,8 +420,12 @@ def print_report(report: BatchReport, console: Console, done: str = "converted",
         say(console, f"{these} {'exists' if len(kept) == 1 else 'exist'}, kept (--overwrite rewrites "
                      f"{'it' if len(kept) == 1 else 'them'})", kind="")
     if report.interrupted:  # (one output: a new run starts it over, there is nothing to continue)
+        # side files of a photo stopped before its output (the page, written before the video)
+        kept = [o for r in report.results if r.status == Status.not_run for o in r.report.get("outputs", ())]
         said = ("interrupted: run the same command again to continue where it stopped" if n > 1 else
-                "interrupted" if report.count(Status.ok) else "interrupted: nothing written")
+                "interrupted" if report.count(Status.ok) or kept else "interrupted: nothing written")
+        if kept:
+            said += f" (kept: {', '.join(map(printable, kept))}, written before the stop)"
         console.print(said, highlight=False, soft_wrap=True)
 
 
