@@ -92,8 +92,10 @@ def pixel_limit_hint(w: int, h: int, max_megapixels: float) -> str:
     over: helper-106): ``"; --max-megapixels 0.3 reads it"``, with the decimals of the size shown."""
     mp = w * h / 1e6
     d = next((d for d in range(1, 10) if float(f"{mp:.{d}f}") > max_megapixels), 9)
-    need = math.ceil(round(mp * 10**d, 6)) / 10**d if mp < 10 else math.ceil(mp)
-    return f"; --max-megapixels {need:g} reads it"
+    if mp >= 10:
+        return f"; --max-megapixels {math.ceil(mp)} reads it"
+    need = f"{math.ceil(round(mp * 10**d, 6)) / 10**d:.{d}f}".rstrip("0").rstrip(".")  # (not 1.5 for 1.500004, nor 2e-05)
+    return f"; --max-megapixels {need} reads it"
 
 
 # Pillow refuses a PNG whose text or colour-profile chunk unpacks to more than 1 MB ("Decompressed
@@ -1107,9 +1109,13 @@ def load_image(
         if path.suffix.lower() in (".html", ".htm"):  # photo3d's own page: which file to give instead
             from .viewer import page_glb
 
-            if page_glb(path) is not None:
-                raise InputFileError(f"a viewer page, not a photo: give the 3D photo it shows "
-                                     f"({printable(path.with_suffix('.glb').name)}), which is rendered as it is", path) from e
+            if (glb := page_glb(path)) is not None:
+                beside = path.with_suffix(".glb")  # (named only where it is the page's own: -o NAME.html writes none)
+                said = (f"give the 3D photo it shows ({printable(beside.name)}), which is rendered as it is"
+                        if beside.is_file() and beside.read_bytes() == glb else
+                        "photo3d renders a 3D photo given as a .glb: convert the photo with -o NAME.glb (or "
+                        "--format glb) to have one")
+                raise InputFileError(f"a viewer page, not a photo: {said}", path) from e
         raise InputFileError(f"not an image (unknown or unsupported format; photo3d reads {READ_FORMATS})", path) from e
     except PermissionError as e:
         raise InputFileError("unreadable (permission denied)", path) from e

@@ -305,7 +305,7 @@ def photo_texture(photo: Photo, max_side: int, quality: int, max_bytes: int | No
     for _ in range(8):
         tw, th = max(1, round(W * s)), max(1, round(H * s))
         img = photo.rgb if (tw, th) == (W, H) else cv2.resize(photo.rgb, (tw, th), interpolation=cv2.INTER_AREA)
-        jpeg = encode_jpeg(img, q)
+        jpeg, used = encode_jpeg(img, q), q
         if max_bytes is None or len(jpeg) <= max_bytes:
             break
         if s > floor:
@@ -314,7 +314,7 @@ def photo_texture(photo: Photo, max_side: int, quality: int, max_bytes: int | No
             q = max(50, q - 10)
         else:
             break
-    return Texture(jpeg, (tw, th), quality=q)
+    return Texture(jpeg, (tw, th), quality=used)
 
 
 def background_texture(bg: Background, quality: int, max_side: int = defaults.MAX_TEXTURE_LIMIT) -> Texture | None:
@@ -543,7 +543,7 @@ def texture_note(texture: Texture, camera: Camera, opts: ConvertOptions) -> str 
         lost.append(f"{texture.size[0]}x{texture.size[1]}")
     if texture.quality and texture.quality < opts.jpeg_quality:
         lost.append(f"quality {texture.quality}")
-    return f"texture reduced to {', '.join(lost)} to fit {opts.max_glb_bytes / 1e6:g} MB" if lost else None
+    return f"the 3D photo's texture reduced to {', '.join(lost)} to fit the GLB's {opts.max_glb_bytes / 1e6:g} MB" if lost else None
 
 
 def warm_up(opts: ConvertOptions | None) -> Future | None:

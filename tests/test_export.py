@@ -179,5 +179,5 @@ def test_glb_size_budget_shrinks_texture_and_geometry(tmp_path):
     assert_valid_glb(tmp_path / "fit.glb")
     # ... and says so: the texture asked for (the photo's side, --max-texture, --quality) was given up
     tw, th = rep["texture"]
-    assert rep["texture_note"] == f"texture reduced to {tw}x{th} to fit 0.7 MB"
+    assert rep["texture_note"] == f"the 3D photo's texture reduced to {tw}x{th} to fit the GLB's 0.7 MB"
     assert "texture_note" not in free

@@ -1311,7 +1311,8 @@ def test_a_folder_run_of_another_format_keeps_the_preview_beside_it(tmp_path, ti
     assert f"-> {out / 'p.npy'}:" in r.output  # (the preview is not named as written)
     r = cli("depth", tmp_path / "in", "-o", out, "--model", tiny_depth_model, "--preview", "--format", "npy", "--overwrite")
     assert r.exit_code == 0 and "kept" not in r.output, r.output
-    assert (out / "p.preview.png").stat().st_mtime_ns != stamp and (out / "p.preview.png").read_bytes()[:8] == before[:8]
+    assert (out / "p.preview.png").stat().st_mtime_ns != stamp
+    assert np.array_equal(np.asarray(Image.open(out / "p.preview.png")), np.asarray(Image.open(io.BytesIO(before))))
 
 
 def test_the_result_line_names_every_output(tmp_path, tiny_depth_model):
@@ -1883,10 +1884,25 @@ def test_a_file_photo3d_wrote_given_in_the_wrong_place_is_named_with_what_to_giv
     r = cli("convert", out / "p.html", "-o", tmp_path / "v.gif")
     assert r.exit_code != 0 and lines(r.output) == [
         f"error: {out / 'p.html'}: a viewer page, not a photo: give the 3D photo it shows (p.glb), which is rendered as it is"], r.output
+    # a page alone (-o NAME.html writes no GLB; helper-107): no GLB is named that is not there
+    assert cli("convert", src, "-o", out / "alone.html", "--model", tiny_depth_model).exit_code == 0
+    r = cli("convert", out / "alone.html", "-o", tmp_path / "w.gif")
+    assert r.exit_code != 0 and lines(r.output) == [
+        f"error: {out / 'alone.html'}: a viewer page, not a photo: photo3d renders a 3D photo given as a .glb: convert "
+        "the photo with -o NAME.glb (or --format glb) to have one"], r.output
+    # a preview renamed: no map "beside it" of a made-up name
+    shutil.copy(tmp_path / "m.preview.png", tmp_path / "colours.png")
+    r = cli("convert", src, "-o", tmp_path / "c.glb", "--depth", tmp_path / "colours.png")
+    assert r.exit_code != 0 and lines(r.output) == [
+        f"error: {tmp_path / 'colours.png'}: a depth map's colour preview, not the map: give the depth map it was made from"]
     r = cli("convert", out, "-o", tmp_path / "videos", "--format", "gif")
     assert r.exit_code != 0 and f"no images found in {out} (3D photos are rendered only when named: {out / '*.glb'})" in r.output
     r = cli("depth", out, "-o", tmp_path / "maps")  # (depth maps are of photos: no such hint)
     assert r.exit_code != 0 and f"no images found in {out}" in r.output and "rendered" not in r.output
+    from photo3d.io import pixel_limit_hint
+
+    assert pixel_limit_hint(934, 1606, 1.5) == "; --max-megapixels 1.500004 reads it"  # (not 1.5, the limit itself)
+    assert pixel_limit_hint(4, 5, 0.00001) == "; --max-megapixels 0.00002 reads it"  # (not 2e-05)
     r = cli("convert", src, "-o", tmp_path / "b.glb", "--model", tiny_depth_model, "--max-megapixels", "0.001")
     assert r.exit_code != 0 and "(96x72 = 0.01 MP exceeds the --max-megapixels limit of 0.001 MP); --max-megapixels 0.01 reads it" in r.output, r.output
 
@@ -1933,6 +1949,13 @@ def test_a_page_written_before_its_video_was_stopped_is_said(tmp_path, tiny_dept
     assert (tmp_path / "v.html").is_file() and not (tmp_path / "v.mp4").exists()
     (rec,) = json.loads((tmp_path / "s.json").read_text())["results"]
     assert rec["status"] == "not run" and rec["outputs"] == [str(tmp_path / "v.html")], rec
+    # a depth map written before its preview was stopped (helper-107): the map is said, not "nothing written"
+    code = code.replace("photo3d.video as video", "photo3d.depth.maps as video").replace("video.write_share", "video.save_preview")
+    code = code.replace(repr(args), repr(["depth", str(src), "-o", str(tmp_path / "m.png"), "--preview", "--model",
+                                          str(tiny_depth_model)]))
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env(), cwd=tmp_path, timeout=300)
+    assert r.returncode == 130 and r.stderr.splitlines()[-1] == (
+        f"interrupted (kept: {tmp_path / 'm.png'}, written before the stop)"), r.stderr[-3000:]
 
 
 @pytest.mark.parametrize("case", ["columns", "numba", "cwd"])

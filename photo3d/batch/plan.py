@@ -613,10 +613,14 @@ def plan_outputs(inputs: Sequence[Path], output: Path, suffixes: Sequence[str], 
     return jobs
 
 
-def real_key(path: Path) -> str:
+def real_key(path: Path, folders: dict[Path, str] | None = None) -> str:
     """:func:`same_name_key` of ``path`` with the links of its folder resolved (the folder need not
-    exist yet: what does is resolved)."""
-    return same_name_key(os.path.join(os.path.realpath(path.parent), path.name))
+    exist yet: what does is resolved); ``folders`` caches the resolved folders (a million photos
+    in a few thousand folders)."""
+    folders = {} if folders is None else folders
+    if (real := folders.get(path.parent)) is None:
+        real = folders[path.parent] = os.path.realpath(path.parent)
+    return same_name_key(os.path.join(real, path.name))
 
 
 def _refuse_aliased_outputs(jobs: Sequence[Job]) -> None:
@@ -625,9 +629,10 @@ def _refuse_aliased_outputs(jobs: Sequence[Job]) -> None:
     both said ok, and the first photo's 3D photo was gone; helper-105).  The names were told apart,
     the folders they resolve to were not.  The first job in the order of the inputs' paths keeps it."""
     owner: dict[str, Path] = {}
+    folders: dict[Path, str] = {}
     for j in sorted((j for j in jobs if not j.error), key=lambda j: (str(j.src), str(j.dst))):
         for o in j.outputs:
-            key = real_key(o)
+            key = real_key(o, folders)
             if (first := owner.get(key)) is not None and same_name_key(first) != same_name_key(o):
                 also = "" if o == j.dst else f"; {printable(j.dst)} not written either"
                 j.error = msg(o, f"cannot write (the same file as {printable(first)}, through a link in the output "
@@ -635,7 +640,7 @@ def _refuse_aliased_outputs(jobs: Sequence[Job]) -> None:
                 break
         else:
             for o in j.outputs:
-                owner.setdefault(real_key(o), o)
+                owner.setdefault(real_key(o, folders), o)
 
 
 def _refuse_names_too_long(jobs: Sequence[Job]) -> None:
@@ -742,7 +747,9 @@ def check_summary_path(summary: Path, jobs: Sequence[Job], reads: Sequence[tuple
     if sid is not None and (what := next((w for w, p in reads if _file_id(p) == sid), None)):
         raise UsageError(f"--summary {printable(summary)}: would overwrite {what}; choose another file")
     target = os.path.abspath(summary).casefold()
-    if any(real_key(o) == real_key(summary) for j in jobs for o in j.outputs):  # (also through a link)
+    folders: dict[Path, str] = {}
+    key = real_key(summary, folders)
+    if any(real_key(o, folders) == key for j in jobs for o in j.outputs):  # (also through a link)
         raise UsageError(f"--summary {printable(summary)}: is one of the outputs; choose another file")
     # a folder the outputs go into, not made yet: the summary, written first, took its name, and
     # every output failed with "Not a directory" (its re-run then refused -o as not a folder)

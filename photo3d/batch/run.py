@@ -186,7 +186,7 @@ def run_batch(
     archive of millions)."""
     console = console or stderr_console()  # (the process's one: a video's bar nests under the batch's)
     executor = executor or SequentialExecutor()
-    t_start, t_wall = time.perf_counter(), time.time()
+    t_start = time.perf_counter()
     results: dict[int, Result] = {}
     todo: list[Job] = []
     finish: list[int] = []
@@ -198,8 +198,10 @@ def run_batch(
             failed_srcs.add(r.input)
             say(ui_console, r.error or msg(r.src, "failed"))
 
+    stamps: dict[Path, tuple[int, int] | None] = {}  # what was at each output before the run (see _written_in_run)
     for i, job in enumerate(jobs):
         states = {p: output_state(p) for p in job.outputs}
+        stamps.update((p, _stamp(p) if state in OUTPUT_THERE else None) for p, state in states.items())
         if job.error:
             results[i] = Result(job.src, job.dst, Status.failed, error=job.error, given=job.given)
             say_failed(results[i], console)
@@ -331,7 +333,8 @@ def run_batch(
                     os.rmdir(folder)
     for i, job in enumerate(jobs):
         if i not in results:  # (a page written before its video was stopped stays: said, not "nothing written")
-            made = [str(p) for p in job.sides if _written_since(p, t_wall)]
+            with stop_signals_ignored() if interrupted else contextlib.nullcontext():
+                made = [str(p) for p in job.outputs if _written_in_run(p, stamps.get(p))] if interrupted else []
             results[i] = Result(job.src, job.dst, Status.not_run, report={"outputs": made} if made else {})
     return BatchReport(
         results=one_failure_per_input([results[i] for i in range(len(jobs))]),
@@ -378,12 +381,19 @@ def one_failure_per_input(results: list[Result]) -> list[Result]:
     return out
 
 
-def _written_since(path: Path, since: float) -> bool:
-    """Whether ``path`` is a whole output written at or after ``since`` (``time.time()``)."""
+def _stamp(path: Path) -> tuple[int, int] | None:
     try:
-        return output_state(path) == "done" and os.stat(path).st_mtime >= since - 1.0
+        st = os.stat(path)
     except OSError:
-        return False
+        return None
+    return st.st_ino, st.st_mtime_ns
+
+
+def _written_in_run(path: Path, before: tuple[int, int] | None) -> bool:
+    """Whether ``path`` is a whole output that this run wrote: there now, and not the file that
+    was there before it (``before``: its :func:`_stamp` then; outputs are replaced by a rename, a
+    new inode)."""
+    return output_state(path) == "done" and _stamp(path) != before
 
 
 def print_report(report: BatchReport, console: Console, done: str = "converted", folder: bool = False) -> None:

@@ -329,10 +329,11 @@ def load_depth_map(path: str | Path, max_megapixels: float | None = DEFAULT_MAX_
         raise InputFileError(f"not a readable depth map image ({summarize(e)})", path) from e
     if a.ndim == 3:
         if a.shape[2] >= 3 and _is_colour(a):
-            if own_preview:  # photo3d's colour preview of a map: the map is beside it
-                name = Path(path).name.removesuffix(".preview.png")
-                raise InputFileError(f"a depth map's colour preview, not the map: give the map beside it "
-                                     f"({printable(name)}.png or .npy)", path)
+            if own_preview:  # photo3d's colour preview of a map: the map is beside it (unless renamed)
+                name = Path(path).name
+                beside = (f"give the map beside it ({printable(name.removesuffix('.preview.png'))}.png or .npy)"
+                          if name.endswith(".preview.png") else "give the depth map it was made from")
+                raise InputFileError(f"a depth map's colour preview, not the map: {beside}", path)
             raise InputFileError("depth map is a colour image; give a single-channel (grey) depth map", path)
         a = a[..., 0]  # grey (a grey image stored as RGB, or grey + alpha)
     if mode.startswith("I;16") or a.dtype == np.uint16:
