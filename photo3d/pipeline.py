@@ -41,6 +41,8 @@ BG_TEXTURE_MARGIN = 8  # working pixels of real colour kept around the backgroun
 MIN_TEXTURE_SIDE = 1024  # the size budget never shrinks the photo's texture below this
 MAX_TOL_SCALE = 8.0  # ... nor coarsens the mesh beyond this many times ``tol_px``
 MIN_WORKING_SIDE = 384  # ... before that, the geometry grid itself gets coarser, down to this side
+LAST_WORKING_SIDE = 96  # ... or to this one, where the meshes leave the texture less than MIN_TEXTURE_BYTES
+MIN_TEXTURE_BYTES = 150_000  # (a depth map rough all over, cut at every pixel: a 4.1 MB GLB said to fit 2 MB)
 SHOWN = 128  # alpha from which a pixel of a cut-out is shown (glTF's alpha test at 0.5); below, it is left out
 
 
@@ -489,10 +491,18 @@ def fit_to_budget(photo: Photo, geo: Geometry, opts: ConvertOptions, timings: di
     side = max(geo.inv.shape)
     while True:
         built = build_from_geometry(photo, geo, opts, timings, small, texture)
-        if built.overshoot <= 1.0 or disparity is None or side <= MIN_WORKING_SIDE:
+        if built.overshoot <= 1.0 or disparity is None:
+            break
+        left = opts.max_glb_bytes - built.mesh_bytes - sum(len(t.jpeg) for t in built.textures[1:]) - _JSON_SLACK
+        floor = MIN_WORKING_SIDE if left >= MIN_TEXTURE_BYTES else LAST_WORKING_SIDE
+        if side <= floor:
             break
         # vertices along depth edges grow with the grid's side: shrink it by the overshoot, and some
-        side = max(MIN_WORKING_SIDE, int(side * min(0.8, 0.9 / built.overshoot)))
+        # (below MIN_WORKING_SIDE, a depth cut all over: its vertices grow with the grid's area)
+        if side > MIN_WORKING_SIDE:
+            side = max(MIN_WORKING_SIDE, int(side * min(0.8, 0.9 / built.overshoot)))
+        else:
+            side = max(floor, int(side * min(0.8, (0.9 / built.overshoot) ** 0.5)))
         shape = working_shape(photo.width, photo.height, side)
         small = working_photo(photo, shape)
         disparity = cv2.resize(disparity, shape[::-1], interpolation=cv2.INTER_AREA)
@@ -528,6 +538,10 @@ def pack_glb(built: Built, opts: ConvertOptions, timings: dict, extras: dict) ->
     }
     if note:
         report["texture_note"] = note
+    if opts.max_glb_bytes and len(glb) > opts.max_glb_bytes:  # (the coarsest grid still over: said, not claimed to fit)
+        report["warnings"] = [f"the GLB is {len(glb) / 1e6:.2f} MB, over its {opts.max_glb_bytes / 1e6:g} MB budget: the "
+                              "depth is too rough all over for the mesh to coarsen (a smoother depth map, or a smaller "
+                              "--parallax)"]
     return glb, report
 
 
