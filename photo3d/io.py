@@ -1000,12 +1000,18 @@ def input_file(path: Path, what: str, missing: str = "no such file", error: type
     return st
 
 
+# a 35 mm-equivalent focal under this is no rectilinear lens's (the widest are 10-12 mm): a fisheye's, or
+# a wrong tag; the pinhole camera of 1 mm saw 175 degrees, the viewer's zoom hit its cap of 20x and
+# the videos' frames were up to 35 % black (helper-108).  Such a tag is not used: the default guess is.
+MIN_FOCAL_35MM = 8.0
+
+
 def _focal_35mm(im: Image.Image) -> float | None:
     try:
         exif = im.getexif()
         value = exif.get_ifd(_EXIF_IFD).get(_FOCAL_35MM) or exif.get(_FOCAL_35MM)
         value = float(value) if value else None
-        return value if value and 1.0 <= value <= 5000.0 else None
+        return value if value and MIN_FOCAL_35MM <= value <= 5000.0 else None
     except Exception:
         return None
 

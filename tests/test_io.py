@@ -483,6 +483,12 @@ def test_focal_length_from_exif(tmp_path):
     assert load_image(tmp_path / "f.jpg").focal_35mm == 28.0
     im.save(tmp_path / "nof.jpg")
     assert load_image(tmp_path / "nof.jpg").focal_35mm is None
+    # a focal no rectilinear lens has (1 mm: a wrong tag, or a fisheye's) is not used (helper-108: the
+    # pinhole camera saw 175 degrees, the zoom hit its 20x cap, video frames were up to 35 % black)
+    for focal, used in ((1, None), (7, None), (8, 8.0), (13, 13.0)):
+        exif.get_ifd(0x8769)[0xA405] = focal
+        im.save(tmp_path / "w.jpg", exif=exif.tobytes())
+        assert load_image(tmp_path / "w.jpg").focal_35mm == used, focal
 
 
 def test_reduced_decode(tmp_path):
