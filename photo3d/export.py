@@ -278,8 +278,11 @@ def read_glb(data: bytes) -> tuple[dict, bytes]:
         raise ValueError("no JSON chunk")
     if jlen > MAX_JSON_BYTES:  # (parsed, 30 MB of "{}" took 26 times as much memory)
         raise ValueError(f"a JSON chunk of {jlen:,} bytes, far more than a 3D photo's")
+    def not_json(word: str):  # (Python's parser takes NaN and Infinity; JSON, and glTF, do not: helper-108)
+        raise ValueError(f"{word} is not a JSON number")
+
     try:
-        tree = json.loads(data[20 : 20 + jlen])
+        tree = json.loads(data[20 : 20 + jlen], parse_constant=not_json)
     except RecursionError:
         raise ValueError("its JSON is nested too deep") from None
     except ValueError as e:  # (not UTF-8, not JSON, a number of 5,000 digits)

@@ -204,3 +204,31 @@ def test_a_depth_map_rough_all_over_still_fits_the_budget_and_renders(tmp_path):
     assert_valid_glb(tmp_path / "r.glb")
     r = cli("convert", tmp_path / "r.glb", "-o", tmp_path / "r.html")
     assert r.exit_code == 0, r.output
+
+
+def test_a_glb_whose_json_holds_nan_or_infinity_is_refused(tmp_path):
+    """Python's JSON parser takes ``NaN`` and ``Infinity``; JSON and glTF do not. A GLB given as input
+    with them was copied as it is (``-o out.glb``, failing the Khronos validator) and its page said
+    it was damaged (helper-108).  Now it is refused as any JSON that does not parse."""
+    import json
+    import struct
+
+    from helpers.cli import cli
+
+    src = tmp_path / "p.png"
+    Image.fromarray(np.full((60, 80, 3), 120, np.uint8)).save(src)
+    np.save(tmp_path / "d.npy", np.tile(np.linspace(0.2, 0.8, 60, dtype=np.float32)[:, None], (1, 80)))
+    convert_file(src, tmp_path / "ok.glb", ConvertOptions(depth=tmp_path / "d.npy"))
+    tree, binary = read_glb((tmp_path / "ok.glb").read_bytes())
+    for word, value in (("NaN", float("nan")), ("Infinity", float("inf"))):
+        tree["extras"]["bad"] = value
+        j = json.dumps(tree).encode()
+        j += b" " * (-len(j) % 4)
+        glb = (struct.pack("<III", 0x46546C67, 2, 28 + len(j) + len(binary)) + struct.pack("<II", len(j), 0x4E4F534A)
+               + j + struct.pack("<II", len(binary), 0x004E4942) + binary)
+        (tmp_path / "bad.glb").write_bytes(glb)
+        with pytest.raises(ValueError, match=f"{word} is not a JSON number"):
+            read_glb(glb)
+        r = cli("convert", tmp_path / "bad.glb", "-o", tmp_path / "out.glb")
+        assert r.exit_code == 1 and f"its JSON does not parse ({word} is not a JSON number)" in r.output, r.output
+        assert not (tmp_path / "out.glb").exists()
