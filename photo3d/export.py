@@ -281,6 +281,8 @@ def read_glb(data: bytes) -> tuple[dict, bytes]:
     def not_json(word: str):  # (Python's parser takes NaN and Infinity; JSON, and glTF, do not: helper-108)
         raise ValueError(f"{word} is not a JSON number")
 
+    if data[20:23] == b"\xef\xbb\xbf":  # (glTF's JSON has none)
+        raise ValueError("its JSON starts with a byte-order mark")
     try:
         tree = json.loads(data[20 : 20 + jlen], parse_constant=not_json)
     except RecursionError:

@@ -109,8 +109,40 @@ def validate(tree: dict, binary: bytes) -> None:
         raise SceneError("it uses extensions photo3d never writes")
     accessors, views, meshes = tree["accessors"], tree["bufferViews"], tree["meshes"]
     nodes, materials, textures, images = tree["nodes"], tree["materials"], tree["textures"], tree["images"]
-    if not all(isinstance(x, list) for x in (accessors, views, meshes, nodes, materials, textures, images)):
+    cameras, samplers, buffers = tree.get("cameras", []), tree.get("samplers", []), tree.get("buffers")
+    if not all(isinstance(x, list) for x in (accessors, views, meshes, nodes, materials, textures, images, cameras,
+                                             samplers, buffers)):
         raise SceneError("its parts are not lists")
+    # what the Khronos validator refuses and photo3d never writes (helper-108: such a GLB given as input
+    # was copied as it is, and its page said it was damaged): another glTF version, a buffer not the
+    # binary chunk, a camera or sampler named that is not there, a camera looking from behind itself
+    if not isinstance(tree.get("asset"), dict) or tree["asset"].get("version") != "2.0":
+        raise SceneError("not glTF 2.0")
+    if len(buffers) != 1 or set(buffers[0]) - {"byteLength", "name"} or type(buffers[0].get("byteLength")) is not int \
+            or not 0 <= len(binary) - buffers[0]["byteLength"] < 4:
+        raise SceneError("its buffer is not its binary chunk")
+    for n in nodes:
+        if "camera" in n:
+            _index(n["camera"], len(cameras), "a node names camera")
+    for c in cameras:
+        persp = c.get("perspective") if isinstance(c, dict) else None
+        if c.get("type") != "perspective" or not isinstance(persp, dict) \
+                or not all(isinstance(persp.get(k), (int, float)) for k in ("yfov", "znear")) \
+                or not 0 < persp["yfov"] < math.pi or not persp["znear"] > 0 \
+                or ("zfar" in persp and not (isinstance(persp["zfar"], (int, float)) and persp["zfar"] > persp["znear"])):
+            raise SceneError("a camera not as photo3d writes it")
+    for tex in textures:
+        if "sampler" in tex:
+            _index(tex["sampler"], len(samplers), "a texture names sampler")
+    if any(v.get("target", 34962) not in (34962, 34963) for v in views):
+        raise SceneError("a buffer view of another kind than vertices or indices")
+    declared = set(tree.get("extensionsUsed") or ())
+    for m in materials:
+        pbr = m.get("pbrMetallicRoughness") if isinstance(m, dict) else None
+        if not isinstance(pbr, dict) or not all(isinstance(pbr.get(k, 0), (int, float)) and 0 <= pbr.get(k, 0) <= 1
+                                                for k in ("metallicFactor", "roughnessFactor")) \
+                or set(m.get("extensions") or ()) - declared:
+            raise SceneError("a material not as photo3d writes it")
     if not 1 <= len(meshes) <= MAX_MESHES or len(nodes) > len(meshes) + 1 or len(materials) > MAX_MESHES \
             or len(textures) > MAX_MESHES or len(images) != len(textures):
         raise SceneError(f"{len(nodes)} nodes, {len(meshes)} meshes, {len(textures)} textures: not as photo3d writes them")
@@ -171,15 +203,29 @@ def validate(tree: dict, binary: bytes) -> None:
         if set(attrs) - set(_ATTRIBUTES) or not {"POSITION", "TEXCOORD_0"} <= set(attrs):
             raise SceneError(f"a mesh with attributes {sorted(attrs)}")
         counts = {acc(attrs[name], name, ctypes, kind)["count"] for name, (ctypes, kind) in _ATTRIBUTES.items() if name in attrs}
+        if any(accessors[attrs[name]].get("normalized", False) is not (name != "POSITION") for name in attrs):
+            raise SceneError("texture coordinates or colours that are not normalized: not as photo3d writes them")
         acc(prim["indices"], "indices", {5123, 5125}, "SCALAR")
+        # (each buffer view as the kind it is used as: indices, vertices)
+        if views[accessors[prim["indices"]]["bufferView"]].get("target", 34963) != 34963 or any(
+                views[accessors[attrs[name]]["bufferView"]].get("target", 34962) != 34962 for name in attrs):
+            raise SceneError("a buffer view used as another kind than it says")
         if len(counts) != 1 or counts.pop() > MAX_VERTICES:
             raise SceneError("a mesh whose vertices have not one position, texture coordinate (and colour) each")
         pos = _accessor(tree, binary, attrs["POSITION"])
         if not np.isfinite(pos).all() or (pos[:, 2] >= 0).any():
             raise SceneError("positions that are not numbers in front of the camera")
+        bounds = accessors[attrs["POSITION"]]
+        lo, hi = (np.asarray(bounds.get(k, ()), np.float64) for k in ("min", "max"))
+        if lo.shape != (3,) or hi.shape != (3,) or (pos.min(axis=0) < lo - 1e-4 * (1 + abs(lo))).any() \
+                or (pos.max(axis=0) > hi + 1e-4 * (1 + abs(hi))).any():
+            raise SceneError("positions outside the bounds their accessor gives (glTF requires them)")
         faces = _accessor(tree, binary, prim["indices"]).reshape(-1, 3).astype(np.int64)
         if faces.size and (faces.max() >= len(pos)):
             raise SceneError(f"a face names vertex {int(faces.max())} of {len(pos)}")
+        ib = accessors[prim["indices"]]
+        if faces.size and any(k in ib and ib[k] != [int(f(faces))] for k, f in (("min", np.min), ("max", np.max))):
+            raise SceneError("indices outside the bounds their accessor gives")
         for k, (ex, ey) in enumerate(eyes):
             q = (pos[:, :2] - np.array([ex, ey], np.float32)) / -pos[:, 2:3]  # on the image plane at distance 1
             tri = q[faces]  # (m, 3, 2)

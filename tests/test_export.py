@@ -232,3 +232,59 @@ def test_a_glb_whose_json_holds_nan_or_infinity_is_refused(tmp_path):
         r = cli("convert", tmp_path / "bad.glb", "-o", tmp_path / "out.glb")
         assert r.exit_code == 1 and f"its JSON does not parse ({word} is not a JSON number)" in r.output, r.output
         assert not (tmp_path / "out.glb").exists()
+
+
+def test_a_glb_the_gltf_validator_refuses_is_refused_as_input(tmp_path):
+    """GLBs given as input that photo3d took (copying them as they were, or showing a page that said
+    it was damaged) though the Khronos validator refuses them (helper-108): each is one line now,
+    and photo3d's own GLB still renders."""
+    import copy
+    import json
+    import struct
+
+    from helpers.cli import cli
+
+    src = tmp_path / "p.png"
+    Image.fromarray(np.full((60, 80, 3), 120, np.uint8)).save(src)
+    d = np.full((60, 80), 0.2, np.float32)
+    d[15:45, 25:55] = 0.9
+    np.save(tmp_path / "d.npy", d)
+    convert_file(src, tmp_path / "ok.glb", ConvertOptions(depth=tmp_path / "d.npy"))
+    tree, binary = read_glb((tmp_path / "ok.glb").read_bytes())
+
+    def glb(t: dict, bom: bool = False) -> bytes:
+        j = (b"\xef\xbb\xbf" if bom else b"") + json.dumps(t).encode()
+        j += b" " * (-len(j) % 4)
+        return (struct.pack("<III", 0x46546C67, 2, 28 + len(j) + len(binary)) + struct.pack("<II", len(j), 0x4E4F534A)
+                + j + struct.pack("<II", len(binary), 0x004E4942) + binary)
+
+    def changed(f) -> dict:
+        t = copy.deepcopy(tree)
+        f(t)
+        return t
+
+    cam = next(i for i, n in enumerate(tree["nodes"]) if "camera" in n)
+    prim = tree["meshes"][0]["primitives"][0]
+    cases = {
+        "not glTF 2.0": changed(lambda t: t["asset"].update(version="3.0")),
+        "its buffer is not its binary chunk": changed(lambda t: t["buffers"][0].update(byteLength=len(binary) + 64)),
+        "a node names camera 5 of 1": changed(lambda t: t["nodes"][cam].update(camera=5)),
+        "a camera not as photo3d writes it": changed(lambda t: t["cameras"][0]["perspective"].update(znear=-1.0)),
+        "a texture names sampler 7 of 1": changed(lambda t: t["textures"][0].update(sampler=7)),
+        "that are not normalized": changed(lambda t: t["accessors"][prim["attributes"]["TEXCOORD_0"]].update(normalized=False)),
+        "positions outside the bounds": changed(lambda t: t["accessors"][prim["attributes"]["POSITION"]].update(max=[0, 0, -50])),
+        "indices outside the bounds": changed(lambda t: t["accessors"][prim["indices"]].update(max=[99999])),
+        "a buffer view used as another kind": changed(
+            lambda t: t["bufferViews"][t["accessors"][prim["indices"]]["bufferView"]].update(target=34962)),
+        "a material not as photo3d writes it": changed(
+            lambda t: t["materials"][0]["pbrMetallicRoughness"].update(metallicFactor=5)),
+    }
+    for reason, t in [*cases.items(), ("its JSON starts with a byte-order mark", None)]:
+        (tmp_path / "bad.glb").write_bytes(glb(tree, bom=True) if t is None else glb(t))
+        r = cli("convert", tmp_path / "bad.glb", "-o", tmp_path / "out.html")
+        assert r.exit_code == 1 and "not a whole 3D photo that photo3d wrote (" in r.output and reason in r.output, (
+            reason, r.output)
+        assert not (tmp_path / "out.html").exists()
+    (tmp_path / "same.glb").write_bytes(glb(tree))  # (the GLB as it was, written again: taken)
+    r = cli("convert", tmp_path / "same.glb", "-o", tmp_path / "out.html")
+    assert r.exit_code == 0, r.output
