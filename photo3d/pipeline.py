@@ -632,8 +632,9 @@ def check_existing_glb(src: Path, path: Path, glb: bytes, max_megapixels: float 
     with 'internal error (error: unpack_from requires a buffer ...)'; with ``max_megapixels`` (it is
     to be rendered), its textures are whole images within that size.  The input fails, saying so.
     Returns its photo3d metadata."""
+    from .errors import TooLargeError
     from .export import read_glb
-    from .render import check_textures, validate
+    from .render import TextureTooLarge, check_textures, validate
 
     try:
         tree, binary = read_glb(glb)
@@ -646,6 +647,8 @@ def check_existing_glb(src: Path, path: Path, glb: bytes, max_megapixels: float 
             raise ValueError("it refers to files or web addresses outside it, which photo3d never writes")
         validate(tree, binary)  # (whatever is made from it: a page, a copy, a video)
         check_textures(tree, binary, max_megapixels)
+    except TextureTooLarge as e:
+        raise TooLargeError(str(e), path) from None
     except (ValueError, struct.error, AttributeError, TypeError, KeyError, IndexError, OverflowError) as e:
         raise damaged_existing(src, path, "3D photo", _reason(e)) from None
     return meta

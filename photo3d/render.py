@@ -269,7 +269,7 @@ def check_textures(tree: dict, binary: bytes, max_megapixels: float | None) -> N
     is not an image, is over ``max_megapixels`` (from its header, before decoding: a few KB of PNG
     can claim gigapixels), or does not decode (found here, in Pillow, which prints nothing: the
     renderer's OpenCV decoder prints libpng's complaints to stderr)."""
-    from .io import open_image, over_pixel_limit
+    from .io import open_image, over_pixel_limit, pixel_limit_hint
 
     try:
         widest, tall = 0, 0
@@ -277,10 +277,12 @@ def check_textures(tree: dict, binary: bytes, max_megapixels: float | None) -> N
             with open_image(io.BytesIO(data), GLTF_IMAGE_FORMATS) as im:
                 w, h = im.size
                 widest, tall = max(widest, w), tall + h
-                if over_pixel_limit(w, h, max_megapixels):
-                    raise ValueError(f"a texture of {w}×{h}, over --max-megapixels {max_megapixels:g}")
-                if im.format != "JPEG":
+                if im.format != "JPEG":  # (from the header: a PNG claiming gigapixels is not photo3d's either)
                     raise ValueError(f"a {im.format} texture: photo3d writes JPEG")
+                if over := over_pixel_limit(w, h, max_megapixels):  # (a JPEG, as photo3d writes: too large, not damaged)
+                    raise TextureTooLarge(f"its texture is too large ({over}){pixel_limit_hint(w, h, max_megapixels)}")
+                if im.getexif().get(0x0112, 1) != 1:  # (the page's browser turned it, the videos did not: helper-108)
+                    raise ValueError("a texture with an EXIF orientation, which photo3d never writes")
                 if max(w, h) > defaults.MAX_TEXTURE_LIMIT:
                     raise ValueError(f"a texture of {w}×{h}: photo3d writes at most {defaults.MAX_TEXTURE_LIMIT} px a side")
                 # (the renderer stacks them into one atlas: 32000×8 over 8×32000 took 3.2 GB)
@@ -294,6 +296,10 @@ def check_textures(tree: dict, binary: bytes, max_megapixels: float | None) -> N
         raise ValueError(f"textures not as photo3d writes them ({type(e).__name__}: {e})") from None
     except OSError as e:
         raise ValueError(f"a texture that is not an image ({type(e).__name__})") from None
+
+
+class TextureTooLarge(ValueError):
+    """A GLB's texture over ``--max-megapixels``: whole, but too large to render here."""
 
 
 class SceneError(ValueError):
@@ -495,6 +501,21 @@ def _njit(**options):
     return wrap
 
 
+def _raster(*args) -> None:
+    """:func:`raster`, compiled without its on-disk cache where the cache cannot be written (a full
+    disk, a file size limit: numba's failed save ended the video with "cannot write (File too
+    large)" though the compiled code was fine, before any frame)."""
+    try:
+        raster(*args)
+    except OSError:
+        from numba.core.caching import NullCache
+
+        if isinstance(getattr(raster, "_cache", None), NullCache):
+            raise
+        raster._cache = NullCache()  # (compiled again, kept in memory only)
+        raster(*args)
+
+
 @_njit(inline="always")
 def _clip_span(a: float, r: float, lo: float, hi: float) -> tuple[float, float]:
     """[lo, hi] cut to where a x + r >= 0 (a little tolerance: no cracks between neighbours)."""
@@ -645,8 +666,8 @@ class Renderer:
         zbuf.fill(0.0)
         mx.fill(self.clear_xy[0])
         my.fill(self.clear_xy[1])
-        raster(sx, sy, iw, self.alpha, self.u, self.v, self.faces, self.face_tex, self.face_soft,
-               self.tex_box, W, H, zbuf, mx, my)
+        _raster(sx, sy, iw, self.alpha, self.u, self.v, self.faces, self.face_tex, self.face_soft,
+                self.tex_box, W, H, zbuf, mx, my)
         out = cv2.remap(self.atlas, mx.reshape(H, W), my.reshape(H, W), cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
         if self.ss > 1:
             out = cv2.resize(out, (self.width, self.height), interpolation=cv2.INTER_AREA)

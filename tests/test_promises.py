@@ -1216,7 +1216,7 @@ def test_a_rerun_refuses_an_existing_glb_that_is_no_file_or_claims_gigapixels(tm
     tree, binary = read_glb((out / "g.glb").read_bytes())
     del tree["extras"]["photo3d"]["fov_x_deg"]  # (the renderer's KeyError)
     (out / "g.glb").write_bytes(_pack_glb(tree, binary))
-    why = {"d": "a texture of 12000×12000, over --max-megapixels 100",
+    why = {"d": "a PNG texture: photo3d writes JPEG",
            "e": "its JSON is not an object", "f": "a material names texture 7 of 1",
            "g": "not as photo3d writes it (no 'fov_x_deg')"}
 
@@ -1981,3 +1981,46 @@ def test_an_odd_environment_gives_one_line_not_silence_or_a_traceback(tmp_path, 
                       f"error: {tmp_path / 'missing.jpg'}: no such file or folder"],
             "cwd": ["error: the current folder no longer exists (deleted while the shell was in it); cd to another folder"]}
     assert r.returncode == 1 and r.stderr.splitlines() == said[case] and r.stdout == "", r.stderr[-3000:]
+
+
+def test_a_3d_photo_whose_texture_is_over_max_megapixels_says_what_reads_it(tmp_path, tiny_depth_model):
+    """A whole GLB of photo3d's given with a small --max-megapixels said "not a whole 3D photo that
+    photo3d wrote (a texture of 500×500, over ...)" (helper-108): it is whole and photo3d's; now it
+    says it is too large and what reads it, as for a photo."""
+    src = photo(tmp_path / "p.png")
+    assert cli("convert", src, "-o", tmp_path / "p.glb", "--model", tiny_depth_model).exit_code == 0
+    r = cli("convert", tmp_path / "p.glb", "-o", tmp_path / "p.gif", "--seconds", "0.2", "--max-megapixels", "0.001")
+    assert r.exit_code == 1, r.output
+    (line,) = lines(r.output)
+    assert line.startswith(f"error: {tmp_path / 'p.glb'}: its texture is too large (") and "reads it" in line, line
+    assert "not a whole" not in line
+
+
+def test_a_3d_photo_whose_texture_carries_an_exif_orientation_is_refused(tmp_path, tiny_depth_model):
+    """A GLB whose JPEG texture carries EXIF orientation 6: the page's browser showed it turned, the
+    videos did not (helper-108).  photo3d never writes one: it is refused, in one line."""
+    from photo3d.export import _pack_glb
+
+    src = photo(tmp_path / "p.png")
+    assert cli("convert", src, "-o", tmp_path / "p.glb", "--model", tiny_depth_model).exit_code == 0
+    tree, binary = read_glb((tmp_path / "p.glb").read_bytes())
+    chunks = [binary[v.get("byteOffset", 0): v.get("byteOffset", 0) + v["byteLength"]] for v in tree["bufferViews"]]
+    k = tree["images"][0]["bufferView"]
+    im = Image.open(io.BytesIO(chunks[k]))
+    exif = im.getexif()
+    exif[0x0112] = 6
+    out = io.BytesIO()
+    im.save(out, "JPEG", exif=exif.tobytes())
+    chunks[k] = out.getvalue()
+    body, at = b"", 0
+    for v, c in zip(tree["bufferViews"], chunks):
+        v["byteOffset"], v["byteLength"] = at, len(c)
+        pad = c + b"\0" * (-len(c) % 4)
+        body += pad
+        at += len(pad)
+    tree["buffers"][0]["byteLength"] = len(body)
+    (tmp_path / "turned.glb").write_bytes(_pack_glb(tree, body))
+    r = cli("convert", tmp_path / "turned.glb", "-o", tmp_path / "t.html")
+    assert r.exit_code == 1 and lines(r.output) == [
+        f"error: {tmp_path / 'turned.glb'}: not a whole 3D photo that photo3d wrote (a texture with an EXIF orientation, "
+        "which photo3d never writes)"], r.output

@@ -1393,3 +1393,26 @@ v.addEventListener("error", () => { document.title = "error " + (v.error && v.er
     shown = np.array(json.loads(m.group(1)), float)
     err = np.abs(shown - np.array(PATCHES, float))
     assert err.max() <= 12 and err.mean() <= 3, (shown.astype(int).tolist(), err.mean())
+
+
+def test_the_rasteriser_runs_where_its_compiled_cache_cannot_be_saved(tmp_path):
+    """numba saves the compiled rasteriser on first use; where that save fails (a full disk, a file
+    size limit: EFBIG), the video ended with "cannot write (File too large)" before any frame though
+    the compiled code was fine (found when an edit of render.py moved the function, so the cache was
+    compiled again under the test's 2,000-byte limit).  The save is given up, the frames drawn; a
+    child process with a fresh cache folder and a 2,000-byte file limit stands in for the full disk."""
+    code = (
+        "import resource, signal, sys, numpy as np\n"
+        "signal.signal(signal.SIGXFSZ, signal.SIG_IGN)\n"
+        "resource.setrlimit(resource.RLIMIT_FSIZE, (2000, 2000))\n"
+        "from photo3d import render\n"
+        "z, mx, my = (np.zeros(16, np.float32) for _ in range(3))\n"
+        "f = np.array([[0, 1, 2]], np.int32)\n"
+        "xy = np.array([0.0, 4.0, 0.0], np.float32), np.array([0.0, 0.0, 4.0], np.float32)\n"
+        "one = np.ones(3, np.float32)\n"
+        "render._raster(xy[0], xy[1], one, one, one * 0.5, one * 0.5, f, np.zeros(1, np.int32), np.zeros(1, np.bool_),\n"
+        "               np.array([[0.0, 0.0, 1.0, 1.0]], np.float32), 4, 4, z, mx, my)\n"
+        "print(int((z > 0).sum()))\n")
+    env = {**__import__("os").environ, "NUMBA_CACHE_DIR": str(tmp_path / "cache")}
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=300)
+    assert r.returncode == 0 and int(r.stdout.strip()) > 0, r.stderr[-3000:]
