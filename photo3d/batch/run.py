@@ -430,7 +430,7 @@ def print_report(report: BatchReport, console: Console, done: str = "converted",
         say(console, f"{these} {'exists' if len(kept) == 1 else 'exist'}, kept (--overwrite rewrites "
                      f"{'it' if len(kept) == 1 else 'them'})", kind="")
     if report.interrupted:  # (one output: a new run starts it over, there is nothing to continue)
-        # side files of a photo stopped before its output (the page, written before the video)
+        # files a photo stopped before its end wrote (its page, written before the video; a map before its preview)
         kept = [o for r in report.results if r.status == Status.not_run for o in r.report.get("outputs", ())]
         said = ("interrupted: run the same command again to continue where it stopped" if n > 1 else
                 "interrupted" if report.count(Status.ok) or kept else "interrupted: nothing written")
