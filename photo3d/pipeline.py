@@ -839,7 +839,10 @@ def convert_file(src: str | Path, dst: str | Path, opts: ConvertOptions | None =
         photo, small = shown, working_photo(shown, shape)
     built = fit_to_budget(photo, to_geometry(disparity, camera, opts), opts, timings, small, texture, disparity)
     glb, report = pack_glb(built, opts, timings, info)
+    warnings = [*info.get("warnings", ()), *report.get("warnings", ())]  # (the budget's, after the photo's)
     report.update(info)
+    if warnings:
+        report["warnings"] = warnings
     return write_outputs(src, dst, glb, report, opts, timings)
 
 

@@ -288,3 +288,18 @@ def test_a_glb_the_gltf_validator_refuses_is_refused_as_input(tmp_path):
     (tmp_path / "same.glb").write_bytes(glb(tree))  # (the GLB as it was, written again: taken)
     r = cli("convert", tmp_path / "same.glb", "-o", tmp_path / "out.html")
     assert r.exit_code == 0, r.output
+
+
+def test_a_glb_over_its_budget_is_warned_of_beside_the_photos_own_warnings(tmp_path):
+    """A GLB that cannot come within its budget (here one of 5 kB) is said in a warning, and the
+    photo's other warnings (a depth map of distances, here) do not replace it (helper-109: the
+    report's update with the photo's warnings dropped the budget's)."""
+    src = tmp_path / "p.png"
+    Image.fromarray(np.random.default_rng(0).integers(0, 255, (120, 160, 3), dtype=np.uint8)).save(src)
+    distance = np.repeat(np.linspace(6000, 1500, 120)[:, None], 160, axis=1).astype(np.float32)  # nearer below
+    np.save(tmp_path / "mm.npy", distance)
+    rep = convert_file(src, tmp_path / "p.glb", ConvertOptions(depth=tmp_path / "mm.npy", max_glb_bytes=5_000))
+    said = rep.get("warnings", [])
+    assert any("give 1/distance" in w for w in said), said
+    assert any(w.startswith("the GLB is ") and "over its 0.005 MB budget" in w for w in said), said
+    assert_valid_glb(tmp_path / "p.glb")

@@ -2024,3 +2024,27 @@ def test_a_3d_photo_whose_texture_carries_an_exif_orientation_is_refused(tmp_pat
     assert r.exit_code == 1 and lines(r.output) == [
         f"error: {tmp_path / 'turned.glb'}: not a whole 3D photo that photo3d wrote (a texture with an EXIF orientation, "
         "which photo3d never writes)"], r.output
+
+
+def test_a_rerun_on_a_kept_glb_whose_jpeg_texture_claims_gigapixels_is_refused(tmp_path, tiny_depth_model):
+    """The megapixel guard on a kept GLB's texture, read from its header before decoding, for a JPEG
+    (photo3d's own kind; a PNG is refused before, as not photo3d's: helper-109)."""
+    from photo3d.export import _pack_glb
+
+    photo(tmp_path / "in" / "d.png", seed=4)
+    out = tmp_path / "out"
+    assert cli("convert", tmp_path / "in", "-o", out, "--model", tiny_depth_model).exit_code == 0
+    tree, binary = read_glb((out / "d.glb").read_bytes())
+    view = tree["bufferViews"][tree["images"][0]["bufferView"]]
+    start, n = view.get("byteOffset", 0), view["byteLength"]
+    jpeg = bytearray(binary[start:start + n])
+    sof = jpeg.find(b"\xff\xc0")
+    jpeg[sof + 5:sof + 9] = struct.pack(">HH", 12000, 12000)  # (height, width in the frame header)
+    body = bytearray(binary)
+    body[start:start + n] = jpeg
+    (out / "d.glb").write_bytes(_pack_glb(tree, bytes(body)))
+    r = cli("convert", tmp_path / "in", "-o", out, "--model", tiny_depth_model, "--html")
+    assert r.exit_code == 1, r.output
+    assert (f"error: {out / 'd.glb'}: its texture is too large (12000x12000 = 144.0 MP exceeds the --max-megapixels "
+            "limit of 100 MP); --max-megapixels 144 reads it") in lines(r.output), r.output
+    assert not (out / "d.html").exists()
