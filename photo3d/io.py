@@ -76,6 +76,11 @@ class Photo:
         return int(self.rgb.shape[0])
 
 
+def _decimals_over(mp: float, limit: float) -> int | None:
+    """How many decimals (1-9) show ``mp`` megapixels as over ``limit`` (``0.0012``, not ``0.0``); None: more."""
+    return next((d for d in range(1, 10) if float(f"{mp:.{d}f}") > limit), None)
+
+
 def over_pixel_limit(w: int, h: int, max_megapixels: float | None) -> str | None:
     """``"WxH = N MP exceeds the --max-megapixels limit of L MP"`` when a ``w`` x ``h`` image is over the
     limit, else None; N has as many decimals as it takes to show that it is over (``0.0012 MP`` over
@@ -83,7 +88,7 @@ def over_pixel_limit(w: int, h: int, max_megapixels: float | None) -> str | None
     if max_megapixels is None or w * h <= max_megapixels * 1e6:
         return None
     mp = w * h / 1e6
-    shown = next((f"{mp:.{d}f}" for d in range(1, 10) if float(f"{mp:.{d}f}") > max_megapixels), f"{mp:g}")
+    shown = f"{mp:g}" if (d := _decimals_over(mp, max_megapixels)) is None else f"{mp:.{d}f}"
     return f"{w}x{h} = {shown} MP exceeds the --max-megapixels limit of {max_megapixels:g} MP"
 
 
@@ -91,9 +96,9 @@ def pixel_limit_hint(w: int, h: int, max_megapixels: float) -> str:
     """What to give to read a ``w`` x ``h`` image over the limit (the message said only what was
     over: helper-106): ``"; --max-megapixels 0.3 reads it"``, with the decimals of the size shown."""
     mp = w * h / 1e6
-    d = next((d for d in range(1, 10) if float(f"{mp:.{d}f}") > max_megapixels), 9)
     if mp >= 10:
         return f"; --max-megapixels {math.ceil(mp)} reads it"
+    d = _decimals_over(mp, max_megapixels) or 9
     need = f"{math.ceil(round(mp * 10**d, 6)) / 10**d:.{d}f}".rstrip("0").rstrip(".")  # (not 1.5 for 1.500004, nor 2e-05)
     return f"; --max-megapixels {need} reads it"
 

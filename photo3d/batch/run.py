@@ -431,11 +431,11 @@ def print_report(report: BatchReport, console: Console, done: str = "converted",
                      f"{'it' if len(kept) == 1 else 'them'})", kind="")
     if report.interrupted:  # (one output: a new run starts it over, there is nothing to continue)
         # files a photo stopped before its end wrote (its page, written before the video; a map before its preview)
-        kept = [o for r in report.results if r.status == Status.not_run for o in r.report.get("outputs", ())]
+        written = [o for r in report.results if r.status == Status.not_run for o in r.report.get("outputs", ())]
         said = ("interrupted: run the same command again to continue where it stopped" if n > 1 else
-                "interrupted" if report.count(Status.ok) or kept else "interrupted: nothing written")
-        if kept:
-            said += f" (kept: {', '.join(map(printable, kept))}, written before the stop)"
+                "interrupted" if report.count(Status.ok) or written else "interrupted: nothing written")
+        if written:
+            said += f" (kept: {', '.join(map(printable, written))}, written before the stop)"
         console.print(said, highlight=False, soft_wrap=True)
 
 
