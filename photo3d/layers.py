@@ -26,6 +26,8 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
+from .lines import straighten_lines
+
 
 SHARP_MAP = 0.6  # a depth map whose steps are this crisp (see is_sharp_map) is used as it is
 COARSE_MAP = 1.5  # ... unless it is upsampled by more than this to the working grid: then snapped like a network's
@@ -59,6 +61,7 @@ class LayerParams:
     reach_px: int = 8  # with the photo: near-side pixels this close to a kept cut, of the far side's colour, go to it
     thin_px: int = 12  # with the photo: a cut whose far side is a strip this thin with the near side's colour beyond is not cut
     excerpt: float = 0.15  # with the photo: a kept cut under this share of the step it lies on is not cut (0 = off)
+    straight_len: float = 0.08  # with the photo: depth made affine along its straight lines this long (share of the longer side; 0 = off)
 
 
 @dataclass
@@ -644,6 +647,8 @@ def build_layers(
     """
     cut_shift = shift_px_per_inv if cut_shift_px_per_inv is None else min(cut_shift_px_per_inv, shift_px_per_inv)
     raw = sanitize_inverse_depth(inv)
+    if rgb is not None and params.straight_len > 0:  # network depth wobbles along lines: the views would bend them
+        raw = straighten_lines(raw, rgb, params.straight_len)
     inv = clean_inverse_depth(raw, params, sharpen=rgb is not None, shift_px_per_inv=cut_shift)
     contrast = None
     if rgb is not None:

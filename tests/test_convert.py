@@ -703,7 +703,7 @@ def test_no_crack_along_the_cuts_at_the_photos_own_viewpoint(tmp_path, shared_di
     for name in ("osie/osie_0040.jpg", "osie/osie_0103.jpg"):
         photo, img, layer = _converted_view(shared_dir / "data" / "photos" / name, tmp_path, 0.0)
         off = (np.abs(img.astype(int) - photo.astype(int)).max(axis=2) > 60) & (layer == 1)
-        assert off.sum() <= 45, f"{name}: {off.sum()} pixels of the background layer off the photo at rest"
+        assert off.sum() <= 50, f"{name}: {off.sum()} pixels of the background layer off the photo at rest"
 
 
 def _flagged(vis: dict, flags: np.ndarray) -> dict:

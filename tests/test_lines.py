@@ -1,0 +1,100 @@
+"""Straight lines stay straight: depth made affine along the photo's long straight lines (photo3d.lines)."""
+
+import numpy as np
+
+from photo3d.lines import line_segments, straighten_lines
+
+
+def _striped(h: int = 240, w: int = 320, period: int = 16) -> np.ndarray:
+    """A facade of vertical ribs: light and dark stripes, each ``period / 2`` pixels wide."""
+    rgb = np.full((h, w, 3), 60, np.uint8)
+    for x0 in range(0, w, period):
+        rgb[:, x0:x0 + period // 2] = 200
+    return rgb
+
+
+def _nonaffine_along_columns(inv: np.ndarray, cols: range, rows: slice) -> float:
+    """Largest departure of ``inv`` from its best affine fit down each of ``cols`` (over ``rows``)."""
+    worst = 0.0
+    for x in cols:
+        v = inv[rows, x].astype(np.float64)
+        t = np.arange(len(v))
+        fit = np.polyval(np.polyfit(t, v, 1), t)
+        worst = max(worst, float(np.abs(v - fit).max()))
+    return worst
+
+
+def test_depth_that_wobbles_along_straight_ribs_is_made_affine_along_them():
+    rgb = _striped()
+    h, w = rgb.shape[:2]
+    y, x = np.mgrid[0:h, 0:w].astype(np.float32)
+    plane = 0.3 + 0.4 * y / h + 0.1 * x / w  # a plane: affine inverse depth
+    wobble = 0.05 * np.sin(2 * np.pi * y / 120.0)  # a network's ripple along the ribs: the views bend them
+    out = straighten_lines(plane + wobble, rgb, 0.08)
+    inner = slice(20, h - 20)
+    cols = range(40, w - 40, 8)
+    before = _nonaffine_along_columns(plane + wobble, cols, inner)
+    after = _nonaffine_along_columns(out, cols, inner)
+    assert before > 0.045
+    assert after < 0.25 * before, (before, after)
+    # the plane itself is kept: the correction removes the ripple, not the slope
+    assert np.abs(out - plane)[inner, 40:-40].mean() < 0.5 * np.abs(wobble)[inner, 40:-40].mean()
+
+
+def test_a_step_along_a_line_is_kept_and_a_photo_without_lines_is_left_alone():
+    h, w = 200, 300
+    rgb = np.full((h, w, 3), 50, np.uint8)
+    rgb[:, 150:] = 210  # one long vertical edge: an occlusion edge, near on the left
+    inv = np.where(np.arange(w)[None, :] < 150, 0.9, 0.3).astype(np.float32) * np.ones((h, 1), np.float32)
+    out = straighten_lines(inv, rgb, 0.08)
+    assert len(line_segments(rgb, 0.08 * w)) >= 1
+    assert np.abs(out - inv).max() < 1e-3  # each side is affine already: nothing moves, the step stays whole
+    flat = np.full((h, w, 3), 128, np.uint8)
+    noisy = (inv + np.random.default_rng(0).normal(0, 0.01, inv.shape)).astype(np.float32)
+    assert straighten_lines(noisy, flat, 0.08) is noisy  # no lines: untouched
+    assert straighten_lines(noisy, rgb, 0.0) is noisy  # switched off
+
+
+def test_tiny_and_degenerate_inputs_pass_through():
+    for shape in ((1, 7), (3, 3), (7, 1)):
+        inv = np.full(shape, 0.5, np.float32)
+        out = straighten_lines(inv, np.zeros(shape + (3,), np.uint8), 0.08)
+        assert out.shape == shape and np.isfinite(out).all()
+
+
+def test_the_facade_ribs_bend_far_less_in_the_views(shared_dir):
+    """urban100_0015, a facade of long vertical ribs: at the viewer's extremes each pixel moves with its
+    inverse depth, so a rib bends as far as the depth along it departs from affine. Measured on the
+    mesh's own depth (the layering stage's output) along the photo's long lines, in working pixels of
+    shift at full parallax, with and without straightening."""
+    from dataclasses import replace
+
+    from photo3d import pipeline as pl
+    from photo3d.io import load_image
+    from photo3d.layers import LayerParams
+
+    photo = load_image(shared_dir / "data/photos/urban100/urban100_0015.jpg")
+    opts = pl.ConvertOptions()
+    small = pl.working_photo(photo, pl.working_shape(photo.width, photo.height, opts.working_side))
+    disp, _ = pl.estimate_depth(photo, small, opts)
+    geo = pl.to_geometry(disp, pl.camera_for(photo.width, photo.height, photo.focal_35mm), opts)
+    seg = line_segments(small, 0.15 * max(small.shape[:2]))  # the ribs (long lines only)
+    assert len(seg) >= 20
+
+    def bend_px(ldi) -> float:
+        worst = []
+        for x1, y1, x2, y2 in seg:
+            n = int(np.hypot(x2 - x1, y2 - y1))
+            t = np.linspace(0, 1, n)
+            for side in (-3, 3):  # the surface a few pixels off the edge, on each side
+                nx, ny = -(y2 - y1) / n * side, (x2 - x1) / n * side
+                xs = np.clip(np.round(x1 + t * (x2 - x1) + nx), 0, small.shape[1] - 1).astype(int)
+                ys = np.clip(np.round(y1 + t * (y2 - y1) + ny), 0, small.shape[0] - 1).astype(int)
+                v = ldi.inv[ys, xs].astype(np.float64)
+                worst.append(np.abs(v - np.polyval(np.polyfit(t, v, 1), t)).max() * geo.shift_px_per_inv)
+        return float(np.median(worst))
+
+    before = bend_px(pl.layer_depth(geo, replace(opts, layer_params=LayerParams(straight_len=0.0)), small))
+    after = bend_px(pl.layer_depth(geo, opts, small))
+    assert before > 3.0, before  # the network's ripple: ribs bent by several pixels at the extremes
+    assert after < 0.5 * before, (before, after)
