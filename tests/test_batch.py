@@ -1536,3 +1536,37 @@ def test_a_kept_output_that_is_not_whole_fails_its_photo(album: Path, tmp_path: 
             ("mine", "<html>my notes</html>\n", ("viewer page", "not one photo3d wrote"))):
         (tmp_path / f"{name}.html").write_text(text, encoding="utf-8")
         assert kept_file_problem(tmp_path / f"{name}.html") == problem, name
+
+
+def test_a_photo_added_beside_its_namesakes_never_keeps_another_photos_output(tmp_path: Path) -> None:
+    """Photos of one name given from several folders are numbered by their paths (x.png.png,
+    x-2.png.png); a photo added later moves the numbers, and the resume check looked at names only:
+    o/x.png took x.png.png (p's depth map) and p took x-2.png.png (q's), both "skipped (output
+    exists)", exit 0, o never converted (helper-112).  A numbered output is now written again."""
+    srcs = {}
+    for name, seed in (("p", 1), ("q", 2), ("o", 3)):
+        (tmp_path / name).mkdir()
+        Image.fromarray(photo_rgb(48, 32, seed=seed)).save(tmp_path / name / "x.png")
+        srcs[name] = tmp_path / name / "x.png"
+    out = tmp_path / "out"
+
+    def depth(*names: str) -> subprocess.CompletedProcess:
+        return subprocess.run(cli_command("depth", *[str(srcs[n]) for n in names], "-o", str(out), "--preview"),
+                              capture_output=True, text=True, env=env(), timeout=300)
+
+    def own(name: str) -> bytes:  # the photo's depth map made alone
+        alone = tmp_path / "alone" / f"{name}.png"
+        res = subprocess.run(cli_command("depth", str(srcs[name]), "-o", str(alone)), capture_output=True, text=True,
+                             env=env(), timeout=300)
+        assert res.returncode == 0, res.stderr
+        return np.asarray(Image.open(alone)).tobytes()
+
+    assert depth("p", "q").returncode == 0
+    res = depth("o", "p", "q")
+    assert res.returncode == 0, res.stderr
+    assert "skipped" not in res.stderr.splitlines()[-1].replace("0 skipped", ""), res.stderr
+    want = {"o": out / "x.png.png", "p": out / "x-2.png.png", "q": out / "x-3.png.png"}
+    for name, path in want.items():
+        assert np.asarray(Image.open(path)).tobytes() == own(name), f"{path.name} is not {name}/x.png's depth map"
+        preview = path.with_name(path.name[:-4] + ".preview.png")
+        assert preview.stat().st_mtime >= path.stat().st_mtime - 5  # written with it, not kept from the first run

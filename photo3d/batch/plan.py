@@ -29,6 +29,9 @@ class Job:
     error: str | None = None  # known to fail before running (unreadable folder, output = input)
     sides: tuple[Path, ...] = ()  # side outputs written with dst (NAME.html, NAME.preview.png)
     given: str | None = None  # the input as written where its Path drops part of it ('photo.jpg/')
+    # its output's name depends on the other inputs (photos of one name, numbered by their paths): an
+    # output of that name from an earlier run may be another photo's, so it is written again, not kept
+    numbered: bool = False
 
     @property
     def outputs(self) -> list[Path]:
@@ -534,6 +537,9 @@ def plan_jobs(
     clash = [j for j in named if any(counts[k] > 1 or k in folders for k in keys(j))]
     taken = ({k for j in named for k in keys(j)} - {k for j in clash for k in keys(j)}) | folders
     for j in sorted(clash, key=lambda j: str(j.src)) + [j for j in jobs if j.given is not None]:
+        # (a photo added beside them moves the numbers: o/x.jpg took x.jpg.glb, p/x.jpg's, and each was
+        # "skipped (output exists)" on another's 3D photo, helper-112)
+        j.numbered = True
         n = 2
         while any(k in taken for k in keys(j)):
             j.dst = j.dst.with_name(f"{j.src.stem}-{n}{j.src.suffix}{suffix}")

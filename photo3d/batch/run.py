@@ -200,6 +200,7 @@ def run_batch(
 
     stamps: dict[Path, tuple[int, int] | None] = {}  # what was at each output before the run (see _written_in_run)
     for i, job in enumerate(jobs):
+        rewrite = overwrite or job.numbered  # (a numbered name's output may be another photo's: see Job)
         states = {p: output_state(p) for p in job.outputs}
         stamps.update((p, _stamp(p) if state in OUTPUT_THERE else None) for p, state in states.items())
         if job.error:
@@ -211,7 +212,7 @@ def run_batch(
             results[i] = Result(job.src, job.dst, Status.failed, given=job.given,
                                 error=msg(path, f"cannot write ({kind} of that name is in the way; move it, or choose another -o)"))
             say_failed(results[i], console)
-        elif not overwrite and (bad := next(((p, pr) for p in job.sides if states[p] == "done"
+        elif not rewrite and (bad := next(((p, pr) for p in job.sides if states[p] == "done"
                                               and (pr := kept_file_problem(p, side=True))), None)):
             # a page or preview beside the output that photo3d did not write, or not whole: kept as done,
             # or overwritten with the output (helper-98); neither, the input fails
@@ -219,11 +220,11 @@ def run_batch(
                                 error=str(damaged_existing(job.src, bad[0], *bad[1])))
             say_failed(results[i], console)
         else:
-            if not overwrite:  # an empty file is never a finished output: what a crash left (an older photo3d's,
+            if not rewrite:  # an empty file is never a finished output: what a crash left (an older photo3d's,
                 # or another program's), once skipped as done
                 for p in (p for p, s in states.items() if s == "empty"):
                     say(console, msg(p, "exists but is empty (cut short by a crash?); written again"), "warning")
-            if not overwrite and states[job.dst] == "done":
+            if not rewrite and states[job.dst] == "done":
                 if problem := kept_file_problem(job.dst):
                     # (a junk p.glb, or depth map, was kept as "skipped (output exists)")
                     results[i] = Result(job.src, job.dst, Status.failed, given=job.given,
@@ -286,7 +287,11 @@ def run_batch(
             _sigterm_as_interrupt():
         bar = bar_ui.add_task(description, total=len(todo) + len(finish), ok=0, skipped=skipped,
                               failed=counts[Status.failed])
-        stream = executor.run(task.for_files(job.src for job in todo), todo)
+        run_task = task.for_files(job.src for job in todo)
+        if any(job.numbered for job in todo) and getattr(task.options, "keep_existing", False):
+            # a numbered output is written again (see Job): its page or preview with it, not kept
+            run_task = run_task.with_options(replace(task.options, keep_existing=False))
+        stream = executor.run(run_task, todo)
         try:
             # the missing side files first: quick (from the existing output), so here in the driver
             finishing = (execute(task, jobs[i].src, jobs[i].dst, finish=True) for i in finish)
