@@ -699,7 +699,9 @@ def test_no_crack_along_the_cuts_at_the_photos_own_viewpoint(tmp_path, shared_di
     of the rest view that show the background layer off the photo by > 60: 71 and 73 before, 35 and 34.
     (Only across seams inside a plain region: on the pug's fur against the wall the far side's
     tinted pixel copied under the edge stayed behind as a faint outline at the extreme views,
-    ``test_pug_leaves_no_dark_outline_on_the_wall``; copying across every seam gave 21 and 16 here.)"""
+    ``test_pug_leaves_no_dark_outline_on_the_wall``; copying across every seam gave 21 and 16 here.)
+    Session 31's end: 45 and 20; with the depth straightened along lines (``photo3d.lines``) 47 and 11,
+    the two more on the bird single pixels apart (the seam through the cap: 31 and 8 both times)."""
     for name in ("osie/osie_0040.jpg", "osie/osie_0103.jpg"):
         photo, img, layer = _converted_view(shared_dir / "data" / "photos" / name, tmp_path, 0.0)
         off = (np.abs(img.astype(int) - photo.astype(int)).max(axis=2) > 60) & (layer == 1)
