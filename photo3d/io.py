@@ -1478,7 +1478,7 @@ def npy_layout(path: str | Path) -> tuple[tuple[int, ...], np.dtype, int, int]:
         return shape, dtype, need, os.fstat(f.fileno()).st_size
 
 
-def kept_file_problem(path: str | Path, side: bool = False) -> tuple[str, str] | None:
+def kept_file_problem(path: str | Path, side: bool = False, tagged: bool = False) -> tuple[str, str] | None:
     """(what the file should be, why it is not whole) for an existing output that a re-run would
     keep, by its container alone (its first and last bytes, a header: no decoding), or None: a GLB
     (:func:`photo3d.export.glb_file_problem`), a PNG (its signature, its IEND chunk last), a NumPy
@@ -1489,9 +1489,9 @@ def kept_file_problem(path: str | Path, side: bool = False) -> tuple[str, str] |
     (``NAME.preview.png``) is also one photo3d wrote (``errors.FOREIGN`` if not): a page cut short,
     or a file of the user's under that name, was kept as done without a word, or (a preview whose
     map was missing) overwritten (helper-98).  (A main output named ``x.preview.png``, a map or a
-    still, is no preview: it failed every re-run, helper-103.)"""
-    from .errors import FOREIGN
-
+    still, is no preview: it failed every re-run, helper-103.)  A kept depth map or stereo still
+    (``.png``, ``.jpg``) is one photo3d tagged as such too, for a task that tags them (``tagged``,
+    :func:`_foreign`)."""
     path = Path(path)
     suffix = path.suffix.lower()
     if suffix == ".glb":
@@ -1527,14 +1527,25 @@ def kept_file_problem(path: str | Path, side: bool = False) -> tuple[str, str] |
             return kinds[suffix], "not a PNG file"
         if tail != _PNG_END:
             return kinds[suffix], "cut short: no end chunk"
-        if preview:
-            from .depth.maps import photo3d_kind
-
-            return None if photo3d_kind(path) == "preview" else (kinds[suffix], FOREIGN)
-        return None
+        return _foreign(path, kinds[suffix], ("preview",)) if preview else _foreign(path, kinds[suffix], OWN_STILLS, tagged)
     if head[:2] != b"\xff\xd8":
         return kinds[suffix], "not a JPEG file"
-    return None if tail[-2:] == b"\xff\xd9" else (kinds[suffix], "cut short: no end marker")
+    if tail[-2:] != b"\xff\xd9":
+        return kinds[suffix], "cut short: no end marker"
+    return _foreign(path, kinds[suffix], OWN_STILLS, tagged)
+
+
+OWN_STILLS = ("depth map", "stereo still")  # what a kept .png / .jpg output is (depth.maps.photo3d_kind)
+
+
+def _foreign(path: Path, kind: str, own: tuple[str, ...], check: bool = True) -> tuple[str, str] | None:
+    """``(kind, FOREIGN)`` unless ``path`` is tagged as one of photo3d's ``own`` kinds: a photo of the
+    user's under a depth map's or a stereo still's name (``-o`` the photos' own folder) was kept as
+    "skipped (output exists)", and taken for photo3d's own by every later run (helper-112)."""
+    from .depth.maps import photo3d_kind
+    from .errors import FOREIGN
+
+    return None if not check or photo3d_kind(path) in own else (kind, FOREIGN)
 
 
 def _animation_problem(path: Path, suffix: str) -> tuple[str, str] | None:

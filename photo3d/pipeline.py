@@ -907,4 +907,4 @@ def convert_task(opts: ConvertOptions | None = None):
     from .batch.task import Task
 
     return Task("convert", convert_file, opts, warm_up=warm_up, outputs=outputs, finish=finish, reads=reads,
-                needs_warm_up=needs_model)
+                needs_warm_up=needs_model, tags_outputs=True)

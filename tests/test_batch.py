@@ -1570,3 +1570,28 @@ def test_a_photo_added_beside_its_namesakes_never_keeps_another_photos_output(tm
         assert np.asarray(Image.open(path)).tobytes() == own(name), f"{path.name} is not {name}/x.png's depth map"
         preview = path.with_name(path.name[:-4] + ".preview.png")
         assert preview.stat().st_mtime >= path.stat().st_mtime - 5  # written with it, not kept from the first run
+
+
+def test_a_photo_of_the_users_under_a_depth_maps_name_is_not_kept_as_done(tmp_path: Path) -> None:
+    """``-o`` the photos' own folder: OUT/x.png, a photo of the user's, stood where new/x.jpg's depth
+    map goes, and was "skipped (output exists)", then taken for photo3d's own by every later run
+    (helper-112).  A kept .png / .jpg output must be one photo3d tagged (a depth map, a stereo still),
+    as a kept page or preview must: else the input fails, naming the file, and the photo is untouched."""
+    (tmp_path / "new").mkdir()
+    Image.fromarray(photo_rgb(48, 32, seed=1)).save(tmp_path / "new" / "x.jpg")
+    mine = tmp_path / "x.png"
+    Image.fromarray(photo_rgb(48, 32, seed=2)).save(mine)
+    before = mine.read_bytes()
+    res = subprocess.run(cli_command("depth", str(tmp_path / "new"), "-o", str(tmp_path)), capture_output=True,
+                         text=True, env=env(), timeout=300)
+    assert res.returncode != 0, res.stderr
+    assert f"the existing {mine} is not a PNG image photo3d wrote; move it, or run again with --overwrite" in res.stderr
+    assert "skipped (output exists)" in res.stderr and "0 skipped" in res.stderr
+    assert mine.read_bytes() == before
+    # photo3d's own depth map there is kept as done
+    mine.unlink()
+    assert subprocess.run(cli_command("depth", str(tmp_path / "new"), "-o", str(tmp_path)), capture_output=True,
+                          env=env(), timeout=300).returncode == 0
+    res = subprocess.run(cli_command("depth", str(tmp_path / "new"), "-o", str(tmp_path)), capture_output=True,
+                         text=True, env=env(), timeout=300)
+    assert res.returncode == 0 and "1 skipped (output exists)" in res.stderr, res.stderr

@@ -7,6 +7,7 @@ import json
 import shutil
 import struct
 import warnings
+from pathlib import Path
 
 import pytest
 import torch
@@ -336,3 +337,71 @@ def test_a_model_archive_whose_metadata_or_weights_inflate_hugely_is_refused(tmp
     assert r.exit_code == 1 and r.output == f"error: {deep}: malformed photo3d.json metadata in the model\n", r.output
     runtime.clear_cache()
     assert modelfile.read_model(variant("copy.pt", mine))[1]["name"] == "mine"  # (the same entries, rewritten, load)
+
+
+def _two_archives_in_one(evil: Path, benign: Path, out: Path) -> None:
+    """One file that Python's zipfile reads as ``benign`` (it finds the central directory where it
+    lies and shifts every entry by the bytes before it) and torch's reader as ``evil`` (it takes the
+    directory's offset from the end record): helper-111's polyglot, entries stored."""
+    import zipfile
+    import zlib
+
+    def entries(path):
+        with zipfile.ZipFile(path) as z:
+            return [(i.filename, z.read(i.filename)) for i in z.infolist()]
+
+    def local(name, data):
+        n = name.encode()
+        return struct.pack("<IHHHHHIIIHH", 0x04034B50, 20, 0, 0, 0, 0x21, zlib.crc32(data), len(data), len(data),
+                           len(n), 0) + n + data
+
+    def central(name, data, offset, comment=b""):
+        n = name.encode()
+        return struct.pack("<IHHHHHHIIIHHHHHII", 0x02014B50, 20, 20, 0, 0, 0, 0x21, zlib.crc32(data), len(data),
+                           len(data), len(n), 0, len(comment), 0, 0, 0, offset) + n + comment
+
+    B, A = entries(evil), entries(benign)
+    blob, boffs = b"", []
+    for name, data in B:
+        boffs.append(len(blob))
+        blob += local(name, data)
+    alocal, aoffs = b"", []
+    for name, data in A:
+        aoffs.append(len(alocal))
+        alocal += local(name, data)
+    blob += b"\0" * max(0, len(alocal) - len(blob) + 16)
+    C = len(blob)
+    bcd = [central(n, d, o) for (n, d), o in zip(B, boffs)]
+    SB, SA = sum(map(len, bcd)), sum(len(central(n, d, 0)) for n, d in A)
+    pad_b, pad_a = max(0, SA - SB), max(0, SB - SA)
+    bcd[-1] = central(B[-1][0], B[-1][1], boffs[-1], b"x" * pad_b)
+    S = SB + pad_b
+    start_a = C + S
+    concat = start_a + len(alocal) - C
+    acd = [central(n, d, start_a + o - concat, b"x" * pad_a if k == len(A) - 1 else b"")
+           for k, ((n, d), o) in enumerate(zip(A, aoffs))]
+    eocd = struct.pack("<IHHHHIIH", 0x06054B50, 0, 0, len(B), len(B), S, C, 0)
+    out.write_bytes(blob + b"".join(bcd) + alocal + b"".join(acd) + eocd)
+
+
+def test_a_file_holding_two_archives_is_refused_before_torch_reads_either(tmp_path, tiny_depth_model):
+    """The check before loading read a model file with Python's zipfile, torch loads it with its own
+    reader, and a crafted file read as two archives: a harmless one for the check, one whose load-time
+    code wrote a file of its choosing for torch (helper-111: refused only after the write). A file
+    whose zip directory is not where its end record says is now refused before either is read."""
+    target = tmp_path / "created_by_model"
+    evil = tmp_path / "evil.pt"
+    _script(WritesFileAtLoad(str(target)), evil)
+    poly = tmp_path / "poly.pt"
+    _two_archives_in_one(evil, tiny_depth_model, poly)
+    runtime.clear_cache()
+    with pytest.raises(ModelError, match="zip directory is not where its end record says") as e:
+        runtime.load_model(poly)
+    assert "poly.pt" in str(e.value) and "\n" not in str(e.value)
+    assert not target.exists()
+    # bytes before an archive: the same (zipfile reads past them, torch does not)
+    shifted = tmp_path / "shifted.pt"
+    shifted.write_bytes(b"\0" * 64 + tiny_depth_model.read_bytes())
+    with pytest.raises(ModelError, match="zip directory is not where its end record says"):
+        runtime.load_model(shifted)
+    runtime.load_model(tiny_depth_model)  # a plain archive loads as before

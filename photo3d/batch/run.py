@@ -225,7 +225,7 @@ def run_batch(
                 for p in (p for p, s in states.items() if s == "empty"):
                     say(console, msg(p, "exists but is empty (cut short by a crash?); written again"), "warning")
             if not rewrite and states[job.dst] == "done":
-                if problem := kept_file_problem(job.dst):
+                if problem := kept_file_problem(job.dst, tagged=task.tags_outputs):
                     # (a junk p.glb, or depth map, was kept as "skipped (output exists)")
                     results[i] = Result(job.src, job.dst, Status.failed, given=job.given,
                                         error=str(damaged_existing(job.src, job.dst, *problem)))

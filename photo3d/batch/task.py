@@ -51,6 +51,7 @@ class Task:
     reads: Callable[[Any], Sequence[tuple[str, Path]]] | None = None
     out: Path | None = None  # the batch's OUT: outputs are written only inside it (``io.confined_to``)
     needs_warm_up: Callable[[Path], bool] | None = None
+    tags_outputs: bool = False  # its .png / .jpg outputs carry photo3d's tag: a kept one without it is the user's
 
     def with_options(self, options: Any) -> Task:
         return dataclasses.replace(self, options=options)

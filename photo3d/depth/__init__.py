@@ -175,4 +175,4 @@ def depth_task(opts: DepthOptions | None = None):
     from ..batch.task import Task
 
     return Task("depth", depth_file, opts, warm_up=warm_up, outputs=outputs, finish=finish, reads=reads,
-                done="depth map(s) written")
+                done="depth map(s) written", tags_outputs=True)

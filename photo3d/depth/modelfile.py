@@ -203,6 +203,19 @@ def _check_inflated_sizes(z: zipfile.ZipFile, infos: list[zipfile.ZipInfo], path
         budget -= size
 
 
+def _check_one_reading(z: zipfile.ZipFile, path: Path) -> None:
+    """Refuse an archive that two zip readers read differently: Python's ``zipfile`` finds the
+    central directory where it lies (before the end record), and shifts every entry by any bytes
+    before it; torch's reader (miniz) takes the offset the end record gives. A file whose directory
+    is not at that offset held two archives, a harmless one this check read and another that torch
+    loaded, whose load-time code wrote a file of its choosing (helper-111)."""
+    with open(path, "rb") as fp:
+        end = zipfile._EndRecData(fp)  # (the record zipfile itself read: zip64 fields resolved)
+    if end is None or z.start_dir != end[zipfile._ECD_OFFSET]:
+        raise ModelError("not a TorchScript depth model (its zip directory is not where its end record says: "
+                         "bytes before the archive, or two archives in one file)", path)
+
+
 def check_archive(path: Path) -> None:
     """Static check of the TorchScript source in the archive, before anything of it runs.
 
@@ -213,6 +226,7 @@ def check_archive(path: Path) -> None:
     """
     try:
         with zipfile.ZipFile(path) as z:
+            _check_one_reading(z, path)
             infos = z.infolist()
             names = [i.filename for i in infos]
             if len(set(names)) != len(names):
