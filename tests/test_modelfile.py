@@ -405,3 +405,17 @@ def test_a_file_holding_two_archives_is_refused_before_torch_reads_either(tmp_pa
     with pytest.raises(ModelError, match="zip directory is not where its end record says"):
         runtime.load_model(shifted)
     runtime.load_model(tiny_depth_model)  # a plain archive loads as before
+
+
+def test_model_code_of_very_many_lines_is_refused_before_torch_parses_it(tmp_path):
+    """40,000 blank lines (55 KB, under the 256 KiB of code allowed) in a model's code crashed the
+    process in torch's parser (a segfault, exit 139, no message; helper-111). Checked before loading:
+    a code file of more than ``MAX_SOURCE_LINES`` lines is refused, naming the model."""
+    import zipfile
+
+    path = tmp_path / "blank.pt"
+    with zipfile.ZipFile(path, "w") as z:
+        z.writestr("blank/code/__torch__.py", "\n" * 40_000 + "x = 1\n")
+    with pytest.raises(ModelError, match="not a TorchScript depth model \\(a code file of more than 10,000 lines\\)") as e:
+        modelfile.check_archive(path)
+    assert "blank.pt" in str(e.value)

@@ -163,6 +163,8 @@ def _not_an_archive(path: Path) -> str:
 # a depth model's TorchScript code, all files (p3d-s: 44 KB, Tiefenrausch imported: 87 KB); parsed
 # before the model loads, at ~650 MB and 9 s a MiB of the densest code (16 MiB took 10 GB; helper-63)
 MAX_SOURCE_BYTES = 256 << 10
+MAX_SOURCE_LINES = 10_000  # per code file: torch's parser recursed per line and crashed the process (segfault)
+# on 40,000 blank lines, 55 KB (helper-111); the bundled model's largest file has 118, Tiefenrausch's 1,425
 # the metadata file (the bundled model's: 1.4 KB), and everything else the archive holds once inflated
 # (weights, constants: the bundled model 3.7 MB, Tiefenrausch imported ~10 MB): a deflate bomb's
 # entries were inflated whole by the loader, 1 GiB from a 1 MB file (a security review, helper-77)
@@ -241,6 +243,8 @@ def check_archive(path: Path) -> None:
                 if budget < 0:
                     raise ModelError(f"not a TorchScript depth model (more than {MAX_SOURCE_BYTES >> 10} KiB of code)", path)
                 sources.append(data.decode("utf-8"))
+                if sources[-1].count("\n") > MAX_SOURCE_LINES:
+                    raise ModelError(f"not a TorchScript depth model (a code file of more than {MAX_SOURCE_LINES:,} lines)", path)
     except zipfile.BadZipFile:
         raise ModelError(f"not a TorchScript depth model ({_not_an_archive(path)})", path) from None
     except (OSError, UnicodeDecodeError, EOFError, RuntimeError, NotImplementedError) as e:  # (encrypted, unknown compression)
