@@ -1323,3 +1323,50 @@ def test_effective_path_undoes_folders_not_made_yet(tmp_path):
     assert effective_path(f"{t}/there/../a.png") == f"{t}/there/../a.png"
     assert effective_path(f"{t}/new/a.png") == f"{t}/new/a.png"
     assert effective_path("new-folder-xyz/..") == "."
+
+
+def _icc_with_pipeline(n: int) -> bytes:
+    """An ICC v4 RGB profile (sRGB-like colorants and curves) whose D2B0 'mpet' pipeline holds ``n``
+    matrix elements: what helper-111 made to keep the colour library busy for minutes."""
+    def s15(x):
+        return struct.pack(">i", int(round(x * 65536)))
+
+    matf = b"matf" + b"\0" * 4 + struct.pack(">HH", 3, 3) + struct.pack(">9f", 1 - 1e-6, 0, 0, 0, 1 - 1e-6, 0, 0, 0,
+                                                                          1 - 1e-6) + struct.pack(">3f", 1e-7, 0, 0)
+    head = 16 + 8 * n
+    mpet = b"mpet" + b"\0" * 4 + struct.pack(">HHI", 3, 3, n) + b"".join(
+        struct.pack(">II", head + k * len(matf), len(matf)) for k in range(n)) + matf * n
+
+    def xyz(x, y, z):
+        return b"XYZ " + b"\0" * 4 + s15(x) + s15(y) + s15(z)
+
+    desc = b"mluc" + b"\0" * 4 + struct.pack(">II", 1, 12) + b"enUS" + struct.pack(">II", 2, 28) + "x".encode("utf-16-be")
+    curv = b"curv" + b"\0" * 4 + struct.pack(">IH", 1, int(2.2 * 256)) + b"\0\0"
+    tags = [(b"desc", desc), (b"wtpt", xyz(0.9642, 1.0, 0.8249)), (b"rXYZ", xyz(0.4361, 0.2225, 0.0139)),
+            (b"gXYZ", xyz(0.3851, 0.7169, 0.0971)), (b"bXYZ", xyz(0.1431, 0.0606, 0.7141)), (b"rTRC", curv),
+            (b"gTRC", curv), (b"bTRC", curv), (b"D2B0", mpet)]
+    off = 128 + 4 + 12 * len(tags)
+    table, data = b"", b""
+    for sig, body in tags:
+        data += b"\0" * (-(off + len(data)) % 4)
+        table += sig + struct.pack(">II", off + len(data), len(body))
+        data += body
+    total = off + len(data)
+    hdr = (struct.pack(">I", total) + b"lcms" + struct.pack(">I", 0x04300000) + b"mntr" + b"RGB " + b"XYZ " + b"\0" * 12
+           + b"acsp" + b"APPL" + b"\0" * 4 + b"\0" * 16 + struct.pack(">I", 1) + s15(0.9642) + s15(1.0) + s15(0.8249)
+           + b"lcms" + b"\0" * 44)
+    return hdr + struct.pack(">I", len(tags)) + table + data
+
+
+def test_a_colour_profile_made_to_take_minutes_is_ignored_with_a_warning(tmp_path):
+    """A 147 KB profile whose pipeline held 60,000 elements kept the colour library busy for 76 s on a
+    32×32 photo (a 16 MB one more than 15 minutes, deaf to Ctrl-C and kill; helper-111). A profile of
+    more than ``MAX_ICC_ELEMENTS`` elements in a pipeline is ignored, with a warning naming why."""
+    from photo3d import io as pio
+
+    path = tmp_path / "bomb.png"
+    Image.new("RGB", (32, 32), (120, 90, 60)).save(path, icc_profile=_icc_with_pipeline(3000))
+    photo = pio.load_image(path)
+    assert any("colour profile ignored (a pipeline of 3,000 elements, too costly to apply)" in w for w in photo.warnings), photo.warnings
+    assert photo.rgb[0, 0].tolist() == [120, 90, 60]
+    assert pio._icc_cost(_icc_with_pipeline(8)) is None  # a real profile's handful of elements is applied as before
