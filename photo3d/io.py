@@ -359,10 +359,10 @@ def _icc_cost(icc: bytes) -> str | None:
     """Why the colour library must not be given ``icc``, from its tag table alone, or None: a 147 KB
     profile whose 'mpet' pipelines held 60,000 elements took 76 s on a 32×32 photo, a 16 MB one more
     than 15 minutes, deaf to Ctrl-C and kill inside the library (helper-111)."""
-    if len(icc) < 132:
-        return None  # (too short to hold a tag table: the library refuses it at once)
+    if len(icc) < 132 or icc[36:40] != b"acsp":
+        return None  # (no profile, or too short to hold a tag table: the library refuses it at once)
     count = int.from_bytes(icc[128:132], "big")
-    if count > MAX_ICC_TAGS:
+    if count > MAX_ICC_TAGS and 132 + 12 * count <= len(icc):  # (a table past the end: refused at once)
         return f"{count:,} tags"
     for k in range(min(count, (len(icc) - 132) // 12)):
         at = int.from_bytes(icc[136 + 12 * k:140 + 12 * k], "big")
