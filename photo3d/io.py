@@ -351,6 +351,18 @@ def _to_rgb8(im: Image.Image) -> np.ndarray:
 _ICC_MODES = {"RGB": ("RGB", "RGB"), "RGBA": ("RGB", "RGBA"), "CMYK": ("CMYK", "RGB"), "L": ("GRAY", "RGB")}
 
 
+def _same_bytes(path: Path, data: bytes) -> bool:
+    """Whether the regular file ``path`` holds ``data``, read only when its size is ``data``'s (a
+    sparse 20 GB NAME.glb beside a page given as input was read whole to compare, helper-111)."""
+    try:
+        st = path.stat()
+        if not stat.S_ISREG(st.st_mode) or st.st_size != len(data):
+            return False
+        return path.read_bytes() == data
+    except OSError:
+        return False
+
+
 MAX_ICC_ELEMENTS = 64  # processing elements of a v4 profile's 'mpet' pipeline (real profiles: a handful)
 MAX_ICC_TAGS = 1000
 
@@ -1147,7 +1159,7 @@ def load_image(
             if (glb := page_glb(path)) is not None:
                 beside = path.with_suffix(".glb")  # (named only where it is the page's own: -o NAME.html writes none)
                 said = (f"give the 3D photo it shows ({printable(beside.name)}), which is rendered as it is"
-                        if beside.is_file() and beside.read_bytes() == glb else
+                        if _same_bytes(beside, glb) else
                         "photo3d renders a 3D photo given as a .glb: convert the photo with -o NAME.glb (or "
                         "--format glb) to have one")
                 raise InputFileError(f"a viewer page, not a photo: {said}", path) from e

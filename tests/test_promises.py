@@ -1869,7 +1869,7 @@ def test_summary_never_replaces_a_file_that_is_not_a_summary(tmp_path, tiny_dept
     assert json.loads(summary.read_text())["counts"]["skipped"] == 1
 
 
-def test_a_file_photo3d_wrote_given_in_the_wrong_place_is_named_with_what_to_give(tmp_path, tiny_depth_model):
+def test_a_file_photo3d_wrote_given_in_the_wrong_place_is_named_with_what_to_give(tmp_path, tiny_depth_model, monkeypatch):
     """helper-106: a map's colour preview given as --depth ("depth map is a colour image"), a viewer
     page given as the photo ("not an image"), a folder of 3D photos given to render videos ("no
     images found") and a photo over --max-megapixels: each message now says what to give."""
@@ -1884,6 +1884,25 @@ def test_a_file_photo3d_wrote_given_in_the_wrong_place_is_named_with_what_to_giv
     r = cli("convert", out / "p.html", "-o", tmp_path / "v.gif")
     assert r.exit_code != 0 and lines(r.output) == [
         f"error: {out / 'p.html'}: a viewer page, not a photo: give the 3D photo it shows (p.glb), which is rendered as it is"], r.output
+    # a huge file of the GLB's name beside the page is not read to be compared (a sparse 20 GB one was
+    # read whole, helper-111): only a file of the page's GLB's size is
+    page_glb = out / "p.glb"
+    page_glb.rename(out / "p.kept")
+    with open(page_glb, "wb") as f:
+        f.truncate(3 << 30)  # (sparse: no disk taken)
+    read_bytes = Path.read_bytes
+
+    def guarded(self):
+        assert self.stat().st_size < 1 << 30, f"{self} read whole"
+        return read_bytes(self)
+
+    monkeypatch.setattr(Path, "read_bytes", guarded)
+    r = cli("convert", out / "p.html", "-o", tmp_path / "v.gif")
+    assert r.exit_code != 0 and lines(r.output) == [
+        f"error: {out / 'p.html'}: a viewer page, not a photo: photo3d renders a 3D photo given as a .glb: convert "
+        "the photo with -o NAME.glb (or --format glb) to have one"], r.output
+    monkeypatch.undo()
+    (out / "p.kept").replace(page_glb)
     # a page alone (-o NAME.html writes no GLB; helper-107): no GLB is named that is not there
     assert cli("convert", src, "-o", out / "alone.html", "--model", tiny_depth_model).exit_code == 0
     r = cli("convert", out / "alone.html", "-o", tmp_path / "w.gif")
