@@ -1071,6 +1071,31 @@ def test_a_stop_while_the_workers_close_keeps_what_was_done(tmp_path: Path, monk
     assert "3 converted" in buf.getvalue()
 
 
+def test_rays_shutdown_comes_after_the_closing_line_and_the_summary(tmp_path: Path, monkeypatch) -> None:
+    """Ray's shutdown sets SIGTERM back to the system's default while it runs (a second or two): a
+    ``kill`` then ended the run before its closing line, the summary left as at its start ("finished":
+    null, every input "not run"; helper-112, 7 of 7). It now runs last, after both."""
+    seen = {}
+
+    class ShutsDownLast(SequentialExecutor):
+        def shutdown(self) -> None:
+            seen["said"] = buf.getvalue()
+            seen["summary"] = json.loads((tmp_path / "s.json").read_text())
+
+    src = tmp_path / "in"
+    src.mkdir()
+    for i in range(2):
+        Image.fromarray(photo_rgb(40, 30)).save(src / f"p{i}.jpg")
+    import photo3d.batch.run as run
+
+    monkeypatch.setattr(run, "make_executor", lambda *a, **k: ShutsDownLast())
+    buf = io.StringIO()
+    code = batch_command(THUMB, [src], tmp_path / "out", ".png", console=Console(file=buf, width=300), progress=False,
+                         summary=tmp_path / "s.json")
+    assert code == 0 and "2 converted" in seen["said"], buf.getvalue()
+    assert seen["summary"]["finished"] is not None and seen["summary"]["counts"]["ok"] == 2, seen["summary"]
+
+
 def test_a_batch_without_a_summary_keeps_no_reports(tmp_path: Path, monkeypatch) -> None:
     """Every photo's report was kept until the batch ended (3-5 KB a photo in the parent, helper-87:
     gigabytes for the "archive of millions" this README promises). Without --summary, nothing reads

@@ -49,6 +49,10 @@ class Executor:
     def close(self) -> None:
         """Release workers after a normal end."""
 
+    def shutdown(self) -> None:
+        """What :meth:`close` and :meth:`stop` leave for after the closing line and the summary (Ray's
+        local cluster); nothing by default."""
+
 
 class SequentialExecutor(Executor):
     """One file after the other in this process (``--jobs 1``): no start-up cost."""

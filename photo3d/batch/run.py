@@ -565,4 +565,7 @@ def batch_command(
             except Photo3DError as e:
                 say(console, str(e))
                 return int(ExitCode.failed)
+    if executor is not None:
+        with stop_signals_ignored():  # (Ray's shutdown: after what the run says and writes, see RayExecutor.shutdown)
+            executor.shutdown()
     return int(report.exit_code)
