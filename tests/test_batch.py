@@ -1620,3 +1620,11 @@ def test_a_photo_of_the_users_under_a_depth_maps_name_is_not_kept_as_done(tmp_pa
     res = subprocess.run(cli_command("depth", str(tmp_path / "new"), "-o", str(tmp_path)), capture_output=True,
                          text=True, env=env(), timeout=300)
     assert res.returncode == 0 and "1 skipped (output exists)" in res.stderr, res.stderr
+
+
+def test_a_link_to_itself_is_called_a_loop_not_a_broken_link(tmp_path: Path) -> None:
+    """A symbolic link to itself given as an input was "no such file (a broken symbolic link to
+    self.jpg)" (helper-112): it is a loop, and says so."""
+    (tmp_path / "self.jpg").symlink_to("self.jpg")
+    jobs = plan_jobs([tmp_path / "self.jpg"], tmp_path / "out", ".png")
+    assert [j.error for j in jobs] == [f"{tmp_path / 'self.jpg'}: a symbolic link that loops (to self.jpg, never to a file)"]

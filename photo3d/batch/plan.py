@@ -7,6 +7,7 @@ map PNGs photo3d wrote skipped, symlink loops visited once) and maps every image
 from __future__ import annotations
 
 import contextlib
+import errno
 import fnmatch
 import os
 import unicodedata
@@ -348,6 +349,11 @@ def _missing(inp: Path) -> str:
     the way that may not be searched (``priv/x.jpg`` with ``priv`` mode 700, another user's)."""
     with contextlib.suppress(OSError):
         if os.path.islink(inp):
+            try:
+                os.stat(inp)
+            except OSError as e:  # (a link to itself, or a ring of links, is no broken link: helper-112)
+                if e.errno == errno.ELOOP:
+                    return f"a symbolic link that loops (to {os.readlink(inp)}, never to a file)"
             return f"no such file (a broken symbolic link to {os.readlink(inp)})"
     try:
         os.stat(inp)
