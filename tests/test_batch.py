@@ -1628,3 +1628,27 @@ def test_a_link_to_itself_is_called_a_loop_not_a_broken_link(tmp_path: Path) -> 
     (tmp_path / "self.jpg").symlink_to("self.jpg")
     jobs = plan_jobs([tmp_path / "self.jpg"], tmp_path / "out", ".png")
     assert [j.error for j in jobs] == [f"{tmp_path / 'self.jpg'}: a symbolic link that loops (to self.jpg, never to a file)"]
+
+
+def test_a_depth_map_kept_from_a_run_with_other_raw_says_so(tmp_path: Path) -> None:
+    """``depth C -o d --raw`` then ``depth C -o d``: the network-grid maps were kept as done without a
+    word, though each PNG says it is raw (helper-112). Kept all the same (a resume does not redo
+    finished work), with one warning line each naming the map and what to run."""
+    src = tmp_path / "in"
+    src.mkdir()
+    for i in range(2):
+        Image.fromarray(photo_rgb(64, 48, seed=i)).save(src / f"p{i}.png")
+    out = tmp_path / "d"
+
+    def depth(*extra: str) -> subprocess.CompletedProcess:
+        return subprocess.run(cli_command("depth", str(src), "-o", str(out), *extra), capture_output=True, text=True,
+                              env=env(), timeout=300)
+
+    assert depth("--raw").returncode == 0
+    res = depth()
+    assert res.returncode == 0 and "2 skipped (output exists)" in res.stderr, res.stderr
+    for i in range(2):
+        assert (f"warning: {out / f'p{i}.png'}: kept from an earlier run with --raw; run again with --overwrite "
+                "to make it without") in res.stderr, res.stderr
+    res = depth("--raw")  # the same options: no word
+    assert res.returncode == 0 and "warning" not in res.stderr, res.stderr

@@ -148,6 +148,24 @@ def finish(src: str | Path, dst: str | Path, opts: DepthOptions | None = None) -
     return {"outputs": written, "finished": "missing outputs written from the existing " + Path(dst).name}
 
 
+def kept_note(dst: str | Path, opts: DepthOptions | None = None) -> str | None:
+    """The warning for a depth map kept as done that an earlier run made with(out) ``--raw`` (its PNG says
+    which; a ``.npy`` says nothing): kept at the network's grid, or upsampled, against this run's ask."""
+    from .maps import read_png_metadata
+
+    opts = opts or DepthOptions()
+    if Path(dst).suffix.lower() != ".png":
+        return None
+    try:
+        raw = read_png_metadata(dst).get("raw")
+    except Exception:  # noqa: BLE001 - (a map that cannot be read was refused before it is kept)
+        return None
+    if not isinstance(raw, bool) or raw == bool(opts.raw):
+        return None
+    return (f"kept from an earlier run {'with' if raw else 'without'} --raw; run again with --overwrite "
+            f"to make it {'without' if raw else 'with'}")
+
+
 def model_reads(model: Path | None) -> list[tuple[str, Path]]:
     """The files a ``--model`` reads, each with what to call it: a TorchScript file, a Tiefenrausch
     folder's two protobufs, or (None) the bundled model and its manifest.  No output may replace
@@ -175,4 +193,4 @@ def depth_task(opts: DepthOptions | None = None):
     from ..batch.task import Task
 
     return Task("depth", depth_file, opts, warm_up=warm_up, outputs=outputs, finish=finish, reads=reads,
-                done="depth map(s) written", tags_outputs=True)
+                done="depth map(s) written", tags_outputs=True, kept_note=kept_note)
