@@ -1046,6 +1046,20 @@ def test_cli_convert_folder_with_bad_files(album: Path, tmp_path: Path) -> None:
             assert r["bytes"] == Path(r["output"]).stat().st_size == r["report"]["glb_bytes"]
 
 
+def _batch_on(executor, tmp_path: Path, n: int, buf: io.StringIO, monkeypatch) -> int:
+    """The thumbnail batch of ``n`` photos in tmp_path/in, run by ``batch_command`` on ``executor``, its
+    lines into ``buf``, its summary tmp_path/s.json; the exit code."""
+    src = tmp_path / "in"
+    src.mkdir()
+    for i in range(n):
+        Image.fromarray(photo_rgb(40, 30)).save(src / f"p{i}.jpg")
+    import photo3d.batch.run as run
+
+    monkeypatch.setattr(run, "make_executor", lambda *a, **k: executor)
+    return batch_command(THUMB, [src], tmp_path / "out", ".png", console=Console(file=buf, width=300), progress=False,
+                         summary=tmp_path / "s.json")
+
+
 def test_a_stop_while_the_workers_close_keeps_what_was_done(tmp_path: Path, monkeypatch) -> None:
     """A stop (Ctrl-C, kill, a hang-up) that lands while the executor closes, after the last photo (Ray's
     shutdown takes a second or more): every result was thrown away, "0 converted, 40 not run" and a
@@ -1055,16 +1069,8 @@ def test_a_stop_while_the_workers_close_keeps_what_was_done(tmp_path: Path, monk
         def close(self) -> None:
             raise KeyboardInterrupt
 
-    src = tmp_path / "in"
-    src.mkdir()
-    for i in range(3):
-        Image.fromarray(photo_rgb(40, 30)).save(src / f"p{i}.jpg")
-    import photo3d.batch.run as run
-
-    monkeypatch.setattr(run, "make_executor", lambda *a, **k: ClosedByCtrlC())
     buf = io.StringIO()
-    code = batch_command(THUMB, [src], tmp_path / "out", ".png", console=Console(file=buf, width=300), progress=False,
-                         summary=tmp_path / "s.json")
+    code = _batch_on(ClosedByCtrlC(), tmp_path, 3, buf, monkeypatch)
     data = json.loads((tmp_path / "s.json").read_text())
     assert code == 130 and data["interrupted"] is True, buf.getvalue()
     assert data["counts"]["ok"] == 3 and data["counts"]["not run"] == 0, data["counts"]
@@ -1082,16 +1088,8 @@ def test_rays_shutdown_comes_after_the_closing_line_and_the_summary(tmp_path: Pa
             seen["said"] = buf.getvalue()
             seen["summary"] = json.loads((tmp_path / "s.json").read_text())
 
-    src = tmp_path / "in"
-    src.mkdir()
-    for i in range(2):
-        Image.fromarray(photo_rgb(40, 30)).save(src / f"p{i}.jpg")
-    import photo3d.batch.run as run
-
-    monkeypatch.setattr(run, "make_executor", lambda *a, **k: ShutsDownLast())
     buf = io.StringIO()
-    code = batch_command(THUMB, [src], tmp_path / "out", ".png", console=Console(file=buf, width=300), progress=False,
-                         summary=tmp_path / "s.json")
+    code = _batch_on(ShutsDownLast(), tmp_path, 2, buf, monkeypatch)
     assert code == 0 and "2 converted" in seen["said"], buf.getvalue()
     assert seen["summary"]["finished"] is not None and seen["summary"]["counts"]["ok"] == 2, seen["summary"]
 
