@@ -189,7 +189,20 @@ def test_a_network_whose_ops_do_not_fit_is_one_line_not_a_traceback(tmp_path):
     r = cli("model", "import", folder, "-o", tmp_path / "t.pt")
     out = [ln for ln in r.output.splitlines() if ln.strip()]
     assert r.exit_code == 1 and len(out) == 1, r.output
-    assert out[0].startswith(f"error: {folder}: corrupt Caffe2 NetDef: cannot rebuild the network ("), out
+    assert out == [f"error: {folder}: unusable conv y (weights of shape [1])"], out
+    # quantization that cannot run: each was written as a model that failed only when used (helper-111)
+    for name, quant, why in (("scale-nan", arg(b"Y_scale", f=float("nan")) + arg(b"Y_zero_point", i=0), "unusable quantize q (output scale nan)"),
+                             ("scale-zero", arg(b"Y_scale", f=0.0) + arg(b"Y_zero_point", i=0), "unusable quantize q (output scale 0.0)"),
+                             ("zero-point-1000", arg(b"Y_scale", f=1.0) + arg(b"Y_zero_point", i=1000),
+                              "unusable quantize q (output zero point 1000, not 0-255)")):
+        folder = tmp_path / name
+        folder.mkdir()
+        (folder / "tiefenrausch.pb").write_bytes(_ld(1, b"net") + op(b"Int8Quantize", [b"x"], [b"q"], quant)
+                                                 + op(b"Int8Dequantize", [b"q"], [b"z"]) + _ld(7, b"x") + _ld(8, b"z"))
+        (folder / "tiefenrausch_init.pb").write_bytes(weights)
+        r = cli("model", "import", folder, "-o", tmp_path / "t.pt")
+        assert r.exit_code == 1 and r.output == f"error: {folder}: {why}\n", r.output
+        assert not (tmp_path / "t.pt").exists()
     # geometry an INT8 kernel cannot take: stride 0 killed the process (SIGFPE) as --model, group 0
     # was a ZeroDivisionError traceback, a resize by 0 (a security review, helper-77)
     for name, conv_args, why in (("stride-zero", arg(b"stride", i=0), "kernel 1, stride 0, pad 0, group 1"),
@@ -317,3 +330,21 @@ def test_float_teacher_agrees(tiefenrausch_dir, int8_model):
     x = torch.rand(1, 3, 64, 64, requires_grad=True)
     teacher(x).mean().backward()
     assert x.grad is not None and torch.isfinite(x.grad).all()
+
+
+def test_a_netdef_file_larger_than_any_tiefenrausch_is_refused_unread(tmp_path):
+    """The two .pb files were read and decoded whole whatever their size: 16 MB of empty fields took
+    9 s and 339 MB before failing, growing with the size (helper-111). Over ``MAX_NETDEF_BYTES`` a file
+    is refused, unread."""
+    from helpers.cli import cli
+    from photo3d.depth.tiefenrausch import MAX_NETDEF_BYTES
+
+    folder = tmp_path / "huge"
+    folder.mkdir()
+    with open(folder / "tiefenrausch.pb", "wb") as f:
+        f.truncate(MAX_NETDEF_BYTES + 1)  # (sparse)
+    (folder / "tiefenrausch_init.pb").write_bytes(b"\x0a\x04init")
+    r = cli("model", "import", folder, "-o", tmp_path / "t.pt")
+    assert r.exit_code == 1 and r.output == (f"error: {folder / 'tiefenrausch.pb'}: {MAX_NETDEF_BYTES + 1:,} bytes, "
+                                             f"more than a Tiefenrausch NetDef ({MAX_NETDEF_BYTES >> 20} MB at most)\n"), r.output
+    assert not (tmp_path / "t.pt").exists()

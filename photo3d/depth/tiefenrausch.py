@@ -26,6 +26,7 @@ The same network with dequantized float weights (for distillation) is built by
 
 from __future__ import annotations
 
+import math
 import struct
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -49,6 +50,7 @@ INIT_NET = "tiefenrausch_init.pb"
 # --------------------------------------------------------------------------------------------
 
 
+MAX_NETDEF_BYTES = 8 << 20  # a NetDef file (Tiefenrausch's: 49 KB and 3.6 MB)
 MAX_KERNEL, MAX_STRIDE = 15, 8  # conv geometry taken (Tiefenrausch's: kernels 1 and 3, strides 1 and 2, resize by 2)
 
 
@@ -249,10 +251,44 @@ def _load_init(data: bytes) -> dict[str, Tensor8]:
     return blobs
 
 
+def _quantization_problem(step: Step) -> str | None:
+    """Why a step's quantization or weights cannot run, or None: the importer wrote models whose scale
+    was 0, NaN or negative, whose zero point was 1000, whose weights had a dimension of 0, or whose
+    weights were 200×200 under a declared kernel of 1 (past ``MAX_KERNEL``); each failed only when used
+    (helper-111)."""
+
+    def bad_scale(x: float) -> bool:
+        return not (math.isfinite(x) and x > 0)
+
+    if step.kind != "dequantize":
+        if bad_scale(step.scale):
+            return f"output scale {step.scale}"
+        if not 0 <= step.zero_point <= 255:
+            return f"output zero point {step.zero_point}, not 0-255"
+    if step.kind != "conv":
+        return None
+    w, b = step.weight, step.bias
+    if w.values.ndim != 4 or min(w.values.shape) < 1:
+        return f"weights of shape {list(w.values.shape)}"
+    out_c, kh, kw, _ = w.values.shape
+    if kh != kw or not 1 <= kh <= MAX_KERNEL or step.pad >= kh:
+        return f"weights of kernel {kh}x{kw}, pad {step.pad}"
+    if out_c % step.groups:
+        return f"{out_c} output channels in {step.groups} groups"
+    if bad_scale(w.scale) or not 0 <= w.zero_point <= 255:
+        return f"weight scale {w.scale}, zero point {w.zero_point}"
+    if b.values.shape != (out_c,) or not (math.isfinite(b.scale) and b.scale >= 0):
+        return f"bias of shape {list(b.values.shape)}, scale {b.scale}"
+    return None
+
+
 def _read_netdef(path: Path, parse):
     """``parse`` of the bytes of the NetDef file ``path``; a ModelError naming the file if unusable
     (an init net's first op that is not a weight is a predict net's: the two files swapped)."""
     try:
+        if (size := path.stat().st_size) > MAX_NETDEF_BYTES:  # (read and decoded whole: 16 MB of empty
+            # fields took 9 s and 339 MB, growing with the size, helper-111)
+            raise ModelError(f"{size:,} bytes, more than a Tiefenrausch NetDef ({MAX_NETDEF_BYTES >> 20} MB at most)", path)
         data = path.read_bytes()
     except OSError as e:
         raise ModelError(f"unreadable ({e.strerror or e})", path) from e
@@ -349,6 +385,9 @@ def read_graph(folder: str | Path) -> Graph:
         raise ModelError(f"corrupt Caffe2 NetDef ({type(e).__name__}: {e})", folder / PREDICT_NET) from e
     if not steps:
         raise ModelError("holds no network (layout ops only)", folder / PREDICT_NET)
+    for s in steps:
+        if (why := _quantization_problem(s)) is not None:
+            raise ModelError(f"unusable {s.kind} {s.output} ({why})", folder)
     net_in = ext_in[0] if ext_in else steps[0].inputs[0]
     return Graph(net_in, src(ext_out[0]), steps, qscale)
 
