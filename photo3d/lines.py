@@ -25,7 +25,10 @@ ITERATIONS = 3  # neighbouring segments' residuals mix in the spreading: fit aga
 
 def line_segments(rgb: np.ndarray, min_len: float) -> np.ndarray:
     """(n, 4) float32 segments x1, y1, x2, y2 of the photo's straight lines at least ``min_len`` pixels long."""
-    gray = cv2.cvtColor(np.ascontiguousarray(rgb), cv2.COLOR_RGB2GRAY) if rgb.ndim == 3 else rgb
+    img = np.asarray(rgb)
+    if img.dtype != np.uint8:  # (LSD takes 8-bit grey)
+        img = np.clip(img * (255.0 if img.dtype.kind == "f" and img.max() <= 1.0 else 1.0), 0, 255).astype(np.uint8)
+    gray = cv2.cvtColor(np.ascontiguousarray(img[..., :3]), cv2.COLOR_RGB2GRAY) if img.ndim == 3 else img
     if min(gray.shape[:2]) < 8:
         return np.zeros((0, 4), np.float32)
     found = cv2.createLineSegmentDetector().detect(gray)[0]

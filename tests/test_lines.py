@@ -55,6 +55,14 @@ def test_a_step_along_a_line_is_kept_and_a_photo_without_lines_is_left_alone():
     assert straighten_lines(noisy, rgb, 0.0) is noisy  # switched off
 
 
+def test_the_photo_may_come_as_floats_or_with_alpha():
+    rgb = _striped()
+    want = line_segments(rgb, 40)
+    assert len(want) > 10
+    for other in (rgb.astype(np.float32) / 255.0, np.dstack([rgb, np.full(rgb.shape[:2], 255, np.uint8)])):
+        assert np.allclose(line_segments(other, 40), want)
+
+
 def test_tiny_and_degenerate_inputs_pass_through():
     for shape in ((1, 7), (3, 3), (7, 1)):
         inv = np.full(shape, 0.5, np.float32)
