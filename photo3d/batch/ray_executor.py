@@ -378,29 +378,11 @@ class RayExecutor(Executor):
         """Ray's own shutdown, after the closing line and the summary: it resets SIGTERM's handler to the
         system's default while it runs (a second or two) and Python still reports its own, so a ``kill``
         then ended the run at once (exit 143, no closing line, the summary of its start; helper-112).
-        Now such a kill can cost only the exit code, and the handlers are set again afterwards."""
+        Now such a kill can cost only the exit code; the caller's ``signals_handled`` sets the handlers
+        again as it ends (``batch_command``)."""
         if self._started:
             with contextlib.suppress(Exception):
                 import ray
 
                 ray.shutdown()
             self._started = False
-            _reassert_handlers()
-
-
-def _reassert_handlers() -> None:
-    """Set the stop signals' Python handlers again: ``ray.shutdown()`` resets SIGTERM's to the system's
-    default while Python still reports its own, so a ``kill`` in the seconds it shuts down after the
-    last photo ended the run at once (exit 143, no closing line, the summary of its start; helper-112)."""
-    import signal
-    import threading
-
-    if threading.current_thread() is not threading.main_thread():
-        return
-    from .local import STOP_SIGNALS
-
-    for sig in STOP_SIGNALS:
-        with contextlib.suppress(ValueError, OSError, TypeError):
-            handler = signal.getsignal(sig)
-            if handler is not None:
-                signal.signal(sig, handler)
