@@ -1563,25 +1563,27 @@ def kept_file_problem(path: str | Path, side: bool = False, tagged: bool = False
             return kinds[suffix], "not a PNG file"
         if tail != _PNG_END:
             return kinds[suffix], "cut short: no end chunk"
-        return _foreign(path, kinds[suffix], ("preview",)) if preview else _foreign(path, kinds[suffix], OWN_STILLS, tagged)
+        if preview:
+            return _foreign(path, kinds[suffix], ("preview",))
+        return _foreign(path, kinds[suffix], OWN_STILLS) if tagged else None
     if head[:2] != b"\xff\xd8":
         return kinds[suffix], "not a JPEG file"
     if tail[-2:] != b"\xff\xd9":
         return kinds[suffix], "cut short: no end marker"
-    return _foreign(path, kinds[suffix], OWN_STILLS, tagged)
+    return _foreign(path, kinds[suffix], OWN_STILLS) if tagged else None
 
 
 OWN_STILLS = ("depth map", "stereo still")  # what a kept .png / .jpg output is (depth.maps.photo3d_kind)
 
 
-def _foreign(path: Path, kind: str, own: tuple[str, ...], check: bool = True) -> tuple[str, str] | None:
+def _foreign(path: Path, kind: str, own: tuple[str, ...]) -> tuple[str, str] | None:
     """``(kind, FOREIGN)`` unless ``path`` is tagged as one of photo3d's ``own`` kinds: a photo of the
     user's under a depth map's or a stereo still's name (``-o`` the photos' own folder) was kept as
     "skipped (output exists)", and taken for photo3d's own by every later run (helper-112)."""
     from .depth.maps import photo3d_kind
     from .errors import FOREIGN
 
-    return None if not check or photo3d_kind(path) in own else (kind, FOREIGN)
+    return None if photo3d_kind(path) in own else (kind, FOREIGN)
 
 
 def _animation_problem(path: Path, suffix: str) -> tuple[str, str] | None:
