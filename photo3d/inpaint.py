@@ -92,14 +92,12 @@ def inpaint_background(rgb: np.ndarray, ldi: LayeredDepth, radius: int = 4, mirr
     band = far_band(ldi, band_px, rgb)
     # the background layer: the hole and the far band plus a rim under the visible layer's edge
     layer = cv2.dilate((ldi.hole | band).astype(np.uint8), k, iterations=2).astype(bool)
-    mask = ldi.inpaint_mask | ldi.hole | band
+    # nor does it read the rest of the far side within the band's width (``band`` is part of it): a
+    # pixel beside the cut tinted below the band's bar (a shirt's dark red rim on a brown wall, a
+    # pepper's on grey sky) was the fill's nearest source all along the edge, and the fill took its tint
+    mask = ldi.inpaint_mask | ldi.hole | far_band(ldi, band_px)
     if halo_px > band_px:
         mask |= far_halo(ldi, band, rgb, halo_px)
-    if band_px > 0:
-        # nor does it read the rest of the far side within the band's width: a pixel beside the cut
-        # tinted below the band's bar (a shirt's dark red rim on a brown wall, a pepper's on grey
-        # sky) was the fill's nearest source all along the edge, and the whole fill took its tint
-        mask |= far_band(ldi, band_px)
     ys, xs = _crop_box(mask | layer, 2 * radius + 2)
     m8 = mask[ys, xs].astype(np.uint8)
     crop = np.ascontiguousarray(rgb[ys, xs])
