@@ -413,16 +413,16 @@ def test_a_glob_naming_a_link_to_a_walked_folder_still_finds_its_photos(tmp_path
 def test_a_folder_of_links_to_itself_without_photos_ends_at_once(tmp_path: Path) -> None:
     """Two links to the folder itself (``a -> .``, ``b -> .``) and no photo: the search for GIFs
     to mention in "no images found" walked 2^40 paths and never ended (code review, session 23)."""
-    from photo3d.batch.plan import gifs_in
+    from photo3d.batch.plan import passed_over
 
     top = tmp_path / "loopy"
     top.mkdir()
     for name in "abcdefgh":
         (top / name).symlink_to(".", target_is_directory=True)
     (top / "notes.txt").write_text("x")
-    assert list(gifs_in(top)) == []
+    assert list(passed_over(top)) == []
     (top / "x.gif").write_bytes(b"GIF89a")
-    assert list(gifs_in(top)) == [top / "x.gif"]
+    assert list(passed_over(top)) == [top / "x.gif"]
 
 
 # --------------------------------------------------------------------------------------------

@@ -238,7 +238,7 @@ def _loops_back(link: str, here: str) -> bool:
     return at == real or at.startswith(real + os.sep)
 
 
-def gifs_in(folder: Path, globs: Sequence[str] = (), suffixes: Sequence[str] = (".gif",)) -> Iterator[Path]:
+def passed_over(folder: Path, globs: Sequence[str] = (), suffixes: Sequence[str] = (".gif",)) -> Iterator[Path]:
     """The GIFs (or other files of ``suffixes``: 3D photos) a walk of ``folder`` passes over (it
     takes only photos; a GIF is used when named, a GLB rendered when named).  Each real folder is
     listed once (two links ``a -> .`` and ``b -> .`` made 2^40 paths)."""

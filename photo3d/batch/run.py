@@ -30,7 +30,7 @@ from ..errors import ExitCode, Photo3DError, UsageError, damaged_existing, print
 from ..io import OUTPUT_THERE, effective_path, kept_file_problem, output_state, write_bytes_atomic
 from .local import (STOP_SIGNALS, Executor, PoolExecutor, SequentialExecutor, available_cpus, signals_handled,
                     stop_signals_ignored)
-from .plan import (Job, PlanNotes, check_reads, check_summary_path, check_writable, gifs_in, glob_matches, plan_outputs,
+from .plan import (Job, PlanNotes, check_reads, check_summary_path, check_writable, passed_over, glob_matches, plan_outputs,
                    remove_stale_temps)
 from .result import Result, Status, msg
 from .task import Task, execute
@@ -525,10 +525,10 @@ def batch_command(
         raise
     if not plan:  # nothing to do is a failure: a wrong folder or --glob, not a success
         said = " (only what photo3d wrote, skipped above)" if notes.own else ""
-        if not said and any(os.path.isdir(p) and next(gifs_in(Path(p), globs), None) for p in inputs):
+        if not said and any(os.path.isdir(p) and next(passed_over(Path(p), globs), None) for p in inputs):
             said = " (GIFs are used only when named: their first frame)"
         if not said and task.name == "convert" and (glb := next((g for p in inputs if os.path.isdir(p)
-                                                                 for g in gifs_in(Path(p), globs, (".glb",))), None)):
+                                                                 for g in passed_over(Path(p), globs, (".glb",))), None)):
             # (a folder of 3D photos given to render videos from: said how, not only "no images")
             said = f" (3D photos are rendered only when named: {glb.parent / '*.glb'})"
         say(console, f"no images found in {', '.join(map(str, inputs))}"
