@@ -117,15 +117,16 @@ def viewer_camera(tree: dict, width: int, offset: tuple[float, float] = (0.0, 0.
 
 
 def rasterize(meshes: list[dict], texture: np.ndarray, focal: float, size: tuple[int, int], eye: np.ndarray,
-              cutoff: float = 0.5, rot: np.ndarray | None = None, with_layer: bool = False):
+              cutoff: float = 0.5, rot: np.ndarray | None = None, with_layer: bool = False, with_faces: bool = False):
     """Render from ``eye`` looking down -Z (pinhole ``focal`` px, ``size`` = (W, H)); ``rot``: the
     world-to-camera rotation (None = the axes of the photo's camera).
 
     Returns (rgb float32 HxWx3, covered bool HxW), and with ``with_layer`` the index of the
-    primitive each pixel shows (-1 = empty) as a third element.
+    primitive each pixel shows (-1 = empty) as a third element; with ``with_faces`` also the index
+    of its face within that primitive (-1 = empty) and each primitive's faces' areas on screen.
     """
     W, H = size
-    cand_pix, cand_depth, cand_uv, cand_mesh = [], [], [], []
+    cand_pix, cand_depth, cand_uv, cand_mesh, cand_face, areas = [], [], [], [], [], []
     for k, m in enumerate(meshes):
         p = m["pos"] - eye
         if rot is not None:
@@ -134,7 +135,10 @@ def rasterize(meshes: list[dict], texture: np.ndarray, focal: float, size: tuple
         sx = focal * p[:, 0] / w + W / 2  # continuous image coords, pixel centres at +0.5
         sy = -focal * p[:, 1] / w + H / 2
         f = m["faces"]
-        f = f[(w[f] > 1e-6).all(1)]
+        X, Y = sx[f], sy[f]
+        areas.append(0.5 * np.abs((X[:, 1] - X[:, 0]) * (Y[:, 2] - Y[:, 0]) - (X[:, 2] - X[:, 0]) * (Y[:, 1] - Y[:, 0])))
+        fid = np.nonzero((w[f] > 1e-6).all(1))[0]
+        f = f[fid]
         X, Y = sx[f], sy[f]  # (m, 3)
         bx0 = np.clip(np.floor(X.min(1) - 0.5), 0, W - 1).astype(np.int64)
         bx1 = np.clip(np.ceil(X.max(1) - 0.5), 0, W - 1).astype(np.int64)
@@ -142,7 +146,7 @@ def rasterize(meshes: list[dict], texture: np.ndarray, focal: float, size: tuple
         by1 = np.clip(np.ceil(Y.max(1) - 0.5), 0, H - 1).astype(np.int64)
         nx, ny = bx1 - bx0 + 1, by1 - by0 + 1
         keep = (X.max(1) >= 0) & (X.min(1) <= W) & (Y.max(1) >= 0) & (Y.min(1) <= H)
-        f, X, Y, bx0, by0, nx, ny = f[keep], X[keep], Y[keep], bx0[keep], by0[keep], nx[keep], ny[keep]
+        f, fid, X, Y, bx0, by0, nx, ny = f[keep], fid[keep], X[keep], Y[keep], bx0[keep], by0[keep], nx[keep], ny[keep]
         cnt = nx * ny
         tri = np.repeat(np.arange(len(f)), cnt)
         local = np.arange(cnt.sum()) - np.repeat(np.cumsum(cnt) - cnt, cnt)
@@ -171,15 +175,17 @@ def rasterize(meshes: list[dict], texture: np.ndarray, focal: float, size: tuple
         cand_depth.append(inv_depth[vis])
         cand_uv.append(uv)
         cand_mesh.append(np.full(len(uv), k))
+        cand_face.append(fid[tri[vis]])
     pix = np.concatenate(cand_pix)
     depth = np.concatenate(cand_depth)
     uv = np.concatenate(cand_uv)
     mesh_id = np.concatenate(cand_mesh)
+    face_id = np.concatenate(cand_face)
     order = np.lexsort((-depth, pix))  # per pixel, nearest first
-    pix, uv, mesh_id = pix[order], uv[order], mesh_id[order]
+    pix, uv, mesh_id, face_id = pix[order], uv[order], mesh_id[order], face_id[order]
     first = np.ones(len(pix), bool)
     first[1:] = pix[1:] != pix[:-1]
-    pix, uv, mesh_id = pix[first], uv[first], mesh_id[first]
+    pix, uv, mesh_id, face_id = pix[first], uv[first], mesh_id[first], face_id[first]
     out = np.zeros((H * W, 3), np.float32)
     for k, m in enumerate(meshes):  # each primitive samples its own texture
         tex = m.get("texture", texture)
@@ -195,10 +201,14 @@ def rasterize(meshes: list[dict], texture: np.ndarray, focal: float, size: tuple
         out[pix[sel]] = col.reshape(-1, tex.shape[2])[:n, :3]
     covered = np.zeros(H * W, bool)
     covered[pix] = True
-    if with_layer:
+    if with_layer or with_faces:
         layer = np.full(H * W, -1, np.int32)
         layer[pix] = mesh_id
-        return out.reshape(H, W, 3), covered.reshape(H, W), layer.reshape(H, W)
+        if not with_faces:
+            return out.reshape(H, W, 3), covered.reshape(H, W), layer.reshape(H, W)
+        face = np.full(H * W, -1, np.int64)
+        face[pix] = face_id
+        return out.reshape(H, W, 3), covered.reshape(H, W), layer.reshape(H, W), face.reshape(H, W), areas
     return out.reshape(H, W, 3), covered.reshape(H, W)
 
 
@@ -251,6 +261,23 @@ def speckle_count(layer: np.ndarray, min_area: int = SPECKLE_PX) -> int:
         cnt, _, stats, _ = cv2.connectedComponentsWithStats((layer == k).astype(np.uint8), connectivity=8)
         n += int((stats[1:, cv2.CC_STAT_AREA] < min_area).sum())
     return n
+
+
+STREAK = 2.5  # a visible-layer face drawn this many times larger than from the photo's viewpoint is a streak
+
+
+def streak_pixels(meshes: list[dict], texture: np.ndarray, tree: dict, offset: float, width: int = 800) -> int:
+    """Pixels of the viewer's view at ``offset`` (-1 .. 1) that the visible layer (primitive 0) draws
+    from a face ``STREAK`` times or more its area in the rest view: texture smeared across a step
+    that is not cut (an edge's pixel drawn as a thin line across the opening beside it)."""
+    views = {}
+    for off in (0.0, offset):
+        focal, size, eye, rot = viewer_camera(tree, width, (off, 0.0))
+        views[off] = rasterize(meshes, texture, focal, size, eye, rot=rot, with_faces=True)
+    _, _, layer, face, areas = views[offset]
+    rest = views[0.0][4][0]
+    sel = layer == 0
+    return int((areas[0][face[sel]] >= STREAK * np.maximum(rest[face[sel]], 1e-9)).sum())
 
 
 def eval_masks(disp1: np.ndarray, disp5: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

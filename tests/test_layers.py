@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 from helpers.synthetic import FAR, NEAR, SHIFT, H, W, constant, ramp, sphere, step_edge, with_bad_values
 
-from photo3d.layers import LayerParams, build_layers, sanitize_inverse_depth
+from photo3d.layers import LayerParams, _sides, build_layers, cut_beside_cuts, find_cuts, sanitize_inverse_depth
 
 
 def test_step_edge_splits_exactly_at_the_edge():
@@ -320,3 +320,51 @@ def test_a_short_excerpt_of_a_long_soft_step_is_not_cut():
     assert cut_rows(soft, LayerParams(excerpt=0.0)) > 0  # (without the rule: the thread's stretch is cut)
     assert cut_rows(soft) == 0
     assert cut_rows(crisp) > 200
+
+
+def test_a_full_step_right_beside_a_kept_cut_is_cut_but_one_farther_off_is_not():
+    """A diagonal edge cut along most of its stairs: the stair corner the cut misses (network depth
+    is eased into the smooth surface after the cuts are chosen) joined the edge's pixel to the wall
+    beside it, and its faces stretched that pixel into a thin line at the extreme views.  A step
+    that passes the cut test with both pixels within a pixel of a kept cut's side is cut; a step of
+    the same height six pixels away from any cut is left to stretch."""
+    yy, xx = np.mgrid[:60, :80]
+    inv = np.where(xx > yy, NEAR, FAR).astype(np.float32)
+    inv[:, 70:] = np.where(xx[:, 70:] >= 76, 0.5, FAR)  # another step, away from the cut
+    full = find_cuts(inv, SHIFT)
+    cuts = find_cuts(inv, SHIFT)
+    cuts.h[:, 74:] = cuts.v[:, 74:] = cuts.d1[:, 74:] = cuts.d2[:, 73:] = False  # (only the diagonal is kept)
+    cuts.h[30, 30] = cuts.v[30, 31] = cuts.d1[29, 30] = cuts.d2[29, 30] = cuts.d2[30, 30] = False  # a corner missed
+    near, far = _sides(inv, cuts)
+    assert near.any()
+    out = cut_beside_cuts(inv, cuts, near, far, SHIFT, LayerParams())
+    assert out.h[30, 30] and out.v[30, 31]  # the corner is cut again
+    assert (out.h[:, :70] == full.h[:, :70]).all() and (out.v[:, :70] == full.v[:, :70]).all()
+    assert not out.h[:, 74:].any() and not out.v[:, 74:].any()  # the step away from the cut is not
+
+
+def test_the_caps_rims_are_not_drawn_as_scratches_over_the_wall(shared_dir, tmp_path, monkeypatch):
+    """osie_0004, two dark caps against a pale wall: where a cut along a cap's top ended, or missed a
+    stair corner, the eased depth joined the cap's dark rim to the wall by a face, drawn as dark
+    scratches over the wall at the extreme views (a by-eye review, helper-110).  The visible layer's
+    pixels drawn from faces stretched 2.5 times or more, at both extremes, with the steps beside the
+    cuts cut and without."""
+    import photo3d.layers as layers
+    from helpers.gltf import assert_valid_glb
+    from helpers.paths import benchmark
+
+    from photo3d.pipeline import ConvertOptions, convert_file
+
+    nv = benchmark("novel_view")
+
+    def streaks(tag):
+        dst = tmp_path / f"{tag}.glb"
+        convert_file(shared_dir / "data/photos/osie/osie_0004.jpg", dst, ConvertOptions())
+        assert_valid_glb(dst)
+        meshes, texture, tree = nv.load_glb_meshes(dst.read_bytes())
+        return sum(nv.streak_pixels(meshes, texture, tree, off) for off in (-1.0, 1.0))
+
+    after = streaks("after")
+    monkeypatch.setattr(layers, "cut_beside_cuts", lambda inv, cuts, *a: cuts)
+    before = streaks("before")
+    assert after < 0.7 * before, (before, after)
