@@ -725,6 +725,46 @@ def _page_shows_other(page: Path, glb: bytes) -> str | None:
             if old["parallax"] != new["parallax"] and isinstance(old["parallax"], (int, float)) else "an earlier 3D photo")
 
 
+def kept_note(src: str | Path, dst: str | Path, opts: ConvertOptions | None = None) -> str | None:
+    """The warning for an output kept as done (a folder run resumes) that an earlier run made with
+    other options than this run's: a 3D photo or page built with another ``--parallax``, a video,
+    GIF, WebP or stereo still made with another ``--path``, ``--seconds``, ``--fps``, ``--size``,
+    ``--stereo`` or ``--parallax`` (what it records, :func:`photo3d.video.recorded_settings`; a GIF kept
+    at another ``--size`` was kept without a word, helper-112).  None when it records nothing.  For a 3D
+    photo given as input (``src``) the ``--parallax`` is its own, whatever this run's: not compared."""
+    from .video import recorded_settings, share_settings
+
+    dst, opts = Path(dst), opts or ConvertOptions()
+    suffix = dst.suffix.lower()
+    if suffix in (".glb", ".html"):
+        from .video import glb_parallax
+        from .viewer import page_glb
+
+        try:
+            glb = dst.read_bytes() if suffix == ".glb" else page_glb(dst)
+        except Exception:  # noqa: BLE001 - (a file that cannot be read was refused before it is kept)
+            return None
+        built = None if glb is None else glb_parallax(glb)
+        had = None if built is None else {"parallax": f"{built:g}"}
+        want = {"parallax": f"{opts.parallax:g}"}
+    else:
+        had = recorded_settings(dst)
+        want = dict(kv.split("=", 1) for kv in share_settings(opts.share, suffix, opts.parallax).split())
+    if renders_as_is(Path(src)):
+        want.pop("parallax", None)
+    if not had:
+        return None
+    differ = [k for k in want if k in had and had[k] != want[k]]
+    if not differ:
+        return None
+
+    def said(k: str, v: str) -> str:
+        return f"without --{k}" if v in ("auto", "none") else f"--{k} {v}"
+
+    return (f"kept from an earlier run with {', '.join(said(k, had[k]) for k in differ)} (this run: "
+            f"{', '.join(said(k, want[k]) for k in differ)}); run again with --overwrite to make it with this run's")
+
+
 def finish(src: str | Path, dst: str | Path, opts: ConvertOptions | None = None) -> dict[str, Any]:
     """Write the missing viewer page of an existing output ``dst`` (a re-run that adds ``--html``)
     from the GLB (``dst`` itself, or the GLB beside a video): nothing is converted again.  Without
@@ -907,4 +947,4 @@ def convert_task(opts: ConvertOptions | None = None):
     from .batch.task import Task
 
     return Task("convert", convert_file, opts, warm_up=warm_up, outputs=outputs, finish=finish, reads=reads,
-                needs_warm_up=needs_model, tags_outputs=True)
+                needs_warm_up=needs_model, tags_outputs=True, kept_note=kept_note)

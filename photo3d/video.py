@@ -24,6 +24,7 @@ process, so the two cores both work.
 from __future__ import annotations
 
 import math
+import os
 import re
 import signal
 import time
@@ -42,14 +43,99 @@ STILL_SUFFIXES = (".jpg", ".jpeg", ".png")
 STEREO_MODES = ("sbs", "sbs-half")
 STEREO_TAG = "photo3d-stereo"  # a stereo still's layout, in its PNG text / JPEG comment (see photo3d.depth.embedded)
 VIDEO_TAG = "photo3d-video"  # in an animated WebP's XMP: a folder walk knows it as photo3d's, not a photo
+# the options a video, GIF, WebP or still was made with (:func:`share_settings`), in its comment (GIF,
+# JPEG, the MP4's "comment" tag), XMP (WebP) or text chunk (PNG): a resume that keeps it says when
+# they are not this run's (:func:`kept_settings_note`)
+SHARE_TAG = "photo3d-share"
+
+
+def share_settings(opts: ShareOptions, suffix: str, parallax: float | None = None) -> str:
+    """The options that made a video, GIF, WebP (``suffix``) or stereo still, as asked (``--size``
+    unset: "auto"), and the ``parallax`` of the 3D photo it shows: ``"size=auto stereo=sbs"``."""
+    still = suffix in STILL_SUFFIXES
+    said = {} if still else {"path": opts.path, "seconds": f"{opts.seconds:g}", "fps": f"{opts.fps:g}"}
+    said.update(size=str(opts.size or "auto"), stereo=opts.stereo or "none")
+    if parallax is not None:
+        said["parallax"] = f"{parallax:g}"
+    return " ".join(f"{k}={v}" for k, v in said.items())
+
+
+def glb_parallax(glb: bytes) -> float | None:
+    """The ``--parallax`` the 3D photo ``glb`` was built with (its photo3d metadata), or None."""
+    from .export import read_glb
+
+    try:
+        return float(read_glb(glb)[0]["extras"]["photo3d"]["parallax"]["strength"])
+    except Exception:  # noqa: BLE001 - (not recorded: an older photo3d's)
+        return None
+
+
+def recorded_settings(path: str | Path) -> dict[str, str] | None:
+    """What :func:`share_settings` wrote into the video, GIF, WebP or still at ``path`` (None: nothing,
+    or no file photo3d wrote)."""
+    import warnings
+
+    from PIL import Image
+
+    path = Path(path)
+    try:
+        if path.suffix.lower() == ".mp4":
+            text = _mp4_comment(path)
+        else:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                with Image.open(path) as im:
+                    info = im.info
+            if im.format == "PNG":
+                text = info.get(SHARE_TAG)
+            elif im.format == "WEBP":
+                m = re.search(rf"{SHARE_TAG} ([^<]*)", bytes(info.get("xmp") or b"").decode("latin-1"))
+                text = m.group(1) if m else None
+            else:  # GIF: "photo3d-share SETTINGS"; JPEG: a line "photo3d-share=SETTINGS"
+                comment = info.get("comment")
+                lines = comment.decode("latin-1").split("\n") if isinstance(comment, bytes) else []
+                text = next((ln[len(SHARE_TAG) + 1:] for ln in lines if ln.startswith(SHARE_TAG)), None)
+    except Exception:  # noqa: BLE001 - a file that cannot be read records nothing (it fails where it is used)
+        return None
+    if not text:
+        return None
+    return dict(kv.split("=", 1) for kv in text.split() if "=" in kv)
+
+
+def _mp4_comment(path: Path, limit: int = 16 << 20) -> str | None:
+    """The MP4's "comment" tag (moov/udta/meta/ilst/©cmt/data, as FFmpeg writes it) when it is
+    photo3d's, read from the ``moov`` box (at the front: ``+faststart``) of at most ``limit`` bytes."""
+    with open(path, "rb") as f:
+        size = os.fstat(f.fileno()).st_size
+        at = 0
+        while at + 8 <= size:
+            f.seek(at)
+            head = f.read(8)
+            n, kind = int.from_bytes(head[:4], "big"), head[4:]
+            if n == 1:
+                n = int.from_bytes(f.read(8), "big")
+            if n < 8:
+                return None
+            if kind == b"moov":
+                if n > limit:
+                    return None
+                box = f.read(n - 8)
+                i = box.find(b"\xa9cmt")
+                if i < 0 or box[i + 8 : i + 12] != b"data":
+                    return None
+                end = i + 4 + int.from_bytes(box[i + 4 : i + 8], "big")
+                text = box[i + 20 : end].decode("utf-8", "replace")
+                return text[len(SHARE_TAG) + 1:] if text.startswith(SHARE_TAG + " ") else None
+            at += n
+    return None
 
 
 def stereo_layout_of(fmt: str | None, info: dict) -> str | None:
     """The layout ("sbs" / "sbs-half") that photo3d wrote into its own stereo still, from the open
     image's format and text chunks (PNG) or comment (JPEG); None for any other image."""
     value = info.get(STEREO_TAG) if fmt == "PNG" else None
-    if value is None and isinstance(info.get("comment"), bytes):
-        key, _, value = info["comment"].decode("latin-1").partition("=")
+    if value is None and isinstance(info.get("comment"), bytes):  # (its first line: the settings follow)
+        key, _, value = info["comment"].decode("latin-1").split("\n")[0].partition("=")
         value = value if key == STEREO_TAG else None
     return value if value in STEREO_MODES else None
 STEREO_EYE = 0.3  # each eye's offset (unit disc): left/right disparity ~ 0.6 x the full parallax
@@ -373,7 +459,7 @@ def write_share(dst: str | Path, glb: bytes, opts: ShareOptions, timings: dict |
     check(dst, opts)
     suffix = dst.suffix.lower()
     timings = timings if timings is not None else {}
-    asked = opts.fps
+    asked, asked_opts = opts.fps, opts
     if opts.fps > MAX_FPS.get(suffix, math.inf):  # (a GIF at 120 fps: a 1 s loop lasted 2.4 s)
         opts = replace(opts, fps=MAX_FPS[suffix])
     frames, count, (w, h), notes = render_frames(glb, suffix, opts, timings)
@@ -395,10 +481,11 @@ def write_share(dst: str | Path, glb: bytes, opts: ShareOptions, timings: dict |
         t0 = time.perf_counter()
         report = {"frames": count, "size": [w, h], "fps": opts.fps}
         with atomic_output(dst) as tmp:
+            note = share_settings(asked_opts, suffix, glb_parallax(glb))
             if suffix == ".mp4":
-                _write_mp4(tmp, ticking(), (w, h), opts.fps, opts.stereo)
+                _write_mp4(tmp, ticking(), (w, h), opts.fps, opts.stereo, note=note)
             elif suffix in (".gif", ".webp"):
-                data, report = fit_animation(list(ticking()), suffix, opts.fps, opts.max_bytes, opts.stereo)
+                data, report = fit_animation(list(ticking()), suffix, opts.fps, opts.max_bytes, opts.stereo, note=note)
                 tmp.write_bytes(data)
                 if 0 < (held := _frames_held(data)) < report["frames"]:
                     by = "libwebp merges" if suffix == ".webp" else "Pillow's GIF writer merges"
@@ -408,7 +495,7 @@ def write_share(dst: str | Path, glb: bytes, opts: ShareOptions, timings: dict |
                 if report["size"][0] < w and opts.size and any(n.startswith("upscaled") for n in notes):
                     notes = _upscale_undone(notes, glb, opts.size * report["size"][0] / w)
             else:
-                _write_still(tmp, next(ticking()), suffix, opts.stereo)
+                _write_still(tmp, next(ticking()), suffix, opts.stereo, note=note)
     timings["encode"] = max(0.0, time.perf_counter() - t0 - timings.get("render", 0.0))
     return {**report, "bytes": dst.stat().st_size, "path": opts.path, "stereo": opts.stereo, "notes": notes,
             "still": suffix in STILL_SUFFIXES}
@@ -475,7 +562,7 @@ def ffmpeg_rate(fps: float) -> str:
 
 
 def _write_mp4(path: Path, frames: Iterator[np.ndarray], size: tuple[int, int], fps: float,
-               stereo: str | None = None) -> None:
+               stereo: str | None = None, note: str = "") -> None:
     """Encode ``frames`` (RGB uint8, ``size`` = (w, h)) to H.264 in ``path`` with FFmpeg, fed raw
     frames on its stdin.  FFmpeg's exit code is checked: when it cannot write (a full disk) this
     raises an OSError with FFmpeg's reason (``atomic_output`` makes it the output's one line), and its messages are not shown.  Interrupted
@@ -492,6 +579,7 @@ def _write_mp4(path: Path, frames: Iterator[np.ndarray], size: tuple[int, int], 
            "-pix_fmt", "rgb24", "-r", ffmpeg_rate(fps), "-i", "-", "-an", *MP4_COLOUR, "-vcodec", "libx264", "-pix_fmt", "yuv420p",
            *(["-x264-params", "frame-packing=3"] if stereo else []),
            "-crf", str(MP4_CRF), "-preset", "veryfast", *(["-threads", str(threads)] if threads else []),
+           *(["-metadata", f"comment={SHARE_TAG} {note}"] if note else []),
            "-movflags", "+faststart", "-f", "mp4", str(path)]
     with tempfile.TemporaryFile() as log:
         p = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=log, start_new_session=True)
@@ -544,7 +632,7 @@ def frame_delays(count: int, fps: float, unit_ms: int, min_units: int = 1, start
 
 
 def _encode_webp(frames: list[np.ndarray], fps: float, quality: int, starts: list[int] | None = None,
-                 total: int | None = None) -> bytes:
+                 total: int | None = None, note: str = "") -> bytes:
     import io
 
     from PIL import Image
@@ -552,7 +640,7 @@ def _encode_webp(frames: list[np.ndarray], fps: float, quality: int, starts: lis
     images = [Image.fromarray(f) for f in frames]
     buf = io.BytesIO()
     images[0].save(buf, format="WEBP", save_all=True, append_images=images[1:], duration=frame_delays(len(images), fps, 1, 11, starts, total), loop=0,
-                   quality=quality, method=4, xmp=f'<x:xmpmeta xmlns:x="adobe:ns:meta/">{VIDEO_TAG}</x:xmpmeta>'.encode())
+                   quality=quality, method=4, xmp=f'<x:xmpmeta xmlns:x="adobe:ns:meta/">{VIDEO_TAG}{f" {SHARE_TAG} {note}" if note else ""}</x:xmpmeta>'.encode())
     return buf.getvalue()
 
 
@@ -569,7 +657,7 @@ def _frames_held(data: bytes) -> int:
 
 
 def _encode_gif(frames: list[np.ndarray], fps: float, colours: int, starts: list[int] | None = None,
-                total: int | None = None) -> bytes:
+                total: int | None = None, note: str = "") -> bytes:
     import io
 
     from PIL import Image
@@ -591,7 +679,8 @@ def _encode_gif(frames: list[np.ndarray], fps: float, colours: int, starts: list
         images.append(im)
     buf = io.BytesIO()  # (delays of at least 2/100 s: browsers slow down shorter ones)
     images[0].save(buf, format="GIF", save_all=True, append_images=images[1:], duration=frame_delays(len(images), fps, 10, 2, starts, total),
-                   loop=0, optimize=False, disposal=1, transparency=255)
+                   loop=0, optimize=False, disposal=1, transparency=255,
+                   **({"comment": f"{SHARE_TAG} {note}".encode()} if note else {}))
     return buf.getvalue()
 
 
@@ -691,7 +780,7 @@ def _pair_width(w: int, stereo: str | None) -> int:
 
 
 def fit_animation(frames: list[np.ndarray], suffix: str, fps: float, max_bytes: int | None,
-                  stereo: str | None = None) -> tuple[bytes, dict]:
+                  stereo: str | None = None, note: str = "") -> tuple[bytes, dict]:
     """The GIF / animated WebP of ``frames`` within ``max_bytes`` (None: no budget), and what it
     is (frames, size, fps, ``reduced``: what was given up).  Over the budget it gives up, in order:
 
@@ -711,7 +800,7 @@ def fit_animation(frames: list[np.ndarray], suffix: str, fps: float, max_bytes: 
     starts, total = list(range(len(frames))), len(frames)  # (each shown frame's place in the rendered loop)
     h0, w0 = frames[0].shape[:2]
     reduced: list[str] = []
-    data = encode(shown, fps0, level, starts, total)
+    data = encode(shown, fps0, level, starts, total, note)
     while max_bytes and len(data) > max_bytes:
         h, w = shown[0].shape[:2]
         # (two frames stay two: helper-93; an odd count too, its last frame half as long: it kept its
@@ -727,7 +816,7 @@ def fit_animation(frames: list[np.ndarray], suffix: str, fps: float, max_bytes: 
                 break  # cannot get any smaller: the budget is not met (said below)
             w, h = _pair_width(max(2, round(w * s)), stereo), max(2, round(h * s))
             shown = _shrunk(base, w, h, stereo)
-        data = encode(shown, fps0, level, starts, total)
+        data = encode(shown, fps0, level, starts, total, note)
     h, w = shown[0].shape[:2]
     if fps != fps0:
         reduced.append(f"{fps0:g} → {fps:g} fps")
@@ -740,7 +829,7 @@ def fit_animation(frames: list[np.ndarray], suffix: str, fps: float, max_bytes: 
     return data, {"frames": len(shown), "size": [w, h], "fps": fps, "reduced": reduced}
 
 
-def _write_still(path: Path, frame: np.ndarray, suffix: str, stereo: str | None = None) -> None:
+def _write_still(path: Path, frame: np.ndarray, suffix: str, stereo: str | None = None, note: str = "") -> None:
     """A stereo still, tagged with its layout (:data:`STEREO_TAG`: a PNG text chunk, a JPEG
     comment), so ``--depth-source`` finds the pair in photo3d's own ``sbs-half`` stills too."""
     from PIL import Image, PngImagePlugin
@@ -750,6 +839,9 @@ def _write_still(path: Path, frame: np.ndarray, suffix: str, stereo: str | None 
         info = PngImagePlugin.PngInfo()
         if stereo:
             info.add_text(STEREO_TAG, stereo)
+        if note:
+            info.add_text(SHARE_TAG, note)
         img.save(path, format="PNG", pnginfo=info)
     else:
-        img.save(path, format="JPEG", quality=92, **({"comment": f"{STEREO_TAG}={stereo}".encode()} if stereo else {}))
+        said = ([f"{STEREO_TAG}={stereo}"] if stereo else []) + ([f"{SHARE_TAG}={note}"] if note else [])
+        img.save(path, format="JPEG", quality=92, **({"comment": "\n".join(said).encode()} if said else {}))

@@ -1650,3 +1650,43 @@ def test_a_depth_map_kept_from_a_run_with_other_raw_says_so(tmp_path: Path) -> N
                 "to make it without") in res.stderr, res.stderr
     res = depth("--raw")  # the same options: no word
     assert res.returncode == 0 and "warning" not in res.stderr, res.stderr
+
+
+def test_a_video_or_3d_photo_kept_from_a_run_with_other_options_says_so(tmp_path: Path) -> None:
+    """``convert P -o out --format gif --size 64`` then ``--size 96``: the GIF made at 64 px was kept as
+    done without a word (helper-112), and so was a 3D photo built with another ``--parallax``. Kept
+    all the same (a resume does not redo finished work), with one warning line naming the output,
+    what it was made with and what to run; the same options again: no word."""
+    src = tmp_path / "in"
+    src.mkdir()
+    Image.fromarray(photo_rgb(64, 48, seed=3)).save(src / "p.png")
+    out = tmp_path / "out"
+
+    def convert(*extra: str) -> subprocess.CompletedProcess:
+        return subprocess.run(cli_command("convert", str(src), "-o", str(out), *extra), capture_output=True,
+                              text=True, env=env(), timeout=300)
+
+    gif = ("--format", "gif", "--seconds", "0.2", "--fps", "10")
+    assert convert(*gif, "--size", "64").returncode == 0
+    res = convert(*gif, "--size", "96")
+    assert res.returncode == 0 and "1 skipped (output exists)" in res.stderr, res.stderr
+    assert (f"warning: {out / 'p.gif'}: kept from an earlier run with --size 64 (this run: --size 96); run again "
+            "with --overwrite to make it with this run's") in res.stderr, res.stderr
+    res = convert(*gif, "--size", "64")
+    assert res.returncode == 0 and "warning" not in res.stderr, res.stderr
+    assert convert("--format", "glb", "--parallax", "0.05").returncode == 0
+    res = convert("--format", "glb")
+    assert res.returncode == 0 and "1 skipped (output exists)" in res.stderr, res.stderr
+    assert (f"warning: {out / 'p.glb'}: kept from an earlier run with --parallax 0.05 (this run: --parallax 0.04)"
+            in res.stderr), res.stderr
+    # a 3D photo given as input keeps its own --parallax: its GIF says nothing of this run's default
+    glbs = tmp_path / "glbs"
+    glbs.mkdir()
+    (out / "p.glb").rename(glbs / "p.glb")
+    assert_valid_glb(glbs / "p.glb")
+    for _ in range(2):
+        res = subprocess.run(cli_command("convert", str(glbs / "p.glb"), "-o", str(tmp_path / "g") + "/", *gif,
+                                         "--skip-existing"), capture_output=True,
+                             text=True, env=env(), timeout=300)
+        assert res.returncode == 0 and "kept from" not in res.stderr, res.stderr
+    assert "p.gif exists, kept" in res.stderr, res.stderr

@@ -1416,3 +1416,22 @@ def test_the_rasteriser_runs_where_its_compiled_cache_cannot_be_saved(tmp_path):
     env = {**__import__("os").environ, "NUMBA_CACHE_DIR": str(tmp_path / "cache")}
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=300)
     assert r.returncode == 0 and int(r.stdout.strip()) > 0, r.stderr[-3000:]
+
+
+@pytest.mark.parametrize("suffix", [".gif", ".webp", ".mp4", ".jpg", ".png"])
+def test_each_output_records_the_options_it_was_made_with(coffee_glb, tmp_path, suffix):
+    """A resume keeps a video or still made earlier: what it was made with is in the file (a GIF's and
+    a JPEG's comment, the WebP's XMP, the MP4's comment tag, a PNG text chunk), so a run with other
+    options can say so; a stereo still is still known as one (its layout comes first)."""
+    from photo3d.depth.maps import photo3d_kind
+    from photo3d.video import ShareOptions, recorded_settings, share_settings, write_share
+
+    still = suffix in (".jpg", ".png")
+    opts = ShareOptions(seconds=0.2, fps=10, size=64, stereo="sbs" if still else None, path="swing")
+    dst = tmp_path / f"v{suffix}"
+    write_share(dst, coffee_glb, opts)
+    want = dict(kv.split("=", 1) for kv in share_settings(opts, suffix, 0.04).split())
+    assert recorded_settings(dst) == want
+    assert want["size"] == "64" and want["parallax"] == "0.04" and ("path" not in want) == still
+    if still:
+        assert photo3d_kind(dst) == "stereo still"

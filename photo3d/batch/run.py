@@ -237,7 +237,7 @@ def run_batch(
                     continue
                 results[i] = Result(job.src, job.dst, Status.skipped, bytes=_size(job.dst),
                                     report={"kept": [str(p) for p in job.outputs]})
-                if task.kept_note is not None and (note := task.kept_note(job.dst, task.options)):
+                if task.kept_note is not None and (note := task.kept_note(job.src, job.dst, task.options)):
                     say(console, f"{printable(job.dst)}: {note}", "warning")  # (raw maps kept without a word, helper-112)
             else:
                 todo.append(job)

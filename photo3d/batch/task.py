@@ -52,9 +52,9 @@ class Task:
     out: Path | None = None  # the batch's OUT: outputs are written only inside it (``io.confined_to``)
     needs_warm_up: Callable[[Path], bool] | None = None
     tags_outputs: bool = False  # its .png / .jpg outputs carry photo3d's tag: a kept one without it is the user's
-    # ``kept_note(dst, options) -> str | None``: a warning for an output kept as done that was made with
+    # ``kept_note(src, dst, options) -> str | None``: a warning for an output kept as done that was made with
     # other options than this run's (it is kept all the same: a resume does not redo finished work)
-    kept_note: Callable[[Path, Any], str | None] | None = None
+    kept_note: Callable[[Path, Path, Any], str | None] | None = None
 
     def with_options(self, options: Any) -> Task:
         return dataclasses.replace(self, options=options)

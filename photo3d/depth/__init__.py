@@ -148,7 +148,7 @@ def finish(src: str | Path, dst: str | Path, opts: DepthOptions | None = None) -
     return {"outputs": written, "finished": "missing outputs written from the existing " + Path(dst).name}
 
 
-def kept_note(dst: str | Path, opts: DepthOptions | None = None) -> str | None:
+def kept_note(src: str | Path, dst: str | Path, opts: DepthOptions | None = None) -> str | None:
     """The warning for a depth map kept as done that an earlier run made with(out) ``--raw`` (its PNG says
     which; a ``.npy`` says nothing): kept at the network's grid, or upsampled, against this run's ask."""
     from .maps import read_png_metadata
