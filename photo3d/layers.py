@@ -10,8 +10,8 @@ visible layer that the cuts would cut out but that are small (``min_island``) or
 value), so an object's visible layer has no holes and no flecks float in front of anything.
 For network depth, far grooves narrower than ``close_px`` (dark wood grain, cracks, seams that a
 network reads as farther) first take the depth around them (a morphological closing), so they
-never tear the surface they lie in, and small pockets behind their surroundings are merged even where
-only part of their border would be kept as a cut (:func:`far_pockets`).
+never tear the surface they lie in, and pockets behind their surroundings (up to ``pocket``, four times an
+island) are merged even where only part of their border would be kept as a cut (:func:`far_pockets`).
 
 The LDI has two layers: the visible layer (the whole photo, cut at the discontinuities) and a
 background layer that extends the far side of every discontinuity behind the foreground, as far
@@ -52,6 +52,7 @@ class LayerParams:
     support_px: int = 7  # ... judged over every stretch of 2 * support_px + 1 pixels along it
     min_island: float = 0.0015  # fragments of the visible layer smaller than this share of the image merge
     min_width_px: float = 2.0  # ... and those with no pixel this far inside them (slivers)
+    pocket: float = 0.006  # network depth: a fragment behind all around it smaller than this share of the image takes their depth
     far_band_px: int = 2  # far-side pixels of a cut whose colour the background layer may re-synthesize
     halo_px: int = 6  # ... and up to this far from the cut, a sharpening halo the inpainting does not read
     snap_radius: int = 4  # colour-guided edge snapping window (0 = off), working pixels
@@ -699,9 +700,11 @@ def build_layers(
         _, around = nearest_values(~grown, new)
         return new, np.where(grown & (raw < around), around, raw).astype(np.float32)
 
-    if rgb is not None:  # network depth: pockets behind their surroundings, cut or not (see far_pockets)
+    if rgb is not None:  # network depth: pockets behind their surroundings, cut or not (see far_pockets), up
+        # to four times the size of an island: a highlight on an oboe, a parachute's white rim read as the
+        # sky cut holes through their objects, filled with re-synthesized colour (helper-113)
         for _ in range(2):
-            pocket = far_pockets(inv, find_cuts(inv, cut_shift, params), min_area, params.min_width_px)
+            pocket = far_pockets(inv, find_cuts(inv, cut_shift, params), params.pocket * inv.size, params.min_width_px)
             if not pocket.any():
                 break
             inv, raw = fill_pockets(pocket, nearest_values(~pocket, inv)[1])
