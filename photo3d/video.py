@@ -47,6 +47,7 @@ VIDEO_TAG = "photo3d-video"  # in an animated WebP's XMP: a folder walk knows it
 # JPEG, the MP4's "comment" tag), XMP (WebP) or text chunk (PNG): a resume that keeps it says when
 # they are not this run's (:func:`kept_settings_note`)
 SHARE_TAG = "photo3d-share"
+_SETTING_KEY, _SETTING_VALUE = re.compile(r"[a-z]{1,16}"), re.compile(r"[A-Za-z0-9.+-]{1,24}")
 
 
 def share_settings(opts: ShareOptions, suffix: str, parallax: float | None = None) -> str:
@@ -99,7 +100,10 @@ def recorded_settings(path: str | Path) -> dict[str, str] | None:
         return None
     if not text:
         return None
-    return dict(kv.split("=", 1) for kv in text.split() if "=" in kv)
+    # only words photo3d writes: the values go into a warning line (a file's comment is anyone's to write:
+    # escape codes or markup in it are not passed to the terminal)
+    said = dict(kv.split("=", 1) for kv in text.split()[:16] if "=" in kv)
+    return {k: v for k, v in said.items() if _SETTING_KEY.fullmatch(k) and _SETTING_VALUE.fullmatch(v)} or None
 
 
 def _mp4_comment(path: Path, limit: int = 16 << 20) -> str | None:

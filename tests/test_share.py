@@ -1435,3 +1435,18 @@ def test_each_output_records_the_options_it_was_made_with(coffee_glb, tmp_path, 
     assert want["size"] == "64" and want["parallax"] == "0.04" and ("path" not in want) == still
     if still:
         assert photo3d_kind(dst) == "stereo still"
+
+
+def test_a_recorded_option_is_read_only_as_photo3d_writes_it(tmp_path):
+    """A kept GIF's comment is anyone's to write, and what it records goes into a warning line: escape
+    codes and markup in it are not read (only short words of letters, digits and ``.+-``)."""
+    from PIL import Image
+
+    from photo3d.video import SHARE_TAG, recorded_settings
+
+    dst = tmp_path / "v.gif"
+    hostile = f"{SHARE_TAG} size=\x1b]0;owned\x07 path=[bold]swing[/bold] fps=30 stereo={'x' * 200}"
+    Image.new("RGB", (8, 8)).save(dst, comment=hostile.encode())
+    assert recorded_settings(dst) == {"fps": "30"}
+    Image.new("RGB", (8, 8)).save(dst, comment=f"{SHARE_TAG} size=\x1b[31m".encode())
+    assert recorded_settings(dst) is None
