@@ -15,6 +15,7 @@ bounds the GLB; the texture gets at most 60 % of it, and :func:`fit_to_budget` f
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import stat
 import struct
@@ -725,6 +726,9 @@ def _page_shows_other(page: Path, glb: bytes) -> str | None:
             if old["parallax"] != new["parallax"] and isinstance(old["parallax"], (int, float)) else "an earlier 3D photo")
 
 
+KEPT_JSON_BYTES = 1 << 20  # a kept GLB's JSON read for its --parallax: photo3d's are a few kB
+
+
 def kept_note(src: str | Path, dst: str | Path, opts: ConvertOptions | None = None) -> str | None:
     """The warning for an output kept as done (a folder run resumes) that an earlier run made with
     other options than this run's: a 3D photo or page built with another ``--parallax``, a video,
@@ -740,11 +744,18 @@ def kept_note(src: str | Path, dst: str | Path, opts: ConvertOptions | None = No
         from .video import glb_parallax
         from .viewer import page_glb
 
-        try:
-            glb = dst.read_bytes() if suffix == ".glb" else page_glb(dst)
-        except Exception:  # noqa: BLE001 - (a file that cannot be read was refused before it is kept)
-            return None
-        built = None if glb is None else glb_parallax(glb)
+        try:  # (a GLB's JSON chunk only: a kept GLB of any size is not read whole)
+            if suffix == ".glb":
+                with open(dst, "rb") as f:
+                    head = f.read(20)
+                    n = int.from_bytes(head[12:16], "little")
+                    json_chunk = f.read(n) if head[16:20] == b"JSON" and n <= KEPT_JSON_BYTES else b""
+                built = float(json.loads(json_chunk)["extras"]["photo3d"]["parallax"]["strength"]) if json_chunk else None
+            else:
+                glb = page_glb(dst)
+                built = None if glb is None else glb_parallax(glb)
+        except Exception:  # noqa: BLE001 - (not recorded, or not readable: it says nothing)
+            built = None
         had = None if built is None else {"parallax": f"{built:g}"}
         want = {"parallax": f"{opts.parallax:g}"}
     else:

@@ -1690,3 +1690,25 @@ def test_a_video_or_3d_photo_kept_from_a_run_with_other_options_says_so(tmp_path
                              text=True, env=env(), timeout=300)
         assert res.returncode == 0 and "kept from" not in res.stderr, res.stderr
     assert "p.gif exists, kept" in res.stderr, res.stderr
+
+
+def test_the_kept_3d_photos_parallax_is_read_from_its_json_alone(tmp_path: Path) -> None:
+    """A kept GLB is not read whole to find its ``--parallax`` (a sparse file of gigabytes under its name
+    would fill the memory): its JSON chunk only, and only a JSON of photo3d's size."""
+    import struct as st
+
+    from photo3d.pipeline import ConvertOptions, kept_note
+
+    def glb(json_bytes: bytes, declared: int | None = None) -> Path:
+        path = tmp_path / f"g{len(list(tmp_path.iterdir()))}.glb"
+        n = len(json_bytes) if declared is None else declared
+        path.write_bytes(b"glTF" + st.pack("<II", 2, 20 + len(json_bytes)) + st.pack("<I", n) + b"JSON" + json_bytes)
+        return path
+
+    meta = b'{"extras": {"photo3d": {"parallax": {"strength": 0.05}}}}'
+    assert kept_note(tmp_path / "p.jpg", glb(meta), ConvertOptions()) == (
+        "kept from an earlier run with --parallax 0.05 (this run: --parallax 0.04); run again with --overwrite "
+        "to make it with this run's")
+    assert kept_note(tmp_path / "p.jpg", glb(meta), ConvertOptions(parallax=0.05)) is None
+    assert kept_note(tmp_path / "p.jpg", glb(meta, declared=3 << 30), ConvertOptions()) is None  # (not read)
+    assert kept_note(tmp_path / "p.jpg", glb(b"{" * 100), ConvertOptions()) is None
