@@ -47,6 +47,7 @@ VIDEO_TAG = "photo3d-video"  # in an animated WebP's XMP: a folder walk knows it
 # JPEG, the MP4's "comment" tag), XMP (WebP) or text chunk (PNG): a resume that keeps it says when
 # they are not this run's (:func:`kept_settings_note`)
 SHARE_TAG = "photo3d-share"
+RECORD_WEBP_BYTES = 64 << 20  # a kept WebP larger than this (photo3d's keep within 4 MB) is not opened for its record
 _SETTING_KEY, _SETTING_VALUE = re.compile(r"[a-z]{1,16}"), re.compile(r"[A-Za-z0-9.+-]{1,24}")
 
 
@@ -82,6 +83,8 @@ def recorded_settings(path: str | Path) -> dict[str, str] | None:
     try:
         if path.suffix.lower() == ".mp4":
             text = _mp4_comment(path)
+        elif path.suffix.lower() == ".webp" and path.stat().st_size > RECORD_WEBP_BYTES:
+            text = None  # (Pillow reads an animated WebP whole to open it)
         else:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
