@@ -729,48 +729,50 @@ def _page_shows_other(page: Path, glb: bytes) -> str | None:
 KEPT_JSON_BYTES = 1 << 20  # a kept GLB's JSON read for its --parallax: photo3d's are a few kB
 
 
+def _glb_file_parallax(path: Path) -> float | None:
+    """The ``--parallax`` a GLB file records, from its JSON chunk alone (a GLB of any size is not read
+    whole; a JSON far larger than photo3d's is not read at all); None when it records none."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(20)
+            n = int.from_bytes(head[12:16], "little")
+            if head[16:20] != b"JSON" or n > KEPT_JSON_BYTES:
+                return None
+            return float(json.loads(f.read(n))["extras"]["photo3d"]["parallax"]["strength"])
+    except Exception:  # noqa: BLE001 - (not recorded, or not readable: it says nothing)
+        return None
+
+
 def kept_note(src: str | Path, dst: str | Path, opts: ConvertOptions | None = None) -> str | None:
     """The warning for an output kept as done (a folder run resumes) that an earlier run made with
     other options than this run's: a 3D photo or page built with another ``--parallax``, a video,
     GIF, WebP or stereo still made with another ``--path``, ``--seconds``, ``--fps``, ``--size``,
     ``--stereo`` or ``--parallax`` (what it records, :func:`photo3d.video.recorded_settings`; a GIF kept
     at another ``--size`` was kept without a word, helper-112).  None when it records nothing.  For a 3D
-    photo given as input (``src``) the ``--parallax`` is its own, whatever this run's: not compared."""
-    from .video import recorded_settings, share_settings
+    photo given as input (``src``) the ``--parallax`` is the one it records, whatever this run's."""
+    from .video import glb_parallax, recorded_settings, share_settings
+    from .viewer import page_glb
 
-    dst, opts = Path(dst), opts or ConvertOptions()
+    src, dst, opts = Path(src), Path(dst), opts or ConvertOptions()
     suffix = dst.suffix.lower()
+    parallax = _glb_file_parallax(src) if renders_as_is(src) else opts.parallax
     if suffix in (".glb", ".html"):
-        from .video import glb_parallax
-        from .viewer import page_glb
-
-        try:  # (a GLB's JSON chunk only: a kept GLB of any size is not read whole)
-            if suffix == ".glb":
-                with open(dst, "rb") as f:
-                    head = f.read(20)
-                    n = int.from_bytes(head[12:16], "little")
-                    json_chunk = f.read(n) if head[16:20] == b"JSON" and n <= KEPT_JSON_BYTES else b""
-                built = float(json.loads(json_chunk)["extras"]["photo3d"]["parallax"]["strength"]) if json_chunk else None
-            else:
-                glb = page_glb(dst)
-                built = None if glb is None else glb_parallax(glb)
-        except Exception:  # noqa: BLE001 - (not recorded, or not readable: it says nothing)
-            built = None
+        if suffix == ".glb":
+            built = _glb_file_parallax(dst)
+        else:
+            glb = page_glb(dst)
+            built = None if glb is None else glb_parallax(glb)
         had = None if built is None else {"parallax": f"{built:g}"}
-        want = {"parallax": f"{opts.parallax:g}"}
+        want = {"parallax": f"{parallax:g}"} if parallax is not None else {}
     else:
         had = recorded_settings(dst)
-        want = dict(kv.split("=", 1) for kv in share_settings(opts.share, suffix, opts.parallax).split())
-    if renders_as_is(Path(src)):
-        want.pop("parallax", None)
-    if not had:
-        return None
-    differ = [k for k in want if k in had and had[k] != want[k]]
+        want = dict(kv.split("=", 1) for kv in share_settings(opts.share, suffix, parallax).split())
+    differ = [k for k in want if had and k in had and had[k] != want[k]]
     if not differ:
         return None
 
     def said(k: str, v: str) -> str:
-        return f"without --{k}" if v in ("auto", "none") else f"--{k} {v}"
+        return f"no --{k}" if v in ("auto", "none") else f"--{k} {v}"
 
     return (f"kept from an earlier run with {', '.join(said(k, had[k]) for k in differ)} (this run: "
             f"{', '.join(said(k, want[k]) for k in differ)}); run again with --overwrite to make it with this run's")

@@ -47,7 +47,7 @@ VIDEO_TAG = "photo3d-video"  # in an animated WebP's XMP: a folder walk knows it
 # JPEG, the MP4's "comment" tag), XMP (WebP) or text chunk (PNG): a resume that keeps it says when
 # they are not this run's (:func:`kept_settings_note`)
 SHARE_TAG = "photo3d-share"
-RECORD_WEBP_BYTES = 64 << 20  # a kept WebP larger than this (photo3d's keep within 4 MB) is not opened for its record
+RECORD_ANIMATION_BYTES = 64 << 20  # a kept WebP or GIF larger than this (photo3d's keep within 4 MB) is not opened for its record
 _SETTING_KEY, _SETTING_VALUE = re.compile(r"[a-z]{1,16}"), re.compile(r"[A-Za-z0-9.+-]{1,24}")
 
 
@@ -55,7 +55,8 @@ def share_settings(opts: ShareOptions, suffix: str, parallax: float | None = Non
     """The options that made a video, GIF, WebP (``suffix``) or stereo still, as asked (``--size``
     unset: "auto"), and the ``parallax`` of the 3D photo it shows: ``"size=auto stereo=sbs"``."""
     still = suffix in STILL_SUFFIXES
-    said = {} if still else {"path": opts.path, "seconds": f"{opts.seconds:g}", "fps": f"{opts.fps:g}"}
+    fps = min(opts.fps, MAX_FPS.get(suffix, math.inf))  # (what the file plays at: a GIF asked for 120 fps plays 50)
+    said = {} if still else {"path": opts.path, "seconds": f"{opts.seconds:g}", "fps": f"{fps:g}"}
     said.update(size=str(opts.size or "auto"), stereo=opts.stereo or "none")
     if parallax is not None:
         said["parallax"] = f"{parallax:g}"
@@ -83,8 +84,8 @@ def recorded_settings(path: str | Path) -> dict[str, str] | None:
     try:
         if path.suffix.lower() == ".mp4":
             text = _mp4_comment(path)
-        elif path.suffix.lower() == ".webp" and path.stat().st_size > RECORD_WEBP_BYTES:
-            text = None  # (Pillow reads an animated WebP whole to open it)
+        elif path.suffix.lower() in (".webp", ".gif") and path.stat().st_size > RECORD_ANIMATION_BYTES:
+            text = None  # (Pillow reads an animated WebP whole to open it, a GIF's blocks byte by byte)
         else:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
@@ -466,7 +467,7 @@ def write_share(dst: str | Path, glb: bytes, opts: ShareOptions, timings: dict |
     check(dst, opts)
     suffix = dst.suffix.lower()
     timings = timings if timings is not None else {}
-    asked, asked_opts = opts.fps, opts
+    asked = opts.fps
     if opts.fps > MAX_FPS.get(suffix, math.inf):  # (a GIF at 120 fps: a 1 s loop lasted 2.4 s)
         opts = replace(opts, fps=MAX_FPS[suffix])
     frames, count, (w, h), notes = render_frames(glb, suffix, opts, timings)
@@ -488,7 +489,7 @@ def write_share(dst: str | Path, glb: bytes, opts: ShareOptions, timings: dict |
         t0 = time.perf_counter()
         report = {"frames": count, "size": [w, h], "fps": opts.fps}
         with atomic_output(dst) as tmp:
-            note = share_settings(asked_opts, suffix, glb_parallax(glb))
+            note = share_settings(opts, suffix, glb_parallax(glb))
             if suffix == ".mp4":
                 _write_mp4(tmp, ticking(), (w, h), opts.fps, opts.stereo, note=note)
             elif suffix in (".gif", ".webp"):

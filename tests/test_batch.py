@@ -1690,6 +1690,16 @@ def test_a_video_or_3d_photo_kept_from_a_run_with_other_options_says_so(tmp_path
                              text=True, env=env(), timeout=300)
         assert res.returncode == 0 and "kept from" not in res.stderr, res.stderr
     assert "p.gif exists, kept" in res.stderr, res.stderr
+    # ... its own: that 3D photo made again with another --parallax, the GIF made from it says so
+    assert convert("--format", "glb", "--parallax", "0.08", "--overwrite").returncode == 0
+    (out / "p.glb").replace(glbs / "p.glb")
+    res = subprocess.run(cli_command("convert", str(glbs / "p.glb"), "-o", str(tmp_path / "g") + "/", *gif,
+                                     "--skip-existing"), capture_output=True, text=True, env=env(), timeout=300)
+    assert "kept from an earlier run with --parallax 0.05 (this run: --parallax 0.08)" in res.stderr, res.stderr
+    # a page added to a kept GIF made at another --size: the page is written, the GIF's options said
+    res = convert(*gif, "--size", "96", "--html")
+    assert res.returncode == 0 and (out / "p.html").exists(), res.stderr
+    assert f"warning: {out / 'p.gif'}: kept from an earlier run with --size 64 (this run: --size 96)" in res.stderr, res.stderr
 
 
 def test_the_kept_3d_photos_parallax_is_read_from_its_json_alone(tmp_path: Path) -> None:
@@ -1712,3 +1722,37 @@ def test_the_kept_3d_photos_parallax_is_read_from_its_json_alone(tmp_path: Path)
     assert kept_note(tmp_path / "p.jpg", glb(meta), ConvertOptions(parallax=0.05)) is None
     assert kept_note(tmp_path / "p.jpg", glb(meta, declared=3 << 30), ConvertOptions()) is None  # (not read)
     assert kept_note(tmp_path / "p.jpg", glb(b"{" * 100), ConvertOptions()) is None
+
+
+def test_a_kept_outputs_record_is_compared_as_the_file_plays_and_said_plainly(tmp_path: Path, monkeypatch) -> None:
+    """A GIF asked for 120 fps plays at 50 (a GIF frame lasts at least 2/100 s): a resume asking for 50
+    warned that it was made "with --fps 120"; a still made without --stereo was "kept from an earlier run
+    with without --stereo"; a GIF of a gigabyte of zeros under the output's name (sparse: 8 kB on disk)
+    was read byte by byte for its record, 91 s without a word (helper-114)."""
+    import os as os_
+
+    from photo3d.pipeline import ConvertOptions, kept_note
+    from photo3d.video import SHARE_TAG, ShareOptions, recorded_settings, share_settings
+
+    assert share_settings(ShareOptions(fps=120), ".gif") == share_settings(ShareOptions(fps=50), ".gif")
+    assert share_settings(ShareOptions(fps=120), ".mp4") != share_settings(ShareOptions(fps=50), ".mp4")
+    gif = tmp_path / "v.gif"
+    Image.new("RGB", (8, 8)).save(gif, comment=f"{SHARE_TAG} path=circle seconds=4 fps=30 size=auto stereo=none".encode())
+    opts = ConvertOptions(share=ShareOptions(seconds=4, fps=30, path="circle", stereo="sbs", size=96))
+    assert kept_note(tmp_path / "p.jpg", gif, opts) == (
+        "kept from an earlier run with no --size, no --stereo (this run: --size 96, --stereo sbs); run again with "
+        "--overwrite to make it with this run's")
+    big = tmp_path / "big.gif"
+    with open(big, "wb") as f:
+        f.write(b"GIF89a" + bytes(7))
+        f.truncate(1 << 30)
+    with open(big, "r+b") as f:
+        f.seek(-2, os_.SEEK_END)
+        f.write(b"\x00;")
+    import PIL.Image
+
+    def never(*a, **k):
+        raise AssertionError("opened")
+
+    monkeypatch.setattr(PIL.Image, "open", never)  # (not opened at all: its size says it is no GIF of photo3d's)
+    assert recorded_settings(big) is None

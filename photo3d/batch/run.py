@@ -231,14 +231,15 @@ def run_batch(
                                         error=str(damaged_existing(job.src, job.dst, *problem)))
                     say_failed(results[i], console)
                     continue
+                # (raw maps kept without a word, helper-112; also when only a side file is missing, helper-114)
+                if task.kept_note is not None and (note := task.kept_note(job.src, job.dst, task.options)):
+                    say(console, f"{printable(job.dst)}: {note}", "warning")
                 if any(states[p] != "done" for p in job.sides):
                     finish.append(i)
                     index[(str(job.src), str(job.dst))] = i
                     continue
                 results[i] = Result(job.src, job.dst, Status.skipped, bytes=_size(job.dst),
                                     report={"kept": [str(p) for p in job.outputs]})
-                if task.kept_note is not None and (note := task.kept_note(job.src, job.dst, task.options)):
-                    say(console, f"{printable(job.dst)}: {note}", "warning")  # (raw maps kept without a word, helper-112)
             else:
                 todo.append(job)
                 index[(str(job.src), str(job.dst))] = i
