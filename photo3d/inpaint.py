@@ -81,23 +81,24 @@ def inpaint_background(rgb: np.ndarray, ldi: LayeredDepth, radius: int = 4, mirr
 
     ``rgb`` is the photo at the working resolution of ``ldi``.  The layer also covers the
     far-side pixels within ``band_px`` of each cut (``Background.band``), whose colour mixes in
-    the foreground's: the visible layer leaves them out and they are re-synthesized here.  A
-    sharpening halo beyond them, up to ``halo_px`` from the cut (:func:`photo3d.layers.far_halo`),
-    is re-synthesized too, never read; nor is any other far-side pixel within ``band_px`` read.
+    the foreground's, and a sharpening halo beyond them, up to ``halo_px`` from the cut
+    (:func:`photo3d.layers.far_halo`): the visible layer leaves them out (they go with the
+    foreground's soft edge) and they are re-synthesized here, never read; nor is any other far-side
+    pixel within ``band_px`` read.
     """
     h, w = ldi.inv.shape
     if not ldi.hole.any():
         return Background(np.zeros((h, w, 3), np.uint8), ldi.inv.copy(), np.zeros((h, w), bool), np.zeros((h, w), bool))
     k = np.ones((3, 3), np.uint8)
     band = far_band(ldi, band_px, rgb)
+    if halo_px > band_px:  # the sharpening halo beyond the band goes with it (see far_halo)
+        band = band | far_halo(ldi, band, rgb, halo_px)
     # the background layer: the hole and the far band plus a rim under the visible layer's edge
     layer = cv2.dilate((ldi.hole | band).astype(np.uint8), k, iterations=2).astype(bool)
     # nor does it read the rest of the far side within the band's width (``band`` is part of it): a
     # pixel beside the cut tinted below the band's bar (a shirt's dark red rim on a brown wall, a
     # pepper's on grey sky) was the fill's nearest source all along the edge, and the fill took its tint
-    mask = ldi.inpaint_mask | ldi.hole | far_band(ldi, band_px)
-    if halo_px > band_px:
-        mask |= far_halo(ldi, band, rgb, halo_px)
+    mask = ldi.inpaint_mask | ldi.hole | far_band(ldi, band_px) | band
     ys, xs = _crop_box(mask | layer, 2 * radius + 2)
     m8 = mask[ys, xs].astype(np.uint8)
     crop = np.ascontiguousarray(rgb[ys, xs])

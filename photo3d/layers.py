@@ -376,9 +376,11 @@ def far_halo(ldi: "LayeredDepth", band: np.ndarray, rgb: np.ndarray, reach: int)
     """A sharpening halo beyond the far band, up to ``reach`` pixels from the cut: far-side pixels
     connected to the band (a front, not tendrils) that differ visibly from the background beyond
     them (``HALO_TINT``) away from the foreground's colour (``HALO_COS``): a light rim round dark
-    hair or a wing against the sky, a dark one above a light branch.  They stay where they are,
-    part of the background surface, but the inpainting does not read them: it spread their colour
-    into the background layer's fill, a pale blob beside a gull's wing tip.  (A tint toward the
+    hair or a wing against the sky, a dark one above a light branch.  The inpainting does not read
+    them (it spread their colour into the background layer's fill, a pale blob beside a gull's wing
+    tip), and they go with the far band to the foreground's soft edge: left on the background
+    surface they were the moved object's ghost outline at the extreme views, a pale dotted line
+    along a wing, round a leaf (a by-eye review, helper-113).  (A tint toward the
     foreground is not taken: there the far side is as often the same surface, a glow round a
     light or a dune's sand, and the fill then showed the background beyond through it.)"""
     halo = np.zeros(band.shape, bool)

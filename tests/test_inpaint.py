@@ -64,3 +64,27 @@ def test_no_discontinuity_no_background_layer():
     ldi = build_layers(constant(), SHIFT)
     bg = inpaint_background(np.zeros((H, W, 3), np.uint8), ldi)
     assert not bg.mask.any()
+
+
+def test_a_sharpening_halo_goes_with_the_foregrounds_edge_not_left_on_the_background():
+    """A sharpened photo rims a dark wing with a light line a few pixels beyond the cut: left on the
+    background surface it stayed behind as the moved wing's pale dotted outline at the extreme views
+    (a by-eye review, helper-113). The halo joins the far band: the visible layer moves it with the
+    foreground's soft edge (at the foreground's depth), and the background layer re-synthesizes what
+    lies behind it, from the background beyond it only."""
+    from photo3d.pipeline import visible_layer
+
+    inv = step_edge(80)
+    rgb = np.zeros((H, W, 3), np.uint8)
+    rgb[:] = (150, 150, 150)
+    rgb[:, 80:] = (20, 20, 20)
+    rgb[:, 79] = (90, 90, 90)  # the wing's blurred edge on the far side: the band
+    rgb[:, 75:79] = (185, 185, 185)  # a light rim four columns wide: the halo
+    ldi = build_layers(inv, SHIFT)
+    bg = inpaint_background(rgb, ldi, band_px=2, halo_px=6)
+    assert bg.band[:, 75:80].all() and not bg.band[:, :75].any()
+    assert bg.mask[:, 75:80].all()
+    vis_inv, _, soft = visible_layer(ldi, bg)
+    assert soft[:, 75:80].all()
+    assert np.allclose(vis_inv[:, 75:80], inv[:, 80:81])  # at the wing's depth: it moves with it
+    assert np.abs(bg.rgb[10:-10, 75:80].astype(int) - 150).max() <= 6  # behind it: the background's grey
