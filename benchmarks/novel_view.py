@@ -135,8 +135,9 @@ def rasterize(meshes: list[dict], texture: np.ndarray, focal: float, size: tuple
         sx = focal * p[:, 0] / w + W / 2  # continuous image coords, pixel centres at +0.5
         sy = -focal * p[:, 1] / w + H / 2
         f = m["faces"]
-        X, Y = sx[f], sy[f]
-        areas.append(0.5 * np.abs((X[:, 1] - X[:, 0]) * (Y[:, 2] - Y[:, 0]) - (X[:, 2] - X[:, 0]) * (Y[:, 1] - Y[:, 0])))
+        if with_faces:  # (every face's, by its index in the primitive)
+            X, Y = sx[f], sy[f]
+            areas.append(0.5 * np.abs((X[:, 1] - X[:, 0]) * (Y[:, 2] - Y[:, 0]) - (X[:, 2] - X[:, 0]) * (Y[:, 1] - Y[:, 0])))
         fid = np.nonzero((w[f] > 1e-6).all(1))[0]
         f = f[fid]
         X, Y = sx[f], sy[f]  # (m, 3)

@@ -268,6 +268,51 @@ def glb_header_problem(head: bytes, size: int) -> str | None:
     return None
 
 
+def _json_chunk(chunk: bytes) -> dict:
+    """A GLB's JSON chunk parsed as glTF's JSON (ValueError saying why for anything else)."""
+    def not_json(word: str):  # (Python's parser takes NaN and Infinity; JSON, and glTF, do not: helper-108)
+        raise ValueError(f"{word} is not a JSON number")
+
+    if chunk[:3] == b"\xef\xbb\xbf":  # (glTF's JSON has none)
+        raise ValueError("its JSON starts with a byte-order mark")
+    try:
+        tree = json.loads(chunk, parse_constant=not_json)
+    except RecursionError:
+        raise ValueError("its JSON is nested too deep") from None
+    except ValueError as e:  # (not UTF-8, not JSON, a number of 5,000 digits)
+        raise ValueError(f"its JSON does not parse ({str(e)[:80]})") from None
+    if not isinstance(tree, dict):
+        raise ValueError("its JSON is not an object")
+    return tree
+
+
+def read_glb_json(path: str | Path) -> dict:
+    """The glTF JSON of the GLB file ``path``, read from its JSON chunk alone (a kept GLB of any size is
+    not read whole); ValueError (or OSError) saying why for anything else."""
+    with open(path, "rb") as f:
+        head = f.read(20)
+        if len(head) < 20 or head[:4] != b"glTF":
+            raise ValueError("not a GLB file")
+        jlen, jtype = struct.unpack_from("<II", head, 12)
+        if jtype != 0x4E4F534A:
+            raise ValueError("no JSON chunk")
+        if jlen > MAX_JSON_BYTES:
+            raise ValueError(f"a JSON chunk of {jlen:,} bytes, far more than a 3D photo's")
+        chunk = f.read(jlen)
+    if len(chunk) < jlen:
+        raise ValueError("cut short inside its JSON chunk")
+    return _json_chunk(chunk)
+
+
+def built_parallax(tree: dict) -> float | None:
+    """The ``--parallax`` a 3D photo was built with (its glTF JSON's photo3d metadata), or None (not
+    recorded: an older photo3d's, or another tool's GLB)."""
+    try:
+        return float(tree["extras"]["photo3d"]["parallax"]["strength"])
+    except (KeyError, TypeError, ValueError):
+        return None
+
+
 def read_glb(data: bytes) -> tuple[dict, bytes]:
     """(glTF JSON, binary chunk) of a GLB; ValueError saying why for anything else (not a GLB 2.0,
     cut short, a JSON chunk that does not parse)."""
@@ -278,19 +323,7 @@ def read_glb(data: bytes) -> tuple[dict, bytes]:
         raise ValueError("no JSON chunk")
     if jlen > MAX_JSON_BYTES:  # (parsed, 30 MB of "{}" took 26 times as much memory)
         raise ValueError(f"a JSON chunk of {jlen:,} bytes, far more than a 3D photo's")
-    def not_json(word: str):  # (Python's parser takes NaN and Infinity; JSON, and glTF, do not: helper-108)
-        raise ValueError(f"{word} is not a JSON number")
-
-    if data[20:23] == b"\xef\xbb\xbf":  # (glTF's JSON has none)
-        raise ValueError("its JSON starts with a byte-order mark")
-    try:
-        tree = json.loads(data[20 : 20 + jlen], parse_constant=not_json)
-    except RecursionError:
-        raise ValueError("its JSON is nested too deep") from None
-    except ValueError as e:  # (not UTF-8, not JSON, a number of 5,000 digits)
-        raise ValueError(f"its JSON does not parse ({str(e)[:80]})") from None
-    if not isinstance(tree, dict):
-        raise ValueError("its JSON is not an object")
+    tree = _json_chunk(data[20 : 20 + jlen])
     off = 20 + jlen
     binary = b""
     if off < len(data):

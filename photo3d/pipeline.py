@@ -15,7 +15,6 @@ bounds the GLB; the texture gets at most 60 % of it, and :func:`fit_to_budget` f
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import stat
 import struct
@@ -726,20 +725,18 @@ def _page_shows_other(page: Path, glb: bytes) -> str | None:
             if old["parallax"] != new["parallax"] and isinstance(old["parallax"], (int, float)) else "an earlier 3D photo")
 
 
-KEPT_JSON_BYTES = 1 << 20  # a kept GLB's JSON read for its --parallax: photo3d's are a few kB
+def _built_parallax(path: Path) -> float | None:
+    """The ``--parallax`` the 3D photo at ``path`` (a GLB, or a page's) records, or None; a GLB's from its
+    JSON chunk alone (:func:`photo3d.export.read_glb_json`)."""
+    from .export import built_parallax, read_glb, read_glb_json
+    from .viewer import page_glb
 
-
-def _glb_file_parallax(path: Path) -> float | None:
-    """The ``--parallax`` a GLB file records, from its JSON chunk alone (a GLB of any size is not read
-    whole; a JSON far larger than photo3d's is not read at all); None when it records none."""
     try:
-        with open(path, "rb") as f:
-            head = f.read(20)
-            n = int.from_bytes(head[12:16], "little")
-            if head[16:20] != b"JSON" or n > KEPT_JSON_BYTES:
-                return None
-            return float(json.loads(f.read(n))["extras"]["photo3d"]["parallax"]["strength"])
-    except Exception:  # noqa: BLE001 - (not recorded, or not readable: it says nothing)
+        if path.suffix.lower() == ".html":
+            glb = page_glb(path)
+            return None if glb is None else built_parallax(read_glb(glb)[0])
+        return built_parallax(read_glb_json(path))
+    except (OSError, ValueError, struct.error):  # (not readable, or no 3D photo: it says nothing)
         return None
 
 
@@ -750,23 +747,18 @@ def kept_note(src: str | Path, dst: str | Path, opts: ConvertOptions | None = No
     ``--stereo`` or ``--parallax`` (what it records, :func:`photo3d.video.recorded_settings`; a GIF kept
     at another ``--size`` was kept without a word, helper-112).  None when it records nothing.  For a 3D
     photo given as input (``src``) the ``--parallax`` is the one it records, whatever this run's."""
-    from .video import glb_parallax, recorded_settings, share_settings
-    from .viewer import page_glb
+    from .video import recorded_settings, share_settings
 
     src, dst, opts = Path(src), Path(dst), opts or ConvertOptions()
     suffix = dst.suffix.lower()
-    parallax = _glb_file_parallax(src) if renders_as_is(src) else opts.parallax
+    parallax = _built_parallax(src) if renders_as_is(src) else opts.parallax
     if suffix in (".glb", ".html"):
-        if suffix == ".glb":
-            built = _glb_file_parallax(dst)
-        else:
-            glb = page_glb(dst)
-            built = None if glb is None else glb_parallax(glb)
+        built = _built_parallax(dst)
         had = None if built is None else {"parallax": f"{built:g}"}
         want = {"parallax": f"{parallax:g}"} if parallax is not None else {}
     else:
         had = recorded_settings(dst)
-        want = dict(kv.split("=", 1) for kv in share_settings(opts.share, suffix, parallax).split())
+        want = share_settings(opts.share, suffix, parallax)
     differ = [k for k in want if had and k in had and had[k] != want[k]]
     if not differ:
         return None

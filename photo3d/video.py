@@ -45,32 +45,23 @@ STEREO_TAG = "photo3d-stereo"  # a stereo still's layout, in its PNG text / JPEG
 VIDEO_TAG = "photo3d-video"  # in an animated WebP's XMP: a folder walk knows it as photo3d's, not a photo
 # the options a video, GIF, WebP or still was made with (:func:`share_settings`), in its comment (GIF,
 # JPEG, the MP4's "comment" tag), XMP (WebP) or text chunk (PNG): a resume that keeps it says when
-# they are not this run's (:func:`kept_settings_note`)
+# they are not this run's (:func:`photo3d.pipeline.kept_note`)
 SHARE_TAG = "photo3d-share"
 RECORD_ANIMATION_BYTES = 64 << 20  # a kept WebP or GIF larger than this (photo3d's keep within 4 MB) is not opened for its record
 _SETTING_KEY, _SETTING_VALUE = re.compile(r"[a-z]{1,16}"), re.compile(r"[A-Za-z0-9.+-]{1,24}")
 
 
-def share_settings(opts: ShareOptions, suffix: str, parallax: float | None = None) -> str:
+def share_settings(opts: ShareOptions, suffix: str, parallax: float | None = None) -> dict[str, str]:
     """The options that made a video, GIF, WebP (``suffix``) or stereo still, as asked (``--size``
-    unset: "auto"), and the ``parallax`` of the 3D photo it shows: ``"size=auto stereo=sbs"``."""
+    unset: "auto"), and the ``parallax`` of the 3D photo it shows: ``{"size": "auto", "stereo": "sbs"}``
+    (written into the file as ``size=auto stereo=sbs``)."""
     still = suffix in STILL_SUFFIXES
     fps = min(opts.fps, MAX_FPS.get(suffix, math.inf))  # (what the file plays at: a GIF asked for 120 fps plays 50)
     said = {} if still else {"path": opts.path, "seconds": f"{opts.seconds:g}", "fps": f"{fps:g}"}
     said.update(size=str(opts.size or "auto"), stereo=opts.stereo or "none")
     if parallax is not None:
         said["parallax"] = f"{parallax:g}"
-    return " ".join(f"{k}={v}" for k, v in said.items())
-
-
-def glb_parallax(glb: bytes) -> float | None:
-    """The ``--parallax`` the 3D photo ``glb`` was built with (its photo3d metadata), or None."""
-    from .export import read_glb
-
-    try:
-        return float(read_glb(glb)[0]["extras"]["photo3d"]["parallax"]["strength"])
-    except Exception:  # noqa: BLE001 - (not recorded: an older photo3d's)
-        return None
+    return said
 
 
 def recorded_settings(path: str | Path) -> dict[str, str] | None:
@@ -463,6 +454,8 @@ def _progress(total: int, enabled: bool, label: str):
 def write_share(dst: str | Path, glb: bytes, opts: ShareOptions, timings: dict | None = None) -> dict:
     """Render the 3D photo ``glb`` and write ``dst`` (.mp4, .gif, .webp, or a stereo .jpg/.png)
     atomically.  Returns a report (frames, size, bytes)."""
+    from .export import built_parallax, read_glb
+
     dst = Path(dst)
     check(dst, opts)
     suffix = dst.suffix.lower()
@@ -489,7 +482,8 @@ def write_share(dst: str | Path, glb: bytes, opts: ShareOptions, timings: dict |
         t0 = time.perf_counter()
         report = {"frames": count, "size": [w, h], "fps": opts.fps}
         with atomic_output(dst) as tmp:
-            note = share_settings(opts, suffix, glb_parallax(glb))
+            said = share_settings(opts, suffix, built_parallax(read_glb(glb)[0]))
+            note = " ".join(f"{k}={v}" for k, v in said.items())
             if suffix == ".mp4":
                 _write_mp4(tmp, ticking(), (w, h), opts.fps, opts.stereo, note=note)
             elif suffix in (".gif", ".webp"):

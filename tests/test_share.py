@@ -1430,7 +1430,7 @@ def test_each_output_records_the_options_it_was_made_with(coffee_glb, tmp_path, 
     opts = ShareOptions(seconds=0.2, fps=10, size=64, stereo="sbs" if still else None, path="swing")
     dst = tmp_path / f"v{suffix}"
     write_share(dst, coffee_glb, opts)
-    want = dict(kv.split("=", 1) for kv in share_settings(opts, suffix, 0.04).split())
+    want = share_settings(opts, suffix, 0.04)
     assert recorded_settings(dst) == want
     assert want["size"] == "64" and want["parallax"] == "0.04" and ("path" not in want) == still
     if still:
