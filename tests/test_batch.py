@@ -1668,12 +1668,17 @@ def test_a_video_or_3d_photo_kept_from_a_run_with_other_options_says_so(tmp_path
 
     gif = ("--format", "gif", "--seconds", "0.2", "--fps", "10")
     assert convert(*gif, "--size", "64").returncode == 0
-    res = convert(*gif, "--size", "96")
+    summary = tmp_path / "summary.json"
+    res = convert(*gif, "--size", "96", "--summary", str(summary))
     assert res.returncode == 0 and "1 skipped (output exists)" in res.stderr, res.stderr
-    assert (f"warning: {out / 'p.gif'}: kept from an earlier run with --size 64 (this run: --size 96); run again "
-            "with --overwrite to make it with this run's") in res.stderr, res.stderr
-    res = convert(*gif, "--size", "64")
+    said = (f"{out / 'p.gif'}: kept from an earlier run with --size 64 (this run: --size 96); run again "
+            "with --overwrite to make it with this run's")
+    assert f"warning: {said}" in res.stderr, res.stderr
+    record = json.loads(summary.read_text())["results"][0]  # ... and the --summary record holds it
+    assert record["status"] == "skipped" and record["report"]["warning"] == said, record
+    res = convert(*gif, "--size", "64", "--summary", str(summary))
     assert res.returncode == 0 and "warning" not in res.stderr, res.stderr
+    assert "warning" not in json.loads(summary.read_text())["results"][0]["report"]
     assert convert("--format", "glb", "--parallax", "0.05").returncode == 0
     res = convert("--format", "glb")
     assert res.returncode == 0 and "1 skipped (output exists)" in res.stderr, res.stderr
@@ -1697,9 +1702,11 @@ def test_a_video_or_3d_photo_kept_from_a_run_with_other_options_says_so(tmp_path
                                      "--skip-existing"), capture_output=True, text=True, env=env(), timeout=300)
     assert "kept from an earlier run with --parallax 0.05 (this run: --parallax 0.08)" in res.stderr, res.stderr
     # a page added to a kept GIF made at another --size: the page is written, the GIF's options said
-    res = convert(*gif, "--size", "96", "--html")
+    res = convert(*gif, "--size", "96", "--html", "--summary", str(summary))
     assert res.returncode == 0 and (out / "p.html").exists(), res.stderr
     assert f"warning: {out / 'p.gif'}: kept from an earlier run with --size 64 (this run: --size 96)" in res.stderr, res.stderr
+    record = json.loads(summary.read_text())["results"][0]
+    assert record["status"] == "ok" and record["report"]["warning"].startswith(said[:60]), record
 
 
 def test_the_kept_3d_photos_parallax_is_read_from_its_json_alone(tmp_path: Path) -> None:

@@ -190,6 +190,7 @@ def run_batch(
     results: dict[int, Result] = {}
     todo: list[Job] = []
     finish: list[int] = []
+    notes: dict[int, str] = {}  # the warning for an output kept although made with other options
     index: dict[tuple[str, str], int] = {}
     failed_srcs: set[str] = set()  # inputs whose failure was said (several formats: one line per input)
 
@@ -232,14 +233,17 @@ def run_batch(
                     say_failed(results[i], console)
                     continue
                 # (raw maps kept without a word, helper-112; also when only a side file is missing, helper-114)
-                if task.kept_note is not None and (note := task.kept_note(job.src, job.dst, task.options)):
+                note = task.kept_note(job.src, job.dst, task.options) if task.kept_note is not None else None
+                if note:  # (said, and in the --summary record: "warning")
                     say(console, f"{printable(job.dst)}: {note}", "warning")
+                    notes[i] = f"{job.dst}: {note}"
                 if any(states[p] != "done" for p in job.sides):
                     finish.append(i)
                     index[(str(job.src), str(job.dst))] = i
                     continue
                 results[i] = Result(job.src, job.dst, Status.skipped, bytes=_size(job.dst),
-                                    report={"kept": [str(p) for p in job.outputs]})
+                                    report={"kept": [str(p) for p in job.outputs],
+                                            **({"warning": notes[i]} if i in notes else {})})
             else:
                 todo.append(job)
                 index[(str(job.src), str(job.dst))] = i
@@ -272,6 +276,8 @@ def run_batch(
     warned: set[tuple[str, str]] = set()  # a photo's warning is said once, not once per output
 
     def done(i: int, r: Result, bar_ui: Progress, bar) -> None:
+        if i in notes:  # (a page added beside a kept output made with other options)
+            r = replace(r, report={**r.report, "warning": notes[i]})
         results[i] = r  # (first: a stop while it is said keeps it)
         if r.status == Status.failed:
             say_failed(r, bar_ui.console)
@@ -357,8 +363,9 @@ def run_batch(
 
 
 def _lean(r: Result) -> Result:
-    """``r`` without its report, once said (the closing line needs only whether it completed a page)."""
-    return replace(r, report={"finished": r.report["finished"]} if "finished" in r.report else {}) if r.report else r
+    """``r`` without its report, once said (the closing line needs only whether it completed a page; the
+    --summary record keeps the warning for an output kept although made with other options)."""
+    return replace(r, report={k: r.report[k] for k in ("finished", "warning") if k in r.report}) if r.report else r
 
 
 def _missing_folders(jobs: Sequence[Job]) -> set[Path]:
