@@ -23,7 +23,11 @@ import cv2
 import numpy as np
 
 OFFSETS = (1.5, 2.5, 3.5)  # working pixels off the segment at which each side's depth is sampled
-MAX_RESIDUAL = 0.2  # a side whose depth departs from its affine fit by more (share of the map's range) is left alone
+MAX_RESIDUAL = 0.2  # a side whose depth departs from its affine fit by more (share of the map's range) is left alone ...
+MAX_RESIDUAL_ONE_DEPTH = 0.3  # ... or by more than this along a line between surfaces at about one depth:
+ONE_DEPTH = 0.15  # its sides' inverse depths differ by less than this share of the nearer (median along it) ...
+END_STEP = 0.2  # ... and neither end lies where the map's range is this share of its value (a step) ...
+STEP_REACH = 0.01  # ... within this share of the longer side
 SPREAD = 0.013  # the residuals spread over the pixels around the segments: Gaussian sigma, share of the longer side
 ITERATIONS = 3  # neighbouring segments' residuals mix in the spreading: fit again on the corrected depth
 STRIP_ANGLE = 3.0  # degrees: two segments this parallel ...
@@ -109,6 +113,12 @@ def _straighten_along(inv: np.ndarray, seg: np.ndarray) -> np.ndarray:
     det = n * stt - st * st
     usable = (n >= 10) & (det > 1e-9)
     pix = np.round(y).astype(np.int64) * w + np.round(x).astype(np.int64)
+    # a segment between two surfaces at about one depth, neither end at a step of the map, is no
+    # occlusion edge (a door's frame in its wall): a larger departure from affine along it is the
+    # network's blob, and is straightened too (a facade's rib that ends at the sky is not: its end
+    # lies in the sky's blurred step, and straightening pulled the facade's edge into spikes)
+    one_depth = np.repeat(_one_depth(inv, seg), 2 * len(OFFSETS))[:groups]  # (groups: per segment, side, offset)
+    limit = np.where(one_depth, MAX_RESIDUAL_ONE_DEPTH, MAX_RESIDUAL)
     sigma = max(1.0, SPREAD * side)
     one = 1.0 / (2 * np.pi * sigma * sigma)  # a single sample's weight at its own pixel after the blur
     out = inv.astype(np.float32).copy()
@@ -122,7 +132,7 @@ def _straighten_along(inv: np.ndarray, seg: np.ndarray) -> np.ndarray:
         worst = np.zeros(groups)
         np.maximum.at(worst, grp, np.abs(r))
         span = float(out.max() - out.min())
-        ok = (usable & (worst <= MAX_RESIDUAL * max(span, 1e-6)))[grp]
+        ok = (usable & (worst <= limit * max(span, 1e-6)))[grp]
         if not ok.any():
             break
         c = np.bincount(pix[ok], r[ok], h * w).reshape(h, w).astype(np.float32)
@@ -132,6 +142,29 @@ def _straighten_along(inv: np.ndarray, seg: np.ndarray) -> np.ndarray:
         corr = np.where(wb > 1e-9, cb / np.maximum(wb, 1e-9), 0.0) * np.clip(wb / one, 0.0, 1.0)
         out += corr.astype(np.float32)
     return np.maximum(out, inv.min()).astype(np.float32) if np.isfinite(out).all() else inv
+
+
+def _one_depth(inv: np.ndarray, seg: np.ndarray) -> np.ndarray:
+    """For each segment, whether the inverse depth on its two sides (``OFFSETS``' middle one off it)
+    differs by less than ``ONE_DEPTH`` of the nearer side's (median along it), and the map's range
+    around each of its ends (``STEP_REACH``) is under ``END_STEP`` of its largest value there."""
+    h, w = inv.shape
+    side = max(h, w)
+    k = 2 * max(1, int(STEP_REACH * side)) + 1
+    hi = cv2.dilate(inv, np.ones((k, k), np.uint8))
+    step = (hi - cv2.erode(inv, np.ones((k, k), np.uint8))) >= END_STEP * np.maximum(hi, 1e-6)
+    off = OFFSETS[len(OFFSETS) // 2]
+    out = np.zeros(len(seg), bool)
+    for i, (x1, y1, x2, y2) in enumerate(np.asarray(seg, np.float64).reshape(-1, 4)):
+        if any(step[min(h - 1, max(0, round(yy))), min(w - 1, max(0, round(xx)))] for xx, yy in ((x1, y1), (x2, y2))):
+            continue
+        n = float(np.hypot(x2 - x1, y2 - y1))
+        ux, uy = (x2 - x1) / n, (y2 - y1) / n
+        t = np.arange(0.0, n, 1.0)
+        a, b = ((_bilinear(inv, np.clip(x1 + t * ux - s * off * uy, 0, w - 1).astype(np.float32),
+                           np.clip(y1 + t * uy + s * off * ux, 0, h - 1).astype(np.float32))) for s in (-1.0, 1.0))
+        out[i] = float(np.median(np.abs(a - b) / np.maximum(np.maximum(a, b), 1e-6))) < ONE_DEPTH
+    return out
 
 
 def _directions(seg: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
