@@ -24,6 +24,18 @@ def _nonaffine_along_columns(inv: np.ndarray, cols: range, rows: slice) -> float
     return worst
 
 
+def _network_geometry(path):
+    """The convert options, the working photo and the bundled network's geometry of the photo at ``path``."""
+    from photo3d import pipeline as pl
+    from photo3d.io import load_image
+
+    photo = load_image(path)
+    opts = pl.ConvertOptions()
+    small = pl.working_photo(photo, pl.working_shape(photo.width, photo.height, opts.working_side))
+    disp, _ = pl.estimate_depth(photo, small, opts)
+    return opts, small, pl.to_geometry(disp, pl.camera_for(photo.width, photo.height, photo.focal_35mm), opts)
+
+
 def test_depth_that_wobbles_along_straight_ribs_is_made_affine_along_them():
     rgb = _striped()
     h, w = rgb.shape[:2]
@@ -78,14 +90,9 @@ def test_the_facade_ribs_bend_far_less_in_the_views(shared_dir):
     from dataclasses import replace
 
     from photo3d import pipeline as pl
-    from photo3d.io import load_image
     from photo3d.layers import LayerParams
 
-    photo = load_image(shared_dir / "data/photos/urban100/urban100_0015.jpg")
-    opts = pl.ConvertOptions()
-    small = pl.working_photo(photo, pl.working_shape(photo.width, photo.height, opts.working_side))
-    disp, _ = pl.estimate_depth(photo, small, opts)
-    geo = pl.to_geometry(disp, pl.camera_for(photo.width, photo.height, photo.focal_35mm), opts)
+    opts, small, geo = _network_geometry(shared_dir / "data/photos/urban100/urban100_0015.jpg")
     seg = line_segments(small, 0.15 * max(small.shape[:2]))  # the ribs (long lines only)
     assert len(seg) >= 20
 
@@ -169,13 +176,8 @@ def test_a_sign_pole_is_not_kinked_at_the_horizon(shared_dir, monkeypatch):
     affine in working pixels of shift at full parallax, with thin strips straightened and without."""
     from photo3d import lines
     from photo3d import pipeline as pl
-    from photo3d.io import load_image
 
-    photo = load_image(shared_dir / "data/photos/osie/osie_0180.jpg")
-    opts = pl.ConvertOptions()
-    small = pl.working_photo(photo, pl.working_shape(photo.width, photo.height, opts.working_side))
-    disp, _ = pl.estimate_depth(photo, small, opts)
-    geo = pl.to_geometry(disp, pl.camera_for(photo.width, photo.height, photo.focal_35mm), opts)
+    opts, small, geo = _network_geometry(shared_dir / "data/photos/osie/osie_0180.jpg")
     h, w = small.shape[:2]
     t = np.linspace(0, 1, 200)
     xs = np.round((0.7727 + t * (0.8399 - 0.7727)) * (w - 1)).astype(int)  # the foot, above the kerb ...
@@ -224,13 +226,8 @@ def test_a_door_frame_beside_a_blob_of_wrong_depth_is_not_bowed(shared_dir, monk
     allowance for such lines and without (3.3 -> 2.1 px; by eye the frame is straight at both extremes)."""
     from photo3d import lines
     from photo3d import pipeline as pl
-    from photo3d.io import load_image
 
-    photo = load_image(shared_dir / "data/photos/imagenet_sample/imagenet_sample_0554.jpg")
-    opts = pl.ConvertOptions()
-    small = pl.working_photo(photo, pl.working_shape(photo.width, photo.height, opts.working_side))
-    disp, _ = pl.estimate_depth(photo, small, opts)
-    geo = pl.to_geometry(disp, pl.camera_for(photo.width, photo.height, photo.focal_35mm), opts)
+    opts, small, geo = _network_geometry(shared_dir / "data/photos/imagenet_sample/imagenet_sample_0554.jpg")
     h, w = small.shape[:2]
     t = np.linspace(0, 1, 120)
     x = (0.8185 + t * (0.8006 - 0.8185)) * (w - 1)  # the frame's left edge, from above the step ...
