@@ -286,22 +286,26 @@ def _json_chunk(chunk: bytes) -> dict:
     return tree
 
 
+def _json_length(head: bytes, size: int) -> int:
+    """The length of the JSON chunk of a GLB of ``size`` bytes that begins with ``head`` (its first 20
+    bytes); ValueError saying why when it is no whole GLB 2.0 or its JSON chunk is missing or far
+    larger than a 3D photo's."""
+    if problem := glb_header_problem(head[:12], size):
+        raise ValueError(problem)
+    jlen, jtype = struct.unpack_from("<II", head, 12)
+    if jtype != 0x4E4F534A or 20 + jlen > size:
+        raise ValueError("no JSON chunk")
+    if jlen > MAX_JSON_BYTES:  # (parsed, 30 MB of "{}" took 26 times as much memory)
+        raise ValueError(f"a JSON chunk of {jlen:,} bytes, far more than a 3D photo's")
+    return jlen
+
+
 def read_glb_json(path: str | Path) -> dict:
     """The glTF JSON of the GLB file ``path``, read from its JSON chunk alone (a kept GLB of any size is
     not read whole); ValueError (or OSError) saying why for anything else."""
     with open(path, "rb") as f:
-        head = f.read(20)
-        if len(head) < 20 or head[:4] != b"glTF":
-            raise ValueError("not a GLB file")
-        jlen, jtype = struct.unpack_from("<II", head, 12)
-        if jtype != 0x4E4F534A:
-            raise ValueError("no JSON chunk")
-        if jlen > MAX_JSON_BYTES:
-            raise ValueError(f"a JSON chunk of {jlen:,} bytes, far more than a 3D photo's")
-        chunk = f.read(jlen)
-    if len(chunk) < jlen:
-        raise ValueError("cut short inside its JSON chunk")
-    return _json_chunk(chunk)
+        jlen = _json_length(f.read(20), os.fstat(f.fileno()).st_size)
+        return _json_chunk(f.read(jlen))
 
 
 def built_parallax(tree: dict) -> float | None:
@@ -316,13 +320,7 @@ def built_parallax(tree: dict) -> float | None:
 def read_glb(data: bytes) -> tuple[dict, bytes]:
     """(glTF JSON, binary chunk) of a GLB; ValueError saying why for anything else (not a GLB 2.0,
     cut short, a JSON chunk that does not parse)."""
-    if problem := glb_header_problem(data[:12], len(data)):
-        raise ValueError(problem)
-    jlen, jtype = struct.unpack_from("<II", data, 12)
-    if jtype != 0x4E4F534A or 20 + jlen > len(data):
-        raise ValueError("no JSON chunk")
-    if jlen > MAX_JSON_BYTES:  # (parsed, 30 MB of "{}" took 26 times as much memory)
-        raise ValueError(f"a JSON chunk of {jlen:,} bytes, far more than a 3D photo's")
+    jlen = _json_length(data[:20], len(data))
     tree = _json_chunk(data[20 : 20 + jlen])
     off = 20 + jlen
     binary = b""

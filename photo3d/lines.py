@@ -88,6 +88,14 @@ def _bilinear(img: np.ndarray, x: np.ndarray, y: np.ndarray) -> np.ndarray:
     return top * (1 - fy) + bottom * fy
 
 
+def _profile(inv: np.ndarray, start: np.ndarray, u: np.ndarray, normal: np.ndarray, off: float, t: np.ndarray) -> np.ndarray:
+    """``inv`` along the line ``start + t u``, ``off`` pixels toward ``normal`` (clipped to the map)."""
+    h, w = inv.shape
+    x = np.clip(start[0] + t * u[0] + off * normal[0], 0, w - 1).astype(np.float32)
+    y = np.clip(start[1] + t * u[1] + off * normal[1], 0, h - 1).astype(np.float32)
+    return _bilinear(inv, x, y)
+
+
 def straighten_lines(inv: np.ndarray, rgb: np.ndarray, min_len: float) -> np.ndarray:
     """``inv`` (h×w inverse depth) made affine along the straight lines of ``rgb`` (the photo at the
     same size) at least ``min_len`` (share of the longer side) long, and across the thin straight objects
@@ -155,14 +163,13 @@ def _one_depth(inv: np.ndarray, seg: np.ndarray) -> np.ndarray:
     step = (hi - cv2.erode(inv, np.ones((k, k), np.uint8))) >= END_STEP * np.maximum(hi, 1e-6)
     off = OFFSETS[len(OFFSETS) // 2]
     out = np.zeros(len(seg), bool)
-    for i, (x1, y1, x2, y2) in enumerate(np.asarray(seg, np.float64).reshape(-1, 4)):
+    seg = np.asarray(seg, np.float64).reshape(-1, 4)
+    u, n = _directions(seg)
+    for i, (x1, y1, x2, y2) in enumerate(seg):
         if any(step[min(h - 1, max(0, round(yy))), min(w - 1, max(0, round(xx)))] for xx, yy in ((x1, y1), (x2, y2))):
             continue
-        n = float(np.hypot(x2 - x1, y2 - y1))
-        ux, uy = (x2 - x1) / n, (y2 - y1) / n
-        t = np.arange(0.0, n, 1.0)
-        a, b = ((_bilinear(inv, np.clip(x1 + t * ux - s * off * uy, 0, w - 1).astype(np.float32),
-                           np.clip(y1 + t * uy + s * off * ux, 0, h - 1).astype(np.float32))) for s in (-1.0, 1.0))
+        t, normal = np.arange(0.0, n[i], 1.0), np.array([-u[i, 1], u[i, 0]])
+        a, b = (_profile(inv, seg[i, 0:2], u[i], normal, s * off, t) for s in (-1.0, 1.0))
         out[i] = float(np.median(np.abs(a - b) / np.maximum(np.maximum(a, b), 1e-6))) < ONE_DEPTH
     return out
 
@@ -173,6 +180,20 @@ def _directions(seg: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return d / n[:, None], n
 
 
+def _pairs(seg: np.ndarray) -> tuple[np.ndarray, ...]:
+    """For every pair (i, j) of segments at once, j's end points against i's line: their offsets
+    across it (o1, o2, signed along i's normal), their positions along it (t1, t2, from i's start),
+    and the sine of the angle between the two (``cross``); also each segment's direction, normal and
+    length."""
+    u, n = _directions(seg)
+    nrm = np.stack([-u[:, 1], u[:, 0]], 1)
+    a, p = seg[:, None, 0:2], seg[None, :, :]
+    o1, o2 = ((p[..., 0:2] - a) * nrm[:, None]).sum(-1), ((p[..., 2:4] - a) * nrm[:, None]).sum(-1)
+    t1, t2 = ((p[..., 0:2] - a) * u[:, None]).sum(-1), ((p[..., 2:4] - a) * u[:, None]).sum(-1)
+    cross = np.abs(u[:, None, 0] * u[None, :, 1] - u[:, None, 1] * u[None, :, 0])
+    return u, nrm, n, o1, o2, t1, t2, cross
+
+
 def merge_collinear(seg: np.ndarray, max_gap: float) -> np.ndarray:
     """``seg`` with the collinear pieces of one edge joined (within ``MERGE_PX`` of each other's line,
     ``STRIP_ANGLE`` of each other's direction, at most ``max_gap`` apart along it): LSD breaks a pole's
@@ -180,14 +201,9 @@ def merge_collinear(seg: np.ndarray, max_gap: float) -> np.ndarray:
     seg = np.asarray(seg, np.float64).reshape(-1, 4)
     if len(seg) < 2:
         return seg
-    u, n = _directions(seg)
-    a, p = seg[:, None, 0:2], seg[None, :, :]  # pair (i, j): j's end points against i's line
-    nrm = np.stack([-u[:, 1], u[:, 0]], 1)[:, None, :]
-    off = np.maximum(np.abs(((p[..., 0:2] - a) * nrm).sum(-1)), np.abs(((p[..., 2:4] - a) * nrm).sum(-1)))
-    t1, t2 = ((p[..., 0:2] - a) * u[:, None, :]).sum(-1), ((p[..., 2:4] - a) * u[:, None, :]).sum(-1)
+    u, _, n, o1, o2, t1, t2, cross = _pairs(seg)
     gap = np.maximum(np.minimum(t1, t2) - n[:, None], -np.maximum(t1, t2))
-    parallel = np.abs(u[:, None, 0] * u[None, :, 1] - u[:, None, 1] * u[None, :, 0]) <= np.sin(np.radians(STRIP_ANGLE))
-    join = parallel & (off <= MERGE_PX) & (gap <= max_gap)
+    join = (cross <= np.sin(np.radians(STRIP_ANGLE))) & (np.maximum(np.abs(o1), np.abs(o2)) <= MERGE_PX) & (gap <= max_gap)
     join &= join.T
     parent = np.arange(len(seg))
 
@@ -218,23 +234,15 @@ def thin_strips(inv: np.ndarray, seg: np.ndarray, min_len: float) -> list[tuple[
     apart along at least ``min_len`` pixels (and half the shorter one) whose depth just beyond both edges
     agrees and which the depth does not put behind that: the outline of a thin object in front of one
     background (not a band between two surfaces, nor a groove). One of a row of such lines is left out."""
-    h, w = inv.shape
-    side = max(h, w)
+    side = max(inv.shape)
     seg = np.asarray(seg, np.float64).reshape(-1, 4)
     if len(seg) < 2:
         return []
-    u, n = _directions(seg)
     span = max(float(inv.max() - inv.min()), 1e-6)
-    # every pair (i, j) at once: j's end points against i's line
-    a, p = seg[:, None, 0:2], seg[None, :, :]
-    nrm = np.stack([-u[:, 1], u[:, 0]], 1)
-    o1, o2 = ((p[..., 0:2] - a) * nrm[:, None]).sum(-1), ((p[..., 2:4] - a) * nrm[:, None]).sum(-1)
-    t1, t2 = ((p[..., 0:2] - a) * u[:, None]).sum(-1), ((p[..., 2:4] - a) * u[:, None]).sum(-1)
+    u, nrm, n, o1, o2, t1, t2, cross = _pairs(seg)
     width = np.abs(o1 + o2) / 2
     overlap = np.minimum(n[:, None], np.maximum(t1, t2)) - np.maximum(0.0, np.minimum(t1, t2))
-    cross = np.abs(u[:, None, 0] * u[None, :, 1] - u[:, None, 1] * u[None, :, 0])
-    parallel = cross <= np.sin(np.radians(STRIP_ANGLE))
-    cand = parallel & (o1 * o2 > 0) & (width >= STRIP_WIDTH[0]) & (width <= STRIP_WIDTH[1] * side)
+    cand = (cross <= np.sin(np.radians(STRIP_ANGLE))) & (o1 * o2 > 0) & (width >= STRIP_WIDTH[0]) & (width <= STRIP_WIDTH[1] * side)
     row = cross <= np.sin(np.radians(STRIP_ROW_ANGLE))  # (a facade's ribs seen in perspective fan out)
     cand &= overlap >= np.maximum(min_len, 0.5 * np.minimum(n[:, None], n[None, :]))
     out = []
@@ -250,12 +258,8 @@ def thin_strips(inv: np.ndarray, seg: np.ndarray, min_len: float) -> list[tuple[
         normal = nrm[i] * np.sign(o1[i, j])
         corner = seg[i, 0:2] + max(0.0, min(t1[i, j], t2[i, j])) * u[i]
         t = np.arange(0.0, length, 1.0)
-        beyond = []
-        for off in (-STRIP_MARGIN - 1.0, wij + STRIP_MARGIN + 1.0, 0.5 * wij):
-            x = np.clip(corner[0] + t * u[i, 0] + off * normal[0], 0, w - 1).astype(np.float32)
-            y = np.clip(corner[1] + t * u[i, 1] + off * normal[1], 0, h - 1).astype(np.float32)
-            beyond.append(_bilinear(inv, x, y))
-        outside, inside = (beyond[0] + beyond[1]) / 2, beyond[2]
+        beyond = [_profile(inv, corner, u[i], normal, off, t) for off in (-STRIP_MARGIN - 1.0, wij + STRIP_MARGIN + 1.0)]
+        outside, inside = (beyond[0] + beyond[1]) / 2, _profile(inv, corner, u[i], normal, 0.5 * wij, t)
         # one background on both sides, and the strip not read as farther than it: a groove (the dark gap
         # between two boards, read as far) is no object in front of anything
         if np.median(np.abs(beyond[0] - beyond[1])) <= STRIP_TWIN * span and np.median(inside - outside) >= 0:
