@@ -4,7 +4,8 @@ A restricted (2:1 balanced) quadtree over the vertex grid: a cell stays whole wh
 approximation of its inverse depth moves no point by more than ``tol_px`` at full parallax and it
 holds no cut and no invalid vertex; otherwise it is split down to single pixels.  Leaves are
 fan-triangulated toward finer neighbours, so there are no T-junctions (no cracks).  Pixel cells
-touching a cut keep only the triangles none of whose edges crosses a discontinuity.
+touching a cut keep only the triangles none of whose edges crosses a discontinuity; with skirts,
+the near side draws the rest up to the photo's edge, its silhouette placed by vertex alpha.
 
 Vertices lie on the camera rays of their pixels, so texture coordinates are the pixel's image
 position.  Everything is vectorized (no per-pixel Python loops).
@@ -22,14 +23,16 @@ MAX_LEVEL = 5  # largest cells: 32 x 32 pixels
 # largest texture shift (grid pixels) a merged cell may make: a flat 3D triangle carries its texture
 # linearly, while the photo is its projection (benchmarks/texture_swim.py)
 TEXTURE_SHIFT_PX = 0.5
-SOFT_ALPHA = 128  # silhouette vertices: with alphaCutoff 0.5 the edge runs through them (the far side is the background layer's)
+# most of each cut edge a near side's soft edge covers (see _skirts): halfway, where the photo gives no edge
+SKIRT_REACH = 0.5
 
 
 @dataclass
 class LayerMesh:
     grid_yx: np.ndarray  # (n, 2) int32: grid position of each vertex
     faces: np.ndarray  # (m, 3) int32, counter-clockwise seen from the camera
-    alpha: np.ndarray  # (n,) uint8: 0 on soft silhouette vertices, 255 elsewhere
+    alpha: np.ndarray  # (n,) uint8: 255, but along the cuts' soft edges (see _skirts)
+    inv: np.ndarray  # (n,) float32: inverse depth of each vertex (a skirt's outer vertices: its side's)
 
     @property
     def num_vertices(self) -> int:
@@ -83,6 +86,14 @@ def _pad(a: np.ndarray, shape: tuple[int, int], value) -> np.ndarray:
 
 def _pixel_triangles(inv, valid, cuts: Cuts, cells: np.ndarray) -> np.ndarray:
     """Triangles (grid-flat vertex ids) of the single-pixel cells ``cells`` (k, 2) [y, x]."""
+    tris, keep = _pixel_split(inv, valid, cuts, cells)
+    return np.concatenate([t[k] for t, k in zip(tris, keep)])
+
+
+def _pixel_split(inv, valid, cuts: Cuts, cells: np.ndarray) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """The two triangles of the diagonal each single-pixel cell is split along (the diagonal that
+    keeps more of them whole, else the one across the smaller depth change), each as (k, 3)
+    grid-flat vertex ids, and whether it is kept (valid and crossing no cut)."""
     W = valid.shape[1]
     y, x = cells[:, 0], cells[:, 1]
     a, b, c, d = y * W + x, y * W + x + 1, (y + 1) * W + x, (y + 1) * W + x + 1
@@ -100,13 +111,9 @@ def _pixel_triangles(inv, valid, cuts: Cuts, cells: np.ndarray) -> np.ndarray:
     flat = inv.ravel()
     prefer_ad = np.abs(flat[a] - flat[d]) <= np.abs(flat[b] - flat[c])
     use_ad = (n_ad > n_bc) | ((n_ad == n_bc) & prefer_ad)
-    tris = [
-        np.stack([a, c, d], 1)[use_ad & t1],
-        np.stack([a, d, b], 1)[use_ad & t2],
-        np.stack([a, c, b], 1)[~use_ad & t3],
-        np.stack([b, c, d], 1)[~use_ad & t4],
-    ]
-    return np.concatenate(tris)
+    first = np.where(use_ad[:, None], np.stack([a, c, d], 1), np.stack([a, c, b], 1))
+    second = np.where(use_ad[:, None], np.stack([a, d, b], 1), np.stack([b, c, d], 1))
+    return [first, second], [np.where(use_ad, t1, t3), np.where(use_ad, t2, t4)]
 
 
 def _cell_triangles(inv, level_leaves, split_same, s: int, W: int) -> np.ndarray:
@@ -145,15 +152,17 @@ def triangulate(
     valid: np.ndarray,
     cuts: Cuts | None,
     tol_inv: float,
-    soft_edge: np.ndarray | None = None,
     max_level: int | None = None,
     shift_px: float = TEXTURE_SHIFT_PX,
+    skirt: bool = False,
+    rgb: np.ndarray | None = None,
 ) -> LayerMesh:
     """Adaptive triangulation of the vertex grid ``inv`` (h, w) restricted to ``valid`` vertices.
 
     ``cuts``: grid edges not to connect (None = none).  ``tol_inv``: largest inverse-depth error a
-    merged cell may make.  ``soft_edge``: vertices whose alpha is 0 (soft silhouettes).  ``shift_px``:
-    largest texture shift (grid pixels) a merged cell may make (:func:`_texture_shift`).
+    merged cell may make.  ``shift_px``: largest texture shift (grid pixels) a merged cell may make
+    (:func:`_texture_shift`).  ``skirt``: soft edges along the cuts (:func:`_skirts`), placed by the
+    photo ``rgb`` at the grid's size.
     """
     h, w = inv.shape
     if max_level is None:  # the largest cells that tile the grid exactly (at least 8 px, padding if needed)
@@ -196,20 +205,90 @@ def triangulate(
         leaves = exists & ~split[lvl]
         tris.append(_cell_triangles(inv_p, leaves, split[lvl], 2**lvl, W))
     px = np.argwhere(np.kron(split[1], np.ones((2, 2), bool)))
-    tris.append(_pixel_triangles(inv_p, valid_p, cp, px))
+    pairs, keep = _pixel_split(inv_p, valid_p, cp, px)
+    tris += [t[k] for t, k in zip(pairs, keep)]
+    n = H * W
+    extra = np.zeros(0, np.float32)
+    if skirt:
+        rgb_p = None if rgb is None else _pad(rgb.astype(np.float32), (H, W) + rgb.shape[2:], 0.0)
+        sk_faces, extra, reach = _skirts(inv_p, valid_p, cp, np.concatenate(pairs), ~np.concatenate(keep), W, rgb_p)
+        tris.append(sk_faces)
     faces = np.concatenate(tris).astype(np.int64)
     # counter-clockwise seen from the camera = negative signed area in image (x right, y down)
-    fy, fx = faces // W, faces % W
+    fy, fx = faces % n // W, faces % W
     area = (fx[:, 1] - fx[:, 0]) * (fy[:, 2] - fy[:, 0]) - (fy[:, 1] - fy[:, 0]) * (fx[:, 2] - fx[:, 0])
     faces[area > 0] = faces[area > 0][:, ::-1]
     faces = faces[area != 0]
     ids, faces = np.unique(faces, return_inverse=True)
     faces = faces.reshape(-1, 3).astype(np.int32)
-    grid_yx = np.stack([ids // W, ids % W], 1).astype(np.int32)
+    cell = ids % n
+    grid_yx = np.stack([cell // W, cell % W], 1).astype(np.int32)
     alpha = np.full(len(ids), 255, np.uint8)
-    if soft_edge is not None:
-        alpha[soft_edge[grid_yx[:, 0], grid_yx[:, 1]]] = SOFT_ALPHA
-    return LayerMesh(grid_yx, faces, alpha)
+    outer = ids >= n
+    alpha[outer] = 0
+    if skirt:  # the skirts' alpha crosses one half where the photo's edge lies (reach, see _skirts)
+        r = reach[ids]
+        a_near = np.round(127.5 / np.maximum(1.0 - np.nan_to_num(r), 0.5))
+        a_copy = np.round(np.maximum(0.0, 255.0 - 127.5 / np.maximum(np.nan_to_num(r), 0.5)))
+        alpha = np.where(np.isnan(r), alpha, np.where(outer, a_copy, a_near)).astype(np.uint8)
+    vinv = inv_p.ravel()[cell].astype(np.float32)
+    vinv[outer] = extra[ids[outer] - n]
+    return LayerMesh(grid_yx, faces, alpha, vinv)
+
+
+def _edge_cut(cp: Cuts, p: np.ndarray, q: np.ndarray, W: int) -> np.ndarray:
+    """Whether the grid edge between neighbouring vertices p and q (grid-flat ids) is cut."""
+    p, q = np.minimum(p, q), np.maximum(p, q)
+    y, x = p // W, p % W
+    dy, dx = q // W - y, q % W - x
+    out = np.zeros(len(p), bool)
+    for sel, flags, yy, xx in (((dy == 0) & (dx == 1), cp.h, y, x), ((dy == 1) & (dx == 0), cp.v, y, x),
+                               ((dy == 1) & (dx == 1), cp.d1, y, x), ((dy == 1) & (dx == -1), cp.d2, y, x - 1)):
+        out[sel] = flags[yy[sel], xx[sel]]
+    return out
+
+
+def _skirts(inv, valid, cp: Cuts, tris: np.ndarray, dropped: np.ndarray, W: int,
+            rgb: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """A soft edge on the near side of every cut: each single-pixel triangle left out because it
+    crosses a cut is drawn by its near side, its vertices beyond the cut replaced by copies at the
+    near side's depth with alpha 0 (ids ``n + id``, ``n`` = grid size).  The alpha test at one half
+    puts the silhouette between the near corners and the copies, where the near corners' alpha
+    says: at the photo's own edge (``rgb``: on each cut edge N-F, with A one pixel inside N and B
+    one beyond F, the far colour's shares m_N and m_F of a box-filtered step give its position
+    1.5 - m_N - m_F pixels from N), at most halfway (``SKIRT_REACH``; halfway where the colours do
+    not tell), the nearest such position of each near corner.  So the silhouette runs through the
+    cut edges, not along a staircase of pixels; the pixels of mixed colour up to the edge move with
+    the foreground, and no far colour does (a fringe); from the photo's own viewpoint the
+    background layer shows on less of the seam.  (The far side drawing the rest carried the
+    foreground's mixed colour as an outline on the background.)  Returns the faces, the inverse
+    depth of the copies (indexed by id - n) and each grid vertex's reach (NaN: no skirt)."""
+    n = valid.size
+    t = tris[dropped & valid.ravel()[tris].all(1)]
+    d = inv.ravel()[t]
+    near = np.argmax(d, 1)
+    i = np.arange(len(t))
+    o1, o2 = (near + 1) % 3, (near + 2) % 3
+    v_n, v1, v2 = t[i, near], t[i, o1], t[i, o2]
+    c_n1, c_n2, c_12 = _edge_cut(cp, v_n, v1, W), _edge_cut(cp, v_n, v2, W), _edge_cut(cp, v1, v2, W)
+    group = np.zeros(t.shape, bool)  # joined to the nearest vertex without crossing a cut
+    group[i, near] = True
+    group[i, o1] = ~c_n1 | (~c_n2 & ~c_12)
+    group[i, o2] = ~c_n2 | (~c_n1 & ~c_12)
+    ok = ~group.all(1) & (np.where(group, -np.inf, d).max(1) < np.where(group, d, np.inf).min(1))
+    t, group, d = t[ok], group[ok], d[ok]
+    near_inv = np.where(group, d, -np.inf).max(1)
+    extra = np.full(n, np.nan, np.float32)
+    pick = np.broadcast_to(np.arange(len(t))[:, None], t.shape)
+    np.fmax.at(extra, t[~group], near_inv[pick[~group]])  # a copy shared by two cells: the nearer
+    reach = np.full(2 * n, np.nan, np.float32)  # near corners' (by id), then the copies' (by id - n)
+    # every (near, far) corner pair of the skirts
+    k, j, l = np.nonzero(group[:, :, None] & ~group[:, None, :])
+    pn, pf = t[k, j], t[k, l]
+    e = _edge_reach(rgb, valid, pn, pf, W)
+    np.fmin.at(reach, pn, e)
+    np.fmin.at(reach, n + pf, e)
+    return np.where(group, t, n + t), extra, reach
 
 
 def grid_to_image(grid_yx: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
@@ -232,3 +311,31 @@ def unproject(st: np.ndarray, inv: np.ndarray, focal: float, size: tuple[int, in
     x = (st[:, 0] * W - W / 2) / focal * z
     y = -(st[:, 1] * H - H / 2) / focal * z
     return np.stack([x, y, -z], 1).astype(np.float32)
+
+
+SKIRT_PLAIN = 12.0  # the photo no farther apart than this around a cut edge (8-bit RGB distance): plain there
+
+
+def _edge_reach(rgb: np.ndarray | None, valid: np.ndarray, pn: np.ndarray, pf: np.ndarray, W: int) -> np.ndarray:
+    """Where the photo's edge lies on each grid edge from near vertex ``pn`` to far vertex ``pf``,
+    as a share of the edge from ``pn`` in [0, 1] (see :func:`_skirts`): 1 where the photo is
+    plain around it, ``SKIRT_REACH`` where it does not tell."""
+    out = np.full(len(pn), SKIRT_REACH, np.float32)
+    if rgb is None or not len(pn):
+        return out
+    H = valid.shape[0]
+    yn, xn, yf, xf = pn // W, pn % W, pf // W, pf % W
+    ya, xa, yb, xb = 2 * yn - yf, 2 * xn - xf, 2 * yf - yn, 2 * xf - xn
+    ia = (ya >= 0) & (ya < H) & (xa >= 0) & (xa < W)
+    ib = (yb >= 0) & (yb < H) & (xb >= 0) & (xb < W)
+    ya, xa, yb, xb = np.where(ia, ya, yn), np.where(ia, xa, xn), np.where(ib, yb, yf), np.where(ib, xb, xf)
+    known = ia & ib & valid[ya, xa] & valid[yb, xb]
+    c = np.stack([rgb[ya, xa], rgb[yn, xn], rgb[yf, xf], rgb[yb, xb]])  # A, N, F, B
+    ab = c[3] - c[0]
+    ab2 = (ab * ab).sum(1)
+    spread = np.sqrt(((c[:, None] - c[None]) ** 2).sum(-1).max(axis=(0, 1)))
+    told = known & (ab2 >= SKIRT_PLAIN**2)
+    share = np.clip(((c[1:3] - c[0]) * ab).sum(2) / np.maximum(ab2, 1e-6), 0.0, 1.0)  # the far colour's, in N and F
+    out[told] = np.clip(1.5 - share[0] - share[1], 0.0, 1.0)[told]
+    out[known & (spread < SKIRT_PLAIN)] = 1.0
+    return out

@@ -265,26 +265,27 @@ def visible_layer(ldi: LayeredDepth, bg: Background) -> tuple[np.ndarray, Cuts, 
 
 
 def build_meshes(geo: Geometry, visible: tuple[np.ndarray, Cuts, np.ndarray], bg: Background, opts: ConvertOptions,
-                 scale: float = 1.0, alpha: np.ndarray | None = None) -> Meshes:
+                 scale: float = 1.0, alpha: np.ndarray | None = None, rgb: np.ndarray | None = None) -> Meshes:
     """Triangulate the layers (``visible``: :func:`visible_layer`); ``scale`` multiplies the
     geometric tolerance (size budget).  ``alpha``: a cut-out's (:func:`working_alpha`): its
     hidden pixels are in no mesh, but for a ring around the shown ones whose vertex alpha puts the
-    silhouette where the photo's alpha crosses one half."""
+    silhouette where the photo's alpha crosses one half.  ``rgb``: the photo at the grid's size,
+    which places the soft edges along the cuts (:func:`photo3d.mesh.triangulate`'s skirts)."""
     tol = scale * opts.tol_px / max(geo.shift_px_per_inv, 1e-9)
-    inv, cuts, soft = visible
+    inv, cuts, _ = visible  # (the soft-edge pixels: the skirts find their own, mesh._skirts)
     shape = inv.shape
     valid = np.ones(shape, bool) if alpha is None else cv2.dilate((alpha >= SHOWN).astype(np.uint8), np.ones((3, 3))) > 0
     shift = scale * TEXTURE_SHIFT_PX  # the size budget coarsens both
-    front = triangulate(inv, valid, cuts, tol, soft_edge=soft if opts.layered else None, shift_px=shift)
+    front = triangulate(inv, valid, cuts, tol, shift_px=shift, skirt=opts.layered, rgb=rgb)
     if alpha is not None:
         np.minimum(front.alpha, alpha[front.grid_yx[:, 0], front.grid_yx[:, 1]], out=front.alpha)
-    out = [("visible", front, inv[front.grid_yx[:, 0], front.grid_yx[:, 1]])]
+    out = [("visible", front, front.inv)]
     if (bg.mask & valid).any():
         # never cut: nothing lies behind the background layer, so a cut in it would open a hole
         # at some view (a step inside it stretches instead)
         back = triangulate(bg.inv, bg.mask & valid, None, tol, shift_px=shift)
         if len(back.faces):
-            out.append(("background", back, bg.inv[back.grid_yx[:, 0], back.grid_yx[:, 1]]))
+            out.append(("background", back, back.inv))
     return Meshes(out, shape)
 
 
@@ -356,13 +357,14 @@ def mesh_data(meshes: Meshes, geo: Geometry, bg_tex: Texture | None) -> list[Mes
 
 
 def fit_meshes(geo: Geometry, visible: tuple[np.ndarray, Cuts, np.ndarray], bg: Background, opts: ConvertOptions,
-               budget: int | None, bg_tex: Texture | None, alpha: np.ndarray | None = None) -> tuple[list[MeshData], float]:
+               budget: int | None, bg_tex: Texture | None, alpha: np.ndarray | None = None,
+               rgb: np.ndarray | None = None) -> tuple[list[MeshData], float]:
     """Mesh data within ``budget`` bytes: the tolerance grows (from ``opts.tol_px``) until it fits.
     ``visible``: :func:`visible_layer` (the same at every tolerance).  Returns (data, tolerance scale
-    used).  ``alpha``: a cut-out's (:func:`build_meshes`)."""
+    used).  ``alpha``, ``rgb``: as for :func:`build_meshes`."""
     scale, last = 1.0, None
     while True:
-        data = mesh_data(build_meshes(geo, visible, bg, opts, scale, alpha), geo, bg_tex)
+        data = mesh_data(build_meshes(geo, visible, bg, opts, scale, alpha, rgb), geo, bg_tex)
         size = sum(mesh_bytes(d) for d in data)
         if budget is None or size <= budget or scale >= MAX_TOL_SCALE or (last and size > 0.9 * last):
             return data, scale  # (the last test: depth edges hold the vertices, coarsening can't help)
@@ -473,7 +475,7 @@ def build_from_geometry(photo: Photo, geo: Geometry, opts: ConvertOptions, timin
     if opts.max_glb_bytes:
         budget = opts.max_glb_bytes - sum(len(t.jpeg) for t in textures) - _JSON_SLACK
     with timed(timings, "mesh"):
-        data, scale = fit_meshes(geo, visible, bg, opts, budget, bg_tex, alpha)
+        data, scale = fit_meshes(geo, visible, bg, opts, budget, bg_tex, alpha, small)
     if not any(d.texture == 1 and len(d.faces) for d in data):
         textures = textures[:1]  # no background mesh after all: no unused texture either
     return Built(geo, ldi, data, textures, scale, budget)

@@ -50,7 +50,7 @@ def check_manifold_and_boundary(m, allowed_boundary):
 
 def positions(m, inv):
     st = grid_to_image(m.grid_yx, (H, W))
-    return unproject(st, inv[m.grid_yx[:, 0], m.grid_yx[:, 1]], focal=200.0, size=(W, H))
+    return unproject(st, m.inv, focal=200.0, size=(W, H))
 
 
 @pytest.mark.parametrize("inv,share", [(constant(), 0.01), (ramp(), 0.03)], ids=["constant", "ramp"])
@@ -84,12 +84,38 @@ def test_curved_depth_is_refined_only_where_needed():
 
 def test_step_edge_mesh_is_cut_and_watertight_on_each_side():
     ldi = build_layers(step_edge(80), SHIFT)
-    m = triangulate(ldi.inv, ALL, ldi.cuts, TOL, soft_edge=ldi.near)
+    m = triangulate(ldi.inv, ALL, ldi.cuts, TOL)
     x = m.grid_yx[m.faces][:, :, 1]
     assert ((x <= 79).all(1) | (x >= 80).all(1)).all()  # no triangle bridges the discontinuity
     assert components(m.num_vertices, m.faces) == 2
     check_manifold_and_boundary(m, ldi.near | ldi.far)
-    assert (m.alpha[m.grid_yx[:, 1] == 80] <= 128).all() and (m.alpha[m.grid_yx[:, 1] != 80] == 255).all()
+    assert (m.alpha == 255).all() and np.array_equal(m.inv, ldi.inv[m.grid_yx[:, 0], m.grid_yx[:, 1]])
+
+
+def test_the_near_side_of_a_cut_draws_the_seam_up_to_the_photos_edge():
+    """Skirts: the cells between a cut's two sides (step_edge: near from column 80 on) are drawn by
+    the near side, their far corners copied at the near side's depth with alpha 0; with the photo,
+    alpha places the silhouette at its edge: halfway where the photo's edge is, the whole cell
+    where the photo is plain around the cut."""
+    inv = step_edge(80)
+    ldi = build_layers(inv, SHIFT)
+    plain = triangulate(ldi.inv, ALL, ldi.cuts, TOL)
+    m = triangulate(ldi.inv, ALL, ldi.cuts, TOL, skirt=True)
+    copies = m.inv != ldi.inv[m.grid_yx[:, 0], m.grid_yx[:, 1]]
+    assert copies.any() and (m.grid_yx[copies, 1] == 79).all() and (m.alpha[copies] == 0).all()
+    assert np.allclose(m.inv[copies], ldi.inv[0, 80])  # at the near side's depth
+    assert (m.alpha[~copies & (m.grid_yx[:, 1] == 80)] == 255).all()  # halfway without the photo
+    assert len(m.faces) == len(plain.faces) + 2 * (H - 1)  # the seam's two triangles a row, nothing else
+    x = m.grid_yx[m.faces][:, :, 1]
+    assert ((x <= 79).all(1) | (x >= 80).all(1) | copies[m.faces].any(1)).all()  # only the skirts span it
+    rows = (m.grid_yx[:, 0] > 1) & (m.grid_yx[:, 0] < H - 2)
+    for near_rgb, far_rgb, a_near, a_copy in (((200, 40, 30), (40, 90, 200), 255, 0),  # the edge halfway
+                                              ((90, 90, 90), (92, 90, 88), 255, 128)):  # plain: the whole cell
+        rgb = np.zeros((H, W, 3), np.uint8)
+        rgb[:, :80], rgb[:, 80:] = far_rgb, near_rgb
+        m = triangulate(ldi.inv, ALL, ldi.cuts, TOL, skirt=True, rgb=rgb)
+        assert (m.alpha[copies & rows] == a_copy).all()
+        assert (m.alpha[~copies & rows & (m.grid_yx[:, 1] == 80)] == a_near).all()
 
 
 def test_background_layer_is_a_crack_free_sheet_behind_the_hole():
@@ -112,7 +138,7 @@ def test_background_layer_is_a_crack_free_sheet_behind_the_hole():
                          ids=["constant", "ramp", "step", "sphere", "nan-inf"])
 def test_all_vertices_finite_and_facing_the_camera(make):
     ldi = build_layers(make(), SHIFT)
-    m = triangulate(ldi.inv, ALL, ldi.cuts, TOL, soft_edge=ldi.near)
+    m = triangulate(ldi.inv, ALL, ldi.cuts, TOL, skirt=True)
     p = positions(m, ldi.inv)
     assert np.isfinite(p).all() and (p[:, 2] < 0).all()
     n = np.cross(p[m.faces[:, 1]] - p[m.faces[:, 0]], p[m.faces[:, 2]] - p[m.faces[:, 0]])
