@@ -1225,6 +1225,27 @@ def test_one_video_shows_a_spinner_while_converting_and_a_bar_while_rendering(tm
     assert mp4_frames(tmp_path / "v.mp4")[1][0].shape == (72, 96, 3)
 
 
+def test_every_damaged_output_of_a_photo_is_named_in_one_run(tmp_path):
+    """Several formats, and several outputs of one photo cut short since the last run: each is
+    named (said as met, in the closing list and in the summary record's ``also``), not the first
+    alone, one a run, the others counted with it (helper-117: four runs to learn of four files)."""
+    src = tmp_path / "in"
+    src.mkdir()
+    Image.fromarray(np.full((24, 32, 3), 120, np.uint8)).save(src / "a.png")
+    out, summary = tmp_path / "out", tmp_path / "s.json"
+    args = ["convert", str(src), "-o", str(out), "--format", "glb", "--format", "gif", "--format", "webp", "--html",
+            "--size", "32", "--seconds", "0.3", "--fps", "8", "--summary", str(summary)]
+    assert cli(*args).exit_code == 0
+    for name in ("a.html", "a.gif", "a.webp"):
+        (out / name).write_bytes((out / name).read_bytes()[:-3])
+    res = cli(*args)
+    assert res.exit_code == 1, res.output
+    for name in ("a.html", "a.gif", "a.webp"):
+        assert res.output.count(f"the existing {out / name} is not a whole") == 2, res.output  # as met, and in the list
+    (record,) = json.loads(summary.read_text())["results"]
+    assert record["status"] == "failed" and len(record["also"]) == 2, record
+
+
 def test_folder_formats_resume_each_output(tmp_path):
     src = tmp_path / "in"
     src.mkdir()

@@ -36,6 +36,7 @@ class Result:
     peak_rss_mb: float | None = None  # that worker's peak resident memory so far
     fatal: ExitCode | None = None  # not this file's fault (a broken model): stop the batch with this code
     not_made: list[Path] = field(default_factory=list)  # failed: the outputs of this input not written
+    also: list[str] = field(default_factory=list)  # failed: the errors of its other outputs that differ (a damaged one each)
     given: str | None = None  # the input as written where src drops part of it ('photo.jpg/': Job.given)
 
     @property
@@ -55,6 +56,7 @@ class Result:
             "bytes": self.bytes,
             "error": self.error,
             **({"not_made": [str(p) for p in self.not_made]} if self.status == Status.failed else {}),
+            **({"also": list(self.also)} if self.also else {}),
             "report": jsonable(self.report),
         }
 

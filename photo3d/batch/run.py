@@ -192,11 +192,11 @@ def run_batch(
     finish: list[int] = []
     notes: dict[int, str] = {}  # the warning for an output kept although made with other options
     index: dict[tuple[str, str], int] = {}
-    failed_srcs: set[str] = set()  # inputs whose failure was said (several formats: one line per input)
+    failed_srcs: set[tuple[str, str | None]] = set()  # failures said (several formats: each error once per input)
 
     def say_failed(r: Result, ui_console: Console) -> None:
-        if r.input not in failed_srcs:
-            failed_srcs.add(r.input)
+        if (r.input, r.error) not in failed_srcs:  # (an unreadable photo: one line; two damaged outputs: two)
+            failed_srcs.add((r.input, r.error))
             say(ui_console, r.error or msg(r.src, "failed"))
 
     stamps: dict[Path, tuple[int, int] | None] = {}  # what was at each output before the run (see _written_in_run)
@@ -381,7 +381,9 @@ def _missing_folders(jobs: Sequence[Job]) -> set[Path]:
 
 def one_failure_per_input(results: list[Result]) -> list[Result]:
     """Several outputs per input (``--format glb --format mp4``): the failed results of one input
-    become one, at the place of its first, listing in ``not_made`` every output it did not make."""
+    become one, at the place of its first, listing in ``not_made`` every output it did not make and
+    in ``also`` the other errors (each damaged output kept from an earlier run names itself: all of
+    them in one run, not one a run)."""
     first: dict[str, Result] = {}
     out: list[Result] = []
     for r in results:
@@ -393,6 +395,8 @@ def one_failure_per_input(results: list[Result]) -> list[Result]:
             out.append(r)
         else:
             seen.not_made.append(r.dst)
+            if r.error and r.error != seen.error and r.error not in seen.also:
+                seen.also.append(r.error)
     return out
 
 
@@ -427,6 +431,8 @@ def print_report(report: BatchReport, console: Console, done: str = "converted",
                 said = r.error or msg(r.src, "failed")
                 whose = "" if said.startswith(printable(r.input) + ":") else f" (the output of {printable(r.input)})"
                 say(console, f"  {said}{whose}", kind="")
+                for more in r.also:
+                    say(console, f"  {more}", kind="")
         completed = sum(1 for r in report.results if r.status == Status.ok and "finished" in r.report)
         # (several formats: the counts are of outputs, failures of inputs, and the line says so)
         outputs = sum(len(r.not_made) if r.status == Status.failed else 1 for r in report.results)
