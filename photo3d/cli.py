@@ -225,6 +225,8 @@ def _batch_options(
     _check_megapixels(max_megapixels)
     if overwrite and skip_existing:
         _fail(UsageError("give either --overwrite or --skip-existing, not both"))
+    if any(not g.strip() for g in globs or ()):  # (matched nothing, then "no images found in DIR matching ")
+        _fail(UsageError("--glob: an empty pattern matches no file name; give one such as '*.jpg'"))
     try:
         check_jobs(jobs)
     except UsageError as e:

@@ -1431,6 +1431,10 @@ def test_an_empty_folder_or_a_glob_matching_nothing_fails(tmp_path):
     photo(tmp_path / "in" / "a.png")
     r = cli("convert", tmp_path / "in", "-o", tmp_path / "out", "--glob", "*.jpg")
     assert r.exit_code == 1 and lines(r.output) == [f"error: no images found in {tmp_path / 'in'} matching *.jpg"]
+    for empty in ("", " "):  # a usage error, not "no images found in DIR matching " (helper-117)
+        r = cli("depth", tmp_path / "in", "-o", tmp_path / "out", "--glob", empty)
+        assert r.exit_code == 2 and lines(r.output) == [
+            "error: --glob: an empty pattern matches no file name; give one such as '*.jpg'"], r.output
     (tmp_path / "gifs").mkdir()  # a folder of GIFs: they are used only when named, and it says so
     Image.new("RGB", (20, 20)).save(tmp_path / "gifs" / "a.gif")
     r = cli("convert", tmp_path / "gifs", "-o", tmp_path / "out")
@@ -1909,6 +1913,11 @@ def test_a_file_photo3d_wrote_given_in_the_wrong_place_is_named_with_what_to_giv
     assert r.exit_code != 0 and lines(r.output) == [
         f"error: {out / 'alone.html'}: a viewer page, not a photo: photo3d renders a 3D photo given as a .glb: convert "
         "the photo with -o NAME.glb (or --format glb) to have one"], r.output
+    # a 3D photo given to `depth` (convert takes one): "not an image" said nothing of it (helper-117)
+    r = cli("depth", out / "p.glb", "-o", tmp_path / "g.png", "--model", tiny_depth_model)
+    assert r.exit_code != 0 and lines(r.output) == [
+        f"error: {out / 'p.glb'}: a 3D photo (GLB), not a photo: give the photo it was made from (photo3d convert "
+        "renders a GLB as it is: to a video, GIF, page or stereo still)"], r.output
     # a preview renamed: no map "beside it" of a made-up name
     shutil.copy(tmp_path / "m.preview.png", tmp_path / "colours.png")
     r = cli("convert", src, "-o", tmp_path / "c.glb", "--depth", tmp_path / "colours.png")
