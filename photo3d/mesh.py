@@ -23,7 +23,7 @@ MAX_LEVEL = 5  # largest cells: 32 x 32 pixels
 # largest texture shift (grid pixels) a merged cell may make: a flat 3D triangle carries its texture
 # linearly, while the photo is its projection (benchmarks/texture_swim.py)
 TEXTURE_SHIFT_PX = 0.5
-# most of each cut edge a near side's soft edge covers (see _skirts): halfway, where the photo gives no edge
+# the share of a cut edge the near side's soft edge covers where the photo does not tell where its edge lies (_skirts)
 SKIRT_REACH = 0.5
 
 
@@ -256,11 +256,12 @@ def _skirts(inv, valid, cp: Cuts, tris: np.ndarray, dropped: np.ndarray, W: int,
     puts the silhouette between the near corners and the copies, where the near corners' alpha
     says: at the photo's own edge (``rgb``: on each cut edge N-F, with A one pixel inside N and B
     one beyond F, the far colour's shares m_N and m_F of a box-filtered step give its position
-    1.5 - m_N - m_F pixels from N), at most halfway (``SKIRT_REACH``; halfway where the colours do
-    not tell), the nearest such position of each near corner.  So the silhouette runs through the
-    cut edges, not along a staircase of pixels; the pixels of mixed colour up to the edge move with
-    the foreground, and no far colour does (a fringe); from the photo's own viewpoint the
-    background layer shows on less of the seam.  (The far side drawing the rest carried the
+    1.5 - m_N - m_F pixels from N, within the edge), the whole edge where the photo is plain around
+    it, ``SKIRT_REACH`` where nothing tells; each near corner and each copy takes the position
+    nearest to the near side among its edges.  So the silhouette runs through the cut edges, not along a
+    staircase of pixels; the pixels of mixed colour up to the edge move with the foreground, and no
+    far colour does (a fringe); from the photo's own viewpoint the background layer shows on less
+    of the seam.  (The far side drawing the rest carried the
     foreground's mixed colour as an outline on the background.)  Returns the faces, the inverse
     depth of the copies (indexed by id - n) and each grid vertex's reach (NaN: no skirt)."""
     n = valid.size
