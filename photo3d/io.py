@@ -1163,7 +1163,7 @@ def load_image(
                         "photo3d renders a 3D photo given as a .glb: convert the photo with -o NAME.glb (or "
                         "--format glb) to have one")
                 raise InputFileError(f"a viewer page, not a photo: {said}", path) from e
-        if _starts_with(path, b"glTF"):  # (convert takes one as its input; depth said "not an image", helper-117)
+        if path.suffix.lower() == ".glb":  # (convert renders one, pipeline.renders_as_is; depth said "not an image", helper-117)
             raise InputFileError("a 3D photo (GLB), not a photo: give the photo it was made from (photo3d convert "
                                  "renders a GLB as it is: to a video, GIF, page or stereo still)", path) from e
         raise InputFileError(f"not an image (unknown or unsupported format; photo3d reads {READ_FORMATS})", path) from e
@@ -1639,11 +1639,3 @@ def _animation_problem(path: Path, suffix: str) -> tuple[str, str] | None:
 def write_bytes_atomic(path: str | Path, data: bytes) -> None:
     with atomic_output(path) as tmp:
         tmp.write_bytes(data)
-
-
-def _starts_with(path: Path, magic: bytes) -> bool:
-    try:
-        with open(path, "rb") as f:
-            return f.read(len(magic)) == magic
-    except OSError:
-        return False

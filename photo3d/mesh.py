@@ -86,14 +86,15 @@ def _pad(a: np.ndarray, shape: tuple[int, int], value) -> np.ndarray:
 
 def _pixel_triangles(inv, valid, cuts: Cuts, cells: np.ndarray) -> np.ndarray:
     """Triangles (grid-flat vertex ids) of the single-pixel cells ``cells`` (k, 2) [y, x]."""
-    tris, keep = _pixel_split(inv, valid, cuts, cells)
+    tris, keep, _ = _pixel_split(inv, valid, cuts, cells)
     return np.concatenate([t[k] for t, k in zip(tris, keep)])
 
 
-def _pixel_split(inv, valid, cuts: Cuts, cells: np.ndarray) -> tuple[list[np.ndarray], list[np.ndarray]]:
+def _pixel_split(inv, valid, cuts: Cuts, cells: np.ndarray) -> tuple[list[np.ndarray], ...]:
     """The two triangles of the diagonal each single-pixel cell is split along (the diagonal that
     keeps more of them whole, else the one across the smaller depth change), each as (k, 3)
-    grid-flat vertex ids, and whether it is kept (valid and crossing no cut)."""
+    grid-flat vertex ids, whether it is kept (valid and crossing no cut), and which of its edges
+    (v0-v1, v1-v2, v2-v0) cross no cut."""
     W = valid.shape[1]
     y, x = cells[:, 0], cells[:, 1]
     a, b, c, d = y * W + x, y * W + x + 1, (y + 1) * W + x, (y + 1) * W + x + 1
@@ -111,9 +112,12 @@ def _pixel_split(inv, valid, cuts: Cuts, cells: np.ndarray) -> tuple[list[np.nda
     flat = inv.ravel()
     prefer_ad = np.abs(flat[a] - flat[d]) <= np.abs(flat[b] - flat[c])
     use_ad = (n_ad > n_bc) | ((n_ad == n_bc) & prefer_ad)
-    first = np.where(use_ad[:, None], np.stack([a, c, d], 1), np.stack([a, c, b], 1))
-    second = np.where(use_ad[:, None], np.stack([a, d, b], 1), np.stack([b, c, d], 1))
-    return [first, second], [np.where(use_ad, t1, t3), np.where(use_ad, t2, t4)]
+    ad_ = use_ad[:, None]
+    first = np.where(ad_, np.stack([a, c, d], 1), np.stack([a, c, b], 1))
+    second = np.where(ad_, np.stack([a, d, b], 1), np.stack([b, c, d], 1))
+    links = [np.where(ad_, np.stack([ac, cd, ad], 1), np.stack([ac, bc, ab], 1)),
+             np.where(ad_, np.stack([ad, bd, ab], 1), np.stack([bc, cd, bd], 1))]
+    return [first, second], [np.where(use_ad, t1, t3), np.where(use_ad, t2, t4)], links
 
 
 def _cell_triangles(inv, level_leaves, split_same, s: int, W: int) -> np.ndarray:
@@ -205,13 +209,13 @@ def triangulate(
         leaves = exists & ~split[lvl]
         tris.append(_cell_triangles(inv_p, leaves, split[lvl], 2**lvl, W))
     px = np.argwhere(np.kron(split[1], np.ones((2, 2), bool)))
-    pairs, keep = _pixel_split(inv_p, valid_p, cp, px)
+    pairs, keep, links = _pixel_split(inv_p, valid_p, cp, px)
     tris += [t[k] for t, k in zip(pairs, keep)]
     n = H * W
-    extra = np.zeros(0, np.float32)
     if skirt:
         rgb_p = None if rgb is None else _pad(rgb.astype(np.float32), (H, W) + rgb.shape[2:], 0.0)
-        sk_faces, extra, reach = _skirts(inv_p, valid_p, cp, np.concatenate(pairs), ~np.concatenate(keep), W, rgb_p)
+        sk_faces, extra, reach = _skirts(inv_p, valid_p, np.concatenate(pairs), ~np.concatenate(keep),
+                                         np.concatenate(links), W, rgb_p)
         tris.append(sk_faces)
     faces = np.concatenate(tris).astype(np.int64)
     # counter-clockwise seen from the camera = negative signed area in image (x right, y down)
@@ -224,31 +228,18 @@ def triangulate(
     cell = ids % n
     grid_yx = np.stack([cell // W, cell % W], 1).astype(np.int32)
     alpha = np.full(len(ids), 255, np.uint8)
-    outer = ids >= n
-    alpha[outer] = 0
-    if skirt:  # the skirts' alpha crosses one half where the photo's edge lies (reach, see _skirts)
-        r = reach[ids]
-        a_near = np.round(127.5 / np.maximum(1.0 - np.nan_to_num(r), 0.5))
-        a_copy = np.round(np.maximum(0.0, 255.0 - 127.5 / np.maximum(np.nan_to_num(r), 0.5)))
-        alpha = np.where(np.isnan(r), alpha, np.where(outer, a_copy, a_near)).astype(np.uint8)
     vinv = inv_p.ravel()[cell].astype(np.float32)
-    vinv[outer] = extra[ids[outer] - n]
+    if skirt:  # the skirts' alpha crosses one half where the photo's edge lies (reach, see _skirts)
+        outer = ids >= n
+        r = np.nan_to_num(reach[ids])
+        a_near = np.round(127.5 / np.maximum(1.0 - r, 0.5))
+        a_copy = np.round(np.maximum(0.0, 255.0 - 127.5 / np.maximum(r, 0.5)))
+        alpha = np.where(np.isnan(reach[ids]), alpha, np.where(outer, a_copy, a_near)).astype(np.uint8)
+        vinv[outer] = extra[ids[outer] - n]
     return LayerMesh(grid_yx, faces, alpha, vinv)
 
 
-def _edge_cut(cp: Cuts, p: np.ndarray, q: np.ndarray, W: int) -> np.ndarray:
-    """Whether the grid edge between neighbouring vertices p and q (grid-flat ids) is cut."""
-    p, q = np.minimum(p, q), np.maximum(p, q)
-    y, x = p // W, p % W
-    dy, dx = q // W - y, q % W - x
-    out = np.zeros(len(p), bool)
-    for sel, flags, yy, xx in (((dy == 0) & (dx == 1), cp.h, y, x), ((dy == 1) & (dx == 0), cp.v, y, x),
-                               ((dy == 1) & (dx == 1), cp.d1, y, x), ((dy == 1) & (dx == -1), cp.d2, y, x - 1)):
-        out[sel] = flags[yy[sel], xx[sel]]
-    return out
-
-
-def _skirts(inv, valid, cp: Cuts, tris: np.ndarray, dropped: np.ndarray, W: int,
+def _skirts(inv, valid, tris: np.ndarray, dropped: np.ndarray, links: np.ndarray, W: int,
             rgb: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """A soft edge on the near side of every cut: each single-pixel triangle left out because it
     crosses a cut is drawn by its near side, its vertices beyond the cut replaced by copies at the
@@ -265,17 +256,17 @@ def _skirts(inv, valid, cp: Cuts, tris: np.ndarray, dropped: np.ndarray, W: int,
     foreground's mixed colour as an outline on the background.)  Returns the faces, the inverse
     depth of the copies (indexed by id - n) and each grid vertex's reach (NaN: no skirt)."""
     n = valid.size
-    t = tris[dropped & valid.ravel()[tris].all(1)]
+    sel = dropped & valid.ravel()[tris].all(1)
+    t, links = tris[sel], links[sel]  # links[:, k]: the edge from vertex k to vertex k + 1 crosses no cut
     d = inv.ravel()[t]
     near = np.argmax(d, 1)
     i = np.arange(len(t))
     o1, o2 = (near + 1) % 3, (near + 2) % 3
-    v_n, v1, v2 = t[i, near], t[i, o1], t[i, o2]
-    c_n1, c_n2, c_12 = _edge_cut(cp, v_n, v1, W), _edge_cut(cp, v_n, v2, W), _edge_cut(cp, v1, v2, W)
+    l_n1, l_12, l_2n = links[i, near], links[i, o1], links[i, o2]
     group = np.zeros(t.shape, bool)  # joined to the nearest vertex without crossing a cut
     group[i, near] = True
-    group[i, o1] = ~c_n1 | (~c_n2 & ~c_12)
-    group[i, o2] = ~c_n2 | (~c_n1 & ~c_12)
+    group[i, o1] = l_n1 | (l_2n & l_12)
+    group[i, o2] = l_2n | (l_n1 & l_12)
     ok = ~group.all(1) & (np.where(group, -np.inf, d).max(1) < np.where(group, d, np.inf).min(1))
     t, group, d = t[ok], group[ok], d[ok]
     near_inv = np.where(group, d, -np.inf).max(1)
