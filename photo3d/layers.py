@@ -427,15 +427,15 @@ def _edge_colours(ldi: "LayeredDepth", lab: np.ndarray, reach: int) -> tuple[np.
     return ~has | (d_fg < MIXED_FG * d_bg), has & (tint > MIXED_TINT), away
 
 
-def band_to_foreground(ldi: "LayeredDepth", band: np.ndarray) -> tuple[np.ndarray, Cuts, np.ndarray]:
+def band_to_foreground(ldi: "LayeredDepth", band: np.ndarray) -> tuple[np.ndarray, Cuts]:
     """The visible layer with the far band (far-side edge pixels of foreground colour, see
     :func:`far_band`) joined to the foreground's edge: the band takes the nearest near-side depth,
     is connected to the near side and to itself and cut from the rest of the far side.  So the
     view from the photo's own viewpoint shows the band's own colour (no line of re-synthesized
     background along a cut), and as the foreground moves the band moves with it (no ghost outline
-    left behind).  Returns the inverse depth, the cuts and the soft-edge vertices (near side and band)."""
+    left behind).  Returns the inverse depth and the cuts."""
     if not band.any() or not ldi.near.any():
-        return ldi.inv, ldi.cuts, ldi.near
+        return ldi.inv, ldi.cuts
     _, near_inv = nearest_values(ldi.near, ldi.inv)
     inv = np.where(band, np.maximum(near_inv, ldi.inv), ldi.inv).astype(np.float32)
     c = ldi.cuts
@@ -452,7 +452,7 @@ def band_to_foreground(ldi: "LayeredDepth", band: np.ndarray) -> tuple[np.ndarra
         v=moved(c.v, (slice(None, -1), s_), (slice(1, None), s_)),
         d1=moved(c.d1, (slice(None, -1), slice(None, -1)), (slice(1, None), slice(1, None))),
         d2=moved(c.d2, (slice(None, -1), slice(1, None)), (slice(1, None), slice(None, -1))),
-    ), ldi.near | band
+    )
 
 
 def far_coloured_near(inv: np.ndarray, lab: np.ndarray, near: np.ndarray, far: np.ndarray,

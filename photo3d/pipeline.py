@@ -255,16 +255,16 @@ def inpaint(photo_small: np.ndarray, ldi: LayeredDepth, opts: ConvertOptions) ->
     return inpaint_background(photo_small, ldi, mirror=opts.mirror, rel=lp.rel_jump, band_px=band_px, halo_px=halo_px)
 
 
-def visible_layer(ldi: LayeredDepth, bg: Background) -> tuple[np.ndarray, Cuts, np.ndarray]:
-    """Inverse depth, cuts and soft-edge pixels of the visible layer: the far-side edge pixels of
-    foreground colour (``bg.band``) join the foreground's soft edge; the background layer
-    re-synthesizes what lies behind them."""
+def visible_layer(ldi: LayeredDepth, bg: Background) -> tuple[np.ndarray, Cuts]:
+    """Inverse depth and cuts of the visible layer: the far-side edge pixels of foreground colour
+    (``bg.band``) join the foreground's edge; the background layer re-synthesizes what lies behind
+    them."""
     if bg.band is None:
-        return ldi.inv, ldi.cuts, ldi.near
+        return ldi.inv, ldi.cuts
     return band_to_foreground(ldi, bg.band)
 
 
-def build_meshes(geo: Geometry, visible: tuple[np.ndarray, Cuts, np.ndarray], bg: Background, opts: ConvertOptions,
+def build_meshes(geo: Geometry, visible: tuple[np.ndarray, Cuts], bg: Background, opts: ConvertOptions,
                  scale: float = 1.0, alpha: np.ndarray | None = None, rgb: np.ndarray | None = None) -> Meshes:
     """Triangulate the layers (``visible``: :func:`visible_layer`); ``scale`` multiplies the
     geometric tolerance (size budget).  ``alpha``: a cut-out's (:func:`working_alpha`): its
@@ -272,7 +272,7 @@ def build_meshes(geo: Geometry, visible: tuple[np.ndarray, Cuts, np.ndarray], bg
     silhouette where the photo's alpha crosses one half.  ``rgb``: the photo at the grid's size,
     which places the soft edges along the cuts (:func:`photo3d.mesh.triangulate`'s skirts)."""
     tol = scale * opts.tol_px / max(geo.shift_px_per_inv, 1e-9)
-    inv, cuts, _ = visible  # (the soft-edge pixels: the skirts find their own, mesh._skirts)
+    inv, cuts = visible
     shape = inv.shape
     valid = np.ones(shape, bool) if alpha is None else cv2.dilate((alpha >= SHOWN).astype(np.uint8), np.ones((3, 3))) > 0
     shift = scale * TEXTURE_SHIFT_PX  # the size budget coarsens both
@@ -356,7 +356,7 @@ def mesh_data(meshes: Meshes, geo: Geometry, bg_tex: Texture | None) -> list[Mes
     return out
 
 
-def fit_meshes(geo: Geometry, visible: tuple[np.ndarray, Cuts, np.ndarray], bg: Background, opts: ConvertOptions,
+def fit_meshes(geo: Geometry, visible: tuple[np.ndarray, Cuts], bg: Background, opts: ConvertOptions,
                budget: int | None, bg_tex: Texture | None, alpha: np.ndarray | None = None,
                rgb: np.ndarray | None = None) -> tuple[list[MeshData], float]:
     """Mesh data within ``budget`` bytes: the tolerance grows (from ``opts.tol_px``) until it fits.
@@ -464,7 +464,7 @@ def build_from_geometry(photo: Photo, geo: Geometry, opts: ConvertOptions, timin
     with timed(timings, "inpaint"):
         bg = inpaint(small, ldi, opts)
         visible = visible_layer(ldi, bg)
-        bg = stitch_seams(bg, small, *visible[:2])
+        bg = stitch_seams(bg, small, *visible)
     with timed(timings, "texture"):
         bg_tex = background_texture(bg, opts.jpeg_quality, opts.max_texture_side)
     if isinstance(texture, Future):
