@@ -55,6 +55,7 @@ class LayerParams:
     pocket: float = 0.006  # network depth: a fragment behind all around it smaller than this share of the image takes their depth
     far_band_px: int = 2  # far-side pixels of a cut whose colour the background layer may re-synthesize
     halo_px: int = 6  # ... and up to this far from the cut, a sharpening halo the inpainting does not read
+    sharp_band_px: int = 1  # a sharp depth map's far band: the photo's anti-aliased rim beyond its edges
     snap_radius: int = 4  # colour-guided edge snapping window (0 = off), working pixels
     snap_iters: int = 3
     close_px: int = 7  # network depth: far gaps narrower than this (working pixels) take the depth around them

@@ -245,13 +245,19 @@ def snaps(opts: ConvertOptions) -> bool:
     """Whether depth edges are uncertain (network depth, or a depth file whose edges are blurred,
     see :func:`photo3d.layers.is_sharp_map`, or coarser than the working grid, see ``COARSE_MAP``): sharpened, snapped to the photo's colour edges, and
     their far-side pixels of foreground colour re-synthesized.  A sharp depth map is used as it
-    is: its edges lie where it says, their far-side pixels are the background's."""
+    is: its edges lie where it says, their far-side pixels are the background's but for the photo's
+    anti-aliased rim, one pixel (``LayerParams.sharp_band_px``, see :func:`inpaint`)."""
     return opts.snap_edges if opts.snap_edges is not None else opts.depth is None
 
 
 def inpaint(photo_small: np.ndarray, ldi: LayeredDepth, opts: ConvertOptions) -> Background:
+    """The background layer (:func:`photo3d.inpaint.inpaint_background`).  Its far band: for an
+    uncertain (network) edge a few pixels and a sharpening halo; for a sharp map's edge the one
+    pixel of the photo's anti-aliased rim beyond it, which still carries the foreground's colour:
+    read by the fill, that rim tinted all of it (a red disc on a blue wall left a purple haze in
+    the whole disocclusion, and its outline on the wall), so it goes with the foreground as well."""
     lp = opts.layer_params
-    band_px, halo_px = (lp.far_band_px, lp.halo_px) if snaps(opts) else (0, 0)
+    band_px, halo_px = (lp.far_band_px, lp.halo_px) if snaps(opts) else (lp.sharp_band_px, 0)
     return inpaint_background(photo_small, ldi, mirror=opts.mirror, rel=lp.rel_jump, band_px=band_px, halo_px=halo_px)
 
 
