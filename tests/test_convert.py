@@ -528,6 +528,27 @@ def test_novel_views_show_no_line_or_crack_across_the_foreground(tmp_path):
                                  f"(worst row {rows.argmax()}: {rows.max():.0%}, worst column {cols.argmax()}: {cols.max():.0%})"
 
 
+def _sharp_disc(tmp_path):
+    """An anti-aliased red disc (radius 100 px) on a blue wall, 480 x 360, converted with a sharp
+    depth file (the disc at 1, the wall at 0.25): (the benchmark module, the GLB's meshes, texture
+    and JSON, the photo, the disc's share of each pixel)."""
+    import cv2
+
+    nv = benchmark("novel_view")
+    w, h, ss = 480, 360, 8
+    y, x = np.mgrid[: h * ss, : w * ss].astype(np.float32) / ss
+    disc = cv2.resize((((y - 180) / 100) ** 2 + ((x - 240) / 100) ** 2 <= 1).astype(np.float32), (w, h),
+                      interpolation=cv2.INTER_AREA)[..., None]  # the share of each pixel the disc covers
+    rgb = (disc * np.array([220, 40, 30]) + (1 - disc) * np.array([40, 90, 200])).astype(np.uint8)
+    Image.fromarray(rgb).save(tmp_path / "disc.png")
+    np.save(tmp_path / "disc.npy", np.where(disc[..., 0] > 0.5, 1.0, 0.25).astype(np.float32))
+    dst = tmp_path / "disc.glb"
+    convert_file(tmp_path / "disc.png", dst, ConvertOptions(depth=tmp_path / "disc.npy"))
+    assert_valid_glb(dst)
+    meshes, texture, tree = nv.load_glb_meshes(dst.read_bytes())
+    return nv, meshes, texture, tree, rgb, disc[..., 0]
+
+
 def test_a_silhouette_is_a_smooth_contour_at_the_photos_edge(tmp_path):
     """An anti-aliased red disc (radius 100 px) on a plain wall, with a sharp depth map, rendered
     by the benchmark's rasterizer at 4x the grid's resolution.  The visible layer used to end at
@@ -543,18 +564,8 @@ def test_a_silhouette_is_a_smooth_contour_at_the_photos_edge(tmp_path):
 
     import cv2
 
-    nv = benchmark("novel_view")
-    w, h, ss = 480, 360, 8
-    y, x = np.mgrid[: h * ss, : w * ss].astype(np.float32) / ss
-    disc = cv2.resize((((y - 180) / 100) ** 2 + ((x - 240) / 100) ** 2 <= 1).astype(np.float32), (w, h),
-                      interpolation=cv2.INTER_AREA)[..., None]  # the share of each pixel the disc covers
-    rgb = (disc * np.array([220, 40, 30]) + (1 - disc) * np.array([40, 90, 200])).astype(np.uint8)
-    Image.fromarray(rgb).save(tmp_path / "disc.png")
-    np.save(tmp_path / "disc.npy", np.where(disc[..., 0] > 0.5, 1.0, 0.25).astype(np.float32))
-    dst = tmp_path / "disc.glb"
-    convert_file(tmp_path / "disc.png", dst, ConvertOptions(depth=tmp_path / "disc.npy"))
-    assert_valid_glb(dst)
-    meshes, texture, tree = nv.load_glb_meshes(dst.read_bytes())
+    nv, meshes, texture, tree, rgb, disc = _sharp_disc(tmp_path)
+    h, w = disc.shape
     ex = tree["extras"]["photo3d"]
     s = 4
     focal = s * h / 2 / math.tan(math.radians(ex["fov_y_deg"]) / 2)
@@ -570,7 +581,7 @@ def test_a_silhouette_is_a_smooth_contour_at_the_photos_edge(tmp_path):
         if off == 0:
             assert (layer == 1).sum() <= 9000, f"{(layer == 1).sum()} pixels of the background layer at rest"
     img, _ = nv.rasterize(meshes, texture, focal / s, (w, h), np.zeros(3))
-    edge = cv2.dilate((np.abs(disc[..., 0] - 0.5) < 0.5).astype(np.uint8), np.ones((5, 5))) > 0
+    edge = cv2.dilate((np.abs(disc - 0.5) < 0.5).astype(np.uint8), np.ones((5, 5))) > 0
     err = np.abs(img - rgb).mean(axis=2)[edge].mean()
     assert err <= 13.0, f"the rest view {err:.1f} levels off the photo along the edge"
 
@@ -585,20 +596,9 @@ def test_a_sharp_maps_fill_carries_none_of_the_foregrounds_colour(tmp_path):
     0; 649 and 640."""
     import math
 
-    import cv2
 
-    nv = benchmark("novel_view")
-    w, h, ss = 480, 360, 8
-    y, x = np.mgrid[: h * ss, : w * ss].astype(np.float32) / ss
-    disc = cv2.resize((((y - 180) / 100) ** 2 + ((x - 240) / 100) ** 2 <= 1).astype(np.float32), (w, h),
-                      interpolation=cv2.INTER_AREA)[..., None]  # the share of each pixel the disc covers
-    rgb = (disc * np.array([220, 40, 30]) + (1 - disc) * np.array([40, 90, 200])).astype(np.uint8)
-    Image.fromarray(rgb).save(tmp_path / "disc.png")
-    np.save(tmp_path / "disc.npy", np.where(disc[..., 0] > 0.5, 1.0, 0.25).astype(np.float32))
-    dst = tmp_path / "disc.glb"
-    convert_file(tmp_path / "disc.png", dst, ConvertOptions(depth=tmp_path / "disc.npy"))
-    assert_valid_glb(dst)
-    meshes, texture, tree = nv.load_glb_meshes(dst.read_bytes())
+    nv, meshes, texture, tree, rgb, disc = _sharp_disc(tmp_path)
+    h, w = disc.shape
     ex = tree["extras"]["photo3d"]
     focal = 2 * h / 2 / math.tan(math.radians(ex["fov_y_deg"]) / 2)
     z = -meshes[0]["pos"][meshes[0]["faces"], 2].mean(1)  # each visible-layer face's distance
