@@ -45,6 +45,7 @@ def main(argv: list[str] | None = None) -> int:
               file=sys.stderr)
         return 1
     with np.load(files[0]) as tr_z, np.load(files[1]) as fd_z, np.load(files[2]) as mir_z:
+        labels: dict[str, np.ndarray] = {}
         rows: dict[str, list[float]] = {"Tiefenrausch": [], "Tiefenrausch mirror-averaged": [], "FastDepth": [],
                                         "Tiefenrausch's low band": [], "mean of both teachers": []}
         for k in tr_z.files:
@@ -53,6 +54,7 @@ def main(argv: list[str] | None = None) -> int:
             tr, fd = tr_z[k].astype(np.float32), fd_z[k].astype(np.float32)
             avg = mirror_average(tr, mir_z[k].astype(np.float32))
             label = combine(avg if args.tr_flip else tr, fd, args.label)
+            labels[k] = label
             rows["Tiefenrausch"].append(pearson(tr, label))
             rows["Tiefenrausch mirror-averaged"].append(pearson(avg, label))
             rows["FastDepth"].append(pearson(fd, label))
@@ -64,77 +66,37 @@ def main(argv: list[str] | None = None) -> int:
         r = np.asarray(rs)
         print(f"  {name:28s} {np.median(r):.3f} ({(r >= 0.85).mean():.2f})")
     if args.model is not None:
-        student_gap(args.model, hold_out_pairs(args.model, files, args), "hold-out")
+        from photo3d.train.evaluate import student_runner
+
+        run, _ = student_runner(args.model)
+        student_gap(args.model, hold_out_pairs(run, labels), "hold-out")
         if args.bundle is not None:
-            student_gap(args.model, bundle_pairs(args.model, args.bundle, args.train_photos, args), "training")
+            student_gap(args.model, bundle_pairs(run, args.bundle, args.train_photos, args), "training")
     return 0
 
 
-def _run(model: Path):
-    """The student as ``photo3d depth`` runs it: rgb -> log-disparity on its own grid."""
-    import warnings
-
-    import torch
-
-    from photo3d.depth.runtime import operating_point
-    from photo3d.train.evaluate import load_student
-
-    module, meta = load_student(model)
-    torch.backends.quantized.engine = "qnnpack"
-    size = int(meta.get("input_size", 384))
-
-    def run(rgb: np.ndarray) -> np.ndarray:
-        with torch.no_grad(), warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            return operating_point(module, meta, np.ascontiguousarray(rgb), size)[0, 0].numpy()
-    return run
-
-
-def _on(y: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
+def hold_out_pairs(run, labels: dict[str, np.ndarray]):
+    """(student, label) log-disparities of the hold-out photos with a label, on the teacher's grid."""
     import cv2
 
-    return y if y.shape == shape else cv2.resize(y, (shape[1], shape[0]), interpolation=cv2.INTER_LINEAR)
+    from photo3d.train.evaluate import SHARED, holdout_photos
+
+    for f in holdout_photos(SHARED / "data" / "photos"):
+        if f.name in labels:
+            yield run(cv2.imread(str(f), cv2.IMREAD_COLOR)[:, :, ::-1], labels[f.name].shape), labels[f.name]
 
 
-def hold_out_pairs(model: Path, files: list[Path], args):
-    """(student, label) log-disparities of every hold-out photo, on the teacher's grid."""
-    import cv2
-
-    from photo3d.train.evaluate import SHARED
-
-    run = _run(model)
-    photos = SHARED / "data" / "photos"
-    with np.load(files[0]) as tr_z, np.load(files[1]) as fd_z, np.load(files[2]) as mir_z:
-        for k in tr_z.files:
-            if k == SOURCE_KEY or k not in fd_z.files or k not in mir_z.files:
-                continue
-            tr = tr_z[k].astype(np.float32)
-            avg = mirror_average(tr, mir_z[k].astype(np.float32)) if args.tr_flip else tr
-            label = combine(avg, fd_z[k].astype(np.float32), args.label)
-            src = next(iter(photos.glob(f"*/{k}")), None)
-            if src is None:
-                continue
-            yield _on(run(cv2.imread(str(src), cv2.IMREAD_COLOR)[:, :, ::-1]), label.shape), label
-
-
-def bundle_pairs(model: Path, bundle: Path, n: int, args):
+def bundle_pairs(run, bundle: Path, n: int, args):
     """(student, label) of ``n`` photos of a training bundle, evenly spread, the label as training makes it."""
-    import json
-
     import cv2
 
-    from photo3d.train.data import _decoded
+    from photo3d.train.data import bundle_items, bundle_label
 
-    items = sorted((it for f in sorted(bundle.glob("index*.json")) for it in json.loads(f.read_text())["items"]
-                    if "fd" in it and "target_flip" in it), key=lambda it: it["name"])
-    run = _run(model)
+    items = [it for it in bundle_items(bundle) if "fd" in it and "target_flip" in it]
     for it in items[:: max(1, len(items) // n)][:n]:
-        tr = _decoded(cv2.imread(str(bundle / it["target"]), cv2.IMREAD_UNCHANGED), it)
-        if args.tr_flip:
-            tr = mirror_average(tr, _decoded(cv2.imread(str(bundle / it["target_flip"]), cv2.IMREAD_UNCHANGED), it))
-        code = cv2.imread(str(bundle / it["fd"]), cv2.IMREAD_UNCHANGED).astype(np.float32)
-        label = combine(tr, it["fd_lo"] + code / 65535.0 * (it["fd_hi"] - it["fd_lo"]), args.label)
-        yield _on(run(cv2.imread(str(bundle / it["image"]), cv2.IMREAD_COLOR)[:, :, ::-1]), label.shape), label
+        label = bundle_label(bundle, it, args.label, args.tr_flip)
+        if label is not None:
+            yield run(cv2.imread(str(bundle / it["image"]), cv2.IMREAD_COLOR)[:, :, ::-1], label.shape), label
 
 
 def student_gap(model: Path, pairs, where: str) -> None:

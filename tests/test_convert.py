@@ -596,7 +596,6 @@ def test_a_sharp_maps_fill_carries_none_of_the_foregrounds_colour(tmp_path):
     0; 649 and 640."""
     import math
 
-
     nv, meshes, texture, tree, rgb, disc = _sharp_disc(tmp_path)
     h, w = disc.shape
     ex = tree["extras"]["photo3d"]

@@ -25,6 +25,40 @@ def _decoded(code: np.ndarray, item: dict) -> np.ndarray:
     return (code.astype(np.float32) - item["zero_point"]) * item["scale"]
 
 
+def bundle_items(folder: Path) -> list[dict]:
+    """The entries of a packed bundle (all its shards and zoomed views), by name."""
+    folder = Path(folder)
+    indexes = sorted(folder.glob("index.json")) + sorted(folder.glob("index.*.json"))  # shards, zoomed views
+    return sorted((it for f in indexes for it in json.loads(f.read_text())["items"]), key=lambda it: it["name"])
+
+
+def bundle_label(folder: Path, item: dict, label: str = "split", tr_flip: bool = False) -> np.ndarray | None:
+    """A bundle entry's training label (log-disparity, H x W): its teachers combined as ``label``
+    says (:func:`photo3d.train.teachers.combine`; a one-teacher entry: its teacher), Tiefenrausch's
+    map mirror-averaged with ``tr_flip``; None where a file is missing or of another size."""
+    from photo3d.train.teachers import combine, mirror_average
+
+    folder = Path(folder)
+    code = cv2.imread(str(folder / item["target"]), cv2.IMREAD_UNCHANGED)
+    if code is None:
+        return None
+    logd = _decoded(code, item)
+    if tr_flip:
+        if "target_flip" not in item:
+            raise ValueError(f"{folder}: {item['name']} has no mirrored label (pack the bundle again to add them)")
+        code_f = cv2.imread(str(folder / item["target_flip"]), cv2.IMREAD_UNCHANGED)
+        if code_f is None or code_f.shape != code.shape:
+            return None
+        logd = mirror_average(logd, _decoded(code_f, item))
+    if "fd" in item and label != "tr":
+        c16 = cv2.imread(str(folder / item["fd"]), cv2.IMREAD_UNCHANGED)
+        if c16 is None or c16.shape != logd.shape:
+            return None
+        fd = item["fd_lo"] + c16.astype(np.float32) / 65535.0 * (item["fd_hi"] - item["fd_lo"])
+        logd = combine(logd, fd, label)
+    return logd
+
+
 class Bundle:
     """All photos (uint8 3xHxW) and teacher log-disparities (float32 1xHxW) of a packed bundle."""
 
@@ -34,12 +68,8 @@ class Bundle:
         (:func:`photo3d.train.teachers.combine`); a one-teacher bundle uses its teacher as is.
         ``tr_flip``: Tiefenrausch's map is averaged with its map of the mirror image
         (:func:`photo3d.train.teachers.mirror_average`; the bundle must hold those, ``target_flip``)."""
-        from photo3d.train.teachers import combine, mirror_average
-
         folder = Path(folder)
-        indexes = sorted(folder.glob("index.json")) + sorted(folder.glob("index.*.json"))  # shards, zoomed views
-        items = [it for f in indexes for it in json.loads(f.read_text())["items"]]
-        items.sort(key=lambda it: it["name"])
+        items = bundle_items(folder)
         items = items[:limit] if limit else items
         rng = np.random.default_rng(seed)
         self.names: list[str] = []
@@ -48,23 +78,9 @@ class Bundle:
         self.targets: list[torch.Tensor] = []
         for it in items:
             bgr = cv2.imread(str(folder / it["image"]), cv2.IMREAD_COLOR)
-            code = cv2.imread(str(folder / it["target"]), cv2.IMREAD_UNCHANGED)
-            if bgr is None or code is None or bgr.shape[:2] != code.shape[:2]:
+            logd = bundle_label(folder, it, label, tr_flip)
+            if bgr is None or logd is None or bgr.shape[:2] != logd.shape:
                 continue
-            logd = _decoded(code, it)
-            if tr_flip:
-                if "target_flip" not in it:
-                    raise ValueError(f"{folder}: {it['name']} has no mirrored label (pack the bundle again to add them)")
-                code_f = cv2.imread(str(folder / it["target_flip"]), cv2.IMREAD_UNCHANGED)
-                if code_f is None or code_f.shape != code.shape:
-                    continue
-                logd = mirror_average(logd, _decoded(code_f, it))
-            if "fd" in it and label != "tr":
-                c16 = cv2.imread(str(folder / it["fd"]), cv2.IMREAD_UNCHANGED)
-                if c16 is None or c16.shape != logd.shape:
-                    continue
-                fd = it["fd_lo"] + c16.astype(np.float32) / 65535.0 * (it["fd_hi"] - it["fd_lo"])
-                logd = combine(logd, fd, label)
             self.names.append(it["name"])
             self.images.append(torch.from_numpy(np.ascontiguousarray(bgr[:, :, ::-1])).permute(2, 0, 1).contiguous())
             self.targets.append(torch.from_numpy(logd)[None])

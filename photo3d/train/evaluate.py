@@ -59,6 +59,25 @@ def load_student(path: Path):
     return dm.module, dm.meta
 
 
+def student_runner(student_path: Path, input_size: int = 0):
+    """(run, input size): ``run(rgb, shape=None)`` is the student's log-disparity of the photo ``rgb``
+    as ``photo3d depth`` runs it (its operating point, QNNPACK), resized to ``shape`` when given;
+    ``input_size`` 0: the metadata's (or 384)."""
+    student, meta = load_student(student_path)
+    if not input_size:
+        input_size = int(meta.get("input_size", INPUT_SIZE))
+    torch.backends.quantized.engine = "qnnpack"
+
+    def run(rgb: np.ndarray, shape: tuple[int, ...] | None = None) -> np.ndarray:
+        with torch.no_grad(), warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            y = operating_point(student, meta, rgb, input_size)[0, 0].numpy()  # as the runtime runs it
+        if shape is not None and y.shape != tuple(shape):
+            y = cv2.resize(y, (shape[1], shape[0]), interpolation=cv2.INTER_LINEAR)
+        return y
+    return run, input_size
+
+
 SOURCE_KEY = "__source__"  # a cache's entry naming what made it (the teacher file and the photos folder)
 
 
@@ -151,20 +170,11 @@ def evaluate(student_path: Path, photos: Path, teacher: Path, limit: int = 0,
                                   photos=photos)
             labels = {k: combine(mirror_average(ref[k].astype(np.float32), mir[k].astype(np.float32)),
                                  fd[k].astype(np.float32), label) for k in ref}
-    student, meta = load_student(student_path)
-    if not input_size:
-        input_size = int(meta.get("input_size", INPUT_SIZE))
-    torch.backends.quantized.engine = "qnnpack"
+    run, input_size = student_runner(student_path, input_size)
     rs, rs_tr, rs_plain = [], [], []
     for f in files:
-        rgb = cv2.imread(str(f), cv2.IMREAD_COLOR)[:, :, ::-1]
-        with torch.no_grad(), warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            y = operating_point(student, meta, rgb, input_size)  # as the runtime runs it
-        y = y[0, 0].numpy()
         t = ref[f.name].astype(np.float32)
-        if y.shape != t.shape:
-            y = cv2.resize(y, (t.shape[1], t.shape[0]), interpolation=cv2.INTER_LINEAR)
+        y = run(cv2.imread(str(f), cv2.IMREAD_COLOR)[:, :, ::-1], t.shape)
         rs_tr.append(pearson(y, t))
         if labels:
             rs.append(pearson(y, labels[f.name]))
