@@ -231,10 +231,11 @@ def triangulate(
     vinv = inv_p.ravel()[cell].astype(np.float32)
     if skirt:  # the skirts' alpha crosses one half where the photo's edge lies (reach, see _skirts)
         outer = ids >= n
-        r = np.nan_to_num(reach[ids])
+        rv = reach[ids]
+        r = np.nan_to_num(rv)
         a_near = np.round(127.5 / np.maximum(1.0 - r, 0.5))
         a_copy = np.round(np.maximum(0.0, 255.0 - 127.5 / np.maximum(r, 0.5)))
-        alpha = np.where(np.isnan(reach[ids]), alpha, np.where(outer, a_copy, a_near)).astype(np.uint8)
+        alpha = np.where(np.isnan(rv), alpha, np.where(outer, a_copy, a_near)).astype(np.uint8)
         vinv[outer] = extra[ids[outer] - n]
     return LayerMesh(grid_yx, faces, alpha, vinv)
 
