@@ -48,7 +48,10 @@ def viewer_views(glb: bytes, width: int, offsets=((-1.0, 0.0), (1.0, 0.0))) -> l
 
 def label(img: np.ndarray, text: str) -> np.ndarray:
     img = img.copy()
-    cv2.putText(img, text, (6, 18), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (0, 0, 0), 3, cv2.LINE_AA)
+    # a black outline: the same thin text shifted around it (OpenCV widens every letter's advance by
+    # the stroke's thickness, so one thick black pass runs ahead of the white text)
+    for dx, dy in ((-1, -1), (0, -1), (1, -1), (-1, 0), (1, 0), (-1, 1), (0, 1), (1, 1)):
+        cv2.putText(img, text, (6 + dx, 18 + dy), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (0, 0, 0), 1, cv2.LINE_AA)
     cv2.putText(img, text, (6, 18), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (255, 255, 255), 1, cv2.LINE_AA)
     return img
 

@@ -499,3 +499,45 @@ def test_a_16_bit_pgm_depth_map_is_read(tmp_path):
     (tmp_path / "d.eps").write_bytes(b"%!PS-Adobe-3.0 EPSF-3.0\n%%BoundingBox: 0 0 60 40\nshowpage\n")
     with pytest.raises(InputFileError, match="not a readable depth map image"):
         load_depth_map(tmp_path / "d.eps")
+
+
+
+def _can_mount_a_small_disk() -> bool:
+    import subprocess
+
+    if not shutil.which("unshare"):
+        return False
+    return subprocess.run(["unshare", "-m", "sh", "-c", "mount -t tmpfs -o size=64k tmpfs /mnt"],
+                          capture_output=True).returncode == 0
+
+
+@pytest.mark.slow  # the CLI in a subprocess
+@pytest.mark.skipif(not _can_mount_a_small_disk(), reason="needs root and unshare to mount a small disk")
+@pytest.mark.parametrize("suffix", [".npy", ".png"])
+def test_a_depth_map_meeting_a_full_disk_stops_the_batch(tmp_path, suffix):
+    """A full disk under ``.npy`` maps was 'cannot write (120000 requested and 58336 written)' for
+    every photo of a folder, one after another (helper-119): NumPy writing into a file drops the
+    system's errno when the disk takes part of the map, so the batch did not know the disk was full.
+    The map is serialised in memory and written as a PNG is: the system's own error, and the batch
+    stops at the first map that does not fit.  A real small disk (tmpfs, in a mount namespace of its
+    own: it goes with the process)."""
+    import subprocess
+
+    from helpers.cli import cli_command, env
+
+    src = tmp_path / "in"
+    src.mkdir()
+    for i in range(4):
+        Image.fromarray(np.random.default_rng(i).integers(0, 255, (300, 400, 3), dtype=np.uint8)).save(src / f"p{i}.png")
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    size = "700k" if suffix == ".npy" else "8k"  # one 480 kB map fits, the next only in part; PNGs: none
+    cmd = " ".join(f"'{a}'" for a in cli_command("depth", src, "-o", disk / "out", "--format", suffix[1:]))
+    p = subprocess.run(["unshare", "-m", "sh", "-c", f"mount -t tmpfs -o size={size} tmpfs '{disk}' && {cmd}"],
+                       capture_output=True, text=True, env=env(), timeout=300)
+    lines = p.stderr.strip().splitlines()
+    assert p.returncode == 1, p.stderr
+    errors = [x for x in lines if x.startswith("error:")]
+    assert len(errors) == 1 and "No space left on device" in errors[0] and errors[0].endswith(
+        "stopped: free some space, then run the same command again to continue"), p.stderr
+    assert "not run" in lines[-1], p.stderr

@@ -11,6 +11,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import stat
@@ -113,8 +114,12 @@ def save_depth_map(path: str | Path, disparity: np.ndarray, preview: bool = Fals
         # zlib level 1: 4x faster than the default on 16-bit maps, files ~8 % larger
         _save_png(path, im, info, compress_level=1)
     else:
-        with atomic_output(path) as tmp, open(tmp, "wb") as f:
-            np.save(f, d.astype(np.float32), allow_pickle=False)
+        # serialised in memory first: np.save into a file reports a full disk without its errno
+        # ("... requested and ... written"), which a batch would not know to stop at
+        buf = io.BytesIO()
+        np.save(buf, d, allow_pickle=False)
+        with atomic_output(path) as tmp:
+            tmp.write_bytes(buf.getbuffer())
     if preview:
         pv = preview_path(path)
         save_preview(pv, d)
