@@ -286,6 +286,36 @@ def test_a_page_or_preview_beside_an_output_that_photo3d_did_not_write_or_is_cut
     assert "0 depth map(s) written, 1 skipped (output exists)" in r.output, r.output
 
 
+def test_a_single_photos_run_rewrites_its_output_but_not_a_file_of_yours_under_its_pages_name(tmp_path, tiny_depth_model):
+    """A single photo's output is rewritten by default (you named it), and so were the page or
+    preview beside it even when they were files of the user's that only had their names
+    (``echo notes > x.preview.png; photo3d depth x.jpg -o x.png --preview``: the notes gone, helper-119),
+    which a folder run refuses.  Now a single photo's run refuses them too, naming the file, nothing
+    touched; photo3d's own page or preview, even cut short, is rewritten; ``--overwrite`` rewrites all."""
+    photo(tmp_path / "x.jpg", seed=1)
+    out = tmp_path / "o"
+    out.mkdir()
+    Image.fromarray(np.full((8, 8, 3), 200, np.uint8)).save(out / "x.preview.png")  # a picture of yours
+    (out / "x.html").write_bytes(b"<html>my page</html>\n")
+    mine = {p: p.read_bytes() for p in (out / "x.preview.png", out / "x.html")}
+    for cmd, side in ((("depth", tmp_path / "x.jpg", "-o", out / "x.png", "--preview"), out / "x.preview.png"),
+                      (("convert", tmp_path / "x.jpg", "-o", out / "x.glb", "--html"), out / "x.html")):
+        kind = "depth preview" if side.suffix == ".png" else "viewer page"
+        r = cli(*cmd, "--model", tiny_depth_model)
+        assert r.exit_code == 1, r.output
+        assert (f"error: {tmp_path / 'x.jpg'}: the existing {side} is not a {kind} photo3d wrote; move it, "
+                "or run again with --overwrite") in r.output, r.output
+        assert side.read_bytes() == mine[side]
+        r = cli(*cmd, "--model", tiny_depth_model, "--overwrite")
+        assert r.exit_code == 0 and side.read_bytes() != mine[side], r.output
+        side.write_bytes(side.read_bytes()[:-40])  # photo3d's own, cut short: rewritten by default
+        r = cli(*cmd, "--model", tiny_depth_model)
+        assert r.exit_code == 0, r.output
+        from photo3d.io import kept_file_problem
+
+        assert kept_file_problem(side, side=True) is None
+
+
 def _no_read_override():
     """In a child process run as root: give up root's right to read any file (the capabilities
     CAP_DAC_OVERRIDE and CAP_DAC_READ_SEARCH leave the bounding set, so the exec'd program lacks them)."""

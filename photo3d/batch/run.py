@@ -173,9 +173,12 @@ def run_batch(
     progress: bool = True,
     on_result: Callable[[Result], None] | None = None,
     keep_reports: bool = True,
+    spare_foreign_sides: bool = False,
 ) -> BatchReport:
     """Run ``task`` over ``jobs``: skip existing outputs (unless ``overwrite``), print each
     failure as it happens, stop early only for a fatal (model) error or an interrupt.
+    ``spare_foreign_sides`` (a single photo rewritten without ``--overwrite``): a file of the user's
+    under the name of a page or preview beside the output is not overwritten; its input fails.
     An existing output whose side files are missing or empty (``--html`` added on a re-run) gets
     just those written, by the task's ``finish`` hook, here.
     Results come back in the planned order whatever order the workers finished in;
@@ -213,10 +216,13 @@ def run_batch(
             results[i] = Result(job.src, job.dst, Status.failed, given=job.given,
                                 error=msg(path, f"cannot write ({kind} of that name is in the way; move it, or choose another -o)"))
             say_failed(results[i], console)
-        elif not rewrite and (bad := next(((p, pr) for p in job.sides if states[p] == "done"
-                                              and (pr := kept_file_problem(p, side=True))), None)):
+        elif (not rewrite or spare_foreign_sides) and (bad := next(
+                ((p, pr) for p in job.sides if states[p] == "done" and (pr := kept_file_problem(p, side=True))
+                 and (not rewrite or not pr[1].startswith("cut short"))), None)):
             # a page or preview beside the output that photo3d did not write, or not whole: kept as done,
-            # or overwritten with the output (helper-98); neither, the input fails
+            # or overwritten with the output (helper-98); neither, the input fails.  A single photo's run
+            # rewrites its output (the file you named) and a page or preview of photo3d's beside it (also cut
+            # short), but not a file of yours that only has the side file's name (helper-119)
             results[i] = Result(job.src, job.dst, Status.failed, given=job.given,
                                 error=str(damaged_existing(job.src, bad[0], *bad[1])))
             say_failed(results[i], console)
@@ -498,6 +504,7 @@ def batch_command(
     that file), and skips existing outputs for folders and several inputs (resume).
     Several ``suffix`` values: one job per input and suffix (each output resumes on its own)."""
     console = console or stderr_console()  # (the process's one: a video's bar nests under the batch's)
+    spare_foreign_sides = overwrite is None  # (a single photo rewritten by default, not by --overwrite)
     output = effective_path(output)  # (``-o new/../photo.png`` is the photo: the checks see it so)
     summary = None if summary is None else effective_path(summary)
     executor: Executor | None = None
@@ -559,8 +566,8 @@ def batch_command(
                         say(console, str(e))
                         return int(ExitCode.failed)
                 report = run_batch(plan, task, executor, console=console, overwrite=overwrite, on_result=on_result,
-                                   keep_reports=summary is not None,
-                                   progress=progress)
+                                   keep_reports=summary is not None, progress=progress,
+                                   spare_foreign_sides=spare_foreign_sides)
         except KeyboardInterrupt:  # before the batch's own stop could (the existing outputs were being looked up)
             with stop_signals_ignored():
                 with contextlib.suppress(BaseException):
