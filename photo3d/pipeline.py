@@ -115,7 +115,8 @@ _ORIENT = {2: lambda a: a[:, ::-1], 3: lambda a: a[::-1, ::-1], 4: lambda a: a[:
 def load_depth_file(path: Path, photo: Photo, opts: ConvertOptions, said: list[str] | None = None) -> np.ndarray:
     """A ``--depth`` map normalized to [0, 1].  A map of the photo's pixels as stored, where the
     photo's EXIF orientation turns them a quarter to be shown (what a tool that ignores the tag
-    saves), is turned the same way, and ``said`` gets a line saying so."""
+    saves), is turned the same way, and ``said`` gets a line saying so; so does a map of one depth
+    everywhere (a flat 3D photo)."""
     from .depth.maps import load_depth_map
 
     d = load_depth_map(path, max_megapixels=opts.max_megapixels)
@@ -135,6 +136,8 @@ def load_depth_file(path: Path, photo: Photo, opts: ConvertOptions, said: list[s
         raise InputFileError(f"depth map is {dw}x{dh}, not the photo's aspect ratio ({photo.width}x{photo.height}){hint}", path)
     lo, hi = float(d.min()), float(d.max())
     if not hi > lo:
+        if said is not None:  # (as for a model's flat map: a map saved wrongly made a flat card without a word)
+            said.append(f"{printable(path.name)}: the same depth at every pixel: the 3D photo is flat")
         return np.zeros_like(d)
     return ((d.astype(np.float64) - lo) / (hi - lo)).astype(np.float32)  # float64: no overflow on any finite map
 

@@ -1849,6 +1849,18 @@ def test_a_model_that_gives_one_depth_everywhere_says_so(tmp_path, command, out)
     assert (tmp_path / out).is_file()
 
 
+def test_a_depth_file_of_one_depth_everywhere_says_so(tmp_path):
+    """A ``--depth`` map of one value everywhere (saved wrongly) made a flat card without a word,
+    where a model's flat map is said (helper-119).  Now a warning names the photo and the map."""
+    src = photo(tmp_path / "photo.png")
+    np.save(tmp_path / "flat.npy", np.ones((48, 64), np.float32))
+    r = cli("convert", src, "-o", tmp_path / "o.glb", "--depth", tmp_path / "flat.npy")
+    assert r.exit_code == 0, r.output
+    assert f"warning: {src}: flat.npy: the same depth at every pixel: the 3D photo is flat" in lines(r.output), r.output
+    np.save(tmp_path / "ramp.npy", np.tile(np.linspace(0, 1, 64, dtype=np.float32), (48, 1)))
+    r = cli("convert", src, "-o", tmp_path / "o2.glb", "--depth", tmp_path / "ramp.npy")
+    assert r.exit_code == 0 and "warning" not in r.output, r.output
+
 def test_a_damaged_exif_in_a_folder_is_said_once_with_the_photos_name(tmp_path, tiny_depth_model):
     """Pillow warns of a damaged EXIF block when it opens the file: the folder walk's look at each
     header said it first, without a name ("warning: UserWarning: Tag data larger than file.
