@@ -61,6 +61,7 @@ class Photo:
     rgb: np.ndarray
     path: Path | None = None
     focal_35mm: float | None = None  # EXIF 35 mm equivalent focal length, when present
+    focal_ignored: float | None = None  # such a tag that no lens has (so not used: the default guess is)
     original_size: tuple[int, int] | None = None  # (width, height) before any reduction
     warnings: list[str] = field(default_factory=list)  # read, but not as it should be (a truncated progressive JPEG)
     # a cut-out's opacity (H, W) uint8 (an image with transparent parts; ``rgb`` is composited on white), else None
@@ -1047,14 +1048,17 @@ def input_file(path: Path, what: str, missing: str = "no such file", error: type
 MIN_FOCAL_35MM = 8.0
 
 
-def _focal_35mm(im: Image.Image) -> float | None:
+def _focal_35mm(im: Image.Image) -> tuple[float | None, float | None]:
+    """(the EXIF 35 mm-equivalent focal length, or None; the tag's value where no lens has it, or None)."""
     try:
         exif = im.getexif()
         value = exif.get_ifd(_EXIF_IFD).get(_FOCAL_35MM) or exif.get(_FOCAL_35MM)
         value = float(value) if value else None
-        return value if value and MIN_FOCAL_35MM <= value <= 5000.0 else None
     except Exception:
-        return None
+        return None, None
+    if value is None or not np.isfinite(value):
+        return None, None
+    return (value, None) if MIN_FOCAL_35MM <= value <= 5000.0 else (None, value)
 
 
 #: Formats whose several frames are an animation: of an animated GIF, WebP or PNG the first frame
@@ -1119,7 +1123,7 @@ def load_image(
                 if (im.format == "JPEG" and not im.info.get("progressive") and _flat_bottom(im)
                         and _jpeg_cut_before_eoi(path, (w, h))):
                     raise InputFileError("truncated image file (cut inside its image data)", path)
-            focal = _focal_35mm(im)
+            focal, focal_ignored = _focal_35mm(im)
             frames = getattr(im, "n_frames", 1) if im.format in ANIMATED_FORMATS else 1
             if frames > 1:  # (a camera's MPO pair or a TIFF's pages are not an animation: not said)
                 warning = warning or f"an animation ({frames} frames): its first frame is used"
@@ -1188,7 +1192,7 @@ def load_image(
         alpha = None if alpha is None else cv2.resize(alpha, (nw, nh), interpolation=cv2.INTER_AREA)
     if own:  # given as the photo (a folder walk skips these; named, it is used as said)
         own = f"a {'depth ' if own == 'preview' else ''}{own} photo3d wrote, used as a photo"
-    return Photo(rgb=rgb, path=path, focal_35mm=focal, original_size=osize,
+    return Photo(rgb=rgb, path=path, focal_35mm=focal, focal_ignored=focal_ignored, original_size=osize,
                  warnings=[w for w in (own, warning, colour_warning, clear_warning) if w], alpha=alpha,
                  orientation=orientation if orientation in range(2, 9) else 1)
 

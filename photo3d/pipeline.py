@@ -29,7 +29,7 @@ import numpy as np
 
 from . import defaults
 from .errors import InputFileError, OutputError, UsageError, damaged_existing, printable
-from .export import Camera, ExportOptions, MeshData, camera_for, encode_jpeg, mesh_bytes, to_glb
+from .export import DEFAULT_FOCAL_35MM, Camera, ExportOptions, MeshData, camera_for, encode_jpeg, mesh_bytes, to_glb
 from .inpaint import Background, inpaint_background, stitch_seams
 from .io import DEFAULT_MAX_MEGAPIXELS, Photo, input_file, load_image, output_state, write_bytes_atomic
 from .layers import (COARSE_MAP, Cuts, LayeredDepth, LayerParams, band_to_foreground, build_layers, find_cuts,
@@ -878,7 +878,10 @@ def convert_file(src: str | Path, dst: str | Path, opts: ConvertOptions | None =
             wait([loading])  # (its errors, if any, are raised again by estimate_depth, with the file name)
     with timed(timings, "depth"):
         disparity, info = estimate_depth(photo, small, opts, found)
-    if said := [*loaded.warnings, *(found.warnings if found is not None else ()), *info.get("warnings", ())]:
+    lens = ([] if loaded.focal_ignored is None else  # (the field of view is the default guess's, not the camera's)
+            [f"its EXIF focal length ({loaded.focal_ignored:g} mm, 35 mm equivalent) is no lens's: "
+             f"{DEFAULT_FOCAL_35MM:g} mm assumed"])
+    if said := [*loaded.warnings, *lens, *(found.warnings if found is not None else ()), *info.get("warnings", ())]:
         info["warnings"] = said
     if opts.depth is not None and opts.snap_edges is None:  # a depth file: sharp, or blurred like a network's?
         sharp = is_sharp_map(disparity)

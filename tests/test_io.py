@@ -485,10 +485,17 @@ def test_focal_length_from_exif(tmp_path):
     assert load_image(tmp_path / "nof.jpg").focal_35mm is None
     # a focal no rectilinear lens has (1 mm: a wrong tag, or a fisheye's) is not used (helper-108: the
     # pinhole camera saw 175 degrees, the zoom hit its 20x cap, video frames were up to 35 % black)
-    for focal, used in ((1, None), (7, None), (8, 8.0), (13, 13.0)):
+    # and convert says so (it was dropped without a word, helper-119)
+    for focal, used in ((1, None), (7, None), (8, 8.0), (13, 13.0), (65535, None)):
         exif.get_ifd(0x8769)[0xA405] = focal
         im.save(tmp_path / "w.jpg", exif=exif.tobytes())
-        assert load_image(tmp_path / "w.jpg").focal_35mm == used, focal
+        p = load_image(tmp_path / "w.jpg")
+        assert (p.focal_35mm, p.focal_ignored) == (used, None if used else float(focal)), focal
+    from helpers.cli import cli
+
+    r = cli("convert", tmp_path / "w.jpg", "-o", tmp_path / "w.glb")
+    assert r.exit_code == 0 and (f"warning: {tmp_path / 'w.jpg'}: its EXIF focal length (65535 mm, 35 mm equivalent) "
+                                 "is no lens's: 28 mm assumed") in r.output, r.output
 
 
 def test_reduced_decode(tmp_path):
