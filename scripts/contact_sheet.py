@@ -112,4 +112,10 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from photo3d.errors import Photo3DError
+
+    try:
+        sys.exit(main())
+    except Photo3DError as e:  # (a photo it cannot read, an -o it cannot write: one line, not a traceback)
+        print(f"error: {e}", file=sys.stderr)
+        sys.exit(int(e.exit_code))
