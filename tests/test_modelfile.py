@@ -419,3 +419,149 @@ def test_model_code_of_very_many_lines_is_refused_before_torch_parses_it(tmp_pat
     with pytest.raises(ModelError, match="not a TorchScript depth model \\(a code file of more than 10,000 lines\\)") as e:
         modelfile.check_archive(path)
     assert "blank.pt" in str(e.value)
+
+
+def _renamed(src: Path, dst: Path, rename) -> None:
+    """``src``'s archive with every entry renamed by ``rename`` (None: left out)."""
+    import zipfile
+
+    with zipfile.ZipFile(src) as zin, zipfile.ZipFile(dst, "w") as zout:
+        for info in zin.infolist():
+            if (name := rename(info.filename)) is not None:
+                zout.writestr(name, zin.read(info))
+
+
+def test_model_code_under_a_name_of_another_case_is_checked_as_code(tmp_path):
+    """torch finds an archive's entries whatever their case: code saved as ``code/__torch__.PY``
+    was not read as code by the check, yet torch compiled it and ran its ``__setstate__`` while
+    loading (a file created, or any file of the user's overwritten, before the model was refused;
+    helper-120).  Now any case of ``.py`` is code, and names equal but for case are refused."""
+    target = tmp_path / "created_by_model"
+    _script(WritesFileAtLoad(str(target)), tmp_path / "plain.pt")
+    _renamed(tmp_path / "plain.pt", tmp_path / "evil.pt",
+             lambda n: None if n.endswith(".debug_pkl") else n[:-3] + ".PY" if n.endswith(".py") else n)
+    runtime.clear_cache()
+    with pytest.raises(ModelError, match="aten::from_file"):
+        runtime.load_model(tmp_path / "evil.pt")
+    assert not target.exists()
+    _renamed(tmp_path / "plain.pt", tmp_path / "twice.pt", lambda n: n)
+    import zipfile
+
+    with zipfile.ZipFile(tmp_path / "twice.pt", "a") as z:
+        z.writestr(next(n for n in z.namelist() if n.endswith("data.pkl")).upper(), b"")
+    with pytest.raises(ModelError, match="duplicate entries"):
+        modelfile.check_archive(tmp_path / "twice.pt")
+
+
+class PrintsAtLoad(torch.nn.Module):
+    """__setstate__ prints (terminal escapes and all); a parameter elsewhere is named ``print``."""
+
+    def __init__(self):
+        super().__init__()
+        self.n = 0
+
+    @torch.jit.export
+    def __getstate__(self) -> tuple[int, bool]:
+        return (self.n, self.training)
+
+    @torch.jit.export
+    def __setstate__(self, state: tuple[int, bool]) -> None:
+        self.n = state[0]
+        self.training = state[1]
+        print("\033[31mmodel code ran at load\033[0m")
+
+    @torch.jit.export
+    def helper(self, print: int) -> int:  # noqa: A002 - the name is the point
+        return print
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x[:, :1]
+
+
+class LoopsAtLoad(torch.nn.Module):
+    """__setstate__ loops (here three times; an endless loop held the process past Ctrl-C and kill)."""
+
+    def __init__(self):
+        super().__init__()
+        self.n = 0
+
+    @torch.jit.export
+    def __getstate__(self) -> tuple[int, bool]:
+        return (self.n, self.training)
+
+    @torch.jit.export
+    def __setstate__(self, state: tuple[int, bool]) -> None:
+        self.training = state[1]
+        n = 0
+        for i in range(3):
+            n = n + i
+        self.n = n
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x[:, :1]
+
+
+class AllocatesAtLoad(torch.nn.Module):
+    """__setstate__ allocates a tensor the size it likes (3 GB for a file of 1.4 KB, helper-120)."""
+
+    def __init__(self):
+        super().__init__()
+        self.w = torch.zeros(1)
+
+    @torch.jit.export
+    def __getstate__(self) -> tuple[int, bool]:
+        return (1, self.training)
+
+    @torch.jit.export
+    def __setstate__(self, state: tuple[int, bool]) -> None:
+        self.training = state[1]
+        self.w = torch.ones([state[0]])
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x[:, :1] + self.w
+
+
+class LoopsWhile(torch.nn.Module):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        i = 0
+        while i < 3:
+            i += 1
+        return x[:, :1] * i
+
+
+def _pre_hook(module: torch.nn.Module, inputs: tuple[torch.Tensor]) -> None:
+    return None
+
+
+class Hooked(torch.nn.Module):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x[:, :1]
+
+
+@pytest.mark.parametrize("make, said", [("prints", "print()"), ("loops", "a loop while it loads (__setstate__)"),
+                                        ("allocates", "aten::ones while it loads (__setstate__)"),
+                                        ("while", "a while loop")])
+def test_code_that_runs_while_a_model_loads_may_only_unpack_its_weights(tmp_path, capfd, make, said):
+    """``torch.jit.load`` runs ``__setstate__`` (and what it calls) before any check of the compiled
+    graphs: a print there wrote to stdout (a variable named ``print`` elsewhere let it pass), an
+    endless loop held photo3d past Ctrl-C and SIGTERM, an allocation took 3 GB (helper-120).  That
+    code may now only set attributes and pack weights; no ``while`` loop anywhere (TorchScript writes
+    a network's loops over ``range()`` as ``for``)."""
+    module = {"prints": PrintsAtLoad, "loops": LoopsAtLoad, "allocates": AllocatesAtLoad, "while": LoopsWhile}[make]()
+    _script(module, tmp_path / "evil.pt")
+    capfd.readouterr()
+    runtime.clear_cache()
+    with pytest.raises(ModelError) as e:
+        runtime.load_model(tmp_path / "evil.pt")
+    assert f"model uses {said}, which a depth model does not need; refused" in str(e.value), str(e.value)
+    assert capfd.readouterr().out == ""
+
+
+def test_a_model_with_forward_hooks_is_refused(tmp_path):
+    """A forward (pre-)hook is not among a module's methods: the check of the compiled graphs never
+    saw its code, which runs on every inference (helper-120).  A depth model needs none."""
+    m = Hooked()
+    m.register_forward_pre_hook(_pre_hook)
+    scripted = _script(m, tmp_path / "hooked.pt")
+    with pytest.raises(ModelError, match="model uses forward hooks"):
+        modelfile.check_graphs(scripted, tmp_path / "hooked.pt")

@@ -24,6 +24,7 @@ sandbox: ``--model`` files must still come from someone you trust.
 from __future__ import annotations
 
 import ast
+import builtins
 import hashlib
 import json
 import zipfile
@@ -116,6 +117,14 @@ _PACKED_METHODS = frozenset({"unpack", "__getstate__", "__setstate__", "stride",
 _BUILTIN_CALLS = frozenset({"annotate", "unchecked_cast", "uninitialized", "isinstance", "range", "len", "int",
                             "float", "bool", "str", "getattr", "hasattr", "min", "max", "abs", "enumerate",
                             "zip", "list", "tuple", "dict"})
+# builtins no other name makes callable: a variable named ``print`` anywhere in the archive let
+# ``print(...)`` pass, which ran at load and wrote to stdout, terminal escapes and all (helper-120)
+_BUILTIN_NAMES = frozenset(dir(builtins)) | {"fork", "wait"}
+# what the code that runs while the file loads (``__setstate__`` and the methods it calls) may use:
+# it runs before :func:`check_graphs` can look at anything, so no loops (a loop that never ends held
+# the process past Ctrl-C and SIGTERM) and no operator but packing the weights and comparing a string
+_LOAD_OPS = frozenset({"quantized::conv2d_prepack", "quantized::linear_prepack", "quantized::conv_transpose2d_prepack",
+                       "aten::eq", "aten::ne"})
 
 
 def _refuse(what: str, path: Path | None) -> None:
@@ -230,11 +239,13 @@ def check_archive(path: Path) -> None:
         with zipfile.ZipFile(path) as z:
             _check_one_reading(z, path)
             infos = z.infolist()
-            names = [i.filename for i in infos]
+            # torch finds an entry whatever its case: ``code/__torch__.PY`` was not read as code here,
+            # yet torch compiled and ran it (helper-120)
+            names = [i.filename.replace("\\", "/").lower() for i in infos]
             if len(set(names)) != len(names):
                 raise ModelError("not a TorchScript depth model (archive holds duplicate entries)", path)
-            code = [i for i in infos if i.filename.endswith(".py")]
-            _check_inflated_sizes(z, [i for i in infos if not i.filename.endswith(".py")], path)
+            code = [i for i, n in zip(infos, names) if n.endswith(".py")]
+            _check_inflated_sizes(z, [i for i, n in zip(infos, names) if not n.endswith(".py")], path)
             budget = MAX_SOURCE_BYTES
             sources = []
             for info in code:
@@ -256,8 +267,13 @@ def check_archive(path: Path) -> None:
 
     walks = [list(ast.walk(tree)) for tree in trees]
     defined: set[str] = set()  # functions, methods, classes and variables the archive defines
+    methods: dict[str, list[ast.FunctionDef]] = {}
     for nodes in walks:
         for node in nodes:
+            if isinstance(node, ast.While):  # (TorchScript writes a loop over range() as a for loop)
+                _refuse("a while loop", path)
+            if isinstance(node, ast.FunctionDef):
+                methods.setdefault(node.name, []).append(node)
             # TorchScript unrolls a loop over a literal tuple as it compiles: nested, a few lines
             # took minutes and gigabytes to load (helper-64); the code it writes loops over range()
             if isinstance(node, ast.For) and isinstance(node.iter, (ast.Tuple, ast.List)):
@@ -301,10 +317,42 @@ def check_archive(path: Path) -> None:
                     if name not in defined or name in op_names:
                         _refuse(f"the method {name}()", path)
                 elif isinstance(f, ast.Name):
-                    if f.id not in _BUILTIN_CALLS and f.id not in defined:
+                    if f.id not in _BUILTIN_CALLS and (f.id not in defined or f.id in _BUILTIN_NAMES):
                         _refuse(f"{f.id}()", path)
                 else:
                     _refuse("a computed call", path)
+    _check_load_code(methods, path)
+
+
+def _check_load_code(methods: dict[str, list[ast.FunctionDef]], path: Path) -> None:
+    """The code ``torch.jit.load`` runs: every ``__setstate__`` and, by name, each method it calls
+    on ``self`` (any class's of that name), and theirs: no loop, no operator outside :data:`_LOAD_OPS`.
+    A file that passed every other check could loop for ever or fill the memory while it loaded
+    (``torch.ones([750000000])``: 3 GB for a file of 1.4 KB; helper-120)."""
+    todo, seen = ["__setstate__"], set()
+    while todo:
+        name = todo.pop()
+        if name in seen:
+            continue
+        seen.add(name)
+        for fn in methods.get(name, ()):
+            inner = {id(n.value) for n in ast.walk(fn) if isinstance(n, ast.Attribute)}
+            for node in ast.walk(fn):
+                if isinstance(node, (ast.For, ast.While)):
+                    _refuse(f"a loop while it loads ({name})", path)
+                if isinstance(node, ast.Call) and isinstance(node.func, ast.Name):
+                    todo.append(node.func.id)
+                if isinstance(node, ast.Attribute) and id(node) not in inner:
+                    parts = _chain(node)
+                    if parts and parts[0] == "self" and len(parts) == 2:
+                        todo.append(parts[1])  # (a method called, or an attribute: looked up alike)
+                    elif parts and parts[0] == "__torch__":
+                        todo.append(parts[-1])  # (a function or class of the archive's)
+                    elif parts and parts[0] in ("torch", "ops"):
+                        op = (f"aten::{parts[1]}" if parts[0] == "torch" and len(parts) == 2 else
+                              f"{parts[-2]}::{parts[-1]}" if len(parts) >= 3 else ".".join(parts))
+                        if op not in _LOAD_OPS:
+                            _refuse(f"{op} while it loads ({name})", path)
 
 
 def _chain(node: ast.AST) -> list[str] | None:
@@ -326,6 +374,8 @@ def check_graphs(module: torch.jit.ScriptModule, path: Path | None = None) -> No
     for _, sub in module.named_modules():
         if not isinstance(sub, torch.jit.ScriptModule):
             _refuse(f"a module that is not TorchScript ({type(sub).__name__})", path)
+        if sub._c._get_forward_hooks() or sub._c._get_forward_pre_hooks():  # (not among its methods: unchecked)
+            _refuse("forward hooks", path)
         types.setdefault(str(sub._c._type().qualified_name()), sub)
 
     def owner(node) -> str:
