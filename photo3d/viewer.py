@@ -63,17 +63,26 @@ def viewer_html(glb: bytes, title: str = "3D photo") -> str:
 
 
 def page_note(glb: bytes) -> str | None:
-    """The result line's note for the page of a panorama: like the videos, the viewer shows the
-    centre 21:9 of a wider photo (9:21 of a taller one), which the line says (None: all of it)."""
+    """The result line's note for a page: like the videos, the viewer shows the centre 21:9 of a
+    wider photo (9:21 of a taller one), and zooms in as far as the parallax needs to never show
+    beyond the photo's border, which a high ``--parallax`` makes a hard crop (1.58x: 40 % of the
+    photo at rest, said by the video's line but not by the page's; helper-121).  None: neither."""
     from .export import read_glb
-    from .video import centre_part
+    from .render import cover_zoom
+    from .video import ZOOM_NOTE, centre_part
 
     try:
-        w, h = (int(v) for v in read_glb(glb)[0]["extras"]["photo3d"]["source_size"])
-    except (KeyError, TypeError, ValueError, OverflowError):
+        meta = read_glb(glb)[0]["extras"]["photo3d"]
+        w, h = (int(v) for v in meta["source_size"])
+        part = centre_part(w, h) if w > 0 and h > 0 else None
+        zoom = None if part else cover_zoom(meta)
+    except (KeyError, TypeError, ValueError, OverflowError, ZeroDivisionError):
         return None
-    part = centre_part(w, h) if w > 0 and h > 0 else None
-    return f"the page shows {part}" if part else None
+    if part:
+        return f"the page shows {part}"
+    if zoom > ZOOM_NOTE:
+        return f"the page is zoomed {zoom:.2f}x: the parallax never shows beyond the photo's border; a smaller --parallax zooms less"
+    return None
 
 
 MAX_PAGE = 64 << 20  # bytes: far above any page photo3d writes (the viewer + a 2 MB GLB in base64)

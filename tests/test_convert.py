@@ -135,7 +135,8 @@ def test_a_shared_3d_photo_names_its_depth_file_but_not_the_folder_it_came_from(
 def test_a_panoramas_page_says_it_shows_the_centre_as_its_video_does(tmp_path):
     """The viewer page shows a panorama's centre 21:9 (a tall photo's 9:21), as the videos do; the
     video's result line said so, the page's did not: a 5:1 strip of the coffee photo showed less
-    than half its width without a word. Said now, also when a re-run adds the page to a GLB."""
+    than half its width without a word. Said now, also when a re-run adds the page to a GLB; and so is
+    the zoom of a high ``--parallax`` (helper-121)."""
     with Image.open(REPO / "examples" / "coffee.jpg") as im:
         strip = im.crop((0, 140, 600, 260))  # 600x120: a real photo's 5:1 strip
         strip.save(tmp_path / "wide.png")
@@ -156,6 +157,12 @@ def test_a_panoramas_page_says_it_shows_the_centre_as_its_video_does(tmp_path):
         assert (r.output.rstrip().endswith(note) if note else "the page shows" not in r.output), r.output
     r = cli("convert", tmp_path / "wide.png", "-o", tmp_path / "wide.glb")  # no page, no note
     assert r.exit_code == 0 and "the page shows" not in r.output, r.output
+    # a high --parallax zooms the page in as far as the video, which said so; the page did not (helper-121)
+    r = cli("convert", tmp_path / "coffee.png", "-o", tmp_path / "far.html", "--parallax", "0.2")
+    assert r.exit_code == 0 and r.output.rstrip().endswith(
+        "; the page is zoomed 1.58x: the parallax never shows beyond the photo's border; a smaller --parallax zooms less"), r.output
+    r = cli("convert", tmp_path / "coffee.png", "-o", tmp_path / "far.mp4", "--parallax", "0.2", "--seconds", "1", "--size", "64")
+    assert r.exit_code == 0 and "zoomed 1.58x" in r.output, r.output
 
 
 def glb_extras(path):
