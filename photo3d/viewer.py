@@ -24,7 +24,7 @@ _PAGE = """<!doctype html>
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <meta name="generator" content="photo3d {version}">
 <title>{title}</title>
-<style>html,body{{margin:0;height:100%;overflow:hidden;background:#000}}body{{display:flex;align-items:center;justify-content:center;touch-action:none}}canvas{{display:block;flex:none;touch-action:none}}noscript{{color:#fff;font:17px/1.4 system-ui,sans-serif;padding:2em;text-align:center}}#photo3d-opening{{position:fixed;left:5%;right:5%;top:40%;margin:0 auto;width:fit-content;padding:.5em 1em;color:#fff;font:17px/1.4 system-ui,sans-serif;text-align:center}}#photo3d-opening span{{display:block;opacity:0;animation:photo3d-late 0s 8s forwards}}@keyframes photo3d-late{{to{{opacity:1}}}}</style>
+<style>html,body{{margin:0;height:100%;overflow:hidden;background:#000}}body{{display:flex;align-items:center;justify-content:center;touch-action:none}}canvas{{display:block;flex:none;touch-action:none}}noscript{{color:#fff;font:17px/1.4 system-ui,sans-serif;padding:2em;text-align:center}}#photo3d-opening{{position:fixed;left:5%;right:5%;top:40%;margin:0 auto;width:fit-content;padding:.5em 1em;color:#fff;font:17px/1.4 system-ui,sans-serif;text-align:center}}#photo3d-opening span{{display:block;visibility:hidden;animation:photo3d-late 0s 8s forwards}}@keyframes photo3d-late{{to{{visibility:visible}}}}</style>
 <noscript><style>#photo3d-opening{{display:none}}</style></noscript>
 </head><body>
 <noscript>This 3D photo needs JavaScript (and WebGL) to show.</noscript>

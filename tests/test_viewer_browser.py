@@ -202,6 +202,23 @@ def test_a_damaged_or_cut_page_says_so_instead_of_staying_black(tmp_path):
     assert opening and "Still nothing? This page may be damaged or incomplete" in opening.group(1)
 
 
+def test_the_opening_lines_late_sentence_is_hidden_from_screen_readers_until_it_shows(tmp_path):
+    """"Still nothing? This page may be damaged ..." waits 8 s before it shows, hidden until then by
+    its opacity only: a screen reader read it out at once on every page still opening (helper-121).
+    Hidden by ``visibility`` now, which takes it out of what assistive technology reads."""
+    exe = chromium()
+    page = viewer_html(b"", "x")  # (only its head and opening line are used: the line as a cut page leaves it)
+    head = page[: page.index("</div>", page.index('<div id="photo3d-opening"')) + len("</div>")]
+    probe = ("<script>const v = () => getComputedStyle(document.querySelector('#photo3d-opening span')).visibility;"
+             "setTimeout(() => document.body.dataset.early = v(), 2000);"
+             "setTimeout(() => document.body.dataset.late = v(), 9000);</script></body></html>")
+    (tmp_path / "opening.html").write_text(head + probe, encoding="utf-8")
+    cmd = [exe, "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", f"--user-data-dir={tmp_path / 'p'}",
+           "--virtual-time-budget=10000", "--dump-dom", f"file://{tmp_path / 'opening.html'}"]
+    dom = subprocess.run(cmd, capture_output=True, text=True, timeout=120, check=False).stdout
+    assert 'data-early="hidden"' in dom and 'data-late="visible"' in dom, dom[-600:]
+
+
 _IPHONE = """<script>
 const matchMedia0 = window.matchMedia.bind(window);
 window.matchMedia = (q) => q.includes("pointer: coarse") ? {matches: true, media: q, addEventListener() {}} : matchMedia0(q);
