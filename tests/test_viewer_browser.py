@@ -468,24 +468,30 @@ const mouse = (x) => window.dispatchEvent(new PointerEvent("pointermove", { poin
 """
 
 
-@pytest.mark.parametrize("case", ["reduced", "mouse", "idle"])
+@pytest.mark.parametrize("case", ["reduced", "mouse", "idle", "tilt"])
 def test_viewer_draws_no_frames_while_the_view_stands_still(card_page, card_at, tmp_path, case):
     """A view that has settled drew 60 frames a second of the same picture (reduced motion; a mouse
     resting on the page holds the view): a laptop's fan and battery for nothing (helper-101).  It
     now draws none until something moves, and a move wakes it; the idle drift (no input, no
-    reduced motion) runs on."""
+    reduced motion) runs on.  A phone that reports the same tilt again and again (Safari does, many
+    times a second) drew a frame for each (helper-121): it holds the view without drawing."""
     exe = chromium()
     script = _COUNT_FRAMES + {
         "reduced": "ms(3000, () => count('a')); ms(4500, () => { count('b'); measure('rest'); done(); });",
         "mouse": ("ms(100, () => mouse(0.99)); ms(3000, () => count('a')); ms(4500, () => { count('b'); measure('right'); "
                   "mouse(0.01); }); ms(4600, () => count('c')); ms(6500, () => { measure('left'); done(); });"),
         "idle": "ms(3000, () => count('a')); ms(4500, () => { count('b'); done(); });",
+        "tilt": _TILT + "ms(3000, () => count('a')); ms(4500, () => { count('b'); measure('held'); done(); });",
     }[case]
     flags = ["--force-prefers-reduced-motion"] if case == "reduced" else []
     got = {g["label"]: g for g in drive(exe, card_page, script, tmp_path / "page.html", tmp_path / "profile", flags=flags)}
     asked = got["b"]["frames"] - got["a"]["frames"]  # in 1.5 s, a frame asked for every 50 ms while it runs
     if case == "idle":
         assert asked > 20, got
+        return
+    if case == "tilt":  # (at most the wake-up that finds the phone's readings still coming: none moved)
+        held = np.array([got["held"]["x"], got["held"]["y"]])
+        assert asked <= 2 and np.abs(held - card_at[(1, 0)]).max() < 0.1 * abs((card_at[(1, 0)] - card_at[(0, 0)])[0]), (got, card_at)
         return
     assert asked == 0, got
     if case == "reduced":

@@ -374,7 +374,14 @@ export function start(base64, container = document.body, crc = null) {
     // a turn about the screen's up axis moves the view sideways, about its right axis up and down;
     // the device's x axis (beta) and y axis (gamma) are the screen's as the screen is rotated
     const [sx, sy] = { 0: [dg, -db], 90: [db, dg], 180: [-dg, db], 270: [-db, -dg] }[Math.round(angle / 90) % 4 * 90];
-    state.tilt = { x: sx / TILT_DEG, y: sy / TILT_DEG };
+    const tilt = { x: sx / TILT_DEG, y: sy / TILT_DEG };
+    if (Math.abs(tilt.x - state.tilt.x) < 1e-6 && Math.abs(tilt.y - state.tilt.y) < 1e-6) {
+      // the same reading again (Safari sends them many times a second): still input, which holds
+      // the view, but nothing moved, so no frame (it drew one a reading; helper-121)
+      state.lastInput = performance.now();
+      return;
+    }
+    state.tilt = tilt;
     aim();
   });
   window.addEventListener("click", () => {
