@@ -508,7 +508,8 @@ function notes(label) {  // the page's visible notes, as a measure() result
   const r = document.createElement("pre");
   r.className = "photo3d-test";
   r.textContent = JSON.stringify({ label, notes: [...document.querySelectorAll("div[role=status]")]
-    .filter((e) => e.style.opacity !== "0").map((e) => [e.id, e.textContent]) });
+    .filter((e) => e.style.opacity !== "0").map((e) => [e.id, e.textContent]),
+    canvas: getComputedStyle(document.querySelector("canvas")).visibility });
   document.body.appendChild(r);
 }
 let ext;
@@ -522,7 +523,7 @@ ms(2000, () => { measure("restored"); notes("restored"); done(); });"""
 @pytest.mark.parametrize("fragment", ["", "#offset=1,0"])
 def test_viewer_says_when_the_webgl_context_is_lost_and_draws_again(card_page, card_at, tmp_path, fragment):
     """While the browser has taken the WebGL context away the page says so (it went blank without
-    a word), and when the context comes back the photo is drawn again: a page with a fixed
+    a word) over black, and when the context comes back the photo is drawn again: a page with a fixed
     #offset, drawn once, stayed blank."""
     exe = chromium()
     got = drive(exe, card_page, _LOSE_AND_RESTORE, tmp_path / "page.html", tmp_path / "profile", fragment=fragment)
@@ -531,6 +532,8 @@ def test_viewer_says_when_the_webgl_context_is_lost_and_draws_again(card_page, c
     lost = dict(got["lost", True]["notes"])
     assert "photo3d-context-lost" in lost and "reload the page" in lost["photo3d-context-lost"], got
     assert "photo3d-context-lost" not in dict(got["restored", True]["notes"]), got
+    # the lost canvas hidden (the browser drew it white with a broken-image icon on it; helper-121)
+    assert (got["lost", True]["canvas"], got["restored", True]["canvas"]) == ("hidden", "visible"), got
     restored = got["restored", False]
     assert restored["n"] > 500, got
     if fragment:  # drawn again where it was

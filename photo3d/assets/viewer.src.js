@@ -308,6 +308,7 @@ export function start(base64, container = document.body, crc = null) {
   let lostNote = null;
   canvas.addEventListener("webglcontextlost", (e) => {
     e.preventDefault();
+    canvas.style.visibility = "hidden"; // (the browser draws a lost context white, a broken-image icon on it; helper-121)
     if (!lostNote) {
       lostNote = note("The 3D view was interrupted by the browser's graphics. " +
         "It comes back by itself; if it does not, reload the page.", "top:40%;font-size:17px;");
@@ -315,6 +316,7 @@ export function start(base64, container = document.body, crc = null) {
     }
   });
   canvas.addEventListener("webglcontextrestored", () => {
+    canvas.style.visibility = "";
     if (lostNote) lostNote.remove();
     lostNote = null;
     if (state.meta) { layout(); if (opts.fixed) frame(0); else wake(); }
