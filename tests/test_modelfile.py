@@ -4,6 +4,7 @@ manifest and checksum, and the operator allowlist that keeps a model file from t
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import struct
 import warnings
@@ -565,3 +566,138 @@ def test_a_model_with_forward_hooks_is_refused(tmp_path):
     scripted = _script(m, tmp_path / "hooked.pt")
     with pytest.raises(ModelError, match="model uses forward hooks"):
         modelfile.check_graphs(scripted, tmp_path / "hooked.pt")
+
+
+class KeepsATensor(torch.nn.Module):
+    """A harmless load-time ``__setstate__`` (a tensor and the training flag back in place)."""
+
+    def __init__(self):
+        super().__init__()
+        self.w = torch.zeros(1)
+
+    @torch.jit.export
+    def __getstate__(self) -> tuple[torch.Tensor, bool]:
+        return (self.w, self.training)
+
+    @torch.jit.export
+    def __setstate__(self, state: tuple[torch.Tensor, bool]) -> None:
+        self.w = state[0]
+        self.training = state[1]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x[:, :1] + self.w
+
+
+def _zip64_twins(harmless: Path, payload: str, out: Path) -> None:
+    """One file, two archives (helper-122): Python's ``zipfile`` reads the zip64 end record just
+    before its locator, torch's reader (miniz) the one at the offset the locator gives; the first
+    directory lists ``harmless``, the second the same with ``payload`` added to its ``__setstate__``."""
+    import struct
+    import zipfile
+    import zlib
+
+    src = zipfile.ZipFile(harmless)
+    ents = [(i.filename, src.read(i)) for i in src.infolist() if not i.filename.endswith(".debug_pkl")]
+    line = "    self.w = (state)[0]\n"
+    evil = [(n, d.decode().replace(line, line + payload).encode() if line.encode() in d else d) for n, d in ents]
+    assert evil != ents
+
+    def written(entries, at):
+        loc, cen = b"", b""
+        for name, data in entries:
+            crc, ofs = zlib.crc32(data), at + len(loc)
+            loc += struct.pack("<IHHHHHIIIHH", 0x04034B50, 20, 0, 0, 0, 0, crc, len(data), len(data), len(name), 0)
+            loc += name.encode() + data
+            cen += struct.pack("<IHHHHHHIIIHHHHHII", 0x02014B50, 20, 20, 0, 0, 0, 0, crc, len(data), len(data),
+                               len(name), 0, 0, 0, 0, 0, ofs) + name.encode()
+        return loc, cen
+
+    def z64(n, size, ofs):
+        return struct.pack("<IQHHIIQQQQ", 0x06064B50, 44, 45, 45, 0, 0, n, n, size, ofs)
+
+    loc_e, cen_e = written(evil, 0)
+    loc_b, cen_b = written(ents, len(loc_e))
+    buf = loc_e + loc_b
+    cen_e_at = len(buf)
+    buf += cen_e
+    torch_reads = len(buf)
+    buf += z64(len(evil), len(cen_e), cen_e_at)
+    cen_b_at = len(buf)
+    buf += cen_b + z64(len(ents), len(cen_b), cen_b_at)  # what zipfile reads: just before the locator
+    buf += struct.pack("<IIQI", 0x07064B50, 0, torch_reads, 1)  # the locator: miniz goes where it says
+    buf += struct.pack("<IHHHHIIH", 0x06054B50, 0, 0, 0xFFFF, 0xFFFF, 0xFFFFFFFF, 0xFFFFFFFF, 0)
+    out.write_bytes(buf)
+
+
+def test_a_file_whose_zip_readers_disagree_on_its_zip64_record_is_refused_before_torch_loads_it(tmp_path):
+    """A zip64 end record where its locator does not point made one file two archives: the check
+    read a harmless model, torch loaded the other, whose ``__setstate__`` wrote a file while it
+    loaded (and, in a TorchScript class, was then accepted without a word; helper-122).  What
+    torch's own reader finds must now be what was checked, and the file is loaded from the very
+    bytes checked."""
+    import zipfile
+
+    target = tmp_path / "created_by_model"
+    _script(KeepsATensor(), tmp_path / "harmless.pt")
+    modelfile.read_model(tmp_path / "harmless.pt")
+    _zip64_twins(tmp_path / "harmless.pt", f'    torch.save((state)[0], "{target}")\n', tmp_path / "evil.pt")
+    assert not any(b"save" in zipfile.ZipFile(tmp_path / "evil.pt").read(n) for n in
+                   zipfile.ZipFile(tmp_path / "evil.pt").namelist() if n.endswith(".py"))  # (what zipfile reads)
+    runtime.clear_cache()
+    with pytest.raises(ModelError, match="torch's zip reader finds other entries in it than Python's"):
+        runtime.load_model(tmp_path / "evil.pt")
+    assert not target.exists()
+
+
+class BuildsAtLoad(torch.nn.Module):
+    """__setstate__ calls a method through a variable (a check that followed ``self.NAME`` missed it)."""
+
+    def __init__(self):
+        super().__init__()
+        self.w = torch.zeros(1)
+
+    @torch.jit.export
+    def __getstate__(self) -> tuple[int, bool]:
+        return (1, self.training)
+
+    @torch.jit.export
+    def __setstate__(self, state: tuple[int, bool]) -> None:
+        self.training = state[1]
+        s = self
+        s.grow(state[0])
+
+    @torch.jit.export
+    def grow(self, n: int) -> None:
+        self.w = torch.ones([n])
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x[:, :1] + self.w
+
+
+def test_a_call_at_load_that_is_not_a_method_of_self_is_refused(tmp_path):
+    """Calls the load-time check could not follow by name (a method through a variable, a class
+    built there: its ``__init__`` ran a loop or took gigabytes; helper-122) are refused.  (TorchScript
+    writes ``s.grow()`` as ``(self).grow()``: the archive's text is edited as the helper's was.)"""
+    _script(BuildsAtLoad(), tmp_path / "plain.pt")
+    with pytest.raises(ModelError, match=r"model uses aten::ones while it loads \(grow\)"):
+        modelfile.check_archive(tmp_path / "plain.pt")
+    for said, old, new in (
+            ("s.grow()", "    _1 = (self).grow((state)[0], )\n", "    s = self\n    _1 = s.grow((state)[0], )\n"),
+            ("__torch__.Boom()", "    _1 = (self).grow((state)[0], )\n", "    _1 = __torch__.Boom((state)[0])\n")):
+        _renamed(tmp_path / "plain.pt", tmp_path / "evil.pt", lambda n: None if n.endswith(".debug_pkl") else n)
+        _edited(tmp_path / "evil.pt", old, new)
+        runtime.clear_cache()
+        with pytest.raises(ModelError, match=f"model uses {re.escape(said)} while it loads \\(__setstate__\\)"):
+            runtime.load_model(tmp_path / "evil.pt")
+
+
+def _edited(path: Path, old: str, new: str) -> None:
+    """``path``'s archive with ``old`` replaced by ``new`` in its code."""
+    import zipfile
+
+    with zipfile.ZipFile(path) as z:
+        ents = [(i.filename, z.read(i)) for i in z.infolist()]
+    assert any(old.encode() in d for n, d in ents if n.endswith(".py"))
+    with zipfile.ZipFile(path, "w") as z:
+        for n, d in ents:
+            z.writestr(n, d.decode().replace(old, new).encode() if n.endswith(".py") else d)

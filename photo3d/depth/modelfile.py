@@ -26,7 +26,9 @@ from __future__ import annotations
 import ast
 import builtins
 import hashlib
+import io
 import json
+import os
 import zipfile
 from pathlib import Path
 
@@ -214,30 +216,70 @@ def _check_inflated_sizes(z: zipfile.ZipFile, infos: list[zipfile.ZipInfo], path
         budget -= size
 
 
-def _check_one_reading(z: zipfile.ZipFile, path: Path) -> None:
+def _check_torch_reads_the_same(data: bytes, infos: list[zipfile.ZipInfo], code: dict[str, bytes], path: Path) -> None:
+    """Refuse an archive that torch's reader (miniz, as ``torch.jit.load`` reads it) sees otherwise
+    than Python's ``zipfile`` did: the same records, of the same sizes, the code the same bytes.
+    The two find a zip64 end record differently (``zipfile`` just before its locator, miniz where the
+    locator says), so one file held two archives: a harmless one for the check and one whose
+    load-time code wrote a file, then loaded without a word (helper-122)."""
+    names = [i.filename for i in infos]
+    prefix = names[0].split("/", 1)[0] + "/" if names else ""
+    if not prefix or not all(n.startswith(prefix) for n in names):
+        raise ModelError("not a TorchScript depth model (its entries are not in one folder)", path)
+    ours = {n[len(prefix):]: i for n, i in zip(names, infos)}
+    differ = ModelError("not a TorchScript depth model (torch's zip reader finds other entries in it than "
+                        "Python's: two archives in one file)", path)
+    try:
+        reader = torch._C.PyTorchFileReader(io.BytesIO(data))
+        if set(reader.get_all_records()) != set(ours):
+            raise differ
+        if any(reader.get_record_size(name) != info.file_size for name, info in ours.items()):
+            raise differ
+        if any(bytes(reader.get_record(name[len(prefix):])) != text for name, text in code.items()):
+            raise differ
+    except (RuntimeError, ValueError) as e:  # (what miniz cannot read at all)
+        raise ModelError(f"not a TorchScript depth model ({_load_error_reason(e)})", path) from None
+
+
+def _check_one_reading(z: zipfile.ZipFile, fp, path: Path) -> None:
     """Refuse an archive that two zip readers read differently: Python's ``zipfile`` finds the
     central directory where it lies (before the end record), and shifts every entry by any bytes
     before it; torch's reader (miniz) takes the offset the end record gives. A file whose directory
     is not at that offset held two archives, a harmless one this check read and another that torch
     loaded, whose load-time code wrote a file of its choosing (helper-111)."""
-    with open(path, "rb") as fp:
-        end = zipfile._EndRecData(fp)  # (the record zipfile itself read: zip64 fields resolved)
+    end = zipfile._EndRecData(fp)  # (the record zipfile itself read: zip64 fields resolved)
     if end is None or z.start_dir != end[zipfile._ECD_OFFSET]:
         raise ModelError("not a TorchScript depth model (its zip directory is not where its end record says: "
                          "bytes before the archive, or two archives in one file)", path)
 
 
-def check_archive(path: Path) -> None:
-    """Static check of the TorchScript source in the archive, before anything of it runs.
+def archive_bytes(path: Path) -> bytes:
+    """A model file's bytes, read once: what is checked is what torch loads (a file changed between
+    the check and the load by path would be loaded unchecked)."""
+    try:
+        with open(path, "rb") as f:
+            if os.fstat(f.fileno()).st_size > MAX_ARCHIVE_BYTES:
+                raise ModelError(f"not a TorchScript depth model (more than {MAX_ARCHIVE_BYTES >> 20} MiB)", path)
+            return f.read()
+    except OSError as e:
+        raise ModelError(f"unreadable model file ({e.strerror or e})", path) from None
+
+
+def check_archive(path: Path, data: bytes | None = None) -> None:
+    """Static check of the TorchScript source in the archive (``data``: the file's bytes, else
+    read from ``path``), before anything of it runs.
 
     ``torch.jit.load`` runs ``__setstate__`` methods while it loads, so the source is checked
     first: every reference to ``torch.X`` / ``ops.NS.X`` must be an allowed operator, every
     method call an allowed operator or a method the archive defines (and not the name of a
     forbidden operator), every plain call a TorchScript builtin or a name the archive binds.
+    What torch's own reader finds in the archive must be what was checked
+    (:func:`_check_torch_reads_the_same`).
     """
+    data = archive_bytes(path) if data is None else data
     try:
-        with zipfile.ZipFile(path) as z:
-            _check_one_reading(z, path)
+        with zipfile.ZipFile(io.BytesIO(data)) as z:
+            _check_one_reading(z, io.BytesIO(data), path)
             infos = z.infolist()
             # torch finds an entry whatever its case: ``code/__torch__.PY`` was not read as code here,
             # yet torch compiled and ran it (helper-120)
@@ -247,13 +289,14 @@ def check_archive(path: Path) -> None:
             code = [i for i, n in zip(infos, names) if n.endswith(".py")]
             _check_inflated_sizes(z, [i for i, n in zip(infos, names) if not n.endswith(".py")], path)
             budget = MAX_SOURCE_BYTES
-            sources = []
+            sources, code_bytes = [], {}
             for info in code:
-                size, data = _inflate(z, info, budget, path)
+                size, text = _inflate(z, info, budget, path)
                 budget -= size
                 if budget < 0:
                     raise ModelError(f"not a TorchScript depth model (more than {MAX_SOURCE_BYTES >> 10} KiB of code)", path)
-                sources.append(data.decode("utf-8"))
+                code_bytes[info.filename] = text
+                sources.append(text.decode("utf-8"))
                 if sources[-1].count("\n") > MAX_SOURCE_LINES:
                     raise ModelError(f"not a TorchScript depth model (a code file of more than {MAX_SOURCE_LINES:,} lines)", path)
     except zipfile.BadZipFile:
@@ -322,13 +365,17 @@ def check_archive(path: Path) -> None:
                 else:
                     _refuse("a computed call", path)
     _check_load_code(methods, path)
+    _check_torch_reads_the_same(data, infos, code_bytes, path)  # (last: a file of no archive at all said so above)
 
 
 def _check_load_code(methods: dict[str, list[ast.FunctionDef]], path: Path) -> None:
-    """The code ``torch.jit.load`` runs: every ``__setstate__`` and, by name, each method it calls
-    on ``self`` (any class's of that name), and theirs: no loop, no operator outside :data:`_LOAD_OPS`.
-    A file that passed every other check could loop for ever or fill the memory while it loaded
-    (``torch.ones([750000000])``: 3 GB for a file of 1.4 KB; helper-120)."""
+    """The code ``torch.jit.load`` runs: every ``__setstate__`` and each method it calls on
+    ``self`` (any class's of that name), and theirs.  Allowed there: no loop, no operator outside
+    :data:`_LOAD_OPS`, and no call but of such a method, such an operator or a builtin of
+    :data:`_BUILTIN_CALLS`.  A file that passed every other check could loop for ever or fill the
+    memory while it loaded (``torch.ones([750000000])``: 3 GB for a file of 1.4 KB; helper-120),
+    also through a class built there (its ``__init__`` runs) or a method called through a variable,
+    which a check that followed names did not see (helper-122)."""
     todo, seen = ["__setstate__"], set()
     while todo:
         name = todo.pop()
@@ -340,19 +387,23 @@ def _check_load_code(methods: dict[str, list[ast.FunctionDef]], path: Path) -> N
             for node in ast.walk(fn):
                 if isinstance(node, (ast.For, ast.While)):
                     _refuse(f"a loop while it loads ({name})", path)
-                if isinstance(node, ast.Call) and isinstance(node.func, ast.Name):
-                    todo.append(node.func.id)
                 if isinstance(node, ast.Attribute) and id(node) not in inner:
                     parts = _chain(node)
-                    if parts and parts[0] == "self" and len(parts) == 2:
-                        todo.append(parts[1])  # (a method called, or an attribute: looked up alike)
-                    elif parts and parts[0] == "__torch__":
-                        todo.append(parts[-1])  # (a function or class of the archive's)
-                    elif parts and parts[0] in ("torch", "ops"):
+                    if parts and parts[0] in ("torch", "ops"):
                         op = (f"aten::{parts[1]}" if parts[0] == "torch" and len(parts) == 2 else
                               f"{parts[-2]}::{parts[-1]}" if len(parts) >= 3 else ".".join(parts))
                         if op not in _LOAD_OPS:
                             _refuse(f"{op} while it loads ({name})", path)
+                if isinstance(node, ast.Call):
+                    f = node.func
+                    parts = _chain(f) if isinstance(f, ast.Attribute) else None
+                    if parts and parts[0] == "self" and len(parts) == 2:
+                        todo.append(parts[1])
+                    elif parts and parts[0] in ("torch", "ops"):
+                        pass  # (an operator: checked above)
+                    elif not (isinstance(f, ast.Name) and f.id in _BUILTIN_CALLS):
+                        what = ".".join(parts) if parts else f.id if isinstance(f, ast.Name) else "a computed call"
+                        _refuse(f"{what}() while it loads ({name})", path)
 
 
 def _chain(node: ast.AST) -> list[str] | None:
@@ -465,11 +516,12 @@ def read_model(path: Path) -> tuple[torch.jit.ScriptModule, dict]:
     graphs after (:func:`check_graphs`); a file that claims to be the bundled model must match
     the manifest's checksum (:func:`verify_bundled`)."""
     verify_bundled(path)
-    check_archive(path)
+    data = archive_bytes(path)
+    check_archive(path, data)
     set_qnnpack()
     extra = {METADATA_FILE: ""}
     try:
-        module = torch.jit.load(str(path), map_location="cpu", _extra_files=extra)
+        module = torch.jit.load(io.BytesIO(data), map_location="cpu", _extra_files=extra)
     except Exception as e:
         raise ModelError(f"not a TorchScript depth model ({_load_error_reason(e)})", path) from e
     check_graphs(module, path)
