@@ -454,8 +454,8 @@ def test_model_code_under_a_name_of_another_case_is_checked_as_code(tmp_path):
         modelfile.check_archive(tmp_path / "twice.pt")
 
 
-class PrintsAtLoad(torch.nn.Module):
-    """__setstate__ prints (terminal escapes and all); a parameter elsewhere is named ``print``."""
+class _CountAtLoad(torch.nn.Module):
+    """A module whose state is a count and the training flag: subclasses do something in __setstate__."""
 
     def __init__(self):
         super().__init__()
@@ -464,6 +464,13 @@ class PrintsAtLoad(torch.nn.Module):
     @torch.jit.export
     def __getstate__(self) -> tuple[int, bool]:
         return (self.n, self.training)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x[:, :1]
+
+
+class PrintsAtLoad(_CountAtLoad):
+    """__setstate__ prints (terminal escapes and all); a parameter elsewhere is named ``print``."""
 
     @torch.jit.export
     def __setstate__(self, state: tuple[int, bool]) -> None:
@@ -475,20 +482,9 @@ class PrintsAtLoad(torch.nn.Module):
     def helper(self, print: int) -> int:  # noqa: A002 - the name is the point
         return print
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x[:, :1]
 
-
-class LoopsAtLoad(torch.nn.Module):
+class LoopsAtLoad(_CountAtLoad):
     """__setstate__ loops (here three times; an endless loop held the process past Ctrl-C and kill)."""
-
-    def __init__(self):
-        super().__init__()
-        self.n = 0
-
-    @torch.jit.export
-    def __getstate__(self) -> tuple[int, bool]:
-        return (self.n, self.training)
 
     @torch.jit.export
     def __setstate__(self, state: tuple[int, bool]) -> None:
@@ -497,9 +493,6 @@ class LoopsAtLoad(torch.nn.Module):
         for i in range(3):
             n = n + i
         self.n = n
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x[:, :1]
 
 
 class AllocatesAtLoad(torch.nn.Module):
@@ -649,29 +642,18 @@ def test_a_file_whose_zip_readers_disagree_on_its_zip64_record_is_refused_before
     assert not target.exists()
 
 
-class BuildsAtLoad(torch.nn.Module):
-    """__setstate__ calls a method through a variable (a check that followed ``self.NAME`` missed it)."""
-
-    def __init__(self):
-        super().__init__()
-        self.w = torch.zeros(1)
-
-    @torch.jit.export
-    def __getstate__(self) -> tuple[int, bool]:
-        return (1, self.training)
+class BuildsAtLoad(AllocatesAtLoad):
+    """__setstate__ allocates through a method of its own (written ``(self).grow()``; edited below
+    into a call through a variable and a class built, which a check that followed names missed)."""
 
     @torch.jit.export
     def __setstate__(self, state: tuple[int, bool]) -> None:
         self.training = state[1]
-        s = self
-        s.grow(state[0])
+        self.grow(state[0])
 
     @torch.jit.export
     def grow(self, n: int) -> None:
         self.w = torch.ones([n])
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x[:, :1] + self.w
 
 
 def test_a_call_at_load_that_is_not_a_method_of_self_is_refused(tmp_path):
