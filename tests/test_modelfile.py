@@ -532,7 +532,7 @@ class Hooked(torch.nn.Module):
         return x[:, :1]
 
 
-@pytest.mark.parametrize("make, said", [("prints", "print()"), ("loops", "a loop while it loads (__setstate__)"),
+@pytest.mark.parametrize("make, said", [("prints", "the builtin print"), ("loops", "a loop while it loads (__setstate__)"),
                                         ("allocates", "aten::ones while it loads (__setstate__)"),
                                         ("while", "a while loop")])
 def test_code_that_runs_while_a_model_loads_may_only_unpack_its_weights(tmp_path, capfd, make, said):
@@ -593,7 +593,6 @@ def _zip64_twins(harmless: Path, payload: str, out: Path) -> None:
     ents = [(i.filename, src.read(i)) for i in src.infolist() if not i.filename.endswith(".debug_pkl")]
     line = "    self.w = (state)[0]\n"
     evil = [(n, d.decode().replace(line, line + payload).encode() if line.encode() in d else d) for n, d in ents]
-    assert evil != ents
 
     def written(entries, at):
         loc, cen = b"", b""
@@ -683,3 +682,63 @@ def _edited(path: Path, old: str, new: str) -> None:
     with zipfile.ZipFile(path, "w") as z:
         for n, d in ents:
             z.writestr(n, d.decode().replace(old, new).encode() if n.endswith(".py") else d)
+
+
+@pytest.mark.parametrize("case", ["default", "alias"])
+def test_default_values_and_builtins_bound_to_other_names_are_refused(tmp_path, capfd, case):
+    """TorchScript evaluates a method's default values as it compiles it, while the file loads, even
+    for a method nothing calls: ``n: int = torch.numel(torch.ones([500000000]))`` took 2 GB, one that
+    called a looping function hung past Ctrl-C; and ``p = print`` then ``p(...)`` printed, since only
+    a call by the name was refused (helper-123).  Defaults are constants; a builtin's name is used
+    only where the function binds it itself."""
+    _script(KeepsATensor(), tmp_path / "harmless.pt")
+    _renamed(tmp_path / "harmless.pt", tmp_path / "evil.pt", lambda n: None if n.endswith(".debug_pkl") else n)
+    anchor = "  def __getstate__("
+    extra = {"default": ("  def extra(self: __torch__.test_modelfile.KeepsATensor,\n"
+                         "    n: int=torch.numel(torch.ones([5]))) -> int:\n    return n\n"),
+             "alias": ("  def extra(self: __torch__.test_modelfile.KeepsATensor,\n    n: int) -> int:\n"
+                       "    p = print\n    p(\"model code ran at load\")\n    return n\n")}[case]
+    _edited(tmp_path / "evil.pt", anchor, extra + anchor)
+    runtime.clear_cache()
+    said = {"default": "a default value that is not a constant", "alias": "the builtin print"}[case]
+    with pytest.raises(ModelError, match=f"model uses {said}, which a depth model does not need"):
+        runtime.load_model(tmp_path / "evil.pt")
+    assert capfd.readouterr().out == ""
+
+
+@pytest.mark.parametrize("what", ["deep", "wide"])
+def test_a_pickle_nested_too_deep_or_too_long_is_refused_before_torch_reads_it(tmp_path, what):
+    """A list nested a million deep in ``data.pkl`` (3 KB) crashed the process inside
+    ``torch.jit.load`` (a segfault, no message); 20 million empty lists (40 KB) took 3 GB
+    (helper-123).  The pickles' opcodes are counted and their depth followed before the load."""
+    import zipfile
+
+    _script(KeepsATensor(), tmp_path / "harmless.pt")
+    n = 100_000 if what == "deep" else 2_100_000
+    bomb = (b"\x80\x02" + b"]" * n + b"a" * (n - 1) + b"." if what == "deep"
+            else b"\x80\x02]" + b"(" + b"]" * n + b"e" + b".")
+    with zipfile.ZipFile(tmp_path / "harmless.pt") as z:
+        ents = [(i.filename, z.read(i)) for i in z.infolist()]
+    with zipfile.ZipFile(tmp_path / "bomb.pt", "w", zipfile.ZIP_DEFLATED) as z:
+        for name, data in ents:
+            z.writestr(name, bomb if name.endswith("/data.pkl") else data)
+    with pytest.raises(ModelError, match="its data.pkl is too large or too deeply nested"):
+        modelfile.check_archive(tmp_path / "bomb.pt")
+
+
+def test_a_zip64_twin_whose_weights_differ_is_refused(tmp_path):
+    """Two archives in one file that agree on names, sizes and code but not on a weight: every
+    record torch reads must be the bytes checked (helper-123: a 3 GB tensor, compressed, behind a
+    stored entry the check skipped)."""
+    import zipfile
+
+    _script(KeepsATensor(), tmp_path / "harmless.pt")
+    _zip64_twins(tmp_path / "harmless.pt", "", tmp_path / "twins.pt")  # (the same code in both)
+    with zipfile.ZipFile(tmp_path / "twins.pt") as z:
+        weight = next(n for n in z.namelist() if "/data/" in n)
+    data = bytearray((tmp_path / "twins.pt").read_bytes())
+    first = data.find(b"\x00\x00\x00\x00", data.find(weight.encode()))  # the first archive's copy (torch's)
+    data[first:first + 4] = b"\x00\x00\x80\x7f"  # +inf
+    (tmp_path / "twins.pt").write_bytes(bytes(data))
+    with pytest.raises(ModelError, match="torch's zip reader finds other entries in it than Python's"):
+        modelfile.check_archive(tmp_path / "twins.pt")

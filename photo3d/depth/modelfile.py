@@ -229,16 +229,53 @@ def _check_torch_reads_the_same(data: bytes, infos: list[zipfile.ZipInfo], code:
     ours = {n[len(prefix):]: i for n, i in zip(names, infos)}
     differ = ModelError("not a TorchScript depth model (torch's zip reader finds other entries in it than "
                         "Python's: two archives in one file)", path)
+    if sum(i.file_size for i in infos) > MAX_ARCHIVE_BYTES or any(
+            i.compress_type == zipfile.ZIP_STORED and i.compress_size != i.file_size for i in infos):
+        raise ModelError(f"not a TorchScript depth model (its entries hold more than {MAX_ARCHIVE_BYTES >> 20} MiB)", path)
     try:
         reader = torch._C.PyTorchFileReader(io.BytesIO(data))
         if set(reader.get_all_records()) != set(ours):
             raise differ
         if any(reader.get_record_size(name) != info.file_size for name, info in ours.items()):
             raise differ
-        if any(bytes(reader.get_record(name[len(prefix):])) != text for name, text in code.items()):
-            raise differ
-    except (RuntimeError, ValueError) as e:  # (what miniz cannot read at all)
+        with zipfile.ZipFile(io.BytesIO(data)) as z:  # every record, one at a time: the same bytes
+            for name, info in ours.items():
+                theirs = bytes(reader.get_record(name))
+                if theirs != (code.get(info.filename) or z.read(info)):
+                    raise differ
+                if name.endswith(".pkl"):
+                    _check_pickle(theirs, name, path)
+    except (RuntimeError, ValueError, zipfile.BadZipFile) as e:  # (what miniz cannot read at all, a damaged entry)
         raise ModelError(f"not a TorchScript depth model ({_load_error_reason(e)})", path) from None
+
+
+MAX_PICKLE_OPS = 2_000_000  # opcodes of one .pkl record (the bundled model's data.pkl: 15,866)
+MAX_PICKLE_DEPTH = 10_000  # objects held at once while it is read (the bundled model's: 113)
+
+
+def _check_pickle(data: bytes, name: str, path: Path) -> None:
+    """Refuse a pickle (``data.pkl``, ``constants.pkl``) that torch's unpickler would choke on: a
+    list nested a million deep (3 KB) crashed the process inside ``torch.jit.load`` (a segfault, no
+    message), 20 million empty lists (40 KB) took 3 GB (helper-123).  Its opcodes are counted and
+    the depth of the unpickler's stack followed, without building anything."""
+    import pickletools
+
+    stack, marks, count = 0, [], 0
+    try:
+        for op, _, _ in pickletools.genops(data):
+            count += 1
+            if pickletools.markobject in op.stack_before:
+                stack = marks.pop() if marks else 0
+            else:
+                stack -= len(op.stack_before)
+            if op.name == "MARK":
+                marks.append(stack)
+            else:
+                stack += len(op.stack_after)
+            if count > MAX_PICKLE_OPS or stack + len(marks) > MAX_PICKLE_DEPTH:
+                raise ModelError(f"not a TorchScript depth model (its {name} is too large or too deeply nested)", path)
+    except ValueError as e:  # (not a pickle, or cut short)
+        raise ModelError(f"not a TorchScript depth model ({name}: {e})", path) from None
 
 
 def _check_one_reading(z: zipfile.ZipFile, fp, path: Path) -> None:
@@ -317,6 +354,7 @@ def check_archive(path: Path, data: bytes | None = None) -> None:
                 _refuse("a while loop", path)
             if isinstance(node, ast.FunctionDef):
                 methods.setdefault(node.name, []).append(node)
+                _check_function_names(node, path)
             # TorchScript unrolls a loop over a literal tuple as it compiles: nested, a few lines
             # took minutes and gigabytes to load (helper-64); the code it writes loops over range()
             if isinstance(node, ast.For) and isinstance(node.iter, (ast.Tuple, ast.List)):
@@ -366,6 +404,24 @@ def check_archive(path: Path, data: bytes | None = None) -> None:
                     _refuse("a computed call", path)
     _check_load_code(methods, path)
     _check_torch_reads_the_same(data, infos, code_bytes, path)  # (last: a file of no archive at all said so above)
+
+
+def _check_function_names(fn: ast.FunctionDef, path: Path) -> None:
+    """A function's argument defaults are constants (TorchScript evaluates them as it compiles, so
+    while the file loads, even for a method nothing calls: ``k: int = __torch__.spin(3)`` looped for
+    ever, ``torch.ones`` there took 2 GB; helper-123), and a Python builtin's name is used only where
+    the function binds it itself or as one of :data:`_BUILTIN_CALLS` (``p = print`` then ``p(...)``
+    printed while it loaded)."""
+    args = fn.args
+    for d in [*args.defaults, *(d for d in args.kw_defaults if d is not None)]:
+        if not (isinstance(d, ast.Constant) or (isinstance(d, ast.UnaryOp) and isinstance(d.operand, ast.Constant))):
+            _refuse("a default value that is not a constant", path)
+    bound = {a.arg for a in (*args.posonlyargs, *args.args, *args.kwonlyargs, args.vararg, args.kwarg) if a}
+    bound |= {n.id for n in ast.walk(fn) if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Store)}
+    for n in ast.walk(fn):
+        if (isinstance(n, ast.Name) and isinstance(n.ctx, ast.Load) and n.id in _BUILTIN_NAMES
+                and n.id not in _BUILTIN_CALLS and n.id not in bound):
+            _refuse(f"the builtin {n.id}", path)
 
 
 def _check_load_code(methods: dict[str, list[ast.FunctionDef]], path: Path) -> None:
