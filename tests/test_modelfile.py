@@ -742,3 +742,62 @@ def test_a_zip64_twin_whose_weights_differ_is_refused(tmp_path):
     (tmp_path / "twins.pt").write_bytes(bytes(data))
     with pytest.raises(ModelError, match="torch's zip reader finds other entries in it than Python's"):
         modelfile.check_archive(tmp_path / "twins.pt")
+
+
+def _with_record(src: Path, dst: Path, ending: str, edit) -> None:
+    """``src``'s archive with the record whose name ends in ``ending`` replaced by ``edit(bytes)``."""
+    import zipfile
+
+    with zipfile.ZipFile(src) as z:
+        ents = [(i.filename, z.read(i)) for i in z.infolist()]
+    assert any(n.endswith(ending) for n, _ in ents), ending
+    with zipfile.ZipFile(dst, "w") as z:
+        for n, d in ents:
+            z.writestr(n, edit(d) if n.endswith(ending) else d)
+
+
+@pytest.mark.parametrize("case", ["storage", "global", "debug"])
+def test_pickles_name_only_what_torch_saves_and_storages_are_their_records_size(tmp_path, case):
+    """A storage declared larger than its record (4,096 floats over 4 bytes) let ``forward`` read the
+    process's memory beyond it and write there (a leaked heap pointer, a segfault), with allowed
+    operators only; a ``.debug_pkl`` (read to word an error) nested a million deep crashed the error
+    path; and a pickle may name TorchScript's C++ classes, whose ``__setstate__`` no check reads
+    (helper-124).  Storages must be their record's size, pickles may name only tensors, storages,
+    list builders and the archive's own classes, and the debug pickles are walked too."""
+    _script(KeepsATensor(), tmp_path / "harmless.pt")
+    modelfile.check_archive(tmp_path / "harmless.pt")
+    edit, ending, said = {
+        "storage": (lambda d: d.replace(b"cpuq\x05K\x01tQ", b"cpuq\x05M\x00\x10tQ"), "/data.pkl",
+                    "a tensor's storage in its data.pkl is not the size of its record data/0"),
+        "global": (lambda d: d.replace(b"c__torch__.test_modelfile\nKeepsATensor\n",
+                                       b"c__torch__.torch.classes.quantized\nConv2dPackedParamsBase\n"), "/data.pkl",
+                   "its data.pkl names __torch__.torch.classes.quantized.Conv2dPackedParamsBase"),
+        "debug": (lambda d: b"\x80\x02" + b"]" * 20_000 + b"a" * 19_999 + b".", ".debug_pkl",
+                  "is too large or too deeply nested"),
+    }[case]
+    _with_record(tmp_path / "harmless.pt", tmp_path / "evil.pt", ending, edit)
+    assert (tmp_path / "evil.pt").read_bytes() != (tmp_path / "harmless.pt").read_bytes()
+    with pytest.raises(ModelError, match=re.escape(said)):
+        modelfile.check_archive(tmp_path / "evil.pt")
+
+
+class QuantizedConv(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.conv = torch.ao.nn.quantized.Conv2d(2, 2, 1, groups=2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.conv(torch.quantize_per_tensor(x, 0.1, 0, torch.quint8)).dequantize()
+
+
+def test_a_quantized_convolution_that_packing_cannot_take_is_refused_before_the_load(tmp_path):
+    """``groups`` 0 in a quantized convolution's state stopped the process on a division by zero
+    inside ``torch.jit.load`` (SIGFPE, no message; helper-124): its state is checked before."""
+    modelfile.set_qnnpack()
+    m = QuantizedConv()
+    _script(m, tmp_path / "ok.pt")
+    modelfile.check_archive(tmp_path / "ok.pt")
+    m.conv.groups = 0
+    _script(m, tmp_path / "groups0.pt")
+    with pytest.raises(ModelError, match=re.escape("its data.pkl is not one torch.jit.save writes")):
+        modelfile.check_archive(tmp_path / "groups0.pt")

@@ -227,6 +227,9 @@ def _check_torch_reads_the_same(data: bytes, infos: list[zipfile.ZipInfo], code:
     if not prefix or not all(n.startswith(prefix) for n in names):
         raise ModelError("not a TorchScript depth model (its entries are not in one folder)", path)
     ours = {n[len(prefix):]: i for n, i in zip(names, infos)}
+    if "constants.pkl" not in ours:  # (torch.jit.save always writes one; torch.save never)
+        raise ModelError("not a TorchScript depth model (a PyTorch file, but not TorchScript: save it with "
+                         "torch.jit.save)", path)
     differ = ModelError("not a TorchScript depth model (torch's zip reader finds other entries in it than "
                         "Python's: two archives in one file)", path)
     if sum(i.file_size for i in infos) > MAX_ARCHIVE_BYTES or any(
@@ -243,14 +246,99 @@ def _check_torch_reads_the_same(data: bytes, infos: list[zipfile.ZipInfo], code:
                 theirs = bytes(reader.get_record(name))
                 if theirs != (code.get(info.filename) or z.read(info)):
                     raise differ
-                if name.endswith(".pkl"):
+                if name.endswith((".pkl", "_pkl")):  # (a .debug_pkl too: torch reads it to word an error)
                     _check_pickle(theirs, name, path)
+                    if name in ("data.pkl", "constants.pkl"):
+                        _check_pickled_objects(theirs, name, {n: i.file_size for n, i in ours.items()}, path)
     except (RuntimeError, ValueError, zipfile.BadZipFile) as e:  # (what miniz cannot read at all, a damaged entry)
         raise ModelError(f"not a TorchScript depth model ({_load_error_reason(e)})", path) from None
 
 
 MAX_PICKLE_OPS = 2_000_000  # opcodes of one .pkl record (the bundled model's data.pkl: 15,866)
 MAX_PICKLE_DEPTH = 10_000  # objects held at once while it is read (the bundled model's: 113)
+
+
+# what a TorchScript archive's pickles may name: its own classes (not TorchScript's C++ ones, whose
+# ``__setstate__`` no check reads), tensors and their storages, and TorchScript's list builders
+_PICKLE_GLOBALS = {("torch._utils", "_rebuild_tensor_v2"), ("torch._utils", "_rebuild_qtensor"),
+                   ("collections", "OrderedDict"), ("torch", "per_tensor_affine"), ("torch", "per_channel_affine"),
+                   ("torch", "per_channel_affine_float_qparams")} | {
+    ("torch.jit._pickle", n) for n in ("build_intlist", "build_doublelist", "build_boollist", "build_tensorlist",
+                                       "build_complexlist", "restore_type_tag")}
+_STORAGE_BYTES = {"FloatStorage": 4, "DoubleStorage": 8, "HalfStorage": 2, "BFloat16Storage": 2, "LongStorage": 8,
+                  "IntStorage": 4, "ShortStorage": 2, "CharStorage": 1, "ByteStorage": 1, "BoolStorage": 1,
+                  "QInt8Storage": 1, "QUInt8Storage": 1, "QInt32Storage": 4, "ComplexFloatStorage": 8,
+                  "ComplexDoubleStorage": 16}
+# positions in a quantized convolution's state (its __getstate__): what conv2d_prepack divides by
+_CONV_STATE = {"in": 0, "out": 1, "kernel": 2, "stride": 3, "padding": 4, "dilation": 5, "groups": 8}
+
+
+def _check_pickled_objects(data: bytes, name: str, sizes: dict[str, int], path: Path) -> None:
+    """Read ``data.pkl`` / ``constants.pkl`` with nothing of it built but stand-ins: it may name only
+    :data:`_PICKLE_GLOBALS`, storages of :data:`_STORAGE_BYTES` and the archive's own classes; each
+    storage must be exactly as large as its record (a storage of 4,096 floats over a record of 12
+    bytes let ``forward`` read the process's memory beyond it and write there, or crashed the load;
+    helper-124); and a quantized convolution's state must be one ``conv2d_prepack`` can take (groups
+    0 stopped the process on a division by zero while it loaded)."""
+    import pickle
+
+    bad = ModelError(f"not a TorchScript depth model (its {name} is not one torch.jit.save writes)", path)
+    folder = name.removesuffix(".pkl") + "/"
+
+    class Storage:
+        def __init__(self, kind: str):
+            self.kind = kind
+
+    class Stub:  # any object of the archive's own classes, any tensor or list: built of nothing
+        qualname = ""
+
+        def __init__(self, *args, **kwargs):
+            pass
+
+        def __setstate__(self, state):
+            if ".quantized." in self.qualname and self.qualname.rsplit(".", 1)[-1].startswith("Conv"):
+                _check_conv_state(state, bad)
+
+    class Reader(pickle.Unpickler):
+        def find_class(self, module: str, cls: str):
+            if module == "torch" and cls in _STORAGE_BYTES:
+                return lambda: Storage(cls)  # (called by no opcode: only a marker for persistent ids)
+            if module == "collections" and cls == "OrderedDict":
+                return dict
+            own = module == "__torch__" or (module.startswith("__torch__.") and not module.startswith("__torch__.torch.classes"))
+            if not ((module, cls) in _PICKLE_GLOBALS or own):
+                raise ModelError(f"not a TorchScript depth model (its {name} names {module}.{cls})", path)
+            return type(cls, (Stub,), {"qualname": f"{module}.{cls}"})
+
+        def persistent_load(self, pid):
+            if not (isinstance(pid, tuple) and len(pid) == 5 and pid[0] == "storage" and callable(pid[1])
+                    and isinstance(pid[2], str) and isinstance(pid[4], int)):
+                raise bad
+            kind = pid[1]().kind
+            if sizes.get(folder + pid[2]) != pid[4] * _STORAGE_BYTES[kind]:
+                raise ModelError(f"not a TorchScript depth model (a tensor's storage in its {name} is not the size "
+                                 f"of its record {folder}{pid[2]})", path)
+            return Stub()
+
+    try:
+        Reader(io.BytesIO(data)).load()
+    except ModelError:
+        raise
+    except Exception:  # noqa: BLE001 - whatever a malformed pickle raises while read into stand-ins
+        raise bad from None
+
+
+def _check_conv_state(state, bad: ModelError) -> None:
+    try:
+        v = {k: state[i] for k, i in _CONV_STATE.items()}
+        pairs = [tuple(v[k]) for k in ("kernel", "stride", "padding", "dilation")]
+        ok = (all(isinstance(x, int) for p in pairs for x in p) and min(v["in"], v["out"], v["groups"]) >= 1
+              and v["in"] % v["groups"] == 0 and v["out"] % v["groups"] == 0
+              and min(*pairs[0], *pairs[1], *pairs[3]) >= 1 and min(pairs[2]) >= 0)
+    except (TypeError, IndexError, KeyError, ZeroDivisionError):
+        ok = False
+    if not ok:
+        raise bad
 
 
 def _check_pickle(data: bytes, name: str, path: Path) -> None:
