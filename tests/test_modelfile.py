@@ -801,3 +801,39 @@ def test_a_quantized_convolution_that_packing_cannot_take_is_refused_before_the_
     _script(m, tmp_path / "groups0.pt")
     with pytest.raises(ModelError, match=re.escape("its data.pkl is not one torch.jit.save writes")):
         modelfile.check_archive(tmp_path / "groups0.pt")
+
+
+class TwoTensors(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.w = torch.zeros(1)
+        self.v = torch.zeros(1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x[:, :1] + self.w + self.v
+
+
+@pytest.mark.parametrize("case", ["operator", "class value", "memo", "record twice"])
+def test_load_time_operators_class_values_and_pickle_tricks_are_refused(tmp_path, case):
+    """What still ran or grew at load (helper-125): an operator written as Python (``a * 2.`` over
+    2**50 stride-0 elements hung past Ctrl-C, 4.4 GB), a class-level value (evaluated as the class
+    loads: a looping function hung), a pickle memo index of 200 million (3.4 GB from 3.7 KB), one
+    weight record referenced 400 times (torch copies it each time: 3.5 GB)."""
+    module = TwoTensors() if case == "record twice" else KeepsATensor()
+    _script(module, tmp_path / "harmless.pt")
+    modelfile.check_archive(tmp_path / "harmless.pt")
+    _renamed(tmp_path / "harmless.pt", tmp_path / "evil.pt", lambda n: None if n.endswith(".debug_pkl") else n)
+    if case == "operator":
+        _edited(tmp_path / "evil.pt", "    self.w = (state)[0]\n", "    self.w = (state)[0] * 2.\n")
+        said = "binop while it loads (__setstate__)"
+    elif case == "class value":
+        _edited(tmp_path / "evil.pt", "  def forward(", "  c : Final[int] = torch.numel(torch.ones([5]))\n  def forward(")
+        said = "a class-level value that is not a constant"
+    else:
+        edit = ((lambda d: d.replace(b"q\x01", b"r\x00\xc2\xeb\x0b", 1)) if case == "memo"
+                else (lambda d: d.replace(b"X\x01\x00\x00\x001", b"X\x01\x00\x00\x000")))
+        _with_record(tmp_path / "evil.pt", tmp_path / "evil2.pt", "/data.pkl", edit)
+        (tmp_path / "evil2.pt").replace(tmp_path / "evil.pt")
+        said = "too large or too deeply nested" if case == "memo" else "reads the record data/0 twice"
+    with pytest.raises(ModelError, match=re.escape(said)):
+        modelfile.check_archive(tmp_path / "evil.pt")

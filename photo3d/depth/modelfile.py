@@ -299,8 +299,33 @@ def _check_pickled_objects(data: bytes, name: str, sizes: dict[str, int], path: 
             if ".quantized." in self.qualname and self.qualname.rsplit(".", 1)[-1].startswith("Conv"):
                 _check_conv_state(state, bad)
 
+    class Tensor:
+        def __init__(self, size):
+            self.size = tuple(size) if isinstance(size, (tuple, list)) else None
+
+    def rebuild_tensor(storage, offset, size, *rest):
+        return Tensor(size)
+
+    def rebuild_qtensor(storage, offset, size, stride, qparams, *rest):
+        # a per-channel weight with fewer scales or zero points than channels: packing read past them
+        # (a segfault inside torch.jit.load with 2**24 channels and one scale; helper-125)
+        t = Tensor(size)
+        if isinstance(qparams, tuple) and qparams and getattr(qparams[0], "qualname", "").startswith("torch.per_channel"):
+            ok = (len(qparams) == 4 and isinstance(qparams[3], int) and t.size is not None
+                  and 0 <= qparams[3] < len(t.size) and all(isinstance(q, Tensor) and q.size == (t.size[qparams[3]],)
+                                                           for q in qparams[1:3]))
+            if not ok:
+                raise bad
+        return t
+
+    seen_keys: set[str] = set()
+
     class Reader(pickle.Unpickler):
         def find_class(self, module: str, cls: str):
+            if (module, cls) == ("torch._utils", "_rebuild_tensor_v2"):
+                return rebuild_tensor
+            if (module, cls) == ("torch._utils", "_rebuild_qtensor"):
+                return rebuild_qtensor
             if module == "torch" and cls in _STORAGE_BYTES:
                 return lambda: Storage(cls)  # (called by no opcode: only a marker for persistent ids)
             if module == "collections" and cls == "OrderedDict":
@@ -315,6 +340,9 @@ def _check_pickled_objects(data: bytes, name: str, sizes: dict[str, int], path: 
                     and isinstance(pid[2], str) and isinstance(pid[4], int)):
                 raise bad
             kind = pid[1]().kind
+            if pid[2] in seen_keys:  # (torch copies a record for each reference: 400 of one took 3.5 GB; helper-125)
+                raise ModelError(f"not a TorchScript depth model (its {name} reads the record {folder}{pid[2]} twice)", path)
+            seen_keys.add(pid[2])
             if sizes.get(folder + pid[2]) != pid[4] * _STORAGE_BYTES[kind]:
                 raise ModelError(f"not a TorchScript depth model (a tensor's storage in its {name} is not the size "
                                  f"of its record {folder}{pid[2]})", path)
@@ -350,7 +378,7 @@ def _check_pickle(data: bytes, name: str, path: Path) -> None:
 
     stack, marks, count = 0, [], 0
     try:
-        for op, _, _ in pickletools.genops(data):
+        for op, arg, _ in pickletools.genops(data):
             count += 1
             if pickletools.markobject in op.stack_before:
                 stack = marks.pop() if marks else 0
@@ -360,6 +388,9 @@ def _check_pickle(data: bytes, name: str, path: Path) -> None:
                 marks.append(stack)
             else:
                 stack += len(op.stack_after)
+            if op.name in ("PUT", "BINPUT", "LONG_BINPUT", "GET", "BINGET", "LONG_BINGET") and int(arg) > count:
+                # (torch's unpickler grows its memo to the index: 200 million in 3.7 KB took 3.4 GB; helper-125)
+                raise ModelError(f"not a TorchScript depth model (its {name} is too large or too deeply nested)", path)
             if count > MAX_PICKLE_OPS or stack + len(marks) > MAX_PICKLE_DEPTH:
                 raise ModelError(f"not a TorchScript depth model (its {name} is too large or too deeply nested)", path)
     except ValueError as e:  # (not a pickle, or cut short)
@@ -443,6 +474,8 @@ def check_archive(path: Path, data: bytes | None = None) -> None:
             if isinstance(node, ast.FunctionDef):
                 methods.setdefault(node.name, []).append(node)
                 _check_function_names(node, path)
+            if isinstance(node, ast.ClassDef):
+                _check_class_values(node, path)
             # TorchScript unrolls a loop over a literal tuple as it compiles: nested, a few lines
             # took minutes and gigabytes to load (helper-64); the code it writes loops over range()
             if isinstance(node, ast.For) and isinstance(node.iter, (ast.Tuple, ast.List)):
@@ -494,6 +527,23 @@ def check_archive(path: Path, data: bytes | None = None) -> None:
     _check_torch_reads_the_same(data, infos, code_bytes, path)  # (last: a file of no archive at all said so above)
 
 
+# what the code that runs at load is written of (TorchScript's unpacking of weights: assignments,
+# attributes, calls, an ``if`` on a string, tuples and lists of names), annotations apart
+_LOAD_NODES = (ast.FunctionDef, ast.arguments, ast.arg, ast.Assign, ast.Expr, ast.Return, ast.If, ast.Pass,
+               ast.Name, ast.Load, ast.Store, ast.Constant, ast.Attribute, ast.Subscript, ast.Call, ast.keyword,
+               ast.Tuple, ast.List)
+
+
+def _check_class_values(cls: ast.ClassDef, path: Path) -> None:
+    """A class body's values are constants, lists of them, or names of types (TorchScript evaluates
+    them as it loads: ``c : Final[int] = __torch__.spin(3)`` hung past Ctrl-C; helper-125)."""
+    for stmt in cls.body:
+        value = stmt.value if isinstance(stmt, (ast.Assign, ast.AnnAssign)) else None
+        if value is not None and not all(isinstance(n, (ast.Constant, ast.List, ast.Tuple, ast.Name, ast.Attribute,
+                                                        ast.Load)) for n in ast.walk(value)):
+            _refuse("a class-level value that is not a constant", path)
+
+
 def _check_function_names(fn: ast.FunctionDef, path: Path) -> None:
     """A function's argument defaults are constants (TorchScript evaluates them as it compiles, so
     while the file loads, even for a method nothing calls: ``k: int = __torch__.spin(3)`` looped for
@@ -528,9 +578,19 @@ def _check_load_code(methods: dict[str, list[ast.FunctionDef]], path: Path) -> N
         seen.add(name)
         for fn in methods.get(name, ()):
             inner = {id(n.value) for n in ast.walk(fn) if isinstance(n, ast.Attribute)}
+            types = {id(n) for a in (*fn.args.args, *fn.args.kwonlyargs) if a.annotation is not None
+                     for n in ast.walk(a.annotation)} | ({id(n) for n in ast.walk(fn.returns)} if fn.returns else set())
+            tuples = {a.arg for a in fn.args.args if isinstance(a.annotation, ast.Subscript)
+                      and isinstance(a.annotation.value, ast.Name) and a.annotation.value.id == "Tuple"}
             for node in ast.walk(fn):
+                if id(node) in types:
+                    continue
                 if isinstance(node, (ast.For, ast.While)):
                     _refuse(f"a loop while it loads ({name})", path)
+                if not isinstance(node, _LOAD_NODES):  # (an operator: ``a @ b`` over 2**50 elements, ``[0] * n``)
+                    _refuse(f"{type(node).__name__.lower()} while it loads ({name})", path)
+                if isinstance(node, ast.Subscript) and not (isinstance(node.value, ast.Name) and node.value.id in tuples):
+                    _refuse(f"indexing other than of its state while it loads ({name})", path)  # (__getitem__ runs)
                 if isinstance(node, ast.Attribute) and id(node) not in inner:
                     parts = _chain(node)
                     if parts and parts[0] in ("torch", "ops"):
