@@ -139,7 +139,14 @@ def stereo_layout_of(fmt: str | None, info: dict) -> str | None:
     return value if value in STEREO_MODES else None
 STEREO_EYE = 0.3  # each eye's offset (unit disc): left/right disparity ~ 0.6 x the full parallax
 VIDEO_SIDE, SMALL_SIDE = 1080, 480  # default longer side: MP4 (and stills); GIF and WebP
-ZOOM_NOTE = 1.25  # a video or still zoomed more than this (a high --parallax) says so in its result line
+ZOOM_NOTE = 1.25  # a video, still or page zoomed more than this (a high --parallax) says so in its result line
+
+
+def zoom_note(zoom: float) -> str | None:
+    """What a result line says of a view zoomed ``zoom`` times to keep the parallax inside the photo."""
+    if zoom <= ZOOM_NOTE:
+        return None
+    return f"zoomed {zoom:.2f}x: the parallax never shows beyond the photo's border; a smaller --parallax zooms less"
 MAX_ASPECT_TEXT = {True: "21:9", False: "9:21"}  # defaults.MAX_ASPECT for the result line: a wide photo, a tall one
 MP4_CRF = 20
 # the MP4's colours: RGB -> YUV with the BT.709 matrix, limited range, and the stream says so (and
@@ -391,9 +398,8 @@ def render_frames(glb: bytes, suffix: str, opts: ShareOptions, timings: dict | N
                      f"e.g. 8192x4352): players that decode in hardware may refuse it; --size {fit} keeps within")
     zoom = dolly_zoom_extra(scene) if opts.path == "dolly-zoom" and not still else 1.0
     panorama = centre_part(*(int(v) for v in scene.meta["source_size"])) is not None  # (its own note says what is shown)
-    if not panorama and (shown := cover_zoom(scene.meta) * zoom) > ZOOM_NOTE:  # (frame 0: the photo's middle, not all of it)
-        notes.append(f"zoomed {shown:.2f}x: the parallax never shows beyond the photo's border; "
-                     f"a smaller --parallax zooms less")
+    if not panorama and (note := zoom_note(cover_zoom(scene.meta) * zoom)):  # (frame 0: the photo's middle, not all of it)
+        notes.append(note)
     eyes = [e for v in views for e in _eyes(v, opts.stereo)]
     n = 2 if opts.stereo else 1
     parallel = min(RENDER_THREADS, len(eyes))

@@ -69,7 +69,7 @@ def page_note(glb: bytes) -> str | None:
     photo at rest, said by the video's line but not by the page's; helper-121).  None: neither."""
     from .export import read_glb
     from .render import cover_zoom
-    from .video import ZOOM_NOTE, centre_part
+    from .video import centre_part, zoom_note
 
     try:
         meta = read_glb(glb)[0]["extras"]["photo3d"]
@@ -80,9 +80,7 @@ def page_note(glb: bytes) -> str | None:
         return None
     if part:
         return f"the page shows {part}"
-    if zoom > ZOOM_NOTE:
-        return f"the page is zoomed {zoom:.2f}x: the parallax never shows beyond the photo's border; a smaller --parallax zooms less"
-    return None
+    return f"the page is {note}" if (note := zoom_note(zoom)) else None
 
 
 MAX_PAGE = 64 << 20  # bytes: far above any page photo3d writes (the viewer + a 2 MB GLB in base64)

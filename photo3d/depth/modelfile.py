@@ -235,11 +235,12 @@ def _check_torch_reads_the_same(data: bytes, infos: list[zipfile.ZipInfo], code:
     if sum(i.file_size for i in infos) > MAX_ARCHIVE_BYTES or any(
             i.compress_type == zipfile.ZIP_STORED and i.compress_size != i.file_size for i in infos):
         raise ModelError(f"not a TorchScript depth model (its entries hold more than {MAX_ARCHIVE_BYTES >> 20} MiB)", path)
+    sizes = {n: i.file_size for n, i in ours.items()}
     try:
         reader = torch._C.PyTorchFileReader(io.BytesIO(data))
         if set(reader.get_all_records()) != set(ours):
             raise differ
-        if any(reader.get_record_size(name) != info.file_size for name, info in ours.items()):
+        if any(reader.get_record_size(name) != size for name, size in sizes.items()):
             raise differ
         with zipfile.ZipFile(io.BytesIO(data)) as z:  # every record, one at a time: the same bytes
             for name, info in ours.items():
@@ -249,7 +250,7 @@ def _check_torch_reads_the_same(data: bytes, infos: list[zipfile.ZipInfo], code:
                 if name.endswith((".pkl", "_pkl")):  # (a .debug_pkl too: torch reads it to word an error)
                     _check_pickle(theirs, name, path)
                     if name in ("data.pkl", "constants.pkl"):
-                        _check_pickled_objects(theirs, name, {n: i.file_size for n, i in ours.items()}, path)
+                        _check_pickled_objects(theirs, name, sizes, path)
     except (RuntimeError, ValueError, zipfile.BadZipFile) as e:  # (what miniz cannot read at all, a damaged entry)
         raise ModelError(f"not a TorchScript depth model ({_load_error_reason(e)})", path) from None
 
@@ -285,7 +286,7 @@ def _check_pickled_objects(data: bytes, name: str, sizes: dict[str, int], path: 
     bad = ModelError(f"not a TorchScript depth model (its {name} is not one torch.jit.save writes)", path)
     folder = name.removesuffix(".pkl") + "/"
 
-    class Storage:
+    class Storage:  # a storage type named by a persistent id
         def __init__(self, kind: str):
             self.kind = kind
 
@@ -327,7 +328,7 @@ def _check_pickled_objects(data: bytes, name: str, sizes: dict[str, int], path: 
             if (module, cls) == ("torch._utils", "_rebuild_qtensor"):
                 return rebuild_qtensor
             if module == "torch" and cls in _STORAGE_BYTES:
-                return lambda: Storage(cls)  # (called by no opcode: only a marker for persistent ids)
+                return Storage(cls)
             if module == "collections" and cls == "OrderedDict":
                 return dict
             own = module == "__torch__" or (module.startswith("__torch__.") and not module.startswith("__torch__.torch.classes"))
@@ -336,10 +337,10 @@ def _check_pickled_objects(data: bytes, name: str, sizes: dict[str, int], path: 
             return type(cls, (Stub,), {"qualname": f"{module}.{cls}"})
 
         def persistent_load(self, pid):
-            if not (isinstance(pid, tuple) and len(pid) == 5 and pid[0] == "storage" and callable(pid[1])
+            if not (isinstance(pid, tuple) and len(pid) == 5 and pid[0] == "storage" and isinstance(pid[1], Storage)
                     and isinstance(pid[2], str) and isinstance(pid[4], int)):
                 raise bad
-            kind = pid[1]().kind
+            kind = pid[1].kind
             if pid[2] in seen_keys:  # (torch copies a record for each reference: 400 of one took 3.5 GB; helper-125)
                 raise ModelError(f"not a TorchScript depth model (its {name} reads the record {folder}{pid[2]} twice)", path)
             seen_keys.add(pid[2])
@@ -388,10 +389,9 @@ def _check_pickle(data: bytes, name: str, path: Path) -> None:
                 marks.append(stack)
             else:
                 stack += len(op.stack_after)
-            if op.name in ("PUT", "BINPUT", "LONG_BINPUT", "GET", "BINGET", "LONG_BINGET") and int(arg) > count:
-                # (torch's unpickler grows its memo to the index: 200 million in 3.7 KB took 3.4 GB; helper-125)
-                raise ModelError(f"not a TorchScript depth model (its {name} is too large or too deeply nested)", path)
-            if count > MAX_PICKLE_OPS or stack + len(marks) > MAX_PICKLE_DEPTH:
+            # (torch's unpickler grows its memo to the index: 200 million in 3.7 KB took 3.4 GB; helper-125)
+            memo = op.name in ("PUT", "BINPUT", "LONG_BINPUT", "GET", "BINGET", "LONG_BINGET") and int(arg) > count
+            if memo or count > MAX_PICKLE_OPS or stack + len(marks) > MAX_PICKLE_DEPTH:
                 raise ModelError(f"not a TorchScript depth model (its {name} is too large or too deeply nested)", path)
     except ValueError as e:  # (not a pickle, or cut short)
         raise ModelError(f"not a TorchScript depth model ({name}: {e})", path) from None
@@ -495,17 +495,8 @@ def check_archive(path: Path, data: bytes | None = None) -> None:
                 _refuse(f"{node.id} as a value", path)
             if isinstance(node, ast.Attribute) and id(node) not in inner:
                 parts = _chain(node)
-                if parts and parts[0] in ("torch", "ops"):
-                    if parts[0] == "torch" and len(parts) == 2:
-                        op = f"aten::{parts[1]}"
-                    elif parts[0] == "ops" and len(parts) == 3:
-                        op = f"{parts[1]}::{parts[2]}"
-                    elif parts[:2] == ["torch", "ops"] and len(parts) == 4:
-                        op = f"{parts[2]}::{parts[3]}"
-                    else:
-                        op = ".".join(parts)
-                    if op not in ALLOWED_OPS:
-                        _refuse(op, path)
+                if parts and parts[0] in ("torch", "ops") and (op := _op_name(parts)) not in ALLOWED_OPS:
+                    _refuse(op, path)
             if isinstance(node, ast.Call):
                 f = node.func
                 if isinstance(f, ast.Attribute):
@@ -593,11 +584,8 @@ def _check_load_code(methods: dict[str, list[ast.FunctionDef]], path: Path) -> N
                     _refuse(f"indexing other than of its state while it loads ({name})", path)  # (__getitem__ runs)
                 if isinstance(node, ast.Attribute) and id(node) not in inner:
                     parts = _chain(node)
-                    if parts and parts[0] in ("torch", "ops"):
-                        op = (f"aten::{parts[1]}" if parts[0] == "torch" and len(parts) == 2 else
-                              f"{parts[-2]}::{parts[-1]}" if len(parts) >= 3 else ".".join(parts))
-                        if op not in _LOAD_OPS:
-                            _refuse(f"{op} while it loads ({name})", path)
+                    if parts and parts[0] in ("torch", "ops") and (op := _op_name(parts)) not in _LOAD_OPS:
+                        _refuse(f"{op} while it loads ({name})", path)
                 if isinstance(node, ast.Call):
                     f = node.func
                     parts = _chain(f) if isinstance(f, ast.Attribute) else None
@@ -608,6 +596,18 @@ def _check_load_code(methods: dict[str, list[ast.FunctionDef]], path: Path) -> N
                     elif not (isinstance(f, ast.Name) and f.id in _BUILTIN_CALLS):
                         what = ".".join(parts) if parts else f.id if isinstance(f, ast.Name) else "a computed call"
                         _refuse(f"{what}() while it loads ({name})", path)
+
+
+def _op_name(parts: list[str]) -> str:
+    """The operator a ``torch.X`` / ``ops.NS.X`` / ``torch.ops.NS.X`` chain names (``aten::X``,
+    ``NS::X``), else the chain itself (no operator: refused wherever one is expected)."""
+    if parts[0] == "torch" and len(parts) == 2:
+        return f"aten::{parts[1]}"
+    if parts[0] == "ops" and len(parts) == 3:
+        return f"{parts[1]}::{parts[2]}"
+    if parts[:2] == ["torch", "ops"] and len(parts) == 4:
+        return f"{parts[2]}::{parts[3]}"
+    return ".".join(parts)
 
 
 def _chain(node: ast.AST) -> list[str] | None:
@@ -719,8 +719,12 @@ def read_model(path: Path) -> tuple[torch.jit.ScriptModule, dict]:
     The file's code is checked before it is loaded (:func:`check_archive`) and its compiled
     graphs after (:func:`check_graphs`); a file that claims to be the bundled model must match
     the manifest's checksum (:func:`verify_bundled`)."""
-    verify_bundled(path)
-    data = archive_bytes(path)
+    try:
+        data = archive_bytes(path)
+    except ModelError:
+        verify_bundled(path)  # (the bundled model gone: a damaged install, said so)
+        raise
+    verify_bundled(path, data=data)
     check_archive(path, data)
     set_qnnpack()
     extra = {METADATA_FILE: ""}
@@ -795,10 +799,11 @@ def _archive_name(path: Path) -> str | None:
     return str(meta.get("name")) if isinstance(meta, dict) else None
 
 
-def verify_bundled(path: Path, models_dir: Path | None = None) -> None:
+def verify_bundled(path: Path, models_dir: Path | None = None, data: bytes | None = None) -> None:
     """Raise :class:`ModelError` unless a file that is or claims to be the bundled model (the
     manifest's file itself, a file of the same name, or one whose metadata carries its name) has
-    the sha256 the manifest lists.  Other files (user models given with --model) are not checked.
+    the sha256 the manifest lists (of ``data``, the file's bytes where they are read already).  Other
+    files (user models given with --model) are not checked.
     """
     models_dir = MODELS_DIR if models_dir is None else models_dir
     path = Path(path)
@@ -817,7 +822,7 @@ def verify_bundled(path: Path, models_dir: Path | None = None) -> None:
         claim = f"model named like the bundled model {bundled.stem!r}"
     else:
         return
-    digest = sha256_file(path)
+    digest = sha256_file(path) if data is None else hashlib.sha256(data).hexdigest()  # (data: the file's bytes, read)
     if digest != info.get("sha256"):
         hint = "" if claim == "bundled depth model" else "; a model of your own needs another name"
         raise ModelError(f"{claim} is corrupt or not the bundled model: sha256 {digest[:12]}… "
