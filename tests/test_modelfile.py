@@ -837,3 +837,56 @@ def test_load_time_operators_class_values_and_pickle_tricks_are_refused(tmp_path
         said = "too large or too deeply nested" if case == "memo" else "reads the record data/0 twice"
     with pytest.raises(ModelError, match=re.escape(said)):
         modelfile.check_archive(tmp_path / "evil.pt")
+
+
+class PacksItsOwn(torch.nn.Module):
+    """A class of the archive's own that packs a convolution while it loads, ``groups`` from its state."""
+
+    def __init__(self, groups: int):
+        super().__init__()
+        self.w = torch.quantize_per_tensor(torch.zeros(2, 2, 1, 1), 0.1, 0, torch.qint8)
+        self.g = groups
+        self.p = torch.ops.quantized.conv2d_prepack(self.w, None, [1, 1], [0, 0], [1, 1], 1)
+
+    @torch.jit.export
+    def __getstate__(self):
+        return (self.w, self.g, self.training)
+
+    @torch.jit.export
+    def __setstate__(self, state: tuple[torch.Tensor, int, bool]) -> None:
+        self.w = state[0]
+        self.g = state[1]
+        self.training = state[2]
+        self.p = torch.ops.quantized.conv2d_prepack(self.w, None, [1, 1], [0, 0], [1, 1], self.g)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x[:, :1] * 0.0
+
+
+@pytest.mark.parametrize("case", ["own class", "torch's class edited", "torch's class in another case"])
+def test_code_that_packs_weights_at_load_is_torchs_own(tmp_path, case):
+    """A class of the archive's own packing a convolution with ``groups`` 0 while the file loaded
+    stopped the process on a division by zero (SIGFPE, no message; helper-125's ``own_g0.pt``):
+    only torch's quantized layers may pack at load, in the code this torch writes for them (whose
+    state is checked), not a word changed.  Their state is checked whatever the case of their name
+    in ``data.pkl`` (torch found ``...nn.QUANTIZED.modules.conv.Conv2d``'s code all the same, and
+    ``groups`` 0 passed unchecked: SIGFPE)."""
+    modelfile.set_qnnpack()
+    if case == "torch's class in another case":
+        m = QuantizedConv()
+        m.conv.groups = 0
+        _script(m, tmp_path / "groups0.pt")
+        _with_record(tmp_path / "groups0.pt", tmp_path / "evil.pt", "/data.pkl",
+                     lambda d: d.replace(b".nn.quantized.modules.conv", b".nn.QUANTIZED.modules.conv"))
+        with pytest.raises(ModelError, match=re.escape("its data.pkl is not one torch.jit.save writes")):
+            modelfile.check_archive(tmp_path / "evil.pt")
+        return
+    if case == "own class":
+        _script(PacksItsOwn(1), tmp_path / "evil.pt")
+    else:
+        _script(QuantizedConv(), tmp_path / "ok.pt")
+        modelfile.check_archive(tmp_path / "ok.pt")  # (torch's own code: passes)
+        shutil.copy(tmp_path / "ok.pt", tmp_path / "evil.pt")
+        _edited(tmp_path / "evil.pt", "[_14, _15], groups)", "[_14, _15], 0)")
+    with pytest.raises(ModelError, match=re.escape("code of its own that packs weights while it loads")):
+        modelfile.check_archive(tmp_path / "evil.pt")

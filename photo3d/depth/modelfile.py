@@ -25,10 +25,13 @@ from __future__ import annotations
 
 import ast
 import builtins
+import copy
 import hashlib
 import io
+import functools
 import json
 import os
+import re
 import zipfile
 from pathlib import Path
 
@@ -297,7 +300,8 @@ def _check_pickled_objects(data: bytes, name: str, sizes: dict[str, int], path: 
             pass
 
         def __setstate__(self, state):
-            if ".quantized." in self.qualname and self.qualname.rsplit(".", 1)[-1].startswith("Conv"):
+            # (any case: torch finds the code of ``...QUANTIZED.modules.conv`` in ``.../quantized/.../conv.py``)
+            if ".quantized." in self.qualname.lower() and self.qualname.rsplit(".", 1)[-1].startswith("Conv"):
                 _check_conv_state(state, bad)
 
     class Tensor:
@@ -421,9 +425,10 @@ def archive_bytes(path: Path) -> bytes:
         raise ModelError(f"unreadable model file ({e.strerror or e})", path) from None
 
 
-def check_archive(path: Path, data: bytes | None = None) -> None:
+def check_archive(path: Path, data: bytes | None = None, bundled: bool = False) -> None:
     """Static check of the TorchScript source in the archive (``data``: the file's bytes, else
-    read from ``path``), before anything of it runs.
+    read from ``path``), before anything of it runs.  ``bundled``: the file is the bundled model,
+    its checksum checked: its packing code is not compared with torch's (0.17 s to write that).
 
     ``torch.jit.load`` runs ``__setstate__`` methods while it loads, so the source is checked
     first: every reference to ``torch.X`` / ``ops.NS.X`` must be an allowed operator, every
@@ -445,13 +450,14 @@ def check_archive(path: Path, data: bytes | None = None) -> None:
             code = [i for i, n in zip(infos, names) if n.endswith(".py")]
             _check_inflated_sizes(z, [i for i, n in zip(infos, names) if not n.endswith(".py")], path)
             budget = MAX_SOURCE_BYTES
-            sources, code_bytes = [], {}
+            sources, code_bytes, modules = [], {}, []
             for info in code:
                 size, text = _inflate(z, info, budget, path)
                 budget -= size
                 if budget < 0:
                     raise ModelError(f"not a TorchScript depth model (more than {MAX_SOURCE_BYTES >> 10} KiB of code)", path)
                 code_bytes[info.filename] = text
+                modules.append(_module_of(info.filename))
                 sources.append(text.decode("utf-8"))
                 if sources[-1].count("\n") > MAX_SOURCE_LINES:
                     raise ModelError(f"not a TorchScript depth model (a code file of more than {MAX_SOURCE_LINES:,} lines)", path)
@@ -515,6 +521,8 @@ def check_archive(path: Path, data: bytes | None = None) -> None:
                 else:
                     _refuse("a computed call", path)
     _check_load_code(methods, path)
+    if not bundled:
+        _check_packing_code(modules, trees, path)
     _check_torch_reads_the_same(data, infos, code_bytes, path)  # (last: a file of no archive at all said so above)
 
 
@@ -596,6 +604,95 @@ def _check_load_code(methods: dict[str, list[ast.FunctionDef]], path: Path) -> N
                     elif not (isinstance(f, ast.Name) and f.id in _BUILTIN_CALLS):
                         what = ".".join(parts) if parts else f.id if isinstance(f, ast.Name) else "a computed call"
                         _refuse(f"{what}() while it loads ({name})", path)
+
+
+def _module_of(name: str) -> str:
+    """The TorchScript module a code file of the archive holds: ``x/code/__torch__/a/b.py`` →
+    ``__torch__.a.b`` (lower case, as torch finds it)."""
+    name = name.replace("\\", "/").lower().split("/", 1)[-1].removeprefix("code/")
+    return name.removesuffix(".py").replace("/", ".")
+
+
+def _class_key(module: str, cls: str) -> str:
+    """A class's name with torch's mangling (``___torch_mangle_7``, one per variant) left out."""
+    return re.sub(r"\.___torch_mangle_\d+", "", f"{module}.{cls}".lower())
+
+
+def _load_methods(cls: ast.ClassDef) -> dict[str, list[ast.FunctionDef]]:
+    """The methods of ``cls`` that run while the file loads: ``__setstate__`` and what it calls on
+    ``self``, and theirs (every definition of each name)."""
+    defs: dict[str, list[ast.FunctionDef]] = {}
+    for fn in cls.body:
+        if isinstance(fn, ast.FunctionDef):
+            defs.setdefault(fn.name, []).append(fn)
+    todo, found = ["__setstate__"], {}
+    while todo:
+        name = todo.pop()
+        if name in found or name not in defs:
+            continue
+        found[name] = defs[name]
+        todo += [parts[1] for fn in defs[name] for n in ast.walk(fn) if isinstance(n, ast.Call)
+                 and (parts := _chain(n.func)) and parts[0] == "self" and len(parts) == 2]
+    return found
+
+
+def _source(fn: ast.FunctionDef) -> str:
+    """``fn`` written out with its class's mangling left out and its local names numbered in order
+    (torch numbers its temporaries ``_7`` in one file, ``_8`` in the next)."""
+    fn = copy.deepcopy(fn)
+    nodes = list(ast.walk(fn))
+    bound = {n.arg for n in nodes if isinstance(n, ast.arg)} | {
+        n.id for n in nodes if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Store)}
+    names: dict[str, str] = {}
+    for n in nodes:
+        if isinstance(n, ast.arg):
+            n.arg = names.setdefault(n.arg, f"v{len(names)}")
+        elif isinstance(n, ast.Name) and n.id in bound:
+            n.id = names.setdefault(n.id, f"v{len(names)}")
+    return re.sub(r"\.___torch_mangle_\d+", "", ast.unparse(fn))
+
+
+def _packs(fns: dict[str, list[ast.FunctionDef]]) -> bool:
+    return any(isinstance(n, ast.Attribute) and (parts := _chain(n)) and _op_name(parts).endswith("_prepack")
+               for defs in fns.values() for fn in defs for n in ast.walk(fn))
+
+
+@functools.cache
+def _torch_packing_code() -> dict[str, dict[str, list[str]]]:
+    """The load-time methods of torch's quantized layers that pack their weights as they load, as
+    this torch writes them into a file: {class: {method: [source]}}."""
+    import torch.ao.nn.intrinsic.quantized as nniq
+    import torch.ao.nn.quantized as nnq
+
+    set_qnnpack()
+    holder = torch.nn.Module()
+    for i, layer in enumerate((nnq.Conv2d(1, 1, 1), nnq.ConvTranspose2d(1, 1, 1), nniq.ConvReLU2d(1, 1, 1),
+                               nniq.ConvAdd2d(1, 1, 1), nniq.ConvAddReLU2d(1, 1, 1))):
+        holder.add_module(f"m{i}", layer)
+    buf = io.BytesIO()
+    torch.jit.save(torch.jit.script(holder), buf)
+    code: dict[str, dict[str, list[str]]] = {}
+    with zipfile.ZipFile(buf) as z:
+        for name in z.namelist():
+            if name.endswith(".py"):
+                for cls in ast.walk(ast.parse(z.read(name).decode("utf-8"))):
+                    if isinstance(cls, ast.ClassDef) and _packs(load := _load_methods(cls)):
+                        code[_class_key(_module_of(name), cls.name)] = {
+                            k: [_source(fn) for fn in fns] for k, fns in load.items()}
+    return code
+
+
+def _check_packing_code(modules: list[str], trees: list[ast.Module], path: Path) -> None:
+    """Code that packs weights while the file loads is torch's own quantized layers', word for
+    word: the state of those is checked (:func:`_check_conv_state`); a class of the archive's own
+    packed a convolution with ``groups`` 0 from its own attributes, and the load stopped the process
+    on a division by zero (helper-125)."""
+    for module, tree in zip(modules, trees):
+        for cls in ast.walk(tree):
+            if isinstance(cls, ast.ClassDef) and _packs(load := _load_methods(cls)):
+                theirs = _torch_packing_code().get(_class_key(module, cls.name))
+                if theirs is None or any(theirs.get(k) != [_source(fn) for fn in fns] for k, fns in load.items()):
+                    _refuse("code of its own that packs weights while it loads (not torch's quantized layers')", path)
 
 
 def _op_name(parts: list[str]) -> str:
@@ -724,8 +821,7 @@ def read_model(path: Path) -> tuple[torch.jit.ScriptModule, dict]:
     except ModelError:
         verify_bundled(path)  # (the bundled model gone: a damaged install, said so)
         raise
-    verify_bundled(path, data=data)
-    check_archive(path, data)
+    check_archive(path, data, bundled=verify_bundled(path, data=data))
     set_qnnpack()
     extra = {METADATA_FILE: ""}
     try:
@@ -799,11 +895,12 @@ def _archive_name(path: Path) -> str | None:
     return str(meta.get("name")) if isinstance(meta, dict) else None
 
 
-def verify_bundled(path: Path, models_dir: Path | None = None, data: bytes | None = None) -> None:
+def verify_bundled(path: Path, models_dir: Path | None = None, data: bytes | None = None) -> bool:
     """Raise :class:`ModelError` unless a file that is or claims to be the bundled model (the
     manifest's file itself, a file of the same name, or one whose metadata carries its name) has
     the sha256 the manifest lists (of ``data``, the file's bytes where they are read already).  Other
-    files (user models given with --model) are not checked.
+    files (user models given with --model) are not checked.  True: the file is the manifest's own,
+    its checksum right.
     """
     models_dir = MODELS_DIR if models_dir is None else models_dir
     path = Path(path)
@@ -811,7 +908,7 @@ def verify_bundled(path: Path, models_dir: Path | None = None, data: bytes | Non
         info = json.loads((models_dir / MANIFEST).read_text())
         bundled = models_dir / str(info["default"])
     except (FileNotFoundError, ValueError, KeyError, TypeError):
-        return
+        return False
     if bundled.resolve() == path.resolve():
         claim = "bundled depth model"
         if not path.is_file():
@@ -821,12 +918,13 @@ def verify_bundled(path: Path, models_dir: Path | None = None, data: bytes | Non
     elif path.is_file() and _archive_name(path) == bundled.stem:
         claim = f"model named like the bundled model {bundled.stem!r}"
     else:
-        return
+        return False
     digest = sha256_file(path) if data is None else hashlib.sha256(data).hexdigest()  # (data: the file's bytes, read)
     if digest != info.get("sha256"):
         hint = "" if claim == "bundled depth model" else "; a model of your own needs another name"
         raise ModelError(f"{claim} is corrupt or not the bundled model: sha256 {digest[:12]}… "
                          f"does not match photo3d/models/manifest.json ({str(info.get('sha256'))[:12]}…){hint}", path)
+    return claim == "bundled depth model"
 
 
 def check_output_name(path: str | Path, option: str = "-o", models_dir: Path | None = None) -> None:
