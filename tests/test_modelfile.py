@@ -581,17 +581,17 @@ class KeepsATensor(torch.nn.Module):
         return x[:, :1] + self.w
 
 
-def _zip64_twins(harmless: Path, payload: str, out: Path) -> None:
+def _zip64_twins(harmless: Path, payload: str, out: Path, line: str = "    self.w = (state)[0]\n") -> None:
     """One file, two archives (helper-122): Python's ``zipfile`` reads the zip64 end record just
     before its locator, torch's reader (miniz) the one at the offset the locator gives; the first
-    directory lists ``harmless``, the second the same with ``payload`` added to its ``__setstate__``."""
+    directory lists ``harmless``, the second the same with ``payload`` added after ``line`` of its
+    ``__setstate__``."""
     import struct
     import zipfile
     import zlib
 
     src = zipfile.ZipFile(harmless)
     ents = [(i.filename, src.read(i)) for i in src.infolist() if not i.filename.endswith(".debug_pkl")]
-    line = "    self.w = (state)[0]\n"
     evil = [(n, d.decode().replace(line, line + payload).encode() if line.encode() in d else d) for n, d in ents]
 
     def written(entries, at):
@@ -630,9 +630,11 @@ def test_a_file_whose_zip_readers_disagree_on_its_zip64_record_is_refused_before
     import zipfile
 
     target = tmp_path / "created_by_model"
-    _script(KeepsATensor(), tmp_path / "harmless.pt")
+    modelfile.set_qnnpack()
+    _script(QuantizedConv(), tmp_path / "harmless.pt")
     modelfile.read_model(tmp_path / "harmless.pt")
-    _zip64_twins(tmp_path / "harmless.pt", f'    torch.save((state)[0], "{target}")\n', tmp_path / "evil.pt")
+    _zip64_twins(tmp_path / "harmless.pt", f'    torch.save((state)[0], "{target}")\n', tmp_path / "evil.pt",
+                 "    self.in_channels = (state)[0]\n")
     assert not any(b"save" in zipfile.ZipFile(tmp_path / "evil.pt").read(n) for n in
                    zipfile.ZipFile(tmp_path / "evil.pt").namelist() if n.endswith(".py"))  # (what zipfile reads)
     runtime.clear_cache()
@@ -764,12 +766,12 @@ def test_pickles_name_only_what_torch_saves_and_storages_are_their_records_size(
     path; and a pickle may name TorchScript's C++ classes, whose ``__setstate__`` no check reads
     (helper-124).  Storages must be their record's size, pickles may name only tensors, storages,
     list builders and the archive's own classes, and the debug pickles are walked too."""
-    _script(KeepsATensor(), tmp_path / "harmless.pt")
+    _script(TwoTensors(), tmp_path / "harmless.pt")
     modelfile.check_archive(tmp_path / "harmless.pt")
     edit, ending, said = {
-        "storage": (lambda d: d.replace(b"cpuq\x05K\x01tQ", b"cpuq\x05M\x00\x10tQ"), "/data.pkl",
+        "storage": (lambda d: d.replace(b"cpuq\x08K\x01tQ", b"cpuq\x08M\x00\x10tQ"), "/data.pkl",
                     "a tensor's storage in its data.pkl is not the size of its record data/0"),
-        "global": (lambda d: d.replace(b"c__torch__.test_modelfile\nKeepsATensor\n",
+        "global": (lambda d: d.replace(b"c__torch__.test_modelfile\nTwoTensors\n",
                                        b"c__torch__.torch.classes.quantized\nConv2dPackedParamsBase\n"), "/data.pkl",
                    "its data.pkl names __torch__.torch.classes.quantized.Conv2dPackedParamsBase"),
         "debug": (lambda d: b"\x80\x02" + b"]" * 20_000 + b"a" * 19_999 + b".", ".debug_pkl",
@@ -790,17 +792,38 @@ class QuantizedConv(torch.nn.Module):
         return self.conv(torch.quantize_per_tensor(x, 0.1, 0, torch.quint8)).dequantize()
 
 
-def test_a_quantized_convolution_that_packing_cannot_take_is_refused_before_the_load(tmp_path):
-    """``groups`` 0 in a quantized convolution's state stopped the process on a division by zero
-    inside ``torch.jit.load`` (SIGFPE, no message; helper-124): its state is checked before."""
+@pytest.mark.parametrize("case", ["groups 0", "stride 2**32 + 1", "kernel unlike its weight", "name in another case",
+                                  "stride-0 weight"])
+def test_a_quantized_convolution_that_packing_cannot_take_is_refused_before_the_load(tmp_path, case):
+    """What torch's own quantized convolution packs while the file loads is checked before: ``groups``
+    0 stopped the process on a division by zero inside ``torch.jit.load`` (SIGFPE, no message;
+    helper-124), also with its module named in another case (torch found its code all the same); a
+    stride of 2**32 + 1 (1 to QNNPACK's 32 bits, not to torch's sizes) overran the output on the first
+    run; a weight unlike the state's kernel or channels crashed or returned unwritten memory; a
+    stride-0 weight of 1.6 billion elements over a byte took 3.4 GB as it was packed (helper-126)."""
     modelfile.set_qnnpack()
     m = QuantizedConv()
     _script(m, tmp_path / "ok.pt")
     modelfile.check_archive(tmp_path / "ok.pt")
-    m.conv.groups = 0
-    _script(m, tmp_path / "groups0.pt")
+    if case in ("groups 0", "name in another case"):
+        m.conv.groups = 0
+    elif case == "stride 2**32 + 1":
+        m.conv.stride = (2**32 + 1, 2**32 + 1)
+    elif case == "kernel unlike its weight":
+        m.conv.kernel_size = (3, 3)
+    if case == "stride-0 weight":
+        _script(TwoTensors(), tmp_path / "ok.pt")  # w: one float, made 1,000 of them over the one
+        _with_record(tmp_path / "ok.pt", tmp_path / "evil.pt", "/data.pkl",
+                     lambda d: d.replace(b"tQq\tK\x00(K\x01t(K\x01t", b"tQq\tK\x00(M\xe8\x03t(K\x00t", 1))
+    else:
+        _script(m, tmp_path / "evil.pt")
+    if case == "name in another case":
+        _with_record(tmp_path / "evil.pt", tmp_path / "evil2.pt", "/data.pkl",
+                     lambda d: d.replace(b".nn.quantized.modules.conv", b".nn.QUANTIZED.modules.conv"))
+        (tmp_path / "evil2.pt").replace(tmp_path / "evil.pt")
+    assert (tmp_path / "evil.pt").read_bytes() != (tmp_path / "ok.pt").read_bytes()
     with pytest.raises(ModelError, match=re.escape("its data.pkl is not one torch.jit.save writes")):
-        modelfile.check_archive(tmp_path / "groups0.pt")
+        modelfile.check_archive(tmp_path / "evil.pt")
 
 
 class TwoTensors(torch.nn.Module):
@@ -819,12 +842,13 @@ def test_load_time_operators_class_values_and_pickle_tricks_are_refused(tmp_path
     2**50 stride-0 elements hung past Ctrl-C, 4.4 GB), a class-level value (evaluated as the class
     loads: a looping function hung), a pickle memo index of 200 million (3.4 GB from 3.7 KB), one
     weight record referenced 400 times (torch copies it each time: 3.5 GB)."""
-    module = TwoTensors() if case == "record twice" else KeepsATensor()
+    modelfile.set_qnnpack()
+    module = QuantizedConv() if case == "operator" else TwoTensors()
     _script(module, tmp_path / "harmless.pt")
     modelfile.check_archive(tmp_path / "harmless.pt")
     _renamed(tmp_path / "harmless.pt", tmp_path / "evil.pt", lambda n: None if n.endswith(".debug_pkl") else n)
     if case == "operator":
-        _edited(tmp_path / "evil.pt", "    self.w = (state)[0]\n", "    self.w = (state)[0] * 2.\n")
+        _edited(tmp_path / "evil.pt", "    self.scale = (state)[12]\n", "    self.scale = (state)[12] * 2.\n")
         said = "binop while it loads (__setstate__)"
     elif case == "class value":
         _edited(tmp_path / "evil.pt", "  def forward(", "  c : Final[int] = torch.numel(torch.ones([5]))\n  def forward(")
@@ -863,30 +887,46 @@ class PacksItsOwn(torch.nn.Module):
         return x[:, :1] * 0.0
 
 
-@pytest.mark.parametrize("case", ["own class", "torch's class edited", "torch's class in another case"])
-def test_code_that_packs_weights_at_load_is_torchs_own(tmp_path, case):
+class CountsAtLoad(_CountAtLoad):
+    """__setstate__ counts through ``__int__`` (written ``(self).__int__()``; edited below to ``int(self)``,
+    which TorchScript compiles to the same call)."""
+
+    @torch.jit.export
+    def __setstate__(self, state: tuple[int, bool]) -> None:
+        self.n = self.__int__()
+        self.training = state[1]
+
+    @torch.jit.export
+    def __int__(self) -> int:
+        return torch.ones([5]).numel()
+
+
+@pytest.mark.parametrize("case", ["own class", "torch's class edited", "int(self)", "torch's class in lower case"])
+def test_the_code_that_runs_at_load_is_torchs_own(tmp_path, case):
     """A class of the archive's own packing a convolution with ``groups`` 0 while the file loaded
-    stopped the process on a division by zero (SIGFPE, no message; helper-125's ``own_g0.pt``):
-    only torch's quantized layers may pack at load, in the code this torch writes for them (whose
-    state is checked), not a word changed.  Their state is checked whatever the case of their name
-    in ``data.pkl`` (torch found ``...nn.QUANTIZED.modules.conv.Conv2d``'s code all the same, and
-    ``groups`` 0 passed unchecked: SIGFPE)."""
+    stopped the process on a division by zero (SIGFPE, no message; helper-125's ``own_g0.pt``);
+    ``int(self)`` in ``__setstate__`` ran ``__int__``, which no rule for load-time code read (a loop
+    past Ctrl-C, 4 GB, packing with groups 0), and torch's own code under a class named ``conv2d``
+    escaped the check of its state (helper-126).  Only torch's quantized convolutions' code runs at
+    load, as this torch writes it, not a word changed (their state is checked)."""
     modelfile.set_qnnpack()
-    if case == "torch's class in another case":
-        m = QuantizedConv()
-        m.conv.groups = 0
-        _script(m, tmp_path / "groups0.pt")
-        _with_record(tmp_path / "groups0.pt", tmp_path / "evil.pt", "/data.pkl",
-                     lambda d: d.replace(b".nn.quantized.modules.conv", b".nn.QUANTIZED.modules.conv"))
-        with pytest.raises(ModelError, match=re.escape("its data.pkl is not one torch.jit.save writes")):
-            modelfile.check_archive(tmp_path / "evil.pt")
-        return
     if case == "own class":
         _script(PacksItsOwn(1), tmp_path / "evil.pt")
+    elif case == "int(self)":
+        _script(CountsAtLoad(), tmp_path / "evil.pt")
+        _edited(tmp_path / "evil.pt", "self.n = (self).__int__()", "self.n = int(self)")
     else:
-        _script(QuantizedConv(), tmp_path / "ok.pt")
+        m = QuantizedConv()
+        _script(m, tmp_path / "ok.pt")
         modelfile.check_archive(tmp_path / "ok.pt")  # (torch's own code: passes)
-        shutil.copy(tmp_path / "ok.pt", tmp_path / "evil.pt")
-        _edited(tmp_path / "evil.pt", "[_14, _15], groups)", "[_14, _15], 0)")
-    with pytest.raises(ModelError, match=re.escape("code of its own that packs weights while it loads")):
+        if case == "torch's class edited":
+            shutil.copy(tmp_path / "ok.pt", tmp_path / "evil.pt")
+            _edited(tmp_path / "evil.pt", "[_14, _15], groups)", "[_14, _15], 0)")
+        else:
+            m.conv.groups = 0
+            _script(m, tmp_path / "g0.pt")
+            _with_record(tmp_path / "g0.pt", tmp_path / "evil.pt", "/data.pkl",
+                         lambda d: d.replace(b"modules.conv\nConv2d\n", b"modules.conv\nconv2d\n"))
+            _edited(tmp_path / "evil.pt", "Conv2d", "conv2d")
+    with pytest.raises(ModelError, match=re.escape("code of its own that runs while it loads")):
         modelfile.check_archive(tmp_path / "evil.pt")

@@ -273,8 +273,11 @@ _STORAGE_BYTES = {"FloatStorage": 4, "DoubleStorage": 8, "HalfStorage": 2, "BFlo
                   "IntStorage": 4, "ShortStorage": 2, "CharStorage": 1, "ByteStorage": 1, "BoolStorage": 1,
                   "QInt8Storage": 1, "QUInt8Storage": 1, "QInt32Storage": 4, "ComplexFloatStorage": 8,
                   "ComplexDoubleStorage": 16}
-# positions in a quantized convolution's state (its __getstate__): what conv2d_prepack divides by
-_CONV_STATE = {"in": 0, "out": 1, "kernel": 2, "stride": 3, "padding": 4, "dilation": 5, "groups": 8}
+# what a quantized convolution's state may hold (torch's code keeps them as C++ ints and QNNPACK
+# as 32-bit ones: a stride of 2**32 + 1 was 1 there, its output sized for the stride, and the first
+# run wrote past it; helper-126)
+MAX_CONV_CHANNELS = 1 << 14
+MAX_CONV_WINDOW = 64  # kernel, stride, dilation and padding, each
 
 
 def _check_pickled_objects(data: bytes, name: str, sizes: dict[str, int], path: Path) -> None:
@@ -282,43 +285,53 @@ def _check_pickled_objects(data: bytes, name: str, sizes: dict[str, int], path: 
     :data:`_PICKLE_GLOBALS`, storages of :data:`_STORAGE_BYTES` and the archive's own classes; each
     storage must be exactly as large as its record (a storage of 4,096 floats over a record of 12
     bytes let ``forward`` read the process's memory beyond it and write there, or crashed the load;
-    helper-124); and a quantized convolution's state must be one ``conv2d_prepack`` can take (groups
-    0 stopped the process on a division by zero while it loaded)."""
+    helper-124) and each tensor lie within its storage, no larger (a stride-0 weight of 1.6 billion
+    elements over one byte took 3.4 GB as it was packed; helper-126); a quantized convolution's
+    state must be one its packing takes (:func:`_check_conv_state`)."""
     import pickle
 
     bad = ModelError(f"not a TorchScript depth model (its {name} is not one torch.jit.save writes)", path)
     folder = name.removesuffix(".pkl") + "/"
 
-    class Storage:  # a storage type named by a persistent id
-        def __init__(self, kind: str):
-            self.kind = kind
+    class Storage:  # a storage type named by a persistent id; with its size, a storage
+        def __init__(self, kind: str, numel: int = 0):
+            self.kind, self.numel = kind, numel
 
-    class Stub:  # any object of the archive's own classes, any tensor or list: built of nothing
-        qualname = ""
+    class Stub:  # any object of the archive's own classes or list: built of nothing
+        conv: bool | None = None  # a quantized convolution of torch's (transposed or not)
 
         def __init__(self, *args, **kwargs):
             pass
 
         def __setstate__(self, state):
-            # (any case: torch finds the code of ``...QUANTIZED.modules.conv`` in ``.../quantized/.../conv.py``)
-            if ".quantized." in self.qualname.lower() and self.qualname.rsplit(".", 1)[-1].startswith("Conv"):
-                _check_conv_state(state, bad)
+            if self.conv is not None:
+                _check_conv_state(state, self.conv, bad)
 
     class Tensor:
-        def __init__(self, size):
+        def __init__(self, storage, offset, size, stride, quantized: bool = False):
             self.size = tuple(size) if isinstance(size, (tuple, list)) else None
+            self.kind, self.quantized = getattr(storage, "kind", None), quantized
+            dims = list(zip(self.size or (), stride if isinstance(stride, (tuple, list)) else ()))
+            if not (isinstance(storage, Storage) and self.size is not None and len(dims) == len(self.size)
+                    and all(type(n) is int and n >= 0 and type(st) is int and st >= 0 for n, st in dims)
+                    and type(offset) is int and offset >= 0):
+                raise bad
+            numel = 1
+            for n, _ in dims:
+                numel *= n
+            if numel and (numel > storage.numel or offset + sum((n - 1) * st for n, st in dims) >= storage.numel):
+                raise bad
 
-    def rebuild_tensor(storage, offset, size, *rest):
-        return Tensor(size)
+    def rebuild_tensor(storage, offset, size, stride, *rest):
+        return Tensor(storage, offset, size, stride)
 
     def rebuild_qtensor(storage, offset, size, stride, qparams, *rest):
         # a per-channel weight with fewer scales or zero points than channels: packing read past them
         # (a segfault inside torch.jit.load with 2**24 channels and one scale; helper-125)
-        t = Tensor(size)
+        t = Tensor(storage, offset, size, stride, quantized=True)
         if isinstance(qparams, tuple) and qparams and getattr(qparams[0], "qualname", "").startswith("torch.per_channel"):
-            ok = (len(qparams) == 4 and isinstance(qparams[3], int) and t.size is not None
-                  and 0 <= qparams[3] < len(t.size) and all(isinstance(q, Tensor) and q.size == (t.size[qparams[3]],)
-                                                           for q in qparams[1:3]))
+            ok = (len(qparams) == 4 and isinstance(qparams[3], int) and 0 <= qparams[3] < len(t.size)
+                  and all(isinstance(q, Tensor) and q.size == (t.size[qparams[3]],) for q in qparams[1:3]))
             if not ok:
                 raise bad
         return t
@@ -338,11 +351,14 @@ def _check_pickled_objects(data: bytes, name: str, sizes: dict[str, int], path: 
             own = module == "__torch__" or (module.startswith("__torch__.") and not module.startswith("__torch__.torch.classes"))
             if not ((module, cls) in _PICKLE_GLOBALS or own):
                 raise ModelError(f"not a TorchScript depth model (its {name} names {module}.{cls})", path)
-            return type(cls, (Stub,), {"qualname": f"{module}.{cls}"})
+            # (the module in any case: torch found ``...nn.QUANTIZED.modules.conv``'s code all the
+            # same, and groups 0 passed unchecked)
+            return type(cls, (Stub,), {"qualname": f"{module}.{cls}",
+                                       "conv": _packing_classes().get(_class_key(module, cls))})
 
         def persistent_load(self, pid):
             if not (isinstance(pid, tuple) and len(pid) == 5 and pid[0] == "storage" and isinstance(pid[1], Storage)
-                    and isinstance(pid[2], str) and isinstance(pid[4], int)):
+                    and isinstance(pid[2], str) and type(pid[4]) is int):
                 raise bad
             kind = pid[1].kind
             if pid[2] in seen_keys:  # (torch copies a record for each reference: 400 of one took 3.5 GB; helper-125)
@@ -351,7 +367,7 @@ def _check_pickled_objects(data: bytes, name: str, sizes: dict[str, int], path: 
             if sizes.get(folder + pid[2]) != pid[4] * _STORAGE_BYTES[kind]:
                 raise ModelError(f"not a TorchScript depth model (a tensor's storage in its {name} is not the size "
                                  f"of its record {folder}{pid[2]})", path)
-            return Stub()
+            return Storage(kind, pid[4])
 
     try:
         Reader(io.BytesIO(data)).load()
@@ -361,14 +377,27 @@ def _check_pickled_objects(data: bytes, name: str, sizes: dict[str, int], path: 
         raise bad from None
 
 
-def _check_conv_state(state, bad: ModelError) -> None:
+def _check_conv_state(state, transposed: bool, bad: ModelError) -> None:
+    """A quantized convolution's state (torch's ``__getstate__``: in and out channels, kernel,
+    stride, padding, dilation, transposed, output padding, groups, padding mode, weight, bias,
+    ...) is one its packing takes: small positive numbers (groups 0 divided by zero while the file
+    loaded, helper-124; a stride of 2**32 + 1 overran the output, helper-126), channels that
+    groups divide, a qint8 weight of exactly the shape they give (a 0x0 kernel, or fewer output
+    channels than groups, crashed or returned unwritten memory on the first run), a float bias
+    of one value per output channel."""
     try:
-        v = {k: state[i] for k, i in _CONV_STATE.items()}
-        pairs = [tuple(v[k]) for k in ("kernel", "stride", "padding", "dilation")]
-        ok = (all(isinstance(x, int) for p in pairs for x in p) and min(v["in"], v["out"], v["groups"]) >= 1
-              and v["in"] % v["groups"] == 0 and v["out"] % v["groups"] == 0
-              and min(*pairs[0], *pairs[1], *pairs[3]) >= 1 and min(pairs[2]) >= 0)
-    except (TypeError, IndexError, KeyError, ZeroDivisionError):
+        cin, cout, kernel, stride, padding, dilation, _, out_pad, groups, _, w, b = state[:12]
+        windows = (*kernel, *stride, *dilation, *padding, *out_pad)
+        ok = (all(type(x) is int for x in (cin, cout, groups, *windows))
+              and all(len(t) == 2 for t in (kernel, stride, padding, dilation, out_pad))
+              and 1 <= groups and all(1 <= c <= MAX_CONV_CHANNELS and c % groups == 0 for c in (cin, cout))
+              and all(1 <= x <= MAX_CONV_WINDOW for x in (*kernel, *stride, *dilation))
+              and all(0 <= x <= MAX_CONV_WINDOW for x in padding)
+              and all(0 <= o < max(st, d) for o, st, d in zip(out_pad, stride, dilation))
+              and w.quantized and w.kind == "QInt8Storage"
+              and w.size == ((cin, cout // groups) if transposed else (cout, cin // groups)) + tuple(kernel)
+              and (b is None or (not b.quantized and b.kind == "FloatStorage" and b.size == (cout,))))
+    except (TypeError, ValueError, AttributeError):
         ok = False
     if not ok:
         raise bad
@@ -521,9 +550,9 @@ def check_archive(path: Path, data: bytes | None = None, bundled: bool = False) 
                 else:
                     _refuse("a computed call", path)
     _check_load_code(methods, path)
+    _check_torch_reads_the_same(data, infos, code_bytes, path)  # (a file of no archive at all said so above)
     if not bundled:
-        _check_packing_code(modules, trees, path)
-    _check_torch_reads_the_same(data, infos, code_bytes, path)  # (last: a file of no archive at all said so above)
+        _check_load_classes(modules, trees, path)
 
 
 # what the code that runs at load is written of (TorchScript's unpacking of weights: assignments,
@@ -614,8 +643,9 @@ def _module_of(name: str) -> str:
 
 
 def _class_key(module: str, cls: str) -> str:
-    """A class's name with torch's mangling (``___torch_mangle_7``, one per variant) left out."""
-    return re.sub(r"\.___torch_mangle_\d+", "", f"{module}.{cls}".lower())
+    """A class's qualified name as torch finds its code: the module in any case, torch's mangling
+    (``___torch_mangle_7``, one per variant) left out; the class's own name as written."""
+    return re.sub(r"\.___torch_mangle_\d+", "", module.lower()) + "." + cls
 
 
 def _load_methods(cls: ast.ClassDef) -> dict[str, list[ast.FunctionDef]]:
@@ -652,23 +682,29 @@ def _source(fn: ast.FunctionDef) -> str:
     return re.sub(r"\.___torch_mangle_\d+", "", ast.unparse(fn))
 
 
-def _packs(fns: dict[str, list[ast.FunctionDef]]) -> bool:
-    return any(isinstance(n, ast.Attribute) and (parts := _chain(n)) and _op_name(parts).endswith("_prepack")
-               for defs in fns.values() for fn in defs for n in ast.walk(fn))
-
-
-@functools.cache
-def _torch_packing_code() -> dict[str, dict[str, list[str]]]:
-    """The load-time methods of torch's quantized layers that pack their weights as they load, as
-    this torch writes them into a file: {class: {method: [source]}}."""
+def _packing_layers() -> tuple[type, ...]:
+    """torch's quantized convolutions: the only classes whose code runs while a model file loads
+    (their ``__setstate__`` packs their weights)."""
     import torch.ao.nn.intrinsic.quantized as nniq
     import torch.ao.nn.quantized as nnq
 
+    return nnq.Conv2d, nnq.ConvTranspose2d, nniq.ConvReLU2d, nniq.ConvAdd2d, nniq.ConvAddReLU2d
+
+
+@functools.cache
+def _packing_classes() -> dict[str, bool]:
+    """{class key: transposed} of :func:`_packing_layers`, named as in a file."""
+    return {_class_key(f"__torch__.{c.__module__}", c.__name__): "Transpose" in c.__name__ for c in _packing_layers()}
+
+
+@functools.cache
+def _torch_load_code() -> dict[str, dict[str, list[str]]]:
+    """The load-time methods of :func:`_packing_layers` as this torch writes them into a file:
+    {class key: {method: [source]}}."""
     set_qnnpack()
     holder = torch.nn.Module()
-    for i, layer in enumerate((nnq.Conv2d(1, 1, 1), nnq.ConvTranspose2d(1, 1, 1), nniq.ConvReLU2d(1, 1, 1),
-                               nniq.ConvAdd2d(1, 1, 1), nniq.ConvAddReLU2d(1, 1, 1))):
-        holder.add_module(f"m{i}", layer)
+    for i, layer in enumerate(_packing_layers()):
+        holder.add_module(f"m{i}", layer(1, 1, 1))
     buf = io.BytesIO()
     torch.jit.save(torch.jit.script(holder), buf)
     code: dict[str, dict[str, list[str]]] = {}
@@ -676,23 +712,24 @@ def _torch_packing_code() -> dict[str, dict[str, list[str]]]:
         for name in z.namelist():
             if name.endswith(".py"):
                 for cls in ast.walk(ast.parse(z.read(name).decode("utf-8"))):
-                    if isinstance(cls, ast.ClassDef) and _packs(load := _load_methods(cls)):
+                    if isinstance(cls, ast.ClassDef) and (load := _load_methods(cls)):
                         code[_class_key(_module_of(name), cls.name)] = {
                             k: [_source(fn) for fn in fns] for k, fns in load.items()}
     return code
 
 
-def _check_packing_code(modules: list[str], trees: list[ast.Module], path: Path) -> None:
-    """Code that packs weights while the file loads is torch's own quantized layers', word for
-    word: the state of those is checked (:func:`_check_conv_state`); a class of the archive's own
-    packed a convolution with ``groups`` 0 from its own attributes, and the load stopped the process
-    on a division by zero (helper-125)."""
+def _check_load_classes(modules: list[str], trees: list[ast.Module], path: Path) -> None:
+    """The code that runs while the file loads is torch's own quantized convolutions', word for
+    word (whose state is checked: :func:`_check_conv_state`).  A class of the archive's own packed a
+    convolution with ``groups`` 0 and stopped the process on a division by zero (helper-125); one
+    that passed every rule for load-time code ran a method no rule read through ``int(self)``
+    (TorchScript calls ``self.__int__()``): it looped past Ctrl-C or took 4 GB (helper-126)."""
     for module, tree in zip(modules, trees):
         for cls in ast.walk(tree):
-            if isinstance(cls, ast.ClassDef) and _packs(load := _load_methods(cls)):
-                theirs = _torch_packing_code().get(_class_key(module, cls.name))
+            if isinstance(cls, ast.ClassDef) and (load := _load_methods(cls)):
+                theirs = _torch_load_code().get(_class_key(module, cls.name))
                 if theirs is None or any(theirs.get(k) != [_source(fn) for fn in fns] for k, fns in load.items()):
-                    _refuse("code of its own that packs weights while it loads (not torch's quantized layers')", path)
+                    _refuse("code of its own that runs while it loads (not torch's quantized convolutions')", path)
 
 
 def _op_name(parts: list[str]) -> str:
