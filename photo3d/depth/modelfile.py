@@ -457,7 +457,7 @@ def archive_bytes(path: Path) -> bytes:
 def check_archive(path: Path, data: bytes | None = None, bundled: bool = False) -> None:
     """Static check of the TorchScript source in the archive (``data``: the file's bytes, else
     read from ``path``), before anything of it runs.  ``bundled``: the file is the bundled model,
-    its checksum checked: its packing code is not compared with torch's (0.17 s to write that).
+    its checksum checked: its load-time code is not compared with torch's (0.17 s to write that).
 
     ``torch.jit.load`` runs ``__setstate__`` methods while it loads, so the source is checked
     first: every reference to ``torch.X`` / ``ops.NS.X`` must be an allowed operator, every
