@@ -930,3 +930,55 @@ def test_the_code_that_runs_at_load_is_torchs_own(tmp_path, case):
             _edited(tmp_path / "evil.pt", "Conv2d", "conv2d")
     with pytest.raises(ModelError, match=re.escape("code of its own that runs while it loads")):
         modelfile.check_archive(tmp_path / "evil.pt")
+
+
+class PacksInForward(torch.nn.Module):
+    """forward packs a convolution of its own (values no state check sees)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        w = torch.quantize_per_tensor(torch.ones([2, 3, 1, 1]), 1.0, 0, torch.qint8)
+        p = torch.ops.quantized.conv2d_prepack(w, None, [1, 1], [0, 0], [1, 1], 1)
+        y = torch.ops.quantized.conv2d(torch.quantize_per_tensor(x, 0.1, 0, torch.quint8), p, 0.1, 0)
+        return y.dequantize()[:, :1]
+
+
+class RepacksInForward(QuantizedConv):
+    """forward sets ``groups`` 0 on torch's own convolution and calls its ``set_weight_bias``."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        w, b = self.conv._weight_bias()
+        self.conv.groups = 0
+        self.conv.set_weight_bias(w, b)
+        return self.conv(torch.quantize_per_tensor(x, 0.1, 0, torch.quint8)).dequantize()
+
+
+@pytest.mark.parametrize("case", ["lone CR", "form feed", "packs in forward", "repacks in forward",
+                                  "module name with a slash", "scheme as an int"])
+def test_what_torch_reads_otherwise_than_the_check_or_packs_outside_loading_is_refused(tmp_path, case):
+    """helper-128: a lone CR ends a line for Python's parser, not for torch's (``# \\r  \"\"\"`` opened a
+    string to the check that torch compiled as code: a class's ``__setstate__`` wrote a file while
+    the model loaded, and photo3d exited 0); ``forward`` packed a weight of its own, or repacked
+    torch's convolution with ``groups`` 0 (crashes on the first run); ``...modules/conv`` in
+    ``data.pkl`` made torch compile the checked code as another class, whose state went unchecked;
+    a quantization scheme written as the int torch reads skipped the per-channel check."""
+    modelfile.set_qnnpack()
+    said = "its data.pkl is not one torch.jit.save writes"
+    if case in ("packs in forward", "repacks in forward"):
+        scripted = _script(PacksInForward() if case == "packs in forward" else RepacksInForward(), tmp_path / "evil.pt")
+        said = "outside torch's unpacking of weights"
+        with pytest.raises(ModelError, match=re.escape(said)):
+            modelfile.check_graphs(scripted)  # (the second net, after loading)
+    else:
+        _script(QuantizedConv(), tmp_path / "ok.pt")
+        if case in ("lone CR", "form feed"):
+            shutil.copy(tmp_path / "ok.pt", tmp_path / "evil.pt")
+            _edited(tmp_path / "evil.pt", "  def forward(", "  #" + ("\r" if case == "lone CR" else "\f") + "\n  def forward(")
+            said = "its code holds characters torch.jit.save does not write"
+        else:
+            old, new = ((b"quantized.modules.conv\nConv2d", b"quantized.modules/conv\nConv2d") if case == "module name with a slash"
+                        else (b"ctorch\nper_tensor_affine\n", b"K\x00"))
+            _with_record(tmp_path / "ok.pt", tmp_path / "evil.pt", "/data.pkl", lambda d: d.replace(old, new))
+        modelfile.check_archive(tmp_path / "ok.pt")
+        assert (tmp_path / "evil.pt").read_bytes() != (tmp_path / "ok.pt").read_bytes()
+    with pytest.raises(ModelError, match=re.escape(said)):
+        modelfile.check_archive(tmp_path / "evil.pt")

@@ -128,8 +128,12 @@ _BUILTIN_NAMES = frozenset(dir(builtins)) | {"fork", "wait"}
 # what the code that runs while the file loads (``__setstate__`` and the methods it calls) may use:
 # it runs before :func:`check_graphs` can look at anything, so no loops (a loop that never ends held
 # the process past Ctrl-C and SIGTERM) and no operator but packing the weights and comparing a string
-_LOAD_OPS = frozenset({"quantized::conv2d_prepack", "quantized::linear_prepack", "quantized::conv_transpose2d_prepack",
-                       "aten::eq", "aten::ne"})
+_PACKING_OPS = frozenset({"quantized::conv2d_prepack", "quantized::linear_prepack", "quantized::conv_transpose2d_prepack"})
+_LOAD_OPS = _PACKING_OPS | {"aten::eq", "aten::ne"}
+# the methods of torch's quantized convolutions that pack weights (from their state while the file
+# loads): no other code may call them or the packing operators (a ``forward`` that packed a weight
+# of its own, or set ``groups`` 0 and called ``set_weight_bias``, crashed the first run; helper-128)
+_PACKING_METHODS = frozenset({"__setstate__", "set_weight_bias"})
 
 
 def _refuse(what: str, path: Path | None) -> None:
@@ -328,18 +332,28 @@ def _check_pickled_objects(data: bytes, name: str, sizes: dict[str, int], path: 
     def rebuild_qtensor(storage, offset, size, stride, qparams, *rest):
         # a per-channel weight with fewer scales or zero points than channels: packing read past them
         # (a segfault inside torch.jit.load with 2**24 channels and one scale; helper-125)
+        # (the scheme as one of torch's names: written as the int torch reads it as, it skipped this check)
         t = Tensor(storage, offset, size, stride, quantized=True)
-        if isinstance(qparams, tuple) and qparams and getattr(qparams[0], "qualname", "").startswith("torch.per_channel"):
-            ok = (len(qparams) == 4 and isinstance(qparams[3], int) and 0 <= qparams[3] < len(t.size)
+        scheme = getattr(qparams[0], "qualname", None) if isinstance(qparams, tuple) and qparams else None
+        if scheme == "torch.per_tensor_affine":
+            ok = len(qparams) == 3 and type(qparams[1]) is float and type(qparams[2]) is int
+        elif scheme in ("torch.per_channel_affine", "torch.per_channel_affine_float_qparams"):
+            ok = (len(qparams) == 4 and type(qparams[3]) is int and 0 <= qparams[3] < len(t.size)
                   and all(isinstance(q, Tensor) and q.size == (t.size[qparams[3]],) for q in qparams[1:3]))
-            if not ok:
-                raise bad
+        else:
+            ok = False
+        if not ok:
+            raise bad
         return t
 
     seen_keys: set[str] = set()
 
     class Reader(pickle.Unpickler):
         def find_class(self, module: str, cls: str):
+            # (``...quantized.modules/conv``: torch compiled the checked ``conv.py`` as another class, and
+            # its state went unchecked; helper-128)
+            if not (re.fullmatch(r"[A-Za-z_]\w*(\.[A-Za-z_]\w*)*", module, re.ASCII) and cls.isidentifier() and cls.isascii()):
+                raise bad
             if (module, cls) == ("torch._utils", "_rebuild_tensor_v2"):
                 return rebuild_tensor
             if (module, cls) == ("torch._utils", "_rebuild_qtensor"):
@@ -488,6 +502,12 @@ def check_archive(path: Path, data: bytes | None = None, bundled: bool = False) 
                 code_bytes[info.filename] = text
                 modules.append(_module_of(info.filename))
                 sources.append(text.decode("utf-8"))
+                # torch.jit.save writes printable ASCII and newlines; torch's lexer and Python's
+                # read the rest differently (a lone CR ends a line for Python, not for torch: code
+                # torch compiled and ran at load was a string constant to this check; helper-128)
+                if not sources[-1].isascii() or any(not (c.isprintable() or c == "\n") for c in sources[-1]):
+                    raise ModelError("not a TorchScript depth model (its code holds characters torch.jit.save "
+                                     "does not write)", path)
                 if sources[-1].count("\n") > MAX_SOURCE_LINES:
                     raise ModelError(f"not a TorchScript depth model (a code file of more than {MAX_SOURCE_LINES:,} lines)", path)
     except zipfile.BadZipFile:
@@ -720,16 +740,27 @@ def _torch_load_code() -> dict[str, dict[str, list[str]]]:
 
 def _check_load_classes(modules: list[str], trees: list[ast.Module], path: Path) -> None:
     """The code that runs while the file loads is torch's own quantized convolutions', word for
-    word (whose state is checked: :func:`_check_conv_state`).  A class of the archive's own packed a
-    convolution with ``groups`` 0 and stopped the process on a division by zero (helper-125); one
-    that passed every rule for load-time code ran a method no rule read through ``int(self)``
-    (TorchScript calls ``self.__int__()``): it looped past Ctrl-C or took 4 GB (helper-126)."""
+    word (whose state is checked: :func:`_check_conv_state`), and no other code packs weights.  A
+    class of the archive's own packed a convolution with ``groups`` 0 and stopped the process on a
+    division by zero (helper-125); one that passed every rule for load-time code ran a method no
+    rule read through ``int(self)`` (TorchScript calls ``self.__int__()``): it looped past Ctrl-C or
+    took 4 GB (helper-126); a ``forward`` that packed a weight of its own crashed the first run
+    (helper-128)."""
+    verified: set[int] = set()
     for module, tree in zip(modules, trees):
         for cls in ast.walk(tree):
             if isinstance(cls, ast.ClassDef) and (load := _load_methods(cls)):
                 theirs = _torch_load_code().get(_class_key(module, cls.name))
                 if theirs is None or any(theirs.get(k) != [_source(fn) for fn in fns] for k, fns in load.items()):
                     _refuse("code of its own that runs while it loads (not torch's quantized convolutions')", path)
+                verified |= {id(fn) for fns in load.values() for fn in fns}
+    for tree in trees:
+        for fn in ast.walk(tree):
+            if isinstance(fn, ast.FunctionDef) and id(fn) not in verified:
+                for n in ast.walk(fn):
+                    parts = _chain(n) if isinstance(n, ast.Attribute) else None
+                    if parts and (_op_name(parts) in _PACKING_OPS or parts[-1] in _PACKING_METHODS):
+                        _refuse(f"{'.'.join(parts[-2:])} outside torch's unpacking of weights", path)
 
 
 def _op_name(parts: list[str]) -> str:
@@ -779,17 +810,21 @@ def check_graphs(module: torch.jit.ScriptModule, path: Path | None = None) -> No
                 return True
         return False
 
-    def visit(block) -> None:
+    def visit(block, name: str) -> None:
         for node in block.nodes():
             kind = node.kind()
             if kind not in ALLOWED_OPS:
                 _refuse(kind, path)
+            if kind in _PACKING_OPS and name not in _PACKING_METHODS:
+                _refuse(f"{kind} outside torch's unpacking of weights", path)
             if kind == "prim::CallMethod":
+                if node.s("name") in _PACKING_METHODS and name not in _PACKING_METHODS:
+                    _refuse(f"a call of {node.s('name')} outside torch's unpacking of weights", path)
                 cls = owner(node)
                 if not (cls in types or (cls.startswith(_PACKED_PARAMS) and node.s("name") in _PACKED_METHODS)):
                     _refuse(f"a call of {cls}.{node.s('name')}", path)
             for sub in node.blocks():
-                visit(sub)
+                visit(sub, name)
 
     for sub in types.values():
         for name in sub._c._method_names():
@@ -797,7 +832,7 @@ def check_graphs(module: torch.jit.ScriptModule, path: Path | None = None) -> No
             graph = method.graph
             if calls_outside(graph.block()):
                 graph = method.inlined_graph  # kept referenced while its nodes are visited
-            visit(graph.block())
+            visit(graph.block(), name)
 
 
 # --- reading and writing model files ---------------------------------------------------------
