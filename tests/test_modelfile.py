@@ -952,7 +952,7 @@ class RepacksInForward(QuantizedConv):
         return self.conv(torch.quantize_per_tensor(x, 0.1, 0, torch.quint8)).dequantize()
 
 
-@pytest.mark.parametrize("case", ["lone CR", "form feed", "packs in forward", "repacks in forward",
+@pytest.mark.parametrize("case", ["lone CR", "form feed", "comment", "packs in forward", "repacks in forward",
                                   "module name with a slash", "scheme as an int"])
 def test_what_torch_reads_otherwise_than_the_check_or_packs_outside_loading_is_refused(tmp_path, case):
     """helper-128: a lone CR ends a line for Python's parser, not for torch's (``# \\r  \"\"\"`` opened a
@@ -970,9 +970,10 @@ def test_what_torch_reads_otherwise_than_the_check_or_packs_outside_loading_is_r
             modelfile.check_graphs(scripted)  # (the second net, after loading)
     else:
         _script(QuantizedConv(), tmp_path / "ok.pt")
-        if case in ("lone CR", "form feed"):
+        if case in ("lone CR", "form feed", "comment"):
             shutil.copy(tmp_path / "ok.pt", tmp_path / "evil.pt")
-            _edited(tmp_path / "evil.pt", "  def forward(", "  #" + ("\r" if case == "lone CR" else "\f") + "\n  def forward(")
+            _edited(tmp_path / "evil.pt", "  def forward(", {"lone CR": "  \r", "form feed": "\f",
+                                                             "comment": "  # a comment"}[case] + "\n  def forward(")
             said = "its code holds characters torch.jit.save does not write"
         else:
             old, new = ((b"quantized.modules.conv\nConv2d", b"quantized.modules/conv\nConv2d") if case == "module name with a slash"

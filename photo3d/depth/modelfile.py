@@ -502,10 +502,13 @@ def check_archive(path: Path, data: bytes | None = None, bundled: bool = False) 
                 code_bytes[info.filename] = text
                 modules.append(_module_of(info.filename))
                 sources.append(text.decode("utf-8"))
-                # torch.jit.save writes printable ASCII and newlines; torch's lexer and Python's
-                # read the rest differently (a lone CR ends a line for Python, not for torch: code
-                # torch compiled and ran at load was a string constant to this check; helper-128)
-                if not sources[-1].isascii() or any(not (c.isprintable() or c == "\n") for c in sources[-1]):
+                # torch.jit.save writes printable ASCII and newlines, no comment, no string over
+                # lines, no line joined to the next: where torch's lexer and Python's could part
+                # (a lone CR ends a line for Python, not for torch: code torch compiled and ran at
+                # load was a string constant to this check; helper-128)
+                src = sources[-1]
+                if (not src.isascii() or any(not (c.isprintable() or c == "\n") for c in src)
+                        or any(t in src for t in ("#", ";", '"""', "'''", "\\\n"))):
                     raise ModelError("not a TorchScript depth model (its code holds characters torch.jit.save "
                                      "does not write)", path)
                 if sources[-1].count("\n") > MAX_SOURCE_LINES:
