@@ -1226,7 +1226,7 @@ def _host_tag() -> str:
 HOST_TAG = _host_tag()
 # ".NAME.<pid>-<host>-<random>.tmp": the owner of a temp file is in its name, so a later run can tell a
 # stale temp (its process is gone) from the live temp of a run still going on the same output folder
-_TEMP_NAME = re.compile(r"\.(?P<target>.+)\.(?P<pid>\d+)-(?P<host>[0-9a-f]{8})-[a-z0-9_]+\.tmp")
+_TEMP_NAME = re.compile(r"\.(?P<target>.+)\.(?P<pid>\d{1,7})-(?P<host>[0-9a-f]{8})-[a-z0-9_]+\.tmp")
 # what a temp name adds to its output's: two dots, a pid (at most 7 digits: Linux's pid_max is at most
 # 2**22), "-", the host tag, "-", mkstemp's 8 random characters and ".tmp"
 _TEMP_EXTRA = 2 + 7 + 1 + 8 + 1 + 8 + 4
@@ -1345,11 +1345,14 @@ def stale_temp_target(entry: os.DirEntry | Path) -> str | None:
     return m["target"] if m and owner_gone(int(m["pid"]), m["host"], entry) else None
 
 
+MAX_PID = 1 << 22  # Linux's largest pid_max
+
+
 def owner_gone(pid: int, host: str, entry: os.DirEntry | Path) -> bool:
     """Whether the process ``pid`` that made ``entry`` is provably gone: on this machine (``host``, the
     tag of :data:`HOST_TAG`) and not running, or its pid taken by a process started after ``entry``."""
-    if host != HOST_TAG or pid == os.getpid():
-        return False
+    if host != HOST_TAG or pid == os.getpid() or not 0 < pid <= MAX_PID:  # (os.kill overflowed on a planted
+        return False  # name of 20 digits: every run writing there stopped on a traceback; helper-127)
     try:
         os.kill(pid, 0)
     except ProcessLookupError:

@@ -505,6 +505,25 @@ def test_overwrite_rewrites_and_stale_temps_are_cleaned(album: Path, tmp_path: P
     assert (out / "plain.png").stat().st_ino != ino  # replaced by rename, never written in place
 
 
+def test_a_temp_name_with_an_impossible_pid_is_left_alone(album: Path, tmp_path: Path) -> None:
+    """A file named like photo3d's temp files with a pid of 20 digits (anyone can plant one in a
+    shared folder, such as the ``--summary`` file's /tmp) stopped every run writing there: ``os.kill``
+    overflowed, a traceback, exit 1 (helper-127). Such a name is no temp file of photo3d's: left, the
+    run goes on; so does a Ray worker's sweep of its scratch folders."""
+    from photo3d.batch.ray_executor import _sweep_scratch
+    from photo3d.io import HOST_TAG
+
+    out = tmp_path / "out"
+    out.mkdir()
+    planted = [out / f".plain.png.{'9' * 20}-{HOST_TAG}-abc12345.tmp", out / f".plain.png.{'9' * 200}-{HOST_TAG}-x.tmp"]
+    for f in planted:
+        f.write_bytes(b"")
+    (tmp_path / f"photo3d-ray-{'9' * 20}-{HOST_TAG}-x").mkdir()
+    rep = run_batch(plan_jobs([album], out, ".png", globs=["plain.jpg"]), THUMB, SequentialExecutor(), progress=False)
+    assert [r.status for r in rep.results] == [Status.ok] and all(f.exists() for f in planted)
+    assert _sweep_scratch(str(tmp_path)) == 0
+
+
 def test_a_name_that_is_not_utf8_survives_the_summary(tmp_path: Path) -> None:
     """The summary is UTF-8 JSON; a file name that is not UTF-8 keeps each undecodable byte as a
     \\udcXX escape, from which os.fsencode gives the name back (as the README says)."""

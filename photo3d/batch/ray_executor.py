@@ -72,7 +72,7 @@ def _stops_held() -> Iterator[list[int]]:
 
 
 #: a worker's scratch folder: ``photo3d-ray-<pid>-<host tag>-<random>`` (its owner, for a later sweep)
-_SCRATCH = re.compile(r"photo3d-ray-(?P<pid>\d+)-(?P<host>[0-9a-f]{8})-[a-z0-9_]+")
+_SCRATCH = re.compile(r"photo3d-ray-(?P<pid>\d{1,7})-(?P<host>[0-9a-f]{8})-[a-z0-9_]+")
 
 
 def _sweep_scratch(base: str | None = None) -> int:
