@@ -280,6 +280,76 @@ def _refuse_slow(im: Image.Image, source) -> None:
         raise RefusedImage(f"unsupported JPEG: more than {MAX_JPEG_SCANS:,} scans, where a progressive JPEG has about 10")
 
 
+MAX_CONTAINER_BYTES = 256 << 20  # a WebP, HEIC or AVIF photo's data, at most (a 100 MP lossless WebP: about 250 MB)
+
+
+def photo_source(source):
+    """``source`` (a path or an open file), or for a WebP or an ISO media file (HEIC, AVIF) with bytes
+    after its container's end (its RIFF chunk, its boxes) the container's bytes alone: their
+    decoders read a file whole, and a photo of 38 KB padded with gigabytes took that much memory,
+    several times over, also in a folder run's coordinating process (helper-127).
+    :class:`RefusedImage` for a container larger than :data:`MAX_CONTAINER_BYTES`."""
+    if isinstance(source, (str, os.PathLike)):
+        if not os.path.isfile(source):
+            return source  # (Image.open says what it is; a FIFO is not opened here)
+        with open(source, "rb") as f:
+            bounded = photo_source(f)
+        return source if bounded is f else bounded
+    try:
+        start, size = source.tell(), os.fstat(source.fileno()).st_size
+        found = _container_end(source, size)
+        if found is None:
+            return source
+        kind, end = found
+        if end >= size and size <= MAX_CONTAINER_BYTES:
+            return source
+        if min(end, size) > MAX_CONTAINER_BYTES:
+            raise RefusedImage(f"unsupported {kind}: {min(end, size) / 2**20:,.0f} MiB of image data, more than a "
+                               f"photo holds (at most {MAX_CONTAINER_BYTES >> 20} MiB)")
+        source.seek(0)
+        return io.BytesIO(source.read(end))
+    except RefusedImage:
+        raise
+    except (OSError, AttributeError, ValueError):  # (not a file: Image.open reads it as it is)
+        return source
+    finally:
+        with contextlib.suppress(Exception):
+            source.seek(start)
+
+
+def _container_end(f, size: int) -> tuple[str, int] | None:
+    """("WebP" or "HEIF", where its RIFF chunk or its last ISO box ends) in the open file ``f`` of
+    ``size`` bytes (a box of size 0 is the last: its end is the file's for ``mdat``, its start for
+    anything else, such as zeros); None for other files."""
+    f.seek(0)
+    head = f.read(16)
+    if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
+        riff = int.from_bytes(head[4:8], "little") + 8
+        return "WebP", riff + (riff & 1)
+    if head[4:8] != b"ftyp":
+        return None
+    return "HEIF", _boxes_end(f, size)
+
+
+def _boxes_end(f, size: int) -> int:
+    pos, n = 0, 0
+    while pos + 8 <= size and n <= MAX_META_SEGMENTS:
+        f.seek(pos)
+        head = f.read(16)
+        box, skip = int.from_bytes(head[:4], "big"), 8
+        if not (head[4:8].isascii() and head[4:8].decode("ascii").isprintable()):
+            return pos  # (not a box: what follows the boxes)
+        if box == 1 and len(head) == 16:
+            box, skip = int.from_bytes(head[8:16], "big"), 16
+        if box == 0:
+            return size if head[4:8] == b"mdat" else pos
+        if box < skip:
+            return pos
+        pos += box
+        n += 1
+    return pos
+
+
 def open_image(source, formats: tuple[str, ...] = PHOTO_FORMATS, header_only: bool = False) -> Image.Image:
     """``Image.open`` of the ``formats`` photo3d reads, without Pillow's own pixel limit and its
     warning: the caller checks the size itself before decoding (with a clearer message, against
@@ -289,6 +359,7 @@ def open_image(source, formats: tuple[str, ...] = PHOTO_FORMATS, header_only: bo
     ``header_only`` (the caller reads the header, never the pixels: a JPEG's scans are then not
     walked, which reads the whole file)."""
     _refuse_padded(source, header_only)
+    source = photo_source(source)
     with no_pillow_pixel_limit():
         im = Image.open(source, formats=formats)
     if header_only:

@@ -1377,3 +1377,38 @@ def test_a_colour_profile_made_to_take_minutes_is_ignored_with_a_warning(tmp_pat
     assert any("colour profile ignored (a pipeline of 3,000 elements, too costly to apply)" in w for w in photo.warnings), photo.warnings
     assert photo.rgb[0, 0].tolist() == [120, 90, 60]
     assert pio._icc_cost(_icc_with_pipeline(8)) is None  # a real profile's handful of elements is applied as before
+
+
+@pytest.mark.parametrize("fmt", ["webp", "heic", "avif"])
+def test_a_webp_heic_or_avif_padded_with_hundreds_of_megabytes_is_not_read_whole(tmp_path, fmt):
+    """Their decoders read a file whole: a photo of 38 KB padded with zeros to 3 GB (sparse) took
+    6.6 GB to convert, a padded WebP 3.1 GB in a folder run's coordinating process as the walk
+    looked at it, a HEIC once more as its depth was looked for (helper-127).  Now they are given
+    the container's bytes alone (its RIFF chunk, its boxes); here padded to 256 MiB.  A container
+    larger than a photo's is refused, one line."""
+    from helpers.memory import pad_to, peak_bytes
+    from photo3d.depth.embedded import read_heif
+    from photo3d.depth.maps import photo3d_kind
+
+    if fmt != "webp":
+        pytest.importorskip("pillow_heif").register_heif_opener()
+    path = tmp_path / f"padded.{fmt}"
+    Image.fromarray(photo_rgb(160, 120)).save(path)
+    pad_to(path, 256 << 20)
+    p, peak = peak_bytes(lambda: load_image(path))
+    assert p.rgb.shape == (120, 160, 3) and peak < 64e6, f"{peak / 1e6:.0f} MB"
+    kind, peak = peak_bytes(lambda: photo3d_kind(path))
+    assert kind is None and peak < 64e6, f"{peak / 1e6:.0f} MB"
+    if fmt == "heic":
+        _, peak = peak_bytes(lambda: read_heif(path, 10**8))
+        assert peak < 64e6, f"{peak / 1e6:.0f} MB"
+    if fmt == "webp":  # the zeros inside its RIFF chunk, as a chunk of their own
+        data = bytearray(path.read_bytes()[:64 << 10].rstrip(b"\0"))
+        size = 300 << 20
+        data[4:8] = (size - 8).to_bytes(4, "little")
+        big = tmp_path / "big.webp"
+        big.write_bytes(bytes(data) + b"JUNK" + (size - len(data) - 8).to_bytes(4, "little"))
+        pad_to(big, size)
+        with pytest.raises(InputFileError) as e:
+            load_image(big)
+        _one_line_about(e.value, big, "unsupported webp: 300 mib of image data, more than a photo holds")

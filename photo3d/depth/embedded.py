@@ -57,7 +57,7 @@ import numpy as np
 
 from ..export import DIAGONAL_35MM
 from ..errors import InputFileError, summarize
-from ..io import Photo, RefusedImage, jpeg_markers, no_pillow_pixel_limit, open_image, to_srgb
+from ..io import Photo, RefusedImage, jpeg_markers, no_pillow_pixel_limit, open_image, photo_source, to_srgb
 
 SOURCES = ("auto", "embedded", "stereo", "model")
 
@@ -516,7 +516,7 @@ def read_heif(path: Path, max_px: int) -> tuple[SourceDepth | EmbeddedDepthError
     import pillow_heif  # type: ignore
 
     try:
-        heif = pillow_heif.open_heif(str(path), convert_hdr_to_8bit=True)
+        heif = pillow_heif.open_heif(photo_source(str(path)), convert_hdr_to_8bit=True)
     except Exception:
         return None, None
     try:
