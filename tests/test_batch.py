@@ -34,7 +34,7 @@ from photo3d.batch import (
     plan_jobs,
     run_batch,
 )
-from photo3d.batch.plan import PlanNotes, _has_photo_sibling
+from photo3d.batch.plan import PlanNotes, _has_photo_sibling, discover
 from photo3d.errors import UsageError
 from photo3d.io import HEIF_AVAILABLE, load_image
 
@@ -390,6 +390,22 @@ def test_a_link_to_a_folder_in_the_walk_gives_way_to_the_folders_own_path(tmp_pa
     jobs = plan_jobs([top], tmp_path / "out", ".png", notes=notes)
     assert sorted(str(j.dst.relative_to(tmp_path / "out")) for j in jobs) == ["ext/two.png", "real/one.png"]
     assert len(notes.twice) == 2
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self"), reason="no /proc here")
+def test_a_link_into_the_systems_own_folders_is_not_followed(tmp_path: Path) -> None:
+    """A link to /proc in a folder reached the whole disk through /proc/PID/root: photos from all
+    over it converted into OUT, tens of thousands of inputs counted in seconds (helper-127).  A link
+    into /proc, /sys or /dev is not followed, and says so; the folder's photos are converted."""
+    top = tmp_path / "top"
+    top.mkdir()
+    Image.fromarray(photo_rgb(20, 20)).save(top / "one.png")
+    (top / "p").symlink_to("/proc", target_is_directory=True)
+    (top / "s").symlink_to("/sys", target_is_directory=True)
+    errors: list[tuple[Path, str]] = []
+    assert list(discover(top, errors=errors)) == [top / "one.png"]
+    assert sorted(errors) == [(top / "p", "a link to /proc, a system folder of no photos: not followed"),
+                              (top / "s", "a link to /sys, a system folder of no photos: not followed")]
 
 
 def test_a_glob_naming_a_link_to_a_walked_folder_still_finds_its_photos(tmp_path: Path) -> None:

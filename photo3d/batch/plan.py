@@ -202,6 +202,11 @@ def discover(
                 continue
             target = (st.st_dev, st.st_ino)
             if os.path.islink(full):
+                if _system_folder(full):  # (``x -> /proc``: /proc/PID/root reached the whole disk; helper-127)
+                    if errors is not None:
+                        errors.append((Path(full), f"a link to {printable(os.path.realpath(full))}, a system folder "
+                                                   "of no photos: not followed"))
+                    continue
                 direct = reached_directly() if direct is None else direct
                 if target in direct:  # visited (or to be) under its own path
                     if not _loops_back(full, dirpath):
@@ -229,6 +234,15 @@ def discover(
             yield p  # (a broken link, a named pipe, ...: a failed input that says so, not skipped without a word)
     if linked is not None:
         linked += [(link, walked_at[t]) for link, t in links if t in walked_at]
+
+
+_SYSTEM_FOLDERS = ("/proc", "/sys", "/dev")
+
+
+def _system_folder(link: str) -> bool:
+    """Whether the link ``link`` leads into the system's own folders of processes and devices."""
+    real = os.path.realpath(link)
+    return any(real == d or real.startswith(d + "/") for d in _SYSTEM_FOLDERS)
 
 
 def _loops_back(link: str, here: str) -> bool:
