@@ -793,14 +793,15 @@ class QuantizedConv(torch.nn.Module):
 
 
 @pytest.mark.parametrize("case", ["groups 0", "stride 2**32 + 1", "kernel unlike its weight", "name in another case",
-                                  "stride-0 weight"])
+                                  "stride-0 weight", "per channel along axis 1"])
 def test_a_quantized_convolution_that_packing_cannot_take_is_refused_before_the_load(tmp_path, case):
     """What torch's own quantized convolution packs while the file loads is checked before: ``groups``
     0 stopped the process on a division by zero inside ``torch.jit.load`` (SIGFPE, no message;
     helper-124), also with its module named in another case (torch found its code all the same); a
     stride of 2**32 + 1 (1 to QNNPACK's 32 bits, not to torch's sizes) overran the output on the first
     run; a weight unlike the state's kernel or channels crashed or returned unwritten memory; a
-    stride-0 weight of 1.6 billion elements over a byte took 3.4 GB as it was packed (helper-126)."""
+    stride-0 weight of 1.6 billion elements over a byte took 3.4 GB as it was packed (helper-126); a
+    weight quantized per channel along its input channels had its scales read past (helper-129)."""
     modelfile.set_qnnpack()
     m = QuantizedConv()
     _script(m, tmp_path / "ok.pt")
@@ -811,6 +812,10 @@ def test_a_quantized_convolution_that_packing_cannot_take_is_refused_before_the_
         m.conv.stride = (2**32 + 1, 2**32 + 1)
     elif case == "kernel unlike its weight":
         m.conv.kernel_size = (3, 3)
+    elif case == "per channel along axis 1":  # (packing reads a scale per output channel: helper-129)
+        m.conv = torch.ao.nn.quantized.Conv2d(2, 2, 1)
+        m.conv.set_weight_bias(torch.quantize_per_channel(torch.rand(2, 2, 1, 1), torch.full([2], 0.01, dtype=torch.double),
+                                                          torch.zeros(2, dtype=torch.long), 1, torch.qint8), None)
     if case == "stride-0 weight":
         _script(TwoTensors(), tmp_path / "ok.pt")  # w: one float, made 1,000 of them over the one
         _with_record(tmp_path / "ok.pt", tmp_path / "evil.pt", "/data.pkl",
@@ -901,7 +906,8 @@ class CountsAtLoad(_CountAtLoad):
         return torch.ones([5]).numel()
 
 
-@pytest.mark.parametrize("case", ["own class", "torch's class edited", "int(self)", "torch's class in lower case"])
+@pytest.mark.parametrize("case", ["own class", "torch's class edited", "int(self)", "torch's class in lower case",
+                                  "a mangled name in a string"])
 def test_the_code_that_runs_at_load_is_torchs_own(tmp_path, case):
     """A class of the archive's own packing a convolution with ``groups`` 0 while the file loaded
     stopped the process on a division by zero (SIGFPE, no message; helper-125's ``own_g0.pt``);
@@ -922,6 +928,9 @@ def test_the_code_that_runs_at_load_is_torchs_own(tmp_path, case):
         if case == "torch's class edited":
             shutil.copy(tmp_path / "ok.pt", tmp_path / "evil.pt")
             _edited(tmp_path / "evil.pt", "[_14, _15], groups)", "[_14, _15], 0)")
+        elif case == "a mangled name in a string":  # (the mangling was taken out of the text, strings too: helper-129)
+            shutil.copy(tmp_path / "ok.pt", tmp_path / "evil.pt")
+            _edited(tmp_path / "evil.pt", 'torch.eq(padding_mode, "zeros")', 'torch.eq(padding_mode, "zeros.___torch_mangle_1")')
         else:
             m.conv.groups = 0
             _script(m, tmp_path / "g0.pt")
@@ -952,7 +961,7 @@ class RepacksInForward(QuantizedConv):
         return self.conv(torch.quantize_per_tensor(x, 0.1, 0, torch.quint8)).dequantize()
 
 
-@pytest.mark.parametrize("case", ["lone CR", "form feed", "comment", "packs in forward", "repacks in forward",
+@pytest.mark.parametrize("case", ["lone CR", "form feed", "comment", "type tag", "packs in forward", "repacks in forward",
                                   "module name with a slash", "scheme as an int"])
 def test_what_torch_reads_otherwise_than_the_check_or_packs_outside_loading_is_refused(tmp_path, case):
     """helper-128: a lone CR ends a line for Python's parser, not for torch's (``# \\r  \"\"\"`` opened a
@@ -960,7 +969,8 @@ def test_what_torch_reads_otherwise_than_the_check_or_packs_outside_loading_is_r
     the model loaded, and photo3d exited 0); ``forward`` packed a weight of its own, or repacked
     torch's convolution with ``groups`` 0 (crashes on the first run); ``...modules/conv`` in
     ``data.pkl`` made torch compile the checked code as another class, whose state went unchecked;
-    a quantization scheme written as the int torch reads skipped the per-channel check."""
+    a quantization scheme written as the int torch reads skipped the per-channel check; a type tag
+    of 30,000 "(" crashed torch's parser inside ``torch.jit.load`` (helper-129)."""
     modelfile.set_qnnpack()
     said = "its data.pkl is not one torch.jit.save writes"
     if case in ("packs in forward", "repacks in forward"):
@@ -976,8 +986,11 @@ def test_what_torch_reads_otherwise_than_the_check_or_packs_outside_loading_is_r
                                                              "comment": "  # a comment"}[case] + "\n  def forward(")
             said = "its code holds characters torch.jit.save does not write"
         else:
-            old, new = ((b"quantized.modules.conv\nConv2d", b"quantized.modules/conv\nConv2d") if case == "module name with a slash"
-                        else (b"ctorch\nper_tensor_affine\n", b"K\x00"))
+            tag = b"Dict[str, " + b"(" * 30_000 + b"]"  # (torch parsed it with no limit to its nesting: a crash)
+            old, new = {"module name with a slash": (b"quantized.modules.conv\nConv2d", b"quantized.modules/conv\nConv2d"),
+                        "scheme as an int": (b"ctorch\nper_tensor_affine\n", b"K\x00"),
+                        "type tag": (b"trainingq\x01\x88", b"trainingq\x01ctorch.jit._pickle\nrestore_type_tag\n\x88X"
+                                     + len(tag).to_bytes(4, "little") + tag + b"\x86R")}[case]
             _with_record(tmp_path / "ok.pt", tmp_path / "evil.pt", "/data.pkl", lambda d: d.replace(old, new))
         modelfile.check_archive(tmp_path / "ok.pt")
         assert (tmp_path / "evil.pt").read_bytes() != (tmp_path / "ok.pt").read_bytes()

@@ -315,6 +315,7 @@ def _check_pickled_objects(data: bytes, name: str, sizes: dict[str, int], path: 
         def __init__(self, storage, offset, size, stride, quantized: bool = False):
             self.size = tuple(size) if isinstance(size, (tuple, list)) else None
             self.kind, self.quantized = getattr(storage, "kind", None), quantized
+            self.axis: int | None = None  # a per-channel quantized tensor's channel axis
             dims = list(zip(self.size or (), stride if isinstance(stride, (tuple, list)) else ()))
             if not (isinstance(storage, Storage) and self.size is not None and len(dims) == len(self.size)
                     and all(type(n) is int and n >= 0 and type(st) is int and st >= 0 for n, st in dims)
@@ -340,11 +341,24 @@ def _check_pickled_objects(data: bytes, name: str, sizes: dict[str, int], path: 
         elif scheme in ("torch.per_channel_affine", "torch.per_channel_affine_float_qparams"):
             ok = (len(qparams) == 4 and type(qparams[3]) is int and 0 <= qparams[3] < len(t.size)
                   and all(isinstance(q, Tensor) and q.size == (t.size[qparams[3]],) for q in qparams[1:3]))
+            t.axis = qparams[3]
         else:
             ok = False
         if not ok:
             raise bad
         return t
+
+    def restore_type_tag(value, tag):
+        # torch parses the tag as a type with no limit to its nesting: 30,000 "(" crashed the load
+        # (helper-129); torch.jit.save tags dicts and lists (``Dict[str, List[int]]``)
+        if not (isinstance(tag, str) and len(tag) <= 200 and re.fullmatch(r"[\w.\[\], ]*", tag, re.ASCII)):
+            raise bad
+        depth = 0
+        for c in tag:
+            depth += (c == "[") - (c == "]")
+            if not 0 <= depth <= 4:
+                raise bad
+        return value
 
     seen_keys: set[str] = set()
 
@@ -362,6 +376,8 @@ def _check_pickled_objects(data: bytes, name: str, sizes: dict[str, int], path: 
                 return Storage(cls)
             if module == "collections" and cls == "OrderedDict":
                 return dict
+            if (module, cls) == ("torch.jit._pickle", "restore_type_tag"):
+                return restore_type_tag
             own = module == "__torch__" or (module.startswith("__torch__.") and not module.startswith("__torch__.torch.classes"))
             if not ((module, cls) in _PICKLE_GLOBALS or own):
                 raise ModelError(f"not a TorchScript depth model (its {name} names {module}.{cls})", path)
@@ -397,8 +413,9 @@ def _check_conv_state(state, transposed: bool, bad: ModelError) -> None:
     ...) is one its packing takes: small positive numbers (groups 0 divided by zero while the file
     loaded, helper-124; a stride of 2**32 + 1 overran the output, helper-126), channels that
     groups divide, a qint8 weight of exactly the shape they give (a 0x0 kernel, or fewer output
-    channels than groups, crashed or returned unwritten memory on the first run), a float bias
-    of one value per output channel."""
+    channels than groups, crashed or returned unwritten memory on the first run), quantized per
+    tensor or per output channel (packing reads a scale per output channel: one along another axis
+    was read past; helper-129), a float bias of one value per output channel."""
     try:
         cin, cout, kernel, stride, padding, dilation, _, out_pad, groups, _, w, b = state[:12]
         windows = (*kernel, *stride, *dilation, *padding, *out_pad)
@@ -410,6 +427,7 @@ def _check_conv_state(state, transposed: bool, bad: ModelError) -> None:
               and all(0 <= o < max(st, d) for o, st, d in zip(out_pad, stride, dilation))
               and w.quantized and w.kind == "QInt8Storage"
               and w.size == ((cin, cout // groups) if transposed else (cout, cin // groups)) + tuple(kernel)
+              and w.axis in ((None,) if transposed else (None, 0))
               and (b is None or (not b.quantized and b.kind == "FloatStorage" and b.size == (cout,))))
     except (TypeError, ValueError, AttributeError):
         ok = False
@@ -702,7 +720,13 @@ def _source(fn: ast.FunctionDef) -> str:
             n.arg = names.setdefault(n.arg, f"v{len(names)}")
         elif isinstance(n, ast.Name) and n.id in bound:
             n.id = names.setdefault(n.id, f"v{len(names)}")
-    return re.sub(r"\.___torch_mangle_\d+", "", ast.unparse(fn))
+    for n in nodes:  # (in the names of types only: ``"zeros.___torch_mangle_1"`` passed for torch's "zeros")
+        while isinstance(n, ast.Attribute) and isinstance(n.value, ast.Attribute) and _MANGLE.fullmatch(n.value.attr):
+            n.value = n.value.value
+    return ast.unparse(fn)
+
+
+_MANGLE = re.compile(r"___torch_mangle_\d+")
 
 
 def _packing_layers() -> tuple[type, ...]:
