@@ -7,11 +7,15 @@ import json
 import re
 import shutil
 import struct
+import subprocess
+import sys
 import warnings
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
+from PIL import Image
 
 from helpers.cli import cli
 from helpers.paths import REPO
@@ -996,3 +1000,75 @@ def test_what_torch_reads_otherwise_than_the_check_or_packs_outside_loading_is_r
         assert (tmp_path / "evil.pt").read_bytes() != (tmp_path / "ok.pt").read_bytes()
     with pytest.raises(ModelError, match=re.escape(said)):
         modelfile.check_archive(tmp_path / "evil.pt")
+
+
+class SmallState(torch.nn.Module):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x
+
+
+class BigState(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.f0, self.f1, self.f2, self.f3 = 1.0, 2.0, 3.0, 4.0
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x * self.f3
+
+
+class HoldsTwo(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.big = BigState()
+        self.small = SmallState()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.small(self.big(x))[:, :1]
+
+
+class FailsToRun(torch.nn.Module):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x.view(7)
+
+
+@pytest.mark.parametrize("case", ["object of another class", "version", "debug table"])
+def test_what_torch_trusts_in_a_file_is_checked_or_not_read(tmp_path, case):
+    """helper-130: an attribute declared ``BigState`` holding an object of ``SmallState`` (renamed in
+    ``data.pkl``; torch does not compare them) let ``forward`` read past the object's slots (a
+    segfault); a ``version`` record of 20 digits escaped as an internal error naming the photo; a
+    ``.debug_pkl`` index one past its table turned any error into a segfault (those records are
+    left out of what torch loads)."""
+    photo = tmp_path / "p.png"
+    Image.fromarray(np.zeros((32, 48, 3), np.uint8)).save(photo)
+    _script(FailsToRun() if case == "debug table" else HoldsTwo(), tmp_path / "ok.pt")
+    if case == "object of another class":
+        edit, ending, said = (lambda d: d.replace(b"\nBigState\n", b"\nSmallState\n"), "/data.pkl",
+                              "its data.pkl is not one torch.jit.save writes")
+    elif case == "version":
+        edit, ending, said = (lambda d: b"99999999999999999999\n", "/version",
+                              "not a TorchScript depth model")
+    else:
+        edit, ending, said = (lambda d: d.replace(b"K\x01K\x02K\x00e", b"K\x01K\x05K\x00e"), ".py.debug_pkl",
+                              "depth model failed to run")
+    _with_record(tmp_path / "ok.pt", tmp_path / "evil.pt", ending, edit)
+    assert (tmp_path / "evil.pt").read_bytes() != (tmp_path / "ok.pt").read_bytes()
+    r = subprocess.run([sys.executable, "-m", "photo3d", "depth", str(photo), "-o", str(tmp_path / "o.png"),
+                        "--model", str(tmp_path / "evil.pt")], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 1 and said in r.stderr and len(r.stderr.strip().splitlines()) == 1, (r.returncode, r.stderr)
+
+
+def test_classes_holding_classes_too_deep_are_refused(tmp_path):
+    """3,000 classes, each with an attribute of the next, overflowed the stack inside
+    ``torch.jit.load`` (113 KB, within every size cap; helper-130): at most 64 deep (and no class
+    holding itself)."""
+    import ast
+
+    def code(n: int, loop: bool = False) -> ast.Module:
+        lines = [f"class C{i}(Module):\n  x : __torch__.C{i + 1 if i + 1 < n or not loop else 0}\n" for i in range(n)]
+        return ast.parse("".join(lines) + f"class C{n}(Module):\n  training : bool\n")
+
+    assert modelfile._declared_types(["__torch__"], [code(63)], tmp_path)  # (64 classes in a chain)
+    with pytest.raises(ModelError, match="classes holding classes more than 64 deep"):
+        modelfile._declared_types(["__torch__"], [code(3000)], tmp_path)
+    with pytest.raises(ModelError, match="a class that holds itself"):
+        modelfile._declared_types(["__torch__"], [code(3, loop=True)], tmp_path)

@@ -223,7 +223,8 @@ def _check_inflated_sizes(z: zipfile.ZipFile, infos: list[zipfile.ZipInfo], path
         budget -= size
 
 
-def _check_torch_reads_the_same(data: bytes, infos: list[zipfile.ZipInfo], code: dict[str, bytes], path: Path) -> None:
+def _check_torch_reads_the_same(data: bytes, infos: list[zipfile.ZipInfo], code: dict[str, bytes],
+                                declared: dict[str, dict[str, set[str]]], path: Path) -> None:
     """Refuse an archive that torch's reader (miniz, as ``torch.jit.load`` reads it) sees otherwise
     than Python's ``zipfile`` did: the same records, of the same sizes, the code the same bytes.
     The two find a zip64 end record differently (``zipfile`` just before its locator, miniz where the
@@ -257,8 +258,10 @@ def _check_torch_reads_the_same(data: bytes, infos: list[zipfile.ZipInfo], code:
                 if name.endswith((".pkl", "_pkl")):  # (a .debug_pkl too: torch reads it to word an error)
                     _check_pickle(theirs, name, path)
                     if name in ("data.pkl", "constants.pkl"):
-                        _check_pickled_objects(theirs, name, sizes, path)
-    except (RuntimeError, ValueError, zipfile.BadZipFile) as e:  # (what miniz cannot read at all, a damaged entry)
+                        _check_pickled_objects(theirs, name, sizes, declared, path)
+                if name.endswith("version") and not re.fullmatch(rb"[1-9]\d?\n?", theirs):
+                    raise ModelError(f"not a TorchScript depth model (its {name} record is not a version torch writes)", path)
+    except (RuntimeError, ValueError, IndexError, OverflowError, zipfile.BadZipFile) as e:  # (what miniz cannot read, a damaged entry)
         raise ModelError(f"not a TorchScript depth model ({_load_error_reason(e)})", path) from None
 
 
@@ -284,7 +287,8 @@ MAX_CONV_CHANNELS = 1 << 14
 MAX_CONV_WINDOW = 64  # kernel, stride, dilation and padding, each
 
 
-def _check_pickled_objects(data: bytes, name: str, sizes: dict[str, int], path: Path) -> None:
+def _check_pickled_objects(data: bytes, name: str, sizes: dict[str, int], declared: dict[str, dict[str, set[str]]],
+                           path: Path) -> None:
     """Read ``data.pkl`` / ``constants.pkl`` with nothing of it built but stand-ins: it may name only
     :data:`_PICKLE_GLOBALS`, storages of :data:`_STORAGE_BYTES` and the archive's own classes; each
     storage must be exactly as large as its record (a storage of 4,096 floats over a record of 12
@@ -303,6 +307,7 @@ def _check_pickled_objects(data: bytes, name: str, sizes: dict[str, int], path: 
 
     class Stub:  # any object of the archive's own classes or list: built of nothing
         conv: bool | None = None  # a quantized convolution of torch's (transposed or not)
+        name = ""  # its class's (:func:`_class_name`)
 
         def __init__(self, *args, **kwargs):
             pass
@@ -310,6 +315,23 @@ def _check_pickled_objects(data: bytes, name: str, sizes: dict[str, int], path: 
         def __setstate__(self, state):
             if self.conv is not None:
                 _check_conv_state(state, self.conv, bad)
+            elif isinstance(state, dict):
+                # an object is of a class its attribute's annotation names: torch does not compare them,
+                # and ``forward`` read past an object of a smaller class than declared (helper-130)
+                attrs = declared.get(self.name, {})
+                for key, value in state.items():
+                    if any(o.name not in attrs.get(key, ()) for o in _objects(value)):
+                        raise bad
+
+    def _objects(value, depth: int = 0):
+        if isinstance(value, Stub) and value.name:
+            yield value
+        elif isinstance(value, (list, tuple)) and depth < 8:
+            for v in value:
+                yield from _objects(v, depth + 1)
+        elif isinstance(value, dict) and depth < 8:
+            for v in value.values():
+                yield from _objects(v, depth + 1)
 
     class Tensor:
         def __init__(self, storage, offset, size, stride, quantized: bool = False):
@@ -383,7 +405,7 @@ def _check_pickled_objects(data: bytes, name: str, sizes: dict[str, int], path: 
                 raise ModelError(f"not a TorchScript depth model (its {name} names {module}.{cls})", path)
             # (the module in any case: torch found ``...nn.QUANTIZED.modules.conv``'s code all the
             # same, and groups 0 passed unchecked)
-            return type(cls, (Stub,), {"qualname": f"{module}.{cls}",
+            return type(cls, (Stub,), {"qualname": f"{module}.{cls}", "name": _class_name(module, cls) if own else "",
                                        "conv": _packing_classes().get(_class_key(module, cls))})
 
         def persistent_load(self, pid):
@@ -591,7 +613,8 @@ def check_archive(path: Path, data: bytes | None = None, bundled: bool = False) 
                 else:
                     _refuse("a computed call", path)
     _check_load_code(methods, path)
-    _check_torch_reads_the_same(data, infos, code_bytes, path)  # (a file of no archive at all said so above)
+    declared = _declared_types(modules, trees, path)
+    _check_torch_reads_the_same(data, infos, code_bytes, declared, path)  # (a file of no archive at all said so above)
     if not bundled:
         _check_load_classes(modules, trees, path)
 
@@ -674,6 +697,59 @@ def _check_load_code(methods: dict[str, list[ast.FunctionDef]], path: Path) -> N
                     elif not (isinstance(f, ast.Name) and f.id in _BUILTIN_CALLS):
                         what = ".".join(parts) if parts else f.id if isinstance(f, ast.Name) else "a computed call"
                         _refuse(f"{what}() while it loads ({name})", path)
+
+
+MAX_TYPE_DEPTH = 64  # classes holding classes (the bundled model's: 6)
+
+
+def _declared_types(modules: list[str], trees: list[ast.Module], path: Path) -> dict[str, dict[str, set[str]]]:
+    """{class: {attribute: the classes its annotation names}} of the archive's classes (their
+    :func:`_class_name`), for :func:`_check_pickled_objects`; refused where classes hold classes
+    more than :data:`MAX_TYPE_DEPTH` deep (3,000 deep overflowed the stack inside ``torch.jit.load``;
+    helper-130)."""
+    declared: dict[str, dict[str, set[str]]] = {}
+    for module, tree in zip(modules, trees):
+        for cls in tree.body:
+            if not isinstance(cls, ast.ClassDef):
+                continue
+            attrs = declared.setdefault(f"{module}.{cls.name}", {})
+            for stmt in cls.body:
+                if isinstance(stmt, ast.AnnAssign) and isinstance(stmt.target, ast.Name):
+                    name, note = stmt.target.id, stmt.annotation
+                elif (isinstance(stmt, ast.Assign) and len(stmt.targets) == 1 and isinstance(t := stmt.targets[0], ast.Subscript)
+                      and isinstance(t.value, ast.Name) and t.value.id == "__annotations__" and isinstance(t.slice, ast.Constant)):
+                    name, note = str(t.slice.value), stmt.value
+                else:
+                    continue
+                inner = {id(n.value) for n in ast.walk(note) if isinstance(n, ast.Attribute)}
+                attrs.setdefault(name, set()).update(
+                    _class_name(".".join(parts[:-1]), parts[-1]) for n in ast.walk(note)
+                    if isinstance(n, ast.Attribute) and id(n) not in inner and (parts := _chain(n)) and parts[0] == "__torch__")
+    depth: dict[str, int] = {}
+    for top in declared:  # (longest chain of classes below each, without recursion)
+        stack = [(top, iter({c for names in declared[top].values() for c in names if c in declared}))]
+        on = {top}
+        while stack:
+            node, kids = stack[-1]
+            kid = next(kids, None)
+            if kid is None:
+                stack.pop()
+                on.discard(node)
+                depth[node] = 1 + max((depth[c] for names in declared[node].values() for c in names if c in depth), default=0)
+                if depth[node] > MAX_TYPE_DEPTH:
+                    raise ModelError(f"not a TorchScript depth model (classes holding classes more than {MAX_TYPE_DEPTH} deep)", path)
+            elif kid in on:
+                raise ModelError("not a TorchScript depth model (a class that holds itself)", path)
+            elif kid not in depth:
+                on.add(kid)
+                stack.append((kid, iter({c for names in declared[kid].values() for c in names if c in declared})))
+    return declared
+
+
+def _class_name(module: str, cls: str) -> str:
+    """A class's name as the check compares them: its module in lower case (torch finds code in
+    any case), mangling and all."""
+    return f"{module.lower()}.{cls}"
 
 
 def _module_of(name: str) -> str:
@@ -924,7 +1000,7 @@ def read_model(path: Path) -> tuple[torch.jit.ScriptModule, dict]:
     set_qnnpack()
     extra = {METADATA_FILE: ""}
     try:
-        module = torch.jit.load(io.BytesIO(data), map_location="cpu", _extra_files=extra)
+        module = torch.jit.load(io.BytesIO(_without_debug_records(data)), map_location="cpu", _extra_files=extra)
     except Exception as e:
         raise ModelError(f"not a TorchScript depth model ({_load_error_reason(e)})", path) from e
     check_graphs(module, path)
@@ -942,6 +1018,18 @@ def read_model(path: Path) -> tuple[torch.jit.ScriptModule, dict]:
 
 
 # --- the bundled model -----------------------------------------------------------------------
+
+
+def _without_debug_records(data: bytes) -> bytes:
+    """The archive ``data`` (checked) without its ``.debug_pkl`` records: torch reads them only to
+    word an error, by indices into a table it does not bound (one past its end made any error, one
+    at load too, a segfault; helper-130); an error still names the operator, not the source line."""
+    out = io.BytesIO()
+    with zipfile.ZipFile(io.BytesIO(data)) as z, zipfile.ZipFile(out, "w", zipfile.ZIP_STORED) as w:
+        for info in z.infolist():
+            if not info.filename.lower().endswith(".debug_pkl"):
+                w.writestr(info.filename, z.read(info))
+    return out.getvalue()
 
 
 def bundled_model_path(models_dir: Path | None = None) -> Path:
