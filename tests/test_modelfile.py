@@ -719,7 +719,7 @@ def test_a_pickle_nested_too_deep_or_too_long_is_refused_before_torch_reads_it(t
     (helper-123).  The pickles' opcodes are counted and their depth followed before the load."""
     import zipfile
 
-    _script(KeepsATensor(), tmp_path / "harmless.pt")
+    _script(TwoTensors(), tmp_path / "harmless.pt")
     n = 100_000 if what == "deep" else 2_100_000
     bomb = (b"\x80\x02" + b"]" * n + b"a" * (n - 1) + b"." if what == "deep"
             else b"\x80\x02]" + b"(" + b"]" * n + b"e" + b".")
@@ -738,7 +738,7 @@ def test_a_zip64_twin_whose_weights_differ_is_refused(tmp_path):
     stored entry the check skipped)."""
     import zipfile
 
-    _script(KeepsATensor(), tmp_path / "harmless.pt")
+    _script(TwoTensors(), tmp_path / "harmless.pt")
     _zip64_twins(tmp_path / "harmless.pt", "", tmp_path / "twins.pt")  # (the same code in both)
     with zipfile.ZipFile(tmp_path / "twins.pt") as z:
         weight = next(n for n in z.namelist() if "/data/" in n)
@@ -1072,3 +1072,44 @@ def test_classes_holding_classes_too_deep_are_refused(tmp_path):
         modelfile._declared_types(["__torch__"], [code(3000)], tmp_path)
     with pytest.raises(ModelError, match="a class that holds itself"):
         modelfile._declared_types(["__torch__"], [code(3, loop=True)], tmp_path)
+
+
+def test_objects_are_built_only_of_the_archives_classes_and_where_declared(tmp_path, monkeypatch):
+    """helper-131: torch's unpickler reads a storage's or a scheme's name as an index into its
+    table of classes, so a ``BUILD`` or ``NEWOBJ`` on one built an object of any class from a state
+    no check read (a convolution with ``groups`` 0: SIGFPE at load); an attribute declared
+    ``Tuple[Big, Small]`` held ``(Small, Small)`` and an object nine tuples deep went unchecked (the
+    first run read past the object's slots).  Checked here on ``data.pkl`` as the stand-in reads it."""
+    import ast
+    import copyreg
+    import pickle
+    import types
+
+    fake = types.ModuleType("__torch__")
+    monkeypatch.setitem(sys.modules, "__torch__", fake)
+
+    class Obj:
+        def __init__(self, state):
+            self.state = state
+
+        def __reduce__(self):
+            return copyreg.__newobj__, (type(self),), self.state
+
+    for name in ("M", "Big", "Small"):
+        setattr(fake, name, type(name, (Obj,), {"__module__": "__torch__", "__qualname__": name}))
+    note = ast.parse("Tuple[__torch__.Big, __torch__.Small]", mode="eval").body
+    declared = {"__torch__.M": {"t": note, "n": ast.parse("Tuple[int, int]", mode="eval").body}}
+
+    def check(data: bytes) -> None:
+        modelfile._check_pickled_objects(data, "data.pkl", {}, declared, tmp_path / "m.pt")
+
+    check(pickle.dumps(fake.M({"t": (fake.Big({}), fake.Small({}))}), protocol=2))  # (as declared: passes)
+    nested: object = fake.Big({})
+    for _ in range(9):
+        nested = (nested,)
+    for bad in (pickle.dumps(fake.M({"t": (fake.Small({}), fake.Small({}))}), protocol=2),
+                pickle.dumps(fake.M({"n": nested}), protocol=2),
+                b"\x80\x02ctorch\nCharStorage\n}b.",  # (BUILD on a storage's name)
+                b"\x80\x02ctorch\nper_channel_affine\n)\x81."):  # (NEWOBJ on a scheme's name)
+        with pytest.raises(ModelError, match="its data.pkl is not one torch.jit.save writes"):
+            check(bad)

@@ -224,7 +224,7 @@ def _check_inflated_sizes(z: zipfile.ZipFile, infos: list[zipfile.ZipInfo], path
 
 
 def _check_torch_reads_the_same(data: bytes, infos: list[zipfile.ZipInfo], code: dict[str, bytes],
-                                declared: dict[str, dict[str, set[str]]], path: Path) -> None:
+                                declared: dict[str, dict[str, ast.expr]], path: Path) -> None:
     """Refuse an archive that torch's reader (miniz, as ``torch.jit.load`` reads it) sees otherwise
     than Python's ``zipfile`` did: the same records, of the same sizes, the code the same bytes.
     The two find a zip64 end record differently (``zipfile`` just before its locator, miniz where the
@@ -287,7 +287,7 @@ MAX_CONV_CHANNELS = 1 << 14
 MAX_CONV_WINDOW = 64  # kernel, stride, dilation and padding, each
 
 
-def _check_pickled_objects(data: bytes, name: str, sizes: dict[str, int], declared: dict[str, dict[str, set[str]]],
+def _check_pickled_objects(data: bytes, name: str, sizes: dict[str, int], declared: dict[str, dict[str, ast.expr]],
                            path: Path) -> None:
     """Read ``data.pkl`` / ``constants.pkl`` with nothing of it built but stand-ins: it may name only
     :data:`_PICKLE_GLOBALS`, storages of :data:`_STORAGE_BYTES` and the archive's own classes; each
@@ -316,22 +316,43 @@ def _check_pickled_objects(data: bytes, name: str, sizes: dict[str, int], declar
             if self.conv is not None:
                 _check_conv_state(state, self.conv, bad)
             elif isinstance(state, dict):
-                # an object is of a class its attribute's annotation names: torch does not compare them,
-                # and ``forward`` read past an object of a smaller class than declared (helper-130)
-                attrs = declared.get(self.name, {})
+                # each object is where its attribute's annotation puts its class: torch does not compare
+                # them, and ``forward`` read past an object of a smaller class than declared (helper-130),
+                # also one in a tuple declared of another class at that place (helper-131)
+                notes = declared.get(self.name, {})
                 for key, value in state.items():
-                    if any(o.name not in attrs.get(key, ()) for o in _objects(value)):
+                    if not _fits(value, notes.get(key) if isinstance(key, str) else None, 0):
                         raise bad
+            else:
+                raise bad
 
-    def _objects(value, depth: int = 0):
+    def _fits(value, note: ast.expr | None, depth: int) -> bool:
+        """Whether ``value`` holds the archive's objects only where ``note`` (an annotation; None:
+        none) puts their classes."""
+        if depth > 8:  # (deeper was skipped: an object 9 tuples deep went unchecked; helper-131)
+            return False
+        if isinstance(value, type):  # (a class as a value: torch's unpickler reads it as an index)
+            return False
+        if isinstance(note, ast.Subscript) and isinstance(note.value, ast.Name):
+            kind = note.value.id
+            args = list(note.slice.elts) if isinstance(note.slice, ast.Tuple) else [note.slice]
+            if kind in ("Optional", "Union"):
+                return value is None or any(_fits(value, a, depth + 1) for a in args)
+            if kind == "Tuple" and isinstance(value, tuple):
+                return len(value) == len(args) and all(_fits(v, a, depth + 1) for v, a in zip(value, args))
+            if kind == "List" and isinstance(value, list) and len(args) == 1:
+                return all(_fits(v, args[0], depth + 1) for v in value)
+            if kind == "Dict" and isinstance(value, dict) and len(args) == 2:
+                return all(_fits(k, args[0], depth + 1) and _fits(v, args[1], depth + 1) for k, v in value.items())
+            note = None
         if isinstance(value, Stub) and value.name:
-            yield value
-        elif isinstance(value, (list, tuple)) and depth < 8:
-            for v in value:
-                yield from _objects(v, depth + 1)
-        elif isinstance(value, dict) and depth < 8:
-            for v in value.values():
-                yield from _objects(v, depth + 1)
+            parts = _chain(note) if isinstance(note, ast.Attribute) else None
+            return bool(parts) and parts[0] == "__torch__" and value.name == _class_name(".".join(parts[:-1]), parts[-1])
+        if isinstance(value, (list, tuple)):
+            return all(_fits(v, None, depth + 1) for v in value)
+        if isinstance(value, dict):
+            return all(_fits(k, None, depth + 1) and _fits(v, None, depth + 1) for k, v in value.items())
+        return True
 
     class Tensor:
         def __init__(self, storage, offset, size, stride, quantized: bool = False):
@@ -384,7 +405,36 @@ def _check_pickled_objects(data: bytes, name: str, sizes: dict[str, int], declar
 
     seen_keys: set[str] = set()
 
-    class Reader(pickle.Unpickler):
+    def own(x) -> bool:
+        return isinstance(x, type) and issubclass(x, Stub) and bool(x.name)
+
+    class Reader(pickle._Unpickler):  # (Python's own: its steps can be checked one by one)
+        # what torch's unpickler builds an object on must be a class of the archive's, which the
+        # stand-in reads: a storage's or a scheme's name is an index into its table of classes to
+        # torch, so an object of any class was built of a state no check read (helper-131)
+        dispatch = dict(pickle._Unpickler.dispatch)
+
+        def load_newobj(self):
+            if not own(self.stack[-2]):
+                raise bad
+            pickle._Unpickler.load_newobj(self)
+
+        def load_build(self):
+            if not (isinstance(self.stack[-2], Stub) and type(self.stack[-2]).name):
+                raise bad
+            pickle._Unpickler.load_build(self)
+
+        def load_reduce(self):
+            if own(self.stack[-2]):
+                raise bad
+            pickle._Unpickler.load_reduce(self)
+
+        dispatch[pickle.NEWOBJ[0]] = load_newobj
+        dispatch[pickle.BUILD[0]] = load_build
+        dispatch[pickle.REDUCE[0]] = load_reduce
+        for _op in (pickle.NEWOBJ_EX, pickle.OBJ, pickle.INST):  # (torch.jit.save writes none of them)
+            dispatch[_op[0]] = lambda self: (_ for _ in ()).throw(bad)
+
         def find_class(self, module: str, cls: str):
             # (``...quantized.modules/conv``: torch compiled the checked ``conv.py`` as another class, and
             # its state went unchecked; helper-128)
@@ -613,10 +663,10 @@ def check_archive(path: Path, data: bytes | None = None, bundled: bool = False) 
                 else:
                     _refuse("a computed call", path)
     _check_load_code(methods, path)
-    declared = _declared_types(modules, trees, path)
-    _check_torch_reads_the_same(data, infos, code_bytes, declared, path)  # (a file of no archive at all said so above)
     if not bundled:
         _check_load_classes(modules, trees, path)
+    declared = _declared_types(modules, trees, path)
+    _check_torch_reads_the_same(data, infos, code_bytes, declared, path)  # (a file of no archive at all said so above)
 
 
 # what the code that runs at load is written of (TorchScript's unpacking of weights: assignments,
@@ -702,17 +752,19 @@ def _check_load_code(methods: dict[str, list[ast.FunctionDef]], path: Path) -> N
 MAX_TYPE_DEPTH = 64  # classes holding classes (the bundled model's: 6)
 
 
-def _declared_types(modules: list[str], trees: list[ast.Module], path: Path) -> dict[str, dict[str, set[str]]]:
-    """{class: {attribute: the classes its annotation names}} of the archive's classes (their
-    :func:`_class_name`), for :func:`_check_pickled_objects`; refused where classes hold classes
-    more than :data:`MAX_TYPE_DEPTH` deep (3,000 deep overflowed the stack inside ``torch.jit.load``;
+def _declared_types(modules: list[str], trees: list[ast.Module], path: Path) -> dict[str, dict[str, ast.expr]]:
+    """{class: {attribute: its annotation}} of the archive's classes (their :func:`_class_name`),
+    for :func:`_check_pickled_objects`; refused where classes hold classes more than
+    :data:`MAX_TYPE_DEPTH` deep (3,000 deep overflowed the stack inside ``torch.jit.load``;
     helper-130)."""
-    declared: dict[str, dict[str, set[str]]] = {}
+    declared: dict[str, dict[str, ast.expr]] = {}
+    holds: dict[str, dict[str, set[str]]] = {}  # {class: {attribute: the classes its annotation names}}
     for module, tree in zip(modules, trees):
         for cls in tree.body:
             if not isinstance(cls, ast.ClassDef):
                 continue
-            attrs = declared.setdefault(f"{module}.{cls.name}", {})
+            attrs = holds.setdefault(f"{module}.{cls.name}", {})
+            notes = declared.setdefault(f"{module}.{cls.name}", {})
             for stmt in cls.body:
                 if isinstance(stmt, ast.AnnAssign) and isinstance(stmt.target, ast.Name):
                     name, note = stmt.target.id, stmt.annotation
@@ -721,13 +773,14 @@ def _declared_types(modules: list[str], trees: list[ast.Module], path: Path) -> 
                     name, note = str(t.slice.value), stmt.value
                 else:
                     continue
+                notes[name] = note
                 inner = {id(n.value) for n in ast.walk(note) if isinstance(n, ast.Attribute)}
                 attrs.setdefault(name, set()).update(
                     _class_name(".".join(parts[:-1]), parts[-1]) for n in ast.walk(note)
                     if isinstance(n, ast.Attribute) and id(n) not in inner and (parts := _chain(n)) and parts[0] == "__torch__")
     depth: dict[str, int] = {}
-    for top in declared:  # (longest chain of classes below each, without recursion)
-        stack = [(top, iter({c for names in declared[top].values() for c in names if c in declared}))]
+    for top in holds:  # (longest chain of classes below each, without recursion)
+        stack = [(top, iter({c for names in holds[top].values() for c in names if c in holds}))]
         on = {top}
         while stack:
             node, kids = stack[-1]
@@ -735,14 +788,14 @@ def _declared_types(modules: list[str], trees: list[ast.Module], path: Path) -> 
             if kid is None:
                 stack.pop()
                 on.discard(node)
-                depth[node] = 1 + max((depth[c] for names in declared[node].values() for c in names if c in depth), default=0)
+                depth[node] = 1 + max((depth[c] for names in holds[node].values() for c in names if c in depth), default=0)
                 if depth[node] > MAX_TYPE_DEPTH:
                     raise ModelError(f"not a TorchScript depth model (classes holding classes more than {MAX_TYPE_DEPTH} deep)", path)
             elif kid in on:
                 raise ModelError("not a TorchScript depth model (a class that holds itself)", path)
             elif kid not in depth:
                 on.add(kid)
-                stack.append((kid, iter({c for names in declared[kid].values() for c in names if c in declared})))
+                stack.append((kid, iter({c for names in holds[kid].values() for c in names if c in holds})))
     return declared
 
 
