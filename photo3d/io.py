@@ -289,65 +289,52 @@ def photo_source(source):
     decoders read a file whole, and a photo of 38 KB padded with gigabytes took that much memory,
     several times over, also in a folder run's coordinating process (helper-127).
     :class:`RefusedImage` for a container larger than :data:`MAX_CONTAINER_BYTES`."""
-    if isinstance(source, (str, os.PathLike)):
-        if not os.path.isfile(source):
-            return source  # (Image.open says what it is; a FIFO is not opened here)
-        with open(source, "rb") as f:
-            bounded = photo_source(f)
-        return source if bounded is f else bounded
+    if isinstance(source, (bytes, bytearray, memoryview, io.BytesIO)) or (
+            isinstance(source, (str, os.PathLike)) and not os.path.isfile(source)):
+        return source  # (in memory already; Image.open says what a path that is no file is, a FIFO unopened)
     try:
-        start, size = source.tell(), os.fstat(source.fileno()).st_size
-        found = _container_end(source, size)
-        if found is None:
-            return source
-        kind, end = found
-        if end >= size and size <= MAX_CONTAINER_BYTES:
-            return source
-        if min(end, size) > MAX_CONTAINER_BYTES:
-            raise RefusedImage(f"unsupported {kind}: {min(end, size) / 2**20:,.0f} MiB of image data, more than a "
-                               f"photo holds (at most {MAX_CONTAINER_BYTES >> 20} MiB)")
-        source.seek(0)
-        return io.BytesIO(source.read(end))
+        with _bytes_of(source) as buf:
+            found = _container_end(buf)
+            if found is None:
+                return source
+            kind, end = found
+            if end >= len(buf) and len(buf) <= MAX_CONTAINER_BYTES:
+                return source
+            if min(end, len(buf)) > MAX_CONTAINER_BYTES:
+                raise RefusedImage(f"unsupported {kind}: {min(end, len(buf)) / 2**20:,.0f} MiB of image data, more "
+                                   f"than a photo holds (at most {MAX_CONTAINER_BYTES >> 20} MiB)")
+            return io.BytesIO(buf[:end])
     except RefusedImage:
         raise
     except (OSError, AttributeError, ValueError):  # (not a file: Image.open reads it as it is)
         return source
-    finally:
-        with contextlib.suppress(Exception):
-            source.seek(start)
 
 
-def _container_end(f, size: int) -> tuple[str, int] | None:
-    """("WebP" or "HEIF", where its RIFF chunk or its last ISO box ends) in the open file ``f`` of
-    ``size`` bytes (a box of size 0 is the last: its end is the file's for ``mdat``, its start for
-    anything else, such as zeros); None for other files."""
-    f.seek(0)
-    head = f.read(16)
+def _container_end(buf) -> tuple[str, int] | None:
+    """("WebP" or "HEIF", where its RIFF chunk or its last ISO box ends) in the bytes ``buf`` (a box
+    of size 0 is the last: its end is the file's for ``mdat``, its start for anything else, such as
+    zeros; the walk stops at what is no box); None for other files."""
+    head = bytes(buf[:16])
     if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
         riff = int.from_bytes(head[4:8], "little") + 8
         return "WebP", riff + (riff & 1)
     if head[4:8] != b"ftyp":
         return None
-    return "HEIF", _boxes_end(f, size)
-
-
-def _boxes_end(f, size: int) -> int:
     pos, n = 0, 0
-    while pos + 8 <= size and n <= MAX_META_SEGMENTS:
-        f.seek(pos)
-        head = f.read(16)
+    while pos + 8 <= len(buf) and n <= MAX_META_SEGMENTS:
+        head = bytes(buf[pos:pos + 16])
         box, skip = int.from_bytes(head[:4], "big"), 8
         if not (head[4:8].isascii() and head[4:8].decode("ascii").isprintable()):
-            return pos  # (not a box: what follows the boxes)
+            break
         if box == 1 and len(head) == 16:
             box, skip = int.from_bytes(head[8:16], "big"), 16
         if box == 0:
-            return size if head[4:8] == b"mdat" else pos
+            return "HEIF", len(buf) if head[4:8] == b"mdat" else pos
         if box < skip:
-            return pos
+            break
         pos += box
         n += 1
-    return pos
+    return "HEIF", pos
 
 
 def open_image(source, formats: tuple[str, ...] = PHOTO_FORMATS, header_only: bool = False) -> Image.Image:
