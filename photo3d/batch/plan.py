@@ -202,10 +202,9 @@ def discover(
                 continue
             target = (st.st_dev, st.st_ino)
             if os.path.islink(full):
-                if _system_folder(full):  # (``x -> /proc``: /proc/PID/root reached the whole disk; helper-127)
+                if real := _system_folder(full):  # (``x -> /proc``: /proc/PID/root reached the whole disk; helper-127)
                     if errors is not None:
-                        errors.append((Path(full), f"a link to {printable(os.path.realpath(full))}, a system folder "
-                                                   "of no photos: not followed"))
+                        errors.append((Path(full), f"a link to {printable(real)}, a system folder of no photos: not followed"))
                     continue
                 direct = reached_directly() if direct is None else direct
                 if target in direct:  # visited (or to be) under its own path
@@ -239,10 +238,11 @@ def discover(
 _SYSTEM_FOLDERS = ("/proc", "/sys", "/dev")
 
 
-def _system_folder(link: str) -> bool:
-    """Whether the link ``link`` leads into the system's own folders of processes and devices."""
+def _system_folder(link: str) -> str | None:
+    """Where the link ``link`` leads when that is inside the system's own folders of processes and
+    devices, else None."""
     real = os.path.realpath(link)
-    return any(real == d or real.startswith(d + "/") for d in _SYSTEM_FOLDERS)
+    return real if any(real == d or real.startswith(d + "/") for d in _SYSTEM_FOLDERS) else None
 
 
 def _loops_back(link: str, here: str) -> bool:

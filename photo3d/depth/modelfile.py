@@ -26,14 +26,15 @@ from __future__ import annotations
 import ast
 import builtins
 import copy
+import functools
 import hashlib
 import io
-import functools
 import json
 import os
 import re
 import zipfile
 from pathlib import Path
+from typing import Iterator
 
 import torch
 
@@ -346,8 +347,7 @@ def _check_pickled_objects(data: bytes, name: str, sizes: dict[str, int], declar
                 return all(_fits(k, args[0], depth + 1) and _fits(v, args[1], depth + 1) for k, v in value.items())
             note = None
         if isinstance(value, Stub) and value.name:
-            parts = _chain(note) if isinstance(note, ast.Attribute) else None
-            return bool(parts) and parts[0] == "__torch__" and value.name == _class_name(".".join(parts[:-1]), parts[-1])
+            return value.name == _named_class(note)
         if isinstance(value, (list, tuple)):
             return all(_fits(v, None, depth + 1) for v in value)
         if isinstance(value, dict):
@@ -758,45 +758,49 @@ def _declared_types(modules: list[str], trees: list[ast.Module], path: Path) -> 
     :data:`MAX_TYPE_DEPTH` deep (3,000 deep overflowed the stack inside ``torch.jit.load``;
     helper-130)."""
     declared: dict[str, dict[str, ast.expr]] = {}
-    holds: dict[str, dict[str, set[str]]] = {}  # {class: {attribute: the classes its annotation names}}
     for module, tree in zip(modules, trees):
         for cls in tree.body:
             if not isinstance(cls, ast.ClassDef):
                 continue
-            attrs = holds.setdefault(f"{module}.{cls.name}", {})
-            notes = declared.setdefault(f"{module}.{cls.name}", {})
+            notes = declared.setdefault(_class_name(module, cls.name), {})
             for stmt in cls.body:
                 if isinstance(stmt, ast.AnnAssign) and isinstance(stmt.target, ast.Name):
-                    name, note = stmt.target.id, stmt.annotation
+                    notes[stmt.target.id] = stmt.annotation
                 elif (isinstance(stmt, ast.Assign) and len(stmt.targets) == 1 and isinstance(t := stmt.targets[0], ast.Subscript)
                       and isinstance(t.value, ast.Name) and t.value.id == "__annotations__" and isinstance(t.slice, ast.Constant)):
-                    name, note = str(t.slice.value), stmt.value
-                else:
-                    continue
-                notes[name] = note
-                inner = {id(n.value) for n in ast.walk(note) if isinstance(n, ast.Attribute)}
-                attrs.setdefault(name, set()).update(
-                    _class_name(".".join(parts[:-1]), parts[-1]) for n in ast.walk(note)
-                    if isinstance(n, ast.Attribute) and id(n) not in inner and (parts := _chain(n)) and parts[0] == "__torch__")
+                    notes[str(t.slice.value)] = stmt.value
+    holds = {c: {n for note in notes.values() for n in _named_classes(note) if n in declared}
+             for c, notes in declared.items()}  # {class: the classes its attributes hold}
     depth: dict[str, int] = {}
     for top in holds:  # (longest chain of classes below each, without recursion)
-        stack = [(top, iter({c for names in holds[top].values() for c in names if c in holds}))]
-        on = {top}
+        stack, on = [(top, iter(holds[top]))], {top}
         while stack:
             node, kids = stack[-1]
             kid = next(kids, None)
             if kid is None:
                 stack.pop()
                 on.discard(node)
-                depth[node] = 1 + max((depth[c] for names in holds[node].values() for c in names if c in depth), default=0)
+                depth[node] = 1 + max((depth[c] for c in holds[node]), default=0)
                 if depth[node] > MAX_TYPE_DEPTH:
                     raise ModelError(f"not a TorchScript depth model (classes holding classes more than {MAX_TYPE_DEPTH} deep)", path)
             elif kid in on:
                 raise ModelError("not a TorchScript depth model (a class that holds itself)", path)
             elif kid not in depth:
                 on.add(kid)
-                stack.append((kid, iter({c for names in holds[kid].values() for c in names if c in holds})))
+                stack.append((kid, iter(holds[kid])))
     return declared
+
+
+def _named_classes(note: ast.expr) -> Iterator[str]:
+    """The classes an annotation names anywhere in it (``Tuple[__torch__.a.B, int]``)."""
+    inner = {id(n.value) for n in ast.walk(note) if isinstance(n, ast.Attribute)}  # (not the end of a chain)
+    return (c for n in ast.walk(note) if id(n) not in inner and (c := _named_class(n)))
+
+
+def _named_class(note: ast.AST) -> str | None:
+    """The class (its :func:`_class_name`) an annotation's ``__torch__.a.B`` chain names, else None."""
+    parts = _chain(note) if isinstance(note, ast.Attribute) else None
+    return _class_name(".".join(parts[:-1]), parts[-1]) if parts and parts[0] == "__torch__" else None
 
 
 def _class_name(module: str, cls: str) -> str:
@@ -813,9 +817,9 @@ def _module_of(name: str) -> str:
 
 
 def _class_key(module: str, cls: str) -> str:
-    """A class's qualified name as torch finds its code: the module in any case, torch's mangling
-    (``___torch_mangle_7``, one per variant) left out; the class's own name as written."""
-    return re.sub(r"\.___torch_mangle_\d+", "", module.lower()) + "." + cls
+    """:func:`_class_name` with torch's mangling (``___torch_mangle_7``, one per variant) left out:
+    the name of the code torch finds for the class."""
+    return ".".join(part for part in _class_name(module, cls).split(".") if not _MANGLE.fullmatch(part))
 
 
 def _load_methods(cls: ast.ClassDef) -> dict[str, list[ast.FunctionDef]]:
