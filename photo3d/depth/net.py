@@ -12,6 +12,11 @@ counter. What a model file is (metadata, the bundled model, its checksum) lives 
                 + skip block output (element-wise add), then more blocks      1/16 .. full res
       head      3x3 conv → 1 channel: log-disparity (1,1,H,W)  (exp() = disparity, larger = nearer)
 
+A config with a ``backbone`` (``p3d-e``) takes its encoder stages from :data:`BACKBONES` instead: a
+published classifier's blocks (the same FBNet block shape), the first stage reading the photo itself,
+so its ImageNet weights can start training (``photo3d.train.pretrained``); stem, skips, decoder and
+head stay as above.
+
 Quantization-ready in eager mode: QuantStub/DeQuantStub, FloatFunctional adds, fusable
 conv-bn(-relu) triples (:meth:`DepthNet.fuse_model`), QNNPACK qconfig.
 """
@@ -43,11 +48,27 @@ class NetConfig:
     skip_expansion: tuple[float, ...] = (1, 1, 2, 2, 2)  # one FBNet block on each skip path
     skip_kernels: tuple[int, ...] = (3, 3, 3, 3, 3)
     context: tuple[int, ...] = ()  # pyramid pooling at 1/32: grid sizes of the whole-picture context (() = none)
+    backbone: str = ""  # "": the FBNet stages above; else a key of BACKBONES (enc_widths must be its widths)
 
     @classmethod
     def from_dict(cls, d: dict) -> "NetConfig":
         """The config recorded in a checkpoint or a model file's metadata (JSON lists back to tuples)."""
         return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in d.items()})
+
+
+# Encoders of published image classifiers, for warm-starting from their ImageNet weights
+# (photo3d.train.pretrained). Per stage (1/2 .. 1/32): its blocks as (out channels, expansion, kernel, stride);
+# stage 1/2 begins with the classifier's own 3x3 stride-2 stem on the RGB input.
+BACKBONES: dict[str, tuple[int, tuple[tuple[tuple[int, float, int, int], ...], ...]]] = {
+    # EfficientNet-Lite0 (Apache-2.0; no squeeze-excitation, ReLU6 → ReLU here) without its last block
+    "efficientnet-lite0": (32, (
+        ((16, 1, 3, 1),),
+        ((24, 6, 3, 2), (24, 6, 3, 1)),
+        ((40, 6, 5, 2), (40, 6, 5, 1)),
+        ((80, 6, 3, 2), (80, 6, 3, 1), (80, 6, 3, 1), (112, 6, 5, 1), (112, 6, 5, 1), (112, 6, 5, 1)),
+        ((192, 6, 5, 2), (192, 6, 5, 1), (192, 6, 5, 1), (192, 6, 5, 1)),
+    )),
+}
 
 
 CONFIGS: dict[str, NetConfig] = {
@@ -59,6 +80,8 @@ CONFIGS: dict[str, NetConfig] = {
     # they cost little: 2.77 M parameters, 1.95 GMAC at 288x384; p3d-s grows into it unchanged
     # (photo3d.train.grow)
     "p3d-m": NetConfig(name="p3d-m", enc_expansion=(2, 4, 8, 10, 10), dec_expansion=(2, 2, 6, 8, 8)),
+    # the EfficientNet-Lite0 encoder (ImageNet weights: photo3d.train.pretrained) under p3d-s's decoder
+    "p3d-e": NetConfig(name="p3d-e", enc_widths=(16, 24, 40, 112, 192), backbone="efficientnet-lite0"),
     # half the compute, for slow machines and CPU training experiments
     "p3d-xs": NetConfig(
         name="p3d-xs",
@@ -121,6 +144,21 @@ class FBBlock(nn.Module):
         return y
 
 
+def backbone_stages(name: str) -> list[nn.Sequential]:
+    """The five encoder stages of a :data:`BACKBONES` entry (the first one reads the RGB input)."""
+    stem, stages = BACKBONES[name]
+    out: list[nn.Sequential] = []
+    cin = 3
+    for i, blocks in enumerate(stages):
+        layers: list[nn.Module] = [conv_bn(3, stem, 3, 2)] if i == 0 else []
+        cin = stem if i == 0 else cin
+        for cout, expansion, kernel, stride in blocks:
+            layers.append(FBBlock(cin, cout, expansion, kernel, stride))
+            cin = cout
+        out.append(nn.Sequential(*layers))
+    return out
+
+
 def stage(cin: int, cout: int, n: int, expansion: float, kernel: int, stride: int = 1, upsample: bool = False) -> nn.Sequential:
     blocks = [FBBlock(cin, cout, expansion, kernel, stride, upsample)]
     blocks += [FBBlock(cout, cout, expansion, kernel) for _ in range(n - 1)]
@@ -181,10 +219,17 @@ class DepthNet(nn.Module):
         self.quant = QuantStub()
         self.stem = conv_bn(3, cfg.stem, 3)
         widths = (cfg.stem,) + tuple(cfg.enc_widths)
-        self.encoder = nn.ModuleList(
-            stage(widths[i], widths[i + 1], cfg.enc_blocks[i], cfg.enc_expansion[i], cfg.enc_kernels[i], stride=2)
-            for i in range(5)
-        )
+        if cfg.backbone:
+            self.encoder = nn.ModuleList(backbone_stages(cfg.backbone))
+            widths_of = tuple(s[-1].project[0].out_channels for s in self.encoder)
+            if widths_of != tuple(cfg.enc_widths):
+                raise ValueError(f"config {cfg.name}: enc_widths {cfg.enc_widths} are not {cfg.backbone}'s {widths_of}")
+        else:
+            self.encoder = nn.ModuleList(
+                stage(widths[i], widths[i + 1], cfg.enc_blocks[i], cfg.enc_expansion[i], cfg.enc_kernels[i], stride=2)
+                for i in range(5)
+            )
+        self.rgb_encoder = bool(cfg.backbone)  # the encoder reads the photo, not the full-resolution stem
         # decoder stage i produces scale 1/2**i; its input is the coarser stage's output (or enc5)
         dec_in = tuple(cfg.dec_widths[1:]) + (cfg.enc_widths[4],)
         self.decoder = nn.ModuleList(
@@ -218,8 +263,10 @@ class DepthNet(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.quant(x)
         feats = [self.stem(x)]
+        h = x if self.rgb_encoder else feats[0]
         for enc in self.encoder:
-            feats.append(enc(feats[-1]))
+            h = enc(h)
+            feats.append(h)
         bottom = feats[5]
         ramp = torch.linspace(-1.0, 1.0, bottom.shape[2], device=x.device).view(1, 1, -1, 1)
         ramp = ramp.expand(bottom.shape[0], 1, bottom.shape[2], bottom.shape[3]).contiguous()

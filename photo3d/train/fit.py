@@ -159,6 +159,8 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--batch", type=int, default=8)
     ap.add_argument("--size", type=int, default=160, help="training crop side (pixels)")
     ap.add_argument("--lr", type=float, default=2e-3)
+    ap.add_argument("--encoder-lr-scale", type=float, default=1.0,
+                    help="configs with a pretrained encoder (p3d-e): its learning rate as a share of --lr")
     ap.add_argument("--weight-decay", type=float, default=1e-4)
     ap.add_argument("--total-steps", type=int, default=20000, help="length of the LR schedule")
     ap.add_argument("--schedule-minutes", type=float, default=0.0,
@@ -241,7 +243,7 @@ def main(argv: list[str] | None = None) -> int:
         hp = ckpt["args"]
         for k in ("config", "batch", "size", "limit", "lr", "weight_decay", "total_steps", "schedule_minutes", "warmup",
                   "edge_aware", "w_ssi", "w_log", "w_grad", "w_layout", "w_flat", "w_corr", "w_hint", "hint_warmup", "seed", "label", "whole_share", "whole_size", "whole_batch", "whole_exact",
-                  "min_crop", "max_crop", "freeze_bn", "tr_flip", "tta_train", "partner"):
+                  "min_crop", "max_crop", "freeze_bn", "tr_flip", "tta_train", "partner", "encoder_lr_scale"):
             if k not in given and k in hp:
                 setattr(args, k, hp[k])
         if isinstance(args.partner, str):
@@ -313,7 +315,12 @@ def main(argv: list[str] | None = None) -> int:
         hints = StudentHints(model, teacher_enc.channels).to(device)
         if ckpt is not None and ckpt.get("hints") is not None:
             hints.load_state_dict(ckpt["hints"])
-    groups = [{"params": list(model.parameters()), "lr_scale": 1.0}]
+    if model.cfg.backbone:  # a pretrained encoder learns slower than the new decoder (--encoder-lr-scale)
+        enc = {id(p) for p in model.encoder.parameters()}
+        groups = [{"params": [p for p in model.parameters() if id(p) in enc], "lr_scale": args.encoder_lr_scale},
+                  {"params": [p for p in model.parameters() if id(p) not in enc], "lr_scale": 1.0}]
+    else:
+        groups = [{"params": list(model.parameters()), "lr_scale": 1.0}]
     if hints is not None:  # the fresh 1x1 projections learn 10x faster than the warm-started network
         groups.append({"params": list(hints.parameters()), "lr_scale": 10.0})
     params = [p for g in groups for p in g["params"]]
