@@ -7,7 +7,7 @@ from PIL import Image
 
 from helpers.cli import cli
 from helpers.gltf import assert_valid_glb
-from helpers.paths import REPO, SHARED, benchmark, needs_shared
+from helpers.paths import REPO, SHARED, V3_MODEL, benchmark, needs_shared
 from photo3d import defaults
 from photo3d.export import read_glb
 from photo3d.pipeline import ConvertOptions, convert_file
@@ -159,10 +159,11 @@ def test_a_panoramas_page_says_it_shows_the_centre_as_its_video_does(tmp_path):
     assert r.exit_code == 0 and "the page shows" not in r.output, r.output
     # a high --parallax zooms the page in as far as the video, which said so; the page did not (helper-121)
     r = cli("convert", tmp_path / "coffee.png", "-o", tmp_path / "far.html", "--parallax", "0.2")
-    assert r.exit_code == 0 and r.output.rstrip().endswith(
-        "; the page is zoomed 1.58x: the parallax never shows beyond the photo's border; a smaller --parallax zooms less"), r.output
+    zoom = re.search(r"; the page is zoomed (\d+\.\d\d)x: the parallax never shows beyond the photo's border; "
+                     r"a smaller --parallax zooms less$", r.output.rstrip())
+    assert r.exit_code == 0 and zoom and 1.3 < float(zoom[1]) < 2.0, r.output  # (how far depends on the depth)
     r = cli("convert", tmp_path / "coffee.png", "-o", tmp_path / "far.mp4", "--parallax", "0.2", "--seconds", "1", "--size", "64")
-    assert r.exit_code == 0 and "zoomed 1.58x" in r.output, r.output
+    assert r.exit_code == 0 and f"zoomed {zoom[1]}x" in r.output, r.output
 
 
 def glb_extras(path):
@@ -691,7 +692,7 @@ def test_thin_near_bar_over_a_step_leaves_no_hole_at_any_view(tmp_path, width):
 
 
 def _converted_view(src, folder, offset):
-    """Convert ``src`` (bundled model, validated GLB) and render it as the viewer does at ``offset``
+    """Convert ``src`` (with v3's depth, the map these tests were written on; validated GLB) and render it as the viewer does at ``offset``
     (-1 .. 1 of the full parallax, horizontal): (photo, view uint8, layer index per pixel)."""
     import math
 
@@ -699,7 +700,7 @@ def _converted_view(src, folder, offset):
 
     nv = benchmark("novel_view")
     dst = folder / (src.stem + ".glb")
-    convert_file(src, dst)
+    convert_file(src, dst, ConvertOptions(model=V3_MODEL))
     assert_valid_glb(dst)
     meshes, texture, tree = nv.load_glb_meshes(dst.read_bytes())
     ex = tree["extras"]["photo3d"]
@@ -859,9 +860,10 @@ def test_the_coffee_tables_corner_carries_no_dark_room(tmp_path):
     wedges and flecks stood out from the table's edge into the room (582 / 384 such pixels on the
     table, nearer than 3.5x the nearest depth (the room lies ~7x as far), in the top-left quarter
     at the extreme left / right, 1200 px wide).  Near-side strips of the far side's colour along a
-    kept cut now go to the far side (``layers.far_coloured_near``): 2 / 3."""
+    kept cut now go to the far side (``layers.far_coloured_near``): 2 / 3.  On v3's map, the one this
+    was found on (the model bundled since session 39 cuts that edge elsewhere)."""
     dst = tmp_path / "c.glb"
-    convert_file(REPO / "examples" / "coffee.jpg", dst, ConvertOptions())
+    convert_file(REPO / "examples" / "coffee.jpg", dst, ConvertOptions(model=V3_MODEL))
     assert_valid_glb(dst)
     for off in (-1.0, 1.0):
         dark = _dark_on_near_layer(dst.read_bytes(), 1200, off, 3.5)
@@ -884,9 +886,9 @@ def test_real_photos_do_not_streak_at_the_viewers_extreme_offsets(tmp_path, phot
     there: 180 (coffee) and 372 (duck) streak pixels at the left extreme, 600 px wide, 0.08 and
     0.14 % of the visible layer's; now 38 and 97 (0 and 77 at the right extreme).  With v3 bundled
     the duck's were 141 and 101 until far pockets cut along part of their border were merged
-    (``layers.far_pockets``): 92 and 88 (coffee 27 and 0)."""
+    (``layers.far_pockets``): 92 and 88 (coffee 27 and 0).  On v3's maps, where the duck is cut."""
     dst = tmp_path / "p.glb"
-    rep = convert_file(photo, dst, ConvertOptions())
+    rep = convert_file(photo, dst, ConvertOptions(model=V3_MODEL))
     assert rep["layers"] == 2
     assert_valid_glb(dst)
     for off in (-1.0, 1.0):

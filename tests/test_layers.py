@@ -2,6 +2,7 @@ import cv2
 import numpy as np
 import pytest
 from helpers.synthetic import FAR, NEAR, SHIFT, H, W, constant, ramp, sphere, step_edge, with_bad_values
+from helpers.paths import V3_MODEL
 
 from photo3d.layers import LayerParams, _sides, build_layers, cut_beside_cuts, find_cuts, sanitize_inverse_depth
 
@@ -112,7 +113,7 @@ def test_a_far_patch_on_an_oboe_is_closed_not_cut_through_it(shared_dir):
     from photo3d.io import load_image
 
     photo = load_image(shared_dir / "data/photos/imagenet_det/imagenet_det_0587.jpg")
-    opts = pl.ConvertOptions()
+    opts = pl.ConvertOptions(model=V3_MODEL)  # (the map the patch was found on)
     small = pl.working_photo(photo, pl.working_shape(photo.width, photo.height, opts.working_side))
     disp, _ = pl.estimate_depth(photo, small, opts)
     geo = pl.to_geometry(disp, pl.camera_for(photo.width, photo.height, photo.focal_35mm), opts)
@@ -384,7 +385,7 @@ def test_the_caps_rims_are_not_drawn_as_scratches_over_the_wall(shared_dir, tmp_
 
     def streaks(tag):
         dst = tmp_path / f"{tag}.glb"
-        convert_file(shared_dir / "data/photos/osie/osie_0004.jpg", dst, ConvertOptions())
+        convert_file(shared_dir / "data/photos/osie/osie_0004.jpg", dst, ConvertOptions(model=V3_MODEL))
         assert_valid_glb(dst)
         meshes, texture, tree = nv.load_glb_meshes(dst.read_bytes())
         return sum(nv.streak_pixels(meshes, texture, tree, off) for off in (-1.0, 1.0))
