@@ -71,6 +71,11 @@ BACKBONES: dict[str, tuple[int, tuple[tuple[tuple[int, float, int, int], ...], .
 }
 
 
+def backbone_widths(name: str) -> tuple[int, ...]:
+    """The output widths of a :data:`BACKBONES` entry's five stages (a config's ``enc_widths`` for it)."""
+    return tuple(blocks[-1][0] for blocks in BACKBONES[name][1])
+
+
 CONFIGS: dict[str, NetConfig] = {
     # the bundled operating point: 1.44 M parameters, 1.33 GMAC at 288x384
     "p3d-s": NetConfig(),
@@ -81,7 +86,7 @@ CONFIGS: dict[str, NetConfig] = {
     # (photo3d.train.grow)
     "p3d-m": NetConfig(name="p3d-m", enc_expansion=(2, 4, 8, 10, 10), dec_expansion=(2, 2, 6, 8, 8)),
     # the EfficientNet-Lite0 encoder (ImageNet weights: photo3d.train.pretrained) under p3d-s's decoder
-    "p3d-e": NetConfig(name="p3d-e", enc_widths=(16, 24, 40, 112, 192), backbone="efficientnet-lite0"),
+    "p3d-e": NetConfig(name="p3d-e", enc_widths=backbone_widths("efficientnet-lite0"), backbone="efficientnet-lite0"),
     # half the compute, for slow machines and CPU training experiments
     "p3d-xs": NetConfig(
         name="p3d-xs",
@@ -148,10 +153,9 @@ def backbone_stages(name: str) -> list[nn.Sequential]:
     """The five encoder stages of a :data:`BACKBONES` entry (the first one reads the RGB input)."""
     stem, stages = BACKBONES[name]
     out: list[nn.Sequential] = []
-    cin = 3
+    cin = stem
     for i, blocks in enumerate(stages):
         layers: list[nn.Module] = [conv_bn(3, stem, 3, 2)] if i == 0 else []
-        cin = stem if i == 0 else cin
         for cout, expansion, kernel, stride in blocks:
             layers.append(FBBlock(cin, cout, expansion, kernel, stride))
             cin = cout
@@ -220,10 +224,10 @@ class DepthNet(nn.Module):
         self.stem = conv_bn(3, cfg.stem, 3)
         widths = (cfg.stem,) + tuple(cfg.enc_widths)
         if cfg.backbone:
+            if tuple(cfg.enc_widths) != backbone_widths(cfg.backbone):
+                raise ValueError(f"config {cfg.name}: enc_widths {cfg.enc_widths} are not {cfg.backbone}'s "
+                                 f"{backbone_widths(cfg.backbone)}")
             self.encoder = nn.ModuleList(backbone_stages(cfg.backbone))
-            widths_of = tuple(s[-1].project[0].out_channels for s in self.encoder)
-            if widths_of != tuple(cfg.enc_widths):
-                raise ValueError(f"config {cfg.name}: enc_widths {cfg.enc_widths} are not {cfg.backbone}'s {widths_of}")
         else:
             self.encoder = nn.ModuleList(
                 stage(widths[i], widths[i + 1], cfg.enc_blocks[i], cfg.enc_expansion[i], cfg.enc_kernels[i], stride=2)

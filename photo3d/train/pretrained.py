@@ -21,7 +21,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from photo3d.depth.net import BACKBONES, CONFIGS, DepthNet
+from photo3d.depth.net import CONFIGS, DepthNet, FBBlock
 
 PIXEL_SCALE, PIXEL_SHIFT = 255.0 / 128.0, 127.0 / 128.0  # EfficientNet-Lite: (255 x - 127) / 128
 TF_BN_EPS = 1e-3
@@ -54,7 +54,7 @@ def load_efficientnet_lite0(model: DepthNet, src: dict[str, torch.Tensor]) -> in
         w = src["_conv_stem.weight"]
         stem[0].weight.copy_(w * PIXEL_SCALE)
         _copy_bn(stem[1], src, "_bn0", mean_shift=PIXEL_SHIFT * w.sum(dim=(1, 2, 3)))
-        blocks = [b for stage in model.encoder for b in stage if not isinstance(b, nn.Sequential)]
+        blocks = [b for stage in model.encoder for b in stage if isinstance(b, FBBlock)]
         for j, block in enumerate(blocks):
             p = f"_blocks.{j}."
             if not isinstance(block.expand, nn.Identity):
@@ -97,7 +97,6 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     torch.manual_seed(args.seed)
     model = DepthNet(args.config)
-    assert model.cfg.backbone in BACKBONES
     n = load_efficientnet_lite0(model, efficientnet_lite0_state())
     sampler = Sampler(Bundle(args.bundle, seed=args.seed), 8, AugmentConfig(size=256), seed=args.seed, device="cpu")
     calibrate_new_batch_norms(model, [sampler.next()[0] for _ in range(args.batches)])
