@@ -61,7 +61,7 @@ class LayerParams:
     sharp_band_px: int = 1  # a sharp depth map's far band: the photo's anti-aliased rim beyond its edges
     snap_radius: int = 4  # colour-guided edge snapping window (0 = off), working pixels
     snap_iters: int = 3
-    ramp_px: int = 10  # ... after wide blurred ramps are snapped over this radius to their plateaus' colours (0 = off)
+    ramp_px: int = 10  # ... after wide blurred ramps (network depth) at the kept cuts are snapped over this radius to their plateaus' colours (0 = off)
     close_px: int = 7  # network depth: far gaps narrower than this (working pixels) take the depth around them
     strip_px: int = 3  # an intermediate strip at an edge this narrow is skipped: the background lies behind it
     reach_px: int = 8  # with the photo: near-side pixels this close to a kept cut, of the far side's colour, go to it

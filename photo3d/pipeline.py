@@ -889,6 +889,11 @@ def convert_file(src: str | Path, dst: str | Path, opts: ConvertOptions | None =
         opts = replace(opts, snap_edges=not sharp or coarse)
         info["depth_edges"] = ("sharp (used as they are)" if sharp and not coarse else
                                "coarse (snapped to the photo)" if sharp else "blurred (snapped to the photo)")
+    if info.get("depth_source") != "model" and opts.layer_params.ramp_px:
+        # measured depth (a depth file, the depth a photo carries) may be coarse but is not displaced
+        # off its objects as a network's blur is: wide ramps snapped to the photo's colour edge (see
+        # layers.snap_ramps) pulled a plush toy's fibres off it, left on the wall as dark flecks
+        opts = replace(opts, layer_params=replace(opts.layer_params, ramp_px=0))
     if info.get("depth_ratio"):  # measured depth: its own far / near ratio, not the default guess
         opts = replace(opts, depth_ratio=min(100.0, max(1.25, float(info["depth_ratio"]))))
     if photo.original_size:
