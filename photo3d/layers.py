@@ -61,7 +61,7 @@ class LayerParams:
     sharp_band_px: int = 1  # a sharp depth map's far band: the photo's anti-aliased rim beyond its edges
     snap_radius: int = 4  # colour-guided edge snapping window (0 = off), working pixels
     snap_iters: int = 3
-    ramp_px: int = 10  # ... after wide blurred ramps (network depth) at the kept cuts are snapped over this radius to their plateaus' colours (0 = off)
+    ramp_px: int = 10  # ... after network depth's wide ramps at kept cuts, over this radius (snap_ramps; 0 = off)
     close_px: int = 7  # network depth: far gaps narrower than this (working pixels) take the depth around them
     strip_px: int = 3  # an intermediate strip at an edge this narrow is skipped: the background lies behind it
     reach_px: int = 8  # with the photo: near-side pixels this close to a kept cut, of the far side's colour, go to it
@@ -217,7 +217,7 @@ def snap_ramps(inv: np.ndarray, lab: np.ndarray, radius: int, rel_jump: float, i
             mean = cv2.boxFilter(lab * m[:, :, None], -1, (k, k), normalize=False) / n[:, :, None]
             spread2 = cv2.boxFilter(sq * m, -1, (k, k), normalize=False) / n - _sq(mean)
             ends.append((n, mean, _sq(lab - mean), spread2))
-        (n_n, m_n, d_n, s_n), (n_f, m_f, d_f, s_f) = ends
+        (n_n, m_n, d_n, _), (n_f, m_f, d_f, s_f) = ends
         gap2 = _sq(m_n - m_f)
         # plateaus of visibly different colours, the far one plain (a pattern across a fold is not)
         split = (n_n >= 4) & (n_f >= 4) & (gap2 > MIN_SPLIT ** 2) & (4 * s_f < gap2)
@@ -714,7 +714,8 @@ def cut_beside_cuts(inv: np.ndarray, cuts: Cuts, near: np.ndarray, far: np.ndarr
 
 
 def _decide_cuts(inv: np.ndarray, raw: np.ndarray, lab: np.ndarray | None, contrast: np.ndarray | None,
-                 cut_shift: float, params: LayerParams, uncut: np.ndarray | None = None):
+                 cut_shift: float, params: LayerParams, uncut: np.ndarray | None = None,
+                 ) -> tuple[np.ndarray, np.ndarray, Cuts, np.ndarray, np.ndarray]:
     """Which steps of the cleaned inverse depth ``inv`` are cut (see :func:`build_layers`), none
     touching a pixel of ``uncut``.  Returns the inverse depth with the merged pockets filled, the
     uncleaned ``raw`` filled likewise, the cuts and their near and far sides.  ``lab``: the photo
