@@ -14,7 +14,7 @@ from dataclasses import dataclass, replace
 import cv2
 import numpy as np
 
-from .layers import Cuts, LayeredDepth, far_band, far_halo, nearest_values
+from .layers import Cuts, LayeredDepth, crop_box, far_band, far_halo, nearest_values
 
 BG_PUSH = 0.995  # the background layer sits this factor behind (in inverse depth) the visible one
 
@@ -25,15 +25,6 @@ class Background:
     inv: np.ndarray  # (h, w) float32: background inverse depth, meaningful where ``mask``
     mask: np.ndarray  # (h, w) bool: vertices of the background layer (hole + a seam rim)
     band: np.ndarray | None = None  # (h, w) bool: far-side edge pixels the visible layer leaves to it
-
-
-def _crop_box(mask: np.ndarray, pad: int) -> tuple[slice, slice]:
-    ys, xs = np.nonzero(mask.any(axis=1))[0], np.nonzero(mask.any(axis=0))[0]
-    h, w = mask.shape
-    return (
-        slice(max(0, ys[0] - pad), min(h, ys[-1] + pad + 1)),
-        slice(max(0, xs[0] - pad), min(w, xs[-1] + pad + 1)),
-    )
 
 
 def _mirror_fill(rgb: np.ndarray, known: np.ndarray, hole: np.ndarray, inv: np.ndarray, rel: float) -> tuple[np.ndarray, np.ndarray]:
@@ -99,7 +90,7 @@ def inpaint_background(rgb: np.ndarray, ldi: LayeredDepth, radius: int = 4, mirr
     # pixel beside the cut tinted below the band's bar (a shirt's dark red rim on a brown wall, a
     # pepper's on grey sky) was the fill's nearest source all along the edge, and the fill took its tint
     mask = ldi.inpaint_mask | ldi.hole | far_band(ldi, band_px) | band
-    ys, xs = _crop_box(mask | layer, 2 * radius + 2)
+    ys, xs = crop_box(mask | layer, 2 * radius + 2)
     m8 = mask[ys, xs].astype(np.uint8)
     crop = np.ascontiguousarray(rgb[ys, xs])
     colour = _telea(crop, m8, radius, half=crop.shape[0] * crop.shape[1] > HALF_RES_PIXELS)

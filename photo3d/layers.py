@@ -153,7 +153,8 @@ def is_sharp_map(depth: np.ndarray) -> bool:
     return float(np.median(r3[on] / np.maximum(r7[on], 1e-12))) >= SHARP_MAP
 
 
-def snap_edges(inv: np.ndarray, rgb: np.ndarray, params: LayerParams = LayerParams()) -> np.ndarray:
+def snap_edges(inv: np.ndarray, rgb: np.ndarray, params: LayerParams = LayerParams(),
+               lab: np.ndarray | None = None) -> np.ndarray:
     """Move blurred depth edges onto the photo's colour edges (a colour-guided min/max snap).
 
     Where the local inverse-depth range is a discontinuity, each pixel takes the near or the far
@@ -162,7 +163,7 @@ def snap_edges(inv: np.ndarray, rgb: np.ndarray, params: LayerParams = LayerPara
     """
     if rgb is None or params.snap_radius <= 0:
         return inv
-    lab = photo_lab(rgb)
+    lab = photo_lab(rgb) if lab is None else lab  # (the photo in CIELAB, when the caller has it)
     k = 2 * params.snap_radius + 1
     se = cv2.getStructuringElement(cv2.MORPH_RECT, (k, k))
     for _ in range(params.snap_iters):
@@ -640,6 +641,16 @@ def thin_far_strips(inv: np.ndarray, lab: np.ndarray, cuts: Cuts, near: np.ndarr
     return near & drop[lbl]
 
 
+def crop_box(mask: np.ndarray, pad: int) -> tuple[slice, slice]:
+    """The bounding box of ``mask`` (not empty), ``pad`` pixels wider on every side within the image."""
+    ys, xs = np.nonzero(mask.any(axis=1))[0], np.nonzero(mask.any(axis=0))[0]
+    h, w = mask.shape
+    return (
+        slice(max(0, ys[0] - pad), min(h, ys[-1] + pad + 1)),
+        slice(max(0, xs[0] - pad), min(w, xs[-1] + pad + 1)),
+    )
+
+
 def nearest_values(mask: np.ndarray, values: np.ndarray, mask_size: int = 5) -> tuple[np.ndarray, np.ndarray]:
     """For every pixel: distance to the nearest ``mask`` pixel and that pixel's value (a ``mask``
     pixel is its own nearest).  For the nearest pixel's position, pass the flat indices
@@ -802,27 +813,25 @@ def build_layers(
     raw0 = raw
     inv = clean_inverse_depth(raw, params, sharpen=rgb is not None, shift_px_per_inv=cut_shift)
     contrast = None
+    lab = photo_lab(rgb) if rgb is not None else None
     if rgb is not None:
         contrast = colour_contrast(rgb)
 
         def snapped(inv: np.ndarray) -> np.ndarray:
-            inv = clean_inverse_depth(snap_edges(inv, rgb, params), params)
+            inv = clean_inverse_depth(snap_edges(inv, rgb, params, lab), params)
             if params.close_px > 1:  # narrow far grooves (dark grain, cracks): the surface around them
                 se = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (params.close_px, params.close_px))
                 inv = cv2.morphologyEx(inv, cv2.MORPH_CLOSE, se)
             return inv
 
         sharp, inv = inv, snapped(inv)
-    lab = photo_lab(rgb) if rgb is not None else None
     inv, raw, cuts, near, far = _decide_cuts(inv, raw, lab, contrast, cut_shift, params)
     if lab is not None and params.ramp_px > params.snap_radius and near.any():
         # wide blurred ramps at the kept cuts, snapped to their plateaus' colours (snap_ramps), and
         # the cuts decided again, there only (a ramp elsewhere that snapping made a step would be
         # cut where the first decision merged or dropped it: a hand torn off a coat, a screwdriver's tip)
         at = cv2.dilate((near | far).astype(np.uint8), np.ones((3, 3), np.uint8), iterations=params.ramp_px).astype(bool)
-        ys, xs = np.nonzero(at.any(1))[0], np.nonzero(at.any(0))[0]
-        pad = 2 * RAMP_ITERS * params.ramp_px  # (all that snapping the pixels in ``at`` reads)
-        box = slice(max(0, ys[0] - pad), ys[-1] + pad + 1), slice(max(0, xs[0] - pad), xs[-1] + pad + 1)
+        box = crop_box(at, 2 * RAMP_ITERS * params.ramp_px)  # (all that snapping the pixels in ``at`` reads)
         ramps = sharp.copy()
         ramps[box] = snap_ramps(sharp[box], lab[box], params.ramp_px, params.rel_jump)
         ramps = snapped(np.where(at, ramps, sharp).astype(np.float32))
