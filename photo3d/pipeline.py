@@ -258,10 +258,13 @@ def inpaint(photo_small: np.ndarray, ldi: LayeredDepth, opts: ConvertOptions) ->
     uncertain (network) edge a few pixels and a sharpening halo; for a sharp map's edge the one
     pixel of the photo's anti-aliased rim beyond it, which still carries the foreground's colour:
     read by the fill, that rim tinted all of it (a red disc on a blue wall left a purple haze in
-    the whole disocclusion, and its outline on the wall), so it goes with the foreground as well."""
+    the whole disocclusion, and its outline on the wall), so it goes with the foreground as well.
+    A snapped map's fill also carries the background's texture (``texture``); a sharp map's is
+    the smooth fill, which its measured views prefer."""
     lp = opts.layer_params
     band_px, halo_px = (lp.far_band_px, lp.halo_px) if snaps(opts) else (lp.sharp_band_px, 0)
-    return inpaint_background(photo_small, ldi, mirror=opts.mirror, rel=lp.rel_jump, band_px=band_px, halo_px=halo_px)
+    return inpaint_background(photo_small, ldi, mirror=opts.mirror, rel=lp.rel_jump, band_px=band_px, halo_px=halo_px,
+                              texture=snaps(opts))
 
 
 def visible_layer(ldi: LayeredDepth, bg: Background) -> tuple[np.ndarray, Cuts]:

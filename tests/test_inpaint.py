@@ -87,3 +87,73 @@ def test_a_sharpening_halo_goes_with_the_foregrounds_edge_not_left_on_the_backgr
     vis_inv, _ = visible_layer(ldi, bg)
     assert np.allclose(vis_inv[:, 75:80], inv[:, 80:81])  # at the wing's depth: it moves with it
     assert np.abs(bg.rgb[10:-10, 75:80].astype(int) - 150).max() <= 6  # behind it: the background's grey
+
+
+def test_a_blurred_edges_fill_carries_the_backgrounds_grain_and_tone():
+    """A network blurs a silhouette's step into a ramp: the background beside it rises toward the
+    foreground, so a wide band of it is masked as "in front", and the smooth fill, reading only the
+    strip at the cut, left a flat patch of one tone where the background has grain (the coffee's
+    wood behind the cup's rim, a by-eye review).  With ``texture`` the fill carries the grain of the
+    background around it, and no foreground colour."""
+    import cv2
+
+    rng = np.random.default_rng(0)
+    grain = cv2.GaussianBlur(rng.normal(0, 1, (H, W)).astype(np.float32), (0, 0), sigmaX=6, sigmaY=1)
+    rgb = np.empty((H, W, 3), np.float32)
+    rgb[:] = (150, 90, 50)  # wood ...
+    rgb += (grain / grain.std() * 18)[..., None] * np.array([1.0, 0.7, 0.5])  # ... with streaks along it
+    rgb[:, 80:] = (235, 235, 225)  # a white cup
+    rgb = np.clip(rgb, 0, 255).astype(np.uint8)
+    ldi = build_layers(cv2.GaussianBlur(step_edge(80), (0, 0), 5), SHIFT, rgb=rgb)  # (blurred and snapped)
+    inner = ldi.hole & (cv2.distanceTransform(ldi.hole.astype(np.uint8), cv2.DIST_L2, 3) > 3)
+    assert inner.sum() > 500
+
+    def grain_of(a):  # the fine detail's spread
+        a = a.astype(np.float32)
+        return (a - cv2.GaussianBlur(a, (0, 0), 4))[..., 0]
+
+    wood = grain_of(rgb)[:, 10:60].std()
+    for texture in (False, True):
+        bg = inpaint_background(rgb, ldi, band_px=3, halo_px=6, texture=texture)
+        filled = bg.rgb[inner].astype(int)
+        assert filled[:, 2].max() < 120  # none of the cup's white
+        assert (grain_of(bg.rgb)[inner].std() > 0.6 * wood) == texture  # flat without, grained with
+    assert np.abs(filled.mean(0) - rgb[:, 10:60].reshape(-1, 3).mean(0)).max() < 8  # the wood's tone
+
+
+def test_the_wood_behind_the_coffee_cups_rim_is_filled_with_its_grain_and_tone():
+    """examples/coffee.jpg with the bundled model: behind the cup's rim (top right) the right extreme
+    view showed a flat orange blotch, darker than the wood around it (a by-eye review).  The fill
+    there now has about the wood's fine detail and tone; the smooth fill alone had neither."""
+    import cv2
+    from helpers.paths import REPO
+
+    from photo3d import pipeline as pl
+    from photo3d.io import load_image
+
+    photo = load_image(REPO / "examples" / "coffee.jpg")
+    opts = pl.ConvertOptions()
+    small = pl.working_photo(photo, pl.working_shape(photo.width, photo.height, opts.working_side))
+    disp, _ = pl.estimate_depth(photo, small, opts)
+    ldi = pl.layer_depth(pl.to_geometry(disp, pl.camera_for(photo.width, photo.height, photo.focal_35mm), opts), opts, small)
+    assert small.shape[:2] == (385, 609)
+    box = np.zeros(ldi.hole.shape, bool)
+    box[20:75, 360:412] = True  # behind the rim, left of the spoon
+    inner = box & ldi.hole & (cv2.distanceTransform(ldi.hole.astype(np.uint8), cv2.DIST_L2, 3) > 2)
+    assert inner.sum() > 400
+    wood = np.zeros_like(box)
+    wood[0:30, 450:560] = True  # the wood beyond it
+
+    def detail(a):
+        g = cv2.cvtColor(a, cv2.COLOR_RGB2GRAY).astype(np.float32)
+        return g - cv2.GaussianBlur(g, (0, 0), 4)
+
+    lp = opts.layer_params
+    grain, tone = {}, {}
+    for texture in (False, True):
+        bg = inpaint_background(small, ldi, rel=lp.rel_jump, band_px=lp.far_band_px, halo_px=lp.halo_px, texture=texture)
+        grain[texture] = detail(bg.rgb)[inner].std() / detail(small)[wood].std()
+        tone[texture] = np.abs(bg.rgb[inner].mean(0) - small[wood].mean(0)).max()
+    assert pl.inpaint(small, ldi, opts).rgb[inner].tolist() == bg.rgb[inner].tolist()  # (the default here)
+    assert grain[True] > 0.8 > grain[False], grain
+    assert tone[True] < 12 < tone[False], tone
