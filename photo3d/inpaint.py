@@ -14,7 +14,7 @@ from dataclasses import dataclass, replace
 import cv2
 import numpy as np
 
-from .layers import Cuts, LayeredDepth, crop_box, far_band, far_halo, nearest_values, photo_lab
+from .layers import Cuts, LayeredDepth, crop_box, far_band, far_halo, nearest_values
 
 BG_PUSH = 0.995  # the background layer sits this factor behind (in inverse depth) the visible one
 
@@ -72,29 +72,6 @@ TEX_REACH = 60  # ... from at most this many pixels away: radii TEX_STEP apart, 
 TEX_STEP = 4
 TEX_ANGLES = 16
 TEX_REL = 0.15  # a source lies at the background depth the tile wants, within this share
-
-
-def _readable(ldi: LayeredDepth, lab: np.ndarray) -> np.ndarray:
-    """Pixels of the inpainting mask outside the hole that the colour fill may read all the same:
-    nearer than the hole's background but less than halfway to the foreground's depth, and of the
-    background's colour (twice as close in CIELAB to the nearest far-side pixel's as to the nearest
-    near-side pixel's).  A network blurs the step at a silhouette into a ramp, so the background
-    beside it rises toward the foreground and a wide band of it counted as "in front": the fill then
-    read only the thin strip the snap had set back at the cut, the cup's shadow along a rim, and
-    spread its tone over the whole hole."""
-    cand = ldi.inpaint_mask & ~ldi.hole
-    if not cand.any() or not ldi.near.any() or not ldi.far.any():
-        return np.zeros(cand.shape, bool)
-    h, w = cand.shape
-    index = np.arange(h * w, dtype=np.int32).reshape(h, w)
-    _, bg = nearest_values(ldi.hole, ldi.bg_seed)
-    _, fg = nearest_values(ldi.near, ldi.inv)
-    _, i_far = nearest_values(ldi.far, index)
-    _, i_near = nearest_values(ldi.near, index)
-    flat = lab.reshape(-1, 3)
-    d_far = ((lab - flat[i_far.ravel()].reshape(lab.shape)) ** 2).sum(2)
-    d_near = ((lab - flat[i_near.ravel()].reshape(lab.shape)) ** 2).sum(2)
-    return cand & (ldi.inv < 0.5 * (bg + fg)) & (4 * d_far < d_near)
 
 
 def _texture(rgb: np.ndarray, known: np.ndarray, target: np.ndarray, inv: np.ndarray, want: np.ndarray,
@@ -171,9 +148,8 @@ def inpaint_background(rgb: np.ndarray, ldi: LayeredDepth, radius: int = 4, mirr
     foreground's soft edge) and they are re-synthesized here, never read; nor is any other far-side
     pixel within ``band_px`` read.
 
-    With ``texture`` (for a snapped, network-like map) the colour fill also reads the background's
-    side of a blurred ramp (:func:`_readable`) and carries the background's texture
-    (:func:`_texture`): a smooth fill alone left a flat patch of one tone where the wood's grain was.
+    With ``texture`` (for a snapped, network-like map) the fill carries the background's texture
+    (:func:`_texture`): the smooth fill alone left a flat patch where a table's wood grain was.
     A sharp measured map keeps the smooth fill: there the texture, right in kind but not in place,
     cost 0.2-0.5 dB of PSNR against the real view (README, "Session 41").
     """
@@ -191,8 +167,7 @@ def inpaint_background(rgb: np.ndarray, ldi: LayeredDepth, radius: int = 4, mirr
     # pepper's on grey sky) was the fill's nearest source all along the edge, and the fill took its tint
     mask = ldi.inpaint_mask | ldi.hole | far_band(ldi, band_px) | band
     ys, xs = crop_box(mask | layer, 2 * radius + 2)
-    cmask = mask & ~_readable(ldi, photo_lab(rgb)) if texture else mask  # what the colour fill may not read
-    m8 = cmask[ys, xs].astype(np.uint8)
+    m8 = mask[ys, xs].astype(np.uint8)
     crop = np.ascontiguousarray(rgb[ys, xs])
     colour = _telea(crop, m8, radius, half=crop.shape[0] * crop.shape[1] > HALF_RES_PIXELS)
     # depth: the background seed of each hole pixel (Telea overshoots on float maps), smoothed
@@ -204,13 +179,13 @@ def inpaint_background(rgb: np.ndarray, ldi: LayeredDepth, radius: int = 4, mirr
         want[ys, xs] = inv_fill
         base = np.zeros((h, w, 3), np.uint8)
         base[ys, xs] = colour
-        target = cmask & layer
+        target = mask & layer
         by, bx = crop_box(target, TEX_REACH + 3 * int(TEX_SIGMA) + 2)
-        detail, found = _texture(np.ascontiguousarray(rgb[by, bx]), ~cmask[by, bx], target[by, bx],
+        detail, found = _texture(np.ascontiguousarray(rgb[by, bx]), ~mask[by, bx], target[by, bx],
                                  np.ascontiguousarray(ldi.inv[by, bx]), want[by, bx], base[by, bx])
         ty, tx = np.nonzero(target[by, bx])
         # faded in over two pixels from the known ones (the fill copies them there, detail and all)
-        fade = np.clip(cv2.distanceTransform(cmask[by, bx].astype(np.uint8), cv2.DIST_L2, 3)[ty, tx] / 2.0, 0, 1)
+        fade = np.clip(cv2.distanceTransform(mask[by, bx].astype(np.uint8), cv2.DIST_L2, 3)[ty, tx] / 2.0, 0, 1)
         ty, tx = ty[found] + by.start - ys.start, tx[found] + bx.start - xs.start
         colour[ty, tx] = np.clip(colour[ty, tx] + fade[found, None] * detail[found] + 0.5, 0, 255).astype(np.uint8)
     if mirror:
