@@ -25,11 +25,14 @@ class Background:
     inv: np.ndarray  # (h, w) float32: background inverse depth, meaningful where ``mask``
     mask: np.ndarray  # (h, w) bool: vertices of the background layer (hole + a seam rim)
     band: np.ndarray | None = None  # (h, w) bool: far-side edge pixels the visible layer leaves to it
+    # (h, w, 2) int32: where each pixel's detail finer than a working pixel lies (-1: none), or None
+    source: np.ndarray | None = None
 
 
-def _mirror_fill(rgb: np.ndarray, known: np.ndarray, hole: np.ndarray, inv: np.ndarray, rel: float) -> tuple[np.ndarray, np.ndarray]:
-    """Colour of the background pixel mirrored across the nearest known pixel, and where it exists
-    (inside the image, known, and at the same depth as that nearest pixel)."""
+def _mirror_fill(rgb: np.ndarray, known: np.ndarray, hole: np.ndarray, inv: np.ndarray, rel: float,
+                 ) -> tuple[np.ndarray, np.ndarray, tuple[np.ndarray, np.ndarray]]:
+    """Colour of the background pixel mirrored across the nearest known pixel, whether it exists
+    (inside the image, known, and at the same depth as that nearest pixel), and where it is."""
     h, w = known.shape
     _, nearest = nearest_values(known, np.arange(h * w, dtype=np.int32).reshape(h, w))  # its index
     hy, hx = np.nonzero(hole)
@@ -40,7 +43,7 @@ def _mirror_fill(rgb: np.ndarray, known: np.ndarray, hole: np.ndarray, inv: np.n
     ok &= known[my, mx] & (np.abs(inv[my, mx] - inv[ny, nx]) <= rel * inv[ny, nx])
     out = np.zeros((len(hy), 3), np.uint8)
     out[ok] = rgb[my[ok], mx[ok]]
-    return out, ok
+    return out, ok, (my, mx)
 
 
 def _telea(crop: np.ndarray, m8: np.ndarray, radius: int, half: bool) -> np.ndarray:
@@ -82,7 +85,8 @@ def _texture(rgb: np.ndarray, known: np.ndarray, target: np.ndarray, inv: np.nda
     ``TEX_REL``), the one whose smooth colour there is closest to ``base``'s.  One shift for a
     whole tile copies a coherent piece (a shift per pixel, or per small tile, repeated the strip
     beside the hole in a grid); each pixel blends the four nearest tiles' pieces.  Returns the
-    detail (float32, (n, 3)) of each target pixel (in ``np.nonzero`` order) and whether it has one."""
+    detail (float32, (n, 3)) of each target pixel (in ``np.nonzero`` order), whether it has one,
+    and its main source pixel ((n, 2): the heaviest of the four, for :func:`fine_background`)."""
     h, w = known.shape
     src = cv2.erode(known.astype(np.uint8), np.ones((3, 3), np.uint8)).astype(bool)
     f = src.astype(np.float32)
@@ -122,6 +126,8 @@ def _texture(rgb: np.ndarray, known: np.ndarray, target: np.ndarray, inv: np.nda
     y0, x0 = np.floor(fy).astype(np.int32), np.floor(fx).astype(np.int32)
     out = np.zeros((len(ty), 3), np.float32)
     total = np.zeros(len(ty), np.float32)
+    heaviest = np.zeros(len(ty), np.float32)
+    source = np.zeros((len(ty), 2), np.int32)
     for oy, ox in ((0, 0), (0, 1), (1, 0), (1, 1)):
         gy, gx = np.clip(y0 + oy, 0, gh - 1), np.clip(x0 + ox, 0, gw - 1)
         wgt = (1 - np.abs(fy - (y0 + oy))) * (1 - np.abs(fx - (x0 + ox)))
@@ -133,8 +139,11 @@ def _texture(rgb: np.ndarray, known: np.ndarray, target: np.ndarray, inv: np.nda
         wgt = np.where(ok, np.clip(wgt, 0, 1), 0).astype(np.float32)
         out += wgt[:, None] * detail[sy, sx]
         total += wgt
+        more = wgt > heaviest
+        heaviest[more] = wgt[more]
+        source[more] = np.stack([sy[more], sx[more]], 1)
     found = total > 0.25
-    return out / np.maximum(total, 1e-6)[:, None], found
+    return out / np.maximum(total, 1e-6)[:, None], found, source
 
 
 def inpaint_background(rgb: np.ndarray, ldi: LayeredDepth, radius: int = 4, mirror: bool = True, rel: float = 0.06,
@@ -174,6 +183,7 @@ def inpaint_background(rgb: np.ndarray, ldi: LayeredDepth, radius: int = 4, mirr
     _, inv_fill = nearest_values(~mask[ys, xs], np.ascontiguousarray(ldi.inv[ys, xs]))
     inv_fill = np.where(ldi.hole[ys, xs], ldi.bg_seed[ys, xs], inv_fill)
     inv_fill = np.where(mask[ys, xs], cv2.GaussianBlur(inv_fill, (0, 0), 1.5), inv_fill)
+    source = None
     if texture:
         want = np.zeros((h, w), np.float32)
         want[ys, xs] = inv_fill
@@ -181,21 +191,30 @@ def inpaint_background(rgb: np.ndarray, ldi: LayeredDepth, radius: int = 4, mirr
         base[ys, xs] = colour
         target = mask & layer
         by, bx = crop_box(target, TEX_REACH + 3 * int(TEX_SIGMA) + 2)
-        detail, found = _texture(np.ascontiguousarray(rgb[by, bx]), ~mask[by, bx], target[by, bx],
-                                 np.ascontiguousarray(ldi.inv[by, bx]), want[by, bx], base[by, bx])
+        detail, found, src = _texture(np.ascontiguousarray(rgb[by, bx]), ~mask[by, bx], target[by, bx],
+                                      np.ascontiguousarray(ldi.inv[by, bx]), want[by, bx], base[by, bx])
         ty, tx = np.nonzero(target[by, bx])
+        # where each background-layer pixel's finer detail lies (fine_background): its own place where
+        # it is the photo's colour, its texture's source where it is synthesized
+        source = np.full((h, w, 2), -1, np.int32)
+        known = ~mask
+        source[known] = np.stack(np.nonzero(known), 1)
+        source[ty[found] + by.start, tx[found] + bx.start] = src[found] + (by.start, bx.start)
         # faded in over two pixels from the known ones (the fill copies them there, detail and all)
         fade = np.clip(cv2.distanceTransform(mask[by, bx].astype(np.uint8), cv2.DIST_L2, 3)[ty, tx] / 2.0, 0, 1)
         ty, tx = ty[found] + by.start - ys.start, tx[found] + bx.start - xs.start
         colour[ty, tx] = np.clip(colour[ty, tx] + fade[found, None] * detail[found] + 0.5, 0, 255).astype(np.uint8)
     if mirror:
         # whole image: the mirror may reach far
-        mirrored, ok = _mirror_fill(rgb, ~mask, ldi.hole, ldi.inv, rel)
+        mirrored, ok, (my, mx) = _mirror_fill(rgb, ~mask, ldi.hole, ldi.inv, rel)
         hy, hx = np.nonzero(ldi.hole)
         # the grain near the seam, fading into the smooth fill deeper in (a mirror read far from
         # the seam lands on other structure more often than not)
         dist = cv2.distanceTransform(mask.astype(np.uint8), cv2.DIST_L2, 3)[hy[ok], hx[ok]]
         fade = np.clip(1.0 - (dist - 1.0) / MIRROR_FADE_PX, 0.0, 1.0)[:, None]
+        if source is not None:
+            mostly = fade[:, 0] >= 0.5
+            source[hy[ok][mostly], hx[ok][mostly]] = np.stack([my[ok][mostly], mx[ok][mostly]], 1)
         py, px = hy[ok] - ys.start, hx[ok] - xs.start
         colour[py, px] = np.clip(fade * mirrored[ok] + (1.0 - fade) * colour[py, px] + 0.5, 0, 255).astype(np.uint8)
     out_rgb = np.zeros((h, w, 3), np.uint8)
@@ -211,9 +230,45 @@ def inpaint_background(rgb: np.ndarray, ldi: LayeredDepth, radius: int = 4, mirr
     edge = layer & ~cv2.erode(layer.astype(np.uint8), k).astype(bool) & ~ldi.hole & ~band
     out_inv[edge] = ldi.inv[edge] * 0.98
     out_rgb[edge] = rgb[edge]
+    if source is not None:
+        source[edge] = np.stack(np.nonzero(edge), 1)
     out_inv[layer] *= BG_PUSH
-    return Background(out_rgb, out_inv.astype(np.float32), layer, band)
+    return Background(out_rgb, out_inv.astype(np.float32), layer, band, source)
 
+
+def fine_background(bg: Background, photo: np.ndarray, k: int, box: tuple[int, int, int, int]) -> np.ndarray:
+    """The background layer's colour over ``box`` (y0, y1, x0, x1 in working pixels) at ``k`` times
+    the working resolution: the colour upsampled, plus the photo's detail finer than a working
+    pixel (``photo``: the full-resolution photo), read where ``bg.source`` says (the pixel itself
+    where it is the photo's colour, the texture's or the mirror's source where it is synthesized;
+    none: smooth).  At the working resolution the fill was visibly softer than the photo beside
+    it, whose texture is the full-resolution one."""
+    h, w = bg.mask.shape
+    y0, y1, x0, x1 = box
+    src = bg.source[y0:y1, x0:x1]
+    has = src[..., 0] >= 0
+    out = cv2.resize(bg.rgb[y0:y1, x0:x1].astype(np.float32), ((x1 - x0) * k, (y1 - y0) * k),
+                     interpolation=cv2.INTER_LINEAR)
+    if not has.any():
+        return np.clip(out + 0.5, 0, 255).astype(np.uint8)
+    # the photo at k times the grid (an integer reduction first: OpenCV's is several times faster),
+    # its finer detail over the region the box's pixels read from
+    f = max(1, min(photo.shape[0] // (h * k), photo.shape[1] // (w * k)))
+    if f > 1:
+        photo = cv2.resize(photo, (photo.shape[1] // f, photo.shape[0] // f), interpolation=cv2.INTER_AREA)
+    hi = cv2.resize(photo, (w * k, h * k), interpolation=cv2.INTER_AREA)
+    sy, sx = src[..., 0][has], src[..., 1][has]
+    ry0, ry1 = max(0, min(y0, int(sy.min())) - 1), min(h, max(y1, int(sy.max()) + 1) + 1)
+    rx0, rx1 = max(0, min(x0, int(sx.min())) - 1), min(w, max(x1, int(sx.max()) + 1) + 1)
+    region = hi[ry0 * k:ry1 * k, rx0 * k:rx1 * k].astype(np.float32)
+    rw, rh = rx1 - rx0, ry1 - ry0
+    fine = region - cv2.resize(cv2.resize(region, (rw, rh), interpolation=cv2.INTER_AREA), (rw * k, rh * k),
+                               interpolation=cv2.INTER_LINEAR)
+    yy, xx = np.nonzero(np.repeat(np.repeat(has, k, 0), k, 1))
+    fy = k * (src[yy // k, xx // k, 0] - ry0) + yy % k
+    fx = k * (src[yy // k, xx // k, 1] - rx0) + xx % k
+    out[yy, xx] += fine[fy, fx]
+    return np.clip(out + 0.5, 0, 255).astype(np.uint8)
 
 
 def stitch_seams(bg: Background, rgb: np.ndarray, inv: np.ndarray, cuts: Cuts) -> Background:

@@ -30,7 +30,7 @@ import numpy as np
 from . import defaults
 from .errors import InputFileError, OutputError, UsageError, damaged_existing, printable
 from .export import DEFAULT_FOCAL_35MM, Camera, ExportOptions, MeshData, camera_for, encode_jpeg, mesh_bytes, to_glb
-from .inpaint import Background, inpaint_background, stitch_seams
+from .inpaint import Background, fine_background, inpaint_background, stitch_seams
 from .io import DEFAULT_MAX_MEGAPIXELS, Photo, input_file, load_image, output_state, write_bytes_atomic
 from .layers import (COARSE_MAP, Cuts, LayeredDepth, LayerParams, band_to_foreground, build_layers, find_cuts,
                      is_sharp_map, nearest_values, sanitize_inverse_depth)
@@ -38,6 +38,7 @@ from .mesh import TEXTURE_SHIFT_PX, LayerMesh, grid_to_image, triangulate, unpro
 from .video import STILL_SUFFIXES, VIDEO_SUFFIXES, ShareOptions
 
 BG_TEXTURE_MARGIN = 8  # working pixels of real colour kept around the background layer (mipmaps)
+FINE_BG_SCALE = 2  # the background's texture at most this many times the working resolution
 MIN_TEXTURE_SIDE = 1024  # the size budget never shrinks the photo's texture below this
 MAX_TOL_SCALE = 8.0  # ... nor coarsens the mesh beyond this many times ``tol_px``
 MIN_WORKING_SIDE = 384  # ... before that, the geometry grid itself gets coarser, down to this side
@@ -332,11 +333,14 @@ def photo_texture(photo: Photo, max_side: int, quality: int, max_bytes: int | No
     return Texture(jpeg, (tw, th), quality=used)
 
 
-def background_texture(bg: Background, quality: int, max_side: int = defaults.MAX_TEXTURE_LIMIT) -> Texture | None:
-    """The inpainted background around its layer (working resolution, cropped, with a margin of
-    real colour so mipmapping never blends in anything else), scaled as the photo's texture is
-    when the working grid's longer side is more than ``max_side`` (``--max-texture 256`` left a
-    769 x 312 background texture)."""
+def background_texture(bg: Background, quality: int, max_side: int = defaults.MAX_TEXTURE_LIMIT,
+                       photo: np.ndarray | None = None) -> Texture | None:
+    """The inpainted background around its layer (cropped, with a margin of real colour so
+    mipmapping never blends in anything else), scaled as the photo's texture is when the working
+    grid's longer side is more than ``max_side`` (``--max-texture 256`` left a 769 x 312 background
+    texture).  At the working resolution, or up to ``FINE_BG_SCALE`` times it where the photo
+    (full resolution) is that much larger and the fill knows where its finer detail lies
+    (:func:`photo3d.inpaint.fine_background`)."""
     if not bg.mask.any():
         return None
     h, w = bg.mask.shape
@@ -344,7 +348,12 @@ def background_texture(bg: Background, quality: int, max_side: int = defaults.MA
     m = BG_TEXTURE_MARGIN
     y0, y1 = max(0, ys[0] - m), min(h, ys[-1] + m + 1)
     x0, x1 = max(0, xs[0] - m), min(w, xs[-1] + m + 1)
-    crop = np.ascontiguousarray(bg.rgb[y0:y1, x0:x1])
+    k = 1 if photo is None or bg.source is None else min(FINE_BG_SCALE, photo.shape[0] // h, photo.shape[1] // w)
+    k = max(1, min(k, int(max_side // max(h, w))))
+    if k > 1:
+        crop = fine_background(bg, photo, k, (y0, y1, x0, x1))
+    else:
+        crop = np.ascontiguousarray(bg.rgb[y0:y1, x0:x1])
     s = min(1.0, max_side / max(h, w))
     if s < 1.0:  # (the UVs span the crop's rect in working pixels, whatever its size in texels)
         crop = cv2.resize(crop, (max(1, round(crop.shape[1] * s)), max(1, round(crop.shape[0] * s))),
@@ -478,7 +487,7 @@ def build_from_geometry(photo: Photo, geo: Geometry, opts: ConvertOptions, timin
         visible = visible_layer(ldi, bg)
         bg = stitch_seams(bg, small, *visible)
     with timed(timings, "texture"):
-        bg_tex = background_texture(bg, opts.jpeg_quality, opts.max_texture_side)
+        bg_tex = background_texture(bg, opts.jpeg_quality, opts.max_texture_side, photo.rgb)
     if isinstance(texture, Future):
         with timed(timings, "texture"):
             texture = texture.result()

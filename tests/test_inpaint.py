@@ -155,3 +155,49 @@ def test_the_wood_behind_the_coffee_cups_rim_is_filled_with_its_grain():
         assert bg.rgb[inner][:, 2].max() < 150  # (the cup is white, the wood's blue channel under 100)
     assert pl.inpaint(small, ldi, opts).rgb[inner].tolist() == bg.rgb[inner].tolist()  # (the default here)
     assert grain[True] > 1.0 > 0.75 > grain[False], grain
+
+
+def test_the_background_texture_carries_the_photos_finer_detail_at_twice_the_working_grid():
+    """A 12 MP photo's texture is five times the working grid; the background layer's, at the working
+    grid, showed its fills as soft patches among the fur of a plush toy.  Where the photo is at least
+    twice the grid the background texture is twice it: the photo's own pixels where the layer shows
+    the photo's colour, and in the fill the finer detail of the fill's sources."""
+    import cv2
+
+    from photo3d.pipeline import background_texture
+
+    rng = np.random.default_rng(1)
+    photo = np.clip(rng.normal(0, 30, (2 * H, 2 * W, 1)) + (150, 90, 50), 0, 255).astype(np.uint8)  # fine grain
+    photo[:, 160:] = (235, 235, 225)
+    small = cv2.resize(photo, (W, H), interpolation=cv2.INTER_AREA)
+    ldi = build_layers(cv2.GaussianBlur(step_edge(80), (0, 0), 5), SHIFT, rgb=small)
+    bg = inpaint_background(small, ldi, band_px=3, halo_px=6, texture=True)
+    assert bg.source is not None
+
+    def decoded(tex):
+        x, y, w, h = tex.rect
+        img = cv2.cvtColor(cv2.imdecode(np.frombuffer(tex.jpeg, np.uint8), cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
+        return img, (x, y, w, h)
+
+    coarse, rect = decoded(background_texture(bg, 95))
+    fine, rect2 = decoded(background_texture(bg, 95, photo=photo))
+    assert rect2 == rect and fine.shape[:2] == (2 * rect[3], 2 * rect[2]) and coarse.shape[:2] == (rect[3], rect[2])
+    x, y, w, h = rect
+
+    def grain(img, where):  # the spread of the detail finer than a working pixel
+        g = img.astype(np.float32)[..., 1]
+        return (g - cv2.resize(cv2.resize(g, (g.shape[1] // 2, g.shape[0] // 2), interpolation=cv2.INTER_AREA),
+                               (g.shape[1], g.shape[0]), interpolation=cv2.INTER_LINEAR))[where].std()
+
+    up = lambda m: cv2.resize(m[y:y + h, x:x + w].astype(np.uint8), (2 * w, 2 * h), interpolation=cv2.INTER_NEAREST) > 0  # noqa: E731
+    from photo3d.layers import far_band
+
+    synthesized = ldi.inpaint_mask | ldi.hole | far_band(ldi, 3) | bg.band
+    shown = up(~synthesized & (small[..., 2] < 150))  # the photo's own wood (the layer and its margin)
+    filled = up(ldi.hole & (cv2.distanceTransform(ldi.hole.astype(np.uint8), cv2.DIST_L2, 3) > 3))
+    assert shown.sum() > 200 and filled.sum() > 500
+    photo_crop = photo[2 * y:2 * (y + h), 2 * x:2 * (x + w)]
+    assert np.abs(fine[shown].astype(int) - photo_crop[shown]).mean() < 6  # the photo itself, to JPEG's error
+    assert np.abs(cv2.resize(coarse, (2 * w, 2 * h))[shown].astype(int) - photo_crop[shown]).mean() > 10
+    assert grain(fine, filled) > 0.5 * grain(photo_crop, shown)
+    assert grain(cv2.resize(coarse, (2 * w, 2 * h), interpolation=cv2.INTER_LINEAR), filled) < 0.2 * grain(photo_crop, shown)
