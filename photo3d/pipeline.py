@@ -491,12 +491,25 @@ def build_from_geometry(photo: Photo, geo: Geometry, opts: ConvertOptions, timin
     if isinstance(texture, Future):
         with timed(timings, "texture"):
             texture = texture.result()
-    textures = [texture] + ([bg_tex] if bg_tex is not None else [])
-    budget = None
-    if opts.max_glb_bytes:
-        budget = opts.max_glb_bytes - sum(len(t.jpeg) for t in textures) - _JSON_SLACK
-    with timed(timings, "mesh"):
-        data, scale = fit_meshes(geo, visible, bg, opts, budget, bg_tex, alpha, small)
+
+    def fitted(bg_tex: Texture | None) -> tuple[list[Texture], int | None, list[MeshData], float]:
+        textures = [texture] + ([bg_tex] if bg_tex is not None else [])
+        budget = None
+        if opts.max_glb_bytes:
+            budget = opts.max_glb_bytes - sum(len(t.jpeg) for t in textures) - _JSON_SLACK
+        with timed(timings, "mesh"):
+            data, scale = fit_meshes(geo, visible, bg, opts, budget, bg_tex, alpha, small)
+        return textures, budget, data, scale
+
+    textures, budget, data, scale = fitted(bg_tex)
+    # the background's finer detail is the first thing to give way to the size budget: the meshes
+    # must fit at their own tolerance beside it (a 40 KB finer background texture tipped a spatial
+    # photo's GLB over 2 MB, and its grid went from 769 to 609 pixels)
+    fits = budget is None or (scale <= 1.0 and sum(mesh_bytes(d) for d in data) <= budget)
+    if not fits and bg_tex is not None and bg_tex.size[0] > bg_tex.rect[2]:
+        with timed(timings, "texture"):
+            bg_tex = background_texture(bg, opts.jpeg_quality, opts.max_texture_side)
+        textures, budget, data, scale = fitted(bg_tex)
     if not any(d.texture == 1 and len(d.faces) for d in data):
         textures = textures[:1]  # no background mesh after all: no unused texture either
     return Built(geo, ldi, data, textures, scale, budget)
@@ -506,6 +519,7 @@ def fit_to_budget(photo: Photo, geo: Geometry, opts: ConvertOptions, timings: di
                   texture: Texture | Future | None = None, disparity: np.ndarray | None = None) -> Built:
     """The 3D photo within the GLB's size budget (``opts.max_glb_bytes``), giving up, in this order:
 
+    0. the background texture's detail finer than the grid (:func:`build_from_geometry`);
     1. mesh detail: a coarser tolerance (:func:`build_from_geometry`, up to ``MAX_TOL_SCALE``);
     2. grid resolution, when depth edges hold the vertices: a coarser working grid, down to
        ``MIN_WORKING_SIDE`` (only with ``disparity``, from which the grid is rebuilt);

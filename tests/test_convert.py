@@ -899,3 +899,39 @@ def test_real_photos_do_not_streak_at_the_viewers_extreme_offsets(tmp_path, phot
     for off in (-1.0, 1.0):
         streaks, shown = _streak_pixels(dst.read_bytes(), 600, off)
         assert streaks <= 0.0004 * shown, f"offset {off}: {streaks} streak pixels"
+
+
+def test_the_background_textures_finer_detail_is_the_first_to_give_way_to_the_size_budget():
+    """Where the photo is twice the working grid the background texture is twice it too (its fills'
+    finer detail, ``inpaint.fine_background``).  That is the first thing a tight ``max_glb_bytes``
+    takes: a 40 KB finer background texture tipped a spatial photo's GLB over 2 MB, and its grid went
+    from 769 to 609 pixels.  With a budget the meshes fit at their own tolerance only beside the
+    coarser background texture, that is the one taken, and the meshes keep their tolerance."""
+    from dataclasses import replace
+
+    import cv2
+
+    from photo3d import pipeline as pl
+    from photo3d.io import Photo, load_image
+
+    src = load_image(REPO / "examples" / "coffee.jpg")
+    opts = pl.ConvertOptions(max_glb_bytes=None)
+    shape = pl.working_shape(src.width, src.height, opts.working_side)
+    photo = Photo(cv2.resize(src.rgb, (2 * shape[1] + 1, 2 * shape[0] + 1), interpolation=cv2.INTER_CUBIC))
+    small = pl.working_photo(photo, shape)
+    disp, _ = pl.estimate_depth(photo, small, opts)
+    geo = pl.to_geometry(disp, pl.camera_for(photo.width, photo.height, None), opts)
+    free = pl.build_from_geometry(photo, geo, opts, {}, small)
+    fine = free.textures[1]
+    assert fine.size == (2 * fine.rect[2], 2 * fine.rect[3]) and free.scale == 1.0
+    bg = pl.inpaint(small, free.ldi, opts)
+    bg = pl.stitch_seams(bg, small, *pl.visible_layer(free.ldi, bg))
+    coarse = pl.background_texture(bg, opts.jpeg_quality, opts.max_texture_side)  # (no photo: the grid's)
+    assert coarse.size == (coarse.rect[2], coarse.rect[3]) and len(coarse.jpeg) < len(fine.jpeg)
+    # room for the meshes at their tolerance beside the coarser texture, not beside the finer one
+    room = len(free.textures[0].jpeg) + free.mesh_bytes + pl._JSON_SLACK
+    tight = pl.build_from_geometry(photo, geo, replace(opts, max_glb_bytes=room + len(coarse.jpeg) + 100), {}, small)
+    assert tight.textures[1].size == coarse.size and tight.scale == 1.0
+    assert tight.mesh_bytes == free.mesh_bytes
+    roomy = pl.build_from_geometry(photo, geo, replace(opts, max_glb_bytes=room + len(fine.jpeg) + 100), {}, small)
+    assert roomy.textures[1].size == fine.size and roomy.scale == 1.0
