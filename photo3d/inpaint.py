@@ -25,7 +25,8 @@ class Background:
     inv: np.ndarray  # (h, w) float32: background inverse depth, meaningful where ``mask``
     mask: np.ndarray  # (h, w) bool: vertices of the background layer (hole + a seam rim)
     band: np.ndarray | None = None  # (h, w) bool: far-side edge pixels the visible layer leaves to it
-    # (h, w, 2) int32: where each pixel's detail finer than a working pixel lies (-1: none), or None
+    # (h, w, 2) int32: where each pixel's detail finer than a working pixel lies (-1: none; kept with
+    # ``rgb`` by stitch_seams), or None
     source: np.ndarray | None = None
 
 
@@ -285,6 +286,7 @@ def stitch_seams(bg: Background, rgb: np.ndarray, inv: np.ndarray, cuts: Cuts) -
     if bg.mask is None or not bg.mask.any():
         return bg
     out = bg.rgb.copy()
+    source = None if bg.source is None else bg.source.copy()
     s_ = slice(None)
     pairs = (
         (cuts.h, (s_, slice(None, -1)), (s_, slice(1, None))),
@@ -314,4 +316,6 @@ def stitch_seams(bg: Background, rgb: np.ndarray, inv: np.ndarray, cuts: Cuts) -
         for px in (near, far):
             inside = bg.mask[px] & alike
             out[px[0][inside], px[1][inside]] = colour[inside]
-    return replace(bg, rgb=out)
+            if source is not None:  # (its finer detail too: fine_background)
+                source[px[0][inside], px[1][inside]] = np.stack(far, 1)[inside]
+    return replace(bg, rgb=out, source=source)

@@ -348,7 +348,8 @@ def background_texture(bg: Background, quality: int, max_side: int = defaults.MA
     m = BG_TEXTURE_MARGIN
     y0, y1 = max(0, ys[0] - m), min(h, ys[-1] + m + 1)
     x0, x1 = max(0, xs[0] - m), min(w, xs[-1] + m + 1)
-    k = 1 if photo is None or bg.source is None else min(FINE_BG_SCALE, photo.shape[0] // h, photo.shape[1] // w)
+    # (1 % of slack: a photo of twice the grid's cells, 1536 px for a grid of 769 vertices, is twice it)
+    k = 1 if photo is None or bg.source is None else min(FINE_BG_SCALE, int(1.01 * min(photo.shape[0] / h, photo.shape[1] / w)))
     k = max(1, min(k, int(max_side // max(h, w))))
     if k > 1:
         crop = fine_background(bg, photo, k, (y0, y1, x0, x1))
@@ -505,8 +506,7 @@ def build_from_geometry(photo: Photo, geo: Geometry, opts: ConvertOptions, timin
     # the background's finer detail is the first thing to give way to the size budget: the meshes
     # must fit at their own tolerance beside it (a 40 KB finer background texture tipped a spatial
     # photo's GLB over 2 MB, and its grid went from 769 to 609 pixels)
-    fits = budget is None or (scale <= 1.0 and sum(mesh_bytes(d) for d in data) <= budget)
-    if not fits and bg_tex is not None and bg_tex.size[0] > bg_tex.rect[2]:
+    if scale > 1.0 and bg_tex is not None and bg_tex.size[0] > bg_tex.rect[2]:  # (at 1.0 they fit)
         with timed(timings, "texture"):
             bg_tex = background_texture(bg, opts.jpeg_quality, opts.max_texture_side)
         textures, budget, data, scale = fitted(bg_tex)

@@ -182,6 +182,9 @@ def test_the_background_texture_carries_the_photos_finer_detail_at_twice_the_wor
     coarse, rect = decoded(background_texture(bg, 95))
     fine, rect2 = decoded(background_texture(bg, 95, photo=photo))
     assert rect2 == rect and fine.shape[:2] == (2 * rect[3], 2 * rect[2]) and coarse.shape[:2] == (rect[3], rect[2])
+    # a photo of twice the grid's cells (1536 px for 769 vertices) is twice it too
+    cells = cv2.resize(photo, (2 * (W - 1), 2 * (H - 1)), interpolation=cv2.INTER_AREA)
+    assert decoded(background_texture(bg, 95, photo=cells))[0].shape[:2] == fine.shape[:2]
     x, y, w, h = rect
 
     def grain(img, where):  # the spread of the detail finer than a working pixel
