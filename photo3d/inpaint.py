@@ -72,8 +72,11 @@ TEX_TILE = 24  # the texture: one source shift per tile of this many pixels squa
 # sources of at most TEX_MISS of its pixels may be unknown) ...
 TEX_MISS = 0.1
 TEX_SIGMA = 4.0  # ... carrying the photo's detail finer than its blur at this scale ...
-TEX_REACH = 60  # ... from at most this many pixels away: radii TEX_STEP apart, TEX_ANGLES directions
+TEX_REACH = 120  # ... from at most this many pixels away (60 left the fills beside a shrub's foliage on a
+# deck, whose nearer boards all count as in front, flat in half their pixels): radii TEX_STEP apart up to
+# TEX_NEAR, three times that beyond, in TEX_ANGLES directions
 TEX_STEP = 4
+TEX_NEAR = 60
 TEX_ANGLES = 16
 TEX_REL = 0.15  # a source lies at the background depth the tile wants, within this share
 
@@ -100,14 +103,14 @@ def _texture(rgb: np.ndarray, known: np.ndarray, target: np.ndarray, inv: np.nda
     b_t = base[ty, tx].astype(np.float32)
     T = TEX_TILE
     gh, gw = h // T + 1, w // T + 1
-    # each tile's shift is judged on every other pixel in each direction (a quarter of the work)
-    pick = (ty % 2 == 0) & (tx % 2 == 0)
+    # each tile's shift is judged on every third pixel in each direction (a ninth of the work)
+    pick = (ty % 3 == 0) & (tx % 3 == 0)
     py, px, d_p, b_p = ty[pick], tx[pick], d_t[pick], b_t[pick]
     tile = (py // T) * gw + px // T
     n = np.maximum(np.bincount(tile, minlength=gh * gw), 1).astype(np.float32)
     best = np.full(gh * gw, np.inf, np.float32)
     best_s = np.zeros((gh * gw, 2), np.int32)
-    for r in range(TEX_STEP, TEX_REACH + 1, TEX_STEP):
+    for r in [*range(TEX_STEP, TEX_NEAR + 1, TEX_STEP), *range(TEX_NEAR + 3 * TEX_STEP, TEX_REACH + 1, 3 * TEX_STEP)]:
         for a in np.arange(TEX_ANGLES) * (2 * np.pi / TEX_ANGLES):
             dy, dx = int(round(r * np.sin(a))), int(round(r * np.cos(a)))
             sy, sx = py + dy, px + dx
