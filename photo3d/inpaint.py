@@ -82,11 +82,12 @@ TEX_REL = 0.15  # a source lies at the background depth the tile wants, within t
 
 
 def _texture(rgb: np.ndarray, known: np.ndarray, target: np.ndarray, inv: np.ndarray, want: np.ndarray,
-             base: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """The background's texture for the ``target`` pixels of a smooth fill ``base``: per tile, the
-    photo's fine detail (finer than ``TEX_SIGMA``) at one shift whose source pixels are ``known``
-    (all but ``TEX_MISS`` of them) and at the background depth the tile wants (``want``, within
-    ``TEX_REL``), the one whose smooth colour there is closest to ``base``'s.  One shift for a
+             base: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The background's texture for the ``target`` pixels of a smooth fill (``base``: its colour
+    at them, (n, 3), in ``np.nonzero`` order): per tile, the photo's fine detail (finer than
+    ``TEX_SIGMA``) at one shift whose source pixels are ``known`` (all but ``TEX_MISS`` of them) and
+    at the background depth the tile wants (``want``: (n,), within ``TEX_REL``), the one whose
+    smooth colour there is closest to the fill's.  One shift for a
     whole tile copies a coherent piece (a shift per pixel, or per small tile, repeated the strip
     beside the hole in a grid); each pixel blends the four nearest tiles' pieces.  Returns the
     detail (float32, (n, 3)) of each target pixel (in ``np.nonzero`` order), whether it has one,
@@ -99,15 +100,15 @@ def _texture(rgb: np.ndarray, known: np.ndarray, target: np.ndarray, inv: np.nda
     src &= norm > 0.5  # (its smooth colour is mostly its own side's)
     detail = rgb.astype(np.float32) - low
     ty, tx = np.nonzero(target)
-    d_t = want[ty, tx]
-    b_t = base[ty, tx].astype(np.float32)
+    d_t, b_t = want, base.astype(np.float32)
     T = TEX_TILE
     gh, gw = h // T + 1, w // T + 1
     # each tile's shift is judged on every third pixel in each direction (a ninth of the work)
     pick = (ty % 3 == 0) & (tx % 3 == 0)
     py, px, d_p, b_p = ty[pick], tx[pick], d_t[pick], b_t[pick]
     tile = (py // T) * gw + px // T
-    n = np.maximum(np.bincount(tile, minlength=gh * gw), 1).astype(np.float32)
+    count = np.bincount(tile, minlength=gh * gw)
+    n = np.maximum(count, 1).astype(np.float32)
     best = np.full(gh * gw, np.inf, np.float32)
     best_s = np.zeros((gh * gw, 2), np.int32)
     for r in [*range(TEX_STEP, TEX_NEAR + 1, TEX_STEP), *range(TEX_NEAR + 3 * TEX_STEP, TEX_REACH + 1, 3 * TEX_STEP)]:
@@ -123,7 +124,7 @@ def _texture(rgb: np.ndarray, known: np.ndarray, target: np.ndarray, inv: np.nda
             take = (bad <= TEX_MISS * n) & (cost < best)
             best[take] = cost[take]
             best_s[take] = (dy, dx)
-    has = (np.isfinite(best) & (np.bincount(tile, minlength=gh * gw) > 0)).reshape(gh, gw)
+    has = (np.isfinite(best) & (count > 0)).reshape(gh, gw)
     best_s = best_s.reshape(gh, gw, 2)
     # each pixel blends the shifts of the four tiles whose centres surround it (no seams at tiles' edges)
     fy, fx = (ty + 0.5) / T - 0.5, (tx + 0.5) / T - 0.5
@@ -189,15 +190,12 @@ def inpaint_background(rgb: np.ndarray, ldi: LayeredDepth, radius: int = 4, mirr
     inv_fill = np.where(mask[ys, xs], cv2.GaussianBlur(inv_fill, (0, 0), 1.5), inv_fill)
     source = None
     if texture:
-        want = np.zeros((h, w), np.float32)
-        want[ys, xs] = inv_fill
-        base = np.zeros((h, w, 3), np.uint8)
-        base[ys, xs] = colour
         target = mask & layer
         by, bx = crop_box(target, TEX_REACH + 3 * int(TEX_SIGMA) + 2)
-        detail, found, src = _texture(np.ascontiguousarray(rgb[by, bx]), ~mask[by, bx], target[by, bx],
-                                      np.ascontiguousarray(ldi.inv[by, bx]), want[by, bx], base[by, bx])
         ty, tx = np.nonzero(target[by, bx])
+        cy, cx = ty + by.start - ys.start, tx + bx.start - xs.start  # (in the fill's crop, which holds them)
+        detail, found, src = _texture(np.ascontiguousarray(rgb[by, bx]), ~mask[by, bx], target[by, bx],
+                                      np.ascontiguousarray(ldi.inv[by, bx]), inv_fill[cy, cx], colour[cy, cx])
         # where each background-layer pixel's finer detail lies (fine_background): its own place where
         # it is the photo's colour, its texture's source where it is synthesized
         source = np.full((h, w, 2), -1, np.int32)
@@ -206,8 +204,8 @@ def inpaint_background(rgb: np.ndarray, ldi: LayeredDepth, radius: int = 4, mirr
         source[ty[found] + by.start, tx[found] + bx.start] = src[found] + (by.start, bx.start)
         # faded in over two pixels from the known ones (the fill copies them there, detail and all)
         fade = np.clip(cv2.distanceTransform(mask[by, bx].astype(np.uint8), cv2.DIST_L2, 3)[ty, tx] / 2.0, 0, 1)
-        ty, tx = ty[found] + by.start - ys.start, tx[found] + bx.start - xs.start
-        colour[ty, tx] = np.clip(colour[ty, tx] + fade[found, None] * detail[found] + 0.5, 0, 255).astype(np.uint8)
+        cy, cx = cy[found], cx[found]
+        colour[cy, cx] = np.clip(colour[cy, cx] + fade[found, None] * detail[found] + 0.5, 0, 255).astype(np.uint8)
     if mirror:
         # whole image: the mirror may reach far
         mirrored, ok, (my, mx) = _mirror_fill(rgb, ~mask, ldi.hole, ldi.inv, rel)

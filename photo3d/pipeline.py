@@ -262,10 +262,10 @@ def inpaint(photo_small: np.ndarray, ldi: LayeredDepth, opts: ConvertOptions) ->
     the whole disocclusion, and its outline on the wall), so it goes with the foreground as well.
     A snapped map's fill also carries the background's texture (``texture``); a sharp map's is
     the smooth fill, which its measured views prefer."""
-    lp = opts.layer_params
-    band_px, halo_px = (lp.far_band_px, lp.halo_px) if snaps(opts) else (lp.sharp_band_px, 0)
+    lp, snapped = opts.layer_params, snaps(opts)
+    band_px, halo_px = (lp.far_band_px, lp.halo_px) if snapped else (lp.sharp_band_px, 0)
     return inpaint_background(photo_small, ldi, mirror=opts.mirror, rel=lp.rel_jump, band_px=band_px, halo_px=halo_px,
-                              texture=snaps(opts))
+                              texture=snapped)
 
 
 def visible_layer(ldi: LayeredDepth, bg: Background) -> tuple[np.ndarray, Cuts]:
