@@ -14,9 +14,8 @@ never tear the surface they lie in, and pockets behind their surroundings (up to
 island) are merged even where only part of their border would be kept as a cut (:func:`far_pockets`).
 Network depth's edges are snapped onto the photo's colour edges (:func:`snap_edges`); where a kept
 cut lies on a ramp wider than that window, the ramp is snapped to its plateaus' colours over
-``ramp_px`` (:func:`snap_ramps`) and the cuts are decided again, there only.  A cut across a thing
-of a third colour gives its near part to the far side (:func:`through_one_colour`), and a cut that
-sees a colour edge across it at under ``edge_share`` of its pixel pairs is not cut at all
+``ramp_px`` (:func:`snap_ramps`) and the cuts are decided again, there only.  A kept cut that sees a
+colour edge across it at under ``edge_share`` of its pixel pairs is not cut at all
 (:func:`unsupported_cuts`): it wanders off the edge and back, and would tear jagged fragments.
 
 The LDI has two layers: the visible layer (the whole photo, cut at the discontinuities) and a
@@ -42,8 +41,6 @@ MIN_SPLIT = 20.0  # near/far colour classes at a kept cut at least this far apar
 MIXED_TINT = 10.0  # ... or tinted toward the foreground by this much (8-bit CIELAB, ~4 ΔE: a visible line once moved)
 HALO_TINT = 6.0  # a sharpening halo beyond the band differs this much from the background beyond (8-bit CIELAB) ...
 HALO_COS = 0.5  # ... within 60° of the direction away from the foreground's colour
-ONE_COLOUR = 15.0  # 8-bit CIELAB, 3x3 means: no colour edge between two pixels (a cut through one colour)
-GROW_STEP = 10.0  # ... and between neighbours of one region grown from it
 
 
 @dataclass(frozen=True)
@@ -71,7 +68,6 @@ class LayerParams:
     strip_px: int = 3  # an intermediate strip at an edge this narrow is skipped: the background lies behind it
     reach_px: int = 8  # with the photo: near-side pixels this close to a kept cut, of the far side's colour, go to it
     thin_px: int = 12  # with the photo: a cut whose far side is a strip this thin with the near side's colour beyond is not cut
-    third_px: int = 16  # with the photo: a kept cut through a third colour: its near side of that colour, this far, goes behind
     edge_share: float = 0.65  # with the photo: a kept cut with a colour edge across under this share of its pairs is not cut (0 = off)
     excerpt: float = 0.15  # with the photo: a kept cut under this share of the step it lies on is not cut (0 = off)
     straight_len: float = 0.08  # with the photo: depth made affine along its straight lines this long (share of the longer side; 0 = off)
@@ -599,75 +595,6 @@ def excerpts(inv: np.ndarray, cuts: Cuts, raw: Cuts, share: float, min_len: int)
     return kept & drop[lbl]
 
 
-def _cut_pairs(cuts: Cuts) -> list[tuple[np.ndarray, np.ndarray, int, int]]:
-    """The horizontal and vertical pairs a kept cut separates: (ys, xs, dy, dx) for the pairs
-    (ys, xs) - (ys + dy, xs + dx)."""
-    return [(*np.nonzero(c), dy, dx) for c, (dy, dx) in ((cuts.h, (0, 1)), (cuts.v, (1, 0)))]
-
-
-def through_one_colour(inv: np.ndarray, lab: np.ndarray, cuts: Cuts, near: np.ndarray, far: np.ndarray,
-                       reach: int, max_area: float) -> tuple[np.ndarray, np.ndarray]:
-    """Pixels on the near side of a kept cut that runs through one colour of a third kind, and the
-    far side's inverse depth for them.  A network may give part of a thing the depth of an object
-    in front of it, and part the depth of what is behind (a spoon's tip, grey, behind a white cup's
-    rim on orange wood: the snap gave the spoon's lower part the cup's depth, as grey is nearer white
-    than orange); the cut ran across the spoon, and at the extreme views its hole was filled with
-    wood: wood-coloured flecks in the spoon.  Where the cut separates one colour (3x3 means within
-    ``ONE_COLOUR`` of each other from the cut's two pixels out to 4 pixels on each side), and that
-    colour is neither the near side's nor the far side's (``MIN_SPLIT`` from both, 4-10 px from the
-    cut), the near side's region of that colour (grown through steps under ``GROW_STEP``, up to
-    ``reach`` pixels, among pixels in front of the far side) goes behind with the rest of it, up to
-    ``max_area`` pixels a region.  A cut just beside an object's edge (the near side's or the far
-    side's colour on both sides of it) is other rules' business (:func:`far_coloured_near`, the far
-    band)."""
-    h, w = inv.shape
-    m = cv2.blur(lab, (3, 3))
-    seed = np.zeros((h, w), bool)
-    for ys, xs, dy, dx in _cut_pairs(cuts):
-        same = np.ones(len(ys), bool)
-        for k in range(4):  # k pixels in from one pixel of the pair, k + 1 out from the other
-            ya, xa = np.clip(ys - k * dy, 0, h - 1), np.clip(xs - k * dx, 0, w - 1)
-            yb, xb = np.clip(ys + (k + 1) * dy, 0, h - 1), np.clip(xs + (k + 1) * dx, 0, w - 1)
-            same &= _sq(m[ya, xa] - m[yb, xb]) < ONE_COLOUR ** 2
-        first_near = inv[ys, xs] > inv[ys + dy, xs + dx]
-        seed[ys[same & first_near], xs[same & first_near]] = True
-        seed[(ys + dy)[same & ~first_near], (xs + dx)[same & ~first_near]] = True
-    seed &= near
-    if not seed.any():
-        return seed, inv
-    d_n, _ = nearest_values(near, inv, 3)
-    d_f, far_inv = nearest_values(far, inv, 3)
-    win = (4 * reach + 1,) * 2
-    for side in ((d_n < d_f) & (d_n >= 4) & (d_n <= 10), (d_f < d_n) & (d_f >= 4) & (d_f <= 10)):
-        ref = side.astype(np.float32)
-        count = cv2.boxFilter(ref, -1, win, normalize=False)
-        mean = cv2.boxFilter(lab * ref[:, :, None], -1, win, normalize=False) / np.maximum(count, 1e-6)[:, :, None]
-        seed &= (count > 0) & (_sq(m - mean) > MIN_SPLIT ** 2)  # a third colour, not this side's
-    n, lbl, stats, _ = cv2.connectedComponentsWithStats(seed.astype(np.uint8), connectivity=8)
-    runs = stats[:, cv2.CC_STAT_AREA] >= 3  # along 3 pixels of the cut at least
-    runs[0] = False
-    grown = runs[lbl]
-    if not grown.any():
-        return grown, inv
-    ahead = inv > far_inv * 1.06  # in front of the far side (the step the cut test asks for)
-    steps = []  # per direction: where a pixel may take its neighbour's region
-    for sy, sx in ((0, 1), (0, -1), (1, 0), (-1, 0)):
-        dst = (slice(max(0, sy), h + min(0, sy)), slice(max(0, sx), w + min(0, sx)))
-        src = (slice(max(0, -sy), h + min(0, -sy)), slice(max(0, -sx), w + min(0, -sx)))
-        steps.append((dst, src, ahead[dst] & (_sq(m[dst] - m[src]) < GROW_STEP ** 2)))
-    for _ in range(reach):
-        new = grown.copy()
-        for dst, src, ok in steps:
-            new[dst] |= grown[src] & ok
-        if (new == grown).all():
-            break
-        grown = new
-    n, lbl, stats, _ = cv2.connectedComponentsWithStats(grown.astype(np.uint8), connectivity=4)
-    small = stats[:, cv2.CC_STAT_AREA] <= max_area
-    small[0] = False
-    return grown & small[lbl], far_inv
-
-
 def unsupported_cuts(lab: np.ndarray, cuts: Cuts, near: np.ndarray, far: np.ndarray, share: float) -> np.ndarray:
     """Pixels of the kept cuts (8-connected pieces of their sides) where under ``share`` of the
     pairs they separate see a colour edge across them: the 3x3 means one pixel beyond each side
@@ -677,14 +604,15 @@ def unsupported_cuts(lab: np.ndarray, cuts: Cuts, near: np.ndarray, far: np.ndar
     far corner, a hat's crown against a curtain, a glass jar's rim, a man's profile: a by-eye
     review of the 44 two-layer hold-out photos).  Such a cut wanders off the edge and back, so
     many of its pairs have one colour on both sides; a cut on an object's outline has few.  On
-    those photos the shares run from 0.3 to 1 with a gap between 0.62 and 0.66, the coffee's rim
-    above it."""
+    those photos the shares run from 0.3 to 1 with a gap between 0.62 and 0.66; the coffee's rim,
+    where its cut also crosses the spoon, lies just above it (0.66-0.68)."""
     h, w = near.shape
     m = cv2.blur(lab, (3, 3))
     n, lbl = cv2.connectedComponents((near | far).astype(np.uint8), connectivity=8)
     pairs = np.zeros(n)
     edges = np.zeros(n)
-    for ys, xs, dy, dx in _cut_pairs(cuts):
+    for c, (dy, dx) in ((cuts.h, (0, 1)), (cuts.v, (1, 0))):  # the pairs (ys, xs) - (ys + dy, xs + dx)
+        ys, xs = np.nonzero(c)
         ya, xa = np.clip(ys - dy, 0, h - 1), np.clip(xs - dx, 0, w - 1)
         yb, xb = np.clip(ys + 2 * dy, 0, h - 1), np.clip(xs + 2 * dx, 0, w - 1)
         np.add.at(pairs, lbl[ys, xs], 1)
@@ -878,12 +806,6 @@ def _decide_cuts(inv: np.ndarray, raw: np.ndarray, lab: np.ndarray | None, contr
         thin = thin_far_strips(inv, lab, cuts, near, far, params.thin_px)
         if thin.any():
             uncut |= thin
-            cuts = kept_cuts(inv)
-            near, far = _sides(inv, cuts)
-    if lab is not None and params.third_px > 0 and near.any():  # a cut across a thing of a third colour
-        moved, far_inv = through_one_colour(inv, lab, cuts, near, far, params.third_px, params.pocket * inv.size)
-        if moved.any():
-            inv = np.where(moved, far_inv, inv).astype(np.float32)
             cuts = kept_cuts(inv)
             near, far = _sides(inv, cuts)
     if lab is not None:

@@ -125,7 +125,7 @@ def test_a_far_patch_on_an_oboe_is_closed_not_cut_through_it(shared_dir):
     def cut_on_the_oboe(params):
         return int(pl.layer_depth(geo, replace(opts, layer_params=params), small).near[90:150, 60:150].sum())
 
-    assert cut_on_the_oboe(LayerParams(pocket=LayerParams().min_island, ramp_px=0, edge_share=0.0, third_px=0)) > 30
+    assert cut_on_the_oboe(LayerParams(pocket=LayerParams().min_island, ramp_px=0, edge_share=0.0)) > 30
     assert cut_on_the_oboe(LayerParams()) == 0
 
 
@@ -403,30 +403,6 @@ def test_the_bed_and_the_hat_are_not_cut_where_their_cuts_wander_off_the_edge(sh
     for path, box in ((bed, np.s_[350:405, 595:690]), (hat, np.s_[0:40, 420:480])):
         assert _layers_of(path, off)[1].near[box].sum() > 50  # (the case)
         assert not _layers_of(path)[1].near[box].any()
-
-
-def test_a_cut_across_the_coffees_spoon_gives_it_to_the_wood_behind():
-    """examples/coffee.jpg, the bundled model: the network gives the lower part of the spoon's tip
-    (grey, behind the cup's white rim, on orange wood) the cup's depth, and the snap agrees (grey is
-    nearer white than orange); the cut ran across the spoon and its hole was filled with wood,
-    wood-coloured flecks in the spoon at the extreme views (a by-eye review).  The cut's near side of
-    the spoon's grey goes to the far side (``through_one_colour``): what is left of the cut inside
-    the spoon is a short stub, under half of it."""
-    import cv2
-    from helpers.paths import REPO
-
-    coffee = REPO / "examples" / "coffee.jpg"
-    small, ldi = _layers_of(coffee)
-    assert small.shape[:2] == (385, 609)
-    lab = photo_lab(small)
-    grey = (lab[..., 0] > 140) & (lab[..., 0] < 220) & (lab[..., 1] < 142)  # (the wood's a* is over 150)
-    spoon = np.zeros_like(grey)
-    spoon[60:100, 400:432] = cv2.erode(grey.astype(np.uint8), np.ones((5, 5), np.uint8))[60:100, 400:432] > 0
-    assert spoon.sum() > 350
-    before = int((_layers_of(coffee, LayerParams(third_px=0))[1].near & spoon).sum())
-    after = int((ldi.near & spoon).sum())
-    assert before > 25 and after < 0.5 * before, (before, after)
-    assert ldi.num_layers == 2 and ldi.near[30:70, 360:400].sum() > 30  # (the rim is still cut)
 
 
 def test_a_full_step_right_beside_a_kept_cut_is_cut_but_one_farther_off_is_not():
