@@ -15,7 +15,7 @@ island) are merged even where only part of their border would be kept as a cut (
 Network depth's edges are snapped onto the photo's colour edges (:func:`snap_edges`); where a kept
 cut lies on a ramp wider than that window, the ramp is snapped to its plateaus' colours over
 ``ramp_px`` (:func:`snap_ramps`) and the cuts are decided again, there only.  A kept cut that sees a
-colour edge across it at under ``edge_share`` of its pixel pairs is not cut at all
+colour edge across it at under ``edge_share`` of its step is not cut at all
 (:func:`unsupported_cuts`): it wanders off the edge and back, and would tear jagged fragments.
 
 The LDI has two layers: the visible layer (the whole photo, cut at the discontinuities) and a
@@ -68,7 +68,7 @@ class LayerParams:
     strip_px: int = 3  # an intermediate strip at an edge this narrow is skipped: the background lies behind it
     reach_px: int = 8  # with the photo: near-side pixels this close to a kept cut, of the far side's colour, go to it
     thin_px: int = 12  # with the photo: a cut whose far side is a strip this thin with the near side's colour beyond is not cut
-    edge_share: float = 0.65  # with the photo: a kept cut with a colour edge across under this share of its pairs is not cut (0 = off)
+    edge_share: float = 0.67  # with the photo: a kept cut with a colour edge across under this share of its step is not cut (0 = off)
     excerpt: float = 0.15  # with the photo: a kept cut under this share of the step it lies on is not cut (0 = off)
     straight_len: float = 0.08  # with the photo: depth made affine along its straight lines this long (share of the longer side; 0 = off)
 
@@ -595,18 +595,20 @@ def excerpts(inv: np.ndarray, cuts: Cuts, raw: Cuts, share: float, min_len: int)
     return kept & drop[lbl]
 
 
-def unsupported_cuts(lab: np.ndarray, cuts: Cuts, near: np.ndarray, far: np.ndarray, share: float) -> np.ndarray:
+def unsupported_cuts(inv: np.ndarray, lab: np.ndarray, cuts: Cuts, near: np.ndarray, far: np.ndarray,
+                     share: float) -> np.ndarray:
     """Pixels of the kept cuts (8-connected pieces of their sides) where under ``share`` of the
-    pairs they separate see a colour edge across them: the 3x3 means one pixel beyond each side
-    differ by ``MIN_SPLIT``.  The support test of :func:`_drop_short_edges` asks for a colour edge
-    within two pixels, the stretch's mean contrast; a network's ramp that the snap made a wobbly
-    step along an edge passes it, and its cut tore jagged fragments at the extreme views (a bed's
-    far corner, a hat's crown against a curtain, a glass jar's rim, a man's profile: a by-eye
-    review of the 44 two-layer hold-out photos).  Such a cut wanders off the edge and back, so
-    many of its pairs have one colour on both sides; a cut on an object's outline has few.  On
-    those photos the shares run from 0.15 to 1 with no clear gap; the fragments seen came from
-    pieces at 0.61 and below, caps against the sky are at 0.95-1, and the coffee's rim, whose cut
-    also crosses the spoon, is just above the threshold (0.661)."""
+    step sees a colour edge across it: each pair the piece separates weighs its relative jump
+    (the cut test's measure) and sees an edge where the 3x3 means one pixel beyond each side differ
+    by ``MIN_SPLIT``.  The support test of :func:`_drop_short_edges` asks for a colour edge within
+    two pixels, the stretch's mean contrast; a network's ramp that the snap made a wobbly step
+    along an edge passes it, and its cut tore jagged fragments at the extreme views (a bed's far
+    corner, a hat's crown against a curtain, a glass jar's rim, a man's profile: a by-eye review
+    of the 44 two-layer hold-out photos).  Such a cut wanders off the edge and back, so much of it
+    has one colour on both sides; a cut on an object's outline has little.  Weighed by the jump,
+    the small steps where a cut fades out (the coffee's rim ends across the spoon) count less.  On
+    those photos the pieces' shares run from 0.14 to 1: the fragments seen came from pieces at
+    0.65 and below, the next is at 0.69, the coffee's rim at 0.72, caps against the sky 0.95-1."""
     h, w = near.shape
     m = cv2.blur(lab, (3, 3))
     n, lbl = cv2.connectedComponents((near | far).astype(np.uint8), connectivity=8)
@@ -616,8 +618,10 @@ def unsupported_cuts(lab: np.ndarray, cuts: Cuts, near: np.ndarray, far: np.ndar
         ys, xs = np.nonzero(c)
         ya, xa = np.clip(ys - dy, 0, h - 1), np.clip(xs - dx, 0, w - 1)
         yb, xb = np.clip(ys + 2 * dy, 0, h - 1), np.clip(xs + 2 * dx, 0, w - 1)
-        np.add.at(pairs, lbl[ys, xs], 1)
-        np.add.at(edges, lbl[ys, xs], _sq(m[ya, xa] - m[yb, xb]) > MIN_SPLIT ** 2)
+        a, b = inv[ys, xs], inv[ys + dy, xs + dx]
+        step = np.abs(a - b) / np.maximum(np.maximum(a, b), 1e-12)  # (the cut test's relative jump)
+        np.add.at(pairs, lbl[ys, xs], step)
+        np.add.at(edges, lbl[ys, xs], step * (_sq(m[ya, xa] - m[yb, xb]) > MIN_SPLIT ** 2))
     drop = edges < share * pairs
     drop[0] = False
     return drop[lbl]
@@ -868,7 +872,7 @@ def build_layers(
         ramps = snapped(np.where(at, ramps, sharp).astype(np.float32))
         inv, raw, cuts, near, far = _decide_cuts(ramps, raw0, lab, contrast, cut_shift, params, ~at)
     if lab is not None and params.edge_share > 0 and near.any():  # a cut that wanders off its colour edge
-        cuts = _without(cuts, unsupported_cuts(lab, cuts, near, far, params.edge_share))
+        cuts = _without(cuts, unsupported_cuts(inv, lab, cuts, near, far, params.edge_share))
         near, far = _sides(inv, cuts)
     if params.smooth_sigma > 0:
         # sharpened steps only where a discontinuity was kept; elsewhere, for network depth, a

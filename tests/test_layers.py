@@ -351,27 +351,38 @@ def test_a_short_excerpt_of_a_long_soft_step_is_not_cut():
     assert cut_rows(crisp) > 200
 
 
-def test_a_cut_without_a_colour_edge_across_most_of_it_is_not_cut():
+def test_a_cut_without_a_colour_edge_across_most_of_its_step_is_not_cut():
     """A network's ramp that the snap made a wobbly step along an edge passes the support test
     (a colour edge within two pixels), but its cut wanders off the edge and back and tore jagged
     fragments at the extreme views.  ``unsupported_cuts``: a piece of the kept cuts where under
-    ``edge_share`` of its pairs see a colour edge across them (one pixel beyond each side) is not
-    cut; one on the colour edge all along is, and one on it along three quarters of its rows."""
-    inv = np.full((120, 160), FAR, np.float32)
+    ``edge_share`` of its step (each pair weighed by its relative jump) sees a colour edge across
+    it (one pixel beyond each side) is not cut; one on the colour edge all along is, and one on it
+    along three quarters of its rows; and one on it along half its rows, where the other half is a
+    step a third as high relative to its depth (a cut fading out beyond its object's end)."""
+    inv = np.full((120, 200), FAR, np.float32)
     inv[:, :40] = NEAR  # a step on the colour edge at x = 40
     inv[:, 60:100] = NEAR  # steps at x = 60 and x = 100, inside one colour
     inv[:, 120:140] = NEAR  # steps at x = 120 and x = 140: a colour edge along 3/4 of the rows
-    rgb = np.zeros((120, 160, 3), np.uint8)
+    inv[:60, 160:180] = NEAR  # steps at x = 160 and x = 180: a colour edge along the upper half ...
+    inv[60:, 160:180] = FAR + 0.06  # ... and a lower step without one, 0.23 of its depth (the upper 0.75)
+    rgb = np.zeros((120, 200, 3), np.uint8)
     rgb[:] = (200, 90, 40)
     rgb[:, :40] = (240, 240, 235)
     rgb[:90, 120:140] = (240, 240, 235)
+    rgb[:60, 160:180] = (240, 240, 235)
     cuts = find_cuts(inv, SHIFT)
     near, far = _sides(inv, cuts)
-    dropped = unsupported_cuts(photo_lab(rgb), cuts, near, far, LayerParams().edge_share)
+    lab = photo_lab(rgb)
+    dropped = unsupported_cuts(inv, lab, cuts, near, far, LayerParams().edge_share)
     assert not dropped[:, 38:42].any()
     assert dropped[:, 59:61].all() and dropped[:, 99:101].all()  # (the pixels on both sides of each)
     assert not dropped[:, 118:142].any()
-    assert unsupported_cuts(photo_lab(rgb), cuts, near, far, 0.8)[:, 118:142].any()  # (3/4: under 0.8)
+    assert not dropped[:, 158:182].any()
+    assert (near | far)[60:, 159:161].all()  # (the lower step is cut too)
+    assert unsupported_cuts(inv, lab, cuts, near, far, 0.8)[:, 118:142].any()  # (3/4: under 0.8)
+    full = inv.copy()
+    full[60:, 160:180] = NEAR  # (the lower step as high as the upper: half the step without an edge)
+    assert unsupported_cuts(full, lab, cuts, near, far, LayerParams().edge_share)[:, 158:182].any()
 
 
 def _layers_of(path, params=None):
@@ -395,7 +406,7 @@ def test_the_bed_and_the_hat_are_not_cut_where_their_cuts_wander_off_the_edge(sh
     the portrait (kodak24_0003) along part of the hat's crown against the curtain, two of issue 11's
     photos: the network's depth is a ramp there, the snap made it a wobbly step, and at the extreme
     views the cut tore jagged fragments, an orange patch of wall over the curtain's foot and flat
-    lavender scraps (a by-eye review).  Under two thirds of those cuts' pairs see a colour edge
+    lavender scraps (a by-eye review).  Under two thirds of those cuts' steps see a colour edge
     across them (``unsupported_cuts``): they are not cut, and the edge stretches."""
     bed = shared_dir / "data/photos/osie/osie_0015.jpg"
     hat = shared_dir / "data/photos/kodak24/kodak24_0003.jpg"
