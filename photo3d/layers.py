@@ -15,8 +15,9 @@ island) are merged even where only part of their border would be kept as a cut (
 Network depth's edges are snapped onto the photo's colour edges (:func:`snap_edges`); where a kept
 cut lies on a ramp wider than that window, the ramp is snapped to its plateaus' colours over
 ``ramp_px`` (:func:`snap_ramps`) and the cuts are decided again, there only.  A kept cut that sees a
-colour edge across it at under ``edge_share`` of its step is not cut at all
-(:func:`unsupported_cuts`): it wanders off the edge and back, and would tear jagged fragments.
+colour edge across it at under ``edge_share`` of its step is not cut at all, nor are its stretches
+with one under a third of theirs (:func:`unsupported_cuts`): it wanders off the edge and back, and
+would tear jagged fragments.
 
 The LDI has two layers: the visible layer (the whole photo, cut at the discontinuities) and a
 background layer that extends the far side of every discontinuity behind the foreground, as far
@@ -41,6 +42,7 @@ MIN_SPLIT = 20.0  # near/far colour classes at a kept cut at least this far apar
 MIXED_TINT = 10.0  # ... or tinted toward the foreground by this much (8-bit CIELAB, ~4 ΔE: a visible line once moved)
 HALO_TINT = 6.0  # a sharpening halo beyond the band differs this much from the background beyond (8-bit CIELAB) ...
 HALO_COS = 0.5  # ... within 60° of the direction away from the foreground's colour
+LOCAL_SHARE = 1 / 3  # unsupported_cuts: a stretch of a kept cut with a colour edge across under this share of its step
 
 
 @dataclass(frozen=True)
@@ -69,6 +71,7 @@ class LayerParams:
     reach_px: int = 8  # with the photo: near-side pixels this close to a kept cut, of the far side's colour, go to it
     thin_px: int = 12  # with the photo: a cut whose far side is a strip this thin with the near side's colour beyond is not cut
     edge_share: float = 0.67  # with the photo: a kept cut with a colour edge across under this share of its step is not cut (0 = off)
+    edge_px: int = 3  # ... nor its stretches (within this many pixels) with one across under a third of theirs (0 = off)
     excerpt: float = 0.15  # with the photo: a kept cut under this share of the step it lies on is not cut (0 = off)
     straight_len: float = 0.08  # with the photo: depth made affine along its straight lines this long (share of the longer side; 0 = off)
 
@@ -596,7 +599,7 @@ def excerpts(inv: np.ndarray, cuts: Cuts, raw: Cuts, share: float, min_len: int)
 
 
 def unsupported_cuts(inv: np.ndarray, lab: np.ndarray, cuts: Cuts, near: np.ndarray, far: np.ndarray,
-                     share: float) -> np.ndarray:
+                     share: float, local_px: int, min_len: int) -> np.ndarray:
     """Pixels of the kept cuts (8-connected pieces of their sides) where under ``share`` of the
     step sees a colour edge across it: each pair the piece separates weighs its relative jump
     (the cut test's measure) and sees an edge where the 3x3 means one pixel beyond each side differ
@@ -606,25 +609,49 @@ def unsupported_cuts(inv: np.ndarray, lab: np.ndarray, cuts: Cuts, near: np.ndar
     corner, a hat's crown against a curtain, a glass jar's rim, a man's profile: a by-eye review
     of the 44 two-layer hold-out photos).  Such a cut wanders off the edge and back, so much of it
     has one colour on both sides; a cut on an object's outline has little.  Weighed by the jump,
-    the small steps where a cut fades out (the coffee's rim ends across the spoon) count less.  On
-    those photos the pieces' shares run from 0.14 to 1: the fragments seen came from pieces at
-    0.65 and below, the next is at 0.69, the coffee's rim at 0.72, caps against the sky 0.95-1."""
+    the small steps where a cut fades out count less.  On those photos the pieces' shares run
+    from 0.14 to 1: the fragments seen came from pieces at 0.65 and below, the next is at 0.69,
+    the coffee's rim at 0.72, caps against the sky 0.95-1.
+
+    In the pieces kept, the stretches where under ``LOCAL_SHARE`` of the step within ``local_px``
+    pixels sees a colour edge are not cut either, nor what is left of a piece under ``2 *
+    min_len`` pixels: the coffee's rim is cut all along, but its cut ended across the spoon's tip
+    (grey behind the cup's white rim on orange wood, given the cup's depth there by the network and
+    by the snap, grey being nearer white than orange), and at the extreme views the spoon showed
+    wood-coloured flecks where that stretch opened."""
     h, w = near.shape
     m = cv2.blur(lab, (3, 3))
     n, lbl = cv2.connectedComponents((near | far).astype(np.uint8), connectivity=8)
     pairs = np.zeros(n)
     edges = np.zeros(n)
+    px_step = np.zeros((h, w), np.float32)  # per pixel: the step of the pairs it is in ...
+    px_edge = np.zeros((h, w), np.float32)  # ... and the part of it that sees a colour edge
     for c, (dy, dx) in ((cuts.h, (0, 1)), (cuts.v, (1, 0))):  # the pairs (ys, xs) - (ys + dy, xs + dx)
         ys, xs = np.nonzero(c)
         ya, xa = np.clip(ys - dy, 0, h - 1), np.clip(xs - dx, 0, w - 1)
         yb, xb = np.clip(ys + 2 * dy, 0, h - 1), np.clip(xs + 2 * dx, 0, w - 1)
         a, b = inv[ys, xs], inv[ys + dy, xs + dx]
         step = np.abs(a - b) / np.maximum(np.maximum(a, b), 1e-12)  # (the cut test's relative jump)
+        seen = step * (_sq(m[ya, xa] - m[yb, xb]) > MIN_SPLIT ** 2)
         np.add.at(pairs, lbl[ys, xs], step)
-        np.add.at(edges, lbl[ys, xs], step * (_sq(m[ya, xa] - m[yb, xb]) > MIN_SPLIT ** 2))
+        np.add.at(edges, lbl[ys, xs], seen)
+        for py, px in ((ys, xs), (ys + dy, xs + dx)):
+            np.add.at(px_step, (py, px), step)
+            np.add.at(px_edge, (py, px), seen)
     drop = edges < share * pairs
     drop[0] = False
-    return drop[lbl]
+    out = drop[lbl]
+    if local_px > 0:
+        win = (2 * local_px + 1,) * 2
+        local = cv2.boxFilter(px_edge, -1, win, normalize=False)
+        weak = (near | far) & ~out & (local < LOCAL_SHARE * cv2.boxFilter(px_step, -1, win, normalize=False))
+        if weak.any():
+            out |= weak
+            n, lbl, stats, _ = cv2.connectedComponentsWithStats(((near | far) & ~out).astype(np.uint8), connectivity=8)
+            short = stats[:, cv2.CC_STAT_AREA] < 2 * min_len
+            short[0] = False
+            out |= short[lbl]
+    return out
 
 
 SAME_COLOUR = 12.0  # 8-bit CIELAB: the near side's colour met again beyond a thin far strip
@@ -872,7 +899,8 @@ def build_layers(
         ramps = snapped(np.where(at, ramps, sharp).astype(np.float32))
         inv, raw, cuts, near, far = _decide_cuts(ramps, raw0, lab, contrast, cut_shift, params, ~at)
     if lab is not None and params.edge_share > 0 and near.any():  # a cut that wanders off its colour edge
-        cuts = _without(cuts, unsupported_cuts(inv, lab, cuts, near, far, params.edge_share))
+        cuts = _without(cuts, unsupported_cuts(inv, lab, cuts, near, far, params.edge_share, params.edge_px,
+                                                  params.min_edge_len))
         near, far = _sides(inv, cuts)
     if params.smooth_sigma > 0:
         # sharpened steps only where a discontinuity was kept; elsewhere, for network depth, a
