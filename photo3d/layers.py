@@ -898,7 +898,7 @@ def build_layers(
         ramps[box] = snap_ramps(sharp[box], lab[box], params.ramp_px, params.rel_jump)
         ramps = snapped(np.where(at, ramps, sharp).astype(np.float32))
         inv, raw, cuts, near, far = _decide_cuts(ramps, raw0, lab, contrast, cut_shift, params, ~at)
-    if lab is not None and params.edge_share > 0 and near.any():  # a cut that wanders off its colour edge
+    if lab is not None and (params.edge_share > 0 or params.edge_px > 0) and near.any():  # cuts off their colour edge
         cuts = _without(cuts, unsupported_cuts(inv, lab, cuts, near, far, params.edge_share, params.edge_px,
                                                   params.min_edge_len))
         near, far = _sides(inv, cuts)

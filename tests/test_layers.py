@@ -125,7 +125,7 @@ def test_a_far_patch_on_an_oboe_is_closed_not_cut_through_it(shared_dir):
     def cut_on_the_oboe(params):
         return int(pl.layer_depth(geo, replace(opts, layer_params=params), small).near[90:150, 60:150].sum())
 
-    assert cut_on_the_oboe(LayerParams(pocket=LayerParams().min_island, ramp_px=0, edge_share=0.0)) > 30
+    assert cut_on_the_oboe(LayerParams(pocket=LayerParams().min_island, ramp_px=0, edge_share=0.0, edge_px=0)) > 30
     assert cut_on_the_oboe(LayerParams()) == 0
 
 
@@ -456,7 +456,7 @@ def test_the_bed_and_the_hat_are_not_cut_where_their_cuts_wander_off_the_edge(sh
     across them (``unsupported_cuts``): they are not cut, and the edge stretches."""
     bed = shared_dir / "data/photos/osie/osie_0015.jpg"
     hat = shared_dir / "data/photos/kodak24/kodak24_0003.jpg"
-    off = LayerParams(edge_share=0.0)
+    off = LayerParams(edge_share=0.0, edge_px=0)
     for path, box in ((bed, np.s_[350:405, 595:690]), (hat, np.s_[0:40, 420:480])):
         assert _layers_of(path, off)[1].near[box].sum() > 50  # (the case)
         assert not _layers_of(path)[1].near[box].any()
@@ -530,7 +530,7 @@ def test_a_wide_blurred_silhouette_is_cut_on_the_colour_edge():
     rgb = np.clip(rgb + np.random.default_rng(0).normal(0, 3, rgb.shape), 0, 255).astype(np.uint8)
     inv = cv2.GaussianBlur(np.where(d <= 44, NEAR, FAR).astype(np.float32), (0, 0), 5)
 
-    before = build_layers(inv, SHIFT, LayerParams(ramp_px=0, edge_share=0.0), rgb=rgb)
+    before = build_layers(inv, SHIFT, LayerParams(ramp_px=0, edge_share=0.0, edge_px=0), rgb=rgb)
     assert (before.near & ~cap).sum() > 300  # (the case: a cut out in the sky; with edge_share, not cut at all)
     ldi = build_layers(inv, SHIFT, LayerParams(), rgb=rgb)
     assert ldi.near.sum() > 150  # cut all round
