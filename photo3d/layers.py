@@ -621,9 +621,6 @@ def unsupported_cuts(inv: np.ndarray, lab: np.ndarray, cuts: Cuts, near: np.ndar
     wood-coloured flecks where that stretch opened."""
     h, w = near.shape
     m = cv2.blur(lab, (3, 3))
-    n, lbl = cv2.connectedComponents((near | far).astype(np.uint8), connectivity=8)
-    pairs = np.zeros(n)
-    edges = np.zeros(n)
     px_step = np.zeros((h, w), np.float32)  # per pixel: the step of the pairs it is in ...
     px_edge = np.zeros((h, w), np.float32)  # ... and the part of it that sees a colour edge
     for c, (dy, dx) in ((cuts.h, (0, 1)), (cuts.v, (1, 0))):  # the pairs (ys, xs) - (ys + dy, xs + dx)
@@ -633,21 +630,22 @@ def unsupported_cuts(inv: np.ndarray, lab: np.ndarray, cuts: Cuts, near: np.ndar
         a, b = inv[ys, xs], inv[ys + dy, xs + dx]
         step = np.abs(a - b) / np.maximum(np.maximum(a, b), 1e-12)  # (the cut test's relative jump)
         seen = step * (_sq(m[ya, xa] - m[yb, xb]) > MIN_SPLIT ** 2)
-        np.add.at(pairs, lbl[ys, xs], step)
-        np.add.at(edges, lbl[ys, xs], seen)
         for py, px in ((ys, xs), (ys + dy, xs + dx)):
             np.add.at(px_step, (py, px), step)
             np.add.at(px_edge, (py, px), seen)
-    drop = edges < share * pairs
+    # per piece (a pair's two pixels are neighbours, so in one piece, each counting it once)
+    side = near | far
+    n, lbl = cv2.connectedComponents(side.astype(np.uint8), connectivity=8)
+    drop = np.bincount(lbl[side], px_edge[side], n) < share * np.bincount(lbl[side], px_step[side], n)
     drop[0] = False
     out = drop[lbl]
     if local_px > 0:
         win = (2 * local_px + 1,) * 2
         local = cv2.boxFilter(px_edge, -1, win, normalize=False)
-        weak = (near | far) & ~out & (local < LOCAL_SHARE * cv2.boxFilter(px_step, -1, win, normalize=False))
+        weak = side & ~out & (local < LOCAL_SHARE * cv2.boxFilter(px_step, -1, win, normalize=False))
         if weak.any():
             out |= weak
-            n, lbl, stats, _ = cv2.connectedComponentsWithStats(((near | far) & ~out).astype(np.uint8), connectivity=8)
+            n, lbl, stats, _ = cv2.connectedComponentsWithStats((side & ~out).astype(np.uint8), connectivity=8)
             short = stats[:, cv2.CC_STAT_AREA] < 2 * min_len
             short[0] = False
             out |= short[lbl]
@@ -898,7 +896,9 @@ def build_layers(
         ramps[box] = snap_ramps(sharp[box], lab[box], params.ramp_px, params.rel_jump)
         ramps = snapped(np.where(at, ramps, sharp).astype(np.float32))
         inv, raw, cuts, near, far = _decide_cuts(ramps, raw0, lab, contrast, cut_shift, params, ~at)
-    if lab is not None and (params.edge_share > 0 or params.edge_px > 0) and near.any():  # cuts off their colour edge
+    # cuts off their colour edge: judged on the final cuts (in _decide_cuts's first decision it would
+    # drop the cuts that only the wide ramps' second decision puts on the edge; the caps lost all theirs)
+    if lab is not None and (params.edge_share > 0 or params.edge_px > 0) and near.any():
         cuts = _without(cuts, unsupported_cuts(inv, lab, cuts, near, far, params.edge_share, params.edge_px,
                                                   params.min_edge_len))
         near, far = _sides(inv, cuts)
