@@ -125,16 +125,13 @@ def test_the_wood_behind_the_coffee_cups_rim_is_filled_with_its_grain():
     at least the wood's fine detail, and none of the cup's white; the smooth fill alone had under
     three quarters of it."""
     import cv2
+    from helpers.layered import layered
     from helpers.paths import REPO
 
     from photo3d import pipeline as pl
-    from photo3d.io import load_image
 
-    photo = load_image(REPO / "examples" / "coffee.jpg")
     opts = pl.ConvertOptions()
-    small = pl.working_photo(photo, pl.working_shape(photo.width, photo.height, opts.working_side))
-    disp, _ = pl.estimate_depth(photo, small, opts)
-    ldi = pl.layer_depth(pl.to_geometry(disp, pl.camera_for(photo.width, photo.height, photo.focal_35mm), opts), opts, small)
+    small, ldi = layered(REPO / "examples" / "coffee.jpg", opts=opts)
     assert small.shape[:2] == (385, 609)
     box = np.zeros(ldi.hole.shape, bool)
     box[20:75, 360:412] = True  # behind the rim, left of the spoon

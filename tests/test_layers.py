@@ -2,6 +2,7 @@ import cv2
 import numpy as np
 import pytest
 from helpers.synthetic import FAR, NEAR, SHIFT, H, W, constant, ramp, sphere, step_edge, with_bad_values
+from helpers.layered import layered
 from helpers.paths import V3_MODEL
 
 from photo3d.layers import (
@@ -418,33 +419,17 @@ def test_the_coffees_cut_does_not_run_on_into_the_spoon():
     from helpers.paths import REPO
 
     coffee = REPO / "examples" / "coffee.jpg"
-    small, ldi = _layers_of(coffee)
+    small, ldi = layered(coffee)
     assert small.shape[:2] == (385, 609)
     lab = photo_lab(small)
     grey = (lab[..., 0] > 140) & (lab[..., 0] < 220) & (lab[..., 1] < 142)  # (the wood's a* is over 150)
     spoon = np.zeros_like(grey)
     spoon[60:100, 400:432] = cv2.erode(grey.astype(np.uint8), np.ones((5, 5), np.uint8))[60:100, 400:432] > 0
     assert spoon.sum() > 350
-    before = int((_layers_of(coffee, LayerParams(edge_px=0))[1].near & spoon).sum())
+    before = int((layered(coffee, LayerParams(edge_px=0))[1].near & spoon).sum())
     after = int((ldi.near & spoon).sum())
     assert before > 25 and after < 0.3 * before, (before, after)
     assert ldi.num_layers == 2 and ldi.near[30:70, 360:400].sum() > 30  # (the rim is still cut)
-
-
-def _layers_of(path, params=None):
-    from dataclasses import replace
-
-    from photo3d import pipeline as pl
-    from photo3d.io import load_image
-
-    photo = load_image(path)
-    opts = pl.ConvertOptions()
-    if params is not None:
-        opts = replace(opts, layer_params=params)
-    small = pl.working_photo(photo, pl.working_shape(photo.width, photo.height, opts.working_side))
-    disp, _ = pl.estimate_depth(photo, small, opts)
-    geo = pl.to_geometry(disp, pl.camera_for(photo.width, photo.height, photo.focal_35mm), opts)
-    return small, pl.layer_depth(geo, opts, small)
 
 
 def test_the_bed_and_the_hat_are_not_cut_where_their_cuts_wander_off_the_edge(shared_dir):
@@ -458,8 +443,8 @@ def test_the_bed_and_the_hat_are_not_cut_where_their_cuts_wander_off_the_edge(sh
     hat = shared_dir / "data/photos/kodak24/kodak24_0003.jpg"
     off = LayerParams(edge_share=0.0, edge_px=0)
     for path, box in ((bed, np.s_[350:405, 595:690]), (hat, np.s_[0:40, 420:480])):
-        assert _layers_of(path, off)[1].near[box].sum() > 50  # (the case)
-        assert not _layers_of(path)[1].near[box].any()
+        assert layered(path, off)[1].near[box].sum() > 50  # (the case)
+        assert not layered(path)[1].near[box].any()
 
 
 def test_a_full_step_right_beside_a_kept_cut_is_cut_but_one_farther_off_is_not():
