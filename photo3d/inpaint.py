@@ -14,7 +14,7 @@ from dataclasses import dataclass, replace
 import cv2
 import numpy as np
 
-from .layers import Cuts, LayeredDepth, crop_box, far_band, far_halo, nearest_values
+from .layers import Cuts, LayeredDepth, crop_box, depth_spill, far_band, far_halo, nearest_values
 
 BG_PUSH = 0.995  # the background layer sits this factor behind (in inverse depth) the visible one
 
@@ -160,7 +160,9 @@ def inpaint_background(rgb: np.ndarray, ldi: LayeredDepth, radius: int = 4, mirr
     the foreground's, and a sharpening halo beyond them, up to ``halo_px`` from the cut
     (:func:`photo3d.layers.far_halo`): the visible layer leaves them out (they go with the
     foreground's soft edge) and they are re-synthesized here, never read; nor is any other far-side
-    pixel within ``band_px`` read.
+    pixel within ``band_px`` read.  Nor is the foreground beyond the hole (``inpaint_mask``), but
+    far-side pixels that only the depth puts in front are, for their colour
+    (:func:`photo3d.layers.depth_spill`).
 
     With ``texture`` (for a snapped, network-like map) the fill carries the background's texture
     (:func:`_texture`): the smooth fill alone left a flat patch where a table's wood grain was.
@@ -181,7 +183,12 @@ def inpaint_background(rgb: np.ndarray, ldi: LayeredDepth, radius: int = 4, mirr
     # pepper's on grey sky) was the fill's nearest source all along the edge, and the fill took its tint
     mask = ldi.inpaint_mask | ldi.hole | far_band(ldi, band_px) | band
     ys, xs = crop_box(mask | layer, 2 * radius + 2)
-    m8 = mask[ys, xs].astype(np.uint8)
+    # the colour, though, is read on the far side of a cut where the depth there lies in front of the
+    # background beyond (``inpaint_mask``): a network spills an object's depth some pixels past its
+    # edge (20 px of sky above a cap), but their colour is the background's.  Unread, the fill came
+    # from beyond them, a lighter patch of sky with the cap's outline round it at the extreme view
+    unread = mask & ~(depth_spill(ldi, rgb, halo_px) & ~far_band(ldi, band_px) & ~band)
+    m8 = unread[ys, xs].astype(np.uint8)
     crop = np.ascontiguousarray(rgb[ys, xs])
     colour = _telea(crop, m8, radius, half=crop.shape[0] * crop.shape[1] > HALF_RES_PIXELS)
     # depth: the background seed of each hole pixel (Telea overshoots on float maps), smoothed
@@ -190,29 +197,29 @@ def inpaint_background(rgb: np.ndarray, ldi: LayeredDepth, radius: int = 4, mirr
     inv_fill = np.where(mask[ys, xs], cv2.GaussianBlur(inv_fill, (0, 0), 1.5), inv_fill)
     source = None
     if texture:
-        target = mask & layer
+        target = unread & layer
         by, bx = crop_box(target, TEX_REACH + 3 * int(TEX_SIGMA) + 2)
         ty, tx = np.nonzero(target[by, bx])
         cy, cx = ty + by.start - ys.start, tx + bx.start - xs.start  # (in the fill's crop, which holds them)
-        detail, found, src = _texture(np.ascontiguousarray(rgb[by, bx]), ~mask[by, bx], target[by, bx],
+        detail, found, src = _texture(np.ascontiguousarray(rgb[by, bx]), ~unread[by, bx], target[by, bx],
                                       np.ascontiguousarray(ldi.inv[by, bx]), inv_fill[cy, cx], colour[cy, cx])
         # where each background-layer pixel's finer detail lies (fine_background): its own place where
         # it is the photo's colour, its texture's source where it is synthesized
         source = np.full((h, w, 2), -1, np.int32)
-        known = ~mask
+        known = ~unread
         source[known] = np.stack(np.nonzero(known), 1)
         source[ty[found] + by.start, tx[found] + bx.start] = src[found] + (by.start, bx.start)
         # faded in over two pixels from the known ones (the fill copies them there, detail and all)
-        fade = np.clip(cv2.distanceTransform(mask[by, bx].astype(np.uint8), cv2.DIST_L2, 3)[ty, tx] / 2.0, 0, 1)
+        fade = np.clip(cv2.distanceTransform(unread[by, bx].astype(np.uint8), cv2.DIST_L2, 3)[ty, tx] / 2.0, 0, 1)
         cy, cx = cy[found], cx[found]
         colour[cy, cx] = np.clip(colour[cy, cx] + fade[found, None] * detail[found] + 0.5, 0, 255).astype(np.uint8)
     if mirror:
         # whole image: the mirror may reach far
-        mirrored, ok, (my, mx) = _mirror_fill(rgb, ~mask, ldi.hole, ldi.inv, rel)
+        mirrored, ok, (my, mx) = _mirror_fill(rgb, ~unread, ldi.hole, ldi.inv, rel)
         hy, hx = np.nonzero(ldi.hole)
         # the grain near the seam, fading into the smooth fill deeper in (a mirror read far from
         # the seam lands on other structure more often than not)
-        dist = cv2.distanceTransform(mask.astype(np.uint8), cv2.DIST_L2, 3)[hy[ok], hx[ok]]
+        dist = cv2.distanceTransform(unread.astype(np.uint8), cv2.DIST_L2, 3)[hy[ok], hx[ok]]
         fade = np.clip(1.0 - (dist - 1.0) / MIRROR_FADE_PX, 0.0, 1.0)[:, None]
         if source is not None:
             mostly = fade[:, 0] >= 0.5

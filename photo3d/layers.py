@@ -42,6 +42,7 @@ MIN_SPLIT = 20.0  # near/far colour classes at a kept cut at least this far apar
 MIXED_TINT = 10.0  # ... or tinted toward the foreground by this much (8-bit CIELAB, ~4 ΔE: a visible line once moved)
 HALO_TINT = 6.0  # a sharpening halo beyond the band differs this much from the background beyond (8-bit CIELAB) ...
 HALO_COS = 0.5  # ... within 60° of the direction away from the foreground's colour
+BLEED_TINT = 4.0  # ... or its hue alone tinted toward the foreground's by this much (JPEG's coarser colour)
 LOCAL_SHARE = 1 / 3  # unsupported_cuts: a stretch of a kept cut with a colour edge across under this share of its step
 
 
@@ -447,7 +448,9 @@ def far_halo(ldi: "LayeredDepth", band: np.ndarray, rgb: np.ndarray, reach: int)
     surface they were the moved object's ghost outline at the extreme views, a pale dotted line
     along a wing, round a leaf (a by-eye review, helper-113).  (A tint toward the
     foreground is not taken: there the far side is as often the same surface, a glow round a
-    light or a dune's sand, and the fill then showed the background beyond through it.)"""
+    light or a dune's sand, and the fill then showed the background beyond through it.  But for
+    JPEG's colour bleed: the hue alone toward the foreground's by ``BLEED_TINT``, the lightness
+    not toward it, a red line in the sky where an orange cap had been, helper-135.)"""
     halo = np.zeros(band.shape, bool)
     if reach <= 1 or not ldi.far.any():
         return halo
@@ -461,11 +464,25 @@ def far_halo(ldi: "LayeredDepth", band: np.ndarray, rgb: np.ndarray, reach: int)
     return grown & ~band
 
 
+def depth_spill(ldi: "LayeredDepth", rgb: np.ndarray, reach: int) -> np.ndarray:
+    """Far-side pixels whose depth lies in front of the background beyond (in ``inpaint_mask``)
+    but whose colour is the background's (not mixed, not tinted toward the foreground's, compared
+    over ``reach`` as :func:`far_band` does): a network spills an object's depth some pixels past
+    its edge, 20 px of sky above a cap.  Nearer a far-side pixel of a cut than a near-side one."""
+    spill = ldi.inpaint_mask & ~ldi.hole
+    if not spill.any() or not ldi.near.any():
+        return np.zeros(spill.shape, bool)
+    d_far, d_near = (cv2.distanceTransform((~m).astype(np.uint8), cv2.DIST_L2, 3) for m in (ldi.far, ldi.near))
+    mixed, tint, _ = _edge_colours(ldi, photo_lab(rgb), max(reach, 1))
+    return spill & (d_far < d_near) & ~mixed & ~tint
+
+
 def _edge_colours(ldi: "LayeredDepth", lab: np.ndarray, reach: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Pixels of ``lab`` (8-bit CIELAB) near the cuts compared with the foreground 1-3 px inside
     its edge and the background ``reach`` .. ``reach`` + 3 px beyond the cut: (mixed: a quarter
     foreground colour or more, or either side unknown; tinted toward the foreground by
-    ``MIXED_TINT``; off the background by ``HALO_TINT`` away from the foreground's colour)."""
+    ``MIXED_TINT``; off the background by ``HALO_TINT`` away from the foreground's colour, or
+    its hue toward the foreground's by ``BLEED_TINT`` and its lightness not: see :func:`far_halo`)."""
     k = np.ones((3, 3), np.uint8)
     near_grown = cv2.dilate(ldi.near.astype(np.uint8), k, iterations=3).astype(bool)
     fg = (near_grown & ldi.hole & ~ldi.near).astype(np.float32)  # the object, 1-3 px inside its edge
@@ -489,6 +506,13 @@ def _edge_colours(ldi: "LayeredDepth", lab: np.ndarray, reach: int) -> tuple[np.
     # a sharpening overshoot is in the lightness; JPEG's coarser colour may tint it toward the object
     dl, fl = lab[:, :, 0] - m_bg[:, :, 0], axis[:, :, 0]
     away |= has & (np.abs(fl) > 2 * MIXED_TINT) & (-np.sign(fl) * dl > HALO_TINT)
+    # ... or JPEG's colour bleed: the hue toward the object's (its colour is coarser than its lightness,
+    # a few pixels of an orange cap's red in the sky beyond it), the lightness not toward it (so no glow
+    # round a light, no same surface going on behind the cut)
+    ha, hb = axis[:, :, 1], axis[:, :, 2]
+    hue_len = np.sqrt(ha * ha + hb * hb)
+    hue_tint = ((lab[:, :, 1] - m_bg[:, :, 1]) * ha + (lab[:, :, 2] - m_bg[:, :, 2]) * hb) / np.maximum(hue_len, 1e-6)
+    away |= has & (hue_len > 2 * MIXED_TINT) & (hue_tint > BLEED_TINT) & (np.sign(fl) * dl < HALO_TINT / 2)
     return ~has | (d_fg < MIXED_FG * d_bg), has & (tint > MIXED_TINT), away
 
 

@@ -860,16 +860,20 @@ def test_the_coffee_tables_corner_carries_no_dark_room(tmp_path):
     wedges and flecks stood out from the table's edge into the room (582 / 384 such pixels on the
     table, nearer than 3.5x the nearest depth (the room lies ~7x as far), in the top-left quarter
     at the extreme left / right, 1200 px wide).  Near-side strips of the far side's colour along a
-    kept cut now go to the far side (``layers.far_coloured_near``): 2 / 3.  On v3's map, the one this
-    was found on (the model bundled since session 39 cuts that edge elsewhere)."""
+    kept cut now go to the far side (``layers.far_coloured_near``): 2 / 3.  Since the room's pixels
+    that JPEG tints with the table's hue go with the table's soft edge (``layers.far_halo``; left in
+    the room, they were the moved table's reddish outline there) a fringe of them, at most 3 px
+    thick, moves with the edge: 70 / 71 pixels, but no wedge.  On v3's map, the one this was found
+    on (the model bundled since session 39 cuts that edge elsewhere)."""
     dst = tmp_path / "c.glb"
     convert_file(REPO / "examples" / "coffee.jpg", dst, ConvertOptions(model=V3_MODEL))
     assert_valid_glb(dst)
     for off in (-1.0, 1.0):
         dark = _dark_on_near_layer(dst.read_bytes(), 1200, off, 3.5)
         h, w = dark.shape
-        corner = int(dark[: h // 2, : w // 2].sum())
-        assert corner <= 40, f"offset {off}: {corner} dark pixels on the table's layer at its far corner"
+        corner = dark[: h // 2, : w // 2]
+        assert corner.sum() <= 100, f"offset {off}: {corner.sum()} dark pixels on the table's layer at its far corner"
+        assert corner.sum(axis=0).max() <= 3, f"offset {off}: a dark wedge on the table's layer at its far corner"
 
 
 @pytest.mark.parametrize("photo", [

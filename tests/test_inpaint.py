@@ -122,8 +122,10 @@ def test_a_blurred_edges_fill_carries_the_backgrounds_grain():
 def test_the_wood_behind_the_coffee_cups_rim_is_filled_with_its_grain():
     """examples/coffee.jpg with the bundled model: behind the cup's rim (top right) the right extreme
     view showed a flat orange blotch among the wood's grain (a by-eye review).  The fill there now has
-    at least the wood's fine detail, and none of the cup's white; the smooth fill alone had under
-    three quarters of it."""
+    most of the wood's fine detail (0.92 of it), and none of the cup's white; the smooth fill alone
+    had under three quarters of it.  (It had 1.2 before the fill stopped reading the dark rim beyond
+    the band, ``layers.far_halo``, and read the wood beside the cut, ``layers.depth_spill``: part of
+    that "detail" was the rim's dark streak drawn along the fill.)"""
     import cv2
     from helpers.layered import layered
     from helpers.paths import REPO
@@ -151,7 +153,7 @@ def test_the_wood_behind_the_coffee_cups_rim_is_filled_with_its_grain():
         grain[texture] = detail(bg.rgb)[inner].std() / detail(small)[wood].std()
         assert bg.rgb[inner][:, 2].max() < 150  # (the cup is white, the wood's blue channel under 100)
     assert pl.inpaint(small, ldi, opts).rgb[inner].tolist() == bg.rgb[inner].tolist()  # (the default here)
-    assert grain[True] > 1.0 > 0.75 > grain[False], grain
+    assert grain[True] > 0.85 > 0.75 > grain[False], grain
 
 
 def test_the_background_texture_carries_the_photos_finer_detail_at_twice_the_working_grid():
@@ -201,3 +203,31 @@ def test_the_background_texture_carries_the_photos_finer_detail_at_twice_the_wor
     assert np.abs(cv2.resize(coarse, (2 * w, 2 * h))[shown].astype(int) - photo_crop[shown]).mean() > 10
     assert grain(fine, filled) > 0.5 * grain(photo_crop, shown)
     assert grain(cv2.resize(coarse, (2 * w, 2 * h), interpolation=cv2.INTER_LINEAR), filled) < 0.2 * grain(photo_crop, shown)
+
+
+def test_the_sky_behind_the_caps_tops_is_filled_with_the_skys_colour(shared_dir):
+    """The caps (kodak24_0002) with the bundled model: the network spills each cap's depth some
+    20 px into the sky above it, so those sky pixels lay "in front of" the background and the fill
+    did not read them; it came from beyond them, with the red and yellow that JPEG bleeds past the
+    caps' tops: a lighter, warmer patch of sky behind each cap at the extreme views, outlined by
+    that bleed (helper-135).  The fill reads the sky beside the cut now (``layers.depth_spill``), and
+    the bleed goes with the caps (``layers.far_halo``): behind the caps' tops it is the sky's colour."""
+    import cv2
+    from helpers.layered import layered
+
+    from photo3d import pipeline as pl
+
+    small, ldi = layered(shared_dir / "data/photos/kodak24/kodak24_0002.jpg")
+    assert small.shape[:2] == (497, 497)
+    bg = pl.inpaint(small, ldi, pl.ConvertOptions())
+    lab = cv2.cvtColor(small, cv2.COLOR_RGB2LAB).astype(float)
+    fill = cv2.cvtColor(bg.rgb, cv2.COLOR_RGB2LAB).astype(float)
+    d_far = cv2.distanceTransform((~ldi.far).astype(np.uint8), cv2.DIST_L2, 3)
+    sky = (lab[..., 2] < 126) & (lab[..., 0] < 120)  # blue-grey
+    beside = ~ldi.hole & ~ldi.near & (d_far > 4) & (d_far < 15) & sky  # the sky beside the caps' tops
+    behind = ldi.hole & (d_far <= 8) & (cv2.dilate(beside.astype(np.uint8), np.ones((25, 25), np.uint8)) > 0)
+    behind[260:] = False  # (the caps' tops, not the board below them)
+    assert beside.sum() > 1000 and behind.sum() > 2000
+    off = np.median(fill[behind], axis=0) - np.median(lab[beside], axis=0)
+    assert np.abs(off).max() <= 2  # it was 4 levels yellower (b), and lighter in places
+    assert np.sqrt(((fill[behind] - np.median(lab[beside], axis=0)) ** 2).sum(1)).mean() < 6.5  # it was 7.7

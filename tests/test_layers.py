@@ -213,6 +213,34 @@ def test_a_sharpening_halo_beyond_the_far_band_is_found_up_to_halo_px():
     assert cols(far_halo(ldi, band, rgb, 6)) == [77, 78]
 
 
+def test_jpegs_colour_bleed_beyond_the_far_band_is_part_of_the_halo():
+    """JPEG keeps colour coarser than lightness: an orange cap's red bleeds three pixels into the
+    grey-blue sky beyond the band, its lightness the sky's or darker.  Along the sky-to-cap
+    direction (mostly lightness) it is no tint, and left on the background it was a red line
+    tracing the moved cap in the sky at the extreme view (the caps, kodak24_0002; helper-135).
+    ``far_halo`` takes it: the hue toward the foreground's, the lightness not toward it.  A glow
+    (lighter as well) is not taken, nor the sky's own colour."""
+    from photo3d.layers import far_band, far_halo
+
+    inv = step_edge(80)
+    rgb = np.zeros((H, W, 3), np.uint8)
+    rgb[:] = (80, 90, 100)  # the sky
+    rgb[:, 80:] = (250, 120, 80)  # the cap
+    rgb[:, 79] = (127, 76, 65)  # its blurred edge on the far side: the band
+    ldi = build_layers(inv, SHIFT)
+    cols = lambda m: np.nonzero(m.any(axis=0))[0].tolist()  # noqa: E731
+    for bleed in ((100, 84, 80), (92, 84, 84)):  # 7-13 levels redder, 1-3 darker (8-bit CIELAB)
+        rgb[:, 76:79] = bleed
+        band = far_band(ldi, 2, rgb)
+        assert cols(band) == [79]
+        halo = far_halo(ldi, band, rgb, LayerParams().halo_px)
+        assert cols(halo) == [76, 77, 78] and halo[:, 76:79].all()
+    rgb[:, 76:79] = (130, 105, 95)  # as red, and lighter: a glow round the cap
+    assert not far_halo(ldi, far_band(ldi, 2, rgb), rgb, 6)[:, 76:78].any()
+    rgb[:, 76:79] = (80, 90, 100)
+    assert not far_halo(ldi, far_band(ldi, 2, rgb), rgb, 6).any()
+
+
 def test_a_step_inside_an_object_without_a_colour_edge_is_not_cut():
     """Network depth often steps inside a uniformly coloured object (a duck's body): with the
     photo, that branch is dropped even though it joins the object's real, colour-supported
