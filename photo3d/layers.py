@@ -441,7 +441,9 @@ def far_band(ldi: "LayeredDepth", width: int, rgb: np.ndarray | None = None) -> 
 
 def far_halo(ldi: "LayeredDepth", band: np.ndarray, rgb: np.ndarray, reach: int) -> np.ndarray:
     """A sharpening halo beyond the far band, up to ``reach`` pixels from the cut: far-side pixels
-    connected to the band (a front, not tendrils) that differ visibly from the background beyond
+    connected to the band (a front, not tendrils: each pixel taken touches three of the band, the
+    halo so far or the near side; counting the near side, a slanted edge's halo, whose band has a
+    gap wherever the cut steps diagonally, is taken whole) that differ visibly from the background beyond
     them (``HALO_TINT``) away from the foreground's colour (``HALO_COS``): a light rim round dark
     hair or a wing against the sky, a dark one above a light branch.  The inpainting does not read
     them (it spread their colour into the background layer's fill, a pale blob beside a gull's wing
@@ -458,7 +460,7 @@ def far_halo(ldi: "LayeredDepth", band: np.ndarray, rgb: np.ndarray, reach: int)
     candidates = _edge_colours(ldi, photo_lab(rgb), reach)[2] & ~ldi.hole & ~ldi.near & ~band
     grown = band | (ldi.far & candidates)  # (the rim may start at the cut: no band there)
     for _ in range(reach - 1):
-        ring = (cv2.boxFilter(grown.astype(np.float32), -1, (3, 3), normalize=False) >= 3) & candidates & ~grown
+        ring = (cv2.boxFilter((grown | ldi.near).astype(np.float32), -1, (3, 3), normalize=False) >= 3) & candidates & ~grown
         if not ring.any():
             break
         grown |= ring

@@ -239,6 +239,19 @@ def test_jpegs_colour_bleed_beyond_the_far_band_is_part_of_the_halo():
     assert not far_halo(ldi, far_band(ldi, 2, rgb), rgb, 6)[:, 76:78].any()
     rgb[:, 76:79] = (80, 90, 100)
     assert not far_halo(ldi, far_band(ldi, 2, rgb), rgb, 6).any()
+    # a slanted edge: the cut steps diagonally and the band has gaps; the halo grows from the cap's edge
+    # as well, and takes the bleed whole (93 % of it when it grew from the band and itself alone)
+    yy, xx = np.mgrid[0:H, 0:W]
+    edge = xx - 0.6 * yy - 50
+    inv = np.where(edge > 0, NEAR, FAR).astype(np.float32)
+    rgb[:] = (80, 90, 100)
+    rgb[edge > 0] = (250, 120, 80)
+    rgb[(edge <= 0) & (edge > -1)] = (127, 76, 65)
+    bleed = (edge <= -1) & (edge > -4)
+    rgb[bleed] = (100, 84, 80)
+    ldi = build_layers(inv, SHIFT)
+    band = far_band(ldi, 2, rgb)
+    assert (band | far_halo(ldi, band, rgb, 6))[bleed & (yy > 10) & (yy < H - 10)].all()
 
 
 def test_a_strip_between_two_cuts_at_an_intermediate_depth_is_found():
