@@ -825,16 +825,19 @@ def middle_strips(inv: np.ndarray, near: np.ndarray, far: np.ndarray, reach: int
     return (near | far) & (lo * (1 + rel) < inv) & (hi > inv * (1 + rel))
 
 
-def _across_steps(cuts: Cuts, inv: np.ndarray, rel: float) -> Cuts:
-    """``cuts`` less those whose two pixels' inverse depths lie within ``rel`` of each other."""
-    def step(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-        return np.maximum(a, b) > np.minimum(a, b) * (1 + rel)
+def _across_steps(cuts: Cuts, inv: np.ndarray, rel: float, at: np.ndarray) -> Cuts:
+    """``cuts`` less those touching a pixel of ``at`` whose two pixels' inverse depths lie within
+    ``rel`` of each other."""
+    def kept(cut: np.ndarray, a: tuple, b: tuple) -> np.ndarray:
+        step = np.maximum(inv[a], inv[b]) > np.minimum(inv[a], inv[b]) * (1 + rel)
+        return cut & (step | ~(at[a] | at[b]))
 
+    s_, lo, hi = slice(None), slice(None, -1), slice(1, None)
     return Cuts(
-        h=cuts.h & step(inv[:, :-1], inv[:, 1:]),
-        v=cuts.v & step(inv[:-1, :], inv[1:, :]),
-        d1=cuts.d1 & step(inv[:-1, :-1], inv[1:, 1:]),
-        d2=cuts.d2 & step(inv[:-1, 1:], inv[1:, :-1]),
+        h=kept(cuts.h, (s_, lo), (s_, hi)),
+        v=kept(cuts.v, (lo, s_), (hi, s_)),
+        d1=kept(cuts.d1, (lo, lo), (hi, hi)),
+        d2=kept(cuts.d2, (lo, hi), (hi, lo)),
     )
 
 
@@ -979,7 +982,7 @@ def build_layers(
             k = cv2.getStructuringElement(cv2.MORPH_RECT, (2 * MID_STRIP_PX + 1,) * 2)
             lo = cv2.erode(np.where(far & ~mid, inv, _NONE).astype(np.float32), k)
             inv = np.where(mid & (lo < _NONE), lo, inv).astype(np.float32)
-            cuts = _across_steps(cuts, inv, params.rel_jump)
+            cuts = _across_steps(cuts, inv, params.rel_jump, mid)
             near, far = _sides(inv, cuts)
     if not far.any():
         empty = np.zeros(inv.shape, bool)

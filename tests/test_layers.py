@@ -277,7 +277,7 @@ def test_a_strip_between_two_cuts_at_an_intermediate_depth_is_found():
     mid = middle_strips(inv, near, far, MID_STRIP_PX, 0.06)
     assert np.nonzero(mid.any(axis=0))[0].tolist() == [10, 11] and mid[:, 10:12].all()
     inv[:, 10:12] = 0.44  # (what build_layers does)
-    kept = _across_steps(cuts, inv, 0.06)
+    kept = _across_steps(cuts, inv, 0.06, mid)
     assert np.nonzero(kept.h.any(axis=0))[0].tolist() == [11]
     one = np.where(np.arange(24) < 12, 0.44, 0.82).astype(np.float32) * np.ones((8, 1), np.float32)
     assert not middle_strips(one, *_sides(one, cut_at(one, [11])), MID_STRIP_PX, 0.06).any()
