@@ -862,9 +862,10 @@ def test_the_coffee_tables_corner_carries_no_dark_room(tmp_path):
     at the extreme left / right, 1200 px wide).  Near-side strips of the far side's colour along a
     kept cut now go to the far side (``layers.far_coloured_near``): 2 / 3.  Since the room's pixels
     that JPEG tints with the table's hue go with the table's soft edge (``layers.far_halo``; left in
-    the room, they were the moved table's reddish outline there) a fringe of them, at most 3 px
-    thick, moves with the edge: 70 / 71 pixels, but no wedge.  On v3's map, the one this was found
-    on (the model bundled since session 39 cuts that edge elsewhere)."""
+    the room, they were the moved table's reddish outline there) a fringe of them, at most 4 px
+    thick, moves with the edge: 110 / 113 pixels (70 / 71 before the halo grew from the near side
+    too, ``far_halo``), but no wedge; against the dark room it does not show.  On v3's map, the one
+    this was found on (the model bundled since session 39 cuts that edge elsewhere)."""
     dst = tmp_path / "c.glb"
     convert_file(REPO / "examples" / "coffee.jpg", dst, ConvertOptions(model=V3_MODEL))
     assert_valid_glb(dst)
@@ -872,8 +873,8 @@ def test_the_coffee_tables_corner_carries_no_dark_room(tmp_path):
         dark = _dark_on_near_layer(dst.read_bytes(), 1200, off, 3.5)
         h, w = dark.shape
         corner = dark[: h // 2, : w // 2]
-        assert corner.sum() <= 100, f"offset {off}: {corner.sum()} dark pixels on the table's layer at its far corner"
-        assert corner.sum(axis=0).max() <= 3, f"offset {off}: a dark wedge on the table's layer at its far corner"
+        assert corner.sum() <= 150, f"offset {off}: {corner.sum()} dark pixels on the table's layer at its far corner"
+        assert corner.sum(axis=0).max() <= 4, f"offset {off}: a dark wedge on the table's layer at its far corner"
 
 
 @pytest.mark.parametrize("photo", [
