@@ -14,7 +14,7 @@ from dataclasses import dataclass, replace
 import cv2
 import numpy as np
 
-from .layers import Cuts, LayeredDepth, crop_box, depth_spill, far_band, far_halo, nearest_values
+from .layers import Cuts, LayeredDepth, crop_box, depth_spill, edge_colours, far_band, far_halo, nearest_values, photo_lab
 
 BG_PUSH = 0.995  # the background layer sits this factor behind (in inverse depth) the visible one
 
@@ -174,20 +174,23 @@ def inpaint_background(rgb: np.ndarray, ldi: LayeredDepth, radius: int = 4, mirr
         return Background(np.zeros((h, w, 3), np.uint8), ldi.inv.copy(), np.zeros((h, w), bool), np.zeros((h, w), bool))
     k = np.ones((3, 3), np.uint8)
     band = far_band(ldi, band_px, rgb)
+    # the colours beyond the cuts against both sides', for the halo and for the depth's spill (below)
+    colours = edge_colours(ldi, photo_lab(rgb), max(halo_px, 1))
     if halo_px > band_px:  # the sharpening halo beyond the band goes with it (see far_halo)
-        band = band | far_halo(ldi, band, rgb, halo_px)
+        band = band | far_halo(ldi, band, rgb, halo_px, colours)
     # the background layer: the hole and the far band plus a rim under the visible layer's edge
     layer = cv2.dilate((ldi.hole | band).astype(np.uint8), k, iterations=2).astype(bool)
     # nor does it read the rest of the far side within the band's width (``band`` is part of it): a
     # pixel beside the cut tinted below the band's bar (a shirt's dark red rim on a brown wall, a
     # pepper's on grey sky) was the fill's nearest source all along the edge, and the fill took its tint
-    mask = ldi.inpaint_mask | ldi.hole | far_band(ldi, band_px) | band
+    beside = far_band(ldi, band_px) | band
+    mask = ldi.inpaint_mask | ldi.hole | beside
     ys, xs = crop_box(mask | layer, 2 * radius + 2)
     # the colour, though, is read on the far side of a cut where the depth there lies in front of the
     # background beyond (``inpaint_mask``): a network spills an object's depth some pixels past its
     # edge (20 px of sky above a cap), but their colour is the background's.  Unread, the fill came
     # from beyond them, a lighter patch of sky with the cap's outline round it at the extreme view
-    unread = mask & ~(depth_spill(ldi, rgb, halo_px) & ~far_band(ldi, band_px) & ~band)
+    unread = mask & ~(depth_spill(ldi, colours) & ~beside)
     m8 = unread[ys, xs].astype(np.uint8)
     crop = np.ascontiguousarray(rgb[ys, xs])
     colour = _telea(crop, m8, radius, half=crop.shape[0] * crop.shape[1] > HALF_RES_PIXELS)

@@ -435,11 +435,12 @@ def far_band(ldi: "LayeredDepth", width: int, rgb: np.ndarray | None = None) -> 
         band |= grown & ~ldi.hole & ~ldi.near
     if rgb is None:
         return band
-    mixed, tint, _ = _edge_colours(ldi, photo_lab(rgb), width)
+    mixed, tint, _ = edge_colours(ldi, photo_lab(rgb), width)
     return band & (mixed | tint)
 
 
-def far_halo(ldi: "LayeredDepth", band: np.ndarray, rgb: np.ndarray, reach: int) -> np.ndarray:
+def far_halo(ldi: "LayeredDepth", band: np.ndarray, rgb: np.ndarray, reach: int,
+             colours: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None) -> np.ndarray:
     """A sharpening halo beyond the far band, up to ``reach`` pixels from the cut: far-side pixels
     connected to the band (a front, not tendrils: each pixel taken touches three of the band, the
     halo so far or the near side; counting the near side, a slanted edge's halo, whose band has a
@@ -453,11 +454,13 @@ def far_halo(ldi: "LayeredDepth", band: np.ndarray, rgb: np.ndarray, reach: int)
     foreground is not taken: there the far side is as often the same surface, a glow round a
     light or a dune's sand, and the fill then showed the background beyond through it.  But for
     JPEG's colour bleed: the hue alone toward the foreground's by ``BLEED_TINT``, the lightness
-    not toward it, a red line in the sky where an orange cap had been, helper-135.)"""
+    not toward it, a red line in the sky where an orange cap had been, helper-135.)  ``colours``:
+    :func:`edge_colours` at ``reach``, if already computed."""
     halo = np.zeros(band.shape, bool)
     if reach <= 1 or not ldi.far.any():
         return halo
-    candidates = _edge_colours(ldi, photo_lab(rgb), reach)[2] & ~ldi.hole & ~ldi.near & ~band
+    away = (colours or edge_colours(ldi, photo_lab(rgb), reach))[2]
+    candidates = away & ~ldi.hole & ~ldi.near & ~band
     grown = band | (ldi.far & candidates)  # (the rim may start at the cut: no band there)
     for _ in range(reach - 1):
         ring = (cv2.boxFilter((grown | ldi.near).astype(np.float32), -1, (3, 3), normalize=False) >= 3) & candidates & ~grown
@@ -467,20 +470,20 @@ def far_halo(ldi: "LayeredDepth", band: np.ndarray, rgb: np.ndarray, reach: int)
     return grown & ~band
 
 
-def depth_spill(ldi: "LayeredDepth", rgb: np.ndarray, reach: int) -> np.ndarray:
+def depth_spill(ldi: "LayeredDepth", colours: tuple[np.ndarray, np.ndarray, np.ndarray]) -> np.ndarray:
     """Far-side pixels whose depth lies in front of the background beyond (in ``inpaint_mask``)
-    but whose colour is the background's (not mixed, not tinted toward the foreground's, compared
-    over ``reach`` as :func:`far_band` does): a network spills an object's depth some pixels past
-    its edge, 20 px of sky above a cap.  Nearer a far-side pixel of a cut than a near-side one."""
+    but whose colour is the background's (not mixed, not tinted toward the foreground's:
+    ``colours``, :func:`edge_colours`): a network spills an object's depth some pixels past its
+    edge, 20 px of sky above a cap.  Nearer a far-side pixel of a cut than a near-side one."""
     spill = ldi.inpaint_mask & ~ldi.hole
     if not spill.any() or not ldi.near.any():
         return np.zeros(spill.shape, bool)
     d_far, d_near = (cv2.distanceTransform((~m).astype(np.uint8), cv2.DIST_L2, 3) for m in (ldi.far, ldi.near))
-    mixed, tint, _ = _edge_colours(ldi, photo_lab(rgb), max(reach, 1))
+    mixed, tint, _ = colours
     return spill & (d_far < d_near) & ~mixed & ~tint
 
 
-def _edge_colours(ldi: "LayeredDepth", lab: np.ndarray, reach: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def edge_colours(ldi: "LayeredDepth", lab: np.ndarray, reach: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Pixels of ``lab`` (8-bit CIELAB) near the cuts compared with the foreground 1-3 px inside
     its edge and the background ``reach`` .. ``reach`` + 3 px beyond the cut: (mixed: a quarter
     foreground colour or more, or either side unknown; tinted toward the foreground by
@@ -825,6 +828,21 @@ def middle_strips(inv: np.ndarray, near: np.ndarray, far: np.ndarray, reach: int
     return (near | far) & (lo * (1 + rel) < inv) & (hi > inv * (1 + rel))
 
 
+def flatten_middle_strips(inv: np.ndarray, cuts: Cuts, near: np.ndarray, far: np.ndarray,
+                          rel: float) -> tuple[np.ndarray, Cuts] | None:
+    """:func:`middle_strips` (up to ``MID_STRIP_PX`` wide) at the far side's depth, and the cuts
+    touching them that are then no longer across a step dropped: one step, no sliver hanging
+    between (the far band then moves the strip's pixels of the foreground's colour with it).
+    None where there is no such strip."""
+    mid = middle_strips(inv, near, far, MID_STRIP_PX, rel)
+    if not mid.any():
+        return None
+    k = cv2.getStructuringElement(cv2.MORPH_RECT, (2 * MID_STRIP_PX + 1,) * 2)
+    lo = cv2.erode(np.where(far & ~mid, inv, _NONE).astype(np.float32), k)
+    inv = np.where(mid & (lo < _NONE), lo, inv).astype(np.float32)
+    return inv, _across_steps(cuts, inv, rel, mid)
+
+
 def _across_steps(cuts: Cuts, inv: np.ndarray, rel: float, at: np.ndarray) -> Cuts:
     """``cuts`` less those touching a pixel of ``at`` whose two pixels' inverse depths lie within
     ``rel`` of each other."""
@@ -974,16 +992,10 @@ def build_layers(
                 # cut beside the new cuts again, and again, and fragments tear off: speckles +17 %)
                 cuts = cut_beside_cuts(inv, cuts, near, far, cut_shift, params)
                 near, far = _sides(inv, cuts)
-    if lab is not None and near.any():
-        # a strip between two cuts at an intermediate depth goes to the far side (the far band then
-        # moves the pixels of the foreground's colour with it): one step, no sliver hanging between
-        mid = middle_strips(inv, near, far, MID_STRIP_PX, params.rel_jump)
-        if mid.any():
-            k = cv2.getStructuringElement(cv2.MORPH_RECT, (2 * MID_STRIP_PX + 1,) * 2)
-            lo = cv2.erode(np.where(far & ~mid, inv, _NONE).astype(np.float32), k)
-            inv = np.where(mid & (lo < _NONE), lo, inv).astype(np.float32)
-            cuts = _across_steps(cuts, inv, params.rel_jump, mid)
-            near, far = _sides(inv, cuts)
+    flat = flatten_middle_strips(inv, cuts, near, far, params.rel_jump) if lab is not None and near.any() else None
+    if flat is not None:  # a strip between two cuts at an intermediate depth goes to the far side
+        inv, cuts = flat
+        near, far = _sides(inv, cuts)
     if not far.any():
         empty = np.zeros(inv.shape, bool)
         return LayeredDepth(inv, cuts, near, far, empty, empty.copy(), inv.copy())
