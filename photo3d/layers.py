@@ -859,6 +859,79 @@ def _across_steps(cuts: Cuts, inv: np.ndarray, rel: float, at: np.ndarray) -> Cu
     )
 
 
+STRETCH_PX = 1.5  # relax_uncut_steps: neighbours not cut apart open at most this many pixels at full parallax
+RELAX_PX = 4  # ... the steps that do eased over this many pixels round them
+
+
+def _touching(cuts: Cuts, shape: tuple[int, int]) -> np.ndarray:
+    """Pixels that a cut flagged in ``cuts`` touches."""
+    t = np.zeros(shape, bool)
+    t[:, :-1] |= cuts.h
+    t[:, 1:] |= cuts.h
+    t[:-1] |= cuts.v
+    t[1:] |= cuts.v
+    t[:-1, :-1] |= cuts.d1
+    t[1:, 1:] |= cuts.d1
+    t[:-1, 1:] |= cuts.d2
+    t[1:, :-1] |= cuts.d2
+    return t
+
+
+def relax_uncut_steps(inv: np.ndarray, cuts: Cuts, shift_px_per_inv: float,
+                      params: LayerParams) -> tuple[np.ndarray, Cuts]:
+    """The steps that stretch, eased: ``inv`` and ``cuts`` where no two neighbours that no cut
+    separates open more than ``STRETCH_PX`` at full parallax.  First a step that the cut test
+    passes between two pixels that both touch cuts is cut (and a cut no longer across such a step
+    is dropped); then every pixel within ``RELAX_PX`` of a remaining steep step takes the mean of
+    its four neighbours that no cut separates from it, a harmonic fill that tapers the step round
+    a cut's end.  The cuts are decided on the sharpened map and the depth eased afterwards
+    (:func:`_steps_into_surface`, the far band joined to the foreground): past a cut's end the
+    step ran on for a few pixels at nearly its full height, uncut, and at the extreme views its
+    faces stretched into a spike (a white one off a door knob, a torn flap on its top)."""
+    s_, lo, hi = slice(None), slice(None, -1), slice(1, None)
+    # a step the cut test passes between two pixels that touch cuts already: cut
+    t = _touching(cuts, inv.shape)
+    steps = find_cuts(inv, shift_px_per_inv, params)
+
+    def closed(cut: np.ndarray, step: np.ndarray, a: tuple, b: tuple) -> np.ndarray:
+        return (cut | (t[a] & t[b])) & step
+
+    cuts = Cuts(closed(cuts.h, steps.h, (s_, lo), (s_, hi)), closed(cuts.v, steps.v, (lo, s_), (hi, s_)),
+                closed(cuts.d1, steps.d1, (lo, lo), (hi, hi)), closed(cuts.d2, steps.d2, (lo, hi), (hi, lo)))
+
+    def steep(cut: np.ndarray, a: tuple, b: tuple) -> np.ndarray:
+        return ~cut & (np.abs(inv[a] - inv[b]) * shift_px_per_inv > STRETCH_PX)
+
+    uncut = Cuts(steep(cuts.h, (s_, lo), (s_, hi)), steep(cuts.v, (lo, s_), (hi, s_)),
+                 steep(cuts.d1, (lo, lo), (hi, hi)), steep(cuts.d2, (lo, hi), (hi, lo)))
+    bad = _touching(uncut, inv.shape)
+    if not bad.any():
+        return inv, cuts
+    k = np.ones((3, 3), np.uint8)
+    free = cv2.dilate(bad.astype(np.uint8), k, iterations=RELAX_PX).astype(bool)
+    ys, xs = crop_box(free, 1)
+    # the links along which a pixel is averaged: its four neighbours' that no cut separates
+    h, w = inv.shape
+    left = np.zeros((h, w), np.float32)
+    up = np.zeros((h, w), np.float32)
+    left[:, 1:] = ~cuts.h
+    up[1:] = ~cuts.v
+    right, down = np.zeros_like(left), np.zeros_like(up)
+    right[:, :-1] = left[:, 1:]
+    down[:-1] = up[1:]
+    wl, wr, wu, wd = (m[ys, xs] for m in (left, right, up, down))
+    n = wl + wr + wu + wd
+    f = free[ys, xs] & (n > 0)
+    out = inv.copy()
+    a = out[ys, xs]
+    for _ in range(8 * RELAX_PX):
+        p = np.pad(a, 1, mode="edge")
+        mean = (wl * p[1:-1, :-2] + wr * p[1:-1, 2:] + wu * p[:-2, 1:-1] + wd * p[2:, 1:-1]) / np.maximum(n, 1)
+        a = np.where(f, mean, a)
+    out[ys, xs] = a
+    return out.astype(np.float32), cuts
+
+
 def _decide_cuts(inv: np.ndarray, raw: np.ndarray, lab: np.ndarray | None, contrast: np.ndarray | None,
                  cut_shift: float, params: LayerParams, uncut: np.ndarray | None = None,
                  ) -> tuple[np.ndarray, np.ndarray, Cuts, np.ndarray, np.ndarray]:
@@ -995,6 +1068,9 @@ def build_layers(
     flat = flatten_middle_strips(inv, cuts, near, far, params.rel_jump) if lab is not None and near.any() else None
     if flat is not None:  # a strip between two cuts at an intermediate depth goes to the far side
         inv, cuts = flat
+        near, far = _sides(inv, cuts)
+    if lab is not None and near.any():
+        inv, cuts = relax_uncut_steps(inv, cuts, cut_shift, params)
         near, far = _sides(inv, cuts)
     if not far.any():
         empty = np.zeros(inv.shape, bool)

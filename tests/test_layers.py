@@ -6,7 +6,8 @@ from helpers.layered import layered
 from helpers.paths import V3_MODEL
 
 from photo3d.layers import (
-    LayerParams, _sides, build_layers, cut_beside_cuts, find_cuts, photo_lab, sanitize_inverse_depth, unsupported_cuts,
+    STRETCH_PX, Cuts, LayerParams, _sides, build_layers, cut_beside_cuts, find_cuts, photo_lab, relax_uncut_steps,
+    sanitize_inverse_depth, unsupported_cuts,
 )
 
 
@@ -303,6 +304,57 @@ def test_the_beds_corner_is_cut_once(shared_dir):
     assert not (ldi.near & ldi.far).any()
 
 
+def _uncut_stretch(inv: np.ndarray, cuts: Cuts, shift: float) -> float:
+    """The most that two neighbours no cut separates open at full parallax (pixels)."""
+    pairs = ((cuts.h, inv[:, :-1], inv[:, 1:]), (cuts.v, inv[:-1], inv[1:]),
+             (cuts.d1, inv[:-1, :-1], inv[1:, 1:]), (cuts.d2, inv[:-1, 1:], inv[1:, :-1]))
+    return max(float((np.abs(a - b) * shift)[~c].max(initial=0.0)) for c, a, b in pairs)
+
+
+def test_a_step_running_on_past_its_cuts_end_is_eased():
+    """A 0.2 -> 0.8 step down a column, cut from row 64 on; above, the sharpened map was eased
+    into the smooth surface, a ramp 48 px wide, but for four rows just past the cut's end, where
+    the step ran on at full height, uncut: a 24-px spike at the extreme views.  Relaxed, the step
+    is tapered round the cut's end: no uncut pair opens more than twice ``STRETCH_PX`` but at the
+    cut's very tip (8 px there, across the diagonal), and along the cut, beyond the relaxed reach,
+    the step keeps its full height."""
+    inv = step_edge(80)
+    cuts = find_cuts(inv, SHIFT)
+    inv[:60] = np.clip(FAR + (np.arange(W) - 56) / 48 * (NEAR - FAR), FAR, NEAR)
+    keep = np.zeros(inv.shape, bool)
+    keep[64:] = True  # the cut: from row 64 down
+    cuts = Cuts(cuts.h & keep[:, :-1], cuts.v & keep[:-1], cuts.d1 & keep[:-1, :-1], cuts.d2 & keep[:-1, :-1])
+    assert _uncut_stretch(inv, cuts, SHIFT) == pytest.approx((NEAR - FAR) * SHIFT)
+    out, kept = relax_uncut_steps(inv, cuts, SHIFT, LayerParams())
+    assert _uncut_stretch(out, kept, SHIFT) < 0.4 * (NEAR - FAR) * SHIFT
+    assert _uncut_stretch(out[:62], Cuts(kept.h[:62], kept.v[:61], kept.d1[:61], kept.d2[:61]), SHIFT) < 2 * STRETCH_PX
+    assert kept.h[64:, 79].all() and not kept.h[:60, 79].any()  # the cut stays where it was
+    assert np.array_equal(out[80:], inv[80:]) and np.array_equal(out[:, :50], inv[:, :50])
+    assert out[64, 79] > FAR + 0.05 and out[64, 80] < NEAR - 0.05  # tapered at the cut's end
+
+
+def test_the_door_knobs_edge_stretches_into_no_spike(shared_dir):
+    """kodak24_0001 with the bundled model: the knob's cut ends on its left side, and beyond it the
+    sharpened step ran on uncut for three rows, a white spike sticking out of the knob at the left
+    extreme (uncut neighbours opened 12.7 px; over the 44 hold-out photos that layer in two, 265
+    pairs across or along the grid opened more than 3 px, now 2).  The visible layer as ``convert``
+    builds it: across or along the grid none opens 2 px, diagonally none 4 px (a cut's tip)."""
+    from photo3d import pipeline as pl
+    from photo3d.io import load_image
+
+    opts = pl.ConvertOptions()
+    photo = load_image(shared_dir / "data/photos/kodak24/kodak24_0001.jpg")
+    small = pl.working_photo(photo, pl.working_shape(photo.width, photo.height, opts.working_side))
+    disp, _ = pl.estimate_depth(photo, small, opts)
+    geo = pl.to_geometry(disp, pl.camera_for(photo.width, photo.height, photo.focal_35mm), opts)
+    ldi = pl.layer_depth(geo, opts, small)
+    inv, cuts = pl.visible_layer(ldi, pl.inpaint(small, ldi, opts))
+    assert cuts.count() > 100  # (the knob is cut)
+    s, h, v = geo.shift_px_per_inv, cuts.h, cuts.v
+    assert _uncut_stretch(inv, Cuts(h, v, np.ones_like(cuts.d1), np.ones_like(cuts.d2)), s) < 2.0
+    assert _uncut_stretch(inv, cuts, s) < 4.0
+
+
 def test_a_step_inside_an_object_without_a_colour_edge_is_not_cut():
     """Network depth often steps inside a uniformly coloured object (a duck's body): with the
     photo, that branch is dropped even though it joins the object's real, colour-supported
@@ -562,9 +614,10 @@ def test_the_caps_rims_are_not_drawn_as_scratches_over_the_wall(shared_dir, tmp_
     """osie_0004, two dark caps against a pale wall: where a cut along a cap's top ended, or missed a
     stair corner, the eased depth joined the cap's dark rim to the wall by a face, drawn as dark
     scratches over the wall at the extreme views (a by-eye review, helper-110).  The visible layer's
-    pixels drawn from faces stretched 2.5 times or more, at both extremes, with the steps beside the
-    cuts cut and without (83 and 144), without snapping the wide ramps (``ramp_px``): snapped, the
-    cut along the left cap's top lies on its rim and none is left at either (50)."""
+    pixels drawn from faces stretched 2.5 times or more, at both extremes: 133 with neither the
+    steps beside the cuts cut (``cut_beside_cuts``) nor the wide ramps snapped (``ramp_px``), 83
+    with the first, 49 with both.  Since the steps that still stretch are eased
+    (``relax_uncut_steps``) these are 12, 1 and 3: a handful of pixels, none a scratch."""
     import photo3d.layers as layers
     from helpers.gltf import assert_valid_glb
     from helpers.paths import benchmark
@@ -584,8 +637,8 @@ def test_the_caps_rims_are_not_drawn_as_scratches_over_the_wall(shared_dir, tmp_
     after = streaks("after")
     monkeypatch.setattr(layers, "cut_beside_cuts", lambda inv, cuts, *a: cuts)
     before = streaks("before")
-    assert after < 0.7 * before, (before, after)
-    assert snapped <= after, (snapped, after)
+    assert after < 0.7 * before and before < 40, (before, after)
+    assert snapped <= 10 and after <= 10, (snapped, after)
 
 
 def test_a_wide_blurred_silhouette_is_cut_on_the_colour_edge():
